@@ -1,0 +1,151 @@
+"""Model cards and safe model loading.
+
+models/<name>.keras is the network (native Keras format, loaded with safe_mode=True);
+models/<name>.json is its card: what it is, what it expects, how it was trained, on which data, and how
+well it did, including the per-image test predictions so the app can draw the confusion matrix and ROC
+without re-running the model. A model without a matching card is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import CLASS_NAMES, DISPLAY_NAMES, __version__
+from .errors import ModelError
+from .preprocess import InputContract
+
+
+@dataclass
+class ModelCard:
+    name: str
+    architecture: str
+    input_contract: dict
+    version: str = ""
+    description: str = ""
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
+    gradcam_layer: str = "last_conv"
+    params: int = 0
+    file_sha256: str = ""
+    created: str = ""
+    libraries: dict = field(default_factory=dict)
+    machine: str = ""
+    training: dict = field(default_factory=dict)  # config, fingerprint, history, timing, splits sizes
+    metrics: dict = field(default_factory=dict)  # {"test": {...}, "val": {...}}
+    test_predictions: list[dict] = field(default_factory=list)  # path, true, pred, probs
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def contract(self) -> InputContract:
+        return InputContract.from_dict(self.input_contract)
+
+    @property
+    def label(self) -> str:
+        """How results name the model: 'default 20261126-1a2b3c4d'."""
+        return f"{self.name} {self.version}".strip()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelCard:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
+
+def card_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict:
+    import keras
+    import numpy
+    import sklearn
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__, "keras": keras.__version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "brainclf": __version__}
+
+
+def machine_description() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()}"
+
+
+def read_card(model_path: str | Path) -> ModelCard:
+    cp = card_path(model_path)
+    if not cp.exists():
+        raise ModelError(f"{Path(model_path).name} has no model card ({cp.name} is missing); "
+                         "a model without its card cannot be trusted and is refused.")
+    try:
+        return ModelCard.from_dict(json.loads(cp.read_text()))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+        raise ModelError(f"The model card {cp.name} is not valid JSON: {e}") from None
+
+
+def load_model(model_path: str | Path, check_hash: bool = True):
+    """Load a .keras model with its card, refusing anything missing, corrupt or mismatched.
+
+    Returns (keras_model, card).
+    """
+    import keras
+
+    path = Path(model_path)
+    if path.suffix != ".keras":
+        raise ModelError(f"{path.name}: expected a native Keras model file ending in .keras.")
+    if not path.exists():
+        raise ModelError(f"Model file {path} does not exist.")
+    card = read_card(path)
+    if check_hash and card.file_sha256 and card.file_sha256 != file_sha256(path):
+        raise ModelError(f"{path.name} does not match its card {card_path(path).name} (file hash differs): "
+                         "the model or the card was replaced.")
+    if list(card.class_names) != list(CLASS_NAMES):
+        raise ModelError(f"{card_path(path).name} lists classes {card.class_names}; this version of brainclf "
+                         f"expects {list(CLASS_NAMES)}.")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a broken zip/config
+        raise ModelError(f"{path.name} could not be loaded as a Keras model (corrupt or unsafe file): "
+                         f"{type(e).__name__}: {str(e)[:200]}") from None
+    expected = (None, *card.contract.shape)
+    if tuple(model.input_shape) != expected:
+        raise ModelError(f"{path.name} takes input {tuple(model.input_shape)[1:]} but its card says "
+                         f"{expected[1:]}: the card does not belong to this model.")
+    if model.output_shape[-1] != len(CLASS_NAMES):
+        raise ModelError(f"{path.name} has {model.output_shape[-1]} outputs, expected {len(CLASS_NAMES)} classes.")
+    return model, card
+
+
+def list_models(models_dir: str | Path = "models") -> list[Path]:
+    """Models in a folder that have a card beside them."""
+    d = Path(models_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob("*.keras") if card_path(p).exists())

@@ -1,0 +1,239 @@
+"""Command line: python -m brainclf train | evaluate | predict | dedup | info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import BrainclfError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .data import resolve_data_root
+    from .train import TrainConfig, TrainProgress, train
+
+    config = TrainConfig(
+        architecture=args.arch, image_size=args.size, channels=args.channels, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, augment=not args.no_augment,
+        early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
+        optimizer=args.optimizer,
+    )
+    bar = None
+
+    def hook(p: TrainProgress):
+        nonlocal bar
+        if p.stage == "training":
+            if bar is None or bar.total != p.epochs * p.batches:
+                bar = tqdm(total=p.epochs * p.batches, desc="train", unit="step", file=sys.stderr,
+                           dynamic_ncols=True)
+            bar.n = p.epoch * p.batches + (p.batch if p.batch < p.batches else 0)
+            h = p.history
+            if h.get("val_loss"):
+                bar.set_postfix(epoch=f"{p.epoch}/{p.epochs}", loss=f"{h['loss'][-1]:.3f}",
+                                val_loss=f"{h['val_loss'][-1]:.3f}", val_acc=f"{h['val_accuracy'][-1]:.3f}")
+            bar.refresh()
+            if p.batch == p.batches and h.get("val_loss"):
+                bar.write(f"epoch {p.epoch}/{p.epochs} loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f} "
+                      f"val_loss {h['val_loss'][-1]:.4f} val_acc {h['val_accuracy'][-1]:.4f} "
+                      f"({p.elapsed_s:.0f}s)")
+        else:
+            print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
+
+    out = train(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
+                resume=not args.no_resume)
+    if bar:
+        bar.close()
+    print(f"saved {out}")
+    return 0
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def cmd_evaluate(args) -> int:
+    from .data import resolve_data_root
+    from .evaluate import evaluate_folder
+    from .predict import Predictor
+
+    predictor = Predictor.load(args.model)
+    data = resolve_data_root(args.data)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        bar = bar or _bar(total, "evaluate")
+        bar.n = done
+        bar.refresh()
+
+    report = evaluate_folder(predictor, data, progress)
+    if bar:
+        bar.close()
+    for err in report["unreadable"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    if args.json:
+        out = {k: v for k, v in report.items() if k != "predictions" or args.with_predictions}
+        print(json.dumps(out, default=_json_default))
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: dict) -> str:
+    from . import CLASS_NAMES
+
+    lines = [f"model {report['model']['name']} {report['model']['version']} on {report.get('data', '')}",
+             f"n={report['n']}  accuracy={report['accuracy']:.4f}  loss={report['loss']:.4f}  "
+             f"macro AUC={report['macro_auc'] if report['macro_auc'] is None else round(report['macro_auc'], 4)}  "
+             f"ECE={report['ece']:.4f}", "",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for c, m in report["per_class"].items():
+        lines.append(f"{c:<12}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")
+    lines += ["", "confusion matrix (rows true, columns predicted):",
+              " " * 12 + "".join(f"{c[:10]:>11}" for c in CLASS_NAMES)]
+    for c, row in zip(CLASS_NAMES, report["confusion_matrix"]):
+        lines.append(f"{c:<12}" + "".join(f"{v:>11}" for v in row))
+    if report["misclassified"]:
+        lines += ["", f"misclassified ({len(report['misclassified'])}):"]
+        for r in report["misclassified"][:50]:
+            lines.append(f"  {r['path']}: true {r['true']}, predicted {r['pred']} "
+                         f"({max(r['probs']):.1%})")
+    return "\n".join(lines)
+
+
+def cmd_predict(args) -> int:
+    import csv
+
+    from .errors import ImageError
+    from .predict import Predictor
+
+    predictor = Predictor.load(args.model)
+    rows, failures = [], 0
+    for f in args.files:
+        try:
+            pred = predictor.predict(Path(f), name=str(f))
+        except ImageError as e:
+            failures += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        row = pred.as_row()
+        rows.append(row)
+        probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
+        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]")
+    if args.csv and rows:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
+    print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+def cmd_dedup(args) -> int:
+    from .data import resolve_data_root
+    from .dedup import dedup_report, format_dedup_report
+
+    data = resolve_data_root(args.data)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        bar = bar or _bar(total, "hash")
+        bar.n = done
+        bar.refresh()
+
+    report = dedup_report(data, threshold=args.threshold, progress=progress)
+    if bar:
+        bar.close()
+    print(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import ARCHITECTURES, DEFAULT_ARCHITECTURE
+
+    p = argparse.ArgumentParser(prog="python -m brainclf", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and save it with its card",
+                       description="Train an architecture on DATA (Training/Testing layout or pooled class "
+                       "folders) and save MODELS_DIR/NAME.keras with NAME.json. Resumes an interrupted run.")
+    t.add_argument("--data", help="dataset root (default: $BRAINCLF_DATA)")
+    t.add_argument("--name", default="default", help="model name (file name in --models-dir)")
+    t.add_argument("--arch", default=DEFAULT_ARCHITECTURE, help=f"one of {', '.join(ARCHITECTURES)}")
+    t.add_argument("--size", type=int, help="input size in pixels (default: the architecture's)")
+    t.add_argument("--channels", type=int, choices=(1, 3), help="1 grayscale, 3 RGB")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    t.add_argument("--optimizer", default="adamw", choices=("adamw", "adam"))
+    t.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
+    t.add_argument("--models-dir", default="models")
+    t.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a model on a folder of class sub-folders",
+                       description="Accuracy, loss, per-class precision/recall/F1, confusion matrix, macro AUC, "
+                       "ECE and misclassified files of MODEL on DATA (class sub-folders).")
+    e.add_argument("--model", required=True, help="path to a .keras file with its .json card")
+    e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="class probabilities for image files",
+                        description="Print each file's class probabilities; bad files are reported and skipped.")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr.add_argument("--csv", help="also write the results to this CSV file")
+    pr.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("dedup", help="report exact and near-duplicate images",
+                       description="Exact (same bytes) and near (difference-hash) duplicates within and across "
+                       "splits of DATA.")
+    d.add_argument("--data", help="dataset root (default: $BRAINCLF_DATA)")
+    d.add_argument("--threshold", type=int, default=None, help="Hamming distance out of 256 (default 12)")
+    d.add_argument("--show", type=int, default=10, help="example pairs to list per category")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dedup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BrainclfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

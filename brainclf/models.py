@@ -1,0 +1,115 @@
+"""Registry of named Keras 3 architectures.
+
+Every model ends in a Dense layer named "logits" followed by a softmax named "probs", so temperature
+scaling and logit-based scores work the same for all of them, and names its last convolutional feature
+map "last_conv" for Grad-CAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from . import CLASS_NAMES
+from .errors import ConfigError
+from .preprocess import InputContract
+
+GRADCAM_LAYER = "last_conv"
+N_CLASSES = len(CLASS_NAMES)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[InputContract], keras.Model]
+    default_contract: InputContract
+    description: str
+
+
+def _head(x, dropout: float, hidden: int | None = None):
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if hidden:
+        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(N_CLASSES, name="logits")(x)
+    return layers.Activation("softmax", name="probs", dtype="float32")(x)
+
+
+def build_seed(contract: InputContract) -> keras.Model:
+    """The student study's CNN, rebuilt exactly: 2,364 parameters (2,308 trainable) at 120x120x3.
+
+    Three blocks of Conv2D 3x3 valid (ReLU) → BatchNorm → MaxPool 2 → Dropout with 4, 8, 16 filters,
+    GlobalAveragePooling, Dense 32 ReLU, Dropout, Dense 4 softmax.
+    """
+    inputs = keras.Input(contract.shape, name="image")
+    x = inputs
+    for i, filters in enumerate((4, 8, 16), 1):
+        name = GRADCAM_LAYER if i == 3 else f"conv{i}"
+        x = layers.Conv2D(filters, 3, padding="valid", activation="relu", name=name)(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = layers.Dropout(0.2, name=f"drop{i}")(x)
+    # Grad-CAM wants the conv output itself; in this model the last conv is followed by BN/pool/dropout,
+    # all of which keep spatial layout, so the conv layer is the right place.
+    outputs = _head(x, dropout=0.2, hidden=32)
+    return keras.Model(inputs, outputs, name="seed")
+
+
+def _conv_bn_relu(x, filters: int, name: str, stride: int = 1):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=name)(x)
+
+
+def build_compact_cnn(contract: InputContract, widths: tuple[int, ...] = (24, 48, 96, 160)) -> keras.Model:
+    """A plain VGG-style CNN sized for a 2-core CPU: strided stem, then per stage two 3x3 conv-BN-ReLU
+    and a max-pool; global average pooling and dropout before the classifier."""
+    inputs = keras.Input(contract.shape, name="image")
+    x = _conv_bn_relu(inputs, widths[0], "stem", stride=2)
+    for s, w in enumerate(widths):
+        x = _conv_bn_relu(x, w, f"s{s}a")
+        last = s == len(widths) - 1
+        x = _conv_bn_relu(x, w, GRADCAM_LAYER if last else f"s{s}b")
+        if not last:
+            x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
+    outputs = _head(x, dropout=0.3)
+    return keras.Model(inputs, outputs, name="compact_cnn")
+
+
+def build_compact_cnn_wide(contract: InputContract) -> keras.Model:
+    """A wider compact CNN for users with a GPU (about 4x the compute of compact_cnn)."""
+    return build_compact_cnn(contract, widths=(48, 96, 192, 320))
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("seed", build_seed, InputContract(size=120, channels=3),
+                     "The original student-study CNN (2,364 parameters), kept as the baseline."),
+        Architecture("compact_cnn", build_compact_cnn, InputContract(size=128, channels=1),
+                     "The default: VGG-style CNN, 4 stages, grayscale input."),
+        Architecture("compact_cnn_wide", build_compact_cnn_wide, InputContract(size=128, channels=1),
+                     "Wider compact CNN for GPU users."),
+    )
+}
+DEFAULT_ARCHITECTURE = "compact_cnn"
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ConfigError(f"Unknown architecture {name!r}; choose one of: {', '.join(ARCHITECTURES)}.") from None
+
+
+def build_model(name: str, contract: InputContract | None = None) -> keras.Model:
+    arch = get_architecture(name)
+    contract = contract or arch.default_contract
+    if not 32 <= contract.size <= 1024:
+        raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {contract.size}.")
+    if contract.channels not in (1, 3):
+        raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {contract.channels}.")
+    return arch.build(contract)

@@ -1,0 +1,100 @@
+"""Inference: a Predictor wraps one loaded model + card, compiles its forward pass once, and stamps the
+model's name and version on every result (so each prediction knows which card produced it)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASS_NAMES, DISPLAY_NAMES
+from .card import ModelCard, load_model
+from .preprocess import InputContract, decode_image, to_model_input
+
+
+@dataclass
+class Prediction:
+    name: str  # file name (or upload name)
+    probabilities: dict[str, float]  # class name → probability, in class order
+    model_name: str
+    model_version: str
+    model_input: np.ndarray | None = field(default=None, repr=False)  # what the model saw (H, W, C)
+
+    @property
+    def predicted(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)
+
+    @property
+    def predicted_index(self) -> int:
+        return CLASS_NAMES.index(self.predicted)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.predicted]
+
+    @property
+    def predicted_display(self) -> str:
+        return DISPLAY_NAMES[self.predicted]
+
+    def as_row(self) -> dict:
+        return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
+                **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
+                "model": self.model_name, "model_version": self.model_version}
+
+
+class Predictor:
+    """Loaded once, shared by every session: the compiled functions are safe to call from many threads."""
+
+    def __init__(self, model, card: ModelCard):
+        import tensorflow as tf
+
+        self.model = model
+        self.card = card
+        self.contract: InputContract = card.contract
+        spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
+        # Compiled once with a fixed signature: no retracing per call, ~10x faster than model.predict on
+        # single images.
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._grad_lock = threading.Lock()
+        self._gradcam = None
+
+    @classmethod
+    def load(cls, model_path: str | Path) -> Predictor:
+        model, card = load_model(model_path)
+        return cls(model, card)
+
+    def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) float32 model inputs → (N, 4) probabilities."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        out = [self._forward(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+    def preprocess(self, source, name: str | None = None) -> np.ndarray:
+        """Bytes, path or PIL image → model input, through the one preprocessing function."""
+        from PIL import Image
+
+        img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
+        return to_model_input(img, self.contract)
+
+    def predict(self, source, name: str = "image") -> Prediction:
+        """One image (bytes, path, or PIL image) → Prediction. Raises ImageError on bad input."""
+        x = self.preprocess(source, name=name)
+        return self.prediction_from_probs(name, self.predict_arrays(x)[0], x)
+
+    def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
+        return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
+                          model_name=self.card.name, model_version=self.card.version, model_input=x)
+
+    def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
+        """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""
+        from .explain import GradCam
+
+        if self._gradcam is None:
+            with self._grad_lock:
+                if self._gradcam is None:
+                    self._gradcam = GradCam(self.model, self.card.gradcam_layer)
+        return self._gradcam(x, class_index)

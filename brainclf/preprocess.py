@@ -1,0 +1,159 @@
+"""Decoding and the one preprocessing function shared by training, evaluation and prediction.
+
+    file bytes --decode_image--> PIL image --to_model_input(contract)--> float32 HxWxC in [0, 1]
+
+`to_model_input` is the only place where an image becomes a model input, so a model sees in the app
+exactly what it saw in training.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+# Largest image (width x height) we agree to decode. Checked from the header *before* the pixels are
+# decoded, so a decompression bomb is refused without allocating its memory. 50 MP is ~7000x7000, far
+# above any MRI slice.
+MAX_PIXELS = 50_000_000
+# Extremely elongated images (a 1x5000 strip) are not slices; padding them to square would leave a
+# model input that is almost all padding.
+MAX_ASPECT_RATIO = 20.0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a model expects: stored in its card so preprocessing can never drift from training."""
+
+    size: int = 128
+    channels: int = 1
+    padding: str = "centre-black"  # centred pad to square with black (0), then resize
+    resample: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputContract:
+        return cls(**{k: d[k] for k in ("size", "channels", "padding", "resample") if k in d})
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, self.channels)
+
+
+def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
+    """Decode JPEG/PNG bytes or a file into a fully loaded PIL image, honouring EXIF orientation.
+
+    Raises ImageError with a specific message for empty, non-image, truncated, corrupt or too-large
+    inputs. `name` is only used in messages.
+    """
+    if isinstance(source, (str, Path)):
+        name = name or Path(source).name
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read file ({e.strerror or e}).") from None
+    else:
+        data = bytes(source)
+    name = name or "image"
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes).")
+    if data[:4] == b"%PDF":
+        raise ImageError(f"{name}: this is a PDF document, not an image.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {MAX_PIXELS:,}; "
+                    "refused before decoding."
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                # Animated GIF / multi-page TIFF: use the first frame, the others are not slices we know.
+                img.seek(0)
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image is too large to decode safely (decompression bomb guard).") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image (expected JPEG or PNG).") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}: the image is truncated or corrupt ({e}).") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable
+        pass
+    w, h = img.size
+    if min(w, h) < 1:
+        raise ImageError(f"{name}: image has no pixels ({w}x{h}).")
+    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        raise ImageError(
+            f"{name}: image is {w}x{h}, more elongated than {MAX_ASPECT_RATIO:g}:1; not an MRI slice."
+        )
+    return img
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Any PIL mode → 'L' or 'RGB' with 8 bits per channel.
+
+    16-bit and float images are min-max stretched (MRI intensities have no absolute scale); alpha is
+    composited over black, the background of an MRI slice.
+    """
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    if mode == "1":
+        return img.convert("L")
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, img).convert("RGB")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
+
+
+def pad_to_square(img: Image.Image) -> Image.Image:
+    """Centre the image on a black square canvas whose side is its longer edge (no distortion)."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new(img.mode, (side, side), 0)
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def to_model_input(img: Image.Image, contract: InputContract) -> np.ndarray:
+    """THE preprocessing function: PIL image → float32 array (size, size, channels) in [0, 1]."""
+    img = to_8bit(img)
+    img = img.convert("L" if contract.channels == 1 else "RGB")
+    img = pad_to_square(img)
+    if img.size != (contract.size, contract.size):
+        img = img.resize((contract.size, contract.size), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def load_model_input(source: bytes | str | Path, contract: InputContract, name: str | None = None) -> np.ndarray:
+    """decode_image + to_model_input, the path every file takes."""
+    return to_model_input(decode_image(source, name=name), contract)

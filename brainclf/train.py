@@ -1,0 +1,336 @@
+"""Training: a config dataclass, a seeded and resumable loop, and the model card at the end.
+
+A run lives in RUNS_DIR/<model name>/ with
+  state.json   config, splits, epoch reached, history, best validation loss
+  last.keras   model + optimizer after the latest epoch (resume point)
+  best.keras   weights with the lowest validation loss so far
+Re-running the same command resumes from the last finished epoch; a finished run only re-does the
+final evaluation and card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path
+from .errors import ConfigError, DataError
+from .models import build_model, get_architecture
+from .preprocess import InputContract
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "compact_cnn"
+    image_size: int | None = None  # None: the architecture's default
+    channels: int | None = None
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 3e-3  # peak of the one-cycle schedule
+    warmup_fraction: float = 0.1  # linear warm-up over this share of steps, then cosine decay to ~0
+    weight_decay: float = 1e-4
+    augment: bool = True
+    early_stopping_patience: int = 12  # epochs without a lower validation loss
+    val_fraction: float = 0.1
+    seed: int = 42
+    max_train_images: int | None = None  # for smoke tests: a stratified subset
+    optimizer: str = "adamw"  # "adamw", or "adam" with a constant rate (the study's setting)
+
+    def contract(self) -> InputContract:
+        default = get_architecture(self.architecture).default_contract
+        return InputContract(size=self.image_size or default.size, channels=self.channels or default.channels)
+
+    def validate(self) -> None:
+        get_architecture(self.architecture)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}.")
+        if self.optimizer not in ("adamw", "adam"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainProgress:
+    """Sent to the progress hook after every batch and epoch (CLI progress bar, app live charts)."""
+
+    stage: str  # "preparing", "training", "evaluating", "done", "cancelled"
+    epoch: int = 0  # epochs finished
+    epochs: int = 0
+    batch: int = 0
+    batches: int = 0
+    message: str = ""
+    history: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+ProgressHook = Callable[[TrainProgress], None]
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("BRAINCLF_RUNS", "runs"))
+
+
+def augmentation_pipeline(seed: int):
+    """Mild geometric and intensity augmentation: slices vary in position, size, angle and windowing.
+    Horizontal flips only: left/right is symmetric for these tumours, up/down is not how slices come."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 3),
+            layers.RandomContrast(0.2, seed=seed + 4),
+        ],
+        name="augment",
+    )
+
+
+def _subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(samples):
+        return samples
+    labels = [s.label for s in samples]
+    try:
+        keep, _ = train_test_split(samples, train_size=n, stratify=labels, random_state=seed)
+    except ValueError:  # too few per class to stratify
+        keep, _ = train_test_split(samples, train_size=n, random_state=seed)
+    return keep
+
+
+class _ProgressCallback:
+    """Builds the Keras callback lazily (keeps keras import out of module import time)."""
+
+    @staticmethod
+    def make(hook: ProgressHook | None, cancel: threading.Event | None, state: dict, run_dir: Path,
+             epochs: int, batches: int, t0: float):
+        import keras
+
+        class Cb(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if cancel is not None and cancel.is_set():
+                    self.model.stop_training = True
+                if hook:
+                    hook(TrainProgress("training", state["epoch"], epochs, batch + 1, batches,
+                                       history=state["history"], elapsed_s=time.time() - t0))
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                    state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
+                lr = self.model.optimizer.learning_rate
+                state["history"].setdefault("lr", []).append(float(np.asarray(lr)))
+                state["epoch"] = epoch + 1
+                val_loss = float(logs.get("val_loss", float("inf")))
+                if val_loss < state["best_val_loss"]:
+                    state["best_val_loss"] = val_loss
+                    state["best_epoch"] = epoch + 1
+                    self.model.save(run_dir / "best.keras")
+                self.model.save(run_dir / "last.keras")  # with optimizer: the resume point
+                if state["epoch"] - state["best_epoch"] >= state["patience"]:
+                    state["stopped_early"] = True
+                    self.model.stop_training = True
+                _write_state(run_dir, state)
+                if hook:
+                    hook(TrainProgress("training", state["epoch"], epochs, batches, batches,
+                                       history=state["history"], elapsed_s=time.time() - t0))
+
+        return Cb()
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    tmp = run_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(run_dir / "state.json")  # atomic: a kill mid-write never leaves a broken state
+
+
+def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
+          progress: ProgressHook | None = None, cancel: threading.Event | None = None,
+          resume: bool = True, run_dir: str | os.PathLike | None = None) -> Path:
+    """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path."""
+    import keras
+
+    config.validate()
+    contract = config.contract()
+    root = Path(data)
+    run_dir = Path(run_dir) if run_dir else runs_dir() / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    def say(stage: str, message: str, **kw):
+        if progress:
+            progress(TrainProgress(stage, message=message, elapsed_s=time.time() - t0, **kw))
+
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.exists() else None
+    if state and state.get("config") != config.to_dict():
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config; pass --no-resume to start over "
+            "or use another model name."
+        )
+    ds = discover(root)
+    if state:
+        by_rel = {relative_path(s.path, root): s for s in ds.all_samples()}
+        try:
+            train_s = [by_rel[p] for p in state["train_files"]]
+            val_s = [by_rel[p] for p in state["val_files"]]
+        except KeyError as e:
+            raise DataError(f"Cannot resume: {e.args[0]} from the saved split is missing in {root}.") from None
+        test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
+    else:
+        say("preparing", "Finding near-duplicate groups for a leakage-free split")
+        splits = make_splits(ds, val_fraction=config.val_fraction, seed=config.seed)
+        train_s, val_s, test_s = splits.train, splits.val, splits.test
+        if config.max_train_images:
+            train_s = _subset(train_s, config.max_train_images, config.seed)
+            val_s = _subset(val_s, max(4, config.max_train_images // 4), config.seed)
+            test_s = _subset(test_s, max(4, config.max_train_images // 4), config.seed) if test_s else []
+        state = {
+            "config": config.to_dict(),
+            "contract": contract.to_dict(),
+            "train_files": [relative_path(s.path, root) for s in train_s],
+            "val_files": [relative_path(s.path, root) for s in val_s],
+            "test_files": [relative_path(s.path, root) for s in test_s],
+            "fingerprint": fingerprint(root, {"train": train_s, "val": val_s, "test": test_s}),
+            "epoch": 0, "best_epoch": 0, "best_val_loss": float("inf"),
+            "patience": config.early_stopping_patience, "stopped_early": False,
+            "history": {}, "train_seconds": 0.0, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _write_state(run_dir, state)
+    if not val_s:
+        raise DataError("The validation split is empty: the dataset is too small to split.")
+
+    finished = state["epoch"] >= config.epochs or state["stopped_early"]
+    if not finished:
+        keras.utils.set_random_seed(config.seed + state["epoch"])  # resumed runs stay repeatable
+        say("preparing", f"Loading {len(train_s)} training and {len(val_s)} validation images")
+        x_tr, y_tr, _, errs = load_arrays(train_s, contract)
+        x_va, y_va, _, errs_va = load_arrays(val_s, contract)
+        if len(x_tr) == 0:
+            raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
+        steps_per_epoch = int(np.ceil(len(x_tr) / config.batch_size))
+        model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
+        train_ds = _tf_dataset(x_tr, y_tr, config, training=True)
+        val_ds = _tf_dataset(x_va, y_va, config, training=False)
+        cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0)
+        t_fit = time.time()
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                  callbacks=[cb], verbose=0)
+        state["train_seconds"] += time.time() - t_fit
+        _write_state(run_dir, state)
+        if cancel is not None and cancel.is_set():
+            say("cancelled", f"Cancelled after {state['epoch']} epochs; re-run to resume.", epoch=state["epoch"],
+                epochs=config.epochs, history=state["history"])
+            raise TrainingCancelled(f"Training cancelled after {state['epoch']} epochs (resumable from {run_dir}).")
+
+    say("evaluating", "Evaluating the best checkpoint", epoch=state["epoch"], epochs=config.epochs,
+        history=state["history"])
+    out = finalize_model(run_dir, state, root, name, Path(models_dir))
+    say("done", f"Saved {out}", epoch=state["epoch"], epochs=config.epochs, history=state["history"])
+    return out
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+def _load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, state: dict, steps: int):
+    import keras
+
+    last = run_dir / "last.keras"
+    if state["epoch"] > 0 and last.exists():
+        return keras.models.load_model(last, safe_mode=True)
+    model = build_model(config.architecture, contract)
+    if config.optimizer == "adam":
+        opt = keras.optimizers.Adam(config.learning_rate)
+    else:
+        total = steps * config.epochs
+        warm = max(1, int(total * config.warmup_fraction))
+        # One-cycle style: linear warm-up to the peak, then cosine decay to ~0 by the last epoch.
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 25, decay_steps=total - warm, alpha=0.002,
+            warmup_target=config.learning_rate, warmup_steps=warm)
+        opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    if training and config.augment:
+        aug = augmentation_pipeline(config.seed)
+        ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir: Path) -> Path:
+    """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics."""
+    import keras
+
+    from .card import ModelCard, file_sha256, library_versions, machine_description
+    from .evaluate import evaluate_samples
+    from .models import get_architecture
+    from .predict import Predictor
+
+    config = TrainConfig(**state["config"])
+    contract = InputContract.from_dict(state["contract"])
+    best = run_dir / "best.keras"
+    if not best.exists():
+        raise DataError(f"No checkpoint in {run_dir}: training did not finish a single epoch.")
+    trained = keras.models.load_model(best, safe_mode=True)
+    # A freshly built, uncompiled twin holds only the weights: the optimizer state would triple the file.
+    model = build_model(config.architecture, contract)
+    model.set_weights(trained.get_weights())
+    models_dir.mkdir(parents=True, exist_ok=True)
+    out = models_dir / f"{name}.keras"
+    tmp = models_dir / f".{name}.tmp.keras"
+    model.save(tmp)
+    tmp.replace(out)
+    sha = file_sha256(out)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    card = ModelCard(
+        name=name, architecture=config.architecture, input_contract=contract.to_dict(),
+        version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", description=get_architecture(config.architecture).description,
+        params=int(model.count_params()), file_sha256=sha, created=now, libraries=library_versions(),
+        machine=machine_description(),
+        training={
+            "config": state["config"], "fingerprint": state["fingerprint"], "history": state["history"],
+            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
+            "train_seconds": round(state["train_seconds"], 1), "started": state["started"], "finished": now,
+            "sizes": {k: len(state[f"{k}_files"]) for k in ("train", "val", "test")},
+        },
+    )
+    predictor = Predictor(model, card)
+    by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
+    val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
+    test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
+    val = evaluate_samples(predictor, val_s, root)
+    card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
+    if test_s:
+        test = evaluate_samples(predictor, test_s, root)
+        card.test_predictions = test.pop("predictions")
+        card.metrics["test"] = test
+    card.save(out.with_suffix(".json"))
+    return out
