@@ -1,0 +1,17 @@
+"""brainclf — Streamlit front door. Pages only lay out widgets; everything that computes is in brainclf/."""
+
+import streamlit as st
+
+st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon="🧠", layout="wide")
+
+from pages.common import sidebar_model_picker  # noqa: E402  (set_page_config must come first)
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/predict.py", title="Predict", icon="🔎"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
+    st.Page("pages/model.py", title="Model", icon="🧪"),
+]
+nav = st.navigation(pages)
+sidebar_model_picker()
+nav.run()

@@ -1,0 +1,64 @@
+"""What the Evaluation page shows, computed from a card's stored predictions or a fresh evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASS_NAMES
+from .metrics import classification_metrics, reliability_curve, roc_curves
+
+
+def arrays_from_rows(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image prediction rows (path, true, pred, probs) → (y_true, probs)."""
+    y = np.array([CLASS_NAMES.index(r["true"]) for r in rows], dtype=int)
+    p = np.array([r["probs"] for r in rows], dtype=np.float64).reshape(-1, len(CLASS_NAMES))
+    return y, p
+
+
+def report_from_rows(rows: list[dict]) -> dict:
+    """Metrics, curves and reliability bins, recomputed from the per-image predictions."""
+    y, p = arrays_from_rows(rows)
+    report = classification_metrics(y, p)
+    if report["n"]:
+        report["curves"] = roc_curves(y, p)
+        report["reliability"] = reliability_curve(y, p)["bins"]
+    return report
+
+
+def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
+    """The images of one confusion-matrix cell, most confident first."""
+    out = [r for r in rows if r["true"] == true and r["pred"] == pred]
+    return sorted(out, key=lambda r: -max(r["probs"]))
+
+
+def resolve_image(path: str, data_root: str | Path | None) -> Path | None:
+    """A card stores paths relative to the data root it was evaluated on; find the file if we can."""
+    if not data_root:
+        return None
+    root = Path(data_root)
+    for candidate in (root / path, root.parent / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def penultimate_features(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Global-average-pooled features (the layer before the classifier) for a batch of model inputs."""
+    import keras
+
+    sub = keras.Model(model.inputs, model.get_layer("gap").output)
+    return np.concatenate([np.asarray(sub(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])
+
+
+def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D map of feature vectors (PCA, or t-SNE for a non-linear view) with scikit-learn."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    f = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    if method == "tsne" and len(f) > 5:
+        return TSNE(n_components=2, perplexity=min(30, len(f) - 1), random_state=seed, init="pca").fit_transform(f)
+    return PCA(n_components=2, random_state=seed).fit_transform(f)

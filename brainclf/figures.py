@@ -1,0 +1,125 @@
+"""Plotly figures for the app (and notebooks). Pure functions of data: no Streamlit here."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import CLASS_NAMES, DISPLAY_NAMES
+
+CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#2ca02c", "pituitary": "#9467bd"}
+DISPLAY = [DISPLAY_NAMES[c] for c in CLASS_NAMES]
+
+
+def probability_bars(probabilities: dict[str, float]) -> go.Figure:
+    """Horizontal bars in percent, most likely class on top."""
+    items = sorted(probabilities.items(), key=lambda kv: kv[1])  # plotly draws bottom-up
+    fig = go.Figure(go.Bar(
+        x=[p * 100 for _, p in items], y=[DISPLAY_NAMES[c] for c, _ in items], orientation="h",
+        marker_color=[CLASS_COLOURS[c] for c, _ in items], text=[f"{p:.1%}" for _, p in items],
+        textposition="auto", hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 100], title="probability (%)"), height=220,
+                      margin=dict(l=10, r=10, t=10, b=40))
+    return fig
+
+
+def confusion_matrix_figure(cm, normalise: bool = False, title: str = "") -> go.Figure:
+    """Rows true, columns predicted; counts or row-normalised (recall on the diagonal)."""
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
+    text = [[f"{v:.1%}" if normalise else f"{int(v)}" for v in row] for row in shown]
+    fig = go.Figure(go.Heatmap(
+        z=shown, x=DISPLAY, y=DISPLAY, colorscale="Blues", text=text, texttemplate="%{text}",
+        hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>", showscale=False))
+    fig.update_layout(title=title or None, xaxis_title="predicted", yaxis_title="true", height=380,
+                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40 if title else 10, b=40))
+    return fig
+
+
+def roc_figure(curves: dict) -> go.Figure:
+    fig = go.Figure()
+    for c, cur in curves.items():
+        fig.add_trace(go.Scatter(x=cur["fpr"], y=cur["tpr"], mode="lines", line=dict(color=CLASS_COLOURS[c]),
+                                 name=f"{DISPLAY_NAMES[c]} (AUC {cur['auc']:.4f})"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                             showlegend=False, hoverinfo="skip"))
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=380,
+                      title="ROC (one-vs-rest)", margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def pr_figure(curves: dict) -> go.Figure:
+    fig = go.Figure()
+    for c, cur in curves.items():
+        fig.add_trace(go.Scatter(x=cur["recall"], y=cur["precision"], mode="lines",
+                                 line=dict(color=CLASS_COLOURS[c]), name=DISPLAY_NAMES[c]))
+    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380, title="Precision-recall",
+                      margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def history_figure(history: dict) -> go.Figure:
+    """Train vs validation loss and accuracy per epoch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    epochs = list(range(1, len(history.get("loss", [])) + 1))
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for prefix, colour, label in (("", "#1f77b4", "train"), ("val_", "#ff7f0e", "validation")):
+            ys = history.get(prefix + metric, [])
+            fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, mode="lines+markers", name=label,
+                                     line=dict(color=colour), showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                             name="perfect calibration"))
+    fig.add_trace(go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins],
+                             mode="lines+markers", marker=dict(size=[4 + 20 * np.sqrt(b["n"] / max(1, max(
+                                 bb["n"] for bb in bins))) for b in bins]),
+                             text=[f"n={b['n']}" for b in bins], name="model"))
+    fig.update_layout(xaxis_title="confidence", yaxis_title="accuracy", height=340, title=title,
+                      margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def image_with_heatmap(image: np.ndarray, heatmap: np.ndarray | None, opacity: float = 0.4,
+                       title: str = "") -> go.Figure:
+    """The model input in grey with the Grad-CAM heatmap on top and a colour bar."""
+    img = np.asarray(image, dtype=np.float32)
+    gray = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img.mean(-1) if img.ndim == 3 else img
+    fig = go.Figure(go.Heatmap(z=gray, colorscale="gray", showscale=False, hoverinfo="skip"))
+    if heatmap is not None:
+        fig.add_trace(go.Heatmap(z=heatmap, colorscale="Jet", opacity=opacity, zmin=0, zmax=1,
+                                 colorbar=dict(title="Grad-CAM", thickness=12),
+                                 hovertemplate="saliency %{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    fig.update_xaxes(visible=False)
+    fig.update_layout(height=360, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title or None)
+    return fig
+
+
+def feature_map_figure(coords: np.ndarray, true: list[str], pred: list[str], names: list[str],
+                       title: str = "") -> go.Figure:
+    """2-D embedding of penultimate features, coloured by true class; misclassified points as crosses."""
+    fig = go.Figure()
+    true_a, pred_a = np.array(true), np.array(pred)
+    for c in CLASS_NAMES:
+        for wrong in (False, True):
+            m = (true_a == c) & ((true_a != pred_a) == wrong)
+            if not m.any():
+                continue
+            fig.add_trace(go.Scatter(
+                x=coords[m, 0], y=coords[m, 1], mode="markers",
+                marker=dict(color=CLASS_COLOURS[c], symbol="x" if wrong else "circle", size=11 if wrong else 6,
+                            line=dict(width=1, color="black") if wrong else None),
+                name=f"{DISPLAY_NAMES[c]}{' (misclassified)' if wrong else ''}",
+                text=[f"{n}<br>true {t} → predicted {p}" for n, t, p in zip(np.array(names)[m], true_a[m],
+                                                                             pred_a[m])],
+                hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(height=480, title=title or None, xaxis_title="component 1", yaxis_title="component 2",
+                      margin=dict(l=10, r=10, t=40, b=40))
+    return fig

@@ -1,0 +1,99 @@
+"""Shared app plumbing: the cached model, the active-model picker, the data folder, the training jobs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from brainclf import DISPLAY_NAMES
+from brainclf.card import ModelCard, list_models, read_card
+from brainclf.errors import BrainclfError
+from brainclf.jobs import TrainingJobs
+from brainclf.predict import Predictor
+
+MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
+REFER_BELOW = 0.90  # predictions less confident than this get the "low confidence — refer" badge
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def load_predictor(path: str, mtime: float) -> Predictor:
+    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded)."""
+    return Predictor.load(path)
+
+
+@st.cache_resource
+def training_jobs() -> TrainingJobs:
+    """Process-wide: one training at a time, visible to every session."""
+    return TrainingJobs()
+
+
+def available_models() -> list[Path]:
+    return list_models(MODELS_DIR)
+
+
+def active_model_path() -> Path | None:
+    models = available_models()
+    if not models:
+        return None
+    chosen = st.session_state.get("model_path")
+    paths = {str(p): p for p in models}
+    if chosen in paths:
+        return paths[chosen]
+    default = MODELS_DIR / "default.keras"
+    return default if default in models else models[0]
+
+
+def get_predictor(path: Path | None = None) -> Predictor | None:
+    """The active (or given) model, or None after showing a clear error."""
+    path = path or active_model_path()
+    if path is None:
+        st.error(f"No model with a card found in {MODELS_DIR}. Train one on the Model page or run "
+                 "`python -m brainclf train`.")
+        return None
+    try:
+        return load_predictor(str(path), path.stat().st_mtime)
+    except BrainclfError as e:
+        st.error(f"Cannot load model {path.name}: {e}")
+        return None
+
+
+def card_of(path: Path) -> ModelCard | None:
+    try:
+        return read_card(path)
+    except BrainclfError:
+        return None
+
+
+def data_root() -> str | None:
+    """Folder with the images the card's predictions refer to (for galleries and re-evaluation)."""
+    return st.session_state.get("data_root") or os.environ.get("BRAINCLF_DATA") or None
+
+
+def sidebar_model_picker() -> None:
+    models = available_models()
+    with st.sidebar:
+        st.markdown("### Active model")
+        if not models:
+            st.warning("No models yet.")
+            return
+        current = active_model_path()
+        labels = {}
+        for p in models:
+            card = card_of(p)
+            acc = (card.metrics.get("test") or {}).get("accuracy") if card else None
+            labels[str(p)] = f"{p.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
+        keys = list(labels)
+        if st.session_state.get("model_path") not in keys:
+            st.session_state.pop("model_path", None)  # a model file that disappeared
+        st.selectbox("Model", keys, index=keys.index(str(current)), format_func=labels.get, key="model_path",
+                     help="Used by the Predict and Evaluation pages.")
+        st.text_input("Data folder", value=data_root() or "", key="data_root",
+                      help="Dataset root (Training/Testing) used to show images from the evaluation. "
+                      "Defaults to $BRAINCLF_DATA.")
+        st.caption("Research and education only — not for diagnosis.")
+
+
+def class_label(name: str) -> str:
+    return DISPLAY_NAMES.get(name, name)

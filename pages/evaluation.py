@@ -1,0 +1,169 @@
+"""Evaluation: how well the active model does, where it errs, glioma vs meningioma, model comparison."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from brainclf import CLASS_NAMES
+from brainclf.analysis import embed_2d, penultimate_features, report_from_rows, resolve_image, rows_for_cell
+from brainclf.errors import BrainclfError
+from brainclf.evaluate import evaluate_folder
+from brainclf.explain import overlay_heatmap
+from brainclf.figures import (
+    confusion_matrix_figure,
+    feature_map_figure,
+    history_figure,
+    pr_figure,
+    reliability_figure,
+    roc_figure,
+)
+from brainclf.preprocess import load_model_input
+from pages.common import available_models, card_of, class_label, data_root, get_predictor
+
+st.title("📊 Evaluation")
+predictor = get_predictor()
+if predictor is None:
+    st.stop()
+card = predictor.card
+
+# ---- source: the card's stored test predictions, or a fresh run on a folder --------------------------------
+source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-evaluate on a folder"],
+                  horizontal=True, key="eval_source")
+rows, where = card.test_predictions, f"the test split recorded in the {card.name} card"
+root = data_root()
+if source.startswith("Re-evaluate"):
+    folder = st.text_input("Folder of class sub-folders", value=str(Path(root) / "Testing") if root else "",
+                           key="eval_folder")
+    if st.button("Evaluate", type="primary", key="eval_run"):
+        bar = st.progress(0.0, text="Evaluating…")
+        try:
+            report = evaluate_folder(predictor, folder,
+                                     progress=lambda d, t: bar.progress(d / t, text=f"Evaluating {d}/{t} images"))
+            st.session_state["eval_result"] = (card.label, folder, report["predictions"], report["unreadable"])
+        except BrainclfError as e:
+            st.error(str(e))
+        bar.empty()
+    saved = st.session_state.get("eval_result")
+    if saved and saved[0] == card.label:
+        _, folder_done, rows, unreadable = saved
+        where = f"`{folder_done}`"
+        root = folder_done
+        if unreadable:
+            st.warning(f"{len(unreadable)} unreadable files skipped: " + "; ".join(unreadable[:5]))
+    else:
+        st.info("Choose a folder and press Evaluate.")
+        st.stop()
+
+if not rows:
+    st.warning("This model's card holds no test predictions; re-evaluate it on a folder.")
+    st.stop()
+
+report = report_from_rows(rows)
+st.caption(f"{report['n']} images from {where}; model {card.label}.")
+c = st.columns(5)
+c[0].metric("Accuracy", f"{report['accuracy']:.2%}")
+c[1].metric("Loss", f"{report['loss']:.4f}")
+c[2].metric("Macro AUC", f"{report['macro_auc']:.4f}" if report["macro_auc"] is not None else "—")
+c[3].metric("ECE", f"{report['ece']:.2%}", help="Expected calibration error (15 bins)")
+c[4].metric("Errors", f"{sum(r['true'] != r['pred'] for r in rows)}")
+st.dataframe(pd.DataFrame([{"class": class_label(k), **{m: round(v, 4) if isinstance(v, float) else v
+                                                        for m, v in pc.items()}}
+                           for k, pc in report["per_class"].items()]), hide_index=True)
+
+# ---- confusion matrix and the images behind a cell ---------------------------------------------------------
+st.subheader("Confusion matrix")
+normalise = st.toggle("Row-normalised (recall on the diagonal)", key="cm_norm")
+st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise), key="cm")
+cm = np.array(report["confusion_matrix"])
+off = cm - np.diag(np.diag(cm))
+worst = np.unravel_index(off.argmax(), off.shape) if off.any() else (1, 0)
+a, b = st.columns(2)
+true_c = a.selectbox("True class", CLASS_NAMES, index=int(worst[0]), format_func=class_label, key="cell_true")
+pred_c = b.selectbox("Predicted class", CLASS_NAMES, index=int(worst[1]), format_func=class_label, key="cell_pred")
+cell = rows_for_cell(rows, true_c, pred_c)
+st.markdown(f"**{len(cell)} images** true *{class_label(true_c)}*, predicted *{class_label(pred_c)}*.")
+
+
+def show_gallery(items, key: str, limit: int = 12) -> None:
+    if not items:
+        return
+    if not root:
+        st.info("Set the data folder in the sidebar (or start the app with BRAINCLF_DATA=…) to see these images.")
+        st.dataframe(pd.DataFrame([{"file": r["path"], **{k: p for k, p in zip(CLASS_NAMES, r["probs"])}}
+                                   for r in items]), hide_index=True, key=f"{key}_table")
+        return
+    cols = st.columns(4)
+    for j, r in enumerate(items[:limit]):
+        path = resolve_image(r["path"], root)
+        with cols[j % 4]:
+            if path is None:
+                st.caption(f"{r['path']}: not found under {root}")
+                continue
+            x = load_model_input(path, predictor.contract)
+            heat = predictor.gradcam(x, CLASS_NAMES.index(r["pred"]))
+            st.image(overlay_heatmap(x, heat, 0.45), width="stretch",
+                     caption=f"{Path(r['path']).name}: " + ", ".join(
+                         f"{class_label(k)[:4]} {p:.0%}" for k, p in zip(CLASS_NAMES, r["probs"]) if p >= 0.01))
+    if len(items) > limit:
+        st.caption(f"… and {len(items) - limit} more.")
+
+
+show_gallery(cell, "cell")
+
+# ---- curves -------------------------------------------------------------------------------------------------
+st.subheader("ROC and precision-recall")
+left, right = st.columns(2)
+left.plotly_chart(roc_figure(report["curves"]), key="roc")
+right.plotly_chart(pr_figure(report["curves"]), key="pr")
+left, right = st.columns(2)
+left.plotly_chart(reliability_figure(report["reliability"], "Reliability (calibration)"), key="rel")
+if card.training.get("history"):
+    right.plotly_chart(history_figure(card.training["history"]), key="hist")
+
+# ---- glioma vs meningioma -----------------------------------------------------------------------------------
+st.subheader("Glioma vs meningioma")
+confused = rows_for_cell(rows, "glioma", "meningioma") + rows_for_cell(rows, "meningioma", "glioma")
+st.markdown(f"{len(confused)} test images confused between glioma and meningioma "
+            f"({len(rows_for_cell(rows, 'meningioma', 'glioma'))} meningioma → glioma, "
+            f"{len(rows_for_cell(rows, 'glioma', 'meningioma'))} glioma → meningioma).")
+show_gallery(confused, "gm", limit=8)
+if root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
+    gm_rows = [r for r in rows if r["true"] in ("glioma", "meningioma")]
+    paths = [(r, resolve_image(r["path"], root)) for r in gm_rows]
+    paths = [(r, p) for r, p in paths if p is not None]
+    if not paths:
+        st.warning(f"None of the images were found under {root}.")
+    else:
+        with st.spinner(f"Computing features of {len(paths)} images…"):
+            x = np.stack([load_model_input(p, predictor.contract) for _, p in paths])
+            coords = embed_2d(penultimate_features(predictor.model, x))
+        st.plotly_chart(feature_map_figure(coords, [r["true"] for r, _ in paths], [r["pred"] for r, _ in paths],
+                                           [r["path"] for r, _ in paths], "Penultimate-layer features (PCA)"),
+                        key="fmap_fig")
+
+# ---- two models side by side --------------------------------------------------------------------------------
+st.subheader("Compare models")
+others = [p for p in available_models() if p.stem != card.name]
+if not others:
+    st.caption("Only one model is available.")
+else:
+    other = st.selectbox("Compare with", others, format_func=lambda p: p.stem, key="compare")
+    oc = card_of(other)
+    if oc is None or not oc.test_predictions:
+        st.info(f"{other.name} has no test predictions in its card.")
+    else:
+        orep = report_from_rows(oc.test_predictions)
+        table = pd.DataFrame({
+            "metric": ["images", "accuracy", "macro AUC", "ECE", "parameters"]
+            + [f"recall {class_label(k)}" for k in CLASS_NAMES],
+            card.name: [report["n"], report["accuracy"], report["macro_auc"], report["ece"], card.params]
+            + [report["per_class"][k]["recall"] for k in CLASS_NAMES],
+            oc.name: [orep["n"], orep["accuracy"], orep["macro_auc"], orep["ece"], oc.params]
+            + [orep["per_class"][k]["recall"] for k in CLASS_NAMES],
+        })
+        st.dataframe(table, hide_index=True)
+        left, right = st.columns(2)
+        left.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise, card.name), key="cmp_a")
+        right.plotly_chart(confusion_matrix_figure(orep["confusion_matrix"], normalise, oc.name), key="cmp_b")

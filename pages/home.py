@@ -1,0 +1,58 @@
+"""Home: what the tool does, intended use, and the active model's card in plain words."""
+
+import streamlit as st
+
+from brainclf import CLASS_NAMES
+from pages.common import active_model_path, card_of, class_label
+
+st.title("🧠 brainclf — brain MRI tumour classifier")
+st.error(
+    "**Intended use: research and education only.** This tool is not a medical device and must not be used "
+    "for diagnosis or treatment decisions. Every prediction needs review by a qualified radiologist.",
+    icon="⚠️",
+)
+st.markdown(
+    "Upload a 2-D brain MRI slice (JPEG or PNG) on the **Predict** page and the model estimates whether it "
+    "shows a **glioma**, a **meningioma**, a **pituitary tumour** or **no tumour**, with a Grad-CAM heat map "
+    "of the regions that drove the decision. The **Evaluation** page shows how well the model does on held-out "
+    "test images — where it errs, how glioma and meningioma get confused — and the **Model** page lets "
+    "researchers pick, upload and train models."
+)
+
+path = active_model_path()
+card = card_of(path) if path else None
+if card is None:
+    st.warning("No model is available yet: train one on the Model page.")
+    st.stop()
+
+st.subheader(f"Active model: {card.name}")
+t = card.training
+test = card.metrics.get("test") or {}
+fp = t.get("fingerprint", {})
+cols = st.columns(4)
+cols[0].metric("Test accuracy", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—")
+cols[1].metric("Macro AUC", f"{test['macro_auc']:.4f}" if test.get("macro_auc") else "—")
+cols[2].metric("Parameters", f"{card.params:,}")
+cols[3].metric("Input", f"{card.contract.size}×{card.contract.size} "
+               f"{'grayscale' if card.contract.channels == 1 else 'RGB'}")
+sizes = t.get("sizes", {})
+st.markdown(
+    f"- **Architecture:** `{card.architecture}` — {card.description}\n"
+    f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
+    f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
+    f"test {sizes.get('test', '?')}) from `{fp.get('root_name', '?')}`, "
+    f"{t.get('epochs_run', '?')} epochs (best: {t.get('best_epoch', '?')}), "
+    f"{t.get('train_seconds', 0) / 60:.0f} min on {card.machine or 'an unrecorded machine'}.\n"
+    f"- **Per-class recall on the test set:** "
+    + ", ".join(f"{class_label(c)} {test['per_class'][c]['recall']:.1%}" for c in CLASS_NAMES
+                if test.get("per_class"))
+)
+st.info(
+    "**Known limitations.** The public dataset has no patient IDs, so splits cannot be made per patient, and "
+    "it contains hundreds of exact and near-duplicate images, many shared between its Training and Testing "
+    "parts: plain test accuracy overstates how well the model generalises to new patients and scanners. "
+    "brainclf groups near-duplicates so they never straddle training and validation. Images come from a few "
+    "public sources (figshare, SARTAJ, Br35H); the model has not been validated on other scanners, sequences "
+    "or institutions, nor on tumour types outside these four classes.",
+    icon="ℹ️",
+)

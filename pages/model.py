@@ -1,0 +1,124 @@
+"""Model: the available models, uploading one, and training a new one in the background."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from brainclf.card import load_model
+from brainclf.errors import BrainclfError
+from brainclf.figures import history_figure
+from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
+from brainclf.train import TrainConfig
+from pages.common import MODELS_DIR, available_models, card_of, data_root, training_jobs
+
+st.title("🧪 Models")
+
+# ---- available models ---------------------------------------------------------------------------------------
+rows = []
+for p in available_models():
+    card = card_of(p)
+    if card is None:
+        continue
+    test = card.metrics.get("test") or {}
+    rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
+                 "input": f"{card.contract.size}px×{card.contract.channels}",
+                 "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
+                 "epochs": card.training.get("epochs_run"), "version": card.version})
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption("Pick the active model in the sidebar.")
+else:
+    st.warning(f"No models with cards in {MODELS_DIR}.")
+
+# ---- upload ---------------------------------------------------------------------------------------------------
+with st.expander("Upload a model (.keras with its .json card)"):
+    up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model")
+    up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
+    if up_model and up_card and st.button("Check and add", key="up_add"):
+        name = Path(up_model.name).stem
+        try:
+            json.loads(up_card.getvalue())
+            with tempfile.TemporaryDirectory() as tmp:
+                # Validate in a scratch folder first: a bad upload never lands in models/.
+                mp, cp = Path(tmp) / f"{name}.keras", Path(tmp) / f"{name}.json"
+                mp.write_bytes(up_model.getvalue())
+                cp.write_bytes(up_card.getvalue())
+                load_model(mp)
+                if (MODELS_DIR / mp.name).exists():
+                    raise BrainclfError(f"A model named {name} already exists; rename the files first.")
+                MODELS_DIR.mkdir(parents=True, exist_ok=True)
+                (MODELS_DIR / mp.name).write_bytes(mp.read_bytes())
+                (MODELS_DIR / cp.name).write_bytes(cp.read_bytes())
+            st.success(f"Added {name}; it is now selectable in the sidebar.")
+        except json.JSONDecodeError as e:
+            st.error(f"The card is not valid JSON: {e}")
+        except BrainclfError as e:
+            st.error(f"Refused: {e}")
+
+# ---- training -------------------------------------------------------------------------------------------------
+st.subheader("Train a new model")
+jobs = training_jobs()
+with st.form("train_form"):
+    c1, c2 = st.columns(2)
+    folder = c1.text_input("Data folder (Training/Testing or class folders)", value=data_root() or "")
+    name = c2.text_input("Model name", value="my_model")
+    arch_names = list(ARCHITECTURES)
+    arch = c1.selectbox("Architecture", arch_names, index=arch_names.index(DEFAULT_ARCHITECTURE),
+                        format_func=lambda a: f"{a} — {ARCHITECTURES[a].description}")
+    size = c2.number_input("Input size (px, 0 = architecture default)", 0, 512, 0, step=8)
+    epochs = c1.number_input("Epochs", 1, 500, 30)
+    batch = c2.number_input("Batch size", 1, 512, 32)
+    augment = c1.checkbox("Augmentation (flips, rotation, zoom, shift, contrast)", value=True)
+    limit = c2.number_input("Use at most N training images (0 = all)", 0, 100000, 0)
+    submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
+
+if submitted:
+    if not name.strip() or not name.replace("_", "").replace("-", "").isalnum():
+        st.error("Model name must be letters, digits, '-' or '_'.")
+    elif (MODELS_DIR / f"{name}.keras").exists():
+        st.error(f"A model named {name} already exists; choose another name.")
+    elif not folder:
+        st.error("Enter the data folder.")
+    else:
+        config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
+                             batch_size=int(batch), augment=augment, max_train_images=int(limit) or None)
+        try:
+            jobs.start(config, folder, name, models_dir=MODELS_DIR)
+            st.toast(f"Training {name} started")
+        except BrainclfError as e:
+            st.error(str(e))
+
+
+@st.fragment(run_every=1.0)
+def training_panel():
+    s = jobs.status
+    if s is None:
+        st.caption("No training has run in this app yet. One training runs at a time; other sessions keep "
+                   "predicting while it runs.")
+        return
+    p = s.progress
+    if s.active:
+        if p and p.stage == "training" and p.epochs:
+            done = (p.epoch + p.batch / max(p.batches, 1) * (p.batch < p.batches)) / p.epochs
+            eta = p.elapsed_s / done - p.elapsed_s if done > 0 else 0
+            st.progress(min(done, 1.0), text=f"Training **{s.name}**: epoch {p.epoch}/{p.epochs}, "
+                        f"batch {p.batch}/{p.batches} — {p.elapsed_s:.0f}s elapsed, ~{eta:.0f}s left")
+        else:
+            st.progress(0.0, text=f"{s.name}: {p.message if p else 'starting…'}")
+        if st.button("Cancel training", key="cancel_train"):
+            jobs.cancel()
+            st.toast("Cancelling after the current batch…")
+    elif s.state == "done":
+        st.success(f"Trained {s.name} → {s.result}. Select it in the sidebar.")
+    elif s.state == "cancelled":
+        st.warning(s.error)
+    else:
+        st.error(f"Training {s.name} failed: {s.error}")
+    if p and p.history.get("loss"):
+        st.plotly_chart(history_figure(p.history), key="live_history")
+
+
+training_panel()

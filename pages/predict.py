@@ -1,0 +1,61 @@
+"""Predict: upload slices, read calibrated probabilities, see Grad-CAM. Uploads stay in memory."""
+
+import pandas as pd
+import streamlit as st
+
+from brainclf import CLASS_NAMES
+from brainclf.errors import BrainclfError
+from brainclf.figures import image_with_heatmap, probability_bars
+from pages.common import REFER_BELOW, class_label, get_predictor
+
+st.title("🔎 Predict")
+st.caption("Research and education only — not for diagnosis.")
+predictor = get_predictor()
+if predictor is None:
+    st.stop()
+
+files = st.file_uploader("Upload MRI slices (JPEG or PNG)", type=["jpg", "jpeg", "png"],
+                         accept_multiple_files=True, key="uploads",
+                         help="Files are processed in memory and never written to disk.")
+if not files:
+    st.info("Upload one or more brain MRI slices to classify them.")
+    st.stop()
+
+opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
+rows, failed = [], []
+for i, f in enumerate(files):
+    try:
+        pred = predictor.predict(f.getvalue(), name=f.name)
+    except BrainclfError as e:
+        failed.append(f.name)
+        st.error(f"**{f.name}** was not processed: {e}")
+        continue
+    rows.append(pred.as_row())
+    with st.container(border=True):
+        low = pred.confidence < REFER_BELOW
+        badge = " :orange-badge[⚠️ low confidence — refer to a radiologist]" if low else ""
+        st.markdown(f"#### {f.name}: **{pred.predicted_display}** ({pred.confidence:.1%}){badge}")
+        c1, c2, c3 = st.columns([1, 1.2, 1.3])
+        with c1:
+            st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
+                     caption=f"As the model sees it ({predictor.contract.size}×{predictor.contract.size})",
+                     clamp=True, width="stretch")
+        with c2:
+            st.plotly_chart(probability_bars(pred.probabilities), key=f"bars{i}")
+            target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
+                                  format_func=class_label, key=f"cam_class{i}")
+        with c3:
+            heat = predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
+            fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
+            st.plotly_chart(fig,
+                            key=f"cam{i}")
+        st.caption(f"Model {pred.model_name} {pred.model_version}")
+
+if rows:
+    st.subheader("Results")
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True)
+    st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
+                       mime="text/csv")
+if failed:
+    st.warning(f"{len(failed)} of {len(files)} files could not be processed: {', '.join(failed)}")
