@@ -26,6 +26,7 @@ MAX_PIXELS = 50_000_000
 # model input that is almost all padding.
 MAX_ASPECT_RATIO = 20.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+UPLOAD_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm", ".dicom")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ class InputContract:
 
 
 def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
-    """Decode JPEG/PNG bytes or a file into a fully loaded PIL image, honouring EXIF orientation.
+    """Decode JPEG/PNG/DICOM bytes or a file into a fully loaded PIL image, honouring EXIF orientation.
 
-    Raises ImageError with a specific message for empty, non-image, truncated, corrupt or too-large
-    inputs. `name` is only used in messages.
+    DICOM (by its 'DICM' marker or a .dcm name) goes through brainclf.dicom (middle frame, rescale,
+    window). Raises ImageError with a specific message for empty, non-image, truncated, corrupt or
+    too-large inputs. `name` is only used in messages.
     """
     if isinstance(source, (str, Path)):
         name = name or Path(source).name
@@ -66,6 +68,10 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     name = name or "image"
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
+    from .dicom import looks_like_dicom, read_dicom
+
+    if looks_like_dicom(data, name):
+        return _check_shape(read_dicom(data, name=name).image, name)
     if data[:4] == b"%PDF":
         raise ImageError(f"{name}: this is a PDF document, not an image.")
     try:
@@ -87,13 +93,17 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: image is too large to decode safely (decompression bomb guard).") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a recognised image (expected JPEG or PNG).") from None
+        raise ImageError(f"{name}: not a recognised image (expected JPEG, PNG or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image is truncated or corrupt ({e}).") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable
         pass
+    return _check_shape(img, name)
+
+
+def _check_shape(img: Image.Image, name: str) -> Image.Image:
     w, h = img.size
     if min(w, h) < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h}).")

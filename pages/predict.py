@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
+from brainclf.dicom import looks_like_dicom, read_dicom
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
 from pages.common import REFER_BELOW, class_label, get_predictor
@@ -14,7 +15,7 @@ predictor = get_predictor()
 if predictor is None:
     st.stop()
 
-files = st.file_uploader("Upload MRI slices (JPEG or PNG)", type=["jpg", "jpeg", "png"],
+files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
                          accept_multiple_files=True, key="uploads",
                          help="Files are processed in memory and never written to disk.")
 if not files:
@@ -24,8 +25,11 @@ if not files:
 opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
 rows, failed = [], []
 for i, f in enumerate(files):
+    data = f.getvalue()  # in memory only: uploads are never written to disk
     try:
-        pred = predictor.predict(f.getvalue(), name=f.name)
+        pred = predictor.predict(data, name=f.name)
+        # Only whitelisted technical tags (no patient, institution or free-text tags) are shown.
+        dicom_tags = read_dicom(data, f.name).metadata if looks_like_dicom(data, f.name) else None
     except BrainclfError as e:
         failed.append(f.name)
         st.error(f"**{f.name}** was not processed: {e}")
@@ -49,6 +53,8 @@ for i, f in enumerate(files):
             fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
             st.plotly_chart(fig,
                             key=f"cam{i}")
+        if dicom_tags:
+            st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in dicom_tags.items()))
         st.caption(f"Model {pred.model_name} {pred.model_version}")
 
 if rows:

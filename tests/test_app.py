@@ -1,0 +1,103 @@
+"""Every page through streamlit.testing.v1.AppTest on the bundled models."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+PAGES = ["pages/home.py", "pages/predict.py", "pages/evaluation.py", "pages/model.py"]
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_runs_without_exceptions(page):
+    at = open_page(page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "every page has a title"
+
+
+def test_home_shows_intended_use_and_card():
+    at = open_page(PAGES[0])
+    assert any("not for diagnosis" in e.value or "research and education only" in e.value for e in at.error)
+    assert any("Active model: default" in s.value for s in at.subheader)
+    assert [m.label for m in at.metric][:2] == ["Test accuracy", "Macro AUC"]
+
+
+def _meningioma_image() -> tuple[str, bytes]:
+    """A real Testing meningioma the card records as correct; a synthetic image without the data."""
+    data = os.environ.get("BRAINCLF_DATA")
+    if data and Path(data).is_dir():
+        card = json.loads((REPO / "models" / "default.json").read_text())
+        row = next(r for r in card["test_predictions"] if r["true"] == r["pred"] == "meningioma")
+        return Path(row["path"]).name, (Path(data) / row["path"]).read_bytes()
+    pytest.skip("needs BRAINCLF_DATA for a real image")
+
+
+def test_predict_upload_shows_class_overlay_and_table_and_survives_bad_files():
+    name, data = _meningioma_image()
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([(name, data, "image/jpeg"), ("broken.jpg", b"not an image", "image/jpeg"),
+                                   ("empty.png", b"", "image/png")]).run()
+    assert not at.exception
+    headings = [m.value for m in at.markdown if m.value.startswith("####")]
+    assert len(headings) == 1 and "Meningioma" in headings[0], headings
+    errors = " ".join(e.value for e in at.error)
+    assert "broken.jpg" in errors and "not a recognised image" in errors
+    assert "empty.png" in errors and "empty" in errors
+    assert at.selectbox(key="cam_class0").value == "meningioma"  # Grad-CAM for the predicted class
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [name] and table["model"][0] == "default"
+    # Grad-CAM for another class re-renders without error.
+    at.selectbox(key="cam_class0").set_value("glioma").run()
+    assert not at.exception
+
+
+def test_predict_accepts_png_rgba_upload():
+    buf = io.BytesIO()
+    Image.new("RGBA", (90, 60), (120, 120, 120, 255)).save(buf, "PNG")
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("rgba.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any(m.value.startswith("#### rgba.png") for m in at.markdown)
+
+
+def test_evaluation_from_card_and_cell_gallery():
+    at = open_page("pages/evaluation.py")
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Accuracy", "Loss", "Macro AUC"]
+    at.selectbox(key="cell_true").set_value("meningioma").run()
+    at.selectbox(key="cell_pred").set_value("meningioma").run()
+    assert not at.exception
+    assert any("true *Meningioma*, predicted *Meningioma*" in m.value for m in at.markdown)
+    assert any(m.value.startswith("Glioma vs meningioma") or "confused between glioma and meningioma" in m.value
+               for m in at.markdown)
+
+
+def test_evaluation_compares_two_models():
+    at = open_page("pages/evaluation.py")
+    assert at.selectbox(key="compare").value.stem == "seed"
+    cmp_table = at.dataframe[-1].value
+    assert {"default", "seed"} <= set(cmp_table.columns)
+
+
+def test_model_page_lists_bundled_models():
+    at = open_page("pages/model.py")
+    names = list(at.dataframe[0].value["model"])
+    assert "default" in names and "seed" in names

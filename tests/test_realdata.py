@@ -1,0 +1,135 @@
+"""Tests on the real dataset ($BRAINCLF_DATA) and the bundled models.
+
+They skip when the data is absent on a developer machine, but CI sets BRAINCLF_REQUIRE_REAL_DATA=1 and
+then a missing dataset is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from brainclf import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+
+
+@pytest.fixture(scope="module")
+def real_data() -> Path:
+    value = os.environ.get("BRAINCLF_DATA")
+    if not value or not Path(value).is_dir():
+        msg = f"real dataset not found (BRAINCLF_DATA={value!r})"
+        if os.environ.get("BRAINCLF_REQUIRE_REAL_DATA") == "1":
+            pytest.fail(msg + " but BRAINCLF_REQUIRE_REAL_DATA=1")
+        pytest.skip(msg)
+    return Path(value)
+
+
+@pytest.fixture(scope="module")
+def default_report(real_data):
+    from brainclf.evaluate import evaluate_folder
+    from brainclf.predict import Predictor
+
+    return evaluate_folder(Predictor.load(MODELS / "default.keras"), real_data / "Testing")
+
+
+def test_dataset_layout_matches_its_readme(real_data):
+    from brainclf.data import discover
+
+    ds = discover(real_data)
+    counts = {split: {c: sum(s.class_name == c for s in samples) for c in CLASS_NAMES}
+              for split, samples in ds.splits.items()}
+    assert counts["Training"] == {"glioma": 1321, "meningioma": 1339, "notumor": 1591, "pituitary": 1457}
+    assert counts["Testing"] == {"glioma": 200, "meningioma": 226, "notumor": 399, "pituitary": 200}
+
+
+def test_default_model_meets_the_accuracy_bar(default_report):
+    """The bundled default: >= 98.5 % on the 1,025 Testing images and meningioma recall >= 98 %."""
+    r = default_report
+    assert r["n"] == 1025
+    assert r["unreadable"] == []
+    assert r["accuracy"] >= 0.985, r["confusion_matrix"]
+    assert r["per_class"]["meningioma"]["recall"] >= 0.98, r["confusion_matrix"]
+    assert r["macro_auc"] >= 0.99
+
+
+def test_default_card_agrees_with_a_fresh_evaluation(default_report):
+    """The card's stored per-image predictions are what the model really predicts (the app trusts them)."""
+    card = json.loads((MODELS / "default.json").read_text())
+    stored = {Path(r["path"]).name: r["pred"] for r in card["test_predictions"]}
+    fresh = {Path(r["path"]).name: r["pred"] for r in default_report["predictions"]}
+    assert stored.keys() == fresh.keys()
+    disagree = [k for k in stored if stored[k] != fresh[k]]
+    assert len(disagree) <= 1, disagree  # float round-off may flip a tie, nothing more
+    assert abs(card["metrics"]["test"]["accuracy"] - default_report["accuracy"]) <= 1 / 1025
+
+
+def test_cli_evaluate_json_on_testing(real_data, capsys):
+    from brainclf.cli import main
+
+    assert main(["evaluate", "--model", str(MODELS / "default.keras"), "--data", str(real_data / "Testing"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 1025 and out["accuracy"] >= 0.985
+    assert set(out["per_class"]) == set(CLASS_NAMES)
+    assert len(out["confusion_matrix"]) == 4 and sum(map(sum, out["confusion_matrix"])) == 1025
+    assert 0.99 <= out["macro_auc"] <= 1.0
+
+
+def test_seed_model_is_the_studys_architecture_and_its_card_is_honest(real_data):
+    from brainclf.evaluate import evaluate_folder
+    from brainclf.predict import Predictor
+
+    p = Predictor.load(MODELS / "seed.keras")
+    assert p.model.count_params() == 2364
+    assert p.card.architecture == "seed" and p.card.contract.size == 120 and p.card.contract.channels == 3
+    r = evaluate_folder(p, real_data / "Testing")
+    assert abs(r["accuracy"] - p.card.metrics["test"]["accuracy"]) <= 1 / 1025
+
+
+def test_bundled_models_are_small_and_have_full_cards():
+    for name in ("default", "seed"):
+        path = MODELS / f"{name}.keras"
+        assert path.stat().st_size < 10_000_000
+        card = json.loads((MODELS / f"{name}.json").read_text())
+        t = card["training"]
+        assert t["config"]["architecture"] == card["architecture"]
+        assert t["fingerprint"]["counts"]["train"] and len(t["fingerprint"]["file_list_sha256"]) == 64
+        assert len(t["history"]["val_loss"]) == t["epochs_run"]
+        assert card["libraries"]["keras"].startswith("3.")
+        assert len(card["test_predictions"]) == 1025
+
+
+def test_dedup_finds_the_known_train_test_leakage(real_data):
+    from brainclf.dedup import dedup_report
+
+    r = dedup_report(real_data)
+    leak = r["leakage"]["Testing"]
+    # The dataset's README: most notumor Testing images have a near twin in Training; hundreds overall.
+    assert 300 <= leak["with_near_duplicate_in_training"] <= 800
+    assert leak["clean"] + leak["with_near_duplicate_in_training"] == 1025
+    assert r["pairs"]["Testing x Training"]["exact_pairs"] > 100
+
+
+def test_smoke_training_on_a_few_dozen_real_images(real_data, tmp_path):
+    from brainclf.card import load_model
+    from brainclf.train import TrainConfig, train
+
+    out = train(TrainConfig(architecture="compact_cnn", image_size=48, epochs=1, batch_size=16,
+                            max_train_images=48), real_data, "real_smoke", models_dir=tmp_path / "m",
+                run_dir=tmp_path / "run")
+    model, card = load_model(out)
+    assert card.training["sizes"]["train"] == 48
+    # The split is leakage-aware: no training file is also a validation file.
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert not set(state["train_files"]) & set(state["val_files"])
+    from brainclf.dedup import NEAR_DUP_THRESHOLD, hamming_matrix, hash_files
+
+    tr = hash_files([real_data / p for p in state["train_files"]])
+    va = hash_files([real_data / p for p in state["val_files"]])
+    assert hamming_matrix(va.dhash, tr.dhash).min() > NEAR_DUP_THRESHOLD
+    assert card.metrics["test"]["n"] > 0
