@@ -1,0 +1,140 @@
+"""DICOM reading: bit depths, signedness, photometric interpretations, frames, errors, and no PHI out."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, MRImageStorage, generate_uid
+
+from brainclf.dicom import read_dicom
+from brainclf.errors import ImageError
+from brainclf.preprocess import InputContract, decode_image, load_model_input
+
+PHI = {"PatientName": "Doe^Jane", "PatientID": "PID-998877", "PatientBirthDate": "19700101",
+       "AccessionNumber": "ACC-4455", "InstitutionName": "St Elsewhere Hospital",
+       "ReferringPhysicianName": "House^Gregory", "SeriesDescription": "Jane Doe brain T1"}
+PHI_STRINGS = ["Doe", "Jane", "PID-998877", "19700101", "ACC-4455", "Elsewhere", "House", "Gregory"]
+
+
+def make_dicom(arr: np.ndarray, bits: int = 16, signed: bool = False, photometric: str = "MONOCHROME2",
+               modality: str | None = "MR", frames: int | None = None, samples: int = 1, pixel_data: bool = True,
+               transfer_syntax=ExplicitVRLittleEndian, **tags) -> bytes:
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = MRImageStorage
+    fm.MediaStorageSOPInstanceUID = generate_uid()
+    fm.TransferSyntaxUID = transfer_syntax
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, fm.MediaStorageSOPInstanceUID
+    if modality:
+        ds.Modality = modality
+    for k, v in {**PHI, **tags}.items():
+        setattr(ds, k, v)
+    ds.SliceThickness, ds.PixelSpacing = "5.0", ["0.5", "0.5"]
+    rows, cols = arr.shape[-3:-1] if samples == 3 else arr.shape[-2:]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, int(signed)
+    if frames:
+        ds.NumberOfFrames = frames
+    if pixel_data:
+        dtype = {(8, False): np.uint8, (16, False): np.uint16, (16, True): np.int16}[(ds.BitsAllocated, signed)]
+        ds.PixelData = arr.astype(dtype).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+RAMP = np.tile(np.arange(64), (32, 1))  # 32 rows x 64 columns, dark left → bright right
+
+
+@pytest.mark.parametrize("bits,signed,scale,offset", [(8, False, 4, 0), (12, False, 60, 0), (16, False, 1000, 0),
+                                                      (16, True, 500, -16000)])
+def test_bit_depths_and_signedness_map_dark_to_bright(bits, signed, scale, offset):
+    s = read_dicom(make_dicom(RAMP * scale + offset, bits=bits, signed=signed))
+    px = np.asarray(s.image)
+    assert s.image.mode == "L" and s.image.size == (64, 32)
+    assert px[0, 0] == 0 and px[0, -1] == 255
+    assert np.all(np.diff(px[0].astype(int)) >= 0)  # monotonic ramp survives
+
+
+def test_rescale_slope_intercept_is_applied_before_the_window():
+    # Stored 0..63, slope 10, intercept -100 → -100..530; window 0..400 clips the ends.
+    s = read_dicom(make_dicom(RAMP, RescaleSlope="10", RescaleIntercept="-100", WindowCenter="200",
+                              WindowWidth="400"))
+    px = np.asarray(s.image)[0]
+    assert px[10] == 0 and px[50] == 255  # value 0 and 400 → window edges
+    assert 120 <= px[30] <= 135  # 200 → middle grey
+
+
+def test_monochrome1_is_inverted():
+    px = np.asarray(read_dicom(make_dicom(RAMP * 100, photometric="MONOCHROME1")).image)
+    assert px[0, 0] == 255 and px[0, -1] == 0
+
+
+def test_rgb_dicom():
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[..., 0] = 200
+    s = read_dicom(make_dicom(rgb, bits=8, photometric="RGB", samples=3))
+    assert s.image.mode == "RGB" and np.asarray(s.image)[0, 0].tolist() == [200, 0, 0]  # 8-bit kept as is
+
+
+def test_multiframe_default_middle_and_chosen_frame():
+    frames = np.stack([RAMP * 0 + 10 * i for i in range(5)])  # constant frames 0, 10, 20, 30, 40
+    frames[:, 0, 0], frames[:, 0, 1] = 0, 1000  # same range in each: each constant maps to its own grey
+    data = make_dicom(frames, frames=5)
+    s = read_dicom(data)
+    assert (s.frame, s.n_frames) == (2, 5)
+    assert read_dicom(data, frame=4).frame == 4
+    assert np.asarray(read_dicom(data, frame=4).image)[5, 5] > np.asarray(s.image)[5, 5]
+    with pytest.raises(ImageError, match="frame 9 requested but the file has 5 frames"):
+        read_dicom(data, frame=9)
+
+
+def test_dicom_goes_through_the_one_preprocessing_function():
+    x = load_model_input(make_dicom(RAMP * 100), InputContract(size=32, channels=1), name="slice.dcm")
+    assert x.shape == (32, 32, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_no_phi_reaches_metadata_or_messages():
+    s = read_dicom(make_dicom(RAMP * 100))
+    text = repr(s.metadata)
+    assert s.metadata["Modality"] == "MR" and "Slice thickness (mm)" in s.metadata
+    for phi in PHI_STRINGS:
+        assert phi not in text
+    for bad in (make_dicom(RAMP, modality="CT"), make_dicom(RAMP, pixel_data=False)):
+        with pytest.raises(ImageError) as e:
+            read_dicom(bad, name="upload.dcm")
+        assert not any(phi in str(e.value) for phi in PHI_STRINGS)
+
+
+def test_errors_are_specific():
+    with pytest.raises(ImageError, match="modality is CT, not MR"):
+        read_dicom(make_dicom(RAMP, modality="CT"))
+    with pytest.raises(ImageError, match="no pixel data"):
+        read_dicom(make_dicom(RAMP, pixel_data=False))
+    with pytest.raises(ImageError, match="not a DICOM file|not a readable DICOM"):
+        decode_image(b"just some text, not DICOM at all", name="fake.dcm")
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"", name="empty.dcm")
+
+
+def test_compressed_syntax_without_decoder_names_the_syntax():
+    # Declares JPEG 2000 but holds garbage: whether or not a decoder is installed, the message is specific.
+    data = make_dicom(RAMP, transfer_syntax=JPEG2000Lossless, pixel_data=False)
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+
+    ds = dcmread(io.BytesIO(data))
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with pytest.raises(ImageError, match="JPEG 2000"):
+        read_dicom(buf.getvalue(), name="j2k.dcm")
