@@ -36,6 +36,8 @@ class ModelCard:
     machine: str = ""
     training: dict = field(default_factory=dict)  # config, fingerprint, history, timing, splits sizes
     metrics: dict = field(default_factory=dict)  # {"test": {...}, "val": {...}}
+    # temperature (fitted on validation), temperature_tta, refer_threshold, ECE before/after
+    calibration: dict = field(default_factory=dict)
     test_predictions: list[dict] = field(default_factory=list)  # path, true, pred, probs
     extra: dict = field(default_factory=dict)
 

@@ -75,7 +75,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_folder
     from .predict import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
     bar = None
 
@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> int:
         bar.n = done
         bar.refresh()
 
-    report = evaluate_folder(predictor, data, progress)
+    report = evaluate_folder(predictor, data, progress, training_root=args.train_data)
     if bar:
         bar.close()
     for err in report["unreadable"]:
@@ -104,7 +104,7 @@ def format_report(report: dict) -> str:
     lines = [f"model {report['model']['name']} {report['model']['version']} on {report.get('data', '')}",
              f"n={report['n']}  accuracy={report['accuracy']:.4f}  loss={report['loss']:.4f}  "
              f"macro AUC={report['macro_auc'] if report['macro_auc'] is None else round(report['macro_auc'], 4)}  "
-             f"ECE={report['ece']:.4f}", "",
+             f"ECE={report['ece']:.4f}" + (" (flip TTA on)" if report.get("tta") else ""), "",
              f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
     for c, m in report["per_class"].items():
         lines.append(f"{c:<12}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")
@@ -112,6 +112,21 @@ def format_report(report: dict) -> str:
               " " * 12 + "".join(f"{c[:10]:>11}" for c in CLASS_NAMES)]
     for c, row in zip(CLASS_NAMES, report["confusion_matrix"]):
         lines.append(f"{c:<12}" + "".join(f"{v:>11}" for v in row))
+    if report.get("bootstrap"):
+        lo, hi = report["bootstrap"]["accuracy"]
+        lines.insert(2, f"accuracy 95% bootstrap CI [{lo:.4f}, {hi:.4f}]")
+    if report.get("refer"):
+        r = report["refer"]
+        acc = "n/a" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.4f}"
+        lines.insert(3, f"refer rule (confidence < {r['threshold']:.3f}): coverage {r['coverage']:.1%}, "
+                        f"accepted accuracy {acc}, referred {r['referred']}")
+    clean = report.get("clean")
+    if clean:
+        lo, hi = clean["bootstrap"]["accuracy"] if clean.get("bootstrap") else (float("nan"),) * 2
+        lines.insert(4, f"clean subset (no near-duplicate in training): n={clean['n']}  "
+                        f"accuracy={clean['accuracy']:.4f} [95% CI {lo:.4f}, {hi:.4f}]")
+    elif report.get("clean_note"):
+        lines.insert(4, f"clean subset: {report['clean_note']}")
     if report["misclassified"]:
         lines += ["", f"misclassified ({len(report['misclassified'])}):"]
         for r in report["misclassified"][:50]:
@@ -126,7 +141,7 @@ def cmd_predict(args) -> int:
     from .errors import ImageError
     from .predict import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, tta=args.tta)
     rows, failures = [], 0
     for f in args.files:
         try:
@@ -138,7 +153,8 @@ def cmd_predict(args) -> int:
         row = pred.as_row()
         rows.append(row)
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
-        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]")
+        refer = "  REFER: low confidence" if pred.referred else ""
+        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]{refer}")
     if args.csv and rows:
         with open(args.csv, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -202,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
+    e.add_argument("--tta", action="store_true", help="test-time augmentation: average with the flipped slice")
+    e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
+                   "metrics (default: next to --data, or $BRAINCLF_DATA)")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="class probabilities for image files",
@@ -209,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True)
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--csv", help="also write the results to this CSV file")
+    pr.add_argument("--tta", action="store_true", help="test-time augmentation: average with the flipped slice")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("dedup", help="report exact and near-duplicate images",

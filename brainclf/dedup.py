@@ -115,6 +115,17 @@ def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) ->
     return np.array([find(i) for i in range(n)])
 
 
+def clean_mask(paths: Sequence[Path], training_paths: Sequence[Path],
+               threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
+    """True for each image with no exact or near duplicate among `training_paths` (the clean subset)."""
+    test, train = hash_files(paths), hash_files(training_paths)
+    exact = np.array([s in set(train.sha256) for s in test.sha256])
+    if not len(train.paths):
+        return ~exact
+    near = hamming_matrix(test.dhash, train.dhash).min(1) <= threshold
+    return ~(exact | near)
+
+
 def dedup_report(root, threshold: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Exact and near duplicates within each split and across each pair of splits."""
     from .data import discover, relative_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,14 +11,16 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .data import Sample, discover, relative_path
+from .dedup import NEAR_DUP_THRESHOLD, clean_mask
 from .errors import DataError, ImageError
-from .metrics import classification_metrics
+from .metrics import classification_metrics, expected_calibration_error
 from .preprocess import load_model_input
+from .trust import apply_temperature, bootstrap_ci, coverage_accuracy
 
 
 def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
                     chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
-    """Probabilities for every readable sample (decoding in parallel, inference in batches)."""
+    """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
     contract = predictor.contract
 
     def one(s: Sample):
@@ -39,7 +42,7 @@ def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, i
                     xs.append(x)
                     kept.append(s)
             if xs:
-                probs.append(predictor.predict_arrays(np.stack(xs)))
+                probs.append(predictor.raw_probs(np.stack(xs)))
             done += len(part)
             if progress:
                 progress(done, len(samples))
@@ -53,13 +56,40 @@ def prediction_rows(samples: list[Sample], probs: np.ndarray, root: Path) -> lis
             for s, p in zip(samples, probs)]
 
 
+def subset_summary(y: np.ndarray, probs: np.ndarray) -> dict:
+    m = classification_metrics(y, probs)
+    return {"n": m["n"], "accuracy": m.get("accuracy"), "macro_auc": m.get("macro_auc"),
+            "recall": {c: v["recall"] for c, v in m.get("per_class", {}).items()},
+            "confusion_matrix": m.get("confusion_matrix"), "bootstrap": bootstrap_ci(y, probs) if m["n"] else None}
+
+
 def evaluate_samples(predictor, samples: list[Sample], root: Path,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
-    """Metrics plus per-image predictions and the misclassified files."""
-    probs, kept, errors = predict_samples(predictor, samples, progress)
+                     progress: Callable[[int, int], None] | None = None,
+                     training_paths: list[Path] | None = None) -> dict:
+    """Metrics plus per-image predictions and the misclassified files.
+
+    With `training_paths`, also the same metrics on the clean subset: the images with no exact or near
+    duplicate (dedup.py's hash and threshold) among the training images.
+    """
+    raw, kept, errors = predict_samples(predictor, samples, progress)
+    probs = apply_temperature(raw, predictor.temperature)
     y = np.array([s.label for s in kept], dtype=int)
     report = classification_metrics(y, probs)
+    if report["n"]:
+        report["ece_uncalibrated"] = expected_calibration_error(y, raw)
+        report["temperature"] = predictor.temperature
+        report["bootstrap"] = bootstrap_ci(y, probs)
+        report["refer"] = coverage_accuracy(y, probs, predictor.refer_threshold)
+    report["tta"] = predictor.tta
+    if training_paths and report["n"]:
+        clean = clean_mask([s.path for s in kept], training_paths)
+        report["clean"] = subset_summary(y[clean], probs[clean])
+        report["clean"]["definition"] = (f"no exact or near duplicate (dHash Hamming <= {NEAR_DUP_THRESHOLD}/256) "
+                                         f"among {len(training_paths)} training images")
     rows = prediction_rows(kept, probs, root)
+    if training_paths and report["n"]:
+        for r, c in zip(rows, clean):
+            r["clean"] = bool(c)
     report["misclassified"] = [r for r in rows if r["true"] != r["pred"]]
     report["unreadable"] = errors
     report["model"] = {"name": predictor.card.name, "version": predictor.card.version}
@@ -67,9 +97,25 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
     return report
 
 
-def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None) -> dict:
+def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
+    """The model's training images (from its card), looked up beside the evaluated folder, under
+    `training_root`, or under $BRAINCLF_DATA; None when they cannot be found."""
+    files = card.training.get("files") or {}
+    rel = list(files.get("train", [])) + list(files.get("val", []))
+    if not rel:
+        return None
+    candidates = [training_root] if training_root else [data.parent, data, os.environ.get("BRAINCLF_DATA")]
+    for c in candidates:
+        if c and (Path(c) / rel[0]).is_file():
+            return [Path(c) / r for r in rel]
+    return None
+
+
+def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
+                    training_root: str | Path | None = None) -> dict:
     """Evaluate on every image under a folder of class sub-folders (or a Training/Testing root: all splits
-    that are not Training)."""
+    that are not Training), with the clean-subset metrics when the training images can be found."""
+    data = Path(data)
     ds = discover(data)
     if ds.pooled:
         samples = ds.splits[""]
@@ -77,6 +123,11 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         samples = [s for name, ss in ds.splits.items() if name.lower() not in ("training", "train") for s in ss]
         if not samples:
             raise DataError(f"{data} has only a Training split; point --data at a test folder.")
-    report = evaluate_samples(predictor, samples, Path(data), progress)
+    training = training_paths_for(predictor.card, data, training_root)
+    report = evaluate_samples(predictor, samples, data, progress, training_paths=training)
+    if training is None:
+        report["clean"] = None
+        report["clean_note"] = ("training images not found: pass --train-data DATA_ROOT to get the clean-subset "
+                                "metrics")
     report["data"] = str(data)
     return report

@@ -21,6 +21,11 @@ class Prediction:
     model_name: str
     model_version: str
     model_input: np.ndarray | None = field(default=None, repr=False)  # what the model saw (H, W, C)
+    refer_threshold: float = 0.0  # below this confidence: "refer to a radiologist"
+
+    @property
+    def referred(self) -> bool:
+        return self.confidence < self.refer_threshold
 
     @property
     def predicted(self) -> str:
@@ -41,15 +46,17 @@ class Prediction:
     def as_row(self) -> dict:
         return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
                 **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
+                "refer": self.referred,
                 "model": self.model_name, "model_version": self.model_version}
 
 
 class Predictor:
     """Loaded once, shared by every session: the compiled functions are safe to call from many threads."""
 
-    def __init__(self, model, card: ModelCard):
+    def __init__(self, model, card: ModelCard, tta: bool = False):
         import tensorflow as tf
 
+        self.tta = tta  # average with the left-right flipped slice
         self.model = model
         self.card = card
         self.contract: InputContract = card.contract
@@ -61,17 +68,48 @@ class Predictor:
         self._gradcam = None
 
     @classmethod
-    def load(cls, model_path: str | Path) -> Predictor:
+    def load(cls, model_path: str | Path, tta: bool = False) -> Predictor:
         model, card = load_model(model_path)
-        return cls(model, card)
+        return cls(model, card, tta=tta)
 
-    def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, C) float32 model inputs → (N, 4) probabilities."""
+    def with_tta(self, tta: bool) -> Predictor:
+        """The same loaded model with test-time augmentation on or off (shares the compiled function)."""
+        if tta == self.tta:
+            return self
+        other = object.__new__(Predictor)
+        other.__dict__.update(self.__dict__)
+        other.tta = tta
+        return other
+
+    @property
+    def temperature(self) -> float:
+        cal = self.card.calibration
+        return float(cal.get("temperature_tta" if self.tta else "temperature", 1.0) or 1.0)
+
+    @property
+    def refer_threshold(self) -> float:
+        cal = self.card.calibration
+        return float(cal.get("refer_threshold_tta" if self.tta else "refer_threshold", 0.0) or 0.0)
+
+    def raw_probs(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
+        """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs."""
+        tta = self.tta if tta is None else tta
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        out = [self._forward(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+        out = []
+        for i in range(0, len(x), batch_size):
+            p = self._forward(x[i:i + batch_size]).numpy()
+            if tta:
+                p = (p + self._forward(x[i:i + batch_size, :, ::-1]).numpy()) / 2
+            out.append(p)
         return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+    def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) float32 model inputs → (N, 4) calibrated probabilities (the card's temperature)."""
+        from .trust import apply_temperature
+
+        return apply_temperature(self.raw_probs(x, batch_size), self.temperature)
 
     def preprocess(self, source, name: str | None = None) -> np.ndarray:
         """Bytes, path or PIL image → model input, through the one preprocessing function."""
@@ -87,7 +125,8 @@ class Predictor:
 
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
-                          model_name=self.card.name, model_version=self.card.version, model_input=x)
+                          model_name=self.card.name, model_version=self.card.version, model_input=x,
+                          refer_threshold=self.refer_threshold)
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""

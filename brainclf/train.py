@@ -322,15 +322,39 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
             "sizes": {k: len(state[f"{k}_files"]) for k in ("train", "val", "test")},
         },
     )
-    predictor = Predictor(model, card)
+    card.training["files"] = {"train": state["train_files"], "val": state["val_files"]}
     by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
+    training_paths = [root / p for p in state["train_files"] + state["val_files"]]
+    predictor = Predictor(model, card)
+    calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
     val = evaluate_samples(predictor, val_s, root)
     card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
     if test_s:
-        test = evaluate_samples(predictor, test_s, root)
+        test = evaluate_samples(predictor, test_s, root, training_paths=training_paths)
         card.test_predictions = test.pop("predictions")
         card.metrics["test"] = test
+        tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
+        card.metrics["test_tta"] = {k: v for k, v in tta.items() if k not in ("predictions",)}
     card.save(out.with_suffix(".json"))
     return out
+
+
+def calibrate(card, predictor, val_samples: list[Sample]) -> None:
+    """Fit temperature scaling and the refer threshold on the validation split (with and without TTA)."""
+    from .evaluate import predict_samples
+    from .metrics import expected_calibration_error
+    from .trust import apply_temperature, choose_refer_threshold, fit_temperature
+
+    cal = {"fitted_on": f"validation split ({len(val_samples)} images)", "refer_target_accuracy": 0.999}
+    for suffix, p in (("", predictor.with_tta(False)), ("_tta", predictor.with_tta(True))):
+        raw, kept, _ = predict_samples(p, val_samples)
+        y = np.array([s.label for s in kept])
+        t = fit_temperature(y, raw)
+        probs = apply_temperature(raw, t)
+        cal[f"temperature{suffix}"] = t
+        cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
+        cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
+        cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, 0.999)
+    card.calibration = cal

@@ -1,0 +1,94 @@
+"""When to trust a prediction: temperature scaling, the refer rule, bootstrap confidence intervals.
+
+All of them work on probabilities; log-probabilities equal the logits up to a per-row constant, which
+softmax ignores, so softmax(log p / T) is exactly temperature scaling of the logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import CLASS_NAMES
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    if temperature == 1.0:
+        return probs
+    z = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def nll(y: np.ndarray, probs: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
+
+
+def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
+    """The temperature minimising validation NLL (golden-section search on log T in [1/20, 20])."""
+    y = np.asarray(y, dtype=int)
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+
+    def f(log_t):
+        return nll(y, apply_temperature(probs, float(np.exp(log_t))))
+
+    a, b = lo + (1 - g) * (hi - lo), lo + g * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - g) * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = f(b)
+    return float(np.exp((lo + hi) / 2))
+
+
+def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> float:
+    """Lowest confidence threshold at which the accepted predictions (confidence >= threshold) reach
+    `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == np.asarray(y)
+    order = np.argsort(-conf)
+    cum_acc = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(cum_acc >= target_accuracy)[0]
+    if len(ok) == 0:
+        return 1.0
+    # The largest accepted set that still meets the target; threshold = confidence of its last member.
+    return float(conf[order][ok[-1]])
+
+
+def coverage_accuracy(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    conf = probs.max(1)
+    accepted = conf >= threshold
+    correct = probs.argmax(1) == np.asarray(y)
+    return {"threshold": float(threshold), "coverage": float(accepted.mean()) if len(y) else 0.0,
+            "accepted": int(accepted.sum()), "referred": int((~accepted).sum()),
+            "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
+
+
+def coverage_curve(y: np.ndarray, probs: np.ndarray, points: int = 50) -> list[dict]:
+    """Accuracy of the accepted predictions as the threshold rises (for the coverage-accuracy plot)."""
+    conf = np.sort(probs.max(1))
+    qs = np.unique(np.quantile(conf, np.linspace(0, 0.99, points))) if len(conf) else []
+    return [coverage_accuracy(y, probs, float(t)) for t in qs]
+
+
+def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """95 % percentile bootstrap intervals for accuracy and per-class recall."""
+    y = np.asarray(y, dtype=int)
+    pred = probs.argmax(1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(n_boot, len(y)))
+    correct = (pred == y)[idx]
+    out = {"accuracy": np.percentile(correct.mean(1), [2.5, 97.5]).tolist(), "recall": {}}
+    yb = y[idx]
+    for i, c in enumerate(CLASS_NAMES):
+        is_c = yb == i
+        n_c = is_c.sum(1)
+        rec = np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan)
+        out["recall"][c] = np.nanpercentile(rec, [2.5, 97.5]).tolist() if np.isfinite(rec).any() else None
+    return out
