@@ -38,6 +38,8 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)  # {"test": {...}, "val": {...}}
     # temperature (fitted on validation), temperature_tta, refer_threshold, ECE before/after
     calibration: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)  # out-of-distribution guard (brainclf.ood): statistics, threshold
+    faithfulness: dict = field(default_factory=dict)  # Grad-CAM deletion test and randomisation check
     test_predictions: list[dict] = field(default_factory=list)  # path, true, pred, probs
     extra: dict = field(default_factory=dict)
 

@@ -22,6 +22,9 @@ class Prediction:
     model_version: str
     model_input: np.ndarray | None = field(default=None, repr=False)  # what the model saw (H, W, C)
     refer_threshold: float = 0.0  # below this confidence: "refer to a radiologist"
+    out_of_distribution: bool = False  # the OOD guard says this is not like a brain MRI slice
+    ood_reason: str = ""
+    ood_score: float = float("nan")
 
     @property
     def referred(self) -> bool:
@@ -46,7 +49,7 @@ class Prediction:
     def as_row(self) -> dict:
         return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
                 **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
-                "refer": self.referred,
+                "refer": self.referred, "out_of_distribution": self.out_of_distribution,
                 "model": self.model_name, "model_version": self.model_version}
 
 
@@ -54,6 +57,7 @@ class Predictor:
     """Loaded once, shared by every session: the compiled functions are safe to call from many threads."""
 
     def __init__(self, model, card: ModelCard, tta: bool = False):
+        import keras
         import tensorflow as tf
 
         self.tta = tta  # average with the left-right flipped slice
@@ -61,9 +65,10 @@ class Predictor:
         self.card = card
         self.contract: InputContract = card.contract
         spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
-        # Compiled once with a fixed signature: no retracing per call, ~10x faster than model.predict on
-        # single images.
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        # Probabilities and penultimate features (for the OOD guard) in one pass, compiled once with a
+        # fixed signature: no retracing per call, ~10x faster than model.predict on single images.
+        net = keras.Model(model.inputs, [model.output, model.get_layer("gap").output])
+        self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
         self._grad_lock = threading.Lock()
         self._gradcam = None
 
@@ -91,19 +96,26 @@ class Predictor:
         cal = self.card.calibration
         return float(cal.get("refer_threshold_tta" if self.tta else "refer_threshold", 0.0) or 0.0)
 
-    def raw_probs(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
-        """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs."""
+    def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
+        """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs, (N, F) features."""
         tta = self.tta if tta is None else tta
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        out = []
+        probs, feats = [], []
         for i in range(0, len(x), batch_size):
-            p = self._forward(x[i:i + batch_size]).numpy()
+            p, f = self._forward_both(x[i:i + batch_size])
+            p = p.numpy()
             if tta:
-                p = (p + self._forward(x[i:i + batch_size, :, ::-1]).numpy()) / 2
-            out.append(p)
-        return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+                p = (p + self._forward_both(np.ascontiguousarray(x[i:i + batch_size, :, ::-1]))[0].numpy()) / 2
+            probs.append(p)
+            feats.append(f.numpy())
+        if not probs:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32), np.zeros((0, 0), np.float32)
+        return np.concatenate(probs), np.concatenate(feats)
+
+    def raw_probs(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
+        return self.raw_probs_and_features(x, batch_size, tta)[0]
 
     def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, H, W, C) float32 model inputs → (N, 4) calibrated probabilities (the card's temperature)."""
@@ -120,8 +132,17 @@ class Predictor:
 
     def predict(self, source, name: str = "image") -> Prediction:
         """One image (bytes, path, or PIL image) → Prediction. Raises ImageError on bad input."""
-        x = self.preprocess(source, name=name)
-        return self.prediction_from_probs(name, self.predict_arrays(x)[0], x)
+        from PIL import Image
+
+        from .ood import check
+        from .trust import apply_temperature
+
+        img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
+        x = to_model_input(img, self.contract)
+        raw, feats = self.raw_probs_and_features(x)
+        pred = self.prediction_from_probs(name, apply_temperature(raw, self.temperature)[0], x)
+        pred.out_of_distribution, pred.ood_reason, pred.ood_score = check(img, feats[0], self.card.ood or None)
+        return pred
 
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},

@@ -329,6 +329,10 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     training_paths = [root / p for p in state["train_files"] + state["val_files"]]
     predictor = Predictor(model, card)
     calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
+    train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
+    fit_ood_guard(card, predictor, train_s, val_s, test_s, seed=config.seed)
+    if test_s:
+        card.faithfulness = measure_faithfulness(predictor, test_s, seed=config.seed)
     val = evaluate_samples(predictor, val_s, root)
     card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
     if test_s:
@@ -358,3 +362,45 @@ def calibrate(card, predictor, val_samples: list[Sample]) -> None:
         cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
         cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, 0.999)
     card.calibration = cal
+
+
+def fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],
+                  seed: int = 0, max_train: int = 2000) -> None:
+    """Fit the feature-distance OOD guard (brainclf.ood) and measure it on test and non-MRI images."""
+    from .ood import check, fit_feature_model, non_mri_images
+    from .preprocess import to_model_input
+
+    contract = predictor.contract
+    if len(train_s) > max_train:
+        train_s = _subset(train_s, max_train, seed)
+    x_tr, y_tr, _, _ = load_arrays(train_s, contract)
+    x_va, _, _, _ = load_arrays(val_s, contract)
+    _, f_tr = predictor.raw_probs_and_features(x_tr, tta=False)
+    _, f_va = predictor.raw_probs_and_features(x_va, tta=False)
+    card.ood = fit_feature_model(f_tr, y_tr, f_va)
+    card.ood["fitted_on"] = f"{len(x_tr)} training images (features), threshold from {len(x_va)} validation images"
+    measured = {}
+    if test_s:
+        x_te, _, _, _ = load_arrays(test_s, contract)
+        _, f_te = predictor.raw_probs_and_features(x_te, tta=False)
+        flags = [check(None, f, card.ood)[0] for f in f_te]
+        measured["test_flagged"] = int(sum(flags))
+        measured["test_n"] = len(flags)
+    others = non_mri_images(seed)
+    flagged = []
+    for name, img in others:
+        _, f = predictor.raw_probs_and_features(to_model_input(img, contract), tta=False)
+        flagged.append((name, check(img, f[0], card.ood)[0]))
+    measured["non_mri_n"] = len(flagged)
+    measured["non_mri_flagged"] = int(sum(f for _, f in flagged))
+    measured["non_mri_missed"] = [n for n, f in flagged if not f]
+    card.ood["measured"] = measured
+
+
+def measure_faithfulness(predictor, test_s: list[Sample], n: int = 100, seed: int = 0) -> dict:
+    """Grad-CAM deletion test and model-randomisation check on a stratified subset of the test split."""
+    from .faithfulness import deletion_test, randomisation_check
+
+    subset = _subset(test_s, n, seed)
+    x, _, _, _ = load_arrays(subset, predictor.contract)
+    return {"deletion": deletion_test(predictor, x, seed), "randomisation": randomisation_check(predictor, x, seed)}

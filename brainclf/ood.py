@@ -1,0 +1,117 @@
+"""Out-of-distribution guard: warn instead of naming a tumour class for inputs unlike a brain MRI slice.
+
+Two checks, either one flags the input:
+1. Colour. MR slices are grayscale (stored as L, or RGB with R = G = B). A colourful image (colourfulness
+   of Hasler & Süsstrunk above COLOUR_THRESHOLD) is not one: the grayscale model could not see that.
+2. Feature-space distance. The model's penultimate features (global average pooling) of the training
+   images are summarised by class means and a shared, shrunk covariance (Ledoit-Wolf). The score of an
+   input is its smallest Mahalanobis distance to a class mean; above the threshold (the 99.5th percentile
+   of the validation images' scores) the input does not look like anything the model was trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+COLOUR_THRESHOLD = 15.0  # Hasler-Süsstrunk colourfulness; grayscale = 0, natural photos ~ 30-100
+QUANTILE = 0.995
+
+
+def colourfulness(img: Image.Image) -> float:
+    """Hasler & Süsstrunk (2003) colourfulness of an image (0 for any grayscale image)."""
+    if img.mode in ("L", "I", "I;16", "F", "1", "LA"):
+        return 0.0
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def fit_feature_model(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray) -> dict:
+    """Class means + shared shrunk precision from training features; threshold from validation scores."""
+    from sklearn.covariance import LedoitWolf
+
+    classes = sorted(set(labels.tolist()))
+    means = np.stack([features[labels == c].mean(0) for c in classes])
+    centred = features - means[np.searchsorted(classes, labels)]
+    precision = LedoitWolf().fit(centred).precision_
+    stats = {"means": means, "precision": precision}
+    val_scores = mahalanobis_scores(val_features, stats)
+    return {"means": means.round(6).tolist(), "precision": precision.round(8).tolist(),
+            "threshold": float(np.quantile(val_scores, QUANTILE)), "quantile": QUANTILE,
+            "colour_threshold": COLOUR_THRESHOLD}
+
+
+def mahalanobis_scores(features: np.ndarray, stats: dict) -> np.ndarray:
+    means = np.asarray(stats["means"], dtype=np.float64)
+    precision = np.asarray(stats["precision"], dtype=np.float64)
+    d = features[:, None, :].astype(np.float64) - means[None]  # (n, classes, dims)
+    m2 = np.einsum("ncd,de,nce->nc", d, precision, d)
+    return np.sqrt(np.maximum(m2.min(1), 0))
+
+
+def check(img: Image.Image | None, features: np.ndarray, stats: dict | None) -> tuple[bool, str, float]:
+    """(flagged, reason, score) for one input: its decoded image (for colour) and its features."""
+    if img is not None:
+        c = colourfulness(img)
+        if c > (stats or {}).get("colour_threshold", COLOUR_THRESHOLD):
+            return True, f"the image is in colour (colourfulness {c:.0f}); MR slices are grayscale", float("nan")
+    if not stats:
+        return False, "", float("nan")
+    score = float(mahalanobis_scores(np.asarray(features)[None], stats)[0])
+    if score > stats["threshold"]:
+        return True, (f"the image is unlike the training MRI slices (feature distance {score:.1f} > "
+                      f"{stats['threshold']:.1f})"), score
+    return False, "", score
+
+
+def non_mri_images(seed: int = 0) -> list[tuple[str, Image.Image]]:
+    """Inputs that are not brain MRI slices, generated here or shipped with installed packages: colour
+    photographs (scikit-learn's sample images, crops and grayscale versions), document and text renders,
+    blank, noise, gradient, checkerboard and geometric images."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, Image.Image]] = []
+    for name, arr in zip(("china", "flower"), load_sample_images().images):
+        photo = Image.fromarray(arr)
+        w, h = photo.size
+        for k in range(6):  # random crops
+            s = int(rng.integers(min(w, h) // 3, min(w, h)))
+            x0, y0 = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+            crop = photo.crop((x0, y0, x0 + s, y0 + s))
+            out.append((f"photo_{name}_crop{k}", crop))
+            out.append((f"photo_{name}_crop{k}_gray", crop.convert("L")))
+        out.append((f"photo_{name}", photo))
+        out.append((f"photo_{name}_gray", photo.convert("L")))
+    words = "Patient report. Findings: no acute abnormality. Impression: normal study. Signed, Dr. Smith"
+    for k in range(8):  # documents and text renders, dark-on-light and light-on-dark
+        bg, fg = ((255, 0) if k % 2 == 0 else (0, 255))
+        img = Image.new("L", (224, 224), bg)
+        d = ImageDraw.Draw(img)
+        for line in range(3 + k):
+            d.text((8, 8 + 18 * line), words[(line * 7) % 40:(line * 7) % 40 + 34], fill=fg)
+        out.append((f"text_{k}", img))
+    for v in (0, 128, 255):
+        out.append((f"blank_{v}", Image.new("L", (224, 224), v)))
+    for k in range(6):
+        out.append((f"noise_uniform_{k}", Image.fromarray(rng.integers(0, 256, (224, 224), dtype=np.uint8))))
+        g = np.clip(rng.normal(128, 40, (224, 224)), 0, 255).astype(np.uint8)
+        out.append((f"noise_gauss_{k}", Image.fromarray(g).filter(ImageFilter.GaussianBlur(k))))
+        out.append((f"noise_colour_{k}", Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))))
+    ramp = np.tile(np.linspace(0, 255, 224), (224, 1)).astype(np.uint8)
+    out += [("gradient_h", Image.fromarray(ramp)), ("gradient_v", Image.fromarray(ramp.T.copy()))]
+    for cells in (2, 8, 28):
+        yy, xx = np.mgrid[0:224, 0:224] // (224 // cells)
+        out.append((f"checker_{cells}", Image.fromarray(((yy + xx) % 2 * 255).astype(np.uint8))))
+    for k in range(6):  # geometric shapes on black
+        img = Image.new("L", (224, 224), 0)
+        d = ImageDraw.Draw(img)
+        for _ in range(3 + k):
+            x0, y0 = rng.integers(0, 180, 2)
+            shape = d.rectangle if rng.random() < 0.5 else d.ellipse
+            shape([int(x0), int(y0), int(x0 + rng.integers(10, 60)), int(y0 + rng.integers(10, 60))],
+                  fill=int(rng.integers(80, 256)))
+        out.append((f"shapes_{k}", img))
+    return out
