@@ -1,4 +1,4 @@
-"""Command line: python -m brainclf train | evaluate | predict | dedup | info."""
+"""Command line: python -m brainclf train | evaluate | predict | dedup."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def cmd_train(args) -> int:
             if p.batch == p.batches and h.get("val_loss"):
                 bar.write(f"epoch {p.epoch}/{p.epochs} loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f} "
                       f"val_loss {h['val_loss'][-1]:.4f} val_acc {h['val_accuracy'][-1]:.4f} "
-                      f"({p.elapsed_s:.0f}s)")
+                      f"({p.elapsed_s:.0f}s)", file=sys.stderr)
         else:
             print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 

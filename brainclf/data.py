@@ -139,6 +139,9 @@ def _grouped_split(samples: list[Sample], groups: np.ndarray, fraction: float, s
 
     n_splits = max(2, round(1 / fraction))
     labels = np.array([s.label for s in samples])
+    if len(set(groups.tolist())) < n_splits:
+        raise DataError(f"Too few images to split off {fraction:.0%}: {len(samples)} images in "
+                        f"{len(set(groups.tolist()))} duplicate groups; need at least {n_splits} groups.")
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     rest_idx, held_idx = next(sgkf.split(np.zeros(len(samples)), labels, groups))
     return [samples[i] for i in rest_idx], [samples[i] for i in held_idx]

@@ -93,6 +93,10 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: image is too large to decode safely (decompression bomb guard).") from None
     except UnidentifiedImageError:
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            raise ImageError(f"{name}: the PNG file is corrupt (bad header or checksum).") from None
+        if data[:3] == b"\xff\xd8\xff":
+            raise ImageError(f"{name}: the JPEG file is corrupt (unreadable header).") from None
         raise ImageError(f"{name}: not a recognised image (expected JPEG, PNG or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image is truncated or corrupt ({e}).") from None

@@ -57,6 +57,10 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning rate must be positive, got {self.learning_rate}.")
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {self.channels}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +135,8 @@ class _ProgressCallback:
                                        history=state["history"], elapsed_s=time.time() - t0))
 
             def on_epoch_end(self, epoch, logs=None):
+                if cancel is not None and cancel.is_set():
+                    return  # a cancelled epoch is incomplete: keep the last finished one as resume point
                 logs = logs or {}
                 for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
                     state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))

@@ -14,7 +14,7 @@ from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
 
 MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
-REFER_BELOW = 0.90  # predictions less confident than this get the "low confidence — refer" badge
+REFER_BELOW = 0.90  # fallback refer threshold for models whose card has none fitted on validation
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
@@ -53,7 +53,7 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
                  "`python -m brainclf train`.")
         return None
     try:
-        return load_predictor(str(path), path.stat().st_mtime)
+        return load_predictor(str(path), path.stat().st_mtime).with_tta(bool(st.session_state.get("tta")))
     except BrainclfError as e:
         st.error(f"Cannot load model {path.name}: {e}")
         return None
@@ -92,6 +92,8 @@ def sidebar_model_picker() -> None:
         st.text_input("Data folder", value=data_root() or "", key="data_root",
                       help="Dataset root (Training/Testing) used to show images from the evaluation. "
                       "Defaults to $BRAINCLF_DATA.")
+        st.toggle("Flip test-time augmentation", key="tta",
+                  help="Average the prediction with that of the left-right mirrored slice (2× the compute).")
         st.caption("Research and education only — not for diagnosis.")
 
 

@@ -1,0 +1,99 @@
+"""Shared fixtures: a small synthetic Kaggle-layout dataset and a smoke model trained on it.
+
+Every image is generated here; no test reads the real dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+# Centre of the bright disc per class (x, y) on a 64x64 canvas: each class looks different.
+DISC_CENTRES = {"glioma": (18, 18), "meningioma": (46, 18), "notumor": None, "pituitary": (32, 46)}
+N_TRAIN, N_TEST, SIZE = 12, 3, 64
+
+
+def synthetic_image(cls: str, rng: np.random.Generator, size: int = SIZE) -> Image.Image:
+    """A 'slice': a random smooth background (so no two images are near duplicates), a bright disc at a
+    class-specific position (none for notumor) and pixel noise. Grayscale, size x size."""
+    coarse = rng.uniform(0, 110, (6, 6)).astype(np.uint8)
+    background = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC), np.float64)
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = background + rng.normal(0, 12, (size, size))
+    centre = DISC_CENTRES[cls]
+    if centre is not None:
+        cx, cy = centre[0] + rng.integers(-2, 3), centre[1] + rng.integers(-2, 3)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 <= 9 ** 2] = 235
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L")
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def write_dataset(root: Path, n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n in (("Training", n_train), ("Testing", n_test)):
+        for cls in CLASSES:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                synthetic_image(cls, rng).save(folder / f"{cls[:2]}_{split[:2].lower()}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """ROOT/Training/<class>/*.png (12 per class) and ROOT/Testing/<class>/*.png (3 per class)."""
+    return write_dataset(tmp_path_factory.mktemp("synth") / "brain-mri")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, synthetic_dataset):
+    """(model path, run dir, models dir) of a 1-epoch compact_cnn trained on the synthetic dataset."""
+    from brainclf.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("smoke")
+    models_dir, run_dir = base / "models", base / "run"
+    out = train(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8,
+                            early_stopping_patience=5),
+                data=synthetic_dataset, name="smoke", models_dir=models_dir, run_dir=run_dir)
+    return Path(out), run_dir, models_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_model(smoke_run) -> Path:
+    """Path to smoke.keras (with smoke.json beside it)."""
+    return smoke_run[0]
+
+
+@pytest.fixture(scope="session")
+def smoke_predictor(smoke_model):
+    from brainclf.predict import Predictor
+
+    return Predictor.load(smoke_model)
+
+
+@pytest.fixture
+def make_image():
+    """make_image(cls='glioma', seed=0) → a fresh synthetic PIL image."""
+    def make(cls: str = "glioma", seed: int = 0) -> Image.Image:
+        return synthetic_image(cls, np.random.default_rng(seed))
+
+    return make
+
+
+@pytest.fixture
+def png_bytes():
+    """png_bytes(img, fmt='PNG', **save_kwargs) → encoded bytes."""
+    return encode

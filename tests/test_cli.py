@@ -1,0 +1,175 @@
+"""brainclf.cli: the command line, called in-process (TensorFlow is already imported) except one smoke test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from brainclf import CLASS_NAMES
+from brainclf.card import read_card
+from brainclf.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No test may read $BRAINCLF_DATA from the caller or write into the repo's models/ or runs/."""
+    monkeypatch.delenv("BRAINCLF_DATA", raising=False)
+    monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_module_help_subprocess():
+    r = subprocess.run([sys.executable, "-m", "brainclf", "--help"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    for cmd in ("train", "evaluate", "predict", "dedup"):
+        assert cmd in r.stdout
+
+
+@pytest.mark.parametrize("cmd", ["train", "evaluate", "predict", "dedup"])
+def test_subcommand_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m brainclf " + cmd)
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_evaluate_json(smoke_model, synthetic_dataset, capsys):
+    rc = main(["evaluate", "--model", str(smoke_model), "--data", str(synthetic_dataset / "Testing"), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 12
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["per_class"]) == set(CLASS_NAMES)
+    for c in CLASS_NAMES:
+        assert {"precision", "recall", "f1"} <= set(report["per_class"][c])
+        assert report["per_class"][c]["support"] == 3
+    cm = report["confusion_matrix"]
+    assert len(cm) == 4 and all(len(row) == 4 for row in cm) and sum(map(sum, cm)) == 12
+    assert report["macro_auc"] is None or 0.0 <= report["macro_auc"] <= 1.0
+    assert "macro_auc" in report
+    assert "predictions" not in report
+    assert report["model"] == {"name": "smoke", "version": read_card(smoke_model).version}
+
+
+def test_evaluate_json_with_predictions_and_env_data(smoke_model, synthetic_dataset, capsys, monkeypatch):
+    monkeypatch.setenv("BRAINCLF_DATA", str(synthetic_dataset))  # Training/Testing root: Testing is evaluated
+    assert main(["evaluate", "--model", str(smoke_model), "--json", "--with-predictions"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 12 and len(report["predictions"]) == 12
+    assert all(p["path"].startswith("Testing/") for p in report["predictions"])
+
+
+def test_evaluate_text_report(smoke_model, synthetic_dataset, capsys):
+    assert main(["evaluate", "--model", str(smoke_model), "--data", str(synthetic_dataset / "Testing")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy=" in out and "confusion matrix (rows true, columns predicted)" in out
+    for c in CLASS_NAMES:
+        assert c in out
+
+
+def test_evaluate_folder_without_classes_exits_2(smoke_model, tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    (folder / "holiday").mkdir(parents=True)
+    (folder / "holiday" / "x.png").write_bytes(b"x")
+    rc = main(["evaluate", "--model", str(smoke_model), "--data", str(folder)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "class sub-folders" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_evaluate_missing_model_exits_2(tmp_path, synthetic_dataset, capsys):
+    rc = main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", str(synthetic_dataset)])
+    assert rc == 2
+    assert capsys.readouterr().err.startswith("error: Model file")
+
+
+def test_predict_good_and_bad_files(smoke_model, tmp_path, make_image, capsys):
+    good = tmp_path / "a.png"
+    make_image("glioma", seed=5).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("definitely not a jpeg")
+    out_csv = tmp_path / "out.csv"
+    rc = main(["predict", "--model", str(smoke_model), str(good), str(bad), "--csv", str(out_csv)])
+    assert rc == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{good}: ")
+    assert any(c in lines[0] for c in CLASS_NAMES)
+    assert "error: " in captured.err and "bad.jpg" in captured.err
+    assert "1 predicted, 1 failed" in captured.err
+    with open(out_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1
+    card = read_card(smoke_model)
+    assert rows[0]["file"] == str(good)
+    assert rows[0]["model"] == "smoke" and rows[0]["model_version"] == card.version
+    assert rows[0]["prediction"] in CLASS_NAMES
+    assert sum(float(rows[0][f"p_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_all_good_exits_0(smoke_model, tmp_path, make_image, capsys):
+    paths = []
+    for i, c in enumerate(CLASS_NAMES):
+        p = tmp_path / f"{c}.png"
+        make_image(c, seed=i).save(p)
+        paths.append(str(p))
+    assert main(["predict", "--model", str(smoke_model), *paths]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_train_unknown_architecture_exits_2(synthetic_dataset, tmp_path, capsys):
+    rc = main(["train", "--data", str(synthetic_dataset), "--arch", "nope", "--name", "x",
+               "--models-dir", str(tmp_path / "models")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Unknown architecture 'nope'") and "compact_cnn" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "models").exists() and not (tmp_path / "runs").exists()
+
+
+def test_train_without_data_exits_2(capsys):
+    assert main(["train", "--epochs", "1"]) == 2
+    assert "BRAINCLF_DATA" in capsys.readouterr().err
+
+
+def test_train_smoke_via_cli(synthetic_dataset, tmp_path, capsys):
+    models = tmp_path / "models"
+    rc = main(["train", "--data", str(synthetic_dataset), "--name", "cli", "--size", "32", "--epochs", "1",
+               "--batch-size", "16", "--models-dir", str(models), "--no-augment"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == f"saved {models / 'cli.keras'}"
+    assert "epoch 1/1 loss" in captured.out + captured.err
+    assert "[preparing]" in captured.err
+    assert (tmp_path / "runs" / "cli" / "state.json").exists()  # BRAINCLF_RUNS decides where the run lives
+    assert read_card(models / "cli.keras").training["config"]["augment"] is False
+
+
+def test_dedup_json(synthetic_dataset, capsys):
+    assert main(["dedup", "--data", str(synthetic_dataset), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 60 and report["splits"] == {"Testing": 12, "Training": 48}
+    assert report["leakage"]["Testing"]["with_near_duplicate_in_training"] == 0
+
+
+def test_dedup_text(synthetic_dataset, capsys):
+    assert main(["dedup", "--data", str(synthetic_dataset), "--threshold", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "60 files" in out and "Hamming <= 4/256" in out

@@ -1,0 +1,93 @@
+"""brainclf.metrics: accuracy, confusion matrix orientation, per-class scores, AUC and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclf import CLASS_NAMES
+from brainclf.metrics import classification_metrics, expected_calibration_error, reliability_curve, roc_curves
+
+
+def probs_for(preds, conf=0.7):
+    p = np.full((len(preds), 4), (1 - conf) / 3)
+    p[np.arange(len(preds)), preds] = conf
+    return p
+
+
+Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+Y_PRED = np.array([0, 1, 1, 1, 2, 0, 3, 3])
+
+
+def test_hand_made_example():
+    m = classification_metrics(Y_TRUE, probs_for(Y_PRED))
+    assert m["n"] == 8
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    # rows = true class, columns = predicted class
+    assert m["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 2]]
+    pc = m["per_class"]
+    assert list(pc) == list(CLASS_NAMES)
+    assert pc["glioma"]["precision"] == pytest.approx(1 / 2) and pc["glioma"]["recall"] == pytest.approx(1 / 2)
+    assert pc["meningioma"]["precision"] == pytest.approx(2 / 3) and pc["meningioma"]["recall"] == 1.0
+    assert pc["notumor"]["precision"] == 1.0 and pc["notumor"]["recall"] == pytest.approx(1 / 2)
+    assert pc["pituitary"]["f1"] == 1.0
+    assert all(pc[c]["support"] == 2 for c in CLASS_NAMES)
+    assert pc["meningioma"]["f1"] == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
+    assert m["loss"] == pytest.approx(-np.mean(np.log(np.where(Y_TRUE == Y_PRED, 0.7, 0.1))))
+    assert 0 < m["macro_auc"] <= 1
+
+
+def test_confusion_matrix_is_not_transposed():
+    m = classification_metrics(np.array([0, 0, 0, 1, 2, 3]), probs_for([3, 3, 0, 1, 2, 3]))
+    assert m["confusion_matrix"][0] == [1, 0, 0, 2]  # two true gliomas predicted as pituitary
+    assert [row[3] for row in m["confusion_matrix"]] == [2, 0, 0, 1]
+
+
+def test_unnormalised_probabilities_are_renormalised():
+    a = classification_metrics(Y_TRUE, probs_for(Y_PRED))
+    b = classification_metrics(Y_TRUE, probs_for(Y_PRED) * 3.0)
+    assert a["loss"] == pytest.approx(b["loss"]) and a["ece"] == pytest.approx(b["ece"])
+
+
+def test_perfect_separation_has_auc_one():
+    y = np.repeat(np.arange(4), 5)
+    m = classification_metrics(y, probs_for(y, conf=0.9))
+    assert m["macro_auc"] == pytest.approx(1.0)
+    assert m["accuracy"] == 1.0
+    assert all(m["per_class"][c]["auc"] == pytest.approx(1.0) for c in CLASS_NAMES)
+
+
+def test_missing_class_gives_mean_auc_over_present_classes():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    m = classification_metrics(y, probs_for(y))
+    assert m["macro_auc"] == pytest.approx(1.0)
+    assert "auc" not in m["per_class"]["pituitary"]
+    assert m["per_class"]["pituitary"]["support"] == 0
+
+
+def test_empty_input():
+    assert classification_metrics(np.array([], int), np.zeros((0, 4))) == {"n": 0}
+
+
+def test_ece_zero_when_perfectly_calibrated():
+    # 10 predictions at confidence 0.8, of which exactly 8 are right.
+    y_true = np.array([0] * 8 + [1] * 2)
+    probs = probs_for(np.zeros(10, int), conf=0.8)
+    assert expected_calibration_error(y_true, probs) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_positive_when_overconfident():
+    y_true = np.array([0] * 5 + [1] * 5)
+    probs = probs_for(np.zeros(10, int), conf=0.99)  # 99 % sure, right half of the time
+    assert expected_calibration_error(y_true, probs) == pytest.approx(0.49)
+    curve = reliability_curve(y_true, probs)
+    assert curve["bins"] == [{"lo": pytest.approx(14 / 15), "hi": 1.0, "n": 10,
+                              "confidence": pytest.approx(0.99), "accuracy": 0.5}]
+
+
+def test_roc_curves_skip_classes_without_both_outcomes():
+    y = np.array([0, 0, 1, 1])
+    curves = roc_curves(y, probs_for(y))
+    assert set(curves) == {"glioma", "meningioma"}
+    c = curves["glioma"]
+    assert c["fpr"][0] == 0 and c["tpr"][-1] == 1 and c["auc"] == pytest.approx(1.0)

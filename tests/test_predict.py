@@ -1,0 +1,112 @@
+"""brainclf.predict: the Predictor used by the CLI and the app."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclf import CLASS_NAMES, DISPLAY_NAMES
+from brainclf.card import read_card
+from brainclf.errors import ImageError
+from brainclf.predict import Prediction, Predictor
+
+
+def test_prediction_is_stamped_with_the_card(smoke_predictor, smoke_model, make_image, png_bytes):
+    card = read_card(smoke_model)
+    pred = smoke_predictor.predict(png_bytes(make_image("glioma")), name="up.png")
+    assert pred.model_name == card.name == "smoke"
+    assert pred.model_version == card.version and pred.model_version
+    assert pred.name == "up.png"
+    row = pred.as_row()
+    assert row["model"] == "smoke" and row["model_version"] == card.version
+    assert row["file"] == "up.png" and row["prediction"] == pred.predicted
+    assert [k for k in row if k.startswith("p_")] == [f"p_{c}" for c in CLASS_NAMES]
+
+
+def test_probabilities_are_a_distribution(smoke_predictor, make_image, png_bytes):
+    for cls in CLASS_NAMES:
+        pred = smoke_predictor.predict(png_bytes(make_image(cls, seed=7)))
+        assert list(pred.probabilities) == list(CLASS_NAMES)
+        assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert all(0.0 <= p <= 1.0 for p in pred.probabilities.values())
+        assert pred.confidence == max(pred.probabilities.values())
+        assert pred.predicted_index == CLASS_NAMES.index(pred.predicted)
+        assert pred.predicted_display == DISPLAY_NAMES[pred.predicted]
+        assert pred.model_input.shape == smoke_predictor.contract.shape
+
+
+def test_bytes_path_and_pil_give_the_same_result(smoke_predictor, make_image, tmp_path):
+    img = make_image("pituitary", seed=11)
+    path = tmp_path / "slice.png"
+    img.save(path)
+    a = smoke_predictor.predict(path.read_bytes())
+    b = smoke_predictor.predict(path)
+    c = smoke_predictor.predict(str(path))
+    d = smoke_predictor.predict(Image.open(path))
+    for other in (b, c, d):
+        assert np.allclose(list(a.probabilities.values()), list(other.probabilities.values()), atol=1e-6)
+        assert np.array_equal(a.model_input, other.model_input)
+
+
+@pytest.mark.parametrize("data", [b"", b"GIF89a-but-not-really", b"%PDF-1.5 ...", b"hello"])
+def test_bad_bytes_raise_image_error(smoke_predictor, data):
+    with pytest.raises(ImageError):
+        smoke_predictor.predict(data, name="bad.jpg")
+
+
+def test_predict_arrays_batches_and_single(smoke_predictor):
+    rng = np.random.default_rng(0)
+    x = rng.random((10, *smoke_predictor.contract.shape), np.float32)
+    whole = smoke_predictor.predict_arrays(x)
+    small_batches = smoke_predictor.predict_arrays(x, batch_size=3)
+    assert whole.shape == (10, 4)
+    assert np.allclose(whole, small_batches, atol=1e-5)
+    assert np.allclose(smoke_predictor.predict_arrays(x[0]), whole[:1], atol=1e-5)  # (H, W, C) accepted
+    assert smoke_predictor.predict_arrays(x[:0]).shape == (0, 4)
+
+
+def test_concurrent_predictions_match_serial(smoke_predictor, make_image, png_bytes):
+    images = [png_bytes(make_image(CLASS_NAMES[i % 4], seed=100 + i)) for i in range(16)]
+    serial = [smoke_predictor.predict(b, name=str(i)).probabilities for i, b in enumerate(images)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda ib: smoke_predictor.predict(ib[1], name=str(ib[0])).probabilities,
+                                 enumerate(images)))
+    for s, p in zip(serial, parallel):
+        assert np.allclose(list(s.values()), list(p.values()), atol=1e-6)
+
+
+def test_predictor_load_and_preprocess(smoke_model, make_image):
+    predictor = Predictor.load(smoke_model)
+    assert predictor.card.name == "smoke"
+    x = predictor.preprocess(make_image().resize((80, 40)))
+    assert x.shape == (32, 32, 1) and x.dtype == np.float32
+
+
+def test_prediction_properties():
+    p = Prediction("f", {"glioma": 0.1, "meningioma": 0.2, "notumor": 0.6, "pituitary": 0.1}, "m", "v1")
+    assert p.predicted == "notumor" and p.predicted_index == 2 and p.confidence == 0.6
+    assert p.predicted_display == "No tumour"
+
+
+def test_flip_tta_averages_with_the_mirrored_slice(smoke_predictor):
+    x = np.random.default_rng(3).random((2, *smoke_predictor.contract.shape), np.float32)
+    plain = smoke_predictor.raw_probs(x, tta=False)
+    mirrored = smoke_predictor.raw_probs(x[:, :, ::-1], tta=False)
+    tta = smoke_predictor.with_tta(True)
+    assert tta.tta and not smoke_predictor.tta  # with_tta returns a copy, the shared predictor is unchanged
+    assert smoke_predictor.with_tta(False) is smoke_predictor
+    assert np.allclose(tta.raw_probs(x), (plain + mirrored) / 2, atol=1e-6)
+
+
+def test_predict_arrays_applies_the_cards_temperature(smoke_predictor):
+    from brainclf.trust import apply_temperature
+
+    x = np.random.default_rng(4).random((3, *smoke_predictor.contract.shape), np.float32)
+    t = smoke_predictor.temperature
+    assert t > 0
+    assert t == pytest.approx(smoke_predictor.card.calibration.get("temperature", 1.0))
+    assert np.allclose(smoke_predictor.predict_arrays(x), apply_temperature(smoke_predictor.raw_probs(x), t),
+                       atol=1e-6)

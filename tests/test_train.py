@@ -1,0 +1,164 @@
+"""brainclf.train: the smoke run's outputs, resume, config checks and cancellation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from brainclf import CLASS_NAMES
+from brainclf.card import file_sha256, read_card
+from brainclf.errors import ConfigError
+from brainclf.train import TrainConfig, TrainingCancelled, runs_dir, train
+
+SMOKE = dict(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
+
+
+def test_smoke_model_and_card_exist(smoke_run):
+    model_path, run_dir, models_dir = smoke_run
+    assert model_path == models_dir / "smoke.keras" and model_path.is_file()
+    assert model_path.with_suffix(".json").is_file()
+    assert {"state.json", "best.keras", "last.keras"} <= {p.name for p in run_dir.iterdir()}
+    assert not list(models_dir.glob("*.tmp*"))  # the atomic write left nothing behind
+
+
+def test_card_contents(smoke_model):
+    card = read_card(smoke_model)
+    assert card.name == "smoke" and card.architecture == "compact_cnn"
+    assert card.input_contract == {"size": 32, "channels": 1, "padding": "centre-black", "resample": "bilinear"}
+    assert card.file_sha256 == file_sha256(smoke_model)
+    assert card.version.endswith(card.file_sha256[:8])
+    assert card.class_names == list(CLASS_NAMES)
+    assert card.params == keras.saving.load_model(smoke_model, compile=False).count_params()
+    tr = card.training
+    assert tr["config"]["epochs"] == 1 and tr["config"]["image_size"] == 32
+    assert tr["epochs_run"] == 1 and tr["best_epoch"] == 1
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert len(tr["history"][key]) == 1, key
+    fp = tr["fingerprint"]
+    assert set(fp["counts"]) == {"train", "val", "test"}
+    assert sum(fp["counts"]["test"].values()) == 12
+    assert sum(fp["counts"]["train"].values()) + sum(fp["counts"]["val"].values()) == 48
+    assert len(fp["file_list_sha256"]) == 64
+    assert tr["sizes"] == {k: sum(v.values()) for k, v in fp["counts"].items()}
+
+
+def test_card_test_metrics_and_predictions(smoke_model):
+    card = read_card(smoke_model)
+    test = card.metrics["test"]
+    assert test["n"] == 12
+    cm = np.array(test["confusion_matrix"])
+    assert cm.shape == (4, 4) and cm.sum() == 12
+    assert cm.sum(1).tolist() == [3, 3, 3, 3]  # rows are the true classes
+    assert "val" in card.metrics and card.metrics["val"]["n"] >= 1
+    rows = card.test_predictions
+    assert len(rows) == 12
+    for r in rows:
+        assert {"path", "true", "pred", "probs"} <= set(r)
+        assert r["path"].startswith("Testing/") and r["path"].endswith(".png")
+        assert r["true"] in CLASS_NAMES and r["pred"] in CLASS_NAMES
+        assert r["path"].split("/")[1] == r["true"]
+        assert len(r["probs"]) == 4 and sum(r["probs"]) == pytest.approx(1.0, abs=1e-4)
+        assert r["pred"] == CLASS_NAMES[int(np.argmax(r["probs"]))]
+    correct = sum(r["true"] == r["pred"] for r in rows)
+    assert test["accuracy"] == pytest.approx(correct / 12)
+
+
+def test_saved_model_has_no_optimizer(smoke_run):
+    model_path, run_dir, _ = smoke_run
+    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    assert model.input_shape == (None, 32, 32, 1)
+    assert model_path.stat().st_size < (run_dir / "last.keras").stat().st_size
+    with zipfile.ZipFile(model_path) as z:
+        config = json.loads(z.read("config.json"))
+    assert not config.get("compile_config")
+    with zipfile.ZipFile(run_dir / "last.keras") as z:
+        assert json.loads(z.read("config.json")).get("compile_config")
+
+
+def test_resume_of_finished_run_does_not_retrain(smoke_run, synthetic_dataset, tmp_path):
+    _, run_dir, _ = smoke_run
+    stages = []
+    out = train(TrainConfig(**SMOKE), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
+                run_dir=run_dir, progress=lambda p: stages.append(p.stage))
+    assert out == tmp_path / "smoke.keras" and out.exists()
+    assert "training" not in stages and stages[-1] == "done"
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]["loss"]) == 1
+    assert len(read_card(out).training["history"]["loss"]) == 1
+
+
+def test_different_config_in_same_run_dir_is_refused(smoke_run, synthetic_dataset, tmp_path):
+    _, run_dir, _ = smoke_run
+    with pytest.raises(ConfigError, match="different config"):
+        train(TrainConfig(**{**SMOKE, "epochs": 2}), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
+              run_dir=run_dir)
+    assert not (tmp_path / "smoke.keras").exists()
+
+
+def test_cancel_before_start_stops_after_first_batch(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
+    cancel = threading.Event()
+    cancel.set()
+    events = []
+    with pytest.raises(TrainingCancelled, match="cancelled"):
+        train(TrainConfig(**{**SMOKE, "epochs": 3, "augment": False}), data=synthetic_dataset, name="cancelme",
+              models_dir=tmp_path / "models", cancel=cancel, progress=events.append)
+    run_dir = tmp_path / "runs" / "cancelme"  # BRAINCLF_RUNS decides where the run lives
+    assert (run_dir / "state.json").exists()
+    batch_events = [e for e in events if e.stage == "training" and e.batch < e.batches]
+    assert [e.batch for e in batch_events] == [1]  # only the first batch ran
+    assert batch_events[0].batches > 1
+    assert events[-1].stage == "cancelled"
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] <= 1
+    assert not (tmp_path / "models" / "cancelme.keras").exists()
+
+
+def test_runs_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path))
+    assert runs_dir() == tmp_path
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"epochs": 0}, "epochs"),
+    ({"architecture": "nope"}, "Unknown architecture"),
+    ({"batch_size": 0}, "batch size"),
+    ({"optimizer": "sgd"}, "optimizer"),
+    ({"learning_rate": 0.0}, "learning rate"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs).validate()
+
+
+def test_invalid_config_fails_before_touching_disk(synthetic_dataset, tmp_path):
+    with pytest.raises(ConfigError):
+        train(TrainConfig(epochs=0), data=synthetic_dataset, name="x", models_dir=tmp_path / "m",
+              run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
+
+
+def test_config_contract_defaults():
+    assert TrainConfig(architecture="seed").contract().shape == (120, 120, 3)
+    assert TrainConfig(image_size=64, channels=3).contract().shape == (64, 64, 3)
+
+
+def test_validate_rejects_bad_image_size():
+    with pytest.raises(ConfigError):
+        TrainConfig(image_size=16).validate()
+
+
+def test_cancelled_epoch_is_not_counted_as_finished(synthetic_dataset, tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingCancelled):
+        train(TrainConfig(**{**SMOKE, "augment": False}), data=synthetic_dataset, name="c",
+              models_dir=tmp_path / "m", cancel=cancel, run_dir=run_dir)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 0
