@@ -17,13 +17,23 @@ def arrays_from_rows(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def report_from_rows(rows: list[dict]) -> dict:
-    """Metrics, curves and reliability bins, recomputed from the per-image predictions."""
+def report_from_rows(rows: list[dict], refer_threshold: float = 0.0) -> dict:
+    """Metrics, curves, reliability bins, bootstrap CIs, the refer rule and the clean subset, recomputed
+    from the per-image predictions."""
+    from .evaluate import subset_summary
+    from .trust import bootstrap_ci, coverage_accuracy, coverage_curve
+
     y, p = arrays_from_rows(rows)
     report = classification_metrics(y, p)
     if report["n"]:
         report["curves"] = roc_curves(y, p)
         report["reliability"] = reliability_curve(y, p)["bins"]
+        report["bootstrap"] = bootstrap_ci(y, p)
+        report["refer"] = coverage_accuracy(y, p, refer_threshold)
+        report["coverage_curve"] = coverage_curve(y, p)
+        if all("clean" in r for r in rows):
+            clean = np.array([r["clean"] for r in rows], dtype=bool)
+            report["clean"] = subset_summary(y[clean], p[clean])
     return report
 
 

@@ -123,3 +123,33 @@ def feature_map_figure(coords: np.ndarray, true: list[str], pred: list[str], nam
     fig.update_layout(height=480, title=title or None, xaxis_title="component 1", yaxis_title="component 2",
                       margin=dict(l=10, r=10, t=40, b=40))
     return fig
+
+
+def coverage_figure(curve: list[dict], threshold: float | None = None) -> go.Figure:
+    """Accuracy of accepted predictions vs share accepted, as the confidence threshold rises."""
+    fig = go.Figure(go.Scatter(
+        x=[c["coverage"] for c in curve], y=[c["accepted_accuracy"] for c in curve], mode="lines+markers",
+        text=[f"threshold {c['threshold']:.3f}" for c in curve],
+        hovertemplate="coverage %{x:.1%}<br>accuracy %{y:.2%}<br>%{text}<extra></extra>", name="model"))
+    if threshold:
+        pts = [c for c in curve if c["threshold"] >= threshold]
+        if pts:
+            fig.add_trace(go.Scatter(x=[pts[0]["coverage"]], y=[pts[0]["accepted_accuracy"]], mode="markers",
+                                     marker=dict(size=14, symbol="star", color="#d62728"),
+                                     name=f"refer rule (< {threshold:.3f})"))
+    fig.update_layout(xaxis_title="coverage (share of predictions accepted)", yaxis_title="accuracy of accepted",
+                      xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=340,
+                      title="Coverage vs accuracy", margin=dict(l=10, r=10, t=40, b=40))
+    return fig
+
+
+def deletion_figure(deletion: dict) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=deletion["fractions"], y=deletion["gradcam_curve"], mode="lines+markers",
+                             name=f"Grad-CAM order (AUC {deletion['gradcam_auc']:.3f})"))
+    fig.add_trace(go.Scatter(x=deletion["fractions"], y=deletion["random_curve"], mode="lines+markers",
+                             name=f"random 8×8 blocks (AUC {deletion['random_auc']:.3f})"))
+    fig.update_layout(xaxis_title="share of pixels deleted", yaxis_title="probability of predicted class",
+                      xaxis=dict(tickformat=".0%"), height=340, title="Deletion test",
+                      margin=dict(l=10, r=10, t=40, b=40))
+    return fig

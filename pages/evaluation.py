@@ -13,6 +13,8 @@ from brainclf.evaluate import evaluate_folder
 from brainclf.explain import overlay_heatmap
 from brainclf.figures import (
     confusion_matrix_figure,
+    coverage_figure,
+    deletion_figure,
     feature_map_figure,
     history_figure,
     pr_figure,
@@ -60,10 +62,12 @@ if not rows:
     st.warning("This model's card holds no test predictions; re-evaluate it on a folder.")
     st.stop()
 
-report = report_from_rows(rows)
-st.caption(f"{report['n']} images from {where}; model {card.label}.")
+report = report_from_rows(rows, predictor.refer_threshold)
+st.caption(f"{report['n']} images from {where}; model {card.label}"
+           + (" (flip TTA on)." if predictor.tta and source.startswith("Re-evaluate") else "."))
 c = st.columns(5)
-c[0].metric("Accuracy", f"{report['accuracy']:.2%}")
+lo, hi = report["bootstrap"]["accuracy"]
+c[0].metric("Accuracy", f"{report['accuracy']:.2%}", help=f"95% bootstrap CI {lo:.2%} – {hi:.2%}")
 c[1].metric("Loss", f"{report['loss']:.4f}")
 c[2].metric("Macro AUC", f"{report['macro_auc']:.4f}" if report["macro_auc"] is not None else "—")
 c[3].metric("ECE", f"{report['ece']:.2%}", help="Expected calibration error (15 bins)")
@@ -71,6 +75,20 @@ c[4].metric("Errors", f"{sum(r['true'] != r['pred'] for r in rows)}")
 st.dataframe(pd.DataFrame([{"class": class_label(k), **{m: round(v, 4) if isinstance(v, float) else v
                                                         for m, v in pc.items()}}
                            for k, pc in report["per_class"].items()]), hide_index=True)
+
+clean = report.get("clean")
+if clean:
+    clo, chi = clean["bootstrap"]["accuracy"] if clean.get("bootstrap") else (float("nan"),) * 2
+    st.info(f"**Leakage-aware view.** {report['n'] - clean['n']} of these {report['n']} images have an exact or "
+            f"near duplicate among the training images. On the **clean subset** of {clean['n']} images the "
+            f"accuracy is **{clean['accuracy']:.2%}** (95% CI {clo:.2%} – {chi:.2%}); "
+            f"overall {report['accuracy']:.2%} (95% CI {lo:.2%} – {hi:.2%}).", icon="🧬")
+    st.dataframe(pd.DataFrame([{"class": class_label(k), "recall (all)": report["per_class"][k]["recall"],
+                                "95% CI (all)": "{:.3f} – {:.3f}".format(*report["bootstrap"]["recall"][k]),
+                                "recall (clean)": clean["recall"][k],
+                                "95% CI (clean)": "{:.3f} – {:.3f}".format(*clean["bootstrap"]["recall"][k])
+                                if clean["bootstrap"]["recall"][k] else "—"} for k in CLASS_NAMES]),
+                 hide_index=True)
 
 # ---- confusion matrix and the images behind a cell ---------------------------------------------------------
 st.subheader("Confusion matrix")
@@ -121,6 +139,35 @@ left, right = st.columns(2)
 left.plotly_chart(reliability_figure(report["reliability"], "Reliability (calibration)"), key="rel")
 if card.training.get("history"):
     right.plotly_chart(history_figure(card.training["history"]), key="hist")
+
+# ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
+st.subheader("When to trust a prediction")
+cal, refer = card.calibration, report["refer"]
+t1, t2, t3 = st.columns(3)
+if cal:
+    t1.metric("Temperature (fitted on validation)", f"{predictor.temperature:.3f}")
+    t1.caption(f"Validation ECE {cal.get('val_ece_before', 0):.2%} before → {cal.get('val_ece_after', 0):.2%} after "
+               f"scaling; shown here: {report['ece']:.2%}.")
+if refer["accepted_accuracy"] is not None:
+    t2.metric("Refer rule: coverage", f"{refer['coverage']:.1%}",
+              help=f"Predictions below confidence {refer['threshold']:.3f} are referred to a radiologist.")
+    t2.caption(f"Accepted accuracy {refer['accepted_accuracy']:.2%}; {refer['referred']} referred "
+               f"(threshold {refer['threshold']:.3f}, chosen on validation for ≥ 99.9 %).")
+if card.ood.get("measured"):
+    m = card.ood["measured"]
+    t3.metric("OOD guard: non-MRI flagged", f"{m['non_mri_flagged']}/{m['non_mri_n']}")
+    t3.caption(f"Test images flagged: {m.get('test_flagged', 0)}/{m.get('test_n', 0)}. Colour check + "
+               "Mahalanobis distance of penultimate features.")
+left, right = st.columns(2)
+left.plotly_chart(coverage_figure(report["coverage_curve"], refer["threshold"]), key="coverage")
+if card.faithfulness.get("deletion"):
+    d, rnd = card.faithfulness["deletion"], card.faithfulness.get("randomisation", {})
+    right.plotly_chart(deletion_figure(d), key="deletion")
+    st.caption(f"Grad-CAM faithfulness on {d['n']} test images: deleting the most salient pixels first lowers "
+               f"the predicted-class probability faster than deleting random blocks (AUC {d['gradcam_auc']:.3f} vs "
+               f"{d['random_auc']:.3f}; lower for {d['share_gradcam_lower']:.0%} of images). Sanity check: maps "
+               f"from a re-initialised model have mean Spearman correlation {rnd.get('mean_spearman', 0):.2f} "
+               "with the trained model's (they should differ).")
 
 # ---- glioma vs meningioma -----------------------------------------------------------------------------------
 st.subheader("Glioma vs meningioma")
