@@ -92,9 +92,19 @@ def sidebar_model_picker() -> None:
         st.text_input("Data folder", value=data_root() or "", key="data_root",
                       help="Dataset root (Training/Testing) used to show images from the evaluation. "
                       "Defaults to $BRAINCLF_DATA.")
+        with st.expander("Settings"):
+            st.toggle("Audit log", key="audit", help="Append one JSON line per prediction (time, SHA-256 of the "
+                      "input, model and version, output) to the file below. Never pixels, names or DICOM tags.")
+            st.text_input("Audit log file", value=os.environ.get("BRAINCLF_AUDIT_LOG", "audit/brainclf-audit.jsonl"),
+                          key="audit_path")
         st.toggle("Flip test-time augmentation", key="tta",
                   help="Average the prediction with that of the left-right mirrored slice (2× the compute).")
         st.caption("Research and education only — not for diagnosis.")
+
+
+def audit_path() -> str | None:
+    """Where to append audit lines, or None while the audit log is off (the default)."""
+    return st.session_state.get("audit_path") if st.session_state.get("audit") else None
 
 
 def class_label(name: str) -> str:

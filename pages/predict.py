@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
+from brainclf.audit import append_audit, audit_record
 from brainclf.dicom import looks_like_dicom, read_dicom
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
-from pages.common import REFER_BELOW, class_label, get_predictor
+from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
 
 st.title("🔎 Predict")
 st.caption("Research and education only — not for diagnosis.")
@@ -33,7 +34,12 @@ for i, f in enumerate(files):
     except BrainclfError as e:
         failed.append(f.name)
         st.error(f"**{f.name}** was not processed: {e}")
+        if audit_path():
+            append_audit(audit_path(), audit_record(data, error=str(e), model=predictor.card.name,
+                                                    version=predictor.card.version))
         continue
+    if audit_path():
+        append_audit(audit_path(), audit_record(data, pred))
     rows.append(pred.as_row())
     with st.container(border=True):
         low = pred.referred if pred.refer_threshold else pred.confidence < REFER_BELOW

@@ -101,3 +101,41 @@ def test_model_page_lists_bundled_models():
     at = open_page("pages/model.py")
     names = list(at.dataframe[0].value["model"])
     assert "default" in names and "seed" in names
+
+
+def _files_containing(roots, needle: bytes) -> list[str]:
+    hits = []
+    for root in roots:
+        for p in Path(root).rglob("*"):
+            if {".venv", ".git", "node_modules"} & set(p.parts):
+                continue
+            try:
+                if p.is_file() and p.stat().st_size < 50_000_000 and needle in p.read_bytes():
+                    hits.append(str(p))
+            except OSError:
+                continue
+    return hits
+
+
+def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch):
+    """Privacy: an upload leaves no copy on disk; the audit log (when switched on) holds only its hash."""
+    import hashlib
+    import tempfile
+
+    rng = __import__("numpy").random.default_rng(7)
+    img = Image.fromarray(rng.integers(0, 255, (96, 96), dtype="uint8"))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    data = buf.getvalue()
+    marker = data[-200:-100]  # compressed bytes unique to this upload
+    log = tmp_path / "audit.jsonl"
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
+    assert not at.exception and not log.exists()  # off by default
+    at.toggle(key="audit").set_value(True).run()
+    at.text_input(key="audit_path").set_value(str(log)).run()
+    assert not at.exception
+    rec = json.loads(log.read_text().splitlines()[-1])
+    assert rec["input_sha256"] == hashlib.sha256(data).hexdigest() and rec["model"] == "default"
+    assert "Doe" not in log.read_text()
+    assert _files_containing([tempfile.gettempdir(), REPO], marker) == []
