@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import BrainclfError
+from .errors import BrainclfError, ConfigError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
@@ -53,7 +53,7 @@ def cmd_train(args) -> int:
             print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 
     out = train(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
-                resume=not args.no_resume)
+                resume=not args.no_resume, strategy=args.strategy)
     if bar:
         bar.close()
     print(f"saved {out}")
@@ -142,6 +142,10 @@ def cmd_predict(args) -> int:
     from .predict import Predictor
 
     predictor = Predictor.load(args.model, tta=args.tta)
+    if args.folder:
+        return _predict_folder(predictor, args)
+    if not args.files:
+        raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
     for f in args.files:
         try:
@@ -163,6 +167,32 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1
+
+
+def _predict_folder(predictor, args) -> int:
+    import resource
+
+    from tqdm import tqdm
+
+    from .predict import iter_image_files, predict_folder
+
+    if not args.csv:
+        raise ConfigError("--folder needs --csv OUT (results stream into it; re-running resumes).")
+    if not Path(args.folder).is_dir():
+        raise ConfigError(f"{args.folder} is not a folder.")
+    total = sum(1 for _ in iter_image_files(args.folder))
+    bar = tqdm(total=total, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(c):
+        bar.n = c["predicted"] + c["failed"] + c["skipped"]
+        bar.refresh()
+
+    counts = predict_folder(predictor, args.folder, args.csv, progress=progress)
+    bar.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model {predictor.card.label}: {counts['predicted']} predicted, {counts['failed']} failed, "
+          f"{counts['skipped']} already in {args.csv}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
+    return 0 if not counts["failed"] else 1
 
 
 def cmd_dedup(args) -> int:
@@ -209,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
     t.add_argument("--models-dir", default="models")
     t.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    t.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a model on a folder of class sub-folders",
@@ -226,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="class probabilities for image files",
                         description="Print each file's class probabilities; bad files are reported and skipped.")
     pr.add_argument("--model", required=True)
-    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr.add_argument("files", nargs="*", metavar="FILE")
+    pr.add_argument("--folder", help="predict every image under this folder, streaming into --csv (resumable)")
     pr.add_argument("--csv", help="also write the results to this CSV file")
     pr.add_argument("--tta", action="store_true", help="test-time augmentation: average with the flipped slice")
     pr.set_defaults(func=cmd_predict)

@@ -3,6 +3,7 @@ model's name and version on every result (so each prediction knows which card pr
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,3 +159,84 @@ class Predictor:
                 if self._gradcam is None:
                     self._gradcam = GradCam(self.model, self.card.gradcam_layer)
         return self._gradcam(x, class_index)
+
+
+def iter_image_files(folder: str | Path):
+    """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
+    never listed in memory at once."""
+    from .preprocess import UPLOAD_SUFFIXES
+
+    stack = [Path(folder)]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in reversed([e for e in entries if e.is_dir()]):
+            stack.append(Path(e.path))
+        for e in entries:
+            if e.is_file() and e.name.lower().endswith(UPLOAD_SUFFIXES):
+                yield Path(e.path)
+
+
+CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
+              "out_of_distribution", "model", "model_version", "error"]
+
+
+def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Path, chunk: int = 256,
+                   progress=None) -> dict:
+    """Stream predictions for every image under `folder` into `csv_path`.
+
+    Memory stays bounded (one chunk of images at a time); rows are flushed per chunk, and re-running the
+    same command resumes: files already in the CSV are skipped. Bad files get a row with the error.
+    """
+    import csv
+
+    from .errors import ImageError
+
+    folder, csv_path = Path(folder), Path(csv_path)
+    done: set[str] = set()
+    if csv_path.exists() and csv_path.stat().st_size:
+        with open(csv_path, newline="") as f:
+            done = {row["file"] for row in csv.DictReader(f)}
+    new_file = not csv_path.exists() or csv_path.stat().st_size == 0
+    counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
+    with open(csv_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+
+        def flush(batch: list[tuple[str, np.ndarray]]):
+            if not batch:
+                return
+            from .ood import check
+            from .trust import apply_temperature
+
+            raw, feats = predictor.raw_probs_and_features(np.stack([x for _, x in batch]))
+            probs = apply_temperature(raw, predictor.temperature)
+            for (rel, _), p, f in zip(batch, probs, feats):
+                pred = predictor.prediction_from_probs(rel, p)
+                pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
+                writer.writerow({**pred.as_row(), "error": ""})
+            counts["predicted"] += len(batch)
+
+        batch: list[tuple[str, np.ndarray]] = []
+        for path in iter_image_files(folder):
+            rel = path.relative_to(folder).as_posix()
+            if rel in done:
+                continue
+            try:
+                batch.append((rel, predictor.preprocess(path, name=rel)))
+            except ImageError as e:
+                writer.writerow({"file": rel, "error": str(e), "model": predictor.card.name,
+                                 "model_version": predictor.card.version})
+                counts["failed"] += 1
+            if len(batch) >= chunk:
+                flush(batch)
+                batch = []
+                fh.flush()
+                if progress:
+                    progress(counts)
+        flush(batch)
+        if progress:
+            progress(counts)
+    return counts

@@ -168,8 +168,13 @@ def _write_state(run_dir: Path, state: dict) -> None:
 
 def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
           progress: ProgressHook | None = None, cancel: threading.Event | None = None,
-          resume: bool = True, run_dir: str | os.PathLike | None = None) -> Path:
-    """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path."""
+          resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default") -> Path:
+    """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
+
+    `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
+    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG).
+    The batch size is the global batch, split across replicas.
+    """
     import keras
 
     config.validate()
@@ -231,7 +236,8 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         if len(x_tr) == 0:
             raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
         steps_per_epoch = int(np.ceil(len(x_tr) / config.batch_size))
-        model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
+        with distribution_strategy(strategy).scope():
+            model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
         train_ds = _tf_dataset(x_tr, y_tr, config, training=True)
         val_ds = _tf_dataset(x_va, y_va, config, training=False)
         cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0)
@@ -250,6 +256,21 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     out = finalize_model(run_dir, state, root, name, Path(models_dir))
     say("done", f"Saved {out}", epoch=state["epoch"], epochs=config.epochs, history=state["history"])
     return out
+
+
+def distribution_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster on every worker "
+                              "(see README, 'Training on several GPUs or machines').")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
 
 
 class TrainingCancelled(Exception):
