@@ -215,6 +215,13 @@ def cmd_dedup(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    from .data import resolve_data_root
+
+    return bench_main(args.model, str(resolve_data_root(args.data)), args.json_out, not args.no_app, args.runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 
@@ -272,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--show", type=int, default=10, help="example pairs to list per category")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dedup)
+
+    b = sub.add_parser("bench", help="measure speed on this machine (not a test)",
+                       description="Model load, single-image latency (preprocess, forward, Grad-CAM) vs the naive "
+                       "path, evaluation throughput, training s/epoch, peak memory and app cold start.")
+    b.add_argument("--model", nargs="+", default=["models/seed.keras", "models/default.keras"])
+    b.add_argument("--data", help="dataset root with Testing/ (default: $BRAINCLF_DATA)")
+    b.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (after warm-up)")
+    b.add_argument("--json-out", default="bench.json", help="also write the results here")
+    b.add_argument("--no-app", action="store_true", help="skip the app cold-start measurement")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,242 @@
+"""Benchmarks (speed, not behaviour): `python -m brainclf bench`. Prints a table and writes JSON.
+
+Measures on this machine: model load; single-image latency of preprocessing, forward pass and Grad-CAM
+(median / p95 over >= 50 runs after warm-up) against the naive notebook path (`model.predict` on one
+image, Grad-CAM sub-model rebuilt per call); evaluation throughput over a folder including decoding;
+a whole `python -m brainclf evaluate` process; training seconds per epoch (timed steps, extrapolated);
+peak memory; and app cold start (`streamlit run` to /_stcore/health, and to the first prediction in a
+headless browser when Debian's chromium is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from .card import machine_description
+
+
+def _stats(samples_s: list[float]) -> dict:
+    ms = np.array(samples_s) * 1000
+    return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)), "runs": len(ms)}
+
+
+def _time(fn, runs: int, warmup: int = 5) -> dict:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return _stats(out)
+
+
+def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from .explain import GradCam
+    from .predict import Predictor
+    from .preprocess import decode_image, to_model_input
+
+    t = time.perf_counter()
+    predictor = Predictor.load(model_path)
+    load_s = time.perf_counter() - t
+    img = decode_image(image_path)
+    data = Path(image_path).read_bytes()
+    x = to_model_input(img, predictor.contract)
+    cam = GradCam(predictor.model, predictor.card.gradcam_layer)
+    r = {"model": predictor.card.name, "params": predictor.card.params, "load_s": load_s}
+    r["decode"] = _time(lambda: decode_image(data), runs)
+    r["preprocess"] = _time(lambda: to_model_input(img, predictor.contract), runs)
+    r["forward"] = _time(lambda: predictor.predict_arrays(x), runs)
+    r["gradcam"] = _time(lambda: cam(x), runs)
+
+    def end_to_end():  # preprocess + predict + Grad-CAM of one decoded image
+        xx = to_model_input(img, predictor.contract)
+        predictor.predict_arrays(xx)
+        return cam(xx)
+
+    r["end_to_end"] = _time(end_to_end, runs)
+    r["predict_with_ood"] = _time(lambda: predictor.predict(img), runs)
+
+    # The naive notebook path: model.predict per image, Grad-CAM sub-model rebuilt and run eagerly.
+    model = predictor.model
+
+    def naive_gradcam():
+        grad_model = keras.Model(model.inputs, [model.get_layer(predictor.card.gradcam_layer).output,
+                                                model.get_layer("logits").output])
+        with tf.GradientTape() as tape:
+            fmap, logits = grad_model(x[None])
+            score = logits[:, int(tf.argmax(logits[0]))]
+        grads = tape.gradient(score, fmap)
+        w = tf.reduce_mean(grads, axis=(0, 1, 2))
+        return tf.nn.relu(tf.reduce_sum(fmap[0] * w, -1)).numpy()
+
+    naive_runs = max(20, runs // 2)
+    r["naive_forward"] = _time(lambda: model.predict(x[None], verbose=0), naive_runs, warmup=2)
+    r["naive_gradcam"] = _time(naive_gradcam, naive_runs, warmup=2)
+    naive = r["naive_forward"]["median_ms"] + r["naive_gradcam"]["median_ms"]
+    compiled = r["forward"]["median_ms"] + r["gradcam"]["median_ms"]
+    r["speedup_vs_naive"] = naive / compiled
+    r["gradcam_over_forward"] = r["gradcam"]["median_ms"] / r["forward"]["median_ms"]
+    return r
+
+
+def bench_evaluation(model_path: Path, folder: Path) -> dict:
+    from .evaluate import evaluate_folder
+    from .predict import Predictor
+
+    predictor = Predictor.load(model_path)
+    evaluate_folder(predictor, folder)  # warm-up: compile, page cache
+    t = time.perf_counter()
+    report = evaluate_folder(predictor, folder, training_root="/nonexistent")  # no clean-subset hashing
+    dt = time.perf_counter() - t
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "brainclf", "evaluate", "--model", str(model_path), "--data", str(folder),
+                    "--json"], check=True, capture_output=True)
+    cli = time.perf_counter() - t
+    return {"images": report["n"], "seconds": dt, "images_per_s": report["n"] / dt, "cli_process_s": cli}
+
+
+def bench_training(data: Path, arch: str, steps: int = 20) -> dict:
+    """Seconds per epoch of `arch` on this machine: `steps` timed training steps at batch 32, scaled to
+    the 5,137-image training split of the bundled models (augmentation included)."""
+    import keras
+
+    from .models import build_model, get_architecture
+    from .train import TrainConfig, _tf_dataset
+
+    config = TrainConfig(architecture=arch)
+    contract = get_architecture(arch).default_contract
+    x = np.random.default_rng(0).random((32 * (steps + 3), *contract.shape), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 4, len(x))
+    model = build_model(arch, contract)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    ds = iter(_tf_dataset(x, y, config, training=True).repeat())
+    for _ in range(3):
+        model.train_on_batch(*next(ds))
+    t = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(*next(ds))
+    per_step = (time.perf_counter() - t) / steps
+    return {"architecture": arch, "s_per_step": per_step, "s_per_epoch_est": per_step * np.ceil(5137 / 32)}
+
+
+def bench_app(image: Path | None, timeout: float = 60) -> dict:
+    """`streamlit run app.py` until /_stcore/health answers ok; then, with chromium, until a prediction shows."""
+    repo = Path(__file__).resolve().parent.parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(repo / "app.py"), "--server.address",
+                             "127.0.0.1", "--server.port", str(port), "--server.headless", "true"],
+                            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict = {}
+    try:
+        while time.perf_counter() - t0 < timeout:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    out["health_s"] = time.perf_counter() - t0
+                    break
+            except OSError:
+                time.sleep(0.1)
+        if image is not None and Path("/usr/bin/chromium").exists() and "health_s" in out:
+            try:
+                out["first_prediction_s"] = _first_prediction(port, image, t0, timeout)
+            except Exception as e:  # noqa: BLE001 - a benchmark reports what failed and carries on
+                out["first_prediction_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return out
+
+
+def _first_prediction(port: int, image: Path, t0: float, timeout: float) -> float:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(timeout * 1000)
+            page.goto(f"http://127.0.0.1:{port}/predict")
+            page.locator("input[type=file]").first.set_input_files(str(image))
+            page.get_by_text("Grad-CAM:").first.wait_for()
+            return time.perf_counter() - t0
+        finally:
+            browser.close()
+
+
+def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) -> dict:
+    test = data / "Testing" if (data / "Testing").is_dir() else data
+    image = next(p for p in sorted((test / "meningioma").iterdir()) if p.suffix.lower() in (".jpg", ".png"))
+    res = {"machine": machine_description(), "python": platform.python_version(),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "models": [], "evaluation": {}, "training": []}
+    for m in models:
+        res["models"].append(bench_model(m, image, runs))
+        res["evaluation"][m.stem] = bench_evaluation(m, test)
+    for m in models:
+        from .card import read_card
+
+        res["training"].append(bench_training(data, read_card(m).architecture))
+    if app:
+        res["app"] = bench_app(image)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def format_bench(res: dict) -> str:
+    lines = [f"brainclf benchmark — {res['machine']}, Python {res['python']}, {res['date']}", ""]
+    hdr = f"{'model':<10}{'params':>10}{'load s':>8}{'decode':>9}{'preproc':>9}{'forward':>9}{'gradcam':>9}" \
+          f"{'e2e':>9}{'naive fwd':>10}{'naive cam':>10}{'speedup':>9}"
+    lines += ["single image, median ms (p95):", hdr]
+    for r in res["models"]:
+        def f(k, r=r):
+            return f"{r[k]['median_ms']:.1f}"
+        lines.append(f"{r['model']:<10}{r['params']:>10,}{r['load_s']:>8.2f}{f('decode'):>9}{f('preprocess'):>9}"
+                     f"{f('forward'):>9}{f('gradcam'):>9}{f('end_to_end'):>9}{f('naive_forward'):>10}"
+                     f"{f('naive_gradcam'):>10}{r['speedup_vs_naive']:>8.1f}x")
+        lines.append(" " * 36 + "".join(f"({r[k]['p95_ms']:.1f})".rjust(9) for k in
+                                        ("preprocess", "forward", "gradcam", "end_to_end")))
+    lines += ["", "evaluation over a folder (decoding included):"]
+    for name, e in res["evaluation"].items():
+        lines.append(f"  {name}: {e['images']} images in {e['seconds']:.2f} s = {e['images_per_s']:.0f} img/s "
+                     f"(model loaded); whole CLI process {e['cli_process_s']:.1f} s")
+    lines += ["", "training:"]
+    for t in res["training"]:
+        lines.append(f"  {t['architecture']}: {t['s_per_step'] * 1000:.0f} ms/step of 32 → "
+                     f"~{t['s_per_epoch_est']:.0f} s per epoch of 5,137 images")
+    if res.get("app"):
+        a = res["app"]
+        lines += ["", f"app cold start: /_stcore/health ok after {a.get('health_s', float('nan')):.1f} s"
+                  + (f", first prediction in the browser after {a['first_prediction_s']:.1f} s"
+                     if "first_prediction_s" in a else "")]
+    lines.append(f"peak memory (this process): {res['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(models: list[str], data: str, out: str | None, app: bool, runs: int) -> int:
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
+    res = run_bench([Path(m) for m in models], Path(data), app=app, runs=runs)
+    print(format_bench(res))
+    if out:
+        Path(out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
+    return 0
