@@ -13,3 +13,7 @@ DISPLAY_NAMES = {
     "notumor": "No tumour",
     "pituitary": "Pituitary",
 }
+# Names of the registered architectures (brainclf.models builds them); here so the CLI's --help needs no
+# TensorFlow import.
+ARCHITECTURE_NAMES = ("seed", "compact_cnn", "compact_cnn_wide")
+DEFAULT_ARCHITECTURE = "compact_cnn"

@@ -223,7 +223,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import ARCHITECTURES, DEFAULT_ARCHITECTURE
+    from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
 
     p = argparse.ArgumentParser(prog="python -m brainclf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "folders) and save MODELS_DIR/NAME.keras with NAME.json. Resumes an interrupted run.")
     t.add_argument("--data", help="dataset root (default: $BRAINCLF_DATA)")
     t.add_argument("--name", default="default", help="model name (file name in --models-dir)")
-    t.add_argument("--arch", default=DEFAULT_ARCHITECTURE, help=f"one of {', '.join(ARCHITECTURES)}")
+    t.add_argument("--arch", default=DEFAULT_ARCHITECTURE, help=f"one of {', '.join(ARCHITECTURE_NAMES)}")
     t.add_argument("--size", type=int, help="input size in pixels (default: the architecture's)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 grayscale, 3 RGB")
     t.add_argument("--epochs", type=int, default=50)

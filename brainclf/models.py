@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from . import CLASS_NAMES
+from . import ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
 from .errors import ConfigError
 from .preprocess import InputContract
 
@@ -95,7 +95,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                      "Wider compact CNN for GPU users."),
     )
 }
-DEFAULT_ARCHITECTURE = "compact_cnn"
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "keep brainclf.ARCHITECTURE_NAMES in step with the registry"
 
 
 def get_architecture(name: str) -> Architecture:
