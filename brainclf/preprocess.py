@@ -25,6 +25,8 @@ MAX_PIXELS = 50_000_000
 # Extremely elongated images (a 1x5000 strip) are not slices; padding them to square would leave a
 # model input that is almost all padding.
 MAX_ASPECT_RATIO = 20.0
+# A slice needs some pixels to classify: 1x1 or 8x8 "images" are refused, not blown up into a guess.
+MIN_SIDE = 16
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UPLOAD_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm", ".dicom")
 
@@ -84,9 +86,11 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
                     f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {MAX_PIXELS:,}; "
                     "refused before decoding."
                 )
-            if getattr(img, "n_frames", 1) > 1:
-                # Animated GIF / multi-page TIFF: use the first frame, the others are not slices we know.
-                img.seek(0)
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                # Which frame would be the slice? Guessing is not safe; DICOM has a frame choice instead.
+                raise ImageError(f"{name}: this {img.format or 'image'} holds {frames} frames (animated or "
+                                 "multi-page); upload a single slice as JPEG/PNG, or a multi-frame DICOM.")
             img.load()
     except ImageError:
         raise
@@ -109,12 +113,12 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
 
 def _check_shape(img: Image.Image, name: str) -> Image.Image:
     w, h = img.size
-    if min(w, h) < 1:
-        raise ImageError(f"{name}: image has no pixels ({w}x{h}).")
-    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+    if max(w, h) / max(min(w, h), 1) > MAX_ASPECT_RATIO:
         raise ImageError(
             f"{name}: image is {w}x{h}, more elongated than {MAX_ASPECT_RATIO:g}:1; not an MRI slice."
         )
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{name}: image is only {w}x{h} pixels; an MRI slice needs at least {MIN_SIDE} px a side.")
     return img
 
 

@@ -211,19 +211,21 @@ def test_elongated_image_refused():
         decode_image(enc(Image.new("L", (1, 500), 255)))
 
 
-def test_one_pixel_image_works():
-    x = load_model_input(enc(Image.new("L", (1, 1), 200)), InputContract(32, 1))
+def test_one_pixel_image_is_refused():
+    with pytest.raises(ImageError, match="only 1x1 pixels"):
+        load_model_input(enc(Image.new("L", (1, 1), 200)), InputContract(32, 1))
+    x = load_model_input(enc(Image.new("L", (16, 16), 200)), InputContract(32, 1))  # the smallest accepted
     check_input(x, InputContract(32, 1))
     assert np.allclose(x, 200 / 255, atol=1 / 255)
 
 
-def test_animated_gif_uses_first_frame():
+def test_animated_gif_and_multipage_tiff_are_refused():
     frames = [Image.new("L", (16, 16), v) for v in (200, 30, 90)]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=50)
-    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 3
-    x = load_model_input(buf.getvalue(), InputContract(32, 1))
-    assert np.allclose(x, 200 / 255, atol=2 / 255)
+    for fmt in ("GIF", "TIFF"):
+        buf = io.BytesIO()
+        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+        with pytest.raises(ImageError, match="holds 3 frames"):
+            load_model_input(buf.getvalue(), InputContract(32, 1), name=f"x.{fmt.lower()}")
 
 
 def test_input_contract_roundtrip():
