@@ -1,0 +1,214 @@
+"""Load test: several simultaneous browser-less sessions against `streamlit run app.py` on 127.0.0.1.
+
+Each session speaks Streamlit's own websocket protocol (the one the browser uses): it opens the Predict
+page, uploads an image through /_stcore/upload_file, reruns the script with the uploader's widget state
+and waits for the prediction to be rendered. Bounded: --sessions sessions x --rounds uploads each, and a
+--timeout per step. Reports errors and latency percentiles. Traffic stays on the loopback interface.
+
+    .venv/bin/python scripts/loadtest.py --image IMG [--sessions 6] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.Common_pb2 import FileURLsRequest, FileUploaderState, UploadedFileInfo
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from websockets.sync.client import connect
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_server(port: int) -> subprocess.Popen:
+    # XSRF protection is off only for this loopback-only load test: the script is not a browser with cookies.
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--server.enableXsrfProtection", "false",
+         "--browser.gatherUsageStats", "false"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_healthy(url: str, timeout: float = 90) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("server did not become healthy")
+
+
+class Session:
+    """One browser-less client session."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout = url, timeout
+        self._conn = connect(url.replace("http", "ws") + "/_stcore/stream", subprotocols=["streamlit"],
+                             open_timeout=timeout, max_size=None)
+        self.ws = self._conn.__enter__()
+        self.session_id = ""
+        self.uploader_id = ""
+
+    def close(self):
+        self._conn.__exit__(None, None, None)
+
+    def _send(self, msg: BackMsg):
+        self.ws.send(msg.SerializeToString())
+
+    def _receive_until(self, done) -> list[ForwardMsg]:
+        msgs, deadline = [], time.perf_counter() + self.timeout
+        while time.perf_counter() < deadline:
+            raw = self.ws.recv(timeout=max(0.1, deadline - time.perf_counter()))
+            m = ForwardMsg()
+            m.ParseFromString(raw)
+            msgs.append(m)
+            kind = m.WhichOneof("type")
+            if kind == "new_session":
+                self.session_id = m.new_session.initialize.session_id or self.session_id
+            if kind == "delta" and m.delta.WhichOneof("type") == "new_element":
+                el = m.delta.new_element
+                if el.WhichOneof("type") == "file_uploader":
+                    self.uploader_id = el.file_uploader.id
+            if done(m):
+                return msgs
+        raise TimeoutError("no answer from the app in time")
+
+    def run_page(self, page: str, widget_states: list[WidgetState] | None = None) -> list[ForwardMsg]:
+        msg = BackMsg()
+        msg.rerun_script.query_string = ""
+        msg.rerun_script.page_name = page
+        if widget_states:
+            msg.rerun_script.widget_states.widgets.extend(widget_states)
+        self._send(msg)
+        return self._receive_until(lambda m: m.WhichOneof("type") == "script_finished")
+
+    def upload(self, name: str, data: bytes) -> UploadedFileInfo:
+        req = BackMsg()
+        req.file_urls_request.CopyFrom(FileURLsRequest(request_id=str(uuid.uuid4()), file_names=[name],
+                                                       session_id=self.session_id))
+        self._send(req)
+        resp = self._receive_until(lambda m: m.WhichOneof("type") == "file_urls_response")[-1].file_urls_response
+        urls = resp.file_urls[0]
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+                f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        upload_url = urls.upload_url if urls.upload_url.startswith("http") else self.url + urls.upload_url
+        req = urllib.request.Request(upload_url, data=body, method="PUT",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        urllib.request.urlopen(req, timeout=self.timeout).read()
+        return UploadedFileInfo(name=name, size=len(data), file_id=urls.file_id, file_urls=urls)
+
+    def predict(self, name: str, data: bytes) -> str:
+        info = self.upload(name, data)
+        state = WidgetState(id=self.uploader_id)
+        state.file_uploader_state_value.CopyFrom(FileUploaderState(uploaded_file_info=[info]))
+        msgs = self.run_page("predict", [state])
+        texts = [m.delta.new_element.markdown.body for m in msgs
+                 if m.WhichOneof("type") == "delta" and m.delta.WhichOneof("type") == "new_element"
+                 and m.delta.new_element.WhichOneof("type") == "markdown"]
+        result = next((t for t in texts if t.startswith(f"#### {name}:")), None)
+        if result is None:
+            errors = [m.delta.new_element.alert.body for m in msgs if m.WhichOneof("type") == "delta"
+                      and m.delta.WhichOneof("type") == "new_element"
+                      and m.delta.new_element.WhichOneof("type") == "alert"]
+            raise RuntimeError(f"no prediction rendered; alerts: {errors[:2]}")
+        return result
+
+
+def worker(url: str, image: Path, rounds: int, timeout: float, out: list, errors: list, barrier):
+    try:
+        s = Session(url, timeout)
+        s.run_page("predict")
+        if not s.uploader_id:
+            raise RuntimeError("the Predict page has no file uploader (is a model available?)")
+    except Exception as e:  # noqa: BLE001 - a load test counts failures instead of stopping
+        errors.append(f"connect: {type(e).__name__}: {e}")
+        barrier.abort()
+        return
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        s.close()
+        return
+    data = image.read_bytes()
+    for r in range(rounds):
+        t = time.perf_counter()
+        try:
+            s.predict(f"load_{r}_{image.name}", data)
+            out.append(time.perf_counter() - t)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"round {r}: {type(e).__name__}: {e}")
+    s.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", required=True, help="image to upload in every session")
+    p.add_argument("--sessions", type=int, default=6, help="simultaneous sessions (max 32)")
+    p.add_argument("--rounds", type=int, default=3, help="uploads per session (max 20)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds per step")
+    p.add_argument("--url", help="an app already running on 127.0.0.1 (default: start one)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    sessions, rounds = min(a.sessions, 32), min(a.rounds, 20)  # bounded by design
+    proc = None
+    if a.url:
+        if not a.url.startswith(("http://127.", "http://localhost")):
+            p.error("--url must be on the loopback interface")
+        url = a.url.rstrip("/")
+    else:
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        proc = start_server(port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        ready = wait_healthy(url)
+        latencies, errors = [], []
+        barrier = threading.Barrier(sessions)
+        threads = [threading.Thread(target=worker, args=(url, Path(a.image), rounds, a.timeout, latencies, errors,
+                                                         barrier)) for _ in range(sessions)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(a.timeout * (rounds + 2))
+        wall = time.perf_counter() - t0
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(10)
+    lat = np.array(latencies) * 1000
+    res = {"sessions": sessions, "rounds": rounds, "requests": sessions * rounds, "ok": len(latencies),
+           "errors": errors, "server_ready_s": ready, "wall_s": wall,
+           "latency_ms": {q: float(np.percentile(lat, int(q[1:]))) for q in ("p50", "p90", "p95", "p99")}
+           if len(lat) else {}}
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{sessions} sessions x {rounds} uploads against {url}: {res['ok']}/{res['requests']} ok, "
+              f"{len(errors)} errors, wall {wall:.1f} s")
+        if len(lat):
+            print("upload-to-rendered-prediction latency: " + ", ".join(f"{k} {v:.0f} ms"
+                                                                         for k, v in res["latency_ms"].items()))
+        for e in errors[:10]:
+            print("  error:", e)
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
