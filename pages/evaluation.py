@@ -93,13 +93,25 @@ if clean:
 # ---- confusion matrix and the images behind a cell ---------------------------------------------------------
 st.subheader("Confusion matrix")
 normalise = st.toggle("Row-normalised (recall on the diagonal)", key="cm_norm")
-st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise), key="cm")
+event = st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise), key="cm",
+                        on_select="rerun", selection_mode="points")
+st.caption("Click a cell (or choose the pair below) to see its images.")
 cm = np.array(report["confusion_matrix"])
 off = cm - np.diag(np.diag(cm))
 worst = np.unravel_index(off.argmax(), off.shape) if off.any() else (1, 0)
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+    getattr(getattr(event, "selection", None), "points", [])
+by_display = {class_label(k): k for k in CLASS_NAMES}
+if points:
+    clicked = (by_display.get(points[0].get("y")), by_display.get(points[0].get("x")))
+    if None not in clicked and st.session_state.get("cm_clicked") != clicked:
+        st.session_state["cm_clicked"] = clicked  # apply a click once; the boxes stay free to change after
+        st.session_state["cell_true"], st.session_state["cell_pred"] = clicked
 a, b = st.columns(2)
-true_c = a.selectbox("True class", CLASS_NAMES, index=int(worst[0]), format_func=class_label, key="cell_true")
-pred_c = b.selectbox("Predicted class", CLASS_NAMES, index=int(worst[1]), format_func=class_label, key="cell_pred")
+st.session_state.setdefault("cell_true", CLASS_NAMES[int(worst[0])])  # start on the most confused pair
+st.session_state.setdefault("cell_pred", CLASS_NAMES[int(worst[1])])
+true_c = a.selectbox("True class", CLASS_NAMES, format_func=class_label, key="cell_true")
+pred_c = b.selectbox("Predicted class", CLASS_NAMES, format_func=class_label, key="cell_pred")
 cell = rows_for_cell(rows, true_c, pred_c)
 st.markdown(f"**{len(cell)} images** true *{class_label(true_c)}*, predicted *{class_label(pred_c)}*.")
 
