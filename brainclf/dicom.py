@@ -106,8 +106,13 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
     except Exception as e:  # noqa: BLE001 - pydicom raises several types for missing decoders
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"
-        raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}: "
-                         f"{str(e).splitlines()[0][:160]}") from None
+        hint = ""
+        if ts is not None and getattr(ts, "is_compressed", False):
+            hint = (" No installed decoder handles it; for JPEG, JPEG-LS and JPEG 2000 install pylibjpeg with "
+                    "pylibjpeg-libjpeg and pylibjpeg-openjpeg, or export the series uncompressed.")
+        detail = str(e).splitlines()[0][:120] if not hint else ""
+        raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}"
+                         + (f" ({detail})" if detail else "")) from None
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     is_colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1
