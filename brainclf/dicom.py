@@ -76,6 +76,15 @@ def _first(value) -> float:
 
 def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> DicomSlice:
     """Decode one frame (default: the middle one) of an MR DICOM file. Raises ImageError when it cannot."""
+    try:
+        return _read_dicom(data, name, frame)
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom parses lazily: a malformed element can fail anywhere
+        raise ImageError(f"{name}: not a readable DICOM file (malformed data element: {type(e).__name__}).") from None
+
+
+def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut

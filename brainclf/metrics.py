@@ -86,7 +86,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "loss": float(log_loss(y_true, np.clip(probs, 1e-7, 1), labels=LABELS)),
+        "loss": float(log_loss(y_true, probs, labels=LABELS)),
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
         "macro_auc": macro_auc,

@@ -191,9 +191,10 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     """
     import csv
 
-    from .errors import ImageError
+    from .errors import BrainclfError
 
     folder, csv_path = Path(folder), Path(csv_path)
+    _drop_partial_last_line(csv_path)
     done: set[str] = set()
     if csv_path.exists() and csv_path.stat().st_size:
         with open(csv_path, newline="") as f:
@@ -226,7 +227,7 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
                 continue
             try:
                 batch.append((rel, predictor.preprocess(path, name=rel)))
-            except ImageError as e:
+            except BrainclfError as e:
                 writer.writerow({"file": rel, "error": str(e), "model": predictor.card.name,
                                  "model_version": predictor.card.version})
                 counts["failed"] += 1
@@ -240,3 +241,15 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
         if progress:
             progress(counts)
     return counts
+
+
+def _drop_partial_last_line(csv_path: Path) -> None:
+    """A run killed mid-write can leave half a row; cut it so the resumed run appends cleanly."""
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        return
+    with open(csv_path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = f.seek(0) or f.read()
+        f.truncate(data.rfind(b"\n") + 1)

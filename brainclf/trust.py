@@ -49,16 +49,21 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
 
 def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> float:
     """Lowest confidence threshold at which the accepted predictions (confidence >= threshold) reach
-    `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist."""
+    `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist.
+    Returns 1.0 (refer everything short of certainty) when no threshold reaches the target."""
+    if len(y) == 0:
+        return 1.0
     conf = probs.max(1)
     correct = probs.argmax(1) == np.asarray(y)
-    order = np.argsort(-conf)
+    order = np.argsort(-conf, kind="stable")
+    conf_sorted = conf[order]
     cum_acc = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    ok = np.nonzero(cum_acc >= target_accuracy)[0]
+    # Only the last of a run of equal confidences is a real cut: `conf >= t` accepts the whole tie.
+    cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True]
+    ok = np.nonzero(cut & (cum_acc >= target_accuracy))[0]
     if len(ok) == 0:
         return 1.0
-    # The largest accepted set that still meets the target; threshold = confidence of its last member.
-    return float(conf[order][ok[-1]])
+    return float(conf_sorted[ok[-1]])
 
 
 def coverage_accuracy(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict:

@@ -1,0 +1,146 @@
+"""brainclf.analysis: the Evaluation page's report, cell drill-down, image lookup and feature maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclf import CLASS_NAMES
+from brainclf.analysis import (
+    arrays_from_rows,
+    embed_2d,
+    penultimate_features,
+    report_from_rows,
+    resolve_image,
+    rows_for_cell,
+)
+
+
+def row(path: str, true: str, probs: list[float], clean: bool | None = None) -> dict:
+    r = {"path": path, "true": true, "pred": CLASS_NAMES[int(np.argmax(probs))], "probs": probs}
+    if clean is not None:
+        r["clean"] = clean
+    return r
+
+
+@pytest.fixture
+def rows() -> list[dict]:
+    """12 predictions: 3 per class, 2 mistakes (a glioma called meningioma, a pituitary called notumor)."""
+    return [
+        row("Testing/glioma/a.png", "glioma", [0.9, 0.05, 0.03, 0.02], clean=True),
+        row("Testing/glioma/b.png", "glioma", [0.6, 0.2, 0.1, 0.1], clean=True),
+        row("Testing/glioma/c.png", "glioma", [0.3, 0.5, 0.1, 0.1], clean=False),
+        row("Testing/meningioma/a.png", "meningioma", [0.1, 0.8, 0.05, 0.05], clean=True),
+        row("Testing/meningioma/b.png", "meningioma", [0.05, 0.9, 0.03, 0.02], clean=False),
+        row("Testing/meningioma/c.png", "meningioma", [0.2, 0.7, 0.05, 0.05], clean=True),
+        row("Testing/notumor/a.png", "notumor", [0.0, 0.0, 1.0, 0.0], clean=True),
+        row("Testing/notumor/b.png", "notumor", [0.1, 0.1, 0.7, 0.1], clean=True),
+        row("Testing/notumor/c.png", "notumor", [0.05, 0.05, 0.85, 0.05], clean=False),
+        row("Testing/pituitary/a.png", "pituitary", [0.0, 0.1, 0.1, 0.8], clean=True),
+        row("Testing/pituitary/b.png", "pituitary", [0.1, 0.1, 0.55, 0.25], clean=True),
+        row("Testing/pituitary/c.png", "pituitary", [0.02, 0.02, 0.01, 0.95], clean=True),
+    ]
+
+
+def test_arrays_from_rows(rows):
+    y, p = arrays_from_rows(rows)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert p.shape == (12, 4) and p.dtype == np.float64
+    y, p = arrays_from_rows([])
+    assert y.shape == (0,) and p.shape == (0, 4)
+
+
+def test_report_from_rows(rows):
+    report = report_from_rows(rows, refer_threshold=0.65)
+    assert report["n"] == 12
+    assert report["accuracy"] == pytest.approx(10 / 12)
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (4, 4) and cm.sum() == 12
+    assert np.trace(cm) == 10
+    assert cm[0, 1] == 1 and cm[3, 2] == 1
+    assert cm.sum(1).tolist() == [3, 3, 3, 3]
+    assert set(report["curves"]) == set(CLASS_NAMES)
+    for cur in report["curves"].values():
+        assert {"fpr", "tpr", "auc"} <= set(cur)
+        assert 0 <= cur["auc"] <= 1
+    assert isinstance(report["reliability"], list) and sum(b["n"] for b in report["reliability"]) == 12
+    lo, hi = report["bootstrap"]["accuracy"]
+    assert lo <= report["accuracy"] <= hi
+    refer = report["refer"]
+    # Confidences >= 0.65: 0.9, 0.8, 0.9, 0.7, 1.0, 0.7, 0.85, 0.8, 0.95 → 9 accepted, all correct.
+    assert refer["threshold"] == 0.65 and refer["accepted"] == 9 and refer["referred"] == 3
+    assert refer["accepted_accuracy"] == 1.0
+    assert report["coverage_curve"] and report["coverage_curve"][0]["coverage"] == 1.0
+    clean = report["clean"]
+    assert clean["n"] == 9
+    assert clean["accuracy"] == pytest.approx(8 / 9)  # the glioma mistake is not clean, the pituitary one is
+    assert np.array(clean["confusion_matrix"]).sum() == 9
+
+
+def test_report_without_clean_flags_or_rows(rows):
+    for r in rows:
+        r.pop("clean")
+    report = report_from_rows(rows)
+    assert "clean" not in report
+    assert report["refer"]["threshold"] == 0.0 and report["refer"]["coverage"] == 1.0
+    rows[0]["clean"] = True  # only some rows flagged: no clean subset either
+    assert "clean" not in report_from_rows(rows)
+    empty = report_from_rows([])
+    assert empty["n"] == 0 and "curves" not in empty
+
+
+def test_rows_for_cell(rows):
+    cell = rows_for_cell(rows, "meningioma", "meningioma")
+    assert [r["path"] for r in cell] == ["Testing/meningioma/b.png", "Testing/meningioma/a.png",
+                                        "Testing/meningioma/c.png"]
+    assert [r["path"] for r in rows_for_cell(rows, "glioma", "meningioma")] == ["Testing/glioma/c.png"]
+    assert rows_for_cell(rows, "notumor", "glioma") == []
+    conf = [max(r["probs"]) for r in rows_for_cell(rows, "glioma", "glioma")]
+    assert conf == sorted(conf, reverse=True)
+
+
+def test_resolve_image(tmp_path):
+    root = tmp_path / "data" / "brain-mri"
+    (root / "Testing" / "glioma").mkdir(parents=True)
+    (root / "Testing" / "glioma" / "x.png").write_bytes(b"png")
+    (tmp_path / "data" / "other" / "glioma").mkdir(parents=True)
+    (tmp_path / "data" / "other" / "glioma" / "y.png").write_bytes(b"png")
+    assert resolve_image("Testing/glioma/x.png", root) == root / "Testing" / "glioma" / "x.png"
+    assert resolve_image("Testing/glioma/x.png", str(root)) == root / "Testing" / "glioma" / "x.png"
+    # A path relative to the data root's parent (a card evaluated one level up).
+    assert resolve_image("other/glioma/y.png", root) == tmp_path / "data" / "other" / "glioma" / "y.png"
+    assert resolve_image("Testing/glioma/missing.png", root) is None
+    assert resolve_image("Testing/glioma", root) is None  # a folder is not an image
+    assert resolve_image("Testing/glioma/x.png", None) is None
+    assert resolve_image("Testing/glioma/x.png", "") is None
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_embed_2d(method):
+    rng = np.random.default_rng(0)
+    n = 40
+    feats = np.concatenate([rng.normal(0, 1, (n, 10)), rng.normal(6, 1, (n, 10))])
+    feats[:, 3] = 1.0  # a constant feature must not produce NaN
+    coords = embed_2d(feats, method=method, seed=0)
+    assert coords.shape == (2 * n, 2)
+    assert np.all(np.isfinite(coords))
+    # The two groups stay apart in the map.
+    a, b = coords[:n].mean(0), coords[n:].mean(0)
+    spread = np.concatenate([coords[:n] - a, coords[n:] - b]).std()
+    assert np.linalg.norm(a - b) > 2 * spread
+
+
+def test_embed_2d_tsne_small_falls_back_to_pca():
+    feats = np.random.default_rng(1).normal(size=(5, 4))
+    np.testing.assert_allclose(embed_2d(feats, "tsne"), embed_2d(feats, "pca"))
+
+
+def test_penultimate_features(smoke_predictor, make_image):
+    model = smoke_predictor.model
+    x = np.stack([smoke_predictor.preprocess(make_image(c, seed=i)) for i, c in enumerate(CLASS_NAMES * 2)])
+    feats = penultimate_features(model, x, batch_size=3)  # several batches
+    n_features = model.get_layer("gap").output.shape[-1]
+    assert feats.shape == (8, n_features)
+    assert np.all(np.isfinite(feats))
+    _, direct = smoke_predictor.raw_probs_and_features(x, tta=False)
+    np.testing.assert_allclose(feats, direct, atol=1e-5)

@@ -1,0 +1,178 @@
+"""brainclf.figures: every figure is a plotly Figure with the traces and labels the app relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from brainclf import CLASS_NAMES, DISPLAY_NAMES
+from brainclf.figures import (
+    CLASS_COLOURS,
+    confusion_matrix_figure,
+    coverage_figure,
+    deletion_figure,
+    feature_map_figure,
+    history_figure,
+    image_with_heatmap,
+    pr_figure,
+    probability_bars,
+    reliability_figure,
+    roc_figure,
+)
+from brainclf.metrics import reliability_curve, roc_curves
+from brainclf.trust import coverage_curve
+
+CM = [[8, 1, 0, 1], [0, 9, 1, 0], [0, 0, 10, 0], [1, 0, 3, 6]]
+
+
+@pytest.fixture(scope="module")
+def y_probs():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    logits = rng.normal(0, 1, (100, 4))
+    logits[np.arange(100), y] += 2.0
+    p = np.exp(logits)
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_probability_bars_sorted_top_class_last():
+    probs = {"glioma": 0.1, "meningioma": 0.6, "notumor": 0.05, "pituitary": 0.25}
+    fig = probability_bars(probs)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1
+    bar = fig.data[0]
+    assert bar.orientation == "h"
+    assert list(bar.y) == ["No tumour", "Glioma", "Pituitary", "Meningioma"]  # plotly draws bottom-up
+    assert list(bar.x) == pytest.approx([5, 10, 25, 60])
+    assert list(bar.text) == ["5.0%", "10.0%", "25.0%", "60.0%"]
+    assert list(bar.marker.color) == [CLASS_COLOURS[c] for c in ("notumor", "glioma", "pituitary", "meningioma")]
+    assert tuple(fig.layout.xaxis.range) == (0, 100)
+
+
+def test_confusion_matrix_counts():
+    fig = confusion_matrix_figure(CM, title="Test set")
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1
+    hm = fig.data[0]
+    assert list(hm.x) == [DISPLAY_NAMES[c] for c in CLASS_NAMES] == list(hm.y)
+    assert np.asarray(hm.z).tolist() == CM
+    assert hm.text[0][0] == "8" and hm.text[3][2] == "3"
+    assert fig.layout.title.text == "Test set"
+    assert fig.layout.xaxis.title.text == "predicted" and fig.layout.yaxis.title.text == "true"
+
+
+def test_confusion_matrix_normalised_shows_percents():
+    fig = confusion_matrix_figure(CM, normalise=True)
+    hm = fig.data[0]
+    z = np.asarray(hm.z)
+    np.testing.assert_allclose(z.sum(1), 1.0)
+    assert hm.text[0][0] == "80.0%" and hm.text[3][3] == "60.0%" and hm.text[2][2] == "100.0%"
+    assert all(t.endswith("%") for row in hm.text for t in row)
+    assert fig.layout.title.text is None
+    # An empty row (a class with no images) does not divide by zero.
+    fig = confusion_matrix_figure([[0, 0, 0, 0], *CM[1:]], normalise=True)
+    assert np.all(np.isfinite(np.asarray(fig.data[0].z))) and fig.data[0].text[0][0] == "0.0%"
+
+
+def test_roc_figure_legend_has_auc(y_probs):
+    curves = roc_curves(*y_probs)
+    fig = roc_figure(curves)
+    assert isinstance(fig, go.Figure)
+    assert len(fig.data) == len(curves) + 1  # one per class and the chance diagonal
+    for trace, (c, cur) in zip(fig.data, curves.items()):
+        assert trace.name.startswith(DISPLAY_NAMES[c]) and f"AUC {cur['auc']:.4f}" in trace.name
+    assert fig.data[-1].showlegend is False
+    assert "ROC" in fig.layout.title.text
+
+
+def test_pr_figure(y_probs):
+    curves = roc_curves(*y_probs)
+    fig = pr_figure(curves)
+    assert len(fig.data) == len(curves)
+    assert [t.name for t in fig.data] == [DISPLAY_NAMES[c] for c in curves]
+    assert fig.layout.title.text == "Precision-recall"
+
+
+def test_history_figure_four_traces():
+    history = {"loss": [1.2, 0.8, 0.5], "val_loss": [1.3, 0.9, 0.7], "accuracy": [0.5, 0.7, 0.85],
+               "val_accuracy": [0.45, 0.65, 0.8]}
+    fig = history_figure(history)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 4
+    assert [t.name for t in fig.data] == ["train", "validation", "train", "validation"]
+    assert [list(t.y) for t in fig.data] == [history["loss"], history["val_loss"], history["accuracy"],
+                                             history["val_accuracy"]]
+    assert list(fig.data[0].x) == [1, 2, 3]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["loss", "accuracy"]
+    # A run still in its first epoch (no validation yet) or an empty history still draws.
+    assert len(history_figure({"loss": [1.0]}).data) == 4
+    assert len(history_figure({}).data) == 4
+
+
+def test_reliability_figure(y_probs):
+    bins = reliability_curve(*y_probs)["bins"]
+    fig = reliability_figure(bins, title="Calibration")
+    assert len(fig.data) == 2
+    assert fig.data[0].name == "perfect calibration"
+    assert len(fig.data[1].x) == len(bins)
+    assert fig.layout.title.text == "Calibration"
+
+
+def test_coverage_figure_with_and_without_threshold(y_probs):
+    curve = coverage_curve(*y_probs)
+    fig = coverage_figure(curve)
+    assert len(fig.data) == 1 and len(fig.data[0].x) == len(curve)
+    threshold = curve[len(curve) // 2]["threshold"]
+    fig = coverage_figure(curve, threshold=threshold)
+    assert len(fig.data) == 2
+    star = fig.data[1]
+    assert star.marker.symbol == "star"
+    assert f"{threshold:.3f}" in star.name
+    assert star.x[0] == curve[len(curve) // 2]["coverage"]
+    # A threshold above every point of the curve adds no star.
+    assert len(coverage_figure(curve, threshold=1.01).data) == 1
+
+
+def test_deletion_figure_two_traces():
+    deletion = {"fractions": [0.0, 0.25, 0.5], "gradcam_curve": [0.9, 0.4, 0.2], "random_curve": [0.9, 0.8, 0.7],
+                "gradcam_auc": 0.475, "random_auc": 0.8}
+    fig = deletion_figure(deletion)
+    assert len(fig.data) == 2
+    assert "AUC 0.475" in fig.data[0].name and "AUC 0.800" in fig.data[1].name
+    assert list(fig.data[0].y) == deletion["gradcam_curve"]
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 1), (32, 32, 3), (32, 32)])
+def test_image_with_heatmap(shape):
+    rng = np.random.default_rng(0)
+    image, heat = rng.random(shape), rng.random((32, 32))
+    fig = image_with_heatmap(image, heat, opacity=0.5, title="Grad-CAM")
+    assert len(fig.data) == 2
+    gray, overlay = fig.data
+    assert np.asarray(gray.z).shape == (32, 32)
+    assert overlay.colorbar.title.text == "Grad-CAM"
+    assert overlay.opacity == 0.5 and overlay.zmin == 0 and overlay.zmax == 1
+    assert gray.showscale is False
+    assert fig.layout.title.text == "Grad-CAM"
+    fig = image_with_heatmap(image, None)
+    assert len(fig.data) == 1
+
+
+def test_feature_map_marks_misclassified_with_x():
+    rng = np.random.default_rng(0)
+    true = ["glioma"] * 4 + ["notumor"] * 3 + ["pituitary"] * 2
+    pred = ["glioma", "glioma", "meningioma", "glioma", "notumor", "notumor", "notumor", "pituitary", "notumor"]
+    names = [f"img{i}.png" for i in range(len(true))]
+    coords = rng.normal(size=(len(true), 2))
+    fig = feature_map_figure(coords, true, pred, names, title="t-SNE")
+    # glioma right + wrong, notumor right, pituitary right + wrong; meningioma has no points.
+    assert len(fig.data) == 5
+    by_name = {t.name: t for t in fig.data}
+    wrong = [t for t in fig.data if t.marker.symbol == "x"]
+    assert {t.name for t in wrong} == {"Glioma (misclassified)", "Pituitary (misclassified)"}
+    assert all(t.marker.symbol == "circle" for t in fig.data if t not in wrong)
+    assert len(by_name["Glioma (misclassified)"].x) == 1
+    assert len(by_name["Glioma"].x) == 3
+    assert "img2.png" in by_name["Glioma (misclassified)"].text[0]
+    assert "predicted meningioma" in by_name["Glioma (misclassified)"].text[0]
+    assert sum(len(t.x) for t in fig.data) == len(true)
+    assert fig.layout.title.text == "t-SNE"

@@ -1,0 +1,79 @@
+"""brainclf.jobs: background training for the app, one job at a time, cancellable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from brainclf.errors import BrainclfError, ConfigError
+from brainclf.jobs import JobStatus, TrainingJobs
+from brainclf.train import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def isolated_runs(tmp_path, monkeypatch):
+    """train() puts its run folder under $BRAINCLF_RUNS: keep it out of the repo."""
+    monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def tiny(**kw) -> TrainConfig:
+    return TrainConfig(**{"image_size": 32, "epochs": 1, "batch_size": 8, **kw})
+
+
+def test_job_runs_to_done(synthetic_dataset, tmp_path, isolated_runs):
+    jobs = TrainingJobs()
+    assert not jobs.busy() and jobs.wait() is None
+    seen = []
+    status = jobs.start(tiny(), synthetic_dataset, "jobtest", models_dir=tmp_path / "models")
+    assert isinstance(status, JobStatus) and status.name == "jobtest"
+    assert jobs.status is status
+    while status.active:  # watch it from the "script thread" as the app does
+        seen.append(status.state)
+        time.sleep(0.05)
+        if time.time() - status.started > 300:
+            break
+    final = jobs.wait(timeout=300)
+    assert final is status
+    assert status.state == "done", status.error
+    assert not jobs.busy() and status.error == ""
+    assert status.result == tmp_path / "models" / "jobtest.keras"
+    assert status.result.is_file() and status.result.with_suffix(".json").is_file()
+    assert (isolated_runs / "jobtest" / "state.json").is_file()
+    assert "running" in seen
+    assert status.progress is not None and status.progress.stage == "done"
+
+
+def test_second_start_refused_and_cancel(synthetic_dataset, tmp_path):
+    jobs = TrainingJobs()
+    status = jobs.start(tiny(epochs=50), synthetic_dataset, "long", models_dir=tmp_path / "models")
+    assert jobs.busy()
+    with pytest.raises(BrainclfError, match="already running"):
+        jobs.start(tiny(), synthetic_dataset, "other", models_dir=tmp_path / "models")
+    assert jobs.status is status  # the refused start did not replace the running job
+    jobs.cancel()
+    final = jobs.wait(timeout=300)
+    assert final.state == "cancelled", final.error
+    assert "cancelled" in final.error.lower()
+    assert not jobs.busy()
+    assert not (tmp_path / "models" / "long.keras").exists()
+    assert not (tmp_path / "models" / "other.keras").exists()
+
+
+def test_bad_config_raises_in_caller(synthetic_dataset, tmp_path):
+    jobs = TrainingJobs()
+    with pytest.raises(ConfigError):
+        jobs.start(tiny(architecture="nope"), synthetic_dataset, "bad", models_dir=tmp_path / "models")
+    with pytest.raises(ConfigError):
+        jobs.start(tiny(epochs=0), synthetic_dataset, "bad", models_dir=tmp_path / "models")
+    assert jobs.status is None and not jobs.busy()
+
+
+def test_failure_in_thread_is_reported(tmp_path):
+    jobs = TrainingJobs()
+    status = jobs.start(tiny(), tmp_path / "no-such-dataset", "missing", models_dir=tmp_path / "models")
+    jobs.wait(timeout=120)
+    assert status.state == "failed"
+    assert status.error
+    assert not jobs.busy()

@@ -1,0 +1,152 @@
+"""Streaming folder prediction: 10,000+ files, bounded memory (chunks), bad files recorded, resumable."""
+
+from __future__ import annotations
+
+import csv
+import re
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainclf.cli import main
+from brainclf.predict import CSV_FIELDS, iter_image_files, predict_folder
+
+N_GOOD, N_BROKEN, N_DROPPED = 10_000, 2, 1_000
+BROKEN = ("broken_empty.png", "broken_truncated.png")
+
+
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory) -> Path:
+    """N_GOOD copies of one 64x64 PNG in nested folders a00/b0..b9/ (100 per leaf), two broken files at the
+    top (so they are listed first), and files that are not images."""
+    # Module scope: the function-scoped make_image / png_bytes fixtures cannot be used; same helpers.
+    from conftest import encode, synthetic_image
+
+    data = encode(synthetic_image("glioma", np.random.default_rng(0)))
+    root = tmp_path_factory.mktemp("stream") / "scans"
+    k = 0
+    for a in range(10):
+        for b in range(10):
+            leaf = root / f"a{a:02d}" / f"b{b}"
+            leaf.mkdir(parents=True)
+            for i in range(N_GOOD // 100):
+                (leaf / f"img{i:03d}.png").write_bytes(data)
+                k += 1
+    (root / BROKEN[0]).write_bytes(b"")
+    (root / BROKEN[1]).write_bytes(data[: len(data) // 2])
+    (root / "notes.txt").write_text("not an image")
+    (root / "a00" / "thumbs.db").write_bytes(b"\0" * 10)
+    assert k == N_GOOD
+    return root
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_iter_image_files_is_lazy_sorted_and_filtered(big_folder):
+    it = iter_image_files(big_folder)
+    assert isinstance(it, types.GeneratorType)
+    first = [next(it) for _ in range(4)]
+    # Files of a folder come before its sub-folders, each folder sorted by name.
+    assert [p.name for p in first[:2]] == list(BROKEN)
+    assert first[2] == big_folder / "a00" / "b0" / "img000.png"
+    assert first[3] == big_folder / "a00" / "b0" / "img001.png"
+    rest = list(it)
+    files = first + rest
+    assert len(files) == N_GOOD + N_BROKEN
+    assert len(set(files)) == len(files)
+    assert all(p.suffix == ".png" for p in files)
+    assert files[-1] == big_folder / "a09" / "b9" / f"img{N_GOOD // 100 - 1:03d}.png"
+
+
+def test_predict_folder_streams_and_resumes(smoke_predictor, smoke_model, big_folder, tmp_path, capsys,
+                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "predictions.csv"
+    progress_calls = []
+    counts = predict_folder(smoke_predictor, big_folder, out, chunk=512,
+                            progress=lambda c: progress_calls.append(dict(c)))
+    assert counts == {"predicted": N_GOOD, "failed": N_BROKEN, "skipped": 0}
+    # Chunked: progress is reported once per chunk, with growing counts.
+    assert len(progress_calls) >= N_GOOD // 512
+    done = [c["predicted"] + c["failed"] for c in progress_calls]
+    assert done == sorted(done) and done[-1] == N_GOOD + N_BROKEN
+    rows = read_rows(out)
+    assert len(rows) == N_GOOD + N_BROKEN
+    assert list(rows[0]) == CSV_FIELDS
+    files = [r["file"] for r in rows]
+    assert len(set(files)) == len(files)
+    assert {p.relative_to(big_folder).as_posix() for p in iter_image_files(big_folder)} == set(files)
+    by_file = {r["file"]: r for r in rows}
+    for name in BROKEN:
+        assert by_file[name]["error"], name
+        assert by_file[name]["prediction"] == ""
+    assert "empty" in by_file[BROKEN[0]]["error"]
+    good = [r for r in rows if r["file"] not in BROKEN]
+    assert all(r["error"] == "" and r["prediction"] for r in good)
+    assert len({r["confidence"] for r in good}) == 1  # the same bytes give the same prediction everywhere
+
+    # Interrupted run: drop the last N_DROPPED rows (keep the header) and run the CLI again.
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-N_DROPPED]))
+    assert len(read_rows(out)) == N_GOOD + N_BROKEN - N_DROPPED
+    capsys.readouterr()
+    rc = main(["predict", "--model", str(smoke_model), "--folder", str(big_folder), "--csv", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    summary = err.strip().splitlines()[-1]
+    assert f"{N_DROPPED} predicted, 0 failed, {N_GOOD + N_BROKEN - N_DROPPED} already in" in summary
+    m = re.search(r"peak memory (\d+) MB", summary)
+    assert m, summary
+    assert 0 < int(m.group(1)) < 64_000
+    rows = read_rows(out)
+    assert len(rows) == N_GOOD + N_BROKEN
+    files = [r["file"] for r in rows]
+    assert len(set(files)) == len(files)
+    redone, dropped = rows[-N_DROPPED:], good[-N_DROPPED:]
+    assert [r["file"] for r in redone] == [r["file"] for r in dropped]  # the same files, in the same order
+    for r, r0 in zip(redone, dropped):
+        assert r["prediction"] == r0["prediction"] and r["error"] == ""
+        assert float(r["confidence"]) == pytest.approx(float(r0["confidence"]), abs=1e-5)
+
+    # A complete CSV: nothing left to do.
+    counts = predict_folder(smoke_predictor, big_folder, out)
+    assert counts == {"predicted": 0, "failed": 0, "skipped": N_GOOD + N_BROKEN}
+    assert len(read_rows(out)) == N_GOOD + N_BROKEN
+
+
+def test_cli_folder_needs_csv(smoke_model, big_folder, capsys):
+    assert main(["predict", "--model", str(smoke_model), "--folder", str(big_folder)]) == 2
+    assert "--csv" in capsys.readouterr().err
+
+
+def test_malformed_dicom_gets_error_row_instead_of_aborting(smoke_predictor, tmp_path, png_bytes, make_image):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a_bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\xb3")
+    (folder / "b_good.png").write_bytes(png_bytes(make_image()))
+    out = tmp_path / "mixed.csv"
+    counts = predict_folder(smoke_predictor, folder, out)
+    assert counts == {"predicted": 1, "failed": 1, "skipped": 0}
+    assert read_rows(out)[0]["error"]
+
+
+def test_resume_after_kill_mid_row(smoke_predictor, tmp_path, png_bytes, make_image):
+    folder = tmp_path / "few"
+    (folder / "a").mkdir(parents=True)
+    for i in range(6):
+        (folder / "a" / f"img{i:02d}.png").write_bytes(png_bytes(make_image(seed=i)))
+    out = tmp_path / "few.csv"
+    predict_folder(smoke_predictor, folder, out)
+    text = out.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    out.write_text(text[:-(len(last) - 4)])  # killed after writing 'a/im' of the last row
+    predict_folder(smoke_predictor, folder, out)
+    rows = read_rows(out)
+    expected = {f"a/img{i:02d}.png" for i in range(6)}
+    assert {r["file"] for r in rows} == expected
+    assert len(rows) == 6

@@ -1,0 +1,213 @@
+"""brainclf.trust: temperature scaling, the refer rule, coverage and bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclf.trust import (
+    apply_temperature,
+    bootstrap_ci,
+    choose_refer_threshold,
+    coverage_accuracy,
+    coverage_curve,
+    fit_temperature,
+    nll,
+)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def random_probs(n: int = 200, seed: int = 0, scale: float = 2.0) -> np.ndarray:
+    return softmax(np.random.default_rng(seed).normal(0, scale, (n, 4)))
+
+
+def calibrated_set(n: int, seed: int = 0, sharpen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from softmax(logits); the returned probabilities are softmax(sharpen * logits), so the
+    temperature that undoes the sharpening is `sharpen`."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, (n, 4))
+    true_p = softmax(logits)
+    y = np.array([rng.choice(4, p=p) for p in true_p])
+    return y, softmax(sharpen * logits)
+
+
+# --- apply_temperature ---------------------------------------------------------------------------------
+
+def test_temperature_one_is_identity():
+    p = random_probs()
+    np.testing.assert_array_equal(apply_temperature(p, 1.0), p)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.5, 3.0, 10.0])
+def test_temperature_keeps_rows_normalised_and_argmax(t):
+    p = random_probs()
+    q = apply_temperature(p, t)
+    assert q.shape == p.shape
+    np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(q.argmax(1), p.argmax(1))
+    assert np.all(q >= 0) and np.all(q <= 1)
+
+
+def test_temperature_above_one_flattens_below_one_sharpens():
+    p = random_probs()
+    flat, sharp = apply_temperature(p, 3.0), apply_temperature(p, 0.5)
+    assert np.all(flat.max(1) <= p.max(1) + 1e-12)
+    assert np.all(sharp.max(1) >= p.max(1) - 1e-12)
+
+    def entropy(q):
+        return -(q * np.log(np.clip(q, 1e-12, 1))).sum(1)
+
+    assert entropy(flat).mean() > entropy(p).mean() > entropy(sharp).mean()
+    # A very high temperature approaches the uniform distribution.
+    np.testing.assert_allclose(apply_temperature(p, 1e6), 0.25, atol=1e-4)
+
+
+def test_temperature_equals_scaling_the_logits():
+    logits = np.random.default_rng(1).normal(0, 3, (50, 4))
+    np.testing.assert_allclose(apply_temperature(softmax(logits), 2.5), softmax(logits / 2.5), atol=1e-9)
+
+
+def test_temperature_handles_exact_zeros_and_ones():
+    p = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]])
+    q = apply_temperature(p, 2.0)
+    assert np.all(np.isfinite(q))
+    np.testing.assert_allclose(q.sum(1), 1.0)
+    assert q[0].argmax() == 0
+
+
+# --- fit_temperature -----------------------------------------------------------------------------------
+
+def test_fit_temperature_recovers_known_temperature():
+    y, overconfident = calibrated_set(6000, seed=0, sharpen=3.0)
+    t = fit_temperature(y, overconfident)
+    assert 2.5 < t < 3.6
+    assert nll(y, apply_temperature(overconfident, t)) < nll(y, overconfident)
+
+
+def test_fit_temperature_near_one_for_calibrated_and_below_one_for_underconfident():
+    y, calibrated = calibrated_set(6000, seed=1, sharpen=1.0)
+    assert 0.85 < fit_temperature(y, calibrated) < 1.15
+    y, underconfident = calibrated_set(6000, seed=2, sharpen=0.5)
+    t = fit_temperature(y, underconfident)
+    assert 0.4 < t < 0.6
+    assert nll(y, apply_temperature(underconfident, t)) < nll(y, underconfident)
+
+
+def test_fit_temperature_stays_in_search_range():
+    # Every prediction confidently wrong: the best temperature is as flat as allowed.
+    p = np.tile([[0.97, 0.01, 0.01, 0.01]], (40, 1))
+    y = np.full(40, 1)
+    t = fit_temperature(y, p)
+    assert 0.05 <= t <= 20.0
+    assert t > 10
+
+
+# --- choose_refer_threshold / coverage_accuracy --------------------------------------------------------
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95, 0.99])
+def test_refer_threshold_meets_target_on_same_set(target):
+    y, p = calibrated_set(3000, seed=3, sharpen=1.0)
+    t = choose_refer_threshold(y, p, target)
+    cov = coverage_accuracy(y, p, t)
+    assert cov["accepted"] > 0
+    assert cov["accepted_accuracy"] >= target
+    # It is the lowest such threshold among the observed confidences: one step lower breaks the target.
+    conf = np.sort(np.unique(p.max(1)))
+    lower = conf[conf < t]
+    if len(lower):
+        assert coverage_accuracy(y, p, lower[-1])["accepted_accuracy"] < target
+
+
+def test_refer_threshold_unreachable_target_returns_one():
+    p = random_probs(100, seed=4)
+    y = (p.argmax(1) + 1) % 4  # every prediction wrong
+    assert choose_refer_threshold(y, p, 0.999) == 1.0
+
+
+def test_refer_threshold_all_correct_accepts_everything():
+    p = random_probs(100, seed=5)
+    y = p.argmax(1)
+    t = choose_refer_threshold(y, p, 0.999)
+    assert t == pytest.approx(p.max(1).min())
+    assert coverage_accuracy(y, p, t)["coverage"] == 1.0
+
+
+def test_refer_threshold_with_tied_confidences_meets_target():
+    y = np.array([0, 0, 1])
+    p = np.array([[0.9, 0.1, 0, 0], [0.8, 0.2, 0, 0], [0.8, 0.2, 0, 0]])  # last one tied and wrong
+    t = choose_refer_threshold(y, p, 0.999)
+    assert coverage_accuracy(y, p, t)["accepted_accuracy"] >= 0.999
+
+
+def test_coverage_accuracy_hand_made():
+    y = np.array([0, 1, 2, 3, 0])
+    p = np.array([
+        [0.9, 0.05, 0.03, 0.02],  # conf 0.9, correct
+        [0.1, 0.6, 0.2, 0.1],     # conf 0.6, correct
+        [0.5, 0.1, 0.3, 0.1],     # conf 0.5, wrong (predicts 0)
+        [0.1, 0.1, 0.1, 0.7],     # conf 0.7, correct
+        [0.2, 0.4, 0.3, 0.1],     # conf 0.4, wrong (predicts 1)
+    ])
+    c = coverage_accuracy(y, p, 0.55)
+    assert c == {"threshold": 0.55, "coverage": 0.6, "accepted": 3, "referred": 2, "accepted_accuracy": 1.0}
+    c = coverage_accuracy(y, p, 0.0)
+    assert c["coverage"] == 1.0 and c["accepted"] == 5 and c["referred"] == 0
+    assert c["accepted_accuracy"] == pytest.approx(0.6)
+    c = coverage_accuracy(y, p, 0.5)  # the threshold itself is accepted
+    assert c["accepted"] == 4 and c["accepted_accuracy"] == pytest.approx(0.75)
+    c = coverage_accuracy(y, p, 0.95)
+    assert c["accepted"] == 0 and c["referred"] == 5 and c["accepted_accuracy"] is None
+    assert choose_refer_threshold(y, p, 1.0) == pytest.approx(0.6)
+
+
+def test_coverage_accuracy_empty():
+    c = coverage_accuracy(np.zeros(0, int), np.zeros((0, 4)), 0.5)
+    assert c["coverage"] == 0.0 and c["accepted"] == 0 and c["accepted_accuracy"] is None
+
+
+def test_coverage_curve_coverage_falls_as_threshold_rises():
+    y, p = calibrated_set(500, seed=6)
+    curve = coverage_curve(y, p, points=20)
+    assert 1 < len(curve) <= 20
+    thresholds = [c["threshold"] for c in curve]
+    coverages = [c["coverage"] for c in curve]
+    assert thresholds == sorted(thresholds)
+    assert coverages == sorted(coverages, reverse=True)
+    assert curve[0]["coverage"] == 1.0
+    assert coverage_curve(np.zeros(0, int), np.zeros((0, 4))) == []
+
+
+# --- bootstrap_ci --------------------------------------------------------------------------------------
+
+def test_bootstrap_interval_contains_point_estimate():
+    y, p = calibrated_set(400, seed=7)
+    ci = bootstrap_ci(y, p, n_boot=500)
+    acc = float((p.argmax(1) == y).mean())
+    lo, hi = ci["accuracy"]
+    assert 0 <= lo <= acc <= hi <= 1
+    assert set(ci["recall"]) == {"glioma", "meningioma", "notumor", "pituitary"}
+    for i, (lo_c, hi_c) in enumerate(ci["recall"].values()):
+        rec = float((p.argmax(1)[y == i] == i).mean())
+        assert 0 <= lo_c <= rec <= hi_c <= 1
+
+
+def test_bootstrap_narrower_with_more_data():
+    y_small, p_small = calibrated_set(100, seed=8)
+    y_big, p_big = calibrated_set(3000, seed=8)
+    small, big = bootstrap_ci(y_small, p_small, n_boot=500), bootstrap_ci(y_big, p_big, n_boot=500)
+    width = {k: v["accuracy"][1] - v["accuracy"][0] for k, v in (("small", small), ("big", big))}
+    assert width["big"] < width["small"] / 2  # ~ 1 / sqrt(n): sqrt(30) ≈ 5.5x narrower
+
+
+def test_bootstrap_is_seeded_and_absent_class_gives_none():
+    y = np.array([0, 0, 1, 1, 3, 3])  # no notumor
+    p = np.eye(4)[[0, 1, 1, 1, 3, 0]]
+    a, b = bootstrap_ci(y, p, n_boot=200, seed=3), bootstrap_ci(y, p, n_boot=200, seed=3)
+    assert a == b
+    assert a["recall"]["notumor"] is None
+    assert a["recall"]["meningioma"] == [1.0, 1.0]
