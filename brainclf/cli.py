@@ -13,10 +13,23 @@ from .errors import BrainclfError, ConfigError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
 
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
+class _CountBar:
+    """A progress(done, total) callback drawing a tqdm bar on stderr, created on the first call."""
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_train(args) -> int:
@@ -77,17 +90,9 @@ def cmd_evaluate(args) -> int:
 
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
-    bar = None
-
-    def progress(done, total):
-        nonlocal bar
-        bar = bar or _bar(total, "evaluate")
-        bar.n = done
-        bar.refresh()
-
-    report = evaluate_folder(predictor, data, progress, training_root=args.train_data)
-    if bar:
-        bar.close()
+    bar = _CountBar("evaluate")
+    report = evaluate_folder(predictor, data, bar, training_root=args.train_data)
+    bar.close()
     for err in report["unreadable"]:
         print(f"skipped: {err}", file=sys.stderr)
     if args.json:
@@ -200,17 +205,9 @@ def cmd_dedup(args) -> int:
     from .dedup import dedup_report, format_dedup_report
 
     data = resolve_data_root(args.data)
-    bar = None
-
-    def progress(done, total):
-        nonlocal bar
-        bar = bar or _bar(total, "hash")
-        bar.n = done
-        bar.refresh()
-
-    report = dedup_report(data, threshold=args.threshold, progress=progress)
-    if bar:
-        bar.close()
+    bar = _CountBar("hash")
+    report = dedup_report(data, threshold=args.threshold, progress=bar)
+    bar.close()
     print(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
     return 0
 

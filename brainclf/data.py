@@ -175,21 +175,21 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
     return Splits(train, val, test)
 
 
+def decode_sample(s: Sample, contract: InputContract) -> tuple[np.ndarray | None, str | None]:
+    """(model input, None) or (None, error message): one unreadable file never stops a long job."""
+    try:
+        return load_model_input(s.path, contract), None
+    except ImageError as e:
+        return None, str(e)
+
+
 def load_arrays(samples: list[Sample], contract: InputContract, progress: Progress | None = None,
                 workers: int = 4) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
-    """Decode and preprocess `samples` in parallel → (x float32 NHWC, y int, kept samples, errors).
-
-    Unreadable files are skipped and reported in `errors` rather than aborting a long job.
-    """
-    def one(s: Sample):
-        try:
-            return load_model_input(s.path, contract), None
-        except ImageError as e:
-            return None, str(e)
-
+    """Decode and preprocess `samples` in parallel → (x float32 NHWC, y int, kept samples, errors)."""
     xs, ys, kept, errors = [], [], [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, (s, (x, err)) in enumerate(zip(samples, pool.map(one, samples)), 1):
+        results = pool.map(lambda s: decode_sample(s, contract), samples)
+        for i, (s, (x, err)) in enumerate(zip(samples, results), 1):
             if err:
                 errors.append(err)
             else:

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from . import CLASS_NAMES
-from .data import Sample, discover, relative_path
+from .data import Sample, decode_sample, discover, relative_path
 from .dedup import NEAR_DUP_THRESHOLD, clean_mask
-from .errors import DataError, ImageError
+from .errors import DataError
 from .metrics import classification_metrics, expected_calibration_error
-from .preprocess import load_model_input
 from .trust import apply_temperature, bootstrap_ci, coverage_accuracy
 
 
@@ -22,20 +21,13 @@ def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, i
                     chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
     """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
     contract = predictor.contract
-
-    def one(s: Sample):
-        try:
-            return load_model_input(s.path, contract), None
-        except ImageError as e:
-            return None, str(e)
-
     probs, kept, errors = [], [], []
     done = 0
     with ThreadPoolExecutor(max_workers=4) as pool:
         for start in range(0, len(samples), chunk):
             part = samples[start:start + chunk]
             xs = []
-            for s, (x, err) in zip(part, pool.map(one, part)):
+            for s, (x, err) in zip(part, pool.map(lambda s: decode_sample(s, contract), part)):
                 if err:
                     errors.append(err)
                 else:
