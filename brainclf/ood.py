@@ -3,10 +3,12 @@
 Two checks, either one flags the input:
 1. Colour. MR slices are grayscale (stored as L, or RGB with R = G = B). A colourful image (colourfulness
    of Hasler & Süsstrunk above COLOUR_THRESHOLD) is not one: the grayscale model could not see that.
-2. Feature-space distance. The model's penultimate features (global average pooling) of the training
-   images are summarised by class means and a shared, shrunk covariance (Ledoit-Wolf). The score of an
-   input is its smallest Mahalanobis distance to a class mean; above the threshold (the 99.5th percentile
-   of the validation images' scores) the input does not look like anything the model was trained on.
+2. Feature-space distance. Each image is described by the per-channel mean and standard deviation of a
+   middle feature map of the model (its texture statistics; the layer is the architecture's `ood_layer`).
+   The training images' descriptors are summarised by their mean and a shrunk covariance (Ledoit-Wolf).
+   The score of an input is its Mahalanobis distance to that mean; above the threshold (the 99.5th
+   percentile of the validation images' scores) the input does not look like what the model was trained
+   on. The layer was chosen by the share of the generated non-MRI set it flags (never by test images).
 """
 
 from __future__ import annotations
@@ -28,19 +30,17 @@ def colourfulness(img: Image.Image) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
-def fit_feature_model(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray) -> dict:
-    """Class means + shared shrunk precision from training features; threshold from validation scores."""
+def fit_feature_model(features: np.ndarray, val_features: np.ndarray, layer: str = "") -> dict:
+    """Mean + shrunk precision of the training descriptors; threshold from the validation scores."""
     from sklearn.covariance import LedoitWolf
 
-    classes = sorted(set(labels.tolist()))
-    means = np.stack([features[labels == c].mean(0) for c in classes])
-    centred = features - means[np.searchsorted(classes, labels)]
-    precision = LedoitWolf().fit(centred).precision_
+    means = features.mean(0, keepdims=True)
+    precision = LedoitWolf().fit(features - means).precision_
     stats = {"means": means, "precision": precision}
     val_scores = mahalanobis_scores(val_features, stats)
     return {"means": means.round(6).tolist(), "precision": precision.round(8).tolist(),
             "threshold": float(np.quantile(val_scores, QUANTILE)), "quantile": QUANTILE,
-            "colour_threshold": COLOUR_THRESHOLD}
+            "colour_threshold": COLOUR_THRESHOLD, "layer": layer, "features": "per-channel mean and std"}
 
 
 def mahalanobis_scores(features: np.ndarray, stats: dict) -> np.ndarray:

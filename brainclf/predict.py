@@ -68,7 +68,11 @@ class Predictor:
         spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
         # Probabilities and penultimate features (for the OOD guard) in one pass, compiled once with a
         # fixed signature: no retracing per call, ~10x faster than model.predict on single images.
-        net = keras.Model(model.inputs, [model.output, model.get_layer("gap").output])
+        fmap = model.get_layer(self.ood_layer).output
+        # Per-channel mean and standard deviation of a middle feature map: the OOD guard's features.
+        mean = keras.ops.mean(fmap, axis=(1, 2))
+        std = keras.ops.sqrt(keras.ops.maximum(keras.ops.mean(fmap * fmap, axis=(1, 2)) - mean * mean, 0.0))
+        net = keras.Model(model.inputs, [model.output, keras.ops.concatenate([mean, std], axis=-1)])
         self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
         self._grad_lock = threading.Lock()
         self._gradcam = None
@@ -86,6 +90,12 @@ class Predictor:
         other.__dict__.update(self.__dict__)
         other.tta = tta
         return other
+
+    @property
+    def ood_layer(self) -> str:
+        from .models import get_architecture
+
+        return self.card.ood.get("layer") or get_architecture(self.card.architecture).ood_layer
 
     @property
     def temperature(self) -> float:

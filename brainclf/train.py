@@ -402,7 +402,7 @@ def calibrate(card, predictor, val_samples: list[Sample]) -> None:
 
 
 def fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],
-                  seed: int = 0, max_train: int = 2000) -> None:
+                  seed: int = 0, max_train: int = 6000) -> None:
     """Fit the feature-distance OOD guard (brainclf.ood) and measure it on test and non-MRI images."""
     from .ood import check, fit_feature_model, non_mri_images
     from .preprocess import to_model_input
@@ -410,11 +410,11 @@ def fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], t
     contract = predictor.contract
     if len(train_s) > max_train:
         train_s = _subset(train_s, max_train, seed)
-    x_tr, y_tr, _, _ = load_arrays(train_s, contract)
+    x_tr, _, _, _ = load_arrays(train_s, contract)
     x_va, _, _, _ = load_arrays(val_s, contract)
     _, f_tr = predictor.raw_probs_and_features(x_tr, tta=False)
     _, f_va = predictor.raw_probs_and_features(x_va, tta=False)
-    card.ood = fit_feature_model(f_tr, y_tr, f_va)
+    card.ood = fit_feature_model(f_tr, f_va, layer=predictor.ood_layer)
     card.ood["fitted_on"] = f"{len(x_tr)} training images (features), threshold from {len(x_va)} validation images"
     measured = {}
     if test_s:

@@ -32,9 +32,9 @@ def clusters(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 @pytest.fixture(scope="module")
 def stats():
-    f_tr, y_tr, _ = clusters(200, seed=0)
+    f_tr, _, _ = clusters(200, seed=0)
     f_va, _, _ = clusters(50, seed=1)
-    return fit_feature_model(f_tr, y_tr, f_va)
+    return fit_feature_model(f_tr, f_va, layer="s1b")
 
 
 def colourful_image(size: int = 64) -> Image.Image:
@@ -69,7 +69,8 @@ def test_colourfulness_large_for_colour():
 # --- fit_feature_model + mahalanobis_scores -------------------------------------------------------------
 
 def test_fit_feature_model_structure(stats):
-    assert np.asarray(stats["means"]).shape == (4, DIMS)
+    assert np.asarray(stats["means"]).shape == (1, DIMS)  # one Gaussian over all training descriptors
+    assert stats["layer"] == "s1b"
     assert np.asarray(stats["precision"]).shape == (DIMS, DIMS)
     assert stats["quantile"] == QUANTILE
     assert stats["colour_threshold"] == COLOUR_THRESHOLD
@@ -80,19 +81,19 @@ def test_fit_feature_model_structure(stats):
 
 
 def test_threshold_is_quantile_of_validation_scores():
-    f_tr, y_tr, _ = clusters(200, seed=0)
+    f_tr, _, _ = clusters(200, seed=0)
     f_va, _, _ = clusters(50, seed=1)
-    model = fit_feature_model(f_tr, y_tr, f_va)
+    model = fit_feature_model(f_tr, f_va)
     scores = mahalanobis_scores(f_va, model)
     assert model["threshold"] == pytest.approx(np.quantile(scores, 0.995), rel=1e-4)
     assert (scores <= model["threshold"] + 1e-6).mean() >= 0.995
 
 
 def test_near_points_score_lower_than_far_points(stats):
-    _, _, means = clusters(1, seed=0)
+    means = np.asarray(stats["means"])
     rng = np.random.default_rng(2)
-    near = means + rng.normal(0, 0.3, means.shape)
-    far = means * 5 + 40.0
+    near = means + rng.normal(0, 0.3, (4, DIMS))
+    far = means * 5 + 40.0 + rng.normal(0, 0.3, (4, DIMS))
     s_near, s_far = mahalanobis_scores(near, stats), mahalanobis_scores(far, stats)
     assert s_near.shape == (4,) and s_far.shape == (4,)
     assert s_near.max() < s_far.min()
@@ -104,17 +105,16 @@ def test_near_points_score_lower_than_far_points(stats):
     assert d == sorted(d)
 
 
-def test_score_is_distance_to_nearest_class(stats):
-    means = np.asarray(stats["means"])
-    x = means[2] + 0.1
-    both = mahalanobis_scores(np.stack([x, means[0] + 0.1]), stats)
-    np.testing.assert_allclose(both[0], both[1], rtol=1e-6)
+def test_score_is_distance_to_the_nearest_mean_when_several():
+    two = {"means": [[0.0, 0.0], [10.0, 0.0]], "precision": np.eye(2).tolist()}
+    np.testing.assert_allclose(mahalanobis_scores(np.array([[1.0, 0.0], [9.0, 0.0], [5.0, 0.0]]), two),
+                               [1.0, 1.0, 5.0], rtol=1e-6)
 
 
 # --- check ----------------------------------------------------------------------------------------------
 
 def test_check_flags_colourful_image(stats):
-    near = np.asarray(stats["means"])[1]
+    near = np.asarray(stats["means"])[0]
     flagged, reason, score = check(colourful_image(), near, stats)
     assert flagged and "colour" in reason and math.isnan(score)
     # The colour check works even without feature statistics.
@@ -127,9 +127,9 @@ def test_check_flags_far_features_and_passes_near(stats, make_image):
     gray = make_image("meningioma", seed=1)
     flagged, reason, score = check(gray, means[0] * 5 + 40.0, stats)
     assert flagged and "unlike the training" in reason and score > stats["threshold"]
-    flagged, reason, score = check(gray, means[3] + 0.1, stats)
+    flagged, reason, score = check(gray, means[0] + 0.1, stats)
     assert not flagged and reason == "" and 0 <= score < stats["threshold"]
-    flagged, _, score = check(None, means[3] + 0.1, stats)
+    flagged, _, score = check(None, means[0] + 0.1, stats)
     assert not flagged and np.isfinite(score)
 
 
