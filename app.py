@@ -2,15 +2,15 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon=":material/neurology:", layout="wide")
 
 from pages.common import sidebar_model_picker  # noqa: E402  (set_page_config must come first)
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/predict.py", title="Predict", icon="🔎"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
-    st.Page("pages/model.py", title="Model", icon="🧪"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/predict.py", title="Predict", icon=":material/search:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
+    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
 ]
 nav = st.navigation(pages)
 sidebar_model_picker()

@@ -24,7 +24,7 @@ from brainclf.figures import (
 from brainclf.preprocess import load_model_input
 from pages.common import available_models, card_of, class_label, data_root, get_predictor
 
-st.title("📊 Evaluation")
+st.title("Evaluation")
 predictor = get_predictor()
 if predictor is None:
     st.stop()
@@ -82,7 +82,7 @@ if clean:
     st.info(f"**Leakage-aware view.** {report['n'] - clean['n']} of these {report['n']} images have an exact or "
             f"near duplicate among the training images. On the **clean subset** of {clean['n']} images the "
             f"accuracy is **{clean['accuracy']:.2%}** (95% CI {clo:.2%} – {chi:.2%}); "
-            f"overall {report['accuracy']:.2%} (95% CI {lo:.2%} – {hi:.2%}).", icon="🧬")
+            f"overall {report['accuracy']:.2%} (95% CI {lo:.2%} – {hi:.2%}).", icon=":material/content_copy:")
     st.dataframe(pd.DataFrame([{"class": class_label(k), "recall (all)": report["per_class"][k]["recall"],
                                 "95% CI (all)": "{:.3f} – {:.3f}".format(*report["bootstrap"]["recall"][k]),
                                 "recall (clean)": clean["recall"][k],

@@ -5,11 +5,11 @@ import streamlit as st
 from brainclf import CLASS_NAMES
 from pages.common import active_model_path, card_of, class_label
 
-st.title("🧠 brainclf — brain MRI tumour classifier")
+st.title("brainclf — brain MRI tumour classifier")
 st.error(
     "**Intended use: research and education only.** This tool is not a medical device and must not be used "
     "for diagnosis or treatment decisions. Every prediction needs review by a qualified radiologist.",
-    icon="⚠️",
+    icon=":material/warning:",
 )
 st.markdown(
     "Upload a 2-D brain MRI slice (JPEG or PNG) on the **Predict** page and the model estimates whether it "
@@ -54,5 +54,5 @@ st.info(
     "brainclf groups near-duplicates so they never straddle training and validation. Images come from a few "
     "public sources (figshare, SARTAJ, Br35H); the model has not been validated on other scanners, sequences "
     "or institutions, nor on tumour types outside these four classes.",
-    icon="ℹ️",
+    icon=":material/info:",
 )

@@ -14,7 +14,7 @@ from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from brainclf.train import TrainConfig
 from pages.common import MODELS_DIR, available_models, card_of, data_root, training_jobs
 
-st.title("🧪 Models")
+st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
 rows = []

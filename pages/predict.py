@@ -10,7 +10,7 @@ from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
 from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
 
-st.title("🔎 Predict")
+st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
 predictor = get_predictor()
 if predictor is None:
@@ -43,13 +43,13 @@ for i, f in enumerate(files):
     rows.append(pred.as_row())
     with st.container(border=True):
         low = pred.referred if pred.refer_threshold else pred.confidence < REFER_BELOW
-        badge = " :orange-badge[⚠️ low confidence — refer to a radiologist]" if low else ""
+        badge = " :orange-badge[:material/warning: low confidence — refer to a radiologist]" if low else ""
         if pred.out_of_distribution:
-            badge = " :red-badge[⛔ not like a brain MRI slice]"
+            badge = " :red-badge[:material/block: not like a brain MRI slice]"
         st.markdown(f"#### {f.name}: **{pred.predicted_display}** ({pred.confidence:.1%}){badge}")
         if pred.out_of_distribution:
             st.warning(f"This input does not look like a brain MRI slice: {pred.ood_reason}. The class "
-                       "probabilities below are not meaningful for it.", icon="⛔")
+                       "probabilities below are not meaningful for it.", icon=":material/block:")
         c1, c2, c3 = st.columns([1, 1.2, 1.3])
         with c1:
             st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,

@@ -132,8 +132,10 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     at = open_page("pages/predict.py")
     at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
     assert not at.exception and not log.exists()  # off by default
-    at.toggle(key="audit").set_value(True).run()
-    at.text_input(key="audit_path").set_value(str(log)).run()
+    # AppTest's switch_page runs the page without app.py's sidebar, so set the sidebar settings' state.
+    at.session_state["audit"] = True
+    at.session_state["audit_path"] = str(log)
+    at.run()
     assert not at.exception
     rec = json.loads(log.read_text().splitlines()[-1])
     assert rec["input_sha256"] == hashlib.sha256(data).hexdigest() and rec["model"] == "default"

@@ -86,6 +86,7 @@ def page(server):
 
 
 def _open(page, server, path: str, heading: str):
+    """Go to a page, wait for its heading and for the script run to finish."""
     page.goto(f"{server}/{path}")
     page.get_by_role("heading", name=heading).first.wait_for()
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
@@ -98,8 +99,8 @@ def _shot(page, name: str):
 
 def test_home_page(page, server):
     _open(page, server, "", "brainclf — brain MRI tumour classifier")
-    assert page.get_by_text("Intended use: research and education only").is_visible()
-    assert page.get_by_text("Active model: default").is_visible()
+    page.get_by_text("Intended use: research and education only").wait_for()  # visible in time, else fail
+    page.get_by_text("Active model: default").wait_for()
     _shot(page, "home")
 
 
@@ -121,16 +122,19 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
 
 
 def test_evaluation_page_shows_confusion_matrix_and_roc(page, server):
+    page.set_viewport_size({"width": 1400, "height": 3000})  # Streamlit scrolls inside: a tall window shows more
     _open(page, server, "evaluation", "Evaluation")
     page.get_by_text("ROC (one-vs-rest)").first.wait_for()
-    assert page.get_by_role("heading", name="Confusion matrix").is_visible()
+    page.get_by_role("heading", name="Confusion matrix").wait_for()
     assert page.locator(".js-plotly-plot").count() >= 4  # confusion, ROC, PR, reliability/history
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(2000)
     _shot(page, "evaluation")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_model_page(page, server):
     _open(page, server, "model", "Models")
     page.get_by_text("Train a new model").wait_for()
-    assert page.get_by_text("seed").first.is_visible()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the models table (a canvas grid)
+    page.get_by_role("button", name="Start training").wait_for()
     _shot(page, "model")
