@@ -129,6 +129,9 @@ class _ProgressCallback:
         from .models import recalibrate_batchnorm
 
         class Cb(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                state["_epoch_start"] = time.time()
+
             def on_train_batch_end(self, batch, logs=None):
                 if cancel is not None and cancel.is_set():
                     self.model.stop_training = True
@@ -153,6 +156,9 @@ class _ProgressCallback:
                 lr = self.model.optimizer.learning_rate
                 state["history"].setdefault("lr", []).append(float(np.asarray(lr)))
                 state["epoch"] = epoch + 1
+                now = time.time()
+                # Per epoch, so a killed and resumed run still counts every finished epoch's time.
+                state["train_seconds"] += now - state.pop("_epoch_start", now)
                 val_loss = float(logs.get("val_loss", float("inf")))
                 if val_loss < state["best_val_loss"]:
                     state["best_val_loss"] = val_loss
@@ -252,9 +258,8 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         x_recal = x_tr[np.random.default_rng(config.seed).permutation(len(x_tr))[:64 * 40]]
         cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0,
                                     x_recal, x_va, y_va)
-        t_fit = time.time()
         model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=[cb], verbose=0)
-        state["train_seconds"] += time.time() - t_fit
+        state.pop("_epoch_start", None)
         _write_state(run_dir, state)
         if cancel is not None and cancel.is_set():
             say("cancelled", f"Cancelled after {state['epoch']} epochs; re-run to resume.", epoch=state["epoch"],
