@@ -117,8 +117,9 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
         ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"
         hint = ""
         if ts is not None and getattr(ts, "is_compressed", False):
-            hint = (" No installed decoder handles it; for JPEG, JPEG-LS and JPEG 2000 install pylibjpeg with "
-                    "pylibjpeg-libjpeg and pylibjpeg-openjpeg, or export the series uncompressed.")
+            hint = (" No installed decoder could read it (brainclf installs pylibjpeg with its libjpeg and "
+                    "openjpeg plugins for JPEG, JPEG-LS and JPEG 2000; the data may be damaged). Export the "
+                    "series uncompressed to use it.")
         detail = str(e).splitlines()[0][:120] if not hint else ""
         raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}"
                          + (f" ({detail})" if detail else "")) from None

@@ -138,3 +138,37 @@ def test_compressed_syntax_without_decoder_names_the_syntax():
     ds.save_as(buf)
     with pytest.raises(ImageError, match="JPEG 2000"):
         read_dicom(buf.getvalue(), name="j2k.dcm")
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless"])
+def test_compressed_dicom_decodes_with_installed_plugins(syntax):
+    """RLE (pydicom) and JPEG 2000 (pylibjpeg-openjpeg) compressed MR slices decode like uncompressed ones."""
+    import pydicom.uid
+    from pydicom import dcmread
+
+    plain = make_dicom(RAMP * 1000)
+    ds = dcmread(io.BytesIO(plain))
+    ds.compress(getattr(pydicom.uid, syntax))
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    assert np.array_equal(np.asarray(read_dicom(buf.getvalue()).image), np.asarray(read_dicom(plain).image))
+
+
+def test_jpeg_baseline_dicom_decodes():
+    """An 8-bit baseline JPEG inside DICOM (decoded by pylibjpeg-libjpeg or Pillow)."""
+    from PIL import Image
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ramp8 = (RAMP * 4).astype(np.uint8)
+    jpg = io.BytesIO()
+    Image.fromarray(ramp8).save(jpg, "JPEG", quality=95)
+    ds = dcmread(io.BytesIO(make_dicom(ramp8, bits=8)))
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpg.getvalue()])
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    px = np.asarray(read_dicom(buf.getvalue()).image).astype(int)
+    assert abs(px[0, 0]) <= 6 and px[0, -1] >= 249  # lossy, but the ramp survives
