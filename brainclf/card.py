@@ -153,3 +153,29 @@ def list_models(models_dir: str | Path = "models") -> list[Path]:
     if not d.is_dir():
         return []
     return sorted(p for p in d.glob("*.keras") if card_path(p).exists())
+
+
+def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models") -> Path:
+    """Check an uploaded model + card in a scratch folder (load_model's checks), then add it to models_dir.
+
+    A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ModelError(f"Model name {name!r} must be 1-64 letters, digits, '-' or '_'.")
+    models_dir = Path(models_dir)
+    target = models_dir / f"{name}.keras"
+    if target.exists():
+        raise ModelError(f"A model named {name} already exists; rename the files first.")
+    with tempfile.TemporaryDirectory() as tmp:
+        mp = Path(tmp) / f"{name}.keras"
+        mp.write_bytes(model_bytes)
+        card_path(mp).write_bytes(card_bytes)
+        load_model(mp)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(card_path(mp), card_path(target))
+        shutil.copyfile(mp, target)
+    return target

@@ -1,13 +1,11 @@
 """Model: the available models, uploading one, and training a new one in the background."""
 
-import json
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from brainclf.card import load_model
+from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
@@ -38,23 +36,9 @@ with st.expander("Upload a model (.keras with its .json card)"):
     up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model")
     up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
     if up_model and up_card and st.button("Check and add", key="up_add"):
-        name = Path(up_model.name).stem
         try:
-            json.loads(up_card.getvalue())
-            with tempfile.TemporaryDirectory() as tmp:
-                # Validate in a scratch folder first: a bad upload never lands in models/.
-                mp, cp = Path(tmp) / f"{name}.keras", Path(tmp) / f"{name}.json"
-                mp.write_bytes(up_model.getvalue())
-                cp.write_bytes(up_card.getvalue())
-                load_model(mp)
-                if (MODELS_DIR / mp.name).exists():
-                    raise BrainclfError(f"A model named {name} already exists; rename the files first.")
-                MODELS_DIR.mkdir(parents=True, exist_ok=True)
-                (MODELS_DIR / mp.name).write_bytes(mp.read_bytes())
-                (MODELS_DIR / cp.name).write_bytes(cp.read_bytes())
-            st.success(f"Added {name}; it is now selectable in the sidebar.")
-        except json.JSONDecodeError as e:
-            st.error(f"The card is not valid JSON: {e}")
+            added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
+            st.success(f"Added {added.stem}; it is now selectable in the sidebar.")
         except BrainclfError as e:
             st.error(f"Refused: {e}")
 

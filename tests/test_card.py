@@ -122,3 +122,21 @@ def test_card_roundtrip_and_label(tmp_path):
     back = read_card(tmp_path / "c.keras")
     assert back == card
     assert back.contract.shape == (120, 120, 3)
+
+
+def test_add_model_checks_before_adding(smoke_model, tmp_path):
+    from brainclf.card import add_model
+
+    model_bytes, card_bytes = smoke_model.read_bytes(), smoke_model.with_suffix(".json").read_bytes()
+    dest = tmp_path / "models"
+    added = add_model("uploaded", model_bytes, card_bytes, dest)
+    assert added == dest / "uploaded.keras" and (dest / "uploaded.json").exists()
+    with pytest.raises(ModelError, match="already exists"):
+        add_model("uploaded", model_bytes, card_bytes, dest)
+    with pytest.raises(ModelError):
+        add_model("broken", b"not a zip", card_bytes, dest)
+    with pytest.raises(ModelError, match="not valid JSON"):
+        add_model("nocard", model_bytes, b"{", dest)
+    with pytest.raises(ModelError, match="letters, digits"):
+        add_model("../evil", model_bytes, card_bytes, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["uploaded.json", "uploaded.keras"]
