@@ -12,7 +12,7 @@ st.error(
     icon=":material/warning:",
 )
 st.markdown(
-    "Upload a 2-D brain MRI slice (JPEG or PNG) on the **Predict** page and the model estimates whether it "
+    "Upload a 2-D brain MRI slice (JPEG, PNG or DICOM) on the **Predict** page and the model estimates whether it "
     "shows a **glioma**, a **meningioma**, a **pituitary tumour** or **no tumour**, with a Grad-CAM heat map "
     "of the regions that drove the decision. The **Evaluation** page shows how well the model does on held-out "
     "test images — where it errs, how glioma and meningioma get confused — and the **Model** page lets "
@@ -29,20 +29,22 @@ st.subheader(f"Active model: {card.name}")
 t = card.training
 test = card.metrics.get("test") or {}
 fp = t.get("fingerprint", {})
+clean = test.get("clean") or {}
 cols = st.columns(4)
 cols[0].metric("Test accuracy", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—")
-cols[1].metric("Macro AUC", f"{test['macro_auc']:.4f}" if test.get("macro_auc") else "—")
-cols[2].metric("Parameters", f"{card.params:,}")
-cols[3].metric("Input", f"{card.contract.size}×{card.contract.size} "
-               f"{'grayscale' if card.contract.channels == 1 else 'RGB'}")
+cols[1].metric("Clean-subset accuracy", f"{clean['accuracy']:.2%}" if clean.get("accuracy") is not None else "—",
+               help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
+cols[2].metric("Macro AUC", f"{test['macro_auc']:.4f}" if test.get("macro_auc") else "—")
+cols[3].metric("Parameters", f"{card.params:,}")
 sizes = t.get("sizes", {})
 st.markdown(
-    f"- **Architecture:** `{card.architecture}` — {card.description}\n"
+    f"- **Architecture:** `{card.architecture}` — {card.description} Input {card.contract.size}×"
+    f"{card.contract.size} {'grayscale' if card.contract.channels == 1 else 'RGB'}, padded to square.\n"
     f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
     f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
     f"test {sizes.get('test', '?')}) from `{fp.get('root_name', '?')}`, "
     f"{t.get('epochs_run', '?')} epochs (best: {t.get('best_epoch', '?')}), "
-    f"{t.get('train_seconds', 0) / 60:.0f} min on {card.machine or 'an unrecorded machine'}.\n"
+    f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded, on {card.machine or 'an unrecorded machine'}.\n"
     f"- **Per-class recall on the test set:** "
     + ", ".join(f"{class_label(c)} {test['per_class'][c]['recall']:.1%}" for c in CLASS_NAMES
                 if test.get("per_class"))
