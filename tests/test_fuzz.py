@@ -3,7 +3,6 @@ any array PIL can represent becomes a valid model input."""
 
 from __future__ import annotations
 
-import io
 import tempfile
 import warnings
 
@@ -14,8 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from brainclf.dicom import read_dicom
 from brainclf.errors import BrainclfError, ImageError
@@ -120,21 +117,10 @@ def test_load_model_input_random_dicom_bytes(data, contract):
 
 
 def minimal_mr_dicom() -> bytes:
-    """A valid 8x8 8-bit MR slice, explicit VR little endian."""
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = MRImageStorage
-    fm.MediaStorageSOPInstanceUID = generate_uid()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = fm
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, fm.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Rows, ds.Columns = "MR", 8, 8
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.arange(64, dtype=np.uint8).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    """A valid 8x8 8-bit MR slice, explicit VR little endian (test_dicom's builder)."""
+    from test_dicom import make_dicom
+
+    return make_dicom(np.arange(64, dtype=np.uint8).reshape(8, 8), bits=8)
 
 
 def test_minimal_dicom_reads():
