@@ -133,3 +133,33 @@ def test_smoke_training_on_a_few_dozen_real_images(real_data, tmp_path):
     va = hash_files([real_data / p for p in state["val_files"]])
     assert hamming_matrix(va.dhash, tr.dhash).min() > NEAR_DUP_THRESHOLD
     assert card.metrics["test"]["n"] > 0
+
+
+def test_gradcam_faithfulness_direction_on_real_images(real_data):
+    """Issue #4: deleting Grad-CAM's most salient pixels hurts more than deleting random blocks, and a
+    re-initialised model's maps differ from the trained model's."""
+    from brainclf.data import discover, load_arrays
+    from brainclf.faithfulness import deletion_test, randomisation_check
+    from brainclf.predict import Predictor
+
+    p = Predictor.load(MODELS / "default.keras")
+    samples = [s for s in discover(real_data / "Testing").splits[""]][::50]  # 21 images, all classes
+    x, _, _, _ = load_arrays(samples, p.contract)
+    d = deletion_test(p, x)
+    assert d["gradcam_auc"] < d["random_auc"] - 0.05
+    assert randomisation_check(p, x)["mean_spearman"] < 0.6
+
+
+def test_ood_guard_on_real_and_non_mri_images(real_data):
+    """Issue #4: non-MRI inputs are flagged, real Testing slices mostly are not."""
+    from brainclf.data import discover
+    from brainclf.ood import non_mri_images
+    from brainclf.predict import Predictor
+
+    p = Predictor.load(MODELS / "default.keras")
+    others = non_mri_images()
+    flagged = sum(p.predict(img, name=n).out_of_distribution for n, img in others)
+    assert flagged / len(others) >= 0.9
+    samples = discover(real_data / "Testing").splits[""][::10]
+    flagged_real = sum(p.predict(s.path, name=s.path.name).out_of_distribution for s in samples)
+    assert flagged_real / len(samples) <= 0.05
