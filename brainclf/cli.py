@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
             print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 
     out = train(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
-                resume=not args.no_resume, strategy=args.strategy)
+                resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now)
     if bar:
         bar.close()
     print(f"saved {out}")
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
     t.add_argument("--models-dir", default="models")
     t.add_argument("--no-resume", action="store_true", help="start over even if a run exists")
+    t.add_argument("--finish-now", action="store_true",
+                   help="end an interrupted run where it stands: save its best checkpoint so far with the card")
     t.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG)")
     t.set_defaults(func=cmd_train)

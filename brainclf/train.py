@@ -184,12 +184,14 @@ def _write_state(run_dir: Path, state: dict) -> None:
 
 def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
           progress: ProgressHook | None = None, cancel: threading.Event | None = None,
-          resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default") -> Path:
+          resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default",
+          finish_now: bool = False) -> Path:
     """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
 
     `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
     machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG).
-    The batch size is the global batch, split across replicas.
+    The batch size is the global batch, split across replicas. `finish_now` ends an interrupted run
+    where it stands (out of time, say): its best checkpoint so far becomes the model, and the card says so.
     """
     import keras
 
@@ -243,6 +245,10 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     if not val_s:
         raise DataError("The validation split is empty: the dataset is too small to split.")
 
+    if finish_now and state["epoch"] < config.epochs and not state["stopped_early"]:
+        state["stopped_early"] = True
+        state["stopped_reason"] = f"finished on request after {state['epoch']} of {config.epochs} epochs"
+        _write_state(run_dir, state)
     finished = state["epoch"] >= config.epochs or state["stopped_early"]
     if not finished:
         keras.utils.set_random_seed(config.seed + state["epoch"])  # resumed runs stay repeatable
@@ -360,6 +366,7 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
         training={
             "config": state["config"], "fingerprint": state["fingerprint"], "history": state["history"],
             "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
+            "stopped_reason": state.get("stopped_reason", "early stopping" if state["stopped_early"] else ""),
             "train_seconds": round(state["train_seconds"], 1), "started": state["started"], "finished": now,
             "sizes": {k: len(state[f"{k}_files"]) for k in ("train", "val", "test")},
         },

@@ -162,3 +162,22 @@ def test_cancelled_epoch_is_not_counted_as_finished(synthetic_dataset, tmp_path)
               models_dir=tmp_path / "m", cancel=cancel, run_dir=run_dir)
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 0
+
+
+def test_finish_now_saves_the_best_checkpoint_of_an_interrupted_run(synthetic_dataset, tmp_path):
+    cancel = threading.Event()
+
+    def hook(p):
+        if p.stage == "training" and p.epoch == 1 and p.batch >= 1:
+            cancel.set()  # interrupt during the second epoch
+
+    config = TrainConfig(**{**SMOKE, "epochs": 3, "augment": False})
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingCancelled):
+        train(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", cancel=cancel, progress=hook,
+              run_dir=run_dir)
+    out = train(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", run_dir=run_dir,
+                finish_now=True)
+    card = read_card(out)
+    assert card.training["epochs_run"] == 1 and card.training["stopped_early"]
+    assert card.training["stopped_reason"] == "finished on request after 1 of 3 epochs"
