@@ -74,6 +74,20 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
 
     if looks_like_dicom(data, name):
         return _check_shape(read_dicom(data, name=name).image, name)
+    return _decode_raster(data, name)
+
+
+def decode_upload(data: bytes, name: str) -> tuple[Image.Image, dict[str, str] | None]:
+    """decode_image for an upload, plus the DICOM's safe tags (None for JPEG/PNG), decoding only once."""
+    from .dicom import looks_like_dicom, read_dicom
+
+    if data and looks_like_dicom(data, name):
+        dcm = read_dicom(data, name=name)
+        return _check_shape(dcm.image, name), dcm.metadata
+    return decode_image(data, name=name), None
+
+
+def _decode_raster(data: bytes, name: str) -> Image.Image:
     if data[:4] == b"%PDF":
         raise ImageError(f"{name}: this is a PDF document, not an image.")
     try:

@@ -5,9 +5,9 @@ import streamlit as st
 
 from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
-from brainclf.dicom import looks_like_dicom, read_dicom
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
+from brainclf.preprocess import decode_upload
 from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
 
 st.title("Predict")
@@ -28,9 +28,9 @@ rows, failed = [], []
 for i, f in enumerate(files):
     data = f.getvalue()  # in memory only: uploads are never written to disk
     try:
-        pred = predictor.predict(data, name=f.name)
-        # Only whitelisted technical tags (no patient, institution or free-text tags) are shown.
-        dicom_tags = read_dicom(data, f.name).metadata if looks_like_dicom(data, f.name) else None
+        # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
+        image, dicom_tags = decode_upload(data, f.name)
+        pred = predictor.predict(image, name=f.name)
     except BrainclfError as e:
         failed.append(f.name)
         st.error(f"**{f.name}** was not processed: {e}")

@@ -172,3 +172,17 @@ def test_jpeg_baseline_dicom_decodes():
     ds.save_as(buf)
     px = np.asarray(read_dicom(buf.getvalue()).image).astype(int)
     assert abs(px[0, 0]) <= 6 and px[0, -1] >= 249  # lossy, but the ramp survives
+
+
+def test_decode_upload_returns_safe_tags_for_dicom_only():
+    from PIL import Image
+
+    from brainclf.preprocess import decode_upload
+
+    img, tags = decode_upload(make_dicom(RAMP * 100), "slice.dcm")
+    assert img.size == (64, 32) and tags["Modality"] == "MR"
+    assert not any(phi in repr(tags) for phi in PHI_STRINGS)
+    buf = io.BytesIO()
+    Image.new("L", (32, 32), 90).save(buf, "PNG")
+    img, tags = decode_upload(buf.getvalue(), "slice.png")
+    assert img.size == (32, 32) and tags is None
