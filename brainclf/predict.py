@@ -68,11 +68,14 @@ class Predictor:
         spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
         # Probabilities and penultimate features (for the OOD guard) in one pass, compiled once with a
         # fixed signature: no retracing per call, ~10x faster than model.predict on single images.
-        fmap = model.get_layer(self.ood_layer).output
-        # Per-channel mean and standard deviation of a middle feature map: the OOD guard's features.
-        mean = keras.ops.mean(fmap, axis=(1, 2))
-        std = keras.ops.sqrt(keras.ops.maximum(keras.ops.mean(fmap * fmap, axis=(1, 2)) - mean * mean, 0.0))
-        net = keras.Model(model.inputs, [model.output, keras.ops.concatenate([mean, std], axis=-1)])
+        # Per-channel mean and standard deviation of early/middle feature maps: the OOD guard's features.
+        descriptors = []
+        for name in self.ood_layers:
+            fmap = model.get_layer(name).output
+            mean = keras.ops.mean(fmap, axis=(1, 2))
+            std = keras.ops.sqrt(keras.ops.maximum(keras.ops.mean(fmap * fmap, axis=(1, 2)) - mean * mean, 0.0))
+            descriptors += [mean, std]
+        net = keras.Model(model.inputs, [model.output, keras.ops.concatenate(descriptors, axis=-1)])
         self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
         self._grad_lock = threading.Lock()
         self._gradcam = None
@@ -92,10 +95,16 @@ class Predictor:
         return other
 
     @property
-    def ood_layer(self) -> str:
+    def ood_layers(self) -> tuple[str, ...]:
+        """The card's OOD layers (older cards name one "layer"), else the architecture's."""
         from .models import get_architecture
 
-        return self.card.ood.get("layer") or get_architecture(self.card.architecture).ood_layer
+        ood = self.card.ood
+        if ood.get("layers"):
+            return tuple(ood["layers"])
+        if ood.get("layer"):
+            return (ood["layer"],)
+        return get_architecture(self.card.architecture).ood_layers
 
     @property
     def temperature(self) -> float:

@@ -426,8 +426,8 @@ def fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], t
     x_va, _, _, _ = load_arrays(val_s, contract)
     _, f_tr = predictor.raw_probs_and_features(x_tr, tta=False)
     _, f_va = predictor.raw_probs_and_features(x_va, tta=False)
-    card.ood = fit_feature_model(f_tr, f_va, layer=predictor.ood_layer)
-    card.ood["fitted_on"] = f"{len(x_tr)} training images (features), threshold from {len(x_va)} validation images"
+    card.ood = fit_feature_model(f_tr, f_va, layers=predictor.ood_layers, seed=seed)
+    card.ood["fitted_on"] = f"{len(x_tr)} training images (features); threshold: {card.ood['threshold_from']}"
     measured = {}
     if test_s:
         x_te, _, _, _ = load_arrays(test_s, contract)

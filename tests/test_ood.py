@@ -14,6 +14,7 @@ from brainclf.ood import (
     check,
     colourfulness,
     fit_feature_model,
+    held_out_scores,
     mahalanobis_scores,
     non_mri_images,
 )
@@ -34,7 +35,7 @@ def clusters(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
 def stats():
     f_tr, _, _ = clusters(200, seed=0)
     f_va, _, _ = clusters(50, seed=1)
-    return fit_feature_model(f_tr, f_va, layer="s1b")
+    return fit_feature_model(f_tr, f_va, layers=["s0b", "s1b"])
 
 
 def colourful_image(size: int = 64) -> Image.Image:
@@ -70,7 +71,8 @@ def test_colourfulness_large_for_colour():
 
 def test_fit_feature_model_structure(stats):
     assert np.asarray(stats["means"]).shape == (1, DIMS)  # one Gaussian over all training descriptors
-    assert stats["layer"] == "s1b"
+    assert stats["layers"] == ["s0b", "s1b"]
+    assert stats["threshold_from"].startswith(f"{800 + 200} held-out scores")
     assert np.asarray(stats["precision"]).shape == (DIMS, DIMS)
     assert stats["quantile"] == QUANTILE
     assert stats["colour_threshold"] == COLOUR_THRESHOLD
@@ -80,13 +82,38 @@ def test_fit_feature_model_structure(stats):
     assert np.all(np.linalg.eigvalsh(precision) > 0)
 
 
-def test_threshold_is_quantile_of_validation_scores():
+def test_threshold_is_quantile_of_held_out_scores():
     f_tr, _, _ = clusters(200, seed=0)
     f_va, _, _ = clusters(50, seed=1)
     model = fit_feature_model(f_tr, f_va)
-    scores = mahalanobis_scores(f_va, model)
-    assert model["threshold"] == pytest.approx(np.quantile(scores, 0.995), rel=1e-4)
-    assert (scores <= model["threshold"] + 1e-6).mean() >= 0.995
+    held = held_out_scores(f_tr, f_va)
+    assert held.shape == (len(f_tr) + len(f_va),)
+    assert model["threshold"] == pytest.approx(np.quantile(held, QUANTILE), rel=1e-4)
+    assert (held <= model["threshold"] + 1e-6).mean() >= QUANTILE
+    # The validation part is scored by the full fit.
+    np.testing.assert_allclose(held[len(f_tr):], mahalanobis_scores(f_va, model), rtol=1e-4)
+
+
+def test_out_of_fold_scores_are_not_optimistic():
+    # Scored by a Gaussian fitted on themselves, training points look closer than new points do; the
+    # out-of-fold scores must not (that is why the threshold uses them).
+    rng = np.random.default_rng(5)
+    f_tr, f_va = rng.normal(size=(120, 20)), rng.normal(size=(4000, 20))
+    model = fit_feature_model(f_tr, f_va[:10])
+    in_sample = mahalanobis_scores(f_tr, model).mean()
+    oof = held_out_scores(f_tr, f_va[:0]).mean()
+    fresh = mahalanobis_scores(f_va, model).mean()
+    assert in_sample < fresh
+    assert oof > in_sample
+    assert abs(oof - fresh) < abs(in_sample - fresh)
+
+
+def test_few_training_points_fall_back_to_validation_scores():
+    rng = np.random.default_rng(6)
+    f_tr, f_va = rng.normal(size=(6, 3)), rng.normal(size=(20, 3))
+    held = held_out_scores(f_tr, f_va)
+    assert held.shape == (20,)
+    assert fit_feature_model(f_tr, f_va)["threshold"] > 0
 
 
 def test_near_points_score_lower_than_far_points(stats):

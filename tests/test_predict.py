@@ -110,3 +110,25 @@ def test_predict_arrays_applies_the_cards_temperature(smoke_predictor):
     assert t == pytest.approx(smoke_predictor.card.calibration.get("temperature", 1.0))
     assert np.allclose(smoke_predictor.predict_arrays(x), apply_temperature(smoke_predictor.raw_probs(x), t),
                        atol=1e-6)
+
+
+def test_ood_features_come_from_the_cards_layers(smoke_predictor, smoke_model):
+    import dataclasses
+
+    from brainclf.card import load_model
+    from brainclf.models import get_architecture
+    from brainclf.predict import Predictor
+
+    layers = smoke_predictor.ood_layers
+    assert layers == tuple(smoke_predictor.card.ood["layers"]) == get_architecture("compact_cnn").ood_layers
+    model = smoke_predictor.model
+    # Mean and std per channel of every OOD layer, in order.
+    width = sum(2 * model.get_layer(name).output.shape[-1] for name in layers)
+    x = np.random.default_rng(5).random((3, *smoke_predictor.contract.shape), np.float32)
+    _, feats = smoke_predictor.raw_probs_and_features(x)
+    assert feats.shape == (3, width)
+    # An older card naming a single "layer" still works, with that layer's features only.
+    m, card = load_model(smoke_model)
+    legacy = Predictor(m, dataclasses.replace(card, ood={"layer": "s1b"}))
+    assert legacy.ood_layers == ("s1b",)
+    assert legacy.raw_probs_and_features(x)[1].shape == (3, 2 * model.get_layer("s1b").output.shape[-1])
