@@ -51,7 +51,7 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
     from .preprocess import decode_image, to_model_input
 
     t = time.perf_counter()
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
     load_s = time.perf_counter() - t
     img = decode_image(image_path)
     data = Path(image_path).read_bytes()
@@ -98,7 +98,7 @@ def bench_evaluation(model_path: Path, folder: Path) -> dict:
     from .evaluate import evaluate_folder
     from .predict import Predictor
 
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
     evaluate_folder(predictor, folder)  # warm-up: compile, page cache
     t = time.perf_counter()
     report = evaluate_folder(predictor, folder, training_root="/nonexistent")  # no clean-subset hashing

@@ -41,11 +41,22 @@ class ModelCard:
     ood: dict = field(default_factory=dict)  # out-of-distribution guard (brainclf.ood): statistics, threshold
     faithfulness: dict = field(default_factory=dict)  # Grad-CAM deletion test and randomisation check
     test_predictions: list[dict] = field(default_factory=list)  # path, true, pred, probs
+    test_predictions_tta: list[dict] = field(default_factory=list)  # the same with flip TTA
     extra: dict = field(default_factory=dict)
 
     @property
     def contract(self) -> InputContract:
         return InputContract.from_dict(self.input_contract)
+
+    @property
+    def tta_default(self) -> bool:
+        """Whether the model is meant to run with flip TTA (chosen on validation when it was trained)."""
+        return bool(self.calibration.get("tta_default", False))
+
+    def test_metrics(self, tta: bool | None = None) -> dict:
+        """Test metrics as the model runs (by default: with TTA if the card says so and has them)."""
+        tta = self.tta_default if tta is None else tta
+        return (self.metrics.get("test_tta") if tta else None) or self.metrics.get("test") or {}
 
     @property
     def label(self) -> str:

@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
-    e.add_argument("--tta", action="store_true", help="test-time augmentation: average with the flipped slice")
+    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation: average with the mirrored slice (default: as the model card "
+                   "says, chosen on validation)")
     e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
                    "metrics (default: next to --data, or $BRAINCLF_DATA)")
     e.set_defaults(func=cmd_evaluate)
@@ -267,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="*", metavar="FILE")
     pr.add_argument("--folder", help="predict every image under this folder, streaming into --csv (resumable)")
     pr.add_argument("--csv", help="also write the results to this CSV file")
-    pr.add_argument("--tta", action="store_true", help="test-time augmentation: average with the flipped slice")
+    pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation: average with the mirrored slice (default: as the model card "
+                   "says, chosen on validation)")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("dedup", help="report exact and near-duplicate images",

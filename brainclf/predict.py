@@ -57,11 +57,12 @@ class Prediction:
 class Predictor:
     """Loaded once, shared by every session: the compiled functions are safe to call from many threads."""
 
-    def __init__(self, model, card: ModelCard, tta: bool = False):
+    def __init__(self, model, card: ModelCard, tta: bool | None = None):
         import keras
         import tensorflow as tf
 
-        self.tta = tta  # average with the left-right flipped slice
+        # Average with the left-right flipped slice; None: as the card says (chosen on validation).
+        self.tta = card.tta_default if tta is None else bool(tta)
         self.model = model
         self.card = card
         self.contract: InputContract = card.contract
@@ -81,7 +82,7 @@ class Predictor:
         self._gradcam = None
 
     @classmethod
-    def load(cls, model_path: str | Path, tta: bool = False) -> Predictor:
+    def load(cls, model_path: str | Path, tta: bool | None = None) -> Predictor:
         model, card = load_model(model_path)
         return cls(model, card, tta=tta)
 

@@ -376,7 +376,7 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
     training_paths = [root / p for p in state["train_files"] + state["val_files"]]
-    predictor = Predictor(model, card)
+    predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
     train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
     fit_ood_guard(card, predictor, train_s, val_s, test_s, seed=config.seed)
@@ -389,16 +389,18 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
         card.test_predictions = test.pop("predictions")
         card.metrics["test"] = test
         tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
-        card.metrics["test_tta"] = {k: v for k, v in tta.items() if k not in ("predictions",)}
+        card.test_predictions_tta = tta.pop("predictions")
+        card.metrics["test_tta"] = tta
     card.save(out.with_suffix(".json"))
     return out
 
 
 def calibrate(card, predictor, val_samples: list[Sample]) -> None:
-    """Fit temperature scaling and the refer threshold on the validation split (with and without TTA)."""
+    """Fit temperature scaling and the refer threshold on the validation split (with and without TTA), and
+    choose whether the model runs with flip TTA by default."""
     from .evaluate import predict_samples
     from .metrics import expected_calibration_error
-    from .trust import apply_temperature, choose_refer_threshold, fit_temperature
+    from .trust import apply_temperature, choose_refer_threshold, fit_temperature, nll
 
     cal = {"fitted_on": f"validation split ({len(val_samples)} images)", "refer_target_accuracy": 0.999}
     for suffix, p in (("", predictor.with_tta(False)), ("_tta", predictor.with_tta(True))):
@@ -410,6 +412,11 @@ def calibrate(card, predictor, val_samples: list[Sample]) -> None:
         cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
         cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
         cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, 0.999)
+        cal[f"val_nll{suffix}"] = nll(y, probs)
+        cal[f"val_accuracy{suffix}"] = float((probs.argmax(1) == y).mean()) if len(y) else 0.0
+    # How the model is run unless the user says otherwise: with flip TTA only if that lowers the
+    # calibrated validation loss (chosen on validation, like every other setting in the card).
+    cal["tta_default"] = bool(cal["val_nll_tta"] < cal["val_nll"])
     card.calibration = cal
 
 

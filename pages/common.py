@@ -53,10 +53,20 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
                  "`python -m brainclf train`.")
         return None
     try:
-        return load_predictor(str(path), path.stat().st_mtime).with_tta(bool(st.session_state.get("tta")))
+        predictor = load_predictor(str(path), path.stat().st_mtime)
+        return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
     except BrainclfError as e:
         st.error(f"Cannot load model {path.name}: {e}")
         return None
+
+
+def tta_key(path: Path) -> str:
+    return f"tta::{path}"
+
+
+def tta_setting(path: Path, card_default: bool) -> bool:
+    """Flip TTA for this model: the user's choice in this session, else what the model's card says."""
+    return bool(st.session_state.get(tta_key(path), card_default))
 
 
 def card_of(path: Path) -> ModelCard | None:
@@ -82,7 +92,7 @@ def sidebar_model_picker() -> None:
         labels = {}
         for p in models:
             card = card_of(p)
-            acc = (card.metrics.get("test") or {}).get("accuracy") if card else None
+            acc = card.test_metrics().get("accuracy") if card else None
             labels[str(p)] = f"{p.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
         keys = list(labels)
         if st.session_state.get("model_path") not in keys:
@@ -97,8 +107,14 @@ def sidebar_model_picker() -> None:
                       "input, model and version, output) to the file below. Never pixels, names or DICOM tags.")
             st.text_input("Audit log file", value=os.environ.get("BRAINCLF_AUDIT_LOG", "audit/brainclf-audit.jsonl"),
                           key="audit_path")
-        st.toggle("Flip test-time augmentation", key="tta",
-                  help="Average the prediction with that of the left-right mirrored slice (2× the compute).")
+        card = card_of(current)
+        card_default = bool(card and card.tta_default)
+        key = tta_key(current)
+        if key not in st.session_state:
+            st.session_state[key] = card_default  # each model starts as its card says
+        st.toggle("Flip test-time augmentation", key=key,
+                  help="Average the prediction with that of the left-right mirrored slice (2× the compute). "
+                  f"This model's card: {'on' if card_default else 'off'} by default (chosen on validation).")
         st.caption("Research and education only — not for diagnosis.")
 
 

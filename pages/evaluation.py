@@ -33,7 +33,10 @@ card = predictor.card
 # ---- source: the card's stored test predictions, or a fresh run on a folder --------------------------------
 source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-evaluate on a folder"],
                   horizontal=True, key="eval_source")
-rows, where = card.test_predictions, f"the test split recorded in the {card.name} card"
+# The card stores the test predictions with and without flip TTA: show the ones matching the TTA setting.
+card_tta = predictor.tta and bool(card.test_predictions_tta)
+rows = card.test_predictions_tta if card_tta else card.test_predictions
+where = f"the test split recorded in the {card.name} card"
 root = data_root()
 if source.startswith("Re-evaluate"):
     folder = st.text_input("Folder of class sub-folders", value=str(Path(root) / "Testing") if root else "",
@@ -62,9 +65,12 @@ if not rows:
     st.warning("This model's card holds no test predictions; re-evaluate it on a folder.")
     st.stop()
 
+if predictor.tta and not card_tta and not source.startswith("Re-evaluate"):
+    st.info("This card stores test predictions without TTA only; re-evaluate on a folder to see them with TTA.")
+    predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
 report = report_from_rows(rows, predictor.refer_threshold)
 st.caption(f"{report['n']} images from {where}; model {card.label}"
-           + (" (flip TTA on)." if predictor.tta and source.startswith("Re-evaluate") else "."))
+           + (" (flip TTA on)." if predictor.tta and (card_tta or source.startswith("Re-evaluate")) else "."))
 c = st.columns(5)
 lo, hi = report["bootstrap"]["accuracy"]
 c[0].metric("Accuracy", f"{report['accuracy']:.2%}", help=f"95% bootstrap CI {lo:.2%} – {hi:.2%}")

@@ -27,11 +27,13 @@ if card is None:
 
 st.subheader(f"Active model: {card.name}")
 t = card.training
-test = card.metrics.get("test") or {}
+test = card.test_metrics()  # as the model runs by default (flip TTA if its card says so)
 fp = t.get("fingerprint", {})
 clean = test.get("clean") or {}
 cols = st.columns(4)
-cols[0].metric("Test accuracy", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—")
+cols[0].metric("Test accuracy", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—",
+               help="With flip test-time augmentation, the model's default (chosen on validation)."
+               if card.tta_default else "Single pass, the model's default (chosen on validation).")
 cols[1].metric("Clean-subset accuracy", f"{clean['accuracy']:.2%}" if clean.get("accuracy") is not None else "—",
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
 cols[2].metric("Macro AUC", f"{test['macro_auc']:.4f}" if test.get("macro_auc") else "—")

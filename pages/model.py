@@ -20,11 +20,11 @@ for p in available_models():
     card = card_of(p)
     if card is None:
         continue
-    test = card.metrics.get("test") or {}
+    test = card.test_metrics()
     rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
                  "input": f"{card.contract.size}px×{card.contract.channels}",
                  "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
-                 "epochs": card.training.get("epochs_run"), "version": card.version})
+                 "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption("Pick the active model in the sidebar.")

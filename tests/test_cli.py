@@ -173,3 +173,11 @@ def test_dedup_text(synthetic_dataset, capsys):
     assert main(["dedup", "--data", str(synthetic_dataset), "--threshold", "4"]) == 0
     out = capsys.readouterr().out
     assert "60 files" in out and "Hamming <= 4/256" in out
+
+
+def test_evaluate_tta_follows_the_card_unless_overridden(smoke_model, synthetic_dataset, capsys):
+    default = read_card(smoke_model).tta_default
+    testing = str(synthetic_dataset / "Testing")
+    for flags, expected in (([], default), (["--tta"], True), (["--no-tta"], False)):
+        assert main(["evaluate", "--model", str(smoke_model), "--data", testing, "--json", *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["tta"] is expected, flags

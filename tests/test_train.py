@@ -181,3 +181,20 @@ def test_finish_now_saves_the_best_checkpoint_of_an_interrupted_run(synthetic_da
     card = read_card(out)
     assert card.training["epochs_run"] == 1 and card.training["stopped_early"]
     assert card.training["stopped_reason"] == "finished on request after 1 of 3 epochs"
+
+
+def test_tta_default_is_chosen_on_validation_and_test_predictions_kept_both_ways(smoke_model):
+    card = read_card(smoke_model)
+    cal = card.calibration
+    for suffix in ("", "_tta"):
+        assert cal[f"val_nll{suffix}"] >= 0 and 0 <= cal[f"val_accuracy{suffix}"] <= 1
+    # Flip TTA becomes the default exactly when it lowers the calibrated validation loss.
+    assert cal["tta_default"] is (cal["val_nll_tta"] < cal["val_nll"])
+    assert card.tta_default is cal["tta_default"]
+    # Both sets of test predictions are stored; the headline metrics follow the default.
+    assert len(card.test_predictions_tta) == len(card.test_predictions) == card.metrics["test_tta"]["n"]
+    assert [r["path"] for r in card.test_predictions_tta] == [r["path"] for r in card.test_predictions]
+    assert card.metrics["test_tta"]["tta"] is True and card.metrics["test"]["tta"] is False
+    assert card.test_metrics(tta=True) is card.metrics["test_tta"]
+    assert card.test_metrics(tta=False) is card.metrics["test"]
+    assert card.test_metrics() is card.metrics["test_tta" if card.tta_default else "test"]
