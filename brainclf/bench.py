@@ -110,16 +110,17 @@ def bench_evaluation(model_path: Path, folder: Path) -> dict:
     return {"images": report["n"], "seconds": dt, "images_per_s": report["n"] / dt, "cli_process_s": cli}
 
 
-def bench_training(data: Path, arch: str, steps: int = 20) -> dict:
-    """Seconds per epoch of `arch` on this machine: `steps` timed training steps at batch 32, scaled to
-    the 5,137-image training split of the bundled models (augmentation included)."""
+def bench_training(data: Path, arch: str, steps: int = 20, contract=None) -> dict:
+    """Seconds per epoch of `arch` (at `contract`, default: the architecture's) on this machine: `steps` timed
+    training steps at batch 32, scaled to the 5,137-image training split of the bundled models (augmentation
+    included; not the per-epoch precise BatchNorm and validation)."""
     import keras
 
     from .models import build_model, get_architecture
     from .train import TrainConfig, _tf_dataset
 
     config = TrainConfig(architecture=arch)
-    contract = get_architecture(arch).default_contract
+    contract = contract or get_architecture(arch).default_contract
     x = np.random.default_rng(0).random((32 * (steps + 3), *contract.shape), dtype=np.float32)
     y = np.random.default_rng(1).integers(0, 4, len(x))
     model = build_model(arch, contract)
@@ -131,7 +132,8 @@ def bench_training(data: Path, arch: str, steps: int = 20) -> dict:
     for _ in range(steps):
         model.train_on_batch(*next(ds))
     per_step = (time.perf_counter() - t) / steps
-    return {"architecture": arch, "s_per_step": per_step, "s_per_epoch_est": per_step * np.ceil(5137 / 32)}
+    return {"architecture": f"{arch} {contract.size}px", "s_per_step": per_step,
+            "s_per_epoch_est": per_step * np.ceil(5137 / 32)}
 
 
 def bench_app(image: Path | None, timeout: float = 60) -> dict:
@@ -192,7 +194,8 @@ def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) 
     for m in models:
         from .card import read_card
 
-        res["training"].append(bench_training(data, read_card(m).architecture))
+        card = read_card(m)
+        res["training"].append(bench_training(data, card.architecture, contract=card.contract))
     if app:
         res["app"] = bench_app(image)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -141,3 +141,22 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     assert rec["input_sha256"] == hashlib.sha256(data).hexdigest() and rec["model"] == "default"
     assert "Doe" not in log.read_text()
     assert _files_containing([tempfile.gettempdir(), REPO], marker) == []
+
+
+def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
+    from brainclf.card import read_card
+
+    default = REPO / "models" / "default.keras"
+    card = read_card(default)
+    key = f"tta::{default}"
+    at = open_page(PAGES[0])  # the home page, with app.py's sidebar
+    assert at.toggle(key=key).value is card.tta_default
+    at.switch_page("pages/evaluation.py")
+    for on in (True, False):
+        at.session_state[key] = on  # switch_page runs the page without the sidebar, so set its state
+        at.run()
+        assert not at.exception
+        caption = " ".join(c.value for c in at.caption)
+        assert ("flip TTA on" in caption) is on
+        # The card's stored predictions of that mode are shown: its accuracy, to the displayed precision.
+        assert at.metric[0].value == f"{card.test_metrics(tta=on)['accuracy']:.2%}"

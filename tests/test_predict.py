@@ -95,21 +95,26 @@ def test_flip_tta_averages_with_the_mirrored_slice(smoke_predictor):
     x = np.random.default_rng(3).random((2, *smoke_predictor.contract.shape), np.float32)
     plain = smoke_predictor.raw_probs(x, tta=False)
     mirrored = smoke_predictor.raw_probs(x[:, :, ::-1], tta=False)
-    tta = smoke_predictor.with_tta(True)
-    assert tta.tta and not smoke_predictor.tta  # with_tta returns a copy, the shared predictor is unchanged
-    assert smoke_predictor.with_tta(False) is smoke_predictor
-    assert np.allclose(tta.raw_probs(x), (plain + mirrored) / 2, atol=1e-6)
+    # The loaded predictor runs as its card says; with_tta returns a copy, the shared one is unchanged.
+    assert smoke_predictor.tta is smoke_predictor.card.tta_default
+    on, off = smoke_predictor.with_tta(True), smoke_predictor.with_tta(False)
+    assert on.tta and not off.tta and smoke_predictor.tta is smoke_predictor.card.tta_default
+    assert smoke_predictor.with_tta(smoke_predictor.tta) is smoke_predictor
+    assert np.allclose(on.raw_probs(x), (plain + mirrored) / 2, atol=1e-6)
+    assert np.allclose(off.raw_probs(x), plain, atol=1e-6)
 
 
 def test_predict_arrays_applies_the_cards_temperature(smoke_predictor):
     from brainclf.trust import apply_temperature
 
     x = np.random.default_rng(4).random((3, *smoke_predictor.contract.shape), np.float32)
-    t = smoke_predictor.temperature
-    assert t > 0
-    assert t == pytest.approx(smoke_predictor.card.calibration.get("temperature", 1.0))
-    assert np.allclose(smoke_predictor.predict_arrays(x), apply_temperature(smoke_predictor.raw_probs(x), t),
-                       atol=1e-6)
+    cal = smoke_predictor.card.calibration
+    for tta, key in ((False, "temperature"), (True, "temperature_tta")):
+        p = smoke_predictor.with_tta(tta)
+        t = p.temperature
+        assert t > 0
+        assert t == pytest.approx(cal[key])  # each mode has its own temperature, fitted on validation
+        assert np.allclose(p.predict_arrays(x), apply_temperature(p.raw_probs(x), t), atol=1e-6)
 
 
 def test_ood_features_come_from_the_cards_layers(smoke_predictor, smoke_model):
