@@ -53,10 +53,20 @@ class ModelCard:
         """Whether the model is meant to run with flip TTA (chosen on validation when it was trained)."""
         return bool(self.calibration.get("tta_default", False))
 
+    def _stored_with_tta(self, tta: bool | None) -> bool:
+        """Whether the stored TTA results answer for `tta` (None: the card's default); older cards hold
+        test predictions without TTA only."""
+        tta = self.tta_default if tta is None else tta
+        return bool(tta and self.metrics.get("test_tta") and self.test_predictions_tta)
+
     def test_metrics(self, tta: bool | None = None) -> dict:
         """Test metrics as the model runs (by default: with TTA if the card says so and has them)."""
-        tta = self.tta_default if tta is None else tta
-        return (self.metrics.get("test_tta") if tta else None) or self.metrics.get("test") or {}
+        return self.metrics["test_tta"] if self._stored_with_tta(tta) else self.metrics.get("test") or {}
+
+    def stored_test_predictions(self, tta: bool) -> tuple[list[dict], bool]:
+        """(per-image test predictions, whether they are with TTA): with TTA when asked and stored."""
+        with_tta = self._stored_with_tta(tta)
+        return (self.test_predictions_tta if with_tta else self.test_predictions), with_tta
 
     @property
     def label(self) -> str:

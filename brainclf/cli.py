@@ -219,6 +219,12 @@ def cmd_bench(args) -> int:
     return bench_main(args.model, str(resolve_data_root(args.data)), args.json_out, not args.no_app, args.runs)
 
 
+def _add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test-time augmentation: average with the mirrored slice (default: as the model "
+                        "card says, chosen on validation)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE
 
@@ -256,9 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
-    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation: average with the mirrored slice (default: as the model card "
-                   "says, chosen on validation)")
+    _add_tta_flag(e)
     e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
                    "metrics (default: next to --data, or $BRAINCLF_DATA)")
     e.set_defaults(func=cmd_evaluate)
@@ -269,9 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="*", metavar="FILE")
     pr.add_argument("--folder", help="predict every image under this folder, streaming into --csv (resumable)")
     pr.add_argument("--csv", help="also write the results to this CSV file")
-    pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation: average with the mirrored slice (default: as the model card "
-                   "says, chosen on validation)")
+    _add_tta_flag(pr)
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("dedup", help="report exact and near-duplicate images",

@@ -43,12 +43,13 @@ def _gaussian(features: np.ndarray) -> dict:
     return {"means": means, "precision": LedoitWolf().fit(features - means).precision_}
 
 
-def held_out_scores(features: np.ndarray, val_features: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+def held_out_scores(features: np.ndarray, val_features: np.ndarray, folds: int = FOLDS, seed: int = 0,
+                    full_fit: dict | None = None) -> np.ndarray:
     """Scores of in-distribution images the Gaussian was not fitted on: each training image scored by a
-    Gaussian fitted on the other folds, then the validation images scored by the full fit."""
+    Gaussian fitted on the other folds, then the validation images scored by the full fit (given, or made)."""
     from sklearn.model_selection import KFold
 
-    scores = [mahalanobis_scores(val_features, _gaussian(features))]
+    scores = [mahalanobis_scores(val_features, full_fit or _gaussian(features))]
     if len(features) >= 2 * folds:
         oof = np.zeros(len(features))
         for fit_idx, held_idx in KFold(folds, shuffle=True, random_state=seed).split(features):
@@ -62,7 +63,7 @@ def fit_feature_model(features: np.ndarray, val_features: np.ndarray, layers: li
     """Mean + shrunk precision of the training descriptors; threshold from held-out in-distribution scores."""
     features, val_features = np.asarray(features, np.float64), np.asarray(val_features, np.float64)
     g = _gaussian(features)
-    held = held_out_scores(features, val_features, seed=seed)
+    held = held_out_scores(features, val_features, seed=seed, full_fit=g)
     return {"means": g["means"].round(6).tolist(), "precision": g["precision"].round(8).tolist(),
             "threshold": float(np.quantile(held, QUANTILE)), "quantile": QUANTILE,
             "threshold_from": f"{len(held)} held-out scores ({len(held) - len(val_features)} out-of-fold training, "

@@ -67,9 +67,9 @@ class Predictor:
         self.card = card
         self.contract: InputContract = card.contract
         spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
-        # Probabilities and penultimate features (for the OOD guard) in one pass, compiled once with a
-        # fixed signature: no retracing per call, ~10x faster than model.predict on single images.
-        # Per-channel mean and standard deviation of early/middle feature maps: the OOD guard's features.
+        # Probabilities and the OOD guard's features (per-channel mean and standard deviation of early and
+        # middle feature maps) in one pass, compiled once with a fixed signature: no retracing per call,
+        # ~10x faster than model.predict on single images.
         descriptors = []
         for name in self.ood_layers:
             fmap = model.get_layer(name).output

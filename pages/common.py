@@ -89,9 +89,9 @@ def sidebar_model_picker() -> None:
             st.warning("No models yet.")
             return
         current = active_model_path()
-        labels = {}
+        labels, cards = {}, {}
         for p in models:
-            card = card_of(p)
+            card = cards[str(p)] = card_of(p)
             acc = card.test_metrics().get("accuracy") if card else None
             labels[str(p)] = f"{p.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
         keys = list(labels)
@@ -107,7 +107,7 @@ def sidebar_model_picker() -> None:
                       "input, model and version, output) to the file below. Never pixels, names or DICOM tags.")
             st.text_input("Audit log file", value=os.environ.get("BRAINCLF_AUDIT_LOG", "audit/brainclf-audit.jsonl"),
                           key="audit_path")
-        card = card_of(current)
+        card = cards.get(str(current))
         card_default = bool(card and card.tta_default)
         key = tta_key(current)
         if key not in st.session_state:

@@ -34,8 +34,7 @@ card = predictor.card
 source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-evaluate on a folder"],
                   horizontal=True, key="eval_source")
 # The card stores the test predictions with and without flip TTA: show the ones matching the TTA setting.
-card_tta = predictor.tta and bool(card.test_predictions_tta)
-rows = card.test_predictions_tta if card_tta else card.test_predictions
+rows, card_tta = card.stored_test_predictions(predictor.tta)
 where = f"the test split recorded in the {card.name} card"
 root = data_root()
 if source.startswith("Re-evaluate"):
