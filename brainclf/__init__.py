@@ -15,5 +15,5 @@ DISPLAY_NAMES = {
 }
 # Names of the registered architectures (brainclf.models builds them); here so the CLI's --help needs no
 # TensorFlow import.
-ARCHITECTURE_NAMES = ("seed", "compact_cnn", "compact_cnn_wide")
+ARCHITECTURE_NAMES = ("seed", "compact_cnn", "compact_cnn_wide", "compact_cnn_x2")
 DEFAULT_ARCHITECTURE = "compact_cnn"

@@ -74,15 +74,18 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
     # The naive notebook path: model.predict per image, Grad-CAM sub-model rebuilt and run eagerly.
     model = predictor.model
 
+    layer_names = predictor.card.gradcam_layer
+    layer_names = [layer_names] if isinstance(layer_names, str) else layer_names
+
     def naive_gradcam():
-        grad_model = keras.Model(model.inputs, [model.get_layer(predictor.card.gradcam_layer).output,
+        grad_model = keras.Model(model.inputs, [[model.get_layer(n).output for n in layer_names],
                                                 model.get_layer("logits").output])
         with tf.GradientTape() as tape:
-            fmap, logits = grad_model(x[None])
+            fmaps, logits = grad_model(x[None])
             score = logits[:, int(tf.argmax(logits[0]))]
-        grads = tape.gradient(score, fmap)
-        w = tf.reduce_mean(grads, axis=(0, 1, 2))
-        return tf.nn.relu(tf.reduce_sum(fmap[0] * w, -1)).numpy()
+        grads = tape.gradient(score, fmaps)
+        cam = sum(tf.reduce_sum(f[0] * tf.reduce_mean(g, axis=(0, 1, 2)), -1) for f, g in zip(fmaps, grads))
+        return tf.nn.relu(cam).numpy()
 
     naive_runs = max(20, runs // 2)
     r["naive_forward"] = _time(lambda: model.predict(x[None], verbose=0), naive_runs, warmup=2)
@@ -110,20 +113,21 @@ def bench_evaluation(model_path: Path, folder: Path) -> dict:
     return {"images": report["n"], "seconds": dt, "images_per_s": report["n"] / dt, "cli_process_s": cli}
 
 
-def bench_training(data: Path, arch: str, steps: int = 20, contract=None) -> dict:
+def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precision: str = "float32") -> dict:
     """Seconds per epoch of `arch` (at `contract`, default: the architecture's) on this machine: `steps` timed
     training steps at batch 32, scaled to the 5,137-image training split of the bundled models (augmentation
     included; not the per-epoch precise BatchNorm and validation)."""
     import keras
 
-    from .models import build_model, get_architecture
+    from .models import build_model, dtype_policy, get_architecture
     from .train import TrainConfig, _tf_dataset
 
     config = TrainConfig(architecture=arch)
     contract = contract or get_architecture(arch).default_contract
     x = np.random.default_rng(0).random((32 * (steps + 3), *contract.shape), dtype=np.float32)
     y = np.random.default_rng(1).integers(0, 4, len(x))
-    model = build_model(arch, contract)
+    with dtype_policy(precision):  # an ensemble's members train one after the other: same work per epoch
+        model = build_model(arch, contract)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
     ds = iter(_tf_dataset(x, y, config, training=True).repeat())
     for _ in range(3):
@@ -132,7 +136,7 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None) -> dic
     for _ in range(steps):
         model.train_on_batch(*next(ds))
     per_step = (time.perf_counter() - t) / steps
-    return {"architecture": f"{arch} {contract.size}px", "s_per_step": per_step,
+    return {"architecture": f"{arch} {contract.size}px {precision}", "s_per_step": per_step,
             "s_per_epoch_est": per_step * np.ceil(5137 / 32)}
 
 
@@ -195,7 +199,8 @@ def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) 
         from .card import read_card
 
         card = read_card(m)
-        res["training"].append(bench_training(data, card.architecture, contract=card.contract))
+        precision = card.training.get("config", {}).get("precision", "float32")
+        res["training"].append(bench_training(data, card.architecture, contract=card.contract, precision=precision))
     if app:
         res["app"] = bench_app(image)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -28,7 +28,7 @@ class ModelCard:
     description: str = ""
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
-    gradcam_layer: str = "last_conv"
+    gradcam_layer: str | list[str] = "last_conv"  # a list for ensembles: one feature map per member
     params: int = 0
     file_sha256: str = ""
     created: str = ""

@@ -42,12 +42,13 @@ def cmd_train(args) -> int:
         architecture=args.arch, image_size=args.size, channels=args.channels, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.lr, augment=not args.no_augment,
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
-        optimizer=args.optimizer,
+        optimizer=args.optimizer, precision=args.precision,
     )
     bar = None
+    printed = 0  # epochs already written as a line (the hook reports each epoch's end more than once)
 
     def hook(p: TrainProgress):
-        nonlocal bar
+        nonlocal bar, printed
         if p.stage == "training":
             if bar is None or bar.total != p.epochs * p.batches:
                 bar = tqdm(total=p.epochs * p.batches, desc="train", unit="step", file=sys.stderr,
@@ -58,7 +59,8 @@ def cmd_train(args) -> int:
                 bar.set_postfix(epoch=f"{p.epoch}/{p.epochs}", loss=f"{h['loss'][-1]:.3f}",
                                 val_loss=f"{h['val_loss'][-1]:.3f}", val_acc=f"{h['val_accuracy'][-1]:.3f}")
             bar.refresh()
-            if p.batch == p.batches and h.get("val_loss"):
+            if p.batch == p.batches and h.get("val_loss") and p.epoch > printed:
+                printed = p.epoch
                 bar.write(f"epoch {p.epoch}/{p.epochs} loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f} "
                       f"val_loss {h['val_loss'][-1]:.4f} val_acc {h['val_accuracy'][-1]:.4f} "
                       f"({p.elapsed_s:.0f}s)", file=sys.stderr)
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     t.add_argument("--optimizer", default="adamw", choices=("adamw", "adam"))
+    t.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                   help="training arithmetic: mixed_bfloat16 is ~1.7x faster on CPUs with bfloat16 units "
+                   "(AVX512-BF16/AMX); the saved model is float32 either way")
     t.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--seed", type=int, default=42)

@@ -12,15 +12,20 @@ import numpy as np
 
 
 class GradCam:
-    """Built once per model; the compiled function is reused for every image and thread."""
+    """Built once per model; the compiled function is reused for every image and thread.
 
-    def __init__(self, model, layer_name: str = "last_conv"):
+    `layer_name` may list several feature maps (an ensemble's members): the class score is their averaged
+    logit, so each member's weighted map is computed, brought to the input size and summed before the ReLU.
+    """
+
+    def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv"):
         import keras
         import tensorflow as tf
 
-        conv = model.get_layer(layer_name)
+        names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
+        fmaps = [model.get_layer(n).output for n in names]
         logits = model.get_layer("logits").output
-        self.grad_model = keras.Model(model.inputs, [conv.output, logits])
+        self.grad_model = keras.Model(model.inputs, [fmaps, logits])
         h, w = model.input_shape[1:3]
         self.size = (h, w)
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
@@ -28,12 +33,15 @@ class GradCam:
         @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
         def heatmaps(x, class_index):
             with tf.GradientTape() as tape:
-                fmap, logit = self.grad_model(x, training=False)
+                maps, logit = self.grad_model(x, training=False)
                 score = tf.gather(logit, class_index, axis=1, batch_dims=1)
-            grads = tape.gradient(score, fmap)
-            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1, keepdims=True))
-            cam = tf.image.resize(cam, (h, w), method="bilinear")[..., 0]
+            grads = tape.gradient(score, maps)
+            cam = 0.0
+            for fmap, grad in zip(maps, grads):
+                weights = tf.reduce_mean(grad, axis=(1, 2), keepdims=True)
+                weighted = tf.reduce_sum(weights * fmap, axis=-1, keepdims=True)
+                cam += tf.image.resize(weighted, (h, w), method="bilinear")[..., 0]
+            cam = tf.nn.relu(cam)
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
             cam = tf.math.divide_no_nan(cam, peak)
             return cam, tf.nn.softmax(logit)
@@ -55,7 +63,8 @@ class GradCam:
         return heat.numpy(), probs.numpy()
 
 
-def gradcam_heatmap(model, x: np.ndarray, class_index: int | None = None, layer_name: str = "last_conv"):
+def gradcam_heatmap(model, x: np.ndarray, class_index: int | None = None,
+                    layer_name: str | list[str] = "last_conv"):
     """One-off convenience: builds the Grad-CAM function for `model` and applies it to one image."""
     return GradCam(model, layer_name)(x, class_index)
 

@@ -59,15 +59,20 @@ def pr_figure(curves: dict) -> go.Figure:
     return fig
 
 
-def history_figure(history: dict) -> go.Figure:
-    """Train vs validation loss and accuracy per epoch."""
+def history_figure(history: dict | list[dict]) -> go.Figure:
+    """Train vs validation loss and accuracy per epoch; a list of histories (ensemble members) is drawn
+    with one line style per member."""
+    histories = [history] if isinstance(history, dict) else list(history)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    epochs = list(range(1, len(history.get("loss", [])) + 1))
-    for col, metric in ((1, "loss"), (2, "accuracy")):
-        for prefix, colour, label in (("", "#1f77b4", "train"), ("val_", "#ff7f0e", "validation")):
-            ys = history.get(prefix + metric, [])
-            fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, mode="lines+markers", name=label,
-                                     line=dict(color=colour), showlegend=col == 1), row=1, col=col)
+    for i, hist in enumerate(histories):
+        member = f" (member {i + 1})" if len(histories) > 1 else ""
+        epochs = list(range(1, len(hist.get("loss", [])) + 1))
+        for col, metric in ((1, "loss"), (2, "accuracy")):
+            for prefix, colour, label in (("", "#1f77b4", "train"), ("val_", "#ff7f0e", "validation")):
+                ys = hist.get(prefix + metric, [])
+                fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, mode="lines+markers", name=label + member,
+                                         line=dict(color=colour, dash=("solid", "dot", "dash", "dashdot")[i % 4]),
+                                         showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=40))
     return fig

@@ -154,8 +154,9 @@ left.plotly_chart(roc_figure(report["curves"]), key="roc")
 right.plotly_chart(pr_figure(report["curves"]), key="pr")
 left, right = st.columns(2)
 left.plotly_chart(reliability_figure(report["reliability"], "Reliability (calibration)"), key="rel")
-if card.training.get("history"):
-    right.plotly_chart(history_figure(card.training["history"]), key="hist")
+histories = [m["history"] for m in card.training.get("members", [])] or card.training.get("history")
+if histories:
+    right.plotly_chart(history_figure(histories), key="hist")
 
 # ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
 st.subheader("When to trust a prediction")

@@ -9,7 +9,7 @@ from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
-from brainclf.train import TrainConfig
+from brainclf.train import PRECISIONS, TrainConfig
 from pages.common import MODELS_DIR, available_models, card_of, data_root, training_jobs
 
 st.title("Models")
@@ -57,6 +57,9 @@ with st.form("train_form"):
     batch = c2.number_input("Batch size", 1, 512, 32)
     augment = c1.checkbox("Augmentation (flips, rotation, zoom, shift, contrast)", value=True)
     limit = c2.number_input("Use at most N training images (0 = all)", 0, 100000, 0)
+    precision = c1.selectbox("Training arithmetic", PRECISIONS,
+                             help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
+                             "model is float32 either way")
     submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
 
 if submitted:
@@ -68,7 +71,8 @@ if submitted:
         st.error("Enter the data folder.")
     else:
         config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
-                             batch_size=int(batch), augment=augment, max_train_images=int(limit) or None)
+                             batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
+                             precision=precision)
         try:
             jobs.start(config, folder, name, models_dir=MODELS_DIR)
             st.toast(f"Training {name} started")

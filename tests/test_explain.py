@@ -59,6 +59,25 @@ def test_gradcam_on_trained_model_via_predictor(smoke_predictor, make_image):
     assert smoke_predictor.gradcam(x, class_index=2).shape == (32, 32)
 
 
+def test_ensemble_map_of_identical_members_equals_the_member_map(images):
+    # Two copies of one network: the averaged logit is that network's logit, each copy gets half the
+    # gradient, and the summed maps must reproduce the single network's Grad-CAM exactly.
+    from brainclf.models import ensemble_from_members, get_architecture
+
+    arch = get_architecture("compact_cnn_x2")
+    contract = InputContract(size=64, channels=1)
+    keras.utils.set_random_seed(3)
+    member = build_model(arch.member, contract)
+    ensemble = ensemble_from_members(arch, contract, [member] * arch.members)
+    single, p_single = GradCam(member).batch(images)
+    both, p_both = GradCam(ensemble, list(arch.gradcam_layers)).batch(images)
+    assert np.allclose(p_single, p_both, atol=1e-5)
+    assert np.allclose(single, both, atol=1e-4)
+    # One member's map alone is the same picture too (sanity of the layer names).
+    first, _ = GradCam(ensemble, arch.gradcam_layers[0]).batch(images)
+    assert np.allclose(first, single, atol=1e-4)
+
+
 def test_missing_layer_is_reported(seed_model):
     with pytest.raises(ValueError):
         GradCam(seed_model, "no_such_layer")

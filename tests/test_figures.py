@@ -108,6 +108,16 @@ def test_history_figure_four_traces():
     assert len(history_figure({}).data) == 4
 
 
+def test_history_figure_draws_each_ensemble_member():
+    members = [{"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]},
+               {"loss": [0.9, 0.4], "val_loss": [1.0, 0.5], "accuracy": [0.6, 0.9], "val_accuracy": [0.5, 0.8]}]
+    fig = history_figure(members)
+    assert len(fig.data) == 8
+    assert {t.name for t in fig.data} == {"train (member 1)", "validation (member 1)", "train (member 2)",
+                                          "validation (member 2)"}
+    assert {t.line.dash for t in fig.data} == {"solid", "dot"}
+
+
 def test_reliability_figure(y_probs):
     bins = reliability_curve(*y_probs)["bins"]
     fig = reliability_figure(bins, title="Calibration")

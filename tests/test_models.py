@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, GRADCAM_LAYER, build_model, get_architecture
+from brainclf.models import (
+    ARCHITECTURES,
+    DEFAULT_ARCHITECTURE,
+    build_model,
+    dtype_policy,
+    ensemble_from_members,
+    get_architecture,
+)
 from brainclf.preprocess import InputContract
 
 
@@ -27,10 +34,11 @@ def test_every_architecture_builds_with_required_layers(name):
     assert arch.name == name and arch.description
     model = build_model(name, InputContract(size=64, channels=arch.default_contract.channels))
     names = {layer.name for layer in model.layers}
-    assert {GRADCAM_LAYER, "logits", "probs"} <= names
+    assert {*arch.gradcam_layers, *arch.ood_layers, "logits", "probs"} <= names
     assert model.output_shape == (None, 4)
-    assert model.get_layer("logits").units == 4
-    assert len(model.get_layer(GRADCAM_LAYER).output.shape) == 4  # a spatial feature map
+    assert model.get_layer("logits").output.shape[-1] == 4
+    for layer in arch.gradcam_layers:
+        assert len(model.get_layer(layer).output.shape) == 4  # a spatial feature map
     probs = np.asarray(model(np.random.default_rng(0).random((2, 64, 64, model.input_shape[-1]), np.float32)))
     assert probs.shape == (2, 4)
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
@@ -63,3 +71,39 @@ def test_bad_size(size):
 def test_bad_channels(channels):
     with pytest.raises(ConfigError, match="Channels"):
         build_model("seed", InputContract(size=64, channels=channels))
+
+
+def _logits(model, x):
+    import keras
+
+    return np.asarray(keras.Model(model.inputs, model.get_layer("logits").output)(x))
+
+
+def test_ensemble_averages_the_logits_of_its_members():
+    import keras
+
+    arch = get_architecture("compact_cnn_x2")
+    contract = InputContract(size=32, channels=1)
+    keras.utils.set_random_seed(1)
+    members = [build_model(arch.member, contract) for _ in range(arch.members)]
+    ensemble = ensemble_from_members(arch, contract, members)
+    x = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
+    member_logits = [_logits(m, x) for m in members]
+    assert not np.allclose(member_logits[0], member_logits[1])  # different initialisations
+    mean = np.mean(member_logits, axis=0)
+    assert np.allclose(_logits(ensemble, x), mean, atol=1e-5)
+    expected = np.exp(mean) / np.exp(mean).sum(1, keepdims=True)
+    assert np.allclose(np.asarray(ensemble(x)), expected, atol=1e-5)
+    assert ensemble.count_params() == sum(m.count_params() for m in members)
+
+
+def test_dtype_policy_applies_inside_and_is_restored():
+    import keras
+
+    before = keras.config.dtype_policy().name
+    with dtype_policy("mixed_bfloat16"):
+        model = build_model("compact_cnn", InputContract(size=32, channels=1))
+    assert keras.config.dtype_policy().name == before
+    assert model.get_layer("s0a_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("s0a_conv").kernel.dtype == "float32"  # weights stay full precision
+    assert model.get_layer("probs").compute_dtype == "float32"  # probabilities are never rounded to bf16

@@ -198,3 +198,67 @@ def test_tta_default_is_chosen_on_validation_and_test_predictions_kept_both_ways
     assert card.test_metrics(tta=True) is card.metrics["test_tta"]
     assert card.test_metrics(tta=False) is card.metrics["test"]
     assert card.test_metrics() is card.metrics["test_tta" if card.tta_default else "test"]
+
+
+def test_member_configs_share_the_split_and_differ_in_seed():
+    config = TrainConfig(architecture="compact_cnn_x2", image_size=32, seed=7)
+    members = config.member_configs()
+    assert [m.architecture for m in members] == ["compact_cnn", "compact_cnn"]
+    assert [m.seed for m in members] == [7, 8]
+    assert {m.effective_split_seed() for m in members} == {7}
+    assert TrainConfig(**SMOKE).member_configs() == [TrainConfig(**SMOKE)]
+
+
+def test_a_run_saved_before_new_config_fields_still_resumes(tmp_path):
+    # state.json of an older run lacks fields added since; they take their defaults when compared.
+    old = {k: v for k, v in TrainConfig(**SMOKE).to_dict().items() if k not in ("precision", "split_seed")}
+    assert TrainConfig(**old).to_dict() == TrainConfig(**SMOKE).to_dict()
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="float16").validate()
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(synthetic_dataset, tmp_path_factory):
+    base = tmp_path_factory.mktemp("ensemble")
+    events = []
+    config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "precision": "mixed_bfloat16"})
+    out = train(config, data=synthetic_dataset, name="ens", models_dir=base / "m", run_dir=base / "run",
+                progress=events.append)
+    return config, out, base / "run", events
+
+
+def test_ensemble_trains_each_member_on_one_split_and_saves_one_float32_model(ensemble_run):
+    from brainclf.predict import Predictor
+
+    config, out, run_dir, events = ensemble_run
+    card = read_card(out)
+    assert card.architecture == "compact_cnn_x2"
+    assert card.gradcam_layer == ["m0_last_conv", "m1_last_conv"]
+    states = [json.loads((run_dir / f"member{k}" / "state.json").read_text()) for k in range(2)]
+    assert [s["config"]["seed"] for s in states] == [42, 43]
+    assert states[0]["val_files"] == states[1]["val_files"] and states[0]["train_files"] == states[1]["train_files"]
+    assert [m["seed"] for m in card.training["members"]] == [42, 43]
+    assert card.training["train_seconds"] == pytest.approx(sum(s["train_seconds"] for s in states), abs=0.2)
+    assert card.training["config"]["precision"] == "mixed_bfloat16"
+    model = keras.models.load_model(out)
+    assert {layer.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
+    # Progress counts the members' epochs as one run: 1 and 2 of 2.
+    epochs = [(p.epoch, p.epochs) for p in events if p.stage == "training" and p.batch == p.batches]
+    assert epochs[-1] == (2, 2) and sorted(epochs) == epochs
+    assert events[-1].stage == "done"
+    predictor = Predictor.load(out)
+    x = np.random.default_rng(0).random((32, 32, 1), np.float32)
+    assert predictor.gradcam(x).shape == (32, 32)
+    assert card.ood["layers"] == ["m0_s0b", "m0_s1b", "m0_s2b"]
+
+
+def test_finished_ensemble_is_not_retrained(ensemble_run, synthetic_dataset):
+    config, out, run_dir, _ = ensemble_run
+    before = [(run_dir / f"member{k}" / "last.keras").stat().st_mtime for k in range(2)]
+    events = []
+    train(config, data=synthetic_dataset, name="ens", models_dir=out.parent, run_dir=run_dir, progress=events.append)
+    assert [(run_dir / f"member{k}" / "last.keras").stat().st_mtime for k in range(2)] == before
+    assert not [p for p in events if p.stage == "training"]
