@@ -1,6 +1,6 @@
 """Grad-CAM: which regions of the slice drove the score of a class.
 
-As in the keras-io example: a sub-model from the input to [last conv feature map, class logits], a
+As in the keras-io example: the last conv feature map and the class logits, a
 GradientTape for d(logit)/d(feature map), channel weights = spatially averaged gradients, heatmap =
 ReLU(weighted sum of channels), upsampled to the input size. The class score is the logit (pre-softmax),
 as in the Grad-CAM paper, so a saturated softmax does not flatten the gradients.
@@ -14,37 +14,54 @@ import numpy as np
 class GradCam:
     """Built once per model; the compiled function is reused for every image and thread.
 
+    The model is cut at the Grad-CAM feature map: `features` runs input → feature map(s) outside the
+    gradient tape (the fused inference path), and only the small head from the map to the logits is
+    taped. One call therefore costs about one forward pass and also yields the probabilities (and any
+    `extra_outputs`, such as the OOD guard's descriptors), so predicting and explaining need one pass.
+
     `layer_name` may list several feature maps (an ensemble's members): the class score is their averaged
     logit, so each member's weighted map is computed, brought to the input size and summed before the ReLU.
     """
 
-    def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv"):
+    def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv", extra_outputs=()):
         import keras
         import tensorflow as tf
 
         names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
         fmaps = [model.get_layer(n).output for n in names]
-        logits = model.get_layer("logits").output
-        self.grad_model = keras.Model(model.inputs, [fmaps, logits])
+        extras = list(extra_outputs)
+        self.features = keras.Model(model.inputs, fmaps + extras)
+        try:
+            self.head = keras.Model(fmaps, model.get_layer("logits").output)
+        except ValueError:
+            raise ValueError(f"Grad-CAM layers {names} do not cover every path to the logits (an ensemble "
+                             "needs the feature map of each member).") from None
+        n_maps = len(fmaps)
         h, w = model.input_shape[1:3]
         self.size = (h, w)
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
 
         @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
         def heatmaps(x, class_index):
+            outs = self.features(x, training=False)
+            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            maps = outs[:n_maps]
             with tf.GradientTape() as tape:
-                maps, logit = self.grad_model(x, training=False)
-                score = tf.gather(logit, class_index, axis=1, batch_dims=1)
+                tape.watch(maps)
+                logit = self.head(maps, training=False)
+                # A negative index asks for the predicted class, decided inside the same pass.
+                chosen = tf.where(class_index < 0, tf.argmax(logit, axis=1, output_type=tf.int32), class_index)
+                score = tf.gather(logit, chosen, axis=1, batch_dims=1)
             grads = tape.gradient(score, maps)
             cam = 0.0
             for fmap, grad in zip(maps, grads):
                 weights = tf.reduce_mean(grad, axis=(1, 2), keepdims=True)
                 weighted = tf.reduce_sum(weights * fmap, axis=-1, keepdims=True)
-                cam += tf.image.resize(weighted, (h, w), method="bilinear")[..., 0]
-            cam = tf.nn.relu(cam)
+                cam += tf.image.resize(weighted, tf.shape(maps[0])[1:3], method="bilinear")  # no-op if same
+            cam = tf.image.resize(tf.nn.relu(cam), (h, w), method="bilinear")[..., 0]
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
             cam = tf.math.divide_no_nan(cam, peak)
-            return cam, tf.nn.softmax(logit)
+            return cam, tf.nn.softmax(logit), outs[n_maps:]
 
         self._heatmaps = heatmaps
 
@@ -55,12 +72,15 @@ class GradCam:
 
     def batch(self, x: np.ndarray, class_indices=None) -> tuple[np.ndarray, np.ndarray]:
         """x: (N, H, W, C) → heatmaps (N, H, W) and probabilities (N, 4)."""
+        heat, probs, _ = self.batch_with_extras(x, class_indices)
+        return heat, probs
+
+    def batch_with_extras(self, x: np.ndarray, class_indices=None):
+        """Heatmaps, probabilities and the extra outputs (a list of arrays) of one pass."""
         x = np.asarray(x, dtype=np.float32)
-        if class_indices is None:
-            _, probs = self._heatmaps(x, np.zeros(len(x), np.int32))
-            class_indices = probs.numpy().argmax(1)
-        heat, probs = self._heatmaps(x, np.asarray(class_indices, dtype=np.int32))
-        return heat.numpy(), probs.numpy()
+        idx = np.full(len(x), -1, np.int32) if class_indices is None else np.asarray(class_indices, np.int32)
+        heat, probs, extras = self._heatmaps(x, idx)
+        return heat.numpy(), probs.numpy(), [e.numpy() for e in extras]
 
 
 def gradcam_heatmap(model, x: np.ndarray, class_index: int | None = None,

@@ -26,6 +26,7 @@ class Prediction:
     out_of_distribution: bool = False  # the OOD guard says this is not like a brain MRI slice
     ood_reason: str = ""
     ood_score: float = float("nan")
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM of the predicted class, if asked
 
     @property
     def referred(self) -> bool:
@@ -76,7 +77,8 @@ class Predictor:
             mean = keras.ops.mean(fmap, axis=(1, 2))
             std = keras.ops.sqrt(keras.ops.maximum(keras.ops.mean(fmap * fmap, axis=(1, 2)) - mean * mean, 0.0))
             descriptors += [mean, std]
-        net = keras.Model(model.inputs, [model.output, keras.ops.concatenate(descriptors, axis=-1)])
+        self._descriptors = keras.ops.concatenate(descriptors, axis=-1)
+        net = keras.Model(model.inputs, [model.output, self._descriptors])
         self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
         self._grad_lock = threading.Lock()
         self._gradcam = None
@@ -151,8 +153,10 @@ class Predictor:
         img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
         return to_model_input(img, self.contract)
 
-    def predict(self, source, name: str = "image") -> Prediction:
-        """One image (bytes, path, or PIL image) → Prediction. Raises ImageError on bad input."""
+    def predict(self, source, name: str = "image", explain: bool = False) -> Prediction:
+        """One image (bytes, path, or PIL image) → Prediction. Raises ImageError on bad input.
+
+        `explain=True` also fills `heatmap` with the predicted class's Grad-CAM, from the same pass."""
         from PIL import Image
 
         from .ood import check
@@ -160,10 +164,33 @@ class Predictor:
 
         img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
         x = to_model_input(img, self.contract)
-        raw, feats = self.raw_probs_and_features(x)
+        heat = None
+        if explain:
+            heat, raw, feats = self._explain_pass(x[None])
+            if self.tta:
+                raw = (raw + self._forward_both(np.ascontiguousarray(x[None, :, ::-1]))[0].numpy()) / 2
+        else:
+            raw, feats = self.raw_probs_and_features(x)
         pred = self.prediction_from_probs(name, apply_temperature(raw, self.temperature)[0], x)
         pred.out_of_distribution, pred.ood_reason, pred.ood_score = check(img, feats[0], self.card.ood or None)
+        if heat is not None:
+            pred.heatmap = heat[0]
         return pred
+
+    def explain_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, C) model inputs → calibrated probabilities (N, 4) and the predicted classes' Grad-CAM
+        heatmaps (N, H, W), in one pass (plus the flipped pass with TTA)."""
+        from .trust import apply_temperature
+
+        x = np.asarray(x, dtype=np.float32)
+        heat, raw, _ = self._explain_pass(x)
+        if self.tta:
+            raw = (raw + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
+        return apply_temperature(raw, self.temperature), heat
+
+    def _explain_pass(self, x: np.ndarray):
+        heat, probs, extras = self._gradcam_function().batch_with_extras(x)
+        return heat, probs, extras[0]
 
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
@@ -172,13 +199,17 @@ class Predictor:
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""
+        return self._gradcam_function()(x, class_index)
+
+    def _gradcam_function(self):
+        """Grad-CAM with the OOD descriptors as an extra output, built on first use (thread-safe)."""
         from .explain import GradCam
 
         if self._gradcam is None:
             with self._grad_lock:
                 if self._gradcam is None:
-                    self._gradcam = GradCam(self.model, self.card.gradcam_layer)
-        return self._gradcam(x, class_index)
+                    self._gradcam = GradCam(self.model, self.card.gradcam_layer, extra_outputs=[self._descriptors])
+        return self._gradcam
 
 
 def iter_image_files(folder: str | Path):

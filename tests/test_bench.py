@@ -35,7 +35,7 @@ def test_evaluation_and_training_entries(bench_result, smoke_model):
     assert e["images_per_s"] == pytest.approx(e["images"] / e["seconds"])
     (t,) = bench_result["training"]
     # Timed at the size the model was trained at, not the architecture's default.
-    assert t["architecture"] == f"compact_cnn {read_card(smoke_model).contract.size}px"
+    assert t["architecture"] == f"compact_cnn {read_card(smoke_model).contract.size}px float32"
     assert t["s_per_epoch_est"] == pytest.approx(t["s_per_step"] * 161)  # ceil(5137 / 32) steps
     assert "app" not in bench_result
 

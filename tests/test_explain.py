@@ -45,6 +45,7 @@ def test_default_class_is_the_predicted_one(seed_model, images):
     heats, probs = cam.batch(images)
     assert heats.shape == (3, 64, 64) and probs.shape == (3, 4)
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(probs, np.asarray(seed_model(images)), atol=1e-5)  # the same pass yields the prediction
     predicted = probs.argmax(1)
     explicit, _ = cam.batch(images, predicted)
     assert np.allclose(heats, explicit, atol=1e-6)
@@ -73,9 +74,9 @@ def test_ensemble_map_of_identical_members_equals_the_member_map(images):
     both, p_both = GradCam(ensemble, list(arch.gradcam_layers)).batch(images)
     assert np.allclose(p_single, p_both, atol=1e-5)
     assert np.allclose(single, both, atol=1e-4)
-    # One member's map alone is the same picture too (sanity of the layer names).
-    first, _ = GradCam(ensemble, arch.gradcam_layers[0]).batch(images)
-    assert np.allclose(first, single, atol=1e-4)
+    # One member's map alone does not explain the ensemble's score: refused, not silently partial.
+    with pytest.raises(ValueError, match="every path to the logits"):
+        GradCam(ensemble, arch.gradcam_layers[0])
 
 
 def test_missing_layer_is_reported(seed_model):

@@ -137,3 +137,20 @@ def test_ood_features_come_from_the_cards_layers(smoke_predictor, smoke_model):
     legacy = Predictor(m, dataclasses.replace(card, ood={"layer": "s1b"}))
     assert legacy.ood_layers == ("s1b",)
     assert legacy.raw_probs_and_features(x)[1].shape == (3, 2 * model.get_layer("s1b").output.shape[-1])
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_explained_prediction_matches_separate_prediction_and_gradcam(smoke_predictor, make_image, tta):
+    p = smoke_predictor.with_tta(tta)
+    img = make_image("pituitary", seed=4)
+    plain = p.predict(img, name="a")
+    explained = p.predict(img, name="a", explain=True)
+    assert plain.heatmap is None
+    assert explained.predicted == plain.predicted
+    for c in CLASS_NAMES:
+        assert explained.probabilities[c] == pytest.approx(plain.probabilities[c], abs=1e-5)
+    assert explained.ood_score == pytest.approx(plain.ood_score, rel=1e-4, abs=1e-4)
+    assert np.allclose(explained.heatmap, p.gradcam(plain.model_input, plain.predicted_index), atol=1e-5)
+    probs, heat = p.explain_arrays(plain.model_input[None])
+    assert np.allclose(probs, p.predict_arrays(plain.model_input[None]), atol=1e-5)
+    assert heat.shape == (1, *plain.model_input.shape[:2])
