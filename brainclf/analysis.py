@@ -55,10 +55,14 @@ def resolve_image(path: str, data_root: str | Path | None) -> Path | None:
 
 
 def penultimate_features(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Global-average-pooled features (the layer before the classifier) for a batch of model inputs."""
+    """Global-average-pooled features (the layer before the classifier) for a batch of model inputs; an
+    ensemble's members' pooled features side by side."""
     import keras
 
-    sub = keras.Model(model.inputs, model.get_layer("gap").output)
+    pooled = [layer.output for layer in model.layers if layer.name == "gap" or layer.name.endswith("_gap")]
+    if not pooled:
+        raise ValueError(f"{model.name} has no global-average-pooling layer named 'gap'.")
+    sub = keras.Model(model.inputs, pooled[0] if len(pooled) == 1 else keras.ops.concatenate(pooled, axis=-1))
     return np.concatenate([np.asarray(sub(x[i:i + batch_size], training=False))
                            for i in range(0, len(x), batch_size)])
 

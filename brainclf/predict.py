@@ -81,7 +81,7 @@ class Predictor:
         net = keras.Model(model.inputs, [model.output, self._descriptors])
         self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
         self._grad_lock = threading.Lock()
-        self._gradcam = None
+        self._lazy: dict = {}  # built on first use; shared with the with_tta() copies (same model)
 
     @classmethod
     def load(cls, model_path: str | Path, tta: bool | None = None) -> Predictor:
@@ -205,11 +205,12 @@ class Predictor:
         """Grad-CAM with the OOD descriptors as an extra output, built on first use (thread-safe)."""
         from .explain import GradCam
 
-        if self._gradcam is None:
+        if "gradcam" not in self._lazy:
             with self._grad_lock:
-                if self._gradcam is None:
-                    self._gradcam = GradCam(self.model, self.card.gradcam_layer, extra_outputs=[self._descriptors])
-        return self._gradcam
+                if "gradcam" not in self._lazy:
+                    self._lazy["gradcam"] = GradCam(self.model, self.card.gradcam_layer,
+                                                    extra_outputs=[self._descriptors])
+        return self._lazy["gradcam"]
 
 
 def iter_image_files(folder: str | Path):

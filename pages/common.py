@@ -69,10 +69,17 @@ def tta_setting(path: Path, card_default: bool) -> bool:
     return bool(st.session_state.get(tta_key(path), card_default))
 
 
+@st.cache_resource(max_entries=32)
+def _cached_card(path: str, model_mtime: float, card_mtime: float) -> ModelCard:
+    """Parsed once per file version and shared (cards hold every test prediction: megabytes of JSON)."""
+    return read_card(path)
+
+
 def card_of(path: Path) -> ModelCard | None:
+    """The model's card (read-only: shared between sessions), or None if it is missing or broken."""
     try:
-        return read_card(path)
-    except BrainclfError:
+        return _cached_card(str(path), path.stat().st_mtime, path.with_suffix(".json").stat().st_mtime)
+    except (BrainclfError, OSError):
         return None
 
 

@@ -146,3 +146,16 @@ def test_penultimate_features(smoke_predictor, make_image):
 
     direct = keras.Model(model.inputs, model.get_layer("gap").output)(x, training=False)
     np.testing.assert_allclose(feats, np.asarray(direct), atol=1e-5)
+
+
+def test_penultimate_features_of_an_ensemble_join_its_members():
+    import keras
+
+    from brainclf.models import build_model
+    from brainclf.preprocess import InputContract
+
+    model = build_model("compact_cnn_x2", InputContract(size=32, channels=1))
+    x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
+    feats = penultimate_features(model, x)
+    parts = [np.asarray(keras.Model(model.inputs, model.get_layer(f"m{k}_gap").output)(x)) for k in range(2)]
+    np.testing.assert_allclose(feats, np.concatenate(parts, axis=1), atol=1e-5)

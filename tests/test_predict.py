@@ -154,3 +154,11 @@ def test_explained_prediction_matches_separate_prediction_and_gradcam(smoke_pred
     probs, heat = p.explain_arrays(plain.model_input[None])
     assert np.allclose(probs, p.predict_arrays(plain.model_input[None]), atol=1e-5)
     assert heat.shape == (1, *plain.model_input.shape[:2])
+
+
+def test_tta_copies_share_one_compiled_gradcam(smoke_predictor, make_image):
+    # The app asks for a with_tta() copy on every rerun: it must not rebuild and retrace Grad-CAM each time.
+    flipped = [smoke_predictor.with_tta(not smoke_predictor.tta) for _ in range(2)]
+    x = smoke_predictor.preprocess(make_image("glioma", seed=9))
+    flipped[0].gradcam(x)
+    assert flipped[1]._gradcam_function() is flipped[0]._gradcam_function() is smoke_predictor._gradcam_function()
