@@ -43,6 +43,7 @@ def deletion_test(predictor, x: np.ndarray, seed: int = 0) -> dict:
     """Deletion-curve AUCs of Grad-CAM vs random-block deletion for the predicted class."""
     from .explain import GradCam
 
+    predictor = predictor.with_tta(False)  # Grad-CAM explains the slice as given: measure that same prediction
     x = np.asarray(x, dtype=np.float32)
     n, h, w, _ = x.shape
     heat, probs = GradCam(predictor.model, predictor.card.gradcam_layer).batch(x)

@@ -414,7 +414,8 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     config = TrainConfig(**state["config"])
     contract = InputContract.from_dict(state["contract"])
     arch = get_architecture(config.architecture)
-    member_dirs = [Path(m["run_dir"]) for m in state["members"]] if arch.members > 1 else [run_dir]
+    # Members live in RUN_DIR/member<k> (looked up there, so a moved or renamed run dir still finalizes).
+    member_dirs = [run_dir / Path(m["run_dir"]).name for m in state["members"]] if arch.members > 1 else [run_dir]
     trained = []
     for d in member_dirs:
         if not (d / "best.keras").exists():
