@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import PRECISIONS
 from .errors import BrainclfError, ConfigError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     t.add_argument("--optimizer", default="adamw", choices=("adamw", "adam"))
-    t.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+    t.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="training arithmetic: mixed_bfloat16 is ~1.7x faster on CPUs with bfloat16 units "
                    "(AVX512-BF16/AMX); the saved model is float32 either way")
     t.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")

@@ -20,7 +20,8 @@ class GradCam:
     `extra_outputs`, such as the OOD guard's descriptors), so predicting and explaining need one pass.
 
     `layer_name` may list several feature maps (an ensemble's members): the class score is their averaged
-    logit, so each member's weighted map is computed, brought to the input size and summed before the ReLU.
+    logit, so each member's weighted map is computed and the maps are summed (at the first map's resolution),
+then the ReLU, then upsampling to the input size.
     """
 
     def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv", extra_outputs=()):

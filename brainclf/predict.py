@@ -166,9 +166,7 @@ class Predictor:
         x = to_model_input(img, self.contract)
         heat = None
         if explain:
-            heat, raw, feats = self._explain_pass(x[None])
-            if self.tta:
-                raw = (raw + self._forward_both(np.ascontiguousarray(x[None, :, ::-1]))[0].numpy()) / 2
+            heat, raw, feats = self._explained(x[None])
         else:
             raw, feats = self.raw_probs_and_features(x)
         pred = self.prediction_from_probs(name, apply_temperature(raw, self.temperature)[0], x)
@@ -183,14 +181,23 @@ class Predictor:
         from .trust import apply_temperature
 
         x = np.asarray(x, dtype=np.float32)
-        heat, raw, _ = self._explain_pass(x)
-        if self.tta:
-            raw = (raw + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
+        if x.ndim == 3:
+            x = x[None]
+        heat, raw, _ = self._explained(x)
         return apply_temperature(raw, self.temperature), heat
 
-    def _explain_pass(self, x: np.ndarray):
-        heat, probs, extras = self._gradcam_function().batch_with_extras(x)
-        return heat, probs, extras[0]
+    def _explained(self, x: np.ndarray):
+        """Heatmaps of the predicted classes, raw probabilities (TTA-averaged if on) and OOD features."""
+        cam = self._gradcam_function()
+        heat, raw, extras = cam.batch_with_extras(x)
+        if self.tta:
+            unflipped = raw.argmax(1)
+            raw = (raw + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
+            # The averaged prediction can differ from the unflipped slice's: explain the class reported.
+            changed = np.flatnonzero(raw.argmax(1) != unflipped)
+            if len(changed):
+                heat[changed] = cam.batch(x[changed], raw[changed].argmax(1))[0]
+        return heat, raw, extras[0]
 
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import PRECISIONS
 from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path
 from .errors import ConfigError, DataError
 from .models import build_model, dtype_policy, ensemble_from_members, get_architecture, recalibrate_batchnorm
 from .preprocess import InputContract
-
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -269,6 +268,9 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         raise DataError("The validation split is empty: the dataset is too small to split.")
 
     if finish_now and state["epoch"] < config.epochs and not state["stopped_early"]:
+        if state["epoch"] == 0:  # refuse without marking the run: a plain resume must still train it
+            raise ConfigError(f"Nothing to finish in {run_dir}: not one epoch has been trained yet. "
+                              "Run without --finish-now to train it.")
         state["stopped_early"] = True
         state["stopped_reason"] = f"finished on request after {state['epoch']} of {config.epochs} epochs"
         _write_state(run_dir, state)
@@ -309,10 +311,20 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     """Train each member as its own resumable run in RUN_DIR/member<k>, one after the other, then combine
     them into one model and card. The progress hook sees one long run (epochs of all members)."""
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
+    saved = run_dir / "state.json"
+    saved_config = TrainConfig(**json.loads(saved.read_text())["config"]) if resume and saved.exists() else config
+    if saved_config.to_dict() != config.to_dict():
+        raise ConfigError(f"{run_dir} holds a run with a different config; pass --no-resume to start over "
+                          "or use another model name.")
     members = config.member_configs()
     n = len(members)
     dirs = []
     for k, member in enumerate(members):
+        member_state = run_dir / f"member{k}" / "state.json"
+        if finish_now and (not resume or not member_state.exists()
+                           or json.loads(member_state.read_text())["epoch"] == 0):
+            raise ConfigError(f"Member {k + 1} of {n} in {run_dir} has not trained an epoch yet: an ensemble needs "
+                              "all its members. Resume without --finish-now to train it.")
         def hook(p: TrainProgress, k=k):
             if progress:
                 progress(replace(p, epoch=k * config.epochs + p.epoch, epochs=n * config.epochs,
@@ -329,8 +341,8 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
         **{f"{k}_files": first[f"{k}_files"] for k in ("train", "val", "test")},
         "fingerprint": first["fingerprint"], "epoch": first["epoch"], "best_epoch": first["best_epoch"],
         "stopped_early": any(s["stopped_early"] for s in states),
-        "stopped_reason": "; ".join(f"member {k}: {s['stopped_reason']}" for k, s in enumerate(states)
-                                    if s.get("stopped_reason")),
+        "stopped_reason": "; ".join(f"member {k}: {s.get('stopped_reason') or 'early stopping'}"
+                                    for k, s in enumerate(states) if s["stopped_early"]),
         "history": first["history"], "train_seconds": sum(s["train_seconds"] for s in states),
         "started": first["started"],
         "members": [{"run_dir": str(d), "seed": s["config"]["seed"], "epochs_run": s["epoch"],

@@ -30,7 +30,10 @@ for i, f in enumerate(files):
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
         image, dicom_tags = decode_upload(data, f.name)
-        pred = predictor.predict(image, name=f.name, explain=True)  # Grad-CAM from the same pass
+        try:
+            pred = predictor.predict(image, name=f.name, explain=True)  # Grad-CAM from the same pass
+        except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
+            pred = predictor.predict(image, name=f.name)
     except BrainclfError as e:
         failed.append(f.name)
         st.error(f"**{f.name}** was not processed: {e}")
@@ -60,11 +63,13 @@ for i, f in enumerate(files):
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
                                   format_func=class_label, key=f"cam_class{i}")
         with c3:
-            heat = pred.heatmap if target == pred.predicted else predictor.gradcam(pred.model_input,
-                                                                                   CLASS_NAMES.index(target))
-            fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
-            st.plotly_chart(fig,
-                            key=f"cam{i}")
+            try:
+                heat = pred.heatmap if target == pred.predicted and pred.heatmap is not None else \
+                    predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
+                fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
+                st.plotly_chart(fig, key=f"cam{i}")
+            except ValueError as e:
+                st.warning(f"No Grad-CAM for this model: {e}")
         if dicom_tags:
             st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in dicom_tags.items()))
         st.caption(f"Model {pred.model_name} {pred.model_version}")

@@ -79,6 +79,34 @@ def test_ensemble_map_of_identical_members_equals_the_member_map(images):
         GradCam(ensemble, arch.gradcam_layers[0])
 
 
+def test_ensemble_map_of_different_members_matches_gradients_through_the_whole_model(images):
+    import tensorflow as tf
+
+    from brainclf.models import ensemble_from_members, get_architecture
+
+    arch = get_architecture("compact_cnn_x2")
+    contract = InputContract(size=64, channels=1)
+    keras.utils.set_random_seed(5)
+    ensemble = ensemble_from_members(arch, contract, [build_model(arch.member, contract) for _ in range(2)])
+    heat, probs = GradCam(ensemble, list(arch.gradcam_layers)).batch(images)
+    # Reference: the keras-io recipe on the whole, untouched model, both members' maps, summed before ReLU.
+    ref_model = keras.Model(ensemble.inputs, [[ensemble.get_layer(n).output for n in arch.gradcam_layers],
+                                              ensemble.get_layer("logits").output])
+    with tf.GradientTape() as tape:
+        maps, logits = ref_model(images, training=False)
+        score = tf.gather(logits, probs.argmax(1), axis=1, batch_dims=1)
+    grads = tape.gradient(score, maps)
+    parts = [tf.reduce_sum(tf.reduce_mean(g, axis=(1, 2), keepdims=True) * m, -1, keepdims=True)
+             for m, g in zip(maps, grads)]
+
+    def normalised(cam):
+        cam = tf.image.resize(tf.nn.relu(cam), (64, 64), method="bilinear")[..., 0].numpy()
+        return cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12)
+
+    assert np.allclose(heat, normalised(parts[0] + parts[1]), atol=1e-4)
+    assert not np.allclose(heat, normalised(parts[0]), atol=1e-2)  # member 1 really contributes
+
+
 def test_missing_layer_is_reported(seed_model):
     with pytest.raises(ValueError):
         GradCam(seed_model, "no_such_layer")

@@ -162,3 +162,31 @@ def test_tta_copies_share_one_compiled_gradcam(smoke_predictor, make_image):
     x = smoke_predictor.preprocess(make_image("glioma", seed=9))
     flipped[0].gradcam(x)
     assert flipped[1]._gradcam_function() is flipped[0]._gradcam_function() is smoke_predictor._gradcam_function()
+
+
+def test_tta_heatmap_explains_the_reported_class_when_the_flip_changes_it(smoke_predictor, make_image):
+    img = make_image("glioma", seed=2)
+    x = smoke_predictor.preprocess(img)
+    unflipped = int(smoke_predictor.raw_probs(x, tta=False).argmax())
+    other = (unflipped + 1) % len(CLASS_NAMES)
+    real_forward = smoke_predictor._forward_both
+
+    class Probs:
+        def __init__(self, a):
+            self.a = a
+
+        def numpy(self):
+            return self.a
+
+    def mirrored_slice_says_other(batch):  # the flipped pass votes for another class, outvoting the first
+        _, feats = real_forward(batch)
+        return Probs(np.eye(len(CLASS_NAMES), dtype=np.float32)[[other] * len(batch)]), feats
+
+    p = object.__new__(Predictor)
+    p.__dict__.update(smoke_predictor.__dict__)
+    p.tta, p._forward_both = True, mirrored_slice_says_other
+    pred = p.predict(img, name="x", explain=True)
+    assert pred.predicted_index == other
+    assert np.allclose(pred.heatmap, smoke_predictor.gradcam(x, other), atol=1e-5)
+    _, heat = p.explain_arrays(x)  # a single (H, W, C) input is accepted too
+    assert np.allclose(heat[0], pred.heatmap, atol=1e-5)

@@ -262,3 +262,37 @@ def test_finished_ensemble_is_not_retrained(ensemble_run, synthetic_dataset):
     train(config, data=synthetic_dataset, name="ens", models_dir=out.parent, run_dir=run_dir, progress=events.append)
     assert [(run_dir / f"member{k}" / "last.keras").stat().st_mtime for k in range(2)] == before
     assert not [p for p in events if p.stage == "training"]
+
+
+def test_finish_now_refuses_an_ensemble_with_an_untrained_member(synthetic_dataset, tmp_path):
+    cancel = threading.Event()
+
+    def stop_after_member_0(p):
+        if p.stage == "training" and p.epoch >= 1:
+            cancel.set()
+
+    config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "augment": False})
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingCancelled):
+        train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", cancel=cancel,
+              progress=stop_after_member_0, run_dir=run_dir)
+    assert json.loads((run_dir / "member0" / "state.json").read_text())["epoch"] == 1
+    with pytest.raises(ConfigError, match="Member 2 of 2 .* has not trained an epoch"):
+        train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", run_dir=run_dir, finish_now=True)
+    # Nothing was marked finished: a plain resume would still train member 2.
+    assert not (run_dir / "member1" / "state.json").exists()
+    assert not (tmp_path / "m" / "e.keras").exists()
+
+
+def test_finish_now_refuses_a_run_without_a_finished_epoch(synthetic_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="not one epoch"):
+        train(TrainConfig(**SMOKE), data=synthetic_dataset, name="z", models_dir=tmp_path / "m",
+              run_dir=tmp_path / "run", finish_now=True)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["stopped_early"] is False
+
+
+def test_an_ensemble_refuses_a_run_dir_holding_another_config(smoke_run, synthetic_dataset, tmp_path):
+    _, run_dir, _ = smoke_run  # a single compact_cnn run
+    with pytest.raises(ConfigError, match="different config"):
+        train(TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2"}), data=synthetic_dataset, name="x",
+              models_dir=tmp_path / "m", run_dir=run_dir)
