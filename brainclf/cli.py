@@ -46,10 +46,9 @@ def cmd_train(args) -> int:
         optimizer=args.optimizer, precision=args.precision,
     )
     bar = None
-    printed = 0  # epochs already written as a line (the hook reports each epoch's end more than once)
 
     def hook(p: TrainProgress):
-        nonlocal bar, printed
+        nonlocal bar
         if p.stage == "training":
             if bar is None or bar.total != p.epochs * p.batches:
                 bar = tqdm(total=p.epochs * p.batches, desc="train", unit="step", file=sys.stderr,
@@ -60,8 +59,7 @@ def cmd_train(args) -> int:
                 bar.set_postfix(epoch=f"{p.epoch}/{p.epochs}", loss=f"{h['loss'][-1]:.3f}",
                                 val_loss=f"{h['val_loss'][-1]:.3f}", val_acc=f"{h['val_accuracy'][-1]:.3f}")
             bar.refresh()
-            if p.batch == p.batches and h.get("val_loss") and p.epoch > printed:
-                printed = p.epoch
+            if p.epoch_end and h.get("val_loss"):
                 bar.write(f"epoch {p.epoch}/{p.epochs} loss {h['loss'][-1]:.4f} acc {h['accuracy'][-1]:.4f} "
                       f"val_loss {h['val_loss'][-1]:.4f} val_acc {h['val_accuracy'][-1]:.4f} "
                       f"({p.elapsed_s:.0f}s)", file=sys.stderr)

@@ -130,12 +130,16 @@ class Predictor:
             p, f = self._forward_both(x[i:i + batch_size])
             p = p.numpy()
             if tta:
-                p = (p + self._forward_both(np.ascontiguousarray(x[i:i + batch_size, :, ::-1]))[0].numpy()) / 2
+                p = self._average_with_mirrored(p, x[i:i + batch_size])
             probs.append(p)
             feats.append(f.numpy())
         if not probs:
             return np.zeros((0, len(CLASS_NAMES)), np.float32), np.zeros((0, 0), np.float32)
         return np.concatenate(probs), np.concatenate(feats)
+
+    def _average_with_mirrored(self, probs: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Flip TTA: the mean of `probs` (of x) and the probabilities of the left-right mirrored x."""
+        return (probs + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
 
     def raw_probs(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
         return self.raw_probs_and_features(x, batch_size, tta)[0]
@@ -192,7 +196,7 @@ class Predictor:
         heat, raw, extras = cam.batch_with_extras(x)
         if self.tta:
             unflipped = raw.argmax(1)
-            raw = (raw + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
+            raw = self._average_with_mirrored(raw, x)
             # The averaged prediction can differ from the unflipped slice's: explain the class reported.
             changed = np.flatnonzero(raw.argmax(1) != unflipped)
             if len(changed):

@@ -95,6 +95,7 @@ class TrainProgress:
     message: str = ""
     history: dict = field(default_factory=dict)
     elapsed_s: float = 0.0
+    epoch_end: bool = False  # sent once per finished (and validated) epoch
 
 
 ProgressHook = Callable[[TrainProgress], None]
@@ -186,9 +187,20 @@ class _ProgressCallback:
                 _write_state(run_dir, state)
                 if hook:
                     hook(TrainProgress("training", state["epoch"], epochs, batches, batches,
-                                       history=state["history"], elapsed_s=time.time() - t0))
+                                       history=state["history"], elapsed_s=time.time() - t0, epoch_end=True))
 
         return Cb()
+
+
+def _saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> dict | None:
+    """The run's saved state.json (None if none, or not resuming); refuses one saved with another config."""
+    path = run_dir / "state.json"
+    state = json.loads(path.read_text()) if resume and path.exists() else None
+    # Compared through TrainConfig so runs saved before a field existed match its default.
+    if state and TrainConfig(**state["config"]).to_dict() != config.to_dict():
+        raise ConfigError(f"{run_dir} holds a run with a different config; pass --no-resume to start over "
+                          "or use another model name.")
+    return state
 
 
 def _write_state(run_dir: Path, state: dict) -> None:
@@ -226,14 +238,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         if progress:
             progress(TrainProgress(stage, message=message, elapsed_s=time.time() - t0, **kw))
 
-    state_path = run_dir / "state.json"
-    state = json.loads(state_path.read_text()) if resume and state_path.exists() else None
-    # Compared through TrainConfig so runs saved before a field existed match its default.
-    if state and TrainConfig(**state["config"]).to_dict() != config.to_dict():
-        raise ConfigError(
-            f"{run_dir} holds a run with a different config; pass --no-resume to start over "
-            "or use another model name."
-        )
+    state = _saved_state(run_dir, config, resume)
     ds = discover(root)
     if state:
         by_rel = {relative_path(s.path, root): s for s in ds.all_samples()}
@@ -311,18 +316,13 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     """Train each member as its own resumable run in RUN_DIR/member<k>, one after the other, then combine
     them into one model and card. The progress hook sees one long run (epochs of all members)."""
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
-    saved = run_dir / "state.json"
-    saved_config = TrainConfig(**json.loads(saved.read_text())["config"]) if resume and saved.exists() else config
-    if saved_config.to_dict() != config.to_dict():
-        raise ConfigError(f"{run_dir} holds a run with a different config; pass --no-resume to start over "
-                          "or use another model name.")
+    _saved_state(run_dir, config, resume)  # refuses a run dir holding another config
     members = config.member_configs()
     n = len(members)
     dirs = []
     for k, member in enumerate(members):
-        member_state = run_dir / f"member{k}" / "state.json"
-        if finish_now and (not resume or not member_state.exists()
-                           or json.loads(member_state.read_text())["epoch"] == 0):
+        member_state = _saved_state(run_dir / f"member{k}", member, resume)
+        if finish_now and not (member_state and member_state["epoch"]):
             raise ConfigError(f"Member {k + 1} of {n} in {run_dir} has not trained an epoch yet: an ensemble needs "
                               "all its members. Resume without --finish-now to train it.")
         def hook(p: TrainProgress, k=k):
@@ -440,11 +440,11 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     else:
         model = build_model(config.architecture, contract)
         model.set_weights(trained[0].get_weights())
+    by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
+    train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
     if config.precision != "float32":
         # The checkpoint's BatchNorm statistics were gathered with bfloat16 activations: re-estimate them
         # in float32 on the same clean training images the training loop used.
-        by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
-        train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
         pick = np.random.default_rng(config.seed).permutation(len(train_s))[:64 * 40]
         x_recal, _, _, _ = load_arrays([train_s[i] for i in pick], contract)
         recalibrate_batchnorm(model, x_recal)
@@ -472,13 +472,11 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     if state.get("members"):
         card.training["members"] = state["members"]
     card.training["files"] = {"train": state["train_files"], "val": state["val_files"]}
-    by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
     training_paths = [root / p for p in state["train_files"] + state["val_files"]]
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
-    train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
     fit_ood_guard(card, predictor, train_s, val_s, test_s, seed=config.seed)
     if test_s:
         card.faithfulness = measure_faithfulness(predictor, test_s, seed=config.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from brainclf import DISPLAY_NAMES
-from brainclf.card import ModelCard, list_models, read_card
+from brainclf.card import ModelCard, card_path, list_models, read_card
 from brainclf.errors import BrainclfError
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
@@ -78,7 +78,7 @@ def _cached_card(path: str, model_mtime: float, card_mtime: float) -> ModelCard:
 def card_of(path: Path) -> ModelCard | None:
     """The model's card (read-only: shared between sessions), or None if it is missing or broken."""
     try:
-        return _cached_card(str(path), path.stat().st_mtime, path.with_suffix(".json").stat().st_mtime)
+        return _cached_card(str(path), path.stat().st_mtime, card_path(path).stat().st_mtime)
     except (BrainclfError, OSError):
         return None
 

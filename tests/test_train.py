@@ -248,6 +248,7 @@ def test_ensemble_trains_each_member_on_one_split_and_saves_one_float32_model(en
     # Progress counts the members' epochs as one run: 1 and 2 of 2.
     epochs = [(p.epoch, p.epochs) for p in events if p.stage == "training" and p.batch == p.batches]
     assert epochs[-1] == (2, 2) and sorted(epochs) == epochs
+    assert [p.epoch for p in events if p.epoch_end] == [1, 2]  # one end-of-epoch report per epoch (CLI lines)
     assert events[-1].stage == "done"
     predictor = Predictor.load(out)
     x = np.random.default_rng(0).random((32, 32, 1), np.float32)
