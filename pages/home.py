@@ -3,7 +3,7 @@
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from pages.common import active_model_path, card_of, class_label
+from pages.common import active_model_path, card_of, class_label, warm_active_model
 
 st.title("brainclf — brain MRI tumour classifier")
 st.error(
@@ -60,3 +60,4 @@ st.info(
     "or institutions, nor on tumour types outside these four classes.",
     icon=":material/info:",
 )
+warm_active_model()  # after the page is drawn: the Predict page then answers at once
