@@ -88,16 +88,6 @@ class Predictor:
         model, card = load_model(model_path)
         return cls(model, card, tta=tta)
 
-    def warm_up(self) -> None:
-        """Trace the compiled forward pass and Grad-CAM on a blank slice, so that the first real
-        prediction does not pay for it (an app calls this once, right after loading)."""
-        x = np.zeros((1, *self.contract.shape), np.float32)
-        self.raw_probs_and_features(x, tta=False)
-        try:
-            self._explained(x)
-        except ValueError:  # a model whose card names unusable Grad-CAM layers still predicts
-            pass
-
     def with_tta(self, tta: bool) -> Predictor:
         """The same loaded model with test-time augmentation on or off (shares the compiled function)."""
         if tta == self.tta:

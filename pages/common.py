@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from brainclf import DISPLAY_NAMES
 from brainclf.card import ModelCard, card_path, list_models, read_card
 from brainclf.errors import BrainclfError
-
-if TYPE_CHECKING:  # both pull in TensorFlow (seconds): imported where first needed, so pages render at once
-    from brainclf.jobs import TrainingJobs
-    from brainclf.predict import Predictor
+from brainclf.jobs import TrainingJobs
+from brainclf.predict import Predictor
 
 MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
 REFER_BELOW = 0.90  # fallback refer threshold for models whose card has none fitted on validation
@@ -22,20 +19,13 @@ REFER_BELOW = 0.90  # fallback refer threshold for models whose card has none fi
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_predictor(path: str, mtime: float) -> Predictor:
-    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded), traced
-    before it is shared so that no user's first prediction pays for compiling the graphs."""
-    from brainclf.predict import Predictor
-
-    predictor = Predictor.load(path)
-    predictor.warm_up()
-    return predictor
+    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded)."""
+    return Predictor.load(path)
 
 
 @st.cache_resource
 def training_jobs() -> TrainingJobs:
     """Process-wide: one training at a time, visible to every session."""
-    from brainclf.jobs import TrainingJobs
-
     return TrainingJobs()
 
 
@@ -68,17 +58,6 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
     except BrainclfError as e:
         st.error(f"Cannot load model {path.name}: {e}")
         return None
-
-
-def warm_active_model() -> None:
-    """Load the active model now (call it after a page has drawn everything), so that the Predict page
-    answers at once; a model that fails to load is reported by the page that needs it."""
-    path = active_model_path()
-    if path is not None:
-        try:
-            load_predictor(str(path), path.stat().st_mtime)
-        except (BrainclfError, OSError):
-            pass
 
 
 def tta_key(path: Path) -> str:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from pages.common import active_model_path, card_of, class_label, warm_active_model
+from pages.common import active_model_path, card_of, class_label
 
 st.title("brainclf — brain MRI tumour classifier")
 st.error(
@@ -60,4 +60,3 @@ st.info(
     "or institutions, nor on tumour types outside these four classes.",
     icon=":material/info:",
 )
-warm_active_model()  # after the page is drawn: the Predict page then answers at once

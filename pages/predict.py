@@ -12,13 +12,13 @@ from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
 
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
-# The uploader comes first: a fresh server loads the model (seconds) while the user picks files.
-files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
-                         accept_multiple_files=True, key="uploads",
-                         help="Files are processed in memory and never written to disk.")
 predictor = get_predictor()
 if predictor is None:
     st.stop()
+
+files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
+                         accept_multiple_files=True, key="uploads",
+                         help="Files are processed in memory and never written to disk.")
 if not files:
     st.info("Upload one or more brain MRI slices to classify them.")
     st.stop()

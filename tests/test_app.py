@@ -161,29 +161,3 @@ def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
         assert ("flip TTA on" in caption) is on
         # The card's stored predictions of that mode are shown: its accuracy, to the displayed precision.
         assert at.metric[0].value == f"{card.test_metrics(tta=on)['accuracy']:.2%}"
-
-
-def test_app_shell_renders_without_importing_tensorflow():
-    """The pages' shared module must not pull in TensorFlow (seconds on a cold start): the first page, the
-    sidebar and the Predict page's uploader appear before the model loads."""
-    import subprocess
-    import sys
-
-    code = "import sys, pages.common; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]", out.stdout
-
-
-def test_home_page_loads_the_active_model_for_the_predict_page(monkeypatch):
-    """After the Home page is drawn, the active model sits traced in the shared cache."""
-    from brainclf.predict import Predictor
-    from pages import common
-
-    common.load_predictor.clear()
-    loaded = []
-
-    monkeypatch.setattr(Predictor, "warm_up", lambda self: loaded.append(self.card.name))
-    at = open_page(PAGES[0])
-    assert not at.exception
-    assert loaded == ["default"]

@@ -190,14 +190,3 @@ def test_tta_heatmap_explains_the_reported_class_when_the_flip_changes_it(smoke_
     assert np.allclose(pred.heatmap, smoke_predictor.gradcam(x, other), atol=1e-5)
     _, heat = p.explain_arrays(x)  # a single (H, W, C) input is accepted too
     assert np.allclose(heat[0], pred.heatmap, atol=1e-5)
-
-
-def test_warm_up_traces_both_paths_and_changes_nothing(smoke_model, make_image, png_bytes):
-    cold = Predictor.load(smoke_model)
-    warm = Predictor.load(smoke_model)
-    warm.warm_up()
-    assert "gradcam" in warm._lazy and "gradcam" not in cold._lazy
-    data = png_bytes(make_image(seed=3))
-    a, b = cold.predict(data, explain=True), warm.predict(data, explain=True)
-    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
-    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
