@@ -21,7 +21,7 @@ class GradCam:
 
     `layer_name` may list several feature maps (an ensemble's members): the class score is their averaged
     logit, so each member's weighted map is computed and the maps are summed (at the first map's resolution),
-then the ReLU, then upsampling to the input size.
+    then the ReLU, then upsampling to the input size.
     """
 
     def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv", extra_outputs=()):

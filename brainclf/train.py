@@ -319,12 +319,15 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     _saved_state(run_dir, config, resume)  # refuses a run dir holding another config
     members = config.member_configs()
     n = len(members)
-    dirs = []
+    # Checked for every member before any is touched: finishing member 1 and then refusing member 2 would
+    # leave member 1 cut short for good.
     for k, member in enumerate(members):
         member_state = _saved_state(run_dir / f"member{k}", member, resume)
         if finish_now and not (member_state and member_state["epoch"]):
             raise ConfigError(f"Member {k + 1} of {n} in {run_dir} has not trained an epoch yet: an ensemble needs "
                               "all its members. Resume without --finish-now to train it.")
+    dirs = []
+    for k, member in enumerate(members):
         def hook(p: TrainProgress, k=k):
             if progress:
                 progress(replace(p, epoch=k * config.epochs + p.epoch, epochs=n * config.epochs,

@@ -272,7 +272,8 @@ def test_finish_now_refuses_an_ensemble_with_an_untrained_member(synthetic_datas
         if p.stage == "training" and p.epoch >= 1:
             cancel.set()
 
-    config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "augment": False})
+    # Two epochs per member, cancelled after member 1's first: member 1 half-trained, member 2 not started.
+    config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "augment": False, "epochs": 2})
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingCancelled):
         train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", cancel=cancel,
@@ -280,7 +281,8 @@ def test_finish_now_refuses_an_ensemble_with_an_untrained_member(synthetic_datas
     assert json.loads((run_dir / "member0" / "state.json").read_text())["epoch"] == 1
     with pytest.raises(ConfigError, match="Member 2 of 2 .* has not trained an epoch"):
         train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", run_dir=run_dir, finish_now=True)
-    # Nothing was marked finished: a plain resume would still train member 2.
+    # Nothing was marked finished: a plain resume would still train both members to the end.
+    assert json.loads((run_dir / "member0" / "state.json").read_text())["stopped_early"] is False
     assert not (run_dir / "member1" / "state.json").exists()
     assert not (tmp_path / "m" / "e.keras").exists()
 
