@@ -42,6 +42,8 @@ class ModelCard:
     faithfulness: dict = field(default_factory=dict)  # Grad-CAM deletion test and randomisation check
     test_predictions: list[dict] = field(default_factory=list)  # path, true, pred, probs
     test_predictions_tta: list[dict] = field(default_factory=list)  # the same with flip TTA
+    # Per external dataset name: per-image rows (path, true, pred, probs, sequence, referred, ood, group).
+    external_predictions: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property

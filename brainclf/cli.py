@@ -37,13 +37,16 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .data import resolve_data_root
+    from .sources import parse_extra_data
     from .train import TrainConfig, TrainProgress, train
 
+    sources = [parse_extra_data(spec) for spec in args.extra_data or []]
     config = TrainConfig(
         architecture=args.arch, image_size=args.size, channels=args.channels, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.lr, augment=not args.no_augment,
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
-        optimizer=args.optimizer, precision=args.precision,
+        optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
+        extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
     )
     bar = None
 
@@ -67,7 +70,7 @@ def cmd_train(args) -> int:
             print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 
     out = train(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
-                resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now)
+                resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now, extra_data=sources)
     if bar:
         bar.close()
     print(f"saved {out}")
@@ -249,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(AVX512-BF16/AMX); the saved model is float32 either way")
     t.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--intensity-augment", action="store_true",
+                   help="add random gamma, brightness and noise (differences between sources)")
+    t.add_argument("--extra-data", action="append", metavar="DIR[:WEIGHT]",
+                   help="another labelled folder of class sub-folders (any subset of the classes); repeatable. "
+                        "Split by case groups into train/validation/held-out test; WEIGHT multiplies its loss")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
     t.add_argument("--models-dir", default="models")

@@ -32,6 +32,7 @@ Progress = Callable[[int, int], None]
 class Sample:
     path: Path
     label: int
+    source: str = ""  # "" for the primary data folder, else the extra source's name (brainclf.sources)
 
     @property
     def class_name(self) -> str:
@@ -69,13 +70,14 @@ def _class_folders(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in folder.iterdir() if p.is_dir() and p.name in CLASS_NAMES}
 
 
-def _list_images(folder: Path, label: int) -> list[Sample]:
+def _list_images(folder: Path, label: int, source: str = "") -> list[Sample]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return [Sample(p, label) for p in files]
+    return [Sample(p, label, source) for p in files]
 
 
-def discover(root: str | os.PathLike) -> Dataset:
-    """Find class folders (pooled) or split folders of class folders under `root`."""
+def discover(root: str | os.PathLike, source: str = "") -> Dataset:
+    """Find class folders (pooled) or split folders of class folders under `root`; any subset of the
+    classes may be present. `source` tags every sample (multi-source training)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"Data folder {root} does not exist.")
@@ -85,13 +87,15 @@ def discover(root: str | os.PathLike) -> Dataset:
     classes = _class_folders(root)
     ds = Dataset(root)
     if classes:
-        ds.splits[""] = [s for i, c in enumerate(CLASS_NAMES) if c in classes for s in _list_images(classes[c], i)]
+        ds.splits[""] = [s for i, c in enumerate(CLASS_NAMES) if c in classes
+                         for s in _list_images(classes[c], i, source)]
     else:
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
             sub_classes = _class_folders(sub)
             if sub_classes:
                 ds.splits[sub.name] = [
-                    s for i, c in enumerate(CLASS_NAMES) if c in sub_classes for s in _list_images(sub_classes[c], i)
+                    s for i, c in enumerate(CLASS_NAMES) if c in sub_classes
+                    for s in _list_images(sub_classes[c], i, source)
                 ]
     if not ds.splits:
         raise DataError(
@@ -172,6 +176,22 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
         raise DataError(f"{ds.root} has splits {sorted(ds.splits)} but no Training split.")
     groups = duplicate_groups(hash_files([s.path for s in train_all], progress))
     train, val = _grouped_split(train_all, groups, val_fraction, seed)
+    return Splits(train, val, test)
+
+
+def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction: float, seed: int,
+                       progress: Progress | None = None) -> Splits:
+    """Grouped stratified train/val/test split of one extra source: case groups (near duplicates joined
+    with file-name series, brainclf.sources.case_groups) never straddle it."""
+    from .dedup import duplicate_groups, hash_files
+    from .sources import case_groups
+
+    paths = [s.path for s in samples]
+    groups = case_groups(paths, duplicate_groups(hash_files(paths, progress)))
+    rest, test = _grouped_split(samples, groups, test_fraction, seed)
+    index = {s.path: i for i, s in enumerate(samples)}
+    rest_groups = groups[[index[s.path] for s in rest]]
+    train, val = _grouped_split(rest, rest_groups, val_fraction / (1 - test_fraction), seed)
     return Splits(train, val, test)
 
 

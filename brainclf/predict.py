@@ -22,7 +22,7 @@ class Prediction:
     model_name: str
     model_version: str
     model_input: np.ndarray | None = field(default=None, repr=False)  # what the model saw (H, W, C)
-    refer_threshold: float = 0.0  # below this confidence: "refer to a radiologist"
+    refer_threshold: float = 0.0  # below this confidence: "refer to a radiologist" (the predicted class's)
     out_of_distribution: bool = False  # the OOD guard says this is not like a brain MRI slice
     ood_reason: str = ""
     ood_score: float = float("nan")
@@ -116,8 +116,15 @@ class Predictor:
 
     @property
     def refer_threshold(self) -> float:
+        """The symmetric part of the refer rule (every class); see refer_thresholds."""
         cal = self.card.calibration
         return float(cal.get("refer_threshold_tta" if self.tta else "refer_threshold", 0.0) or 0.0)
+
+    @property
+    def refer_thresholds(self) -> dict[str, float]:
+        """The refer rule per predicted class (a stricter one for "no tumour" where the card has it)."""
+        per_class = self.card.calibration.get("refer_thresholds_tta" if self.tta else "refer_thresholds") or {}
+        return {c: float(per_class.get(c, self.refer_threshold)) for c in CLASS_NAMES}
 
     def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
         """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs, (N, F) features."""
@@ -206,7 +213,7 @@ class Predictor:
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
                           model_name=self.card.name, model_version=self.card.version, model_input=x,
-                          refer_threshold=self.refer_threshold)
+                          refer_threshold=self.refer_thresholds[CLASS_NAMES[int(np.argmax(probs))]])
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from . import PRECISIONS
-from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path
+from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
 from .errors import ConfigError, DataError
 from .models import build_model, dtype_policy, ensemble_from_members, get_architecture, recalibrate_batchnorm
 from .preprocess import InputContract
+from .sources import Source, licence_of, sample_key
 
 
 @dataclass
@@ -46,6 +47,13 @@ class TrainConfig:
     # "mixed_bfloat16" trains ~1.7x faster on CPUs with bfloat16 units; the saved model is float32 either way.
     precision: str = "float32"
     split_seed: int | None = None  # seed of the train/validation split (None: `seed`); ensemble members share it
+    # Extra labelled sources ({"name", "weight"}; brainclf.sources), each split by case groups into
+    # train / validation / held-out test with these fractions.
+    extra_sources: list = field(default_factory=list)
+    extra_val_fraction: float = 0.15
+    extra_test_fraction: float = 0.30
+    # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
+    augment_intensity: bool = False
 
     def contract(self) -> InputContract:
         default = get_architecture(self.architecture).default_contract
@@ -65,6 +73,8 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.learning_rate}.")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
+        if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:
+            raise ConfigError("extra-source validation and test fractions must be between 0 and 0.5.")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {self.channels}.")
 
@@ -141,7 +151,8 @@ class _ProgressCallback:
 
     @staticmethod
     def make(hook: ProgressHook | None, cancel: threading.Event | None, state: dict, run_dir: Path,
-             epochs: int, batches: int, t0: float, x_recal: np.ndarray, x_va: np.ndarray, y_va: np.ndarray):
+             epochs: int, batches: int, t0: float, x_recal: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
+             va_source: np.ndarray):
         import keras
 
         class Cb(keras.callbacks.Callback):
@@ -164,9 +175,18 @@ class _ProgressCallback:
                 recalibrate_batchnorm(self.model, x_recal)
                 probs = np.concatenate([np.asarray(self.model(x_va[i:i + 128], training=False))
                                         for i in range(0, len(x_va), 128)])
-                p_true = np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0)
-                logs["val_loss"] = float(-np.log(p_true).mean())
-                logs["val_accuracy"] = float((probs.argmax(1) == y_va).mean())
+                loss = -np.log(np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0))
+                correct = probs.argmax(1) == y_va
+                names = sorted(set(va_source.tolist()))
+                # Each source counts equally in model selection, however many images it brings.
+                logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
+                logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
+                if len(names) > 1:
+                    for n in names:
+                        state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
+                            float(loss[va_source == n].mean()))
+                        state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
+                            float(correct[va_source == n].mean()))
                 for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
                     state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
                 lr = self.model.optimizer.learning_rate
@@ -192,6 +212,32 @@ class _ProgressCallback:
         return Cb()
 
 
+def _roots(root: Path, sources: list[Source]) -> dict[str, Path]:
+    return {"": Path(root), **{s.name: Path(s.root) for s in sources}}
+
+
+def _key(s: Sample, roots: dict[str, Path]) -> str:
+    return sample_key(s.source, relative_path(s.path, roots[s.source]))
+
+
+def _index_samples(root: Path, sources: list[Source]) -> dict[str, Sample]:
+    """Every sample of the primary folder and the extra sources, by its run-state key."""
+    roots = _roots(root, sources)
+    samples = discover(root).all_samples()
+    for src in sources:
+        samples += discover(src.root, source=src.name).all_samples()
+    return {_key(s, roots): s for s in samples}
+
+
+def _check_sources(config: TrainConfig, sources: list[Source]) -> None:
+    given = [{"name": s.name, "weight": float(s.weight)} for s in sources]
+    if given != [{"name": d["name"], "weight": float(d["weight"])} for d in config.extra_sources]:
+        raise ConfigError("The extra data folders given do not match the config's extra_sources.")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Each --extra-data folder needs its own name; got {names}.")
+
+
 def _saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> dict | None:
     """The run's saved state.json (None if none, or not resuming); refuses one saved with another config."""
     path = run_dir / "state.json"
@@ -212,7 +258,7 @@ def _write_state(run_dir: Path, state: dict) -> None:
 def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
           progress: ProgressHook | None = None, cancel: threading.Event | None = None,
           resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default",
-          finish_now: bool = False, finalize: bool = True) -> Path:
+          finish_now: bool = False, finalize: bool = True, extra_data: list[Source] | None = None) -> Path:
     """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
 
     `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
@@ -221,13 +267,18 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     where it stands (out of time, say): its best checkpoint so far becomes the model, and the card says so.
     An ensemble architecture trains its members one after the other (each resumable), then combines them.
     `finalize=False` stops after training and returns the run directory (ensemble members).
+    `extra_data` adds labelled folders of other sources (their names and weights must match
+    config.extra_sources); each is split by case groups and contributes to train, validation and a
+    held-out test part that the card reports as external validation.
     """
     import keras
 
     config.validate()
+    sources = list(extra_data or [])
+    _check_sources(config, sources)
     if get_architecture(config.architecture).members > 1:
         return _train_ensemble(config, data, name, models_dir, progress, cancel, resume, run_dir, strategy,
-                               finish_now)
+                               finish_now, sources)
     contract = config.contract()
     root = Path(data)
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
@@ -239,9 +290,9 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             progress(TrainProgress(stage, message=message, elapsed_s=time.time() - t0, **kw))
 
     state = _saved_state(run_dir, config, resume)
-    ds = discover(root)
+    roots = _roots(root, sources)
     if state:
-        by_rel = {relative_path(s.path, root): s for s in ds.all_samples()}
+        by_rel = _index_samples(root, sources)
         try:
             train_s = [by_rel[p] for p in state["train_files"]]
             val_s = [by_rel[p] for p in state["val_files"]]
@@ -250,20 +301,35 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
     else:
         say("preparing", "Finding near-duplicate groups for a leakage-free split")
-        splits = make_splits(ds, val_fraction=config.val_fraction, seed=config.effective_split_seed())
+        seed = config.effective_split_seed()
+        splits = make_splits(discover(root), val_fraction=config.val_fraction, seed=seed)
         train_s, val_s, test_s = splits.train, splits.val, splits.test
+        extra_splits = {src.name: split_extra_source(discover(src.root, source=src.name).all_samples(),
+                                                     config.extra_val_fraction, config.extra_test_fraction, seed)
+                        for src in sources}
         if config.max_train_images:
-            seed = config.effective_split_seed()
+            small = max(4, config.max_train_images // 4)
             train_s = _subset(train_s, config.max_train_images, seed)
-            val_s = _subset(val_s, max(4, config.max_train_images // 4), seed)
-            test_s = _subset(test_s, max(4, config.max_train_images // 4), seed) if test_s else []
+            val_s = _subset(val_s, small, seed)
+            test_s = _subset(test_s, small, seed) if test_s else []
+            extra_splits = {n: replace(sp, train=_subset(sp.train, small, seed), val=_subset(sp.val, small, seed),
+                                       test=_subset(sp.test, small, seed)) for n, sp in extra_splits.items()}
+        source_info = [{**src.describe(), "fingerprint": fingerprint(src.root, {
+            "train": extra_splits[src.name].train, "val": extra_splits[src.name].val,
+            "test": extra_splits[src.name].test})} for src in sources]
+        for sp in extra_splits.values():
+            train_s, val_s = train_s + sp.train, val_s + sp.val
         state = {
             "config": config.to_dict(),
             "contract": contract.to_dict(),
-            "train_files": [relative_path(s.path, root) for s in train_s],
-            "val_files": [relative_path(s.path, root) for s in val_s],
-            "test_files": [relative_path(s.path, root) for s in test_s],
-            "fingerprint": fingerprint(root, {"train": train_s, "val": val_s, "test": test_s}),
+            "train_files": [_key(s, roots) for s in train_s],
+            "val_files": [_key(s, roots) for s in val_s],
+            "test_files": [_key(s, roots) for s in test_s],
+            "external_test_files": {n: [_key(s, roots) for s in sp.test] for n, sp in extra_splits.items()},
+            "sources": [{"name": Path(root).resolve().name, "weight": 1.0, "licence": licence_of(root),
+                         "primary": True}] + source_info,
+            "fingerprint": fingerprint(root, {"train": [s for s in train_s if not s.source],
+                                              "val": [s for s in val_s if not s.source], "test": test_s}),
             "epoch": 0, "best_epoch": 0, "best_val_loss": float("inf"),
             "patience": config.early_stopping_patience, "stopped_early": False,
             "history": {}, "train_seconds": 0.0, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -283,17 +349,19 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     if not finished:
         keras.utils.set_random_seed(config.seed + state["epoch"])  # resumed runs stay repeatable
         say("preparing", f"Loading {len(train_s)} training and {len(val_s)} validation images")
-        x_tr, y_tr, _, errs = load_arrays(train_s, contract)
-        x_va, y_va, _, errs_va = load_arrays(val_s, contract)
+        x_tr, y_tr, kept_tr, errs = load_arrays(train_s, contract)
+        x_va, y_va, kept_va, errs_va = load_arrays(val_s, contract)
         if len(x_tr) == 0:
             raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
+        weight_of = {s.name: float(s.weight) for s in sources}
+        w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32)
         steps_per_epoch = int(np.ceil(len(x_tr) / config.batch_size))
         with distribution_strategy(strategy).scope():
             model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
-        train_ds = _tf_dataset(x_tr, y_tr, config, training=True)
+        train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None)
         x_recal = x_tr[np.random.default_rng(config.seed).permutation(len(x_tr))[:64 * 40]]
         cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0,
-                                    x_recal, x_va, y_va)
+                                    x_recal, x_va, y_va, np.array([s.source for s in kept_va]))
         model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=[cb], verbose=0)
         state.pop("_epoch_start", None)
         _write_state(run_dir, state)
@@ -306,13 +374,14 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
         return run_dir
     say("evaluating", "Evaluating the best checkpoint", epoch=state["epoch"], epochs=config.epochs,
         history=state["history"])
-    out = finalize_model(run_dir, state, root, name, Path(models_dir))
+    out = finalize_model(run_dir, state, root, name, Path(models_dir), sources)
     say("done", f"Saved {out}", epoch=state["epoch"], epochs=config.epochs, history=state["history"])
     return out
 
 
 def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: ProgressHook | None,
-                    cancel: threading.Event | None, resume: bool, run_dir, strategy: str, finish_now: bool) -> Path:
+                    cancel: threading.Event | None, resume: bool, run_dir, strategy: str, finish_now: bool,
+                    sources: list[Source]) -> Path:
     """Train each member as its own resumable run in RUN_DIR/member<k>, one after the other, then combine
     them into one model and card. The progress hook sees one long run (epochs of all members)."""
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
@@ -334,7 +403,7 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
                                  message=f"member {k + 1}/{n}: {p.message}" if p.message else p.message))
 
         dirs.append(train(member, data, f"{name}-member{k}", models_dir, hook, cancel, resume,
-                          run_dir / f"member{k}", strategy, finish_now, finalize=False))
+                          run_dir / f"member{k}", strategy, finish_now, finalize=False, extra_data=sources))
     states = [json.loads((d / "state.json").read_text()) for d in dirs]
     first = states[0]
     if any(s["val_files"] != first["val_files"] or s["train_files"] != first["train_files"] for s in states):
@@ -342,6 +411,7 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     state = {
         "config": config.to_dict(), "contract": first["contract"],
         **{f"{k}_files": first[f"{k}_files"] for k in ("train", "val", "test")},
+        "external_test_files": first.get("external_test_files", {}), "sources": first.get("sources", []),
         "fingerprint": first["fingerprint"], "epoch": first["epoch"], "best_epoch": first["best_epoch"],
         "stopped_early": any(s["stopped_early"] for s in states),
         "stopped_reason": "; ".join(f"member {k}: {s.get('stopped_reason') or 'early stopping'}"
@@ -357,7 +427,7 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     if progress:
         progress(TrainProgress("evaluating", n * members[0].epochs, n * members[0].epochs,
                                message="Combining the members and evaluating the ensemble"))
-    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir))
+    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir), sources)
     if progress:
         progress(TrainProgress("done", message=f"Saved {out}"))
     return out
@@ -404,22 +474,45 @@ def _load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, 
     return model
 
 
-def _tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool):
+def _tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
+                weights: np.ndarray | None = None):
+    """Batches of (x, y) or (x, y, sample weight), augmented when training."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size)
     if training and config.augment:
         aug = augmentation_pipeline(config.seed)
-        ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+
+        def augment(a, *rest):
+            a = aug(a, training=True)
+            if config.augment_intensity:
+                a = intensity_augmentation(a)
+            return (tf.clip_by_value(a, 0.0, 1.0), *rest)
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir: Path) -> Path:
-    """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics."""
+def intensity_augmentation(batch):
+    """Per image: gamma in [0.6, 1.6], brightness ±0.08, Gaussian noise with sigma up to 0.03: the
+    windowing, scanner and export differences between sources, not the anatomy."""
+    import tensorflow as tf
+
+    n = tf.shape(batch)[0]
+    gamma = tf.exp(tf.random.uniform([n, 1, 1, 1], np.log(0.6), np.log(1.6)))
+    out = tf.pow(tf.clip_by_value(batch, 1e-6, 1.0), gamma)
+    out = out + tf.random.uniform([n, 1, 1, 1], -0.08, 0.08) * tf.cast(batch > 0.02, batch.dtype)
+    sigma = tf.random.uniform([n, 1, 1, 1], 0.0, 0.03)
+    return out + sigma * tf.random.normal(tf.shape(batch))
+
+
+def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir: Path,
+                   sources: list[Source] | None = None) -> Path:
+    """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics, and
+    external validation on each extra source's held-out case groups."""
     import keras
 
     from .card import ModelCard, file_sha256, library_versions, machine_description
@@ -443,7 +536,7 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     else:
         model = build_model(config.architecture, contract)
         model.set_weights(trained[0].get_weights())
-    by_rel = {relative_path(s.path, root): s for s in discover(root).all_samples()}
+    by_rel = _index_samples(root, list(sources or []))
     train_s = [by_rel[p] for p in state["train_files"] if p in by_rel]
     if config.precision != "float32":
         # The checkpoint's BatchNorm statistics were gathered with bfloat16 activations: re-estimate them
@@ -477,7 +570,9 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     card.training["files"] = {"train": state["train_files"], "val": state["val_files"]}
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
-    training_paths = [root / p for p in state["train_files"] + state["val_files"]]
+    # The clean subset of the (primary) test split: no near twin among the primary training images.
+    training_paths = [by_rel[p].path for p in state["train_files"] + state["val_files"]
+                      if p in by_rel and not by_rel[p].source]
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
     fit_ood_guard(card, predictor, train_s, val_s, test_s, seed=config.seed)
@@ -492,6 +587,17 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
         tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
         card.test_predictions_tta = tta.pop("predictions")
         card.metrics["test_tta"] = tta
+    if state.get("sources"):
+        card.training["sources"] = state["sources"]
+    for src in sources or []:
+        from .external import evaluate_external
+
+        held_out = [by_rel[p] for p in state.get("external_test_files", {}).get(src.name, []) if p in by_rel]
+        if held_out:
+            report = evaluate_external(predictor, held_out, src.root, membership=(
+                f"held-out case groups of {src.name} ({len(held_out)} images): not trained or validated on"))
+            card.external_predictions[src.name] = report.pop("predictions")
+            card.metrics.setdefault("external", {})[src.name] = report
     card.save(out.with_suffix(".json"))
     return out
 
@@ -501,7 +607,7 @@ def calibrate(card, predictor, val_samples: list[Sample]) -> None:
     choose whether the model runs with flip TTA by default."""
     from .evaluate import predict_samples
     from .metrics import expected_calibration_error
-    from .trust import apply_temperature, choose_refer_threshold, fit_temperature, nll
+    from .trust import apply_temperature, choose_refer_threshold, choose_refer_thresholds, fit_temperature, nll
 
     cal = {"fitted_on": f"validation split ({len(val_samples)} images)", "refer_target_accuracy": 0.999}
     for suffix, p in (("", predictor.with_tta(False)), ("_tta", predictor.with_tta(True))):
@@ -513,6 +619,7 @@ def calibrate(card, predictor, val_samples: list[Sample]) -> None:
         cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
         cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
         cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, 0.999)
+        cal[f"refer_thresholds{suffix}"] = choose_refer_thresholds(y, probs, 0.999)
         cal[f"val_nll{suffix}"] = nll(y, probs)
         cal[f"val_accuracy{suffix}"] = float((probs.argmax(1) == y).mean()) if len(y) else 0.0
     # How the model is run unless the user says otherwise: with flip TTA only if that lowers the

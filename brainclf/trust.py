@@ -66,11 +66,47 @@ def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: fl
     return float(conf_sorted[ok[-1]])
 
 
-def coverage_accuracy(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+def choose_refer_thresholds(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999,
+                            notumor_index: int = CLASS_NAMES.index("notumor")) -> dict[str, float]:
+    """The asymmetric refer rule, one confidence threshold per predicted class.
+
+    Every class gets `choose_refer_threshold`'s threshold. A "no tumour" answer must also be above the
+    confidence of every tumour image of this (validation) set that the model called "no tumour": missing a
+    tumour is the costly error, so no validation tumour is answered "no tumour" without referral.
+
+    Args:
+        y: true class indices of the validation images.
+        probs: their calibrated probabilities (N, classes).
+    Returns:
+        {class name: threshold}; a prediction whose confidence is below its class's threshold is referred.
+    """
+    base = choose_refer_threshold(y, probs, target_accuracy)
+    out = {c: base for c in CLASS_NAMES}
+    y = np.asarray(y)
+    if len(y):
+        pred = probs.argmax(1)
+        missed = (pred == notumor_index) & (y != notumor_index)
+        if missed.any():
+            worst = float(probs[missed, notumor_index].max())
+            # Just above the worst miss: np.nextafter keeps `conf >= t` from accepting that very image.
+            out[CLASS_NAMES[notumor_index]] = max(base, float(np.nextafter(np.float32(worst), np.float32(2))))
+    return out
+
+
+def thresholds_per_row(probs: np.ndarray, threshold: float | dict[str, float]) -> np.ndarray:
+    """Each row's refer threshold: one number for all, or {class: threshold} by predicted class."""
+    if isinstance(threshold, dict):
+        table = np.array([float(threshold.get(c, 0.0)) for c in CLASS_NAMES])
+        return table[probs.argmax(1)] if len(probs) else np.zeros(0)
+    return np.full(len(probs), float(threshold))
+
+
+def coverage_accuracy(y: np.ndarray, probs: np.ndarray, threshold: float | dict[str, float]) -> dict:
     conf = probs.max(1)
-    accepted = conf >= threshold
+    accepted = conf >= thresholds_per_row(probs, threshold)
     correct = probs.argmax(1) == np.asarray(y)
-    return {"threshold": float(threshold), "coverage": float(accepted.mean()) if len(y) else 0.0,
+    shown = {c: float(t) for c, t in threshold.items()} if isinstance(threshold, dict) else float(threshold)
+    return {"threshold": shown, "coverage": float(accepted.mean()) if len(y) else 0.0,
             "accepted": int(accepted.sum()), "referred": int((~accepted).sum()),
             "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
 
