@@ -89,18 +89,26 @@ def _json_default(o):
 
 def cmd_evaluate(args) -> int:
     from .data import resolve_data_root
-    from .evaluate import evaluate_folder
+    from .evaluate import evaluate_folder, record_external
     from .predict import Predictor
 
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
     bar = _CountBar("evaluate")
-    report = evaluate_folder(predictor, data, bar, training_root=args.train_data)
+    report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external)
     bar.close()
     for err in report["unreadable"]:
         print(f"skipped: {err}", file=sys.stderr)
+    if args.record:
+        if not report.get("external"):
+            print("error: --record stores external validation; this folder was evaluated without it "
+                  "(pass --external)", file=sys.stderr)
+            return 2
+        print(f"recorded in {record_external(args.model, report)}", file=sys.stderr)
     if args.json:
         out = {k: v for k, v in report.items() if k != "predictions" or args.with_predictions}
+        if "external" in out and not args.with_predictions:
+            out["external"] = {k: v for k, v in out["external"].items() if k != "predictions"}
         print(json.dumps(out, default=_json_default))
         return 0
     print(format_report(report))
@@ -127,8 +135,8 @@ def format_report(report: dict) -> str:
     if report.get("refer"):
         r = report["refer"]
         acc = "n/a" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.4f}"
-        lines.insert(3, f"refer rule (confidence < {r['threshold']:.3f}): coverage {r['coverage']:.1%}, "
-                        f"accepted accuracy {acc}, referred {r['referred']}")
+        lines.insert(3, f"refer rule (confidence < {format_thresholds(r['threshold'])}): coverage "
+                        f"{r['coverage']:.1%}, accepted accuracy {acc}, referred {r['referred']}")
     clean = report.get("clean")
     if clean:
         lo, hi = clean["bootstrap"]["accuracy"] if clean.get("bootstrap") else (float("nan"),) * 2
@@ -136,12 +144,53 @@ def format_report(report: dict) -> str:
                         f"accuracy={clean['accuracy']:.4f} [95% CI {lo:.4f}, {hi:.4f}]")
     elif report.get("clean_note"):
         lines.insert(4, f"clean subset: {report['clean_note']}")
+    if report.get("excluded_trained_on"):
+        lines.insert(1, f"left out {report['excluded_trained_on']} images the model trained or validated on")
+    if report.get("external"):
+        lines += ["", *format_external(report["external"])]
     if report["misclassified"]:
         lines += ["", f"misclassified ({len(report['misclassified'])}):"]
         for r in report["misclassified"][:50]:
             lines.append(f"  {r['path']}: true {r['true']}, predicted {r['pred']} "
                          f"({max(r['probs']):.1%})")
     return "\n".join(lines)
+
+
+def format_thresholds(t) -> str:
+    if isinstance(t, dict):
+        return ", ".join(f"{c} {v:.3f}" for c, v in t.items())
+    return f"{t:.3f}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def format_external(ext: dict) -> list[str]:
+    """The external-validation block: membership, accuracy, tumour→"no tumour", per sequence."""
+    iv = ext.get("intervals") or {}
+    lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
+             f"  accuracy {_pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} (95% CI over {iv.get('groups', '?')} "
+             "case groups)",
+             f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
+             f"= {_pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
+             f"flagged: {ext['called_notumor_unflagged']} = {_pct(ext['called_notumor_unflagged_rate'])}"
+             f"{_ci(iv.get('called_notumor_unflagged_rate'))}",
+             f"  coverage (neither referred nor flagged) {_pct(ext['coverage'])}, accepted accuracy "
+             f"{_pct(ext['accepted_accuracy'])}",
+             "  recall: " + ", ".join(f"{c} {_pct(v)}" for c, v in ext["recall"].items())]
+    core = ext.get("t1c_tumours_and_normals")
+    if core:
+        lines.append(f"  T1C+ tumours + all normals: n={core['n']}  accuracy {_pct(core['accuracy'])}"
+                     f"{_ci((core.get('intervals') or {}).get('accuracy'))}")
+    for seq, m in ext.get("by_sequence", {}).items():
+        lines.append(f"  {seq:<8} n={m['n']:<5} accuracy {_pct(m['accuracy'])}  tumour→'no tumour' "
+                     f"{_pct(m.get('called_notumor_rate'))} (unflagged {_pct(m.get('called_notumor_unflagged_rate'))})")
+    return lines
 
 
 def cmd_predict(args) -> int:
@@ -274,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
+    e.add_argument("--external", action=argparse.BooleanOptionalAction, default=None,
+                   help="external-validation block (per sequence, tumour→'no tumour', case-group intervals); "
+                        "default: when the folder has a manifest.csv, lacks a class or is an extra training source")
+    e.add_argument("--record", action="store_true",
+                   help="store the external validation in the model's card (shown by the app)")
     _add_tta_flag(e)
     e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
                    "metrics (default: next to --data, or $BRAINCLF_DATA)")

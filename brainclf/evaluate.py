@@ -71,7 +71,7 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
         report["ece_uncalibrated"] = expected_calibration_error(y, raw)
         report["temperature"] = predictor.temperature
         report["bootstrap"] = bootstrap_ci(y, probs)
-        report["refer"] = coverage_accuracy(y, probs, predictor.refer_threshold)
+        report["refer"] = coverage_accuracy(y, probs, predictor.refer_thresholds)
     report["tta"] = predictor.tta
     if training_paths and report["n"]:
         clean = clean_mask([s.path for s in kept], training_paths)
@@ -103,10 +103,32 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
     return None
 
 
+def trained_on(card, dataset: str) -> set[str]:
+    """Relative paths of `dataset` (an extra source's name) that the model trained or validated on."""
+    from .sources import split_key
+
+    files = card.training.get("files") or {}
+    out = set()
+    for key in list(files.get("train", [])) + list(files.get("val", [])):
+        source, rel = split_key(str(key))
+        if source == dataset:
+            out.add(rel)
+    return out
+
+
 def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
-                    training_root: str | Path | None = None) -> dict:
+                    training_root: str | Path | None = None, external: bool | None = None) -> dict:
     """Evaluate on every image under a folder of class sub-folders (or a Training/Testing root: all splits
-    that are not Training), with the clean-subset metrics when the training images can be found."""
+    that are not Training), with the clean-subset metrics when the training images can be found.
+
+    Any subset of the classes may be present. Images of this folder that the model trained or validated on
+    (an extra source named like the folder in its card) are left out and counted. `external` (default:
+    when the folder has a manifest.csv, lacks a class or is one of the model's extra sources) adds the
+    external-validation block (brainclf.external): per-sequence breakdown, tumour→"no tumour" rates and
+    intervals over case groups.
+    """
+    from .external import MANIFEST, evaluate_external
+
     data = Path(data)
     ds = discover(data)
     if ds.pooled:
@@ -115,6 +137,12 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         samples = [s for name, ss in ds.splits.items() if name.lower() not in ("training", "train") for s in ss]
         if not samples:
             raise DataError(f"{data} has only a Training split; point --data at a test folder.")
+    dataset = data.resolve().name
+    seen = trained_on(predictor.card, dataset)
+    excluded = [s for s in samples if relative_path(s.path, data) in seen]
+    samples = [s for s in samples if relative_path(s.path, data) not in seen]
+    if not samples:
+        raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
     training = training_paths_for(predictor.card, data, training_root)
     report = evaluate_samples(predictor, samples, data, progress, training_paths=training)
     if training is None:
@@ -122,4 +150,30 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         report["clean_note"] = ("training images not found: pass --train-data DATA_ROOT to get the clean-subset "
                                 "metrics")
     report["data"] = str(data)
+    report["excluded_trained_on"] = len(excluded)
+    sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
+    if external is None:
+        external = ((data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES)
+                    or dataset in sources)
+    if external:
+        membership = (f"{len(samples)} images of {dataset} the model did not train or validate on "
+                      f"({len(excluded)} it did were left out)" if excluded or dataset in sources else
+                      f"all {len(samples)} images of {dataset}, which is not among the model's training sources")
+        report["external"] = evaluate_external(predictor, samples, data, membership, dataset)
     return report
+
+
+def record_external(model_path: str | Path, report: dict) -> Path:
+    """Store an evaluation's external block in the model's card (metrics.external[dataset] and the
+    per-image rows), so the app shows it without re-running the model. Returns the card's path."""
+    from .card import card_path, read_card
+
+    ext = dict(report["external"])
+    card = read_card(model_path)
+    if ext["model"] != {"name": card.name, "version": card.version}:
+        raise DataError("This evaluation was made with another model version than the card's.")
+    card.external_predictions[ext["dataset"]] = ext.pop("predictions")
+    card.metrics.setdefault("external", {})[ext["dataset"]] = ext
+    path = card_path(model_path)
+    card.save(path)
+    return path

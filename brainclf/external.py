@@ -163,6 +163,10 @@ def evaluate_external(predictor, samples: list[Sample], root: str | Path, member
     if not rows:
         raise DataError(f"None of the {len(samples)} images in {Path(root).name} could be read.")
     report = summarise(rows)
+    # The clinical core: contrast-enhanced tumours and every normal slice (what a T1C+ reader sees).
+    core = [r for r in rows if r["true"] == "notumor" or (r["true"] != "notumor" and r["sequence"] == "T1C+")]
+    if any(r["sequence"] == "T1C+" for r in core):
+        report["t1c_tumours_and_normals"] = summarise(core)
     report.update({"dataset": dataset or Path(root).resolve().name, "membership": membership,
                    "by_sequence": by_sequence(rows), "unreadable": len(errors), "tta": predictor.tta,
                    "model": {"name": predictor.card.name, "version": predictor.card.version},
