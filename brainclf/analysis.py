@@ -44,12 +44,22 @@ def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
 
 
 def resolve_image(path: str, data_root: str | Path | None) -> Path | None:
-    """A card stores paths relative to the data root it was evaluated on; find the file if we can."""
-    if not data_root:
+    """A card stores paths relative to the data root it was evaluated on; find the file if we can.
+
+    Card paths are untrusted: absolute paths, '..' and anything that resolves (symlinks included) outside
+    the data root (or its parent, for cards evaluated one level up) are refused (None), never opened.
+    """
+    from pathlib import PurePosixPath
+
+    if not data_root or not isinstance(path, str) or not path or "\x00" in path:
         return None
-    root = Path(data_root)
-    for candidate in (root / path, root.parent / path):
-        if candidate.is_file():
+    rel = PurePosixPath(path)
+    if rel.is_absolute() or ".." in rel.parts or Path(path).is_absolute():
+        return None
+    root = Path(data_root).resolve()
+    for base in (root, root.parent):
+        candidate = (base / rel).resolve()
+        if candidate.is_relative_to(base) and candidate.is_file():
             return candidate
     return None
 

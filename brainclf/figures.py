@@ -158,3 +158,25 @@ def deletion_figure(deletion: dict) -> go.Figure:
                       xaxis=dict(tickformat=".0%"), height=340, title="Deletion test",
                       margin=dict(l=10, r=10, t=40, b=40))
     return fig
+
+
+def external_sequence_figure(ext: dict, title: str = "") -> go.Figure:
+    """Per MR sequence: accuracy and the share of tumour images answered "no tumour" (with 95% intervals
+    over case groups)."""
+    seqs = list(ext.get("by_sequence", {}))
+    fig = go.Figure()
+    for key, name, colour in (("accuracy", "accuracy", "#1f77b4"),
+                              ("called_notumor_rate", "tumours called 'no tumour'", "#d62728"),
+                              ("called_notumor_unflagged_rate", "…of them not referred or flagged", "#ff9896")):
+        vals = [ext["by_sequence"][s].get(key) for s in seqs]
+        cis = [(ext["by_sequence"][s].get("intervals") or {}).get(key) for s in seqs]
+        err_hi = [(c[1] - v) if c and v is not None else 0 for v, c in zip(vals, cis)]
+        err_lo = [(v - c[0]) if c and v is not None else 0 for v, c in zip(vals, cis)]
+        fig.add_trace(go.Bar(x=seqs, y=[v if v is not None else 0 for v in vals], name=name, marker_color=colour,
+                             error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
+                             text=[f"{v:.0%}" if v is not None else "—" for v in vals], textposition="outside",
+                             hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%"), height=340,
+                      title=title or f"External validation on {ext.get('dataset', '')}, by MR sequence",
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=60))
+    return fig

@@ -11,10 +11,12 @@ from brainclf.analysis import embed_2d, penultimate_features, report_from_rows, 
 from brainclf.errors import BrainclfError
 from brainclf.evaluate import evaluate_folder
 from brainclf.explain import overlay_heatmap
+from brainclf.external import external_root, sequence_table
 from brainclf.figures import (
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
+    external_sequence_figure,
     feature_map_figure,
     history_figure,
     pr_figure,
@@ -37,6 +39,7 @@ source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-eva
 rows, card_tta = card.stored_test_predictions(predictor.tta)
 where = f"the test split recorded in the {card.name} card"
 root = data_root()
+saved, fresh_external, folder_done = None, None, None
 if source.startswith("Re-evaluate"):
     folder = st.text_input("Folder of class sub-folders", value=str(Path(root) / "Testing") if root else "",
                            key="eval_folder")
@@ -45,13 +48,14 @@ if source.startswith("Re-evaluate"):
         try:
             report = evaluate_folder(predictor, folder,
                                      progress=lambda d, t: bar.progress(d / t, text=f"Evaluating {d}/{t} images"))
-            st.session_state["eval_result"] = (card.label, folder, report["predictions"], report["unreadable"])
+            st.session_state["eval_result"] = (card.label, folder, report["predictions"], report["unreadable"],
+                                               report.get("external"))
         except BrainclfError as e:
             st.error(str(e))
         bar.empty()
     saved = st.session_state.get("eval_result")
     if saved and saved[0] == card.label:
-        _, folder_done, rows, unreadable = saved
+        _, folder_done, rows, unreadable, fresh_external = saved
         where = f"`{folder_done}`"
         root = folder_done
         if unreadable:
@@ -67,7 +71,7 @@ if not rows:
 if predictor.tta and not card_tta and not source.startswith("Re-evaluate"):
     st.info("This card stores test predictions without TTA only; re-evaluate on a folder to see them with TTA.")
     predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
-report = report_from_rows(rows, predictor.refer_threshold)
+report = report_from_rows(rows, predictor.refer_thresholds)
 st.caption(f"{report['n']} images from {where}; model {card.label}"
            + (" (flip TTA on)." if predictor.tta and (card_tta or source.startswith("Re-evaluate")) else "."))
 c = st.columns(5)
@@ -88,11 +92,14 @@ if clean:
             f"near duplicate among the training images. On the **clean subset** of {clean['n']} images the "
             f"accuracy is **{clean['accuracy']:.2%}** (95% CI {clo:.2%} – {chi:.2%}); "
             f"overall {report['accuracy']:.2%} (95% CI {lo:.2%} – {hi:.2%}).", icon=":material/content_copy:")
+    def ci_text(ci) -> str:  # a class with no images here (pituitary in an external set) has no interval
+        return "{:.3f} – {:.3f}".format(*ci) if ci else "—"
+
     st.dataframe(pd.DataFrame([{"class": class_label(k), "recall (all)": report["per_class"][k]["recall"],
-                                "95% CI (all)": "{:.3f} – {:.3f}".format(*report["bootstrap"]["recall"][k]),
-                                "recall (clean)": clean["recall"][k],
-                                "95% CI (clean)": "{:.3f} – {:.3f}".format(*clean["bootstrap"]["recall"][k])
-                                if clean["bootstrap"]["recall"][k] else "—"} for k in CLASS_NAMES]),
+                                "95% CI (all)": ci_text(report["bootstrap"]["recall"].get(k)),
+                                "recall (clean)": clean["recall"].get(k),
+                                "95% CI (clean)": ci_text((clean.get("bootstrap") or {}).get("recall", {}).get(k))}
+                               for k in CLASS_NAMES]),
                  hide_index=True)
 
 # ---- confusion matrix and the images behind a cell ---------------------------------------------------------
@@ -121,20 +128,21 @@ cell = rows_for_cell(rows, true_c, pred_c)
 st.markdown(f"**{len(cell)} images** true *{class_label(true_c)}*, predicted *{class_label(pred_c)}*.")
 
 
-def show_gallery(items, key: str, limit: int = 12) -> None:
+def show_gallery(items, key: str, limit: int = 12, image_root=None) -> None:
+    root_here = image_root or root
     if not items:
         return
-    if not root:
+    if not root_here:
         st.info("Set the data folder in the sidebar (or start the app with BRAINCLF_DATA=…) to see these images.")
         st.dataframe(pd.DataFrame([{"file": r["path"], **{k: p for k, p in zip(CLASS_NAMES, r["probs"])}}
                                    for r in items]), hide_index=True, key=f"{key}_table")
         return
     cols = st.columns(4)
     for j, r in enumerate(items[:limit]):
-        path = resolve_image(r["path"], root)
+        path = resolve_image(r["path"], root_here)
         with cols[j % 4]:
             if path is None:
-                st.caption(f"{r['path']}: not found under {root}")
+                st.caption(f"{Path(str(r['path'])).name}: not found in the data folder")
                 continue
             x = load_model_input(path, predictor.contract)
             heat = predictor.gradcam(x, CLASS_NAMES.index(r["pred"]))
@@ -146,6 +154,59 @@ def show_gallery(items, key: str, limit: int = 12) -> None:
 
 
 show_gallery(cell, "cell")
+
+# ---- external validation: images from another source --------------------------------------------------------
+st.subheader("External validation")
+st.caption("The Kaggle test split above comes from the same sources as the training images, so its accuracy is "
+           "an **in-distribution** figure. These are slices from another source, which is how a clinician's own "
+           "scans look to the model.")
+externals = dict(card.metrics.get("external", {}))
+fresh = fresh_external
+if fresh:
+    externals = {f"{fresh['dataset']} (just evaluated)": fresh}
+if not externals:
+    st.info("No external validation is recorded for this model. Re-evaluate it on an external folder, or run "
+            "`python -m brainclf evaluate --model … --data EXTERNAL --record`.")
+for name, ext in externals.items():
+    iv = ext.get("intervals") or {}
+    st.markdown(f"**{name}** — {ext['membership']}.")
+    e = st.columns(4)
+    acc_ci = iv.get("accuracy")
+    e[0].metric("Accuracy", f"{ext['accuracy']:.1%}",
+                help=f"95% CI {acc_ci[0]:.1%} – {acc_ci[1]:.1%} (resampling {iv.get('groups')} case groups)"
+                if acc_ci else None)
+    e[1].metric("Tumours called 'no tumour'", f"{ext['called_notumor_rate']:.1%}"
+                if ext.get("called_notumor_rate") is not None else "—",
+                help=f"{ext['called_notumor']:,} of {ext['tumour_images']:,} tumour images")
+    e[2].metric("…not referred or flagged", f"{ext['called_notumor_unflagged_rate']:.1%}"
+                if ext.get("called_notumor_unflagged_rate") is not None else "—",
+                help="Missed tumours that the refer rule and the OOD guard did not catch: the dangerous errors.")
+    e[3].metric("Answered (not referred)", f"{ext['coverage']:.1%}",
+                help=f"Accuracy of those answered: {ext['accepted_accuracy']:.1%}"
+                if ext.get("accepted_accuracy") is not None else None)
+    core = ext.get("t1c_tumours_and_normals")
+    if core:
+        st.caption(f"Contrast-enhanced (T1C+) tumours and all normal slices: {core['accuracy']:.1%} of "
+                   f"{core['n']:,} images.")
+    left, right = st.columns(2)
+    if ext.get("by_sequence"):
+        left.plotly_chart(external_sequence_figure(ext), key=f"ext_seq_{name}")
+    right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise, f"{name}: confusion"),
+                       key=f"ext_cm_{name}")
+    if ext.get("by_sequence"):
+        st.dataframe(pd.DataFrame(sequence_table(ext)), hide_index=True,
+                     column_config={k: st.column_config.NumberColumn(k, format="percent") for k in (
+                         "accuracy", "tumours called 'no tumour'", "…and not referred or flagged",
+                         "referred or flagged")})
+    ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
+    wrong = sorted((r for r in ext_rows if r["true"] != r["pred"]), key=lambda r: -max(r["probs"]))
+    if wrong:
+        with st.expander(f"Misclassified external images ({len(wrong):,}), most confident first, with Grad-CAM"):
+            sequences = sorted({r.get("sequence", "unknown") for r in wrong})
+            pick = st.selectbox("Sequence", ["all", *sequences], key=f"ext_seq_pick_{name}")
+            shown = [r for r in wrong if pick == "all" or r.get("sequence") == pick]
+            show_gallery(shown, f"ext_{name}", image_root=external_root(ext.get("dataset", name), root)
+                         or (folder_done if fresh else None))
 
 # ---- curves -------------------------------------------------------------------------------------------------
 st.subheader("ROC and precision-recall")
@@ -167,17 +228,21 @@ if cal:
     t1.caption(f"Validation ECE {cal.get('val_ece_before', 0):.2%} before → {cal.get('val_ece_after', 0):.2%} after "
                f"scaling; shown here: {report['ece']:.2%}.")
 if refer["accepted_accuracy"] is not None:
+    rule = predictor.refer_thresholds
+    nt, base = rule["notumor"], predictor.refer_threshold
     t2.metric("Refer rule: coverage", f"{refer['coverage']:.1%}",
-              help=f"Predictions below confidence {refer['threshold']:.3f} are referred to a radiologist.")
-    t2.caption(f"Accepted accuracy {refer['accepted_accuracy']:.2%}; {refer['referred']} referred "
-               f"(threshold {refer['threshold']:.3f}, chosen on validation for ≥ 99.9 %).")
+              help=f"Predictions below confidence {base:.3f} (a 'no tumour' answer: below {nt:.3f}) are referred "
+                   "to a radiologist.")
+    t2.caption(f"Accepted accuracy {refer['accepted_accuracy']:.2%}; {refer['referred']:,} referred. Thresholds "
+               f"chosen on validation: {base:.3f} for ≥ 99.9 % accuracy, and {nt:.3f} for 'no tumour' so that no "
+               "validation tumour is answered 'no tumour' without referral.")
 if card.ood.get("measured"):
     m = card.ood["measured"]
     t3.metric("OOD guard: non-MRI flagged", f"{m['non_mri_flagged']}/{m['non_mri_n']}")
     t3.caption(f"Test images flagged: {m.get('test_flagged', 0)}/{m.get('test_n', 0)}. Colour check + "
                "Mahalanobis distance of penultimate features.")
 left, right = st.columns(2)
-left.plotly_chart(coverage_figure(report["coverage_curve"], refer["threshold"]), key="coverage")
+left.plotly_chart(coverage_figure(report["coverage_curve"], predictor.refer_threshold), key="coverage")
 if card.faithfulness.get("deletion"):
     d, rnd = card.faithfulness["deletion"], card.faithfulness.get("randomisation", {})
     right.plotly_chart(deletion_figure(d), key="deletion")

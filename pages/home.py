@@ -30,14 +30,32 @@ t = card.training
 test = card.test_metrics()  # as the model runs by default (flip TTA if its card says so)
 fp = t.get("fingerprint", {})
 clean = test.get("clean") or {}
+externals = card.metrics.get("external", {})
 cols = st.columns(4)
-cols[0].metric("Test accuracy", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—",
-               help="With flip test-time augmentation, the model's default (chosen on validation)."
-               if card.tta_default else "Single pass, the model's default (chosen on validation).")
+cols[0].metric("Test accuracy (Kaggle)", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—",
+               help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
+               + ("With flip test-time augmentation, the model's default (chosen on validation)."
+                  if card.tta_default else "Single pass, the model's default (chosen on validation)."))
 cols[1].metric("Clean-subset accuracy", f"{clean['accuracy']:.2%}" if clean.get("accuracy") is not None else "—",
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
-cols[2].metric("Macro AUC", f"{test['macro_auc']:.4f}" if test.get("macro_auc") else "—")
-cols[3].metric("Parameters", f"{card.params:,}")
+if externals:
+    name, ext = next(iter(externals.items()))
+    cols[2].metric("External accuracy (other source)", f"{ext['accuracy']:.1%}",
+                   help=f"{name}: {ext['membership']}. This is closer to how the model reads a new hospital's scans.")
+    cols[3].metric("Tumours missed, not referred", f"{ext['called_notumor_unflagged_rate']:.1%}"
+                   if ext.get("called_notumor_unflagged_rate") is not None else "—",
+                   help="Share of the external tumour images answered 'no tumour' without a referral or an "
+                        "out-of-distribution flag.")
+else:
+    cols[2].metric("External accuracy (other source)", "not measured",
+                   help="No external validation is recorded for this model: its only figures are in-distribution.")
+    cols[3].metric("Parameters", f"{card.params:,}")
+sources = t.get("sources") or []
+licences = [s.get("licence", "") for s in sources]
+if any("NC" in lic for lic in licences):
+    st.warning("**Licence.** This model was trained partly on images licensed CC BY-NC-SA (Radiopaedia.org cases): "
+               "it may be used for non-commercial research and evaluation only, with attribution.",
+               icon=":material/gavel:")
 sizes = t.get("sizes", {})
 st.markdown(
     f"- **Architecture:** `{card.architecture}` — {card.description} Input {card.contract.size}×"

@@ -159,3 +159,17 @@ def test_penultimate_features_of_an_ensemble_join_its_members():
     feats = penultimate_features(model, x)
     parts = [np.asarray(keras.Model(model.inputs, model.get_layer(f"m{k}_gap").output)(x)) for k in range(2)]
     np.testing.assert_allclose(feats, np.concatenate(parts, axis=1), atol=1e-5)
+
+
+def test_resolve_image_refuses_paths_outside_the_data_root(tmp_path):
+    root = tmp_path / "data" / "brain-mri"
+    (root / "Testing").mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"png")
+    (root / "Testing" / "link.png").symlink_to(secret)
+    assert resolve_image("../../secret.png", root) is None
+    assert resolve_image(str(secret), root) is None  # absolute
+    assert resolve_image("/etc/passwd", root) is None
+    assert resolve_image("Testing/../../../secret.png", root) is None
+    assert resolve_image("Testing/link.png", root) is None  # a symlink pointing outside
+    assert resolve_image(None, root) is None

@@ -36,7 +36,8 @@ def test_home_shows_intended_use_and_card():
     at = open_page(PAGES[0])
     assert any("not for diagnosis" in e.value or "research and education only" in e.value for e in at.error)
     assert any("Active model: default" in s.value for s in at.subheader)
-    assert [m.label for m in at.metric][:3] == ["Test accuracy", "Clean-subset accuracy", "Macro AUC"]
+    assert [m.label for m in at.metric][:3] == ["Test accuracy (Kaggle)", "Clean-subset accuracy",
+                                                "External accuracy (other source)"]
 
 
 def _meningioma_image() -> tuple[str, bytes]:

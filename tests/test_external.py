@@ -1,0 +1,143 @@
+"""External validation: partial-class folders, the manifest breakdown, case-group intervals, the
+asymmetric refer rule, and leaving out images a model trained on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_sources import write_external
+
+from brainclf import CLASS_NAMES
+from brainclf.errors import DataError
+from brainclf.external import cluster_bootstrap, read_manifest, summarise
+from brainclf.trust import choose_refer_thresholds, coverage_accuracy
+
+
+def row(true, pred, p=0.9, seq="T1", referred=False, ood=False, group=0):
+    probs = [(1 - p) / 3] * 4
+    probs[CLASS_NAMES.index(pred)] = p
+    return {"path": f"{true}/x.png", "true": true, "pred": pred, "probs": probs, "referred": referred,
+            "ood": ood, "sequence": seq, "group": group}
+
+
+def test_summarise_counts_tumours_called_no_tumour_with_and_without_referral():
+    rows = [row("glioma", "notumor"), row("glioma", "notumor", referred=True), row("meningioma", "notumor", ood=True),
+            row("meningioma", "meningioma"), row("notumor", "notumor"), row("notumor", "glioma")]
+    s = summarise(rows, intervals=False)
+    assert (s["n"], s["tumour_images"], s["called_notumor"], s["called_notumor_unflagged"]) == (6, 4, 3, 1)
+    assert s["called_notumor_rate"] == pytest.approx(0.75) and s["called_notumor_unflagged_rate"] == 0.25
+    assert s["classes_present"] == ["glioma", "meningioma", "notumor"] and "pituitary" not in s["recall"]
+    assert s["recall"] == {"glioma": 0.0, "meningioma": 0.5, "notumor": 0.5}
+    assert s["coverage"] == pytest.approx(4 / 6) and s["accuracy"] == pytest.approx(2 / 6)
+
+
+def test_cluster_bootstrap_is_wider_when_slices_come_in_cases():
+    rng = np.random.default_rng(0)
+    case_right = rng.random(40) < 0.7
+    y = np.zeros(400, int)
+    pred = np.where(np.repeat(case_right, 10), 0, 1)  # ten slices per case, all right or all wrong
+    caught = np.zeros(400, bool)
+    by_case = cluster_bootstrap(y, pred, caught, np.repeat(np.arange(40), 10), n_boot=400)
+    by_slice = cluster_bootstrap(y, pred, caught, np.arange(400), n_boot=400)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(by_case["accuracy"]) > 2 * width(by_slice["accuracy"])
+    assert by_case["groups"] == 40
+
+
+def test_manifest_refuses_paths_outside_its_folder(tmp_path):
+    (tmp_path / "manifest.csv").write_text("file,class,subtype,sequence\nglioma/a.png,glioma,Astro,T1C+\n")
+    assert read_manifest(tmp_path) == {"glioma/a.png": {"sequence": "T1C+", "subtype": "Astro"}}
+    for bad in ("../etc/passwd", "/etc/passwd", "glioma/../../x.png"):
+        (tmp_path / "manifest.csv").write_text(f"file,class,subtype,sequence\n{bad},glioma,Astro,T1\n")
+        with pytest.raises(DataError, match="inside its folder"):
+            read_manifest(tmp_path)
+    (tmp_path / "manifest.csv").write_text("name,label\na.png,glioma\n")
+    with pytest.raises(DataError, match="columns"):
+        read_manifest(tmp_path)
+    assert read_manifest(tmp_path / "nowhere") == {}
+
+
+def test_refer_rule_is_stricter_for_no_tumour():
+    y = np.array([0, 2, 2, 2, 1, 0])
+    probs = np.array([[.15, 0, .85, 0], [0, 0, .95, .05], [0, .1, .9, 0], [0, 0, .8, .2], [0, .99, .01, 0],
+                      [.99, 0, .01, 0]])
+    t = choose_refer_thresholds(y, probs, target_accuracy=0.75)
+    assert t["glioma"] == pytest.approx(0.8)  # the symmetric rule accepts the glioma called 'no tumour' (0.85)
+    assert t["notumor"] > 0.85  # the 'no tumour' rule refers it
+    cov = coverage_accuracy(y, probs, t)
+    assert cov["accepted_accuracy"] == 1.0 and cov["referred"] == 2  # the miss and the 0.8 normal
+    assert coverage_accuracy(y, probs, t["glioma"])["accepted_accuracy"] < 1.0
+    # Without a missed tumour on validation the rule is the symmetric one.
+    clean = choose_refer_thresholds(np.array([2, 0]), np.array([[0, 0, .9, .1], [.9, .1, 0, 0]]))
+    assert len(set(clean.values())) == 1
+
+
+@pytest.fixture(scope="module")
+def external_folder(tmp_path_factory):
+    return write_external(tmp_path_factory.mktemp("ext") / "ext-src", cases=4)
+
+
+def test_evaluate_folder_on_a_partial_class_folder_breaks_down_by_sequence(smoke_predictor, external_folder):
+    from brainclf.evaluate import evaluate_folder
+
+    report = evaluate_folder(smoke_predictor, external_folder)
+    ext = report["external"]
+    assert report["n"] == ext["n"] == 36 and report["per_class"]["pituitary"]["support"] == 0
+    assert set(ext["by_sequence"]) == {"T1", "T2"}
+    assert sum(m["n"] for m in ext["by_sequence"].values()) == 36
+    assert ext["tumour_images"] == 24 and "not among the model's training sources" in ext["membership"]
+    assert ext["intervals"]["groups"] <= 36
+    rows = ext["predictions"]
+    assert {r["sequence"] for r in rows} == {"T1", "T2"} and all(r["path"].count("/") == 1 for r in rows)
+
+
+def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, external_folder, tmp_path):
+    from brainclf.card import read_card
+    from brainclf.evaluate import evaluate_folder
+    from brainclf.predict import Predictor
+
+    model = tmp_path / "m.keras"
+    shutil.copy(smoke_model, model)
+    card = json.loads(smoke_model.with_suffix(".json").read_text())
+    first = sorted(p.relative_to(external_folder).as_posix() for p in external_folder.rglob("*.png"))[:5]
+    card["training"]["files"]["train"] += [f"ext-src::{p}" for p in first]
+    card["training"]["sources"] = [{"name": "x", "primary": True}, {"name": "ext-src", "weight": 1.0}]
+    model.with_suffix(".json").write_text(json.dumps(card))
+    predictor = Predictor.load(model)
+    report = evaluate_folder(predictor, external_folder)
+    assert report["excluded_trained_on"] == 5 and report["n"] == 31
+    assert not {r["path"] for r in report["predictions"]} & set(first)
+    assert "5 it did were left out" in report["external"]["membership"]
+    assert read_card(model).name == "smoke"
+
+
+def test_record_external_stores_the_block_in_the_card(smoke_model, external_folder, tmp_path):
+    from brainclf.card import read_card
+    from brainclf.evaluate import evaluate_folder, record_external
+    from brainclf.predict import Predictor
+
+    model = tmp_path / "m.keras"
+    shutil.copy(smoke_model, model)
+    shutil.copy(smoke_model.with_suffix(".json"), model.with_suffix(".json"))
+    report = evaluate_folder(Predictor.load(model), external_folder)
+    record_external(model, report)
+    card = read_card(model)
+    assert card.metrics["external"]["ext-src"]["accuracy"] == report["external"]["accuracy"]
+    assert len(card.external_predictions["ext-src"]) == 36
+    assert "predictions" not in card.metrics["external"]["ext-src"]
+
+
+def test_cli_evaluate_json_prints_the_sequence_breakdown(smoke_model, external_folder, capsys):
+    from brainclf.cli import main
+
+    assert main(["evaluate", "--model", str(smoke_model), "--data", str(external_folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["external"]["by_sequence"]) == {"T1", "T2"}
+    assert "predictions" not in out["external"] and out["external"]["called_notumor_rate"] is not None
+    assert main(["evaluate", "--model", str(smoke_model), "--data", str(external_folder)]) == 0
+    text = capsys.readouterr().out
+    assert "external validation on ext-src" in text and "tumour images called 'no tumour'" in text

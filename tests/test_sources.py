@@ -1,0 +1,182 @@
+"""Multi-source training: source names and weights, file-name series, case groups and grouped splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_image
+
+from brainclf.data import Sample, discover, split_extra_source
+from brainclf.errors import ConfigError
+from brainclf.sources import (
+    case_groups,
+    is_non_commercial,
+    licence_of,
+    parse_extra_data,
+    sample_key,
+    series_key,
+    split_key,
+)
+
+
+def write_external(root: Path, classes=("glioma", "meningioma", "notumor"), cases: int = 8, slices: int = 3,
+                   seed: int = 1, manifest: bool = True) -> Path:
+    """A partial-class external folder: `cases` cases per class, each `slices` numbered slices (a file-name
+    series), sequences T1/T2 alternating, with manifest.csv."""
+    rng = np.random.default_rng(seed)
+    lines = ["file,class,subtype,sequence"]
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for case in range(cases):
+            seq = ("T1", "T2")[case % 2]
+            for k in range(slices):
+                rel = f"{cls}/{cls.title()}_{seq}__case{chr(97 + case)}_{k}_.png"
+                synthetic_image(cls, rng).save(root / rel)
+                lines.append(f"{rel},{cls},{cls.title()},{seq}")
+    if manifest:
+        (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_parse_extra_data_reads_weight_and_names_the_source(tmp_path):
+    folder = tmp_path / "other-source"
+    folder.mkdir()
+    src = parse_extra_data(f"{folder}:2.5")
+    assert (src.name, src.root, src.weight) == ("other-source", folder, 2.5)
+    assert parse_extra_data(str(folder)).weight == 1.0
+    with pytest.raises(ConfigError, match="weight"):
+        parse_extra_data(f"{folder}:0")
+    with pytest.raises(ConfigError, match="cannot name a data source"):
+        parse_extra_data(str(tmp_path / "bad name!"))
+
+
+def test_sample_keys_round_trip():
+    assert sample_key("", "Training/glioma/a.jpg") == "Training/glioma/a.jpg"
+    assert split_key(sample_key("ext", "glioma/a.jpg")) == ("ext", "glioma/a.jpg")
+    assert split_key("Training/glioma/a.jpg") == ("", "Training/glioma/a.jpg")
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("Astrocitoma_T1C+__astro_infraT__13_.jpg", "Astrocitoma_T2__astro_infraT__14_.jpg", True),
+    ("Meningioma_T1__2022-05-28_10_58_17-Meningioma___Radiology_Case.jpg",
+     "Meningioma_T1C+__2022-05-28_11_02_40-Meningioma___Radiology_Case.jpg", True),
+    ("Meningioma_T1__2022-05-28_10_58_17-Meningioma.jpg", "Meningioma_T1__2022-05-29_10_58_17-Meningioma.jpg",
+     False),
+    ("Glioblastoma_T1C+__IMG-0009-00014_big_gallery.jpeg", "Glioblastoma_T1C+__IMG-0009-00015_big_gallery.jpeg",
+     True),
+])
+def test_series_key_links_slices_of_one_case(a, b, same):
+    assert (series_key(a) == series_key(b)) is same
+    assert series_key(a) is not None
+
+
+def test_names_ending_in_a_hash_or_without_digits_form_no_series():
+    assert series_key("Astrocitoma_T1__02df132a56dfb89ece42ee8d195a16_big_gallery.jpeg") is None
+    assert series_key("NORMAL_T2__ff.jpg") is None
+
+
+def test_case_groups_join_series_and_near_duplicates_but_not_naming_schemes():
+    paths = [Path(f"case_a_{i}.png") for i in range(3)] + [Path("x1.png"), Path("y1.png")]
+    dup = np.array([0, 1, 2, 3, 3])  # x1 and y1 are near duplicates of each other
+    g = case_groups(paths, dup)
+    assert g[0] == g[1] == g[2] and g[3] == g[4] and g[0] != g[3]
+    # A "series" holding every file of a large source is a naming scheme (Tr-gl_0001 ...), not one case.
+    many = [Path(f"Tr-gl_{i:04d}.jpg") for i in range(120)]
+    assert len(set(case_groups(many, np.arange(120)).tolist())) == 120
+
+
+def test_extra_source_split_keeps_cases_whole_and_covers_every_class(tmp_path):
+    root = write_external(tmp_path / "ext", cases=10)
+    samples = discover(root, source="ext").all_samples()
+    assert {s.source for s in samples} == {"ext"} and {s.label for s in samples} == {0, 1, 2}  # no pituitary
+    sp = split_extra_source(samples, 0.15, 0.3, seed=0)
+    parts = {"train": sp.train, "val": sp.val, "test": sp.test}
+    assert sum(len(v) for v in parts.values()) == len(samples)
+    case_of = {}
+    for name, part in parts.items():
+        assert part, name
+        for s in part:
+            case = s.path.parent.name + s.path.name.split("__")[1].split("_")[0]
+            assert case_of.setdefault(case, name) == name, f"{case} straddles {case_of[case]} and {name}"
+
+
+def test_licences_flag_non_commercial_sources(tmp_path):
+    assert is_non_commercial(licence_of(Path("/nowhere/external-radiopaedia")))
+    assert not is_non_commercial(licence_of(Path("/nowhere/brain-tumor-mri")))
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "LICENSE").write_text("CC BY 4.0")
+    assert licence_of(own) == "CC BY 4.0"
+    assert licence_of(tmp_path).startswith("unknown")
+
+
+@pytest.fixture(scope="module")
+def multi_run(tmp_path_factory, synthetic_dataset):
+    from brainclf.sources import Source
+    from brainclf.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("multi")
+    ext = write_external(base / "ext-src", cases=8)
+    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
+                         extra_sources=[{"name": "ext-src", "weight": 2.0}])
+    out = train(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
+                extra_data=[Source("ext-src", ext, 2.0)])
+    return Path(out), base / "run", ext
+
+
+def test_multi_source_run_puts_every_source_in_validation_and_holds_out_external_cases(multi_run):
+    out, run_dir, ext = multi_run
+    state = json.loads((run_dir / "state.json").read_text())
+    sources_in = {part: {split_key(k)[0] for k in state[f"{part}_files"]} for part in ("train", "val")}
+    assert sources_in["train"] == sources_in["val"] == {"", "ext-src"}
+    held = state["external_test_files"]["ext-src"]
+    assert held and not set(held) & set(state["train_files"] + state["val_files"])
+    cases = {part: {split_key(k)[1].split("__")[1].split("_")[0] + split_key(k)[1].split("/")[0]
+                    for k in keys if split_key(k)[0] == "ext-src"}
+             for part, keys in (("train", state["train_files"]), ("val", state["val_files"]), ("test", held))}
+    assert all(cases.values())
+    assert not cases["train"] & cases["test"] and not cases["val"] & cases["test"]
+    assert not cases["train"] & cases["val"]
+    assert "val_loss[ext-src]" in state["history"] and "val_loss[primary]" in state["history"]
+
+
+def test_multi_source_card_records_sources_licences_and_external_validation(multi_run):
+    from brainclf.card import read_card
+
+    out, run_dir, ext = multi_run
+    card = read_card(out)
+    names = [s["name"] for s in card.training["sources"]]
+    assert names[1] == "ext-src" and card.training["sources"][0]["primary"]
+    assert card.training["sources"][1]["weight"] == 2.0
+    assert card.training["sources"][1]["fingerprint"]["counts"]["test"]["pituitary"] == 0
+    report = card.metrics["external"]["ext-src"]
+    rows = card.external_predictions["ext-src"]
+    state = json.loads((run_dir / "state.json").read_text())
+    assert report["n"] == len(rows) == len(state["external_test_files"]["ext-src"])
+    assert "not trained or validated on" in report["membership"]
+    assert set(report["by_sequence"]) == {"T1", "T2"}
+    assert set(card.calibration["refer_thresholds"]) == {"glioma", "meningioma", "notumor", "pituitary"}
+    # The card round-trips through JSON with its sources and external rows.
+    again = type(card).from_dict(json.loads(card.to_json()))
+    assert again.training["sources"] == card.training["sources"] and again.external_predictions == card.external_predictions
+
+
+def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
+    from brainclf.sources import Source
+    from brainclf.train import TrainConfig, train
+
+    out, run_dir, ext = multi_run
+    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
+                         extra_sources=[{"name": "ext-src", "weight": 1.0}])
+    with pytest.raises(ConfigError, match="different config"):
+        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir,
+              extra_data=[Source("ext-src", ext, 1.0)])
+    with pytest.raises(ConfigError, match="do not match"):
+        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir, extra_data=[])
+
+
+def test_sample_has_a_source_tag_by_default_empty():
+    assert Sample(Path("a.png"), 0).source == ""
