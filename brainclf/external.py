@@ -194,3 +194,18 @@ def sequence_table(ext: dict) -> list[dict]:
                      "…and not referred or flagged": m.get("called_notumor_unflagged_rate"),
                      "referred or flagged": 1 - m["coverage"]})
     return rows
+
+
+SHORTCUT_STUDY = Path(__file__).resolve().parent.parent / "docs" / "studies" / "shortcut.json"
+
+
+def load_shortcut_study(path: Path = SHORTCUT_STUDY) -> dict | None:
+    """The recorded style-only study (brainclf.shortcut; numbers only), or None when absent or unreadable."""
+    import json
+
+    try:
+        study = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(study, dict) and all(isinstance(study.get(k, {}), dict) for k in ("cv", "testing", "external"))
+    return study if ok else None

@@ -180,3 +180,21 @@ def external_sequence_figure(ext: dict, title: str = "") -> go.Figure:
                       title=title or f"External validation on {ext.get('dataset', '')}, by MR sequence",
                       legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=60))
     return fig
+
+
+def shortcut_figure(study: dict) -> go.Figure:
+    """Style-only baseline accuracy in and out of source, against always answering the majority class."""
+    parts = [("Kaggle Training (grouped CV)", study.get("cv")), ("Kaggle Testing", study.get("testing")),
+             *study.get("external", {}).items()]
+    parts = [(n, r) for n, r in parts if r]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[n for n, _ in parts], y=[r["accuracy"] for _, r in parts], name="style-only classifier",
+                         marker_color="#d62728", text=[f"{r['accuracy']:.0%}" for _, r in parts],
+                         textposition="outside"))
+    fig.add_trace(go.Bar(x=[n for n, _ in parts], y=[r["majority_baseline"] for _, r in parts],
+                         name="always the most common class", marker_color="#c7c7c7",
+                         text=[f"{r['majority_baseline']:.0%}" for _, r in parts], textposition="outside"))
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%", title="accuracy"), height=340,
+                      title="What image style alone predicts (no anatomy)", legend=dict(orientation="h", y=-0.2),
+                      margin=dict(l=10, r=10, t=40, b=60))
+    return fig

@@ -11,7 +11,7 @@ from brainclf.analysis import embed_2d, penultimate_features, report_from_rows, 
 from brainclf.errors import BrainclfError
 from brainclf.evaluate import evaluate_folder
 from brainclf.explain import overlay_heatmap
-from brainclf.external import external_root, sequence_table
+from brainclf.external import external_root, load_shortcut_study, sequence_table
 from brainclf.figures import (
     confusion_matrix_figure,
     coverage_figure,
@@ -22,6 +22,7 @@ from brainclf.figures import (
     pr_figure,
     reliability_figure,
     roc_figure,
+    shortcut_figure,
 )
 from brainclf.preprocess import load_model_input
 from pages.common import available_models, card_of, class_label, data_root, get_predictor
@@ -207,6 +208,16 @@ for name, ext in externals.items():
             shown = [r for r in wrong if pick == "all" or r.get("sequence") == pick]
             show_gallery(shown, f"ext_{name}", image_root=external_root(ext.get("dataset", name), root)
                          or (folder_done if fresh else None))
+
+# ---- the shortcut: why an in-distribution number is not the product's accuracy ------------------------------
+study = load_shortcut_study()
+if study:
+    with st.expander("Why the Kaggle figure overstates: what image style alone predicts"):
+        st.plotly_chart(shortcut_figure(study), key="shortcut")
+        st.caption("A logistic regression that never sees anatomy — only image size, colour mode, file size and the "
+                   "gray-level histogram — predicts the Kaggle class far above chance, because in that dataset "
+                   "class, MR sequence and source go together. On another source the same rule collapses. "
+                   "Reproduce: `python -m brainclf shortcut --external DIR` (README, 'The shortcut').")
 
 # ---- curves -------------------------------------------------------------------------------------------------
 st.subheader("ROC and precision-recall")

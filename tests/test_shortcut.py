@@ -1,0 +1,42 @@
+"""The style-only baseline: it must find a style shortcut where there is one, and not where there is none."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import synthetic_image
+
+from brainclf.shortcut import FEATURE_NAMES, run_study, style_features
+
+
+def write(root, style_by_class: dict, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for split in ("Training", "Testing"):
+        for cls, (size, gain) in style_by_class.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n if split == "Training" else n // 3):
+                img = synthetic_image("notumor", rng, size=size)  # same anatomy in every class
+                img = img.point(lambda v, g=gain: min(255, int(v * g)))
+                img.save(root / split / cls / f"{cls}_{i}.png")
+
+
+def test_features_have_one_value_per_name(tmp_path):
+    synthetic_image("glioma", np.random.default_rng(0)).save(tmp_path / "a.png")
+    assert style_features(tmp_path / "a.png").shape == (len(FEATURE_NAMES),)
+
+
+def test_style_predicts_the_class_when_each_class_has_its_own_style(tmp_path):
+    styles = {"glioma": (48, 1.0), "meningioma": (64, 1.0), "notumor": (64, 2.0), "pituitary": (80, 0.6)}
+    write(tmp_path / "confounded", styles, n=15, seed=0)
+    other = {c: (64, 1.0) for c in ("glioma", "meningioma", "notumor")}
+    write(tmp_path / "external", other, n=9, seed=1)
+    study = run_study(tmp_path / "confounded", [tmp_path / "external" / "Training"])
+    assert study["cv"]["accuracy"] > 0.9 and study["testing"]["accuracy"] > 0.9
+    ext = study["external"]["Training"]
+    assert ext["n"] == 27 and ext["accuracy"] < 0.7
+
+
+def test_no_shortcut_when_style_is_shared(tmp_path):
+    styles = {c: (64, 1.0) for c in ("glioma", "meningioma", "notumor", "pituitary")}
+    write(tmp_path / "fair", styles, n=15, seed=2)
+    study = run_study(tmp_path / "fair")
+    assert study["cv"]["accuracy"] < 0.5  # chance is 25 %: style carries no class here
