@@ -1,4 +1,4 @@
-"""Command line: python -m brainclf train | evaluate | predict | dedup."""
+"""Command line: python -m brainclf train | evaluate | predict | merge-csv | dedup."""
 
 from __future__ import annotations
 
@@ -199,6 +199,12 @@ def cmd_predict(args) -> int:
     from .errors import ImageError
     from .predict import Predictor
 
+    if args.shard is not None and not args.folder:
+        raise ConfigError("--shard splits a --folder: give --folder DIR --csv OUT with it.")
+    if args.shard is not None:
+        from .shard import parse_shard
+
+        args.shard = parse_shard(args.shard)  # checked before the model is loaded
     predictor = Predictor.load(args.model, tta=args.tta)
     if args.folder:
         return _predict_folder(predictor, args)
@@ -232,23 +238,25 @@ def _predict_folder(predictor, args) -> int:
 
     from tqdm import tqdm
 
-    from .predict import iter_image_files, predict_folder
+    from .predict import predict_folder
+    from .shard import iter_shard_files
 
     if not args.csv:
         raise ConfigError("--folder needs --csv OUT (results stream into it; re-running resumes).")
     if not Path(args.folder).is_dir():
         raise ConfigError(f"{args.folder} is not a folder.")
-    total = sum(1 for _ in iter_image_files(args.folder))
+    total = sum(1 for _ in iter_shard_files(args.folder, args.shard))
     bar = tqdm(total=total, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True)
 
     def progress(c):
         bar.n = c["predicted"] + c["failed"] + c["skipped"]
         bar.refresh()
 
-    counts = predict_folder(predictor, args.folder, args.csv, progress=progress)
+    counts = predict_folder(predictor, args.folder, args.csv, progress=progress, shard=args.shard)
     bar.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"model {predictor.card.label}: {counts['predicted']} predicted, {counts['failed']} failed, "
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    print(f"model {predictor.card.label}{shard}: {counts['predicted']} predicted, {counts['failed']} failed, "
           f"{counts['skipped']} already in {args.csv}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
     return 0 if not counts["failed"] else 1
 
@@ -298,6 +306,23 @@ def cmd_audit_labels(args) -> int:
         acc = lambda rr: sum(r["true"] == r["pred"] for r in rr) / max(len(rr), 1)  # noqa: E731
         print(f"model accuracy: {acc(rows):.2%} on all {len(rows)}; {acc(kept):.2%} on the {len(kept)} not listed")
     return 0
+
+
+def cmd_merge_csv(args) -> int:
+    from .shard import merge_csvs
+
+    report = merge_csvs(args.out, args.inputs, folder=args.folder)
+    shown = 20
+    for name, where in list(report.duplicates.items())[:shown]:
+        print(f"duplicate: {name} in {', '.join(where)}", file=sys.stderr)
+    if len(report.duplicates) > shown:
+        print(f"duplicate: ... and {len(report.duplicates) - shown} more", file=sys.stderr)
+    for name in (report.missing or [])[:shown]:
+        print(f"missing: {name}", file=sys.stderr)
+    if report.missing and len(report.missing) > shown:
+        print(f"missing: ... and {len(report.missing) - shown} more", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def cmd_dedup(args) -> int:
@@ -386,8 +411,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="*", metavar="FILE")
     pr.add_argument("--folder", help="predict every image under this folder, streaming into --csv (resumable)")
     pr.add_argument("--csv", help="also write the results to this CSV file")
+    pr.add_argument("--shard", metavar="I/N", help="with --folder: only the files whose path hash falls in shard I "
+                    "(0-based) of N, for N machines covering one folder (merge their CSVs with merge-csv)")
     _add_tta_flag(pr)
     pr.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("merge-csv", help="join the CSVs of sharded predict --folder runs",
+                       description="Write the rows of the shard CSVs into OUT (header once, sorted by file) and "
+                       "report files found in more than one shard and, with --folder, files found in none. "
+                       "Exit code 1 when there are any.")
+    m.add_argument("out", metavar="OUT", help="merged CSV to write")
+    m.add_argument("inputs", nargs="+", metavar="SHARD_CSV", help="CSVs written by predict --folder --shard")
+    m.add_argument("--folder", help="the predicted folder: also report its image files that no CSV covers")
+    m.set_defaults(func=cmd_merge_csv)
 
     d = sub.add_parser("dedup", help="report exact and near-duplicate images",
                        description="Exact (same bytes) and near (difference-hash) duplicates within and across "

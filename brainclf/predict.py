@@ -253,15 +253,18 @@ CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAME
 
 
 def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Path, chunk: int = 256,
-                   progress=None) -> dict:
+                   progress=None, shard: tuple[int, int] | None = None) -> dict:
     """Stream predictions for every image under `folder` into `csv_path`.
 
     Memory stays bounded (one chunk of images at a time); rows are flushed per chunk, and re-running the
     same command resumes: files already in the CSV are skipped. Bad files get a row with the error.
+    `shard` = (index, count) predicts only the files of that shard (brainclf.shard); a CSV holding rows of
+    another shard is refused rather than extended.
     """
     import csv
 
-    from .errors import BrainclfError
+    from .errors import BrainclfError, ConfigError
+    from .shard import in_shard, iter_shard_files
 
     folder, csv_path = Path(folder), Path(csv_path)
     _drop_partial_last_line(csv_path)
@@ -269,6 +272,11 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     if csv_path.exists() and csv_path.stat().st_size:
         with open(csv_path, newline="") as f:
             done = {row["file"] for row in csv.DictReader(f)}
+    if shard is not None:
+        stray = next((rel for rel in done if not in_shard(rel, shard)), None)
+        if stray is not None:
+            raise ConfigError(f"{csv_path} already holds {stray}, which is not in shard {shard[0]}/{shard[1]}: "
+                              "give each shard its own CSV.")
     new_file = not csv_path.exists() or csv_path.stat().st_size == 0
     counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
     with open(csv_path, "a", newline="") as fh:
@@ -291,7 +299,7 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
             counts["predicted"] += len(batch)
 
         batch: list[tuple[str, np.ndarray]] = []
-        for path in iter_image_files(folder):
+        for path in iter_shard_files(folder, shard):
             rel = path.relative_to(folder).as_posix()
             if rel in done:
                 continue

@@ -161,7 +161,8 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
     assert set(card.calibration["refer_thresholds"]) == {"glioma", "meningioma", "notumor", "pituitary"}
     # The card round-trips through JSON with its sources and external rows.
     again = type(card).from_dict(json.loads(card.to_json()))
-    assert again.training["sources"] == card.training["sources"] and again.external_predictions == card.external_predictions
+    assert again.training["sources"] == card.training["sources"]
+    assert again.external_predictions == card.external_predictions
 
 
 def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
