@@ -13,6 +13,7 @@ import numpy as np
 from . import CLASS_NAMES, DISPLAY_NAMES
 from .card import ModelCard, load_model
 from .preprocess import InputContract, decode_image, to_model_input
+from .shard import in_shard, iter_image_files, iter_shard_files  # noqa: F401 - iter_image_files re-exported
 
 
 @dataclass
@@ -231,23 +232,6 @@ class Predictor:
         return self._lazy["gradcam"]
 
 
-def iter_image_files(folder: str | Path):
-    """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
-    never listed in memory at once."""
-    from .preprocess import UPLOAD_SUFFIXES
-
-    stack = [Path(folder)]
-    while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in reversed([e for e in entries if e.is_dir()]):
-            stack.append(Path(e.path))
-        for e in entries:
-            if e.is_file() and e.name.lower().endswith(UPLOAD_SUFFIXES):
-                yield Path(e.path)
-
-
 CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
               "out_of_distribution", "model", "model_version", "error"]
 
@@ -264,7 +248,6 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     import csv
 
     from .errors import BrainclfError, ConfigError
-    from .shard import in_shard, iter_shard_files
 
     folder, csv_path = Path(folder), Path(csv_path)
     _drop_partial_last_line(csv_path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, DataError
+from .preprocess import UPLOAD_SUFFIXES
 
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
 
@@ -75,8 +76,24 @@ def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or shard_of(rel, shard[1]) == shard[0]
 
 
+def iter_image_files(folder: str | Path):
+    """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
+    never listed in memory at once."""
+    stack = [Path(folder)]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in reversed([e for e in entries if e.is_dir()]):
+            stack.append(Path(e.path))
+        for e in entries:
+            if e.is_file() and e.name.lower().endswith(UPLOAD_SUFFIXES):
+                yield Path(e.path)
+
+
+
 def iter_shard_files(folder: str | os.PathLike, shard: tuple[int, int] | None) -> Iterator[Path]:
-    """The image files under `folder` (brainclf.predict.iter_image_files order) that belong to `shard`.
+    """The image files under `folder` (iter_image_files order) that belong to `shard`.
 
     Args:
         folder: the folder being predicted.
@@ -85,8 +102,6 @@ def iter_shard_files(folder: str | os.PathLike, shard: tuple[int, int] | None) -
     Returns:
         An iterator of paths, lazily (the folder is never listed in memory at once).
     """
-    from .predict import iter_image_files
-
     folder = Path(folder)
     for path in iter_image_files(folder):
         if in_shard(path.relative_to(folder).as_posix(), shard):
