@@ -1,0 +1,37 @@
+"""What a model was validated on, in words a clinician can check a scan against.
+
+Read from the card: the training sources (with their licences), the classes each covered, and the MR
+sequences of the external validation. An upload that looks unlike all of them is flagged by the OOD guard
+(brainclf.ood); this module only says what "like them" means.
+"""
+
+from __future__ import annotations
+
+from . import CLASS_NAMES, DISPLAY_NAMES
+
+# What the Kaggle set is known to hold (its README; sequences are not labelled there).
+KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
+
+
+def validated_scope(card) -> dict:
+    """{"sources": [...], "classes": [...], "sequences": [...], "external": [...], "sentence": str}."""
+    sources = card.training.get("sources") or [
+        {"name": (card.training.get("fingerprint") or {}).get("root_name", "unrecorded"), "primary": True}]
+    classes = set()
+    for s in sources:
+        counts = (s.get("fingerprint") or {}).get("counts", {})
+        classes |= {c for part in counts.values() for c, n in part.items() if n}
+    primary_counts = (card.training.get("fingerprint") or {}).get("counts", {})
+    classes |= {c for part in primary_counts.values() for c, n in part.items() if n}
+    externals = card.metrics.get("external", {})
+    sequences = sorted({seq for ext in externals.values() for seq in ext.get("by_sequence", {}) if seq != "unknown"})
+    ordered = [c for c in CLASS_NAMES if c in classes] or list(CLASS_NAMES)
+    names = [s["name"] for s in sources]
+    validated = [f"{name} ({ext['n']:,} images, {ext['accuracy']:.0%} accurate)" for name, ext in externals.items()]
+    sentence = (f"Trained on {', '.join(names)}; classes {', '.join(DISPLAY_NAMES[c] for c in ordered)}. "
+                + (f"Checked on other-source slices: {'; '.join(validated)}"
+                   + (f", sequences {', '.join(sequences)}" if sequences else "") + "."
+                   if validated else "Never checked on slices from another source: its figures are "
+                                     "in-distribution only."))
+    return {"sources": names, "classes": ordered, "sequences": sequences, "external": list(externals),
+            "licences": [s.get("licence", "") for s in sources if s.get("licence")], "sentence": sentence}
