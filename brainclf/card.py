@@ -14,7 +14,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import CLASS_NAMES, DISPLAY_NAMES, __version__
+from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
 from .errors import ModelError
 from .preprocess import InputContract
 
@@ -183,12 +183,10 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
 
     A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
     """
-    import re
     import shutil
     import tempfile
 
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-        raise ModelError(f"Model name {name!r} must be 1-64 letters, digits, '-' or '_'.")
+    limits.validate_model_name(name, ModelError)
     models_dir = Path(models_dir)
     target = models_dir / f"{name}.keras"
     if target.exists():

@@ -271,6 +271,9 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     config.extra_sources); each is split by case groups and contributes to train, validation and a
     held-out test part that the card reports as external validation.
     """
+    if finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
+        from .limits import validate_model_name
+        validate_model_name(name)
     import keras
 
     config.validate()
