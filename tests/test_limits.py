@@ -98,3 +98,11 @@ def test_limits_module_imports_nothing_heavy():
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"__future__", "errors"}, imported
 
+
+def test_streamlit_upload_size_matches_the_limit():
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * limits.MiB == limits.MAX_UPLOAD_FILE_BYTES
+    assert config["client"]["showErrorDetails"] == "none"
