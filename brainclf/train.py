@@ -199,8 +199,10 @@ class _ProgressCallback:
                 if val_loss < state["best_val_loss"]:
                     state["best_val_loss"] = val_loss
                     state["best_epoch"] = epoch + 1
-                    self.model.save(run_dir / "best.keras")
-                self.model.save(run_dir / "last.keras")  # with optimizer: the resume point
+                    self.model.save(run_dir / ".best.tmp.keras")  # temp + rename: a kill mid-save keeps the old one
+                    (run_dir / ".best.tmp.keras").replace(run_dir / "best.keras")
+                self.model.save(run_dir / ".last.tmp.keras")  # with optimizer: the resume point
+                (run_dir / ".last.tmp.keras").replace(run_dir / "last.keras")
                 if state["epoch"] - state["best_epoch"] >= state["patience"]:
                     state["stopped_early"] = True
                     self.model.stop_training = True
