@@ -60,3 +60,31 @@ def test_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatc
     with pytest.raises(ImageError, match="large.png: the file is 2.0 KB, above the limit of 1,000 bytes for one "
                                          "image; refused before reading"):
         decode_image(path)
+
+
+def test_colour_check_of_a_large_8bit_photo_makes_no_float64_copies():
+    """The OOD colour check ran on the full-size decoded image in float64 (a 7000x7000 colour JPEG, accepted by
+    the pixel limit, took the CLI to 3.1 GB); it now sums in integers over blocks of rows, same value."""
+    import tracemalloc
+
+    from brainclf.ood import colourfulness
+
+    def float64_formula(img):  # the previous implementation, as the reference value
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
+        rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+        return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1, 3), (37, 200, 3), (130, 65, 3)):
+        arr = rng.integers(0, 256, shape, dtype=np.uint8)
+        for mode in ("RGB", "RGBA", "P"):
+            img = Image.fromarray(arr).convert(mode)
+            assert colourfulness(img) == pytest.approx(float64_formula(img), rel=1e-12, abs=1e-12)
+    big = Image.fromarray(rng.integers(0, 256, (2000, 2000, 3), dtype=np.uint8))  # 12 MB as uint8
+    tracemalloc.start()
+    try:
+        colourfulness(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * limits.MiB  # the float64 version: ~180 MiB
