@@ -96,18 +96,21 @@ MAX_UPLOAD_FILE_BYTES = 50 * MiB
 # keeps one run to seconds to tens of seconds on a CPU server, and a series is better checked a few slices
 # at a time anyway.
 MAX_UPLOAD_FILES = 20
-# Bytes one browser session may upload in total: Streamlit keeps every uploaded file in server memory for
-# the session, so 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file
-# limit) keeps a handful of sessions within the server's memory.
+# Bytes one browser session may upload in total: Streamlit holds each uploaded file in server memory until it
+# is removed from the uploader or the session ends, and the page decodes every file it holds on each run, so
+# 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file limit) bounds both
+# what one session can hold and the decoding it can ask for.
 MAX_SESSION_UPLOAD_BYTES = 200 * MiB
 
 
 def check_upload_batch(sizes: list[int], session_bytes_so_far: int = 0) -> int:
     """Refuse an upload (ImageError) with too many files, a file over the per-file limit, or one that would
-    take the session over its byte budget. Returns the session's total after this batch.
+    take the session over its byte budget; call it before reading or decoding any of the files. Returns the
+    session's total with this batch.
 
-    `sizes` are the byte sizes of the files new in this upload; `session_bytes_so_far` what the session has
-    already uploaded (the caller keeps it, e.g. in the session state)."""
+    `sizes`: the byte size of every file in this upload (all of them are processed in one run);
+    `session_bytes_so_far`: what the session uploaded before and is not among them (the caller keeps it, e.g.
+    in the session state, so that a file shown again on the next run is not counted twice)."""
     sizes = [int(s) for s in sizes]
     if len(sizes) > MAX_UPLOAD_FILES:
         raise ImageError(f"{len(sizes)} files in one upload; at most {MAX_UPLOAD_FILES} are processed at a "
