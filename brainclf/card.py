@@ -14,7 +14,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import CLASS_NAMES, DISPLAY_NAMES, __version__
+from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
 from .errors import ModelError
 from .preprocess import InputContract
 
@@ -137,6 +137,35 @@ def read_card(model_path: str | Path) -> ModelCard:
         raise ModelError(f"The model card {cp.name} is not valid JSON: {e}") from None
 
 
+def check_model_archive(path: str | Path) -> None:
+    """Refuse a .keras file that is not a zip, or whose zip directory declares members too large to inflate
+    (brainclf.limits), before Keras opens it. Reads only the directory; Python's zipfile never inflates a
+    member past the size the directory declares, so a forged directory cannot get more past this check."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
+        raise ModelError(f"{path.name} could not be loaded as a Keras model: a .keras file is a zip archive and "
+                         f"this one is not a readable zip ({type(e).__name__}: {str(e)[:120]}).") from None
+    if len(members) > limits.MAX_KERAS_MEMBERS:
+        raise ModelError(f"{path.name} holds {len(members):,} files; a .keras model holds a handful "
+                         f"(limit {limits.MAX_KERAS_MEMBERS:,}). Refused before loading.")
+    for m in members:
+        limit = limits.MAX_KERAS_JSON_BYTES if m.filename.endswith(".json") else limits.MAX_KERAS_MEMBER_BYTES
+        if m.file_size > limit:
+            raise ModelError(f"{path.name}: {m.filename[:80]} inflates to {limits.size_text(m.file_size)} "
+                             f"(compressed {limits.size_text(m.compress_size)}), above the limit of "
+                             f"{limits.size_text(limit)} for it; refused before loading (a zip bomb, or not a model "
+                             "of this project).")
+    total = sum(m.file_size for m in members)
+    if total > limits.MAX_KERAS_TOTAL_BYTES:
+        raise ModelError(f"{path.name} inflates to {limits.size_text(total)} in all, above the limit of "
+                         f"{limits.size_text(limits.MAX_KERAS_TOTAL_BYTES)}; refused before loading.")
+
+
 def load_model(model_path: str | Path, check_hash: bool = True):
     """Load a .keras model with its card, refusing anything missing, corrupt or mismatched.
 
@@ -150,6 +179,7 @@ def load_model(model_path: str | Path, check_hash: bool = True):
     if not path.exists():
         raise ModelError(f"Model file {path} does not exist.")
     card = read_card(path)
+    check_model_archive(path)
     if check_hash and card.file_sha256 and card.file_sha256 != file_sha256(path):
         raise ModelError(f"{path.name} does not match its card {card_path(path).name} (file hash differs): "
                          "the model or the card was replaced.")
@@ -183,12 +213,10 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
 
     A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
     """
-    import re
     import shutil
     import tempfile
 
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-        raise ModelError(f"Model name {name!r} must be 1-64 letters, digits, '-' or '_'.")
+    limits.validate_model_name(name, ModelError)
     models_dir = Path(models_dir)
     target = models_dir / f"{name}.keras"
     if target.exists():

@@ -12,12 +12,18 @@ Description are removed by that profile (they can hold names) and so are not sho
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from . import limits
 from .errors import ImageError
+
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is deflated
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
 
 # (keyword, label) of tags that are safe to show: not identifying under PS3.15 Annex E's basic profile.
 SAFE_TAGS = (
@@ -74,6 +80,95 @@ def _first(value) -> float:
         return float(value)
 
 
+def _check_pixel_budget(ds, name: str) -> int:
+    """Refuse, from the header alone, pixel data too large to hold or a frame too large to decode; return the
+    bytes all frames take once decoded (frames x rows x columns x samples x bytes per sample)."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    samples = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
+    per_sample = max((int(ds.get("BitsAllocated", 8) or 8) + 7) // 8, 1)
+    if rows * cols > limits.MAX_PIXELS:
+        raise ImageError(f"{name}: DICOM frame is {cols}x{rows} pixels, above the limit of {limits.MAX_PIXELS:,}; "
+                         "refused before decoding.")
+    total = frames * rows * cols * samples * per_sample
+    if total > limits.MAX_DICOM_PIXEL_BYTES:
+        raise ImageError(f"{name}: DICOM pixel data is {frames} frame(s) of {cols}x{rows} x {samples} sample(s) x "
+                         f"{per_sample} byte(s) = {limits.size_text(total)} once decoded, above the limit of "
+                         f"{limits.size_text(limits.MAX_DICOM_PIXEL_BYTES)}; refused before decoding. Export "
+                         "the slice (or a few frames) on its own.")
+    need = rows * cols * samples * (per_sample + limits.DICOM_FLOAT_WORK_BYTES_PER_SAMPLE)
+    if need > limits.MAX_DECODE_BYTES:
+        raise ImageError(f"{name}: one {cols}x{rows} DICOM frame needs ~{limits.size_text(need)} to decode and "
+                         f"window, above the limit of {limits.size_text(limits.MAX_DECODE_BYTES)}; refused "
+                         "before decoding.")
+    return total
+
+
+def _file_meta_end(data: bytes) -> tuple[int, str]:
+    """(offset where the dataset starts, transfer syntax UID) of a Part 10 file, from its group 0002 elements
+    (Explicit VR Little Endian by the standard); (0, '') when there is no 'DICM' file meta to read."""
+    if data[128:132] != b"DICM":
+        return 0, ""
+    pos, ts = 132, ""
+    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
+        vr = data[pos + 4:pos + 6]
+        if vr in (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"):
+            start, length = pos + 12, int.from_bytes(data[pos + 8:pos + 12], "little")
+        else:
+            start, length = pos + 8, int.from_bytes(data[pos + 6:pos + 8], "little")
+        if data[pos + 2:pos + 4] == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
+            ts = data[start:start + length].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = start + length
+    return pos, ts
+
+
+def _inflate_deflated(data: bytes, name: str) -> bytes:
+    """A Deflate DICOM re-encoded as the same file uncompressed (Explicit VR Little Endian); any other file
+    as it is. Inflates at most MAX_DICOM_HEADER_BYTES to read the header, checks the pixel budget on it, then
+    at most what that header declares: a deflate bomb is refused without inflating it (pydicom would inflate
+    the whole stream in one call, whatever its size)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta_end, ts = _file_meta_end(data)
+    if ts != DEFLATED_TS:
+        return data
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        head = inflater.decompress(memoryview(data)[meta_end:], limits.MAX_DICOM_HEADER_BYTES)
+        f = io.BytesIO(head)
+        header = read_dataset(f, is_implicit_VR=False, is_little_endian=True,
+                              stop_when=lambda tag, vr, length: tag in PIXEL_TAGS)
+        at = f.tell()
+        group, element = struct.unpack("<HH", head[at:at + 4]) if len(head) >= at + 4 else (0, 0)
+        if (group << 16 | element) in PIXEL_TAGS:
+            limit = at + 12 + _check_pixel_budget(header, name) + limits.DICOM_TRAILING_BYTES
+        elif inflater.eof:
+            limit = len(head)  # the whole dataset is in: no pixel data (reported as such below)
+        elif len(head) < limits.MAX_DICOM_HEADER_BYTES:  # all the input inflated, yet the stream did not end
+            raise ImageError(f"{name}: the Deflate-compressed DICOM data is truncated.")
+        else:
+            raise ImageError(f"{name}: the Deflate-compressed DICOM header is larger than "
+                             f"{limits.size_text(limits.MAX_DICOM_HEADER_BYTES)} before its pixel data; refused "
+                             "before inflating the rest.")
+        rest = inflater.decompress(inflater.unconsumed_tail, max(limit - len(head), 1))
+        if not inflater.eof:
+            if inflater.unconsumed_tail or inflater.decompress(b"", 1):
+                raise ImageError(f"{name}: the Deflate-compressed DICOM data inflates to more than its header "
+                                 f"declares ({limits.size_text(limit)}); refused without inflating the rest.")
+            raise ImageError(f"{name}: the Deflate-compressed DICOM data is truncated.")
+    except zlib.error:
+        raise ImageError(f"{name}: the Deflate-compressed DICOM data is corrupt.") from None
+    meta = FileMetaDataset(read_dataset(io.BytesIO(data[132:meta_end]), is_implicit_VR=False, is_little_endian=True))
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = DicomBytesIO()
+    write_file_meta_info(out, meta, enforce_standard=False)
+    return b"".join((data[:132], out.getvalue(), head, rest))
+
+
 def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> DicomSlice:
     """Decode one frame (default: the middle one) of an MR DICOM file. Raises ImageError when it cannot."""
     try:
@@ -87,10 +182,11 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
 def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
+    data = _inflate_deflated(data, name)  # bounded by the header, before pydicom would inflate it whole
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
         _ = ds.file_meta  # noqa: F841 - touching it surfaces a truncated header now
@@ -104,14 +200,17 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     modality = str(ds.get("Modality", "")).upper()
     if modality and modality != "MR":
         raise ImageError(f"{name}: DICOM modality is {modality}, not MR; this model only reads MR brain slices.")
-    from .preprocess import MAX_PIXELS
-
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows * cols > MAX_PIXELS:
-        raise ImageError(f"{name}: DICOM frame is {cols}x{rows} pixels, above the limit of {MAX_PIXELS:,}; "
-                         "refused before decoding.")
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_pixel_budget(ds, name)
+    if n_frames > 1:
+        frame = n_frames // 2 if frame is None else frame
+        if not 0 <= frame < n_frames:
+            raise ImageError(f"{name}: frame {frame} requested but the file has {n_frames} frames (0-{n_frames - 1}).")
+    else:
+        frame = 0
     try:
-        pixels = ds.pixel_array
+        # Only the frame the model reads is decoded (pydicom decodes one frame of a multi-frame file by index).
+        pixels = pixel_array(ds, index=frame if n_frames > 1 else None)
     except Exception as e:  # noqa: BLE001 - pydicom raises several types for missing decoders
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"
@@ -123,16 +222,8 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
         detail = str(e).splitlines()[0][:120] if not hint else ""
         raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}"
                          + (f" ({detail})" if detail else "")) from None
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     is_colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1
-    if n_frames > 1:
-        frame = n_frames // 2 if frame is None else frame
-        if not 0 <= frame < n_frames:
-            raise ImageError(f"{name}: frame {frame} requested but the file has {n_frames} frames (0-{n_frames - 1}).")
-        pixels = pixels[frame]
-    else:
-        frame = 0
     if is_colour:
         if photometric.startswith("YBR"):
             from pydicom.pixels import convert_color_space

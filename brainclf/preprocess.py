@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, raster_decode_bytes, size_text
 
-# Largest image (width x height) we agree to decode. Checked from the header *before* the pixels are
-# decoded, so a decompression bomb is refused without allocating its memory. 50 MP is ~7000x7000, far
-# above any MRI slice.
-MAX_PIXELS = 50_000_000
+# MAX_PIXELS (brainclf.limits) is the largest image (width x height) we agree to decode, checked from the
+# header *before* the pixels are decoded, so a decompression bomb is refused without allocating its memory;
+# MAX_DECODE_BYTES bounds the memory by bit depth as well (a 16-bit image costs far more per pixel).
 # Extremely elongated images (a 1x5000 strip) are not slices; padding them to square would leave a
 # model input that is almost all padding.
 MAX_ASPECT_RATIO = 20.0
@@ -62,6 +62,10 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     if isinstance(source, (str, Path)):
         name = name or Path(source).name
         try:
+            size = Path(source).stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageError(f"{name}: the file is {size_text(size)}, above the limit of "
+                                 f"{size_text(MAX_FILE_BYTES)} for one image; refused before reading it.")
             data = Path(source).read_bytes()
         except OSError as e:
             raise ImageError(f"{name}: cannot read file ({e.strerror or e}).") from None
@@ -99,6 +103,13 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
                 raise ImageError(
                     f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {MAX_PIXELS:,}; "
                     "refused before decoding."
+                )
+            need = raster_decode_bytes(w, h, img.mode)
+            if need > MAX_DECODE_BYTES:
+                raise ImageError(
+                    f"{name}: a {w}x{h} {img.mode} image needs ~{size_text(need)} to decode and convert "
+                    f"to 8 bits, above the limit of {size_text(MAX_DECODE_BYTES)}; refused before decoding. "
+                    "Export the slice at its scanner resolution or as 8-bit."
                 )
             frames = getattr(img, "n_frames", 1)
             if frames > 1:

@@ -199,8 +199,10 @@ class _ProgressCallback:
                 if val_loss < state["best_val_loss"]:
                     state["best_val_loss"] = val_loss
                     state["best_epoch"] = epoch + 1
-                    self.model.save(run_dir / "best.keras")
-                self.model.save(run_dir / "last.keras")  # with optimizer: the resume point
+                    self.model.save(run_dir / ".best.tmp.keras")  # temp + rename: a kill mid-save keeps the old one
+                    (run_dir / ".best.tmp.keras").replace(run_dir / "best.keras")
+                self.model.save(run_dir / ".last.tmp.keras")  # with optimizer: the resume point
+                (run_dir / ".last.tmp.keras").replace(run_dir / "last.keras")
                 if state["epoch"] - state["best_epoch"] >= state["patience"]:
                     state["stopped_early"] = True
                     self.model.stop_training = True
@@ -271,6 +273,9 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     config.extra_sources); each is split by case groups and contributes to train, validation and a
     held-out test part that the card reports as external validation.
     """
+    if finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
+        from .limits import validate_model_name
+        validate_model_name(name)
     import keras
 
     config.validate()

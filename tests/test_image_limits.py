@@ -1,0 +1,90 @@
+"""Raster limits: a decode-memory budget by bit depth, from the header, before Pillow decodes anything."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclf import limits, preprocess
+from brainclf.errors import ImageError
+from brainclf.preprocess import InputContract, decode_image, load_model_input
+
+
+def png16(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((side, side), np.uint16)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_big_16bit_png_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "big16.png"
+    path.write_bytes(png16(7000))  # ~95 KB on disk, 49 MP: under the pixel limit, ~1.2 GB to convert
+    assert path.stat().st_size < 200_000
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self.size))  # nothing may be decoded
+    with pytest.raises(ImageError, match=r"7000x7000 I;16 image needs ~1.2 GB to decode .* limit of 200 MB; "
+                                         r"refused before decoding"):
+        decode_image(path)
+    assert loads == []
+
+
+def test_16bit_png_within_the_budget_still_decodes():
+    x = load_model_input(png16(1000), InputContract(size=32, channels=1), name="ok16.png")
+    assert x.shape == (32, 32, 1)
+
+
+def test_8bit_images_keep_the_pixel_limit():
+    # The largest 8-bit image the pixel limit allows fits the decode budget in every 8-bit mode, so the
+    # new budget refuses no 8-bit image that was accepted before ...
+    for mode in ("L", "P", "RGB", "RGBA", "LA", "CMYK"):
+        assert limits.raster_decode_bytes(7071, 7071, mode) <= limits.MAX_DECODE_BYTES, mode
+    # ... and refuses 16-bit, 32-bit integer and float images of that size.
+    for mode in ("I;16", "I;16B", "I", "F"):
+        assert limits.raster_decode_bytes(7071, 7071, mode) > limits.MAX_DECODE_BYTES, mode
+
+
+def test_float_tiff_over_the_budget_is_refused():
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((3000, 3000), np.float32)).save(buf, "TIFF", compression="tiff_adobe_deflate")
+    with pytest.raises(ImageError, match="3000x3000 F image needs"):
+        decode_image(buf.getvalue(), name="float.tif")
+
+
+def test_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_FILE_BYTES", 1000)
+    path = tmp_path / "large.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    with pytest.raises(ImageError, match="large.png: the file is 2.0 KB, above the limit of 1,000 bytes for one "
+                                         "image; refused before reading"):
+        decode_image(path)
+
+
+def test_colour_check_of_a_large_8bit_photo_makes_no_float64_copies():
+    """The OOD colour check ran on the full-size decoded image in float64 (a 7000x7000 colour JPEG, accepted by
+    the pixel limit, took the CLI to 3.1 GB); it now sums in integers over blocks of rows, same value."""
+    import tracemalloc
+
+    from brainclf.ood import colourfulness
+
+    def float64_formula(img):  # the previous implementation, as the reference value
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
+        rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+        return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1, 3), (37, 200, 3), (130, 65, 3)):
+        arr = rng.integers(0, 256, shape, dtype=np.uint8)
+        for mode in ("RGB", "RGBA", "P"):
+            img = Image.fromarray(arr).convert(mode)
+            assert colourfulness(img) == pytest.approx(float64_formula(img), rel=1e-12, abs=1e-12)
+    big = Image.fromarray(rng.integers(0, 256, (2000, 2000, 3), dtype=np.uint8))  # 12 MB as uint8
+    tracemalloc.start()
+    try:
+        colourfulness(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * limits.MiB  # the float64 version: ~180 MiB
