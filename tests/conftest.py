@@ -97,3 +97,27 @@ def make_image():
 def png_bytes():
     """png_bytes(img, fmt='PNG', **save_kwargs) → encoded bytes."""
     return encode
+
+
+def require_real_data(path: Path | None, what: str) -> Path:
+    """The real-data gate, in one place: skip on a developer machine without the data, but fail in CI
+    (BRAINCLF_REQUIRE_REAL_DATA=1), where a missing dataset must never pass as a silent skip."""
+    if path is None or not Path(path).is_dir():
+        msg = f"{what} not found ({path})"
+        if os.environ.get("BRAINCLF_REQUIRE_REAL_DATA") == "1":
+            pytest.fail(msg + " but BRAINCLF_REQUIRE_REAL_DATA=1")
+        pytest.skip(msg)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """$BRAINCLF_DATA: the Kaggle dataset (Training/, Testing/)."""
+    value = os.environ.get("BRAINCLF_DATA")
+    return require_real_data(Path(value) if value else None, "real dataset ($BRAINCLF_DATA)")
+
+
+@pytest.fixture(scope="session")
+def external_data(real_data) -> Path:
+    """The external-radiopaedia folder beside $BRAINCLF_DATA (the layout of ../shared/data)."""
+    return require_real_data(real_data.parent / "external-radiopaedia", "external dataset")

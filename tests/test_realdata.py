@@ -7,7 +7,6 @@ then a missing dataset is a failure, never a silent skip.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from brainclf import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
-
-
-@pytest.fixture(scope="module")
-def real_data() -> Path:
-    value = os.environ.get("BRAINCLF_DATA")
-    if not value or not Path(value).is_dir():
-        msg = f"real dataset not found (BRAINCLF_DATA={value!r})"
-        if os.environ.get("BRAINCLF_REQUIRE_REAL_DATA") == "1":
-            pytest.fail(msg + " but BRAINCLF_REQUIRE_REAL_DATA=1")
-        pytest.skip(msg)
-    return Path(value)
 
 
 @pytest.fixture(scope="module")
