@@ -1,4 +1,4 @@
-"""Shared app plumbing: the cached model, the active-model picker, the data folder, the training jobs."""
+"""Shared app plumbing: routing, the cached model, the active-model picker, the data folder, the training jobs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,31 @@ from brainclf.card import ModelCard, card_path, list_models, read_card
 from brainclf.errors import BrainclfError
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
+
+
+def route_through_app() -> None:
+    """Send a run that Streamlit started in legacy `pages/` mode through app.py's st.navigation instead.
+
+    Streamlit decides, before any of this app's code runs, that an app with a top-level `pages/` folder is a
+    legacy multipage app, and stays so until app.py's st.navigation has run once in the process. Until then a
+    bookmarked /predict runs pages/predict.py on its own (no model picker; every module of pages/ listed as
+    a page; /common a blank page). Streamlit 1.67 has no setting to turn that off, so this ends legacy mode
+    for the process and reruns: app.py then routes the request like any other (an unknown path such as
+    /common lands on Home with Streamlit's "page not found" notice). A no-op once app.py's navigation ran.
+    Runs on import of this module (every page imports it) and at the top of the pages that call it.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    in_a_run = get_script_run_ctx(suppress_warning=True) is not None
+    if in_a_run and getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False  # what st.navigation itself sets
+        st.rerun()
+
+
+route_through_app()  # also when Streamlit runs this module as a legacy page (/common)
 
 MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
 REFER_BELOW = 0.90  # fallback refer threshold for models whose card has none fitted on validation

@@ -10,8 +10,9 @@ from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from brainclf.train import PRECISIONS, TrainConfig
-from pages.common import MODELS_DIR, available_models, card_of, data_root, training_jobs
+from pages.common import MODELS_DIR, available_models, card_of, data_root, route_through_app, training_jobs
 
+route_through_app()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------

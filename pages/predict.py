@@ -8,8 +8,9 @@ from brainclf.audit import append_audit, audit_record
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
 from brainclf.preprocess import decode_upload
-from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
+from pages.common import REFER_BELOW, audit_path, class_label, get_predictor, route_through_app
 
+route_through_app()
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
 predictor = get_predictor()

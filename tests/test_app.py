@@ -77,6 +77,18 @@ def test_predict_accepts_png_rgba_upload():
     assert any(m.value.startswith("#### rgba.png") for m in at.markdown)
 
 
+@pytest.mark.parametrize("page", ["pages/predict.py", "pages/model.py"])
+def test_bookmarked_page_runs_inside_the_app_navigation(page):
+    """Issue #14: a page opened as the first request of a fresh server (AppTest's first run on a switched page
+    is one: Streamlit is still in its legacy pages/ mode) ran on its own, without app.py's sidebar model
+    picker. It now goes through app.py's st.navigation."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="model_path").value.endswith("default.keras")  # app.py's sidebar ran
+    assert at.title[0].value in ("Predict", "Models")
+
+
 def test_evaluation_from_card_and_cell_gallery():
     at = open_page("pages/evaluation.py")
     assert not at.exception
@@ -133,7 +145,7 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     at = open_page("pages/predict.py")
     at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
     assert not at.exception and not log.exists()  # off by default
-    # AppTest's switch_page runs the page without app.py's sidebar, so set the sidebar settings' state.
+    # Set the sidebar settings' state (the page now runs inside app.py, with its sidebar).
     at.session_state["audit"] = True
     at.session_state["audit_path"] = str(log)
     at.run()
