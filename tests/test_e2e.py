@@ -1,9 +1,9 @@
 """End to end in a real browser: `streamlit run app.py` on 127.0.0.1, Debian's chromium driven by Playwright.
 
 Opens every page, uploads a real Testing image on Predict and checks that the predicted class and the
-Grad-CAM figure appear, and that the Evaluation page draws the confusion matrix and ROC. Screenshots of
-each page go to docs/screenshots/ (committed and shown in the README). Bookmarks: a page opened as the very
-first request of a fresh server works like any other.
+Grad-CAM figure appear, that its case report downloads as a PDF, and that the Evaluation page draws the
+confusion matrix and ROC. Screenshots of each page go to docs/screenshots/ (committed and shown in the
+README). Bookmarks: a page opened as the very first request of a fresh server works like any other.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page(server, browser):
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg.set_default_timeout(60_000)
     yield pg
     pg.close()
@@ -133,9 +133,15 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     assert "Meningioma" in result.inner_text()
     page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the Plotly overlay's title
     assert page.locator(".js-plotly-plot").count() >= 2  # probability bars + Grad-CAM
+    page.get_by_text("not an outline of a lesion").first.wait_for()  # the caveat beside the map
     page.get_by_text("Download CSV").wait_for()
     page.wait_for_timeout(1500)
     _shot(page, "predict")
+    # The case report: a one-page PDF built when asked for, named by the case, not by the file.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Case report (PDF)").click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf and image.stem not in download.value.suggested_filename
 
 
 @pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"),
