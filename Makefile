@@ -13,11 +13,16 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# Debian's chromium drives the end-to-end browser test (Playwright never downloads a browser here).
+# Debian's chromium drives the end-to-end browser test (Playwright never downloads a browser here);
+# poppler-utils (pdftoppm, pdftotext) renders the PDF case reports in tests/test_report.py.
 browser:
-	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
-	  { echo "installing Debian chromium for the browser test"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+	@missing=""; \
+	  { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || missing="$$missing chromium"; \
+	  command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian$$missing for the browser and report tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  fi
 
 run: install
 	$(VENV)/bin/streamlit run app.py

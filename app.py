@@ -4,7 +4,9 @@ import streamlit as st
 
 st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon=":material/neurology:", layout="wide")
 
-from pages.common import sidebar_model_picker  # noqa: E402  (set_page_config must come first)
+from pages.common import route_through_app, sidebar_model_picker  # noqa: E402  (set_page_config must come first)
+
+route_through_app()  # the first request of a fresh server can arrive in Streamlit's legacy pages/ mode
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -1,4 +1,5 @@
-"""Shared app plumbing: the cached model, the active-model picker, the data folder, the training jobs."""
+"""Shared app plumbing: routing, the cached model, the active-model picker, the data folder, the training jobs,
+the session's cases."""
 
 from __future__ import annotations
 
@@ -9,12 +10,39 @@ import streamlit as st
 
 from brainclf import DISPLAY_NAMES
 from brainclf.card import ModelCard, card_path, list_models, read_card
+from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
+from brainclf.wording import FALLBACK_REFER_BELOW, is_study_model, study_note
+
+
+def route_through_app() -> None:
+    """Send a run that Streamlit started in legacy `pages/` mode through app.py's st.navigation instead.
+
+    Streamlit decides, before any of this app's code runs, that an app with a top-level `pages/` folder is a
+    legacy multipage app, and stays so until app.py's st.navigation has run once in the process. Until then a
+    bookmarked /predict runs pages/predict.py on its own (no model picker; every module of pages/ listed as
+    a page; /common a blank page). Streamlit 1.67 has no setting to turn that off, so this ends legacy mode
+    for the process and reruns: app.py then routes the request like any other (an unknown path such as
+    /common lands on Home with Streamlit's "page not found" notice). A no-op once app.py's navigation ran.
+    Runs on import of this module (every page imports it) and at the top of the pages that call it.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    in_a_run = get_script_run_ctx(suppress_warning=True) is not None
+    if in_a_run and getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False  # what st.navigation itself sets
+        st.rerun()
+
+
+route_through_app()  # also when Streamlit runs this module as a legacy page (/common)
 
 MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
-REFER_BELOW = 0.90  # fallback refer threshold for models whose card has none fitted on validation
+REFER_BELOW = FALLBACK_REFER_BELOW  # refer threshold for models whose card has none fitted on validation
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
@@ -99,13 +127,16 @@ def sidebar_model_picker() -> None:
         labels, cards = {}, {}
         for p in models:
             card = cards[str(p)] = card_of(p)
-            acc = card.test_metrics().get("accuracy") if card else None
-            labels[str(p)] = f"{p.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
+            labels[str(p)] = model_choice_label(p, card)
         keys = list(labels)
         if st.session_state.get("model_path") not in keys:
             st.session_state.pop("model_path", None)  # a model file that disappeared
         st.selectbox("Model", keys, index=keys.index(str(current)), format_func=labels.get, key="model_path",
-                     help="Used by the Predict and Evaluation pages.")
+                     help="Used by the Predict and Evaluation pages. Study/baseline models are kept for comparison "
+                     "and are not for reading scans.")
+        if is_study(cards.get(str(current))):
+            st.error(f"{current.stem}: {study_note(test_accuracy(cards[str(current)]))}.",
+                     icon=":material/science:")
         st.text_input("Data folder", value=data_root() or "", key="data_root",
                       help="Dataset root (Training/Testing) used to show images from the evaluation. "
                       "Defaults to $BRAINCLF_DATA.")
@@ -123,6 +154,31 @@ def sidebar_model_picker() -> None:
                   help="Average the prediction with that of the left-right mirrored slice (2× the compute). "
                   f"This model's card: {'on' if card_default else 'off'} by default (chosen on validation).")
         st.caption("Research and education only — not for diagnosis.")
+
+
+def test_accuracy(card: ModelCard | None) -> float | None:
+    return card.test_metrics().get("accuracy") if card else None
+
+
+def is_study(card: ModelCard | None) -> bool:
+    """A study/baseline model (the seed CNN, or under 90 % test accuracy): not for reading scans."""
+    return bool(card) and is_study_model(card.architecture, test_accuracy(card))
+
+
+def model_choice_label(path: Path, card: ModelCard | None) -> str:
+    """How the picker names a model: 'seed (seed, test acc 68.2%) · study/baseline: not for reading scans'."""
+    if card is None:
+        return f"{path.stem} (card unreadable)"
+    acc = test_accuracy(card)
+    label = f"{path.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
+    return label + (" · study/baseline: not for reading scans" if is_study(card) else "")
+
+
+def case_book() -> CaseBook:
+    """This session's cases (uploads by content hash, results per model): they survive page changes."""
+    if "case_book" not in st.session_state:
+        st.session_state["case_book"] = CaseBook()
+    return st.session_state["case_book"]
 
 
 def audit_path() -> str | None:

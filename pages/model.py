@@ -10,8 +10,17 @@ from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from brainclf.train import PRECISIONS, TrainConfig
-from pages.common import MODELS_DIR, available_models, card_of, data_root, training_jobs
+from pages.common import (
+    MODELS_DIR,
+    available_models,
+    card_of,
+    data_root,
+    is_study,
+    route_through_app,
+    training_jobs,
+)
 
+route_through_app()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
@@ -24,7 +33,8 @@ for p in available_models():
     rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
                  "input": f"{card.contract.size}px×{card.contract.channels}",
                  "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
-                 "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version})
+                 "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version,
+                 "use": "study/baseline: not for reading scans" if is_study(card) else "research"})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption("Pick the active model in the sidebar.")

@@ -1,84 +1,185 @@
-"""Predict: upload slices, read calibrated probabilities, see Grad-CAM. Uploads stay in memory."""
+"""Predict: upload slices, read calibrated probabilities and the refer rule, see Grad-CAM, download case reports.
+
+Uploads stay in memory: this session's case book (by content hash) keeps them and their results while the
+user moves between pages; nothing is written to disk."""
 
 import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
+from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
 from brainclf.preprocess import decode_upload
-from pages.common import REFER_BELOW, audit_path, class_label, get_predictor
+from brainclf.report import case_report_pdf, report_case
+from brainclf.wording import gradcam_caveat, pct, refer_rule, result_status, study_note
+from pages.common import (
+    REFER_BELOW,
+    audit_path,
+    case_book,
+    class_label,
+    get_predictor,
+    is_study,
+    route_through_app,
+    test_accuracy,
+)
 
+route_through_app()
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
 predictor = get_predictor()
 if predictor is None:
     st.stop()
+card = predictor.card
+model = model_label(card.name, card.version, predictor.tta)  # every per-image widget key carries it
+rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta)
+if is_study(card):
+    st.error(f"The active model **{card.name}** is a {study_note(test_accuracy(card))}. Choose another model in "
+             "the sidebar to read scans.", icon=":material/science:")
+book = case_book()
+
+
+def _uploads_changed():
+    """The user changed the upload box: show exactly its files (an emptied box shows nothing)."""
+    files = st.session_state.get("uploads") or []
+    st.session_state["shown_cases"] = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))
+
 
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
-                         accept_multiple_files=True, key="uploads",
-                         help="Files are processed in memory and never written to disk.")
-if not files:
-    st.info("Upload one or more brain MRI slices to classify them.")
-    st.stop()
+                         accept_multiple_files=True, key="uploads", on_change=_uploads_changed,
+                         help="Files are processed in memory and never written to disk. They stay in this "
+                         "session's history while you move between pages.")
+if files:
+    # The same image twice is one case (its widgets are keyed by content).
+    shown = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))
+    if any(d not in book for d in shown):
+        st.warning(f"This session keeps at most {book.max_cases} cases: showing the latest ones.")
+        shown = [d for d in shown if d in book]
+    st.session_state["shown_cases"] = shown
+else:  # back from another page: the upload box starts empty, the session's cases do not
+    shown = [d for d in st.session_state.get("shown_cases", []) if d in book]
+    if shown:
+        st.caption(f"Showing the {len(shown)} slice(s) you analysed before leaving this page; all of this session's "
+                   "cases are in the history below.")
+    elif not len(book):
+        st.info("Upload one or more brain MRI slices to classify them.")
 
-opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
-rows, failed = [], []
-for i, f in enumerate(files):
-    data = f.getvalue()  # in memory only: uploads are never written to disk
+
+def analyse(digest: str):
+    """The case's Prediction under the active model (computed once per session and model), or an error."""
+    case = book.get(digest)
+    result = case.results.get(model)
+    if result is not None:
+        return result
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
-        image, dicom_tags = decode_upload(data, f.name)
+        image, case.dicom_tags = decode_upload(case.data, case.name)
         try:
-            pred = predictor.predict(image, name=f.name, explain=True)  # Grad-CAM from the same pass
+            result = predictor.predict(image, name=case.name, explain=True)  # Grad-CAM from the same pass
         except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
-            pred = predictor.predict(image, name=f.name)
-    except BrainclfError as e:
-        failed.append(f.name)
-        st.error(f"**{f.name}** was not processed: {e}")
+            result = predictor.predict(image, name=case.name)
+        result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
-            append_audit(audit_path(), audit_record(data, error=str(e), model=predictor.card.name,
-                                                    version=predictor.card.version))
-        continue
-    if audit_path():
-        append_audit(audit_path(), audit_record(data, pred))
-    rows.append(pred.as_row())
+            append_audit(audit_path(), audit_record(case.data, result))
+    except BrainclfError as e:
+        result = str(e)
+        if audit_path():
+            append_audit(audit_path(), audit_record(case.data, error=result, model=card.name, version=card.version))
+    book.store(digest, model, result)
+    return result
+
+
+def report_for(digests: list[str]):
+    """A callable for st.download_button: the PDF is built only when the user asks for it."""
+    items = [report_case(book.get(d).results[model], rule, d, book.get(d).analysed[model], predictor.tta, card)
+             for d in digests]
+    return lambda: case_report_pdf(items)
+
+
+def show_case(digest: str, opacity: float) -> None:
+    case, pred = book.get(digest), analyse(digest)
+    if isinstance(pred, str):
+        st.error(f"**{case.name}** was not processed: {pred}")
+        return
+    status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
+    answer = f"{pred.predicted_display} ({pct(pred.confidence)})"
     with st.container(border=True):
-        low = pred.referred if pred.refer_threshold else pred.confidence < REFER_BELOW
-        badge = " :orange-badge[:material/warning: low confidence — refer to a radiologist]" if low else ""
-        if pred.out_of_distribution:
-            badge = " :red-badge[:material/block: not like a brain MRI slice]"
-        st.markdown(f"#### {f.name}: **{pred.predicted_display}** ({pred.confidence:.1%}){badge}")
-        if pred.out_of_distribution:
-            st.warning(f"This input does not look like a brain MRI slice: {pred.ood_reason}. The class "
-                       "probabilities below are not meaningful for it.", icon=":material/block:")
+        if status.kind == "ood":  # the flag leads; the class is secondary, greyed
+            st.markdown(f"#### {case.name}: :red[:material/block: {status.headline}]")
+            st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
+            st.error(status.sentence, icon=":material/block:")
+        elif status.kind == "refer":
+            st.markdown(f"#### {case.name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
+            st.warning(status.sentence, icon=":material/warning:")
+        else:
+            st.markdown(f"#### {case.name}: **{answer}**")
+            st.caption(status.sentence)
         c1, c2, c3 = st.columns([1, 1.2, 1.3])
         with c1:
             st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
                      caption=f"As the model sees it ({predictor.contract.size}×{predictor.contract.size})",
                      clamp=True, width="stretch")
         with c2:
-            st.plotly_chart(probability_bars(pred.probabilities), key=f"bars{i}")
+            st.plotly_chart(probability_bars(pred.probabilities), key=widget_key("bars", digest, model))
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
-                                  format_func=class_label, key=f"cam_class{i}")
+                                  format_func=class_label, key=widget_key("cam_class", digest, model))
         with c3:
             try:
                 heat = pred.heatmap if target == pred.predicted and pred.heatmap is not None else \
                     predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
                 fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
-                st.plotly_chart(fig, key=f"cam{i}")
+                st.plotly_chart(fig, key=widget_key("cam", digest, model))
+                st.caption(gradcam_caveat(target, card.faithfulness))
+                st.page_link("pages/evaluation.py", label="Grad-CAM faithfulness on the Evaluation page",
+                             icon=":material/monitoring:")
             except ValueError as e:
                 st.warning(f"No Grad-CAM for this model: {e}")
-        if dicom_tags:
-            st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in dicom_tags.items()))
-        st.caption(f"Model {pred.model_name} {pred.model_version}")
+        left, right = st.columns([3, 1])
+        tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
+        left.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
+                     + (" with flip TTA" if predictor.tta else "") + tags)
+        right.download_button("Case report (PDF)", report_for([digest]), file_name=f"brainclf-case-{case.ref}.pdf",
+                              mime="application/pdf", key=widget_key("pdf", digest, model), icon=":material/download:",
+                              help="One page: the slice as the model saw it, probabilities, Grad-CAM, refer status, "
+                              "model and dates. No file name, no DICOM tags.")
 
-if rows:
-    st.subheader("Results")
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True)
-    st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
-                       mime="text/csv")
-if failed:
-    st.warning(f"{len(failed)} of {len(files)} files could not be processed: {', '.join(failed)}")
+
+if shown:
+    opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
+    for digest in shown:
+        show_case(digest, opacity)
+    analysed = [d for d in shown if not isinstance(book.result(d, model), str)]
+    failed = [book.get(d).name for d in shown if isinstance(book.result(d, model), str)]
+    if analysed:
+        st.subheader("Results")
+        rows = []
+        for d in analysed:
+            row = book.result(d, model).as_row()
+            rows.append({**row, "case": book.get(d).ref})
+        table = pd.DataFrame(rows)
+        st.dataframe(table, hide_index=True)
+        c1, c2 = st.columns(2)
+        c1.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
+                           mime="text/csv")
+        c2.download_button("Case reports of these slices (one PDF, a page per slice)", report_for(analysed),
+                           file_name="brainclf-case-reports.pdf", mime="application/pdf", key="pdf_batch",
+                           icon=":material/download:", help=f"{len(analysed)} page(s); no file names, no DICOM tags.")
+    if failed:
+        st.warning(f"{len(failed)} of {len(shown)} files could not be processed: {', '.join(failed)}")
+
+# ---- this session's cases ----------------------------------------------------------------------------------
+if len(book):
+    st.subheader("This session's cases")
+    st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases}); closing the tab "
+               "forgets them.")
+    st.dataframe(pd.DataFrame(book.history_rows(model)), hide_index=True,
+                 column_config={"confidence": st.column_config.NumberColumn(format="percent")})
+    choices = [c.digest for c in reversed(book.cases())]
+    labels = {c.digest: f"#{c.number} · {c.name} · case {c.ref}" for c in book.cases()}
+    opened = st.selectbox("Open a case", [None, *choices], format_func=lambda d: "—" if d is None else labels[d],
+                          key="open_case", help="Shows the case again with the active model.")
+    if opened is not None and opened in shown:
+        st.caption(f"Case #{book.get(opened).number} is shown above.")
+    elif opened is not None:
+        show_case(opened, st.session_state.get("opacity", 0.45))

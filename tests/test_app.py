@@ -7,9 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from brainclf import CLASS_NAMES, DISPLAY_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -40,6 +43,15 @@ def test_home_shows_intended_use_and_card():
                                                 "External accuracy (other source)"]
 
 
+def _cam_selectors(at: AppTest) -> list:
+    """The per-image "Grad-CAM for class" selectors, in page order."""
+    return [s for s in at.selectbox if s.label == "Grad-CAM for class"]
+
+
+def _headings(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("####")]
+
+
 def _meningioma_image() -> tuple[str, bytes]:
     """A real Testing meningioma the card records as correct; a synthetic image without the data."""
     data = os.environ.get("BRAINCLF_DATA")
@@ -61,11 +73,11 @@ def test_predict_upload_shows_class_overlay_and_table_and_survives_bad_files():
     errors = " ".join(e.value for e in at.error)
     assert "broken.jpg" in errors and "not a recognised image" in errors
     assert "empty.png" in errors and "empty" in errors
-    assert at.selectbox(key="cam_class0").value == "meningioma"  # Grad-CAM for the predicted class
+    assert _cam_selectors(at)[0].value == "meningioma"  # Grad-CAM for the predicted class
     table = at.dataframe[0].value
     assert list(table["file"]) == [name] and table["model"][0] == "default"
     # Grad-CAM for another class re-renders without error.
-    at.selectbox(key="cam_class0").set_value("glioma").run()
+    _cam_selectors(at)[0].set_value("glioma").run()
     assert not at.exception
 
 
@@ -76,6 +88,130 @@ def test_predict_accepts_png_rgba_upload():
     at.file_uploader[0].set_value(("rgba.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
     assert any(m.value.startswith("#### rgba.png") for m in at.markdown)
+
+
+@pytest.mark.parametrize("page", ["pages/predict.py", "pages/model.py"])
+def test_bookmarked_page_runs_inside_the_app_navigation(page):
+    """Issue #14: a page opened as the first request of a fresh server (AppTest's first run on a switched page
+    is one: Streamlit is still in its legacy pages/ mode) ran on its own, without app.py's sidebar model
+    picker. It now goes through app.py's st.navigation."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="model_path").value.endswith("default.keras")  # app.py's sidebar ran
+    assert at.title[0].value in ("Predict", "Models")
+
+
+def test_gradcam_class_selector_is_keyed_by_content_and_model(make_image, png_bytes):
+    """Issue #14: the selector was keyed by its position in the upload list, so the next image uploaded in
+    that position inherited the previous image's class and its map was computed for the wrong class."""
+    from brainclf.card import read_card
+    from brainclf.cases import content_hash
+
+    a, b = png_bytes(make_image("glioma", 1)), png_bytes(make_image("pituitary", 2))
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("b.png", b, "image/png")).run()
+    predicted_b = _cam_selectors(at)[0].value  # starts on the predicted class
+    at.file_uploader[0].set_value(("a.png", a, "image/png")).run()  # b removed, a in its place
+    other = next(c for c in CLASS_NAMES if c != predicted_b)
+    _cam_selectors(at)[0].set_value(other).run()  # look at a's map for another class
+    assert any(f"Grad-CAM: {DISPLAY_NAMES[other]}" in str(c.proto) for c in at.get("plotly_chart"))
+    at.file_uploader[0].set_value(("b.png", b, "image/png")).run()  # b again, in the same position
+    (selector,) = _cam_selectors(at)
+    assert selector.value == predicted_b, "b's map must start on b's own class, not on the choice made for a"
+    version = read_card(REPO / "models" / "default.keras").version
+    assert content_hash(b) in selector.key and f"default {version}" in selector.key
+    # Another model: new keys, so nothing carries over between models either.
+    seed = REPO / "models" / "seed.keras"
+    at.selectbox(key="model_path").set_value(str(seed)).run()
+    assert not at.exception
+    assert f"seed {read_card(seed).version}" in _cam_selectors(at)[0].key
+
+
+def test_cases_survive_page_changes_and_reopen_from_the_history(make_image, png_bytes):
+    from brainclf.cases import content_hash
+
+    first, second = png_bytes(make_image("glioma", 3)), png_bytes(make_image("meningioma", 4))
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("first.png", first, "image/png")).run()
+    at.file_uploader[0].set_value(("second.png", second, "image/png")).run()
+    at.switch_page("pages/model.py").run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception
+    headings = _headings(at)  # the upload box is empty again; the result is not
+    assert len(headings) == 1 and headings[0].startswith("#### second.png"), headings
+    history = at.dataframe[-1].value
+    assert list(history["file"]) == ["second.png", "first.png"]
+    assert list(history["case"]) == [content_hash(second)[:12], content_hash(first)[:12]]
+    at.selectbox(key="open_case").set_value(content_hash(first)).run()  # back to the first case
+    assert not at.exception
+    assert [h.split(":")[0] for h in _headings(at)] == ["#### second.png", "#### first.png"]
+
+
+def test_out_of_distribution_leads_with_the_flag_and_greys_the_class():
+    rng = np.random.default_rng(5)
+    colourful = rng.integers(0, 255, (96, 96, 3), dtype="uint8")  # the colour check flags it whatever the model
+    buf = io.BytesIO()
+    Image.fromarray(colourful).save(buf, "PNG")
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("colour.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    (heading,) = _headings(at)
+    assert "Not like a brain MRI slice" in heading and not any(n in heading for n in DISPLAY_NAMES.values())
+    secondary = [m.value for m in at.markdown if m.value.startswith(":gray[")]
+    assert len(secondary) == 1 and "not meaningful" in secondary[0]
+    assert any(n in secondary[0] for n in DISPLAY_NAMES.values())
+    assert any("in colour" in e.value for e in at.error)
+
+
+def test_every_gradcam_map_has_its_caveat_and_a_report_download(make_image, png_bytes):
+    from brainclf.cases import content_hash
+
+    images = [png_bytes(make_image("glioma", 6)), png_bytes(make_image("pituitary", 7))]
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([(f"{i}.png", d, "image/png") for i, d in enumerate(images)]).run()
+    assert not at.exception
+    caveats = [c.value for c in at.caption if "not an outline of a lesion" in c.value]
+    assert len(caveats) == 2 and all("orbits" in c and "Evaluation page" in c for c in caveats)
+    assert len(at.get("page_link")) == 2
+    keys = [b.key for b in at.get("download_button")]
+    for d in images:  # one case report per image, keyed by its content and the model
+        assert any(k and k.startswith("pdf::default ") and content_hash(d) in k for k in keys)
+    assert "pdf_batch" in keys
+
+
+def test_study_models_are_marked_not_for_reading_scans():
+    at = open_page("pages/predict.py")
+    picker = at.selectbox(key="model_path")
+    labels = {label.split(" ")[0]: label for label in picker.options}  # "seed (seed, test acc 68.2%) · …"
+    assert labels["seed"].endswith("not for reading scans") and "not for reading" not in labels["default"]
+    assert not any("not for reading scans" in e.value for e in at.error)
+    picker.set_value(str(REPO / "models" / "seed.keras")).run()
+    assert not at.exception
+    assert any("not for reading scans" in e.value for e in at.main.error)  # on the page, not only the sidebar
+
+
+def _referred_testing_image() -> tuple[str, bytes, float]:
+    """A real Testing slice the default model answers with low confidence (the card's stored prediction)."""
+    data = os.environ.get("BRAINCLF_DATA")
+    if data and Path(data).is_dir():
+        card = json.loads((REPO / "models" / "default.json").read_text())
+        row = min((r for r in card["test_predictions"] if r["pred"] != "notumor"), key=lambda r: max(r["probs"]))
+        return Path(row["path"]).name, (Path(data) / row["path"]).read_bytes(), max(row["probs"])
+    pytest.skip("needs BRAINCLF_DATA for a real image")
+
+
+def test_refer_message_states_the_rule_in_one_sentence():
+    name, data, _ = _referred_testing_image()
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value((name, data, "image/jpeg")).run()
+    assert not at.exception
+    (heading,) = _headings(at)
+    assert "refer to a radiologist" in heading
+    (message,) = [w.value for w in at.warning if "radiologist" in w.value]
+    assert "a radiologist should read this slice" in message and "not reliable enough to act on" in message
+    assert "validation split" in message and "99.9 % accurate" in message
+    assert message.rstrip(".").count(". ") == 0  # one sentence
 
 
 def test_evaluation_from_card_and_cell_gallery():
@@ -124,24 +260,28 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     import hashlib
     import tempfile
 
-    rng = __import__("numpy").random.default_rng(7)
+    rng = np.random.default_rng(7)
     img = Image.fromarray(rng.integers(0, 255, (96, 96), dtype="uint8"))
     buf = io.BytesIO()
     img.save(buf, "PNG")
     data = buf.getvalue()
     marker = data[-200:-100]  # compressed bytes unique to this upload
+    other = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (80, 80), dtype="uint8")).save(other, "PNG")
     log = tmp_path / "audit.jsonl"
     at = open_page("pages/predict.py")
-    at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
+    at.file_uploader[0].set_value(("Roe_Richard.png", other.getvalue(), "image/png")).run()
     assert not at.exception and not log.exists()  # off by default
-    # AppTest's switch_page runs the page without app.py's sidebar, so set the sidebar settings' state.
-    at.session_state["audit"] = True
-    at.session_state["audit_path"] = str(log)
-    at.run()
+    # Switched on in the sidebar: each analysis from then on appends one line (once per image and model).
+    at.toggle(key="audit").set_value(True)
+    at.text_input(key="audit_path").set_value(str(log))
+    at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
     assert not at.exception
     rec = json.loads(log.read_text().splitlines()[-1])
     assert rec["input_sha256"] == hashlib.sha256(data).hexdigest() and rec["model"] == "default"
-    assert "Doe" not in log.read_text()
+    assert "Doe" not in log.read_text() and len(log.read_text().splitlines()) == 1
+    at.slider(key="opacity").set_value(0.6).run()  # a rerun is not a new analysis
+    assert len(log.read_text().splitlines()) == 1
     assert _files_containing([tempfile.gettempdir(), REPO], marker) == []
 
 

@@ -1,12 +1,14 @@
 """End to end in a real browser: `streamlit run app.py` on 127.0.0.1, Debian's chromium driven by Playwright.
 
 Opens every page, uploads a real Testing image on Predict and checks that the predicted class and the
-Grad-CAM figure appear, and that the Evaluation page draws the confusion matrix and ROC. Screenshots of
-each page go to docs/screenshots/ (committed and shown in the README).
+Grad-CAM figure appear, that its case report downloads as a PDF, and that the Evaluation page draws the
+confusion matrix and ROC. Screenshots of each page go to docs/screenshots/ (committed and shown in the
+README). Bookmarks: a page opened as the very first request of a fresh server works like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -39,50 +41,65 @@ def real_data() -> Path:
     return Path(value)
 
 
-@pytest.fixture(scope="module")
-def server(real_data):
+@contextlib.contextmanager
+def _streamlit(env: dict | None = None):
+    """`streamlit run app.py` on a free 127.0.0.1 port; yields its URL once healthy, stops it afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     port = _free_port()
-    env = {**os.environ, "BRAINCLF_DATA": str(real_data)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:  # wait for the health endpoint, bounded
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited: {proc.stdout.read().decode()[-2000:]}")
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not become healthy within 90 s")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.time() + 90
+        while time.time() < deadline:  # wait for the health endpoint, bounded
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited: {proc.stdout.read().decode()[-2000:]}")
+        else:
+            pytest.fail("streamlit did not become healthy within 90 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(real_data):
+    with _streamlit({"BRAINCLF_DATA": str(real_data)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
+        b = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        yield pg
-        browser.close()
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg.set_default_timeout(60_000)
+    yield pg
+    pg.close()
 
 
 def _open(page, server, path: str, heading: str):
@@ -116,9 +133,40 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     assert "Meningioma" in result.inner_text()
     page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the Plotly overlay's title
     assert page.locator(".js-plotly-plot").count() >= 2  # probability bars + Grad-CAM
+    page.get_by_text("not an outline of a lesion").first.wait_for()  # the caveat beside the map
     page.get_by_text("Download CSV").wait_for()
     page.wait_for_timeout(1500)
     _shot(page, "predict")
+    # The case report: a one-page PDF built when asked for, named by the case, not by the file.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Case report (PDF)").click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf and image.stem not in download.value.suggested_filename
+
+
+@pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"),
+                                          ("common", "brainclf — brain MRI tumour classifier")])
+def test_bookmark_as_the_first_request_of_a_fresh_server(browser, path, heading):
+    """Issue #14: before anyone opened the root URL, Streamlit served the pages/ folder as a legacy
+    multipage app: /predict had no model picker and a sidebar listing every module (app, common, ...), and
+    /common was a blank page. Each path here is the first request its server sees."""
+    from playwright.sync_api import expect
+
+    with _streamlit() as url:
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            pg.goto(f"{url}/{path}")
+            expect(pg.get_by_role("heading", name=heading).first).to_be_visible(timeout=90_000)
+            sidebar = pg.get_by_test_id("stSidebar")
+            expect(sidebar.get_by_text("Active model")).to_be_visible(timeout=60_000)  # app.py's model picker
+            links = pg.get_by_test_id("stSidebarNav").get_by_role("link")
+            expect(links).to_have_count(4)  # not one per module of pages/ (app, common, evaluation, …)
+            for name in ("Home", "Predict", "Evaluation", "Model"):
+                expect(links.filter(has_text=name)).to_have_count(1)
+            paths = links.evaluate_all("ls => ls.map(l => new URL(l.href).pathname)")
+            assert sorted(paths) == ["/", "/evaluation", "/model", "/predict"], paths
+        finally:
+            pg.close()
 
 
 def test_evaluation_page_shows_confusion_matrix_and_roc(page, server):

@@ -1,0 +1,162 @@
+"""What a clinician reads next to a result: the refer rule in plain words, the out-of-distribution flag, the
+Grad-CAM caveat and whether a model is fit for reading scans at all.
+
+The Predict page and the PDF case report (brainclf.report) both take their sentences from here, so the
+screen and the paper never disagree. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import CLASS_NAMES, DISPLAY_NAMES
+
+INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
+REFER_MEANS = "a radiologist should read this slice; the model's answer is not reliable enough to act on"
+# Fallback for cards without a threshold fitted on validation (older models): a fixed, unvalidated bar.
+FALLBACK_REFER_BELOW = 0.90
+# Study/baseline models: kept for comparison, never for reading scans.
+STUDY_ARCHITECTURES = ("seed",)
+MIN_READING_ACCURACY = 0.90  # below this test accuracy a model is a study model whatever its architecture
+
+
+@dataclass(frozen=True)
+class ReferRule:
+    """The refer rule of one model (with or without flip TTA), as its card states it."""
+
+    thresholds: dict[str, float]  # predicted class → lowest accepted confidence
+    fitted: bool  # False: the card has no threshold and the fixed fallback applies
+    per_class: bool  # the card has per-class thresholds (the strict "no tumour" rule)
+    fitted_on: str = "validation split"
+    target_accuracy: float | None = None
+
+    def threshold(self, cls: str) -> float:
+        return self.thresholds[cls]
+
+    def referred(self, probabilities: dict[str, float]) -> bool:
+        cls = max(probabilities, key=probabilities.get)
+        return probabilities[cls] < self.thresholds[cls]
+
+    @property
+    def base(self) -> float:
+        """The threshold of the tumour classes (the symmetric part of the rule)."""
+        return min(self.thresholds[c] for c in CLASS_NAMES if c != "notumor")
+
+    @property
+    def strict_notumor(self) -> bool:
+        return self.per_class and self.thresholds["notumor"] > self.base
+
+
+def refer_rule(thresholds: dict[str, float], calibration: dict | None,
+               fallback: float = FALLBACK_REFER_BELOW, tta: bool = False) -> ReferRule:
+    """The rule from a Predictor's `refer_thresholds` and its card's calibration block."""
+    cal = calibration or {}
+    fitted = any(float(t) > 0 for t in thresholds.values())
+    table = {c: float(thresholds.get(c, 0.0)) if fitted else fallback for c in CLASS_NAMES}
+    per_class = fitted and bool(cal.get("refer_thresholds_tta" if tta else "refer_thresholds"))
+    target = cal.get("refer_target_accuracy")
+    return ReferRule(thresholds=table, fitted=fitted, per_class=per_class,
+                     fitted_on=str(cal.get("fitted_on") or "validation split"),
+                     target_accuracy=float(target) if target else None)
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """0.9312 → '93.1 %'; never rounds a value below 1 up to '100 %'."""
+    d = digits
+    while d < 6 and x < 1 and round(100 * x, d) >= 100:
+        d += 1
+    return f"{100 * x:.{d}f} %"
+
+
+def pct_pair(a: float, b: float, digits: int = 1) -> tuple[str, str]:
+    """Two percentages with as many decimals as it takes to tell them apart (at most 5)."""
+    d = digits
+    while d < 5 and a != b and round(100 * a, d) == round(100 * b, d):
+        d += 1
+    return pct(a, d), pct(b, d)
+
+
+def _accuracy_clause(rule: ReferRule) -> str:
+    acc = f"{pct(rule.target_accuracy)} " if rule.target_accuracy else "target-"
+    return f"so that accepted answers were {acc}accurate there"
+
+
+def refer_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
+    """One plain sentence: refer (what that means), the threshold this answer missed, where it comes from."""
+    cls = max(probabilities, key=probabilities.get)
+    conf, thr = probabilities[cls], rule.thresholds[cls]
+    c, t = pct_pair(conf, thr)
+    name = DISPLAY_NAMES.get(cls, cls)
+    if not rule.fitted:
+        return (f"Refer: {REFER_MEANS}, because its confidence in {name} ({c}) is below {t}, a fixed default "
+                "that was not validated (this model's card has no refer threshold fitted on validation data).")
+    if cls == "notumor" and rule.strict_notumor:
+        return (f"Refer: {REFER_MEANS}, because its confidence in No tumour ({c}) is below the {t} this model "
+                f"needs for a \"no tumour\" answer, a stricter bar than the {pct_pair(rule.base, thr)[0]} for the "
+                f"tumour classes, fitted on the {rule.fitted_on} {_accuracy_clause(rule)} and no validation "
+                "tumour was answered \"no tumour\" without referral, since missing a tumour is the costly error.")
+    extra = (" and no validation tumour was answered \"no tumour\" without referral"
+             if cls == "notumor" and rule.per_class else "")
+    return (f"Refer: {REFER_MEANS}, because its confidence in {name} ({c}) is below the {t} this model needs "
+            f"for a {name} answer, a threshold fitted on the {rule.fitted_on} {_accuracy_clause(rule)}{extra}.")
+
+
+def accept_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
+    """Why an answer was not referred, in one sentence (still not a diagnosis)."""
+    cls = max(probabilities, key=probabilities.get)
+    c, t = pct_pair(probabilities[cls], rule.thresholds[cls])
+    name = DISPLAY_NAMES.get(cls, cls)
+    if not rule.fitted:
+        return (f"Not referred: confidence {c} is at or above a fixed {t} default that was not validated "
+                "(this model's card has no threshold fitted on validation data).")
+    return (f"Not referred: confidence {c} is at or above the {t} this model needs for a {name} answer "
+            f"(fitted on the {rule.fitted_on} {_accuracy_clause(rule)}); still not a diagnosis.")
+
+
+def ood_sentence(reason: str) -> str:
+    return (f"Why flagged: {reason}. The class probabilities are not meaningful for this input; check what was "
+            "uploaded.")
+
+
+@dataclass(frozen=True)
+class Status:
+    """How a result is headed: 'ood' (flag first), 'refer' or 'accept', with its one-sentence explanation."""
+
+    kind: str
+    headline: str
+    sentence: str
+
+
+def result_status(rule: ReferRule, probabilities: dict[str, float], out_of_distribution: bool = False,
+                  ood_reason: str = "") -> Status:
+    if out_of_distribution:
+        return Status("ood", "Not like a brain MRI slice", ood_sentence(ood_reason or "flagged by the OOD guard"))
+    if rule.referred(probabilities):
+        return Status("refer", "Refer to a radiologist", refer_sentence(rule, probabilities))
+    return Status("accept", "Not referred", accept_sentence(rule, probabilities))
+
+
+def gradcam_caveat(cls: str, faithfulness: dict | None = None) -> str:
+    """What a Grad-CAM map is and is not, with the card's faithfulness figures when it has them."""
+    name = DISPLAY_NAMES.get(cls, cls)
+    text = (f"The map shows where the network's evidence for {name} lies in this slice; it is not an outline "
+            "of a lesion, and it often lights up the orbits or the frontal lobe even when the answer is right.")
+    d = (faithfulness or {}).get("deletion")
+    share = d.get("share_gradcam_lower") if d else None
+    if d and d.get("n") and share is not None:
+        text += (f" Faithfulness for this model, on {d['n']} test images: deleting the pixels a predicted-class map "
+                 f"marks lowered that class's probability faster than deleting random pixels for {pct(share, 0)} "
+                 "of them (Evaluation page, \"When to trust a prediction\").")
+    else:
+        text += " This model's card has no faithfulness figures (see the Evaluation page)."
+    return text
+
+
+def is_study_model(architecture: str, test_accuracy: float | None) -> bool:
+    """Study/baseline models (the seed CNN, or anything under 90 % test accuracy) are not for reading scans."""
+    return architecture in STUDY_ARCHITECTURES or (test_accuracy is not None and test_accuracy < MIN_READING_ACCURACY)
+
+
+def study_note(test_accuracy: float | None) -> str:
+    acc = f" ({pct(test_accuracy, 0)} accurate on the test set)" if test_accuracy is not None else ""
+    return f"study/baseline model{acc}: not for reading scans"

@@ -1,0 +1,109 @@
+"""PDF case reports (brainclf.report), checked the way a reader sees them: rendered to PNG with poppler's
+pdftoppm and read back with pdftotext (`make browser` installs poppler-utils)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclf import DISPLAY_NAMES
+from brainclf.card import read_card
+from brainclf.cases import content_hash
+from brainclf.predict import Prediction
+from brainclf.report import case_report_pdf, report_case
+from brainclf.wording import refer_rule
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = "Doe_Jane_1962-03-04.png"  # an upload name that carries a patient's identity
+CAL = {"fitted_on": "validation split (571 images)", "refer_target_accuracy": 0.999,
+       "refer_thresholds": {"glioma": 0.99, "meningioma": 0.99, "notumor": 0.9996, "pituitary": 0.99}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def poppler():
+    if not (shutil.which("pdftoppm") and shutil.which("pdftotext")):
+        pytest.fail("pdftoppm/pdftotext are missing: `make browser` installs poppler-utils")
+
+
+def _prediction(cls: str, p: float, seed: int, ood: bool = False) -> Prediction:
+    """A Prediction as the app holds it: a slice-like model input (a bright disc) and a heat map on it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:96, 0:96]
+    x = np.clip(0.25 + 0.05 * rng.standard_normal((96, 96)), 0, 1)
+    x[(xx - 40) ** 2 + (yy - 50) ** 2 < 15 ** 2] = 0.9
+    heat = np.exp(-((xx - 40) ** 2 + (yy - 50) ** 2) / 300.0)
+    rest = (1 - p) / 3
+    probs = {c: (p if c == cls else rest) for c in DISPLAY_NAMES}
+    return Prediction(name=NAME, probabilities=probs, model_name="default", model_version="20261127-54c873ac",
+                      model_input=x[..., None].astype(np.float32), heatmap=heat.astype(np.float32),
+                      refer_threshold=CAL["refer_thresholds"][cls], out_of_distribution=ood,
+                      ood_reason="the image is in colour (colourfulness 60); MR slices are grayscale" if ood else "")
+
+
+def _render(pdf: bytes, tmp_path: Path) -> tuple[str, list[Path]]:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(tmp_path / "page")], check=True)
+    return text, sorted(tmp_path.glob("page*.png"))
+
+
+def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no_file_name(tmp_path):
+    rule = refer_rule(CAL["refer_thresholds"], CAL)
+    card = read_card(REPO / "models" / "default.keras")
+    analysed = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    preds = [_prediction("meningioma", 0.999, 1), _prediction("notumor", 0.995, 2), _prediction("glioma", 0.97, 3,
+                                                                                                ood=True)]
+    digests = [content_hash(bytes([i])) for i in range(3)]
+    cases = [report_case(p, rule, d, analysed, card=card) for p, d in zip(preds, digests)]
+    text, pages = _render(case_report_pdf(cases, created=datetime(2026, 11, 28, 8, 0, tzinfo=UTC)), tmp_path)
+
+    assert len(pages) == 3 and text.count("\f") in (2, 3)  # one page per slice
+    per_page = text.split("\f")
+    flat = " ".join(text.split())
+    assert "Research tool, not a medical device; not for diagnosis." in flat
+    assert "default, version 20261127-54c873ac" in flat
+    assert "2026-11-27 09:30 UTC" in flat and "2026-11-28 08:00 UTC" in flat
+    for page, d in zip(per_page, digests):
+        assert d[:12] in page and "not for diagnosis" in page  # the case reference and the notice on every page
+    for name in DISPLAY_NAMES.values():
+        assert name in per_page[0]  # every class's probability
+    # Page 1 accepted; page 2 a "no tumour" below the stricter bar: refer, with the rule in words.
+    assert "Not referred" in per_page[0]
+    p2 = " ".join(per_page[1].split())
+    assert "Refer to a radiologist" in p2 and "a radiologist should read this slice" in p2 and "99.96 %" in p2
+    # Page 3 out of distribution: the flag comes before the (greyed) class.
+    p3 = " ".join(per_page[2].split())
+    assert p3.index("Not like a brain MRI slice") < p3.index("Model's class, not meaningful for this input: Glioma")
+    assert "Grad-CAM" in flat and "not an outline of a lesion" in flat
+    # No PHI: no file name (not even a part of it), no DICOM tags.
+    assert "Doe" not in text and "1962" not in text and ".png" not in text
+
+    # The rendered pages are not blank: the slice in grey and the overlay in colour.
+    img = np.asarray(Image.open(pages[0]).convert("RGB"), dtype=np.int16)
+    assert img.std() > 20
+    colourful = np.abs(img - img.mean(-1, keepdims=True)).max(-1) > 60
+    assert colourful.mean() > 0.01  # the Grad-CAM overlay and the coloured status box
+
+
+def test_study_model_report_says_not_for_reading_scans(tmp_path):
+    card = read_card(REPO / "models" / "seed.keras")
+    rule = refer_rule(dict.fromkeys(DISPLAY_NAMES, 0.94), card.calibration)
+    pred = _prediction("glioma", 0.97, 4)
+    pred.model_name, pred.model_version = card.name, card.version
+    text, pages = _render(case_report_pdf([report_case(pred, rule, content_hash(b"s"), datetime.now(UTC),
+                                                       card=card)]), tmp_path)
+    assert len(pages) == 1
+    assert "not for reading scans" in " ".join(text.split())
+
+
+def test_report_refuses_an_empty_batch():
+    with pytest.raises(ValueError):
+        case_report_pdf([])

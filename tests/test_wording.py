@@ -1,0 +1,107 @@
+"""The clinician-facing sentences (brainclf.wording) and the session's case book (brainclf.cases)."""
+
+from __future__ import annotations
+
+import re
+
+from brainclf.cases import CaseBook, content_hash, model_label, widget_key
+from brainclf.wording import (
+    INTENDED_USE,
+    gradcam_caveat,
+    is_study_model,
+    pct,
+    pct_pair,
+    refer_rule,
+    result_status,
+)
+
+CAL = {"fitted_on": "validation split (571 images)", "refer_target_accuracy": 0.999, "refer_threshold": 0.99,
+       "refer_thresholds": {"glioma": 0.99, "meningioma": 0.99, "notumor": 0.9996, "pituitary": 0.99}}
+THRESHOLDS = CAL["refer_thresholds"]
+
+
+def probs(cls: str, p: float) -> dict[str, float]:
+    rest = (1 - p) / 3
+    return {c: (p if c == cls else rest) for c in ("glioma", "meningioma", "notumor", "pituitary")}
+
+
+def one_sentence(text: str) -> bool:
+    """A single sentence: one full stop at the end (decimal points and 'e.g.'-free text)."""
+    return re.sub(r"\d\.\d", "", text).count(". ") == 0 and text.endswith(".")
+
+
+def test_refer_sentence_states_threshold_origin_and_meaning_in_one_sentence():
+    rule = refer_rule(THRESHOLDS, CAL)
+    status = result_status(rule, probs("meningioma", 0.93))
+    assert status.kind == "refer" and one_sentence(status.sentence), status.sentence
+    s = status.sentence
+    assert "a radiologist should read this slice" in s and "not reliable enough to act on" in s  # what refer means
+    assert "93.0 %" in s and "99.0 %" in s  # this answer's confidence and the bar it missed
+    assert "validation split (571 images)" in s and "99.9 % accurate" in s  # where the bar comes from
+
+
+def test_no_tumour_has_the_stricter_rule_and_says_why():
+    rule = refer_rule(THRESHOLDS, CAL)
+    assert rule.strict_notumor
+    status = result_status(rule, probs("notumor", 0.995))  # above the tumour bar, below the no-tumour bar
+    assert status.kind == "refer" and one_sentence(status.sentence), status.sentence
+    s = status.sentence
+    assert "99.96 %" in s and "stricter" in s and "missing a tumour is the costly error" in s
+    assert "no validation tumour was answered \"no tumour\" without referral" in s
+    # The same confidence on a tumour class is accepted, with the rule said plainly.
+    accepted = result_status(rule, probs("glioma", 0.995))
+    assert accepted.kind == "accept" and "99.0 %" in accepted.sentence and "validation" in accepted.sentence
+
+
+def test_cards_without_a_fitted_threshold_say_the_fallback_is_not_validated():
+    rule = refer_rule(dict.fromkeys(THRESHOLDS, 0.0), {})
+    assert not rule.fitted and rule.threshold("glioma") == 0.90
+    s = result_status(rule, probs("glioma", 0.8)).sentence
+    assert "not validated" in s and "a radiologist should read this slice" in s
+    # A card with one symmetric threshold makes no claim about the no-tumour rule.
+    old = refer_rule(dict.fromkeys(THRESHOLDS, 0.99), {"refer_threshold": 0.99, "refer_target_accuracy": 0.999})
+    assert not old.per_class and "no validation tumour" not in result_status(old, probs("notumor", 0.9)).sentence
+
+
+def test_out_of_distribution_leads_whatever_the_confidence():
+    rule = refer_rule(THRESHOLDS, CAL)
+    status = result_status(rule, probs("glioma", 0.9999), out_of_distribution=True, ood_reason="the image is in colour")
+    assert status.kind == "ood" and status.headline == "Not like a brain MRI slice"
+    assert "the image is in colour" in status.sentence and "not meaningful" in status.sentence
+
+
+def test_percentages_never_round_a_miss_up_to_the_bar_or_to_100():
+    assert pct(0.99996) != "100.0 %" and pct(0.99996).startswith("99.99")
+    assert pct_pair(0.99951, 0.99954) == ("99.951 %", "99.954 %")
+    assert pct_pair(0.93, 0.99) == ("93.0 %", "99.0 %")
+
+
+def test_gradcam_caveat_says_what_the_map_is_not_and_quotes_the_card():
+    text = gradcam_caveat("meningioma", {"deletion": {"n": 100, "share_gradcam_lower": 0.79}})
+    assert "not an outline of a lesion" in text and "orbits" in text and "frontal lobe" in text
+    assert "79 %" in text and "100 test images" in text and "Evaluation page" in text
+    assert "no faithfulness figures" in gradcam_caveat("glioma", {})
+
+
+def test_study_models():
+    assert is_study_model("seed", 0.99) and is_study_model("compact_cnn", 0.68)
+    assert not is_study_model("compact_cnn_x2", 0.997) and not is_study_model("compact_cnn", None)
+    assert "not a medical device" in INTENDED_USE and "not for diagnosis" in INTENDED_USE
+
+
+def test_case_book_identifies_cases_by_content_and_keeps_the_latest():
+    book = CaseBook(max_cases=2)
+    a = book.add("a.png", b"image a")
+    assert book.add("renamed.png", b"image a") is a and len(book) == 1  # the same bytes are the same case
+    book.add("b.png", b"image b")
+    book.add("c.png", b"image c")
+    assert [c.name for c in book.cases()] == ["b.png", "c.png"] and a.digest not in book  # oldest dropped
+    assert [c.number for c in book.cases()] == [2, 3]
+    assert a.digest == content_hash(b"image a") and len(a.ref) == 12
+
+
+def test_widget_keys_carry_content_and_model():
+    label = model_label("default", "20261127-54c873ac", tta=True)
+    key = widget_key("cam_class", content_hash(b"x"), label)
+    assert content_hash(b"x") in key and "default 20261127-54c873ac +TTA" in key
+    assert key != widget_key("cam_class", content_hash(b"x"), model_label("default", "20261127-54c873ac"))
