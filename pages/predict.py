@@ -11,8 +11,10 @@ from brainclf.audit import append_audit, audit_record
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
+from brainclf.limits import check_upload_batch
 from brainclf.preprocess import decode_upload
 from brainclf.report import case_report_pdf, report_case
+from brainclf.scope import validated_scope
 from brainclf.wording import gradcam_caveat, pct, refer_rule, result_status, study_note
 from pages.common import (
     REFER_BELOW,
@@ -37,12 +39,30 @@ rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta
 if is_study(card):
     st.error(f"The active model **{card.name}** is a {study_note(test_accuracy(card))}. Choose another model in "
              "the sidebar to read scans.", icon=":material/science:")
+scope = validated_scope(card)
+st.caption(f"**Validated scope of {card.name}.** {scope['sentence']} Slices unlike these (other sequences, CT, "
+           "photos) are flagged as out of distribution.")
 book = case_book()
+
+
+def _upload_problem(files) -> str | None:
+    """Files per upload and bytes per session (brainclf.limits), checked before any file is read."""
+    seen = st.session_state.setdefault("upload_sizes", {})  # file_id -> size of every file this session sent
+    current = {f.file_id for f in files}
+    earlier = sum(size for fid, size in seen.items() if fid not in current)
+    try:
+        check_upload_batch([f.size for f in files], earlier)
+    except BrainclfError as e:
+        return str(e)
+    seen.update({f.file_id: f.size for f in files})
+    return None
 
 
 def _uploads_changed():
     """The user changed the upload box: show exactly its files (an emptied box shows nothing)."""
     files = st.session_state.get("uploads") or []
+    if _upload_problem(files):
+        return  # the page body shows the message
     st.session_state["shown_cases"] = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))
 
 
@@ -50,6 +70,9 @@ files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", 
                          accept_multiple_files=True, key="uploads", on_change=_uploads_changed,
                          help="Files are processed in memory and never written to disk. They stay in this "
                          "session's history while you move between pages.")
+if files and (problem := _upload_problem(files)):
+    st.error(problem)
+    st.stop()
 if files:
     # The same image twice is one case (its widgets are keyed by content).
     shown = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))

@@ -1,0 +1,22 @@
+"""The Predict page enforces the upload limits before reading a file, and states the model's scope."""
+
+from __future__ import annotations
+
+from test_app import open_page
+
+from brainclf.limits import MAX_UPLOAD_FILES
+
+
+def test_too_many_files_in_one_upload_are_refused_with_a_clear_message(png_bytes, make_image):
+    data = png_bytes(make_image())
+    files = [(f"slice{i}.png", data, "image/png") for i in range(MAX_UPLOAD_FILES + 1)]
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception
+    assert any(f"at most {MAX_UPLOAD_FILES}" in e.value for e in at.error)
+    assert not [m for m in at.markdown if m.value.startswith("####")]  # nothing was analysed
+
+
+def test_predict_page_states_the_validated_scope():
+    at = open_page("pages/predict.py")
+    assert any("Validated scope of" in c.value for c in at.caption)
