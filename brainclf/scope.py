@@ -35,3 +35,18 @@ def validated_scope(card) -> dict:
                                      "in-distribution only."))
     return {"sources": names, "classes": ordered, "sequences": sequences, "external": list(externals),
             "licences": [s.get("licence", "") for s in sources if s.get("licence")], "sentence": sentence}
+
+
+def source_tag(card) -> str:
+    """Short words for a model picker: which sources it learnt from and whether that restricts its use."""
+    sources = [s for s in card.training.get("sources") or [] if not s.get("primary")]
+    if not sources:
+        return "Kaggle only"
+    tag = "Kaggle + " + " + ".join(s["name"] for s in sources)
+    return tag + (" · non-commercial" if any("NC" in s.get("licence", "") for s in sources) else "")
+
+
+def external_accuracy(card) -> float | None:
+    """The first recorded external accuracy (other source), or None when never measured."""
+    ext = next(iter(card.metrics.get("external", {}).values()), None)
+    return ext.get("accuracy") if ext else None

@@ -14,6 +14,7 @@ from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
+from brainclf.scope import external_accuracy, source_tag
 from brainclf.wording import FALLBACK_REFER_BELOW, is_study_model, study_note
 
 
@@ -169,8 +170,10 @@ def model_choice_label(path: Path, card: ModelCard | None) -> str:
     """How the picker names a model: 'seed (seed, test acc 68.2%) · study/baseline: not for reading scans'."""
     if card is None:
         return f"{path.stem} (card unreadable)"
-    acc = test_accuracy(card)
-    label = f"{path.stem} ({card.architecture}" + (f", test acc {acc:.1%})" if acc else ")")
+    acc, ext = test_accuracy(card), external_accuracy(card)
+    label = (f"{path.stem} ({card.architecture}, {source_tag(card)}"
+             + (f"; Kaggle test {acc:.1%}" if acc else "") + (f", other source {ext:.1%}" if ext is not None else "")
+             + ")")
     return label + (" · study/baseline: not for reading scans" if is_study(card) else "")
 
 

@@ -20,3 +20,9 @@ def test_too_many_files_in_one_upload_are_refused_with_a_clear_message(png_bytes
 def test_predict_page_states_the_validated_scope():
     at = open_page("pages/predict.py")
     assert any("Validated scope of" in c.value for c in at.caption)
+
+
+def test_the_model_picker_says_which_sources_each_model_learnt_from():
+    at = open_page("pages/home.py")
+    labels = {label.split(" ")[0]: label for label in at.selectbox(key="model_path").options}
+    assert "Kaggle only" in labels["seed"] and "other source" in labels["seed"]
