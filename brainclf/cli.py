@@ -326,12 +326,12 @@ def cmd_merge_csv(args) -> int:
 
 
 def cmd_dedup(args) -> int:
-    from .data import resolve_data_root
+    from .data import discover, resolve_data_root
     from .dedup import dedup_report, format_dedup_report
 
     data = resolve_data_root(args.data)
     bar = _CountBar("hash")
-    report = dedup_report(data, threshold=args.threshold, progress=bar)
+    report = dedup_report(discover(data), threshold=args.threshold, progress=bar)
     bar.close()
     print(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
     return 0

@@ -134,7 +134,6 @@ class Splits:
     train: list[Sample]
     val: list[Sample]
     test: list[Sample]
-    dedup_groups_straddling: int = 0  # groups found in more than one split (0 by construction for train/val)
 
 
 def _grouped_split(samples: list[Sample], groups: np.ndarray, fraction: float, seed: int) -> tuple[list, list]:

@@ -126,18 +126,21 @@ def clean_mask(paths: Sequence[Path], training_paths: Sequence[Path],
     return ~(exact | near)
 
 
-def dedup_report(root, threshold: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Exact and near duplicates within each split and across each pair of splits."""
-    from .data import discover, relative_path
+def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Exact and near duplicates within each split and across each pair of splits.
 
+    Args:
+        ds: a discovered dataset (brainclf.data.discover): `.root` and `.splits` of samples with `.path`
+            and `.label` (taken as an argument so that this module does not import data.py: no cycle).
+    """
     threshold = NEAR_DUP_THRESHOLD if threshold is None else threshold
-    ds = discover(root)
+    root = Path(ds.root)
     names = list(ds.splits)
     samples = ds.all_samples()
     hashes = hash_files([s.path for s in samples], progress)
     split_of = np.array([n for n in names for _ in ds.splits[n]])
     label_of = np.array([s.label for s in samples])
-    rel = [relative_path(s.path, root) for s in samples]
+    rel = [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in samples]
     sha_first: dict[str, int] = {}
     exact = []
     for i, s in enumerate(hashes.sha256):

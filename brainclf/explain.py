@@ -84,12 +84,6 @@ class GradCam:
         return heat.numpy(), probs.numpy(), [e.numpy() for e in extras]
 
 
-def gradcam_heatmap(model, x: np.ndarray, class_index: int | None = None,
-                    layer_name: str | list[str] = "last_conv"):
-    """One-off convenience: builds the Grad-CAM function for `model` and applies it to one image."""
-    return GradCam(model, layer_name)(x, class_index)
-
-
 def jet_colormap(values: np.ndarray) -> np.ndarray:
     """[0, 1] → RGB in [0, 1] with the classic 'jet' ramp (blue → cyan → yellow → red)."""
     v = np.clip(values, 0.0, 1.0)[..., None]

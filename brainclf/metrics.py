@@ -66,8 +66,6 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     if len(y_true) == 0:
         return {"n": 0}
     probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
-    if len(y_true) == 0:
-        return {"n": 0}
     y_pred = probs.argmax(1)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
     per_class = {

@@ -183,7 +183,7 @@ def test_every_gradcam_map_has_its_caveat_and_a_report_download(make_image, png_
 def test_study_models_are_marked_not_for_reading_scans():
     at = open_page("pages/predict.py")
     picker = at.selectbox(key="model_path")
-    labels = {label.split(" ")[0]: label for label in picker.options}  # "seed (seed, Kaggle only; Kaggle test 68.4%, …) · …"
+    labels = {label.split(" ")[0]: label for label in picker.options}  # "seed (seed, Kaggle only; …) · …"
     assert labels["seed"].endswith("not for reading scans") and "not for reading" not in labels["default"]
     assert not any("not for reading scans" in e.value for e in at.error)
     picker.set_value(str(REPO / "models" / "seed.keras")).run()

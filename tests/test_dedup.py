@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from brainclf import CLASS_NAMES
+from brainclf.data import discover
 from brainclf.dedup import (
     HASH_SIZE,
     NEAR_DUP_THRESHOLD,
@@ -129,7 +130,7 @@ def test_dedup_report_counts_cross_split_pairs(tmp_path, make_image):
     Image.open(tr / "pituitary" / "1.png").resize((60, 60)).save(te / "meningioma" / "near.jpg", quality=92)
     shutil.copy(tr / "notumor" / "0.png", tr / "notumor" / "0_again.png")  # within Training
 
-    report = dedup_report(tmp_path)
+    report = dedup_report(discover(tmp_path))
     assert report["files"] == 8 + 1 + 4 + 2
     assert report["splits"] == {"Testing": 6, "Training": 9}
     cross = report["pairs"]["Testing x Training"]
@@ -151,7 +152,7 @@ def test_dedup_report_clean_pooled(tmp_path, make_image):
     for i, c in enumerate(CLASS_NAMES):
         (tmp_path / c).mkdir()
         make_image(c, seed=i).save(tmp_path / c / "x.png")
-    report = dedup_report(tmp_path, threshold=5)
+    report = dedup_report(discover(tmp_path), threshold=5)
     assert report["pairs"] == {} and report["groups"] == 4 and report["threshold"] == 5
     assert "leakage" not in report
     assert "no exact or near duplicates found" in format_dedup_report(report)

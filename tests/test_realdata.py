@@ -94,9 +94,10 @@ def test_bundled_models_are_small_and_have_full_cards():
 
 
 def test_dedup_finds_the_known_train_test_leakage(real_data):
+    from brainclf.data import discover
     from brainclf.dedup import dedup_report
 
-    r = dedup_report(real_data)
+    r = dedup_report(discover(real_data))
     leak = r["leakage"]["Testing"]
     # The dataset's README: most notumor Testing images have a near twin in Training; hundreds overall.
     assert 300 <= leak["with_near_duplicate_in_training"] <= 800
