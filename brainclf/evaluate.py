@@ -92,8 +92,11 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
 def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
     """The model's training images (from its card), looked up beside the evaluated folder, under
     `training_root`, or under $BRAINCLF_DATA; None when they cannot be found."""
+    from .sources import split_key
+
     files = card.training.get("files") or {}
-    rel = list(files.get("train", [])) + list(files.get("val", []))
+    # The primary source's images only: an extra source's (`name::path`) live in their own folder.
+    rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
     if not rel:
         return None
     candidates = [training_root] if training_root else [data.parent, data, os.environ.get("BRAINCLF_DATA")]

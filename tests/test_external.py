@@ -140,3 +140,14 @@ def test_cli_evaluate_json_prints_the_sequence_breakdown(smoke_model, external_f
     assert main(["evaluate", "--model", str(smoke_model), "--data", str(external_folder)]) == 0
     text = capsys.readouterr().out
     assert "external validation on ext-src" in text and "tumour images called 'no tumour'" in text
+
+
+def test_training_paths_of_a_multi_source_card_are_the_primary_images_only(tmp_path):
+    from brainclf.card import ModelCard
+    from brainclf.evaluate import training_paths_for
+
+    (tmp_path / "Training" / "glioma").mkdir(parents=True)
+    (tmp_path / "Training" / "glioma" / "a.png").write_bytes(b"x")
+    card = ModelCard(name="m", architecture="seed", input_contract={"size": 32, "channels": 1},
+                     training={"files": {"train": ["Training/glioma/a.png", "ext::glioma/b.png"], "val": []}})
+    assert training_paths_for(card, tmp_path / "Testing", tmp_path) == [tmp_path / "Training" / "glioma" / "a.png"]
