@@ -146,70 +146,102 @@ def _subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
     return keep
 
 
-class _ProgressCallback:
-    """Builds the Keras callback lazily (keeps keras import out of module import time)."""
+@dataclass
+class _EpochEnd:
+    """The work after every training epoch, shared by Model.fit's callback and the multi-worker loop
+    (brainclf.distributed): precise-BatchNorm validation, history, checkpoints, early stopping, state.json
+    and the progress hook. `run_dir` is where this process writes (a scratch dir on non-chief workers)."""
 
-    @staticmethod
-    def make(hook: ProgressHook | None, cancel: threading.Event | None, state: dict, run_dir: Path,
-             epochs: int, batches: int, t0: float, x_recal: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
-             va_source: np.ndarray):
-        import keras
+    hook: ProgressHook | None
+    state: dict
+    run_dir: Path
+    epochs: int
+    batches: int
+    t0: float
+    x_recal: np.ndarray
+    x_va: np.ndarray
+    y_va: np.ndarray
+    va_source: np.ndarray
 
-        class Cb(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                state["_epoch_start"] = time.time()
+    def begin(self) -> None:
+        self.state["_epoch_start"] = time.time()
 
-            def on_train_batch_end(self, batch, logs=None):
-                if cancel is not None and cancel.is_set():
-                    self.model.stop_training = True
-                if hook:
-                    hook(TrainProgress("training", state["epoch"], epochs, batch + 1, batches,
-                                       history=state["history"], elapsed_s=time.time() - t0))
+    def batch(self, batch: int) -> None:
+        if self.hook:
+            self.hook(TrainProgress("training", self.state["epoch"], self.epochs, batch + 1, self.batches,
+                                    history=self.state["history"], elapsed_s=time.time() - self.t0))
 
-            def on_epoch_end(self, epoch, logs=None):
-                if cancel is not None and cancel.is_set():
-                    return  # a cancelled epoch is incomplete: keep the last finished one as resume point
-                logs = logs if logs is not None else {}
-                # Validate with precise BatchNorm statistics: the moving averages trail the weights at a
-                # high learning rate (measured: 82 % validation accuracy with them, 96 % recalibrated).
-                recalibrate_batchnorm(self.model, x_recal)
-                probs = np.concatenate([np.asarray(self.model(x_va[i:i + 128], training=False))
-                                        for i in range(0, len(x_va), 128)])
-                loss = -np.log(np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0))
-                correct = probs.argmax(1) == y_va
-                names = sorted(set(va_source.tolist()))
-                # Each source counts equally in model selection, however many images it brings.
-                logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
-                logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
-                if len(names) > 1:
-                    for n in names:
-                        state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
-                            float(loss[va_source == n].mean()))
-                        state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
-                            float(correct[va_source == n].mean()))
-                for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                    state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
-                lr = self.model.optimizer.learning_rate
-                state["history"].setdefault("lr", []).append(float(np.asarray(lr)))
-                state["epoch"] = epoch + 1
-                now = time.time()
-                # Per epoch, so a killed and resumed run still counts every finished epoch's time.
-                state["train_seconds"] += now - state.pop("_epoch_start", now)
-                val_loss = float(logs.get("val_loss", float("inf")))
-                if val_loss < state["best_val_loss"]:
-                    state["best_val_loss"] = val_loss
-                    state["best_epoch"] = epoch + 1
-                    self.model.save(run_dir / "best.keras")
-                self.model.save(run_dir / "last.keras")  # with optimizer: the resume point
-                if state["epoch"] - state["best_epoch"] >= state["patience"]:
-                    state["stopped_early"] = True
-                    self.model.stop_training = True
-                _write_state(run_dir, state)
-                if hook:
-                    hook(TrainProgress("training", state["epoch"], epochs, batches, batches,
-                                       history=state["history"], elapsed_s=time.time() - t0, epoch_end=True))
+    def __call__(self, model, epoch: int, logs: dict) -> bool:
+        """Validate and checkpoint the finished epoch (0-based) with its training `logs` (loss, accuracy);
+        True when early stopping ends training."""
+        state, x_va, y_va, va_source = self.state, self.x_va, self.y_va, self.va_source
+        # Validate with precise BatchNorm statistics: the moving averages trail the weights at a
+        # high learning rate (measured: 82 % validation accuracy with them, 96 % recalibrated).
+        recalibrate_batchnorm(model, self.x_recal)
+        probs = np.concatenate([np.asarray(model(x_va[i:i + 128], training=False))
+                                for i in range(0, len(x_va), 128)])
+        loss = -np.log(np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0))
+        correct = probs.argmax(1) == y_va
+        names = sorted(set(va_source.tolist()))
+        # Each source counts equally in model selection, however many images it brings.
+        logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
+        logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
+        if len(names) > 1:
+            for n in names:
+                state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
+                    float(loss[va_source == n].mean()))
+                state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
+                    float(correct[va_source == n].mean()))
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
+        state["history"].setdefault("lr", []).append(float(np.asarray(model.optimizer.learning_rate)))
+        state["epoch"] = epoch + 1
+        now = time.time()
+        # Per epoch, so a killed and resumed run still counts every finished epoch's time.
+        state["train_seconds"] += now - state.pop("_epoch_start", now)
+        val_loss = float(logs.get("val_loss", float("inf")))
+        if val_loss < state["best_val_loss"]:
+            state["best_val_loss"] = val_loss
+            state["best_epoch"] = epoch + 1
+            _save(model, self.run_dir / "best.keras")
+        _save(model, self.run_dir / "last.keras")  # with optimizer: the resume point
+        stop = state["epoch"] - state["best_epoch"] >= state["patience"]
+        if stop:
+            state["stopped_early"] = True
+        _write_state(self.run_dir, state)
+        if self.hook:
+            self.hook(TrainProgress("training", state["epoch"], self.epochs, self.batches, self.batches,
+                                    history=state["history"], elapsed_s=time.time() - self.t0, epoch_end=True))
+        return stop
 
-        return Cb()
+
+def _save(model, path: Path) -> None:
+    """Save through a temporary file: a process killed mid-save leaves the previous checkpoint intact."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def _fit_callback(end: _EpochEnd, cancel: threading.Event | None):
+    """Model.fit's callback around `end` (built here to keep keras out of module import time)."""
+    import keras
+
+    class Cb(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            end.begin()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if cancel is not None and cancel.is_set():
+                self.model.stop_training = True
+            end.batch(batch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if cancel is not None and cancel.is_set():
+                return  # a cancelled epoch is incomplete: keep the last finished one as resume point
+            if end(self.model, epoch, logs if logs is not None else {}):
+                self.model.stop_training = True
+
+    return Cb()
 
 
 def _roots(root: Path, sources: list[Source]) -> dict[str, Path]:
@@ -360,9 +392,10 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
         train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None)
         x_recal = x_tr[np.random.default_rng(config.seed).permutation(len(x_tr))[:64 * 40]]
-        cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0,
-                                    x_recal, x_va, y_va, np.array([s.source for s in kept_va]))
-        model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=[cb], verbose=0)
+        end = _EpochEnd(progress, state, run_dir, config.epochs, steps_per_epoch, t0, x_recal, x_va, y_va,
+                        np.array([s.source for s in kept_va]))
+        model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                  callbacks=[_fit_callback(end, cancel)], verbose=0)
         state.pop("_epoch_start", None)
         _write_state(run_dir, state)
         if cancel is not None and cancel.is_set():
