@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PRECISIONS
+from . import PRECISIONS, distributed
 from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
 from .errors import ConfigError, DataError
 from .models import build_model, dtype_policy, ensemble_from_members, get_architecture, recalibrate_batchnorm
@@ -294,9 +294,11 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
 
     `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
-    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG).
-    The batch size is the global batch, split across replicas. `finish_now` ends an interrupted run
-    where it stands (out of time, say): its best checkpoint so far becomes the model, and the card says so.
+    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG;
+    trained by brainclf.distributed's loop; only the chief writes the run dir and the model, the other
+    workers return the run dir after training). The batch size is the global batch, split across replicas.
+    `finish_now` ends an interrupted run where it stands (out of time, say): its best checkpoint so far
+    becomes the model, and the card says so.
     An ensemble architecture trains its members one after the other (each resumable), then combines them.
     `finalize=False` stops after training and returns the run directory (ensemble members).
     `extra_data` adds labelled folders of other sources (their names and weights must match
@@ -314,7 +316,10 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     contract = config.contract()
     root = Path(data)
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
+    role = distributed.worker_role() if strategy == "multiworker" else None
+    write_dir = role.write_dir(run_dir) if role else run_dir
+    write_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
     def say(stage: str, message: str, **kw):
@@ -366,7 +371,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             "patience": config.early_stopping_patience, "stopped_early": False,
             "history": {}, "train_seconds": 0.0, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_state(run_dir, state)
+        _write_state(write_dir, state)
     if not val_s:
         raise DataError("The validation split is empty: the dataset is too small to split.")
 
@@ -376,7 +381,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
                               "Run without --finish-now to train it.")
         state["stopped_early"] = True
         state["stopped_reason"] = f"finished on request after {state['epoch']} of {config.epochs} epochs"
-        _write_state(run_dir, state)
+        _write_state(write_dir, state)
     finished = state["epoch"] >= config.epochs or state["stopped_early"]
     if not finished:
         keras.utils.set_random_seed(config.seed + state["epoch"])  # resumed runs stay repeatable
@@ -387,22 +392,47 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
         weight_of = {s.name: float(s.weight) for s in sources}
         w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32)
-        steps_per_epoch = int(np.ceil(len(x_tr) / config.batch_size))
-        with distribution_strategy(strategy).scope():
+        dist = distribution_strategy(strategy)
+        replicas = dist.num_replicas_in_sync
+        state["distribution"] = {"strategy": strategy, "workers": role.workers if role else 1, "replicas": replicas}
+        # In the multi-worker loop a last batch smaller than the replica count would leave a replica without
+        # images (NaN BatchNorm statistics); it is dropped, different images each epoch as the data is reshuffled.
+        drop = role is not None and 0 < len(x_tr) % config.batch_size < replicas
+        steps_per_epoch = len(x_tr) // config.batch_size if drop else int(np.ceil(len(x_tr) / config.batch_size))
+        if role:
+            if config.batch_size < replicas:
+                raise ConfigError(f"The batch size ({config.batch_size}) is the global batch: it needs at least one "
+                                  f"image for each of the {replicas} replicas.")
+            # Before any variable is created: workers that would resume differently must not start collectives.
+            distributed.agree(dist, epoch=state["epoch"], images=len(x_tr),
+                              split=distributed.checksum(state["train_files"] + state["val_files"]))
+        with dist.scope():
             model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
-        train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None)
+        if role:
+            distributed.agree(dist, start_weights=distributed.digest(model))
+        train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None,
+                               drop_remainder=drop)
         x_recal = x_tr[np.random.default_rng(config.seed).permutation(len(x_tr))[:64 * 40]]
-        end = _EpochEnd(progress, state, run_dir, config.epochs, steps_per_epoch, t0, x_recal, x_va, y_va,
+        end = _EpochEnd(progress, state, write_dir, config.epochs, steps_per_epoch, t0, x_recal, x_va, y_va,
                         np.array([s.source for s in kept_va]))
-        model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"],
-                  callbacks=[_fit_callback(end, cancel)], verbose=0)
+        if role:  # Model.fit does not take this strategy's datasets (keras-team/keras#20585)
+            cancelled = distributed.fit(model, dist, train_ds, distributed.batch_sizes(len(x_tr), config.batch_size,
+                                        drop), config.epochs, state["epoch"], end, cancel)
+        else:
+            model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                      callbacks=[_fit_callback(end, cancel)], verbose=0)
+            cancelled = cancel is not None and cancel.is_set()
         state.pop("_epoch_start", None)
-        _write_state(run_dir, state)
-        if cancel is not None and cancel.is_set():
+        _write_state(write_dir, state)
+        if cancelled:
             say("cancelled", f"Cancelled after {state['epoch']} epochs; re-run to resume.", epoch=state["epoch"],
                 epochs=config.epochs, history=state["history"])
             raise TrainingCancelled(f"Training cancelled after {state['epoch']} epochs (resumable from {run_dir}).")
 
+    if role and not role.chief:  # the chief alone evaluates and writes the model
+        say("done", f"Worker {role.index} finished training; the chief saves the model", epoch=state["epoch"],
+            epochs=config.epochs, history=state["history"])
+        return run_dir
     if not finalize:
         return run_dir
     say("evaluating", "Evaluating the best checkpoint", epoch=state["epoch"], epochs=config.epochs,
@@ -437,6 +467,8 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
 
         dirs.append(train(member, data, f"{name}-member{k}", models_dir, hook, cancel, resume,
                           run_dir / f"member{k}", strategy, finish_now, finalize=False, extra_data=sources))
+    if strategy == "multiworker" and not distributed.worker_role().chief:
+        return run_dir  # the chief combines the members and writes the model
     states = [json.loads((d / "state.json").read_text()) for d in dirs]
     first = states[0]
     if any(s["val_files"] != first["val_files"] or s["train_files"] != first["train_files"] for s in states):
@@ -450,7 +482,7 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
         "stopped_reason": "; ".join(f"member {k}: {s.get('stopped_reason') or 'early stopping'}"
                                     for k, s in enumerate(states) if s["stopped_early"]),
         "history": first["history"], "train_seconds": sum(s["train_seconds"] for s in states),
-        "started": first["started"],
+        "started": first["started"], "distribution": first.get("distribution"),
         "members": [{"run_dir": str(d), "seed": s["config"]["seed"], "epochs_run": s["epoch"],
                      "best_epoch": s["best_epoch"], "best_val_loss": s["best_val_loss"],
                      "train_seconds": round(s["train_seconds"], 1), "history": s["history"]}
@@ -466,6 +498,9 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     return out
 
 
+_STRATEGIES: dict = {}
+
+
 def distribution_strategy(name: str):
     import tensorflow as tf
 
@@ -477,7 +512,9 @@ def distribution_strategy(name: str):
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster on every worker "
                               "(see README, 'Training on several GPUs or machines').")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if "multiworker" not in _STRATEGIES:  # collective ops can be configured once per process
+            _STRATEGIES["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES["multiworker"]
     raise ConfigError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
 
 
@@ -508,14 +545,14 @@ def _load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, 
 
 
 def _tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
-                weights: np.ndarray | None = None):
+                weights: np.ndarray | None = None, drop_remainder: bool = False):
     """Batches of (x, y) or (x, y, sample weight), augmented when training."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size)
+    ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     if training and config.augment:
         aug = augmentation_pipeline(config.seed)
 
@@ -600,6 +637,8 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     )
     if state.get("members"):
         card.training["members"] = state["members"]
+    if state.get("distribution"):  # strategy, workers and replicas of the latest training session
+        card.training["distribution"] = state["distribution"]
     card.training["files"] = {"train": state["train_files"], "val": state["val_files"]}
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
