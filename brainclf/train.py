@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PRECISIONS
+from . import PRECISIONS, distributed
 from .data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
 from .errors import ConfigError, DataError
 from .models import build_model, dtype_policy, ensemble_from_members, get_architecture, recalibrate_batchnorm
@@ -146,72 +146,102 @@ def _subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
     return keep
 
 
-class _ProgressCallback:
-    """Builds the Keras callback lazily (keeps keras import out of module import time)."""
+@dataclass
+class _EpochEnd:
+    """The work after every training epoch, shared by Model.fit's callback and the multi-worker loop
+    (brainclf.distributed): precise-BatchNorm validation, history, checkpoints, early stopping, state.json
+    and the progress hook. `run_dir` is where this process writes (a scratch dir on non-chief workers)."""
 
-    @staticmethod
-    def make(hook: ProgressHook | None, cancel: threading.Event | None, state: dict, run_dir: Path,
-             epochs: int, batches: int, t0: float, x_recal: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
-             va_source: np.ndarray):
-        import keras
+    hook: ProgressHook | None
+    state: dict
+    run_dir: Path
+    epochs: int
+    batches: int
+    t0: float
+    x_recal: np.ndarray
+    x_va: np.ndarray
+    y_va: np.ndarray
+    va_source: np.ndarray
 
-        class Cb(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                state["_epoch_start"] = time.time()
+    def begin(self) -> None:
+        self.state["_epoch_start"] = time.time()
 
-            def on_train_batch_end(self, batch, logs=None):
-                if cancel is not None and cancel.is_set():
-                    self.model.stop_training = True
-                if hook:
-                    hook(TrainProgress("training", state["epoch"], epochs, batch + 1, batches,
-                                       history=state["history"], elapsed_s=time.time() - t0))
+    def batch(self, batch: int) -> None:
+        if self.hook:
+            self.hook(TrainProgress("training", self.state["epoch"], self.epochs, batch + 1, self.batches,
+                                    history=self.state["history"], elapsed_s=time.time() - self.t0))
 
-            def on_epoch_end(self, epoch, logs=None):
-                if cancel is not None and cancel.is_set():
-                    return  # a cancelled epoch is incomplete: keep the last finished one as resume point
-                logs = logs if logs is not None else {}
-                # Validate with precise BatchNorm statistics: the moving averages trail the weights at a
-                # high learning rate (measured: 82 % validation accuracy with them, 96 % recalibrated).
-                recalibrate_batchnorm(self.model, x_recal)
-                probs = np.concatenate([np.asarray(self.model(x_va[i:i + 128], training=False))
-                                        for i in range(0, len(x_va), 128)])
-                loss = -np.log(np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0))
-                correct = probs.argmax(1) == y_va
-                names = sorted(set(va_source.tolist()))
-                # Each source counts equally in model selection, however many images it brings.
-                logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
-                logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
-                if len(names) > 1:
-                    for n in names:
-                        state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
-                            float(loss[va_source == n].mean()))
-                        state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
-                            float(correct[va_source == n].mean()))
-                for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                    state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
-                lr = self.model.optimizer.learning_rate
-                state["history"].setdefault("lr", []).append(float(np.asarray(lr)))
-                state["epoch"] = epoch + 1
-                now = time.time()
-                # Per epoch, so a killed and resumed run still counts every finished epoch's time.
-                state["train_seconds"] += now - state.pop("_epoch_start", now)
-                val_loss = float(logs.get("val_loss", float("inf")))
-                if val_loss < state["best_val_loss"]:
-                    state["best_val_loss"] = val_loss
-                    state["best_epoch"] = epoch + 1
-                    self.model.save(run_dir / ".best.tmp.keras")  # temp + rename: a kill mid-save keeps the old one
-                    (run_dir / ".best.tmp.keras").replace(run_dir / "best.keras")
-                self.model.save(run_dir / ".last.tmp.keras")  # with optimizer: the resume point
-                (run_dir / ".last.tmp.keras").replace(run_dir / "last.keras")
-                if state["epoch"] - state["best_epoch"] >= state["patience"]:
-                    state["stopped_early"] = True
-                    self.model.stop_training = True
-                _write_state(run_dir, state)
-                if hook:
-                    hook(TrainProgress("training", state["epoch"], epochs, batches, batches,
-                                       history=state["history"], elapsed_s=time.time() - t0, epoch_end=True))
+    def __call__(self, model, epoch: int, logs: dict) -> bool:
+        """Validate and checkpoint the finished epoch (0-based) with its training `logs` (loss, accuracy);
+        True when early stopping ends training."""
+        state, x_va, y_va, va_source = self.state, self.x_va, self.y_va, self.va_source
+        # Validate with precise BatchNorm statistics: the moving averages trail the weights at a
+        # high learning rate (measured: 82 % validation accuracy with them, 96 % recalibrated).
+        recalibrate_batchnorm(model, self.x_recal)
+        probs = np.concatenate([np.asarray(model(x_va[i:i + 128], training=False))
+                                for i in range(0, len(x_va), 128)])
+        loss = -np.log(np.clip(probs[np.arange(len(y_va)), y_va], 1e-7, 1.0))
+        correct = probs.argmax(1) == y_va
+        names = sorted(set(va_source.tolist()))
+        # Each source counts equally in model selection, however many images it brings.
+        logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
+        logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
+        if len(names) > 1:
+            for n in names:
+                state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
+                    float(loss[va_source == n].mean()))
+                state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
+                    float(correct[va_source == n].mean()))
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
+        state["history"].setdefault("lr", []).append(float(np.asarray(model.optimizer.learning_rate)))
+        state["epoch"] = epoch + 1
+        now = time.time()
+        # Per epoch, so a killed and resumed run still counts every finished epoch's time.
+        state["train_seconds"] += now - state.pop("_epoch_start", now)
+        val_loss = float(logs.get("val_loss", float("inf")))
+        if val_loss < state["best_val_loss"]:
+            state["best_val_loss"] = val_loss
+            state["best_epoch"] = epoch + 1
+            _save(model, self.run_dir / "best.keras")
+        _save(model, self.run_dir / "last.keras")  # with optimizer: the resume point
+        stop = state["epoch"] - state["best_epoch"] >= state["patience"]
+        if stop:
+            state["stopped_early"] = True
+        _write_state(self.run_dir, state)
+        if self.hook:
+            self.hook(TrainProgress("training", state["epoch"], self.epochs, self.batches, self.batches,
+                                    history=state["history"], elapsed_s=time.time() - self.t0, epoch_end=True))
+        return stop
 
-        return Cb()
+
+def _save(model, path: Path) -> None:
+    """Save through a temporary file: a process killed mid-save leaves the previous checkpoint intact."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def _fit_callback(end: _EpochEnd, cancel: threading.Event | None):
+    """Model.fit's callback around `end` (built here to keep keras out of module import time)."""
+    import keras
+
+    class Cb(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            end.begin()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if cancel is not None and cancel.is_set():
+                self.model.stop_training = True
+            end.batch(batch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if cancel is not None and cancel.is_set():
+                return  # a cancelled epoch is incomplete: keep the last finished one as resume point
+            if end(self.model, epoch, logs if logs is not None else {}):
+                self.model.stop_training = True
+
+    return Cb()
 
 
 def _roots(root: Path, sources: list[Source]) -> dict[str, Path]:
@@ -264,9 +294,11 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
 
     `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
-    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG).
-    The batch size is the global batch, split across replicas. `finish_now` ends an interrupted run
-    where it stands (out of time, say): its best checkpoint so far becomes the model, and the card says so.
+    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG;
+    trained by brainclf.distributed's loop; only the chief writes the run dir and the model, the other
+    workers return the run dir after training). The batch size is the global batch, split across replicas.
+    `finish_now` ends an interrupted run where it stands (out of time, say): its best checkpoint so far
+    becomes the model, and the card says so.
     An ensemble architecture trains its members one after the other (each resumable), then combines them.
     `finalize=False` stops after training and returns the run directory (ensemble members).
     `extra_data` adds labelled folders of other sources (their names and weights must match
@@ -287,7 +319,10 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     contract = config.contract()
     root = Path(data)
     run_dir = Path(run_dir) if run_dir else runs_dir() / name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
+    role = distributed.worker_role() if strategy == "multiworker" else None
+    write_dir = role.write_dir(run_dir) if role else run_dir
+    write_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
     def say(stage: str, message: str, **kw):
@@ -339,7 +374,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             "patience": config.early_stopping_patience, "stopped_early": False,
             "history": {}, "train_seconds": 0.0, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_state(run_dir, state)
+        _write_state(write_dir, state)
     if not val_s:
         raise DataError("The validation split is empty: the dataset is too small to split.")
 
@@ -349,7 +384,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
                               "Run without --finish-now to train it.")
         state["stopped_early"] = True
         state["stopped_reason"] = f"finished on request after {state['epoch']} of {config.epochs} epochs"
-        _write_state(run_dir, state)
+        _write_state(write_dir, state)
     finished = state["epoch"] >= config.epochs or state["stopped_early"]
     if not finished:
         keras.utils.set_random_seed(config.seed + state["epoch"])  # resumed runs stay repeatable
@@ -360,21 +395,47 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
             raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
         weight_of = {s.name: float(s.weight) for s in sources}
         w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32)
-        steps_per_epoch = int(np.ceil(len(x_tr) / config.batch_size))
-        with distribution_strategy(strategy).scope():
+        dist = distribution_strategy(strategy)
+        replicas = dist.num_replicas_in_sync
+        state["distribution"] = {"strategy": strategy, "workers": role.workers if role else 1, "replicas": replicas}
+        # In the multi-worker loop a last batch smaller than the replica count would leave a replica without
+        # images (NaN BatchNorm statistics); it is dropped, different images each epoch as the data is reshuffled.
+        drop = role is not None and 0 < len(x_tr) % config.batch_size < replicas
+        steps_per_epoch = len(x_tr) // config.batch_size if drop else int(np.ceil(len(x_tr) / config.batch_size))
+        if role:
+            if config.batch_size < replicas:
+                raise ConfigError(f"The batch size ({config.batch_size}) is the global batch: it needs at least one "
+                                  f"image for each of the {replicas} replicas.")
+            # Before any variable is created: workers that would resume differently must not start collectives.
+            distributed.agree(dist, epoch=state["epoch"], images=len(x_tr),
+                              split=distributed.checksum(state["train_files"] + state["val_files"]))
+        with dist.scope():
             model = _load_or_build(config, contract, run_dir, state, steps_per_epoch)
-        train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None)
+        if role:
+            distributed.agree(dist, start_weights=distributed.digest(model))
+        train_ds = _tf_dataset(x_tr, y_tr, config, training=True, weights=w_tr if sources else None,
+                               drop_remainder=drop)
         x_recal = x_tr[np.random.default_rng(config.seed).permutation(len(x_tr))[:64 * 40]]
-        cb = _ProgressCallback.make(progress, cancel, state, run_dir, config.epochs, steps_per_epoch, t0,
-                                    x_recal, x_va, y_va, np.array([s.source for s in kept_va]))
-        model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=[cb], verbose=0)
+        end = _EpochEnd(progress, state, write_dir, config.epochs, steps_per_epoch, t0, x_recal, x_va, y_va,
+                        np.array([s.source for s in kept_va]))
+        if role:  # Model.fit does not take this strategy's datasets (keras-team/keras#20585)
+            cancelled = distributed.fit(model, dist, train_ds, distributed.batch_sizes(len(x_tr), config.batch_size,
+                                        drop), config.epochs, state["epoch"], end, cancel)
+        else:
+            model.fit(train_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                      callbacks=[_fit_callback(end, cancel)], verbose=0)
+            cancelled = cancel is not None and cancel.is_set()
         state.pop("_epoch_start", None)
-        _write_state(run_dir, state)
-        if cancel is not None and cancel.is_set():
+        _write_state(write_dir, state)
+        if cancelled:
             say("cancelled", f"Cancelled after {state['epoch']} epochs; re-run to resume.", epoch=state["epoch"],
                 epochs=config.epochs, history=state["history"])
             raise TrainingCancelled(f"Training cancelled after {state['epoch']} epochs (resumable from {run_dir}).")
 
+    if role and not role.chief:  # the chief alone evaluates and writes the model
+        say("done", f"Worker {role.index} finished training; the chief saves the model", epoch=state["epoch"],
+            epochs=config.epochs, history=state["history"])
+        return run_dir
     if not finalize:
         return run_dir
     say("evaluating", "Evaluating the best checkpoint", epoch=state["epoch"], epochs=config.epochs,
@@ -409,6 +470,8 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
 
         dirs.append(train(member, data, f"{name}-member{k}", models_dir, hook, cancel, resume,
                           run_dir / f"member{k}", strategy, finish_now, finalize=False, extra_data=sources))
+    if strategy == "multiworker" and not distributed.worker_role().chief:
+        return run_dir  # the chief combines the members and writes the model
     states = [json.loads((d / "state.json").read_text()) for d in dirs]
     first = states[0]
     if any(s["val_files"] != first["val_files"] or s["train_files"] != first["train_files"] for s in states):
@@ -422,7 +485,7 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
         "stopped_reason": "; ".join(f"member {k}: {s.get('stopped_reason') or 'early stopping'}"
                                     for k, s in enumerate(states) if s["stopped_early"]),
         "history": first["history"], "train_seconds": sum(s["train_seconds"] for s in states),
-        "started": first["started"],
+        "started": first["started"], "distribution": first.get("distribution"),
         "members": [{"run_dir": str(d), "seed": s["config"]["seed"], "epochs_run": s["epoch"],
                      "best_epoch": s["best_epoch"], "best_val_loss": s["best_val_loss"],
                      "train_seconds": round(s["train_seconds"], 1), "history": s["history"]}
@@ -438,6 +501,9 @@ def _train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: 
     return out
 
 
+_STRATEGIES: dict = {}
+
+
 def distribution_strategy(name: str):
     import tensorflow as tf
 
@@ -449,7 +515,9 @@ def distribution_strategy(name: str):
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster on every worker "
                               "(see README, 'Training on several GPUs or machines').")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if "multiworker" not in _STRATEGIES:  # collective ops can be configured once per process
+            _STRATEGIES["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES["multiworker"]
     raise ConfigError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
 
 
@@ -480,14 +548,14 @@ def _load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, 
 
 
 def _tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
-                weights: np.ndarray | None = None):
+                weights: np.ndarray | None = None, drop_remainder: bool = False):
     """Batches of (x, y) or (x, y, sample weight), augmented when training."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size)
+    ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     if training and config.augment:
         aug = augmentation_pipeline(config.seed)
 
@@ -572,6 +640,8 @@ def finalize_model(run_dir: Path, state: dict, root: Path, name: str, models_dir
     )
     if state.get("members"):
         card.training["members"] = state["members"]
+    if state.get("distribution"):  # strategy, workers and replicas of the latest training session
+        card.training["distribution"] = state["distribution"]
     card.training["files"] = {"train": state["train_files"], "val": state["val_files"]}
     val_s = [by_rel[p] for p in state["val_files"] if p in by_rel]
     test_s = [by_rel[p] for p in state["test_files"] if p in by_rel]
