@@ -7,7 +7,8 @@ without re-running the model. A model without a matching card is refused.
 
 Every card is checked against brainclf.card_schema when it is read, saved or uploaded: a card with a wrong
 type, an out-of-range rate, a path outside the data folder or markup in its text is refused with a message
-naming the field, so a card that loads cannot crash the pages that show it.
+naming the field, so a card that loads cannot crash the pages that show it. Uploaded models carry a
+`provenance` (who, when, whether their test metrics were re-measured here by brainclf.provenance.verify_uploaded_model).
 """
 
 from __future__ import annotations
@@ -237,20 +238,18 @@ def load_model(model_path: str | Path, check_hash: bool = True):
 def check_card_layers(model, card: ModelCard, name: str) -> None:
     """The layers a card names (Grad-CAM, OOD guard) exist in the model, and the OOD statistics have as many
     features as those layers give (per channel: mean and standard deviation), so that predicting and
-    explaining cannot fail on them later."""
-    from .models import ARCHITECTURES
-
+    explaining cannot fail on them later. (A card naming no OOD layers gets its architecture's, from
+    brainclf.models, a layer above this one: not checked here.)"""
     layers = {layer.name: layer for layer in model.layers}
     gradcam = [card.gradcam_layer] if isinstance(card.gradcam_layer, str) else list(card.gradcam_layer)
     ood = card.ood or {}
-    arch = ARCHITECTURES.get(card.architecture)
-    ood_layers = list(ood.get("layers") or ([ood["layer"]] if ood.get("layer") else arch.ood_layers if arch else []))
+    ood_layers = list(ood.get("layers") or ([ood["layer"]] if ood.get("layer") else []))
     for what, names in (("gradcam_layer", gradcam), ("ood layers", ood_layers)):
         missing = [n for n in names if n not in layers]
         if missing:
             raise ModelError(f"{name}: {what} names {', '.join(missing)[:200]}, which the model does not have: the "
                              "card does not belong to this model.")
-    if ood.get("means"):
+    if ood.get("means") and ood_layers:
         features = sum(2 * int(layers[n].output.shape[-1]) for n in ood_layers)
         if len(ood["means"][0]) != features:
             raise ModelError(f"{name}: the OOD guard's statistics have {len(ood['means'][0])} features but the "
@@ -266,14 +265,19 @@ def list_models(models_dir: str | Path = "models") -> list[Path]:
     return sorted(p for p in d.glob("*.keras") if card_path(p).exists())
 
 
-def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models") -> Path:
+def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
+              uploaded_by: str | None = None) -> Path:
     """Check an uploaded model + card in a scratch folder (load_model's checks, the card schema included),
-    then add it to models_dir.
+    then add it to models_dir with its provenance: who uploaded it and when, and that its metrics are the
+    uploader's claim until brainclf.provenance.verify_uploaded_model re-measures them here. Any provenance
+    in the upload is replaced.
 
     A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
     """
     import shutil
     import tempfile
+
+    from .provenance import upload_provenance
 
     limits.validate_model_name(name, ModelError)
     if len(card_bytes) > MAX_CARD_BYTES:
@@ -287,7 +291,9 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         mp = Path(tmp) / f"{name}.keras"
         mp.write_bytes(model_bytes)
         card_path(mp).write_bytes(card_bytes)
-        load_model(mp)
+        _, card = load_model(mp)
+        card.provenance = upload_provenance(uploaded_by)
+        card.save(card_path(mp))
         models_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(card_path(mp), card_path(target))
         shutil.copyfile(mp, target)

@@ -643,7 +643,7 @@ def display_text(s: Any, max_len: int = 500) -> str:
 
 def plain_label(s: Any, max_len: int = 200) -> str:
     """`s` made into a one-line label the schema accepts (for values brainclf writes, such as a user name)."""
-    s = display_text(s, max_len).replace("\n", " ")
-    while (cleaned := _MARKUP.sub("", s)) != s:
+    s = re.sub(r"[<>\[\]`]", "", display_text(s, max_len).replace("\n", " "))
+    while (cleaned := _MARKUP.sub("", s)) != s:  # what is left: '://' and 'www.'
         s = cleaned
     return s

@@ -306,3 +306,96 @@ def test_every_class_is_a_valid_row_label():
     d = {**minimal_card(), "test_predictions": [dict(row, true=c, pred=c, probs=[float(c == k) for k in CLASS_NAMES])
                                                 for c in CLASS_NAMES]}
     assert len(ModelCard.from_dict(copy.deepcopy(d)).test_predictions) == len(CLASS_NAMES)
+
+
+# ---- uploads: provenance and verification -------------------------------------------------------------------
+def invented_claim(smoke_model) -> dict:
+    """The smoke card with test figures it never measured: 1,000 images at 99.9 %, consistent with each other,
+    and no stored rows to contradict them."""
+    card = json.loads(card_path(smoke_model).read_text())
+    cm = [[250 if i == j else 0 for j in range(4)] for i in range(4)]
+    cm[0][1], cm[0][0] = 1, 249
+    card["metrics"]["test"] = {"n": 1000, "accuracy": 0.999, "confusion_matrix": cm}
+    card["metrics"].pop("test_tta", None)
+    card["test_predictions"], card["test_predictions_tta"] = [], []
+    card["calibration"]["tta_default"] = False
+    card["provenance"] = {"uploaded_by": "admin", "uploaded": "2020-01-01", "metrics_verified": True}  # forged
+    return card
+
+
+def test_add_model_records_provenance_and_replaces_a_forged_one(smoke_model, tmp_path):
+    from datetime import datetime
+
+    from brainclf.provenance import card_is_verified, provenance_note
+
+    upload = invented_claim(smoke_model)
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(upload).encode(), tmp_path, uploaded_by="alice")
+    card = read_card(added)
+    prov = card.provenance
+    assert prov["uploaded_by"] == "alice" and prov["metrics_verified"] is False
+    assert set(prov) == {"uploaded_by", "uploaded", "metrics_verified"}
+    uploaded = datetime.strptime(prov["uploaded"], "%Y-%m-%dT%H:%M:%S%z")
+    assert abs((datetime.now().astimezone() - uploaded).total_seconds()) < 120
+    assert not card_is_verified(card)
+    assert provenance_note(card).startswith("Uploaded by alice on ") and "not verified" in provenance_note(card)
+    assert card.metrics["test"] == upload["metrics"]["test"] and card.training == upload["training"]  # kept as claimed
+    assert load_model(added)[1].provenance == prov
+
+
+def test_add_model_makes_an_odd_user_name_a_plain_label(smoke_model, tmp_path):
+    model_bytes, card_bytes = smoke_model.read_bytes(), card_path(smoke_model).read_bytes()
+    added = add_model("odd", model_bytes, card_bytes, tmp_path, uploaded_by="<b>eve</b>\n[x](https://e.v)\x00")
+    who = read_card(added).provenance["uploaded_by"]
+    assert who == "beve/b x(httpse.v)"  # still names the user; no tag, link, line break or control character left
+    assert read_card(add_model("anon", model_bytes, card_bytes, tmp_path)).provenance["uploaded_by"] is None
+
+
+def test_trained_and_bundled_models_count_as_verified(smoke_model):
+    from brainclf.provenance import card_is_verified, provenance_note
+
+    for card in (read_card(smoke_model), read_card(REPO / "models" / "seed.keras")):
+        assert card.provenance == {} and card_is_verified(card) and provenance_note(card) is None
+
+
+def test_verify_uploaded_model_replaces_claimed_test_metrics_by_measured_ones(smoke_model, synthetic_dataset,
+                                                                              tmp_path):
+    from brainclf.provenance import card_is_verified, provenance_note, verify_uploaded_model
+
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path,
+                      uploaded_by="bob")
+    returned = verify_uploaded_model(added, synthetic_dataset)
+    card = read_card(added)
+    assert card == returned
+    test, rows = card.metrics["test"], card.test_predictions
+    assert test["n"] == len(rows) == 12 and all(r["path"].startswith("Testing/") for r in rows)  # 3 per class
+    assert test["accuracy"] == sum(r["true"] == r["pred"] for r in rows) / 12
+    assert "data" not in test and "test_tta" not in card.metrics  # the model runs without TTA: none claimed
+    prov = card.provenance
+    assert prov["metrics_verified"] is True and prov["uploaded_by"] == "bob" and prov["claimed_test_accuracy"] == 0.999
+    assert prov["verified_on"]["counts"] == {c: 3 for c in CLASS_NAMES} and prov["verified_on"]["n"] == 12
+    assert prov["verified_on"]["root_name"] == synthetic_dataset.name
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["verified_on"]["file_list_sha256"])
+    assert card_is_verified(card) and "re-measured on this server (12 images" in provenance_note(card)
+    assert load_model(added)[1].file_sha256 == card.file_sha256  # the model still matches its card
+
+
+def test_verify_measures_tta_figures_when_the_card_has_them(smoke_model, synthetic_dataset, tmp_path):
+    from brainclf.provenance import verify_uploaded_model
+
+    upload = json.loads(card_path(smoke_model).read_text())
+    assert upload["metrics"].get("test_tta")
+    added = add_model("tta", smoke_model.read_bytes(), json.dumps(upload).encode(), tmp_path)
+    card = verify_uploaded_model(added, synthetic_dataset)
+    assert card.metrics["test_tta"]["tta"] is True and card.metrics["test"]["tta"] is False
+    assert len(card.test_predictions_tta) == card.metrics["test_tta"]["n"] == 12
+
+
+def test_verify_refuses_a_model_that_was_not_uploaded(smoke_model, synthetic_dataset, tmp_path):
+    from brainclf.provenance import verify_uploaded_model
+
+    shutil.copy(smoke_model, tmp_path / "m.keras")
+    shutil.copy(card_path(smoke_model), tmp_path / "m.json")
+    before = (tmp_path / "m.json").read_bytes()
+    with pytest.raises(ModelError, match="was not uploaded"):
+        verify_uploaded_model(tmp_path / "m.keras", synthetic_dataset)
+    assert (tmp_path / "m.json").read_bytes() == before
