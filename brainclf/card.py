@@ -239,7 +239,7 @@ def check_card_layers(model, card: ModelCard, name: str) -> None:
     """The layers a card names (Grad-CAM, OOD guard) exist in the model, and the OOD statistics have as many
     features as those layers give (per channel: mean and standard deviation), so that predicting and
     explaining cannot fail on them later. (A card naming no OOD layers gets its architecture's, from
-    brainclf.models, a layer above this one: not checked here.)"""
+    brainclf.models, a layer above this one: Predictor checks those.)"""
     layers = {layer.name: layer for layer in model.layers}
     gradcam = [card.gradcam_layer] if isinstance(card.gradcam_layer, str) else list(card.gradcam_layer)
     ood = card.ood or {}

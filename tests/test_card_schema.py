@@ -246,6 +246,16 @@ def test_layers_named_by_the_card_must_exist_in_the_model(smoke_model, tmp_path)
     assert load_model(tmp_path / "m.keras")[1].name == "smoke"
 
 
+def test_a_card_without_ood_layers_for_a_model_unlike_its_architecture_is_a_model_error(smoke_model, tmp_path):
+    from brainclf.predict import Predictor
+
+    shutil.copy(smoke_model, tmp_path / "m.keras")
+    card = json.loads(card_path(smoke_model).read_text())
+    card_path(tmp_path / "m.keras").write_text(json.dumps({**card, "architecture": "seed", "ood": {}}))
+    with pytest.raises(ModelError, match="the OOD guard needs layer 'conv2', which the model does not have"):
+        Predictor.load(tmp_path / "m.keras")
+
+
 def test_save_refuses_a_card_that_would_not_load(tmp_path):
     card = ModelCard.from_dict(seed_card())
     card.metrics["test"]["accuracy"] = "abc"
