@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
-from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, validate_card
+from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, plain_label, validate_card
 from .errors import ModelError
 from .preprocess import InputContract
 
@@ -277,8 +277,6 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
     import shutil
     import tempfile
 
-    from .provenance import upload_provenance
-
     limits.validate_model_name(name, ModelError)
     if len(card_bytes) > MAX_CARD_BYTES:
         raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
@@ -298,3 +296,16 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         shutil.copyfile(card_path(mp), card_path(target))
         shutil.copyfile(mp, target)
     return target
+
+
+def upload_provenance(uploaded_by: str | None) -> dict:
+    """The provenance add_model records for an upload (the upload's own claims are never kept);
+    brainclf.provenance.verify_uploaded_model adds to it."""
+    who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
+    return {"uploaded_by": who or None, "uploaded": iso_now(), "metrics_verified": False}
+
+
+def iso_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -3,7 +3,7 @@
 A model trained by brainclf.train has no provenance: its card's metrics were measured by this code. An
 uploaded one (brainclf.card.add_model) gets {"uploaded_by", "uploaded", "metrics_verified": False}: its
 metrics are the uploader's claim, however plausible, until verify_uploaded_model re-measures them on this
-server's own test data. The pages show `provenance_note` beside such a model's figures.
+server's own test data. The pages are meant to show `provenance_note` beside such a model's figures.
 """
 
 from __future__ import annotations
@@ -13,21 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import CLASS_NAMES, __version__
-from .card import ModelCard, card_path
+from .card import ModelCard, card_path, iso_now
 from .card_schema import display_text, plain_label
 from .errors import ModelError
-
-
-def upload_provenance(uploaded_by: str | None) -> dict:
-    """The provenance add_model records for an upload (the upload's own claims are never kept)."""
-    who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
-    return {"uploaded_by": who or None, "uploaded": _now(), "metrics_verified": False}
-
-
-def _now() -> str:
-    import time
-
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
@@ -71,7 +59,7 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     counts = {c: sum(r["true"] == c for r in rows) for c in CLASS_NAMES}
     listing = "\n".join(sorted(r["path"] for r in rows))
     card.provenance.update({
-        "metrics_verified": True, "verified": _now(), "verified_by": f"brainclf {__version__}",
+        "metrics_verified": True, "verified": iso_now(), "verified_by": f"brainclf {__version__}",
         "verified_on": {"root_name": plain_label(data.resolve().name, 128), "n": len(rows), "counts": counts,
                         "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest()},
         "claimed_test_accuracy": claimed})
