@@ -4,6 +4,11 @@ models/<name>.keras is the network (native Keras format, loaded with safe_mode=T
 models/<name>.json is its card: what it is, what it expects, how it was trained, on which data, and how
 well it did, including the per-image test predictions so the app can draw the confusion matrix and ROC
 without re-running the model. A model without a matching card is refused.
+
+Every card is checked against brainclf.card_schema when it is read, saved or uploaded: a card with a wrong
+type, an out-of-range rate, a path outside the data folder or markup in its text is refused with a message
+naming the field, so a card that loads cannot crash the pages that show it. Uploaded models carry a
+`provenance` (who, when, whether their test metrics were re-measured here by brainclf.provenance.verify_uploaded_model).
 """
 
 from __future__ import annotations
@@ -15,8 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
+from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, plain_label, validate_card
 from .errors import ModelError
 from .preprocess import InputContract
+
+__all__ = ["ModelCard", "add_model", "card_from_bytes", "display_text", "load_model", "read_card"]
+
+# A card holds every test prediction (the bundled ones are 1-3 MB); far larger is not a card of this project.
+MAX_CARD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -45,6 +56,9 @@ class ModelCard:
     # Per external dataset name: per-image rows (path, true, pred, probs, sequence, referred, ood, group).
     external_predictions: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    # Uploaded models only: uploaded_by, uploaded, metrics_verified (+ verified, verified_on once re-measured).
+    provenance: dict = field(default_factory=dict)
 
     @property
     def contract(self) -> InputContract:
@@ -79,14 +93,27 @@ class ModelCard:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelCard:
+    def from_dict(cls, d: dict, source: str = "") -> ModelCard:
+        """A card from its JSON dict (any schema version), validated (brainclf.card_schema); top-level keys
+        this version does not know are dropped. Raises ModelError naming the field and the problem."""
+        try:
+            d = validate_card(d)
+        except CardSchemaError as e:
+            raise ModelError(f"The model card {source + ' ' if source else ''}is refused: {e}.") from None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: str | Path) -> None:
+        """Write the card atomically, after checking it against the schema (a card that would be refused
+        when read is never written)."""
         path = Path(path)
+        d = asdict(self)
+        try:
+            validate_card(d)
+        except CardSchemaError as e:
+            raise ModelError(f"The model card {path.name} was not saved: {e}.") from None
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json())
+        tmp.write_text(json.dumps(d, indent=1))
         tmp.replace(path)
 
 
@@ -131,10 +158,20 @@ def read_card(model_path: str | Path) -> ModelCard:
     if not cp.exists():
         raise ModelError(f"{Path(model_path).name} has no model card ({cp.name} is missing); "
                          "a model without its card cannot be trusted and is refused.")
+    size = cp.stat().st_size
+    if size > MAX_CARD_BYTES:
+        raise ModelError(f"The model card {cp.name} is {limits.size_text(size)}, above the limit of "
+                         f"{limits.size_text(MAX_CARD_BYTES)} for a card; refused before reading it.")
+    return card_from_bytes(cp.read_bytes(), cp.name)
+
+
+def card_from_bytes(data: bytes, name: str = "card") -> ModelCard:
+    """Parse and validate a card's JSON (as read from disk or uploaded). Raises ModelError."""
     try:
-        return ModelCard.from_dict(json.loads(cp.read_text()))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-        raise ModelError(f"The model card {cp.name} is not valid JSON: {e}") from None
+        d = json.loads(data)
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"The model card {name} is not valid JSON: {str(e)[:200]}") from None
+    return ModelCard.from_dict(d, name)
 
 
 def check_model_archive(path: str | Path) -> None:
@@ -183,9 +220,6 @@ def load_model(model_path: str | Path, check_hash: bool = True):
     if check_hash and card.file_sha256 and card.file_sha256 != file_sha256(path):
         raise ModelError(f"{path.name} does not match its card {card_path(path).name} (file hash differs): "
                          "the model or the card was replaced.")
-    if list(card.class_names) != list(CLASS_NAMES):
-        raise ModelError(f"{card_path(path).name} lists classes {card.class_names}; this version of brainclf "
-                         f"expects {list(CLASS_NAMES)}.")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a broken zip/config
@@ -197,7 +231,30 @@ def load_model(model_path: str | Path, check_hash: bool = True):
                          f"{expected[1:]}: the card does not belong to this model.")
     if model.output_shape[-1] != len(CLASS_NAMES):
         raise ModelError(f"{path.name} has {model.output_shape[-1]} outputs, expected {len(CLASS_NAMES)} classes.")
+    check_card_layers(model, card, card_path(path).name)
     return model, card
+
+
+def check_card_layers(model, card: ModelCard, name: str) -> None:
+    """The layers a card names (Grad-CAM, OOD guard) exist in the model, and the OOD statistics have as many
+    features as those layers give (per channel: mean and standard deviation), so that predicting and
+    explaining cannot fail on them later. (A card naming no OOD layers gets its architecture's, from
+    brainclf.models, a layer above this one: Predictor checks those.)"""
+    layers = {layer.name: layer for layer in model.layers}
+    gradcam = [card.gradcam_layer] if isinstance(card.gradcam_layer, str) else list(card.gradcam_layer)
+    ood = card.ood or {}
+    ood_layers = list(ood.get("layers") or ([ood["layer"]] if ood.get("layer") else []))
+    for what, names in (("gradcam_layer", gradcam), ("ood layers", ood_layers)):
+        missing = [n for n in names if n not in layers]
+        if missing:
+            raise ModelError(f"{name}: {what} names {', '.join(missing)[:200]}, which the model does not have: the "
+                             "card does not belong to this model.")
+    if ood.get("means") and ood_layers:
+        features = sum(2 * int(layers[n].output.shape[-1]) for n in ood_layers)
+        if len(ood["means"][0]) != features:
+            raise ModelError(f"{name}: the OOD guard's statistics have {len(ood['means'][0])} features but the "
+                             f"model's layers {', '.join(ood_layers)} give {features}: the card does not belong to "
+                             "this model.")
 
 
 def list_models(models_dir: str | Path = "models") -> list[Path]:
@@ -208,8 +265,12 @@ def list_models(models_dir: str | Path = "models") -> list[Path]:
     return sorted(p for p in d.glob("*.keras") if card_path(p).exists())
 
 
-def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models") -> Path:
-    """Check an uploaded model + card in a scratch folder (load_model's checks), then add it to models_dir.
+def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
+              uploaded_by: str | None = None) -> Path:
+    """Check an uploaded model + card in a scratch folder (load_model's checks, the card schema included),
+    then add it to models_dir with its provenance: who uploaded it and when, and that its metrics are the
+    uploader's claim until brainclf.provenance.verify_uploaded_model re-measures them here. Any provenance
+    in the upload is replaced.
 
     A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
     """
@@ -217,6 +278,9 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
     import tempfile
 
     limits.validate_model_name(name, ModelError)
+    if len(card_bytes) > MAX_CARD_BYTES:
+        raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
+                         f"{limits.size_text(MAX_CARD_BYTES)} for a card.")
     models_dir = Path(models_dir)
     target = models_dir / f"{name}.keras"
     if target.exists():
@@ -225,8 +289,23 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         mp = Path(tmp) / f"{name}.keras"
         mp.write_bytes(model_bytes)
         card_path(mp).write_bytes(card_bytes)
-        load_model(mp)
+        _, card = load_model(mp)
+        card.provenance = upload_provenance(uploaded_by)
+        card.save(card_path(mp))
         models_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(card_path(mp), card_path(target))
         shutil.copyfile(mp, target)
     return target
+
+
+def upload_provenance(uploaded_by: str | None) -> dict:
+    """The provenance add_model records for an upload (the upload's own claims are never kept);
+    brainclf.provenance.verify_uploaded_model adds to it."""
+    who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
+    return {"uploaded_by": who or None, "uploaded": iso_now(), "metrics_verified": False}
+
+
+def iso_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import CLASS_NAMES, DISPLAY_NAMES
 from .card import ModelCard, load_model
+from .errors import ModelError
 from .preprocess import InputContract, decode_image, to_model_input
 from .shard import in_shard, iter_image_files, iter_shard_files  # noqa: F401 - iter_image_files re-exported
 
@@ -74,7 +75,11 @@ class Predictor:
         # ~10x faster than model.predict on single images.
         descriptors = []
         for name in self.ood_layers:
-            fmap = model.get_layer(name).output
+            try:
+                fmap = model.get_layer(name).output
+            except ValueError:  # a card naming no OOD layers, for a model unlike its stated architecture
+                raise ModelError(f"{card.name}: the OOD guard needs layer {name!r}, which the model does not have: "
+                                 "the card does not belong to this model.") from None
             mean = keras.ops.mean(fmap, axis=(1, 2))
             std = keras.ops.sqrt(keras.ops.maximum(keras.ops.mean(fmap * fmap, axis=(1, 2)) - mean * mean, 0.0))
             descriptors += [mean, std]

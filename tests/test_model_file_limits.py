@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from brainclf import limits
-from brainclf.card import ModelCard, add_model, card_path, check_model_archive, load_model
+from brainclf.card import ModelCard, add_model, card_path, check_model_archive, file_sha256, load_model
 from brainclf.errors import ModelError
 from brainclf.preprocess import InputContract
 
@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def with_card(path: Path) -> Path:
-    """A card beside `path` that passes the card checks (no hash recorded), so only the file is judged."""
-    ModelCard(name=path.stem, architecture="compact_cnn", input_contract=InputContract(32, 1).to_dict()).save(
-        card_path(path))
+    """A card beside `path` that passes the card checks (the file's own hash), so only the file is judged."""
+    ModelCard(name=path.stem, architecture="compact_cnn", input_contract=InputContract(32, 1).to_dict(),
+              file_sha256=file_sha256(path)).save(card_path(path))
     return path
 
 
