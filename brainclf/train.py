@@ -514,7 +514,7 @@ def distribution_strategy(name: str):
     if name == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster on every worker "
-                              "(see README, 'Training on several GPUs or machines').")
+                              "(see README, 'Scale: several machines', and docs/multiworker.md).")
         if "multiworker" not in _STRATEGIES:  # collective ops can be configured once per process
             _STRATEGIES["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
         return _STRATEGIES["multiworker"]
