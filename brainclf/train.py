@@ -3,7 +3,7 @@
 A run lives in RUNS_DIR/<model name>/ with
   state.json   config, splits, epoch reached, history, best validation loss
   last.keras   model + optimizer after the latest epoch (resume point)
-  best.keras   weights with the lowest validation loss so far
+  best.keras   weights with the lowest validation loss (after temperature scaling) so far
 Re-running the same command resumes from the last finished epoch; a finished run only re-does the
 final evaluation and card.
 """
@@ -26,6 +26,7 @@ from .errors import ConfigError, DataError
 from .models import build_model, dtype_policy, ensemble_from_members, get_architecture, recalibrate_batchnorm
 from .preprocess import InputContract
 from .sources import Source, licence_of, sample_key
+from .trust import apply_temperature, fit_temperature
 
 
 @dataclass
@@ -186,20 +187,26 @@ class _EpochEnd:
         # Each source counts equally in model selection, however many images it brings.
         logs["val_loss"] = float(np.mean([loss[va_source == n].mean() for n in names]))
         logs["val_accuracy"] = float(np.mean([correct[va_source == n].mean() for n in names]))
+        # Checkpoints are chosen on the loss after temperature scaling, as the model will run: late epochs
+        # grow over-confident on a small, hard source and their raw loss rises while their accuracy does not
+        # (measured on the first multi-source run: raw loss picked epoch 15 of 40, 94.9 % on Kaggle validation).
+        calibrated = apply_temperature(probs, fit_temperature(y_va, probs))
+        closs = -np.log(np.clip(calibrated[np.arange(len(y_va)), y_va], 1e-7, 1.0))
+        logs["val_loss_calibrated"] = float(np.mean([closs[va_source == n].mean() for n in names]))
         if len(names) > 1:
             for n in names:
                 state["history"].setdefault(f"val_loss[{n or 'primary'}]", []).append(
                     float(loss[va_source == n].mean()))
                 state["history"].setdefault(f"val_accuracy[{n or 'primary'}]", []).append(
                     float(correct[va_source == n].mean()))
-        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_loss_calibrated"):
             state["history"].setdefault(k, []).append(float(logs.get(k, float("nan"))))
         state["history"].setdefault("lr", []).append(float(np.asarray(model.optimizer.learning_rate)))
         state["epoch"] = epoch + 1
         now = time.time()
         # Per epoch, so a killed and resumed run still counts every finished epoch's time.
         state["train_seconds"] += now - state.pop("_epoch_start", now)
-        val_loss = float(logs.get("val_loss", float("inf")))
+        val_loss = float(logs.get("val_loss_calibrated", float("inf")))
         if val_loss < state["best_val_loss"]:
             state["best_val_loss"] = val_loss
             state["best_epoch"] = epoch + 1

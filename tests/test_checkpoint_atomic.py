@@ -55,3 +55,14 @@ def test_a_save_that_dies_half_way_keeps_the_previous_checkpoints(tmp_path, monk
     assert written and all(name not in ("best.keras", "last.keras") for name in written)
     assert (tmp_path / "best.keras").read_bytes() == b"previous best"
     assert (tmp_path / "last.keras").read_bytes() == b"previous last"
+
+
+def test_the_best_checkpoint_is_chosen_on_the_temperature_scaled_validation_loss(tmp_path):
+    cb, _ = epoch_end_callback(tmp_path)
+    cb.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+    import json
+
+    state = json.loads((tmp_path / "state.json").read_text())
+    h = state["history"]
+    assert state["best_val_loss"] == h["val_loss_calibrated"][0]
+    assert h["val_loss_calibrated"][0] <= h["val_loss"][0] + 1e-9  # scaling by T = 1 is among the choices
