@@ -86,3 +86,23 @@ def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     if method == "tsne" and len(f) > 5:
         return TSNE(n_components=2, perplexity=min(30, len(f) - 1), random_state=seed, init="pca").fit_transform(f)
     return PCA(n_components=2, random_state=seed).fit_transform(f)
+
+
+def sensitivity_specificity(rows: list[dict]) -> list[dict]:
+    """Clinicians' terms from per-image rows: "any tumour vs no tumour" first, then each class one-vs-rest.
+
+    Returns:
+        [{"finding", "sensitivity", "specificity", "positives", "negatives"}]; a rate is None without cases.
+    """
+    y, p = arrays_from_rows(rows)
+    pred = p.argmax(1) if len(p) else np.zeros(0, int)
+    nt = CLASS_NAMES.index("notumor")
+    tasks = [("Any tumour (vs no tumour)", y != nt, pred != nt)]
+    tasks += [(c, y == i, pred == i) for i, c in enumerate(CLASS_NAMES)]
+    out = []
+    for name, truth, said in tasks:
+        pos, neg = int(truth.sum()), int((~truth).sum())
+        out.append({"finding": name, "positives": pos, "negatives": neg,
+                    "sensitivity": float((said & truth).sum() / pos) if pos else None,
+                    "specificity": float((~said & ~truth).sum() / neg) if neg else None})
+    return out

@@ -1,8 +1,12 @@
 """Home: what the tool does, intended use, and the active model's card in plain words."""
 
+import pandas as pd
 import streamlit as st
 
-from brainclf import CLASS_NAMES
+from brainclf.analysis import sensitivity_specificity
+from brainclf.card_schema import display_text
+from brainclf.provenance import card_is_verified, provenance_note
+from brainclf.scope import validated_scope
 from pages.common import active_model_path, card_of, class_label
 
 st.title("brainclf — brain MRI tumour classifier")
@@ -28,7 +32,6 @@ if card is None:
 st.subheader(f"Active model: {card.name}")
 t = card.training
 test = card.test_metrics()  # as the model runs by default (flip TTA if its card says so)
-fp = t.get("fingerprint", {})
 clean = test.get("clean") or {}
 externals = card.metrics.get("external", {})
 cols = st.columns(4)
@@ -56,25 +59,44 @@ if any("NC" in lic for lic in licences):
     st.warning("**Licence.** This model was trained partly on images licensed CC BY-NC-SA (Radiopaedia.org cases): "
                "it may be used for non-commercial research and evaluation only, with attribution.",
                icon=":material/gavel:")
+note = provenance_note(card)
+if note and not card_is_verified(card):
+    st.warning(note, icon=":material/upload:")
+elif note:
+    st.caption(note)
+rows, with_tta = card.stored_test_predictions(card.tta_default)
+st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
+            + (" and on the external source, as recorded in the model card:" if externals else ":"))
+table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
+ext_rows = next(iter(card.external_predictions.values()), []) if externals else []
+ext_table = {t["finding"]: t for t in sensitivity_specificity(ext_rows)} if ext_rows else {}
+st.dataframe(pd.DataFrame([{
+    "finding": class_label(k), "sensitivity (Kaggle)": v["sensitivity"], "specificity (Kaggle)": v["specificity"],
+    **({"sensitivity (external)": ext_table[k]["sensitivity"], "specificity (external)": ext_table[k]["specificity"]}
+       if ext_table else {})} for k, v in table.items()]),
+    hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="percent") for c in (
+        "sensitivity (Kaggle)", "specificity (Kaggle)", "sensitivity (external)", "specificity (external)")})
+st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
+           "that the model does not name. The external source has no pituitary tumours. "
+           + validated_scope(card)["sentence"])
 sizes = t.get("sizes", {})
-st.markdown(
-    f"- **Architecture:** `{card.architecture}` — {card.description} Input {card.contract.size}×"
-    f"{card.contract.size} {'grayscale' if card.contract.channels == 1 else 'RGB'}, padded to square.\n"
-    f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
-    f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
-    f"test {sizes.get('test', '?')}) from `{fp.get('root_name', '?')}`, "
-    f"{t.get('epochs_run', '?')} epochs (best: {t.get('best_epoch', '?')}), "
-    f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded, on {card.machine or 'an unrecorded machine'}.\n"
-    f"- **Per-class recall on the test set:** "
-    + ", ".join(f"{class_label(c)} {test['per_class'][c]['recall']:.1%}" for c in CLASS_NAMES
-                if test.get("per_class"))
-)
+with st.expander("Model details (for researchers)"):
+    st.text(display_text(card.description, 300))
+    st.markdown(
+        f"- **Architecture:** `{card.architecture}`, input {card.contract.size}×{card.contract.size} "
+        f"{'grayscale' if card.contract.channels == 1 else 'RGB'}, padded to square, {card.params:,} parameters.\n"
+        f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
+        f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
+        f"test {sizes.get('test', '?')}), {t.get('epochs_run', '?')} epochs (chosen: {t.get('best_epoch', '?')}), "
+        f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded.")
+    st.text("Machine: " + display_text(card.machine or "not recorded", 120))
 st.info(
     "**Known limitations.** The public dataset has no patient IDs, so splits cannot be made per patient, and "
     "it contains hundreds of exact and near-duplicate images, many shared between its Training and Testing "
     "parts: plain test accuracy overstates how well the model generalises to new patients and scanners. "
     "brainclf groups near-duplicates so they never straddle training and validation. Images come from a few "
-    "public sources (figshare, SARTAJ, Br35H); the model has not been validated on other scanners, sequences "
-    "or institutions, nor on tumour types outside these four classes.",
+    "public sources (figshare, SARTAJ, Br35H), plus, for a multi-source model, one external source (Radiopaedia "
+    "cases); its external figure is from held-out cases of that source only. It has not been validated on other "
+    "scanners or institutions, nor on tumour types outside these four classes.",
     icon=":material/info:",
 )

@@ -173,3 +173,21 @@ def test_resolve_image_refuses_paths_outside_the_data_root(tmp_path):
     assert resolve_image("Testing/../../../secret.png", root) is None
     assert resolve_image("Testing/link.png", root) is None  # a symlink pointing outside
     assert resolve_image(None, root) is None
+
+
+def test_sensitivity_and_specificity_lead_with_tumour_vs_no_tumour():
+    from brainclf.analysis import sensitivity_specificity
+
+    def r(true, pred):
+        probs = [0.0] * 4
+        probs[["glioma", "meningioma", "notumor", "pituitary"].index(pred)] = 1.0
+        return {"path": "x", "true": true, "pred": pred, "probs": probs}
+
+    rows = [r("glioma", "glioma"), r("glioma", "notumor"), r("meningioma", "glioma"), r("notumor", "notumor"),
+            r("notumor", "meningioma")]
+    table = {t["finding"]: t for t in sensitivity_specificity(rows)}
+    first = sensitivity_specificity(rows)[0]
+    assert first["finding"].startswith("Any tumour")
+    assert first["sensitivity"] == pytest.approx(2 / 3) and first["specificity"] == pytest.approx(1 / 2)
+    assert table["glioma"]["sensitivity"] == 0.5 and table["glioma"]["specificity"] == pytest.approx(2 / 3)
+    assert table["pituitary"]["sensitivity"] is None and table["pituitary"]["specificity"] == 1.0

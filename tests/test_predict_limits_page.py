@@ -26,3 +26,12 @@ def test_the_model_picker_says_which_sources_each_model_learnt_from():
     at = open_page("pages/home.py")
     labels = {label.split(" ")[0]: label for label in at.selectbox(key="model_path").options}
     assert "Kaggle only" in labels["seed"] and "other source" in labels["seed"]
+
+
+def test_home_leads_with_sensitivity_and_specificity_tumour_vs_no_tumour():
+    at = open_page("pages/home.py")
+    assert not at.exception
+    tables = [d.value for d in at.dataframe if "finding" in d.value.columns]
+    assert tables and tables[0]["finding"].iloc[0] == "Any tumour (vs no tumour)"
+    assert "sensitivity (external)" in tables[0].columns  # the bundled default has external validation
+    assert any("Licence" in w.value for w in at.warning)  # trained partly on CC BY-NC-SA images
