@@ -4,6 +4,7 @@ the session's cases."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -27,7 +28,7 @@ def route_through_app() -> None:
     a page; /common a blank page). Streamlit 1.67 has no setting to turn that off, so this ends legacy mode
     for the process and reruns: app.py then routes the request like any other (an unknown path such as
     /common lands on Home with Streamlit's "page not found" notice). A no-op once app.py's navigation ran.
-    Runs on import of this module (every page imports it) and at the top of the pages that call it.
+    Called at the top of app.py and of every page.
     """
     try:
         from streamlit.runtime.pages_manager import PagesManager
@@ -35,12 +36,33 @@ def route_through_app() -> None:
     except ImportError:  # a Streamlit without the legacy mode
         return
     in_a_run = get_script_run_ctx(suppress_warning=True) is not None
-    if in_a_run and getattr(PagesManager, "uses_pages_directory", None):
-        PagesManager.uses_pages_directory = False  # what st.navigation itself sets
+    # Decided per run, not by the process-wide flag alone: on a fresh server several sessions can start legacy
+    # runs at once, and only the first would see the flag still set (the others then ran a bare page and
+    # failed; measured with 4 simultaneous sessions). A page run by app.py's navigation has app.py on its stack.
+    if in_a_run and not _run_by_app():
+        if getattr(PagesManager, "uses_pages_directory", None):
+            PagesManager.uses_pages_directory = False  # what st.navigation itself sets
         st.rerun()
 
 
-route_through_app()  # also when Streamlit runs this module as a legacy page (/common)
+_APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def _run_by_app() -> bool:
+    """Whether this code runs inside app.py's script run (its navigation runs the pages)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.endswith("app.py") and Path(name).resolve() == _APP:
+            return True
+        frame = frame.f_back
+    return False
+
+
+if __name__ == "__main__":  # Streamlit running this module itself as a legacy page (/common)
+    route_through_app()
+# Never on import: a rerun raised while the module is half-imported left other sessions that imported it at
+# the same moment with a half-initialised module ("cannot import name ..." on a fresh server).
 
 MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
 REFER_BELOW = FALLBACK_REFER_BELOW  # refer threshold for models whose card has none fitted on validation

@@ -25,7 +25,9 @@ from brainclf.figures import (
     shortcut_figure,
 )
 from brainclf.preprocess import load_model_input
-from pages.common import available_models, card_of, class_label, data_root, get_predictor
+from pages.common import available_models, card_of, class_label, data_root, get_predictor, route_through_app
+
+route_through_app()  # a bookmarked page on a fresh server: route it through app.py's navigation
 
 st.title("Evaluation")
 predictor = get_predictor()

@@ -7,7 +7,9 @@ from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.scope import validated_scope
-from pages.common import active_model_path, card_of, class_label
+from pages.common import active_model_path, card_of, class_label, route_through_app
+
+route_through_app()  # a bookmarked page on a fresh server: route it through app.py's navigation
 
 st.title("brainclf — brain MRI tumour classifier")
 st.error(

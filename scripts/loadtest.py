@@ -93,7 +93,10 @@ class Session:
         if widget_states:
             msg.rerun_script.widget_states.widgets.extend(widget_states)
         self._send(msg)
-        return self._receive_until(lambda m: m.WhichOneof("type") == "script_finished")
+        # A run that ends early for a rerun (the page routing itself through app.py's navigation) is not the
+        # page: wait for the run that finishes.
+        return self._receive_until(lambda m: m.WhichOneof("type") == "script_finished"
+                                   and m.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN)
 
     def upload(self, name: str, data: bytes) -> UploadedFileInfo:
         req = BackMsg()
