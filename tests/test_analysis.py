@@ -173,3 +173,25 @@ def test_resolve_image_refuses_paths_outside_the_data_root(tmp_path):
     assert resolve_image("Testing/../../../secret.png", root) is None
     assert resolve_image("Testing/link.png", root) is None  # a symlink pointing outside
     assert resolve_image(None, root) is None
+
+
+def test_resolve_image_stays_inside_the_servers_data_roots(tmp_path):
+    """A card evaluated one level up may name 'other/x.png' beside the root; with the server's data roots
+    given, only a file inside one of them is opened: the parent of a root is not itself a root."""
+    root = tmp_path / "data" / "brain-mri"
+    (root / "Testing").mkdir(parents=True)
+    (root / "Testing" / "a.png").write_bytes(b"png")
+    beside = tmp_path / "data" / "private"
+    beside.mkdir()
+    (beside / "b.png").write_bytes(b"png")
+    (tmp_path / "data" / "external").mkdir()
+    (tmp_path / "data" / "external" / "c.png").write_bytes(b"png")
+    assert resolve_image("private/b.png", root) == (beside / "b.png").resolve()  # no roots given: as before
+    allowed = [root, tmp_path / "data" / "external"]
+    assert resolve_image("Testing/a.png", root, allowed=allowed) == (root / "Testing" / "a.png").resolve()
+    assert resolve_image("private/b.png", root, allowed=allowed) is None
+    external = (tmp_path / "data" / "external" / "c.png").resolve()
+    assert resolve_image("external/c.png", root, allowed=allowed) == external
+    assert resolve_image("Testing/a.png", root, allowed=[]) is None
+    for bad in ("/etc/passwd", "../private/b.png", "Testing/../../private/b.png", str(beside / "b.png")):
+        assert resolve_image(bad, root, allowed=allowed) is None
