@@ -3,8 +3,10 @@
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from pages.common import active_model_path, card_of, class_label
+from pages.common import active_model_path, card_of, class_label, require, route_through_app
 
+route_through_app()
+require("open_home")
 st.title("brainclf — brain MRI tumour classifier")
 st.error(
     "**Intended use: research and education only.** This tool is not a medical device and must not be used "
