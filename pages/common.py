@@ -153,7 +153,8 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
 
 
 def tta_key(path: Path) -> str:
-    return f"tta::{path}"
+    """Keyed by the model's name, not its path: a widget's key travels to the browser inside its element id."""
+    return f"tta::{path.stem}"
 
 
 def tta_setting(path: Path, card_default: bool) -> bool:

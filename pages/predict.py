@@ -161,7 +161,7 @@ def show_case(digest: str, opacity: float) -> None:
                 st.page_link("pages/evaluation.py", label="Grad-CAM faithfulness on the Evaluation page",
                              icon=":material/monitoring:")
             except ValueError as e:
-                st.warning(f"No Grad-CAM for this model: {e}")
+                st.warning(f"No Grad-CAM for this model: {public(e)}")
         left, right = st.columns([3, 1])
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
         left.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"

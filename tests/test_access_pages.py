@@ -88,6 +88,8 @@ def test_no_widget_takes_a_server_path(local_data, page):
         assert at.selectbox(key="eval_folder").value == "brain-mri/Testing"
     if page == "model":
         assert at.selectbox(key="train_data").options == ["brain-mri"]
+    # A widget's key travels to the browser inside its element id: none may hold a server path.
+    assert not [k for k in at.session_state.keys() if str(REPO) in str(k) or str(local_data) in str(k)]
 
 
 def test_local_mode_says_so_in_the_sidebar_and_has_every_feature(local_data):
