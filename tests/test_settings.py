@@ -123,3 +123,17 @@ def test_redact_replaces_server_paths_with_names(tmp_path, monkeypatch):
     assert str(tmp_path) not in out
     assert out.startswith("brain-mri/Testing has only a Training split; models/x.keras and external/glioma;")
     assert f"{SERVER_PATH} is private" in out and "T1/T2 and/or 1/2 stay." in out
+
+
+def test_the_shipped_examples_parse():
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    s = load_settings(repo / "brainclf.toml.example")
+    assert s.roles.groups == {"radiology-research": "researcher"} and s.audit_enabled is True
+    example = (repo / ".streamlit" / "secrets.toml.example").read_text()
+    assert tomllib.loads(example) == {}  # all commented out: copying it changes nothing until filled in
+    uncommented = "\n".join(line.lstrip("# ") for line in example.splitlines() if line.startswith("# ")
+                            and ("=" in line or line.startswith("# [auth]")))
+    auth = tomllib.loads(uncommented)["auth"]
+    assert {"redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url"} <= set(auth)
