@@ -36,7 +36,6 @@ def server_settings(tmp_path, monkeypatch, synthetic_dataset):
 
 @pytest.fixture
 def local_data(monkeypatch, synthetic_dataset, tmp_path):
-    monkeypatch.delenv("BRAINCLF_SETTINGS", raising=False)
     monkeypatch.setenv("BRAINCLF_DATA", str(synthetic_dataset))
     monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
     return synthetic_dataset

@@ -14,6 +14,7 @@ from brainclf.settings import SERVER_PATH, load_settings
 def clean_env(monkeypatch, tmp_path):
     for var in ("BRAINCLF_SETTINGS", "BRAINCLF_DATA", "BRAINCLF_MODELS", "BRAINCLF_RUNS", "BRAINCLF_AUDIT_DIR"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("brainclf.settings.DEFAULT_SETTINGS_FILE", tmp_path / "no-brainclf.toml")
 
 
 def _layout(base: Path) -> Path:
