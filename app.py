@@ -1,19 +1,74 @@
-"""brainclf — Streamlit front door. Pages only lay out widgets; everything that computes is in brainclf/."""
+"""brainclf — Streamlit front door. Pages only lay out widgets; everything that computes is in brainclf/.
+
+Sign-in: with an [auth] section in Streamlit's secrets (.streamlit/secrets.toml.example) users sign in with
+st.login (OIDC) and get a role from the server's settings (brainclf.settings, brainclf.access); the navigation
+lists only the pages their role may open. Without one the app runs in local mode: one person on 127.0.0.1,
+no sign-in, every feature on.
+"""
 
 import streamlit as st
 
 st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon=":material/neurology:", layout="wide")
 
-from pages.common import route_through_app, sidebar_model_picker  # noqa: E402  (set_page_config must come first)
+from brainclf.access import PAGE_ACTIONS  # noqa: E402  (set_page_config must come first)
+from brainclf.errors import ConfigError  # noqa: E402
+from pages.common import (  # noqa: E402
+    auth_configured,
+    identity,
+    local_mode_problem,
+    route_through_app,
+    settings,
+    sidebar_model_picker,
+)
 
 route_through_app()  # the first request of a fresh server can arrive in Streamlit's legacy pages/ mode
 
-pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/predict.py", title="Predict", icon=":material/search:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
-    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+PAGES = [  # (file, title, icon, key in brainclf.access.PAGE_ACTIONS)
+    ("pages/home.py", "Home", ":material/home:", "home"),
+    ("pages/predict.py", "Predict", ":material/search:", "predict"),
+    ("pages/evaluation.py", "Evaluation", ":material/monitoring:", "evaluation"),
+    ("pages/model.py", "Model", ":material/model_training:", "model"),
 ]
+TITLE = "brainclf — brain MRI tumour classifier"
+
+
+def sign_in() -> None:
+    st.title(TITLE)
+    st.markdown("This server needs you to sign in with your organisation's account.")
+    st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:", key="sign_in")
+    st.caption("Research and education only — not for diagnosis.")
+
+
+def no_access() -> None:
+    st.title(TITLE)
+    st.warning(f"You are signed in as **{who.label}**, but this server gives your account no role. Ask an "
+               "administrator to add you to brainclf's role table.", icon=":material/lock:")
+    st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="sign_out")
+
+
+def only_page(fn, title: str) -> None:
+    """A session that may see one page only (sign-in, no access): no sidebar navigation, no model picker."""
+    st.navigation([st.Page(fn, title=title, default=True)], position="hidden").run()
+    st.stop()
+
+
+try:
+    server_mode = auth_configured()
+    config = settings()
+except ConfigError as e:
+    st.error(f"This server is misconfigured: {e}", icon=":material/error:")
+    st.stop()
+if not server_mode and (problem := local_mode_problem(config)):
+    st.error(problem, icon=":material/error:")
+    st.stop()
+who = identity()
+if not who.signed_in:
+    only_page(sign_in, "Sign in")
+if who.role is None:
+    only_page(no_access, "No access")
+
+pages = [st.Page(file, title=title, icon=icon, default=key == "home")
+         for file, title, icon, key in PAGES if who.can(PAGE_ACTIONS[key])]
 nav = st.navigation(pages)
-sidebar_model_picker()
+sidebar_model_picker(who)
 nav.run()

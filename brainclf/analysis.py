@@ -43,11 +43,13 @@ def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
     return sorted(out, key=lambda r: -max(r["probs"]))
 
 
-def resolve_image(path: str, data_root: str | Path | None) -> Path | None:
+def resolve_image(path: str, data_root: str | Path | None, allowed=None) -> Path | None:
     """A card stores paths relative to the data root it was evaluated on; find the file if we can.
 
     Card paths are untrusted: absolute paths, '..' and anything that resolves (symlinks included) outside
-    the data root (or its parent, for cards evaluated one level up) are refused (None), never opened.
+    the data root (or its parent, for cards evaluated one level up) are refused (None), never opened. With
+    `allowed` (the server's data roots, brainclf.settings), the file must also lie inside one of them: the
+    parent of a root is not itself a root.
     """
     from pathlib import PurePosixPath
 
@@ -56,10 +58,15 @@ def resolve_image(path: str, data_root: str | Path | None) -> Path | None:
     rel = PurePosixPath(path)
     if rel.is_absolute() or ".." in rel.parts or Path(path).is_absolute():
         return None
+    roots = None if allowed is None else [Path(a).resolve() for a in allowed]
     root = Path(data_root).resolve()
     for base in (root, root.parent):
         candidate = (base / rel).resolve()
-        if candidate.is_relative_to(base) and candidate.is_file():
+        if not candidate.is_relative_to(base):
+            continue
+        if roots is not None and not any(candidate.is_relative_to(a) for a in roots):
+            continue
+        if candidate.is_file():
             return candidate
     return None
 

@@ -1,6 +1,11 @@
 """Optional audit log (off by default): one JSON line per prediction with the time, the SHA-256 of the input
 bytes, the model's name and version, and the output. Never pixels, file names (they may carry a patient's
-name) or DICOM tags."""
+name) or DICOM tags.
+
+A refused input is recorded with a reason from a fixed list (REFUSAL_REASONS), never with the error's text:
+decoder messages can quote the upload's name (a name may itself contain ': ', so no split can strip it) or
+values read from its header (a DICOM modality, say).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,41 @@ from pathlib import Path
 
 _LOCK = threading.Lock()  # lines from concurrent sessions must not interleave
 
+# (words in the message, reason recorded): first match wins. The reasons are the only error text an audit
+# line can hold.
+REFUSAL_REASONS = (
+    ("empty", "empty file"),
+    ("above the limit", "over a size limit"),
+    ("too large", "over a size limit"),
+    ("larger than", "over a size limit"),
+    ("inflates to", "over a size limit"),
+    ("not MR", "not an MR image"),
+    ("modality", "not an MR image"),
+    ("no pixel data", "no pixel data"),
+    ("not a DICOM", "not a readable DICOM file"),
+    ("not a readable DICOM", "not a readable DICOM file"),
+    ("transfer syntax", "unsupported DICOM encoding"),
+    ("frame", "unsupported frame layout"),
+    ("PDF", "not an image"),
+    ("not a recognised image", "not an image"),
+    ("corrupt", "corrupt or truncated"),
+    ("truncated", "corrupt or truncated"),
+    ("elongated", "not a slice shape"),
+    ("pixels; an MRI slice", "too small"),
+)
+OTHER_REASON = "refused"
 
-def audit_record(data: bytes, prediction=None, error: str | None = None, model: str = "", version: str = "") -> dict:
+
+def refusal_reason(error: str | BaseException | None) -> str:
+    """The fixed-vocabulary reason for a refused input (what the audit log records instead of the message)."""
+    text = str(error or "")
+    return next((reason for words, reason in REFUSAL_REASONS if words in text), OTHER_REASON)
+
+
+def audit_record(data: bytes, prediction=None, error: str | BaseException | None = None, model: str = "",
+                 version: str = "") -> dict:
+    """The audit line for one analysis: a prediction's output, or for a refused input its fixed reason and the
+    error's type. Holds no file name, no DICOM tag and no text taken from the input."""
     rec = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "input_sha256": hashlib.sha256(data).hexdigest(), "input_bytes": len(data)}
     if prediction is not None:
@@ -22,8 +60,8 @@ def audit_record(data: bytes, prediction=None, error: str | None = None, model: 
                            "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
                            "refer": prediction.referred, "out_of_distribution": prediction.out_of_distribution})
     else:
-        # Error messages name the upload; keep only the part after the name.
-        rec.update(model=model, model_version=version, error=(error or "").split(": ", 1)[-1])
+        rec.update(model=model, model_version=version, error=refusal_reason(error),
+                   error_type=type(error).__name__ if isinstance(error, BaseException) else "refused")
     return rec
 
 

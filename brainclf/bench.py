@@ -14,11 +14,9 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -140,31 +138,25 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precis
 
 def bench_app(image: Path | None, timeout: float = 60) -> dict:
     """`streamlit run app.py` until /_stcore/health answers ok; then, with chromium, until a prediction shows."""
-    repo = Path(__file__).resolve().parent.parent
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from .serve import free_port, start_streamlit, stop, wait_healthy
+
+    port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(repo / "app.py"), "--server.address",
-                             "127.0.0.1", "--server.port", str(port), "--server.headless", "true"],
-                            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_streamlit(port)
     out: dict = {}
     try:
-        while time.perf_counter() - t0 < timeout:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                    out["health_s"] = time.perf_counter() - t0
-                    break
-            except OSError:
-                time.sleep(0.1)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", timeout=timeout, proc=proc)
+            out["health_s"] = time.perf_counter() - t0
+        except (RuntimeError, TimeoutError) as e:
+            out["health_error"] = str(e)
         if image is not None and Path("/usr/bin/chromium").exists() and "health_s" in out:
             try:
                 out["first_prediction_s"] = _first_prediction(port, image, t0, timeout)
             except Exception as e:  # noqa: BLE001 - a benchmark reports what failed and carries on
                 out["first_prediction_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     return out
 
 

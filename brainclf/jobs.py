@@ -2,18 +2,24 @@
 
 The app keeps one TrainingJobs instance for the whole process (st.cache_resource), so every session
 sees the same job, and a training never blocks another session's predictions.
+
+Every job has an owner (the user id of whoever started it): only the owner or an admin may cancel it. A
+training that crashes keeps one line for users; its traceback goes to the server log (logging), never into
+the status that pages show.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BrainclfError
 from .train import TrainConfig, TrainingCancelled, TrainProgress, train
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,8 +28,14 @@ class JobStatus:
     state: str = "starting"  # starting, running, done, failed, cancelled
     progress: TrainProgress | None = None
     result: Path | None = None
-    error: str = ""
+    error: str = ""  # one line for users; never a traceback
     started: float = field(default_factory=time.time)
+    owner: str = ""  # user id of whoever started it (brainclf.access.Identity.user_id)
+    owner_label: str = ""  # their name or e-mail, for the page
+
+    def may_cancel(self, user_id: str, admin: bool = False) -> bool:
+        """Only the owner or an admin cancels a training."""
+        return admin or (bool(user_id) and user_id == self.owner)
 
     @property
     def active(self) -> bool:
@@ -41,15 +53,17 @@ class TrainingJobs:
         with self._lock:
             return self.status is not None and self.status.active
 
-    def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models") -> JobStatus:
-        """Start a training in a background thread; refuses a second one while the first runs."""
+    def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models",
+              owner: str = "", owner_label: str = "", run_dir: str | Path | None = None) -> JobStatus:
+        """Start a training in a background thread; refuses a second one while the first runs. `owner` (a user
+        id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s."""
         config.validate()  # bad settings fail here, in the caller, with a clear message
         with self._lock:
             if self.status is not None and self.status.active:
                 raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
                                     "wait for it or cancel it first.")
             self._cancel = threading.Event()
-            status = JobStatus(name=name)
+            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner)
             self.status = status
             cancel = self._cancel
 
@@ -60,22 +74,37 @@ class TrainingJobs:
 
         def run():
             try:
-                status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel)
+                status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
+                                      run_dir=run_dir)
                 status.state = "done"
             except TrainingCancelled as e:
                 status.state, status.error = "cancelled", str(e)
             except BrainclfError as e:
-                status.state, status.error = "failed", str(e)
-            except Exception as e:  # noqa: BLE001 - a crash in the thread must reach the user, not vanish
+                logger.warning("training %s (owner %s) failed: %s", name, owner or "-", e)
+                status.state, status.error = "failed", " ".join(str(e).split())
+            except Exception as e:  # noqa: BLE001 - a crash in the thread must reach the log and the user, not vanish
+                logger.exception("training %s (owner %s) crashed", name, owner or "-")
                 status.state = "failed"
-                status.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+                status.error = (f"an unexpected error ({type(e).__name__}) stopped it; the details are in the "
+                                "server log.")
 
         self._thread = threading.Thread(target=run, name=f"train-{name}", daemon=True)
         self._thread.start()
         return status
 
-    def cancel(self) -> None:
-        self._cancel.set()
+    def cancel(self, user_id: str, admin: bool = False) -> None:
+        """Ask the running training to stop after its current batch.
+
+        Raises:
+            BrainclfError: `user_id` neither started it nor is an admin.
+        """
+        with self._lock:
+            status = self.status
+            if status is not None and not status.may_cancel(user_id, admin):
+                raise BrainclfError("Only the person who started this training, or an admin, can cancel it.")
+            if status is not None:
+                logger.info("training %s cancelled by %s", status.name, user_id or "-")
+            self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> JobStatus | None:
         if self._thread is not None:

@@ -81,6 +81,19 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     return _decode_raster(data, name)
 
 
+def upload_alias(name: str | None) -> str:
+    """What an upload is called while it is decoded: 'upload' plus its suffix when that is one we read (DICOM is
+    also told by its suffix). Error messages then never carry the user's file name, which may hold a
+    patient's name or number; the page shows the name itself, beside the message."""
+    suffix = Path(name or "").suffix.lower()
+    return "upload" + (suffix if suffix in UPLOAD_SUFFIXES else "")
+
+
+def without_alias(message: str, alias: str) -> str:
+    """A decoder message with its leading 'ALIAS: ' removed."""
+    return message[len(alias) + 2:] if message.startswith(alias + ": ") else message
+
+
 def decode_upload(data: bytes, name: str) -> tuple[Image.Image, dict[str, str] | None]:
     """decode_image for an upload, plus the DICOM's safe tags (None for JPEG/PNG), decoding only once."""
     from .dicom import looks_like_dicom, read_dicom

@@ -1,21 +1,22 @@
-"""Shared app plumbing: routing, the cached model, the active-model picker, the data folder, the training jobs,
-the session's cases."""
+"""Shared app plumbing: routing, server settings, sign-in and roles, the cached model, the active-model picker,
+the dataset, the training jobs, the session's cases."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import streamlit as st
 
 from brainclf import DISPLAY_NAMES
+from brainclf.access import Identity, identity_for, local_identity
 from brainclf.card import ModelCard, card_path, list_models, read_card
 from brainclf.cases import CaseBook
-from brainclf.errors import BrainclfError
+from brainclf.errors import BrainclfError, ConfigError
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
 from brainclf.scope import external_accuracy, source_tag
+from brainclf.settings import Settings, load_settings
 from brainclf.wording import FALLBACK_REFER_BELOW, is_study_model, study_note
 
 
@@ -39,7 +40,9 @@ def route_through_app() -> None:
     # Decided per run, not by the process-wide flag alone: on a fresh server several sessions can start legacy
     # runs at once, and only the first would see the flag still set (the others then ran a bare page and
     # failed; measured with 4 simultaneous sessions). A page run by app.py's navigation has app.py on its stack.
-    if in_a_run and not _run_by_app():
+    # Each session reroutes at most once (AppTest runs every page in legacy mode and would loop otherwise).
+    if in_a_run and not _run_by_app() and not st.session_state.get("_routed_through_app"):
+        st.session_state["_routed_through_app"] = True
         if getattr(PagesManager, "uses_pages_directory", None):
             PagesManager.uses_pages_directory = False  # what st.navigation itself sets
         st.rerun()
@@ -64,8 +67,70 @@ if __name__ == "__main__":  # Streamlit running this module itself as a legacy p
 # Never on import: a rerun raised while the module is half-imported left other sessions that imported it at
 # the same moment with a half-initialised module ("cannot import name ..." on a fresh server).
 
-MODELS_DIR = Path(os.environ.get("BRAINCLF_MODELS", Path(__file__).resolve().parent.parent / "models"))
 REFER_BELOW = FALLBACK_REFER_BELOW  # refer threshold for models whose card has none fitted on validation
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+# ---- server settings, sign-in and roles ------------------------------------------------------------------------
+def settings() -> Settings:
+    """The server's settings (brainclf.settings: TOML file + environment), read on every run: cheap, and an
+    edited file applies without a restart. app.py shows a clear error and stops when they are invalid."""
+    return load_settings()
+
+
+def auth_configured() -> bool:
+    """Whether Streamlit's secrets have an [auth] section (server mode: OIDC sign-in).
+
+    Raises:
+        ConfigError: a secrets file exists but cannot be read (never fall back to local mode on a typo).
+    """
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError as e:  # Streamlit's StreamlitSecretNotFoundError
+        if getattr(e, "error_id", None) == "no-secrets-found":
+            return False
+        raise ConfigError("Streamlit's secrets file cannot be read; fix .streamlit/secrets.toml.") from None
+
+
+def local_mode_problem(s: Settings) -> str | None:
+    """Why local mode (no sign-in, every right) must not run here, or None: it serves 127.0.0.1 only, and a
+    server whose settings name roles is meant to have sign-in."""
+    address = st.get_option("server.address")
+    if str(address or "") not in LOOPBACK and not str(address or "").startswith("127."):
+        return ("Local mode (no sign-in) serves 127.0.0.1 only, and this server listens on another address. "
+                "Configure sign-in: an [auth] section in .streamlit/secrets.toml (see secrets.toml.example).")
+    if s.roles.emails or s.roles.subjects or s.roles.groups:
+        return ("The server settings name roles, but sign-in is not configured: add an [auth] section to "
+                ".streamlit/secrets.toml (see secrets.toml.example).")
+    return None
+
+
+def identity() -> Identity:
+    """Who uses this session: local mode (every right) or the signed-in user and their role."""
+    if not auth_configured():
+        return local_identity()
+    info = dict(st.user) if st.user.get("is_logged_in") else {}
+    return identity_for(info, settings())
+
+
+def require(action: str) -> Identity:
+    """Stop the page unless this session's role may `action` (st.navigation already hides the page: this also
+    covers a page run any other way)."""
+    who = identity()
+    if not who.can(action):
+        st.error("Your role does not give access to this page.", icon=":material/lock:")
+        st.stop()
+    return who
+
+
+def public(text: object) -> str:
+    """A message as a user may see it: server paths replaced by names (brainclf.settings.Settings.redact)."""
+    return settings().redact(str(text))
+
+
+# ---- models -----------------------------------------------------------------------------------------------------
+def models_dir() -> Path:
+    return settings().models_dir
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
@@ -81,7 +146,7 @@ def training_jobs() -> TrainingJobs:
 
 
 def available_models() -> list[Path]:
-    return list_models(MODELS_DIR)
+    return list_models(models_dir())
 
 
 def active_model_path() -> Path | None:
@@ -92,7 +157,7 @@ def active_model_path() -> Path | None:
     paths = {str(p): p for p in models}
     if chosen in paths:
         return paths[chosen]
-    default = MODELS_DIR / "default.keras"
+    default = models_dir() / "default.keras"
     return default if default in models else models[0]
 
 
@@ -100,19 +165,20 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
     """The active (or given) model, or None after showing a clear error."""
     path = path or active_model_path()
     if path is None:
-        st.error(f"No model with a card found in {MODELS_DIR}. Train one on the Model page or run "
+        st.error("No model with a card is installed yet. Train one on the Model page or run "
                  "`python -m brainclf train`.")
         return None
     try:
         predictor = load_predictor(str(path), path.stat().st_mtime)
         return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
     except BrainclfError as e:
-        st.error(f"Cannot load model {path.name}: {e}")
+        st.error(f"Cannot load model {path.name}: {public(e)}")
         return None
 
 
 def tta_key(path: Path) -> str:
-    return f"tta::{path}"
+    """Keyed by the model's name, not its path: a widget's key travels to the browser inside its element id."""
+    return f"tta::{path.stem}"
 
 
 def tta_setting(path: Path, card_default: bool) -> bool:
@@ -134,14 +200,50 @@ def card_of(path: Path) -> ModelCard | None:
         return None
 
 
-def data_root() -> str | None:
-    """Folder with the images the card's predictions refer to (for galleries and re-evaluation)."""
-    return st.session_state.get("data_root") or os.environ.get("BRAINCLF_DATA") or None
+def data_root() -> Path | None:
+    """The data root picked in the sidebar (by name; brainclf.settings maps it to its folder), for galleries."""
+    s = settings()
+    root = s.root(st.session_state.get("data_root")) or s.default_root()
+    return root.path if root else None
 
 
-def sidebar_model_picker() -> None:
+def data_root_names() -> list[str]:
+    return settings().root_names()
+
+
+@st.cache_resource
+def _audit_switch(audit_file: str) -> dict:
+    """Process-wide: the audit log is on or off for every session (an admin switches it), per audit file."""
+    return {"enabled": None}
+
+
+def _audit_state() -> dict:
+    s = settings()
+    switch = _audit_switch(str(s.audit_file))
+    if switch["enabled"] is None:
+        switch["enabled"] = s.audit_enabled  # as the settings say, until an admin switches it
+    return switch
+
+
+def audit_enabled() -> bool:
+    return bool(_audit_state()["enabled"])
+
+
+def _audit_toggled() -> None:
+    if identity().can("audit_settings"):
+        _audit_state()["enabled"] = bool(st.session_state.get("audit"))
+
+
+def sidebar_model_picker(who: Identity | None = None) -> None:
+    who = who or identity()
     models = available_models()
     with st.sidebar:
+        if who.local:
+            st.info("**Local mode: no sign-in.** Every feature is on; the app serves this computer only "
+                    "(127.0.0.1).", icon=":material/laptop:")
+        else:
+            st.caption(f"Signed in as **{who.label}** ({who.role}).")
+            st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
         st.markdown("### Active model")
         if not models:
             st.warning("No models yet.")
@@ -160,14 +262,26 @@ def sidebar_model_picker() -> None:
         if is_study(cards.get(str(current))):
             st.error(f"{current.stem}: {study_note(test_accuracy(cards[str(current)]))}.",
                      icon=":material/science:")
-        st.text_input("Data folder", value=data_root() or "", key="data_root",
-                      help="Dataset root (Training/Testing) used to show images from the evaluation. "
-                      "Defaults to $BRAINCLF_DATA.")
+        names = data_root_names()
+        if names:
+            if st.session_state.get("data_root") not in names:
+                default = settings().default_root()
+                st.session_state["data_root"] = default.name if default else names[0]
+            st.selectbox("Dataset", names, key="data_root",
+                         help="The dataset whose images the Evaluation page shows (the folders this server "
+                         "offers, by name). Set by the server: $BRAINCLF_DATA or [data] in brainclf.toml.")
+        else:
+            st.caption("No dataset is configured on this server (set $BRAINCLF_DATA or [data] in brainclf.toml): "
+                       "the Evaluation page lists images without showing them.")
         with st.expander("Settings"):
-            st.toggle("Audit log", key="audit", help="Append one JSON line per prediction (time, SHA-256 of the "
-                      "input, model and version, output) to the file below. Never pixels, names or DICOM tags.")
-            st.text_input("Audit log file", value=os.environ.get("BRAINCLF_AUDIT_LOG", "audit/brainclf-audit.jsonl"),
-                          key="audit_path")
+            help_text = ("Append one JSON line per prediction (time, SHA-256 of the input, model and version, "
+                         "output) to the server's audit log, for every session. Never pixels, names or DICOM tags.")
+            if who.can("audit_settings"):
+                st.session_state["audit"] = audit_enabled()  # the server-wide state (another admin may switch it)
+                st.toggle("Audit log", key="audit", on_change=_audit_toggled, help=help_text)
+            else:
+                st.caption(f"Audit log: **{'on' if audit_enabled() else 'off'}** (set by an admin).",
+                           help=help_text)
         card = cards.get(str(current))
         card_default = bool(card and card.tta_default)
         key = tta_key(current)
@@ -206,9 +320,10 @@ def case_book() -> CaseBook:
     return st.session_state["case_book"]
 
 
-def audit_path() -> str | None:
-    """Where to append audit lines, or None while the audit log is off (the default)."""
-    return st.session_state.get("audit_path") if st.session_state.get("audit") else None
+def audit_path() -> Path | None:
+    """The server's audit log file while the audit log is on, else None: fixed by the settings, never chosen
+    by a user."""
+    return settings().audit_file if audit_enabled() else None
 
 
 def class_label(name: str) -> str:

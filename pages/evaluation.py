@@ -11,7 +11,7 @@ from brainclf.analysis import embed_2d, penultimate_features, report_from_rows, 
 from brainclf.errors import BrainclfError
 from brainclf.evaluate import evaluate_folder
 from brainclf.explain import overlay_heatmap
-from brainclf.external import external_root, load_shortcut_study, sequence_table
+from brainclf.external import load_shortcut_study, sequence_table
 from brainclf.figures import (
     confusion_matrix_figure,
     coverage_figure,
@@ -25,44 +25,69 @@ from brainclf.figures import (
     shortcut_figure,
 )
 from brainclf.preprocess import load_model_input
-from pages.common import available_models, card_of, class_label, data_root, get_predictor, route_through_app
+from pages.common import (
+    available_models,
+    card_of,
+    class_label,
+    data_root,
+    get_predictor,
+    public,
+    require,
+    route_through_app,
+    settings,
+)
 
-route_through_app()  # a bookmarked page on a fresh server: route it through app.py's navigation
-
+route_through_app()  # a bookmarked page on a fresh server: once per session, through app.py's navigation
+who = require("open_evaluation")
 st.title("Evaluation")
 predictor = get_predictor()
 if predictor is None:
     st.stop()
 card = predictor.card
 
-# ---- source: the card's stored test predictions, or a fresh run on a folder --------------------------------
-source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-evaluate on a folder"],
-                  horizontal=True, key="eval_source")
+# ---- source: the card's stored test predictions, or a fresh run on a folder (researchers and admins) ------
+config = settings()
+allowed = [r.path for r in config.data_roots]  # images are only ever opened inside the server's data roots
+if who.can("re_evaluate"):
+    source = st.radio("Results from", ["Model card (test split, no re-run)", "Re-evaluate on a folder"],
+                      horizontal=True, key="eval_source")
+else:
+    source = "Model card (test split, no re-run)"  # clinicians read the card's results; no re-evaluation
 # The card stores the test predictions with and without flip TTA: show the ones matching the TTA setting.
 rows, card_tta = card.stored_test_predictions(predictor.tta)
 where = f"the test split recorded in the {card.name} card"
 root = data_root()
 saved, fresh_external, folder_done = None, None, None
 if source.startswith("Re-evaluate"):
-    folder = st.text_input("Folder of class sub-folders", value=str(Path(root) / "Testing") if root else "",
-                           key="eval_folder")
+    folders = config.evaluation_folders()
+    if not folders:
+        st.info("This server offers no dataset to evaluate on ($BRAINCLF_DATA or [data] in brainclf.toml).")
+        st.stop()
+    if st.session_state.get("eval_folder") not in folders:
+        here = config.root_of(root)
+        preferred = f"{here.name}/Testing" if here else None
+        st.session_state["eval_folder"] = preferred if preferred in folders else folders[0]
+    choice = st.selectbox("Folder of class sub-folders", folders, key="eval_folder",
+                          help="The datasets this server offers, by name, and their split folders (Testing). "
+                          "A folder with a manifest.csv (file, sequence) also gets the per-sequence view.")
     if st.button("Evaluate", type="primary", key="eval_run"):
         bar = st.progress(0.0, text="Evaluating…")
         try:
+            folder = config.folder(choice)
             report = evaluate_folder(predictor, folder,
                                      progress=lambda d, t: bar.progress(d / t, text=f"Evaluating {d}/{t} images"))
-            st.session_state["eval_result"] = (card.label, folder, report["predictions"], report["unreadable"],
+            st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
                                                report.get("external"))
         except BrainclfError as e:
-            st.error(str(e))
+            st.error(public(e))
         bar.empty()
     saved = st.session_state.get("eval_result")
-    if saved and saved[0] == card.label:
+    if saved and saved[0] == card.label and saved[1] in folders:
         _, folder_done, rows, unreadable, fresh_external = saved
         where = f"`{folder_done}`"
-        root = folder_done
+        root = config.folder(folder_done)
         if unreadable:
-            st.warning(f"{len(unreadable)} unreadable files skipped: " + "; ".join(unreadable[:5]))
+            st.warning(f"{len(unreadable)} unreadable files skipped: " + public("; ".join(unreadable[:5])))
     else:
         st.info("Choose a folder and press Evaluate.")
         st.stop()
@@ -136,16 +161,17 @@ def show_gallery(items, key: str, limit: int = 12, image_root=None) -> None:
     if not items:
         return
     if not root_here:
-        st.info("Set the data folder in the sidebar (or start the app with BRAINCLF_DATA=…) to see these images.")
+        st.info("Pick a dataset in the sidebar to see these images (the server offers none yet: $BRAINCLF_DATA "
+                "or [data] in brainclf.toml).")
         st.dataframe(pd.DataFrame([{"file": r["path"], **{k: p for k, p in zip(CLASS_NAMES, r["probs"])}}
                                    for r in items]), hide_index=True, key=f"{key}_table")
         return
     cols = st.columns(4)
     for j, r in enumerate(items[:limit]):
-        path = resolve_image(r["path"], root_here)
+        path = resolve_image(r["path"], root_here, allowed=allowed)
         with cols[j % 4]:
             if path is None:
-                st.caption(f"{Path(str(r['path'])).name}: not found in the data folder")
+                st.caption(f"{Path(str(r['path'])).name}: not found in the dataset")
                 continue
             x = load_model_input(path, predictor.contract)
             heat = predictor.gradcam(x, CLASS_NAMES.index(r["pred"]))
@@ -208,8 +234,8 @@ for name, ext in externals.items():
             sequences = sorted({r.get("sequence", "unknown") for r in wrong})
             pick = st.selectbox("Sequence", ["all", *sequences], key=f"ext_seq_pick_{name}")
             shown = [r for r in wrong if pick == "all" or r.get("sequence") == pick]
-            show_gallery(shown, f"ext_{name}", image_root=external_root(ext.get("dataset", name), root)
-                         or (folder_done if fresh else None))
+            ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
+            show_gallery(shown, f"ext_{name}", image_root=ext_root.path if ext_root else (root if fresh else None))
 
 # ---- the shortcut: why an in-distribution number is not the product's accuracy ------------------------------
 study = load_shortcut_study()
@@ -274,10 +300,11 @@ st.markdown(f"{len(confused)} test images confused between glioma and meningioma
 show_gallery(confused, "gm", limit=8)
 if root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
     gm_rows = [r for r in rows if r["true"] in ("glioma", "meningioma")]
-    paths = [(r, resolve_image(r["path"], root)) for r in gm_rows]
+    paths = [(r, resolve_image(r["path"], root, allowed=allowed)) for r in gm_rows]
     paths = [(r, p) for r, p in paths if p is not None]
     if not paths:
-        st.warning(f"None of the images were found under {root}.")
+        here = config.root_of(root)
+        st.warning(f"None of the images were found in the dataset {here.name if here else ''}.")
     else:
         with st.spinner(f"Computing features of {len(paths)} images…"):
             x = np.stack([load_model_input(p, predictor.contract) for _, p in paths])

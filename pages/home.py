@@ -7,10 +7,10 @@ from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.scope import validated_scope
-from pages.common import active_model_path, card_of, class_label, route_through_app
+from pages.common import active_model_path, card_of, class_label, require, route_through_app
 
-route_through_app()  # a bookmarked page on a fresh server: route it through app.py's navigation
-
+route_through_app()
+require("open_home")
 st.title("brainclf — brain MRI tumour classifier")
 st.error(
     "**Intended use: research and education only.** This tool is not a medical device and must not be used "

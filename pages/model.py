@@ -8,19 +8,27 @@ import streamlit as st
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
+from brainclf.model_files import remove_model
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from brainclf.train import PRECISIONS, TrainConfig
 from pages.common import (
-    MODELS_DIR,
+    active_model_path,
     available_models,
     card_of,
     data_root,
     is_study,
+    models_dir,
+    public,
+    require,
     route_through_app,
+    settings,
     training_jobs,
 )
 
 route_through_app()
+who = require("open_model")  # researchers and admins (the navigation hides this page from clinicians)
+config = settings()
+MODELS_DIR = models_dir()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
@@ -39,55 +47,86 @@ if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption("Pick the active model in the sidebar.")
 else:
-    st.warning(f"No models with cards in {MODELS_DIR}.")
+    st.warning("No models with cards are installed on this server yet.")
 
-# ---- upload ---------------------------------------------------------------------------------------------------
-with st.expander("Upload a model (.keras with its .json card)"):
-    up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model")
-    up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
-    if up_model and up_card and st.button("Check and add", key="up_add"):
-        try:
-            added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
-            st.success(f"Added {added.stem}; it is now selectable in the sidebar.")
-        except BrainclfError as e:
-            st.error(f"Refused: {e}")
+# ---- upload (researchers) and removal (admins) --------------------------------------------------------------
+if who.can("upload_model"):
+    with st.expander("Upload a model (.keras with its .json card)"):
+        up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model")
+        up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
+        if up_model and up_card and st.button("Check and add", key="up_add"):
+            try:
+                added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
+                st.success(f"Added {added.stem}; it is now selectable in the sidebar.")
+            except BrainclfError as e:
+                st.error(f"Refused: {public(e)}")
+if who.can("remove_model"):
+    with st.expander("Remove a model (admins)"):
+        removable = [p for p in available_models() if p != active_model_path()]
+        if not removable:
+            st.caption("No model to remove (the active model in the sidebar cannot be removed).")
+        else:
+            doomed = st.selectbox("Model to remove", removable, format_func=lambda p: p.stem, key="remove_pick")
+            st.caption("The model and its card move to the models folder's .removed/ sub-folder (recoverable "
+                       "by whoever runs the server); they leave every user's model picker.")
+            if st.button("Remove", key="remove_model", icon=":material/delete:"):
+                try:
+                    remove_model(doomed, MODELS_DIR)
+                    st.toast(f"Removed {doomed.stem}")
+                    st.rerun()
+                except BrainclfError as e:
+                    st.error(public(e))
 
-# ---- training -------------------------------------------------------------------------------------------------
-st.subheader("Train a new model")
+# ---- training (researchers and admins) --------------------------------------------------------------------------
 jobs = training_jobs()
-with st.form("train_form"):
-    c1, c2 = st.columns(2)
-    folder = c1.text_input("Data folder (Training/Testing or class folders)", value=data_root() or "")
-    name = c2.text_input("Model name", value="my_model")
-    arch_names = list(ARCHITECTURES)
-    arch = c1.selectbox("Architecture", arch_names, index=arch_names.index(DEFAULT_ARCHITECTURE),
-                        format_func=lambda a: f"{a} — {ARCHITECTURES[a].description}")
-    size = c2.number_input("Input size (px, 0 = architecture default)", 0, 512, 0, step=8)
-    epochs = c1.number_input("Epochs", 1, 500, 30)
-    batch = c2.number_input("Batch size", 1, 512, 32)
-    augment = c1.checkbox("Augmentation (flips, rotation, zoom, shift, contrast)", value=True)
-    limit = c2.number_input("Use at most N training images (0 = all)", 0, 100000, 0)
-    precision = c1.selectbox("Training arithmetic", PRECISIONS,
-                             help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
-                             "model is float32 either way")
-    submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
 
-if submitted:
+
+def training_form() -> None:
+    st.subheader("Train a new model")
+    roots = config.root_names()
+    if not roots:
+        st.info("This server offers no dataset to train on ($BRAINCLF_DATA or [data] in brainclf.toml).")
+        return
+    if st.session_state.get("train_data") not in roots:
+        here = config.root_of(data_root())
+        st.session_state["train_data"] = here.name if here else roots[0]
+    with st.form("train_form"):
+        c1, c2 = st.columns(2)
+        dataset = c1.selectbox("Dataset (Training/Testing or class folders)", roots, key="train_data",
+                               help="The datasets this server offers, by name.")
+        name = c2.text_input("Model name", value="my_model")
+        arch_names = list(ARCHITECTURES)
+        arch = c1.selectbox("Architecture", arch_names, index=arch_names.index(DEFAULT_ARCHITECTURE),
+                            format_func=lambda a: f"{a} — {ARCHITECTURES[a].description}")
+        size = c2.number_input("Input size (px, 0 = architecture default)", 0, 512, 0, step=8)
+        epochs = c1.number_input("Epochs", 1, 500, 30)
+        batch = c2.number_input("Batch size", 1, 512, 32)
+        augment = c1.checkbox("Augmentation (flips, rotation, zoom, shift, contrast)", value=True)
+        limit = c2.number_input("Use at most N training images (0 = all)", 0, 100000, 0)
+        precision = c1.selectbox("Training arithmetic", PRECISIONS,
+                                 help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
+                                 "model is float32 either way")
+        submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
+    if not submitted:
+        return
     if not name.strip() or not name.replace("_", "").replace("-", "").isalnum():
         st.error("Model name must be letters, digits, '-' or '_'.")
     elif (MODELS_DIR / f"{name}.keras").exists():
         st.error(f"A model named {name} already exists; choose another name.")
-    elif not folder:
-        st.error("Enter the data folder.")
     else:
-        config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
-                             batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
-                             precision=precision)
+        train_config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
+                                   batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
+                                   precision=precision)
         try:
-            jobs.start(config, folder, name, models_dir=MODELS_DIR)
+            jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
+                       owner_label=who.label, run_dir=config.runs_dir / name)
             st.toast(f"Training {name} started")
         except BrainclfError as e:
-            st.error(str(e))
+            st.error(public(e))
+
+
+if who.can("train"):
+    training_form()
 
 
 @st.fragment(run_every=1.0)
@@ -98,23 +137,33 @@ def training_panel():
                    "predicting while it runs.")
         return
     p = s.progress
+    mine = s.may_cancel(who.user_id)  # the owner sees the reason of a failure; admins too
+    by = "" if mine or who.local else f" (started by {s.owner_label})"
     if s.active:
         if p and p.stage == "training" and p.epochs:
             done = (p.epoch + p.batch / max(p.batches, 1) * (p.batch < p.batches)) / p.epochs
             eta = p.elapsed_s / done - p.elapsed_s if done > 0 else 0
-            st.progress(min(done, 1.0), text=f"Training **{s.name}**: epoch {p.epoch}/{p.epochs}, "
+            st.progress(min(done, 1.0), text=f"Training **{s.name}**{by}: epoch {p.epoch}/{p.epochs}, "
                         f"batch {p.batch}/{p.batches} — {p.elapsed_s:.0f}s elapsed, ~{eta:.0f}s left")
         else:
-            st.progress(0.0, text=f"{s.name}: {p.message if p else 'starting…'}")
-        if st.button("Cancel training", key="cancel_train"):
-            jobs.cancel()
-            st.toast("Cancelling after the current batch…")
+            st.progress(0.0, text=f"{s.name}{by}: {public(p.message) if p else 'starting…'}")
+        if s.may_cancel(who.user_id, who.can("cancel_any_training")):
+            if st.button("Cancel training", key="cancel_train"):
+                try:
+                    jobs.cancel(who.user_id, admin=who.can("cancel_any_training"))
+                    st.toast("Cancelling after the current batch…")
+                except BrainclfError as e:
+                    st.error(str(e))
+        else:
+            st.caption("Only the person who started this training, or an admin, can cancel it.")
     elif s.state == "done":
-        st.success(f"Trained {s.name} → {s.result}. Select it in the sidebar.")
+        st.success(f"Trained {s.name}. Select it in the sidebar.")
     elif s.state == "cancelled":
-        st.warning(s.error)
+        st.warning(public(s.error))
+    elif mine or who.is_admin:
+        st.error(f"Training {s.name} failed: {public(s.error)}")
     else:
-        st.error(f"Training {s.name} failed: {s.error}")
+        st.error(f"Training {s.name}{by} failed.")
     if p and p.history.get("loss"):
         st.plotly_chart(history_figure(p.history), key="live_history")
 

@@ -12,7 +12,7 @@ from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
 from brainclf.limits import check_upload_batch
-from brainclf.preprocess import decode_upload
+from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
 from brainclf.wording import gradcam_caveat, pct, refer_rule, result_status, study_note
@@ -23,11 +23,14 @@ from pages.common import (
     class_label,
     get_predictor,
     is_study,
+    public,
+    require,
     route_through_app,
     test_accuracy,
 )
 
 route_through_app()
+require("open_predict")
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
 predictor = get_predictor()
@@ -95,9 +98,10 @@ def analyse(digest: str):
     result = case.results.get(model)
     if result is not None:
         return result
+    alias = upload_alias(case.name)  # decoder messages never carry the file name (it may name the patient)
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
-        image, case.dicom_tags = decode_upload(case.data, case.name)
+        image, case.dicom_tags = decode_upload(case.data, alias)
         try:
             result = predictor.predict(image, name=case.name, explain=True)  # Grad-CAM from the same pass
         except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
@@ -106,9 +110,9 @@ def analyse(digest: str):
         if audit_path():
             append_audit(audit_path(), audit_record(case.data, result))
     except BrainclfError as e:
-        result = str(e)
-        if audit_path():
-            append_audit(audit_path(), audit_record(case.data, error=result, model=card.name, version=card.version))
+        result = public(without_alias(str(e), alias))  # the page puts the file name before it
+        if audit_path():  # a fixed reason, never the message
+            append_audit(audit_path(), audit_record(case.data, error=e, model=card.name, version=card.version))
     book.store(digest, model, result)
     return result
 
@@ -157,7 +161,7 @@ def show_case(digest: str, opacity: float) -> None:
                 st.page_link("pages/evaluation.py", label="Grad-CAM faithfulness on the Evaluation page",
                              icon=":material/monitoring:")
             except ValueError as e:
-                st.warning(f"No Grad-CAM for this model: {e}")
+                st.warning(f"No Grad-CAM for this model: {public(e)}")
         left, right = st.columns([3, 1])
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
         left.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"

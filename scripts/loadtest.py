@@ -1,11 +1,18 @@
 """Load test: several simultaneous browser-less sessions against `streamlit run app.py` on 127.0.0.1.
 
-Each session speaks Streamlit's own websocket protocol (the one the browser uses): it opens the Predict
-page, uploads an image through /_stcore/upload_file, reruns the script with the uploader's widget state
-and waits for the prediction to be rendered. Bounded: --sessions sessions x --rounds uploads each, and a
---timeout per step. Reports errors and latency percentiles. Traffic stays on the loopback interface.
+Each session speaks Streamlit's own protocol as the browser does: it GETs /_stcore/health and keeps the
+`_streamlit_xsrf` cookie it sets (XSRF protection is on, as on any normal server), opens the websocket with
+that cookie, the page's Origin and the token as the second subprotocol, opens the Predict page, uploads an
+image with a PUT to /_stcore/upload_file carrying the cookie and the `X-Xsrftoken` header, reruns the script
+with the uploader's widget state and waits for the prediction to be rendered. Bounded: --sessions sessions x
+--rounds uploads each (each upload a new case: the image plus a unique trailer after its end), and a
+--timeout per step. Reports errors, latency percentiles and the server's peak
+memory (its VmHWM, when the script started it or --pid names it). Traffic stays on the loopback interface.
 
     .venv/bin/python scripts/loadtest.py --image IMG [--sessions 6] [--rounds 3]
+    .venv/bin/python scripts/loadtest.py --image IMG --url http://127.0.0.1:8501 [--pid PID]
+
+The app must be in local mode (no sign-in): a session of a server with sign-in sees the sign-in page only.
 """
 
 from __future__ import annotations
@@ -13,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,34 +35,36 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from brainclf.serve import free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
+
+XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
 
 
-def start_server(port: int) -> subprocess.Popen:
-    # XSRF protection is off only for this loopback-only load test: the script is not a browser with cookies.
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--server.enableXsrfProtection", "false",
-         "--browser.gatherUsageStats", "false"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_healthy(url: str, timeout: float = 90) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return time.perf_counter() - t0
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("server did not become healthy")
+def xsrf_token(url: str, timeout: float) -> str | None:
+    """The XSRF cookie a server sets on /_stcore/health (as the browser's first request gets it), or None when
+    the server runs without XSRF protection. Its value is also the token: Streamlit compares the token bytes
+    of the header (or websocket subprotocol) with those of the cookie."""
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as r:
+        for header in r.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            if name.strip() == XSRF_COOKIE:
+                return rest.split(";", 1)[0].strip()
+    return None
 
 
 class Session:
-    """One browser-less client session."""
+    """One browser-less client session, with its own XSRF cookie."""
 
     def __init__(self, url: str, timeout: float):
         self.url, self.timeout = url, timeout
-        self._conn = connect(url.replace("http", "ws") + "/_stcore/stream", subprotocols=["streamlit"],
-                             open_timeout=timeout, max_size=None)
+        self.xsrf = xsrf_token(url, timeout)
+        headers = {"Origin": url}
+        if self.xsrf:
+            headers["Cookie"] = f"{XSRF_COOKIE}={self.xsrf}"
+        self._conn = connect(url.replace("http", "ws", 1) + "/_stcore/stream",
+                             subprotocols=["streamlit", self.xsrf] if self.xsrf else ["streamlit"],
+                             additional_headers=headers, open_timeout=timeout, max_size=None)
         self.ws = self._conn.__enter__()
         self.session_id = ""
         self.uploader_id = ""
@@ -93,8 +100,8 @@ class Session:
         if widget_states:
             msg.rerun_script.widget_states.widgets.extend(widget_states)
         self._send(msg)
-        # A run that ends early for a rerun (the page routing itself through app.py's navigation) is not the
-        # page: wait for the run that finishes.
+        # A run that ends in st.rerun (the first request of a fresh server is routed through app.py that way)
+        # finishes early; wait for the run that draws the page.
         return self._receive_until(lambda m: m.WhichOneof("type") == "script_finished"
                                    and m.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN)
 
@@ -109,8 +116,10 @@ class Session:
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
                 f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
         upload_url = urls.upload_url if urls.upload_url.startswith("http") else self.url + urls.upload_url
-        req = urllib.request.Request(upload_url, data=body, method="PUT",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if self.xsrf:  # the double-submit pair Streamlit checks on every upload
+            headers.update({"X-Xsrftoken": self.xsrf, "Cookie": f"{XSRF_COOKIE}={self.xsrf}"})
+        req = urllib.request.Request(upload_url, data=body, method="PUT", headers=headers)
         urllib.request.urlopen(req, timeout=self.timeout).read()
         return UploadedFileInfo(name=name, size=len(data), file_id=urls.file_id, file_urls=urls)
 
@@ -135,6 +144,8 @@ def worker(url: str, image: Path, rounds: int, timeout: float, out: list, errors
     try:
         s = Session(url, timeout)
         s.run_page("predict")
+        if not s.uploader_id:  # once more: see warm_up()
+            s.run_page("predict")
         if not s.uploader_id:
             raise RuntimeError("the Predict page has no file uploader (is a model available?)")
     except Exception as e:  # noqa: BLE001 - a load test counts failures instead of stopping
@@ -150,11 +161,24 @@ def worker(url: str, image: Path, rounds: int, timeout: float, out: list, errors
     for r in range(rounds):
         t = time.perf_counter()
         try:
-            s.predict(f"load_{r}_{image.name}", data)
+            # A few bytes after the image's end make every upload a new case: the app keeps each session's
+            # results by content, so the same bytes again would be answered from the session's case book.
+            s.predict(f"load_{r}_{image.name}", data + f"\n{uuid.uuid4().hex}".encode())
             out.append(time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001
             errors.append(f"round {r}: {type(e).__name__}: {e}")
     s.close()
+
+
+def warm_up(url: str, timeout: float) -> None:
+    """One session opens the app before the timed ones. The first request of a fresh server runs in Streamlit's
+    legacy pages/ mode until app.py's st.navigation has run once (pages.common.route_through_app); sessions
+    that start at the same moment can race that switch and be shown Home instead of the page they asked for."""
+    s = Session(url, timeout)
+    try:
+        s.run_page("")
+    finally:
+        s.close()
 
 
 def main(argv=None) -> int:
@@ -163,23 +187,23 @@ def main(argv=None) -> int:
     p.add_argument("--sessions", type=int, default=6, help="simultaneous sessions (max 32)")
     p.add_argument("--rounds", type=int, default=3, help="uploads per session (max 20)")
     p.add_argument("--timeout", type=float, default=120, help="seconds per step")
-    p.add_argument("--url", help="an app already running on 127.0.0.1 (default: start one)")
+    p.add_argument("--url", help="an app already running on 127.0.0.1 (default: start one, XSRF protection on)")
+    p.add_argument("--pid", type=int, help="with --url: the server's process id, to report its peak memory")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     sessions, rounds = min(a.sessions, 32), min(a.rounds, 20)  # bounded by design
-    proc = None
+    proc, pid = None, a.pid
     if a.url:
         if not a.url.startswith(("http://127.", "http://localhost")):
             p.error("--url must be on the loopback interface")
         url = a.url.rstrip("/")
     else:
-        with socket.socket() as sk:
-            sk.bind(("127.0.0.1", 0))
-            port = sk.getsockname()[1]
-        proc = start_server(port)
-        url = f"http://127.0.0.1:{port}"
+        port = free_port()
+        proc = start_streamlit(port)  # a normal server: XSRF protection on
+        pid, url = proc.pid, f"http://127.0.0.1:{port}"
     try:
-        ready = wait_healthy(url)
+        ready = wait_healthy(url, proc=proc)
+        warm_up(url, a.timeout)
         latencies, errors = [], []
         barrier = threading.Barrier(sessions)
         threads = [threading.Thread(target=worker, args=(url, Path(a.image), rounds, a.timeout, latencies, errors,
@@ -190,13 +214,14 @@ def main(argv=None) -> int:
         for t in threads:
             t.join(a.timeout * (rounds + 2))
         wall = time.perf_counter() - t0
+        peak = peak_rss_bytes(pid) if pid else None
     finally:
         if proc:
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
     lat = np.array(latencies) * 1000
     res = {"sessions": sessions, "rounds": rounds, "requests": sessions * rounds, "ok": len(latencies),
            "errors": errors, "server_ready_s": ready, "wall_s": wall,
+           "server_peak_rss_mb": round(peak / 2**20, 1) if peak else None,
            "latency_ms": {q: float(np.percentile(lat, int(q[1:]))) for q in ("p50", "p90", "p95", "p99")}
            if len(lat) else {}}
     if a.json:
@@ -207,6 +232,8 @@ def main(argv=None) -> int:
         if len(lat):
             print("upload-to-rendered-prediction latency: " + ", ".join(f"{k} {v:.0f} ms"
                                                                          for k, v in res["latency_ms"].items()))
+        if peak:
+            print(f"server peak memory (VmHWM): {res['server_peak_rss_mb']:.0f} MB")
         for e in errors[:10]:
             print("  error:", e)
     return 0 if not errors else 1

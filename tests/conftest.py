@@ -52,6 +52,21 @@ def write_dataset(root: Path, n_train: int = N_TRAIN, n_test: int = N_TEST, seed
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def neutral_server_settings(tmp_path_factory):
+    """Tests never read a developer's own brainclf.toml or $BRAINCLF_SETTINGS (roles there would switch the app
+    out of local mode): an empty settings file, unless a test points BRAINCLF_SETTINGS elsewhere."""
+    empty = tmp_path_factory.mktemp("settings") / "brainclf.toml"
+    empty.write_text("")
+    before = os.environ.get("BRAINCLF_SETTINGS")
+    os.environ["BRAINCLF_SETTINGS"] = str(empty)
+    yield empty
+    if before is None:
+        os.environ.pop("BRAINCLF_SETTINGS", None)
+    else:
+        os.environ["BRAINCLF_SETTINGS"] = before
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
     """ROOT/Training/<class>/*.png (12 per class) and ROOT/Testing/<class>/*.png (3 per class)."""

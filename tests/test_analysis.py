@@ -191,3 +191,25 @@ def test_sensitivity_and_specificity_lead_with_tumour_vs_no_tumour():
     assert first["sensitivity"] == pytest.approx(2 / 3) and first["specificity"] == pytest.approx(1 / 2)
     assert table["glioma"]["sensitivity"] == 0.5 and table["glioma"]["specificity"] == pytest.approx(2 / 3)
     assert table["pituitary"]["sensitivity"] is None and table["pituitary"]["specificity"] == 1.0
+
+
+def test_resolve_image_stays_inside_the_servers_data_roots(tmp_path):
+    """A card evaluated one level up may name 'other/x.png' beside the root; with the server's data roots
+    given, only a file inside one of them is opened: the parent of a root is not itself a root."""
+    root = tmp_path / "data" / "brain-mri"
+    (root / "Testing").mkdir(parents=True)
+    (root / "Testing" / "a.png").write_bytes(b"png")
+    beside = tmp_path / "data" / "private"
+    beside.mkdir()
+    (beside / "b.png").write_bytes(b"png")
+    (tmp_path / "data" / "external").mkdir()
+    (tmp_path / "data" / "external" / "c.png").write_bytes(b"png")
+    assert resolve_image("private/b.png", root) == (beside / "b.png").resolve()  # no roots given: as before
+    allowed = [root, tmp_path / "data" / "external"]
+    assert resolve_image("Testing/a.png", root, allowed=allowed) == (root / "Testing" / "a.png").resolve()
+    assert resolve_image("private/b.png", root, allowed=allowed) is None
+    external = (tmp_path / "data" / "external" / "c.png").resolve()
+    assert resolve_image("external/c.png", root, allowed=allowed) == external
+    assert resolve_image("Testing/a.png", root, allowed=[]) is None
+    for bad in ("/etc/passwd", "../private/b.png", "Testing/../../private/b.png", str(beside / "b.png")):
+        assert resolve_image(bad, root, allowed=allowed) is None

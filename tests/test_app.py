@@ -256,10 +256,12 @@ def _files_containing(roots, needle: bytes) -> list[str]:
 
 
 def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch):
-    """Privacy: an upload leaves no copy on disk; the audit log (when switched on) holds only its hash."""
+    """Privacy: an upload leaves no copy on disk; the audit log (when switched on) holds only its hash. The log
+    file is the server's (BRAINCLF_AUDIT_DIR), never a path typed in the sidebar."""
     import hashlib
     import tempfile
 
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path))
     rng = np.random.default_rng(7)
     img = Image.fromarray(rng.integers(0, 255, (96, 96), dtype="uint8"))
     buf = io.BytesIO()
@@ -268,13 +270,12 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     marker = data[-200:-100]  # compressed bytes unique to this upload
     other = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (80, 80), dtype="uint8")).save(other, "PNG")
-    log = tmp_path / "audit.jsonl"
+    log = tmp_path / "brainclf-audit.jsonl"
     at = open_page("pages/predict.py")
     at.file_uploader[0].set_value(("Roe_Richard.png", other.getvalue(), "image/png")).run()
     assert not at.exception and not log.exists()  # off by default
     # Switched on in the sidebar: each analysis from then on appends one line (once per image and model).
     at.toggle(key="audit").set_value(True)
-    at.text_input(key="audit_path").set_value(str(log))
     at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
     assert not at.exception
     rec = json.loads(log.read_text().splitlines()[-1])
@@ -285,12 +286,32 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     assert _files_containing([tempfile.gettempdir(), REPO], marker) == []
 
 
+def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(tmp_path, monkeypatch):
+    """Issue #13's probe: an empty upload named 'DOE JOHN: MRN 12345.jpg' put 'MRN 12345.jpg: the file is
+    empty (0 bytes).' into the audit log. The page still names the file to the user who uploaded it."""
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path))
+    at = open_page("pages/predict.py")
+    at.toggle(key="audit").set_value(True)
+    not_dicom = b"\0" * 128 + b"DICM" + b"\0" * 64
+    at.file_uploader[0].set_value([("DOE JOHN: MRN 12345.jpg", b"", "image/jpeg"),
+                                   ("SMITH ANNA 1960.dcm", not_dicom, "application/dicom")]).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "**DOE JOHN: MRN 12345.jpg** was not processed: the file is empty (0 bytes)." in errors
+    assert "SMITH ANNA 1960.dcm" in errors and "upload" not in errors  # the neutral name stays inside
+    text = (tmp_path / "brainclf-audit.jsonl").read_text()
+    assert len(text.splitlines()) == 2
+    for word in ("DOE", "JOHN", "MRN", "12345", "SMITH", "ANNA", "1960", ".jpg", ".dcm"):
+        assert word not in text, word
+    assert json.loads(text.splitlines()[0])["error"] == "empty file"
+
+
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
     from brainclf.card import read_card
 
     default = REPO / "models" / "default.keras"
     card = read_card(default)
-    key = f"tta::{default}"
+    key = "tta::default"  # the model's name: a widget key reaches the browser, so it never holds a server path
     at = open_page(PAGES[0])  # the home page, with app.py's sidebar
     assert at.toggle(key=key).value is card.tta_default
     at.switch_page("pages/evaluation.py")

@@ -6,6 +6,8 @@ import hashlib
 import json
 import threading
 
+import pytest
+
 from brainclf.audit import append_audit, audit_record
 from brainclf.predict import Prediction
 
@@ -32,7 +34,40 @@ def test_error_record_drops_the_file_name(tmp_path):
     log = tmp_path / "log.jsonl"
     append_audit(log, audit_record(b"x", error="Doe_Jane.jpg: not a recognised image", model="m", version="v"))
     rec = json.loads(log.read_text())
-    assert rec["error"] == "not a recognised image" and "Doe" not in log.read_text()
+    assert rec["error"] == "not an image" and "Doe" not in log.read_text()
+
+
+def test_a_name_with_a_colon_never_reaches_the_log(tmp_path):
+    """The probe: an empty upload named 'DOE JOHN: MRN 12345.jpg'. Splitting the message at its first ': '
+    left 'MRN 12345.jpg: the file is empty (0 bytes).' in the audit log."""
+    from brainclf.errors import ImageError
+    from brainclf.preprocess import decode_image
+
+    name = "DOE JOHN: MRN 12345.jpg"
+    with pytest.raises(ImageError) as e:
+        decode_image(b"", name=name)
+    log = tmp_path / "log.jsonl"
+    for error in (e.value, str(e.value)):
+        append_audit(log, audit_record(b"", error=error, model="m", version="v"))
+    text = log.read_text()
+    assert "DOE" not in text and "MRN" not in text and "12345" not in text
+    assert [json.loads(line)["error"] for line in text.splitlines()] == ["empty file", "empty file"]
+    assert json.loads(text.splitlines()[0])["error_type"] == "ImageError"
+
+
+def test_dicom_header_values_never_reach_the_log():
+    rec = audit_record(b"x", error="upload.dcm: DICOM modality is CT, not MR; this model only reads MR brain "
+                       "slices.")
+    assert rec["error"] == "not an MR image" and "CT" not in json.dumps(rec)
+
+
+def test_every_error_text_is_from_the_fixed_list():
+    from brainclf.audit import OTHER_REASON, REFUSAL_REASONS
+
+    reasons = {r for _, r in REFUSAL_REASONS} | {OTHER_REASON}
+    for message in ("Jane Roe 1970-01-01", "x: weird failure Jane", "", None):
+        assert audit_record(b"x", error=message)["error"] in reasons
+        assert "Jane" not in json.dumps(audit_record(b"x", error=message))
 
 
 def test_concurrent_appends_do_not_interleave(tmp_path):

@@ -57,7 +57,7 @@ def test_predictions_unchanged_while_training_runs(smoke_predictor, uploads, syn
     before = [predict_and_explain(smoke_predictor, data) for data in uploads]
     jobs = TrainingJobs()
     status = jobs.start(TrainConfig(image_size=32, epochs=50, batch_size=8), synthetic_dataset, "background",
-                        models_dir=tmp_path / "models")
+                        models_dir=tmp_path / "models", owner="sub:tester")
     try:
         deadline = time.time() + 120
         while not (status.progress and status.progress.stage == "training") and status.active:
@@ -80,7 +80,7 @@ def test_predictions_unchanged_while_training_runs(smoke_predictor, uploads, syn
         assert status.state == "running", status.error
         assert p.epoch * p.batches + p.batch > start_batches  # the training advanced while we predicted
     finally:
-        jobs.cancel()
+        jobs.cancel("sub:tester")  # the owner
         jobs.wait(timeout=300)
     assert status.state == "cancelled", status.error
     for results in during:

@@ -11,24 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "docs" / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,35 +34,23 @@ def real_data() -> Path:
 
 
 @contextlib.contextmanager
-def _streamlit(env: dict | None = None):
-    """`streamlit run app.py` on a free 127.0.0.1 port; yields its URL once healthy, stops it afterwards."""
+def _streamlit(env: dict | None = None, extra_args=()):
+    """`streamlit run app.py` on a free 127.0.0.1 port (brainclf.serve); yields its URL once healthy, stops it
+    afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    port = free_port()
+    proc = start_streamlit(port, env=env, extra_args=extra_args, output=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:  # wait for the health endpoint, bounded
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited: {proc.stdout.read().decode()[-2000:]}")
-        else:
-            pytest.fail("streamlit did not become healthy within 90 s")
+        try:
+            wait_healthy(url, timeout=90, proc=proc)
+        except (RuntimeError, TimeoutError) as e:
+            stop(proc)
+            pytest.fail(f"{e}: {proc.stdout.read().decode()[-2000:]}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -45,14 +45,20 @@ def test_job_runs_to_done(synthetic_dataset, tmp_path, isolated_runs):
     assert status.progress is not None and status.progress.stage == "done"
 
 
-def test_second_start_refused_and_cancel(synthetic_dataset, tmp_path):
+def test_second_start_refused_and_only_the_owner_cancels(synthetic_dataset, tmp_path):
     jobs = TrainingJobs()
-    status = jobs.start(tiny(epochs=50), synthetic_dataset, "long", models_dir=tmp_path / "models")
-    assert jobs.busy()
+    status = jobs.start(tiny(epochs=50), synthetic_dataset, "long", models_dir=tmp_path / "models",
+                        owner="sub:alice", owner_label="Alice")
+    assert jobs.busy() and status.owner == "sub:alice" and status.owner_label == "Alice"
     with pytest.raises(BrainclfError, match="already running"):
         jobs.start(tiny(), synthetic_dataset, "other", models_dir=tmp_path / "models")
     assert jobs.status is status  # the refused start did not replace the running job
-    jobs.cancel()
+    for intruder in ("sub:bob", "", "Alice"):
+        with pytest.raises(BrainclfError, match="Only the person who started"):
+            jobs.cancel(intruder)
+    time.sleep(0.5)
+    assert status.active, "a refused cancel must not stop the training"
+    jobs.cancel("sub:alice")
     final = jobs.wait(timeout=300)
     assert final.state == "cancelled", final.error
     assert "cancelled" in final.error.lower()
@@ -68,6 +74,38 @@ def test_bad_config_raises_in_caller(synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError):
         jobs.start(tiny(epochs=0), synthetic_dataset, "bad", models_dir=tmp_path / "models")
     assert jobs.status is None and not jobs.busy()
+
+
+def test_owner_or_admin_may_cancel():
+    status = JobStatus(name="x", owner="sub:alice")
+    assert status.may_cancel("sub:alice") and status.may_cancel("sub:bob", admin=True)
+    assert not status.may_cancel("sub:bob") and not status.may_cancel("")
+    assert not JobStatus(name="y").may_cancel("")  # a job without an owner: admins only
+
+
+def test_admin_cancels_anyones_training(synthetic_dataset, tmp_path):
+    jobs = TrainingJobs()
+    jobs.start(tiny(epochs=50), synthetic_dataset, "long2", models_dir=tmp_path / "models", owner="sub:alice")
+    jobs.cancel("sub:root", admin=True)
+    assert jobs.wait(timeout=300).state == "cancelled"
+
+
+def test_a_crash_keeps_one_line_for_users_and_the_traceback_for_the_log(tmp_path, monkeypatch, caplog):
+    import brainclf.jobs
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom in /srv/hospital/secret/run")
+
+    monkeypatch.setattr(brainclf.jobs, "train", crash)
+    jobs = TrainingJobs()
+    with caplog.at_level("ERROR", logger="brainclf.jobs"):
+        status = jobs.start(tiny(), tmp_path, "crashy", models_dir=tmp_path / "models", owner="sub:alice")
+        jobs.wait(timeout=60)
+    assert status.state == "failed"
+    assert "\n" not in status.error and "Traceback" not in status.error and "/srv" not in status.error
+    assert "RuntimeError" in status.error and "server log" in status.error
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "crashy" in logged and any(r.exc_info for r in caplog.records)  # the traceback went to the log
 
 
 def test_failure_in_thread_is_reported(tmp_path):

@@ -1,0 +1,73 @@
+"""brainclf.access: roles from the server's role table and what each role may do."""
+
+from __future__ import annotations
+
+import pytest
+
+from brainclf.access import ACTIONS, PAGE_ACTIONS, can, identity_for, local_identity, role_for
+from brainclf.settings import RoleRules, Settings
+
+RULES = RoleRules(emails={"boss@hospital.example": "admin", "*@hospital.example": "clinician",
+                          "res@uni.example": "researcher"},
+                  subjects={"sub-42": "researcher"}, groups={"radiology-research": "researcher", "it": "admin"})
+
+
+def user(**claims) -> dict:
+    return {"is_logged_in": True, **claims}
+
+
+def test_rights_per_role():
+    assert {a for a in ACTIONS if can("clinician", a)} == {"open_home", "open_predict", "open_evaluation"}
+    assert {a for a in ACTIONS if can("researcher", a)} == {"open_home", "open_predict", "open_evaluation",
+                                                            "open_model", "re_evaluate", "train", "upload_model"}
+    assert {a for a in ACTIONS if can("admin", a)} == ACTIONS
+    assert {"remove_model", "audit_settings", "cancel_any_training"} <= ACTIONS
+    for nobody in (None, "", "guest", "ADMIN"):
+        assert not any(can(nobody, a) for a in ACTIONS)
+    assert set(PAGE_ACTIONS.values()) <= ACTIONS
+
+
+def test_unknown_action_fails_loudly():
+    with pytest.raises(ValueError, match="unknown action"):
+        can("admin", "retrain")
+
+
+@pytest.mark.parametrize("claims,role", [
+    (user(email="boss@hospital.example"), "admin"),
+    (user(email="BOSS@Hospital.Example "), "admin"),  # e-mails match case-insensitively
+    (user(email="dr.who@hospital.example"), "clinician"),  # '*@domain'
+    (user(email="dr.who@sub.hospital.example"), None),  # a sub-domain is another domain
+    (user(email="res@uni.example"), "researcher"),
+    (user(email="boss@hospital.example", email_verified=False), None),  # an unverified e-mail counts for nothing
+    (user(sub="sub-42"), "researcher"),
+    (user(sub="sub-43"), None),
+    (user(email="dr.who@hospital.example", groups=["radiology-research"]), "researcher"),  # highest wins
+    (user(email="x@y.example", groups="staff it"), "admin"),  # a groups claim sent as one string
+    (user(email="x@y.example", groups=["staff"]), None),
+    ({"is_logged_in": False, "email": "boss@hospital.example"}, None),  # not signed in
+    ({"email": "boss@hospital.example"}, None),
+    ({}, None),
+    (None, None),
+])
+def test_role_for(claims, role):
+    assert role_for(claims, RULES) == role
+
+
+def test_groups_claim_name_comes_from_the_settings():
+    rules = RoleRules(groups={"research": "researcher"}, groups_claim="roles")
+    assert role_for(user(roles=["research"]), rules) == "researcher"
+    assert role_for(user(groups=["research"]), rules) is None
+
+
+def test_identities():
+    from pathlib import Path
+
+    settings = Settings(data_roots=(), models_dir=Path("m"), runs_dir=Path("r"), audit_dir=Path("a"), roles=RULES)
+    who = identity_for(user(email="dr.who@hospital.example", sub="s1", name="Dr Who"), settings)
+    assert (who.local, who.signed_in, who.role, who.user_id, who.label) == (False, True, "clinician", "sub:s1",
+                                                                              "Dr Who")
+    assert who.can("open_predict") and not who.can("re_evaluate") and not who.is_admin
+    assert identity_for({"is_logged_in": False}, settings).signed_in is False
+    assert identity_for(user(email="A@B.example"), settings).user_id == "email:a@b.example"
+    me = local_identity()
+    assert me.local and me.is_admin and all(me.can(a) for a in ACTIONS)

@@ -1,0 +1,204 @@
+"""Sign-in, roles and server settings in the app (AppTest on the bundled models).
+
+Server mode is an [auth] section in the secrets (AppTest.secrets) and a signed-in user (AppTest.user); roles
+come from a brainclf.toml named by $BRAINCLF_SETTINGS. The real sign-in through an OIDC provider is
+tests/test_auth_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from brainclf.jobs import JobStatus
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "a-test-cookie-secret-0123456789",
+        "client_id": "brainclf", "client_secret": "not-a-secret",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+USERS = {"clinician": "doc@clinic.example", "researcher": "res@clinic.example", "admin": "boss@clinic.example"}
+PATH_WORDS = re.compile(r"folder|file|path|directory|dir\b", re.IGNORECASE)
+
+
+@pytest.fixture
+def server_settings(tmp_path, monkeypatch, synthetic_dataset):
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(f'[data]\nbrain-mri = "{synthetic_dataset}"\n\n'
+                    + "".join(f'[roles.{role}]\nemails = ["{email}"]\n' for role, email in USERS.items()))
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
+    return toml
+
+
+@pytest.fixture
+def local_data(monkeypatch, synthetic_dataset, tmp_path):
+    monkeypatch.setenv("BRAINCLF_DATA", str(synthetic_dataset))
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
+    return synthetic_dataset
+
+
+def app_as(user: dict | None) -> AppTest:
+    """The app in server mode with `user` as st.user (None: not signed in)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["auth"] = AUTH
+    at.user = user or {"is_logged_in": False}
+    return at
+
+
+def signed_in(role: str) -> dict:
+    return {"is_logged_in": True, "email": USERS[role], "sub": f"sub-{role}", "name": role.title()}
+
+
+def pages_of(at: AppTest) -> list[str]:
+    """The pages st.navigation registered for this session."""
+    return sorted(Path(str(i["script_path"])).stem for i in at._registered_pages.values() if i.get("script_path"))
+
+
+def run_page(at: AppTest, page: str) -> AppTest:
+    """Home (app.py's navigation and sidebar), then `page`. AppTest runs a switched-to page in Streamlit's
+    legacy pages/ mode: Evaluation then runs without app.py, so its sidebar and navigation are Home's."""
+    at.run()
+    at.navigation_pages = pages_of(at)
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# ---- local mode -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", ["home", "predict", "evaluation", "model"])
+def test_no_widget_takes_a_server_path(local_data, page):
+    """Issue #13: the sidebar's "Data folder" and "Audit log file", Evaluation's "Folder of class sub-folders"
+    and the Model page's data folder were text boxes taking any server path."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert at.selectbox(key="data_root").options == ["brain-mri"]  # the dataset, by name
+    run_page(at, page)
+    if page == "evaluation":
+        at.radio(key="eval_source").set_value("Re-evaluate on a folder").run()
+    boxes = [t.label for t in at.text_input if PATH_WORDS.search(t.label)]
+    assert boxes == [], boxes
+    if page == "evaluation":
+        assert at.selectbox(key="eval_folder").options == ["brain-mri", "brain-mri/Testing", "brain-mri/Training"]
+        assert at.selectbox(key="eval_folder").value == "brain-mri/Testing"
+    if page == "model":
+        assert at.selectbox(key="train_data").options == ["brain-mri"]
+    # A widget's key travels to the browser inside its element id: none may hold a server path.
+    assert not [k for k in at.session_state.keys() if str(REPO) in str(k) or str(local_data) in str(k)]
+
+
+def test_local_mode_says_so_in_the_sidebar_and_has_every_feature(local_data):
+    at = run_page(AppTest.from_file(APP, default_timeout=120), "model")
+    assert any("Local mode: no sign-in" in i.value for i in at.sidebar.info)
+    assert at.navigation_pages == ["evaluation", "home", "model", "predict"]
+    assert at.toggle(key="audit") is not None  # audit settings
+    assert "Remove" in [b.label for b in at.button]  # remove models
+    assert not at.sidebar.button  # no sign-out button
+
+
+def test_local_mode_refuses_another_address_and_a_role_table(local_data, tmp_path, monkeypatch):
+    from streamlit import config
+
+    old = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+    finally:
+        config.set_option("server.address", old)
+    assert not at.exception and not at.title
+    assert any("serves 127.0.0.1 only" in e.value for e in at.error)
+    toml = tmp_path / "roles.toml"
+    toml.write_text('[roles.admin]\nemails = ["boss@clinic.example"]\n')
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert any("sign-in is not configured" in e.value for e in at.error) and not at.title
+
+
+# ---- server mode: sign-in and roles -------------------------------------------------------------------------
+def test_signed_out_users_see_only_the_sign_in_page(server_settings):
+    at = app_as(None)
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.selectbox and not at.sidebar.info  # no model picker, no local-mode note
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/predict.py")
+
+
+def test_a_user_without_a_role_is_told_so(server_settings):
+    at = app_as({"is_logged_in": True, "email": "stranger@elsewhere.example", "sub": "x"})
+    at.run()
+    assert any("gives your account no role" in w.value for w in at.warning)
+    assert [b.label for b in at.button] == ["Sign out"] and not at.selectbox
+
+
+def test_clinician_reads_results_but_cannot_re_evaluate_or_open_the_model_page(server_settings):
+    at = run_page(app_as(signed_in("clinician")), "home")
+    assert at.navigation_pages == ["evaluation", "home", "predict"]
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/model.py")
+    assert not [t for t in at.toggle if t.key == "audit"]
+    assert any("Audit log: **off** (set by an admin)" in c.value for c in at.sidebar.caption)
+    assert any("Signed in as **Clinician** (clinician)" in c.value for c in at.sidebar.caption)
+    assert "Sign out" in [b.label for b in at.sidebar.button]
+    at.switch_page("pages/evaluation.py").run()
+    assert not at.exception
+    assert not at.radio and "eval_source" not in at.session_state  # read-only: the card's results
+    assert [m.label for m in at.metric][:2] == ["Accuracy", "Loss"]
+
+
+def test_researcher_re_evaluates_trains_and_uploads_but_does_not_remove(server_settings):
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert at.navigation_pages == ["evaluation", "home", "model", "predict"]
+    expanders = [e.label for e in at.expander]
+    assert any("Upload a model" in e for e in expanders) and not any("Remove" in e for e in expanders)
+    assert "Start training" in [b.label for b in at.button]
+    assert at.selectbox(key="train_data").options == ["brain-mri"]
+    assert not [t for t in at.toggle if t.key == "audit"]
+    at.switch_page("pages/evaluation.py").run()
+    assert at.radio(key="eval_source").options[1] == "Re-evaluate on a folder"
+
+
+def test_admin_also_removes_models_and_sets_the_audit_log(server_settings):
+    at = run_page(app_as(signed_in("admin")), "model")
+    assert any("Remove a model" in e.label for e in at.expander)
+    assert at.toggle(key="audit").value is False
+
+
+@pytest.fixture
+def foreign_job():
+    """A training started by someone else, in the app's process-wide job list."""
+    from pages.common import training_jobs
+
+    jobs = training_jobs()
+    before = jobs.status
+    yield jobs
+    jobs.status = before
+
+
+def test_only_the_owner_or_an_admin_sees_cancel(server_settings, foreign_job):
+    foreign_job.status = JobStatus(name="theirs", state="running", owner="sub-other", owner_label="Other")
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert "Cancel training" not in [b.label for b in at.button]
+    assert any("Only the person who started this training" in c.value for c in at.caption)
+    at = run_page(app_as(signed_in("admin")), "model")
+    assert "Cancel training" in [b.label for b in at.button]
+
+
+def test_a_failed_training_shows_its_reason_to_the_owner_only(server_settings, foreign_job):
+    foreign_job.status = JobStatus(name="theirs", state="failed", owner="sub:sub-researcher", owner_label="R",
+                                   error=f"{server_settings.parent}/runs/theirs holds a run with a different config")
+    at = run_page(app_as(signed_in("researcher")), "model")  # the owner
+    (message,) = [e.value for e in at.error if "theirs" in e.value]
+    assert "different config" in message and str(server_settings.parent) not in message
+    foreign_job.status = JobStatus(name="theirs", state="failed", owner="sub:someone", owner_label="Someone",
+                                   error="secret reason")
+    at = run_page(app_as(signed_in("researcher")), "model")
+    (message,) = [e.value for e in at.error if "theirs" in e.value]
+    assert "secret reason" not in message and "started by Someone" in message

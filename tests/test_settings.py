@@ -1,0 +1,140 @@
+"""brainclf.settings: server-side settings from a TOML file and the environment; data roots by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from brainclf.errors import ConfigError
+from brainclf.settings import SERVER_PATH, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for var in ("BRAINCLF_SETTINGS", "BRAINCLF_DATA", "BRAINCLF_MODELS", "BRAINCLF_RUNS", "BRAINCLF_AUDIT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("brainclf.settings.DEFAULT_SETTINGS_FILE", tmp_path / "no-brainclf.toml")
+
+
+def _layout(base: Path) -> Path:
+    """base/data/{brain-mri (Training, Testing), external (glioma + manifest.csv), notes (no dataset)}."""
+    for sub in ("brain-mri/Training/glioma", "brain-mri/Testing/glioma", "external/glioma", "notes/misc"):
+        (base / "data" / sub).mkdir(parents=True)
+    (base / "data" / "external" / "manifest.csv").write_text("file,sequence\n")
+    return base / "data"
+
+
+def test_local_mode_roots_are_brainclf_data_and_dataset_like_siblings(tmp_path, monkeypatch):
+    data = _layout(tmp_path)
+    monkeypatch.setenv("BRAINCLF_DATA", str(data / "brain-mri"))
+    s = load_settings()
+    assert s.root_names() == ["brain-mri", "external"]  # notes/ is not a dataset
+    assert s.root("brain-mri").path == (data / "brain-mri").resolve()
+    assert s.default_root().name == "brain-mri"
+    assert s.evaluation_folders() == ["brain-mri", "brain-mri/Testing", "brain-mri/Training", "external"]
+    assert s.folder("brain-mri/Testing") == (data / "brain-mri" / "Testing").resolve()
+    assert s.source is None and not s.roles.emails
+
+
+def test_no_data_configured_means_no_roots(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(tmp_path / "none.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings()
+    monkeypatch.delenv("BRAINCLF_SETTINGS")
+    assert load_settings().data_roots == ()
+
+
+@pytest.mark.parametrize("choice", ["/etc", "../brain-mri", "brain-mri/../notes", "brain-mri/Testing/glioma",
+                                    "notes", "", None, "brain-mri/"])
+def test_only_offered_folders_resolve(tmp_path, monkeypatch, choice):
+    data = _layout(tmp_path)
+    monkeypatch.setenv("BRAINCLF_DATA", str(data / "brain-mri"))
+    with pytest.raises(ConfigError, match="not one of the data folders"):
+        load_settings().folder(choice)
+
+
+def test_toml_file_names_roots_folders_audit_and_roles(tmp_path, monkeypatch):
+    data = _layout(tmp_path)
+    toml = tmp_path / "conf" / "brainclf.toml"
+    toml.parent.mkdir()
+    toml.write_text(f"""
+[paths]
+models = "models"          # relative to this file
+audit = "{tmp_path / 'audit'}"
+
+[data]
+kaggle = "{data / 'brain-mri'}"
+other = "../data/external"
+missing = "{tmp_path / 'nowhere'}"
+
+[audit]
+enabled = true
+
+[roles]
+groups_claim = "roles"
+[roles.admin]
+emails = ["Boss@Hospital.example"]
+[roles.researcher]
+groups = ["research"]
+subjects = ["abc-123"]
+[roles.clinician]
+emails = ["*@hospital.example", "boss@hospital.example"]
+""")
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    monkeypatch.setenv("BRAINCLF_DATA", str(data / "brain-mri"))  # a [data] table wins over it
+    monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs-env"))  # the environment wins over [paths]
+    s = load_settings()
+    assert s.root_names() == ["kaggle", "other"]  # a root that is not a folder is left out
+    assert s.root("other").path == (data / "external").resolve()
+    assert s.models_dir == (toml.parent / "models").resolve()
+    assert s.runs_dir == (tmp_path / "runs-env").resolve()
+    assert s.audit_file == (tmp_path / "audit" / "brainclf-audit.jsonl").resolve()
+    assert s.audit_enabled is True and s.source == toml
+    assert s.roles.emails == {"boss@hospital.example": "admin", "*@hospital.example": "clinician"}  # highest kept
+    assert s.roles.groups == {"research": "researcher"} and s.roles.subjects == {"abc-123": "researcher"}
+    assert s.roles.groups_claim == "roles"
+
+
+@pytest.mark.parametrize("body,match", [
+    ("[roles.superuser]\nemails = ['a@b.c']", "unknown role"),
+    ("[roles.admin]\nemails = 'a@b.c'", "list of strings"),
+    ("[roles.admin]\nusers = ['a@b.c']", "takes the lists"),
+    ("[data]\n'../up' = '/tmp'", "letters, digits"),
+    ("[paths]\nmodel = 'x'", "unknown \\[paths\\]"),
+    ("[server]\nx = 1", "unknown section"),
+    ("not toml [", "Cannot read"),
+])
+def test_bad_settings_are_refused_with_a_clear_message(tmp_path, monkeypatch, body, match):
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(body)
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    with pytest.raises(ConfigError, match=match):
+        load_settings()
+
+
+def test_redact_replaces_server_paths_with_names(tmp_path, monkeypatch):
+    data = _layout(tmp_path)
+    monkeypatch.setenv("BRAINCLF_DATA", str(data / "brain-mri"))
+    monkeypatch.setenv("BRAINCLF_MODELS", str(tmp_path / "models"))
+    s = load_settings()
+    msg = (f"{data / 'brain-mri' / 'Testing'} has only a Training split; {tmp_path / 'models' / 'x.keras'} "
+           f"and {data / 'external'}/glioma; /srv/secret/place is private; T1/T2 and/or 1/2 stay.")
+    out = s.redact(msg)
+    assert str(tmp_path) not in out
+    assert out.startswith("brain-mri/Testing has only a Training split; models/x.keras and external/glioma;")
+    assert f"{SERVER_PATH} is private" in out and "T1/T2 and/or 1/2 stay." in out
+
+
+def test_the_shipped_examples_parse():
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    s = load_settings(repo / "brainclf.toml.example")
+    assert s.roles.groups == {"radiology-research": "researcher"} and s.audit_enabled is True
+    example = (repo / ".streamlit" / "secrets.toml.example").read_text()
+    assert tomllib.loads(example) == {}  # all commented out: copying it changes nothing until filled in
+    uncommented = "\n".join(line.lstrip("# ") for line in example.splitlines() if line.startswith("# ")
+                            and ("=" in line or line.startswith("# [auth]")))
+    auth = tomllib.loads(uncommented)["auth"]
+    assert {"redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url"} <= set(auth)
