@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install browser bench clean
+.PHONY: run test lint install browser bench clean screenshots
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ run: install
 
 test: install browser
 	$(PY) -m pytest -q
+
+# Refresh the README's screenshots from the browser test (make test never writes tracked files).
+screenshots: install browser
+	BRAINCLF_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_e2e.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,10 @@ from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = REPO / "docs" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def real_data() -> Path:
-    value = os.environ.get("BRAINCLF_DATA")
-    if not value or not Path(value).is_dir():
-        if os.environ.get("BRAINCLF_REQUIRE_REAL_DATA") == "1":
-            pytest.fail("BRAINCLF_DATA is required for the browser test")
-        pytest.skip("no real data")
-    return Path(value)
+# `make screenshots` refreshes the README's pictures; `make test` writes them to a scratch folder, so a test run
+# never changes tracked files.
+SHOTS = REPO / "docs" / "screenshots" if os.environ.get("BRAINCLF_SCREENSHOTS") == "1" else \
+    Path(tempfile.gettempdir()) / "brainclf-screenshots"
 
 
 @contextlib.contextmanager
