@@ -12,7 +12,8 @@ the second, from ~16 bits on, is different slices that merely look alike.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,9 @@ def near_pairs(a: np.ndarray, b: np.ndarray | None = None, threshold: int = NEAR
     return pairs
 
 
-def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
-    """Group id per file: files linked by an exact or near duplicate chain share a group (union-find)."""
-    n = len(hashes.paths)
+def linked_groups(n: int, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Group id per item 0..n-1: items linked by a chain of pairs share a group (union-find; the id is the
+    group's smallest index)."""
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -99,20 +100,28 @@ def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) ->
             i = parent[i]
         return i
 
-    def union(i: int, j: int) -> None:
+    for i, j in pairs:
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n)], dtype=int)
 
-    first_by_sha: dict[str, int] = {}
-    for i, s in enumerate(hashes.sha256):
-        if s in first_by_sha:
-            union(first_by_sha[s], i)
-        else:
-            first_by_sha[s] = i
-    for i, j, _ in near_pairs(hashes.dhash, threshold=threshold):
-        union(i, j)
-    return np.array([find(i) for i in range(n)])
+
+def pairs_sharing(labels: Sequence) -> Iterator[tuple[int, int]]:
+    """(first index, index) for every item whose label (not None) an earlier item already had."""
+    first: dict = {}
+    for i, label in enumerate(labels):
+        if label is not None:
+            if label in first:
+                yield first[label], i
+            else:
+                first[label] = i
+
+
+def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
+    """Group id per file: files linked by an exact or near duplicate chain share a group (union-find)."""
+    near = ((i, j) for i, j, _ in near_pairs(hashes.dhash, threshold=threshold))
+    return linked_groups(len(hashes.paths), itertools.chain(pairs_sharing(hashes.sha256), near))
 
 
 def clean_mask(paths: Sequence[Path], training_paths: Sequence[Path],

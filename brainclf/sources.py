@@ -11,6 +11,7 @@ relative paths, so older runs and cards read as before.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dedup import linked_groups, pairs_sharing
 from .errors import ConfigError
 
 SOURCE_SEPARATOR = "::"
@@ -133,29 +135,8 @@ def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
         int array, equal ids = one case group that must stay on one side of a split.
     """
     n = len(paths)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
     keys = [series_key(p) for p in paths]
     sizes = Counter(k for k in keys if k is not None)
     cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
-    first: dict[object, int] = {}
-    for i, (k, g) in enumerate(zip(keys, near_dup_groups)):
-        for label in (("dup", int(g)), ("series", k) if k is not None and sizes[k] <= cap else None):
-            if label is None:
-                continue
-            if label in first:
-                union(first[label], i)
-            else:
-                first[label] = i
-    return np.array([find(i) for i in range(n)])
+    series = [k if k is not None and sizes[k] <= cap else None for k in keys]
+    return linked_groups(n, itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(series)))
