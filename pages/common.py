@@ -20,7 +20,7 @@ from brainclf.settings import Settings, load_settings
 from brainclf.wording import FALLBACK_REFER_BELOW, is_study_model, study_note
 
 
-def route_through_app() -> None:
+def route_through_app(once_per_session: bool = False) -> None:
     """Send a run that Streamlit started in legacy `pages/` mode through app.py's st.navigation instead.
 
     Streamlit decides, before any of this app's code runs, that an app with a top-level `pages/` folder is a
@@ -40,10 +40,17 @@ def route_through_app() -> None:
     # Decided per run, not by the process-wide flag alone: on a fresh server several sessions can start legacy
     # runs at once, and only the first would see the flag still set (the others then ran a bare page and
     # failed; measured with 4 simultaneous sessions). A page run by app.py's navigation has app.py on its stack.
-    # Each session reroutes at most once (AppTest runs every page in legacy mode and would loop otherwise).
-    if in_a_run and not _run_by_app() and not st.session_state.get("_routed_through_app"):
+    if not in_a_run:
+        return
+    legacy = bool(getattr(PagesManager, "uses_pages_directory", None))
+    # A session whose run started in legacy mode after another session had already ended it is rerouted once
+    # (AppTest runs a switched-to page outside app.py on every run, and would loop otherwise).
+    # `once_per_session`: never again after this session's first reroute, even in legacy mode (a page whose
+    # button clicks a rerun would drop, under AppTest that starts every run in legacy mode).
+    first = not st.session_state.get("_routed_through_app")
+    if (legacy and (first or not once_per_session)) or (first and not _run_by_app()):
         st.session_state["_routed_through_app"] = True
-        if getattr(PagesManager, "uses_pages_directory", None):
+        if legacy:
             PagesManager.uses_pages_directory = False  # what st.navigation itself sets
         st.rerun()
 

@@ -37,7 +37,7 @@ from pages.common import (
     settings,
 )
 
-route_through_app()  # a bookmarked page on a fresh server: once per session, through app.py's navigation
+route_through_app(once_per_session=True)  # a bookmarked page on a fresh server goes through app.py's navigation
 who = require("open_evaluation")
 st.title("Evaluation")
 predictor = get_predictor()

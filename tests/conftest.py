@@ -136,3 +136,22 @@ def real_data() -> Path:
 def external_data(real_data) -> Path:
     """The external-radiopaedia folder beside $BRAINCLF_DATA (the layout of ../shared/data)."""
     return require_real_data(real_data.parent / "external-radiopaedia", "external dataset")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium through Playwright (the browser tests; `make test` installs chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()

@@ -76,19 +76,6 @@ groups = ["radiology-research"]
         stop(proc)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
-
-
 def sign_in(browser, server: str, sub: str):
     """A fresh browser context (no cookies) signs in as `sub` on the provider's page; returns the page."""
     from playwright.sync_api import expect
