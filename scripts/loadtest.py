@@ -144,8 +144,6 @@ def worker(url: str, image: Path, rounds: int, timeout: float, out: list, errors
     try:
         s = Session(url, timeout)
         s.run_page("predict")
-        if not s.uploader_id:  # once more: see warm_up()
-            s.run_page("predict")
         if not s.uploader_id:
             raise RuntimeError("the Predict page has no file uploader (is a model available?)")
     except Exception as e:  # noqa: BLE001 - a load test counts failures instead of stopping
@@ -170,17 +168,6 @@ def worker(url: str, image: Path, rounds: int, timeout: float, out: list, errors
     s.close()
 
 
-def warm_up(url: str, timeout: float) -> None:
-    """One session opens the app before the timed ones. The first request of a fresh server runs in Streamlit's
-    legacy pages/ mode until app.py's st.navigation has run once (pages.common.route_through_app); sessions
-    that start at the same moment can race that switch and be shown Home instead of the page they asked for."""
-    s = Session(url, timeout)
-    try:
-        s.run_page("")
-    finally:
-        s.close()
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", required=True, help="image to upload in every session")
@@ -203,7 +190,6 @@ def main(argv=None) -> int:
         pid, url = proc.pid, f"http://127.0.0.1:{port}"
     try:
         ready = wait_healthy(url, proc=proc)
-        warm_up(url, a.timeout)
         latencies, errors = [], []
         barrier = threading.Barrier(sessions)
         threads = [threading.Thread(target=worker, args=(url, Path(a.image), rounds, a.timeout, latencies, errors,
