@@ -72,12 +72,16 @@ st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split
 table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
 ext_rows = next(iter(card.external_predictions.values()), []) if externals else []
 ext_table = {t["finding"]: t for t in sensitivity_specificity(ext_rows)} if ext_rows else {}
-st.dataframe(pd.DataFrame([{
-    "finding": class_label(k), "sensitivity (Kaggle)": v["sensitivity"], "specificity (Kaggle)": v["specificity"],
-    **({"sensitivity (external)": ext_table[k]["sensitivity"], "specificity (external)": ext_table[k]["specificity"]}
-       if ext_table else {})} for k, v in table.items()]),
-    hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="percent") for c in (
-        "sensitivity (Kaggle)", "specificity (Kaggle)", "sensitivity (external)", "specificity (external)")})
+def pct(v) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+st.table(pd.DataFrame([{
+    "finding": class_label(k), "sensitivity (Kaggle)": pct(v["sensitivity"]),
+    "specificity (Kaggle)": pct(v["specificity"]),
+    **({"sensitivity (external)": pct(ext_table[k]["sensitivity"]),
+        "specificity (external)": pct(ext_table[k]["specificity"])} if ext_table else {})}
+    for k, v in table.items()]).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
            "that the model does not name. The external source has no pituitary tumours. "
            + validated_scope(card)["sentence"])

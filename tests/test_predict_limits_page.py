@@ -31,7 +31,7 @@ def test_the_model_picker_says_which_sources_each_model_learnt_from():
 def test_home_leads_with_sensitivity_and_specificity_tumour_vs_no_tumour():
     at = open_page("pages/home.py")
     assert not at.exception
-    tables = [d.value for d in at.dataframe if "finding" in d.value.columns]
-    assert tables and tables[0]["finding"].iloc[0] == "Any tumour (vs no tumour)"
+    tables = [t.value for t in at.table if t.value.index.name == "finding"]
+    assert tables and tables[0].index[0] == "Any tumour (vs no tumour)"
     assert "sensitivity (external)" in tables[0].columns  # the bundled default has external validation
     assert any("Licence" in w.value for w in at.warning)  # trained partly on CC BY-NC-SA images
