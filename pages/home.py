@@ -7,7 +7,7 @@ from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.scope import validated_scope
-from pages.common import active_model_path, card_of, class_label, require, route_through_app
+from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
 route_through_app()
 require("open_home")
@@ -33,14 +33,16 @@ if card is None:
 
 st.subheader(f"Active model: {card.name}")
 t = card.training
-test = card.test_metrics()  # as the model runs by default (flip TTA if its card says so)
+tta = tta_setting(path, card.tta_default)  # the sidebar's TTA toggle, else the card's default
+test = card.test_metrics(tta=tta)
+rows, with_tta = card.stored_test_predictions(tta)
 clean = test.get("clean") or {}
 externals = card.metrics.get("external", {})
 cols = st.columns(4)
 cols[0].metric("Test accuracy (Kaggle)", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—",
                help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
-               + ("With flip test-time augmentation, the model's default (chosen on validation)."
-                  if card.tta_default else "Single pass, the model's default (chosen on validation)."))
+               + ("With flip test-time augmentation" if with_tta else "Single pass")
+               + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
 cols[1].metric("Clean-subset accuracy", f"{clean['accuracy']:.2%}" if clean.get("accuracy") is not None else "—",
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
 if externals:
@@ -66,7 +68,6 @@ if note and not card_is_verified(card):
     st.warning(note, icon=":material/upload:")
 elif note:
     st.caption(note)
-rows, with_tta = card.stored_test_predictions(card.tta_default)
 st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
             + (" and on the external source, as recorded in the model card:" if externals else ":"))
 table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}

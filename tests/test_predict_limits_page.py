@@ -35,3 +35,17 @@ def test_home_leads_with_sensitivity_and_specificity_tumour_vs_no_tumour():
     assert tables and tables[0].index[0] == "Any tumour (vs no tumour)"
     assert "sensitivity (external)" in tables[0].columns  # the bundled default has external validation
     assert any("Licence" in w.value for w in at.warning)  # trained partly on CC BY-NC-SA images
+
+
+def test_home_accuracy_follows_the_sidebar_tta_toggle():
+    from pathlib import Path
+
+    from brainclf.card import read_card
+
+    default = Path(__file__).resolve().parent.parent / "models" / "default.keras"
+    card = read_card(default)
+    at = open_page("pages/home.py")
+    for on in (False, True):
+        at.toggle(key=f"tta::{default.stem}").set_value(on).run()
+        assert not at.exception
+        assert at.metric[0].value == f"{card.test_metrics(tta=on)['accuracy']:.2%}"
