@@ -43,6 +43,12 @@ def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
     return sorted(out, key=lambda r: -max(r["probs"]))
 
 
+def misclassified(rows: list[dict], sequence: str | None = None) -> list[dict]:
+    """The wrong rows (of one MR sequence, if given), most confident first: the external gallery."""
+    wrong = [r for r in rows if r["true"] != r["pred"] and sequence in (None, r.get("sequence", "unknown"))]
+    return sorted(wrong, key=lambda r: -max(r["probs"]))
+
+
 def resolve_image(path: str, data_root: str | Path | None, allowed=None) -> Path | None:
     """A card stores paths relative to the data root it was evaluated on; find the file if we can.
 

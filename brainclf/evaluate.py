@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from . import CLASS_NAMES
-from .data import Sample, decode_sample, discover, relative_path
+from .data import Sample, discover, relative_path
 from .dedup import NEAR_DUP_THRESHOLD, clean_mask
 from .errors import DataError
 from .metrics import classification_metrics, expected_calibration_error
+from .predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
 from .trust import apply_temperature, bootstrap_ci, coverage_accuracy
-
-
-def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
-                    chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
-    """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
-    contract = predictor.contract
-    probs, kept, errors = [], [], []
-    done = 0
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for start in range(0, len(samples), chunk):
-            part = samples[start:start + chunk]
-            xs = []
-            for s, (x, err) in zip(part, pool.map(lambda s: decode_sample(s, contract), part)):
-                if err:
-                    errors.append(err)
-                else:
-                    xs.append(x)
-                    kept.append(s)
-            if xs:
-                probs.append(predictor.raw_probs(np.stack(xs)))
-            done += len(part)
-            if progress:
-                progress(done, len(samples))
-    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASS_NAMES)), np.float32)
-    return p, kept, errors
 
 
 def prediction_rows(samples: list[Sample], probs: np.ndarray, root: Path) -> list[dict]:
@@ -57,13 +32,15 @@ def subset_summary(y: np.ndarray, probs: np.ndarray) -> dict:
 
 def evaluate_samples(predictor, samples: list[Sample], root: Path,
                      progress: Callable[[int, int], None] | None = None,
-                     training_paths: list[Path] | None = None) -> dict:
+                     training_paths: list[Path] | None = None,
+                     predicted: tuple[np.ndarray, list[Sample], list[str]] | None = None) -> dict:
     """Metrics plus per-image predictions and the misclassified files.
 
     With `training_paths`, also the same metrics on the clean subset: the images with no exact or near
     duplicate (dedup.py's hash and threshold) among the training images.
     """
-    raw, kept, errors = predict_samples(predictor, samples, progress)
+    # `predicted`: (raw probabilities, kept samples, errors) already computed for these samples.
+    raw, kept, errors = predicted if predicted is not None else predict_samples(predictor, samples, progress)
     probs = apply_temperature(raw, predictor.temperature)
     y = np.array([s.label for s in kept], dtype=int)
     report = classification_metrics(y, probs)
@@ -146,23 +123,26 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     samples = [s for s in samples if relative_path(s.path, data) not in seen]
     if not samples:
         raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
+    sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
+    if external is None:
+        external = ((data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES)
+                    or dataset in sources)
+    # One pass over the images serves both reports (the external block also needs the OOD descriptors).
+    raw, feats, kept, errors = predict_samples_and_features(predictor, samples, progress)
     training = training_paths_for(predictor.card, data, training_root)
-    report = evaluate_samples(predictor, samples, data, progress, training_paths=training)
+    report = evaluate_samples(predictor, samples, data, training_paths=training, predicted=(raw, kept, errors))
     if training is None:
         report["clean"] = None
         report["clean_note"] = ("training images not found: pass --train-data DATA_ROOT to get the clean-subset "
                                 "metrics")
     report["data"] = str(data)
     report["excluded_trained_on"] = len(excluded)
-    sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
-    if external is None:
-        external = ((data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES)
-                    or dataset in sources)
     if external:
         membership = (f"{len(samples)} images of {dataset} the model did not train or validate on "
                       f"({len(excluded)} it did were left out)" if excluded or dataset in sources else
                       f"all {len(samples)} images of {dataset}, which is not among the model's training sources")
-        report["external"] = evaluate_external(predictor, samples, data, membership, dataset)
+        report["external"] = evaluate_external(predictor, samples, data, membership, dataset,
+                                               predicted=(raw, feats, kept, errors))
     return report
 
 

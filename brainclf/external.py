@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import CLASS_NAMES
-from .data import Sample, decode_sample, relative_path
+from .data import Sample, relative_path
 from .errors import DataError
 from .metrics import classification_metrics
 
@@ -51,26 +51,24 @@ def read_manifest(root: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def external_rows(predictor, samples: list[Sample], root: str | Path) -> tuple[list[dict], list[str]]:
-    """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors."""
+def external_rows(predictor, samples: list[Sample], root: str | Path,
+                  predicted: tuple | None = None) -> tuple[list[dict], list[str]]:
+    """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors.
+
+    `predicted`: (raw probabilities, OOD descriptors, kept samples, errors) already computed for `samples`
+    (brainclf.predict.predict_samples_and_features), else computed here.
+    """
     from .dedup import duplicate_groups, hash_files
     from .ood import check
+    from .predict import predict_samples_and_features
     from .sources import case_groups
     from .trust import apply_temperature, thresholds_per_row
 
     root = Path(root)
     manifest = read_manifest(root)
-    xs, kept, errors = [], [], []
-    for s in samples:
-        x, err = decode_sample(s, predictor.contract)
-        if err:
-            errors.append(err)
-        else:
-            xs.append(x)
-            kept.append(s)
+    raw, feats, kept, errors = predicted if predicted is not None else predict_samples_and_features(predictor, samples)
     if not kept:
         return [], errors
-    raw, feats = predictor.raw_probs_and_features(np.stack(xs))
     probs = apply_temperature(raw, predictor.temperature)
     referred = probs.max(1) < thresholds_per_row(probs, predictor.refer_thresholds)
     ood = [check(None, f, predictor.card.ood)[0] for f in feats]
@@ -152,14 +150,14 @@ def by_sequence(rows: list[dict]) -> dict:
 
 
 def evaluate_external(predictor, samples: list[Sample], root: str | Path, membership: str,
-                      dataset: str | None = None) -> dict:
+                      dataset: str | None = None, predicted: tuple | None = None) -> dict:
     """The external report stored in a card: summary, per-sequence breakdown, membership, per-image rows.
 
     Args:
         membership: plain words on how these images relate to the model's training (e.g. "held-out case
             groups, not trained on"); printed beside every figure.
     """
-    rows, errors = external_rows(predictor, samples, root)
+    rows, errors = external_rows(predictor, samples, root, predicted)
     if not rows:
         raise DataError(f"None of the {len(samples)} images in {Path(root).name} could be read.")
     report = summarise(rows)

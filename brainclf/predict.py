@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from . import CLASS_NAMES, DISPLAY_NAMES
 from .card import ModelCard, load_model
+from .data import Sample, decode_sample
 from .errors import ModelError
 from .preprocess import InputContract, decode_image, to_model_input
 from .shard import in_shard, iter_image_files, iter_shard_files  # noqa: F401 - iter_image_files re-exported
@@ -235,6 +238,42 @@ class Predictor:
                     self._lazy["gradcam"] = GradCam(self.model, self.card.gradcam_layer,
                                                     extra_outputs=[self._descriptors])
         return self._lazy["gradcam"]
+
+
+def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
+                    chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
+    """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
+    probs, _, kept, errors = predict_samples_and_features(predictor, samples, progress, chunk)
+    return probs, kept, errors
+
+
+def predict_samples_and_features(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
+                                 chunk: int = 128) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
+    """(uncalibrated probabilities, OOD descriptors, readable samples, errors): one pass gives both, decoded
+    in parallel and predicted in chunks so memory stays bounded whatever the folder's size."""
+    contract = predictor.contract
+    probs, feats, kept, errors = [], [], [], []
+    done = 0
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for start in range(0, len(samples), chunk):
+            part = samples[start:start + chunk]
+            xs = []
+            for s, (x, err) in zip(part, pool.map(lambda s: decode_sample(s, contract), part)):
+                if err:
+                    errors.append(err)
+                else:
+                    xs.append(x)
+                    kept.append(s)
+            if xs:
+                p, f = predictor.raw_probs_and_features(np.stack(xs))
+                probs.append(p)
+                feats.append(f)
+            done += len(part)
+            if progress:
+                progress(done, len(samples))
+    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASS_NAMES)), np.float32)
+    f = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+    return p, f, kept, errors
 
 
 CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",

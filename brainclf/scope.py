@@ -8,6 +8,7 @@ sequences of the external validation. An upload that looks unlike all of them is
 from __future__ import annotations
 
 from . import CLASS_NAMES, DISPLAY_NAMES
+from .sources import is_non_commercial
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
 KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
@@ -43,10 +44,15 @@ def source_tag(card) -> str:
     if not sources:
         return "Kaggle only"
     tag = "Kaggle + " + " + ".join(s["name"] for s in sources)
-    return tag + (" · non-commercial" if any("NC" in s.get("licence", "") for s in sources) else "")
+    return tag + (" · non-commercial" if any(is_non_commercial(s.get("licence", "")) for s in sources) else "")
 
 
 def external_accuracy(card) -> float | None:
     """The first recorded external accuracy (other source), or None when never measured."""
     ext = next(iter(card.metrics.get("external", {}).values()), None)
     return ext.get("accuracy") if ext else None
+
+
+def non_commercial(card) -> bool:
+    """Whether a source the model learnt from restricts it to non-commercial use (its licence says NC)."""
+    return any(is_non_commercial(s.get("licence", "")) for s in card.training.get("sources") or [])

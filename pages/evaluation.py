@@ -7,7 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import embed_2d, penultimate_features, report_from_rows, resolve_image, rows_for_cell
+from brainclf.analysis import (
+    embed_2d,
+    misclassified,
+    penultimate_features,
+    report_from_rows,
+    resolve_image,
+    rows_for_cell,
+)
 from brainclf.errors import BrainclfError
 from brainclf.evaluate import evaluate_folder
 from brainclf.explain import overlay_heatmap
@@ -228,12 +235,12 @@ for name, ext in externals.items():
                          "accuracy", "tumours called 'no tumour'", "…and not referred or flagged",
                          "referred or flagged")})
     ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
-    wrong = sorted((r for r in ext_rows if r["true"] != r["pred"]), key=lambda r: -max(r["probs"]))
+    wrong = misclassified(ext_rows)
     if wrong:
         with st.expander(f"Misclassified external images ({len(wrong):,}), most confident first, with Grad-CAM"):
-            sequences = sorted({r.get("sequence", "unknown") for r in wrong})
+            sequences = list(ext.get("by_sequence", {}))
             pick = st.selectbox("Sequence", ["all", *sequences], key=f"ext_seq_pick_{name}")
-            shown = [r for r in wrong if pick == "all" or r.get("sequence") == pick]
+            shown = wrong if pick == "all" else misclassified(ext_rows, pick)
             ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
             show_gallery(shown, f"ext_{name}", image_root=ext_root.path if ext_root else (root if fresh else None))
 

@@ -6,7 +6,7 @@ import streamlit as st
 from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
-from brainclf.scope import validated_scope
+from brainclf.scope import non_commercial, validated_scope
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
 route_through_app()
@@ -57,9 +57,7 @@ else:
     cols[2].metric("External accuracy (other source)", "not measured",
                    help="No external validation is recorded for this model: its only figures are in-distribution.")
     cols[3].metric("Parameters", f"{card.params:,}")
-sources = t.get("sources") or []
-licences = [s.get("licence", "") for s in sources]
-if any("NC" in lic for lic in licences):
+if non_commercial(card):
     st.warning("**Licence.** This model was trained partly on images licensed CC BY-NC-SA (Radiopaedia.org cases): "
                "it may be used for non-commercial research and evaluation only, with attribution.",
                icon=":material/gavel:")

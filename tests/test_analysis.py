@@ -213,3 +213,13 @@ def test_resolve_image_stays_inside_the_servers_data_roots(tmp_path):
     assert resolve_image("Testing/a.png", root, allowed=[]) is None
     for bad in ("/etc/passwd", "../private/b.png", "Testing/../../private/b.png", str(beside / "b.png")):
         assert resolve_image(bad, root, allowed=allowed) is None
+
+
+def test_misclassified_rows_most_confident_first_and_by_sequence():
+    from brainclf.analysis import misclassified
+
+    rows = [{"true": "glioma", "pred": "notumor", "probs": [.2, 0, .8, 0], "sequence": "T1"},
+            {"true": "glioma", "pred": "glioma", "probs": [.9, 0, .1, 0], "sequence": "T1"},
+            {"true": "meningioma", "pred": "glioma", "probs": [.95, .05, 0, 0], "sequence": "T2"}]
+    assert [r["sequence"] for r in misclassified(rows)] == ["T2", "T1"]
+    assert [r["pred"] for r in misclassified(rows, "T1")] == ["notumor"]
