@@ -43,6 +43,14 @@ def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
     return sorted(out, key=lambda r: -max(r["probs"]))
 
 
+def most_confused(cm) -> tuple[str, str]:
+    """(true, predicted) class of the largest off-diagonal confusion-matrix cell (meningioma → glioma if none)."""
+    cm = np.asarray(cm)
+    off = cm - np.diag(np.diag(cm))
+    i, j = np.unravel_index(off.argmax(), off.shape) if off.any() else (1, 0)
+    return CLASS_NAMES[int(i)], CLASS_NAMES[int(j)]
+
+
 def misclassified(rows: list[dict], sequence: str | None = None) -> list[dict]:
     """The wrong rows (of one MR sequence, if given), most confident first: the external gallery."""
     wrong = [r for r in rows if r["true"] != r["pred"] and sequence in (None, r.get("sequence", "unknown"))]

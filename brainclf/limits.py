@@ -153,3 +153,11 @@ def validate_model_name(name: str, error: type[Exception] = ConfigError) -> str:
         what = f"non-ASCII character {bad!r} (U+{ord(bad):04X})" if ord(bad) > 127 else f"character {bad!r}"
         raise error(f"Model name {shown} contains the {what}: {rule}.")
     return name
+
+
+def check_upload_session(sizes_by_file: dict[str, int], seen: dict[str, int]) -> None:
+    """check_upload_batch for an upload box's current files, given every file (id -> size) this session sent
+    before; on success `seen` learns the current files. A file still in the box is never counted twice."""
+    earlier = sum(size for fid, size in seen.items() if fid not in sizes_by_file)
+    check_upload_batch(list(sizes_by_file.values()), earlier)
+    seen.update(sizes_by_file)

@@ -10,6 +10,7 @@ from brainclf import CLASS_NAMES
 from brainclf.analysis import (
     embed_2d,
     misclassified,
+    most_confused,
     penultimate_features,
     report_from_rows,
     resolve_image,
@@ -143,9 +144,7 @@ normalise = st.toggle("Row-normalised (recall on the diagonal)", key="cm_norm")
 event = st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise), key="cm",
                         on_select="rerun", selection_mode="points")
 st.caption("Click a cell (or choose the pair below) to see its images.")
-cm = np.array(report["confusion_matrix"])
-off = cm - np.diag(np.diag(cm))
-worst = np.unravel_index(off.argmax(), off.shape) if off.any() else (1, 0)
+worst = most_confused(report["confusion_matrix"])
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
     getattr(getattr(event, "selection", None), "points", [])
 by_display = {class_label(k): k for k in CLASS_NAMES}
@@ -155,8 +154,8 @@ if points:
         st.session_state["cm_clicked"] = clicked  # apply a click once; the boxes stay free to change after
         st.session_state["cell_true"], st.session_state["cell_pred"] = clicked
 a, b = st.columns(2)
-st.session_state.setdefault("cell_true", CLASS_NAMES[int(worst[0])])  # start on the most confused pair
-st.session_state.setdefault("cell_pred", CLASS_NAMES[int(worst[1])])
+st.session_state.setdefault("cell_true", worst[0])  # start on the most confused pair
+st.session_state.setdefault("cell_pred", worst[1])
 true_c = a.selectbox("True class", CLASS_NAMES, format_func=class_label, key="cell_true")
 pred_c = b.selectbox("Predicted class", CLASS_NAMES, format_func=class_label, key="cell_pred")
 cell = rows_for_cell(rows, true_c, pred_c)

@@ -11,7 +11,7 @@ from brainclf.audit import append_audit, audit_record
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError
 from brainclf.figures import image_with_heatmap, probability_bars
-from brainclf.limits import check_upload_batch
+from brainclf.limits import check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
@@ -50,14 +50,10 @@ book = case_book()
 
 def _upload_problem(files) -> str | None:
     """Files per upload and bytes per session (brainclf.limits), checked before any file is read."""
-    seen = st.session_state.setdefault("upload_sizes", {})  # file_id -> size of every file this session sent
-    current = {f.file_id for f in files}
-    earlier = sum(size for fid, size in seen.items() if fid not in current)
     try:
-        check_upload_batch([f.size for f in files], earlier)
+        check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))
     except BrainclfError as e:
         return str(e)
-    seen.update({f.file_id: f.size for f in files})
     return None
 
 

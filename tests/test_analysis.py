@@ -223,3 +223,10 @@ def test_misclassified_rows_most_confident_first_and_by_sequence():
             {"true": "meningioma", "pred": "glioma", "probs": [.95, .05, 0, 0], "sequence": "T2"}]
     assert [r["sequence"] for r in misclassified(rows)] == ["T2", "T1"]
     assert [r["pred"] for r in misclassified(rows, "T1")] == ["notumor"]
+
+
+def test_most_confused_pair():
+    from brainclf.analysis import most_confused
+
+    assert most_confused([[5, 0, 3, 0], [1, 4, 0, 0], [0, 0, 9, 0], [0, 0, 0, 2]]) == ("glioma", "notumor")
+    assert most_confused(np.eye(4) * 3) == ("meningioma", "glioma")
