@@ -4,24 +4,13 @@ Sign-in: with an [auth] section in Streamlit's secrets (.streamlit/secrets.toml.
 st.login (OIDC) and get a role from the server's settings (brainclf.settings, brainclf.access); the navigation
 lists only the pages their role may open. Without one the app runs in local mode: one person on 127.0.0.1,
 no sign-in, every feature on.
+
+`streamlit run app.py` first imports this file as a module, finds `app` (an st.App: the same server, with a
+start-up hook that loads TensorFlow and the default model in the background before anyone visits; see
+brainclf.warmup) and serves it; every session then runs this file as __main__, which calls main().
 """
 
 import streamlit as st
-
-st.set_page_config(page_title="brainclf — brain MRI tumour classifier", page_icon=":material/neurology:", layout="wide")
-
-from brainclf.access import PAGE_ACTIONS  # noqa: E402  (set_page_config must come first)
-from brainclf.errors import ConfigError  # noqa: E402
-from pages.common import (  # noqa: E402
-    auth_configured,
-    identity,
-    local_mode_problem,
-    route_through_app,
-    settings,
-    sidebar_model_picker,
-)
-
-route_through_app()  # the first request of a fresh server can arrive in Streamlit's legacy pages/ mode
 
 PAGES = [  # (file, title, icon, key in brainclf.access.PAGE_ACTIONS)
     ("pages/home.py", "Home", ":material/home:", "home"),
@@ -40,8 +29,10 @@ def sign_in() -> None:
 
 
 def no_access() -> None:
+    from pages.common import identity
+
     st.title(TITLE)
-    st.warning(f"You are signed in as **{who.label}**, but this server gives your account no role. Ask an "
+    st.warning(f"You are signed in as **{identity().label}**, but this server gives your account no role. Ask an "
                "administrator to add you to brainclf's role table.", icon=":material/lock:")
     st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="sign_out")
 
@@ -52,23 +43,52 @@ def only_page(fn, title: str) -> None:
     st.stop()
 
 
-try:
-    server_mode = auth_configured()
-    config = settings()
-except ConfigError as e:
-    st.error(f"This server is misconfigured: {e}", icon=":material/error:")
-    st.stop()
-if not server_mode and (problem := local_mode_problem(config)):
-    st.error(problem, icon=":material/error:")
-    st.stop()
-who = identity()
-if not who.signed_in:
-    only_page(sign_in, "Sign in")
-if who.role is None:
-    only_page(no_access, "No access")
+def main() -> None:
+    # A 240 px sidebar (Streamlit's default is wider) leaves the Grad-CAM readable on an 800 px window.
+    st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
 
-pages = [st.Page(file, title=title, icon=icon, default=key == "home")
-         for file, title, icon, key in PAGES if who.can(PAGE_ACTIONS[key])]
-nav = st.navigation(pages)
-sidebar_model_picker(who)
-nav.run()
+    from brainclf import warmup
+    from brainclf.access import PAGE_ACTIONS
+    from brainclf.errors import ConfigError
+    from pages.common import (
+        active_model_path,
+        auth_configured,
+        identity,
+        local_mode_problem,
+        route_through_app,
+        settings,
+        sidebar_model_picker,
+    )
+
+    route_through_app()  # the first request of a fresh server can arrive in Streamlit's legacy pages/ mode
+    try:
+        server_mode = auth_configured()
+        config = settings()
+    except ConfigError as e:
+        st.error(f"This server is misconfigured: {e}", icon=":material/error:")
+        st.stop()
+    if not server_mode and (problem := local_mode_problem(config)):
+        st.error(problem, icon=":material/error:")
+        st.stop()
+    # Started by the server's start-up hook already; this covers the active model of a server run otherwise
+    # (AppTest, `streamlit run` of an older Streamlit): a no-op when that file is loading or loaded.
+    warmup.start(active_model_path())
+    who = identity()
+    if not who.signed_in:
+        only_page(sign_in, "Sign in")
+    if who.role is None:
+        only_page(no_access, "No access")
+
+    pages = [st.Page(file, title=title, icon=icon, default=key == "home")
+             for file, title, icon, key in PAGES if who.can(PAGE_ACTIONS[key])]
+    nav = st.navigation(pages)
+    sidebar_model_picker(who)
+    nav.run()
+
+
+if __name__ == "__main__":  # a session's run
+    main()
+else:  # imported by `streamlit run app.py`, which serves `app`
+    from brainclf.warmup import warm_default_model
+
+    app = st.App(__file__, lifespan=warm_default_model)

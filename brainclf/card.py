@@ -265,6 +265,13 @@ def list_models(models_dir: str | Path = "models") -> list[Path]:
     return sorted(p for p in d.glob("*.keras") if card_path(p).exists())
 
 
+def default_model(models_dir: str | Path = "models") -> Path | None:
+    """The model a new session starts with: default.keras when it has a card, else the first listed."""
+    models = list_models(models_dir)
+    default = Path(models_dir) / "default.keras"
+    return default if default in models else (models[0] if models else None)
+
+
 def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
               uploaded_by: str | None = None) -> Path:
     """Check an uploaded model + card in a scratch folder (load_model's checks, the card schema included),

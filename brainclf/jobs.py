@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BrainclfError
-from .train import TrainConfig, TrainingCancelled, TrainProgress, train
+
+if TYPE_CHECKING:  # the training code imports TensorFlow: pages that only show job status must not wait for it
+    from .train import TrainConfig, TrainProgress
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class TrainingJobs:
                 status.state = "running"
 
         def run():
+            from .train import TrainingCancelled, train
+
             try:
                 status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
                                       run_dir=run_dir)

@@ -1,0 +1,67 @@
+"""Cold start as a clinician meets it: `streamlit run app.py` → root URL → Predict → upload → Grad-CAM.
+
+Starts a fresh server per run (local mode, the bundled default model) on 127.0.0.1 and drives Debian's
+chromium with Playwright; the browser is launched before the server so its own start-up is not counted.
+Prints every run's timeline (seconds since `streamlit run`) and the median; --json writes them. A
+benchmark, not a test: run it on an idle machine.
+
+    .venv/bin/python scripts/cold_start.py [--runs 5] [--image SLICE.png] [--json cold_start.json]
+
+Without --image it uploads a synthetic slice made here (an ellipse with a bright rim; no dataset image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from brainclf.bench import bench_app  # noqa: E402
+from brainclf.card import machine_description  # noqa: E402
+
+STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s")
+
+
+def synthetic_slice(path: Path, size: int = 224) -> Path:
+    yy, xx = np.mgrid[:size, :size]
+    r = ((yy - size / 2) / (size * 0.42)) ** 2 + ((xx - size / 2) / (size * 0.36)) ** 2
+    img = np.where(r < 1, 90 + 60 * (1 - r), 0) + np.where((r > 0.85) & (r < 1), 80, 0)
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--image", type=Path, help="the slice to upload (default: a synthetic one)")
+    ap.add_argument("--timeout", type=float, default=90)
+    ap.add_argument("--json", type=Path, help="write the timelines here")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        image = args.image or synthetic_slice(Path(tmp) / "synthetic.png")
+        runs = []
+        for i in range(args.runs):
+            res = bench_app(image, timeout=args.timeout)
+            runs.append(res)
+            errors = {k: v for k, v in res.items() if k.endswith("_error")}
+            print(f"run {i + 1}: " + "  ".join(f"{k[:-2]} {res[k]:.1f} s" for k in STEPS if k in res)
+                  + (f"  {errors}" if errors else ""), flush=True)
+    medians = {k: statistics.median(r[k] for r in runs) for k in STEPS if all(k in r for r in runs)}
+    print(f"median of {args.runs} on {machine_description()}: "
+          + "  ".join(f"{k[:-2]} {v:.1f} s" for k, v in medians.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_description(), "runs": runs, "median": medians},
+                                        indent=2))
+    return 0 if "first_prediction_s" in medians else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

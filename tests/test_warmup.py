@@ -1,0 +1,56 @@
+"""brainclf.warmup: the model loads in the background once per file version and is handed over once."""
+
+import asyncio
+import shutil
+
+from brainclf import warmup
+from brainclf.card import card_path, default_model
+from brainclf.predict import Predictor
+
+
+def _copy(model, folder, name):
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / f"{name}.keras")
+    shutil.copy(card_path(model), card_path(folder / f"{name}.keras"))
+    return folder / f"{name}.keras"
+
+
+def test_started_model_is_handed_over_once_and_never_warmed_again(smoke_model, tmp_path):
+    path = _copy(smoke_model, tmp_path, "warm")
+    assert warmup.start(path) is True
+    assert warmup.start(path) is False  # loading already
+    predictor = warmup.take(path)
+    assert isinstance(predictor, Predictor)
+    assert predictor.card.name == Predictor.load(smoke_model).card.name
+    assert predictor._lazy, "the warm-up prediction with Grad-CAM built the compiled functions"
+    assert warmup.take(path) is None  # handed over: the caller's cache owns it now
+    assert warmup.start(path) is False
+
+
+def test_nothing_to_take_for_a_model_that_was_not_started(smoke_model, tmp_path):
+    assert warmup.take(_copy(smoke_model, tmp_path, "cold")) is None
+    assert warmup.start(None) is False
+    assert warmup.start(tmp_path / "missing.keras") is False
+
+
+def test_a_failed_warm_up_hands_over_nothing(tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a model")
+    assert warmup.start(bad) is True
+    assert warmup.take(bad) is None  # the page then loads it itself and shows the error
+
+
+def test_server_start_hook_warms_the_default_model_of_the_models_folder(smoke_model, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    _copy(smoke_model, models, "other")
+    default = _copy(smoke_model, models, "default")
+    assert default_model(models) == default
+    monkeypatch.setenv("BRAINCLF_MODELS", str(models))
+
+    async def serve_once():
+        async with warmup.warm_default_model(None):
+            pass
+
+    asyncio.run(serve_once())
+    assert isinstance(warmup.take(default), Predictor)
+    assert warmup.take(models / "other.keras") is None  # only the default
