@@ -60,12 +60,19 @@ def refer_rule(thresholds: dict[str, float], calibration: dict | None,
                      target_accuracy=float(target) if target else None)
 
 
-def pct(x: float, digits: int = 1) -> str:
-    """0.9312 → '93.1 %'; never rounds a value below 1 up to '100 %'."""
+def pct(x: float | None, digits: int = 1) -> str:
+    """0.9312 → '93.1 %'; never rounds a value below 1 up to '100 %'; None (not measured) → '—'."""
+    if x is None:
+        return "—"
     d = digits
     while d < 6 and x < 1 and round(100 * x, d) >= 100:
         d += 1
     return f"{100 * x:.{d}f} %"
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """"1 image", "2 images", "1,025 images": a count with its noun in the right number."""
+    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
 
 
 def pct_pair(a: float, b: float, digits: int = 1) -> tuple[str, str]:
@@ -160,3 +167,16 @@ def is_study_model(architecture: str, test_accuracy: float | None) -> bool:
 def study_note(test_accuracy: float | None) -> str:
     acc = f" ({pct(test_accuracy, 0)} accurate on the test set)" if test_accuracy is not None else ""
     return f"study/baseline model{acc}: not for reading scans"
+
+
+def summary_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str, float], predicted: str,
+                out_of_distribution: bool = False) -> dict[str, str]:
+    """One row of the Predict page's batch table, in words: the answer, its status, every class's probability.
+
+    The CSV download keeps machine-readable columns (Prediction.as_row); this is what a reader scans."""
+    status = result_status(rule, probabilities, out_of_distribution)
+    answer = DISPLAY_NAMES.get(predicted, predicted)
+    return {"Case": case_ref, "File": file,
+            "Answer": f"({answer})" if status.kind == "ood" else answer,  # a flagged slice's class is secondary
+            "Status": status.headline, "Confidence": pct(probabilities[predicted]),
+            **{DISPLAY_NAMES.get(c, c): pct(p) for c, p in probabilities.items()}}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from brainclf import DISPLAY_NAMES
+from brainclf import DISPLAY_NAMES, warmup
 from brainclf.access import Identity, identity_for, local_identity
-from brainclf.card import ModelCard, card_path, list_models, read_card
+from brainclf.card import ModelCard, card_path, default_model, list_models, read_card
 from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError, ConfigError
 from brainclf.jobs import TrainingJobs
@@ -142,8 +142,9 @@ def models_dir() -> Path:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_predictor(path: str, mtime: float) -> Predictor:
-    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded)."""
-    return Predictor.load(path)
+    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded); the one
+    warmed in the background since the app's first run (brainclf.warmup) when there is one."""
+    return warmup.take(Path(path)) or Predictor.load(path)
 
 
 @st.cache_resource
@@ -157,15 +158,9 @@ def available_models() -> list[Path]:
 
 
 def active_model_path() -> Path | None:
-    models = available_models()
-    if not models:
-        return None
     chosen = st.session_state.get("model_path")
-    paths = {str(p): p for p in models}
-    if chosen in paths:
-        return paths[chosen]
-    default = models_dir() / "default.keras"
-    return default if default in models else models[0]
+    paths = {str(p): p for p in available_models()}
+    return paths[chosen] if chosen in paths else default_model(models_dir())
 
 
 def get_predictor(path: Path | None = None) -> Predictor | None:

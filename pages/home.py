@@ -7,6 +7,7 @@ from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.scope import non_commercial, validated_scope
+from brainclf.wording import pct
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
 route_through_app()
@@ -38,23 +39,22 @@ test = card.test_metrics(tta=tta)
 rows, with_tta = card.stored_test_predictions(tta)
 clean = test.get("clean") or {}
 externals = card.metrics.get("external", {})
-cols = st.columns(4)
-cols[0].metric("Test accuracy (Kaggle)", f"{test['accuracy']:.2%}" if test.get("accuracy") is not None else "—",
+cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
+cols[0].metric("Test accuracy (Kaggle)", pct(test.get("accuracy"), 2),
                help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
                + ("With flip test-time augmentation" if with_tta else "Single pass")
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
-cols[1].metric("Clean-subset accuracy", f"{clean['accuracy']:.2%}" if clean.get("accuracy") is not None else "—",
+cols[1].metric("Clean-subset accuracy", pct(clean.get("accuracy"), 2),
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
 if externals:
     name, ext = next(iter(externals.items()))
-    cols[2].metric("External accuracy (other source)", f"{ext['accuracy']:.1%}",
+    cols[2].metric("Accuracy, other source", pct(ext['accuracy']),
                    help=f"{name}: {ext['membership']}. This is closer to how the model reads a new hospital's scans.")
-    cols[3].metric("Tumours missed, not referred", f"{ext['called_notumor_unflagged_rate']:.1%}"
-                   if ext.get("called_notumor_unflagged_rate") is not None else "—",
+    cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
                    help="Share of the external tumour images answered 'no tumour' without a referral or an "
                         "out-of-distribution flag.")
 else:
-    cols[2].metric("External accuracy (other source)", "not measured",
+    cols[2].metric("Accuracy, other source", "not measured",
                    help="No external validation is recorded for this model: its only figures are in-distribution.")
     cols[3].metric("Parameters", f"{card.params:,}")
 if non_commercial(card):
@@ -71,10 +71,6 @@ st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split
 table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
 ext_rows = next(iter(card.external_predictions.values()), []) if externals else []
 ext_table = {t["finding"]: t for t in sensitivity_specificity(ext_rows)} if ext_rows else {}
-def pct(v) -> str:
-    return "—" if v is None else f"{v:.1%}"
-
-
 st.table(pd.DataFrame([{
     "finding": class_label(k), "sensitivity (Kaggle)": pct(v["sensitivity"]),
     "specificity (Kaggle)": pct(v["specificity"]),

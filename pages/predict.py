@@ -15,7 +15,7 @@ from brainclf.limits import check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
-from brainclf.wording import gradcam_caveat, pct, refer_rule, result_status, study_note
+from brainclf.wording import gradcam_caveat, pct, plural, refer_rule, result_status, study_note, summary_row
 from pages.common import (
     REFER_BELOW,
     audit_path,
@@ -82,8 +82,8 @@ if files:
 else:  # back from another page: the upload box starts empty, the session's cases do not
     shown = [d for d in st.session_state.get("shown_cases", []) if d in book]
     if shown:
-        st.caption(f"Showing the {len(shown)} slice(s) you analysed before leaving this page; all of this session's "
-                   "cases are in the history below.")
+        st.caption(f"Showing the {plural(len(shown), 'slice')} you analysed before leaving this page; all of this "
+                   "session's cases are in the history below.")
     elif not len(book):
         st.info("Upload one or more brain MRI slices to classify them.")
 
@@ -120,76 +120,113 @@ def report_for(digests: list[str]):
     return lambda: case_report_pdf(items)
 
 
-def show_case(digest: str, opacity: float) -> None:
+@st.dialog("Grad-CAM, full size", width="large")
+def full_size(digest: str, target: str, opacity: float) -> None:
+    case, pred = book.get(digest), book.result(digest, model)
+    st.caption(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
+               f"{pred.model_version}")
+    figure = image_with_heatmap(pred.model_input, heatmap_for(pred, target), opacity,
+                                title=f"Grad-CAM: {class_label(target)}")
+    st.plotly_chart(figure.update_layout(height=720), key=widget_key("cam_full", digest, model))
+    st.caption(gradcam_caveat(target, card.faithfulness))
+
+
+def heatmap_for(pred, target: str):
+    """The map computed with the prediction for its class; any other class on demand."""
+    if target == pred.predicted and pred.heatmap is not None:
+        return pred.heatmap
+    return predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
+
+
+def headline(case, pred, status) -> None:
+    answer = f"{pred.predicted_display} ({pct(pred.confidence)})"
+    if status.kind == "ood":  # the flag leads; the class is secondary, greyed
+        st.markdown(f"#### {case.name}: :red[:material/block: {status.headline}]")
+        st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
+        st.error(status.sentence, icon=":material/block:")
+    elif status.kind == "refer":
+        st.markdown(f"#### {case.name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
+        st.warning(status.sentence, icon=":material/warning:")
+    else:
+        st.markdown(f"#### {case.name}: **{answer}**")
+        st.caption(status.sentence)
+
+
+def show_case(digest: str, opacity: float, compact: bool = False) -> None:
+    """One case: headline and status, then the Grad-CAM overlay beside the probabilities (two columns, so
+    each stays readable on an 800 px window); `compact` (side by side) stacks them in one column."""
     case, pred = book.get(digest), analyse(digest)
     if isinstance(pred, str):
         st.error(f"**{case.name}** was not processed: {pred}")
         return
     status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
-    answer = f"{pred.predicted_display} ({pct(pred.confidence)})"
+
+    def key(kind: str) -> str:  # the same case may be shown twice (above and side by side)
+        return widget_key(f"{kind}_side" if compact else kind, digest, model)
+
     with st.container(border=True):
-        if status.kind == "ood":  # the flag leads; the class is secondary, greyed
-            st.markdown(f"#### {case.name}: :red[:material/block: {status.headline}]")
-            st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
-            st.error(status.sentence, icon=":material/block:")
-        elif status.kind == "refer":
-            st.markdown(f"#### {case.name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
-            st.warning(status.sentence, icon=":material/warning:")
-        else:
-            st.markdown(f"#### {case.name}: **{answer}**")
-            st.caption(status.sentence)
-        c1, c2, c3 = st.columns([1, 1.2, 1.3])
-        with c1:
-            st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
-                     caption=f"As the model sees it ({predictor.contract.size}×{predictor.contract.size})",
-                     clamp=True, width="stretch")
-        with c2:
-            st.plotly_chart(probability_bars(pred.probabilities), key=widget_key("bars", digest, model))
+        headline(case, pred, status)
+        cam_col, prob_col = (st.container(), st.container()) if compact else st.columns(2, gap="medium")
+        with prob_col:
+            st.plotly_chart(probability_bars(pred.probabilities), key=key("bars"))
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
-                                  format_func=class_label, key=widget_key("cam_class", digest, model))
-        with c3:
+                                  format_func=class_label, key=key("cam_class"))
+            st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
+                     caption=f"As the model sees it ({predictor.contract.size}×{predictor.contract.size} px)",
+                     clamp=True, width=min(240, predictor.contract.size * 2))
+        with cam_col:
             try:
-                heat = pred.heatmap if target == pred.predicted and pred.heatmap is not None else \
-                    predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
-                fig = image_with_heatmap(pred.model_input, heat, opacity, title=f"Grad-CAM: {class_label(target)}")
-                st.plotly_chart(fig, key=widget_key("cam", digest, model))
+                st.plotly_chart(image_with_heatmap(pred.model_input, heatmap_for(pred, target), opacity,
+                                                   title=f"Grad-CAM: {class_label(target)}"),
+                                key=key("cam"))
+                if st.button("Full size", key=key("full"),
+                             icon=":material/open_in_full:", help="The overlay in a large window"):
+                    full_size(digest, target, opacity)
                 st.caption(gradcam_caveat(target, card.faithfulness))
-                st.page_link("pages/evaluation.py", label="Grad-CAM faithfulness on the Evaluation page",
+                st.page_link("pages/evaluation.py", label="Faithfulness figures",
                              icon=":material/monitoring:")
             except ValueError as e:
                 st.warning(f"No Grad-CAM for this model: {public(e)}")
-        left, right = st.columns([3, 1])
+        if compact:
+            return
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
-        left.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
-                     + (" with flip TTA" if predictor.tta else "") + tags)
-        right.download_button("Case report (PDF)", report_for([digest]), file_name=f"brainclf-case-{case.ref}.pdf",
-                              mime="application/pdf", key=widget_key("pdf", digest, model), icon=":material/download:",
-                              help="One page: the slice as the model saw it, probabilities, Grad-CAM, refer status, "
-                              "model and dates. No file name, no DICOM tags.")
+        st.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
+                   + (" with flip TTA" if predictor.tta else "") + tags)
+        st.download_button("Case report (PDF)", report_for([digest]), file_name=f"brainclf-case-{case.ref}.pdf",
+                           mime="application/pdf", key=widget_key("pdf", digest, model), icon=":material/download:",
+                           help="One page: the slice as the model saw it, probabilities, Grad-CAM, refer status, "
+                           "model and dates. No file name, no DICOM tags.")
+
+
+def batch_summary(digests: list[str]) -> None:
+    """Above the cards: one row per slice in words, the CSV and one PDF of every case report."""
+    analysed = [d for d in digests if not isinstance(book.result(d, model), str)]
+    failed = [book.get(d).name for d in digests if isinstance(book.result(d, model), str)]
+    if failed:
+        st.warning(f"{len(failed):,} of {len(digests):,} files could not be processed: {', '.join(failed)}")
+    if not analysed:
+        return
+    results = {d: book.result(d, model) for d in analysed}
+    st.subheader(f"Results: {plural(len(analysed), 'slice')}")
+    st.dataframe(pd.DataFrame([summary_row(book.get(d).ref, r.name, rule, r.probabilities, r.predicted,
+                                           r.out_of_distribution) for d, r in results.items()]), hide_index=True)
+    csv = pd.DataFrame([{**r.as_row(), "case": book.get(d).ref} for d, r in results.items()])
+    c1, c2 = st.columns(2)
+    c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
+                       mime="text/csv", help="Machine-readable: probabilities as fractions, one column per class.")
+    c2.download_button("All case reports (PDF)", report_for(analysed),
+                       file_name="brainclf-case-reports.pdf", mime="application/pdf", key="pdf_batch",
+                       icon=":material/download:", help=f"One PDF, a page per slice ({plural(len(analysed), 'page')}); "
+                       "no file names, no DICOM tags.")
 
 
 if shown:
+    for digest in shown:
+        analyse(digest)  # every slice first, so the summary can lead
+    batch_summary(shown)
     opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
     for digest in shown:
         show_case(digest, opacity)
-    analysed = [d for d in shown if not isinstance(book.result(d, model), str)]
-    failed = [book.get(d).name for d in shown if isinstance(book.result(d, model), str)]
-    if analysed:
-        st.subheader("Results")
-        rows = []
-        for d in analysed:
-            row = book.result(d, model).as_row()
-            rows.append({**row, "case": book.get(d).ref})
-        table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True)
-        c1, c2 = st.columns(2)
-        c1.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
-                           mime="text/csv")
-        c2.download_button("Case reports of these slices (one PDF, a page per slice)", report_for(analysed),
-                           file_name="brainclf-case-reports.pdf", mime="application/pdf", key="pdf_batch",
-                           icon=":material/download:", help=f"{len(analysed)} page(s); no file names, no DICOM tags.")
-    if failed:
-        st.warning(f"{len(failed)} of {len(shown)} files could not be processed: {', '.join(failed)}")
 
 # ---- this session's cases ----------------------------------------------------------------------------------
 if len(book):
@@ -206,3 +243,10 @@ if len(book):
         st.caption(f"Case #{book.get(opened).number} is shown above.")
     elif opened is not None:
         show_case(opened, st.session_state.get("opacity", 0.45))
+    pair = st.multiselect("Compare two cases side by side", choices, max_selections=2, format_func=labels.get,
+                          key="compare_cases", help="Two of this session's cases next to each other, with the "
+                          "active model.")
+    if len(pair) == 2:
+        for column, digest in zip(st.columns(2, gap="medium"), pair):
+            with column:
+                show_case(digest, st.session_state.get("opacity", 0.45), compact=True)

@@ -93,7 +93,7 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the Plotly overlay's title
     assert page.locator(".js-plotly-plot").count() >= 2  # probability bars + Grad-CAM
     page.get_by_text("not an outline of a lesion").first.wait_for()  # the caveat beside the map
-    page.get_by_text("Download CSV").wait_for()
+    page.get_by_role("button", name="Download CSV").wait_for()
     page.wait_for_timeout(1500)
     _shot(page, "predict")
     # The case report: a one-page PDF built when asked for, named by the case, not by the file.
@@ -101,6 +101,10 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
         page.get_by_role("button", name="Case report (PDF)").click()
     pdf = Path(download.value.path()).read_bytes()
     assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf and image.stem not in download.value.suggested_filename
+    SHOTS.mkdir(parents=True, exist_ok=True)  # the README shows the report as a picture (pdftoppm: make browser)
+    subprocess.run(["pdftoppm", "-png", "-r", "70", "-singlefile", download.value.path(), str(SHOTS / "case-report")],
+                   check=True)
+    assert (SHOTS / "case-report.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"),
@@ -145,3 +149,59 @@ def test_model_page(page, server):
     page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the models table (a canvas grid)
     page.get_by_role("button", name="Start training").wait_for()
     _shot(page, "model")
+
+
+def _testing_meningioma(real_data) -> Path:
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    row = next(r for r in card["test_predictions"] if r["true"] == r["pred"] == "meningioma")
+    return real_data / row["path"]
+
+
+TRUNCATED_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+    .filter(e => e.offsetParent !== null && e.textContent.trim() && getComputedStyle(e).textOverflow === 'ellipsis'
+                 && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent)"""  # text that the page cuts with an ellipsis ("99.7…", "Test accuracy …")
+
+
+@pytest.mark.parametrize("width,height", [(800, 900), (1280, 720)])
+def test_narrow_windows_keep_gradcam_readable_and_nothing_truncated(browser, server, real_data, width, height):
+    """Issue #14: at 800 px the Grad-CAM shrank to ~70 px and titles and metrics were cut ("99.7…")."""
+    from playwright.sync_api import expect
+
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.set_default_timeout(60_000)
+    try:
+        _open(pg, server, "", "brainclf — brain MRI tumour classifier")
+        expect(pg.get_by_test_id("stMetricValue").first).to_be_visible(timeout=60_000)
+        assert pg.evaluate(TRUNCATED_JS) == []
+        if width == 800:
+            _shot(pg, "home-800")
+        _open(pg, server, "predict", "Predict")
+        pg.locator("input[type=file]").first.set_input_files(str(_testing_meningioma(real_data)))
+        cam = pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma").first
+        expect(cam).to_be_visible(timeout=60_000)
+        pg.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+        assert cam.bounding_box()["width"] >= 200, cam.bounding_box()
+        assert pg.evaluate(TRUNCATED_JS) == []
+        if width == 800:
+            cam.scroll_into_view_if_needed()
+            pg.wait_for_timeout(1000)
+            pg.screenshot(path=str(SHOTS / "predict-800.png"))  # the window as the user sees it
+    finally:
+        pg.close()
+
+
+def test_gradcam_opens_full_size(page, server, real_data):
+    """Issue #14: a full-size view of the overlay."""
+    from playwright.sync_api import expect
+
+    _open(page, server, "predict", "Predict")
+    page.locator("input[type=file]").first.set_input_files(str(_testing_meningioma(real_data)))
+    page.get_by_role("button", name="Full size").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Grad-CAM, full size")).to_be_visible()
+    plot = dialog.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma")
+    expect(plot).to_be_visible()
+    assert plot.bounding_box()["height"] >= 600, plot.bounding_box()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)

@@ -11,8 +11,10 @@ from brainclf.wording import (
     is_study_model,
     pct,
     pct_pair,
+    plural,
     refer_rule,
     result_status,
+    summary_row,
 )
 
 CAL = {"fitted_on": "validation split (571 images)", "refer_target_accuracy": 0.999, "refer_threshold": 0.99,
@@ -105,3 +107,23 @@ def test_widget_keys_carry_content_and_model():
     key = widget_key("cam_class", content_hash(b"x"), label)
     assert content_hash(b"x") in key and "default 20261127-54c873ac +TTA" in key
     assert key != widget_key("cam_class", content_hash(b"x"), model_label("default", "20261127-54c873ac"))
+
+
+def test_plural_counts_with_thousands_separators():
+    assert plural(1, "image") == "1 image"
+    assert plural(2, "image") == "2 images"
+    assert plural(1025, "slice") == "1,025 slices"
+    assert plural(0, "case") == "0 cases"
+    assert plural(3, "analysis", "analyses") == "3 analyses"
+
+
+def test_summary_row_is_in_words_and_leads_with_the_flag_for_an_ood_slice():
+    rule = refer_rule(THRESHOLDS, CAL, 0.9)
+    row = summary_row("ab12", "a.png", rule, probs("meningioma", 0.995), "meningioma")
+    assert row == {"Case": "ab12", "File": "a.png", "Answer": "Meningioma", "Status": "Not referred",
+                   "Confidence": "99.5 %", "Glioma": "0.2 %", "Meningioma": "99.5 %", "No tumour": "0.2 %",
+                   "Pituitary": "0.2 %"}
+    low = summary_row("cd34", "b.png", rule, probs("glioma", 0.6), "glioma")
+    assert low["Status"] == "Refer to a radiologist" and low["Answer"] == "Glioma"
+    odd = summary_row("ef56", "c.png", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
+    assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "(Glioma)"
