@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .errors import DataError, ImageError
+from .pool import DECODE_WORKERS, decode_many
 from .preprocess import IMAGE_SUFFIXES, InputContract, load_model_input
 
 DATA_ENV = "BRAINCLF_DATA"
@@ -203,19 +203,16 @@ def decode_sample(s: Sample, contract: InputContract) -> tuple[np.ndarray | None
 
 
 def load_arrays(samples: list[Sample], contract: InputContract, progress: Progress | None = None,
-                workers: int = 4) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
+                workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
     """Decode and preprocess `samples` in parallel → (x float32 NHWC, y int, kept samples, errors)."""
     xs, ys, kept, errors = [], [], [], []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda s: decode_sample(s, contract), samples)
-        for i, (s, (x, err)) in enumerate(zip(samples, results), 1):
-            if err:
-                errors.append(err)
-            else:
-                xs.append(x)
-                ys.append(s.label)
-                kept.append(s)
-            if progress:
-                progress(i, len(samples))
+    results = decode_many(samples, lambda s: decode_sample(s, contract), workers, progress)
+    for s, (x, err) in zip(samples, results):
+        if err:
+            errors.append(err)
+        else:
+            xs.append(x)
+            ys.append(s.label)
+            kept.append(s)
     x = np.stack(xs) if xs else np.zeros((0, *contract.shape), np.float32)
     return x, np.array(ys, dtype=np.int64), kept, errors

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
+from .pool import decode_many
 from .preprocess import decode_image, pad_to_square, to_8bit
 
 HASH_SIZE = 16
@@ -53,12 +53,9 @@ def hash_files(paths: Sequence[Path], progress: Callable[[int, int], None] | Non
         return hashlib.sha256(data).hexdigest(), h
 
     shas, hashes = [], []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, (s, h) in enumerate(pool.map(one, paths), 1):
-            shas.append(s)
-            hashes.append(h)
-            if progress:
-                progress(i, len(paths))
+    for s, h in decode_many(paths, one, progress=progress):
+        shas.append(s)
+        hashes.append(h)
     arr = np.stack(hashes) if hashes else np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8)
     return FileHashes(list(paths), shas, arr)
 

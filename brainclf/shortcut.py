@@ -11,7 +11,6 @@ then scores Kaggle Testing and any external folder.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from PIL import Image
 from . import CLASS_NAMES
 from .data import Sample, discover
 from .errors import ImageError
+from .pool import DECODE_WORKERS, decode_many
 
 HIST_BINS = 32
 FEATURE_NAMES = (["log width", "log height", "aspect", "colour mode", "log file bytes", "mean", "std",
@@ -43,7 +43,7 @@ def style_features(path: Path) -> np.ndarray:
                      (gray < 0.02).mean(), (gray > 0.98).mean(), *hist], dtype=np.float32)
 
 
-def features_of(samples: list[Sample], workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def features_of(samples: list[Sample], workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of the readable samples."""
     def one(s):
         try:
@@ -51,8 +51,7 @@ def features_of(samples: list[Sample], workers: int = 4) -> tuple[np.ndarray, np
         except ImageError:
             return None
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        got = [r for r in pool.map(one, samples) if r is not None]
+    got = [r for r in decode_many(samples, one, workers) if r is not None]
     return np.stack([f for f, _ in got]), np.array([y for _, y in got])
 
 
