@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from . import CLASS_NAMES
+from .batch_predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
 from .data import Sample, discover, relative_path
 from .dedup import NEAR_DUP_THRESHOLD, clean_mask
 from .errors import DataError
 from .metrics import classification_metrics, expected_calibration_error
-from .predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
 from .trust import apply_temperature, bootstrap_ci, coverage_accuracy
 
 

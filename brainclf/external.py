@@ -56,11 +56,11 @@ def external_rows(predictor, samples: list[Sample], root: str | Path,
     """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors.
 
     `predicted`: (raw probabilities, OOD descriptors, kept samples, errors) already computed for `samples`
-    (brainclf.predict.predict_samples_and_features), else computed here.
+    (brainclf.batch_predict.predict_samples_and_features), else computed here.
     """
+    from .batch_predict import predict_samples_and_features
     from .dedup import duplicate_groups, hash_files
     from .ood import check
-    from .predict import predict_samples_and_features
     from .sources import case_groups
     from .trust import apply_temperature, thresholds_per_row
 
