@@ -1,4 +1,5 @@
-"""Benchmarks (speed, not behaviour): `python -m brainclf bench`. Prints a table and writes JSON.
+"""Benchmarks (speed, not behaviour): `python -m brainclf bench` (brainclf.cli.bench prints the table and
+writes the JSON).
 
 Measures on this machine: model load; single-image latency of preprocessing, forward pass and Grad-CAM
 (median / p95 over >= 50 runs after warm-up) against the naive notebook path (`model.predict` on one
@@ -10,8 +11,6 @@ headless browser when Debian's chromium is installed).
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import resource
 import subprocess
@@ -226,15 +225,3 @@ def format_bench(res: dict) -> str:
     lines.append(f"peak memory (this process): {res['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
-
-def main(models: list[str], data: str, out: str | None, app: bool, runs: int) -> int:
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
-    res = run_bench([Path(m) for m in models], Path(data), app=app, runs=runs)
-    print(format_bench(res))
-    if out:
-        Path(out).write_text(json.dumps(res, indent=1))
-        print(f"wrote {out}")
-    return 0
