@@ -20,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import machine_description
+from .card import machine_description, read_card
+from .evaluate import evaluate_folder
+from .explain import GradCam
+from .predict import Predictor
+from .preprocess import decode_image, to_model_input
+from .serve import free_port, start_streamlit, stop, wait_healthy
 
 
 def _stats(samples_s: list[float]) -> dict:
@@ -43,9 +48,6 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
     import keras
     import tensorflow as tf
 
-    from .explain import GradCam
-    from .predict import Predictor
-    from .preprocess import decode_image, to_model_input
 
     t = time.perf_counter()
     predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
@@ -93,9 +95,6 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
 
 
 def bench_evaluation(model_path: Path, folder: Path) -> dict:
-    from .evaluate import evaluate_folder
-    from .predict import Predictor
-
     predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
     evaluate_folder(predictor, folder)  # warm-up: compile, page cache
     t = time.perf_counter()
@@ -137,8 +136,6 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precis
 
 def bench_app(image: Path | None, timeout: float = 60) -> dict:
     """`streamlit run app.py` until /_stcore/health answers ok; then, with chromium, until a prediction shows."""
-    from .serve import free_port, start_streamlit, stop, wait_healthy
-
     port = free_port()
     t0 = time.perf_counter()
     proc = start_streamlit(port)
@@ -185,8 +182,6 @@ def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) 
         res["models"].append(bench_model(m, image, runs))
         res["evaluation"][m.stem] = bench_evaluation(m, test)
     for m in models:
-        from .card import read_card
-
         card = read_card(m)
         precision = card.training.get("config", {}).get("precision", "float32")
         res["training"].append(bench_training(data, card.architecture, contract=card.contract, precision=precision))

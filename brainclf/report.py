@@ -17,7 +17,9 @@ import numpy as np
 from PIL import Image
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__
-from .wording import INTENDED_USE, ReferRule, gradcam_caveat, pct, result_status, study_note
+from .cases import case_ref
+from .explain import overlay_heatmap
+from .wording import INTENDED_USE, ReferRule, gradcam_caveat, is_study_model, pct, result_status, study_note
 
 # The PDF core fonts cover Latin-1 only: the few typographic characters the wording uses are spelled out.
 _LATIN1 = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "×": "x", "…": "...", "“": '"', "”": '"',
@@ -59,8 +61,6 @@ def _png(arr: np.ndarray, side: int = 320) -> Image.Image:
 
 
 def _overlay(pred) -> Image.Image | None:
-    from .explain import overlay_heatmap
-
     if pred.heatmap is None or pred.model_input is None:
         return None
     return _png(overlay_heatmap(pred.model_input, pred.heatmap, opacity=0.5))
@@ -206,9 +206,6 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
 def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tta: bool = False,
                 card=None) -> ReportCase:
     """A ReportCase from a Prediction and the model's card (for study status and faithfulness figures)."""
-    from .cases import case_ref
-    from .wording import is_study_model
-
     acc = card.test_metrics().get("accuracy") if card is not None else None
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=bool(card is not None and is_study_model(card.architecture, acc)),

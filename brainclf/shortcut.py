@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from . import CLASS_NAMES
-from .data import Sample, discover
+from .data import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES, Sample, discover
+from .dedup import duplicate_groups, hash_files
 from .errors import ImageError
 from .pool import DECODE_WORKERS, decode_many
 
@@ -83,8 +84,6 @@ def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: in
     """
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-    from .data import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES
-    from .dedup import duplicate_groups, hash_files
 
     ds = discover(kaggle_root)
     train = ds.split(TRAIN_SPLIT_NAMES) or []
