@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -12,7 +11,6 @@ def cmd_bench(args) -> int:
     from ..bench import format_bench, run_bench
     from ..data import resolve_data_root
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
     res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,
                     runs=args.runs)
