@@ -1,4 +1,5 @@
-"""Benchmarks (speed, not behaviour): `python -m brainclf bench`. Prints a table and writes JSON.
+"""Benchmarks (speed, not behaviour): `python -m brainclf bench` (brainclf.cli.bench prints the table and
+writes the JSON).
 
 Measures on this machine: model load; single-image latency of preprocessing, forward pass and Grad-CAM
 (median / p95 over >= 50 runs after warm-up) against the naive notebook path (`model.predict` on one
@@ -11,8 +12,6 @@ headless browser when Debian's chromium is installed).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import platform
 import resource
 import subprocess
@@ -22,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import machine_description
+from .card import machine_description, read_card
+from .evaluate import evaluate_folder
+from .explain import GradCam
+from .predict import Predictor
+from .preprocess import decode_image, to_model_input
+from .serve import free_port, start_streamlit, stop, wait_healthy
 
 
 def _stats(samples_s: list[float]) -> dict:
@@ -45,9 +49,6 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
     import keras
     import tensorflow as tf
 
-    from .explain import GradCam
-    from .predict import Predictor
-    from .preprocess import decode_image, to_model_input
 
     t = time.perf_counter()
     predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
@@ -95,9 +96,6 @@ def bench_model(model_path: Path, image_path: Path, runs: int = 50) -> dict:
 
 
 def bench_evaluation(model_path: Path, folder: Path) -> dict:
-    from .evaluate import evaluate_folder
-    from .predict import Predictor
-
     predictor = Predictor.load(model_path, tta=False)  # one forward pass per image
     evaluate_folder(predictor, folder)  # warm-up: compile, page cache
     t = time.perf_counter()
@@ -144,8 +142,6 @@ def bench_app(image: Path | None, timeout: float = 60) -> dict:
     Returns seconds since `streamlit run` for each step reached: health_s (/_stcore/health ok), home_s (Home
     painted), predict_page_s (the upload box shown), first_prediction_s (Grad-CAM shown); *_error on failure.
     """
-    from .serve import free_port, start_streamlit, stop, wait_healthy
-
     browser_ready = image is not None and Path("/usr/bin/chromium").exists()
     with _browser(browser_ready) as page:
         port = free_port()
@@ -211,8 +207,6 @@ def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) 
         res["models"].append(bench_model(m, image, runs))
         res["evaluation"][m.stem] = bench_evaluation(m, test)
     for m in models:
-        from .card import read_card
-
         card = read_card(m)
         precision = card.training.get("config", {}).get("precision", "float32")
         res["training"].append(bench_training(data, card.architecture, contract=card.contract, precision=precision))
@@ -251,15 +245,3 @@ def format_bench(res: dict) -> str:
     lines.append(f"peak memory (this process): {res['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
-
-def main(models: list[str], data: str, out: str | None, app: bool, runs: int) -> int:
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
-    res = run_bench([Path(m) for m in models], Path(data), app=app, runs=runs)
-    print(format_bench(res))
-    if out:
-        Path(out).write_text(json.dumps(res, indent=1))
-        print(f"wrote {out}")
-    return 0

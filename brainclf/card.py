@@ -15,16 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import shutil
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
 from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, plain_label, validate_card
 from .errors import ModelError
+from .model_archive import check_model_archive
 from .preprocess import InputContract
 
-__all__ = ["ModelCard", "add_model", "card_from_bytes", "display_text", "load_model", "read_card"]
+__all__ = ["ModelCard", "add_model", "card_from_bytes", "check_model_archive", "display_text", "load_model",
+           "read_card"]
 
 # A card holds every test prediction (the bundled ones are 1-3 MB); far larger is not a card of this project.
 MAX_CARD_BYTES = 64 * 1024 * 1024
@@ -130,8 +138,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def library_versions() -> dict:
-    import keras
-    import numpy
+    import keras  # TensorFlow, Keras and scikit-learn: seconds to import, only when a card is written
     import sklearn
     import tensorflow
 
@@ -140,8 +147,6 @@ def library_versions() -> dict:
 
 
 def machine_description() -> str:
-    import os
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -172,35 +177,6 @@ def card_from_bytes(data: bytes, name: str = "card") -> ModelCard:
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ModelError(f"The model card {name} is not valid JSON: {str(e)[:200]}") from None
     return ModelCard.from_dict(d, name)
-
-
-def check_model_archive(path: str | Path) -> None:
-    """Refuse a .keras file that is not a zip, or whose zip directory declares members too large to inflate
-    (brainclf.limits), before Keras opens it. Reads only the directory; Python's zipfile never inflates a
-    member past the size the directory declares, so a forged directory cannot get more past this check."""
-    import zipfile
-
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
-        raise ModelError(f"{path.name} could not be loaded as a Keras model: a .keras file is a zip archive and "
-                         f"this one is not a readable zip ({type(e).__name__}: {str(e)[:120]}).") from None
-    if len(members) > limits.MAX_KERAS_MEMBERS:
-        raise ModelError(f"{path.name} holds {len(members):,} files; a .keras model holds a handful "
-                         f"(limit {limits.MAX_KERAS_MEMBERS:,}). Refused before loading.")
-    for m in members:
-        limit = limits.MAX_KERAS_JSON_BYTES if m.filename.endswith(".json") else limits.MAX_KERAS_MEMBER_BYTES
-        if m.file_size > limit:
-            raise ModelError(f"{path.name}: {m.filename[:80]} inflates to {limits.size_text(m.file_size)} "
-                             f"(compressed {limits.size_text(m.compress_size)}), above the limit of "
-                             f"{limits.size_text(limit)} for it; refused before loading (a zip bomb, or not a model "
-                             "of this project).")
-    total = sum(m.file_size for m in members)
-    if total > limits.MAX_KERAS_TOTAL_BYTES:
-        raise ModelError(f"{path.name} inflates to {limits.size_text(total)} in all, above the limit of "
-                         f"{limits.size_text(limits.MAX_KERAS_TOTAL_BYTES)}; refused before loading.")
 
 
 def load_model(model_path: str | Path, check_hash: bool = True):
@@ -281,9 +257,6 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
 
     A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
     """
-    import shutil
-    import tempfile
-
     limits.validate_model_name(name, ModelError)
     if len(card_bytes) > MAX_CARD_BYTES:
         raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
@@ -313,6 +286,4 @@ def upload_provenance(uploaded_by: str | None) -> dict:
 
 
 def iso_now() -> str:
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")

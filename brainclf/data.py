@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import CLASS_NAMES
+from .dedup import duplicate_groups, hash_files
 from .errors import DataError, ImageError
+from .pool import DECODE_WORKERS, decode_many
 from .preprocess import IMAGE_SUFFIXES, InputContract, load_model_input
+from .sources import case_groups
 
 DATA_ENV = "BRAINCLF_DATA"
 TRAIN_SPLIT_NAMES = ("Training", "training", "train")
@@ -157,8 +159,6 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
     Kaggle layout: test = the dataset's own Testing split; validation is carved from Training.
     Pooled layout: stratified grouped train/val/test split of everything.
     """
-    from .dedup import duplicate_groups, hash_files
-
     if not 0 < val_fraction < 0.5:
         raise DataError(f"val_fraction must be between 0 and 0.5, got {val_fraction}.")
     if ds.pooled:
@@ -182,9 +182,6 @@ def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction
                        progress: Progress | None = None) -> Splits:
     """Grouped stratified train/val/test split of one extra source: case groups (near duplicates joined
     with file-name series, brainclf.sources.case_groups) never straddle it."""
-    from .dedup import duplicate_groups, hash_files
-    from .sources import case_groups
-
     paths = [s.path for s in samples]
     groups = case_groups(paths, duplicate_groups(hash_files(paths, progress)))
     rest, test = _grouped_split(samples, groups, test_fraction, seed)
@@ -203,19 +200,16 @@ def decode_sample(s: Sample, contract: InputContract) -> tuple[np.ndarray | None
 
 
 def load_arrays(samples: list[Sample], contract: InputContract, progress: Progress | None = None,
-                workers: int = 4) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
+                workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
     """Decode and preprocess `samples` in parallel → (x float32 NHWC, y int, kept samples, errors)."""
     xs, ys, kept, errors = [], [], [], []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda s: decode_sample(s, contract), samples)
-        for i, (s, (x, err)) in enumerate(zip(samples, results), 1):
-            if err:
-                errors.append(err)
-            else:
-                xs.append(x)
-                ys.append(s.label)
-                kept.append(s)
-            if progress:
-                progress(i, len(samples))
+    results = decode_many(samples, lambda s: decode_sample(s, contract), workers, progress)
+    for s, (x, err) in zip(samples, results):
+        if err:
+            errors.append(err)
+        else:
+            xs.append(x)
+            ys.append(s.label)
+            kept.append(s)
     x = np.stack(xs) if xs else np.zeros((0, *contract.shape), np.float32)
     return x, np.array(ys, dtype=np.int64), kept, errors

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
+from .pool import decode_many
 from .preprocess import decode_image, pad_to_square, to_8bit
 
 HASH_SIZE = 16
@@ -53,12 +53,9 @@ def hash_files(paths: Sequence[Path], progress: Callable[[int, int], None] | Non
         return hashlib.sha256(data).hexdigest(), h
 
     shas, hashes = [], []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, (s, h) in enumerate(pool.map(one, paths), 1):
-            shas.append(s)
-            hashes.append(h)
-            if progress:
-                progress(i, len(paths))
+    for s, h in decode_many(paths, one, progress=progress):
+        shas.append(s)
+        hashes.append(h)
     arr = np.stack(hashes) if hashes else np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8)
     return FileHashes(list(paths), shas, arr)
 
@@ -150,21 +147,29 @@ def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int]
     split_of = np.array([n for n in names for _ in ds.splits[n]])
     label_of = np.array([s.label for s in samples])
     rel = [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in samples]
-    sha_first: dict[str, int] = {}
-    exact = []
-    for i, s in enumerate(hashes.sha256):
-        if s in sha_first:
-            exact.append((sha_first[s], i, 0))
-        else:
-            sha_first[s] = i
+    exact = [(first, i, 0) for first, i in pairs_sharing(hashes.sha256)]
     near = near_pairs(hashes.dhash, threshold=threshold)
+    cats = _pair_categories({"exact": exact, "near": near}, split_of, label_of, rel)
+    report = {"root": str(root), "threshold": threshold, "hash": f"dhash {HASH_SIZE}x{HASH_SIZE}",
+              "splits": {n or "all": len(ds.splits[n]) for n in names}, "pairs": cats,
+              "groups": int(len(set(duplicate_groups(hashes, threshold)))), "files": len(samples)}
+    train = next((n for n in names if n.lower() in ("training", "train")), None)
+    if train is not None:
+        report["leakage"] = {n: _leakage(hashes.dhash[split_of == n], hashes.dhash[split_of == train], threshold)
+                             for n in names if n != train}
+    return report
 
+
+def _pair_categories(pairs_by_kind: dict[str, list], split_of: np.ndarray, label_of: np.ndarray,
+                     rel: list[str]) -> dict[str, dict]:
+    """Duplicate pairs counted per split or pair of splits ('Testing x Training'), with examples (label
+    conflicts first)."""
     def key(i, j):
         a, b = sorted((split_of[i] or "all", split_of[j] or "all"))
         return a if a == b else f"{a} x {b}"
 
     cats: dict[str, dict] = {}
-    for kind, pairs in (("exact", exact), ("near", near)):
+    for kind, pairs in pairs_by_kind.items():
         for i, j, d in pairs:
             c = cats.setdefault(key(i, j), {"exact_pairs": 0, "near_pairs": 0, "label_conflicts": 0, "examples": []})
             c[f"{kind}_pairs"] += 1
@@ -173,25 +178,20 @@ def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int]
             c["examples"].append({"a": rel[i], "b": rel[j], "distance": d, "same_label": not conflict})
     for c in cats.values():
         c["examples"].sort(key=lambda e: (e["same_label"], e["distance"]))  # conflicts first
-    report = {"root": str(root), "threshold": threshold, "hash": f"dhash {HASH_SIZE}x{HASH_SIZE}",
-              "splits": {n or "all": len(ds.splits[n]) for n in names}, "pairs": cats,
-              "groups": int(len(set(duplicate_groups(hashes, threshold)))), "files": len(samples)}
-    train = next((n for n in names if n.lower() in ("training", "train")), None)
-    if train is not None:
-        tr = split_of == train
-        for n in names:
-            if n == train:
-                continue
-            te = split_of == n
-            dmin = hamming_matrix(hashes.dhash[te], hashes.dhash[tr]).min(1)
-            report.setdefault("leakage", {})[n] = {
-                "n": int(te.sum()), "with_near_duplicate_in_training": int((dmin <= threshold).sum()),
-                "clean": int((dmin > threshold).sum()),
-                "nearest_distance_histogram": {
-                    "edges": [0, 1, 3, 6, 11, 16, 21, 31, 51, 257],
-                    "counts": np.histogram(dmin, bins=[0, 1, 3, 6, 11, 16, 21, 31, 51, 257])[0].tolist()},
-            }
-    return report
+    return cats
+
+
+_LEAKAGE_EDGES = [0, 1, 3, 6, 11, 16, 21, 31, 51, 257]
+
+
+def _leakage(split: np.ndarray, training: np.ndarray, threshold: int) -> dict:
+    """How many hashes of a split have a near duplicate among the training hashes, and the histogram of
+    each one's distance to its nearest training image."""
+    dmin = hamming_matrix(split, training).min(1)
+    return {"n": len(split), "with_near_duplicate_in_training": int((dmin <= threshold).sum()),
+            "clean": int((dmin > threshold).sum()),
+            "nearest_distance_histogram": {"edges": _LEAKAGE_EDGES,
+                                           "counts": np.histogram(dmin, bins=_LEAKAGE_EDGES)[0].tolist()}}
 
 
 def format_dedup_report(report: dict, show: int = 10) -> str:

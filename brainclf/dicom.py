@@ -182,7 +182,6 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
 def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
@@ -208,8 +207,15 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
             raise ImageError(f"{name}: frame {frame} requested but the file has {n_frames} frames (0-{n_frames - 1}).")
     else:
         frame = 0
+    return DicomSlice(_slice_image(ds, _decode_frame(ds, frame, n_frames, name), name), frame, n_frames,
+                      _safe_metadata(ds))
+
+
+def _decode_frame(ds, frame: int, n_frames: int, name: str):
+    """The pixel array of the frame the model reads (pydicom decodes one frame of a multi-frame file by index)."""
+    from pydicom.pixels import pixel_array
+
     try:
-        # Only the frame the model reads is decoded (pydicom decodes one frame of a multi-frame file by index).
         pixels = pixel_array(ds, index=frame if n_frames > 1 else None)
     except Exception as e:  # noqa: BLE001 - pydicom raises several types for missing decoders
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -222,15 +228,20 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
         detail = str(e).splitlines()[0][:120] if not hint else ""
         raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}"
                          + (f" ({detail})" if detail else "")) from None
+    return pixels
+
+
+def _slice_image(ds, pixels, name: str) -> Image.Image:
+    """Pixels as an 8-bit image: RGB for colour, else grayscale through the modality LUT and the file's window
+    (or VOI LUT), inverted for MONOCHROME1."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_space
+
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     is_colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1
     if is_colour:
         if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
             pixels = convert_color_space(pixels, photometric, "RGB")
-        img = Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
-        return DicomSlice(img, frame, n_frames, _safe_metadata(ds))
+        return Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
     values = apply_modality_lut(pixels, ds)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         centre, width = (_first(ds.WindowCenter), _first(ds.WindowWidth))
@@ -243,4 +254,4 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
         arr8 = 255 - arr8
     if arr8.ndim != 2:
         raise ImageError(f"{name}: unexpected pixel array shape {arr8.shape} for a grayscale slice.")
-    return DicomSlice(Image.fromarray(arr8, mode="L"), frame, n_frames, _safe_metadata(ds))
+    return Image.fromarray(arr8, mode="L")

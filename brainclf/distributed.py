@@ -112,6 +112,7 @@ def batch_sizes(n: int, batch: int, drop_remainder: bool) -> list[int]:
     return [batch] * full + ([rest] if rest and not drop_remainder else [])
 
 
+# Over 50 lines: the replica step and its tf.function are closures over the model and the strategy; kept together.
 def fit(model, strategy, dataset, sizes: list[int], epochs: int, initial_epoch: int, end, cancel) -> bool:
     """Train `model` (compiled; built under `strategy`) on `dataset` of (x, y) or (x, y, sample weight) batches,
     whose global sizes are `sizes`, from `initial_epoch` to `epochs`; `end` (train._EpochEnd) after each epoch.

@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from . import CLASS_NAMES
+from .batch_predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
+from .card import card_path, read_card
 from .data import Sample, discover, relative_path
 from .dedup import NEAR_DUP_THRESHOLD, clean_mask
 from .errors import DataError
+from .external import MANIFEST, evaluate_external
 from .metrics import classification_metrics, expected_calibration_error
-from .predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
+from .sources import split_key
 from .trust import apply_temperature, bootstrap_ci, coverage_accuracy
 
 
@@ -69,8 +72,6 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
 def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
     """The model's training images (from its card), looked up beside the evaluated folder, under
     `training_root`, or under $BRAINCLF_DATA; None when they cannot be found."""
-    from .sources import split_key
-
     files = card.training.get("files") or {}
     # The primary source's images only: an extra source's (`name::path`) live in their own folder.
     rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
@@ -85,8 +86,6 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
 
 def trained_on(card, dataset: str) -> set[str]:
     """Relative paths of `dataset` (an extra source's name) that the model trained or validated on."""
-    from .sources import split_key
-
     files = card.training.get("files") or {}
     out = set()
     for key in list(files.get("train", [])) + list(files.get("val", [])):
@@ -107,8 +106,6 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     external-validation block (brainclf.external): per-sequence breakdown, tumour→"no tumour" rates and
     intervals over case groups.
     """
-    from .external import MANIFEST, evaluate_external
-
     data = Path(data)
     ds = discover(data)
     if ds.pooled:
@@ -149,8 +146,6 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
 def record_external(model_path: str | Path, report: dict) -> Path:
     """Store an evaluation's external block in the model's card (metrics.external[dataset] and the
     per-image rows), so the app shows it without re-running the model. Returns the card's path."""
-    from .card import card_path, read_card
-
     ext = dict(report["external"])
     card = read_card(model_path)
     if ext["model"] != {"name": card.name, "version": card.version}:

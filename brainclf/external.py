@@ -10,14 +10,20 @@ the refer rule or the OOD guard catch, broken down by MR sequence when a `manife
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from . import CLASS_NAMES
+from .batch_predict import predict_samples_and_features
 from .data import Sample, relative_path
+from .dedup import duplicate_groups, hash_files
 from .errors import DataError
 from .metrics import classification_metrics
+from .ood import check
+from .sources import case_groups
+from .trust import apply_temperature, thresholds_per_row
 
 MANIFEST = "manifest.csv"
 NOTUMOR = CLASS_NAMES.index("notumor")
@@ -56,14 +62,8 @@ def external_rows(predictor, samples: list[Sample], root: str | Path,
     """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors.
 
     `predicted`: (raw probabilities, OOD descriptors, kept samples, errors) already computed for `samples`
-    (brainclf.predict.predict_samples_and_features), else computed here.
+    (brainclf.batch_predict.predict_samples_and_features), else computed here.
     """
-    from .dedup import duplicate_groups, hash_files
-    from .ood import check
-    from .predict import predict_samples_and_features
-    from .sources import case_groups
-    from .trust import apply_temperature, thresholds_per_row
-
     root = Path(root)
     manifest = read_manifest(root)
     raw, feats, kept, errors = predicted if predicted is not None else predict_samples_and_features(predictor, samples)
@@ -199,8 +199,6 @@ SHORTCUT_STUDY = Path(__file__).resolve().parent.parent / "docs" / "studies" / "
 
 def load_shortcut_study(path: Path = SHORTCUT_STUDY) -> dict | None:
     """The recorded style-only study (brainclf.shortcut; numbers only), or None when absent or unreadable."""
-    import json
-
     try:
         study = json.loads(Path(path).read_text())
     except (OSError, ValueError):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .explain import GradCam
+
 FRACTIONS = np.round(np.arange(0.0, 0.51, 0.05), 2)
 BLOCK = 8
 
@@ -41,8 +43,6 @@ def _auc(curves: np.ndarray) -> np.ndarray:
 
 def deletion_test(predictor, x: np.ndarray, seed: int = 0) -> dict:
     """Deletion-curve AUCs of Grad-CAM vs random-block deletion for the predicted class."""
-    from .explain import GradCam
-
     predictor = predictor.with_tta(False)  # Grad-CAM explains the slice as given: measure that same prediction
     x = np.asarray(x, dtype=np.float32)
     n, h, w, _ = x.shape
@@ -68,7 +68,6 @@ def randomisation_check(predictor, x: np.ndarray, seed: int = 1) -> dict:
     import keras
     from scipy.stats import spearmanr
 
-    from .explain import GradCam
     from .models import build_model
 
     x = np.asarray(x, dtype=np.float32)

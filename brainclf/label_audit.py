@@ -10,7 +10,6 @@ Two independent signals, each a list for a person to judge (nothing is relabelle
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image
 from . import CLASS_NAMES
 from .data import Sample, relative_path
 from .errors import ImageError
+from .pool import decode_many
 from .preprocess import decode_image, pad_to_square, to_8bit
 
 CT_RING_THRESHOLD = 0.45  # share of saturated pixels in the head's outer band
@@ -57,8 +57,7 @@ def audit_labels(samples: list[Sample], root: str | Path, rows: list[dict] | Non
     Returns:
         [{"path", "label", "reasons": [...], "ct_ring_score", "model_says"}] for flagged images only.
     """
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        scores = list(pool.map(_score, samples))
+    scores = list(decode_many(samples, _score))
     by_path = {r["path"]: r for r in rows or []}
     self_conf = {}
     if rows:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers
 
 from . import ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
@@ -179,8 +180,6 @@ def recalibrate_batchnorm(model: keras.Model, x, batch_size: int = 64, max_batch
     rate, and they also average augmented images); here they become the plain average of batch
     statistics over clean training images ("precise BN"). Weights are untouched. Returns batches used.
     """
-    import numpy as np
-
     bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
     if not bns or len(x) == 0:
         return 0

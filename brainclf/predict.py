@@ -3,21 +3,27 @@ model's name and version on every result (so each prediction knows which card pr
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from . import CLASS_NAMES, DISPLAY_NAMES
+from .batch_predict import (  # noqa: F401 - re-exported: the batch API's historical home
+    CSV_FIELDS,
+    predict_folder,
+    predict_samples,
+    predict_samples_and_features,
+)
 from .card import ModelCard, load_model
-from .data import Sample, decode_sample
 from .errors import ModelError
+from .explain import GradCam
+from .ood import check
 from .preprocess import InputContract, decode_image, to_model_input
-from .shard import in_shard, iter_image_files, iter_shard_files  # noqa: F401 - iter_image_files re-exported
+from .shard import iter_image_files  # noqa: F401 - re-exported
+from .trust import apply_temperature
 
 
 @dataclass
@@ -162,14 +168,10 @@ class Predictor:
 
     def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, H, W, C) float32 model inputs → (N, 4) calibrated probabilities (the card's temperature)."""
-        from .trust import apply_temperature
-
         return apply_temperature(self.raw_probs(x, batch_size), self.temperature)
 
     def preprocess(self, source, name: str | None = None) -> np.ndarray:
         """Bytes, path or PIL image → model input, through the one preprocessing function."""
-        from PIL import Image
-
         img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
         return to_model_input(img, self.contract)
 
@@ -177,11 +179,6 @@ class Predictor:
         """One image (bytes, path, or PIL image) → Prediction. Raises ImageError on bad input.
 
         `explain=True` also fills `heatmap` with the predicted class's Grad-CAM, from the same pass."""
-        from PIL import Image
-
-        from .ood import check
-        from .trust import apply_temperature
-
         img = source if isinstance(source, Image.Image) else decode_image(source, name=name)
         x = to_model_input(img, self.contract)
         heat = None
@@ -198,8 +195,6 @@ class Predictor:
     def explain_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, C) model inputs → calibrated probabilities (N, 4) and the predicted classes' Grad-CAM
         heatmaps (N, H, W), in one pass (plus the flipped pass with TTA)."""
-        from .trust import apply_temperature
-
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
@@ -230,131 +225,9 @@ class Predictor:
 
     def _gradcam_function(self):
         """Grad-CAM with the OOD descriptors as an extra output, built on first use (thread-safe)."""
-        from .explain import GradCam
-
         if "gradcam" not in self._lazy:
             with self._grad_lock:
                 if "gradcam" not in self._lazy:
                     self._lazy["gradcam"] = GradCam(self.model, self.card.gradcam_layer,
                                                     extra_outputs=[self._descriptors])
         return self._lazy["gradcam"]
-
-
-def predict_samples(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
-                    chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
-    """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
-    probs, _, kept, errors = predict_samples_and_features(predictor, samples, progress, chunk)
-    return probs, kept, errors
-
-
-def predict_samples_and_features(predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
-                                 chunk: int = 128) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
-    """(uncalibrated probabilities, OOD descriptors, readable samples, errors): one pass gives both, decoded
-    in parallel and predicted in chunks so memory stays bounded whatever the folder's size."""
-    contract = predictor.contract
-    probs, feats, kept, errors = [], [], [], []
-    done = 0
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for start in range(0, len(samples), chunk):
-            part = samples[start:start + chunk]
-            xs = []
-            for s, (x, err) in zip(part, pool.map(lambda s: decode_sample(s, contract), part)):
-                if err:
-                    errors.append(err)
-                else:
-                    xs.append(x)
-                    kept.append(s)
-            if xs:
-                p, f = predictor.raw_probs_and_features(np.stack(xs))
-                probs.append(p)
-                feats.append(f)
-            done += len(part)
-            if progress:
-                progress(done, len(samples))
-    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASS_NAMES)), np.float32)
-    f = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
-    return p, f, kept, errors
-
-
-CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
-              "out_of_distribution", "model", "model_version", "error"]
-
-
-def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Path, chunk: int = 256,
-                   progress=None, shard: tuple[int, int] | None = None) -> dict:
-    """Stream predictions for every image under `folder` into `csv_path`.
-
-    Memory stays bounded (one chunk of images at a time); rows are flushed per chunk, and re-running the
-    same command resumes: files already in the CSV are skipped. Bad files get a row with the error.
-    `shard` = (index, count) predicts only the files of that shard (brainclf.shard); a CSV holding rows of
-    another shard is refused rather than extended.
-    """
-    import csv
-
-    from .errors import BrainclfError, ConfigError
-
-    folder, csv_path = Path(folder), Path(csv_path)
-    _drop_partial_last_line(csv_path)
-    done: set[str] = set()
-    if csv_path.exists() and csv_path.stat().st_size:
-        with open(csv_path, newline="") as f:
-            done = {row["file"] for row in csv.DictReader(f)}
-    if shard is not None:
-        stray = next((rel for rel in done if not in_shard(rel, shard)), None)
-        if stray is not None:
-            raise ConfigError(f"{csv_path} already holds {stray}, which is not in shard {shard[0]}/{shard[1]}: "
-                              "give each shard its own CSV.")
-    new_file = not csv_path.exists() or csv_path.stat().st_size == 0
-    counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
-    with open(csv_path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        if new_file:
-            writer.writeheader()
-
-        def flush(batch: list[tuple[str, np.ndarray]]):
-            if not batch:
-                return
-            from .ood import check
-            from .trust import apply_temperature
-
-            raw, feats = predictor.raw_probs_and_features(np.stack([x for _, x in batch]))
-            probs = apply_temperature(raw, predictor.temperature)
-            for (rel, _), p, f in zip(batch, probs, feats):
-                pred = predictor.prediction_from_probs(rel, p)
-                pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
-                writer.writerow({**pred.as_row(), "error": ""})
-            counts["predicted"] += len(batch)
-
-        batch: list[tuple[str, np.ndarray]] = []
-        for path in iter_shard_files(folder, shard):
-            rel = path.relative_to(folder).as_posix()
-            if rel in done:
-                continue
-            try:
-                batch.append((rel, predictor.preprocess(path, name=rel)))
-            except BrainclfError as e:
-                writer.writerow({"file": rel, "error": str(e), "model": predictor.card.name,
-                                 "model_version": predictor.card.version})
-                counts["failed"] += 1
-            if len(batch) >= chunk:
-                flush(batch)
-                batch = []
-                fh.flush()
-                if progress:
-                    progress(counts)
-        flush(batch)
-        if progress:
-            progress(counts)
-    return counts
-
-
-def _drop_partial_last_line(csv_path: Path) -> None:
-    """A run killed mid-write can leave half a row; cut it so the resumed run appends cleanly."""
-    if not csv_path.exists() or csv_path.stat().st_size == 0:
-        return
-    with open(csv_path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        data = f.seek(0) or f.read()
-        f.truncate(data.rfind(b"\n") + 1)

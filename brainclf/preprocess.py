@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import looks_like_dicom, read_dicom
 from .errors import ImageError
 from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, raster_decode_bytes, size_text
 
@@ -74,8 +75,6 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     name = name or "image"
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
-    from .dicom import looks_like_dicom, read_dicom
-
     if looks_like_dicom(data, name):
         return _check_shape(read_dicom(data, name=name).image, name)
     return _decode_raster(data, name)
@@ -96,8 +95,6 @@ def without_alias(message: str, alias: str) -> str:
 
 def decode_upload(data: bytes, name: str) -> tuple[Image.Image, dict[str, str] | None]:
     """decode_image for an upload, plus the DICOM's safe tags (None for JPEG/PNG), decoding only once."""
-    from .dicom import looks_like_dicom, read_dicom
-
     if data and looks_like_dicom(data, name):
         dcm = read_dicom(data, name=name)
         return _check_shape(dcm.image, name), dcm.metadata

@@ -16,6 +16,8 @@ from . import CLASS_NAMES, __version__
 from .card import ModelCard, card_path, iso_now
 from .card_schema import display_text, plain_label
 from .errors import ModelError
+from .evaluate import evaluate_folder
+from .predict import Predictor
 
 
 def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
@@ -34,8 +36,6 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
         ModelError: the model does not load, or it was not uploaded (trained here: nothing to verify).
         DataError: the folder has no images to evaluate.
     """
-    from .evaluate import evaluate_folder
-    from .predict import Predictor
 
     path, data = Path(model_path), Path(data_root)
     predictor = Predictor.load(path)

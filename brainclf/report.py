@@ -17,7 +17,9 @@ import numpy as np
 from PIL import Image
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__
-from .wording import INTENDED_USE, ReferRule, gradcam_caveat, pct, result_status, study_note
+from .cases import case_ref
+from .explain import overlay_heatmap
+from .wording import INTENDED_USE, ReferRule, gradcam_caveat, is_study_model, pct, result_status, study_note
 
 # The PDF core fonts cover Latin-1 only: the few typographic characters the wording uses are spelled out.
 _LATIN1 = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "×": "x", "…": "...", "“": '"', "”": '"',
@@ -59,8 +61,6 @@ def _png(arr: np.ndarray, side: int = 320) -> Image.Image:
 
 
 def _overlay(pred) -> Image.Image | None:
-    from .explain import overlay_heatmap
-
     if pred.heatmap is None or pred.model_input is None:
         return None
     return _png(overlay_heatmap(pred.model_input, pred.heatmap, opacity=0.5))
@@ -83,11 +83,19 @@ def case_report_pdf(cases: Sequence[ReportCase], created: datetime | None = None
 
 
 def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> None:
-    pred = case.prediction
     w = pdf.w - 2 * 15
     pdf.add_page()
     pdf.set_margins(15, 15, 15)
     pdf.set_xy(15, 15)
+    _title(pdf, w)
+    _who_and_when(pdf, case, created, w)
+    _status_box(pdf, case, w)
+    _images(pdf, case, w)
+    _probabilities(pdf, case, w)
+    _footer(pdf, index, total, w)
+
+
+def _title(pdf, w: float) -> None:
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(w, 8, "brainclf case report", new_x="LMARGIN", new_y="NEXT")
     # Intended use: first thing on every page.
@@ -98,7 +106,10 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
     pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
 
-    # Who and when: no file name, no DICOM tags.
+
+def _who_and_when(pdf, case: ReportCase, created: datetime, w: float) -> None:
+    """Who and when: no file name, no DICOM tags."""
+    pred = case.prediction
     pdf.set_font("Helvetica", "", 9.5)
     meta = [("Case", f"{case.case_ref} (first 12 hex digits of the image's SHA-256)"),
             ("Model", f"{pred.model_name}, version {pred.model_version}"
@@ -119,7 +130,11 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
         pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
 
-    # Status: the out-of-distribution flag leads; the class is then secondary.
+
+def _status_box(pdf, case: ReportCase, w: float) -> None:
+    """Status: the out-of-distribution flag leads; the class is then secondary."""
+    pred = case.prediction
+    cls = DISPLAY_NAMES[pred.predicted]
     status = result_status(case.rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
     r, g, b = _STATUS_COLOURS[status.kind]
     pdf.set_draw_color(r, g, b)
@@ -128,7 +143,6 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
     pdf.set_xy(18, top + 2)
     pdf.set_text_color(r, g, b)
     pdf.set_font("Helvetica", "B", 13)
-    cls = DISPLAY_NAMES[pred.predicted]
     if status.kind == "ood":
         pdf.cell(w - 6, 7, _text(status.headline), new_x="LMARGIN", new_y="NEXT")
         pdf.set_x(18)
@@ -149,7 +163,11 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
     pdf.set_draw_color(0, 0, 0)
     pdf.set_y(bottom + 4)
 
-    # Images: what the model saw, and where its evidence for the predicted class lies.
+
+def _images(pdf, case: ReportCase, w: float) -> None:
+    """Images: what the model saw, and where its evidence for the predicted class lies."""
+    pred = case.prediction
+    cls = DISPLAY_NAMES[pred.predicted]
     side = (w - 6) / 2
     top = pdf.get_y()
     size = pred.model_input.shape[0] if pred.model_input is not None else 0
@@ -172,7 +190,11 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
                    new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
-    # Calibrated probabilities as bars.
+
+def _probabilities(pdf, case: ReportCase, w: float) -> None:
+    """Calibrated probabilities as bars."""
+    pred = case.prediction
+    cls = DISPLAY_NAMES[pred.predicted]
     pdf.set_font("Helvetica", "B", 10.5)
     pdf.cell(w, 6, "Calibrated probabilities", new_x="LMARGIN", new_y="NEXT")
     bar_w = w - 40 - 22
@@ -194,7 +216,9 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
                                  + ("" if case.rule.fitted else " (fixed default, not validated)") + "."),
                    new_x="LMARGIN", new_y="NEXT")
 
-    # Footer.
+
+def _footer(pdf, index: int, total: int, w: float) -> None:
+    """Footer."""
     pdf.set_y(pdf.h - 20)
     pdf.set_font("Helvetica", "", 8)
     pdf.set_text_color(90, 90, 90)
@@ -206,9 +230,6 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
 def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tta: bool = False,
                 card=None) -> ReportCase:
     """A ReportCase from a Prediction and the model's card (for study status and faithfulness figures)."""
-    from .cases import case_ref
-    from .wording import is_study_model
-
     acc = card.test_metrics().get("accuracy") if card is not None else None
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=bool(card is not None and is_study_model(card.architecture, acc)),

@@ -170,6 +170,24 @@ def settings_file() -> Path | None:
     return DEFAULT_SETTINGS_FILE if DEFAULT_SETTINGS_FILE.is_file() else None
 
 
+def _data_roots(raw: dict, path: Path, base: Path) -> list[DataRoot]:
+    """The [data] table's roots (name = folder, relative to `base`); a folder that does not exist is left out
+    with a warning in the server log."""
+    roots = []
+    for name, value in _table(raw, "data", path).items():
+        if not _NAME.match(name):
+            raise ConfigError(f"{path.name}: data folder name {name!r} must be letters, digits, '.', '_' or '-'.")
+        if not isinstance(value, str):
+            raise ConfigError(f"{path.name}: [data] {name} must be a folder path.")
+        p = Path(value).expanduser()
+        p = (p if p.is_absolute() else base / p).resolve()
+        if not p.is_dir():
+            logger.warning("data root %s (%s) is not a folder; it is not offered", name, p)
+            continue
+        roots.append(DataRoot(name, p))
+    return roots
+
+
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
     """Settings from `path` (default: settings_file()) and the environment.
 
@@ -201,21 +219,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         p = Path(value).expanduser()
         return (p if p.is_absolute() else (base if key in paths else REPO) / p).resolve()
 
-    if "data" in raw:
-        roots = []
-        for name, value in _table(raw, "data", path).items():
-            if not _NAME.match(name):
-                raise ConfigError(f"{path.name}: data folder name {name!r} must be letters, digits, '.', '_' or '-'.")
-            if not isinstance(value, str):
-                raise ConfigError(f"{path.name}: [data] {name} must be a folder path.")
-            p = Path(value).expanduser()
-            p = (p if p.is_absolute() else base / p).resolve()
-            if not p.is_dir():
-                logger.warning("data root %s (%s) is not a folder; it is not offered", name, p)
-                continue
-            roots.append(DataRoot(name, p))
-    else:
-        roots = default_data_roots(os.environ.get(ENV_DATA))
+    roots = _data_roots(raw, path, base) if "data" in raw else default_data_roots(os.environ.get(ENV_DATA))
     audit = _table(raw, "audit", path)
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),

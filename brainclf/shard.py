@@ -159,6 +159,28 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         raise ConfigError(f"{out} is also an input: write the merged CSV to another path.")
     if folder is not None and not Path(folder).is_dir():
         raise DataError(f"{folder} is not a folder.")
+    header, rows, seen_in = _read_shard_csvs(inputs)
+    report = MergeReport(out=out, inputs=inputs, rows=len(rows))
+    report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
+    report.errors = sum(1 for r in rows.values() if r.get("error"))
+    report.models = sorted({f"{r.get('model', '')} {r.get('model_version', '')}".strip() for r in rows.values()}
+                           - {""})
+    if folder is not None:
+        folder = Path(folder)
+        report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))
+                          if rel not in rows]
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows[f] for f in sorted(rows))
+    tmp.replace(out)
+    return report
+
+
+def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], dict[str, list[str]]]:
+    """(the shared header, the first row of each file, every CSV each file appears in)."""
     header: list[str] | None = None
     rows: dict[str, dict] = {}
     seen_in: dict[str, list[str]] = {}
@@ -181,20 +203,4 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                 name = row["file"]
                 seen_in.setdefault(name, []).append(str(path))
                 rows.setdefault(name, row)
-    report = MergeReport(out=out, inputs=inputs, rows=len(rows))
-    report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
-    report.errors = sum(1 for r in rows.values() if r.get("error"))
-    report.models = sorted({f"{r.get('model', '')} {r.get('model_version', '')}".strip() for r in rows.values()}
-                           - {""})
-    if folder is not None:
-        folder = Path(folder)
-        report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))
-                          if rel not in rows]
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows[f] for f in sorted(rows))
-    tmp.replace(out)
-    return report
+    return header, rows, seen_in

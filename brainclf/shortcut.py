@@ -11,15 +11,16 @@ then scores Kaggle Testing and any external folder.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from . import CLASS_NAMES
-from .data import Sample, discover
+from .data import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES, Sample, discover
+from .dedup import duplicate_groups, hash_files
 from .errors import ImageError
+from .pool import DECODE_WORKERS, decode_many
 
 HIST_BINS = 32
 FEATURE_NAMES = (["log width", "log height", "aspect", "colour mode", "log file bytes", "mean", "std",
@@ -43,7 +44,7 @@ def style_features(path: Path) -> np.ndarray:
                      (gray < 0.02).mean(), (gray > 0.98).mean(), *hist], dtype=np.float32)
 
 
-def features_of(samples: list[Sample], workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def features_of(samples: list[Sample], workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of the readable samples."""
     def one(s):
         try:
@@ -51,8 +52,7 @@ def features_of(samples: list[Sample], workers: int = 4) -> tuple[np.ndarray, np
         except ImageError:
             return None
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        got = [r for r in pool.map(one, samples) if r is not None]
+    got = [r for r in decode_many(samples, one, workers) if r is not None]
     return np.stack([f for f, _ in got]), np.array([y for _, y in got])
 
 
@@ -84,8 +84,6 @@ def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: in
     """
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-    from .data import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES
-    from .dedup import duplicate_groups, hash_files
 
     ds = discover(kaggle_root)
     train = ds.split(TRAIN_SPLIT_NAMES) or []

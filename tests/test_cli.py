@@ -181,3 +181,19 @@ def test_evaluate_tta_follows_the_card_unless_overridden(smoke_model, synthetic_
     for flags, expected in (([], default), (["--tta"], True), (["--no-tta"], False)):
         assert main(["evaluate", "--model", str(smoke_model), "--data", testing, "--json", *flags]) == 0
         assert json.loads(capsys.readouterr().out)["tta"] is expected, flags
+
+
+def test_the_cli_shows_the_librarys_log_lines_on_stderr(capsys):
+    """The library logs instead of printing; the CLI shows brainclf's INFO lines as plain lines on stderr,
+    once each however often main() has run in this process."""
+    import logging
+
+    from brainclf.cli import configure_logging
+
+    configure_logging()
+    configure_logging()
+    logging.getLogger("brainclf.data").info("decoded 3 of 3 images")
+    logging.getLogger("brainclf.data").debug("not shown")
+    err = capsys.readouterr().err
+    assert err.count("decoded 3 of 3 images\n") == 1
+    assert "not shown" not in err

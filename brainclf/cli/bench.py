@@ -1,0 +1,33 @@
+"""python -m brainclf bench: runs brainclf.bench, prints its table and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+
+def cmd_bench(args) -> int:
+    from ..bench import format_bench, run_bench
+    from ..data import resolve_data_root
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
+    res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,
+                    runs=args.runs)
+    print(format_bench(res))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    b = sub.add_parser("bench", help="measure speed on this machine (not a test)",
+                       description="Model load, single-image latency (preprocess, forward, Grad-CAM) vs the naive "
+                       "path, evaluation throughput, training s/epoch, peak memory and app cold start.")
+    b.add_argument("--model", nargs="+", default=["models/seed.keras", "models/default.keras"])
+    b.add_argument("--data", help="dataset root with Testing/ (default: $BRAINCLF_DATA)")
+    b.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (after warm-up)")
+    b.add_argument("--json-out", default="bench.json", help="also write the results here")
+    b.add_argument("--no-app", action="store_true", help="skip the app cold-start measurement")
+    b.set_defaults(func=cmd_bench)

@@ -1,0 +1,39 @@
+"""What the commands share: a progress bar callback, JSON for numpy values, the --tta flag."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+
+class CountBar:
+    """A progress(done, total) callback drawing a tqdm bar on stderr, created on the first call."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def json_default(o):
+    """json.dumps(default=...) for numpy scalars and arrays (without importing numpy here)."""
+    tolist = getattr(o, "tolist", None)
+    if tolist is None or not type(o).__module__.startswith("numpy"):
+        raise TypeError(type(o).__name__)
+    return tolist()
+
+
+def add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test-time augmentation: average with the mirrored slice (default: as the model "
+                        "card says, chosen on validation)")

@@ -1,0 +1,96 @@
+"""Commands about a dataset rather than a model's predictions: dedup, shortcut, audit-labels."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import CountBar
+
+
+def cmd_dedup(args) -> int:
+    from ..data import discover, resolve_data_root
+    from ..dedup import dedup_report, format_dedup_report
+
+    data = resolve_data_root(args.data)
+    bar = CountBar("hash")
+    report = dedup_report(discover(data), threshold=args.threshold, progress=bar)
+    bar.close()
+    print(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
+    return 0
+
+
+def cmd_shortcut(args) -> int:
+    from ..data import resolve_data_root
+    from ..shortcut import run_study
+
+    study = run_study(resolve_data_root(args.data), args.external or [])
+    if args.out:
+        Path(args.out).write_text(json.dumps(study, indent=1))
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(f"style-only baseline ({study['model']}; {study['features']})")
+    parts = [("Kaggle Training, grouped 5-fold CV", study.get("cv")), ("Kaggle Testing", study.get("testing")),
+             *study["external"].items()]
+    for label, r in parts:
+        if r:
+            print(f"  {label:<36} accuracy {r['accuracy']:.1%}  (majority class {r['majority_baseline']:.1%}, "
+                  f"n={r['n']})")
+    return 0
+
+
+def cmd_audit_labels(args) -> int:
+    from ..data import discover, resolve_data_root
+    from ..label_audit import audit_labels
+
+    root = resolve_data_root(args.data)
+    ds = discover(root)
+    samples = [s for name, ss in ds.splits.items() if name.lower() not in ("training", "train") or args.all
+               for s in ss]
+    rows = None
+    if args.model:
+        from ..evaluate import evaluate_samples
+        from ..predict import Predictor
+
+        rows = evaluate_samples(Predictor.load(args.model, tta=False), samples, root)["predictions"]
+    found = audit_labels(samples, root, rows)
+    if args.json:
+        print(json.dumps({"n": len(samples), "suspicious": found}, indent=1))
+        return 0
+    print(f"{len(found)} of {len(samples)} images to review in {root}:")
+    for f in found:
+        print(f"  {f['path']}  [{f['label']}]  " + "; ".join(f["reasons"]))
+    if rows:
+        flagged = {f["path"] for f in found}
+        kept = [r for r in rows if r["path"] not in flagged]
+        acc = lambda rr: sum(r["true"] == r["pred"] for r in rr) / max(len(rr), 1)  # noqa: E731
+        print(f"model accuracy: {acc(rows):.2%} on all {len(rows)}; {acc(kept):.2%} on the {len(kept)} not listed")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    d = sub.add_parser("dedup", help="report exact and near-duplicate images",
+                       description="Exact (same bytes) and near (difference-hash) duplicates within and across "
+                       "splits of DATA.")
+    d.add_argument("--data", help="dataset root (default: $BRAINCLF_DATA)")
+    d.add_argument("--threshold", type=int, default=None, help="Hamming distance out of 256 (default 12)")
+    d.add_argument("--show", type=int, default=10, help="example pairs to list per category")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dedup)
+
+    sc = sub.add_parser("shortcut", help="style-only baseline: how much of the class image style alone predicts",
+                        description="Fit a logistic regression on style features (size, colour mode, file size, "
+                                    "gray-level histogram) on Kaggle Training; score it in and out of source.")
+    sc.add_argument("--data", help="Kaggle root with Training/ and Testing/ (default: $BRAINCLF_DATA)")
+    sc.add_argument("--external", action="append", metavar="DIR", help="a labelled folder of another source")
+    sc.add_argument("--out", help="also write the results as JSON here")
+    sc.set_defaults(func=cmd_shortcut)
+
+    al = sub.add_parser("audit-labels", help="list images whose label a person should check",
+                        description="CT slices in an MRI dataset (bright skull ring) and, with --model, images "
+                                    "the model confidently assigns to another class. Lists; never relabels.")
+    al.add_argument("--data", help="folder of class sub-folders or a Training/Testing root")
+    al.add_argument("--model", help="a model that did not train on these images (for the disagreement signal)")
+    al.add_argument("--all", action="store_true", help="include a Training split too")
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_audit_labels)

@@ -1,0 +1,133 @@
+"""python -m brainclf evaluate, and the text report it prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import CLASS_NAMES
+from .common import CountBar, add_tta_flag, json_default
+
+
+def cmd_evaluate(args) -> int:
+    from ..data import resolve_data_root
+    from ..evaluate import evaluate_folder, record_external
+    from ..predict import Predictor
+
+    predictor = Predictor.load(args.model, tta=args.tta)
+    data = resolve_data_root(args.data)
+    bar = CountBar("evaluate")
+    report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external)
+    bar.close()
+    for err in report["unreadable"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    if args.record:
+        if not report.get("external"):
+            print("error: --record stores external validation; this folder was evaluated without it "
+                  "(pass --external)", file=sys.stderr)
+            return 2
+        print(f"recorded in {record_external(args.model, report)}", file=sys.stderr)
+    if args.json:
+        out = {k: v for k, v in report.items() if k != "predictions" or args.with_predictions}
+        if "external" in out and not args.with_predictions:
+            out["external"] = {k: v for k, v in out["external"].items() if k != "predictions"}
+        print(json.dumps(out, default=json_default))
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: dict) -> str:
+    lines = [f"model {report['model']['name']} {report['model']['version']} on {report.get('data', '')}",
+             f"n={report['n']}  accuracy={report['accuracy']:.4f}  loss={report['loss']:.4f}  "
+             f"macro AUC={report['macro_auc'] if report['macro_auc'] is None else round(report['macro_auc'], 4)}  "
+             f"ECE={report['ece']:.4f}" + (" (flip TTA on)" if report.get("tta") else ""), "",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for c, m in report["per_class"].items():
+        lines.append(f"{c:<12}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")
+    lines += ["", "confusion matrix (rows true, columns predicted):",
+              " " * 12 + "".join(f"{c[:10]:>11}" for c in CLASS_NAMES)]
+    for c, row in zip(CLASS_NAMES, report["confusion_matrix"]):
+        lines.append(f"{c:<12}" + "".join(f"{v:>11}" for v in row))
+    if report.get("bootstrap"):
+        lo, hi = report["bootstrap"]["accuracy"]
+        lines.insert(2, f"accuracy 95% bootstrap CI [{lo:.4f}, {hi:.4f}]")
+    if report.get("refer"):
+        r = report["refer"]
+        acc = "n/a" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.4f}"
+        lines.insert(3, f"refer rule (confidence < {format_thresholds(r['threshold'])}): coverage "
+                        f"{r['coverage']:.1%}, accepted accuracy {acc}, referred {r['referred']}")
+    clean = report.get("clean")
+    if clean:
+        lo, hi = clean["bootstrap"]["accuracy"] if clean.get("bootstrap") else (float("nan"),) * 2
+        lines.insert(4, f"clean subset (no near-duplicate in training): n={clean['n']}  "
+                        f"accuracy={clean['accuracy']:.4f} [95% CI {lo:.4f}, {hi:.4f}]")
+    elif report.get("clean_note"):
+        lines.insert(4, f"clean subset: {report['clean_note']}")
+    if report.get("excluded_trained_on"):
+        lines.insert(1, f"left out {report['excluded_trained_on']} images the model trained or validated on")
+    if report.get("external"):
+        lines += ["", *format_external(report["external"])]
+    if report["misclassified"]:
+        lines += ["", f"misclassified ({len(report['misclassified'])}):"]
+        for r in report["misclassified"][:50]:
+            lines.append(f"  {r['path']}: true {r['true']}, predicted {r['pred']} "
+                         f"({max(r['probs']):.1%})")
+    return "\n".join(lines)
+
+
+def format_thresholds(t) -> str:
+    if isinstance(t, dict):
+        return ", ".join(f"{c} {v:.3f}" for c, v in t.items())
+    return f"{t:.3f}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def format_external(ext: dict) -> list[str]:
+    """The external-validation block: membership, accuracy, tumour→"no tumour", per sequence."""
+    iv = ext.get("intervals") or {}
+    lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
+             f"  accuracy {_pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} (95% CI over {iv.get('groups', '?')} "
+             "case groups)",
+             f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
+             f"= {_pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
+             f"flagged: {ext['called_notumor_unflagged']} = {_pct(ext['called_notumor_unflagged_rate'])}"
+             f"{_ci(iv.get('called_notumor_unflagged_rate'))}",
+             f"  coverage (neither referred nor flagged) {_pct(ext['coverage'])}, accepted accuracy "
+             f"{_pct(ext['accepted_accuracy'])}",
+             "  recall: " + ", ".join(f"{c} {_pct(v)}" for c, v in ext["recall"].items())]
+    core = ext.get("t1c_tumours_and_normals")
+    if core:
+        lines.append(f"  T1C+ tumours + all normals: n={core['n']}  accuracy {_pct(core['accuracy'])}"
+                     f"{_ci((core.get('intervals') or {}).get('accuracy'))}")
+    for seq, m in ext.get("by_sequence", {}).items():
+        lines.append(f"  {seq:<8} n={m['n']:<5} accuracy {_pct(m['accuracy'])}  tumour→'no tumour' "
+                     f"{_pct(m.get('called_notumor_rate'))} (unflagged {_pct(m.get('called_notumor_unflagged_rate'))})")
+    return lines
+
+
+def add_parsers(sub) -> None:
+    e = sub.add_parser("evaluate", help="evaluate a model on a folder of class sub-folders",
+                       description="Accuracy, loss, per-class precision/recall/F1, confusion matrix, macro AUC, "
+                       "ECE and misclassified files of MODEL on DATA (class sub-folders).")
+    e.add_argument("--model", required=True, help="path to a .keras file with its .json card")
+    e.add_argument("--data", help="folder of class sub-folders (default: $BRAINCLF_DATA)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--with-predictions", action="store_true", help="include per-image predictions in --json")
+    e.add_argument("--external", action=argparse.BooleanOptionalAction, default=None,
+                   help="external-validation block (per sequence, tumour→'no tumour', case-group intervals); "
+                        "default: when the folder has a manifest.csv, lacks a class or is an extra training source")
+    e.add_argument("--record", action="store_true",
+                   help="store the external validation in the model's card (shown by the app)")
+    add_tta_flag(e)
+    e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
+                   "metrics (default: next to --data, or $BRAINCLF_DATA)")
+    e.set_defaults(func=cmd_evaluate)

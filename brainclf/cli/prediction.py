@@ -1,0 +1,113 @@
+"""python -m brainclf predict (files, or a folder streamed into a CSV, optionally sharded) and merge-csv."""
+
+from __future__ import annotations
+
+import csv
+import resource
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import ConfigError, ImageError
+from .common import add_tta_flag
+
+
+def cmd_predict(args) -> int:
+    from ..predict import Predictor
+
+    if args.shard is not None and not args.folder:
+        raise ConfigError("--shard splits a --folder: give --folder DIR --csv OUT with it.")
+    if args.shard is not None:
+        from ..shard import parse_shard
+
+        args.shard = parse_shard(args.shard)  # checked before the model is loaded
+    predictor = Predictor.load(args.model, tta=args.tta)
+    if args.folder:
+        return _predict_folder(predictor, args)
+    if not args.files:
+        raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
+    rows, failures = [], 0
+    for f in args.files:
+        try:
+            pred = predictor.predict(Path(f), name=str(f))
+        except ImageError as e:
+            failures += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        row = pred.as_row()
+        rows.append(row)
+        probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
+        refer = "  REFER: low confidence" if pred.referred else ""
+        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]{refer}")
+    if args.csv and rows:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
+    print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+def _predict_folder(predictor, args) -> int:
+    from ..batch_predict import predict_folder
+    from ..shard import iter_shard_files
+
+    if not args.csv:
+        raise ConfigError("--folder needs --csv OUT (results stream into it; re-running resumes).")
+    if not Path(args.folder).is_dir():
+        raise ConfigError(f"{args.folder} is not a folder.")
+    total = sum(1 for _ in iter_shard_files(args.folder, args.shard))
+    bar = tqdm(total=total, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(c):
+        bar.n = c["predicted"] + c["failed"] + c["skipped"]
+        bar.refresh()
+
+    counts = predict_folder(predictor, args.folder, args.csv, progress=progress, shard=args.shard)
+    bar.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    print(f"model {predictor.card.label}{shard}: {counts['predicted']} predicted, {counts['failed']} failed, "
+          f"{counts['skipped']} already in {args.csv}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
+    return 0 if not counts["failed"] else 1
+
+
+def cmd_merge_csv(args) -> int:
+    from ..shard import merge_csvs
+
+    report = merge_csvs(args.out, args.inputs, folder=args.folder)
+    shown = 20
+    for name, where in list(report.duplicates.items())[:shown]:
+        print(f"duplicate: {name} in {', '.join(where)}", file=sys.stderr)
+    if len(report.duplicates) > shown:
+        print(f"duplicate: ... and {len(report.duplicates) - shown} more", file=sys.stderr)
+    for name in (report.missing or [])[:shown]:
+        print(f"missing: {name}", file=sys.stderr)
+    if report.missing and len(report.missing) > shown:
+        print(f"missing: ... and {len(report.missing) - shown} more", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def add_parsers(sub) -> None:
+    pr = sub.add_parser("predict", help="class probabilities for image files",
+                        description="Print each file's class probabilities; bad files are reported and skipped.")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("files", nargs="*", metavar="FILE")
+    pr.add_argument("--folder", help="predict every image under this folder, streaming into --csv (resumable)")
+    pr.add_argument("--csv", help="also write the results to this CSV file")
+    pr.add_argument("--shard", metavar="I/N", help="with --folder: only the files whose path hash falls in shard I "
+                    "(0-based) of N, for N machines covering one folder (merge their CSVs with merge-csv)")
+    add_tta_flag(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("merge-csv", help="join the CSVs of sharded predict --folder runs",
+                       description="Write the rows of the shard CSVs into OUT (header once, sorted by file) and "
+                       "report files found in more than one shard and, with --folder, files found in none. "
+                       "Exit code 1 when there are any.")
+    m.add_argument("out", metavar="OUT", help="merged CSV to write")
+    m.add_argument("inputs", nargs="+", metavar="SHARD_CSV", help="CSVs written by predict --folder --shard")
+    m.add_argument("--folder", help="the predicted folder: also report its image files that no CSV covers")
+    m.set_defaults(func=cmd_merge_csv)

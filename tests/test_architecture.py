@@ -1,0 +1,176 @@
+"""The layering rules of ARCHITECTURE.md, checked on the source: no import cycles among brainclf's modules
+(top-level and function-level imports alike), brainclf never imports Streamlit, no module over 300 lines
+unless listed below with a reason, function-level imports only of the heavy libraries whose import time they
+save, and `python -m brainclf --help` never imports TensorFlow."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "brainclf"
+MAX_LINES = 300
+
+# Modules allowed over MAX_LINES, each with why.
+LONG_MODULES = {
+    "brainclf/train.py": "being split into brainclf/training/ on another branch (issue #15); drop it when that lands",
+}
+
+# What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras,
+# scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
+# brainclf modules that import TensorFlow at their top.
+LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
+           "brainclf.train", "brainclf.training", "brainclf.distributed")
+# Modules exempt from that rule, each with why.
+LAZY_EXEMPT = {
+    "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
+                    "a quick predict should not pay (see brainclf/cli/__init__.py)",
+    "brainclf.train": "being split into brainclf/training/ on another branch (issue #15)",
+    "brainclf.training": "that split lands separately (issue #15); hold it to this rule once it has",
+    "brainclf.jobs": "changed on the training branch (issue #15)",
+    "brainclf.analysis": "changed on the analysis branch (issue #15); move its imports up when that lands",
+}
+# Modules that may import TensorFlow/Keras when they are imported.
+TF_AT_IMPORT = ("brainclf.models", "brainclf.train", "brainclf.training", "brainclf.jobs")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, inside a function) for every import that runs: `if TYPE_CHECKING:` blocks are
+    skipped. Relative imports are resolved; `from pkg import mod` names the module when it is one."""
+    name = _module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = []
+
+    def visit(node, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((a.name, in_function) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join(package[:len(package) - child.level + 1] + ([child.module] if child.module else []))
+                for a in child.names:
+                    full = f"{base}.{a.name}"
+                    found.append((full if full in MODULES else base, in_function))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def _internal(target: str) -> str | None:
+    """The brainclf module an import names (its nearest enclosing module), or None for other libraries."""
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+IMPORTS = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def _graph(function_level: bool) -> dict[str, set[str]]:
+    graph = {}
+    for name, imports in IMPORTS.items():
+        targets = {_internal(t) for t, in_fn in imports if function_level or not in_fn}
+        graph[name] = {t for t in targets if t and t != name and t != "brainclf"}  # the base package: constants
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return out
+
+
+def test_the_package_imports_nothing_circular():
+    assert _cycles(_graph(function_level=True)) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_brainclf_never_imports_streamlit():
+    offenders = [f"{name} imports {t}" for name, imports in IMPORTS.items() for t, _ in imports
+                 if t == "streamlit" or t.startswith("streamlit.")]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_length(name):
+    rel = MODULES[name].relative_to(REPO).as_posix()
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= MAX_LINES or rel in LONG_MODULES, (
+        f"{rel} has {lines} lines (> {MAX_LINES}): split it where it has a seam, or list it in LONG_MODULES with why")
+
+
+def test_function_level_imports_only_save_start_up_time():
+    offenders = [f"{name}: {t}" for name, imports in IMPORTS.items() if not _under(name, LAZY_EXEMPT)
+                 for t, in_fn in imports if in_fn and not _under(t, LAZY_OK)]
+    assert offenders == [], ("import these at the top of the module (a function-level import is for heavy "
+                             "libraries only, see ARCHITECTURE.md)")
+
+
+def test_only_the_training_modules_import_tensorflow_when_imported():
+    graph = _graph(function_level=False)
+    direct = {name for name, imports in IMPORTS.items()
+              if any(_under(t, ("tensorflow", "keras")) for t, in_fn in imports if not in_fn)}
+    loads_tf = set(direct)
+    while True:
+        more = {name for name, deps in graph.items() if deps & loads_tf} - loads_tf
+        if not more:
+            break
+        loads_tf |= more
+    assert sorted(n for n in loads_tf if not _under(n, TF_AT_IMPORT)) == []
+
+
+def test_cli_help_does_not_import_tensorflow():
+    code = ("import sys; from brainclf.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
