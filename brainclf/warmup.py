@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .card import default_model
+from .errors import ConfigError
+from .predict import Predictor  # TensorFlow itself is imported when the model loads, in the background thread
+from .settings import load_settings
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -36,8 +41,6 @@ def _key(path: Path) -> tuple[str, float] | None:
 
 
 def _warm(path: Path):
-    from .predict import Predictor  # TensorFlow is imported here, in the background thread
-
     predictor = Predictor.load(path)
     # One prediction with Grad-CAM traces the compiled functions, so the user's first one does not.
     blank = Image.fromarray(np.zeros((predictor.contract.size, predictor.contract.size), np.uint8))
@@ -94,10 +97,6 @@ async def warm_default_model(_app):
     """st.App start-up hook: begin warming the default model of the server's models folder, then serve.
 
     Bad settings are not reported here: the app's first run shows them to the visitor (app.py)."""
-    from .card import default_model
-    from .errors import ConfigError
-    from .settings import load_settings
-
     try:
         start(default_model(load_settings().models_dir))
     except ConfigError as e:
