@@ -107,7 +107,7 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     assert (SHOTS / "case-report.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"),
+@pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"), ("model", "Models"),
                                           ("common", "brainclf — brain MRI tumour classifier")])
 def test_bookmark_as_the_first_request_of_a_fresh_server(browser, path, heading):
     """Issue #14: before anyone opened the root URL, Streamlit served the pages/ folder as a legacy
@@ -205,3 +205,29 @@ def test_gradcam_opens_full_size(page, server, real_data):
     assert plot.bounding_box()["height"] >= 600, plot.bounding_box()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
+
+
+def test_gradcam_follows_the_new_upload_not_the_removed_one(browser, server, real_data):
+    """Issue #14: upload a meningioma, remove it, upload a pituitary slice: the heading said Pituitary but the
+    map was titled and computed for Meningioma (the class selector was keyed by its position in the list)."""
+    from playwright.sync_api import expect
+
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    pituitary = next(r for r in card["test_predictions"] if r["true"] == r["pred"] == "pituitary")
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    try:
+        _open(pg, server, "predict", "Predict")
+        upload = pg.locator("input[type=file]").first
+        upload.set_input_files(str(_testing_meningioma(real_data)))
+        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma").first).to_be_visible(
+            timeout=60_000)
+        pg.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
+        expect(pg.get_by_test_id("stFileChip")).to_have_count(0)
+        upload.set_input_files(str(real_data / pituitary["path"]))
+        heading = pg.get_by_role("heading", name=Path(pituitary["path"]).name)
+        expect(heading).to_contain_text("Pituitary", timeout=60_000)
+        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Pituitary").first).to_be_visible()
+        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma")).to_have_count(0)
+    finally:
+        pg.close()
