@@ -38,7 +38,7 @@ def cmd_train(args) -> int:
 
     from .data import resolve_data_root
     from .sources import parse_extra_data
-    from .train import TrainConfig, TrainProgress, train
+    from .training import TrainConfig, TrainProgress, train
 
     sources = [parse_extra_data(spec) for spec in args.extra_data or []]
     config = TrainConfig(

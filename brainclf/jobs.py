@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BrainclfError
-from .train import TrainConfig, TrainingCancelled, TrainProgress, train
+from .training import TrainConfig, TrainingCancelled, TrainProgress, train
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from brainclf import PRECISIONS
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.model_files import remove_model
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
-from brainclf.train import PRECISIONS, TrainConfig
+from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
     available_models,

@@ -8,7 +8,7 @@ import pytest
 
 from brainclf.errors import BrainclfError, ConfigError
 from brainclf.jobs import JobStatus, TrainingJobs
-from brainclf.train import TrainConfig
+from brainclf.training import TrainConfig
 
 
 @pytest.fixture(autouse=True)
