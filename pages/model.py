@@ -130,6 +130,19 @@ if who.can("train"):
     training_form()
 
 
+def resume_button(s) -> None:
+    """"Resume training NAME" for the owner or an admin, when the last run stopped with a state to go on from."""
+    admin = who.can("cancel_any_training")
+    if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
+        return
+    if st.button(f"Resume training {s.name}", key="resume_train", icon=":material/play_arrow:"):
+        try:
+            jobs.resume(who.user_id, admin=admin)
+            st.toast(f"Training {s.name} resumed")
+        except BrainclfError as e:
+            st.error(public(e))
+
+
 @st.fragment(run_every=1.0)
 def training_panel():
     s = jobs.status
@@ -141,13 +154,9 @@ def training_panel():
     mine = s.may_cancel(who.user_id)  # the owner sees the reason of a failure; admins too
     by = "" if mine or who.local else f" (started by {s.owner_label})"
     if s.active:
-        if p and p.stage == "training" and p.epochs:
-            done = (p.epoch + p.batch / max(p.batches, 1) * (p.batch < p.batches)) / p.epochs
-            eta = p.elapsed_s / done - p.elapsed_s if done > 0 else 0
-            st.progress(min(done, 1.0), text=f"Training **{s.name}**{by}: epoch {p.epoch}/{p.epochs}, "
-                        f"batch {p.batch}/{p.batches} — {p.elapsed_s:.0f}s elapsed, ~{eta:.0f}s left")
-        else:
-            st.progress(0.0, text=f"{s.name}{by}: {public(p.message) if p else 'starting…'}")
+        what = "Training" if p and p.stage == "training" else "Preparing" if p and p.stage == "preparing" else ""
+        text = public(p.text()) if p else "starting…"
+        st.progress(p.fraction_done() if p else 0.0, text=f"{what} **{s.name}**{by}: {text}".strip())
         if s.may_cancel(who.user_id, who.can("cancel_any_training")):
             if st.button("Cancel training", key="cancel_train"):
                 try:
@@ -159,12 +168,16 @@ def training_panel():
             st.caption("Only the person who started this training, or an admin, can cancel it.")
     elif s.state == "done":
         st.success(f"Trained {s.name}. Select it in the sidebar.")
+    elif s.state == "cancelled" and p and p.stage == "cancelled":
+        st.warning(f"Training {s.name}{by} was cancelled after {p.epoch} of {p.epochs} epochs.")
     elif s.state == "cancelled":
         st.warning(public(s.error))
     elif mine or who.is_admin:
         st.error(f"Training {s.name} failed: {public(s.error)}")
     else:
         st.error(f"Training {s.name}{by} failed.")
+    if not s.active:
+        resume_button(s)
     if p and p.history.get("loss"):
         st.plotly_chart(history_figure(p.history), key="live_history")
 
