@@ -134,6 +134,7 @@ def _fit(session: Session, config: TrainConfig, state: RunState, splits, sources
     keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable
     train_s, val_s, _ = splits
     arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0))
+    prep.report("Building the model and the input pipeline", 1.0, force=True)  # seconds on a fresh process
     dist, drop, steps = _distribute(session, config, state, len(arrays.x_tr))
     with dist.scope():
         model = load_or_build(config, config.contract(), session.run_dir, state, steps)
