@@ -83,7 +83,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
                               finish_now, sources)
     session = Session.open(name, run_dir, strategy, progress)
     root = Path(data)
-    prep = Preparation(session.say, session.t0)
+    prep = Preparation(session.say)
     state = saved_state(session.run_dir, config, resume)
     if state:
         splits = saved_split(state, root, sources)

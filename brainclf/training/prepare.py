@@ -64,8 +64,8 @@ class Preparation:
     """Sends "preparing" reports whose `fraction` grows from 0 to 1 over the phases of the preparation (finding
     near-duplicate groups, decoding images), one per REPORT_STEP, never going back."""
 
-    def __init__(self, hook: Callable[..., None] | None, t0: float):
-        self.hook, self.t0, self.sent = hook, t0, -1.0
+    def __init__(self, hook: Callable[..., None] | None):
+        self.hook, self.sent = hook, -1.0  # hook(stage, message, fraction=…): Session.say
 
     def report(self, message: str, fraction: float, force: bool = False) -> None:
         if self.hook and (force or fraction >= self.sent + REPORT_STEP or fraction >= 1.0 > self.sent):
