@@ -17,5 +17,5 @@ DISPLAY_NAMES = {
 # TensorFlow import.
 ARCHITECTURE_NAMES = ("seed", "compact_cnn", "compact_cnn_wide", "compact_cnn_x2")
 DEFAULT_ARCHITECTURE = "compact_cnn"
-# Training arithmetic (brainclf.train.TrainConfig.precision); the saved model is float32 either way.
+# Training arithmetic (brainclf.training.TrainConfig.precision); the saved model is float32 either way.
 PRECISIONS = ("float32", "mixed_bfloat16")

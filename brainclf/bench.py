@@ -115,7 +115,7 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precis
     import keras
 
     from .models import build_model, dtype_policy, get_architecture
-    from .train import TrainConfig, _tf_dataset
+    from .training import TrainConfig, tf_dataset
 
     config = TrainConfig(architecture=arch)
     contract = contract or get_architecture(arch).default_contract
@@ -124,7 +124,7 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precis
     with dtype_policy(precision):  # an ensemble's members train one after the other: same work per epoch
         model = build_model(arch, contract)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
-    ds = iter(_tf_dataset(x, y, config, training=True).repeat())
+    ds = iter(tf_dataset(x, y, config, training=True).repeat())
     for _ in range(3):
         model.train_on_batch(*next(ds))
     t = time.perf_counter()

@@ -3,8 +3,8 @@
 Keras 3's Model.fit rejects a dataset distributed by this strategy (keras-team/keras#20585: "Attempt to convert
 a value (PerReplica…) to a Tensor"), so the epochs run in TensorFlow's custom-training-loop form instead:
 strategy.experimental_distribute_dataset, a tf.function step around strategy.run, tf.nn.compute_average_loss
-over the global batch and strategy.reduce. The end of every epoch is train._EpochEnd, the same code Model.fit's
-callback calls, so history, checkpoints, early stopping and state.json work as for one process.
+over the global batch and strategy.reduce. The end of every epoch is brainclf.training.callbacks.EpochEnd, the same
+code Model.fit's callback calls, so history, checkpoints, early stopping and state.json work as for one process.
 
 Every worker runs the same command. Only the chief (task type "chief", or worker 0 when the cluster has no
 chief) writes the run dir; the others write their checkpoints to a scratch dir (saving may involve collectives,
@@ -115,7 +115,8 @@ def batch_sizes(n: int, batch: int, drop_remainder: bool) -> list[int]:
 # Over 50 lines: the replica step and its tf.function are closures over the model and the strategy; kept together.
 def fit(model, strategy, dataset, sizes: list[int], epochs: int, initial_epoch: int, end, cancel) -> bool:
     """Train `model` (compiled; built under `strategy`) on `dataset` of (x, y) or (x, y, sample weight) batches,
-    whose global sizes are `sizes`, from `initial_epoch` to `epochs`; `end` (train._EpochEnd) after each epoch.
+    whose global sizes are `sizes`, from `initial_epoch` to `epochs`; `end` (training.callbacks.EpochEnd) after each
+    epoch.
     Returns True if cancelled (on any worker: every worker stops at the same step)."""
     import keras
     import tensorflow as tf
@@ -162,6 +163,6 @@ def fit(model, strategy, dataset, sizes: list[int], epochs: int, initial_epoch: 
         # difference cannot leave one worker waiting in a collective for a worker that has stopped.
         if gather(strategy, [float(stop)]).max() > 0:
             if not stop:
-                end.state.update(stopped_early=True, stopped_reason="early stopping on another worker")
+                end.state.stop("early stopping on another worker")
             return False
     return False

@@ -82,3 +82,9 @@ def randomisation_check(predictor, x: np.ndarray, seed: int = 1) -> dict:
         else:
             rhos.append(float(spearmanr(a.ravel(), b.ravel())[0]))
     return {"n": int(len(x)), "mean_spearman": float(np.mean(rhos)), "max_spearman": float(np.max(rhos))}
+
+
+def measure_faithfulness(predictor, x: np.ndarray, seed: int = 0) -> dict:
+    """A card's `faithfulness`: the Grad-CAM deletion test and the model-randomisation check on images `x`
+    (a stratified subset of the test split, chosen by the caller)."""
+    return {"deletion": deletion_test(predictor, x, seed), "randomisation": randomisation_check(predictor, x, seed)}

@@ -3,7 +3,8 @@
 The app keeps one TrainingJobs instance for the whole process (st.cache_resource), so every session
 sees the same job, and a training never blocks another session's predictions.
 
-Every job has an owner (the user id of whoever started it): only the owner or an admin may cancel it. A
+Every job has an owner (the user id of whoever started it): only the owner or an admin may cancel it, or resume
+it once cancelled or interrupted (a failed run whose run dir holds a state: train() goes on from there). A
 training that crashes keeps one line for users; its traceback goes to the server log (logging), never into
 the status that pages show.
 """
@@ -15,12 +16,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import BrainclfError
+from .limits import validate_model_name
 
-if TYPE_CHECKING:  # the training code imports TensorFlow: pages that only show job status must not wait for it
-    from .train import TrainConfig, TrainProgress
+# Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
+# training thread imports it when a training starts).
+from .training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from .training.state import saved_state
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +38,25 @@ class JobStatus:
     started: float = field(default_factory=time.time)
     owner: str = ""  # user id of whoever started it (brainclf.access.Identity.user_id)
     owner_label: str = ""  # their name or e-mail, for the page
+    run_dir: Path | None = None  # the run's folder: its state.json is the resume point
+    request: dict = field(default_factory=dict, repr=False)  # config, data, models_dir: what resume() restarts
 
     def may_cancel(self, user_id: str, admin: bool = False) -> bool:
-        """Only the owner or an admin cancels a training."""
+        """Only the owner or an admin cancels a training, or resumes it."""
         return admin or (bool(user_id) and user_id == self.owner)
+
+    def resumable(self) -> bool:
+        """Cancelled or failed, and its run dir (or an ensemble's first member's) holds a state saved with the same
+        config to go on from."""
+        if self.state not in ("cancelled", "failed") or self.run_dir is None or "config" not in self.request:
+            return False
+        config = self.request["config"]
+        members = config.member_configs()
+        places = [(self.run_dir, config)] + ([(self.run_dir / "member0", members[0])] if len(members) > 1 else [])
+        try:
+            return any(saved_state(d, c, resume=True) is not None for d, c in places)
+        except (BrainclfError, OSError, ValueError):  # another config, an unreadable or broken state
+            return False
 
     @property
     def active(self) -> bool:
@@ -61,12 +79,17 @@ class TrainingJobs:
         """Start a training in a background thread; refuses a second one while the first runs. `owner` (a user
         id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s."""
         config.validate()  # bad settings fail here, in the caller, with a clear message
+        validate_model_name(name)  # the rule train() and the card apply, before a thread is started
+        if (Path(models_dir) / f"{name}.keras").exists():
+            raise BrainclfError(f"A model named {name} already exists; choose another name.")
         with self._lock:
             if self.status is not None and self.status.active:
                 raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
                                     "wait for it or cancel it first.")
             self._cancel = threading.Event()
-            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner)
+            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner,
+                               run_dir=Path(run_dir) if run_dir else runs_dir() / name,
+                               request={"config": config, "data": data, "models_dir": models_dir})
             self.status = status
             cancel = self._cancel
 
@@ -76,7 +99,7 @@ class TrainingJobs:
                 status.state = "running"
 
         def run():
-            from .train import TrainingCancelled, train
+            from .training.loop import train  # TensorFlow: imported by the training thread, not the page
 
             try:
                 status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
@@ -110,6 +133,24 @@ class TrainingJobs:
             if status is not None:
                 logger.info("training %s cancelled by %s", status.name, user_id or "-")
             self._cancel.set()
+
+    def resume(self, user_id: str, admin: bool = False) -> JobStatus:
+        """Start the last training again from its run dir's state (train() resumes from the last finished epoch),
+        for the same owner.
+
+        Raises:
+            BrainclfError: nothing to resume (no training, one still running, or no state to go on from), or
+                `user_id` neither started it nor is an admin.
+        """
+        with self._lock:
+            last = self.status
+        if last is None or not last.resumable():
+            raise BrainclfError("There is no cancelled or interrupted training with a saved state to resume.")
+        if not last.may_cancel(user_id, admin):
+            raise BrainclfError("Only the person who started this training, or an admin, can resume it.")
+        logger.info("training %s resumed by %s", last.name, user_id or "-")
+        return self.start(last.request["config"], last.request["data"], last.name, last.request["models_dir"],
+                          owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir)
 
     def wait(self, timeout: float | None = None) -> JobStatus | None:
         if self._thread is not None:

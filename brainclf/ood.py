@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .preprocess import to_model_input
+
 COLOUR_THRESHOLD = 15.0  # Hasler-Süsstrunk colourfulness; grayscale = 0, natural photos ~ 30-100
 QUANTILE = 0.998
 FOLDS = 5
@@ -153,3 +155,30 @@ def non_mri_images(seed: int = 0) -> list[tuple[str, Image.Image]]:
                   fill=int(rng.integers(80, 256)))
         out.append((f"shapes_{k}", img))
     return out
+
+
+def fit_guard(predictor, x_train: np.ndarray, x_val: np.ndarray, x_test: np.ndarray | None = None,
+              seed: int = 0) -> dict:
+    """A card's `ood`: the feature-distance guard fitted on training images (threshold from validation), measured
+    on the test images (when given) and on synthetic non-MRI images. `predictor` gives the features
+    (brainclf.predict.Predictor: raw_probs_and_features, ood_layers, contract)."""
+
+    _, f_tr = predictor.raw_probs_and_features(x_train, tta=False)
+    _, f_va = predictor.raw_probs_and_features(x_val, tta=False)
+    guard = fit_feature_model(f_tr, f_va, layers=predictor.ood_layers, seed=seed)
+    guard["fitted_on"] = f"{len(x_train)} training images (features); threshold: {guard['threshold_from']}"
+    measured = {}
+    if x_test is not None:
+        _, f_te = predictor.raw_probs_and_features(x_test, tta=False)
+        flags = [check(None, f, guard)[0] for f in f_te]
+        measured["test_flagged"] = int(sum(flags))
+        measured["test_n"] = len(flags)
+    flagged = []
+    for name, img in non_mri_images(seed):
+        _, f = predictor.raw_probs_and_features(to_model_input(img, predictor.contract), tta=False)
+        flagged.append((name, check(img, f[0], guard)[0]))
+    measured["non_mri_n"] = len(flagged)
+    measured["non_mri_flagged"] = int(sum(f for _, f in flagged))
+    measured["non_mri_missed"] = [n for n, f in flagged if not f]
+    guard["measured"] = measured
+    return guard

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import CLASS_NAMES
+from .metrics import expected_calibration_error
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -133,3 +134,30 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int
         rec = np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan)
         out["recall"][c] = np.nanpercentile(rec, [2.5, 97.5]).tolist() if np.isfinite(rec).any() else None
     return out
+
+
+def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,
+                    target_accuracy: float = 0.999) -> dict:
+    """A card's `calibration`: temperature scaling and the refer rule fitted on validation for each way of
+    running the model, and whether flip TTA is the default.
+
+    `by_mode` maps a key suffix ("" without flip TTA, "_tta" with it) to (labels, uncalibrated probabilities)
+    of the validation images; `fitted_on` says which images those are.
+    """
+
+    cal = {"fitted_on": fitted_on, "refer_target_accuracy": target_accuracy}
+    for suffix, (y, raw) in by_mode.items():
+        t = fit_temperature(y, raw)
+        probs = apply_temperature(raw, t)
+        cal[f"temperature{suffix}"] = t
+        cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
+        cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
+        cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, target_accuracy)
+        cal[f"refer_thresholds{suffix}"] = choose_refer_thresholds(y, probs, target_accuracy)
+        cal[f"val_nll{suffix}"] = nll(y, probs)
+        cal[f"val_accuracy{suffix}"] = float((probs.argmax(1) == y).mean()) if len(y) else 0.0
+    # How the model is run unless the user says otherwise: with flip TTA only if that lowers the
+    # calibrated validation loss (chosen on validation, like every other setting in the card).
+    if "" in by_mode and "_tta" in by_mode:
+        cal["tta_default"] = bool(cal["val_nll_tta"] < cal["val_nll"])
+    return cal

@@ -5,12 +5,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from brainclf import PRECISIONS
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.model_files import remove_model
 from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
-from brainclf.train import PRECISIONS, TrainConfig
+from brainclf.training.config import TrainConfig
 from pages.common import (
     active_model_path,
     available_models,
@@ -109,24 +110,33 @@ def training_form() -> None:
         submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
     if not submitted:
         return
-    if not name.strip() or not name.replace("_", "").replace("-", "").isalnum():
-        st.error("Model name must be letters, digits, '-' or '_'.")
-    elif (MODELS_DIR / f"{name}.keras").exists():
-        st.error(f"A model named {name} already exists; choose another name.")
-    else:
-        train_config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
-                                   batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
-                                   precision=precision)
-        try:
-            jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
-                       owner_label=who.label, run_dir=config.runs_dir / name)
-            st.toast(f"Training {name} started")
-        except BrainclfError as e:
-            st.error(public(e))
+    train_config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
+                               batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
+                               precision=precision)
+    try:
+        # jobs.start checks the name (brainclf.limits' rule) and that no model has it yet
+        jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
+                   owner_label=who.label, run_dir=config.runs_dir / name)
+        st.toast(f"Training {name} started")
+    except BrainclfError as e:
+        st.error(public(e))
 
 
 if who.can("train"):
     training_form()
+
+
+def resume_button(s) -> None:
+    """"Resume training NAME" for the owner or an admin, when the last run stopped with a state to go on from."""
+    admin = who.can("cancel_any_training")
+    if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
+        return
+    if st.button(f"Resume training {s.name}", key="resume_train", icon=":material/play_arrow:"):
+        try:
+            jobs.resume(who.user_id, admin=admin)
+            st.toast(f"Training {s.name} resumed")
+        except BrainclfError as e:
+            st.error(public(e))
 
 
 @st.fragment(run_every=1.0)
@@ -140,13 +150,9 @@ def training_panel():
     mine = s.may_cancel(who.user_id)  # the owner sees the reason of a failure; admins too
     by = "" if mine or who.local else f" (started by {s.owner_label})"
     if s.active:
-        if p and p.stage == "training" and p.epochs:
-            done = (p.epoch + p.batch / max(p.batches, 1) * (p.batch < p.batches)) / p.epochs
-            eta = p.elapsed_s / done - p.elapsed_s if done > 0 else 0
-            st.progress(min(done, 1.0), text=f"Training **{s.name}**{by}: epoch {p.epoch}/{p.epochs}, "
-                        f"batch {p.batch}/{p.batches} — {p.elapsed_s:.0f}s elapsed, ~{eta:.0f}s left")
-        else:
-            st.progress(0.0, text=f"{s.name}{by}: {public(p.message) if p else 'starting…'}")
+        what = "Training" if p and p.stage == "training" else "Preparing" if p and p.stage == "preparing" else ""
+        text = public(p.text()) if p else "starting…"
+        st.progress(p.fraction_done() if p else 0.0, text=f"{what} **{s.name}**{by}: {text}".strip())
         if s.may_cancel(who.user_id, who.can("cancel_any_training")):
             if st.button("Cancel training", key="cancel_train"):
                 try:
@@ -158,12 +164,16 @@ def training_panel():
             st.caption("Only the person who started this training, or an admin, can cancel it.")
     elif s.state == "done":
         st.success(f"Trained {s.name}. Select it in the sidebar.")
+    elif s.state == "cancelled" and p and p.stage == "cancelled":
+        st.warning(f"Training {s.name}{by} was cancelled after {p.epoch} of {p.epochs} epochs.")
     elif s.state == "cancelled":
         st.warning(public(s.error))
     elif mine or who.is_admin:
         st.error(f"Training {s.name} failed: {public(s.error)}")
     else:
         st.error(f"Training {s.name}{by} failed.")
+    if not s.active:
+        resume_button(s)
     if p and p.history.get("loss"):
         st.plotly_chart(history_figure(p.history), key="live_history")
 

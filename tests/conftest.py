@@ -76,7 +76,7 @@ def synthetic_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, synthetic_dataset):
     """(model path, run dir, models dir) of a 1-epoch compact_cnn trained on the synthetic dataset."""
-    from brainclf.train import TrainConfig, train
+    from brainclf.training import TrainConfig, train
 
     base = tmp_path_factory.mktemp("smoke")
     models_dir, run_dir = base / "models", base / "run"

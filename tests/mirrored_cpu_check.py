@@ -91,7 +91,7 @@ def train_mirrored(data: str) -> dict:
     """One epoch of brainclf's train(strategy="mirrored") with the seed architecture on `data`."""
     import tempfile
 
-    from brainclf.train import TrainConfig, train
+    from brainclf.training import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment=False, seed=SEED)
@@ -103,7 +103,7 @@ def train_mirrored(data: str) -> dict:
 
 
 def main() -> int:
-    from brainclf.train import distribution_strategy
+    from brainclf.training import distribution_strategy
 
     if sys.argv[1:2] == ["train"]:
         result = train_mirrored(sys.argv[2])

@@ -202,3 +202,71 @@ def test_a_failed_training_shows_its_reason_to_the_owner_only(server_settings, f
     at = run_page(app_as(signed_in("researcher")), "model")
     (message,) = [e.value for e in at.error if "theirs" in e.value]
     assert "secret reason" not in message and "started by Someone" in message
+
+
+def test_the_training_panel_shows_the_running_epoch_one_based_and_the_time_left(server_settings, foreign_job):
+    from brainclf.training import TrainProgress
+
+    # 5 of 40 batches of the first epoch in 10 s of training, after 90 s of preparation: ~80 s per epoch.
+    progress = TrainProgress("training", epoch=0, epochs=30, batch=5, batches=40, elapsed_s=100.0,
+                             train_elapsed_s=10.0)
+    foreign_job.status = JobStatus(name="mine", state="running", owner="sub:sub-researcher", progress=progress)
+    at = run_page(app_as(signed_in("researcher")), "model")
+    (bar,) = at.progress
+    assert bar.proto.text.startswith("Training **mine**: epoch 1/30, batch 5/40")
+    assert f"~{progress.eta_s():.0f}s left" in bar.proto.text and progress.eta_s() == pytest.approx(2390.0)
+    assert bar.proto.value == int(progress.fraction_done() * 100)
+    foreign_job.status.progress = TrainProgress("preparing", message="Loading 40 images", fraction=0.4)
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert at.progress[0].proto.text == "Preparing **mine**: Loading 40 images (40%)"
+    assert at.progress[0].proto.value == 40
+
+
+@pytest.fixture
+def cancelled_job(foreign_job, tmp_path, monkeypatch):
+    """A cancelled training of sub:sub-researcher whose run dir holds a state; resume() only records its caller."""
+    from brainclf.training import TrainConfig, TrainProgress
+    from brainclf.training.state import RunState
+
+    config = TrainConfig(image_size=32, epochs=3, batch_size=8)
+    run_dir = tmp_path / "runs" / "mine"
+    run_dir.mkdir(parents=True)
+    RunState(config=config.to_dict(), contract={}, train_files=[], val_files=[], test_files=[], fingerprint={},
+             started="", epoch=1).save(run_dir)
+    foreign_job.status = JobStatus(
+        name="mine", state="cancelled", owner="sub:sub-researcher", owner_label="R", run_dir=run_dir,
+        request={"config": config, "data": tmp_path, "models_dir": tmp_path / "models"},
+        progress=TrainProgress("cancelled", epoch=1, epochs=3),
+        error=f"Training cancelled after 1 epochs (resumable from {run_dir}).")
+    calls = []
+    monkeypatch.setattr(foreign_job, "resume", lambda user_id, admin=False: calls.append((user_id, admin)))
+    return foreign_job, calls
+
+
+def test_the_owner_resumes_a_cancelled_training_from_the_model_page(server_settings, cancelled_job, monkeypatch):
+    jobs, calls = cancelled_job
+    at = run_page(app_as(signed_in("researcher")), "model")
+    (message,) = [w.value for w in at.warning if "mine" in w.value]
+    assert message == "Training mine was cancelled after 1 of 3 epochs."
+    assert "Resume training mine" in [b.label for b in at.button]
+    assert not any(str(jobs.status.run_dir) in e.value for e in (*at.warning, *at.error, *at.caption))
+    # AppTest starts every run of a switched-to page in Streamlit's legacy pages/ mode, and route_through_app's
+    # reroute would drop the click; a real server reroutes only its first request.
+    import pages.common
+
+    monkeypatch.setattr(pages.common, "route_through_app", lambda once_per_session=False: None)
+    at.button(key="resume_train").click().run()
+    assert calls == [("sub:sub-researcher", False)]
+
+
+def test_only_the_owner_or_an_admin_sees_resume_and_only_with_a_state(server_settings, cancelled_job, tmp_path):
+    jobs, _ = cancelled_job
+    at = run_page(app_as(signed_in("admin")), "model")
+    assert "Resume training mine" in [b.label for b in at.button]
+    jobs.status.owner = "sub:someone-else"
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert "Resume training mine" not in [b.label for b in at.button]
+    jobs.status.owner = "sub:sub-researcher"
+    (jobs.status.run_dir / "state.json").unlink()  # nothing to go on from
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert "Resume training mine" not in [b.label for b in at.button]

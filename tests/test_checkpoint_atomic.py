@@ -14,17 +14,18 @@ def epoch_end_callback(run_dir):
     """The training callback around a tiny compiled model (no dataset, no fit), as train() builds it."""
     import keras
 
-    from brainclf.train import _EpochEnd, _fit_callback
+    from brainclf.training.callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
+    from brainclf.training.state import RunState
 
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.random((8, 4, 4, 1), np.float32)
-    state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "best_val_loss": float("inf"), "best_epoch": 0,
-             "patience": 5}
-    end = _EpochEnd(None, state, run_dir, epochs=3, batches=1, t0=time.time(), x_recal=x, x_va=x,
-                    y_va=np.arange(8) % 4, va_source=np.array([""] * 8))
-    cb = _fit_callback(end, None)
+    state = RunState(config={}, contract={}, train_files=[], val_files=[], test_files=[], fingerprint={},
+                     started="", best_val_loss=float("inf"), patience=5)
+    end = EpochEnd(SourceBalancedValidation(x_recal=x, x_va=x, y_va=np.arange(8) % 4, va_source=np.array([""] * 8)),
+                   Checkpoints(state, run_dir), ProgressReport(None, epochs=3, batches=1, t0=time.time()))
+    cb = FitCallback(end, None)
     cb.set_model(model)
     return cb, model
 

@@ -12,7 +12,7 @@ import pytest
 
 from brainclf import CLASS_NAMES
 from brainclf.jobs import TrainingJobs
-from brainclf.train import TrainConfig
+from brainclf.training import TrainConfig
 
 N_THREADS, ROUNDS = 8, 3
 

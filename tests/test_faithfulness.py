@@ -64,3 +64,11 @@ def test_randomisation_check_range(smoke_predictor, inputs):
     for w, w0 in zip(smoke_predictor.model.get_weights(), weights_before):
         np.testing.assert_array_equal(w, w0)
     np.testing.assert_allclose(smoke_predictor.raw_probs(inputs), probs_before, atol=1e-6)
+
+
+def test_measure_faithfulness_is_both_checks_on_the_given_images(smoke_predictor, inputs):
+    from brainclf.faithfulness import measure_faithfulness
+
+    out = measure_faithfulness(smoke_predictor, inputs[:4], seed=3)
+    assert out == {"deletion": deletion_test(smoke_predictor, inputs[:4], 3),
+                   "randomisation": randomisation_check(smoke_predictor, inputs[:4], 3)}

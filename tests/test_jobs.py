@@ -8,7 +8,7 @@ import pytest
 
 from brainclf.errors import BrainclfError, ConfigError
 from brainclf.jobs import JobStatus, TrainingJobs
-from brainclf.train import TrainConfig
+from brainclf.training import TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +115,59 @@ def test_failure_in_thread_is_reported(tmp_path):
     assert status.state == "failed"
     assert status.error
     assert not jobs.busy()
+
+
+def test_a_cancelled_training_resumes_from_its_last_epoch_and_finishes(synthetic_dataset, tmp_path, isolated_runs,
+                                                                       monkeypatch):
+    import json
+
+    import brainclf.jobs
+
+    real_train = brainclf.jobs.train
+    events = []
+    jobs = TrainingJobs()
+
+    def recording_train(*args, progress=None, **kwargs):  # the job's own hook, plus a record of every report
+        def hook(p):
+            events.append(p)
+            progress(p)
+            if p.epoch_end and p.epoch == 1 and not resumed:
+                jobs.cancel("sub:alice")  # right after epoch 1: the next batch stops it
+        return real_train(*args, progress=hook, **kwargs)
+
+    monkeypatch.setattr(brainclf.jobs, "train", recording_train)
+    resumed = False
+    status = jobs.start(tiny(epochs=3, augment=False), synthetic_dataset, "resumable",
+                        models_dir=tmp_path / "models", owner="sub:alice")
+    jobs.wait(timeout=300)
+    assert status.state == "cancelled", status.error
+    assert status.run_dir == isolated_runs / "resumable" and status.resumable()
+    assert json.loads((status.run_dir / "state.json").read_text())["epoch"] == 1
+    with pytest.raises(BrainclfError, match="Only the person who started"):
+        jobs.resume("sub:bob")
+    assert jobs.status is status  # a refused resume starts nothing
+
+    resumed, first_session = True, len(events)
+    again = jobs.resume("sub:alice")
+    assert again is not status and again.owner == "sub:alice" and again.name == "resumable"
+    jobs.wait(timeout=300)
+    assert again.state == "done", again.error
+    later = [p for p in events[first_session:] if p.stage == "training"]
+    assert later and {p.first_epoch for p in later} == {1}  # went on from epoch 1, not from 0
+    assert [p.epoch for p in later if p.epoch_end] == [2, 3]
+    assert later[0].current_epoch() == 2
+    card = json.loads(again.result.with_suffix(".json").read_text())
+    assert card["training"]["epochs_run"] == 3 and len(card["training"]["history"]["loss"]) == 3
+    assert not again.resumable()  # done: nothing left to resume
+    with pytest.raises(BrainclfError, match="no cancelled or interrupted training"):
+        jobs.resume("sub:alice")
+
+
+def test_a_failure_before_any_state_is_not_resumable(tmp_path):
+    jobs = TrainingJobs()
+    status = jobs.start(tiny(), tmp_path / "no-such-dataset", "missing", models_dir=tmp_path / "models",
+                        owner="sub:alice")
+    jobs.wait(timeout=120)
+    assert status.state == "failed" and not status.resumable()
+    with pytest.raises(BrainclfError, match="no cancelled or interrupted training"):
+        jobs.resume("sub:alice")

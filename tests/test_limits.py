@@ -43,7 +43,7 @@ def test_error_type_can_be_chosen():
 
 
 def test_training_refuses_a_bad_name_before_any_work(tmp_path, monkeypatch):
-    from brainclf.train import TrainConfig, train
+    from brainclf.training import TrainConfig, train
 
     monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
     # The data folder does not exist: a name checked late would fail on the data (or train, then fail at saving).

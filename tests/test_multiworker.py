@@ -48,7 +48,7 @@ def test_loop_matches_model_fit_on_one_device():
     def dataset():
         return tf.data.Dataset.from_tensor_slices((x, y, w)).batch(batch)
 
-    class End:  # stands in for train._EpochEnd
+    class End:  # stands in for brainclf.training.callbacks.EpochEnd
         def begin(self):
             pass
 

@@ -198,3 +198,19 @@ def test_non_mri_images_seeded():
     assert [n for n, _ in a] == [n for n, _ in b]
     for (_, x), (_, y) in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_fit_guard_fits_on_training_features_and_measures_test_and_non_mri(smoke_predictor, make_image):
+    """brainclf.ood.fit_guard, as brainclf.training.finalize calls it for a card's `ood`."""
+    from brainclf.ood import fit_guard, non_mri_images
+
+    classes = ("glioma", "meningioma", "notumor", "pituitary")
+    x = np.stack([smoke_predictor.preprocess(make_image(c, seed=200 + i)) for i in range(10) for c in classes])
+    guard = fit_guard(smoke_predictor, x[:24], x[24:32], x[32:], seed=0)
+    assert guard["fitted_on"].startswith("24 training images (features)")
+    assert guard["layers"] == list(smoke_predictor.ood_layers)
+    measured = guard["measured"]
+    assert measured["test_n"] == 8 and 0 <= measured["test_flagged"] <= 8
+    assert measured["non_mri_n"] == len(non_mri_images(0))
+    assert measured["non_mri_flagged"] + len(measured["non_mri_missed"]) == measured["non_mri_n"]
+    assert "test_n" not in fit_guard(smoke_predictor, x[:24], x[24:32], None, seed=0)["measured"]

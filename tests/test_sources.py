@@ -116,7 +116,7 @@ def test_licences_flag_non_commercial_sources(tmp_path):
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory, synthetic_dataset):
     from brainclf.sources import Source
-    from brainclf.train import TrainConfig, train
+    from brainclf.training import TrainConfig, train
 
     base = tmp_path_factory.mktemp("multi")
     ext = write_external(base / "ext-src", cases=8)
@@ -167,7 +167,7 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
 
 def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
     from brainclf.sources import Source
-    from brainclf.train import TrainConfig, train
+    from brainclf.training import TrainConfig, train
 
     out, run_dir, ext = multi_run
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,

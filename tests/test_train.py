@@ -1,4 +1,4 @@
-"""brainclf.train: the smoke run's outputs, resume, config checks and cancellation."""
+"""brainclf.training: the smoke run's outputs, resume, config checks and cancellation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from brainclf import CLASS_NAMES
 from brainclf.card import file_sha256, read_card
 from brainclf.errors import ConfigError
-from brainclf.train import TrainConfig, TrainingCancelled, runs_dir, train
+from brainclf.training import TrainConfig, TrainingCancelled, runs_dir, train
 
 SMOKE = dict(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
 

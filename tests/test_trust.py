@@ -11,6 +11,7 @@ from brainclf.trust import (
     choose_refer_threshold,
     coverage_accuracy,
     coverage_curve,
+    fit_calibration,
     fit_temperature,
     nll,
 )
@@ -211,3 +212,19 @@ def test_bootstrap_is_seeded_and_absent_class_gives_none():
     assert a == b
     assert a["recall"]["notumor"] is None
     assert a["recall"]["meningioma"] == [1.0, 1.0]
+
+
+# --- fit_calibration (a card's `calibration`, fitted on validation by brainclf.training.finalize) -------------
+def test_fit_calibration_fits_each_mode_and_picks_tta_by_the_calibrated_loss():
+    y, sharp = calibrated_set(400, seed=1, sharpen=3.0)  # over-confident: the fitted temperature undoes it
+    _, good = calibrated_set(400, seed=1)  # the same labels, calibrated probabilities
+    cal = fit_calibration({"": (y, sharp), "_tta": (y, good)}, fitted_on="validation split (400 images)")
+    assert cal["fitted_on"] == "validation split (400 images)" and cal["refer_target_accuracy"] == 0.999
+    assert cal["temperature"] == pytest.approx(3.0, rel=0.25) and cal["temperature_tta"] == pytest.approx(1.0, rel=0.25)
+    assert cal["val_ece_after"] < cal["val_ece_before"]
+    assert cal["val_nll"] == pytest.approx(nll(y, apply_temperature(sharp, cal["temperature"])))
+    assert cal["tta_default"] is (cal["val_nll_tta"] < cal["val_nll"])
+    flipped = fit_calibration({"": (y, good), "_tta": (y, random_probs(400, seed=2))}, fitted_on="v")
+    assert flipped["tta_default"] is False  # probabilities unrelated to the labels never win
+    assert set(flipped["refer_thresholds"]) == set(flipped["refer_thresholds_tta"])
+    assert len(flipped["refer_thresholds"]) == 4

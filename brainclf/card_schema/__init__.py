@@ -1,6 +1,6 @@
 """The model card's schema (version 2): what each section may hold, so a card that loads cannot crash its readers.
 
-A card is JSON written by brainclf.train (trusted) or uploaded by a user (untrusted). Every key that the
+A card is JSON written by brainclf.training (trusted) or uploaded by a user (untrusted). Every key that the
 package or the app reads is typed here with its range: rates in [0, 1], counts >= 0, 4 x 4 confusion
 matrices, class names from brainclf.CLASS_NAMES, relative image paths without '..', identifiers in ASCII,
 one-line labels without control characters or markup (links, images, HTML). Unknown keys inside sections

@@ -38,7 +38,7 @@ SCHEMA_VERSION = 2
 
 
 class Calibration(Section):
-    """brainclf.train.calibrate: temperature scaling and the refer rule, fitted on validation."""
+    """brainclf.trust.fit_calibration: temperature scaling and the refer rule, fitted on validation."""
 
     fitted_on: Label(300) = ""
     refer_target_accuracy: Rate = 0.999
@@ -156,7 +156,7 @@ class TrainConfigInfo(Section):
 
 
 class Training(Section):
-    """brainclf.train: how the model was trained. Large and growing: only the keys read elsewhere are typed."""
+    """brainclf.training: how the model was trained. Large and growing: only the keys read elsewhere are typed."""
 
     config: TrainConfigInfo = None
     fingerprint: Fingerprint = None

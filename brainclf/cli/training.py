@@ -12,7 +12,7 @@ from .. import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, PRECISIONS
 def cmd_train(args) -> int:
     from ..data import resolve_data_root
     from ..sources import parse_extra_data
-    from ..train import TrainConfig, TrainProgress, train
+    from ..training import TrainConfig, TrainProgress, train
 
     sources = [parse_extra_data(spec) for spec in args.extra_data or []]
     config = TrainConfig(

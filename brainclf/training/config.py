@@ -1,0 +1,161 @@
+"""What a training run is asked to do (TrainConfig), what it reports while it runs (TrainProgress, with the
+progress and time-left arithmetic that the CLI and the app show) and how a cancelled run says so."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .. import PRECISIONS
+from ..errors import ConfigError
+from ..preprocess import InputContract
+
+
+def get_architecture(name: str):
+    """brainclf.models.get_architecture, imported when needed: models imports Keras, and a config is built by
+    pages (the Model page, jobs) that must not wait for TensorFlow."""
+    from ..models import get_architecture as lookup
+
+    return lookup(name)
+
+
+def runs_dir() -> Path:
+    """Where a run's folder goes unless the caller names one: $BRAINCLF_RUNS, default ./runs."""
+    return Path(os.environ.get("BRAINCLF_RUNS", "runs"))
+
+
+class TrainingCancelled(Exception):
+    """The run stopped on request after its last finished epoch; re-running it resumes from there."""
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "compact_cnn"
+    image_size: int | None = None  # None: the architecture's default
+    channels: int | None = None
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 3e-3  # peak of the one-cycle schedule
+    warmup_fraction: float = 0.1  # linear warm-up over this share of steps, then cosine decay to ~0
+    weight_decay: float = 1e-4
+    augment: bool = True
+    early_stopping_patience: int = 12  # epochs without a lower validation loss
+    val_fraction: float = 0.1
+    seed: int = 42
+    max_train_images: int | None = None  # for smoke tests: a stratified subset
+    optimizer: str = "adamw"  # "adamw", or "adam" with a constant rate (the study's setting)
+    # "mixed_bfloat16" trains ~1.7x faster on CPUs with bfloat16 units; the saved model is float32 either way.
+    precision: str = "float32"
+    split_seed: int | None = None  # seed of the train/validation split (None: `seed`); ensemble members share it
+    # Extra labelled sources ({"name", "weight"}; brainclf.sources), each split by case groups into
+    # train / validation / held-out test with these fractions.
+    extra_sources: list = field(default_factory=list)
+    extra_val_fraction: float = 0.15
+    extra_test_fraction: float = 0.30
+    # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
+    augment_intensity: bool = False
+
+    def contract(self) -> InputContract:
+        default = get_architecture(self.architecture).default_contract
+        return InputContract(size=self.image_size or default.size, channels=self.channels or default.channels)
+
+    def validate(self) -> None:
+        get_architecture(self.architecture)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.optimizer not in ("adamw", "adam"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}.")
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
+        if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:
+            raise ConfigError("extra-source validation and test fractions must be between 0 and 0.5.")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {self.channels}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
+
+    def member_configs(self) -> list[TrainConfig]:
+        """An ensemble's members: the member architecture with seeds seed, seed+1, … and one shared split."""
+        arch = get_architecture(self.architecture)
+        if arch.members <= 1:
+            return [self]
+        return [replace(self, architecture=arch.member, seed=self.seed + k, split_seed=self.effective_split_seed())
+                for k in range(arch.members)]
+
+
+@dataclass
+class TrainProgress:
+    """Sent to the progress hook during preparation, after every batch and epoch (CLI progress bar, app panel).
+
+    `epoch` counts finished epochs (0 while the first runs); `fraction` is the share of the preparation done
+    (stage "preparing"); `first_epoch` is where this session started (a resumed run's resume point) and
+    `train_elapsed_s` the seconds this session has spent in epochs, preparation excluded: together they give
+    the time left (eta_s)."""
+
+    stage: str  # "preparing", "training", "evaluating", "done", "cancelled"
+    epoch: int = 0  # epochs finished
+    epochs: int = 0
+    batch: int = 0
+    batches: int = 0
+    message: str = ""
+    history: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0  # since the call to train(), preparation included
+    epoch_end: bool = False  # sent once per finished (and validated) epoch
+    fraction: float = 0.0  # stage "preparing": share of the images hashed and decoded so far
+    first_epoch: int = 0
+    train_elapsed_s: float = 0.0
+
+    def epochs_done(self) -> float:
+        """Finished epochs plus the share of the running one (its last batch counts once it is validated)."""
+        running = self.batch / self.batches if self.batches and self.batch < self.batches else 0.0
+        return self.epoch + running
+
+    def fraction_done(self) -> float:
+        """0..1: of the preparation while preparing, of the epochs while training, 1 when done."""
+        if self.stage == "preparing":
+            return min(max(self.fraction, 0.0), 1.0)
+        if self.stage == "done":
+            return 1.0
+        return min(self.epochs_done() / self.epochs, 1.0) if self.epochs else 0.0
+
+    def current_epoch(self) -> int:
+        """The epoch to show, 1-based: the running one, or the one just finished on its end-of-epoch report."""
+        if not self.epochs:
+            return 0
+        return max(1, min(self.epoch if self.epoch_end else self.epoch + 1, self.epochs))
+
+    def eta_s(self) -> float | None:
+        """Seconds left at this session's pace per epoch (preparation excluded: it is not repeated per epoch);
+        None until a batch has run. Early stopping may end the run sooner."""
+        if self.stage != "training" or not self.epochs:
+            return None
+        done = self.epochs_done() - self.first_epoch
+        if done <= 0 or self.train_elapsed_s <= 0:
+            return None
+        return self.train_elapsed_s / done * max(self.epochs - self.epochs_done(), 0.0)
+
+    def text(self) -> str:
+        """One line for a progress bar: "epoch 1/30, batch 5/40 — 12s elapsed, ~900s left", or the message."""
+        if self.stage == "training" and self.epochs:
+            eta = self.eta_s()
+            left = f", ~{eta:.0f}s left" if eta is not None else ""
+            return (f"epoch {self.current_epoch()}/{self.epochs}, batch {self.batch}/{self.batches} — "
+                    f"{self.elapsed_s:.0f}s elapsed{left}")
+        if self.stage == "preparing" and self.fraction > 0:
+            return f"{self.message} ({self.fraction:.0%})"
+        return self.message
+
+
+ProgressHook = Callable[[TrainProgress], None]

@@ -1,0 +1,81 @@
+"""Ensembles: each member trains as its own resumable run in RUN_DIR/member<k>, one after the other, on one
+shared split; then the members are combined into one model and one card."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from .. import distributed
+from ..errors import ConfigError, DataError
+from ..sources import Source
+from .config import ProgressHook, TrainConfig, TrainProgress, runs_dir
+from .finalize import finalize_model
+from .state import RunState, saved_state
+
+
+def train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: ProgressHook | None,
+                   cancel: threading.Event | None, resume: bool, run_dir, strategy: str, finish_now: bool,
+                   sources: list[Source], train) -> Path:
+    """Train the members, then combine them (brainclf.training.train's arguments; `train` is that function,
+    passed in by it: the loop dispatches ensembles here and this trains each member with it). The progress
+    hook sees one long run (the epochs of all members)."""
+
+    run_dir = Path(run_dir) if run_dir else runs_dir() / name
+    saved_state(run_dir, config, resume)  # refuses a run dir holding another config
+    members = config.member_configs()
+    check_members(run_dir, members, resume, finish_now)
+    dirs = [train(member, data, f"{name}-member{k}", models_dir, _member_hook(progress, k, len(members), config.epochs),
+                  cancel, resume, run_dir / f"member{k}", strategy, finish_now, finalize=False, extra_data=sources)
+            for k, member in enumerate(members)]
+    if strategy == "multiworker" and not distributed.worker_role().chief:
+        return run_dir  # the chief combines the members and writes the model
+    state = combined_state(config, run_dir, dirs)
+    state.save(run_dir)
+    if progress:
+        total = len(members) * config.epochs
+        progress(TrainProgress("evaluating", total, total, message="Combining the members and evaluating the ensemble"))
+    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir), sources)
+    if progress:
+        progress(TrainProgress("done", message=f"Saved {out}"))
+    return out
+
+
+def check_members(run_dir: Path, members: list[TrainConfig], resume: bool, finish_now: bool) -> None:
+    """Every member is checked before any is touched: finishing member 1 and then refusing member 2 would
+    leave member 1 cut short for good."""
+    for k, member in enumerate(members):
+        member_state = saved_state(run_dir / f"member{k}", member, resume)
+        if finish_now and not (member_state and member_state.epoch):
+            raise ConfigError(f"Member {k + 1} of {len(members)} in {run_dir} has not trained an epoch yet: an "
+                              "ensemble needs all its members. Resume without --finish-now to train it.")
+
+
+def _member_hook(progress: ProgressHook | None, k: int, n: int, epochs: int) -> ProgressHook:
+    """Member k's reports as part of one run of n * epochs epochs."""
+    def hook(p: TrainProgress) -> None:
+        if progress:
+            progress(replace(p, epoch=k * epochs + p.epoch, epochs=n * epochs, first_epoch=k * epochs + p.first_epoch,
+                             message=f"member {k + 1}/{n}: {p.message}" if p.message else p.message))
+    return hook
+
+
+def combined_state(config: TrainConfig, run_dir: Path, dirs: list[Path]) -> RunState:
+    """The ensemble's state: the members' shared split, their summed time, each member's own record."""
+    states = [RunState.load(d) for d in dirs]
+    first = states[0]
+    if any(s.val_files != first.val_files or s.train_files != first.train_files for s in states):
+        raise DataError(f"The members in {run_dir} were trained on different splits; start over with --no-resume.")
+    return RunState(
+        config=config.to_dict(), contract=first.contract, train_files=first.train_files,
+        val_files=first.val_files, test_files=first.test_files, external_test_files=first.external_test_files,
+        sources=first.sources, fingerprint=first.fingerprint, epoch=first.epoch, best_epoch=first.best_epoch,
+        stopped_early=any(s.stopped_early for s in states),
+        stopped_reason="; ".join(f"member {k}: {s.stopped_reason or 'early stopping'}"
+                                 for k, s in enumerate(states) if s.stopped_early),
+        history=first.history, train_seconds=sum(s.train_seconds for s in states), started=first.started,
+        distribution=first.distribution,
+        members=[{"run_dir": str(d), "seed": s.config["seed"], "epochs_run": s.epoch, "best_epoch": s.best_epoch,
+                  "best_val_loss": s.best_val_loss, "train_seconds": round(s.train_seconds, 1), "history": s.history}
+                 for d, s in zip(dirs, states)])

@@ -1,0 +1,179 @@
+"""finalize_model: a run's best checkpoint(s) become models_dir/<name>.keras (float32, no optimizer) and its
+card: calibration (brainclf.trust), OOD guard (brainclf.ood), faithfulness (brainclf.faithfulness),
+validation and test metrics, and external validation on each extra source's held-out case groups."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..card import ModelCard, file_sha256, library_versions, machine_description
+from ..data import Sample, load_arrays
+from ..errors import DataError
+from ..evaluate import evaluate_samples
+from ..external import evaluate_external
+from ..faithfulness import measure_faithfulness
+from ..models import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
+from ..ood import fit_guard
+from ..predict import Predictor, predict_samples
+from ..preprocess import InputContract
+from ..sources import Source
+from ..trust import fit_calibration
+from .prepare import index_samples, stratified_subset
+from .state import RunState
+
+OOD_MAX_TRAIN = 6000  # training images whose features fit the OOD guard
+FAITHFULNESS_N = 100  # test images of the Grad-CAM faithfulness checks
+
+
+def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models_dir: Path,
+                   sources: list[Source] | None = None) -> Path:
+    """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics, and
+    external validation on each extra source's held-out case groups."""
+
+    config = state.train_config()
+    by_rel = index_samples(root, list(sources or []))
+    train_s, val_s, test_s = ([by_rel[p] for p in files if p in by_rel]
+                              for files in (state.train_files, state.val_files, state.test_files))
+    model = _inference_model(run_dir, state, train_s)
+    out = _save(model, models_dir, name)
+    card = _card(out, model, state, name)
+    predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
+    _calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
+    _fit_ood_guard(card, predictor, train_s, val_s, test_s, config.seed)
+    if test_s:
+        card.faithfulness = _measure_faithfulness(predictor, test_s, config.seed)
+    _evaluate(card, predictor, state, by_rel, root, val_s, test_s)
+    if state.sources:
+        card.training["sources"] = state.sources
+    _external_validation(card, predictor, state, by_rel, sources or [])
+    card.save(out.with_suffix(".json"))
+    return out
+
+
+def _inference_model(run_dir: Path, state: RunState, train_s: list[Sample]):
+    """A freshly built, uncompiled float32 twin of the best checkpoint(s), holding only the weights: the
+    optimizer state would triple the file, and inference and Grad-CAM stay in full precision whatever the
+    training precision."""
+    import keras
+
+    config, contract = state.train_config(), InputContract.from_dict(state.contract)
+    arch = get_architecture(config.architecture)
+    # Members live in RUN_DIR/member<k> (looked up there, so a moved or renamed run dir still finalizes).
+    member_dirs = [run_dir / Path(m["run_dir"]).name for m in state.members] if arch.members > 1 else [run_dir]
+    trained = []
+    for d in member_dirs:
+        if not (d / "best.keras").exists():
+            raise DataError(f"No checkpoint in {d}: training did not finish a single epoch.")
+        trained.append(keras.models.load_model(d / "best.keras", safe_mode=True))
+    if arch.members > 1:
+        model = ensemble_from_members(arch, contract, trained)
+    else:
+        model = build_model(config.architecture, contract)
+        model.set_weights(trained[0].get_weights())
+    if config.precision != "float32":
+        # The checkpoint's BatchNorm statistics were gathered with bfloat16 activations: re-estimate them
+        # in float32 on the same clean training images the training loop used.
+        pick = np.random.default_rng(config.seed).permutation(len(train_s))[:64 * 40]
+        x_recal, _, _, _ = load_arrays([train_s[i] for i in pick], contract)
+        recalibrate_batchnorm(model, x_recal)
+    return model
+
+
+def _save(model, models_dir: Path, name: str) -> Path:
+    models_dir.mkdir(parents=True, exist_ok=True)
+    out = models_dir / f"{name}.keras"
+    tmp = models_dir / f".{name}.tmp.keras"
+    model.save(tmp)
+    tmp.replace(out)
+    return out
+
+
+def _card(out: Path, model, state: RunState, name: str):
+    """The card's identity and training record (its measurements are added by finalize_model)."""
+
+    config = state.train_config()
+    arch = get_architecture(config.architecture)
+    sha = file_sha256(out)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    card = ModelCard(
+        name=name, architecture=config.architecture,
+        input_contract=InputContract.from_dict(state.contract).to_dict(),
+        version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", description=arch.description,
+        gradcam_layer=arch.gradcam_layers[0] if len(arch.gradcam_layers) == 1 else list(arch.gradcam_layers),
+        params=int(model.count_params()), file_sha256=sha, created=now, libraries=library_versions(),
+        machine=machine_description(),
+        training={
+            "config": state.config, "fingerprint": state.fingerprint, "history": state.history,
+            "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
+            "stopped_reason": state.stopped_reason or ("early stopping" if state.stopped_early else ""),
+            "train_seconds": round(state.train_seconds, 1), "started": state.started, "finished": now,
+            "sizes": {k: len(getattr(state, f"{k}_files")) for k in ("train", "val", "test")},
+        },
+    )
+    if state.members:
+        card.training["members"] = state.members
+    if state.distribution:  # strategy, workers and replicas of the latest training session
+        card.training["distribution"] = state.distribution
+    card.training["files"] = {"train": state.train_files, "val": state.val_files}
+    return card
+
+
+def _calibrate(card, predictor, val_s: list[Sample]) -> None:
+    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.trust)."""
+
+    by_mode = {}
+    for suffix, tta in (("", False), ("_tta", True)):
+        raw, kept, _ = predict_samples(predictor.with_tta(tta), val_s)
+        by_mode[suffix] = (np.array([s.label for s in kept]), raw)
+    card.calibration = fit_calibration(by_mode, fitted_on=f"validation split ({len(val_s)} images)")
+
+
+def _fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],
+                   seed: int) -> None:
+    """The feature-distance OOD guard (brainclf.ood) on at most OOD_MAX_TRAIN training images."""
+
+    contract = predictor.contract
+    if len(train_s) > OOD_MAX_TRAIN:
+        train_s = stratified_subset(train_s, OOD_MAX_TRAIN, seed)
+    x_tr = load_arrays(train_s, contract)[0]
+    x_va = load_arrays(val_s, contract)[0]
+    x_te = load_arrays(test_s, contract)[0] if test_s else None
+    card.ood = fit_guard(predictor, x_tr, x_va, x_te, seed=seed)
+
+
+def _measure_faithfulness(predictor, test_s: list[Sample], seed: int) -> dict:
+
+    x = load_arrays(stratified_subset(test_s, FAITHFULNESS_N, seed), predictor.contract)[0]
+    return measure_faithfulness(predictor, x, seed)
+
+
+def _evaluate(card, predictor, state: RunState, by_rel: dict, root: Path, val_s: list[Sample],
+              test_s: list[Sample]) -> None:
+    """Validation and test metrics (test with and without flip TTA; the clean subset excludes near twins of
+    the primary training images)."""
+
+    training_paths = [by_rel[p].path for p in state.train_files + state.val_files
+                      if p in by_rel and not by_rel[p].source]
+    val = evaluate_samples(predictor, val_s, root)
+    card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
+    if test_s:
+        test = evaluate_samples(predictor, test_s, root, training_paths=training_paths)
+        card.test_predictions = test.pop("predictions")
+        card.metrics["test"] = test
+        tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
+        card.test_predictions_tta = tta.pop("predictions")
+        card.metrics["test_tta"] = tta
+
+
+def _external_validation(card, predictor, state: RunState, by_rel: dict, sources: list[Source]) -> None:
+
+    for src in sources:
+        held_out = [by_rel[p] for p in state.external_test_files.get(src.name, []) if p in by_rel]
+        if held_out:
+            report = evaluate_external(predictor, held_out, src.root, membership=(
+                f"held-out case groups of {src.name} ({len(held_out)} images): not trained or validated on"))
+            card.external_predictions[src.name] = report.pop("predictions")
+            card.metrics.setdefault("external", {})[src.name] = report

@@ -1,0 +1,283 @@
+"""train(): a seeded, resumable training run, from the data folder to the saved model and card.
+
+A run lives in RUNS_DIR/<model name>/ with
+  state.json   config, splits, epoch reached, history, best validation loss (brainclf.training.state)
+  last.keras   model + optimizer after the latest epoch (resume point)
+  best.keras   weights with the lowest validation loss (after temperature scaling) so far
+Re-running the same command resumes from the last finished epoch; a finished run only re-does the
+final evaluation and card (brainclf.training.finalize).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import distributed
+from ..errors import ConfigError, DataError
+from ..limits import validate_model_name
+from ..models import build_model, dtype_policy, get_architecture
+from ..preprocess import InputContract
+from ..sources import Source
+from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
+from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from .ensemble import train_ensemble
+from .finalize import finalize_model
+from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
+from .state import RunState, saved_state
+
+
+@dataclass
+class Session:
+    """One call to train(): where it reads and writes, this worker's role and the progress hook."""
+
+    run_dir: Path  # the run's folder (read on every worker)
+    write_dir: Path  # where this process writes: run_dir, or a scratch copy on a non-chief worker
+    role: distributed.WorkerRole | None  # None unless --strategy multiworker
+    strategy: str
+    hook: ProgressHook | None
+    t0: float
+
+    @classmethod
+    def open(cls, name: str, run_dir, strategy: str, hook: ProgressHook | None) -> Session:
+        run_dir = Path(run_dir) if run_dir else runs_dir() / name
+        # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
+        role = distributed.worker_role() if strategy == "multiworker" else None
+        write_dir = role.write_dir(run_dir) if role else run_dir
+        write_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir, write_dir, role, strategy, hook, time.time())
+
+    def say(self, stage: str, message: str, **kw) -> None:
+        if self.hook:
+            self.hook(TrainProgress(stage, message=message, elapsed_s=time.time() - self.t0, **kw))
+
+
+def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
+          progress: ProgressHook | None = None, cancel: threading.Event | None = None,
+          resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default",
+          finish_now: bool = False, finalize: bool = True, extra_data: list[Source] | None = None) -> Path:
+    """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
+
+    `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
+    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG;
+    trained by brainclf.distributed's loop; only the chief writes the run dir and the model, the other
+    workers return the run dir after training). The batch size is the global batch, split across replicas.
+    `finish_now` ends an interrupted run where it stands (out of time, say): its best checkpoint so far
+    becomes the model, and the card says so.
+    An ensemble architecture trains its members one after the other (each resumable), then combines them.
+    `finalize=False` stops after training and returns the run directory (ensemble members).
+    `extra_data` adds labelled folders of other sources (their names and weights must match
+    config.extra_sources); each is split by case groups and contributes to train, validation and a
+    held-out test part that the card reports as external validation.
+    """
+    if finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
+        validate_model_name(name)
+    config.validate()
+    sources = list(extra_data or [])
+    check_sources(config, sources)
+    if get_architecture(config.architecture).members > 1:
+        return train_ensemble(config, data, name, models_dir, progress, cancel, resume, run_dir, strategy,
+                              finish_now, sources, train=train)
+    session = Session.open(name, run_dir, strategy, progress)
+    root = Path(data)
+    prep = Preparation(session.say)
+    state = saved_state(session.run_dir, config, resume)
+    if state:
+        splits = saved_split(state, root, sources)
+    else:
+        state, splits = new_run(config, root, sources, prep)
+        state.save(session.write_dir)
+    if not splits[1]:
+        raise DataError("The validation split is empty: the dataset is too small to split.")
+    if finish_now:
+        _finish_now(session, state, config)
+    if not state.finished(config.epochs):
+        _fit(session, config, state, splits, sources, cancel, prep)
+    return _after_training(session, state, config, root, name, models_dir, sources, finalize)
+
+
+def _finish_now(session: Session, state: RunState, config: TrainConfig) -> None:
+    """Mark an interrupted run finished where it stands (--finish-now); refuses one without a finished epoch."""
+    if state.finished(config.epochs):
+        return
+    if state.epoch == 0:  # refuse without marking the run: a plain resume must still train it
+        raise ConfigError(f"Nothing to finish in {session.run_dir}: not one epoch has been trained yet. "
+                          "Run without --finish-now to train it.")
+    state.stop(f"finished on request after {state.epoch} of {config.epochs} epochs")
+    state.save(session.write_dir)
+
+
+def _after_training(session: Session, state: RunState, config: TrainConfig, root: Path, name: str, models_dir,
+                    sources: list[Source], finalize: bool) -> Path:
+    progress = dict(epoch=state.epoch, epochs=config.epochs, history=state.history)
+    if session.role and not session.role.chief:  # the chief alone evaluates and writes the model
+        session.say("done", f"Worker {session.role.index} finished training; the chief saves the model", **progress)
+        return session.run_dir
+    if not finalize:
+        return session.run_dir
+
+    session.say("evaluating", "Evaluating the best checkpoint", **progress)
+    out = finalize_model(session.run_dir, state, root, name, Path(models_dir), sources)
+    session.say("done", f"Saved {out}", **progress)
+    return out
+
+
+def _fit(session: Session, config: TrainConfig, state: RunState, splits, sources: list[Source],
+         cancel: threading.Event | None, prep: Preparation) -> None:
+    """Train from the state's epoch to the last (or early stopping); raises TrainingCancelled on `cancel`."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable
+    train_s, val_s, _ = splits
+    arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0))
+    prep.report("Building the model and the input pipeline", 1.0, force=True)  # seconds on a fresh process
+    dist, drop, steps = _distribute(session, config, state, len(arrays.x_tr))
+    with dist.scope():
+        model = load_or_build(config, config.contract(), session.run_dir, state, steps)
+    if session.role:
+        distributed.agree(dist, start_weights=distributed.digest(model))
+    train_ds = tf_dataset(arrays.x_tr, arrays.y_tr, config, training=True, weights=arrays.w_tr, drop_remainder=drop)
+    end = _epoch_end(session, config, state, arrays, steps)
+    if session.role:  # Model.fit does not take this strategy's datasets (keras-team/keras#20585)
+        sizes = distributed.batch_sizes(len(arrays.x_tr), config.batch_size, drop)
+        cancelled = distributed.fit(model, dist, train_ds, sizes, config.epochs, state.epoch, end, cancel)
+    else:
+
+        model.fit(train_ds, epochs=config.epochs, initial_epoch=state.epoch, callbacks=[FitCallback(end, cancel)],
+                  verbose=0)
+        cancelled = cancel is not None and cancel.is_set()
+    state.save(session.write_dir)
+    if cancelled:
+        session.say("cancelled", f"Cancelled after {state.epoch} epochs; re-run to resume.", epoch=state.epoch,
+                    epochs=config.epochs, history=state.history)
+        raise TrainingCancelled(f"Training cancelled after {state.epoch} epochs (resumable from {session.run_dir}).")
+
+
+def _epoch_end(session: Session, config: TrainConfig, state: RunState, arrays, steps: int):
+
+    x_recal = arrays.x_tr[np.random.default_rng(config.seed).permutation(len(arrays.x_tr))[:64 * 40]]
+    return EpochEnd(SourceBalancedValidation(x_recal, arrays.x_va, arrays.y_va, arrays.va_source),
+                    Checkpoints(state, session.write_dir),
+                    ProgressReport(session.hook, config.epochs, steps, session.t0, first_epoch=state.epoch))
+
+
+def _distribute(session: Session, config: TrainConfig, state: RunState, n_train: int):
+    """(tf.distribute strategy, whether the last partial batch is dropped, steps per epoch); the workers of a
+    multi-worker run agree on where they resume before any variable is created."""
+    dist = distribution_strategy(session.strategy)
+    replicas = dist.num_replicas_in_sync
+    role = session.role
+    state.distribution = {"strategy": session.strategy, "workers": role.workers if role else 1, "replicas": replicas}
+    # In the multi-worker loop a last batch smaller than the replica count would leave a replica without
+    # images (NaN BatchNorm statistics); it is dropped, different images each epoch as the data is reshuffled.
+    drop = role is not None and 0 < n_train % config.batch_size < replicas
+    steps = n_train // config.batch_size if drop else int(np.ceil(n_train / config.batch_size))
+    if role:
+        if config.batch_size < replicas:
+            raise ConfigError(f"The batch size ({config.batch_size}) is the global batch: it needs at least one "
+                              f"image for each of the {replicas} replicas.")
+        # Before any variable is created: workers that would resume differently must not start collectives.
+        distributed.agree(dist, epoch=state.epoch, images=n_train,
+                          split=distributed.checksum(state.train_files + state.val_files))
+    return dist, drop, steps
+
+
+_STRATEGIES: dict = {}
+
+
+def distribution_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster on every worker "
+                              "(see README, 'Scale: several machines', and docs/multiworker.md).")
+        if "multiworker" not in _STRATEGIES:  # collective ops can be configured once per process
+            _STRATEGIES["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES["multiworker"]
+    raise ConfigError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
+
+
+def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, state: RunState, steps: int):
+    """The resume point (last.keras, with its optimizer) or a new compiled model with the one-cycle schedule."""
+    import keras
+
+    last = run_dir / "last.keras"
+    if state.epoch > 0 and last.exists():
+        return keras.models.load_model(last, safe_mode=True)
+    with dtype_policy(config.precision):
+        model = build_model(config.architecture, contract)
+    if config.optimizer == "adam":
+        opt = keras.optimizers.Adam(config.learning_rate)
+    else:
+        total = steps * config.epochs
+        warm = max(1, int(total * config.warmup_fraction))
+        # One-cycle style: linear warm-up to the peak, then cosine decay to ~0 by the last epoch.
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 25, decay_steps=total - warm, alpha=0.002,
+            warmup_target=config.learning_rate, warmup_steps=warm)
+        opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def augmentation_pipeline(seed: int):
+    """Mild geometric and intensity augmentation: slices vary in position, size, angle and windowing.
+    Horizontal flips only: left/right is symmetric for these tumours, up/down is not how slices come."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 3),
+            layers.RandomContrast(0.2, seed=seed + 4),
+        ],
+        name="augment",
+    )
+
+
+def intensity_augmentation(batch):
+    """Per image: gamma in [0.6, 1.6], brightness ±0.08, Gaussian noise with sigma up to 0.03: the
+    windowing, scanner and export differences between sources, not the anatomy."""
+    import tensorflow as tf
+
+    n = tf.shape(batch)[0]
+    gamma = tf.exp(tf.random.uniform([n, 1, 1, 1], np.log(0.6), np.log(1.6)))
+    out = tf.pow(tf.clip_by_value(batch, 1e-6, 1.0), gamma)
+    out = out + tf.random.uniform([n, 1, 1, 1], -0.08, 0.08) * tf.cast(batch > 0.02, batch.dtype)
+    sigma = tf.random.uniform([n, 1, 1, 1], 0.0, 0.03)
+    return out + sigma * tf.random.normal(tf.shape(batch))
+
+
+def tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
+               weights: np.ndarray | None = None, drop_remainder: bool = False):
+    """Batches of (x, y) or (x, y, sample weight), augmented when training."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
+    if training:
+        ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
+    if training and config.augment:
+        aug = augmentation_pipeline(config.seed)
+
+        def augment(a, *rest):
+            a = aug(a, training=True)
+            if config.augment_intensity:
+                a = intensity_augmentation(a)
+            return (tf.clip_by_value(a, 0.0, 1.0), *rest)
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

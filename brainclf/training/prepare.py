@@ -1,0 +1,156 @@
+"""Data preparation for a training run: a new run's leakage-free split and its RunState, a resumed run's saved
+split, and the training and validation arrays, with "preparing" progress reports on the way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
+from ..errors import ConfigError, DataError
+from ..preprocess import InputContract
+from ..sources import Source, licence_of, sample_key
+from .config import TrainConfig
+from .state import RunState
+
+REPORT_STEP = 0.05  # a "preparing" report per 5 % of the preparation (the CLI prints each one)
+
+
+def stratified_subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
+    """At most `n` samples, stratified by class when every class has enough."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(samples):
+        return samples
+    labels = [s.label for s in samples]
+    try:
+        keep, _ = train_test_split(samples, train_size=n, stratify=labels, random_state=seed)
+    except ValueError:  # too few per class to stratify
+        keep, _ = train_test_split(samples, train_size=n, random_state=seed)
+    return keep
+
+
+def check_sources(config: TrainConfig, sources: list[Source]) -> None:
+    given = [{"name": s.name, "weight": float(s.weight)} for s in sources]
+    if given != [{"name": d["name"], "weight": float(d["weight"])} for d in config.extra_sources]:
+        raise ConfigError("The extra data folders given do not match the config's extra_sources.")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Each --extra-data folder needs its own name; got {names}.")
+
+
+def _roots(root: Path, sources: list[Source]) -> dict[str, Path]:
+    return {"": Path(root), **{s.name: Path(s.root) for s in sources}}
+
+
+def _key(s: Sample, roots: dict[str, Path]) -> str:
+    return sample_key(s.source, relative_path(s.path, roots[s.source]))
+
+
+def index_samples(root: Path, sources: list[Source]) -> dict[str, Sample]:
+    """Every sample of the primary folder and the extra sources, by its run-state key."""
+    roots = _roots(root, sources)
+    samples = discover(root).all_samples()
+    for src in sources:
+        samples += discover(src.root, source=src.name).all_samples()
+    return {_key(s, roots): s for s in samples}
+
+
+class Preparation:
+    """Sends "preparing" reports whose `fraction` grows from 0 to 1 over the phases of the preparation (finding
+    near-duplicate groups, decoding images), one per REPORT_STEP, never going back."""
+
+    def __init__(self, hook: Callable[..., None] | None):
+        self.hook, self.sent = hook, -1.0  # hook(stage, message, fraction=…): Session.say
+
+    def report(self, message: str, fraction: float, force: bool = False) -> None:
+        if self.hook and (force or fraction >= self.sent + REPORT_STEP or fraction >= 1.0 > self.sent):
+            self.sent = max(self.sent, fraction)
+            self.hook("preparing", message, fraction=self.sent)
+
+    def phase(self, message: str, start: float, end: float) -> Callable[[int, int], None]:
+        """A (done, total) callback that reports `message` at start + (end - start) * done / total."""
+        self.report(message, start, force=True)
+        return lambda done, total: self.report(f"{message}: {done}/{total}", start + (end - start) * done / total)
+
+
+def _split(config: TrainConfig, root: Path, sources: list[Source], prep: Preparation):
+    """(train, val, test, extra source splits) of a new run, subsetted for smoke runs (max_train_images)."""
+    seed = config.effective_split_seed()
+    progress = prep.phase("Finding near-duplicate groups for a leakage-free split", 0.0, 0.5)
+    splits = make_splits(discover(root), val_fraction=config.val_fraction, seed=seed, progress=progress)
+    train_s, val_s, test_s = splits.train, splits.val, splits.test
+    extra = {src.name: split_extra_source(discover(src.root, source=src.name).all_samples(),
+                                          config.extra_val_fraction, config.extra_test_fraction, seed)
+             for src in sources}
+    if config.max_train_images:
+        small = max(4, config.max_train_images // 4)
+        train_s = stratified_subset(train_s, config.max_train_images, seed)
+        val_s = stratified_subset(val_s, small, seed)
+        test_s = stratified_subset(test_s, small, seed) if test_s else []
+        extra = {n: replace(sp, train=stratified_subset(sp.train, small, seed),
+                            val=stratified_subset(sp.val, small, seed), test=stratified_subset(sp.test, small, seed))
+                 for n, sp in extra.items()}
+    return train_s, val_s, test_s, extra
+
+
+def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Preparation):
+    """A new run's RunState and its (train, val, test) samples; the extra sources join train and validation."""
+    train_s, val_s, test_s, extra = _split(config, root, sources, prep)
+    roots = _roots(root, sources)
+    source_info = [{**src.describe(), "fingerprint": fingerprint(src.root, {
+        "train": extra[src.name].train, "val": extra[src.name].val, "test": extra[src.name].test})}
+        for src in sources]
+    for sp in extra.values():
+        train_s, val_s = train_s + sp.train, val_s + sp.val
+    state = RunState(
+        config=config.to_dict(), contract=config.contract().to_dict(),
+        train_files=[_key(s, roots) for s in train_s], val_files=[_key(s, roots) for s in val_s],
+        test_files=[_key(s, roots) for s in test_s],
+        external_test_files={n: [_key(s, roots) for s in sp.test] for n, sp in extra.items()},
+        sources=[{"name": Path(root).resolve().name, "weight": 1.0, "licence": licence_of(root),
+                  "primary": True}] + source_info,
+        fingerprint=fingerprint(root, {"train": [s for s in train_s if not s.source],
+                                       "val": [s for s in val_s if not s.source], "test": test_s}),
+        best_val_loss=float("inf"), patience=config.early_stopping_patience,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return state, (train_s, val_s, test_s)
+
+
+def saved_split(state: RunState, root: Path, sources: list[Source]):
+    """A resumed run's (train, val, test) samples, as its state names them."""
+    by_rel = index_samples(root, sources)
+    try:
+        train_s = [by_rel[p] for p in state.train_files]
+        val_s = [by_rel[p] for p in state.val_files]
+    except KeyError as e:
+        raise DataError(f"Cannot resume: {e.args[0]} from the saved split is missing in {root}.") from None
+    return train_s, val_s, [by_rel[p] for p in state.test_files if p in by_rel]
+
+
+@dataclass
+class TrainingArrays:
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    w_tr: np.ndarray | None  # per-image loss weight of its source; None with the primary source alone
+    x_va: np.ndarray
+    y_va: np.ndarray
+    va_source: np.ndarray
+
+
+def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: InputContract,
+                         sources: list[Source], prep: Preparation, start: float) -> TrainingArrays:
+    """Decode the training and validation images (the preparation from `start` to 1)."""
+    n_tr, n_all = len(train_s), len(train_s) + len(val_s)
+    progress = prep.phase(f"Loading {len(train_s)} training and {len(val_s)} validation images", start, 1.0)
+    x_tr, y_tr, kept_tr, errs = load_arrays(train_s, contract, lambda i, _: progress(i, n_all))
+    x_va, y_va, kept_va, _ = load_arrays(val_s, contract, lambda i, _: progress(n_tr + i, n_all))
+    if len(x_tr) == 0:
+        raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
+    weight_of = {s.name: float(s.weight) for s in sources}
+    w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32) if sources else None
+    return TrainingArrays(x_tr, y_tr, w_tr, x_va, y_va, np.array([s.source for s in kept_va]))

@@ -1,0 +1,97 @@
+"""The run state (RUN_DIR/state.json): config, splits, epochs reached, history and best validation loss,
+written atomically after every epoch so that a killed run resumes from its last finished epoch.
+
+The JSON is the same as before the state became a dataclass, so older run dirs resume; keys this version
+does not know are kept as they are (`extra`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from .config import TrainConfig
+
+STATE_FILE = "state.json"
+# Absent from the JSON while None: a single run's state has no members, an ensemble's combined state no
+# patience or best validation loss, and stopped_reason is written only once a run is stopped on request.
+_OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members")
+
+
+@dataclass
+class RunState:
+    config: dict  # TrainConfig.to_dict()
+    contract: dict  # InputContract.to_dict()
+    train_files: list[str]  # sample keys (brainclf.sources.sample_key)
+    val_files: list[str]
+    test_files: list[str]
+    fingerprint: dict
+    started: str
+    external_test_files: dict = field(default_factory=dict)  # extra source name -> held-out sample keys
+    sources: list = field(default_factory=list)
+    epoch: int = 0  # epochs finished
+    best_epoch: int = 0
+    stopped_early: bool = False
+    history: dict = field(default_factory=dict)
+    train_seconds: float = 0.0  # summed per finished epoch, over every session of the run
+    best_val_loss: float | None = None
+    patience: int | None = None
+    stopped_reason: str | None = None
+    distribution: dict | None = None  # strategy, workers and replicas of the latest training session
+    members: list | None = None  # an ensemble's members (their run dirs, seeds, epochs)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunState:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known},
+                       extra={k: v for k, v in data.items() if k not in known})
+        except TypeError as e:
+            raise DataError(f"The run state is incomplete ({e}); start over with --no-resume.") from None
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for k in _OMITTED_WHEN_NONE:
+            if out[k] is None:
+                del out[k]
+        return {**out, **self.extra}
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState | None:
+        """The state saved in `run_dir`, or None when it holds none."""
+        path = Path(run_dir) / STATE_FILE
+        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
+
+    def save(self, run_dir: Path) -> None:
+        """Write through a temporary file and rename: a kill mid-write never leaves a broken state."""
+        tmp = Path(run_dir) / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(Path(run_dir) / STATE_FILE)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**self.config)
+
+    def finished(self, epochs: int) -> bool:
+        return self.epoch >= epochs or self.stopped_early
+
+    def stop(self, reason: str | None = None) -> None:
+        """Mark the run finished before its last epoch (early stopping when no reason is given)."""
+        self.stopped_early = True
+        if reason is not None:
+            self.stopped_reason = reason
+
+    def append_history(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+def saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> RunState | None:
+    """The run's saved state (None if none, or not resuming); refuses one saved with another config."""
+    state = RunState.load(run_dir) if resume else None
+    # Compared through TrainConfig so runs saved before a field existed match its default.
+    if state and state.train_config().to_dict() != config.to_dict():
+        raise ConfigError(f"{run_dir} holds a run with a different config; pass --no-resume to start over "
+                          "or use another model name.")
+    return state

@@ -1,0 +1,79 @@
+"""brainclf.training's progress: the arithmetic the app and CLI show (1-based epochs, share done, time left from
+the epochs' pace without the preparation) and the "preparing" reports sent while the images are read."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from brainclf.training import TrainConfig, TrainingCancelled, TrainProgress, train
+
+
+def training(**kw) -> TrainProgress:
+    return TrainProgress("training", **{"epochs": 30, "batches": 40, **kw})
+
+
+def test_epochs_are_shown_one_based():
+    assert training(epoch=0, batch=1).current_epoch() == 1  # the first epoch is running
+    assert training(epoch=0, batch=1).text().startswith("epoch 1/30, batch 1/40")
+    assert training(epoch=0, batch=40).current_epoch() == 1  # its last batch, before validation
+    assert training(epoch=1, batch=40, epoch_end=True).current_epoch() == 1  # its end-of-epoch report
+    assert training(epoch=1, batch=1).current_epoch() == 2
+    assert training(epoch=30, batch=40, epoch_end=True).text().startswith("epoch 30/30")
+    assert TrainProgress("evaluating").current_epoch() == 0
+
+
+def test_fraction_done_counts_the_running_epochs_batches():
+    assert training(epoch=1, batch=20, epochs=4).fraction_done() == pytest.approx(1.5 / 4)
+    assert training(epoch=0, batch=40, epochs=4).fraction_done() == 0.0  # not validated yet
+    assert training(epoch=1, batch=40, epochs=4, epoch_end=True).fraction_done() == pytest.approx(0.25)
+    assert TrainProgress("preparing", fraction=0.3).fraction_done() == pytest.approx(0.3)
+    assert TrainProgress("preparing", fraction=1.7).fraction_done() == 1.0
+    assert TrainProgress("done").fraction_done() == 1.0
+    assert TrainProgress("evaluating").fraction_done() == 0.0
+
+
+def test_eta_comes_from_the_epochs_pace_and_excludes_preparation():
+    # 70 s of preparation, then 30 s for 1.5 epochs: 2.5 epochs left at 20 s each.
+    p = training(epoch=1, batch=20, epochs=4, elapsed_s=100.0, train_elapsed_s=30.0)
+    assert p.eta_s() == pytest.approx(50.0)
+    assert "~50s left" in p.text() and "100s elapsed" in p.text()
+    # A resumed run: only this session's epochs set the pace (10 s for epoch 3, one left).
+    assert training(epoch=3, epochs=4, first_epoch=2, train_elapsed_s=10.0).eta_s() == pytest.approx(10.0)
+    assert training(epoch=2, epochs=4, first_epoch=2, train_elapsed_s=3.0).eta_s() is None  # nothing done yet
+    assert "left" not in training(epoch=0, batch=0).text()
+    assert TrainProgress("preparing", fraction=0.5, train_elapsed_s=5.0).eta_s() is None
+
+
+def test_preparing_text_shows_the_share_done():
+    assert TrainProgress("preparing", message="Loading 40 images", fraction=0.25).text() == "Loading 40 images (25%)"
+    assert TrainProgress("preparing", message="Finding groups").text() == "Finding groups"
+
+
+def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_dataset, tmp_path):
+    """A real (tiny) run, cancelled after its first batch: the hook sees "preparing" reports whose fraction
+    grows to 1 through both phases, and the training reports' epoch time leaves the preparation out."""
+    cancel = threading.Event()
+    events = []
+
+    def hook(p: TrainProgress):
+        events.append(p)
+        if p.stage == "preparing":
+            time.sleep(0.2)  # a slow preparation: it must not count as epoch time
+        if p.stage == "training":
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        train(TrainConfig(image_size=32, epochs=2, batch_size=8, augment=False), data=synthetic_dataset,
+              name="prep", models_dir=tmp_path / "m", run_dir=tmp_path / "run", progress=hook, cancel=cancel)
+    prep = [p for p in events if p.stage == "preparing"]
+    fractions = [p.fraction for p in prep]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert len(set(fractions)) >= 5
+    assert any("near-duplicate" in p.message for p in prep) and any(p.message.startswith("Loading") for p in prep)
+    first = next(p for p in events if p.stage == "training")
+    assert first.current_epoch() == 1 and first.first_epoch == 0
+    assert first.elapsed_s - first.train_elapsed_s >= 0.2 * len(prep)
+    assert events.index(prep[-1]) < events.index(first)
