@@ -28,6 +28,13 @@ from .training.state import saved_state
 logger = logging.getLogger(__name__)
 
 
+def train(*args, **kwargs):
+    """brainclf.training.train, imported by the training thread when a training starts (TensorFlow)."""
+    from .training.loop import train as run_training
+
+    return run_training(*args, **kwargs)
+
+
 @dataclass
 class JobStatus:
     name: str
@@ -99,8 +106,6 @@ class TrainingJobs:
                 status.state = "running"
 
         def run():
-            from .training.loop import train  # TensorFlow: imported by the training thread, not the page
-
             try:
                 status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
                                       run_dir=run_dir)
