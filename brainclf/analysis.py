@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from math import comb
 from pathlib import Path
 
 import numpy as np
 
-from . import CLASS_NAMES
+from . import CLASS_NAMES, DISPLAY_NAMES
 from .metrics import classification_metrics, reliability_curve, roc_curves
 
 
@@ -172,3 +173,27 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000
                 "a_only": a_only, "b_only": b_only, "p_value": mcnemar_exact(a_only, b_only),
                 "resampled": unit_name, "units": n_units, "resamples": n_boot})
     return out
+
+
+def feature_map_key(model_label: str, tta: bool, root, rows: list[dict]) -> tuple:
+    """What the map depends on: the model version, the TTA mode, the dataset and the predictions shown."""
+    digest = hashlib.sha256(repr([(r["path"], r["pred"]) for r in rows]).encode()).hexdigest()[:16]
+    return model_label, bool(tta), str(root), digest
+
+
+def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "meningioma"),
+                where: str = "the test split") -> dict | None:
+    """PCA of the penultimate-layer features of the images of `classes` found in the dataset: coordinates and
+    labels for figures.feature_map_figure. None when fewer than 3 of them are found."""
+    from .preprocess import load_model_input
+
+    found = [(r, resolve_image(r["path"], root, allowed=allowed)) for r in rows if r["true"] in classes]
+    found = [(r, p) for r, p in found if p is not None]
+    if len(found) < 3:
+        return None
+    x = np.stack([load_model_input(p, predictor.contract) for _, p in found])
+    coords = embed_2d(penultimate_features(predictor.model, x))
+    return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
+            "names": [r["path"] for r, _ in found], "n": len(found),
+            "title": f"Penultimate-layer features (PCA): {len(found):,} "
+                     f"{' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images from {where}"}

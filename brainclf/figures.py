@@ -227,6 +227,7 @@ def shortcut_figure(study: dict) -> go.Figure:
                          name="always the most common class", marker_color="#c7c7c7",
                          text=[pct(r["majority_baseline"], 0) for _, r in parts], textposition="outside"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%", title="accuracy"), height=340,
-                      title="What image style alone predicts (no anatomy)", legend=dict(orientation="h", y=-0.2),
+                      title="What image style alone predicts (no anatomy), on Kaggle and on other sources",
+                      legend=dict(orientation="h", y=-0.2),
                       margin=dict(l=10, r=10, t=40, b=60))
     return fig
