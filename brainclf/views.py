@@ -36,6 +36,17 @@ def _three(x) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
+def progress(done: int, total: int) -> tuple[float, str]:
+    """A progress bar's fraction and text while a folder is evaluated."""
+    return (done / total if total else 0.0), f"Evaluating {done:,} of {count(total)}"
+
+
+def unreadable_message(unreadable: list[str], shown: int = 5) -> str:
+    """'2 unreadable files skipped: a.jpg: …; b.png: …' (the first few)."""
+    more = f"; … and {len(unreadable) - shown:,} more" if len(unreadable) > shown else ""
+    return f"{count(len(unreadable), 'unreadable file')} skipped: " + "; ".join(unreadable[:shown]) + more
+
+
 # ---- the headline ------------------------------------------------------------------------------------------
 def source_caption(report: dict, where: str, model_label: str, tta: bool) -> str:
     return f"{count(report['n'])} from {where}; model {model_label}" + (" (flip TTA on)." if tta else ".")

@@ -42,8 +42,10 @@ from brainclf.views import (
     glioma_meningioma,
     headline_rows,
     per_class_rows,
+    progress,
     source_caption,
     trust_view,
+    unreadable_message,
 )
 from pages.common import (
     available_models,
@@ -95,7 +97,7 @@ if re_evaluated:
         bar = st.progress(0.0, text="Evaluating…")
         try:
             report = evaluate_folder(predictor, config.folder(choice),
-                                     progress=lambda d, t: bar.progress(d / t, text=f"Evaluating {d:,} of {t:,}"))
+                                     progress=lambda d, t: bar.progress(*progress(d, t)))
             st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
                                                report.get("external"))
         except BrainclfError as e:
@@ -107,7 +109,7 @@ if re_evaluated:
         where, data_name = f"`{folder_done}`", folder_done
         root = config.folder(folder_done)
         if unreadable:
-            st.warning(f"{count(len(unreadable), 'unreadable file')} skipped: " + public("; ".join(unreadable[:5])))
+            st.warning(public(unreadable_message(unreadable)))
     else:
         st.info("Choose a folder and press Evaluate.")
         st.stop()

@@ -178,3 +178,14 @@ def test_gallery_without_a_dataset_is_a_table_in_words():
     assert g.items == [] and g.table == [{"file": "Testing/glioma/a.png", "Glioma": "10.0 %", "Meningioma": "10.0 %",
                                           "No tumour": "70.0 %", "Pituitary": "10.0 %"}]
     assert gallery(_FakePredictor(), [], None, allowed=[]).table is None
+
+
+def test_progress_and_unreadable_messages():
+    from brainclf.views import progress, unreadable_message
+
+    assert progress(250, 1000) == (0.25, "Evaluating 250 of 1,000 images")
+    assert progress(0, 0)[0] == 0.0
+    assert unreadable_message(["a.jpg: broken"]) == "1 unreadable file skipped: a.jpg: broken"
+    many = unreadable_message([f"{i}.jpg: broken" for i in range(7)])
+    assert many.startswith("7 unreadable files skipped: 0.jpg: broken;") and many.endswith("; … and 2 more")
+    assert "5.jpg" not in many
