@@ -195,5 +195,5 @@ def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "
     coords = embed_2d(penultimate_features(predictor.model, x))
     return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
             "names": [r["path"] for r, _ in found], "n": len(found),
-            "title": f"Penultimate-layer features (PCA): {len(found):,} "
-                     f"{' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images from {where}"}
+            "what": "Penultimate-layer features (PCA)",
+            "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}

@@ -13,6 +13,17 @@ CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#2ca0
 DISPLAY = [DISPLAY_NAMES[c] for c in CLASS_NAMES]
 
 
+def chart_title(what: str, data: str = "") -> str:
+    """A figure title in two short lines, what it shows and on which data, so that neither is cut in a narrow
+    column: 'ROC (one-vs-rest)' over 'test split, 1,025 images'."""
+    return f"{what}<br><span style='font-size:12px;color:#666'>{data}</span>" if data else what
+
+
+def _top(title: str | None) -> int:
+    """Top margin for a title of one or more lines."""
+    return 40 + 20 * str(title or "").count("<br>")
+
+
 def probability_bars(probabilities: dict[str, float]) -> go.Figure:
     """Horizontal bars in percent, most likely class on top."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])  # plotly draws bottom-up
@@ -47,7 +58,7 @@ def confusion_matrix_figure(cm, normalise: bool = False, title: str = "", clicka
             selected=dict(marker=dict(color="rgba(255,165,0,0.35)")), unselected=dict(marker=dict(opacity=1)),
             hovertemplate="true %{y} → predicted %{x}: %{text}<br>click to see these images<extra></extra>"))
     fig.update_layout(title=title or None, xaxis_title="predicted", yaxis_title="true", height=380,
-                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40 if title else 10, b=40),
+                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=_top(title) if title else 10, b=40),
                       clickmode="event+select", dragmode=False if clickable else "zoom")
     return fig
 
@@ -60,7 +71,7 @@ def roc_figure(curves: dict, title: str = "ROC (one-vs-rest)") -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
                              showlegend=False, hoverinfo="skip"))
     fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=380,
-                      title=title, margin=dict(l=10, r=10, t=40, b=40))
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -70,7 +81,7 @@ def pr_figure(curves: dict, title: str = "Precision-recall") -> go.Figure:
         fig.add_trace(go.Scatter(x=cur["recall"], y=cur["precision"], mode="lines",
                                  line=dict(color=CLASS_COLOURS[c]), name=DISPLAY_NAMES[c]))
     fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380, title=title,
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -89,7 +100,7 @@ def history_figure(history: dict | list[dict], title: str = "") -> go.Figure:
                                          line=dict(color=colour, dash=("solid", "dot", "dash", "dashdot")[i % 4]),
                                          showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=340 if title else 320, margin=dict(l=10, r=10, t=70 if title else 40, b=40),
+    fig.update_layout(height=340 if title else 320, margin=dict(l=10, r=10, t=_top(title) + 30 if title else 40, b=40),
                       title=title or None)
     return fig
 
@@ -116,7 +127,7 @@ def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figur
                       yaxis2=dict(title="images per bin", overlaying="y", side="right", showgrid=False,
                                   rangemode="tozero"),
                       height=360, title=title, legend=dict(orientation="h", y=-0.25),
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -155,7 +166,7 @@ def feature_map_figure(coords: np.ndarray, true: list[str], pred: list[str], nam
                       for n, t, p in zip(np.array(names)[m], true_a[m], pred_a[m])],
                 hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(height=480, title=title or None, xaxis_title="component 1", yaxis_title="component 2",
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -172,10 +183,10 @@ def coverage_figure(curve: list[dict], threshold: float | None = None,
         if pts:
             fig.add_trace(go.Scatter(x=[pts[0]["coverage"]], y=[pts[0]["accepted_accuracy"]], mode="markers",
                                      marker=dict(size=14, symbol="star", color="#d62728"),
-                                     name=f"refer rule (< {threshold:.3f})"))
+                                     name=f"refer rule (below {pct(threshold)})"))
     fig.update_layout(xaxis_title="coverage (share of predictions accepted)", yaxis_title="accuracy of accepted",
                       xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=340,
-                      title=title, margin=dict(l=10, r=10, t=40, b=40))
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -187,7 +198,7 @@ def deletion_figure(deletion: dict, title: str = "Deletion test") -> go.Figure:
                              name=f"random 8×8 blocks (AUC {deletion['random_auc']:.3f})"))
     fig.update_layout(xaxis_title="share of pixels deleted", yaxis_title="probability of predicted class",
                       xaxis=dict(tickformat=".0%"), height=340, title=title,
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -209,8 +220,8 @@ def external_sequence_figure(ext: dict, title: str = "") -> go.Figure:
                              customdata=[pct(v) if v is not None else "—" for v in vals],
                              hovertemplate="%{x}: %{customdata}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%"), height=340,
-                      title=title or f"External validation on {ext.get('dataset', '')}, by MR sequence",
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=60))
+                      title=title or chart_title("External validation by MR sequence", ext.get("dataset", "")),
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top(title or "<br>"), b=60))
     return fig
 
 
@@ -227,7 +238,6 @@ def shortcut_figure(study: dict) -> go.Figure:
                          name="always the most common class", marker_color="#c7c7c7",
                          text=[pct(r["majority_baseline"], 0) for _, r in parts], textposition="outside"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%", title="accuracy"), height=340,
-                      title="What image style alone predicts (no anatomy), on Kaggle and on other sources",
-                      legend=dict(orientation="h", y=-0.2),
-                      margin=dict(l=10, r=10, t=40, b=60))
+                      title=chart_title("What image style alone predicts (no anatomy)", "Kaggle and other sources"),
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top("<br>"), b=60))
     return fig

@@ -13,9 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASS_NAMES, DISPLAY_NAMES
+from . import CLASS_NAMES, DISPLAY_NAMES, wording
 from .analysis import paired_comparison, resolve_image, rows_for_cell
-from .wording import pct, pct_pair
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """wording.pct with a no-break space ('93.1\u00a0%'): a narrow table cell never breaks '%' onto its own line."""
+    return wording.pct(x, digits).replace(" ", "\u00a0")
+
+
+def pct_pair(a: float, b: float) -> tuple[str, str]:
+    return tuple(p.replace(" ", "\u00a0") for p in wording.pct_pair(a, b))
 
 
 def label(cls: str) -> str:

@@ -19,6 +19,7 @@ from brainclf.errors import BrainclfError
 from brainclf.evaluate import evaluate_folder
 from brainclf.external import load_shortcut_study
 from brainclf.figures import (
+    chart_title,
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
@@ -122,7 +123,7 @@ if predictor.tta and not card_tta and not re_evaluated:
     st.info("This card stores test predictions without TTA only; re-evaluate on a folder to see them with TTA.")
     predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
 report = report_from_rows(rows, predictor.refer_thresholds)
-on_data = f"{data_name}, {count(report['n'])}"  # what every figure title says it was measured on
+on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
 st.caption(source_caption(report, where, card.label, predictor.tta))
 st.table(pd.DataFrame(headline_rows(report)), hide_index=True)
 st.table(pd.DataFrame(per_class_rows(report)), hide_index=True)
@@ -136,7 +137,7 @@ if clean:
 st.subheader("Confusion matrix")
 normalise = st.toggle("Row-normalised (recall on the diagonal)", key="cm_norm")
 event = st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise,
-                                                f"Confusion matrix on {on_data}", clickable=True),
+                                                chart_title("Confusion matrix", on_data), clickable=True),
                         key="cm", on_select="rerun", selection_mode="points")
 st.caption("Click a cell (or choose the pair below) to see its images.")
 clicked = clicked_cell(event)
@@ -192,7 +193,7 @@ for name, ext in externals.items():
     if view["sequences"]:
         left.plotly_chart(external_sequence_figure(ext), key=f"ext_seq_{name}")
     right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise,
-                                               f"Confusion matrix on {name}, {count(ext['n'])}"),
+                                               chart_title("Confusion matrix", f"{name}, {count(ext['n'])}")),
                        key=f"ext_cm_{name}")
     if view["sequences"]:
         st.dataframe(pd.DataFrame(view["sequences"]), hide_index=True)
@@ -219,13 +220,14 @@ if study:
 # ---- curves -------------------------------------------------------------------------------------------------
 st.subheader("ROC and precision-recall")
 left, right = st.columns(2)
-left.plotly_chart(roc_figure(report["curves"], f"ROC (one-vs-rest) on {on_data}"), key="roc")
-right.plotly_chart(pr_figure(report["curves"], f"Precision-recall on {on_data}"), key="pr")
+left.plotly_chart(roc_figure(report["curves"], chart_title("ROC (one-vs-rest)", on_data)), key="roc")
+right.plotly_chart(pr_figure(report["curves"], chart_title("Precision-recall", on_data)), key="pr")
 left, right = st.columns(2)
-left.plotly_chart(reliability_figure(report["reliability"], f"Calibration on {on_data}"), key="rel")
+left.plotly_chart(reliability_figure(report["reliability"], chart_title("Calibration", on_data)), key="rel")
 histories = [m["history"] for m in card.training.get("members", [])] or card.training.get("history")
 if histories:
-    right.plotly_chart(history_figure(histories, f"Training history of {card.name} (training and validation splits)"),
+    right.plotly_chart(history_figure(histories, chart_title(f"Training history of {card.name}",
+                                                               "training and validation splits")),
                        key="hist")
 
 # ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
@@ -235,11 +237,12 @@ for column, item in zip(st.columns(3), trust_view(card, predictor, report)):
     column.caption(item["caption"])
 left, right = st.columns(2)
 left.plotly_chart(coverage_figure(report["coverage_curve"], predictor.refer_threshold,
-                                  f"Coverage vs accuracy on {on_data}"), key="coverage")
+                                  chart_title("Coverage vs accuracy", on_data)), key="coverage")
 faithful = faithfulness_caption(card.faithfulness)
 if faithful:
     right.plotly_chart(deletion_figure(card.faithfulness["deletion"],
-                                       f"Deletion test on {count(card.faithfulness['deletion']['n'], 'test image')}"),
+                                       chart_title("Deletion test",
+                                                   count(card.faithfulness["deletion"]["n"], "test image"))),
                        key="deletion")
     st.caption(faithful)
 
@@ -260,7 +263,8 @@ if root and saved_map and saved_map[0] == map_key:
         here = config.root_of(root)
         st.warning(f"Fewer than 3 of these images were found in the dataset {here.name if here else ''}.")
     else:
-        st.plotly_chart(feature_map_figure(fmap["coords"], fmap["true"], fmap["pred"], fmap["names"], fmap["title"]),
+        st.plotly_chart(feature_map_figure(fmap["coords"], fmap["true"], fmap["pred"], fmap["names"],
+                                           chart_title(fmap["what"], fmap["data"])),
                         key="fmap_fig")
 
 # ---- two models side by side --------------------------------------------------------------------------------
@@ -281,7 +285,8 @@ else:
         st.table(pd.DataFrame(cmp["table"]), hide_index=True)
         left, right = st.columns(2)
         left.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise,
-                                                  f"{card.name}: confusion matrix on {on_data}"), key="cmp_a")
+                                                  chart_title(f"{card.name}: confusion matrix", on_data)), key="cmp_a")
         right.plotly_chart(confusion_matrix_figure(other_report["confusion_matrix"], normalise,
-                                                   f"{oc.name}: confusion matrix on its test split, "
-                                                   f"{count(other_report['n'])}"), key="cmp_b")
+                                                   chart_title(f"{oc.name}: confusion matrix",
+                                                               f"its test split, {count(other_report['n'])}")),
+                           key="cmp_b")

@@ -308,7 +308,7 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
 
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
     from brainclf.card import read_card
-    from brainclf.wording import pct
+    from brainclf.views import pct
 
     default = REPO / "models" / "default.keras"
     card = read_card(default)

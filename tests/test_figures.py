@@ -177,7 +177,7 @@ def test_coverage_figure_with_and_without_threshold(y_probs):
     assert len(fig.data) == 2
     star = fig.data[1]
     assert star.marker.symbol == "star"
-    assert f"{threshold:.3f}" in star.name
+    assert star.name == f"refer rule (below {100 * threshold:.1f} %)"  # wording.pct, like every probability
     assert star.x[0] == curve[len(curve) // 2]["coverage"]
     # A threshold above every point of the curve adds no star.
     assert len(coverage_figure(curve, threshold=1.01).data) == 1
@@ -227,3 +227,13 @@ def test_feature_map_marks_misclassified_with_x():
     assert "true Glioma → predicted Meningioma" in by_name["Glioma (misclassified)"].text[0]
     assert sum(len(t.x) for t in fig.data) == len(true)
     assert fig.layout.title.text == "t-SNE"
+
+
+def test_chart_titles_put_the_data_on_a_second_line_with_room_for_it():
+    from brainclf.figures import chart_title
+
+    title = chart_title("ROC (one-vs-rest)", "test split, 1,025 images")
+    assert title.startswith("ROC (one-vs-rest)<br>") and "test split, 1,025 images" in title
+    assert chart_title("Loss") == "Loss"
+    curves = roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])
+    assert roc_figure(curves, title).layout.margin.t > roc_figure(curves, "ROC").layout.margin.t

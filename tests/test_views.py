@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
@@ -79,21 +80,21 @@ def test_cell_heading_and_glioma_meningioma_counts(rows):
 def test_headline_and_tables_use_one_probability_format_and_class_names(rows):
     report = report_from_rows(rows)
     head = {r["measure"]: r for r in headline_rows(report)}
-    assert head["Accuracy"]["value"] == "80.0 %"  # 12 of 15
+    assert head["Accuracy"]["value"] == "80.0\u00a0%"  # 12 of 15
     lo, hi = report["bootstrap"]["accuracy"]
-    assert head["Accuracy"]["95 % interval"] == f"{100 * lo:.1f} % – {100 * hi:.1f} %"
+    assert head["Accuracy"]["95 % interval"] == f"{100 * lo:.1f}\u00a0% – {100 * hi:.1f}\u00a0%"
     assert head["Errors"]["value"] == "3 of 15"
     classes = per_class_rows(report)
     assert [r["class"] for r in classes] == ["Glioma", "Meningioma", "No tumour", "Pituitary"]
-    assert classes[1]["recall (sensitivity)"] == "60.0 %" and classes[1]["images"] == "5"
+    assert classes[1]["recall (sensitivity)"] == "60.0\u00a0%" and classes[1]["images"] == "5"
     clean = clean_view(report)
     assert "4 of these 15 images have an exact or near duplicate" in clean["sentence"]
-    assert "**clean subset** of 11 images" in clean["sentence"] and "**72.7 %**" in clean["sentence"]
+    assert "**clean subset** of 11 images" in clean["sentence"] and "**72.7\u00a0%**" in clean["sentence"]
     assert [r["class"] for r in clean["rows"]] == ["Glioma", "Meningioma", "No tumour", "Pituitary"]
     for r in rows:
         r.pop("clean")
     assert clean_view(report_from_rows(rows)) is None
-    text = repr(headline_rows(report)) + repr(classes) + repr(clean)
+    text = json.dumps([headline_rows(report), classes, clean], ensure_ascii=False)
     assert "notumor" not in text and not re.search(r"\d%", text)  # no '93.1%' style left
 
 
@@ -104,11 +105,11 @@ def test_external_view_in_words():
            "by_sequence": {"T1": {"n": 1234, "accuracy": 0.91234, "coverage": 0.75, "called_notumor_rate": 0.1}}}
     view = external_view("other", ext)
     rows = {r["measure"]: r for r in view["rows"]}
-    assert rows["Accuracy"]["detail"] == "95 % interval 25.0 % – 75.0 % (resampling 1 case group)"
+    assert rows["Accuracy"]["detail"] == "95 % interval 25.0\u00a0% – 75.0\u00a0% (resampling 1 case group)"
     assert rows["Tumours called 'no tumour'"]["value"] == "—"
     assert rows["Tumours called 'no tumour'"]["detail"] == "0 of 1 tumour image"
     (seq,) = view["sequences"]
-    assert seq["images"] == "1,234" and seq["accuracy"] == "91.2 %" and seq["referred or flagged"] == "25.0 %"
+    assert seq["images"] == "1,234" and seq["accuracy"] == "91.2\u00a0%" and seq["referred or flagged"] == "25.0\u00a0%"
     assert seq["…and not referred or flagged"] == "—" and view["core"] is None
 
 
@@ -116,7 +117,7 @@ def test_comparison_table_and_paired_sentence(rows):
     other = [dict(r, pred=r["true"], probs=[0.97 if c == r["true"] else 0.01 for c in CLASS_NAMES]) for r in rows]
     cmp = comparison("a", report_from_rows(rows), 1200, rows, "b", report_from_rows(other), None, other)
     table = {r["measure"]: r for r in cmp["table"]}
-    assert table["accuracy"]["a"] == "80.0 %" and table["accuracy"]["b"] == "100.0 %"
+    assert table["accuracy"]["a"] == "80.0\u00a0%" and table["accuracy"]["b"] == "100.0\u00a0%"
     assert table["parameters"]["a"] == "1,200" and table["parameters"]["b"] == "—"
     assert "recall No tumour" in table
     assert cmp["paired"]["difference"] == pytest.approx(-0.2)
@@ -130,7 +131,8 @@ def test_comparison_table_and_paired_sentence(rows):
 
 
 def test_probability_text_lists_likely_classes_first():
-    assert probability_text([0.15, 0.8, 0.005, 0.045]) == "Meningioma 80.0 %, Glioma 15.0 %, Pituitary 4.5 %"
+    text = probability_text([0.15, 0.8, 0.005, 0.045])
+    assert text == "Meningioma 80.0\u00a0%, Glioma 15.0\u00a0%, Pituitary 4.5\u00a0%"  # '%' stays with its number
 
 
 class _FakePredictor:
@@ -158,7 +160,7 @@ def test_gallery_overlays_are_cached_by_model_version_and_image_content(tmp_path
     first = gallery(fake, rows, root, allowed=[root], limit=3)
     assert fake.calls == 3 and len(first.items) == 3 and first.more == "… and 1 more."
     assert first.items[0].image.shape == (16, 16, 3) and first.items[0].image.dtype == np.uint8
-    assert first.items[0].caption.startswith("0.png: Meningioma 90.0 %")
+    assert first.items[0].caption.startswith("0.png: Meningioma 90.0\u00a0%")
     again = gallery(fake, rows, root, allowed=[root], limit=3)  # a rerun of the page
     assert fake.calls == 3
     assert all(np.array_equal(a.image, b.image) for a, b in zip(first.items, again.items))
@@ -175,8 +177,9 @@ def test_gallery_overlays_are_cached_by_model_version_and_image_content(tmp_path
 
 def test_gallery_without_a_dataset_is_a_table_in_words():
     g = gallery(_FakePredictor(), [_row("Testing/glioma/a.png", "glioma", "notumor", 0.7)], None, allowed=[])
-    assert g.items == [] and g.table == [{"file": "Testing/glioma/a.png", "Glioma": "10.0 %", "Meningioma": "10.0 %",
-                                          "No tumour": "70.0 %", "Pituitary": "10.0 %"}]
+    assert g.items == [] and g.table == [{"file": "Testing/glioma/a.png", "Glioma": "10.0\u00a0%",
+                                          "Meningioma": "10.0\u00a0%", "No tumour": "70.0\u00a0%",
+                                          "Pituitary": "10.0\u00a0%"}]
     assert gallery(_FakePredictor(), [], None, allowed=[]).table is None
 
 
