@@ -140,10 +140,12 @@ event = st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], norm
                                                 chart_title("Confusion matrix", on_data), clickable=True),
                         key="cm", on_select="rerun", selection_mode="points")
 st.caption("Click a cell (or choose the pair below) to see its images.")
-clicked = clicked_cell(event)
+clicked = clicked_cell(event)  # the selection persists across reruns: apply each click once
 if clicked and st.session_state.get("cm_clicked") != clicked:
-    st.session_state["cm_clicked"] = clicked  # apply a click once; the boxes stay free to change after
+    st.session_state["cm_clicked"] = clicked  # the boxes stay free to change after
     st.session_state["cell_true"], st.session_state["cell_pred"] = clicked
+elif not clicked:
+    st.session_state.pop("cm_clicked", None)  # deselected: the same cell may be clicked again
 worst = most_confused(report["confusion_matrix"])
 st.session_state.setdefault("cell_true", worst[0])  # start on the most confused pair
 st.session_state.setdefault("cell_pred", worst[1])

@@ -63,6 +63,17 @@ def test_clicking_a_confusion_matrix_cell_shows_that_pairs_images(browser, serve
         # The pickers below follow the click (and stay free to change afterwards).
         expect(page.get_by_role("combobox", name="True class")).to_have_value("Meningioma")
         expect(page.get_by_role("combobox", name="Predicted class")).to_have_value("Glioma")
+        box = page.get_by_role("combobox", name="True class")
+        box.click()
+        box.press_sequentially("Pituitary")
+        box.press("Enter")
+        expect(page.get_by_role("heading", name="True Pituitary, predicted Glioma: 0 images")).to_be_visible()
+        # The same cell again: the first click deselects it, the second selects it and applies once more.
+        for _ in range(2):
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+            page.mouse.click(*_cell_centre(page, chart, row=1, col=0))
+            page.wait_for_timeout(1500)
+        expect(page.get_by_role("heading", name=f"True Meningioma, predicted Glioma: {n} image")).to_be_visible()
     finally:
         page.close()
 
