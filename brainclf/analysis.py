@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+from math import comb
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import CLASS_NAMES
+from . import CLASS_NAMES, DISPLAY_NAMES
+from .evaluate import subset_summary
 from .metrics import classification_metrics, reliability_curve, roc_curves
+from .preprocess import load_model_input
+from .trust import bootstrap_ci, coverage_accuracy, coverage_curve
 
 
 def arrays_from_rows(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -20,8 +25,6 @@ def arrays_from_rows(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 def report_from_rows(rows: list[dict], refer_threshold: float = 0.0) -> dict:
     """Metrics, curves, reliability bins, bootstrap CIs, the refer rule and the clean subset, recomputed
     from the per-image predictions."""
-    from .evaluate import subset_summary
-    from .trust import bootstrap_ci, coverage_accuracy, coverage_curve
 
     y, p = arrays_from_rows(rows)
     report = classification_metrics(y, p)
@@ -65,7 +68,6 @@ def resolve_image(path: str, data_root: str | Path | None, allowed=None) -> Path
     `allowed` (the server's data roots, brainclf.settings), the file must also lie inside one of them: the
     parent of a root is not itself a root.
     """
-    from pathlib import PurePosixPath
 
     if not data_root or not isinstance(path, str) or not path or "\x00" in path:
         return None
@@ -127,3 +129,70 @@ def sensitivity_specificity(rows: list[dict]) -> list[dict]:
                     "sensitivity": float((said & truth).sum() / pos) if pos else None,
                     "specificity": float((~said & ~truth).sum() / neg) if neg else None})
     return out
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test (p = 1/2) on the discordant pairs, `a_only` images
+    that only model A got right and `b_only` that only model B got right. 1.0 without discordant pairs."""
+    n, k = a_only + b_only, min(a_only, b_only)
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Two models on the same test images (matched by path): each accuracy, the difference A − B, its 95 %
+    paired percentile bootstrap interval and McNemar's exact p-value.
+
+    The bootstrap resamples case groups when every matched row of A carries a "group" (external folders),
+    else single images. Rows present in one list only are left out (`unmatched`).
+    """
+    by_path = {r["path"]: r for r in rows_b}
+    pairs = [(r, by_path[r["path"]]) for r in rows_a
+             if r["path"] in by_path and by_path[r["path"]]["true"] == r["true"]]
+    out = {"n": len(pairs), "unmatched": len(rows_a) + len(rows_b) - 2 * len(pairs)}
+    if not pairs:
+        return out
+    ca = np.array([a["pred"] == a["true"] for a, _ in pairs], dtype=float)
+    cb = np.array([b["pred"] == b["true"] for _, b in pairs], dtype=float)
+    a_only, b_only = int(((ca == 1) & (cb == 0)).sum()), int(((ca == 0) & (cb == 1)).sum())
+    if all("group" in a for a, _ in pairs):
+        _, unit = np.unique([a["group"] for a, _ in pairs], return_inverse=True)
+        unit_name = "case groups"
+    else:
+        unit, unit_name = np.arange(len(pairs)), "images"
+    n_units = int(unit.max()) + 1
+    diff_sum = np.bincount(unit, weights=ca - cb, minlength=n_units)
+    count = np.bincount(unit, minlength=n_units).astype(float)
+    idx = np.random.default_rng(seed).integers(0, n_units, size=(n_boot, n_units))
+    diffs = diff_sum[idx].sum(1) / count[idx].sum(1)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
+                "difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),
+                "a_only": a_only, "b_only": b_only, "p_value": mcnemar_exact(a_only, b_only),
+                "resampled": unit_name, "units": n_units, "resamples": n_boot})
+    return out
+
+
+def feature_map_key(model_label: str, tta: bool, root, rows: list[dict]) -> tuple:
+    """What the map depends on: the model version, the TTA mode, the dataset and the predictions shown."""
+    digest = hashlib.sha256(repr([(r["path"], r["pred"]) for r in rows]).encode()).hexdigest()[:16]
+    return model_label, bool(tta), str(root), digest
+
+
+def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "meningioma"),
+                where: str = "the test split") -> dict | None:
+    """PCA of the penultimate-layer features of the images of `classes` found in the dataset: coordinates and
+    labels for figures.feature_map_figure. None when fewer than 3 of them are found."""
+
+    found = [(r, resolve_image(r["path"], root, allowed=allowed)) for r in rows if r["true"] in classes]
+    found = [(r, p) for r, p in found if p is not None]
+    if len(found) < 3:
+        return None
+    x = np.stack([load_model_input(p, predictor.contract) for _, p in found])
+    coords = embed_2d(penultimate_features(predictor.model, x))
+    return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
+            "names": [r["path"] for r, _ in found], "n": len(found),
+            "what": "Penultimate-layer features (PCA)",
+            "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}

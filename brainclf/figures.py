@@ -7,9 +7,21 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import CLASS_NAMES, DISPLAY_NAMES
+from .wording import pct
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#2ca02c", "pituitary": "#9467bd"}
 DISPLAY = [DISPLAY_NAMES[c] for c in CLASS_NAMES]
+
+
+def chart_title(what: str, data: str = "") -> str:
+    """A figure title in two short lines, what it shows and on which data, so that neither is cut in a narrow
+    column: 'ROC (one-vs-rest)' over 'test split, 1,025 images'."""
+    return f"{what}<br><span style='font-size:12px;color:#666'>{data}</span>" if data else what
+
+
+def _top(title: str | None) -> int:
+    """Top margin for a title of one or more lines."""
+    return 40 + 20 * str(title or "").count("<br>")
 
 
 def probability_bars(probabilities: dict[str, float]) -> go.Figure:
@@ -24,20 +36,34 @@ def probability_bars(probabilities: dict[str, float]) -> go.Figure:
     return fig
 
 
-def confusion_matrix_figure(cm, normalise: bool = False, title: str = "") -> go.Figure:
-    """Rows true, columns predicted; counts or row-normalised (recall on the diagonal)."""
+def confusion_matrix_figure(cm, normalise: bool = False, title: str = "", clickable: bool = False) -> go.Figure:
+    """Rows true, columns predicted; counts or row-normalised (recall on the diagonal).
+
+    `clickable`: a second trace of transparent markers on the cell centres (a heatmap cannot be point-selected),
+    each carrying its (true, predicted) class names as customdata, for `st.plotly_chart(on_select=...)`.
+    """
     cm = np.asarray(cm, dtype=float)
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
-    text = [[f"{v:.1%}" if normalise else f"{int(v)}" for v in row] for row in shown]
+    text = [[pct(v) if normalise else f"{int(v):,}" for v in row] for row in shown]
     fig = go.Figure(go.Heatmap(
         z=shown, x=DISPLAY, y=DISPLAY, colorscale="Blues", text=text, texttemplate="%{text}",
-        hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>", showscale=False))
+        hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>", showscale=False,
+        hoverinfo="skip" if clickable else None))
+    if clickable:
+        cells = [(i, j) for i in range(len(CLASS_NAMES)) for j in range(len(CLASS_NAMES))]
+        fig.add_trace(go.Scatter(
+            x=[DISPLAY[j] for _, j in cells], y=[DISPLAY[i] for i, _ in cells], mode="markers",
+            customdata=[[CLASS_NAMES[i], CLASS_NAMES[j]] for i, j in cells], text=[text[i][j] for i, j in cells],
+            marker=dict(size=60, symbol="square", color="rgba(0,0,0,0)"), showlegend=False, name="cells",
+            selected=dict(marker=dict(color="rgba(255,165,0,0.35)")), unselected=dict(marker=dict(opacity=1)),
+            hovertemplate="true %{y} → predicted %{x}: %{text}<br>click to see these images<extra></extra>"))
     fig.update_layout(title=title or None, xaxis_title="predicted", yaxis_title="true", height=380,
-                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40 if title else 10, b=40))
+                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=_top(title) if title else 10, b=40),
+                      clickmode="event+select", dragmode=False if clickable else "zoom")
     return fig
 
 
-def roc_figure(curves: dict) -> go.Figure:
+def roc_figure(curves: dict, title: str = "ROC (one-vs-rest)") -> go.Figure:
     fig = go.Figure()
     for c, cur in curves.items():
         fig.add_trace(go.Scatter(x=cur["fpr"], y=cur["tpr"], mode="lines", line=dict(color=CLASS_COLOURS[c]),
@@ -45,21 +71,21 @@ def roc_figure(curves: dict) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
                              showlegend=False, hoverinfo="skip"))
     fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=380,
-                      title="ROC (one-vs-rest)", margin=dict(l=10, r=10, t=40, b=40))
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
-def pr_figure(curves: dict) -> go.Figure:
+def pr_figure(curves: dict, title: str = "Precision-recall") -> go.Figure:
     fig = go.Figure()
     for c, cur in curves.items():
         fig.add_trace(go.Scatter(x=cur["recall"], y=cur["precision"], mode="lines",
                                  line=dict(color=CLASS_COLOURS[c]), name=DISPLAY_NAMES[c]))
-    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380, title="Precision-recall",
-                      margin=dict(l=10, r=10, t=40, b=40))
+    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380, title=title,
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
-def history_figure(history: dict | list[dict]) -> go.Figure:
+def history_figure(history: dict | list[dict], title: str = "") -> go.Figure:
     """Train vs validation loss and accuracy per epoch; a list of histories (ensemble members) is drawn
     with one line style per member."""
     histories = [history] if isinstance(history, dict) else list(history)
@@ -74,20 +100,34 @@ def history_figure(history: dict | list[dict]) -> go.Figure:
                                          line=dict(color=colour, dash=("solid", "dot", "dash", "dashdot")[i % 4]),
                                          showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=40))
+    fig.update_layout(height=340 if title else 320, margin=dict(l=10, r=10, t=_top(title) + 30 if title else 40, b=40),
+                      title=title or None)
     return fig
 
 
 def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figure:
+    """Accuracy against mean confidence per confidence bin, with the number of images in each bin: as grey
+    bars on a second axis, as marker size and in the hover."""
     fig = go.Figure()
+    largest = max([b["n"] for b in bins] or [1])
+    counts = [f"{b['n']:,} image{'' if b['n'] == 1 else 's'}" for b in bins]
+    fig.add_trace(go.Bar(x=[(b["lo"] + b["hi"]) / 2 for b in bins], y=[b["n"] for b in bins],
+                         width=[b["hi"] - b["lo"] for b in bins], yaxis="y2", name="images per bin",
+                         marker_color="rgba(150,150,150,0.35)", text=counts,
+                         hovertemplate="confidence %{customdata}<br>%{text}<extra></extra>",
+                         customdata=[f"{pct(b['lo'], 0)} – {pct(b['hi'], 0)}" for b in bins], textposition="none"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
-                             name="perfect calibration"))
-    fig.add_trace(go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins],
-                             mode="lines+markers", marker=dict(size=[4 + 20 * np.sqrt(b["n"] / max(1, max(
-                                 bb["n"] for bb in bins))) for b in bins]),
-                             text=[f"n={b['n']}" for b in bins], name="model"))
-    fig.update_layout(xaxis_title="confidence", yaxis_title="accuracy", height=340, title=title,
-                      margin=dict(l=10, r=10, t=40, b=40))
+                             name="perfect calibration", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers", name="model",
+        marker=dict(size=[4 + 20 * np.sqrt(b["n"] / max(1, largest)) for b in bins]), text=counts,
+        customdata=[[pct(b["confidence"]), pct(b["accuracy"])] for b in bins],
+        hovertemplate="mean confidence %{customdata[0]}<br>accuracy %{customdata[1]}<br>%{text}<extra></extra>"))
+    fig.update_layout(xaxis=dict(title="confidence", range=[0, 1.02]), yaxis=dict(title="accuracy", range=[0, 1.02]),
+                      yaxis2=dict(title="images per bin", overlaying="y", side="right", showgrid=False,
+                                  rangemode="tozero"),
+                      height=360, title=title, legend=dict(orientation="h", y=-0.25),
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -122,41 +162,43 @@ def feature_map_figure(coords: np.ndarray, true: list[str], pred: list[str], nam
                 marker=dict(color=CLASS_COLOURS[c], symbol="x" if wrong else "circle", size=11 if wrong else 6,
                             line=dict(width=1, color="black") if wrong else None),
                 name=f"{DISPLAY_NAMES[c]}{' (misclassified)' if wrong else ''}",
-                text=[f"{n}<br>true {t} → predicted {p}" for n, t, p in zip(np.array(names)[m], true_a[m],
-                                                                             pred_a[m])],
+                text=[f"{n}<br>true {DISPLAY_NAMES.get(t, t)} → predicted {DISPLAY_NAMES.get(p, p)}"
+                      for n, t, p in zip(np.array(names)[m], true_a[m], pred_a[m])],
                 hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(height=480, title=title or None, xaxis_title="component 1", yaxis_title="component 2",
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
-def coverage_figure(curve: list[dict], threshold: float | None = None) -> go.Figure:
+def coverage_figure(curve: list[dict], threshold: float | None = None,
+                    title: str = "Coverage vs accuracy") -> go.Figure:
     """Accuracy of accepted predictions vs share accepted, as the confidence threshold rises."""
     fig = go.Figure(go.Scatter(
         x=[c["coverage"] for c in curve], y=[c["accepted_accuracy"] for c in curve], mode="lines+markers",
-        text=[f"threshold {c['threshold']:.3f}" for c in curve],
-        hovertemplate="coverage %{x:.1%}<br>accuracy %{y:.2%}<br>%{text}<extra></extra>", name="model"))
+        text=[f"coverage {pct(c['coverage'])}<br>accuracy {pct(c['accepted_accuracy'], 2)}<br>"
+              f"threshold {c['threshold']:.3f}" if c["accepted_accuracy"] is not None else "" for c in curve],
+        hovertemplate="%{text}<extra></extra>", name="model"))
     if threshold:
         pts = [c for c in curve if c["threshold"] >= threshold]
         if pts:
             fig.add_trace(go.Scatter(x=[pts[0]["coverage"]], y=[pts[0]["accepted_accuracy"]], mode="markers",
                                      marker=dict(size=14, symbol="star", color="#d62728"),
-                                     name=f"refer rule (< {threshold:.3f})"))
+                                     name=f"refer rule (below {pct(threshold)})"))
     fig.update_layout(xaxis_title="coverage (share of predictions accepted)", yaxis_title="accuracy of accepted",
                       xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=340,
-                      title="Coverage vs accuracy", margin=dict(l=10, r=10, t=40, b=40))
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
-def deletion_figure(deletion: dict) -> go.Figure:
+def deletion_figure(deletion: dict, title: str = "Deletion test") -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=deletion["fractions"], y=deletion["gradcam_curve"], mode="lines+markers",
                              name=f"Grad-CAM order (AUC {deletion['gradcam_auc']:.3f})"))
     fig.add_trace(go.Scatter(x=deletion["fractions"], y=deletion["random_curve"], mode="lines+markers",
                              name=f"random 8×8 blocks (AUC {deletion['random_auc']:.3f})"))
     fig.update_layout(xaxis_title="share of pixels deleted", yaxis_title="probability of predicted class",
-                      xaxis=dict(tickformat=".0%"), height=340, title="Deletion test",
-                      margin=dict(l=10, r=10, t=40, b=40))
+                      xaxis=dict(tickformat=".0%"), height=340, title=title,
+                      margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
 
@@ -174,11 +216,12 @@ def external_sequence_figure(ext: dict, title: str = "") -> go.Figure:
         err_lo = [(v - c[0]) if c and v is not None else 0 for v, c in zip(vals, cis)]
         fig.add_trace(go.Bar(x=seqs, y=[v if v is not None else 0 for v in vals], name=name, marker_color=colour,
                              error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
-                             text=[f"{v:.0%}" if v is not None else "—" for v in vals], textposition="outside",
-                             hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>"))
+                             text=[pct(v, 0) if v is not None else "—" for v in vals], textposition="outside",
+                             customdata=[pct(v) if v is not None else "—" for v in vals],
+                             hovertemplate="%{x}: %{customdata}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%"), height=340,
-                      title=title or f"External validation on {ext.get('dataset', '')}, by MR sequence",
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=60))
+                      title=title or chart_title("External validation by MR sequence", ext.get("dataset", "")),
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top(title or "<br>"), b=60))
     return fig
 
 
@@ -189,12 +232,12 @@ def shortcut_figure(study: dict) -> go.Figure:
     parts = [(n, r) for n, r in parts if r]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=[n for n, _ in parts], y=[r["accuracy"] for _, r in parts], name="style-only classifier",
-                         marker_color="#d62728", text=[f"{r['accuracy']:.0%}" for _, r in parts],
+                         marker_color="#d62728", text=[pct(r["accuracy"], 0) for _, r in parts],
                          textposition="outside"))
     fig.add_trace(go.Bar(x=[n for n, _ in parts], y=[r["majority_baseline"] for _, r in parts],
                          name="always the most common class", marker_color="#c7c7c7",
-                         text=[f"{r['majority_baseline']:.0%}" for _, r in parts], textposition="outside"))
+                         text=[pct(r["majority_baseline"], 0) for _, r in parts], textposition="outside"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%", title="accuracy"), height=340,
-                      title="What image style alone predicts (no anatomy)", legend=dict(orientation="h", y=-0.2),
-                      margin=dict(l=10, r=10, t=40, b=60))
+                      title=chart_title("What image style alone predicts (no anatomy)", "Kaggle and other sources"),
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top("<br>"), b=60))
     return fig

@@ -150,7 +150,7 @@ def test_clinician_reads_results_but_cannot_re_evaluate_or_open_the_model_page(s
     at.switch_page("pages/evaluation.py").run()
     assert not at.exception
     assert not at.radio and "eval_source" not in at.session_state  # read-only: the card's results
-    assert [m.label for m in at.metric][:2] == ["Accuracy", "Loss"]
+    assert list(at.table[0].value["measure"])[:2] == ["Accuracy", "Loss (cross-entropy)"]  # the headline table
 
 
 def test_researcher_re_evaluates_trains_and_uploads_but_does_not_remove(server_settings):

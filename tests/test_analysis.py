@@ -230,3 +230,65 @@ def test_most_confused_pair():
 
     assert most_confused([[5, 0, 3, 0], [1, 4, 0, 0], [0, 0, 9, 0], [0, 0, 0, 2]]) == ("glioma", "notumor")
     assert most_confused(np.eye(4) * 3) == ("meningioma", "glioma")
+
+
+def test_mcnemar_exact_against_hand_computed_tables():
+    from brainclf.analysis import mcnemar_exact
+
+    # 1 vs 6 discordant pairs: P(X <= 1 | n=7, 1/2) = (1 + 7) / 128, two-sided 16 / 128.
+    assert mcnemar_exact(1, 6) == pytest.approx(0.125)
+    assert mcnemar_exact(6, 1) == pytest.approx(0.125)  # symmetric
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+    # 2 vs 10: (1 + 12 + 66) / 4096 per tail.
+    assert mcnemar_exact(2, 10) == pytest.approx(2 * 79 / 4096)
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0  # capped, and no discordant pairs
+
+
+def _pair_rows(correct_a: list[bool], correct_b: list[bool], groups=None):
+    def make(ok, i):
+        r = {"path": f"img{i}.png", "true": "glioma", "pred": "glioma" if ok else "meningioma"}
+        if groups is not None:
+            r["group"] = groups[i]
+        return r
+
+    return ([make(ok, i) for i, ok in enumerate(correct_a)], [make(ok, i) for i, ok in enumerate(correct_b)])
+
+
+def test_paired_comparison_difference_interval_and_discordant_pairs():
+    from brainclf.analysis import paired_comparison
+
+    # 40 images: both right on 30, only A right on 8, only B right on 2 → A 95 %, B 80 %, difference +15 points.
+    a = [True] * 30 + [True] * 8 + [False] * 2
+    b = [True] * 30 + [False] * 8 + [True] * 2
+    rows_a, rows_b = _pair_rows(a, b)
+    cmp = paired_comparison(rows_a, rows_b[::-1])  # matched by path, not by order
+    assert cmp["n"] == 40 and cmp["unmatched"] == 0
+    assert cmp["accuracy_a"] == pytest.approx(38 / 40) and cmp["accuracy_b"] == pytest.approx(32 / 40)
+    assert cmp["difference"] == pytest.approx(0.15)
+    assert (cmp["a_only"], cmp["b_only"]) == (8, 2)
+    assert cmp["p_value"] == pytest.approx(2 * (1 + 10 + 45) / 1024)  # exact binomial, n = 10 discordant
+    lo, hi = cmp["interval"]
+    assert lo < 0.15 < hi and lo > -0.1 and hi < 0.35
+    assert cmp["resampled"] == "images" and cmp["units"] == 40
+    # Paired: identical models have a zero-width interval (an unpaired bootstrap would not).
+    same = paired_comparison(rows_a, rows_a)
+    assert same["difference"] == 0 and same["interval"] == (0.0, 0.0) and same["p_value"] == 1.0
+
+
+def test_paired_comparison_resamples_case_groups_and_skips_unmatched_images():
+    from brainclf.analysis import paired_comparison
+
+    a = [True] * 20 + [False] * 20
+    b = [False] * 20 + [True] * 20
+    by_image = paired_comparison(*_pair_rows(a, b))
+    # Four case groups of ten slices each: the same slices, but only four independent cases.
+    grouped = paired_comparison(*_pair_rows(a, b, groups=[i // 10 for i in range(40)]))
+    assert grouped["resampled"] == "case groups" and grouped["units"] == 4
+    assert grouped["difference"] == by_image["difference"] == 0
+    width = lambda c: c["interval"][1] - c["interval"][0]  # noqa: E731
+    assert width(grouped) > 1.5 * width(by_image)
+    rows_a, rows_b = _pair_rows([True, False, True], [True, True, True])
+    rows_b[2]["true"] = "pituitary"  # the same file with another label is no pair
+    cmp = paired_comparison(rows_a + [{"path": "only-a.png", "true": "glioma", "pred": "glioma"}], rows_b)
+    assert cmp["n"] == 2 and cmp["unmatched"] == 3
+    assert paired_comparison(rows_a, [])["n"] == 0

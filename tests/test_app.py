@@ -220,12 +220,12 @@ def test_refer_message_states_the_rule_in_one_sentence():
 def test_evaluation_from_card_and_cell_gallery():
     at = open_page("pages/evaluation.py")
     assert not at.exception
-    labels = [m.label for m in at.metric]
-    assert labels[:3] == ["Accuracy", "Loss", "Macro AUC"]
+    measures = list(at.table[0].value["measure"])
+    assert measures[:3] == ["Accuracy", "Loss (cross-entropy)", "Macro AUC"]
     at.selectbox(key="cell_true").set_value("meningioma").run()
     at.selectbox(key="cell_pred").set_value("meningioma").run()
     assert not at.exception
-    assert any("true *Meningioma*, predicted *Meningioma*" in m.value for m in at.markdown)
+    assert any(m.value.startswith("#### True Meningioma, predicted Meningioma: ") for m in at.markdown)
     assert any(m.value.startswith("Glioma vs meningioma") or "confused between glioma and meningioma" in m.value
                for m in at.markdown)
 
@@ -234,7 +234,7 @@ def test_evaluation_compares_two_models():
     at = open_page("pages/evaluation.py")
     other = at.selectbox(key="compare").value.stem
     assert other != "default" and other in {p.stem for p in Path("models").glob("*.keras")}
-    cmp_table = at.dataframe[-1].value
+    cmp_table = at.table[-1].value
     assert {"default", other} <= set(cmp_table.columns)
 
 
@@ -311,6 +311,7 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
 
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
     from brainclf.card import read_card
+    from brainclf.views import pct
 
     default = REPO / "models" / "default.keras"
     card = read_card(default)
@@ -325,7 +326,8 @@ def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
         caption = " ".join(c.value for c in at.caption)
         assert ("flip TTA on" in caption) is on
         # The card's stored predictions of that mode are shown: its accuracy, to the displayed precision.
-        assert at.metric[0].value == f"{card.test_metrics(tta=on)['accuracy']:.2%}"
+        headline = at.table[0].value.set_index("measure")["value"]
+        assert headline["Accuracy"] == pct(card.test_metrics(tta=on)["accuracy"])
 
 
 def _page_order(at: AppTest) -> list[str]:

@@ -28,7 +28,6 @@ LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwr
 LAZY_EXEMPT = {
     "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
                     "a quick predict should not pay (see brainclf/cli/__init__.py)",
-    "brainclf.analysis": "changed on the analysis branch (issue #15); move its imports up when that lands",
 }
 # Modules that may import TensorFlow/Keras when they are imported.
 TF_AT_IMPORT = ("brainclf.models", "brainclf.training", "brainclf.distributed")  # not training.config/state: below

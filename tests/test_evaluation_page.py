@@ -1,17 +1,26 @@
-"""The Evaluation page's external-validation section (AppTest on the bundled models)."""
+"""The Evaluation page (AppTest on the bundled models): external validation, the feature map that stays, titled
+figures, numbers in words, the model comparison."""
 
 from __future__ import annotations
 
-from test_app import open_page
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import synthetic_image
+from test_app import REPO, open_page
 from test_sources import write_external
+
+from brainclf.figures import chart_title
 
 
 def test_card_external_validation_is_shown_beside_testing():
     at = open_page("pages/evaluation.py")
     assert not at.exception, [e.value for e in at.exception]
     assert "External validation" in [s.value for s in at.subheader]
-    labels = [m.label for m in at.metric]
-    assert "Tumours called 'no tumour'" in labels and "…not referred or flagged" in labels
+    measures = [m for t in at.table if "measure" in t.value.columns for m in t.value["measure"]]
+    assert "Tumours called 'no tumour'" in measures and "…not referred or flagged" in measures
     assert any("in-distribution" in c.value for c in at.caption)
 
 
@@ -43,7 +52,7 @@ def test_a_manifest_naming_a_path_outside_its_folder_is_refused_without_a_server
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "may only name files inside its folder" in errors and str(tmp_path) not in errors
-    assert not [m for m in at.metric if m.label == "Accuracy"]  # nothing was evaluated
+    assert not at.table  # nothing was evaluated: no headline
 
 
 def test_evaluation_errors_name_the_dataset_not_the_server_path(tmp_path, monkeypatch):
@@ -55,3 +64,82 @@ def test_evaluation_errors_name_the_dataset_not_the_server_path(tmp_path, monkey
     assert not at.exception
     (error,) = [e.value for e in at.error]
     assert "No JPEG/PNG images found in empty-hospital" in error and str(tmp_path) not in error
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _titles(at) -> list[str]:
+    return [(f.get("layout", {}).get("title") or {}).get("text") for f in _figures(at)]
+
+
+@pytest.fixture
+def small_dataset(tmp_path, monkeypatch):
+    """Six of the default card's glioma/meningioma test images (synthetic stand-ins at the card's paths) as the
+    server's dataset: the feature map has something to map in seconds."""
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    rng = np.random.default_rng(0)
+    root = tmp_path / "mini-mri"
+    for cls in ("glioma", "meningioma"):
+        for r in [r for r in card["test_predictions"] if r["true"] == cls][:3]:
+            (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+            synthetic_image(cls, rng).save(root / r["path"])
+    monkeypatch.setenv("BRAINCLF_DATA", str(root))
+    return root
+
+
+def test_the_feature_map_stays_until_the_model_mode_changes(small_dataset):
+    """It used to vanish at the next interaction: it was drawn only in the run where its button was pressed."""
+    def mapped(at) -> bool:
+        return any((t or "").startswith("Penultimate-layer features") for t in _titles(at))
+
+    at = open_page("pages/evaluation.py")
+    assert not mapped(at)
+    at.button(key="fmap").click().run()
+    assert not at.exception and mapped(at)
+    assert chart_title("Penultimate-layer features (PCA)", "6 glioma and meningioma images, the test split") in \
+        _titles(at)
+    at.toggle(key="cm_norm").set_value(True).run()  # another widget: the map stays
+    assert not at.exception and mapped(at)
+    at.selectbox(key="cell_true").set_value("pituitary").run()
+    assert mapped(at)
+    from brainclf.card import read_card
+
+    # The other TTA mode shows other predictions: the map drawn for the first is not shown for them.
+    at.session_state["tta::default"] = not read_card(REPO / "models" / "default.keras").tta_default
+    at.run()
+    assert not at.exception and not mapped(at)
+
+
+def test_every_figure_has_a_title_saying_on_which_data():
+    at = open_page("pages/evaluation.py")
+    titles = _titles(at)
+    assert len(titles) >= 10 and all(titles), titles
+    for name in ("Confusion matrix", "ROC (one-vs-rest)", "Precision-recall", "Calibration", "Coverage vs accuracy"):
+        assert chart_title(name, "the test split, 1,025 images") in titles, name  # what, and on which data
+    calibration = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Calibration<br>"))
+    counts = next(t for t in calibration["data"] if t.get("name") == "images per bin")
+    assert sum(counts["y"]) == 1025  # every test image sits in one bin
+
+
+def test_numbers_read_in_words_and_one_percent_format():
+    at = open_page("pages/evaluation.py")
+    texts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    texts += [t.value.to_string() for t in at.table] + [d.value.to_string() for d in at.dataframe]
+    text = " ".join(texts)
+    assert not re.search(r"\b1 images\b", text)
+    assert not re.search(r"\d%", text), re.findall(r".{30}\d%", text)[:3]  # wording.pct: '93.1 %'
+    words = " ".join(w for w in text.split() if "/" not in w)  # file paths name their folders
+    assert not re.search(r"\b(p_)?notumor\b|out_of_distribution", words)
+    assert "1,025 images" in text  # thousands separators
+
+
+def test_comparing_two_models_gives_the_difference_its_interval_and_mcnemar():
+    at = open_page("pages/evaluation.py")
+    other = at.selectbox(key="compare").value.stem
+    (sentence,) = [m.value for m in at.markdown if "both were tested on" in m.value]
+    assert "On the 1,025 images both were tested on" in sentence and f"**{other} " in sentence
+    assert re.search(r"difference \*\*[+−]\d+\.\d points\*\* \(95 % paired bootstrap interval [+−]\d+\.\d points "
+                     r"to [+−]\d+\.\d points, resampling images\)", sentence), sentence
+    assert re.search(r"McNemar's exact test: p [<=] 0\.\d+", sentence)

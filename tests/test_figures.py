@@ -65,12 +65,12 @@ def test_confusion_matrix_normalised_shows_percents():
     hm = fig.data[0]
     z = np.asarray(hm.z)
     np.testing.assert_allclose(z.sum(1), 1.0)
-    assert hm.text[0][0] == "80.0%" and hm.text[3][3] == "60.0%" and hm.text[2][2] == "100.0%"
-    assert all(t.endswith("%") for row in hm.text for t in row)
+    assert hm.text[0][0] == "80.0 %" and hm.text[3][3] == "60.0 %" and hm.text[2][2] == "100.0 %"  # wording.pct
+    assert all(t.endswith(" %") for row in hm.text for t in row)
     assert fig.layout.title.text is None
     # An empty row (a class with no images) does not divide by zero.
     fig = confusion_matrix_figure([[0, 0, 0, 0], *CM[1:]], normalise=True)
-    assert np.all(np.isfinite(np.asarray(fig.data[0].z))) and fig.data[0].text[0][0] == "0.0%"
+    assert np.all(np.isfinite(np.asarray(fig.data[0].z))) and fig.data[0].text[0][0] == "0.0 %"
 
 
 def test_roc_figure_legend_has_auc(y_probs):
@@ -118,13 +118,54 @@ def test_history_figure_draws_each_ensemble_member():
     assert {t.line.dash for t in fig.data} == {"solid", "dot"}
 
 
-def test_reliability_figure(y_probs):
+def test_reliability_figure_shows_each_bins_image_count(y_probs):
     bins = reliability_curve(*y_probs)["bins"]
     fig = reliability_figure(bins, title="Calibration")
-    assert len(fig.data) == 2
-    assert fig.data[0].name == "perfect calibration"
-    assert len(fig.data[1].x) == len(bins)
+    assert [t.name for t in fig.data] == ["images per bin", "perfect calibration", "model"]
+    counts, _, model = fig.data
+    assert list(counts.y) == [b["n"] for b in bins] and counts.yaxis == "y2"
+    assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.title.text == "images per bin"
+    assert len(model.x) == len(bins)
+    assert list(model.text) == [f"{b['n']} image{'' if b['n'] == 1 else 's'}" for b in bins]
+    assert "%{text}" in model.hovertemplate and "%{text}" in counts.hovertemplate
+    assert model.customdata[0][1] == f"{100 * bins[0]['accuracy']:.1f} %"  # one probability format
     assert fig.layout.title.text == "Calibration"
+
+
+def test_reliability_counts_read_as_words():
+    bins = [{"lo": 0.5, "hi": 0.6, "n": 1, "confidence": 0.55, "accuracy": 1.0},
+            {"lo": 0.9, "hi": 1.0, "n": 1234, "confidence": 0.97, "accuracy": 0.98}]
+    fig = reliability_figure(bins)
+    assert list(fig.data[2].text) == ["1 image", "1,234 images"]
+    assert list(fig.data[0].customdata) == ["50 % – 60 %", "90 % – 100 %"]
+
+
+def test_clickable_confusion_matrix_has_a_selectable_point_per_cell():
+    """Issue #14: a heatmap cannot be point-selected; markers on the cell centres carry (true, predicted)."""
+    plain = confusion_matrix_figure(CM)
+    assert len(plain.data) == 1
+    fig = confusion_matrix_figure([[1200, 1, 0, 1], *CM[1:]], clickable=True, title="Test split")
+    hm, cells = fig.data
+    assert hm.hoverinfo == "skip" and hm.text[0][0] == "1,200"  # thousands separator
+    assert cells.type == "scatter" and cells.mode == "markers" and len(cells.x) == 16
+    assert cells.marker.color == "rgba(0,0,0,0)"  # invisible until selected
+    k = 1 * 4 + 2  # row meningioma, column no tumour
+    assert (cells.y[k], cells.x[k]) == ("Meningioma", "No tumour")
+    assert list(cells.customdata[k]) == ["meningioma", "notumor"]
+    assert cells.text[k] == str(CM[1][2])
+    assert fig.layout.clickmode == "event+select"
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: roc_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)]), title=t),
+    lambda t: pr_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)]), title=t),
+    lambda t: coverage_figure([{"coverage": 1.0, "accepted_accuracy": 0.9, "threshold": 0.5}], title=t),
+    lambda t: deletion_figure({"fractions": [0, 1], "gradcam_curve": [1, 0], "random_curve": [1, 0.5],
+                               "gradcam_auc": 0.5, "random_auc": 0.75}, title=t),
+    lambda t: history_figure({"loss": [1.0]}, title=t),
+])
+def test_figures_take_a_title_saying_what_and_on_which_data(make):
+    assert make("X on the test split").layout.title.text == "X on the test split"
 
 
 def test_coverage_figure_with_and_without_threshold(y_probs):
@@ -136,7 +177,7 @@ def test_coverage_figure_with_and_without_threshold(y_probs):
     assert len(fig.data) == 2
     star = fig.data[1]
     assert star.marker.symbol == "star"
-    assert f"{threshold:.3f}" in star.name
+    assert star.name == f"refer rule (below {100 * threshold:.1f} %)"  # wording.pct, like every probability
     assert star.x[0] == curve[len(curve) // 2]["coverage"]
     # A threshold above every point of the curve adds no star.
     assert len(coverage_figure(curve, threshold=1.01).data) == 1
@@ -183,6 +224,16 @@ def test_feature_map_marks_misclassified_with_x():
     assert len(by_name["Glioma (misclassified)"].x) == 1
     assert len(by_name["Glioma"].x) == 3
     assert "img2.png" in by_name["Glioma (misclassified)"].text[0]
-    assert "predicted meningioma" in by_name["Glioma (misclassified)"].text[0]
+    assert "true Glioma → predicted Meningioma" in by_name["Glioma (misclassified)"].text[0]
     assert sum(len(t.x) for t in fig.data) == len(true)
     assert fig.layout.title.text == "t-SNE"
+
+
+def test_chart_titles_put_the_data_on_a_second_line_with_room_for_it():
+    from brainclf.figures import chart_title
+
+    title = chart_title("ROC (one-vs-rest)", "test split, 1,025 images")
+    assert title.startswith("ROC (one-vs-rest)<br>") and "test split, 1,025 images" in title
+    assert chart_title("Loss") == "Loss"
+    curves = roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])
+    assert roc_figure(curves, title).layout.margin.t > roc_figure(curves, "ROC").layout.margin.t

@@ -1,0 +1,95 @@
+"""The Evaluation page in a real browser (`streamlit run app.py` on 127.0.0.1, Debian's chromium via Playwright).
+
+Issue #14: the page said "click a cell" but a Plotly heatmap cannot be point-selected, so a click did nothing.
+Here a click on a confusion-matrix cell must switch the gallery below to that (true, predicted) pair. And at
+800 px wide no number in a metric is cut to "99.7…". Runs on the bundled models; no dataset needed (without
+one the gallery lists its images as a table).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from test_e2e import REPO, _streamlit
+
+
+@pytest.fixture(scope="module")
+def server(neutral_server_settings):
+    with _streamlit({"BRAINCLF_DATA": ""}) as url:
+        yield url
+
+
+def _open_evaluation(page, server):
+    """Open the page and wait until it is drawn to the end (tables and charts above stop moving)."""
+    page.goto(f"{server}/evaluation")
+    page.get_by_role("heading", name="Compare models").wait_for()
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.locator(".js-plotly-plot").nth(9).wait_for()  # the charts are drawn
+    page.wait_for_timeout(2000)
+
+
+def _cell_centre(page, chart, row: int, col: int) -> tuple[float, float]:
+    """Page coordinates of a confusion-matrix cell's centre (category indices), from Plotly's own axes."""
+    box = chart.bounding_box()
+    x, y = chart.evaluate(
+        """(gd, rc) => { const L = gd._fullLayout;
+             return [L._size.l + L.xaxis.l2p(rc[1]), L._size.t + L.yaxis.l2p(rc[0])]; }""", [row, col])
+    return box["x"] + x, box["y"] + y
+
+
+def test_clicking_a_confusion_matrix_cell_shows_that_pairs_images(browser, server):
+    from playwright.sync_api import expect
+
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    rows = card["test_predictions_tta"] if card["calibration"].get("tta_default") else card["test_predictions"]
+    n = sum(r["true"] == "meningioma" and r["pred"] == "glioma" for r in rows)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(60_000)
+    try:
+        _open_evaluation(page, server)
+        # Either wording of the gallery's heading (this page's, or the old "**3 images** true *X*, predicted *Y*").
+        pair = page.get_by_text(re.compile(r"true Meningioma, predicted Glioma", re.IGNORECASE))
+        expect(pair).to_have_count(0)  # the page opens on the most confused pair, glioma → meningioma
+        chart = page.locator(".js-plotly-plot").first
+        chart.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.mouse.move(*_cell_centre(page, chart, row=1, col=0))  # true meningioma (row 1), predicted glioma
+        expect(chart.locator(".hoverlayer")).to_contain_text("true Meningioma → predicted Glioma")
+        page.mouse.click(*_cell_centre(page, chart, row=1, col=0))
+        expect(pair.first).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("heading", name=f"True Meningioma, predicted Glioma: {n} image")).to_be_visible()
+        # The pickers below follow the click (and stay free to change afterwards).
+        expect(page.get_by_role("combobox", name="True class")).to_have_value("Meningioma")
+        expect(page.get_by_role("combobox", name="Predicted class")).to_have_value("Glioma")
+        box = page.get_by_role("combobox", name="True class")
+        box.click()
+        box.press_sequentially("Pituitary")
+        box.press("Enter")
+        expect(page.get_by_role("heading", name="True Pituitary, predicted Glioma: 0 images")).to_be_visible()
+        # The same cell again: the first click deselects it, the second selects it and applies once more.
+        for _ in range(2):
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+            page.mouse.click(*_cell_centre(page, chart, row=1, col=0))
+            page.wait_for_timeout(1500)
+        expect(page.get_by_role("heading", name=f"True Meningioma, predicted Glioma: {n} image")).to_be_visible()
+    finally:
+        page.close()
+
+
+def test_no_metric_is_truncated_at_800_px(browser, server):
+    page = browser.new_page(viewport={"width": 800, "height": 3000})
+    page.set_default_timeout(60_000)
+    try:
+        _open_evaluation(page, server)
+        cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+            .flatMap(el => [el, ...el.querySelectorAll('*')])
+            .filter(el => el.scrollWidth > el.clientWidth + 1)
+            .map(el => el.textContent)""")
+        assert cut == [], f"metric values cut at 800 px: {cut}"
+        shown = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+        assert shown and all("…" not in v for v in shown), shown
+        assert page.get_by_role("cell", name="Accuracy", exact=True).count() >= 1  # the headline, as a table
+    finally:
+        page.close()
