@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_app import open_page
 
 from brainclf.limits import MAX_UPLOAD_FILES
+from brainclf.wording import pct
 
 
 def test_too_many_files_in_one_upload_are_refused_with_a_clear_message(png_bytes, make_image):
@@ -48,4 +49,4 @@ def test_home_accuracy_follows_the_sidebar_tta_toggle():
     for on in (False, True):
         at.toggle(key=f"tta::{default.stem}").set_value(on).run()
         assert not at.exception
-        assert at.metric[0].value == f"{card.test_metrics(tta=on)['accuracy']:.2%}"
+        assert at.metric[0].value == pct(card.test_metrics(tta=on)["accuracy"], 2)
