@@ -10,7 +10,8 @@ from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError
-from brainclf.figures import image_with_heatmap, probability_bars
+from brainclf.explain import overlay_heatmap
+from brainclf.figures import image_with_heatmap
 from brainclf.limits import check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
@@ -168,7 +169,8 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
         headline(case, pred, status)
         cam_col, prob_col = (st.container(), st.container()) if compact else st.columns(2, gap="medium")
         with prob_col:
-            st.plotly_chart(probability_bars(pred.probabilities), key=key("bars"))
+            for label, p in sorted(((class_label(c), p) for c, p in pred.probabilities.items()), key=lambda lp: -lp[1]):
+                st.progress(p, text=f"{label}: **{pct(p)}**")
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
                                   format_func=class_label, key=key("cam_class"))
             st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
@@ -176,9 +178,10 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
                      clamp=True, width=min(240, predictor.contract.size * 2))
         with cam_col:
             try:
-                st.plotly_chart(image_with_heatmap(pred.model_input, heatmap_for(pred, target), opacity,
-                                                   title=f"Grad-CAM: {class_label(target)}"),
-                                key=key("cam"))
+                # A picture, not a Plotly figure: it paints at once (the full-size view is the interactive one).
+                st.image(overlay_heatmap(pred.model_input, heatmap_for(pred, target), opacity),
+                         caption=f"Grad-CAM: {class_label(target)} · red = most evidence, blue = little",
+                         width="stretch")
                 if st.button("Full size", key=key("full"),
                              icon=":material/open_in_full:", help="The overlay in a large window"):
                     full_size(digest, target, opacity)
@@ -208,8 +211,8 @@ def batch_summary(digests: list[str]) -> None:
         return
     results = {d: book.result(d, model) for d in analysed}
     st.subheader(f"Results: {plural(len(analysed), 'slice')}")
-    st.dataframe(pd.DataFrame([summary_row(book.get(d).ref, r.name, rule, r.probabilities, r.predicted,
-                                           r.out_of_distribution) for d, r in results.items()]), hide_index=True)
+    st.table(pd.DataFrame([summary_row(book.get(d).ref, r.name, rule, r.probabilities, r.predicted,
+                                           r.out_of_distribution) for d, r in results.items()]).set_index("Case"))
     csv = pd.DataFrame([{**r.as_row(), "case": book.get(d).ref} for d, r in results.items()])
     c1, c2 = st.columns(2)
     c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",

@@ -5,7 +5,7 @@ chromium with Playwright; the browser is launched before the server so its own s
 Prints every run's timeline (seconds since `streamlit run`) and the median; --json writes them. A
 benchmark, not a test: run it on an idle machine.
 
-    .venv/bin/python scripts/cold_start.py [--runs 5] [--image SLICE.png] [--json cold_start.json]
+    .venv/bin/python scripts/cold_start.py [--runs 5] [--image SLICE.png] [--visit-after S] [--json OUT.json]
 
 Without --image it uploads a synthetic slice made here (an ellipse with a bright rim; no dataset image).
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from brainclf.bench import bench_app  # noqa: E402
 from brainclf.card import machine_description  # noqa: E402
 
-STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s")
+STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s", "visit_to_prediction_s")
 
 
 def synthetic_slice(path: Path, size: int = 224) -> Path:
@@ -44,12 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", type=Path, help="the slice to upload (default: a synthetic one)")
     ap.add_argument("--timeout", type=float, default=90)
     ap.add_argument("--json", type=Path, help="write the timelines here")
+    ap.add_argument("--visit-after", type=float, default=0.0, metavar="S",
+                    help="the first visit comes S seconds after the server is healthy (a server started before "
+                    "anyone visits); default 0: at once, as `make run` and a browser opened right away")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         image = args.image or synthetic_slice(Path(tmp) / "synthetic.png")
         runs = []
         for i in range(args.runs):
-            res = bench_app(image, timeout=args.timeout)
+            res = bench_app(image, timeout=args.timeout, visit_after=args.visit_after)
             runs.append(res)
             errors = {k: v for k, v in res.items() if k.endswith("_error")}
             print(f"run {i + 1}: " + "  ".join(f"{k[:-2]} {res[k]:.1f} s" for k in STEPS if k in res)

@@ -77,7 +77,7 @@ def test_predict_upload_shows_class_overlay_and_table_and_survives_bad_files():
     assert "broken.jpg" in errors and "not a recognised image" in errors
     assert "empty.png" in errors and "empty" in errors
     assert _cam_selectors(at)[0].value == "meningioma"  # Grad-CAM for the predicted class
-    table = at.dataframe[0].value  # the batch summary, above the cards, in words
+    table = at.table[0].value  # the batch summary, above the cards, in words (a static table: paints at once)
     assert list(table["File"]) == [name] and list(table["Answer"]) == ["Meningioma"]
     assert not [c for c in table.columns if c.startswith("p_") or "_" in c], list(table.columns)
     assert [s.value for s in at.subheader][0] == "Results: 1 slice"
@@ -120,7 +120,7 @@ def test_gradcam_class_selector_is_keyed_by_content_and_model(make_image, png_by
     at.file_uploader[0].set_value(("a.png", a, "image/png")).run()  # b removed, a in its place
     other = next(c for c in CLASS_NAMES if c != predicted_b)
     _cam_selectors(at)[0].set_value(other).run()  # look at a's map for another class
-    assert any(f"Grad-CAM: {DISPLAY_NAMES[other]}" in str(c.proto) for c in at.get("plotly_chart"))
+    assert any(f"Grad-CAM: {DISPLAY_NAMES[other]}" in str(c.proto) for c in at.get("image"))
     at.file_uploader[0].set_value(("b.png", b, "image/png")).run()  # b again, in the same position
     (selector,) = _cam_selectors(at)
     assert selector.value == predicted_b, "b's map must start on b's own class, not on the choice made for a"

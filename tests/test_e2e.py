@@ -90,8 +90,8 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     result = page.get_by_role("heading", name=image.name)
     result.wait_for()
     assert "Meningioma" in result.inner_text()
-    page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the Plotly overlay's title
-    assert page.locator(".js-plotly-plot").count() >= 2  # probability bars + Grad-CAM
+    page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the overlay's caption
+    assert page.get_by_test_id("stImage").count() >= 2  # the slice as the model sees it + the Grad-CAM overlay
     page.get_by_text("not an outline of a lesion").first.wait_for()  # the caveat beside the map
     page.get_by_role("button", name="Download CSV").wait_for()
     page.wait_for_timeout(1500)
@@ -157,6 +157,11 @@ def _testing_meningioma(real_data) -> Path:
     return real_data / row["path"]
 
 
+def _overlay(page, cls: str):
+    """The Predict page's Grad-CAM overlay of class `cls` (a picture captioned "Grad-CAM: <class> · …")."""
+    return page.get_by_test_id("stImage").filter(has_text=f"Grad-CAM: {cls}")
+
+
 TRUNCATED_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
     .filter(e => e.offsetParent !== null && e.textContent.trim() && getComputedStyle(e).textOverflow === 'ellipsis'
                  && e.scrollWidth > e.clientWidth + 1)
@@ -178,7 +183,7 @@ def test_narrow_windows_keep_gradcam_readable_and_nothing_truncated(browser, ser
             _shot(pg, "home-800")
         _open(pg, server, "predict", "Predict")
         pg.locator("input[type=file]").first.set_input_files(str(_testing_meningioma(real_data)))
-        cam = pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma").first
+        cam = _overlay(pg, "Meningioma").first
         expect(cam).to_be_visible(timeout=60_000)
         pg.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
         assert cam.bounding_box()["width"] >= 200, cam.bounding_box()
@@ -220,14 +225,13 @@ def test_gradcam_follows_the_new_upload_not_the_removed_one(browser, server, rea
         _open(pg, server, "predict", "Predict")
         upload = pg.locator("input[type=file]").first
         upload.set_input_files(str(_testing_meningioma(real_data)))
-        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma").first).to_be_visible(
-            timeout=60_000)
+        expect(_overlay(pg, "Meningioma").first).to_be_visible(timeout=60_000)
         pg.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
         expect(pg.get_by_test_id("stFileChip")).to_have_count(0)
         upload.set_input_files(str(real_data / pituitary["path"]))
         heading = pg.get_by_role("heading", name=Path(pituitary["path"]).name)
         expect(heading).to_contain_text("Pituitary", timeout=60_000)
-        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Pituitary").first).to_be_visible()
-        expect(pg.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma")).to_have_count(0)
+        expect(_overlay(pg, "Pituitary").first).to_be_visible()
+        expect(_overlay(pg, "Meningioma")).to_have_count(0)
     finally:
         pg.close()
