@@ -30,9 +30,10 @@ run: install
 test: install browser
 	$(PY) -m pytest -q
 
-# Refresh the README's screenshots from the browser test (make test never writes tracked files).
+# Refresh the README's screenshots from the browser tests (make test never writes tracked files). The pictures
+# with a slice in them use a made-up one: no dataset image is committed.
 screenshots: install browser
-	BRAINCLF_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_e2e.py
+	BRAINCLF_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_e2e.py tests/test_e2e_evaluation.py
 
 lint: install
 	$(VENV)/bin/ruff check .

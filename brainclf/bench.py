@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .card import machine_description, read_card
 from .evaluate import evaluate_folder
@@ -133,6 +134,19 @@ def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precis
     per_step = (time.perf_counter() - t) / steps
     return {"architecture": f"{arch} {contract.size}px {precision}", "s_per_step": per_step,
             "s_per_epoch_est": per_step * np.ceil(5137 / 32)}
+
+
+def synthetic_slice(size: int = 224, lesion: bool = True) -> Image.Image:
+    """A made-up axial 'slice' for benchmarks and pictures (no dataset image): an ellipse of soft tissue with a
+    bright rim, smooth texture and, with `lesion`, a bright round blob. Grayscale."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:size, :size] / size
+    r = ((yy - 0.5) / 0.42) ** 2 + ((xx - 0.5) / 0.35) ** 2
+    texture = np.asarray(Image.fromarray(rng.uniform(0, 40, (8, 8)).astype(np.uint8)).resize((size, size)), float)
+    img = np.where(r < 1, 70 + 50 * (1 - r) + texture, 0) + np.where((r > 0.86) & (r < 1), 90, 0)
+    if lesion:
+        img += 110 * np.exp(-(((yy - 0.38) / 0.07) ** 2 + ((xx - 0.6) / 0.07) ** 2))
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8), mode="L")
 
 
 def bench_app(image: Path | None, timeout: float = 60, visit_after: float = 0.0) -> dict:

@@ -7,7 +7,7 @@ benchmark, not a test: run it on an idle machine.
 
     .venv/bin/python scripts/cold_start.py [--runs 5] [--image SLICE.png] [--visit-after S] [--json OUT.json]
 
-Without --image it uploads a synthetic slice made here (an ellipse with a bright rim; no dataset image).
+Without --image it uploads brainclf.bench.synthetic_slice() (made up: no dataset image).
 """
 
 from __future__ import annotations
@@ -19,23 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.bench import bench_app  # noqa: E402
+from brainclf.bench import bench_app, synthetic_slice  # noqa: E402
 from brainclf.card import machine_description  # noqa: E402
 
 STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s", "visit_to_prediction_s")
-
-
-def synthetic_slice(path: Path, size: int = 224) -> Path:
-    yy, xx = np.mgrid[:size, :size]
-    r = ((yy - size / 2) / (size * 0.42)) ** 2 + ((xx - size / 2) / (size * 0.36)) ** 2
-    img = np.where(r < 1, 90 + 60 * (1 - r), 0) + np.where((r > 0.85) & (r < 1), 80, 0)
-    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                     "anyone visits); default 0: at once, as `make run` and a browser opened right away")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        image = args.image or synthetic_slice(Path(tmp) / "synthetic.png")
+        image = args.image
+        if image is None:
+            image = Path(tmp) / "synthetic.png"
+            synthetic_slice().save(image)
         runs = []
         for i in range(args.runs):
             res = bench_app(image, timeout=args.timeout, visit_after=args.visit_after)

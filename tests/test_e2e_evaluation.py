@@ -3,16 +3,21 @@
 Issue #14: the page said "click a cell" but a Plotly heatmap cannot be point-selected, so a click did nothing.
 Here a click on a confusion-matrix cell must switch the gallery below to that (true, predicted) pair. And at
 800 px wide no number in a metric is cut to "99.7…". Runs on the bundled models; no dataset needed (without
-one the gallery lists its images as a table).
+one the gallery lists its images as a table). The README's pictures with a slice in them are taken here: a
+made-up slice (brainclf.bench.synthetic_slice) and no dataset, so no dataset image is ever committed.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
-from test_e2e import REPO, _streamlit
+from test_e2e import REPO, SHOTS, _shot, _streamlit
+
+from brainclf.bench import synthetic_slice
 
 
 @pytest.fixture(scope="module")
@@ -91,5 +96,49 @@ def test_no_metric_is_truncated_at_800_px(browser, server):
         shown = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert shown and all("…" not in v for v in shown), shown
         assert page.get_by_role("cell", name="Accuracy", exact=True).count() >= 1  # the headline, as a table
+    finally:
+        page.close()
+
+
+def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, server, tmp_path):
+    """Predict (1400 px and 800 px), its case report and the Evaluation page, as `make screenshots` commits them:
+    the only slice in them is synthetic, and the Evaluation page, without a dataset, shows no image at all."""
+    from playwright.sync_api import expect
+
+    slice_png = tmp_path / "synthetic-slice.png"
+    synthetic_slice().save(slice_png)
+    for width, height in ((1400, 1000), (800, 900)):
+        page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{server}/predict")
+            page.get_by_role("heading", name="Predict").wait_for()
+            page.locator("input[type=file]").first.set_input_files(str(slice_png))
+            overlay = page.get_by_test_id("stImage").filter(has_text="Grad-CAM:")
+            expect(overlay.first).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("heading", name=re.compile("synthetic-slice.png"))).to_be_visible()
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+            page.wait_for_timeout(1000)
+            if width == 1400:
+                _shot(page, "predict")
+                with page.expect_download() as download:
+                    page.get_by_role("button", name="Case report (PDF)").click()
+                SHOTS.mkdir(parents=True, exist_ok=True)  # the report as a picture (pdftoppm: `make browser`)
+                subprocess.run(["pdftoppm", "-png", "-r", "70", "-singlefile", download.value.path(),
+                                str(SHOTS / "case-report")], check=True)
+                assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+                assert (SHOTS / "case-report.png").stat().st_size > 10_000
+            else:
+                overlay.first.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(SHOTS / "predict-800.png"))  # the window as the user sees it
+        finally:
+            page.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    page.set_default_timeout(60_000)
+    try:
+        _open_evaluation(page, server)
+        expect(page.get_by_test_id("stMain").get_by_test_id("stImage")).to_have_count(0)  # no dataset image
+        _shot(page, "evaluation")
     finally:
         page.close()
