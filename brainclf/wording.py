@@ -180,3 +180,9 @@ def summary_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[s
             "Answer": f"({answer})" if status.kind == "ood" else answer,  # a flagged slice's class is secondary
             "Status": status.headline, "Confidence": pct(probabilities[predicted]),
             **{DISPLAY_NAMES.get(c, c): pct(p) for c, p in probabilities.items()}}
+
+
+def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]]:
+    """(probability, "Glioma: **77.0 %**") per class, most likely first: the Predict card's bars in words."""
+    ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
+    return [(p, f"{DISPLAY_NAMES.get(c, c)}: **{pct(p)}**") for c, p in ranked]

@@ -16,7 +16,16 @@ from brainclf.limits import check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
-from brainclf.wording import gradcam_caveat, pct, plural, refer_rule, result_status, study_note, summary_row
+from brainclf.wording import (
+    gradcam_caveat,
+    pct,
+    plural,
+    probability_lines,
+    refer_rule,
+    result_status,
+    study_note,
+    summary_row,
+)
 from pages.common import (
     REFER_BELOW,
     audit_path,
@@ -169,8 +178,8 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
         headline(case, pred, status)
         cam_col, prob_col = (st.container(), st.container()) if compact else st.columns(2, gap="medium")
         with prob_col:
-            for label, p in sorted(((class_label(c), p) for c, p in pred.probabilities.items()), key=lambda lp: -lp[1]):
-                st.progress(p, text=f"{label}: **{pct(p)}**")
+            for p, text in probability_lines(pred.probabilities):
+                st.progress(p, text=text)
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
                                   format_func=class_label, key=key("cam_class"))
             st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,

@@ -12,6 +12,7 @@ from brainclf.wording import (
     pct,
     pct_pair,
     plural,
+    probability_lines,
     refer_rule,
     result_status,
     summary_row,
@@ -127,3 +128,9 @@ def test_summary_row_is_in_words_and_leads_with_the_flag_for_an_ood_slice():
     assert low["Status"] == "Refer to a radiologist" and low["Answer"] == "Glioma"
     odd = summary_row("ef56", "c.png", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
     assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "(Glioma)"
+
+
+def test_probability_lines_rank_the_classes_in_words():
+    lines = probability_lines({"glioma": 0.2, "meningioma": 0.7, "notumor": 0.04, "pituitary": 0.06})
+    assert lines == [(0.7, "Meningioma: **70.0 %**"), (0.2, "Glioma: **20.0 %**"), (0.06, "Pituitary: **6.0 %**"),
+                     (0.04, "No tumour: **4.0 %**")]
