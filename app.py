@@ -47,11 +47,9 @@ def main() -> None:
     # A 240 px sidebar (Streamlit's default is wider) leaves the Grad-CAM readable on an 800 px window.
     st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
 
-    from brainclf import warmup
     from brainclf.access import PAGE_ACTIONS
     from brainclf.errors import ConfigError
     from pages.common import (
-        active_model_path,
         auth_configured,
         identity,
         local_mode_problem,
@@ -70,9 +68,6 @@ def main() -> None:
     if not server_mode and (problem := local_mode_problem(config)):
         st.error(problem, icon=":material/error:")
         st.stop()
-    # Started by the server's start-up hook already; this covers the active model of a server run otherwise
-    # (AppTest, `streamlit run` of an older Streamlit): a no-op when that file is loading or loaded.
-    warmup.start(active_model_path())
     who = identity()
     if not who.signed_in:
         only_page(sign_in, "Sign in")

@@ -47,6 +47,7 @@ class JobStatus:
     owner_label: str = ""  # their name or e-mail, for the page
     run_dir: Path | None = None  # the run's folder: its state.json is the resume point
     request: dict = field(default_factory=dict, repr=False)  # config, data, models_dir: what resume() restarts
+    _resumable: dict = field(default_factory=dict, repr=False)  # {state: answer}: the page asks every second
 
     def may_cancel(self, user_id: str, admin: bool = False) -> bool:
         """Only the owner or an admin cancels a training, or resumes it."""
@@ -57,6 +58,11 @@ class JobStatus:
         config to go on from."""
         if self.state not in ("cancelled", "failed") or self.run_dir is None or "config" not in self.request:
             return False
+        if self.state not in self._resumable:  # read state.json once per ended job, not on every page refresh
+            self._resumable[self.state] = self._has_saved_state()
+        return self._resumable[self.state]
+
+    def _has_saved_state(self) -> bool:
         config = self.request["config"]
         members = config.member_configs()
         places = [(self.run_dir, config)] + ([(self.run_dir / "member0", members[0])] if len(members) > 1 else [])

@@ -2,9 +2,10 @@
 
 Importing TensorFlow (~2.5 s on a 2-core laptop), loading the model (~0.5 s) and tracing its first
 prediction with Grad-CAM (~0.5 s) dominate the app's cold start. The server's start-up hook
-(`warm_default_model`, st.App's lifespan in app.py) and every script run call `start(path)`; the page that
-needs the model calls `take(path)`, which hands over the warmed Predictor (waiting for it if it is still
-loading) or None, and then loads the model itself as before.
+(`warm_default_model`, st.App's lifespan in app.py) calls `start(path)` for the default model only (so at most
+one warmed model waits, whatever models visitors pick); the page that needs the model calls `take(path)`,
+which hands over the warmed Predictor (waiting for it if it is still loading) or None, and then loads the model
+itself as before.
 
     start(Path("models/default.keras"))   # returns at once; a daemon thread does the work
     predictor = take(Path("models/default.keras")) or Predictor.load(path)
@@ -22,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 from .card import default_model
-from .errors import ConfigError
 from .predict import Predictor  # TensorFlow itself is imported when the model loads, in the background thread
 from .settings import load_settings
 
@@ -99,6 +99,6 @@ async def warm_default_model(_app):
     Bad settings are not reported here: the app's first run shows them to the visitor (app.py)."""
     try:
         start(default_model(load_settings().models_dir))
-    except ConfigError as e:
+    except Exception as e:  # noqa: BLE001 - never keep the server from starting; the first visit shows the problem
         log.warning("no warm-up: %s", e)
     yield

@@ -2,6 +2,7 @@
 
 import asyncio
 import shutil
+from pathlib import Path
 
 from brainclf import warmup
 from brainclf.card import card_path, default_model
@@ -52,5 +53,6 @@ def test_server_start_hook_warms_the_default_model_of_the_models_folder(smoke_mo
             pass
 
     asyncio.run(serve_once())
+    assert [Path(k[0]).name for k in warmup._warming] == ["default.keras"]  # only the default is warmed
     assert isinstance(warmup.take(default), Predictor)
-    assert warmup.take(models / "other.keras") is None  # only the default
+    assert warmup._warming == {}  # handed over: nothing left parked
