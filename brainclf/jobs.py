@@ -35,6 +35,14 @@ def train(*args, **kwargs):
     return run_training(*args, **kwargs)
 
 
+def _stat(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
 @dataclass
 class JobStatus:
     name: str
@@ -47,7 +55,7 @@ class JobStatus:
     owner_label: str = ""  # their name or e-mail, for the page
     run_dir: Path | None = None  # the run's folder: its state.json is the resume point
     request: dict = field(default_factory=dict, repr=False)  # config, data, models_dir: what resume() restarts
-    _resumable: dict = field(default_factory=dict, repr=False)  # {state: answer}: the page asks every second
+    _resumable: dict = field(default_factory=dict, repr=False)  # the last answer by (state, files' stat)
 
     def may_cancel(self, user_id: str, admin: bool = False) -> bool:
         """Only the owner or an admin cancels a training, or resumes it."""
@@ -58,9 +66,12 @@ class JobStatus:
         config to go on from."""
         if self.state not in ("cancelled", "failed") or self.run_dir is None or "config" not in self.request:
             return False
-        if self.state not in self._resumable:  # read state.json once per ended job, not on every page refresh
-            self._resumable[self.state] = self._has_saved_state()
-        return self._resumable[self.state]
+        # The page asks every second: parse state.json again only when the job's state or the file changed.
+        key = (self.state, *(_stat(d / "state.json") for d in (self.run_dir, self.run_dir / "member0")))
+        if key not in self._resumable:
+            self._resumable.clear()
+            self._resumable[key] = self._has_saved_state()
+        return self._resumable[key]
 
     def _has_saved_state(self) -> bool:
         config = self.request["config"]
