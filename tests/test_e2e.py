@@ -102,29 +102,48 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf and image.stem not in download.value.suggested_filename
 
 
-@pytest.mark.parametrize("path,heading", [("predict", "Predict"), ("evaluation", "Evaluation"), ("model", "Models"),
-                                          ("common", "brainclf — brain MRI tumour classifier")])
-def test_bookmark_as_the_first_request_of_a_fresh_server(browser, path, heading):
+BOOKMARKS = {"predict": "Predict", "evaluation": "Evaluation", "model": "Models",
+             "common": "brainclf — brain MRI tumour classifier"}
+
+
+@pytest.fixture(scope="module")
+def fresh_servers():
+    """One fresh server per bookmarked path, started together (their start-ups overlap); none has had a request."""
+    ports = {path: free_port() for path in BOOKMARKS}
+    procs = {path: start_streamlit(port, output=subprocess.PIPE) for path, port in ports.items()}
+    try:
+        for path, proc in procs.items():
+            try:
+                wait_healthy(f"http://127.0.0.1:{ports[path]}", timeout=120, proc=proc)
+            except (RuntimeError, TimeoutError) as e:
+                pytest.fail(f"{e}: {proc.stdout.read().decode()[-2000:]}")
+        yield {path: f"http://127.0.0.1:{port}" for path, port in ports.items()}
+    finally:
+        for proc in procs.values():
+            stop(proc)
+
+
+@pytest.mark.parametrize("path", list(BOOKMARKS))
+def test_bookmark_as_the_first_request_of_a_fresh_server(browser, fresh_servers, path):
     """Issue #14: before anyone opened the root URL, Streamlit served the pages/ folder as a legacy
     multipage app: /predict had no model picker and a sidebar listing every module (app, common, ...), and
     /common was a blank page. Each path here is the first request its server sees."""
     from playwright.sync_api import expect
 
-    with _streamlit() as url:
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            pg.goto(f"{url}/{path}")
-            expect(pg.get_by_role("heading", name=heading).first).to_be_visible(timeout=90_000)
-            sidebar = pg.get_by_test_id("stSidebar")
-            expect(sidebar.get_by_text("Active model")).to_be_visible(timeout=60_000)  # app.py's model picker
-            links = pg.get_by_test_id("stSidebarNav").get_by_role("link")
-            expect(links).to_have_count(4)  # not one per module of pages/ (app, common, evaluation, …)
-            for name in ("Home", "Predict", "Evaluation", "Model"):
-                expect(links.filter(has_text=name)).to_have_count(1)
-            paths = links.evaluate_all("ls => ls.map(l => new URL(l.href).pathname)")
-            assert sorted(paths) == ["/", "/evaluation", "/model", "/predict"], paths
-        finally:
-            pg.close()
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        pg.goto(f"{fresh_servers[path]}/{path}")
+        expect(pg.get_by_role("heading", name=BOOKMARKS[path]).first).to_be_visible(timeout=90_000)
+        sidebar = pg.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("Active model")).to_be_visible(timeout=60_000)  # app.py's model picker
+        links = pg.get_by_test_id("stSidebarNav").get_by_role("link")
+        expect(links).to_have_count(4)  # not one per module of pages/ (app, common, evaluation, …)
+        for name in ("Home", "Predict", "Evaluation", "Model"):
+            expect(links.filter(has_text=name)).to_have_count(1)
+        paths = links.evaluate_all("ls => ls.map(l => new URL(l.href).pathname)")
+        assert sorted(paths) == ["/", "/evaluation", "/model", "/predict"], paths
+    finally:
+        pg.close()
 
 
 def test_evaluation_page_shows_confusion_matrix_and_roc(page, server):
