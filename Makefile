@@ -27,8 +27,10 @@ browser:
 run: install
 	$(VENV)/bin/streamlit run app.py
 
+# Two worker processes (pytest-xdist), a test file each at a time: module-scoped servers and browsers are not
+# duplicated, and one worker's waiting (servers starting, pages painting) overlaps the other's computing.
 test: install browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Refresh the README's screenshots from the browser tests (make test never writes tracked files). The pictures
 # with a slice in them use a made-up one: no dataset image is committed.
