@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_e2e import REPO, SHOTS, _shot, _streamlit
+from test_e2e import REPO, SHOTS, TRUNCATED_JS, _shot, _streamlit
 
 from brainclf.bench import synthetic_slice
 
@@ -122,9 +122,7 @@ def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, serv
     try:
         _open_evaluation(page, server)
         # At 800 px no number is cut ("99.7…"; the old five metric columns cut '98.44%', '0.0846', '0.9990').
-        cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] *')]
-            .filter(e => e.offsetParent !== null && e.textContent.trim() && e.scrollWidth > e.clientWidth + 1
-                         && getComputedStyle(e).textOverflow === 'ellipsis').map(e => e.textContent)""")
+        cut = page.evaluate(TRUNCATED_JS)
         assert cut == [], f"text cut at 800 px: {cut}"
         assert page.get_by_role("cell", name="Accuracy", exact=True).count() >= 1  # the headline, as a table
         expect(page.get_by_test_id("stMain").get_by_test_id("stImage")).to_have_count(0)  # no dataset image
