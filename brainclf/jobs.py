@@ -55,7 +55,7 @@ class JobStatus:
     owner_label: str = ""  # their name or e-mail, for the page
     run_dir: Path | None = None  # the run's folder: its state.json is the resume point
     request: dict = field(default_factory=dict, repr=False)  # config, data, models_dir: what resume() restarts
-    _resumable: dict = field(default_factory=dict, repr=False)  # the last answer by (state, files' stat)
+    _resumable: tuple = field(default=(None, False), repr=False)  # (key, answer) of the last check
 
     def may_cancel(self, user_id: str, admin: bool = False) -> bool:
         """Only the owner or an admin cancels a training, or resumes it."""
@@ -68,10 +68,9 @@ class JobStatus:
             return False
         # The page asks every second: parse state.json again only when the job's state or the file changed.
         key = (self.state, *(_stat(d / "state.json") for d in (self.run_dir, self.run_dir / "member0")))
-        if key not in self._resumable:
-            self._resumable.clear()
-            self._resumable[key] = self._has_saved_state()
-        return self._resumable[key]
+        if self._resumable[0] != key:
+            self._resumable = (key, self._has_saved_state())
+        return self._resumable[1]
 
     def _has_saved_state(self) -> bool:
         config = self.request["config"]
