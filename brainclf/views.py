@@ -9,6 +9,7 @@ import numpy as np
 
 from . import CLASS_NAMES, DISPLAY_NAMES, wording
 from .analysis import paired_comparison, rows_for_cell
+from .wording import class_label as label
 
 
 def pct(x: float, digits: int = 1) -> str:
@@ -18,10 +19,6 @@ def pct(x: float, digits: int = 1) -> str:
 
 def pct_pair(a: float, b: float) -> tuple[str, str]:
     return tuple(p.replace(" ", "\u00a0") for p in wording.pct_pair(a, b))
-
-
-def label(cls: str) -> str:
-    return DISPLAY_NAMES.get(cls, cls)
 
 
 def count(n: int, word: str = "image", plural: str | None = None) -> str:

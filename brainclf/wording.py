@@ -60,6 +60,11 @@ def refer_rule(thresholds: dict[str, float], calibration: dict | None,
                      target_accuracy=float(target) if target else None)
 
 
+def class_label(name: str) -> str:
+    """'notumor' → 'No tumour': a class as people read it (unknown names unchanged)."""
+    return DISPLAY_NAMES.get(name, name)
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     """0.9312 → '93.1 %'; never rounds a value below 1 up to '100 %'; None (not measured) → '—'."""
     if x is None:

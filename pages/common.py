@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from brainclf import DISPLAY_NAMES, warmup
+from brainclf import warmup
 from brainclf.access import Identity, identity_for, local_identity
 from brainclf.card import ModelCard, card_path, default_model, list_models, read_card
 from brainclf.cases import CaseBook
@@ -17,7 +17,7 @@ from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
 from brainclf.scope import external_accuracy, source_tag
 from brainclf.settings import Settings, load_settings
-from brainclf.wording import FALLBACK_REFER_BELOW, is_study_model, study_note
+from brainclf.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, study_note  # noqa: F401 (pages use class_label)
 
 
 def route_through_app(once_per_session: bool = False) -> None:
@@ -328,5 +328,3 @@ def audit_path() -> Path | None:
     return settings().audit_file if audit_enabled() else None
 
 
-def class_label(name: str) -> str:
-    return DISPLAY_NAMES.get(name, name)
