@@ -12,14 +12,8 @@ from . import CLASS_NAMES, DISPLAY_NAMES
 from .evaluate import subset_summary
 from .metrics import classification_metrics, reliability_curve, roc_curves
 from .preprocess import load_model_input
+from .rates import arrays_from_rows
 from .trust import bootstrap_ci, coverage_accuracy, coverage_curve
-
-
-def arrays_from_rows(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image prediction rows (path, true, pred, probs) → (y_true, probs)."""
-    y = np.array([CLASS_NAMES.index(r["true"]) for r in rows], dtype=int)
-    p = np.array([r["probs"] for r in rows], dtype=np.float64).reshape(-1, len(CLASS_NAMES))
-    return y, p
 
 
 def report_from_rows(rows: list[dict], refer_threshold: float = 0.0) -> dict:
@@ -109,26 +103,6 @@ def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     if method == "tsne" and len(f) > 5:
         return TSNE(n_components=2, perplexity=min(30, len(f) - 1), random_state=seed, init="pca").fit_transform(f)
     return PCA(n_components=2, random_state=seed).fit_transform(f)
-
-
-def sensitivity_specificity(rows: list[dict]) -> list[dict]:
-    """Clinicians' terms from per-image rows: "any tumour vs no tumour" first, then each class one-vs-rest.
-
-    Returns:
-        [{"finding", "sensitivity", "specificity", "positives", "negatives"}]; a rate is None without cases.
-    """
-    y, p = arrays_from_rows(rows)
-    pred = p.argmax(1) if len(p) else np.zeros(0, int)
-    nt = CLASS_NAMES.index("notumor")
-    tasks = [("Any tumour (vs no tumour)", y != nt, pred != nt)]
-    tasks += [(c, y == i, pred == i) for i, c in enumerate(CLASS_NAMES)]
-    out = []
-    for name, truth, said in tasks:
-        pos, neg = int(truth.sum()), int((~truth).sum())
-        out.append({"finding": name, "positives": pos, "negatives": neg,
-                    "sensitivity": float((said & truth).sum() / pos) if pos else None,
-                    "specificity": float((~said & ~truth).sum() / neg) if neg else None})
-    return out
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:

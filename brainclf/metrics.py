@@ -1,18 +1,11 @@
-"""Evaluation metrics from predicted probabilities (scikit-learn wherever it has the metric)."""
+"""Evaluation metrics from predicted probabilities (scikit-learn wherever it has the metric).
+
+scikit-learn is imported by the functions that use it: it takes ~1 s to import on a 2-core laptop, and the
+modules that import this one (trust, evaluate, provenance) are on the path of the app's first page."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    auc,
-    confusion_matrix,
-    log_loss,
-    precision_recall_curve,
-    precision_recall_fscore_support,
-    roc_auc_score,
-    roc_curve,
-)
 
 from . import CLASS_NAMES
 
@@ -47,6 +40,8 @@ def reliability_curve(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -
 
 def roc_curves(y_true: np.ndarray, probs: np.ndarray) -> dict:
     """One-vs-rest ROC and precision-recall curves per class (for plotting)."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
     out = {}
     for i, c in enumerate(CLASS_NAMES):
         pos = (y_true == i).astype(int)
@@ -61,6 +56,14 @@ def roc_curves(y_true: np.ndarray, probs: np.ndarray) -> dict:
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     """Accuracy, loss, per-class P/R/F1, confusion matrix (rows true, columns predicted), AUCs, ECE."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        log_loss,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     if len(y_true) == 0:

@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from brainclf.analysis import sensitivity_specificity
 from brainclf.card_schema import display_text
 from brainclf.provenance import card_is_verified, provenance_note
+from brainclf.rates import sensitivity_specificity
 from brainclf.scope import non_commercial, validated_scope
 from brainclf.wording import pct
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting

@@ -176,7 +176,7 @@ def test_resolve_image_refuses_paths_outside_the_data_root(tmp_path):
 
 
 def test_sensitivity_and_specificity_lead_with_tumour_vs_no_tumour():
-    from brainclf.analysis import sensitivity_specificity
+    from brainclf.rates import sensitivity_specificity
 
     def r(true, pred):
         probs = [0.0] * 4
