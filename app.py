@@ -6,8 +6,9 @@ lists only the pages their role may open. Without one the app runs in local mode
 no sign-in, every feature on.
 
 `streamlit run app.py` first imports this file as a module, finds `app` (an st.App: the same server, with a
-start-up hook that loads TensorFlow and the default model in the background before anyone visits; see
-brainclf.warmup) and serves it; every session then runs this file as __main__, which calls main().
+start-up hook that starts the model process loading TensorFlow and the default model before anyone visits; see
+brainclf.warmup and brainclf.inference_process) and serves it; every session then runs this file as __main__,
+which calls main().
 """
 
 import streamlit as st

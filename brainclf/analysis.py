@@ -81,19 +81,6 @@ def resolve_image(path: str, data_root: str | Path | None, allowed=None) -> Path
     return None
 
 
-def penultimate_features(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Global-average-pooled features (the layer before the classifier) for a batch of model inputs; an
-    ensemble's members' pooled features side by side."""
-    import keras
-
-    pooled = [layer.output for layer in model.layers if layer.name == "gap" or layer.name.endswith("_gap")]
-    if not pooled:
-        raise ValueError(f"{model.name} has no global-average-pooling layer named 'gap'.")
-    sub = keras.Model(model.inputs, pooled[0] if len(pooled) == 1 else keras.ops.concatenate(pooled, axis=-1))
-    return np.concatenate([np.asarray(sub(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)])
-
-
 def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """2-D map of feature vectors (PCA, or t-SNE for a non-linear view) with scikit-learn."""
     from sklearn.decomposition import PCA
@@ -165,7 +152,7 @@ def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "
     if len(found) < 3:
         return None
     x = np.stack([load_model_input(p, predictor.contract) for _, p in found])
-    coords = embed_2d(penultimate_features(predictor.model, x))
+    coords = embed_2d(predictor.penultimate_features(x))
     return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
             "names": [r["path"] for r, _ in found], "n": len(found),
             "what": "Penultimate-layer features (PCA)",

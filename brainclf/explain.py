@@ -105,3 +105,16 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4
     a = opacity * np.clip(heatmap, 0, 1)[..., None] ** 0.5
     out = img * (1 - a) + colour * a
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def penultimate_features(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Global-average-pooled features (the layer before the classifier) for a batch of model inputs; an
+    ensemble's members' pooled features side by side."""
+    import keras
+
+    pooled = [layer.output for layer in model.layers if layer.name == "gap" or layer.name.endswith("_gap")]
+    if not pooled:
+        raise ValueError(f"{model.name} has no global-average-pooling layer named 'gap'.")
+    sub = keras.Model(model.inputs, pooled[0] if len(pooled) == 1 else keras.ops.concatenate(pooled, axis=-1))
+    return np.concatenate([np.asarray(sub(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])

@@ -19,7 +19,7 @@ from .batch_predict import (  # noqa: F401 - re-exported: the batch API's histor
 )
 from .card import ModelCard, load_model
 from .errors import ModelError
-from .explain import GradCam
+from .explain import GradCam, penultimate_features
 from .ood import check
 from .preprocess import InputContract, decode_image, to_model_input
 from .shard import iter_image_files  # noqa: F401 - re-exported
@@ -103,11 +103,15 @@ class Predictor:
         model, card = load_model(model_path)
         return cls(model, card, tta=tta)
 
+    def wait_ready(self) -> Predictor:
+        """Loaded already (a ProcessPredictor waits for its model process here)."""
+        return self
+
     def with_tta(self, tta: bool) -> Predictor:
         """The same loaded model with test-time augmentation on or off (shares the compiled function)."""
         if tta == self.tta:
             return self
-        other = object.__new__(Predictor)
+        other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.tta = tta
         return other
@@ -222,6 +226,10 @@ class Predictor:
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""
         return self._gradcam_function()(x, class_index)
+
+    def penultimate_features(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) model inputs → the pooled features before the classifier (for the PCA map)."""
+        return penultimate_features(self.model, np.asarray(x, dtype=np.float32))
 
     def _gradcam_function(self):
         """Grad-CAM with the OOD descriptors as an extra output, built on first use (thread-safe)."""

@@ -74,6 +74,17 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
             proc.wait(timeout)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc; [] elsewhere), e.g. the app's model process."""
+    out: list[int] = []
+    try:
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            out += [int(c) for c in children.read_text().split()]
+    except (OSError, ValueError):
+        return out
+    return out
+
+
 def peak_rss_bytes(pid: int) -> int | None:
     """Peak resident memory of a process (VmHWM in /proc, Linux), or None where it cannot be read."""
     try:

@@ -1,35 +1,33 @@
-"""Load a model in the background before anyone asks for it, so the first prediction does not wait for it.
+"""Start loading the default model when the server starts, so the first prediction does not wait for it.
 
-Importing TensorFlow (~2.5 s on a 2-core laptop), loading the model (~0.5 s) and tracing its first
-prediction with Grad-CAM (~0.5 s) dominate the app's cold start. The server's start-up hook
+Importing TensorFlow (~2.8 s of interpreter work on a 2-core laptop), loading the model (~0.5 s) and tracing its
+first prediction with Grad-CAM (~0.5 s) dominate the app's cold start. They happen in the model process
+(brainclf.inference_process), so the server keeps painting pages meanwhile. The server's start-up hook
 (`warm_default_model`, st.App's lifespan in app.py) calls `start(path)` for the default model only (so at most
 one warmed model waits, whatever models visitors pick); the page that needs the model calls `take(path)`,
-which hands over the warmed Predictor (waiting for it if it is still loading) or None, and then loads the model
-itself as before.
+which hands over that ProcessPredictor once (its first call waits for the load), or None, and the page then
+starts one itself as before.
 
-    start(Path("models/default.keras"))   # returns at once; a daemon thread does the work
-    predictor = take(Path("models/default.keras")) or Predictor.load(path)
+    start(Path("models/default.keras"))   # returns at once; the model process loads the model
+    predictor = take(Path("models/default.keras")) or ProcessPredictor.start(path)
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from .card import default_model
-from .predict import Predictor  # TensorFlow itself is imported when the model loads, in the background thread
+from .errors import BrainclfError
+from .inference_process import ProcessPredictor
 from .settings import load_settings
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_warming: dict[tuple[str, float], Future] = {}
+_warming: dict[tuple[str, float], ProcessPredictor] = {}
 _handed_over: set[tuple[str, float]] = set()  # never warmed twice: the caller's cache has it
 
 
@@ -40,27 +38,12 @@ def _key(path: Path) -> tuple[str, float] | None:
         return None
 
 
-def _warm(path: Path):
-    predictor = Predictor.load(path)
-    # One prediction with Grad-CAM traces the compiled functions, so the user's first one does not.
-    blank = Image.fromarray(np.zeros((predictor.contract.size, predictor.contract.size), np.uint8))
-    predictor.predict(blank, name="warm-up", explain=True)
-    return predictor
-
-
-def _run(future: Future, path: Path) -> None:
-    try:
-        future.set_result(_warm(path))
-    except Exception as e:  # noqa: BLE001 - a failed warm-up only means the page loads the model itself
-        log.warning("warm-up of %s failed: %s", Path(path).name, e)
-        future.set_exception(e)
-
-
 def start(path: Path | None) -> bool:
-    """Begin loading `path` in a daemon thread unless that file version is loading or loaded already.
+    """Have the model process load `path` unless that file version was started already.
 
     Returns:
-        True when this call started a warm-up.
+        True when this call started loading it; False for no file, a started one, or an unreadable card (the
+        page that needs the model reports that).
     """
     key = _key(path) if path is not None else None
     if key is None:
@@ -68,33 +51,27 @@ def start(path: Path | None) -> bool:
     with _lock:
         if key in _warming or key in _handed_over:
             return False
-        future: Future = Future()
-        _warming[key] = future
-    threading.Thread(target=_run, args=(future, Path(path)), name="brainclf-warmup", daemon=True).start()
+        try:
+            _warming[key] = ProcessPredictor.start(Path(path))
+        except (BrainclfError, OSError) as e:
+            log.warning("no warm-up of %s: %s", Path(path).name, e)
+            return False
     return True
 
 
-def take(path: Path, timeout: float | None = 120):
-    """The warmed Predictor for this file version (waiting up to `timeout` s while it loads), else None.
-
-    The warm-up is handed over once and forgotten: the caller caches it (st.cache_resource) from then on.
-    """
+def take(path: Path) -> ProcessPredictor | None:
+    """The ProcessPredictor started for this file version, handed over once (the caller caches it), or None."""
     key = _key(path)
     with _lock:
-        future = _warming.pop(key, None) if key else None
-        if future is not None:
+        predictor = _warming.pop(key, None) if key else None
+        if predictor is not None:
             _handed_over.add(key)
-    if future is None:
-        return None
-    try:
-        return future.result(timeout)
-    except Exception:  # noqa: BLE001 - failed or too slow: the caller loads the model and reports any error
-        return None
+    return predictor
 
 
 @asynccontextmanager
 async def warm_default_model(_app):
-    """st.App start-up hook: begin warming the default model of the server's models folder, then serve.
+    """st.App start-up hook: have the model process load the default model of the server's models folder.
 
     Bad settings are not reported here: the app's first run shows them to the visitor (app.py)."""
     try:

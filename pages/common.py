@@ -13,6 +13,7 @@ from brainclf.access import Identity, identity_for, local_identity
 from brainclf.card import ModelCard, card_path, default_model, list_models, read_card
 from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError, ConfigError
+from brainclf.inference_process import ProcessPredictor
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
 from brainclf.scope import external_accuracy, source_tag
@@ -140,11 +141,12 @@ def models_dir() -> Path:
     return settings().models_dir
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
-def load_predictor(path: str, mtime: float) -> Predictor:
-    """One Predictor per model file, shared by all sessions (mtime: a replaced file is reloaded); the one
-    warmed in the background since the app's first run (brainclf.warmup) when there is one."""
-    return warmup.take(Path(path)) or Predictor.load(path)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_predictor(path: str, mtime: float) -> ProcessPredictor:
+    """One predictor per model file, shared by all sessions (mtime: a replaced file is reloaded), its model in
+    the model process (brainclf.inference_process); the default one started when the server started
+    (brainclf.warmup)."""
+    return warmup.take(Path(path)) or ProcessPredictor.start(path)
 
 
 @st.cache_resource
@@ -163,8 +165,10 @@ def active_model_path() -> Path | None:
     return paths[chosen] if chosen in paths else default_model(models_dir())
 
 
-def get_predictor(path: Path | None = None) -> Predictor | None:
-    """The active (or given) model, or None after showing a clear error."""
+def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | None:
+    """The active (or given) model, or None after showing a clear error. `wait=False`: return before its
+    model process has loaded it (the card is read; the first model call waits), so a page can lay out first;
+    such a page calls `model_ready` before it runs the model."""
     path = path or active_model_path()
     if path is None:
         st.error("No model with a card is installed yet. Train one on the Model page or run "
@@ -172,10 +176,23 @@ def get_predictor(path: Path | None = None) -> Predictor | None:
         return None
     try:
         predictor = load_predictor(str(path), path.stat().st_mtime)
+        if wait:
+            with st.spinner(f"Loading model {path.stem}…"):
+                predictor.wait_ready()
         return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
     except BrainclfError as e:
         st.error(f"Cannot load model {path.name}: {public(e)}")
         return None
+
+
+def model_ready(predictor: Predictor) -> None:
+    """Wait (with a spinner) until the model has loaded; stop the page with a clear error if it cannot."""
+    try:
+        with st.spinner(f"Loading model {predictor.card.name}…"):
+            predictor.wait_ready()
+    except BrainclfError as e:
+        st.error(f"Cannot load model {predictor.card.name}: {public(e)}")
+        st.stop()
 
 
 def tta_key(path: Path) -> str:

@@ -9,7 +9,7 @@ import streamlit as st
 from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
 from brainclf.cases import model_label, widget_key
-from brainclf.errors import BrainclfError
+from brainclf.errors import BrainclfError, ModelError
 from brainclf.explain import overlay_heatmap
 from brainclf.figures import image_with_heatmap
 from brainclf.limits import check_upload_session
@@ -33,6 +33,7 @@ from pages.common import (
     class_label,
     get_predictor,
     is_study,
+    model_ready,
     public,
     require,
     route_through_app,
@@ -43,7 +44,7 @@ route_through_app()
 require("open_predict")
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
-predictor = get_predictor()
+predictor = get_predictor(wait=False)  # on a fresh server the model is still loading: lay out first
 if predictor is None:
     st.stop()
 card = predictor.card
@@ -104,6 +105,7 @@ def analyse(digest: str):
     result = case.results.get(model)
     if result is not None:
         return result
+    model_ready(predictor)
     alias = upload_alias(case.name)  # decoder messages never carry the file name (it may name the patient)
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
@@ -115,6 +117,9 @@ def analyse(digest: str):
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
             append_audit(audit_path(), audit_record(case.data, result))
+    except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
+        st.error(f"Model {card.name} could not analyse **{case.name}**: {public(e)}")
+        st.stop()
     except BrainclfError as e:
         result = public(without_alias(str(e), alias))  # the page puts the file name before it
         if audit_path():  # a fixed reason, never the message

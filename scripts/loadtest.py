@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from brainclf.serve import free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
+from brainclf.serve import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
 
 XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
 
@@ -201,6 +201,8 @@ def main(argv=None) -> int:
             t.join(a.timeout * (rounds + 2))
         wall = time.perf_counter() - t0
         peak = peak_rss_bytes(pid) if pid else None
+        # The models run in a child process (brainclf.inference_process): its memory counts too.
+        children = [m for c in child_pids(pid) if (m := peak_rss_bytes(c))] if pid else []
     finally:
         if proc:
             stop(proc)
@@ -208,6 +210,7 @@ def main(argv=None) -> int:
     res = {"sessions": sessions, "rounds": rounds, "requests": sessions * rounds, "ok": len(latencies),
            "errors": errors, "server_ready_s": ready, "wall_s": wall,
            "server_peak_rss_mb": round(peak / 2**20, 1) if peak else None,
+           "model_process_peak_rss_mb": round(sum(children) / 2**20, 1) if children else None,
            "latency_ms": {q: float(np.percentile(lat, int(q[1:]))) for q in ("p50", "p90", "p95", "p99")}
            if len(lat) else {}}
     if a.json:
@@ -219,7 +222,8 @@ def main(argv=None) -> int:
             print("upload-to-rendered-prediction latency: " + ", ".join(f"{k} {v:.0f} ms"
                                                                          for k, v in res["latency_ms"].items()))
         if peak:
-            print(f"server peak memory (VmHWM): {res['server_peak_rss_mb']:.0f} MB")
+            print(f"server peak memory (VmHWM): {res['server_peak_rss_mb']:.0f} MB"
+                  + (f", its model process {res['model_process_peak_rss_mb']:.0f} MB" if children else ""))
         for e in errors[:10]:
             print("  error:", e)
     return 0 if not errors else 1

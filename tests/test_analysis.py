@@ -9,7 +9,6 @@ from brainclf import CLASS_NAMES
 from brainclf.analysis import (
     arrays_from_rows,
     embed_2d,
-    penultimate_features,
     report_from_rows,
     resolve_image,
     rows_for_cell,
@@ -136,6 +135,8 @@ def test_embed_2d_tsne_small_falls_back_to_pca():
 
 
 def test_penultimate_features(smoke_predictor, make_image):
+    from brainclf.explain import penultimate_features
+
     model = smoke_predictor.model
     x = np.stack([smoke_predictor.preprocess(make_image(c, seed=i)) for i, c in enumerate(CLASS_NAMES * 2)])
     feats = penultimate_features(model, x, batch_size=3)  # several batches
@@ -151,6 +152,7 @@ def test_penultimate_features(smoke_predictor, make_image):
 def test_penultimate_features_of_an_ensemble_join_its_members():
     import keras
 
+    from brainclf.explain import penultimate_features
     from brainclf.models import build_model
     from brainclf.preprocess import InputContract
 

@@ -1,12 +1,15 @@
-"""brainclf.warmup: the model loads in the background once per file version and is handed over once."""
+"""brainclf.warmup: the model process starts loading a model once per file version, handed over once."""
 
 import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from brainclf import warmup
 from brainclf.card import card_path, default_model
-from brainclf.predict import Predictor
+from brainclf.errors import ModelError
+from brainclf.inference_process import ProcessPredictor
 
 
 def _copy(model, folder, name):
@@ -21,9 +24,8 @@ def test_started_model_is_handed_over_once_and_never_warmed_again(smoke_model, t
     assert warmup.start(path) is True
     assert warmup.start(path) is False  # loading already
     predictor = warmup.take(path)
-    assert isinstance(predictor, Predictor)
-    assert predictor.card.name == Predictor.load(smoke_model).card.name
-    assert predictor._lazy, "the warm-up prediction with Grad-CAM built the compiled functions"
+    assert isinstance(predictor, ProcessPredictor)
+    assert predictor.wait_ready().card.name == "smoke"
     assert warmup.take(path) is None  # handed over: the caller's cache owns it now
     assert warmup.start(path) is False
 
@@ -34,11 +36,19 @@ def test_nothing_to_take_for_a_model_that_was_not_started(smoke_model, tmp_path)
     assert warmup.start(tmp_path / "missing.keras") is False
 
 
-def test_a_failed_warm_up_hands_over_nothing(tmp_path):
+def test_a_model_without_a_readable_card_is_not_warmed(tmp_path):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a model")
-    assert warmup.start(bad) is True
+    assert warmup.start(bad) is False
     assert warmup.take(bad) is None  # the page then loads it itself and shows the error
+
+
+def test_a_broken_model_is_reported_when_it_is_first_used(smoke_model, tmp_path):
+    bad = _copy(smoke_model, tmp_path, "broken")
+    bad.write_bytes(b"not a model")
+    assert warmup.start(bad) is True
+    with pytest.raises(ModelError):
+        warmup.take(bad).wait_ready()
 
 
 def test_server_start_hook_warms_the_default_model_of_the_models_folder(smoke_model, tmp_path, monkeypatch):
@@ -54,5 +64,5 @@ def test_server_start_hook_warms_the_default_model_of_the_models_folder(smoke_mo
 
     asyncio.run(serve_once())
     assert [Path(k[0]).name for k in warmup._warming] == ["default.keras"]  # only the default is warmed
-    assert isinstance(warmup.take(default), Predictor)
+    assert isinstance(warmup.take(default), ProcessPredictor)
     assert warmup._warming == {}  # handed over: nothing left parked

@@ -1,0 +1,131 @@
+"""brainclf.inference_process: the model runs in a process of its own and answers exactly as in-process."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainclf import CLASS_NAMES, inference_process
+from brainclf.card import card_path
+from brainclf.errors import ModelError
+from brainclf.inference_process import ModelProcess, ProcessPredictor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_process():
+    process = ModelProcess()
+    yield process
+    process.stop()
+
+
+def _copy(model, folder, name):
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / f"{name}.keras")
+    shutil.copy(card_path(model), card_path(folder / f"{name}.keras"))
+    return folder / f"{name}.keras"
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_answers_match_the_in_process_predictor(smoke_model, smoke_predictor, model_process, make_image, tta):
+    remote = ProcessPredictor.start(smoke_model, process=model_process).with_tta(tta)
+    local = smoke_predictor.with_tta(tta)
+    image = make_image("meningioma", seed=3)
+    got, want = remote.predict(image, name="a.png", explain=True), local.predict(image, name="a.png", explain=True)
+    assert got.probabilities == pytest.approx(want.probabilities, abs=1e-6)
+    np.testing.assert_allclose(got.heatmap, want.heatmap, atol=1e-5)
+    assert (got.model_name, got.model_version) == (want.model_name, want.model_version)
+    assert (got.out_of_distribution, got.refer_threshold) == (want.out_of_distribution, want.refer_threshold)
+    x = np.stack([local.preprocess(make_image(c, seed=i)) for i, c in enumerate(CLASS_NAMES)])
+    np.testing.assert_allclose(remote.predict_arrays(x), local.predict_arrays(x), atol=1e-6)
+    np.testing.assert_allclose(remote.gradcam(x[0], 2), local.gradcam(x[0], 2), atol=1e-5)  # another class
+    np.testing.assert_allclose(remote.penultimate_features(x), local.penultimate_features(x), atol=1e-5)
+
+
+def test_a_broken_model_is_a_clear_error_and_the_process_carries_on(smoke_model, model_process, tmp_path):
+    broken = _copy(smoke_model, tmp_path, "broken")
+    broken.write_bytes(b"not a keras file")  # the card is still valid: only the model process finds out
+    predictor = ProcessPredictor.start(broken, process=model_process)
+    with pytest.raises(ModelError) as err:
+        predictor.wait_ready()
+    assert "broken" in str(err.value)
+    assert ProcessPredictor.start(smoke_model, process=model_process).wait_ready().card.name == "smoke"
+
+
+def test_a_model_replaced_after_its_card_was_read_is_refused(smoke_model, model_process, tmp_path):
+    path = _copy(smoke_model, tmp_path, "swapped")
+    predictor = ProcessPredictor.start(path, process=model_process)
+    with pytest.raises(ModelError, match="changed"):
+        model_process.call(path, ("smoke", "not-the-version-read"), "load", False)
+    assert predictor.wait_ready() is predictor
+
+
+def test_only_the_model_calls_are_answered(smoke_model, model_process):
+    expected = ProcessPredictor.start(smoke_model, process=model_process)._expected
+    for method in ("__init__", "with_tta", "predict", "load_model"):
+        with pytest.raises(ModelError, match="does not run"):
+            model_process.call(smoke_model, expected, method, False)
+
+
+def test_a_stopped_process_is_an_error_once_then_starts_again(smoke_model, make_image):
+    process = ModelProcess()
+    try:
+        predictor = ProcessPredictor.start(smoke_model, process=process).wait_ready()
+        first = process.pid
+        process._process.kill()
+        process._process.wait()
+        with pytest.raises(ModelError, match="stopped"):
+            predictor.predict(make_image())
+        assert process.pid is None
+        assert predictor.predict(make_image()).model_name == "smoke"  # loads again in a new process
+        assert process.pid not in (None, first)
+    finally:
+        process.stop()
+
+
+def test_no_answer_in_time_stops_the_process(smoke_model, monkeypatch):
+    process = ModelProcess(call_timeout=0.0)
+    monkeypatch.setattr(inference_process, "LOAD_TIMEOUT_S", 0.01)  # far less than loading TensorFlow takes
+    try:
+        with pytest.raises(ModelError, match="no answer within"):
+            ProcessPredictor.start(smoke_model, process=process).wait_ready()
+        assert process.pid is None
+    finally:
+        process.stop()
+
+
+def test_the_server_process_never_imports_tensorflow(smoke_model, make_image, tmp_path):
+    """The point of the model process: predictions with Grad-CAM while TensorFlow stays out of the caller."""
+    make_image().save(tmp_path / "slice.png")
+    code = ("import json, sys; from brainclf.inference_process import ProcessPredictor; "
+            f"p = ProcessPredictor.start({str(smoke_model)!r}); "
+            f"r = p.predict({str(tmp_path / 'slice.png')!r}, explain=True); "
+            "print(json.dumps([r.model_name, list(r.heatmap.shape), 'tensorflow' in sys.modules, "
+            "'keras' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["smoke", [32, 32], False, False]
+
+
+def test_many_sessions_at_once_get_the_serial_answers(smoke_model, model_process, make_image):
+    """Sessions share one model process: their calls queue on its pipe and never get each other's answers
+    (half of them with flip TTA, half without)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = ProcessPredictor.start(smoke_model, process=model_process).wait_ready()
+    images = [make_image(c, seed=i) for i, c in enumerate(CLASS_NAMES * 4)]
+
+    def run(i: int):
+        return predictor.with_tta(i % 2 == 0).predict(images[i], name=str(i), explain=True)
+
+    serial = [run(i) for i in range(len(images))]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(run, range(len(images))))
+    for s, t in zip(serial, together):
+        assert (t.name, t.probabilities) == (s.name, pytest.approx(s.probabilities, abs=1e-6))
+        np.testing.assert_allclose(t.heatmap, s.heatmap, atol=1e-5)
