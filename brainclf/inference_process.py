@@ -60,9 +60,13 @@ def _serve(conn: Connection) -> None:
             if method not in MODEL_CALLS:
                 raise ModelError(f"the model process does not run {method!r}")
             predictor = _loaded(models, path, tuple(expected))
-            conn.send(("ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)))
+            answer = "ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)
         except Exception as e:  # noqa: BLE001 - every failure goes back to the caller; the process carries on
-            conn.send(("error", _as_message(e)))
+            answer = "error", _as_message(e)
+        try:
+            conn.send(answer)
+        except OSError:  # the server went away while this call ran
+            return
 
 
 def _loaded(models: OrderedDict, path: str, expected: tuple[str, str]) -> Predictor:
