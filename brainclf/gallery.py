@@ -15,6 +15,7 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .analysis import resolve_image
+from .errors import ImageError, ModelError
 from .explain import overlay_heatmap
 from .preprocess import load_model_input
 from .views import label, pct
@@ -95,6 +96,13 @@ def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12) -> Gall
         if path is None:
             items.append(GalleryItem(name, f"{name}: not found in the dataset"))
             continue
-        items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])}",
-                                 gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))))
+        try:
+            overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))
+        except ImageError:
+            items.append(GalleryItem(name, f"{name}: the image could not be read"))
+            continue
+        except (ModelError, ValueError):  # the model process stopped or is busy, or no Grad-CAM for this model
+            items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])} (no Grad-CAM just now)"))
+            continue
+        items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])}", overlay))
     return Gallery(items, more)

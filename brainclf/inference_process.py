@@ -8,10 +8,12 @@ and on a shared server one user's predictions no longer hold up everyone else's 
 
 A ProcessPredictor is a Predictor whose card-only parts (contract, temperature, refer rule, OOD rule, the
 Prediction it builds) run here and whose model calls (the forward pass with its OOD features, Grad-CAM, the
-pooled features) run in the model process: one per server, a fresh interpreter running this module, holding
-the last few models it was asked for (each loaded with `Predictor.load` and warmed) and answering one call at
-a time. Calls from many sessions queue for it. A call that gets no answer within its time limit stops the
-process, and a stopped process starts again on the next call.
+pooled features) run in the model process: one per server, a fresh interpreter running brainclf.model_worker,
+holding the last few models it was asked for (each loaded with `Predictor.load` and warmed) and answering one
+call of at most CHUNK images at a time. Calls from many sessions queue for it (BUSY_TIMEOUT_S at most, then a
+"busy" error). A call that gets no answer within its time limit stops the process; a process found stopped is
+started again, and the request that met it mid-call gets a clear error. Replies are unpickled as arrays and
+plain values only.
 
     predictor = ProcessPredictor.start(Path("models/default.keras"))  # returns at once; the model loads there
     result = predictor.predict(image_bytes, name="slice.png", explain=True)
@@ -19,14 +21,16 @@ process, and a stopped process starts again on the next call.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import threading
 import weakref
-from collections import OrderedDict
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -34,97 +38,59 @@ import numpy as np
 
 from .card import read_card
 from .errors import BrainclfError, DataError, ImageError, ModelError
+from .model_worker import identity
 from .predict import Predictor
 
 log = logging.getLogger(__name__)
 
-# What the model process answers: loading a model, and the Predictor methods that run it. Nothing else.
-MODEL_CALLS = ("load", "raw_probs_and_features", "_explained", "gradcam", "penultimate_features")
-_ERRORS = {cls.__name__: cls for cls in (BrainclfError, DataError, ImageError, ModelError)}
-MODELS_KEPT = 4  # models loaded at once in the model process (as many as the app caches)
+# Errors that come back with their class (ValueError: a model whose Grad-CAM cannot be built, which the Predict
+# page answers with the prediction alone); anything else is a ModelError.
+ERRORS = {cls.__name__: cls for cls in (BrainclfError, DataError, ImageError, ModelError, ValueError)}
+CHUNK = 64  # images per call: bounded messages, and no call long enough to hold up other sessions
 LOAD_TIMEOUT_S = 180.0  # starting the process and loading a model: seconds on a laptop, more under load
-CALL_TIMEOUT_S = 600.0  # one call: at most a batch of 64 images (folders are evaluated in batches)
+CALL_TIMEOUT_S = 300.0  # one call of at most CHUNK images
+BUSY_TIMEOUT_S = 120.0  # waiting for other sessions' calls before answering "busy"
 
 
-# --- the model process -----------------------------------------------------------------------------------
+class _ReplyUnpickler(pickle.Unpickler):
+    """Replies are tuples of strings, numbers and NumPy arrays, and nothing else is rebuilt: a model process
+    subverted by a crafted model file cannot make the server run code through pickle."""
 
-def _serve(conn: Connection) -> None:
-    """Answer (method, model path, expected (name, version), tta, args) until the server closes the pipe."""
-    models: OrderedDict[tuple[str, float], Predictor] = OrderedDict()
-    while True:
-        try:
-            method, path, expected, tta, args = conn.recv()
-        except (EOFError, OSError):  # the server went away
-            return
-        try:
-            if method not in MODEL_CALLS:
-                raise ModelError(f"the model process does not run {method!r}")
-            predictor = _loaded(models, path, tuple(expected))
-            answer = "ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)
-        except Exception as e:  # noqa: BLE001 - every failure goes back to the caller; the process carries on
-            answer = "error", _as_message(e)
-        try:
-            conn.send(answer)
-        except OSError:  # the server went away while this call ran
-            return
+    NUMPY = {"_reconstruct", "ndarray", "dtype", "_frombuffer", "scalar"}
 
+    def find_class(self, module: str, name: str):
+        if module.split(".")[0] == "numpy" and name in self.NUMPY:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"the model process sent a {module}.{name}")
 
-def _loaded(models: OrderedDict, path: str, expected: tuple[str, str]) -> Predictor:
-    """The model at `path` (loaded and warmed on first use; a replaced file is loaded again), checked to be
-    the one whose card the caller read."""
-    key = (path, os.stat(path).st_mtime)
-    if key not in models:
-        predictor = Predictor.load(path)
-        # One pass with Grad-CAM traces the compiled functions, so the user's first prediction does not.
-        predictor._explained(np.zeros((1, *predictor.contract.shape), np.float32))
-        models[key] = predictor
-        while len(models) > MODELS_KEPT:
-            models.popitem(last=False)
-    models.move_to_end(key)
-    card = models[key].card
-    if (card.name, card.version) != expected:
-        raise ModelError(f"{Path(path).name} changed while the page was open; reload the page.")
-    return models[key]
-
-
-def _as_message(e: Exception) -> tuple[str, str]:
-    """An error as (class name, message): brainclf's own errors keep their class and their words."""
-    if isinstance(e, BrainclfError):
-        return type(e).__name__, str(e)
-    if isinstance(e, OSError):
-        return "ModelError", "the model file could not be read"
-    return "ModelError", f"the model failed ({type(e).__name__})"
-
-
-# --- the server's side -----------------------------------------------------------------------------------
 
 class ModelProcess:
     """The server's handle on its model process: started on first use, restarted after it stopped."""
 
-    def __init__(self, call_timeout: float = CALL_TIMEOUT_S):
-        self.call_timeout = call_timeout
+    def __init__(self, call_timeout: float = CALL_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S):
+        self.call_timeout, self.busy_timeout = call_timeout, busy_timeout
         self._lock = threading.Lock()  # one call at a time on the pipe
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._unanswered = 0  # preloads sent whose answers nobody has read yet
 
-    def preload(self, path: Path, expected: tuple[str, str]) -> None:
+    def preload(self, path: Path, expected: tuple) -> None:
         """Ask the process to load a model, without waiting for it."""
-        with self._lock:
-            self._send(("load", str(path), expected, False, ()))
+        with self._locked():
+            self._send(("load", str(Path(path).resolve()), expected, False, ()))
             self._unanswered += 1
 
-    def call(self, path: Path, expected: tuple[str, str], method: str, tta: bool, *args):
+    def call(self, path: Path, expected: tuple, method: str, tta: bool, *args):
         """Run `method` of the model at `path` there and return its result; its errors are raised here."""
-        with self._lock:
+        with self._locked():
             while self._unanswered:  # a preload's failure is met again by this call, which loads once more
                 self._unanswered -= 1
                 self._receive(LOAD_TIMEOUT_S)
-            self._send((method, str(path), expected, bool(tta), args))
+            self._send((method, str(Path(path).resolve()), expected, bool(tta), args))
             status, value = self._receive(LOAD_TIMEOUT_S + self.call_timeout)
         if status != "ok":
             name, message = value
-            raise _ERRORS.get(name, ModelError)(message)
+            raise ERRORS.get(name, ModelError)(message)
         return value
 
     @property
@@ -132,26 +98,45 @@ class ModelProcess:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._finalizer()
-        self._process = self._conn = None
-        self._unanswered = 0
+        try:
+            if self._process is not None:
+                self._finalizer()
+        finally:
+            self._process = self._conn = None
+            self._unanswered = 0
+
+    @contextmanager
+    def _locked(self):
+        """The pipe's lock, or ModelError when other sessions' calls keep it longer than busy_timeout."""
+        if not self._lock.acquire(timeout=self.busy_timeout):
+            raise ModelError("the model is busy with other requests; try again in a moment.")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _start(self) -> None:
         # A fresh interpreter running this module: not a fork (the server has threads, and a forked copy of a
         # threaded process can deadlock), not multiprocessing's spawn (it re-runs the caller's main script).
+        # It runs in the package's folder, so nothing in the server's working folder shadows a module.
         ours, theirs = socket.socketpair()
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        with theirs:
-            self._process = subprocess.Popen([sys.executable, "-m", "brainclf.inference_process",
-                                              str(theirs.fileno())],
-                                             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        try:
+            with theirs:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "brainclf.model_worker", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), cwd=root, env=env, stdin=subprocess.DEVNULL)
+        except (OSError, ValueError) as e:
+            ours.close()
+            raise ModelError(f"the model process could not start ({type(e).__name__})") from None
         self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _stop, self._process, self._conn)
         log.info("model process started (pid %d)", self._process.pid)
 
     def _send(self, message) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self.stop()  # it died while idle: start a fresh one rather than fail this request
         if self._process is None:
             self._start()
         try:
@@ -159,6 +144,9 @@ class ModelProcess:
         except (OSError, ValueError):
             self.stop()
             raise ModelError("the model process stopped; it starts again on the next request.") from None
+        except BaseException:  # half a message may be on the pipe: never reuse it
+            self.stop()
+            raise
 
     def _receive(self, timeout: float):
         try:
@@ -166,10 +154,13 @@ class ModelProcess:
                 self.stop()
                 raise ModelError(f"the model gave no answer within {timeout:.0f} s; it was stopped and starts "
                                  "again on the next request.")
-            return self._conn.recv()
-        except (EOFError, OSError):
+            return _ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
+        except (EOFError, OSError, pickle.UnpicklingError):
             self.stop()
             raise ModelError("the model process stopped; it starts again on the next request.") from None
+        except BaseException:  # a reply half read: never reuse the pipe
+            self.stop()
+            raise
 
 
 def _stop(process: subprocess.Popen, conn: Connection) -> None:
@@ -182,7 +173,10 @@ def _stop(process: subprocess.Popen, conn: Connection) -> None:
         process.wait(timeout=2)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait(timeout=5)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.warning("model process %d did not exit", process.pid)
 
 
 _shared: ModelProcess | None = None
@@ -196,6 +190,13 @@ def shared_process() -> ModelProcess:
         if _shared is None:
             _shared = ModelProcess()
         return _shared
+
+
+def stop_shared() -> None:
+    """Stop this server's model process, if it started (the server is shutting down)."""
+    with _shared_lock:
+        if _shared is not None:
+            _shared.stop()
 
 
 class ProcessPredictor(Predictor):
@@ -219,43 +220,38 @@ class ProcessPredictor(Predictor):
         """
         card = read_card(model_path)
         predictor = cls(card, Path(model_path), process or shared_process(), tta=tta)
-        predictor._process.preload(predictor.path, predictor._expected)
+        predictor._process.preload(predictor.path, identity(card))
         return predictor
-
-    @property
-    def _expected(self) -> tuple[str, str]:
-        return self.card.name, self.card.version
 
     def wait_ready(self) -> ProcessPredictor:
         """Block until the model has loaded there (raises its error if it cannot)."""
-        self._call("load")
+        self._call("load", self.tta)
         return self
 
     @property
     def model(self):
-        raise ModelError(f"{self.card.name} runs in the model process: use Predictor.load for the Keras model.")
+        raise AttributeError(f"{self.card.name} runs in the model process: use Predictor.load for the Keras model.")
 
-    def _call(self, method: str, *args):
-        return self._process.call(self.path, self._expected, method, self.tta, *args)
+    def _call(self, method: str, tta: bool, *args):
+        return self._process.call(self.path, identity(self.card), method, tta, *args)
+
+    def _chunked(self, method: str, x: np.ndarray, tta: bool, *args) -> list:
+        x = np.asarray(x, dtype=np.float32)
+        return [self._call(method, tta, x[i:i + CHUNK], *args) for i in range(0, len(x), CHUNK)]
 
     def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
-        tta = self.tta if tta is None else tta
-        return self._process.call(self.path, self._expected, "raw_probs_and_features", tta,
-                                  np.asarray(x, dtype=np.float32), batch_size)
+        x = np.asarray(x, dtype=np.float32)
+        parts = self._chunked("raw_probs_and_features", x[None] if x.ndim == 3 else x,
+                              self.tta if tta is None else tta, batch_size)
+        if not parts:
+            return np.zeros((0, len(self.card.class_names)), np.float32), np.zeros((0, 0), np.float32)
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _explained(self, x: np.ndarray):
-        return self._call("_explained", np.asarray(x, dtype=np.float32))
+        return tuple(np.concatenate(p) for p in zip(*self._chunked("_explained", x, self.tta)))
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
-        return self._call("gradcam", np.asarray(x, dtype=np.float32), class_index)
+        return self._call("gradcam", self.tta, np.asarray(x, dtype=np.float32), class_index)
 
     def penultimate_features(self, x: np.ndarray) -> np.ndarray:
-        return self._call("penultimate_features", np.asarray(x, dtype=np.float32))
-
-
-if __name__ == "__main__":  # the model process: python -m brainclf.inference_process FD
-    # Keras imports scikit-learn and pandas only if it can, for features this process never uses; failing
-    # those imports here saves ~0.8 s of every cold start (measured on a 2-core laptop).
-    for optional in ("sklearn", "pandas"):
-        sys.modules.setdefault(optional, None)
-    _serve(Connection(int(sys.argv[1])))
+        return np.concatenate(self._chunked("penultimate_features", x, self.tta))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .card import default_model
 from .errors import BrainclfError
-from .inference_process import ProcessPredictor
+from .inference_process import ProcessPredictor, stop_shared
 from .settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -79,3 +79,4 @@ async def warm_default_model(_app):
     except Exception as e:  # noqa: BLE001 - never keep the server from starting; the first visit shows the problem
         log.warning("no warm-up: %s", e)
     yield
+    stop_shared()  # the server is shutting down: so does its model process

@@ -257,7 +257,11 @@ show_gallery(gallery(predictor, gm["rows"], root, allowed, limit=8), "gm")
 map_key = feature_map_key(card.label, predictor.tta, root, rows)
 if root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
     with st.spinner("Computing the penultimate-layer features of the glioma and meningioma images…"):
-        st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed, where=data_name))
+        try:
+            st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed,
+                                                                    where=data_name))
+        except BrainclfError as e:
+            st.error(f"The feature map could not be computed: {public(e)}")
 saved_map = st.session_state.get("fmap_result")
 if root and saved_map and saved_map[0] == map_key:
     fmap = saved_map[1]

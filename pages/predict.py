@@ -140,8 +140,12 @@ def full_size(digest: str, target: str, opacity: float) -> None:
     case, pred = book.get(digest), book.result(digest, model)
     st.caption(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
                f"{pred.model_version}")
-    figure = image_with_heatmap(pred.model_input, heatmap_for(pred, target), opacity,
-                                title=f"Grad-CAM: {class_label(target)}")
+    try:
+        heatmap = heatmap_for(pred, target)
+    except (ValueError, BrainclfError) as e:
+        st.warning(f"The Grad-CAM could not be computed: {public(e)}")
+        return
+    figure = image_with_heatmap(pred.model_input, heatmap, opacity, title=f"Grad-CAM: {class_label(target)}")
     st.plotly_chart(figure.update_layout(height=720), key=widget_key("cam_full", digest, model))
     st.caption(gradcam_caveat(target, card.faithfulness))
 
@@ -204,6 +208,8 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
                              icon=":material/monitoring:")
             except ValueError as e:
                 st.warning(f"No Grad-CAM for this model: {public(e)}")
+            except BrainclfError as e:  # the model process stopped or is busy: the prediction above stands
+                st.warning(f"The Grad-CAM could not be computed just now: {public(e)}")
         if compact:
             return
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""

@@ -13,6 +13,7 @@ from brainclf import CLASS_NAMES, inference_process
 from brainclf.card import card_path
 from brainclf.errors import ModelError
 from brainclf.inference_process import ModelProcess, ProcessPredictor
+from brainclf.model_worker import identity
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,31 +62,93 @@ def test_a_model_replaced_after_its_card_was_read_is_refused(smoke_model, model_
     path = _copy(smoke_model, tmp_path, "swapped")
     predictor = ProcessPredictor.start(path, process=model_process)
     with pytest.raises(ModelError, match="changed"):
-        model_process.call(path, ("smoke", "not-the-version-read"), "load", False)
+        model_process.call(path, ("smoke", predictor.card.version, "0" * 64), "load", False)  # another file
     assert predictor.wait_ready() is predictor
 
 
 def test_only_the_model_calls_are_answered(smoke_model, model_process):
-    expected = ProcessPredictor.start(smoke_model, process=model_process)._expected
+    expected = identity(ProcessPredictor.start(smoke_model, process=model_process).card)
     for method in ("__init__", "with_tta", "predict", "load_model"):
         with pytest.raises(ModelError, match="does not run"):
             model_process.call(smoke_model, expected, method, False)
 
 
-def test_a_stopped_process_is_an_error_once_then_starts_again(smoke_model, make_image):
+def test_a_process_that_died_while_idle_is_replaced_without_failing_the_request(smoke_model, make_image):
     process = ModelProcess()
     try:
         predictor = ProcessPredictor.start(smoke_model, process=process).wait_ready()
         first = process.pid
         process._process.kill()
         process._process.wait()
-        with pytest.raises(ModelError, match="stopped"):
-            predictor.predict(make_image())
-        assert process.pid is None
         assert predictor.predict(make_image()).model_name == "smoke"  # loads again in a new process
         assert process.pid not in (None, first)
     finally:
         process.stop()
+
+
+def test_a_process_that_dies_mid_call_is_an_error_once_then_starts_again(smoke_model, make_image, monkeypatch):
+    process = ModelProcess()
+    try:
+        predictor = ProcessPredictor.start(smoke_model, process=process).wait_ready()
+        send = ModelProcess._send
+
+        def send_then_die(self, message):
+            send(self, message)
+            self._process.kill()
+
+        monkeypatch.setattr(ModelProcess, "_send", send_then_die)
+        with pytest.raises(ModelError, match="stopped"):
+            predictor.predict(make_image())
+        assert process.pid is None
+        monkeypatch.setattr(ModelProcess, "_send", send)
+        assert predictor.predict(make_image()).model_name == "smoke"
+    finally:
+        process.stop()
+
+
+def test_a_session_waits_for_others_only_so_long(smoke_model, model_process):
+    busy = ModelProcess(busy_timeout=0.05)
+    busy._lock.acquire()  # another session's long call
+    try:
+        with pytest.raises(ModelError, match="busy"):
+            ProcessPredictor.start(smoke_model, process=busy)
+    finally:
+        busy._lock.release()
+        busy.stop()
+
+
+def test_large_batches_go_in_chunks_and_come_back_whole(smoke_model, smoke_predictor, model_process, monkeypatch):
+    sizes = []
+    call = ModelProcess.call
+
+    def counting(self, path, expected, method, tta, *args):
+        if method == "raw_probs_and_features":
+            sizes.append(len(args[0]))
+        return call(self, path, expected, method, tta, *args)
+
+    monkeypatch.setattr(ModelProcess, "call", counting)
+    x = np.random.default_rng(1).random((inference_process.CHUNK * 2 + 5, 32, 32, 1), np.float32)
+    remote = ProcessPredictor.start(smoke_model, process=model_process)
+    probs, feats = remote.raw_probs_and_features(x)
+    want_probs, want_feats = smoke_predictor.with_tta(remote.tta).raw_probs_and_features(x)
+    np.testing.assert_allclose(probs, want_probs, atol=1e-6)
+    np.testing.assert_allclose(feats, want_feats, atol=1e-5)
+    assert sizes == [inference_process.CHUNK, inference_process.CHUNK, 5]
+    empty_probs, _ = remote.raw_probs_and_features(x[:0])
+    assert empty_probs.shape == (0, len(CLASS_NAMES))
+
+
+def test_replies_are_rebuilt_as_arrays_and_plain_values_only():
+    import io
+    import os
+    import pickle
+
+    ok = pickle.dumps(("ok", (np.arange(6, dtype=np.float32).reshape(2, 3), None, "text", 1.5)))
+    status, (arr, none, text, number) = inference_process._ReplyUnpickler(io.BytesIO(ok)).load()
+    assert status == "ok" and arr.shape == (2, 3) and (none, text, number) == (None, "text", 1.5)
+    for evil in (pickle.dumps(os.system), pickle.dumps(("ok", subprocess.Popen))):
+        with pytest.raises(pickle.UnpicklingError):
+            inference_process._ReplyUnpickler(io.BytesIO(evil)).load()
 
 
 def test_no_answer_in_time_stops_the_process(smoke_model, monkeypatch):

@@ -173,6 +173,25 @@ def test_gallery_overlays_are_cached_by_model_version_and_image_content(tmp_path
     assert OVERLAYS.size >= 100
 
 
+def test_a_gallery_image_the_model_cannot_explain_just_now_keeps_its_caption(tmp_path):
+    from brainclf.errors import ModelError
+
+    class _Stopped(_FakePredictor):
+        def gradcam(self, x, class_index=None):
+            raise ModelError("the model process stopped; it starts again on the next request.")
+
+    folder = tmp_path / "data" / "Testing" / "glioma"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(folder / "a.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    rows = [_row("Testing/glioma/a.png", "glioma", "meningioma"), _row("Testing/glioma/broken.png", "glioma", "glioma")]
+    shown = gallery(_Stopped("stopped"), rows, tmp_path / "data", allowed=[tmp_path / "data"])
+    assert [i.image for i in shown.items] == [None, None]
+    assert shown.items[0].caption.startswith("a.png: Meningioma 90.0\u00a0%,")
+    assert shown.items[0].caption.endswith(" (no Grad-CAM just now)")
+    assert shown.items[1].caption == "broken.png: the image could not be read"
+
+
 def test_gallery_without_a_dataset_is_a_table_in_words():
     g = gallery(_FakePredictor(), [_row("Testing/glioma/a.png", "glioma", "notumor", 0.7)], None, allowed=[])
     assert g.items == [] and g.table == [{"file": "Testing/glioma/a.png", "Glioma": "10.0\u00a0%",
