@@ -13,9 +13,16 @@ DISPLAY_NAMES = {
     "notumor": "No tumour",
     "pituitary": "Pituitary",
 }
-# Names of the registered architectures (brainclf.models builds them); here so the CLI's --help needs no
-# TensorFlow import.
-ARCHITECTURE_NAMES = ("seed", "compact_cnn", "compact_cnn_wide", "compact_cnn_x2")
+# The registered architectures and what they are (brainclf.models builds them); here so the CLI's --help and
+# the Model page need no TensorFlow import.
+ARCHITECTURE_DESCRIPTIONS = {
+    "seed": "The original student-study CNN (2,364 parameters), kept as the baseline.",
+    "compact_cnn": "The default: VGG-style CNN, 4 stages, grayscale input.",
+    "compact_cnn_wide": "Wider compact CNN for GPU users.",
+    "compact_cnn_x2": "Ensemble of two independently trained compact CNNs (same split, different seeds), "
+                      "logits averaged.",
+}
+ARCHITECTURE_NAMES = tuple(ARCHITECTURE_DESCRIPTIONS)
 DEFAULT_ARCHITECTURE = "compact_cnn"
 # Training arithmetic (brainclf.training.TrainConfig.precision); the saved model is float32 either way.
 PRECISIONS = ("float32", "mixed_bfloat16")

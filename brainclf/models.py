@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from . import ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
+from . import ARCHITECTURE_DESCRIPTIONS, ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
 from .errors import ConfigError
 from .preprocess import InputContract
 
@@ -141,15 +141,14 @@ def build_compact_cnn_wide(contract: InputContract) -> keras.Model:
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture("seed", build_seed, InputContract(size=120, channels=3),
-                     "The original student-study CNN (2,364 parameters), kept as the baseline.", ("conv2",)),
+        Architecture("seed", build_seed, InputContract(size=120, channels=3), ARCHITECTURE_DESCRIPTIONS["seed"],
+                     ("conv2",)),
         Architecture("compact_cnn", build_compact_cnn, InputContract(size=128, channels=1),
-                     "The default: VGG-style CNN, 4 stages, grayscale input.", ("s0b", "s1b", "s2b")),
+                     ARCHITECTURE_DESCRIPTIONS["compact_cnn"], ("s0b", "s1b", "s2b")),
         Architecture("compact_cnn_wide", build_compact_cnn_wide, InputContract(size=128, channels=1),
-                     "Wider compact CNN for GPU users.", ("s0b", "s1b", "s2b")),
+                     ARCHITECTURE_DESCRIPTIONS["compact_cnn_wide"], ("s0b", "s1b", "s2b")),
         Architecture("compact_cnn_x2", build_compact_cnn_ensemble, InputContract(size=128, channels=1),
-                     "Ensemble of two independently trained compact CNNs (same split, different seeds), "
-                     "logits averaged.", ("m0_s0b", "m0_s1b", "m0_s2b"),
+                     ARCHITECTURE_DESCRIPTIONS["compact_cnn_x2"], ("m0_s0b", "m0_s1b", "m0_s2b"),
                      gradcam_layers=("m0_last_conv", "m1_last_conv"), member="compact_cnn", members=2),
     )
 }

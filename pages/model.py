@@ -5,12 +5,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from brainclf import PRECISIONS
+from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.model_files import remove_model
-from brainclf.models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from brainclf.training.config import TrainConfig
 from pages.common import (
     active_model_path,
@@ -96,9 +95,9 @@ def training_form() -> None:
         dataset = c1.selectbox("Dataset (Training/Testing or class folders)", roots, key="train_data",
                                help="The datasets this server offers, by name.")
         name = c2.text_input("Model name", value="my_model")
-        arch_names = list(ARCHITECTURES)
+        arch_names = list(ARCHITECTURE_DESCRIPTIONS)
         arch = c1.selectbox("Architecture", arch_names, index=arch_names.index(DEFAULT_ARCHITECTURE),
-                            format_func=lambda a: f"{a} — {ARCHITECTURES[a].description}")
+                            format_func=lambda a: f"{a} — {ARCHITECTURE_DESCRIPTIONS[a]}")
         size = c2.number_input("Input size (px, 0 = architecture default)", 0, 512, 0, step=8)
         epochs = c1.number_input("Epochs", 1, 500, 30)
         batch = c2.number_input("Batch size", 1, 512, 32)

@@ -182,11 +182,11 @@ def _page_imports(page: str) -> list[str]:
 
 
 def test_the_app_pages_first_paint_imports_no_tensorflow_or_scikit_learn():
-    """TensorFlow loads in the background (brainclf.warmup), and scikit-learn (~1 s) only where a metric is
-    computed: what the start-up hook and the clinicians' pages import must pull in neither, or the first page
-    waits for them (issue #14's cold start)."""
+    """TensorFlow loads in the model process (brainclf.inference_process), and scikit-learn (~1 s) only where a
+    metric is computed: what the start-up hook and the pages import must pull in neither, or the page waits for
+    them (issue #14's cold start)."""
     modules = {"brainclf.jobs", "brainclf.training.config", "brainclf.warmup"}
-    for page in ("home", "predict", "evaluation"):
+    for page in ("home", "predict", "evaluation", "model"):
         modules |= set(_page_imports(page))
     assert "pages.common" in modules and "brainclf.rates" in modules, modules  # the AST walk found them
     loaded = _heavy_modules_after("import " + ", ".join(sorted(modules)))
