@@ -11,6 +11,7 @@ the status that pages show.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -26,6 +27,14 @@ from .training.config import TrainConfig, TrainingCancelled, TrainProgress, runs
 from .training.state import saved_state
 
 logger = logging.getLogger(__name__)
+
+
+def owner_run_dir(runs_root: str | Path, owner: str, name: str) -> Path:
+    """Where the app keeps `owner`'s run `name`: a folder per user (named by a hash of the user id), so the same
+    model name and settings started by someone else begin afresh instead of resuming, and then owning, this
+    user's cancelled run."""
+    folder = f"user-{hashlib.sha256(owner.encode()).hexdigest()[:16]}" if owner else "no-owner"
+    return Path(runs_root) / folder / name
 
 
 def train(*args, **kwargs):

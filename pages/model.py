@@ -9,6 +9,7 @@ from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
+from brainclf.jobs import owner_run_dir
 from brainclf.model_files import remove_model
 from brainclf.training.config import TrainConfig
 from pages.common import (
@@ -115,7 +116,7 @@ def training_form() -> None:
     try:
         # jobs.start checks the name (brainclf.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
-                   owner_label=who.label, run_dir=config.runs_dir / name)
+                   owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name))
         st.toast(f"Training {name} started")
     except BrainclfError as e:
         st.error(public(e))

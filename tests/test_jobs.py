@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,22 @@ def test_a_failure_before_any_state_is_not_resumable(tmp_path):
     assert status.state == "failed" and not status.resumable()
     with pytest.raises(BrainclfError, match="no cancelled or interrupted training"):
         jobs.resume("sub:alice")
+
+
+def test_each_user_trains_in_a_run_folder_of_their_own(tmp_path, monkeypatch):
+    """The same model name and settings from another user start afresh: they never resume (and so take over)
+    someone else's cancelled run."""
+    import brainclf.jobs
+    from brainclf.jobs import owner_run_dir
+
+    used = []
+    monkeypatch.setattr(brainclf.jobs, "train", lambda *a, run_dir=None, **k: used.append(Path(run_dir)))
+    jobs = TrainingJobs()
+    for owner in ("sub:alice", "sub:bob", "sub:alice"):
+        jobs.start(tiny(), tmp_path, "shared_name", models_dir=tmp_path / "models", owner=owner,
+                   run_dir=owner_run_dir(tmp_path / "runs", owner, "shared_name"))
+        jobs.wait(timeout=60)
+    alice, bob, alice_again = used
+    assert alice != bob and alice == alice_again  # her own run again: resumable by her
+    assert all(p.parent.parent == tmp_path / "runs" and p.name == "shared_name" for p in used)
+    assert "alice" not in str(alice) and "/" not in alice.parent.name  # a hash, not the user id
