@@ -90,6 +90,7 @@ def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12) -> Gall
         return Gallery(table=[{"file": r["path"], **{label(c): pct(p) for c, p in zip(CLASS_NAMES, r["probs"])}}
                               for r in rows])
     items = []
+    model_down = False  # after one "busy" or "stopped", the rest show their captions without asking again
     for r in rows[:limit]:
         name = Path(str(r["path"])).name
         path = resolve_image(r["path"], root, allowed=allowed)
@@ -97,11 +98,14 @@ def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12) -> Gall
             items.append(GalleryItem(name, f"{name}: not found in the dataset"))
             continue
         try:
+            if model_down:
+                raise ModelError("not asked again")
             overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))
         except ImageError:
             items.append(GalleryItem(name, f"{name}: the image could not be read"))
             continue
-        except (ModelError, ValueError):  # the model process stopped or is busy, or no Grad-CAM for this model
+        except (ModelError, ValueError) as e:  # the model process stopped or is busy, or no Grad-CAM for the model
+            model_down = model_down or isinstance(e, ModelError)
             items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])} (no Grad-CAM just now)"))
             continue
         items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])}", overlay))

@@ -56,10 +56,13 @@ class _ReplyUnpickler(pickle.Unpickler):
     """Replies are tuples of strings, numbers and NumPy arrays, and nothing else is rebuilt: a model process
     subverted by a crafted model file cannot make the server run code through pickle."""
 
-    NUMPY = {"_reconstruct", "ndarray", "dtype", "_frombuffer", "scalar"}
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer")}  # numpy 2 names, and numpy 1's
 
     def find_class(self, module: str, name: str):
-        if module.split(".")[0] == "numpy" and name in self.NUMPY:
+        if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"the model process sent a {module}.{name}")
 
@@ -83,6 +86,8 @@ class ModelProcess:
     def call(self, path: Path, expected: tuple, method: str, tta: bool, *args):
         """Run `method` of the model at `path` there and return its result; its errors are raised here."""
         with self._locked():
+            if self._process is not None and self._process.poll() is not None:
+                self.stop()  # it died while idle (its unanswered preloads with it): start afresh
             while self._unanswered:  # a preload's failure is met again by this call, which loads once more
                 self._unanswered -= 1
                 self._receive(LOAD_TIMEOUT_S)
@@ -154,13 +159,32 @@ class ModelProcess:
                 self.stop()
                 raise ModelError(f"the model gave no answer within {timeout:.0f} s; it was stopped and starts "
                                  "again on the next request.")
-            return _ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
-        except (EOFError, OSError, pickle.UnpicklingError):
+            reply = _ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
+        except (EOFError, OSError):
             self.stop()
             raise ModelError("the model process stopped; it starts again on the next request.") from None
+        except (pickle.UnpicklingError, ImportError, AttributeError, TypeError, ValueError, IndexError):
+            self.stop()
+            raise ModelError(NOT_AN_ANSWER) from None
         except BaseException:  # a reply half read: never reuse the pipe
             self.stop()
             raise
+        if not _well_formed(reply):
+            self.stop()
+            raise ModelError(NOT_AN_ANSWER)
+        return reply
+
+
+NOT_AN_ANSWER = "the model process sent something that is not an answer; it was stopped and starts again."
+
+
+def _well_formed(reply) -> bool:
+    """("ok", result) or ("error", (class name, message)), as model_worker sends them."""
+    if not (isinstance(reply, tuple) and len(reply) == 2):
+        return False
+    status, value = reply
+    return status == "ok" or (status == "error" and isinstance(value, tuple) and len(value) == 2
+                              and all(isinstance(v, str) for v in value))
 
 
 def _stop(process: subprocess.Popen, conn: Connection) -> None:
@@ -248,7 +272,12 @@ class ProcessPredictor(Predictor):
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _explained(self, x: np.ndarray):
-        return tuple(np.concatenate(p) for p in zip(*self._chunked("_explained", x, self.tta)))
+        parts = self._chunked("_explained", x, self.tta)
+        if not parts:  # as Predictor's: no heat maps, no probabilities, no features
+            size = self.contract.size
+            return (np.zeros((0, size, size), np.float32), np.zeros((0, len(self.card.class_names)), np.float32),
+                    np.zeros((0, 0), np.float32))
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         return self._call("gradcam", self.tta, np.asarray(x, dtype=np.float32), class_index)

@@ -260,7 +260,7 @@ if root and st.button("Map the model's features (PCA of penultimate layer)", key
         try:
             st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed,
                                                                     where=data_name))
-        except BrainclfError as e:
+        except (BrainclfError, ValueError) as e:  # ValueError: a model without a pooling layer named "gap"
             st.error(f"The feature map could not be computed: {public(e)}")
 saved_map = st.session_state.get("fmap_result")
 if root and saved_map and saved_map[0] == map_key:

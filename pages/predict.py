@@ -113,7 +113,10 @@ def analyse(digest: str):
         try:
             result = predictor.predict(image, name=case.name, explain=True)  # Grad-CAM from the same pass
         except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
-            result = predictor.predict(image, name=case.name)
+            try:
+                result = predictor.predict(image, name=case.name)
+            except ValueError:  # not Grad-CAM after all: this image, with this model, gets no answer
+                raise BrainclfError("the model could not analyse this image") from None
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
             append_audit(audit_path(), audit_record(case.data, result))

@@ -146,9 +146,45 @@ def test_replies_are_rebuilt_as_arrays_and_plain_values_only():
     ok = pickle.dumps(("ok", (np.arange(6, dtype=np.float32).reshape(2, 3), None, "text", 1.5)))
     status, (arr, none, text, number) = inference_process._ReplyUnpickler(io.BytesIO(ok)).load()
     assert status == "ok" and arr.shape == (2, 3) and (none, text, number) == (None, "text", 1.5)
-    for evil in (pickle.dumps(os.system), pickle.dumps(("ok", subprocess.Popen))):
+    evils = (os.system, ("ok", subprocess.Popen), np.testing.assert_allclose)  # numpy, but not an array
+    for evil in map(pickle.dumps, evils):
         with pytest.raises(pickle.UnpicklingError):
             inference_process._ReplyUnpickler(io.BytesIO(evil)).load()
+
+
+@pytest.mark.parametrize("reply", ["garbage", ("ok",), ("error", "no class"), ("maybe", 1), ("error", (1, 2))])
+def test_a_reply_that_is_not_an_answer_stops_the_process(reply):
+    from multiprocessing import Pipe
+    from types import SimpleNamespace
+
+    process = ModelProcess()
+    ours, theirs = Pipe()
+    stopped = []
+    process._conn, process._process = ours, SimpleNamespace(poll=lambda: None, pid=1)
+    process._finalizer = lambda: stopped.append(True)
+    theirs.send(reply)
+    with pytest.raises(ModelError, match="not an answer"):
+        process._receive(5)
+    assert stopped and process.pid is None
+
+
+def test_a_preloaded_process_that_died_before_answering_is_replaced(smoke_model, make_image):
+    process = ModelProcess()
+    try:
+        predictor = ProcessPredictor.start(smoke_model, process=process)  # its preload is not answered yet
+        process._process.kill()
+        process._process.wait()
+        assert predictor.predict(make_image()).model_name == "smoke"
+    finally:
+        process.stop()
+
+
+def test_an_empty_batch_gets_empty_answers_without_a_call(smoke_model, model_process):
+    remote = ProcessPredictor.start(smoke_model, process=model_process)
+    empty = np.zeros((0, 32, 32, 1), np.float32)
+    assert [a.shape for a in remote._explained(empty)] == [(0, 32, 32), (0, len(CLASS_NAMES)), (0, 0)]
+    probs, feats = remote.explain_arrays(empty)
+    assert probs.shape == (0, len(CLASS_NAMES)) and feats.shape == (0, 32, 32)
 
 
 def test_no_answer_in_time_stops_the_process(smoke_model, monkeypatch):

@@ -178,18 +178,24 @@ def test_a_gallery_image_the_model_cannot_explain_just_now_keeps_its_caption(tmp
 
     class _Stopped(_FakePredictor):
         def gradcam(self, x, class_index=None):
+            self.calls += 1
             raise ModelError("the model process stopped; it starts again on the next request.")
 
     folder = tmp_path / "data" / "Testing" / "glioma"
     folder.mkdir(parents=True)
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.ones((24, 24), np.uint8)).save(folder / "b.png")
     (folder / "broken.png").write_bytes(b"not an image")
-    rows = [_row("Testing/glioma/a.png", "glioma", "meningioma"), _row("Testing/glioma/broken.png", "glioma", "glioma")]
-    shown = gallery(_Stopped("stopped"), rows, tmp_path / "data", allowed=[tmp_path / "data"])
-    assert [i.image for i in shown.items] == [None, None]
-    assert shown.items[0].caption.startswith("a.png: Meningioma 90.0\u00a0%,")
-    assert shown.items[0].caption.endswith(" (no Grad-CAM just now)")
-    assert shown.items[1].caption == "broken.png: the image could not be read"
+    rows = [_row("Testing/glioma/broken.png", "glioma", "glioma"), _row("Testing/glioma/a.png", "glioma", "meningioma"),
+            _row("Testing/glioma/b.png", "glioma", "glioma")]
+    stopped = _Stopped("stopped")
+    shown = gallery(stopped, rows, tmp_path / "data", allowed=[tmp_path / "data"])
+    assert [i.image for i in shown.items] == [None, None, None]
+    assert stopped.calls == 1  # a stopped model is asked once per gallery, not once per image
+    assert shown.items[2].caption.endswith(" (no Grad-CAM just now)")
+    assert shown.items[0].caption == "broken.png: the image could not be read"
+    assert shown.items[1].caption.startswith("a.png: Meningioma 90.0\u00a0%,")
+    assert shown.items[1].caption.endswith(" (no Grad-CAM just now)")
 
 
 def test_gallery_without_a_dataset_is_a_table_in_words():
