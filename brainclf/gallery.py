@@ -97,16 +97,15 @@ def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12) -> Gall
         if path is None:
             items.append(GalleryItem(name, f"{name}: not found in the dataset"))
             continue
-        try:
-            if model_down:
-                raise ModelError("not asked again")
-            overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))
-        except ImageError:
-            items.append(GalleryItem(name, f"{name}: the image could not be read"))
-            continue
-        except (ModelError, ValueError) as e:  # the model process stopped or is busy, or no Grad-CAM for the model
-            model_down = model_down or isinstance(e, ModelError)
-            items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])} (no Grad-CAM just now)"))
-            continue
-        items.append(GalleryItem(name, f"{name}: {probability_text(r['probs'])}", overlay))
+        overlay = None
+        if not model_down:
+            try:
+                overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))
+            except ImageError:
+                items.append(GalleryItem(name, f"{name}: the image could not be read"))
+                continue
+            except (ModelError, ValueError) as e:  # the model process stopped or is busy, or no Grad-CAM for it
+                model_down = isinstance(e, ModelError)
+        caption = f"{name}: {probability_text(r['probs'])}" + (" (no Grad-CAM just now)" if overlay is None else "")
+        items.append(GalleryItem(name, caption, overlay))
     return Gallery(items, more)

@@ -86,8 +86,6 @@ class ModelProcess:
     def call(self, path: Path, expected: tuple, method: str, tta: bool, *args):
         """Run `method` of the model at `path` there and return its result; its errors are raised here."""
         with self._locked():
-            if self._process is not None and self._process.poll() is not None:
-                self.stop()  # it died while idle (its unanswered preloads with it): start afresh
             while self._unanswered:  # a preload's failure is met again by this call, which loads once more
                 self._unanswered -= 1
                 self._receive(LOAD_TIMEOUT_S)
@@ -116,6 +114,8 @@ class ModelProcess:
         if not self._lock.acquire(timeout=self.busy_timeout):
             raise ModelError("the model is busy with other requests; try again in a moment.")
         try:
+            if self._process is not None and self._process.poll() is not None:
+                self.stop()  # it died while idle (its unanswered preloads with it): the next send starts afresh
             yield
         finally:
             self._lock.release()
@@ -140,15 +140,13 @@ class ModelProcess:
         log.info("model process started (pid %d)", self._process.pid)
 
     def _send(self, message) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            self.stop()  # it died while idle: start a fresh one rather than fail this request
         if self._process is None:
             self._start()
         try:
             self._conn.send(message)
         except (OSError, ValueError):
             self.stop()
-            raise ModelError("the model process stopped; it starts again on the next request.") from None
+            raise ModelError(STOPPED) from None
         except BaseException:  # half a message may be on the pipe: never reuse it
             self.stop()
             raise
@@ -162,7 +160,7 @@ class ModelProcess:
             reply = _ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
         except (EOFError, OSError):
             self.stop()
-            raise ModelError("the model process stopped; it starts again on the next request.") from None
+            raise ModelError(STOPPED) from None
         except (pickle.UnpicklingError, ImportError, AttributeError, TypeError, ValueError, IndexError):
             self.stop()
             raise ModelError(NOT_AN_ANSWER) from None
@@ -175,6 +173,7 @@ class ModelProcess:
         return reply
 
 
+STOPPED = "the model process stopped; it starts again on the next request."
 NOT_AN_ANSWER = "the model process sent something that is not an answer; it was stopped and starts again."
 
 
@@ -259,28 +258,27 @@ class ProcessPredictor(Predictor):
     def _call(self, method: str, tta: bool, *args):
         return self._process.call(self.path, identity(self.card), method, tta, *args)
 
-    def _chunked(self, method: str, x: np.ndarray, tta: bool, *args) -> list:
+    def _chunked(self, method: str, x: np.ndarray, tta: bool, empty, *args):
+        """`method` over x in calls of at most CHUNK images, its outputs joined; `empty` when x has none."""
         x = np.asarray(x, dtype=np.float32)
-        return [self._call(method, tta, x[i:i + CHUNK], *args) for i in range(0, len(x), CHUNK)]
+        parts = [self._call(method, tta, x[i:i + CHUNK], *args) for i in range(0, len(x), CHUNK)]
+        if not parts:
+            return empty
+        return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
     def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
         x = np.asarray(x, dtype=np.float32)
-        parts = self._chunked("raw_probs_and_features", x[None] if x.ndim == 3 else x,
-                              self.tta if tta is None else tta, batch_size)
-        if not parts:
-            return np.zeros((0, len(self.card.class_names)), np.float32), np.zeros((0, 0), np.float32)
-        return tuple(np.concatenate(p) for p in zip(*parts))
+        n = len(self.card.class_names)
+        return self._chunked("raw_probs_and_features", x[None] if x.ndim == 3 else x, self.tta if tta is None else tta,
+                             (np.zeros((0, n), np.float32), np.zeros((0, 0), np.float32)), batch_size)
 
     def _explained(self, x: np.ndarray):
-        parts = self._chunked("_explained", x, self.tta)
-        if not parts:  # as Predictor's: no heat maps, no probabilities, no features
-            size = self.contract.size
-            return (np.zeros((0, size, size), np.float32), np.zeros((0, len(self.card.class_names)), np.float32),
-                    np.zeros((0, 0), np.float32))
-        return tuple(np.concatenate(p) for p in zip(*parts))
+        size, n = self.contract.size, len(self.card.class_names)  # as Predictor's: heat maps, probabilities, features
+        return self._chunked("_explained", x, self.tta, (np.zeros((0, size, size), np.float32),
+                                                         np.zeros((0, n), np.float32), np.zeros((0, 0), np.float32)))
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         return self._call("gradcam", self.tta, np.asarray(x, dtype=np.float32), class_index)
 
     def penultimate_features(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate(self._chunked("penultimate_features", x, self.tta))
+        return self._chunked("penultimate_features", x, self.tta, np.zeros((0, 0), np.float32))

@@ -176,23 +176,23 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         return None
     try:
         predictor = load_predictor(str(path), path.stat().st_mtime)
-        if wait:
-            with st.spinner(f"Loading model {path.stem}…"):
-                predictor.wait_ready()
-        return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
     except BrainclfError as e:
         st.error(f"Cannot load model {path.name}: {public(e)}")
         return None
+    if wait and not model_ready(predictor):
+        return None
+    return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
 
 
-def model_ready(predictor: Predictor) -> None:
-    """Wait (with a spinner) until the model has loaded; stop the page with a clear error if it cannot."""
+def model_ready(predictor: Predictor) -> bool:
+    """Wait (with a spinner) until the model has loaded; False after a clear error if it cannot."""
     try:
         with st.spinner(f"Loading model {predictor.card.name}…"):
             predictor.wait_ready()
+        return True
     except BrainclfError as e:
         st.error(f"Cannot load model {predictor.card.name}: {public(e)}")
-        st.stop()
+        return False
 
 
 def tta_key(path: Path) -> str:

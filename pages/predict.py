@@ -105,7 +105,8 @@ def analyse(digest: str):
     result = case.results.get(model)
     if result is not None:
         return result
-    model_ready(predictor)
+    if not model_ready(predictor):
+        st.stop()
     alias = upload_alias(case.name)  # decoder messages never carry the file name (it may name the patient)
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,16 @@ def make_image():
 def png_bytes():
     """png_bytes(img, fmt='PNG', **save_kwargs) → encoded bytes."""
     return encode
+
+
+def copy_model(model: Path, folder: Path, name: str) -> Path:
+    """A copy of a bundled-style model (.keras and its card) as FOLDER/NAME.keras."""
+    from brainclf.card import card_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / f"{name}.keras")
+    shutil.copy(card_path(model), card_path(folder / f"{name}.keras"))
+    return folder / f"{name}.keras"
 
 
 def require_real_data(path: Path | None, what: str) -> Path:

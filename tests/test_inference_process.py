@@ -1,16 +1,15 @@
 """brainclf.inference_process: the model runs in a process of its own and answers exactly as in-process."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_model
 
 from brainclf import CLASS_NAMES, inference_process
-from brainclf.card import card_path
 from brainclf.errors import ModelError
 from brainclf.inference_process import ModelProcess, ProcessPredictor
 from brainclf.model_worker import identity
@@ -23,13 +22,6 @@ def model_process():
     process = ModelProcess()
     yield process
     process.stop()
-
-
-def _copy(model, folder, name):
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(model, folder / f"{name}.keras")
-    shutil.copy(card_path(model), card_path(folder / f"{name}.keras"))
-    return folder / f"{name}.keras"
 
 
 @pytest.mark.parametrize("tta", [False, True])
@@ -49,7 +41,7 @@ def test_answers_match_the_in_process_predictor(smoke_model, smoke_predictor, mo
 
 
 def test_a_broken_model_is_a_clear_error_and_the_process_carries_on(smoke_model, model_process, tmp_path):
-    broken = _copy(smoke_model, tmp_path, "broken")
+    broken = copy_model(smoke_model, tmp_path, "broken")
     broken.write_bytes(b"not a keras file")  # the card is still valid: only the model process finds out
     predictor = ProcessPredictor.start(broken, process=model_process)
     with pytest.raises(ModelError) as err:
@@ -59,7 +51,7 @@ def test_a_broken_model_is_a_clear_error_and_the_process_carries_on(smoke_model,
 
 
 def test_a_model_replaced_after_its_card_was_read_is_refused(smoke_model, model_process, tmp_path):
-    path = _copy(smoke_model, tmp_path, "swapped")
+    path = copy_model(smoke_model, tmp_path, "swapped")
     predictor = ProcessPredictor.start(path, process=model_process)
     with pytest.raises(ModelError, match="changed"):
         model_process.call(path, ("smoke", predictor.card.version, "0" * 64), "load", False)  # another file

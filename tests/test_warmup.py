@@ -1,26 +1,19 @@
 """brainclf.warmup: the model process starts loading a model once per file version, handed over once."""
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import copy_model
 
 from brainclf import warmup
-from brainclf.card import card_path, default_model
+from brainclf.card import default_model
 from brainclf.errors import ModelError
 from brainclf.inference_process import ProcessPredictor
 
 
-def _copy(model, folder, name):
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(model, folder / f"{name}.keras")
-    shutil.copy(card_path(model), card_path(folder / f"{name}.keras"))
-    return folder / f"{name}.keras"
-
-
 def test_started_model_is_handed_over_once_and_never_warmed_again(smoke_model, tmp_path):
-    path = _copy(smoke_model, tmp_path, "warm")
+    path = copy_model(smoke_model, tmp_path, "warm")
     assert warmup.start(path) is True
     assert warmup.start(path) is False  # loading already
     predictor = warmup.take(path)
@@ -31,7 +24,7 @@ def test_started_model_is_handed_over_once_and_never_warmed_again(smoke_model, t
 
 
 def test_nothing_to_take_for_a_model_that_was_not_started(smoke_model, tmp_path):
-    assert warmup.take(_copy(smoke_model, tmp_path, "cold")) is None
+    assert warmup.take(copy_model(smoke_model, tmp_path, "cold")) is None
     assert warmup.start(None) is False
     assert warmup.start(tmp_path / "missing.keras") is False
 
@@ -44,7 +37,7 @@ def test_a_model_without_a_readable_card_is_not_warmed(tmp_path):
 
 
 def test_a_broken_model_is_reported_when_it_is_first_used(smoke_model, tmp_path):
-    bad = _copy(smoke_model, tmp_path, "broken")
+    bad = copy_model(smoke_model, tmp_path, "broken")
     bad.write_bytes(b"not a model")
     assert warmup.start(bad) is True
     with pytest.raises(ModelError):
@@ -53,8 +46,8 @@ def test_a_broken_model_is_reported_when_it_is_first_used(smoke_model, tmp_path)
 
 def test_server_start_hook_warms_the_default_model_of_the_models_folder(smoke_model, tmp_path, monkeypatch):
     models = tmp_path / "models"
-    _copy(smoke_model, models, "other")
-    default = _copy(smoke_model, models, "default")
+    copy_model(smoke_model, models, "other")
+    default = copy_model(smoke_model, models, "default")
     assert default_model(models) == default
     monkeypatch.setenv("BRAINCLF_MODELS", str(models))
 
