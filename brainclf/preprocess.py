@@ -32,6 +32,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UPLOAD_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm", ".dicom")
 
 
+CONTRACT_KEYS = ("size", "channels", "padding", "resample", "crop", "intensity")
+CROPS = ("none", "head")
+INTENSITIES = ("none", "head-p99")
+# A pixel belongs to the head when it is brighter than this share of the image's 99th percentile; a row or
+# column belongs to the head's box when more than HEAD_LINE_SHARE of it does (thin captions and rulers in
+# screenshots do not), with a margin of HEAD_MARGIN of the box's side kept around it.
+HEAD_THRESHOLD = 0.12
+HEAD_LINE_SHARE = 0.04
+HEAD_MARGIN = 0.04
+HEAD_GAP = 0.03  # gaps of at most this share of the side join two runs of lines into one
+
+
 @dataclass(frozen=True)
 class InputContract:
     """What a model expects: stored in its card so preprocessing can never drift from training."""
@@ -40,13 +52,28 @@ class InputContract:
     channels: int = 1
     padding: str = "centre-black"  # centred pad to square with black (0), then resize
     resample: str = "bilinear"
+    # "head": crop to the head's bounding box before padding, so the head fills the frame whatever the
+    # source's field of view (web images and screenshots frame the same anatomy very differently).
+    crop: str = "none"
+    # "head-p99": scale so the head's 99th intensity percentile is white, whatever the source's windowing.
+    intensity: str = "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> InputContract:
-        return cls(**{k: d[k] for k in ("size", "channels", "padding", "resample") if k in d})
+        return cls(**{k: d[k] for k in CONTRACT_KEYS if k in d})
+
+    def describe(self) -> str:
+        """In words, for the pages: '160×160 grayscale, cropped to the head, padded to square, ...'."""
+        steps = [f"{self.size}×{self.size} {'grayscale' if self.channels == 1 else 'RGB'}"]
+        if self.crop == "head":
+            steps.append("cropped to the head")
+        steps.append("padded to square")
+        if self.intensity == "head-p99":
+            steps.append("head intensities scaled to its 99th percentile")
+        return ", ".join(steps)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -194,14 +221,75 @@ def pad_to_square(img: Image.Image) -> Image.Image:
     return canvas
 
 
+def head_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the head in a 2-D 8-bit slice, margin included; None when nothing
+    stands out from the background (a blank or uniform image is left as it is).
+
+    Args:
+        gray: H x W array of intensities (any numeric type).
+    Returns:
+        A box for PIL's crop, or None.
+    """
+    ref = float(np.percentile(gray, 99))
+    if ref <= 0:
+        return None
+    mask = gray > HEAD_THRESHOLD * ref
+    rows, cols = _main_run(mask.mean(axis=1)), _main_run(mask.mean(axis=0))
+    if rows is None or cols is None:
+        return None
+    h, w = gray.shape
+    (top, bottom), (left, right) = rows, cols
+    margin = int(round(HEAD_MARGIN * max(bottom - top, right - left)))
+    box = (max(left - margin, 0), max(top - margin, 0), min(right + margin, w), min(bottom + margin, h))
+    if min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
+        return None
+    return box
+
+
+def _main_run(profile: np.ndarray) -> tuple[int, int] | None:
+    """[start, end) of the run of consecutive lines above HEAD_LINE_SHARE that holds the most head pixels:
+    the head is one block of rows (and of columns); a caption or ruler apart from it is another, lighter one."""
+    on = np.concatenate(([0], (profile > HEAD_LINE_SHARE).astype(np.int8), [0]))
+    starts, ends = np.flatnonzero(np.diff(on) == 1), np.flatnonzero(np.diff(on) == -1)
+    if starts.size == 0:
+        return None
+    # A gap of a few lines inside the head (a dark midline between hemispheres) does not split it.
+    keep = np.concatenate(([True], starts[1:] - ends[:-1] > HEAD_GAP * profile.size))
+    starts, ends = starts[keep], np.concatenate((ends[:-1][keep[1:]], ends[-1:]))
+    mass = np.array([profile[a:b].sum() for a, b in zip(starts, ends, strict=True)])
+    k = int(mass.argmax())
+    return (int(starts[k]), int(ends[k])) if ends[k] - starts[k] >= 2 else None
+
+
+def head_p99_scale(arr: np.ndarray) -> np.ndarray:
+    """Scale a [0, 1] image so the 99th percentile of its head (pixels above the background threshold) is 1;
+    clipped to [0, 1]. A blank image is returned as it is."""
+    ref = float(np.percentile(arr, 99))
+    head = arr[arr > HEAD_THRESHOLD * ref] if ref > 0 else arr[:0]
+    if head.size == 0:
+        return arr
+    top = float(np.percentile(head, 99))
+    return np.clip(arr / top, 0.0, 1.0).astype(np.float32) if top > 0 else arr
+
+
 def to_model_input(img: Image.Image, contract: InputContract) -> np.ndarray:
-    """THE preprocessing function: PIL image → float32 array (size, size, channels) in [0, 1]."""
+    """THE preprocessing function: PIL image → float32 array (size, size, channels) in [0, 1].
+
+    8 bits, grayscale or RGB, [crop to the head], centred black pad to square, bilinear resize,
+    [head intensity scaling]: the bracketed steps only where the model's contract asks for them.
+    """
     img = to_8bit(img)
     img = img.convert("L" if contract.channels == 1 else "RGB")
+    if contract.crop == "head":
+        box = head_box(np.asarray(img.convert("L")))
+        if box is not None:
+            img = img.crop(box)
     img = pad_to_square(img)
     if img.size != (contract.size, contract.size):
         img = img.resize((contract.size, contract.size), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / 255.0
+    if contract.intensity == "head-p99":
+        arr = head_p99_scale(arr)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr

@@ -84,8 +84,7 @@ sizes = t.get("sizes", {})
 with st.expander("Model details (for researchers)"):
     st.text(display_text(card.description, 300))
     st.markdown(
-        f"- **Architecture:** `{card.architecture}`, input {card.contract.size}×{card.contract.size} "
-        f"{'grayscale' if card.contract.channels == 1 else 'RGB'}, padded to square, {card.params:,} parameters.\n"
+        f"- **Architecture:** `{card.architecture}`, input {card.contract.describe()}, {card.params:,} parameters.\n"
         f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
         f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
         f"test {sizes.get('test', '?')}), {t.get('epochs_run', '?')} epochs (chosen: {t.get('best_epoch', '?')}), "

@@ -40,7 +40,7 @@ for p in available_models():
         continue
     test = card.test_metrics()
     rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
-                 "input": f"{card.contract.size}px×{card.contract.channels}",
+                 "input": card.contract.describe(),
                  "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
                  "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version,
                  "use": "study/baseline: not for reading scans" if is_study(card) else "research"})
@@ -107,12 +107,17 @@ def training_form() -> None:
         precision = c1.selectbox("Training arithmetic", PRECISIONS,
                                  help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
                                  "model is float32 either way")
+        head = c2.checkbox("Crop to the head and scale its intensities", value=False,
+                           help="Part of the model's input contract: every slice it reads, in training and "
+                           "prediction, is cropped to the head's box and scaled so the head's 99th percentile is "
+                           "white (sources frame and window the same anatomy differently)")
         submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
     if not submitted:
         return
     train_config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
                                batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
-                               precision=precision)
+                               precision=precision, crop="head" if head else "none",
+                               intensity="head-p99" if head else "none")
     try:
         # jobs.start checks the name (brainclf.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,

@@ -29,7 +29,8 @@ def test_smoke_model_and_card_exist(smoke_run):
 def test_card_contents(smoke_model):
     card = read_card(smoke_model)
     assert card.name == "smoke" and card.architecture == "compact_cnn"
-    assert card.input_contract == {"size": 32, "channels": 1, "padding": "centre-black", "resample": "bilinear"}
+    assert card.input_contract == {"size": 32, "channels": 1, "padding": "centre-black", "resample": "bilinear",
+                                   "crop": "none", "intensity": "none"}
     assert card.file_sha256 == file_sha256(smoke_model)
     assert card.version.endswith(card.file_sha256[:8])
     assert card.class_names == list(CLASS_NAMES)

@@ -13,7 +13,7 @@ CARD_KEYS = (
     "test_predictions test_predictions_tta training version"
 ).split()
 SECTION_KEYS = {
-    "input_contract": "channels padding resample size".split(),
+    "input_contract": "channels crop intensity padding resample size".split(),
     "display_names": "glioma meningioma notumor pituitary".split(),
     "libraries": "brainclf keras numpy python scikit-learn tensorflow".split(),
     "training": (
@@ -35,9 +35,9 @@ SECTION_KEYS = {
 }
 NESTED_KEYS = {
     "training.config": (
-        "architecture augment augment_intensity batch_size channels early_stopping_patience epochs extra_sources "
-        "extra_test_fraction extra_val_fraction image_size learning_rate max_train_images optimizer precision seed "
-        "split_seed val_fraction warmup_fraction weight_decay"
+        "architecture augment augment_intensity batch_size channels crop early_stopping_patience epochs extra_sources "
+        "extra_test_fraction extra_val_fraction image_size intensity learning_rate max_train_images optimizer "
+        "precision seed split_seed val_fraction warmup_fraction weight_decay"
     ).split(),
     "training.fingerprint": "counts file_list_sha256 root_name".split(),
     "training.history": "accuracy loss lr val_accuracy val_loss val_loss_calibrated".split(),

@@ -183,6 +183,8 @@ class InputContractSchema(Section):
     channels: Literal[1, 3]
     padding: Literal["centre-black"] = "centre-black"
     resample: Literal["bilinear"] = "bilinear"
+    crop: Literal["none", "head"] = "none"
+    intensity: Literal["none", "head-p99"] = "none"
 
 
 class Provenance(Section):

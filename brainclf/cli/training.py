@@ -7,6 +7,7 @@ import sys
 from tqdm import tqdm
 
 from .. import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, PRECISIONS
+from ..preprocess import CROPS, INTENSITIES
 
 
 def cmd_train(args) -> int:
@@ -21,6 +22,7 @@ def cmd_train(args) -> int:
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
+        crop=args.crop, intensity=args.intensity,
     )
     bar = None
 
@@ -71,6 +73,12 @@ def add_parsers(sub) -> None:
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--intensity-augment", action="store_true",
                    help="add random gamma, brightness and noise (differences between sources)")
+    t.add_argument("--crop", default="none", choices=CROPS,
+                   help="'head': crop each slice to the head's bounding box before padding (part of the "
+                        "model's input contract, so prediction does the same)")
+    t.add_argument("--intensity", default="none", choices=INTENSITIES,
+                   help="'head-p99': scale each slice so its head's 99th intensity percentile is white "
+                        "(input contract)")
     t.add_argument("--extra-data", action="append", metavar="DIR[:WEIGHT]",
                    help="another labelled folder of class sub-folders (any subset of the classes); repeatable. "
                         "Split by case groups into train/validation/held-out test; WEIGHT multiplies its loss")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import PRECISIONS
 from ..errors import ConfigError
-from ..preprocess import InputContract
+from ..preprocess import CROPS, INTENSITIES, InputContract
 
 
 def get_architecture(name: str):
@@ -56,10 +56,14 @@ class TrainConfig:
     extra_test_fraction: float = 0.30
     # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
     augment_intensity: bool = False
+    # Input contract steps (brainclf.preprocess): crop to the head, scale the head's intensities.
+    crop: str = "none"
+    intensity: str = "none"
 
     def contract(self) -> InputContract:
         default = get_architecture(self.architecture).default_contract
-        return InputContract(size=self.image_size or default.size, channels=self.channels or default.channels)
+        return InputContract(size=self.image_size or default.size, channels=self.channels or default.channels,
+                             crop=self.crop, intensity=self.intensity)
 
     def validate(self) -> None:
         get_architecture(self.architecture)
@@ -77,6 +81,10 @@ class TrainConfig:
             raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
         if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:
             raise ConfigError("extra-source validation and test fractions must be between 0 and 0.5.")
+        if self.crop not in CROPS:
+            raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}.")
+        if self.intensity not in INTENSITIES:
+            raise ConfigError(f"intensity must be one of {', '.join(INTENSITIES)}, got {self.intensity!r}.")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {self.channels}.")
 
