@@ -23,7 +23,9 @@ from brainclf.preprocess import InputContract, decode_image, load_model_input, t
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="brainclf-hypothesis-"))
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
-CONTRACTS = (InputContract(size=32, channels=1), InputContract(size=24, channels=3))
+CONTRACTS = (InputContract(size=32, channels=1), InputContract(size=24, channels=3),
+             InputContract(size=32, channels=1, crop="head", intensity="head-p99"),
+             InputContract(size=24, channels=3, crop="head", intensity="head-p99"))
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"
