@@ -196,7 +196,7 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
             target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
                                   format_func=class_label, key=key("cam_class"))
             st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
-                     caption=f"As the model sees it ({predictor.contract.size}×{predictor.contract.size} px)",
+                     caption=f"As the model sees it ({predictor.contract.describe()})",
                      clamp=True, width=min(240, predictor.contract.size * 2))
         with cam_col:
             try:
