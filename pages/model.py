@@ -107,7 +107,7 @@ def training_form() -> None:
         precision = c1.selectbox("Training arithmetic", PRECISIONS,
                                  help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
                                  "model is float32 either way")
-        head = c2.checkbox("Crop to the head and scale its intensities", value=False,
+        head = c2.checkbox("Crop to the head and scale its intensities", value=False, key="train_head",
                            help="Part of the model's input contract: every slice it reads, in training and "
                            "prediction, is cropped to the head's box and scaled so the head's 99th percentile is "
                            "white (sources frame and window the same anatomy differently)")
