@@ -223,7 +223,8 @@ def pad_to_square(img: Image.Image) -> Image.Image:
 
 def head_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the head in a 2-D 8-bit slice, margin included; None when nothing
-    stands out from the background (a blank or uniform image is left as it is).
+    stands out: a black image, or a head covering under 1 % of the frame (the 99th percentile is then
+    background, so such an image is left uncropped: it fails safe). A uniform image gives the whole frame.
 
     Args:
         gray: H x W array of intensities (any numeric type).
@@ -256,9 +257,13 @@ def _main_run(profile: np.ndarray) -> tuple[int, int] | None:
     # A gap of a few lines inside the head (a dark midline between hemispheres) does not split it.
     keep = np.concatenate(([True], starts[1:] - ends[:-1] > HEAD_GAP * profile.size))
     starts, ends = starts[keep], np.concatenate((ends[:-1][keep[1:]], ends[-1:]))
+    wide = ends - starts >= 2  # a one-line run (a ruler) is never the head, however bright
+    if not wide.any():
+        return None
+    starts, ends = starts[wide], ends[wide]
     mass = np.array([profile[a:b].sum() for a, b in zip(starts, ends, strict=True)])
     k = int(mass.argmax())
-    return (int(starts[k]), int(ends[k])) if ends[k] - starts[k] >= 2 else None
+    return int(starts[k]), int(ends[k])
 
 
 def head_p99_scale(arr: np.ndarray) -> np.ndarray:

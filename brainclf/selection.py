@@ -45,7 +45,11 @@ def validation_samples(card, roots: dict[str, Path]) -> dict[str, list[Sample]]:
         path = Path(roots[source]) / rel
         if not path.is_file():
             raise DataError(f"validation file missing: {source}/{rel}")
-        out.setdefault(source, []).append(Sample(path, CLASS_NAMES.index(Path(rel).parts[-2])))
+        label = next((CLASS_NAMES.index(part) for part in Path(rel).parts[:-1] if part in CLASS_NAMES), None)
+        if label is None:
+            raise DataError(f"validation file {source}/{rel} is not inside a class folder "
+                            f"({', '.join(CLASS_NAMES)}).")
+        out.setdefault(source, []).append(Sample(path, label))
     return out
 
 

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     roots = {PRIMARY: args.data, **{p.resolve().name: p for p in args.extra_data}}
     try:
+        if len({m.stem for m in args.models}) != len(args.models):
+            raise BrainclfError("two candidates share a name: give each model file a name of its own.")
         cards = {m.stem: read_card(m) for m in args.models}
-        val_sets = {name: tuple(c.training.get("files", {}).get("val") or ()) for name, c in cards.items()}
+        val_sets = {name: tuple(sorted(c.training.get("files", {}).get("val") or ())) for name, c in cards.items()}
         if len(set(val_sets.values())) != 1:
             raise BrainclfError("the candidates were validated on different files: train them on one split.")
         samples = validation_samples(next(iter(cards.values())), roots)
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"tta": args.tta, "results": results, "mean_nll": {k: mean_nll(v) for k, v in results.items()},
                           "chosen": chosen}))
         return 0
-    print(f"validation, calibrated, {'with' if args.tta else 'without'} flip TTA")
+    print(f"validation, calibrated, {'with' if args.tta else 'without'} flip TTA (each temperature was fitted on these "
+          "same files: a small optimism shared by every candidate)")
     for name, res in results.items():
         parts = "; ".join(f"{src} n={r['n']} acc {r['accuracy']:.2%} NLL {r['nll']:.4f}" for src, r in res.items())
         print(f"{name}: {parts}; mean NLL {mean_nll(res):.4f}{'  <- chosen' if name == chosen else ''}")

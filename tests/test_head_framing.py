@@ -27,7 +27,6 @@ def small_head(level: int = 200, caption: bool = False) -> Image.Image:
     draw.ellipse((70, 60, 90, 80), fill=level // 2)  # something inside, so the head is not flat
     if caption:
         draw.line((0, 290, 399, 290), fill=255)  # a one-pixel ruler across the screenshot
-        draw.text((300, 10), "R", fill=255)
     return img
 
 
@@ -61,11 +60,23 @@ def test_head_p99_makes_windowing_irrelevant():
     assert to_model_input(Image.new("L", (64, 64), 0), SCALED).max() == 0.0  # black stays black, no NaN
 
 
-def test_default_contract_is_unchanged_by_the_new_steps():
+def test_a_card_without_the_new_steps_gets_plain_pad_and_resize():
     img = small_head()
     legacy = InputContract.from_dict({"size": 64, "channels": 1, "padding": "centre-black", "resample": "bilinear"})
     assert legacy.crop == "none" and legacy.intensity == "none"
-    np.testing.assert_array_equal(to_model_input(img, legacy), to_model_input(img, PLAIN))
+    square = Image.new("L", (400, 400), 0)
+    square.paste(img, (0, 50))
+    expected = np.asarray(square.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    np.testing.assert_array_equal(to_model_input(img, legacy)[..., 0], expected)
+
+
+def test_a_bright_one_line_ruler_never_wins_over_a_faint_head():
+    img = Image.new("L", (400, 100), 0)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((100, 30, 117, 49), fill=200)  # 18 px wide, 20 rows: 0.045 of each row, 0.9 in all
+    draw.line((0, 80, 399, 80), fill=200)  # one full row: 1.0
+    left, top, right, bottom = head_box(np.asarray(img))
+    assert 95 <= left <= 100 and 25 <= top <= 30 and 118 <= right <= 123 and 50 <= bottom <= 55
 
 
 def test_contract_steps_round_trip_through_a_card_and_unknown_steps_are_refused(tmp_path):
@@ -76,6 +87,9 @@ def test_contract_steps_round_trip_through_a_card_and_unknown_steps_are_refused(
     assert read_card(tmp_path / "m.keras").contract == c
     (tmp_path / "m.json").write_text(json.dumps(dict(card, input_contract=dict(c.to_dict(), crop="brain-mask"))))
     with pytest.raises(ModelError, match="crop"):
+        read_card(tmp_path / "m.keras")
+    (tmp_path / "m.json").write_text(json.dumps(dict(card, input_contract=dict(c.to_dict(), intensity="zscore"))))
+    with pytest.raises(ModelError, match="intensity"):
         read_card(tmp_path / "m.keras")
 
 

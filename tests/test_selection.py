@@ -44,6 +44,16 @@ def test_validation_files_are_grouped_by_source_with_their_labels(tmp_path):
         validation_samples(card_with([]), {PRIMARY: tmp_path})
 
 
+def test_the_label_is_the_class_folder_even_with_case_folders_below_it(tmp_path):
+    for rel in ("glioma/case1/a.png", "misc/b.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (32, 32), 90).save(tmp_path / rel)
+    got = validation_samples(card_with(["glioma/case1/a.png"]), {PRIMARY: tmp_path})
+    assert [s.class_name for s in got[PRIMARY]] == ["glioma"]
+    with pytest.raises(DataError, match="not inside a class folder"):
+        validation_samples(card_with(["misc/b.png"]), {PRIMARY: tmp_path})
+
+
 def test_scores_are_the_predictors_calibrated_ones(smoke_model, synthetic_dataset):
     card = read_card(smoke_model)
     samples = validation_samples(card, {PRIMARY: synthetic_dataset})
@@ -80,3 +90,6 @@ def test_the_script_compares_and_refuses_candidates_on_different_splits(smoke_mo
     card_path(b).write_text(json.dumps(card))
     assert compare_on_validation.main([str(a), str(b), "--data", str(synthetic_dataset)]) == 2
     assert "validated on different files" in capsys.readouterr().err
+    twin = copy_model(smoke_model, tmp_path / "elsewhere", "a")
+    assert compare_on_validation.main([str(a), str(twin), "--data", str(synthetic_dataset)]) == 2
+    assert "share a name" in capsys.readouterr().err
