@@ -23,6 +23,9 @@ def size_text(n: float) -> str:
     return f"{int(n):,} bytes"
 
 # ---- images (JPEG/PNG/TIFF via Pillow) ----------------------------------------------------------------------
+# A slice needs some pixels to classify: 1x1 or 8x8 "images" are refused, not blown up into a guess (and a
+# head box smaller than this is not a head: brainclf.framing).
+MIN_SIDE = 16
 # Largest image (width x height) we agree to decode, from the header, before any pixel is decoded. 50 MP
 # is ~7000x7000, far above any MRI slice (256-1024 px a side).
 MAX_PIXELS = 50_000_000
