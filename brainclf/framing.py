@@ -20,6 +20,12 @@ HEAD_MARGIN = 0.04
 HEAD_GAP = 0.03  # gaps of at most this share of the side join two runs of lines into one
 
 
+def head_mask(image: np.ndarray) -> np.ndarray | None:
+    """Pixels brighter than HEAD_THRESHOLD of the image's 99th percentile; None when that percentile is black."""
+    ref = float(np.percentile(image, 99))
+    return image > HEAD_THRESHOLD * ref if ref > 0 else None
+
+
 def head_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the head in a 2-D 8-bit slice, margin included; None when nothing
     stands out: a black image, or a head covering under 1 % of the frame (the 99th percentile is then
@@ -30,10 +36,9 @@ def head_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     Returns:
         A box for PIL's crop, or None.
     """
-    ref = float(np.percentile(gray, 99))
-    if ref <= 0:
+    mask = head_mask(gray)
+    if mask is None:
         return None
-    mask = gray > HEAD_THRESHOLD * ref
     rows, cols = _main_run(mask.mean(axis=1)), _main_run(mask.mean(axis=0))
     if rows is None or cols is None:
         return None
@@ -68,8 +73,8 @@ def _main_run(profile: np.ndarray) -> tuple[int, int] | None:
 def head_p99_scale(arr: np.ndarray) -> np.ndarray:
     """Scale a [0, 1] image so the 99th percentile of its head (pixels above the background threshold) is 1;
     clipped to [0, 1]. A blank image is returned as it is."""
-    ref = float(np.percentile(arr, 99))
-    head = arr[arr > HEAD_THRESHOLD * ref] if ref > 0 else arr[:0]
+    mask = head_mask(arr)
+    head = arr[mask] if mask is not None else arr[:0]
     if head.size == 0:
         return arr
     top = float(np.percentile(head, 99))

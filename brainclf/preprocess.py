@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,6 @@ from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, rast
 MAX_ASPECT_RATIO = 20.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UPLOAD_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm", ".dicom")
-
-
-CONTRACT_KEYS = ("size", "channels", "padding", "resample", "crop", "intensity")
-CROPS = ("none", "head")
-INTENSITIES = ("none", "head-p99")
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ class InputContract:
 
     @classmethod
     def from_dict(cls, d: dict) -> InputContract:
-        return cls(**{k: d[k] for k in CONTRACT_KEYS if k in d})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def describe(self) -> str:
         """In words, for the pages: '160×160 grayscale, cropped to the head, padded to square, ...'."""

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from .. import CLASS_NAMES, PRECISIONS
+from .. import CLASS_NAMES, CROPS, INTENSITIES, PRECISIONS
 from .fields import (
     ClassName,
     Correlation,
@@ -183,8 +183,8 @@ class InputContractSchema(Section):
     channels: Literal[1, 3]
     padding: Literal["centre-black"] = "centre-black"
     resample: Literal["bilinear"] = "bilinear"
-    crop: Literal["none", "head"] = "none"
-    intensity: Literal["none", "head-p99"] = "none"
+    crop: Literal[CROPS] = "none"
+    intensity: Literal[INTENSITIES] = "none"
 
 
 class Provenance(Section):

@@ -6,8 +6,7 @@ import sys
 
 from tqdm import tqdm
 
-from .. import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, PRECISIONS
-from ..preprocess import CROPS, INTENSITIES
+from .. import ARCHITECTURE_NAMES, CROPS, DEFAULT_ARCHITECTURE, INTENSITIES, PRECISIONS
 
 
 def cmd_train(args) -> int:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .. import PRECISIONS
+from .. import CROPS, INTENSITIES, PRECISIONS
 from ..errors import ConfigError
-from ..preprocess import CROPS, INTENSITIES, InputContract
+from ..preprocess import InputContract
 
 
 def get_architecture(name: str):
