@@ -19,6 +19,8 @@ ARCHITECTURE_DESCRIPTIONS = {
     "seed": "The original student-study CNN (2,364 parameters), kept as the baseline.",
     "compact_cnn": "The default: VGG-style CNN, 4 stages, grayscale input.",
     "compact_cnn_wide": "Wider compact CNN for GPU users.",
+    "resnet_small": "Residual CNN (ResNet-18 layout at about a third of the width, 1.9 M parameters), "
+                    "grayscale input.",
     "compact_cnn_x2": "Ensemble of two independently trained compact CNNs (same split, different seeds), "
                       "logits averaged.",
 }

@@ -138,6 +138,33 @@ def build_compact_cnn_wide(contract: InputContract) -> keras.Model:
     return build_compact_cnn(contract, widths=(48, 96, 192, 320))
 
 
+RESNET_WIDTHS = (32, 64, 128, 192)
+
+
+def _basic_block(x, filters: int, name: str, stride: int):
+    """ResNet's basic block: two 3x3 conv-BN with an identity (or 1x1 projection) shortcut, then ReLU."""
+    y = _conv_bn_relu(x, filters, f"{name}a", stride)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}b_bn")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        x = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        x = layers.BatchNormalization(name=f"{name}_proj_bn")(x)
+    return layers.ReLU(name=name)(layers.Add(name=f"{name}_add")([x, y]))
+
+
+def build_resnet_small(contract: InputContract, widths: tuple[int, ...] = RESNET_WIDTHS) -> keras.Model:
+    """ResNet-18's layout (strided stem, max-pool, four stages of two basic blocks) at about a third of its
+    width: 1.9 M parameters, the same CPU training cost per image as compact_cnn at 160 px (10 ms here).
+    Stage s's last block is "s{s}b1"; the network's last block is "last_conv" for Grad-CAM."""
+    inputs = keras.Input(contract.shape, name="image")
+    x = _conv_bn_relu(inputs, widths[0], "stem", stride=2)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for s, w in enumerate(widths):
+        x = _basic_block(x, w, f"s{s}b0", stride=1 if s == 0 else 2)
+        x = _basic_block(x, w, GRADCAM_LAYER if s == len(widths) - 1 else f"s{s}b1", stride=1)
+    return keras.Model(inputs, _head(x, dropout=0.3), name="resnet_small")
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
@@ -147,6 +174,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      ARCHITECTURE_DESCRIPTIONS["compact_cnn"], ("s0b", "s1b", "s2b")),
         Architecture("compact_cnn_wide", build_compact_cnn_wide, InputContract(size=128, channels=1),
                      ARCHITECTURE_DESCRIPTIONS["compact_cnn_wide"], ("s0b", "s1b", "s2b")),
+        Architecture("resnet_small", build_resnet_small, InputContract(size=160, channels=1),
+                     ARCHITECTURE_DESCRIPTIONS["resnet_small"], ("s0b1", "s1b1", "s2b1")),
         Architecture("compact_cnn_x2", build_compact_cnn_ensemble, InputContract(size=128, channels=1),
                      ARCHITECTURE_DESCRIPTIONS["compact_cnn_x2"], ("m0_s0b", "m0_s1b", "m0_s2b"),
                      gradcam_layers=("m0_last_conv", "m1_last_conv"), member="compact_cnn", members=2),

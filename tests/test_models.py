@@ -107,3 +107,22 @@ def test_dtype_policy_applies_inside_and_is_restored():
     assert model.get_layer("s0a_conv").compute_dtype == "bfloat16"
     assert model.get_layer("s0a_conv").kernel.dtype == "float32"  # weights stay full precision
     assert model.get_layer("probs").compute_dtype == "float32"  # probabilities are never rounded to bf16
+
+
+def test_resnet_small_blocks_are_residual():
+    import keras
+
+    model = build_model("resnet_small")
+    assert model.input_shape == (None, 160, 160, 1)
+    assert tuple(model.get_layer("last_conv").output.shape[1:3]) == (5, 5)  # stride 32 overall
+    names = {layer.name for layer in model.layers}
+    # identity shortcuts inside a stage, a 1x1 projection where the width and stride change
+    assert "s0b1_proj" not in names and {"s1b0_proj", "s2b0_proj", "s3b0_proj"} <= names
+    assert model.count_params() * 4 < 10_000_000  # the saved float32 weights stay under ~10 MB
+    # With its residual branch silenced, an identity block passes its (non-negative, post-ReLU) input through.
+    bn = model.get_layer("s0b1b_bn")
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([np.zeros_like(gamma), np.zeros_like(beta), mean, var])
+    probe = keras.Model(model.inputs, [model.get_layer("s0b0").output, model.get_layer("s0b1").output])
+    block_in, block_out = probe(np.random.default_rng(1).random((2, 160, 160, 1), np.float32))
+    assert np.allclose(np.asarray(block_in), np.asarray(block_out), atol=1e-5)
