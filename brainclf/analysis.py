@@ -13,7 +13,7 @@ from .evaluate import subset_summary
 from .metrics import classification_metrics, reliability_curve, roc_curves
 from .preprocess import load_model_input
 from .rates import arrays_from_rows
-from .trust import bootstrap_ci, coverage_accuracy, coverage_curve
+from .trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
 
 
 def report_from_rows(rows: list[dict], refer_threshold: float = 0.0) -> dict:
@@ -119,15 +119,11 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000
     cb = np.array([b["pred"] == b["true"] for _, b in pairs], dtype=float)
     a_only, b_only = int(((ca == 1) & (cb == 0)).sum()), int(((ca == 0) & (cb == 1)).sum())
     if all("group" in a for a, _ in pairs):
-        _, unit = np.unique([a["group"] for a, _ in pairs], return_inverse=True)
-        unit_name = "case groups"
+        unit, unit_name = np.array([a["group"] for a, _ in pairs]), "case groups"
     else:
         unit, unit_name = np.arange(len(pairs)), "images"
-    n_units = int(unit.max()) + 1
-    diff_sum = np.bincount(unit, weights=ca - cb, minlength=n_units)
-    count = np.bincount(unit, minlength=n_units).astype(float)
-    idx = np.random.default_rng(seed).integers(0, n_units, size=(n_boot, n_units))
-    diffs = diff_sum[idx].sum(1) / count[idx].sum(1)
+    n_units = len(np.unique(unit))
+    diffs = group_mean_resamples(ca - cb, unit, n_boot, np.random.default_rng(seed))
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
                 "difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),

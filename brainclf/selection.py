@@ -1,9 +1,12 @@
 """Choosing between candidate models on validation only: each candidate's calibrated accuracy and negative
 log-likelihood on the validation files its card records, per source, and the rule that picks one.
 
-    validation_samples(card, roots) ─► {source: [Sample]} ─► validation_by_source(predictor, ...) ─► choose(...)
+    validation_samples(card, roots) ─► {source: [Sample]} ─► validation_scores(predictor, ...) ─► summarise
+                                                         └► validation_groups ─► nll_difference(a, b) ─► decide
 
 Candidates must share one validation set (same split), or the comparison says nothing; test sets never enter.
+`choose` names the lowest mean NLL; `decide` keeps the incumbent unless a challenger is better by more than
+the validation set can resolve (171 external slices could not separate candidates 5 points apart, 2026-11-27).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import numpy as np
 from . import CLASS_NAMES
 from .batch_predict import predict_samples
 from .data import Sample
+from .dedup import duplicate_groups, hash_files
 from .errors import DataError
-from .sources import split_key
-from .trust import apply_temperature, nll
+from .sources import case_groups, split_key
+from .trust import apply_temperature, group_mean_resamples
 
 PRIMARY = "brain-tumor-mri"  # how the primary source's files (no `source::` prefix) are reported
 
@@ -53,17 +57,61 @@ def validation_samples(card, roots: dict[str, Path]) -> dict[str, list[Sample]]:
     return out
 
 
-def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
-    """{source: {n, accuracy, nll}} with the predictor's calibrated probabilities (its TTA setting)."""
+def validation_scores(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
+    """{source: {"y": labels, "probs": calibrated probabilities}} with the predictor's TTA setting, in sample order."""
     out = {}
     for source, items in samples.items():
         raw, kept, errors = predict_samples(predictor, items)
         if errors:
             raise DataError(f"{len(errors)} validation image(s) of {source} unreadable, e.g. {errors[0]}")
-        probs = apply_temperature(raw, predictor.temperature)
-        y = np.array([s.label for s in kept])
-        out[source] = {"n": len(y), "accuracy": float((probs.argmax(1) == y).mean()), "nll": nll(y, probs)}
+        out[source] = {"y": np.array([s.label for s in kept]), "probs": apply_temperature(raw, predictor.temperature)}
     return out
+
+
+def image_nll(score: dict) -> np.ndarray:
+    """Each image's negative log-likelihood of its true class."""
+    y, probs = score["y"], score["probs"]
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+
+
+def summarise(scores: dict[str, dict]) -> dict[str, dict]:
+    """{source: {n, accuracy, nll}} from validation_scores."""
+    return {source: {"n": len(s["y"]), "accuracy": float((s["probs"].argmax(1) == s["y"]).mean()),
+                     "nll": float(image_nll(s).mean())} for source, s in scores.items()}
+
+
+def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
+    """{source: {n, accuracy, nll}} with the predictor's calibrated probabilities (its TTA setting)."""
+    return summarise(validation_scores(predictor, samples))
+
+
+def validation_groups(samples: dict[str, list[Sample]]) -> dict[str, np.ndarray]:
+    """Case groups of each source's validation files (near duplicates joined with file-name series), the unit a
+    paired comparison resamples."""
+    return {source: case_groups([s.path for s in items], duplicate_groups(hash_files([s.path for s in items])))
+            for source, items in samples.items()}
+
+
+def nll_difference(challenger: dict[str, dict], incumbent: dict[str, dict], groups: dict[str, np.ndarray],
+                   n_boot: int = 2000, seed: int = 0) -> dict:
+    """The challenger's mean NLL minus the incumbent's (negative = the challenger is better), with a 95 % paired
+    percentile bootstrap interval that resamples case groups within each source.
+
+    Args:
+        challenger, incumbent: validation_scores of two models on the same samples.
+        groups: validation_groups of those samples.
+    Returns:
+        {"difference", "interval": (lo, hi), "resamples"}; each source counts once, as in mean_nll.
+    """
+    if set(challenger) != set(incumbent) or any(len(challenger[s]["y"]) != len(incumbent[s]["y"]) or
+                                                 (challenger[s]["y"] != incumbent[s]["y"]).any() for s in challenger):
+        raise DataError("the two models were scored on different validation images.")
+    rng = np.random.default_rng(seed)
+    per_source = {s: image_nll(challenger[s]) - image_nll(incumbent[s]) for s in challenger}
+    resampled = np.mean([group_mean_resamples(d, groups[s], n_boot, rng) for s, d in per_source.items()], axis=0)
+    lo, hi = np.percentile(resampled, [2.5, 97.5])
+    return {"difference": float(np.mean([d.mean() for d in per_source.values()])),
+            "interval": (float(lo), float(hi)), "resamples": n_boot}
 
 
 def mean_nll(results: dict[str, dict]) -> float:
@@ -77,3 +125,10 @@ def choose(candidates: dict[str, dict[str, dict]]) -> str:
     if not candidates:
         raise DataError("no candidates to choose from.")
     return min(candidates, key=lambda name: mean_nll(candidates[name]))
+
+
+def decide(incumbent: str, differences: dict[str, dict]) -> str:
+    """The incumbent stays unless a challenger's NLL is lower beyond doubt: the whole interval of its
+    nll_difference below 0. Among such challengers, the one with the largest improvement."""
+    better = {name: d["difference"] for name, d in differences.items() if d["interval"][1] < 0}
+    return min(better, key=better.get) if better else incumbent

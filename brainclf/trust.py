@@ -136,6 +136,23 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int
     return out
 
 
+def group_mean_resamples(values: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_boot` bootstrap means of `values` that resample whole groups (slices of one case are not independent).
+
+    Args:
+        values: one number per image (e.g. the difference of two models' losses on it).
+        groups: one group id per image; equal ids are drawn together.
+    Returns:
+        float array of n_boot means, each over the images of the drawn groups.
+    """
+    _, unit = np.unique(groups, return_inverse=True)
+    n_units = int(unit.max()) + 1
+    value_sum = np.bincount(unit, weights=values, minlength=n_units)
+    count = np.bincount(unit, minlength=n_units).astype(float)
+    idx = rng.integers(0, n_units, size=(n_boot, n_units))
+    return value_sum[idx].sum(1) / count[idx].sum(1)
+
+
 def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,
                     target_accuracy: float = 0.999) -> dict:
     """A card's `calibration`: temperature scaling and the refer rule fitted on validation for each way of

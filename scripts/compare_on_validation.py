@@ -1,8 +1,11 @@
-"""Compare candidate models on their shared validation files, per source, and say which one the rule picks
-(lowest validation negative log-likelihood averaged over sources; calibrated; without flip TTA unless --tta).
-Test sets never enter. The candidates must have been trained on one split (same validation file list).
+"""Compare candidate models on their shared validation files, per source, and say which one the rule keeps.
 
-    .venv/bin/python scripts/compare_on_validation.py MODEL.keras MODEL.keras ... --data $BRAINCLF_DATA \
+The first model is the incumbent (the bundled one); it stays unless a challenger's validation negative
+log-likelihood (averaged over sources; calibrated; without flip TTA unless --tta) is lower beyond doubt: the
+whole 95 % paired bootstrap interval over case groups of the difference below 0. The lowest mean NLL is printed
+too. Test sets never enter. The candidates must have been trained on one split (same validation file list).
+
+    .venv/bin/python scripts/compare_on_validation.py INCUMBENT.keras CHALLENGER.keras ... --data $BRAINCLF_DATA \
         --extra-data ../shared/data/external-radiopaedia [--tta] [--json]
 """
 
@@ -18,12 +21,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from brainclf.card import read_card  # noqa: E402
 from brainclf.errors import BrainclfError  # noqa: E402
 from brainclf.predict import Predictor  # noqa: E402
-from brainclf.selection import PRIMARY, choose, mean_nll, validation_by_source, validation_samples  # noqa: E402
+from brainclf.selection import (  # noqa: E402
+    PRIMARY,
+    choose,
+    decide,
+    mean_nll,
+    nll_difference,
+    summarise,
+    validation_groups,
+    validation_samples,
+    validation_scores,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", type=Path, help="candidate .keras files (cards beside them)")
+    ap.add_argument("models", nargs="+", type=Path,
+                    help="candidate .keras files (cards beside them); the first is the incumbent")
     ap.add_argument("--data", type=Path, required=True, help="the primary dataset's root")
     ap.add_argument("--extra-data", type=Path, action="append", default=[], help="an extra source's folder")
     ap.add_argument("--tta", action="store_true", help="score with flip TTA (default: without)")
@@ -38,20 +52,31 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(val_sets.values())) != 1:
             raise BrainclfError("the candidates were validated on different files: train them on one split.")
         samples = validation_samples(next(iter(cards.values())), roots)
-        results = {m.stem: validation_by_source(Predictor.load(m, tta=args.tta), samples) for m in args.models}
+        scores = {m.stem: validation_scores(Predictor.load(m, tta=args.tta), samples) for m in args.models}
+        groups = validation_groups(samples)
     except BrainclfError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    chosen = choose(results)
+    results = {name: summarise(s) for name, s in scores.items()}
+    incumbent = args.models[0].stem
+    differences = {name: nll_difference(s, scores[incumbent], groups)
+                   for name, s in scores.items() if name != incumbent}
+    chosen = decide(incumbent, differences)
     if args.json:
         print(json.dumps({"tta": args.tta, "results": results, "mean_nll": {k: mean_nll(v) for k, v in results.items()},
+                          "incumbent": incumbent, "differences": differences, "lowest_mean_nll": choose(results),
                           "chosen": chosen}))
         return 0
     print(f"validation, calibrated, {'with' if args.tta else 'without'} flip TTA (each temperature was fitted on these "
           "same files: a small optimism shared by every candidate)")
     for name, res in results.items():
         parts = "; ".join(f"{src} n={r['n']} acc {r['accuracy']:.2%} NLL {r['nll']:.4f}" for src, r in res.items())
-        print(f"{name}: {parts}; mean NLL {mean_nll(res):.4f}{'  <- chosen' if name == chosen else ''}")
+        d = differences.get(name)
+        vs = (f"; vs {incumbent} {d['difference']:+.4f} [{d['interval'][0]:+.4f}, {d['interval'][1]:+.4f}]" if d
+              else " (incumbent)")
+        print(f"{name}: {parts}; mean NLL {mean_nll(res):.4f}{vs}{'  <- kept' if name == chosen else ''}")
+    print(f"lowest mean NLL: {choose(results)}; kept: {chosen} (a challenger replaces the incumbent only when the "
+          "interval of its difference lies below 0)")
     return 0
 
 

@@ -16,7 +16,17 @@ from brainclf.card import card_path, read_card
 from brainclf.errors import DataError
 from brainclf.predict import Predictor
 from brainclf.preprocess import load_model_input
-from brainclf.selection import PRIMARY, choose, mean_nll, validation_by_source, validation_samples
+from brainclf.selection import (
+    PRIMARY,
+    choose,
+    decide,
+    mean_nll,
+    nll_difference,
+    validation_by_source,
+    validation_groups,
+    validation_samples,
+)
+from brainclf.trust import group_mean_resamples
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -82,7 +92,8 @@ def test_the_script_compares_and_refuses_candidates_on_different_splits(smoke_mo
     a, b = copy_model(smoke_model, tmp_path, "a"), copy_model(smoke_model, tmp_path, "b")
     assert compare_on_validation.main([str(a), str(b), "--data", str(synthetic_dataset), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["chosen"] == "a" and out["results"]["a"] == out["results"]["b"]  # a tie: the first of equals
+    assert out["chosen"] == "a" and out["results"]["a"] == out["results"]["b"]  # a tie: the incumbent stays
+    assert out["incumbent"] == "a" and out["differences"]["b"]["difference"] == 0.0
     assert out["results"]["a"][PRIMARY]["n"] == len(read_card(a).training["files"]["val"])
 
     card = json.loads(card_path(b).read_text())
@@ -93,3 +104,46 @@ def test_the_script_compares_and_refuses_candidates_on_different_splits(smoke_mo
     twin = copy_model(smoke_model, tmp_path / "elsewhere", "a")
     assert compare_on_validation.main([str(a), str(twin), "--data", str(synthetic_dataset)]) == 2
     assert "share a name" in capsys.readouterr().err
+
+
+def scores_for(p_true: np.ndarray) -> dict:
+    """Validation scores of one source where each image's true class (0) gets probability p_true."""
+    probs = np.column_stack([p_true, *(np.full((3, len(p_true)), 1.0) * (1 - p_true) / 3)])
+    return {"y": np.zeros(len(p_true), int), "probs": probs}
+
+
+def test_a_challenger_replaces_the_incumbent_only_beyond_validation_noise():
+    rng = np.random.default_rng(0)
+    incumbent = {PRIMARY: scores_for(np.full(200, 0.7))}
+    clearly = {PRIMARY: scores_for(np.full(200, 0.9))}  # better on every image
+    barely = {PRIMARY: scores_for(np.clip(0.7 + rng.normal(0.005, 0.2, 200), 0.05, 0.99))}  # noisy, hardly better
+    each_image = {PRIMARY: np.arange(200)}
+    d_clear = nll_difference(clearly, incumbent, each_image)
+    d_barely = nll_difference(barely, incumbent, each_image)
+    assert d_clear["difference"] == pytest.approx(np.log(0.7) - np.log(0.9))
+    assert d_clear["interval"][1] < 0 and d_barely["interval"][0] < 0 < d_barely["interval"][1]
+    assert decide("inc", {"barely": d_barely}) == "inc"
+    assert decide("inc", {"barely": d_barely, "clearly": d_clear}) == "clearly"
+    # The interval resamples case groups: one group per source leaves nothing to vary.
+    one_case = nll_difference(barely, incumbent, {PRIMARY: np.zeros(200, int)})
+    assert one_case["interval"][0] == pytest.approx(one_case["interval"][1]) == pytest.approx(d_barely["difference"])
+    with pytest.raises(DataError, match="different validation images"):
+        nll_difference({PRIMARY: scores_for(np.full(199, 0.9))}, incumbent, each_image)
+
+
+def test_group_resamples_draw_whole_groups():
+    means = group_mean_resamples(np.array([1.0, 1.0, 1.0, 0.0]), np.array(["a", "a", "a", "b"]), 500,
+                                 np.random.default_rng(0))
+    # two groups drawn with replacement: (a, a) → 1, (b, b) → 0, (a, b) → 3 of 4 images
+    assert set(np.round(means, 6)) == {0.0, 0.75, 1.0}
+
+
+def test_validation_groups_join_copies_of_one_slice(tmp_path):
+    rng = np.random.default_rng(0)
+    slice_a = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    for name, image in (("x1.png", slice_a), ("copy.png", slice_a),
+                        ("other.png", Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)))):
+        image.save(tmp_path / name)
+    samples = {PRIMARY: [SimpleNamespace(path=tmp_path / n) for n in ("x1.png", "copy.png", "other.png")]}
+    groups = validation_groups(samples)[PRIMARY]
+    assert groups[0] == groups[1] != groups[2]
