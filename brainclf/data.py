@@ -179,15 +179,18 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
 
 
 def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction: float, seed: int,
-                       progress: Progress | None = None) -> Splits:
+                       progress: Progress | None = None, train_fraction: float = 1.0) -> Splits:
     """Grouped stratified train/val/test split of one extra source: case groups (near duplicates joined
-    with file-name series, brainclf.sources.case_groups) never straddle it."""
+    with file-name series, brainclf.sources.case_groups) never straddle it. `train_fraction` < 1 keeps that
+    share of the training case groups (for learning curves); validation and test stay exactly the same."""
     paths = [s.path for s in samples]
     groups = case_groups(paths, duplicate_groups(hash_files(paths, progress)))
     rest, test = _grouped_split(samples, groups, test_fraction, seed)
     index = {s.path: i for i, s in enumerate(samples)}
     rest_groups = groups[[index[s.path] for s in rest]]
     train, val = _grouped_split(rest, rest_groups, val_fraction / (1 - test_fraction), seed)
+    if train_fraction < 1:
+        train, _ = _grouped_split(train, groups[[index[s.path] for s in train]], 1 - train_fraction, seed)
     return Splits(train, val, test)
 
 

@@ -20,6 +20,7 @@ from brainclf.sources import (
     series_key,
     split_key,
 )
+from brainclf.training import TrainConfig
 
 
 def write_external(root: Path, classes=("glioma", "meningioma", "notumor"), cases: int = 8, slices: int = 3,
@@ -101,6 +102,21 @@ def test_extra_source_split_keeps_cases_whole_and_covers_every_class(tmp_path):
         for s in part:
             case = s.path.parent.name + s.path.name.split("__")[1].split("_")[0]
             assert case_of.setdefault(case, name) == name, f"{case} straddles {case_of[case]} and {name}"
+
+
+def test_a_training_fraction_keeps_whole_cases_and_leaves_validation_and_test_alone(tmp_path):
+    samples = discover(write_external(tmp_path / "ext", cases=12), source="ext").all_samples()
+    full = split_extra_source(samples, 0.15, 0.3, seed=0)
+    half = split_extra_source(samples, 0.15, 0.3, seed=0, train_fraction=0.5)
+    assert half.val == full.val and half.test == full.test
+    assert set(half.train) < set(full.train) and 0.3 < len(half.train) / len(full.train) < 0.7
+
+    def case(s):
+        return s.path.parent.name + s.path.name.split("__")[1].split("_")[0]
+    kept = {case(s) for s in half.train}
+    assert all(s in half.train for s in full.train if case(s) in kept)  # a case is kept or dropped whole
+    with pytest.raises(ConfigError, match="training fraction"):
+        TrainConfig(extra_train_fraction=0).validate()
 
 
 def test_licences_flag_non_commercial_sources(tmp_path):

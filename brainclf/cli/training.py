@@ -21,7 +21,7 @@ def cmd_train(args) -> int:
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
-        crop=args.crop, intensity=args.intensity,
+        crop=args.crop, intensity=args.intensity, extra_train_fraction=args.extra_train_fraction,
     )
     bar = None
 
@@ -81,6 +81,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--extra-data", action="append", metavar="DIR[:WEIGHT]",
                    help="another labelled folder of class sub-folders (any subset of the classes); repeatable. "
                         "Split by case groups into train/validation/held-out test; WEIGHT multiplies its loss")
+    t.add_argument("--extra-train-fraction", type=float, default=1.0, metavar="F",
+                   help="train on this share (0-1] of the extra sources' training case groups; validation and "
+                        "held-out test unchanged (a learning curve)")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
     t.add_argument("--models-dir", default="models")

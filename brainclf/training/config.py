@@ -54,6 +54,7 @@ class TrainConfig:
     extra_sources: list = field(default_factory=list)
     extra_val_fraction: float = 0.15
     extra_test_fraction: float = 0.30
+    extra_train_fraction: float = 1.0  # < 1: train on that share of the extra sources' training case groups
     # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
     augment_intensity: bool = False
     # Input contract steps (brainclf.preprocess): crop to the head, scale the head's intensities.
@@ -81,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
         if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:
             raise ConfigError("extra-source validation and test fractions must be between 0 and 0.5.")
+        if not 0 < self.extra_train_fraction <= 1:
+            raise ConfigError(f"extra-source training fraction must be in (0, 1], got {self.extra_train_fraction}.")
         if self.crop not in CROPS:
             raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}.")
         if self.intensity not in INTENSITIES:

@@ -85,7 +85,8 @@ def _split(config: TrainConfig, root: Path, sources: list[Source], prep: Prepara
     splits = make_splits(discover(root), val_fraction=config.val_fraction, seed=seed, progress=progress)
     train_s, val_s, test_s = splits.train, splits.val, splits.test
     extra = {src.name: split_extra_source(discover(src.root, source=src.name).all_samples(),
-                                          config.extra_val_fraction, config.extra_test_fraction, seed)
+                                          config.extra_val_fraction, config.extra_test_fraction, seed,
+                                          train_fraction=config.extra_train_fraction)
              for src in sources}
     if config.max_train_images:
         small = max(4, config.max_train_images // 4)
