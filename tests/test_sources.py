@@ -110,6 +110,10 @@ def test_a_training_fraction_keeps_whole_cases_and_leaves_validation_and_test_al
     half = split_extra_source(samples, 0.15, 0.3, seed=0, train_fraction=0.5)
     assert half.val == full.val and half.test == full.test
     assert set(half.train) < set(full.train) and 0.3 < len(half.train) / len(full.train) < 0.7
+    quarter = split_extra_source(samples, 0.15, 0.3, seed=0, train_fraction=0.25)
+    three_quarters = split_extra_source(samples, 0.15, 0.3, seed=0, train_fraction=0.75)
+    assert 0.1 < len(quarter.train) / len(full.train) < 0.4 < 0.6 < len(three_quarters.train) / len(full.train) < 0.9
+    assert quarter.test == full.test and set(quarter.train) < set(full.train)
 
     def case(s):
         return s.path.parent.name + s.path.name.split("__")[1].split("_")[0]
