@@ -191,7 +191,7 @@ def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction
     train, val = _grouped_split(rest, rest_groups, val_fraction / (1 - test_fraction), seed)
     if train_fraction < 1:  # StratifiedGroupKFold folds: the share comes out as 1/k or 1 - 1/k of the cases
         train_groups = groups[[index[s.path] for s in train]]
-        if train_fraction <= 0.5:
+        if train_fraction < 0.5:
             _, train = _grouped_split(train, train_groups, train_fraction, seed)
         else:
             train, _ = _grouped_split(train, train_groups, 1 - train_fraction, seed)
