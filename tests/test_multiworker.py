@@ -157,7 +157,11 @@ def test_two_workers_resume_after_a_kill_and_end_alike(synthetic_dataset, tmp_pa
     procs = start_workers(synthetic_dataset, tmp_path, "first")
     try:
         deadline = time.time() + 120
-        while chief_epoch(tmp_path) < 1 and time.time() < deadline and all(p.poll() is None for p in procs):
+        # Wait for both workers' epoch-1 checkpoints (worker 1 writes last.keras after best.keras): were worker 1
+        # killed mid-save, a restart that never beats epoch 1 would leave it no best.keras to compare below.
+        worker1_last = tmp_path / "w1" / "mw" / "last.keras"
+        while ((chief_epoch(tmp_path) < 1 or not worker1_last.exists()) and time.time() < deadline
+               and all(p.poll() is None for p in procs)):
             time.sleep(0.05)
         # Worker 1 dies during the second epoch; the chief would stop on its own once worker 1 misses its
         # heartbeats, but a scheduler restarting the job ends it too.
