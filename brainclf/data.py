@@ -21,7 +21,7 @@ from .dedup import duplicate_groups, hash_files
 from .errors import DataError, ImageError
 from .pool import DECODE_WORKERS, decode_many
 from .preprocess import IMAGE_SUFFIXES, InputContract, load_model_input
-from .sources import case_groups
+from .sources import file_case_groups
 
 DATA_ENV = "BRAINCLF_DATA"
 TRAIN_SPLIT_NAMES = ("Training", "training", "train")
@@ -184,7 +184,7 @@ def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction
     with file-name series, brainclf.sources.case_groups) never straddle it. `train_fraction` < 1 keeps that
     share of the training case groups (for learning curves); validation and test stay exactly the same."""
     paths = [s.path for s in samples]
-    groups = case_groups(paths, duplicate_groups(hash_files(paths, progress)))
+    groups = file_case_groups(paths, progress)
     rest, test = _grouped_split(samples, groups, test_fraction, seed)
     index = {s.path: i for i, s in enumerate(samples)}
     rest_groups = groups[[index[s.path] for s in rest]]

@@ -18,11 +18,10 @@ import numpy as np
 from . import CLASS_NAMES
 from .batch_predict import predict_samples_and_features
 from .data import Sample, relative_path
-from .dedup import duplicate_groups, hash_files
 from .errors import DataError
 from .metrics import classification_metrics
 from .ood import check
-from .sources import case_groups
+from .sources import file_case_groups
 from .trust import apply_temperature, thresholds_per_row
 
 MANIFEST = "manifest.csv"
@@ -73,7 +72,7 @@ def external_rows(predictor, samples: list[Sample], root: str | Path,
     referred = probs.max(1) < thresholds_per_row(probs, predictor.refer_thresholds)
     ood = [check(None, f, predictor.card.ood)[0] for f in feats]
     paths = [s.path for s in kept]
-    groups = case_groups(paths, duplicate_groups(hash_files(paths)))
+    groups = file_case_groups(paths)
     rows = []
     for s, p, r, o, g in zip(kept, probs, referred, ood, groups):
         rel = relative_path(s.path, root)

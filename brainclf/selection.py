@@ -18,10 +18,9 @@ import numpy as np
 from . import CLASS_NAMES
 from .batch_predict import predict_samples
 from .data import Sample
-from .dedup import duplicate_groups, hash_files
 from .errors import DataError
-from .sources import case_groups, split_key
-from .trust import apply_temperature, group_mean_resamples
+from .sources import file_case_groups, split_key
+from .trust import apply_temperature, group_mean_resamples, image_nll, nll
 
 PRIMARY = "brain-tumor-mri"  # how the primary source's files (no `source::` prefix) are reported
 
@@ -57,6 +56,14 @@ def validation_samples(card, roots: dict[str, Path]) -> dict[str, list[Sample]]:
     return out
 
 
+def shared_validation_samples(cards: list, roots: dict[str, Path]) -> dict[str, list[Sample]]:
+    """validation_samples of candidates that share one validation set; DataError when their cards record
+    different validation files (a comparison on different images says nothing)."""
+    if len({tuple(sorted(c.training.get("files", {}).get("val") or ())) for c in cards}) > 1:
+        raise DataError("the candidates were validated on different files: train them on one split.")
+    return validation_samples(cards[0], roots)
+
+
 def validation_scores(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
     """{source: {"y": labels, "probs": calibrated probabilities}} with the predictor's TTA setting, in sample order."""
     out = {}
@@ -68,16 +75,10 @@ def validation_scores(predictor, samples: dict[str, list[Sample]]) -> dict[str, 
     return out
 
 
-def image_nll(score: dict) -> np.ndarray:
-    """Each image's negative log-likelihood of its true class."""
-    y, probs = score["y"], score["probs"]
-    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
-
-
 def summarise(scores: dict[str, dict]) -> dict[str, dict]:
     """{source: {n, accuracy, nll}} from validation_scores."""
     return {source: {"n": len(s["y"]), "accuracy": float((s["probs"].argmax(1) == s["y"]).mean()),
-                     "nll": float(image_nll(s).mean())} for source, s in scores.items()}
+                     "nll": nll(s["y"], s["probs"])} for source, s in scores.items()}
 
 
 def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
@@ -88,8 +89,7 @@ def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[st
 def validation_groups(samples: dict[str, list[Sample]]) -> dict[str, np.ndarray]:
     """Case groups of each source's validation files (near duplicates joined with file-name series), the unit a
     paired comparison resamples."""
-    return {source: case_groups([s.path for s in items], duplicate_groups(hash_files([s.path for s in items])))
-            for source, items in samples.items()}
+    return {source: file_case_groups([s.path for s in items]) for source, items in samples.items()}
 
 
 def nll_difference(challenger: dict[str, dict], incumbent: dict[str, dict], groups: dict[str, np.ndarray],
@@ -107,7 +107,8 @@ def nll_difference(challenger: dict[str, dict], incumbent: dict[str, dict], grou
                                                  (challenger[s]["y"] != incumbent[s]["y"]).any() for s in challenger):
         raise DataError("the two models were scored on different validation images.")
     rng = np.random.default_rng(seed)
-    per_source = {s: image_nll(challenger[s]) - image_nll(incumbent[s]) for s in challenger}
+    per_source = {s: image_nll(challenger[s]["y"], challenger[s]["probs"])
+                  - image_nll(incumbent[s]["y"], incumbent[s]["probs"]) for s in challenger}
     resampled = np.mean([group_mean_resamples(d, groups[s], n_boot, rng) for s, d in per_source.items()], axis=0)
     lo, hi = np.percentile(resampled, [2.5, 97.5])
     return {"difference": float(np.mean([d.mean() for d in per_source.values()])),

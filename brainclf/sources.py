@@ -14,12 +14,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .dedup import linked_groups, pairs_sharing
+from .dedup import duplicate_groups, hash_files, linked_groups, pairs_sharing
 from .errors import ConfigError
 
 SOURCE_SEPARATOR = "::"
@@ -140,3 +141,8 @@ def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
     cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
     series = [k if k is not None and sizes[k] <= cap else None for k in keys]
     return linked_groups(n, itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(series)))
+
+
+def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """case_groups of files on disk: their near-duplicate groups (perceptual hashes) joined with file-name series."""
+    return case_groups(paths, duplicate_groups(hash_files(paths, progress)))

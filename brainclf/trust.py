@@ -21,8 +21,13 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def image_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Each image's negative log-likelihood of its true class."""
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+
+
 def nll(y: np.ndarray, probs: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
+    return float(image_nll(y, probs).mean())
 
 
 def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:

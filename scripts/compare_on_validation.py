@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.card import read_card  # noqa: E402
 from brainclf.errors import BrainclfError  # noqa: E402
 from brainclf.predict import Predictor  # noqa: E402
 from brainclf.selection import (  # noqa: E402
@@ -27,9 +26,9 @@ from brainclf.selection import (  # noqa: E402
     decide,
     mean_nll,
     nll_difference,
+    shared_validation_samples,
     summarise,
     validation_groups,
-    validation_samples,
     validation_scores,
 )
 
@@ -47,12 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len({m.stem for m in args.models}) != len(args.models):
             raise BrainclfError("two candidates share a name: give each model file a name of its own.")
-        cards = {m.stem: read_card(m) for m in args.models}
-        val_sets = {name: tuple(sorted(c.training.get("files", {}).get("val") or ())) for name, c in cards.items()}
-        if len(set(val_sets.values())) != 1:
-            raise BrainclfError("the candidates were validated on different files: train them on one split.")
-        samples = validation_samples(next(iter(cards.values())), roots)
-        scores = {m.stem: validation_scores(Predictor.load(m, tta=args.tta), samples) for m in args.models}
+        predictors = {m.stem: Predictor.load(m, tta=args.tta) for m in args.models}
+        samples = shared_validation_samples([p.card for p in predictors.values()], roots)
+        scores = {name: validation_scores(p, samples) for name, p in predictors.items()}
         groups = validation_groups(samples)
     except BrainclfError as e:
         print(f"error: {e}", file=sys.stderr)
