@@ -201,3 +201,24 @@ def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset
 
 def test_sample_has_a_source_tag_by_default_empty():
     assert Sample(Path("a.png"), 0).source == ""
+
+
+def test_a_refit_trains_on_the_held_out_cases_and_keeps_the_same_validation(tmp_path, synthetic_dataset):
+    """The model that ships (--refit) learns from every case of the extra source but its validation part,
+    which stays exactly the split run's (early stopping, calibration and the refer rule are fitted there)."""
+    from brainclf.sources import Source
+    from brainclf.training.prepare import Preparation, new_run
+
+    ext = write_external(tmp_path / "ext-src", cases=8)
+    sources = [Source("ext-src", ext, 2.0)]
+    base = TrainConfig(architecture="seed", image_size=32, extra_sources=[{"name": "ext-src", "weight": 2.0}])
+    split, _ = new_run(base, synthetic_dataset, sources, Preparation(None))
+    refit, _ = new_run(TrainConfig(**{**base.to_dict(), "refit": True}), synthetic_dataset, sources,
+                       Preparation(None))
+    held = split.external_test_files["ext-src"]
+    assert held and refit.external_test_files["ext-src"] == []
+    assert refit.val_files == split.val_files and refit.test_files == split.test_files
+    assert sorted(refit.train_files) == sorted(split.train_files + held)
+    counts = refit.sources[1]["fingerprint"]["counts"]
+    assert sum(counts["test"].values()) == 0
+    assert sum(counts["train"].values()) == len(held) + sum(1 for k in split.train_files if k.startswith("ext-src"))

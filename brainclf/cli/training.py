@@ -22,6 +22,7 @@ def cmd_train(args) -> int:
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
         crop=args.crop, intensity=args.intensity, extra_train_fraction=args.extra_train_fraction,
+        refit=args.refit,
     )
     bar = None
 
@@ -84,6 +85,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--extra-train-fraction", type=float, default=1.0, metavar="F",
                    help="train on this share (0-1] of the extra sources' training case groups; validation and "
                         "held-out test unchanged (a learning curve)")
+    t.add_argument("--refit", action="store_true",
+                   help="the model that ships: the extra sources' held-out test part joins training (choose "
+                        "the recipe on a split run first; its figures are the held-out ones); validation stays "
+                        "aside for early stopping, calibration and the refer rule")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--max-images", type=int, help="train on a stratified subset (smoke tests)")
     t.add_argument("--models-dir", default="models")

@@ -55,6 +55,10 @@ class TrainConfig:
     extra_val_fraction: float = 0.15
     extra_test_fraction: float = 0.30
     extra_train_fraction: float = 1.0  # < 1: train on that share of the extra sources' training case groups
+    # The model that ships, after the recipe was chosen on the split: the extra sources' held-out test part
+    # joins training (nothing of them is held out any more); validation stays aside for early stopping,
+    # calibration, the refer rule and the OOD guard, so those stay fitted on images the model never learned.
+    refit: bool = False
     # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
     augment_intensity: bool = False
     # Input contract steps (brainclf.preprocess): crop to the head, scale the head's intensities.

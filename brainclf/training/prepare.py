@@ -103,6 +103,8 @@ def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Prepar
     """A new run's RunState and its (train, val, test) samples; the extra sources join train and validation."""
     train_s, val_s, test_s, extra = _split(config, root, sources, prep)
     roots = _roots(root, sources)
+    if config.refit:  # the held-out part joins training: nothing of these sources is held out any more
+        extra = {n: replace(sp, train=sp.train + sp.test, test=[]) for n, sp in extra.items()}
     source_info = [{**src.describe(), "fingerprint": fingerprint(src.root, {
         "train": extra[src.name].train, "val": extra[src.name].val, "test": extra[src.name].test})}
         for src in sources]
