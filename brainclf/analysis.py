@@ -11,6 +11,7 @@ import numpy as np
 from . import CLASS_NAMES, DISPLAY_NAMES
 from .evaluate import subset_summary
 from .metrics import classification_metrics, reliability_curve, roc_curves
+from .operating_point import risk_coverage
 from .preprocess import load_model_input
 from .rates import arrays_from_rows
 from .trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
@@ -153,3 +154,37 @@ def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "
             "names": [r["path"] for r, _ in found], "n": len(found),
             "what": "Penultimate-layer features (PCA)",
             "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}
+
+
+def _curve_points(curve: dict) -> dict:
+    """operating_point's integer curve → shares for a plot: coverage and accuracy of the answered."""
+    n = max(curve["n"], 1)
+    return {"coverage": [a / n for a in curve["answered"]],
+            "accuracy": [c / a for a, c in zip(curve["answered"], curve["correct"])],
+            "threshold": curve["threshold"]}
+
+
+def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> list[dict]:
+    """Accuracy among answered vs share answered, per source: the validation curves the refer rule was fitted
+    on (from the card) and the held-out ones (the card's stored Kaggle test and external rows), each with the
+    point where `thresholds` (the rule in force) puts it.
+
+    Returns:
+        [{"label", "data", "n", "held_out", "coverage", "accuracy", "threshold", "point"}], "point" being
+        coverage_accuracy's dict at `thresholds` (None for validation curves: their slices are not stored).
+    """
+    out = []
+    block = card.calibration.get("operating_tta" if tta else "operating") or {}
+    for source, curve in block.get("curves", {}).items():
+        out.append({"label": f"{source}, validation", "data": source, "n": curve["n"], "held_out": False,
+                    "point": None, **_curve_points(curve)})
+    rows, with_tta = card.stored_test_predictions(tta)
+    held = [("Kaggle test split", rows, with_tta)] + [
+        (f"{name}, held-out cases", ext, False) for name, ext in card.external_predictions.items()]
+    for label, rows, _ in held:
+        if not rows:
+            continue
+        y, p = arrays_from_rows(rows)
+        out.append({"label": label, "data": label, "n": len(y), "held_out": True,
+                    "point": coverage_accuracy(y, p, thresholds), **_curve_points(risk_coverage(y, p))})
+    return out

@@ -10,6 +10,7 @@ from . import CLASS_NAMES, DISPLAY_NAMES
 from .wording import pct
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#2ca02c", "pituitary": "#9467bd"}
+SOURCE_COLOURS = ("#1f5fa8", "#e07b00", "#2a9d8f", "#8e44ad")  # one per source in the risk-coverage figure
 DISPLAY = [DISPLAY_NAMES[c] for c in CLASS_NAMES]
 
 
@@ -187,6 +188,29 @@ def coverage_figure(curve: list[dict], threshold: float | None = None,
     fig.update_layout(xaxis_title="coverage (share of predictions accepted)", yaxis_title="accuracy of accepted",
                       xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=340,
                       title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
+    return fig
+
+
+def risk_coverage_figure(curves: list[dict], title: str = "Answered vs accuracy, per source") -> go.Figure:
+    """analysis.risk_coverage_by_source as lines (validation dashed, held-out solid), the rule's point starred."""
+    fig = go.Figure()
+    for k, c in enumerate(curves):
+        colour = SOURCE_COLOURS[k % len(SOURCE_COLOURS)]
+        fig.add_trace(go.Scatter(
+            x=c["coverage"], y=c["accuracy"], mode="lines", name=f"{c['label']} (n={c['n']:,})",
+            line=dict(color=colour, dash="solid" if c["held_out"] else "dash"),
+            text=[f"threshold {t:.3f}" for t in c["threshold"]],
+            hovertemplate="answered %{x:.1%}<br>accuracy %{y:.1%}<br>%{text}<extra></extra>"))
+        point = c.get("point")
+        if point and point["accepted_accuracy"] is not None:
+            fig.add_trace(go.Scatter(x=[point["coverage"]], y=[point["accepted_accuracy"]], mode="markers",
+                                     marker=dict(size=13, symbol="star", color=colour), showlegend=False,
+                                     hovertemplate=f"{c['label']}: the refer rule answers %{{x:.1%}}, "
+                                                   "%{y:.1%} of them right<extra></extra>"))
+    fig.update_layout(xaxis_title="share answered (not referred)", yaxis_title="accuracy of the answered",
+                      xaxis=dict(tickformat=".0%", range=[0, 1.02]), yaxis=dict(tickformat=".0%"), height=380,
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2))
     return fig
 
 

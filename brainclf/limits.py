@@ -164,3 +164,16 @@ def check_upload_session(sizes_by_file: dict[str, int], seen: dict[str, int]) ->
     earlier = sum(size for fid, size in seen.items() if fid not in sizes_by_file)
     check_upload_batch(list(sizes_by_file.values()), earlier)
     seen.update(sizes_by_file)
+
+
+# The refer rule's target (an admin setting): below 80 % accepted accuracy an answer is not worth giving.
+REFER_TARGET_RANGE = (0.80, 0.9999)
+
+
+def check_refer_target(target) -> float:
+    """`target` as a float in REFER_TARGET_RANGE, else ValueError saying what is allowed (a string or a bool,
+    e.g. target_accuracy = "0.98" in a settings file, is refused rather than read)."""
+    lo, hi = REFER_TARGET_RANGE
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not lo <= float(target) <= hi:
+        raise ValueError(f"the refer target must be an accepted accuracy between {lo} and {hi}, got {target!r}")
+    return float(target)

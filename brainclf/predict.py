@@ -20,7 +20,9 @@ from .batch_predict import (  # noqa: F401 - re-exported: the batch API's histor
 from .card import ModelCard, load_model
 from .errors import ModelError
 from .explain import GradCam, penultimate_features
+from .limits import check_refer_target
 from .ood import check
+from .operating_point import thresholds_for_target
 from .preprocess import InputContract, decode_image, to_model_input
 from .shard import iter_image_files  # noqa: F401 - re-exported
 from .trust import apply_temperature
@@ -69,6 +71,9 @@ class Prediction:
 class Predictor:
     """Loaded once, shared by every session: the compiled functions are safe to call from many threads."""
 
+    # Accepted accuracy the refer rule aims at (an admin setting, with_refer_target); None: the card's thresholds.
+    refer_target: float | None = None
+
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
         import keras
         import tensorflow as tf
@@ -116,6 +121,21 @@ class Predictor:
         other.tta = tta
         return other
 
+    def with_refer_target(self, target: float | None) -> Predictor:
+        """The same loaded model whose refer rule aims at `target` accepted accuracy on every source's
+        validation part (read off the card's risk–coverage curves); unchanged for a card without them."""
+        if target is None or target == self.refer_target or not self.card.calibration.get("operating"):
+            return self
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.refer_target = check_refer_target(target)
+        return other
+
+    @property
+    def refer_target_accuracy(self) -> float | None:
+        """The accepted accuracy the refer rule aims at: the server's target, else the card's."""
+        return self.refer_target or self.card.calibration.get("refer_target_accuracy")
+
     @property
     def ood_layers(self) -> tuple[str, ...]:
         """The card's OOD layers (older cards name one "layer"), else the architecture's."""
@@ -142,6 +162,9 @@ class Predictor:
     @property
     def refer_thresholds(self) -> dict[str, float]:
         """The refer rule per predicted class (a stricter one for "no tumour" where the card has it)."""
+        curves = self.card.calibration.get("operating_tta" if self.tta else "operating")
+        if self.refer_target is not None and curves:
+            return thresholds_for_target(curves, self.refer_target)
         per_class = self.card.calibration.get("refer_thresholds_tta" if self.tta else "refer_thresholds") or {}
         return {c: float(per_class.get(c, self.refer_threshold)) for c in CLASS_NAMES}
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import CLASS_NAMES
 from .errors import ConfigError
+from .limits import check_refer_target
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class Settings:
     audit_enabled: bool = False  # the audit log's state when the server starts (an admin can switch it)
     roles: RoleRules = field(default_factory=RoleRules)
     source: Path | None = None  # the TOML file read, if any
+    # [refer] target_accuracy: the accepted accuracy the refer rule aims at on every source's validation part;
+    # None: each model's card says (brainclf.operating_point.DEFAULT_TARGET for cards with per-source curves).
+    refer_target: float | None = None
 
     @property
     def audit_file(self) -> Path:
@@ -202,7 +206,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"Cannot read the settings file {path.name}: {e}") from None
     base = path.parent.resolve() if path else REPO
-    known = {"paths", "data", "audit", "roles"}
+    known = {"paths", "data", "audit", "roles", "refer"}
     if unknown := sorted(set(raw) - known):
         raise ConfigError(f"{path.name}: unknown section(s) {unknown}; expected {sorted(known)}.")
     paths = _table(raw, "paths", path)
@@ -224,7 +228,20 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
                     audit_enabled=bool(audit.get("enabled", False)), roles=_role_rules(raw.get("roles", {}), path),
-                    source=path)
+                    source=path, refer_target=_refer_target(_table(raw, "refer", path), path))
+
+
+def _refer_target(table: dict, path: Path | None) -> float | None:
+    """[refer] target_accuracy, a number in limits.REFER_TARGET_RANGE (a string is refused, not read)."""
+    where = path.name if path else "settings"
+    if unknown := sorted(set(table) - {"target_accuracy"}):
+        raise ConfigError(f"{where}: unknown [refer] key(s) {unknown}; expected target_accuracy.")
+    if "target_accuracy" not in table:
+        return None
+    try:
+        return check_refer_target(table["target_accuracy"])
+    except ValueError as e:
+        raise ConfigError(f"{where}: [refer] {e}.") from None
 
 
 def _table(raw: dict, key: str, path: Path | None) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .metrics import expected_calibration_error
+from .operating_point import fit_curves, thresholds_for_target
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -159,12 +160,14 @@ def group_mean_resamples(values: np.ndarray, groups: np.ndarray, n_boot: int, rn
 
 
 def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,
-                    target_accuracy: float = 0.999) -> dict:
+                    target_accuracy: float = 0.999, sources: list[str] | None = None) -> dict:
     """A card's `calibration`: temperature scaling and the refer rule fitted on validation for each way of
     running the model, and whether flip TTA is the default.
 
     `by_mode` maps a key suffix ("" without flip TTA, "_tta" with it) to (labels, uncalibrated probabilities)
-    of the validation images; `fitted_on` says which images those are.
+    of the validation images; `fitted_on` says which images those are. With `sources` (each image's source, in
+    that order) the card also keeps each source's risk–coverage curve (`operating`), and the refer rule asks
+    every source to reach `target_accuracy` on its own (brainclf.operating_point).
     """
 
     cal = {"fitted_on": fitted_on, "refer_target_accuracy": target_accuracy}
@@ -174,8 +177,13 @@ def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on
         cal[f"temperature{suffix}"] = t
         cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
         cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
-        cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, target_accuracy)
-        cal[f"refer_thresholds{suffix}"] = choose_refer_thresholds(y, probs, target_accuracy)
+        if sources is not None:
+            cal[f"operating{suffix}"] = fit_curves(y, probs, sources)
+            cal[f"refer_thresholds{suffix}"] = thresholds_for_target(cal[f"operating{suffix}"], target_accuracy)
+            cal[f"refer_threshold{suffix}"] = cal[f"refer_thresholds{suffix}"]["glioma"]
+        else:
+            cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, target_accuracy)
+            cal[f"refer_thresholds{suffix}"] = choose_refer_thresholds(y, probs, target_accuracy)
         cal[f"val_nll{suffix}"] = nll(y, probs)
         cal[f"val_accuracy{suffix}"] = float((probs.argmax(1) == y).mean()) if len(y) else 0.0
     # How the model is run unless the user says otherwise: with flip TTA only if that lowers the

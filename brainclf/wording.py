@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import CLASS_NAMES, DISPLAY_NAMES
+from .operating_point import curve_at
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
 REFER_MEANS = "a radiologist should read this slice; the model's answer is not reliable enough to act on"
@@ -48,13 +49,14 @@ class ReferRule:
 
 
 def refer_rule(thresholds: dict[str, float], calibration: dict | None,
-               fallback: float = FALLBACK_REFER_BELOW, tta: bool = False) -> ReferRule:
-    """The rule from a Predictor's `refer_thresholds` and its card's calibration block."""
+               fallback: float = FALLBACK_REFER_BELOW, tta: bool = False, target: float | None = None) -> ReferRule:
+    """The rule from a Predictor's `refer_thresholds` and its card's calibration block (`target`: the server's
+    refer target, where it overrides the card's)."""
     cal = calibration or {}
     fitted = any(float(t) > 0 for t in thresholds.values())
     table = {c: float(thresholds.get(c, 0.0)) if fitted else fallback for c in CLASS_NAMES}
     per_class = fitted and bool(cal.get("refer_thresholds_tta" if tta else "refer_thresholds"))
-    target = cal.get("refer_target_accuracy")
+    target = target or cal.get("refer_target_accuracy")
     return ReferRule(thresholds=table, fitted=fitted, per_class=per_class,
                      fitted_on=str(cal.get("fitted_on") or "validation split"),
                      target_accuracy=float(target) if target else None)
@@ -191,3 +193,23 @@ def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]
     """(probability, "Glioma: **77.0 %**") per class, most likely first: the Predict card's bars in words."""
     ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
     return [(p, f"{DISPLAY_NAMES.get(c, c)}: **{pct(p)}**") for c, p in ranked]
+
+
+def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str, float],
+                      target: float | None) -> str | None:
+    """The refer rule's operating point in one short line of what was measured: the bar, the target, and per
+    source how many validation slices it answered and how many of those were right. None for cards without
+    per-source curves."""
+    block = (calibration or {}).get("operating_tta" if tta else "operating")
+    if not block:
+        return None
+    base = min(thresholds[c] for c in CLASS_NAMES if c != "notumor")
+    nt = f" (No tumour: ≥ {pct(thresholds['notumor'])})" if thresholds["notumor"] > base else ""
+    parts = []
+    for source, curve in block["curves"].items():
+        at = curve_at(curve, base)
+        right = f", {pct(at['accuracy'])} right" if at["accuracy"] is not None else ""
+        parts.append(f"{source} {at['answered']:,} of {at['n']:,}{right}")
+    aim = f" aiming at {pct(target)} right on every source" if target else ""
+    return (f"Answered when confidence ≥ {pct(base)}{nt},{aim}. Validation answered: {'; '.join(parts)}. "
+            "The rest are referred.")

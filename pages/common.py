@@ -181,7 +181,8 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         return None
     if wait and not model_ready(predictor):
         return None
-    return predictor.with_tta(tta_setting(path, predictor.card.tta_default))
+    # The server's refer target (an admin setting) applies to every model whose card has per-source curves.
+    return predictor.with_tta(tta_setting(path, predictor.card.tta_default)).with_refer_target(settings().refer_target)
 
 
 def model_ready(predictor: Predictor) -> bool:

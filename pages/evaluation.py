@@ -1,7 +1,5 @@
 """Evaluation: how well the active model does, where it errs, glioma vs meningioma, model comparison.
-
-Layout only: every number and sentence comes from brainclf (analysis, views, figures).
-"""
+Layout only: every number and sentence comes from brainclf (analysis, views, figures)."""
 
 import pandas as pd
 import streamlit as st
@@ -13,6 +11,7 @@ from brainclf.analysis import (
     misclassified,
     most_confused,
     report_from_rows,
+    risk_coverage_by_source,
     rows_for_cell,
 )
 from brainclf.errors import BrainclfError
@@ -28,6 +27,7 @@ from brainclf.figures import (
     history_figure,
     pr_figure,
     reliability_figure,
+    risk_coverage_figure,
     roc_figure,
     shortcut_figure,
 )
@@ -240,11 +240,12 @@ for column, item in zip(st.columns(3), trust_view(card, predictor, report)):
 left, right = st.columns(2)
 left.plotly_chart(coverage_figure(report["coverage_curve"], predictor.refer_threshold,
                                   chart_title("Coverage vs accuracy", on_data)), key="coverage")
+if len(per_source := risk_coverage_by_source(card, predictor.tta, predictor.refer_thresholds)) > 1:
+    st.plotly_chart(risk_coverage_figure(per_source), key="risk_coverage")  # stars: the rule in force
 faithful = faithfulness_caption(card.faithfulness)
 if faithful:
-    right.plotly_chart(deletion_figure(card.faithfulness["deletion"],
-                                       chart_title("Deletion test",
-                                                   count(card.faithfulness["deletion"]["n"], "test image"))),
+    deletion = card.faithfulness["deletion"]
+    right.plotly_chart(deletion_figure(deletion, chart_title("Deletion test", count(deletion["n"], "test image"))),
                        key="deletion")
     st.caption(faithful)
 

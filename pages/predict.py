@@ -18,6 +18,7 @@ from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
 from brainclf.wording import (
     gradcam_caveat,
+    operating_summary,
     pct,
     plural,
     probability_lines,
@@ -49,13 +50,18 @@ if predictor is None:
     st.stop()
 card = predictor.card
 model = model_label(card.name, card.version, predictor.tta)  # every per-image widget key carries it
-rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta)
+rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
+                  target=predictor.refer_target_accuracy)
 if is_study(card):
     st.error(f"The active model **{card.name}** is a {study_note(test_accuracy(card))}. Choose another model in "
              "the sidebar to read scans.", icon=":material/science:")
 scope = validated_scope(card)
 st.caption(f"**Validated scope of {card.name}.** {scope['sentence']} Slices unlike these (other sequences, CT, "
            "photos) are flagged as out of distribution.")
+operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,
+                              predictor.refer_target_accuracy)
+if operating:
+    st.caption(operating)
 book = case_book()
 
 

@@ -104,6 +104,10 @@ emails = ["*@hospital.example", "boss@hospital.example"]
     ("[paths]\nmodel = 'x'", "unknown \\[paths\\]"),
     ("[server]\nx = 1", "unknown section"),
     ("not toml [", "Cannot read"),
+    ("[refer]\ntarget_accuracy = '0.98'", "refer target must be an accepted accuracy"),
+    ("[refer]\ntarget_accuracy = 0.5", "between 0.8"),
+    ("[refer]\ntarget_accuracy = true", "refer target"),
+    ("[refer]\ntarget = 0.98", "unknown \\[refer\\]"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(tmp_path, monkeypatch, body, match):
     toml = tmp_path / "brainclf.toml"

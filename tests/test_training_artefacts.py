@@ -22,7 +22,7 @@ SECTION_KEYS = {
     ).split(),
     "metrics": "test test_tta val".split(),
     "calibration": (
-        "fitted_on refer_target_accuracy refer_threshold refer_threshold_tta refer_thresholds refer_thresholds_tta "
+        "fitted_on operating operating_tta refer_target_accuracy refer_threshold refer_threshold_tta refer_thresholds refer_thresholds_tta "
         "temperature temperature_tta tta_default val_accuracy val_accuracy_tta val_ece_after val_ece_after_tta "
         "val_ece_before val_ece_before_tta val_nll val_nll_tta"
     ).split(),
@@ -56,6 +56,8 @@ NESTED_KEYS = {
         "accuracy bootstrap clean confusion_matrix ece ece_uncalibrated loss macro_auc misclassified model n "
         "per_class refer temperature tta unreadable"
     ).split(),
+    "calibration.operating": "curves worst_notumor_miss".split(),
+    "calibration.operating_tta": "curves worst_notumor_miss".split(),
     "calibration.refer_thresholds": "glioma meningioma notumor pituitary".split(),
     "calibration.refer_thresholds_tta": "glioma meningioma notumor pituitary".split(),
     "ood.measured": "non_mri_flagged non_mri_missed non_mri_n test_flagged test_n".split(),

@@ -37,6 +37,30 @@ from .results import Metrics, PredictionRow
 SCHEMA_VERSION = 2
 
 
+class RiskCoverage(Section):
+    """brainclf.operating_point.risk_coverage: answered and right validation slices at each confidence cut."""
+
+    n: Count
+    threshold: list[Threshold]
+    answered: list[Count]
+    correct: list[Count]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if not len(self.threshold) == len(self.answered) == len(self.correct):
+            raise ValueError("threshold, answered and correct must have one entry per cut")
+        if any(c > a for a, c in zip(self.answered, self.correct)) or any(a > self.n for a in self.answered):
+            raise ValueError("more slices right than answered, or answered than measured")
+        if self.answered != sorted(self.answered) or self.threshold != sorted(self.threshold, reverse=True):
+            raise ValueError("cuts must go from the highest threshold down")
+        return self
+
+
+class OperatingCurves(Section):
+    curves: dict[DatasetName, RiskCoverage]
+    worst_notumor_miss: Rate = 0.0
+
+
 class Calibration(Section):
     """brainclf.trust.fit_calibration: temperature scaling and the refer rule, fitted on validation."""
 
@@ -57,6 +81,8 @@ class Calibration(Section):
     val_accuracy: Rate = 0.0
     val_accuracy_tta: Rate = 0.0
     tta_default: bool = False
+    operating: OperatingCurves | None = None
+    operating_tta: OperatingCurves | None = None
 
 
 class OodMeasured(Section):

@@ -17,6 +17,7 @@ from ..external import evaluate_external
 from ..faithfulness import measure_faithfulness
 from ..models import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
 from ..ood import fit_guard
+from ..operating_point import DEFAULT_TARGET
 from ..predict import Predictor, predict_samples
 from ..preprocess import InputContract
 from ..sources import Source
@@ -41,7 +42,8 @@ def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models
     out = _save(model, models_dir, name)
     card = _card(out, model, state, name)
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
-    _calibrate(card, predictor, val_s)  # the predictor reads the fitted temperature from the card from now on
+    # The predictor reads the fitted temperature from the card from now on.
+    _calibrate(card, predictor, val_s, Path(root).resolve().name)
     _fit_ood_guard(card, predictor, train_s, val_s, test_s, config.seed)
     if test_s:
         card.faithfulness = _measure_faithfulness(predictor, test_s, config.seed)
@@ -121,14 +123,17 @@ def _card(out: Path, model, state: RunState, name: str):
     return card
 
 
-def _calibrate(card, predictor, val_s: list[Sample]) -> None:
-    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.trust)."""
+def _calibrate(card, predictor, val_s: list[Sample], primary: str) -> None:
+    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.trust); the refer
+    rule asks every source (`primary` names the main dataset's) to reach the target on its own validation part."""
 
-    by_mode = {}
+    by_mode, sources = {}, None
     for suffix, tta in (("", False), ("_tta", True)):
         raw, kept, _ = predict_samples(predictor.with_tta(tta), val_s)
         by_mode[suffix] = (np.array([s.label for s in kept]), raw)
-    card.calibration = fit_calibration(by_mode, fitted_on=f"validation split ({len(val_s)} images)")
+        sources = [s.source or primary for s in kept]
+    card.calibration = fit_calibration(by_mode, fitted_on=f"validation split ({len(val_s)} images)",
+                                       target_accuracy=DEFAULT_TARGET, sources=sources)
 
 
 def _fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],

@@ -1,0 +1,121 @@
+"""The refer rule's operating point: per-source risk–coverage curves fitted on validation, thresholds for any
+target with every source reaching it, the server's target, and how pages and cards show it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from brainclf import CLASS_NAMES
+from brainclf.analysis import risk_coverage_by_source
+from brainclf.card_schema import validate_card
+from brainclf.operating_point import curve_at, fit_curves, risk_coverage, threshold_for, thresholds_for_target
+from brainclf.trust import choose_refer_threshold, choose_refer_thresholds, fit_calibration
+from brainclf.wording import operating_summary, refer_rule
+
+
+def probs_for(y: np.ndarray, skill: float, seed: int) -> np.ndarray:
+    """Softmax outputs whose argmax is right with probability ~`skill`, confident when right more often."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (len(y), len(CLASS_NAMES)))
+    right = rng.random(len(y)) < skill
+    logits[np.arange(len(y)), np.where(right, y, (y + 1) % len(CLASS_NAMES))] += rng.uniform(1, 5, len(y))
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("target", [0.999, 0.98, 0.9, 0.6])
+def test_threshold_from_the_stored_curve_is_the_one_fitted_on_the_images(target):
+    y = np.random.default_rng(1).integers(0, 4, 500)
+    p = probs_for(y, 0.85, seed=2)
+    assert threshold_for(risk_coverage(y, p), target) == choose_refer_threshold(y, p, target)
+
+
+def test_every_source_reaches_the_target_on_its_own_validation_part():
+    """A small, poor source hides behind a large, good one when pooled: its own curve must set the bar."""
+    rng = np.random.default_rng(0)
+    y_big, y_small = rng.integers(0, 4, 800), rng.integers(0, 3, 150)
+    p = np.r_[probs_for(y_big, 0.98, 3), probs_for(y_small, 0.65, 4)]
+    y, sources = np.r_[y_big, y_small], ["kaggle"] * 800 + ["other"] * 150
+    block = fit_curves(y, p, sources)
+    table = thresholds_for_target(block, 0.95)
+    pooled = choose_refer_threshold(y, p, 0.95)
+    assert table["glioma"] > pooled  # the pooled bar would not do for the small source
+    for source, curve in block["curves"].items():
+        at = curve_at(curve, table["glioma"])
+        assert at["answered"] == 0 or at["accuracy"] >= 0.95, source
+    small = curve_at(block["curves"]["other"], pooled)
+    assert small["accuracy"] < 0.95  # …as the pooled bar shows
+
+
+def test_no_tumour_needs_more_than_the_most_confident_missed_tumour():
+    y = np.array([0, 1, 2, 2, 3])
+    p = np.array([[.1, .1, .7, .1], [.05, .9, .03, .02], [0, 0, .99, .01], [0, .01, .97, .02], [0, 0, .05, .95]])
+    block = fit_curves(y, p, ["a"] * 5)
+    table = thresholds_for_target(block, 0.5)
+    assert table["notumor"] > 0.7 and np.float32(table["notumor"]) > np.float32(0.7)
+    assert table["notumor"] == choose_refer_thresholds(y, p, 0.5)["notumor"]
+
+
+def test_calibration_with_sources_keeps_curves_and_the_schema_checks_them():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 300)
+    raw = probs_for(y, 0.8, 6)
+    cal = fit_calibration({"": (y, raw), "_tta": (y, raw)}, "validation split (300 images)", 0.98,
+                          sources=["brain-tumor-mri"] * 200 + ["external-radiopaedia"] * 100)
+    assert set(cal["operating"]["curves"]) == {"brain-tumor-mri", "external-radiopaedia"}
+    assert cal["refer_thresholds"] == thresholds_for_target(cal["operating"], 0.98)
+    checked = validate_card(_card(cal))
+    assert checked["calibration"]["operating"]["curves"]["external-radiopaedia"]["n"] == 100
+    broken = json.loads(json.dumps(cal))
+    broken["operating"]["curves"]["brain-tumor-mri"]["correct"][0] = 99  # more right than answered
+    with pytest.raises(Exception, match="more slices right than answered"):
+        validate_card(_card(broken))
+
+
+def _card(calibration: dict) -> dict:
+    from brainclf.card import read_card
+
+    return {**json.loads(read_card(_card.model).to_json()), "calibration": calibration}
+
+
+@pytest.fixture(autouse=True)
+def _smoke_card(smoke_model):
+    _card.model = smoke_model
+
+
+def test_the_server_target_changes_the_rule_and_its_wording(smoke_predictor):
+    p = smoke_predictor
+    assert p.card.calibration.get("operating"), "new trainings store the curves"
+    loose, strict = p.with_refer_target(0.8), p.with_refer_target(0.9999)
+    assert loose.refer_target == 0.8 and strict.refer_target_accuracy == 0.9999
+    assert loose.refer_thresholds["glioma"] <= strict.refer_thresholds["glioma"]
+    assert p.with_refer_target(None) is p
+    with pytest.raises(ValueError, match="accepted accuracy"):
+        p.with_refer_target(0.5)
+    line = operating_summary(p.card.calibration, p.tta, strict.refer_thresholds, 0.9999)
+    assert "99.99 % right on every source" in line and "Validation answered:" in line
+    rule = refer_rule(strict.refer_thresholds, p.card.calibration, tta=p.tta, target=0.9999)
+    assert rule.target_accuracy == 0.9999
+
+
+def test_cards_without_curves_keep_their_thresholds(smoke_predictor):
+    p = smoke_predictor
+    old = type(p.card)(**{**p.card.__dict__, "calibration": {
+        k: v for k, v in p.card.calibration.items() if not k.startswith("operating")}})
+    legacy = object.__new__(type(p))
+    legacy.__dict__.update({**p.__dict__, "card": old})  # a copy: the session's predictor stays as it is
+    assert legacy.with_refer_target(0.8) is legacy  # nothing to read a new bar off: unchanged
+    assert operating_summary(old.calibration, p.tta, legacy.refer_thresholds, 0.98) is None
+
+
+def test_risk_coverage_view_has_validation_and_held_out_curves_per_source(smoke_predictor):
+    p = smoke_predictor
+    views = risk_coverage_by_source(p.card, p.tta, p.refer_thresholds)
+    validation = [v for v in views if not v["held_out"]]
+    held = [v for v in views if v["held_out"]]
+    assert validation and held and held[0]["label"] == "Kaggle test split"
+    assert held[0]["n"] == len(p.card.stored_test_predictions(p.tta)[0])
+    assert all(0 <= c <= 1 for v in views for c in v["coverage"]) and held[0]["point"]["coverage"] <= 1
