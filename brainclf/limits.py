@@ -64,6 +64,9 @@ def raster_decode_bytes(width: int, height: int, mode: str) -> int:
 MAX_FILE_BYTES = 300 * MiB
 
 # ---- DICOM --------------------------------------------------------------------------------------------------
+# Per frame, DICOM has the image limits above (MAX_PIXELS, and MAX_DECODE_BYTES with the float work below); per
+# file, MAX_DICOM_PIXEL_BYTES. All are checked on the header, and a compressed frame's codestream must declare
+# the header's size (brainclf.dicom_frames) before a decoder allocates it.
 # All frames together, as stored once decoded (frames x rows x columns x samples x bytes per sample). Only
 # the middle frame is decoded, but an uncompressed file holds all of them in memory and a Deflate file
 # must be inflated whole. 256 MiB fits an enhanced MR series of 500 frames of 512x512 16-bit (250 MiB);
