@@ -22,7 +22,7 @@ def size_text(n: float) -> str:
             return f"{v:,.0f} {unit}" if v >= 100 or v == int(v) else f"{v:,.1f} {unit}"
     return f"{int(n):,} bytes"
 
-# ---- images (JPEG/PNG/TIFF via Pillow) ----------------------------------------------------------------------
+# ---- images (JPEG/PNG via Pillow) ---------------------------------------------------------------------------
 # A slice needs some pixels to classify: 1x1 or 8x8 "images" are refused, not blown up into a guess (and a
 # head box smaller than this is not a head: brainclf.framing).
 MIN_SIDE = 16
