@@ -98,6 +98,8 @@ MAX_KERAS_MEMBERS = 1000
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),
 # so a direct call refuses what the page's uploader would.
 MAX_UPLOAD_FILE_BYTES = 50 * MiB
+# The same in MB, for st.file_uploader(max_upload_size=...): the browser refuses to send a larger file.
+MAX_UPLOAD_FILE_MB = MAX_UPLOAD_FILE_BYTES // MiB
 # Files in one upload: each is decoded, classified and explained (Grad-CAM) in the same page run, so 20
 # keeps one run to seconds to tens of seconds on a CPU server, and a series is better checked a few slices
 # at a time anyway.
