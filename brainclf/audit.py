@@ -34,6 +34,7 @@ REFUSAL_REASONS = (
     ("frame", "unsupported frame layout"),
     ("PDF", "not an image"),
     ("not a recognised image", "not an image"),
+    ("files are accepted", "unsupported image format"),
     ("corrupt", "corrupt or truncated"),
     ("truncated", "corrupt or truncated"),
     ("elongated", "not a slice shape"),

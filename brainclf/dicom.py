@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import limits
+from .dicom_frames import check_encoded_frame
 from .errors import ImageError
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is deflated
@@ -207,6 +208,7 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
             raise ImageError(f"{name}: frame {frame} requested but the file has {n_frames} frames (0-{n_frames - 1}).")
     else:
         frame = 0
+    check_encoded_frame(ds, frame, n_frames, name)  # the codestream's own size, before a decoder allocates it
     return DicomSlice(_slice_image(ds, _decode_frame(ds, frame, n_frames, name), name), frame, n_frames,
                       _safe_metadata(ds))
 

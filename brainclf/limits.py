@@ -22,7 +22,7 @@ def size_text(n: float) -> str:
             return f"{v:,.0f} {unit}" if v >= 100 or v == int(v) else f"{v:,.1f} {unit}"
     return f"{int(n):,} bytes"
 
-# ---- images (JPEG/PNG/TIFF via Pillow) ----------------------------------------------------------------------
+# ---- images (JPEG/PNG via Pillow) ---------------------------------------------------------------------------
 # A slice needs some pixels to classify: 1x1 or 8x8 "images" are refused, not blown up into a guess (and a
 # head box smaller than this is not a head: brainclf.framing).
 MIN_SIDE = 16
@@ -64,6 +64,9 @@ def raster_decode_bytes(width: int, height: int, mode: str) -> int:
 MAX_FILE_BYTES = 300 * MiB
 
 # ---- DICOM --------------------------------------------------------------------------------------------------
+# Per frame, DICOM has the image limits above (MAX_PIXELS, and MAX_DECODE_BYTES with the float work below); per
+# file, MAX_DICOM_PIXEL_BYTES. All are checked on the header, and a compressed frame's codestream must declare
+# the header's size (brainclf.dicom_frames) before a decoder allocates it.
 # All frames together, as stored once decoded (frames x rows x columns x samples x bytes per sample). Only
 # the middle frame is decoded, but an uncompressed file holds all of them in memory and a Deflate file
 # must be inflated whole. 256 MiB fits an enhanced MR series of 500 frames of 512x512 16-bit (250 MiB);
@@ -95,6 +98,8 @@ MAX_KERAS_MEMBERS = 1000
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),
 # so a direct call refuses what the page's uploader would.
 MAX_UPLOAD_FILE_BYTES = 50 * MiB
+# The same in MB, for st.file_uploader(max_upload_size=...): the browser refuses to send a larger file.
+MAX_UPLOAD_FILE_MB = MAX_UPLOAD_FILE_BYTES // MiB
 # Files in one upload: each is decoded, classified and explained (Grad-CAM) in the same page run, so 20
 # keeps one run to seconds to tens of seconds on a CPU server, and a series is better checked a few slices
 # at a time anyway.

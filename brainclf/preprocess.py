@@ -28,6 +28,16 @@ from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, rast
 # model input that is almost all padding.
 MAX_ASPECT_RATIO = 20.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# The only formats Pillow may open, whatever the file's name: every other plugin (TIFF, WebP, GIF, BMP, SGI, DDS,
+# PCX, EPS through Ghostscript, ...) is attack surface no MRI slice needs. DICOM goes through pydicom.
+RASTER_FORMATS = ("JPEG", "PNG")
+ACCEPTED_TEXT = "JPEG, PNG or DICOM"
+# Signatures of formats that are refused by name, so the message says what the file is.
+OTHER_FORMATS = ((b"%PDF", "a PDF document"), (b"%!PS", "a PostScript/EPS document"),
+                 (b"\xc5\xd0\xd3\xc6", "an EPS document"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+                 (b"GIF8", "a GIF image"), (b"BM", "a BMP image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+                 (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream"), (b"DDS ", "a DDS image"), (b"8BPS", "a PSD image"),
+                 (b"\x00\x00\x01\x00", "an ICO image"), (b"\x01\xda", "an SGI image"))
 UPLOAD_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm", ".dicom")
 
 
@@ -115,13 +125,21 @@ def decode_upload(data: bytes, name: str) -> tuple[Image.Image, dict[str, str] |
     return decode_image(data, name=name), None
 
 
+def _refuse_other_formats(data: bytes, name: str) -> None:
+    """Name the format of a file that is not JPEG, PNG or DICOM, whatever its name says (no plugin opens it)."""
+    what = next((text for magic, text in OTHER_FORMATS if data.startswith(magic)), None)
+    if what is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        what = "a WebP image"
+    if what is not None:
+        raise ImageError(f"{name}: this is {what}; only {ACCEPTED_TEXT} files are accepted.")
+
+
 def _decode_raster(data: bytes, name: str) -> Image.Image:
-    if data[:4] == b"%PDF":
-        raise ImageError(f"{name}: this is a PDF document, not an image.")
+    _refuse_other_formats(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)  # never any other Pillow plugin
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
@@ -150,7 +168,7 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
             raise ImageError(f"{name}: the PNG file is corrupt (bad header or checksum).") from None
         if data[:3] == b"\xff\xd8\xff":
             raise ImageError(f"{name}: the JPEG file is corrupt (unreadable header).") from None
-        raise ImageError(f"{name}: not a recognised image (expected JPEG, PNG or DICOM).") from None
+        raise ImageError(f"{name}: not a recognised image; only {ACCEPTED_TEXT} files are accepted.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image is truncated or corrupt ({e}).") from None
     try:

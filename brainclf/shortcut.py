@@ -21,6 +21,7 @@ from .data import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES, Sample, discover
 from .dedup import duplicate_groups, hash_files
 from .errors import ImageError
 from .pool import DECODE_WORKERS, decode_many
+from .preprocess import RASTER_FORMATS
 
 HIST_BINS = 32
 FEATURE_NAMES = (["log width", "log height", "aspect", "colour mode", "log file bytes", "mean", "std",
@@ -31,7 +32,7 @@ def style_features(path: Path) -> np.ndarray:
     """Style-only description of one file (no spatial information at all)."""
     data = Path(path).read_bytes()
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
         w, h = img.size
         if w * h > 50_000_000:
             raise ImageError(f"{Path(path).name}: too large")

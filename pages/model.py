@@ -10,6 +10,7 @@ from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
 from brainclf.jobs import owner_run_dir
+from brainclf.limits import MAX_UPLOAD_FILE_MB
 from brainclf.model_files import remove_model
 from brainclf.training.config import TrainConfig
 from pages.common import (
@@ -53,8 +54,10 @@ else:
 # ---- upload (researchers) and removal (admins) --------------------------------------------------------------
 if who.can("upload_model"):
     with st.expander("Upload a model (.keras with its .json card)"):
-        up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model")
-        up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
+        up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model",
+                                    max_upload_size=MAX_UPLOAD_FILE_MB)
+        up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card",
+                                   max_upload_size=MAX_UPLOAD_FILE_MB)
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
                 added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)

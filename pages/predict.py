@@ -12,7 +12,7 @@ from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.explain import overlay_heatmap
 from brainclf.figures import image_with_heatmap
-from brainclf.limits import check_upload_session
+from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import validated_scope
@@ -66,7 +66,8 @@ book = case_book()
 
 
 def _upload_problem(files) -> str | None:
-    """Files per upload and bytes per session (brainclf.limits), checked before any file is read."""
+    """Files per upload and bytes per session (brainclf.limits), checked on each UploadedFile.size before any
+    file's bytes are read (getvalue): a refused upload is never copied into the case book."""
     try:
         check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))
     except BrainclfError as e:
@@ -84,6 +85,7 @@ def _uploads_changed():
 
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
                          accept_multiple_files=True, key="uploads", on_change=_uploads_changed,
+                         max_upload_size=MAX_UPLOAD_FILE_MB,
                          help="Files are processed in memory and never written to disk. They stay in this "
                          "session's history while you move between pages.")
 if files and (problem := _upload_problem(files)):

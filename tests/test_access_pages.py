@@ -270,3 +270,17 @@ def test_only_the_owner_or_an_admin_sees_resume_and_only_with_a_state(server_set
     (jobs.status.run_dir / "state.json").unlink()  # nothing to go on from
     at = run_page(app_as(signed_in("researcher")), "model")
     assert "Resume training mine" not in [b.label for b in at.button]
+
+
+def test_a_user_without_a_role_gets_no_upload_box_on_predict(server_settings):
+    """Issue #25: uploads are for roles that may predict; a role-less session must not even see the uploader."""
+    user = {"is_logged_in": True, "email": "stranger@elsewhere.example", "sub": "sub-x", "name": "X"}
+    at = app_as(user)
+    at.run()
+    assert pages_of(at) == [] and not at.file_uploader  # app.py routes the session to "No access" only
+    page = AppTest.from_file(str(REPO / "pages" / "predict.py"), default_timeout=120)  # the page on its own
+    page.secrets["auth"], page.user = AUTH, user
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert not page.file_uploader
+    assert any("Your role does not give access" in e.value for e in page.error)

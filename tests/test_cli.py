@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from brainclf import CLASS_NAMES
 from brainclf.card import read_card
 from brainclf.cli import main
+from brainclf.predict import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,3 +200,25 @@ def test_the_cli_shows_the_librarys_log_lines_on_stderr(capsys):
     err = capsys.readouterr().err
     assert err.count("decoded 3 of 3 images\n") == 1
     assert "not shown" not in err
+
+
+def test_predict_prints_the_ood_flag_and_the_refer_verdict(smoke_model, tmp_path, make_image, capsys, monkeypatch):
+    """Issue #25: on random noise the CLI printed "notumor (99.7 %)" and nothing else, where the app flags it."""
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), np.uint8)).save(noise)
+    assert main(["predict", "--model", str(smoke_model), str(noise)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{noise}: ") and "OUT OF DISTRIBUTION: not like a brain MRI slice (the image is in " \
+        "colour" in line
+    assert "REFER to a radiologist" in line or "not referred" in line  # the refer verdict as well
+
+    # A referred case: every class needs more confidence than any answer has (the rule the page applies).
+    monkeypatch.setattr(Predictor, "refer_thresholds", property(lambda self: {c: 1.0 for c in CLASS_NAMES}))
+    slice_ = tmp_path / "slice.png"
+    make_image("glioma", seed=5).save(slice_)
+    out_csv = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(smoke_model), str(slice_), "--csv", str(out_csv)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "REFER to a radiologist: confidence" in line and "below 100" in line and "OUT OF" not in line
+    with open(out_csv, newline="") as fh:
+        assert next(csv.DictReader(fh))["refer"] == "True"

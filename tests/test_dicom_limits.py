@@ -4,7 +4,11 @@ or inflating; only the frame the model reads is decoded."""
 from __future__ import annotations
 
 import io
+import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +17,13 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
+    MPEG2MPML,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
     MRImageStorage,
     RLELossless,
     generate_uid,
@@ -153,3 +162,100 @@ def test_deflate_header_larger_than_its_limit_is_refused(monkeypatch):
     monkeypatch.setattr(limits, "MAX_DICOM_HEADER_BYTES", 200)
     with pytest.raises(ImageError, match="header is larger than"):
         read_dicom(deflated_dicom(32, 32, 1), name="big-header.dcm")
+
+
+# ---- compressed frames: the codestream's own size, before a decoder allocates it (issue #25) ---------------
+def j2k_512() -> bytes:
+    """A real 512x512 8-bit JPEG 2000 codestream (pylibjpeg-openjpeg, via pydicom)."""
+    ds = header(512, 512, None, ExplicitVRLittleEndian)
+    ds.PixelData = np.zeros((512, 512), np.uint8).tobytes()
+    ds.compress(JPEG2000Lossless)
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def resized_j2k(side: int) -> bytes:
+    """j2k_512 with its SIZ marker (image and tile size) rewritten to `side` x `side`."""
+    cs = bytearray(j2k_512())
+    assert cs[:4] == b"\xff\x4f\xff\x51"
+    for at in (8, 12, 24, 28):  # Xsiz, Ysiz, XTsiz, YTsiz
+        cs[at:at + 4] = side.to_bytes(4, "big")
+    return bytes(cs)
+
+
+def box(kind: bytes, body: bytes) -> bytes:
+    return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+
+def jp2(codestream: bytes) -> bytes:
+    """The codestream in a minimal JP2 file: signature, file type, a 512x512 grey header, the codestream."""
+    ihdr = box(b"ihdr", struct.pack(">IIHBBBB", 512, 512, 1, 7, 7, 0, 0))
+    colr = box(b"colr", struct.pack(">BBBI", 1, 0, 0, 17))
+    return (box(b"jP  ", b"\r\n\x87\n") + box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ") + box(b"jp2h", ihdr + colr)
+            + box(b"jp2c", codestream))
+
+
+def jpeg_with_sof(marker: int, width: int, height: int) -> bytes:
+    """SOI, a frame header (SOFn or JPEG-LS SOF55) of one 8-bit component, a scan header and EOI."""
+    sof = bytes([0xFF, marker, 0, 11, 8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x01\x01\x11\x00"
+    return b"\xff\xd8" + sof + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def encapsulated(frame: bytes, syntax, rows: int = 512, cols: int = 512, bits: int = 8) -> bytes:
+    ds = header(rows, cols, None, syntax, bits)
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    return save(ds)
+
+
+def test_j2k_codestream_larger_than_its_header_is_refused():
+    data = encapsulated(resized_j2k(20000), JPEG2000Lossless)
+    assert len(data) < 2000  # a few hundred bytes that declared 20000x20000 took the CLI to 2.7 GB
+    match = r"JPEG 2000.*codestream declares 20000x20000 pixels.*header says 512x512.*refused before decoding"
+    with pytest.raises(ImageError, match=match):
+        read_dicom(data, name="j2k.dcm")
+    with pytest.raises(ImageError, match=match):  # the same codestream wrapped in a JP2 file
+        read_dicom(encapsulated(jp2(resized_j2k(20000)), JPEG2000Lossless), name="jp2.dcm")
+    assert read_dicom(encapsulated(jp2(j2k_512()), JPEG2000Lossless), name="ok.dcm").image.size == (512, 512)
+
+
+def test_j2k_bomb_is_refused_without_allocating(tmp_path):
+    """Peak memory of a fresh process reading the file: it must not grow by anything like 20000 x 20000."""
+    path = tmp_path / "bomb.dcm"
+    path.write_bytes(encapsulated(resized_j2k(20000), JPEG2000Lossless))
+    code = ("import resource, sys, pydicom.pixels; from brainclf.dicom import read_dicom; "
+            "from brainclf.errors import ImageError; data = open(sys.argv[1], 'rb').read(); "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n    read_dicom(data, 'bomb.dcm')\nexcept ImageError as e:\n    print(e)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    message, growth_kb = out.stdout.strip().splitlines()
+    assert "20000x20000" in message, out.stderr
+    assert int(growth_kb) < 100 * 1024  # KB (Linux ru_maxrss); the decoder took ~420 MB more before the check
+
+
+@pytest.mark.parametrize("syntax, marker", [(JPEGBaseline8Bit, 0xC0), (JPEGLosslessSV1, 0xC3),
+                                            (JPEGLSLossless, 0xF7)])
+def test_jpeg_and_jpeg_ls_frame_headers_larger_than_the_header_are_refused(syntax, marker):
+    data = encapsulated(jpeg_with_sof(marker, 20000, 20000), syntax)
+    with pytest.raises(ImageError, match=r"codestream declares 20000x20000 pixels.*header says 512x512"):
+        read_dicom(data, name="jpeg.dcm")
+    with pytest.raises(ImageError, match="no frame header"):  # a scan before any frame header
+        read_dicom(encapsulated(b"\xff\xd8\xff\xda\x00\x02\xff\xd9", syntax), name="nosof.dcm")
+
+
+def test_rle_segment_that_decodes_past_its_plane_is_refused():
+    # 1 MB of run headers asking for 128 bytes each: 64 MB for a 32x32 frame (pydicom decoded it all, then
+    # kept the first 1024 bytes with a warning).
+    runs = b"\x81\x00" * (1 << 19)
+    frame = struct.pack("<16I", 1, 64, *[0] * 14) + runs
+    with pytest.raises(ImageError, match=r"RLE segment 1 decodes to more than the 1,024 bytes"):
+        read_dicom(rle_dicom([frame], 32, 32), name="rle.dcm")
+    # A 16-bit frame needs 2 segments (high and low bytes): a 1-segment header is refused by name.
+    with pytest.raises(ImageError, match=r"declares 1 segment\(s\), but the DICOM header needs 2"):
+        read_dicom(rle_dicom([rle_frame(np.zeros((32, 32), np.uint8))], 32, 32, bits=16), name="rle16.dcm")
+
+
+def test_unsupported_compressed_syntax_is_refused_before_decoding():
+    with pytest.raises(ImageError, match=r"MPEG2.*decodes JPEG, JPEG-LS, JPEG 2000 and RLE"):
+        read_dicom(encapsulated(b"\x00\x00\x01\xb3" + bytes(60), MPEG2MPML), name="video.dcm")

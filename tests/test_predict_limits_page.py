@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from test_app import open_page
 
-from brainclf.limits import MAX_UPLOAD_FILES
+from brainclf import limits
+from brainclf.limits import MAX_UPLOAD_FILE_MB, MAX_UPLOAD_FILES
 from brainclf.wording import pct
 
 
@@ -50,3 +51,32 @@ def test_home_accuracy_follows_the_sidebar_tta_toggle():
         at.toggle(key=f"tta::{default.stem}").set_value(on).run()
         assert not at.exception
         assert at.metric[0].value == pct(card.test_metrics(tta=on)["accuracy"], 2)
+
+
+def test_uploaders_pass_the_per_file_limit_to_the_browser():
+    """The widget states the limit itself, whatever server.maxUploadSize says (a deployment's own config)."""
+    from streamlit import config
+
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 200)
+    try:
+        at = open_page("pages/predict.py")
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    assert at.file_uploader[0].proto.max_upload_size_mb == MAX_UPLOAD_FILE_MB == 50
+
+
+def test_a_session_over_its_byte_budget_is_refused_before_any_file_is_read(png_bytes, make_image, monkeypatch):
+    """Issue #25: the session rule must look at each UploadedFile.size, never at its bytes, before refusing."""
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+    data = png_bytes(make_image())
+    monkeypatch.setattr(limits, "MAX_SESSION_UPLOAD_BYTES", 3 * len(data) // 2)  # one file fits, two do not
+    read = []
+    for method in ("getvalue", "read", "getbuffer"):
+        monkeypatch.setattr(UploadedFile, method, lambda self, *a, _m=method: read.append(_m) or b"")
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([("a.png", data, "image/png"), ("b.png", data, "image/png")]).run()
+    assert not at.exception
+    assert any("above the limit of" in e.value and "a session" in e.value for e in at.error)
+    assert read == []  # neither file was copied

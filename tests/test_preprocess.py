@@ -219,13 +219,42 @@ def test_one_pixel_image_is_refused():
     assert np.allclose(x, 200 / 255, atol=1 / 255)
 
 
-def test_animated_gif_and_multipage_tiff_are_refused():
+def test_animated_png_is_refused():
     frames = [Image.new("L", (16, 16), v) for v in (200, 30, 90)]
-    for fmt in ("GIF", "TIFF"):
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="holds 3 frames"):
+        load_model_input(buf.getvalue(), InputContract(32, 1), name="x.png")
+
+
+def other_formats() -> dict[str, bytes]:
+    out = {}
+    for fmt in ("TIFF", "WEBP", "GIF", "BMP"):
         buf = io.BytesIO()
-        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
-        with pytest.raises(ImageError, match="holds 3 frames"):
-            load_model_input(buf.getvalue(), InputContract(32, 1), name=f"x.{fmt.lower()}")
+        Image.new("L", (64, 64), 120).save(buf, fmt)
+        out[fmt] = buf.getvalue()
+    out["EPS"] = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\n"
+                  b"newpath 0 0 moveto 64 64 lineto stroke\nshowpage\n%%EOF\n")
+    return out
+
+
+@pytest.mark.parametrize("fmt, what", [("TIFF", "a TIFF image"), ("WEBP", "a WebP image"), ("GIF", "a GIF image"),
+                                       ("BMP", "a BMP image"), ("EPS", "a PostScript/EPS document")])
+def test_only_jpeg_png_and_dicom_are_decoded(fmt, what, monkeypatch):
+    """Issue #25: any Pillow format was opened; an EPS renamed .jpg reached Pillow's Ghostscript call."""
+    from PIL import EpsImagePlugin
+
+    data = other_formats()[fmt]
+    called = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: called.append(a))
+    monkeypatch.setattr(Image.Image, "load", lambda self: called.append(self.format))  # no plugin decodes
+    for name in ("slice.jpg", "slice.png", "slice"):
+        with pytest.raises(ImageError, match=rf"this is {what}; only JPEG, PNG or DICOM files are accepted"):
+            decode_image(data, name=name)
+    # Without its signature (as a format this check does not name), Pillow still opens JPEG and PNG only.
+    with pytest.raises(ImageError, match="not a recognised image; only JPEG, PNG or DICOM files are accepted"):
+        decode_image(b"\x00" + data, name="slice.jpg")
+    assert called == []
 
 
 def test_input_contract_roundtrip():

@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
+from ..wording import FALLBACK_REFER_BELOW, pct_pair, refer_rule
 from .common import add_tta_flag
 
 
@@ -28,6 +29,7 @@ def cmd_predict(args) -> int:
     if not args.files:
         raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
+    rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, FALLBACK_REFER_BELOW, tta=predictor.tta)
     for f in args.files:
         try:
             pred = predictor.predict(Path(f), name=str(f))
@@ -35,11 +37,10 @@ def cmd_predict(args) -> int:
             failures += 1
             print(f"error: {e}", file=sys.stderr)
             continue
-        row = pred.as_row()
-        rows.append(row)
+        pred.refer_threshold = rule.threshold(pred.predicted)  # as the Predict page: the fallback for cards without one
+        rows.append(pred.as_row())
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
-        refer = "  REFER: low confidence" if pred.referred else ""
-        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]{refer}")
+        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
     if args.csv and rows:
         with open(args.csv, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -48,6 +49,22 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1
+
+
+def verdict(pred, rule) -> str:
+    """What the Predict page heads a result with, in one line: the out-of-distribution flag (first, as the page
+    puts it) and the refer verdict, each with its reason."""
+    words = []
+    if pred.out_of_distribution:
+        words.append(f"OUT OF DISTRIBUTION: not like a brain MRI slice ({pred.ood_reason or 'flagged by the OOD guard'}"
+                     "); the class probabilities are not meaningful.")
+    confidence, threshold = pct_pair(pred.confidence, rule.threshold(pred.predicted))
+    default = "" if rule.fitted else ", a fixed default not validated for this model"
+    if rule.referred(pred.probabilities):
+        words.append(f"REFER to a radiologist: confidence {confidence} is below {threshold}{default}.")
+    else:
+        words.append(f"not referred: confidence {confidence} is at or above {threshold}{default}.")
+    return " ".join(words)
 
 
 def _predict_folder(predictor, args) -> int:
