@@ -13,6 +13,8 @@ which calls main().
 
 import streamlit as st
 
+from brainclf.escaping import md_literal
+
 PAGES = [  # (file, title, icon, key in brainclf.access.PAGE_ACTIONS)
     ("pages/home.py", "Home", ":material/home:", "home"),
     ("pages/predict.py", "Predict", ":material/search:", "predict"),
@@ -33,8 +35,8 @@ def no_access() -> None:
     from pages.common import identity
 
     st.title(TITLE)
-    st.warning(f"You are signed in as **{identity().label}**, but this server gives your account no role. Ask an "
-               "administrator to add you to brainclf's role table.", icon=":material/lock:")
+    st.warning(f"You are signed in as **{md_literal(identity().label)}**, but this server gives your account no "
+               "role. Ask an administrator to add you to brainclf's role table.", icon=":material/lock:")
     st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="sign_out")
 
 
@@ -64,7 +66,7 @@ def main() -> None:
         server_mode = auth_configured()
         config = settings()
     except ConfigError as e:
-        st.error(f"This server is misconfigured: {e}", icon=":material/error:")
+        st.error(f"This server is misconfigured: {md_literal(e)}", icon=":material/error:")
         st.stop()
     if not server_mode and (problem := local_mode_problem(config)):
         st.error(problem, icon=":material/error:")

@@ -19,6 +19,7 @@ import numpy as np
 from . import CLASS_NAMES
 from .data import Sample, decode_sample
 from .errors import BrainclfError, ConfigError
+from .escaping import csv_row, csv_value
 from .ood import check
 from .pool import chunks, decode_many
 from .shard import in_shard, iter_shard_files
@@ -96,8 +97,8 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
             batch = []
             for rel, x, err in part:
                 if err:
-                    writer.writerow({"file": rel, "error": err, "model": predictor.card.name,
-                                     "model_version": predictor.card.version})
+                    writer.writerow(csv_row({"file": rel, "error": err, "model": predictor.card.name,
+                                             "model_version": predictor.card.version}))
                     counts["failed"] += 1
                 else:
                     batch.append((rel, x))
@@ -123,7 +124,7 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None) -> set[
     done: set[str] = set()
     if csv_path.exists() and csv_path.stat().st_size:
         with open(csv_path, newline="") as f:
-            done = {row["file"] for row in csv.DictReader(f)}
+            done = {csv_value(row["file"]) for row in csv.DictReader(f)}
     if shard is not None:
         stray = next((rel for rel in done if not in_shard(rel, shard)), None)
         if stray is not None:
@@ -141,7 +142,7 @@ def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]]
     for (rel, _), p, f in zip(batch, probs, feats):
         pred = predictor.prediction_from_probs(rel, p)
         pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
-        writer.writerow({**pred.as_row(), "error": ""})
+        writer.writerow(csv_row({**pred.as_row(), "error": ""}))
 
 
 def _drop_partial_last_line(csv_path: Path) -> None:

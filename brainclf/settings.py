@@ -196,15 +196,12 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     """Settings from `path` (default: settings_file()) and the environment.
 
     Raises:
-        ConfigError: unreadable TOML, an unknown role, a bad data-root name or a data root that is not a folder.
+        ConfigError: an unreadable file (not UTF-8, not TOML), an unknown section, key or role, a value of the
+            wrong type (a string where a boolean belongs), a bad data-root name. Its message names the settings
+            file by its name only, never its folder.
     """
     path = Path(path) if path else settings_file()
-    raw: dict = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"Cannot read the settings file {path.name}: {e}") from None
+    raw = _read_toml(path) if path is not None else {}
     base = path.parent.resolve() if path else REPO
     known = {"paths", "data", "audit", "roles", "refer"}
     if unknown := sorted(set(raw) - known):
@@ -224,10 +221,9 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         return (p if p.is_absolute() else (base if key in paths else REPO) / p).resolve()
 
     roots = _data_roots(raw, path, base) if "data" in raw else default_data_roots(os.environ.get(ENV_DATA))
-    audit = _table(raw, "audit", path)
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
-                    audit_enabled=bool(audit.get("enabled", False)), roles=_role_rules(raw.get("roles", {}), path),
+                    audit_enabled=_audit_enabled(raw, path), roles=_role_rules(raw.get("roles", {}), path),
                     source=path, refer_target=_refer_target(_table(raw, "refer", path), path))
 
 
@@ -242,6 +238,38 @@ def _refer_target(table: dict, path: Path | None) -> float | None:
         return check_refer_target(table["target_accuracy"])
     except ValueError as e:
         raise ConfigError(f"{where}: [refer] {e}.") from None
+
+
+def _read_toml(path: Path) -> dict:
+    """The file's TOML; ConfigError (naming the file, not its folder) when it cannot be read, is not UTF-8
+    text or is not TOML."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:  # str(e) would name the full path
+        raise ConfigError(f"Cannot read the settings file {path.name}: {e.strerror or type(e).__name__}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Cannot read the settings file {path.name}: it is not UTF-8 text (byte {e.start} is "
+                          f"0x{data[e.start]:02x}); save it as UTF-8.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Cannot read the settings file {path.name}: it is not valid TOML ({e}).") from None
+
+
+def _audit_enabled(raw: dict, path: Path | None) -> bool:
+    """[audit] enabled: a TOML boolean (true/false, unquoted). A string such as "false" is refused: bool("false")
+    is True, and a quoted "false" once turned the audit log on."""
+    audit = _table(raw, "audit", path)
+    where = path.name if path else "settings"
+    if unknown := sorted(set(audit) - {"enabled"}):
+        raise ConfigError(f"{where}: unknown [audit] key(s) {unknown}; expected enabled.")
+    enabled = audit.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: [audit] enabled must be true or false (a TOML boolean, without quotes), "
+                          f"not {enabled!r}.")
+    return enabled
 
 
 def _table(raw: dict, key: str, path: Path | None) -> dict:

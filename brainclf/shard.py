@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, DataError
+from .escaping import csv_row, csv_value
 from .preprocess import UPLOAD_SUFFIXES
 
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
@@ -174,7 +175,7 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
-        writer.writerows(rows[f] for f in sorted(rows))
+        writer.writerows(csv_row(rows[f]) for f in sorted(rows))
     tmp.replace(out)
     return report
 
@@ -200,6 +201,7 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
             for row in reader:
                 if None in row:  # more cells than columns: a corrupt line; keep the columns we know
                     row.pop(None)
+                row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}  # as written
                 name = row["file"]
                 seen_in.setdefault(name, []).append(str(path))
                 rows.setdefault(name, row)

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import CLASS_NAMES, DISPLAY_NAMES, wording
 from .analysis import paired_comparison, rows_for_cell
+from .escaping import md_literal
 from .wording import class_label as label
 
 
@@ -124,7 +125,8 @@ def _rate(x) -> str:
 
 
 def external_view(name: str, ext: dict) -> dict:
-    """One external dataset: its heading, a table of its key rates (with what each means) and its sequences."""
+    """One external dataset: its heading (Markdown, the card's text escaped), a table of its key rates (with what
+    each means) and its sequences."""
     iv = ext.get("intervals") or {}
     acc_ci = iv.get("accuracy")
     rows = [
@@ -147,7 +149,8 @@ def external_view(name: str, ext: dict) -> dict:
                           "tumours called 'no tumour'": _rate(m.get("called_notumor_rate")),
                           "…and not referred or flagged": _rate(m.get("called_notumor_unflagged_rate")),
                           "referred or flagged": pct(1 - m["coverage"])})
-    return {"heading": f"**{name}** — {ext['membership']}.", "rows": rows, "sequences": sequences,
+    return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
+            "sequences": sequences,
             "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
                     f"{count(core['n'])}." if core else None}
 
@@ -214,6 +217,7 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
     if not paired["n"]:
         return {"table": table, "paired": paired, "sentence": "The two models share no test images to compare."}
     lo, hi = paired["interval"]
+    name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
     sentence = (f"On the {count(paired['n'])} both were tested on: **{name_a} {pct(paired['accuracy_a'])}**, "
                 f"**{name_b} {pct(paired['accuracy_b'])}**; difference **{_points(paired['difference'])}** "
                 f"(95 % paired bootstrap interval {_points(lo)} to {_points(hi)}, resampling "

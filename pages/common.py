@@ -13,6 +13,7 @@ from brainclf.access import Identity, identity_for, local_identity
 from brainclf.card import ModelCard, card_path, default_model, list_models, read_card
 from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError, ConfigError
+from brainclf.escaping import md_literal
 from brainclf.inference_process import ProcessPredictor
 from brainclf.jobs import TrainingJobs
 from brainclf.predict import Predictor
@@ -132,8 +133,9 @@ def require(action: str) -> Identity:
 
 
 def public(text: object) -> str:
-    """A message as a user may see it: server paths replaced by names (brainclf.settings.Settings.redact)."""
-    return settings().redact(str(text))
+    """A message as a user may see it: server paths replaced by names (brainclf.settings.Settings.redact), as
+    Markdown that renders literally (it may quote a file name or a card's text: brainclf.escaping)."""
+    return md_literal(settings().redact(str(text)))
 
 
 # ---- models -----------------------------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
     try:
         predictor = load_predictor(str(path), path.stat().st_mtime)
     except BrainclfError as e:
-        st.error(f"Cannot load model {path.name}: {public(e)}")
+        st.error(f"Cannot load model {md_literal(path.name)}: {public(e)}")
         return None
     if wait and not model_ready(predictor):
         return None
@@ -188,11 +190,11 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
 def model_ready(predictor: Predictor) -> bool:
     """Wait (with a spinner) until the model has loaded; False after a clear error if it cannot."""
     try:
-        with st.spinner(f"Loading model {predictor.card.name}…"):
+        with st.spinner(f"Loading model {md_literal(predictor.card.name)}…"):
             predictor.wait_ready()
         return True
     except BrainclfError as e:
-        st.error(f"Cannot load model {predictor.card.name}: {public(e)}")
+        st.error(f"Cannot load model {md_literal(predictor.card.name)}: {public(e)}")
         return False
 
 
@@ -262,7 +264,7 @@ def sidebar_model_picker(who: Identity | None = None) -> None:
             st.info("**Local mode: no sign-in.** Every feature is on; the app serves this computer only "
                     "(127.0.0.1).", icon=":material/laptop:")
         else:
-            st.caption(f"Signed in as **{who.label}** ({who.role}).")
+            st.caption(f"Signed in as **{md_literal(who.label)}** ({who.role}).")
             st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
         st.markdown("### Active model")
         if not models:
@@ -280,7 +282,7 @@ def sidebar_model_picker(who: Identity | None = None) -> None:
                      help="Used by the Predict and Evaluation pages. Study/baseline models are kept for comparison "
                      "and are not for reading scans.")
         if is_study(cards.get(str(current))):
-            st.error(f"{current.stem}: {study_note(test_accuracy(cards[str(current)]))}.",
+            st.error(f"{md_literal(current.stem)}: {study_note(test_accuracy(cards[str(current)]))}.",
                      icon=":material/science:")
         names = data_root_names()
         if names:

@@ -15,6 +15,7 @@ from brainclf.analysis import (
     rows_for_cell,
 )
 from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
 from brainclf.evaluate import evaluate_folder
 from brainclf.external import load_shortcut_study
 from brainclf.figures import (
@@ -107,7 +108,7 @@ if re_evaluated:
     saved = st.session_state.get("eval_result")
     if saved and saved[0] == card.label and saved[1] in folders:
         _, folder_done, rows, unreadable, fresh_external = saved
-        where, data_name = f"`{folder_done}`", folder_done
+        where, data_name = folder_done, folder_done
         root = config.folder(folder_done)
         if unreadable:
             st.warning(public(unreadable_message(unreadable)))
@@ -124,7 +125,7 @@ if predictor.tta and not card_tta and not re_evaluated:
     predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
 report = report_from_rows(rows, predictor.refer_thresholds)
 on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
-st.caption(source_caption(report, where, card.label, predictor.tta))
+st.caption(md_literal(source_caption(report, where, card.label, predictor.tta)))
 st.table(pd.DataFrame(headline_rows(report)), hide_index=True)
 st.table(pd.DataFrame(per_class_rows(report)), hide_index=True)
 
@@ -165,9 +166,9 @@ def show_gallery(shown, key: str) -> None:
     for j, item in enumerate(shown.items):
         with cols[j % 4]:
             if item.image is None:
-                st.caption(item.caption)
+                st.caption(md_literal(item.caption))  # file names from the card
             else:
-                st.image(item.image, width="stretch", caption=item.caption)
+                st.image(item.image, width="stretch", caption=md_literal(item.caption))
     if shown.more:
         st.caption(shown.more)
 
@@ -284,7 +285,7 @@ else:
     oc = card_of(other)
     other_rows = oc.stored_test_predictions(predictor.tta)[0] if oc else []
     if not other_rows:
-        st.info(f"{other.stem} has no test predictions in its card.")
+        st.info(f"{md_literal(other.stem)} has no test predictions in its card.")
     else:
         other_report = report_from_rows(other_rows)
         cmp = comparison(card.name, report, card.params, rows, oc.name, other_report, oc.params, other_rows)

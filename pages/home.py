@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.card_schema import display_text
+from brainclf.escaping import md_literal
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.rates import sensitivity_specificity
 from brainclf.scope import non_commercial, validated_scope
@@ -32,7 +33,7 @@ if card is None:
     st.warning("No model is available yet: train one on the Model page.")
     st.stop()
 
-st.subheader(f"Active model: {card.name}")
+st.subheader(f"Active model: {md_literal(card.name)}")
 t = card.training
 tta = tta_setting(path, card.tta_default)  # the sidebar's TTA toggle, else the card's default
 test = card.test_metrics(tta=tta)
@@ -49,7 +50,8 @@ cols[1].metric("Clean-subset accuracy", pct(clean.get("accuracy"), 2),
 if externals:
     name, ext = next(iter(externals.items()))
     cols[2].metric("Accuracy, other source", pct(ext['accuracy']),
-                   help=f"{name}: {ext['membership']}. This is closer to how the model reads a new hospital's scans.")
+                   help=f"{md_literal(name)}: {md_literal(ext['membership'])}. This is closer to how the model reads a "
+                   "new hospital's scans.")
     cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
                    help="Share of the external tumour images answered 'no tumour' without a referral or an "
                         "out-of-distribution flag.")
@@ -63,9 +65,9 @@ if non_commercial(card):
                icon=":material/gavel:")
 note = provenance_note(card)
 if note and not card_is_verified(card):
-    st.warning(note, icon=":material/upload:")
+    st.warning(md_literal(note), icon=":material/upload:")
 elif note:
-    st.caption(note)
+    st.caption(md_literal(note))
 st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
             + (" and on the external source, as recorded in the model card:" if externals else ":"))
 table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
@@ -79,13 +81,13 @@ st.table(pd.DataFrame([{
     for k, v in table.items()]).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
            "that the model does not name. The external source has no pituitary tumours. "
-           + validated_scope(card)["sentence"])
+           + md_literal(validated_scope(card)["sentence"]))
 sizes = t.get("sizes", {})
 with st.expander("Model details (for researchers)"):
     st.text(display_text(card.description, 300))
     st.markdown(
         f"- **Architecture:** `{card.architecture}`, input {card.contract.describe()}, {card.params:,} parameters.\n"
-        f"- **Version:** `{card.version}`, trained {t.get('finished', card.created)[:10]} on "
+        f"- **Version:** `{card.version}`, trained {md_literal(t.get('finished', card.created)[:10])} on "
         f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
         f"test {sizes.get('test', '?')}), {t.get('epochs_run', '?')} epochs (chosen: {t.get('best_epoch', '?')}), "
         f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded.")

@@ -8,6 +8,7 @@ import streamlit as st
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.card import add_model
 from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
 from brainclf.figures import history_figure
 from brainclf.jobs import owner_run_dir
 from brainclf.limits import MAX_UPLOAD_FILE_MB
@@ -61,7 +62,7 @@ if who.can("upload_model"):
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
                 added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
-                st.success(f"Added {added.stem}; it is now selectable in the sidebar.")
+                st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")
 if who.can("remove_model"):
@@ -76,7 +77,7 @@ if who.can("remove_model"):
             if st.button("Remove", key="remove_model", icon=":material/delete:"):
                 try:
                     remove_model(doomed, MODELS_DIR)
-                    st.toast(f"Removed {doomed.stem}")
+                    st.toast(f"Removed {md_literal(doomed.stem)}")
                     st.rerun()
                 except BrainclfError as e:
                     st.error(public(e))
@@ -125,7 +126,7 @@ def training_form() -> None:
         # jobs.start checks the name (brainclf.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
                    owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name))
-        st.toast(f"Training {name} started")
+        st.toast(f"Training {md_literal(name)} started")
     except BrainclfError as e:
         st.error(public(e))
 
@@ -139,10 +140,10 @@ def resume_button(s) -> None:
     admin = who.can("cancel_any_training")
     if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
         return
-    if st.button(f"Resume training {s.name}", key="resume_train", icon=":material/play_arrow:"):
+    if st.button(f"Resume training {md_literal(s.name)}", key="resume_train", icon=":material/play_arrow:"):
         try:
             jobs.resume(who.user_id, admin=admin)
-            st.toast(f"Training {s.name} resumed")
+            st.toast(f"Training {md_literal(s.name)} resumed")
         except BrainclfError as e:
             st.error(public(e))
 
@@ -156,30 +157,31 @@ def training_panel():
         return
     p = s.progress
     mine = s.may_cancel(who.user_id)  # the owner sees the reason of a failure; admins too
-    by = "" if mine or who.local else f" (started by {s.owner_label})"
+    by = "" if mine or who.local else f" (started by {md_literal(s.owner_label)})"  # a sign-in display name
+    name = md_literal(s.name)
     if s.active:
         what = "Training" if p and p.stage == "training" else "Preparing" if p and p.stage == "preparing" else ""
         text = public(p.text()) if p else "starting…"
-        st.progress(p.fraction_done() if p else 0.0, text=f"{what} **{s.name}**{by}: {text}".strip())
+        st.progress(p.fraction_done() if p else 0.0, text=f"{what} **{name}**{by}: {text}".strip())
         if s.may_cancel(who.user_id, who.can("cancel_any_training")):
             if st.button("Cancel training", key="cancel_train"):
                 try:
                     jobs.cancel(who.user_id, admin=who.can("cancel_any_training"))
                     st.toast("Cancelling after the current batch…")
                 except BrainclfError as e:
-                    st.error(str(e))
+                    st.error(public(e))
         else:
             st.caption("Only the person who started this training, or an admin, can cancel it.")
     elif s.state == "done":
-        st.success(f"Trained {s.name}. Select it in the sidebar.")
+        st.success(f"Trained {name}. Select it in the sidebar.")
     elif s.state == "cancelled" and p and p.stage == "cancelled":
-        st.warning(f"Training {s.name}{by} was cancelled after {p.epoch} of {p.epochs} epochs.")
+        st.warning(f"Training {name}{by} was cancelled after {p.epoch} of {p.epochs} epochs.")
     elif s.state == "cancelled":
         st.warning(public(s.error))
     elif mine or who.is_admin:
-        st.error(f"Training {s.name} failed: {public(s.error)}")
+        st.error(f"Training {name} failed: {public(s.error)}")
     else:
-        st.error(f"Training {s.name}{by} failed.")
+        st.error(f"Training {name}{by} failed.")
     if not s.active:
         resume_button(s)
     if p and p.history.get("loss"):

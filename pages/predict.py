@@ -10,6 +10,7 @@ from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError, ModelError
+from brainclf.escaping import csv_row, md_literal
 from brainclf.explain import overlay_heatmap
 from brainclf.figures import image_with_heatmap
 from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
@@ -53,15 +54,15 @@ model = model_label(card.name, card.version, predictor.tta)  # every per-image w
 rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
                   target=predictor.refer_target_accuracy)
 if is_study(card):
-    st.error(f"The active model **{card.name}** is a {study_note(test_accuracy(card))}. Choose another model in "
-             "the sidebar to read scans.", icon=":material/science:")
+    st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
+             "model in the sidebar to read scans.", icon=":material/science:")
 scope = validated_scope(card)
-st.caption(f"**Validated scope of {card.name}.** {scope['sentence']} Slices unlike these (other sequences, CT, "
-           "photos) are flagged as out of distribution.")
+st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} Slices unlike these "
+           "(other sequences, CT, photos) are flagged as out of distribution.")
 operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,
                               predictor.refer_target_accuracy)
 if operating:
-    st.caption(operating)
+    st.caption(md_literal(operating))
 book = case_book()
 
 
@@ -130,7 +131,7 @@ def analyse(digest: str):
         if audit_path():
             append_audit(audit_path(), audit_record(case.data, result))
     except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
-        st.error(f"Model {card.name} could not analyse **{case.name}**: {public(e)}")
+        st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.name)}**: {public(e)}")
         st.stop()
     except BrainclfError as e:
         result = public(without_alias(str(e), alias))  # the page puts the file name before it
@@ -150,8 +151,8 @@ def report_for(digests: list[str]):
 @st.dialog("Grad-CAM, full size", width="large")
 def full_size(digest: str, target: str, opacity: float) -> None:
     case, pred = book.get(digest), book.result(digest, model)
-    st.caption(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
-               f"{pred.model_version}")
+    st.caption(md_literal(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
+                          f"{pred.model_version}"))
     try:
         heatmap = heatmap_for(pred, target)
     except (ValueError, BrainclfError) as e:
@@ -159,7 +160,7 @@ def full_size(digest: str, target: str, opacity: float) -> None:
         return
     figure = image_with_heatmap(pred.model_input, heatmap, opacity, title=f"Grad-CAM: {class_label(target)}")
     st.plotly_chart(figure.update_layout(height=720), key=widget_key("cam_full", digest, model))
-    st.caption(gradcam_caveat(target, card.faithfulness))
+    st.caption(md_literal(gradcam_caveat(target, card.faithfulness)))
 
 
 def heatmap_for(pred, target: str):
@@ -170,17 +171,18 @@ def heatmap_for(pred, target: str):
 
 
 def headline(case, pred, status) -> None:
-    answer = f"{pred.predicted_display} ({pct(pred.confidence)})"
+    name, answer = md_literal(case.name), md_literal(f"{pred.predicted_display} ({pct(pred.confidence)})")
+    sentence = md_literal(status.sentence)  # it quotes the card (where the refer rule was fitted)
     if status.kind == "ood":  # the flag leads; the class is secondary, greyed
-        st.markdown(f"#### {case.name}: :red[:material/block: {status.headline}]")
+        st.markdown(f"#### {name}: :red[:material/block: {status.headline}]")
         st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
-        st.error(status.sentence, icon=":material/block:")
+        st.error(sentence, icon=":material/block:")
     elif status.kind == "refer":
-        st.markdown(f"#### {case.name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
-        st.warning(status.sentence, icon=":material/warning:")
+        st.markdown(f"#### {name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
+        st.warning(sentence, icon=":material/warning:")
     else:
-        st.markdown(f"#### {case.name}: **{answer}**")
-        st.caption(status.sentence)
+        st.markdown(f"#### {name}: **{answer}**")
+        st.caption(sentence)
 
 
 def show_case(digest: str, opacity: float, compact: bool = False) -> None:
@@ -188,7 +190,7 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
     each stays readable on an 800 px window); `compact` (side by side) stacks them in one column."""
     case, pred = book.get(digest), analyse(digest)
     if isinstance(pred, str):
-        st.error(f"**{case.name}** was not processed: {pred}")
+        st.error(f"**{md_literal(case.name)}** was not processed: {pred}")  # pred: public()
         return
     status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
 
@@ -215,7 +217,7 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
                 if st.button("Full size", key=key("full"),
                              icon=":material/open_in_full:", help="The overlay in a large window"):
                     full_size(digest, target, opacity)
-                st.caption(gradcam_caveat(target, card.faithfulness))
+                st.caption(md_literal(gradcam_caveat(target, card.faithfulness)))
                 st.page_link("pages/evaluation.py", label="Faithfulness figures",
                              icon=":material/monitoring:")
             except ValueError as e:
@@ -225,8 +227,8 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
         if compact:
             return
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
-        st.caption(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
-                   + (" with flip TTA" if predictor.tta else "") + tags)
+        st.caption(md_literal(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
+                              + (" with flip TTA" if predictor.tta else "") + tags))
         st.download_button("Case report (PDF)", report_for([digest]), file_name=f"brainclf-case-{case.ref}.pdf",
                            mime="application/pdf", key=widget_key("pdf", digest, model), icon=":material/download:",
                            help="One page: the slice as the model saw it, probabilities, Grad-CAM, refer status, "
@@ -236,16 +238,16 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
 def batch_summary(digests: list[str]) -> None:
     """Above the cards: one row per slice in words, the CSV and one PDF of every case report."""
     analysed = [d for d in digests if not isinstance(book.result(d, model), str)]
-    failed = [book.get(d).name for d in digests if isinstance(book.result(d, model), str)]
+    failed = [md_literal(book.get(d).name) for d in digests if isinstance(book.result(d, model), str)]
     if failed:
         st.warning(f"{len(failed):,} of {len(digests):,} files could not be processed: {', '.join(failed)}")
     if not analysed:
         return
     results = {d: book.result(d, model) for d in analysed}
     st.subheader(f"Results: {plural(len(analysed), 'slice')}")
-    st.table(pd.DataFrame([summary_row(book.get(d).ref, r.name, rule, r.probabilities, r.predicted,
+    st.table(pd.DataFrame([summary_row(book.get(d).ref, md_literal(r.name), rule, r.probabilities, r.predicted,
                                            r.out_of_distribution) for d, r in results.items()]).set_index("Case"))
-    csv = pd.DataFrame([{**r.as_row(), "case": book.get(d).ref} for d, r in results.items()])
+    csv = pd.DataFrame([csv_row({**r.as_row(), "case": book.get(d).ref}) for d, r in results.items()])
     c1, c2 = st.columns(2)
     c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
                        mime="text/csv", help="Machine-readable: probabilities as fractions, one column per class.")

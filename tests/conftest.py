@@ -150,12 +150,29 @@ def external_data(real_data) -> Path:
 
 
 CHROMIUM = "/usr/bin/chromium"
+# How long a browser test waits for anything (an element, a navigation, an `expect`): Playwright's 5 s default
+# for `expect` failed on a busy 2-core machine (issue #25: the Evaluation page's "Confusion matrix" heading
+# took longer). A test waits for what it needs to see, so a long limit costs nothing when the app is quick.
+BROWSER_WAIT_MS = 90_000
+SERVER_START_S = 120  # for the server's own readiness (brainclf.serve.wait_healthy polls /_stcore/health)
+
+
+def new_page(owner, **kwargs):
+    """A page of `owner` (a Browser, with new_page's options, or a BrowserContext) waiting BROWSER_WAIT_MS for
+    elements and navigations."""
+    page = owner.new_page(**kwargs)
+    page.set_default_timeout(BROWSER_WAIT_MS)
+    page.set_default_navigation_timeout(BROWSER_WAIT_MS)
+    return page
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian chromium through Playwright (the browser tests; `make test` installs chromium)."""
-    from playwright.sync_api import sync_playwright
+    """Headless Debian chromium through Playwright (the browser tests; `make test` installs chromium); every
+    `expect` waits up to BROWSER_WAIT_MS."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=BROWSER_WAIT_MS)
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")

@@ -14,6 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from brainclf import CLASS_NAMES, DISPLAY_NAMES
+from brainclf.escaping import md_literal
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -74,11 +75,11 @@ def test_predict_upload_shows_class_overlay_and_table_and_survives_bad_files():
     headings = [m.value for m in at.markdown if m.value.startswith("####")]
     assert len(headings) == 1 and "Meningioma" in headings[0], headings
     errors = " ".join(e.value for e in at.error)
-    assert "broken.jpg" in errors and "not a recognised image" in errors
-    assert "empty.png" in errors and "empty" in errors
+    assert "broken\\.jpg" in errors and "not a recognised image" in errors  # names Markdown-escaped
+    assert "empty\\.png" in errors and "empty" in errors
     assert _cam_selectors(at)[0].value == "meningioma"  # Grad-CAM for the predicted class
     table = at.table[0].value  # the batch summary, above the cards, in words (a static table: paints at once)
-    assert list(table["File"]) == [name] and list(table["Answer"]) == ["Meningioma"]
+    assert list(table["File"]) == [md_literal(name)] and list(table["Answer"]) == ["Meningioma"]
     assert not [c for c in table.columns if c.startswith("p_") or "_" in c], list(table.columns)
     assert [s.value for s in at.subheader][0] == "Results: 1 slice"
     # Grad-CAM for another class re-renders without error.
@@ -92,7 +93,7 @@ def test_predict_accepts_png_rgba_upload():
     at = open_page("pages/predict.py")
     at.file_uploader[0].set_value(("rgba.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
-    assert any(m.value.startswith("#### rgba.png") for m in at.markdown)
+    assert any(m.value.startswith("#### rgba\\.png") for m in at.markdown)  # the name Markdown-escaped
 
 
 @pytest.mark.parametrize("page", ["pages/predict.py", "pages/model.py"])
@@ -300,8 +301,8 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
                                    ("SMITH ANNA 1960.dcm", not_dicom, "application/dicom")]).run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
-    assert "**DOE JOHN: MRN 12345.jpg** was not processed: the file is empty (0 bytes)." in errors
-    assert "SMITH ANNA 1960.dcm" in errors and "upload" not in errors  # the neutral name stays inside
+    assert "**DOE JOHN\\: MRN 12345\\.jpg** was not processed: the file is empty \\(0 bytes\\)\\." in errors
+    assert "SMITH ANNA 1960\\.dcm" in errors and "upload" not in errors  # the neutral name stays inside
     text = (tmp_path / "brainclf-audit.jsonl").read_text()
     assert len(text.splitlines()) == 2
     for word in ("DOE", "JOHN", "MRN", "12345", "SMITH", "ANNA", "1960", ".jpg", ".dcm"):

@@ -14,13 +14,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import BROWSER_WAIT_MS, SERVER_START_S, new_page
 
 from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CLINICIAN = ("doc", {"email": "doc@clinic.example", "email_verified": True, "name": "Dr Doc"})
 RESEARCHER = ("res", {"email": "res@uni.example", "name": "Res Earcher", "groups": ["radiology-research"]})
-WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ groups = ["radiology-research"]
     proc = start_streamlit(port, env={"BRAINCLF_SETTINGS": str(tmp / "brainclf.toml")},
                            extra_args=["--secrets.files", str(tmp / "secrets.toml")])
     try:
-        wait_healthy(url, timeout=90, proc=proc)
+        wait_healthy(url, timeout=SERVER_START_S, proc=proc)
         yield url
     finally:
         stop(proc)
@@ -80,15 +80,14 @@ def sign_in(browser, server: str, sub: str):
     """A fresh browser context (no cookies) signs in as `sub` on the provider's page; returns the page."""
     from playwright.sync_api import expect
 
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.set_default_timeout(WAIT_MS)
+    page = new_page(browser.new_context(viewport={"width": 1400, "height": 1000}))
     page.goto(server)
     sign_in_button = page.get_by_role("button", name="Sign in")
-    expect(sign_in_button).to_be_visible(timeout=WAIT_MS)
+    expect(sign_in_button).to_be_visible(timeout=BROWSER_WAIT_MS)
     expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # nothing else before signing in
     sign_in_button.click()
     page.get_by_role("button", name=sub, exact=True).click()  # the provider's pre-authorised user
-    expect(page.get_by_text("Signed in as")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Signed in as")).to_be_visible(timeout=BROWSER_WAIT_MS)
     return page
 
 
@@ -101,8 +100,8 @@ def open_page(page, server: str, path: str, heading: str):
     from playwright.sync_api import expect
 
     page.goto(f"{server}/{path}")
-    expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=WAIT_MS)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=WAIT_MS)
+    expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=BROWSER_WAIT_MS)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=BROWSER_WAIT_MS)
 
 
 def sign_out(page):
@@ -110,9 +109,9 @@ def sign_out(page):
 
     page.get_by_role("button", name="Sign out").click()
     end = page.get_by_role("button", name="End session")  # the provider's end-session page (RP-initiated logout)
-    end.wait_for(timeout=WAIT_MS)
+    end.wait_for(timeout=BROWSER_WAIT_MS)
     end.click()
-    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=BROWSER_WAIT_MS)
     expect(page.get_by_text("Signed in as")).to_have_count(0)
 
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import BROWSER_WAIT_MS, SERVER_START_S, new_page
 
 from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
 
@@ -39,7 +40,7 @@ def _streamlit(env: dict | None = None, extra_args=()):
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_healthy(url, timeout=90, proc=proc)
+            wait_healthy(url, timeout=SERVER_START_S, proc=proc)
         except (RuntimeError, TimeoutError) as e:
             stop(proc)
             pytest.fail(f"{e}: {proc.stdout.read().decode()[-2000:]}")
@@ -56,8 +57,7 @@ def server(real_data):
 
 @pytest.fixture(scope="module")
 def page(server, browser):
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    pg.set_default_timeout(60_000)
+    pg = new_page(browser, viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     yield pg
     pg.close()
 
@@ -66,7 +66,7 @@ def _open(page, server, path: str, heading: str):
     """Go to a page, wait for its heading and for the script run to finish."""
     page.goto(f"{server}/{path}")
     page.get_by_role("heading", name=heading).first.wait_for()
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=BROWSER_WAIT_MS)
 
 
 def _shot(page, name: str):
@@ -114,7 +114,7 @@ def fresh_servers():
     try:
         for path, proc in procs.items():
             try:
-                wait_healthy(f"http://127.0.0.1:{ports[path]}", timeout=120, proc=proc)
+                wait_healthy(f"http://127.0.0.1:{ports[path]}", timeout=SERVER_START_S, proc=proc)
             except (RuntimeError, TimeoutError) as e:
                 pytest.fail(f"{e}: {proc.stdout.read().decode()[-2000:]}")
         yield {path: f"http://127.0.0.1:{port}" for path, port in ports.items()}
@@ -130,12 +130,12 @@ def test_bookmark_as_the_first_request_of_a_fresh_server(browser, fresh_servers,
     /common was a blank page. Each path here is the first request its server sees."""
     from playwright.sync_api import expect
 
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg = new_page(browser, viewport={"width": 1400, "height": 1000})
     try:
         pg.goto(f"{fresh_servers[path]}/{path}")
-        expect(pg.get_by_role("heading", name=BOOKMARKS[path]).first).to_be_visible(timeout=90_000)
+        expect(pg.get_by_role("heading", name=BOOKMARKS[path]).first).to_be_visible(timeout=BROWSER_WAIT_MS)
         sidebar = pg.get_by_test_id("stSidebar")
-        expect(sidebar.get_by_text("Active model")).to_be_visible(timeout=60_000)  # app.py's model picker
+        expect(sidebar.get_by_text("Active model")).to_be_visible(timeout=BROWSER_WAIT_MS)  # app.py's model picker
         links = pg.get_by_test_id("stSidebarNav").get_by_role("link")
         expect(links).to_have_count(4)  # not one per module of pages/ (app, common, evaluation, …)
         for name in ("Home", "Predict", "Evaluation", "Model"):
@@ -185,13 +185,12 @@ def test_narrow_windows_keep_gradcam_readable_and_nothing_truncated(browser, ser
     800 × 900 and on a 1280 × 720 laptop (the same session, the window resized: Streamlit lays out again)."""
     from playwright.sync_api import expect
 
-    pg = browser.new_page(viewport={"width": 800, "height": 900})
-    pg.set_default_timeout(60_000)
+    pg = new_page(browser, viewport={"width": 800, "height": 900})
     try:
         _open(pg, server, "predict", "Predict")
         pg.locator("input[type=file]").first.set_input_files(str(_testing_meningioma(real_data)))
         cam = _overlay(pg, "Meningioma").first
-        expect(cam).to_be_visible(timeout=60_000)
+        expect(cam).to_be_visible(timeout=BROWSER_WAIT_MS)
         for width, height in ((800, 900), (1280, 720)):
             pg.set_viewport_size({"width": width, "height": height})
             pg.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
@@ -230,18 +229,17 @@ def test_gradcam_follows_the_new_upload_not_the_removed_one(browser, server, rea
 
     card = json.loads((REPO / "models" / "default.json").read_text())
     pituitary = next(r for r in card["test_predictions"] if r["true"] == r["pred"] == "pituitary")
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-    pg.set_default_timeout(60_000)
+    pg = new_page(browser, viewport={"width": 1400, "height": 1000})
     try:
         _open(pg, server, "predict", "Predict")
         upload = pg.locator("input[type=file]").first
         upload.set_input_files(str(_testing_meningioma(real_data)))
-        expect(_overlay(pg, "Meningioma").first).to_be_visible(timeout=60_000)
+        expect(_overlay(pg, "Meningioma").first).to_be_visible(timeout=BROWSER_WAIT_MS)
         pg.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
         expect(pg.get_by_test_id("stFileChip")).to_have_count(0)
         upload.set_input_files(str(real_data / pituitary["path"]))
         heading = pg.get_by_role("heading", name=Path(pituitary["path"]).name)
-        expect(heading).to_contain_text("Pituitary", timeout=60_000)
+        expect(heading).to_contain_text("Pituitary", timeout=BROWSER_WAIT_MS)
         expect(_overlay(pg, "Pituitary").first).to_be_visible()
         expect(_overlay(pg, "Meningioma")).to_have_count(0)
     finally:

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import BROWSER_WAIT_MS, new_page
 from test_e2e import REPO, SHOTS, TRUNCATED_JS, _shot, _streamlit
 
 from brainclf.bench import synthetic_slice
@@ -30,7 +31,7 @@ def _open_evaluation(page, server):
     """Open the page and wait until it is drawn to the end (tables and charts above stop moving)."""
     page.goto(f"{server}/evaluation")
     page.get_by_role("heading", name="Compare models").wait_for()
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=BROWSER_WAIT_MS)
     page.locator(".js-plotly-plot").nth(9).wait_for()  # the charts are drawn
     page.wait_for_timeout(2000)
 
@@ -50,8 +51,7 @@ def test_clicking_a_confusion_matrix_cell_shows_that_pairs_images(browser, serve
     card = json.loads((REPO / "models" / "default.json").read_text())
     rows = card["test_predictions_tta"] if card["calibration"].get("tta_default") else card["test_predictions"]
     n = sum(r["true"] == "meningioma" and r["pred"] == "glioma" for r in rows)
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.set_default_timeout(60_000)
+    page = new_page(browser, viewport={"width": 1400, "height": 1400})
     try:
         _open_evaluation(page, server)
         # Either wording of the gallery's heading (this page's, or the old "**3 images** true *X*, predicted *Y*").
@@ -63,7 +63,7 @@ def test_clicking_a_confusion_matrix_cell_shows_that_pairs_images(browser, serve
         page.mouse.move(*_cell_centre(page, chart, row=1, col=0))  # true meningioma (row 1), predicted glioma
         expect(chart.locator(".hoverlayer")).to_contain_text("true Meningioma → predicted Glioma")
         page.mouse.click(*_cell_centre(page, chart, row=1, col=0))
-        expect(pair.first).to_be_visible(timeout=30_000)
+        expect(pair.first).to_be_visible(timeout=BROWSER_WAIT_MS)
         expect(page.get_by_role("heading", name=f"True Meningioma, predicted Glioma: {n} image")).to_be_visible()
         # The pickers below follow the click (and stay free to change afterwards).
         expect(page.get_by_role("combobox", name="True class")).to_have_value("Meningioma")
@@ -91,14 +91,13 @@ def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, serv
 
     slice_png = tmp_path / "synthetic-slice.png"
     synthetic_slice().save(slice_png)
-    page = browser.new_page(viewport={"width": 800, "height": 900}, accept_downloads=True)
-    page.set_default_timeout(60_000)
+    page = new_page(browser, viewport={"width": 800, "height": 900}, accept_downloads=True)
     try:
         page.goto(f"{server}/predict")
         page.get_by_role("heading", name="Predict").wait_for()
         page.locator("input[type=file]").first.set_input_files(str(slice_png))
         overlay = page.get_by_test_id("stImage").filter(has_text="Grad-CAM:")
-        expect(overlay.first).to_be_visible(timeout=60_000)
+        expect(overlay.first).to_be_visible(timeout=BROWSER_WAIT_MS)
         expect(page.get_by_role("heading", name=re.compile("synthetic-slice.png"))).to_be_visible()
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
         overlay.first.scroll_into_view_if_needed()
@@ -117,8 +116,7 @@ def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, serv
         assert (SHOTS / "case-report.png").stat().st_size > 10_000
     finally:
         page.close()
-    page = browser.new_page(viewport={"width": 800, "height": 3000})
-    page.set_default_timeout(60_000)
+    page = new_page(browser, viewport={"width": 800, "height": 3000})
     try:
         _open_evaluation(page, server)
         # At 800 px no number is cut ("99.7…"; the old five metric columns cut '98.44%', '0.0846', '0.9990').

@@ -142,3 +142,55 @@ def test_the_shipped_examples_parse():
                             and ("=" in line or line.startswith("# [auth]")))
     auth = tomllib.loads(uncommented)["auth"]
     assert {"redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url"} <= set(auth)
+
+
+# ---- issue #25: an unreadable or invalid file is a ConfigError naming the file, never a crash ------------------
+@pytest.mark.parametrize("content, message", [
+    (b'[audit]\nenabled = "caf\xe9"\n', "not UTF-8 text (byte 22 is 0xe9)"),
+    (b"[audit\nenabled = true\n", "not valid TOML"),
+    (b'[audit]\nenabled = "false"\n', "enabled must be true or false"),
+    (b"[audit]\nenabled = 0\n", "enabled must be true or false"),
+    (b"[audit]\nenable = true\n", "unknown [audit] key"),
+    (b"audit = [1, 2]\n", "[audit] must be a table"),
+    (b"data = [\"x\"]\n", "[data] must be a table"),
+    (b"paths = \"models\"\n", "[paths] must be a table"),
+    (b"roles = [\"admin\"]\n", "[roles] must be a table"),
+])
+def test_an_invalid_settings_file_is_a_clear_config_error(tmp_path, content, message):
+    path = tmp_path / "secret-folder" / "brainclf.toml"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert message in str(e.value) and "brainclf.toml" in str(e.value)
+    assert "secret-folder" not in str(e.value)  # the file's name, never its folder
+
+
+def test_the_audit_log_is_on_only_for_a_toml_true(tmp_path):
+    path = tmp_path / "brainclf.toml"
+    for text, on in (("[audit]\nenabled = true\n", True), ("[audit]\nenabled = false\n", False), ("", False)):
+        path.write_text(text)
+        assert load_settings(path).audit_enabled is on
+
+
+def test_an_unreadable_settings_file_does_not_name_its_folder(tmp_path):
+    path = tmp_path / "secret-folder" / "brainclf.toml"
+    path.mkdir(parents=True)  # a folder where the file should be: reading it fails
+    with pytest.raises(ConfigError, match="Cannot read the settings file brainclf.toml") as e:
+        load_settings(path)
+    assert "secret-folder" not in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe[audit]\n", b'[audit]\nenabled = "false"\n', b"[data\n"])
+def test_the_app_shows_its_misconfigured_page_for_a_broken_settings_file(tmp_path, monkeypatch, content):
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / "brainclf.toml"
+    path.write_bytes(content)
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("This server is misconfigured: ") and "brainclf\\.toml" in error
+    assert str(tmp_path) not in error and not at.title  # nothing else of the app runs

@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
+from ..escaping import csv_row
 from ..wording import FALLBACK_REFER_BELOW, pct_pair, refer_rule
 from .common import add_tta_flag
 
@@ -45,7 +46,7 @@ def cmd_predict(args) -> int:
         with open(args.csv, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
-            w.writerows(rows)
+            w.writerows(csv_row(r) for r in rows)
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1

@@ -1,0 +1,51 @@
+"""Untrusted text made inert where it is shown or exported: one helper for Markdown, one for CSV cells.
+
+Markdown (`md_literal`): the app renders most text as Streamlit Markdown (st.markdown, captions, alerts,
+headings, widget labels and help, metric labels, st.table cells, st.progress and st.toast text). A file name,
+a card field or a sign-in display name interpolated there must show as typed: no bold, colour directives
+(`:red[...]`, `:green-badge[...]`), Material icons or emoji shortcodes, links, images (which the browser
+fetches), math, HTML or autolinked URLs. CommonMark lets a backslash escape any ASCII punctuation: every
+character that means something there is escaped (the directive, emoji and math parsers Streamlit adds then
+find no unescaped `:` or `$`; `https\\://` and `www\\.` are no autolinks), and line breaks and other control
+characters become spaces (no block syntax can start on a new line).
+
+CSV (`csv_cell`, `csv_row`, `csv_value`): a text cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage
+return is a formula to a spreadsheet (OWASP "CSV injection"); it gets a leading `'`. A cell that begins with
+`'` gets one too, so `csv_value` can give back exactly what was written (the resumable folder CSV reads its
+own file names back). Numbers and booleans are never touched: only strings are cells of text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# What Markdown, GFM (autolinks, tables, strikethrough) and Streamlit (directives, icons, emoji, math,
+# typographic arrows) give a meaning; '/', '%', ',', ';', '?', '=', '@' and quotes are left as they are.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|:$~&^])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CSV_QUOTED = (*CSV_FORMULA_START, "'")
+
+
+def md_literal(text: Any) -> str:
+    """`text` as Streamlit Markdown that renders literally, on one line (None → '')."""
+    s = "" if text is None else str(text)
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", s))
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting like a formula (or with `'`) gets a leading `'`."""
+    if isinstance(value, str) and value.startswith(_CSV_QUOTED):
+        return "'" + value
+    return value
+
+
+def csv_row(row: dict) -> dict:
+    """Every cell of a row through csv_cell (numbers and booleans unchanged)."""
+    return {k: csv_cell(v) for k, v in row.items()}
+
+
+def csv_value(cell: str) -> str:
+    """What csv_cell was given, from the cell it wrote."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_CSV_QUOTED) else cell
