@@ -145,13 +145,13 @@ def test_cases_survive_page_changes_and_reopen_from_the_history(make_image, png_
     at.switch_page("pages/predict.py").run()
     assert not at.exception
     headings = _headings(at)  # the upload box is empty again; the result is not
-    assert len(headings) == 1 and headings[0].startswith("#### second.png"), headings
+    assert len(headings) == 1 and headings[0].startswith("#### second\\.png"), headings
     history = at.dataframe[-1].value
     assert list(history["file"]) == ["second.png", "first.png"]
     assert list(history["case"]) == [content_hash(second)[:12], content_hash(first)[:12]]
     at.selectbox(key="open_case").set_value(content_hash(first)).run()  # back to the first case
     assert not at.exception
-    assert [h.split(":")[0] for h in _headings(at)] == ["#### second.png", "#### first.png"]
+    assert [h.split(":")[0] for h in _headings(at)] == ["#### second\\.png", "#### first\\.png"]
 
 
 def test_out_of_distribution_leads_with_the_flag_and_greys_the_class():
