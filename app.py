@@ -46,6 +46,35 @@ def only_page(fn, title: str) -> None:
     st.stop()
 
 
+def allow_uploads(allowed: bool) -> None:
+    """Tell the upload gate whether this browser session's user may upload (sign-in and role can change)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from brainclf.upload_gate import GATE
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        (GATE.allow if allowed else GATE.revoke)(ctx.session_id)
+
+
+def gate_upload_manager(manager, gate) -> None:
+    """Make the server's upload manager refuse a file `gate` refuses (HTTP 403) instead of storing it."""
+    from starlette.exceptions import HTTPException
+
+    if getattr(manager, "brainclf_gate", None) is gate:
+        return
+    store = manager.add_file
+
+    def add_file(session_id: str, file) -> None:
+        held = sum(len(f.data) for f in list(manager.file_storage.get(session_id, {}).values())
+                   if f.file_id != file.file_id)  # a file sent again replaces itself
+        if why := gate.refusal(session_id, len(file.data), held):
+            raise HTTPException(status_code=403, detail=why)
+        store(session_id, file)
+
+    manager.add_file, manager.brainclf_gate = add_file, gate
+
+
 def main() -> None:
     # A 240 px sidebar (Streamlit's default is wider) leaves the Grad-CAM readable on an 800 px window.
     st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
@@ -72,6 +101,7 @@ def main() -> None:
         st.error(problem, icon=":material/error:")
         st.stop()
     who = identity()
+    allow_uploads(who.can("open_predict"))  # before any upload is stored, the server asks (brainclf.upload_gate)
     if not who.signed_in:
         only_page(sign_in, "Sign in")
     if who.role is None:
@@ -87,6 +117,19 @@ def main() -> None:
 if __name__ == "__main__":  # a session's run
     main()
 else:  # imported by `streamlit run app.py`, which serves `app`
+    from contextlib import asynccontextmanager
+
     from brainclf.warmup import warm_default_model
 
-    app = st.App(__file__, lifespan=warm_default_model)
+    @asynccontextmanager
+    async def start_up(server):
+        """Uploads gated before anyone visits (brainclf.upload_gate); the default model warming meanwhile."""
+        from streamlit.runtime import Runtime
+
+        from brainclf.upload_gate import GATE
+
+        gate_upload_manager(Runtime.instance().uploaded_file_mgr, GATE)
+        async with warm_default_model(server):
+            yield
+
+    app = st.App(__file__, lifespan=start_up)

@@ -1,0 +1,67 @@
+"""The upload gate: Streamlit's upload endpoint stores a file only for a session whose user has a role, and only
+within the session's byte budget (brainclf.upload_gate; app.py installs it on the server's upload manager)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from starlette.exceptions import HTTPException
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+from test_access_pages import app_as, server_settings, signed_in  # noqa: F401 - fixture
+
+from brainclf.upload_gate import UploadGate
+
+
+def load_app_module():
+    """app.py as a module (not __main__): its functions, without serving anything."""
+    spec = importlib.util.spec_from_file_location("brainclf_app_under_test", "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.pop(spec.name, None)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rec(file_id: str, size: int) -> UploadedFileRec:
+    return UploadedFileRec(file_id=file_id, name="x.png", type="image/png", data=b"\0" * size)
+
+
+def test_the_gate_refuses_sessions_without_a_role_and_over_their_budget():
+    gate = UploadGate(session_budget=100)
+    assert "role" in gate.refusal("s1", 10, 0)
+    gate.allow("s1")
+    assert gate.refusal("s1", 60, 40) is None
+    assert "at most 100 bytes" in gate.refusal("s1", 61, 40)
+    gate.revoke("s1")
+    assert gate.refusal("s1", 1, 0)
+
+
+def test_the_server_manager_never_stores_a_refused_file():
+    app = load_app_module()
+    gate, manager = UploadGate(session_budget=100), MemoryUploadedFileManager("/upload")
+    app.gate_upload_manager(manager, gate)
+    app.gate_upload_manager(manager, gate)  # installed twice: still one check per file
+    with pytest.raises(HTTPException) as refused:
+        manager.add_file("stranger", rec("a", 10))
+    assert refused.value.status_code == 403 and not manager.file_storage.get("stranger")
+    gate.allow("doc")
+    manager.add_file("doc", rec("a", 60))
+    manager.add_file("doc", rec("a", 70))  # the same file sent again replaces itself
+    with pytest.raises(HTTPException, match="403"):
+        manager.add_file("doc", rec("b", 40))  # 70 + 40 > 100
+    assert {f.file_id: len(f.data) for f in manager.file_storage["doc"].values()} == {"a": 70}
+
+
+def test_the_app_opens_uploads_only_for_a_role_that_may_predict(server_settings, monkeypatch):  # noqa: F811
+    from brainclf.upload_gate import GATE
+
+    calls = []
+    monkeypatch.setattr(GATE, "allow", lambda sid: calls.append(("allow", sid)))
+    monkeypatch.setattr(GATE, "revoke", lambda sid: calls.append(("revoke", sid)))
+    app_as({"is_logged_in": True, "email": "stranger@elsewhere.example", "sub": "x"}).run()
+    app_as(None).run()
+    assert [c[0] for c in calls] == ["revoke", "revoke"]
+    app_as(signed_in("clinician")).run()
+    assert calls[-1][0] == "allow" and calls[-1][1]
