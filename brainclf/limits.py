@@ -99,6 +99,12 @@ MAX_MODEL_PARAMS = 25_000_000
 # (the shipped models' largest is 80 x 80 x 24 = 154 K values; 16 M float32 values = 64 MB an image).
 MAX_MODEL_INPUT_VALUES = 4 * 1024 * 1024
 MAX_MODEL_LAYER_OUTPUT_VALUES = 16 * 1024 * 1024
+# The app's model process (brainclf.model_worker) may hold this much private writable memory (RLIMIT_DATA: the
+# heap and anonymous mappings, where TensorFlow puts tensors; not the address space TensorFlow reserves, which
+# RLIMIT_AS would count). Measured on 2 cores: 0.47 GB after importing Keras, 0.74 GB with the four shipped
+# models loaded and 64-image Grad-CAM calls with TTA run on each; a model needing more than the cap gets a clear
+# error (TensorFlow's allocation fails) and the process and the server carry on.
+MODEL_PROCESS_DATA_BYTES = 4 * 1024 * MiB
 
 # ---- app uploads --------------------------------------------------------------------------------------------
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
-from brainclf.card import add_model
 from brainclf.errors import BrainclfError
 from brainclf.figures import history_figure
+from brainclf.inference_process import add_uploaded_model
 from brainclf.jobs import owner_run_dir
 from brainclf.model_files import remove_model
 from brainclf.training.config import TrainConfig
@@ -57,7 +57,8 @@ if who.can("upload_model"):
         up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card")
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
-                added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
+                added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
+                                           MODELS_DIR, uploaded_by=who.label)
                 st.success(f"Added {added.stem}; it is now selectable in the sidebar.")
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")

@@ -125,7 +125,7 @@ def test_card_roundtrip_and_label(tmp_path):
 
 
 def test_add_model_checks_before_adding(smoke_model, tmp_path):
-    from brainclf.card import add_model
+    from brainclf.uploads import add_model
 
     model_bytes, card_bytes = smoke_model.read_bytes(), smoke_model.with_suffix(".json").read_bytes()
     dest = tmp_path / "models"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import copy_model
 
-from brainclf import CLASS_NAMES, inference_process
+from brainclf import CLASS_NAMES, inference_process, model_replies
 from brainclf.errors import ModelError
 from brainclf.inference_process import ModelProcess, ProcessPredictor
 from brainclf.model_worker import identity
@@ -136,12 +136,12 @@ def test_replies_are_rebuilt_as_arrays_and_plain_values_only():
     import pickle
 
     ok = pickle.dumps(("ok", (np.arange(6, dtype=np.float32).reshape(2, 3), None, "text", 1.5)))
-    status, (arr, none, text, number) = inference_process._ReplyUnpickler(io.BytesIO(ok)).load()
+    status, (arr, none, text, number) = model_replies.ReplyUnpickler(io.BytesIO(ok)).load()
     assert status == "ok" and arr.shape == (2, 3) and (none, text, number) == (None, "text", 1.5)
     evils = (os.system, ("ok", subprocess.Popen), np.testing.assert_allclose)  # numpy, but not an array
     for evil in map(pickle.dumps, evils):
         with pytest.raises(pickle.UnpicklingError):
-            inference_process._ReplyUnpickler(io.BytesIO(evil)).load()
+            model_replies.ReplyUnpickler(io.BytesIO(evil)).load()
 
 
 @pytest.mark.parametrize("reply", ["garbage", ("ok",), ("error", "no class"), ("maybe", 1), ("error", (1, 2))])
@@ -232,7 +232,7 @@ def test_a_reply_with_anything_but_a_numeric_array_is_refused(array):
     from types import SimpleNamespace
 
     with pytest.raises(pickle.UnpicklingError, match="dtype"):
-        inference_process._ReplyUnpickler(io.BytesIO(pickle.dumps(("ok", array)))).load()
+        model_replies.ReplyUnpickler(io.BytesIO(pickle.dumps(("ok", array)))).load()
     process = ModelProcess()
     ours, theirs = Pipe()
     process._conn, process._process = ours, SimpleNamespace(poll=lambda: None, pid=1)
@@ -241,4 +241,4 @@ def test_a_reply_with_anything_but_a_numeric_array_is_refused(array):
     with pytest.raises(ModelError, match="not an answer"):
         process._receive(5)
     for fine in (np.zeros(3, bool), np.arange(3, dtype=np.int64), np.zeros(2, np.complex64), np.float32(1.5)):
-        assert inference_process._ReplyUnpickler(io.BytesIO(pickle.dumps(fine))).load().dtype == fine.dtype
+        assert model_replies.ReplyUnpickler(io.BytesIO(pickle.dumps(fine))).load().dtype == fine.dtype

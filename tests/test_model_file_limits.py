@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from brainclf import limits
-from brainclf.card import ModelCard, add_model, card_path, check_model_archive, file_sha256, load_model
+from brainclf.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
 from brainclf.errors import ModelError
 from brainclf.preprocess import InputContract
+from brainclf.uploads import add_model
 
 REPO = Path(__file__).resolve().parent.parent
 
