@@ -32,6 +32,14 @@ from .preprocess import InputContract
 
 __all__ = ["ModelCard", "card_from_bytes", "check_model_archive", "display_text", "load_model", "read_card"]
 
+SHORT_HASH = 12  # hex digits of a model file's SHA-256 that results show beside its name and version
+
+
+def short_hash(sha256: str) -> str:
+    """The model file's hash as results show it ('2251ef4c63b4'), or 'no hash' for a card that records none."""
+    return sha256[:SHORT_HASH] if sha256 else "no hash"
+
+
 # A card holds every test prediction (the bundled ones are 1-3 MB); far larger is not a card of this project.
 MAX_CARD_BYTES = 64 * 1024 * 1024
 
@@ -92,8 +100,9 @@ class ModelCard:
 
     @property
     def label(self) -> str:
-        """How results name the model: 'default 20261126-1a2b3c4d'."""
-        return f"{self.name} {self.version}".strip()
+        """How results and caches name the model: 'default 20261126-1a2b3c4d · 1a2b3c4d5e6f' (name, version and
+        the file's short hash: a name and version are whatever an uploader wrote)."""
+        return f"{f'{self.name} {self.version}'.strip()} · {short_hash(self.file_sha256)}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
