@@ -1,5 +1,5 @@
 """Optional audit log (off by default): one JSON line per prediction with the time, the SHA-256 of the input
-bytes, the model's name and version, and the output. Never pixels, file names (they may carry a patient's
+bytes, the model's name, version and file SHA-256, and the output. Never pixels, file names (they may carry a patient's
 name) or DICOM tags.
 
 A refused input is recorded with a reason from a fixed list (REFUSAL_REASONS), never with the error's text:
@@ -50,18 +50,19 @@ def refusal_reason(error: str | BaseException | None) -> str:
 
 
 def audit_record(data: bytes, prediction=None, error: str | BaseException | None = None, model: str = "",
-                 version: str = "") -> dict:
+                 version: str = "", model_sha256: str = "") -> dict:
     """The audit line for one analysis: a prediction's output, or for a refused input its fixed reason and the
     error's type. Holds no file name, no DICOM tag and no text taken from the input."""
     rec = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "input_sha256": hashlib.sha256(data).hexdigest(), "input_bytes": len(data)}
     if prediction is not None:
         rec.update(model=prediction.model_name, model_version=prediction.model_version,
+                   model_sha256=prediction.model_sha256,
                    output={"predicted": prediction.predicted,
                            "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
                            "refer": prediction.referred, "out_of_distribution": prediction.out_of_distribution})
     else:
-        rec.update(model=model, model_version=version, error=refusal_reason(error),
+        rec.update(model=model, model_version=version, model_sha256=model_sha256, error=refusal_reason(error),
                    error_type=type(error).__name__ if isinstance(error, BaseException) else "refused")
     return rec
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import CLASS_NAMES
+from .card import short_hash
 from .data import Sample, decode_sample
 from .errors import BrainclfError, ConfigError
 from .escaping import csv_row, csv_value
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .predict import Predictor
 
 CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
-              "out_of_distribution", "model", "model_version", "error"]
+              "out_of_distribution", "model", "model_version", "model_sha256", "error"]
 
 
 def predict_samples(predictor: Predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
@@ -98,7 +99,8 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
             for rel, x, err in part:
                 if err:
                     writer.writerow(csv_row({"file": rel, "error": err, "model": predictor.card.name,
-                                             "model_version": predictor.card.version}))
+                                             "model_version": predictor.card.version,
+                                             "model_sha256": short_hash(predictor.card.file_sha256)}))
                     counts["failed"] += 1
                 else:
                     batch.append((rel, x))
@@ -124,7 +126,11 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None) -> set[
     done: set[str] = set()
     if csv_path.exists() and csv_path.stat().st_size:
         with open(csv_path, newline="") as f:
-            done = {csv_value(row["file"]) for row in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            if reader.fieldnames != CSV_FIELDS:  # an older CSV (no model_sha256 column): rows would not line up
+                raise ConfigError(f"{csv_path} has other columns than this version writes ({', '.join(CSV_FIELDS)}):"
+                                  " give a new CSV file.")
+            done = {csv_value(row["file"]) for row in reader}
     if shard is not None:
         stray = next((rel for rel in done if not in_shard(rel, shard)), None)
         if stray is not None:

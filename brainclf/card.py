@@ -7,8 +7,9 @@ without re-running the model. A model without a matching card is refused.
 
 Every card is checked against brainclf.card_schema when it is read, saved or uploaded: a card with a wrong
 type, an out-of-range rate, a path outside the data folder or markup in its text is refused with a message
-naming the field, so a card that loads cannot crash the pages that show it. Uploaded models carry a
-`provenance` (who, when, whether their test metrics were re-measured here by brainclf.provenance.verify_uploaded_model).
+naming the field, so a card that loads cannot crash the pages that show it. Uploaded models (brainclf.uploads)
+carry a `provenance` (who, when, whether their test metrics were re-measured here by
+brainclf.provenance.verify_uploaded_model).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,13 +25,20 @@ from pathlib import Path
 import numpy
 
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__, limits
-from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, plain_label, validate_card
+from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, validate_card
 from .errors import ModelError
 from .model_archive import check_model_archive
 from .preprocess import InputContract
 
-__all__ = ["ModelCard", "add_model", "card_from_bytes", "check_model_archive", "display_text", "load_model",
-           "read_card"]
+__all__ = ["ModelCard", "card_from_bytes", "check_model_archive", "display_text", "load_model", "read_card"]
+
+SHORT_HASH = 12  # hex digits of a model file's SHA-256 that results show beside its name and version
+
+
+def short_hash(sha256: str) -> str:
+    """The model file's hash as results show it ('2251ef4c63b4'), or 'no hash' for a card that records none."""
+    return sha256[:SHORT_HASH] if sha256 else "no hash"
+
 
 # A card holds every test prediction (the bundled ones are 1-3 MB); far larger is not a card of this project.
 MAX_CARD_BYTES = 64 * 1024 * 1024
@@ -94,8 +100,9 @@ class ModelCard:
 
     @property
     def label(self) -> str:
-        """How results name the model: 'default 20261126-1a2b3c4d'."""
-        return f"{self.name} {self.version}".strip()
+        """How results and caches name the model: 'default 20261126-1a2b3c4d · 1a2b3c4d5e6f' (name, version and
+        the file's short hash: a name and version are whatever an uploader wrote)."""
+        return f"{f'{self.name} {self.version}'.strip()} · {short_hash(self.file_sha256)}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -246,43 +253,6 @@ def default_model(models_dir: str | Path = "models") -> Path | None:
     models = list_models(models_dir)
     default = Path(models_dir) / "default.keras"
     return default if default in models else (models[0] if models else None)
-
-
-def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
-              uploaded_by: str | None = None) -> Path:
-    """Check an uploaded model + card in a scratch folder (load_model's checks, the card schema included),
-    then add it to models_dir with its provenance: who uploaded it and when, and that its metrics are the
-    uploader's claim until brainclf.provenance.verify_uploaded_model re-measures them here. Any provenance
-    in the upload is replaced.
-
-    A bad upload never lands in models_dir; an existing model of the same name is never overwritten.
-    """
-    limits.validate_model_name(name, ModelError)
-    if len(card_bytes) > MAX_CARD_BYTES:
-        raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
-                         f"{limits.size_text(MAX_CARD_BYTES)} for a card.")
-    models_dir = Path(models_dir)
-    target = models_dir / f"{name}.keras"
-    if target.exists():
-        raise ModelError(f"A model named {name} already exists; rename the files first.")
-    with tempfile.TemporaryDirectory() as tmp:
-        mp = Path(tmp) / f"{name}.keras"
-        mp.write_bytes(model_bytes)
-        card_path(mp).write_bytes(card_bytes)
-        _, card = load_model(mp)
-        card.provenance = upload_provenance(uploaded_by)
-        card.save(card_path(mp))
-        models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(card_path(mp), card_path(target))
-        shutil.copyfile(mp, target)
-    return target
-
-
-def upload_provenance(uploaded_by: str | None) -> dict:
-    """The provenance add_model records for an upload (the upload's own claims are never kept);
-    brainclf.provenance.verify_uploaded_model adds to it."""
-    who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
-    return {"uploaded_by": who or None, "uploaded": iso_now(), "metrics_verified": False}
 
 
 def iso_now() -> str:

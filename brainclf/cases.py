@@ -27,9 +27,10 @@ def case_ref(digest: str) -> str:
     return digest[:12]
 
 
-def model_label(name: str, version: str, tta: bool = False) -> str:
-    """Which model produced a result: name, card version and whether flip TTA was on."""
-    return f"{name} {version}".strip() + (" +TTA" if tta else "")
+def model_label(name: str, version: str, tta: bool = False, sha256: str = "") -> str:
+    """Which model produced a result: name, card version, the file's hash (two files can share a name and
+    version: an upload's are whatever its card says) and whether flip TTA was on."""
+    return f"{name} {version}".strip() + (f" {sha256}" if sha256 else "") + (" +TTA" if tta else "")
 
 
 def widget_key(kind: str, digest: str, model: str) -> str:

@@ -12,8 +12,9 @@ pooled features) run in the model process: one per server, a fresh interpreter r
 holding the last few models it was asked for (each loaded with `Predictor.load` and warmed) and answering one
 call of at most CHUNK images at a time. Calls from many sessions queue for it (BUSY_TIMEOUT_S at most, then a
 "busy" error). A call that gets no answer within its time limit stops the process; a process found stopped is
-started again, and the request that met it mid-call gets a clear error. Replies are unpickled as arrays and
-plain values only.
+started again, and the request that met it mid-call gets a clear error. Replies are unpickled as numeric arrays
+and plain values only (model_replies). The process's memory is capped (limits.MODEL_PROCESS_DATA_BYTES), and an
+uploaded model is opened there only (ModelProcess.check).
 
     predictor = ProcessPredictor.start(Path("models/default.keras"))  # returns at once; the model loads there
     result = predictor.predict(image_bytes, name="slice.png", explain=True)
@@ -36,10 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .card import read_card
 from .errors import BrainclfError, DataError, ImageError, ModelError
-from .model_worker import identity
+from .model_replies import ReplyUnpickler, well_formed
+from .model_worker import CHECK, identity
 from .predict import Predictor
+from .uploads import add_model
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +56,13 @@ CALL_TIMEOUT_S = 300.0  # one call of at most CHUNK images
 BUSY_TIMEOUT_S = 120.0  # waiting for other sessions' calls before answering "busy"
 
 
-class _ReplyUnpickler(pickle.Unpickler):
-    """Replies are tuples of strings, numbers and NumPy arrays, and nothing else is rebuilt: a model process
-    subverted by a crafted model file cannot make the server run code through pickle."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
-               ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-               ("numpy.core.numeric", "_frombuffer")}  # numpy 2 names, and numpy 1's
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"the model process sent a {module}.{name}")
-
-
 class ModelProcess:
     """The server's handle on its model process: started on first use, restarted after it stopped."""
 
-    def __init__(self, call_timeout: float = CALL_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S):
+    def __init__(self, call_timeout: float = CALL_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S,
+                 memory_bytes: int = limits.MODEL_PROCESS_DATA_BYTES):
         self.call_timeout, self.busy_timeout = call_timeout, busy_timeout
+        self.memory_bytes = int(memory_bytes)  # the process's RLIMIT_DATA, set by model_worker at its start
         self._lock = threading.Lock()  # one call at a time on the pipe
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None
@@ -95,6 +86,17 @@ class ModelProcess:
             name, message = value
             raise ERRORS.get(name, ModelError)(message)
         return value
+
+    def check(self, path: Path) -> None:
+        """Open the model file at `path` with its card (load_model's checks) there, keeping nothing: how an
+        upload is checked without TensorFlow in the server. Raises ModelError saying why it is refused."""
+        try:
+            self.call(path, (), CHECK, False)
+        except ModelError as e:
+            if str(e) == STOPPED:
+                raise ModelError(f"{Path(path).name}: the model process stopped while opening it (memory cap "
+                                 f"{limits.size_text(self.memory_bytes)}); refused.") from None
+            raise
 
     @property
     def pid(self) -> int | None:
@@ -130,7 +132,7 @@ class ModelProcess:
         try:
             with theirs:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-m", "brainclf.model_worker", str(theirs.fileno())],
+                    [sys.executable, "-m", "brainclf.model_worker", str(theirs.fileno()), str(self.memory_bytes)],
                     pass_fds=(theirs.fileno(),), cwd=root, env=env, stdin=subprocess.DEVNULL)
         except (OSError, ValueError) as e:
             ours.close()
@@ -157,7 +159,7 @@ class ModelProcess:
                 self.stop()
                 raise ModelError(f"the model gave no answer within {timeout:.0f} s; it was stopped and starts "
                                  "again on the next request.")
-            reply = _ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
+            reply = ReplyUnpickler(io.BytesIO(self._conn.recv_bytes())).load()
         except (EOFError, OSError):
             self.stop()
             raise ModelError(STOPPED) from None
@@ -167,7 +169,7 @@ class ModelProcess:
         except BaseException:  # a reply half read: never reuse the pipe
             self.stop()
             raise
-        if not _well_formed(reply):
+        if not well_formed(reply):
             self.stop()
             raise ModelError(NOT_AN_ANSWER)
         return reply
@@ -175,15 +177,6 @@ class ModelProcess:
 
 STOPPED = "the model process stopped; it starts again on the next request."
 NOT_AN_ANSWER = "the model process sent something that is not an answer; it was stopped and starts again."
-
-
-def _well_formed(reply) -> bool:
-    """("ok", result) or ("error", (class name, message)), as model_worker sends them."""
-    if not (isinstance(reply, tuple) and len(reply) == 2):
-        return False
-    status, value = reply
-    return status == "ok" or (status == "error" and isinstance(value, tuple) and len(value) == 2
-                              and all(isinstance(v, str) for v in value))
 
 
 def _stop(process: subprocess.Popen, conn: Connection) -> None:
@@ -282,3 +275,10 @@ class ProcessPredictor(Predictor):
 
     def penultimate_features(self, x: np.ndarray) -> np.ndarray:
         return self._chunked("penultimate_features", x, self.tta, np.zeros((0, 0), np.float32))
+
+
+def add_uploaded_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path,
+                       uploaded_by: str | None = None, process: ModelProcess | None = None) -> Path:
+    """brainclf.uploads.add_model for the app: Keras opens the upload in the model process (memory-capped), never
+    in the server. Raises ModelError saying why an upload is refused."""
+    return add_model(name, model_bytes, card_bytes, models_dir, uploaded_by, check=(process or shared_process()).check)

@@ -93,6 +93,21 @@ MAX_KERAS_MEMBER_BYTES = 256 * MiB
 # All members together, and how many: a .keras holds 3 files (plus assets for some layers).
 MAX_KERAS_TOTAL_BYTES = 512 * MiB
 MAX_KERAS_MEMBERS = 1000
+# What the config may ask Keras to build, estimated from config.json before Keras reads it
+# (brainclf.model_config): the shipped models have 0.5-1.1 M parameters (models/*.json `params`); 25 M float32
+# parameters are ~100 MB of weights. A 12 KB file declaring Dense(20000) on a 20000-wide input (400 M) took
+# the CLI to 8.8 GB before this limit.
+MAX_MODEL_PARAMS = 25_000_000
+# A declared input, per image (the card's contract allows 1024 x 1024 x 3), and any layer's output per image
+# (the shipped models' largest is 80 x 80 x 24 = 154 K values; 16 M float32 values = 64 MB an image).
+MAX_MODEL_INPUT_VALUES = 4 * 1024 * 1024
+MAX_MODEL_LAYER_OUTPUT_VALUES = 16 * 1024 * 1024
+# The app's model process (brainclf.model_worker) may hold this much private writable memory (RLIMIT_DATA: the
+# heap and anonymous mappings, where TensorFlow puts tensors; not the address space TensorFlow reserves, which
+# RLIMIT_AS would count). Measured on 2 cores: 0.47 GB after importing Keras, 0.74 GB with the four shipped
+# models loaded and 64-image Grad-CAM calls with TTA run on each; a model needing more than the cap gets a clear
+# error (TensorFlow's allocation fails) and the process and the server carry on.
+MODEL_PROCESS_DATA_BYTES = 4 * 1024 * MiB
 
 # ---- app uploads --------------------------------------------------------------------------------------------
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),

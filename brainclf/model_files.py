@@ -1,6 +1,6 @@
 """Removing a model from the models folder (the app's admins): the model and its card move to
 MODELS/.removed/NAME-TIMESTAMP/, out of every model picker (list_models reads the top level only) but
-recoverable by whoever runs the server. Adding one is brainclf.card.add_model."""
+recoverable by whoever runs the server. Adding one is brainclf.uploads.add_model."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
-"""The model process's own code: `python -m brainclf.model_worker FD` loads models and answers the server's
-calls over the socket FD, one at a time (the server's side, and why there is a process: inference_process)."""
+"""The model process's own code: `python -m brainclf.model_worker FD [MEMORY_BYTES]` loads models and answers the
+server's calls over the socket FD, one at a time (the server's side, and why there is a process:
+inference_process). MEMORY_BYTES caps the process's private writable memory (RLIMIT_DATA) from its start; an
+uploaded model is opened here only ("check": load_model's checks, nothing kept), never in the server."""
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 from collections import OrderedDict
@@ -13,13 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
+from .card import load_model
 from .errors import BrainclfError, ModelError
 from .predict import Predictor
 
 log = logging.getLogger(__name__)
 
-# What the model process answers: loading a model, and the Predictor methods that run it. Nothing else.
+# What the model process answers: loading a model, and the Predictor methods that run it; and checking a model
+# file (an upload) without keeping it. Nothing else.
 MODEL_CALLS = ("load", "raw_probs_and_features", "_explained", "gradcam", "penultimate_features")
+CHECK = "check"
+OUT_OF_MEMORY = ("MemoryError", "ResourceExhaustedError")  # Python's, TensorFlow's (an allocation that failed)
 MODELS_KEPT = 4  # models loaded at once in the model process (as many as the app caches)
 
 
@@ -32,10 +40,14 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):  # the server went away
             return
         try:
-            if method not in MODEL_CALLS:
+            if method == CHECK:
+                load_model(path)  # every check of a model and its card, Keras's safe mode included; nothing kept
+                answer = "ok", None
+            elif method not in MODEL_CALLS:
                 raise ModelError(f"the model process does not run {method!r}")
-            predictor = _loaded(models, path, tuple(expected))
-            answer = "ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)
+            else:
+                predictor = _loaded(models, path, tuple(expected))
+                answer = "ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)
         except Exception as e:  # noqa: BLE001 - every failure goes back to the caller; the process carries on
             answer = "error", _as_message(e)
         try:
@@ -75,12 +87,24 @@ def _as_message(e: Exception) -> tuple[str, str]:
     alone); anything else becomes a ModelError without its text."""
     if isinstance(e, BrainclfError) or type(e) is ValueError:
         return type(e).__name__, str(e)
+    if type(e).__name__ in OUT_OF_MEMORY:
+        cap = resource.getrlimit(resource.RLIMIT_DATA)[0]
+        within = f" ({limits.size_text(cap)})" if cap != resource.RLIM_INFINITY else ""
+        return "ModelError", f"the model needs more memory than the model process may use{within}; refused"
     if isinstance(e, OSError):
         return "ModelError", "the model file could not be read"
     return "ModelError", f"the model failed ({type(e).__name__})"
 
 
-if __name__ == "__main__":  # the model process: python -m brainclf.model_worker FD
+def cap_memory(max_bytes: int) -> None:
+    """Cap this process's private writable memory (RLIMIT_DATA; never above a hard limit already set)."""
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    cap = max_bytes if hard == resource.RLIM_INFINITY else min(max_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+
+
+if __name__ == "__main__":  # the model process: python -m brainclf.model_worker FD [MEMORY_BYTES]
+    cap_memory(int(sys.argv[2]) if len(sys.argv) > 2 else limits.MODEL_PROCESS_DATA_BYTES)
     # Ctrl-C in the server's terminal reaches this process too: the server closing the pipe is what ends it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Keras imports scikit-learn and pandas only if it can, for features this process never uses; failing

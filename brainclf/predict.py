@@ -17,7 +17,7 @@ from .batch_predict import (  # noqa: F401 - re-exported: the batch API's histor
     predict_samples,
     predict_samples_and_features,
 )
-from .card import ModelCard, load_model
+from .card import ModelCard, load_model, short_hash
 from .errors import ModelError
 from .explain import GradCam, penultimate_features
 from .limits import check_refer_target
@@ -40,6 +40,12 @@ class Prediction:
     ood_reason: str = ""
     ood_score: float = float("nan")
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM of the predicted class, if asked
+    model_sha256: str = ""  # the model file's SHA-256: name and version are whatever a card says
+
+    @property
+    def model_hash(self) -> str:
+        """The model file's short hash, as CSV rows, reports and pages show it."""
+        return short_hash(self.model_sha256)
 
     @property
     def referred(self) -> bool:
@@ -65,7 +71,7 @@ class Prediction:
         return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
                 **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
                 "refer": self.referred, "out_of_distribution": self.out_of_distribution,
-                "model": self.model_name, "model_version": self.model_version}
+                "model": self.model_name, "model_version": self.model_version, "model_sha256": self.model_hash}
 
 
 class Predictor:
@@ -244,6 +250,7 @@ class Predictor:
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
         return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
                           model_name=self.card.name, model_version=self.card.version, model_input=x,
+                          model_sha256=self.card.file_sha256,
                           refer_threshold=self.refer_thresholds[CLASS_NAMES[int(np.argmax(probs))]])
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Where a model comes from, and whether the figures in its card were measured here.
 
 A model trained by brainclf.training has no provenance: its card's metrics were measured by this code. An
-uploaded one (brainclf.card.add_model) gets {"uploaded_by", "uploaded", "metrics_verified": False}: its
+uploaded one (brainclf.uploads.add_model) gets {"uploaded_by", "uploaded", "metrics_verified": False}: its
 metrics are the uploader's claim, however plausible, until verify_uploaded_model re-measures them on this
 server's own test data. The pages are meant to show `provenance_note` beside such a model's figures.
 """

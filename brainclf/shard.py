@@ -164,8 +164,8 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
     report = MergeReport(out=out, inputs=inputs, rows=len(rows))
     report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
     report.errors = sum(1 for r in rows.values() if r.get("error"))
-    report.models = sorted({f"{r.get('model', '')} {r.get('model_version', '')}".strip() for r in rows.values()}
-                           - {""})
+    report.models = sorted({" ".join(filter(None, (r.get("model"), r.get("model_version"), r.get("model_sha256"))))
+                            for r in rows.values()} - {""})
     if folder is not None:
         folder = Path(folder)
         report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))

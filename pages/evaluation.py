@@ -33,6 +33,7 @@ from brainclf.figures import (
     shortcut_figure,
 )
 from brainclf.gallery import gallery
+from brainclf.provenance import card_is_verified
 from brainclf.views import (
     cell_heading,
     clean_view,
@@ -81,6 +82,7 @@ re_evaluated = source != CARD_SOURCE
 # The card stores the test predictions with and without flip TTA: show the ones matching the TTA setting.
 rows, card_tta = card.stored_test_predictions(predictor.tta)
 where, data_name = f"the test split recorded in the {card.name} card", "the test split"
+where += "" if card_is_verified(card) else " (figures claimed by its uploader, not verified on this server)"
 root = data_root()
 fresh_external = None
 if re_evaluated:

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from brainclf.card import short_hash
 from brainclf.card_schema import display_text
 from brainclf.escaping import md_literal
 from brainclf.provenance import card_is_verified, provenance_note
@@ -33,7 +34,8 @@ if card is None:
     st.warning("No model is available yet: train one on the Model page.")
     st.stop()
 
-st.subheader(f"Active model: {md_literal(card.name)}")
+st.subheader(f"Active model: {md_literal(path.stem)} ({short_hash(card.file_sha256)})")  # file name and hash
+claimed = "" if card_is_verified(card) else ", claimed by the uploader, not verified"
 t = card.training
 tta = tta_setting(path, card.tta_default)  # the sidebar's TTA toggle, else the card's default
 test = card.test_metrics(tta=tta)
@@ -41,15 +43,15 @@ rows, with_tta = card.stored_test_predictions(tta)
 clean = test.get("clean") or {}
 externals = card.metrics.get("external", {})
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
-cols[0].metric("Test accuracy (Kaggle)", pct(test.get("accuracy"), 2),
+cols[0].metric(f"Test accuracy (Kaggle{claimed})", pct(test.get("accuracy"), 2),
                help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
                + ("With flip test-time augmentation" if with_tta else "Single pass")
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
-cols[1].metric("Clean-subset accuracy", pct(clean.get("accuracy"), 2),
+cols[1].metric(f"Clean-subset accuracy{claimed}", pct(clean.get("accuracy"), 2),
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
 if externals:
     name, ext = next(iter(externals.items()))
-    cols[2].metric("Accuracy, other source", pct(ext['accuracy']),
+    cols[2].metric(f"Accuracy, other source{claimed}", pct(ext['accuracy']),
                    help=f"{md_literal(name)}: {md_literal(ext['membership'])}. This is closer to how the model reads a "
                    "new hospital's scans.")
     cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),

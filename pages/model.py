@@ -6,13 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
-from brainclf.card import add_model
+from brainclf.card import short_hash
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.figures import history_figure
+from brainclf.inference_process import add_uploaded_model
 from brainclf.jobs import owner_run_dir
 from brainclf.limits import MAX_UPLOAD_FILE_MB
 from brainclf.model_files import remove_model
+from brainclf.provenance import card_is_verified
 from brainclf.training.config import TrainConfig
 from pages.common import (
     active_model_path,
@@ -44,6 +46,8 @@ for p in available_models():
     rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
                  "input": card.contract.describe(),
                  "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
+                 "test figures": "measured here" if card_is_verified(card) else "claimed by the uploader, not verified",
+                 "file SHA-256": short_hash(card.file_sha256),
                  "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version,
                  "use": "study/baseline: not for reading scans" if is_study(card) else "research"})
 if rows:
@@ -61,7 +65,8 @@ if who.can("upload_model"):
                                    max_upload_size=MAX_UPLOAD_FILE_MB)
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
-                added = add_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(), MODELS_DIR)
+                added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
+                                           MODELS_DIR, uploaded_by=who.label)
                 st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
+from brainclf.card import short_hash
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
@@ -50,7 +51,8 @@ predictor = get_predictor(wait=False)  # on a fresh server the model is still lo
 if predictor is None:
     st.stop()
 card = predictor.card
-model = model_label(card.name, card.version, predictor.tta)  # every per-image widget key carries it
+# every per-image widget key and stored result carries it: name, version, file hash, TTA
+model = model_label(card.name, card.version, predictor.tta, short_hash(card.file_sha256))
 rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
                   target=predictor.refer_target_accuracy)
 if is_study(card):
@@ -136,7 +138,8 @@ def analyse(digest: str):
     except BrainclfError as e:
         result = public(without_alias(str(e), alias))  # the page puts the file name before it
         if audit_path():  # a fixed reason, never the message
-            append_audit(audit_path(), audit_record(case.data, error=e, model=card.name, version=card.version))
+            append_audit(audit_path(), audit_record(case.data, error=e, model=card.name, version=card.version,
+                                                                 model_sha256=card.file_sha256))
     book.store(digest, model, result)
     return result
 
@@ -152,7 +155,7 @@ def report_for(digests: list[str]):
 def full_size(digest: str, target: str, opacity: float) -> None:
     case, pred = book.get(digest), book.result(digest, model)
     st.caption(md_literal(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
-                          f"{pred.model_version}"))
+                          f"{pred.model_version} ({pred.model_hash})"))
     try:
         heatmap = heatmap_for(pred, target)
     except (ValueError, BrainclfError) as e:
@@ -227,7 +230,7 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
         if compact:
             return
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
-        st.caption(md_literal(f"Case {case.ref} · model {pred.model_name} {pred.model_version}"
+        st.caption(md_literal(f"Case {case.ref} · model {pred.model_name} {pred.model_version} ({pred.model_hash})"
                               + (" with flip TTA" if predictor.tta else "") + tags))
         st.download_button("Case report (PDF)", report_for([digest]), file_name=f"brainclf-case-{case.ref}.pdf",
                            mime="application/pdf", key=widget_key("pdf", digest, model), icon=":material/download:",

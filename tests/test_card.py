@@ -112,8 +112,8 @@ def test_list_models_only_lists_models_with_cards(smoke_model, tmp_path):
 def test_card_roundtrip_and_label(tmp_path):
     card = ModelCard(name="default", architecture="seed", input_contract={"size": 120, "channels": 3},
                      version="20260101-abcdef12", file_sha256="ab" * 32)
-    assert card.label == "default 20260101-abcdef12"
-    assert ModelCard(name="x", architecture="seed", input_contract={}).label == "x"
+    assert card.label == "default 20260101-abcdef12 · abababababab"
+    assert ModelCard(name="x", architecture="seed", input_contract={}).label == "x · no hash"
     card.save(tmp_path / "c.json")
     assert not list(tmp_path.glob("*.tmp"))
     d = json.loads((tmp_path / "c.json").read_text())
@@ -125,7 +125,7 @@ def test_card_roundtrip_and_label(tmp_path):
 
 
 def test_add_model_checks_before_adding(smoke_model, tmp_path):
-    from brainclf.card import add_model
+    from brainclf.uploads import add_model
 
     model_bytes, card_bytes = smoke_model.read_bytes(), smoke_model.with_suffix(".json").read_bytes()
     dest = tmp_path / "models"

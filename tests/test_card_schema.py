@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.card import ModelCard, add_model, card_from_bytes, card_path, load_model, read_card
+from brainclf.card import ModelCard, card_from_bytes, card_path, load_model, read_card
 from brainclf.card_schema import SCHEMA_VERSION, display_text
 from brainclf.errors import ModelError
+from brainclf.uploads import add_model
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = sorted((REPO / "models").glob("*.json"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import copy_model
 
-from brainclf import CLASS_NAMES, inference_process
+from brainclf import CLASS_NAMES, inference_process, model_replies
 from brainclf.errors import ModelError
 from brainclf.inference_process import ModelProcess, ProcessPredictor
 from brainclf.model_worker import identity
@@ -136,12 +136,12 @@ def test_replies_are_rebuilt_as_arrays_and_plain_values_only():
     import pickle
 
     ok = pickle.dumps(("ok", (np.arange(6, dtype=np.float32).reshape(2, 3), None, "text", 1.5)))
-    status, (arr, none, text, number) = inference_process._ReplyUnpickler(io.BytesIO(ok)).load()
+    status, (arr, none, text, number) = model_replies.ReplyUnpickler(io.BytesIO(ok)).load()
     assert status == "ok" and arr.shape == (2, 3) and (none, text, number) == (None, "text", 1.5)
     evils = (os.system, ("ok", subprocess.Popen), np.testing.assert_allclose)  # numpy, but not an array
     for evil in map(pickle.dumps, evils):
         with pytest.raises(pickle.UnpicklingError):
-            inference_process._ReplyUnpickler(io.BytesIO(evil)).load()
+            model_replies.ReplyUnpickler(io.BytesIO(evil)).load()
 
 
 @pytest.mark.parametrize("reply", ["garbage", ("ok",), ("error", "no class"), ("maybe", 1), ("error", (1, 2))])
@@ -220,3 +220,25 @@ def test_many_sessions_at_once_get_the_serial_answers(smoke_model, model_process
     for s, t in zip(serial, together):
         assert (t.name, t.probabilities) == (s.name, pytest.approx(s.probabilities, abs=1e-6))
         np.testing.assert_allclose(t.heatmap, s.heatmap, atol=1e-5)
+
+
+@pytest.mark.parametrize("array", [np.array([1, "x", None], dtype=object), np.zeros(2, dtype=[("a", "O")]),
+                                   np.array(["text"]), np.zeros(2, dtype="V8"), np.zeros(2, dtype=[("a", "f4")])])
+def test_a_reply_with_anything_but_a_numeric_array_is_refused(array):
+    """A forged object array used to pass the unpickler and crash the server (SIGSEGV) in np.concatenate."""
+    import io
+    import pickle
+    from multiprocessing import Pipe
+    from types import SimpleNamespace
+
+    with pytest.raises(pickle.UnpicklingError, match="dtype"):
+        model_replies.ReplyUnpickler(io.BytesIO(pickle.dumps(("ok", array)))).load()
+    process = ModelProcess()
+    ours, theirs = Pipe()
+    process._conn, process._process = ours, SimpleNamespace(poll=lambda: None, pid=1)
+    process._finalizer = lambda: None
+    theirs.send(("ok", (array, np.zeros(2, np.float32))))
+    with pytest.raises(ModelError, match="not an answer"):
+        process._receive(5)
+    for fine in (np.zeros(3, bool), np.arange(3, dtype=np.int64), np.zeros(2, np.complex64), np.float32(1.5)):
+        assert model_replies.ReplyUnpickler(io.BytesIO(pickle.dumps(fine))).load().dtype == fine.dtype

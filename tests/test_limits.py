@@ -55,7 +55,7 @@ def test_training_refuses_a_bad_name_before_any_work(tmp_path, monkeypatch):
 
 
 def test_model_upload_uses_the_same_rule(tmp_path):
-    from brainclf.card import add_model
+    from brainclf.uploads import add_model
 
     for name in ("dеfault", "x" * 65, "../evil", ""):
         with pytest.raises(ModelError, match="1-64 ASCII letters"):

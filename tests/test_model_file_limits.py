@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from brainclf import limits
-from brainclf.card import ModelCard, add_model, card_path, check_model_archive, file_sha256, load_model
+from brainclf.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
 from brainclf.errors import ModelError
 from brainclf.preprocess import InputContract
+from brainclf.uploads import add_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,8 @@ def test_forged_1_gib_member_is_refused_without_inflating(tmp_path):
 
 def test_weights_member_and_total_limits(tmp_path, monkeypatch):
     path = with_card(zip_bomb(tmp_path / "w.keras", member="model.weights.h5", size=2 * limits.MiB))
-    check_model_archive(path)  # within the default limits
+    with pytest.raises(ModelError, match="config.json does not describe a Keras model"):
+        check_model_archive(path)  # within the zip limits: what is refused is its config ("{}")
     monkeypatch.setattr(limits, "MAX_KERAS_MEMBER_BYTES", limits.MiB)
     with pytest.raises(ModelError, match="model.weights.h5 inflates to 2 MB .* above the limit of 1 MB"):
         load_model(path)

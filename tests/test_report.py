@@ -41,6 +41,7 @@ def _prediction(cls: str, p: float, seed: int, ood: bool = False) -> Prediction:
     rest = (1 - p) / 3
     probs = {c: (p if c == cls else rest) for c in DISPLAY_NAMES}
     return Prediction(name=NAME, probabilities=probs, model_name="default", model_version="20261127-54c873ac",
+                      model_sha256="54c873acea06" + "0" * 52,
                       model_input=x[..., None].astype(np.float32), heatmap=heat.astype(np.float32),
                       refer_threshold=CAL["refer_thresholds"][cls], out_of_distribution=ood,
                       ood_reason="the image is in colour (colourfulness 60); MR slices are grayscale" if ood else "")
@@ -69,7 +70,7 @@ def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no
     per_page = text.split("\f")
     flat = " ".join(text.split())
     assert "Research tool, not a medical device; not for diagnosis." in flat
-    assert "default, version 20261127-54c873ac" in flat
+    assert "default, version 20261127-54c873ac, file SHA-256 54c873acea06" in flat  # the file, not only its claims
     assert "2026-11-27 09:30 UTC" in flat and "2026-11-28 08:00 UTC" in flat
     for page, d in zip(per_page, digests):
         assert d[:12] in page and "not for diagnosis" in page  # the case reference and the notice on every page

@@ -214,7 +214,7 @@ class InputContractSchema(Section):
 
 
 class Provenance(Section):
-    """Who put the model here: set by brainclf.card.add_model (never taken from the upload) and
+    """Who put the model here: set by brainclf.uploads.add_model (never taken from the upload) and
     brainclf.card.verify_uploaded_model."""
 
     uploaded_by: Label(128) | None = None

@@ -1,0 +1,70 @@
+"""A model's identity is its file's hash, not the name and version its card claims: every result, CSV row, PDF,
+audit line and session cache names the model by name, version and file hash; an upload's figures are marked as
+its uploader's claim wherever the picker shows them."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from brainclf.audit import audit_record
+from brainclf.card import card_path, read_card
+from brainclf.cases import model_label
+from brainclf.errors import ConfigError
+from brainclf.predict import CSV_FIELDS, predict_folder
+
+
+def twin(card, sha: str):
+    """The same card for another file: an upload claiming this model's name and version."""
+    return dataclasses.replace(card, file_sha256=sha)
+
+
+def test_results_carry_the_model_files_hash(smoke_predictor, make_image, tmp_path):
+    card = smoke_predictor.card
+    pred = smoke_predictor.predict(make_image(), name="a.png")
+    assert pred.model_sha256 == card.file_sha256 and pred.model_hash == card.file_sha256[:12]
+    assert pred.as_row()["model_sha256"] == card.file_sha256[:12]
+    assert audit_record(b"x", pred)["model_sha256"] == card.file_sha256
+    assert audit_record(b"x", error="empty", model=card.name, version=card.version,
+                        model_sha256=card.file_sha256)["model_sha256"] == card.file_sha256
+    assert card.label == f"{card.name} {card.version} · {card.file_sha256[:12]}"
+    assert twin(card, "0" * 64).label != card.label  # caches keyed by label tell the two files apart
+
+
+def test_session_results_are_keyed_by_the_file_hash_too():
+    """A cached result of an upload claiming 'default 2026…' was shown after switching to the real default."""
+    real, upload = model_label("default", "20261127-2251ef4c", False, "2251ef4c63b4"), model_label(
+        "default", "20261127-2251ef4c", False, "0123456789ab")
+    assert real != upload and "2251ef4c63b4" in real
+
+
+def test_folder_csv_rows_name_the_hash_and_an_older_csv_is_not_extended(smoke_predictor, make_image, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image().save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not an image")
+    out = tmp_path / "out.csv"
+    predict_folder(smoke_predictor, folder, out)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model_sha256"] for r in rows} == {smoke_predictor.card.file_sha256[:12]} and len(rows) == 2
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(c for c in CSV_FIELDS if c != "model_sha256") + "\nx.png,notumor\n")
+    with pytest.raises(ConfigError, match="other columns than this version writes"):
+        predict_folder(smoke_predictor, folder, old)
+
+
+def test_the_picker_marks_an_uploads_figures_as_claimed(smoke_model, tmp_path):
+    from pages.common import model_choice_label
+
+    card = read_card(smoke_model)
+    assert "claimed" not in model_choice_label(smoke_model, card)
+    card.provenance = {"uploaded_by": "eve", "uploaded": "2026-12-01", "metrics_verified": False}
+    assert f"Kaggle test {card.test_metrics()['accuracy']:.1%} claimed, not verified" in model_choice_label(smoke_model,
+                                                                                                         card)
+    card.provenance["metrics_verified"] = True
+    assert "claimed" not in model_choice_label(smoke_model, card)
+    assert json.loads(card_path(smoke_model).read_text())["name"] == "smoke"

@@ -1,0 +1,94 @@
+"""Uploaded models (brainclf.uploads, inference_process.add_uploaded_model): Keras opens them in the memory-capped
+model process only, and an upload cannot pass itself off as a model installed on this server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import copy_model
+from test_model_config import archive, dense_model
+
+from brainclf import limits
+from brainclf.card import card_path, file_sha256, read_card
+from brainclf.errors import ModelError
+from brainclf.inference_process import ModelProcess, add_uploaded_model
+from brainclf.model_worker import _as_message
+from brainclf.uploads import add_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_model_page_upload_opens_models_in_the_model_process_only(smoke_model, tmp_path):
+    """The Model page's path (add_uploaded_model): a good upload lands, a 20000-unit one is refused, and the
+    server's process never imports TensorFlow (it used to load the upload itself: 1.7 → 3.7 GB)."""
+    big = archive(tmp_path / "big.keras", dense_model(20000, 20000))
+    big_card = card_path(big)
+    big_card.write_text(card_path(smoke_model).read_text())
+    code = (
+        "import json, sys; from pathlib import Path; from brainclf.inference_process import add_uploaded_model\n"
+        "from brainclf.errors import ModelError\n"
+        f"dest = Path({str(tmp_path / 'models')!r}); smoke = Path({str(smoke_model)!r})\n"
+        "ok = add_uploaded_model('up', smoke.read_bytes(), smoke.with_suffix('.json').read_bytes(), dest, 'alice')\n"
+        "try:\n"
+        f"    add_uploaded_model('big', Path({str(big)!r}).read_bytes(), Path({str(big_card)!r}).read_bytes(), dest)\n"
+        "    refused = ''\n"
+        "except ModelError as e:\n    refused = str(e)\n"
+        "print(json.dumps([ok.name, refused, 'tensorflow' in sys.modules, 'keras' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, refused, tf, keras = json.loads(out.stdout.strip().splitlines()[-1])
+    assert name == "up.keras" and "400,020,000 parameters" in refused and not tf and not keras
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["up.json", "up.keras"]
+
+
+def test_a_model_over_the_process_memory_cap_is_refused_and_the_next_one_loads(smoke_model, tmp_path):
+    process = ModelProcess(memory_bytes=256 * limits.MiB)  # less than TensorFlow needs to start
+    model, card = smoke_model.read_bytes(), card_path(smoke_model).read_bytes()
+    try:
+        with pytest.raises(ModelError, match=r"memory .*256 MB.*refused"):
+            add_uploaded_model("up", model, card, tmp_path, process=process)
+        assert not list(tmp_path.iterdir())  # nothing landed
+        # the caller carries on (the capped process answered, or died and would start again); with the usual cap
+        # the same upload loads
+        process.stop()
+        process.memory_bytes = limits.MODEL_PROCESS_DATA_BYTES
+        assert add_uploaded_model("up", model, card, tmp_path, process=process).name == "up.keras"
+    finally:
+        process.stop()
+
+
+def test_running_out_of_memory_in_the_model_process_is_a_clear_refusal():
+    exhausted = type("ResourceExhaustedError", (Exception,), {})  # TensorFlow's, by name (not imported here)
+    for error in (MemoryError(), exhausted("OOM when allocating tensor with shape[20000,20000]")):
+        name, message = _as_message(error)
+        assert name == "ModelError" and message.startswith("the model needs more memory than the model process")
+
+
+def upload_card(smoke_model: Path, **changes) -> bytes:
+    card = json.loads(card_path(smoke_model).read_text())
+    return json.dumps({**card, **changes}).encode()
+
+
+def test_an_upload_may_not_take_an_installed_models_name_or_version(smoke_model, tmp_path):
+    """The attack: single.keras uploaded with default.json (only file_sha256 changed) was stamped 'default'."""
+    installed = read_card(copy_model(smoke_model, tmp_path, "default"))  # its card's name is 'smoke'
+    model = smoke_model.read_bytes()
+    for name, card, clash in [
+            ("mine", upload_card(smoke_model), "the name smoke"),
+            ("mine", upload_card(smoke_model, name="default"), "the name default"),
+            ("smoke", upload_card(smoke_model, name="other", version="v2"), "the name smoke"),
+            ("mine", upload_card(smoke_model, name="other"), f"the version {installed.version}")]:
+        with pytest.raises(ModelError, match=f"claims {clash}, which belongs to default, a model trained or "
+                                             "installed on this server"):
+            add_model(name, model, card, tmp_path)
+    assert sorted(p.stem for p in tmp_path.glob("*.keras")) == ["default"]
+    added = read_card(add_model("mine", model, upload_card(smoke_model, name="other", version="v2"),
+                                tmp_path))
+    assert (added.name, added.version, added.file_sha256) == ("mine", "v2", file_sha256(smoke_model))
+    # another upload's version is no installed model's: a second upload of the same card is its own model
+    again = add_model("again", model, upload_card(smoke_model, name="x", version="v2"), tmp_path)
+    assert read_card(again).name == "again"
