@@ -19,7 +19,18 @@ from PIL import Image
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__
 from .cases import case_ref
 from .explain import overlay_heatmap
-from .wording import INTENDED_USE, ReferRule, gradcam_caveat, is_study_model, pct, result_status, study_note
+from .scope import case_scope_line
+from .wording import (
+    INTENDED_USE,
+    REFER_MEANS,
+    ReferRule,
+    gradcam_caveat,
+    is_study_model,
+    leaning,
+    pct,
+    result_status,
+    study_note,
+)
 
 # The PDF core fonts cover Latin-1 only: the few typographic characters the wording uses are spelled out.
 _LATIN1 = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "×": "x", "…": "...", "“": '"', "”": '"',
@@ -39,6 +50,7 @@ class ReportCase:
     study_model: bool = False
     test_accuracy: float | None = None
     faithfulness: dict | None = None
+    scope_line: str = ""  # the validated scope and the accuracy measured on other sources (brainclf.scope)
 
 
 def _text(s: str) -> str:
@@ -143,20 +155,26 @@ def _status_box(pdf, case: ReportCase, w: float) -> None:
     pdf.set_xy(18, top + 2)
     pdf.set_text_color(r, g, b)
     pdf.set_font("Helvetica", "B", 13)
-    if status.kind == "ood":
+    secondary = {"ood": f"Model's class, not meaningful for this input: {cls} ({pct(pred.confidence)})",
+                 "refer": "M" + leaning(pred.predicted, pred.confidence)[1:] + " (not an answer)"}
+    if status.kind in secondary:  # the status leads; the class is only greyed
         pdf.cell(w - 6, 7, _text(status.headline), new_x="LMARGIN", new_y="NEXT")
         pdf.set_x(18)
         pdf.set_text_color(130, 130, 130)
         pdf.set_font("Helvetica", "", 10)
-        pdf.cell(w - 6, 5, _text(f"Model's class, not meaningful for this input: {cls} ({pct(pred.confidence)})"),
-                 new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(w - 6, 5, _text(secondary[status.kind]), new_x="LMARGIN", new_y="NEXT")
     else:
         pdf.cell(w - 6, 7, _text(f"{cls} ({pct(pred.confidence)}) - {status.headline}"),
                  new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
     pdf.set_font("Helvetica", "", 9.5)
     pdf.set_x(18)
-    pdf.multi_cell(w - 6, 4.6, _text(status.sentence), new_x="LMARGIN", new_y="NEXT")
+    means = f" Refer means: {REFER_MEANS}." if status.kind == "refer" else ""
+    pdf.multi_cell(w - 6, 4.6, _text(status.sentence + means), new_x="LMARGIN", new_y="NEXT")
+    if case.scope_line:
+        pdf.set_x(18)
+        pdf.set_font("Helvetica", "I", 9)
+        pdf.multi_cell(w - 6, 4.4, _text(case.scope_line), new_x="LMARGIN", new_y="NEXT")
     bottom = pdf.get_y() + 2
     pdf.rect(15, top, w, bottom - top)
     pdf.set_line_width(0.2)
@@ -233,4 +251,5 @@ def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tt
     acc = card.test_metrics().get("accuracy") if card is not None else None
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=bool(card is not None and is_study_model(card.architecture, acc)),
-                      test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None)
+                      test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None,
+                      scope_line=case_scope_line(card, tta) if card is not None else "")

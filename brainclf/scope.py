@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import CLASS_NAMES, DISPLAY_NAMES
 from .sources import is_non_commercial
+from .wording import pct, plural
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
 KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
@@ -51,6 +52,39 @@ def external_accuracy(card) -> float | None:
     """The first recorded external accuracy (other source), or None when never measured."""
     ext = next(iter(card.metrics.get("external", {}).values()), None)
     return ext.get("accuracy") if ext else None
+
+
+def external_summary(card) -> dict | None:
+    """Every recorded other-source validation pooled: {"n", "accuracy", "datasets": [(name, n, accuracy)]};
+    None when the model was never measured on another source."""
+    done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in card.metrics.get("external", {}).items()
+            if ext.get("n") and ext.get("accuracy") is not None]
+    if not done:
+        return None
+    n = sum(k for _, k, _ in done)
+    return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done}
+
+
+def external_words(card) -> str:
+    """'74.9 % right (427 slices of external-radiopaedia)', or 'not measured on any other source'."""
+    ext = external_summary(card)
+    if ext is None:
+        return "not measured on any other source"
+    where = "; ".join(f"{pct(a)} on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
+    if len(ext["datasets"]) == 1:
+        return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]})"
+    return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where})"
+
+
+def case_scope_line(card, tta: bool | None = None) -> str:
+    """One line under a case's verdict: the validated scope in a few words, how right the model was on other
+    sources' scans, and its in-distribution test accuracy second (`tta`: as the model runs)."""
+    scope = validated_scope(card)
+    test = card.test_metrics(tta=tta).get("accuracy")
+    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution)" if test is not None else ""
+    ext = external_words(card)
+    measured = f"Measured on other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
+    return f"Scope: brain MRI slices like those of {' and '.join(scope['sources'])}. {measured}{kaggle}."
 
 
 def non_commercial(card) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import CLASS_NAMES
 from .errors import ConfigError
-from .limits import check_refer_target
+from .settings_sections import audit_enabled, refer_target, table, where_of
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _data_roots(raw: dict, path: Path, base: Path) -> list[DataRoot]:
     """The [data] table's roots (name = folder, relative to `base`); a folder that does not exist is left out
     with a warning in the server log."""
     roots = []
-    for name, value in _table(raw, "data", path).items():
+    for name, value in table(raw, "data", path).items():
         if not _NAME.match(name):
             raise ConfigError(f"{path.name}: data folder name {name!r} must be letters, digits, '.', '_' or '-'.")
         if not isinstance(value, str):
@@ -206,7 +206,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     known = {"paths", "data", "audit", "roles", "refer"}
     if unknown := sorted(set(raw) - known):
         raise ConfigError(f"{path.name}: unknown section(s) {unknown}; expected {sorted(known)}.")
-    paths = _table(raw, "paths", path)
+    paths = table(raw, "paths", path)
     if unknown := sorted(set(paths) - {"models", "runs", "audit"}):
         raise ConfigError(f"{path.name}: unknown [paths] key(s) {unknown}; expected models, runs, audit.")
 
@@ -223,21 +223,8 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     roots = _data_roots(raw, path, base) if "data" in raw else default_data_roots(os.environ.get(ENV_DATA))
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
-                    audit_enabled=_audit_enabled(raw, path), roles=_role_rules(raw.get("roles", {}), path),
-                    source=path, refer_target=_refer_target(_table(raw, "refer", path), path))
-
-
-def _refer_target(table: dict, path: Path | None) -> float | None:
-    """[refer] target_accuracy, a number in limits.REFER_TARGET_RANGE (a string is refused, not read)."""
-    where = path.name if path else "settings"
-    if unknown := sorted(set(table) - {"target_accuracy"}):
-        raise ConfigError(f"{where}: unknown [refer] key(s) {unknown}; expected target_accuracy.")
-    if "target_accuracy" not in table:
-        return None
-    try:
-        return check_refer_target(table["target_accuracy"])
-    except ValueError as e:
-        raise ConfigError(f"{where}: [refer] {e}.") from None
+                    audit_enabled=audit_enabled(raw, path), roles=_role_rules(raw.get("roles", {}), path),
+                    source=path, refer_target=refer_target(raw, path))
 
 
 def _read_toml(path: Path) -> dict:
@@ -258,31 +245,10 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"Cannot read the settings file {path.name}: it is not valid TOML ({e}).") from None
 
 
-def _audit_enabled(raw: dict, path: Path | None) -> bool:
-    """[audit] enabled: a TOML boolean (true/false, unquoted). A string such as "false" is refused: bool("false")
-    is True, and a quoted "false" once turned the audit log on."""
-    audit = _table(raw, "audit", path)
-    where = path.name if path else "settings"
-    if unknown := sorted(set(audit) - {"enabled"}):
-        raise ConfigError(f"{where}: unknown [audit] key(s) {unknown}; expected enabled.")
-    enabled = audit.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}: [audit] enabled must be true or false (a TOML boolean, without quotes), "
-                          f"not {enabled!r}.")
-    return enabled
-
-
-def _table(raw: dict, key: str, path: Path | None) -> dict:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path.name if path else 'settings'}: [{key}] must be a table.")
-    return value
-
-
 def _role_rules(table: dict, path: Path | None) -> RoleRules:
     """[roles.ROLE] tables with lists `emails`, `subjects`, `groups`; a user matched by several rules gets
     the highest of their roles."""
-    where = path.name if path else "settings"
+    where = where_of(path)
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [roles] must be a table.")
     emails, subjects, groups = {}, {}, {}

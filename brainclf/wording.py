@@ -30,6 +30,7 @@ class ReferRule:
     per_class: bool  # the card has per-class thresholds (the strict "no tumour" rule)
     fitted_on: str = "validation split"
     target_accuracy: float | None = None
+    curves: dict | None = None  # the card's per-source risk–coverage curves on validation (operating point)
 
     def threshold(self, cls: str) -> float:
         return self.thresholds[cls]
@@ -57,9 +58,10 @@ def refer_rule(thresholds: dict[str, float], calibration: dict | None,
     table = {c: float(thresholds.get(c, 0.0)) if fitted else fallback for c in CLASS_NAMES}
     per_class = fitted and bool(cal.get("refer_thresholds_tta" if tta else "refer_thresholds"))
     target = target or cal.get("refer_target_accuracy")
+    block = cal.get("operating_tta" if tta else "operating") or {}
     return ReferRule(thresholds=table, fitted=fitted, per_class=per_class,
                      fitted_on=str(cal.get("fitted_on") or "validation split"),
-                     target_accuracy=float(target) if target else None)
+                     target_accuracy=float(target) if target else None, curves=block.get("curves") or None)
 
 
 def class_label(name: str) -> str:
@@ -90,13 +92,42 @@ def pct_pair(a: float, b: float, digits: int = 1) -> tuple[str, str]:
     return pct(a, d), pct(b, d)
 
 
-def _accuracy_clause(rule: ReferRule) -> str:
-    acc = f"{pct(rule.target_accuracy)} " if rule.target_accuracy else "target-"
-    return f"so that accepted answers were {acc}accurate there"
+def measured_at(rule: ReferRule, threshold: float) -> dict | None:
+    """What the card's validation curves measured at a bar, all sources together: {"n", "answered", "correct",
+    "accuracy"} (accuracy None when nothing was answered); None for a card without curves."""
+    if not rule.fitted or not rule.curves:
+        return None
+    points = [curve_at(c, threshold) for c in rule.curves.values()]
+    n, answered, correct = (sum(p[k] for p in points) for k in ("n", "answered", "correct"))
+    return {"n": n, "answered": answered, "correct": correct, "accuracy": correct / answered if answered else None}
+
+
+def _evidence(rule: ReferRule, threshold: float) -> str:
+    """What is known of a bar, measured where the card has it, else the aim (never the aim as if reached)."""
+    at = measured_at(rule, threshold)
+    if at is None:
+        aim = f" aiming at {pct(rule.target_accuracy)} right" if rule.target_accuracy else ""
+        return f"fitted on the {rule.fitted_on}{aim} (what it reached is not recorded)"
+    if not at["answered"]:
+        return f"no slice of {plural(at['n'], 'validation slice')} reached it"
+    return (f"on {plural(at['n'], 'validation slice')}, the {at['answered']:,} answered at or above it were "
+            f"{pct(at['accuracy'])} right")
+
+
+def refer_line(rule: ReferRule, probabilities: dict[str, float]) -> str:
+    """The refer status in one short line: this answer's confidence, the bar it missed, what that bar measured."""
+    cls = max(probabilities, key=probabilities.get)
+    c, t = pct_pair(probabilities[cls], rule.thresholds[cls])
+    name = DISPLAY_NAMES.get(cls, cls)
+    if not rule.fitted:
+        return f"Refer: confidence {c} in {name} is below a fixed {t} default that was never validated."
+    bar = f"the stricter {t} bar for No tumour" if cls == "notumor" and rule.strict_notumor else f"the {t} bar"
+    sep = "; " if measured_at(rule, rule.thresholds[cls]) else ", "
+    return f"Refer: confidence {c} in {name} is below {bar}{sep}{_evidence(rule, rule.thresholds[cls])}."
 
 
 def refer_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
-    """One plain sentence: refer (what that means), the threshold this answer missed, where it comes from."""
+    """Why refer, in full (one click away from refer_line): what refer means, the bar, where it comes from."""
     cls = max(probabilities, key=probabilities.get)
     conf, thr = probabilities[cls], rule.thresholds[cls]
     c, t = pct_pair(conf, thr)
@@ -104,15 +135,20 @@ def refer_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
     if not rule.fitted:
         return (f"Refer: {REFER_MEANS}, because its confidence in {name} ({c}) is below {t}, a fixed default "
                 "that was not validated (this model's card has no refer threshold fitted on validation data).")
+    fit = f"fitted on the {rule.fitted_on}" + (f" to aim at {pct(rule.target_accuracy)} right answers"
+                                                if rule.target_accuracy else "")
+    at = measured_at(rule, thr)
+    measured = (f"; measured there, {_evidence(rule, thr)}" if at else
+                "; what it reached there is not recorded in this card")
     if cls == "notumor" and rule.strict_notumor:
         return (f"Refer: {REFER_MEANS}, because its confidence in No tumour ({c}) is below the {t} this model "
                 f"needs for a \"no tumour\" answer, a stricter bar than the {pct_pair(rule.base, thr)[0]} for the "
-                f"tumour classes, fitted on the {rule.fitted_on} {_accuracy_clause(rule)} and no validation "
-                "tumour was answered \"no tumour\" without referral, since missing a tumour is the costly error.")
+                f"tumour classes ({fit}{measured}), set so that no validation tumour was answered \"no tumour\" "
+                "without referral, since missing a tumour is the costly error.")
     extra = (" and no validation tumour was answered \"no tumour\" without referral"
              if cls == "notumor" and rule.per_class else "")
     return (f"Refer: {REFER_MEANS}, because its confidence in {name} ({c}) is below the {t} this model needs "
-            f"for a {name} answer, a threshold fitted on the {rule.fitted_on} {_accuracy_clause(rule)}{extra}.")
+            f"for a {name} answer, a threshold {fit}{measured}{extra}.")
 
 
 def accept_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
@@ -124,7 +160,12 @@ def accept_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
         return (f"Not referred: confidence {c} is at or above a fixed {t} default that was not validated "
                 "(this model's card has no threshold fitted on validation data).")
     return (f"Not referred: confidence {c} is at or above the {t} this model needs for a {name} answer "
-            f"(fitted on the {rule.fitted_on} {_accuracy_clause(rule)}); still not a diagnosis.")
+            f"({_evidence(rule, rule.thresholds[cls])}); still not a diagnosis.")
+
+
+def leaning(cls: str, confidence: float) -> str:
+    """A referred answer's class, as a leaning rather than a verdict: 'model leans Glioma, 64.0 %'."""
+    return f"model leans {DISPLAY_NAMES.get(cls, cls)}, {pct(confidence)}"
 
 
 def ood_sentence(reason: str) -> str:
@@ -134,11 +175,13 @@ def ood_sentence(reason: str) -> str:
 
 @dataclass(frozen=True)
 class Status:
-    """How a result is headed: 'ood' (flag first), 'refer' or 'accept', with its one-sentence explanation."""
+    """How a result is headed: 'ood' (flag first), 'refer' or 'accept', with its one-line explanation and, for a
+    referral, the longer one (`detail`, one click away on the page)."""
 
     kind: str
     headline: str
     sentence: str
+    detail: str = ""
 
 
 def result_status(rule: ReferRule, probabilities: dict[str, float], out_of_distribution: bool = False,
@@ -146,14 +189,16 @@ def result_status(rule: ReferRule, probabilities: dict[str, float], out_of_distr
     if out_of_distribution:
         return Status("ood", "Not like a brain MRI slice", ood_sentence(ood_reason or "flagged by the OOD guard"))
     if rule.referred(probabilities):
-        return Status("refer", "Refer to a radiologist", refer_sentence(rule, probabilities))
+        return Status("refer", "Refer to a radiologist", refer_line(rule, probabilities),
+                      refer_sentence(rule, probabilities))
     return Status("accept", "Not referred", accept_sentence(rule, probabilities))
 
 
-def gradcam_caveat(cls: str, faithfulness: dict | None = None) -> str:
-    """What a Grad-CAM map is and is not, with the card's faithfulness figures when it has them."""
-    name = DISPLAY_NAMES.get(cls, cls)
-    text = (f"The map shows where the network's evidence for {name} lies in this slice; it is not an outline "
+def gradcam_caveat(cls: str | None, faithfulness: dict | None = None) -> str:
+    """What a Grad-CAM map is and is not, with the card's faithfulness figures when it has them (`cls` None:
+    said once for every map on a page)."""
+    name = DISPLAY_NAMES.get(cls, cls) if cls else "the class shown"
+    text = (f"The map shows where the network's evidence for {name} lies in the slice; it is not an outline "
             "of a lesion, and it often lights up the orbits or the frontal lobe even when the answer is right.")
     d = (faithfulness or {}).get("deletion")
     share = d.get("share_gradcam_lower") if d else None
@@ -183,10 +228,12 @@ def summary_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[s
     The CSV download keeps machine-readable columns (Prediction.as_row); this is what a reader scans."""
     status = result_status(rule, probabilities, out_of_distribution)
     answer = DISPLAY_NAMES.get(predicted, predicted)
-    return {"Case": case_ref, "File": file,
-            "Answer": f"({answer})" if status.kind == "ood" else answer,  # a flagged slice's class is secondary
-            "Status": status.headline, "Confidence": pct(probabilities[predicted]),
-            **{DISPLAY_NAMES.get(c, c): pct(p) for c, p in probabilities.items()}}
+    # A flagged slice's class is secondary and its probabilities are not meaningful; a referral leads with it.
+    shown = {"ood": f"({answer})", "refer": f"Refer ({leaning(predicted, probabilities[predicted])})"}
+    flagged = status.kind == "ood"
+    return {"Case": case_ref, "File": file, "Answer": shown.get(status.kind, answer),
+            "Status": status.headline, "Confidence": "—" if flagged else pct(probabilities[predicted]),
+            **{DISPLAY_NAMES.get(c, c): "—" if flagged else pct(p) for c, p in probabilities.items()}}
 
 
 def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]]:

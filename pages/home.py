@@ -8,7 +8,7 @@ from brainclf.card_schema import display_text
 from brainclf.escaping import md_literal
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.rates import sensitivity_specificity
-from brainclf.scope import non_commercial, validated_scope
+from brainclf.scope import case_scope_line, external_summary, external_words, non_commercial, validated_scope
 from brainclf.wording import pct
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
@@ -42,25 +42,30 @@ test = card.test_metrics(tta=tta)
 rows, with_tta = card.stored_test_predictions(tta)
 clean = test.get("clean") or {}
 externals = card.metrics.get("external", {})
+external = external_summary(card)  # what holds on other sources leads; the Kaggle figure is in-distribution
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
-cols[0].metric(f"Test accuracy (Kaggle{claimed})", pct(test.get("accuracy"), 2),
+if external:
+    cols[0].metric(f"Accuracy, other sources ({external['n']:,} slices){claimed}", pct(external["accuracy"]),
+                   help=md_literal(f"{external_words(card)}. " + " ".join(
+                       f"{name}: {ext.get('membership', '')}." for name, ext in externals.items())
+                                   + " This is closer to how the model reads a new hospital's scans."))
+else:
+    cols[0].metric("Accuracy, other sources", "not measured",
+                   help="No external validation is recorded for this model: its only figures are in-distribution.")
+cols[1].metric(f"Test accuracy (Kaggle, in-distribution){claimed}", pct(test.get("accuracy"), 2),
                help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
                + ("With flip test-time augmentation" if with_tta else "Single pass")
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
-cols[1].metric(f"Clean-subset accuracy{claimed}", pct(clean.get("accuracy"), 2),
+cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accuracy"), 2),
                help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
 if externals:
-    name, ext = next(iter(externals.items()))
-    cols[2].metric(f"Accuracy, other source{claimed}", pct(ext['accuracy']),
-                   help=f"{md_literal(name)}: {md_literal(ext['membership'])}. This is closer to how the model reads a "
-                   "new hospital's scans.")
+    ext = next(iter(externals.values()))
     cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
                    help="Share of the external tumour images answered 'no tumour' without a referral or an "
                         "out-of-distribution flag.")
 else:
-    cols[2].metric("Accuracy, other source", "not measured",
-                   help="No external validation is recorded for this model: its only figures are in-distribution.")
     cols[3].metric("Parameters", f"{card.params:,}")
+st.caption(md_literal(case_scope_line(card, tta)))
 if non_commercial(card):
     st.warning("**Licence.** This model was trained partly on images licensed CC BY-NC-SA (Radiopaedia.org cases): "
                "it may be used for non-commercial research and evaluation only, with attribution.",

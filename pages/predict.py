@@ -6,34 +6,29 @@ user moves between pages; nothing is written to disk."""
 import pandas as pd
 import streamlit as st
 
-from brainclf import CLASS_NAMES
 from brainclf.audit import append_audit, audit_record
 from brainclf.card import short_hash
 from brainclf.cases import model_label, widget_key
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.explain import overlay_heatmap
-from brainclf.figures import image_with_heatmap
 from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
-from brainclf.scope import validated_scope
+from brainclf.scope import case_scope_line, validated_scope
 from brainclf.wording import (
     gradcam_caveat,
     operating_summary,
-    pct,
     plural,
-    probability_lines,
     refer_rule,
     result_status,
     study_note,
     summary_row,
 )
+from pages.case_view import CaseView, headline, model_output
 from pages.common import (
     REFER_BELOW,
     audit_path,
     case_book,
-    class_label,
     get_predictor,
     is_study,
     model_ready,
@@ -66,6 +61,8 @@ operating = operating_summary(card.calibration, predictor.tta, predictor.refer_t
 if operating:
     st.caption(md_literal(operating))
 book = case_book()
+view = CaseView(predictor, book, model, md_literal(case_scope_line(card, predictor.tta)))
+CAVEAT_SAID: list[bool] = []  # the Grad-CAM caveat, once above the cases (gradcam_note)
 
 
 def _upload_problem(files) -> str | None:
@@ -151,82 +148,36 @@ def report_for(digests: list[str]):
     return lambda: case_report_pdf(items)
 
 
-@st.dialog("Grad-CAM, full size", width="large")
-def full_size(digest: str, target: str, opacity: float) -> None:
-    case, pred = book.get(digest), book.result(digest, model)
-    st.caption(md_literal(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
-                          f"{pred.model_version} ({pred.model_hash})"))
-    try:
-        heatmap = heatmap_for(pred, target)
-    except (ValueError, BrainclfError) as e:
-        st.warning(f"The Grad-CAM could not be computed: {public(e)}")
+def gradcam_note() -> None:
+    """What a Grad-CAM map is and is not: said once per page (this script runs afresh on every rerun), above the
+    first case shown."""
+    if CAVEAT_SAID:
         return
-    figure = image_with_heatmap(pred.model_input, heatmap, opacity, title=f"Grad-CAM: {class_label(target)}")
-    st.plotly_chart(figure.update_layout(height=720), key=widget_key("cam_full", digest, model))
-    st.caption(md_literal(gradcam_caveat(target, card.faithfulness)))
-
-
-def heatmap_for(pred, target: str):
-    """The map computed with the prediction for its class; any other class on demand."""
-    if target == pred.predicted and pred.heatmap is not None:
-        return pred.heatmap
-    return predictor.gradcam(pred.model_input, CLASS_NAMES.index(target))
-
-
-def headline(case, pred, status) -> None:
-    name, answer = md_literal(case.name), md_literal(f"{pred.predicted_display} ({pct(pred.confidence)})")
-    sentence = md_literal(status.sentence)  # it quotes the card (where the refer rule was fitted)
-    if status.kind == "ood":  # the flag leads; the class is secondary, greyed
-        st.markdown(f"#### {name}: :red[:material/block: {status.headline}]")
-        st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
-        st.error(sentence, icon=":material/block:")
-    elif status.kind == "refer":
-        st.markdown(f"#### {name}: **{answer}** :orange-badge[:material/warning: refer to a radiologist]")
-        st.warning(sentence, icon=":material/warning:")
-    else:
-        st.markdown(f"#### {name}: **{answer}**")
-        st.caption(sentence)
+    CAVEAT_SAID.append(True)
+    st.caption(md_literal(gradcam_caveat(None, card.faithfulness)))
+    st.page_link("pages/evaluation.py", label="Faithfulness figures", icon=":material/monitoring:")
 
 
 def show_case(digest: str, opacity: float, compact: bool = False) -> None:
-    """One case: headline and status, then the Grad-CAM overlay beside the probabilities (two columns, so
-    each stays readable on an 800 px window); `compact` (side by side) stacks them in one column."""
+    """One case: the status and its answer, then the scan with its Grad-CAM beside the probabilities; for a
+    flagged slice, these only on request (they are not meaningful for it)."""
     case, pred = book.get(digest), analyse(digest)
     if isinstance(pred, str):
         st.error(f"**{md_literal(case.name)}** was not processed: {pred}")  # pred: public()
         return
     status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
+    gradcam_note()
 
     def key(kind: str) -> str:  # the same case may be shown twice (above and side by side)
         return widget_key(f"{kind}_side" if compact else kind, digest, model)
 
     with st.container(border=True):
-        headline(case, pred, status)
-        cam_col, prob_col = (st.container(), st.container()) if compact else st.columns(2, gap="medium")
-        with prob_col:
-            for p, text in probability_lines(pred.probabilities):
-                st.progress(p, text=text)
-            target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
-                                  format_func=class_label, key=key("cam_class"))
-            st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input,
-                     caption=f"As the model sees it ({predictor.contract.describe()})",
-                     clamp=True, width=min(240, predictor.contract.size * 2))
-        with cam_col:
-            try:
-                # A picture, not a Plotly figure: it paints at once (the full-size view is the interactive one).
-                st.image(overlay_heatmap(pred.model_input, heatmap_for(pred, target), opacity),
-                         caption=f"Grad-CAM: {class_label(target)} · red = most evidence, blue = little",
-                         width="stretch")
-                if st.button("Full size", key=key("full"),
-                             icon=":material/open_in_full:", help="The overlay in a large window"):
-                    full_size(digest, target, opacity)
-                st.caption(md_literal(gradcam_caveat(target, card.faithfulness)))
-                st.page_link("pages/evaluation.py", label="Faithfulness figures",
-                             icon=":material/monitoring:")
-            except ValueError as e:
-                st.warning(f"No Grad-CAM for this model: {public(e)}")
-            except BrainclfError as e:  # the model process stopped or is busy: the prediction above stands
-                st.warning(f"The Grad-CAM could not be computed just now: {public(e)}")
+        headline(view, case, pred, status)
+        if status.kind == "ood":
+            with st.expander("Show the model's output anyway"):
+                model_output(view, digest, pred, opacity, key, compact, overlay_on=True)
+        else:
+            model_output(view, digest, pred, opacity, key, compact, overlay_on=status.kind == "accept")
         if compact:
             return
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""

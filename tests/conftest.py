@@ -183,3 +183,19 @@ def browser():
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
+
+
+def confident_testing_row(card: dict, cls: str, above: float = 0.99) -> dict:
+    """A Testing slice of `cls` the card records as right and confident with and without flip TTA (so the
+    refer rule accepts it and the Predict page shows its Grad-CAM overlay by default)."""
+    tta = {r["path"]: max(r["probs"]) for r in card.get("test_predictions_tta") or []}
+    return next(r for r in card["test_predictions"] if r["true"] == r["pred"] == cls
+                and min(max(r["probs"]), tta.get(r["path"], 1.0)) >= above)
+
+
+def show_overlay(page, index: int = 0) -> None:
+    """Switch on the Predict page's Grad-CAM overlay of the `index`-th case (off by default unless accepted)."""
+    toggle = page.get_by_test_id("stCheckbox").filter(has_text="Grad-CAM overlay").nth(index)
+    toggle.wait_for()
+    if not toggle.locator("input").is_checked():
+        toggle.locator("label").first.click()

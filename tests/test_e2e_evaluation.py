@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BROWSER_WAIT_MS, new_page
+from conftest import BROWSER_WAIT_MS, new_page, show_overlay
 from test_e2e import REPO, SHOTS, TRUNCATED_JS, _shot, _streamlit
 
 from brainclf.bench import synthetic_slice
@@ -96,6 +96,7 @@ def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, serv
         page.goto(f"{server}/predict")
         page.get_by_role("heading", name="Predict").wait_for()
         page.locator("input[type=file]").first.set_input_files(str(slice_png))
+        show_overlay(page)  # the model refers the made-up slice: its overlay starts off
         overlay = page.get_by_test_id("stImage").filter(has_text="Grad-CAM:")
         expect(overlay.first).to_be_visible(timeout=BROWSER_WAIT_MS)
         expect(page.get_by_role("heading", name=re.compile("synthetic-slice.png"))).to_be_visible()

@@ -63,7 +63,10 @@ def test_a_model_over_the_process_memory_cap_is_refused_and_the_next_one_loads(s
 
 def test_running_out_of_memory_in_the_model_process_is_a_clear_refusal():
     exhausted = type("ResourceExhaustedError", (Exception,), {})  # TensorFlow's, by name (not imported here)
-    for error in (MemoryError(), exhausted("OOM when allocating tensor with shape[20000,20000]")):
+    import errno
+
+    for error in (MemoryError(), exhausted("OOM when allocating tensor with shape[20000,20000]"),
+                  OSError(errno.ENOMEM, "Cannot allocate memory"), RuntimeError("can't start new thread")):
         name, message = _as_message(error)
         assert name == "ModelError" and message.startswith("the model needs more memory than the model process")
 

@@ -80,6 +80,14 @@ def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no
     assert "Not referred" in per_page[0]
     p2 = " ".join(per_page[1].split())
     assert "Refer to a radiologist" in p2 and "a radiologist should read this slice" in p2 and "99.96 %" in p2
+    # Issue #27: a referral leads with the status; the class is the model's leaning, not a headline verdict.
+    assert p2.index("Refer to a radiologist") < p2.index("Model leans No tumour, 99.5 % (not an answer)")
+    assert "No tumour (99.5 %) - Refer" not in p2
+    # Issue #27: every case says how the model did on other sources' scans, next to its answer.
+    for page in per_page[:3]:
+        flat_page = " ".join(page.split())
+        assert ("Measured on other sources' scans: 74.9 % right (427 slices of external-radiopaedia); on the "
+                "Kaggle test split 98.7 % (in-distribution).") in flat_page
     # Page 3 out of distribution: the flag comes before the (greyed) class.
     p3 = " ".join(per_page[2].split())
     assert p3.index("Not like a brain MRI slice") < p3.index("Model's class, not meaningful for this input: Glioma")

@@ -1,7 +1,7 @@
 """The validated scope read from a card."""
 
 from brainclf.card import ModelCard
-from brainclf.scope import validated_scope
+from brainclf.scope import case_scope_line, external_summary, validated_scope
 
 
 def card(**kw) -> ModelCard:
@@ -26,3 +26,22 @@ def test_a_multi_source_card_lists_sources_sequences_and_licences():
     scope = validated_scope(c)
     assert scope["sources"] == ["a", "b"] and scope["sequences"] == ["T1", "T2"]
     assert "b (1,200 images, 90% accurate)" in scope["sentence"] and "CC BY-NC-SA 3.0" in scope["licences"]
+
+
+def test_the_case_line_leads_with_other_sources_and_says_plainly_when_never_measured():
+    """Issue #27: nothing on a case said how the model does on scans from another source."""
+    ext = {"n": 427, "accuracy": 0.7494, "membership": "held-out case groups"}
+    c = card(training={"sources": [{"name": "kaggle", "primary": True}, {"name": "radiopaedia"}]},
+             metrics={"test": {"accuracy": 0.987}, "external": {"radiopaedia": ext}})
+    line = case_scope_line(c)
+    assert line.startswith("Scope: brain MRI slices like those of kaggle and radiopaedia.")
+    assert "Measured on other sources' scans: 74.9 % right (427 slices of radiopaedia)" in line
+    assert line.index("74.9 %") < line.index("on the Kaggle test split 98.7 % (in-distribution)")
+    never = case_scope_line(card(metrics={"test": {"accuracy": 0.99}}))
+    assert "Not measured on any other source" in never and "99.0 %" in never
+    assert external_summary(card()) is None
+
+
+def test_several_other_sources_are_pooled_by_their_size():
+    c = card(metrics={"external": {"a": {"n": 100, "accuracy": 0.9}, "b": {"n": 300, "accuracy": 0.5}}})
+    assert external_summary(c)["n"] == 400 and abs(external_summary(c)["accuracy"] - 0.6) < 1e-12

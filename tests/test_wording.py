@@ -9,6 +9,7 @@ from brainclf.wording import (
     INTENDED_USE,
     gradcam_caveat,
     is_study_model,
+    leaning,
     pct,
     pct_pair,
     plural,
@@ -36,11 +37,41 @@ def one_sentence(text: str) -> bool:
 def test_refer_sentence_states_threshold_origin_and_meaning_in_one_sentence():
     rule = refer_rule(THRESHOLDS, CAL)
     status = result_status(rule, probs("meningioma", 0.93))
-    assert status.kind == "refer" and one_sentence(status.sentence), status.sentence
-    s = status.sentence
+    assert status.kind == "refer" and one_sentence(status.detail), status.detail
+    s = status.detail  # the longer explanation ("Why refer?")
     assert "a radiologist should read this slice" in s and "not reliable enough to act on" in s  # what refer means
     assert "93.0 %" in s and "99.0 %" in s  # this answer's confidence and the bar it missed
-    assert "validation split (571 images)" in s and "99.9 % accurate" in s  # where the bar comes from
+    assert "validation split (571 images)" in s and "aim at 99.9 % right" in s  # where the bar comes from
+    assert "were 99.9 %" not in s and "not recorded" in s  # the target is an aim, never stated as reached
+
+
+CURVES = {"curves": {"kaggle": {"n": 600, "threshold": [0.995, 0.99, 0.5], "answered": [400, 500, 600],
+                                "correct": [400, 499, 560]},
+                     "other": {"n": 142, "threshold": [0.995, 0.6], "answered": [40, 142], "correct": [40, 120]}}}
+
+
+def test_refer_line_is_short_and_says_what_was_measured_on_how_many():
+    """Issue #27: the ~55-word refer sentence said "so that accepted answers were 99.9 % accurate" (the target,
+    as if achieved), even for a model calibrated on 150 images. The line says what the card measured."""
+    measured = refer_rule(THRESHOLDS, {**CAL, "operating": CURVES})
+    status = result_status(measured, probs("meningioma", 0.93))
+    s = status.sentence
+    assert one_sentence(s) and len(s.split()) <= 30, s
+    assert s.startswith("Refer: confidence 93.0 %") and "99.0 % bar" in s
+    # At 0.99: kaggle 500 answered (499 right), other 40 (40): 540 of 742 answered, 539 right.
+    assert "on 742 validation slices, the 540 answered at or above it were 99.8 % right" in s
+    assert "99.9 %" not in s
+    # Without curves in the card: the bar's origin and its aim, said to be an aim.
+    plain = result_status(refer_rule(THRESHOLDS, CAL), probs("meningioma", 0.93)).sentence
+    assert one_sentence(plain) and len(plain.split()) <= 32, plain
+    assert "validation split (571 images) aiming at 99.9 % right" in plain and "not recorded" in plain
+    # The accepted sentence makes no claim of its own either.
+    accepted = result_status(measured, probs("glioma", 0.995)).sentence
+    assert "accepted answers were" not in accepted and "99.8 % right" in accepted
+
+
+def test_a_referred_answer_is_a_leaning_not_a_verdict():
+    assert leaning("glioma", 0.64) == "model leans Glioma, 64.0 %"
 
 
 def test_no_tumour_has_the_stricter_rule_and_says_why():
@@ -48,7 +79,8 @@ def test_no_tumour_has_the_stricter_rule_and_says_why():
     assert rule.strict_notumor
     status = result_status(rule, probs("notumor", 0.995))  # above the tumour bar, below the no-tumour bar
     assert status.kind == "refer" and one_sentence(status.sentence), status.sentence
-    s = status.sentence
+    assert "99.96 %" in status.sentence and "stricter" in status.sentence
+    s = status.detail
     assert "99.96 %" in s and "stricter" in s and "missing a tumour is the costly error" in s
     assert "no validation tumour was answered \"no tumour\" without referral" in s
     # The same confidence on a tumour class is accepted, with the rule said plainly.
@@ -59,11 +91,12 @@ def test_no_tumour_has_the_stricter_rule_and_says_why():
 def test_cards_without_a_fitted_threshold_say_the_fallback_is_not_validated():
     rule = refer_rule(dict.fromkeys(THRESHOLDS, 0.0), {})
     assert not rule.fitted and rule.threshold("glioma") == 0.90
-    s = result_status(rule, probs("glioma", 0.8)).sentence
-    assert "not validated" in s and "a radiologist should read this slice" in s
+    status = result_status(rule, probs("glioma", 0.8))
+    assert "never validated" in status.sentence and "90.0 %" in status.sentence
+    assert "not validated" in status.detail and "a radiologist should read this slice" in status.detail
     # A card with one symmetric threshold makes no claim about the no-tumour rule.
     old = refer_rule(dict.fromkeys(THRESHOLDS, 0.99), {"refer_threshold": 0.99, "refer_target_accuracy": 0.999})
-    assert not old.per_class and "no validation tumour" not in result_status(old, probs("notumor", 0.9)).sentence
+    assert not old.per_class and "no validation tumour" not in result_status(old, probs("notumor", 0.9)).detail
 
 
 def test_out_of_distribution_leads_whatever_the_confidence():
@@ -84,6 +117,8 @@ def test_gradcam_caveat_says_what_the_map_is_not_and_quotes_the_card():
     assert "not an outline of a lesion" in text and "orbits" in text and "frontal lobe" in text
     assert "79 %" in text and "100 test images" in text and "Evaluation page" in text
     assert "no faithfulness figures" in gradcam_caveat("glioma", {})
+    once = gradcam_caveat(None, {})  # said once per page, for every map on it
+    assert "evidence for the class shown" in once and "not an outline of a lesion" in once
 
 
 def test_study_models():
@@ -125,9 +160,12 @@ def test_summary_row_is_in_words_and_leads_with_the_flag_for_an_ood_slice():
                    "Confidence": "99.5 %", "Glioma": "0.2 %", "Meningioma": "99.5 %", "No tumour": "0.2 %",
                    "Pituitary": "0.2 %"}
     low = summary_row("cd34", "b.png", rule, probs("glioma", 0.6), "glioma")
-    assert low["Status"] == "Refer to a radiologist" and low["Answer"] == "Glioma"
+    # Issue #27: a referred row leads with the status; its class is only the model's leaning.
+    assert low["Status"] == "Refer to a radiologist" and low["Answer"] == "Refer (model leans Glioma, 60.0 %)"
     odd = summary_row("ef56", "c.png", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
     assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "(Glioma)"
+    # Issue #27: a flagged slice's probabilities are not meaningful, so the table shows none.
+    assert odd["Confidence"] == "—" and all(odd[c] == "—" for c in ("Glioma", "Meningioma", "No tumour", "Pituitary"))
 
 
 def test_probability_lines_rank_the_classes_in_words():
