@@ -163,6 +163,8 @@ class Predictor:
     def refer_threshold(self) -> float:
         """The symmetric part of the refer rule (every class); see refer_thresholds."""
         cal = self.card.calibration
+        if self.refer_target is not None and cal.get("operating_tta" if self.tta else "operating"):
+            return self.refer_thresholds["glioma"]
         return float(cal.get("refer_threshold_tta" if self.tta else "refer_threshold", 0.0) or 0.0)
 
     @property

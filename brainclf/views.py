@@ -168,9 +168,10 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
         base, nt = pct_pair(predictor.refer_threshold, predictor.refer_thresholds["notumor"])
         out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
                     "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "
-                               f"{count(refer['referred'])} referred to a radiologist. Thresholds chosen on "
-                               f"validation: confidence {base} for ≥ 99.9 % accuracy, and {nt} for "
-                               "'no tumour' so that no validation tumour is answered 'no tumour' without referral."})
+                               f"{count(refer['referred'])} referred to a radiologist. Thresholds fitted on "
+                               f"validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
+                               f"right, and {nt} for 'no tumour' so that no validation tumour is answered "
+                               "'no tumour' without referral."})
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{measured['non_mri_flagged']}/{measured['non_mri_n']}"

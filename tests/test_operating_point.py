@@ -119,3 +119,8 @@ def test_risk_coverage_view_has_validation_and_held_out_curves_per_source(smoke_
     assert validation and held and held[0]["label"] == "Kaggle test split"
     assert held[0]["n"] == len(p.card.stored_test_predictions(p.tta)[0])
     assert all(0 <= c <= 1 for v in views for c in v["coverage"]) and held[0]["point"]["coverage"] <= 1
+
+
+def test_the_symmetric_threshold_follows_the_server_target(smoke_predictor):
+    strict = smoke_predictor.with_refer_target(0.9999)
+    assert strict.refer_threshold == strict.refer_thresholds["glioma"]
