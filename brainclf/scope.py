@@ -57,12 +57,17 @@ def external_accuracy(card) -> float | None:
 def external_summary(card) -> dict | None:
     """Every recorded other-source validation pooled: {"n", "accuracy", "datasets": [(name, n, accuracy)]};
     None when the model was never measured on another source."""
-    done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in card.metrics.get("external", {}).items()
+    recipe = None
+    external = card.metrics.get("external", {})
+    if not external and (recipe := (card.extra or {}).get("recipe_run")):  # a refit: its split run's figures
+        external = recipe.get("external", {})
+    done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in external.items()
             if ext.get("n") and ext.get("accuracy") is not None]
     if not done:
         return None
     n = sum(k for _, k, _ in done)
-    return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done}
+    return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done,
+            "recipe_run": recipe.get("model") if recipe else None}
 
 
 def external_words(card) -> str:
@@ -71,9 +76,12 @@ def external_words(card) -> str:
     if ext is None:
         return "not measured on any other source"
     where = "; ".join(f"{pct(a)} on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
+    # A refit model learnt from those held-out cases: the figure is its recipe's, measured by the split run.
+    run = f"; measured by this recipe's split run {ext['recipe_run']}, this model was refit on them" \
+        if ext.get("recipe_run") else ""
     if len(ext["datasets"]) == 1:
-        return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]})"
-    return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where})"
+        return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
+    return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
 
 
 def case_scope_line(card, tta: bool | None = None) -> str:

@@ -1,0 +1,68 @@
+"""A refit model shows its recipe's external held-out figures, measured by the split run (brainclf.refit)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from brainclf.card import card_path, list_models, read_card
+from brainclf.errors import ConfigError
+from brainclf.refit import link_recipe_run
+from brainclf.scope import case_scope_line, external_summary
+from brainclf.wording import pct
+
+
+def bundled_external() -> dict:
+    """A real external-validation block: from the bundled model that has one (the split run of `default`)."""
+    return next(c.metrics["external"] for c in map(read_card, list_models("models")) if c.metrics.get("external"))
+
+
+def pair(smoke_model):
+    split = read_card(smoke_model)
+    split.metrics = {**split.metrics, "external": bundled_external()}
+    refit = copy.deepcopy(split)
+    refit.name, refit.metrics = "shipped", {k: v for k, v in refit.metrics.items() if k != "external"}
+    refit.training = {**refit.training, "config": {**refit.training["config"], "refit": True}}
+    return refit, split
+
+
+def test_a_refit_card_names_its_split_run_and_its_figures(smoke_model):
+    refit, split = pair(smoke_model)
+    assert external_summary(refit) is None and "not measured" in case_scope_line(refit).lower()
+    refit.extra = {"recipe_run": link_recipe_run(refit, split)}
+    summary, report = external_summary(refit), split.metrics["external"]["external-radiopaedia"]
+    assert summary["n"] == report["n"] and summary["recipe_run"] == split.name
+    line = case_scope_line(refit)
+    assert f"{pct(report['accuracy'])} right ({report['n']} slices of external-radiopaedia" in line
+    assert f"split run {split.name}" in line
+    assert "by_sequence" not in refit.extra["recipe_run"]["external"]["external-radiopaedia"]
+
+
+def test_only_one_recipe_on_one_split_is_linked(smoke_model):
+    refit, split = pair(smoke_model)
+    with pytest.raises(ConfigError, match="--refit run"):
+        link_recipe_run(split, split)
+    other = copy.deepcopy(split)
+    other.training = {**other.training, "config": {**other.training["config"], "epochs": 99}}
+    with pytest.raises(ConfigError, match="differ in epochs"):
+        link_recipe_run(refit, other)
+    moved = copy.deepcopy(split)
+    moved.training = {**moved.training, "files": {**moved.training["files"], "val": ["elsewhere.jpg"]}}
+    with pytest.raises(ConfigError, match="different files"):
+        link_recipe_run(refit, moved)
+
+
+def test_the_script_writes_the_link_into_the_refit_card(smoke_model, tmp_path):
+    refit, split = pair(smoke_model)
+    for card, name in ((refit, "shipped"), (split, "split")):
+        shutil.copy(smoke_model, tmp_path / f"{name}.keras")
+        card.name = name
+        card.save(card_path(tmp_path / f"{name}.keras"))
+    out = subprocess.run([sys.executable, "scripts/link_recipe_run.py", str(tmp_path / "shipped.keras"),
+                          str(tmp_path / "split.keras")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert read_card(tmp_path / "shipped.keras").extra["recipe_run"]["model"] == "split"
