@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import DISPLAY_NAMES
+from .wording import HEADLINES, pct
 
 
 def content_hash(data: bytes) -> str:
@@ -108,8 +109,8 @@ class CaseBook:
                 row["status"] = "not processed"
             elif res is not None:
                 row.update(prediction=DISPLAY_NAMES.get(res.predicted, res.predicted),
-                           confidence=round(res.confidence, 4),
-                           status="not like a brain MRI" if res.out_of_distribution else
-                           "refer" if res.referred else "not referred")
+                           confidence="—" if res.out_of_distribution else pct(res.confidence),
+                           status=HEADLINES["ood" if res.out_of_distribution else
+                                            "refer" if res.referred else "accept"])
             rows.append(row)
         return rows

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import CLASS_NAMES, DISPLAY_NAMES
-from .wording import pct
+from .wording import count, pct, plural
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#2ca02c", "pituitary": "#9467bd"}
 SOURCE_COLOURS = ("#1f5fa8", "#e07b00", "#2a9d8f", "#8e44ad")  # one per source in the risk-coverage figure
@@ -25,14 +25,18 @@ def _top(title: str | None) -> int:
     return 40 + 20 * str(title or "").count("<br>")
 
 
+# Legends go under the plot, in a row: at the side they squeeze a half-width chart (the ROC's four entries).
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+
+
 def probability_bars(probabilities: dict[str, float]) -> go.Figure:
     """Horizontal bars in percent, most likely class on top."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])  # plotly draws bottom-up
     fig = go.Figure(go.Bar(
-        x=[p * 100 for _, p in items], y=[DISPLAY_NAMES[c] for c, _ in items], orientation="h",
-        marker_color=[CLASS_COLOURS[c] for c, _ in items], text=[f"{p:.1%}" for _, p in items],
-        textposition="auto", hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 100], title="probability (%)"), height=220,
+        x=[p for _, p in items], y=[DISPLAY_NAMES[c] for c, _ in items], orientation="h",
+        marker_color=[CLASS_COLOURS[c] for c, _ in items], text=[pct(p) for _, p in items],
+        textposition="auto", hovertemplate="%{y}: %{text}<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"), height=220,
                       margin=dict(l=10, r=10, t=10, b=40))
     return fig
 
@@ -45,7 +49,7 @@ def confusion_matrix_figure(cm, normalise: bool = False, title: str = "", clicka
     """
     cm = np.asarray(cm, dtype=float)
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
-    text = [[pct(v) if normalise else f"{int(v):,}" for v in row] for row in shown]
+    text = [[pct(v) if normalise else count(v) for v in row] for row in shown]
     fig = go.Figure(go.Heatmap(
         z=shown, x=DISPLAY, y=DISPLAY, colorscale="Blues", text=text, texttemplate="%{text}",
         hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>", showscale=False,
@@ -71,8 +75,8 @@ def roc_figure(curves: dict, title: str = "ROC (one-vs-rest)") -> go.Figure:
                                  name=f"{DISPLAY_NAMES[c]} (AUC {cur['auc']:.4f})"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
                              showlegend=False, hoverinfo="skip"))
-    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=380,
-                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=420,
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40), legend=LEGEND_BELOW)
     return fig
 
 
@@ -81,8 +85,8 @@ def pr_figure(curves: dict, title: str = "Precision-recall") -> go.Figure:
     for c, cur in curves.items():
         fig.add_trace(go.Scatter(x=cur["recall"], y=cur["precision"], mode="lines",
                                  line=dict(color=CLASS_COLOURS[c]), name=DISPLAY_NAMES[c]))
-    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380, title=title,
-                      margin=dict(l=10, r=10, t=_top(title), b=40))
+    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=420, title=title,
+                      margin=dict(l=10, r=10, t=_top(title), b=40), legend=LEGEND_BELOW)
     return fig
 
 
@@ -100,9 +104,11 @@ def history_figure(history: dict | list[dict], title: str = "") -> go.Figure:
                 fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, mode="lines+markers", name=label + member,
                                          line=dict(color=colour, dash=("solid", "dot", "dash", "dashdot")[i % 4]),
                                          showlegend=col == 1), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=340 if title else 320, margin=dict(l=10, r=10, t=_top(title) + 30 if title else 40, b=40),
-                      title=title or None)
+    longest = max([len(h.get("loss", [])) for h in histories] or [1])
+    # Whole epochs only (a run of 3 epochs showed 1.5 and 2.5): every epoch up to 10, then a whole step.
+    fig.update_xaxes(title_text="epoch", tickformat="d", tick0=1, dtick=max(1, -(-longest // 10)))
+    fig.update_layout(height=360 if title else 340, margin=dict(l=10, r=10, t=_top(title) + 30 if title else 40, b=40),
+                      title=title or None, legend=LEGEND_BELOW)
     return fig
 
 
@@ -111,7 +117,7 @@ def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figur
     bars on a second axis, as marker size and in the hover."""
     fig = go.Figure()
     largest = max([b["n"] for b in bins] or [1])
-    counts = [f"{b['n']:,} image{'' if b['n'] == 1 else 's'}" for b in bins]
+    counts = [plural(b["n"], "image") for b in bins]
     fig.add_trace(go.Bar(x=[(b["lo"] + b["hi"]) / 2 for b in bins], y=[b["n"] for b in bins],
                          width=[b["hi"] - b["lo"] for b in bins], yaxis="y2", name="images per bin",
                          marker_color="rgba(150,150,150,0.35)", text=counts,
@@ -127,7 +133,7 @@ def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figur
     fig.update_layout(xaxis=dict(title="confidence", range=[0, 1.02]), yaxis=dict(title="accuracy", range=[0, 1.02]),
                       yaxis2=dict(title="images per bin", overlaying="y", side="right", showgrid=False,
                                   rangemode="tozero"),
-                      height=360, title=title, legend=dict(orientation="h", y=-0.25),
+                      height=380, title=title, legend=LEGEND_BELOW,
                       margin=dict(l=10, r=10, t=_top(title), b=40))
     return fig
 
@@ -176,8 +182,8 @@ def coverage_figure(curve: list[dict], threshold: float | None = None,
     """Accuracy of accepted predictions vs share accepted, as the confidence threshold rises."""
     fig = go.Figure(go.Scatter(
         x=[c["coverage"] for c in curve], y=[c["accepted_accuracy"] for c in curve], mode="lines+markers",
-        text=[f"coverage {pct(c['coverage'])}<br>accuracy {pct(c['accepted_accuracy'], 2)}<br>"
-              f"threshold {c['threshold']:.3f}" if c["accepted_accuracy"] is not None else "" for c in curve],
+        text=[f"answered {pct(c['coverage'])}<br>accuracy {pct(c['accepted_accuracy'])}<br>"
+              f"threshold {pct(c['threshold'])}" if c["accepted_accuracy"] is not None else "" for c in curve],
         hovertemplate="%{text}<extra></extra>", name="model"))
     if threshold:
         pts = [c for c in curve if c["threshold"] >= threshold]
@@ -185,9 +191,10 @@ def coverage_figure(curve: list[dict], threshold: float | None = None,
             fig.add_trace(go.Scatter(x=[pts[0]["coverage"]], y=[pts[0]["accepted_accuracy"]], mode="markers",
                                      marker=dict(size=14, symbol="star", color="#d62728"),
                                      name=f"refer rule (below {pct(threshold)})"))
-    fig.update_layout(xaxis_title="coverage (share of predictions accepted)", yaxis_title="accuracy of accepted",
-                      xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=340,
-                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40))
+    # Short axis titles: this chart is half the page wide, and a long title is cut at both ends.
+    fig.update_layout(xaxis_title="share answered", yaxis_title="accuracy answered",
+                      xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=380,
+                      title=title, margin=dict(l=10, r=10, t=_top(title), b=40), legend=LEGEND_BELOW)
     return fig
 
 
@@ -197,20 +204,22 @@ def risk_coverage_figure(curves: list[dict], title: str = "Answered vs accuracy,
     for k, c in enumerate(curves):
         colour = SOURCE_COLOURS[k % len(SOURCE_COLOURS)]
         fig.add_trace(go.Scatter(
-            x=c["coverage"], y=c["accuracy"], mode="lines", name=f"{c['label']} (n={c['n']:,})",
+            x=c["coverage"], y=c["accuracy"], mode="lines", name=f"{c['label']} (n={count(c['n'])})",
             line=dict(color=colour, dash="solid" if c["held_out"] else "dash"),
-            text=[f"threshold {t:.3f}" for t in c["threshold"]],
-            hovertemplate="answered %{x:.1%}<br>accuracy %{y:.1%}<br>%{text}<extra></extra>"))
+            text=[f"answered {pct(x)}<br>accuracy {pct(y)}<br>threshold {pct(t)}"
+                  for x, y, t in zip(c["coverage"], c["accuracy"], c["threshold"])],
+            hovertemplate="%{text}<extra></extra>"))
         point = c.get("point")
         if point and point["accepted_accuracy"] is not None:
             fig.add_trace(go.Scatter(x=[point["coverage"]], y=[point["accepted_accuracy"]], mode="markers",
                                      marker=dict(size=13, symbol="star", color=colour), showlegend=False,
-                                     hovertemplate=f"{c['label']}: the refer rule answers %{{x:.1%}}, "
-                                                   "%{y:.1%} of them right<extra></extra>"))
+                                     hovertemplate=f"{c['label']}: the refer rule answers "
+                                                   f"{pct(point['coverage'])}, {pct(point['accepted_accuracy'])} "
+                                                   "of them right<extra></extra>"))
     fig.update_layout(xaxis_title="share answered (not referred)", yaxis_title="accuracy of the answered",
                       xaxis=dict(tickformat=".0%", range=[0, 1.02]), yaxis=dict(tickformat=".0%"), height=380,
                       title=title, margin=dict(l=10, r=10, t=_top(title), b=40),
-                      legend=dict(orientation="h", yanchor="top", y=-0.2))
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -221,8 +230,8 @@ def deletion_figure(deletion: dict, title: str = "Deletion test") -> go.Figure:
     fig.add_trace(go.Scatter(x=deletion["fractions"], y=deletion["random_curve"], mode="lines+markers",
                              name=f"random 8×8 blocks (AUC {deletion['random_auc']:.3f})"))
     fig.update_layout(xaxis_title="share of pixels deleted", yaxis_title="probability of predicted class",
-                      xaxis=dict(tickformat=".0%"), height=340, title=title,
-                      margin=dict(l=10, r=10, t=_top(title), b=40))
+                      xaxis=dict(tickformat=".0%"), height=380, title=title,
+                      margin=dict(l=10, r=10, t=_top(title), b=40), legend=LEGEND_BELOW)
     return fig
 
 
@@ -240,12 +249,11 @@ def external_sequence_figure(ext: dict, title: str = "") -> go.Figure:
         err_lo = [(v - c[0]) if c and v is not None else 0 for v, c in zip(vals, cis)]
         fig.add_trace(go.Bar(x=seqs, y=[v if v is not None else 0 for v in vals], name=name, marker_color=colour,
                              error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
-                             text=[pct(v, 0) if v is not None else "—" for v in vals], textposition="outside",
-                             customdata=[pct(v) if v is not None else "—" for v in vals],
+                             text=[pct(v, 0) for v in vals], textposition="outside", customdata=[pct(v) for v in vals],
                              hovertemplate="%{x}: %{customdata}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%"), height=340,
                       title=title or chart_title("External validation by MR sequence", ext.get("dataset", "")),
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top(title or "<br>"), b=60))
+                      legend=LEGEND_BELOW, margin=dict(l=10, r=10, t=_top(title or "<br>"), b=60))
     return fig
 
 
@@ -263,5 +271,5 @@ def shortcut_figure(study: dict) -> go.Figure:
                          text=[pct(r["majority_baseline"], 0) for _, r in parts], textposition="outside"))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], tickformat=".0%", title="accuracy"), height=340,
                       title=chart_title("What image style alone predicts (no anatomy)", "Kaggle and other sources"),
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=_top("<br>"), b=60))
+                      legend=LEGEND_BELOW, margin=dict(l=10, r=10, t=_top("<br>"), b=60))
     return fig

@@ -1,4 +1,5 @@
-"""PDF case reports: one page per analysed slice (fpdf2). No Streamlit here.
+"""PDF case reports: one page per analysed slice (fpdf2), after a summary page when there are several. No
+Streamlit here.
 
 A page holds the image as the model saw it, the Grad-CAM overlay of the predicted class, the calibrated
 probabilities, the refer / out-of-distribution status in the Predict page's words (brainclf.wording), the
@@ -19,7 +20,7 @@ from PIL import Image
 from . import CLASS_NAMES, DISPLAY_NAMES, __version__
 from .cases import case_ref
 from .explain import overlay_heatmap
-from .scope import case_scope_line
+from .scope import case_scope_line, validated_scope
 from .wording import (
     INTENDED_USE,
     REFER_MEANS,
@@ -28,8 +29,11 @@ from .wording import (
     is_study_model,
     leaning,
     pct,
+    pct_pair,
+    plural,
     result_status,
     study_note,
+    summary_row,
 )
 
 # The PDF core fonts cover Latin-1 only: the few typographic characters the wording uses are spelled out.
@@ -51,6 +55,7 @@ class ReportCase:
     test_accuracy: float | None = None
     faithfulness: dict | None = None
     scope_line: str = ""  # the validated scope and the accuracy measured on other sources (brainclf.scope)
+    scope: str = ""  # what the model was validated on, in a sentence (scope.validated_scope)
 
 
 def _text(s: str) -> str:
@@ -79,7 +84,7 @@ def _overlay(pred) -> Image.Image | None:
 
 
 def case_report_pdf(cases: Sequence[ReportCase], created: datetime | None = None) -> bytes:
-    """One PDF, one A4 page per case, as bytes."""
+    """One PDF, one A4 page per case (after a summary page when there are several), as bytes."""
     from fpdf import FPDF
 
     if not cases:
@@ -89,9 +94,48 @@ def case_report_pdf(cases: Sequence[ReportCase], created: datetime | None = None
     pdf.set_auto_page_break(auto=False)
     pdf.set_creator(f"brainclf {__version__}")
     pdf.set_title("brainclf case report")
-    for i, case in enumerate(cases, 1):
-        _page(pdf, case, i, len(cases), created)
+    total = len(cases) + (len(cases) > 1)
+    if len(cases) > 1:
+        _summary_page(pdf, cases, total, created)
+    for i, case in enumerate(cases, total - len(cases) + 1):
+        _page(pdf, case, i, total, created)
     return bytes(pdf.output())
+
+
+_SUMMARY_COLUMNS = (("Page", 12), ("Case", 28), ("Answer", 72), ("Status", 48), ("Confidence", 20))
+
+
+def _summary_page(pdf, cases: Sequence[ReportCase], total: int, created: datetime) -> None:
+    """One row per case (its page, case reference, answer, status and confidence: the Predict page's summary
+    table without file names), then what each model was validated on."""
+    w = pdf.w - 2 * 15
+    pdf.add_page()
+    pdf.set_margins(15, 15, 15)
+    pdf.set_xy(15, 15)
+    _title(pdf, w)
+    pdf.set_font("Helvetica", "B", 11)
+    pdf.cell(w, 7, _text(f"Summary: {plural(len(cases), 'case')}, one page each, created "
+                         f"{created.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "B", 9)
+    for head, width in _SUMMARY_COLUMNS:
+        pdf.cell(width, 6, head, border="B")
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "", 9)
+    for page, case in enumerate(cases, 2):
+        if pdf.get_y() > pdf.h - 40:
+            pdf.cell(w, 5, _text(f"... and {len(cases) - page + 2} more cases on the following pages."))
+            break
+        pred = case.prediction
+        row = summary_row(case.case_ref, "", case.rule, pred.probabilities, pred.predicted, pred.out_of_distribution)
+        for value, (_, width) in zip((str(page), case.case_ref, row["Answer"], row["Status"], row["Confidence"]),
+                                     _SUMMARY_COLUMNS):
+            pdf.cell(width, 5.5, _text(value))
+        pdf.ln(5.5)
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "I", 9)
+    for scope in dict.fromkeys(c.scope for c in cases if c.scope):
+        pdf.multi_cell(w, 4.4, _text(scope), new_x="LMARGIN", new_y="NEXT")
+    _footer(pdf, 1, total, w)
 
 
 def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> None:
@@ -230,13 +274,13 @@ def _probabilities(pdf, case: ReportCase, w: float) -> None:
         pdf.cell(20, 6, _text(pct(p)), align="R", new_x="LMARGIN", new_y="NEXT")
     thr = case.rule.thresholds[pred.predicted]
     pdf.set_font("Helvetica", "", 8.5)
-    pdf.multi_cell(w, 4.2, _text(f"Refer threshold for a {cls} answer: {pct(thr, 2)}"
+    # The threshold as the status sentence says it (pct_pair with the confidence), never in a second format.
+    pdf.multi_cell(w, 4.2, _text(f"Refer threshold for a {cls} answer: {pct_pair(pred.confidence, thr)[1]}"
                                  + ("" if case.rule.fitted else " (fixed default, not validated)") + "."),
                    new_x="LMARGIN", new_y="NEXT")
 
 
 def _footer(pdf, index: int, total: int, w: float) -> None:
-    """Footer."""
     pdf.set_y(pdf.h - 20)
     pdf.set_font("Helvetica", "", 8)
     pdf.set_text_color(90, 90, 90)
@@ -252,4 +296,5 @@ def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tt
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=bool(card is not None and is_study_model(card.architecture, acc)),
                       test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None,
-                      scope_line=case_scope_line(card, tta) if card is not None else "")
+                      scope_line=case_scope_line(card, tta) if card is not None else "",
+                      scope=validated_scope(card)["sentence"] if card is not None else "")

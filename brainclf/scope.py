@@ -29,7 +29,8 @@ def validated_scope(card) -> dict:
     sequences = sorted({seq for ext in externals.values() for seq in ext.get("by_sequence", {}) if seq != "unknown"})
     ordered = [c for c in CLASS_NAMES if c in classes] or list(CLASS_NAMES)
     names = [s["name"] for s in sources]
-    validated = [f"{name} ({ext['n']:,} images, {ext['accuracy']:.0%} accurate)" for name, ext in externals.items()]
+    validated = [f"{name} ({plural(ext['n'], 'image')}, {pct(ext.get('accuracy'))} accurate)"
+                 for name, ext in externals.items()]
     sentence = (f"Trained on {', '.join(names)}; classes {', '.join(DISPLAY_NAMES[c] for c in ordered)}. "
                 + (f"Checked on other-source slices: {'; '.join(validated)}"
                    + (f", sequences {', '.join(sequences)}" if sequences else "") + "."

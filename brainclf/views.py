@@ -9,11 +9,14 @@ import numpy as np
 
 from . import CLASS_NAMES, DISPLAY_NAMES, wording
 from .analysis import paired_comparison, rows_for_cell
+from .card import short_hash as card_hash
 from .escaping import md_literal
 from .wording import class_label as label
+from .wording import count as number
+from .wording import points
 
 
-def pct(x: float, digits: int = 1) -> str:
+def pct(x: float | None, digits: int = 1) -> str:
     """wording.pct with a no-break space ('93.1\u00a0%'): a narrow table cell never breaks '%' onto its own line."""
     return wording.pct(x, digits).replace(" ", "\u00a0")
 
@@ -23,7 +26,8 @@ def pct_pair(a: float, b: float) -> tuple[str, str]:
 
 
 def count(n: int, word: str = "image", plural: str | None = None) -> str:
-    """1 → '1 image', 1234 → '1,234 images' (wording.plural with 'image' as the default noun)."""
+    """1 → '1 image', 1234 → '1,234 images' (wording.plural with 'image' as the default noun; a bare number is
+    wording.count)."""
     return wording.plural(n, word, plural)
 
 
@@ -38,12 +42,12 @@ def _three(x) -> str:
 
 def progress(done: int, total: int) -> tuple[float, str]:
     """A progress bar's fraction and text while a folder is evaluated."""
-    return (done / total if total else 0.0), f"Evaluating {done:,} of {count(total)}"
+    return (done / total if total else 0.0), f"Evaluating {number(done)} of {count(total)}"
 
 
 def unreadable_message(unreadable: list[str], shown: int = 5) -> str:
     """'2 unreadable files skipped: a.jpg: …; b.png: …' (the first few)."""
-    more = f"; … and {len(unreadable) - shown:,} more" if len(unreadable) > shown else ""
+    more = f"; … and {number(len(unreadable) - shown)} more" if len(unreadable) > shown else ""
     return f"{count(len(unreadable), 'unreadable file')} skipped: " + "; ".join(unreadable[:shown]) + more
 
 
@@ -61,14 +65,14 @@ def headline_rows(report: dict) -> list[dict]:
         {"measure": "Loss (cross-entropy)", "value": _three(report["loss"]), "95 % interval": ""},
         {"measure": "Macro AUC", "value": _three(report["macro_auc"]), "95 % interval": ""},
         {"measure": "Calibration error (ECE, 15 bins)", "value": pct(report["ece"]), "95 % interval": ""},
-        {"measure": "Errors", "value": f"{errors:,} of {report['n']:,}", "95 % interval": ""},
+        {"measure": "Errors", "value": f"{number(errors)} of {number(report['n'])}", "95 % interval": ""},
     ]
 
 
 def per_class_rows(report: dict) -> list[dict]:
     out = []
     for c, m in report["per_class"].items():
-        out.append({"class": label(c), "images": f"{m['support']:,}", "precision": pct(m["precision"]),
+        out.append({"class": label(c), "images": number(m['support']), "precision": pct(m["precision"]),
                     "recall (sensitivity)": pct(m["recall"]), "F1": pct(m["f1"]), "AUC": _three(m.get("auc"))})
     return out
 
@@ -80,9 +84,10 @@ def clean_view(report: dict) -> dict | None:
         return None
     boot = clean.get("bootstrap") or {}
     n, dup = report["n"], report["n"] - clean["n"]
-    sentence = (f"**Leakage-aware view.** {dup:,} of these {count(n)} {'has' if dup == 1 else 'have'} an exact or "
-                f"near duplicate among the training images. On the **clean subset** of {count(clean['n'])} the "
-                f"accuracy is **{pct(clean['accuracy'])}** (95 % interval {interval(boot.get('accuracy'))}); "
+    sentence = (f"**Leakage-aware view.** {number(dup)} of these {count(n)} {'has' if dup == 1 else 'have'} an "
+                f"exact or near duplicate among the training images. On the **clean subset** of "
+                f"{count(clean['n'])} the accuracy is **{pct(clean['accuracy'])}** (95 % interval "
+                f"{interval(boot.get('accuracy'))}); "
                 f"on all images {pct(report['accuracy'])} ({interval(report['bootstrap']['accuracy'])}).")
     rows = [{"class": label(c), "recall (all)": pct(report["per_class"][c]["recall"]),
              "95 % interval (all)": interval(report["bootstrap"]["recall"].get(c)),
@@ -116,14 +121,10 @@ def glioma_meningioma(rows: list[dict]) -> dict:
     m_g, g_m = rows_for_cell(rows, "meningioma", "glioma"), rows_for_cell(rows, "glioma", "meningioma")
     return {"rows": g_m + m_g,
             "sentence": f"{count(len(g_m) + len(m_g))} confused between glioma and meningioma "
-                        f"({len(m_g):,} meningioma → glioma, {len(g_m):,} glioma → meningioma)."}
+                        f"({number(len(m_g))} meningioma → glioma, {number(len(g_m))} glioma → meningioma)."}
 
 
 # ---- external validation ---------------------------------------------------------------------------------------
-def _rate(x) -> str:
-    return pct(x) if x is not None else "—"
-
-
 def external_view(name: str, ext: dict) -> dict:
     """One external dataset: its heading (Markdown, the card's text escaped), a table of its key rates (with what
     each means) and its sequences."""
@@ -133,22 +134,22 @@ def external_view(name: str, ext: dict) -> dict:
         {"measure": "Accuracy", "value": pct(ext["accuracy"]),
          "detail": f"95 % interval {interval(acc_ci)} (resampling {count(iv.get('groups') or 0, 'case group')})"
          if acc_ci else f"{count(ext['n'])}"},
-        {"measure": "Tumours called 'no tumour'", "value": _rate(ext.get("called_notumor_rate")),
-         "detail": f"{ext.get('called_notumor', 0):,} of {count(ext.get('tumour_images', 0), 'tumour image')}"},
-        {"measure": "…not referred or flagged", "value": _rate(ext.get("called_notumor_unflagged_rate")),
+        {"measure": "Tumours called 'no tumour'", "value": pct(ext.get("called_notumor_rate")),
+         "detail": f"{number(ext.get('called_notumor'))} of {count(ext.get('tumour_images', 0), 'tumour image')}"},
+        {"measure": "…not referred or flagged", "value": pct(ext.get("called_notumor_unflagged_rate")),
          "detail": "missed tumours that the refer rule and the OOD guard did not catch: the dangerous errors"},
-        {"measure": "Answered (not referred)", "value": _rate(ext.get("coverage")),
-         "detail": f"accuracy of those answered: {_rate(ext.get('accepted_accuracy'))}"},
+        {"measure": "Answered (not referred)", "value": pct(ext.get("coverage")),
+         "detail": f"accuracy of those answered: {pct(ext.get('accepted_accuracy'))}"},
     ]
     core = ext.get("t1c_tumours_and_normals")
     sequences = []
     for seq, m in ext.get("by_sequence", {}).items():
         seq_iv = m.get("intervals") or {}
-        sequences.append({"sequence": seq, "images": f"{m['n']:,}", "accuracy": pct(m["accuracy"]),
+        sequences.append({"sequence": seq, "images": number(m['n']), "accuracy": pct(m["accuracy"]),
                           "accuracy 95 % interval": interval(seq_iv.get("accuracy")),
-                          "tumours called 'no tumour'": _rate(m.get("called_notumor_rate")),
-                          "…and not referred or flagged": _rate(m.get("called_notumor_unflagged_rate")),
-                          "referred or flagged": pct(1 - m["coverage"])})
+                          "tumours called 'no tumour'": pct(m.get("called_notumor_rate")),
+                          "…and not referred or flagged": pct(m.get("called_notumor_unflagged_rate")),
+                          "referred or flagged": pct(None if m.get("coverage") is None else 1 - m["coverage"])})
     return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
             "sequences": sequences,
             "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
@@ -162,8 +163,8 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
     cal, refer = card.calibration, report["refer"]
     if cal:
         out.append({"label": "Temperature", "value": f"{predictor.temperature:.2f}",
-                    "caption": f"Fitted on validation. Validation ECE {pct(cal.get('val_ece_before', 0))} before → "
-                               f"{pct(cal.get('val_ece_after', 0))} after scaling; here {pct(report['ece'])}."})
+                    "caption": f"Fitted on validation. Validation ECE {pct(cal.get('val_ece_before'))} before → "
+                               f"{pct(cal.get('val_ece_after'))} after scaling; here {pct(report['ece'])}."})
     if refer["accepted_accuracy"] is not None:
         base, nt = pct_pair(predictor.refer_threshold, predictor.refer_thresholds["notumor"])
         out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
@@ -174,9 +175,9 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
                                "'no tumour' without referral."})
     measured = (card.ood or {}).get("measured")
     if measured:
-        flagged = f"{measured['non_mri_flagged']}/{measured['non_mri_n']}"
+        flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
         out.append({"label": "Non-MRI images flagged", "value": flagged,
-                    "caption": f"Test images flagged: {measured.get('test_flagged', 0):,} of "
+                    "caption": f"Test images flagged: {number(measured.get('test_flagged'))} of "
                                f"{count(measured.get('test_n', 0))}. Colour check + Mahalanobis distance of "
                                "penultimate features."})
     return out
@@ -194,10 +195,6 @@ def faithfulness_caption(faithfulness: dict) -> str | None:
 
 
 # ---- two models on the same images ------------------------------------------------------------------------------
-def _points(d: float) -> str:
-    return f"{100 * d:+.1f}".replace("-", "−") + " points"
-
-
 def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
 
@@ -206,8 +203,8 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
                name_b: str, report_b: dict, params_b, rows_b: list[dict]) -> dict:
     """Side-by-side table, and the paired comparison on the images both models were tested on."""
     def column(rep, params):
-        return [f"{rep['n']:,}", pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
-                f"{params:,}" if params else "—"] + [pct(rep["per_class"][c]["recall"]) for c in CLASS_NAMES]
+        return [number(rep['n']), pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
+                number(params or None)] + [pct(rep["per_class"][c]["recall"]) for c in CLASS_NAMES]
 
     measures = ["images", "accuracy", "macro AUC", "calibration error (ECE)", "parameters"] + [
         f"recall {label(c)}" for c in CLASS_NAMES]
@@ -220,8 +217,23 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
     lo, hi = paired["interval"]
     name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
     sentence = (f"On the {count(paired['n'])} both were tested on: **{name_a} {pct(paired['accuracy_a'])}**, "
-                f"**{name_b} {pct(paired['accuracy_b'])}**; difference **{_points(paired['difference'])}** "
-                f"(95 % paired bootstrap interval {_points(lo)} to {_points(hi)}, resampling "
-                f"{paired['resampled']}). McNemar's exact test: {p_text(paired['p_value'])} "
+                f"**{name_b} {pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
+                f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
+                f"{count(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
+                f"{p_text(paired['p_value'])} "
                 f"({count(paired['a_only'])} only {name_a} got right, {count(paired['b_only'])} only {name_b}).")
     return {"table": table, "paired": paired, "sentence": sentence}
+
+
+# ---- the Model page's table ---------------------------------------------------------------------------------------
+def model_row(stem: str, card, verified: bool, study: bool) -> dict:
+    """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
+    sight), percentages and counts by the one formatter, '—' where the card has no figure."""
+    test = card.test_metrics()
+    return {"model": stem, "version": card.version,
+            "use": "study/baseline: not for reading scans" if study else "research",
+            "test accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
+            "test figures": "measured here" if verified else "claimed by the uploader, not verified",
+            "architecture": card.architecture, "parameters": number(card.params or None),
+            "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
+            "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}

@@ -13,6 +13,9 @@ from . import CLASS_NAMES, DISPLAY_NAMES
 from .operating_point import curve_at
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
+REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wherever it is shown
+# Every status's headline (result_status), for tables that show only the status.
+HEADLINES = {"ood": "Not like a brain MRI slice", "refer": REFER_HEADLINE, "accept": "Not referred"}
 REFER_MEANS = "a radiologist should read this slice; the model's answer is not reliable enough to act on"
 # Fallback for cards without a threshold fitted on validation (older models): a fixed, unvalidated bar.
 FALLBACK_REFER_BELOW = 0.90
@@ -70,8 +73,10 @@ def class_label(name: str) -> str:
 
 
 def pct(x: float | None, digits: int = 1) -> str:
-    """0.9312 → '93.1 %'; never rounds a value below 1 up to '100 %'; None (not measured) → '—'."""
-    if x is None:
+    """THE percentage formatter of everything a person reads: 0.9312 → '93.1 %'; never rounds a value below 1 up
+    to '100 %'; None or NaN (not measured) → '—'. More decimals only where two figures must be told apart
+    (pct_pair)."""
+    if x is None or x != x:
         return "—"
     d = digits
     while d < 6 and x < 1 and round(100 * x, d) >= 100:
@@ -79,9 +84,19 @@ def pct(x: float | None, digits: int = 1) -> str:
     return f"{100 * x:.{d}f} %"
 
 
+def count(n: int | None) -> str:
+    """THE count formatter: 538108 → '538,108'; None (not recorded) → '—'."""
+    return "—" if n is None else f"{int(n):,}"
+
+
+def points(d: float) -> str:
+    """A difference of two shares in percentage points: 0.0123 → '+1.2 points', −0.004 → '−0.4 points'."""
+    return pct(abs(d)).replace(" %", " points").join(("−" if d < 0 else "+", ""))
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """"1 image", "2 images", "1,025 images": a count with its noun in the right number."""
-    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
+    return f"{count(n)} {noun if n == 1 else plural_form or noun + 's'}"
 
 
 def pct_pair(a: float, b: float, digits: int = 1) -> tuple[str, str]:
@@ -110,7 +125,7 @@ def _evidence(rule: ReferRule, threshold: float) -> str:
         return f"fitted on the {rule.fitted_on}{aim} (what it reached is not recorded)"
     if not at["answered"]:
         return f"no slice of {plural(at['n'], 'validation slice')} reached it"
-    return (f"on {plural(at['n'], 'validation slice')}, the {at['answered']:,} answered at or above it were "
+    return (f"on {plural(at['n'], 'validation slice')}, the {count(at['answered'])} answered at or above it were "
             f"{pct(at['accuracy'])} right")
 
 
@@ -187,11 +202,11 @@ class Status:
 def result_status(rule: ReferRule, probabilities: dict[str, float], out_of_distribution: bool = False,
                   ood_reason: str = "") -> Status:
     if out_of_distribution:
-        return Status("ood", "Not like a brain MRI slice", ood_sentence(ood_reason or "flagged by the OOD guard"))
+        return Status("ood", HEADLINES["ood"], ood_sentence(ood_reason or "flagged by the OOD guard"))
     if rule.referred(probabilities):
-        return Status("refer", "Refer to a radiologist", refer_line(rule, probabilities),
+        return Status("refer", REFER_HEADLINE, refer_line(rule, probabilities),
                       refer_sentence(rule, probabilities))
-    return Status("accept", "Not referred", accept_sentence(rule, probabilities))
+    return Status("accept", HEADLINES["accept"], accept_sentence(rule, probabilities))
 
 
 def gradcam_caveat(cls: str | None, faithfulness: dict | None = None) -> str:
@@ -203,9 +218,9 @@ def gradcam_caveat(cls: str | None, faithfulness: dict | None = None) -> str:
     d = (faithfulness or {}).get("deletion")
     share = d.get("share_gradcam_lower") if d else None
     if d and d.get("n") and share is not None:
-        text += (f" Faithfulness for this model, on {d['n']} test images: deleting the pixels a predicted-class map "
-                 f"marks lowered that class's probability faster than deleting random pixels for {pct(share, 0)} "
-                 "of them (Evaluation page, \"When to trust a prediction\").")
+        text += (f" Faithfulness for this model, on {plural(d['n'], 'test image')}: deleting the pixels a "
+                 f"predicted-class map marks lowered that class's probability faster than deleting random pixels "
+                 f"for {pct(share, 0)} of them (Evaluation page, \"When to trust a prediction\").")
     else:
         text += " This model's card has no faithfulness figures (see the Evaluation page)."
     return text
@@ -256,7 +271,7 @@ def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str,
     for source, curve in block["curves"].items():
         at = curve_at(curve, base)
         right = f", {pct(at['accuracy'])} right" if at["accuracy"] is not None else ""
-        parts.append(f"{source} {at['answered']:,} of {at['n']:,}{right}")
+        parts.append(f"{source} {count(at['answered'])} of {count(at['n'])}{right}")
     aim = f" aiming at {pct(target)} right on every source" if target else ""
     return (f"Answered when confidence ≥ {pct(base)}{nt},{aim}. Validation answered: {'; '.join(parts)}. "
             "The rest are referred.")

@@ -20,7 +20,7 @@ from brainclf.predict import Predictor
 from brainclf.provenance import card_is_verified
 from brainclf.scope import external_accuracy, source_tag
 from brainclf.settings import Settings, load_settings
-from brainclf.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, study_note  # noqa: F401 (pages use class_label)
+from brainclf.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, pct, study_note  # noqa: F401 (pages use class_label)
 
 
 def route_through_app(once_per_session: bool = False) -> None:
@@ -326,15 +326,15 @@ def is_study(card: ModelCard | None) -> bool:
 
 
 def model_choice_label(path: Path, card: ModelCard | None) -> str:
-    """How the picker names a model: 'seed (seed, test acc 68.2%) · study/baseline: not for reading scans'; an
-    upload's figures say they are its uploader's claim until re-measured here."""
+    """How the picker names a model: 'seed (seed, Kaggle only; Kaggle test 68.2 %) · study/baseline: not for
+    reading scans'; an upload's figures say they are its uploader's claim until re-measured here."""
     if card is None:
         return f"{path.stem} (card unreadable)"
     acc, ext = test_accuracy(card), external_accuracy(card)
     claimed = "" if card_is_verified(card) else " claimed, not verified"
     label = (f"{path.stem} ({card.architecture}, {source_tag(card)}"
-             + (f"; Kaggle test {acc:.1%}{claimed}" if acc else "")
-             + (f", other source {ext:.1%}{claimed}" if ext is not None else "") + ")")
+             + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
+             + (f", other source {pct(ext)}{claimed}" if ext is not None else "") + ")")
     return label + (" · study/baseline: not for reading scans" if is_study(card) else "")
 
 

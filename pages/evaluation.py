@@ -50,6 +50,7 @@ from brainclf.views import (
     trust_view,
     unreadable_message,
 )
+from brainclf.wording import count as number
 from pages.common import (
     available_models,
     card_of,
@@ -205,7 +206,7 @@ for name, ext in externals.items():
     ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
     wrong = misclassified(ext_rows)
     if wrong:
-        with st.expander(f"Misclassified external images ({len(wrong):,}), most confident first, with Grad-CAM"):
+        with st.expander(f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"):
             pick = st.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
             shown = misclassified(ext_rows, None if pick == "all" else pick)
             ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else

@@ -9,7 +9,7 @@ from brainclf.escaping import md_literal
 from brainclf.provenance import card_is_verified, provenance_note
 from brainclf.rates import sensitivity_specificity
 from brainclf.scope import case_scope_line, external_summary, external_words, non_commercial, validated_scope
-from brainclf.wording import pct
+from brainclf.wording import count, pct, plural
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
 route_through_app()
@@ -45,26 +45,26 @@ externals = card.metrics.get("external", {})
 external = external_summary(card)  # what holds on other sources leads; the Kaggle figure is in-distribution
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
 if external:
-    cols[0].metric(f"Accuracy, other sources ({external['n']:,} slices){claimed}", pct(external["accuracy"]),
+    cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){claimed}", pct(external["accuracy"]),
                    help=md_literal(f"{external_words(card)}. " + " ".join(
                        f"{name}: {ext.get('membership', '')}." for name, ext in externals.items())
                                    + " This is closer to how the model reads a new hospital's scans."))
 else:
     cols[0].metric("Accuracy, other sources", "not measured",
                    help="No external validation is recorded for this model: its only figures are in-distribution.")
-cols[1].metric(f"Test accuracy (Kaggle, in-distribution){claimed}", pct(test.get("accuracy"), 2),
+cols[1].metric(f"Test accuracy (Kaggle, in-distribution){claimed}", pct(test.get("accuracy")),
                help="In-distribution: Kaggle Testing images come from the same sources as the training images. "
                + ("With flip test-time augmentation" if with_tta else "Single pass")
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
-cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accuracy"), 2),
-               help=f"{clean.get('n', 0)} test images with no near-duplicate among the training images")
+cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accuracy")),
+               help=f"{count(clean.get('n'))} test images with no near-duplicate among the training images")
 if externals:
     ext = next(iter(externals.values()))
     cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
                    help="Share of the external tumour images answered 'no tumour' without a referral or an "
                         "out-of-distribution flag.")
 else:
-    cols[3].metric("Parameters", f"{card.params:,}")
+    cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))
 if non_commercial(card):
     st.warning("**Licence.** This model was trained partly on images licensed CC BY-NC-SA (Radiopaedia.org cases): "
@@ -93,10 +93,12 @@ sizes = t.get("sizes", {})
 with st.expander("Model details (for researchers)"):
     st.text(display_text(card.description, 300))
     st.markdown(
-        f"- **Architecture:** `{card.architecture}`, input {card.contract.describe()}, {card.params:,} parameters.\n"
+        f"- **Architecture:** `{card.architecture}`, input {card.contract.describe()}, "
+        f"{count(card.params)} parameters.\n"
         f"- **Version:** `{card.version}`, trained {md_literal(t.get('finished', card.created)[:10])} on "
-        f"{sizes.get('train', '?')} training images (validation {sizes.get('val', '?')}, "
-        f"test {sizes.get('test', '?')}), {t.get('epochs_run', '?')} epochs (chosen: {t.get('best_epoch', '?')}), "
+        f"{count(sizes.get('train'))} training images (validation {count(sizes.get('val'))}, "
+        f"test {count(sizes.get('test'))}), {count(t.get('epochs_run'))} epochs "
+        f"(chosen: {count(t.get('best_epoch'))}), "
         f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded.")
     st.text("Machine: " + display_text(card.machine or "not recorded", 120))
 st.info(

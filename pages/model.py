@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
-from brainclf.card import short_hash
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.figures import history_figure
@@ -16,6 +15,7 @@ from brainclf.limits import MAX_UPLOAD_FILE_MB
 from brainclf.model_files import remove_model
 from brainclf.provenance import card_is_verified
 from brainclf.training.config import TrainConfig
+from brainclf.views import model_row
 from pages.common import (
     active_model_path,
     available_models,
@@ -37,21 +37,12 @@ MODELS_DIR = models_dir()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
-rows = []
-for p in available_models():
-    card = card_of(p)
-    if card is None:
-        continue
-    test = card.test_metrics()
-    rows.append({"model": p.stem, "architecture": card.architecture, "parameters": card.params,
-                 "input": card.contract.describe(),
-                 "test accuracy": test.get("accuracy"), "macro AUC": test.get("macro_auc"),
-                 "test figures": "measured here" if card_is_verified(card) else "claimed by the uploader, not verified",
-                 "file SHA-256": short_hash(card.file_sha256),
-                 "flip TTA": card.tta_default, "epochs": card.training.get("epochs_run"), "version": card.version,
-                 "use": "study/baseline: not for reading scans" if is_study(card) else "research"})
+rows = [model_row(p.stem, card, card_is_verified(card), is_study(card))
+        for p in available_models() if (card := card_of(p)) is not None]
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"model": st.column_config.TextColumn(width="medium"),
+                                "version": st.column_config.TextColumn(width="medium")})
     st.caption("Pick the active model in the sidebar.")
 else:
     st.warning("No models with cards are installed on this server yet.")

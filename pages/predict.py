@@ -224,8 +224,7 @@ if len(book):
     st.subheader("This session's cases")
     st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases}); closing the tab "
                "forgets them.")
-    st.dataframe(pd.DataFrame(book.history_rows(model)), hide_index=True,
-                 column_config={"confidence": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(pd.DataFrame(book.history_rows(model)), hide_index=True)
     choices = [c.digest for c in reversed(book.cases())]
     labels = {c.digest: f"#{c.number} · {c.name} · case {c.ref}" for c in book.cases()}
     opened = st.selectbox("Open a case", [None, *choices], format_func=lambda d: "—" if d is None else labels[d],
@@ -235,8 +234,8 @@ if len(book):
     elif opened is not None:
         show_case(opened, st.session_state.get("opacity", 0.45))
     pair = st.multiselect("Compare two cases side by side", choices, max_selections=2, format_func=labels.get,
-                          key="compare_cases", help="Two of this session's cases next to each other, with the "
-                          "active model.")
+                          select_all=False, key="compare_cases",  # never "Select all": exactly two are compared
+                          help="Two of this session's cases next to each other, with the active model.")
     if len(pair) == 2:
         for column, digest in zip(st.columns(2, gap="medium"), pair):
             with column:

@@ -146,5 +146,5 @@ def test_comparing_two_models_gives_the_difference_its_interval_and_mcnemar():
     (sentence,) = [plain(m.value) for m in at.markdown if "both were tested on" in m.value]
     assert "On the 1,025 images both were tested on" in sentence and f"**{other} " in sentence
     assert re.search(r"difference \*\*[+−]\d+\.\d points\*\* \(95 % paired bootstrap interval [+−]\d+\.\d points "
-                     r"to [+−]\d+\.\d points, resampling images\)", sentence), sentence
+                     r"to [+−]\d+\.\d points, resampling [\d,]+ images\)", sentence), sentence
     assert re.search(r"McNemar's exact test: p [<=] 0\.\d+", sentence)

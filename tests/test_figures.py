@@ -43,10 +43,10 @@ def test_probability_bars_sorted_top_class_last():
     bar = fig.data[0]
     assert bar.orientation == "h"
     assert list(bar.y) == ["No tumour", "Glioma", "Pituitary", "Meningioma"]  # plotly draws bottom-up
-    assert list(bar.x) == pytest.approx([5, 10, 25, 60])
-    assert list(bar.text) == ["5.0%", "10.0%", "25.0%", "60.0%"]
+    assert list(bar.x) == pytest.approx([0.05, 0.1, 0.25, 0.6])
+    assert list(bar.text) == ["5.0 %", "10.0 %", "25.0 %", "60.0 %"]  # wording.pct, as everywhere
     assert list(bar.marker.color) == [CLASS_COLOURS[c] for c in ("notumor", "glioma", "pituitary", "meningioma")]
-    assert tuple(fig.layout.xaxis.range) == (0, 100)
+    assert tuple(fig.layout.xaxis.range) == (0, 1) and fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_confusion_matrix_counts():
@@ -237,3 +237,59 @@ def test_chart_titles_put_the_data_on_a_second_line_with_room_for_it():
     assert chart_title("Loss") == "Loss"
     curves = roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])
     assert roc_figure(curves, title).layout.margin.t > roc_figure(curves, "ROC").layout.margin.t
+
+
+def test_training_curves_show_whole_epochs_only():
+    """Issue #27: a 3-epoch run's axis showed 1.5 and 2.5."""
+    short = history_figure({"loss": [1.2, 0.8, 0.5], "val_loss": [1.3, 0.9, 0.7]})
+    for axis in (short.layout.xaxis, short.layout.xaxis2):
+        assert axis.dtick == 1 and axis.tick0 == 1 and axis.tickformat == "d"
+    long = history_figure({"loss": list(np.linspace(1, 0.1, 95))})
+    assert long.layout.xaxis.dtick == 10 and long.layout.xaxis.tickformat == "d"  # whole steps, not 95 ticks
+
+
+LEGENDED = {
+    "roc": lambda: roc_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])),
+    "pr": lambda: pr_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])),
+    "coverage": lambda: coverage_figure([{"coverage": 1.0, "accepted_accuracy": 0.9, "threshold": 0.5}], 0.4),
+    "deletion": lambda: deletion_figure({"fractions": [0, 1], "gradcam_curve": [1, 0], "random_curve": [1, 0.5],
+                                         "gradcam_auc": 0.5, "random_auc": 0.75}),
+    "history": lambda: history_figure({"loss": [1.0, 0.5]}),
+    "reliability": lambda: reliability_figure(reliability_curve(*_two_bins())["bins"]),
+}
+
+
+def _two_bins():
+    return np.array([0, 1, 2, 3]), np.eye(4) * 0.7 + 0.075
+
+
+@pytest.mark.parametrize("name", LEGENDED)
+def test_half_width_charts_put_their_legend_below_in_a_row(name):
+    """Issue #27: the ROC legend at the side squeezed a half-width plot."""
+    legend = LEGENDED[name]().layout.legend
+    assert legend.orientation == "h" and legend.yanchor == "top" and legend.y < 0
+
+
+def test_half_width_axis_titles_fit():
+    """Issue #27: "coverage (share of predictions accepted)" was cut to "erage (share of…" in half a page."""
+    for make in LEGENDED.values():
+        layout = make().layout
+        # ~7 px a character: a half-width chart's x axis holds ~24 of them, its (taller) y axis a few more
+        assert len(layout.xaxis.title.text or "") <= 24 and len(layout.yaxis.title.text or "") <= 30, layout
+    assert coverage_figure([{"coverage": 1.0, "accepted_accuracy": 0.9, "threshold": 0.5}]).layout.xaxis.title.text \
+        == "share answered"
+
+
+def test_hover_texts_use_the_one_percentage_format(y_probs):
+    """Plotly's own %{x:.1%} said 97.2% beside wording.pct's 97.2 % on the same page."""
+    from brainclf.figures import risk_coverage_figure
+
+    curve = coverage_curve(*y_probs)
+    text = coverage_figure(curve).data[0].text[0]
+    assert " %" in text and "%{" not in coverage_figure(curve).data[0].hovertemplate.replace("%{text}", "")
+    fig = risk_coverage_figure([{"label": "a", "n": 1234, "held_out": False, "coverage": [0.5, 1.0],
+                                 "accuracy": [0.99, 0.9], "threshold": [0.9, 0.0],
+                                 "point": {"coverage": 0.5, "accepted_accuracy": 0.99}}])
+    assert fig.data[0].name == "a (n=1,234)" and fig.data[0].text[0] == "answered 50.0 %<br>accuracy 99.0 %<br>" \
+        "threshold 90.0 %"
+    assert "50.0 %, 99.0 % of them right" in fig.data[1].hovertemplate

@@ -15,6 +15,7 @@ from brainclf.card import card_path, read_card
 from brainclf.cases import model_label
 from brainclf.errors import ConfigError
 from brainclf.predict import CSV_FIELDS, predict_folder
+from brainclf.wording import pct
 
 
 def twin(card, sha: str):
@@ -63,8 +64,8 @@ def test_the_picker_marks_an_uploads_figures_as_claimed(smoke_model, tmp_path):
     card = read_card(smoke_model)
     assert "claimed" not in model_choice_label(smoke_model, card)
     card.provenance = {"uploaded_by": "eve", "uploaded": "2026-12-01", "metrics_verified": False}
-    assert f"Kaggle test {card.test_metrics()['accuracy']:.1%} claimed, not verified" in model_choice_label(smoke_model,
-                                                                                                         card)
+    accuracy = pct(card.test_metrics()["accuracy"])  # wording.pct, like every percentage
+    assert f"Kaggle test {accuracy} claimed, not verified" in model_choice_label(smoke_model, card)
     card.provenance["metrics_verified"] = True
     assert "claimed" not in model_choice_label(smoke_model, card)
     assert json.loads(card_path(smoke_model).read_text())["name"] == "smoke"

@@ -56,7 +56,7 @@ def _render(pdf: bytes, tmp_path: Path) -> tuple[str, list[Path]]:
     return text, sorted(tmp_path.glob("page*.png"))
 
 
-def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no_file_name(tmp_path):
+def test_batch_report_has_a_summary_then_one_page_per_slice_with_status_model_and_notice_and_no_file_name(tmp_path):
     rule = refer_rule(CAL["refer_thresholds"], CAL)
     card = read_card(REPO / "models" / "default.keras")
     analysed = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
@@ -66,14 +66,25 @@ def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no
     cases = [report_case(p, rule, d, analysed, card=card) for p, d in zip(preds, digests)]
     text, pages = _render(case_report_pdf(cases, created=datetime(2026, 11, 28, 8, 0, tzinfo=UTC)), tmp_path)
 
-    assert len(pages) == 3 and text.count("\f") in (2, 3)  # one page per slice
-    per_page = text.split("\f")
+    assert len(pages) == 4 and text.count("\f") in (3, 4)  # a summary page, then one page per slice
+    summary, *per_page = text.split("\f")
     flat = " ".join(text.split())
     assert "Research tool, not a medical device; not for diagnosis." in flat
     assert "default, version 20261127-54c873ac, file SHA-256 54c873acea06" in flat  # the file, not only its claims
     assert "2026-11-27 09:30 UTC" in flat and "2026-11-28 08:00 UTC" in flat
     for page, d in zip(per_page, digests):
         assert d[:12] in page and "not for diagnosis" in page  # the case reference and the notice on every page
+        assert "Scope: brain MRI slices like those of" in " ".join(page.split())  # the validated scope too
+    # Issue #27: with several cases, a summary page first: one row per case (page, case, answer, status,
+    # confidence), and what the model was validated on.
+    rows = [line.split() for line in summary.splitlines()]
+    assert [r[:2] for r in rows if r and r[0] in "234"] == [[str(k + 2), d[:12]] for k, d in enumerate(digests)]
+    flat_summary = " ".join(summary.split())
+    assert "Summary: 3 cases" in flat_summary and "Page 1 of 4" in flat_summary and "Trained on" in flat_summary
+    for words in ("Meningioma Not referred 99.9 %",
+                  "Refer (model leans No tumour, 99.5 %) Refer to a radiologist 99.5 %",
+                  "(Glioma) Not like a brain MRI slice -"):  # a flagged slice has no confidence (a dash in Latin-1)
+        assert words in flat_summary, flat_summary
     for name in DISPLAY_NAMES.values():
         assert name in per_page[0]  # every class's probability
     # Page 1 accepted; page 2 a "no tumour" below the stricter bar: refer, with the rule in words.
@@ -96,7 +107,7 @@ def test_batch_report_has_one_page_per_slice_with_status_model_and_notice_and_no
     assert "Doe" not in text and "1962" not in text and ".png" not in text
 
     # The rendered pages are not blank: the slice in grey and the overlay in colour.
-    img = np.asarray(Image.open(pages[0]).convert("RGB"), dtype=np.int16)
+    img = np.asarray(Image.open(pages[1]).convert("RGB"), dtype=np.int16)
     assert img.std() > 20
     colourful = np.abs(img - img.mean(-1, keepdims=True)).max(-1) > 60
     assert colourful.mean() > 0.01  # the Grad-CAM overlay and the coloured status box
@@ -116,3 +127,16 @@ def test_study_model_report_says_not_for_reading_scans(tmp_path):
 def test_report_refuses_an_empty_batch():
     with pytest.raises(ValueError):
         case_report_pdf([])
+
+
+def test_the_refer_threshold_has_one_format_on_a_page(tmp_path):
+    """Issue #27: the status sentence said 97.2 % and the threshold line 97.19 % for the same bar."""
+    thresholds = {"glioma": 0.9719, "meningioma": 0.99, "notumor": 0.9996, "pituitary": 0.99}
+    rule = refer_rule(thresholds, {**CAL, "refer_thresholds": thresholds})
+    pred = _prediction("glioma", 0.95, 5)
+    text, pages = _render(case_report_pdf([report_case(pred, rule, content_hash(b"t"), datetime.now(UTC))]),
+                          tmp_path)
+    flat = " ".join(text.split())
+    assert len(pages) == 1 and "Summary" not in flat  # one case: no summary page
+    assert "below the 97.2 % bar" in flat and "Refer threshold for a Glioma answer: 97.2 %." in flat
+    assert "97.19" not in flat

@@ -25,7 +25,7 @@ def test_a_multi_source_card_lists_sources_sequences_and_licences():
              metrics={"external": {"b": ext}})
     scope = validated_scope(c)
     assert scope["sources"] == ["a", "b"] and scope["sequences"] == ["T1", "T2"]
-    assert "b (1,200 images, 90% accurate)" in scope["sentence"] and "CC BY-NC-SA 3.0" in scope["licences"]
+    assert "b (1,200 images, 90.0 % accurate)" in scope["sentence"] and "CC BY-NC-SA 3.0" in scope["licences"]
 
 
 def test_the_case_line_leads_with_other_sources_and_says_plainly_when_never_measured():

@@ -83,11 +83,17 @@ def test_saved_model_has_no_optimizer(smoke_run):
 
 def test_resume_of_finished_run_does_not_retrain(smoke_run, synthetic_dataset, tmp_path):
     _, run_dir, _ = smoke_run
-    stages = []
+    events = []
     out = train(TrainConfig(**SMOKE), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
-                run_dir=run_dir, progress=lambda p: stages.append(p.stage))
+                run_dir=run_dir, progress=events.append)
+    stages = [p.stage for p in events]
     assert out == tmp_path / "smoke.keras" and out.exists()
     assert "training" not in stages and stages[-1] == "done"
+    # Issue #27: the final evaluation reports its steps, its share growing to 1 (the bar and the time left).
+    evaluating = [p for p in events if p.stage == "evaluating"]
+    shares = [p.fraction_done() for p in evaluating]
+    assert len(evaluating) >= 6 and shares == sorted(shares) and evaluating[-1].fraction == pytest.approx(1.0)
+    assert any("OOD guard" in p.message for p in evaluating) and evaluating[-1].eta_s() == pytest.approx(0.0)
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 1 and len(state["history"]["loss"]) == 1
     assert len(read_card(out).training["history"]["loss"]) == 1
@@ -251,6 +257,9 @@ def test_ensemble_trains_each_member_on_one_split_and_saves_one_float32_model(en
     assert epochs[-1] == (2, 2) and sorted(epochs) == epochs
     assert [p.epoch for p in events if p.epoch_end] == [1, 2]  # one end-of-epoch report per epoch (CLI lines)
     assert events[-1].stage == "done"
+    evaluating = [p for p in events if p.stage == "evaluating"]
+    assert evaluating[0].message.endswith("combining the members") and evaluating[-1].fraction == pytest.approx(1.0)
+    assert evaluating[0].epochs == 2 and all(0 < p.fraction_done() <= 1 for p in evaluating)
     predictor = Predictor.load(out)
     x = np.random.default_rng(0).random((32, 32, 1), np.float32)
     assert predictor.gradcam(x).shape == (32, 32)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from brainclf.training import TrainConfig, TrainingCancelled, TrainProgress, train
+from brainclf.training.config import EVALUATION_EPOCHS, evaluation_reporter
 
 
 def training(**kw) -> TrainProgress:
@@ -26,9 +27,11 @@ def test_epochs_are_shown_one_based():
 
 
 def test_fraction_done_counts_the_running_epochs_batches():
-    assert training(epoch=1, batch=20, epochs=4).fraction_done() == pytest.approx(1.5 / 4)
+    whole = 4 + EVALUATION_EPOCHS  # the final evaluation is part of the run
+    assert training(epoch=1, batch=20, epochs=4).fraction_done() == pytest.approx(1.5 / whole)
     assert training(epoch=0, batch=40, epochs=4).fraction_done() == 0.0  # not validated yet
-    assert training(epoch=1, batch=40, epochs=4, epoch_end=True).fraction_done() == pytest.approx(0.25)
+    assert training(epoch=1, batch=40, epochs=4, epoch_end=True).fraction_done() == pytest.approx(1 / whole)
+    assert training(epoch=4, batch=40, epochs=4, epoch_end=True).fraction_done() < 1.0  # evaluation to come
     assert TrainProgress("preparing", fraction=0.3).fraction_done() == pytest.approx(0.3)
     assert TrainProgress("preparing", fraction=1.7).fraction_done() == 1.0
     assert TrainProgress("done").fraction_done() == 1.0
@@ -36,20 +39,63 @@ def test_fraction_done_counts_the_running_epochs_batches():
 
 
 def test_eta_comes_from_the_epochs_pace_and_excludes_preparation():
-    # 70 s of preparation, then 30 s for 1.5 epochs: 2.5 epochs left at 20 s each.
+    # 70 s of preparation, then 30 s for 1.5 epochs: 2.5 epochs left at 20 s each, and the final evaluation.
     p = training(epoch=1, batch=20, epochs=4, elapsed_s=100.0, train_elapsed_s=30.0)
-    assert p.eta_s() == pytest.approx(50.0)
-    assert "~50s left" in p.text() and "100s elapsed" in p.text()
+    left = 20.0 * (2.5 + EVALUATION_EPOCHS)
+    assert p.eta_s() == pytest.approx(left)
+    assert f"~{left:.0f}s left" in p.text() and "100s elapsed" in p.text()
     # A resumed run: only this session's epochs set the pace (10 s for epoch 3, one left).
-    assert training(epoch=3, epochs=4, first_epoch=2, train_elapsed_s=10.0).eta_s() == pytest.approx(10.0)
+    assert training(epoch=3, epochs=4, first_epoch=2, train_elapsed_s=10.0).eta_s() == pytest.approx(
+        10.0 * (1 + EVALUATION_EPOCHS))
     assert training(epoch=2, epochs=4, first_epoch=2, train_elapsed_s=3.0).eta_s() is None  # nothing done yet
     assert "left" not in training(epoch=0, batch=0).text()
     assert TrainProgress("preparing", fraction=0.5, train_elapsed_s=5.0).eta_s() is None
 
 
 def test_preparing_text_shows_the_share_done():
-    assert TrainProgress("preparing", message="Loading 40 images", fraction=0.25).text() == "Loading 40 images (25%)"
+    assert TrainProgress("preparing", message="Loading 40 images", fraction=0.25).text() == "Loading 40 images (25 %)"
     assert TrainProgress("preparing", message="Finding groups").text() == "Finding groups"
+
+
+def test_the_final_evaluation_has_progress_and_a_time_left():
+    """Issue #27: "Evaluating the best checkpoint" (~52 s, longer than the epochs of a small run) showed no
+    progress and the time left ignored it."""
+    start = TrainProgress("evaluating", epoch=3, epochs=4, message="Evaluating the best checkpoint: loading it")
+    half = TrainProgress("evaluating", epoch=3, epochs=4, fraction=0.5, eval_elapsed_s=20.0, elapsed_s=300.0,
+                         message="Evaluating the best checkpoint: test metrics (4 of 5)")
+    whole = 4 + EVALUATION_EPOCHS
+    assert start.fraction_done() == pytest.approx(4 / whole)  # stopped early after 3: the epochs' share is done
+    assert half.fraction_done() == pytest.approx((4 + EVALUATION_EPOCHS / 2) / whole)
+    assert start.fraction_done() < half.fraction_done() < TrainProgress("done").fraction_done() == 1.0
+    assert start.eta_s() is None and half.eta_s() == pytest.approx(20.0)  # at its own pace so far
+    assert half.text() == "Evaluating the best checkpoint: test metrics (4 of 5) — 300s elapsed, ~20s left"
+    assert TrainProgress("evaluating", fraction=0.5).fraction_done() == 0.5  # a finished run re-finalized
+
+
+def test_the_evaluation_reporter_sends_growing_shares_with_the_runs_epochs():
+    seen = []
+    report = evaluation_reporter(seen.append, lambda: 42.0, epoch=4, epochs=4, history={"loss": [1.0]})
+    for share, step in ((0.0, "loading it"), (0.3, "OOD guard (2 of 5)"), (1.0, "card saved")):
+        report(share, step)
+    assert [p.stage for p in seen] == ["evaluating"] * 3 and [p.fraction for p in seen] == [0.0, 0.3, 1.0]
+    assert seen[1].message == "Evaluating the best checkpoint: OOD guard (2 of 5)"
+    assert all(p.epochs == 4 and p.elapsed_s == 42.0 and p.history == {"loss": [1.0]} for p in seen)
+    assert seen[2].eval_elapsed_s >= seen[0].eval_elapsed_s >= 0
+    evaluation_reporter(None, lambda: 0.0)(0.5, "no hook")  # no hook: nothing to do
+
+
+def test_finalize_reports_each_step_in_order():
+    from brainclf.training.finalize import STEPS, _steps
+
+    seen = []
+    step = _steps(lambda share, what: seen.append((share, what)))
+    for k in range(len(STEPS) + 1):
+        step(k)
+    shares = [s for s, _ in seen]
+    assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == pytest.approx(1.0)
+    assert seen[0][1] == f"{STEPS[0][0]} (1 of {len(STEPS)})" and seen[-1][1] == "card saved"
+    assert {name for name, _ in STEPS} == {"calibration and refer rule on validation", "OOD guard",
+                                          "Grad-CAM faithfulness", "test metrics", "external validation"}
 
 
 def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_dataset, tmp_path):

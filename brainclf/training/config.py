@@ -4,6 +4,7 @@ progress and time-left arithmetic that the CLI and the app show) and how a cance
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -11,6 +12,13 @@ from pathlib import Path
 from .. import CROPS, INTENSITIES, PRECISIONS
 from ..errors import ConfigError
 from ..preprocess import InputContract
+from ..wording import pct
+
+# The evaluation of the best checkpoint at the end (calibration, OOD guard, faithfulness, test metrics, external
+# validation: brainclf.training.finalize) counts as this many epochs in the share done and the time left. It runs
+# the model over the validation and test splits twice and a training subset once, about two epochs' work on a
+# full run (~50 s, longer than an epoch, on a small one); from its first step on, its own pace takes over.
+EVALUATION_EPOCHS = 2.0
 
 
 def get_architecture(name: str):
@@ -115,9 +123,10 @@ class TrainProgress:
     """Sent to the progress hook during preparation, after every batch and epoch (CLI progress bar, app panel).
 
     `epoch` counts finished epochs (0 while the first runs); `fraction` is the share of the preparation done
-    (stage "preparing"); `first_epoch` is where this session started (a resumed run's resume point) and
-    `train_elapsed_s` the seconds this session has spent in epochs, preparation excluded: together they give
-    the time left (eta_s)."""
+    (stage "preparing") or of the final evaluation (stage "evaluating", with `eval_elapsed_s` spent in it);
+    `first_epoch` is where this session started (a resumed run's resume point) and `train_elapsed_s` the
+    seconds this session has spent in epochs, preparation excluded: together they give the time left (eta_s).
+    The final evaluation counts as EVALUATION_EPOCHS epochs of the run."""
 
     stage: str  # "preparing", "training", "evaluating", "done", "cancelled"
     epoch: int = 0  # epochs finished
@@ -128,22 +137,32 @@ class TrainProgress:
     history: dict = field(default_factory=dict)
     elapsed_s: float = 0.0  # since the call to train(), preparation included
     epoch_end: bool = False  # sent once per finished (and validated) epoch
-    fraction: float = 0.0  # stage "preparing": share of the images hashed and decoded so far
+    fraction: float = 0.0  # "preparing": share of the images hashed and decoded; "evaluating": of the steps done
     first_epoch: int = 0
     train_elapsed_s: float = 0.0
+    eval_elapsed_s: float = 0.0  # stage "evaluating": seconds since the final evaluation began
 
     def epochs_done(self) -> float:
         """Finished epochs plus the share of the running one (its last batch counts once it is validated)."""
         running = self.batch / self.batches if self.batches and self.batch < self.batches else 0.0
         return self.epoch + running
 
+    def _share(self) -> float:
+        return min(max(self.fraction, 0.0), 1.0)
+
     def fraction_done(self) -> float:
-        """0..1: of the preparation while preparing, of the epochs while training, 1 when done."""
+        """0..1: of the preparation while preparing; of the epochs and the final evaluation (EVALUATION_EPOCHS
+        more) while training and evaluating (a run stopped early jumps to its evaluation); 1 when done."""
         if self.stage == "preparing":
-            return min(max(self.fraction, 0.0), 1.0)
+            return self._share()
         if self.stage == "done":
             return 1.0
-        return min(self.epochs_done() / self.epochs, 1.0) if self.epochs else 0.0
+        if not self.epochs:
+            return self._share() if self.stage == "evaluating" else 0.0
+        whole = self.epochs + EVALUATION_EPOCHS
+        if self.stage == "evaluating":
+            return (self.epochs + EVALUATION_EPOCHS * self._share()) / whole
+        return min(self.epochs_done(), self.epochs) / whole
 
     def current_epoch(self) -> int:
         """The epoch to show, 1-based: the running one, or the one just finished on its end-of-epoch report."""
@@ -152,14 +171,20 @@ class TrainProgress:
         return max(1, min(self.epoch if self.epoch_end else self.epoch + 1, self.epochs))
 
     def eta_s(self) -> float | None:
-        """Seconds left at this session's pace per epoch (preparation excluded: it is not repeated per epoch);
-        None until a batch has run. Early stopping may end the run sooner."""
+        """Seconds left, the final evaluation included: while training, at this session's pace per epoch
+        (preparation excluded: it is not repeated per epoch), None until a batch has run, and early stopping
+        may end the run sooner; while evaluating, at the pace of its steps so far (None before the first ends)."""
+        if self.stage == "evaluating":
+            share = self._share()
+            if share <= 0 or self.eval_elapsed_s <= 0:
+                return None
+            return self.eval_elapsed_s / share * (1 - share)
         if self.stage != "training" or not self.epochs:
             return None
         done = self.epochs_done() - self.first_epoch
         if done <= 0 or self.train_elapsed_s <= 0:
             return None
-        return self.train_elapsed_s / done * max(self.epochs - self.epochs_done(), 0.0)
+        return self.train_elapsed_s / done * (max(self.epochs - self.epochs_done(), 0.0) + EVALUATION_EPOCHS)
 
     def text(self) -> str:
         """One line for a progress bar: "epoch 1/30, batch 5/40 — 12s elapsed, ~900s left", or the message."""
@@ -169,8 +194,26 @@ class TrainProgress:
             return (f"epoch {self.current_epoch()}/{self.epochs}, batch {self.batch}/{self.batches} — "
                     f"{self.elapsed_s:.0f}s elapsed{left}")
         if self.stage == "preparing" and self.fraction > 0:
-            return f"{self.message} ({self.fraction:.0%})"
+            return f"{self.message} ({pct(self._share(), 0)})"
+        if self.stage == "evaluating" and self.elapsed_s:
+            eta = self.eta_s()
+            left = f", ~{eta:.0f}s left" if eta is not None else ""
+            return f"{self.message} — {self.elapsed_s:.0f}s elapsed{left}"
         return self.message
 
 
 ProgressHook = Callable[[TrainProgress], None]
+
+
+def evaluation_reporter(hook: ProgressHook | None, elapsed: Callable[[], float],
+                        **fields) -> Callable[[float, str], None]:
+    """What brainclf.training.finalize calls before each of its steps (share of the evaluation done, the step
+    in words), as a TrainProgress of stage "evaluating" for `hook`; `elapsed` gives the seconds since train()
+    was called, `fields` the run's epochs and history."""
+    t0 = time.time()
+
+    def report(share: float, step: str) -> None:
+        if hook:
+            hook(TrainProgress("evaluating", message=f"Evaluating the best checkpoint: {step}", fraction=share,
+                               elapsed_s=elapsed(), eval_elapsed_s=time.time() - t0, **fields))
+    return report

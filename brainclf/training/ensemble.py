@@ -4,13 +4,14 @@ shared split; then the members are combined into one model and one card."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed
 from ..errors import ConfigError, DataError
 from ..sources import Source
-from .config import ProgressHook, TrainConfig, TrainProgress, runs_dir
+from .config import ProgressHook, TrainConfig, TrainProgress, evaluation_reporter, runs_dir
 from .finalize import finalize_model
 from .state import RunState, saved_state
 
@@ -33,10 +34,10 @@ def train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: P
         return run_dir  # the chief combines the members and writes the model
     state = combined_state(config, run_dir, dirs)
     state.save(run_dir)
-    if progress:
-        total = len(members) * config.epochs
-        progress(TrainProgress("evaluating", total, total, message="Combining the members and evaluating the ensemble"))
-    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir), sources)
+    total, t0 = len(members) * config.epochs, time.time()
+    report = evaluation_reporter(progress, lambda: time.time() - t0, epoch=total, epochs=total)
+    report(0.0, "combining the members")
+    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir), sources, report)
     if progress:
         progress(TrainProgress("done", message=f"Saved {out}"))
     return out

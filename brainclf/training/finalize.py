@@ -5,6 +5,7 @@ validation and test metrics, and external validation on each extra source's held
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,17 @@ from .state import RunState
 
 OOD_MAX_TRAIN = 6000  # training images whose features fit the OOD guard
 FAITHFULNESS_N = 100  # test images of the Grad-CAM faithfulness checks
+# The steps of finalize_model, in words, with their rough share of its time (for the progress bar): the model
+# runs over validation twice, a training subset and validation once, 100 images many times, the test split twice.
+STEPS = (("calibration and refer rule on validation", 0.30), ("OOD guard", 0.25), ("Grad-CAM faithfulness", 0.15),
+         ("test metrics", 0.25), ("external validation", 0.05))
 
 
 def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models_dir: Path,
-                   sources: list[Source] | None = None) -> Path:
+                   sources: list[Source] | None = None, progress: Callable[[float, str], None] | None = None) -> Path:
     """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics, and
-    external validation on each extra source's held-out case groups."""
+    external validation on each extra source's held-out case groups; `progress(share done, step)` is called
+    before each of the STEPS and once at the end."""
 
     config = state.train_config()
     by_rel = index_samples(root, list(sources or []))
@@ -43,16 +49,33 @@ def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models
     card = _card(out, model, state, name)
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     # The predictor reads the fitted temperature from the card from now on.
+    step = _steps(progress)
+    step(0)
     _calibrate(card, predictor, val_s, Path(root).resolve().name)
+    step(1)
     _fit_ood_guard(card, predictor, train_s, val_s, test_s, config.seed)
+    step(2)
     if test_s:
         card.faithfulness = _measure_faithfulness(predictor, test_s, config.seed)
+    step(3)
     _evaluate(card, predictor, state, by_rel, root, val_s, test_s)
     if state.sources:
         card.training["sources"] = state.sources
+    step(4)
     _external_validation(card, predictor, state, by_rel, sources or [])
     card.save(out.with_suffix(".json"))
+    step(len(STEPS))
     return out
+
+
+def _steps(progress: Callable[[float, str], None] | None) -> Callable[[int], None]:
+    """step(k): step k of STEPS begins (k == len(STEPS): all done), told to `progress` with the share done."""
+    def step(k: int) -> None:
+        if progress:
+            done = sum(share for _, share in STEPS[:k])
+            what = f"{STEPS[k][0]} ({k + 1} of {len(STEPS)})" if k < len(STEPS) else "card saved"
+            progress(min(done, 1.0), what)
+    return step
 
 
 def _inference_model(run_dir: Path, state: RunState, train_s: list[Sample]):

@@ -25,7 +25,7 @@ from ..models import build_model, dtype_policy, get_architecture
 from ..preprocess import InputContract
 from ..sources import Source
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
-from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter, runs_dir
 from .ensemble import train_ensemble
 from .finalize import finalize_model
 from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
@@ -121,8 +121,9 @@ def _after_training(session: Session, state: RunState, config: TrainConfig, root
     if not finalize:
         return session.run_dir
 
-    session.say("evaluating", "Evaluating the best checkpoint", **progress)
-    out = finalize_model(session.run_dir, state, root, name, Path(models_dir), sources)
+    report = evaluation_reporter(session.hook, lambda: time.time() - session.t0, **progress)
+    report(0.0, "loading it")
+    out = finalize_model(session.run_dir, state, root, name, Path(models_dir), sources, report)
     session.say("done", f"Saved {out}", **progress)
     return out
 
