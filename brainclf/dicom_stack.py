@@ -35,6 +35,13 @@ def frame_count(data: bytes, name: str) -> int:
     return n_frames
 
 
+def study_frames(data: bytes, name: str) -> int:
+    """How many slices an upload is read as: its frames, or 1 (one case) for a single image and for a file over
+    MAX_STACK_FRAMES frames, whose decoding then refuses it with check_stack's message."""
+    n = frame_count(data, name)
+    return n if n <= limits.MAX_STACK_FRAMES else 1
+
+
 def check_stack(n_frames: int, name: str) -> None:
     """Refuse a multi-frame DICOM with more frames than the Predict page reads as one study."""
     if n_frames > limits.MAX_STACK_FRAMES:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import CLASS_NAMES
+from .wording import ReferRule, result_status
 
 NO_TUMOUR = "notumor"
 
@@ -41,3 +42,11 @@ def study_summary(results: list[SliceResult]) -> StudySummary:
     tumours = [r for r in results if r.kind in ("accept", "refer") and r.predicted not in (None, NO_TUMOUR)]
     summary.top_tumour = max(tumours, key=lambda r: (r.confidence, -r.frame), default=None)
     return summary
+
+
+def slice_result(frame: int, result, rule: ReferRule) -> SliceResult:
+    """One slice's Prediction (or its error message) as the summary counts it."""
+    if result is None or isinstance(result, str):
+        return SliceResult(frame, None, 0.0, "error")
+    kind = result_status(rule, result.probabilities, result.out_of_distribution).kind
+    return SliceResult(frame, result.predicted, result.confidence, kind)
