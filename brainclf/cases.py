@@ -24,8 +24,15 @@ def content_hash(data: bytes) -> str:
 
 
 def case_ref(digest: str) -> str:
-    """The short reference shown in tables and reports (no file name: names may carry a patient's name)."""
-    return digest[:12]
+    """The short reference shown in headings, tables and reports (no file name: names may carry a patient's
+    name); a study's slice (digest 'HASH:FRAME') adds its 1-based slice number: 'abcdef123456-3'."""
+    content, _, frame = digest.partition(":")
+    return content[:12] + (f"-{int(frame) + 1}" if frame else "")
+
+
+def frame_digest(content: str, frame: int) -> str:
+    """The identity of one frame of a multi-frame upload: its file's content hash and the 0-based frame."""
+    return f"{content}:{frame}"
 
 
 def model_label(name: str, version: str, tta: bool = False, sha256: str = "") -> str:
@@ -49,10 +56,21 @@ class Case:
     results: dict = field(default_factory=dict, repr=False)  # model label → Prediction or error message
     dicom_tags: dict | None = None  # the whitelisted technical tags of a DICOM upload (shown in the app only)
     analysed: dict = field(default_factory=dict, repr=False)  # model label → when the result was computed
+    frame: int | None = None  # a study's slice: the 0-based frame of a multi-frame DICOM
+    n_frames: int = 1  # how many slices its study has (1: a single image)
 
     @property
     def ref(self) -> str:
         return case_ref(self.digest)
+
+    @property
+    def study(self) -> str:
+        """The content hash of the upload it comes from (its own digest for a single image)."""
+        return self.digest.partition(":")[0]
+
+    def label(self, show_names: bool) -> str:
+        """How tables and messages name it: its file name when the user shows names, else its case id."""
+        return self.name if show_names else f"Case {self.ref}"
 
 
 class CaseBook:
@@ -76,9 +94,32 @@ class CaseBook:
         if case is None:
             self._count += 1
             case = self._cases[digest] = Case(digest, name, data, self._count, datetime.now(UTC))
-            while len(self._cases) > self.max_cases:
-                self._cases.popitem(last=False)
+            self._evict()
         return case
+
+    def add_upload(self, name: str, data: bytes, count_frames) -> list[Case]:
+        """The cases of one upload: itself, or one per frame when `count_frames()` (called on first sight only)
+        says it is a stack of 2 or more (its frames share the bytes; the study counts as one of max_cases)."""
+        digest = content_hash(data)
+        known = [c for c in self._cases.values() if c.study == digest]
+        if known:
+            return known
+        n = count_frames()
+        if n <= 1:
+            return [self.add(name, data)]
+        self._count += 1
+        now = datetime.now(UTC)
+        cases = [Case(frame_digest(digest, i), name, data, self._count, now, frame=i, n_frames=n) for i in range(n)]
+        self._cases.update((c.digest, c) for c in cases)
+        self._evict()
+        return [c for c in cases if c.digest in self._cases]
+
+    def _evict(self) -> None:
+        """The oldest uploads go first, a study with all its slices."""
+        while len({c.study for c in self._cases.values()}) > self.max_cases:
+            oldest = next(iter(self._cases.values())).study
+            for d in [d for d, c in self._cases.items() if c.study == oldest]:
+                del self._cases[d]
 
     def get(self, digest: str) -> Case | None:
         return self._cases.get(digest)
@@ -96,15 +137,16 @@ class CaseBook:
         case = self._cases.get(digest)
         return None if case is None else case.results.get(model)
 
-    def history_rows(self, model: str) -> list[dict]:
-        """One row per case, newest first: its result under `model` if there is one, else its latest."""
+    def history_rows(self, model: str, show_names: bool = True) -> list[dict]:
+        """One row per case, newest first: its result under `model` if there is one, else its latest; the file
+        column blank when names are hidden."""
         rows = []
         for case in reversed(self._cases.values()):
             label = model if model in case.results else next(reversed(case.results), None)
             res = case.results.get(label) if label else None
             row = {"#": case.number, "added (UTC)": case.added.strftime("%H:%M:%S"), "case": case.ref,
-                   "file": case.name, "prediction": "", "confidence": None, "status": "not analysed",
-                   "model": label or ""}
+                   "file": case.name if show_names else "", "prediction": "", "confidence": "—",
+                   "status": "not analysed", "model": label or ""}
             if isinstance(res, str):
                 row["status"] = "not processed"
             elif res is not None:

@@ -40,6 +40,8 @@ SAFE_TAGS = (
     ("BitsStored", "Bits stored"),
     ("RepetitionTime", "TR (ms)"),
     ("EchoTime", "TE (ms)"),
+    ("WindowCenter", "Window centre"),  # display defaults, not identifying (Annex E keeps them)
+    ("WindowWidth", "Window width"),
 )
 
 
@@ -62,6 +64,21 @@ def _safe_metadata(ds) -> dict[str, str]:
         if value is not None and str(value) != "":
             out[label] = str(value)
     return out
+
+
+def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """Grey values (after the modality LUT) through a linear window: centre - width/2 is black, centre + width/2
+    white, 8 bits (uint8, same shape). A width below 1 is taken as 1 (DICOM PS3.3 C.11.2.1.2)."""
+    width = max(float(width), 1.0)
+    return _to_8bit(pixels, float(centre) - width / 2, float(centre) + width / 2)
+
+
+def window_defaults(ds, values: np.ndarray) -> tuple[float, float]:
+    """(centre, width): the file's first WindowCenter/WindowWidth preset, else the frame's full range."""
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        return _first(ds.WindowCenter), _first(ds.WindowWidth)
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return (lo + hi) / 2, max(hi - lo, 1.0)
 
 
 def _to_8bit(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -181,6 +198,14 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
 
 
 def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
+    ds, n_frames, frame = open_frame(data, name, frame)
+    return DicomSlice(_slice_image(ds, decode_frame(ds, frame, n_frames, name), name), frame, n_frames,
+                      _safe_metadata(ds))
+
+
+def open_frame(data: bytes, name: str, frame: int | None):
+    """(dataset, number of frames, the frame to read: default the middle one), every limit checked on the header
+    and on the chosen frame's codestream; nothing decoded yet."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -209,11 +234,10 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     else:
         frame = 0
     check_encoded_frame(ds, frame, n_frames, name)  # the codestream's own size, before a decoder allocates it
-    return DicomSlice(_slice_image(ds, _decode_frame(ds, frame, n_frames, name), name), frame, n_frames,
-                      _safe_metadata(ds))
+    return ds, n_frames, frame
 
 
-def _decode_frame(ds, frame: int, n_frames: int, name: str):
+def decode_frame(ds, frame: int, n_frames: int, name: str):
     """The pixel array of the frame the model reads (pydicom decodes one frame of a multi-frame file by index)."""
     from pydicom.pixels import pixel_array
 
@@ -246,8 +270,7 @@ def _slice_image(ds, pixels, name: str) -> Image.Image:
         return Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
     values = apply_modality_lut(pixels, ds)
     if "WindowCenter" in ds and "WindowWidth" in ds:
-        centre, width = (_first(ds.WindowCenter), _first(ds.WindowWidth))
-        arr8 = _to_8bit(values, centre - width / 2, centre + width / 2)
+        arr8 = apply_window(values, *window_defaults(ds, values))
     elif "VOILUTSequence" in ds:
         arr8 = _to_8bit(apply_voi_lut(values, ds, index=0))
     else:

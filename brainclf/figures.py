@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from . import CLASS_NAMES, DISPLAY_NAMES
@@ -151,6 +155,21 @@ def image_with_heatmap(image: np.ndarray, heatmap: np.ndarray | None, opacity: f
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
     fig.update_layout(height=360, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title or None)
+    return fig
+
+
+def full_size_figure(picture: np.ndarray, title: str = "") -> go.Figure:
+    """An RGB uint8 picture at its own resolution (one image pixel per axis unit), to zoom and pan: dragging pans
+    (wheel zoom is the chart's `scrollZoom` config). Sent as one PNG, not a grid of numbers."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(picture, np.uint8)).save(buf, "PNG")
+    height, width = picture.shape[:2]
+    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                             hoverinfo="skip"))
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(height=720, dragmode="pan", margin=dict(l=0, r=0, t=_top(title), b=0), title=title or None,
+                      meta={"width": width, "height": height})
     return fig
 
 

@@ -124,6 +124,12 @@ MAX_UPLOAD_FILES = 20
 # 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file limit) bounds both
 # what one session can hold and the decoding it can ask for.
 MAX_SESSION_UPLOAD_BYTES = 200 * MiB
+# Frames of one multi-frame DICOM read as a study on the Predict page: each is classified and explained, so
+# 64 (a typical brain series) keeps a study to one page run of tens of seconds; more is refused, not truncated.
+MAX_STACK_FRAMES = 64
+# The full-size viewer shows the original resolution up to this side (px); a larger image is shown scaled
+# down to it, so the picture sent to the browser stays a few MB whatever MAX_PIXELS allows.
+MAX_VIEWER_SIDE = 2048
 
 
 def check_upload_batch(sizes: list[int], session_bytes_so_far: int = 0) -> int:

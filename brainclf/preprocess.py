@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dicom import looks_like_dicom, read_dicom
+from .dicom_stack import check_stack
 from .errors import ImageError
 from .framing import head_box, head_p99_scale
 from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, raster_decode_bytes, size_text
@@ -117,10 +118,14 @@ def without_alias(message: str, alias: str) -> str:
     return message[len(alias) + 2:] if message.startswith(alias + ": ") else message
 
 
-def decode_upload(data: bytes, name: str) -> tuple[Image.Image, dict[str, str] | None]:
-    """decode_image for an upload, plus the DICOM's safe tags (None for JPEG/PNG), decoding only once."""
+def decode_upload(data: bytes, name: str, frame: int | None = None) -> tuple[Image.Image, dict[str, str] | None]:
+    """decode_image for an upload, plus the DICOM's safe tags (None for JPEG/PNG), decoding only once. `frame`:
+    one frame of a multi-frame DICOM (a study's slice); without it, a file over limits.MAX_STACK_FRAMES frames
+    is refused (the page reads a multi-frame file frame by frame, as a study)."""
     if data and looks_like_dicom(data, name):
-        dcm = read_dicom(data, name=name)
+        dcm = read_dicom(data, name=name, frame=frame)
+        if frame is None:
+            check_stack(dcm.n_frames, name)
         return _check_shape(dcm.image, name), dcm.metadata
     return decode_image(data, name=name), None
 

@@ -275,3 +275,17 @@ def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str,
     aim = f" aiming at {pct(target)} right on every source" if target else ""
     return (f"Answered when confidence ≥ {pct(base)}{nt},{aim}. Validation answered: {'; '.join(parts)}. "
             "The rest are referred.")
+
+
+def study_summary_text(summary) -> str:
+    """A study.StudySummary in one line: 'Study of 12 slices: Glioma 5, No tumour 3 · 3 referred · 1 flagged ·
+    most confident tumour slice: 7 (Glioma, 98.0 %).'"""
+    answers = ", ".join(f"{DISPLAY_NAMES.get(c, c)} {n}" for c, n in summary.answers.items()) or "no accepted answer"
+    parts = [f"Study of {plural(summary.slices, 'slice')}: {answers}", f"{summary.referred} referred",
+             f"{summary.flagged} flagged as not like a brain MRI"]
+    if summary.failed:
+        parts.append(f"{summary.failed} not processed")
+    top = summary.top_tumour
+    parts.append(f"most confident tumour slice: {top.frame + 1} ({DISPLAY_NAMES.get(top.predicted, top.predicted)}, "
+                 f"{pct(top.confidence)})" if top else "no slice leans to a tumour")
+    return " · ".join(parts) + "."

@@ -14,7 +14,9 @@ from brainclf.cases import widget_key
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.explain import overlay_heatmap
-from brainclf.figures import image_with_heatmap
+from brainclf.figures import full_size_figure
+from brainclf.preprocess import upload_alias
+from brainclf.viewer import original_view, viewer_picture
 from brainclf.wording import gradcam_caveat, leaning, pct, probability_lines
 from pages.common import class_label, public
 
@@ -27,6 +29,7 @@ class CaseView:
     book: object  # the session's CaseBook
     model: str  # the model's label: every per-image widget key carries it
     case_line: str  # the model's scope and other-source accuracy (Markdown-escaped), under every verdict
+    show_names: bool = True  # file names beside case ids ("Show file names"); headings are always the case id
 
     def heatmap_for(self, pred, target: str):
         """The map computed with the prediction for its class; any other class on demand."""
@@ -37,37 +40,59 @@ class CaseView:
 
 def headline(view: CaseView, case, pred, status) -> None:
     """The status leads; a class is a bold answer only when the case is neither referred nor flagged."""
-    name, answer = md_literal(case.name), md_literal(f"{pred.predicted_display} ({pct(pred.confidence)})")
+    # The case id, never the file name (it may hold a patient's name, and long names wrap): that is a tooltip.
+    name = md_literal(f"Case {case.ref}")
+    answer = md_literal(f"{pred.predicted_display} ({pct(pred.confidence)})")
+    tip = {"help": md_literal(f"File: {case.name}")} if view.show_names else {}
     sentence = md_literal(status.sentence)  # it quotes the card (where the refer rule was fitted)
     if status.kind == "ood":  # the flag leads; the class is secondary, greyed
-        st.markdown(f"#### {name}: :red[:material/block: {status.headline}]")
+        st.markdown(f"#### {name}: :red[:material/block: {status.headline}]", **tip)
         st.markdown(f":gray[Model's class, not meaningful for this input: {answer}]")
         st.error(sentence, icon=":material/block:")
     elif status.kind == "refer":  # never a verdict: the model's class is only its leaning, greyed
-        st.markdown(f"#### {name}: :orange[:material/warning: {status.headline}]")
+        st.markdown(f"#### {name}: :orange[:material/warning: {status.headline}]", **tip)
         st.markdown(f":gray[{md_literal(leaning(pred.predicted, pred.confidence))}]")
         st.warning(sentence, icon=":material/warning:")
         with st.expander("Why refer?"):
             st.markdown(md_literal(status.detail))
     else:
-        st.markdown(f"#### {name}: **{answer}**")
+        st.markdown(f"#### {name}: **{answer}**", **tip)
         st.caption(sentence)
     st.caption(view.case_line)
 
 
-@st.dialog("Grad-CAM, full size", width="large")
+@st.dialog("Full size", width="large")
 def full_size(view: CaseView, digest: str, target: str, opacity: float) -> None:
+    """The upload at its own resolution (wheel to zoom, drag to pan), the Grad-CAM mapped onto it as an optional
+    overlay, and a DICOM's window centre and width (its own tags' values first)."""
     case, pred = view.book.get(digest), view.book.result(digest, view.model)
-    st.caption(md_literal(f"{case.name} · case {case.ref} · {class_label(target)} · model {pred.model_name} "
-                          f"{pred.model_version} ({pred.model_hash})"))
+    st.caption(md_literal(f"Case {case.ref}" + (f" · {case.name}" if view.show_names else "") + f" · "
+                          f"{class_label(target)} · model {pred.model_name} {pred.model_version} ({pred.model_hash})"))
     try:
-        heatmap = view.heatmap_for(pred, target)
+        shown = original_view(case.data, upload_alias(case.name), view.predictor.contract, case.frame)
+        overlay = st.toggle("Grad-CAM overlay", value=True, key=widget_key("full_overlay", digest, view.model))
+        heatmap = view.heatmap_for(pred, target) if overlay else None
     except (ValueError, BrainclfError) as e:
-        st.warning(f"The Grad-CAM could not be computed: {public(e)}")
+        st.warning(f"The full-size view could not be made: {public(e)}")
         return
-    figure = image_with_heatmap(pred.model_input, heatmap, opacity, title=f"Grad-CAM: {class_label(target)}")
-    st.plotly_chart(figure.update_layout(height=720), key=widget_key("cam_full", digest, view.model))
-    st.caption(md_literal(gradcam_caveat(target, view.predictor.card.faithfulness)))
+    window = None
+    if shown.values is not None:
+        c1, c2 = st.columns(2)
+        centre = c1.number_input("Window centre", value=float(shown.values.centre), step=10.0, format="%.0f",
+                                 key=widget_key("window_centre", digest, view.model))
+        width = c2.number_input("Window width", value=float(shown.values.width), min_value=1.0, step=10.0,
+                                format="%.0f", key=widget_key("window_width", digest, view.model),
+                                help="DICOM window/level: centre - width/2 is black, centre + width/2 white.")
+        window = (centre, width)
+    width_px, height_px = shown.size
+    title = f"{width_px}×{height_px} px" + (" (shown scaled down)" if shown.scaled else "") + (
+        f" · Grad-CAM: {class_label(target)}" if heatmap is not None else "")
+    figure = full_size_figure(viewer_picture(shown, heatmap, opacity, window), title=title)
+    st.plotly_chart(figure, key=widget_key("cam_full", digest, view.model),
+                    config={"scrollZoom": True, "displaylogo": False})
+    st.caption("Scroll to zoom, drag to pan, double-click to reset.")
+    if heatmap is not None:
+        st.caption(md_literal(gradcam_caveat(target, view.predictor.card.faithfulness)))
 
 
 def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay: bool, key) -> None:
@@ -76,18 +101,19 @@ def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay
     if not overlay:
         st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input, clamp=True,
                  caption=f"{seen} · Grad-CAM overlay off", width="stretch")
-        return
-    try:
-        # A picture, not a Plotly figure: it paints at once (the full-size view is the interactive one).
-        st.image(overlay_heatmap(pred.model_input, view.heatmap_for(pred, target), opacity), width="stretch",
-                 caption=f"{seen} · Grad-CAM: {class_label(target)} · red = most evidence, blue = little")
-        if st.button("Full size", key=key("full"), icon=":material/open_in_full:",
-                     help="The overlay in a large window"):
-            full_size(view, digest, target, opacity)
-    except ValueError as e:
-        st.warning(f"No Grad-CAM for this model: {public(e)}")
-    except BrainclfError as e:  # the model process stopped or is busy: the prediction above stands
-        st.warning(f"The Grad-CAM could not be computed just now: {public(e)}")
+    else:
+        try:
+            # A picture, not a Plotly figure: it paints at once (the full-size view is the interactive one).
+            st.image(overlay_heatmap(pred.model_input, view.heatmap_for(pred, target), opacity), width="stretch",
+                     caption=f"{seen} · Grad-CAM: {class_label(target)} · red = most evidence, blue = little")
+        except ValueError as e:
+            st.warning(f"No Grad-CAM for this model: {public(e)}")
+        except BrainclfError as e:  # the model process stopped or is busy: the prediction above stands
+            st.warning(f"The Grad-CAM could not be computed just now: {public(e)}")
+    if st.button("Full size", key=key("full"), icon=":material/open_in_full:",
+                 help="The upload at its own resolution, to zoom and pan, with the Grad-CAM as an overlay"
+                 " (and window/level for DICOM)"):
+        full_size(view, digest, target, opacity)
 
 
 def model_output(view: CaseView, digest: str, pred, opacity: float, key, compact: bool, overlay_on: bool) -> None:

@@ -9,12 +9,14 @@ import streamlit as st
 from brainclf.audit import append_audit, audit_record
 from brainclf.card import short_hash
 from brainclf.cases import model_label, widget_key
+from brainclf.dicom_stack import study_frames
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
 from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
 from brainclf.preprocess import decode_upload, upload_alias, without_alias
 from brainclf.report import case_report_pdf, report_case
 from brainclf.scope import case_scope_line, validated_scope
+from brainclf.study import slice_result, study_summary
 from brainclf.wording import (
     gradcam_caveat,
     operating_summary,
@@ -22,12 +24,14 @@ from brainclf.wording import (
     refer_rule,
     result_status,
     study_note,
+    study_summary_text,
     summary_row,
 )
 from pages.case_view import CaseView, headline, model_output
 from pages.common import (
     REFER_BELOW,
     audit_path,
+    auth_configured,
     case_book,
     get_predictor,
     is_study,
@@ -61,7 +65,11 @@ operating = operating_summary(card.calibration, predictor.tta, predictor.refer_t
 if operating:
     st.caption(md_literal(operating))
 book = case_book()
-view = CaseView(predictor, book, model, md_literal(case_scope_line(card, predictor.tta)))
+# File names may hold a patient's name: cases are headed by their id; names are shown only on request (off by
+# default on a sign-in server), and the CSV follows (the PDF never has them).
+show_names = st.sidebar.toggle("Show file names", value=not auth_configured(), key="show_names",
+                               help="Beside each case's id: in tooltips, tables, messages and the CSV.")
+view = CaseView(predictor, book, model, md_literal(case_scope_line(card, predictor.tta)), show_names)
 CAVEAT_SAID: list[bool] = []  # the Grad-CAM caveat, once above the cases (gradcam_note)
 
 
@@ -80,7 +88,15 @@ def _uploads_changed():
     files = st.session_state.get("uploads") or []
     if _upload_problem(files):
         return  # the page body shows the message
-    st.session_state["shown_cases"] = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))
+    st.session_state["shown_cases"] = _add_uploads(files)
+
+
+def _add_uploads(files) -> list[str]:
+    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame."""
+    def cases(f):
+        data = f.getvalue()
+        return book.add_upload(f.name, data, lambda: study_frames(data, upload_alias(f.name)))
+    return list(dict.fromkeys(c.digest for f in files for c in cases(f)))
 
 
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
@@ -93,7 +109,7 @@ if files and (problem := _upload_problem(files)):
     st.stop()
 if files:
     # The same image twice is one case (its widgets are keyed by content).
-    shown = list(dict.fromkeys(book.add(f.name, f.getvalue()).digest for f in files))
+    shown = _add_uploads(files)
     if any(d not in book for d in shown):
         st.warning(f"This session keeps at most {book.max_cases} cases: showing the latest ones.")
         shown = [d for d in shown if d in book]
@@ -118,7 +134,7 @@ def analyse(digest: str):
     alias = upload_alias(case.name)  # decoder messages never carry the file name (it may name the patient)
     try:
         # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
-        image, case.dicom_tags = decode_upload(case.data, alias)
+        image, case.dicom_tags = decode_upload(case.data, alias, case.frame)
         try:
             result = predictor.predict(image, name=case.name, explain=True)  # Grad-CAM from the same pass
         except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
@@ -130,7 +146,8 @@ def analyse(digest: str):
         if audit_path():
             append_audit(audit_path(), audit_record(case.data, result))
     except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
-        st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.name)}**: {public(e)}")
+        st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.label(show_names))}**: "
+                 f"{public(e)}")
         st.stop()
     except BrainclfError as e:
         result = public(without_alias(str(e), alias))  # the page puts the file name before it
@@ -163,7 +180,7 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
     flagged slice, these only on request (they are not meaningful for it)."""
     case, pred = book.get(digest), analyse(digest)
     if isinstance(pred, str):
-        st.error(f"**{md_literal(case.name)}** was not processed: {pred}")  # pred: public()
+        st.error(f"**{md_literal(case.label(show_names))}** was not processed: {pred}")  # pred: public()
         return
     status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
     gradcam_note()
@@ -192,16 +209,20 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
 def batch_summary(digests: list[str]) -> None:
     """Above the cards: one row per slice in words, the CSV and one PDF of every case report."""
     analysed = [d for d in digests if not isinstance(book.result(d, model), str)]
-    failed = [md_literal(book.get(d).name) for d in digests if isinstance(book.result(d, model), str)]
+    failed = [md_literal(book.get(d).label(show_names)) for d in digests if isinstance(book.result(d, model), str)]
     if failed:
         st.warning(f"{len(failed):,} of {len(digests):,} files could not be processed: {', '.join(failed)}")
     if not analysed:
         return
     results = {d: book.result(d, model) for d in analysed}
     st.subheader(f"Results: {plural(len(analysed), 'slice')}")
-    st.table(pd.DataFrame([summary_row(book.get(d).ref, md_literal(r.name), rule, r.probabilities, r.predicted,
-                                           r.out_of_distribution) for d, r in results.items()]).set_index("Case"))
-    csv = pd.DataFrame([csv_row({**r.as_row(), "case": book.get(d).ref}) for d, r in results.items()])
+    singles = {d: r for d, r in results.items() if book.get(d).frame is None}  # a study has its own summary
+    if singles:
+        st.table(pd.DataFrame([summary_row(book.get(d).ref, md_literal(r.name) if show_names else "", rule,
+                                           r.probabilities, r.predicted, r.out_of_distribution)
+                               for d, r in singles.items()]).set_index("Case"))
+    csv = pd.DataFrame([csv_row({**r.as_row(), "file": r.name if show_names else book.get(d).ref,
+                                 "case": book.get(d).ref}) for d, r in results.items()])
     c1, c2 = st.columns(2)
     c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
                        mime="text/csv", help="Machine-readable: probabilities as fractions, one column per class.")
@@ -211,22 +232,48 @@ def batch_summary(digests: list[str]) -> None:
                        "no file names, no DICOM tags.")
 
 
+def show_study(frames: list[str], opacity: float) -> None:
+    """A multi-frame DICOM: its per-study summary, then one slice at a time, chosen with a slider."""
+    cases = [book.get(d) for d in frames]
+    summary = study_summary([slice_result(c.frame, book.result(c.digest, model), rule) for c in cases])
+    st.markdown(f"### Study {md_literal(cases[0].study[:12])}",
+                help=md_literal(f"File: {cases[0].name}") if show_names else None)
+    st.caption(md_literal(study_summary_text(summary)))
+    top = summary.top_tumour.frame + 1 if summary.top_tumour else 1
+    n = st.slider("Slice", 1, len(frames), top, key=widget_key("slice", cases[0].study, model),
+                  help="Each slice of the study has its own result; the slider starts on the most confident "
+                  "tumour slice.")
+    show_case(frames[n - 1], opacity)
+
+
+def show_shown(shown: list[str], opacity: float) -> None:
+    """Each upload in order: a single slice as a case, a study's slices behind one slider."""
+    studies: dict[str, list[str]] = {}
+    for d in shown:
+        studies.setdefault(book.get(d).study, []).append(d)
+    for frames in studies.values():
+        if book.get(frames[0]).frame is None:
+            show_case(frames[0], opacity)
+        else:
+            show_study(frames, opacity)
+
+
 if shown:
     for digest in shown:
         analyse(digest)  # every slice first, so the summary can lead
     batch_summary(shown)
     opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="opacity")
-    for digest in shown:
-        show_case(digest, opacity)
+    show_shown(shown, opacity)
 
 # ---- this session's cases ----------------------------------------------------------------------------------
 if len(book):
     st.subheader("This session's cases")
     st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases}); closing the tab "
                "forgets them.")
-    st.dataframe(pd.DataFrame(book.history_rows(model)), hide_index=True)
+    st.dataframe(pd.DataFrame(book.history_rows(model, show_names)), hide_index=True)
     choices = [c.digest for c in reversed(book.cases())]
-    labels = {c.digest: f"#{c.number} · {c.name} · case {c.ref}" for c in book.cases()}
+    labels = {c.digest: f"#{c.number} · " + (f"{c.name} · " if show_names else "") + f"case {c.ref}"
+              for c in book.cases()}
     opened = st.selectbox("Open a case", [None, *choices], format_func=lambda d: "—" if d is None else labels[d],
                           key="open_case", help="Shows the case again with the active model.")
     if opened is not None and opened in shown:

@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from brainclf.escaping import md_literal  # noqa: E402
+from brainclf.cases import case_ref, content_hash  # noqa: E402
 from brainclf.serve import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
 
 XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
@@ -132,7 +132,8 @@ class Session:
         texts = [m.delta.new_element.markdown.body for m in msgs
                  if m.WhichOneof("type") == "delta" and m.delta.WhichOneof("type") == "new_element"
                  and m.delta.new_element.WhichOneof("type") == "markdown"]
-        result = next((t for t in texts if t.startswith(f"#### {md_literal(name)}:")), None)  # names escaped
+        heading = f"#### Case {case_ref(content_hash(data))}:"  # a case is headed by its id, not its file name
+        result = next((t for t in texts if t.startswith(heading)), None)
         if result is None:
             errors = [m.delta.new_element.alert.body for m in msgs if m.WhichOneof("type") == "delta"
                       and m.delta.WhichOneof("type") == "new_element"

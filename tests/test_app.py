@@ -74,6 +74,13 @@ def _headings(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if m.value.startswith("####")]
 
 
+def _case(data: bytes) -> str:
+    """A case's heading up to its colon: its id (issue #27: never the file name)."""
+    from brainclf.cases import case_ref, content_hash
+
+    return f"#### Case {case_ref(content_hash(data))}"
+
+
 def _data_root() -> Path | None:
     return Path(os.environ["BRAINCLF_DATA"]) if os.environ.get("BRAINCLF_DATA") else None
 
@@ -114,7 +121,8 @@ def test_predict_accepts_png_rgba_upload():
     at = open_page("pages/predict.py")
     at.file_uploader[0].set_value(("rgba.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
-    assert any(m.value.startswith("#### rgba\\.png") for m in at.markdown)  # the name Markdown-escaped
+    (heading,) = [m for m in at.markdown if m.value.startswith(_case(buf.getvalue()) + ":")]
+    assert heading.proto.help == "File\\: rgba\\.png"  # the name in its tooltip, Markdown-escaped
 
 
 @pytest.mark.parametrize("page", ["pages/predict.py", "pages/model.py"])
@@ -166,13 +174,13 @@ def test_cases_survive_page_changes_and_reopen_from_the_history(make_image, png_
     at.switch_page("pages/predict.py").run()
     assert not at.exception
     headings = _headings(at)  # the upload box is empty again; the result is not
-    assert len(headings) == 1 and headings[0].startswith("#### second\\.png"), headings
+    assert len(headings) == 1 and headings[0].startswith(_case(second)), headings
     history = at.dataframe[-1].value
     assert list(history["file"]) == ["second.png", "first.png"]
     assert list(history["case"]) == [content_hash(second)[:12], content_hash(first)[:12]]
     at.selectbox(key="open_case").set_value(content_hash(first)).run()  # back to the first case
     assert not at.exception
-    assert [h.split(":")[0] for h in _headings(at)] == ["#### second\\.png", "#### first\\.png"]
+    assert [h.split(":")[0] for h in _headings(at)] == [_case(second), _case(first)]
 
 
 def test_out_of_distribution_leads_with_the_flag_and_greys_the_class():
@@ -272,10 +280,11 @@ def test_a_referral_leads_with_the_status_and_only_an_accepted_answer_is_a_bold_
     monkeypatch.setenv("BRAINCLF_MODELS", str(_thresholded_models(tmp_path / "models", refer=0.99999, accept=0.2)))
     at = open_page("pages/predict.py")
     at.selectbox(key="model_path").set_value(str(tmp_path / "models" / "refer.keras")).run()
-    at.file_uploader[0].set_value(("slice.png", png_bytes(make_image("glioma", 11)), "image/png")).run()
+    image = png_bytes(make_image("glioma", 11))
+    at.file_uploader[0].set_value(("slice.png", image, "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
     (heading,) = _headings(at)
-    assert heading.startswith("#### slice\\.png: :orange[") and "Refer to a radiologist" in heading
+    assert heading.startswith(f"{_case(image)}: :orange[") and "Refer to a radiologist" in heading
     assert "**" not in heading and not any(n in heading for n in DISPLAY_NAMES.values())
     (leaning,) = [m.value for m in at.markdown if m.value.startswith(":gray[model leans ")]
     assert any(n in leaning for n in DISPLAY_NAMES.values())
@@ -294,7 +303,7 @@ def test_a_referral_leads_with_the_status_and_only_an_accepted_answer_is_a_bold_
     at.selectbox(key="model_path").set_value(str(tmp_path / "models" / "accept.keras")).run()
     assert not at.exception, [e.value for e in at.exception]
     (heading,) = _headings(at)
-    assert heading.startswith("#### slice\\.png: **") and "Refer" not in heading  # accepted: the bold class
+    assert heading.startswith(f"{_case(image)}: **") and "Refer" not in heading  # accepted: the bold class
     assert not at.table[0].value["Answer"].iloc[0].startswith("Refer")
     (overlay,) = [t for t in at.toggle if t.label == "Grad-CAM overlay"]
     assert overlay.value is True and any("Grad-CAM: " in str(i.proto) for i in at.get("image"))
@@ -436,7 +445,7 @@ def test_batch_summary_leads_and_two_cases_compare_side_by_side(make_image, png_
     assert not at.exception, [e.value for e in at.exception]
     order = _page_order(at)
     assert order[0] == "Results: 3 slices", order
-    assert sum(h.startswith("#### slice") for h in order) == 3
+    assert sum(h.startswith("#### Case ") for h in order) == 3
     assert len(_cam_selectors(at)) == 3
     digests = at.session_state["shown_cases"][:2]
     # Issue #27: exactly two cases are compared: no "Select all" in the picker (Streamlit offers it by default).
@@ -445,4 +454,4 @@ def test_batch_summary_leads_and_two_cases_compare_side_by_side(make_image, png_
     at.multiselect(key="compare_cases").set_value(digests).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(_cam_selectors(at)) == 5  # three cards above + the two side by side (their own keys)
-    assert sum(h.startswith("#### slice") for h in _page_order(at)) == 5, digests
+    assert sum(h.startswith("#### Case ") for h in _page_order(at)) == 5, digests

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import BROWSER_WAIT_MS, SERVER_START_S, confident_testing_row, new_page
 
+from brainclf.cases import case_ref, content_hash
 from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_predict_page_shows_class_and_gradcam(page, server, real_data):
     # A Testing meningioma that the bundled model's card records as correctly and confidently classified.
     image = _testing_meningioma(real_data)
     page.locator("input[type=file]").first.set_input_files(str(image))
-    result = page.get_by_role("heading", name=image.name)
+    result = page.get_by_role("heading", name=f"Case {case_ref(content_hash(image.read_bytes()))}")
     result.wait_for()
     assert "Meningioma" in result.inner_text()
     page.get_by_text("Grad-CAM: Meningioma").first.wait_for()  # the overlay's caption (on: an accepted answer)
@@ -205,17 +206,33 @@ def test_narrow_windows_keep_gradcam_readable_and_nothing_truncated(browser, ser
 
 
 def test_gradcam_opens_full_size(page, server, real_data):
-    """Issue #14: a full-size view of the overlay."""
+    """Issue #14: a full-size view of the overlay. Issue #27: at the upload's own resolution (it blew up the
+    model's 160 px input), zoomed with the mouse wheel, the Grad-CAM an overlay that can be switched off."""
+    from PIL import Image
     from playwright.sync_api import expect
 
     _open(page, server, "predict", "Predict")
-    page.locator("input[type=file]").first.set_input_files(str(_testing_meningioma(real_data)))
+    image = _testing_meningioma(real_data)
+    page.locator("input[type=file]").first.set_input_files(str(image))
     page.get_by_role("button", name="Full size").first.click()
     dialog = page.get_by_role("dialog")
-    expect(dialog.get_by_text("Grad-CAM, full size")).to_be_visible()
-    plot = dialog.locator(".js-plotly-plot").filter(has_text="Grad-CAM: Meningioma")
-    expect(plot).to_be_visible()
+    width, height = Image.open(image).size
+    plot = dialog.locator(".js-plotly-plot").filter(has_text=f"{width}×{height} px · Grad-CAM: Meningioma")
+    expect(plot).to_be_visible(timeout=BROWSER_WAIT_MS)
     assert plot.bounding_box()["height"] >= 600, plot.bounding_box()
+    x_range = "el => el._fullLayout.xaxis.range.map(v => Math.round(v))"
+    assert plot.evaluate(x_range) == [0, width], plot.evaluate(x_range)  # one axis unit per image pixel
+    assert plot.evaluate("el => el._context.scrollZoom") is True
+    drag = plot.locator(".nsewdrag").first  # plotly's drag and wheel layer
+    drag.scroll_into_view_if_needed()
+    drag.hover()
+    for _ in range(5):  # scrollZoom: the wheel zooms in
+        page.mouse.wheel(0, -200)
+        page.wait_for_timeout(200)
+    spans = plot.evaluate("el => el._fullLayout.xaxis.range[1] - el._fullLayout.xaxis.range[0]")
+    assert spans < width * 0.9, (spans, width)
+    dialog.get_by_text("Grad-CAM overlay").click()  # the overlay off: the scan alone
+    expect(dialog.locator(".js-plotly-plot").filter(has_text=f"{width}×{height} px · Grad-CAM")).to_have_count(0)
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
 
@@ -236,7 +253,8 @@ def test_gradcam_follows_the_new_upload_not_the_removed_one(browser, server, rea
         pg.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
         expect(pg.get_by_test_id("stFileChip")).to_have_count(0)
         upload.set_input_files(str(real_data / pituitary["path"]))
-        heading = pg.get_by_role("heading", name=Path(pituitary["path"]).name)
+        ref = case_ref(content_hash((real_data / pituitary["path"]).read_bytes()))
+        heading = pg.get_by_role("heading", name=f"Case {ref}")  # issue #27: the case id, not the file name
         expect(heading).to_contain_text("Pituitary", timeout=BROWSER_WAIT_MS)
         expect(_overlay(pg, "Pituitary").first).to_be_visible()
         expect(_overlay(pg, "Meningioma")).to_have_count(0)

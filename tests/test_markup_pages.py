@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from test_access_pages import AUTH, run_page
 
 from brainclf.card import card_path
+from brainclf.cases import case_ref, content_hash
 from brainclf.escaping import md_literal
 from brainclf.jobs import JobStatus
 
@@ -120,14 +121,19 @@ def test_card_fields_and_display_name_are_literal_on_every_page(attack_server, p
 
 def test_file_names_and_card_fields_are_literal_on_the_predict_page(attack_server, make_image, png_bytes):
     at = run_page(admin_app(), "predict")
-    at.file_uploader[0].set_value([(IMAGE_NAME, png_bytes(make_image("glioma", 1)), "image/png"),
-                                   (RED_NAME, png_bytes(make_image("pituitary", 2)), "image/png"),
+    images = [png_bytes(make_image("glioma", 1)), png_bytes(make_image("pituitary", 2))]
+    at.file_uploader[0].set_value([(IMAGE_NAME, images[0], "image/png"), (RED_NAME, images[1], "image/png"),
                                    (LINK_NAME, b"not an image", "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(md_literal(IMAGE_NAME) in t for t in rendered_markdown(at))  # a sign-in server hides names
+    assert not any(m.proto.help for m in at.markdown if m.value.startswith("####"))
+    at.toggle(key="show_names").set_value(True).run()  # until the user asks for them
     assert not at.exception, [e.value for e in at.exception]
     texts = rendered_markdown(at)
     assert_inert(texts)
-    headings = [m.value for m in at.markdown if m.value.startswith("####")]
-    assert [h.split(": ")[0] for h in headings] == [f"#### {md_literal(IMAGE_NAME)}", f"#### {md_literal(RED_NAME)}"]
+    headings = [m for m in at.markdown if m.value.startswith("####")]  # issue #27: the case id, the name as help
+    assert [h.value.split(": ")[0] for h in headings] == [f"#### Case {case_ref(content_hash(d))}" for d in images]
+    assert [h.proto.help for h in headings] == [md_literal(f"File: {n}") for n in (IMAGE_NAME, RED_NAME)]
     assert list(at.table[0].value["File"]) == [md_literal(IMAGE_NAME), md_literal(RED_NAME)]  # the batch table
     assert any(md_literal(LINK_NAME) in e.value and "not processed" in e.value for e in at.error)
     referred = [w.value for w in at.warning if w.value.startswith("Refer\\:")]
