@@ -50,7 +50,7 @@ def test_home_accuracy_follows_the_sidebar_tta_toggle():
     for on in (False, True):
         at.toggle(key=f"tta::{default.stem}").set_value(on).run()
         assert not at.exception
-        assert at.metric[1].value == pct(card.test_metrics(tta=on)["accuracy"], 2)  # second: in-distribution
+        assert at.metric[1].value == pct(card.test_metrics(tta=on)["accuracy"])  # second: in-distribution
 
 
 def test_uploaders_pass_the_per_file_limit_to_the_browser():
