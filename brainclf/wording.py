@@ -129,11 +129,16 @@ def _evidence(rule: ReferRule, threshold: float) -> str:
             f"{pct(at['accuracy'])} right")
 
 
-def refer_line(rule: ReferRule, probabilities: dict[str, float]) -> str:
-    """The refer status in one short line: this answer's confidence, the bar it missed, what that bar measured."""
+def _answer(rule: ReferRule, probabilities: dict[str, float]) -> tuple[str, str, str, str]:
+    """(predicted class, its confidence and its bar told apart as percentages, the class as people read it)."""
     cls = max(probabilities, key=probabilities.get)
     c, t = pct_pair(probabilities[cls], rule.thresholds[cls])
-    name = DISPLAY_NAMES.get(cls, cls)
+    return cls, c, t, DISPLAY_NAMES.get(cls, cls)
+
+
+def refer_line(rule: ReferRule, probabilities: dict[str, float]) -> str:
+    """The refer status in one short line: this answer's confidence, the bar it missed, what that bar measured."""
+    cls, c, t, name = _answer(rule, probabilities)
     if not rule.fitted:
         return f"Refer: confidence {c} in {name} is below a fixed {t} default that was never validated."
     bar = f"the stricter {t} bar for No tumour" if cls == "notumor" and rule.strict_notumor else f"the {t} bar"
@@ -143,10 +148,8 @@ def refer_line(rule: ReferRule, probabilities: dict[str, float]) -> str:
 
 def refer_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
     """Why refer, in full (one click away from refer_line): what refer means, the bar, where it comes from."""
-    cls = max(probabilities, key=probabilities.get)
-    conf, thr = probabilities[cls], rule.thresholds[cls]
-    c, t = pct_pair(conf, thr)
-    name = DISPLAY_NAMES.get(cls, cls)
+    cls, c, t, name = _answer(rule, probabilities)
+    thr = rule.thresholds[cls]
     if not rule.fitted:
         return (f"Refer: {REFER_MEANS}, because its confidence in {name} ({c}) is below {t}, a fixed default "
                 "that was not validated (this model's card has no refer threshold fitted on validation data).")
@@ -168,9 +171,7 @@ def refer_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
 
 def accept_sentence(rule: ReferRule, probabilities: dict[str, float]) -> str:
     """Why an answer was not referred, in one sentence (still not a diagnosis)."""
-    cls = max(probabilities, key=probabilities.get)
-    c, t = pct_pair(probabilities[cls], rule.thresholds[cls])
-    name = DISPLAY_NAMES.get(cls, cls)
+    cls, c, t, name = _answer(rule, probabilities)
     if not rule.fitted:
         return (f"Not referred: confidence {c} is at or above a fixed {t} default that was not validated "
                 "(this model's card has no threshold fitted on validation data).")
