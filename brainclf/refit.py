@@ -9,6 +9,7 @@ the split run's, and brainclf.scope shows them as such ("measured by this recipe
 from __future__ import annotations
 
 from .errors import ConfigError
+from .training.config import TrainConfig
 
 SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_notumor_unflagged_rate", "coverage")
 
@@ -16,7 +17,8 @@ SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_no
 def link_recipe_run(refit_card, split_card) -> dict:
     """The refit card's `recipe_run` block from the split run's card; ConfigError when they are not one recipe
     on one split (other settings, other validation files, or not a refit and its split run)."""
-    refit_cfg, split_cfg = dict(refit_card.training.get("config") or {}), dict(split_card.training.get("config") or {})
+    defaults = TrainConfig().to_dict()  # a key an older run did not record had its default value then
+    refit_cfg, split_cfg = ({**defaults, **(c.training.get("config") or {})} for c in (refit_card, split_card))
     if not refit_cfg.get("refit") or split_cfg.get("refit"):
         raise ConfigError(f"{refit_card.name} must be a --refit run and {split_card.name} its split run.")
     refit_cfg.pop("refit"), split_cfg.pop("refit", None)
