@@ -19,6 +19,7 @@ from . import CLASS_NAMES
 from .batch_predict import predict_samples
 from .data import Sample
 from .errors import DataError
+from .operating_point import fit_curves
 from .sources import file_case_groups, split_key
 from .trust import apply_temperature, group_mean_resamples, image_nll, nll
 
@@ -84,6 +85,15 @@ def summarise(scores: dict[str, dict]) -> dict[str, dict]:
 def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
     """{source: {n, accuracy, nll}} with the predictor's calibrated probabilities (its TTA setting)."""
     return summarise(validation_scores(predictor, samples))
+
+
+def operating_curves(predictor, samples: dict[str, list[Sample]]) -> dict:
+    """operating_point.fit_curves on a card's validation files (calibrated, with the predictor's TTA setting): how
+    a model trained before cards kept these curves gets them, its fitted thresholds left as they are."""
+    scores = validation_scores(predictor, samples)
+    y = np.concatenate([s["y"] for s in scores.values()])
+    probs = np.concatenate([s["probs"] for s in scores.values()])
+    return fit_curves(y, probs, [source for source, s in scores.items() for _ in s["y"]])
 
 
 def validation_groups(samples: dict[str, list[Sample]]) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import CLASS_NAMES, DISPLAY_NAMES
-from .operating_point import curve_at
+from .operating_point import curve_at, thresholds_for_target
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
 REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wherever it is shown
@@ -273,7 +273,10 @@ def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str,
         at = curve_at(curve, base)
         right = f", {pct(at['accuracy'])} right" if at["accuracy"] is not None else ""
         parts.append(f"{source} {count(at['answered'])} of {count(at['n'])}{right}")
-    aim = f" aiming at {pct(target)} right on every source" if target else ""
+    # Per-source thresholds (the rule since 2026-12-05) or a card fitted on the pooled validation set before.
+    per_source = target and thresholds == thresholds_for_target(block, target)
+    aim = f" aiming at {pct(target)} right {'on every source' if per_source else 'on the pooled validation set'}" \
+        if target else ""
     return (f"Answered when confidence ≥ {pct(base)}{nt},{aim}. Validation answered: {'; '.join(parts)}. "
             "The rest are referred.")
 

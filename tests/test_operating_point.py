@@ -124,3 +124,23 @@ def test_risk_coverage_view_has_validation_and_held_out_curves_per_source(smoke_
 def test_the_symmetric_threshold_follows_the_server_target(smoke_predictor):
     strict = smoke_predictor.with_refer_target(0.9999)
     assert strict.refer_threshold == strict.refer_thresholds["glioma"]
+
+
+def test_an_older_card_gets_its_curves_without_a_threshold_changing(smoke_predictor, synthetic_dataset):
+    from brainclf.selection import PRIMARY, operating_curves, validation_samples
+
+    samples = validation_samples(smoke_predictor.card, {PRIMARY: synthetic_dataset})
+    block = operating_curves(smoke_predictor, samples)
+    assert block["curves"][PRIMARY]["n"] == len(samples[PRIMARY])
+    stored = smoke_predictor.card.calibration["operating_tta" if smoke_predictor.tta else "operating"]
+    (trained,) = stored["curves"].values()  # training names the source by its folder: one source here
+    assert block["curves"][PRIMARY]["answered"] == trained["answered"]  # what training stored
+
+
+def test_the_operating_line_says_when_thresholds_were_fitted_on_the_pooled_set(smoke_predictor):
+    cal = smoke_predictor.card.calibration
+    block = cal["operating"]
+    own = thresholds_for_target(block, 0.98)
+    pooled = {c: min(t * 0.9, 1.0) for c, t in own.items()}  # any other bar: not the per-source rule's
+    assert "on every source" in operating_summary({"operating": block}, False, own, 0.98)
+    assert "on the pooled validation set" in operating_summary({"operating": block}, False, pooled, 0.98)
