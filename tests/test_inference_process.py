@@ -1,6 +1,8 @@
 """brainclf.inference_process: the model runs in a process of its own and answers exactly as in-process."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,9 @@ def test_a_process_that_dies_mid_call_is_an_error_once_then_starts_again(smoke_m
         send = ModelProcess._send
 
         def send_then_die(self, message):
+            # Stopped first, so it cannot answer before it dies (on a busy machine it sometimes did, and the call
+            # succeeded): the message is sent to a live process that then dies without a reply.
+            os.kill(self._process.pid, signal.SIGSTOP)
             send(self, message)
             self._process.kill()
 
