@@ -1,6 +1,6 @@
 """Record in a refit model's card the external held-out figures of its recipe's split run (brainclf.refit).
 
-    .venv/bin/python scripts/link_recipe_run.py models/default.keras models/default_split.keras
+    .venv/bin/python scripts/link_recipe_run.py runs/refit_models/REFIT.keras models/SPLIT.keras
 """
 
 from __future__ import annotations
