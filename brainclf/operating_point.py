@@ -37,7 +37,8 @@ def risk_coverage(y: np.ndarray, probs: np.ndarray) -> dict:
 
 def threshold_for(curve: dict, target: float) -> float:
     """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was."""
-    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c >= target * a]
+    # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding.
+    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c / a >= target]
     return float(ok[-1]) if ok else 1.0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .metrics import expected_calibration_error
-from .operating_point import fit_curves, thresholds_for_target
+from .operating_point import fit_curves, risk_coverage, threshold_for, thresholds_for_target
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -58,24 +58,11 @@ def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: fl
     """Lowest confidence threshold at which the accepted predictions (confidence >= threshold) reach
     `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist.
     Returns 1.0 (refer everything short of certainty) when no threshold reaches the target."""
-    if len(y) == 0:
-        return 1.0
-    conf = probs.max(1)
-    correct = probs.argmax(1) == np.asarray(y)
-    order = np.argsort(-conf, kind="stable")
-    conf_sorted = conf[order]
-    cum_acc = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    # Only the last of a run of equal confidences is a real cut: `conf >= t` accepts the whole tie.
-    cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True]
-    ok = np.nonzero(cut & (cum_acc >= target_accuracy))[0]
-    if len(ok) == 0:
-        return 1.0
-    return float(conf_sorted[ok[-1]])
+    return threshold_for(risk_coverage(y, probs), target_accuracy)
 
 
-def choose_refer_thresholds(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999,
-                            notumor_index: int = CLASS_NAMES.index("notumor")) -> dict[str, float]:
-    """The asymmetric refer rule, one confidence threshold per predicted class.
+def choose_refer_thresholds(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> dict[str, float]:
+    """The asymmetric refer rule, one confidence threshold per predicted class, fitted on one pooled set.
 
     Every class gets `choose_refer_threshold`'s threshold. A "no tumour" answer must also be above the
     confidence of every tumour image of this (validation) set that the model called "no tumour": missing a
@@ -87,17 +74,7 @@ def choose_refer_thresholds(y: np.ndarray, probs: np.ndarray, target_accuracy: f
     Returns:
         {class name: threshold}; a prediction whose confidence is below its class's threshold is referred.
     """
-    base = choose_refer_threshold(y, probs, target_accuracy)
-    out = {c: base for c in CLASS_NAMES}
-    y = np.asarray(y)
-    if len(y):
-        pred = probs.argmax(1)
-        missed = (pred == notumor_index) & (y != notumor_index)
-        if missed.any():
-            worst = float(probs[missed, notumor_index].max())
-            # Just above the worst miss: np.nextafter keeps `conf >= t` from accepting that very image.
-            out[CLASS_NAMES[notumor_index]] = max(base, float(np.nextafter(np.float32(worst), np.float32(2))))
-    return out
+    return thresholds_for_target(fit_curves(y, probs, np.zeros(len(y), int)), target_accuracy)
 
 
 def thresholds_per_row(probs: np.ndarray, threshold: float | dict[str, float]) -> np.ndarray:
