@@ -79,6 +79,7 @@ class Predictor:
 
     # Accepted accuracy the refer rule aims at (an admin setting, with_refer_target); None: the card's thresholds.
     refer_target: float | None = None
+    _target_thresholds: dict = {}  # {tta: {class: threshold}} for refer_target, read off the curves once
 
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
         import keras
@@ -135,6 +136,9 @@ class Predictor:
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.refer_target = check_refer_target(target)
+        cal = self.card.calibration  # once here, not on every prediction (refer_thresholds is on the hot path)
+        other._target_thresholds = {tta: thresholds_for_target(cal[key], other.refer_target)
+                                    for tta, key in ((False, "operating"), (True, "operating_tta")) if cal.get(key)}
         return other
 
     @property
@@ -162,17 +166,16 @@ class Predictor:
     @property
     def refer_threshold(self) -> float:
         """The symmetric part of the refer rule (every class); see refer_thresholds."""
+        if self.tta in self._target_thresholds:
+            return self._target_thresholds[self.tta]["glioma"]
         cal = self.card.calibration
-        if self.refer_target is not None and cal.get("operating_tta" if self.tta else "operating"):
-            return self.refer_thresholds["glioma"]
         return float(cal.get("refer_threshold_tta" if self.tta else "refer_threshold", 0.0) or 0.0)
 
     @property
     def refer_thresholds(self) -> dict[str, float]:
         """The refer rule per predicted class (a stricter one for "no tumour" where the card has it)."""
-        curves = self.card.calibration.get("operating_tta" if self.tta else "operating")
-        if self.refer_target is not None and curves:
-            return thresholds_for_target(curves, self.refer_target)
+        if self.tta in self._target_thresholds:  # the server's target, read off the card's curves
+            return dict(self._target_thresholds[self.tta])
         per_class = self.card.calibration.get("refer_thresholds_tta" if self.tta else "refer_thresholds") or {}
         return {c: float(per_class.get(c, self.refer_threshold)) for c in CLASS_NAMES}
 
