@@ -9,15 +9,10 @@ import re
 import numpy as np
 import pytest
 from conftest import synthetic_image
-from test_app import REPO, open_page
+from test_app import REPO, md_plain, open_page
 from test_sources import write_external
 
 from brainclf.figures import chart_title
-
-
-def plain(markdown: str) -> str:
-    """Page text without the backslashes that keep file, folder and model names literal (brainclf.escaping)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def test_card_external_validation_is_shown_beside_testing():
@@ -42,7 +37,7 @@ def test_re_evaluating_a_folder_without_pituitary_shows_its_sequences(tmp_path, 
     monkeypatch.setenv("BRAINCLF_DATA", str(folder))  # a folder is picked by name among the server's datasets
     at = _re_evaluate("other-hospital")
     assert not at.exception, [e.value for e in at.exception]  # used to crash: pituitary has no interval
-    text = plain(" ".join(m.value for m in at.markdown))
+    text = md_plain(" ".join(m.value for m in at.markdown))
     assert "other-hospital (just evaluated)" in text
     assert "not among the model's training sources" in text
     seq_tables = [d.value for d in at.dataframe if "sequence" in d.value.columns]
@@ -67,7 +62,7 @@ def test_evaluation_errors_name_the_dataset_not_the_server_path(tmp_path, monkey
     monkeypatch.setenv("BRAINCLF_DATA", str(empty))
     at = _re_evaluate("empty-hospital")
     assert not at.exception
-    (error,) = [plain(e.value) for e in at.error]
+    (error,) = [md_plain(e.value) for e in at.error]
     assert "No JPEG/PNG images found in empty-hospital" in error and str(tmp_path) not in error
 
 
@@ -143,7 +138,7 @@ def test_numbers_read_in_words_and_one_percent_format():
 def test_comparing_two_models_gives_the_difference_its_interval_and_mcnemar():
     at = open_page("pages/evaluation.py")
     other = at.selectbox(key="compare").value.stem
-    (sentence,) = [plain(m.value) for m in at.markdown if "both were tested on" in m.value]
+    (sentence,) = [md_plain(m.value) for m in at.markdown if "both were tested on" in m.value]
     assert "On the 1,025 images both were tested on" in sentence and f"**{other} " in sentence
     assert re.search(r"difference \*\*[+−]\d+\.\d points\*\* \(95 % paired bootstrap interval [+−]\d+\.\d points "
                      r"to [+−]\d+\.\d points, resampling [\d,]+ images\)", sentence), sentence
