@@ -223,7 +223,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     roots = _data_roots(raw, path, base) if "data" in raw else default_data_roots(os.environ.get(ENV_DATA))
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
-                    audit_enabled=audit_enabled(raw, path), roles=_role_rules(raw.get("roles", {}), path),
+                    audit_enabled=audit_enabled(raw, path), roles=_role_rules(table(raw, "roles", path), path),
                     source=path, refer_target=refer_target(raw, path))
 
 
@@ -245,17 +245,15 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"Cannot read the settings file {path.name}: it is not valid TOML ({e}).") from None
 
 
-def _role_rules(table: dict, path: Path | None) -> RoleRules:
+def _role_rules(roles: dict, path: Path | None) -> RoleRules:
     """[roles.ROLE] tables with lists `emails`, `subjects`, `groups`; a user matched by several rules gets
     the highest of their roles."""
     where = where_of(path)
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [roles] must be a table.")
     emails, subjects, groups = {}, {}, {}
-    groups_claim = table.get("groups_claim", "groups")
+    groups_claim = roles.get("groups_claim", "groups")
     if not isinstance(groups_claim, str) or not groups_claim:
         raise ConfigError(f"{where}: [roles] groups_claim must be a claim name.")
-    for role, rules in table.items():
+    for role, rules in roles.items():
         if role == "groups_claim":
             continue
         if role not in ROLE_NAMES:
