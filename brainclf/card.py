@@ -73,6 +73,8 @@ class ModelCard:
     schema_version: int = SCHEMA_VERSION
     # Uploaded models only: uploaded_by, uploaded, metrics_verified (+ verified, verified_on once re-measured).
     provenance: dict = field(default_factory=dict)
+    # Site profiles only (brainclf.site): the site that validated it, its split, figures and scope.
+    site: dict = field(default_factory=dict)
 
     @property
     def contract(self) -> InputContract:
@@ -104,8 +106,15 @@ class ModelCard:
         the file's short hash: a name and version are whatever an uploader wrote)."""
         return f"{f'{self.name} {self.version}'.strip()} · {short_hash(self.file_sha256)}"
 
+    def to_dict(self) -> dict:
+        """The card as JSON holds it: a card that is no site profile has no `site` key (older cards read alike)."""
+        d = asdict(self)
+        if not d["site"]:
+            del d["site"]
+        return d
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "") -> ModelCard:
@@ -122,7 +131,7 @@ class ModelCard:
         """Write the card atomically, after checking it against the schema (a card that would be refused
         when read is never written)."""
         path = Path(path)
-        d = asdict(self)
+        d = self.to_dict()
         try:
             validate_card(d)
         except CardSchemaError as e:

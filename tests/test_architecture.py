@@ -23,14 +23,15 @@ LONG_MODULES: dict[str, str] = {}
 # scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
 # brainclf modules that import TensorFlow at their top.
 LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
-           "brainclf.training", "brainclf.distributed")
+           "brainclf.training", "brainclf.distributed", "brainclf.site.adapt")
 # Modules exempt from that rule, each with why.
 LAZY_EXEMPT = {
     "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
                     "a quick predict should not pay (see brainclf/cli/__init__.py)",
 }
 # Modules that may import TensorFlow/Keras when they are imported.
-TF_AT_IMPORT = ("brainclf.models", "brainclf.training", "brainclf.distributed")  # not training.config/state: below
+# Not training.config/state: below.
+TF_AT_IMPORT = ("brainclf.models", "brainclf.training", "brainclf.distributed", "brainclf.site.adapt")
 
 
 def _module_name(path: Path) -> str:
