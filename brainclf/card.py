@@ -15,6 +15,7 @@ brainclf.provenance.verify_uploaded_model).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -154,12 +155,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def library_versions() -> dict:
-    import keras  # TensorFlow, Keras and scikit-learn: seconds to import, only when a card is written
+    """Python and the libraries that trained the model; the Keras backend's own (TensorFlow, or JAX under
+    KERAS_BACKEND=jax, which imports no TensorFlow) under its name."""
+    import keras  # Keras, its backend and scikit-learn: seconds to import, only when a card is written
     import sklearn
-    import tensorflow
 
-    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__, "keras": keras.__version__,
-            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "brainclf": __version__}
+    engine = keras.backend.backend()
+    return {"python": platform.python_version(), engine: importlib.import_module(engine).__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "brainclf": __version__}
 
 
 def machine_description() -> str:

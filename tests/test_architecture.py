@@ -19,10 +19,10 @@ MAX_LINES = 300
 # Modules allowed over MAX_LINES, each with why.
 LONG_MODULES: dict[str, str] = {}
 
-# What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras,
+# What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras, JAX,
 # scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
 # brainclf modules that import TensorFlow at their top.
-LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
+LAZY_OK = ("tensorflow", "keras", "jax", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
            "brainclf.training", "brainclf.distributed", "brainclf.site.adapt")
 # Modules exempt from that rule, each with why.
 LAZY_EXEMPT = {

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from .. import CLASS_NAMES, CROPS, INTENSITIES, PRECISIONS
+from .. import CLASS_NAMES, CROPS, INTENSITIES, PRECISIONS, TRAINING_BACKENDS
 from .fields import (
     ClassName,
     Correlation,
@@ -192,6 +192,7 @@ class Training(Section):
     members: list[Member] = []
     files: TrainFiles = None
     sources: list[SourceInfo] = []
+    backend: Literal[TRAINING_BACKENDS] = "tensorflow"  # the Keras backend that trained it (older cards: TF)
 
 
 class InputContractSchema(Section):
