@@ -9,7 +9,7 @@ import streamlit as st
 from brainclf.audit import append_audit, audit_record
 from brainclf.card import short_hash
 from brainclf.cases import batch_row, model_label, widget_key
-from brainclf.dicom_stack import study_frames
+from brainclf.dicom_stack import series_groups, study_frames
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
 from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
@@ -91,11 +91,17 @@ def _uploads_changed():
 
 
 def _add_uploads(files) -> list[str]:
-    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame."""
-    def cases(f):
-        data = f.getvalue()
-        return book.add_upload(f.name, data, lambda: study_frames(data, upload_alias(f.name)))
-    return list(dict.fromkeys(c.digest for f in files for c in cases(f)))
+    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame, and so
+    are single-frame DICOM slices of one series (in series order)."""
+    uploads = [(f.name, f.getvalue()) for f in files]
+
+    def cases(group: list[int]):
+        if len(group) > 1:
+            return book.add_series([uploads[i] for i in group])
+        name, data = uploads[group[0]]
+        return book.add_upload(name, data, lambda: study_frames(data, upload_alias(name)))
+    groups = series_groups([(upload_alias(name), data) for name, data in uploads])  # no file name in a message
+    return list(dict.fromkeys(c.digest for g in groups for c in cases(g)))
 
 
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
@@ -214,10 +220,10 @@ def batch_summary(digests: list[str]) -> None:
     results = {d: book.result(d, model) for d in analysed}
     st.subheader(f"Results: {plural(len(analysed), 'slice')}")
     # The slices at a glance, small, right under the heading: on a 1280 × 720 window one shows without scrolling.
-    firsts = [d for d in analysed if book.get(d).frame in (None, 0) and results[d].model_input is not None][:12]
+    firsts = [d for d in analysed if book.get(d).position in (None, 0) and results[d].model_input is not None][:12]
     st.image([results[d].model_input[..., 0] for d in firsts], width=112, clamp=True,
              caption=[f"Case {book.get(d).ref}" for d in firsts])
-    singles = {d: r for d, r in results.items() if book.get(d).frame is None}  # a study has its own summary
+    singles = {d: r for d, r in results.items() if book.get(d).position is None}  # a study has its own summary
     if singles:  # four columns: all of them fit an 800 px window
         st.table(pd.DataFrame([batch_row(book.get(d).ref, md_literal(r.name) if show_names else "", rule,
                                          r.probabilities, r.predicted, r.out_of_distribution)
@@ -234,9 +240,9 @@ def batch_summary(digests: list[str]) -> None:
 
 
 def show_study(frames: list[str], opacity: float) -> None:
-    """A multi-frame DICOM: its per-study summary, then one slice at a time, chosen with a slider."""
+    """A multi-frame DICOM or a series of slices: its per-study summary, then one slice at a time (a slider)."""
     cases = [book.get(d) for d in frames]
-    summary = study_summary([slice_result(c.frame, book.result(c.digest, model), rule) for c in cases])
+    summary = study_summary([slice_result(c.position, book.result(c.digest, model), rule) for c in cases])
     st.markdown(f"### Study {md_literal(cases[0].study[:12])}",
                 help=md_literal(f"File: {cases[0].name}") if show_names else None)
     st.caption(md_literal(study_summary_text(summary)))
@@ -253,7 +259,7 @@ def show_shown(shown: list[str], opacity: float) -> None:
     for d in shown:
         studies.setdefault(book.get(d).study, []).append(d)
     for frames in studies.values():
-        if book.get(frames[0]).frame is None:
+        if book.get(frames[0]).position is None:
             show_case(frames[0], opacity)
         else:
             show_study(frames, opacity)
