@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..report import _text
+from ..report_blocks import text as _text
 from ..wording import INTENDED_USE, pct, plural
 from .summary import ROWS, cell, columns
 
