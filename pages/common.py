@@ -155,7 +155,29 @@ def load_predictor(path: str, mtime: float) -> ProcessPredictor:
 @st.cache_resource
 def training_jobs() -> TrainingJobs:
     """Process-wide: one training at a time, visible to every session."""
+    keep_keras_state()
     return TrainingJobs()
+
+
+def keep_keras_state() -> None:
+    """Stop Streamlit clearing Keras's global state after every script run.
+
+    Streamlit calls keras.backend.clear_session() at the end of each run (for apps that build models in their
+    scripts). This app builds none there, but its trainings and site adaptations run in a job thread of the same
+    process, and the progress fragments rerun every second: measured, one 72-slice adaptation epoch took 225 s
+    instead of ~2 s, and a site validation failed with a ValueError. Matplotlib's part of the clean-up is kept.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if getattr(script_runner._clean_problem_modules, "keeps_keras", False):
+        return
+
+    def clean_up() -> None:
+        if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
+            plt.close("all")
+
+    clean_up.keeps_keras = True
+    script_runner._clean_problem_modules = clean_up
 
 
 def available_models() -> list[Path]:

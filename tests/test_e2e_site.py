@@ -5,9 +5,10 @@ states the site scope. Debian's chromium via Playwright against `streamlit run` 
 from __future__ import annotations
 
 import pytest
-from conftest import copy_model, new_page
-from test_e2e import _streamlit
+from conftest import SERVER_START_S, copy_model, new_page
 from test_site import write_site
+
+from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
 
 STEP_WAIT_MS = 600_000
 IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -23,8 +24,15 @@ def site_server(tmp_path_factory, synthetic_dataset, smoke_model):
     copy_model(smoke_model, models, "smoke")
     env = {"BRAINCLF_SETTINGS": str(toml), "BRAINCLF_MODELS": str(models), "BRAINCLF_RUNS": str(base / "runs"),
            "BRAINCLF_AUDIT_DIR": str(base / "audit"), "BRAINCLF_DATA": ""}
-    with _streamlit(env) as url:
-        yield url, models
+    port = free_port()
+    log = base / "server.log"
+    with open(log, "wb") as out:
+        proc = start_streamlit(port, env=env, output=out)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", timeout=SERVER_START_S, proc=proc)
+            yield f"http://127.0.0.1:{port}", models, log
+        finally:
+            stop(proc)
 
 
 def _pick(page, label: str, option: str) -> None:
@@ -35,20 +43,22 @@ def _pick(page, label: str, option: str) -> None:
     page.wait_for_function(IDLE)
 
 
-def _step(page, step: str) -> None:
+def _step(page, step: str, log) -> None:
     """Click a step's button and wait until its figures are drawn (the page reruns when the job is done)."""
     from playwright.sync_api import expect
 
     page.get_by_role("button", name=step, exact=True).click()
     column = {"Validate": "As it came", "Calibrate": "Site calibration", "Adapt": "Adapted"}[step]
-    # A step is a background job (adapting fine-tunes for 8 epochs): seconds here, minutes on a busy machine.
-    expect(page.get_by_role("columnheader", name=column)).to_be_visible(timeout=STEP_WAIT_MS)
+    # A step is a background job (adapting fine-tunes for 12 epochs): seconds here, minutes on a busy machine.
+    done = page.get_by_role("columnheader", name=column).or_(page.get_by_text(f"{step.lower()} failed"))
+    expect(done.first).to_be_visible(timeout=STEP_WAIT_MS)
+    assert page.get_by_role("columnheader", name=column).count(), log.read_text()[-3000:]  # the server's traceback
 
 
 def test_a_researcher_validates_calibrates_and_adapts_then_predict_states_the_site_scope(browser, site_server):
     from playwright.sync_api import expect
 
-    url, models = site_server
+    url, models, log = site_server
     page = new_page(browser, viewport={"width": 1400, "height": 1000})
     try:
         page.goto(f"{url}/model")
@@ -58,7 +68,7 @@ def test_a_researcher_validates_calibrates_and_adapts_then_predict_states_the_si
         expect(page.get_by_role("textbox", name="Site name")).to_have_value("st-elsewhere")
         expect(page.get_by_role("button", name="Calibrate", exact=True)).to_be_disabled()  # validate first
         for step in ("Validate", "Calibrate", "Adapt"):
-            _step(page, step)
+            _step(page, step, log)
         expect(page.get_by_text("Held-out part, after each step")).to_be_visible()
         assert (models / "st-elsewhere-smoke-adapted.keras").is_file()
         page.goto(f"{url}/predict")
