@@ -123,7 +123,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--adapted-name", help="the adapted model's name (default SITE-MODEL-adapted)")
     s.add_argument("--epochs", type=int, help="fine-tuning epochs (default: brainclf.site.AdaptConfig's, 12)")
     s.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
-    s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default 1)")
+    s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default 2)")
     s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")
     s.set_defaults(func=cmd_site)
 
