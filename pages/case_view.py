@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from brainclf.cases import widget_key
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.explain import overlay_heatmap
-from brainclf.figures import full_size_figure
-from brainclf.preprocess import upload_alias
-from brainclf.viewer import original_view, viewer_picture
-from brainclf.wording import gradcam_caveat, leaning, pct, probability_lines
+from brainclf.inference.explain import overlay_heatmap
+from brainclf.input.preprocess import upload_alias
+from brainclf.presentation.cases import widget_key
+from brainclf.presentation.figures import full_size_figure
+from brainclf.presentation.viewer import original_view, viewer_picture
+from brainclf.presentation.wording import gradcam_caveat, leaning, pct, probability_lines
 from pages.common import class_label, public
 
 

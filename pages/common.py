@@ -8,19 +8,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from brainclf import warmup
-from brainclf.access import Identity, identity_for, local_identity
-from brainclf.card import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.cases import CaseBook
 from brainclf.errors import BrainclfError, ConfigError
 from brainclf.escaping import md_literal
-from brainclf.inference_process import ProcessPredictor
-from brainclf.jobs import TrainingJobs
-from brainclf.predict import Predictor
-from brainclf.provenance import card_is_verified
-from brainclf.scope import external_accuracy, source_tag
-from brainclf.settings import Settings, load_settings
-from brainclf.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, pct, study_note  # noqa: F401 (pages use class_label)
+from brainclf.evaluation.provenance import card_is_verified
+from brainclf.inference.inference_process import ProcessPredictor
+from brainclf.inference.predict import Predictor
+from brainclf.model.card import ModelCard, card_path, default_model, list_models, read_card
+from brainclf.presentation.cases import CaseBook
+from brainclf.presentation.scope import external_accuracy, source_tag
+from brainclf.presentation.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, pct, study_note  # noqa: F401 (pages use class_label)
+from brainclf.serving import warmup
+from brainclf.serving.access import Identity, identity_for, local_identity
+from brainclf.serving.jobs import TrainingJobs
+from brainclf.serving.settings import Settings, load_settings
 
 
 def route_through_app(once_per_session: bool = False) -> None:
@@ -83,7 +83,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # ---- server settings, sign-in and roles ------------------------------------------------------------------------
 def settings() -> Settings:
-    """The server's settings (brainclf.settings: TOML file + environment), read on every run: cheap, and an
+    """The server's settings (brainclf.serving.settings: TOML file + environment), read on every run: cheap, and an
     edited file applies without a restart. app.py shows a clear error and stops when they are invalid."""
     return load_settings()
 
@@ -134,7 +134,7 @@ def require(action: str) -> Identity:
 
 
 def public(text: object) -> str:
-    """A message as a user may see it: server paths replaced by names (brainclf.settings.Settings.redact), as
+    """A message as a user may see it: server paths replaced by names (brainclf.serving.settings.Settings.redact), as
     Markdown that renders literally (it may quote a file name or a card's text: brainclf.escaping)."""
     return md_literal(settings().redact(str(text)))
 
@@ -147,8 +147,8 @@ def models_dir() -> Path:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_predictor(path: str, mtime: float) -> ProcessPredictor:
     """One predictor per model file, shared by all sessions (mtime: a replaced file is reloaded), its model in
-    the model process (brainclf.inference_process); the default one started when the server started
-    (brainclf.warmup)."""
+    the model process (brainclf.inference.inference_process); the default one started when the server started
+    (brainclf.serving.warmup)."""
     return warmup.take(Path(path)) or ProcessPredictor.start(path)
 
 
@@ -224,7 +224,7 @@ def card_of(path: Path) -> ModelCard | None:
 
 
 def data_root() -> Path | None:
-    """The data root picked in the sidebar (by name; brainclf.settings maps it to its folder), for galleries."""
+    """The data root picked in the sidebar (by name; brainclf.serving.settings maps it to its folder), for galleries."""
     s = settings()
     root = s.root(st.session_state.get("data_root")) or s.default_root()
     return root.path if root else None

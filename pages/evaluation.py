@@ -5,7 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import (
+from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
+from brainclf.evaluation.analysis import (
     feature_map,
     feature_map_key,
     misclassified,
@@ -14,11 +16,10 @@ from brainclf.analysis import (
     risk_coverage_by_source,
     rows_for_cell,
 )
-from brainclf.errors import BrainclfError
-from brainclf.escaping import md_literal
-from brainclf.evaluate import evaluate_folder
-from brainclf.external import load_shortcut_study
-from brainclf.figures import (
+from brainclf.evaluation.evaluate import evaluate_folder
+from brainclf.evaluation.external import load_shortcut_study
+from brainclf.evaluation.provenance import card_is_verified
+from brainclf.presentation.figures import (
     chart_title,
     confusion_matrix_figure,
     coverage_figure,
@@ -32,9 +33,8 @@ from brainclf.figures import (
     roc_figure,
     shortcut_figure,
 )
-from brainclf.gallery import gallery
-from brainclf.provenance import card_is_verified
-from brainclf.views import (
+from brainclf.presentation.gallery import gallery
+from brainclf.presentation.views import (
     cell_heading,
     clean_view,
     clicked_cell,
@@ -50,7 +50,7 @@ from brainclf.views import (
     trust_view,
     unreadable_message,
 )
-from brainclf.wording import count as number
+from brainclf.presentation.wording import count as number
 from pages.common import (
     available_models,
     card_of,

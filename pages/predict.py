@@ -6,18 +6,17 @@ user moves between pages; nothing is written to disk."""
 import pandas as pd
 import streamlit as st
 
-from brainclf.audit import append_audit, audit_record
-from brainclf.card import short_hash
-from brainclf.cases import model_label, widget_key
-from brainclf.dicom_stack import study_frames
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
-from brainclf.preprocess import decode_upload, upload_alias, without_alias
-from brainclf.report import case_report_pdf, report_case
-from brainclf.scope import case_scope_line, validated_scope
-from brainclf.study import slice_result, study_summary
-from brainclf.wording import (
+from brainclf.input.dicom_stack import study_frames
+from brainclf.input.limits import MAX_UPLOAD_FILE_MB, check_upload_session
+from brainclf.input.preprocess import decode_upload, upload_alias, without_alias
+from brainclf.model.card import short_hash
+from brainclf.presentation.cases import model_label, widget_key
+from brainclf.presentation.report import case_report_pdf, report_case
+from brainclf.presentation.scope import case_scope_line, validated_scope
+from brainclf.presentation.study import slice_result, study_summary
+from brainclf.presentation.wording import (
     gradcam_caveat,
     operating_summary,
     plural,
@@ -27,6 +26,7 @@ from brainclf.wording import (
     study_summary_text,
     summary_row,
 )
+from brainclf.serving.audit import append_audit, audit_record
 from pages.case_view import CaseView, headline, model_output
 from pages.common import (
     REFER_BELOW,
@@ -74,7 +74,7 @@ CAVEAT_SAID: list[bool] = []  # the Grad-CAM caveat, once above the cases (gradc
 
 
 def _upload_problem(files) -> str | None:
-    """Files per upload and bytes per session (brainclf.limits), checked on each UploadedFile.size before any
+    """Files per upload and bytes per session (brainclf.input.limits), checked on each UploadedFile.size before any
     file's bytes are read (getvalue): a refused upload is never copied into the case book."""
     try:
         check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))

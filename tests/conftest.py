@@ -95,7 +95,7 @@ def smoke_model(smoke_run) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_predictor(smoke_model):
-    from brainclf.predict import Predictor
+    from brainclf.inference.predict import Predictor
 
     return Predictor.load(smoke_model)
 
@@ -117,7 +117,7 @@ def png_bytes():
 
 def copy_model(model: Path, folder: Path, name: str) -> Path:
     """A copy of a bundled-style model (.keras and its card) as FOLDER/NAME.keras."""
-    from brainclf.card import card_path
+    from brainclf.model.card import card_path
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / f"{name}.keras")
@@ -154,7 +154,7 @@ CHROMIUM = "/usr/bin/chromium"
 # for `expect` failed on a busy 2-core machine (issue #25: the Evaluation page's "Confusion matrix" heading
 # took longer). A test waits for what it needs to see, so a long limit costs nothing when the app is quick.
 BROWSER_WAIT_MS = 90_000
-SERVER_START_S = 120  # for the server's own readiness (brainclf.serve.wait_healthy polls /_stcore/health)
+SERVER_START_S = 120  # for the server's own readiness (brainclf.serving.serve.wait_healthy polls /_stcore/health)
 
 
 def new_page(owner, **kwargs):

@@ -22,15 +22,15 @@ LONG_MODULES: dict[str, str] = {}
 # What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras,
 # scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
 # brainclf modules that import TensorFlow at their top.
-LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
-           "brainclf.training", "brainclf.distributed")
+LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.model.architectures",
+           "brainclf.training")
 # Modules exempt from that rule, each with why.
 LAZY_EXEMPT = {
     "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
                     "a quick predict should not pay (see brainclf/cli/__init__.py)",
 }
 # Modules that may import TensorFlow/Keras when they are imported.
-TF_AT_IMPORT = ("brainclf.models", "brainclf.training", "brainclf.distributed")  # not training.config/state: below
+TF_AT_IMPORT = ("brainclf.model.architectures", "brainclf.training")  # not training.config/state: below
 
 
 def _module_name(path: Path) -> str:
@@ -182,13 +182,13 @@ def _page_imports(page: str) -> list[str]:
 
 
 def test_the_app_pages_first_paint_imports_no_tensorflow_or_scikit_learn():
-    """TensorFlow loads in the model process (brainclf.inference_process), and scikit-learn (~1 s) only where a
-    metric is computed: what the start-up hook and the pages import must pull in neither, or the page waits for
+    """TensorFlow loads in the model process (brainclf.inference.inference_process), and scikit-learn (~1 s) only
+    where a metric is computed: what the start-up hook and the pages import must pull in neither, or the page waits for
     them (issue #14's cold start)."""
-    modules = {"brainclf.jobs", "brainclf.training.config", "brainclf.warmup"}
+    modules = {"brainclf.serving.jobs", "brainclf.training.config", "brainclf.serving.warmup"}
     for page in ("home", "predict", "evaluation", "model"):
         modules |= set(_page_imports(page))
-    assert "pages.common" in modules and "brainclf.rates" in modules, modules  # the AST walk found them
+    assert "pages.common" in modules and "brainclf.scoring.rates" in modules, modules  # the AST walk found them
     loaded = _heavy_modules_after("import " + ", ".join(sorted(modules)))
     assert loaded == [], loaded
 

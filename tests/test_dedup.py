@@ -1,4 +1,4 @@
-"""brainclf.dedup: difference hashes, Hamming distances, duplicate groups and the dedup report."""
+"""brainclf.data.dedup: difference hashes, Hamming distances, duplicate groups and the dedup report."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.data import discover
-from brainclf.dedup import (
+from brainclf.data.datasets import discover
+from brainclf.data.dedup import (
     HASH_SIZE,
     NEAR_DUP_THRESHOLD,
     FileHashes,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from brainclf import limits
-from brainclf.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
 from brainclf.errors import ModelError
-from brainclf.preprocess import InputContract
-from brainclf.uploads import add_model
+from brainclf.input import limits
+from brainclf.input.preprocess import InputContract
+from brainclf.model.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
+from brainclf.model.uploads import add_model
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,12 +10,12 @@ import json
 
 import pytest
 
-from brainclf.audit import audit_record
-from brainclf.card import card_path, read_card
-from brainclf.cases import model_label
 from brainclf.errors import ConfigError
-from brainclf.predict import CSV_FIELDS, predict_folder
-from brainclf.wording import pct
+from brainclf.inference.predict import CSV_FIELDS, predict_folder
+from brainclf.model.card import card_path, read_card
+from brainclf.presentation.cases import model_label
+from brainclf.presentation.wording import pct
+from brainclf.serving.audit import audit_record
 
 
 def twin(card, sha: str):

@@ -1,11 +1,11 @@
-"""The clinician-facing sentences (brainclf.wording) and the session's case book (brainclf.cases)."""
+"""The clinician-facing sentences (presentation.wording) and the session's case book (presentation.cases)."""
 
 from __future__ import annotations
 
 import re
 
-from brainclf.cases import CaseBook, content_hash, model_label, widget_key
-from brainclf.wording import (
+from brainclf.presentation.cases import CaseBook, content_hash, model_label, widget_key
+from brainclf.presentation.wording import (
     INTENDED_USE,
     gradcam_caveat,
     is_study_model,

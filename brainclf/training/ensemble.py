@@ -8,9 +8,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import distributed
+from ..data.sources import Source
 from ..errors import ConfigError, DataError
-from ..sources import Source
+from . import distributed
 from .config import ProgressHook, TrainConfig, TrainProgress, evaluation_reporter, runs_dir
 from .finalize import finalize_model
 from .state import RunState, saved_state

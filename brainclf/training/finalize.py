@@ -1,5 +1,5 @@
 """finalize_model: a run's best checkpoint(s) become models_dir/<name>.keras (float32, no optimizer) and its
-card: calibration (brainclf.trust), OOD guard (brainclf.ood), faithfulness (brainclf.faithfulness),
+card: calibration (scoring.trust), OOD guard (inference.ood), faithfulness (evaluation.faithfulness),
 validation and test metrics, and external validation on each extra source's held-out case groups."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard, file_sha256, library_versions, machine_description
-from ..data import Sample, load_arrays
+from ..data.datasets import Sample, load_arrays
+from ..data.sources import Source
 from ..errors import DataError
-from ..evaluate import evaluate_samples
-from ..external import evaluate_external
-from ..faithfulness import measure_faithfulness
-from ..models import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
-from ..ood import fit_guard
-from ..operating_point import DEFAULT_TARGET
-from ..predict import Predictor, predict_samples
-from ..preprocess import InputContract
-from ..sources import Source
-from ..trust import fit_calibration
+from ..evaluation.evaluate import evaluate_samples
+from ..evaluation.external import evaluate_external
+from ..evaluation.faithfulness import measure_faithfulness
+from ..inference.ood import fit_guard
+from ..inference.predict import Predictor, predict_samples
+from ..input.preprocess import InputContract
+from ..model.architectures import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
+from ..model.card import ModelCard, file_sha256, library_versions, machine_description
+from ..scoring.operating_point import DEFAULT_TARGET
+from ..scoring.trust import fit_calibration
 from .prepare import index_samples, stratified_subset
 from .state import RunState
 
@@ -147,7 +147,7 @@ def _card(out: Path, model, state: RunState, name: str):
 
 
 def _calibrate(card, predictor, val_s: list[Sample], primary: str) -> None:
-    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.trust); the refer
+    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.scoring.trust); the refer
     rule asks every source (`primary` names the main dataset's) to reach the target on its own validation part."""
 
     by_mode, sources = {}, None
@@ -161,7 +161,7 @@ def _calibrate(card, predictor, val_s: list[Sample], primary: str) -> None:
 
 def _fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],
                    seed: int) -> None:
-    """The feature-distance OOD guard (brainclf.ood) on at most OOD_MAX_TRAIN training images."""
+    """The feature-distance OOD guard (brainclf.inference.ood) on at most OOD_MAX_TRAIN training images."""
 
     contract = predictor.contract
     if len(train_s) > OOD_MAX_TRAIN:

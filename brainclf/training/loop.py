@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import distributed
+from ..data.sources import Source
 from ..errors import ConfigError, DataError
-from ..limits import validate_model_name
-from ..models import build_model, dtype_policy, get_architecture
-from ..preprocess import InputContract
-from ..sources import Source
+from ..input.limits import validate_model_name
+from ..input.preprocess import InputContract
+from ..model.architectures import build_model, dtype_policy, get_architecture
+from . import distributed
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter, runs_dir
 from .ensemble import train_ensemble
@@ -65,7 +65,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
 
     `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
     machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG;
-    trained by brainclf.distributed's loop; only the chief writes the run dir and the model, the other
+    trained by brainclf.training.distributed's loop; only the chief writes the run dir and the model, the other
     workers return the run dir after training). The batch size is the global batch, split across replicas.
     `finish_now` ends an interrupted run where it stands (out of time, say): its best checkpoint so far
     becomes the model, and the card says so.
