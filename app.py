@@ -50,7 +50,7 @@ def allow_uploads(allowed: bool) -> None:
     """Tell the upload gate whether this browser session's user may upload (sign-in and role can change)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from brainclf.serving.upload_gate import GATE
+    from brainclf.serving import GATE
 
     ctx = get_script_run_ctx()
     if ctx is not None:
@@ -80,7 +80,7 @@ def main() -> None:
     st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
 
     from brainclf.errors import ConfigError
-    from brainclf.serving.access import PAGE_ACTIONS
+    from brainclf.serving import PAGE_ACTIONS
     from pages.common import (
         auth_configured,
         identity,
@@ -119,14 +119,14 @@ if __name__ == "__main__":  # a session's run
 else:  # imported by `streamlit run app.py`, which serves `app`
     from contextlib import asynccontextmanager
 
-    from brainclf.serving.warmup import warm_default_model
+    from brainclf.serving import warm_default_model
 
     @asynccontextmanager
     async def start_up(server):
         """Uploads gated before anyone visits (brainclf.serving.upload_gate); the default model warming meanwhile."""
         from streamlit.runtime import Runtime
 
-        from brainclf.serving.upload_gate import GATE
+        from brainclf.serving import GATE
 
         gate_upload_manager(Runtime.instance().uploaded_file_mgr, GATE)
         async with warm_default_model(server):

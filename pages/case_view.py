@@ -12,12 +12,18 @@ import streamlit as st
 from brainclf import CLASS_NAMES
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.inference.explain import overlay_heatmap
-from brainclf.input.preprocess import upload_alias
-from brainclf.presentation.cases import widget_key
-from brainclf.presentation.figures import full_size_figure
-from brainclf.presentation.viewer import original_view, viewer_picture
-from brainclf.presentation.wording import gradcam_caveat, leaning, pct, probability_lines
+from brainclf.inference import overlay_heatmap
+from brainclf.input import upload_alias
+from brainclf.presentation import (
+    full_size_figure,
+    gradcam_caveat,
+    leaning,
+    original_view,
+    pct,
+    probability_lines,
+    viewer_picture,
+    widget_key,
+)
 from pages.common import class_label, public
 
 

@@ -10,17 +10,20 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError, ConfigError
 from brainclf.escaping import md_literal
-from brainclf.evaluation.provenance import card_is_verified
-from brainclf.inference.inference_process import ProcessPredictor
-from brainclf.inference.predict import Predictor
-from brainclf.model.card import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation.cases import CaseBook
-from brainclf.presentation.scope import external_accuracy, source_tag
-from brainclf.presentation.wording import FALLBACK_REFER_BELOW, class_label, is_study_model, pct, study_note  # noqa: F401 (pages use class_label)
-from brainclf.serving import warmup
-from brainclf.serving.access import Identity, identity_for, local_identity
-from brainclf.serving.jobs import TrainingJobs
-from brainclf.serving.settings import Settings, load_settings
+from brainclf.evaluation import card_is_verified
+from brainclf.inference import Predictor, ProcessPredictor
+from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
+from brainclf.presentation import (  # noqa: F401 (pages use class_label)
+    FALLBACK_REFER_BELOW,
+    CaseBook,
+    class_label,
+    external_accuracy,
+    is_study_model,
+    pct,
+    source_tag,
+    study_note,
+)
+from brainclf.serving import Identity, Settings, TrainingJobs, identity_for, load_settings, local_identity, warmup
 
 
 def route_through_app(once_per_session: bool = False) -> None:

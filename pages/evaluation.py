@@ -7,25 +7,26 @@ import streamlit as st
 from brainclf import CLASS_NAMES
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.evaluation.analysis import (
+from brainclf.evaluation import (
+    card_is_verified,
+    evaluate_folder,
     feature_map,
     feature_map_key,
+    load_shortcut_study,
     misclassified,
     most_confused,
     report_from_rows,
     risk_coverage_by_source,
     rows_for_cell,
 )
-from brainclf.evaluation.evaluate import evaluate_folder
-from brainclf.evaluation.external import load_shortcut_study
-from brainclf.evaluation.provenance import card_is_verified
-from brainclf.presentation.figures import (
+from brainclf.presentation import (
     chart_title,
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
     external_sequence_figure,
     feature_map_figure,
+    gallery,
     history_figure,
     pr_figure,
     reliability_figure,
@@ -33,7 +34,7 @@ from brainclf.presentation.figures import (
     roc_figure,
     shortcut_figure,
 )
-from brainclf.presentation.gallery import gallery
+from brainclf.presentation import count as number
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
@@ -50,7 +51,6 @@ from brainclf.presentation.views import (
     trust_view,
     unreadable_message,
 )
-from brainclf.presentation.wording import count as number
 from pages.common import (
     available_models,
     card_of,

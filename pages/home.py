@@ -4,18 +4,19 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.escaping import md_literal
-from brainclf.evaluation.provenance import card_is_verified, provenance_note
-from brainclf.model.card import short_hash
-from brainclf.model.card_schema import display_text
-from brainclf.presentation.scope import (
+from brainclf.evaluation import card_is_verified, provenance_note
+from brainclf.model import display_text, short_hash
+from brainclf.presentation import (
     case_scope_line,
+    count,
     external_summary,
     external_words,
     non_commercial,
+    pct,
+    plural,
     validated_scope,
 )
-from brainclf.presentation.wording import count, pct, plural
-from brainclf.scoring.rates import sensitivity_specificity
+from brainclf.scoring import sensitivity_specificity
 from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
 
 route_through_app()

@@ -8,14 +8,13 @@ import streamlit as st
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.evaluation.provenance import card_is_verified
-from brainclf.inference.inference_process import add_uploaded_model
-from brainclf.input.limits import MAX_UPLOAD_FILE_MB
-from brainclf.model.model_files import remove_model
-from brainclf.presentation.figures import history_figure
-from brainclf.presentation.views import model_row
-from brainclf.serving.jobs import owner_run_dir
-from brainclf.training.config import TrainConfig
+from brainclf.evaluation import card_is_verified
+from brainclf.inference import add_uploaded_model
+from brainclf.input import MAX_UPLOAD_FILE_MB
+from brainclf.model import remove_model
+from brainclf.presentation import history_figure, model_row
+from brainclf.serving import owner_run_dir
+from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
     available_models,

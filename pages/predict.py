@@ -8,25 +8,34 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.input.dicom_stack import study_frames
-from brainclf.input.limits import MAX_UPLOAD_FILE_MB, check_upload_session
-from brainclf.input.preprocess import decode_upload, upload_alias, without_alias
-from brainclf.model.card import short_hash
-from brainclf.presentation.cases import model_label, widget_key
-from brainclf.presentation.report import case_report_pdf, report_case
-from brainclf.presentation.scope import case_scope_line, validated_scope
-from brainclf.presentation.study import slice_result, study_summary
-from brainclf.presentation.wording import (
+from brainclf.input import (
+    MAX_UPLOAD_FILE_MB,
+    check_upload_session,
+    decode_upload,
+    study_frames,
+    upload_alias,
+    without_alias,
+)
+from brainclf.model import short_hash
+from brainclf.presentation import (
+    case_report_pdf,
+    case_scope_line,
     gradcam_caveat,
+    model_label,
     operating_summary,
     plural,
     refer_rule,
+    report_case,
     result_status,
+    slice_result,
     study_note,
+    study_summary,
     study_summary_text,
     summary_row,
+    validated_scope,
+    widget_key,
 )
-from brainclf.serving.audit import append_audit, audit_record
+from brainclf.serving import append_audit, audit_record
 from pages.case_view import CaseView, headline, model_output
 from pages.common import (
     REFER_BELOW,

@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brainclf.errors import BrainclfError  # noqa: E402
-from brainclf.evaluation.selection import PRIMARY, operating_curves, validation_samples  # noqa: E402
-from brainclf.inference.predict import Predictor  # noqa: E402
-from brainclf.model.card import card_path  # noqa: E402
+from brainclf.evaluation import PRIMARY, operating_curves, validation_samples  # noqa: E402
+from brainclf.inference import Predictor  # noqa: E402
+from brainclf.model import card_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

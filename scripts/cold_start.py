@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.model.card import machine_description  # noqa: E402
-from brainclf.serving.bench import bench_app, synthetic_slice  # noqa: E402
+from brainclf.model import machine_description  # noqa: E402
+from brainclf.serving import bench_app, synthetic_slice  # noqa: E402
 
 STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s", "visit_to_prediction_s")
 

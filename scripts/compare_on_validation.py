@@ -30,7 +30,7 @@ from brainclf.evaluation.selection import (  # noqa: E402
     validation_groups,
     validation_scores,
 )
-from brainclf.inference.predict import Predictor  # noqa: E402
+from brainclf.inference import Predictor  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brainclf.errors import BrainclfError  # noqa: E402
-from brainclf.model.card import card_path, read_card  # noqa: E402
+from brainclf.model import card_path, read_card  # noqa: E402
 from brainclf.training.refit import link_recipe_run  # noqa: E402
 
 

@@ -36,8 +36,8 @@ from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from brainclf.presentation.cases import case_ref, content_hash  # noqa: E402
-from brainclf.serving.serve import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
+from brainclf.presentation import case_ref, content_hash  # noqa: E402
+from brainclf.serving import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
 
 XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
 

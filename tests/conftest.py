@@ -95,7 +95,7 @@ def smoke_model(smoke_run) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_predictor(smoke_model):
-    from brainclf.inference.predict import Predictor
+    from brainclf.inference import Predictor
 
     return Predictor.load(smoke_model)
 
@@ -117,7 +117,7 @@ def png_bytes():
 
 def copy_model(model: Path, folder: Path, name: str) -> Path:
     """A copy of a bundled-style model (.keras and its card) as FOLDER/NAME.keras."""
-    from brainclf.model.card import card_path
+    from brainclf.model import card_path
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / f"{name}.keras")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brainclf.serving.access import ACTIONS, PAGE_ACTIONS, can, identity_for, local_identity, role_for
-from brainclf.serving.settings import RoleRules, Settings
+from brainclf.serving import ACTIONS, PAGE_ACTIONS, RoleRules, Settings, can, identity_for, local_identity, role_for
 
 RULES = RoleRules(emails={"boss@hospital.example": "admin", "*@hospital.example": "clinician",
                           "res@uni.example": "researcher"},

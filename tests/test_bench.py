@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from brainclf.input.preprocess import InputContract
-from brainclf.model.card import read_card
-from brainclf.serving.bench import bench_training, format_bench, run_bench
+from brainclf.input import InputContract
+from brainclf.model import read_card
+from brainclf.serving import bench_training, format_bench, run_bench
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from PIL import Image
 
 from brainclf import CLASS_NAMES
 from brainclf.cli import main
-from brainclf.inference.predict import Predictor
-from brainclf.model.card import read_card
+from brainclf.inference import Predictor
+from brainclf.model import read_card
 
 REPO = Path(__file__).resolve().parents[1]
 

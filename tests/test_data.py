@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.data.datasets import (
+from brainclf.data import (
     DATA_ENV,
     Dataset,
     discover,
@@ -20,7 +20,7 @@ from brainclf.data.datasets import (
     resolve_data_root,
 )
 from brainclf.errors import DataError
-from brainclf.input.preprocess import InputContract
+from brainclf.input import InputContract
 
 
 def test_discover_split_layout(synthetic_dataset):

@@ -9,13 +9,13 @@ import numpy as np
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.data.datasets import discover
-from brainclf.data.dedup import (
+from brainclf.data import (
     HASH_SIZE,
     NEAR_DUP_THRESHOLD,
     FileHashes,
     dedup_report,
     dhash,
+    discover,
     duplicate_groups,
     format_dedup_report,
     hamming_matrix,

@@ -30,8 +30,7 @@ from pydicom.uid import (
 )
 
 from brainclf.errors import ImageError
-from brainclf.input import limits
-from brainclf.input.dicom import read_dicom
+from brainclf.input import limits, read_dicom
 
 
 def header(rows: int, cols: int, frames: int | None, syntax, bits: int = 8) -> Dataset:

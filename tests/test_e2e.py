@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import BROWSER_WAIT_MS, SERVER_START_S, confident_testing_row, new_page
 
-from brainclf.presentation.cases import case_ref, content_hash
-from brainclf.serving.serve import free_port, start_streamlit, stop, wait_healthy
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import free_port, start_streamlit, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"

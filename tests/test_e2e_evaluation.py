@@ -18,8 +18,8 @@ import pytest
 from conftest import BROWSER_WAIT_MS, new_page, show_overlay
 from test_e2e import REPO, SHOTS, TRUNCATED_JS, _shot, _streamlit
 
-from brainclf.presentation.cases import case_ref, content_hash
-from brainclf.serving.bench import synthetic_slice
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import synthetic_slice
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from conftest import synthetic_image
 from test_app import REPO, md_plain, open_page
 from test_sources import write_external
 
-from brainclf.presentation.figures import chart_title
+from brainclf.presentation import chart_title
 
 
 def test_card_external_validation_is_shown_beside_testing():
@@ -104,7 +104,7 @@ def test_the_feature_map_stays_until_the_model_mode_changes(small_dataset):
     assert not at.exception and mapped(at)
     at.selectbox(key="cell_true").set_value("pituitary").run()
     assert mapped(at)
-    from brainclf.model.card import read_card
+    from brainclf.model import read_card
 
     # The other TTA mode shows other predictions: the map drawn for the first is not shown for them.
     at.session_state["tta::default"] = not read_card(REPO / "models" / "default.keras").tta_default

@@ -67,7 +67,7 @@ def test_randomisation_check_range(smoke_predictor, inputs):
 
 
 def test_measure_faithfulness_is_both_checks_on_the_given_images(smoke_predictor, inputs):
-    from brainclf.evaluation.faithfulness import measure_faithfulness
+    from brainclf.evaluation import measure_faithfulness
 
     out = measure_faithfulness(smoke_predictor, inputs[:4], seed=3)
     assert out == {"deletion": deletion_test(smoke_predictor, inputs[:4], 3),

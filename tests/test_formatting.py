@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brainclf.presentation import wording
-from brainclf.presentation.wording import count, pct, pct_pair, plural, points
+from brainclf.presentation import count, pct, pct_pair, plural, points, wording
 
 REPO = Path(__file__).resolve().parent.parent
 # Where user-facing text is made: the pages and the library modules that word numbers for them (the CLI prints
@@ -77,7 +76,7 @@ def test_the_session_history_words_status_and_confidence_as_the_summary_does():
     """The history table said "refer" and 0.9844 beside the summary's "Refer to a radiologist" and 98.4 %."""
     from types import SimpleNamespace
 
-    from brainclf.presentation.cases import CaseBook
+    from brainclf.presentation import CaseBook
 
     book = CaseBook()
     for k, (referred, ood) in enumerate(((True, False), (False, False), (False, True))):

@@ -11,9 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from brainclf.errors import ConfigError, ModelError
-from brainclf.input.framing import head_box
-from brainclf.input.preprocess import InputContract, to_model_input
-from brainclf.model.card import read_card
+from brainclf.input import InputContract, head_box, to_model_input
+from brainclf.model import read_card
 from brainclf.training import TrainConfig
 
 PLAIN = InputContract(size=64, channels=1)

@@ -13,8 +13,7 @@ from conftest import copy_model
 
 from brainclf import CLASS_NAMES
 from brainclf.errors import ModelError
-from brainclf.inference import inference_process, model_replies
-from brainclf.inference.inference_process import ModelProcess, ProcessPredictor
+from brainclf.inference import ModelProcess, ProcessPredictor, inference_process, model_replies
 from brainclf.inference.model_worker import identity
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from brainclf.errors import BrainclfError, ConfigError
-from brainclf.serving.jobs import JobStatus, TrainingJobs
+from brainclf.serving import JobStatus, TrainingJobs
 from brainclf.training import TrainConfig
 
 
@@ -178,7 +178,7 @@ def test_each_user_trains_in_a_run_folder_of_their_own(tmp_path, monkeypatch):
     """The same model name and settings from another user start afresh: they never resume (and so take over)
     someone else's cancelled run."""
     import brainclf.serving.jobs
-    from brainclf.serving.jobs import owner_run_dir
+    from brainclf.serving import owner_run_dir
 
     used = []
     monkeypatch.setattr(brainclf.serving.jobs, "train", lambda *a, run_dir=None, **k: used.append(Path(run_dir)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from brainclf.data.datasets import Sample
-from brainclf.evaluation.label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
+from brainclf.data import Sample
+from brainclf.evaluation import CT_RING_THRESHOLD, audit_labels, ct_ring_score
 
 
 def head(size=128, skull=250, scalp=90, brain=110, seed=0) -> Image.Image:

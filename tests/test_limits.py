@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brainclf.errors import ConfigError, ImageError, ModelError
-from brainclf.input import limits
-from brainclf.input.limits import check_upload_batch, validate_model_name
+from brainclf.input import check_upload_batch, limits, validate_model_name
 
 BAD_NAMES = {
     "dеfault": "non-ASCII character 'е' \\(U\\+0435\\)",  # Cyrillic е: looks like 'default'
@@ -55,7 +54,7 @@ def test_training_refuses_a_bad_name_before_any_work(tmp_path, monkeypatch):
 
 
 def test_model_upload_uses_the_same_rule(tmp_path):
-    from brainclf.model.uploads import add_model
+    from brainclf.model import add_model
 
     for name in ("dеfault", "x" * 65, "../evil", ""):
         with pytest.raises(ModelError, match="1-64 ASCII letters"):
@@ -109,7 +108,7 @@ def test_streamlit_upload_size_matches_the_limit():
 
 
 def test_upload_session_counts_a_file_still_in_the_box_once():
-    from brainclf.input.limits import MAX_SESSION_UPLOAD_BYTES, MAX_UPLOAD_FILE_BYTES, check_upload_session
+    from brainclf.input import MAX_SESSION_UPLOAD_BYTES, MAX_UPLOAD_FILE_BYTES, check_upload_session
 
     seen = {}
     n = MAX_SESSION_UPLOAD_BYTES // MAX_UPLOAD_FILE_BYTES  # files of the largest size that fit a session

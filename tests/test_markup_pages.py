@@ -20,9 +20,9 @@ from streamlit.testing.v1 import AppTest
 from test_access_pages import AUTH, run_page
 
 from brainclf.escaping import md_literal
-from brainclf.model.card import card_path
-from brainclf.presentation.cases import case_ref, content_hash
-from brainclf.serving.jobs import JobStatus
+from brainclf.model import card_path
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")

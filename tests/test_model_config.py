@@ -13,8 +13,8 @@ import pytest
 
 from brainclf.errors import ModelError
 from brainclf.input import limits
-from brainclf.model.card import check_model_archive
-from brainclf.model.model_config import check_model_config
+from brainclf.model import check_model_config
+from brainclf.model.model_archive import check_model_archive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,7 @@ def test_load_model_refuses_it_too(tmp_path):
     """load_model (the CLI's and the model process's way in) runs the check before Keras builds anything."""
     from test_model_file_limits import with_card
 
-    from brainclf.model.card import load_model
+    from brainclf.model import load_model
 
     with pytest.raises(ModelError, match="parameters"):
         load_model(with_card(archive(tmp_path / "big.keras", dense_model(20000, 20000))))

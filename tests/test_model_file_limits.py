@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from brainclf.errors import ModelError
-from brainclf.input import limits
-from brainclf.input.preprocess import InputContract
-from brainclf.model.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
-from brainclf.model.uploads import add_model
+from brainclf.input import InputContract, limits
+from brainclf.model import ModelCard, add_model, card_path, file_sha256, load_model
+from brainclf.model.model_archive import check_model_archive
 
 REPO = Path(__file__).resolve().parent.parent
 

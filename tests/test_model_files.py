@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brainclf.errors import ModelError
-from brainclf.model.card import list_models
-from brainclf.model.model_files import remove_model
+from brainclf.model import list_models, remove_model
 
 
 def test_removed_model_leaves_the_picker_but_stays_recoverable(tmp_path):

@@ -11,11 +11,10 @@ import json
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.inference.predict import CSV_FIELDS, predict_folder
-from brainclf.model.card import card_path, read_card
-from brainclf.presentation.cases import model_label
-from brainclf.presentation.wording import pct
-from brainclf.serving.audit import audit_record
+from brainclf.inference import CSV_FIELDS, predict_folder
+from brainclf.model import card_path, read_card
+from brainclf.presentation import model_label, pct
+from brainclf.serving import audit_record
 
 
 def twin(card, sha: str):

@@ -13,11 +13,10 @@ from conftest import copy_model
 from test_model_config import archive, dense_model
 
 from brainclf.errors import ModelError
-from brainclf.inference.inference_process import ModelProcess, add_uploaded_model
+from brainclf.inference import ModelProcess, add_uploaded_model
 from brainclf.inference.model_worker import _as_message
 from brainclf.input import limits
-from brainclf.model.card import card_path, file_sha256, read_card
-from brainclf.model.uploads import add_model
+from brainclf.model import add_model, card_path, file_sha256, read_card
 
 REPO = Path(__file__).resolve().parent.parent
 

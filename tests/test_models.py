@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.input.preprocess import InputContract
+from brainclf.input import InputContract
 from brainclf.model.architectures import (
     ARCHITECTURES,
     DEFAULT_ARCHITECTURE,

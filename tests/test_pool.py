@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from brainclf.data.pool import chunks, decode_many
+from brainclf.data import chunks, decode_many
 
 
 def test_results_in_input_order_with_progress():

@@ -10,9 +10,8 @@ import sys
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.model.card import card_path, list_models, read_card
-from brainclf.presentation.scope import case_scope_line, external_summary
-from brainclf.presentation.wording import pct
+from brainclf.model import card_path, list_models, read_card
+from brainclf.presentation import case_scope_line, external_summary, pct
 from brainclf.training.refit import link_recipe_run
 
 

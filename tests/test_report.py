@@ -13,11 +13,9 @@ import pytest
 from PIL import Image
 
 from brainclf import DISPLAY_NAMES
-from brainclf.inference.predict import Prediction
-from brainclf.model.card import read_card
-from brainclf.presentation.cases import content_hash
-from brainclf.presentation.report import case_report_pdf, report_case
-from brainclf.presentation.wording import refer_rule
+from brainclf.inference import Prediction
+from brainclf.model import read_card
+from brainclf.presentation import case_report_pdf, content_hash, refer_rule, report_case
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "Doe_Jane_1962-03-04.png"  # an upload name that carries a patient's identity

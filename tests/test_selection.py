@@ -13,7 +13,7 @@ from conftest import copy_model
 from PIL import Image
 
 from brainclf.errors import DataError
-from brainclf.evaluation.selection import (
+from brainclf.evaluation import (
     PRIMARY,
     choose,
     decide,
@@ -23,10 +23,10 @@ from brainclf.evaluation.selection import (
     validation_groups,
     validation_samples,
 )
-from brainclf.inference.predict import Predictor
-from brainclf.input.preprocess import load_model_input
-from brainclf.model.card import card_path, read_card
-from brainclf.scoring.trust import group_mean_resamples
+from brainclf.inference import Predictor
+from brainclf.input import load_model_input
+from brainclf.model import card_path, read_card
+from brainclf.scoring import group_mean_resamples
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.serving.settings import SERVER_PATH, load_settings
+from brainclf.serving import SERVER_PATH, load_settings
 
 
 @pytest.fixture(autouse=True)

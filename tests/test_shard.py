@@ -13,9 +13,9 @@ import pytest
 from conftest import CLASSES, synthetic_image
 
 from brainclf.cli import main
-from brainclf.data.shard import in_shard, iter_shard_files, merge_csvs, parse_shard, shard_of
+from brainclf.data import in_shard, iter_shard_files, merge_csvs, parse_shard, shard_of
 from brainclf.errors import ConfigError, DataError
-from brainclf.inference.predict import CSV_FIELDS, Predictor, predict_folder
+from brainclf.inference import CSV_FIELDS, Predictor, predict_folder
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "seed.keras"
 N_SHARDS = 3

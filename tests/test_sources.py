@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from conftest import synthetic_image
 
-from brainclf.data.datasets import Sample, discover, split_extra_source
-from brainclf.data.sources import (
+from brainclf.data import (
+    Sample,
     case_groups,
+    discover,
     is_non_commercial,
     licence_of,
     parse_extra_data,
     sample_key,
     series_key,
+    split_extra_source,
     split_key,
 )
 from brainclf.errors import ConfigError
@@ -135,7 +137,7 @@ def test_licences_flag_non_commercial_sources(tmp_path):
 
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory, synthetic_dataset):
-    from brainclf.data.sources import Source
+    from brainclf.data import Source
     from brainclf.training import TrainConfig, train
 
     base = tmp_path_factory.mktemp("multi")
@@ -164,7 +166,7 @@ def test_multi_source_run_puts_every_source_in_validation_and_holds_out_external
 
 
 def test_multi_source_card_records_sources_licences_and_external_validation(multi_run):
-    from brainclf.model.card import read_card
+    from brainclf.model import read_card
 
     out, run_dir, ext = multi_run
     card = read_card(out)
@@ -186,7 +188,7 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
 
 
 def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
-    from brainclf.data.sources import Source
+    from brainclf.data import Source
     from brainclf.training import TrainConfig, train
 
     out, run_dir, ext = multi_run
@@ -206,7 +208,7 @@ def test_sample_has_a_source_tag_by_default_empty():
 def test_a_refit_trains_on_the_held_out_cases_and_keeps_the_same_validation(tmp_path, synthetic_dataset):
     """The model that ships (--refit) learns from every case of the extra source but its validation part,
     which stays exactly the split run's (early stopping, calibration and the refer rule are fitted there)."""
-    from brainclf.data.sources import Source
+    from brainclf.data import Source
     from brainclf.training.prepare import Preparation, new_run
 
     ext = write_external(tmp_path / "ext-src", cases=8)

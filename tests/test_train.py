@@ -12,7 +12,7 @@ import pytest
 
 from brainclf import CLASS_NAMES
 from brainclf.errors import ConfigError
-from brainclf.model.card import file_sha256, read_card
+from brainclf.model import file_sha256, read_card
 from brainclf.training import TrainConfig, TrainingCancelled, runs_dir, train
 
 SMOKE = dict(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
@@ -238,7 +238,7 @@ def ensemble_run(synthetic_dataset, tmp_path_factory):
 
 
 def test_ensemble_trains_each_member_on_one_split_and_saves_one_float32_model(ensemble_run):
-    from brainclf.inference.predict import Predictor
+    from brainclf.inference import Predictor
 
     config, out, run_dir, events = ensemble_run
     card = read_card(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainclf.scoring.trust import (
+from brainclf.scoring import (
     apply_temperature,
     bootstrap_ci,
     choose_refer_threshold,

@@ -11,14 +11,18 @@ from PIL import Image
 from test_dicom import PHI_STRINGS, RAMP, make_dicom
 
 from brainclf.errors import ImageError
-from brainclf.input import limits
-from brainclf.input.dicom import apply_window, read_dicom
-from brainclf.input.dicom_stack import frame_count, frame_values
-from brainclf.input.preprocess import InputContract, decode_upload
-from brainclf.presentation.cases import CaseBook, case_ref, content_hash
-from brainclf.presentation.study import SliceResult, study_summary
-from brainclf.presentation.viewer import heatmap_on_original, original_view, viewer_picture
-from brainclf.presentation.wording import study_summary_text
+from brainclf.input import InputContract, apply_window, decode_upload, frame_count, frame_values, limits, read_dicom
+from brainclf.presentation import (
+    CaseBook,
+    SliceResult,
+    case_ref,
+    content_hash,
+    heatmap_on_original,
+    original_view,
+    study_summary,
+    study_summary_text,
+    viewer_picture,
+)
 
 
 def test_apply_window_maps_centre_and_width_to_black_and_white():

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.evaluation.analysis import report_from_rows
-from brainclf.input.preprocess import InputContract
-from brainclf.presentation.gallery import OVERLAYS, gallery, probability_text
+from brainclf.evaluation import report_from_rows
+from brainclf.input import InputContract
+from brainclf.presentation import OVERLAYS, gallery, probability_text
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
@@ -208,7 +208,7 @@ def test_gallery_without_a_dataset_is_a_table_in_words():
 
 
 def test_progress_and_unreadable_messages():
-    from brainclf.presentation.views import progress, unreadable_message
+    from brainclf.presentation import progress, unreadable_message
 
     assert progress(250, 1000) == (0.25, "Evaluating 250 of 1,000 images")
     assert progress(0, 0)[0] == 0.0

@@ -7,8 +7,8 @@ import pytest
 from conftest import copy_model
 
 from brainclf.errors import ModelError
-from brainclf.inference.inference_process import ProcessPredictor
-from brainclf.model.card import default_model
+from brainclf.inference import ProcessPredictor
+from brainclf.model import default_model
 from brainclf.serving import warmup
 
 

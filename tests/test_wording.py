@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-from brainclf.presentation.cases import CaseBook, content_hash, model_label, widget_key
-from brainclf.presentation.wording import (
+from brainclf.presentation import (
     INTENDED_USE,
+    CaseBook,
+    content_hash,
     gradcam_caveat,
     is_study_model,
     leaning,
+    model_label,
     pct,
     pct_pair,
     plural,
@@ -17,6 +19,7 @@ from brainclf.presentation.wording import (
     refer_rule,
     result_status,
     summary_row,
+    widget_key,
 )
 
 CAL = {"fitted_on": "validation split (571 images)", "refer_target_accuracy": 0.999, "refer_threshold": 0.99,

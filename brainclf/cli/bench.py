@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def cmd_bench(args) -> int:
-    from ..data.datasets import resolve_data_root
-    from ..serving.bench import format_bench, run_bench
+    from ..data import resolve_data_root
+    from ..serving import format_bench, run_bench
 
     warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
     res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,

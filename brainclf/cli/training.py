@@ -10,8 +10,7 @@ from .. import ARCHITECTURE_NAMES, CROPS, DEFAULT_ARCHITECTURE, INTENSITIES, PRE
 
 
 def cmd_train(args) -> int:
-    from ..data.datasets import resolve_data_root
-    from ..data.sources import parse_extra_data
+    from ..data import parse_extra_data, resolve_data_root
     from ..training import TrainConfig, TrainProgress, train
 
     sources = [parse_extra_data(spec) for spec in args.extra_data or []]

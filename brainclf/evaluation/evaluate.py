@@ -13,7 +13,7 @@ from ..data.datasets import Sample, discover, relative_path
 from ..data.dedup import NEAR_DUP_THRESHOLD, clean_mask
 from ..data.sources import split_key
 from ..errors import DataError
-from ..inference.batch_predict import predict_samples, predict_samples_and_features  # noqa: F401 - predict_samples re-exported
+from ..inference.batch_predict import predict_samples, predict_samples_and_features
 from ..model.card import card_path, read_card
 from ..scoring.metrics import classification_metrics, expected_calibration_error
 from ..scoring.trust import apply_temperature, bootstrap_ci, coverage_accuracy

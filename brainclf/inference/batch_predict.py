@@ -2,8 +2,8 @@
 validation, calibration) and whole folders streamed into a CSV (`predict --folder`).
 
 Files are decoded in parallel by brainclf.data.pool and predicted in chunks, so memory stays bounded whatever the
-number of files. (Takes the Predictor as an argument and never imports brainclf.inference.predict, which re-exports
-these names.)
+number of files. (Takes the Predictor as an argument: brainclf.inference.predict is imported for its type only,
+and never imports this module, so the two do not import each other.)
 """
 
 from __future__ import annotations

@@ -11,19 +11,12 @@ import numpy as np
 from PIL import Image
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..data.shard import iter_image_files  # noqa: F401 - re-exported
 from ..errors import ModelError
 from ..input.limits import check_refer_target
 from ..input.preprocess import InputContract, decode_image, to_model_input
 from ..model.card import ModelCard, load_model, short_hash
 from ..scoring.operating_point import thresholds_for_target
 from ..scoring.trust import apply_temperature
-from .batch_predict import (  # noqa: F401 - re-exported: the batch API's historical home
-    CSV_FIELDS,
-    predict_folder,
-    predict_samples,
-    predict_samples_and_features,
-)
 from .explain import GradCam, penultimate_features
 from .ood import check
 

@@ -16,8 +16,9 @@ from ..errors import DataError
 from ..evaluation.evaluate import evaluate_samples
 from ..evaluation.external import evaluate_external
 from ..evaluation.faithfulness import measure_faithfulness
+from ..inference.batch_predict import predict_samples
 from ..inference.ood import fit_guard
-from ..inference.predict import Predictor, predict_samples
+from ..inference.predict import Predictor
 from ..input.preprocess import InputContract
 from ..model.architectures import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
 from ..model.card import ModelCard, file_sha256, library_versions, machine_description
