@@ -28,6 +28,8 @@ ARCHITECTURE_NAMES = tuple(ARCHITECTURE_DESCRIPTIONS)
 DEFAULT_ARCHITECTURE = "compact_cnn"
 # Training arithmetic (brainclf.training.TrainConfig.precision); the saved model is float32 either way.
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Keras backends brainclf trains on (KERAS_BACKEND; brainclf.model.backend); the card's training record names one.
+TRAINING_BACKENDS = ("tensorflow", "jax")
 # The input contract's optional steps (input.preprocess.InputContract.crop / .intensity; input.framing).
 CROPS = ("none", "head")
 INTENSITIES = ("none", "head-p99")

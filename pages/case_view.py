@@ -122,16 +122,40 @@ def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay
         full_size(view, digest, target, opacity)
 
 
-def model_output(view: CaseView, digest: str, pred, opacity: float, key, compact: bool, overlay_on: bool) -> None:
-    """The scan (its Grad-CAM overlay on by default for accepted answers) beside the probabilities (two columns,
-    so each stays readable on an 800 px window); `compact` (side by side) stacks them."""
-    scan_col, prob_col = (st.container(), st.container()) if compact else st.columns(2, gap="medium")
+def controls(pred, key, overlay_on: bool) -> tuple[str, bool]:
+    """The probabilities as bars, the Grad-CAM's class and its overlay switch; returns (class, overlay on)."""
+    for p, text in probability_lines(pred.probabilities):
+        st.progress(p, text=text)
+    target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index, format_func=class_label,
+                          key=key("cam_class"))
+    overlay = st.toggle("Grad-CAM overlay", value=overlay_on, key=key("overlay"),
+                        help="The map over the scan; its opacity is set once, above the cases.")
+    return target, overlay
+
+
+def model_output(view: CaseView, digest: str, pred, opacity: float, key, overlay_on: bool) -> None:
+    """The scan (its Grad-CAM overlay on by default for accepted answers), the card's main picture, beside the
+    probabilities in a narrower column (at 800 px the scan takes 3/5 of the card, each column still readable)."""
+    scan_col, prob_col = st.columns([3, 2], gap="medium")
     with prob_col:
-        for p, text in probability_lines(pred.probabilities):
-            st.progress(p, text=text)
-        target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index,
-                              format_func=class_label, key=key("cam_class"))
-        overlay = st.toggle("Grad-CAM overlay", value=overlay_on, key=key("overlay"),
-                            help="The map over the scan; its opacity is set once, above the cases.")
+        target, overlay = controls(pred, key, overlay_on)
     with scan_col:
         scan(view, digest, pred, target, opacity, overlay, key)
+
+
+def compare(view: CaseView, items: list[tuple], opacity: float) -> None:
+    """Cases side by side, row by row so that their scans line up (same size, same top) whatever their headings
+    hold: the headings, then the scans, then the model's output (a flagged case's behind "Show the model's output
+    anyway", its scan without the overlay until asked). `items`: (digest, case, prediction, status, key)."""
+    heads, scans, outputs = (st.columns(len(items), gap="medium") for _ in range(3))
+    for head, at, output, (digest, case, pred, status, key) in zip(heads, scans, outputs, items):
+        with head:
+            headline(view, case, pred, status)
+        with output:
+            if status.kind == "ood":
+                with st.expander("Show the model's output anyway"):
+                    target, overlay = controls(pred, key, overlay_on=False)
+            else:
+                target, overlay = controls(pred, key, overlay_on=status.kind == "accept")
+        with at:
+            scan(view, digest, pred, target, opacity, overlay, key)

@@ -28,6 +28,7 @@ from pages.common import (
     settings,
     training_jobs,
 )
+from pages.site_workflow import site_section
 
 route_through_app()
 who = require("open_model")  # researchers and admins (the navigation hides this page from clinicians)
@@ -146,6 +147,8 @@ def resume_button(s) -> None:
 @st.fragment(run_every=1.0)
 def training_panel():
     s = jobs.status
+    if s is not None and s.request.get("kind") == "site":  # the site section below shows its own steps
+        s = None
     if s is None:
         st.caption("No training has run in this app yet. One training runs at a time; other sessions keep "
                    "predicting while it runs.")
@@ -184,3 +187,6 @@ def training_panel():
 
 
 training_panel()
+
+if who.can("site_workflow"):
+    site_section(who)

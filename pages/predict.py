@@ -12,12 +12,14 @@ from brainclf.input import (
     MAX_UPLOAD_FILE_MB,
     check_upload_session,
     decode_upload,
+    series_groups,
     study_frames,
     upload_alias,
     without_alias,
 )
 from brainclf.model import short_hash
 from brainclf.presentation import (
+    batch_row,
     case_report_pdf,
     case_scope_line,
     gradcam_caveat,
@@ -31,12 +33,11 @@ from brainclf.presentation import (
     study_note,
     study_summary,
     study_summary_text,
-    summary_row,
     validated_scope,
     widget_key,
 )
 from brainclf.serving import append_audit, audit_record
-from pages.case_view import CaseView, headline, model_output
+from pages.case_view import CaseView, compare, headline, model_output
 from pages.common import (
     REFER_BELOW,
     audit_path,
@@ -101,11 +102,17 @@ def _uploads_changed():
 
 
 def _add_uploads(files) -> list[str]:
-    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame."""
-    def cases(f):
-        data = f.getvalue()
-        return book.add_upload(f.name, data, lambda: study_frames(data, upload_alias(f.name)))
-    return list(dict.fromkeys(c.digest for f in files for c in cases(f)))
+    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame, and so
+    are single-frame DICOM slices of one series (in series order)."""
+    uploads = [(f.name, f.getvalue()) for f in files]
+
+    def cases(group: list[int]):
+        if len(group) > 1:
+            return book.add_series([uploads[i] for i in group])
+        name, data = uploads[group[0]]
+        return book.add_upload(name, data, lambda: study_frames(data, upload_alias(name)))
+    groups = series_groups([(upload_alias(name), data) for name, data in uploads])  # no file name in a message
+    return list(dict.fromkeys(c.digest for g in groups for c in cases(g)))
 
 
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
@@ -184,7 +191,7 @@ def gradcam_note() -> None:
     st.page_link("pages/evaluation.py", label="Faithfulness figures", icon=":material/monitoring:")
 
 
-def show_case(digest: str, opacity: float, compact: bool = False) -> None:
+def show_case(digest: str, opacity: float) -> None:
     """One case: the status and its answer, then the scan with its Grad-CAM beside the probabilities; for a
     flagged slice, these only on request (they are not meaningful for it)."""
     case, pred = book.get(digest), analyse(digest)
@@ -194,18 +201,16 @@ def show_case(digest: str, opacity: float, compact: bool = False) -> None:
     status = result_status(rule, pred.probabilities, pred.out_of_distribution, pred.ood_reason)
     gradcam_note()
 
-    def key(kind: str) -> str:  # the same case may be shown twice (above and side by side)
-        return widget_key(f"{kind}_side" if compact else kind, digest, model)
+    def key(kind: str) -> str:
+        return widget_key(kind, digest, model)
 
     with st.container(border=True):
         headline(view, case, pred, status)
         if status.kind == "ood":
             with st.expander("Show the model's output anyway"):
-                model_output(view, digest, pred, opacity, key, compact, overlay_on=True)
+                model_output(view, digest, pred, opacity, key, overlay_on=True)
         else:
-            model_output(view, digest, pred, opacity, key, compact, overlay_on=status.kind == "accept")
-        if compact:
-            return
+            model_output(view, digest, pred, opacity, key, overlay_on=status.kind == "accept")
         tags = " · DICOM: " + " · ".join(f"{k} {v}" for k, v in case.dicom_tags.items()) if case.dicom_tags else ""
         st.caption(md_literal(f"Case {case.ref} · model {pred.model_name} {pred.model_version} ({pred.model_hash})"
                               + (" with flip TTA" if predictor.tta else "") + tags))
@@ -225,10 +230,14 @@ def batch_summary(digests: list[str]) -> None:
         return
     results = {d: book.result(d, model) for d in analysed}
     st.subheader(f"Results: {plural(len(analysed), 'slice')}")
-    singles = {d: r for d, r in results.items() if book.get(d).frame is None}  # a study has its own summary
-    if singles:
-        st.table(pd.DataFrame([summary_row(book.get(d).ref, md_literal(r.name) if show_names else "", rule,
-                                           r.probabilities, r.predicted, r.out_of_distribution)
+    # The slices at a glance, small, right under the heading: on a 1280 × 720 window one shows without scrolling.
+    firsts = [d for d in analysed if book.get(d).position in (None, 0) and results[d].model_input is not None][:12]
+    st.image([results[d].model_input[..., 0] for d in firsts], width=112, clamp=True,
+             caption=[f"Case {book.get(d).ref}" for d in firsts])
+    singles = {d: r for d, r in results.items() if book.get(d).position is None}  # a study has its own summary
+    if singles:  # four columns: all of them fit an 800 px window
+        st.table(pd.DataFrame([batch_row(book.get(d).ref, md_literal(r.name) if show_names else "", rule,
+                                         r.probabilities, r.predicted, r.out_of_distribution)
                                for d, r in singles.items()]).set_index("Case"))
     csv = pd.DataFrame([csv_row({**r.as_row(), "file": r.name if show_names else book.get(d).ref,
                                  "case": book.get(d).ref}) for d, r in results.items()])
@@ -242,9 +251,9 @@ def batch_summary(digests: list[str]) -> None:
 
 
 def show_study(frames: list[str], opacity: float) -> None:
-    """A multi-frame DICOM: its per-study summary, then one slice at a time, chosen with a slider."""
+    """A multi-frame DICOM or a series of slices: its per-study summary, then one slice at a time (a slider)."""
     cases = [book.get(d) for d in frames]
-    summary = study_summary([slice_result(c.frame, book.result(c.digest, model), rule) for c in cases])
+    summary = study_summary([slice_result(c.position, book.result(c.digest, model), rule) for c in cases])
     st.markdown(f"### Study {md_literal(cases[0].study[:12])}",
                 help=md_literal(f"File: {cases[0].name}") if show_names else None)
     st.caption(md_literal(study_summary_text(summary)))
@@ -261,7 +270,7 @@ def show_shown(shown: list[str], opacity: float) -> None:
     for d in shown:
         studies.setdefault(book.get(d).study, []).append(d)
     for frames in studies.values():
-        if book.get(frames[0]).frame is None:
+        if book.get(frames[0]).position is None:
             show_case(frames[0], opacity)
         else:
             show_study(frames, opacity)
@@ -292,7 +301,11 @@ if len(book):
     pair = st.multiselect("Compare two cases side by side", choices, max_selections=2, format_func=labels.get,
                           select_all=False, key="compare_cases",  # never "Select all": exactly two are compared
                           help="Two of this session's cases next to each other, with the active model.")
-    if len(pair) == 2:
-        for column, digest in zip(st.columns(2, gap="medium"), pair):
-            with column:
-                show_case(digest, st.session_state.get("opacity", 0.45), compact=True)
+    preds = {d: analyse(d) for d in pair}
+    if len(pair) == 2 and not any(isinstance(p, str) for p in preds.values()):  # a failed one has no scan
+        gradcam_note()
+        compare(view, [(d, book.get(d), p, result_status(rule, p.probabilities, p.out_of_distribution, p.ood_reason),
+                        lambda kind, d=d: widget_key(f"{kind}_side", d, model)) for d, p in preds.items()],
+                st.session_state.get("opacity", 0.45))  # widgets keyed "_side": the case may be shown above too
+    elif len(pair) == 2:
+        st.warning("A case that could not be processed has nothing to compare.")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from brainclf.model import machine_description  # noqa: E402
 from brainclf.serving import bench_app, synthetic_slice  # noqa: E402
 
-STEPS = ("health_s", "home_s", "predict_page_s", "first_prediction_s", "visit_to_prediction_s")
+STEPS = ("health_s", "home_s", "predict_page_s", "result_s", "first_prediction_s", "visit_to_prediction_s")
 
 
 def main(argv: list[str] | None = None) -> int:

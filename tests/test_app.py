@@ -107,7 +107,9 @@ def test_predict_upload_shows_class_overlay_and_table_and_survives_bad_files():
     assert "empty\\.png" in errors and "empty" in errors
     assert _cam_selectors(at)[0].value == "meningioma"  # Grad-CAM for the predicted class
     table = at.table[0].value  # the batch summary, above the cards, in words (a static table: paints at once)
-    assert list(table["File"]) == [md_literal(name)] and list(table["Answer"]) == ["Meningioma"]
+    assert list(table["File"]) == [md_literal(name)] and table["Answer"].iloc[0].startswith("Meningioma, ")
+    # Issue #27: four columns (case, file, answer with its status, probabilities), all visible at 800 px.
+    assert list(table.columns) == ["File", "Answer", "Probabilities"] and table.index.name == "Case"
     assert not [c for c in table.columns if c.startswith("p_") or "_" in c], list(table.columns)
     assert [s.value for s in at.subheader][0] == "Results: 1 slice"
     # Grad-CAM for another class re-renders without error.
@@ -200,9 +202,10 @@ def test_out_of_distribution_leads_with_the_flag_and_greys_the_class():
     # Issue #27: neither the probabilities nor the Grad-CAM by default: behind "Show the model's output anyway".
     (output,) = [e for e in at.expander if e.label == "Show the model's output anyway"]
     assert len(output.progress) == 4 and len(at.progress) == 4  # every bar inside it, none outside
-    assert len(output.get("image")) == len(at.get("image")) == 1
+    assert len(output.get("image")) == 1  # the scan; outside, only the batch's thumbnail of the upload
+    assert [str(i.proto).count("Case ") for i in at.get("image") if i not in output.get("image")] == [1]
     row = at.table[0].value.iloc[0]
-    assert row["Confidence"] == "—" and all(row[n] == "—" for n in DISPLAY_NAMES.values())
+    assert row["Probabilities"] == "—" and row["Answer"].startswith("Not like a brain MRI slice")
 
 
 def test_the_gradcam_caveat_is_said_once_per_page_and_every_case_has_a_report_download(make_image, png_bytes):

@@ -19,18 +19,19 @@ MAX_LINES = 300
 # Modules allowed over MAX_LINES, each with why.
 LONG_MODULES: dict[str, str] = {}
 
-# What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras,
+# What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras, JAX,
 # scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
 # brainclf modules that import TensorFlow at their top.
-LAZY_OK = ("tensorflow", "keras", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.model.architectures",
-           "brainclf.training")
+LAZY_OK = ("tensorflow", "keras", "jax", "sklearn", "scipy", "pydicom", "fpdf", "playwright",
+           "brainclf.model.architectures", "brainclf.training", "brainclf.site.adapt")
 # Modules exempt from that rule, each with why.
 LAZY_EXEMPT = {
     "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
                     "a quick predict should not pay (see brainclf/cli/__init__.py)",
 }
 # Modules that may import TensorFlow/Keras when they are imported.
-TF_AT_IMPORT = ("brainclf.model.architectures", "brainclf.training")  # not training.config/state: below
+# Not training.config/state: below.
+TF_AT_IMPORT = ("brainclf.model.architectures", "brainclf.training", "brainclf.site.adapt")
 
 
 def _module_name(path: Path) -> str:
@@ -132,6 +133,7 @@ LAYERS = (
     ("evaluation", ("brainclf.evaluation",)),
     ("presentation", ("brainclf.presentation",)),
     ("training", ("brainclf.training",)),
+    ("site", ("brainclf.site",)),
     ("serving", ("brainclf.serving",)),
     ("cli", ("brainclf.cli", "brainclf.__main__")),
 )

@@ -138,3 +138,25 @@ def test_the_refer_threshold_has_one_format_on_a_page(tmp_path):
     assert len(pages) == 1 and "Summary" not in flat  # one case: no summary page
     assert "below the 97.2 % bar" in flat and "Refer threshold for a Glioma answer: 97.2 %." in flat
     assert "97.19" not in flat
+
+
+def test_a_flagged_slice_prints_neither_probabilities_nor_grad_cam(tmp_path):
+    """Issue #27: the Predict page hides a flagged (out-of-distribution) slice's probabilities and Grad-CAM
+    behind "Show the model's output anyway"; its report printed both. Now the page says why they are left out,
+    and still shows the slice as the model saw it (so the reader knows which image it is)."""
+    rule = refer_rule(CAL["refer_thresholds"], CAL)
+    flagged, accepted = _prediction("glioma", 0.97, 6, ood=True), _prediction("meningioma", 0.999, 7)
+    cases = [report_case(p, rule, content_hash(bytes([i + 10])), datetime.now(UTC))
+             for i, p in enumerate((flagged, accepted))]
+    text, pages = _render(case_report_pdf(cases), tmp_path)
+    _, ood_page, ok_page = text.split("\f")[:3]
+    ood, ok = " ".join(ood_page.split()), " ".join(ok_page.split())
+    assert "Calibrated probabilities" in ok and "Grad-CAM for Meningioma" in ok  # the accepted case keeps them
+    assert "Calibrated probabilities" not in ood and "Grad-CAM for" not in ood and "Refer threshold" not in ood
+    assert "99.9 %" in ok and "97.0 %" not in ood.replace("(97.0 %)", "")  # no bar's figure, only the greyed class
+    assert "Probabilities and Grad-CAM are not shown" in ood and "As the model saw it" in ood
+    # The rendered page holds no Grad-CAM colours: only the red status box is coloured.
+    img = np.asarray(Image.open(pages[1]).convert("RGB"), dtype=np.int16)
+    colourful = np.abs(img - img.mean(-1, keepdims=True)).max(-1) > 60
+    blue_or_yellow = colourful & ((img[..., 2] > img[..., 0] + 60) | (img[..., 1] > 150) & (img[..., 2] < 80))
+    assert blue_or_yellow.mean() < 0.001, blue_or_yellow.mean()

@@ -17,7 +17,7 @@ SECTION_KEYS = {
     "display_names": "glioma meningioma notumor pituitary".split(),
     "libraries": "brainclf keras numpy python scikit-learn tensorflow".split(),
     "training": (
-        "best_epoch config distribution epochs_run files fingerprint finished history sizes sources started "
+        "backend best_epoch config distribution epochs_run files fingerprint finished history sizes sources started "
         "stopped_early stopped_reason train_seconds"
     ).split(),
     "metrics": "test test_tta val".split(),

@@ -7,6 +7,7 @@ import re
 from brainclf.presentation import (
     INTENDED_USE,
     CaseBook,
+    batch_row,
     content_hash,
     gradcam_caveat,
     is_study_model,
@@ -169,6 +170,21 @@ def test_summary_row_is_in_words_and_leads_with_the_flag_for_an_ood_slice():
     assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "(Glioma)"
     # Issue #27: a flagged slice's probabilities are not meaningful, so the table shows none.
     assert odd["Confidence"] == "—" and all(odd[c] == "—" for c in ("Glioma", "Meningioma", "No tumour", "Pituitary"))
+
+
+def test_batch_row_has_four_columns_the_answer_with_its_status_and_the_probabilities_in_one_cell():
+    """Issue #27: the batch table's nine columns scrolled sideways on an 800 px window, hiding classes."""
+    rule = refer_rule(THRESHOLDS, CAL, 0.9)
+    nb = "\u00a0"
+    row = batch_row("ab12", "a.png", rule, probs("meningioma", 0.995), "meningioma")
+    assert row == {"Case": "ab12", "File": "a.png", "Answer": "Meningioma, 99.5 % · Not referred",
+                   "Probabilities": f"Meningioma{nb}99.5{nb}% · Glioma{nb}0.2{nb}% · No{nb}tumour{nb}0.2{nb}% · "
+                                    f"Pituitary{nb}0.2{nb}%"}
+    low = batch_row("cd34", "", rule, probs("glioma", 0.6), "glioma")
+    assert list(low) == ["Case", "Answer", "Probabilities"]  # no file column when names are hidden
+    assert low["Answer"] == "Refer (model leans Glioma, 60.0 %)" and low["Probabilities"].startswith("Glioma")
+    odd = batch_row("ef56", "", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
+    assert odd["Answer"] == "Not like a brain MRI slice (Glioma)" and odd["Probabilities"] == "—"
 
 
 def test_probability_lines_rank_the_classes_in_words():

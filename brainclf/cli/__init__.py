@@ -14,7 +14,7 @@ import os
 import sys
 
 from ..errors import BrainclfError
-from . import bench, datasets, evaluation, prediction, training
+from . import bench, datasets, evaluation, prediction, site, training
 from .evaluation import format_external, format_report, format_thresholds  # noqa: F401 - re-exported
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
@@ -46,7 +46,7 @@ def configure_logging() -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m brainclf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (training, evaluation, prediction, datasets, bench):
+    for group in (training, evaluation, prediction, site, datasets, bench):
         group.add_parsers(sub)  # in this order: the order of --help
     return p
 

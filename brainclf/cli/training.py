@@ -95,5 +95,6 @@ def add_parsers(sub) -> None:
     t.add_argument("--finish-now", action="store_true",
                    help="end an interrupted run where it stands: save its best checkpoint so far with the card")
     t.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
-                   help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG)")
+                   help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG); "
+                        "KERAS_BACKEND=jax trains on one device")
     t.set_defaults(func=cmd_train)

@@ -156,7 +156,7 @@ def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "
             "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}
 
 
-def _curve_points(curve: dict) -> dict:
+def curve_points(curve: dict) -> dict:
     """operating_point's integer curve → shares for a plot: coverage and accuracy of the answered."""
     n = max(curve["n"], 1)
     return {"coverage": [a / n for a in curve["answered"]],
@@ -177,7 +177,7 @@ def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> li
     block = card.calibration.get("operating_tta" if tta else "operating") or {}
     for source, curve in block.get("curves", {}).items():
         out.append({"label": f"{source}, validation", "data": source, "n": curve["n"], "held_out": False,
-                    "point": None, **_curve_points(curve)})
+                    "point": None, **curve_points(curve)})
     rows, with_tta = card.stored_test_predictions(tta)
     held = [("Kaggle test split", rows, with_tta)] + [
         (f"{name}, held-out cases", ext, False) for name, ext in card.external_predictions.items()]
@@ -186,5 +186,5 @@ def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> li
             continue
         y, p = arrays_from_rows(rows)
         out.append({"label": label, "data": label, "n": len(y), "held_out": True,
-                    "point": coverage_accuracy(y, p, thresholds), **_curve_points(risk_coverage(y, p))})
+                    "point": coverage_accuracy(y, p, thresholds), **curve_points(risk_coverage(y, p))})
     return out

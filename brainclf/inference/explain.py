@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model import backend
+
 
 class GradCam:
     """Built once per model; the compiled function is reused for every image and thread.
@@ -26,7 +28,6 @@ class GradCam:
 
     def __init__(self, model, layer_name: str | list[str] | tuple[str, ...] = "last_conv", extra_outputs=()):
         import keras
-        import tensorflow as tf
 
         names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
         fmaps = [model.get_layer(n).output for n in names]
@@ -40,6 +41,11 @@ class GradCam:
         n_maps = len(fmaps)
         h, w = model.input_shape[1:3]
         self.size = (h, w)
+        if backend.name() != "tensorflow":  # the same maths with jax.grad (KERAS_BACKEND=jax)
+            self._heatmaps = backend.jax_gradcam(self.features, self.head, n_maps, self.size)
+            return
+        import tensorflow as tf
+
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
 
         @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
@@ -81,7 +87,7 @@ class GradCam:
         x = np.asarray(x, dtype=np.float32)
         idx = np.full(len(x), -1, np.int32) if class_indices is None else np.asarray(class_indices, np.int32)
         heat, probs, extras = self._heatmaps(x, idx)
-        return heat.numpy(), probs.numpy(), [e.numpy() for e in extras]
+        return backend.to_numpy(heat), backend.to_numpy(probs), [backend.to_numpy(e) for e in extras]
 
 
 def jet_colormap(values: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..errors import ModelError
 from ..input.limits import check_refer_target
 from ..input.preprocess import InputContract, decode_image, to_model_input
+from ..model import backend
 from ..model.card import ModelCard, load_model, short_hash
 from ..scoring.operating_point import thresholds_for_target
 from ..scoring.trust import apply_temperature
@@ -76,14 +77,12 @@ class Predictor:
 
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
         import keras
-        import tensorflow as tf
 
         # Average with the left-right flipped slice; None: as the card says (chosen on validation).
         self.tta = card.tta_default if tta is None else bool(tta)
         self.model = model
         self.card = card
         self.contract: InputContract = card.contract
-        spec = tf.TensorSpec((None, *self.contract.shape), tf.float32)
         # Probabilities and the OOD guard's features (per-channel mean and standard deviation of early and
         # middle feature maps) in one pass, compiled once with a fixed signature: no retracing per call,
         # ~10x faster than model.predict on single images.
@@ -99,7 +98,7 @@ class Predictor:
             descriptors += [mean, std]
         self._descriptors = keras.ops.concatenate(descriptors, axis=-1)
         net = keras.Model(model.inputs, [model.output, self._descriptors])
-        self._forward_both = tf.function(lambda x: net(x, training=False), input_signature=[spec])
+        self._forward_both = backend.forward_function(net, self.contract.shape)
         self._grad_lock = threading.Lock()
         self._lazy: dict = {}  # built on first use; shared with the with_tta() copies (same model)
 
@@ -181,18 +180,18 @@ class Predictor:
         probs, feats = [], []
         for i in range(0, len(x), batch_size):
             p, f = self._forward_both(x[i:i + batch_size])
-            p = p.numpy()
+            p = backend.to_numpy(p)
             if tta:
                 p = self._average_with_mirrored(p, x[i:i + batch_size])
             probs.append(p)
-            feats.append(f.numpy())
+            feats.append(backend.to_numpy(f))
         if not probs:
             return np.zeros((0, len(CLASS_NAMES)), np.float32), np.zeros((0, 0), np.float32)
         return np.concatenate(probs), np.concatenate(feats)
 
     def _average_with_mirrored(self, probs: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Flip TTA: the mean of `probs` (of x) and the probabilities of the left-right mirrored x."""
-        return (probs + self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0].numpy()) / 2
+        return (probs + backend.to_numpy(self._forward_both(np.ascontiguousarray(x[:, :, ::-1]))[0])) / 2
 
     def raw_probs(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
         return self.raw_probs_and_features(x, batch_size, tta)[0]

@@ -5,7 +5,7 @@ Import from here: the names in __all__ are this layer's public API (pages, CLI, 
 Modules not listed keep their own names for their tests."""
 
 from .dicom import apply_window, read_dicom
-from .dicom_stack import frame_count, frame_values, study_frames
+from .dicom_stack import frame_count, frame_values, series_groups, study_frames
 from .framing import head_box
 from .limits import (
     MAX_SESSION_UPLOAD_BYTES,
@@ -32,5 +32,5 @@ from .preprocess import (
 __all__ = ["InputContract", "MAX_SESSION_UPLOAD_BYTES", "MAX_STACK_FRAMES", "MAX_UPLOAD_FILES",
            "MAX_UPLOAD_FILE_BYTES", "MAX_UPLOAD_FILE_MB", "apply_window", "check_upload_batch",
            "check_upload_session", "decode_image", "decode_upload", "frame_count", "frame_values",
-           "head_box", "load_model_input", "pad_to_square", "read_dicom", "study_frames", "to_8bit",
-           "to_model_input", "upload_alias", "validate_model_name", "without_alias"]
+           "head_box", "load_model_input", "pad_to_square", "read_dicom", "series_groups", "study_frames",
+           "to_8bit", "to_model_input", "upload_alias", "validate_model_name", "without_alias"]

@@ -15,6 +15,7 @@ brainclf.evaluation.provenance.verify_uploaded_model).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -74,6 +75,8 @@ class ModelCard:
     schema_version: int = SCHEMA_VERSION
     # Uploaded models only: uploaded_by, uploaded, metrics_verified (+ verified, verified_on once re-measured).
     provenance: dict = field(default_factory=dict)
+    # Site profiles only (brainclf.site): the site that validated it, its split, figures and scope.
+    site: dict = field(default_factory=dict)
 
     @property
     def contract(self) -> InputContract:
@@ -105,8 +108,15 @@ class ModelCard:
         the file's short hash: a name and version are whatever an uploader wrote)."""
         return f"{f'{self.name} {self.version}'.strip()} · {short_hash(self.file_sha256)}"
 
+    def to_dict(self) -> dict:
+        """The card as JSON holds it: a card that is no site profile has no `site` key (older cards read alike)."""
+        d = asdict(self)
+        if not d["site"]:
+            del d["site"]
+        return d
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "") -> ModelCard:
@@ -123,7 +133,7 @@ class ModelCard:
         """Write the card atomically, after checking it against the schema (a card that would be refused
         when read is never written)."""
         path = Path(path)
-        d = asdict(self)
+        d = self.to_dict()
         try:
             validate_card(d)
         except CardSchemaError as e:
@@ -146,12 +156,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def library_versions() -> dict:
-    import keras  # TensorFlow, Keras and scikit-learn: seconds to import, only when a card is written
+    """Python and the libraries that trained the model; the Keras backend's own (TensorFlow, or JAX under
+    KERAS_BACKEND=jax, which imports no TensorFlow) under its name."""
+    import keras  # Keras, its backend and scikit-learn: seconds to import, only when a card is written
     import sklearn
-    import tensorflow
 
-    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__, "keras": keras.__version__,
-            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "brainclf": __version__}
+    engine = keras.backend.backend()
+    return {"python": platform.python_version(), engine: importlib.import_module(engine).__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "brainclf": __version__}
 
 
 def machine_description() -> str:

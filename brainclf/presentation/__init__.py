@@ -4,7 +4,7 @@ PDF reports, scope, studies, the Evaluation page's views and galleries, Plotly f
 Import from here: the names in __all__ are this layer's public API (pages, CLI, tests, higher layers' entry points).
 Modules not listed keep their own names for their tests."""
 
-from .cases import CaseBook, case_ref, content_hash, model_label, widget_key
+from .cases import CaseBook, batch_row, case_ref, content_hash, model_label, widget_key
 from .figures import (
     CLASS_COLOURS,
     chart_title,
@@ -73,9 +73,9 @@ from .wording import (
     summary_row,
 )
 
-__all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", "OVERLAYS", "SliceResult", "case_ref",
-           "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "class_label", "clean_view",
-           "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash", "count",
+__all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", "OVERLAYS", "SliceResult", "batch_row",
+           "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "class_label",
+           "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash", "count",
            "coverage_figure", "deletion_figure", "external_accuracy", "external_sequence_figure",
            "external_summary", "external_view", "external_words", "faithfulness_caption",
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "gradcam_caveat",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .. import DISPLAY_NAMES
-from .wording import HEADLINES, pct
+from .wording import HEADLINES, ReferRule, pct, result_status, summary_row
 
 
 def content_hash(data: bytes) -> str:
@@ -46,6 +46,22 @@ def widget_key(kind: str, digest: str, model: str) -> str:
     return f"{kind}::{model}::{digest}"
 
 
+def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str, float], predicted: str,
+              out_of_distribution: bool = False) -> dict[str, str]:
+    """One row of the Predict page's batch table, narrow enough for an 800 px window (wording.summary_row's nine
+    columns scrolled sideways there): the case, its file when names are shown, the answer with its status in
+    one cell, and every class's probability in one cell, most likely first ('—' for a flagged slice)."""
+    row = summary_row(case_ref, file, rule, probabilities, predicted, out_of_distribution)
+    kind = result_status(rule, probabilities, out_of_distribution).kind
+    answer = {"ood": f"{row['Status']} {row['Answer']}", "refer": row["Answer"]}.get(
+        kind, f"{row['Answer']}, {row['Confidence']} · {row['Status']}")
+    ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
+    # No break inside "No tumour 0.2 %": the cell wraps between classes only.
+    probs = " · ".join(f"{DISPLAY_NAMES.get(c, c)} {pct(p)}".replace(" ", "\u00a0") for c, p in ranked)
+    return {"Case": case_ref, **({"File": file} if file else {}), "Answer": answer,
+            "Probabilities": "—" if kind == "ood" else probs}
+
+
 @dataclass
 class Case:
     digest: str
@@ -58,6 +74,12 @@ class Case:
     analysed: dict = field(default_factory=dict, repr=False)  # model label → when the result was computed
     frame: int | None = None  # a study's slice: the 0-based frame of a multi-frame DICOM
     n_frames: int = 1  # how many slices its study has (1: a single image)
+    series_index: int | None = None  # a study's slice: the 0-based place of a single-frame slice in its series
+
+    @property
+    def position(self) -> int | None:
+        """Its 0-based place in its study (a multi-frame file's frame, or a series' slice); None: a single image."""
+        return self.frame if self.frame is not None else self.series_index
 
     @property
     def ref(self) -> str:
@@ -65,7 +87,8 @@ class Case:
 
     @property
     def study(self) -> str:
-        """The content hash of the upload it comes from (its own digest for a single image)."""
+        """The content hash of the upload it comes from (its own digest for a single image; for a series' slice,
+        the hash of its slices' hashes in order)."""
         return self.digest.partition(":")[0]
 
     def label(self, show_names: bool) -> str:
@@ -110,6 +133,21 @@ class CaseBook:
         self._count += 1
         now = datetime.now(UTC)
         cases = [Case(frame_digest(digest, i), name, data, self._count, now, frame=i, n_frames=n) for i in range(n)]
+        self._cases.update((c.digest, c) for c in cases)
+        self._evict()
+        return [c for c in cases if c.digest in self._cases]
+
+    def add_series(self, uploads: list[tuple[str, bytes]]) -> list[Case]:
+        """The cases of single-frame slices of one series (dicom_stack.series_groups), in series order: one study
+        (one of max_cases), each slice a case of its own bytes, numbered like a multi-frame file's frames."""
+        study = content_hash("".join(content_hash(data) for _, data in uploads).encode())
+        known = [c for c in self._cases.values() if c.study == study]
+        if known:
+            return known
+        self._count += 1
+        now = datetime.now(UTC)
+        cases = [Case(frame_digest(study, i), name, data, self._count, now, n_frames=len(uploads), series_index=i)
+                 for i, (name, data) in enumerate(uploads)]
         self._cases.update((c.digest, c) for c in cases)
         self._evict()
         return [c for c in cases if c.digest in self._cases]

@@ -29,8 +29,10 @@ def _top(title: str | None) -> int:
     return 40 + 20 * str(title or "").count("<br>")
 
 
-# Legends go under the plot, in a row: at the side they squeeze a half-width chart (the ROC's four entries).
-LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+# Legends go under the plot, in a row: at the side they squeeze a half-width chart (the ROC's four entries). Low
+# enough to clear the x-axis title: at -0.22 of a ~200 px plot the legend's box covered the title's lower half
+# (tests/test_e2e_layout.py measures it in a browser at 800 px).
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.34, xanchor="left", x=0)
 
 
 def probability_bars(probabilities: dict[str, float]) -> go.Figure:

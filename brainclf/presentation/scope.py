@@ -36,6 +36,8 @@ def validated_scope(card) -> dict:
                    + (f", sequences {', '.join(sequences)}" if sequences else "") + "."
                    if validated else "Never checked on slices from another source: its figures are "
                                      "in-distribution only."))
+    if card.site:
+        sentence = f"{card.site['scope'][0].upper()}{card.site['scope'][1:]}. {sentence}"
     return {"sources": names, "classes": ordered, "sequences": sequences, "external": list(externals),
             "licences": [s.get("licence", "") for s in sources if s.get("licence")], "sentence": sentence}
 
@@ -91,6 +93,8 @@ def case_scope_line(card, tta: bool | None = None) -> str:
     scope = validated_scope(card)
     test = card.test_metrics(tta=tta).get("accuracy")
     kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution)" if test is not None else ""
+    if card.site:  # a site profile or adapted model: the site's own held-out figures come first
+        return f"Scope: {card.site['scope'][0].upper()}{card.site['scope'][1:]}{kaggle}."
     ext = external_words(card)
     measured = f"Measured on other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
     return f"Scope: brain MRI slices like those of {' and '.join(scope['sources'])}. {measured}{kaggle}."

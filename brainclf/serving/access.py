@@ -2,7 +2,7 @@
 `can(role, action)` and hide or disable what a role may not do; app.py lists only the pages a role may open.
 
     clinician    Home, Predict, Evaluation (read-only: the card's results, no re-evaluation)
-    researcher   + Model page: re-evaluate on a folder, train, upload models
+    researcher   + Model page: re-evaluate on a folder, train, upload models, site runs (validate, calibrate, adapt)
     admin        + remove models, audit-log settings, cancel anyone's training
 
 Local mode (no [auth] section in Streamlit's secrets) is one person on a laptop, on 127.0.0.1: every right.
@@ -22,7 +22,7 @@ LOCAL_USER = "local"
 PAGE_ACTIONS = {"home": "open_home", "predict": "open_predict", "evaluation": "open_evaluation",
                 "model": "open_model"}
 _CLINICIAN = frozenset({"open_home", "open_predict", "open_evaluation"})
-_RESEARCHER = _CLINICIAN | {"open_model", "re_evaluate", "train", "upload_model"}
+_RESEARCHER = _CLINICIAN | {"open_model", "re_evaluate", "train", "upload_model", "site_workflow"}
 _ADMIN = _RESEARCHER | {"remove_model", "audit_settings", "cancel_any_training"}
 RIGHTS = {CLINICIAN: _CLINICIAN, RESEARCHER: _RESEARCHER, ADMIN: _ADMIN}
 ACTIONS = _ADMIN

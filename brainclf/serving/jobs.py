@@ -72,8 +72,12 @@ class JobStatus:
 
     def resumable(self) -> bool:
         """Cancelled or failed, and its run dir (or an ensemble's first member's) holds a state saved with the same
-        config to go on from."""
-        if self.state not in ("cancelled", "failed") or self.run_dir is None or "config" not in self.request:
+        config to go on from; for another task (a site adaptation), its own `resumable` check says."""
+        if self.state not in ("cancelled", "failed") or self.run_dir is None:
+            return False
+        if "work" in self.request:
+            return bool(self.request.get("resumable", lambda: False)())
+        if "config" not in self.request:
             return False
         # The page asks every second: parse state.json again only when the job's state or the file changed.
         key = (self.state, *(_stat(d / "state.json") for d in (self.run_dir, self.run_dir / "member0")))
@@ -114,14 +118,25 @@ class TrainingJobs:
         validate_model_name(name)  # the rule train() and the card apply, before a thread is started
         if (Path(models_dir) / f"{name}.keras").exists():
             raise BrainclfError(f"A model named {name} already exists; choose another name.")
+
+        def work(hook, cancel):
+            return train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel, run_dir=run_dir)
+
+        return self.start_task(name, work, owner, owner_label, Path(run_dir) if run_dir else runs_dir() / name,
+                               request={"config": config, "data": data, "models_dir": models_dir})
+
+    def start_task(self, name: str, work, owner: str = "", owner_label: str = "", run_dir: Path | None = None,
+                   request: dict | None = None) -> JobStatus:
+        """Run `work(progress hook, cancel event) -> result path` in a background thread as this app's one job
+        (a training, or a site adaptation: brainclf.site); refuses a second one while the first runs. `request`
+        is what resume() restarts: a training's settings, or {"work": work, "resumable": () -> bool}."""
         with self._lock:
             if self.status is not None and self.status.active:
                 raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
                                     "wait for it or cancel it first.")
             self._cancel = threading.Event()
-            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner,
-                               run_dir=Path(run_dir) if run_dir else runs_dir() / name,
-                               request={"config": config, "data": data, "models_dir": models_dir})
+            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner, run_dir=run_dir,
+                               request=request if request is not None else {"work": work})
             self.status = status
             cancel = self._cancel
 
@@ -132,8 +147,7 @@ class TrainingJobs:
 
         def run():
             try:
-                status.result = train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
-                                      run_dir=run_dir)
+                status.result = work(hook, cancel)
                 status.state = "done"
             except TrainingCancelled as e:
                 status.state, status.error = "cancelled", str(e)
@@ -179,6 +193,9 @@ class TrainingJobs:
         if not last.may_cancel(user_id, admin):
             raise BrainclfError("Only the person who started this training, or an admin, can resume it.")
         logger.info("training %s resumed by %s", last.name, user_id or "-")
+        if "work" in last.request:
+            return self.start_task(last.name, last.request["work"], last.owner, last.owner_label, last.run_dir,
+                                   last.request)
         return self.start(last.request["config"], last.request["data"], last.name, last.request["models_dir"],
                           owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir)
 

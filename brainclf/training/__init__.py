@@ -5,6 +5,7 @@
   prepare    the leakage-free split of a new run, a resumed run's saved split, the arrays; "preparing" reports
   callbacks  the end of every epoch: precise-BatchNorm validation, checkpoints, progress reports
   loop       train(): a seeded, resumable run; tf.data, distribution strategy, model and optimizer
+  batches    the training batches without tf.data (KERAS_BACKEND=jax): a keras.utils.PyDataset
   ensemble   ensembles: one resumable run per member, then one model
   finalize   the best checkpoint → models/NAME.keras + its card (calibration, OOD guard, faithfulness, metrics)
 """

@@ -143,6 +143,8 @@ def _card(out: Path, model, state: RunState, name: str):
         card.training["members"] = state.members
     if state.distribution:  # strategy, workers and replicas of the latest training session
         card.training["distribution"] = state.distribution
+    # The Keras backend of the latest training session (brainclf.model.backend): runs without one were TensorFlow's.
+    card.training["backend"] = (state.distribution or {}).get("backend", "tensorflow")
     card.training["files"] = {"train": state.train_files, "val": state.val_files}
     return card
 

@@ -22,8 +22,10 @@ from ..data.sources import Source
 from ..errors import ConfigError, DataError
 from ..input.limits import validate_model_name
 from ..input.preprocess import InputContract
+from ..model import backend
 from ..model.architectures import build_model, dtype_policy, get_architecture
 from . import distributed
+from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter, runs_dir
 from .ensemble import train_ensemble
@@ -78,6 +80,7 @@ def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: s
     if finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
         validate_model_name(name)
     config.validate()
+    backend.check_supported(strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
     sources = list(extra_data or [])
     check_sources(config, sources)
     if get_architecture(config.architecture).members > 1:
@@ -142,7 +145,12 @@ def _fit(session: Session, config: TrainConfig, state: RunState, splits, sources
         model = load_or_build(config, config.contract(), session.run_dir, state, steps)
     if session.role:
         distributed.agree(dist, start_weights=distributed.digest(model))
-    train_ds = tf_dataset(arrays.x_tr, arrays.y_tr, config, training=True, weights=arrays.w_tr, drop_remainder=drop)
+    if backend.name() == "tensorflow":
+        train_ds = tf_dataset(arrays.x_tr, arrays.y_tr, config, training=True, weights=arrays.w_tr,
+                              drop_remainder=drop)
+    else:  # no tf.data: the same batches and augmentation as a PyDataset (brainclf.training.batches)
+        augment = augmentation_pipeline(config.seed) if config.augment else None
+        train_ds = ArrayBatches(arrays.x_tr, arrays.y_tr, config, arrays.w_tr, augment, first_epoch=state.epoch)
     end = _epoch_end(session, config, state, arrays, steps)
     if session.role:  # Model.fit does not take this strategy's datasets (keras-team/keras#20585)
         sizes = distributed.batch_sizes(len(arrays.x_tr), config.batch_size, drop)
@@ -174,6 +182,8 @@ def _distribute(session: Session, config: TrainConfig, state: RunState, n_train:
     replicas = dist.num_replicas_in_sync
     role = session.role
     state.distribution = {"strategy": session.strategy, "workers": role.workers if role else 1, "replicas": replicas}
+    if backend.name() != "tensorflow":  # {"backend": "jax", "device": "gpu: …"}; a TensorFlow run's record as before
+        state.distribution.update(backend.describe())
     # In the multi-worker loop a last batch smaller than the replica count would leave a replica without
     # images (NaN BatchNorm statistics); it is dropped, different images each epoch as the data is reshuffled.
     drop = role is not None and 0 < n_train % config.batch_size < replicas
@@ -192,6 +202,9 @@ _STRATEGIES: dict = {}
 
 
 def distribution_strategy(name: str):
+    if backend.name() != "tensorflow":  # one device; check_supported refuses the other strategies there
+        backend.check_supported(name)
+        return backend.OneDevice()
     import tensorflow as tf
 
     if name == "default":

@@ -177,3 +177,24 @@ class Metrics(Section):
     test_tta: SplitMetrics | None = None
     external: dict[DatasetName, ExternalMetrics] = {}
 
+
+class Fingerprint(Section):
+    root_name: Label(128) = ""
+    counts: dict[Label(64), dict[Label(64), Count]] = {}
+    file_list_sha256: Label(64) = ""
+
+
+class SiteProfile(Section):
+    """brainclf.site: the site whose labelled slices validated (calibrated, maybe adapted) this model."""
+
+    name: DatasetName
+    scope: Label(200)
+    adapted: bool
+    target: Rate
+    base_model: dict[Label(32), Label(128)] = {}
+    fingerprint: Fingerprint = None
+    split: dict[Label(32), Count] = {}  # parts: tune, calibration, heldout
+    heldout: dict[Label(32), dict[str, Any]] = {}  # "before", "calibrated", "adapted": held-out summaries
+    kaggle_test: dict[Label(32), dict[str, Any]] = {}  # "before", "after": the forgetting check
+    adapt: dict[str, Any] = {}
+    groups: Count = 0

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from ... import CLASS_NAMES, CROPS, INTENSITIES, PRECISIONS
+from ... import CLASS_NAMES, CROPS, INTENSITIES, PRECISIONS, TRAINING_BACKENDS
 from .fields import (
     ClassName,
     Correlation,
@@ -32,7 +32,7 @@ from .fields import (
     Version,
     layer_names,
 )
-from .results import Metrics, PredictionRow
+from .results import Fingerprint, Metrics, PredictionRow, SiteProfile
 
 SCHEMA_VERSION = 2
 
@@ -154,12 +154,6 @@ class Faithfulness(Section):
 History = dict[Label(64), list[HistoryValue]]
 
 
-class Fingerprint(Section):
-    root_name: Label(128) = ""
-    counts: dict[Label(64), dict[Label(64), Count]] = {}
-    file_list_sha256: Label(64) = ""
-
-
 class SourceInfo(Section):
     name: Label(64)
     primary: bool = False
@@ -198,6 +192,7 @@ class Training(Section):
     members: list[Member] = []
     files: TrainFiles = None
     sources: list[SourceInfo] = []
+    backend: Literal[TRAINING_BACKENDS] = "tensorflow"  # the Keras backend that trained it (older cards: TF)
 
 
 class InputContractSchema(Section):
@@ -250,8 +245,9 @@ class CardSchema(Section):
     external_predictions: dict[DatasetName, list[PredictionRow]] = {}
     extra: dict[str, Any] = {}
     provenance: Provenance | None = None
+    site: SiteProfile | None = None
 
-    @field_validator("ood", "provenance", mode="before")
+    @field_validator("ood", "provenance", "site", mode="before")
     @classmethod
     def _empty_is_none(cls, v):
         return None if v == {} else v  # {}: no OOD guard fitted / not uploaded

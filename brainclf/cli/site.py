@@ -1,0 +1,127 @@
+"""python -m brainclf site validate | calibrate | adapt | report: a hospital's own labelled slices, before
+anyone relies on the model there (brainclf.site)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .common import CountBar
+
+STEPS = ("validate", "calibrate", "adapt", "report", "all")
+
+
+def _open(args):
+    from ..site import SiteRun
+
+    run_dir = Path(args.run_dir) if args.run_dir else Path(os.environ.get("BRAINCLF_RUNS", "runs")) / "site" / \
+        f"{args.site}-{Path(args.model).stem}"
+    bar = CountBar("case groups")
+    run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar)
+    bar.close()
+    counts = run.split.counts()
+    print(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
+          f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}", file=sys.stderr)
+    return run
+
+
+def cmd_site(args) -> int:
+    from ..inference import Predictor
+    from ..site import AdaptConfig, site_report_pdf
+
+    run = _open(args)
+    steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
+    data = args.data or os.environ.get("BRAINCLF_DATA")
+    for step in steps:
+        if step == "validate":
+            print(format_step("validate", run.validate(Predictor.load(args.model))))
+        elif step == "calibrate":
+            print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
+                                                         args.name, data)))
+        elif step == "adapt":
+            cfg = AdaptConfig(epochs=args.epochs, learning_rate=args.lr)
+            result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line)
+            print(format_step("adapt", result))
+        else:
+            out = Path(args.pdf or run.run_dir / "go-live-report.pdf")
+            out.write_bytes(site_report_pdf(run.state))
+            print(f"go-live report: {out}")
+    return 0
+
+
+def _pct(v) -> str:
+    from ..presentation import pct
+
+    return pct(v)
+
+
+def format_heldout(report: dict) -> list[str]:
+    """The held-out figures of one step, a few lines."""
+    ci = (report.get("intervals") or {}).get("accuracy")
+    lines = [f"  held-out: {report['n']} slices, accuracy {_pct(report['accuracy'])}"
+             + (f" [{_pct(ci[0])}, {_pct(ci[1])}] (case-group bootstrap)" if ci else "")]
+    tumour = next((r for r in report.get("rates", []) if r["finding"].startswith("Any tumour")), None)
+    if tumour:
+        lines.append(f"  any tumour: sensitivity {_pct(tumour['sensitivity'])}, "
+                     f"specificity {_pct(tumour['specificity'])}")
+    lines.append(f"  answered {_pct(report.get('coverage'))} (right among answered "
+                 f"{_pct(report.get('accepted_accuracy'))}); tumours called 'no tumour' and answered: "
+                 f"{report.get('called_notumor_unflagged', 0)}")
+    for seq, sub in sorted(report.get("by_sequence", {}).items()):
+        lines.append(f"  {seq}: {sub['n']} slices, accuracy {_pct(sub['accuracy'])}")
+    return lines
+
+
+def format_step(step: str, result: dict) -> str:
+    if step == "validate":
+        m = result["model"]
+        return "\n".join([f"validate: {m['name']} {m['version']} as it is", *format_heldout(result)])
+    cal = result["calibration"]
+    head = (f"{step}: saved {result['name']} ({result['model']}); temperature {cal['temperature']:.3f}, refer "
+            f"threshold {cal['refer_threshold']:.4f} for {_pct(result['target'])} accepted accuracy "
+            f"(fitted on {cal['fitted_on']})")
+    lines = [head, *format_heldout(result["heldout"])]
+    if step == "adapt":
+        a, k = result["adapt"], result["kaggle_test"]
+        lines.append(f"  fine-tuned {a['epochs_run']} epochs ({a['seconds']:.0f} s), kept epoch {a['best_epoch']}; "
+                     f"{a['tune_slices']} site slices, {a['replay_images']} replayed training images")
+        if k.get("before") and k.get("after"):
+            lines.append(f"  Kaggle Testing ({k['after']['n']}): {_pct(k['before']['accuracy'])} before, "
+                         f"{_pct(k['after']['accuracy'])} after")
+    return "\n".join(lines)
+
+
+def _epoch_line(p) -> None:
+    if p.epoch_end or p.stage != "training":
+        print(p.text() if p.stage != "training" else
+              f"epoch {p.epoch}/{p.epochs}: calibration loss {p.history['calibration_loss'][-1]:.4f} "
+              f"({p.train_elapsed_s:.0f}s)", file=sys.stderr)
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("site", help="validate, calibrate and adapt a model on a site's own labelled slices",
+                       description="A site's labelled slices (class sub-folders, optional manifest.csv) are split "
+                       "by case groups into an adaptation part and a held-out part. validate: the model on the "
+                       "held-out part. calibrate: the site's temperature, refer thresholds and OOD guard from the "
+                       "adaptation part, saved as a site profile (a new model). adapt: fine-tune on the adaptation "
+                       "part replaying the model's training images, then calibrate and validate it (a new model). "
+                       "report: the one-page go-live PDF. all: the four in turn.")
+    s.add_argument("step", choices=STEPS)
+    s.add_argument("--model", required=True, help="the starting model (.keras with its card)")
+    s.add_argument("--site-data", required=True, help="the site's folder of class sub-folders")
+    s.add_argument("--site", required=True, help="the site's name (letters, digits, '.', '_', '-')")
+    s.add_argument("--data", help="the model's training dataset root, for replay and the Kaggle Testing check "
+                   "(default: $BRAINCLF_DATA)")
+    s.add_argument("--run-dir", help="where the site run keeps its split and figures (default: "
+                   "$BRAINCLF_RUNS/site/SITE-MODEL)")
+    s.add_argument("--models-dir", default="models", help="where the site profile and adapted model go")
+    s.add_argument("--target", type=float, default=0.98, help="accepted accuracy the refer rule aims at on the "
+                   "site (default 0.98)")
+    s.add_argument("--name", help="the site profile's model name (default SITE-MODEL)")
+    s.add_argument("--adapted-name", help="the adapted model's name (default SITE-MODEL-adapted)")
+    s.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
+    s.add_argument("--lr", type=float, default=3e-4, help="fine-tuning peak learning rate (default 3e-4)")
+    s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")
+    s.set_defaults(func=cmd_site)
+

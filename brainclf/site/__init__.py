@@ -1,0 +1,22 @@
+"""Your hospital's scans: validate, calibrate and adapt a model on a site's own labelled slices before anyone
+relies on it there.
+
+    split.split_site      the site folder → tuning / calibration / held-out parts by case groups (refuses a
+                          set too small to validate)
+    run.SiteRun           the steps and what each produced (RUN_DIR/site.json): validate (held-out figures),
+                          calibrate (site profile: temperature, refer thresholds, OOD guard), adapt (fine-tune
+                          with replay, then calibrate), each saving a new model whose card says "validated at X"
+    measure               the computations the steps share; profile: the site model's card
+    adapt.fine_tune       the fine-tuning itself (TensorFlow; resumable, cancellable)
+    golive.site_report_pdf  the one-page go-live report
+
+Importing this package does not import TensorFlow (adapt does, when called).
+"""
+
+from .config import AdaptConfig
+from .golive import site_report_pdf
+from .run import SiteRun, kaggle_test_samples, replay_samples
+from .split import MIN_GROUPS, MIN_SLICES, SiteSplit, check_site_name, split_site
+
+__all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
+           "kaggle_test_samples", "replay_samples", "site_report_pdf", "split_site"]

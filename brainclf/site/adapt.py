@@ -1,0 +1,145 @@
+"""Fine-tune a model on a site's tuning slices, replaying its own training images so nothing is forgotten.
+
+Each epoch sees every site tuning slice and as many of the model's training images (drawn afresh, class-
+stratified by brainclf.training.prepare.stratified_subset where the model has them), augmented as in training (geometric
+and intensity: sites differ in windowing). After each epoch the BatchNorm statistics are re-estimated on the
+mix, the calibrated loss is measured on the site's calibration part (which also picks the epoch that ships),
+and the run dir gets `last.keras` (with its optimizer: the resume point), `best.keras` and `adapt.json`.
+A cancelled run stops after its batch; calling fine_tune again resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..data import Sample, load_arrays
+from ..model.architectures import recalibrate_batchnorm
+from ..scoring.trust import apply_temperature, fit_temperature, nll
+from ..training.callbacks import save_atomically
+from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
+from ..training.loop import tf_dataset
+from .config import AdaptConfig
+
+STATE = "adapt.json"
+
+
+@dataclass
+class AdaptState:
+    config: dict
+    epoch: int = 0
+    best_epoch: int = 0
+    best_loss: float | None = None
+    history: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def save(self, run_dir: Path) -> None:
+        tmp = run_dir / f"{STATE}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(run_dir / STATE)
+
+
+def _state(run_dir: Path, cfg: AdaptConfig) -> AdaptState:
+    """The saved state of the same settings (resume), else a new one."""
+    path = run_dir / STATE
+    if path.is_file() and (run_dir / "last.keras").is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("config") == asdict(cfg):
+            return AdaptState(**saved)
+    return AdaptState(asdict(cfg))
+
+
+def _compile(model, cfg: AdaptConfig, steps: int):
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs),
+                                                      alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+class _Batches(keras.callbacks.Callback):
+    """Progress after every batch; a set cancel event stops the epoch (it is then not booked)."""
+
+    def __init__(self, report, cancel: threading.Event | None):
+        super().__init__()
+        self.report, self.cancel = report, cancel
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.cancel is not None and self.cancel.is_set():
+            self.model.stop_training = True
+        self.report(batch + 1)
+
+
+def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay: list[Sample], contract,
+              cfg: AdaptConfig, run_dir: Path, progress: ProgressHook | None = None,
+              cancel: threading.Event | None = None):
+    """The fine-tuned model (its best epoch on the calibration part) and the AdaptState of the run.
+
+    Raises:
+        TrainingCancelled: `cancel` was set; the last finished epoch is kept for a resume.
+    """
+    cfg.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state, t0 = _state(run_dir, cfg), time.time()
+
+    def say(stage, message="", **kw):
+        if progress:
+            progress(TrainProgress(stage, message=message, epochs=cfg.epochs, elapsed_s=time.time() - t0,
+                                   history=state.history, **kw))
+
+    say("preparing", "Reading the site's slices and the replayed training images")
+    (x_site, y_site), (x_rep, y_rep), (x_cal, y_cal) = (load_arrays(part, contract)[:2]
+                                                        for part in (tune, replay, calibration))
+    rng = np.random.default_rng(cfg.seed)
+    per_epoch = min(len(x_rep), int(round(cfg.replay_per_site_slice * len(x_site))))
+    steps = int(np.ceil((len(x_site) + per_epoch) / cfg.batch_size))
+    if state.epoch and (run_dir / "last.keras").is_file():
+        model = keras.models.load_model(run_dir / "last.keras", safe_mode=True)
+    else:
+        model = _compile(base_model, cfg, steps)
+    first, session_s = state.epoch, 0.0
+    while state.epoch < cfg.epochs:
+        pick = rng.permutation(len(x_rep))[:per_epoch] if per_epoch else np.zeros(0, int)
+        x, y = np.concatenate([x_site, x_rep[pick]]), np.concatenate([y_site, y_rep[pick]])
+        train_cfg = TrainConfig(batch_size=cfg.batch_size, seed=cfg.seed + state.epoch, augment_intensity=True)
+        started = time.time()
+        def report(batch: int, epoch: int = state.epoch, started: float = started, before: float = session_s):
+            say("training", epoch=epoch, batch=batch, batches=steps, first_epoch=first,
+                train_elapsed_s=before + time.time() - started)
+
+        model.fit(tf_dataset(x, y, train_cfg, training=True), epochs=1, verbose=0,
+                  callbacks=[_Batches(report, cancel)])
+        if cancel is not None and cancel.is_set():
+            raise TrainingCancelled(f"Adaptation cancelled after {state.epoch} of {cfg.epochs} epochs; start it "
+                                    "again to resume.")
+        recalibrate_batchnorm(model, x, seed=cfg.seed + state.epoch)
+        loss = _calibrated_loss(model, x_cal, y_cal)
+        session_s += time.time() - started
+        _book(state, model, run_dir, loss, time.time() - started)
+        say("training", epoch=state.epoch, batch=steps, batches=steps, epoch_end=True, first_epoch=first,
+            train_elapsed_s=session_s)
+    best = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    return best, state
+
+
+def _calibrated_loss(model, x: np.ndarray, y: np.ndarray) -> float:
+    probs = np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, len(x), 128)])
+    return nll(y, apply_temperature(probs, fit_temperature(y, probs)))
+
+
+def _book(state: AdaptState, model, run_dir: Path, loss: float, seconds: float) -> None:
+    """One finished epoch: history, best and last checkpoints, then the state (the resume point) last."""
+    state.epoch += 1
+    state.seconds += seconds
+    state.history.setdefault("calibration_loss", []).append(loss)
+    if state.best_loss is None or loss < state.best_loss:
+        state.best_loss, state.best_epoch = loss, state.epoch
+        save_atomically(model, run_dir / "best.keras")
+    save_atomically(model, run_dir / "last.keras")
+    state.save(run_dir)

@@ -1,0 +1,25 @@
+"""How a site adaptation fine-tunes (brainclf.site.adapt): a plain dataclass the pages and the CLI build without
+importing TensorFlow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass
+class AdaptConfig:
+    epochs: int = 8
+    learning_rate: float = 3e-4  # peak of a cosine decay; a tenth of the training's
+    batch_size: int = 32
+    replay_per_site_slice: float = 1.0  # replayed training images per site tuning slice, each epoch
+    seed: int = 42
+
+    def validate(self) -> None:
+        if not 1 <= self.epochs <= 100:
+            raise ConfigError(f"Adaptation epochs must be between 1 and 100, got {self.epochs}.")
+        if not 0 < self.learning_rate <= 0.01:
+            raise ConfigError(f"The adaptation learning rate must be in (0, 0.01], got {self.learning_rate}.")
+        if not 0 <= self.replay_per_site_slice <= 10:
+            raise ConfigError("Replayed images per site slice must be between 0 and 10.")

@@ -1,0 +1,77 @@
+"""The card of a site profile or a site-adapted model: what the starting model's card said, less what the
+site work made stale, plus the site's calibration, OOD guard, held-out figures and scope ("validated at X").
+
+Stale and therefore dropped: for a profile (same weights), the base's figures on the site's own folder (they
+were measured with another refer rule); for an adapted model (new weights), every figure of the base except
+its training record: validation, other sources, faithfulness and the flip-TTA test figures. Its Kaggle
+`Testing` figures are re-measured (the forgetting check) and stored as `metrics.test`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..data.sources import licence_of
+from ..model.card import file_sha256, iso_now
+from ..presentation.wording import pct, plural
+
+SUMMARY_KEYS = ("n", "accuracy", "recall", "coverage", "accepted_accuracy", "referred", "ood_flagged",
+                "called_notumor_rate", "called_notumor_unflagged_rate", "intervals", "membership")
+
+
+def summary(report: dict | None) -> dict | None:
+    """The figures of a held-out report a card keeps (no per-slice rows)."""
+    return {k: report[k] for k in SUMMARY_KEYS if k in report} if report else None
+
+
+def scope_words(site: str, report: dict, target: float) -> str:
+    """'validated at St Elsewhere: 78.2 % right on 427 held-out slices, 41.0 % answered at a 98 % target'."""
+    answered = report.get("coverage")
+    return (f"validated at {site}: {pct(report.get('accuracy'))} right on {plural(report['n'], 'held-out slice')}"
+            + (f", {pct(answered)} answered at a {pct(target, 0)} accepted-accuracy target" if answered is not None
+               else ""))[:200]
+
+
+def site_card(card, name: str, model_file: Path, run, report: dict, adapted: bool, target: float,
+              result: dict | None = None, kaggle_test: dict | None = None):
+    """A ModelCard for models_dir/NAME.keras (`card`: the starting card with the site's calibration and OOD
+    guard already in), `report`: the held-out validation with them, `run`: the SiteRun; an adapted model's
+    `result` (brainclf.site.run) and its Kaggle `Testing` report (`kaggle_test`, with its rows)."""
+    site, sha = run.state["site"], file_sha256(model_file)
+    rows = report.get("predictions", [])
+    metrics = {k: v for k, v in card.metrics.items() if k != "external"}
+    external = {k: v for k, v in card.metrics.get("external", {}).items() if v.get("dataset") != run.state["root_name"]
+                and k != run.state["root_name"]}
+    training = dict(card.training)
+    test_rows = card.test_predictions
+    if adapted:
+        metrics, external, test_rows = {}, {}, []
+        if kaggle_test:
+            test_rows = kaggle_test["predictions"]
+            metrics["test"] = {k: v for k, v in kaggle_test.items() if k != "predictions"}
+        primary = (training.get("fingerprint") or {}).get("root_name", "unrecorded")
+        sources = training.get("sources") or [{"name": primary, "primary": True}]
+        training["sources"] = [*sources, {"name": site, "weight": 1.0, "licence": licence_of(run.split.root)[:300],
+                                          "fingerprint": run.state["fingerprint"]}]
+    metrics["external"] = {**external, site: {k: v for k, v in report.items() if k != "predictions"}}
+    block = {"name": site, "adapted": adapted, "target": target, "scope": scope_words(site, report, target),
+             "base_model": {k: str(v) for k, v in run.state["model"].items() if k != "path"},
+             "fingerprint": run.state["fingerprint"], "split": run.split.counts(), "groups": run.state["groups"],
+             "heldout": {k: v for k, v in (("before", summary(run.step("validate"))),
+                                            ("calibrated", summary((run.step("calibrate") or {}).get("heldout"))),
+                                            ("adapted" if adapted else "profile", summary(report))) if v}}
+    if adapted and result:
+        block["adapt"] = result["adapt"]
+        block["kaggle_test"] = {k: {"n": v["n"], "accuracy": v["accuracy"]}
+                                for k, v in result["kaggle_test"].items() if v}
+    how = "fine-tuned on" if adapted else "calibrated for"
+    return replace(card, name=name, version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", file_sha256=sha,
+                   created=iso_now(), description=f"{card.name} {how} site {site}"[:2000], metrics=metrics,
+                   training=training, test_predictions=test_rows,
+                   test_predictions_tta=[] if adapted else card.test_predictions_tta,
+                   faithfulness={} if adapted else card.faithfulness,
+                   external_predictions={**{k: v for k, v in card.external_predictions.items()
+                                            if k in external}, site: rows},
+                   provenance={}, site=block)

@@ -1,0 +1,199 @@
+"""A site run: one model, one site folder, the steps validate → calibrate → adapt, and what each produced.
+
+RUN_DIR/site.json holds the site, the model it started from (name, version, file hash), the split (relative
+paths) and each finished step's figures; every step reads the split from there, so the held-out part stays the
+same slices whatever runs after. Calibrate writes a site profile of the model (the same weights, the site's
+temperature, refer thresholds and OOD guard); adapt writes a fine-tuned model with its own. Both go into the
+models folder under new names: nothing overwrites a model that is there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from ..data import Sample, discover
+from ..errors import BrainclfError, DataError
+from ..evaluation.evaluate import training_paths_for
+from ..inference.predict import Predictor
+from ..input.limits import validate_model_name
+from ..model.card import card_path, file_sha256, load_model, read_card
+from ..scoring.operating_point import DEFAULT_TARGET
+from ..training.config import ProgressHook
+from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
+from .profile import site_card
+from .split import SiteSplit, saved_split, split_site
+
+STATE = "site.json"
+REPLAY_MAX = 2000
+
+
+@dataclass
+class SiteRun:
+    run_dir: Path
+    state: dict
+    split: SiteSplit
+
+    @classmethod
+    def open(cls, run_dir: str | Path, site_root: str | Path, site: str, model_path: str | Path,
+             progress=None) -> SiteRun:
+        """The run in `run_dir` (its saved split), or a new one that splits the site folder.
+
+        Raises:
+            DataError: the folder is unusable or too small, or the run was started for another model or site.
+        """
+        run_dir = Path(run_dir)
+        card = read_card(model_path)
+        path = run_dir / STATE
+        if path.is_file():
+            state = json.loads(path.read_text())
+            if state["site"] != site or state["model"]["sha256"] != card.file_sha256:
+                raise DataError(f"This site run was started for site {state['site']} with model "
+                                f"{state['model']['name']}: give another run name for a new pairing.")
+            return cls(run_dir, state, saved_split(site_root, site, {**state["split"], "groups": state["groups"]}))
+        split = split_site(site_root, site, progress)
+        state = {"site": site, "root_name": Path(site_root).name, "model": _model_ref(card, model_path),
+                 "split": split.to_dict(), "groups": split.groups, "fingerprint": split.fingerprint, "steps": {}}
+        run = cls(run_dir, state, split)
+        run.save()
+        return run
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / f"{STATE}.tmp"
+        tmp.write_text(json.dumps(self.state, indent=1))
+        tmp.replace(self.run_dir / STATE)
+
+    def step(self, name: str) -> dict | None:
+        return self.state["steps"].get(name)
+
+    def _book(self, name: str, result: dict) -> dict:
+        self.state["steps"][name] = result
+        self.save()
+        return result
+
+    # -- the steps ------------------------------------------------------------------------------------------
+
+    def validate(self, predictor) -> dict:
+        """The starting model on the held-out part, as it is (its own calibration and refer rule)."""
+        report = validate(predictor, self.split, self._membership("held-out"))
+        return self._book("validate", report)
+
+    def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
+                  name: str | None = None, data_root: str | Path | None = None) -> dict:
+        """Site temperature, refer thresholds (for `target`) and OOD guard fitted on the adaptation part; the
+        held-out figures with them; a site profile (same weights) saved as models_dir/NAME."""
+        name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}")
+        adaptation = self.split.adaptation
+        cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
+            f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"))
+        replay = replay_samples(predictor.card, data_root)
+        guard = fit_site_guard(predictor, self.split.parts["tune"] + replay[:len(self.split.parts["tune"])],
+                               self.split.parts["calibration"])
+        profiled = with_calibration(predictor, cal, guard)
+        report = validate(profiled, self.split, self._membership("held-out"))
+        out = Path(models_dir) / f"{name}.keras"
+        shutil.copyfile(self._model_path(), out)
+        card = site_card(profiled.card, name, out, self, report, adapted=False, target=target)
+        card.save(card_path(out))
+        return self._book("calibrate", {"model": str(out), "name": name, "target": target, "heldout": report,
+                                        "calibration": cal})
+
+    def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
+              models_dir: str | Path = "models", name: str | None = None, progress: ProgressHook | None = None,
+              cancel: threading.Event | None = None) -> dict:
+        """Fine-tune from the starting model on the tuning part with replay (brainclf.site.adapt), then
+        calibrate it on the calibration part, validate it on the held-out part, check Kaggle `Testing` before
+        and after, and save it as models_dir/NAME."""
+        from .adapt import fine_tune  # TensorFlow
+
+        name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}-adapted")
+        base_model, base_card = load_model(self._model_path())
+        replay = replay_samples(base_card, data_root)
+        if not replay and cfg.replay_per_site_slice > 0:
+            where = (base_card.training.get("fingerprint") or {}).get("root_name", "unrecorded")
+            raise DataError("Adapting needs the model's own training images to replay (so it keeps what it learnt): "
+                            f"none of them were found under the data folder (the model was trained on {where}).")
+        tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
+        kaggle = kaggle_test_samples(data_root)
+        before_kaggle = _accuracy(kaggle_check(Predictor(base_model, base_card), kaggle, data_root)) if kaggle else None
+        model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
+                                 progress, cancel)
+        out = Path(models_dir) / f"{name}.keras"
+        model.save(out)
+        adapted = Predictor(model, _with_hash(base_card, out))
+        cal = fit_site_calibration(adapted, calib, self.state["site"], target, fitted_on=(
+            f"the calibration part of site {self.state['site']} ({len(calib)} slices, not fine-tuned on)"))
+        guard = fit_site_guard(adapted, tune + replay[:len(tune)], calib)
+        adapted = with_calibration(adapted, cal, guard)
+        report = validate(adapted, self.split, self._membership("held-out", adapted=True))
+        kaggle_after = kaggle_check(adapted, kaggle, data_root) if kaggle else None
+        result = {"model": str(out), "name": name, "target": target, "heldout": report, "calibration": cal,
+                  "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
+                  "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                            "seconds": round(state.seconds, 1), "history": state.history,
+                            "replay_images": len(replay), "tune_slices": len(tune)}}
+        card = site_card(adapted.card, name, out, self, report, adapted=True, target=target, result=result,
+                         kaggle_test=kaggle_after)
+        card.save(card_path(out))
+        return self._book("adapt", result)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _model_path(self) -> Path:
+        path = Path(self.state["model"]["path"])
+        if not path.is_file() or file_sha256(path) != self.state["model"]["sha256"]:
+            raise BrainclfError(f"Model {self.state['model']['name']} is no longer the file this site run started "
+                                "from: start a new site run.")
+        return path
+
+    def _membership(self, part: str, adapted: bool = False) -> str:
+        n = len(self.split.parts["heldout"])
+        used = "fine-tuning, calibration or the epoch choice" if adapted else "calibration"
+        return (f"{part} case groups of site {self.state['site']} ({n} slices): never used for {used}")
+
+    @staticmethod
+    def _new_name(models_dir: str | Path, name: str) -> str:
+        validate_model_name(name[:64])
+        name = name[:64]
+        if (Path(models_dir) / f"{name}.keras").exists():
+            raise BrainclfError(f"A model named {name} already exists; nothing is overwritten: give another name.")
+        return name
+
+
+def _accuracy(report: dict | None) -> dict | None:
+    return {"n": report["n"], "accuracy": report.get("accuracy")} if report else None
+
+
+def _model_ref(card, model_path) -> dict:
+    return {"name": card.name, "version": card.version, "sha256": card.file_sha256, "path": str(Path(model_path))}
+
+
+def _with_hash(card, path: Path):
+    return replace(card, file_sha256=file_sha256(path))
+
+
+def replay_samples(card, data_root: str | Path | None, limit: int = REPLAY_MAX, seed: int = 0) -> list[Sample]:
+    """The model's own training images (the primary source's, from its card), found under `data_root` or
+    $BRAINCLF_DATA; at most `limit`, in random order; [] when they are not there."""
+    root = Path(data_root) if data_root else None
+    paths = training_paths_for(card, root or Path("."), training_root=root) or []
+    samples = [Sample(p, CLASS_NAMES.index(p.parent.name)) for p in paths if p.parent.name in CLASS_NAMES]
+    # Shuffled: any leading share of the list is a random draw over the classes.
+    return [samples[i] for i in np.random.default_rng(seed).permutation(len(samples))[:limit]]
+
+
+def kaggle_test_samples(data_root: str | Path | None) -> list[Sample]:
+    """The primary dataset's `Testing` split (the forgetting check), or [] without one."""
+    if not data_root:
+        return []
+    try:
+        return discover(data_root).splits.get("Testing", [])
+    except DataError:
+        return []

@@ -1,0 +1,62 @@
+"""A site run's figures side by side, in the same words for the Model page's table and the go-live PDF."""
+
+from __future__ import annotations
+
+from ..evaluation.analysis import curve_points
+from ..presentation.wording import pct
+from ..scoring.operating_point import risk_coverage
+from ..scoring.rates import arrays_from_rows
+from ..scoring.trust import coverage_accuracy
+
+ROWS = (("Accuracy", "accuracy"), ("95 % interval (case groups)", "interval"),
+        ("Answered (not referred, not flagged)", "coverage"), ("Right among answered", "accepted_accuracy"),
+        ("Tumours called 'no tumour', answered", "called_notumor_unflagged_rate"))
+STAGES = (("validate", "As it came"), ("calibrate", "Site calibration"), ("adapt", "Adapted"))
+
+
+def cell(report: dict | None, key: str) -> str:
+    if not report:
+        return "-"
+    if key == "interval":
+        ci = (report.get("intervals") or {}).get("accuracy")
+        return f"{pct(ci[0])} - {pct(ci[1])}" if ci else "-"
+    value = report.get(key)
+    return "-" if value is None else pct(value)
+
+
+def columns(state: dict) -> list[tuple[str, dict]]:
+    """(heading, held-out report) per finished step, in the order the steps run."""
+    out = []
+    for step, heading in STAGES:
+        done = state["steps"].get(step)
+        if done:
+            out.append((heading, done if step == "validate" else done["heldout"]))
+    return out
+
+
+def comparison_rows(state: dict) -> list[dict]:
+    """One row per figure, one column per finished step (brainclf.site.run's state)."""
+    cols = columns(state)
+    return [{"Held-out part": label, **{heading: cell(report, key) for heading, report in cols}}
+            for label, key in ROWS]
+
+
+def heldout_curves(state: dict) -> list[dict]:
+    """The held-out part's risk–coverage curve after each finished step, with the point its refer rule puts it
+    at (brainclf.presentation.figures.risk_coverage_figure's input)."""
+    out = []
+    for heading, report in columns(state):
+        rows = report.get("predictions") or []
+        if rows:
+            y, p = arrays_from_rows(rows)
+            point = coverage_accuracy(y, p, report["refer_thresholds"]) if report.get("refer_thresholds") else None
+            out.append({"label": heading, "data": heading, "n": len(y), "held_out": True, "point": point,
+                        **curve_points(risk_coverage(y, p))})
+    return out
+
+
+def misclassified(report: dict) -> list[dict]:
+    """The held-out slices the model got wrong: file, true and predicted class, confidence, status."""
+    return [{"file": r["path"], "true": r["true"], "predicted": r["pred"], "confidence": max(r["probs"]),
+             "referred or flagged": bool(r.get("referred") or r.get("ood")), "sequence": r.get("sequence", "")}
+            for r in report.get("predictions", []) if r["true"] != r["pred"]]

@@ -1,0 +1,55 @@
+"""Training batches without tf.data, for a Keras backend other than TensorFlow (KERAS_BACKEND=jax): the same
+recipe as brainclf.training.loop.tf_dataset (reshuffled every epoch, batches of (x, y) or (x, y, sample weight),
+the same Keras augmentation layers, the same intensity augmentation, clipped to [0, 1]) as a
+keras.utils.PyDataset over the in-memory arrays. The random streams differ from tf.data's: the same seed
+gives a repeatable run on one backend, not the same batches on both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from .config import TrainConfig
+
+
+def intensity_augmentation(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """loop.intensity_augmentation in NumPy: per image gamma in [0.6, 1.6], brightness ±0.08 on the head,
+    Gaussian noise with sigma up to 0.03."""
+    n = len(batch)
+    gamma = np.exp(rng.uniform(np.log(0.6), np.log(1.6), (n, 1, 1, 1)))
+    out = np.power(np.clip(batch, 1e-6, 1.0), gamma)
+    out = out + rng.uniform(-0.08, 0.08, (n, 1, 1, 1)) * (batch > 0.02)
+    sigma = rng.uniform(0.0, 0.03, (n, 1, 1, 1))
+    return out + sigma * rng.standard_normal(batch.shape)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """One epoch of shuffled training batches; `augment` is loop.augmentation_pipeline(seed) or None. Read in
+    Model.fit's own thread (one worker, no multiprocessing), so a seeded run repeats on its backend."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, config: TrainConfig, weights: np.ndarray | None = None,
+                 augment: Callable | None = None, first_epoch: int = 0):
+        super().__init__()
+        self.x, self.y, self.weights = x, y, weights
+        self.batch_size = config.batch_size
+        self.augment, self.intensity = augment, config.augment and config.augment_intensity
+        self.rng = np.random.default_rng([config.seed, first_epoch])  # a resumed run: its own stream
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        pick = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x = self.x[pick]
+        if self.augment is not None:
+            x = np.asarray(self.augment(x, training=True))
+            if self.intensity:
+                x = intensity_augmentation(x, self.rng)
+            x = np.clip(x, 0.0, 1.0).astype(np.float32)
+        return (x, self.y[pick]) if self.weights is None else (x, self.y[pick], self.weights[pick])
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))

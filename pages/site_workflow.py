@@ -1,0 +1,173 @@
+"""The Model page's site section: a site's own labelled slices validate, calibrate and adapt a model before anyone
+relies on it there (brainclf.site). Each step runs as the app's background job (one at a time, like training);
+its figures are read back from the site run's state, so they survive a reload and are the same for everyone who
+opens the same run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
+from brainclf.presentation import confusion_matrix_figure, pct, risk_coverage_figure
+from brainclf.serving import owner_run_dir
+from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
+from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
+from brainclf.training.config import TrainProgress
+from pages.common import available_models, public, settings, training_jobs
+
+TARGETS = (0.90, 0.95, 0.98, 0.99)
+STEPS = ("validate", "calibrate", "adapt")
+
+
+def _state(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "site.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _work(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
+          data_root: Path | None):
+    """The job's body: open the run (its split) and do one step with an in-process model (TensorFlow is
+    imported in this thread, as a training does)."""
+
+    def work(hook, cancel):
+        from brainclf.inference import Predictor
+        from brainclf.site import SiteRun
+
+        def say(message: str) -> None:
+            hook(TrainProgress("preparing", message=message))
+
+        say(f"Splitting the site's slices by case ({site})")
+        run = SiteRun.open(run_dir, site_root, site, model)
+        if step == "validate":
+            say(f"Validating {model.stem} on {len(run.split.parts['heldout'])} held-out slices")
+            run.validate(Predictor.load(model))
+        elif step == "calibrate":
+            say(f"Fitting the site's temperature and refer rule on {len(run.split.adaptation)} slices")
+            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root)["model"])
+        else:
+            return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel)["model"])
+        return run_dir
+
+    return work
+
+
+def site_section(who) -> None:
+    """Pick a site folder, a name and a starting model; run a step; show what the steps measured."""
+    config = settings()
+    st.header("Your site: validate, calibrate, adapt")
+    st.caption(f"Every clinic is another source. Give the model your own labelled slices (a folder of class "
+               f"sub-folders, at least {MIN_SLICES} slices from {MIN_GROUPS} cases): they are split by case into "
+               "an adaptation part and a held-out part. Validate measures the model on the held-out part; "
+               "calibrate fits your site's confidence scale and refer rule; adapt fine-tunes it on your slices while "
+               "replaying its own training images. Each saves a new model; nothing is overwritten.")
+    roots = config.root_names()
+    models = available_models()
+    if not roots or not models:
+        st.info("This server offers no data folder or no model for a site run ([data] in brainclf.toml).")
+        return
+    c1, c2, c3 = st.columns(3)
+    root_name = c1.selectbox("Site folder", roots, key="site_root")
+    site = c2.text_input("Site name", value=str(root_name)[:48], max_chars=48, key="site_name",
+                         help="Letters, digits, '.', '_' or '-': it names the run and the models it saves.")
+    model = c3.selectbox("Starting model", models, format_func=lambda p: p.stem, key="site_model")
+    target = st.select_slider("Accepted-accuracy target for the refer rule", TARGETS, value=0.98,
+                              format_func=lambda t: pct(t, 0), key="site_target")
+    try:
+        check_site_name(site)
+    except BrainclfError as e:
+        st.error(public(e))
+        return
+    run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, f"{site}-{model.stem}")
+    state = _state(run_dir)
+    _buttons(who, state, run_dir, config.folder(root_name), site, model, target, config)
+    if state:
+        _results(state)
+
+
+def _buttons(who, state, run_dir, site_root, site, model, target, config) -> None:
+    jobs = training_jobs()
+    done = set((state or {}).get("steps", {}))
+    cols = st.columns(len(STEPS))
+    default_root = config.default_root()
+    for col, step in zip(cols, STEPS):
+        needs = "validate" if step != "validate" else None
+        disabled = jobs.busy() or (needs is not None and needs not in done)
+        if col.button(step.capitalize(), key=f"site_{step}", disabled=disabled, use_container_width=True,
+                      type="primary" if step not in done and not disabled else "secondary"):
+            work = _work(step, run_dir, site_root, site, model, target, config.models_dir,
+                         default_root.path if default_root else None)
+            # An adaptation cancelled or interrupted after an epoch resumes from it (brainclf.site.adapt).
+            resumable = (lambda: (run_dir / "adapt" / "adapt.json").is_file()) if step == "adapt" else (lambda: False)
+            try:
+                jobs.start_task(f"{site}: {step}", work, owner=who.user_id, owner_label=who.label, run_dir=run_dir,
+                                request={"kind": "site", "work": work, "resumable": resumable})
+                st.toast(f"Site step started: {md_literal(step)}")
+            except BrainclfError as e:
+                st.error(public(e))
+    if "validate" not in done:
+        st.caption("Validate first: calibrate and adapt use its split.")
+    _status(jobs, who)
+
+
+@st.fragment(run_every=1.0)
+def _status(jobs, who) -> None:
+    s = jobs.status
+    if s is None or s.request.get("kind") != "site":
+        return
+    p = s.progress
+    name = md_literal(s.name)
+    admin = who.can("cancel_any_training")
+    if s.active:
+        st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
+        if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
+            jobs.cancel(who.user_id, admin=admin)
+            st.toast("Cancelling after the current batch…")
+    elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
+        try:
+            jobs.resume(who.user_id, admin=admin)
+        except BrainclfError as e:
+            st.error(public(e))
+    elif s.state == "done":
+        st.success(f"{name}: done." + (" The new model is selectable in the sidebar." if s.result and
+                                       Path(s.result).suffix == ".keras" else ""))
+    elif s.state == "cancelled":
+        st.warning(f"{name}: {public(s.error)}")
+    else:
+        st.error(f"{name} failed: {public(s.error)}")
+
+
+def _results(state: dict) -> None:
+    st.subheader("Held-out part, after each step")
+    split = {k: len(v) for k, v in state["split"].items()}
+    st.caption(md_literal(f"Site {state['site']}: {split['tune']} tuning and {split['calibration']} calibration "
+                          f"slices (the adaptation part), {split['heldout']} held-out slices that no step learns "
+                          f"from; {state['groups']} case groups. Started from {state['model']['name']} "
+                          f"{state['model']['version']}."))
+    st.table(pd.DataFrame(comparison_rows(state)), hide_index=True)
+    curves = heldout_curves(state)
+    last = state["steps"].get("adapt") or state["steps"].get("calibrate")
+    final = last["heldout"] if last else state["steps"]["validate"]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(confusion_matrix_figure(final["confusion_matrix"],
+                                            title=f"Held-out part, {split['heldout']} slices"), key="site_cm")
+    if curves:
+        c2.plotly_chart(risk_coverage_figure(curves, title="Answered vs accuracy, held-out part"), key="site_rc")
+    if final.get("by_sequence"):
+        st.table(pd.DataFrame([{"sequence": seq, "slices": sub["n"], "accuracy": pct(sub["accuracy"])}
+                               for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
+    adapt = state["steps"].get("adapt")
+    if adapt and (k := adapt.get("kaggle_test") or {}).get("after"):
+        st.caption(f"Forgetting check on Kaggle Testing ({k['after']['n']} slices): {pct(k['before']['accuracy'])} "
+                   f"before, {pct(k['after']['accuracy'])} after adaptation.")
+    wrong = misclassified(final)
+    with st.expander(f"Misclassified held-out slices ({len(wrong)})"):
+        st.dataframe(pd.DataFrame(wrong), hide_index=True)
+    st.download_button("Go-live report (PDF)", site_report_pdf(state), file_name=f"go-live-{state['site']}.pdf",
+                       mime="application/pdf", key="site_pdf")

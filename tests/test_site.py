@@ -1,0 +1,209 @@
+"""The site workflow (brainclf.site) on a made-up site: its split, its refusals, and validate → calibrate →
+adapt → report with the smoke model, each step's model saved under a new name with a card that says where it
+was validated."""
+
+from __future__ import annotations
+
+import re
+import string
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from conftest import synthetic_image
+from PIL import Image
+
+from brainclf.errors import BrainclfError, DataError
+from brainclf.model import read_card
+from brainclf.site import AdaptConfig, SiteRun, site_report_pdf, split_site
+from brainclf.training.config import TrainingCancelled
+
+SITE_CLASSES = ("glioma", "meningioma", "notumor")
+
+
+def case_id(i: int) -> str:
+    """Letters only: a file-name series per case (digits would make all cases one series)."""
+    return "".join(string.ascii_lowercase[int(d)] for d in f"{i:03d}")
+
+
+def write_site(root, cases_per_class: int = 12, slices_per_case: int = 2, classes=SITE_CLASSES, seed: int = 7):
+    """ROOT/<class>/<class>-<case>-<k>.png: another 'scanner' (brighter, inverted contrast) than the smoke data."""
+    rng = np.random.default_rng(seed)
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(cases_per_class):
+            for k in range(1, slices_per_case + 1):
+                img = np.asarray(synthetic_image(cls, rng, size=48), np.float64)
+                synthetic = np.clip(255 - img * 0.8, 0, 255).astype(np.uint8)
+                Image.fromarray(synthetic, mode="L").save(root / cls / f"{cls}-{case_id(i)}-{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory):
+    return write_site(tmp_path_factory.mktemp("site") / "st-elsewhere")
+
+
+def test_split_keeps_cases_whole_and_reads_back(site_folder, tmp_path):
+    split = split_site(site_folder, "st-elsewhere")
+    counts = split.counts()
+    assert sum(counts.values()) == 72 and all(counts.values())
+    case_of = {}
+    for part, samples in split.parts.items():
+        for s in samples:
+            case = s.path.stem.rsplit("-", 1)[0]
+            assert case_of.setdefault(case, part) == part, f"case {case} straddles {part} and {case_of[case]}"
+    assert split.classes() == list(SITE_CLASSES)
+    assert split_site(site_folder, "st-elsewhere").to_dict() == split.to_dict()  # same seed, same split
+
+
+def test_too_small_a_site_is_refused_saying_what_is_needed(tmp_path):
+    small = write_site(tmp_path / "tiny", cases_per_class=3)
+    with pytest.raises(DataError, match=r"at least 60 labelled slices.*18 slices"):
+        split_site(small, "tiny")
+
+
+def test_a_class_with_too_few_cases_is_named(tmp_path):
+    site = write_site(tmp_path / "thin", cases_per_class=14)
+    for f in sorted((site / "notumor").iterdir())[4:]:
+        f.unlink()
+    with pytest.raises(DataError, match=r"too few cases of No tumour \(2\)"):
+        split_site(site, "thin")
+
+
+def test_a_bad_site_name_is_refused(site_folder):
+    with pytest.raises(DataError, match="site name"):
+        split_site(site_folder, "[click](http://x)")
+
+
+def test_a_site_run_refuses_a_changed_folder(tmp_path, smoke_model):
+    site = write_site(tmp_path / "site")
+    SiteRun.open(tmp_path / "run", site, "site", smoke_model)
+    synthetic_image("glioma", np.random.default_rng(1), size=48).save(site / "glioma" / "extra-slice.png")
+    with pytest.raises(DataError, match=r"changed since.*1 new"):
+        SiteRun.open(tmp_path / "run", site, "site", smoke_model)
+
+
+@pytest.fixture(scope="module")
+def site_run(tmp_path_factory, site_folder, smoke_model, synthetic_dataset):
+    """validate → calibrate → adapt (one epoch) of the smoke model at the made-up site."""
+    from brainclf.inference import Predictor
+
+    base = tmp_path_factory.mktemp("siterun")
+    models = base / "models"
+    models.mkdir()
+    run = SiteRun.open(base / "run", site_folder, "st-elsewhere", smoke_model)
+    run.validate(Predictor.load(smoke_model))
+    run.calibrate(Predictor.load(smoke_model), target=0.9, models_dir=models, data_root=synthetic_dataset)
+    run.adapt(AdaptConfig(epochs=1, batch_size=16), synthetic_dataset, target=0.9, models_dir=models)
+    return run, models
+
+
+def test_each_step_records_its_held_out_figures(site_run):
+    run, _ = site_run
+    validated = run.step("validate")
+    assert validated["n"] == len(run.split.parts["heldout"]) > 0
+    assert validated["model"]["name"] == "smoke"
+    assert [r["finding"] for r in validated["rates"]][0].startswith("Any tumour")
+    assert validated["confusion_matrix"] and validated["risk_coverage"]["n"] == validated["n"]
+    for step in ("calibrate", "adapt"):
+        assert run.step(step)["heldout"]["n"] == validated["n"]
+    kaggle = run.step("adapt")["kaggle_test"]
+    assert kaggle["before"]["n"] == kaggle["after"]["n"] == 12  # the synthetic Testing split: 3 per class
+
+
+def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(site_run, smoke_model):
+    from brainclf.inference import Predictor
+    from brainclf.presentation import case_scope_line
+
+    run, models = site_run
+    assert sorted(p.name for p in models.glob("*.keras")) == ["st-elsewhere-smoke-adapted.keras",
+                                                               "st-elsewhere-smoke.keras"]
+    profile = read_card(models / "st-elsewhere-smoke.keras")
+    adapted = read_card(models / "st-elsewhere-smoke-adapted.keras")
+    base = read_card(smoke_model)
+    assert profile.file_sha256 == base.file_sha256 and adapted.file_sha256 != base.file_sha256
+    assert profile.site["adapted"] is False and adapted.site["adapted"] is True
+    assert adapted.site["scope"].startswith("validated at st-elsewhere:")
+    assert adapted.site["split"] == run.split.counts() and adapted.site["fingerprint"] == run.split.fingerprint
+    assert adapted.site["base_model"]["sha256"] == base.file_sha256
+    assert "st-elsewhere" in [s["name"] for s in adapted.training["sources"]]
+    assert adapted.faithfulness == {} and "val" not in adapted.metrics  # stale figures of the base are gone
+    assert adapted.metrics["external"]["st-elsewhere"]["n"] == run.step("adapt")["heldout"]["n"]
+    assert profile.calibration["fitted_on"].startswith("the adaptation part of site st-elsewhere")
+    assert adapted.calibration["fitted_on"].startswith("the calibration part of site st-elsewhere")
+    predictor = Predictor.load(models / "st-elsewhere-smoke-adapted.keras")
+    expected = adapted.calibration["refer_thresholds_tta" if predictor.tta else "refer_thresholds"]
+    assert predictor.refer_thresholds == pytest.approx(expected)
+    assert "Validated at st-elsewhere" in case_scope_line(adapted)
+
+
+def test_nothing_is_overwritten(site_run, smoke_model):
+    from brainclf.inference import Predictor
+
+    run, models = site_run
+    with pytest.raises(BrainclfError, match="already exists"):
+        run.calibrate(Predictor.load(smoke_model), models_dir=models)
+    with pytest.raises(BrainclfError, match="already exists"):  # the model it started from
+        run.calibrate(Predictor.load(smoke_model), models_dir=smoke_model.parent, name="smoke")
+
+
+def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
+    run, _ = site_run
+    pdf = tmp_path / "golive.pdf"
+    pdf.write_bytes(site_report_pdf(run.state))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Go-live report: site st-elsewhere" in text
+    assert "As it came" in text and "Site calibration" in text and "Adapted" in text
+    assert "Forgetting check, Kaggle Testing (12 slices)" in text
+    held = run.step("adapt")["heldout"]
+    from brainclf.presentation import pct
+
+    assert pct(held["accuracy"]) in text
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.MULTILINE), info
+
+
+def test_a_report_before_validation_is_refused():
+    with pytest.raises(ValueError, match="validate step"):
+        site_report_pdf({"steps": {}})
+
+
+def test_adaptation_cancels_after_a_batch_and_resumes_from_its_last_epoch(tmp_path, site_folder, smoke_model,
+                                                                         synthetic_dataset):
+    from brainclf.model import load_model
+    from brainclf.site.adapt import fine_tune
+    from brainclf.site.run import replay_samples
+
+    split = split_site(site_folder, "st-elsewhere")
+    model, card = load_model(smoke_model)
+    replay = replay_samples(card, synthetic_dataset)
+    cancel = threading.Event()
+
+    def stop_in_second_epoch(p):
+        if p.stage == "training" and p.epoch == 1 and not p.epoch_end:
+            cancel.set()
+
+    cfg = AdaptConfig(epochs=2, batch_size=16)
+    args = (split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, tmp_path / "adapt")
+    with pytest.raises(TrainingCancelled, match="after 1 of 2 epochs"):
+        fine_tune(model, *args, progress=stop_in_second_epoch, cancel=cancel)
+    assert (tmp_path / "adapt" / "last.keras").is_file()
+    _, state = fine_tune(load_model(smoke_model)[0], *args)
+    assert state.epoch == 2 and len(state.history["calibration_loss"]) == 2
+
+
+def test_cli_runs_every_step(tmp_path, site_folder, smoke_model, synthetic_dataset, capsys):
+    from brainclf.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    rc = main(["site", "all", "--model", str(smoke_model), "--site-data", str(site_folder), "--site", "cli-site",
+               "--data", str(synthetic_dataset), "--run-dir", str(tmp_path / "run"), "--models-dir", str(models),
+               "--epochs", "1", "--target", "0.9"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "validate: smoke" in out and "held-out:" in out and "Kaggle Testing (12)" in out
+    assert (tmp_path / "run" / "go-live-report.pdf").read_bytes().startswith(b"%PDF")
+    assert (models / "cli-site-smoke-adapted.keras").is_file()
