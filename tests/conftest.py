@@ -77,13 +77,13 @@ def synthetic_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, synthetic_dataset):
     """(model path, run dir, models dir) of a 1-epoch compact_cnn trained on the synthetic dataset."""
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     base = tmp_path_factory.mktemp("smoke")
     models_dir, run_dir = base / "models", base / "run"
-    out = train(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8,
+    out = train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8,
                             early_stopping_patience=5),
-                data=synthetic_dataset, name="smoke", models_dir=models_dir, run_dir=run_dir)
+                data=synthetic_dataset, name="smoke", models_dir=models_dir, run_dir=run_dir))
     return Path(out), run_dir, models_dir
 
 

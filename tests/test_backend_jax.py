@@ -43,8 +43,8 @@ import numpy as np
 
 from brainclf.cli import main
 from brainclf.errors import ConfigError
-from brainclf.inference.predict import Predictor
-from brainclf.training import TrainConfig, train
+from brainclf.inference import Predictor
+from brainclf.training import TrainConfig, TrainRequest, train
 
 args, inputs, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 assert main(args) == 0
@@ -55,7 +55,8 @@ raw, feats = predictor.raw_probs_and_features(x)
 _, heat = predictor.explain_arrays(x)
 np.savez(out, raw=raw, feats=feats, heat=heat)
 try:
-    train(TrainConfig(image_size=32, epochs=1), args[args.index("--data") + 1], "refused", strategy="mirrored")
+    train(TrainRequest(TrainConfig(image_size=32, epochs=1), args[args.index("--data") + 1], "refused",
+                       strategy="mirrored"))
     refusal = ""
 except ConfigError as e:
     refusal = str(e)

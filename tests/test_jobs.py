@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -128,13 +129,13 @@ def test_a_cancelled_training_resumes_from_its_last_epoch_and_finishes(synthetic
     events = []
     jobs = TrainingJobs()
 
-    def recording_train(*args, progress=None, **kwargs):  # the job's own hook, plus a record of every report
+    def recording_train(request):  # the job's own hook, plus a record of every report
         def hook(p):
             events.append(p)
-            progress(p)
+            request.progress(p)
             if p.epoch_end and p.epoch == 1 and not resumed:
                 jobs.cancel("sub:alice")  # right after epoch 1: the next batch stops it
-        return real_train(*args, progress=hook, **kwargs)
+        return real_train(replace(request, progress=hook))
 
     monkeypatch.setattr(brainclf.serving.jobs, "train", recording_train)
     resumed = False

@@ -42,14 +42,14 @@ def test_error_type_can_be_chosen():
 
 
 def test_training_refuses_a_bad_name_before_any_work(tmp_path, monkeypatch):
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
     # The data folder does not exist: a name checked late would fail on the data (or train, then fail at saving).
     for name in ("dеfault", "x" * 65, "../evil"):
         with pytest.raises(ConfigError, match="1-64 ASCII letters"):
-            train(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1), data=tmp_path / "missing",
-                  name=name, models_dir=tmp_path / "models")
+            train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1),
+                               data=tmp_path / "missing", name=name, models_dir=tmp_path / "models"))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "models").exists()
 
 

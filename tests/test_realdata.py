@@ -110,11 +110,11 @@ def test_dedup_finds_the_known_train_test_leakage(real_data):
 
 def test_smoke_training_on_a_few_dozen_real_images(real_data, tmp_path):
     from brainclf.model import load_model
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
-    out = train(TrainConfig(architecture="compact_cnn", image_size=48, epochs=1, batch_size=16,
+    out = train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=48, epochs=1, batch_size=16,
                             max_train_images=48), real_data, "real_smoke", models_dir=tmp_path / "m",
-                run_dir=tmp_path / "run")
+                run_dir=tmp_path / "run"))
     model, card = load_model(out)
     assert card.training["sizes"]["train"] == 48
     # The split is leakage-aware: no training file is also a validation file.

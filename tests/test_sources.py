@@ -138,14 +138,14 @@ def test_licences_flag_non_commercial_sources(tmp_path):
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory, synthetic_dataset):
     from brainclf.data import Source
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     base = tmp_path_factory.mktemp("multi")
     ext = write_external(base / "ext-src", cases=8)
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
                          extra_sources=[{"name": "ext-src", "weight": 2.0}])
-    out = train(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
-                extra_data=[Source("ext-src", ext, 2.0)])
+    out = train(TrainRequest(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
+                extra_data=[Source("ext-src", ext, 2.0)]))
     return Path(out), base / "run", ext
 
 
@@ -189,16 +189,16 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
 
 def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
     from brainclf.data import Source
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     out, run_dir, ext = multi_run
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
                          extra_sources=[{"name": "ext-src", "weight": 1.0}])
     with pytest.raises(ConfigError, match="different config"):
-        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir,
-              extra_data=[Source("ext-src", ext, 1.0)])
+        train(TrainRequest(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir,
+              extra_data=[Source("ext-src", ext, 1.0)]))
     with pytest.raises(ConfigError, match="do not match"):
-        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir, extra_data=[])
+        train(TrainRequest(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir, extra_data=[]))
 
 
 def test_sample_has_a_source_tag_by_default_empty():

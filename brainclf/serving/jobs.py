@@ -24,6 +24,7 @@ from ..input.limits import validate_model_name
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
 # training thread imports it when a training starts).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from ..training.request import TrainRequest
 from ..training.state import saved_state
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,11 @@ def owner_run_dir(runs_root: str | Path, owner: str, name: str) -> Path:
     return Path(runs_root) / folder / name
 
 
-def train(*args, **kwargs):
+def train(request: TrainRequest) -> Path:
     """brainclf.training.train, imported by the training thread when a training starts (TensorFlow)."""
     from ..training.loop import train as run_training
 
-    return run_training(*args, **kwargs)
+    return run_training(request)
 
 
 def _stat(path: Path) -> tuple[float, int] | None:
@@ -120,7 +121,8 @@ class TrainingJobs:
             raise BrainclfError(f"A model named {name} already exists; choose another name.")
 
         def work(hook, cancel):
-            return train(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel, run_dir=run_dir)
+            return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
+                                      run_dir=run_dir))
 
         return self.start_task(name, work, owner, owner_label, Path(run_dir) if run_dir else runs_dir() / name,
                                request={"config": config, "data": data, "models_dir": models_dir})
