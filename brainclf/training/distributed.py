@@ -112,42 +112,17 @@ def batch_sizes(n: int, batch: int, drop_remainder: bool) -> list[int]:
     return [batch] * full + ([rest] if rest and not drop_remainder else [])
 
 
-# Over 50 lines: the replica step and its tf.function are closures over the model and the strategy; kept together.
 def fit(model, strategy, dataset, sizes: list[int], epochs: int, initial_epoch: int, end, cancel) -> bool:
     """Train `model` (compiled; built under `strategy`) on `dataset` of (x, y) or (x, y, sample weight) batches,
     whose global sizes are `sizes`, from `initial_epoch` to `epochs`; `end` (training.callbacks.EpochEnd) after each
     epoch.
     Returns True if cancelled (on any worker: every worker stops at the same step)."""
-    import keras
     import tensorflow as tf
 
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)  # no-op when resumed with its optimizer state
-
-    def replica_step(global_n, stop, x, y, w=None):
-        w = tf.ones(tf.shape(y), tf.float32) if w is None else tf.cast(w, tf.float32)
-        with tf.GradientTape() as tape:
-            probs = tf.cast(model(x, training=True), tf.float32)
-            per_image = keras.losses.sparse_categorical_crossentropy(y, probs)
-            # Mean over the global batch (what Model.fit minimises); the optimizer sums the replicas' gradients.
-            loss = tf.nn.compute_average_loss(per_image, sample_weight=w, global_batch_size=global_n)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.cast(tf.equal(tf.argmax(probs, 1), tf.cast(y, tf.int64)), tf.float32)
-        n = tf.cast(tf.shape(y)[0], tf.float32)
-        # Sums for the epoch's loss (weighted) and accuracy (unweighted), as Model.fit logs them, and the cancel
-        # flag: one collective tells every worker whether any was cancelled.
-        return tf.stack([tf.reduce_sum(w * per_image), tf.reduce_sum(correct), n, stop])
-
     distributed = strategy.experimental_distribute_dataset(dataset)
-
-    # One trace for every batch, the partial last one included (tracing this step takes seconds).
-    @tf.function(input_signature=[distributed.element_spec, tf.TensorSpec([], tf.int64),
-                                  tf.TensorSpec([], tf.float32)])
-    def step(batch, global_n, stop):
-        return strategy.reduce("SUM", strategy.run(replica_step, args=(global_n, stop, *batch)), axis=None)
+    step = _global_step(model, strategy, distributed)
 
     for epoch in range(initial_epoch, epochs):
         end.begin()
@@ -166,3 +141,36 @@ def fit(model, strategy, dataset, sizes: list[int], epochs: int, initial_epoch: 
                 end.state.stop("early stopping on another worker")
             return False
     return False
+
+
+def _global_step(model, strategy, distributed):
+    """step(batch, global batch size, stop flag) → summed (weighted loss, correct, images, stop) over the replicas:
+    one optimizer step of every replica on its part of a global batch of `distributed`. The replica step and its
+    tf.function are closures over the model and the strategy."""
+    import keras
+    import tensorflow as tf
+
+    def replica_step(global_n, stop, x, y, w=None):
+        w = tf.ones(tf.shape(y), tf.float32) if w is None else tf.cast(w, tf.float32)
+        with tf.GradientTape() as tape:
+            probs = tf.cast(model(x, training=True), tf.float32)
+            per_image = keras.losses.sparse_categorical_crossentropy(y, probs)
+            # Mean over the global batch (what Model.fit minimises); the optimizer sums the replicas' gradients.
+            loss = tf.nn.compute_average_loss(per_image, sample_weight=w, global_batch_size=global_n)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.cast(tf.equal(tf.argmax(probs, 1), tf.cast(y, tf.int64)), tf.float32)
+        n = tf.cast(tf.shape(y)[0], tf.float32)
+        # Sums for the epoch's loss (weighted) and accuracy (unweighted), as Model.fit logs them, and the cancel
+        # flag: one collective tells every worker whether any was cancelled.
+        return tf.stack([tf.reduce_sum(w * per_image), tf.reduce_sum(correct), n, stop])
+
+    # One trace for every batch, the partial last one included (tracing this step takes seconds).
+    @tf.function(input_signature=[distributed.element_spec, tf.TensorSpec([], tf.int64),
+                                  tf.TensorSpec([], tf.float32)])
+    def step(batch, global_n, stop):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(global_n, stop, *batch)), axis=None)
+
+    return step
