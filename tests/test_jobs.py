@@ -182,7 +182,7 @@ def test_each_user_trains_in_a_run_folder_of_their_own(tmp_path, monkeypatch):
     from brainclf.serving import owner_run_dir
 
     used = []
-    monkeypatch.setattr(brainclf.serving.jobs, "train", lambda *a, run_dir=None, **k: used.append(Path(run_dir)))
+    monkeypatch.setattr(brainclf.serving.jobs, "train", lambda request: used.append(Path(request.run_dir)))
     jobs = TrainingJobs()
     for owner in ("sub:alice", "sub:bob", "sub:alice"):
         jobs.start(tiny(), tmp_path, "shared_name", models_dir=tmp_path / "models", owner=owner,
