@@ -15,6 +15,7 @@ from brainclf.escaping import md_literal
 from brainclf.inference import overlay_heatmap
 from brainclf.input import upload_alias
 from brainclf.presentation import (
+    class_label,
     full_size_figure,
     gradcam_caveat,
     leaning,
@@ -24,7 +25,7 @@ from brainclf.presentation import (
     viewer_picture,
     widget_key,
 )
-from pages.common import class_label, public
+from pages.common import public
 
 
 @dataclass

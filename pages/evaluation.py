@@ -21,6 +21,7 @@ from brainclf.evaluation import (
 )
 from brainclf.presentation import (
     chart_title,
+    class_label,
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
@@ -54,7 +55,6 @@ from brainclf.presentation.views import (
 from pages.common import (
     available_models,
     card_of,
-    class_label,
     data_root,
     get_predictor,
     public,

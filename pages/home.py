@@ -8,6 +8,7 @@ from brainclf.evaluation import card_is_verified, provenance_note
 from brainclf.model import display_text, short_hash
 from brainclf.presentation import (
     case_scope_line,
+    class_label,
     count,
     external_summary,
     external_words,
@@ -17,7 +18,7 @@ from brainclf.presentation import (
     validated_scope,
 )
 from brainclf.scoring import sensitivity_specificity
-from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
+from pages.common import active_model_path, card_of, require, route_through_app, tta_setting
 
 route_through_app()
 require("open_home")

@@ -17,7 +17,7 @@ from brainclf.presentation import confusion_matrix_figure, pct, risk_coverage_fi
 from brainclf.serving import owner_run_dir
 from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
 from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
-from brainclf.training.config import TrainProgress
+from brainclf.training import TrainProgress
 from pages.common import available_models, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)

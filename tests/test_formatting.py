@@ -15,7 +15,7 @@ from brainclf.presentation import count, pct, pct_pair, plural, points, wording
 REPO = Path(__file__).resolve().parent.parent
 # Where user-facing text is made: the pages and the library modules that word numbers for them (the CLI prints
 # machine-readable figures and is left out).
-SCANNED = [*sorted((REPO / "pages").glob("*.py")), REPO / "app.py",
+SCANNED = [*sorted((REPO / "pages").rglob("*.py")), REPO / "app.py",
            *(REPO / "brainclf" / "presentation" / f
              for f in ("views.py", "scope.py", "report.py", "figures.py", "cases.py", "gallery.py", "wording.py"))]
 AD_HOC = {
