@@ -30,7 +30,7 @@ from pages.common import (
 )
 from pages.site_workflow import site_section
 
-route_through_app()
+route_through_app(once_per_session=True)  # its buttons (site steps, training) must survive AppTest's runs
 who = require("open_model")  # researchers and admins (the navigation hides this page from clinicians)
 config = settings()
 MODELS_DIR = models_dir()

@@ -58,6 +58,10 @@ def _work(step: str, run_dir: Path, site_root: Path, site: str, model: Path, tar
     return work
 
 
+def _name_follows_folder() -> None:
+    st.session_state["site_name"] = str(st.session_state["site_root"])[:48]
+
+
 def site_section(who) -> None:
     """Pick a site folder, a name and a starting model; run a step; show what the steps measured."""
     config = settings()
@@ -73,8 +77,9 @@ def site_section(who) -> None:
         st.info("This server offers no data folder or no model for a site run ([data] in brainclf.toml).")
         return
     c1, c2, c3 = st.columns(3)
-    root_name = c1.selectbox("Site folder", roots, key="site_root")
-    site = c2.text_input("Site name", value=str(root_name)[:48], max_chars=48, key="site_name",
+    root_name = c1.selectbox("Site folder", roots, key="site_root", on_change=_name_follows_folder)
+    st.session_state.setdefault("site_name", str(root_name)[:48])
+    site = c2.text_input("Site name", max_chars=48, key="site_name",
                          help="Letters, digits, '.', '_' or '-': it names the run and the models it saves.")
     model = c3.selectbox("Starting model", models, format_func=lambda p: p.stem, key="site_model")
     target = st.select_slider("Accepted-accuracy target for the refer rule", TARGETS, value=0.98,
@@ -159,7 +164,7 @@ def _results(state: dict) -> None:
                                             title=f"Held-out part, {split['heldout']} slices"), key="site_cm")
     if curves:
         c2.plotly_chart(risk_coverage_figure(curves, title="Answered vs accuracy, held-out part"), key="site_rc")
-    if final.get("by_sequence"):
+    if set(final.get("by_sequence", {})) - {"unknown"}:  # a manifest.csv named the sequences
         st.table(pd.DataFrame([{"sequence": seq, "slices": sub["n"], "accuracy": pct(sub["accuracy"])}
                                for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
     adapt = state["steps"].get("adapt")

@@ -92,12 +92,15 @@ def test_no_widget_takes_a_server_path(local_data, page):
 
 
 def test_local_mode_says_so_in_the_sidebar_and_has_every_feature(local_data):
-    at = run_page(AppTest.from_file(APP, default_timeout=120), "model")
+    # The sidebar is app.py's (Home's run): the Model page, switched to, runs on its own under AppTest.
+    at = run_page(AppTest.from_file(APP, default_timeout=120), "home")
     assert any("Local mode: no sign-in" in i.value for i in at.sidebar.info)
     assert at.navigation_pages == ["evaluation", "home", "model", "predict"]
     assert at.toggle(key="audit") is not None  # audit settings
-    assert "Remove" in [b.label for b in at.button]  # remove models
     assert not at.sidebar.button  # no sign-out button
+    at.switch_page("pages/model.py").run()
+    assert "Remove" in [b.label for b in at.button]  # remove models
+    assert at.button(key="site_validate") is not None  # site runs
 
 
 def test_local_mode_refuses_another_address_and_a_role_table(local_data, tmp_path, monkeypatch):
@@ -166,9 +169,10 @@ def test_researcher_re_evaluates_trains_and_uploads_but_does_not_remove(server_s
 
 
 def test_admin_also_removes_models_and_sets_the_audit_log(server_settings):
-    at = run_page(app_as(signed_in("admin")), "model")
+    at = run_page(app_as(signed_in("admin")), "home")
+    assert at.toggle(key="audit").value is False  # in app.py's sidebar
+    at.switch_page("pages/model.py").run()
     assert any("Remove a model" in e.label for e in at.expander)
-    assert at.toggle(key="audit").value is False
 
 
 @pytest.fixture

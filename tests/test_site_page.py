@@ -1,0 +1,86 @@
+"""The Model page's site section (AppTest): each step's refusals, a validation's figures, and a site model's
+scope on the Predict page. The steps run as the app's background job; the test waits for it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import copy_model
+from streamlit.testing.v1 import AppTest
+from test_access_pages import APP, run_page
+from test_app import open_page
+from test_site import write_site
+
+
+@pytest.fixture
+def site_server(tmp_path, monkeypatch, synthetic_dataset, smoke_model):
+    """Local mode with three data folders (the smoke model's dataset first: replay and the Kaggle check), a
+    models folder holding only the smoke model, runs and audit in tmp."""
+    tiny = write_site(tmp_path / "tiny-site", cases_per_class=3)
+    site = write_site(tmp_path / "st-elsewhere")
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(f'[data]\nbrain-mri = "{synthetic_dataset}"\ntiny-site = "{tiny}"\nst-elsewhere = "{site}"\n')
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    monkeypatch.delenv("BRAINCLF_DATA", raising=False)
+    models = tmp_path / "models"
+    copy_model(smoke_model, models, "smoke")
+    for env, path in (("BRAINCLF_MODELS", models), ("BRAINCLF_RUNS", tmp_path / "runs"),
+                      ("BRAINCLF_AUDIT_DIR", tmp_path / "audit")):
+        monkeypatch.setenv(env, str(path))
+    return models
+
+
+def model_page() -> AppTest:
+    return run_page(AppTest.from_file(APP, default_timeout=180), "model")
+
+
+def run_step(at: AppTest, step: str) -> AppTest:
+    """Click the step's button, wait for the background job, and show the page again."""
+    from pages.common import training_jobs
+
+    at.button(key=f"site_{step}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    status = training_jobs().wait(300)
+    assert status is not None and not status.active, texts(at)
+    return at.run()
+
+
+def steps_table(at: AppTest):
+    return next(t.value for t in at.table if list(t.value.columns)[0] == "Held-out part")
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in (at.error, at.warning, at.success, at.caption, at.markdown) for e in kind)
+
+
+def test_a_site_too_small_to_validate_is_refused_saying_what_is_needed(site_server):
+    at = model_page()
+    at.selectbox(key="site_root").set_value("tiny-site").run()
+    assert at.text_input(key="site_name").value == "tiny-site"
+    assert at.button(key="site_calibrate").disabled and at.button(key="site_adapt").disabled  # validate first
+    at = run_step(at, "validate")
+    assert "at least 60 labelled slices" in texts(at) and "18 slices" in texts(at)
+    assert "Held-out part, after each step" not in [h.value for h in at.subheader]  # nothing measured
+
+
+def test_a_bad_site_name_is_refused_before_any_work(site_server):
+    at = model_page()
+    at.text_input(key="site_name").set_value("[x](http://evil)").run()
+    assert any("A site name is" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "site_validate"]
+
+
+def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_its_scope(site_server):
+    at = model_page()
+    at.selectbox(key="site_root").set_value("st-elsewhere").run()
+    at = run_step(at, "validate")
+    assert list(steps_table(at).columns) == ["Held-out part", "As it came"]
+    assert not at.button(key="site_calibrate").disabled
+    at = run_step(at, "calibrate")
+    assert list(steps_table(at).columns) == ["Held-out part", "As it came", "Site calibration"]
+    assert (site_server / "st-elsewhere-smoke.keras").is_file()
+    assert "selectable in the sidebar" in texts(at)
+    # The site profile, picked in the sidebar, says on the Predict page where it was validated.
+    predict = open_page("pages/predict.py")
+    predict.selectbox(key="model_path").set_value(str(site_server / "st-elsewhere-smoke.keras")).run()
+    assert not predict.exception, [e.value for e in predict.exception]
+    assert "Validated at st-elsewhere:" in texts(predict).replace("\\", "")
