@@ -139,6 +139,9 @@ def _status(jobs, who) -> None:
             jobs.resume(who.user_id, admin=admin)
         except BrainclfError as e:
             st.error(public(e))
+    elif s.state == "done" and st.session_state.get("site_shown") != s.started:
+        st.session_state["site_shown"] = s.started  # the step's figures are outside this fragment: draw them
+        st.rerun(scope="app")
     elif s.state == "done":
         st.success(f"{name}: done." + (" The new model is selectable in the sidebar." if s.result and
                                        Path(s.result).suffix == ".keras" else ""))

@@ -40,7 +40,8 @@ def cmd_site(args) -> int:
             print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
                                                          args.name, data)))
         elif step == "adapt":
-            cfg = AdaptConfig(epochs=args.epochs, learning_rate=args.lr)
+            given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay}
+            cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
             result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line)
             print(format_step("adapt", result))
         else:
@@ -120,8 +121,9 @@ def add_parsers(sub) -> None:
                    "site (default 0.98)")
     s.add_argument("--name", help="the site profile's model name (default SITE-MODEL)")
     s.add_argument("--adapted-name", help="the adapted model's name (default SITE-MODEL-adapted)")
-    s.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
-    s.add_argument("--lr", type=float, default=3e-4, help="fine-tuning peak learning rate (default 3e-4)")
+    s.add_argument("--epochs", type=int, help="fine-tuning epochs (default: brainclf.site.AdaptConfig's, 12)")
+    s.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
+    s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default 1)")
     s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")
     s.set_defaults(func=cmd_site)
 

@@ -78,8 +78,10 @@ class _Batches(keras.callbacks.Callback):
 
 def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay: list[Sample], contract,
               cfg: AdaptConfig, run_dir: Path, progress: ProgressHook | None = None,
-              cancel: threading.Event | None = None):
-    """The fine-tuned model (its best epoch on the calibration part) and the AdaptState of the run.
+              cancel: threading.Event | None = None, kept: list[Sample] | None = None):
+    """The fine-tuned model and the AdaptState of the run. The epoch kept is the one with the lowest calibrated
+    loss on the site's calibration part or, with `kept` (the model's own validation images), the lowest mean of
+    that and the loss on `kept`: the site is learnt only as far as what the model knew is kept.
 
     Raises:
         TrainingCancelled: `cancel` was set; the last finished epoch is kept for a resume.
@@ -94,8 +96,8 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
                                    history=state.history, **kw))
 
     say("preparing", "Reading the site's slices and the replayed training images")
-    (x_site, y_site), (x_rep, y_rep), (x_cal, y_cal) = (load_arrays(part, contract)[:2]
-                                                        for part in (tune, replay, calibration))
+    (x_site, y_site), (x_rep, y_rep), *checks = (load_arrays(part, contract)[:2]
+                                                 for part in (tune, replay, calibration, *([kept] if kept else [])))
     rng = np.random.default_rng(cfg.seed)
     per_epoch = min(len(x_rep), int(round(cfg.replay_per_site_slice * len(x_site))))
     steps = int(np.ceil((len(x_site) + per_epoch) / cfg.batch_size))
@@ -119,9 +121,9 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
             raise TrainingCancelled(f"Adaptation cancelled after {state.epoch} of {cfg.epochs} epochs; start it "
                                     "again to resume.")
         recalibrate_batchnorm(model, x, seed=cfg.seed + state.epoch)
-        loss = _calibrated_loss(model, x_cal, y_cal)
+        losses = [_calibrated_loss(model, *check) for check in checks]
         session_s += time.time() - started
-        _book(state, model, run_dir, loss, time.time() - started)
+        _book(state, model, run_dir, losses, time.time() - started)
         say("training", epoch=state.epoch, batch=steps, batches=steps, epoch_end=True, first_epoch=first,
             train_elapsed_s=session_s)
     best = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
@@ -133,11 +135,15 @@ def _calibrated_loss(model, x: np.ndarray, y: np.ndarray) -> float:
     return nll(y, apply_temperature(probs, fit_temperature(y, probs)))
 
 
-def _book(state: AdaptState, model, run_dir: Path, loss: float, seconds: float) -> None:
+def _book(state: AdaptState, model, run_dir: Path, losses: list[float], seconds: float) -> None:
     """One finished epoch: history, best and last checkpoints, then the state (the resume point) last."""
     state.epoch += 1
     state.seconds += seconds
-    state.history.setdefault("calibration_loss", []).append(loss)
+    for key, value in zip(("calibration_loss", "own_validation_loss"), losses):
+        state.history.setdefault(key, []).append(value)
+    loss = float(np.mean(losses))
+    if len(losses) > 1:
+        state.history.setdefault("selection_loss", []).append(loss)
     if state.best_loss is None or loss < state.best_loss:
         state.best_loss, state.best_epoch = loss, state.epoch
         save_atomically(model, run_dir / "best.keras")

@@ -10,6 +10,7 @@ models folder under new names: nothing overwrites a model that is there.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass, replace
@@ -19,8 +20,8 @@ import numpy as np
 
 from .. import CLASS_NAMES
 from ..data import Sample, discover
+from ..data.sources import split_key
 from ..errors import BrainclfError, DataError
-from ..evaluation.evaluate import training_paths_for
 from ..inference.predict import Predictor
 from ..input.limits import validate_model_name
 from ..model.card import card_path, file_sha256, load_model, read_card
@@ -32,6 +33,8 @@ from .split import SiteSplit, saved_split, split_site
 
 STATE = "site.json"
 REPLAY_MAX = 2000
+CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the model's own validation images",
+             False: "calibrated loss on the site's calibration part"}
 
 
 @dataclass
@@ -123,8 +126,9 @@ class SiteRun:
         tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
         kaggle = kaggle_test_samples(data_root)
         before_kaggle = _accuracy(kaggle_check(Predictor(base_model, base_card), kaggle, data_root)) if kaggle else None
+        kept = replay_samples(base_card, data_root, part="val")
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
-                                 progress, cancel)
+                                 progress, cancel, kept=kept)
         out = Path(models_dir) / f"{name}.keras"
         model.save(out)
         adapted = Predictor(model, _with_hash(base_card, out))
@@ -138,7 +142,8 @@ class SiteRun:
                   "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
                   "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                             "seconds": round(state.seconds, 1), "history": state.history,
-                            "replay_images": len(replay), "tune_slices": len(tune)}}
+                            "replay_images": len(replay), "tune_slices": len(tune), "own_validation_images": len(kept),
+                            "chosen_on": CHOSEN_ON[bool(kept)]}}
         card = site_card(adapted.card, name, out, self, report, adapted=True, target=target, result=result,
                          kaggle_test=kaggle_after)
         card.save(card_path(out))
@@ -179,12 +184,17 @@ def _with_hash(card, path: Path):
     return replace(card, file_sha256=file_sha256(path))
 
 
-def replay_samples(card, data_root: str | Path | None, limit: int = REPLAY_MAX, seed: int = 0) -> list[Sample]:
-    """The model's own training images (the primary source's, from its card), found under `data_root` or
-    $BRAINCLF_DATA; at most `limit`, in random order; [] when they are not there."""
-    root = Path(data_root) if data_root else None
-    paths = training_paths_for(card, root or Path("."), training_root=root) or []
-    samples = [Sample(p, CLASS_NAMES.index(p.parent.name)) for p in paths if p.parent.name in CLASS_NAMES]
+def replay_samples(card, data_root: str | Path | None, part: str = "train", limit: int = REPLAY_MAX,
+                   seed: int = 0) -> list[Sample]:
+    """The model's own training (or, `part="val"`, validation) images of its primary source, as its card lists
+    them, found under `data_root` or $BRAINCLF_DATA; at most `limit`, in random order; [] when not there."""
+    rel = [str(f) for f in (card.training.get("files") or {}).get(part, []) if not split_key(str(f))[0]]
+    roots = [Path(r) for r in (data_root, os.environ.get("BRAINCLF_DATA")) if r]
+    root = next((r for r in roots if rel and (r / rel[0]).is_file()), None)
+    if root is None:
+        return []
+    samples = [Sample(root / r, CLASS_NAMES.index(Path(r).parent.name)) for r in rel
+               if Path(r).parent.name in CLASS_NAMES]
     # Shuffled: any leading share of the list is a random draw over the classes.
     return [samples[i] for i in np.random.default_rng(seed).permutation(len(samples))[:limit]]
 

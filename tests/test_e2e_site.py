@@ -1,0 +1,70 @@
+"""Issue #24 in a real browser: a researcher (local mode: every right) runs validate → calibrate → adapt on a small
+made-up site from the Model page, sees each step's figures, and the Predict page with the adapted model then
+states the site scope. Debian's chromium via Playwright against `streamlit run` on 127.0.0.1; no dataset."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import copy_model, new_page
+from test_e2e import _streamlit
+from test_site import write_site
+
+STEP_WAIT_MS = 600_000
+IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+@pytest.fixture(scope="module")
+def site_server(tmp_path_factory, synthetic_dataset, smoke_model):
+    base = tmp_path_factory.mktemp("e2e-site")
+    site = write_site(base / "st-elsewhere")
+    toml = base / "brainclf.toml"
+    toml.write_text(f'[data]\nbrain-mri = "{synthetic_dataset}"\nst-elsewhere = "{site}"\n')
+    models = base / "models"
+    copy_model(smoke_model, models, "smoke")
+    env = {"BRAINCLF_SETTINGS": str(toml), "BRAINCLF_MODELS": str(models), "BRAINCLF_RUNS": str(base / "runs"),
+           "BRAINCLF_AUDIT_DIR": str(base / "audit"), "BRAINCLF_DATA": ""}
+    with _streamlit(env) as url:
+        yield url, models
+
+
+def _pick(page, label: str, option: str) -> None:
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.press_sequentially(option)
+    box.press("Enter")
+    page.wait_for_function(IDLE)
+
+
+def _step(page, step: str) -> None:
+    """Click a step's button and wait until its figures are drawn (the page reruns when the job is done)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=step, exact=True).click()
+    column = {"Validate": "As it came", "Calibrate": "Site calibration", "Adapt": "Adapted"}[step]
+    # A step is a background job (adapting fine-tunes for 8 epochs): seconds here, minutes on a busy machine.
+    expect(page.get_by_role("columnheader", name=column)).to_be_visible(timeout=STEP_WAIT_MS)
+
+
+def test_a_researcher_validates_calibrates_and_adapts_then_predict_states_the_site_scope(browser, site_server):
+    from playwright.sync_api import expect
+
+    url, models = site_server
+    page = new_page(browser, viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/model")
+        page.get_by_role("heading", name="Your site: validate, calibrate, adapt").wait_for()
+        page.wait_for_function(IDLE)
+        _pick(page, "Site folder", "st-elsewhere")
+        expect(page.get_by_role("textbox", name="Site name")).to_have_value("st-elsewhere")
+        expect(page.get_by_role("button", name="Calibrate", exact=True)).to_be_disabled()  # validate first
+        for step in ("Validate", "Calibrate", "Adapt"):
+            _step(page, step)
+        expect(page.get_by_text("Held-out part, after each step")).to_be_visible()
+        assert (models / "st-elsewhere-smoke-adapted.keras").is_file()
+        page.goto(f"{url}/predict")
+        page.get_by_role("heading", name="Predict").wait_for()
+        page.wait_for_function(IDLE)
+        _pick(page, "Model", "st-elsewhere-smoke-adapted")
+        expect(page.get_by_text("Validated at st-elsewhere:").first).to_be_visible()
+    finally:
+        page.close()
