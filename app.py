@@ -1,13 +1,13 @@
 """brainclf — Streamlit front door. Pages only lay out widgets; everything that computes is in brainclf/.
 
 Sign-in: with an [auth] section in Streamlit's secrets (.streamlit/secrets.toml.example) users sign in with
-st.login (OIDC) and get a role from the server's settings (brainclf.settings, brainclf.access); the navigation
+st.login (OIDC) and get a role from the server's settings (brainclf.serving: settings, access); the navigation
 lists only the pages their role may open. Without one the app runs in local mode: one person on 127.0.0.1,
 no sign-in, every feature on.
 
 `streamlit run app.py` first imports this file as a module, finds `app` (an st.App: the same server, with a
 start-up hook that starts the model process loading TensorFlow and the default model before anyone visits; see
-brainclf.warmup and brainclf.inference_process) and serves it; every session then runs this file as __main__,
+serving.warmup and inference.inference_process) and serves it; every session then runs this file as __main__,
 which calls main().
 """
 
@@ -15,7 +15,7 @@ import streamlit as st
 
 from brainclf.escaping import md_literal
 
-PAGES = [  # (file, title, icon, key in brainclf.access.PAGE_ACTIONS)
+PAGES = [  # (file, title, icon, key in brainclf.serving.access.PAGE_ACTIONS)
     ("pages/home.py", "Home", ":material/home:", "home"),
     ("pages/predict.py", "Predict", ":material/search:", "predict"),
     ("pages/evaluation.py", "Evaluation", ":material/monitoring:", "evaluation"),
@@ -50,7 +50,7 @@ def allow_uploads(allowed: bool) -> None:
     """Tell the upload gate whether this browser session's user may upload (sign-in and role can change)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from brainclf.upload_gate import GATE
+    from brainclf.serving import GATE
 
     ctx = get_script_run_ctx()
     if ctx is not None:
@@ -79,8 +79,8 @@ def main() -> None:
     # A 240 px sidebar (Streamlit's default is wider) leaves the Grad-CAM readable on an 800 px window.
     st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
 
-    from brainclf.access import PAGE_ACTIONS
     from brainclf.errors import ConfigError
+    from brainclf.serving import PAGE_ACTIONS
     from pages.common import (
         auth_configured,
         identity,
@@ -101,7 +101,7 @@ def main() -> None:
         st.error(problem, icon=":material/error:")
         st.stop()
     who = identity()
-    allow_uploads(who.can("open_predict"))  # before any upload is stored, the server asks (brainclf.upload_gate)
+    allow_uploads(who.can("open_predict"))  # before any upload is stored, the server asks (serving.upload_gate)
     if not who.signed_in:
         only_page(sign_in, "Sign in")
     if who.role is None:
@@ -119,14 +119,14 @@ if __name__ == "__main__":  # a session's run
 else:  # imported by `streamlit run app.py`, which serves `app`
     from contextlib import asynccontextmanager
 
-    from brainclf.warmup import warm_default_model
+    from brainclf.serving import warm_default_model
 
     @asynccontextmanager
     async def start_up(server):
-        """Uploads gated before anyone visits (brainclf.upload_gate); the default model warming meanwhile."""
+        """Uploads gated before anyone visits (brainclf.serving.upload_gate); the default model warming meanwhile."""
         from streamlit.runtime import Runtime
 
-        from brainclf.upload_gate import GATE
+        from brainclf.serving import GATE
 
         gate_upload_manager(Runtime.instance().uploaded_file_mgr, GATE)
         async with warm_default_model(server):

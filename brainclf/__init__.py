@@ -13,8 +13,8 @@ DISPLAY_NAMES = {
     "notumor": "No tumour",
     "pituitary": "Pituitary",
 }
-# The registered architectures and what they are (brainclf.models builds them); here so the CLI's --help and
-# the Model page need no TensorFlow import.
+# The registered architectures and what they are (brainclf.model.architectures builds them); here so the CLI's
+# --help and the Model page need no TensorFlow import.
 ARCHITECTURE_DESCRIPTIONS = {
     "seed": "The original student-study CNN (2,364 parameters), kept as the baseline.",
     "compact_cnn": "The default: VGG-style CNN, 4 stages, grayscale input.",
@@ -28,8 +28,8 @@ ARCHITECTURE_NAMES = tuple(ARCHITECTURE_DESCRIPTIONS)
 DEFAULT_ARCHITECTURE = "compact_cnn"
 # Training arithmetic (brainclf.training.TrainConfig.precision); the saved model is float32 either way.
 PRECISIONS = ("float32", "mixed_bfloat16")
-# Keras backends brainclf trains on (KERAS_BACKEND; brainclf.backend); the card's training record names one.
+# Keras backends brainclf trains on (KERAS_BACKEND; brainclf.model.backend); the card's training record names one.
 TRAINING_BACKENDS = ("tensorflow", "jax")
-# The input contract's optional steps (brainclf.preprocess.InputContract.crop / .intensity; brainclf.framing).
+# The input contract's optional steps (input.preprocess.InputContract.crop / .intensity; input.framing).
 CROPS = ("none", "head")
 INTENSITIES = ("none", "head-p99")

@@ -10,15 +10,22 @@ from dataclasses import dataclass
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from brainclf.cases import widget_key
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.explain import overlay_heatmap
-from brainclf.figures import full_size_figure
-from brainclf.preprocess import upload_alias
-from brainclf.viewer import original_view, viewer_picture
-from brainclf.wording import gradcam_caveat, leaning, pct, probability_lines
-from pages.common import class_label, public
+from brainclf.inference import overlay_heatmap
+from brainclf.input import upload_alias
+from brainclf.presentation import (
+    class_label,
+    full_size_figure,
+    gradcam_caveat,
+    leaning,
+    original_view,
+    pct,
+    probability_lines,
+    viewer_picture,
+    widget_key,
+)
+from pages.common import public
 
 
 @dataclass

@@ -5,26 +5,29 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import (
+from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
+from brainclf.evaluation import (
+    card_is_verified,
+    evaluate_folder,
     feature_map,
     feature_map_key,
+    load_shortcut_study,
     misclassified,
     most_confused,
     report_from_rows,
     risk_coverage_by_source,
     rows_for_cell,
 )
-from brainclf.errors import BrainclfError
-from brainclf.escaping import md_literal
-from brainclf.evaluate import evaluate_folder
-from brainclf.external import load_shortcut_study
-from brainclf.figures import (
+from brainclf.presentation import (
     chart_title,
+    class_label,
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
     external_sequence_figure,
     feature_map_figure,
+    gallery,
     history_figure,
     pr_figure,
     reliability_figure,
@@ -32,9 +35,8 @@ from brainclf.figures import (
     roc_figure,
     shortcut_figure,
 )
-from brainclf.gallery import gallery
-from brainclf.provenance import card_is_verified
-from brainclf.views import (
+from brainclf.presentation import count as number
+from brainclf.presentation.views import (
     cell_heading,
     clean_view,
     clicked_cell,
@@ -50,11 +52,9 @@ from brainclf.views import (
     trust_view,
     unreadable_message,
 )
-from brainclf.wording import count as number
 from pages.common import (
     available_models,
     card_of,
-    class_label,
     data_root,
     get_predictor,
     public,

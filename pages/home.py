@@ -3,14 +3,22 @@
 import pandas as pd
 import streamlit as st
 
-from brainclf.card import short_hash
-from brainclf.card_schema import display_text
 from brainclf.escaping import md_literal
-from brainclf.provenance import card_is_verified, provenance_note
-from brainclf.rates import sensitivity_specificity
-from brainclf.scope import case_scope_line, external_summary, external_words, non_commercial, validated_scope
-from brainclf.wording import count, pct, plural
-from pages.common import active_model_path, card_of, class_label, require, route_through_app, tta_setting
+from brainclf.evaluation import card_is_verified, provenance_note
+from brainclf.model import display_text, short_hash
+from brainclf.presentation import (
+    case_scope_line,
+    class_label,
+    count,
+    external_summary,
+    external_words,
+    non_commercial,
+    pct,
+    plural,
+    validated_scope,
+)
+from brainclf.scoring import sensitivity_specificity
+from pages.common import active_model_path, card_of, require, route_through_app, tta_setting
 
 route_through_app()
 require("open_home")

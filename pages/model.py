@@ -8,14 +8,13 @@ import streamlit as st
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.figures import history_figure
-from brainclf.inference_process import add_uploaded_model
-from brainclf.jobs import owner_run_dir
-from brainclf.limits import MAX_UPLOAD_FILE_MB
-from brainclf.model_files import remove_model
-from brainclf.provenance import card_is_verified
-from brainclf.training.config import TrainConfig
-from brainclf.views import model_row
+from brainclf.evaluation import card_is_verified
+from brainclf.inference import add_uploaded_model
+from brainclf.input import MAX_UPLOAD_FILE_MB
+from brainclf.model import remove_model
+from brainclf.presentation import history_figure, model_row
+from brainclf.serving import owner_run_dir
+from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
     available_models,
@@ -120,7 +119,7 @@ def training_form() -> None:
                                precision=precision, crop="head" if head else "none",
                                intensity="head-p99" if head else "none")
     try:
-        # jobs.start checks the name (brainclf.limits' rule) and that no model has it yet
+        # jobs.start checks the name (brainclf.input.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
                    owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name))
         st.toast(f"Training {md_literal(name)} started")

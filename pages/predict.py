@@ -6,26 +6,37 @@ user moves between pages; nothing is written to disk."""
 import pandas as pd
 import streamlit as st
 
-from brainclf.audit import append_audit, audit_record
-from brainclf.card import short_hash
-from brainclf.cases import batch_row, model_label, widget_key
-from brainclf.dicom_stack import series_groups, study_frames
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.limits import MAX_UPLOAD_FILE_MB, check_upload_session
-from brainclf.preprocess import decode_upload, upload_alias, without_alias
-from brainclf.report import case_report_pdf, report_case
-from brainclf.scope import case_scope_line, validated_scope
-from brainclf.study import slice_result, study_summary
-from brainclf.wording import (
+from brainclf.input import (
+    MAX_UPLOAD_FILE_MB,
+    check_upload_session,
+    decode_upload,
+    series_groups,
+    study_frames,
+    upload_alias,
+    without_alias,
+)
+from brainclf.model import short_hash
+from brainclf.presentation import (
+    batch_row,
+    case_report_pdf,
+    case_scope_line,
     gradcam_caveat,
+    model_label,
     operating_summary,
     plural,
     refer_rule,
+    report_case,
     result_status,
+    slice_result,
     study_note,
+    study_summary,
     study_summary_text,
+    validated_scope,
+    widget_key,
 )
+from brainclf.serving import append_audit, audit_record
 from pages.case_view import CaseView, compare, headline, model_output
 from pages.common import (
     REFER_BELOW,
@@ -73,7 +84,7 @@ CAVEAT_SAID: list[bool] = []  # the Grad-CAM caveat, once above the cases (gradc
 
 
 def _upload_problem(files) -> str | None:
-    """Files per upload and bytes per session (brainclf.limits), checked on each UploadedFile.size before any
+    """Files per upload and bytes per session (brainclf.input.limits), checked on each UploadedFile.size before any
     file's bytes are read (getvalue): a refused upload is never copied into the case book."""
     try:
         check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))

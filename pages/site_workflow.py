@@ -13,12 +13,11 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.figures import confusion_matrix_figure, risk_coverage_figure
-from brainclf.jobs import owner_run_dir
+from brainclf.presentation import confusion_matrix_figure, pct, risk_coverage_figure
+from brainclf.serving import owner_run_dir
 from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
 from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
-from brainclf.training.config import TrainProgress
-from brainclf.wording import pct
+from brainclf.training import TrainProgress
 from pages.common import available_models, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
@@ -38,7 +37,7 @@ def _work(step: str, run_dir: Path, site_root: Path, site: str, model: Path, tar
     imported in this thread, as a training does)."""
 
     def work(hook, cancel):
-        from brainclf.predict import Predictor
+        from brainclf.inference import Predictor
         from brainclf.site import SiteRun
 
         def say(message: str) -> None:

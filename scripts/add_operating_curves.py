@@ -1,4 +1,4 @@
-"""Add the refer rule's per-source validation curves (brainclf.operating_point) to the card of a model trained
+"""Add the refer rule's per-source validation curves (brainclf.scoring.operating_point) to the card of a model trained
 before cards kept them. Its thresholds and every stored figure stay as they are; the curves let the Predict page
 say what the thresholds measured and let a server's [refer] target_accuracy apply to it.
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.card import card_path  # noqa: E402
 from brainclf.errors import BrainclfError  # noqa: E402
-from brainclf.predict import Predictor  # noqa: E402
-from brainclf.selection import PRIMARY, operating_curves, validation_samples  # noqa: E402
+from brainclf.evaluation import PRIMARY, operating_curves, validation_samples  # noqa: E402
+from brainclf.inference import Predictor  # noqa: E402
+from brainclf.model import card_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

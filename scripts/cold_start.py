@@ -7,7 +7,7 @@ benchmark, not a test: run it on an idle machine.
 
     .venv/bin/python scripts/cold_start.py [--runs 5] [--image SLICE.png] [--visit-after S] [--json OUT.json]
 
-Without --image it uploads brainclf.bench.synthetic_slice() (made up: no dataset image).
+Without --image it uploads brainclf.serving.bench.synthetic_slice() (made up: no dataset image).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.bench import bench_app, synthetic_slice  # noqa: E402
-from brainclf.card import machine_description  # noqa: E402
+from brainclf.model import machine_description  # noqa: E402
+from brainclf.serving import bench_app, synthetic_slice  # noqa: E402
 
 STEPS = ("health_s", "home_s", "predict_page_s", "result_s", "first_prediction_s", "visit_to_prediction_s")
 

@@ -19,8 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brainclf.errors import BrainclfError  # noqa: E402
-from brainclf.predict import Predictor  # noqa: E402
-from brainclf.selection import (  # noqa: E402
+from brainclf.evaluation.selection import (  # noqa: E402
     PRIMARY,
     choose,
     decide,
@@ -31,6 +30,7 @@ from brainclf.selection import (  # noqa: E402
     validation_groups,
     validation_scores,
 )
+from brainclf.inference import Predictor  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

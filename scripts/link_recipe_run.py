@@ -1,4 +1,4 @@
-"""Record in a refit model's card the external held-out figures of its recipe's split run (brainclf.refit).
+"""Record in a refit model's card the external held-out figures of its recipe's split run (brainclf.training.refit).
 
     .venv/bin/python scripts/link_recipe_run.py runs/refit_models/REFIT.keras models/SPLIT.keras
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainclf.card import card_path, read_card  # noqa: E402
 from brainclf.errors import BrainclfError  # noqa: E402
-from brainclf.refit import link_recipe_run  # noqa: E402
+from brainclf.model import card_path, read_card  # noqa: E402
+from brainclf.training.refit import link_recipe_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

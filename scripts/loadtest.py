@@ -36,8 +36,8 @@ from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from brainclf.cases import case_ref, content_hash  # noqa: E402
-from brainclf.serve import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
+from brainclf.presentation import case_ref, content_hash  # noqa: E402
+from brainclf.serving import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy  # noqa: E402
 
 XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
 
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
             t.join(a.timeout * (rounds + 2))
         wall = time.perf_counter() - t0
         peak = peak_rss_bytes(pid) if pid else None
-        # The models run in a child process (brainclf.inference_process): its memory counts too.
+        # The models run in a child process (brainclf.inference.inference_process): its memory counts too.
         children = [m for c in child_pids(pid) if (m := peak_rss_bytes(c))] if pid else []
     finally:
         if proc:

@@ -77,13 +77,13 @@ def synthetic_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, synthetic_dataset):
     """(model path, run dir, models dir) of a 1-epoch compact_cnn trained on the synthetic dataset."""
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     base = tmp_path_factory.mktemp("smoke")
     models_dir, run_dir = base / "models", base / "run"
-    out = train(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8,
+    out = train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8,
                             early_stopping_patience=5),
-                data=synthetic_dataset, name="smoke", models_dir=models_dir, run_dir=run_dir)
+                data=synthetic_dataset, name="smoke", models_dir=models_dir, run_dir=run_dir))
     return Path(out), run_dir, models_dir
 
 
@@ -95,7 +95,7 @@ def smoke_model(smoke_run) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_predictor(smoke_model):
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     return Predictor.load(smoke_model)
 
@@ -117,7 +117,7 @@ def png_bytes():
 
 def copy_model(model: Path, folder: Path, name: str) -> Path:
     """A copy of a bundled-style model (.keras and its card) as FOLDER/NAME.keras."""
-    from brainclf.card import card_path
+    from brainclf.model import card_path
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / f"{name}.keras")
@@ -154,7 +154,7 @@ CHROMIUM = "/usr/bin/chromium"
 # for `expect` failed on a busy 2-core machine (issue #25: the Evaluation page's "Confusion matrix" heading
 # took longer). A test waits for what it needs to see, so a long limit costs nothing when the app is quick.
 BROWSER_WAIT_MS = 90_000
-SERVER_START_S = 120  # for the server's own readiness (brainclf.serve.wait_healthy polls /_stcore/health)
+SERVER_START_S = 120  # for the server's own readiness (brainclf.serving.serve.wait_healthy polls /_stcore/health)
 
 
 def new_page(owner, **kwargs):

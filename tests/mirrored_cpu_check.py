@@ -91,12 +91,12 @@ def train_mirrored(data: str) -> dict:
     """One epoch of brainclf's train(strategy="mirrored") with the seed architecture on `data`."""
     import tempfile
 
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment=False, seed=SEED)
-        run_dir = train(config, data, "mirrored", models_dir=Path(tmp) / "models", run_dir=Path(tmp) / "run",
-                        strategy="mirrored", finalize=False)
+        run_dir = train(TrainRequest(config, data, "mirrored", models_dir=Path(tmp) / "models",
+                                     run_dir=Path(tmp) / "run", strategy="mirrored", finalize=False))
         state = json.loads((Path(run_dir) / "state.json").read_text())
         return {"epoch": state["epoch"], "loss": state["history"]["loss"][-1],
                 "saved": (Path(run_dir) / "last.keras").exists()}

@@ -1,11 +1,10 @@
-"""brainclf.access: roles from the server's role table and what each role may do."""
+"""brainclf.serving.access: roles from the server's role table and what each role may do."""
 
 from __future__ import annotations
 
 import pytest
 
-from brainclf.access import ACTIONS, PAGE_ACTIONS, can, identity_for, local_identity, role_for
-from brainclf.settings import RoleRules, Settings
+from brainclf.serving import ACTIONS, PAGE_ACTIONS, RoleRules, Settings, can, identity_for, local_identity, role_for
 
 RULES = RoleRules(emails={"boss@hospital.example": "admin", "*@hospital.example": "clinician",
                           "res@uni.example": "researcher"},

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from brainclf.jobs import JobStatus
+from brainclf.serving import JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")

@@ -1,4 +1,4 @@
-"""brainclf.analysis: the Evaluation page's report, cell drill-down, image lookup and feature maps."""
+"""brainclf.evaluation.analysis: the Evaluation page's report, cell drill-down, image lookup and feature maps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import (
+from brainclf.evaluation.analysis import (
     arrays_from_rows,
     embed_2d,
     report_from_rows,
@@ -135,7 +135,7 @@ def test_embed_2d_tsne_small_falls_back_to_pca():
 
 
 def test_penultimate_features(smoke_predictor, make_image):
-    from brainclf.explain import penultimate_features
+    from brainclf.inference import penultimate_features
 
     model = smoke_predictor.model
     x = np.stack([smoke_predictor.preprocess(make_image(c, seed=i)) for i, c in enumerate(CLASS_NAMES * 2)])
@@ -152,9 +152,9 @@ def test_penultimate_features(smoke_predictor, make_image):
 def test_penultimate_features_of_an_ensemble_join_its_members():
     import keras
 
-    from brainclf.explain import penultimate_features
-    from brainclf.models import build_model
-    from brainclf.preprocess import InputContract
+    from brainclf.inference import penultimate_features
+    from brainclf.input import InputContract
+    from brainclf.model import build_model
 
     model = build_model("compact_cnn_x2", InputContract(size=32, channels=1))
     x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
@@ -178,7 +178,7 @@ def test_resolve_image_refuses_paths_outside_the_data_root(tmp_path):
 
 
 def test_sensitivity_and_specificity_lead_with_tumour_vs_no_tumour():
-    from brainclf.rates import sensitivity_specificity
+    from brainclf.scoring import sensitivity_specificity
 
     def r(true, pred):
         probs = [0.0] * 4
@@ -218,7 +218,7 @@ def test_resolve_image_stays_inside_the_servers_data_roots(tmp_path):
 
 
 def test_misclassified_rows_most_confident_first_and_by_sequence():
-    from brainclf.analysis import misclassified
+    from brainclf.evaluation import misclassified
 
     rows = [{"true": "glioma", "pred": "notumor", "probs": [.2, 0, .8, 0], "sequence": "T1"},
             {"true": "glioma", "pred": "glioma", "probs": [.9, 0, .1, 0], "sequence": "T1"},
@@ -228,14 +228,14 @@ def test_misclassified_rows_most_confident_first_and_by_sequence():
 
 
 def test_most_confused_pair():
-    from brainclf.analysis import most_confused
+    from brainclf.evaluation import most_confused
 
     assert most_confused([[5, 0, 3, 0], [1, 4, 0, 0], [0, 0, 9, 0], [0, 0, 0, 2]]) == ("glioma", "notumor")
     assert most_confused(np.eye(4) * 3) == ("meningioma", "glioma")
 
 
 def test_mcnemar_exact_against_hand_computed_tables():
-    from brainclf.analysis import mcnemar_exact
+    from brainclf.evaluation import mcnemar_exact
 
     # 1 vs 6 discordant pairs: P(X <= 1 | n=7, 1/2) = (1 + 7) / 128, two-sided 16 / 128.
     assert mcnemar_exact(1, 6) == pytest.approx(0.125)
@@ -257,7 +257,7 @@ def _pair_rows(correct_a: list[bool], correct_b: list[bool], groups=None):
 
 
 def test_paired_comparison_difference_interval_and_discordant_pairs():
-    from brainclf.analysis import paired_comparison
+    from brainclf.evaluation import paired_comparison
 
     # 40 images: both right on 30, only A right on 8, only B right on 2 → A 95 %, B 80 %, difference +15 points.
     a = [True] * 30 + [True] * 8 + [False] * 2
@@ -278,7 +278,7 @@ def test_paired_comparison_difference_interval_and_discordant_pairs():
 
 
 def test_paired_comparison_resamples_case_groups_and_skips_unmatched_images():
-    from brainclf.analysis import paired_comparison
+    from brainclf.evaluation import paired_comparison
 
     a = [True] * 20 + [False] * 20
     b = [False] * 20 + [True] * 20

@@ -76,7 +76,7 @@ def _headings(at: AppTest) -> list[str]:
 
 def _case(data: bytes) -> str:
     """A case's heading up to its colon: its id (issue #27: never the file name)."""
-    from brainclf.cases import case_ref, content_hash
+    from brainclf.presentation import case_ref, content_hash
 
     return f"#### Case {case_ref(content_hash(data))}"
 
@@ -142,8 +142,8 @@ def test_bookmarked_page_runs_inside_the_app_navigation(page):
 def test_gradcam_class_selector_is_keyed_by_content_and_model(make_image, png_bytes):
     """Issue #14: the selector was keyed by its position in the upload list, so the next image uploaded in
     that position inherited the previous image's class and its map was computed for the wrong class."""
-    from brainclf.card import read_card
-    from brainclf.cases import content_hash
+    from brainclf.model import read_card
+    from brainclf.presentation import content_hash
 
     a, b = png_bytes(make_image("glioma", 1)), png_bytes(make_image("pituitary", 2))
     at = open_page("pages/predict.py")
@@ -166,7 +166,7 @@ def test_gradcam_class_selector_is_keyed_by_content_and_model(make_image, png_by
 
 
 def test_cases_survive_page_changes_and_reopen_from_the_history(make_image, png_bytes):
-    from brainclf.cases import content_hash
+    from brainclf.presentation import content_hash
 
     first, second = png_bytes(make_image("glioma", 3)), png_bytes(make_image("meningioma", 4))
     at = open_page("pages/predict.py")
@@ -210,7 +210,7 @@ def test_out_of_distribution_leads_with_the_flag_and_greys_the_class():
 
 def test_the_gradcam_caveat_is_said_once_per_page_and_every_case_has_a_report_download(make_image, png_bytes):
     """Issue #27: the 80-word caveat repeated on every card; it is said once, above the cases."""
-    from brainclf.cases import content_hash
+    from brainclf.presentation import content_hash
 
     images = [png_bytes(make_image("glioma", 6)), png_bytes(make_image("pituitary", 7))]
     at = open_page("pages/predict.py")
@@ -414,8 +414,8 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
 
 
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
-    from brainclf.card import read_card
-    from brainclf.views import pct
+    from brainclf.model import read_card
+    from brainclf.presentation.views import pct
 
     default = REPO / "models" / "default.keras"
     card = read_card(default)

@@ -22,8 +22,8 @@ LONG_MODULES: dict[str, str] = {}
 # What a function may import inside its body: libraries whose import costs seconds (TensorFlow, Keras, JAX,
 # scikit-learn, scipy), optional ones that most runs never need (pydicom, fpdf, playwright), and the
 # brainclf modules that import TensorFlow at their top.
-LAZY_OK = ("tensorflow", "keras", "jax", "sklearn", "scipy", "pydicom", "fpdf", "playwright", "brainclf.models",
-           "brainclf.training", "brainclf.distributed", "brainclf.site.adapt")
+LAZY_OK = ("tensorflow", "keras", "jax", "sklearn", "scipy", "pydicom", "fpdf", "playwright",
+           "brainclf.model.architectures", "brainclf.training", "brainclf.site.adapt")
 # Modules exempt from that rule, each with why.
 LAZY_EXEMPT = {
     "brainclf.cli": "each command imports the brainclf modules it runs: all of them cost ~1.2 s that --help and "
@@ -31,7 +31,7 @@ LAZY_EXEMPT = {
 }
 # Modules that may import TensorFlow/Keras when they are imported.
 # Not training.config/state: below.
-TF_AT_IMPORT = ("brainclf.models", "brainclf.training", "brainclf.distributed", "brainclf.site.adapt")
+TF_AT_IMPORT = ("brainclf.model.architectures", "brainclf.training", "brainclf.site.adapt")
 
 
 def _module_name(path: Path) -> str:
@@ -121,6 +121,59 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+# The layers, lowest first (ARCHITECTURE.md draws them): a module imports only from its own layer or below. The
+# base package's own modules first, then one folder per layer; the CLI (and `python -m brainclf`) on top.
+LAYERS = (
+    ("base", ("brainclf", "brainclf.errors", "brainclf.escaping")),
+    ("input", ("brainclf.input",)),
+    ("data", ("brainclf.data",)),
+    ("scoring", ("brainclf.scoring",)),
+    ("model", ("brainclf.model",)),
+    ("inference", ("brainclf.inference",)),
+    ("evaluation", ("brainclf.evaluation",)),
+    ("presentation", ("brainclf.presentation",)),
+    ("training", ("brainclf.training",)),
+    ("site", ("brainclf.site",)),
+    ("serving", ("brainclf.serving",)),
+    ("cli", ("brainclf.cli", "brainclf.__main__")),
+)
+
+
+def _layer(module: str) -> int:
+    """The index in LAYERS of the layer a module belongs to (the longest matching prefix wins: the base package
+    `brainclf` itself only holds constants)."""
+    best = None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or (p != "brainclf" and module.startswith(p + "."))) and (best is None or len(p) > best[1]):
+                best = (i, len(p))
+    assert best is not None, f"{module} is in no layer of LAYERS: add its folder there (and to ARCHITECTURE.md)"
+    return best[0]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} ({LAYERS[_layer(m)][0]}) imports {t} ({LAYERS[_layer(t)][0]})"
+                  for m, targets in graph.items() for t in targets if _layer(t) > _layer(m))
+
+
+def test_every_module_imports_only_its_own_layer_or_below():
+    assert _upward(_graph(function_level=True)) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert _upward({"brainclf.input.preprocess": {"brainclf.inference.predict"}, "brainclf.cli": {"brainclf.errors"}}) \
+        == ["brainclf.input.preprocess (input) imports brainclf.inference.predict (inference)"]
+
+
+def test_the_layers_are_the_package_folders():
+    """`ls brainclf` and LAYERS name the same folders, so the diagram in ARCHITECTURE.md can be checked by eye."""
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    declared = {p.split(".")[1] for _, prefixes in LAYERS for p in prefixes if p.count(".") == 1}
+    assert folders == declared - {"errors", "escaping", "__main__"}
+    for module in MODULES:
+        _layer(module)
+
+
 def test_the_package_imports_nothing_circular():
     assert _cycles(_graph(function_level=True)) == []
 
@@ -183,13 +236,13 @@ def _page_imports(page: str) -> list[str]:
 
 
 def test_the_app_pages_first_paint_imports_no_tensorflow_or_scikit_learn():
-    """TensorFlow loads in the model process (brainclf.inference_process), and scikit-learn (~1 s) only where a
-    metric is computed: what the start-up hook and the pages import must pull in neither, or the page waits for
+    """TensorFlow loads in the model process (brainclf.inference.inference_process), and scikit-learn (~1 s) only
+    where a metric is computed: what the start-up hook and the pages import must pull in neither, or the page waits for
     them (issue #14's cold start)."""
-    modules = {"brainclf.jobs", "brainclf.training.config", "brainclf.warmup"}
+    modules = {"brainclf.serving.jobs", "brainclf.training.config", "brainclf.serving.warmup"}
     for page in ("home", "predict", "evaluation", "model"):
         modules |= set(_page_imports(page))
-    assert "pages.common" in modules and "brainclf.rates" in modules, modules  # the AST walk found them
+    assert "pages.common" in modules and "brainclf.scoring" in modules, modules  # the AST walk found them
     loaded = _heavy_modules_after("import " + ", ".join(sorted(modules)))
     assert loaded == [], loaded
 

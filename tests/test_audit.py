@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from brainclf.audit import append_audit, audit_record
-from brainclf.predict import Prediction
+from brainclf.inference import Prediction
+from brainclf.serving import append_audit, audit_record
 
 
 def _prediction():
@@ -41,7 +41,7 @@ def test_a_name_with_a_colon_never_reaches_the_log(tmp_path):
     """The probe: an empty upload named 'DOE JOHN: MRN 12345.jpg'. Splitting the message at its first ': '
     left 'MRN 12345.jpg: the file is empty (0 bytes).' in the audit log."""
     from brainclf.errors import ImageError
-    from brainclf.preprocess import decode_image
+    from brainclf.input import decode_image
 
     name = "DOE JOHN: MRN 12345.jpg"
     with pytest.raises(ImageError) as e:
@@ -62,7 +62,7 @@ def test_dicom_header_values_never_reach_the_log():
 
 
 def test_every_error_text_is_from_the_fixed_list():
-    from brainclf.audit import OTHER_REASON, REFUSAL_REASONS
+    from brainclf.serving import OTHER_REASON, REFUSAL_REASONS
 
     reasons = {r for _, r in REFUSAL_REASONS} | {OTHER_REASON}
     for message in ("Jane Roe 1970-01-01", "x: weird failure Jane", "", None):

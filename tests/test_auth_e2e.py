@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import BROWSER_WAIT_MS, SERVER_START_S, new_page
 
-from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
+from brainclf.serving import free_port, start_streamlit, stop, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CLINICIAN = ("doc", {"email": "doc@clinic.example", "email_verified": True, "name": "Dr Doc"})

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.card import read_card
-from brainclf.card_schema import CardSchemaError, validate_card
-from brainclf.preprocess import InputContract, to_model_input
+from brainclf.input import InputContract, to_model_input
+from brainclf.model import read_card
+from brainclf.model.card_schema import CardSchemaError, validate_card
 from brainclf.training import TrainConfig
 from brainclf.training.batches import ArrayBatches
 
@@ -43,8 +43,8 @@ import numpy as np
 
 from brainclf.cli import main
 from brainclf.errors import ConfigError
-from brainclf.predict import Predictor
-from brainclf.training import TrainConfig, train
+from brainclf.inference import Predictor
+from brainclf.training import TrainConfig, TrainRequest, train
 
 args, inputs, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 assert main(args) == 0
@@ -55,7 +55,8 @@ raw, feats = predictor.raw_probs_and_features(x)
 _, heat = predictor.explain_arrays(x)
 np.savez(out, raw=raw, feats=feats, heat=heat)
 try:
-    train(TrainConfig(image_size=32, epochs=1), args[args.index("--data") + 1], "refused", strategy="mirrored")
+    train(TrainRequest(TrainConfig(image_size=32, epochs=1), args[args.index("--data") + 1], "refused",
+                       strategy="mirrored"))
     refusal = ""
 except ConfigError as e:
     refusal = str(e)
@@ -105,7 +106,7 @@ def test_the_card_is_valid_and_names_the_backend(jax_run):
 def test_tensorflow_loads_the_jax_model_and_predicts_the_same(jax_run):
     import keras
 
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     assert keras.backend.backend() == "tensorflow"
     model, jax_out, _, x = jax_run

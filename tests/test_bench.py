@@ -1,4 +1,4 @@
-"""brainclf.bench: the benchmark runs end to end on a tiny model and reports well-formed numbers.
+"""brainclf.serving.bench: the benchmark runs end to end on a tiny model and reports well-formed numbers.
 
 Behaviour only (keys, counts, consistency); never timing thresholds, which flake on shared machines.
 """
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from brainclf.bench import bench_training, format_bench, run_bench
-from brainclf.card import read_card
-from brainclf.preprocess import InputContract
+from brainclf.input import InputContract
+from brainclf.model import read_card
+from brainclf.serving import bench_training, format_bench, run_bench
 
 
 @pytest.fixture(scope="module")

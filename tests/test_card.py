@@ -1,4 +1,4 @@
-"""brainclf.card: model cards and the refusal of anything missing, corrupt or mismatched."""
+"""brainclf.model.card: model cards and the refusal of anything missing, corrupt or mismatched."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.card import ModelCard, card_path, file_sha256, list_models, load_model, read_card
 from brainclf.errors import ModelError
+from brainclf.model import ModelCard, card_path, file_sha256, list_models, load_model, read_card
 
 
 def copy_model(smoke_model, dest_dir, name="m", card_changes=None, model_bytes=None):
@@ -125,7 +125,7 @@ def test_card_roundtrip_and_label(tmp_path):
 
 
 def test_add_model_checks_before_adding(smoke_model, tmp_path):
-    from brainclf.uploads import add_model
+    from brainclf.model import add_model
 
     model_bytes, card_bytes = smoke_model.read_bytes(), smoke_model.with_suffix(".json").read_bytes()
     dest = tmp_path / "models"

@@ -1,4 +1,4 @@
-"""brainclf.card_schema: a card is refused on load and upload, with the field and the problem named, unless every
+"""brainclf.model.card_schema: a card is refused on load and upload, with the field and the problem named, unless every
 section the code reads has the right types and ranges; version-1 cards (the bundled ones) are migrated on read."""
 
 from __future__ import annotations
@@ -14,10 +14,17 @@ from pathlib import Path
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.card import ModelCard, card_from_bytes, card_path, load_model, read_card
-from brainclf.card_schema import SCHEMA_VERSION, display_text
 from brainclf.errors import ModelError
-from brainclf.uploads import add_model
+from brainclf.model import (
+    SCHEMA_VERSION,
+    ModelCard,
+    add_model,
+    card_from_bytes,
+    card_path,
+    display_text,
+    load_model,
+    read_card,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = sorted((REPO / "models").glob("*.json"))
@@ -248,7 +255,7 @@ def test_layers_named_by_the_card_must_exist_in_the_model(smoke_model, tmp_path)
 
 
 def test_a_card_without_ood_layers_for_a_model_unlike_its_architecture_is_a_model_error(smoke_model, tmp_path):
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     shutil.copy(smoke_model, tmp_path / "m.keras")
     card = json.loads(card_path(smoke_model).read_text())
@@ -280,10 +287,14 @@ def minimal_card() -> dict:
 
 @pytest.mark.parametrize("make", [minimal_card, seed_card], ids=["minimal", "bundled-seed"])
 def test_readers_of_a_valid_card_do_not_crash(make):
-    from brainclf.analysis import report_from_rows
-    from brainclf.external import sequence_table
-    from brainclf.figures import confusion_matrix_figure, deletion_figure, external_sequence_figure, history_figure
-    from brainclf.scope import validated_scope
+    from brainclf.evaluation import report_from_rows, sequence_table
+    from brainclf.presentation import (
+        confusion_matrix_figure,
+        deletion_figure,
+        external_sequence_figure,
+        history_figure,
+        validated_scope,
+    )
 
     card = ModelCard.from_dict(make())
     for tta in (False, True):
@@ -337,7 +348,7 @@ def invented_claim(smoke_model) -> dict:
 def test_add_model_records_provenance_and_replaces_a_forged_one(smoke_model, tmp_path):
     from datetime import datetime
 
-    from brainclf.provenance import card_is_verified, provenance_note
+    from brainclf.evaluation import card_is_verified, provenance_note
 
     upload = invented_claim(smoke_model)
     added = add_model("up", smoke_model.read_bytes(), json.dumps(upload).encode(), tmp_path, uploaded_by="alice")
@@ -362,7 +373,7 @@ def test_add_model_makes_an_odd_user_name_a_plain_label(smoke_model, tmp_path):
 
 
 def test_trained_and_bundled_models_count_as_verified(smoke_model):
-    from brainclf.provenance import card_is_verified, provenance_note
+    from brainclf.evaluation import card_is_verified, provenance_note
 
     for card in (read_card(smoke_model), read_card(REPO / "models" / "seed.keras")):
         assert card.provenance == {} and card_is_verified(card) and provenance_note(card) is None
@@ -370,7 +381,7 @@ def test_trained_and_bundled_models_count_as_verified(smoke_model):
 
 def test_verify_uploaded_model_replaces_claimed_test_metrics_by_measured_ones(smoke_model, synthetic_dataset,
                                                                               tmp_path):
-    from brainclf.provenance import card_is_verified, provenance_note, verify_uploaded_model
+    from brainclf.evaluation import card_is_verified, provenance_note, verify_uploaded_model
 
     added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path,
                       uploaded_by="bob")
@@ -391,7 +402,7 @@ def test_verify_uploaded_model_replaces_claimed_test_metrics_by_measured_ones(sm
 
 
 def test_verify_measures_tta_figures_when_the_card_has_them(smoke_model, synthetic_dataset, tmp_path):
-    from brainclf.provenance import verify_uploaded_model
+    from brainclf.evaluation import verify_uploaded_model
 
     upload = json.loads(card_path(smoke_model).read_text())
     assert upload["metrics"].get("test_tta")
@@ -402,7 +413,7 @@ def test_verify_measures_tta_figures_when_the_card_has_them(smoke_model, synthet
 
 
 def test_verify_refuses_a_model_that_was_not_uploaded(smoke_model, synthetic_dataset, tmp_path):
-    from brainclf.provenance import verify_uploaded_model
+    from brainclf.evaluation import verify_uploaded_model
 
     shutil.copy(smoke_model, tmp_path / "m.keras")
     shutil.copy(card_path(smoke_model), tmp_path / "m.json")

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.card import read_card
 from brainclf.cli import main
-from brainclf.predict import Predictor
+from brainclf.inference import Predictor
+from brainclf.model import read_card
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,8 +195,8 @@ def test_the_cli_shows_the_librarys_log_lines_on_stderr(capsys):
 
     configure_logging()
     configure_logging()
-    logging.getLogger("brainclf.data").info("decoded 3 of 3 images")
-    logging.getLogger("brainclf.data").debug("not shown")
+    logging.getLogger("brainclf.data.datasets").info("decoded 3 of 3 images")
+    logging.getLogger("brainclf.data.datasets").debug("not shown")
     err = capsys.readouterr().err
     assert err.count("decoded 3 of 3 images\n") == 1
     assert "not shown" not in err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.jobs import TrainingJobs
+from brainclf.serving import TrainingJobs
 from brainclf.training import TrainConfig
 
 N_THREADS, ROUNDS = 8, 3

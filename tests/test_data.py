@@ -1,4 +1,4 @@
-"""brainclf.data: dataset discovery, data root resolution, leakage-aware splits, fingerprint, loading."""
+"""brainclf.data.datasets: dataset discovery, data root resolution, leakage-aware splits, fingerprint, loading."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from brainclf.data import (
     resolve_data_root,
 )
 from brainclf.errors import DataError
-from brainclf.preprocess import InputContract
+from brainclf.input import InputContract
 
 
 def test_discover_split_layout(synthetic_dataset):

@@ -1,4 +1,4 @@
-"""brainclf.dedup: difference hashes, Hamming distances, duplicate groups and the dedup report."""
+"""brainclf.data.dedup: difference hashes, Hamming distances, duplicate groups and the dedup report."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.data import discover
-from brainclf.dedup import (
+from brainclf.data import (
     HASH_SIZE,
     NEAR_DUP_THRESHOLD,
     FileHashes,
     dedup_report,
     dhash,
+    discover,
     duplicate_groups,
     format_dedup_report,
     hamming_matrix,

@@ -9,9 +9,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, MRImageStorage, generate_uid
 
-from brainclf.dicom import read_dicom
 from brainclf.errors import ImageError
-from brainclf.preprocess import InputContract, decode_image, load_model_input
+from brainclf.input import InputContract, decode_image, load_model_input, read_dicom
 
 PHI = {"PatientName": "Doe^Jane", "PatientID": "PID-998877", "PatientBirthDate": "19700101",
        "AccessionNumber": "ACC-4455", "InstitutionName": "St Elsewhere Hospital",
@@ -177,7 +176,7 @@ def test_jpeg_baseline_dicom_decodes():
 def test_decode_upload_returns_safe_tags_for_dicom_only():
     from PIL import Image
 
-    from brainclf.preprocess import decode_upload
+    from brainclf.input import decode_upload
 
     img, tags = decode_upload(make_dicom(RAMP * 100), "slice.dcm")
     assert img.size == (64, 32) and tags["Modality"] == "MR"

@@ -29,9 +29,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from brainclf import limits
-from brainclf.dicom import read_dicom
 from brainclf.errors import ImageError
+from brainclf.input import limits, read_dicom
 
 
 def header(rows: int, cols: int, frames: int | None, syntax, bits: int = 8) -> Dataset:
@@ -222,7 +221,7 @@ def test_j2k_bomb_is_refused_without_allocating(tmp_path):
     """Peak memory of a fresh process reading the file: it must not grow by anything like 20000 x 20000."""
     path = tmp_path / "bomb.dcm"
     path.write_bytes(encapsulated(resized_j2k(20000), JPEG2000Lossless))
-    code = ("import resource, sys, pydicom.pixels; from brainclf.dicom import read_dicom; "
+    code = ("import resource, sys, pydicom.pixels; from brainclf.input.dicom import read_dicom; "
             "from brainclf.errors import ImageError; data = open(sys.argv[1], 'rb').read(); "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    read_dicom(data, 'bomb.dcm')\nexcept ImageError as e:\n    print(e)\n"

@@ -9,9 +9,9 @@ from pydicom.uid import generate_uid
 from test_app import open_page
 from test_dicom import make_dicom
 
-from brainclf import limits
-from brainclf.cases import CaseBook, content_hash
-from brainclf.dicom_stack import series_groups, series_slice
+from brainclf.input import limits
+from brainclf.input.dicom_stack import series_groups, series_slice
+from brainclf.presentation import CaseBook, content_hash
 
 AXIAL = ["1", "0", "0", "0", "1", "0"]  # rows along x, columns along y: the slice normal is z
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import BROWSER_WAIT_MS, SERVER_START_S, confident_testing_row, new_page
 
-from brainclf.cases import case_ref, content_hash
-from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import free_port, start_streamlit, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -32,7 +32,7 @@ SHOTS = REPO / "docs" / "screenshots" if os.environ.get("BRAINCLF_SCREENSHOTS") 
 
 @contextlib.contextmanager
 def _streamlit(env: dict | None = None, extra_args=()):
-    """`streamlit run app.py` on a free 127.0.0.1 port (brainclf.serve); yields its URL once healthy, stops it
+    """`streamlit run app.py` on a free 127.0.0.1 port (brainclf.serving.serve); yields its URL once healthy, stops it
     afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")

@@ -4,7 +4,7 @@ Issue #14: the page said "click a cell" but a Plotly heatmap cannot be point-sel
 Here a click on a confusion-matrix cell must switch the gallery below to that (true, predicted) pair. And at
 800 px wide no number in a metric is cut to "99.7…". Runs on the bundled models; no dataset needed (without
 one the gallery lists its images as a table). The README's pictures with a slice in them are taken here: a
-made-up slice (brainclf.bench.synthetic_slice) and no dataset, so no dataset image is ever committed.
+made-up slice (brainclf.serving.bench.synthetic_slice) and no dataset, so no dataset image is ever committed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from conftest import BROWSER_WAIT_MS, new_page, show_overlay
 from test_e2e import REPO, SHOTS, TRUNCATED_JS, _shot, _streamlit
 
-from brainclf.bench import synthetic_slice
-from brainclf.cases import case_ref, content_hash
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import synthetic_slice
 
 
 @pytest.fixture(scope="module")

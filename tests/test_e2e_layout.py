@@ -1,5 +1,5 @@
 """Layout in a real browser (issue #27, clinician UX round 2): `streamlit run app.py` on 127.0.0.1 without a dataset,
-Debian's chromium via Playwright, made-up slices only (brainclf.bench.synthetic_slice).
+Debian's chromium via Playwright, made-up slices only (brainclf.serving.bench.synthetic_slice).
 
 - 800 px: on a case card the scan is the main picture (wider than anything else on it); the batch table shows
   all its columns without a hidden horizontal scroll; the Evaluation page's axis titles are not cut and its
@@ -17,7 +17,7 @@ from conftest import BROWSER_WAIT_MS, new_page, show_overlay
 from PIL import Image
 from test_e2e import _streamlit
 
-from brainclf.bench import synthetic_slice
+from brainclf.serving import synthetic_slice
 
 IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 

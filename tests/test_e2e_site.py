@@ -8,7 +8,7 @@ import pytest
 from conftest import SERVER_START_S, copy_model, new_page
 from test_site import write_site
 
-from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
+from brainclf.serving import free_port, start_streamlit, stop, wait_healthy
 
 STEP_WAIT_MS = 600_000
 IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"

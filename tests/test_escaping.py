@@ -55,15 +55,15 @@ def test_csv_row_leaves_numbers_alone():
 
 @pytest.fixture(scope="module")
 def seed_predictor():
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     return Predictor.load(REPO / "models" / "seed.keras")
 
 
 def test_folder_csv_and_its_merge_neutralise_formula_file_names(seed_predictor, tmp_path, make_image, png_bytes):
     """Issue #25: a file named =HYPERLINK("…","click").png was the first cell of the CSV, unescaped."""
-    from brainclf.predict import predict_folder
-    from brainclf.shard import merge_csvs
+    from brainclf.data import merge_csvs
+    from brainclf.inference import predict_folder
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -12,7 +12,7 @@ from conftest import synthetic_image
 from test_app import REPO, md_plain, open_page
 from test_sources import write_external
 
-from brainclf.figures import chart_title
+from brainclf.presentation import chart_title
 
 
 def test_card_external_validation_is_shown_beside_testing():
@@ -56,7 +56,7 @@ def test_a_manifest_naming_a_path_outside_its_folder_is_refused_without_a_server
 
 
 def test_evaluation_errors_name_the_dataset_not_the_server_path(tmp_path, monkeypatch):
-    """Errors from brainclf.data name the folder by its absolute path: the page shows the dataset's name."""
+    """Errors from brainclf.data.datasets name the folder by its absolute path: the page shows the dataset's name."""
     empty = tmp_path / "empty-hospital"
     (empty / "glioma").mkdir(parents=True)
     monkeypatch.setenv("BRAINCLF_DATA", str(empty))
@@ -104,7 +104,7 @@ def test_the_feature_map_stays_until_the_model_mode_changes(small_dataset):
     assert not at.exception and mapped(at)
     at.selectbox(key="cell_true").set_value("pituitary").run()
     assert mapped(at)
-    from brainclf.card import read_card
+    from brainclf.model import read_card
 
     # The other TTA mode shows other predictions: the map drawn for the first is not shown for them.
     at.session_state["tta::default"] = not read_card(REPO / "models" / "default.keras").tta_default

@@ -1,4 +1,4 @@
-"""brainclf.explain: Grad-CAM heatmaps and their overlay."""
+"""brainclf.inference.explain: Grad-CAM heatmaps and their overlay."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from brainclf.explain import GradCam, jet_colormap, overlay_heatmap
-from brainclf.models import build_model
-from brainclf.preprocess import InputContract
+from brainclf.inference import GradCam, jet_colormap, overlay_heatmap
+from brainclf.input import InputContract
+from brainclf.model import build_model
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_gradcam_on_trained_model_via_predictor(smoke_predictor, make_image):
 def test_ensemble_map_of_identical_members_equals_the_member_map(images):
     # Two copies of one network: the averaged logit is that network's logit, each copy gets half the
     # gradient, and the summed maps must reproduce the single network's Grad-CAM exactly.
-    from brainclf.models import ensemble_from_members, get_architecture
+    from brainclf.model import ensemble_from_members, get_architecture
 
     arch = get_architecture("compact_cnn_x2")
     contract = InputContract(size=64, channels=1)
@@ -82,7 +82,7 @@ def test_ensemble_map_of_identical_members_equals_the_member_map(images):
 def test_ensemble_map_of_different_members_matches_gradients_through_the_whole_model(images):
     import tensorflow as tf
 
-    from brainclf.models import ensemble_from_members, get_architecture
+    from brainclf.model import ensemble_from_members, get_architecture
 
     arch = get_architecture("compact_cnn_x2")
     contract = InputContract(size=64, channels=1)

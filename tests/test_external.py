@@ -12,8 +12,8 @@ from test_sources import write_external
 
 from brainclf import CLASS_NAMES
 from brainclf.errors import DataError
-from brainclf.external import cluster_bootstrap, read_manifest, summarise
-from brainclf.trust import choose_refer_thresholds, coverage_accuracy
+from brainclf.evaluation.external import cluster_bootstrap, read_manifest, summarise
+from brainclf.scoring import choose_refer_thresholds, coverage_accuracy
 
 
 def row(true, pred, p=0.9, seq="T1", referred=False, ood=False, group=0):
@@ -81,7 +81,7 @@ def external_folder(tmp_path_factory):
 
 
 def test_evaluate_folder_on_a_partial_class_folder_breaks_down_by_sequence(smoke_predictor, external_folder):
-    from brainclf.evaluate import evaluate_folder
+    from brainclf.evaluation import evaluate_folder
 
     report = evaluate_folder(smoke_predictor, external_folder)
     ext = report["external"]
@@ -95,9 +95,9 @@ def test_evaluate_folder_on_a_partial_class_folder_breaks_down_by_sequence(smoke
 
 
 def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, external_folder, tmp_path):
-    from brainclf.card import read_card
-    from brainclf.evaluate import evaluate_folder
-    from brainclf.predict import Predictor
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
+    from brainclf.model import read_card
 
     model = tmp_path / "m.keras"
     shutil.copy(smoke_model, model)
@@ -115,9 +115,9 @@ def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, ext
 
 
 def test_record_external_stores_the_block_in_the_card(smoke_model, external_folder, tmp_path):
-    from brainclf.card import read_card
-    from brainclf.evaluate import evaluate_folder, record_external
-    from brainclf.predict import Predictor
+    from brainclf.evaluation import evaluate_folder, record_external
+    from brainclf.inference import Predictor
+    from brainclf.model import read_card
 
     model = tmp_path / "m.keras"
     shutil.copy(smoke_model, model)
@@ -143,8 +143,8 @@ def test_cli_evaluate_json_prints_the_sequence_breakdown(smoke_model, external_f
 
 
 def test_training_paths_of_a_multi_source_card_are_the_primary_images_only(tmp_path):
-    from brainclf.card import ModelCard
-    from brainclf.evaluate import training_paths_for
+    from brainclf.evaluation import training_paths_for
+    from brainclf.model import ModelCard
 
     (tmp_path / "Training" / "glioma").mkdir(parents=True)
     (tmp_path / "Training" / "glioma" / "a.png").write_bytes(b"x")

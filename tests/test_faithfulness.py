@@ -1,11 +1,11 @@
-"""brainclf.faithfulness on the smoke model: shapes and ranges only (directions are checked on real data)."""
+"""brainclf.evaluation.faithfulness on the smoke model: shapes and ranges only (directions are checked on real data)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from brainclf.faithfulness import FRACTIONS, _auc, deletion_test, randomisation_check
+from brainclf.evaluation.faithfulness import FRACTIONS, _auc, deletion_test, randomisation_check
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_randomisation_check_range(smoke_predictor, inputs):
 
 
 def test_measure_faithfulness_is_both_checks_on_the_given_images(smoke_predictor, inputs):
-    from brainclf.faithfulness import measure_faithfulness
+    from brainclf.evaluation import measure_faithfulness
 
     out = measure_faithfulness(smoke_predictor, inputs[:4], seed=3)
     assert out == {"deletion": deletion_test(smoke_predictor, inputs[:4], 3),

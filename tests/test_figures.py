@@ -1,4 +1,4 @@
-"""brainclf.figures: every figure is a plotly Figure with the traces and labels the app relies on."""
+"""brainclf.presentation.figures: every figure is a plotly Figure with the traces and labels the app relies on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 
 from brainclf import CLASS_NAMES, DISPLAY_NAMES
-from brainclf.figures import (
+from brainclf.presentation import (
     CLASS_COLOURS,
     confusion_matrix_figure,
     coverage_figure,
@@ -20,8 +20,7 @@ from brainclf.figures import (
     reliability_figure,
     roc_figure,
 )
-from brainclf.metrics import reliability_curve, roc_curves
-from brainclf.trust import coverage_curve
+from brainclf.scoring import coverage_curve, reliability_curve, roc_curves
 
 CM = [[8, 1, 0, 1], [0, 9, 1, 0], [0, 0, 10, 0], [1, 0, 3, 6]]
 
@@ -230,7 +229,7 @@ def test_feature_map_marks_misclassified_with_x():
 
 
 def test_chart_titles_put_the_data_on_a_second_line_with_room_for_it():
-    from brainclf.figures import chart_title
+    from brainclf.presentation import chart_title
 
     title = chart_title("ROC (one-vs-rest)", "test split, 1,025 images")
     assert title.startswith("ROC (one-vs-rest)<br>") and "test split, 1,025 images" in title
@@ -282,7 +281,7 @@ def test_half_width_axis_titles_fit():
 
 def test_hover_texts_use_the_one_percentage_format(y_probs):
     """Plotly's own %{x:.1%} said 97.2% beside wording.pct's 97.2 % on the same page."""
-    from brainclf.figures import risk_coverage_figure
+    from brainclf.presentation import risk_coverage_figure
 
     curve = coverage_curve(*y_probs)
     text = coverage_figure(curve).data[0].text[0]

@@ -1,4 +1,4 @@
-"""Issue #27: one formatter for every percentage and count a person reads (brainclf.wording.pct, count, plural),
+"""Issue #27: one formatter for every percentage and count a person reads (presentation.wording.pct, count, plural),
 so that the same figure never shows as 98.44 % on one page, 98.4% on another and 0.9844 in a table, and a figure
 that was not measured shows "—", never 0.0 %. The scan below fails on a new hand-made percentage or count."""
 
@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from brainclf import wording
-from brainclf.wording import count, pct, pct_pair, plural, points
+from brainclf.presentation import count, pct, pct_pair, plural, points, wording
 
 REPO = Path(__file__).resolve().parent.parent
 # Where user-facing text is made: the pages and the library modules that word numbers for them (the CLI prints
 # machine-readable figures and is left out).
-SCANNED = [*sorted((REPO / "pages").glob("*.py")), REPO / "app.py",
-           *(REPO / "brainclf" / f for f in ("views.py", "scope.py", "report.py", "figures.py", "cases.py",
-                                            "gallery.py", "wording.py"))]
+SCANNED = [*sorted((REPO / "pages").rglob("*.py")), REPO / "app.py",
+           *(REPO / "brainclf" / "presentation" / f
+             for f in ("views.py", "scope.py", "report.py", "figures.py", "cases.py", "gallery.py", "wording.py"))]
 AD_HOC = {
     "a Python or Plotly percent format ({x:.1%}, %{y:.1%})": re.compile(r"\{[^{}\n]*:[^{}\n]*%\}"),
     "a number with a hand-written % ({x:.2f} %, {x}%)": re.compile(r"\}\s?%(?![{}])"),
@@ -39,7 +38,7 @@ def _source(path: Path) -> str:
 def test_no_page_or_view_formats_a_percentage_or_count_by_hand(path):
     found = [f"{path.name}:{i}: {what}: {line.strip()}" for i, line in enumerate(_source(path).splitlines(), 1)
              for what, pattern in AD_HOC.items() if pattern.search(line)]
-    assert not found, "use brainclf.wording.pct / count / plural:\n" + "\n".join(found)
+    assert not found, "use brainclf.presentation.wording.pct / count / plural:\n" + "\n".join(found)
 
 
 def test_the_scan_catches_what_it_is_for():
@@ -77,7 +76,7 @@ def test_the_session_history_words_status_and_confidence_as_the_summary_does():
     """The history table said "refer" and 0.9844 beside the summary's "Refer to a radiologist" and 98.4 %."""
     from types import SimpleNamespace
 
-    from brainclf.cases import CaseBook
+    from brainclf.presentation import CaseBook
 
     book = CaseBook()
     for k, (referred, ood) in enumerate(((True, False), (False, False), (False, True))):

@@ -14,9 +14,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from brainclf.dicom import read_dicom
 from brainclf.errors import BrainclfError, ImageError
-from brainclf.preprocess import InputContract, decode_image, load_model_input, to_model_input
+from brainclf.input import InputContract, decode_image, load_model_input, read_dicom, to_model_input
 
 # Hypothesis caches constants under ./.hypothesis/ while collecting (before any fixture runs): keep that out of
 # the repo. derandomize: the same examples on every run (no flaky CI); database=None: nothing written into the repo.

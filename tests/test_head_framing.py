@@ -1,5 +1,5 @@
-"""The optional input-contract steps: crop to the head, scale the head's intensities (brainclf.framing, run by
-brainclf.preprocess.to_model_input)."""
+"""The optional input-contract steps: crop to the head, scale the head's intensities (brainclf.input.framing, run by
+brainclf.input.preprocess.to_model_input)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from brainclf.card import read_card
 from brainclf.errors import ConfigError, ModelError
-from brainclf.framing import head_box
-from brainclf.preprocess import InputContract, to_model_input
+from brainclf.input import InputContract, head_box, to_model_input
+from brainclf.model import read_card
 from brainclf.training import TrainConfig
 
 PLAIN = InputContract(size=64, channels=1)

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainclf import limits, preprocess
 from brainclf.errors import ImageError
-from brainclf.preprocess import InputContract, decode_image, load_model_input
+from brainclf.input import InputContract, decode_image, limits, load_model_input, preprocess
 
 
 def png16(side: int) -> bytes:
@@ -67,7 +66,7 @@ def test_colour_check_of_a_large_8bit_photo_makes_no_float64_copies():
     the pixel limit, took the CLI to 3.1 GB); it now sums in integers over blocks of rows, same value."""
     import tracemalloc
 
-    from brainclf.ood import colourfulness
+    from brainclf.inference import colourfulness
 
     def float64_formula(img):  # the previous implementation, as the reference value
         rgb = np.asarray(img.convert("RGB"), dtype=np.float64)

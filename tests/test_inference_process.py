@@ -1,4 +1,4 @@
-"""brainclf.inference_process: the model runs in a process of its own and answers exactly as in-process."""
+"""brainclf.inference.inference_process: the model runs in a process of its own and answers exactly as in-process."""
 
 import json
 import os
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import copy_model
 
-from brainclf import CLASS_NAMES, inference_process, model_replies
+from brainclf import CLASS_NAMES
 from brainclf.errors import ModelError
-from brainclf.inference_process import ModelProcess, ProcessPredictor
-from brainclf.model_worker import identity
+from brainclf.inference import ModelProcess, ProcessPredictor, inference_process, model_replies
+from brainclf.inference.model_worker import identity
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def test_no_answer_in_time_stops_the_process(smoke_model, monkeypatch):
 def test_the_server_process_never_imports_tensorflow(smoke_model, make_image, tmp_path):
     """The point of the model process: predictions with Grad-CAM while TensorFlow stays out of the caller."""
     make_image().save(tmp_path / "slice.png")
-    code = ("import json, sys; from brainclf.inference_process import ProcessPredictor; "
+    code = ("import json, sys; from brainclf.inference.inference_process import ProcessPredictor; "
             f"p = ProcessPredictor.start({str(smoke_model)!r}); "
             f"r = p.predict({str(tmp_path / 'slice.png')!r}, explain=True); "
             "print(json.dumps([r.model_name, list(r.heatmap.shape), 'tensorflow' in sys.modules, "

@@ -1,14 +1,15 @@
-"""brainclf.jobs: background training for the app, one job at a time, cancellable."""
+"""brainclf.serving.jobs: background training for the app, one job at a time, cancellable."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from brainclf.errors import BrainclfError, ConfigError
-from brainclf.jobs import JobStatus, TrainingJobs
+from brainclf.serving import JobStatus, TrainingJobs
 from brainclf.training import TrainConfig
 
 
@@ -92,14 +93,14 @@ def test_admin_cancels_anyones_training(synthetic_dataset, tmp_path):
 
 
 def test_a_crash_keeps_one_line_for_users_and_the_traceback_for_the_log(tmp_path, monkeypatch, caplog):
-    import brainclf.jobs
+    import brainclf.serving.jobs
 
     def crash(*args, **kwargs):
         raise RuntimeError("boom in /srv/hospital/secret/run")
 
-    monkeypatch.setattr(brainclf.jobs, "train", crash)
+    monkeypatch.setattr(brainclf.serving.jobs, "train", crash)
     jobs = TrainingJobs()
-    with caplog.at_level("ERROR", logger="brainclf.jobs"):
+    with caplog.at_level("ERROR", logger="brainclf.serving.jobs"):
         status = jobs.start(tiny(), tmp_path, "crashy", models_dir=tmp_path / "models", owner="sub:alice")
         jobs.wait(timeout=60)
     assert status.state == "failed"
@@ -122,21 +123,21 @@ def test_a_cancelled_training_resumes_from_its_last_epoch_and_finishes(synthetic
                                                                        monkeypatch):
     import json
 
-    import brainclf.jobs
+    import brainclf.serving.jobs
 
-    real_train = brainclf.jobs.train
+    real_train = brainclf.serving.jobs.train
     events = []
     jobs = TrainingJobs()
 
-    def recording_train(*args, progress=None, **kwargs):  # the job's own hook, plus a record of every report
+    def recording_train(request):  # the job's own hook, plus a record of every report
         def hook(p):
             events.append(p)
-            progress(p)
+            request.progress(p)
             if p.epoch_end and p.epoch == 1 and not resumed:
                 jobs.cancel("sub:alice")  # right after epoch 1: the next batch stops it
-        return real_train(*args, progress=hook, **kwargs)
+        return real_train(replace(request, progress=hook))
 
-    monkeypatch.setattr(brainclf.jobs, "train", recording_train)
+    monkeypatch.setattr(brainclf.serving.jobs, "train", recording_train)
     resumed = False
     status = jobs.start(tiny(epochs=3, augment=False), synthetic_dataset, "resumable",
                         models_dir=tmp_path / "models", owner="sub:alice")
@@ -177,11 +178,11 @@ def test_a_failure_before_any_state_is_not_resumable(tmp_path):
 def test_each_user_trains_in_a_run_folder_of_their_own(tmp_path, monkeypatch):
     """The same model name and settings from another user start afresh: they never resume (and so take over)
     someone else's cancelled run."""
-    import brainclf.jobs
-    from brainclf.jobs import owner_run_dir
+    import brainclf.serving.jobs
+    from brainclf.serving import owner_run_dir
 
     used = []
-    monkeypatch.setattr(brainclf.jobs, "train", lambda *a, run_dir=None, **k: used.append(Path(run_dir)))
+    monkeypatch.setattr(brainclf.serving.jobs, "train", lambda request: used.append(Path(request.run_dir)))
     jobs = TrainingJobs()
     for owner in ("sub:alice", "sub:bob", "sub:alice"):
         jobs.start(tiny(), tmp_path, "shared_name", models_dir=tmp_path / "models", owner=owner,

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from brainclf.data import Sample
-from brainclf.label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
+from brainclf.evaluation import CT_RING_THRESHOLD, audit_labels, ct_ring_score
 
 
 def head(size=128, skull=250, scalp=90, brain=110, seed=0) -> Image.Image:

@@ -1,12 +1,11 @@
-"""brainclf.limits: the one model-name rule (training and upload) and the app's upload limits."""
+"""brainclf.input.limits: the one model-name rule (training and upload) and the app's upload limits."""
 
 from __future__ import annotations
 
 import pytest
 
-from brainclf import limits
 from brainclf.errors import ConfigError, ImageError, ModelError
-from brainclf.limits import check_upload_batch, validate_model_name
+from brainclf.input import check_upload_batch, limits, validate_model_name
 
 BAD_NAMES = {
     "dеfault": "non-ASCII character 'е' \\(U\\+0435\\)",  # Cyrillic е: looks like 'default'
@@ -43,19 +42,19 @@ def test_error_type_can_be_chosen():
 
 
 def test_training_refuses_a_bad_name_before_any_work(tmp_path, monkeypatch):
-    from brainclf.training import TrainConfig, train
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     monkeypatch.setenv("BRAINCLF_RUNS", str(tmp_path / "runs"))
     # The data folder does not exist: a name checked late would fail on the data (or train, then fail at saving).
     for name in ("dеfault", "x" * 65, "../evil"):
         with pytest.raises(ConfigError, match="1-64 ASCII letters"):
-            train(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1), data=tmp_path / "missing",
-                  name=name, models_dir=tmp_path / "models")
+            train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=32, epochs=1),
+                               data=tmp_path / "missing", name=name, models_dir=tmp_path / "models"))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "models").exists()
 
 
 def test_model_upload_uses_the_same_rule(tmp_path):
-    from brainclf.uploads import add_model
+    from brainclf.model import add_model
 
     for name in ("dеfault", "x" * 65, "../evil", ""):
         with pytest.raises(ModelError, match="1-64 ASCII letters"):
@@ -109,7 +108,7 @@ def test_streamlit_upload_size_matches_the_limit():
 
 
 def test_upload_session_counts_a_file_still_in_the_box_once():
-    from brainclf.limits import MAX_SESSION_UPLOAD_BYTES, MAX_UPLOAD_FILE_BYTES, check_upload_session
+    from brainclf.input import MAX_SESSION_UPLOAD_BYTES, MAX_UPLOAD_FILE_BYTES, check_upload_session
 
     seen = {}
     n = MAX_SESSION_UPLOAD_BYTES // MAX_UPLOAD_FILE_BYTES  # files of the largest size that fit a session

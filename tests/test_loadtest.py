@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from brainclf.serve import free_port, start_streamlit, stop, wait_healthy
+from brainclf.serving import free_port, start_streamlit, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,10 +19,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_access_pages import AUTH, run_page
 
-from brainclf.card import card_path
-from brainclf.cases import case_ref, content_hash
 from brainclf.escaping import md_literal
-from brainclf.jobs import JobStatus
+from brainclf.model import card_path
+from brainclf.presentation import case_ref, content_hash
+from brainclf.serving import JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")

@@ -1,4 +1,4 @@
-"""brainclf.metrics: accuracy, confusion matrix orientation, per-class scores, AUC and calibration."""
+"""brainclf.scoring.metrics: accuracy, confusion matrix orientation, per-class scores, AUC and calibration."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.metrics import classification_metrics, expected_calibration_error, reliability_curve, roc_curves
+from brainclf.scoring import classification_metrics, expected_calibration_error, reliability_curve, roc_curves
 
 
 def probs_for(preds, conf=0.7):

@@ -1,5 +1,5 @@
-"""brainclf.model_config: what a .keras config asks Keras to build is estimated from config.json and refused over
-the budget (brainclf.limits) before Keras, or TensorFlow, is even imported."""
+"""brainclf.model.model_config: what a .keras config asks Keras to build is estimated from config.json and refused over
+the budget (brainclf.input.limits) before Keras, or TensorFlow, is even imported."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from brainclf import limits
-from brainclf.card import check_model_archive
 from brainclf.errors import ModelError
-from brainclf.model_config import check_model_config
+from brainclf.input import limits
+from brainclf.model import check_model_config
+from brainclf.model.model_archive import check_model_archive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,7 +59,7 @@ def test_a_huge_dense_layer_is_refused_from_its_config_without_importing_tensorf
     """The attack: a 12 KB file declaring Dense(20000) on a 20000-wide input took the CLI to 8.8 GB."""
     path = archive(tmp_path / "big.keras", dense_model(20000, 20000))
     assert path.stat().st_size < 20_000
-    code = ("import json, sys; from brainclf.card import load_model; from brainclf.model_archive import "
+    code = ("import json, sys; from brainclf.model.card import load_model; from brainclf.model.model_archive import "
             "check_model_archive; from brainclf.errors import ModelError\n"
             f"try:\n    check_model_archive({str(path)!r}); print(json.dumps(['accepted']))\n"
             "except ModelError as e:\n    print(json.dumps([str(e), 'tensorflow' in sys.modules, "
@@ -74,7 +74,7 @@ def test_load_model_refuses_it_too(tmp_path):
     """load_model (the CLI's and the model process's way in) runs the check before Keras builds anything."""
     from test_model_file_limits import with_card
 
-    from brainclf.card import load_model
+    from brainclf.model import load_model
 
     with pytest.raises(ModelError, match="parameters"):
         load_model(with_card(archive(tmp_path / "big.keras", dense_model(20000, 20000))))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from brainclf import limits
-from brainclf.card import ModelCard, card_path, check_model_archive, file_sha256, load_model
 from brainclf.errors import ModelError
-from brainclf.preprocess import InputContract
-from brainclf.uploads import add_model
+from brainclf.input import InputContract, limits
+from brainclf.model import ModelCard, add_model, card_path, file_sha256, load_model
+from brainclf.model.model_archive import check_model_archive
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,12 +1,11 @@
-"""brainclf.model_files.remove_model: an admin's removal moves a model and its card aside, recoverable."""
+"""brainclf.model.model_files.remove_model: an admin's removal moves a model and its card aside, recoverable."""
 
 from __future__ import annotations
 
 import pytest
 
-from brainclf.card import list_models
 from brainclf.errors import ModelError
-from brainclf.model_files import remove_model
+from brainclf.model import list_models, remove_model
 
 
 def test_removed_model_leaves_the_picker_but_stays_recoverable(tmp_path):

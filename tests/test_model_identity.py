@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from brainclf.audit import audit_record
-from brainclf.card import card_path, read_card
-from brainclf.cases import model_label
 from brainclf.errors import ConfigError
-from brainclf.predict import CSV_FIELDS, predict_folder
-from brainclf.wording import pct
+from brainclf.inference import CSV_FIELDS, predict_folder
+from brainclf.model import card_path, read_card
+from brainclf.presentation import model_label, pct
+from brainclf.serving import audit_record
 
 
 def twin(card, sha: str):

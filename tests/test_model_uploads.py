@@ -1,4 +1,4 @@
-"""Uploaded models (brainclf.uploads, inference_process.add_uploaded_model): Keras opens them in the memory-capped
+"""Uploaded models (brainclf.model.uploads, inference_process.add_uploaded_model): Keras opens them in the memory-capped
 model process only, and an upload cannot pass itself off as a model installed on this server."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import pytest
 from conftest import copy_model
 from test_model_config import archive, dense_model
 
-from brainclf import limits
-from brainclf.card import card_path, file_sha256, read_card
 from brainclf.errors import ModelError
-from brainclf.inference_process import ModelProcess, add_uploaded_model
-from brainclf.model_worker import _as_message
-from brainclf.uploads import add_model
+from brainclf.inference import ModelProcess, add_uploaded_model
+from brainclf.inference.model_worker import _as_message
+from brainclf.input import limits
+from brainclf.model import add_model, card_path, file_sha256, read_card
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +28,8 @@ def test_the_model_page_upload_opens_models_in_the_model_process_only(smoke_mode
     big_card = card_path(big)
     big_card.write_text(card_path(smoke_model).read_text())
     code = (
-        "import json, sys; from pathlib import Path; from brainclf.inference_process import add_uploaded_model\n"
+        "import json, sys; from pathlib import Path\n"
+        "from brainclf.inference.inference_process import add_uploaded_model\n"
         "from brainclf.errors import ModelError\n"
         f"dest = Path({str(tmp_path / 'models')!r}); smoke = Path({str(smoke_model)!r})\n"
         "ok = add_uploaded_model('up', smoke.read_bytes(), smoke.with_suffix('.json').read_bytes(), dest, 'alice')\n"

@@ -1,4 +1,4 @@
-"""brainclf.models: the architecture registry and its contract with Grad-CAM and the card."""
+"""brainclf.model.architectures: the architecture registry and its contract with Grad-CAM and the card."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.models import (
+from brainclf.input import InputContract
+from brainclf.model.architectures import (
     ARCHITECTURES,
     DEFAULT_ARCHITECTURE,
     build_model,
@@ -14,7 +15,6 @@ from brainclf.models import (
     ensemble_from_members,
     get_architecture,
 )
-from brainclf.preprocess import InputContract
 
 
 def trainable_count(model) -> int:

@@ -1,4 +1,4 @@
-"""--strategy multiworker: brainclf.distributed's training loop, and two real worker processes on 127.0.0.1.
+"""--strategy multiworker: brainclf.training.distributed's training loop, and two real worker processes on 127.0.0.1.
 
 The two-worker test kills a worker during the second epoch and restarts the job, as a cluster scheduler would,
 then checks that training resumed from the chief's last finished epoch, that both workers ended with the same
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainclf import distributed
 from brainclf.errors import ConfigError
+from brainclf.training import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4

@@ -1,4 +1,4 @@
-"""brainclf.ood: colourfulness, the Mahalanobis feature guard and the bank of non-MRI images."""
+"""brainclf.inference.ood: colourfulness, the Mahalanobis feature guard and the bank of non-MRI images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainclf.ood import (
+from brainclf.inference import (
     COLOUR_THRESHOLD,
     QUANTILE,
     check,
@@ -201,8 +201,8 @@ def test_non_mri_images_seeded():
 
 
 def test_fit_guard_fits_on_training_features_and_measures_test_and_non_mri(smoke_predictor, make_image):
-    """brainclf.ood.fit_guard, as brainclf.training.finalize calls it for a card's `ood`."""
-    from brainclf.ood import fit_guard, non_mri_images
+    """brainclf.inference.ood.fit_guard, as brainclf.training.finalize calls it for a card's `ood`."""
+    from brainclf.inference import fit_guard, non_mri_images
 
     classes = ("glioma", "meningioma", "notumor", "pituitary")
     x = np.stack([smoke_predictor.preprocess(make_image(c, seed=200 + i)) for i in range(10) for c in classes])

@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import risk_coverage_by_source
-from brainclf.card_schema import validate_card
-from brainclf.operating_point import curve_at, fit_curves, risk_coverage, threshold_for, thresholds_for_target
-from brainclf.trust import choose_refer_threshold, choose_refer_thresholds, fit_calibration
-from brainclf.wording import operating_summary, refer_rule
+from brainclf.evaluation import risk_coverage_by_source
+from brainclf.model import validate_card
+from brainclf.presentation import operating_summary, refer_rule
+from brainclf.scoring import (
+    choose_refer_threshold,
+    choose_refer_thresholds,
+    curve_at,
+    fit_calibration,
+    fit_curves,
+    risk_coverage,
+    threshold_for,
+    thresholds_for_target,
+)
 
 
 def probs_for(y: np.ndarray, skill: float, seed: int) -> np.ndarray:
@@ -76,7 +84,7 @@ def test_calibration_with_sources_keeps_curves_and_the_schema_checks_them():
 
 
 def _card(calibration: dict) -> dict:
-    from brainclf.card import read_card
+    from brainclf.model import read_card
 
     return {**json.loads(read_card(_card.model).to_json()), "calibration": calibration}
 
@@ -127,7 +135,7 @@ def test_the_symmetric_threshold_follows_the_server_target(smoke_predictor):
 
 
 def test_an_older_card_gets_its_curves_without_a_threshold_changing(smoke_predictor, synthetic_dataset):
-    from brainclf.selection import PRIMARY, operating_curves, validation_samples
+    from brainclf.evaluation import PRIMARY, operating_curves, validation_samples
 
     samples = validation_samples(smoke_predictor.card, {PRIMARY: synthetic_dataset})
     block = operating_curves(smoke_predictor, samples)

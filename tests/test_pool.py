@@ -1,4 +1,4 @@
-"""brainclf.pool: the one decode pool (order, progress, bounded memory, errors)."""
+"""brainclf.data.pool: the one decode pool (order, progress, bounded memory, errors)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from brainclf.pool import chunks, decode_many
+from brainclf.data import chunks, decode_many
 
 
 def test_results_in_input_order_with_progress():

@@ -1,4 +1,4 @@
-"""brainclf.predict: the Predictor used by the CLI and the app."""
+"""brainclf.inference.predict: the Predictor used by the CLI and the app."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES, DISPLAY_NAMES
-from brainclf.card import read_card
 from brainclf.errors import ImageError
-from brainclf.predict import Prediction, Predictor
+from brainclf.inference import Prediction, Predictor
+from brainclf.model import read_card
 
 
 def test_prediction_is_stamped_with_the_card(smoke_predictor, smoke_model, make_image, png_bytes):
@@ -105,7 +105,7 @@ def test_flip_tta_averages_with_the_mirrored_slice(smoke_predictor):
 
 
 def test_predict_arrays_applies_the_cards_temperature(smoke_predictor):
-    from brainclf.trust import apply_temperature
+    from brainclf.scoring import apply_temperature
 
     x = np.random.default_rng(4).random((3, *smoke_predictor.contract.shape), np.float32)
     cal = smoke_predictor.card.calibration
@@ -120,9 +120,8 @@ def test_predict_arrays_applies_the_cards_temperature(smoke_predictor):
 def test_ood_features_come_from_the_cards_layers(smoke_predictor, smoke_model):
     import dataclasses
 
-    from brainclf.card import load_model
-    from brainclf.models import get_architecture
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
+    from brainclf.model import get_architecture, load_model
 
     layers = smoke_predictor.ood_layers
     assert layers == tuple(smoke_predictor.card.ood["layers"]) == get_architecture("compact_cnn").ood_layers

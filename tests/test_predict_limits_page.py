@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from test_app import open_page
 
-from brainclf import limits
-from brainclf.limits import MAX_UPLOAD_FILE_MB, MAX_UPLOAD_FILES
-from brainclf.wording import pct
+from brainclf.input import MAX_UPLOAD_FILE_MB, MAX_UPLOAD_FILES, limits
+from brainclf.presentation import pct
 
 
 def test_too_many_files_in_one_upload_are_refused_with_a_clear_message(png_bytes, make_image):
@@ -42,7 +41,7 @@ def test_home_leads_with_sensitivity_and_specificity_tumour_vs_no_tumour():
 def test_home_accuracy_follows_the_sidebar_tta_toggle():
     from pathlib import Path
 
-    from brainclf.card import read_card
+    from brainclf.model import read_card
 
     default = Path(__file__).resolve().parent.parent / "models" / "default.keras"
     card = read_card(default)

@@ -9,8 +9,8 @@ import numpy as np
 from test_app import open_page
 from test_dicom import make_dicom
 
-from brainclf.cases import case_ref, content_hash
-from brainclf.limits import MAX_STACK_FRAMES
+from brainclf.input import MAX_STACK_FRAMES
+from brainclf.presentation import case_ref, content_hash
 
 
 def _frames(make_image, n: int) -> np.ndarray:

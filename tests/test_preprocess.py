@@ -1,4 +1,4 @@
-"""brainclf.preprocess: decoding every kind of input file and the one model-input function."""
+"""brainclf.input.preprocess: decoding every kind of input file and the one model-input function."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from brainclf.errors import ImageError
-from brainclf.preprocess import (
+from brainclf.input.preprocess import (
     MAX_PIXELS,
     InputContract,
     decode_image,

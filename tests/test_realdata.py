@@ -19,8 +19,8 @@ MODELS = REPO / "models"
 
 @pytest.fixture(scope="module")
 def default_report(real_data):
-    from brainclf.evaluate import evaluate_folder
-    from brainclf.predict import Predictor
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
 
     # Without TTA, like the card's "test" metrics it is compared with.
     return evaluate_folder(Predictor.load(MODELS / "default.keras", tta=False), real_data / "Testing")
@@ -74,8 +74,8 @@ def test_cli_evaluate_json_on_testing(real_data, capsys):
 
 
 def test_seed_model_is_the_studys_architecture_and_its_card_is_honest(real_data):
-    from brainclf.evaluate import evaluate_folder
-    from brainclf.predict import Predictor
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
 
     p = Predictor.load(MODELS / "seed.keras")
     assert p.model.count_params() == 2364
@@ -98,8 +98,7 @@ def test_bundled_models_are_small_and_have_full_cards():
 
 
 def test_dedup_finds_the_known_train_test_leakage(real_data):
-    from brainclf.data import discover
-    from brainclf.dedup import dedup_report
+    from brainclf.data import dedup_report, discover
 
     r = dedup_report(discover(real_data))
     leak = r["leakage"]["Testing"]
@@ -110,18 +109,18 @@ def test_dedup_finds_the_known_train_test_leakage(real_data):
 
 
 def test_smoke_training_on_a_few_dozen_real_images(real_data, tmp_path):
-    from brainclf.card import load_model
-    from brainclf.training import TrainConfig, train
+    from brainclf.model import load_model
+    from brainclf.training import TrainConfig, TrainRequest, train
 
-    out = train(TrainConfig(architecture="compact_cnn", image_size=48, epochs=1, batch_size=16,
+    out = train(TrainRequest(TrainConfig(architecture="compact_cnn", image_size=48, epochs=1, batch_size=16,
                             max_train_images=48), real_data, "real_smoke", models_dir=tmp_path / "m",
-                run_dir=tmp_path / "run")
+                run_dir=tmp_path / "run"))
     model, card = load_model(out)
     assert card.training["sizes"]["train"] == 48
     # The split is leakage-aware: no training file is also a validation file.
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert not set(state["train_files"]) & set(state["val_files"])
-    from brainclf.dedup import NEAR_DUP_THRESHOLD, hamming_matrix, hash_files
+    from brainclf.data import NEAR_DUP_THRESHOLD, hamming_matrix, hash_files
 
     tr = hash_files([real_data / p for p in state["train_files"]])
     va = hash_files([real_data / p for p in state["val_files"]])
@@ -133,8 +132,8 @@ def test_gradcam_faithfulness_direction_on_real_images(real_data):
     """Issue #4: deleting Grad-CAM's most salient pixels hurts more than deleting random blocks, and a
     re-initialised model's maps differ from the trained model's."""
     from brainclf.data import discover, load_arrays
-    from brainclf.faithfulness import deletion_test, randomisation_check
-    from brainclf.predict import Predictor
+    from brainclf.evaluation import deletion_test, randomisation_check
+    from brainclf.inference import Predictor
 
     p = Predictor.load(MODELS / "default.keras")
     samples = [s for s in discover(real_data / "Testing").splits[""]][::50]  # 21 images, all classes
@@ -147,8 +146,7 @@ def test_gradcam_faithfulness_direction_on_real_images(real_data):
 def test_ood_guard_on_real_and_non_mri_images(real_data):
     """Issue #4: >= 95 % of non-MRI inputs are flagged, <= 1 % of the real Testing slices."""
     from brainclf.data import discover
-    from brainclf.ood import non_mri_images
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor, non_mri_images
 
     # The OOD flag comes from the unflipped pass's features: flip TTA would only double the work.
     p = Predictor.load(MODELS / "default.keras", tta=False)

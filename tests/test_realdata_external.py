@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.card import list_models, read_card
+from brainclf.model import list_models, read_card
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET = "external-radiopaedia"
@@ -24,8 +24,7 @@ def test_every_bundled_reading_model_has_external_validation():
 @pytest.mark.parametrize("model", WITH_EXTERNAL, ids=lambda p: p.stem)
 def test_a_sample_of_the_external_set_matches_the_card(model, external_data):
     from brainclf.data import Sample
-    from brainclf.evaluate import predict_samples
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor, predict_samples
 
     card = read_card(model)
     rows = card.external_predictions[DATASET]
@@ -36,7 +35,7 @@ def test_a_sample_of_the_external_set_matches_the_card(model, external_data):
     samples = [Sample(external_data / r["path"], CLASS_NAMES.index(r["true"])) for r in sample]
     raw, kept, errors = predict_samples(predictor, samples)
     assert not errors and len(kept) == len(sample)
-    from brainclf.trust import apply_temperature
+    from brainclf.scoring import apply_temperature
 
     probs = apply_temperature(raw, predictor.temperature)
     np.testing.assert_allclose(probs, np.array([r["probs"] for r in sample]), atol=2e-4)

@@ -1,4 +1,4 @@
-"""A refit model shows its recipe's external held-out figures, measured by the split run (brainclf.refit)."""
+"""A refit model shows its recipe's external held-out figures, measured by the split run (brainclf.training.refit)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import sys
 
 import pytest
 
-from brainclf.card import card_path, list_models, read_card
 from brainclf.errors import ConfigError
-from brainclf.refit import link_recipe_run
-from brainclf.scope import case_scope_line, external_summary
-from brainclf.wording import pct
+from brainclf.model import card_path, list_models, read_card
+from brainclf.presentation import case_scope_line, external_summary, pct
+from brainclf.training.refit import link_recipe_run
 
 
 def bundled_external() -> dict:

@@ -1,4 +1,4 @@
-"""PDF case reports (brainclf.report), checked the way a reader sees them: rendered to PNG with poppler's
+"""PDF case reports (brainclf.presentation.report), checked the way a reader sees them: rendered to PNG with poppler's
 pdftoppm and read back with pdftotext (`make browser` installs poppler-utils)."""
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import pytest
 from PIL import Image
 
 from brainclf import DISPLAY_NAMES
-from brainclf.card import read_card
-from brainclf.cases import content_hash
-from brainclf.predict import Prediction
-from brainclf.report import case_report_pdf, report_case
-from brainclf.wording import refer_rule
+from brainclf.inference import Prediction
+from brainclf.model import read_card
+from brainclf.presentation import case_report_pdf, content_hash, refer_rule, report_case
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "Doe_Jane_1962-03-04.png"  # an upload name that carries a patient's identity

@@ -1,7 +1,7 @@
 """The validated scope read from a card."""
 
-from brainclf.card import ModelCard
-from brainclf.scope import case_scope_line, external_summary, validated_scope
+from brainclf.model import ModelCard
+from brainclf.presentation import case_scope_line, external_summary, validated_scope
 
 
 def card(**kw) -> ModelCard:

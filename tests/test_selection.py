@@ -1,4 +1,4 @@
-"""Choosing between candidates on validation only (brainclf.selection, scripts/compare_on_validation.py)."""
+"""Choosing between candidates on validation only (brainclf.evaluation.selection, scripts/compare_on_validation.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ import pytest
 from conftest import copy_model
 from PIL import Image
 
-from brainclf.card import card_path, read_card
 from brainclf.errors import DataError
-from brainclf.predict import Predictor
-from brainclf.preprocess import load_model_input
-from brainclf.selection import (
+from brainclf.evaluation import (
     PRIMARY,
     choose,
     decide,
@@ -26,7 +23,10 @@ from brainclf.selection import (
     validation_groups,
     validation_samples,
 )
-from brainclf.trust import group_mean_resamples
+from brainclf.inference import Predictor
+from brainclf.input import load_model_input
+from brainclf.model import card_path, read_card
+from brainclf.scoring import group_mean_resamples
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

@@ -1,4 +1,4 @@
-"""brainclf.serve: the one 'start Streamlit and poll its health' helper (browser tests, load test, bench)."""
+"""brainclf.serving.serve: the one 'start Streamlit and poll its health' helper (browser tests, load test, bench)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from brainclf.serve import free_port, peak_rss_bytes, wait_healthy
+from brainclf.serving import free_port, peak_rss_bytes, wait_healthy
 
 
 def test_wait_healthy_reports_a_dead_server_and_a_timeout():
@@ -27,7 +27,7 @@ def test_peak_rss_of_this_process():
 
 
 def test_bench_app_starts_the_app_through_the_shared_helper():
-    from brainclf.bench import bench_app
+    from brainclf.serving import bench_app
 
     out = bench_app(None, timeout=120)
     assert out.get("health_s", 0) > 0, out

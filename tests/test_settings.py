@@ -1,4 +1,4 @@
-"""brainclf.settings: server-side settings from a TOML file and the environment; data roots by name."""
+"""brainclf.serving.settings: server-side settings from a TOML file and the environment; data roots by name."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from brainclf.errors import ConfigError
-from brainclf.settings import SERVER_PATH, load_settings
+from brainclf.serving import SERVER_PATH, load_settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     for var in ("BRAINCLF_SETTINGS", "BRAINCLF_DATA", "BRAINCLF_MODELS", "BRAINCLF_RUNS", "BRAINCLF_AUDIT_DIR"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("brainclf.settings.DEFAULT_SETTINGS_FILE", tmp_path / "no-brainclf.toml")
+    monkeypatch.setattr("brainclf.serving.settings.DEFAULT_SETTINGS_FILE", tmp_path / "no-brainclf.toml")
 
 
 def _layout(base: Path) -> Path:

@@ -1,4 +1,4 @@
-"""brainclf.shard and the CLI around it: predict --folder --shard I/N on N machines, merge-csv.
+"""brainclf.data.shard and the CLI around it: predict --folder --shard I/N on N machines, merge-csv.
 
 Uses the bundled seed model (no training) on a folder of synthetic images in nested sub-folders."""
 
@@ -13,9 +13,9 @@ import pytest
 from conftest import CLASSES, synthetic_image
 
 from brainclf.cli import main
+from brainclf.data import in_shard, iter_shard_files, merge_csvs, parse_shard, shard_of
 from brainclf.errors import ConfigError, DataError
-from brainclf.predict import CSV_FIELDS, Predictor, predict_folder
-from brainclf.shard import in_shard, iter_shard_files, merge_csvs, parse_shard, shard_of
+from brainclf.inference import CSV_FIELDS, Predictor, predict_folder
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "seed.keras"
 N_SHARDS = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import synthetic_image
 
-from brainclf.shortcut import FEATURE_NAMES, run_study, style_features
+from brainclf.evaluation import FEATURE_NAMES, run_study, style_features
 
 
 def write(root, style_by_class: dict, n: int, seed: int):

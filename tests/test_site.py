@@ -14,8 +14,8 @@ import pytest
 from conftest import synthetic_image
 from PIL import Image
 
-from brainclf.card import read_card
 from brainclf.errors import BrainclfError, DataError
+from brainclf.model import read_card
 from brainclf.site import AdaptConfig, SiteRun, site_report_pdf, split_site
 from brainclf.training.config import TrainingCancelled
 
@@ -88,7 +88,7 @@ def test_a_site_run_refuses_a_changed_folder(tmp_path, smoke_model):
 @pytest.fixture(scope="module")
 def site_run(tmp_path_factory, site_folder, smoke_model, synthetic_dataset):
     """validate → calibrate → adapt (one epoch) of the smoke model at the made-up site."""
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     base = tmp_path_factory.mktemp("siterun")
     models = base / "models"
@@ -114,8 +114,8 @@ def test_each_step_records_its_held_out_figures(site_run):
 
 
 def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(site_run, smoke_model):
-    from brainclf.predict import Predictor
-    from brainclf.scope import case_scope_line
+    from brainclf.inference import Predictor
+    from brainclf.presentation import case_scope_line
 
     run, models = site_run
     assert sorted(p.name for p in models.glob("*.keras")) == ["st-elsewhere-smoke-adapted.keras",
@@ -140,7 +140,7 @@ def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(sit
 
 
 def test_nothing_is_overwritten(site_run, smoke_model):
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     run, models = site_run
     with pytest.raises(BrainclfError, match="already exists"):
@@ -158,7 +158,7 @@ def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
     assert "As it came" in text and "Site calibration" in text and "Adapted" in text
     assert "Forgetting check, Kaggle Testing (12 slices)" in text
     held = run.step("adapt")["heldout"]
-    from brainclf.wording import pct
+    from brainclf.presentation import pct
 
     assert pct(held["accuracy"]) in text
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
@@ -172,7 +172,7 @@ def test_a_report_before_validation_is_refused():
 
 def test_adaptation_cancels_after_a_batch_and_resumes_from_its_last_epoch(tmp_path, site_folder, smoke_model,
                                                                          synthetic_dataset):
-    from brainclf.card import load_model
+    from brainclf.model import load_model
     from brainclf.site.adapt import fine_tune
     from brainclf.site.run import replay_samples
 

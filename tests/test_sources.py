@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 from conftest import synthetic_image
 
-from brainclf.data import Sample, discover, split_extra_source
-from brainclf.errors import ConfigError
-from brainclf.sources import (
+from brainclf.data import (
+    Sample,
     case_groups,
+    discover,
     is_non_commercial,
     licence_of,
     parse_extra_data,
     sample_key,
     series_key,
+    split_extra_source,
     split_key,
 )
+from brainclf.errors import ConfigError
 from brainclf.training import TrainConfig
 
 
@@ -135,15 +137,15 @@ def test_licences_flag_non_commercial_sources(tmp_path):
 
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory, synthetic_dataset):
-    from brainclf.sources import Source
-    from brainclf.training import TrainConfig, train
+    from brainclf.data import Source
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     base = tmp_path_factory.mktemp("multi")
     ext = write_external(base / "ext-src", cases=8)
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
                          extra_sources=[{"name": "ext-src", "weight": 2.0}])
-    out = train(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
-                extra_data=[Source("ext-src", ext, 2.0)])
+    out = train(TrainRequest(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
+                extra_data=[Source("ext-src", ext, 2.0)]))
     return Path(out), base / "run", ext
 
 
@@ -164,7 +166,7 @@ def test_multi_source_run_puts_every_source_in_validation_and_holds_out_external
 
 
 def test_multi_source_card_records_sources_licences_and_external_validation(multi_run):
-    from brainclf.card import read_card
+    from brainclf.model import read_card
 
     out, run_dir, ext = multi_run
     card = read_card(out)
@@ -186,17 +188,17 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
 
 
 def test_resume_with_other_extra_sources_is_refused(multi_run, synthetic_dataset):
-    from brainclf.sources import Source
-    from brainclf.training import TrainConfig, train
+    from brainclf.data import Source
+    from brainclf.training import TrainConfig, TrainRequest, train
 
     out, run_dir, ext = multi_run
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
                          extra_sources=[{"name": "ext-src", "weight": 1.0}])
     with pytest.raises(ConfigError, match="different config"):
-        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir,
-              extra_data=[Source("ext-src", ext, 1.0)])
+        train(TrainRequest(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir,
+              extra_data=[Source("ext-src", ext, 1.0)]))
     with pytest.raises(ConfigError, match="do not match"):
-        train(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir, extra_data=[])
+        train(TrainRequest(config, synthetic_dataset, "multi", models_dir=out.parent, run_dir=run_dir, extra_data=[]))
 
 
 def test_sample_has_a_source_tag_by_default_empty():
@@ -206,7 +208,7 @@ def test_sample_has_a_source_tag_by_default_empty():
 def test_a_refit_trains_on_the_held_out_cases_and_keeps_the_same_validation(tmp_path, synthetic_dataset):
     """The model that ships (--refit) learns from every case of the extra source but its validation part,
     which stays exactly the split run's (early stopping, calibration and the refer rule are fitted there)."""
-    from brainclf.sources import Source
+    from brainclf.data import Source
     from brainclf.training.prepare import Preparation, new_run
 
     ext = write_external(tmp_path / "ext-src", cases=8)

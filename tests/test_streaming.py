@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from brainclf.cli import main
-from brainclf.predict import CSV_FIELDS, iter_image_files, predict_folder
+from brainclf.data import iter_image_files
+from brainclf.inference import CSV_FIELDS, predict_folder
 
 N_GOOD, N_BROKEN, N_DROPPED = 10_000, 2, 1_000
 BROKEN = ("broken_empty.png", "broken_truncated.png")

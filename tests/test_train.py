@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
-from brainclf.card import file_sha256, read_card
 from brainclf.errors import ConfigError
-from brainclf.training import TrainConfig, TrainingCancelled, runs_dir, train
+from brainclf.model import file_sha256, read_card
+from brainclf.training import TrainConfig, TrainingCancelled, TrainRequest, runs_dir, train
 
 SMOKE = dict(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
 
@@ -84,8 +84,8 @@ def test_saved_model_has_no_optimizer(smoke_run):
 def test_resume_of_finished_run_does_not_retrain(smoke_run, synthetic_dataset, tmp_path):
     _, run_dir, _ = smoke_run
     events = []
-    out = train(TrainConfig(**SMOKE), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
-                run_dir=run_dir, progress=events.append)
+    out = train(TrainRequest(TrainConfig(**SMOKE), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
+                run_dir=run_dir, progress=events.append))
     stages = [p.stage for p in events]
     assert out == tmp_path / "smoke.keras" and out.exists()
     assert "training" not in stages and stages[-1] == "done"
@@ -102,8 +102,8 @@ def test_resume_of_finished_run_does_not_retrain(smoke_run, synthetic_dataset, t
 def test_different_config_in_same_run_dir_is_refused(smoke_run, synthetic_dataset, tmp_path):
     _, run_dir, _ = smoke_run
     with pytest.raises(ConfigError, match="different config"):
-        train(TrainConfig(**{**SMOKE, "epochs": 2}), data=synthetic_dataset, name="smoke", models_dir=tmp_path,
-              run_dir=run_dir)
+        train(TrainRequest(TrainConfig(**{**SMOKE, "epochs": 2}), data=synthetic_dataset, name="smoke",
+                           models_dir=tmp_path, run_dir=run_dir))
     assert not (tmp_path / "smoke.keras").exists()
 
 
@@ -113,8 +113,8 @@ def test_cancel_before_start_stops_after_first_batch(synthetic_dataset, tmp_path
     cancel.set()
     events = []
     with pytest.raises(TrainingCancelled, match="cancelled"):
-        train(TrainConfig(**{**SMOKE, "epochs": 3, "augment": False}), data=synthetic_dataset, name="cancelme",
-              models_dir=tmp_path / "models", cancel=cancel, progress=events.append)
+        train(TrainRequest(TrainConfig(**{**SMOKE, "epochs": 3, "augment": False}), data=synthetic_dataset,
+                           name="cancelme", models_dir=tmp_path / "models", cancel=cancel, progress=events.append))
     run_dir = tmp_path / "runs" / "cancelme"  # BRAINCLF_RUNS decides where the run lives
     assert (run_dir / "state.json").exists()
     batch_events = [e for e in events if e.stage == "training" and e.batch < e.batches]
@@ -145,8 +145,8 @@ def test_config_validation(kwargs, message):
 
 def test_invalid_config_fails_before_touching_disk(synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError):
-        train(TrainConfig(epochs=0), data=synthetic_dataset, name="x", models_dir=tmp_path / "m",
-              run_dir=tmp_path / "run")
+        train(TrainRequest(TrainConfig(epochs=0), data=synthetic_dataset, name="x", models_dir=tmp_path / "m",
+              run_dir=tmp_path / "run"))
     assert not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
 
 
@@ -165,8 +165,8 @@ def test_cancelled_epoch_is_not_counted_as_finished(synthetic_dataset, tmp_path)
     cancel.set()
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingCancelled):
-        train(TrainConfig(**{**SMOKE, "augment": False}), data=synthetic_dataset, name="c",
-              models_dir=tmp_path / "m", cancel=cancel, run_dir=run_dir)
+        train(TrainRequest(TrainConfig(**{**SMOKE, "augment": False}), data=synthetic_dataset, name="c",
+              models_dir=tmp_path / "m", cancel=cancel, run_dir=run_dir))
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 0
 
@@ -181,10 +181,10 @@ def test_finish_now_saves_the_best_checkpoint_of_an_interrupted_run(synthetic_da
     config = TrainConfig(**{**SMOKE, "epochs": 3, "augment": False})
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingCancelled):
-        train(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", cancel=cancel, progress=hook,
-              run_dir=run_dir)
-    out = train(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", run_dir=run_dir,
-                finish_now=True)
+        train(TrainRequest(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", cancel=cancel,
+                           progress=hook, run_dir=run_dir))
+    out = train(TrainRequest(config, data=synthetic_dataset, name="f", models_dir=tmp_path / "m", run_dir=run_dir,
+                finish_now=True))
     card = read_card(out)
     assert card.training["epochs_run"] == 1 and card.training["stopped_early"]
     assert card.training["stopped_reason"] == "finished on request after 1 of 3 epochs"
@@ -232,13 +232,13 @@ def ensemble_run(synthetic_dataset, tmp_path_factory):
     base = tmp_path_factory.mktemp("ensemble")
     events = []
     config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "precision": "mixed_bfloat16"})
-    out = train(config, data=synthetic_dataset, name="ens", models_dir=base / "m", run_dir=base / "run",
-                progress=events.append)
+    out = train(TrainRequest(config, data=synthetic_dataset, name="ens", models_dir=base / "m", run_dir=base / "run",
+                progress=events.append))
     return config, out, base / "run", events
 
 
 def test_ensemble_trains_each_member_on_one_split_and_saves_one_float32_model(ensemble_run):
-    from brainclf.predict import Predictor
+    from brainclf.inference import Predictor
 
     config, out, run_dir, events = ensemble_run
     card = read_card(out)
@@ -270,7 +270,8 @@ def test_finished_ensemble_is_not_retrained(ensemble_run, synthetic_dataset):
     config, out, run_dir, _ = ensemble_run
     before = [(run_dir / f"member{k}" / "last.keras").stat().st_mtime for k in range(2)]
     events = []
-    train(config, data=synthetic_dataset, name="ens", models_dir=out.parent, run_dir=run_dir, progress=events.append)
+    train(TrainRequest(config, data=synthetic_dataset, name="ens", models_dir=out.parent, run_dir=run_dir,
+                       progress=events.append))
     assert [(run_dir / f"member{k}" / "last.keras").stat().st_mtime for k in range(2)] == before
     assert not [p for p in events if p.stage == "training"]
 
@@ -286,11 +287,12 @@ def test_finish_now_refuses_an_ensemble_with_an_untrained_member(synthetic_datas
     config = TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2", "augment": False, "epochs": 2})
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingCancelled):
-        train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", cancel=cancel,
-              progress=stop_after_member_0, run_dir=run_dir)
+        train(TrainRequest(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", cancel=cancel,
+              progress=stop_after_member_0, run_dir=run_dir))
     assert json.loads((run_dir / "member0" / "state.json").read_text())["epoch"] == 1
     with pytest.raises(ConfigError, match="Member 2 of 2 .* has not trained an epoch"):
-        train(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", run_dir=run_dir, finish_now=True)
+        train(TrainRequest(config, data=synthetic_dataset, name="e", models_dir=tmp_path / "m", run_dir=run_dir,
+                           finish_now=True))
     # Nothing was marked finished: a plain resume would still train both members to the end.
     assert json.loads((run_dir / "member0" / "state.json").read_text())["stopped_early"] is False
     assert not (run_dir / "member1" / "state.json").exists()
@@ -299,13 +301,13 @@ def test_finish_now_refuses_an_ensemble_with_an_untrained_member(synthetic_datas
 
 def test_finish_now_refuses_a_run_without_a_finished_epoch(synthetic_dataset, tmp_path):
     with pytest.raises(ConfigError, match="not one epoch"):
-        train(TrainConfig(**SMOKE), data=synthetic_dataset, name="z", models_dir=tmp_path / "m",
-              run_dir=tmp_path / "run", finish_now=True)
+        train(TrainRequest(TrainConfig(**SMOKE), data=synthetic_dataset, name="z", models_dir=tmp_path / "m",
+              run_dir=tmp_path / "run", finish_now=True))
     assert json.loads((tmp_path / "run" / "state.json").read_text())["stopped_early"] is False
 
 
 def test_an_ensemble_refuses_a_run_dir_holding_another_config(smoke_run, synthetic_dataset, tmp_path):
     _, run_dir, _ = smoke_run  # a single compact_cnn run
     with pytest.raises(ConfigError, match="different config"):
-        train(TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2"}), data=synthetic_dataset, name="x",
-              models_dir=tmp_path / "m", run_dir=run_dir)
+        train(TrainRequest(TrainConfig(**{**SMOKE, "architecture": "compact_cnn_x2"}), data=synthetic_dataset, name="x",
+              models_dir=tmp_path / "m", run_dir=run_dir))

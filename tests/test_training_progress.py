@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from brainclf.training import TrainConfig, TrainingCancelled, TrainProgress, train
+from brainclf.training import TrainConfig, TrainingCancelled, TrainProgress, TrainRequest, train
 from brainclf.training.config import EVALUATION_EPOCHS, evaluation_reporter
 
 
@@ -112,8 +112,8 @@ def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_datase
             cancel.set()
 
     with pytest.raises(TrainingCancelled):
-        train(TrainConfig(image_size=32, epochs=2, batch_size=8, augment=False), data=synthetic_dataset,
-              name="prep", models_dir=tmp_path / "m", run_dir=tmp_path / "run", progress=hook, cancel=cancel)
+        train(TrainRequest(TrainConfig(image_size=32, epochs=2, batch_size=8, augment=False), data=synthetic_dataset,
+              name="prep", models_dir=tmp_path / "m", run_dir=tmp_path / "run", progress=hook, cancel=cancel))
     prep = [p for p in events if p.stage == "preparing"]
     fractions = [p.fraction for p in prep]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0

@@ -1,11 +1,11 @@
-"""brainclf.trust: temperature scaling, the refer rule, coverage and bootstrap intervals."""
+"""brainclf.scoring.trust: temperature scaling, the refer rule, coverage and bootstrap intervals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from brainclf.trust import (
+from brainclf.scoring import (
     apply_temperature,
     bootstrap_ci,
     choose_refer_threshold,

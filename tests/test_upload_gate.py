@@ -1,5 +1,5 @@
 """The upload gate: Streamlit's upload endpoint stores a file only for a session whose user has a role, and only
-within the session's byte budget (brainclf.upload_gate; app.py installs it on the server's upload manager)."""
+within the session's byte budget (brainclf.serving.upload_gate; app.py installs it on the server's upload manager)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from test_access_pages import app_as, server_settings, signed_in  # noqa: F401 - fixture
 
-from brainclf.upload_gate import UploadGate
+from brainclf.serving import UploadGate
 
 
 def load_app_module():
@@ -55,7 +55,7 @@ def test_the_server_manager_never_stores_a_refused_file():
 
 
 def test_the_app_opens_uploads_only_for_a_role_that_may_predict(server_settings, monkeypatch):  # noqa: F811
-    from brainclf.upload_gate import GATE
+    from brainclf.serving import GATE
 
     calls = []
     monkeypatch.setattr(GATE, "allow", lambda sid: calls.append(("allow", sid)))

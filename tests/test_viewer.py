@@ -10,15 +10,19 @@ import pytest
 from PIL import Image
 from test_dicom import PHI_STRINGS, RAMP, make_dicom
 
-from brainclf import limits
-from brainclf.cases import CaseBook, case_ref, content_hash
-from brainclf.dicom import apply_window, read_dicom
-from brainclf.dicom_stack import frame_count, frame_values
 from brainclf.errors import ImageError
-from brainclf.preprocess import InputContract, decode_upload
-from brainclf.study import SliceResult, study_summary
-from brainclf.viewer import heatmap_on_original, original_view, viewer_picture
-from brainclf.wording import study_summary_text
+from brainclf.input import InputContract, apply_window, decode_upload, frame_count, frame_values, limits, read_dicom
+from brainclf.presentation import (
+    CaseBook,
+    SliceResult,
+    case_ref,
+    content_hash,
+    heatmap_on_original,
+    original_view,
+    study_summary,
+    study_summary_text,
+    viewer_picture,
+)
 
 
 def test_apply_window_maps_centre_and_width_to_black_and_white():
@@ -90,7 +94,7 @@ def test_viewer_applies_a_dicom_window_and_scales_huge_images_down(monkeypatch):
     view = original_view(make_dicom(RAMP * 10), "upload.dcm", InputContract(size=32))
     narrow = viewer_picture(view, window=(315, 20))[..., 0]
     assert narrow[0, 0] == 0 and narrow[0, -1] == 255 and (narrow[0] == 255).sum() > 20
-    monkeypatch.setattr("brainclf.viewer.MAX_VIEWER_SIDE", 32)
+    monkeypatch.setattr("brainclf.presentation.viewer.MAX_VIEWER_SIDE", 32)
     small = original_view(make_dicom(RAMP * 10), "upload.dcm", InputContract(size=32))
     assert small.image.shape == (16, 32) and small.values.values.shape == (16, 32) and small.scaled
 

@@ -1,4 +1,5 @@
-"""brainclf.views: what the Evaluation page lays out, in words and short numbers, and the cached galleries."""
+"""brainclf.presentation.views: what the Evaluation page lays out, in words and short numbers, and the cached
+galleries."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 from PIL import Image
 
 from brainclf import CLASS_NAMES
-from brainclf.analysis import report_from_rows
-from brainclf.gallery import OVERLAYS, gallery, probability_text
-from brainclf.preprocess import InputContract
-from brainclf.views import (
+from brainclf.evaluation import report_from_rows
+from brainclf.input import InputContract
+from brainclf.presentation import OVERLAYS, gallery, probability_text
+from brainclf.presentation.views import (
     cell_heading,
     clean_view,
     clicked_cell,
@@ -207,7 +208,7 @@ def test_gallery_without_a_dataset_is_a_table_in_words():
 
 
 def test_progress_and_unreadable_messages():
-    from brainclf.views import progress, unreadable_message
+    from brainclf.presentation import progress, unreadable_message
 
     assert progress(250, 1000) == (0.25, "Evaluating 250 of 1,000 images")
     assert progress(0, 0)[0] == 0.0

@@ -1,4 +1,4 @@
-"""brainclf.warmup: the model process starts loading a model once per file version, handed over once."""
+"""brainclf.serving.warmup: the model process starts loading a model once per file version, handed over once."""
 
 import asyncio
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from conftest import copy_model
 
-from brainclf import warmup
-from brainclf.card import default_model
 from brainclf.errors import ModelError
-from brainclf.inference_process import ProcessPredictor
+from brainclf.inference import ProcessPredictor
+from brainclf.model import default_model
+from brainclf.serving import warmup
 
 
 def test_started_model_is_handed_over_once_and_never_warmed_again(smoke_model, tmp_path):

@@ -1,15 +1,18 @@
-"""The clinician-facing sentences (brainclf.wording) and the session's case book (brainclf.cases)."""
+"""The clinician-facing sentences (presentation.wording) and the session's case book (presentation.cases)."""
 
 from __future__ import annotations
 
 import re
 
-from brainclf.cases import CaseBook, batch_row, content_hash, model_label, widget_key
-from brainclf.wording import (
+from brainclf.presentation import (
     INTENDED_USE,
+    CaseBook,
+    batch_row,
+    content_hash,
     gradcam_caveat,
     is_study_model,
     leaning,
+    model_label,
     pct,
     pct_pair,
     plural,
@@ -17,6 +20,7 @@ from brainclf.wording import (
     refer_rule,
     result_status,
     summary_row,
+    widget_key,
 )
 
 CAL = {"fitted_on": "validation split (571 images)", "refer_target_accuracy": 0.999, "refer_threshold": 0.99,

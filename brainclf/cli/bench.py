@@ -1,4 +1,4 @@
-"""python -m brainclf bench: runs brainclf.bench, prints its table and writes its JSON."""
+"""python -m brainclf bench: runs brainclf.serving.bench, prints its table and writes its JSON."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def cmd_bench(args) -> int:
-    from ..bench import format_bench, run_bench
     from ..data import resolve_data_root
+    from ..serving import format_bench, run_bench
 
     warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
     res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,

@@ -10,8 +10,7 @@ from .common import CountBar
 
 
 def cmd_dedup(args) -> int:
-    from ..data import discover, resolve_data_root
-    from ..dedup import dedup_report, format_dedup_report
+    from ..data import dedup_report, discover, format_dedup_report, resolve_data_root
 
     data = resolve_data_root(args.data)
     bar = CountBar("hash")
@@ -23,7 +22,7 @@ def cmd_dedup(args) -> int:
 
 def cmd_shortcut(args) -> int:
     from ..data import resolve_data_root
-    from ..shortcut import run_study
+    from ..evaluation import run_study
 
     study = run_study(resolve_data_root(args.data), args.external or [])
     if args.out:
@@ -41,7 +40,7 @@ def cmd_shortcut(args) -> int:
 
 def cmd_audit_labels(args) -> int:
     from ..data import discover, resolve_data_root
-    from ..label_audit import audit_labels
+    from ..evaluation import audit_labels
 
     root = resolve_data_root(args.data)
     ds = discover(root)
@@ -49,8 +48,8 @@ def cmd_audit_labels(args) -> int:
                for s in ss]
     rows = None
     if args.model:
-        from ..evaluate import evaluate_samples
-        from ..predict import Predictor
+        from ..evaluation import evaluate_samples
+        from ..inference import Predictor
 
         rows = evaluate_samples(Predictor.load(args.model, tta=False), samples, root)["predictions"]
     found = audit_labels(samples, root, rows)

@@ -12,8 +12,8 @@ from .common import CountBar, add_tta_flag, json_default
 
 def cmd_evaluate(args) -> int:
     from ..data import resolve_data_root
-    from ..evaluate import evaluate_folder, record_external
-    from ..predict import Predictor
+    from ..evaluation import evaluate_folder, record_external
+    from ..inference import Predictor
 
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)

@@ -11,17 +11,17 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..escaping import csv_row
-from ..wording import FALLBACK_REFER_BELOW, pct_pair, refer_rule
+from ..presentation import FALLBACK_REFER_BELOW, pct_pair, refer_rule
 from .common import add_tta_flag
 
 
 def cmd_predict(args) -> int:
-    from ..predict import Predictor
+    from ..inference import Predictor
 
     if args.shard is not None and not args.folder:
         raise ConfigError("--shard splits a --folder: give --folder DIR --csv OUT with it.")
     if args.shard is not None:
-        from ..shard import parse_shard
+        from ..data import parse_shard
 
         args.shard = parse_shard(args.shard)  # checked before the model is loaded
     predictor = Predictor.load(args.model, tta=args.tta)
@@ -69,8 +69,8 @@ def verdict(pred, rule) -> str:
 
 
 def _predict_folder(predictor, args) -> int:
-    from ..batch_predict import predict_folder
-    from ..shard import iter_shard_files
+    from ..data import iter_shard_files
+    from ..inference import predict_folder
 
     if not args.csv:
         raise ConfigError("--folder needs --csv OUT (results stream into it; re-running resumes).")
@@ -93,7 +93,7 @@ def _predict_folder(predictor, args) -> int:
 
 
 def cmd_merge_csv(args) -> int:
-    from ..shard import merge_csvs
+    from ..data import merge_csvs
 
     report = merge_csvs(args.out, args.inputs, folder=args.folder)
     shown = 20

@@ -27,7 +27,7 @@ def _open(args):
 
 
 def cmd_site(args) -> int:
-    from ..predict import Predictor
+    from ..inference import Predictor
     from ..site import AdaptConfig, site_report_pdf
 
     run = _open(args)
@@ -52,7 +52,7 @@ def cmd_site(args) -> int:
 
 
 def _pct(v) -> str:
-    from ..wording import pct
+    from ..presentation import pct
 
     return pct(v)
 

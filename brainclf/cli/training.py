@@ -10,9 +10,8 @@ from .. import ARCHITECTURE_NAMES, CROPS, DEFAULT_ARCHITECTURE, INTENSITIES, PRE
 
 
 def cmd_train(args) -> int:
-    from ..data import resolve_data_root
-    from ..sources import parse_extra_data
-    from ..training import TrainConfig, TrainProgress, train
+    from ..data import parse_extra_data, resolve_data_root
+    from ..training import TrainConfig, TrainProgress, TrainRequest, train
 
     sources = [parse_extra_data(spec) for spec in args.extra_data or []]
     config = TrainConfig(
@@ -45,8 +44,8 @@ def cmd_train(args) -> int:
         else:
             print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 
-    out = train(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
-                resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now, extra_data=sources)
+    out = train(TrainRequest(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
+                resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now, extra_data=sources))
     if bar:
         bar.close()
     print(f"saved {out}")

@@ -1,7 +1,7 @@
 """Fine-tune a model on a site's tuning slices, replaying its own training images so nothing is forgotten.
 
 Each epoch sees every site tuning slice and as many of the model's training images (drawn afresh, class-
-stratified by brainclf.data.stratified_subset where the model has them), augmented as in training (geometric
+stratified by brainclf.training.prepare.stratified_subset where the model has them), augmented as in training (geometric
 and intensity: sites differ in windowing). After each epoch the BatchNorm statistics are re-estimated on the
 mix, the calibrated loss is measured on the site's calibration part (which also picks the epoch that ships),
 and the run dir gets `last.keras` (with its optimizer: the resume point), `best.keras` and `adapt.json`.
@@ -20,11 +20,11 @@ import keras
 import numpy as np
 
 from ..data import Sample, load_arrays
-from ..models import recalibrate_batchnorm
+from ..model.architectures import recalibrate_batchnorm
+from ..scoring.trust import apply_temperature, fit_temperature, nll
 from ..training.callbacks import save_atomically
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
-from ..trust import apply_temperature, fit_temperature, nll
 from .config import AdaptConfig
 
 STATE = "adapt.json"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..report_blocks import text as _text
-from ..wording import INTENDED_USE, pct, plural
+from ..presentation.report_blocks import text as _text
+from ..presentation.wording import INTENDED_USE, pct, plural
 from .summary import ROWS, cell, columns
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch_predict import predict_samples
 from ..data import Sample, load_arrays
-from ..evaluate import evaluate_samples
-from ..external import evaluate_external
-from ..ood import fit_guard
-from ..operating_point import curve_at, risk_coverage
-from ..rates import sensitivity_specificity
-from ..trust import fit_calibration
+from ..evaluation.evaluate import evaluate_samples
+from ..evaluation.external import evaluate_external
+from ..inference.batch_predict import predict_samples
+from ..inference.ood import fit_guard
+from ..scoring.operating_point import curve_at, risk_coverage
+from ..scoring.rates import sensitivity_specificity
+from ..scoring.trust import fit_calibration
 
 OOD_MAX_SLICES = 800  # training-like slices the site's OOD guard is fitted on (the training's cap is 2,000)
 
@@ -40,7 +40,7 @@ def validate(predictor, split, membership: str) -> dict:
 
 def fit_site_calibration(predictor, samples: list[Sample], site: str, target: float, fitted_on: str) -> dict:
     """A card's `calibration` fitted on the site's slices only: temperature per way of running the model and
-    the refer thresholds that reach `target` accepted accuracy there (brainclf.trust.fit_calibration)."""
+    the refer thresholds that reach `target` accepted accuracy there (brainclf.scoring.trust.fit_calibration)."""
     by_mode = {}
     for suffix, tta in (("", False), ("_tta", True)):
         raw, kept, _ = predict_samples(predictor.with_tta(tta), samples)

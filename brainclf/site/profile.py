@@ -13,9 +13,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..card import file_sha256, iso_now
-from ..sources import licence_of
-from ..wording import pct, plural
+from ..data.sources import licence_of
+from ..model.card import file_sha256, iso_now
+from ..presentation.wording import pct, plural
 
 SUMMARY_KEYS = ("n", "accuracy", "recall", "coverage", "accepted_accuracy", "referred", "ood_flagged",
                 "called_notumor_rate", "called_notumor_unflagged_rate", "intervals", "membership")

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import CLASS_NAMES
-from ..card import card_path, file_sha256, load_model, read_card
 from ..data import Sample, discover
+from ..data.sources import split_key
 from ..errors import BrainclfError, DataError
-from ..limits import validate_model_name
-from ..operating_point import DEFAULT_TARGET
-from ..predict import Predictor
-from ..sources import split_key
+from ..inference.predict import Predictor
+from ..input.limits import validate_model_name
+from ..model.card import card_path, file_sha256, load_model, read_card
+from ..scoring.operating_point import DEFAULT_TARGET
 from ..training.config import ProgressHook
 from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
 from .profile import site_card

@@ -4,7 +4,7 @@ site workflow uses.
     adaptation part = "tune" (fine-tuning) + "calibration" (temperature, refer rule, epoch choice)
     held-out part   = "heldout" (never used for anything but the before/after figures)
 
-The split is the one `train --extra-data` makes for an extra source (brainclf.data.split_extra_source: case
+The split is the one `train --extra-data` makes for an extra source (brainclf.data.datasets.split_extra_source: case
 groups of near duplicates and file-name series never straddle it), with the same fractions and seed, so the
 held-out part of a site measured here is the held-out part a from-scratch multi-source training reports.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
+from ..data.sources import file_case_groups
 from ..errors import DataError
-from ..sources import file_case_groups
 
 CALIBRATION_FRACTION = 0.15
 HELDOUT_FRACTION = 0.30

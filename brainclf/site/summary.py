@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..analysis import curve_points
-from ..operating_point import risk_coverage
-from ..rates import arrays_from_rows
-from ..trust import coverage_accuracy
-from ..wording import pct
+from ..evaluation.analysis import curve_points
+from ..presentation.wording import pct
+from ..scoring.operating_point import risk_coverage
+from ..scoring.rates import arrays_from_rows
+from ..scoring.trust import coverage_accuracy
 
 ROWS = (("Accuracy", "accuracy"), ("95 % interval (case groups)", "interval"),
         ("Answered (not referred, not flagged)", "coverage"), ("Right among answered", "accepted_accuracy"),
@@ -43,7 +43,7 @@ def comparison_rows(state: dict) -> list[dict]:
 
 def heldout_curves(state: dict) -> list[dict]:
     """The held-out part's risk–coverage curve after each finished step, with the point its refer rule puts it
-    at (brainclf.figures.risk_coverage_figure's input)."""
+    at (brainclf.presentation.figures.risk_coverage_figure's input)."""
     out = []
     for heading, report in columns(state):
         rows = report.get("predictions") or []

@@ -1,6 +1,7 @@
 """Training, one module per job:
 
   config     TrainConfig, TrainProgress (with its progress and time-left arithmetic), TrainingCancelled
+  request    TrainRequest: one run as asked for, train()'s one argument
   state      RunState: state.json, saved atomically after every epoch (the resume point's bookkeeping)
   prepare    the leakage-free split of a new run, a resumed run's saved split, the arrays; "preparing" reports
   callbacks  the end of every epoch: precise-BatchNorm validation, checkpoints, progress reports
@@ -13,6 +14,7 @@
 from importlib import import_module
 
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from .request import TrainRequest
 from .state import RunState
 
 # The loop and finalisation import TensorFlow at their top: they load on first use (PEP 562), so that importing
@@ -26,5 +28,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ProgressHook", "RunState", "TrainConfig", "TrainProgress", "TrainingCancelled", "distribution_strategy",
+__all__ = ["ProgressHook", "RunState", "TrainConfig", "TrainProgress", "TrainRequest", "TrainingCancelled",
+           "distribution_strategy",
            "finalize_model", "runs_dir", "tf_dataset", "train"]

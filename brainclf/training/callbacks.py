@@ -5,7 +5,7 @@
   Checkpoints               history, epoch time, best/last checkpoints, early stopping, state.json
   ProgressReport            the progress hook after every batch and every epoch
 
-EpochEnd runs them in that order; Model.fit calls it through FitCallback, and brainclf.distributed's
+EpochEnd runs them in that order; Model.fit calls it through FitCallback, and brainclf.training.distributed's
 multi-worker loop calls it directly. `run_dir` is where this process writes (a scratch dir on non-chief
 workers)."""
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..models import recalibrate_batchnorm
-from ..trust import apply_temperature, fit_temperature
+from ..model.architectures import recalibrate_batchnorm
+from ..scoring.trust import apply_temperature, fit_temperature
 from .config import ProgressHook, TrainProgress
 from .state import RunState
 

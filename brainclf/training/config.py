@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .. import CROPS, INTENSITIES, PRECISIONS
 from ..errors import ConfigError
-from ..preprocess import InputContract
-from ..wording import pct
+from ..input.preprocess import InputContract
+from ..presentation.wording import pct
 
 # The evaluation of the best checkpoint at the end (calibration, OOD guard, faithfulness, test metrics, external
 # validation: brainclf.training.finalize) counts as this many epochs in the share done and the time left. It runs
@@ -22,9 +22,9 @@ EVALUATION_EPOCHS = 2.0
 
 
 def get_architecture(name: str):
-    """brainclf.models.get_architecture, imported when needed: models imports Keras, and a config is built by
+    """model.architectures.get_architecture, imported when needed: it imports Keras, and a config is built by
     pages (the Model page, jobs) that must not wait for TensorFlow."""
-    from ..models import get_architecture as lookup
+    from ..model.architectures import get_architecture as lookup
 
     return lookup(name)
 
@@ -57,7 +57,7 @@ class TrainConfig:
     # "mixed_bfloat16" trains ~1.7x faster on CPUs with bfloat16 units; the saved model is float32 either way.
     precision: str = "float32"
     split_seed: int | None = None  # seed of the train/validation split (None: `seed`); ensemble members share it
-    # Extra labelled sources ({"name", "weight"}; brainclf.sources), each split by case groups into
+    # Extra labelled sources ({"name", "weight"}; brainclf.data.sources), each split by case groups into
     # train / validation / held-out test with these fractions.
     extra_sources: list = field(default_factory=list)
     extra_val_fraction: float = 0.15
@@ -69,7 +69,7 @@ class TrainConfig:
     refit: bool = False
     # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
     augment_intensity: bool = False
-    # Input contract steps (brainclf.preprocess): crop to the head, scale the head's intensities.
+    # Input contract steps (brainclf.input.preprocess): crop to the head, scale the head's intensities.
     crop: str = "none"
     intensity: str = "none"
 

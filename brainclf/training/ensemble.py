@@ -3,41 +3,37 @@ shared split; then the members are combined into one model and one card."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import distributed
 from ..errors import ConfigError, DataError
-from ..sources import Source
-from .config import ProgressHook, TrainConfig, TrainProgress, evaluation_reporter, runs_dir
+from . import distributed
+from .config import ProgressHook, TrainConfig, TrainProgress, evaluation_reporter
 from .finalize import finalize_model
+from .request import TrainRequest
 from .state import RunState, saved_state
 
 
-def train_ensemble(config: TrainConfig, data, name: str, models_dir, progress: ProgressHook | None,
-                   cancel: threading.Event | None, resume: bool, run_dir, strategy: str, finish_now: bool,
-                   sources: list[Source], train) -> Path:
-    """Train the members, then combine them (brainclf.training.train's arguments; `train` is that function,
-    passed in by it: the loop dispatches ensembles here and this trains each member with it). The progress
-    hook sees one long run (the epochs of all members)."""
-
-    run_dir = Path(run_dir) if run_dir else runs_dir() / name
-    saved_state(run_dir, config, resume)  # refuses a run dir holding another config
+def train_ensemble(request: TrainRequest, train) -> Path:
+    """Train the members, then combine them (`train` is brainclf.training.train, passed in by it: the loop
+    dispatches ensembles here and this trains each member with it). The progress hook sees one long run (the
+    epochs of all members)."""
+    config, progress = request.config, request.progress
+    run_dir = request.run_path()
+    saved_state(run_dir, config, request.resume)  # refuses a run dir holding another config
     members = config.member_configs()
-    check_members(run_dir, members, resume, finish_now)
-    dirs = [train(member, data, f"{name}-member{k}", models_dir, _member_hook(progress, k, len(members), config.epochs),
-                  cancel, resume, run_dir / f"member{k}", strategy, finish_now, finalize=False, extra_data=sources)
+    check_members(run_dir, members, request.resume, request.finish_now)
+    dirs = [train(request.member(k, member, _member_hook(progress, k, len(members), config.epochs)))
             for k, member in enumerate(members)]
-    if strategy == "multiworker" and not distributed.worker_role().chief:
+    if request.strategy == "multiworker" and not distributed.worker_role().chief:
         return run_dir  # the chief combines the members and writes the model
     state = combined_state(config, run_dir, dirs)
     state.save(run_dir)
     total, t0 = len(members) * config.epochs, time.time()
     report = evaluation_reporter(progress, lambda: time.time() - t0, epoch=total, epochs=total)
     report(0.0, "combining the members")
-    out = finalize_model(run_dir, state, Path(data), name, Path(models_dir), sources, report)
+    out = finalize_model(run_dir, state, request.root, request.name, Path(request.models_dir), request.sources, report)
     if progress:
         progress(TrainProgress("done", message=f"Saved {out}"))
     return out

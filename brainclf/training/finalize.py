@@ -1,28 +1,31 @@
 """finalize_model: a run's best checkpoint(s) become models_dir/<name>.keras (float32, no optimizer) and its
-card: calibration (brainclf.trust), OOD guard (brainclf.ood), faithfulness (brainclf.faithfulness),
+card: calibration (scoring.trust), OOD guard (inference.ood), faithfulness (evaluation.faithfulness),
 validation and test metrics, and external validation on each extra source's held-out case groups."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard, file_sha256, library_versions, machine_description
-from ..data import Sample, load_arrays
+from ..data.datasets import Sample, load_arrays
+from ..data.sources import Source
 from ..errors import DataError
-from ..evaluate import evaluate_samples
-from ..external import evaluate_external
-from ..faithfulness import measure_faithfulness
-from ..models import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
-from ..ood import fit_guard
-from ..operating_point import DEFAULT_TARGET
-from ..predict import Predictor, predict_samples
-from ..preprocess import InputContract
-from ..sources import Source
-from ..trust import fit_calibration
+from ..evaluation.evaluate import evaluate_samples
+from ..evaluation.external import evaluate_external
+from ..evaluation.faithfulness import measure_faithfulness
+from ..inference.batch_predict import predict_samples
+from ..inference.ood import fit_guard
+from ..inference.predict import Predictor
+from ..input.preprocess import InputContract
+from ..model.architectures import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
+from ..model.card import ModelCard, file_sha256, library_versions, machine_description
+from ..scoring.operating_point import DEFAULT_TARGET
+from ..scoring.trust import fit_calibration
+from .config import TrainConfig
 from .prepare import index_samples, stratified_subset
 from .state import RunState
 
@@ -34,35 +37,57 @@ STEPS = (("calibration and refer rule on validation", 0.30), ("OOD guard", 0.25)
          ("test metrics", 0.25), ("external validation", 0.05))
 
 
+@dataclass
+class _Run:
+    """What finalisation reads from a run, derived from its state once: each step below takes it as it is."""
+
+    run_dir: Path
+    state: RunState
+    root: Path
+    sources: list[Source]
+    config: TrainConfig
+    contract: InputContract
+    by_rel: dict[str, Sample]  # every sample of the primary dataset and the extra sources, by relative path
+    train_s: list[Sample]
+    val_s: list[Sample]
+    test_s: list[Sample]
+
+    @classmethod
+    def of(cls, run_dir: Path, state: RunState, root: Path, sources: list[Source]) -> _Run:
+        by_rel = index_samples(root, sources)
+        train_s, val_s, test_s = ([by_rel[p] for p in files if p in by_rel]
+                                  for files in (state.train_files, state.val_files, state.test_files))
+        return cls(run_dir, state, root, sources, state.train_config(), InputContract.from_dict(state.contract),
+                   by_rel, train_s, val_s, test_s)
+
+
 def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models_dir: Path,
                    sources: list[Source] | None = None, progress: Callable[[float, str], None] | None = None) -> Path:
     """Best checkpoint → models_dir/<name>.keras (no optimizer state) + card with test metrics, and
     external validation on each extra source's held-out case groups; `progress(share done, step)` is called
-    before each of the STEPS and once at the end."""
+    before each of the STEPS and once at the end. One pass: the run is read once (_Run), then each step adds
+    its part to the card."""
 
-    config = state.train_config()
-    by_rel = index_samples(root, list(sources or []))
-    train_s, val_s, test_s = ([by_rel[p] for p in files if p in by_rel]
-                              for files in (state.train_files, state.val_files, state.test_files))
-    model = _inference_model(run_dir, state, train_s)
+    run = _Run.of(run_dir, state, root, list(sources or []))
+    model = _inference_model(run)
     out = _save(model, models_dir, name)
-    card = _card(out, model, state, name)
+    card = _card(out, model, run, name)
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     # The predictor reads the fitted temperature from the card from now on.
     step = _steps(progress)
     step(0)
-    _calibrate(card, predictor, val_s, Path(root).resolve().name)
+    _calibrate(card, predictor, run.val_s, Path(root).resolve().name)
     step(1)
-    _fit_ood_guard(card, predictor, train_s, val_s, test_s, config.seed)
+    _fit_ood_guard(card, predictor, run)
     step(2)
-    if test_s:
-        card.faithfulness = _measure_faithfulness(predictor, test_s, config.seed)
+    if run.test_s:
+        card.faithfulness = _measure_faithfulness(predictor, run.test_s, run.config.seed)
     step(3)
-    _evaluate(card, predictor, state, by_rel, root, val_s, test_s)
+    _evaluate(card, predictor, run)
     if state.sources:
         card.training["sources"] = state.sources
     step(4)
-    _external_validation(card, predictor, state, by_rel, sources or [])
+    _external_validation(card, predictor, run)
     card.save(out.with_suffix(".json"))
     step(len(STEPS))
     return out
@@ -78,16 +103,17 @@ def _steps(progress: Callable[[float, str], None] | None) -> Callable[[int], Non
     return step
 
 
-def _inference_model(run_dir: Path, state: RunState, train_s: list[Sample]):
+def _inference_model(run: _Run):
     """A freshly built, uncompiled float32 twin of the best checkpoint(s), holding only the weights: the
     optimizer state would triple the file, and inference and Grad-CAM stay in full precision whatever the
     training precision."""
     import keras
 
-    config, contract = state.train_config(), InputContract.from_dict(state.contract)
+    config, contract, train_s = run.config, run.contract, run.train_s
     arch = get_architecture(config.architecture)
     # Members live in RUN_DIR/member<k> (looked up there, so a moved or renamed run dir still finalizes).
-    member_dirs = [run_dir / Path(m["run_dir"]).name for m in state.members] if arch.members > 1 else [run_dir]
+    member_dirs = ([run.run_dir / Path(m["run_dir"]).name for m in run.state.members] if arch.members > 1
+                   else [run.run_dir])
     trained = []
     for d in member_dirs:
         if not (d / "best.keras").exists():
@@ -116,16 +142,16 @@ def _save(model, models_dir: Path, name: str) -> Path:
     return out
 
 
-def _card(out: Path, model, state: RunState, name: str):
+def _card(out: Path, model, run: _Run, name: str):
     """The card's identity and training record (its measurements are added by finalize_model)."""
 
-    config = state.train_config()
+    config, state = run.config, run.state
     arch = get_architecture(config.architecture)
     sha = file_sha256(out)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     card = ModelCard(
         name=name, architecture=config.architecture,
-        input_contract=InputContract.from_dict(state.contract).to_dict(),
+        input_contract=run.contract.to_dict(),
         version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", description=arch.description,
         gradcam_layer=arch.gradcam_layers[0] if len(arch.gradcam_layers) == 1 else list(arch.gradcam_layers),
         params=int(model.count_params()), file_sha256=sha, created=now, libraries=library_versions(),
@@ -142,14 +168,14 @@ def _card(out: Path, model, state: RunState, name: str):
         card.training["members"] = state.members
     if state.distribution:  # strategy, workers and replicas of the latest training session
         card.training["distribution"] = state.distribution
-    # The Keras backend of the latest training session (brainclf.backend): runs without one were TensorFlow's.
+    # The Keras backend of the latest training session (brainclf.model.backend): runs without one were TensorFlow's.
     card.training["backend"] = (state.distribution or {}).get("backend", "tensorflow")
     card.training["files"] = {"train": state.train_files, "val": state.val_files}
     return card
 
 
 def _calibrate(card, predictor, val_s: list[Sample], primary: str) -> None:
-    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.trust); the refer
+    """Temperature, refer rule and TTA default, fitted on the validation split (brainclf.scoring.trust); the refer
     rule asks every source (`primary` names the main dataset's) to reach the target on its own validation part."""
 
     by_mode, sources = {}, None
@@ -161,11 +187,10 @@ def _calibrate(card, predictor, val_s: list[Sample], primary: str) -> None:
                                        target_accuracy=DEFAULT_TARGET, sources=sources)
 
 
-def _fit_ood_guard(card, predictor, train_s: list[Sample], val_s: list[Sample], test_s: list[Sample],
-                   seed: int) -> None:
-    """The feature-distance OOD guard (brainclf.ood) on at most OOD_MAX_TRAIN training images."""
+def _fit_ood_guard(card, predictor, run: _Run) -> None:
+    """The feature-distance OOD guard (brainclf.inference.ood) on at most OOD_MAX_TRAIN training images."""
 
-    contract = predictor.contract
+    contract, seed, train_s, val_s, test_s = predictor.contract, run.config.seed, run.train_s, run.val_s, run.test_s
     if len(train_s) > OOD_MAX_TRAIN:
         train_s = stratified_subset(train_s, OOD_MAX_TRAIN, seed)
     x_tr = load_arrays(train_s, contract)[0]
@@ -180,11 +205,10 @@ def _measure_faithfulness(predictor, test_s: list[Sample], seed: int) -> dict:
     return measure_faithfulness(predictor, x, seed)
 
 
-def _evaluate(card, predictor, state: RunState, by_rel: dict, root: Path, val_s: list[Sample],
-              test_s: list[Sample]) -> None:
+def _evaluate(card, predictor, run: _Run) -> None:
     """Validation and test metrics (test with and without flip TTA; the clean subset excludes near twins of
     the primary training images)."""
-
+    state, by_rel, root, val_s, test_s = run.state, run.by_rel, run.root, run.val_s, run.test_s
     training_paths = [by_rel[p].path for p in state.train_files + state.val_files
                       if p in by_rel and not by_rel[p].source]
     val = evaluate_samples(predictor, val_s, root)
@@ -198,10 +222,9 @@ def _evaluate(card, predictor, state: RunState, by_rel: dict, root: Path, val_s:
         card.metrics["test_tta"] = tta
 
 
-def _external_validation(card, predictor, state: RunState, by_rel: dict, sources: list[Source]) -> None:
-
-    for src in sources:
-        held_out = [by_rel[p] for p in state.external_test_files.get(src.name, []) if p in by_rel]
+def _external_validation(card, predictor, run: _Run) -> None:
+    for src in run.sources:
+        held_out = [run.by_rel[p] for p in run.state.external_test_files.get(src.name, []) if p in run.by_rel]
         if held_out:
             report = evaluate_external(predictor, held_out, src.root, membership=(
                 f"held-out case groups of {src.name} ({len(held_out)} images): not trained or validated on"))

@@ -11,96 +11,87 @@ final evaluation and card (brainclf.training.finalize).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import backend, distributed
 from ..errors import ConfigError, DataError
-from ..limits import validate_model_name
-from ..models import build_model, dtype_policy, get_architecture
-from ..preprocess import InputContract
-from ..sources import Source
+from ..input.limits import validate_model_name
+from ..input.preprocess import InputContract
+from ..model import backend
+from ..model.architectures import build_model, dtype_policy, get_architecture
+from . import distributed
 from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
-from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter, runs_dir
+from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter
 from .ensemble import train_ensemble
 from .finalize import finalize_model
 from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
+from .request import TrainRequest
 from .state import RunState, saved_state
 
 
 @dataclass
 class Session:
-    """One call to train(): where it reads and writes, this worker's role and the progress hook."""
+    """One call to train(): the request, where it reads and writes, this worker's role."""
 
+    request: TrainRequest
     run_dir: Path  # the run's folder (read on every worker)
     write_dir: Path  # where this process writes: run_dir, or a scratch copy on a non-chief worker
     role: distributed.WorkerRole | None  # None unless --strategy multiworker
-    strategy: str
-    hook: ProgressHook | None
     t0: float
 
     @classmethod
-    def open(cls, name: str, run_dir, strategy: str, hook: ProgressHook | None) -> Session:
-        run_dir = Path(run_dir) if run_dir else runs_dir() / name
+    def open(cls, request: TrainRequest) -> Session:
+        run_dir = request.run_path()
         # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
-        role = distributed.worker_role() if strategy == "multiworker" else None
+        role = distributed.worker_role() if request.strategy == "multiworker" else None
         write_dir = role.write_dir(run_dir) if role else run_dir
         write_dir.mkdir(parents=True, exist_ok=True)
-        return cls(run_dir, write_dir, role, strategy, hook, time.time())
+        return cls(request, run_dir, write_dir, role, time.time())
+
+    @property
+    def hook(self) -> ProgressHook | None:
+        return self.request.progress
+
+    @property
+    def strategy(self) -> str:
+        return self.request.strategy
 
     def say(self, stage: str, message: str, **kw) -> None:
         if self.hook:
             self.hook(TrainProgress(stage, message=message, elapsed_s=time.time() - self.t0, **kw))
 
 
-def train(config: TrainConfig, data: str | os.PathLike, name: str, models_dir: str | os.PathLike = "models",
-          progress: ProgressHook | None = None, cancel: threading.Event | None = None,
-          resume: bool = True, run_dir: str | os.PathLike | None = None, strategy: str = "default",
-          finish_now: bool = False, finalize: bool = True, extra_data: list[Source] | None = None) -> Path:
-    """Train `config` on the dataset at `data`, save models_dir/<name>.keras + card, return its path.
-
-    `strategy` picks a tf.distribute strategy: "default" (one device), "mirrored" (all GPUs of this
-    machine, synchronous data parallelism) or "multiworker" (several machines, configured by TF_CONFIG;
-    trained by brainclf.distributed's loop; only the chief writes the run dir and the model, the other
-    workers return the run dir after training). The batch size is the global batch, split across replicas.
-    `finish_now` ends an interrupted run where it stands (out of time, say): its best checkpoint so far
-    becomes the model, and the card says so.
-    An ensemble architecture trains its members one after the other (each resumable), then combines them.
-    `finalize=False` stops after training and returns the run directory (ensemble members).
-    `extra_data` adds labelled folders of other sources (their names and weights must match
-    config.extra_sources); each is split by case groups and contributes to train, validation and a
-    held-out test part that the card reports as external validation.
-    """
-    if finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
-        validate_model_name(name)
+def train(request: TrainRequest) -> Path:
+    """Train request.config on request.data, save models_dir/<name>.keras + card, return its path (the run
+    directory for an ensemble member or a non-chief worker). What each field asks for: TrainRequest.
+    An ensemble architecture trains its members one after the other (each resumable), then combines them."""
+    config = request.config
+    if request.finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
+        validate_model_name(request.name)
     config.validate()
-    backend.check_supported(strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
-    sources = list(extra_data or [])
-    check_sources(config, sources)
+    backend.check_supported(request.strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
+    check_sources(config, request.sources)
     if get_architecture(config.architecture).members > 1:
-        return train_ensemble(config, data, name, models_dir, progress, cancel, resume, run_dir, strategy,
-                              finish_now, sources, train=train)
-    session = Session.open(name, run_dir, strategy, progress)
-    root = Path(data)
+        return train_ensemble(request, train=train)
+    session = Session.open(request)
     prep = Preparation(session.say)
-    state = saved_state(session.run_dir, config, resume)
+    state = saved_state(session.run_dir, config, request.resume)
     if state:
-        splits = saved_split(state, root, sources)
+        splits = saved_split(state, request.root, request.sources)
     else:
-        state, splits = new_run(config, root, sources, prep)
+        state, splits = new_run(config, request.root, request.sources, prep)
         state.save(session.write_dir)
     if not splits[1]:
         raise DataError("The validation split is empty: the dataset is too small to split.")
-    if finish_now:
+    if request.finish_now:
         _finish_now(session, state, config)
     if not state.finished(config.epochs):
-        _fit(session, config, state, splits, sources, cancel, prep)
-    return _after_training(session, state, config, root, name, models_dir, sources, finalize)
+        _fit(session, state, splits, prep)
+    return _after_training(session, state)
 
 
 def _finish_now(session: Session, state: RunState, config: TrainConfig) -> None:
@@ -114,27 +105,28 @@ def _finish_now(session: Session, state: RunState, config: TrainConfig) -> None:
     state.save(session.write_dir)
 
 
-def _after_training(session: Session, state: RunState, config: TrainConfig, root: Path, name: str, models_dir,
-                    sources: list[Source], finalize: bool) -> Path:
-    progress = dict(epoch=state.epoch, epochs=config.epochs, history=state.history)
+def _after_training(session: Session, state: RunState) -> Path:
+    request = session.request
+    progress = dict(epoch=state.epoch, epochs=request.config.epochs, history=state.history)
     if session.role and not session.role.chief:  # the chief alone evaluates and writes the model
         session.say("done", f"Worker {session.role.index} finished training; the chief saves the model", **progress)
         return session.run_dir
-    if not finalize:
+    if not request.finalize:
         return session.run_dir
 
     report = evaluation_reporter(session.hook, lambda: time.time() - session.t0, **progress)
     report(0.0, "loading it")
-    out = finalize_model(session.run_dir, state, root, name, Path(models_dir), sources, report)
+    out = finalize_model(session.run_dir, state, request.root, request.name, Path(request.models_dir),
+                         request.sources, report)
     session.say("done", f"Saved {out}", **progress)
     return out
 
 
-def _fit(session: Session, config: TrainConfig, state: RunState, splits, sources: list[Source],
-         cancel: threading.Event | None, prep: Preparation) -> None:
+def _fit(session: Session, state: RunState, splits, prep: Preparation) -> None:
     """Train from the state's epoch to the last (or early stopping); raises TrainingCancelled on `cancel`."""
     import keras
 
+    config, sources, cancel = session.request.config, session.request.sources, session.request.cancel
     keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable
     train_s, val_s, _ = splits
     arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0))

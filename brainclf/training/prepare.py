@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
+from ..data.datasets import Sample, discover, fingerprint, load_arrays, make_splits, relative_path, split_extra_source
+from ..data.sources import Source, licence_of, sample_key
 from ..errors import ConfigError, DataError
-from ..preprocess import InputContract
-from ..sources import Source, licence_of, sample_key
+from ..input.preprocess import InputContract
 from .config import TrainConfig
 from .state import RunState
 

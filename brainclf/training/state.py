@@ -23,7 +23,7 @@ _OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distributi
 class RunState:
     config: dict  # TrainConfig.to_dict()
     contract: dict  # InputContract.to_dict()
-    train_files: list[str]  # sample keys (brainclf.sources.sample_key)
+    train_files: list[str]  # sample keys (brainclf.data.sources.sample_key)
     val_files: list[str]
     test_files: list[str]
     fingerprint: dict

@@ -1,0 +1,212 @@
+"""Exact and near-duplicate detection, so that near-twins never straddle train/validation/test.
+
+Near duplicates are found with a 16x16 difference hash (256 bits): the image is reduced to 17x16
+grayscale and each bit says whether a pixel is brighter than its right neighbour. Two images are near
+duplicates when their hashes differ in at most NEAR_DUP_THRESHOLD of the 256 bits. The threshold sits
+in the valley of this dataset's histogram of each Testing image's distance to its nearest Training
+image (measured: 0 bits: 255 images, 1-2: 106, 3-5: 86, 6-10: 42, 11-15: 24, 16-20: 61, 21-25: 83,
+26-30: 101, 31-40: 139): the first mode is the same slice re-encoded, rescaled or slightly shifted;
+the second, from ~16 bits on, is different slices that merely look alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+from ..input.preprocess import decode_image, pad_to_square, to_8bit
+from .pool import decode_many
+
+HASH_SIZE = 16
+NEAR_DUP_THRESHOLD = 12  # Hamming distance, out of HASH_SIZE * HASH_SIZE = 256 bits
+
+
+def dhash(img: Image.Image, hash_size: int = HASH_SIZE) -> np.ndarray:
+    """Difference hash: `hash_size`² booleans packed into bytes."""
+    gray = pad_to_square(to_8bit(img).convert("L"))
+    small = np.asarray(gray.resize((hash_size + 1, hash_size), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = small[:, 1:] > small[:, :-1]
+    return np.packbits(bits.ravel())
+
+
+@dataclass
+class FileHashes:
+    paths: list[Path]
+    sha256: list[str]  # of the file bytes: exact duplicates
+    dhash: np.ndarray  # (n, 32) uint8: near duplicates
+
+
+def hash_files(paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> FileHashes:
+    def one(p: Path) -> tuple[str, np.ndarray]:
+        data = Path(p).read_bytes()
+        try:
+            h = dhash(decode_image(data, name=Path(p).name))
+        except ImageError:
+            h = np.zeros(HASH_SIZE * HASH_SIZE // 8, np.uint8)  # unreadable: no near-dup group
+        return hashlib.sha256(data).hexdigest(), h
+
+    shas, hashes = [], []
+    for s, h in decode_many(paths, one, progress=progress):
+        shas.append(s)
+        hashes.append(h)
+    arr = np.stack(hashes) if hashes else np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8)
+    return FileHashes(list(paths), shas, arr)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances between packed hashes a (n, k) and b (m, k) → (n, m) uint16."""
+    out = np.zeros((len(a), len(b)), dtype=np.uint16)
+    for j in range(a.shape[1]):
+        out += _POPCOUNT[np.bitwise_xor(a[:, j][:, None], b[:, j][None, :])]
+    return out
+
+
+def near_pairs(a: np.ndarray, b: np.ndarray | None = None, threshold: int = NEAR_DUP_THRESHOLD,
+               chunk: int = 1024) -> list[tuple[int, int, int]]:
+    """All (i, j, distance) with distance <= threshold; within `a` (i < j) when b is None."""
+    same = b is None
+    b = a if b is None else b
+    pairs = []
+    for start in range(0, len(a), chunk):
+        d = hamming_matrix(a[start:start + chunk], b)
+        ii, jj = np.nonzero(d <= threshold)
+        for i, j in zip(ii + start, jj):
+            if not same or i < j:
+                pairs.append((int(i), int(j), int(d[i - start, j])))
+    return pairs
+
+
+def linked_groups(n: int, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Group id per item 0..n-1: items linked by a chain of pairs share a group (union-find; the id is the
+    group's smallest index)."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n)], dtype=int)
+
+
+def pairs_sharing(labels: Sequence) -> Iterator[tuple[int, int]]:
+    """(first index, index) for every item whose label (not None) an earlier item already had."""
+    first: dict = {}
+    for i, label in enumerate(labels):
+        if label is not None:
+            if label in first:
+                yield first[label], i
+            else:
+                first[label] = i
+
+
+def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
+    """Group id per file: files linked by an exact or near duplicate chain share a group (union-find)."""
+    near = ((i, j) for i, j, _ in near_pairs(hashes.dhash, threshold=threshold))
+    return linked_groups(len(hashes.paths), itertools.chain(pairs_sharing(hashes.sha256), near))
+
+
+def clean_mask(paths: Sequence[Path], training_paths: Sequence[Path],
+               threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
+    """True for each image with no exact or near duplicate among `training_paths` (the clean subset)."""
+    test, train = hash_files(paths), hash_files(training_paths)
+    exact = np.array([s in set(train.sha256) for s in test.sha256])
+    if not len(train.paths):
+        return ~exact
+    near = hamming_matrix(test.dhash, train.dhash).min(1) <= threshold
+    return ~(exact | near)
+
+
+def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Exact and near duplicates within each split and across each pair of splits.
+
+    Args:
+        ds: a discovered dataset (brainclf.data.datasets.discover): `.root` and `.splits` of samples with `.path`
+            and `.label` (taken as an argument so that this module does not import data.py: no cycle).
+    """
+    threshold = NEAR_DUP_THRESHOLD if threshold is None else threshold
+    root = Path(ds.root)
+    names = list(ds.splits)
+    samples = ds.all_samples()
+    hashes = hash_files([s.path for s in samples], progress)
+    split_of = np.array([n for n in names for _ in ds.splits[n]])
+    label_of = np.array([s.label for s in samples])
+    rel = [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in samples]
+    exact = [(first, i, 0) for first, i in pairs_sharing(hashes.sha256)]
+    near = near_pairs(hashes.dhash, threshold=threshold)
+    cats = _pair_categories({"exact": exact, "near": near}, split_of, label_of, rel)
+    report = {"root": str(root), "threshold": threshold, "hash": f"dhash {HASH_SIZE}x{HASH_SIZE}",
+              "splits": {n or "all": len(ds.splits[n]) for n in names}, "pairs": cats,
+              "groups": int(len(set(duplicate_groups(hashes, threshold)))), "files": len(samples)}
+    train = next((n for n in names if n.lower() in ("training", "train")), None)
+    if train is not None:
+        report["leakage"] = {n: _leakage(hashes.dhash[split_of == n], hashes.dhash[split_of == train], threshold)
+                             for n in names if n != train}
+    return report
+
+
+def _pair_categories(pairs_by_kind: dict[str, list], split_of: np.ndarray, label_of: np.ndarray,
+                     rel: list[str]) -> dict[str, dict]:
+    """Duplicate pairs counted per split or pair of splits ('Testing x Training'), with examples (label
+    conflicts first)."""
+    def key(i, j):
+        a, b = sorted((split_of[i] or "all", split_of[j] or "all"))
+        return a if a == b else f"{a} x {b}"
+
+    cats: dict[str, dict] = {}
+    for kind, pairs in pairs_by_kind.items():
+        for i, j, d in pairs:
+            c = cats.setdefault(key(i, j), {"exact_pairs": 0, "near_pairs": 0, "label_conflicts": 0, "examples": []})
+            c[f"{kind}_pairs"] += 1
+            conflict = label_of[i] != label_of[j]
+            c["label_conflicts"] += int(conflict and kind == "near")
+            c["examples"].append({"a": rel[i], "b": rel[j], "distance": d, "same_label": not conflict})
+    for c in cats.values():
+        c["examples"].sort(key=lambda e: (e["same_label"], e["distance"]))  # conflicts first
+    return cats
+
+
+_LEAKAGE_EDGES = [0, 1, 3, 6, 11, 16, 21, 31, 51, 257]
+
+
+def _leakage(split: np.ndarray, training: np.ndarray, threshold: int) -> dict:
+    """How many hashes of a split have a near duplicate among the training hashes, and the histogram of
+    each one's distance to its nearest training image."""
+    dmin = hamming_matrix(split, training).min(1)
+    return {"n": len(split), "with_near_duplicate_in_training": int((dmin <= threshold).sum()),
+            "clean": int((dmin > threshold).sum()),
+            "nearest_distance_histogram": {"edges": _LEAKAGE_EDGES,
+                                           "counts": np.histogram(dmin, bins=_LEAKAGE_EDGES)[0].tolist()}}
+
+
+def format_dedup_report(report: dict, show: int = 10) -> str:
+    lines = [f"{report['files']} files in {report['root']}  ({report['hash']}, near = Hamming <= "
+             f"{report['threshold']}/256)", f"splits: {report['splits']}",
+             f"duplicate groups: {report['groups']} (a group = files linked by exact or near duplicates)", ""]
+    if not report["pairs"]:
+        lines.append("no exact or near duplicates found")
+    for name, c in sorted(report["pairs"].items()):
+        lines.append(f"{name}: {c['exact_pairs']} exact pairs, {c['near_pairs']} near pairs "
+                     f"({c['label_conflicts']} near pairs with different labels)")
+        for e in c["examples"][:show]:
+            flag = "" if e["same_label"] else "  [LABEL CONFLICT]"
+            lines.append(f"    {e['distance']:>3}  {e['a']}  ~  {e['b']}{flag}")
+    for name, lk in report.get("leakage", {}).items():
+        lines += ["", f"{name}: {lk['with_near_duplicate_in_training']} of {lk['n']} images have a near duplicate "
+                  f"in training; clean subset: {lk['clean']}"]
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Batch prediction across machines: a stable hash of each file's path picks its shard, and merge_csvs joins
+the shard CSVs into one, reporting files predicted twice or not at all.
+
+`predict --folder DIR --csv OUT --shard I/N` predicts the files whose path relative to DIR hashes (SHA-256)
+to I modulo N. The hash depends on nothing but that relative path, so N processes on N machines, each with
+the archive mounted anywhere, cover it exactly once without talking to each other, and each shard's CSV
+resumes like an unsharded one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..escaping import csv_row, csv_value
+from ..input.preprocess import UPLOAD_SUFFIXES
+
+_SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """Parse an "I/N" shard spec (0-based I).
+
+    Args:
+        spec: the text given to --shard, e.g. "0/4" or "3/4".
+
+    Returns:
+        (index, count) with 0 <= index < count.
+
+    Raises:
+        ConfigError: the text is not I/N with integers, N < 1, or I is outside 0..N-1.
+    """
+    m = _SHARD_SPEC.fullmatch(str(spec))
+    if not m:
+        raise ConfigError(f"--shard must be I/N with whole numbers, shard I (0-based) of N, e.g. 0/4; got {spec!r}.")
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1:
+        raise ConfigError(f"--shard {spec}: the number of shards N must be at least 1, got {count}.")
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {spec}: the shard index I must be between 0 and {count - 1} (0-based); "
+                          f"got {index}. A 1-based array index (Slurm --array=1-{count}) needs I minus 1.")
+    return index, count
+
+
+def shard_of(rel: str, count: int) -> int:
+    """The shard of one file: SHA-256 of its relative path, first 8 bytes as an integer, modulo `count`.
+
+    Python's hash() is salted per process; this is the same on every machine and Python version.
+
+    Args:
+        rel: the file's path relative to the predicted folder, with "/" separators (as in the CSV).
+        count: the number of shards, at least 1.
+
+    Returns:
+        An integer in 0..count-1.
+    """
+    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
+    """Whether the file `rel` belongs to `shard` ((index, count); None: every file does).
+
+    Args:
+        rel: the file's path relative to the predicted folder, "/"-separated.
+        shard: (index, count) from parse_shard, or None for no sharding.
+
+    Returns:
+        True when the file is this shard's to predict.
+    """
+    return shard is None or shard_of(rel, shard[1]) == shard[0]
+
+
+def iter_image_files(folder: str | Path):
+    """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
+    never listed in memory at once."""
+    stack = [Path(folder)]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in reversed([e for e in entries if e.is_dir()]):
+            stack.append(Path(e.path))
+        for e in entries:
+            if e.is_file() and e.name.lower().endswith(UPLOAD_SUFFIXES):
+                yield Path(e.path)
+
+
+
+def iter_shard_files(folder: str | os.PathLike, shard: tuple[int, int] | None) -> Iterator[Path]:
+    """The image files under `folder` (iter_image_files order) that belong to `shard`.
+
+    Args:
+        folder: the folder being predicted.
+        shard: (index, count), or None for every file.
+
+    Returns:
+        An iterator of paths, lazily (the folder is never listed in memory at once).
+    """
+    folder = Path(folder)
+    for path in iter_image_files(folder):
+        if in_shard(path.relative_to(folder).as_posix(), shard):
+            yield path
+
+
+@dataclass
+class MergeReport:
+    """What merge_csvs found: rows written, files in more than one place, files in no shard."""
+
+    out: Path
+    inputs: list[Path]
+    rows: int = 0  # rows written to `out`, one per file
+    errors: int = 0  # of those, rows of files that could not be read (non-empty "error" column)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)  # file -> the CSVs holding it (2+ entries)
+    missing: list[str] | None = None  # files under --folder in no CSV (None: no folder given)
+    models: list[str] = field(default_factory=list)  # distinct "model version" labels in the rows
+
+    @property
+    def ok(self) -> bool:
+        return not self.duplicates and not self.missing
+
+    def summary(self) -> str:
+        """One line: rows merged, duplicates, missing files (or that nothing was checked)."""
+        missing = "missing not checked (no --folder)" if self.missing is None else f"{len(self.missing)} missing"
+        models = f"; {len(self.models)} different models: {', '.join(self.models)}" if len(self.models) > 1 else ""
+        return (f"{'ok' if self.ok else 'PROBLEMS'}: merged {self.rows} files ({self.errors} with errors) from "
+                f"{len(self.inputs)} CSVs into {self.out}; {len(self.duplicates)} duplicate, {missing}{models}")
+
+
+def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
+               folder: str | os.PathLike | None = None) -> MergeReport:
+    """Join shard CSVs into `out`: the header once, one row per file, sorted by file.
+
+    A file found more than once (in two shards, or twice in one) is a duplicate: the first row in the order
+    the CSVs are given is kept, and the report lists every CSV it came from. With `folder`, every image file
+    under it that no CSV names is reported missing. `out` is written atomically (a temporary file renamed).
+
+    Args:
+        out: the merged CSV to write; must not be one of `inputs`.
+        inputs: the shard CSVs (written by predict --folder --csv, with or without --shard).
+        folder: the predicted folder, to check that every file is covered; None skips the check.
+
+    Returns:
+        A MergeReport; `report.ok` is False when there are duplicates or missing files.
+
+    Raises:
+        ConfigError: no inputs, `out` among them, or the CSVs do not share one header with a "file" column.
+        DataError: an input is missing or empty, or `folder` is not a folder.
+    """
+    out, inputs = Path(out), [Path(p) for p in inputs]
+    if not inputs:
+        raise ConfigError("merge-csv needs at least one shard CSV to merge.")
+    if any(p.resolve() == out.resolve() for p in inputs):
+        raise ConfigError(f"{out} is also an input: write the merged CSV to another path.")
+    if folder is not None and not Path(folder).is_dir():
+        raise DataError(f"{folder} is not a folder.")
+    header, rows, seen_in = _read_shard_csvs(inputs)
+    report = MergeReport(out=out, inputs=inputs, rows=len(rows))
+    report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
+    report.errors = sum(1 for r in rows.values() if r.get("error"))
+    report.models = sorted({" ".join(filter(None, (r.get("model"), r.get("model_version"), r.get("model_sha256"))))
+                            for r in rows.values()} - {""})
+    if folder is not None:
+        folder = Path(folder)
+        report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))
+                          if rel not in rows]
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(csv_row(rows[f]) for f in sorted(rows))
+    tmp.replace(out)
+    return report
+
+
+def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], dict[str, list[str]]]:
+    """(the shared header, the first row of each file, every CSV each file appears in)."""
+    header: list[str] | None = None
+    rows: dict[str, dict] = {}
+    seen_in: dict[str, list[str]] = {}
+    for path in inputs:
+        if not path.is_file():
+            raise DataError(f"{path} does not exist or is not a file.")
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise DataError(f"{path} is empty: no header row.")
+            if "file" not in reader.fieldnames:
+                raise ConfigError(f"{path} has no 'file' column: is it a predict --folder CSV?")
+            if header is None:
+                header = list(reader.fieldnames)
+            elif list(reader.fieldnames) != header:
+                raise ConfigError(f"{path} has other columns than {inputs[0]}: {reader.fieldnames} vs {header}.")
+            for row in reader:
+                if None in row:  # more cells than columns: a corrupt line; keep the columns we know
+                    row.pop(None)
+                row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}  # as written
+                name = row["file"]
+                seen_in.setdefault(name, []).append(str(path))
+                rows.setdefault(name, row)
+    return header, rows, seen_in

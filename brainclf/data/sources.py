@@ -1,0 +1,148 @@
+"""Data sources for multi-source training: which folders, their weights and licences, and case groups.
+
+A model trained on one source learns the source (see README, "The shortcut"), so training can add
+labelled folders from other sources (`train --extra-data DIR[:WEIGHT]`). Each extra source is split on
+its own into train/validation/test by *case groups*: near-duplicate groups (dedup.py) joined with
+file-name series (slices of one case saved as `..._12.jpg`, `..._13.jpg`, or screenshots of one case
+taken minutes apart), so no case straddles the split. Samples of an extra source are named
+`<source>::<path relative to its folder>` in run state and cards; the primary source keeps plain
+relative paths, so older runs and cards read as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .dedup import duplicate_groups, hash_files, linked_groups, pairs_sharing
+
+SOURCE_SEPARATOR = "::"
+# A "series" larger than this share of a source is a naming scheme (Tr-gl_0001 ... Tr-gl_1321), not one
+# case: its members fall back to their near-duplicate groups.
+MAX_SERIES_SHARE = 0.10
+MIN_SERIES_CAP = 50
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# Licences of the sources this project knows; any other folder may carry a LICENCE/LICENSE file.
+KNOWN_LICENCES = {
+    "brain-tumor-mri": "CC0 1.0 (Kaggle 'Brain Tumor MRI Dataset', M. Nickparvar); figshare part CC BY 4.0 "
+                       "(Cheng et al. 2015)",
+    "external-radiopaedia": "CC BY-NC-SA 3.0 (Radiopaedia.org cases): non-commercial research and evaluation "
+                            "only, attribute Radiopaedia.org and its case contributors; derived models inherit "
+                            "these terms",
+}
+NON_COMMERCIAL = ("NC",)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A labelled folder of class sub-folders taking part in training."""
+
+    name: str
+    root: Path
+    weight: float = 1.0  # multiplies the loss of this source's training images
+
+    def describe(self) -> dict:
+        return {"name": self.name, "weight": self.weight, "licence": licence_of(self.root)}
+
+
+def parse_extra_data(spec: str) -> Source:
+    """'DIR' or 'DIR:WEIGHT' → Source named after the folder.
+
+    Raises:
+        ConfigError: a weight that is not a positive number, or a folder name unfit as a source name.
+    """
+    path, weight = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and re.fullmatch(r"[0-9.eE+-]+", tail):
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise ConfigError(f"--extra-data weight must be a number, got {tail!r}.") from None
+        path = head
+    if not 0 < weight <= 100:
+        raise ConfigError(f"--extra-data weight must be in (0, 100], got {weight}.")
+    root = Path(path).expanduser()
+    name = root.resolve().name
+    if not _SOURCE_NAME.match(name):
+        raise ConfigError(f"The folder name {name!r} cannot name a data source: use letters, digits, '.', '_' "
+                          "or '-' (at most 64).")
+    return Source(name, root, weight)
+
+
+def licence_of(root: Path) -> str:
+    """A source's licence: a LICENCE/LICENSE file in the folder, else a known name, else 'unknown'."""
+    for fname in ("LICENCE", "LICENSE", "LICENCE.txt", "LICENSE.txt"):
+        f = Path(root) / fname
+        if f.is_file():
+            return f.read_text(errors="replace")[:300].strip()
+    return KNOWN_LICENCES.get(Path(root).resolve().name, "unknown: check the source's terms before use")
+
+
+def is_non_commercial(licence: str) -> bool:
+    return any(tag in licence for tag in NON_COMMERCIAL)
+
+
+def sample_key(source: str, rel: str) -> str:
+    """How run state and cards name a file: plain for the primary source, `source::rel` for extras."""
+    return f"{source}{SOURCE_SEPARATOR}{rel}" if source else rel
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """Inverse of sample_key: (source name or '', relative path)."""
+    source, sep, rel = key.partition(SOURCE_SEPARATOR)
+    return (source, rel) if sep else ("", key)
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[_ ]\d{2}[_.]\d{2}[_.]\d{2}")
+_SEQUENCE = re.compile(r"_(t1c\+|t1c|t1|t2|flair|dwi|adc)_", re.IGNORECASE)
+_HASH = re.compile(r"[0-9a-f]{20,}")
+
+
+def series_key(path: str | Path) -> str | None:
+    """The file-name series a slice belongs to, or None when its name says nothing about its case.
+
+    'Astrocitoma_T1C+__astro_infraT__13_.jpg' → 'astrocitoma__astro_infrat__#_'; screenshots of one case
+    title on one day share a key whatever the time; names ending in a long hex hash are their own case.
+    The sequence token is dropped: T1 and T2 slices of one case belong together.
+    """
+    stem = Path(path).stem.lower()
+    stem = re.sub(r"_big_gallery$", "", stem)
+    if _HASH.search(stem):
+        return None
+    stem = _SEQUENCE.sub("_", stem)
+    stem = _TIMESTAMP.sub(r"\1", stem)
+    if _TIMESTAMP.search(Path(path).stem):
+        return stem
+    if not re.search(r"\d", stem):
+        return None
+    return re.sub(r"\d+", "#", stem)
+
+
+def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
+    """Group id per file: near-duplicate groups joined with file-name series (union-find).
+
+    Args:
+        paths: the files of one source.
+        near_dup_groups: dedup.duplicate_groups for the same files.
+    Returns:
+        int array, equal ids = one case group that must stay on one side of a split.
+    """
+    n = len(paths)
+    keys = [series_key(p) for p in paths]
+    sizes = Counter(k for k in keys if k is not None)
+    cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
+    series = [k if k is not None and sizes[k] <= cap else None for k in keys]
+    return linked_groups(n, itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(series)))
+
+
+def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """case_groups of files on disk: their near-duplicate groups (perceptual hashes) joined with file-name series."""
+    return case_groups(paths, duplicate_groups(hash_files(paths, progress)))

@@ -1,0 +1,190 @@
+"""What the Evaluation page shows, computed from a card's stored predictions or a fresh evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from math import comb
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .. import CLASS_NAMES, DISPLAY_NAMES
+from ..input.preprocess import load_model_input
+from ..scoring.metrics import classification_metrics, reliability_curve, roc_curves
+from ..scoring.operating_point import risk_coverage
+from ..scoring.rates import arrays_from_rows
+from ..scoring.trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
+from .evaluate import subset_summary
+
+
+def report_from_rows(rows: list[dict], refer_threshold: float = 0.0) -> dict:
+    """Metrics, curves, reliability bins, bootstrap CIs, the refer rule and the clean subset, recomputed
+    from the per-image predictions."""
+
+    y, p = arrays_from_rows(rows)
+    report = classification_metrics(y, p)
+    if report["n"]:
+        report["curves"] = roc_curves(y, p)
+        report["reliability"] = reliability_curve(y, p)["bins"]
+        report["bootstrap"] = bootstrap_ci(y, p)
+        report["refer"] = coverage_accuracy(y, p, refer_threshold)
+        report["coverage_curve"] = coverage_curve(y, p)
+        if all("clean" in r for r in rows):
+            clean = np.array([r["clean"] for r in rows], dtype=bool)
+            report["clean"] = subset_summary(y[clean], p[clean])
+    return report
+
+
+def rows_for_cell(rows: list[dict], true: str, pred: str) -> list[dict]:
+    """The images of one confusion-matrix cell, most confident first."""
+    out = [r for r in rows if r["true"] == true and r["pred"] == pred]
+    return sorted(out, key=lambda r: -max(r["probs"]))
+
+
+def most_confused(cm) -> tuple[str, str]:
+    """(true, predicted) class of the largest off-diagonal confusion-matrix cell (meningioma → glioma if none)."""
+    cm = np.asarray(cm)
+    off = cm - np.diag(np.diag(cm))
+    i, j = np.unravel_index(off.argmax(), off.shape) if off.any() else (1, 0)
+    return CLASS_NAMES[int(i)], CLASS_NAMES[int(j)]
+
+
+def misclassified(rows: list[dict], sequence: str | None = None) -> list[dict]:
+    """The wrong rows (of one MR sequence, if given), most confident first: the external gallery."""
+    wrong = [r for r in rows if r["true"] != r["pred"] and sequence in (None, r.get("sequence", "unknown"))]
+    return sorted(wrong, key=lambda r: -max(r["probs"]))
+
+
+def resolve_image(path: str, data_root: str | Path | None, allowed=None) -> Path | None:
+    """A card stores paths relative to the data root it was evaluated on; find the file if we can.
+
+    Card paths are untrusted: absolute paths, '..' and anything that resolves (symlinks included) outside
+    the data root (or its parent, for cards evaluated one level up) are refused (None), never opened. With
+    `allowed` (the server's data roots, brainclf.serving.settings), the file must also lie inside one of them: the
+    parent of a root is not itself a root.
+    """
+
+    if not data_root or not isinstance(path, str) or not path or "\x00" in path:
+        return None
+    rel = PurePosixPath(path)
+    if rel.is_absolute() or ".." in rel.parts or Path(path).is_absolute():
+        return None
+    roots = None if allowed is None else [Path(a).resolve() for a in allowed]
+    root = Path(data_root).resolve()
+    for base in (root, root.parent):
+        candidate = (base / rel).resolve()
+        if not candidate.is_relative_to(base):
+            continue
+        if roots is not None and not any(candidate.is_relative_to(a) for a in roots):
+            continue
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D map of feature vectors (PCA, or t-SNE for a non-linear view) with scikit-learn."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    f = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    if method == "tsne" and len(f) > 5:
+        return TSNE(n_components=2, perplexity=min(30, len(f) - 1), random_state=seed, init="pca").fit_transform(f)
+    return PCA(n_components=2, random_state=seed).fit_transform(f)
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test (p = 1/2) on the discordant pairs, `a_only` images
+    that only model A got right and `b_only` that only model B got right. 1.0 without discordant pairs."""
+    n, k = a_only + b_only, min(a_only, b_only)
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Two models on the same test images (matched by path): each accuracy, the difference A − B, its 95 %
+    paired percentile bootstrap interval and McNemar's exact p-value.
+
+    The bootstrap resamples case groups when every matched row of A carries a "group" (external folders),
+    else single images. Rows present in one list only are left out (`unmatched`).
+    """
+    by_path = {r["path"]: r for r in rows_b}
+    pairs = [(r, by_path[r["path"]]) for r in rows_a
+             if r["path"] in by_path and by_path[r["path"]]["true"] == r["true"]]
+    out = {"n": len(pairs), "unmatched": len(rows_a) + len(rows_b) - 2 * len(pairs)}
+    if not pairs:
+        return out
+    ca = np.array([a["pred"] == a["true"] for a, _ in pairs], dtype=float)
+    cb = np.array([b["pred"] == b["true"] for _, b in pairs], dtype=float)
+    a_only, b_only = int(((ca == 1) & (cb == 0)).sum()), int(((ca == 0) & (cb == 1)).sum())
+    if all("group" in a for a, _ in pairs):
+        unit, unit_name = np.array([a["group"] for a, _ in pairs]), "case groups"
+    else:
+        unit, unit_name = np.arange(len(pairs)), "images"
+    n_units = len(np.unique(unit))
+    diffs = group_mean_resamples(ca - cb, unit, n_boot, np.random.default_rng(seed))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
+                "difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),
+                "a_only": a_only, "b_only": b_only, "p_value": mcnemar_exact(a_only, b_only),
+                "resampled": unit_name, "units": n_units, "resamples": n_boot})
+    return out
+
+
+def feature_map_key(model_label: str, tta: bool, root, rows: list[dict]) -> tuple:
+    """What the map depends on: the model version, the TTA mode, the dataset and the predictions shown."""
+    digest = hashlib.sha256(repr([(r["path"], r["pred"]) for r in rows]).encode()).hexdigest()[:16]
+    return model_label, bool(tta), str(root), digest
+
+
+def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "meningioma"),
+                where: str = "the test split") -> dict | None:
+    """PCA of the penultimate-layer features of the images of `classes` found in the dataset: coordinates and
+    labels for figures.feature_map_figure. None when fewer than 3 of them are found."""
+
+    found = [(r, resolve_image(r["path"], root, allowed=allowed)) for r in rows if r["true"] in classes]
+    found = [(r, p) for r, p in found if p is not None]
+    if len(found) < 3:
+        return None
+    x = np.stack([load_model_input(p, predictor.contract) for _, p in found])
+    coords = embed_2d(predictor.penultimate_features(x))
+    return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
+            "names": [r["path"] for r, _ in found], "n": len(found),
+            "what": "Penultimate-layer features (PCA)",
+            "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}
+
+
+def curve_points(curve: dict) -> dict:
+    """operating_point's integer curve → shares for a plot: coverage and accuracy of the answered."""
+    n = max(curve["n"], 1)
+    return {"coverage": [a / n for a in curve["answered"]],
+            "accuracy": [c / a for a, c in zip(curve["answered"], curve["correct"])],
+            "threshold": curve["threshold"]}
+
+
+def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> list[dict]:
+    """Accuracy among answered vs share answered, per source: the validation curves the refer rule was fitted
+    on (from the card) and the held-out ones (the card's stored Kaggle test and external rows), each with the
+    point where `thresholds` (the rule in force) puts it.
+
+    Returns:
+        [{"label", "data", "n", "held_out", "coverage", "accuracy", "threshold", "point"}], "point" being
+        coverage_accuracy's dict at `thresholds` (None for validation curves: their slices are not stored).
+    """
+    out = []
+    block = card.calibration.get("operating_tta" if tta else "operating") or {}
+    for source, curve in block.get("curves", {}).items():
+        out.append({"label": f"{source}, validation", "data": source, "n": curve["n"], "held_out": False,
+                    "point": None, **curve_points(curve)})
+    rows, with_tta = card.stored_test_predictions(tta)
+    held = [("Kaggle test split", rows, with_tta)] + [
+        (f"{name}, held-out cases", ext, False) for name, ext in card.external_predictions.items()]
+    for label, rows, _ in held:
+        if not rows:
+            continue
+        y, p = arrays_from_rows(rows)
+        out.append({"label": label, "data": label, "n": len(y), "held_out": True,
+                    "point": coverage_accuracy(y, p, thresholds), **curve_points(risk_coverage(y, p))})
+    return out

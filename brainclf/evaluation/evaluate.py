@@ -1,0 +1,157 @@
+"""Evaluate a model on a list of samples or a folder of class sub-folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from ..data.datasets import Sample, discover, relative_path
+from ..data.dedup import NEAR_DUP_THRESHOLD, clean_mask
+from ..data.sources import split_key
+from ..errors import DataError
+from ..inference.batch_predict import predict_samples, predict_samples_and_features
+from ..model.card import card_path, read_card
+from ..scoring.metrics import classification_metrics, expected_calibration_error
+from ..scoring.trust import apply_temperature, bootstrap_ci, coverage_accuracy
+from .external import MANIFEST, evaluate_external
+
+
+def prediction_rows(samples: list[Sample], probs: np.ndarray, root: Path) -> list[dict]:
+    return [{"path": relative_path(s.path, root), "true": CLASS_NAMES[s.label],
+             "pred": CLASS_NAMES[int(p.argmax())], "probs": [round(float(v), 6) for v in p]}
+            for s, p in zip(samples, probs)]
+
+
+def subset_summary(y: np.ndarray, probs: np.ndarray) -> dict:
+    m = classification_metrics(y, probs)
+    return {"n": m["n"], "accuracy": m.get("accuracy"), "macro_auc": m.get("macro_auc"),
+            "recall": {c: v["recall"] for c, v in m.get("per_class", {}).items()},
+            "confusion_matrix": m.get("confusion_matrix"), "bootstrap": bootstrap_ci(y, probs) if m["n"] else None}
+
+
+def evaluate_samples(predictor, samples: list[Sample], root: Path,
+                     progress: Callable[[int, int], None] | None = None,
+                     training_paths: list[Path] | None = None,
+                     predicted: tuple[np.ndarray, list[Sample], list[str]] | None = None) -> dict:
+    """Metrics plus per-image predictions and the misclassified files.
+
+    With `training_paths`, also the same metrics on the clean subset: the images with no exact or near
+    duplicate (dedup.py's hash and threshold) among the training images.
+    """
+    # `predicted`: (raw probabilities, kept samples, errors) already computed for these samples.
+    raw, kept, errors = predicted if predicted is not None else predict_samples(predictor, samples, progress)
+    probs = apply_temperature(raw, predictor.temperature)
+    y = np.array([s.label for s in kept], dtype=int)
+    report = classification_metrics(y, probs)
+    if report["n"]:
+        report["ece_uncalibrated"] = expected_calibration_error(y, raw)
+        report["temperature"] = predictor.temperature
+        report["bootstrap"] = bootstrap_ci(y, probs)
+        report["refer"] = coverage_accuracy(y, probs, predictor.refer_thresholds)
+    report["tta"] = predictor.tta
+    if training_paths and report["n"]:
+        clean = clean_mask([s.path for s in kept], training_paths)
+        report["clean"] = subset_summary(y[clean], probs[clean])
+        report["clean"]["definition"] = (f"no exact or near duplicate (dHash Hamming <= {NEAR_DUP_THRESHOLD}/256) "
+                                         f"among {len(training_paths)} training images")
+    rows = prediction_rows(kept, probs, root)
+    if training_paths and report["n"]:
+        for r, c in zip(rows, clean):
+            r["clean"] = bool(c)
+    report["misclassified"] = [r for r in rows if r["true"] != r["pred"]]
+    report["unreadable"] = errors
+    report["model"] = {"name": predictor.card.name, "version": predictor.card.version}
+    report["predictions"] = rows
+    return report
+
+
+def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
+    """The model's training images (from its card), looked up beside the evaluated folder, under
+    `training_root`, or under $BRAINCLF_DATA; None when they cannot be found."""
+    files = card.training.get("files") or {}
+    # The primary source's images only: an extra source's (`name::path`) live in their own folder.
+    rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
+    if not rel:
+        return None
+    candidates = [training_root] if training_root else [data.parent, data, os.environ.get("BRAINCLF_DATA")]
+    for c in candidates:
+        if c and (Path(c) / rel[0]).is_file():
+            return [Path(c) / r for r in rel]
+    return None
+
+
+def trained_on(card, dataset: str) -> set[str]:
+    """Relative paths of `dataset` (an extra source's name) that the model trained or validated on."""
+    files = card.training.get("files") or {}
+    out = set()
+    for key in list(files.get("train", [])) + list(files.get("val", [])):
+        source, rel = split_key(str(key))
+        if source == dataset:
+            out.add(rel)
+    return out
+
+
+def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
+                    training_root: str | Path | None = None, external: bool | None = None) -> dict:
+    """Evaluate on every image under a folder of class sub-folders (or a Training/Testing root: all splits
+    that are not Training), with the clean-subset metrics when the training images can be found.
+
+    Any subset of the classes may be present. Images of this folder that the model trained or validated on
+    (an extra source named like the folder in its card) are left out and counted. `external` (default:
+    when the folder has a manifest.csv, lacks a class or is one of the model's extra sources) adds the
+    external-validation block (brainclf.evaluation.external): per-sequence breakdown, tumour→"no tumour" rates and
+    intervals over case groups.
+    """
+    data = Path(data)
+    ds = discover(data)
+    if ds.pooled:
+        samples = ds.splits[""]
+    else:
+        samples = [s for name, ss in ds.splits.items() if name.lower() not in ("training", "train") for s in ss]
+        if not samples:
+            raise DataError(f"{data} has only a Training split; point --data at a test folder.")
+    dataset = data.resolve().name
+    seen = trained_on(predictor.card, dataset)
+    excluded = [s for s in samples if relative_path(s.path, data) in seen]
+    samples = [s for s in samples if relative_path(s.path, data) not in seen]
+    if not samples:
+        raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
+    sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
+    if external is None:
+        external = ((data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES)
+                    or dataset in sources)
+    # One pass over the images serves both reports (the external block also needs the OOD descriptors).
+    raw, feats, kept, errors = predict_samples_and_features(predictor, samples, progress)
+    training = training_paths_for(predictor.card, data, training_root)
+    report = evaluate_samples(predictor, samples, data, training_paths=training, predicted=(raw, kept, errors))
+    if training is None:
+        report["clean"] = None
+        report["clean_note"] = ("training images not found: pass --train-data DATA_ROOT to get the clean-subset "
+                                "metrics")
+    report["data"] = str(data)
+    report["excluded_trained_on"] = len(excluded)
+    if external:
+        membership = (f"{len(samples)} images of {dataset} the model did not train or validate on "
+                      f"({len(excluded)} it did were left out)" if excluded or dataset in sources else
+                      f"all {len(samples)} images of {dataset}, which is not among the model's training sources")
+        report["external"] = evaluate_external(predictor, samples, data, membership, dataset,
+                                               predicted=(raw, feats, kept, errors))
+    return report
+
+
+def record_external(model_path: str | Path, report: dict) -> Path:
+    """Store an evaluation's external block in the model's card (metrics.external[dataset] and the
+    per-image rows), so the app shows it without re-running the model. Returns the card's path."""
+    ext = dict(report["external"])
+    card = read_card(model_path)
+    if ext["model"] != {"name": card.name, "version": card.version}:
+        raise DataError("This evaluation was made with another model version than the card's.")
+    card.external_predictions[ext["dataset"]] = ext.pop("predictions")
+    card.metrics.setdefault("external", {})[ext["dataset"]] = ext
+    path = card_path(model_path)
+    card.save(path)
+    return path

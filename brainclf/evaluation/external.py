@@ -1,0 +1,206 @@
+"""External validation: how a model reads slices from a source it was not drawn from.
+
+The Kaggle set confounds class, sequence and source, so an in-distribution accuracy says little about a
+clinician's own scan. This module evaluates any labelled folder (any subset of the classes) and reports
+what matters there: accuracy and recall with intervals that resample *case groups* (several slices of
+one case are not independent), the share of tumour images answered "no tumour", and how many of those
+the refer rule or the OOD guard catch, broken down by MR sequence when a `manifest.csv` says which.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from ..data.datasets import Sample, relative_path
+from ..data.sources import file_case_groups
+from ..errors import DataError
+from ..inference.batch_predict import predict_samples_and_features
+from ..inference.ood import check
+from ..scoring.metrics import classification_metrics
+from ..scoring.trust import apply_temperature, thresholds_per_row
+
+MANIFEST = "manifest.csv"
+NOTUMOR = CLASS_NAMES.index("notumor")
+MAX_MANIFEST_BYTES = 5_000_000
+
+
+def read_manifest(root: str | Path) -> dict[str, dict[str, str]]:
+    """ROOT/manifest.csv (columns file, sequence, subtype) → {relative file: {"sequence", "subtype"}}.
+
+    Paths must be relative and stay inside ROOT: absolute paths and '..' are refused.
+
+    Raises:
+        DataError: a manifest that is too large, lacks the columns or names a path outside the folder.
+    """
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DataError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES // 1_000_000} MB.")
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "file" not in reader.fieldnames or "sequence" not in reader.fieldnames:
+            raise DataError(f"{MANIFEST} needs the columns file and sequence (and optionally subtype).")
+        out = {}
+        for row in reader:
+            rel = PurePosixPath((row.get("file") or "").strip())
+            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                raise DataError(f"{MANIFEST} may only name files inside its folder; refused {str(rel)[:80]!r}.")
+            out[rel.as_posix()] = {"sequence": (row.get("sequence") or "").strip()[:32] or "unknown",
+                                   "subtype": (row.get("subtype") or "").strip()[:64]}
+    return out
+
+
+def external_rows(predictor, samples: list[Sample], root: str | Path,
+                  predicted: tuple | None = None) -> tuple[list[dict], list[str]]:
+    """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors.
+
+    `predicted`: (raw probabilities, OOD descriptors, kept samples, errors) already computed for `samples`
+    (brainclf.inference.batch_predict.predict_samples_and_features), else computed here.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    raw, feats, kept, errors = predicted if predicted is not None else predict_samples_and_features(predictor, samples)
+    if not kept:
+        return [], errors
+    probs = apply_temperature(raw, predictor.temperature)
+    referred = probs.max(1) < thresholds_per_row(probs, predictor.refer_thresholds)
+    ood = [check(None, f, predictor.card.ood)[0] for f in feats]
+    paths = [s.path for s in kept]
+    groups = file_case_groups(paths)
+    rows = []
+    for s, p, r, o, g in zip(kept, probs, referred, ood, groups):
+        rel = relative_path(s.path, root)
+        meta = manifest.get(rel, {})
+        rows.append({"path": rel, "true": CLASS_NAMES[s.label], "pred": CLASS_NAMES[int(p.argmax())],
+                     "probs": [round(float(v), 6) for v in p], "referred": bool(r), "ood": bool(o),
+                     "sequence": meta.get("sequence", "unknown"), "subtype": meta.get("subtype", ""),
+                     "group": int(g)})
+    return rows, errors
+
+
+def _rates(y: np.ndarray, pred: np.ndarray, caught: np.ndarray) -> dict:
+    tumour = y != NOTUMOR
+    called_nt = tumour & (pred == NOTUMOR)
+    n_t = int(tumour.sum())
+    return {"tumour_images": n_t, "called_notumor": int(called_nt.sum()),
+            "called_notumor_rate": float(called_nt.sum() / n_t) if n_t else None,
+            "called_notumor_unflagged": int((called_nt & ~caught).sum()),
+            "called_notumor_unflagged_rate": float((called_nt & ~caught).sum() / n_t) if n_t else None}
+
+
+def cluster_bootstrap(y: np.ndarray, pred: np.ndarray, caught: np.ndarray, groups: np.ndarray,
+                      n_boot: int = 1000, seed: int = 0) -> dict:
+    """95 % intervals that resample whole case groups: accuracy, recall per class, tumour→"no tumour"."""
+    rng = np.random.default_rng(seed)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
+    acc, miss, miss_unflagged, rec = [], [], [], {c: [] for c in CLASS_NAMES}
+    for _ in range(n_boot):
+        idx = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+        yb, pb, cb = y[idx], pred[idx], caught[idx]
+        acc.append((yb == pb).mean())
+        r = _rates(yb, pb, cb)
+        if r["tumour_images"]:
+            miss.append(r["called_notumor_rate"])
+            miss_unflagged.append(r["called_notumor_unflagged_rate"])
+        for i, c in enumerate(CLASS_NAMES):
+            if (yb == i).any():
+                rec[c].append((pb[yb == i] == i).mean())
+
+    def ci(v):
+        return np.percentile(v, [2.5, 97.5]).tolist() if len(v) else None
+
+    return {"accuracy": ci(acc), "called_notumor_rate": ci(miss), "called_notumor_unflagged_rate": ci(miss_unflagged),
+            "recall": {c: ci(v) for c, v in rec.items() if v}, "groups": int(len(ids)), "resamples": n_boot,
+            "method": "percentile bootstrap over case groups (near duplicates + file-name series)"}
+
+
+def summarise(rows: list[dict], intervals: bool = True) -> dict:
+    """Metrics of external rows: accuracy, recall of the classes present, confusion, coverage of the
+    refer rule, tumour→"no tumour" rates (all, and not referred nor OOD-flagged)."""
+    if not rows:
+        return {"n": 0}
+    y = np.array([CLASS_NAMES.index(r["true"]) for r in rows])
+    p = np.array([r["probs"] for r in rows], dtype=np.float64)
+    pred = p.argmax(1)
+    caught = np.array([r["referred"] or r["ood"] for r in rows])
+    m = classification_metrics(y, p)
+    present = [c for i, c in enumerate(CLASS_NAMES) if (y == i).any()]
+    out = {"n": len(rows), "accuracy": m["accuracy"], "classes_present": present,
+           "recall": {c: m["per_class"][c]["recall"] for c in present},
+           "confusion_matrix": m["confusion_matrix"], **_rates(y, pred, caught),
+           "referred": int(sum(r["referred"] for r in rows)), "ood_flagged": int(sum(r["ood"] for r in rows)),
+           "coverage": float(1 - caught.mean()),
+           "accepted_accuracy": float((y == pred)[~caught].mean()) if (~caught).any() else None}
+    if intervals:
+        out["intervals"] = cluster_bootstrap(y, pred, caught, np.array([r["group"] for r in rows]))
+    return out
+
+
+def by_sequence(rows: list[dict]) -> dict:
+    seqs = sorted({r["sequence"] for r in rows})
+    return {s: summarise([r for r in rows if r["sequence"] == s], intervals=True) for s in seqs}
+
+
+def evaluate_external(predictor, samples: list[Sample], root: str | Path, membership: str,
+                      dataset: str | None = None, predicted: tuple | None = None) -> dict:
+    """The external report stored in a card: summary, per-sequence breakdown, membership, per-image rows.
+
+    Args:
+        membership: plain words on how these images relate to the model's training (e.g. "held-out case
+            groups, not trained on"); printed beside every figure.
+    """
+    rows, errors = external_rows(predictor, samples, root, predicted)
+    if not rows:
+        raise DataError(f"None of the {len(samples)} images in {Path(root).name} could be read.")
+    report = summarise(rows)
+    # The issue's clinical core: contrast-enhanced tumours and every normal slice (what a T1C+ reader sees).
+    core = [r for r in rows if r["true"] == "notumor" or (r["true"] != "notumor" and r["sequence"] == "T1C+")]
+    if any(r["sequence"] == "T1C+" for r in core):
+        report["t1c_tumours_and_normals"] = summarise(core)
+    report.update({"dataset": dataset or Path(root).resolve().name, "membership": membership,
+                   "by_sequence": by_sequence(rows), "unreadable": len(errors), "tta": predictor.tta,
+                   "model": {"name": predictor.card.name, "version": predictor.card.version},
+                   "predictions": rows})
+    return report
+
+
+def external_root(dataset: str, data_root: str | Path | None) -> Path | None:
+    """Where an external dataset's images live: a folder named `dataset` beside the data root (the layout
+    of ../shared/data), or None."""
+    if not data_root or not dataset or "/" in dataset or dataset in (".", ".."):
+        return None
+    candidate = Path(data_root).resolve().parent / dataset
+    return candidate if candidate.is_dir() else None
+
+
+def sequence_table(ext: dict) -> list[dict]:
+    """One row per MR sequence, in words a reader can scan (for the app and the README)."""
+    rows = []
+    for seq, m in ext.get("by_sequence", {}).items():
+        ci = (m.get("intervals") or {}).get("accuracy")
+        rows.append({"sequence": seq, "images": m["n"], "accuracy": m["accuracy"],
+                     "accuracy 95% CI": f"{ci[0]:.1%} – {ci[1]:.1%}" if ci else "—",
+                     "tumours called 'no tumour'": m.get("called_notumor_rate"),
+                     "…and not referred or flagged": m.get("called_notumor_unflagged_rate"),
+                     "referred or flagged": 1 - m["coverage"]})
+    return rows
+
+
+SHORTCUT_STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "shortcut.json"
+
+
+def load_shortcut_study(path: Path = SHORTCUT_STUDY) -> dict | None:
+    """The recorded style-only study (brainclf.evaluation.shortcut; numbers only), or None when absent or unreadable."""
+    try:
+        study = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(study, dict) and all(isinstance(study.get(k, {}), dict) for k in ("cv", "testing", "external"))
+    return study if ok else None

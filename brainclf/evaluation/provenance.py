@@ -1,0 +1,89 @@
+"""Where a model comes from, and whether the figures in its card were measured here.
+
+A model trained by brainclf.training has no provenance: its card's metrics were measured by this code. An
+uploaded one (brainclf.model.uploads.add_model) gets {"uploaded_by", "uploaded", "metrics_verified": False}: its
+metrics are the uploader's claim, however plausible, until verify_uploaded_model re-measures them on this
+server's own test data. The pages are meant to show `provenance_note` beside such a model's figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import CLASS_NAMES, __version__
+from ..errors import ModelError
+from ..inference.predict import Predictor
+from ..model.card import ModelCard, card_path, iso_now
+from ..model.card_schema import display_text, plain_label
+from .evaluate import evaluate_folder
+
+
+def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
+                          progress: Callable[[int, int], None] | None = None) -> ModelCard:
+    """Re-measure an uploaded model's test metrics on this server's own data and record them in its card.
+
+    `data_root` is a Training/Testing root (every split but Training is evaluated, paths stored relative to
+    the root as trained cards store them) or a folder of class sub-folders. metrics.test and
+    test_predictions are replaced by the measurement (and metrics.test_tta / test_predictions_tta, measured
+    with flip TTA, when the card has them or runs with TTA by default); provenance gets metrics_verified =
+    True, the time, what was measured on (folder name, images per class, a hash of the file list) and the
+    accuracy the uploader claimed. Other sections (validation and external metrics, faithfulness) stay as
+    uploaded. Returns the saved card.
+
+    Raises:
+        ModelError: the model does not load, or it was not uploaded (trained here: nothing to verify).
+        DataError: the folder has no images to evaluate.
+    """
+
+    path, data = Path(model_path), Path(data_root)
+    predictor = Predictor.load(path)
+    card = predictor.card
+    if not card.provenance:
+        raise ModelError(f"{path.name} was not uploaded (its card has no provenance): its metrics were measured "
+                         "when it was trained here.")
+    claimed = (card.metrics.get("test") or {}).get("accuracy")
+    measured = {}
+    for split, tta in (("test", False), ("test_tta", True)):
+        if tta and not (card.tta_default or card.metrics.get("test_tta") or card.test_predictions_tta):
+            continue
+        report = evaluate_folder(predictor.with_tta(tta), data, progress=progress, external=False)
+        report.pop("data", None)  # the server's folder path is not the card's business
+        measured[split] = (report, report.pop("predictions"))
+    report, rows = measured["test"]
+    card.metrics["test"], card.test_predictions = report, rows
+    card.metrics["test_tta"], card.test_predictions_tta = measured.get("test_tta", (None, []))
+    if card.metrics["test_tta"] is None:
+        del card.metrics["test_tta"]
+    counts = {c: sum(r["true"] == c for r in rows) for c in CLASS_NAMES}
+    listing = "\n".join(sorted(r["path"] for r in rows))
+    card.provenance.update({
+        "metrics_verified": True, "verified": iso_now(), "verified_by": f"brainclf {__version__}",
+        "verified_on": {"root_name": plain_label(data.resolve().name, 128), "n": len(rows), "counts": counts,
+                        "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest()},
+        "claimed_test_accuracy": claimed})
+    card.save(card_path(path))
+    return card
+
+
+def card_is_verified(card: ModelCard) -> bool:
+    """Whether the card's test metrics were measured on this server: a model trained here (no provenance),
+    or an uploaded one that verify_uploaded_model re-measured. False: the figures are the uploader's claim."""
+    prov = card.provenance or {}
+    return not prov or prov.get("metrics_verified") is True
+
+
+def provenance_note(card: ModelCard) -> str | None:
+    """One plain-text line for an uploaded model ('uploaded by X on DATE; test metrics claimed by the uploader,
+    not verified on this server's data'), or None for a model trained here. Show it with st.text/st.caption."""
+    prov = card.provenance or {}
+    if not prov:
+        return None
+    who = display_text(prov.get("uploaded_by") or "an unnamed user", 64)
+    when = display_text(prov.get("uploaded") or "", 10)
+    if card_is_verified(card):
+        on = prov.get("verified_on") or {}
+        return (f"Uploaded by {who} on {when}; test metrics re-measured on this server ({on.get('n', '?')} images "
+                f"of {display_text(on.get('root_name', '?'), 64)}, {display_text(prov.get('verified', ''), 10)}).")
+    return f"Uploaded by {who} on {when}; test metrics claimed by the uploader, not verified on this server's data."

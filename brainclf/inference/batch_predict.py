@@ -1,0 +1,163 @@
+"""Predicting many images with one loaded brainclf.inference.predict.Predictor: lists of samples (evaluation, external
+validation, calibration) and whole folders streamed into a CSV (`predict --folder`).
+
+Files are decoded in parallel by brainclf.data.pool and predicted in chunks, so memory stays bounded whatever the
+number of files. (Takes the Predictor as an argument: brainclf.inference.predict is imported for its type only,
+and never imports this module, so the two do not import each other.)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from ..data.datasets import Sample, decode_sample
+from ..data.pool import chunks, decode_many
+from ..data.shard import in_shard, iter_shard_files
+from ..errors import BrainclfError, ConfigError
+from ..escaping import csv_row, csv_value
+from ..model.card import short_hash
+from ..scoring.trust import apply_temperature
+from .ood import check
+
+if TYPE_CHECKING:
+    from .predict import Predictor
+
+CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
+              "out_of_distribution", "model", "model_version", "model_sha256", "error"]
+
+
+def predict_samples(predictor: Predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
+                    chunk: int = 128) -> tuple[np.ndarray, list[Sample], list[str]]:
+    """Uncalibrated probabilities for every readable sample (parallel decoding, batched inference)."""
+    probs, _, kept, errors = predict_samples_and_features(predictor, samples, progress, chunk)
+    return probs, kept, errors
+
+
+def predict_samples_and_features(predictor: Predictor, samples: list[Sample],
+                                 progress: Callable[[int, int], None] | None = None,
+                                 chunk: int = 128) -> tuple[np.ndarray, np.ndarray, list[Sample], list[str]]:
+    """(uncalibrated probabilities, OOD descriptors, readable samples, errors): one pass gives both, decoded
+    in parallel and predicted in chunks so memory stays bounded whatever the folder's size."""
+    contract = predictor.contract
+    probs, feats, kept, errors = [], [], [], []
+    decoded = decode_many(samples, lambda s: decode_sample(s, contract), window=chunk)
+    done = 0
+    for part in chunks(zip(samples, decoded), chunk):
+        xs = []
+        for s, (x, err) in part:
+            if err:
+                errors.append(err)
+            else:
+                xs.append(x)
+                kept.append(s)
+        if xs:
+            p, f = predictor.raw_probs_and_features(np.stack(xs))
+            probs.append(p)
+            feats.append(f)
+        done += len(part)
+        if progress:
+            progress(done, len(samples))
+    p = np.concatenate(probs) if probs else np.zeros((0, len(CLASS_NAMES)), np.float32)
+    f = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+    return p, f, kept, errors
+
+
+def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Path, chunk: int = 256,
+                   progress=None, shard: tuple[int, int] | None = None) -> dict:
+    """Stream predictions for every image under `folder` into `csv_path`.
+
+    Memory stays bounded (one chunk of images at a time); rows are flushed per chunk, and re-running the
+    same command resumes: files already in the CSV are skipped. Bad files get a row with the error.
+    `shard` = (index, count) predicts only the files of that shard (brainclf.data.shard); a CSV holding rows of
+    another shard is refused rather than extended.
+    """
+    folder, csv_path = Path(folder), Path(csv_path)
+    done = _rows_already_written(csv_path, shard)
+    new_file = not csv_path.exists() or csv_path.stat().st_size == 0
+    counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
+    todo = (rel for rel in _relative_files(folder, shard) if rel not in done)
+
+    def decode(rel: str) -> tuple[str, np.ndarray | None, str]:
+        try:
+            return rel, predictor.preprocess(folder / rel, name=rel), ""
+        except BrainclfError as e:
+            return rel, None, str(e)
+
+    with open(csv_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+        for part in chunks(decode_many(todo, decode, window=chunk), chunk):
+            batch = []
+            for rel, x, err in part:
+                if err:
+                    writer.writerow(csv_row({"file": rel, "error": err, "model": predictor.card.name,
+                                             "model_version": predictor.card.version,
+                                             "model_sha256": short_hash(predictor.card.file_sha256)}))
+                    counts["failed"] += 1
+                else:
+                    batch.append((rel, x))
+            _write_predictions(predictor, batch, writer)
+            counts["predicted"] += len(batch)
+            fh.flush()
+            if progress:
+                progress(counts)
+        if progress and not counts["predicted"] + counts["failed"]:
+            progress(counts)
+    return counts
+
+
+def _relative_files(folder: Path, shard: tuple[int, int] | None) -> Iterator[str]:
+    for path in iter_shard_files(folder, shard):
+        yield path.relative_to(folder).as_posix()
+
+
+def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None) -> set[str]:
+    """The files a previous run of predict_folder wrote rows for (after cutting a half-written last row);
+    ConfigError when one of them belongs to another shard."""
+    _drop_partial_last_line(csv_path)
+    done: set[str] = set()
+    if csv_path.exists() and csv_path.stat().st_size:
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != CSV_FIELDS:  # an older CSV (no model_sha256 column): rows would not line up
+                raise ConfigError(f"{csv_path} has other columns than this version writes ({', '.join(CSV_FIELDS)}):"
+                                  " give a new CSV file.")
+            done = {csv_value(row["file"]) for row in reader}
+    if shard is not None:
+        stray = next((rel for rel in done if not in_shard(rel, shard)), None)
+        if stray is not None:
+            raise ConfigError(f"{csv_path} already holds {stray}, which is not in shard {shard[0]}/{shard[1]}: "
+                              "give each shard its own CSV.")
+    return done
+
+
+def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]], writer: csv.DictWriter) -> None:
+    """One CSV row per (relative path, model input): calibrated probabilities, refer rule, OOD guard."""
+    if not batch:
+        return
+    raw, feats = predictor.raw_probs_and_features(np.stack([x for _, x in batch]))
+    probs = apply_temperature(raw, predictor.temperature)
+    for (rel, _), p, f in zip(batch, probs, feats):
+        pred = predictor.prediction_from_probs(rel, p)
+        pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
+        writer.writerow(csv_row({**pred.as_row(), "error": ""}))
+
+
+def _drop_partial_last_line(csv_path: Path) -> None:
+    """A run killed mid-write can leave half a row; cut it so the resumed run appends cleanly."""
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        return
+    with open(csv_path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = f.seek(0) or f.read()
+        f.truncate(data.rfind(b"\n") + 1)

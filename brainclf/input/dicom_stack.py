@@ -1,0 +1,137 @@
+"""A DICOM upload as a stack and as grey values: its number of frames (a multi-frame file is a study of that
+many slices, at most limits.MAX_STACK_FRAMES), single-frame slices of one series grouped into such a study
+(series_groups), and one frame's values after the modality LUT with the file's
+default window, for the viewer's window/level controls (dicom.apply_window turns them into 8 bits).
+
+Every limit of brainclf.input.dicom holds: the header is checked before a frame is decoded, and only one frame is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import ImageError
+from . import limits
+from .dicom import decode_frame, looks_like_dicom, open_frame, window_defaults
+
+
+@dataclass
+class FrameValues:
+    values: np.ndarray  # float32 (rows, columns): stored values through the modality LUT
+    centre: float  # the default window: the file's first preset, else the frame's full range
+    width: float
+    invert: bool  # MONOCHROME1: low values are bright
+
+
+def frame_count(data: bytes, name: str) -> int:
+    """How many frames a DICOM upload holds (1 for JPEG/PNG, and for a file whose header cannot be read: its
+    decoding then says why)."""
+    if not data or not looks_like_dicom(data, name):
+        return 1
+    try:
+        _, n_frames, _ = open_frame(data, name, 0)
+    except Exception:  # noqa: BLE001 - any unreadable header: the decode reports it with its message
+        return 1
+    return n_frames
+
+
+def study_frames(data: bytes, name: str) -> int:
+    """How many slices an upload is read as: its frames, or 1 (one case) for a single image and for a file over
+    MAX_STACK_FRAMES frames, whose decoding then refuses it with check_stack's message."""
+    n = frame_count(data, name)
+    return n if n <= limits.MAX_STACK_FRAMES else 1
+
+
+def check_stack(n_frames: int, name: str) -> None:
+    """Refuse a multi-frame DICOM with more frames than the Predict page reads as one study."""
+    if n_frames > limits.MAX_STACK_FRAMES:
+        raise ImageError(f"{name}: this DICOM holds {n_frames} frames; at most {limits.MAX_STACK_FRAMES} are read "
+                         "as one study. Export the series in parts (or the slices of interest) and upload those.")
+
+
+def frame_values(data: bytes, name: str, frame: int | None = None) -> FrameValues | None:
+    """One grayscale frame's grey values and default window; None for a colour DICOM (no window applies)."""
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        ds, n_frames, frame = open_frame(data, name, frame)
+        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+            return None
+        values = np.asarray(apply_modality_lut(decode_frame(ds, frame, n_frames, name), ds), dtype=np.float32)
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom parses lazily: a malformed element can fail anywhere
+        raise ImageError(f"{name}: not a readable DICOM file (malformed data element: {type(e).__name__}).") from None
+    if values.ndim != 2:
+        raise ImageError(f"{name}: unexpected pixel array shape {values.shape} for a grayscale slice.")
+    centre, width = window_defaults(ds, values)
+    return FrameValues(values, centre, width, str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1")
+
+
+class SeriesSlice(NamedTuple):
+    series: str  # SeriesInstanceUID: only for grouping, never shown
+    instance: int | None  # InstanceNumber
+    position: float | None  # ImagePositionPatient along the slice normal (from ImageOrientationPatient), in mm
+
+
+def series_slice(data: bytes, name: str) -> SeriesSlice | None:
+    """A single-frame DICOM's series and its place in it, from the header (open_frame's limits checked, no pixel
+    decoded); None for JPEG/PNG, a multi-frame file (a study of its own), a file without SeriesInstanceUID and
+    an unreadable one (its decoding then says why)."""
+    if not data or not looks_like_dicom(data, name):
+        return None
+    try:
+        ds, n_frames, _ = open_frame(data, name, 0)
+        series = str(ds.get("SeriesInstanceUID", "") or "")
+        if n_frames != 1 or not series:
+            return None
+        instance = ds.get("InstanceNumber")
+        return SeriesSlice(series, int(instance) if instance not in (None, "") else None,
+                           _along_normal(ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")))
+    except Exception:  # noqa: BLE001 - any unreadable header: a case of its own, whose decoding reports it
+        return None
+
+
+def _along_normal(position, orientation) -> float | None:
+    try:
+        orientation, position = np.asarray(orientation, float), np.asarray(position, float)
+        if orientation.shape != (6,) or position.shape != (3,):
+            return None
+        value = float(np.dot(np.cross(orientation[:3], orientation[3:]), position))
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def series_groups(uploads: list[tuple[str, bytes]]) -> list[list[int]]:
+    """The uploads (name, bytes) as groups of their indices, in upload order: two or more single-frame DICOM slices
+    of one series (same SeriesInstanceUID) are one group, read as a study like a multi-frame file, ordered by
+    ImagePositionPatient along the slice normal when every slice has it, else by InstanceNumber when every slice
+    has it, else as uploaded; a series over limits.MAX_STACK_FRAMES slices is cut into parts of at most that
+    many, and the same bytes twice are one slice. Every other upload is a group of its own."""
+    slices = [series_slice(data, name) for name, data in uploads]
+    members: dict[str, list[int]] = {}
+    seen: set[bytes] = set()
+    for i, s in enumerate(slices):
+        if s is not None and uploads[i][1] not in seen:
+            seen.add(uploads[i][1])
+            members.setdefault(s.series, []).append(i)
+    groups: list[list[int]] = []
+    for i, s in enumerate(slices):
+        group = members.get(s.series, []) if s is not None else []
+        if len(group) < 2:
+            groups.append([i])
+        elif group[0] == i:  # the series sits where its first slice was uploaded
+            ordered = _in_series_order(group, slices)
+            groups += [ordered[k:k + limits.MAX_STACK_FRAMES] for k in range(0, len(ordered), limits.MAX_STACK_FRAMES)]
+    return groups
+
+
+def _in_series_order(group: list[int], slices: list[SeriesSlice]) -> list[int]:
+    if all(slices[i].position is not None for i in group):
+        return sorted(group, key=lambda i: (slices[i].position, i))
+    if all(slices[i].instance is not None for i in group):
+        return sorted(group, key=lambda i: (slices[i].instance, i))
+    return group

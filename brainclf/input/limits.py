@@ -1,0 +1,205 @@
+"""Every input limit in one place, each checked from a header or a size *before* the expensive step.
+
+No third-party imports: the app, the CLI and the decoders all read their limits from here, and the rule for
+model names is the same for training and for upload. Memory targets behind the numbers: a whole CLI
+process (TensorFlow alone is ~0.7 GB) stays under ~1.5 GB on any input, and a refused input is refused in
+well under 20 s.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, ImageError
+
+MiB = 1024 * 1024
+
+
+def size_text(n: float) -> str:
+    """A byte count as messages show it: '950 bytes', '12.5 KB', '300 MB', '1.2 GB' (1 MB = 1024 x 1024 bytes,
+    as Streamlit counts server.maxUploadSize)."""
+    for unit, scale in (("GB", 1024 * MiB), ("MB", MiB), ("KB", 1024)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:,.0f} {unit}" if v >= 100 or v == int(v) else f"{v:,.1f} {unit}"
+    return f"{int(n):,} bytes"
+
+# ---- images (JPEG/PNG via Pillow) ---------------------------------------------------------------------------
+# A slice needs some pixels to classify: 1x1 or 8x8 "images" are refused, not blown up into a guess (and a
+# head box smaller than this is not a head: brainclf.input.framing).
+MIN_SIDE = 16
+# Largest image (width x height) we agree to decode, from the header, before any pixel is decoded. 50 MP
+# is ~7000x7000, far above any MRI slice (256-1024 px a side).
+MAX_PIXELS = 50_000_000
+# Memory to decode one image and bring it to 8 bits, from the header: width x height x the bytes a pixel
+# of its mode costs (RASTER_BYTES_PER_PIXEL, plus FLOAT_WORK_BYTES_PER_PIXEL for modes converted through
+# float64). 200 MiB covers what the largest 8-bit image MAX_PIXELS already allows costs in Pillow (RGB is
+# stored as 4 bytes a pixel: 50 MP x 4 = 191 MiB), so 8-bit images keep their limit, and a 16-bit or float
+# image may not cost more than that (~2800x2800 at 16 bits): a 95 KB 7000x7000 16-bit PNG of zeros needs
+# ~1.2 GiB (1.9 GB peak for the whole process before this limit).
+MAX_DECODE_BYTES = 200 * MiB
+# Bytes per pixel of each Pillow mode once decoded (Pillow keeps 3- and 2-band images in 4 bytes).
+RASTER_BYTES_PER_PIXEL = {
+    "1": 1, "L": 1, "P": 1,
+    "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+    "I": 4, "F": 4,
+    "LA": 4, "La": 4, "PA": 4, "RGB": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4, "LAB": 4,
+    "HSV": 4,
+}
+UNKNOWN_MODE_BYTES_PER_PIXEL = 4
+# Modes that reach 8 bits through a float64 min-max stretch (preprocess.to_8bit): the float copy, the
+# shifted copy and the rounded copy are alive at once, 3 x 8 bytes a pixel.
+FLOAT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+FLOAT_WORK_BYTES_PER_PIXEL = 24
+
+
+def raster_decode_bytes(width: int, height: int, mode: str) -> int:
+    """Memory (bytes) to decode an image of this header size and mode and convert it to 8 bits."""
+    per_pixel = RASTER_BYTES_PER_PIXEL.get(mode, UNKNOWN_MODE_BYTES_PER_PIXEL)
+    if mode in FLOAT_MODES:
+        per_pixel += FLOAT_WORK_BYTES_PER_PIXEL
+    return width * height * per_pixel
+
+
+# Largest input file read from disk (CLI, folder prediction): the whole file is held in memory to decode
+# it, and no slice, nor a DICOM within MAX_DICOM_PIXEL_BYTES, comes near it.
+MAX_FILE_BYTES = 300 * MiB
+
+# ---- DICOM --------------------------------------------------------------------------------------------------
+# Per frame, DICOM has the image limits above (MAX_PIXELS, and MAX_DECODE_BYTES with the float work below); per
+# file, MAX_DICOM_PIXEL_BYTES. All are checked on the header, and a compressed frame's codestream must declare
+# the header's size (brainclf.input.dicom_frames) before a decoder allocates it.
+# All frames together, as stored once decoded (frames x rows x columns x samples x bytes per sample). Only
+# the middle frame is decoded, but an uncompressed file holds all of them in memory and a Deflate file
+# must be inflated whole. 256 MiB fits an enhanced MR series of 500 frames of 512x512 16-bit (250 MiB);
+# a 1 MB Deflate file of 500 frames of 1024x1024 (1000 MiB inflated) took 3.7 GB and 13 s before this limit.
+MAX_DICOM_PIXEL_BYTES = 256 * MiB
+# One frame on its way to 8 bits: the stored samples plus the float64 copies of the rescale / window
+# arithmetic (dicom._to_8bit: ~4 x 8 bytes a sample alive at once). Compared with MAX_DECODE_BYTES.
+DICOM_FLOAT_WORK_BYTES_PER_SAMPLE = 32
+# A Deflate file is inflated in two steps: at most this much to read its header (enhanced MR per-frame
+# functional groups take ~2 KB a frame), then exactly what the header declares plus the slack below for
+# elements after the pixel data. Anything longer is refused without inflating the rest.
+MAX_DICOM_HEADER_BYTES = 16 * MiB
+DICOM_TRAILING_BYTES = 1 * MiB
+
+# ---- model files (.keras = zip of config.json, metadata.json, model.weights.h5) ---------------------------
+# Checked from the zip directory before Keras opens the file; zipfile never inflates a member past the
+# size its directory declares, so these bound what Keras can allocate.
+# config.json and metadata.json are read whole and parsed as JSON (several times their size in Python
+# objects); a real config is 10-500 KB.
+MAX_KERAS_JSON_BYTES = 16 * MiB
+# Any one member (the weights file): the largest shipped model's weights are ~5 MB; 256 MiB is ~64 M float32
+# parameters, far beyond any network here.
+MAX_KERAS_MEMBER_BYTES = 256 * MiB
+# All members together, and how many: a .keras holds 3 files (plus assets for some layers).
+MAX_KERAS_TOTAL_BYTES = 512 * MiB
+MAX_KERAS_MEMBERS = 1000
+# What the config may ask Keras to build, estimated from config.json before Keras reads it
+# (brainclf.model.model_config): the shipped models have 0.5-1.1 M parameters (models/*.json `params`); 25 M float32
+# parameters are ~100 MB of weights. A 12 KB file declaring Dense(20000) on a 20000-wide input (400 M) took
+# the CLI to 8.8 GB before this limit.
+MAX_MODEL_PARAMS = 25_000_000
+# A declared input, per image (the card's contract allows 1024 x 1024 x 3), and any layer's output per image
+# (the shipped models' largest is 80 x 80 x 24 = 154 K values; 16 M float32 values = 64 MB an image).
+MAX_MODEL_INPUT_VALUES = 4 * 1024 * 1024
+MAX_MODEL_LAYER_OUTPUT_VALUES = 16 * 1024 * 1024
+# The app's model process (brainclf.inference.model_worker) may hold this much private writable memory (RLIMIT_DATA: the
+# heap and anonymous mappings, where TensorFlow puts tensors; not the address space TensorFlow reserves, which
+# RLIMIT_AS would count). Measured on 2 cores: 0.47 GB after importing Keras, 0.74 GB with the four shipped
+# models loaded and 64-image Grad-CAM calls with TTA run on each; a model needing more than the cap gets a clear
+# error (TensorFlow's allocation fails) and the process and the server carry on.
+MODEL_PROCESS_DATA_BYTES = 4 * 1024 * MiB
+
+# ---- app uploads --------------------------------------------------------------------------------------------
+# Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),
+# so a direct call refuses what the page's uploader would.
+MAX_UPLOAD_FILE_BYTES = 50 * MiB
+# The same in MB, for st.file_uploader(max_upload_size=...): the browser refuses to send a larger file.
+MAX_UPLOAD_FILE_MB = MAX_UPLOAD_FILE_BYTES // MiB
+# Files in one upload: each is decoded, classified and explained (Grad-CAM) in the same page run, so 20
+# keeps one run to seconds to tens of seconds on a CPU server, and a series is better checked a few slices
+# at a time anyway.
+MAX_UPLOAD_FILES = 20
+# Bytes one browser session may upload in total: Streamlit holds each uploaded file in server memory until it
+# is removed from the uploader or the session ends, and the page decodes every file it holds on each run, so
+# 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file limit) bounds both
+# what one session can hold and the decoding it can ask for.
+MAX_SESSION_UPLOAD_BYTES = 200 * MiB
+# Frames of one multi-frame DICOM read as a study on the Predict page: each is classified and explained, so
+# 64 (a typical brain series) keeps a study to one page run of tens of seconds; more is refused, not truncated.
+MAX_STACK_FRAMES = 64
+# The full-size viewer shows the original resolution up to this side (px); a larger image is shown scaled
+# down to it, so the picture sent to the browser stays a few MB whatever MAX_PIXELS allows.
+MAX_VIEWER_SIDE = 2048
+
+
+def check_upload_batch(sizes: list[int], session_bytes_so_far: int = 0) -> int:
+    """Refuse an upload (ImageError) with too many files, a file over the per-file limit, or one that would
+    take the session over its byte budget; call it before reading or decoding any of the files. Returns the
+    session's total with this batch.
+
+    `sizes`: the byte size of every file in this upload (all of them are processed in one run);
+    `session_bytes_so_far`: what the session uploaded before and is not among them (the caller keeps it, e.g.
+    in the session state, so that a file shown again on the next run is not counted twice)."""
+    sizes = [int(s) for s in sizes]
+    if len(sizes) > MAX_UPLOAD_FILES:
+        raise ImageError(f"{len(sizes)} files in one upload; at most {MAX_UPLOAD_FILES} are processed at a "
+                         "time. Upload them in smaller groups.")
+    for k, size in enumerate(sizes):
+        if size < 0:
+            raise ConfigError(f"File {k + 1} has a negative size ({size}).")
+        if size > MAX_UPLOAD_FILE_BYTES:
+            raise ImageError(f"File {k + 1} is {size_text(size)}, above the limit of "
+                             f"{size_text(MAX_UPLOAD_FILE_BYTES)} a file.")
+    total = int(session_bytes_so_far) + sum(sizes)
+    if total > MAX_SESSION_UPLOAD_BYTES:
+        raise ImageError(f"This upload ({size_text(sum(sizes))}) would take this session to {size_text(total)}, "
+                         f"above the limit of {size_text(MAX_SESSION_UPLOAD_BYTES)} a session. Reload the "
+                         "page to start a new session.")
+    return total
+
+
+# ---- names --------------------------------------------------------------------------------------------------
+# The one rule for a model name, in training and in upload: it becomes a file name (models/<name>.keras)
+# and a run folder (runs/<name>), so only ASCII letters, digits, '-' and '_' (no separators, dots, spaces or
+# look-alike letters such as the Cyrillic 'е' in 'dеfault'), and at most 64 of them (file-system and
+# display limits).
+MODEL_NAME_MAX = 64
+MODEL_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def validate_model_name(name: str, error: type[Exception] = ConfigError) -> str:
+    """Return `name` if it is 1-64 ASCII letters, digits, '-' or '_'; raise `error` saying what is wrong."""
+    if not isinstance(name, str):
+        raise error(f"A model name must be text, got {type(name).__name__}.")
+    rule = f"a model name must be 1-{MODEL_NAME_MAX} ASCII letters, digits, '-' or '_'"
+    shown = repr(name if len(name) <= 80 else name[:40] + "..." + name[-20:])
+    if not name:
+        raise error(f"The model name is empty: {rule}.")
+    if len(name) > MODEL_NAME_MAX:
+        raise error(f"Model name {shown} has {len(name)} characters: {rule}.")
+    bad = next((c for c in name if c not in MODEL_NAME_CHARS), None)
+    if bad is not None:
+        what = f"non-ASCII character {bad!r} (U+{ord(bad):04X})" if ord(bad) > 127 else f"character {bad!r}"
+        raise error(f"Model name {shown} contains the {what}: {rule}.")
+    return name
+
+
+def check_upload_session(sizes_by_file: dict[str, int], seen: dict[str, int]) -> None:
+    """check_upload_batch for an upload box's current files, given every file (id -> size) this session sent
+    before; on success `seen` learns the current files. A file still in the box is never counted twice."""
+    earlier = sum(size for fid, size in seen.items() if fid not in sizes_by_file)
+    check_upload_batch(list(sizes_by_file.values()), earlier)
+    seen.update(sizes_by_file)
+
+
+# The refer rule's target (an admin setting): below 80 % accepted accuracy an answer is not worth giving.
+REFER_TARGET_RANGE = (0.80, 0.9999)
+
+
+def check_refer_target(target) -> float:
+    """`target` as a float in REFER_TARGET_RANGE, else ValueError saying what is allowed (a string or a bool,
+    e.g. target_accuracy = "0.98" in a settings file, is refused rather than read)."""
+    lo, hi = REFER_TARGET_RANGE
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not lo <= float(target) <= hi:
+        raise ValueError(f"the refer target must be an accepted accuracy between {lo} and {hi}, got {target!r}")
+    return float(target)

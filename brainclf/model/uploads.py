@@ -1,0 +1,93 @@
+"""Adding an uploaded model (.keras + its card) to the models folder.
+
+Everything that needs no TensorFlow is checked here, in the caller's process: the name, the card (schema), the
+zip and the parameter budget its config declares (brainclf.model.model_archive), the file's hash against the card's,
+and that the upload does not pass itself off as a model trained or installed on this server (its name or
+version). Then Keras opens it through `check`: in the app the model process does (inference_process.
+add_uploaded_model), so TensorFlow never loads into the server and the process's memory cap applies.
+
+The card that lands names the model by the name it was added under and records the file's real SHA-256;
+results name a model by name, version and that hash (ModelCard.label).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ModelError
+from ..input import limits
+from .card import MAX_CARD_BYTES, ModelCard, card_path, file_sha256, iso_now, list_models, load_model, read_card
+from .card_schema import plain_label
+from .model_archive import check_model_archive
+
+
+def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
+              uploaded_by: str | None = None, check: Callable[[Path], object] | None = None) -> Path:
+    """Check an uploaded model + card in a scratch folder, then add it to models_dir as NAME.keras with its
+    provenance: who uploaded it and when, and that its metrics are the uploader's claim until
+    evaluation.provenance.verify_uploaded_model re-measures them here. Any provenance in the upload is replaced.
+
+    `check(path)` opens the model with Keras (load_model's checks); by default in this process (the CLI, tests),
+    in the app in the model process. A bad upload never lands in models_dir; an existing model of the same name
+    is never overwritten.
+
+    Raises:
+        ModelError: saying why the upload is refused.
+    """
+    limits.validate_model_name(name, ModelError)
+    if len(card_bytes) > MAX_CARD_BYTES:
+        raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
+                         f"{limits.size_text(MAX_CARD_BYTES)} for a card.")
+    models_dir = Path(models_dir)
+    target = models_dir / f"{name}.keras"
+    if target.exists():
+        raise ModelError(f"A model named {name} already exists; rename the files first.")
+    with tempfile.TemporaryDirectory() as tmp:
+        mp = Path(tmp) / f"{name}.keras"
+        mp.write_bytes(model_bytes)
+        card_path(mp).write_bytes(card_bytes)
+        card = read_card(mp)
+        check_model_archive(mp)
+        digest = file_sha256(mp)
+        if card.file_sha256 and card.file_sha256 != digest:
+            raise ModelError(f"{mp.name} does not match its card (file hash differs): the card belongs to another "
+                             "model file.")
+        check_not_installed(card, name, models_dir)
+        (check or load_model)(mp)
+        card.name, card.file_sha256 = name, digest
+        card.provenance = upload_provenance(uploaded_by)
+        card.save(card_path(mp))
+        models_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(card_path(mp), card_path(target))
+        shutil.copyfile(mp, target)
+    return target
+
+
+def check_not_installed(card: ModelCard, name: str, models_dir: Path) -> None:
+    """ModelError when an upload's card claims the name or version of a model trained or installed on this
+    server (one whose card has no provenance), or is added under such a model's name: its results would be
+    stamped as that model's."""
+    for path in list_models(models_dir):
+        try:
+            theirs = read_card(path)
+        except ModelError:
+            continue
+        if theirs.provenance:  # another upload: it has a name of its own, and its hash tells them apart
+            continue
+        names = {path.stem, theirs.name}
+        clash = (f"the name {card.name}" if card.name in names else f"the name {name}" if name in names
+                 else f"the version {card.version}" if card.version and card.version == theirs.version else None)
+        if clash:
+            raise ModelError(f"The uploaded card claims {clash[:90]}, which belongs to {path.stem}, a model trained "
+                             "or installed on this server: an upload may not take an installed model's name or "
+                             "version. Give the card a name and version of its own.")
+
+
+def upload_provenance(uploaded_by: str | None) -> dict:
+    """The provenance add_model records for an upload (the upload's own claims are never kept);
+    brainclf.evaluation.provenance.verify_uploaded_model adds to it."""
+    who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
+    return {"uploaded_by": who or None, "uploaded": iso_now(), "metrics_verified": False}

@@ -1,0 +1,89 @@
+"""Presentation: results in words and pictures, no Streamlit: the clinician's wording, a session's cases,
+PDF reports, scope, studies, the Evaluation page's views and galleries, Plotly figures, the full-size viewer.
+
+Import from here: the names in __all__ are this layer's public API (pages, CLI, tests, higher layers' entry points).
+Modules not listed keep their own names for their tests."""
+
+from .cases import CaseBook, batch_row, case_ref, content_hash, model_label, widget_key
+from .figures import (
+    CLASS_COLOURS,
+    chart_title,
+    confusion_matrix_figure,
+    coverage_figure,
+    deletion_figure,
+    external_sequence_figure,
+    feature_map_figure,
+    full_size_figure,
+    history_figure,
+    image_with_heatmap,
+    pr_figure,
+    probability_bars,
+    reliability_figure,
+    risk_coverage_figure,
+    roc_figure,
+    shortcut_figure,
+)
+from .gallery import OVERLAYS, gallery, probability_text
+from .report import case_report_pdf, report_case
+from .scope import (
+    case_scope_line,
+    external_accuracy,
+    external_summary,
+    external_words,
+    non_commercial,
+    source_tag,
+    validated_scope,
+)
+from .study import SliceResult, slice_result, study_summary
+from .viewer import heatmap_on_original, original_view, viewer_picture
+from .views import (
+    cell_heading,
+    clean_view,
+    clicked_cell,
+    comparison,
+    external_view,
+    faithfulness_caption,
+    glioma_meningioma,
+    headline_rows,
+    model_row,
+    per_class_rows,
+    progress,
+    source_caption,
+    trust_view,
+    unreadable_message,
+)
+from .wording import (
+    FALLBACK_REFER_BELOW,
+    INTENDED_USE,
+    class_label,
+    count,
+    gradcam_caveat,
+    is_study_model,
+    leaning,
+    operating_summary,
+    pct,
+    pct_pair,
+    plural,
+    points,
+    probability_lines,
+    refer_rule,
+    result_status,
+    study_note,
+    study_summary_text,
+    summary_row,
+)
+
+__all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", "OVERLAYS", "SliceResult", "batch_row",
+           "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "class_label",
+           "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash", "count",
+           "coverage_figure", "deletion_figure", "external_accuracy", "external_sequence_figure",
+           "external_summary", "external_view", "external_words", "faithfulness_caption",
+           "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "gradcam_caveat",
+           "headline_rows", "heatmap_on_original", "history_figure", "image_with_heatmap", "is_study_model",
+           "leaning", "model_label", "model_row", "non_commercial", "operating_summary", "original_view",
+           "pct", "pct_pair", "per_class_rows", "plural", "points", "pr_figure", "probability_bars",
+           "probability_lines", "probability_text", "progress", "refer_rule", "reliability_figure",
+           "report_case", "result_status", "risk_coverage_figure", "roc_figure", "shortcut_figure",
+           "slice_result", "source_caption", "source_tag", "study_note", "study_summary",
+           "study_summary_text", "summary_row", "trust_view", "unreadable_message", "validated_scope",
+           "viewer_picture", "widget_key"]

@@ -1,0 +1,105 @@
+"""What a model was validated on, in words a clinician can check a scan against.
+
+Read from the card: the training sources (with their licences), the classes each covered, and the MR
+sequences of the external validation. An upload that looks unlike all of them is flagged by the OOD guard
+(brainclf.inference.ood); this module only says what "like them" means.
+"""
+
+from __future__ import annotations
+
+from .. import CLASS_NAMES, DISPLAY_NAMES
+from ..data.sources import is_non_commercial
+from .wording import pct, plural
+
+# What the Kaggle set is known to hold (its README; sequences are not labelled there).
+KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
+
+
+def validated_scope(card) -> dict:
+    """{"sources": [...], "classes": [...], "sequences": [...], "external": [...], "sentence": str}."""
+    sources = card.training.get("sources") or [
+        {"name": (card.training.get("fingerprint") or {}).get("root_name", "unrecorded"), "primary": True}]
+    classes = set()
+    for s in sources:
+        counts = (s.get("fingerprint") or {}).get("counts", {})
+        classes |= {c for part in counts.values() for c, n in part.items() if n}
+    primary_counts = (card.training.get("fingerprint") or {}).get("counts", {})
+    classes |= {c for part in primary_counts.values() for c, n in part.items() if n}
+    externals = card.metrics.get("external", {})
+    sequences = sorted({seq for ext in externals.values() for seq in ext.get("by_sequence", {}) if seq != "unknown"})
+    ordered = [c for c in CLASS_NAMES if c in classes] or list(CLASS_NAMES)
+    names = [s["name"] for s in sources]
+    validated = [f"{name} ({plural(ext['n'], 'image')}, {pct(ext.get('accuracy'))} accurate)"
+                 for name, ext in externals.items()]
+    sentence = (f"Trained on {', '.join(names)}; classes {', '.join(DISPLAY_NAMES[c] for c in ordered)}. "
+                + (f"Checked on other-source slices: {'; '.join(validated)}"
+                   + (f", sequences {', '.join(sequences)}" if sequences else "") + "."
+                   if validated else "Never checked on slices from another source: its figures are "
+                                     "in-distribution only."))
+    if card.site:
+        sentence = f"{card.site['scope'][0].upper()}{card.site['scope'][1:]}. {sentence}"
+    return {"sources": names, "classes": ordered, "sequences": sequences, "external": list(externals),
+            "licences": [s.get("licence", "") for s in sources if s.get("licence")], "sentence": sentence}
+
+
+def source_tag(card) -> str:
+    """Short words for a model picker: which sources it learnt from and whether that restricts its use."""
+    sources = [s for s in card.training.get("sources") or [] if not s.get("primary")]
+    if not sources:
+        return "Kaggle only"
+    tag = "Kaggle + " + " + ".join(s["name"] for s in sources)
+    return tag + (" · non-commercial" if any(is_non_commercial(s.get("licence", "")) for s in sources) else "")
+
+
+def external_accuracy(card) -> float | None:
+    """The first recorded external accuracy (other source), or None when never measured."""
+    ext = next(iter(card.metrics.get("external", {}).values()), None)
+    return ext.get("accuracy") if ext else None
+
+
+def external_summary(card) -> dict | None:
+    """Every recorded other-source validation pooled: {"n", "accuracy", "datasets": [(name, n, accuracy)]};
+    None when the model was never measured on another source."""
+    recipe = None
+    external = card.metrics.get("external", {})
+    if not external and (recipe := (card.extra or {}).get("recipe_run")):  # a refit: its split run's figures
+        external = recipe.get("external", {})
+    done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in external.items()
+            if ext.get("n") and ext.get("accuracy") is not None]
+    if not done:
+        return None
+    n = sum(k for _, k, _ in done)
+    return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done,
+            "recipe_run": recipe.get("model") if recipe else None}
+
+
+def external_words(card) -> str:
+    """'74.9 % right (427 slices of external-radiopaedia)', or 'not measured on any other source'."""
+    ext = external_summary(card)
+    if ext is None:
+        return "not measured on any other source"
+    where = "; ".join(f"{pct(a)} on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
+    # A refit model learnt from those held-out cases: the figure is its recipe's, measured by the split run.
+    run = f"; measured by this recipe's split run {ext['recipe_run']}, this model was refit on them" \
+        if ext.get("recipe_run") else ""
+    if len(ext["datasets"]) == 1:
+        return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
+    return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
+
+
+def case_scope_line(card, tta: bool | None = None) -> str:
+    """One line under a case's verdict: the validated scope in a few words, how right the model was on other
+    sources' scans, and its in-distribution test accuracy second (`tta`: as the model runs)."""
+    scope = validated_scope(card)
+    test = card.test_metrics(tta=tta).get("accuracy")
+    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution)" if test is not None else ""
+    if card.site:  # a site profile or adapted model: the site's own held-out figures come first
+        return f"Scope: {card.site['scope'][0].upper()}{card.site['scope'][1:]}{kaggle}."
+    ext = external_words(card)
+    measured = f"Measured on other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
+    return f"Scope: brain MRI slices like those of {' and '.join(scope['sources'])}. {measured}{kaggle}."
+
+
+def non_commercial(card) -> bool:
+    """Whether a source the model learnt from restricts it to non-commercial use (its licence says NC)."""
+    return any(is_non_commercial(s.get("licence", "")) for s in card.training.get("sources") or [])

@@ -1,0 +1,52 @@
+"""A study: the slices of one multi-frame DICOM, each with its own result, summed up per study (how many
+slices per answer, referred, flagged; the most confident tumour slice). No Streamlit; the words are
+wording.study_summary_text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .. import CLASS_NAMES
+from .wording import ReferRule, result_status
+
+NO_TUMOUR = "notumor"
+
+
+class SliceResult(NamedTuple):
+    frame: int  # 0-based
+    predicted: str | None  # None: the slice could not be processed
+    confidence: float
+    kind: str  # "accept", "refer", "ood" (wording.Status.kind) or "error"
+
+
+@dataclass
+class StudySummary:
+    slices: int
+    answers: dict[str, int] = field(default_factory=dict)  # class → accepted slices, in CLASS_NAMES order
+    referred: int = 0
+    flagged: int = 0
+    failed: int = 0
+    top_tumour: SliceResult | None = None  # the most confident tumour slice, neither flagged nor failed
+
+
+def study_summary(results: list[SliceResult]) -> StudySummary:
+    """Counts per status and per accepted answer, and the slice the model is surest shows a tumour (an accepted
+    or referred one: a flagged slice's class is not meaningful)."""
+    summary = StudySummary(slices=len(results))
+    accepted = [r.predicted for r in results if r.kind == "accept"]
+    summary.answers = {c: accepted.count(c) for c in CLASS_NAMES if c in accepted}
+    summary.referred = sum(r.kind == "refer" for r in results)
+    summary.flagged = sum(r.kind == "ood" for r in results)
+    summary.failed = sum(r.kind == "error" for r in results)
+    tumours = [r for r in results if r.kind in ("accept", "refer") and r.predicted not in (None, NO_TUMOUR)]
+    summary.top_tumour = max(tumours, key=lambda r: (r.confidence, -r.frame), default=None)
+    return summary
+
+
+def slice_result(frame: int, result, rule: ReferRule) -> SliceResult:
+    """One slice's Prediction (or its error message) as the summary counts it."""
+    if result is None or isinstance(result, str):
+        return SliceResult(frame, None, 0.0, "error")
+    kind = result_status(rule, result.probabilities, result.out_of_distribution).kind
+    return SliceResult(frame, result.predicted, result.confidence, kind)

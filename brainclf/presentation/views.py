@@ -1,0 +1,240 @@
+"""The Evaluation page's content, ready to lay out: formatted numbers and tables in words, the confusion-matrix
+click, the galleries (Grad-CAM cached per model version and image content), the feature map and the model
+comparison. The page (pages/evaluation.py) only places what these return. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import CLASS_NAMES, DISPLAY_NAMES
+from ..escaping import md_literal
+from ..evaluation.analysis import paired_comparison, rows_for_cell
+from ..model.card import short_hash as card_hash
+from . import wording
+from .wording import class_label as label
+from .wording import count as number
+from .wording import points
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """wording.pct with a no-break space ('93.1\u00a0%'): a narrow table cell never breaks '%' onto its own line."""
+    return wording.pct(x, digits).replace(" ", "\u00a0")
+
+
+def pct_pair(a: float, b: float) -> tuple[str, str]:
+    return tuple(p.replace(" ", "\u00a0") for p in wording.pct_pair(a, b))
+
+
+def count(n: int, word: str = "image", plural: str | None = None) -> str:
+    """1 → '1 image', 1234 → '1,234 images' (wording.plural with 'image' as the default noun; a bare number is
+    wording.count)."""
+    return wording.plural(n, word, plural)
+
+
+def interval(ci, fmt=pct) -> str:
+    """A 95 % interval as 'lo – hi', or '—' where there is none (a class without images)."""
+    return f"{fmt(ci[0])} – {fmt(ci[1])}" if ci else "—"
+
+
+def _three(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def progress(done: int, total: int) -> tuple[float, str]:
+    """A progress bar's fraction and text while a folder is evaluated."""
+    return (done / total if total else 0.0), f"Evaluating {number(done)} of {count(total)}"
+
+
+def unreadable_message(unreadable: list[str], shown: int = 5) -> str:
+    """'2 unreadable files skipped: a.jpg: …; b.png: …' (the first few)."""
+    more = f"; … and {number(len(unreadable) - shown)} more" if len(unreadable) > shown else ""
+    return f"{count(len(unreadable), 'unreadable file')} skipped: " + "; ".join(unreadable[:shown]) + more
+
+
+# ---- the headline ------------------------------------------------------------------------------------------
+def source_caption(report: dict, where: str, model_label: str, tta: bool) -> str:
+    return f"{count(report['n'])} from {where}; model {model_label}" + (" (flip TTA on)." if tta else ".")
+
+
+def headline_rows(report: dict) -> list[dict]:
+    """Accuracy, loss, macro AUC, calibration error and the error count: short values for any width."""
+    errors = int(report["n"] - np.trace(np.asarray(report["confusion_matrix"])))
+    return [
+        {"measure": "Accuracy", "value": pct(report["accuracy"]),
+         "95 % interval": interval(report["bootstrap"]["accuracy"])},
+        {"measure": "Loss (cross-entropy)", "value": _three(report["loss"]), "95 % interval": ""},
+        {"measure": "Macro AUC", "value": _three(report["macro_auc"]), "95 % interval": ""},
+        {"measure": "Calibration error (ECE, 15 bins)", "value": pct(report["ece"]), "95 % interval": ""},
+        {"measure": "Errors", "value": f"{number(errors)} of {number(report['n'])}", "95 % interval": ""},
+    ]
+
+
+def per_class_rows(report: dict) -> list[dict]:
+    out = []
+    for c, m in report["per_class"].items():
+        out.append({"class": label(c), "images": number(m['support']), "precision": pct(m["precision"]),
+                    "recall (sensitivity)": pct(m["recall"]), "F1": pct(m["f1"]), "AUC": _three(m.get("auc"))})
+    return out
+
+
+def clean_view(report: dict) -> dict | None:
+    """The leakage-aware view: a sentence and recall with intervals on all images and on the clean subset."""
+    clean = report.get("clean")
+    if not clean:
+        return None
+    boot = clean.get("bootstrap") or {}
+    n, dup = report["n"], report["n"] - clean["n"]
+    sentence = (f"**Leakage-aware view.** {number(dup)} of these {count(n)} {'has' if dup == 1 else 'have'} an "
+                f"exact or near duplicate among the training images. On the **clean subset** of "
+                f"{count(clean['n'])} the accuracy is **{pct(clean['accuracy'])}** (95 % interval "
+                f"{interval(boot.get('accuracy'))}); "
+                f"on all images {pct(report['accuracy'])} ({interval(report['bootstrap']['accuracy'])}).")
+    rows = [{"class": label(c), "recall (all)": pct(report["per_class"][c]["recall"]),
+             "95 % interval (all)": interval(report["bootstrap"]["recall"].get(c)),
+             "recall (clean)": pct(clean["recall"][c]) if clean["recall"].get(c) is not None else "—",
+             "95 % interval (clean)": interval((boot.get("recall") or {}).get(c))} for c in CLASS_NAMES]
+    return {"sentence": sentence, "rows": rows}
+
+
+# ---- the confusion matrix and its cells ------------------------------------------------------------------------
+def clicked_cell(event) -> tuple[str, str] | None:
+    """(true, predicted) class of the confusion-matrix cell clicked, from `st.plotly_chart(on_select=...)`'s
+    event (a dict or an attribute object); None without a click on a cell."""
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    points = (selection.get("points") if isinstance(selection, dict) else getattr(selection, "points", None)) or []
+    by_display = {DISPLAY_NAMES[c]: c for c in CLASS_NAMES}
+    for p in points:
+        data = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(data, (list, tuple)) and len(data) == 2 and all(d in CLASS_NAMES for d in data):
+            return str(data[0]), str(data[1])
+        true, pred = by_display.get(p.get("y")), by_display.get(p.get("x"))
+        if true and pred:
+            return true, pred
+    return None
+
+
+def cell_heading(rows: list[dict], true: str, pred: str) -> str:
+    return f"True {label(true)}, predicted {label(pred)}: {count(len(rows_for_cell(rows, true, pred)))}"
+
+
+def glioma_meningioma(rows: list[dict]) -> dict:
+    m_g, g_m = rows_for_cell(rows, "meningioma", "glioma"), rows_for_cell(rows, "glioma", "meningioma")
+    return {"rows": g_m + m_g,
+            "sentence": f"{count(len(g_m) + len(m_g))} confused between glioma and meningioma "
+                        f"({number(len(m_g))} meningioma → glioma, {number(len(g_m))} glioma → meningioma)."}
+
+
+# ---- external validation ---------------------------------------------------------------------------------------
+def external_view(name: str, ext: dict) -> dict:
+    """One external dataset: its heading (Markdown, the card's text escaped), a table of its key rates (with what
+    each means) and its sequences."""
+    iv = ext.get("intervals") or {}
+    acc_ci = iv.get("accuracy")
+    rows = [
+        {"measure": "Accuracy", "value": pct(ext["accuracy"]),
+         "detail": f"95 % interval {interval(acc_ci)} (resampling {count(iv.get('groups') or 0, 'case group')})"
+         if acc_ci else f"{count(ext['n'])}"},
+        {"measure": "Tumours called 'no tumour'", "value": pct(ext.get("called_notumor_rate")),
+         "detail": f"{number(ext.get('called_notumor'))} of {count(ext.get('tumour_images', 0), 'tumour image')}"},
+        {"measure": "…not referred or flagged", "value": pct(ext.get("called_notumor_unflagged_rate")),
+         "detail": "missed tumours that the refer rule and the OOD guard did not catch: the dangerous errors"},
+        {"measure": "Answered (not referred)", "value": pct(ext.get("coverage")),
+         "detail": f"accuracy of those answered: {pct(ext.get('accepted_accuracy'))}"},
+    ]
+    core = ext.get("t1c_tumours_and_normals")
+    sequences = []
+    for seq, m in ext.get("by_sequence", {}).items():
+        seq_iv = m.get("intervals") or {}
+        sequences.append({"sequence": seq, "images": number(m['n']), "accuracy": pct(m["accuracy"]),
+                          "accuracy 95 % interval": interval(seq_iv.get("accuracy")),
+                          "tumours called 'no tumour'": pct(m.get("called_notumor_rate")),
+                          "…and not referred or flagged": pct(m.get("called_notumor_unflagged_rate")),
+                          "referred or flagged": pct(None if m.get("coverage") is None else 1 - m["coverage"])})
+    return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
+            "sequences": sequences,
+            "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
+                    f"{count(core['n'])}." if core else None}
+
+
+# ---- when to trust a prediction ------------------------------------------------------------------------------------
+def trust_view(card, predictor, report: dict) -> list[dict]:
+    """Up to three short figures (label, value, caption): temperature, the refer rule's coverage, the OOD guard."""
+    out = []
+    cal, refer = card.calibration, report["refer"]
+    if cal:
+        out.append({"label": "Temperature", "value": f"{predictor.temperature:.2f}",
+                    "caption": f"Fitted on validation. Validation ECE {pct(cal.get('val_ece_before'))} before → "
+                               f"{pct(cal.get('val_ece_after'))} after scaling; here {pct(report['ece'])}."})
+    if refer["accepted_accuracy"] is not None:
+        base, nt = pct_pair(predictor.refer_threshold, predictor.refer_thresholds["notumor"])
+        out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
+                    "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "
+                               f"{count(refer['referred'])} referred to a radiologist. Thresholds fitted on "
+                               f"validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
+                               f"right, and {nt} for 'no tumour' so that no validation tumour is answered "
+                               "'no tumour' without referral."})
+    measured = (card.ood or {}).get("measured")
+    if measured:
+        flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
+        out.append({"label": "Non-MRI images flagged", "value": flagged,
+                    "caption": f"Test images flagged: {number(measured.get('test_flagged'))} of "
+                               f"{count(measured.get('test_n', 0))}. Colour check + Mahalanobis distance of "
+                               "penultimate features."})
+    return out
+
+
+def faithfulness_caption(faithfulness: dict) -> str | None:
+    d, rnd = faithfulness.get("deletion"), faithfulness.get("randomisation", {})
+    if not d:
+        return None
+    return (f"Grad-CAM faithfulness on {count(d['n'], 'test image')}: deleting the most salient pixels first lowers "
+            f"the predicted-class probability faster than deleting random blocks (AUC {d['gradcam_auc']:.3f} vs "
+            f"{d['random_auc']:.3f}; lower for {pct(d['share_gradcam_lower'], 0)} of images). Sanity check: maps "
+            f"from a re-initialised model have mean Spearman correlation {rnd.get('mean_spearman', 0):.2f} "
+            "with the trained model's (they should differ).")
+
+
+# ---- two models on the same images ------------------------------------------------------------------------------
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
+               name_b: str, report_b: dict, params_b, rows_b: list[dict]) -> dict:
+    """Side-by-side table, and the paired comparison on the images both models were tested on."""
+    def column(rep, params):
+        return [number(rep['n']), pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
+                number(params or None)] + [pct(rep["per_class"][c]["recall"]) for c in CLASS_NAMES]
+
+    measures = ["images", "accuracy", "macro AUC", "calibration error (ECE)", "parameters"] + [
+        f"recall {label(c)}" for c in CLASS_NAMES]
+    b_name = name_b if name_b != name_a else f"{name_b} (other)"
+    table = [{"measure": m, name_a: a, b_name: b}
+             for m, a, b in zip(measures, column(report_a, params_a), column(report_b, params_b))]
+    paired = paired_comparison(rows_a, rows_b)
+    if not paired["n"]:
+        return {"table": table, "paired": paired, "sentence": "The two models share no test images to compare."}
+    lo, hi = paired["interval"]
+    name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
+    sentence = (f"On the {count(paired['n'])} both were tested on: **{name_a} {pct(paired['accuracy_a'])}**, "
+                f"**{name_b} {pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
+                f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
+                f"{count(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
+                f"{p_text(paired['p_value'])} "
+                f"({count(paired['a_only'])} only {name_a} got right, {count(paired['b_only'])} only {name_b}).")
+    return {"table": table, "paired": paired, "sentence": sentence}
+
+
+# ---- the Model page's table ---------------------------------------------------------------------------------------
+def model_row(stem: str, card, verified: bool, study: bool) -> dict:
+    """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
+    sight), percentages and counts by the one formatter, '—' where the card has no figure."""
+    test = card.test_metrics()
+    return {"model": stem, "version": card.version,
+            "use": "study/baseline: not for reading scans" if study else "research",
+            "test accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
+            "test figures": "measured here" if verified else "claimed by the uploader, not verified",
+            "architecture": card.architecture, "parameters": number(card.params or None),
+            "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
+            "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}

@@ -1,0 +1,95 @@
+"""Evaluation metrics from predicted probabilities (scikit-learn wherever it has the metric).
+
+scikit-learn is imported by the functions that use it: it takes ~1 s to import on a 2-core laptop, and the
+modules that import this one (trust, evaluate, provenance) are on the path of the app's first page."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import CLASS_NAMES
+
+LABELS = list(range(len(CLASS_NAMES)))
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by bin size."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def reliability_curve(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict:
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            rows.append({"lo": float(lo), "hi": float(hi), "n": int(m.sum()),
+                         "confidence": float(conf[m].mean()), "accuracy": float(correct[m].mean())})
+    return {"bins": rows}
+
+
+def roc_curves(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """One-vs-rest ROC and precision-recall curves per class (for plotting)."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    out = {}
+    for i, c in enumerate(CLASS_NAMES):
+        pos = (y_true == i).astype(int)
+        if pos.min() == pos.max():
+            continue  # ROC undefined without both positives and negatives
+        fpr, tpr, _ = roc_curve(pos, probs[:, i])
+        prec, rec, _ = precision_recall_curve(pos, probs[:, i])
+        out[c] = {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist(), "auc": float(auc(fpr, tpr)),
+                  "precision": prec.round(5).tolist(), "recall": rec.round(5).tolist()}
+    return out
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, loss, per-class P/R/F1, confusion matrix (rows true, columns predicted), AUCs, ECE."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        log_loss,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    y_true = np.asarray(y_true, dtype=int)
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(y_true) == 0:
+        return {"n": 0}
+    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    y_pred = probs.argmax(1)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
+    per_class = {
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, c in enumerate(CLASS_NAMES)
+    }
+    curves = roc_curves(y_true, probs)
+    for c, cur in curves.items():
+        per_class[c]["auc"] = cur["auc"]
+    present = np.unique(y_true)
+    macro_auc = None
+    if len(present) == len(CLASS_NAMES):
+        macro_auc = float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=LABELS))
+    elif curves:
+        macro_auc = float(np.mean([cur["auc"] for cur in curves.values()]))
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "loss": float(log_loss(y_true, probs, labels=LABELS)),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
+        "macro_auc": macro_auc,
+        "ece": expected_calibration_error(y_true, probs),
+    }

@@ -1,0 +1,69 @@
+"""The refer rule's operating point: a risk–coverage curve per source, fitted on validation, and the thresholds
+for any accepted-accuracy target (an admin setting), chosen so that *every* source reaches the target on its own
+validation part.
+
+Why per source: on the pooled validation set the small external source hides behind the large primary one. For
+the multi-source default (2026-12-05, validation, flip TTA) a threshold for 98 % pooled accepted accuracy
+accepted external answers that were 88 % right; asking each source to reach 98 % accepts them at 100 %.
+
+A curve stores, at each confidence cut (highest first; ties are one cut, as `confidence >= threshold` accepts
+them all), how many validation slices would be answered and how many of those were right: integers, so the
+target comparison is exact and a card can be re-read without the data.
+
+    fit_curves(y, calibrated probabilities, source of each) ─► calibration["operating" (+ "_tta")]
+    thresholds_for_target(that block, target) ─► {class: refer threshold}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import CLASS_NAMES
+
+DEFAULT_TARGET = 0.98  # accepted accuracy on each source's validation part, unless the server sets another
+NOTUMOR = CLASS_NAMES.index("notumor")
+
+
+def risk_coverage(y: np.ndarray, probs: np.ndarray) -> dict:
+    """At each confidence cut, highest first: {"threshold", "answered", "correct"} lists and the total "n"."""
+    conf, correct = probs.max(1), probs.argmax(1) == np.asarray(y)
+    order = np.argsort(-conf, kind="stable")
+    conf_sorted = conf[order]
+    cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True] if len(order) else np.zeros(0, bool)
+    return {"n": int(len(order)), "threshold": [float(t) for t in conf_sorted[cut]],
+            "answered": (np.arange(1, len(order) + 1)[cut]).tolist(),
+            "correct": np.cumsum(correct[order])[cut].astype(int).tolist()}
+
+
+def threshold_for(curve: dict, target: float) -> float:
+    """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was."""
+    # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding.
+    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c / a >= target]
+    return float(ok[-1]) if ok else 1.0
+
+
+def curve_at(curve: dict, threshold: float) -> dict:
+    """{"n", "answered", "correct", "coverage", "accuracy"} of one curve at a threshold."""
+    i = [k for k, t in enumerate(curve["threshold"]) if t >= threshold]
+    answered, correct = (curve["answered"][i[-1]], curve["correct"][i[-1]]) if i else (0, 0)
+    n = curve["n"]
+    return {"n": n, "answered": answered, "correct": correct, "coverage": answered / n if n else 0.0,
+            "accuracy": correct / answered if answered else None}
+
+
+def fit_curves(y: np.ndarray, probs: np.ndarray, sources: list[str] | np.ndarray) -> dict:
+    """{"curves": {source: curve}, "worst_notumor_miss": the highest "no tumour" probability of a validation
+    tumour called "no tumour" (0.0: none was)}; `probs` are calibrated."""
+    y, sources = np.asarray(y, int), np.asarray(sources)
+    missed = (probs.argmax(1) == NOTUMOR) & (y != NOTUMOR)
+    return {"curves": {str(s): risk_coverage(y[sources == s], probs[sources == s]) for s in dict.fromkeys(sources)},
+            "worst_notumor_miss": float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0}
+
+
+def thresholds_for_target(block: dict, target: float) -> dict[str, float]:
+    """{class: refer threshold}: the highest of the sources' thresholds for `target` (every source reaches it
+    on validation) and, for "no tumour", also one float32 step above the most confident missed tumour."""
+    base = max((threshold_for(c, target) for c in block["curves"].values()), default=1.0)
+    worst = block.get("worst_notumor_miss", 0.0)
+    strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
+    return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}

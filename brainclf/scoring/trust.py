@@ -1,0 +1,170 @@
+"""When to trust a prediction: temperature scaling, the refer rule, bootstrap confidence intervals.
+
+All of them work on probabilities; log-probabilities equal the logits up to a per-row constant, which
+softmax ignores, so softmax(log p / T) is exactly temperature scaling of the logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from .metrics import expected_calibration_error
+from .operating_point import fit_curves, risk_coverage, threshold_for, thresholds_for_target
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    if temperature == 1.0:
+        return probs
+    z = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def image_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Each image's negative log-likelihood of its true class."""
+    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+
+
+def nll(y: np.ndarray, probs: np.ndarray) -> float:
+    return float(image_nll(y, probs).mean())
+
+
+def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
+    """The temperature minimising validation NLL (golden-section search on log T in [1/20, 20])."""
+    y = np.asarray(y, dtype=int)
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+
+    def f(log_t):
+        return nll(y, apply_temperature(probs, float(np.exp(log_t))))
+
+    a, b = lo + (1 - g) * (hi - lo), lo + g * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - g) * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = f(b)
+    return float(np.exp((lo + hi) / 2))
+
+
+def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> float:
+    """Lowest confidence threshold at which the accepted predictions (confidence >= threshold) reach
+    `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist.
+    Returns 1.0 (refer everything short of certainty) when no threshold reaches the target."""
+    return threshold_for(risk_coverage(y, probs), target_accuracy)
+
+
+def choose_refer_thresholds(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> dict[str, float]:
+    """The asymmetric refer rule, one confidence threshold per predicted class, fitted on one pooled set.
+
+    Every class gets `choose_refer_threshold`'s threshold. A "no tumour" answer must also be above the
+    confidence of every tumour image of this (validation) set that the model called "no tumour": missing a
+    tumour is the costly error, so no validation tumour is answered "no tumour" without referral.
+
+    Args:
+        y: true class indices of the validation images.
+        probs: their calibrated probabilities (N, classes).
+    Returns:
+        {class name: threshold}; a prediction whose confidence is below its class's threshold is referred.
+    """
+    return thresholds_for_target(fit_curves(y, probs, np.zeros(len(y), int)), target_accuracy)
+
+
+def thresholds_per_row(probs: np.ndarray, threshold: float | dict[str, float]) -> np.ndarray:
+    """Each row's refer threshold: one number for all, or {class: threshold} by predicted class."""
+    if isinstance(threshold, dict):
+        table = np.array([float(threshold.get(c, 0.0)) for c in CLASS_NAMES])
+        return table[probs.argmax(1)] if len(probs) else np.zeros(0)
+    return np.full(len(probs), float(threshold))
+
+
+def coverage_accuracy(y: np.ndarray, probs: np.ndarray, threshold: float | dict[str, float]) -> dict:
+    conf = probs.max(1)
+    accepted = conf >= thresholds_per_row(probs, threshold)
+    correct = probs.argmax(1) == np.asarray(y)
+    shown = {c: float(t) for c, t in threshold.items()} if isinstance(threshold, dict) else float(threshold)
+    return {"threshold": shown, "coverage": float(accepted.mean()) if len(y) else 0.0,
+            "accepted": int(accepted.sum()), "referred": int((~accepted).sum()),
+            "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
+
+
+def coverage_curve(y: np.ndarray, probs: np.ndarray, points: int = 50) -> list[dict]:
+    """Accuracy of the accepted predictions as the threshold rises (for the coverage-accuracy plot)."""
+    conf = np.sort(probs.max(1))
+    qs = np.unique(np.quantile(conf, np.linspace(0, 0.99, points))) if len(conf) else []
+    return [coverage_accuracy(y, probs, float(t)) for t in qs]
+
+
+def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """95 % percentile bootstrap intervals for accuracy and per-class recall."""
+    y = np.asarray(y, dtype=int)
+    pred = probs.argmax(1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(n_boot, len(y)))
+    correct = (pred == y)[idx]
+    out = {"accuracy": np.percentile(correct.mean(1), [2.5, 97.5]).tolist(), "recall": {}}
+    yb = y[idx]
+    for i, c in enumerate(CLASS_NAMES):
+        is_c = yb == i
+        n_c = is_c.sum(1)
+        rec = np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan)
+        out["recall"][c] = np.nanpercentile(rec, [2.5, 97.5]).tolist() if np.isfinite(rec).any() else None
+    return out
+
+
+def group_mean_resamples(values: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_boot` bootstrap means of `values` that resample whole groups (slices of one case are not independent).
+
+    Args:
+        values: one number per image (e.g. the difference of two models' losses on it).
+        groups: one group id per image; equal ids are drawn together.
+    Returns:
+        float array of n_boot means, each over the images of the drawn groups.
+    """
+    _, unit = np.unique(groups, return_inverse=True)
+    n_units = int(unit.max()) + 1
+    value_sum = np.bincount(unit, weights=values, minlength=n_units)
+    count = np.bincount(unit, minlength=n_units).astype(float)
+    idx = rng.integers(0, n_units, size=(n_boot, n_units))
+    return value_sum[idx].sum(1) / count[idx].sum(1)
+
+
+def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,
+                    target_accuracy: float = 0.999, sources: list[str] | None = None) -> dict:
+    """A card's `calibration`: temperature scaling and the refer rule fitted on validation for each way of
+    running the model, and whether flip TTA is the default.
+
+    `by_mode` maps a key suffix ("" without flip TTA, "_tta" with it) to (labels, uncalibrated probabilities)
+    of the validation images; `fitted_on` says which images those are. With `sources` (each image's source, in
+    that order) the card also keeps each source's risk–coverage curve (`operating`), and the refer rule asks
+    every source to reach `target_accuracy` on its own (brainclf.scoring.operating_point).
+    """
+
+    cal = {"fitted_on": fitted_on, "refer_target_accuracy": target_accuracy}
+    for suffix, (y, raw) in by_mode.items():
+        t = fit_temperature(y, raw)
+        probs = apply_temperature(raw, t)
+        cal[f"temperature{suffix}"] = t
+        cal[f"val_ece_before{suffix}"] = expected_calibration_error(y, raw)
+        cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
+        if sources is not None:
+            cal[f"operating{suffix}"] = fit_curves(y, probs, sources)
+            cal[f"refer_thresholds{suffix}"] = thresholds_for_target(cal[f"operating{suffix}"], target_accuracy)
+            cal[f"refer_threshold{suffix}"] = cal[f"refer_thresholds{suffix}"]["glioma"]
+        else:
+            cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, target_accuracy)
+            cal[f"refer_thresholds{suffix}"] = choose_refer_thresholds(y, probs, target_accuracy)
+        cal[f"val_nll{suffix}"] = nll(y, probs)
+        cal[f"val_accuracy{suffix}"] = float((probs.argmax(1) == y).mean()) if len(y) else 0.0
+    # How the model is run unless the user says otherwise: with flip TTA only if that lowers the
+    # calibrated validation loss (chosen on validation, like every other setting in the card).
+    if "" in by_mode and "_tta" in by_mode:
+        cal["tta_default"] = bool(cal["val_nll_tta"] < cal["val_nll"])
+    return cal

@@ -1,0 +1,207 @@
+"""Background training for the app: one job at a time per process, off the script thread, cancellable.
+
+The app keeps one TrainingJobs instance for the whole process (st.cache_resource), so every session
+sees the same job, and a training never blocks another session's predictions.
+
+Every job has an owner (the user id of whoever started it): only the owner or an admin may cancel it, or resume
+it once cancelled or interrupted (a failed run whose run dir holds a state: train() goes on from there). A
+training that crashes keeps one line for users; its traceback goes to the server log (logging), never into
+the status that pages show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BrainclfError
+from ..input.limits import validate_model_name
+
+# Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
+# training thread imports it when a training starts).
+from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from ..training.request import TrainRequest
+from ..training.state import saved_state
+
+logger = logging.getLogger(__name__)
+
+
+def owner_run_dir(runs_root: str | Path, owner: str, name: str) -> Path:
+    """Where the app keeps `owner`'s run `name`: a folder per user (named by a hash of the user id), so the same
+    model name and settings started by someone else begin afresh instead of resuming, and then owning, this
+    user's cancelled run."""
+    folder = f"user-{hashlib.sha256(owner.encode()).hexdigest()[:16]}" if owner else "no-owner"
+    return Path(runs_root) / folder / name
+
+
+def train(request: TrainRequest) -> Path:
+    """brainclf.training.train, imported by the training thread when a training starts (TensorFlow)."""
+    from ..training.loop import train as run_training
+
+    return run_training(request)
+
+
+def _stat(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
+@dataclass
+class JobStatus:
+    name: str
+    state: str = "starting"  # starting, running, done, failed, cancelled
+    progress: TrainProgress | None = None
+    result: Path | None = None
+    error: str = ""  # one line for users; never a traceback
+    started: float = field(default_factory=time.time)
+    owner: str = ""  # user id of whoever started it (brainclf.serving.access.Identity.user_id)
+    owner_label: str = ""  # their name or e-mail, for the page
+    run_dir: Path | None = None  # the run's folder: its state.json is the resume point
+    request: dict = field(default_factory=dict, repr=False)  # config, data, models_dir: what resume() restarts
+    _resumable: tuple = field(default=(None, False), repr=False)  # (key, answer) of the last check
+
+    def may_cancel(self, user_id: str, admin: bool = False) -> bool:
+        """Only the owner or an admin cancels a training, or resumes it."""
+        return admin or (bool(user_id) and user_id == self.owner)
+
+    def resumable(self) -> bool:
+        """Cancelled or failed, and its run dir (or an ensemble's first member's) holds a state saved with the same
+        config to go on from; for another task (a site adaptation), its own `resumable` check says."""
+        if self.state not in ("cancelled", "failed") or self.run_dir is None:
+            return False
+        if "work" in self.request:
+            return bool(self.request.get("resumable", lambda: False)())
+        if "config" not in self.request:
+            return False
+        # The page asks every second: parse state.json again only when the job's state or the file changed.
+        key = (self.state, *(_stat(d / "state.json") for d in (self.run_dir, self.run_dir / "member0")))
+        if self._resumable[0] != key:
+            self._resumable = (key, self._has_saved_state())
+        return self._resumable[1]
+
+    def _has_saved_state(self) -> bool:
+        config = self.request["config"]
+        members = config.member_configs()
+        places = [(self.run_dir, config)] + ([(self.run_dir / "member0", members[0])] if len(members) > 1 else [])
+        try:
+            return any(saved_state(d, c, resume=True) is not None for d, c in places)
+        except (BrainclfError, OSError, ValueError):  # another config, an unreadable or broken state
+            return False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running")
+
+
+class TrainingJobs:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self.status: JobStatus | None = None
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self.status is not None and self.status.active
+
+    def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models",
+              owner: str = "", owner_label: str = "", run_dir: str | Path | None = None) -> JobStatus:
+        """Start a training in a background thread; refuses a second one while the first runs. `owner` (a user
+        id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s."""
+        config.validate()  # bad settings fail here, in the caller, with a clear message
+        validate_model_name(name)  # the rule train() and the card apply, before a thread is started
+        if (Path(models_dir) / f"{name}.keras").exists():
+            raise BrainclfError(f"A model named {name} already exists; choose another name.")
+
+        def work(hook, cancel):
+            return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
+                                      run_dir=run_dir))
+
+        return self.start_task(name, work, owner, owner_label, Path(run_dir) if run_dir else runs_dir() / name,
+                               request={"config": config, "data": data, "models_dir": models_dir})
+
+    def start_task(self, name: str, work, owner: str = "", owner_label: str = "", run_dir: Path | None = None,
+                   request: dict | None = None) -> JobStatus:
+        """Run `work(progress hook, cancel event) -> result path` in a background thread as this app's one job
+        (a training, or a site adaptation: brainclf.site); refuses a second one while the first runs. `request`
+        is what resume() restarts: a training's settings, or {"work": work, "resumable": () -> bool}."""
+        with self._lock:
+            if self.status is not None and self.status.active:
+                raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
+                                    "wait for it or cancel it first.")
+            self._cancel = threading.Event()
+            status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner, run_dir=run_dir,
+                               request=request if request is not None else {"work": work})
+            self.status = status
+            cancel = self._cancel
+
+        def hook(p: TrainProgress):
+            status.progress = p
+            if p.stage in ("preparing", "training", "evaluating"):
+                status.state = "running"
+
+        def run():
+            try:
+                status.result = work(hook, cancel)
+                status.state = "done"
+            except TrainingCancelled as e:
+                status.state, status.error = "cancelled", str(e)
+            except BrainclfError as e:
+                logger.warning("training %s (owner %s) failed: %s", name, owner or "-", e)
+                status.state, status.error = "failed", " ".join(str(e).split())
+            except Exception as e:  # noqa: BLE001 - a crash in the thread must reach the log and the user, not vanish
+                logger.exception("training %s (owner %s) crashed", name, owner or "-")
+                status.state = "failed"
+                status.error = (f"an unexpected error ({type(e).__name__}) stopped it; the details are in the "
+                                "server log.")
+
+        self._thread = threading.Thread(target=run, name=f"train-{name}", daemon=True)
+        self._thread.start()
+        return status
+
+    def cancel(self, user_id: str, admin: bool = False) -> None:
+        """Ask the running training to stop after its current batch.
+
+        Raises:
+            BrainclfError: `user_id` neither started it nor is an admin.
+        """
+        with self._lock:
+            status = self.status
+            if status is not None and not status.may_cancel(user_id, admin):
+                raise BrainclfError("Only the person who started this training, or an admin, can cancel it.")
+            if status is not None:
+                logger.info("training %s cancelled by %s", status.name, user_id or "-")
+            self._cancel.set()
+
+    def resume(self, user_id: str, admin: bool = False) -> JobStatus:
+        """Start the last training again from its run dir's state (train() resumes from the last finished epoch),
+        for the same owner.
+
+        Raises:
+            BrainclfError: nothing to resume (no training, one still running, or no state to go on from), or
+                `user_id` neither started it nor is an admin.
+        """
+        with self._lock:
+            last = self.status
+        if last is None or not last.resumable():
+            raise BrainclfError("There is no cancelled or interrupted training with a saved state to resume.")
+        if not last.may_cancel(user_id, admin):
+            raise BrainclfError("Only the person who started this training, or an admin, can resume it.")
+        logger.info("training %s resumed by %s", last.name, user_id or "-")
+        if "work" in last.request:
+            return self.start_task(last.name, last.request["work"], last.owner, last.owner_label, last.run_dir,
+                                   last.request)
+        return self.start(last.request["config"], last.request["data"], last.name, last.request["models_dir"],
+                          owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir)
+
+    def wait(self, timeout: float | None = None) -> JobStatus | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.status

@@ -1,0 +1,47 @@
+"""The small tables of the settings file ([audit], [refer]) and the checks every table shares: a table where
+one is expected, no unknown keys, real TOML types (a quoted "false" is a string, not a boolean)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..input.limits import check_refer_target
+
+
+def audit_enabled(raw: dict, path: Path | None) -> bool:
+    """[audit] enabled: a TOML boolean (true/false, unquoted). A string such as "false" is refused: bool("false")
+    is True, and a quoted "false" once turned the audit log on."""
+    enabled = section(raw, "audit", "enabled", path).get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where_of(path)}: [audit] enabled must be true or false (a TOML boolean, without "
+                          f"quotes), not {enabled!r}.")
+    return enabled
+
+
+def refer_target(raw: dict, path: Path | None) -> float | None:
+    """[refer] target_accuracy, a number in limits.REFER_TARGET_RANGE (a string is refused, not read)."""
+    table = section(raw, "refer", "target_accuracy", path)
+    try:
+        return check_refer_target(table["target_accuracy"]) if "target_accuracy" in table else None
+    except ValueError as e:
+        raise ConfigError(f"{where_of(path)}: [refer] {e}.") from None
+
+
+def where_of(path: Path | None) -> str:
+    return path.name if path else "settings"
+
+
+def section(raw: dict, key: str, only: str, path: Path | None) -> dict:
+    """The table `key`, which may hold the one key `only`."""
+    found = table(raw, key, path)
+    if unknown := sorted(set(found) - {only}):
+        raise ConfigError(f"{where_of(path)}: unknown [{key}] key(s) {unknown}; expected {only}.")
+    return found
+
+
+def table(raw: dict, key: str, path: Path | None) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path.name if path else 'settings'}: [{key}] must be a table.")
+    return value

@@ -1,0 +1,52 @@
+"""Which browser sessions may upload, and how many bytes each may hold, decided before a file is stored.
+
+Why: Streamlit's upload endpoint stores every file a live session sends (up to server.maxUploadSize each) before
+any page code runs, so a visitor who never signed in, or has no role, could fill the server's memory with a
+script, and a page's own per-session check came only after the bytes were held (2026-11 attack: 2 sessions
+x 10 x 45 MB took the server from 115 to 1,037 MB). The app marks a session as allowed once its run has found a
+role (app.py); the upload manager's `add_file` asks `UploadGate.refusal` first (installed by
+pages.common.install_upload_gate), and a refused file is never stored.
+
+No Streamlit here: the gate knows session ids and byte counts only.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..input.limits import MAX_SESSION_UPLOAD_BYTES, size_text
+
+
+class UploadGate:
+    """Thread-safe: the upload endpoint and the sessions' script threads both call it."""
+
+    def __init__(self, session_budget: int = MAX_SESSION_UPLOAD_BYTES):
+        self.session_budget = session_budget
+        self._allowed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def allow(self, session_id: str) -> None:
+        """This session's user has a role that may upload."""
+        with self._lock:
+            self._allowed.add(session_id)
+
+    def revoke(self, session_id: str) -> None:
+        """Signed out, or no role: the session's next upload is refused."""
+        with self._lock:
+            self._allowed.discard(session_id)
+
+    def allowed(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._allowed
+
+    def refusal(self, session_id: str, new_bytes: int, held_bytes: int) -> str | None:
+        """Why a file of `new_bytes` may not be stored for a session already holding `held_bytes`, or None."""
+        if not self.allowed(session_id):
+            return "uploads need a signed-in user with a role"
+        if held_bytes + new_bytes > self.session_budget:
+            return (f"this session already holds {size_text(held_bytes)} of uploads; at most "
+                    f"{size_text(self.session_budget)} a session")
+        return None
+
+
+GATE = UploadGate()  # the server's one gate (one Streamlit server per process)

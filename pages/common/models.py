@@ -1,0 +1,119 @@
+"""The models: the installed ones, the active one (picked in the sidebar), its predictor (cached, its model in
+the model process) and its card, and how the picker names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from brainclf.errors import BrainclfError
+from brainclf.escaping import md_literal
+from brainclf.evaluation import card_is_verified
+from brainclf.inference import Predictor, ProcessPredictor
+from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
+from brainclf.presentation import FALLBACK_REFER_BELOW, external_accuracy, is_study_model, pct, source_tag
+from brainclf.serving import warmup
+
+from .identity import public, settings
+
+REFER_BELOW = FALLBACK_REFER_BELOW  # refer threshold for models whose card has none fitted on validation
+
+
+def models_dir() -> Path:
+    return settings().models_dir
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_predictor(path: str, mtime: float) -> ProcessPredictor:
+    """One predictor per model file, shared by all sessions (mtime: a replaced file is reloaded), its model in
+    the model process (brainclf.inference.inference_process); the default one started when the server started
+    (brainclf.serving.warmup)."""
+    return warmup.take(Path(path)) or ProcessPredictor.start(path)
+
+
+def available_models() -> list[Path]:
+    return list_models(models_dir())
+
+
+def active_model_path() -> Path | None:
+    chosen = st.session_state.get("model_path")
+    paths = {str(p): p for p in available_models()}
+    return paths[chosen] if chosen in paths else default_model(models_dir())
+
+
+def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | None:
+    """The active (or given) model, or None after showing a clear error. `wait=False`: return before its
+    model process has loaded it (the card is read; the first model call waits), so a page can lay out first;
+    such a page calls `model_ready` before it runs the model."""
+    path = path or active_model_path()
+    if path is None:
+        st.error("No model with a card is installed yet. Train one on the Model page or run "
+                 "`python -m brainclf train`.")
+        return None
+    try:
+        predictor = load_predictor(str(path), path.stat().st_mtime)
+    except BrainclfError as e:
+        st.error(f"Cannot load model {md_literal(path.name)}: {public(e)}")
+        return None
+    if wait and not model_ready(predictor):
+        return None
+    # The server's refer target (an admin setting) applies to every model whose card has per-source curves.
+    return predictor.with_tta(tta_setting(path, predictor.card.tta_default)).with_refer_target(settings().refer_target)
+
+
+def model_ready(predictor: Predictor) -> bool:
+    """Wait (with a spinner) until the model has loaded; False after a clear error if it cannot."""
+    try:
+        with st.spinner(f"Loading model {md_literal(predictor.card.name)}…"):
+            predictor.wait_ready()
+        return True
+    except BrainclfError as e:
+        st.error(f"Cannot load model {md_literal(predictor.card.name)}: {public(e)}")
+        return False
+
+
+def tta_key(path: Path) -> str:
+    """Keyed by the model's name, not its path: a widget's key travels to the browser inside its element id."""
+    return f"tta::{path.stem}"
+
+
+def tta_setting(path: Path, card_default: bool) -> bool:
+    """Flip TTA for this model: the user's choice in this session, else what the model's card says."""
+    return bool(st.session_state.get(tta_key(path), card_default))
+
+
+@st.cache_resource(max_entries=32)
+def _cached_card(path: str, model_mtime: float, card_mtime: float) -> ModelCard:
+    """Parsed once per file version and shared (cards hold every test prediction: megabytes of JSON)."""
+    return read_card(path)
+
+
+def card_of(path: Path) -> ModelCard | None:
+    """The model's card (read-only: shared between sessions), or None if it is missing or broken."""
+    try:
+        return _cached_card(str(path), path.stat().st_mtime, card_path(path).stat().st_mtime)
+    except (BrainclfError, OSError):
+        return None
+
+
+def test_accuracy(card: ModelCard | None) -> float | None:
+    return card.test_metrics().get("accuracy") if card else None
+
+
+def is_study(card: ModelCard | None) -> bool:
+    """A study/baseline model (the seed CNN, or under 90 % test accuracy): not for reading scans."""
+    return bool(card) and is_study_model(card.architecture, test_accuracy(card))
+
+
+def model_choice_label(path: Path, card: ModelCard | None) -> str:
+    """How the picker names a model: 'seed (seed, Kaggle only; Kaggle test 68.2 %) · study/baseline: not for
+    reading scans'; an upload's figures say they are its uploader's claim until re-measured here."""
+    if card is None:
+        return f"{path.stem} (card unreadable)"
+    acc, ext = test_accuracy(card), external_accuracy(card)
+    claimed = "" if card_is_verified(card) else " claimed, not verified"
+    label = (f"{path.stem} ({card.architecture}, {source_tag(card)}"
+             + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
+             + (f", other source {pct(ext)}{claimed}" if ext is not None else "") + ")")
+    return label + (" · study/baseline: not for reading scans" if is_study(card) else "")

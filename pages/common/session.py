@@ -1,0 +1,88 @@
+"""What the sessions share (the training jobs, the audit switch) and what each keeps (its cases, its dataset)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from brainclf.presentation import CaseBook
+from brainclf.serving import TrainingJobs
+
+from .identity import identity, settings
+
+
+@st.cache_resource
+def training_jobs() -> TrainingJobs:
+    """Process-wide: one training at a time, visible to every session."""
+    keep_keras_state()
+    return TrainingJobs()
+
+
+def keep_keras_state() -> None:
+    """Stop Streamlit clearing Keras's global state after every script run.
+
+    Streamlit calls keras.backend.clear_session() at the end of each run (for apps that build models in their
+    scripts). This app builds none there, but its trainings and site adaptations run in a job thread of the same
+    process, and the progress fragments rerun every second: measured, one 72-slice adaptation epoch took 225 s
+    instead of ~2 s, and a site validation failed with a ValueError. Matplotlib's part of the clean-up is kept.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if getattr(script_runner._clean_problem_modules, "keeps_keras", False):
+        return
+
+    def clean_up() -> None:
+        if (plt := sys.modules.get("matplotlib.pyplot")) is not None:
+            plt.close("all")
+
+    clean_up.keeps_keras = True
+    script_runner._clean_problem_modules = clean_up
+
+
+def case_book() -> CaseBook:
+    """This session's cases (uploads by content hash, results per model): they survive page changes."""
+    if "case_book" not in st.session_state:
+        st.session_state["case_book"] = CaseBook()
+    return st.session_state["case_book"]
+
+
+def data_root() -> Path | None:
+    """The data root picked in the sidebar (by name; brainclf.serving.settings maps it to its folder), for galleries."""
+    s = settings()
+    root = s.root(st.session_state.get("data_root")) or s.default_root()
+    return root.path if root else None
+
+
+def data_root_names() -> list[str]:
+    return settings().root_names()
+
+
+@st.cache_resource
+def _audit_switch(audit_file: str) -> dict:
+    """Process-wide: the audit log is on or off for every session (an admin switches it), per audit file."""
+    return {"enabled": None}
+
+
+def _audit_state() -> dict:
+    s = settings()
+    switch = _audit_switch(str(s.audit_file))
+    if switch["enabled"] is None:
+        switch["enabled"] = s.audit_enabled  # as the settings say, until an admin switches it
+    return switch
+
+
+def audit_enabled() -> bool:
+    return bool(_audit_state()["enabled"])
+
+
+def audit_toggled() -> None:
+    if identity().can("audit_settings"):
+        _audit_state()["enabled"] = bool(st.session_state.get("audit"))
+
+
+def audit_path() -> Path | None:
+    """The server's audit log file while the audit log is on, else None: fixed by the settings, never chosen
+    by a user."""
+    return settings().audit_file if audit_enabled() else None
