@@ -79,9 +79,8 @@ class _Batches(keras.callbacks.Callback):
 def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay: list[Sample], contract,
               cfg: AdaptConfig, run_dir: Path, progress: ProgressHook | None = None,
               cancel: threading.Event | None = None, kept: list[Sample] | None = None):
-    """The fine-tuned model and the AdaptState of the run. The epoch kept is the one with the lowest calibrated
-    loss on the site's calibration part or, with `kept` (the model's own validation images), the lowest mean of
-    that and the loss on `kept`: the site is learnt only as far as what the model knew is kept.
+    """The fine-tuned model and the AdaptState of the run. The epoch kept has the lowest calibrated loss on the
+    site's calibration part, averaged with that on `kept` (the model's own validation images) when given.
 
     Raises:
         TrainingCancelled: `cancel` was set; the last finished epoch is kept for a resume.
@@ -101,10 +100,9 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     rng = np.random.default_rng(cfg.seed)
     per_epoch = min(len(x_rep), int(round(cfg.replay_per_site_slice * len(x_site))))
     steps = int(np.ceil((len(x_site) + per_epoch) / cfg.batch_size))
-    if state.epoch and (run_dir / "last.keras").is_file():
-        model = keras.models.load_model(run_dir / "last.keras", safe_mode=True)
-    else:
-        model = _compile(base_model, cfg, steps)
+    last = run_dir / "last.keras"
+    model = keras.models.load_model(last, safe_mode=True) if state.epoch and last.is_file() else \
+        _compile(base_model, cfg, steps)
     first, session_s = state.epoch, 0.0
     while state.epoch < cfg.epochs:
         pick = rng.permutation(len(x_rep))[:per_epoch] if per_epoch else np.zeros(0, int)
