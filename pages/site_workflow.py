@@ -13,7 +13,7 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.presentation import confusion_matrix_figure, pct, risk_coverage_figure
+from brainclf.presentation import confusion_matrix_figure, count, pct, plural, risk_coverage_figure
 from brainclf.serving import owner_run_dir
 from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
 from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
@@ -46,10 +46,10 @@ def _work(step: str, run_dir: Path, site_root: Path, site: str, model: Path, tar
         say(f"Splitting the site's slices by case ({site})")
         run = SiteRun.open(run_dir, site_root, site, model)
         if step == "validate":
-            say(f"Validating {model.stem} on {len(run.split.parts['heldout'])} held-out slices")
+            say(f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}")
             run.validate(Predictor.load(model))
         elif step == "calibrate":
-            say(f"Fitting the site's temperature and refer rule on {len(run.split.adaptation)} slices")
+            say(f"Fitting the site's temperature and refer rule on {plural(len(run.split.adaptation), 'slice')}")
             return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root)["model"])
         else:
             return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel)["model"])
@@ -154,28 +154,28 @@ def _status(jobs, who) -> None:
 def _results(state: dict) -> None:
     st.subheader("Held-out part, after each step")
     split = {k: len(v) for k, v in state["split"].items()}
-    st.caption(md_literal(f"Site {state['site']}: {split['tune']} tuning and {split['calibration']} calibration "
-                          f"slices (the adaptation part), {split['heldout']} held-out slices that no step learns "
-                          f"from; {state['groups']} case groups. Started from {state['model']['name']} "
-                          f"{state['model']['version']}."))
+    st.caption(md_literal(f"Site {state['site']}: {count(split['tune'])} tuning and {count(split['calibration'])} "
+                          f"calibration slices (the adaptation part), {plural(split['heldout'], 'held-out slice')} "
+                          f"that no step learns from; {plural(state['groups'], 'case group')}. Started from "
+                          f"{state['model']['name']} {state['model']['version']}."))
     st.table(pd.DataFrame(comparison_rows(state)), hide_index=True)
     curves = heldout_curves(state)
     last = state["steps"].get("adapt") or state["steps"].get("calibrate")
     final = last["heldout"] if last else state["steps"]["validate"]
     c1, c2 = st.columns(2)
     c1.plotly_chart(confusion_matrix_figure(final["confusion_matrix"],
-                                            title=f"Held-out part, {split['heldout']} slices"), key="site_cm")
+                                            title=f"Held-out part, {plural(split['heldout'], 'slice')}"), key="site_cm")
     if curves:
         c2.plotly_chart(risk_coverage_figure(curves, title="Answered vs accuracy, held-out part"), key="site_rc")
     if set(final.get("by_sequence", {})) - {"unknown"}:  # a manifest.csv named the sequences
-        st.table(pd.DataFrame([{"sequence": seq, "slices": sub["n"], "accuracy": pct(sub["accuracy"])}
+        st.table(pd.DataFrame([{"sequence": seq, "slices": count(sub["n"]), "accuracy": pct(sub["accuracy"])}
                                for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
     adapt = state["steps"].get("adapt")
     if adapt and (k := adapt.get("kaggle_test") or {}).get("after"):
-        st.caption(f"Forgetting check on Kaggle Testing ({k['after']['n']} slices): {pct(k['before']['accuracy'])} "
-                   f"before, {pct(k['after']['accuracy'])} after adaptation.")
+        st.caption(f"Forgetting check on Kaggle Testing ({plural(k['after']['n'], 'slice')}): "
+                   f"{pct(k['before']['accuracy'])} before, {pct(k['after']['accuracy'])} after adaptation.")
     wrong = misclassified(final)
-    with st.expander(f"Misclassified held-out slices ({len(wrong)})"):
+    with st.expander(f"Misclassified held-out slices ({count(len(wrong))})"):
         st.dataframe(pd.DataFrame(wrong), hide_index=True)
     st.download_button("Go-live report (PDF)", site_report_pdf(state), file_name=f"go-live-{state['site']}.pdf",
                        mime="application/pdf", key="site_pdf")

@@ -18,7 +18,8 @@ def user(**claims) -> dict:
 def test_rights_per_role():
     assert {a for a in ACTIONS if can("clinician", a)} == {"open_home", "open_predict", "open_evaluation"}
     assert {a for a in ACTIONS if can("researcher", a)} == {"open_home", "open_predict", "open_evaluation",
-                                                            "open_model", "re_evaluate", "train", "upload_model"}
+                                                            "open_model", "re_evaluate", "train", "upload_model",
+                                                            "site_workflow"}
     assert {a for a in ACTIONS if can("admin", a)} == ACTIONS
     assert {"remove_model", "audit_settings", "cancel_any_training"} <= ACTIONS
     for nobody in (None, "", "guest", "ADMIN"):
