@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from .. import DISPLAY_NAMES, __version__
 from .cases import case_ref
-from .report_blocks import footer, images, probabilities, text, title
+from .report_blocks import footer, images, new_pdf, probabilities, text, title
 from .scope import case_scope_line, validated_scope
 from .wording import (
     REFER_MEANS,
@@ -52,15 +52,10 @@ class ReportCase:
 
 def case_report_pdf(cases: Sequence[ReportCase], created: datetime | None = None) -> bytes:
     """One PDF, one A4 page per case (after a summary page when there are several), as bytes."""
-    from fpdf import FPDF
-
     if not cases:
         raise ValueError("a case report needs at least one analysed slice")
     created = created or datetime.now(UTC)
-    pdf = FPDF(format="A4", unit="mm")
-    pdf.set_auto_page_break(auto=False)
-    pdf.set_creator(f"brainclf {__version__}")
-    pdf.set_title("brainclf case report")
+    pdf = new_pdf("brainclf case report")
     total = len(cases) + (len(cases) > 1)
     if len(cases) > 1:
         _summary_page(pdf, cases, total, created)

@@ -8,13 +8,24 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .. import CLASS_NAMES, DISPLAY_NAMES
+from .. import CLASS_NAMES, DISPLAY_NAMES, __version__
 from ..inference.explain import overlay_heatmap
 from .wording import INTENDED_USE, gradcam_caveat, pct, pct_pair
 
 # The PDF core fonts cover Latin-1 only: the few typographic characters the wording uses are spelled out.
 _LATIN1 = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "×": "x", "…": "...", "“": '"', "”": '"',
                          "‘": "'", "’": "'", "\u00a0": " ", "\u202f": " "})
+
+
+def new_pdf(title: str):
+    """An A4 fpdf2 document in millimetres without automatic page breaks, naming brainclf and `title`."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_auto_page_break(auto=False)
+    pdf.set_creator(f"brainclf {__version__}")
+    pdf.set_title(title)
+    return pdf
 
 
 def text(s: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .. import __version__
+from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
 from ..presentation.wording import INTENDED_USE, pct, plural
 from .summary import ROWS, cell, columns
@@ -17,15 +18,10 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
     Raises:
         ValueError: the run has not validated the model yet.
     """
-    from fpdf import FPDF
-
     if not state["steps"].get("validate"):
         raise ValueError("Run the validate step before asking for a go-live report.")
     created = created or datetime.now(UTC)
-    pdf = FPDF(format="A4", unit="mm")
-    pdf.set_auto_page_break(auto=False)
-    pdf.set_creator(f"brainclf {__version__}")
-    pdf.set_title("brainclf go-live report")
+    pdf = new_pdf("brainclf go-live report")
     pdf.add_page()
     w = pdf.w - pdf.l_margin - pdf.r_margin
     pdf.set_font("Helvetica", "B", 16)
