@@ -13,12 +13,13 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.presentation import confusion_matrix_figure, count, pct, plural, risk_coverage_figure
+from brainclf.inference import overlay_heatmap
+from brainclf.presentation import class_label, confusion_matrix_figure, count, pct, plural, risk_coverage_figure
 from brainclf.serving import owner_run_dir
 from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
 from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
 from brainclf.training import TrainProgress
-from pages.common import available_models, public, settings, training_jobs
+from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
 STEPS = ("validate", "calibrate", "adapt")
@@ -93,7 +94,7 @@ def site_section(who) -> None:
     state = _state(run_dir)
     _buttons(who, state, run_dir, config.folder(root_name), site, model, target, config)
     if state:
-        _results(state)
+        _results(state, config.folder(root_name))
 
 
 def _buttons(who, state, run_dir, site_root, site, model, target, config) -> None:
@@ -151,7 +152,7 @@ def _status(jobs, who) -> None:
         st.error(f"{name} failed: {public(s.error)}")
 
 
-def _results(state: dict) -> None:
+def _results(state: dict, site_root: Path) -> None:
     st.subheader("Held-out part, after each step")
     split = {k: len(v) for k, v in state["split"].items()}
     st.caption(md_literal(f"Site {state['site']}: {count(split['tune'])} tuning and {count(split['calibration'])} "
@@ -177,5 +178,34 @@ def _results(state: dict) -> None:
     wrong = misclassified(final)
     with st.expander(f"Misclassified held-out slices ({count(len(wrong))})"):
         st.dataframe(pd.DataFrame(wrong), hide_index=True)
+        if wrong:
+            _misclassified_gradcam(state, site_root, wrong)
     st.download_button("Go-live report (PDF)", site_report_pdf(state), file_name=f"go-live-{state['site']}.pdf",
                        mime="application/pdf", key="site_pdf")
+
+
+def _misclassified_gradcam(state: dict, site_root: Path, wrong: list[dict]) -> None:
+    """One misclassified held-out slice with the Grad-CAM of the class the last step's model gave it."""
+    rel = st.selectbox("Show one with its Grad-CAM", [w["file"] for w in wrong], index=None, key="site_wrong",
+                       placeholder="Pick a misclassified slice")
+    if rel is None:
+        return
+    path = (site_root / rel).resolve()
+    if not path.is_relative_to(site_root.resolve()) or not path.is_file():  # the run's rows name files in the folder
+        st.warning("That slice is no longer in the site folder.")
+        return
+    last = state["steps"].get("adapt") or state["steps"].get("calibrate") or {}
+    predictor = get_predictor(Path(last.get("model") or state["model"]["path"]), wait=False)
+    if predictor is None or not model_ready(predictor):
+        return
+    try:
+        pred = predictor.predict(path, name=path.name, explain=True)
+    except BrainclfError as e:
+        st.error(public(e))
+        return
+    row = next(w for w in wrong if w["file"] == rel)
+    st.image(overlay_heatmap(pred.model_input, pred.heatmap), width=320,
+             # An image caption is plain text; the model's name is a card's ModelName (letters, digits, '-', '_').
+             caption=f"Grad-CAM of {class_label(pred.predicted)} ({predictor.card.name}); labelled "
+                     f"{class_label(row['true'])}")
+

@@ -75,6 +75,11 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
     at = run_step(at, "validate")
     assert list(steps_table(at).columns) == ["Held-out part", "As it came"]
     assert not at.button(key="site_calibrate").disabled
+    # A misclassified held-out slice, with the Grad-CAM of the class the model gave it.
+    wrong = at.selectbox(key="site_wrong")
+    wrong.set_value(wrong.options[0]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Grad-CAM of" in str(i.proto) for i in at.get("image"))
     at = run_step(at, "calibrate")
     assert list(steps_table(at).columns) == ["Held-out part", "As it came", "Site calibration"]
     assert (site_server / "st-elsewhere-smoke.keras").is_file()
