@@ -5,7 +5,6 @@ opens the same run."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -16,47 +15,20 @@ from brainclf.escaping import md_literal
 from brainclf.inference import overlay_heatmap
 from brainclf.presentation import class_label, confusion_matrix_figure, count, pct, plural, risk_coverage_figure
 from brainclf.serving import owner_run_dir
-from brainclf.site import MIN_GROUPS, MIN_SLICES, AdaptConfig, check_site_name, site_report_pdf
+from brainclf.site import (
+    MIN_GROUPS,
+    MIN_SLICES,
+    adaptation_saved,
+    check_site_name,
+    saved_state,
+    site_report_pdf,
+    step_job,
+)
 from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
-from brainclf.training import TrainProgress
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
 STEPS = ("validate", "calibrate", "adapt")
-
-
-def _state(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "site.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _work(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-          data_root: Path | None):
-    """The job's body: open the run (its split) and do one step with an in-process model (TensorFlow is
-    imported in this thread, as a training does)."""
-
-    def work(hook, cancel):
-        from brainclf.inference import Predictor
-        from brainclf.site import SiteRun
-
-        def say(message: str) -> None:
-            hook(TrainProgress("preparing", message=message))
-
-        say(f"Splitting the site's slices by case ({site})")
-        run = SiteRun.open(run_dir, site_root, site, model)
-        if step == "validate":
-            say(f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}")
-            run.validate(Predictor.load(model))
-        elif step == "calibrate":
-            say(f"Fitting the site's temperature and refer rule on {plural(len(run.split.adaptation), 'slice')}")
-            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root)["model"])
-        else:
-            return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel)["model"])
-        return run_dir
-
-    return work
 
 
 def _name_follows_folder() -> None:
@@ -91,7 +63,7 @@ def site_section(who) -> None:
         st.error(public(e))
         return
     run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, f"{site}-{model.stem}")
-    state = _state(run_dir)
+    state = saved_state(run_dir)
     _buttons(who, state, run_dir, config.folder(root_name), site, model, target, config)
     if state:
         _results(state, config.folder(root_name))
@@ -107,10 +79,10 @@ def _buttons(who, state, run_dir, site_root, site, model, target, config) -> Non
         disabled = jobs.busy() or (needs is not None and needs not in done)
         if col.button(step.capitalize(), key=f"site_{step}", disabled=disabled, use_container_width=True,
                       type="primary" if step not in done and not disabled else "secondary"):
-            work = _work(step, run_dir, site_root, site, model, target, config.models_dir,
-                         default_root.path if default_root else None)
+            work = step_job(step, run_dir, site_root, site, model, target, config.models_dir,
+                            default_root.path if default_root else None)
             # An adaptation cancelled or interrupted after an epoch resumes from it (brainclf.site.adapt).
-            resumable = (lambda: (run_dir / "adapt" / "adapt.json").is_file()) if step == "adapt" else (lambda: False)
+            resumable = (lambda: adaptation_saved(run_dir)) if step == "adapt" else (lambda: False)
             try:
                 jobs.start_task(f"{site}: {step}", work, owner=who.user_id, owner_label=who.label, run_dir=run_dir,
                                 request={"kind": "site", "work": work, "resumable": resumable})

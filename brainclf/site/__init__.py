@@ -15,8 +15,9 @@ Importing this package does not import TensorFlow (adapt does, when called).
 
 from .config import AdaptConfig
 from .golive import site_report_pdf
-from .run import SiteRun, kaggle_test_samples, replay_samples
+from .run import SiteRun, adaptation_saved, kaggle_test_samples, replay_samples, saved_state, step_job
 from .split import MIN_GROUPS, MIN_SLICES, SiteSplit, check_site_name, split_site
 
 __all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
-           "kaggle_test_samples", "replay_samples", "site_report_pdf", "split_site"]
+           "kaggle_test_samples", "replay_samples", "site_report_pdf", "split_site", "adaptation_saved",
+           "saved_state", "step_job"]

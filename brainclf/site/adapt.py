@@ -25,9 +25,9 @@ from ..scoring.trust import apply_temperature, fit_temperature, nll
 from ..training.callbacks import save_atomically
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
+from ..training.state import write_json_atomically
+from .config import ADAPT_STATE as STATE
 from .config import AdaptConfig
-
-STATE = "adapt.json"
 
 
 @dataclass
@@ -40,9 +40,7 @@ class AdaptState:
     seconds: float = 0.0
 
     def save(self, run_dir: Path) -> None:
-        tmp = run_dir / f"{STATE}.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(run_dir / STATE)
+        write_json_atomically(run_dir / STATE, asdict(self))
 
 
 def _state(run_dir: Path, cfg: AdaptConfig) -> AdaptState:

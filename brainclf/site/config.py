@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+ADAPT_STATE = "adapt.json"  # in RUN_DIR/adapt/: an adaptation's epochs, history and settings (its resume point)
+
 
 @dataclass
 class AdaptConfig:

@@ -25,8 +25,11 @@ from ..errors import BrainclfError, DataError
 from ..inference.predict import Predictor
 from ..input.limits import validate_model_name
 from ..model.card import card_path, file_sha256, load_model, read_card
+from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
-from ..training.config import ProgressHook
+from ..training.config import ProgressHook, TrainProgress
+from ..training.state import write_json_atomically
+from .config import ADAPT_STATE, AdaptConfig
 from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
 from .profile import site_card
 from .split import SiteSplit, saved_split, split_site
@@ -69,9 +72,7 @@ class SiteRun:
 
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / f"{STATE}.tmp"
-        tmp.write_text(json.dumps(self.state, indent=1))
-        tmp.replace(self.run_dir / STATE)
+        write_json_atomically(self.run_dir / STATE, self.state)
 
     def step(self, name: str) -> dict | None:
         return self.state["steps"].get(name)
@@ -207,3 +208,41 @@ def kaggle_test_samples(data_root: str | Path | None) -> list[Sample]:
         return discover(data_root).splits.get("Testing", [])
     except DataError:
         return []
+
+
+def saved_state(run_dir: Path) -> dict | None:
+    """A site run's state (what the steps measured), or None when it has none yet or it cannot be read."""
+    try:
+        return json.loads((Path(run_dir) / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def adaptation_saved(run_dir: Path) -> bool:
+    """Whether an adaptation of this run finished an epoch (a resume point)."""
+    return (Path(run_dir) / "adapt" / ADAPT_STATE).is_file()
+
+
+def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
+             data_root: Path | None):
+    """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
+    dir): it opens the run (its split) and runs the step with an in-process model, TensorFlow imported in the
+    job's thread as a training does (brainclf.serving.jobs)."""
+
+    def work(hook, cancel):
+        def say(message: str) -> None:
+            hook(TrainProgress("preparing", message=message))
+
+        say(f"Splitting the site's slices by case ({site})")
+        run = SiteRun.open(run_dir, site_root, site, model)
+        if step == "validate":
+            say(f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}")
+            run.validate(Predictor.load(model))
+            return run_dir
+        if step == "calibrate":
+            say(f"Fitting the site's temperature and refer rule on {plural(len(run.split.adaptation), 'slice')}")
+            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root)["model"])
+        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel)["model"])
+
+    return work
+

@@ -19,6 +19,14 @@ STATE_FILE = "state.json"
 _OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members")
 
 
+def write_json_atomically(path: Path, data: dict) -> None:
+    """Write through a temporary file and rename: a kill mid-write never leaves a broken state (run states,
+    site runs, adaptations)."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
 @dataclass
 class RunState:
     config: dict  # TrainConfig.to_dict()
@@ -65,10 +73,7 @@ class RunState:
         return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
 
     def save(self, run_dir: Path) -> None:
-        """Write through a temporary file and rename: a kill mid-write never leaves a broken state."""
-        tmp = Path(run_dir) / f"{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(Path(run_dir) / STATE_FILE)
+        write_json_atomically(Path(run_dir) / STATE_FILE, self.to_dict())
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.config)
