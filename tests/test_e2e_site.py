@@ -39,7 +39,8 @@ def _pick(page, label: str, option: str) -> None:
     box = page.get_by_role("combobox", name=label)
     box.click()
     box.press_sequentially(option)
-    box.press("Enter")
+    # The option itself, not Enter: on a busy machine Enter could land before the list was filtered.
+    page.get_by_role("option", name=option).first.click()
     page.wait_for_function(IDLE)
 
 
