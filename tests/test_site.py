@@ -207,3 +207,34 @@ def test_cli_runs_every_step(tmp_path, site_folder, smoke_model, synthetic_datas
     assert "validate: smoke" in out and "held-out:" in out and "Kaggle Testing (12)" in out
     assert (tmp_path / "run" / "go-live-report.pdf").read_bytes().startswith(b"%PDF")
     assert (models / "cli-site-smoke-adapted.keras").is_file()
+
+
+def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets_mix_the_model_own_output(
+        tmp_path, site_folder, smoke_model, synthetic_dataset):
+    from brainclf.data import load_arrays
+    from brainclf.model import load_model
+    from brainclf.site.adapt import _early, _replay_targets, fine_tune
+    from brainclf.site.run import replay_samples
+
+    split = split_site(site_folder, "st-elsewhere")
+    model, card = load_model(smoke_model)
+    before = {w.path: np.array(w) for w in model.weights}
+    early = {w.path for layer in model.layers if _early(layer, model) for w in layer.weights}
+    assert early, "the smoke model has layers at full or half resolution"
+    replay = replay_samples(card, synthetic_dataset)
+    cfg = AdaptConfig(epochs=1, batch_size=16, freeze_early_layers=True, freeze_batchnorm=True, distill=0.5,
+                      learning_rate=0.01)
+    tuned, _ = fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg,
+                         tmp_path / "adapt")
+    after = {w.path: np.array(w) for w in tuned.weights}
+    batchnorm = {w.path for layer in tuned.layers if "BatchNormalization" in type(layer).__name__
+                 for w in layer.weights}
+    for path in early | batchnorm:
+        np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+    assert any(not np.array_equal(after[p], before[p]) for p in set(after) - early - batchnorm)
+
+    x, y = load_arrays(replay[:8], card.contract)[:2]
+    own = np.asarray(load_model(smoke_model)[0](x, training=False))
+    targets = _replay_targets(load_model(smoke_model)[0], x, y, cfg)
+    np.testing.assert_allclose(targets, 0.5 * own + 0.5 * np.eye(4)[y], atol=1e-5)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)

@@ -3,6 +3,7 @@ anyone relies on the model there (brainclf.site)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ def cmd_site(args) -> int:
             print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
                                                          args.name, data)))
         elif step == "adapt":
-            given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay}
+            given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
+                     "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
+                     "freeze_batchnorm": args.freeze_batchnorm}
             cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
             result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line)
             print(format_step("adapt", result))
@@ -124,6 +127,14 @@ def add_parsers(sub) -> None:
     s.add_argument("--epochs", type=int, help="fine-tuning epochs (default: brainclf.site.AdaptConfig's, 12)")
     s.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
     s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default 2)")
+    s.add_argument("--site-weight", type=float, help="loss weight of a site slice; a replayed image weighs 1 "
+                   "(default: AdaptConfig's)")
+    s.add_argument("--distill", type=float, help="share of the starting model's own output in a replayed image's "
+                   "target, 0-1 (default: AdaptConfig's)")
+    s.add_argument("--freeze-early", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the layers at half the input resolution or more as they are (faster)")
+    s.add_argument("--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep BatchNorm's statistics as the model came with them")
     s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")
     s.set_defaults(func=cmd_site)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .. import CLASS_NAMES
 from ..data import Sample, load_arrays
 from ..model.architectures import recalibrate_batchnorm
 from ..scoring.trust import apply_temperature, fit_temperature, nll
@@ -54,11 +55,34 @@ def _state(run_dir: Path, cfg: AdaptConfig) -> AdaptState:
 
 
 def _compile(model, cfg: AdaptConfig, steps: int):
+    for layer in model.layers:
+        # A frozen BatchNormalization runs in inference mode: the statistics the model came with stay.
+        if (cfg.freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)) or \
+                (cfg.freeze_early_layers and _early(layer, model)):
+            layer.trainable = False
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs),
                                                       alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy")
     return model
+
+
+def _early(layer, model) -> bool:
+    """A layer working at half the input's resolution or more: the low-level filters (edges, textures). Kept
+    frozen they cost no backward pass (about a third of an epoch for the compact CNNs)."""
+    shape = getattr(getattr(layer, "output", None), "shape", None)
+    height = model.inputs[0].shape[1]
+    return bool(shape is not None and len(shape) == 4 and height and shape[1] * 2 >= height
+                and layer.count_params())
+
+
+def _replay_targets(model, x_rep: np.ndarray, y_rep: np.ndarray, cfg: AdaptConfig) -> np.ndarray:
+    """Soft targets of the replayed images: `distill` of the starting model's own output (so it keeps answering
+    them as it did, not only their label) and the rest their one-hot label."""
+    onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_rep]
+    if not cfg.distill or not len(x_rep):
+        return onehot
+    own = np.concatenate([np.asarray(model(x_rep[i:i + 128], training=False)) for i in range(0, len(x_rep), 128)])
+    return (cfg.distill * own + (1 - cfg.distill) * onehot).astype(np.float32)
 
 
 class _Batches(keras.callbacks.Callback):
@@ -72,6 +96,38 @@ class _Batches(keras.callbacks.Callback):
         if self.cancel is not None and self.cancel.is_set():
             self.model.stop_training = True
         self.report(batch + 1)
+
+
+@dataclass
+class _Mix:
+    """What each epoch learns from: every site tuning slice (one-hot, weighted `site_weight`) and a fresh draw of
+    replayed training images (their targets from _replay_targets)."""
+    x_site: np.ndarray
+    t_site: np.ndarray
+    x_rep: np.ndarray
+    t_rep: np.ndarray
+    cfg: AdaptConfig
+
+    @classmethod
+    def read(cls, base_model, tune: list[Sample], replay: list[Sample], contract, cfg: AdaptConfig) -> _Mix:
+        (x_site, y_site), (x_rep, y_rep) = (load_arrays(part, contract)[:2] for part in (tune, replay))
+        return cls(x_site, np.eye(len(CLASS_NAMES), dtype=np.float32)[y_site], x_rep,
+                   _replay_targets(base_model, x_rep, y_rep, cfg), cfg)
+
+    @property
+    def replayed(self) -> int:
+        return min(len(self.x_rep), int(round(self.cfg.replay_per_site_slice * len(self.x_site))))
+
+    @property
+    def epoch_size(self) -> int:
+        return len(self.x_site) + self.replayed
+
+    def epoch(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(images, targets, weights) of epoch `index`: its own draw, so a resumed run draws what it would have."""
+        pick = np.random.default_rng([self.cfg.seed, index]).permutation(len(self.x_rep))[:self.replayed]
+        weights = np.r_[np.full(len(self.x_site), self.cfg.site_weight), np.ones(len(pick))]
+        return (np.concatenate([self.x_site, self.x_rep[pick]]), np.concatenate([self.t_site, self.t_rep[pick]]),
+                weights.astype(np.float32))
 
 
 def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay: list[Sample], contract,
@@ -93,30 +149,28 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
                                    history=state.history, **kw))
 
     say("preparing", "Reading the site's slices and the replayed training images")
-    (x_site, y_site), (x_rep, y_rep), *checks = (load_arrays(part, contract)[:2]
-                                                 for part in (tune, replay, calibration, *([kept] if kept else [])))
-    rng = np.random.default_rng(cfg.seed)
-    per_epoch = min(len(x_rep), int(round(cfg.replay_per_site_slice * len(x_site))))
-    steps = int(np.ceil((len(x_site) + per_epoch) / cfg.batch_size))
+    mix = _Mix.read(base_model, tune, replay, contract, cfg)
+    checks = [load_arrays(part, contract)[:2] for part in (calibration, *([kept] if kept else []))]
+    steps = int(np.ceil(mix.epoch_size / cfg.batch_size))
     last = run_dir / "last.keras"
     model = keras.models.load_model(last, safe_mode=True) if state.epoch and last.is_file() else \
         _compile(base_model, cfg, steps)
     first, session_s = state.epoch, 0.0
     while state.epoch < cfg.epochs:
-        pick = rng.permutation(len(x_rep))[:per_epoch] if per_epoch else np.zeros(0, int)
-        x, y = np.concatenate([x_site, x_rep[pick]]), np.concatenate([y_site, y_rep[pick]])
+        x, y, weights = mix.epoch(state.epoch)
         train_cfg = TrainConfig(batch_size=cfg.batch_size, seed=cfg.seed + state.epoch, augment_intensity=True)
         started = time.time()
         def report(batch: int, epoch: int = state.epoch, started: float = started, before: float = session_s):
             say("training", epoch=epoch, batch=batch, batches=steps, first_epoch=first,
                 train_elapsed_s=before + time.time() - started)
 
-        model.fit(tf_dataset(x, y, train_cfg, training=True), epochs=1, verbose=0,
+        model.fit(tf_dataset(x, y, train_cfg, training=True, weights=weights), epochs=1, verbose=0,
                   callbacks=[_Batches(report, cancel)])
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled(f"Adaptation cancelled after {state.epoch} of {cfg.epochs} epochs; start it "
                                     "again to resume.")
-        recalibrate_batchnorm(model, x, seed=cfg.seed + state.epoch)
+        if not cfg.freeze_batchnorm:
+            recalibrate_batchnorm(model, x, seed=cfg.seed + state.epoch)
         losses = [_calibrated_loss(model, *check) for check in checks]
         session_s += time.time() - started
         _book(state, model, run_dir, losses, time.time() - started)

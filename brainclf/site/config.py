@@ -20,6 +20,10 @@ class AdaptConfig:
     learning_rate: float = 1e-3  # peak of a cosine decay; a third of the training's
     batch_size: int = 32
     replay_per_site_slice: float = 2.0  # replayed training images per site tuning slice, each epoch
+    site_weight: float = 1.0  # loss weight of a site slice (a replayed image weighs 1)
+    distill: float = 0.0  # share of the starting model's own output in a replayed image's target (0: its label)
+    freeze_early_layers: bool = False  # layers at half the input resolution or more learn nothing (faster)
+    freeze_batchnorm: bool = False  # keep BatchNorm in inference mode with the statistics the model came with
     seed: int = 42
 
     def validate(self) -> None:
@@ -29,3 +33,7 @@ class AdaptConfig:
             raise ConfigError(f"The adaptation learning rate must be in (0, 0.01], got {self.learning_rate}.")
         if not 0 <= self.replay_per_site_slice <= 10:
             raise ConfigError("Replayed images per site slice must be between 0 and 10.")
+        if not 0 < self.site_weight <= 20:
+            raise ConfigError(f"The site slices' loss weight must be in (0, 20], got {self.site_weight}.")
+        if not 0 <= self.distill <= 1:
+            raise ConfigError(f"The replayed images' distillation share must be between 0 and 1, got {self.distill}.")

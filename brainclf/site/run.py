@@ -126,7 +126,7 @@ class SiteRun:
                             f"none of them were found under the data folder (the model was trained on {where}).")
         tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
         kaggle = kaggle_test_samples(data_root)
-        before_kaggle = _accuracy(kaggle_check(Predictor(base_model, base_card), kaggle, data_root)) if kaggle else None
+        before_kaggle = _kaggle_before(Predictor(base_model, base_card), kaggle, data_root) if kaggle else None
         kept = replay_samples(base_card, data_root, part="val")
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
                                  progress, cancel, kept=kept)
@@ -175,6 +175,21 @@ class SiteRun:
 
 def _accuracy(report: dict | None) -> dict | None:
     return {"n": report["n"], "accuracy": report.get("accuracy")} if report else None
+
+
+def _kaggle_before(predictor, kaggle: list[Sample], data_root) -> dict:
+    """The starting model on Kaggle `Testing`: its card's own figure when that was measured on these very files
+    the way the model runs now (the card lists each file it read), else measured here."""
+    test = predictor.card.metrics.get("test") or {}
+    measured = {str(r.get("path")) for r in predictor.card.test_predictions or []}
+    try:
+        here = {Path(s.path).relative_to(data_root).as_posix() for s in kaggle}
+    except ValueError:
+        here = set()
+    if test.get("accuracy") is not None and test.get("n") == len(kaggle) and measured == here \
+            and bool(test.get("tta")) == predictor.tta:
+        return {**_accuracy(test), "from": "the model's card"}
+    return _accuracy(kaggle_check(predictor, kaggle, data_root))
 
 
 def _model_ref(card, model_path) -> dict:
