@@ -50,7 +50,7 @@ def _step(page, step: str, log) -> None:
 
     page.get_by_role("button", name=step, exact=True).click()
     column = {"Validate": "As it came", "Calibrate": "Site calibration", "Adapt": "Adapted"}[step]
-    # A step is a background job (adapting fine-tunes for 12 epochs): seconds here, minutes on a busy machine.
+    # A step is a background job (adapting fine-tunes for 14 epochs): seconds here, minutes on a busy machine.
     done = page.get_by_role("columnheader", name=column).or_(page.get_by_text(f"{step.lower()} failed"))
     expect(done.first).to_be_visible(timeout=STEP_WAIT_MS)
     assert page.get_by_role("columnheader", name=column).count(), log.read_text()[-3000:]  # the server's traceback

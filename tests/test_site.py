@@ -111,6 +111,27 @@ def test_each_step_records_its_held_out_figures(site_run):
         assert run.step(step)["heldout"]["n"] == validated["n"]
     kaggle = run.step("adapt")["kaggle_test"]
     assert kaggle["before"]["n"] == kaggle["after"]["n"] == 12  # the synthetic Testing split: 3 per class
+    adapted = run.step("adapt")["adapt"]
+    assert adapted["step_seconds"] >= adapted["seconds"] > 0
+
+
+def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured_on_the_same_files(
+        smoke_model, synthetic_dataset):
+    from dataclasses import replace
+
+    from brainclf.inference import Predictor
+    from brainclf.site.run import _kaggle_before, kaggle_test_samples
+
+    predictor = Predictor.load(smoke_model)
+    kaggle = kaggle_test_samples(synthetic_dataset)
+    rows = [{"path": p.relative_to(synthetic_dataset).as_posix()} for p in (s.path for s in kaggle)]
+    claimed = {"n": len(kaggle), "accuracy": 0.123, "tta": predictor.tta}
+    same = replace(predictor.card, metrics={**predictor.card.metrics, "test": claimed}, test_predictions=rows)
+    before = _kaggle_before(type(predictor)(predictor.model, same), kaggle, synthetic_dataset)
+    assert before == {"n": len(kaggle), "accuracy": 0.123, "from": "the model's card"}
+    other = replace(same, test_predictions=rows[:-1] + [{"path": "Testing/glioma/another.png"}])
+    measured = _kaggle_before(type(predictor)(predictor.model, other), kaggle, synthetic_dataset)
+    assert "from" not in measured and measured["n"] == len(kaggle) and measured["accuracy"] != 0.123
 
 
 def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(site_run, smoke_model):

@@ -88,7 +88,9 @@ def format_step(step: str, result: dict) -> str:
     lines = [head, *format_heldout(result["heldout"])]
     if step == "adapt":
         a, k = result["adapt"], result["kaggle_test"]
-        lines.append(f"  fine-tuned {a['epochs_run']} epochs ({a['seconds']:.0f} s), kept epoch {a['best_epoch']}; "
+        step_s = f", {a['step_seconds']:.0f} s in all" if a.get("step_seconds") else ""
+        lines.append(f"  fine-tuned {a['epochs_run']} epochs ({a['seconds']:.0f} s{step_s}), kept epoch "
+                     f"{a['best_epoch']}; "
                      f"{a['tune_slices']} site slices, {a['replay_images']} replayed training images")
         if k.get("before") and k.get("after"):
             lines.append(f"  Kaggle Testing ({k['after']['n']}): {_pct(k['before']['accuracy'])} before, "

@@ -71,7 +71,7 @@ def _kaggle(pdf, w: float, adapt: dict | None) -> None:
     a = adapt["adapt"]
     text = (f"Adaptation: {a['epochs_run']} epochs on {plural(a['tune_slices'], 'site slice')} with "
             f"{plural(a['replay_images'], 'replayed training image')} ({a['seconds']:.0f} s), epoch {a['best_epoch']} "
-            "kept (lowest calibrated loss on the calibration part). ")
+            f"kept ({a.get('chosen_on') or 'lowest calibrated loss on the calibration part'}). ")
     if before and after:
         text += (f"Forgetting check, Kaggle Testing ({after['n']} slices): {pct(before['accuracy'])} before, "
                  f"{pct(after['accuracy'])} after.")

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -117,6 +118,7 @@ class SiteRun:
         and after, and save it as models_dir/NAME."""
         from .adapt import fine_tune  # TensorFlow
 
+        started = time.monotonic()
         name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}-adapted")
         base_model, base_card = load_model(self._model_path())
         replay = replay_samples(base_card, data_root)
@@ -145,6 +147,7 @@ class SiteRun:
                             "seconds": round(state.seconds, 1), "history": state.history,
                             "replay_images": len(replay), "tune_slices": len(tune), "own_validation_images": len(kept),
                             "chosen_on": CHOSEN_ON[bool(kept)]}}
+        result["adapt"]["step_seconds"] = round(time.monotonic() - started, 1)  # this call, checks included
         card = site_card(adapted.card, name, out, self, report, adapted=True, target=target, result=result,
                          kaggle_test=kaggle_after)
         card.save(card_path(out))
