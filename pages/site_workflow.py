@@ -24,7 +24,7 @@ from brainclf.site import (
     site_report_pdf,
     step_job,
 )
-from brainclf.site.summary import comparison_rows, heldout_curves, misclassified
+from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
@@ -144,9 +144,8 @@ def _results(state: dict, site_root: Path) -> None:
         st.table(pd.DataFrame([{"sequence": seq, "slices": count(sub["n"]), "accuracy": pct(sub["accuracy"])}
                                for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
     adapt = state["steps"].get("adapt")
-    if adapt and (k := adapt.get("kaggle_test") or {}).get("after"):
-        st.caption(f"Forgetting check on Kaggle Testing ({plural(k['after']['n'], 'slice')}): "
-                   f"{pct(k['before']['accuracy'])} before, {pct(k['after']['accuracy'])} after adaptation.")
+    if checked := forgetting(adapt):
+        (st.warning if checked[1] else st.caption)(checked[0])
     wrong = misclassified(final)
     with st.expander(f"Misclassified held-out slices ({count(len(wrong))})"):
         st.dataframe(pd.DataFrame(wrong), hide_index=True)

@@ -177,7 +177,7 @@ def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Go-live report: site st-elsewhere" in text
     assert "As it came" in text and "Site calibration" in text and "Adapted" in text
-    assert "Forgetting check, Kaggle Testing (12 slices)" in text
+    assert "Forgetting check on Kaggle Testing (12 slices)" in text
     held = run.step("adapt")["heldout"]
     from brainclf.presentation import pct
 
@@ -259,3 +259,16 @@ def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets
     targets = _replay_targets(load_model(smoke_model)[0], x, y, cfg)
     np.testing.assert_allclose(targets, 0.5 * own + 0.5 * np.eye(4)[y], atol=1e-5)
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_kaggle_drop_beyond_half_a_point_is_said_in_words():
+    from brainclf.site.summary import forgetting
+
+    def step(before, after):
+        return {"kaggle_test": {"before": {"n": 1025, "accuracy": before}, "after": {"n": 1025, "accuracy": after}}}
+
+    text, beyond = forgetting(step(0.997, 0.952))
+    assert beyond and "99.7 % before, 95.2 % after" in text and "4.5 points lower" in text
+    text, beyond = forgetting(step(0.997, 0.993))
+    assert not beyond and "points lower" not in text
+    assert forgetting({"kaggle_test": {"before": None, "after": None}}) is None and forgetting(None) is None

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from .. import __version__
 from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
-from ..presentation.wording import INTENDED_USE, pct, plural
-from .summary import ROWS, cell, columns
+from ..presentation.wording import INTENDED_USE, plural
+from .summary import ROWS, cell, columns, forgetting
 
 
 def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
@@ -64,17 +64,12 @@ def _table(pdf, w: float, cols: list[tuple[str, dict]]) -> None:
 def _kaggle(pdf, w: float, adapt: dict | None) -> None:
     if not adapt:
         return
-    k = adapt.get("kaggle_test") or {}
-    before, after = k.get("before"), k.get("after")
     pdf.ln(2)
     pdf.set_font("Helvetica", "", 9.5)
     a = adapt["adapt"]
     text = (f"Adaptation: {a['epochs_run']} epochs on {plural(a['tune_slices'], 'site slice')} with "
             f"{plural(a['replay_images'], 'replayed training image')} ({a['seconds']:.0f} s), epoch {a['best_epoch']} "
             f"kept ({a.get('chosen_on') or 'lowest calibrated loss on the calibration part'}). ")
-    if before and after:
-        text += (f"Forgetting check, Kaggle Testing ({after['n']} slices): {pct(before['accuracy'])} before, "
-                 f"{pct(after['accuracy'])} after.")
-    else:
-        text += "Kaggle Testing was not found: forgetting not checked."
+    checked = forgetting(adapt)
+    text += checked[0] if checked else "Kaggle Testing was not found: forgetting not checked."
     pdf.multi_cell(w, 5, _text(text), new_x="LMARGIN", new_y="NEXT")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..evaluation.analysis import curve_points
-from ..presentation.wording import pct
+from ..presentation.wording import pct, plural
 from ..scoring.operating_point import risk_coverage
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import coverage_accuracy
@@ -11,6 +11,7 @@ from ..scoring.trust import coverage_accuracy
 ROWS = (("Accuracy", "accuracy"), ("95 % interval (case groups)", "interval"),
         ("Answered (not referred, not flagged)", "coverage"), ("Right among answered", "accepted_accuracy"),
         ("Tumours called 'no tumour', answered", "called_notumor_unflagged_rate"))
+FORGETTING_TOLERANCE = 0.005  # a Kaggle `Testing` drop above half a point is said in words (issue #24's bar)
 STAGES = (("validate", "As it came"), ("calibrate", "Site calibration"), ("adapt", "Adapted"))
 
 
@@ -60,3 +61,19 @@ def misclassified(report: dict) -> list[dict]:
     return [{"file": r["path"], "true": r["true"], "predicted": r["pred"], "confidence": max(r["probs"]),
              "referred or flagged": bool(r.get("referred") or r.get("ood")), "sequence": r.get("sequence", "")}
             for r in report.get("predictions", []) if r["true"] != r["pred"]]
+
+
+def forgetting(adapt: dict | None) -> tuple[str, bool] | None:
+    """(the forgetting check in words, whether the drop is beyond FORGETTING_TOLERANCE) of an adapt step, or
+    None where Kaggle `Testing` was not checked."""
+    k = (adapt or {}).get("kaggle_test") or {}
+    before, after = k.get("before"), k.get("after")
+    if not (before and after):
+        return None
+    text = (f"Forgetting check on Kaggle Testing ({plural(after['n'], 'slice')}): {pct(before['accuracy'])} before, "
+            f"{pct(after['accuracy'])} after adaptation.")
+    drop = before["accuracy"] - after["accuracy"]
+    if drop > FORGETTING_TOLERANCE:
+        text += (f" {100 * drop:.1f} points lower: the adapted model reads the images it was first trained on "
+                 "worse; use it for this site's scans, and the starting model elsewhere.")
+    return text, drop > FORGETTING_TOLERANCE
