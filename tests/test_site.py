@@ -253,6 +253,7 @@ def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets
     for path in early | batchnorm:
         np.testing.assert_array_equal(after[path], before[path], err_msg=path)
     assert any(not np.array_equal(after[p], before[p]) for p in set(after) - early - batchnorm)
+    assert all(layer.trainable for layer in tuned.layers)  # what is saved can be fine-tuned again as a whole
 
     x, y = load_arrays(replay[:8], card.contract)[:2]
     own = np.asarray(load_model(smoke_model)[0](x, training=False))

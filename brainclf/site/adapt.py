@@ -185,6 +185,8 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
         say("training", epoch=state.epoch, batch=steps, batches=steps, epoch_end=True, first_epoch=first,
             train_elapsed_s=session_s)
     best = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    for layer in best.layers:  # frozen for this fine-tuning only: the saved model is a whole, trainable model
+        layer.trainable = True
     return best, state
 
 
