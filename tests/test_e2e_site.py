@@ -4,6 +4,8 @@ states the site scope. Debian's chromium via Playwright against `streamlit run` 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import SERVER_START_S, copy_model, new_page
 from test_site import write_site
@@ -36,11 +38,18 @@ def site_server(tmp_path_factory, synthetic_dataset, smoke_model):
 
 
 def _pick(page, label: str, option: str) -> None:
+    from playwright.sync_api import expect
+
     box = page.get_by_role("combobox", name=label)
     box.click()
     box.press_sequentially(option)
-    # The option itself, not Enter: on a busy machine Enter could land before the list was filtered.
-    page.get_by_role("option", name=option).first.click()
+    # Keys, once the list shows this option alone: a click on the option could keep finding it detached while a
+    # busy server re-rendered the list (a make test run: 90 s of retries), and Enter alone keeps the option that
+    # had the focus before filtering (the first data root), so ArrowDown moves the focus onto the one left.
+    expect(page.get_by_role("option")).to_have_count(1)
+    expect(page.get_by_role("option").first).to_have_accessible_name(re.compile(rf"^{re.escape(option)}(\s|$)"))
+    box.press("ArrowDown")
+    box.press("Enter")
     page.wait_for_function(IDLE)
 
 
