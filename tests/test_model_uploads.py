@@ -61,6 +61,21 @@ def test_a_model_over_the_process_memory_cap_is_refused_and_the_next_one_loads(s
         process.stop()
 
 
+def test_a_system_error_near_the_memory_cap_is_a_memory_refusal_and_far_from_it_stays_itself(monkeypatch):
+    import resource
+    from types import SimpleNamespace
+
+    from brainclf.inference import model_worker
+
+    usage = SimpleNamespace(ru_maxrss=200 * 1024)  # kilobytes: 200 MB of a 256 MB cap
+    monkeypatch.setattr(model_worker.resource, "getrlimit", lambda which: (256 * limits.MiB, resource.RLIM_INFINITY))
+    monkeypatch.setattr(model_worker.resource, "getrusage", lambda who: usage)
+    assert _as_message(SystemError("returned NULL without setting an exception"))[1].startswith(
+        "the model needs more memory than the model process may use (256 MB)")
+    usage.ru_maxrss = 10 * 1024
+    assert _as_message(SystemError("returned NULL"))[1] == "the model failed (SystemError)"
+
+
 def test_running_out_of_memory_in_the_model_process_is_a_clear_refusal():
     exhausted = type("ResourceExhaustedError", (Exception,), {})  # TensorFlow's, by name (not imported here)
     import errno

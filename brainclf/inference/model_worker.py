@@ -101,7 +101,17 @@ def _memory_exhausted(e: Exception) -> bool:
     """Errors that say the memory cap was reached without saying MemoryError: an allocation or a mapping refused
     (OSError ENOMEM or EAGAIN) or a thread that could not get its stack (seen under a 256 MB cap on a busy machine)."""
     return (isinstance(e, OSError) and e.errno in (errno.ENOMEM, errno.EAGAIN)) or (
-        type(e) is RuntimeError and "can't start new thread" in str(e))
+        type(e) is RuntimeError and "can't start new thread" in str(e)) or (
+        type(e) is SystemError and _near_memory_cap())
+
+
+def _near_memory_cap(share: float = 0.5) -> bool:
+    """Whether this process's peak resident memory reached `share` of its cap. A C extension whose allocation
+    failed can surface as a bare SystemError (seen loading a model under a 256 MB cap during a busy test run);
+    that close to the cap, the cap is the likely cause, far from it the error is reported as it is."""
+    cap = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    return cap != resource.RLIM_INFINITY and peak >= share * cap
 
 
 def cap_memory(max_bytes: int) -> None:
