@@ -83,13 +83,18 @@ def _early(layer, model) -> bool:
                 and layer.count_params())
 
 
+def _outputs(model, x: np.ndarray) -> np.ndarray:
+    """The model's softmax outputs in inference mode, 128 images at a time."""
+    return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, len(x), 128)])
+
+
 def _replay_targets(model, x_rep: np.ndarray, y_rep: np.ndarray, cfg: AdaptConfig) -> np.ndarray:
     """Soft targets of the replayed images: `distill` of the starting model's own output (so it keeps answering
     them as it did, not only their label) and the rest their one-hot label."""
     onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_rep]
     if not cfg.distill or not len(x_rep):
         return onehot
-    own = np.concatenate([np.asarray(model(x_rep[i:i + 128], training=False)) for i in range(0, len(x_rep), 128)])
+    own = _outputs(model, x_rep)
     return (cfg.distill * own + (1 - cfg.distill) * onehot).astype(np.float32)
 
 
@@ -191,7 +196,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
 
 
 def _calibrated_loss(model, x: np.ndarray, y: np.ndarray) -> float:
-    probs = np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, len(x), 128)])
+    probs = _outputs(model, x)
     return nll(y, apply_temperature(probs, fit_temperature(y, probs)))
 
 
