@@ -13,6 +13,7 @@ from brainclf.data import (
     Sample,
     case_groups,
     discover,
+    extra_val_folds,
     is_non_commercial,
     licence_of,
     parse_extra_data,
@@ -21,7 +22,7 @@ from brainclf.data import (
     split_extra_source,
     split_key,
 )
-from brainclf.errors import ConfigError
+from brainclf.errors import ConfigError, DataError
 from brainclf.training import TrainConfig
 
 
@@ -123,6 +124,30 @@ def test_a_training_fraction_keeps_whole_cases_and_leaves_validation_and_test_al
     assert all(s in half.train for s in full.train if case(s) in kept)  # a case is kept or dropped whole
     with pytest.raises(ConfigError, match="training fraction"):
         TrainConfig(extra_train_fraction=0).validate()
+
+
+def test_validation_folds_partition_the_development_cases_and_keep_the_test_part(tmp_path):
+    samples = discover(write_external(tmp_path / "ext", cases=20), source="ext").all_samples()
+    folds = extra_val_folds(0.15, 0.3)
+    assert folds == 5
+    usual = split_extra_source(samples, 0.15, 0.3, seed=0)
+    splits = [split_extra_source(samples, 0.15, 0.3, seed=0, val_fold=k) for k in range(folds)]
+    assert splits[0] == usual  # fold 0 is the split every earlier run made
+    development = set(usual.train) | set(usual.val)
+    for sp in splits:
+        assert sp.test == usual.test and set(sp.train) | set(sp.val) == development
+        assert not set(sp.train) & set(sp.val)
+    vals = [set(sp.val) for sp in splits]
+    assert set().union(*vals) == development and sum(map(len, vals)) == len(development)  # each once
+
+    def case(s):
+        return s.path.parent.name + s.path.name.split("__")[1].split("_")[0]
+    for sp in splits:
+        assert not {case(s) for s in sp.train} & {case(s) for s in sp.val}
+    with pytest.raises(DataError, match="Fold 5 does not exist"):
+        split_extra_source(samples, 0.15, 0.3, seed=0, val_fold=5)
+    with pytest.raises(ConfigError, match="validation fold must be 0 to 4"):
+        TrainConfig(extra_val_fold=5).validate()
 
 
 def test_licences_flag_non_commercial_sources(tmp_path):

@@ -21,7 +21,7 @@ def cmd_train(args) -> int:
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
         crop=args.crop, intensity=args.intensity, extra_train_fraction=args.extra_train_fraction,
-        refit=args.refit,
+        refit=args.refit, extra_val_fold=args.extra_val_fold,
     )
     bar = None
 
@@ -84,6 +84,11 @@ def add_parsers(sub) -> None:
     t.add_argument("--extra-train-fraction", type=float, default=1.0, metavar="F",
                    help="train on this share (0-1] of the extra sources' training case groups; validation and "
                         "held-out test unchanged (a learning curve)")
+    t.add_argument("--extra-val-fold", type=int, default=0, metavar="K",
+                   help="grouped k-fold over the extra sources' cases: fold K (0-4 with the default fractions) of "
+                        "their development part is validation; 0 is the usual split, the held-out test part never "
+                        "changes. Train a recipe on every fold (a job array's index fits here) and compare recipes "
+                        "with scripts/compare_folds.py")
     t.add_argument("--refit", action="store_true",
                    help="the model that ships: the extra sources' held-out test part joins training (choose "
                         "the recipe on a split run first; its figures are the held-out ones); validation stays "

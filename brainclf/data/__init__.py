@@ -9,6 +9,7 @@ from .datasets import (
     Dataset,
     Sample,
     discover,
+    extra_val_folds,
     fingerprint,
     load_arrays,
     make_splits,
@@ -42,8 +43,8 @@ from .sources import (
 )
 
 __all__ = ["DATA_ENV", "Dataset", "FileHashes", "HASH_SIZE", "NEAR_DUP_THRESHOLD", "Sample", "Source", "case_groups",
-           "chunks", "decode_many", "dedup_report", "dhash", "discover", "duplicate_groups", "fingerprint",
-           "format_dedup_report", "hamming_matrix", "hash_files", "in_shard", "is_non_commercial",
+           "chunks", "decode_many", "dedup_report", "dhash", "discover", "duplicate_groups", "extra_val_folds",
+           "fingerprint", "format_dedup_report", "hamming_matrix", "hash_files", "in_shard", "is_non_commercial",
            "iter_image_files", "iter_shard_files", "licence_of", "load_arrays", "make_splits", "merge_csvs",
            "near_pairs", "parse_extra_data", "parse_shard", "relative_path", "resolve_data_root",
            "sample_key", "series_key", "shard_of", "split_extra_source", "split_key"]

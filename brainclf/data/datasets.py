@@ -138,17 +138,29 @@ class Splits:
     test: list[Sample]
 
 
-def _grouped_split(samples: list[Sample], groups: np.ndarray, fraction: float, seed: int) -> tuple[list, list]:
-    """Stratified split where duplicate groups stay whole; returns (rest, held_out)."""
+def folds_for(fraction: float) -> int:
+    """How many grouped folds a split-off share of `fraction` makes (one fold is split off)."""
+    return max(2, round(1 / fraction))
+
+
+def _grouped_split(samples: list[Sample], groups: np.ndarray, fraction: float, seed: int,
+                   fold: int = 0) -> tuple[list, list]:
+    """Stratified split where duplicate groups stay whole; returns (rest, held_out). The held-out part is fold
+    `fold` of folds_for(fraction) StratifiedGroupKFold folds (fold 0: the split every run made before folds)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    n_splits = max(2, round(1 / fraction))
+    n_splits = folds_for(fraction)
+    if not 0 <= fold < n_splits:
+        raise DataError(f"Fold {fold} does not exist: splitting off {fraction:.0%} makes folds 0 to {n_splits - 1}.")
     labels = np.array([s.label for s in samples])
     if len(set(groups.tolist())) < n_splits:
         raise DataError(f"Too few images to split off {fraction:.0%}: {len(samples)} images in "
                         f"{len(set(groups.tolist()))} duplicate groups; need at least {n_splits} groups.")
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    rest_idx, held_idx = next(sgkf.split(np.zeros(len(samples)), labels, groups))
+    splits = sgkf.split(np.zeros(len(samples)), labels, groups)
+    for _ in range(fold):
+        next(splits)
+    rest_idx, held_idx = next(splits)
     return [samples[i] for i in rest_idx], [samples[i] for i in held_idx]
 
 
@@ -179,16 +191,18 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
 
 
 def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction: float, seed: int,
-                       progress: Progress | None = None, train_fraction: float = 1.0) -> Splits:
+                       progress: Progress | None = None, train_fraction: float = 1.0, val_fold: int = 0) -> Splits:
     """Grouped stratified train/val/test split of one extra source: case groups (near duplicates joined
     with file-name series, brainclf.data.sources.case_groups) never straddle it. `train_fraction` < 1 keeps that
-    share of the training case groups (for learning curves); validation and test stay exactly the same."""
+    share of the training case groups (for learning curves); validation and test stay exactly the same.
+    `val_fold` picks which of the development part's grouped folds is validation (grouped k-fold over the
+    source's cases, extra_val_folds of them; fold 0 is the usual split); the test part is the same for every fold."""
     paths = [s.path for s in samples]
     groups = file_case_groups(paths, progress)
     rest, test = _grouped_split(samples, groups, test_fraction, seed)
     index = {s.path: i for i, s in enumerate(samples)}
     rest_groups = groups[[index[s.path] for s in rest]]
-    train, val = _grouped_split(rest, rest_groups, val_fraction / (1 - test_fraction), seed)
+    train, val = _grouped_split(rest, rest_groups, val_fraction / (1 - test_fraction), seed, fold=val_fold)
     if train_fraction < 1:  # StratifiedGroupKFold folds: the share comes out as 1/k or 1 - 1/k of the cases
         train_groups = groups[[index[s.path] for s in train]]
         if train_fraction < 0.5:
@@ -196,6 +210,11 @@ def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction
         else:
             train, _ = _grouped_split(train, train_groups, 1 - train_fraction, seed)
     return Splits(train, val, test)
+
+
+def extra_val_folds(val_fraction: float, test_fraction: float) -> int:
+    """How many validation folds split_extra_source's development part has (5 with the default fractions)."""
+    return folds_for(val_fraction / (1 - test_fraction))
 
 
 def decode_sample(s: Sample, contract: InputContract) -> tuple[np.ndarray | None, str | None]:

@@ -116,9 +116,16 @@ def nll_difference(challenger: dict[str, dict], incumbent: dict[str, dict], grou
     if set(challenger) != set(incumbent) or any(len(challenger[s]["y"]) != len(incumbent[s]["y"]) or
                                                  (challenger[s]["y"] != incumbent[s]["y"]).any() for s in challenger):
         raise DataError("the two models were scored on different validation images.")
+    return paired_difference({s: image_nll(challenger[s]["y"], challenger[s]["probs"])
+                              - image_nll(incumbent[s]["y"], incumbent[s]["probs"]) for s in challenger},
+                             groups, n_boot, seed)
+
+
+def paired_difference(per_source: dict[str, np.ndarray], groups: dict[str, np.ndarray], n_boot: int = 2000,
+                      seed: int = 0) -> dict:
+    """The mean over sources of each source's mean per-image difference, with a 95 % percentile bootstrap interval
+    that resamples case groups within each source: {"difference", "interval": (lo, hi), "resamples"}."""
     rng = np.random.default_rng(seed)
-    per_source = {s: image_nll(challenger[s]["y"], challenger[s]["probs"])
-                  - image_nll(incumbent[s]["y"], incumbent[s]["probs"]) for s in challenger}
     resampled = np.mean([group_mean_resamples(d, groups[s], n_boot, rng) for s, d in per_source.items()], axis=0)
     lo, hi = np.percentile(resampled, [2.5, 97.5])
     return {"difference": float(np.mean([d.mean() for d in per_source.values()])),

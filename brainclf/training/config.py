@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import CROPS, INTENSITIES, PRECISIONS
+from ..data.datasets import extra_val_folds
 from ..errors import ConfigError
 from ..input.preprocess import InputContract
 from ..presentation.wording import pct
@@ -63,6 +64,10 @@ class TrainConfig:
     extra_val_fraction: float = 0.15
     extra_test_fraction: float = 0.30
     extra_train_fraction: float = 1.0  # < 1: train on that share of the extra sources' training case groups
+    # Grouped k-fold over the extra sources' cases: which fold of their development part (all but the held-out
+    # test part) is validation. Fold 0 is the usual split; a recipe trained on every fold is compared on the
+    # out-of-fold predictions of all development cases (brainclf.evaluation.crossval), not on one fold's few.
+    extra_val_fold: int = 0
     # The model that ships, after the recipe was chosen on the split: the extra sources' held-out test part
     # joins training (nothing of them is held out any more); validation stays aside for early stopping,
     # calibration, the refer rule and the OOD guard, so those stay fitted on images the model never learned.
@@ -94,6 +99,10 @@ class TrainConfig:
             raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
         if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:
             raise ConfigError("extra-source validation and test fractions must be between 0 and 0.5.")
+        folds = extra_val_folds(self.extra_val_fraction, self.extra_test_fraction)
+        if not 0 <= self.extra_val_fold < folds:
+            raise ConfigError(f"extra-source validation fold must be 0 to {folds - 1} (the development part makes "
+                              f"{folds} folds), got {self.extra_val_fold}.")
         if not 0 < self.extra_train_fraction <= 1:
             raise ConfigError(f"extra-source training fraction must be in (0, 1], got {self.extra_train_fraction}.")
         if self.crop not in CROPS:

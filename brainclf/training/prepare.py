@@ -86,7 +86,7 @@ def _split(config: TrainConfig, root: Path, sources: list[Source], prep: Prepara
     train_s, val_s, test_s = splits.train, splits.val, splits.test
     extra = {src.name: split_extra_source(discover(src.root, source=src.name).all_samples(),
                                           config.extra_val_fraction, config.extra_test_fraction, seed,
-                                          train_fraction=config.extra_train_fraction)
+                                          train_fraction=config.extra_train_fraction, val_fold=config.extra_val_fold)
              for src in sources}
     if config.max_train_images:
         small = max(4, config.max_train_images // 4)
