@@ -85,10 +85,9 @@ def add_parsers(sub) -> None:
                    help="train on this share (0-1] of the extra sources' training case groups; validation and "
                         "held-out test unchanged (a learning curve)")
     t.add_argument("--extra-val-fold", type=int, default=0, metavar="K",
-                   help="grouped k-fold over the extra sources' cases: fold K (0-4 with the default fractions) of "
-                        "their development part is validation; 0 is the usual split, the held-out test part never "
-                        "changes. Train a recipe on every fold (a job array's index fits here) and compare recipes "
-                        "with scripts/compare_folds.py")
+                   help="grouped k-fold: fold K (0-4) of the extra sources' development cases is validation (0: the "
+                        "usual split; the held-out part never changes). Train a recipe on every fold (a job array's "
+                        "index fits here); compare recipes with scripts/compare_folds.py")
     t.add_argument("--refit", action="store_true",
                    help="the model that ships: the extra sources' held-out test part joins training (choose "
                         "the recipe on a split run first; its figures are the held-out ones); validation stays "
