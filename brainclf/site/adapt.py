@@ -26,7 +26,7 @@ from .. import CLASS_NAMES
 from ..data import Sample, load_arrays
 from ..model.architectures import recalibrate_batchnorm
 from ..scoring.trust import apply_temperature, fit_temperature, nll
-from ..training.callbacks import save_atomically
+from ..training.callbacks import BatchCallback, save_atomically
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
 from ..training.state import write_json_atomically
@@ -98,19 +98,6 @@ def _replay_targets(model, x_rep: np.ndarray, y_rep: np.ndarray, cfg: AdaptConfi
     return (cfg.distill * own + (1 - cfg.distill) * onehot).astype(np.float32)
 
 
-class _Batches(keras.callbacks.Callback):
-    """Progress after every batch; a set cancel event stops the epoch (it is then not booked)."""
-
-    def __init__(self, report, cancel: threading.Event | None):
-        super().__init__()
-        self.report, self.cancel = report, cancel
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.cancel is not None and self.cancel.is_set():
-            self.model.stop_training = True
-        self.report(batch + 1)
-
-
 @dataclass
 class _Mix:
     """What each epoch learns from: every site tuning slice (one-hot, weighted `site_weight`) and a fresh draw of
@@ -178,7 +165,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
                 train_elapsed_s=before + time.time() - started)
 
         model.fit(tf_dataset(x, y, train_cfg, training=True, weights=weights), epochs=1, verbose=0,
-                  callbacks=[_Batches(report, cancel)])
+                  callbacks=[BatchCallback(lambda batch: report(batch + 1), cancel)])
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled(f"Adaptation cancelled after {state.epoch} of {cfg.epochs} epochs; start it "
                                     "again to resume.")

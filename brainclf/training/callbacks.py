@@ -155,24 +155,32 @@ class EpochEnd:
         return stop
 
 
-class FitCallback(keras.callbacks.Callback):
-    """Model.fit's view of EpochEnd, with cancellation: a cancelled epoch is incomplete and not booked."""
+class BatchCallback(keras.callbacks.Callback):
+    """After every batch: a set cancel event stops the epoch (Model.fit ends it there), then `on_batch(batch)`
+    (0-based) reports it. Training's FitCallback and the site adaptation both use it."""
 
-    def __init__(self, end: EpochEnd, cancel: threading.Event | None = None):
+    def __init__(self, on_batch, cancel: threading.Event | None = None):
         super().__init__()
-        self.end = end
-        self.cancel = cancel
+        self.on_batch, self.cancel = on_batch, cancel
 
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.end.begin()
-
     def on_train_batch_end(self, batch, logs=None):
         if self._cancelled():
             self.model.stop_training = True
-        self.end.batch(batch)
+        self.on_batch(batch)
+
+
+class FitCallback(BatchCallback):
+    """Model.fit's view of EpochEnd, with cancellation: a cancelled epoch is incomplete and not booked."""
+
+    def __init__(self, end: EpochEnd, cancel: threading.Event | None = None):
+        super().__init__(end.batch, cancel)
+        self.end = end
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.end.begin()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._cancelled():
