@@ -29,6 +29,7 @@ from brainclf.presentation import (
     feature_map_figure,
     gallery,
     history_figure,
+    no_external_note,
     pr_figure,
     reliability_figure,
     risk_coverage_figure,
@@ -187,8 +188,7 @@ externals = dict(card.metrics.get("external", {}))
 if fresh_external:
     externals = {f"{fresh_external['dataset']} (just evaluated)": fresh_external}
 if not externals:
-    st.info("No external validation is recorded for this model. Re-evaluate it on an external folder, or run "
-            "`python -m brainclf evaluate --model … --data EXTERNAL --record`.")
+    st.info(md_literal(no_external_note(card)))
 for name, ext in externals.items():
     view = external_view(name, ext)
     st.markdown(view["heading"])

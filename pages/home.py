@@ -10,6 +10,8 @@ from brainclf.presentation import (
     case_scope_line,
     class_label,
     count,
+    external_rates,
+    external_reports,
     external_summary,
     external_words,
     non_commercial,
@@ -49,7 +51,8 @@ tta = tta_setting(path, card.tta_default)  # the sidebar's TTA toggle, else the 
 test = card.test_metrics(tta=tta)
 rows, with_tta = card.stored_test_predictions(tta)
 clean = test.get("clean") or {}
-externals = card.metrics.get("external", {})
+externals, recipe = external_reports(card)  # a refit's: its split run's
+ext_rates, ext_words = external_rates(card) or ([], "")
 external = external_summary(card)  # what holds on other sources leads; the Kaggle figure is in-distribution
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
 if external:
@@ -68,9 +71,10 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"{count(clean.get('n'))} test images with no near-duplicate among the training images")
 if externals:
     ext = next(iter(externals.values()))
+    by = f" Measured by the split run {recipe.get('model')}, with its own refer rule." if recipe else ""  # a refit
     cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
-                   help="Share of the external tumour images answered 'no tumour' without a referral or an "
-                        "out-of-distribution flag.")
+                   help=md_literal("Share of the external tumour images answered 'no tumour' without a referral or "
+                                   f"an out-of-distribution flag.{by}"))
 else:
     cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))
@@ -84,15 +88,14 @@ if note and not card_is_verified(card):
 elif note:
     st.caption(md_literal(note))
 st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
-            + (" and on the external source, as recorded in the model card:" if externals else ":"))
+            + (" and on the external source, as recorded in the model card:" if ext_rates else ":"))
 table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
-ext_rows = next(iter(card.external_predictions.values()), []) if externals else []
-ext_table = {t["finding"]: t for t in sensitivity_specificity(ext_rows)} if ext_rows else {}
+ext_table = {t["finding"]: t for t in ext_rates}
 st.table(pd.DataFrame([{
     "finding": class_label(k), "sensitivity (Kaggle)": pct(v["sensitivity"]),
     "specificity (Kaggle)": pct(v["specificity"]),
-    **({"sensitivity (external)": pct(ext_table[k]["sensitivity"]),
-        "specificity (external)": pct(ext_table[k]["specificity"])} if ext_table else {})}
+    **({f"sensitivity ({ext_words})": pct(ext_table[k]["sensitivity"]),
+        f"specificity ({ext_words})": pct(ext_table[k]["specificity"])} if ext_table else {})}
     for k, v in table.items()]).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
            "that the model does not name. The external source has no pituitary tumours. "

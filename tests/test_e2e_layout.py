@@ -30,11 +30,12 @@ def server(neutral_server_settings):
 
 @pytest.fixture(scope="module")
 def slices(tmp_path_factory) -> dict[str, str]:
-    """Made-up slices: two the default model refers, and a colour picture it flags as not an MR slice."""
+    """Made-up slices: two the default model refers (a lesion at two sizes: the refit default flags a plain one
+    without a lesion as unlike its training slices), and a colour picture it flags as not an MR slice."""
     folder = tmp_path_factory.mktemp("slices")
     rng = np.random.default_rng(3)
     colour = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
-    pictures = {"lesion": synthetic_slice(224), "plain": synthetic_slice(256, lesion=False),
+    pictures = {"lesion": synthetic_slice(224), "lesion_256": synthetic_slice(256),
                 "photo": Image.fromarray(colour, "RGB")}
     for name, img in pictures.items():
         img.save(folder / f"{name}.png")
@@ -66,7 +67,7 @@ CARD_IMAGES_JS = """() => [...document.querySelectorAll('[data-testid="stImage"]
 
 def test_at_800_px_the_scan_is_the_cards_main_picture_and_the_batch_table_shows_every_column(
         browser, server, slices):
-    pg = _predict(browser, server, [slices["lesion"], slices["plain"]], 800, 900)
+    pg = _predict(browser, server, [slices["lesion"], slices["lesion_256"]], 800, 900)
     try:
         show_overlay(pg)  # the Grad-CAM is an overlay on the scan, not a second, smaller picture
         pg.wait_for_function(IDLE)

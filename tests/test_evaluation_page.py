@@ -16,12 +16,23 @@ from brainclf.presentation import chart_title
 
 
 def test_card_external_validation_is_shown_beside_testing():
-    at = open_page("pages/evaluation.py")
+    at = open_page("pages/home.py")  # the model picker lives on Home
+    at.selectbox(key="model_path").set_value(str(REPO / "models" / "default_split.keras")).run()
+    at.switch_page("pages/evaluation.py")
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "External validation" in [s.value for s in at.subheader]
     measures = [m for t in at.table if "measure" in t.value.columns for m in t.value["measure"]]
     assert "Tumours called 'no tumour'" in measures and "…not referred or flagged" in measures
     assert any("in-distribution" in c.value for c in at.caption)
+
+
+def test_the_refit_default_points_to_the_split_run_that_measured_its_recipe():
+    at = open_page("pages/evaluation.py")
+    assert not at.exception, [e.value for e in at.exception]
+    notes = [md_plain(i.value) for i in at.info]
+    assert any("refit on its recipe's external held-out cases" in n and "split run default_split" in n
+               and "74.9 % right on 427 slices of external-radiopaedia" in n for n in notes), notes
 
 
 def _re_evaluate(choice: str):

@@ -11,7 +11,15 @@ import pytest
 
 from brainclf.errors import ConfigError
 from brainclf.model import card_path, list_models, read_card
-from brainclf.presentation import case_scope_line, external_summary, pct
+from brainclf.model.card import file_sha256
+from brainclf.presentation import (
+    case_scope_line,
+    external_rates,
+    external_summary,
+    no_external_note,
+    pct,
+    validated_scope,
+)
 from brainclf.training.refit import link_recipe_run
 
 
@@ -39,6 +47,44 @@ def test_a_refit_card_names_its_split_run_and_its_figures(smoke_model):
     assert f"{pct(report['accuracy'])} right ({report['n']} slices of external-radiopaedia" in line
     assert f"split run {split.name}" in line
     assert "by_sequence" not in refit.extra["recipe_run"]["external"]["external-radiopaedia"]
+
+
+def test_the_scope_and_the_evaluation_page_name_the_split_run_of_a_refit(smoke_model):
+    refit, split = pair(smoke_model)
+    assert "Never checked" in validated_scope(refit)["sentence"]
+    assert "Re-evaluate it" in no_external_note(refit)
+    refit.extra = {"recipe_run": link_recipe_run(refit, split)}
+    report = split.metrics["external"]["external-radiopaedia"]
+    sentence = validated_scope(refit)["sentence"]
+    assert "Never checked" not in sentence and f"split run {split.name}" in sentence
+    assert f"{report['n']} images, {pct(report['accuracy'])} accurate" in sentence
+    note = no_external_note(refit)
+    assert f"{pct(report['accuracy'])} right on {report['n']} slices" in note and split.version in note
+
+
+def test_a_refit_shows_its_split_runs_sensitivity_and_specificity_named_as_such(smoke_model):
+    refit, split = pair(smoke_model)
+    split.external_predictions = read_card("models/default_split.keras").external_predictions
+    assert external_rates(refit) is None
+    refit.extra = {"recipe_run": link_recipe_run(refit, split)}
+    rates, words = external_rates(refit)
+    own, own_words = external_rates(split)
+    assert rates == own and own_words == "external" and words == f"external, split run {split.name}"
+    assert rates[0]["finding"] == "Any tumour (vs no tumour)" and 0 < rates[0]["sensitivity"] < 1
+
+
+def test_the_bundled_default_is_a_refit_linked_to_its_bundled_split_run():
+    """The shipped default learnt from every development case; its external figures are default_split's, the
+    same recipe on the same split (README, 'Results')."""
+    default, split = read_card("models/default.keras"), read_card("models/default_split.keras")
+    recipe = default.extra["recipe_run"]
+    assert recipe["model"] == "default_split" and recipe["version"] == split.version
+    assert recipe["file_sha256"] == split.file_sha256 == file_sha256("models/default_split.keras")
+    assert link_recipe_run(default, split) == recipe  # still one recipe on one split
+    assert not default.metrics.get("external") and split.metrics["external"]
+    held_out = {r["path"] for r in split.external_predictions["external-radiopaedia"]}
+    learnt = {k.split("::", 1)[1] for k in default.training["files"]["train"] if k.startswith("external-radiopaedia::")}
+    assert held_out and held_out <= learnt  # the refit learnt from the split run's held-out cases
 
 
 def test_only_one_recipe_on_one_split_is_linked(smoke_model):

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import is_non_commercial
+from ..scoring.rates import sensitivity_specificity
 from .wording import pct, plural
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
 KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
+
+
+def external_reports(card) -> tuple[dict, dict | None]:
+    """(the external validation summaries to show, the recipe_run block they come from or None): the card's own,
+    else, for a refit (which learnt from its recipe's held-out cases), its split run's (brainclf.training.refit)."""
+    own = card.metrics.get("external", {})
+    recipe = None if own else (card.extra or {}).get("recipe_run")
+    return (recipe.get("external", {}), recipe) if recipe else (own, None)
 
 
 def validated_scope(card) -> dict:
@@ -25,7 +34,7 @@ def validated_scope(card) -> dict:
         classes |= {c for part in counts.values() for c, n in part.items() if n}
     primary_counts = (card.training.get("fingerprint") or {}).get("counts", {})
     classes |= {c for part in primary_counts.values() for c, n in part.items() if n}
-    externals = card.metrics.get("external", {})
+    externals, recipe = external_reports(card)
     sequences = sorted({seq for ext in externals.values() for seq in ext.get("by_sequence", {}) if seq != "unknown"})
     ordered = [c for c in CLASS_NAMES if c in classes] or list(CLASS_NAMES)
     names = [s["name"] for s in sources]
@@ -33,7 +42,9 @@ def validated_scope(card) -> dict:
                  for name, ext in externals.items()]
     sentence = (f"Trained on {', '.join(names)}; classes {', '.join(DISPLAY_NAMES[c] for c in ordered)}. "
                 + (f"Checked on other-source slices: {'; '.join(validated)}"
-                   + (f", sequences {', '.join(sequences)}" if sequences else "") + "."
+                   + (f", sequences {', '.join(sequences)}" if sequences else "")
+                   + (f" (measured by this recipe's split run {recipe.get('model')}; this model was then refit on "
+                      "those cases too)" if recipe else "") + "."
                    if validated else "Never checked on slices from another source: its figures are "
                                      "in-distribution only."))
     if card.site:
@@ -60,10 +71,7 @@ def external_accuracy(card) -> float | None:
 def external_summary(card) -> dict | None:
     """Every recorded other-source validation pooled: {"n", "accuracy", "datasets": [(name, n, accuracy)]};
     None when the model was never measured on another source."""
-    recipe = None
-    external = card.metrics.get("external", {})
-    if not external and (recipe := (card.extra or {}).get("recipe_run")):  # a refit: its split run's figures
-        external = recipe.get("external", {})
+    external, recipe = external_reports(card)
     done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in external.items()
             if ext.get("n") and ext.get("accuracy") is not None]
     if not done:
@@ -80,11 +88,35 @@ def external_words(card) -> str:
         return "not measured on any other source"
     where = "; ".join(f"{pct(a)} on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
     # A refit model learnt from those held-out cases: the figure is its recipe's, measured by the split run.
-    run = f"; measured by this recipe's split run {ext['recipe_run']}, this model was refit on them" \
-        if ext.get("recipe_run") else ""
+    run = f", by its split run {ext['recipe_run']}" if ext.get("recipe_run") else ""
     if len(ext["datasets"]) == 1:
         return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
     return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
+
+
+def external_rates(card) -> tuple[list[dict], str] | None:
+    """(sensitivity and specificity per finding on the first external source, the column label's source words):
+    from the card's own per-image rows, else (a refit) its split run's; None when neither exists."""
+    rows = next(iter(card.external_predictions.values()), None) if card.metrics.get("external") else None
+    if rows:
+        return sensitivity_specificity(rows), "external"
+    recipe = external_reports(card)[1] or {}
+    rates = next(iter((recipe.get("sensitivity_specificity") or {}).values()), None)
+    return (rates, f"external, split run {recipe.get('model')}") if rates else None
+
+
+def no_external_note(card) -> str:
+    """What the Evaluation page says where a model has no external validation of its own: a refit points to the
+    split run that holds its recipe's figures, anything else to how to measure one."""
+    recipe = external_reports(card)[1]
+    if recipe and (ext := external_summary(card)):
+        where = "; ".join(f"{pct(a)} right on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
+        return (f"This model was refit on its recipe's external held-out cases too, so it has no held-out figure "
+                f"of its own there. Its recipe's figure ({where}) comes from the split run {recipe.get('model')} "
+                f"(version {recipe.get('version')}): pick that model for the per-sequence figures and the "
+                "misclassified slices.")
+    return ("No external validation is recorded for this model. Re-evaluate it on an external folder, or run "
+            "`python -m brainclf evaluate --model … --data EXTERNAL --record`.")
 
 
 def case_scope_line(card, tta: bool | None = None) -> str:

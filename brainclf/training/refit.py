@@ -2,13 +2,15 @@
 
 `train --refit` ships a model that learnt from the extra sources' held-out cases too, so it has no held-out
 figure there of its own. Its recipe's figure comes from the split run (same config but `refit`, same split):
-`link_recipe_run` copies that run's external summaries into the refit card's `extra["recipe_run"]`, named as
-the split run's, and brainclf.presentation.scope shows them as such ("measured by this recipe's split run …").
+`link_recipe_run` copies that run's external summaries (and its sensitivity and specificity there) into the
+refit card's `extra["recipe_run"]`, named as the split run's, and brainclf.presentation.scope shows them as such
+("measured by this recipe's split run …").
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..scoring.rates import sensitivity_specificity
 from .config import TrainConfig
 
 SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_notumor_unflagged_rate", "coverage")
@@ -32,5 +34,8 @@ def link_recipe_run(refit_card, split_card) -> dict:
                 for name, report in split_card.metrics.get("external", {}).items()}
     if not external:
         raise ConfigError(f"{split_card.name} has no external held-out figures to link.")
+    # Clinicians' rates from the split run's per-image rows: the Home page's external columns for the refit.
+    rates = {name: sensitivity_specificity(rows) for name, rows in split_card.external_predictions.items()
+             if name in external and rows}
     return {"model": split_card.name, "version": split_card.version, "file_sha256": split_card.file_sha256,
-            "external": external}
+            "external": external, "sensitivity_specificity": rates}
