@@ -4,7 +4,7 @@
 figure there of its own. Its recipe's figure comes from the split run (same config but `refit`, same split):
 `link_recipe_run` copies that run's external summaries (and its sensitivity and specificity there) into the
 refit card's `extra["recipe_run"]`, named as the split run's, and brainclf.presentation.scope shows them as such
-("measured by this recipe's split run …").
+("…, by its split run NAME").
 """
 
 from __future__ import annotations
