@@ -57,5 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         "scored by the fold model that did not learn from it; * = the same files in every fold, mean loss)",
         lambda source, r: source + ("" if r["out_of_fold"] else "*"))
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -92,5 +92,6 @@ def print_decision(args, results: dict, differences: dict, incumbent: str, heade
           "interval of its difference lies below 0)")
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

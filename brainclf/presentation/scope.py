@@ -97,10 +97,10 @@ def external_words(card) -> str:
 def external_rates(card) -> tuple[list[dict], str] | None:
     """(sensitivity and specificity per finding on the first external source, the column label's source words):
     from the card's own per-image rows, else (a refit) its split run's; None when neither exists."""
-    rows = next(iter(card.external_predictions.values()), None) if card.metrics.get("external") else None
-    if rows:
-        return sensitivity_specificity(rows), "external"
-    recipe = external_reports(card)[1] or {}
+    externals, recipe = external_reports(card)
+    if recipe is None:
+        rows = next(iter(card.external_predictions.values()), None) if externals else None
+        return (sensitivity_specificity(rows), "external") if rows else None
     rates = next(iter((recipe.get("sensitivity_specificity") or {}).values()), None)
     return (rates, f"external, split run {recipe.get('model')}") if rates else None
 
