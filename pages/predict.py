@@ -71,7 +71,7 @@ scope = validated_scope(card)
 st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} Slices unlike these "
            "(other sequences, CT, photos) are flagged as out of distribution.")
 operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,
-                              predictor.refer_target_accuracy)
+                              predictor.refer_target_accuracy, predictor.refer_confidence)
 if operating:
     st.caption(md_literal(operating))
 book = case_book()

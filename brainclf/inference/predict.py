@@ -12,7 +12,7 @@ from PIL import Image
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..errors import ModelError
-from ..input.limits import check_refer_target
+from ..input.limits import check_refer_confidence, check_refer_target
 from ..input.preprocess import InputContract, decode_image, to_model_input
 from ..model import backend
 from ..model.card import ModelCard, load_model, short_hash
@@ -73,6 +73,8 @@ class Predictor:
 
     # Accepted accuracy the refer rule aims at (an admin setting, with_refer_target); None: the card's thresholds.
     refer_target: float | None = None
+    # The confidence of the lower bound that must reach the target (an admin setting); None: the share seen.
+    refer_confidence: float | None = None
     _target_thresholds: dict = {}  # {tta: {class: threshold}} for refer_target, read off the curves once
 
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
@@ -120,16 +122,20 @@ class Predictor:
         other.tta = tta
         return other
 
-    def with_refer_target(self, target: float | None) -> Predictor:
-        """The same loaded model whose refer rule aims at `target` accepted accuracy on every source's
-        validation part (read off the card's risk–coverage curves); unchanged for a card without them."""
-        if target is None or target == self.refer_target or not self.card.calibration.get("operating"):
+    def with_refer_target(self, target: float | None, confidence: float | None = None) -> Predictor:
+        """The same loaded model whose refer rule aims at `target` accepted accuracy (None: the card's) on every
+        source's validation part, or with `confidence` at a lower bound of it that high (read off the card's
+        risk–coverage curves); unchanged for a card without them."""
+        cal = self.card.calibration
+        if (target is None and confidence is None) or not cal.get("operating") or \
+                (target, confidence) == (self.refer_target, self.refer_confidence):
             return self
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
-        other.refer_target = check_refer_target(target)
-        cal = self.card.calibration  # once here, not on every prediction (refer_thresholds is on the hot path)
-        other._target_thresholds = {tta: thresholds_for_target(cal[key], other.refer_target)
+        other.refer_target = check_refer_target(target if target is not None else cal["refer_target_accuracy"])
+        other.refer_confidence = None if confidence is None else check_refer_confidence(confidence)
+        # Once here, not on every prediction (refer_thresholds is on the hot path).
+        other._target_thresholds = {tta: thresholds_for_target(cal[key], other.refer_target, other.refer_confidence)
                                     for tta, key in ((False, "operating"), (True, "operating_tta")) if cal.get(key)}
         return other
 

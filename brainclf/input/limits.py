@@ -203,3 +203,16 @@ def check_refer_target(target) -> float:
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not lo <= float(target) <= hi:
         raise ValueError(f"the refer target must be an accepted accuracy between {lo} and {hi}, got {target!r}")
     return float(target)
+
+
+# The confidence of the lower bound the refer rule may ask to reach the target (an admin setting): below 50 % the
+# bound is above the share seen and promises more than was measured.
+REFER_CONFIDENCE_RANGE = (0.5, 0.999)
+
+
+def check_refer_confidence(confidence) -> float:
+    """`confidence` as a float in REFER_CONFIDENCE_RANGE, else ValueError saying what is allowed."""
+    lo, hi = REFER_CONFIDENCE_RANGE
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not lo <= float(confidence) <= hi:
+        raise ValueError(f"the refer confidence must be a probability between {lo} and {hi}, got {confidence!r}")
+    return float(confidence)

@@ -37,7 +37,7 @@ from .scope import (
     source_tag,
     validated_scope,
 )
-from .study import SliceResult, slice_result, study_summary
+from .study import SliceResult, slice_result, study_summary, study_summary_text
 from .viewer import heatmap_on_original, original_view, viewer_picture
 from .views import (
     cell_heading,
@@ -72,7 +72,6 @@ from .wording import (
     refer_rule,
     result_status,
     study_note,
-    study_summary_text,
     summary_row,
 )
 

@@ -1,14 +1,14 @@
 """A study: the slices of one multi-frame DICOM, each with its own result, summed up per study (how many
-slices per answer, referred, flagged; the most confident tumour slice). No Streamlit; the words are
-wording.study_summary_text."""
+slices per answer, referred, flagged; the most confident tumour slice), and that summary in one line. No
+Streamlit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .. import CLASS_NAMES
-from .wording import ReferRule, result_status
+from .. import CLASS_NAMES, DISPLAY_NAMES
+from .wording import ReferRule, pct, plural, result_status
 
 NO_TUMOUR = "notumor"
 
@@ -50,3 +50,17 @@ def slice_result(frame: int, result, rule: ReferRule) -> SliceResult:
         return SliceResult(frame, None, 0.0, "error")
     kind = result_status(rule, result.probabilities, result.out_of_distribution).kind
     return SliceResult(frame, result.predicted, result.confidence, kind)
+
+
+def study_summary_text(summary) -> str:
+    """A study.StudySummary in one line: 'Study of 12 slices: Glioma 5, No tumour 3 · 3 referred · 1 flagged ·
+    most confident tumour slice: 7 (Glioma, 98.0 %).'"""
+    answers = ", ".join(f"{DISPLAY_NAMES.get(c, c)} {n}" for c, n in summary.answers.items()) or "no accepted answer"
+    parts = [f"Study of {plural(summary.slices, 'slice')}: {answers}", f"{summary.referred} referred",
+             f"{summary.flagged} flagged as not like a brain MRI"]
+    if summary.failed:
+        parts.append(f"{summary.failed} not processed")
+    top = summary.top_tumour
+    parts.append(f"most confident tumour slice: {top.frame + 1} ({DISPLAY_NAMES.get(top.predicted, top.predicted)}, "
+                 f"{pct(top.confidence)})" if top else "no slice leans to a tumour")
+    return " · ".join(parts) + "."

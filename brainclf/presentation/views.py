@@ -172,8 +172,8 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
                     "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "
                                f"{count(refer['referred'])} referred to a radiologist. Thresholds fitted on "
                                f"validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
-                               f"right, and {nt} for 'no tumour' so that no validation tumour is answered "
-                               "'no tumour' without referral."})
+                               f"right{wording.bound_clause(predictor.refer_confidence)}, and {nt} for 'no tumour' "
+                               "so that no validation tumour is answered 'no tumour' without referral."})
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"

@@ -17,6 +17,7 @@ target comparison is exact and a card can be re-read without the data.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import beta
 
 from .. import CLASS_NAMES
 
@@ -35,10 +36,23 @@ def risk_coverage(y: np.ndarray, probs: np.ndarray) -> dict:
             "correct": np.cumsum(correct[order])[cut].astype(int).tolist()}
 
 
-def threshold_for(curve: dict, target: float) -> float:
-    """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was."""
-    # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding.
-    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c / a >= target]
+def lower_bound(correct: int, answered: int, confidence: float) -> float:
+    """One-sided Clopper–Pearson lower bound of an accuracy seen as `correct` of `answered`: the true accuracy is
+    at least this with probability `confidence` (0.0 where nothing was right)."""
+    return float(beta.ppf(1 - confidence, correct, answered - correct + 1)) if correct else 0.0
+
+
+def threshold_for(curve: dict, target: float, confidence: float | None = None) -> float:
+    """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was.
+
+    With `confidence`, "at least `target` accurate" means the lower bound at that confidence, not the share seen:
+    a bar fitted on few slices then asks for more of them (149 right of 149 for 98 % at 95 % confidence)."""
+    if confidence is None:
+        # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding.
+        ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c / a >= target]
+    else:
+        ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
+              if c / a >= target and lower_bound(c, a, confidence) >= target]
     return float(ok[-1]) if ok else 1.0
 
 
@@ -60,10 +74,11 @@ def fit_curves(y: np.ndarray, probs: np.ndarray, sources: list[str] | np.ndarray
             "worst_notumor_miss": float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0}
 
 
-def thresholds_for_target(block: dict, target: float) -> dict[str, float]:
+def thresholds_for_target(block: dict, target: float, confidence: float | None = None) -> dict[str, float]:
     """{class: refer threshold}: the highest of the sources' thresholds for `target` (every source reaches it
-    on validation) and, for "no tumour", also one float32 step above the most confident missed tumour."""
-    base = max((threshold_for(c, target) for c in block["curves"].values()), default=1.0)
+    on validation, or its lower bound at `confidence` does) and, for "no tumour", also one float32 step above
+    the most confident missed tumour."""
+    base = max((threshold_for(c, target, confidence) for c in block["curves"].values()), default=1.0)
     worst = block.get("worst_notumor_miss", 0.0)
     strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import CLASS_NAMES
 from ..errors import ConfigError
-from .settings_sections import audit_enabled, refer_target, table, where_of
+from .settings_sections import audit_enabled, refer_rule, table, where_of
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class Settings:
     # [refer] target_accuracy: the accepted accuracy the refer rule aims at on every source's validation part;
     # None: each model's card says (brainclf.scoring.operating_point.DEFAULT_TARGET for cards with per-source curves).
     refer_target: float | None = None
+    # [refer] confidence: the target must be reached by each source's lower bound at this confidence, not only by
+    # the share seen on its validation part (brainclf.scoring.operating_point.lower_bound); None: the share seen.
+    refer_confidence: float | None = None
 
     @property
     def audit_file(self) -> Path:
@@ -224,7 +227,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
                     audit_enabled=audit_enabled(raw, path), roles=_role_rules(table(raw, "roles", path), path),
-                    source=path, refer_target=refer_target(raw, path))
+                    source=path, **dict(zip(("refer_target", "refer_confidence"), refer_rule(raw, path))))
 
 
 def _read_toml(path: Path) -> dict:

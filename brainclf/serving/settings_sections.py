@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..input.limits import check_refer_target
+from ..input.limits import check_refer_confidence, check_refer_target
 
 
 def audit_enabled(raw: dict, path: Path | None) -> bool:
@@ -19,11 +19,13 @@ def audit_enabled(raw: dict, path: Path | None) -> bool:
     return enabled
 
 
-def refer_target(raw: dict, path: Path | None) -> float | None:
-    """[refer] target_accuracy, a number in limits.REFER_TARGET_RANGE (a string is refused, not read)."""
-    table = section(raw, "refer", "target_accuracy", path)
+def refer_rule(raw: dict, path: Path | None) -> tuple[float | None, float | None]:
+    """([refer] target_accuracy, [refer] confidence): numbers in limits.REFER_TARGET_RANGE and
+    REFER_CONFIDENCE_RANGE, each None when not set (a string is refused, not read)."""
+    found = section(raw, "refer", ("target_accuracy", "confidence"), path)
     try:
-        return check_refer_target(table["target_accuracy"]) if "target_accuracy" in table else None
+        return (check_refer_target(found["target_accuracy"]) if "target_accuracy" in found else None,
+                check_refer_confidence(found["confidence"]) if "confidence" in found else None)
     except ValueError as e:
         raise ConfigError(f"{where_of(path)}: [refer] {e}.") from None
 
@@ -32,11 +34,12 @@ def where_of(path: Path | None) -> str:
     return path.name if path else "settings"
 
 
-def section(raw: dict, key: str, only: str, path: Path | None) -> dict:
-    """The table `key`, which may hold the one key `only`."""
+def section(raw: dict, key: str, only: str | tuple[str, ...], path: Path | None) -> dict:
+    """The table `key`, which may hold the key(s) `only`."""
+    allowed = (only,) if isinstance(only, str) else only
     found = table(raw, key, path)
-    if unknown := sorted(set(found) - {only}):
-        raise ConfigError(f"{where_of(path)}: unknown [{key}] key(s) {unknown}; expected {only}.")
+    if unknown := sorted(set(found) - set(allowed)):
+        raise ConfigError(f"{where_of(path)}: unknown [{key}] key(s) {unknown}; expected {' or '.join(allowed)}.")
     return found
 
 

@@ -58,8 +58,10 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         return None
     if wait and not model_ready(predictor):
         return None
-    # The server's refer target (an admin setting) applies to every model whose card has per-source curves.
-    return predictor.with_tta(tta_setting(path, predictor.card.tta_default)).with_refer_target(settings().refer_target)
+    # The server's refer target (admin settings) applies to every model whose card has per-source curves.
+    server = settings()
+    return predictor.with_tta(tta_setting(path, predictor.card.tta_default)).with_refer_target(
+        server.refer_target, server.refer_confidence)
 
 
 def model_ready(predictor: Predictor) -> bool:
