@@ -24,10 +24,11 @@ from brainclf.site import (
     site_report_pdf,
     step_job,
 )
-from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified
+from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified, promise
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
+BOUND_CONFIDENCE = 0.95  # the confidence of the lower bound the site may ask to reach its target
 STEPS = ("validate", "calibrate", "adapt")
 
 
@@ -57,6 +58,10 @@ def site_section(who) -> None:
     model = c3.selectbox("Starting model", models, format_func=lambda p: p.stem, key="site_model")
     target = st.select_slider("Accepted-accuracy target for the refer rule", TARGETS, value=0.98,
                               format_func=lambda t: pct(t, 0), key="site_target")
+    bounded = st.checkbox(f"Promise it with {pct(BOUND_CONFIDENCE, 0)} confidence", key="site_bound",
+                          help="The refer rule then answers only where the lower bound of the calibration slices' "
+                               "accuracy reaches the target, not only the share seen: fewer answers, a promise the "
+                               "calibration part can support (98 % needs 149 answered slices, all right).")
     try:
         check_site_name(site)
     except BrainclfError as e:
@@ -64,12 +69,14 @@ def site_section(who) -> None:
         return
     run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, f"{site}-{model.stem}")
     state = saved_state(run_dir)
-    _buttons(who, state, run_dir, config.folder(root_name), site, model, target, config)
+    rule = (target, BOUND_CONFIDENCE if bounded else None)
+    _buttons(who, state, run_dir, config.folder(root_name), site, model, rule, config)
     if state:
         _results(state, config.folder(root_name))
 
 
-def _buttons(who, state, run_dir, site_root, site, model, target, config) -> None:
+def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
+    """One button per step; `rule`: (accepted-accuracy target, confidence of its lower bound or None)."""
     jobs = training_jobs()
     done = set((state or {}).get("steps", {}))
     cols = st.columns(len(STEPS))
@@ -79,8 +86,8 @@ def _buttons(who, state, run_dir, site_root, site, model, target, config) -> Non
         disabled = jobs.busy() or (needs is not None and needs not in done)
         if col.button(step.capitalize(), key=f"site_{step}", disabled=disabled, use_container_width=True,
                       type="primary" if step not in done and not disabled else "secondary"):
-            work = step_job(step, run_dir, site_root, site, model, target, config.models_dir,
-                            default_root.path if default_root else None)
+            work = step_job(step, run_dir, site_root, site, model, rule[0], config.models_dir,
+                            default_root.path if default_root else None, confidence=rule[1])
             # An adaptation cancelled or interrupted after an epoch resumes from it (brainclf.site.adapt).
             resumable = (lambda: adaptation_saved(run_dir)) if step == "adapt" else (lambda: False)
             try:
@@ -143,6 +150,9 @@ def _results(state: dict, site_root: Path) -> None:
     if set(final.get("by_sequence", {})) - {"unknown"}:  # a manifest.csv named the sequences
         st.table(pd.DataFrame([{"sequence": seq, "slices": count(sub["n"]), "accuracy": pct(sub["accuracy"])}
                                for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
+    for step in ("calibrate", "adapt"):
+        if said := promise(state["steps"].get(step)):
+            st.caption(f"{step.capitalize()}: {md_literal(said)}")
     adapt = state["steps"].get("adapt")
     if checked := forgetting(adapt):
         (st.warning if checked[1] else st.caption)(checked[0])

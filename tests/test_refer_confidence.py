@@ -9,7 +9,8 @@ import pytest
 from brainclf.errors import ConfigError
 from brainclf.presentation import operating_summary
 from brainclf.scoring import risk_coverage, threshold_for, thresholds_for_target
-from brainclf.scoring.operating_point import lower_bound
+from brainclf.scoring.operating_point import lower_bound, slices_needed
+from brainclf.scoring.trust import fit_calibration
 from brainclf.serving.settings import load_settings
 
 
@@ -29,6 +30,26 @@ def curve_of(outcomes: list[bool]) -> dict:
 def test_all_right_bound_is_the_closed_form(n, confidence):
     # With no error the Clopper–Pearson bound solves p^n = 1 - confidence.
     assert lower_bound(n, n, confidence) == pytest.approx((1 - confidence) ** (1 / n), rel=1e-9)
+
+
+@pytest.mark.parametrize("target,confidence,needed", [(0.98, 0.95, 149), (0.9, 0.8, 16), (0.95, 0.95, 59)])
+def test_slices_needed_is_the_fewest_all_right_answers_whose_bound_reaches_the_target(target, confidence, needed):
+    assert slices_needed(target, confidence) == needed
+    assert lower_bound(needed, needed, confidence) >= target > lower_bound(needed - 1, needed - 1, confidence)
+
+
+def test_calibration_fitted_with_a_confidence_records_it_and_refers_more():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 300)
+    raw = np.full((300, 4), 0.1)
+    right = rng.random(300) < 0.9
+    raw[np.arange(300), np.where(right, y, (y + 1) % 4)] = rng.uniform(0.4, 0.97, 300)
+    raw /= raw.sum(1, keepdims=True)
+    sources = ["a"] * 300
+    plain = fit_calibration({"": (y, raw)}, "test", 0.95, sources)
+    bounded = fit_calibration({"": (y, raw)}, "test", 0.95, sources, confidence=0.9)
+    assert plain["refer_confidence"] is None and bounded["refer_confidence"] == 0.9
+    assert bounded["refer_thresholds"]["glioma"] > plain["refer_thresholds"]["glioma"]
 
 
 def test_bound_is_below_the_share_seen_and_tightens_with_more_slices():

@@ -178,6 +178,7 @@ def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
     assert "Go-live report: site st-elsewhere" in text
     assert "As it came" in text and "Site calibration" in text and "Adapted" in text
     assert "Forgetting check on Kaggle Testing (12 slices)" in text
+    assert "Calibrate: Refer rule fitted on the adaptation part" in text and "Adapt: Refer rule fitted on" in text
     held = run.step("adapt")["heldout"]
     from brainclf.presentation import pct
 
@@ -222,12 +223,31 @@ def test_cli_runs_every_step(tmp_path, site_folder, smoke_model, synthetic_datas
     models.mkdir()
     rc = main(["site", "all", "--model", str(smoke_model), "--site-data", str(site_folder), "--site", "cli-site",
                "--data", str(synthetic_dataset), "--run-dir", str(tmp_path / "run"), "--models-dir", str(models),
-               "--epochs", "1", "--target", "0.9"])
+               "--epochs", "1", "--target", "0.9", "--confidence", "0.8"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "validate: smoke" in out and "held-out:" in out and "Kaggle Testing (12)" in out
     assert (tmp_path / "run" / "go-live-report.pdf").read_bytes().startswith(b"%PDF")
     assert (models / "cli-site-smoke-adapted.keras").is_file()
+    # The bound rule reaches the cards, the predictor and the words: 90 % at 80 % confidence needs 16 right.
+    assert "(the rule asked that bound to reach the target)" in out
+    assert "Promising 90 % at 80 % confidence takes at least 16 answered slices, all right" in out
+    from brainclf.inference import Predictor
+
+    for name in ("cli-site-smoke", "cli-site-smoke-adapted"):
+        assert read_card(models / f"{name}.keras").calibration["refer_confidence"] == 0.8
+        assert Predictor.load(models / f"{name}.keras").refer_confidence == 0.8
+
+
+@pytest.mark.parametrize("flag,value,match", [("--confidence", "0.2", "refer confidence must be a probability"),
+                                              ("--target", "1.5", "refer target must be an accepted accuracy")])
+def test_cli_refuses_a_refer_rule_out_of_range_before_any_work(tmp_path, smoke_model, capsys, flag, value, match):
+    from brainclf.cli import main
+
+    rc = main(["site", "calibrate", "--model", str(smoke_model), "--site-data", str(tmp_path / "absent"),
+               "--site", "x", "--run-dir", str(tmp_path / "run"), flag, value])
+    assert rc == 2 and re.search(match, capsys.readouterr().err, re.IGNORECASE)
+    assert not (tmp_path / "run").exists()
 
 
 def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets_mix_the_model_own_output(

@@ -80,9 +80,13 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
     wrong.set_value(wrong.options[0]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Grad-CAM of" in str(i.proto) for i in at.get("image"))
+    at.checkbox(key="site_bound").check().run()  # the site's promise asks its 95 % lower bound
     at = run_step(at, "calibrate")
     assert list(steps_table(at).columns) == ["Held-out part", "As it came", "Site calibration"]
     assert (site_server / "st-elsewhere-smoke.keras").is_file()
+    said = texts(at).replace("\\", "")  # the page escapes markdown in what it quotes
+    assert "Calibrate: Refer rule fitted on the adaptation part" in said
+    assert "(the rule asked that bound to reach the target)" in said
     assert "selectable in the sidebar" in texts(at)
     # The site profile, picked in the sidebar, says on the Predict page where it was validated.
     predict = open_page("pages/predict.py")

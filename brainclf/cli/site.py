@@ -8,6 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..input.limits import check_refer_confidence, check_refer_target
+from ..site.config import AdaptConfig
+from ..site.summary import promise
 from .common import CountBar
 
 STEPS = ("validate", "calibrate", "adapt", "report", "all")
@@ -29,8 +33,9 @@ def _open(args):
 
 def cmd_site(args) -> int:
     from ..inference import Predictor
-    from ..site import AdaptConfig, site_report_pdf
+    from ..site import site_report_pdf
 
+    _check_rule(args)
     run = _open(args)
     steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
     data = args.data or os.environ.get("BRAINCLF_DATA")
@@ -39,19 +44,30 @@ def cmd_site(args) -> int:
             print(format_step("validate", run.validate(Predictor.load(args.model))))
         elif step == "calibrate":
             print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
-                                                         args.name, data)))
+                                                         args.name, data, confidence=args.confidence)))
         elif step == "adapt":
             given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
                      "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
                      "freeze_batchnorm": args.freeze_batchnorm}
             cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
-            result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line)
+            result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line,
+                               confidence=args.confidence)
             print(format_step("adapt", result))
         else:
             out = Path(args.pdf or run.run_dir / "go-live-report.pdf")
             out.write_bytes(site_report_pdf(run.state))
             print(f"go-live report: {out}")
     return 0
+
+
+def _check_rule(args) -> None:
+    """--target and --confidence in their ranges (before any work), else a ConfigError saying what is allowed."""
+    try:
+        check_refer_target(args.target)
+        if args.confidence is not None:
+            check_refer_confidence(args.confidence)
+    except ValueError as e:
+        raise ConfigError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
 
 
 def _pct(v) -> str:
@@ -85,7 +101,7 @@ def format_step(step: str, result: dict) -> str:
     head = (f"{step}: saved {result['name']} ({result['model']}); temperature {cal['temperature']:.3f}, refer "
             f"threshold {cal['refer_threshold']:.4f} for {_pct(result['target'])} accepted accuracy "
             f"(fitted on {cal['fitted_on']})")
-    lines = [head, *format_heldout(result["heldout"])]
+    lines = [head, *(f"  {said}" for said in [promise(result)] if said), *format_heldout(result["heldout"])]
     if step == "adapt":
         a, k = result["adapt"], result["kaggle_test"]
         step_s = f", {a['step_seconds']:.0f} s in all" if a.get("step_seconds") else ""
@@ -124,11 +140,14 @@ def add_parsers(sub) -> None:
     s.add_argument("--models-dir", default="models", help="where the site profile and adapted model go")
     s.add_argument("--target", type=float, default=0.98, help="accepted accuracy the refer rule aims at on the "
                    "site (default 0.98)")
+    s.add_argument("--confidence", type=float, help="ask the lower bound of the site's accuracy at this confidence "
+                   "(e.g. 0.95), not only the share seen, to reach the target (default: the share seen)")
     s.add_argument("--name", help="the site profile's model name (default SITE-MODEL)")
     s.add_argument("--adapted-name", help="the adapted model's name (default SITE-MODEL-adapted)")
-    s.add_argument("--epochs", type=int, help="fine-tuning epochs (default: brainclf.site.AdaptConfig's, 12)")
-    s.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
-    s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default 2)")
+    s.add_argument("--epochs", type=int, help=f"fine-tuning epochs (default {AdaptConfig.epochs})")
+    s.add_argument("--lr", type=float, help=f"fine-tuning peak learning rate (default {AdaptConfig.learning_rate})")
+    s.add_argument("--replay", type=float, help="replayed training images per site slice each epoch (default "
+                   f"{AdaptConfig.replay_per_site_slice:g})")
     s.add_argument("--site-weight", type=float, help="loss weight of a site slice; a replayed image weighs 1 "
                    "(default: AdaptConfig's)")
     s.add_argument("--distill", type=float, help="share of the starting model's own output in a replayed image's "

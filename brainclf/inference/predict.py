@@ -73,8 +73,7 @@ class Predictor:
 
     # Accepted accuracy the refer rule aims at (an admin setting, with_refer_target); None: the card's thresholds.
     refer_target: float | None = None
-    # The confidence of the lower bound that must reach the target (an admin setting); None: the share seen.
-    refer_confidence: float | None = None
+    _refer_confidence: float | None = None  # an admin setting's (with_refer_target), else refer_confidence's card
     _target_thresholds: dict = {}  # {tta: {class: threshold}} for refer_target, read off the curves once
 
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
@@ -128,16 +127,23 @@ class Predictor:
         risk–coverage curves); unchanged for a card without them."""
         cal = self.card.calibration
         if (target is None and confidence is None) or not cal.get("operating") or \
-                (target, confidence) == (self.refer_target, self.refer_confidence):
+                (target, confidence) == (self.refer_target, self._refer_confidence):
             return self
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other.refer_target = check_refer_target(target if target is not None else cal["refer_target_accuracy"])
-        other.refer_confidence = None if confidence is None else check_refer_confidence(confidence)
+        confidence = confidence if confidence is not None else cal.get("refer_confidence")
+        other._refer_confidence = None if confidence is None else check_refer_confidence(confidence)
         # Once here, not on every prediction (refer_thresholds is on the hot path).
-        other._target_thresholds = {tta: thresholds_for_target(cal[key], other.refer_target, other.refer_confidence)
+        other._target_thresholds = {tta: thresholds_for_target(cal[key], other.refer_target, other._refer_confidence)
                                     for tta, key in ((False, "operating"), (True, "operating_tta")) if cal.get(key)}
         return other
+
+    @property
+    def refer_confidence(self) -> float | None:
+        """The confidence of the lower bound that must reach the refer target: the server's, else the card's;
+        None: the share seen on validation must reach it."""
+        return self._refer_confidence or (self.card.calibration or {}).get("refer_confidence")
 
     @property
     def refer_target_accuracy(self) -> float | None:

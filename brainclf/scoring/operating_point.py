@@ -42,6 +42,15 @@ def lower_bound(correct: int, answered: int, confidence: float) -> float:
     return float(beta.ppf(1 - confidence, correct, answered - correct + 1)) if correct else 0.0
 
 
+def slices_needed(target: float, confidence: float) -> int:
+    """How many answered validation slices, all right, it takes for the lower bound at `confidence` to reach
+    `target`: the fewest a source's validation part must answer before such a promise can be made at all."""
+    n = max(1, int(np.ceil(np.log(1 - confidence) / np.log(target))))
+    while lower_bound(n, n, confidence) < target:  # the closed form, guarded against rounding
+        n += 1
+    return n
+
+
 def threshold_for(curve: dict, target: float, confidence: float | None = None) -> float:
     """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was.
 

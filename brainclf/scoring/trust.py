@@ -137,17 +137,19 @@ def group_mean_resamples(values: np.ndarray, groups: np.ndarray, n_boot: int, rn
 
 
 def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,
-                    target_accuracy: float = 0.999, sources: list[str] | None = None) -> dict:
+                    target_accuracy: float = 0.999, sources: list[str] | None = None,
+                    confidence: float | None = None) -> dict:
     """A card's `calibration`: temperature scaling and the refer rule fitted on validation for each way of
     running the model, and whether flip TTA is the default.
 
     `by_mode` maps a key suffix ("" without flip TTA, "_tta" with it) to (labels, uncalibrated probabilities)
     of the validation images; `fitted_on` says which images those are. With `sources` (each image's source, in
     that order) the card also keeps each source's risk–coverage curve (`operating`), and the refer rule asks
-    every source to reach `target_accuracy` on its own (brainclf.scoring.operating_point).
+    every source to reach `target_accuracy` on its own (brainclf.scoring.operating_point), with `confidence` by
+    the lower bound of its accuracy at that confidence.
     """
 
-    cal = {"fitted_on": fitted_on, "refer_target_accuracy": target_accuracy}
+    cal = {"fitted_on": fitted_on, "refer_target_accuracy": target_accuracy, "refer_confidence": confidence}
     for suffix, (y, raw) in by_mode.items():
         t = fit_temperature(y, raw)
         probs = apply_temperature(raw, t)
@@ -156,7 +158,8 @@ def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on
         cal[f"val_ece_after{suffix}"] = expected_calibration_error(y, probs)
         if sources is not None:
             cal[f"operating{suffix}"] = fit_curves(y, probs, sources)
-            cal[f"refer_thresholds{suffix}"] = thresholds_for_target(cal[f"operating{suffix}"], target_accuracy)
+            cal[f"refer_thresholds{suffix}"] = thresholds_for_target(cal[f"operating{suffix}"], target_accuracy,
+                                                                     confidence)
             cal[f"refer_threshold{suffix}"] = cal[f"refer_thresholds{suffix}"]["glioma"]
         else:
             cal[f"refer_threshold{suffix}"] = choose_refer_threshold(y, probs, target_accuracy)

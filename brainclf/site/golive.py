@@ -9,7 +9,7 @@ from .. import __version__
 from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
 from ..presentation.wording import INTENDED_USE, plural
-from .summary import ROWS, cell, columns, forgetting
+from .summary import ROWS, cell, columns, forgetting, promise
 
 
 def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
@@ -37,6 +37,9 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
     pdf.ln(2)
     _table(pdf, w, columns(state))
     _kaggle(pdf, w, state["steps"].get("adapt"))
+    for step in ("calibrate", "adapt"):
+        if said := promise(state["steps"].get(step)):
+            pdf.multi_cell(w, 5, _text(f"{step.capitalize()}: {said}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("Helvetica", "B", 10)
     pdf.set_text_color(150, 20, 20)

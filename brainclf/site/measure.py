@@ -38,15 +38,18 @@ def validate(predictor, split, membership: str) -> dict:
     return report
 
 
-def fit_site_calibration(predictor, samples: list[Sample], site: str, target: float, fitted_on: str) -> dict:
+def fit_site_calibration(predictor, samples: list[Sample], site: str, target: float, fitted_on: str,
+                         confidence: float | None = None) -> dict:
     """A card's `calibration` fitted on the site's slices only: temperature per way of running the model and
-    the refer thresholds that reach `target` accepted accuracy there (brainclf.scoring.trust.fit_calibration)."""
+    the refer thresholds that reach `target` accepted accuracy there, or whose lower bound at `confidence` does
+    (brainclf.scoring.trust.fit_calibration)."""
     by_mode = {}
     for suffix, tta in (("", False), ("_tta", True)):
         raw, kept, _ = predict_samples(predictor.with_tta(tta), samples)
         by_mode[suffix] = (np.array([s.label for s in kept]), raw)
     n = len(by_mode[""][0])
-    return fit_calibration(by_mode, fitted_on=fitted_on, target_accuracy=target, sources=[site] * n)
+    return fit_calibration(by_mode, fitted_on=fitted_on, target_accuracy=target, sources=[site] * n,
+                           confidence=confidence)
 
 
 def with_calibration(predictor, calibration: dict, ood: dict | None = None):

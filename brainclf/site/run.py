@@ -91,13 +91,15 @@ class SiteRun:
         return self._book("validate", report)
 
     def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
-                  name: str | None = None, data_root: str | Path | None = None) -> dict:
-        """Site temperature, refer thresholds (for `target`) and OOD guard fitted on the adaptation part; the
-        held-out figures with them; a site profile (same weights) saved as models_dir/NAME."""
+                  name: str | None = None, data_root: str | Path | None = None,
+                  confidence: float | None = None) -> dict:
+        """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
+        and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
+        weights) saved as models_dir/NAME."""
         name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}")
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
-            f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"))
+            f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence)
         replay = replay_samples(predictor.card, data_root)
         guard = fit_site_guard(predictor, self.split.parts["tune"] + replay[:len(self.split.parts["tune"])],
                                self.split.parts["calibration"])
@@ -112,7 +114,7 @@ class SiteRun:
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
               models_dir: str | Path = "models", name: str | None = None, progress: ProgressHook | None = None,
-              cancel: threading.Event | None = None) -> dict:
+              cancel: threading.Event | None = None, confidence: float | None = None) -> dict:
         """Fine-tune from the starting model on the tuning part with replay (brainclf.site.adapt), then
         calibrate it on the calibration part, validate it on the held-out part, check Kaggle `Testing` before
         and after, and save it as models_dir/NAME."""
@@ -136,7 +138,8 @@ class SiteRun:
         model.save(out)
         adapted = Predictor(model, _with_hash(base_card, out))
         cal = fit_site_calibration(adapted, calib, self.state["site"], target, fitted_on=(
-            f"the calibration part of site {self.state['site']} ({len(calib)} slices, not fine-tuned on)"))
+            f"the calibration part of site {self.state['site']} ({len(calib)} slices, not fine-tuned on)"),
+            confidence=confidence)
         guard = fit_site_guard(adapted, tune + replay[:len(tune)], calib)
         adapted = with_calibration(adapted, cal, guard)
         report = validate(adapted, self.split, self._membership("held-out", adapted=True))
@@ -242,7 +245,7 @@ def adaptation_saved(run_dir: Path) -> bool:
 
 
 def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None):
+             data_root: Path | None, confidence: float | None = None):
     """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
     dir): it opens the run (its split) and runs the step with an in-process model, TensorFlow imported in the
     job's thread as a training does (brainclf.serving.jobs)."""
@@ -259,8 +262,10 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
             return run_dir
         if step == "calibrate":
             say(f"Fitting the site's temperature and refer rule on {plural(len(run.split.adaptation), 'slice')}")
-            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root)["model"])
-        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel)["model"])
+            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root,
+                                      confidence=confidence)["model"])
+        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
+                              confidence=confidence)["model"])
 
     return work
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .. import CLASS_NAMES
 from ..evaluation.analysis import curve_points
-from ..presentation.wording import pct, plural
-from ..scoring.operating_point import risk_coverage
+from ..presentation.wording import SHOWN_CONFIDENCE, count, pct, plural
+from ..scoring.operating_point import curve_at, lower_bound, risk_coverage, slices_needed
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import coverage_accuracy
 
@@ -61,6 +62,31 @@ def misclassified(report: dict) -> list[dict]:
     return [{"file": r["path"], "true": r["true"], "predicted": r["pred"], "confidence": max(r["probs"]),
              "referred or flagged": bool(r.get("referred") or r.get("ood")), "sequence": r.get("sequence", "")}
             for r in report.get("predictions", []) if r["true"] != r["pred"]]
+
+
+def promise(step: dict | None) -> str | None:
+    """What a calibrate or adapt step's refer rule can promise, in words: on the slices it was fitted on, how many
+    were answered and right, the lower bound of that accuracy, and how many answered slices, all right, the
+    target needs at that confidence. None for a step without a fitted rule."""
+    cal = (step or {}).get("calibration") or {}
+    suffix = "_tta" if cal.get("tta_default") else ""
+    block, thresholds = cal.get(f"operating{suffix}"), cal.get(f"refer_thresholds{suffix}")
+    if not block or not thresholds:
+        return None
+    confidence, target = cal.get("refer_confidence") or SHOWN_CONFIDENCE, cal["refer_target_accuracy"]
+    base = min(thresholds[c] for c in CLASS_NAMES if c != "notumor")
+    at = [curve_at(curve, base) for curve in block["curves"].values()]
+    n, answered, correct = (sum(a[k] for a in at) for k in ("n", "answered", "correct"))
+    bound = lower_bound(correct, answered, confidence)
+    seen = (f"{count(answered)} of {plural(n, 'slice')} answered, {pct(correct / answered)} right; with "
+            f"{pct(confidence, 0)} confidence at least {pct(bound)}") if answered else \
+        f"none of its {plural(n, 'slice')} answered"
+    rule = " (the rule asked that bound to reach the target)" if cal.get("refer_confidence") else ""
+    verdict = "which these slices support." if answered and bound >= target else \
+        "more calibration cases are needed before this target can be promised."
+    needed = plural(slices_needed(target, confidence), "answered slice")
+    return (f"Refer rule fitted on {cal.get('fitted_on') or 'the site'}: {seen}{rule}. Promising {pct(target, 0)} at "
+            f"{pct(confidence, 0)} confidence takes at least {needed}, all right: {verdict}")
 
 
 def forgetting(adapt: dict | None) -> tuple[str, bool] | None:

@@ -66,6 +66,7 @@ class Calibration(Section):
 
     fitted_on: Label(300) = ""
     refer_target_accuracy: Rate = 0.999
+    refer_confidence: Rate | None = None  # the refer rule asked this lower bound to reach the target (None: the share)
     temperature: Temperature = 1.0
     temperature_tta: Temperature = 1.0
     val_ece_before: Rate = 0.0
