@@ -22,7 +22,7 @@ SECTION_KEYS = {
     ).split(),
     "metrics": "test test_tta val".split(),
     "calibration": (
-        "fitted_on operating operating_tta refer_target_accuracy refer_threshold refer_threshold_tta "
+        "fitted_on operating operating_tta refer_confidence refer_target_accuracy refer_threshold refer_threshold_tta "
         "refer_thresholds refer_thresholds_tta "
         "temperature temperature_tta tta_default val_accuracy val_accuracy_tta val_ece_after val_ece_after_tta "
         "val_ece_before val_ece_before_tta val_nll val_nll_tta"

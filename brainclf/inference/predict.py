@@ -73,7 +73,7 @@ class Predictor:
 
     # Accepted accuracy the refer rule aims at (an admin setting, with_refer_target); None: the card's thresholds.
     refer_target: float | None = None
-    _refer_confidence: float | None = None  # an admin setting's (with_refer_target), else refer_confidence's card
+    _refer_confidence: float | None = None  # the server's (with_refer_target); else refer_confidence is the card's
     _target_thresholds: dict = {}  # {tta: {class: threshold}} for refer_target, read off the curves once
 
     def __init__(self, model, card: ModelCard, tta: bool | None = None):
