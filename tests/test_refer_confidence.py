@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainclf.errors import ConfigError
 from brainclf.presentation import operating_summary
 from brainclf.scoring import risk_coverage, threshold_for, thresholds_for_target
 from brainclf.scoring.operating_point import lower_bound, slices_needed
@@ -121,17 +120,3 @@ def test_settings_read_the_refer_target_and_confidence(tmp_path, monkeypatch, bo
     monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
     s = load_settings()
     assert (s.refer_target, s.refer_confidence) == expected
-
-
-@pytest.mark.parametrize("body,match", [
-    ("[refer]\nconfidence = '0.95'", "refer confidence must be a probability"),
-    ("[refer]\nconfidence = 0.3", "between 0.5"),
-    ("[refer]\nconfidence = true", "refer confidence"),
-    ("[refer]\nlevel = 0.95", "expected target_accuracy or confidence"),
-])
-def test_bad_refer_confidence_is_refused(tmp_path, monkeypatch, body, match):
-    toml = tmp_path / "brainclf.toml"
-    toml.write_text(body)
-    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
-    with pytest.raises(ConfigError, match=match):
-        load_settings()

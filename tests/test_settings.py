@@ -108,6 +108,10 @@ emails = ["*@hospital.example", "boss@hospital.example"]
     ("[refer]\ntarget_accuracy = 0.5", "between 0.8"),
     ("[refer]\ntarget_accuracy = true", "refer target"),
     ("[refer]\ntarget = 0.98", "unknown \\[refer\\]"),
+    ("[refer]\nconfidence = '0.95'", "refer confidence must be a probability"),
+    ("[refer]\nconfidence = 0.3", "between 0.5"),
+    ("[refer]\nconfidence = true", "refer confidence"),
+    ("[refer]\nlevel = 0.95", "expected target_accuracy or confidence"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(tmp_path, monkeypatch, body, match):
     toml = tmp_path / "brainclf.toml"
