@@ -14,6 +14,7 @@ from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.inference import overlay_heatmap
 from brainclf.presentation import class_label, confusion_matrix_figure, count, pct, plural, risk_coverage_figure
+from brainclf.scoring import slices_needed
 from brainclf.serving import owner_run_dir
 from brainclf.site import (
     MIN_GROUPS,
@@ -61,7 +62,8 @@ def site_section(who) -> None:
     bounded = st.checkbox(f"Promise it with {pct(BOUND_CONFIDENCE, 0)} confidence", key="site_bound",
                           help="The refer rule then answers only where the lower bound of the calibration slices' "
                                "accuracy reaches the target, not only the share seen: fewer answers, a promise the "
-                               "calibration part can support (98 % needs 149 answered slices, all right).")
+                               f"calibration part can support ({pct(target, 0)} needs "
+                               f"{slices_needed(target, BOUND_CONFIDENCE)} answered slices, all right).")
     try:
         check_site_name(site)
     except BrainclfError as e:

@@ -5,7 +5,16 @@ Import from here: the names in __all__ are this layer's public API (pages, CLI, 
 Modules not listed keep their own names for their tests."""
 
 from .metrics import classification_metrics, expected_calibration_error, reliability_curve, roc_curves
-from .operating_point import DEFAULT_TARGET, curve_at, fit_curves, risk_coverage, threshold_for, thresholds_for_target
+from .operating_point import (
+    DEFAULT_TARGET,
+    curve_at,
+    fit_curves,
+    lower_bound,
+    risk_coverage,
+    slices_needed,
+    threshold_for,
+    thresholds_for_target,
+)
 from .rates import sensitivity_specificity
 from .trust import (
     apply_temperature,
@@ -23,5 +32,5 @@ from .trust import (
 __all__ = ["DEFAULT_TARGET", "apply_temperature", "bootstrap_ci", "choose_refer_threshold", "choose_refer_thresholds",
            "classification_metrics", "coverage_accuracy", "coverage_curve", "curve_at",
            "expected_calibration_error", "fit_calibration", "fit_curves", "fit_temperature",
-           "group_mean_resamples", "nll", "reliability_curve", "risk_coverage", "roc_curves",
-           "sensitivity_specificity", "threshold_for", "thresholds_for_target"]
+           "group_mean_resamples", "lower_bound", "nll", "reliability_curve", "risk_coverage", "roc_curves",
+           "sensitivity_specificity", "slices_needed", "threshold_for", "thresholds_for_target"]

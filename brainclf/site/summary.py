@@ -82,11 +82,11 @@ def promise(step: dict | None) -> str | None:
             f"{pct(confidence, 0)} confidence at least {pct(bound)}") if answered else \
         f"none of its {plural(n, 'slice')} answered"
     rule = " (the rule asked that bound to reach the target)" if cal.get("refer_confidence") else ""
-    verdict = "which these slices support." if answered and bound >= target else \
+    verdict = "these slices support it." if answered and bound >= target else \
         "more calibration cases are needed before this target can be promised."
     needed = plural(slices_needed(target, confidence), "answered slice")
     return (f"Refer rule fitted on {cal.get('fitted_on') or 'the site'}: {seen}{rule}. Promising {pct(target, 0)} at "
-            f"{pct(confidence, 0)} confidence takes at least {needed}, all right: {verdict}")
+            f"{pct(confidence, 0)} confidence takes at least {needed}, all right; {verdict}")
 
 
 def forgetting(adapt: dict | None) -> tuple[str, bool] | None:
