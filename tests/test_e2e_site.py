@@ -37,20 +37,30 @@ def site_server(tmp_path_factory, synthetic_dataset, smoke_model):
             stop(proc)
 
 
-def _pick(page, label: str, option: str) -> None:
+def _pick(page, label: str, option: str, picked, tries: int = 3) -> None:
+    """Pick `option` in the selectbox `label`; `picked()` asserts (Playwright's expect) what the pick should show."""
     from playwright.sync_api import expect
 
     box = page.get_by_role("combobox", name=label)
-    box.click()
-    box.press_sequentially(option)
-    # Keys, once the list shows this option alone: a click on the option could keep finding it detached while a
-    # busy server re-rendered the list (a make test run: 90 s of retries), and Enter alone keeps the option that
-    # had the focus before filtering (the first data root), so ArrowDown moves the focus onto the one left.
-    expect(page.get_by_role("option")).to_have_count(1)
-    expect(page.get_by_role("option").first).to_have_accessible_name(re.compile(rf"^{re.escape(option)}(\s|$)"))
-    box.press("ArrowDown")
-    box.press("Enter")
-    page.wait_for_function(IDLE)
+    for attempt in range(tries):
+        box.click()
+        box.press_sequentially(option)
+        # Keys, once the list shows this option alone: a click on the option could keep finding it detached while a
+        # busy server re-rendered the list (a make test run: 90 s of retries), and Enter alone keeps the option that
+        # had the focus before filtering (the first data root), so ArrowDown moves the focus onto the one left.
+        expect(page.get_by_role("option")).to_have_count(1)
+        expect(page.get_by_role("option").first).to_have_accessible_name(re.compile(rf"^{re.escape(option)}(\s|$)"))
+        box.press("ArrowDown")
+        box.press("Enter")
+        page.wait_for_function(IDLE)
+        # On a loaded machine (CI, the whole suite beside it) the keys once left the first option selected for good:
+        # check what the pick should show, and pick again if it does not.
+        try:
+            picked()
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
 
 
 def _step(page, step: str, log) -> None:
@@ -74,8 +84,8 @@ def test_a_researcher_validates_calibrates_and_adapts_then_predict_states_the_si
         page.goto(f"{url}/model")
         page.get_by_role("heading", name="Your site: validate, calibrate, adapt").wait_for()
         page.wait_for_function(IDLE)
-        _pick(page, "Site folder", "st-elsewhere")
-        expect(page.get_by_role("textbox", name="Site name")).to_have_value("st-elsewhere")
+        name = page.get_by_role("textbox", name="Site name")
+        _pick(page, "Site folder", "st-elsewhere", lambda: expect(name).to_have_value("st-elsewhere", timeout=30_000))
         expect(page.get_by_role("button", name="Calibrate", exact=True)).to_be_disabled()  # validate first
         for step in ("Validate", "Calibrate", "Adapt"):
             _step(page, step, log)
@@ -84,7 +94,7 @@ def test_a_researcher_validates_calibrates_and_adapts_then_predict_states_the_si
         page.goto(f"{url}/predict")
         page.get_by_role("heading", name="Predict").wait_for()
         page.wait_for_function(IDLE)
-        _pick(page, "Model", "st-elsewhere-smoke-adapted")
-        expect(page.get_by_text("Validated at st-elsewhere:").first).to_be_visible()
+        scope = page.get_by_text("Validated at st-elsewhere:").first
+        _pick(page, "Model", "st-elsewhere-smoke-adapted", lambda: expect(scope).to_be_visible(timeout=60_000))
     finally:
         page.close()
