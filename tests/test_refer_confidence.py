@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 
 from brainclf.presentation import operating_summary
-from brainclf.scoring import risk_coverage, threshold_for, thresholds_for_target
-from brainclf.scoring.operating_point import lower_bound, slices_needed
-from brainclf.scoring.trust import fit_calibration
+from brainclf.scoring import (
+    fit_calibration,
+    lower_bound,
+    risk_coverage,
+    slices_needed,
+    threshold_for,
+    thresholds_for_target,
+)
 from brainclf.serving.settings import load_settings
 
 
