@@ -87,6 +87,19 @@ def test_the_bundled_default_is_a_refit_linked_to_its_bundled_split_run():
     assert held_out and held_out <= learnt  # the refit learnt from the split run's held-out cases
 
 
+
+def test_the_model_picker_gives_a_refit_its_split_runs_external_figure_named_as_such():
+    from pathlib import Path
+
+    from brainclf.presentation import external_accuracy, pct
+    from pages.common import model_choice_label
+
+    default, split = (Path(f"models/{m}.keras") for m in ("default", "default_split"))
+    shown = model_choice_label(default, read_card(default))
+    assert f"other source {pct(external_accuracy(read_card(split)))} by its split run" in shown
+    assert "by its split run" not in model_choice_label(split, read_card(split))
+
+
 def test_only_one_recipe_on_one_split_is_linked(smoke_model):
     refit, split = pair(smoke_model)
     with pytest.raises(ConfigError, match="--refit run"):

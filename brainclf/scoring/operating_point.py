@@ -56,12 +56,10 @@ def threshold_for(curve: dict, target: float, confidence: float | None = None) -
 
     With `confidence`, "at least `target` accurate" means the lower bound at that confidence, not the share seen:
     a bar fitted on few slices then asks for more of them (149 right of 149 for 98 % at 95 % confidence)."""
-    if confidence is None:
-        # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding.
-        ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"]) if c / a >= target]
-    else:
-        ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
-              if c / a >= target and lower_bound(c, a, confidence) >= target]
+    # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding. The
+    # bound is below the share seen, so it is computed only where the share reaches the target.
+    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
+          if c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target)]
     return float(ok[-1]) if ok else 1.0
 
 

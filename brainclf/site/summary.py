@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from .. import CLASS_NAMES
 from ..evaluation.analysis import curve_points
-from ..presentation.wording import SHOWN_CONFIDENCE, count, pct, plural
-from ..scoring.operating_point import curve_at, lower_bound, risk_coverage, slices_needed
+from ..presentation.wording import SHOWN_CONFIDENCE, count, measured_at, pct, plural, refer_rule
+from ..scoring.operating_point import lower_bound, risk_coverage, slices_needed
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import coverage_accuracy
 
@@ -69,14 +68,14 @@ def promise(step: dict | None) -> str | None:
     were answered and right, the lower bound of that accuracy, and how many answered slices, all right, the
     target needs at that confidence. None for a step without a fitted rule."""
     cal = (step or {}).get("calibration") or {}
-    suffix = "_tta" if cal.get("tta_default") else ""
-    block, thresholds = cal.get(f"operating{suffix}"), cal.get(f"refer_thresholds{suffix}")
-    if not block or not thresholds:
+    tta = bool(cal.get("tta_default"))
+    thresholds = cal.get("refer_thresholds_tta" if tta else "refer_thresholds")
+    rule = refer_rule(thresholds, cal, tta=tta) if thresholds else None
+    at = measured_at(rule, rule.base) if rule else None
+    if at is None:
         return None
     confidence, target = cal.get("refer_confidence") or SHOWN_CONFIDENCE, cal["refer_target_accuracy"]
-    base = min(thresholds[c] for c in CLASS_NAMES if c != "notumor")
-    at = [curve_at(curve, base) for curve in block["curves"].values()]
-    n, answered, correct = (sum(a[k] for a in at) for k in ("n", "answered", "correct"))
+    n, answered, correct = at["n"], at["answered"], at["correct"]
     bound = lower_bound(correct, answered, confidence)
     seen = (f"{count(answered)} of {plural(n, 'slice')} answered, {pct(correct / answered)} right; with "
             f"{pct(confidence, 0)} confidence at least {pct(bound)}") if answered else \

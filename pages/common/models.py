@@ -12,7 +12,14 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import FALLBACK_REFER_BELOW, external_accuracy, is_study_model, pct, source_tag
+from brainclf.presentation import (
+    FALLBACK_REFER_BELOW,
+    external_accuracy,
+    external_reports,
+    is_study_model,
+    pct,
+    source_tag,
+)
 from brainclf.serving import warmup
 
 from .identity import public, settings
@@ -117,5 +124,6 @@ def model_choice_label(path: Path, card: ModelCard | None) -> str:
     claimed = "" if card_is_verified(card) else " claimed, not verified"
     label = (f"{path.stem} ({card.architecture}, {source_tag(card)}"
              + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
-             + (f", other source {pct(ext)}{claimed}" if ext is not None else "") + ")")
+             + (f", other source {pct(ext)}{claimed}" if ext is not None else "")
+             + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
     return label + (" · study/baseline: not for reading scans" if is_study(card) else "")
