@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
+from brainclf.data import source_at
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
@@ -107,6 +108,16 @@ def training_form() -> None:
         precision = c1.selectbox("Training arithmetic", PRECISIONS,
                                  help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
                                  "model is float32 either way")
+        also = c1.multiselect("Also learn from (other labelled sources)", roots, key="train_extra",
+                              help="Each is split by case groups into training, validation and a held-out part "
+                              "that the model is then validated on (external validation); the card records each "
+                              "source's licence. The default model learnt from external-radiopaedia, weight 2.")
+        weight = c2.number_input("Their loss weight", 0.5, 10.0, 2.0, step=0.5, key="train_extra_weight",
+                                 help="Multiplies the loss of their training slices: a small source can weigh as "
+                                 "much as a large one")
+        intensity = c1.checkbox("Intensity augmentation (gamma, brightness, noise)", value=True,
+                                key="train_intensity", help="Sources differ in windowing and noise; the default "
+                                "model was trained with it")
         head = c2.checkbox("Crop to the head and scale its intensities", value=False, key="train_head",
                            help="Part of the model's input contract: every slice it reads, in training and "
                            "prediction, is cropped to the head's box and scaled so the head's 99th percentile is "
@@ -114,14 +125,20 @@ def training_form() -> None:
         submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
     if not submitted:
         return
-    train_config = TrainConfig(architecture=arch, image_size=int(size) or None, epochs=int(epochs),
-                               batch_size=int(batch), augment=augment, max_train_images=int(limit) or None,
-                               precision=precision, crop="head" if head else "none",
-                               intensity="head-p99" if head else "none")
+    if dataset in also:
+        st.error(f"{md_literal(dataset)} is the dataset itself: pick other sources to learn from beside it.")
+        return
     try:
+        extra = tuple(source_at(config.folder(n), float(weight)) for n in also)
+        train_config = TrainConfig(
+            architecture=arch, image_size=int(size) or None, epochs=int(epochs), batch_size=int(batch),
+            augment=augment, max_train_images=int(limit) or None, precision=precision, augment_intensity=intensity,
+            extra_sources=[{"name": s.name, "weight": s.weight} for s in extra],
+            crop="head" if head else "none", intensity="head-p99" if head else "none")
         # jobs.start checks the name (brainclf.input.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
-                   owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name))
+                   owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name),
+                   extra_data=extra)
         st.toast(f"Training {md_literal(name)} started")
     except BrainclfError as e:
         st.error(public(e))

@@ -192,3 +192,28 @@ def test_each_user_trains_in_a_run_folder_of_their_own(tmp_path, monkeypatch):
     assert alice != bob and alice == alice_again  # her own run again: resumable by her
     assert all(p.parent.parent == tmp_path / "runs" and p.name == "shared_name" for p in used)
     assert "alice" not in str(alice) and "/" not in alice.parent.name  # a hash, not the user id
+
+
+def test_resume_learns_from_the_same_other_sources(tmp_path, monkeypatch):
+    import brainclf.serving.jobs
+    from brainclf.data import source_at
+    from brainclf.training import TrainingCancelled
+
+    asked = []
+
+    def cancelled_train(request):  # stands in for a run cancelled after its first epoch
+        asked.append(request)
+        raise TrainingCancelled("cancelled")
+
+    monkeypatch.setattr(brainclf.serving.jobs, "train", cancelled_train)
+    monkeypatch.setattr(JobStatus, "resumable", lambda self: True)
+    (tmp_path / "ext-src").mkdir()
+    extra = (source_at(tmp_path / "ext-src", 2.0),)
+    jobs = TrainingJobs()
+    jobs.start(tiny(extra_sources=[{"name": "ext-src", "weight": 2.0}]), tmp_path, "two", owner="sub:alice",
+               models_dir=tmp_path / "models", extra_data=extra)
+    jobs.wait(timeout=60)
+    jobs.resume("sub:alice")
+    jobs.wait(timeout=60)
+    assert [r.extra_data for r in asked] == [extra, extra]
+    assert asked[1].config.extra_sources == [{"name": "ext-src", "weight": 2.0}]

@@ -39,6 +39,7 @@ from .sources import (
     parse_extra_data,
     sample_key,
     series_key,
+    source_at,
     split_key,
 )
 
@@ -47,4 +48,4 @@ __all__ = ["DATA_ENV", "Dataset", "FileHashes", "HASH_SIZE", "NEAR_DUP_THRESHOLD
            "fingerprint", "format_dedup_report", "hamming_matrix", "hash_files", "in_shard", "is_non_commercial",
            "iter_image_files", "iter_shard_files", "licence_of", "load_arrays", "make_splits", "merge_csvs",
            "near_pairs", "parse_extra_data", "parse_shard", "relative_path", "resolve_data_root",
-           "sample_key", "series_key", "shard_of", "split_extra_source", "split_key"]
+           "sample_key", "series_key", "shard_of", "source_at", "split_extra_source", "split_key"]

@@ -67,14 +67,22 @@ def parse_extra_data(spec: str) -> Source:
         except ValueError:
             raise ConfigError(f"--extra-data weight must be a number, got {tail!r}.") from None
         path = head
+    return source_at(Path(path).expanduser(), weight, what="--extra-data weight")
+
+
+def source_at(root: Path, weight: float = 1.0, what: str = "A source's weight") -> Source:
+    """The labelled folder `root` as a training source named after the folder, its loss weighted `weight`.
+
+    Raises:
+        ConfigError: a weight outside (0, 100], or a folder name unfit as a source name.
+    """
     if not 0 < weight <= 100:
-        raise ConfigError(f"--extra-data weight must be in (0, 100], got {weight}.")
-    root = Path(path).expanduser()
-    name = root.resolve().name
+        raise ConfigError(f"{what} must be in (0, 100], got {weight}.")
+    name = Path(root).resolve().name
     if not _SOURCE_NAME.match(name):
         raise ConfigError(f"The folder name {name!r} cannot name a data source: use letters, digits, '.', '_' "
                           "or '-' (at most 64).")
-    return Source(name, root, weight)
+    return Source(name, Path(root), weight)
 
 
 def licence_of(root: Path) -> str:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.sources import Source
 from ..errors import BrainclfError
 from ..input.limits import validate_model_name
 
@@ -112,9 +113,11 @@ class TrainingJobs:
             return self.status is not None and self.status.active
 
     def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models",
-              owner: str = "", owner_label: str = "", run_dir: str | Path | None = None) -> JobStatus:
+              owner: str = "", owner_label: str = "", run_dir: str | Path | None = None,
+              extra_data: tuple[Source, ...] = ()) -> JobStatus:
         """Start a training in a background thread; refuses a second one while the first runs. `owner` (a user
-        id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s."""
+        id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s; `extra_data` are
+        the other labelled sources it learns from (config.extra_sources names them with their weights)."""
         config.validate()  # bad settings fail here, in the caller, with a clear message
         validate_model_name(name)  # the rule train() and the card apply, before a thread is started
         if (Path(models_dir) / f"{name}.keras").exists():
@@ -122,10 +125,11 @@ class TrainingJobs:
 
         def work(hook, cancel):
             return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
-                                      run_dir=run_dir))
+                                      run_dir=run_dir, extra_data=tuple(extra_data)))
 
         return self.start_task(name, work, owner, owner_label, Path(run_dir) if run_dir else runs_dir() / name,
-                               request={"config": config, "data": data, "models_dir": models_dir})
+                               request={"config": config, "data": data, "models_dir": models_dir,
+                                        "extra_data": tuple(extra_data)})
 
     def start_task(self, name: str, work, owner: str = "", owner_label: str = "", run_dir: Path | None = None,
                    request: dict | None = None) -> JobStatus:
@@ -199,7 +203,8 @@ class TrainingJobs:
             return self.start_task(last.name, last.request["work"], last.owner, last.owner_label, last.run_dir,
                                    last.request)
         return self.start(last.request["config"], last.request["data"], last.name, last.request["models_dir"],
-                          owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir)
+                          owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir,
+                          extra_data=last.request.get("extra_data", ()))
 
     def wait(self, timeout: float | None = None) -> JobStatus | None:
         if self._thread is not None:
