@@ -123,18 +123,21 @@ def training_form() -> None:
                            "prediction, is cropped to the head's box and scaled so the head's 99th percentile is "
                            "white (sources frame and window the same anatomy differently)")
         submitted = st.form_submit_button("Start training", type="primary", disabled=jobs.busy())
-    if not submitted:
-        return
+    if submitted:
+        start_training(dataset, name, also, float(weight), dict(
+            architecture=arch, image_size=int(size) or None, epochs=int(epochs), batch_size=int(batch),
+            augment=augment, max_train_images=int(limit) or None, precision=precision, augment_intensity=intensity,
+            crop="head" if head else "none", intensity="head-p99" if head else "none"))
+
+
+def start_training(dataset: str, name: str, also: list[str], weight: float, settings: dict) -> None:
+    """The form's training as a background job on `dataset`, also learning from the roots `also` at `weight`."""
     if dataset in also:
         st.error(f"{md_literal(dataset)} is the dataset itself: pick other sources to learn from beside it.")
         return
     try:
-        extra = tuple(source_at(config.folder(n), float(weight)) for n in also)
-        train_config = TrainConfig(
-            architecture=arch, image_size=int(size) or None, epochs=int(epochs), batch_size=int(batch),
-            augment=augment, max_train_images=int(limit) or None, precision=precision, augment_intensity=intensity,
-            extra_sources=[{"name": s.name, "weight": s.weight} for s in extra],
-            crop="head" if head else "none", intensity="head-p99" if head else "none")
+        extra = tuple(source_at(config.folder(n), weight) for n in also)
+        train_config = TrainConfig(**settings, extra_sources=[{"name": s.name, "weight": s.weight} for s in extra])
         # jobs.start checks the name (brainclf.input.limits' rule) and that no model has it yet
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
                    owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name),
@@ -142,7 +145,6 @@ def training_form() -> None:
         st.toast(f"Training {md_literal(name)} started")
     except BrainclfError as e:
         st.error(public(e))
-
 
 if who.can("train"):
     training_form()
