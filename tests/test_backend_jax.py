@@ -151,7 +151,7 @@ def test_array_batches_cover_every_image_once_per_epoch_and_reshuffle():
 
 
 def test_array_batches_augment_within_range():
-    from brainclf.training.loop import augmentation_pipeline
+    from brainclf.training.augment import augmentation_pipeline
 
     x = np.random.default_rng(0).random((8, 32, 32, 1), dtype=np.float32)
     config = TrainConfig(batch_size=8, augment_intensity=True)

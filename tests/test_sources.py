@@ -168,7 +168,7 @@ def multi_run(tmp_path_factory, synthetic_dataset):
     base = tmp_path_factory.mktemp("multi")
     ext = write_external(base / "ext-src", cases=8)
     config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, augment_intensity=True,
-                         extra_sources=[{"name": "ext-src", "weight": 2.0}])
+                         augment_contrast=True, extra_sources=[{"name": "ext-src", "weight": 2.0}])
     out = train(TrainRequest(config, synthetic_dataset, "multi", models_dir=base / "models", run_dir=base / "run",
                 extra_data=[Source("ext-src", ext, 2.0)]))
     return Path(out), base / "run", ext
@@ -198,6 +198,7 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
     names = [s["name"] for s in card.training["sources"]]
     assert names[1] == "ext-src" and card.training["sources"][0]["primary"]
     assert card.training["sources"][1]["weight"] == 2.0
+    assert card.training["config"]["augment_contrast"] is True  # the recipe's augmentation is on the card
     assert card.training["sources"][1]["fingerprint"]["counts"]["test"]["pituitary"] == 0
     report = card.metrics["external"]["ext-src"]
     rows = card.external_predictions["ext-src"]

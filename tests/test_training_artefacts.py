@@ -36,7 +36,8 @@ SECTION_KEYS = {
 }
 NESTED_KEYS = {
     "training.config": (
-        "architecture augment augment_intensity batch_size channels crop early_stopping_patience epochs extra_sources "
+        "architecture augment augment_contrast augment_intensity batch_size channels crop early_stopping_patience "
+        "epochs extra_sources "
         "extra_test_fraction extra_train_fraction extra_val_fold extra_val_fraction image_size intensity learning_rate "
         "max_train_images optimizer precision refit seed split_seed val_fraction warmup_fraction weight_decay"
     ).split(),

@@ -19,6 +19,7 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, augment=not args.no_augment,
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
+        augment_contrast=args.contrast_augment,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
         crop=args.crop, intensity=args.intensity, extra_train_fraction=args.extra_train_fraction,
         refit=args.refit, extra_val_fold=args.extra_val_fold,
@@ -69,15 +70,7 @@ def add_parsers(sub) -> None:
                    help="training arithmetic: mixed_bfloat16 is ~1.7x faster on CPUs with bfloat16 units "
                    "(AVX512-BF16/AMX); the saved model is float32 either way")
     t.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--intensity-augment", action="store_true",
-                   help="add random gamma, brightness and noise (differences between sources)")
-    t.add_argument("--crop", default="none", choices=CROPS,
-                   help="'head': crop each slice to the head's bounding box before padding (part of the "
-                        "model's input contract, so prediction does the same)")
-    t.add_argument("--intensity", default="none", choices=INTENSITIES,
-                   help="'head-p99': scale each slice so its head's 99th intensity percentile is white "
-                        "(input contract)")
+    _add_augmentation_args(t)
     t.add_argument("--extra-data", action="append", metavar="DIR[:WEIGHT]",
                    help="another labelled folder of class sub-folders (any subset of the classes); repeatable. "
                         "Split by case groups into train/validation/held-out test; WEIGHT multiplies its loss")
@@ -102,3 +95,19 @@ def add_parsers(sub) -> None:
                    help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG); "
                         "KERAS_BACKEND=jax trains on one device")
     t.set_defaults(func=cmd_train)
+
+
+def _add_augmentation_args(t) -> None:
+    """What training varies in each image, and the input contract's optional steps."""
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--intensity-augment", action="store_true",
+                   help="add random gamma, brightness and noise (differences between sources)")
+    t.add_argument("--contrast-augment", action="store_true",
+                   help="map a quarter of the training slices through a random intensity curve (black kept black), so "
+                        "which tissue is bright, the MR sequence, cannot stand in for the class")
+    t.add_argument("--crop", default="none", choices=CROPS,
+                   help="'head': crop each slice to the head's bounding box before padding (part of the "
+                        "model's input contract, so prediction does the same)")
+    t.add_argument("--intensity", default="none", choices=INTENSITIES,
+                   help="'head-p99': scale each slice so its head's 99th intensity percentile is white "
+                        "(input contract)")

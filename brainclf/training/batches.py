@@ -11,22 +11,12 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from .augment import np_contrast_augmentation, np_intensity_augmentation
 from .config import TrainConfig
 
 
-def intensity_augmentation(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """loop.intensity_augmentation in NumPy: per image gamma in [0.6, 1.6], brightness ±0.08 on the head,
-    Gaussian noise with sigma up to 0.03."""
-    n = len(batch)
-    gamma = np.exp(rng.uniform(np.log(0.6), np.log(1.6), (n, 1, 1, 1)))
-    out = np.power(np.clip(batch, 1e-6, 1.0), gamma)
-    out = out + rng.uniform(-0.08, 0.08, (n, 1, 1, 1)) * (batch > 0.02)
-    sigma = rng.uniform(0.0, 0.03, (n, 1, 1, 1))
-    return out + sigma * rng.standard_normal(batch.shape)
-
-
 class ArrayBatches(keras.utils.PyDataset):
-    """One epoch of shuffled training batches; `augment` is loop.augmentation_pipeline(seed) or None. Read in
+    """One epoch of shuffled training batches; `augment` is augment.augmentation_pipeline(seed) or None. Read in
     Model.fit's own thread (one worker, no multiprocessing), so a seeded run repeats on its backend."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, config: TrainConfig, weights: np.ndarray | None = None,
@@ -35,6 +25,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.x, self.y, self.weights = x, y, weights
         self.batch_size = config.batch_size
         self.augment, self.intensity = augment, config.augment and config.augment_intensity
+        self.contrast = config.augment and config.augment_contrast
         self.rng = np.random.default_rng([config.seed, first_epoch])  # a resumed run: its own stream
         self.order = self.rng.permutation(len(x))
 
@@ -46,8 +37,10 @@ class ArrayBatches(keras.utils.PyDataset):
         x = self.x[pick]
         if self.augment is not None:
             x = np.asarray(self.augment(x, training=True))
+            if self.contrast:
+                x = np_contrast_augmentation(x, self.rng)
             if self.intensity:
-                x = intensity_augmentation(x, self.rng)
+                x = np_intensity_augmentation(x, self.rng)
             x = np.clip(x, 0.0, 1.0).astype(np.float32)
         return (x, self.y[pick]) if self.weights is None else (x, self.y[pick], self.weights[pick])
 

@@ -74,6 +74,9 @@ class TrainConfig:
     refit: bool = False
     # Random gamma, brightness and noise on top of the geometric augmentation: sources differ in windowing.
     augment_intensity: bool = False
+    # A random intensity curve for a quarter of the images: T1, T1C+ and T2 differ in which tissue is bright, and
+    # in the Kaggle set the sequence gives away the class, so a curve that re-orders brightness hides that cue.
+    augment_contrast: bool = False
     # Input contract steps (brainclf.input.preprocess): crop to the head, scale the head's intensities.
     crop: str = "none"
     intensity: str = "none"

@@ -23,6 +23,7 @@ from ..input.preprocess import InputContract
 from ..model import backend
 from ..model.architectures import build_model, dtype_policy, get_architecture
 from . import distributed
+from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation
 from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter
@@ -235,37 +236,6 @@ def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, s
     return model
 
 
-def augmentation_pipeline(seed: int):
-    """Mild geometric and intensity augmentation: slices vary in position, size, angle and windowing.
-    Horizontal flips only: left/right is symmetric for these tumours, up/down is not how slices come."""
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),
-            layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
-            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 3),
-            layers.RandomContrast(0.2, seed=seed + 4),
-        ],
-        name="augment",
-    )
-
-
-def intensity_augmentation(batch):
-    """Per image: gamma in [0.6, 1.6], brightness ±0.08, Gaussian noise with sigma up to 0.03: the
-    windowing, scanner and export differences between sources, not the anatomy."""
-    import tensorflow as tf
-
-    n = tf.shape(batch)[0]
-    gamma = tf.exp(tf.random.uniform([n, 1, 1, 1], np.log(0.6), np.log(1.6)))
-    out = tf.pow(tf.clip_by_value(batch, 1e-6, 1.0), gamma)
-    out = out + tf.random.uniform([n, 1, 1, 1], -0.08, 0.08) * tf.cast(batch > 0.02, batch.dtype)
-    sigma = tf.random.uniform([n, 1, 1, 1], 0.0, 0.03)
-    return out + sigma * tf.random.normal(tf.shape(batch))
-
-
 def tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
                weights: np.ndarray | None = None, drop_remainder: bool = False):
     """Batches of (x, y) or (x, y, sample weight), augmented when training."""
@@ -280,6 +250,8 @@ def tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool
 
         def augment(a, *rest):
             a = aug(a, training=True)
+            if config.augment_contrast:
+                a = contrast_augmentation(a)
             if config.augment_intensity:
                 a = intensity_augmentation(a)
             return (tf.clip_by_value(a, 0.0, 1.0), *rest)
