@@ -108,17 +108,19 @@ def training_form() -> None:
         precision = c1.selectbox("Training arithmetic", PRECISIONS,
                                  help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
                                  "model is float32 either way")
-        also = c1.multiselect("Also learn from (other labelled sources)", roots, key="train_extra",
+        e1, e2 = st.columns([3, 1])  # the other sources and their weight side by side, below the two columns
+        also = e1.multiselect("Also learn from (other labelled sources)", roots, key="train_extra",
                               help="Each is split by case groups into training, validation and a held-out part "
                               "that the model is then validated on (external validation); the card records each "
                               "source's licence. The default model learnt from external-radiopaedia, weight 2.")
-        weight = c2.number_input("Their loss weight", 0.5, 10.0, 2.0, step=0.5, key="train_extra_weight",
+        weight = e2.number_input("Their loss weight", 0.5, 10.0, 2.0, step=0.5, key="train_extra_weight",
                                  help="Multiplies the loss of their training slices: a small source can weigh as "
                                  "much as a large one")
-        intensity = c1.checkbox("Intensity augmentation (gamma, brightness, noise)", value=True,
+        a1, a2 = st.columns(2)
+        intensity = a1.checkbox("Intensity augmentation (gamma, brightness, noise)", value=True,
                                 key="train_intensity", help="Sources differ in windowing and noise; the default "
                                 "model was trained with it")
-        head = c2.checkbox("Crop to the head and scale its intensities", value=False, key="train_head",
+        head = a2.checkbox("Crop to the head and scale its intensities", value=False, key="train_head",
                            help="Part of the model's input contract: every slice it reads, in training and "
                            "prediction, is cropped to the head's box and scaled so the head's 99th percentile is "
                            "white (sources frame and window the same anatomy differently)")
