@@ -43,24 +43,30 @@ def _pick(page, label: str, option: str, picked, tries: int = 3) -> None:
 
     box = page.get_by_role("combobox", name=label)
     for attempt in range(tries):
-        box.click()
-        box.press_sequentially(option)
-        # Keys, once the list shows this option alone: a click on the option could keep finding it detached while a
-        # busy server re-rendered the list (a make test run: 90 s of retries), and Enter alone keeps the option that
-        # had the focus before filtering (the first data root), so ArrowDown moves the focus onto the one left.
-        expect(page.get_by_role("option")).to_have_count(1)
-        expect(page.get_by_role("option").first).to_have_accessible_name(re.compile(rf"^{re.escape(option)}(\s|$)"))
-        box.press("ArrowDown")
-        box.press("Enter")
-        page.wait_for_function(IDLE)
-        # On a loaded machine (CI, the whole suite beside it) the keys once left the first option selected for good:
-        # check what the pick should show, and pick again if it does not.
+        # On a loaded machine (CI, the whole suite beside it) a pick once left the first option selected for good,
+        # and keys typed straight after the click once reached a list that was not open yet: each try checks the
+        # list is open, what it offers and what the pick should show, and a failed try is made again.
         try:
+            box.click()
+            expect(page.get_by_role("option").first).to_be_visible(timeout=30_000)  # the list is open
+            box.press_sequentially(option)
+            # Keys, once the list shows this option alone: a click on the option could keep finding it detached
+            # while a busy server re-rendered the list (a make test run: 90 s of retries), and Enter alone keeps
+            # the option that had the focus before filtering (the first data root), so ArrowDown moves the focus
+            # onto the one left.
+            expect(page.get_by_role("option")).to_have_count(1, timeout=30_000)
+            expect(page.get_by_role("option").first).to_have_accessible_name(
+                re.compile(rf"^{re.escape(option)}(\s|$)"))
+            box.press("ArrowDown")
+            box.press("Enter")
+            page.wait_for_function(IDLE)
             picked()
             return
         except AssertionError:
             if attempt == tries - 1:
                 raise
+            page.keyboard.press("Escape")  # close a list left open before trying again
+            page.wait_for_function(IDLE)
 
 
 def _step(page, step: str, log) -> None:
