@@ -134,9 +134,6 @@ def training_form() -> None:
 
 def start_training(dataset: str, name: str, also: list[str], weight: float, settings: dict) -> None:
     """The form's training as a background job on `dataset`, also learning from the roots `also` at `weight`."""
-    if dataset in also:
-        st.error(f"{md_literal(dataset)} is the dataset itself: pick other sources to learn from beside it.")
-        return
     try:
         extra = tuple(source_at(config.folder(n), weight) for n in also)
         train_config = TrainConfig(**settings, extra_sources=[{"name": s.name, "weight": s.weight} for s in extra])

@@ -217,3 +217,14 @@ def test_resume_learns_from_the_same_other_sources(tmp_path, monkeypatch):
     jobs.wait(timeout=60)
     assert [r.extra_data for r in asked] == [extra, extra]
     assert asked[1].config.extra_sources == [{"name": "ext-src", "weight": 2.0}]
+
+
+def test_the_dataset_itself_is_refused_as_an_extra_source_before_a_thread_starts(synthetic_dataset, tmp_path):
+    from brainclf.data import source_at
+
+    same = source_at(synthetic_dataset, 2.0)
+    jobs = TrainingJobs()
+    with pytest.raises(ConfigError, match="is the dataset itself"):
+        jobs.start(tiny(extra_sources=[{"name": same.name, "weight": 2.0}]), synthetic_dataset, "twice",
+                   models_dir=tmp_path / "models", extra_data=(same,))
+    assert jobs.status is None  # nothing started

@@ -9,6 +9,7 @@ from test_access_pages import app_as, run_page, signed_in
 from test_sources import write_external
 
 from brainclf.serving.jobs import TrainingJobs
+from brainclf.training.prepare import check_sources
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def two_sources(tmp_path, monkeypatch, synthetic_dataset):
     def record(self, config, data, name, models_dir="models", owner="", owner_label="", run_dir=None,
                extra_data=()):
         config.validate()
+        check_sources(config, list(extra_data), data)  # the caller-side checks of the real start
         started.append({"config": config, "data": data, "name": name, "extra_data": extra_data})
 
     monkeypatch.setattr(TrainingJobs, "start", record)

@@ -25,6 +25,7 @@ from ..input.limits import validate_model_name
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
 # training thread imports it when a training starts).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from ..training.prepare import check_sources
 from ..training.request import TrainRequest
 from ..training.state import saved_state
 
@@ -119,6 +120,7 @@ class TrainingJobs:
         id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s; `extra_data` are
         the other labelled sources it learns from (config.extra_sources names them with their weights)."""
         config.validate()  # bad settings fail here, in the caller, with a clear message
+        check_sources(config, list(extra_data), data)
         validate_model_name(name)  # the rule train() and the card apply, before a thread is started
         if (Path(models_dir) / f"{name}.keras").exists():
             raise BrainclfError(f"A model named {name} already exists; choose another name.")

@@ -75,7 +75,7 @@ def train(request: TrainRequest) -> Path:
         validate_model_name(request.name)
     config.validate()
     backend.check_supported(request.strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
-    check_sources(config, request.sources)
+    check_sources(config, request.sources, request.root)
     if get_architecture(config.architecture).members > 1:
         return train_ensemble(request, train=train)
     session = Session.open(request)

@@ -34,13 +34,19 @@ def stratified_subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
     return keep
 
 
-def check_sources(config: TrainConfig, sources: list[Source]) -> None:
+def check_sources(config: TrainConfig, sources: list[Source], root: str | Path | None = None) -> None:
+    """The extra sources match the config, each has its own name, and none is the primary folder `root` itself
+    (its images would be trained on and held out at once)."""
     given = [{"name": s.name, "weight": float(s.weight)} for s in sources]
     if given != [{"name": d["name"], "weight": float(d["weight"])} for d in config.extra_sources]:
         raise ConfigError("The extra data folders given do not match the config's extra_sources.")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"Each --extra-data folder needs its own name; got {names}.")
+    same = [s.name for s in sources if root is not None and Path(s.root).resolve() == Path(root).resolve()]
+    if same:
+        raise ConfigError(f"The extra source {same[0]!r} is the dataset itself (the same folder): pick other sources "
+                          "to learn from beside it.")
 
 
 def _roots(root: Path, sources: list[Source]) -> dict[str, Path]:
