@@ -21,6 +21,8 @@ ARCHITECTURE_DESCRIPTIONS = {
     "compact_cnn_wide": "Wider compact CNN for GPU users.",
     "resnet_small": "Residual CNN (ResNet-18 layout at about a third of the width, 1.9 M parameters), "
                     "grayscale input.",
+    "resnet_wide": "Residual CNN (ResNet-18 layout at five eighths of the width, 4.4 M parameters, 128 px), "
+                   "grayscale input.",
     "compact_cnn_x2": "Ensemble of two independently trained compact CNNs (same split, different seeds), "
                       "logits averaged.",
 }

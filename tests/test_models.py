@@ -109,6 +109,16 @@ def test_dtype_policy_applies_inside_and_is_restored():
     assert model.get_layer("probs").compute_dtype == "float32"  # probabilities are never rounded to bf16
 
 
+def test_resnet_wide_is_resnet_small_wider_and_fits_the_size_budget():
+    model = build_model("resnet_wide")
+    small = build_model("resnet_small", InputContract(size=128, channels=1))
+    assert model.name == "resnet_wide" and model.input_shape == (None, 128, 128, 1)
+    assert tuple(model.get_layer("last_conv").output.shape[1:]) == (4, 4, 320)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in small.layers]  # same layout
+    assert model.count_params() > 2 * small.count_params()
+    assert model.count_params() * 4 < 25_000_000  # a bundled model stays under 25 MB of float32 weights
+
+
 def test_resnet_small_blocks_are_residual():
     import keras
 

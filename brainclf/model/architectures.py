@@ -139,6 +139,10 @@ def build_compact_cnn_wide(contract: InputContract) -> keras.Model:
 
 
 RESNET_WIDTHS = (32, 64, 128, 192)
+# ResNet-18's own widths are (64, 128, 256, 512): 11 M parameters, 45 MB saved, twice resnet_small's CPU time per
+# image at 128 px. Five eighths of them costs what compact_cnn does at 160 px on this project's CPU (13.5 ms per
+# training image) and saves under 18 MB.
+RESNET_WIDE_WIDTHS = (40, 80, 160, 320)
 
 
 def _basic_block(x, filters: int, name: str, stride: int):
@@ -165,6 +169,13 @@ def build_resnet_small(contract: InputContract, widths: tuple[int, ...] = RESNET
     return keras.Model(inputs, _head(x, dropout=0.3), name="resnet_small")
 
 
+def build_resnet_wide(contract: InputContract) -> keras.Model:
+    """resnet_small's layout at five eighths of ResNet-18's width (4.4 M parameters), meant for 128 px."""
+    model = build_resnet_small(contract, widths=RESNET_WIDE_WIDTHS)
+    model.name = "resnet_wide"
+    return model
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
@@ -176,6 +187,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      ARCHITECTURE_DESCRIPTIONS["compact_cnn_wide"], ("s0b", "s1b", "s2b")),
         Architecture("resnet_small", build_resnet_small, InputContract(size=160, channels=1),
                      ARCHITECTURE_DESCRIPTIONS["resnet_small"], ("s0b1", "s1b1", "s2b1")),
+        Architecture("resnet_wide", build_resnet_wide, InputContract(size=128, channels=1),
+                     ARCHITECTURE_DESCRIPTIONS["resnet_wide"], ("s0b1", "s1b1", "s2b1")),
         Architecture("compact_cnn_x2", build_compact_cnn_ensemble, InputContract(size=128, channels=1),
                      ARCHITECTURE_DESCRIPTIONS["compact_cnn_x2"], ("m0_s0b", "m0_s1b", "m0_s2b"),
                      gradcam_layers=("m0_last_conv", "m1_last_conv"), member="compact_cnn", members=2),
