@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import is_non_commercial
 from ..scoring.rates import sensitivity_specificity
-from .wording import pct, plural
+from .wording import is_study_model, pct, plural
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
 KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
@@ -141,3 +141,18 @@ def case_scope_line(card, tta: bool | None = None) -> str:
 def non_commercial(card) -> bool:
     """Whether a source the model learnt from restricts it to non-commercial use (its licence says NC)."""
     return any(is_non_commercial(s.get("licence", "")) for s in card.training.get("sources") or [])
+
+
+def model_choice_label(stem: str, card, verified: bool) -> str:
+    """How the model picker names a model: 'seed (seed, Kaggle only; Kaggle test 68.2 %) · study/baseline: not
+    for reading scans'. `verified`: its figures were re-measured here; an upload's otherwise read as its
+    uploader's claim. A refit's other-source figure says it comes from its split run."""
+    if card is None:
+        return f"{stem} (card unreadable)"
+    acc, ext = card.test_metrics().get("accuracy"), external_accuracy(card)
+    claimed = "" if verified else " claimed, not verified"
+    label = (f"{stem} ({card.architecture}, {source_tag(card)}"
+             + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
+             + (f", other source {pct(ext)}{claimed}" if ext is not None else "")
+             + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
+    return label + (" · study/baseline: not for reading scans" if is_study_model(card.architecture, acc) else "")

@@ -12,14 +12,8 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import (
-    FALLBACK_REFER_BELOW,
-    external_accuracy,
-    external_reports,
-    is_study_model,
-    pct,
-    source_tag,
-)
+from brainclf.presentation import FALLBACK_REFER_BELOW, is_study_model
+from brainclf.presentation import model_choice_label as choice_label
 from brainclf.serving import warmup
 
 from .identity import public, settings
@@ -116,14 +110,5 @@ def is_study(card: ModelCard | None) -> bool:
 
 
 def model_choice_label(path: Path, card: ModelCard | None) -> str:
-    """How the picker names a model: 'seed (seed, Kaggle only; Kaggle test 68.2 %) · study/baseline: not for
-    reading scans'; an upload's figures say they are its uploader's claim until re-measured here."""
-    if card is None:
-        return f"{path.stem} (card unreadable)"
-    acc, ext = test_accuracy(card), external_accuracy(card)
-    claimed = "" if card_is_verified(card) else " claimed, not verified"
-    label = (f"{path.stem} ({card.architecture}, {source_tag(card)}"
-             + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
-             + (f", other source {pct(ext)}{claimed}" if ext is not None else "")
-             + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
-    return label + (" · study/baseline: not for reading scans" if is_study(card) else "")
+    """How the picker names a model (brainclf.presentation.model_choice_label), verified or claimed."""
+    return choice_label(path.stem, card, verified=card is not None and card_is_verified(card))
