@@ -1,5 +1,5 @@
 """The Model page's training form can train the default's recipe: the dataset plus other labelled sources with a
-loss weight, and intensity augmentation. What reaches the training job is checked (the job is replaced by a
+loss weight, and intensity augmentation. What reaches the training job is checked (the job's thread is replaced by a
 recorder: no training runs here), and so are its refusals."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from test_access_pages import app_as, run_page, signed_in
 from test_sources import write_external
 
 from brainclf.serving.jobs import TrainingJobs
-from brainclf.training.prepare import check_sources
 
 
 @pytest.fixture
@@ -24,13 +23,12 @@ def two_sources(tmp_path, monkeypatch, synthetic_dataset):
     monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
     started = []
 
-    def record(self, config, data, name, models_dir="models", owner="", owner_label="", run_dir=None,
-               extra_data=()):
-        config.validate()
-        check_sources(config, list(extra_data), data)  # the caller-side checks of the real start
-        started.append({"config": config, "data": data, "name": name, "extra_data": extra_data})
+    def record(self, name, work, owner="", owner_label="", run_dir=None, request=None):
+        # Only the thread is replaced: TrainingJobs.start's own checks run before it, as in the app.
+        started.append({"config": request["config"], "data": request["data"], "name": name,
+                        "extra_data": request["extra_data"]})
 
-    monkeypatch.setattr(TrainingJobs, "start", record)
+    monkeypatch.setattr(TrainingJobs, "start_task", record)
     return synthetic_dataset, ext, started
 
 
