@@ -78,3 +78,38 @@ def np_contrast_augmentation(batch: np.ndarray, rng: np.random.Generator) -> np.
     rows = np.arange(n).reshape(-1, *([1] * (batch.ndim - 1)))
     curved = knots[rows, index] * (1 - frac) + knots[rows, index + 1] * frac
     return np.where(rng.uniform(size=(n,) + (1,) * (batch.ndim - 1)) < CURVE_SHARE, curved, batch)
+
+
+def mixup(batch, labels, weights, alpha: float, classes: int):
+    """Mixup in TensorFlow: each image blended with another of its batch by a Beta(alpha, alpha) share, its
+    one-hot label and loss weight alike (a site's slices keep their extra weight in proportion)."""
+    import tensorflow as tf
+
+    n = tf.shape(batch)[0]
+    a, b = tf.random.gamma([n], alpha), tf.random.gamma([n], alpha)
+    share = a / (a + b)  # Beta(alpha, alpha) from two Gamma draws
+    other = tf.random.shuffle(tf.range(n))
+    s_img = tf.cast(tf.reshape(share, [-1, 1, 1, 1]), batch.dtype)
+    onehot = tf.one_hot(tf.cast(labels, tf.int32), classes)
+    s_lab = tf.reshape(share, [-1, 1])
+    mixed = (s_img * batch + (1 - s_img) * tf.gather(batch, other),
+             s_lab * onehot + (1 - s_lab) * tf.gather(onehot, other))
+    if weights is None:
+        return mixed
+    w = tf.cast(weights, tf.float32)
+    return (*mixed, share * w + (1 - share) * tf.gather(w, other))
+
+
+def np_mixup(batch: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, alpha: float, classes: int,
+             rng: np.random.Generator):
+    """mixup in NumPy: images, one-hot labels and loss weights blended with a shuffled copy of the batch."""
+    n = len(batch)
+    share = rng.beta(alpha, alpha, n).astype(np.float32)
+    other = rng.permutation(n)
+    onehot = np.eye(classes, dtype=np.float32)[labels]
+    s_img = share.reshape(-1, *([1] * (batch.ndim - 1)))
+    mixed = (s_img * batch + (1 - s_img) * batch[other],
+             share[:, None] * onehot + (1 - share[:, None]) * onehot[other])
+    if weights is None:
+        return mixed
+    return (*mixed, share * weights + (1 - share) * weights[other])

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from .augment import np_contrast_augmentation, np_intensity_augmentation
+from .. import CLASS_NAMES
+from .augment import np_contrast_augmentation, np_intensity_augmentation, np_mixup
 from .config import TrainConfig
 
 
@@ -26,6 +27,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.batch_size = config.batch_size
         self.augment, self.intensity = augment, config.augment and config.augment_intensity
         self.contrast = config.augment and config.augment_contrast
+        self.mixup = config.mixup
         self.rng = np.random.default_rng([config.seed, first_epoch])  # a resumed run: its own stream
         self.order = self.rng.permutation(len(x))
 
@@ -42,7 +44,10 @@ class ArrayBatches(keras.utils.PyDataset):
             if self.intensity:
                 x = np_intensity_augmentation(x, self.rng)
             x = np.clip(x, 0.0, 1.0).astype(np.float32)
-        return (x, self.y[pick]) if self.weights is None else (x, self.y[pick], self.weights[pick])
+        weights = None if self.weights is None else self.weights[pick]
+        if self.mixup:
+            return np_mixup(x, self.y[pick], weights, self.mixup, len(CLASS_NAMES), self.rng)
+        return (x, self.y[pick]) if weights is None else (x, self.y[pick], weights)
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))

@@ -77,6 +77,9 @@ class TrainConfig:
     # A random intensity curve for a quarter of the images: T1, T1C+ and T2 differ in which tissue is bright, and
     # in the Kaggle set the sequence gives away the class, so a curve that re-orders brightness hides that cue.
     augment_contrast: bool = False
+    # Mixup (Zhang et al. 2018): each training image blended with another of its batch, labels and loss weights
+    # alike, with a Beta(mixup, mixup) share; 0 is off. A regulariser for a small, noisily labelled source.
+    mixup: float = 0.0
     # Input contract steps (brainclf.input.preprocess): crop to the head, scale the head's intensities.
     crop: str = "none"
     intensity: str = "none"
@@ -108,6 +111,8 @@ class TrainConfig:
                               f"{folds} folds), got {self.extra_val_fold}.")
         if not 0 < self.extra_train_fraction <= 1:
             raise ConfigError(f"extra-source training fraction must be in (0, 1], got {self.extra_train_fraction}.")
+        if not 0 <= self.mixup <= 1:
+            raise ConfigError(f"mixup must be between 0 (off) and 1, got {self.mixup}.")
         if self.crop not in CROPS:
             raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}.")
         if self.intensity not in INTENSITIES:

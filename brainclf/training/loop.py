@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import CLASS_NAMES
 from ..errors import ConfigError, DataError
 from ..input.limits import validate_model_name
 from ..input.preprocess import InputContract
 from ..model import backend
 from ..model.architectures import build_model, dtype_policy, get_architecture
 from . import distributed
-from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation
+from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation, mixup
 from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter
@@ -232,7 +233,9 @@ def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, s
             initial_learning_rate=config.learning_rate / 25, decay_steps=total - warm, alpha=0.002,
             warmup_target=config.learning_rate, warmup_steps=warm)
         opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Mixup's labels are blends of two classes, so its batches carry one-hot labels.
+    loss = "categorical_crossentropy" if config.mixup else "sparse_categorical_crossentropy"
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -257,4 +260,9 @@ def tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool
             return (tf.clip_by_value(a, 0.0, 1.0), *rest)
 
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.mixup:
+        def blend(a, y, w=None):
+            return mixup(a, y, w, config.mixup, len(CLASS_NAMES))
+
+        ds = ds.map(blend, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
