@@ -51,11 +51,22 @@ FLOAT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 FLOAT_WORK_BYTES_PER_PIXEL = 24
 
 
-def raster_decode_bytes(width: int, height: int, mode: str) -> int:
+# A progressive JPEG is decoded through a whole-image buffer of DCT coefficients (64 of 2 bytes per 8x8 block
+# and component) before any pixel is written: 2 bytes a pixel for each of its components.
+PROGRESSIVE_JPEG_BYTES_PER_PIXEL_AND_COMPONENT = 2
+JPEG_COMPONENTS = {"L": 1, "RGB": 3, "CMYK": 4}  # Pillow's JPEG modes; YCbCr files open as RGB
+# JPEG scans: encoders write 1 (baseline) or about 10 (progressive); each is a pass over the whole image
+# (brainclf.input.jpeg), so thousands of tiny scans in a small file cost minutes of CPU.
+MAX_JPEG_SCANS = 100
+
+
+def raster_decode_bytes(width: int, height: int, mode: str, progressive_jpeg: bool = False) -> int:
     """Memory (bytes) to decode an image of this header size and mode and convert it to 8 bits."""
     per_pixel = RASTER_BYTES_PER_PIXEL.get(mode, UNKNOWN_MODE_BYTES_PER_PIXEL)
     if mode in FLOAT_MODES:
         per_pixel += FLOAT_WORK_BYTES_PER_PIXEL
+    if progressive_jpeg:
+        per_pixel += PROGRESSIVE_JPEG_BYTES_PER_PIXEL_AND_COMPONENT * JPEG_COMPONENTS.get(mode, 4)
     return width * height * per_pixel
 
 

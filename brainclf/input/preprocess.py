@@ -20,7 +20,16 @@ from ..errors import ImageError
 from .dicom import looks_like_dicom, read_dicom
 from .dicom_stack import check_stack
 from .framing import head_box, head_p99_scale
-from .limits import MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, raster_decode_bytes, size_text
+from .jpeg import jpeg_scan_count
+from .limits import (
+    MAX_DECODE_BYTES,
+    MAX_FILE_BYTES,
+    MAX_JPEG_SCANS,
+    MAX_PIXELS,
+    MIN_SIDE,
+    raster_decode_bytes,
+    size_text,
+)
 
 # MAX_PIXELS (brainclf.input.limits) is the largest image (width x height) we agree to decode, checked from the
 # header *before* the pixels are decoded, so a decompression bomb is refused without allocating its memory;
@@ -151,13 +160,16 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
                     f"{name}: image is {w}x{h} = {w * h:,} pixels, above the limit of {MAX_PIXELS:,}; "
                     "refused before decoding."
                 )
-            need = raster_decode_bytes(w, h, img.mode)
+            progressive = img.format == "JPEG" and bool(img.info.get("progressive"))
+            need = raster_decode_bytes(w, h, img.mode, progressive_jpeg=progressive)
             if need > MAX_DECODE_BYTES:
                 raise ImageError(
                     f"{name}: a {w}x{h} {img.mode} image needs ~{size_text(need)} to decode and convert "
                     f"to 8 bits, above the limit of {size_text(MAX_DECODE_BYTES)}; refused before decoding. "
                     "Export the slice at its scanner resolution or as 8-bit."
                 )
+            if img.format == "JPEG":
+                _check_jpeg_scans(data, name)
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 # Which frame would be the slice? Guessing is not safe; DICOM has a frame choice instead.
@@ -181,6 +193,14 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
     except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable
         pass
     return _check_shape(img, name)
+
+
+def _check_jpeg_scans(data: bytes, name: str) -> None:
+    scans = jpeg_scan_count(data)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"{name}: this JPEG is stored in {scans:,} scans (encoders write 1 to about 10; at most "
+                         f"{MAX_JPEG_SCANS} are accepted): refused before decoding. Re-export the slice as a "
+                         "baseline JPEG or PNG.")
 
 
 def _check_shape(img: Image.Image, name: str) -> Image.Image:
