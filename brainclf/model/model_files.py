@@ -1,10 +1,16 @@
-"""Removing a model from the models folder (the app's admins): the model and its card move to
-MODELS/.removed/NAME-TIMESTAMP/, out of every model picker (list_models reads the top level only) but
-recoverable by whoever runs the server. Adding one is brainclf.model.uploads.add_model."""
+"""Model files in the models folder. Publishing a finished model (training, upload, site runs) claims its name
+atomically, so two writers of one name never overwrite each other's model; removing one (the app's admins)
+moves the model and its card to MODELS/.removed/NAME-TIMESTAMP/, out of every model picker (list_models reads
+the top level only) but recoverable by whoever runs the server."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ModelError
@@ -12,6 +18,58 @@ from ..input.limits import validate_model_name
 from .card import card_path
 
 REMOVED = ".removed"
+
+
+@contextmanager
+def staged_model(target: Path) -> Iterator[tuple[Path, Path]]:
+    """(model file, card file) to write a model meant for TARGET (MODELS/NAME.keras) into: hidden names beside it,
+    on its file system, never listed (no card of their own name); removed on the way out unless published."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stem = f".{target.stem}.{secrets.token_hex(4)}"
+    model, card = target.with_name(f"{stem}.keras"), target.with_name(f"{stem}.card")
+    try:
+        yield model, card
+    finally:
+        model.unlink(missing_ok=True)
+        card.unlink(missing_ok=True)
+
+
+def publish_model(model: Path, card: Path, target: Path, replace: bool = False) -> Path:
+    """Give a staged model and its card (staged_model) their names TARGET and its card path. The name is claimed
+    atomically: the card is linked first (a card alone is never listed), then the model; if either name is
+    taken, what this call linked is removed and nothing is overwritten. `replace`: a training run re-finalising
+    its own model replaces it.
+
+    Raises:
+        ModelError: a model (or card) of that name exists; it was added while this one was being made.
+    """
+    if replace:
+        os.replace(model, target)
+        os.replace(card, card_path(target))
+        return target
+    linked: list[Path] = []
+    try:
+        for source, name in ((card, card_path(target)), (model, target)):
+            _link_new(source, name)
+            linked.append(name)
+    except FileExistsError:
+        for name in linked:
+            name.unlink(missing_ok=True)
+        raise ModelError(f"A model named {target.stem} already exists (it was added while this one was being "
+                         "made); nothing was overwritten: give this one another name.") from None
+    return target
+
+
+def _link_new(source: Path, name: Path) -> None:
+    """Hard-link `source` as `name`, failing with FileExistsError if `name` exists; a file system without hard
+    links gets an exclusive create and a copy."""
+    try:
+        os.link(source, name)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(name, "xb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
 
 
 def remove_model(model: str | Path, models_dir: str | Path) -> Path:

@@ -22,6 +22,7 @@ from ..input import limits
 from .card import MAX_CARD_BYTES, ModelCard, card_path, file_sha256, iso_now, list_models, load_model, read_card
 from .card_schema import plain_label
 from .model_archive import check_model_archive
+from .model_files import publish_model, staged_model
 
 
 def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
@@ -60,9 +61,10 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         card.name, card.file_sha256 = name, digest
         card.provenance = upload_provenance(uploaded_by)
         card.save(card_path(mp))
-        models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(card_path(mp), card_path(target))
-        shutil.copyfile(mp, target)
+        with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
+            shutil.copyfile(mp, staged)
+            shutil.copyfile(card_path(mp), staged_card)
+            publish_model(staged, staged_card, target)
     return target
 
 

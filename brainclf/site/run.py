@@ -24,8 +24,9 @@ from ..data import Sample, discover
 from ..data.sources import split_key
 from ..errors import BrainclfError, DataError
 from ..inference.predict import Predictor
-from ..input.limits import validate_model_name
-from ..model.card import card_path, file_sha256, load_model, read_card
+from ..input.limits import MODEL_NAME_MAX, validate_model_name
+from ..model.card import file_sha256, load_model, read_card
+from ..model.model_files import publish_model, staged_model
 from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
 from ..training.config import ProgressHook, TrainProgress
@@ -96,7 +97,7 @@ class SiteRun:
         """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
         and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
         weights) saved as models_dir/NAME."""
-        name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}")
+        name = self._new_name(models_dir, name or self._default_name(""))
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
             f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence)
@@ -106,9 +107,10 @@ class SiteRun:
         profiled = with_calibration(predictor, cal, guard)
         report = validate(profiled, self.split, self._membership("held-out"))
         out = Path(models_dir) / f"{name}.keras"
-        shutil.copyfile(self._model_path(), out)
-        card = site_card(profiled.card, name, out, self, report, adapted=False, target=target)
-        card.save(card_path(out))
+        with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
+            shutil.copyfile(self._model_path(), staged)
+            site_card(profiled.card, name, staged, self, report, adapted=False, target=target).save(staged_card)
+            publish_model(staged, staged_card, out)
         return self._book("calibrate", {"model": str(out), "name": name, "target": target, "heldout": report,
                                         "calibration": cal})
 
@@ -121,7 +123,7 @@ class SiteRun:
         from .adapt import fine_tune  # TensorFlow
 
         started = time.monotonic()
-        name = self._new_name(models_dir, name or f"{self.state['site']}-{self.state['model']['name']}-adapted")
+        name = self._new_name(models_dir, name or self._default_name("-adapted"))
         base_model, base_card = load_model(self._model_path())
         replay = replay_samples(base_card, data_root)
         if not replay and cfg.replay_per_site_slice > 0:
@@ -135,26 +137,34 @@ class SiteRun:
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
                                  progress, cancel, kept=kept)
         out = Path(models_dir) / f"{name}.keras"
-        model.save(out)
-        adapted = Predictor(model, _with_hash(base_card, out))
+        with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
+            model.save(staged)
+            adapted, cal, report, kaggle_after = self._check_adapted(model, _with_hash(base_card, staged), replay,
+                                                                     target, confidence, kaggle, data_root)
+            result = {"model": str(out), "name": name, "target": target, "heldout": report, "calibration": cal,
+                      "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
+                      "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                                "seconds": round(state.seconds, 1), "history": state.history,
+                                "replay_images": len(replay), "tune_slices": len(tune),
+                                "own_validation_images": len(kept), "chosen_on": CHOSEN_ON[bool(kept)]}}
+            result["adapt"]["step_seconds"] = round(time.monotonic() - started, 1)  # this call, checks included
+            site_card(adapted.card, name, staged, self, report, adapted=True, target=target, result=result,
+                      kaggle_test=kaggle_after).save(staged_card)
+            publish_model(staged, staged_card, out)
+        return self._book("adapt", result)
+
+    def _check_adapted(self, model, card, replay, target: float, confidence, kaggle, data_root):
+        """The adapted model calibrated on the calibration part (never fine-tuned on), with its site OOD guard;
+        (that predictor, its calibration, its held-out report, its Kaggle `Testing` check or None)."""
+        tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
+        adapted = Predictor(model, card)
         cal = fit_site_calibration(adapted, calib, self.state["site"], target, fitted_on=(
             f"the calibration part of site {self.state['site']} ({len(calib)} slices, not fine-tuned on)"),
             confidence=confidence)
         guard = fit_site_guard(adapted, tune + replay[:len(tune)], calib)
         adapted = with_calibration(adapted, cal, guard)
         report = validate(adapted, self.split, self._membership("held-out", adapted=True))
-        kaggle_after = kaggle_check(adapted, kaggle, data_root) if kaggle else None
-        result = {"model": str(out), "name": name, "target": target, "heldout": report, "calibration": cal,
-                  "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
-                  "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-                            "seconds": round(state.seconds, 1), "history": state.history,
-                            "replay_images": len(replay), "tune_slices": len(tune), "own_validation_images": len(kept),
-                            "chosen_on": CHOSEN_ON[bool(kept)]}}
-        result["adapt"]["step_seconds"] = round(time.monotonic() - started, 1)  # this call, checks included
-        card = site_card(adapted.card, name, out, self, report, adapted=True, target=target, result=result,
-                         kaggle_test=kaggle_after)
-        card.save(card_path(out))
-        return self._book("adapt", result)
+        return adapted, cal, report, kaggle_check(adapted, kaggle, data_root) if kaggle else None
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -170,10 +180,15 @@ class SiteRun:
         used = "fine-tuning, calibration or the epoch choice" if adapted else "calibration"
         return (f"{part} case groups of site {self.state['site']} ({n} slices): never used for {used}")
 
+    def _default_name(self, suffix: str) -> str:
+        """SITE-MODEL plus `suffix`, as a model name: a site name's dots become '-', and a long one is shortened
+        so the model's name and the suffix (calibrated profile or adapted model) stay whole and apart."""
+        tail = f"-{self.state['model']['name']}{suffix}"
+        return self.state["site"].replace(".", "-")[:max(1, MODEL_NAME_MAX - len(tail))] + tail
+
     @staticmethod
     def _new_name(models_dir: str | Path, name: str) -> str:
-        validate_model_name(name[:64])
-        name = name[:64]
+        validate_model_name(name)
         if (Path(models_dir) / f"{name}.keras").exists():
             raise BrainclfError(f"A model named {name} already exists; nothing is overwritten: give another name.")
         return name

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.datasets import Sample, load_arrays
 from ..data.sources import Source
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..evaluation.evaluate import evaluate_samples
 from ..evaluation.external import evaluate_external
 from ..evaluation.faithfulness import measure_faithfulness
@@ -22,7 +22,8 @@ from ..inference.ood import fit_guard
 from ..inference.predict import Predictor
 from ..input.preprocess import InputContract
 from ..model.architectures import build_model, ensemble_from_members, get_architecture, recalibrate_batchnorm
-from ..model.card import ModelCard, file_sha256, library_versions, machine_description
+from ..model.card import ModelCard, file_sha256, library_versions, machine_description, read_card
+from ..model.model_files import publish_model, staged_model
 from ..scoring.operating_point import DEFAULT_TARGET
 from ..scoring.trust import fit_calibration
 from .config import TrainConfig
@@ -70,8 +71,31 @@ def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models
 
     run = _Run.of(run_dir, state, root, list(sources or []))
     model = _inference_model(run)
-    out = _save(model, models_dir, name)
-    card = _card(out, model, run, name)
+    target = Path(models_dir) / f"{name}.keras"
+    with staged_model(target) as (staged, staged_card):
+        model.save(staged)
+        _measure(model, _card(staged, model, run, name), run, root, progress).save(staged_card)
+        try:  # claimed only now: a model another user added under this name meanwhile is not overwritten
+            return publish_model(staged, staged_card, target, replace=made_by_run(target, state))
+        except ModelError as e:
+            raise ModelError(f"{e} The run in {run_dir} is kept: remove or rename the other model and run the same "
+                             "command again to save this one (it goes straight to the final evaluation).") from None
+
+
+def made_by_run(target: Path, state: RunState) -> bool:
+    """Whether TARGET (an existing model) is this run's own, from an earlier finalisation or the same command
+    re-run on the same data (same config and data fingerprint): only then may the run replace it."""
+    try:
+        training = read_card(target).training or {}
+    except ModelError:
+        return False
+    return training.get("started") == state.started or (
+        training.get("config") == state.config and training.get("fingerprint") == state.fingerprint)
+
+
+def _measure(model, card: ModelCard, run: _Run, root: Path, progress) -> ModelCard:
+    """The card's measurements: calibration, OOD guard, faithfulness, test metrics, external validation."""
+    state = run.state
     predictor = Predictor(model, card, tta=False)  # the card's test metrics are without TTA; test_tta with
     # The predictor reads the fitted temperature from the card from now on.
     step = _steps(progress)
@@ -88,9 +112,8 @@ def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models
         card.training["sources"] = state.sources
     step(4)
     _external_validation(card, predictor, run)
-    card.save(out.with_suffix(".json"))
     step(len(STEPS))
-    return out
+    return card
 
 
 def _steps(progress: Callable[[float, str], None] | None) -> Callable[[int], None]:
@@ -131,15 +154,6 @@ def _inference_model(run: _Run):
         x_recal, _, _, _ = load_arrays([train_s[i] for i in pick], contract)
         recalibrate_batchnorm(model, x_recal)
     return model
-
-
-def _save(model, models_dir: Path, name: str) -> Path:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    out = models_dir / f"{name}.keras"
-    tmp = models_dir / f".{name}.tmp.keras"
-    model.save(tmp)
-    tmp.replace(out)
-    return out
 
 
 def _card(out: Path, model, run: _Run, name: str):

@@ -29,7 +29,7 @@ from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
 from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter
 from .ensemble import train_ensemble
-from .finalize import finalize_model
+from .finalize import finalize_model, made_by_run
 from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
 from .request import TrainRequest
 from .state import RunState, saved_state
@@ -89,11 +89,20 @@ def train(request: TrainRequest) -> Path:
         state.save(session.write_dir)
     if not splits[1]:
         raise DataError("The validation split is empty: the dataset is too small to split.")
+    _check_name_free(request, state)
     if request.finish_now:
         _finish_now(session, state, config)
     if not state.finished(config.epochs):
         _fit(session, state, splits, prep)
     return _after_training(session, state)
+
+
+def _check_name_free(request: TrainRequest, state: RunState) -> None:
+    """Before any epoch: the model's name must be free, or hold this run's own model (checked again on saving)."""
+    target = Path(request.models_dir) / f"{request.name}.keras"
+    if request.finalize and target.exists() and not made_by_run(target, state):
+        raise ConfigError(f"A model named {request.name} already exists in {request.models_dir} and was not made by "
+                          "this run; nothing is overwritten: choose another --name.")
 
 
 def _finish_now(session: Session, state: RunState, config: TrainConfig) -> None:

@@ -1,0 +1,103 @@
+"""A finished model claims its name atomically when it is published (training, upload, site runs): a model added
+under the same name while another was being made is never overwritten, and nothing half-made is left behind. A
+site's default model names are valid model names whatever the site is called."""
+
+import shutil
+
+import pytest
+
+from brainclf.errors import BrainclfError, ConfigError, ModelError
+from brainclf.model import read_card
+from brainclf.model.card import card_path, list_models
+from brainclf.model.model_files import publish_model, staged_model
+from brainclf.model.uploads import add_model
+
+
+def _stage(target, text: str):
+    """A staged 'model' whose bytes and card say `text`; returns the context manager and its paths."""
+    ctx = staged_model(target)
+    model, card = ctx.__enter__()
+    model.write_text(text)
+    card.write_text(text)
+    return ctx, model, card
+
+
+def test_the_second_of_two_writers_of_one_name_is_refused_and_overwrites_nothing(tmp_path):
+    target = tmp_path / "models" / "shared.keras"
+    first, m1, c1 = _stage(target, "first")
+    second, m2, c2 = _stage(target, "second")
+    publish_model(m1, c1, target)
+    with pytest.raises(ModelError, match="shared already exists .*nothing was overwritten"):
+        publish_model(m2, c2, target)
+    for ctx in (first, second):
+        ctx.__exit__(None, None, None)
+    assert target.read_text() == "first" and card_path(target).read_text() == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["shared.json", "shared.keras"]  # no staged leftovers
+
+
+def test_a_lone_model_file_of_that_name_refuses_and_leaves_no_card(tmp_path):
+    target = tmp_path / "lone.keras"
+    target.write_text("someone's model, card still being written")
+    ctx, model, card = _stage(target, "mine")
+    with pytest.raises(ModelError, match="already exists"):
+        publish_model(model, card, target)
+    ctx.__exit__(None, None, None)
+    assert target.read_text().startswith("someone's") and not card_path(target).exists()
+
+
+def test_an_upload_is_refused_when_the_name_is_taken_while_it_is_checked(tmp_path, smoke_model):
+    models = tmp_path / "models"
+    rival = models / "shared.keras"
+
+    def meanwhile_another_upload_lands(path):
+        models.mkdir(exist_ok=True)
+        shutil.copyfile(smoke_model, rival)
+        shutil.copyfile(card_path(smoke_model), card_path(rival))
+
+    data, card = smoke_model.read_bytes(), card_path(smoke_model).read_bytes()
+    with pytest.raises(ModelError, match="already exists"):
+        add_model("shared", data, card, models, uploaded_by="bob", check=meanwhile_another_upload_lands)
+    assert not read_card(rival).provenance  # the rival's card, not bob's (an upload's names its uploader)
+    assert list_models(models) == [rival]
+
+
+def test_training_refuses_a_name_held_by_another_model_before_any_epoch(tmp_path, smoke_run, synthetic_dataset):
+    from brainclf.training import TrainConfig, TrainRequest, train
+
+    model, _, models_dir = smoke_run
+    before = model.read_bytes()
+    other = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8)
+    with pytest.raises(ConfigError, match="smoke already exists .*not made by this run"):
+        train(TrainRequest(other, data=synthetic_dataset, name="smoke", models_dir=models_dir,
+                           run_dir=tmp_path / "run"))
+    assert model.read_bytes() == before
+    assert not (tmp_path / "run" / "last.keras").exists()
+
+
+def test_a_finished_run_may_replace_its_own_model(smoke_run, synthetic_dataset):
+    from brainclf.training.finalize import made_by_run
+    from brainclf.training.state import RunState
+
+    model, run_dir, _ = smoke_run
+    state = RunState.load(run_dir)
+    assert made_by_run(model, state)
+    state.started, state.config = "another time", {**state.config, "seed": 7}
+    assert not made_by_run(model, state)
+
+
+def test_site_default_names_are_model_names_whatever_the_site_is_called(tmp_path, smoke_model):
+    from test_site import write_site
+
+    from brainclf.input.limits import MODEL_NAME_MAX, validate_model_name
+    from brainclf.site.run import SiteRun
+
+    site = write_site(tmp_path / "site")
+    run = SiteRun.open(tmp_path / "run", site, "St.Marys", smoke_model)
+    assert run._default_name("") == "St-Marys-smoke"
+    assert run._default_name("-adapted") == "St-Marys-smoke-adapted"
+    run.state["site"], run.state["model"]["name"] = "s" * 48, "m" * 40
+    names = {run._default_name(suffix) for suffix in ("", "-adapted")}
+    assert len(names) == 2 and all(validate_model_name(n) and len(n) <= MODEL_NAME_MAX for n in names)
+    assert all(n.startswith("s") and "m" * 40 in n for n in names)
+    with pytest.raises(BrainclfError, match="already exists"):
+        run._new_name(smoke_model.parent, "smoke")
