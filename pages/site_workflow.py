@@ -73,7 +73,7 @@ def site_section(who) -> None:
     state = saved_state(run_dir)
     rule = (target, BOUND_CONFIDENCE if bounded else None)
     _buttons(who, state, run_dir, config.folder(root_name), site, model, rule, config)
-    if state:
+    if state and (state.get("steps") or {}).get("validate"):  # a run whose validate failed has nothing to show
         _results(state, config.folder(root_name))
 
 

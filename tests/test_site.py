@@ -14,7 +14,7 @@ import pytest
 from conftest import synthetic_image
 from PIL import Image
 
-from brainclf.errors import BrainclfError, DataError
+from brainclf.errors import BrainclfError, ConfigError, DataError
 from brainclf.model import read_card
 from brainclf.site import AdaptConfig, SiteRun, site_report_pdf, split_site
 from brainclf.training.config import TrainingCancelled
@@ -188,7 +188,7 @@ def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
 
 
 def test_a_report_before_validation_is_refused():
-    with pytest.raises(ValueError, match="validate step"):
+    with pytest.raises(ConfigError, match="validate step"):
         site_report_pdf({"steps": {}})
 
 

@@ -93,3 +93,22 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
     predict.selectbox(key="model_path").set_value(str(site_server / "st-elsewhere-smoke.keras")).run()
     assert not predict.exception, [e.value for e in predict.exception]
     assert "Validated at st-elsewhere:" in texts(predict).replace("\\", "")
+    # An admin removes the site model: its misclassified slices say so instead of failing.
+    (site_server / "st-elsewhere-smoke.keras").unlink()
+    wrong = at.selectbox(key="site_wrong")
+    wrong.set_value(wrong.options[-1]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("st-elsewhere-smoke.keras is no longer installed" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_a_validation_that_failed_leaves_the_section_usable(site_server):
+    # A manifest without a sequence column fails the validate step after the run was opened.
+    (site_server.parent / "st-elsewhere" / "manifest.csv").write_text("file,class\n")
+    at = model_page()
+    at.selectbox(key="site_root").set_value("st-elsewhere").run()
+    at = run_step(at, "validate")
+    assert not at.exception, [e.value for e in at.exception]
+    assert "manifest" in texts(at).lower()
+    assert "Held-out part, after each step" not in [h.value for h in at.subheader]
+    at.run()  # and every later render
+    assert not at.exception, [e.value for e in at.exception]

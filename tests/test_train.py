@@ -137,6 +137,9 @@ def test_runs_dir_follows_env(monkeypatch, tmp_path):
     ({"batch_size": 0}, "batch size"),
     ({"optimizer": "sgd"}, "optimizer"),
     ({"learning_rate": 0.0}, "learning rate"),
+    ({"learning_rate": float("inf")}, "learning rate"),
+    ({"learning_rate": float("nan")}, "learning rate"),
+    ({"max_train_images": -5}, "max-images must be at least 1"),
 ])
 def test_config_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .. import __version__
+from ..errors import ConfigError
 from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
 from ..presentation.wording import INTENDED_USE, plural
@@ -16,10 +17,10 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
     """The go-live report of a site run's state (brainclf.site.run), as PDF bytes.
 
     Raises:
-        ValueError: the run has not validated the model yet.
+        ConfigError: the run has not validated the model yet.
     """
-    if not state["steps"].get("validate"):
-        raise ValueError("Run the validate step before asking for a go-live report.")
+    if not (state.get("steps") or {}).get("validate"):
+        raise ConfigError("Run the validate step before asking for a go-live report.")
     created = created or datetime.now(UTC)
     pdf = new_pdf("brainclf go-live report")
     pdf.add_page()

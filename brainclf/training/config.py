@@ -99,8 +99,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.optimizer not in ("adamw", "adam"):
             raise ConfigError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}.")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}.")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"learning rate must be a positive number, got {self.learning_rate}.")
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise ConfigError(f"max-images must be at least 1, got {self.max_train_images}.")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ConfigError(f"Input size must be between 32 and 1024 pixels, got {self.image_size}.")
         if not 0 < self.extra_val_fraction < 0.5 or not 0 < self.extra_test_fraction < 0.5:

@@ -52,6 +52,9 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         st.error("No model with a card is installed yet. Train one on the Model page or run "
                  "`python -m brainclf train`.")
         return None
+    if not path.is_file():  # removed by an admin since it was picked (or since a site run saved it)
+        st.error(f"Model {md_literal(path.name)} is no longer installed: pick another on the Model page.")
+        return None
     try:
         predictor = load_predictor(str(path), path.stat().st_mtime)
     except BrainclfError as e:
