@@ -57,6 +57,20 @@ def test_folder_csv_rows_name_the_hash_and_an_older_csv_is_not_extended(smoke_pr
         predict_folder(smoke_predictor, folder, old)
 
 
+def test_a_folder_csv_is_resumed_only_by_the_same_model_and_tta(smoke_predictor, make_image, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image().save(folder / "a.png")
+    out = tmp_path / "out.csv"
+    predict_folder(smoke_predictor.with_tta(False), folder, out)
+    make_image().save(folder / "b.png")
+    with pytest.raises(ConfigError, match=r"holds rows by model smoke .*TTA False.*TTA True.*new CSV file"):
+        predict_folder(smoke_predictor.with_tta(True), folder, out)
+    assert predict_folder(smoke_predictor.with_tta(False), folder, out) == {"predicted": 1, "failed": 0, "skipped": 1}
+    with open(out, newline="") as f:
+        assert [r["tta"] for r in csv.DictReader(f)] == ["False", "False"]
+
+
 def test_the_picker_marks_an_uploads_figures_as_claimed(smoke_model, tmp_path):
     from pages.common import model_choice_label
 

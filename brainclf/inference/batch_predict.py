@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .predict import Predictor
 
 CSV_FIELDS = ["file", "prediction", "confidence", *(f"p_{c}" for c in CLASS_NAMES), "refer",
-              "out_of_distribution", "model", "model_version", "model_sha256", "error"]
+              "out_of_distribution", "model", "model_version", "model_sha256", "tta", "error"]
 
 
 def predict_samples(predictor: Predictor, samples: list[Sample], progress: Callable[[int, int], None] | None = None,
@@ -79,7 +79,7 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     another shard is refused rather than extended.
     """
     folder, csv_path = Path(folder), Path(csv_path)
-    done = _rows_already_written(csv_path, shard)
+    done = _rows_already_written(csv_path, shard, predictor)
     new_file = not csv_path.exists() or csv_path.stat().st_size == 0
     counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
     todo = (rel for rel in _relative_files(folder, shard) if rel not in done)
@@ -98,9 +98,7 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
             batch = []
             for rel, x, err in part:
                 if err:
-                    writer.writerow(csv_row({"file": rel, "error": err, "model": predictor.card.name,
-                                             "model_version": predictor.card.version,
-                                             "model_sha256": short_hash(predictor.card.file_sha256)}))
+                    writer.writerow(csv_row({"file": rel, "error": err, **_identity(predictor)}))
                     counts["failed"] += 1
                 else:
                     batch.append((rel, x))
@@ -119,18 +117,32 @@ def _relative_files(folder: Path, shard: tuple[int, int] | None) -> Iterator[str
         yield path.relative_to(folder).as_posix()
 
 
-def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None) -> set[str]:
+def _identity(predictor: Predictor) -> dict:
+    """Which model wrote a row, and whether with flip TTA: a resumed CSV must not mix two of them."""
+    card = predictor.card
+    return {"model": card.name, "model_version": card.version, "model_sha256": short_hash(card.file_sha256),
+            "tta": predictor.tta}
+
+
+def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None, predictor: Predictor) -> set[str]:
     """The files a previous run of predict_folder wrote rows for (after cutting a half-written last row);
-    ConfigError when one of them belongs to another shard."""
+    ConfigError when one of them belongs to another shard, or was written by another model or TTA setting."""
     _drop_partial_last_line(csv_path)
     done: set[str] = set()
     if csv_path.exists() and csv_path.stat().st_size:
         with open(csv_path, newline="") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames != CSV_FIELDS:  # an older CSV (no model_sha256 column): rows would not line up
+            if reader.fieldnames != CSV_FIELDS:  # an older CSV (no model_sha256 or tta column): rows would not line up
                 raise ConfigError(f"{csv_path} has other columns than this version writes ({', '.join(CSV_FIELDS)}):"
                                   " give a new CSV file.")
-            done = {csv_value(row["file"]) for row in reader}
+            ours = _identity(predictor)
+            for row in reader:  # the hash names the model (a card's name and version are its own say)
+                if any(csv_value(row[k]) != str(ours[k]) for k in ("model_sha256", "tta")):
+                    raise ConfigError(f"{csv_path} holds rows by model {csv_value(row['model'])} "
+                                      f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
+                                      f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "
+                                      "new CSV file, so no file mixes two models' answers.")
+                done.add(csv_value(row["file"]))
     if shard is not None:
         stray = next((rel for rel in done if not in_shard(rel, shard)), None)
         if stray is not None:
@@ -148,7 +160,7 @@ def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]]
     for (rel, _), p, f in zip(batch, probs, feats):
         pred = predictor.prediction_from_probs(rel, p)
         pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
-        writer.writerow(csv_row({**pred.as_row(), "error": ""}))
+        writer.writerow(csv_row({**pred.as_row(), "tta": predictor.tta, "error": ""}))
 
 
 def _drop_partial_last_line(csv_path: Path) -> None:
