@@ -72,6 +72,18 @@ def test_rescale_slope_intercept_is_applied_before_the_window():
     assert 120 <= px[30] <= 135  # 200 → middle grey
 
 
+@pytest.mark.parametrize("window", [("NaN", "400"), ("200", "inf")])
+def test_a_window_preset_that_is_not_a_number_falls_back_to_the_full_range(window):
+    centre, width = window
+    px = np.asarray(read_dicom(make_dicom(RAMP, WindowCenter=centre, WindowWidth=width)).image)
+    assert px[0, 0] == 0 and px[0, -1] == 255  # as without a preset, not an all-black slice
+
+
+def test_a_rescale_that_is_not_a_number_is_refused():
+    with pytest.raises(ImageError, match="Rescale Slope or Intercept is not a finite number"):
+        read_dicom(make_dicom(RAMP, RescaleSlope="NaN", RescaleIntercept="0"), name="x.dcm")
+
+
 def test_monochrome1_is_inverted():
     px = np.asarray(read_dicom(make_dicom(RAMP * 100, photometric="MONOCHROME1")).image)
     assert px[0, 0] == 255 and px[0, -1] == 0

@@ -74,9 +74,12 @@ def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:
 
 
 def window_defaults(ds, values: np.ndarray) -> tuple[float, float]:
-    """(centre, width): the file's first WindowCenter/WindowWidth preset, else the frame's full range."""
+    """(centre, width): the file's first WindowCenter/WindowWidth preset, else (none, or one that is not a finite
+    number: a display preset, not the data) the frame's full range."""
     if "WindowCenter" in ds and "WindowWidth" in ds:
-        return _first(ds.WindowCenter), _first(ds.WindowWidth)
+        centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        if np.isfinite(centre) and np.isfinite(width):
+            return centre, width
     lo, hi = float(np.min(values)), float(np.max(values))
     return (lo + hi) / 2, max(hi - lo, 1.0)
 
@@ -269,6 +272,9 @@ def _slice_image(ds, pixels, name: str) -> Image.Image:
             pixels = convert_color_space(pixels, photometric, "RGB")
         return Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
     values = apply_modality_lut(pixels, ds)
+    if not np.isfinite(values).all():
+        raise ImageError(f"{name}: the DICOM's Rescale Slope or Intercept is not a finite number, so its grey values "
+                         "cannot be read; check the export.")
     if "WindowCenter" in ds and "WindowWidth" in ds:
         arr8 = apply_window(values, *window_defaults(ds, values))
     elif "VOILUTSequence" in ds:
