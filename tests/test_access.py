@@ -39,6 +39,13 @@ def test_unknown_action_fails_loudly():
     (user(email="dr.who@sub.hospital.example"), None),  # a sub-domain is another domain
     (user(email="res@uni.example"), "researcher"),
     (user(email="boss@hospital.example", email_verified=False), None),  # an unverified e-mail counts for nothing
+    # ...however the provider spells "not verified" (some user-info endpoints send strings)
+    (user(email="boss@hospital.example", email_verified="false"), None),
+    (user(email="boss@hospital.example", email_verified="False"), None),
+    (user(email="boss@hospital.example", email_verified=0), None),
+    (user(email="boss@hospital.example", email_verified=None), None),
+    (user(email="boss@hospital.example", email_verified="true"), "admin"),
+    (user(email="boss@hospital.example", email_verified=True), "admin"),
     (user(sub="sub-42"), "researcher"),
     (user(sub="sub-43"), None),
     (user(email="dr.who@hospital.example", groups=["radiology-research"]), "researcher"),  # highest wins

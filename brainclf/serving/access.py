@@ -63,13 +63,22 @@ def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str |
     if isinstance(sub, str) and sub in rules.subjects:
         found.append(rules.subjects[sub])
     email = user_info.get("email")
-    if isinstance(email, str) and "@" in email and user_info.get("email_verified", True) is not False:
+    if isinstance(email, str) and "@" in email and _email_verified(user_info):
         email = email.strip().lower()
         for key in (email, "*@" + email.rsplit("@", 1)[1]):
             if key in rules.emails:
                 found.append(rules.emails[key])
     found += [rules.groups[g] for g in _groups(user_info.get(rules.groups_claim)) if g in rules.groups]
     return max(found, key=ROLE_NAMES.index) if found else None
+
+
+def _email_verified(user_info: dict) -> bool:
+    """True unless the provider says otherwise: a missing claim (some providers send none) or true (a JSON
+    boolean, or the string "true" some user-info endpoints send); "false", 0, null or anything else is not."""
+    if "email_verified" not in user_info:
+        return True
+    verified = user_info["email_verified"]
+    return verified is True or (isinstance(verified, str) and verified.strip().lower() == "true")
 
 
 @dataclass(frozen=True)
