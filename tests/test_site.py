@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import synthetic_image
+from conftest import copy_model, synthetic_image
 from PIL import Image
 
 from brainclf.errors import BrainclfError, ConfigError, DataError
@@ -132,6 +132,21 @@ def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured
     other = replace(same, test_predictions=rows[:-1] + [{"path": "Testing/glioma/another.png"}])
     measured = _kaggle_before(type(predictor)(predictor.model, other), kaggle, synthetic_dataset)
     assert "from" not in measured and measured["n"] == len(kaggle) and measured["accuracy"] != 0.123
+
+
+def test_a_profile_of_an_uploaded_model_keeps_its_figures_claimed(tmp_path, site_folder, smoke_model):
+    from brainclf.evaluation.provenance import card_is_verified
+    from brainclf.inference import Predictor
+    from brainclf.model import card_path
+
+    uploaded = copy_model(smoke_model, tmp_path / "models", "claimed")
+    card = read_card(uploaded)
+    card.name, card.provenance = "claimed", {"uploaded_by": "eve", "uploaded": "2026-12-06", "metrics_verified": False}
+    card.save(card_path(uploaded))
+    run = SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", uploaded)
+    run.calibrate(Predictor.load(uploaded), target=0.9, models_dir=tmp_path / "models")
+    profile = read_card(tmp_path / "models" / "st-elsewhere-claimed.keras")
+    assert profile.provenance["uploaded_by"] == "eve" and not card_is_verified(profile)
 
 
 def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(site_run, smoke_model):

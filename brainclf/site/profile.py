@@ -74,4 +74,6 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
                    faithfulness={} if adapted else card.faithfulness,
                    external_predictions={**{k: v for k, v in card.external_predictions.items()
                                             if k in external}, site: rows},
-                   provenance={}, site=block)
+                   # A profile keeps the starting card's figures, so it keeps their provenance too (an upload's stay
+                   # "claimed"); an adapted model's figures are all measured here.
+                   provenance={} if adapted else dict(card.provenance or {}), site=block)
