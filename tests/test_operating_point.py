@@ -119,6 +119,18 @@ def test_cards_without_curves_keep_their_thresholds(smoke_predictor):
     assert operating_summary(old.calibration, p.tta, legacy.refer_thresholds, 0.98) is None
 
 
+def test_an_uploaded_card_without_a_target_or_with_an_empty_cut_still_reads_its_bar(smoke_predictor):
+    p = smoke_predictor
+    cal = {k: v for k, v in json.loads(json.dumps(p.card.calibration)).items() if k != "refer_target_accuracy"}
+    curve = next(iter(cal["operating"]["curves"].values()))
+    curve["answered"][0], curve["correct"][0] = 0, 0  # a cut that answered nothing: the schema allows it
+    odd = object.__new__(type(p))
+    odd.__dict__.update({**p.__dict__, "card": type(p.card)(**{**p.card.__dict__, "calibration": cal})})
+    assert odd.with_refer_target(None, 0.95).refer_target == 0.999  # the schema's default target
+    assert 0 < odd.with_refer_target(0.98).refer_thresholds["glioma"] <= 1
+    assert threshold_for(curve, 0.98) <= 1.0
+
+
 def test_risk_coverage_view_has_validation_and_held_out_curves_per_source(smoke_predictor):
     p = smoke_predictor
     views = risk_coverage_by_source(p.card, p.tta, p.refer_thresholds)

@@ -16,6 +16,7 @@ from ..input.limits import check_refer_confidence, check_refer_target
 from ..input.preprocess import InputContract, decode_image, to_model_input
 from ..model import backend
 from ..model.card import ModelCard, load_model, short_hash
+from ..model.card_schema.sections import Calibration
 from ..scoring.operating_point import thresholds_for_target
 from ..scoring.trust import apply_temperature
 from .explain import GradCam, penultimate_features
@@ -131,7 +132,9 @@ class Predictor:
             return self
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
-        other.refer_target = check_refer_target(target if target is not None else cal["refer_target_accuracy"])
+        # An uploaded card may lack the field; the schema's default stands in, as it does when the card is checked.
+        card_target = cal.get("refer_target_accuracy", Calibration.model_fields["refer_target_accuracy"].default)
+        other.refer_target = check_refer_target(target if target is not None else card_target)
         confidence = confidence if confidence is not None else cal.get("refer_confidence")
         other._refer_confidence = None if confidence is None else check_refer_confidence(confidence)
         # Once here, not on every prediction (refer_thresholds is on the hot path).

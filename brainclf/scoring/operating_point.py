@@ -59,7 +59,7 @@ def threshold_for(curve: dict, target: float, confidence: float | None = None) -
     # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding. The
     # bound is below the share seen, so it is computed only where the share reaches the target.
     ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
-          if c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target)]
+          if a and c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target)]
     return float(ok[-1]) if ok else 1.0
 
 
