@@ -129,8 +129,10 @@ def _status(jobs, who) -> None:
                                        Path(s.result).suffix == ".keras" else ""))
     elif s.state == "cancelled":
         st.warning(f"{name}: {public(s.error)}")
-    else:
+    elif s.may_cancel(who.user_id, admin):  # the reason of a failure is the owner's (and an admin's) to read
         st.error(f"{name} failed: {public(s.error)}")
+    else:
+        st.error(f"{name} (started by {md_literal(s.owner_label)}) failed.")
 
 
 def _results(state: dict, site_root: Path) -> None:

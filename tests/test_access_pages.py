@@ -208,6 +208,16 @@ def test_a_failed_training_shows_its_reason_to_the_owner_only(server_settings, f
     assert "secret reason" not in message and "started by Someone" in message
 
 
+def test_a_failed_site_step_shows_its_reason_to_the_owner_only(server_settings, foreign_job):
+    foreign_job.status = JobStatus(name="clinicA: validate", state="failed", owner="sub:someone",
+                                   owner_label="Someone", error="secret reason", request={"kind": "site"})
+    at = run_page(app_as(signed_in("researcher")), "model")
+    (message,) = [e.value for e in at.error if "clinicA" in e.value]
+    assert "secret reason" not in message and "started by Someone" in message
+    at = run_page(app_as(signed_in("admin")), "model")
+    assert any("secret reason" in e.value for e in at.error)
+
+
 def test_the_training_panel_shows_the_running_epoch_one_based_and_the_time_left(server_settings, foreign_job):
     from brainclf.training import TrainProgress
 
