@@ -160,7 +160,7 @@ def analyse(digest: str):
                 raise BrainclfError("the model could not analyse this image") from None
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
-            append_audit(audit_path(), audit_record(case.data, result))
+            _audit(audit_record(case.data, result))
     except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
         st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.label(show_names))}**: "
                  f"{public(e)}")
@@ -168,10 +168,21 @@ def analyse(digest: str):
     except BrainclfError as e:
         result = public(without_alias(str(e), alias))  # the page puts the file name before it
         if audit_path():  # a fixed reason, never the message
-            append_audit(audit_path(), audit_record(case.data, error=e, model=card.name, version=card.version,
-                                                                 model_sha256=card.file_sha256))
+            _audit(audit_record(case.data, error=e, model=card.name, version=card.version,
+                                model_sha256=card.file_sha256))
     book.store(digest, model, result)
     return result
+
+
+def _audit(record: dict) -> None:
+    """One line in the audit log. While auditing is on, no result is shown without its line (fail closed), and
+    nothing is stored, so the next run tries again."""
+    try:
+        append_audit(audit_path(), record)
+    except OSError:
+        st.error("The audit log cannot be written, so no result is shown while auditing is on. Tell an admin: "
+                 "the server's audit folder must be a writable folder with free space.")
+        st.stop()
 
 
 def report_for(digests: list[str]):

@@ -415,6 +415,20 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
     assert json.loads(text.splitlines()[0])["error"] == "empty file"
 
 
+def test_an_audit_log_that_cannot_be_written_withholds_the_result_with_a_message(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(blocker / "logs"))
+    at = open_page("pages/predict.py")
+    at.toggle(key="audit").set_value(True)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96), dtype="uint8")).save(buf, "PNG")
+    at.file_uploader[0].set_value(("slice.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("audit log cannot be written" in e.value for e in at.error)
+    assert not any("Prediction" in str(m.value) for m in at.markdown)
+
+
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
     from brainclf.model import read_card
     from brainclf.presentation.views import pct
