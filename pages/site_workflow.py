@@ -94,7 +94,7 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
             resumable = (lambda: adaptation_saved(run_dir)) if step == "adapt" else (lambda: False)
             try:
                 jobs.start_task(f"{site}: {step}", work, owner=who.user_id, owner_label=who.label, run_dir=run_dir,
-                                request={"kind": "site", "work": work, "resumable": resumable})
+                                request={"kind": "site", "step": step, "work": work, "resumable": resumable})
                 st.toast(f"Site step started: {md_literal(step)}")
             except BrainclfError as e:
                 st.error(public(e))
@@ -113,7 +113,9 @@ def _status(jobs, who) -> None:
     admin = who.can("cancel_any_training")
     if s.active:
         st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
-        if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
+        if s.request.get("step") != "adapt":  # validate and calibrate have no batches to stop between
+            st.caption("Validate and calibrate run to the end (a minute or two); only adapt can be cancelled.")
+        elif s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
             jobs.cancel(who.user_id, admin=admin)
             st.toast("Cancelling after the current batch…")
     elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
