@@ -228,3 +228,20 @@ def test_the_dataset_itself_is_refused_as_an_extra_source_before_a_thread_starts
         jobs.start(tiny(extra_sources=[{"name": same.name, "weight": 2.0}]), synthetic_dataset, "twice",
                    models_dir=tmp_path / "models", extra_data=(same,))
     assert jobs.status is None  # nothing started
+
+
+def test_a_new_start_with_other_settings_sets_the_old_run_aside(smoke_run, synthetic_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    _, run_dir, _ = smoke_run
+    old = tmp_path / "runs" / "mine"
+    shutil.copytree(run_dir, old)
+    started = []
+    monkeypatch.setattr(TrainingJobs, "start_task", lambda self, name, work, *a, **kw: started.append(name))
+    same = TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
+    TrainingJobs().start(same, synthetic_dataset, "mine", models_dir=tmp_path / "models", run_dir=old)
+    assert (old / "state.json").exists()  # the same settings: it resumes the run where it is
+    TrainingJobs().start(replace(same, epochs=3), synthetic_dataset, "mine", models_dir=tmp_path / "models",
+                         run_dir=old)
+    (aside,) = [p for p in old.parent.iterdir() if p.name.startswith("mine.set-aside-")]
+    assert not old.exists() and (aside / "state.json").exists() and started == ["mine", "mine"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.sources import Source
-from ..errors import BrainclfError
+from ..errors import BrainclfError, ConfigError
 from ..input.limits import validate_model_name
 
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
@@ -53,6 +53,18 @@ def _stat(path: Path) -> tuple[float, int] | None:
         return st.st_mtime_ns, st.st_size
     except OSError:
         return None
+
+
+def set_aside_other_run(run_path: Path, config: TrainConfig) -> Path | None:
+    """A cancelled or failed training of this name saved with other settings: moved aside (nothing lost), so a
+    new start with changed settings trains afresh instead of failing on the old run. The folder it moved to."""
+    try:
+        saved_state(run_path, config, resume=True)
+        return None  # no run there, or the same settings: the new start resumes it
+    except ConfigError:
+        aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_path.rename(aside)
+        return aside
 
 
 @dataclass
@@ -124,12 +136,14 @@ class TrainingJobs:
         validate_model_name(name)  # the rule train() and the card apply, before a thread is started
         if (Path(models_dir) / f"{name}.keras").exists():
             raise BrainclfError(f"A model named {name} already exists; choose another name.")
+        run_path = Path(run_dir) if run_dir else runs_dir() / name
+        set_aside_other_run(run_path, config)
 
         def work(hook, cancel):
             return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
                                       run_dir=run_dir, extra_data=tuple(extra_data)))
 
-        return self.start_task(name, work, owner, owner_label, Path(run_dir) if run_dir else runs_dir() / name,
+        return self.start_task(name, work, owner, owner_label, run_path,
                                request={"config": config, "data": data, "models_dir": models_dir,
                                         "extra_data": tuple(extra_data)})
 
