@@ -101,3 +101,18 @@ def test_site_default_names_are_model_names_whatever_the_site_is_called(tmp_path
     assert all(n.startswith("s") and "m" * 40 in n for n in names)
     with pytest.raises(BrainclfError, match="already exists"):
         run._new_name(smoke_model.parent, "smoke")
+
+
+def test_a_site_step_redone_saves_under_the_next_free_name(tmp_path, smoke_model):
+    from test_site import write_site
+
+    from brainclf.inference import Predictor
+    from brainclf.site.run import SiteRun
+
+    run = SiteRun.open(tmp_path / "run", write_site(tmp_path / "site"), "St.Marys", smoke_model)
+    models = tmp_path / "models"
+    first = run.calibrate(Predictor.load(smoke_model), target=0.9, models_dir=models)
+    again = run.calibrate(Predictor.load(smoke_model), target=0.95, models_dir=models)  # another target
+    assert (first["name"], again["name"]) == ("St-Marys-smoke", "St-Marys-smoke-2")
+    assert read_card(models / "St-Marys-smoke.keras").site["target"] == 0.9  # the first is kept as it was
+    assert run.step("calibrate")["name"] == "St-Marys-smoke-2"

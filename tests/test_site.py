@@ -179,8 +179,8 @@ def test_nothing_is_overwritten(site_run, smoke_model):
     from brainclf.inference import Predictor
 
     run, models = site_run
-    with pytest.raises(BrainclfError, match="already exists"):
-        run.calibrate(Predictor.load(smoke_model), models_dir=models)
+    with pytest.raises(BrainclfError, match="already exists"):  # a name given is never replaced
+        run.calibrate(Predictor.load(smoke_model), models_dir=models, name="st-elsewhere-smoke")
     with pytest.raises(BrainclfError, match="already exists"):  # the model it started from
         run.calibrate(Predictor.load(smoke_model), models_dir=smoke_model.parent, name="smoke")
 

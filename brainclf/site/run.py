@@ -97,7 +97,7 @@ class SiteRun:
         """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
         and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
         weights) saved as models_dir/NAME."""
-        name = self._new_name(models_dir, name or self._default_name(""))
+        name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "")
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
             f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence)
@@ -123,7 +123,7 @@ class SiteRun:
         from .adapt import fine_tune  # TensorFlow
 
         started = time.monotonic()
-        name = self._new_name(models_dir, name or self._default_name("-adapted"))
+        name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "-adapted")
         base_model, base_card = load_model(self._model_path())
         replay = replay_samples(base_card, data_root)
         if not replay and cfg.replay_per_site_slice > 0:
@@ -185,6 +185,15 @@ class SiteRun:
         so the model's name and the suffix (calibrated profile or adapted model) stay whole and apart."""
         tail = f"-{self.state['model']['name']}{suffix}"
         return self.state["site"].replace(".", "-")[:max(1, MODEL_NAME_MAX - len(tail))] + tail
+
+    def _free_default_name(self, models_dir: str | Path, suffix: str) -> str:
+        """The default name, or, when a step is redone (another target, or after a restart), the same with the
+        first free '-2', '-3', …: nothing is overwritten, and a redo needs no name of its own."""
+        for k in range(1, 100):
+            name = self._default_name(suffix + (f"-{k}" if k > 1 else ""))
+            if not (Path(models_dir) / f"{name}.keras").exists():
+                return self._new_name(models_dir, name)
+        raise BrainclfError(f"Site {self.state['site']} already has 99 models of this step; remove some first.")
 
     @staticmethod
     def _new_name(models_dir: str | Path, name: str) -> str:
