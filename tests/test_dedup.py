@@ -156,3 +156,20 @@ def test_dedup_report_clean_pooled(tmp_path, make_image):
     assert report["pairs"] == {} and report["groups"] == 4 and report["threshold"] == 5
     assert "leakage" not in report
     assert "no exact or near duplicates found" in format_dedup_report(report)
+
+
+def test_unreadable_and_missing_files_are_near_nothing_and_named(tmp_path, make_image):
+    from brainclf.data.dedup import clean_mask
+
+    for cls in ("glioma", "pituitary"):
+        (tmp_path / "ds" / cls).mkdir(parents=True)
+    (tmp_path / "ds" / "glioma" / "cut.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 40)  # a truncated JPEG
+    (tmp_path / "ds" / "pituitary" / "oops.jpg").write_bytes(b"oops")
+    Image.new("L", (64, 64)).save(tmp_path / "ds" / "pituitary" / "black.png")  # a uniform image: zero hash too
+    report = dedup_report(discover(tmp_path / "ds"))
+    assert report["pairs"] == {}  # two unreadable files were once 'near duplicates with a label conflict'
+    assert sorted(report["unreadable"]) == ["glioma/cut.jpg", "pituitary/oops.jpg"]
+    assert "unreadable (left out of near duplicates): 2" in format_dedup_report(report)
+    train = [tmp_path / "ds" / "pituitary" / "oops.jpg", tmp_path / "gone.png"]  # a listed file since removed
+    assert hash_files(train).readable.tolist() == [False, False]
+    assert clean_mask([tmp_path / "ds" / "pituitary" / "black.png"], train).tolist() == [True]

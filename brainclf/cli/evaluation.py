@@ -59,7 +59,9 @@ def format_report(report: dict) -> str:
         lines.insert(3, f"refer rule (confidence < {format_thresholds(r['threshold'])}): coverage "
                         f"{r['coverage']:.1%}, accepted accuracy {acc}, referred {r['referred']}")
     clean = report.get("clean")
-    if clean:
+    if clean and not clean["n"]:
+        lines.insert(4, "clean subset: n=0 (every image has an exact or near duplicate among the training images)")
+    elif clean:
         lo, hi = clean["bootstrap"]["accuracy"] if clean.get("bootstrap") else (float("nan"),) * 2
         lines.insert(4, f"clean subset (no near-duplicate in training): n={clean['n']}  "
                         f"accuracy={clean['accuracy']:.4f} [95% CI {lo:.4f}, {hi:.4f}]")

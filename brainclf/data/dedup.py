@@ -41,23 +41,35 @@ class FileHashes:
     paths: list[Path]
     sha256: list[str]  # of the file bytes: exact duplicates
     dhash: np.ndarray  # (n, 32) uint8: near duplicates
+    readable: np.ndarray | None = None  # (n,) bool (None: all); an unreadable file's zero hash is near nothing
+
+    def __post_init__(self):
+        if self.readable is None:
+            self.readable = np.ones(len(self.paths), bool)
+
+    def near(self, threshold: int = NEAR_DUP_THRESHOLD) -> list[tuple[int, int, int]]:
+        """near_pairs among the readable files (indices into paths)."""
+        return [p for p in near_pairs(self.dhash, threshold=threshold) if self.readable[p[0]] and self.readable[p[1]]]
 
 
 def hash_files(paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> FileHashes:
-    def one(p: Path) -> tuple[str, np.ndarray]:
-        data = Path(p).read_bytes()
+    def one(p: Path) -> tuple[str | None, np.ndarray, bool]:
         try:
-            h = dhash(decode_image(data, name=Path(p).name))
+            data = Path(p).read_bytes()
+        except OSError:  # gone or unreadable since it was listed: no exact or near duplicate of anything
+            return None, np.zeros(HASH_SIZE * HASH_SIZE // 8, np.uint8), False
+        try:
+            return hashlib.sha256(data).hexdigest(), dhash(decode_image(data, name=Path(p).name)), True
         except ImageError:
-            h = np.zeros(HASH_SIZE * HASH_SIZE // 8, np.uint8)  # unreadable: no near-dup group
-        return hashlib.sha256(data).hexdigest(), h
+            return hashlib.sha256(data).hexdigest(), np.zeros(HASH_SIZE * HASH_SIZE // 8, np.uint8), False
 
-    shas, hashes = [], []
-    for s, h in decode_many(paths, one, progress=progress):
+    shas, hashes, readable = [], [], []
+    for s, h, ok in decode_many(paths, one, progress=progress):
         shas.append(s)
         hashes.append(h)
+        readable.append(ok)
     arr = np.stack(hashes) if hashes else np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8)
-    return FileHashes(list(paths), shas, arr)
+    return FileHashes(list(paths), shas, arr, np.array(readable, bool))
 
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
@@ -117,7 +129,7 @@ def pairs_sharing(labels: Sequence) -> Iterator[tuple[int, int]]:
 
 def duplicate_groups(hashes: FileHashes, threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
     """Group id per file: files linked by an exact or near duplicate chain share a group (union-find)."""
-    near = ((i, j) for i, j, _ in near_pairs(hashes.dhash, threshold=threshold))
+    near = ((i, j) for i, j, _ in hashes.near(threshold))
     return linked_groups(len(hashes.paths), itertools.chain(pairs_sharing(hashes.sha256), near))
 
 
@@ -125,10 +137,11 @@ def clean_mask(paths: Sequence[Path], training_paths: Sequence[Path],
                threshold: int = NEAR_DUP_THRESHOLD) -> np.ndarray:
     """True for each image with no exact or near duplicate among `training_paths` (the clean subset)."""
     test, train = hash_files(paths), hash_files(training_paths)
-    exact = np.array([s in set(train.sha256) for s in test.sha256])
-    if not len(train.paths):
+    known = set(train.sha256) - {None}
+    exact = np.array([s in known for s in test.sha256], bool)
+    if not train.readable.any():
         return ~exact
-    near = hamming_matrix(test.dhash, train.dhash).min(1) <= threshold
+    near = (hamming_matrix(test.dhash, train.dhash[train.readable]).min(1) <= threshold) & test.readable
     return ~(exact | near)
 
 
@@ -148,14 +161,16 @@ def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int]
     label_of = np.array([s.label for s in samples])
     rel = [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in samples]
     exact = [(first, i, 0) for first, i in pairs_sharing(hashes.sha256)]
-    near = near_pairs(hashes.dhash, threshold=threshold)
+    near = hashes.near(threshold)
     cats = _pair_categories({"exact": exact, "near": near}, split_of, label_of, rel)
     report = {"root": str(root), "threshold": threshold, "hash": f"dhash {HASH_SIZE}x{HASH_SIZE}",
               "splits": {n or "all": len(ds.splits[n]) for n in names}, "pairs": cats,
-              "groups": int(len(set(duplicate_groups(hashes, threshold)))), "files": len(samples)}
+              "groups": int(len(set(duplicate_groups(hashes, threshold)))), "files": len(samples),
+              "unreadable": [r for r, ok in zip(rel, hashes.readable) if not ok]}
     train = next((n for n in names if n.lower() in ("training", "train")), None)
     if train is not None:
-        report["leakage"] = {n: _leakage(hashes.dhash[split_of == n], hashes.dhash[split_of == train], threshold)
+        ok, of_train = hashes.readable, (split_of == train) & hashes.readable
+        report["leakage"] = {n: _leakage(hashes.dhash[(split_of == n) & ok], hashes.dhash[of_train], threshold)
                              for n in names if n != train}
     return report
 
@@ -187,7 +202,10 @@ _LEAKAGE_EDGES = [0, 1, 3, 6, 11, 16, 21, 31, 51, 257]
 def _leakage(split: np.ndarray, training: np.ndarray, threshold: int) -> dict:
     """How many hashes of a split have a near duplicate among the training hashes, and the histogram of
     each one's distance to its nearest training image."""
-    dmin = hamming_matrix(split, training).min(1)
+    if not len(training):  # no readable training image: nothing can leak
+        dmin = np.full(len(split), 256)
+    else:
+        dmin = hamming_matrix(split, training).min(1)
     return {"n": len(split), "with_near_duplicate_in_training": int((dmin <= threshold).sum()),
             "clean": int((dmin > threshold).sum()),
             "nearest_distance_histogram": {"edges": _LEAKAGE_EDGES,
@@ -198,6 +216,9 @@ def format_dedup_report(report: dict, show: int = 10) -> str:
     lines = [f"{report['files']} files in {report['root']}  ({report['hash']}, near = Hamming <= "
              f"{report['threshold']}/256)", f"splits: {report['splits']}",
              f"duplicate groups: {report['groups']} (a group = files linked by exact or near duplicates)", ""]
+    if report.get("unreadable"):
+        lines.append(f"unreadable (left out of near duplicates): {len(report['unreadable'])}, e.g. "
+                     + ", ".join(report["unreadable"][:show]))
     if not report["pairs"]:
         lines.append("no exact or near duplicates found")
     for name, c in sorted(report["pairs"].items()):

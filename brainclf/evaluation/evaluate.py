@@ -126,6 +126,9 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
                     or dataset in sources)
     # One pass over the images serves both reports (the external block also needs the OOD descriptors).
     raw, feats, kept, errors = predict_samples_and_features(predictor, samples, progress)
+    if not kept:
+        raise DataError(f"None of the {len(samples)} images of {dataset} could be read (e.g. {errors[0]}): "
+                        "nothing to evaluate.")
     training = training_paths_for(predictor.card, data, training_root)
     report = evaluate_samples(predictor, samples, data, training_paths=training, predicted=(raw, kept, errors))
     if training is None:
