@@ -222,3 +222,24 @@ def test_predict_prints_the_ood_flag_and_the_refer_verdict(smoke_model, tmp_path
     assert "REFER to a radiologist: confidence" in line and "below 100" in line and "OUT OF" not in line
     with open(out_csv, newline="") as fh:
         assert next(csv.DictReader(fh))["refer"] == "True"
+
+
+def test_file_errors_are_one_line_not_a_traceback(smoke_model, tmp_path, make_image, capsys):
+    make_image().save(tmp_path / "a.png")
+    (tmp_path / "outdir").mkdir()
+    image, folder = str(tmp_path / "a.png"), str(tmp_path / "outdir")
+    assert main(["predict", "--model", str(smoke_model), image, "--csv", folder]) == 2
+    assert "give a file path in an existing folder (nothing was predicted yet)" in capsys.readouterr().err
+    (tmp_path / "u16.csv").write_bytes("file,prediction\n".encode("utf-16"))
+    assert main(["merge-csv", str(tmp_path / "out.csv"), str(tmp_path / "u16.csv")]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    assert main(["merge-csv", str(tmp_path / "outdir"), str(tmp_path / "u16.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_an_excel_manifest_with_a_byte_order_mark_and_a_blank_row_is_read(tmp_path):
+    from brainclf.evaluation.external import read_manifest
+
+    (tmp_path / "manifest.csv").write_text("\ufefffile,class,sequence\nglioma/a.jpg,glioma,T2\n,,\n", encoding="utf-8")
+    assert read_manifest(tmp_path) == {"glioma/a.jpg": {"sequence": "T2", "subtype": ""}}

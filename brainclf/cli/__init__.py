@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrainclfError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the command was told to read or write: say which, not a traceback
+        print(f"error: {e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as e:
+        print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

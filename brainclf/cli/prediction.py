@@ -24,6 +24,8 @@ def cmd_predict(args) -> int:
         from ..data import parse_shard
 
         args.shard = parse_shard(args.shard)  # checked before the model is loaded
+    if args.csv and (Path(args.csv).is_dir() or not Path(args.csv).resolve().parent.is_dir()):
+        raise ConfigError(f"--csv {args.csv}: give a file path in an existing folder (nothing was predicted yet).")
     predictor = Predictor.load(args.model, tta=args.tta)
     if args.folder:
         return _predict_folder(predictor, args)

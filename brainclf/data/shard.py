@@ -170,13 +170,18 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         folder = Path(folder)
         report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))
                           if rel not in rows]
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder: give the merged CSV a file name.")
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(csv_row(rows[f]) for f in sorted(rows))
-    tmp.replace(out)
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(csv_row(rows[f]) for f in sorted(rows))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left beside OUT
     return report
 
 
@@ -188,7 +193,7 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
     for path in inputs:
         if not path.is_file():
             raise DataError(f"{path} does not exist or is not a file.")
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
                 raise DataError(f"{path} is empty: no header row.")
