@@ -42,3 +42,17 @@ def test_a_training_image_gone_from_disk_leaves_the_clean_subset_computed(smoke_
     assert main(["evaluate", "--model", str(smoke_model), "--data", str(data / "Testing"),
                  "--train-data", str(data)]) == 0
     assert "clean subset (no near-duplicate in training): n=" in capsys.readouterr().out
+
+
+def test_fewer_than_five_case_groups_get_no_interval_rather_than_a_zero_width_one():
+    import numpy as np
+
+    from brainclf.evaluation.external import MIN_INTERVAL_GROUPS, cluster_bootstrap
+
+    y = np.array([0] * 6 + [2] * 6)
+    pred = np.array([0] * 4 + [2] * 2 + [2] * 6)
+    caught = np.zeros(12, bool)
+    one = cluster_bootstrap(y, pred, caught, np.zeros(12, int))
+    assert one["accuracy"] is None and one["groups"] == 1 and "fewer than the 5" in one["method"]
+    many = cluster_bootstrap(y, pred, caught, np.arange(12))
+    assert many["groups"] == 12 >= MIN_INTERVAL_GROUPS and many["accuracy"][0] < 0.8333 < many["accuracy"][1]

@@ -97,8 +97,9 @@ def format_external(ext: dict) -> list[str]:
     """The external-validation block: membership, accuracy, tumour→"no tumour", per sequence."""
     iv = ext.get("intervals") or {}
     lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
-             f"  accuracy {_pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} (95% CI over {iv.get('groups', '?')} "
-             "case groups)",
+             f"  accuracy {_pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} "
+             + (f"(95% CI over {iv.get('groups', '?')} case groups)" if iv.get("accuracy") else
+                f"({iv.get('method') or 'no interval'})"),
              f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
              f"= {_pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
              f"flagged: {ext['called_notumor_unflagged']} = {_pct(ext['called_notumor_unflagged_rate'])}"

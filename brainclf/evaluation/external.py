@@ -96,11 +96,18 @@ def _rates(y: np.ndarray, pred: np.ndarray, caught: np.ndarray) -> dict:
             "called_notumor_unflagged_rate": float((called_nt & ~caught).sum() / n_t) if n_t else None}
 
 
+MIN_INTERVAL_GROUPS = 5  # fewer case groups than this get no interval over case groups
+
+
 def cluster_bootstrap(y: np.ndarray, pred: np.ndarray, caught: np.ndarray, groups: np.ndarray,
                       n_boot: int = 1000, seed: int = 0) -> dict:
     """95 % intervals that resample whole case groups: accuracy, recall per class, tumour→"no tumour"."""
     rng = np.random.default_rng(seed)
     ids, inverse = np.unique(groups, return_inverse=True)
+    if len(ids) < MIN_INTERVAL_GROUPS:  # resampling 1-4 cases gives an interval of nearly zero width: none at all
+        return {"accuracy": None, "called_notumor_rate": None, "called_notumor_unflagged_rate": None, "recall": {},
+                "groups": int(len(ids)), "resamples": 0,
+                "method": f"no interval: {len(ids)} case group(s), fewer than the {MIN_INTERVAL_GROUPS} it needs"}
     members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
     acc, miss, miss_unflagged, rec = [], [], [], {c: [] for c in CLASS_NAMES}
     for _ in range(n_boot):
