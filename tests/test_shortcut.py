@@ -40,3 +40,33 @@ def test_no_shortcut_when_style_is_shared(tmp_path):
     write(tmp_path / "fair", styles, n=15, seed=2)
     study = run_study(tmp_path / "fair")
     assert study["cv"]["accuracy"] < 0.5  # chance is 25 %: style carries no class here
+
+
+def test_an_unreadable_training_file_keeps_every_image_in_its_own_duplicate_group(tmp_path, monkeypatch):
+    import shutil
+
+    import pytest
+
+    from brainclf.errors import DataError
+    from brainclf.evaluation import shortcut
+
+    styles = {c: (64, 1.0) for c in ("glioma", "meningioma", "notumor", "pituitary")}
+    write(tmp_path / "ds", styles, n=15, seed=3)
+    glioma = tmp_path / "ds" / "Training" / "glioma"
+    (glioma / "0_corrupt.png").write_bytes(b"not an image")  # listed first: it shifted every later group by one
+    shutil.copy(glioma / "glioma_3.png", glioma / "glioma_3_copy.png")
+    seen = {}
+
+    def record(estimator, x, y, groups, cv):
+        seen["groups"], seen["y"] = groups, y
+        return np.zeros(len(y), int)
+
+    monkeypatch.setattr("sklearn.model_selection.cross_val_predict", record)
+    shortcut.run_study(tmp_path / "ds")
+    train = shortcut.discover(tmp_path / "ds").split(shortcut.TRAIN_SPLIT_NAMES)
+    readable = [s for s in train if s.path.name != "0_corrupt.png"]
+    index = {s.path.name: k for k, s in enumerate(readable)}
+    assert len(seen["groups"]) == len(seen["y"]) == len(readable)
+    assert seen["groups"][index["glioma_3.png"]] == seen["groups"][index["glioma_3_copy.png"]]
+    with pytest.raises(DataError, match="no Training split"):
+        shortcut.run_study(tmp_path / "ds" / "Testing")

@@ -20,7 +20,7 @@ from .. import CLASS_NAMES
 from ..data.datasets import TEST_SPLIT_NAMES, TRAIN_SPLIT_NAMES, Sample, discover
 from ..data.dedup import duplicate_groups, hash_files
 from ..data.pool import DECODE_WORKERS, decode_many
-from ..errors import ImageError
+from ..errors import DataError, ImageError
 from ..input.preprocess import RASTER_FORMATS
 
 HIST_BINS = 32
@@ -45,16 +45,22 @@ def style_features(path: Path) -> np.ndarray:
                      (gray < 0.02).mean(), (gray > 0.98).mean(), *hist], dtype=np.float32)
 
 
-def features_of(samples: list[Sample], workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray]:
-    """(features, labels) of the readable samples."""
+def features_of(samples: list[Sample], workers: int = DECODE_WORKERS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, indices into `samples`) of the readable samples.
+
+    Raises:
+        DataError: none of them is readable.
+    """
     def one(s):
         try:
             return style_features(s.path), s.label
         except ImageError:
             return None
 
-    got = [r for r in decode_many(samples, one, workers) if r is not None]
-    return np.stack([f for f, _ in got]), np.array([y for _, y in got])
+    got = [(k, r) for k, r in enumerate(decode_many(samples, one, workers)) if r is not None]
+    if not got:
+        raise DataError(f"None of the {len(samples)} images could be read: no style features to fit or score.")
+    return np.stack([f for _, (f, _) in got]), np.array([y for _, (_, y) in got]), np.array([k for k, _ in got])
 
 
 def style_classifier(seed: int = 0):
@@ -89,10 +95,12 @@ def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: in
     ds = discover(kaggle_root)
     train = ds.split(TRAIN_SPLIT_NAMES) or []
     test = ds.split(TEST_SPLIT_NAMES) or []
-    x_tr, y_tr = features_of(train)
-    groups = duplicate_groups(hash_files([s.path for s in train]))
+    if not train:
+        raise DataError(f"{kaggle_root} has no Training split: the style classifier is fitted on Kaggle Training.")
+    x_tr, y_tr, kept = features_of(train)
+    groups = duplicate_groups(hash_files([s.path for s in train]))[kept]  # each readable image's own group
     cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-    oof = cross_val_predict(style_classifier(seed), x_tr, y_tr, groups=groups[: len(y_tr)], cv=cv)
+    oof = cross_val_predict(style_classifier(seed), x_tr, y_tr, groups=groups, cv=cv)
     clf = style_classifier(seed).fit(x_tr, y_tr)
     out = {"features": f"{len(FEATURE_NAMES)} style features: stored size, colour mode, file size, gray-level "
                        f"histogram ({HIST_BINS} bins) and its mean, spread, black and white shares",
@@ -100,12 +108,12 @@ def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: in
            "cv": {**_scores(y_tr, oof), "how": "5-fold cross-validation on Kaggle Training, grouped by near "
                                                 "duplicates"}}
     if test:
-        x_te, y_te = features_of(test)
+        x_te, y_te, _ = features_of(test)
         out["testing"] = {**_scores(y_te, clf.predict(x_te)), "how": "fit on Training, scored on Kaggle Testing"}
     out["external"] = {}
     for folder in external:
         samples = discover(folder).all_samples()
-        x_ex, y_ex = features_of(samples)
+        x_ex, y_ex, _ = features_of(samples)
         out["external"][Path(folder).resolve().name] = {**_scores(y_ex, clf.predict(x_ex)),
                                                         "how": "fit on Kaggle Training, scored on this source"}
     return out
