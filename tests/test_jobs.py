@@ -237,7 +237,9 @@ def test_a_new_start_with_other_settings_sets_the_old_run_aside(smoke_run, synth
     old = tmp_path / "runs" / "mine"
     shutil.copytree(run_dir, old)
     started = []
-    monkeypatch.setattr(TrainingJobs, "start_task", lambda self, name, work, *a, **kw: started.append(name))
+    monkeypatch.setattr("brainclf.serving.jobs.train", lambda request: started.append(request.name))
+    # The job's own work, run here: the old run is set aside only once start_task has refused a second job.
+    monkeypatch.setattr(TrainingJobs, "start_task", lambda self, name, work, *a, **kw: work(None, None))
     same = TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
     TrainingJobs().start(same, synthetic_dataset, "mine", models_dir=tmp_path / "models", run_dir=old)
     assert (old / "state.json").exists()  # the same settings: it resumes the run where it is
@@ -245,3 +247,15 @@ def test_a_new_start_with_other_settings_sets_the_old_run_aside(smoke_run, synth
                          run_dir=old)
     (aside,) = [p for p in old.parent.iterdir() if p.name.startswith("mine.set-aside-")]
     assert not old.exists() and (aside / "state.json").exists() and started == ["mine", "mine"]
+
+
+def test_a_running_training_is_never_set_aside(smoke_run, tmp_path, synthetic_dataset):
+    import shutil
+
+    jobs = TrainingJobs()
+    jobs.status = JobStatus(name="mine", state="running", owner="me")
+    run = tmp_path / "runs" / "mine"
+    shutil.copytree(smoke_run[1], run)  # its state was saved with other settings than the start below asks
+    with pytest.raises(BrainclfError, match="already running"):
+        jobs.start(TrainConfig(epochs=3), synthetic_dataset, "mine", models_dir=tmp_path / "models", run_dir=run)
+    assert (run / "state.json").exists()

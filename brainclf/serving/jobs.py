@@ -137,9 +137,9 @@ class TrainingJobs:
         if (Path(models_dir) / f"{name}.keras").exists():
             raise BrainclfError(f"A model named {name} already exists; choose another name.")
         run_path = Path(run_dir) if run_dir else runs_dir() / name
-        set_aside_other_run(run_path, config)
 
         def work(hook, cancel):
+            set_aside_other_run(run_path, config)  # in the job, once start_task has refused a second one
             return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
                                       run_dir=run_dir, extra_data=tuple(extra_data)))
 
