@@ -159,6 +159,12 @@ def test_the_shipped_examples_parse():
     (b"data = [\"x\"]\n", "[data] must be a table"),
     (b"paths = \"models\"\n", "[paths] must be a table"),
     (b"roles = [\"admin\"]\n", "[roles] must be a table"),
+    (b"[refer]\ntarget_accuracy = " + b"9" * 400 + b"\n", "refer target must be an accepted accuracy"),
+    (b"[refer]\nconfidence = 1" + b"0" * 310 + b"\n", "refer confidence must be a probability"),
+    (b'[paths]\nmodels = "a\\u0000b"\n', "[paths] models is not a usable folder path"),
+    (b'[paths]\nruns = "~no-such-user-here/x"\n', "[paths] runs is not a usable folder path"),
+    (b'[data]\nx = "a\\u0000b"\n', "[data] x is not a usable folder path"),
+    (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
 ])
 def test_an_invalid_settings_file_is_a_clear_config_error(tmp_path, content, message):
     path = tmp_path / "secret-folder" / "brainclf.toml"

@@ -211,9 +211,20 @@ def check_refer_target(target) -> float:
     """`target` as a float in REFER_TARGET_RANGE, else ValueError saying what is allowed (a string or a bool,
     e.g. target_accuracy = "0.98" in a settings file, is refused rather than read)."""
     lo, hi = REFER_TARGET_RANGE
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not lo <= float(target) <= hi:
-        raise ValueError(f"the refer target must be an accepted accuracy between {lo} and {hi}, got {target!r}")
+    if not lo <= _number(target) <= hi:
+        raise ValueError(f"the refer target must be an accepted accuracy between {lo} and {hi}, got "
+                         f"{str(target)[:40]!r}")
     return float(target)
+
+
+def _number(value) -> float:
+    """`value` as a float, NaN for a bool, a non-number or an integer too large for a float (then out of any range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    try:
+        return float(value)
+    except OverflowError:
+        return float("nan")
 
 
 # The confidence of the lower bound the refer rule may ask to reach the target (an admin setting): below 50 % the
@@ -224,6 +235,7 @@ REFER_CONFIDENCE_RANGE = (0.5, 0.999)
 def check_refer_confidence(confidence) -> float:
     """`confidence` as a float in REFER_CONFIDENCE_RANGE, else ValueError saying what is allowed."""
     lo, hi = REFER_CONFIDENCE_RANGE
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not lo <= float(confidence) <= hi:
-        raise ValueError(f"the refer confidence must be a probability between {lo} and {hi}, got {confidence!r}")
+    if not lo <= _number(confidence) <= hi:
+        raise ValueError(f"the refer confidence must be a probability between {lo} and {hi}, got "
+                         f"{str(confidence)[:40]!r}")
     return float(confidence)

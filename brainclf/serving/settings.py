@@ -186,8 +186,7 @@ def _data_roots(raw: dict, path: Path, base: Path) -> list[DataRoot]:
             raise ConfigError(f"{path.name}: data folder name {name!r} must be letters, digits, '.', '_' or '-'.")
         if not isinstance(value, str):
             raise ConfigError(f"{path.name}: [data] {name} must be a folder path.")
-        p = Path(value).expanduser()
-        p = (p if p.is_absolute() else base / p).resolve()
+        p = _resolved(value, base, f"[data] {name}", path)
         if not p.is_dir():
             logger.warning("data root %s (%s) is not a folder; it is not offered", name, p)
             continue
@@ -220,14 +219,23 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         value = paths.get(key, key)
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{path.name}: [paths] {key} must be a folder path.")
-        p = Path(value).expanduser()
-        return (p if p.is_absolute() else (base if key in paths else REPO) / p).resolve()
+        return _resolved(value, base if key in paths else REPO, f"[paths] {key}", path)
 
     roots = _data_roots(raw, path, base) if "data" in raw else default_data_roots(os.environ.get(ENV_DATA))
     return Settings(data_roots=tuple(roots), models_dir=folder(ENV_MODELS, "models"),
                     runs_dir=folder(ENV_RUNS, "runs"), audit_dir=folder(ENV_AUDIT_DIR, "audit"),
                     audit_enabled=audit_enabled(raw, path), roles=_role_rules(table(raw, "roles", path), path),
                     source=path, **dict(zip(("refer_target", "refer_confidence"), refer_rule(raw, path))))
+
+
+def _resolved(value: str, base: Path, what: str, path: Path) -> Path:
+    """A settings path made absolute (relative to `base`, '~' expanded); ConfigError for one no file system takes
+    (a NUL byte, an unknown user's '~name')."""
+    try:
+        p = Path(value).expanduser()
+        return (p if p.is_absolute() else base / p).resolve()
+    except (ValueError, RuntimeError, OSError) as e:
+        raise ConfigError(f"{path.name}: {what} is not a usable folder path ({type(e).__name__}).") from None
 
 
 def _read_toml(path: Path) -> dict:
@@ -246,6 +254,8 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"Cannot read the settings file {path.name}: it is not valid TOML ({e}).") from None
+    except RecursionError:
+        raise ConfigError(f"Cannot read the settings file {path.name}: its values are nested too deeply.") from None
 
 
 def _role_rules(roles: dict, path: Path | None) -> RoleRules:
