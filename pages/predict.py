@@ -144,6 +144,8 @@ def analyse(digest: str):
     case = book.get(digest)
     result = case.results.get(model)
     if result is not None:
+        if not isinstance(result, str):  # an admin may have changed the refer rule since: every view reads today's
+            result.refer_threshold = rule.threshold(result.predicted)
         return result
     if not model_ready(predictor):
         st.stop()

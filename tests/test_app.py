@@ -429,6 +429,23 @@ def test_an_audit_log_that_cannot_be_written_withholds_the_result_with_a_message
     assert not any("Prediction" in str(m.value) for m in at.markdown)
 
 
+def test_a_refer_rule_changed_by_an_admin_applies_to_results_already_read(tmp_path, monkeypatch):
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text("[refer]\ntarget_accuracy = 0.9999\n")
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (96, 96), dtype="uint8")).save(buf, "PNG")
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("slice.png", buf.getvalue(), "image/png")).run()
+    (case,) = at.session_state["case_book"].cases()
+    (result,) = case.results.values()
+    strict = result.refer_threshold
+    toml.write_text("[refer]\ntarget_accuracy = 0.8\n")  # the admin loosens the rule; the result stays cached
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert result.refer_threshold < strict  # the stored result now carries today's bar (CSV, history, table agree)
+
+
 def test_tta_toggle_starts_as_the_card_says_and_switches_the_evaluation():
     from brainclf.model import read_card
     from brainclf.presentation.views import pct
