@@ -172,8 +172,8 @@ def training_panel():
                    "predicting while it runs.")
         return
     p = s.progress
-    mine = s.may_cancel(who.user_id)  # the owner sees the reason of a failure; admins too
-    by = "" if mine or who.local else f" (started by {md_literal(s.owner_label)})"  # a sign-in display name
+    # Others see who started it (a sign-in display name, escaped); the owner and local mode need no name.
+    by = "" if s.may_cancel(who.user_id) or who.local else f" (started by {md_literal(s.owner_label)})"
     name = md_literal(s.name)
     if s.active:
         what = "Training" if p and p.stage == "training" else "Preparing" if p and p.stage == "preparing" else ""
@@ -194,8 +194,8 @@ def training_panel():
         st.warning(f"Training {name}{by} was cancelled after {p.epoch} of {p.epochs} epochs.")
     elif s.state == "cancelled":
         st.warning(public(s.error))
-    elif mine or who.is_admin:
-        st.error(f"Training {name} failed: {public(s.error)}")
+    elif (reason := s.failure_reason(who.user_id, who.is_admin)) is not None:
+        st.error(f"Training {name} failed: {public(reason)}")
     else:
         st.error(f"Training {name}{by} failed.")
     if not s.active:

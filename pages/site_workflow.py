@@ -131,8 +131,8 @@ def _status(jobs, who) -> None:
                                        Path(s.result).suffix == ".keras" else ""))
     elif s.state == "cancelled":
         st.warning(f"{name}: {public(s.error)}")
-    elif s.may_cancel(who.user_id, admin):  # the reason of a failure is the owner's (and an admin's) to read
-        st.error(f"{name} failed: {public(s.error)}")
+    elif (reason := s.failure_reason(who.user_id, admin)) is not None:
+        st.error(f"{name} failed: {public(reason)}")
     else:
         st.error(f"{name} (started by {md_literal(s.owner_label)}) failed.")
 

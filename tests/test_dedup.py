@@ -86,14 +86,14 @@ def test_duplicate_groups_union_exact_and_near():
     h[3, :] = 0x33
     h[4, :] = 0xCC
     shas = ["s0", "s1", "s2", "s2", "s4"]  # ... but file 3 is a byte-exact copy of file 2
-    g = duplicate_groups(FileHashes([f"f{i}" for i in range(5)], shas, h))
+    g = duplicate_groups(FileHashes([f"f{i}" for i in range(5)], shas, h, np.ones(5, bool)))
     assert g[0] == g[1]
     assert g[2] == g[3]
     assert len({g[0], g[2], g[4]}) == 3
     # chains are transitive: 0 ~ 1, and 1 ~ 4 makes 0, 1, 4 one group
     h[4] = h[1]
     h[4, 1] = 0x0E
-    g2 = duplicate_groups(FileHashes([f"f{i}" for i in range(5)], shas, h))
+    g2 = duplicate_groups(FileHashes([f"f{i}" for i in range(5)], shas, h, np.ones(5, bool)))
     assert g2[0] == g2[1] == g2[4]
 
 

@@ -41,11 +41,7 @@ class FileHashes:
     paths: list[Path]
     sha256: list[str]  # of the file bytes: exact duplicates
     dhash: np.ndarray  # (n, 32) uint8: near duplicates
-    readable: np.ndarray | None = None  # (n,) bool (None: all); an unreadable file's zero hash is near nothing
-
-    def __post_init__(self):
-        if self.readable is None:
-            self.readable = np.ones(len(self.paths), bool)
+    readable: np.ndarray  # (n,) bool: an unreadable file's zero hash is no image's, so it is near nothing
 
     def near(self, threshold: int = NEAR_DUP_THRESHOLD) -> list[tuple[int, int, int]]:
         """near_pairs among the readable files (indices into paths)."""

@@ -85,6 +85,10 @@ class JobStatus:
         """Only the owner or an admin cancels a training, or resumes it."""
         return admin or (bool(user_id) and user_id == self.owner)
 
+    def failure_reason(self, user_id: str, admin: bool = False) -> str | None:
+        """Why it failed, for its owner and admins only (the message may name their data); None for anyone else."""
+        return self.error if self.may_cancel(user_id, admin) else None
+
     def resumable(self) -> bool:
         """Cancelled or failed, and its run dir (or an ensemble's first member's) holds a state saved with the same
         config to go on from; for another task (a site adaptation), its own `resumable` check says."""

@@ -192,7 +192,7 @@ class SiteRun:
         for k in range(1, 100):
             name = self._default_name(suffix + (f"-{k}" if k > 1 else ""))
             if not (Path(models_dir) / f"{name}.keras").exists():
-                return self._new_name(models_dir, name)
+                return validate_model_name(name)
         raise BrainclfError(f"Site {self.state['site']} already has 99 models of this step; remove some first.")
 
     @staticmethod
