@@ -80,6 +80,9 @@ class TrainConfig:
     # Mixup (Zhang et al. 2018): each training image blended with another of its batch, labels and loss weights
     # alike, with a Beta(mixup, mixup) share; 0 is off. A regulariser for a small, noisily labelled source.
     mixup: float = 0.0
+    # Style reweighting (brainclf.training.reweight): primary-source slices whose class image style alone
+    # misreads weigh 1 + style_reweight times the rest; 0 is off. Against learning the source for the tumour.
+    style_reweight: float = 0.0
     # Input contract steps (brainclf.input.preprocess): crop to the head, scale the head's intensities.
     crop: str = "none"
     intensity: str = "none"
@@ -115,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"extra-source training fraction must be in (0, 1], got {self.extra_train_fraction}.")
         if not 0 <= self.mixup <= 1:
             raise ConfigError(f"mixup must be between 0 (off) and 1, got {self.mixup}.")
+        if not 0 <= self.style_reweight <= 100:
+            raise ConfigError(f"style reweighting must be between 0 (off) and 100, got {self.style_reweight}.")
         if self.crop not in CROPS:
             raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}.")
         if self.intensity not in INTENSITIES:

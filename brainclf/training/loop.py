@@ -32,6 +32,7 @@ from .ensemble import train_ensemble
 from .finalize import finalize_model, made_by_run
 from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
 from .request import TrainRequest
+from .reweight import describe, style_weights
 from .state import RunState, saved_state
 
 
@@ -141,6 +142,8 @@ def _fit(session: Session, state: RunState, splits, prep: Preparation) -> None:
     keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable
     train_s, val_s, _ = splits
     arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0))
+    if config.style_reweight:
+        _reweight_by_style(arrays, config, prep)
     prep.report("Building the model and the input pipeline", 1.0, force=True)  # seconds on a fresh process
     dist, drop, steps = _distribute(session, config, state, len(arrays.x_tr))
     with dist.scope():
@@ -167,6 +170,14 @@ def _fit(session: Session, state: RunState, splits, prep: Preparation) -> None:
         session.say("cancelled", f"Cancelled after {state.epoch} epochs; re-run to resume.", epoch=state.epoch,
                     epochs=config.epochs, history=state.history)
         raise TrainingCancelled(f"Training cancelled after {state.epoch} epochs (resumable from {session.run_dir}).")
+
+
+def _reweight_by_style(arrays, config: TrainConfig, prep: Preparation) -> None:
+    """Multiply the training loss weights by brainclf.training.reweight's (the same on a resumed run: seeded)."""
+    multipliers, summary = style_weights(arrays.train_samples, config.style_reweight, config.seed)
+    base = np.ones(len(multipliers), np.float32) if arrays.w_tr is None else arrays.w_tr
+    arrays.w_tr = base * multipliers
+    prep.report(describe(summary), 1.0, force=True)
 
 
 def _epoch_end(session: Session, config: TrainConfig, state: RunState, arrays, steps: int):

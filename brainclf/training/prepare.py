@@ -149,6 +149,7 @@ class TrainingArrays:
     x_va: np.ndarray
     y_va: np.ndarray
     va_source: np.ndarray
+    train_samples: list[Sample]  # the readable training samples, one per row of x_tr
 
 
 def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: InputContract,
@@ -162,4 +163,4 @@ def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: I
         raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
     weight_of = {s.name: float(s.weight) for s in sources}
     w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32) if sources else None
-    return TrainingArrays(x_tr, y_tr, w_tr, x_va, y_va, np.array([s.source for s in kept_va]))
+    return TrainingArrays(x_tr, y_tr, w_tr, x_va, y_va, np.array([s.source for s in kept_va]), kept_tr)
