@@ -94,8 +94,8 @@ ext_table = {t["finding"]: t for t in ext_rates}
 st.table(pd.DataFrame([{
     "finding": class_label(k), "sensitivity (Kaggle)": pct(v["sensitivity"]),
     "specificity (Kaggle)": pct(v["specificity"]),
-    **({f"sensitivity ({ext_words})": pct(ext_table[k]["sensitivity"]),
-        f"specificity ({ext_words})": pct(ext_table[k]["specificity"])} if ext_table else {})}
+    **({f"sensitivity ({md_literal(ext_words)})": pct(ext_table.get(k, {}).get("sensitivity")),
+        f"specificity ({md_literal(ext_words)})": pct(ext_table.get(k, {}).get("specificity"))} if ext_table else {})}
     for k, v in table.items()]).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
            "that the model does not name. The external source has no pituitary tumours. "

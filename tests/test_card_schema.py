@@ -421,3 +421,37 @@ def test_verify_refuses_a_model_that_was_not_uploaded(smoke_model, synthetic_dat
     with pytest.raises(ModelError, match="was not uploaded"):
         verify_uploaded_model(tmp_path / "m.keras", synthetic_dataset)
     assert (tmp_path / "m.json").read_bytes() == before
+
+
+RECIPE_RUN_PROBES = [
+    ("oops", r"extra\.recipe_run: must be a JSON object"),
+    ({"model": "x", "file_sha256": "0" * 64, "external": {"ds": {"accuracy": 0.7}}},
+     r"extra\.recipe_run\.external\.ds\.n: is missing"),
+    ({"model": "x", "file_sha256": "0" * 64, "external": {"ds": {"n": 5, "accuracy": "high"}}},
+     r"extra\.recipe_run\.external\.ds\.accuracy: must be a"),
+    ({"model": "x", "file_sha256": "0" * 64, "external": ["ds"]},
+     r"extra\.recipe_run\.external: must be a JSON object"),
+    ({"model": ":red[**VERIFIED**]", "file_sha256": "0" * 64, "external": {"ds": {"n": 5, "accuracy": 0.5}}},
+     r"extra\.recipe_run\.model: must be 1-64 ASCII"),
+]
+
+
+@pytest.mark.parametrize("recipe_run,message", RECIPE_RUN_PROBES, ids=range(len(RECIPE_RUN_PROBES)))
+def test_a_malformed_recipe_run_is_refused_on_load(tmp_path, recipe_run, message):
+    """The app reads extra.recipe_run's figures for a refit (sidebar, Home, Predict, PDF): checked like the rest."""
+    card = seed_card()
+    card["extra"] = {"recipe_run": recipe_run, "anything_else": [1, "x"]}
+    assert re.search(message, refused(card, tmp_path)), refused(card, tmp_path)
+
+
+def test_the_bundled_refit_cards_recipe_run_loads_and_other_extra_keys_stay_free(tmp_path):
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    card["extra"]["notes"] = {"free": ["form"]}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    assert read_card(tmp_path / "m.keras").extra["recipe_run"]["model"] == "default_split"
+
+
+def test_a_site_profile_with_an_empty_scope_is_refused(tmp_path):
+    card = seed_card()
+    card["site"] = {"name": "st-x", "scope": "", "adapted": False, "target": 0.98}
+    assert "site.scope: must not be empty" in refused(card, tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ... import CLASS_NAMES
 from .fields import (
@@ -16,12 +16,15 @@ from .fields import (
     Interval,
     Label,
     Message,
+    ModelName,
     NonNegative,
     Probs,
     Rate,
     RelPath,
     Section,
+    Sha256,
     Temperature,
+    Version,
     check_matrix,
     threshold_or_per_class,
 )
@@ -184,11 +187,49 @@ class Fingerprint(Section):
     file_list_sha256: Label(64) = ""
 
 
+class RecipeRunSummary(Section):
+    """brainclf.training.refit.SUMMARY_KEYS of one external held-out set."""
+
+    n: Annotated[int, Field(ge=1)]
+    accuracy: Rate
+    membership: Label(500) = ""
+    called_notumor_rate: Rate | None = None
+    called_notumor_unflagged_rate: Rate | None = None
+    coverage: Rate | None = None
+
+
+class FindingRates(Section):
+    """brainclf.scoring.rates.sensitivity_specificity: one finding's row."""
+
+    finding: Label(64)
+    positives: Count
+    negatives: Count
+    sensitivity: Rate | None = None
+    specificity: Rate | None = None
+
+
+class RecipeRun(Section):
+    """extra.recipe_run of a --refit model: its recipe's split run and that run's external held-out figures
+    (brainclf.training.refit.link_recipe_run), which the app shows for the refit."""
+
+    model: ModelName
+    version: Version = ""
+    file_sha256: Sha256
+    external: dict[DatasetName, RecipeRunSummary] = Field(min_length=1)
+    sensitivity_specificity: dict[DatasetName, list[FindingRates]] = {}
+
+
+class Extra(Section):
+    """The card's free-form `extra`: any key may be there; the ones the app reads are checked."""
+
+    recipe_run: RecipeRun | None = None
+
+
 class SiteProfile(Section):
     """brainclf.site: the site whose labelled slices validated (calibrated, maybe adapted) this model."""
 
     name: DatasetName
-    scope: Label(200)
+    scope: Annotated[Label(200), Field(min_length=1)]
     adapted: bool
     target: Rate
     base_model: dict[Label(32), Label(128)] = {}

@@ -32,7 +32,7 @@ from .fields import (
     Version,
     layer_names,
 )
-from .results import Fingerprint, Metrics, PredictionRow, SiteProfile
+from .results import Extra, Fingerprint, Metrics, PredictionRow, SiteProfile
 
 SCHEMA_VERSION = 2
 
@@ -244,7 +244,7 @@ class CardSchema(Section):
     test_predictions: list[PredictionRow] = []
     test_predictions_tta: list[PredictionRow] = []
     external_predictions: dict[DatasetName, list[PredictionRow]] = {}
-    extra: dict[str, Any] = {}
+    extra: Extra = None
     provenance: Provenance | None = None
     site: SiteProfile | None = None
 
