@@ -189,3 +189,30 @@ def test_tta_heatmap_explains_the_reported_class_when_the_flip_changes_it(smoke_
     assert np.allclose(pred.heatmap, smoke_predictor.gradcam(x, other), atol=1e-5)
     _, heat = p.explain_arrays(x)  # a single (H, W, C) input is accepted too
     assert np.allclose(heat[0], pred.heatmap, atol=1e-5)
+
+
+def test_a_model_whose_output_is_not_a_number_is_flagged_and_referred_never_answered(smoke_model, make_image,
+                                                                                    png_bytes):
+    """A broken model (here a NaN weight) must not yield an accepted answer: max() over NaNs picks a class and
+    NaN < threshold is False, so the refer rule fails closed and the slice is flagged."""
+    from brainclf.presentation import refer_rule
+
+    predictor = Predictor.load(smoke_model)
+    dense = [layer for layer in predictor.model.layers if layer.__class__.__name__ == "Dense"][-1]
+    kernel, *rest = dense.get_weights()
+    dense.set_weights([np.full_like(kernel, np.nan), *rest])
+    pred = predictor.predict(png_bytes(make_image()), name="x.png")
+    assert np.isnan(pred.confidence) and pred.referred and pred.out_of_distribution
+    assert "not a number" in pred.ood_reason
+    assert refer_rule(predictor.refer_thresholds, None).referred(pred.probabilities)
+    row = predictor.prediction_from_probs("x", np.full(len(CLASS_NAMES), np.nan))
+    assert row.referred and row.out_of_distribution
+
+
+def test_ood_check_flags_features_that_are_not_numbers():
+    from brainclf.inference.ood import check
+
+    stats = {"means": [[0.0] * 4], "precision": np.eye(4).tolist(), "threshold": 3.0}
+    flagged, reason, _ = check(None, np.full(4, np.nan), stats)
+    assert flagged and "not numbers" in reason
+    assert not check(None, np.zeros(4), stats)[0]

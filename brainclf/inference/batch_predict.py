@@ -159,7 +159,8 @@ def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]]
     probs = apply_temperature(raw, predictor.temperature)
     for (rel, _), p, f in zip(batch, probs, feats):
         pred = predictor.prediction_from_probs(rel, p)
-        pred.out_of_distribution = check(None, f, predictor.card.ood or None)[0]  # no colour check here
+        # No colour check here; a not-a-number output is flagged already.
+        pred.out_of_distribution = pred.out_of_distribution or check(None, f, predictor.card.ood or None)[0]
         writer.writerow(csv_row({**pred.as_row(), "tta": predictor.tta, "error": ""}))
 
 

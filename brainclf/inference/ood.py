@@ -100,6 +100,8 @@ def check(img: Image.Image | None, features: np.ndarray, stats: dict | None) -> 
     if not stats:
         return False, "", float("nan")
     score = float(mahalanobis_scores(np.asarray(features)[None], stats)[0])
+    if not np.isfinite(score):
+        return True, "the model's features for this image are not numbers (is the model file broken?)", score
     if score > stats["threshold"]:
         return True, (f"the image is unlike the training MRI slices (feature distance {score:.1f} > "
                       f"{stats['threshold']:.1f})"), score

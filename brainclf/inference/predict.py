@@ -22,6 +22,8 @@ from ..scoring.trust import apply_temperature
 from .explain import GradCam, penultimate_features
 from .ood import check
 
+NOT_A_NUMBER = "the model's output for this image is not a number (is the model file broken?): no answer"
+
 
 @dataclass
 class Prediction:
@@ -44,7 +46,7 @@ class Prediction:
 
     @property
     def referred(self) -> bool:
-        return self.confidence < self.refer_threshold
+        return not self.confidence >= self.refer_threshold  # fails closed: a NaN confidence is referred
 
     @property
     def predicted(self) -> str:
@@ -232,7 +234,8 @@ class Predictor:
         else:
             raw, feats = self.raw_probs_and_features(x)
         pred = self.prediction_from_probs(name, apply_temperature(raw, self.temperature)[0], x)
-        pred.out_of_distribution, pred.ood_reason, pred.ood_score = check(img, feats[0], self.card.ood or None)
+        if not pred.out_of_distribution:  # a not-a-number output is flagged already
+            pred.out_of_distribution, pred.ood_reason, pred.ood_score = check(img, feats[0], self.card.ood or None)
         if heat is not None:
             pred.heatmap = heat[0]
         return pred
@@ -260,10 +263,15 @@ class Predictor:
         return heat, raw, extras[0]
 
     def prediction_from_probs(self, name: str, probs: np.ndarray, x: np.ndarray | None = None) -> Prediction:
-        return Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
+        """A Prediction of calibrated `probs`; outputs that are not all finite numbers (a broken model) are
+        flagged and referred, never answered."""
+        pred = Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
                           model_name=self.card.name, model_version=self.card.version, model_input=x,
                           model_sha256=self.card.file_sha256,
                           refer_threshold=self.refer_thresholds[CLASS_NAMES[int(np.argmax(probs))]])
+        if not np.isfinite(probs).all():
+            pred.out_of_distribution, pred.ood_reason = True, NOT_A_NUMBER
+        return pred
 
     def gradcam(self, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] at the input's resolution, for `class_index` (default: predicted)."""

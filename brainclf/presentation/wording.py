@@ -41,7 +41,7 @@ class ReferRule:
 
     def referred(self, probabilities: dict[str, float]) -> bool:
         cls = max(probabilities, key=probabilities.get)
-        return probabilities[cls] < self.thresholds[cls]
+        return not probabilities[cls] >= self.thresholds[cls]  # fails closed: a NaN confidence is referred
 
     @property
     def base(self) -> float:
