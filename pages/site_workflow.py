@@ -23,8 +23,10 @@ from brainclf.site import (
     check_site_name,
     saved_state,
     site_report_pdf,
+    site_run_name,
     step_job,
 )
+from brainclf.site.split import PARTS, left_out_words
 from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified, promise
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
@@ -69,12 +71,17 @@ def site_section(who) -> None:
     except BrainclfError as e:
         st.error(public(e))
         return
-    run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, f"{site}-{model.stem}")
+    run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, site_run_name(site, model))
     state = saved_state(run_dir)
+    site_root = config.folder(root_name)
+    if state and state.get("root", str(site_root.resolve())) != str(site_root.resolve()):
+        st.warning(md_literal(f"Site {site} was run on another folder ({state.get('root_name')}) with "
+                              f"{model.stem}: give this folder another site name."))
+        return
     rule = (target, BOUND_CONFIDENCE if bounded else None)
-    _buttons(who, state, run_dir, config.folder(root_name), site, model, rule, config)
+    _buttons(who, state, run_dir, site_root, site, model, rule, config)
     if state and (state.get("steps") or {}).get("validate"):  # a run whose validate failed has nothing to show
-        _results(state, config.folder(root_name))
+        _results(state, site_root)
 
 
 def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
@@ -139,11 +146,12 @@ def _status(jobs, who) -> None:
 
 def _results(state: dict, site_root: Path) -> None:
     st.subheader("Held-out part, after each step")
-    split = {k: len(v) for k, v in state["split"].items()}
+    split = {k: len(state["split"][k]) for k in PARTS}
     st.caption(md_literal(f"Site {state['site']}: {count(split['tune'])} tuning and {count(split['calibration'])} "
                           f"calibration slices (the adaptation part), {plural(split['heldout'], 'held-out slice')} "
                           f"that no step learns from; {plural(state['groups'], 'case group')}. Started from "
-                          f"{state['model']['name']} {state['model']['version']}."))
+                          f"{state['model']['name']} {state['model']['version']}."
+                          f"{left_out_words(state['split'].get('left_out'))}"))
     st.table(pd.DataFrame(comparison_rows(state)), hide_index=True)
     curves = heldout_curves(state)
     last = state["steps"].get("adapt") or state["steps"].get("calibrate")
@@ -154,7 +162,8 @@ def _results(state: dict, site_root: Path) -> None:
     if curves:
         c2.plotly_chart(risk_coverage_figure(curves, title="Answered vs accuracy, held-out part"), key="site_rc")
     if set(final.get("by_sequence", {})) - {"unknown"}:  # a manifest.csv named the sequences
-        st.table(pd.DataFrame([{"sequence": seq, "slices": count(sub["n"]), "accuracy": pct(sub["accuracy"])}
+        st.table(pd.DataFrame([{"sequence": md_literal(seq), "slices": count(sub["n"]),
+                                "accuracy": pct(sub["accuracy"])}
                                for seq, sub in sorted(final["by_sequence"].items())]), hide_index=True)
     for step in ("calibrate", "adapt"):
         if said := promise(state["steps"].get(step)):

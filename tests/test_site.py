@@ -120,7 +120,8 @@ def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured
     from dataclasses import replace
 
     from brainclf.inference import Predictor
-    from brainclf.site.run import _kaggle_before, kaggle_test_samples
+    from brainclf.site.own_data import kaggle_test_samples
+    from brainclf.site.run import _kaggle_before
 
     predictor = Predictor.load(smoke_model)
     kaggle = kaggle_test_samples(synthetic_dataset)
@@ -211,7 +212,7 @@ def test_adaptation_cancels_after_a_batch_and_resumes_from_its_last_epoch(tmp_pa
                                                                          synthetic_dataset):
     from brainclf.model import load_model
     from brainclf.site.adapt import fine_tune
-    from brainclf.site.run import replay_samples
+    from brainclf.site.own_data import replay_samples
 
     split = split_site(site_folder, "st-elsewhere")
     model, card = load_model(smoke_model)
@@ -270,7 +271,7 @@ def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets
     from brainclf.data import load_arrays
     from brainclf.model import load_model
     from brainclf.site.adapt import _early, _replay_targets, fine_tune
-    from brainclf.site.run import replay_samples
+    from brainclf.site.own_data import replay_samples
 
     split = split_site(site_folder, "st-elsewhere")
     model, card = load_model(smoke_model)

@@ -18,12 +18,13 @@ STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
 
 def _open(args):
-    from ..site import SiteRun
+    from ..site import SiteRun, site_run_name
 
     run_dir = Path(args.run_dir) if args.run_dir else Path(os.environ.get("BRAINCLF_RUNS", "runs")) / "site" / \
-        f"{args.site}-{Path(args.model).stem}"
+        site_run_name(args.site, Path(args.model))
     bar = CountBar("case groups")
-    run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar)
+    run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar,
+                       data_root=args.data or os.environ.get("BRAINCLF_DATA"))
     bar.close()
     counts = run.split.counts()
     print(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
@@ -36,8 +37,9 @@ def cmd_site(args) -> int:
     from ..site import site_report_pdf
 
     _check_rule(args)
-    run = _open(args)
     steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
+    cfg = _adapt_config(args) if "adapt" in steps else None  # checked before any step runs
+    run = _open(args)
     data = args.data or os.environ.get("BRAINCLF_DATA")
     for step in steps:
         if step == "validate":
@@ -46,10 +48,6 @@ def cmd_site(args) -> int:
             print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
                                                          args.name, data, confidence=args.confidence)))
         elif step == "adapt":
-            given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
-                     "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
-                     "freeze_batchnorm": args.freeze_batchnorm}
-            cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
             result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line,
                                confidence=args.confidence)
             print(format_step("adapt", result))
@@ -58,6 +56,16 @@ def cmd_site(args) -> int:
             out.write_bytes(site_report_pdf(run.state))
             print(f"go-live report: {out}")
     return 0
+
+
+def _adapt_config(args) -> AdaptConfig:
+    """The adapt step's settings from the flags given, validated (ConfigError naming the bad one)."""
+    given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
+             "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
+             "freeze_batchnorm": args.freeze_batchnorm}
+    cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
+    cfg.validate()
+    return cfg
 
 
 def _check_rule(args) -> None:

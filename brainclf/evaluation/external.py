@@ -44,17 +44,24 @@ def read_manifest(root: str | Path) -> dict[str, dict[str, str]]:
         raise DataError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES // 1_000_000} MB.")
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: Excel's byte-order mark
         reader = csv.DictReader(f)
-        if not reader.fieldnames or "file" not in reader.fieldnames or "sequence" not in reader.fieldnames:
-            raise DataError(f"{MANIFEST} needs the columns file and sequence (and optionally subtype).")
-        out = {}
-        for row in reader:
-            if not (row.get("file") or "").strip():  # a blank row (a spreadsheet's trailing line): nothing named
-                continue
-            rel = PurePosixPath(row["file"].strip())
-            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-                raise DataError(f"{MANIFEST} may only name files inside its folder; refused {str(rel)[:80]!r}.")
-            out[rel.as_posix()] = {"sequence": (row.get("sequence") or "").strip()[:32] or "unknown",
-                                   "subtype": (row.get("subtype") or "").strip()[:64]}
+        try:
+            return _manifest_rows(reader)
+        except csv.Error as e:  # an unmatched quote, a cell over the csv module's field limit
+            raise DataError(f"{MANIFEST} line {reader.line_num} cannot be read as CSV: {e}.") from None
+
+
+def _manifest_rows(reader: csv.DictReader) -> dict[str, dict]:
+    if not reader.fieldnames or "file" not in reader.fieldnames or "sequence" not in reader.fieldnames:
+        raise DataError(f"{MANIFEST} needs the columns file and sequence (and optionally subtype).")
+    out = {}
+    for row in reader:
+        if not (row.get("file") or "").strip():  # a blank row (a spreadsheet's trailing line): nothing named
+            continue
+        rel = PurePosixPath(row["file"].strip())
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise DataError(f"{MANIFEST} may only name files inside its folder; refused {str(rel)[:80]!r}.")
+        out[rel.as_posix()] = {"sequence": (row.get("sequence") or "").strip()[:32] or "unknown",
+                               "subtype": (row.get("subtype") or "").strip()[:64]}
     return out
 
 

@@ -7,6 +7,8 @@ relies on it there.
                           calibrate (site profile: temperature, refer thresholds, OOD guard), adapt (fine-tune
                           with replay, then calibrate), each saving a new model whose card says "validated at X"
     measure               the computations the steps share; profile: the site model's card
+    own_data              the model's own data: replayed training images, the forgetting check's Testing
+                          split, and which site slices it learnt from (left out of a site run)
     adapt.fine_tune       the fine-tuning itself (TensorFlow; resumable, cancellable)
     golive.site_report_pdf  the one-page go-live report
 
@@ -15,9 +17,10 @@ Importing this package does not import TensorFlow (adapt does, when called).
 
 from .config import AdaptConfig
 from .golive import site_report_pdf
-from .run import SiteRun, adaptation_saved, kaggle_test_samples, replay_samples, saved_state, step_job
+from .own_data import kaggle_test_samples, learnt_from, replay_samples
+from .run import SiteRun, adaptation_saved, saved_state, site_run_name, step_job
 from .split import MIN_GROUPS, MIN_SLICES, SiteSplit, check_site_name, split_site
 
 __all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
-           "kaggle_test_samples", "replay_samples", "site_report_pdf", "split_site", "adaptation_saved",
-           "saved_state", "step_job"]
+           "kaggle_test_samples", "learnt_from", "replay_samples", "site_report_pdf", "split_site", "adaptation_saved",
+           "saved_state", "site_run_name", "step_job"]

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
 from ..presentation.wording import INTENDED_USE, plural
+from .split import PARTS, left_out_words
 from .summary import ROWS, cell, columns, forgetting, promise
 
 
@@ -28,13 +29,14 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(w, 8, _text(f"Go-live report: site {state['site']}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9.5)
-    model, split = state["model"], {k: len(v) for k, v in state["split"].items()}
+    model, split = state["model"], {k: len(state["split"][k]) for k in PARTS}
     pdf.multi_cell(w, 5, _text(
         f"Model {model['name']} {model['version']} (file {model['sha256'][:12]}). Created "
         f"{created:%Y-%m-%d %H:%M} UTC by brainclf {__version__}. Site slices: {split['tune']} tuning and "
         f"{split['calibration']} calibration (the adaptation part), {plural(split['heldout'], 'held-out slice')} "
         f"in {plural(state['groups'], 'case group')} overall; case groups never straddle the parts. Every figure "
-        "below is measured on the held-out part, which no step learnt from."), new_x="LMARGIN", new_y="NEXT")
+        "below is measured on the held-out part, which no step learnt from."
+        f"{left_out_words(state['split'].get('left_out'))}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     _table(pdf, w, columns(state))
     _kaggle(pdf, w, state["steps"].get("adapt"))

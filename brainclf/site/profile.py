@@ -59,8 +59,10 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
     block = {"name": site, "adapted": adapted, "target": target, "scope": scope_words(site, report, target),
              "base_model": {k: str(v) for k, v in run.state["model"].items() if k != "path"},
              "fingerprint": run.state["fingerprint"], "split": run.split.counts(), "groups": run.state["groups"],
+             # A profile's own figure is "profile"; an earlier calibration's (another target, perhaps) is not its.
              "heldout": {k: v for k, v in (("before", summary(run.step("validate"))),
-                                            ("calibrated", summary((run.step("calibrate") or {}).get("heldout"))),
+                                            ("calibrated", adapted and summary((run.step("calibrate") or {})
+                                                                               .get("heldout"))),
                                             ("adapted" if adapted else "profile", summary(report))) if v}}
     if adapted and result:
         block["adapt"] = result["adapt"]

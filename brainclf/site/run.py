@@ -10,22 +10,17 @@ models folder under new names: nothing overwrites a model that is there.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from .. import CLASS_NAMES
-from ..data import Sample, discover
-from ..data.sources import split_key
+from ..data import Sample
 from ..errors import BrainclfError, DataError
 from ..inference.predict import Predictor
 from ..input.limits import MODEL_NAME_MAX, validate_model_name
-from ..model.card import file_sha256, load_model, read_card
+from ..model.card import card_path, file_sha256, load_model, read_card
 from ..model.model_files import publish_model, staged_model
 from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
@@ -33,13 +28,19 @@ from ..training.config import ProgressHook, TrainProgress
 from ..training.state import write_json_atomically
 from .config import ADAPT_STATE, AdaptConfig
 from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
+from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .profile import site_card
 from .split import SiteSplit, saved_split, split_site
 
 STATE = "site.json"
-REPLAY_MAX = 2000
 CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the model's own validation images",
              False: "calibrated loss on the site's calibration part"}
+
+
+def site_run_name(site: str, model_path: str | Path) -> Path:
+    """A site run's folder under the runs folder: one per site and starting model, nested so that no two
+    pairings share one ("clinic-a" + "default" and "clinic" + "a-default" did as "clinic-a-default")."""
+    return Path(site) / Path(model_path).stem
 
 
 @dataclass
@@ -50,23 +51,26 @@ class SiteRun:
 
     @classmethod
     def open(cls, run_dir: str | Path, site_root: str | Path, site: str, model_path: str | Path,
-             progress=None) -> SiteRun:
-        """The run in `run_dir` (its saved split), or a new one that splits the site folder.
+             progress=None, data_root: str | Path | None = None) -> SiteRun:
+        """The run in `run_dir` (its saved split), or a new one that splits the site folder, leaving out the
+        slices the model learnt from (its primary training images are looked for under `data_root`).
 
         Raises:
-            DataError: the folder is unusable or too small, or the run was started for another model or site.
+            DataError: the folder is unusable or too small, or the run was started for another model, site or
+                folder.
         """
         run_dir = Path(run_dir)
         card = read_card(model_path)
         path = run_dir / STATE
+        root = str(Path(site_root).resolve())
         if path.is_file():
             state = json.loads(path.read_text())
-            if state["site"] != site or state["model"]["sha256"] != card.file_sha256:
-                raise DataError(f"This site run was started for site {state['site']} with model "
-                                f"{state['model']['name']}: give another run name for a new pairing.")
+            if state["site"] != site or state["model"]["sha256"] != card.file_sha256 or state.get("root", root) != root:
+                raise DataError(f"This site run was started for site {state['site']} on folder {state['root_name']} "
+                                f"with model {state['model']['name']}: give another site name for a new pairing.")
             return cls(run_dir, state, saved_split(site_root, site, {**state["split"], "groups": state["groups"]}))
-        split = split_site(site_root, site, progress)
-        state = {"site": site, "root_name": Path(site_root).name, "model": _model_ref(card, model_path),
+        split = split_site(site_root, site, progress, exclude=lambda s: learnt_from(card, s, site_root, data_root))
+        state = {"site": site, "root_name": Path(site_root).name, "root": root, "model": _model_ref(card, model_path),
                  "split": split.to_dict(), "groups": split.groups, "fingerprint": split.fingerprint, "steps": {}}
         run = cls(run_dir, state, split)
         run.save()
@@ -181,26 +185,35 @@ class SiteRun:
         return (f"{part} case groups of site {self.state['site']} ({n} slices): never used for {used}")
 
     def _default_name(self, suffix: str) -> str:
-        """SITE-MODEL plus `suffix`, as a model name: a site name's dots become '-', and a long one is shortened
-        so the model's name and the suffix (calibrated profile or adapted model) stay whole and apart."""
-        tail = f"-{self.state['model']['name']}{suffix}"
-        return self.state["site"].replace(".", "-")[:max(1, MODEL_NAME_MAX - len(tail))] + tail
+        """SITE-MODEL plus `suffix`, as a model name: a site name's dots become '-'; when too long, the site part is
+        shortened first (to 8 characters at least), then the model's, so the suffix stays whole."""
+        site, model = self.state["site"].replace(".", "-"), self.state["model"]["name"]
+        room = MODEL_NAME_MAX - len(suffix) - 1
+        if len(site) + len(model) > room:
+            site = site[:max(8, room - len(model))]
+            model = model[:room - len(site)]
+        return f"{site}-{model}{suffix}"
 
     def _free_default_name(self, models_dir: str | Path, suffix: str) -> str:
         """The default name, or, when a step is redone (another target, or after a restart), the same with the
         first free '-2', '-3', …: nothing is overwritten, and a redo needs no name of its own."""
         for k in range(1, 100):
             name = self._default_name(suffix + (f"-{k}" if k > 1 else ""))
-            if not (Path(models_dir) / f"{name}.keras").exists():
+            if not _taken(Path(models_dir) / f"{name}.keras"):
                 return validate_model_name(name)
         raise BrainclfError(f"Site {self.state['site']} already has 99 models of this step; remove some first.")
 
     @staticmethod
     def _new_name(models_dir: str | Path, name: str) -> str:
         validate_model_name(name)
-        if (Path(models_dir) / f"{name}.keras").exists():
+        if _taken(Path(models_dir) / f"{name}.keras"):
             raise BrainclfError(f"A model named {name} already exists; nothing is overwritten: give another name.")
         return name
+
+
+def _taken(model_path: Path) -> bool:
+    """A name is taken by its model or by its card alone (publish_model refuses both)."""
+    return model_path.exists() or card_path(model_path).exists()
 
 
 def _accuracy(report: dict | None) -> dict | None:
@@ -230,31 +243,6 @@ def _with_hash(card, path: Path):
     return replace(card, file_sha256=file_sha256(path))
 
 
-def replay_samples(card, data_root: str | Path | None, part: str = "train", limit: int = REPLAY_MAX,
-                   seed: int = 0) -> list[Sample]:
-    """The model's own training (or, `part="val"`, validation) images of its primary source, as its card lists
-    them, found under `data_root` or $BRAINCLF_DATA; at most `limit`, in random order; [] when not there."""
-    rel = [str(f) for f in (card.training.get("files") or {}).get(part, []) if not split_key(str(f))[0]]
-    roots = [Path(r) for r in (data_root, os.environ.get("BRAINCLF_DATA")) if r]
-    root = next((r for r in roots if rel and (r / rel[0]).is_file()), None)
-    if root is None:
-        return []
-    samples = [Sample(root / r, CLASS_NAMES.index(Path(r).parent.name)) for r in rel
-               if Path(r).parent.name in CLASS_NAMES]
-    # Shuffled: any leading share of the list is a random draw over the classes.
-    return [samples[i] for i in np.random.default_rng(seed).permutation(len(samples))[:limit]]
-
-
-def kaggle_test_samples(data_root: str | Path | None) -> list[Sample]:
-    """The primary dataset's `Testing` split (the forgetting check), or [] without one."""
-    if not data_root:
-        return []
-    try:
-        return discover(data_root).splits.get("Testing", [])
-    except DataError:
-        return []
-
-
 def saved_state(run_dir: Path) -> dict | None:
     """A site run's state (what the steps measured), or None when it has none yet or it cannot be read."""
     try:
@@ -279,7 +267,7 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
             hook(TrainProgress("preparing", message=message))
 
         say(f"Splitting the site's slices by case ({site})")
-        run = SiteRun.open(run_dir, site_root, site, model)
+        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
         if step == "validate":
             say(f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}")
             run.validate(Predictor.load(model))

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
+from ..data.dedup import hash_files
 from ..data.sources import file_case_groups
 from ..errors import DataError
 
@@ -42,6 +43,8 @@ class SiteSplit:
     parts: dict[str, list[Sample]]
     groups: int
     fingerprint: dict
+    # Slices not used (relative paths), by reason: "learnt" (the model's own training images), "unreadable".
+    left_out: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def adaptation(self) -> list[Sample]:
@@ -56,7 +59,8 @@ class SiteSplit:
 
     def to_dict(self) -> dict:
         """The split as relative paths (run state, card): reading it back needs only the folder."""
-        return {part: [relative_path(s.path, self.root) for s in samples] for part, samples in self.parts.items()}
+        parts = {part: [relative_path(s.path, self.root) for s in samples] for part, samples in self.parts.items()}
+        return {**parts, "left_out": self.left_out}
 
 
 def check_site_name(name: str) -> str:
@@ -86,21 +90,53 @@ def check_enough(samples: list[Sample], groups) -> None:
         raise DataError(f"{need}; too few cases of {', '.join(thin)}: add cases or leave that class folder out.")
 
 
-def split_site(root: str | Path, name: str, progress=None) -> SiteSplit:
-    """Find the site's class folders (any subset of the classes), check there are enough, split by case groups.
+def check_parts(parts: dict[str, list[Sample]]) -> None:
+    """Every class the site holds must have slices in every part: the calibration part fits the refer rule and
+    picks the adapted epoch, the held-out part measures; a class missing from one is neither fitted nor measured.
+
+    Raises:
+        DataError: naming the classes and parts that lack them.
+    """
+    present = {s.label for samples in parts.values() for s in samples}
+    missing = [f"{DISPLAY_NAMES[CLASS_NAMES[c]]} (none in the {part} part)" for c in sorted(present)
+               for part, samples in parts.items() if c not in {s.label for s in samples}]
+    if missing:
+        raise DataError(f"Split by case, this site set leaves a class out of a part: {', '.join(missing)}. Add cases "
+                        "of that class (about 7 or more give each part one) or leave its folder out.")
+
+
+def split_site(root: str | Path, name: str, progress=None, exclude=None) -> SiteSplit:
+    """Find the site's class folders (any subset of the classes), leave out unreadable slices and those
+    `exclude(samples)` marks (the model's own training images), check there are enough, split by case groups.
 
     Raises:
         DataError: no class folders or images, a bad site name, or a set too small to validate.
     """
     check_site_name(name)
     root = Path(root)
-    ds = discover(root, source=name)
-    samples = ds.all_samples()
-    groups = file_case_groups([s.path for s in samples], progress)
-    check_enough(samples, groups)
-    splits = split_extra_source(samples, CALIBRATION_FRACTION, HELDOUT_FRACTION, SEED)
-    parts = {"tune": splits.train, "calibration": splits.val, "heldout": splits.test}
-    return SiteSplit(name, root, parts, len(set(groups.tolist())), fingerprint(root, parts))
+    samples = discover(root, source=name).all_samples()
+    learnt = exclude(samples) if exclude and samples else [False] * len(samples)
+    readable = hash_files([s.path for s in samples]).readable if samples else []
+    kept = [s for s, own, ok in zip(samples, learnt, readable) if ok and not own]
+    left_out = {"learnt": [relative_path(s.path, root) for s, own in zip(samples, learnt) if own],
+                "unreadable": [relative_path(s.path, root) for s, own, ok in zip(samples, learnt, readable)
+                               if not ok and not own]}
+    groups = file_case_groups([s.path for s in kept], progress)
+    try:
+        check_enough(kept, groups)
+        splits = split_extra_source(kept, CALIBRATION_FRACTION, HELDOUT_FRACTION, SEED)
+        parts = {"tune": splits.train, "calibration": splits.val, "heldout": splits.test}
+        check_parts(parts)
+    except DataError as e:
+        raise DataError(f"{e}{left_out_words(left_out)}") from None
+    return SiteSplit(name, root, parts, len(set(groups.tolist())), fingerprint(root, parts), left_out)
+
+
+def left_out_words(left_out: dict[str, list[str]] | None) -> str:
+    """' (Left out of this site run: …)' for a message, or '' when nothing was."""
+    said = [f"{len(rels)} the model trained or validated on" if why == "learnt" else f"{len(rels)} unreadable"
+            for why, rels in (left_out or {}).items() if rels]
+    return f" (Left out of this site run: {' and '.join(said)} slices.)" if said else ""
 
 
 def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
@@ -111,10 +147,11 @@ def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
     """
     root = Path(root)
     by_rel = {relative_path(s.path, root): s for s in discover(root, source=name).all_samples()}
-    recorded = {rel for part in PARTS for rel in saved.get(part, [])}
+    left_out = saved.get("left_out") or {}
+    recorded = {rel for part in PARTS for rel in saved.get(part, [])} | {r for rels in left_out.values() for r in rels}
     if recorded != set(by_rel):
         gone, new = len(recorded - set(by_rel)), len(set(by_rel) - recorded)
         raise DataError(f"The site folder changed since this site run split it ({gone} slices gone, {new} new): "
                         "start a new site run (another run name) to use the new set.")
     parts = {part: [by_rel[rel] for rel in saved[part]] for part in PARTS}
-    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts))
+    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts), left_out)

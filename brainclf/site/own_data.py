@@ -1,0 +1,77 @@
+"""The starting model's own data, as its card lists it: its training images (replayed by adapt), the primary
+dataset's `Testing` split (the forgetting check), and which of a site's slices the model learnt from.
+
+A site's held-out figures mean something only on slices the model never saw: a site folder that is (or holds a
+copy of) one of the model's own training sources would make "validated at SITE" a training-set score, so those
+slices are left out of the site run before it is split (`learnt_from`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import CLASS_NAMES
+from ..data import Sample, discover
+from ..data.dedup import clean_mask
+from ..data.sources import split_key
+from ..errors import DataError
+
+REPLAY_MAX = 2000
+
+
+def _primary_root(rel: list[str], data_root: str | Path | None) -> Path | None:
+    """The folder holding the card's primary-source files: `data_root` or $BRAINCLF_DATA, whichever has them."""
+    roots = [Path(r) for r in (data_root, os.environ.get("BRAINCLF_DATA")) if r]
+    return next((r for r in roots if rel and (r / rel[0]).is_file()), None)
+
+
+def replay_samples(card, data_root: str | Path | None, part: str = "train", limit: int = REPLAY_MAX,
+                   seed: int = 0) -> list[Sample]:
+    """The model's own training (or, `part="val"`, validation) images of its primary source, as its card lists
+    them, found under `data_root` or $BRAINCLF_DATA; at most `limit`, in random order; [] when not there."""
+    rel = [str(f) for f in (card.training.get("files") or {}).get(part, []) if not split_key(str(f))[0]]
+    root = _primary_root(rel, data_root)
+    if root is None:
+        return []
+    samples = [Sample(root / r, CLASS_NAMES.index(Path(r).parent.name)) for r in rel
+               if Path(r).parent.name in CLASS_NAMES]
+    # Shuffled: any leading share of the list is a random draw over the classes.
+    return [samples[i] for i in np.random.default_rng(seed).permutation(len(samples))[:limit]]
+
+
+def kaggle_test_samples(data_root: str | Path | None) -> list[Sample]:
+    """The primary dataset's `Testing` split (the forgetting check), or [] without one."""
+    if not data_root:
+        return []
+    try:
+        return discover(data_root).splits.get("Testing", [])
+    except DataError:
+        return []
+
+
+def learnt_from(card, samples: list[Sample], site_root: str | Path, data_root: str | Path | None) -> np.ndarray:
+    """True for each site slice the model trained or validated on: the same file (the site folder is the model's
+    primary data folder, or an extra source of the same name) or, where the primary training images can be found,
+    an exact or near duplicate of one of them (a copy under another name). A copy of an extra source under
+    another name is not caught: the card does not say where that source's folder is."""
+    site_root = Path(site_root).resolve()
+    files = card.training.get("files") or {}
+    keys = [split_key(str(f)) for part in ("train", "val") for f in files.get(part, [])]
+    primary_rel = [rel for source, rel in keys if not source]
+    primary_root = _primary_root(primary_rel, data_root)
+    own = set()
+    for source, rel in keys:
+        if source:
+            bases = [site_root] if source == site_root.name else []
+        else:
+            bases = [site_root] + ([primary_root.resolve()] if primary_root else [])
+        own |= {base / rel for base in bases}
+    learnt = np.array([s.path.resolve() in own for s in samples], bool)
+    training = [primary_root / rel for rel in primary_rel] if primary_root else []
+    rest = np.flatnonzero(~learnt)
+    if training and len(rest):
+        learnt[rest] = ~clean_mask([samples[k].path for k in rest], training)
+    return learnt

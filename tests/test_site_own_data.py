@@ -1,0 +1,123 @@
+"""A site run measures the model only on slices it never learnt from, uses only readable slices, keeps every
+class in every part, stays with its folder, and names its models within the limits: the refusals and the
+slices left out, each said in words."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from test_site import write_site
+
+from brainclf.data import Sample, discover, relative_path
+from brainclf.errors import ConfigError, DataError
+from brainclf.model import read_card
+from brainclf.site import SiteRun, learnt_from, split_site
+from brainclf.site.split import check_parts, saved_split
+
+
+def _own_files(card) -> set[str]:
+    files = card.training["files"]
+    return {str(f) for part in ("train", "val") for f in files[part]}
+
+
+def test_the_models_own_slices_are_found_by_path_and_copies_by_content(tmp_path, smoke_model, synthetic_dataset):
+    card = read_card(smoke_model)
+    samples = discover(synthetic_dataset).all_samples()
+    mask = learnt_from(card, samples, synthetic_dataset, None)  # the site folder is the model's data folder
+    expected = [relative_path(s.path, synthetic_dataset) in _own_files(card) for s in samples]
+    assert mask.tolist() == expected and any(expected) and not all(expected)  # Testing is not the model's
+
+    copy = write_site(tmp_path / "clinic", cases_per_class=12)
+    own = sorted(_own_files(card))[:5]
+    for k, rel in enumerate(own):  # the model's training images, renamed, inside another site's folder
+        cls = rel.split("/")[-2]
+        if (copy / cls).is_dir():
+            shutil.copy(synthetic_dataset / rel, copy / cls / f"renamed-{k}.png")
+    site_samples = discover(copy).all_samples()
+    copied = [s.path.name.startswith("renamed-") for s in site_samples]
+    assert learnt_from(card, site_samples, copy, None).sum() == 0  # without the data folder: names only
+    assert learnt_from(card, site_samples, copy, synthetic_dataset).tolist() == copied
+
+
+def test_a_site_split_leaves_out_learnt_and_unreadable_slices_says_so_and_reads_back(tmp_path):
+    site = write_site(tmp_path / "clinic")
+    (site / "glioma" / "broken.png").write_bytes(b"not an image")
+    learnt_name = sorted((site / "meningioma").iterdir())[0].name
+    split = split_site(site, "clinic", exclude=lambda s: np.array([p.path.name == learnt_name for p in s]))
+    assert split.left_out == {"learnt": [f"meningioma/{learnt_name}"], "unreadable": ["glioma/broken.png"]}
+    used = {s.path.name for samples in split.parts.values() for s in samples}
+    assert "broken.png" not in used and learnt_name not in used
+    again = saved_split(site, "clinic", {**split.to_dict(), "groups": split.groups})  # not "the folder changed"
+    assert again.to_dict() == split.to_dict()
+
+
+def test_a_site_of_only_the_models_own_slices_is_refused_saying_why(tmp_path):
+    site = write_site(tmp_path / "clinic")
+    with pytest.raises(DataError, match=r"this one has 0 slices.*Left out of this site run: 72 the model trained"):
+        split_site(site, "clinic", exclude=lambda s: np.ones(len(s), bool))
+
+
+def test_unreadable_files_do_not_count_towards_the_size_a_site_needs(tmp_path):
+    site = write_site(tmp_path / "clinic", cases_per_class=4)  # 24 real slices: too few
+    for k in range(60):
+        (site / "glioma" / f"junk{k}.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"this one has 24 slices.*60 unreadable"):
+        split_site(site, "clinic")
+
+
+def test_a_class_missing_from_a_part_is_refused_naming_it():
+    parts = {"tune": [Sample("a", 0), Sample("b", 1)], "calibration": [Sample("c", 0)],
+             "heldout": [Sample("d", 0), Sample("e", 1)]}
+    with pytest.raises(DataError, match=r"Meningioma \(none in the calibration part\)"):
+        check_parts(parts)
+    check_parts({**parts, "calibration": [Sample("c", 0), Sample("f", 1)]})
+
+
+def test_a_site_run_stays_with_its_folder(tmp_path, smoke_model):
+    site = write_site(tmp_path / "clinic-2024")
+    SiteRun.open(tmp_path / "run", site, "clinic", smoke_model)
+    other = shutil.copytree(site, tmp_path / "clinic-2025")  # the same file names, another folder
+    with pytest.raises(DataError, match=r"on folder clinic-2024.*another site name"):
+        SiteRun.open(tmp_path / "run", other, "clinic", smoke_model)
+
+
+def _named(site: str, model: str) -> SiteRun:
+    return SiteRun(None, {"site": site, "model": {"name": model}}, None)
+
+
+@pytest.mark.parametrize("site,model", [("s" * 48, "m" * 64), ("clinic.eu", "m" * 60), ("ab", "default")])
+def test_default_site_model_names_stay_valid_and_keep_their_suffix(site, model):
+    from brainclf.input.limits import validate_model_name
+
+    for suffix in ("", "-adapted", "-adapted-2"):
+        name = _named(site, model)._default_name(suffix)
+        assert validate_model_name(name) == name and name.endswith(suffix)
+    assert _named("ab", "default")._default_name("-adapted") == "ab-default-adapted"
+
+
+def test_a_card_left_without_its_model_takes_its_name(tmp_path):
+    (tmp_path / "clinic-smoke.json").write_text("{}")
+    assert _named("clinic", "smoke")._free_default_name(tmp_path, "") == "clinic-smoke-2"
+    with pytest.raises(Exception, match="already exists"):
+        SiteRun._new_name(tmp_path, "clinic-smoke")
+
+
+def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):
+    from brainclf.cli.site import _adapt_config
+
+    class Args:
+        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm = 0, None, None, None, None, None, None
+
+    with pytest.raises(ConfigError, match="epochs"):
+        _adapt_config(Args())
+
+
+def test_a_malformed_manifest_is_a_data_error_naming_its_line(tmp_path):
+    from brainclf.evaluation.external import read_manifest
+
+    (tmp_path / "manifest.csv").write_text("file,sequence,subtype\nglioma/a.png,T1,x\nglioma/b.png,T2,"
+                                           + "y" * 200_000 + "\n")  # over the csv module's field limit
+    with pytest.raises(DataError, match=r"manifest\.csv line \d+ cannot be read as CSV"):
+        read_manifest(tmp_path)
