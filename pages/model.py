@@ -57,6 +57,9 @@ if who.can("upload_model"):
                                    max_upload_size=MAX_UPLOAD_FILE_MB)
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
+                if training_jobs().holds_name(Path(up_model.name).stem):
+                    raise BrainclfError(f"a training named {Path(up_model.name).stem} is running or can be resumed, "
+                                        "and its model will take that name: rename the file.")
                 added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
                                            MODELS_DIR, uploaded_by=who.label)
                 st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
@@ -179,7 +182,9 @@ def training_panel():
         what = "Training" if p and p.stage == "training" else "Preparing" if p and p.stage == "preparing" else ""
         text = public(p.text()) if p else "starting…"
         st.progress(p.fraction_done() if p else 0.0, text=f"{what} **{name}**{by}: {text}".strip())
-        if s.may_cancel(who.user_id, who.can("cancel_any_training")):
+        if p and p.stage == "evaluating":
+            st.caption("The final evaluation saves the model; it cannot be cancelled part-way.")
+        elif s.may_cancel(who.user_id, who.can("cancel_any_training")):
             if st.button("Cancel training", key="cancel_train"):
                 try:
                     jobs.cancel(who.user_id, admin=who.can("cancel_any_training"))

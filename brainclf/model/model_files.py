@@ -57,6 +57,11 @@ def publish_model(model: Path, card: Path, target: Path, replace: bool = False) 
             name.unlink(missing_ok=True)
         raise ModelError(f"A model named {target.stem} already exists (it was added while this one was being "
                          "made); nothing was overwritten: give this one another name.") from None
+    except OSError as e:  # a failed copy (disk full): nothing half-written stays under the name
+        for name in linked:
+            name.unlink(missing_ok=True)
+        raise ModelError(f"The model {target.stem} could not be saved ({e.strerror or type(e).__name__}); "
+                         "nothing was kept under its name.") from None
     return target
 
 
@@ -68,8 +73,14 @@ def _link_new(source: Path, name: Path) -> None:
     except FileExistsError:
         raise
     except OSError:
-        with open(name, "xb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
+        with open(name, "xb") as out:  # exclusive: the name is claimed here, so a failed copy removes it
+            try:
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out)
+            except OSError:
+                out.close()
+                name.unlink(missing_ok=True)
+                raise
 
 
 def remove_model(model: str | Path, models_dir: str | Path) -> Path:
@@ -85,9 +96,15 @@ def remove_model(model: str | Path, models_dir: str | Path) -> Path:
     target = models_dir / f"{name}.keras"
     if path.suffix != ".keras" or (path.is_absolute() and path.resolve() != target) or not target.is_file():
         raise ModelError(f"There is no model named {name} to remove.")
-    dest = models_dir / REMOVED / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.mkdir(parents=True, exist_ok=False)
-    for f in (card_path(target), target):  # the card first: a model without its card is never listed
-        if f.exists():
-            f.replace(dest / f.name)
+    # A token after the second: two removals in one second (two admins, or remove → upload → remove) each get one.
+    dest = models_dir / REMOVED / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    try:
+        dest.mkdir(parents=True, exist_ok=False)
+        for f in (card_path(target), target):  # the card first: a model without its card is never listed
+            if f.exists():
+                f.replace(dest / f.name)
+    except FileNotFoundError:  # removed by someone else meanwhile
+        raise ModelError(f"There is no model named {name} to remove (it was removed meanwhile).") from None
+    except OSError as e:
+        raise ModelError(f"The model {name} could not be removed ({e.strerror or type(e).__name__}).") from None
     return dest

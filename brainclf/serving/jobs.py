@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.sources import Source
-from ..errors import BrainclfError, ConfigError
+from ..errors import BrainclfError, ConfigError, DataError
 from ..input.limits import validate_model_name
 
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
@@ -56,15 +57,35 @@ def _stat(path: Path) -> tuple[float, int] | None:
 
 
 def set_aside_other_run(run_path: Path, config: TrainConfig) -> Path | None:
-    """A cancelled or failed training of this name saved with other settings: moved aside (nothing lost), so a
-    new start with changed settings trains afresh instead of failing on the old run. The folder it moved to."""
-    try:
-        saved_state(run_path, config, resume=True)
+    """A cancelled or failed training of this name saved with other settings (an ensemble's members included), or
+    with a state this version cannot read: moved aside (nothing lost), so a new start trains afresh instead of
+    failing on the old run. The folder it moved to."""
+    if _same_run(run_path, config):
         return None  # no run there, or the same settings: the new start resumes it
-    except ConfigError:
-        aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_path.rename(aside)
-        return aside
+    aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
+    run_path.rename(aside)
+    return aside
+
+
+def _run_places(run_path: Path, config: TrainConfig) -> list[tuple[Path, TrainConfig]]:
+    """Where a run of `config` keeps a state: its folder, and an ensemble's member folders."""
+    members = config.member_configs()
+    return [(run_path, config)] + ([(run_path / f"member{k}", m) for k, m in enumerate(members)]
+                                   if len(members) > 1 else [])
+
+
+def _same_run(run_path: Path, config: TrainConfig) -> bool:
+    """True when `run_path` holds nothing, or only states saved with `config` (member states of its members)."""
+    if not run_path.exists():
+        return True
+    if len(config.member_configs()) == 1 and any(run_path.glob("member*/state.json")):
+        return False  # an ensemble's members, and now a single model
+    try:
+        for place, expected in _run_places(run_path, config):
+            saved_state(place, expected, resume=True)
+    except (ConfigError, DataError):  # other settings, or a state this version cannot read
+        return False
+    return True
 
 
 @dataclass
@@ -105,12 +126,10 @@ class JobStatus:
         return self._resumable[1]
 
     def _has_saved_state(self) -> bool:
-        config = self.request["config"]
-        members = config.member_configs()
-        places = [(self.run_dir, config)] + ([(self.run_dir / "member0", members[0])] if len(members) > 1 else [])
         try:
-            return any(saved_state(d, c, resume=True) is not None for d, c in places)
-        except (BrainclfError, OSError, ValueError):  # another config, an unreadable or broken state
+            return any(saved_state(d, c, resume=True) is not None
+                       for d, c in _run_places(self.run_dir, self.request["config"]))
+        except Exception:  # noqa: BLE001 - another config, an unreadable or broken state: nothing to resume
             return False
 
     @property
@@ -190,16 +209,26 @@ class TrainingJobs:
         self._thread.start()
         return status
 
+    def holds_name(self, name: str) -> bool:
+        """A job of this model name is running or can be resumed: the name is its, not an upload's."""
+        with self._lock:
+            status = self.status
+        return status is not None and status.name == name and (status.active or status.resumable())
+
     def cancel(self, user_id: str, admin: bool = False) -> None:
         """Ask the running training to stop after its current batch.
 
         Raises:
-            BrainclfError: `user_id` neither started it nor is an admin.
+            BrainclfError: `user_id` neither started it nor is an admin, or it is in its final evaluation (which
+                saves the model and cannot stop part-way).
         """
         with self._lock:
             status = self.status
             if status is not None and not status.may_cancel(user_id, admin):
                 raise BrainclfError("Only the person who started this training, or an admin, can cancel it.")
+            if status is not None and status.progress is not None and status.progress.stage == "evaluating":
+                raise BrainclfError("The training is in its final evaluation, which saves the model; it cannot be "
+                                    "cancelled now (remove the model afterwards if it is not wanted).")
             if status is not None:
                 logger.info("training %s cancelled by %s", status.name, user_id or "-")
             self._cancel.set()

@@ -3,6 +3,7 @@ split, and the training and validation arrays, with "preparing" progress reports
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -152,10 +153,40 @@ class TrainingArrays:
     train_samples: list[Sample]  # the readable training samples, one per row of x_tr
 
 
+# The arrays are float32, held about three times at the peak (decoded list, np.stack, the input pipeline's copy);
+# a training may take this share of the machine's memory: on a shared server the rest is everyone else's.
+ARRAY_COPIES = 3
+MEMORY_SHARE = 0.5
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_training_memory(n_images: int, contract: InputContract, available: int | None = None) -> None:
+    """Refuse, before decoding, a training whose images would not fit in MEMORY_SHARE of the machine.
+
+    Raises:
+        ConfigError: saying how much it would need and what to lower.
+    """
+    available = physical_memory() if available is None else available
+    need = n_images * contract.size * contract.size * contract.channels * 4 * ARRAY_COPIES
+    if available and need > MEMORY_SHARE * available:
+        raise ConfigError(f"This training would hold about {need / 2**30:.1f} GiB of images in memory ({n_images} "
+                          f"images at {contract.size} px, {contract.channels} channel(s)); this machine lets a "
+                          f"training use {MEMORY_SHARE * available / 2**30:.1f} GiB. Choose a smaller input size, one "
+                          "channel or fewer images.")
+
+
 def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: InputContract,
                          sources: list[Source], prep: Preparation, start: float) -> TrainingArrays:
     """Decode the training and validation images (the preparation from `start` to 1)."""
     n_tr, n_all = len(train_s), len(train_s) + len(val_s)
+    check_training_memory(n_all, contract)
     progress = prep.phase(f"Loading {len(train_s)} training and {len(val_s)} validation images", start, 1.0)
     x_tr, y_tr, kept_tr, errs = load_arrays(train_s, contract, lambda i, _: progress(i, n_all))
     x_va, y_va, kept_va, _ = load_arrays(val_s, contract, lambda i, _: progress(n_tr + i, n_all))

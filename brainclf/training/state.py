@@ -52,6 +52,9 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunState:
+        if not isinstance(data, dict):
+            raise DataError("The run state is not a JSON object; start over with --no-resume (the app sets an "
+                            "unreadable run aside itself).")
         known = {f.name for f in fields(cls)} - {"extra"}
         try:
             return cls(**{k: v for k, v in data.items() if k in known},
@@ -70,13 +73,23 @@ class RunState:
     def load(cls, run_dir: Path) -> RunState | None:
         """The state saved in `run_dir`, or None when it holds none."""
         path = Path(run_dir) / STATE_FILE
-        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, RecursionError) as e:  # not JSON (a disk filled mid-write by an older version)
+            raise DataError(f"The run state {path} cannot be read ({type(e).__name__}); start over with "
+                            "--no-resume.") from None
 
     def save(self, run_dir: Path) -> None:
         write_json_atomically(Path(run_dir) / STATE_FILE, self.to_dict())
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(**self.config)
+        """The run's settings; DataError when they are not this version's (a key it does not know)."""
+        try:
+            return TrainConfig(**self.config)
+        except TypeError as e:
+            raise DataError(f"The run's settings are not this version's ({e}); start over with --no-resume.") from None
 
     def finished(self, epochs: int) -> bool:
         return self.epoch >= epochs or self.stopped_early

@@ -1,0 +1,120 @@
+"""The app's training and model files when something is off: a run state this version cannot read, an
+ensemble's members saved with other settings, a copy that fails half-way, two removals in one second, a name a
+running training will take, a cancel during the final evaluation, and a training too large for the machine."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from brainclf.errors import BrainclfError, ConfigError, ModelError
+from brainclf.input.preprocess import InputContract
+from brainclf.model.model_files import publish_model, remove_model
+from brainclf.serving import JobStatus, TrainingJobs
+from brainclf.serving.jobs import set_aside_other_run
+from brainclf.training import TrainConfig, TrainProgress
+from brainclf.training.prepare import check_training_memory
+
+CONFIG = TrainConfig(architecture="compact_cnn", image_size=32, epochs=1, batch_size=8, early_stopping_patience=5)
+
+
+@pytest.mark.parametrize("state", ["", "[1, 2]", '{"epoch": 1}', "not json"], ids=["empty", "list", "keys", "text"])
+def test_an_unreadable_run_state_is_set_aside_and_never_resumable(tmp_path, state):
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "state.json").write_text(state)
+    status = JobStatus(name="mine", state="failed", run_dir=run, request={"config": CONFIG})
+    assert status.resumable() is False  # asked every second by the page: never raises
+    aside = set_aside_other_run(run, CONFIG)
+    assert aside is not None and (aside / "state.json").read_text() == state and not run.exists()
+
+
+def test_a_state_with_a_setting_this_version_does_not_know_is_set_aside(smoke_run, tmp_path):
+    run = shutil.copytree(smoke_run[1], tmp_path / "mine")
+    data = json.loads((run / "state.json").read_text())
+    data["config"]["knob_from_a_newer_version"] = 1
+    (run / "state.json").write_text(json.dumps(data))
+    assert JobStatus(name="mine", state="failed", run_dir=run, request={"config": CONFIG}).resumable() is False
+    assert set_aside_other_run(run, CONFIG) is not None
+
+
+def test_an_ensembles_members_saved_with_other_settings_are_set_aside(smoke_run, tmp_path):
+    run = tmp_path / "ens"
+    shutil.copytree(smoke_run[1], run / "member0")  # a member of a single compact_cnn's settings
+    ensemble = TrainConfig(architecture="compact_cnn_x2", image_size=32, epochs=1, batch_size=8)
+    assert set_aside_other_run(run, ensemble) is not None and not run.exists()
+    shutil.copytree(smoke_run[1], run / "member0")
+    assert set_aside_other_run(run, CONFIG) is not None  # members, and now a single model
+    assert set_aside_other_run(tmp_path / "nothing-here", CONFIG) is None
+
+
+def test_a_copy_that_fails_leaves_nothing_under_the_name(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    model, card = tmp_path / "staged.keras", tmp_path / "staged.json"
+    model.write_bytes(b"x" * 1000)
+    card.write_text("{}")
+
+    def no_links(*_):
+        raise OSError(errno.EXDEV, "no hard links here")
+
+    def disk_full(src, out):
+        out.write(src.read(10))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.link", no_links)
+    real_copy = shutil.copyfileobj
+    calls = []
+
+    def copy_then_fail(src, out):
+        calls.append(1)
+        return real_copy(src, out) if len(calls) == 1 else disk_full(src, out)  # the card copies, the model fails
+
+    monkeypatch.setattr("shutil.copyfileobj", copy_then_fail)
+    with pytest.raises(ModelError, match="could not be saved.*No space left"):
+        publish_model(model, card, models / "m.keras")
+    assert list(models.iterdir()) == []
+
+
+def test_removing_a_name_twice_in_one_second_moves_each_aside(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for _ in range(2):  # remove, add again, remove: within one second
+        (models / "m.keras").write_bytes(b"x")
+        (models / "m.json").write_text("{}")
+        remove_model(models / "m.keras", models)
+    assert len(list((models / ".removed").iterdir())) == 2 and not (models / "m.keras").exists()
+    with pytest.raises(ModelError, match="no model named m"):
+        remove_model(models / "m.keras", models)
+
+
+def test_a_running_or_resumable_training_holds_its_name(smoke_run, tmp_path):
+    jobs = TrainingJobs()
+    assert not jobs.holds_name("mine")
+    jobs.status = JobStatus(name="mine", state="running", owner="me")
+    assert jobs.holds_name("mine") and not jobs.holds_name("other")
+    run = shutil.copytree(smoke_run[1], tmp_path / "mine")
+    jobs.status = JobStatus(name="mine", state="cancelled", run_dir=run, request={"config": CONFIG})
+    assert jobs.holds_name("mine")
+    jobs.status = JobStatus(name="mine", state="done")
+    assert not jobs.holds_name("mine")
+
+
+def test_the_final_evaluation_cannot_be_cancelled_part_way():
+    jobs = TrainingJobs()
+    jobs.status = JobStatus(name="mine", state="running", owner="me",
+                            progress=TrainProgress("evaluating", message="Evaluating the best checkpoint"))
+    with pytest.raises(BrainclfError, match="final evaluation"):
+        jobs.cancel("me")
+    jobs.status.progress = TrainProgress("training", epoch=1, epochs=3)
+    jobs.cancel("me")  # while training, the owner may
+
+
+def test_a_training_too_large_for_the_machine_is_refused_before_decoding():
+    contract = InputContract(size=512, channels=3)
+    with pytest.raises(ConfigError, match=r"about 61\.4 GiB.*6989 images at 512 px, 3 channel.*use 8\.0 GiB"):
+        check_training_memory(6989, contract, available=16 * 2**30)
+    check_training_memory(6989, InputContract(size=160, channels=1), available=16 * 2**30)
