@@ -31,6 +31,7 @@ from brainclf.presentation import (
     history_figure,
     no_external_note,
     pr_figure,
+    refer_rule,
     reliability_figure,
     risk_coverage_figure,
     roc_figure,
@@ -54,6 +55,7 @@ from brainclf.presentation.views import (
     unreadable_message,
 )
 from pages.common import (
+    REFER_BELOW,
     available_models,
     card_of,
     data_root,
@@ -127,7 +129,10 @@ if not rows:
 if predictor.tta and not card_tta and not re_evaluated:
     st.info("This card stores test predictions without TTA only; re-evaluate on a folder to see them with TTA.")
     predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
-report = report_from_rows(rows, predictor.refer_thresholds)
+# The rule the Predict page applies: a card without a fitted one gets the fixed fallback bar there, so here too.
+rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
+                  target=predictor.refer_target_accuracy)
+report = report_from_rows(rows, rule.thresholds)
 on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
 st.caption(md_literal(source_caption(report, where, card.label, predictor.tta)))
 st.table(pd.DataFrame(headline_rows(report)), hide_index=True)
@@ -238,7 +243,7 @@ if histories:
 
 # ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
 st.subheader("When to trust a prediction")
-for column, item in zip(st.columns(3), trust_view(card, predictor, report)):
+for column, item in zip(st.columns(3), trust_view(card, predictor, report, rule)):
     column.metric(item["label"], item["value"])
     column.caption(item["caption"])
 left, right = st.columns(2)
@@ -286,17 +291,26 @@ if not others:
 else:
     other = st.selectbox("Compare with", others, format_func=lambda p: p.stem, key="compare")
     oc = card_of(other)
-    other_rows = oc.stored_test_predictions(predictor.tta)[0] if oc else []
-    if not other_rows:
-        st.info(f"{md_literal(other.stem)} has no test predictions in its card.")
+    # Both columns from the cards' own test splits (a folder re-evaluated above is not the other model's data),
+    # and both with or both without flip TTA.
+    both_tta = predictor.tta and oc is not None and card.stored_test_predictions(True)[1] and \
+        oc.stored_test_predictions(True)[1]
+    other_rows, other_tta = oc.stored_test_predictions(both_tta) if oc else ([], False)
+    own_rows, own_tta = card.stored_test_predictions(both_tta)
+    if not other_rows or not own_rows:
+        st.info(f"{md_literal(other.stem if not other_rows else card.name)} has no test predictions in its card.")
     else:
-        other_report = report_from_rows(other_rows)
-        cmp = comparison(card.name, report, card.params, rows, oc.name, other_report, oc.params, other_rows)
+        own_report, other_report = report_from_rows(own_rows), report_from_rows(other_rows)
+        cmp = comparison(card.name, own_report, card.params, own_rows, oc.name, other_report, oc.params, other_rows)
+        st.caption(f"Both models on their cards' test splits, {'with' if own_tta and other_tta else 'without'} "
+                   "flip TTA" + (" (the folder evaluated above is not shown here)." if re_evaluated else "."))
         st.markdown(cmp["sentence"])
         st.table(pd.DataFrame(cmp["table"]), hide_index=True)
         left, right = st.columns(2)
-        left.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], normalise,
-                                                  chart_title(f"{card.name}: confusion matrix", on_data)), key="cmp_a")
+        left.plotly_chart(confusion_matrix_figure(own_report["confusion_matrix"], normalise,
+                                                  chart_title(f"{card.name}: confusion matrix",
+                                                              f"its test split, {count(own_report['n'])}")),
+                          key="cmp_a")
         right.plotly_chart(confusion_matrix_figure(other_report["confusion_matrix"], normalise,
                                                    chart_title(f"{oc.name}: confusion matrix",
                                                                f"its test split, {count(other_report['n'])}")),

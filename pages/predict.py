@@ -253,7 +253,7 @@ def batch_summary(digests: list[str]) -> None:
                                          r.probabilities, r.predicted, r.out_of_distribution)
                                for d, r in singles.items()]).set_index("Case"))
     csv = pd.DataFrame([csv_row({**r.as_row(), "file": r.name if show_names else book.get(d).ref,
-                                 "case": book.get(d).ref}) for d, r in results.items()])
+                                 "case": book.get(d).ref, "tta": predictor.tta}) for d, r in results.items()])
     c1, c2 = st.columns(2)
     c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
                        mime="text/csv", help="Machine-readable: probabilities as fractions, one column per class.")

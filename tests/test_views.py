@@ -216,3 +216,45 @@ def test_progress_and_unreadable_messages():
     many = unreadable_message([f"{i}.jpg: broken" for i in range(7)])
     assert many.startswith("7 unreadable files skipped: 0.jpg: broken;") and many.endswith("; … and 2 more")
     assert "5.jpg" not in many
+
+
+def test_a_class_without_images_reads_dash_not_zero_recall(rows):
+    no_pituitary = [r for r in rows if r["true"] != "pituitary"]
+    by_class = {r["class"]: r for r in per_class_rows(report_from_rows(no_pituitary))}
+    pituitary = next(r for k, r in by_class.items() if "ituitary" in k)
+    assert pituitary["recall (sensitivity)"] == "—" and pituitary["F1"] == "—"
+    assert all(r["recall (sensitivity)"] != "—" for k, r in by_class.items() if "ituitary" not in k)
+
+
+def test_faithfulness_words_follow_the_measurement():
+    from brainclf.presentation.views import faithfulness_caption
+
+    good = {"deletion": {"n": 20, "gradcam_auc": 0.30, "random_auc": 0.45, "share_gradcam_lower": 0.8},
+            "randomisation": {"mean_spearman": 0.12}}
+    assert "faster than deleting" in faithfulness_caption(good) and "0.12" in faithfulness_caption(good)
+    bad = {"deletion": {"n": 20, "gradcam_auc": 0.59, "random_auc": 0.35, "share_gradcam_lower": 0.29}}
+    words = faithfulness_caption(bad)
+    assert "no faster" in words and "do not point at" in words and "sanity check was not run" in words
+    assert "Spearman" not in words
+
+
+def test_the_trust_caption_says_when_no_refer_rule_was_fitted(rows):
+    from brainclf.presentation import refer_rule
+    from brainclf.presentation.views import trust_view
+
+    predictor = SimpleNamespace(temperature=1.0, refer_thresholds={c: 0.0 for c in CLASS_NAMES},
+                                refer_target_accuracy=0.98, refer_confidence=None)
+    card = SimpleNamespace(calibration={}, ood=None)
+    rule = refer_rule(predictor.refer_thresholds, None, 0.9)
+    report = report_from_rows(rows, rule.thresholds)
+    (answered,) = [t for t in trust_view(card, predictor, report, rule) if t["label"].startswith("Answered")]
+    assert "no refer rule fitted" in answered["caption"] and "90.0\xa0%" in answered["caption"]
+    assert "'no tumour'" not in answered["caption"]
+    assert report["refer"]["referred"] == sum(max(r["probs"]) < 0.9 for r in rows) > 0  # the Predict page's bar
+
+
+def test_risk_coverage_points_skip_a_cut_that_answers_nothing():
+    from brainclf.evaluation.analysis import curve_points
+
+    points = curve_points({"n": 10, "answered": [0, 4, 10], "correct": [0, 4, 8], "threshold": [1.0, 0.9, 0.0]})
+    assert points == {"coverage": [0.4, 1.0], "accuracy": [1.0, 0.8], "threshold": [0.9, 0.0]}

@@ -159,9 +159,10 @@ def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "
 def curve_points(curve: dict) -> dict:
     """operating_point's integer curve → shares for a plot: coverage and accuracy of the answered."""
     n = max(curve["n"], 1)
-    return {"coverage": [a / n for a in curve["answered"]],
-            "accuracy": [c / a for a, c in zip(curve["answered"], curve["correct"])],
-            "threshold": curve["threshold"]}
+    cuts = [k for k, a in enumerate(curve["answered"]) if a > 0]  # a cut that answers nothing has no accuracy
+    return {"coverage": [curve["answered"][k] / n for k in cuts],
+            "accuracy": [curve["correct"][k] / curve["answered"][k] for k in cuts],
+            "threshold": [curve["threshold"][k] for k in cuts]}
 
 
 def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> list[dict]:

@@ -70,11 +70,16 @@ def headline_rows(report: dict) -> list[dict]:
     ]
 
 
+def _recall(m: dict, key: str = "recall") -> str:
+    """A class's recall (or F1), '—' when the images hold none of it (scikit-learn reports 0 there)."""
+    return pct(m[key]) if m.get("support", 1) else "—"
+
+
 def per_class_rows(report: dict) -> list[dict]:
     out = []
     for c, m in report["per_class"].items():
         out.append({"class": label(c), "images": number(m['support']), "precision": pct(m["precision"]),
-                    "recall (sensitivity)": pct(m["recall"]), "F1": pct(m["f1"]), "AUC": _three(m.get("auc"))})
+                    "recall (sensitivity)": _recall(m), "F1": _recall(m, "f1"), "AUC": _three(m.get("auc"))})
     return out
 
 
@@ -90,7 +95,7 @@ def clean_view(report: dict) -> dict | None:
                 f"{count(clean['n'])} the accuracy is **{pct(clean['accuracy'])}** (95 % interval "
                 f"{interval(boot.get('accuracy'))}); "
                 f"on all images {pct(report['accuracy'])} ({interval(report['bootstrap']['accuracy'])}).")
-    rows = [{"class": label(c), "recall (all)": pct(report["per_class"][c]["recall"]),
+    rows = [{"class": label(c), "recall (all)": _recall(report["per_class"][c]),
              "95 % interval (all)": interval(report["bootstrap"]["recall"].get(c)),
              "recall (clean)": pct(clean["recall"][c]) if clean["recall"].get(c) is not None else "—",
              "95 % interval (clean)": interval((boot.get("recall") or {}).get(c))} for c in CLASS_NAMES]
@@ -158,8 +163,21 @@ def external_view(name: str, ext: dict) -> dict:
 
 
 # ---- when to trust a prediction ------------------------------------------------------------------------------------
-def trust_view(card, predictor, report: dict) -> list[dict]:
-    """Up to three short figures (label, value, caption): temperature, the refer rule's coverage, the OOD guard."""
+def _rule_words(predictor, rule) -> str:
+    """How the refer rule in force was set: fitted on validation (per class or one bar), or the fixed fallback."""
+    if not rule.fitted:
+        return (f"This card has no refer rule fitted on validation: the fixed default bar, confidence "
+                f"{pct(rule.base)}, applies (not validated).")
+    base, nt = pct_pair(rule.base, rule.threshold("notumor"))
+    words = (f"Thresholds fitted on validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
+             f"right{wording.bound_clause(predictor.refer_confidence)}")
+    return words + (f", and {nt} for 'no tumour' so that no validation tumour is answered 'no tumour' without "
+                    "referral." if rule.strict_notumor else ".")
+
+
+def trust_view(card, predictor, report: dict, rule) -> list[dict]:
+    """Up to three short figures (label, value, caption): temperature, the refer rule's coverage (`rule`: the one in
+    force, brainclf.presentation.wording.refer_rule), the OOD guard."""
     out = []
     cal, refer = card.calibration, report["refer"]
     if cal:
@@ -167,13 +185,10 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
                     "caption": f"Fitted on validation. Validation ECE {pct(cal.get('val_ece_before'))} before → "
                                f"{pct(cal.get('val_ece_after'))} after scaling; here {pct(report['ece'])}."})
     if refer["accepted_accuracy"] is not None:
-        base, nt = pct_pair(predictor.refer_threshold, predictor.refer_thresholds["notumor"])
         out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
                     "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "
-                               f"{count(refer['referred'])} referred to a radiologist. Thresholds fitted on "
-                               f"validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
-                               f"right{wording.bound_clause(predictor.refer_confidence)}, and {nt} for 'no tumour' "
-                               "so that no validation tumour is answered 'no tumour' without referral."})
+                               f"{count(refer['referred'])} referred to a radiologist. "
+                               + _rule_words(predictor, rule)})
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
@@ -185,14 +200,18 @@ def trust_view(card, predictor, report: dict) -> list[dict]:
 
 
 def faithfulness_caption(faithfulness: dict) -> str | None:
-    d, rnd = faithfulness.get("deletion"), faithfulness.get("randomisation", {})
+    d, rnd = faithfulness.get("deletion"), faithfulness.get("randomisation") or {}
     if not d:
         return None
+    faster = d["gradcam_auc"] < d["random_auc"]
+    sanity = (f" Sanity check: maps from a re-initialised model have mean Spearman correlation "
+              f"{rnd['mean_spearman']:.2f} with the trained model's (they should differ)."
+              if rnd.get("mean_spearman") is not None else " The re-initialisation sanity check was not run.")
     return (f"Grad-CAM faithfulness on {count(d['n'], 'test image')}: deleting the most salient pixels first lowers "
-            f"the predicted-class probability faster than deleting random blocks (AUC {d['gradcam_auc']:.3f} vs "
-            f"{d['random_auc']:.3f}; lower for {pct(d['share_gradcam_lower'], 0)} of images). Sanity check: maps "
-            f"from a re-initialised model have mean Spearman correlation {rnd.get('mean_spearman', 0):.2f} "
-            "with the trained model's (they should differ).")
+            f"the predicted-class probability {'faster' if faster else 'no faster'} than deleting random blocks "
+            f"(AUC {d['gradcam_auc']:.3f} vs {d['random_auc']:.3f}, lower is faster; lower for "
+            f"{pct(d['share_gradcam_lower'], 0)} of images)"
+            + ("." if faster else ": on this model the maps do not point at what drives the answer.") + sanity)
 
 
 # ---- two models on the same images ------------------------------------------------------------------------------
@@ -205,7 +224,7 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
     """Side-by-side table, and the paired comparison on the images both models were tested on."""
     def column(rep, params):
         return [number(rep['n']), pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
-                number(params or None)] + [pct(rep["per_class"][c]["recall"]) for c in CLASS_NAMES]
+                number(params or None)] + [_recall(rep["per_class"][c]) for c in CLASS_NAMES]
 
     measures = ["images", "accuracy", "macro AUC", "calibration error (ECE)", "parameters"] + [
         f"recall {label(c)}" for c in CLASS_NAMES]
