@@ -56,7 +56,9 @@ ext_rates, ext_words = external_rates(card) or ([], "")
 external = external_summary(card)  # what holds on other sources leads; the Kaggle figure is in-distribution
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
 if external:
-    cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){claimed}", pct(external["accuracy"]),
+    ext_claimed = ", claimed by the uploader, not verified" if card.provenance else ""  # verifying: test split only
+    cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){ext_claimed}",
+                   pct(external["accuracy"]),
                    help=md_literal(f"{external_words(card)}. " + " ".join(
                        f"{name}: {ext.get('membership', '')}." for name, ext in externals.items())
                                    + " This is closer to how the model reads a new hospital's scans."))

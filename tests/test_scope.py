@@ -45,3 +45,21 @@ def test_the_case_line_leads_with_other_sources_and_says_plainly_when_never_meas
 def test_several_other_sources_are_pooled_by_their_size():
     c = card(metrics={"external": {"a": {"n": 100, "accuracy": 0.9}, "b": {"n": 300, "accuracy": 0.5}}})
     assert external_summary(c)["n"] == 400 and abs(external_summary(c)["accuracy"] - 0.6) < 1e-12
+
+
+def test_an_uploads_figures_read_as_its_uploaders_claim_and_only_the_test_split_becomes_measured():
+    from brainclf.presentation import model_choice_label
+
+    ext = {"n": 10, "accuracy": 0.9, "membership": "held-out"}
+    kw = dict(training={"sources": [{"name": "kaggle", "primary": True}, {"name": "ext"}]},
+              metrics={"test": {"accuracy": 0.98}, "external": {"ext": ext}})
+    claimed = card(provenance={"uploaded_by": "x", "metrics_verified": False}, **kw)
+    line = case_scope_line(claimed)
+    assert "Claimed by its uploader (not measured here) on other sources' scans" in line
+    assert "(in-distribution, claimed by its uploader, not verified here)" in line
+    verified = card(provenance={"uploaded_by": "x", "metrics_verified": True}, **kw)
+    line = case_scope_line(verified)
+    assert "Claimed by its uploader" in line and "98.0 % (in-distribution)." in line
+    label = model_choice_label("up", verified, True)
+    assert "Kaggle test 98.0 %," in label and "other source 90.0 % claimed, not verified" in label
+    assert "Measured on other sources' scans" in case_scope_line(card(**kw))  # trained here

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import is_non_commercial
+from ..evaluation.provenance import card_is_verified
 from ..scoring.rates import sensitivity_specificity
 from .wording import is_study_model, pct, plural
 
@@ -130,12 +131,15 @@ def case_scope_line(card, tta: bool | None = None) -> str:
     sources' scans, and its in-distribution test accuracy second (`tta`: as the model runs)."""
     scope = validated_scope(card)
     test = card.test_metrics(tta=tta).get("accuracy")
-    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution)" if test is not None else ""
+    test_claimed = "" if card_is_verified(card) else ", claimed by its uploader, not verified here"
+    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution{test_claimed})" if test is not None else ""
     if card.site:  # a site profile or adapted model: the site's own held-out figures come first
         return f"Scope: {card.site['scope'][0].upper()}{card.site['scope'][1:]}{kaggle}."
     ext = external_words(card)
-    measured = f"Measured on other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
+    how = "Claimed by its uploader (not measured here) on" if card.provenance else "Measured on"
+    measured = f"{how} other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
     return f"Scope: brain MRI slices like those of {' and '.join(scope['sources'])}. {measured}{kaggle}."
+
 
 
 def non_commercial(card) -> bool:
@@ -151,8 +155,9 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
         return f"{stem} (card unreadable)"
     acc, ext = card.test_metrics().get("accuracy"), external_accuracy(card)
     claimed = "" if verified else " claimed, not verified"
+    ext_claimed = " claimed, not verified" if card.provenance else ""  # verification re-measures the test split only
     label = (f"{stem} ({card.architecture}, {source_tag(card)}"
              + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
-             + (f", other source {pct(ext)}{claimed}" if ext is not None else "")
+             + (f", other source {pct(ext)}{ext_claimed}" if ext is not None else "")
              + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
     return label + (" · study/baseline: not for reading scans" if is_study_model(card.architecture, acc) else "")
