@@ -63,3 +63,11 @@ def test_an_uploads_figures_read_as_its_uploaders_claim_and_only_the_test_split_
     label = model_choice_label("up", verified, True)
     assert "Kaggle test 98.0 %," in label and "other source 90.0 % claimed, not verified" in label
     assert "Measured on other sources' scans" in case_scope_line(card(**kw))  # trained here
+
+
+def test_a_case_line_names_a_few_sources_and_counts_the_rest_so_it_fits_a_report_page():
+    sources = [{"name": "kaggle", "primary": True}] + [{"name": f"hospital-{i}"} for i in range(20)]
+    line = case_scope_line(card(training={"sources": sources}))
+    assert "like those of kaggle, hospital-0, hospital-1 and 18 more." in line and "hospital-5" not in line
+    two = case_scope_line(card(training={"sources": sources[:2]}))
+    assert "like those of kaggle and hospital-0." in two

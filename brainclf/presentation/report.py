@@ -119,7 +119,7 @@ def _who_and_when(pdf, case: ReportCase, created: datetime, w: float) -> None:
     pred = case.prediction
     pdf.set_font("Helvetica", "", 9.5)
     meta = [("Case", f"{case.case_ref} (first 12 hex digits of the image's SHA-256)"),
-            ("Model", f"{pred.model_name}, version {pred.model_version}, file SHA-256 {pred.model_hash}"
+            ("Model", f"{pred.model_name}, version {pred.model_version}, file SHA-256 {pred.model_hash}…"
                       + (", flip test-time augmentation on" if case.tta else "")),
             ("Analysed", case.analysed.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")),
             ("Report created", created.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

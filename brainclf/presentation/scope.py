@@ -138,7 +138,14 @@ def case_scope_line(card, tta: bool | None = None) -> str:
     ext = external_words(card)
     how = "Claimed by its uploader (not measured here) on" if card.provenance else "Measured on"
     measured = f"{how} other sources' scans: {ext}" if external_summary(card) else ext.capitalize()
-    return f"Scope: brain MRI slices like those of {' and '.join(scope['sources'])}. {measured}{kaggle}."
+    return f"Scope: brain MRI slices like those of {few(scope['sources'])}. {measured}{kaggle}."
+
+
+def few(names: list[str], shown: int = 3) -> str:
+    """'a and b', 'a, b, c and 4 more': a line that must fit a report page names a few and counts the rest."""
+    if len(names) <= shown:
+        return " and ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 
