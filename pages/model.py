@@ -14,7 +14,7 @@ from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import remove_model
 from brainclf.presentation import history_figure, model_row
-from brainclf.serving import owner_run_dir
+from brainclf.serving import interrupted_runs, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
@@ -148,8 +148,32 @@ def start_training(dataset: str, name: str, also: list[str], weight: float, sett
     except BrainclfError as e:
         st.error(public(e))
 
+
+def interrupted_section() -> None:
+    """After a server restart the app's job is gone; the user's run folders still hold their finished epochs."""
+    current = jobs.status
+    runs = [r for r in interrupted_runs(config.runs_dir, who.user_id)
+            if current is None or current.run_dir is None or current.run_dir.resolve() != r.run_dir.resolve()]
+    if not runs or jobs.busy():
+        return
+    st.caption("Interrupted trainings of yours (the server stopped while they ran): each resumes from its last "
+               "finished epoch, with the settings and data it started with.")
+    for r in runs:
+        c1, c2 = st.columns([4, 1])
+        sources = " + ".join([r.data] + [name for name, _ in r.extra])
+        c1.text(f"{r.name}: {r.epoch} of {r.config.epochs} epochs, on {sources}")
+        if c2.button("Resume", key=f"resume_interrupted_{r.name}", icon=":material/play_arrow:"):
+            try:
+                resume_interrupted(jobs, r, [root.path for root in config.data_roots], MODELS_DIR, who.user_id,
+                                   who.label)
+                st.toast(f"Training {md_literal(r.name)} resumed")
+            except BrainclfError as e:
+                st.error(public(e))
+
+
 if who.can("train"):
     training_form()
+    interrupted_section()
 
 
 def resume_button(s) -> None:

@@ -1,0 +1,71 @@
+"""A user's trainings that a server restart interrupted.
+
+The app keeps its one job in memory, so after a restart the Model page no longer knows that a training was
+running; its run folder (per user: brainclf.serving.jobs.owner_run_dir) still holds the state saved after every
+epoch. `interrupted_runs` finds those folders, and `resume_interrupted` starts one again where it stopped, with
+the settings, data folder and other sources its state records, so that nobody has to re-enter them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.sources import Source
+from ..errors import BrainclfError, DataError
+from ..training.config import TrainConfig
+from ..training.state import RunState
+from .jobs import JobStatus, TrainingJobs, owner_run_dir
+
+SET_ASIDE = ".set-aside-"
+
+
+@dataclass
+class InterruptedRun:
+    name: str  # the model name it trains
+    run_dir: Path
+    config: TrainConfig
+    epoch: int  # epochs finished
+    data: str  # the name of its data folder (brainclf.serving.settings: a configured root)
+    extra: list[tuple[str, float]]  # the other sources it learns from: (folder name, loss weight)
+
+
+def interrupted_runs(runs_root: str | Path, owner: str) -> list[InterruptedRun]:
+    """`owner`'s run folders holding a readable state with epochs still to train, by name."""
+    base = owner_run_dir(runs_root, owner, "")
+    found = []
+    for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        if SET_ASIDE in run_dir.name or not (run_dir / "state.json").is_file():
+            continue
+        try:
+            state = RunState.load(run_dir)
+            config = state.train_config()
+        except (DataError, OSError):  # unreadable: a new start of that name sets it aside
+            continue
+        if state.finished(config.epochs) or len(config.member_configs()) > 1:
+            continue  # finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble
+        data = (state.fingerprint or {}).get("root_name", "")
+        extra = [(s["name"], float(s.get("weight", 1.0))) for s in state.sources or [] if not s.get("primary")]
+        found.append(InterruptedRun(run_dir.name, run_dir, config, state.epoch, data, extra))
+    return found
+
+
+def resume_interrupted(jobs: TrainingJobs, run: InterruptedRun, roots: list[Path], models_dir: str | Path,
+                       owner: str, owner_label: str = "") -> JobStatus:
+    """Start `run` again from its last epoch, on the data folders among `roots` (the server's) of the names its
+    state records.
+
+    Raises:
+        BrainclfError: a folder it learnt from is no longer offered, or jobs.start refuses (one running, the name
+            taken by a model).
+    """
+    by_name = {Path(r).name: Path(r) for r in roots}
+    try:
+        data = by_name[run.data]
+        extra = tuple(Source(name, by_name[name], weight) for name, weight in run.extra)
+    except KeyError:
+        names = ", ".join([run.data] + [n for n, _ in run.extra])
+        raise BrainclfError(f"Training {run.name} learnt from {names}; this server no longer offers all of them, "
+                            "so it cannot be resumed here.") from None
+    return jobs.start(run.config, data, run.name, models_dir, owner=owner, owner_label=owner_label,
+                      run_dir=run.run_dir, extra_data=extra)

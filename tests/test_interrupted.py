@@ -1,0 +1,65 @@
+"""After a server restart the app's job list is empty, but a user's run folders still hold their finished epochs:
+the Model page lists that user's interrupted trainings (nobody else's) and resumes one with the settings, data
+folder and other sources its state records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from test_access_pages import app_as, run_page, signed_in
+from test_training_form import two_sources  # noqa: F401 - the fixture
+
+from brainclf.errors import BrainclfError
+from brainclf.serving import interrupted_runs, owner_run_dir, resume_interrupted
+from brainclf.serving.jobs import TrainingJobs
+
+
+def interrupt(smoke_run, runs_root, owner: str, name: str, epochs: int = 3):
+    """A copy of the smoke run as `owner`'s run `name`, one of `epochs` epochs finished."""
+    run = owner_run_dir(runs_root, owner, name)
+    shutil.copytree(smoke_run[1], run)
+    state = json.loads((run / "state.json").read_text())
+    state["config"]["epochs"] = epochs
+    (run / "state.json").write_text(json.dumps(state))
+    return run
+
+
+def test_only_unfinished_readable_runs_of_the_user_are_listed(smoke_run, tmp_path, synthetic_dataset):
+    interrupt(smoke_run, tmp_path, "sub:alice", "half_done")
+    interrupt(smoke_run, tmp_path, "sub:alice", "finished", epochs=1)
+    interrupt(smoke_run, tmp_path, "sub:bob", "bobs")
+    broken = interrupt(smoke_run, tmp_path, "sub:alice", "broken")
+    (broken / "state.json").write_text("{")
+    interrupt(smoke_run, tmp_path, "sub:alice", "old.set-aside-20261206-101010-abc123")
+    (run,) = interrupted_runs(tmp_path, "sub:alice")
+    assert (run.name, run.epoch, run.config.epochs, run.extra) == ("half_done", 1, 3, [])
+    assert run.data == synthetic_dataset.name  # the data folder's name, as its state records it
+    assert [r.name for r in interrupted_runs(tmp_path, "sub:bob")] == ["bobs"]
+    assert interrupted_runs(tmp_path, "sub:nobody") == []
+
+
+def test_resuming_starts_the_recorded_settings_on_the_recorded_folders(smoke_run, tmp_path, synthetic_dataset,
+                                                                       monkeypatch):
+    interrupt(smoke_run, tmp_path, "sub:alice", "half_done")
+    (run,) = interrupted_runs(tmp_path, "sub:alice")
+    started = []
+    monkeypatch.setattr(TrainingJobs, "start_task", lambda self, name, work, *a, **kw: started.append(kw["request"]))
+    resume_interrupted(TrainingJobs(), run, [synthetic_dataset], tmp_path / "models", "sub:alice")
+    assert started[0]["config"] == run.config and started[0]["data"] == synthetic_dataset
+    with pytest.raises(BrainclfError, match="no longer offers"):
+        resume_interrupted(TrainingJobs(), replace(run, extra=[("gone-hospital", 2.0)]), [synthetic_dataset],
+                           tmp_path / "models", "sub:alice")
+
+
+def test_the_model_page_offers_the_users_interrupted_training_and_resumes_it(two_sources, smoke_run,  # noqa: F811
+                                                                           tmp_path):
+    _, _, started = two_sources
+    interrupt(smoke_run, tmp_path / "runs", "sub:sub-researcher", "half_done")
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert any("half_done: 1 of 3 epochs" in t.value for t in at.text)
+    at.button(key="resume_interrupted_half_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [job["name"] for job in started] == ["half_done"]
