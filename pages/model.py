@@ -111,6 +111,9 @@ def training_form() -> None:
         precision = c1.selectbox("Training arithmetic", PRECISIONS,
                                  help="mixed_bfloat16: about 1.7x faster on CPUs with bfloat16 units; the saved "
                                  "model is float32 either way")
+        patience = c2.number_input("Early-stopping patience (epochs)", 1, 500, 12, key="train_patience",
+                                   help="Stop after this many epochs without a lower calibrated validation loss; "
+                                   "the best epoch is kept either way. The default model's recipe used 40 (all).")
         e1, e2 = st.columns([3, 1])  # the other sources and their weight side by side, below the two columns
         also = e1.multiselect("Also learn from (other labelled sources)", roots, key="train_extra",
                               help="Each is split by case groups into training, validation and a held-out part "
@@ -132,6 +135,7 @@ def training_form() -> None:
         start_training(dataset, name, also, float(weight), dict(
             architecture=arch, image_size=int(size) or None, epochs=int(epochs), batch_size=int(batch),
             augment=augment, max_train_images=int(limit) or None, precision=precision, augment_intensity=intensity,
+            early_stopping_patience=int(patience),
             crop="head" if head else "none", intensity="head-p99" if head else "none"))
 
 

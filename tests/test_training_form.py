@@ -72,3 +72,13 @@ def test_without_other_sources_it_trains_on_the_dataset_alone(two_sources):
     [job] = started
     assert job["extra_data"] == () and job["config"].extra_sources == []
     assert job["config"].augment_intensity is False
+
+
+def test_the_form_sets_early_stopping_patience(two_sources):
+    _, _, started = two_sources
+    at = _model_page()
+    at.text_input[0].set_value("patient_model")
+    at.number_input(key="train_patience").set_value(40)
+    at.button[[b.label for b in at.button].index("Start training")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert started[0]["config"].early_stopping_patience == 40
