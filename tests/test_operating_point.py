@@ -164,3 +164,26 @@ def test_the_operating_line_says_when_thresholds_were_fitted_on_the_pooled_set(s
     pooled = {c: min(t * 0.9, 1.0) for c, t in own.items()}  # any other bar: not the per-source rule's
     assert "on every source" in operating_summary({"operating": block}, False, own, 0.98)
     assert "on the pooled validation set" in operating_summary({"operating": block}, False, pooled, 0.98)
+
+
+def test_every_source_reaches_the_target_at_the_joint_threshold_even_where_accuracy_is_not_monotone():
+    """Source A passes 98 % from 0.62 but dips below it at 0.86 (2 of 3 right); source B first passes at 0.86. The
+    highest own bar (0.86) leaves A below the target there: the joint threshold walks up to where both pass."""
+    from brainclf.scoring.operating_point import curve_at, joint_threshold, risk_coverage
+
+    def source(rows):
+        conf, right = zip(*rows)
+        y = np.zeros(len(rows), int)
+        probs = np.array([[c, (1 - c) / 3, (1 - c) / 3, (1 - c) / 3] if r else [(1 - c) / 3, c, (1 - c) / 3,
+                                                                                    (1 - c) / 3]
+                          for c, r in rows])
+        return risk_coverage(y, probs)
+
+    a = source([(0.95, True), (0.88, True), (0.86, False), (0.70, True)] + [(0.62, True)] * 60)
+    b = source([(0.97, True), (0.93, True), (0.86, True), (0.80, False), (0.55, False)])
+    t = joint_threshold([a, b], 0.98)
+    for curve in (a, b):
+        at = curve_at(curve, t)
+        assert not at["answered"] or at["accuracy"] >= 0.98
+    assert t > 0.86  # above A's miss
+    assert curve_at(a, 0.86)["accuracy"] < 0.98 <= curve_at(a, 0.60)["accuracy"]  # the dip the old rule missed

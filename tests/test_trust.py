@@ -228,3 +228,22 @@ def test_fit_calibration_fits_each_mode_and_picks_tta_by_the_calibrated_loss():
     assert flipped["tta_default"] is False  # probabilities unrelated to the labels never win
     assert set(flipped["refer_thresholds"]) == set(flipped["refer_thresholds_tta"])
     assert len(flipped["refer_thresholds"]) == 4
+
+
+def test_a_calibration_set_without_errors_keeps_the_models_own_confidences():
+    """With every answer right the NLL falls as T shrinks without end: a T at the search's edge would make every
+    later answer look certain, so the fit keeps T = 1."""
+    from brainclf.scoring.trust import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 60)
+    logits = rng.normal(0, 0.3, (60, 4))
+    logits[np.arange(60), y] += 1.5  # right, but not confidently
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert (probs.argmax(1) == y).all()
+    assert fit_temperature(y, probs.astype(np.float32)) == 1.0
+    wrong = y.copy()
+    wrong[:15] = (y[:15] + 1) % 4  # a quarter wrong: a real fit, away from both edges
+    t = fit_temperature(wrong, probs)
+    assert 0.06 < t < 19 and t != 1.0
+    assert np.allclose(apply_temperature(probs, 1.0), probs, atol=1e-6)

@@ -63,6 +63,24 @@ def threshold_for(curve: dict, target: float, confidence: float | None = None) -
     return float(ok[-1]) if ok else 1.0
 
 
+def joint_threshold(curves: list[dict], target: float, confidence: float | None = None) -> float:
+    """The lowest threshold at which every source's answered slices reach `target` at once (1.0 where none does).
+
+    Accuracy among the answered is not monotone in the threshold, so the highest of the sources' own lowest bars
+    (threshold_for) can leave another source below the target there: the cuts from that bar upwards are walked
+    until all pass together; a source that answers nothing at a cut passes it."""
+    own = [threshold_for(c, target, confidence) for c in curves]
+    if not own or max(own) >= 1.0:
+        return 1.0
+    cuts = sorted({float(t) for c in curves for t in c["threshold"] if t >= max(own)})
+    return next((t for t in cuts if all(_reaches(curve_at(c, t), target, confidence) for c in curves)), 1.0)
+
+
+def _reaches(at: dict, target: float, confidence: float | None) -> bool:
+    a, c = at["answered"], at["correct"]
+    return not a or (c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target))
+
+
 def curve_at(curve: dict, threshold: float) -> dict:
     """{"n", "answered", "correct", "coverage", "accuracy"} of one curve at a threshold."""
     i = [k for k, t in enumerate(curve["threshold"]) if t >= threshold]
@@ -85,7 +103,7 @@ def thresholds_for_target(block: dict, target: float, confidence: float | None =
     """{class: refer threshold}: the highest of the sources' thresholds for `target` (every source reaches it
     on validation, or its lower bound at `confidence` does) and, for "no tumour", also one float32 step above
     the most confident missed tumour."""
-    base = max((threshold_for(c, target, confidence) for c in block["curves"].values()), default=1.0)
+    base = joint_threshold(list(block["curves"].values()), target, confidence)
     worst = block.get("worst_notumor_miss", 0.0)
     strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}

@@ -31,10 +31,23 @@ def nll(y: np.ndarray, probs: np.ndarray) -> float:
     return float(image_nll(y, probs).mean())
 
 
+T_MIN, T_MAX = 0.05, 20.0
+
+
 def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
-    """The temperature minimising validation NLL (golden-section search on log T in [1/20, 20])."""
+    """The temperature minimising validation NLL (golden-section search on log T in [T_MIN, T_MAX], in float64).
+
+    A set whose every answer is right has no error to calibrate against: its NLL falls as T shrinks, without end,
+    and a T at the lower edge would make every later answer look certain (a refer rule fitted on it would refer
+    nothing). Such a fit returns 1 (the model's own confidences) instead."""
     y = np.asarray(y, dtype=int)
-    lo, hi = np.log(0.05), np.log(20.0)
+    probs = np.asarray(probs, dtype=np.float64)
+    t = _golden_section(y, probs)
+    return 1.0 if t < T_MIN * 1.05 else t
+
+
+def _golden_section(y: np.ndarray, probs: np.ndarray) -> float:
+    lo, hi = np.log(T_MIN), np.log(T_MAX)
     g = (np.sqrt(5) - 1) / 2
 
     def f(log_t):
