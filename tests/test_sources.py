@@ -250,3 +250,33 @@ def test_a_refit_trains_on_the_held_out_cases_and_keeps_the_same_validation(tmp_
     counts = refit.sources[1]["fingerprint"]["counts"]
     assert sum(counts["test"].values()) == 0
     assert sum(counts["train"].values()) == len(held) + sum(1 for k in split.train_files if k.startswith("ext-src"))
+
+
+def test_neighbouring_slices_of_one_case_share_a_case_group(tmp_path):
+    """Two slices of one case a slice apart differ by more than a re-encoding (dedup's 12 bits) but by at most
+    SAME_CASE_THRESHOLD: hash-named files (no file-name series) must still stay on one side of a split."""
+    import numpy as np
+    from PIL import Image
+
+    from brainclf.data.dedup import hamming_matrix, hash_files
+    from brainclf.data.sources import SAME_CASE_THRESHOLD, file_case_groups
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    base = 120 + 80 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + rng.normal(0, 4, (128, 128))
+    Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(tmp_path / "3f9a0c1d2e4b5a6c7d8e9f0a1b2c3d4e.png")
+    for k, shift in enumerate(np.linspace(0.2, 6, 30)):  # the "next slice": the pattern moved a little
+        moved = 120 + 80 * np.sin((xx + shift) / 9.0) * np.cos((yy - shift / 2) / 13.0) + rng.normal(0, 4, (128, 128))
+        path = tmp_path / f"b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e{k:02d}.png"
+        Image.fromarray(np.clip(moved, 0, 255).astype(np.uint8)).save(path)
+        pair = [tmp_path / "3f9a0c1d2e4b5a6c7d8e9f0a1b2c3d4e.png", path]
+        h = hash_files(pair)
+        bits = int(hamming_matrix(h.dhash[:1], h.dhash[1:])[0, 0])
+        path.unlink()
+        if 12 < bits <= SAME_CASE_THRESHOLD:
+            Image.fromarray(np.clip(moved, 0, 255).astype(np.uint8)).save(path)
+            break
+    else:
+        raise AssertionError("no neighbouring slice between 12 and SAME_CASE_THRESHOLD bits was made")
+    groups, re_encodings_only = file_case_groups(pair), file_case_groups(pair, threshold=12)
+    assert groups[0] == groups[1] and re_encodings_only[0] != re_encodings_only[1]

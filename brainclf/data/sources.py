@@ -151,6 +151,16 @@ def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
     return linked_groups(n, itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(series)))
 
 
-def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """case_groups of files on disk: their near-duplicate groups (perceptual hashes) joined with file-name series."""
-    return case_groups(paths, duplicate_groups(hash_files(paths, progress)))
+# Neighbouring slices of one case: within this many of the 256 dHash bits (dedup.NEAR_DUP_THRESHOLD, 12, is for
+# re-encodings of one slice). Radiopaedia slices named by a hash have no file-name series, and at 12 bits 106 of
+# default_split's 427 external held-out slices had a neighbour of their own case in training within 25 bits (seen
+# side by side: the same patient and lesion a slice apart); at 25 bits no Radiopaedia case group mixes classes but
+# one. Grouping by it since 2026-12-06: earlier runs' stored splits keep the 12-bit groups.
+SAME_CASE_THRESHOLD = 25
+
+
+def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None,
+                     threshold: int = SAME_CASE_THRESHOLD) -> np.ndarray:
+    """case_groups of files on disk: groups of perceptual hashes within `threshold` bits (neighbouring slices of one
+    case) joined with file-name series."""
+    return case_groups(paths, duplicate_groups(hash_files(paths, progress), threshold))
