@@ -151,3 +151,25 @@ def test_training_paths_of_a_multi_source_card_are_the_primary_images_only(tmp_p
     card = ModelCard(name="m", architecture="seed", input_contract={"size": 32, "channels": 1},
                      training={"files": {"train": ["Training/glioma/a.png", "ext::glioma/b.png"], "val": []}})
     assert training_paths_for(card, tmp_path / "Testing", tmp_path) == [tmp_path / "Training" / "glioma" / "a.png"]
+
+
+def test_evaluating_the_models_own_training_folder_leaves_its_images_out(smoke_model, synthetic_dataset):
+    """A Training folder evaluated on its own is the model's training set: its images are left out and counted, not
+    scored as if new."""
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
+    from brainclf.model import read_card
+
+    predictor = Predictor.load(smoke_model)
+    files = read_card(smoke_model).training["files"]
+    own = {f for part in ("train", "val") for f in files[part]}
+    training = synthetic_dataset / "Training"
+    assert own == {f"Training/{p.relative_to(training).as_posix()}" for p in training.rglob("*.png")}
+    with pytest.raises(DataError, match="trained or validated on every image"):  # it was scored as new before
+        evaluate_folder(predictor, training)
+    (training / "glioma" / "new-slice.png").write_bytes((training / "glioma").iterdir().__next__().read_bytes())
+    try:
+        report = evaluate_folder(predictor, training)
+    finally:
+        (training / "glioma" / "new-slice.png").unlink()
+    assert report["excluded_trained_on"] == len(own) and report["n"] == 1

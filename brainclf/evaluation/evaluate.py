@@ -101,7 +101,8 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     that are not Training), with the clean-subset metrics when the training images can be found.
 
     Any subset of the classes may be present. Images of this folder that the model trained or validated on
-    (an extra source named like the folder in its card) are left out and counted. `external` (default:
+    (an extra source named like the folder in its card, or the primary source's own files) are left out and
+    counted. `external` (default:
     when the folder has a manifest.csv, lacks a class or is one of the model's extra sources) adds the
     external-validation block (brainclf.evaluation.external): per-sequence breakdown, tumour→"no tumour" rates and
     intervals over case groups.
@@ -116,8 +117,11 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
             raise DataError(f"{data} has only a Training split; point --data at a test folder.")
     dataset = data.resolve().name
     seen = trained_on(predictor.card, dataset)
-    excluded = [s for s in samples if relative_path(s.path, data) in seen]
-    samples = [s for s in samples if relative_path(s.path, data) not in seen]
+    training = training_paths_for(predictor.card, data, training_root)
+    own = {p.resolve() for p in training or []}  # the primary source's own files (a Training folder evaluated)
+    learnt = [relative_path(s.path, data) in seen or s.path.resolve() in own for s in samples]
+    excluded = [s for s, was in zip(samples, learnt) if was]
+    samples = [s for s, was in zip(samples, learnt) if not was]
     if not samples:
         raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
     sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
@@ -129,7 +133,6 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     if not kept:
         raise DataError(f"None of the {len(samples)} images of {dataset} could be read (e.g. {errors[0]}): "
                         "nothing to evaluate.")
-    training = training_paths_for(predictor.card, data, training_root)
     report = evaluate_samples(predictor, samples, data, training_paths=training, predicted=(raw, kept, errors))
     if training is None:
         report["clean"] = None
