@@ -160,8 +160,8 @@ def interrupted_section() -> None:
             if current is None or current.run_dir is None or current.run_dir.resolve() != r.run_dir.resolve()]
     if not runs or jobs.busy():
         return
-    st.caption("Interrupted trainings of yours (the server stopped while they ran): each resumes from its last "
-               "finished epoch, with the settings and data it started with.")
+    st.caption("Unfinished trainings of yours (cancelled, failed, or stopped by a server restart): each resumes "
+               "from its last finished epoch, with the settings and data it started with.")
     for r in runs:
         c1, c2 = st.columns([4, 1])
         sources = " + ".join([r.data] + [name for name, _ in r.extra])

@@ -23,7 +23,7 @@ from brainclf.site import (
     check_site_name,
     saved_state,
     site_report_pdf,
-    site_run_name,
+    site_run_dir,
     step_job,
 )
 from brainclf.site.split import PARTS, left_out_words
@@ -71,7 +71,7 @@ def site_section(who) -> None:
     except BrainclfError as e:
         st.error(public(e))
         return
-    run_dir = owner_run_dir(config.runs_dir / "site", who.user_id, site_run_name(site, model))
+    run_dir = site_run_dir(owner_run_dir(config.runs_dir / "site", who.user_id, ""), site, model)
     state = saved_state(run_dir)
     site_root = config.folder(root_name)
     if state and state.get("root", str(site_root.resolve())) != str(site_root.resolve()):

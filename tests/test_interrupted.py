@@ -63,3 +63,12 @@ def test_the_model_page_offers_the_users_interrupted_training_and_resumes_it(two
     at.button(key="resume_interrupted_half_done").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [job["name"] for job in started] == ["half_done"]
+
+
+def test_a_state_of_an_architecture_this_version_does_not_know_is_skipped(smoke_run, tmp_path):
+    run = interrupt(smoke_run, tmp_path, "sub:alice", "from_the_future")
+    state = json.loads((run / "state.json").read_text())
+    state["config"]["architecture"] = "vit_from_a_newer_version"
+    (run / "state.json").write_text(json.dumps(state))
+    interrupt(smoke_run, tmp_path, "sub:alice", "half_done")
+    assert [r.name for r in interrupted_runs(tmp_path, "sub:alice")] == ["half_done"]

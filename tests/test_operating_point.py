@@ -187,3 +187,10 @@ def test_every_source_reaches_the_target_at_the_joint_threshold_even_where_accur
         assert not at["answered"] or at["accuracy"] >= 0.98
     assert t > 0.86  # above A's miss
     assert curve_at(a, 0.86)["accuracy"] < 0.98 <= curve_at(a, 0.60)["accuracy"]  # the dip the old rule missed
+    # A card fitted with the old per-source rule (the highest own bar) still reads as fitted on every source.
+    from brainclf.scoring.operating_point import thresholds_for_target
+
+    block = {"curves": {"a": a, "b": b}, "worst_notumor_miss": 0.0}
+    old = thresholds_for_target(block, 0.98, joint=False)
+    assert old["glioma"] == 0.86 and thresholds_for_target(block, 0.98)["glioma"] == t
+    assert "right on every source" in operating_summary({"operating": block}, False, old, 0.98)

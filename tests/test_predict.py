@@ -216,3 +216,15 @@ def test_ood_check_flags_features_that_are_not_numbers():
     flagged, reason, _ = check(None, np.full(4, np.nan), stats)
     assert flagged and "not numbers" in reason
     assert not check(None, np.zeros(4), stats)[0]
+
+
+def test_an_output_with_one_nan_among_numbers_is_referred():
+    """max() skips a NaN that is not first: [0.97, nan, 0.02, 0.01] must not read as an answer at 0.97."""
+    from brainclf.presentation import refer_rule
+
+    probs = dict(zip(CLASS_NAMES, [0.97, float("nan"), 0.02, 0.01]))
+    pred = Prediction(name="x", probabilities=probs, model_name="m", model_version="1", refer_threshold=0.9)
+    assert pred.confidence == 0.97 and pred.referred
+    assert refer_rule({c: 0.9 for c in CLASS_NAMES}, None).referred(probs)
+    assert not Prediction(name="x", probabilities=dict(zip(CLASS_NAMES, [0.97, 0.01, 0.01, 0.01])),
+                          model_name="m", model_version="1", refer_threshold=0.9).referred

@@ -71,3 +71,12 @@ def test_a_case_line_names_a_few_sources_and_counts_the_rest_so_it_fits_a_report
     assert "like those of kaggle, hospital-0, hospital-1 and 18 more." in line and "hospital-5" not in line
     two = case_scope_line(card(training={"sources": sources[:2]}))
     assert "like those of kaggle and hospital-0." in two
+
+
+def test_an_uploaded_site_profile_reads_as_its_uploaders_claim():
+    site = {"name": "clinic", "scope": "validated at clinic: 97.0 % right on 300 held-out slices", "adapted": False,
+            "target": 0.98}
+    uploaded = card(site=site, provenance={"uploaded_by": "x", "metrics_verified": True})
+    assert "Scope: Claimed by its uploader (not measured here): validated at clinic" in case_scope_line(uploaded)
+    assert validated_scope(uploaded)["sentence"].startswith("Claimed by its uploader")
+    assert case_scope_line(card(site=site)).startswith("Scope: Validated at clinic: 97.0 %")

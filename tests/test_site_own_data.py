@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_site import write_site
 
 from brainclf.data import Sample, discover, relative_path
@@ -121,3 +122,28 @@ def test_a_malformed_manifest_is_a_data_error_naming_its_line(tmp_path):
                                            + "y" * 200_000 + "\n")  # over the csv module's field limit
     with pytest.raises(DataError, match=r"manifest\.csv line \d+ cannot be read as CSV"):
         read_manifest(tmp_path)
+
+
+def test_files_that_only_share_names_with_the_models_own_are_not_left_out(tmp_path, smoke_model):
+    """Another hospital's folder laid out like the model's data folder holds files of the same names that the model
+    never saw: neither a site run nor an evaluation may drop them."""
+    from brainclf.evaluation.evaluate import training_paths_for
+
+    card = read_card(smoke_model)
+    other = tmp_path / "other-hospital"
+    rng = np.random.default_rng(5)
+    for rel in sorted(_own_files(card))[:8]:
+        (other / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(other / rel)
+    samples = discover(other).all_samples()
+    assert len(samples) == 8 and not learnt_from(card, samples, other, None).any()
+    assert training_paths_for(card, other / "Training") is None  # not taken for the model's training folder
+
+
+def test_an_older_flat_site_run_folder_is_still_found(tmp_path):
+    from brainclf.site import site_run_dir
+
+    assert site_run_dir(tmp_path, "clinic", "models/default.keras") == tmp_path / "clinic" / "default"
+    (tmp_path / "clinic-default").mkdir()
+    (tmp_path / "clinic-default" / "site.json").write_text("{}")
+    assert site_run_dir(tmp_path, "clinic", "models/default.keras") == tmp_path / "clinic-default"

@@ -18,10 +18,10 @@ STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
 
 def _open(args):
-    from ..site import SiteRun, site_run_name
+    from ..site import SiteRun, site_run_dir
 
-    run_dir = Path(args.run_dir) if args.run_dir else Path(os.environ.get("BRAINCLF_RUNS", "runs")) / "site" / \
-        site_run_name(args.site, Path(args.model))
+    run_dir = Path(args.run_dir) if args.run_dir else site_run_dir(
+        Path(os.environ.get("BRAINCLF_RUNS", "runs")) / "site", args.site, args.model)
     bar = CountBar("case groups")
     run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar,
                        data_root=args.data or os.environ.get("BRAINCLF_DATA"))

@@ -77,7 +77,13 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
     rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
     if not rel:
         return None
-    candidates = [training_root] if training_root else [data.parent, data, os.environ.get("BRAINCLF_DATA")]
+    if training_root:
+        candidates = [training_root]
+    else:  # beside the evaluated folder only when it is the training folder by name: another hospital's folder
+        # laid out the same way holds files of the same names that the model never saw
+        named = (card.training.get("fingerprint") or {}).get("root_name")
+        candidates = [c for c in (data.parent, data) if not named or Path(c).resolve().name == named]
+        candidates.append(os.environ.get("BRAINCLF_DATA"))
     for c in candidates:
         if c and (Path(c) / rel[0]).is_file():
             return [Path(c) / r for r in rel]

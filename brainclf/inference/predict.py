@@ -46,7 +46,8 @@ class Prediction:
 
     @property
     def referred(self) -> bool:
-        return not self.confidence >= self.refer_threshold  # fails closed: a NaN confidence is referred
+        # Fails closed: max() skips a NaN that is not first, so any output that is not a number refers the slice.
+        return not (self.confidence >= self.refer_threshold and np.isfinite(list(self.probabilities.values())).all())
 
     @property
     def predicted(self) -> str:

@@ -49,9 +49,18 @@ def validated_scope(card) -> dict:
                    if validated else "Never checked on slices from another source: its figures are "
                                      "in-distribution only."))
     if card.site:
-        sentence = f"{card.site['scope'][0].upper()}{card.site['scope'][1:]}. {sentence}"
+        sentence = f"{site_scope(card)}. {sentence}"
     return {"sources": names, "classes": ordered, "sequences": sequences, "external": list(externals),
             "licences": [s.get("licence", "") for s in sources if s.get("licence")], "sentence": sentence}
+
+
+def site_scope(card) -> str:
+    """The card's "validated at SITE: …" words, capitalised; an upload's marked as its uploader's claim (uploads
+    re-measure the test split only)."""
+    scope = card.site["scope"]
+    if card.provenance:
+        return f"Claimed by its uploader (not measured here): {scope}"
+    return f"{scope[0].upper()}{scope[1:]}"
 
 
 def source_tag(card) -> str:
@@ -134,7 +143,7 @@ def case_scope_line(card, tta: bool | None = None) -> str:
     test_claimed = "" if card_is_verified(card) else ", claimed by its uploader, not verified here"
     kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution{test_claimed})" if test is not None else ""
     if card.site:  # a site profile or adapted model: the site's own held-out figures come first
-        return f"Scope: {card.site['scope'][0].upper()}{card.site['scope'][1:]}{kaggle}."
+        return f"Scope: {site_scope(card)}{kaggle}."
     ext = external_words(card)
     how = "Claimed by its uploader (not measured here) on" if card.provenance else "Measured on"
     measured = f"{how} other sources' scans: {ext}" if external_summary(card) else ext.capitalize()

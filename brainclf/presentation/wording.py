@@ -41,7 +41,8 @@ class ReferRule:
 
     def referred(self, probabilities: dict[str, float]) -> bool:
         cls = max(probabilities, key=probabilities.get)
-        return not probabilities[cls] >= self.thresholds[cls]  # fails closed: a NaN confidence is referred
+        finite = all(p == p and abs(p) != float("inf") for p in probabilities.values())
+        return not (probabilities[cls] >= self.thresholds[cls] and finite)  # fails closed on any NaN
 
     @property
     def base(self) -> float:
@@ -276,7 +277,8 @@ def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str,
             f"with {pct(shown, 0)} confidence)" if at["accuracy"] is not None else ""
         parts.append(f"{source} {count(at['answered'])} of {count(at['n'])}{right}")
     # Per-source thresholds (the rule since 2026-12-05) or a card fitted on the pooled validation set before.
-    per_source = target and thresholds == thresholds_for_target(block, target, confidence)
+    per_source = target and thresholds in (thresholds_for_target(block, target, confidence),
+                                           thresholds_for_target(block, target, confidence, joint=False))
     bound = bound_clause(confidence) if per_source else ""
     where = "on every source" if per_source else "on the pooled validation set"
     aim = f" aiming at {pct(target)} right{bound} {where}" if target else ""

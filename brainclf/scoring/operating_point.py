@@ -99,11 +99,14 @@ def fit_curves(y: np.ndarray, probs: np.ndarray, sources: list[str] | np.ndarray
             "worst_notumor_miss": float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0}
 
 
-def thresholds_for_target(block: dict, target: float, confidence: float | None = None) -> dict[str, float]:
-    """{class: refer threshold}: the highest of the sources' thresholds for `target` (every source reaches it
-    on validation, or its lower bound at `confidence` does) and, for "no tumour", also one float32 step above
-    the most confident missed tumour."""
-    base = joint_threshold(list(block["curves"].values()), target, confidence)
+def thresholds_for_target(block: dict, target: float, confidence: float | None = None,
+                          joint: bool = True) -> dict[str, float]:
+    """{class: refer threshold}: the lowest at which every source reaches `target` on validation together (or
+    its lower bound at `confidence` does) and, for "no tumour", also one float32 step above the most confident
+    missed tumour. `joint=False`: the highest of the sources' own bars, the rule of cards fitted 2026-12-05/06."""
+    curves = list(block["curves"].values())
+    base = (joint_threshold(curves, target, confidence) if joint
+            else max((threshold_for(c, target, confidence) for c in curves), default=1.0))
     worst = block.get("worst_notumor_miss", 0.0)
     strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}

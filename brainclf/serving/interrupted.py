@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.sources import Source
-from ..errors import BrainclfError, DataError
+from ..errors import BrainclfError
 from ..training.config import TrainConfig
 from ..training.state import RunState
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
@@ -40,9 +40,10 @@ def interrupted_runs(runs_root: str | Path, owner: str) -> list[InterruptedRun]:
         try:
             state = RunState.load(run_dir)
             config = state.train_config()
-        except (DataError, OSError):  # unreadable: a new start of that name sets it aside
+            ensemble = len(config.member_configs()) > 1
+        except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
             continue
-        if state.finished(config.epochs) or len(config.member_configs()) > 1:
+        if state.finished(config.epochs) or ensemble:
             continue  # finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble
         data = (state.fingerprint or {}).get("root_name", "")
         extra = [(s["name"], float(s.get("weight", 1.0))) for s in state.sources or [] if not s.get("primary")]

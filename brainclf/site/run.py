@@ -37,10 +37,12 @@ CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the 
              False: "calibrated loss on the site's calibration part"}
 
 
-def site_run_name(site: str, model_path: str | Path) -> Path:
-    """A site run's folder under the runs folder: one per site and starting model, nested so that no two
-    pairings share one ("clinic-a" + "default" and "clinic" + "a-default" did as "clinic-a-default")."""
-    return Path(site) / Path(model_path).stem
+def site_run_dir(base: str | Path, site: str, model_path: str | Path) -> Path:
+    """A site run's folder under `base`: one per site and starting model, nested so that no two pairings share one
+    ("clinic-a" + "default" and "clinic" + "a-default" did as "clinic-a-default"). A run started before that, in
+    the flat folder, is kept where it is and found there."""
+    nested, flat = Path(base) / site / Path(model_path).stem, Path(base) / f"{site}-{Path(model_path).stem}"
+    return flat if (flat / STATE).is_file() and not (nested / STATE).is_file() else nested
 
 
 @dataclass
