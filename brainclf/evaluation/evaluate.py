@@ -101,6 +101,15 @@ def trained_on(card, dataset: str) -> set[str]:
     return out
 
 
+def _not_learnt(card, samples: list, data: Path, training: list[Path] | None) -> tuple[list, list]:
+    """(the samples the model neither trained nor validated on, those it did): an extra source's files by the card's
+    keys, the primary source's (a Training folder evaluated on its own) by path."""
+    seen = trained_on(card, data.resolve().name)
+    own = {p.resolve() for p in training or []}
+    learnt = [relative_path(s.path, data) in seen or s.path.resolve() in own for s in samples]
+    return [s for s, was in zip(samples, learnt) if not was], [s for s, was in zip(samples, learnt) if was]
+
+
 def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
                     training_root: str | Path | None = None, external: bool | None = None) -> dict:
     """Evaluate on every image under a folder of class sub-folders (or a Training/Testing root: all splits
@@ -122,12 +131,8 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         if not samples:
             raise DataError(f"{data} has only a Training split; point --data at a test folder.")
     dataset = data.resolve().name
-    seen = trained_on(predictor.card, dataset)
     training = training_paths_for(predictor.card, data, training_root)
-    own = {p.resolve() for p in training or []}  # the primary source's own files (a Training folder evaluated)
-    learnt = [relative_path(s.path, data) in seen or s.path.resolve() in own for s in samples]
-    excluded = [s for s, was in zip(samples, learnt) if was]
-    samples = [s for s, was in zip(samples, learnt) if not was]
+    samples, excluded = _not_learnt(predictor.card, samples, data, training)
     if not samples:
         raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
     sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}

@@ -15,6 +15,7 @@ import numpy as np
 from .. import CLASS_NAMES
 from ..data.datasets import Sample
 from ..data.dedup import duplicate_groups, hash_files
+from ..evaluation.shortcut import features_of, style_classifier
 
 FOLDS = 5
 
@@ -27,8 +28,6 @@ def style_weights(samples: list[Sample], factor: float, seed: int) -> tuple[np.n
     or too few slices per class to fold, leaves every weight at 1 and says why.
     """
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-
-    from ..evaluation.shortcut import features_of, style_classifier
 
     weights = np.ones(len(samples), np.float32)
     primary = [k for k, s in enumerate(samples) if s.source == ""]
