@@ -39,7 +39,8 @@ NESTED_KEYS = {
         "architecture augment augment_contrast augment_intensity batch_size channels crop early_stopping_patience "
         "epochs extra_sources "
         "extra_test_fraction extra_train_fraction extra_val_fold extra_val_fraction image_size intensity learning_rate "
-        "max_train_images mixup optimizer precision refit seed split_seed val_fraction warmup_fraction weight_decay"
+        "max_train_images mixup optimizer precision refit seed split_seed style_reweight val_fraction warmup_fraction "
+        "weight_decay"
     ).split(),
     "training.fingerprint": "counts file_list_sha256 root_name".split(),
     "training.history": "accuracy loss lr val_accuracy val_loss val_loss_calibrated".split(),

@@ -225,11 +225,17 @@ class Extra(Section):
     recipe_run: RecipeRun | None = None
 
 
+def _not_empty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
 class SiteProfile(Section):
     """brainclf.site: the site whose labelled slices validated (calibrated, maybe adapted) this model."""
 
     name: DatasetName
-    scope: Annotated[Label(200), Field(min_length=1)]
+    scope: Annotated[Label(200), AfterValidator(_not_empty)]
     adapted: bool
     target: Rate
     base_model: dict[Label(32), Label(128)] = {}

@@ -46,8 +46,7 @@ def validate_card(d: Any) -> dict:
 _PLAIN = {"model_type": "must be a JSON object", "dict_type": "must be a JSON object", "list_type": "must be a list",
           "float_type": "must be a number", "int_type": "must be a whole number", "string_type": "must be text",
           "bool_type": "must be true or false", "missing": "is missing", "finite_number": "must be a finite number",
-          "extra_forbidden": "is not a known key here", "string_too_short": "must not be empty",
-          "too_short": "must not be empty"}
+          "extra_forbidden": "is not a known key here"}
 
 
 def _shown(v: Any) -> str:
