@@ -155,9 +155,7 @@ def start_training(dataset: str, name: str, also: list[str], weight: float, sett
 
 def interrupted_section() -> None:
     """After a server restart the app's job is gone; the user's run folders still hold their finished epochs."""
-    current = jobs.status
-    runs = [r for r in interrupted_runs(config.runs_dir, who.user_id)
-            if current is None or current.run_dir is None or current.run_dir.resolve() != r.run_dir.resolve()]
+    runs = interrupted_runs(config.runs_dir, who.user_id, current=jobs.status)
     if not runs or jobs.busy():
         return
     st.caption("Unfinished trainings of yours (cancelled, failed, or stopped by a server restart): each resumes "

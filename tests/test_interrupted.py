@@ -14,7 +14,7 @@ from test_training_form import two_sources  # noqa: F401 - the fixture
 
 from brainclf.errors import BrainclfError
 from brainclf.serving import interrupted_runs, owner_run_dir, resume_interrupted
-from brainclf.serving.jobs import TrainingJobs
+from brainclf.serving.jobs import JobStatus, TrainingJobs
 
 
 def interrupt(smoke_run, runs_root, owner: str, name: str, epochs: int = 3):
@@ -39,6 +39,8 @@ def test_only_unfinished_readable_runs_of_the_user_are_listed(smoke_run, tmp_pat
     assert run.data == synthetic_dataset.name  # the data folder's name, as its state records it
     assert [r.name for r in interrupted_runs(tmp_path, "sub:bob")] == ["bobs"]
     assert interrupted_runs(tmp_path, "sub:nobody") == []
+    current = JobStatus(name="half_done", state="cancelled", run_dir=run.run_dir)
+    assert interrupted_runs(tmp_path, "sub:alice", current=current) == []  # shown beside its own status instead
 
 
 def test_resuming_starts_the_recorded_settings_on_the_recorded_folders(smoke_run, tmp_path, synthetic_dataset,

@@ -30,12 +30,14 @@ class InterruptedRun:
     extra: list[tuple[str, float]]  # the other sources it learns from: (folder name, loss weight)
 
 
-def interrupted_runs(runs_root: str | Path, owner: str) -> list[InterruptedRun]:
-    """`owner`'s run folders holding a readable state with epochs still to train, by name."""
+def interrupted_runs(runs_root: str | Path, owner: str, current: JobStatus | None = None) -> list[InterruptedRun]:
+    """`owner`'s run folders holding a readable state with epochs still to train, by name; not the `current`
+    job's own folder (the page offers that one's resume beside its status)."""
     base = owner_run_dir(runs_root, owner, "")
+    shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
     for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
-        if SET_ASIDE in run_dir.name or not (run_dir / "state.json").is_file():
+        if SET_ASIDE in run_dir.name or not (run_dir / "state.json").is_file() or run_dir.resolve() == shown:
             continue
         try:
             state = RunState.load(run_dir)
