@@ -17,7 +17,7 @@ from .analysis import (
     risk_coverage_by_source,
     rows_for_cell,
 )
-from .evaluate import evaluate_folder, evaluate_samples, record_external, training_paths_for
+from .evaluate import evaluate_folder, evaluate_samples, learnt_mask, record_external, training_paths_for
 from .external import cluster_bootstrap, evaluate_external, load_shortcut_study, read_manifest, sequence_table
 from .faithfulness import FRACTIONS, deletion_test, measure_faithfulness, randomisation_check
 from .label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
@@ -44,5 +44,5 @@ __all__ = ["CT_RING_THRESHOLD", "FEATURE_NAMES", "FRACTIONS", "PRIMARY", "audit_
            "nll_difference", "operating_curves", "paired_comparison", "provenance_note",
            "randomisation_check", "read_manifest", "record_external", "report_from_rows", "resolve_image",
            "risk_coverage_by_source", "rows_for_cell", "run_study", "sequence_table",
-           "shared_validation_samples", "style_features", "training_paths_for", "validation_by_source",
+           "shared_validation_samples", "style_features", "learnt_mask", "training_paths_for", "validation_by_source",
            "validation_groups", "validation_samples", "validation_scores", "verify_uploaded_model"]

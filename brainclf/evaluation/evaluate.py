@@ -70,20 +70,19 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
 
 
 def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
-    """The model's training images (from its card), looked up beside the evaluated folder, under
-    `training_root`, or under $BRAINCLF_DATA; None when they cannot be found."""
+    """The model's primary-source training and validation images (from its card), looked up under
+    `training_root`, beside the evaluated folder `data` or under $BRAINCLF_DATA; None when they cannot be found."""
     files = card.training.get("files") or {}
     # The primary source's images only: an extra source's (`name::path`) live in their own folder.
     rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
     if not rel:
         return None
-    if training_root:
-        candidates = [training_root]
-    else:  # beside the evaluated folder only when it is the training folder by name: another hospital's folder
-        # laid out the same way holds files of the same names that the model never saw
-        named = (card.training.get("fingerprint") or {}).get("root_name")
-        candidates = [c for c in (data.parent, data) if not named or Path(c).resolve().name == named]
-        candidates.append(os.environ.get("BRAINCLF_DATA"))
+    # Beside the evaluated folder only when it is the training folder by name: another hospital's folder laid out
+    # the same way holds files of the same names that the model never saw.
+    named = (card.training.get("fingerprint") or {}).get("root_name")
+    candidates = [training_root] if training_root else [
+        c for c in (data.parent, data) if not named or Path(c).resolve().name == named]
+    candidates.append(os.environ.get("BRAINCLF_DATA"))
     for c in candidates:
         if c and (Path(c) / rel[0]).is_file():
             return [Path(c) / r for r in rel]
@@ -101,13 +100,13 @@ def trained_on(card, dataset: str) -> set[str]:
     return out
 
 
-def _not_learnt(card, samples: list, data: Path, training: list[Path] | None) -> tuple[list, list]:
-    """(the samples the model neither trained nor validated on, those it did): an extra source's files by the card's
-    keys, the primary source's (a Training folder evaluated on its own) by path."""
-    seen = trained_on(card, data.resolve().name)
+def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] | None) -> np.ndarray:
+    """True for each sample that is one of the files the model trained or validated on: an extra source's by the
+    card's keys (`folder` named like that source), the primary source's by path (`training`, from
+    training_paths_for). Copies under other names are not caught here (brainclf.data.dedup.clean_mask does)."""
+    seen = trained_on(card, Path(folder).resolve().name)
     own = {p.resolve() for p in training or []}
-    learnt = [relative_path(s.path, data) in seen or s.path.resolve() in own for s in samples]
-    return [s for s, was in zip(samples, learnt) if not was], [s for s, was in zip(samples, learnt) if was]
+    return np.array([relative_path(s.path, folder) in seen or s.path.resolve() in own for s in samples], bool)
 
 
 def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
@@ -132,7 +131,8 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
             raise DataError(f"{data} has only a Training split; point --data at a test folder.")
     dataset = data.resolve().name
     training = training_paths_for(predictor.card, data, training_root)
-    samples, excluded = _not_learnt(predictor.card, samples, data, training)
+    learnt = learnt_mask(predictor.card, samples, data, training)
+    samples, excluded = [s for s, m in zip(samples, learnt) if not m], [s for s, m in zip(samples, learnt) if m]
     if not samples:
         raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
     sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}

@@ -18,6 +18,7 @@ from ..data import Sample, discover
 from ..data.dedup import clean_mask
 from ..data.sources import split_key
 from ..errors import DataError
+from ..evaluation import learnt_mask, training_paths_for
 
 REPLAY_MAX = 2000
 
@@ -53,26 +54,13 @@ def kaggle_test_samples(data_root: str | Path | None) -> list[Sample]:
 
 
 def learnt_from(card, samples: list[Sample], site_root: str | Path, data_root: str | Path | None) -> np.ndarray:
-    """True for each site slice the model trained or validated on: the same file (the site folder is the model's
-    primary data folder or an extra source, by name) or, where the primary training images can be found,
-    an exact or near duplicate of one of them (a copy under another name). A copy of an extra source under
-    another name is not caught: the card does not say where that source's folder is."""
-    site_root = Path(site_root).resolve()
-    files = card.training.get("files") or {}
-    keys = [split_key(str(f)) for part in ("train", "val") for f in files.get(part, [])]
-    primary_rel = [rel for source, rel in keys if not source]
-    primary_root = _primary_root(primary_rel, data_root)
-    # The site folder stands for a source of the model's only by its name: another folder laid out the same way
-    # holds files of the same names that the model never saw (those are caught by content below, if copies).
-    primary_name = (card.training.get("fingerprint") or {}).get("root_name")
-    primary_bases = ([site_root] if site_root.name == primary_name else []) + (
-        [primary_root.resolve()] if primary_root else [])
-    own = set()
-    for source, rel in keys:
-        bases = ([site_root] if source == site_root.name else []) if source else primary_bases
-        own |= {base / rel for base in bases}
-    learnt = np.array([s.path.resolve() in own for s in samples], bool)
-    training = [primary_root / rel for rel in primary_rel] if primary_root else []
+    """True for each site slice the model trained or validated on: one of its files (brainclf.evaluation's
+    learnt_mask, as `evaluate` leaves them out) or, where the primary training images can be found, an exact or
+    near duplicate of one of them (a copy under another name). A copy of an extra source under another name is
+    not caught: the card does not say where that source's folder is."""
+    site_root = Path(site_root)
+    training = training_paths_for(card, site_root, data_root)
+    learnt = learnt_mask(card, samples, site_root, training)
     rest = np.flatnonzero(~learnt)
     if training and len(rest):
         learnt[rest] = ~clean_mask([samples[k].path for k in rest], training)
