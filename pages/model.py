@@ -9,7 +9,7 @@ from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.data import source_at
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.evaluation import card_is_verified
+from brainclf.evaluation import card_is_verified, provenance_note, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import remove_model
@@ -65,6 +65,25 @@ if who.can("upload_model"):
                 st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")
+if who.can("re_evaluate") and config.root_names():
+    claimed = [p for p in available_models() if (card := card_of(p)) is not None and not card_is_verified(card)]
+    if claimed:
+        with st.expander("Re-measure an uploaded model on this server's data"):
+            st.caption("An uploaded model's figures are its uploader's claim until measured here: this evaluates it "
+                       "on the chosen dataset's test images (every split but Training) and records the result in "
+                       "its card, with the figure claimed beside it.")
+            c1, c2 = st.columns(2)
+            to_verify = c1.selectbox("Uploaded model", claimed, format_func=lambda p: p.stem, key="verify_pick")
+            verify_on = c2.selectbox("Test data", config.root_names(), key="verify_data")
+            if st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
+                bar = st.progress(0.0, text="Evaluating…")
+                try:
+                    card = verify_uploaded_model(to_verify, config.root(verify_on).path,
+                                                 lambda done, total: bar.progress(done / max(total, 1),
+                                                                                  text=f"Evaluating {done} of {total}"))
+                    st.success(provenance_note(card))
+                except BrainclfError as e:
+                    st.error(f"Not re-measured: {public(e)}")
 if who.can("remove_model"):
     with st.expander("Remove a model (admins)"):
         removable = [p for p in available_models() if p != active_model_path()]

@@ -37,3 +37,11 @@ def add_tta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="flip test-time augmentation: average with the mirrored slice (default: as the model "
                         "card says, chosen on validation)")
+
+
+def pct(v) -> str:
+    """A share as everything a person reads it (brainclf.presentation.wording.pct: '93.1 %', '—' when not
+    measured, never rounding a share below 1 up to 100 %), imported when first used."""
+    from ..presentation import pct as wording_pct
+
+    return wording_pct(v)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import CLASS_NAMES
-from .common import CountBar, add_tta_flag, json_default
+from .common import CountBar, add_tta_flag, json_default, pct
 
 
 def cmd_evaluate(args) -> int:
@@ -35,6 +35,20 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(out, default=json_default))
         return 0
     print(format_report(report))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from ..data import resolve_data_root
+    from ..evaluation import verify_uploaded_model
+
+    bar = CountBar("verify")
+    card = verify_uploaded_model(args.model, resolve_data_root(args.data), bar)
+    bar.close()
+    test, on = card.metrics["test"], card.provenance["verified_on"]
+    claimed = card.provenance.get("claimed_test_accuracy")
+    print(f"{card.name}: test accuracy re-measured on {on['n']} images of {on['root_name']}: "
+          f"{pct(test['accuracy'])} (the uploader claimed {pct(claimed)}); recorded in its card")
     return 0
 
 
@@ -85,35 +99,31 @@ def format_thresholds(t) -> str:
     return f"{t:.3f}"
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{v:.1%}"
-
-
 def _ci(ci) -> str:
-    return "" if not ci else f" [{ci[0]:.1%}, {ci[1]:.1%}]"
+    return "" if not ci else f" [{pct(ci[0])}, {pct(ci[1])}]"
 
 
 def format_external(ext: dict) -> list[str]:
     """The external-validation block: membership, accuracy, tumour→"no tumour", per sequence."""
     iv = ext.get("intervals") or {}
     lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
-             f"  accuracy {_pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} "
+             f"  accuracy {pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} "
              + (f"(95% CI over {iv.get('groups', '?')} case groups)" if iv.get("accuracy") else
                 f"({iv.get('method') or 'no interval'})"),
              f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
-             f"= {_pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
-             f"flagged: {ext['called_notumor_unflagged']} = {_pct(ext['called_notumor_unflagged_rate'])}"
+             f"= {pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
+             f"flagged: {ext['called_notumor_unflagged']} = {pct(ext['called_notumor_unflagged_rate'])}"
              f"{_ci(iv.get('called_notumor_unflagged_rate'))}",
-             f"  coverage (neither referred nor flagged) {_pct(ext['coverage'])}, accepted accuracy "
-             f"{_pct(ext['accepted_accuracy'])}",
-             "  recall: " + ", ".join(f"{c} {_pct(v)}" for c, v in ext["recall"].items())]
+             f"  coverage (neither referred nor flagged) {pct(ext['coverage'])}, accepted accuracy "
+             f"{pct(ext['accepted_accuracy'])}",
+             "  recall: " + ", ".join(f"{c} {pct(v)}" for c, v in ext["recall"].items())]
     core = ext.get("t1c_tumours_and_normals")
     if core:
-        lines.append(f"  T1C+ tumours + all normals: n={core['n']}  accuracy {_pct(core['accuracy'])}"
+        lines.append(f"  T1C+ tumours + all normals: n={core['n']}  accuracy {pct(core['accuracy'])}"
                      f"{_ci((core.get('intervals') or {}).get('accuracy'))}")
     for seq, m in ext.get("by_sequence", {}).items():
-        lines.append(f"  {seq:<8} n={m['n']:<5} accuracy {_pct(m['accuracy'])}  tumour→'no tumour' "
-                     f"{_pct(m.get('called_notumor_rate'))} (unflagged {_pct(m.get('called_notumor_unflagged_rate'))})")
+        lines.append(f"  {seq:<8} n={m['n']:<5} accuracy {pct(m['accuracy'])}  tumour→'no tumour' "
+                     f"{pct(m.get('called_notumor_rate'))} (unflagged {pct(m.get('called_notumor_unflagged_rate'))})")
     return lines
 
 
@@ -134,3 +144,11 @@ def add_parsers(sub) -> None:
     e.add_argument("--train-data", help="dataset root holding the model's training images, for the clean-subset "
                    "metrics (default: next to --data, or $BRAINCLF_DATA)")
     e.set_defaults(func=cmd_evaluate)
+
+    v = sub.add_parser("verify", help="re-measure an uploaded model's test figures on this server's data",
+                       description="An uploaded model's card carries its uploader's figures, shown as claimed. "
+                       "This evaluates it on DATA (a Training/Testing root: every split but Training) and replaces "
+                       "its test figures with the measurement, marked re-measured on this server.")
+    v.add_argument("--model", required=True, help="path to the uploaded .keras file with its .json card")
+    v.add_argument("--data", help="the test data (default: $BRAINCLF_DATA)")
+    v.set_defaults(func=cmd_verify)

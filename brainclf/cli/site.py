@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
 from ..site.config import AdaptConfig
 from ..site.summary import promise
-from .common import CountBar
+from .common import CountBar, pct
 
 STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
@@ -78,26 +78,20 @@ def _check_rule(args) -> None:
         raise ConfigError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
 
 
-def _pct(v) -> str:
-    from ..presentation import pct
-
-    return pct(v)
-
-
 def format_heldout(report: dict) -> list[str]:
     """The held-out figures of one step, a few lines."""
     ci = (report.get("intervals") or {}).get("accuracy")
-    lines = [f"  held-out: {report['n']} slices, accuracy {_pct(report['accuracy'])}"
-             + (f" [{_pct(ci[0])}, {_pct(ci[1])}] (case-group bootstrap)" if ci else "")]
+    lines = [f"  held-out: {report['n']} slices, accuracy {pct(report['accuracy'])}"
+             + (f" [{pct(ci[0])}, {pct(ci[1])}] (case-group bootstrap)" if ci else "")]
     tumour = next((r for r in report.get("rates", []) if r["finding"].startswith("Any tumour")), None)
     if tumour:
-        lines.append(f"  any tumour: sensitivity {_pct(tumour['sensitivity'])}, "
-                     f"specificity {_pct(tumour['specificity'])}")
-    lines.append(f"  answered {_pct(report.get('coverage'))} (right among answered "
-                 f"{_pct(report.get('accepted_accuracy'))}); tumours called 'no tumour' and answered: "
+        lines.append(f"  any tumour: sensitivity {pct(tumour['sensitivity'])}, "
+                     f"specificity {pct(tumour['specificity'])}")
+    lines.append(f"  answered {pct(report.get('coverage'))} (right among answered "
+                 f"{pct(report.get('accepted_accuracy'))}); tumours called 'no tumour' and answered: "
                  f"{report.get('called_notumor_unflagged', 0)}")
     for seq, sub in sorted(report.get("by_sequence", {}).items()):
-        lines.append(f"  {seq}: {sub['n']} slices, accuracy {_pct(sub['accuracy'])}")
+        lines.append(f"  {seq}: {sub['n']} slices, accuracy {pct(sub['accuracy'])}")
     return lines
 
 
@@ -107,7 +101,7 @@ def format_step(step: str, result: dict) -> str:
         return "\n".join([f"validate: {m['name']} {m['version']} as it is", *format_heldout(result)])
     cal = result["calibration"]
     head = (f"{step}: saved {result['name']} ({result['model']}); temperature {cal['temperature']:.3f}, refer "
-            f"threshold {cal['refer_threshold']:.4f} for {_pct(result['target'])} accepted accuracy "
+            f"threshold {cal['refer_threshold']:.4f} for {pct(result['target'])} accepted accuracy "
             f"(fitted on {cal['fitted_on']})")
     lines = [head, *(f"  {said}" for said in [promise(result)] if said), *format_heldout(result["heldout"])]
     if step == "adapt":
@@ -117,8 +111,8 @@ def format_step(step: str, result: dict) -> str:
                      f"{a['best_epoch']}; "
                      f"{a['tune_slices']} site slices, {a['replay_images']} replayed training images")
         if k.get("before") and k.get("after"):
-            lines.append(f"  Kaggle Testing ({k['after']['n']}): {_pct(k['before']['accuracy'])} before, "
-                         f"{_pct(k['after']['accuracy'])} after")
+            lines.append(f"  Kaggle Testing ({k['after']['n']}): {pct(k['before']['accuracy'])} before, "
+                         f"{pct(k['after']['accuracy'])} after")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,7 +139,9 @@ class ModelCard:
             validate_card(d)
         except CardSchemaError as e:
             raise ModelError(f"The model card {path.name} was not saved: {e}.") from None
-        tmp = path.with_suffix(".json.tmp")
+        # A name of its own per writer: two sessions saving one card at once (e.g. both re-measuring an upload)
+        # must not write into one temporary file, one renaming it while the other is half-way through.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(d, indent=1))
         tmp.replace(path)
 

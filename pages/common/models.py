@@ -26,8 +26,9 @@ def models_dir() -> Path:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def load_predictor(path: str, mtime: float) -> ProcessPredictor:
-    """One predictor per model file, shared by all sessions (mtime: a replaced file is reloaded), its model in
+def load_predictor(path: str, mtime: float, card_mtime: float) -> ProcessPredictor:
+    """One predictor per model file, shared by all sessions (mtimes: a replaced file, or a card rewritten, e.g.
+    an upload's figures re-measured, is reloaded), its model in
     the model process (brainclf.inference.inference_process); the default one started when the server started
     (brainclf.serving.warmup)."""
     return warmup.take(Path(path)) or ProcessPredictor.start(path)
@@ -52,11 +53,13 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         st.error("No model with a card is installed yet. Train one on the Model page or run "
                  "`python -m brainclf train`.")
         return None
-    if not path.is_file():  # removed by an admin since it was picked (or since a site run saved it)
+    try:
+        mtimes = path.stat().st_mtime, card_path(path).stat().st_mtime
+    except OSError:  # removed by an admin since it was picked (or since a site run saved it)
         st.error(f"Model {md_literal(path.name)} is no longer installed: pick another on the Model page.")
         return None
     try:
-        predictor = load_predictor(str(path), path.stat().st_mtime)
+        predictor = load_predictor(str(path), *mtimes)
     except BrainclfError as e:
         st.error(f"Cannot load model {md_literal(path.name)}: {public(e)}")
         return None

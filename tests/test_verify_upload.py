@@ -1,0 +1,56 @@
+"""Re-measuring an uploaded model's figures on this server's data (brainclf.evaluation.verify_uploaded_model) from
+the command line (`python -m brainclf verify`) and from the Model page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from test_access_pages import app_as, run_page, signed_in
+from test_card_schema import invented_claim
+
+from brainclf.cli import main
+from brainclf.evaluation import card_is_verified
+from brainclf.model import add_model, card_path, read_card
+
+
+def test_the_verify_command_replaces_the_claim_and_says_both(smoke_model, synthetic_dataset, tmp_path, capsys):
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path,
+                      uploaded_by="bob")
+    assert not card_is_verified(read_card(added))
+    assert main(["verify", "--model", str(added), "--data", str(synthetic_dataset)]) == 0
+    card = read_card(added)
+    assert card_is_verified(card) and card.metrics["test"]["n"] == 12
+    out = capsys.readouterr().out
+    assert "re-measured on 12 images" in out and "the uploader claimed 99.9 %" in out
+
+
+def test_the_verify_command_refuses_a_model_trained_here(smoke_model, synthetic_dataset, tmp_path, capsys):
+    shutil.copy(smoke_model, tmp_path / "m.keras")
+    shutil.copy(card_path(smoke_model), tmp_path / "m.json")
+    assert main(["verify", "--model", str(tmp_path / "m.keras"), "--data", str(synthetic_dataset)]) != 0
+    assert "was not uploaded" in capsys.readouterr().err
+
+
+def test_a_researcher_re_measures_an_upload_on_the_model_page(smoke_model, synthetic_dataset, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), models,
+              uploaded_by="bob")  # an upload claiming 99.9 %, and (installed after it) a model trained here
+    shutil.copy(smoke_model, models / "default.keras")
+    shutil.copy(card_path(smoke_model), models / "default.json")
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(f'[data]\nbrain-mri = "{synthetic_dataset}"\n\n'
+                    '[roles.researcher]\nemails = ["res@clinic.example"]\n')
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    monkeypatch.setenv("BRAINCLF_MODELS", str(models))
+    monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert any("Re-measure an uploaded model" in e.label for e in at.expander)
+    assert at.selectbox(key="verify_pick").options == ["up"]  # only the upload: the other was measured here
+    at.button(key="verify_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("test metrics re-measured on this server (12 images" in s.value for s in at.success)
+    assert card_is_verified(read_card(models / "up.keras"))
+    at.run()  # nothing left to re-measure: the expander goes
+    assert not any("Re-measure an uploaded model" in e.label for e in at.expander)
