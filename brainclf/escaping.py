@@ -7,7 +7,8 @@ a card field or a sign-in display name interpolated there must show as typed: no
 fetches), math, HTML or autolinked URLs. CommonMark lets a backslash escape any ASCII punctuation: every
 character that means something there is escaped (the directive, emoji and math parsers Streamlit adds then
 find no unescaped `:` or `$`; `https\\://` and `www\\.` are no autolinks), and line breaks and other control
-characters become spaces (no block syntax can start on a new line).
+characters become spaces (no block syntax can start on a new line); invisible bidi and zero-width characters
+are removed (they could make a name read as another, or turn the text after it around).
 
 CSV (`csv_cell`, `csv_row`, `csv_value`): a text cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage
 return is a formula to a spreadsheet (OWASP "CSV injection"); it gets a leading `'`. A cell that begins with
@@ -24,6 +25,9 @@ from typing import Any
 # typographic arrows) give a meaning; '/', '%', ',', ';', '?', '=', '@' and quotes are left as they are.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|:$~&^])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# Invisible format characters: bidi marks, embeddings, overrides and isolates (a file name "scan\u202egpj.png"
+# shows as "scangnp.jpg" and reverses the text after it), zero-width characters and the byte-order mark.
+_INVISIBLE = re.compile(r"[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+")
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 
@@ -31,7 +35,7 @@ _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 def md_literal(text: Any) -> str:
     """`text` as Streamlit Markdown that renders literally, on one line (None → '')."""
     s = "" if text is None else str(text)
-    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", s))
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", _INVISIBLE.sub("", s)))
 
 
 def csv_cell(value: Any) -> Any:

@@ -197,3 +197,40 @@ def test_decode_upload_returns_safe_tags_for_dicom_only():
     Image.new("L", (32, 32), 90).save(buf, "PNG")
     img, tags = decode_upload(buf.getvalue(), "slice.png")
     assert img.size == (32, 32) and tags is None
+
+
+def test_a_ybr_colour_dicom_is_converted_to_rgb_once():
+    """pydicom's pixel_array already returns RGB: converting again turned a grey ramp green and magenta."""
+    from brainclf.inference.ood import colourfulness
+
+    ybr = np.zeros((32, 64, 3), np.uint8)
+    ybr[..., 0], ybr[..., 1:] = RAMP * 4, 128  # a grey ramp in YCbCr
+    s = read_dicom(make_dicom(ybr, bits=8, photometric="YBR_FULL", samples=3))
+    px = np.asarray(s.image)
+    assert s.image.mode == "RGB" and colourfulness(s.image) < 1
+    assert px[0, 0].max() < 8 and px[0, -1].min() > 240
+
+
+def test_a_palette_colour_dicom_shows_its_colour_table_not_its_indices():
+    lut = (np.arange(64)[::-1] * 1024).astype(np.uint16).tobytes()  # index 0 white … 63 black
+    tables = {f"{c}PaletteColorLookupTable{part}": value for c in ("Red", "Green", "Blue")
+              for part, value in (("Descriptor", [64, 0, 16]), ("Data", lut))}
+    px = np.asarray(read_dicom(make_dicom(RAMP, bits=8, photometric="PALETTE COLOR", **tables)).image.convert("L"))
+    assert px[0, 0] > 240 and px[0, -1] < 8  # the indices alone would read black → white
+
+
+def test_an_empty_window_preset_falls_back_to_the_full_range():
+    s = read_dicom(make_dicom(RAMP * 60, bits=12, WindowCenter=None, WindowWidth=None))
+    px = np.asarray(s.image)
+    assert px[0, 0] == 0 and px[0, -1] == 255
+
+
+@pytest.mark.parametrize("damage,message", [
+    ({"RescaleSlope": "0"}, "Rescale Slope is 0, which makes every pixel the same grey value"),
+    ("short", "pixel data does not match what its header says"),
+])
+def test_header_and_pixel_data_problems_are_named_for_what_they_are(damage, message):
+    data = make_dicom(RAMP * 60, bits=12, **(damage if isinstance(damage, dict) else {}))
+    with pytest.raises(ImageError, match=message) as refused:
+        read_dicom(data[:-100] if damage == "short" else data)
+    assert "transfer syntax" not in str(refused.value)

@@ -258,3 +258,23 @@ def test_rle_segment_that_decodes_past_its_plane_is_refused():
 def test_unsupported_compressed_syntax_is_refused_before_decoding():
     with pytest.raises(ImageError, match=r"MPEG2.*decodes JPEG, JPEG-LS, JPEG 2000 and RLE"):
         read_dicom(encapsulated(b"\x00\x00\x01\xb3" + bytes(60), MPEG2MPML), name="video.dcm")
+
+
+def test_a_deflated_multi_frame_file_is_inflated_once_and_its_header_read_without_its_pixels(monkeypatch):
+    """A 255 KB upload inflating to 256 MiB was inflated again for every frame read and on every rerun."""
+    from brainclf.input import dicom_deflate
+    from brainclf.input.dicom_stack import frame_count, series_slice
+
+    calls = []
+    real = dicom_deflate._inflate
+    monkeypatch.setattr(dicom_deflate, "_inflate", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(dicom_deflate, "_INFLATED", type(dicom_deflate._INFLATED)())
+    data = deflated_dicom(64, 64, 8, value=7)
+    assert frame_count(data, "d.dcm") == 8 and series_slice(data, "d.dcm") is None  # a multi-frame file
+    assert calls == [True]  # the header only, once
+    for frame in range(8):
+        assert read_dicom(data, "d.dcm", frame).n_frames == 8
+    assert calls == [True, False]  # the whole file once for all eight frames
+    monkeypatch.setattr(dicom_deflate, "INFLATED_CACHE_BYTES", 0)  # over budget: the newest entry alone stays
+    read_dicom(deflated_dicom(64, 64, 2, value=9), "e.dcm", 0)
+    assert len(dicom_deflate._INFLATED) == 1

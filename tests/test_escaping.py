@@ -99,3 +99,8 @@ def test_cli_predict_csv_neutralises_formula_file_names(tmp_path, make_image, pn
     with open("p.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["file"] == "'=cmd.png" and 0 <= float(row["confidence"]) <= 1
+
+
+def test_bidi_and_zero_width_characters_are_removed():
+    """'scan\u202egpj.png' displays as 'scangnp.jpg' and turns the text after it around."""
+    assert md_literal("scan\u202egpj.png \u2066x\u2069\u200f \ufeffy\u200b") == "scangpj\\.png x y"

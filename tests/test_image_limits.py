@@ -87,3 +87,19 @@ def test_colour_check_of_a_large_8bit_photo_makes_no_float64_copies():
     finally:
         tracemalloc.stop()
     assert peak < 40 * limits.MiB  # the float64 version: ~180 MiB
+
+
+def test_a_long_strip_is_shrunk_before_it_is_padded_and_a_slice_is_padded_as_before():
+    """A 31600x1580 strip (within MAX_PIXELS and the aspect limit) was padded to a 31600x31600 canvas: 1 GB
+    in grayscale, 4 GB in RGB."""
+    strip = Image.new("L", (31600, 1580), 0)
+    strip.paste(200, (15010, 0, 16590, 1580))  # a bright square in the middle
+    padded = preprocess.pad_to_square(strip)
+    assert padded.size[0] == padded.size[1] <= 8192 and padded.size[0] * padded.size[1] <= limits.MAX_PAD_CANVAS_BYTES
+    assert max(preprocess.pad_to_square(strip.convert("RGB")).size) <= 4096  # 4 bytes a pixel in RGB
+    x = preprocess.to_model_input(strip, InputContract(size=64, channels=1))
+    assert x[32, 32, 0] > 0.5 and x[2, 2, 0] == 0  # the square, centred on black
+    slice_ = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300), np.uint8))
+    canvas = Image.new("L", (300, 300), 0)
+    canvas.paste(slice_, (0, 50))
+    assert preprocess.pad_to_square(slice_).tobytes() == canvas.tobytes()

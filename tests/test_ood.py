@@ -214,3 +214,15 @@ def test_fit_guard_fits_on_training_features_and_measures_test_and_non_mri(smoke
     assert measured["non_mri_n"] == len(non_mri_images(0))
     assert measured["non_mri_flagged"] + len(measured["non_mri_missed"]) == measured["non_mri_n"]
     assert "test_n" not in fit_guard(smoke_predictor, x[:24], x[24:32], None, seed=0)["measured"]
+
+
+def test_colour_hidden_under_transparency_does_not_count():
+    """A grey head on a fully transparent background that stores red there: the model sees grey on black."""
+    from brainclf.inference.ood import colourfulness
+
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., 0] = 255  # red, but transparent
+    rgba[16:48, 16:48] = (120, 120, 120, 255)  # the opaque grey head
+    assert colourfulness(Image.fromarray(rgba, mode="RGBA")) < 1
+    rgba[16:48, 16:48] = (200, 40, 40, 255)  # an opaque red one still counts
+    assert colourfulness(Image.fromarray(rgba, mode="RGBA")) > 20

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..input.preprocess import to_model_input
+from ..input.preprocess import to_8bit, to_model_input
 
 COLOUR_THRESHOLD = 15.0  # Hasler-Süsstrunk colourfulness; grayscale = 0, natural photos ~ 30-100
 QUANTILE = 0.998
@@ -32,7 +32,9 @@ def colourfulness(img: Image.Image) -> float:
     """Hasler & Süsstrunk (2003) colourfulness of an image (0 for any grayscale image)."""
     if img.mode in ("L", "I", "I;16", "F", "1", "LA"):
         return 0.0
-    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # uint8, H x W x 3
+    # to_8bit composites transparency over black first, as the model sees it: a grey slice on a transparent
+    # background that stores red there is not a colour image.
+    rgb = np.asarray(img if img.mode == "RGB" else to_8bit(img).convert("RGB"))  # uint8, H x W x 3
     # rg = R - G and 2 yb = R + G - 2B are integers: their sums and sums of squares, taken over blocks of
     # rows in exact integer arithmetic, give the means and standard deviations without float64 copies of
     # the image (those cost ~2.4 GB for a 50 MP colour photo).

@@ -12,19 +12,15 @@ Description are removed by that profile (they can hold names) and so are not sho
 from __future__ import annotations
 
 import io
-import struct
-import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ImageError
-from . import limits
-from .dicom_frames import check_encoded_frame
-
-DEFLATED_TS = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is deflated
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
+from .dicom_deflate import inflate_deflated
+from .dicom_frames import check_encoded_frame, check_pixel_budget
 
 # (keyword, label) of tags that are safe to show: not identifying under PS3.15 Annex E's basic profile.
 SAFE_TAGS = (
@@ -94,100 +90,14 @@ def _to_8bit(arr: np.ndarray, lo: float | None = None, hi: float | None = None) 
 
 
 def _first(value) -> float:
-    """Window centre/width may be multi-valued (several presets): the first is the default."""
+    """Window centre/width may be multi-valued (several presets): the first is the default. NaN for an empty
+    or unreadable value (window_defaults then uses the frame's range, as for any preset that is not a number)."""
     try:
-        return float(value[0])
-    except TypeError:
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # pydicom's MultiValue
+            value = value[0]
         return float(value)
-
-
-def _check_pixel_budget(ds, name: str) -> int:
-    """Refuse, from the header alone, pixel data too large to hold or a frame too large to decode; return the
-    bytes all frames take once decoded (frames x rows x columns x samples x bytes per sample)."""
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
-    samples = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
-    per_sample = max((int(ds.get("BitsAllocated", 8) or 8) + 7) // 8, 1)
-    if rows * cols > limits.MAX_PIXELS:
-        raise ImageError(f"{name}: DICOM frame is {cols}x{rows} pixels, above the limit of {limits.MAX_PIXELS:,}; "
-                         "refused before decoding.")
-    total = frames * rows * cols * samples * per_sample
-    if total > limits.MAX_DICOM_PIXEL_BYTES:
-        raise ImageError(f"{name}: DICOM pixel data is {frames} frame(s) of {cols}x{rows} x {samples} sample(s) x "
-                         f"{per_sample} byte(s) = {limits.size_text(total)} once decoded, above the limit of "
-                         f"{limits.size_text(limits.MAX_DICOM_PIXEL_BYTES)}; refused before decoding. Export "
-                         "the slice (or a few frames) on its own.")
-    need = rows * cols * samples * (per_sample + limits.DICOM_FLOAT_WORK_BYTES_PER_SAMPLE)
-    if need > limits.MAX_DECODE_BYTES:
-        raise ImageError(f"{name}: one {cols}x{rows} DICOM frame needs ~{limits.size_text(need)} to decode and "
-                         f"window, above the limit of {limits.size_text(limits.MAX_DECODE_BYTES)}; refused "
-                         "before decoding.")
-    return total
-
-
-def _file_meta_end(data: bytes) -> tuple[int, str]:
-    """(offset where the dataset starts, transfer syntax UID) of a Part 10 file, from its group 0002 elements
-    (Explicit VR Little Endian by the standard); (0, '') when there is no 'DICM' file meta to read."""
-    if data[128:132] != b"DICM":
-        return 0, ""
-    pos, ts = 132, ""
-    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
-        vr = data[pos + 4:pos + 6]
-        if vr in (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"):
-            start, length = pos + 12, int.from_bytes(data[pos + 8:pos + 12], "little")
-        else:
-            start, length = pos + 8, int.from_bytes(data[pos + 6:pos + 8], "little")
-        if data[pos + 2:pos + 4] == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
-            ts = data[start:start + length].rstrip(b"\x00 ").decode("ascii", "replace")
-        pos = start + length
-    return pos, ts
-
-
-def _inflate_deflated(data: bytes, name: str) -> bytes:
-    """A Deflate DICOM re-encoded as the same file uncompressed (Explicit VR Little Endian); any other file
-    as it is. Inflates at most MAX_DICOM_HEADER_BYTES to read the header, checks the pixel budget on it, then
-    at most what that header declares: a deflate bomb is refused without inflating it (pydicom would inflate
-    the whole stream in one call, whatever its size)."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filereader import read_dataset
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    meta_end, ts = _file_meta_end(data)
-    if ts != DEFLATED_TS:
-        return data
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        head = inflater.decompress(memoryview(data)[meta_end:], limits.MAX_DICOM_HEADER_BYTES)
-        f = io.BytesIO(head)
-        header = read_dataset(f, is_implicit_VR=False, is_little_endian=True,
-                              stop_when=lambda tag, vr, length: tag in PIXEL_TAGS)
-        at = f.tell()
-        group, element = struct.unpack("<HH", head[at:at + 4]) if len(head) >= at + 4 else (0, 0)
-        if (group << 16 | element) in PIXEL_TAGS:
-            limit = at + 12 + _check_pixel_budget(header, name) + limits.DICOM_TRAILING_BYTES
-        elif inflater.eof:
-            limit = len(head)  # the whole dataset is in: no pixel data (reported as such below)
-        elif len(head) < limits.MAX_DICOM_HEADER_BYTES:  # all the input inflated, yet the stream did not end
-            raise ImageError(f"{name}: the Deflate-compressed DICOM data is truncated.")
-        else:
-            raise ImageError(f"{name}: the Deflate-compressed DICOM header is larger than "
-                             f"{limits.size_text(limits.MAX_DICOM_HEADER_BYTES)} before its pixel data; refused "
-                             "before inflating the rest.")
-        rest = inflater.decompress(inflater.unconsumed_tail, max(limit - len(head), 1))
-        if not inflater.eof:
-            if inflater.unconsumed_tail or inflater.decompress(b"", 1):
-                raise ImageError(f"{name}: the Deflate-compressed DICOM data inflates to more than its header "
-                                 f"declares ({limits.size_text(limit)}); refused without inflating the rest.")
-            raise ImageError(f"{name}: the Deflate-compressed DICOM data is truncated.")
-    except zlib.error:
-        raise ImageError(f"{name}: the Deflate-compressed DICOM data is corrupt.") from None
-    meta = FileMetaDataset(read_dataset(io.BytesIO(data[132:meta_end]), is_implicit_VR=False, is_little_endian=True))
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = DicomBytesIO()
-    write_file_meta_info(out, meta, enforce_standard=False)
-    return b"".join((data[:132], out.getvalue(), head, rest))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return float("nan")
 
 
 def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> DicomSlice:
@@ -206,6 +116,26 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
                       _safe_metadata(ds))
 
 
+def read_header(data: bytes, name: str):
+    """The dataset up to its pixel data, which is not read (a Deflate file is inflated only that far), its pixel
+    budget checked: what the header alone says (frames, series, position), cheaply.
+
+    Raises:
+        ImageError: not a readable DICOM header, or pixel data over the limits.
+    """
+    import pydicom
+
+    data = inflate_deflated(data, name, header_only=True)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM", stop_before_pixels=True)
+        check_pixel_budget(ds, name)
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom parses lazily: a malformed element can fail anywhere
+        raise ImageError(f"{name}: not a readable DICOM file ({type(e).__name__}).") from None
+    return ds
+
+
 def open_frame(data: bytes, name: str, frame: int | None):
     """(dataset, number of frames, the frame to read: default the middle one), every limit checked on the header
     and on the chosen frame's codestream; nothing decoded yet."""
@@ -214,7 +144,7 @@ def open_frame(data: bytes, name: str, frame: int | None):
 
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
-    data = _inflate_deflated(data, name)  # bounded by the header, before pydicom would inflate it whole
+    data = inflate_deflated(data, name)  # bounded by the header, before pydicom would inflate it whole
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
         _ = ds.file_meta  # noqa: F841 - touching it surfaces a truncated header now
@@ -229,7 +159,7 @@ def open_frame(data: bytes, name: str, frame: int | None):
     if modality and modality != "MR":
         raise ImageError(f"{name}: DICOM modality is {modality}, not MR; this model only reads MR brain slices.")
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    _check_pixel_budget(ds, name)
+    check_pixel_budget(ds, name)
     if n_frames > 1:
         frame = n_frames // 2 if frame is None else frame
         if not 0 <= frame < n_frames:
@@ -254,27 +184,40 @@ def decode_frame(ds, frame: int, n_frames: int, name: str):
             hint = (" No installed decoder could read it (brainclf installs pylibjpeg with its libjpeg and "
                     "openjpeg plugins for JPEG, JPEG-LS and JPEG 2000; the data may be damaged). Export the "
                     "series uncompressed to use it.")
-        detail = str(e).splitlines()[0][:120] if not hint else ""
-        raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}"
-                         + (f" ({detail})" if detail else "")) from None
+        if not hint:  # uncompressed: the header and the pixel data disagree (length, bits), not the syntax
+            raise ImageError(f"{name}: the DICOM's pixel data does not match what its header says ({_words(e)}); "
+                             "check the export.") from None
+        raise ImageError(f"{name}: cannot decode pixel data with transfer syntax {ts_name}.{hint}") from None
     return pixels
 
 
+def _words(error: Exception, limit: int = 120) -> str:
+    """A library's message, first line, cut at a word within `limit` characters."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
+
+
 def _slice_image(ds, pixels, name: str) -> Image.Image:
-    """Pixels as an 8-bit image: RGB for colour, else grayscale through the modality LUT and the file's window
-    (or VOI LUT), inverted for MONOCHROME1."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_space
+    """Pixels as an 8-bit image: RGB for colour (pydicom's pixel_array has already turned YBR into RGB) and for
+    a palette (its colour table applied), else grayscale through the modality LUT and the file's window (or VOI
+    LUT), inverted for MONOCHROME1."""
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    is_colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1
-    if is_colour:
-        if photometric.startswith("YBR"):
-            pixels = convert_color_space(pixels, photometric, "RGB")
+    if photometric == "PALETTE COLOR":  # the stored values are indices into the file's colour table
+        rgb = apply_color_lut(pixels, ds)
+        return Image.fromarray(_to_8bit(rgb, 0, float(np.iinfo(rgb.dtype).max)), mode="RGB")
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         return Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
+    if _first(ds.get("RescaleSlope", 1)) == 0:
+        raise ImageError(f"{name}: the DICOM's Rescale Slope is 0, which makes every pixel the same grey value; "
+                         "check the export.")
     values = apply_modality_lut(pixels, ds)
     if not np.isfinite(values).all():
-        raise ImageError(f"{name}: the DICOM's Rescale Slope or Intercept is not a finite number, so its grey values "
-                         "cannot be read; check the export.")
+        what = ("its pixel values include numbers that are not finite (NaN or infinity)"
+                if not np.isfinite(np.asarray(pixels, np.float64)).all() else
+                "its Rescale Slope or Intercept is not a finite number or scales the values beyond any number")
+        raise ImageError(f"{name}: the DICOM's grey values cannot be read: {what}; check the export.")
     if "WindowCenter" in ds and "WindowWidth" in ds:
         arr8 = apply_window(values, *window_defaults(ds, values))
     elif "VOILUTSequence" in ds:

@@ -5,9 +5,9 @@ DICOM whose header said 512x512 but whose codestream declared 20000x20000 took t
 frame that is about to be decoded is read here first (JPEG 2000: the SIZ marker, bare or inside a JP2
 wrapper; JPEG and JPEG-LS: the SOF / SOF55 marker; RLE: the segment table, and each segment's decoded
 length from its run headers) and refused unless it matches the header's Rows x Columns x samples, which
-`dicom._check_pixel_budget` has already held to the caps in brainclf.input.limits. Other compressed transfer
+`check_pixel_budget` (below) has already held to the caps in brainclf.input.limits. Other compressed transfer
 syntaxes (MPEG, HEVC, JPIP, multi-component JPEG 2000) are refused. Deflated Explicit VR Little Endian
-compresses the whole dataset, not frames: `dicom._inflate_deflated` inflates it bounded by the header.
+compresses the whole dataset, not frames: `dicom_deflate.inflate_deflated` inflates it bounded by the header.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import ImageError
+from . import limits
 
 JPEG_2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossless, lossy)
                        "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})  # HTJ2K
@@ -180,3 +181,27 @@ def _packbits_exceeds(data: bytes, start: int, end: int, limit: int) -> bool:
         else:
             pos += 1
     return total > limit
+
+
+def check_pixel_budget(ds, name: str) -> int:
+    """Refuse, from the header alone, pixel data too large to hold or a frame too large to decode; return the
+    bytes all frames take once decoded (frames x rows x columns x samples x bytes per sample)."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    samples = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
+    per_sample = max((int(ds.get("BitsAllocated", 8) or 8) + 7) // 8, 1)
+    if rows * cols > limits.MAX_PIXELS:
+        raise ImageError(f"{name}: DICOM frame is {cols}x{rows} pixels, above the limit of {limits.MAX_PIXELS:,}; "
+                         "refused before decoding.")
+    total = frames * rows * cols * samples * per_sample
+    if total > limits.MAX_DICOM_PIXEL_BYTES:
+        raise ImageError(f"{name}: DICOM pixel data is {frames} frame(s) of {cols}x{rows} x {samples} sample(s) x "
+                         f"{per_sample} byte(s) = {limits.size_text(total)} once decoded, above the limit of "
+                         f"{limits.size_text(limits.MAX_DICOM_PIXEL_BYTES)}; refused before decoding. Export "
+                         "the slice (or a few frames) on its own.")
+    need = rows * cols * samples * (per_sample + limits.DICOM_FLOAT_WORK_BYTES_PER_SAMPLE)
+    if need > limits.MAX_DECODE_BYTES:
+        raise ImageError(f"{name}: one {cols}x{rows} DICOM frame needs ~{limits.size_text(need)} to decode and "
+                         f"window, above the limit of {limits.size_text(limits.MAX_DECODE_BYTES)}; refused "
+                         "before decoding.")
+    return total

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ImageError
 from . import limits
-from .dicom import decode_frame, looks_like_dicom, open_frame, window_defaults
+from .dicom import decode_frame, looks_like_dicom, open_frame, read_header, window_defaults
 
 
 @dataclass
@@ -31,10 +31,9 @@ def frame_count(data: bytes, name: str) -> int:
     if not data or not looks_like_dicom(data, name):
         return 1
     try:
-        _, n_frames, _ = open_frame(data, name, 0)
+        return max(int(read_header(data, name).get("NumberOfFrames", 1) or 1), 1)
     except Exception:  # noqa: BLE001 - any unreadable header: the decode reports it with its message
         return 1
-    return n_frames
 
 
 def study_frames(data: bytes, name: str) -> int:
@@ -77,13 +76,14 @@ class SeriesSlice(NamedTuple):
 
 
 def series_slice(data: bytes, name: str) -> SeriesSlice | None:
-    """A single-frame DICOM's series and its place in it, from the header (open_frame's limits checked, no pixel
-    decoded); None for JPEG/PNG, a multi-frame file (a study of its own), a file without SeriesInstanceUID and
+    """A single-frame DICOM's series and its place in it, from the header (read_header: its pixel data neither
+    read nor inflated); None for JPEG/PNG, a multi-frame file (a study of its own), a file without SeriesInstanceUID and
     an unreadable one (its decoding then says why)."""
     if not data or not looks_like_dicom(data, name):
         return None
     try:
-        ds, n_frames, _ = open_frame(data, name, 0)
+        ds = read_header(data, name)
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
         series = str(ds.get("SeriesInstanceUID", "") or "")
         if n_frames != 1 or not series:
             return None

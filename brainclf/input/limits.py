@@ -36,6 +36,11 @@ MAX_PIXELS = 50_000_000
 # image may not cost more than that (~2800x2800 at 16 bits): a 95 KB 7000x7000 16-bit PNG of zeros needs
 # ~1.2 GiB (1.9 GB peak for the whole process before this limit).
 MAX_DECODE_BYTES = 200 * MiB
+# The black square a slice is padded to before resizing (preprocess.pad_to_square) is at most this large: a
+# long strip within MAX_PIXELS (31600x1580, aspect 20) padded at full size needs a 31600x31600 canvas, 1 GB in
+# grayscale and 4 GB in RGB. Anything larger is shrunk by a whole factor first (Image.reduce); every slice whose
+# longer side is up to 8,192 px (in RGB, 4 bytes a pixel: 4,096) is padded exactly as before.
+MAX_PAD_CANVAS_BYTES = 64 * MiB
 # Bytes per pixel of each Pillow mode once decoded (Pillow keeps 3- and 2-band images in 4 bytes).
 RASTER_BYTES_PER_PIXEL = {
     "1": 1, "L": 1, "P": 1,

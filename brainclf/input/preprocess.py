@@ -9,6 +9,7 @@ exactly what it saw in training.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,8 +26,10 @@ from .limits import (
     MAX_DECODE_BYTES,
     MAX_FILE_BYTES,
     MAX_JPEG_SCANS,
+    MAX_PAD_CANVAS_BYTES,
     MAX_PIXELS,
     MIN_SIDE,
+    RASTER_BYTES_PER_PIXEL,
     raster_decode_bytes,
     size_text,
 )
@@ -241,10 +244,15 @@ def to_8bit(img: Image.Image) -> Image.Image:
 
 
 def pad_to_square(img: Image.Image) -> Image.Image:
-    """Centre the image on a black square canvas whose side is its longer edge (no distortion)."""
+    """Centre the image on a black square canvas whose side is its longer edge (no distortion); an image whose
+    canvas would exceed MAX_PAD_CANVAS_BYTES is first shrunk by the smallest whole factor that fits."""
     w, h = img.size
     if w == h:
         return img
+    factor = math.ceil(max(w, h) * math.sqrt(RASTER_BYTES_PER_PIXEL.get(img.mode, 4) / MAX_PAD_CANVAS_BYTES))
+    if factor > 1:
+        img = img.reduce(factor)
+        w, h = img.size
     side = max(w, h)
     canvas = Image.new(img.mode, (side, side), 0)
     canvas.paste(img, ((side - w) // 2, (side - h) // 2))
