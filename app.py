@@ -57,24 +57,6 @@ def allow_uploads(allowed: bool) -> None:
         (GATE.allow if allowed else GATE.revoke)(ctx.session_id)
 
 
-def gate_upload_manager(manager, gate) -> None:
-    """Make the server's upload manager refuse a file `gate` refuses (HTTP 403) instead of storing it."""
-    from starlette.exceptions import HTTPException
-
-    if getattr(manager, "brainclf_gate", None) is gate:
-        return
-    store = manager.add_file
-
-    def add_file(session_id: str, file) -> None:
-        held = sum(len(f.data) for f in list(manager.file_storage.get(session_id, {}).values())
-                   if f.file_id != file.file_id)  # a file sent again replaces itself
-        if why := gate.refusal(session_id, len(file.data), held):
-            raise HTTPException(status_code=403, detail=why)
-        store(session_id, file)
-
-    manager.add_file, manager.brainclf_gate = add_file, gate
-
-
 def main() -> None:
     # A 240 px sidebar (Streamlit's default is wider) leaves the Grad-CAM readable on an 800 px window.
     st.set_page_config(page_title=TITLE, page_icon=":material/neurology:", layout="wide", initial_sidebar_state=240)
@@ -128,7 +110,7 @@ else:  # imported by `streamlit run app.py`, which serves `app`
 
         from brainclf.serving import GATE
 
-        gate_upload_manager(Runtime.instance().uploaded_file_mgr, GATE)
+        GATE.install(Runtime.instance().uploaded_file_mgr)
         async with warm_default_model(server):
             yield
 

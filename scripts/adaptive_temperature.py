@@ -29,6 +29,7 @@ from brainclf.inference.batch_predict import predict_samples_and_features  # noq
 from brainclf.inference.ood import mahalanobis_scores  # noqa: E402
 from brainclf.scoring.metrics import expected_calibration_error  # noqa: E402
 from brainclf.scoring.trust import apply_temperature  # noqa: E402
+from brainclf.scoring.trust import image_nll as nll  # noqa: E402
 
 
 def sets_of(predictor: Predictor, data: Path, extra: Path) -> dict[str, list[Sample]]:
@@ -52,10 +53,6 @@ def per_slice_temperature(raw: np.ndarray, t: np.ndarray) -> np.ndarray:
     z = np.log(np.clip(raw, 1e-12, 1.0)) / t[:, None]
     e = np.exp(z - z.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
-
-
-def nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
 
 
 def fit_adaptive(y, raw, q, weights, start_t: float) -> tuple[float, float]:

@@ -287,11 +287,12 @@ def minimal_card() -> dict:
 
 @pytest.mark.parametrize("make", [minimal_card, seed_card], ids=["minimal", "bundled-seed"])
 def test_readers_of_a_valid_card_do_not_crash(make):
-    from brainclf.evaluation import report_from_rows, sequence_table
+    from brainclf.evaluation import report_from_rows
     from brainclf.presentation import (
         confusion_matrix_figure,
         deletion_figure,
         external_sequence_figure,
+        external_view,
         history_figure,
         validated_scope,
     )
@@ -307,7 +308,7 @@ def test_readers_of_a_valid_card_do_not_crash(make):
     if histories:
         history_figure(histories)
     for ext in card.metrics.get("external", {}).values():
-        sequence_table(ext)
+        external_view("source", ext)
         external_sequence_figure(ext)
         confusion_matrix_figure(ext["confusion_matrix"])
     if card.faithfulness.get("deletion"):

@@ -8,15 +8,12 @@ import pytest
 
 from brainclf import CLASS_NAMES, DISPLAY_NAMES
 from brainclf.presentation import (
-    CLASS_COLOURS,
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
     feature_map_figure,
     history_figure,
-    image_with_heatmap,
     pr_figure,
-    probability_bars,
     reliability_figure,
     roc_figure,
 )
@@ -34,18 +31,6 @@ def y_probs():
     p = np.exp(logits)
     return y, p / p.sum(1, keepdims=True)
 
-
-def test_probability_bars_sorted_top_class_last():
-    probs = {"glioma": 0.1, "meningioma": 0.6, "notumor": 0.05, "pituitary": 0.25}
-    fig = probability_bars(probs)
-    assert isinstance(fig, go.Figure) and len(fig.data) == 1
-    bar = fig.data[0]
-    assert bar.orientation == "h"
-    assert list(bar.y) == ["No tumour", "Glioma", "Pituitary", "Meningioma"]  # plotly draws bottom-up
-    assert list(bar.x) == pytest.approx([0.05, 0.1, 0.25, 0.6])
-    assert list(bar.text) == ["5.0 %", "10.0 %", "25.0 %", "60.0 %"]  # wording.pct, as everywhere
-    assert list(bar.marker.color) == [CLASS_COLOURS[c] for c in ("notumor", "glioma", "pituitary", "meningioma")]
-    assert tuple(fig.layout.xaxis.range) == (0, 1) and fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_confusion_matrix_counts():
@@ -189,22 +174,6 @@ def test_deletion_figure_two_traces():
     assert len(fig.data) == 2
     assert "AUC 0.475" in fig.data[0].name and "AUC 0.800" in fig.data[1].name
     assert list(fig.data[0].y) == deletion["gradcam_curve"]
-
-
-@pytest.mark.parametrize("shape", [(32, 32, 1), (32, 32, 3), (32, 32)])
-def test_image_with_heatmap(shape):
-    rng = np.random.default_rng(0)
-    image, heat = rng.random(shape), rng.random((32, 32))
-    fig = image_with_heatmap(image, heat, opacity=0.5, title="Grad-CAM")
-    assert len(fig.data) == 2
-    gray, overlay = fig.data
-    assert np.asarray(gray.z).shape == (32, 32)
-    assert overlay.colorbar.title.text == "Grad-CAM"
-    assert overlay.opacity == 0.5 and overlay.zmin == 0 and overlay.zmax == 1
-    assert gray.showscale is False
-    assert fig.layout.title.text == "Grad-CAM"
-    fig = image_with_heatmap(image, None)
-    assert len(fig.data) == 1
 
 
 def test_feature_map_marks_misclassified_with_x():

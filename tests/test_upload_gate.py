@@ -39,10 +39,9 @@ def test_the_gate_refuses_sessions_without_a_role_and_over_their_budget():
 
 
 def test_the_server_manager_never_stores_a_refused_file():
-    app = load_app_module()
     gate, manager = UploadGate(session_budget=100), MemoryUploadedFileManager("/upload")
-    app.gate_upload_manager(manager, gate)
-    app.gate_upload_manager(manager, gate)  # installed twice: still one check per file
+    gate.install(manager)
+    gate.install(manager)  # installed twice: still one check per file
     with pytest.raises(HTTPException) as refused:
         manager.add_file("stranger", rec("a", 10))
     assert refused.value.status_code == 403 and not manager.file_storage.get("stranger")

@@ -187,28 +187,6 @@ def evaluate_external(predictor, samples: list[Sample], root: str | Path, member
     return report
 
 
-def external_root(dataset: str, data_root: str | Path | None) -> Path | None:
-    """Where an external dataset's images live: a folder named `dataset` beside the data root (the layout
-    of ../shared/data), or None."""
-    if not data_root or not dataset or "/" in dataset or dataset in (".", ".."):
-        return None
-    candidate = Path(data_root).resolve().parent / dataset
-    return candidate if candidate.is_dir() else None
-
-
-def sequence_table(ext: dict) -> list[dict]:
-    """One row per MR sequence, in words a reader can scan (for the app and the README)."""
-    rows = []
-    for seq, m in ext.get("by_sequence", {}).items():
-        ci = (m.get("intervals") or {}).get("accuracy")
-        rows.append({"sequence": seq, "images": m["n"], "accuracy": m["accuracy"],
-                     "accuracy 95% CI": f"{ci[0]:.1%} – {ci[1]:.1%}" if ci else "—",
-                     "tumours called 'no tumour'": m.get("called_notumor_rate"),
-                     "…and not referred or flagged": m.get("called_notumor_unflagged_rate"),
-                     "referred or flagged": 1 - m["coverage"]})
-    return rows
-
-
 SHORTCUT_STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "shortcut.json"
 
 

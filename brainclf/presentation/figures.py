@@ -35,18 +35,6 @@ def _top(title: str | None) -> int:
 LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.34, xanchor="left", x=0)
 
 
-def probability_bars(probabilities: dict[str, float]) -> go.Figure:
-    """Horizontal bars in percent, most likely class on top."""
-    items = sorted(probabilities.items(), key=lambda kv: kv[1])  # plotly draws bottom-up
-    fig = go.Figure(go.Bar(
-        x=[p for _, p in items], y=[DISPLAY_NAMES[c] for c, _ in items], orientation="h",
-        marker_color=[CLASS_COLOURS[c] for c, _ in items], text=[pct(p) for _, p in items],
-        textposition="auto", hovertemplate="%{y}: %{text}<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"), height=220,
-                      margin=dict(l=10, r=10, t=10, b=40))
-    return fig
-
-
 def confusion_matrix_figure(cm, normalise: bool = False, title: str = "", clickable: bool = False) -> go.Figure:
     """Rows true, columns predicted; counts or row-normalised (recall on the diagonal).
 
@@ -141,22 +129,6 @@ def reliability_figure(bins: list[dict], title: str = "Reliability") -> go.Figur
                                   rangemode="tozero"),
                       height=380, title=title, legend=LEGEND_BELOW,
                       margin=dict(l=10, r=10, t=_top(title), b=40))
-    return fig
-
-
-def image_with_heatmap(image: np.ndarray, heatmap: np.ndarray | None, opacity: float = 0.4,
-                       title: str = "") -> go.Figure:
-    """The model input in grey with the Grad-CAM heatmap on top and a colour bar."""
-    img = np.asarray(image, dtype=np.float32)
-    gray = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img.mean(-1) if img.ndim == 3 else img
-    fig = go.Figure(go.Heatmap(z=gray, colorscale="gray", showscale=False, hoverinfo="skip"))
-    if heatmap is not None:
-        fig.add_trace(go.Heatmap(z=heatmap, colorscale="Jet", opacity=opacity, zmin=0, zmax=1,
-                                 colorbar=dict(title="Grad-CAM", thickness=12),
-                                 hovertemplate="saliency %{z:.2f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
-    fig.update_xaxes(visible=False)
-    fig.update_layout(height=360, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title or None)
     return fig
 
 

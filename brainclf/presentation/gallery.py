@@ -26,7 +26,6 @@ class _LRU:
 
     def __init__(self, size: int):
         self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
-        self.misses = 0
 
     def get(self, key, make):
         with self._lock:
@@ -35,7 +34,6 @@ class _LRU:
                 return self._d[key]
         value = make()
         with self._lock:
-            self.misses += 1
             self._d[key] = value
             while len(self._d) > self.size:
                 self._d.popitem(last=False)

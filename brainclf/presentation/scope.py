@@ -14,7 +14,6 @@ from ..scoring.rates import sensitivity_specificity
 from .wording import is_study_model, pct, plural
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
-KAGGLE_SEQUENCES = "contrast-enhanced T1 (figshare tumours), T2/FLAIR (most normals), a few CT slices"
 
 
 def external_reports(card) -> tuple[dict, dict | None]:

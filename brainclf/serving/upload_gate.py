@@ -4,15 +4,17 @@ Why: Streamlit's upload endpoint stores every file a live session sends (up to s
 any page code runs, so a visitor who never signed in, or has no role, could fill the server's memory with a
 script, and a page's own per-session check came only after the bytes were held (2026-11 attack: 2 sessions
 x 10 x 45 MB took the server from 115 to 1,037 MB). The app marks a session as allowed once its run has found a
-role (app.py); the upload manager's `add_file` asks `UploadGate.refusal` first (installed by
-pages.common.install_upload_gate), and a refused file is never stored.
+role (app.py); the upload manager's `add_file` asks `UploadGate.refusal` first (`UploadGate.install`,
+called when the app starts), and a refused file is never stored.
 
-No Streamlit here: the gate knows session ids and byte counts only.
+No Streamlit import here: the gate knows session ids and byte counts, and `install` wraps the manager it is given.
 """
 
 from __future__ import annotations
 
 import threading
+
+from starlette.exceptions import HTTPException
 
 from ..input.limits import MAX_SESSION_UPLOAD_BYTES, size_text
 
@@ -47,6 +49,22 @@ class UploadGate:
             return (f"this session already holds {size_text(held_bytes)} of uploads; at most "
                     f"{size_text(self.session_budget)} a session")
         return None
+
+    def install(self, manager) -> None:
+        """Make the server's upload manager (Streamlit's UploadedFileManager) refuse a file this gate refuses
+        (HTTP 403) instead of storing it; installing it twice still checks each file once."""
+        if getattr(manager, "brainclf_gate", None) is self:
+            return
+        store = manager.add_file
+
+        def add_file(session_id: str, file) -> None:
+            held = sum(len(f.data) for f in list(manager.file_storage.get(session_id, {}).values())
+                       if f.file_id != file.file_id)  # a file sent again replaces itself
+            if why := self.refusal(session_id, len(file.data), held):
+                raise HTTPException(status_code=403, detail=why)
+            store(session_id, file)
+
+        manager.add_file, manager.brainclf_gate = add_file, self
 
 
 GATE = UploadGate()  # the server's one gate (one Streamlit server per process)
