@@ -31,7 +31,7 @@ from brainclf.presentation import (
     history_figure,
     no_external_note,
     pr_figure,
-    refer_rule,
+    predictor_rule,
     reliability_figure,
     risk_coverage_figure,
     roc_figure,
@@ -55,7 +55,6 @@ from brainclf.presentation.views import (
     unreadable_message,
 )
 from pages.common import (
-    REFER_BELOW,
     available_models,
     card_of,
     data_root,
@@ -130,8 +129,7 @@ if predictor.tta and not card_tta and not re_evaluated:
     st.info("This card stores test predictions without TTA only; re-evaluate on a folder to see them with TTA.")
     predictor = predictor.with_tta(False)  # the refer threshold must match the stored predictions
 # The rule the Predict page applies: a card without a fitted one gets the fixed fallback bar there, so here too.
-rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
-                  target=predictor.refer_target_accuracy)
+rule = predictor_rule(predictor)
 report = report_from_rows(rows, rule.thresholds)
 on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
 st.caption(md_literal(source_caption(report, where, card.label, predictor.tta)))

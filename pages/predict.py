@@ -26,7 +26,7 @@ from brainclf.presentation import (
     model_label,
     operating_summary,
     plural,
-    refer_rule,
+    predictor_rule,
     report_case,
     result_status,
     slice_result,
@@ -39,7 +39,6 @@ from brainclf.presentation import (
 from brainclf.serving import append_audit, audit_record
 from pages.case_view import CaseView, compare, headline, model_output
 from pages.common import (
-    REFER_BELOW,
     audit_path,
     auth_configured,
     case_book,
@@ -62,8 +61,7 @@ if predictor is None:
 card = predictor.card
 # every per-image widget key and stored result carries it: name, version, file hash, TTA
 model = model_label(card.name, card.version, predictor.tta, short_hash(card.file_sha256))
-rule = refer_rule(predictor.refer_thresholds, card.calibration, REFER_BELOW, tta=predictor.tta,
-                  target=predictor.refer_target_accuracy)
+rule = predictor_rule(predictor)
 if is_study(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")

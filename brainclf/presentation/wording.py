@@ -54,6 +54,13 @@ class ReferRule:
         return self.per_class and self.thresholds["notumor"] > self.base
 
 
+def predictor_rule(predictor) -> ReferRule:
+    """The rule a Predictor answers by (its thresholds, card, flip TTA and the server's target), as the Predict
+    and Evaluation pages both state and apply it: one rule, so the two pages never disagree."""
+    return refer_rule(predictor.refer_thresholds, predictor.card.calibration, tta=predictor.tta,
+                      target=predictor.refer_target_accuracy)
+
+
 def refer_rule(thresholds: dict[str, float], calibration: dict | None,
                fallback: float = FALLBACK_REFER_BELOW, tta: bool = False, target: float | None = None) -> ReferRule:
     """The rule from a Predictor's `refer_thresholds` and its card's calibration block (`target`: the server's

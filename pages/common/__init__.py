@@ -9,7 +9,6 @@
 
 from .identity import auth_configured, identity, local_mode_problem, public, require, settings
 from .models import (
-    REFER_BELOW,
     active_model_path,
     available_models,
     card_of,
@@ -25,7 +24,7 @@ from .routing import route_through_app
 from .session import audit_path, case_book, data_root, training_jobs
 from .sidebar import sidebar_model_picker
 
-__all__ = ["REFER_BELOW", "active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
+__all__ = ["active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
            "case_book", "data_root", "get_predictor", "identity", "is_study", "local_mode_problem",
            "model_choice_label", "model_ready", "models_dir", "public", "require", "route_through_app", "settings",
            "sidebar_model_picker", "test_accuracy", "training_jobs", "tta_setting"]

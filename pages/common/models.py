@@ -12,13 +12,11 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import FALLBACK_REFER_BELOW, is_study_model
+from brainclf.presentation import is_study_model
 from brainclf.presentation import model_choice_label as choice_label
 from brainclf.serving import warmup
 
 from .identity import public, settings
-
-REFER_BELOW = FALLBACK_REFER_BELOW  # refer threshold for models whose card has none fitted on validation
 
 
 def models_dir() -> Path:
