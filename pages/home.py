@@ -8,6 +8,7 @@ from brainclf.evaluation import card_is_verified, provenance_note
 from brainclf.model import display_text, short_hash
 from brainclf.presentation import (
     case_scope_line,
+    claim_words,
     class_label,
     count,
     external_rates,
@@ -45,7 +46,7 @@ if card is None:
     st.stop()
 
 st.subheader(f"Active model: {md_literal(path.stem)} ({short_hash(card.file_sha256)})")  # file name and hash
-claimed = "" if card_is_verified(card) else ", claimed by the uploader, not verified"
+claimed = claim_words(card)
 t = card.training
 tta = tta_setting(path, card.tta_default)  # the sidebar's TTA toggle, else the card's default
 test = card.test_metrics(tta=tta)
@@ -56,7 +57,7 @@ ext_rates, ext_words = external_rates(card) or ([], "")
 external = external_summary(card)  # what holds on other sources leads; the Kaggle figure is in-distribution
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
 if external:
-    ext_claimed = ", claimed by the uploader, not verified" if card.provenance else ""  # verifying: test split only
+    ext_claimed = claim_words(card, external=True)
     cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){ext_claimed}",
                    pct(external["accuracy"]),
                    help=md_literal(f"{external_words(card)}. " + " ".join(

@@ -25,11 +25,13 @@ from .gallery import OVERLAYS, gallery, probability_text
 from .report import case_report_pdf, report_case
 from .scope import (
     case_scope_line,
+    claim_words,
     external_accuracy,
     external_rates,
     external_reports,
     external_summary,
     external_words,
+    is_study_card,
     model_choice_label,
     no_external_note,
     non_commercial,
@@ -76,12 +78,12 @@ from .wording import (
 )
 
 __all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", "OVERLAYS", "SliceResult", "batch_row",
-           "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "class_label",
-           "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash", "count",
-           "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",
+           "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "claim_words",
+           "class_label", "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash",
+           "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",
            "external_sequence_figure", "external_summary", "external_view", "external_words", "faithfulness_caption",
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "gradcam_caveat",
-           "headline_rows", "heatmap_on_original", "history_figure", "is_study_model",
+           "headline_rows", "heatmap_on_original", "history_figure", "is_study_card", "is_study_model",
            "leaning", "model_choice_label", "model_label", "model_row", "no_external_note", "non_commercial",
            "operating_summary", "original_view", "pct", "pct_pair", "per_class_rows", "plural", "points", "pr_figure",
            "predictor_rule", "probability_lines", "probability_text", "progress", "refer_rule", "reliability_figure",

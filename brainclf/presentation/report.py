@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from .. import DISPLAY_NAMES, __version__
 from .cases import case_ref
 from .report_blocks import footer, images, new_pdf, probabilities, text, title
-from .scope import case_scope_line, validated_scope
+from .scope import case_scope_line, is_study_card, validated_scope
 from .wording import (
     REFER_MEANS,
     ReferRule,
-    is_study_model,
     leaning,
     pct,
     plural,
@@ -183,7 +182,7 @@ def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tt
     """A ReportCase from a Prediction and the model's card (for study status and faithfulness figures)."""
     acc = card.test_metrics().get("accuracy") if card is not None else None
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
-                      study_model=bool(card is not None and is_study_model(card.architecture, acc)),
+                      study_model=is_study_card(card),
                       test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None,
                       scope_line=case_scope_line(card, tta) if card is not None else "",
                       scope=validated_scope(card)["sentence"] if card is not None else "")

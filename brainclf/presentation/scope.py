@@ -24,6 +24,18 @@ def external_reports(card) -> tuple[dict, dict | None]:
     return (recipe.get("external", {}), recipe) if recipe else (own, None)
 
 
+def claim_words(card, external: bool = False) -> str:
+    """'' for figures measured on this server; ', claimed by the uploader, not verified' for an upload's test
+    figures until re-measured, and for its external ones always (verifying re-measures the test split only)."""
+    measured = not card.provenance if external else card_is_verified(card)
+    return "" if measured else ", claimed by the uploader, not verified"
+
+
+def is_study_card(card) -> bool:
+    """A study/baseline model (the seed CNN, or under 90 % test accuracy): not for reading scans."""
+    return card is not None and is_study_model(card.architecture, card.test_metrics().get("accuracy"))
+
+
 def validated_scope(card) -> dict:
     """{"sources": [...], "classes": [...], "sequences": [...], "external": [...], "sentence": str}."""
     sources = card.training.get("sources") or [
@@ -175,4 +187,4 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
              + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
              + (f", other source {pct(ext)}{ext_claimed}" if ext is not None else "")
              + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
-    return label + (" · study/baseline: not for reading scans" if is_study_model(card.architecture, acc) else "")
+    return label + (" · study/baseline: not for reading scans" if is_study_card(card) else "")

@@ -12,7 +12,7 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import is_study_model
+from brainclf.presentation import is_study_card
 from brainclf.presentation import model_choice_label as choice_label
 from brainclf.serving import warmup
 
@@ -109,8 +109,8 @@ def test_accuracy(card: ModelCard | None) -> float | None:
 
 
 def is_study(card: ModelCard | None) -> bool:
-    """A study/baseline model (the seed CNN, or under 90 % test accuracy): not for reading scans."""
-    return bool(card) and is_study_model(card.architecture, test_accuracy(card))
+    """A study/baseline model: not for reading scans (brainclf.presentation.is_study_card)."""
+    return is_study_card(card)
 
 
 def model_choice_label(path: Path, card: ModelCard | None) -> str:
