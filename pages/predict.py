@@ -11,11 +11,9 @@ from brainclf.escaping import csv_row, md_literal
 from brainclf.input import (
     MAX_UPLOAD_FILE_MB,
     check_upload_session,
-    decode_upload,
     series_groups,
     study_frames,
     upload_alias,
-    without_alias,
 )
 from brainclf.model import short_hash
 from brainclf.presentation import (
@@ -147,17 +145,8 @@ def analyse(digest: str):
         return result
     if not model_ready(predictor):
         st.stop()
-    alias = upload_alias(case.name)  # decoder messages never carry the file name (it may name the patient)
     try:
-        # Decoded once; only whitelisted technical DICOM tags (no patient, institution or free text) come back.
-        image, case.dicom_tags = decode_upload(case.data, alias, case.frame)
-        try:
-            result = predictor.predict(image, name=case.name, explain=True)  # Grad-CAM from the same pass
-        except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
-            try:
-                result = predictor.predict(image, name=case.name)
-            except ValueError:  # not Grad-CAM after all: this image, with this model, gets no answer
-                raise BrainclfError("the model could not analyse this image") from None
+        result = case.predict(predictor)
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
             _audit(audit_record(case.data, result))
@@ -166,7 +155,7 @@ def analyse(digest: str):
                  f"{public(e)}")
         st.stop()
     except BrainclfError as e:
-        result = public(without_alias(str(e), alias))  # the page puts the file name before it
+        result = public(e)  # the page puts the file name before it
         if audit_path():  # a fixed reason, never the message
             _audit(audit_record(case.data, error=e, model=card.name, version=card.version,
                                 model_sha256=card.file_sha256))

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .. import DISPLAY_NAMES
+from ..errors import BrainclfError
+from ..input import decode_upload, upload_alias, without_alias
 from .wording import HEADLINES, ReferRule, pct, result_status, summary_row
 
 
@@ -94,6 +96,28 @@ class Case:
     def label(self, show_names: bool) -> str:
         """How tables and messages name it: its file name when the user shows names, else its case id."""
         return self.name if show_names else f"Case {self.ref}"
+
+    def predict(self, predictor):
+        """Decode this upload and predict it, with Grad-CAM from the same pass where the model's card names usable
+        layers (else without). Keeps only the whitelisted technical DICOM tags (`dicom_tags`); decoder messages
+        never carry the file name (it may name the patient).
+
+        Raises:
+            ModelError: the model failed (nothing to store: the next try may work).
+            BrainclfError: this upload cannot be read, or this model cannot analyse it.
+        """
+        alias = upload_alias(self.name)
+        try:
+            image, self.dicom_tags = decode_upload(self.data, alias, self.frame)
+        except BrainclfError as e:
+            raise type(e)(without_alias(str(e), alias)) from None
+        try:
+            return predictor.predict(image, name=self.name, explain=True)
+        except ValueError:  # a model whose card names unusable Grad-CAM layers: still give the prediction
+            try:
+                return predictor.predict(image, name=self.name)
+            except ValueError:  # not Grad-CAM after all: this image, with this model, gets no answer
+                raise BrainclfError("the model could not analyse this image") from None
 
 
 class CaseBook:
