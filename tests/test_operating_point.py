@@ -194,3 +194,26 @@ def test_every_source_reaches_the_target_at_the_joint_threshold_even_where_accur
     old = thresholds_for_target(block, 0.98, joint=False)
     assert old["glioma"] == 0.86 and thresholds_for_target(block, 0.98)["glioma"] == t
     assert "right on every source" in operating_summary({"operating": block}, False, old, 0.98)
+
+
+def test_the_joint_threshold_is_the_lowest_cut_at_which_every_source_passes():
+    """A (0.9, 0.6, both right) passes from 0.6; B (0.95, 0.8 right, 0.5 wrong) from 0.8. At 0.6 A answers both
+    and B the same two as at 0.8: both pass, so 0.6, not the highest own bar 0.8."""
+    from brainclf.scoring.operating_point import joint_threshold
+
+    def source(conf, right):
+        y = np.array([0 if r else 1 for r in right])
+        probs = np.array([[c, 1 - c, 0, 0] for c in conf])
+        return risk_coverage(y, probs)
+
+    a, b = source([0.9, 0.6], [True, True]), source([0.95, 0.8, 0.5], [True, True, False])
+    assert joint_threshold([a, b], 0.9) == 0.6
+    assert joint_threshold([a, source([0.7, 0.6], [False, False])], 0.9) == 1.0  # a source that never passes
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # against brute force over every cut
+        curves = [source(rng.uniform(0.5, 1, n), rng.random(n) < 0.9) for n in rng.integers(1, 25, 2)]
+        cuts = sorted({t for c in curves for t in c["threshold"]})
+        passing = [t for t in cuts if all(not (at := curve_at(c, t))["answered"] or at["accuracy"] >= 0.9
+                                          for c in curves)]
+        never = any(threshold_for(c, 0.9) >= 1.0 for c in curves)
+        assert joint_threshold(curves, 0.9) == (1.0 if never or not passing else passing[0])

@@ -247,3 +247,14 @@ def test_a_calibration_set_without_errors_keeps_the_models_own_confidences():
     t = fit_temperature(wrong, probs)
     assert 0.06 < t < 19 and t != 1.0
     assert np.allclose(apply_temperature(probs, 1.0), probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("top", [0.75, 0.9, 0.99])
+def test_an_error_free_set_keeps_t_1_even_where_the_search_stops_above_the_edge(top):
+    """Every answer right at `top` confidence: the NLL is exactly 0 in floating point for every T below about
+    margin/37, so the search stopped anywhere in that flat region (0.087 for 0.9), above the edge guard."""
+    y = np.arange(100) % 4
+    p = np.full((100, 4), (1 - top) / 3)
+    p[np.arange(100), y] = top
+    assert fit_temperature(y, p) == 1.0
+    assert fit_temperature(y[:1], p[:1]) == 1.0

@@ -258,3 +258,17 @@ def test_risk_coverage_points_skip_a_cut_that_answers_nothing():
 
     points = curve_points({"n": 10, "answered": [0, 4, 10], "correct": [0, 4, 8], "threshold": [1.0, 0.9, 0.0]})
     assert points == {"coverage": [0.4, 1.0], "accuracy": [1.0, 0.8], "threshold": [0.9, 0.0]}
+
+
+def test_undefined_figures_read_dash_and_the_macro_auc_says_over_how_many_classes(rows):
+    """Precision of a class never predicted, and recall of a class absent from the clean subset, are undefined
+    (scikit-learn reports 0); a macro AUC over the classes present does not compare with a four-class one."""
+    assert headline_rows(report_from_rows(rows))[2]["measure"] == "Macro AUC"
+    no_pituitary = [r for r in rows if "pituitary" not in (r["true"], r["pred"])]
+    report = report_from_rows(no_pituitary)
+    assert headline_rows(report)[2]["measure"] == "Macro AUC (3 classes present)"
+    assert next(r for r in per_class_rows(report) if "ituitary" in r["class"])["precision"] == "—"
+    assert next(r for r in per_class_rows(report) if r["class"] == "Glioma")["precision"] != "—"
+    only_glioma_clean = [{**r, "clean": r["true"] == "glioma"} for r in rows]
+    clean_rows = {r["class"]: r for r in clean_view(report_from_rows(only_glioma_clean))["rows"]}
+    assert clean_rows["Meningioma"]["recall (clean)"] == "—" and clean_rows["Glioma"]["recall (clean)"] != "—"

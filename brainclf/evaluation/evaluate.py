@@ -29,7 +29,7 @@ def prediction_rows(samples: list[Sample], probs: np.ndarray, root: Path) -> lis
 def subset_summary(y: np.ndarray, probs: np.ndarray) -> dict:
     m = classification_metrics(y, probs)
     return {"n": m["n"], "accuracy": m.get("accuracy"), "macro_auc": m.get("macro_auc"),
-            "recall": {c: v["recall"] for c, v in m.get("per_class", {}).items()},
+            "recall": {c: v["recall"] if v["support"] else None for c, v in m.get("per_class", {}).items()},
             "confusion_matrix": m.get("confusion_matrix"), "bootstrap": bootstrap_ci(y, probs) if m["n"] else None}
 
 

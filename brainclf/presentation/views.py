@@ -64,10 +64,17 @@ def headline_rows(report: dict) -> list[dict]:
         {"measure": "Accuracy", "value": pct(report["accuracy"]),
          "95 % interval": interval(report["bootstrap"]["accuracy"])},
         {"measure": "Loss (cross-entropy)", "value": _three(report["loss"]), "95 % interval": ""},
-        {"measure": "Macro AUC", "value": _three(report["macro_auc"]), "95 % interval": ""},
+        {"measure": auc_name(report), "value": _three(report["macro_auc"]), "95 % interval": ""},
         {"measure": "Calibration error (ECE, 15 bins)", "value": pct(report["ece"]), "95 % interval": ""},
         {"measure": "Errors", "value": f"{number(errors)} of {number(report['n'])}", "95 % interval": ""},
     ]
+
+
+def auc_name(report: dict) -> str:
+    """'Macro AUC', or 'Macro AUC (3 classes present)' where the images hold only some classes: the mean is then
+    over those, and does not compare with a four-class figure."""
+    present = sum(1 for m in report.get("per_class", {}).values() if m.get("support"))
+    return "Macro AUC" if present in (0, len(CLASS_NAMES)) else f"Macro AUC ({present} classes present)"
 
 
 def _recall(m: dict, key: str = "recall") -> str:
@@ -76,9 +83,12 @@ def _recall(m: dict, key: str = "recall") -> str:
 
 
 def per_class_rows(report: dict) -> list[dict]:
+    """Per class; precision '—' for a class never predicted (undefined; scikit-learn reports 0 there)."""
+    predicted = np.asarray(report["confusion_matrix"]).sum(0)
     out = []
-    for c, m in report["per_class"].items():
-        out.append({"class": label(c), "images": number(m['support']), "precision": pct(m["precision"]),
+    for i, (c, m) in enumerate(report["per_class"].items()):
+        out.append({"class": label(c), "images": number(m['support']),
+                    "precision": pct(m["precision"]) if predicted[i] else "—",
                     "recall (sensitivity)": _recall(m), "F1": _recall(m, "f1"), "AUC": _three(m.get("auc"))})
     return out
 
@@ -226,7 +236,7 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
         return [number(rep['n']), pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
                 number(params or None)] + [_recall(rep["per_class"][c]) for c in CLASS_NAMES]
 
-    measures = ["images", "accuracy", "macro AUC", "calibration error (ECE)", "parameters"] + [
+    measures = ["images", "accuracy", auc_name(report_a), "calibration error (ECE)", "parameters"] + [
         f"recall {label(c)}" for c in CLASS_NAMES]
     b_name = name_b if name_b != name_a else f"{name_b} (other)"
     table = [{"measure": m, name_a: a, b_name: b}

@@ -64,16 +64,25 @@ def threshold_for(curve: dict, target: float, confidence: float | None = None) -
 
 
 def joint_threshold(curves: list[dict], target: float, confidence: float | None = None) -> float:
-    """The lowest threshold at which every source's answered slices reach `target` at once (1.0 where none does).
+    """The lowest threshold at which every source's answered slices reach `target` at once; 1.0 where some source
+    reaches it at no cut of its own.
 
-    Accuracy among the answered is not monotone in the threshold, so the highest of the sources' own lowest bars
-    (threshold_for) can leave another source below the target there: the cuts from that bar upwards are walked
-    until all pass together; a source that answers nothing at a cut passes it."""
-    own = [threshold_for(c, target, confidence) for c in curves]
-    if not own or max(own) >= 1.0:
+    Accuracy among the answered is not monotone in the threshold, so neither the highest of the sources' own
+    lowest bars (threshold_for) nor any one source's cuts settle it: every cut of every source is tried, lowest
+    first; a source that answers nothing at a cut passes it."""
+    if not curves or any(threshold_for(c, target, confidence) >= 1.0 for c in curves):
         return 1.0
-    cuts = sorted({float(t) for c in curves for t in c["threshold"] if t >= max(own)})
-    return next((t for t in cuts if all(_reaches(curve_at(c, t), target, confidence) for c in curves)), 1.0)
+    cuts = np.unique(np.concatenate([np.asarray(c["threshold"], float) for c in curves]))  # ascending
+    passes = np.ones(len(cuts), bool)
+    for c in curves:
+        desc = np.asarray(c["threshold"], float)
+        last = np.searchsorted(-desc, -cuts, side="right") - 1  # each cut: the last of this curve's cuts at or above
+        answered = np.where(last >= 0, np.asarray(c["answered"], int)[np.maximum(last, 0)], 0)
+        correct = np.where(last >= 0, np.asarray(c["correct"], int)[np.maximum(last, 0)], 0)
+        passes &= [_reaches({"answered": int(a), "correct": int(k)}, target, confidence)
+                   for a, k in zip(answered, correct)]
+    hit = np.flatnonzero(passes)
+    return float(cuts[hit[0]]) if len(hit) else 1.0
 
 
 def _reaches(at: dict, target: float, confidence: float | None) -> bool:

@@ -42,6 +42,8 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
     nothing). Such a fit returns 1 (the model's own confidences) instead."""
     y = np.asarray(y, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
+    if not len(y) or (probs.argmax(1) == y).all():  # its NLL is flat at 0 below some T: the search stops anywhere
+        return 1.0
     t = _golden_section(y, probs)
     return 1.0 if t < T_MIN * 1.05 else t
 

@@ -83,7 +83,7 @@ class CleanSubset(Section):
     n: Count
     accuracy: Rate | None = None
     macro_auc: Rate | None = None
-    recall: dict[ClassName, Rate] = {}
+    recall: dict[ClassName, Rate | None] = {}  # None: no image of the class in the subset
     confusion_matrix: ConfusionMatrix | None = None
     bootstrap: Bootstrap | None = None
     definition: Label(500) = ""
