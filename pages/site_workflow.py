@@ -27,7 +27,7 @@ from brainclf.site import (
     step_job,
 )
 from brainclf.site.split import PARTS, left_out_words
-from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified, promise
+from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified_table, promise
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
@@ -171,7 +171,7 @@ def _results(state: dict, site_root: Path) -> None:
     adapt = state["steps"].get("adapt")
     if checked := forgetting(adapt):
         (st.warning if checked[1] else st.caption)(checked[0])
-    wrong = misclassified(final)
+    wrong = misclassified_table(final)
     with st.expander(f"Misclassified held-out slices ({count(len(wrong))})"):
         st.dataframe(pd.DataFrame(wrong), hide_index=True)
         if wrong:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..evaluation.analysis import curve_points
+from ..evaluation.analysis import curve_points, misclassified
 from ..presentation.wording import SHOWN_CONFIDENCE, count, measured_at, pct, plural, refer_rule
 from ..scoring.operating_point import lower_bound, risk_coverage, slices_needed
 from ..scoring.rates import arrays_from_rows
@@ -56,11 +56,12 @@ def heldout_curves(state: dict) -> list[dict]:
     return out
 
 
-def misclassified(report: dict) -> list[dict]:
-    """The held-out slices the model got wrong: file, true and predicted class, confidence, status."""
+def misclassified_table(report: dict) -> list[dict]:
+    """The held-out slices the model got wrong (brainclf.evaluation.misclassified: most confident first) as table
+    rows: file, true and predicted class, confidence, status."""
     return [{"file": r["path"], "true": r["true"], "predicted": r["pred"], "confidence": max(r["probs"]),
              "referred or flagged": bool(r.get("referred") or r.get("ood")), "sequence": r.get("sequence", "")}
-            for r in report.get("predictions", []) if r["true"] != r["pred"]]
+            for r in misclassified(report.get("predictions", []))]
 
 
 def promise(step: dict | None) -> str | None:
