@@ -9,7 +9,6 @@ from brainclf.model import display_text, short_hash
 from brainclf.presentation import (
     case_scope_line,
     claim_words,
-    class_label,
     count,
     external_rates,
     external_reports,
@@ -18,9 +17,9 @@ from brainclf.presentation import (
     non_commercial,
     pct,
     plural,
+    sensitivity_rows,
     validated_scope,
 )
-from brainclf.scoring import sensitivity_specificity
 from pages.common import active_model_path, card_of, require, route_through_app, tta_setting
 
 route_through_app()
@@ -92,14 +91,9 @@ elif note:
     st.caption(md_literal(note))
 st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
             + (" and on the external source, as recorded in the model card:" if ext_rates else ":"))
-table = {t["finding"]: t for t in sensitivity_specificity(rows)} if rows else {}
-ext_table = {t["finding"]: t for t in ext_rates}
-st.table(pd.DataFrame([{
-    "finding": class_label(k), "sensitivity (Kaggle)": pct(v["sensitivity"]),
-    "specificity (Kaggle)": pct(v["specificity"]),
-    **({f"sensitivity ({md_literal(ext_words)})": pct(ext_table.get(k, {}).get("sensitivity")),
-        f"specificity ({md_literal(ext_words)})": pct(ext_table.get(k, {}).get("specificity"))} if ext_table else {})}
-    for k, v in table.items()]).set_index("finding"))
+table = sensitivity_rows(rows, ext_rates, md_literal(ext_words))
+if table:
+    st.table(pd.DataFrame(table).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
            "that the model does not name. The external source has no pituitary tumours. "
            + md_literal(validated_scope(card)["sentence"]))

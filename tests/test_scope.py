@@ -80,3 +80,22 @@ def test_an_uploaded_site_profile_reads_as_its_uploaders_claim():
     assert "Scope: Claimed by its uploader (not measured here): validated at clinic" in case_scope_line(uploaded)
     assert validated_scope(uploaded)["sentence"].startswith("Claimed by its uploader")
     assert case_scope_line(card(site=site)).startswith("Scope: Validated at clinic: 97.0 %")
+
+
+def test_the_sensitivity_table_has_external_columns_only_where_recorded_and_is_empty_without_test_rows():
+    """Home built its table from the test rows and called set_index on it: a card without stored test predictions
+    (an upload's claim) made an empty frame without that column and the page failed."""
+    from brainclf.presentation import sensitivity_rows
+
+    assert sensitivity_rows([], [], "") == []
+    from brainclf import CLASS_NAMES
+
+    rows = [{"true": t, "pred": p, "probs": [0.7 if c == p else 0.1 for c in CLASS_NAMES]} for t, p in
+            [("glioma", "glioma"), ("notumor", "notumor"), ("meningioma", "glioma"), ("pituitary", "pituitary")]]
+    table = {r["finding"]: r for r in sensitivity_rows(rows, [], "")}
+    assert table["Glioma"]["sensitivity (Kaggle)"] == "100.0 %" and table["Glioma"]["specificity (Kaggle)"] == "66.7 %"
+    assert not any("external" in k for r in table.values() for k in r)
+    ext = [{"finding": "glioma", "sensitivity": 0.5, "specificity": 0.9}]
+    with_ext = {r["finding"]: r for r in sensitivity_rows(rows, ext, "external-radiopaedia")}
+    assert with_ext["Glioma"]["sensitivity (external-radiopaedia)"] == "50.0 %"
+    assert with_ext["Meningioma"]["sensitivity (external-radiopaedia)"] == "—"

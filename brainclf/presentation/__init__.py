@@ -35,6 +35,7 @@ from .scope import (
     model_choice_label,
     no_external_note,
     non_commercial,
+    sensitivity_rows,
     source_tag,
     validated_scope,
 )
@@ -87,7 +88,7 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", 
            "leaning", "model_choice_label", "model_label", "model_row", "no_external_note", "non_commercial",
            "operating_summary", "original_view", "pct", "pct_pair", "per_class_rows", "plural", "points", "pr_figure",
            "predictor_rule", "probability_lines", "probability_text", "progress", "refer_rule", "reliability_figure",
-           "report_case", "result_status", "risk_coverage_figure", "roc_figure", "shortcut_figure",
+           "report_case", "result_status", "sensitivity_rows", "risk_coverage_figure", "roc_figure", "shortcut_figure",
            "slice_result", "source_caption", "source_tag", "study_note", "study_summary",
            "study_summary_text", "summary_row", "trust_view", "unreadable_message", "validated_scope",
            "viewer_picture", "widget_key"]

@@ -11,7 +11,7 @@ from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import is_non_commercial
 from ..evaluation.provenance import card_is_verified
 from ..scoring.rates import sensitivity_specificity
-from .wording import is_study_model, pct, plural
+from .wording import class_label, is_study_model, pct, plural
 
 # What the Kaggle set is known to hold (its README; sequences are not labelled there).
 
@@ -22,6 +22,17 @@ def external_reports(card) -> tuple[dict, dict | None]:
     own = card.metrics.get("external", {})
     recipe = None if own else (card.extra or {}).get("recipe_run")
     return (recipe.get("external", {}), recipe) if recipe else (own, None)
+
+
+def sensitivity_rows(rows: list[dict], ext_rates: list[dict], ext_words: str) -> list[dict]:
+    """Home's table: each finding's sensitivity and specificity on the Kaggle test rows and, where the card has
+    them (external_rates), on the external source (its columns named by `ext_words`)."""
+    ext = {t["finding"]: t for t in ext_rates}
+    return [{"finding": class_label(t["finding"]), "sensitivity (Kaggle)": pct(t["sensitivity"]),
+             "specificity (Kaggle)": pct(t["specificity"]),
+             **({f"sensitivity ({ext_words})": pct(ext.get(t["finding"], {}).get("sensitivity")),
+                 f"specificity ({ext_words})": pct(ext.get(t["finding"], {}).get("specificity"))} if ext else {})}
+            for t in (sensitivity_specificity(rows) if rows else [])]
 
 
 def claim_words(card, external: bool = False) -> str:
