@@ -32,10 +32,15 @@ CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 
 
+def visible_text(text: Any) -> str:
+    """`text` without invisible format characters (bidi marks, overrides, isolates, zero-width ones): plain text
+    shown outside Markdown (tables, widget options) reads as typed, in order (None → '')."""
+    return _INVISIBLE.sub("", "" if text is None else str(text))
+
+
 def md_literal(text: Any) -> str:
     """`text` as Streamlit Markdown that renders literally, on one line (None → '')."""
-    s = "" if text is None else str(text)
-    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", _INVISIBLE.sub("", s)))
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", visible_text(text)))
 
 
 def csv_cell(value: Any) -> Any:

@@ -22,6 +22,7 @@ from pages.common import (
     card_of,
     data_root,
     is_study,
+    model_process_predictor,
     models_dir,
     public,
     require,
@@ -80,9 +81,10 @@ if who.can("re_evaluate") and config.root_names():
                 try:
                     card = verify_uploaded_model(to_verify, config.root(verify_on).path,
                                                  lambda done, total: bar.progress(done / max(total, 1),
-                                                                                  text=f"Evaluating {done} of {total}"))
+                                                                                  text=f"Evaluating {done} of {total}"),
+                                                 predictor=model_process_predictor(to_verify))
                     st.success(provenance_note(card))
-                except BrainclfError as e:
+                except (BrainclfError, OSError) as e:
                     st.error(f"Not re-measured: {public(e)}")
 if who.can("remove_model"):
     with st.expander("Remove a model (admins)"):

@@ -28,6 +28,7 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+from test_dicom import make_dicom
 
 from brainclf.errors import ImageError
 from brainclf.input import limits, read_dicom
@@ -275,6 +276,21 @@ def test_a_deflated_multi_frame_file_is_inflated_once_and_its_header_read_withou
     for frame in range(8):
         assert read_dicom(data, "d.dcm", frame).n_frames == 8
     assert calls == [True, False]  # the whole file once for all eight frames
-    monkeypatch.setattr(dicom_deflate, "INFLATED_CACHE_BYTES", 0)  # over budget: the newest entry alone stays
-    read_dicom(deflated_dicom(64, 64, 2, value=9), "e.dcm", 0)
+    monkeypatch.setattr(dicom_deflate, "INFLATED_CACHE_BYTES", 40_000)  # one such file: the older ones go
+    read_dicom(deflated_dicom(64, 64, 8, value=9), "e.dcm", 0)
     assert len(dicom_deflate._INFLATED) == 1
+    monkeypatch.setattr(dicom_deflate, "INFLATED_CACHE_BYTES", 0)  # a file over the budget is not kept at all
+    read_dicom(deflated_dicom(64, 64, 2, value=5), "f.dcm", 0)
+    assert len(dicom_deflate._INFLATED) == 1 and calls[-1] is False
+
+
+def test_a_palette_colour_file_is_budgeted_at_three_samples_and_a_non_mr_stack_is_one_refusal():
+    from brainclf.input.dicom_frames import check_pixel_budget
+    from brainclf.input.dicom_stack import study_frames
+
+    mono = header(512, 512, 1, ExplicitVRLittleEndian)
+    palette = header(512, 512, 1, ExplicitVRLittleEndian)
+    palette.PhotometricInterpretation = "PALETTE COLOR"
+    assert check_pixel_budget(palette, "p.dcm") == 3 * check_pixel_budget(mono, "m.dcm")
+    ct = make_dicom(np.zeros((6, 16, 16)), frames=6, modality="CT")
+    assert study_frames(ct, "ct.dcm") == 1  # one case, whose decoding says "not MR", not six

@@ -104,3 +104,11 @@ def test_cli_predict_csv_neutralises_formula_file_names(tmp_path, make_image, pn
 def test_bidi_and_zero_width_characters_are_removed():
     """'scan\u202egpj.png' displays as 'scangnp.jpg' and turns the text after it around."""
     assert md_literal("scan\u202egpj.png \u2066x\u2069\u200f \ufeffy\u200b") == "scangpj\\.png x y"
+
+
+def test_a_case_keeps_its_file_name_without_invisible_characters():
+    """Tables and widget options show the name as plain text, outside md_literal."""
+    from brainclf.presentation import CaseBook
+
+    case = CaseBook().add("scan\u202egpj.png", b"bytes")
+    assert case.name == "scangpj.png" and case.label(True) == "scangpj.png"

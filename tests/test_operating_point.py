@@ -161,7 +161,11 @@ def test_the_operating_line_says_when_thresholds_were_fitted_on_the_pooled_set(s
     cal = smoke_predictor.card.calibration
     block = cal["operating"]
     own = thresholds_for_target(block, 0.98)
-    pooled = {c: min(t * 0.9, 1.0) for c, t in own.items()}  # any other bar: not the per-source rule's
+    # A bar a source falls below the target at (the lowest cut answers every slice, the wrong ones too): a rule
+    # fitted on the pooled set, not on every source.
+    (curve,) = block["curves"].values()
+    assert curve["correct"][-1] < 0.98 * curve["answered"][-1]
+    pooled = dict.fromkeys(own, float(curve["threshold"][-1]))
     assert "on every source" in operating_summary({"operating": block}, False, own, 0.98)
     assert "on the pooled validation set" in operating_summary({"operating": block}, False, pooled, 0.98)
 
@@ -208,6 +212,11 @@ def test_the_joint_threshold_is_the_lowest_cut_at_which_every_source_passes():
 
     a, b = source([0.9, 0.6], [True, True]), source([0.95, 0.8, 0.5], [True, True, False])
     assert joint_threshold([a, b], 0.9) == 0.6
+    # A card whose bar was searched another way (0.7: neither this rule's nor the highest own bar) but which every
+    # source passes still reads as fitted on every source; one that a source fails there does not.
+    block = {"curves": {"a": a, "b": b}, "worst_notumor_miss": 0.0}
+    assert "on every source" in operating_summary({"operating": block}, False, dict.fromkeys(CLASS_NAMES, 0.7), 0.9)
+    assert "pooled" in operating_summary({"operating": block}, False, dict.fromkeys(CLASS_NAMES, 0.5), 0.9)
     assert joint_threshold([a, source([0.7, 0.6], [False, False])], 0.9) == 1.0  # a source that never passes
     rng = np.random.default_rng(0)
     for _ in range(200):  # against brute force over every cut

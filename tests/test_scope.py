@@ -56,7 +56,7 @@ def test_an_uploads_figures_read_as_its_uploaders_claim_and_only_the_test_split_
     claimed = card(provenance={"uploaded_by": "x", "metrics_verified": False}, **kw)
     line = case_scope_line(claimed)
     assert "Claimed by its uploader (not measured here) on other sources' scans" in line
-    assert "(in-distribution, claimed by its uploader, not verified here)" in line
+    assert "(in-distribution, claimed by the uploader, not verified)" in line
     verified = card(provenance={"uploaded_by": "x", "metrics_verified": True}, **kw)
     line = case_scope_line(verified)
     assert "Claimed by its uploader" in line and "98.0 % (in-distribution)." in line

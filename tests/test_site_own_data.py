@@ -147,3 +147,24 @@ def test_an_older_flat_site_run_folder_is_still_found(tmp_path):
     (tmp_path / "clinic-default").mkdir()
     (tmp_path / "clinic-default" / "site.json").write_text("{}")
     assert site_run_dir(tmp_path, "clinic", "models/default.keras") == tmp_path / "clinic-default"
+
+
+def test_a_folder_named_like_the_models_data_folder_is_checked_by_name_whatever_data_root_says(
+        tmp_path, smoke_model, synthetic_dataset, monkeypatch):
+    """A site folder named like the model's training folder, holding a few of its training files (not the first
+    one the card lists), with --data pointing elsewhere: those files are still the model's own."""
+    from brainclf.evaluation.evaluate import training_paths_for
+
+    monkeypatch.delenv("BRAINCLF_DATA", raising=False)
+    card = read_card(smoke_model)
+    site = tmp_path / card.training["fingerprint"]["root_name"]
+    kept = sorted(_own_files(card))[1:6]
+    for rel in kept:
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(synthetic_dataset / rel, site / rel)
+    samples = discover(site).all_samples()
+    assert learnt_from(card, samples, site, tmp_path / "elsewhere").sum() == len(kept)
+    # An explicit training folder that lacks the files is not silently replaced by $BRAINCLF_DATA.
+    monkeypatch.setenv("BRAINCLF_DATA", str(synthetic_dataset))
+    assert training_paths_for(card, tmp_path / "x" / "Testing", tmp_path / "typo") is None
+    assert training_paths_for(card, tmp_path / "x" / "Testing") is not None  # without one, it is used

@@ -3,9 +3,6 @@ within the session's byte budget (brainclf.serving.upload_gate; app.py installs 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 from starlette.exceptions import HTTPException
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
@@ -13,15 +10,6 @@ from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from test_access_pages import app_as, server_settings, signed_in  # noqa: F401 - fixture
 
 from brainclf.serving import UploadGate
-
-
-def load_app_module():
-    """app.py as a module (not __main__): its functions, without serving anything."""
-    spec = importlib.util.spec_from_file_location("brainclf_app_under_test", "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.pop(spec.name, None)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rec(file_id: str, size: int) -> UploadedFileRec:

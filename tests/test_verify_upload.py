@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from test_access_pages import app_as, run_page, signed_in
 from test_card_schema import invented_claim
@@ -12,6 +15,8 @@ from test_card_schema import invented_claim
 from brainclf.cli import main
 from brainclf.evaluation import card_is_verified
 from brainclf.model import add_model, card_path, read_card
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_the_verify_command_replaces_the_claim_and_says_both(smoke_model, synthetic_dataset, tmp_path, capsys):
@@ -54,3 +59,26 @@ def test_a_researcher_re_measures_an_upload_on_the_model_page(smoke_model, synth
     assert card_is_verified(read_card(models / "up.keras"))
     at.run()  # nothing left to re-measure: the expander goes
     assert not any("Re-measure an uploaded model" in e.label for e in at.expander)
+
+
+def test_re_measuring_again_keeps_what_the_uploader_claimed(smoke_model, synthetic_dataset, tmp_path, capsys):
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path)
+    for _ in range(2):
+        assert main(["verify", "--model", str(added), "--data", str(synthetic_dataset)]) == 0
+        assert "the uploader claimed 99.9 %" in capsys.readouterr().out
+    assert read_card(added).provenance["claimed_test_accuracy"] == 0.999
+
+
+def test_the_app_re_measures_an_upload_in_the_model_process_only(smoke_model, synthetic_dataset, tmp_path):
+    """The Model page passes its model-process predictor: the server's own process never opens the upload."""
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path)
+    code = ("import json, sys\n"
+            "from brainclf.evaluation import verify_uploaded_model\n"
+            "from brainclf.inference import ProcessPredictor\n"
+            f"card = verify_uploaded_model({str(added)!r}, {str(synthetic_dataset)!r}, "
+            f"predictor=ProcessPredictor.start({str(added)!r}))\n"
+            "print(json.dumps([card.metrics['test']['n'], 'tensorflow' in sys.modules, 'keras' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [12, False, False]
+    assert card_is_verified(read_card(added))

@@ -71,7 +71,9 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
 
 def training_paths_for(card, data: Path, training_root: str | Path | None = None) -> list[Path] | None:
     """The model's primary-source training and validation images (from its card), looked up under
-    `training_root`, beside the evaluated folder `data` or under $BRAINCLF_DATA; None when they cannot be found."""
+    `training_root`, then in or beside the evaluated folder `data` where it is named like the model's training
+    folder, then (only without a `training_root`: a folder given by name that lacks them is not silently
+    replaced) under $BRAINCLF_DATA; None when they cannot be found."""
     files = card.training.get("files") or {}
     # The primary source's images only: an extra source's (`name::path`) live in their own folder.
     rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
@@ -80,31 +82,24 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
     # Beside the evaluated folder only when it is the training folder by name: another hospital's folder laid out
     # the same way holds files of the same names that the model never saw.
     named = (card.training.get("fingerprint") or {}).get("root_name")
-    candidates = [training_root] if training_root else [
-        c for c in (data.parent, data) if not named or Path(c).resolve().name == named]
-    candidates.append(os.environ.get("BRAINCLF_DATA"))
+    candidates = [training_root, *(c for c in (data.parent, data) if not named or Path(c).resolve().name == named),
+                  None if training_root else os.environ.get("BRAINCLF_DATA")]
     for c in candidates:
         if c and (Path(c) / rel[0]).is_file():
             return [Path(c) / r for r in rel]
     return None
 
 
-def trained_on(card, dataset: str) -> set[str]:
-    """Relative paths of `dataset` (an extra source's name) that the model trained or validated on."""
-    files = card.training.get("files") or {}
-    out = set()
-    for key in list(files.get("train", [])) + list(files.get("val", [])):
-        source, rel = split_key(str(key))
-        if source == dataset:
-            out.add(rel)
-    return out
-
-
 def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] | None) -> np.ndarray:
-    """True for each sample that is one of the files the model trained or validated on: an extra source's by the
-    card's keys (`folder` named like that source), the primary source's by path (`training`, from
-    training_paths_for). Copies under other names are not caught here (brainclf.data.dedup.clean_mask does)."""
-    seen = trained_on(card, Path(folder).resolve().name)
+    """True for each sample that is one of the files the model trained or validated on: by the card's keys where
+    `folder` is named like one of its sources (an extra source, or the primary source's own folder), and by path
+    (`training`, from training_paths_for) wherever the primary source's images were found. Copies under other
+    names are not caught here (brainclf.data.dedup.clean_mask does)."""
+    folder = Path(folder)
+    name, primary = folder.resolve().name, (card.training.get("fingerprint") or {}).get("root_name")
+    files = card.training.get("files") or {}
+    keys = [split_key(str(k)) for part in ("train", "val") for k in files.get(part, [])]
+    seen = {rel for source, rel in keys if source == name or (not source and name == primary)}
     own = {p.resolve() for p in training or []}
     return np.array([relative_path(s.path, folder) in seen or s.path.resolve() in own for s in samples], bool)
 

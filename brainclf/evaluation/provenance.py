@@ -15,13 +15,13 @@ from pathlib import Path
 from .. import CLASS_NAMES, __version__
 from ..errors import ModelError
 from ..inference.predict import Predictor
-from ..model.card import ModelCard, card_path, iso_now
+from ..model.card import ModelCard, card_path, iso_now, read_card
 from ..model.card_schema import display_text, plain_label
 from .evaluate import evaluate_folder
 
 
 def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
-                          progress: Callable[[int, int], None] | None = None) -> ModelCard:
+                          progress: Callable[[int, int], None] | None = None, predictor=None) -> ModelCard:
     """Re-measure an uploaded model's test metrics on this server's own data and record them in its card.
 
     `data_root` is a Training/Testing root (every split but Training is evaluated, paths stored relative to
@@ -29,7 +29,9 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     test_predictions are replaced by the measurement (and metrics.test_tta / test_predictions_tta, measured
     with flip TTA, when the card has them or runs with TTA by default); provenance gets metrics_verified =
     True, the time, what was measured on (folder name, images per class, a hash of the file list) and the
-    accuracy the uploader claimed. Other sections (validation and external metrics, faithfulness) stay as
+    accuracy the uploader claimed (kept from the first verification when re-measured). `predictor`: the model
+    already loaded (the app passes its model-process one: an upload is never opened in the server's own process);
+    by default it is loaded here. Other sections (validation and external metrics, faithfulness) stay as
     uploaded. Returns the saved card.
 
     Raises:
@@ -38,12 +40,13 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     """
 
     path, data = Path(model_path), Path(data_root)
-    predictor = Predictor.load(path)
-    card = predictor.card
+    predictor = predictor or Predictor.load(path)
+    card = read_card(path)  # its own copy to fill in: a predictor's card may be shared by every session
     if not card.provenance:
         raise ModelError(f"{path.name} was not uploaded (its card has no provenance): its metrics were measured "
                          "when it was trained here.")
-    claimed = (card.metrics.get("test") or {}).get("accuracy")
+    claimed = card.provenance.get("claimed_test_accuracy") if card_is_verified(card) else \
+        (card.metrics.get("test") or {}).get("accuracy")
     measured = {}
     for split, tta in (("test", False), ("test_tta", True)):
         if tta and not (card.tta_default or card.metrics.get("test_tta") or card.test_predictions_tta):

@@ -117,17 +117,20 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
 
 
 def read_header(data: bytes, name: str):
-    """The dataset up to its pixel data, which is not read (a Deflate file is inflated only that far), its pixel
-    budget checked: what the header alone says (frames, series, position), cheaply.
+    """The dataset up to its pixel data, which is not read (a Deflate file is inflated only that far), its modality
+    and pixel budget checked as open_frame checks them: what the header alone says (frames, series, position).
 
     Raises:
-        ImageError: not a readable DICOM header, or pixel data over the limits.
+        ImageError: not a readable MR DICOM header, or pixel data over the limits.
     """
     import pydicom
 
     data = inflate_deflated(data, name, header_only=True)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM", stop_before_pixels=True)
+        modality = str(ds.get("Modality", "")).upper()
+        if modality and modality != "MR":
+            raise ImageError(f"{name}: DICOM modality is {modality}, not MR; this model only reads MR brain slices.")
         check_pixel_budget(ds, name)
     except ImageError:
         raise
@@ -205,8 +208,8 @@ def _slice_image(ds, pixels, name: str) -> Image.Image:
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":  # the stored values are indices into the file's colour table
-        rgb = apply_color_lut(pixels, ds)
-        return Image.fromarray(_to_8bit(rgb, 0, float(np.iinfo(rgb.dtype).max)), mode="RGB")
+        rgb = apply_color_lut(pixels, ds)  # 8- or 16-bit table entries: their top byte, without a float copy
+        return Image.fromarray((rgb >> 8 * (rgb.itemsize - 1)).astype(np.uint8), mode="RGB")
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         return Image.fromarray(_to_8bit(pixels, 0, float(2 ** int(ds.get("BitsStored", 8)) - 1)), mode="RGB")
     if _first(ds.get("RescaleSlope", 1)) == 0:

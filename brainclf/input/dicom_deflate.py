@@ -17,9 +17,10 @@ from .dicom_frames import check_pixel_budget
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is deflated
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
-# Inflated files kept, by content, in all: one file at the pixel budget (a 255 KB upload inflated to 256 MiB
-# took 0.9 s, for each of its 64 frames and again on every rerun of the page), or many small ones.
-INFLATED_CACHE_BYTES = limits.MAX_DICOM_PIXEL_BYTES + limits.MAX_DICOM_HEADER_BYTES
+# Inflated files kept, by content, in all (process-wide, so small: it stays allocated after the request). A
+# multi-frame file is read one frame at a time and the Predict page reads its uploads on every rerun; a file
+# larger than this is inflated for each read (a 255 KB upload inflating to 256 MiB took 0.9 s a frame).
+INFLATED_CACHE_BYTES = 64 * limits.MiB
 _INFLATED: OrderedDict[tuple[bytes, bool], bytes] = OrderedDict()
 _LOCK = threading.Lock()
 
@@ -58,9 +59,11 @@ def inflate_deflated(data: bytes, name: str, header_only: bool = False) -> bytes
             _INFLATED.move_to_end(key)
             return _INFLATED[key]
     out = _inflate(data, name, meta_end, header_only)
+    if len(out) > INFLATED_CACHE_BYTES:
+        return out
     with _LOCK:
         _INFLATED[key] = out
-        while sum(map(len, _INFLATED.values())) > INFLATED_CACHE_BYTES and len(_INFLATED) > 1:
+        while sum(map(len, _INFLATED.values())) > INFLATED_CACHE_BYTES:
             _INFLATED.popitem(last=False)
     return out
 

@@ -47,6 +47,8 @@ def check_encoded_frame(ds, frame: int, n_frames: int, name: str) -> None:
                          "Export the series uncompressed to use it.")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     samples = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        samples = 3  # one index a pixel, decoded through the colour table to red, green and blue
     per_sample = max((int(ds.get("BitsAllocated", 8) or 8) + 7) // 8, 1)
     try:
         data = _frame_bytes(ds, frame, n_frames)
@@ -189,6 +191,8 @@ def check_pixel_budget(ds, name: str) -> int:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
     samples = max(int(ds.get("SamplesPerPixel", 1) or 1), 1)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        samples = 3  # one index a pixel, decoded through the colour table to red, green and blue
     per_sample = max((int(ds.get("BitsAllocated", 8) or 8) + 7) // 8, 1)
     if rows * cols > limits.MAX_PIXELS:
         raise ImageError(f"{name}: DICOM frame is {cols}x{rows} pixels, above the limit of {limits.MAX_PIXELS:,}; "

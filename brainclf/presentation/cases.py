@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from .. import DISPLAY_NAMES
 from ..errors import BrainclfError
+from ..escaping import visible_text
 from ..input import decode_upload, upload_alias, without_alias
 from .wording import HEADLINES, ReferRule, pct, result_status, summary_row
 
@@ -77,6 +78,9 @@ class Case:
     frame: int | None = None  # a study's slice: the 0-based frame of a multi-frame DICOM
     n_frames: int = 1  # how many slices its study has (1: a single image)
     series_index: int | None = None  # a study's slice: the 0-based place of a single-frame slice in its series
+
+    def __post_init__(self):
+        self.name = visible_text(self.name)  # a bidi override in a file name would turn the text after it around
 
     @property
     def position(self) -> int | None:

@@ -13,8 +13,6 @@ from ..evaluation.provenance import card_is_verified
 from ..scoring.rates import sensitivity_specificity
 from .wording import class_label, is_study_model, pct, plural
 
-# What the Kaggle set is known to hold (its README; sequences are not labelled there).
-
 
 def external_reports(card) -> tuple[dict, dict | None]:
     """(the external validation summaries to show, the recipe_run block they come from or None): the card's own,
@@ -162,8 +160,7 @@ def case_scope_line(card, tta: bool | None = None) -> str:
     sources' scans, and its in-distribution test accuracy second (`tta`: as the model runs)."""
     scope = validated_scope(card)
     test = card.test_metrics(tta=tta).get("accuracy")
-    test_claimed = "" if card_is_verified(card) else ", claimed by its uploader, not verified here"
-    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution{test_claimed})" if test is not None else ""
+    kaggle = f"; on the Kaggle test split {pct(test)} (in-distribution{claim_words(card)})" if test is not None else ""
     if card.site:  # a site profile or adapted model: the site's own held-out figures come first
         return f"Scope: {site_scope(card)}{kaggle}."
     ext = external_words(card)
@@ -192,8 +189,9 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
     if card is None:
         return f"{stem} (card unreadable)"
     acc, ext = card.test_metrics().get("accuracy"), external_accuracy(card)
+    # The picker's short form of claim_words.
     claimed = "" if verified else " claimed, not verified"
-    ext_claimed = " claimed, not verified" if card.provenance else ""  # verification re-measures the test split only
+    ext_claimed = " claimed, not verified" if claim_words(card, external=True) else ""
     label = (f"{stem} ({card.architecture}, {source_tag(card)}"
              + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
              + (f", other source {pct(ext)}{ext_claimed}" if ext is not None else "")

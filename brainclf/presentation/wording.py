@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..scoring.operating_point import curve_at, lower_bound, thresholds_for_target
+from ..scoring.operating_point import curve_at, lower_bound, reaches, thresholds_for_target
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
 REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wherever it is shown
@@ -283,9 +283,11 @@ def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str,
         right = f", {pct(at['accuracy'])} right (at least {pct(lower_bound(at['correct'], at['answered'], shown))} " \
             f"with {pct(shown, 0)} confidence)" if at["accuracy"] is not None else ""
         parts.append(f"{source} {count(at['answered'])} of {count(at['n'])}{right}")
-    # Per-source thresholds (the rule since 2026-12-05) or a card fitted on the pooled validation set before.
-    per_source = target and thresholds in (thresholds_for_target(block, target, confidence),
-                                           thresholds_for_target(block, target, confidence, joint=False))
+    # Per-source thresholds (the rule since 2026-12-05, whichever way the bar was searched: every source reaches
+    # the target at it) or a card fitted on the pooled validation set before.
+    per_source = target and (thresholds in (thresholds_for_target(block, target, confidence),
+                                            thresholds_for_target(block, target, confidence, joint=False))
+                             or all(reaches(curve_at(c, base), target, confidence) for c in block["curves"].values()))
     bound = bound_clause(confidence) if per_source else ""
     where = "on every source" if per_source else "on the pooled validation set"
     aim = f" aiming at {pct(target)} right{bound} {where}" if target else ""

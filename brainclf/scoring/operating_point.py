@@ -79,13 +79,15 @@ def joint_threshold(curves: list[dict], target: float, confidence: float | None 
         last = np.searchsorted(-desc, -cuts, side="right") - 1  # each cut: the last of this curve's cuts at or above
         answered = np.where(last >= 0, np.asarray(c["answered"], int)[np.maximum(last, 0)], 0)
         correct = np.where(last >= 0, np.asarray(c["correct"], int)[np.maximum(last, 0)], 0)
-        passes &= [_reaches({"answered": int(a), "correct": int(k)}, target, confidence)
+        passes &= [reaches({"answered": int(a), "correct": int(k)}, target, confidence)
                    for a, k in zip(answered, correct)]
     hit = np.flatnonzero(passes)
     return float(cuts[hit[0]]) if len(hit) else 1.0
 
 
-def _reaches(at: dict, target: float, confidence: float | None) -> bool:
+def reaches(at: dict, target: float, confidence: float | None = None) -> bool:
+    """Whether a source's answered slices at one cut (curve_at) reach `target` (its lower bound at `confidence`,
+    where given); answering nothing reaches it."""
     a, c = at["answered"], at["correct"]
     return not a or (c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target))
 

@@ -32,6 +32,17 @@ def load_predictor(path: str, mtime: float, card_mtime: float) -> ProcessPredict
     return warmup.take(Path(path)) or ProcessPredictor.start(path)
 
 
+def model_process_predictor(path: Path) -> ProcessPredictor:
+    """The model at `path`, opened in the model process (never in the server's own: an upload is untrusted), shared
+    like the active one.
+
+    Raises:
+        BrainclfError: its card is missing or invalid.
+        OSError: the model was removed meanwhile.
+    """
+    return load_predictor(str(path), path.stat().st_mtime, card_path(path).stat().st_mtime)
+
+
 def available_models() -> list[Path]:
     return list_models(models_dir())
 
