@@ -193,8 +193,9 @@ if fresh_external:
 if not externals:
     st.info(md_literal(no_external_note(card)))
 if card.provenance and not fresh_external and externals:
-    st.warning("These external figures are the uploader's claim: uploading verifies only the test split. "
-               "Re-evaluate on an external folder to measure them here.", icon=":material/upload:")
+    st.warning("These external figures are the uploader's claim: re-measuring an upload on the Model page covers "
+               "its test split only. Re-evaluate on an external folder to measure them here.",
+               icon=":material/upload:")
 for name, ext in externals.items():
     view = external_view(name, ext)
     st.markdown(view["heading"])
