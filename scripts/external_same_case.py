@@ -52,8 +52,12 @@ def main(argv=None) -> int:
         for d in args.bits:
             far = bits > d
             print(f"  {int((~far).sum())} held-out slices have a development slice within {d} bits "
-                  f"({right[~far].mean():.1%} right); the other {int(far.sum())}: {right[far].mean():.1%}")
+                  f"({_share(right[~far])} right); the other {int(far.sum())}: {_share(right[far])}")
     return 0
+
+
+def _share(right: np.ndarray) -> str:
+    return f"{right.mean():.1%}" if len(right) else "—"
 
 
 if __name__ == "__main__":
