@@ -176,14 +176,19 @@ def test_compare_shows_both_scans_at_the_same_size_and_top(browser, server, slic
             picker.locator("input").press("Enter")
             pg.wait_for_function(IDLE)
         pg.keyboard.press("Escape")
-        pg.wait_for_timeout(1000)
         # The last row of two columns that both hold a scan: the compared pair (the cards above are one per row).
-        pair = pg.evaluate("""() => [...document.querySelectorAll('[data-testid="stHorizontalBlock"]')].map(row =>
+        measure = """() => [...document.querySelectorAll('[data-testid="stHorizontalBlock"]')].map(row =>
             [...row.children].map(col => [...col.querySelectorAll('[data-testid="stImage"]')]
               .filter(i => i.textContent.includes('As the model sees it')).map(i => {
                 const r = i.querySelector('img').getBoundingClientRect();
                 return {top: r.top, width: r.width, height: r.height}; })[0]))
-          .filter(cols => cols.length === 2 && cols.every(c => c && c.width > 0)).pop()""")
+          .filter(cols => cols.length === 2 && cols.every(c => c && c.width > 0)).pop()"""
+        # Measured once the layout has settled (an image still loading, or a scrollbar appearing, moves it for a
+        # moment: a fixed one-second wait once caught one scan at 484 px and the other at 477.5 px).
+        settled = f"""() => {{ const a = ({measure})(); if (!a) return false;
+            const b = JSON.stringify(a); const was = window.__pairSeen; window.__pairSeen = b; return was === b; }}"""
+        pg.wait_for_function(settled, polling=500, timeout=BROWSER_WAIT_MS)
+        pair = pg.evaluate(measure)
         assert pair, "no row of columns shows both compared cases' scans"
         a, b = pair
         assert abs(a["top"] - b["top"]) <= 1, pair
