@@ -13,7 +13,7 @@ from brainclf.evaluation import card_is_verified, provenance_note, verify_upload
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import remove_model
-from brainclf.presentation import history_figure, model_row
+from brainclf.presentation import history_figure, is_study_card, model_row
 from brainclf.serving import interrupted_runs, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
@@ -21,7 +21,6 @@ from pages.common import (
     available_models,
     card_of,
     data_root,
-    is_study,
     model_process_predictor,
     models_dir,
     public,
@@ -39,7 +38,7 @@ MODELS_DIR = models_dir()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
-rows = [model_row(p.stem, card, card_is_verified(card), is_study(card))
+rows = [model_row(p.stem, card, card_is_verified(card), is_study_card(card))
         for p in available_models() if (card := card_of(p)) is not None]
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True,

@@ -21,6 +21,7 @@ from brainclf.presentation import (
     case_report_pdf,
     case_scope_line,
     gradcam_caveat,
+    is_study_card,
     model_label,
     operating_summary,
     plural,
@@ -41,7 +42,6 @@ from pages.common import (
     auth_configured,
     case_book,
     get_predictor,
-    is_study,
     model_ready,
     public,
     require,
@@ -60,7 +60,7 @@ card = predictor.card
 # every per-image widget key and stored result carries it: name, version, file hash, TTA
 model = model_label(card.name, card.version, predictor.tta, short_hash(card.file_sha256))
 rule = predictor_rule(predictor)
-if is_study(card):
+if is_study_card(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")
 scope = validated_scope(card)

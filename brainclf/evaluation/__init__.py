@@ -17,7 +17,15 @@ from .analysis import (
     risk_coverage_by_source,
     rows_for_cell,
 )
-from .evaluate import evaluate_folder, evaluate_samples, learnt_mask, record_external, training_paths_for
+from .evaluate import (
+    evaluate_folder,
+    evaluate_samples,
+    learnt_mask,
+    primary_files,
+    record_external,
+    root_holding,
+    training_paths_for,
+)
 from .external import cluster_bootstrap, evaluate_external, load_shortcut_study, read_manifest
 from .faithfulness import FRACTIONS, deletion_test, measure_faithfulness, randomisation_check
 from .label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
@@ -43,6 +51,6 @@ __all__ = ["CT_RING_THRESHOLD", "FEATURE_NAMES", "FRACTIONS", "PRIMARY", "audit_
            "mcnemar_exact", "mean_nll", "measure_faithfulness", "misclassified", "most_confused",
            "nll_difference", "operating_curves", "paired_comparison", "provenance_note",
            "randomisation_check", "read_manifest", "record_external", "report_from_rows", "resolve_image",
-           "risk_coverage_by_source", "rows_for_cell", "run_study",
-           "shared_validation_samples", "style_features", "learnt_mask", "training_paths_for", "validation_by_source",
+           "risk_coverage_by_source", "rows_for_cell", "run_study", "shared_validation_samples", "style_features",
+           "learnt_mask", "primary_files", "root_holding", "training_paths_for", "validation_by_source",
            "validation_groups", "validation_samples", "validation_scores", "verify_uploaded_model"]

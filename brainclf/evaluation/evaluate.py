@@ -74,20 +74,26 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
     `training_root`, then in or beside the evaluated folder `data` where it is named like the model's training
     folder, then (only without a `training_root`: a folder given by name that lacks them is not silently
     replaced) under $BRAINCLF_DATA; None when they cannot be found."""
-    files = card.training.get("files") or {}
-    # The primary source's images only: an extra source's (`name::path`) live in their own folder.
-    rel = [k for k in list(files.get("train", [])) + list(files.get("val", [])) if not split_key(str(k))[0]]
-    if not rel:
-        return None
+    rel = primary_files(card)
     # Beside the evaluated folder only when it is the training folder by name: another hospital's folder laid out
     # the same way holds files of the same names that the model never saw.
     named = (card.training.get("fingerprint") or {}).get("root_name")
-    candidates = [training_root, *(c for c in (data.parent, data) if not named or Path(c).resolve().name == named),
-                  None if training_root else os.environ.get("BRAINCLF_DATA")]
-    for c in candidates:
-        if c and (Path(c) / rel[0]).is_file():
-            return [Path(c) / r for r in rel]
-    return None
+    root = root_holding(rel, [training_root, *(c for c in (data.parent, data)
+                                               if not named or Path(c).resolve().name == named),
+                              None if training_root else os.environ.get("BRAINCLF_DATA")])
+    return [root / r for r in rel] if root else None
+
+
+def primary_files(card, parts: tuple[str, ...] = ("train", "val")) -> list[str]:
+    """The card's files of `parts` from its primary source, relative to that source's folder: an extra source's
+    (`name::path`) live in their own folder."""
+    files = card.training.get("files") or {}
+    return [str(k) for part in parts for k in files.get(part, []) if not split_key(str(k))[0]]
+
+
+def root_holding(rel: list[str], candidates) -> Path | None:
+    """The first candidate folder (None entries skipped) that holds `rel`'s first file; None when none does."""
+    return next((Path(c) for c in candidates if c and rel and (Path(c) / rel[0]).is_file()), None)
 
 
 def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] | None) -> np.ndarray:

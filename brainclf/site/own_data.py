@@ -16,25 +16,18 @@ import numpy as np
 from .. import CLASS_NAMES
 from ..data import Sample, discover
 from ..data.dedup import clean_mask
-from ..data.sources import split_key
 from ..errors import DataError
-from ..evaluation import learnt_mask, training_paths_for
+from ..evaluation import learnt_mask, primary_files, root_holding, training_paths_for
 
 REPLAY_MAX = 2000
-
-
-def _primary_root(rel: list[str], data_root: str | Path | None) -> Path | None:
-    """The folder holding the card's primary-source files: `data_root` or $BRAINCLF_DATA, whichever has them."""
-    roots = [Path(r) for r in (data_root, os.environ.get("BRAINCLF_DATA")) if r]
-    return next((r for r in roots if rel and (r / rel[0]).is_file()), None)
 
 
 def replay_samples(card, data_root: str | Path | None, part: str = "train", limit: int = REPLAY_MAX,
                    seed: int = 0) -> list[Sample]:
     """The model's own training (or, `part="val"`, validation) images of its primary source, as its card lists
     them, found under `data_root` or $BRAINCLF_DATA; at most `limit`, in random order; [] when not there."""
-    rel = [str(f) for f in (card.training.get("files") or {}).get(part, []) if not split_key(str(f))[0]]
-    root = _primary_root(rel, data_root)
+    rel = primary_files(card, (part,))
+    root = root_holding(rel, [data_root, os.environ.get("BRAINCLF_DATA")])
     if root is None:
         return []
     samples = [Sample(root / r, CLASS_NAMES.index(Path(r).parent.name)) for r in rel

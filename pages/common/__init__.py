@@ -13,7 +13,6 @@ from .models import (
     available_models,
     card_of,
     get_predictor,
-    is_study,
     model_choice_label,
     model_process_predictor,
     model_ready,
@@ -26,7 +25,7 @@ from .session import audit_path, case_book, data_root, training_jobs
 from .sidebar import sidebar_model_picker
 
 __all__ = ["active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
-           "case_book", "data_root", "get_predictor", "identity", "is_study", "local_mode_problem",
+           "case_book", "data_root", "get_predictor", "identity", "local_mode_problem",
            "model_choice_label", "model_process_predictor", "model_ready", "models_dir", "public", "require",
            "route_through_app", "settings",
            "sidebar_model_picker", "test_accuracy", "training_jobs", "tta_setting"]

@@ -12,7 +12,6 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import is_study_card
 from brainclf.presentation import model_choice_label as choice_label
 from brainclf.serving import warmup
 
@@ -117,11 +116,6 @@ def card_of(path: Path) -> ModelCard | None:
 
 def test_accuracy(card: ModelCard | None) -> float | None:
     return card.test_metrics().get("accuracy") if card else None
-
-
-def is_study(card: ModelCard | None) -> bool:
-    """A study/baseline model: not for reading scans (brainclf.presentation.is_study_card)."""
-    return is_study_card(card)
 
 
 def model_choice_label(path: Path, card: ModelCard | None) -> str:

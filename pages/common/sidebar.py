@@ -9,11 +9,11 @@ import streamlit as st
 
 from brainclf.escaping import md_literal
 from brainclf.model import ModelCard
-from brainclf.presentation import study_note
+from brainclf.presentation import is_study_card, study_note
 from brainclf.serving import Identity
 
 from .identity import identity, settings
-from .models import active_model_path, available_models, card_of, is_study, model_choice_label, test_accuracy, tta_key
+from .models import active_model_path, available_models, card_of, model_choice_label, test_accuracy, tta_key
 from .session import audit_enabled, audit_toggled, data_root_names
 
 
@@ -55,7 +55,7 @@ def _model_select(models: list[Path], current: Path) -> dict[str, ModelCard | No
     st.selectbox("Model", keys, index=keys.index(str(current)), format_func=labels.get, key="model_path",
                  help="Used by the Predict and Evaluation pages. Study/baseline models are kept for comparison "
                  "and are not for reading scans.")
-    if is_study(cards.get(str(current))):
+    if is_study_card(cards.get(str(current))):
         st.error(f"{md_literal(current.stem)}: {study_note(test_accuracy(cards[str(current)]))}.",
                  icon=":material/science:")
     return cards
