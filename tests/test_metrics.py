@@ -91,3 +91,11 @@ def test_roc_curves_skip_classes_without_both_outcomes():
     assert set(curves) == {"glioma", "meningioma"}
     c = curves["glioma"]
     assert c["fpr"][0] == 0 and c["tpr"][-1] == 1 and c["auc"] == pytest.approx(1.0)
+
+
+def test_ece_leaves_a_non_finite_row_out_of_the_weights_as_well_as_the_bins():
+    y_true = np.array([0, 1, 0])
+    probs = np.array([[0.9, 0.1, 0, 0], [0.2, 0.8, 0, 0], [np.nan, 0.5, 0.5, 0]])
+    # Over the two finite rows: both right, confidences 0.9 and 0.8 -> |1 - 0.9| / 2 + |1 - 0.8| / 2 = 0.15.
+    assert expected_calibration_error(y_true, probs) == pytest.approx(0.15)
+    assert expected_calibration_error(y_true[:1], probs[2:]) == 0.0

@@ -13,9 +13,11 @@ LABELS = list(range(len(CLASS_NAMES)))
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
-    """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by bin size."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y_true
+    """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by bin size. A row with a
+    non-finite probability is in no bin, so it is left out of the weights too (they sum to 1 over the rest)."""
+    finite = np.isfinite(probs).all(1)
+    conf = probs[finite].max(1) if finite.any() else np.zeros(0)
+    correct = probs[finite].argmax(1) == np.asarray(y_true)[finite]
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
