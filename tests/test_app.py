@@ -346,7 +346,12 @@ def test_model_page_lists_bundled_models():
     # figures read as everywhere else (98.4 %, 2,345,678), not 0.9844 and 2345678.
     assert list(table.value.columns[:3]) == ["model", "version", "use"]
     assert json.loads(table.proto.columns)["version"]["width"] == "medium"
-    assert all(re.fullmatch(r"\d{1,3}\.\d\s%|—", a) for a in table.value["test accuracy"])
+    assert all(re.fullmatch(r"\d{1,3}\.\d\s%|—", a) for a in table.value["test split accuracy"])
+    # The product's accuracy (another source's slices) comes before the in-distribution figure.
+    assert list(table.value.columns).index("other-source accuracy") < list(table.value.columns).index(
+        "test split accuracy")
+    assert all(re.fullmatch(r"(\d{1,3}\.\d\s% of [\d,]+ \S+(; )?)+( \(split run\))?|never checked", a)
+               for a in table.value["other-source accuracy"])
     assert all(re.fullmatch(r"\d{1,3}(,\d{3})*|—", n) for n in table.value["parameters"])
 
 

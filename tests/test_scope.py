@@ -99,3 +99,18 @@ def test_the_sensitivity_table_has_external_columns_only_where_recorded_and_is_e
     with_ext = {r["finding"]: r for r in sensitivity_rows(rows, ext, "external-radiopaedia")}
     assert with_ext["Glioma"]["sensitivity (external-radiopaedia)"] == "50.0 %"
     assert with_ext["Meningioma"]["sensitivity (external-radiopaedia)"] == "—"
+
+
+def test_the_models_table_gives_other_source_accuracy_before_the_test_split_and_names_a_split_run():
+    from brainclf.presentation import model_row
+
+    ext = {"n": 427, "accuracy": 0.7494}
+    own = model_row("m", card(metrics={"test": {"accuracy": 0.987}, "external": {"radiopaedia": ext}}), True, False)
+    columns = list(own)
+    assert columns.index("other-source accuracy") < columns.index("test split accuracy")
+    assert own["other-source accuracy"] == "74.9\u00a0% of 427 radiopaedia" and own["test split accuracy"] == "98.7\u00a0%"
+    refit = card(metrics={"test": {"accuracy": 0.98}}, extra={"recipe_run": {"model": "m_split", "external": {
+        "radiopaedia": ext, "other": {"n": 1000, "accuracy": 0.5}}}})
+    assert model_row("m", refit, True, False)["other-source accuracy"] == \
+        "74.9\u00a0% of 427 radiopaedia; 50.0\u00a0% of 1,000 other (split run)"
+    assert model_row("m", card(), True, False)["other-source accuracy"] == "never checked"

@@ -11,7 +11,7 @@ from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
 from ..model.card import short_hash as card_hash
-from . import wording
+from . import scope, wording
 from .wording import class_label as label
 from .wording import count as number
 from .wording import points
@@ -258,12 +258,22 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
 # ---- the Model page's table ---------------------------------------------------------------------------------------
 def model_row(stem: str, card, verified: bool, study: bool) -> dict:
     """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
-    sight), percentages and counts by the one formatter, '—' where the card has no figure."""
+    sight), its accuracy on another source's slices before its in-distribution test figure (the first is the one a
+    clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
     test = card.test_metrics()
     return {"model": stem, "version": card.version,
             "use": "study/baseline: not for reading scans" if study else "research",
-            "test accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
+            "other-source accuracy": other_source_accuracy(card),
+            "test split accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
             "test figures": "measured here" if verified else "claimed by the uploader, not verified",
             "architecture": card.architecture, "parameters": number(card.params or None),
             "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
             "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}
+
+
+def other_source_accuracy(card) -> str:
+    """The card's external validation in a few words, e.g. "74.9 % of 427 external-radiopaedia (split run)"
+    ("split run": measured by the recipe's split run, this model refit on those cases too); "never checked"."""
+    externals, recipe = scope.external_reports(card)
+    words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
+    return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
