@@ -76,9 +76,15 @@ def _shot(page, name: str):
 
 
 def test_home_page(page, server):
+    from playwright.sync_api import expect
+
     _open(page, server, "", "brainclf — brain MRI tumour classifier")
     page.get_by_text("Intended use: research and education only").wait_for()  # visible in time, else fail
     page.get_by_text("Active model: default").wait_for()
+    # The figures and the sensitivity table have painted (the README's picture once showed their grey placeholders).
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("Accuracy, other sources")
+    expect(page.get_by_test_id("stMetric")).to_have_count(4)
+    expect(page.get_by_test_id("stTable")).to_contain_text("Glioma")
     _shot(page, "home")
 
 
