@@ -61,7 +61,7 @@ if who.can("upload_model"):
                     raise BrainclfError(f"a training named {Path(up_model.name).stem} is running or can be resumed, "
                                         "and its model will take that name: rename the file.")
                 added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
-                                           MODELS_DIR, uploaded_by=who.label)
+                                           MODELS_DIR, uploaded_by=who.label, uploaded_by_id=who.user_id)
                 st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")
@@ -82,7 +82,7 @@ if who.can("re_evaluate") and config.root_names():
                                                  lambda done, total: bar.progress(done / max(total, 1),
                                                                                   text=f"Evaluating {done} of {total}"),
                                                  predictor=model_process_predictor(to_verify))
-                    st.success(provenance_note(card))
+                    st.success(md_literal(provenance_note(card)))
                 except (BrainclfError, OSError) as e:
                     st.error(f"Not re-measured: {public(e)}")
 if who.can("remove_model"):

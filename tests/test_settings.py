@@ -204,3 +204,11 @@ def test_the_app_shows_its_misconfigured_page_for_a_broken_settings_file(tmp_pat
     (error,) = [e.value for e in at.error]
     assert error.startswith("This server is misconfigured: ") and "brainclf\\.toml" in error
     assert str(tmp_path) not in error and not at.title  # nothing else of the app runs
+
+
+def test_a_data_folder_name_with_a_final_newline_is_refused(tmp_path):
+    # re.match with "$" accepted "kaggle\n": the names are matched whole now.
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(f'[data]\n"kaggle\\n" = "{tmp_path}"\n')
+    with pytest.raises(ConfigError, match="data folder name"):
+        load_settings(toml)

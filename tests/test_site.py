@@ -309,3 +309,12 @@ def test_a_kaggle_drop_beyond_half_a_point_is_said_in_words():
     text, beyond = forgetting(step(0.997, 0.993))
     assert not beyond and "points lower" not in text
     assert forgetting({"kaggle_test": {"before": None, "after": None}}) is None and forgetting(None) is None
+
+
+def test_a_site_name_with_a_final_newline_is_refused():
+    from brainclf.site.split import check_site_name
+
+    assert check_site_name("clinic-a.2") == "clinic-a.2"
+    for bad in ("clinic\n", "clinic\r\n", "", ".hidden", "a" * 49, "a/b"):
+        with pytest.raises(DataError, match="A site name is"):
+            check_site_name(bad)

@@ -4,6 +4,7 @@ the command line (`python -m brainclf verify`) and from the Model page."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from test_access_pages import app_as, run_page, signed_in
 from test_card_schema import invented_claim
 
 from brainclf.cli import main
+from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.model import add_model, card_path, read_card
 
@@ -41,7 +43,8 @@ def test_a_researcher_re_measures_an_upload_on_the_model_page(smoke_model, synth
     models = tmp_path / "models"
     models.mkdir()
     add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), models,
-              uploaded_by="bob")  # an upload claiming 99.9 %, and (installed after it) a model trained here
+              uploaded_by="**Dr Bob** $x$", uploaded_by_id="sub:bob-1")  # an upload claiming 99.9 %, and
+    # (installed after it) a model trained here
     shutil.copy(smoke_model, models / "default.keras")
     shutil.copy(card_path(smoke_model), models / "default.json")
     toml = tmp_path / "brainclf.toml"
@@ -55,7 +58,13 @@ def test_a_researcher_re_measures_an_upload_on_the_model_page(smoke_model, synth
     assert at.selectbox(key="verify_pick").options == ["up"]  # only the upload: the other was measured here
     at.button(key="verify_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("test metrics re-measured on this server (12 images" in s.value for s in at.success)
+    # The uploader's display name is theirs to choose: the note renders literally (Markdown-escaped), beside the
+    # account it came from, and its dates are whole (they were cut to "2026-12-0…").
+    note = next(s.value for s in at.success if "re\\-measured" in s.value)
+    assert md_literal("**Dr Bob** $x$") in note
+    plain = re.sub(r"\\(.)", r"\1", note)
+    assert "test metrics re-measured on this server (12 images" in plain and "(account sub:bob-1)" in plain
+    assert re.search(r"on \d{4}-\d{2}-\d{2};", plain) and re.search(r", \d{4}-\d{2}-\d{2}\)\.$", plain), plain
     assert card_is_verified(read_card(models / "up.keras"))
     at.run()  # nothing left to re-measure: the expander goes
     assert not any("Re-measure an uploaded model" in e.label for e in at.expander)

@@ -84,9 +84,11 @@ def provenance_note(card: ModelCard) -> str | None:
     if not prov:
         return None
     who = display_text(prov.get("uploaded_by") or "an unnamed user", 64)
-    when = display_text(prov.get("uploaded") or "", 10)
+    if prov.get("uploaded_by_id"):  # the account: two people may share a display name
+        who += f" (account {display_text(prov['uploaded_by_id'], 64)})"
+    when = display_text(str(prov.get("uploaded") or "")[:10], 10)  # the date of an ISO time
     if card_is_verified(card):
-        on = prov.get("verified_on") or {}
+        on, verified = prov.get("verified_on") or {}, display_text(str(prov.get("verified") or "")[:10], 10)
         return (f"Uploaded by {who} on {when}; test metrics re-measured on this server ({on.get('n', '?')} images "
-                f"of {display_text(on.get('root_name', '?'), 64)}, {display_text(prov.get('verified', ''), 10)}).")
+                f"of {display_text(on.get('root_name', '?'), 64)}, {verified}).")
     return f"Uploaded by {who} on {when}; test metrics claimed by the uploader, not verified on this server's data."

@@ -279,7 +279,9 @@ class ProcessPredictor(Predictor):
 
 
 def add_uploaded_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path,
-                       uploaded_by: str | None = None, process: ModelProcess | None = None) -> Path:
+                       uploaded_by: str | None = None, process: ModelProcess | None = None,
+                       uploaded_by_id: str | None = None) -> Path:
     """brainclf.model.uploads.add_model for the app: Keras opens the upload in the model process (memory-capped), never
     in the server. Raises ModelError saying why an upload is refused."""
-    return add_model(name, model_bytes, card_bytes, models_dir, uploaded_by, check=(process or shared_process()).check)
+    return add_model(name, model_bytes, card_bytes, models_dir, uploaded_by, check=(process or shared_process()).check,
+                     uploaded_by_id=uploaded_by_id)

@@ -26,10 +26,13 @@ from .model_files import publish_model, staged_model
 
 
 def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
-              uploaded_by: str | None = None, check: Callable[[Path], object] | None = None) -> Path:
+              uploaded_by: str | None = None, check: Callable[[Path], object] | None = None,
+              uploaded_by_id: str | None = None) -> Path:
     """Check an uploaded model + card in a scratch folder, then add it to models_dir as NAME.keras with its
-    provenance: who uploaded it and when, and that its metrics are the uploader's claim until
-    evaluation.provenance.verify_uploaded_model re-measures them here. Any provenance in the upload is replaced.
+    provenance: who uploaded it (display name and, as `uploaded_by_id`, the stable account id: two people may
+    share a name, and a display name is often the user's own to edit) and when, and that its metrics are the
+    uploader's claim until evaluation.provenance.verify_uploaded_model re-measures them here. Any provenance in
+    the upload is replaced.
 
     `check(path)` opens the model with Keras (load_model's checks); by default in this process (the CLI, tests),
     in the app in the model process. A bad upload never lands in models_dir; an existing model of the same name
@@ -59,7 +62,7 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         check_not_installed(card, name, models_dir)
         (check or load_model)(mp)
         card.name, card.file_sha256 = name, digest
-        card.provenance = upload_provenance(uploaded_by)
+        card.provenance = upload_provenance(uploaded_by, uploaded_by_id)
         card.save(card_path(mp))
         with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
             shutil.copyfile(mp, staged)
@@ -88,8 +91,10 @@ def check_not_installed(card: ModelCard, name: str, models_dir: Path) -> None:
                              "version. Give the card a name and version of its own.")
 
 
-def upload_provenance(uploaded_by: str | None) -> dict:
+def upload_provenance(uploaded_by: str | None, uploaded_by_id: str | None = None) -> dict:
     """The provenance add_model records for an upload (the upload's own claims are never kept);
     brainclf.evaluation.provenance.verify_uploaded_model adds to it."""
     who = plain_label(uploaded_by, 128) if uploaded_by is not None else None
-    return {"uploaded_by": who or None, "uploaded": iso_now(), "metrics_verified": False}
+    account = plain_label(uploaded_by_id, 128) if uploaded_by_id else None
+    return {"uploaded_by": who or None, **({"uploaded_by_id": account} if account else {}), "uploaded": iso_now(),
+            "metrics_verified": False}

@@ -36,7 +36,7 @@ ENV_AUDIT_DIR = "BRAINCLF_AUDIT_DIR"
 AUDIT_FILE_NAME = "brainclf-audit.jsonl"
 ROLE_NAMES = ("clinician", "researcher", "admin")  # lowest to highest; brainclf.serving.access gives their rights
 SPLIT_NAMES = ("Training", "Testing", "train", "test", "val", "validation")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" would let a final newline in
 # An absolute POSIX path of two or more parts that is not glued to a word before it ("T1/T2", "and/or" stay).
 _ABS_PATH = re.compile(r"(?<![\w./~-])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
 SERVER_PATH = "<server path>"
@@ -108,7 +108,7 @@ class Settings:
             try:
                 subs = sorted(p.name for p in r.path.iterdir()
                               if p.is_dir() and not p.name.startswith(".") and p.name not in CLASS_NAMES
-                              and _NAME.match(p.name))
+                              and _NAME.fullmatch(p.name))
             except OSError:
                 continue
             out += [f"{r.name}/{s}" for s in subs]
@@ -162,7 +162,7 @@ def default_data_roots(data: str | os.PathLike | None) -> list[DataRoot]:
         siblings = sorted(p for p in root.parent.iterdir() if p != root)
     except OSError:
         siblings = []
-    roots += [DataRoot(p.name, p.resolve()) for p in siblings if _NAME.match(p.name) and looks_like_dataset(p)]
+    roots += [DataRoot(p.name, p.resolve()) for p in siblings if _NAME.fullmatch(p.name) and looks_like_dataset(p)]
     return roots
 
 
@@ -182,7 +182,7 @@ def _data_roots(raw: dict, path: Path, base: Path) -> list[DataRoot]:
     with a warning in the server log."""
     roots = []
     for name, value in table(raw, "data", path).items():
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ConfigError(f"{path.name}: data folder name {name!r} must be letters, digits, '.', '_' or '-'.")
         if not isinstance(value, str):
             raise ConfigError(f"{path.name}: [data] {name} must be a folder path.")

@@ -30,7 +30,7 @@ SEED = 42
 MIN_SLICES = 60
 MIN_GROUPS = 12
 MIN_GROUPS_PER_CLASS = 3  # a class needs a case group in each part
-SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")  # fullmatch: "$" would let a final newline in
 PARTS = ("tune", "calibration", "heldout")
 
 
@@ -64,7 +64,7 @@ class SiteSplit:
 
 
 def check_site_name(name: str) -> str:
-    if not isinstance(name, str) or not SITE_NAME.match(name):
+    if not isinstance(name, str) or not SITE_NAME.fullmatch(name):
         raise DataError("A site name is 1-48 ASCII letters, digits, '.', '_' or '-' (starting with a letter or "
                         f"digit); got {str(name)[:60]!r}.")
     return name

@@ -214,6 +214,7 @@ class Provenance(Section):
     brainclf.model.card.verify_uploaded_model."""
 
     uploaded_by: Label(128) | None = None
+    uploaded_by_id: Label(128) | None = None  # the uploader's account ('sub:…' or 'email:…'), which a name is not
     uploaded: Label(64)
     metrics_verified: bool
     verified: Label(64) = None
