@@ -200,6 +200,8 @@ for name, ext in externals.items():
     view = external_view(name, ext)
     st.markdown(view["heading"])
     st.table(pd.DataFrame(view["rows"]), hide_index=True)
+    for note in view["notes"]:  # what reading the folder's manifest.csv found (rows naming no slice, conflicts)
+        st.warning(note, icon=":material/description:")
     if view["core"]:
         st.caption(view["core"])
     left, right = st.columns(2)

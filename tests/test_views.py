@@ -104,7 +104,7 @@ def test_external_view_in_words():
            "by_sequence": {"T1": {"n": 1234, "accuracy": 0.91234, "coverage": 0.75, "called_notumor_rate": 0.1}}}
     view = external_view("other", ext)
     rows = {r["measure"]: r for r in view["rows"]}
-    assert rows["Accuracy"]["detail"] == "95 % interval 25.0\u00a0% – 75.0\u00a0% (resampling 1 case group)"
+    assert rows["Accuracy"]["detail"] == "95 % interval 25.0\u00a0% – 75.0\u00a0% (over 1 case group)"
     assert rows["Tumours called 'no tumour'"]["value"] == "—"
     assert rows["Tumours called 'no tumour'"]["detail"] == "0 of 1 tumour image"
     (seq,) = view["sequences"]

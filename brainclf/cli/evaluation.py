@@ -7,6 +7,7 @@ import json
 import sys
 
 from .. import CLASS_NAMES
+from ..presentation.scope import group_interval
 from .common import CountBar, add_tta_flag, json_default, pct
 
 
@@ -108,8 +109,7 @@ def format_external(ext: dict) -> list[str]:
     iv = ext.get("intervals") or {}
     lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
              f"  accuracy {pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} "
-             + (f"(95% CI over {iv.get('groups', '?')} case groups)" if iv.get("accuracy") else
-                f"({iv.get('method') or 'no interval'})"),
+             + f"(95 % interval {group_interval(iv)})",
              f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
              f"= {pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
              f"flagged: {ext['called_notumor_unflagged']} = {pct(ext['called_notumor_unflagged_rate'])}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
+from ..presentation.scope import group_interval
 from ..site.config import AdaptConfig
 from ..site.summary import promise
 from .common import CountBar, pct
@@ -29,6 +30,8 @@ def _open(args):
     counts = run.split.counts()
     print(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
           f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}", file=sys.stderr)
+    for warning in run.split.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return run
 
 
@@ -82,7 +85,8 @@ def format_heldout(report: dict) -> list[str]:
     """The held-out figures of one step, a few lines."""
     ci = (report.get("intervals") or {}).get("accuracy")
     lines = [f"  held-out: {report['n']} slices, accuracy {pct(report['accuracy'])}"
-             + (f" [{pct(ci[0])}, {pct(ci[1])}] (case-group bootstrap)" if ci else "")]
+             + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
+             + f" (95 % interval {group_interval(report.get('intervals'))})"]
     tumour = next((r for r in report.get("rates", []) if r["finding"].startswith("Any tumour")), None)
     if tumour:
         lines.append(f"  any tumour: sensitivity {pct(tumour['sensitivity'])}, "

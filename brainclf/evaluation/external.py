@@ -9,11 +9,11 @@ the refer rule or the OOD guard catch, broken down by MR sequence when a `manife
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta
 
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, relative_path
@@ -23,57 +23,21 @@ from ..inference.batch_predict import predict_samples_and_features
 from ..inference.ood import check
 from ..scoring.metrics import classification_metrics
 from ..scoring.trust import apply_temperature, thresholds_per_row
+from .manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, read_manifest  # noqa: F401 - re-exported
 
-MANIFEST = "manifest.csv"
 NOTUMOR = CLASS_NAMES.index("notumor")
-MAX_MANIFEST_BYTES = 5_000_000
 
 
-def read_manifest(root: str | Path) -> dict[str, dict[str, str]]:
-    """ROOT/manifest.csv (columns file, sequence, subtype) → {relative file: {"sequence", "subtype"}}.
-
-    Paths must be relative and stay inside ROOT: absolute paths and '..' are refused.
-
-    Raises:
-        DataError: a manifest that is too large, lacks the columns or names a path outside the folder.
-    """
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return {}
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise DataError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES // 1_000_000} MB.")
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: Excel's byte-order mark
-        reader = csv.DictReader(f)
-        try:
-            return _manifest_rows(reader)
-        except csv.Error as e:  # an unmatched quote, a cell over the csv module's field limit
-            raise DataError(f"{MANIFEST} line {reader.line_num} cannot be read as CSV: {e}.") from None
-
-
-def _manifest_rows(reader: csv.DictReader) -> dict[str, dict]:
-    if not reader.fieldnames or "file" not in reader.fieldnames or "sequence" not in reader.fieldnames:
-        raise DataError(f"{MANIFEST} needs the columns file and sequence (and optionally subtype).")
-    out = {}
-    for row in reader:
-        if not (row.get("file") or "").strip():  # a blank row (a spreadsheet's trailing line): nothing named
-            continue
-        rel = PurePosixPath(row["file"].strip())
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise DataError(f"{MANIFEST} may only name files inside its folder; refused {str(rel)[:80]!r}.")
-        out[rel.as_posix()] = {"sequence": (row.get("sequence") or "").strip()[:32] or "unknown",
-                               "subtype": (row.get("subtype") or "").strip()[:64]}
-    return out
-
-
-def external_rows(predictor, samples: list[Sample], root: str | Path,
-                  predicted: tuple | None = None) -> tuple[list[dict], list[str]]:
+def external_rows(predictor, samples: list[Sample], root: str | Path, predicted: tuple | None = None,
+                  manifest: dict | None = None) -> tuple[list[dict], list[str]]:
     """Per-image rows (path, true, pred, probs, referred, ood, sequence, subtype, group) and read errors.
 
     `predicted`: (raw probabilities, OOD descriptors, kept samples, errors) already computed for `samples`
-    (brainclf.inference.batch_predict.predict_samples_and_features), else computed here.
+    (brainclf.inference.batch_predict.predict_samples_and_features), else computed here. `manifest`: ROOT's
+    manifest already read (read_manifest), else read here.
     """
     root = Path(root)
-    manifest = read_manifest(root)
+    manifest = read_manifest(root) if manifest is None else manifest
     raw, feats, kept, errors = predicted if predicted is not None else predict_samples_and_features(predictor, samples)
     if not kept:
         return [], errors
@@ -129,12 +93,45 @@ def cluster_bootstrap(y: np.ndarray, pred: np.ndarray, caught: np.ndarray, group
             if (yb == i).any():
                 rec[c].append((pb[yb == i] == i).mean())
 
-    def ci(v):
-        return np.percentile(v, [2.5, 97.5]).tolist() if len(v) else None
+    intervals, exact = _intervals(acc, miss, miss_unflagged, rec, y, inverse)
+    method = "percentile bootstrap over case groups (near duplicates + file-name series)"
+    if exact:
+        method += f"; exact Clopper-Pearson over case groups where every resample agreed: {', '.join(exact)}"
+    return {**intervals, "groups": int(len(ids)), "resamples": n_boot, "method": method}
 
-    return {"accuracy": ci(acc), "called_notumor_rate": ci(miss), "called_notumor_unflagged_rate": ci(miss_unflagged),
-            "recall": {c: ci(v) for c, v in rec.items() if v}, "groups": int(len(ids)), "resamples": n_boot,
-            "method": "percentile bootstrap over case groups (near duplicates + file-name series)"}
+
+def clopper_pearson(k: int, n: int) -> list[float]:
+    """Exact two-sided 95 % Clopper-Pearson interval of `k` successes in `n` trials."""
+    return [float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0,
+            float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0]
+
+
+def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[str]]:
+    """The percentile intervals of the resampled values, and the names of those that fell back.
+
+    A statistic every resample gave the same value (all slices right, or all wrong) has a percentile interval of
+    zero width, [100 %, 100 %]: a certainty no finite sample gives. It falls back to the exact Clopper-Pearson
+    interval with the case groups as trials (slices of one case are not independent, so the groups that hold the
+    statistic's slices are its effective sample size): 14 groups all right give [76.8 %, 100 %].
+    """
+    exact = []
+
+    def ci(name: str, values: list, relevant: np.ndarray):
+        if not values:
+            return None
+        lo, hi = np.percentile(values, [2.5, 97.5]).tolist()
+        if hi - lo > 1e-12:
+            return [lo, hi]
+        exact.append(name)
+        n = len(np.unique(inverse[relevant]))
+        return clopper_pearson(int(round(lo * n)), n)
+
+    tumour = y != NOTUMOR
+    out = {"accuracy": ci("accuracy", acc, np.ones(len(y), bool)),
+           "called_notumor_rate": ci("tumours called 'no tumour'", miss, tumour),
+           "called_notumor_unflagged_rate": ci("those not referred nor flagged", miss_unflagged, tumour),
+           "recall": {c: ci(f"recall {c}", v, y == i) for i, (c, v) in enumerate(rec.items()) if v}}
+    return out, exact
 
 
 def summarise(rows: list[dict], intervals: bool = True) -> dict:
@@ -171,8 +168,12 @@ def evaluate_external(predictor, samples: list[Sample], root: str | Path, member
     Args:
         membership: plain words on how these images relate to the model's training (e.g. "held-out case
             groups, not trained on"); printed beside every figure.
+
+    With a manifest.csv, report["manifest"] says what reading it found (Manifest.counts: rows, unmatched,
+    conflicting, warnings): figures per sequence mean little if half its rows named no slice.
     """
-    rows, errors = external_rows(predictor, samples, root, predicted)
+    manifest = read_manifest(root)
+    rows, errors = external_rows(predictor, samples, root, predicted, manifest=manifest)
     if not rows:
         raise DataError(f"None of the {len(samples)} images in {Path(root).name} could be read.")
     report = summarise(rows)
@@ -184,6 +185,8 @@ def evaluate_external(predictor, samples: list[Sample], root: str | Path, member
                    "by_sequence": by_sequence(rows), "unreadable": len(errors), "tta": predictor.tta,
                    "model": {"name": predictor.card.name, "version": predictor.card.version},
                    "predictions": rows})
+    if manifest.rows:
+        report["manifest"] = manifest.counts()
     return report
 
 

@@ -197,3 +197,15 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
              + (f", other source {pct(ext)}{ext_claimed}" if ext is not None else "")
              + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
     return label + (" · study/baseline: not for reading scans" if is_study_card(card) else "")
+
+
+def group_interval(intervals: dict | None, key: str = "accuracy", name: str = "accuracy") -> str:
+    """How a case-group interval was got, in words: 'over 151 case groups' (percentile bootstrap), 'exact, over
+    14 case groups' where every resample agreed (brainclf.evaluation.external fell back to Clopper-Pearson,
+    naming the figure `name` in its method), or the reason there is none ('no interval: 4 case group(s), …')."""
+    iv = intervals or {}
+    method = str(iv.get("method") or "")
+    if not iv.get(key):
+        return method if method.startswith("no interval") else "no interval"
+    exact = name in method.partition("agreed: ")[2].split(", ")
+    return f"{'exact, ' if exact else ''}over {plural(iv.get('groups') or 0, 'case group')}"

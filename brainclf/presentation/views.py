@@ -148,8 +148,8 @@ def external_view(name: str, ext: dict) -> dict:
     acc_ci = iv.get("accuracy")
     rows = [
         {"measure": "Accuracy", "value": pct(ext["accuracy"]),
-         "detail": f"95 % interval {interval(acc_ci)} (resampling {count(iv.get('groups') or 0, 'case group')})"
-         if acc_ci else f"{count(ext['n'])}"},
+         "detail": f"95 % interval {interval(acc_ci)} ({scope.group_interval(iv)})" if acc_ci
+         else f"{count(ext['n'])}; {scope.group_interval(iv)}"},
         {"measure": "Tumours called 'no tumour'", "value": pct(ext.get("called_notumor_rate")),
          "detail": f"{number(ext.get('called_notumor'))} of {count(ext.get('tumour_images', 0), 'tumour image')}"},
         {"measure": "…not referred or flagged", "value": pct(ext.get("called_notumor_unflagged_rate")),
@@ -167,7 +167,7 @@ def external_view(name: str, ext: dict) -> dict:
                           "…and not referred or flagged": pct(m.get("called_notumor_unflagged_rate")),
                           "referred or flagged": pct(None if m.get("coverage") is None else 1 - m["coverage"])})
     return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
-            "sequences": sequences,
+            "sequences": sequences, "notes": [md_literal(w) for w in (ext.get("manifest") or {}).get("warnings", [])],
             "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
                     f"{count(core['n'])}." if core else None}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..evaluation.analysis import curve_points, misclassified
+from ..presentation.scope import group_interval
 from ..presentation.wording import SHOWN_CONFIDENCE, count, measured_at, pct, plural, refer_rule
 from ..scoring.operating_point import lower_bound, risk_coverage, slices_needed
 from ..scoring.rates import arrays_from_rows
@@ -20,7 +21,7 @@ def cell(report: dict | None, key: str) -> str:
         return "-"
     if key == "interval":
         ci = (report.get("intervals") or {}).get("accuracy")
-        return f"{pct(ci[0])} - {pct(ci[1])}" if ci else "-"
+        return f"{pct(ci[0])} - {pct(ci[1])}" if ci else group_interval(report.get("intervals"))
     value = report.get(key)
     return "-" if value is None else pct(value)
 
