@@ -18,6 +18,7 @@ from brainclf.scoring import slices_needed
 from brainclf.serving import owner_run_dir
 from brainclf.site import (
     MIN_GROUPS,
+    MIN_GROUPS_PER_CLASS,
     MIN_SLICES,
     adaptation_saved,
     check_site_name,
@@ -44,7 +45,8 @@ def site_section(who) -> None:
     config = settings()
     st.header("Your site: validate, calibrate, adapt")
     st.caption(f"Every clinic is another source. Give the model your own labelled slices (a folder of class "
-               f"sub-folders, at least {MIN_SLICES} slices from {MIN_GROUPS} cases): they are split by case into "
+               f"sub-folders, at least {MIN_SLICES} slices from {MIN_GROUPS} cases, {MIN_GROUPS_PER_CLASS} of each "
+               "class it holds): they are split by case into "
                "an adaptation part and a held-out part. Validate measures the model on the held-out part; "
                "calibrate fits your site's confidence scale and refer rule; adapt fine-tunes it on your slices while "
                "replaying its own training images. Each saves a new model; nothing is overwritten.")
@@ -152,6 +154,8 @@ def _results(state: dict, site_root: Path) -> None:
                           f"that no step learns from; {plural(state['groups'], 'case group')}. Started from "
                           f"{state['model']['name']} {state['model']['version']}."
                           f"{left_out_words(state['split'].get('left_out'))}"))
+    for warning in state["split"].get("warnings") or []:  # a naming scheme the case groups could not use
+        st.warning(md_literal(warning), icon=":material/group_work:")
     st.table(pd.DataFrame(comparison_rows(state)), hide_index=True)
     curves = heldout_curves(state)
     last = state["steps"].get("adapt") or state["steps"].get("calibrate")

@@ -4,7 +4,8 @@ A model trained on one source learns the source (see README, "The shortcut"), so
 labelled folders from other sources (`train --extra-data DIR[:WEIGHT]`). Each extra source is split on
 its own into train/validation/test by *case groups*: near-duplicate groups (dedup.py) joined with
 file-name series (slices of one case saved as `..._12.jpg`, `..._13.jpg`, or screenshots of one case
-taken minutes apart), so no case straddles the split. Samples of an extra source are named
+taken minutes apart) and with what a path says of its case (case_names.py: a patient folder, a leading
+patient id), so no case straddles the split. Samples of an extra source are named
 `<source>::<path relative to its folder>` in run state and cards; the primary source keeps plain
 relative paths, so older runs and cards read as before.
 """
@@ -12,6 +13,7 @@ relative paths, so older runs and cards read as before.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -21,14 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .case_names import case_folder, case_id
 from .dedup import duplicate_groups, hash_files, linked_groups, pairs_sharing
+
+logger = logging.getLogger(__name__)
 
 SOURCE_SEPARATOR = "::"
 # A "series" larger than this share of a source is a naming scheme (Tr-gl_0001 ... Tr-gl_1321), not one
 # case: its members fall back to their near-duplicate groups.
 MAX_SERIES_SHARE = 0.10
 MIN_SERIES_CAP = 50
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: '$' would let "clinic\n" through
 
 # Licences of the sources this project knows; any other folder may carry a LICENCE/LICENSE file.
 KNOWN_LICENCES = {
@@ -79,7 +84,7 @@ def source_at(root: Path, weight: float = 1.0, what: str = "A source's weight") 
     if not 0 < weight <= 100:
         raise ConfigError(f"{what} must be in (0, 100], got {weight}.")
     name = Path(root).resolve().name
-    if not _SOURCE_NAME.match(name):
+    if not _SOURCE_NAME.fullmatch(name):
         raise ConfigError(f"The folder name {name!r} cannot name a data source: use letters, digits, '.', '_' "
                           "or '-' (at most 64).")
     return Source(name, Path(root), weight)
@@ -117,10 +122,14 @@ _HASH = re.compile(r"[0-9a-f]{20,}")
 def series_key(path: str | Path) -> str | None:
     """The file-name series a slice belongs to, or None when its name says nothing about its case.
 
+    A leading patient/case id names the series by itself ('P012_s3.png' → 'p12', case_names.case_id).
     'Astrocitoma_T1C+__astro_infraT__13_.jpg' → 'astrocitoma__astro_infrat__#_'; screenshots of one case
     title on one day share a key whatever the time; names ending in a long hex hash are their own case.
     The sequence token is dropped: T1 and T2 slices of one case belong together.
     """
+    named = case_id(path)
+    if named:
+        return named
     stem = Path(path).stem.lower()
     stem = re.sub(r"_big_gallery$", "", stem)
     if _HASH.search(stem):
@@ -134,21 +143,55 @@ def series_key(path: str | Path) -> str | None:
     return re.sub(r"\d+", "#", stem)
 
 
-def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
-    """Group id per file: near-duplicate groups joined with file-name series (union-find).
+@dataclass(frozen=True)
+class CaseGrouping:
+    """Case groups and what the caller should tell the user about them (a naming scheme left unused)."""
+
+    groups: np.ndarray  # group id per file: equal ids = one case group that must stay on one side of a split
+    warnings: tuple[str, ...] = ()
+
+
+def case_grouping(paths: list[Path], near_dup_groups: np.ndarray) -> CaseGrouping:
+    """Near-duplicate groups joined (union-find) with patient folders, leading patient ids and file-name series.
+
+    A patient folder or id names its case outright, so it groups however many slices it holds, and a slice in a
+    patient folder is not linked by its file name too ('slice3.png' in every patient's folder is no case). A
+    file-name pattern shared by more than MAX_SERIES_SHARE of the files is a naming scheme, not a case: it links
+    nothing, and a warning says so, because those slices then stay together only where their images are alike.
 
     Args:
         paths: the files of one source.
         near_dup_groups: dedup.duplicate_groups for the same files.
-    Returns:
-        int array, equal ids = one case group that must stay on one side of a split.
     """
     n = len(paths)
-    keys = [series_key(p) for p in paths]
-    sizes = Counter(k for k in keys if k is not None)
+    folders = [case_folder(p) for p in paths]
+    ids = [case_id(p) for p in paths]
+    patterns = [None if folder or named else series_key(p) for p, folder, named in zip(paths, folders, ids)]
     cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
-    series = [k if k is not None and sizes[k] <= cap else None for k in keys]
-    return linked_groups(n, itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(series)))
+    schemes = {k: c for k, c in Counter(k for k in patterns if k is not None).items() if c > cap}
+    series = [None if k in schemes else k for k in patterns]
+    links = itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(folders),
+                            pairs_sharing(ids), pairs_sharing(series))
+    return CaseGrouping(linked_groups(n, links), tuple(_scheme_warning(k, c, n, cap) for k, c in schemes.items()))
+
+
+def _scheme_warning(pattern: str, count: int, n: int, cap: int) -> str:
+    return (f"{count} of {n} slices share the file-name pattern '{pattern}' ('#' stands for any number), more "
+            f"than one case could hold (at most {cap}), so their names were not used to group them: they stay "
+            "together only where their images are near duplicates or neighbouring slices. If one patient's slices "
+            "can look unalike, put each patient in a sub-folder of its class folder (glioma/P012/slice3.png) or "
+            "start the names with a patient id (P012_s3.png).")
+
+
+def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
+    """case_grouping's group id per file; its warnings are logged (case_grouping returns them to show)."""
+    return _logged(case_grouping(paths, near_dup_groups)).groups
+
+
+def _logged(grouping: CaseGrouping) -> CaseGrouping:
+    for warning in grouping.warnings:
+        logger.warning("Case groups: %s", warning)
+    return grouping
 
 
 # Neighbouring slices of one case: within this many of the 256 dHash bits (dedup.NEAR_DUP_THRESHOLD, 12, is for
@@ -159,8 +202,14 @@ def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
 SAME_CASE_THRESHOLD = 25
 
 
+def file_case_grouping(paths: list[Path], progress: Callable[[int, int], None] | None = None,
+                       threshold: int = SAME_CASE_THRESHOLD) -> CaseGrouping:
+    """case_grouping of files on disk: groups of perceptual hashes within `threshold` bits (neighbouring slices of
+    one case) joined with patient folders, patient ids and file-name series; with its warnings to show."""
+    return case_grouping(paths, duplicate_groups(hash_files(paths, progress), threshold))
+
+
 def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None,
                      threshold: int = SAME_CASE_THRESHOLD) -> np.ndarray:
-    """case_groups of files on disk: groups of perceptual hashes within `threshold` bits (neighbouring slices of one
-    case) joined with file-name series."""
-    return case_groups(paths, duplicate_groups(hash_files(paths, progress), threshold))
+    """file_case_grouping's group id per file; its warnings are logged."""
+    return _logged(file_case_grouping(paths, progress, threshold)).groups

@@ -19,8 +19,8 @@ from .config import AdaptConfig
 from .golive import site_report_pdf
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .run import SiteRun, adaptation_saved, saved_state, site_run_dir, step_job
-from .split import MIN_GROUPS, MIN_SLICES, SiteSplit, check_site_name, split_site
+from .split import MIN_GROUPS, MIN_GROUPS_PER_CLASS, MIN_SLICES, SiteSplit, check_site_name, split_site
 
-__all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
+__all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_GROUPS_PER_CLASS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
            "kaggle_test_samples", "learnt_from", "replay_samples", "site_report_pdf", "split_site", "adaptation_saved",
            "saved_state", "site_run_dir", "step_job"]

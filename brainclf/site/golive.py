@@ -27,7 +27,7 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
     pdf.add_page()
     w = pdf.w - pdf.l_margin - pdf.r_margin
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(w, 8, _text(f"Go-live report: site {state['site']}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(w, 8, _text(f"Go-live report: site {state['site']}"), new_x="LMARGIN", new_y="NEXT")  # wraps
     pdf.set_font("Helvetica", "", 9.5)
     model, split = state["model"], {k: len(state["split"][k]) for k in PARTS}
     pdf.multi_cell(w, 5, _text(
@@ -37,6 +37,8 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
         f"in {plural(state['groups'], 'case group')} overall; case groups never straddle the parts. Every figure "
         "below is measured on the held-out part, which no step learnt from."
         f"{left_out_words(state['split'].get('left_out'))}"), new_x="LMARGIN", new_y="NEXT")
+    for warning in state["split"].get("warnings") or []:  # what the case grouping could not use
+        pdf.multi_cell(w, 5, _text(f"Warning: {warning}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     _table(pdf, w, columns(state))
     _kaggle(pdf, w, state["steps"].get("adapt"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
 from ..data.dedup import hash_files
-from ..data.sources import file_case_groups
+from ..data.sources import file_case_grouping
 from ..errors import DataError
 
 CALIBRATION_FRACTION = 0.15
@@ -29,7 +29,9 @@ SEED = 42
 # interval wider than ±20 points.
 MIN_SLICES = 60
 MIN_GROUPS = 12
-MIN_GROUPS_PER_CLASS = 3  # a class needs a case group in each part
+# A class needs a case group in each part; the calibration part takes 15 % of them, so about 7 give it one (3 passed
+# this check and then failed the split, check_parts, with another number).
+MIN_GROUPS_PER_CLASS = 7
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")  # fullmatch: "$" would let a final newline in
 PARTS = ("tune", "calibration", "heldout")
 
@@ -45,6 +47,8 @@ class SiteSplit:
     fingerprint: dict
     # Slices not used (relative paths), by reason: "learnt" (the model's own training images), "unreadable".
     left_out: dict[str, list[str]] = field(default_factory=dict)
+    # What the case grouping could not use (a file-name scheme shared by too many slices), to say beside the split.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def adaptation(self) -> list[Sample]:
@@ -60,7 +64,7 @@ class SiteSplit:
     def to_dict(self) -> dict:
         """The split as relative paths (run state, card): reading it back needs only the folder."""
         parts = {part: [relative_path(s.path, self.root) for s in samples] for part, samples in self.parts.items()}
-        return {**parts, "left_out": self.left_out}
+        return {**parts, "left_out": self.left_out, "warnings": self.warnings}
 
 
 def check_site_name(name: str) -> str:
@@ -102,7 +106,7 @@ def check_parts(parts: dict[str, list[Sample]]) -> None:
                for part, samples in parts.items() if c not in {s.label for s in samples}]
     if missing:
         raise DataError(f"Split by case, this site set leaves a class out of a part: {', '.join(missing)}. Add cases "
-                        "of that class (about 7 or more give each part one) or leave its folder out.")
+                        f"of that class (at least {MIN_GROUPS_PER_CLASS} give each part one) or leave its folder out.")
 
 
 def split_site(root: str | Path, name: str, progress=None, exclude=None) -> SiteSplit:
@@ -121,7 +125,8 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     left_out = {"learnt": [relative_path(s.path, root) for s, own in zip(samples, learnt) if own],
                 "unreadable": [relative_path(s.path, root) for s, own, ok in zip(samples, learnt, readable)
                                if not ok and not own]}
-    groups = file_case_groups([s.path for s in kept], progress)
+    grouping = file_case_grouping([s.path for s in kept], progress)
+    groups = grouping.groups
     try:
         check_enough(kept, groups)
         splits = split_extra_source(kept, CALIBRATION_FRACTION, HELDOUT_FRACTION, SEED)
@@ -129,7 +134,25 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
         check_parts(parts)
     except DataError as e:
         raise DataError(f"{e}{left_out_words(left_out)}") from None
-    return SiteSplit(name, root, parts, len(set(groups.tolist())), fingerprint(root, parts), left_out)
+    return SiteSplit(name, root, parts, len(set(groups.tolist())), fingerprint(root, parts), left_out,
+                     list(grouping.warnings))
+
+
+def check_adaptable(split: SiteSplit) -> None:
+    """Fine-tuning needs tumour and no-tumour slices in the tuning part: a review's site of normals only, adapted,
+    called every one of that site's tumours 'no tumour' while its held-out figure rose to 100 %.
+
+    Raises:
+        DataError: the tuning part lacks one side; validate and calibrate work with any classes.
+    """
+    labels = {s.label for s in split.parts["tune"]}
+    notumor = CLASS_NAMES.index("notumor")
+    if notumor not in labels or not labels - {notumor}:
+        missing = "no-tumour" if notumor not in labels else "tumour"
+        raise DataError(f"Adapting needs both tumour and no-tumour slices from the site: its tuning part has no "
+                        f"{missing} slices, and fine-tuning on one side teaches the model to give that answer to "
+                        "everything from this site. Validate and calibrate work with any classes; add cases of "
+                        "the missing kind to adapt.")
 
 
 def left_out_words(left_out: dict[str, list[str]] | None) -> str:
@@ -154,4 +177,5 @@ def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
         raise DataError(f"The site folder changed since this site run split it ({gone} slices gone, {new} new): "
                         "start a new site run (another run name) to use the new set.")
     parts = {part: [by_rel[rel] for rel in saved[part]] for part in PARTS}
-    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts), left_out)
+    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts), left_out,
+                     list(saved.get("warnings") or []))
