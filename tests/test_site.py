@@ -4,10 +4,12 @@ was validated."""
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import subprocess
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +320,98 @@ def test_a_site_name_with_a_final_newline_is_refused():
     for bad in ("clinic\n", "clinic\r\n", "", ".hidden", "a" * 49, "a/b"):
         with pytest.raises(DataError, match="A site name is"):
             check_site_name(bad)
+
+
+def test_a_cancel_after_the_last_epoch_publishes_nothing_and_a_new_start_goes_to_the_checks(
+        tmp_path, site_folder, smoke_model, synthetic_dataset):
+    """A review found a cancel accepted after the last epoch: the checks ran on and the model was published."""
+    from brainclf.inference import Predictor
+
+    models = tmp_path / "models"
+    models.mkdir()
+    run = SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", smoke_model)
+    run.validate(Predictor.load(smoke_model))
+    cancel, stages = threading.Event(), []
+
+    def cancel_at_the_last_epoch_end(p):
+        stages.append(p.stage)
+        if p.epoch_end and p.epoch == 1:
+            cancel.set()
+
+    cfg = AdaptConfig(epochs=1, batch_size=16)
+    with pytest.raises(TrainingCancelled, match="after its 1 epochs, before its checks"):
+        run.adapt(cfg, synthetic_dataset, models_dir=models, progress=cancel_at_the_last_epoch_end, cancel=cancel)
+    assert stages[-1] == "evaluating" and not list(models.glob("*.keras")) and run.step("adapt") is None
+    stages.clear()
+    run.adapt(cfg, synthetic_dataset, models_dir=models, progress=lambda p: stages.append(p.stage))
+    assert "training" not in stages and [p.name for p in models.glob("*.keras")] == ["st-elsewhere-smoke-adapted.keras"]
+
+
+@pytest.mark.parametrize("record", ['{"site": "st-elsewhere", "mod', '{"site": "st-elsewhere", "model": {}}'])
+def test_a_site_record_cut_short_or_missing_fields_is_a_clear_refusal(tmp_path, site_folder, smoke_model, record):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "site.json").write_text(record)
+    with pytest.raises(DataError, match=r"record \(site.json in run\) cannot be read.*move that folder aside"):
+        SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", smoke_model)
+
+
+def test_saved_epochs_not_resumed_are_said_not_dropped_silently(tmp_path, site_folder, smoke_model,
+                                                              synthetic_dataset):
+    from brainclf.model import load_model
+    from brainclf.site.adapt import fine_tune
+    from brainclf.site.own_data import replay_samples
+
+    split = split_site(site_folder, "st-elsewhere")
+    model, card = load_model(smoke_model)
+    args = (split.parts["tune"], split.parts["calibration"], replay_samples(card, synthetic_dataset), card.contract)
+    fine_tune(model, *args, AdaptConfig(epochs=1, batch_size=16), tmp_path / "adapt")
+    said = []
+    fine_tune(load_model(smoke_model)[0], *args, AdaptConfig(epochs=2, batch_size=16), tmp_path / "adapt",
+              progress=lambda p: said.append(p.message))
+    assert any("afresh: its 1 saved epochs were run with other settings" in m for m in said)
+    (tmp_path / "adapt" / "adapt.json").write_text("{cut")
+    said.clear()
+    _, state = fine_tune(load_model(smoke_model)[0], *args, AdaptConfig(epochs=1, batch_size=16),
+                         tmp_path / "adapt", progress=lambda p: said.append(p.message))
+    assert state.epoch == 1 and any("saved state (adapt.json) cannot be read" in m for m in said)
+
+
+def test_adapting_needs_tumour_and_no_tumour_slices_in_the_tuning_part(site_folder):
+    from brainclf import CLASS_NAMES
+    from brainclf.site.split import check_adaptable
+
+    notumor = CLASS_NAMES.index("notumor")
+    check_adaptable(split_site(site_folder, "st-elsewhere"))  # the made-up site holds both
+    for kept, missing in ((lambda s: s.label == notumor, "tumour"), (lambda s: s.label != notumor, "no-tumour")):
+        split = split_site(site_folder, "st-elsewhere")
+        split.parts["tune"] = [s for s in split.parts["tune"] if kept(s)]
+        with pytest.raises(DataError, match=f"its tuning part has no {missing} slices"):
+            check_adaptable(split)
+
+
+def test_a_run_started_with_a_relative_model_path_goes_on_from_another_folder(tmp_path, site_folder, smoke_model,
+                                                                              monkeypatch):
+    monkeypatch.chdir(smoke_model.parent)
+    SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", smoke_model.name)
+    monkeypatch.chdir(tmp_path)  # the record names the file itself, not "smoke.keras" in whatever folder
+    assert Path(json.loads((tmp_path / "run" / "site.json").read_text())["model"]["path"]) == smoke_model.resolve()
+    assert SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", smoke_model)._model_path() == \
+        smoke_model.resolve()
+    with pytest.raises(DataError, match="started for site st-elsewhere, not clinic-b: give another site name"):
+        SiteRun.open(tmp_path / "run", site_folder, "clinic-b", smoke_model)
+
+
+def test_the_go_live_report_wraps_a_long_site_name_and_says_the_grouping_warnings(site_run, tmp_path):
+    import copy
+
+    run, _ = site_run
+    state = copy.deepcopy(run.state)
+    state["site"] = "KAROLINSKA-UNIVERSITY-HOSPITAL-SOLNA-NEURO-RAD-01"
+    state["split"]["warnings"] = ["168 of 168 slices share the file-name pattern 'scan_#_#'"]
+    pdf = tmp_path / "golive.pdf"
+    pdf.write_bytes(site_report_pdf(state))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "SOLNA-NEURO-RAD-01" in text  # ran off the page before
+    assert "Warning: 168 of 168 slices share the file-name pattern" in " ".join(text.split())
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.MULTILINE), info

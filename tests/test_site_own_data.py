@@ -80,7 +80,7 @@ def test_a_site_run_stays_with_its_folder(tmp_path, smoke_model):
     site = write_site(tmp_path / "clinic-2024")
     SiteRun.open(tmp_path / "run", site, "clinic", smoke_model)
     other = shutil.copytree(site, tmp_path / "clinic-2025")  # the same file names, another folder
-    with pytest.raises(DataError, match=r"on folder clinic-2024.*another site name"):
+    with pytest.raises(DataError, match=r"for folder clinic-2024, not clinic-2025: give another site name"):
         SiteRun.open(tmp_path / "run", other, "clinic", smoke_model)
 
 

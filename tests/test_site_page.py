@@ -102,13 +102,18 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
 
 
 def test_a_validation_that_failed_leaves_the_section_usable(site_server):
+    from pages.common.session import training_jobs
+
     # A manifest without a sequence column fails the validate step after the run was opened.
     (site_server.parent / "st-elsewhere" / "manifest.csv").write_text("file,class\n")
-    at = model_page()
-    at.selectbox(key="site_root").set_value("st-elsewhere").run()
-    at = run_step(at, "validate")
-    assert not at.exception, [e.value for e in at.exception]
-    assert "manifest" in texts(at).lower()
-    assert "Held-out part, after each step" not in [h.value for h in at.subheader]
-    at.run()  # and every later render
-    assert not at.exception, [e.value for e in at.exception]
+    try:
+        at = model_page()
+        at.selectbox(key="site_root").set_value("st-elsewhere").run()
+        at = run_step(at, "validate")
+        assert not at.exception, [e.value for e in at.exception]
+        assert "manifest" in texts(at).lower()
+        assert "Held-out part, after each step" not in [h.value for h in at.subheader]
+        at.run()  # and every later render
+        assert not at.exception, [e.value for e in at.exception]
+    finally:  # the failed job is process-wide: a later test file's Model page would show its error
+        training_jobs.clear()

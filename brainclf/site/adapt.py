@@ -52,14 +52,20 @@ class AdaptState:
         write_json_atomically(run_dir / STATE, asdict(self))
 
 
-def _state(run_dir: Path, cfg: AdaptConfig) -> AdaptState:
-    """The saved state of the same settings (resume), else a new one."""
+def _state(run_dir: Path, cfg: AdaptConfig) -> tuple[AdaptState, str]:
+    """The saved state of the same settings (resume), else a new one; and, when saved epochs are not resumed,
+    why (other settings, or a state file that cannot be read), to say rather than start afresh silently."""
     path = run_dir / STATE
-    if path.is_file() and (run_dir / "last.keras").is_file():
+    if not (path.is_file() and (run_dir / "last.keras").is_file()):
+        return AdaptState(asdict(cfg)), ""
+    try:
         saved = json.loads(path.read_text())
         if saved.get("config") == asdict(cfg):
-            return AdaptState(**saved)
-    return AdaptState(asdict(cfg))
+            return AdaptState(**saved), ""
+        why = f"its {saved.get('epoch', '?')} saved epochs were run with other settings"
+    except (OSError, ValueError, TypeError) as e:  # cut short, or another version's fields
+        why = f"its saved state ({STATE}) cannot be read ({type(e).__name__})"
+    return AdaptState(asdict(cfg)), f"Starting the adaptation afresh: {why}; they are replaced as epochs finish."
 
 
 def _compile(model, cfg: AdaptConfig, steps: int):
@@ -141,14 +147,14 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     """
     cfg.validate()
     run_dir.mkdir(parents=True, exist_ok=True)
-    state, t0 = _state(run_dir, cfg), time.time()
+    (state, afresh), t0 = _state(run_dir, cfg), time.time()
 
     def say(stage, message="", **kw):
         if progress:
             progress(TrainProgress(stage, message=message, epochs=cfg.epochs, elapsed_s=time.time() - t0,
                                    history=state.history, **kw))
 
-    say("preparing", "Reading the site's slices and the replayed training images")
+    say("preparing", afresh or "Reading the site's slices and the replayed training images")
     mix = _Mix.read(base_model, tune, replay, contract, cfg)
     checks = [load_arrays(part, contract)[:2] for part in (calibration, *([kept] if kept else []))]
     steps = int(np.ceil(mix.epoch_size / cfg.batch_size))
@@ -176,10 +182,22 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
         _book(state, model, run_dir, losses, time.time() - started)
         say("training", epoch=state.epoch, batch=steps, batches=steps, epoch_end=True, first_epoch=first,
             train_elapsed_s=session_s)
+    say("evaluating", "Checking the adapted model: site calibration, the held-out part and Kaggle Testing",
+        epoch=state.epoch)
+    return _best(run_dir, cancel, state.epoch), state
+
+
+def _best(run_dir: Path, cancel: threading.Event | None, epochs: int):
+    """The kept epoch's model, whole and trainable. Past the last epoch the caller's checks that save it cannot
+    stop part-way (the job now says it is evaluating: brainclf.serving.jobs refuses a cancel then); a cancel that
+    came before is honoured here, the epochs kept, so a new start goes straight to the checks."""
+    if cancel is not None and cancel.is_set():
+        raise TrainingCancelled(f"Adaptation cancelled after its {epochs} epochs, before its checks; start it "
+                                "again to check and save it.")
     best = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
     for layer in best.layers:  # frozen for this fine-tuning only: the saved model is a whole, trainable model
         layer.trainable = True
-    return best, state
+    return best
 
 
 def _calibrated_loss(model, x: np.ndarray, y: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from .config import ADAPT_STATE, AdaptConfig
 from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .profile import site_card
-from .split import SiteSplit, saved_split, split_site
+from .split import SiteSplit, check_adaptable, saved_split, split_site
 
 STATE = "site.json"
 CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the model's own validation images",
@@ -39,8 +39,7 @@ CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the 
 
 def site_run_dir(base: str | Path, site: str, model_path: str | Path) -> Path:
     """A site run's folder under `base`: one per site and starting model, nested so that no two pairings share one
-    ("clinic-a" + "default" and "clinic" + "a-default" did as "clinic-a-default"). A run started before that, in
-    the flat folder, is kept where it is and found there."""
+    ("clinic-a" + "default" and "clinic" + "a-default" did as "clinic-a-default"); an older flat one is found."""
     nested, flat = Path(base) / site / Path(model_path).stem, Path(base) / f"{site}-{Path(model_path).stem}"
     return flat if (flat / STATE).is_file() and not (nested / STATE).is_file() else nested
 
@@ -66,10 +65,12 @@ class SiteRun:
         path = run_dir / STATE
         root = str(Path(site_root).resolve())
         if path.is_file():
-            state = json.loads(path.read_text())
-            if state["site"] != site or state["model"]["sha256"] != card.file_sha256 or state.get("root", root) != root:
-                raise DataError(f"This site run was started for site {state['site']} on folder {state['root_name']} "
-                                f"with model {state['model']['name']}: give another site name for a new pairing.")
+            state = saved_state(run_dir)
+            if not isinstance(state, dict) or not {"site", "model", "split", "groups"} <= set(state):
+                raise DataError(f"This site run's record ({STATE} in {run_dir.name}) cannot be read (cut short or "
+                                "edited): move that folder aside, or give another run folder, to start anew.")
+            _check_pairing(state, site, root, card)
+            state["model"]["path"] = str(Path(model_path).resolve())  # the same bytes (checked), wherever run from
             return cls(run_dir, state, saved_split(site_root, site, {**state["split"], "groups": state["groups"]}))
         split = split_site(site_root, site, progress, exclude=lambda s: learnt_from(card, s, site_root, data_root))
         state = {"site": site, "root_name": Path(site_root).name, "root": root, "model": _model_ref(card, model_path),
@@ -129,6 +130,7 @@ class SiteRun:
         from .adapt import fine_tune  # TensorFlow
 
         started = time.monotonic()
+        check_adaptable(self.split)
         name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "-adapted")
         base_model, base_card = load_model(self._model_path())
         replay = replay_samples(base_card, data_root)
@@ -238,7 +240,20 @@ def _kaggle_before(predictor, kaggle: list[Sample], data_root) -> dict:
 
 
 def _model_ref(card, model_path) -> dict:
-    return {"name": card.name, "version": card.version, "sha256": card.file_sha256, "path": str(Path(model_path))}
+    return {"name": card.name, "version": card.version, "sha256": card.file_sha256,
+            "path": str(Path(model_path).resolve())}  # a later step may run from another folder
+
+
+def _check_pairing(state: dict, site: str, root: str, card) -> None:
+    """Refuse a run opened for another site, folder or model (by file hash), saying which differs."""
+    model = state["model"]
+    differs = [f"site {state['site']}, not {site}" if state["site"] != site else "",
+               f"folder {state['root_name']}, not {Path(root).name}" if state.get("root", root) != root else "",
+               f"model {model['name']} {model.get('version', '')} (file {str(model['sha256'])[:12]}), not "
+               f"{card.name} {card.version} (file {str(card.file_sha256)[:12]})"
+               if model["sha256"] != card.file_sha256 else ""]
+    if any(differs):  # a new pairing: another site name (the CLI: or another --run-dir)
+        raise DataError(f"This site run was started for {'; '.join(filter(None, differs))}: give another site name.")
 
 
 def _with_hash(card, path: Path):
