@@ -14,7 +14,7 @@ from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import remove_model
 from brainclf.presentation import history_figure, is_study_card, model_row
-from brainclf.serving import interrupted_runs, owner_run_dir, resume_interrupted
+from brainclf.serving import interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
@@ -57,9 +57,8 @@ if who.can("upload_model"):
                                    max_upload_size=MAX_UPLOAD_FILE_MB)
         if up_model and up_card and st.button("Check and add", key="up_add"):
             try:
-                if training_jobs().holds_name(Path(up_model.name).stem):
-                    raise BrainclfError(f"a training named {Path(up_model.name).stem} is running or can be resumed, "
-                                        "and its model will take that name: rename the file.")
+                if why := name_in_use(training_jobs(), config.runs_dir, Path(up_model.name).stem):
+                    raise BrainclfError(f"{why}: rename the file.")
                 added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
                                            MODELS_DIR, uploaded_by=who.label, uploaded_by_id=who.user_id)
                 st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
@@ -165,6 +164,8 @@ def start_training(dataset: str, name: str, also: list[str], weight: float, sett
         extra = tuple(source_at(config.folder(n), weight) for n in also)
         train_config = TrainConfig(**settings, extra_sources=[{"name": s.name, "weight": s.weight} for s in extra])
         # jobs.start checks the name (brainclf.input.limits' rule) and that no model has it yet
+        if why := name_in_use(jobs, config.runs_dir, name, owner=who.user_id):
+            raise BrainclfError(f"{why[0].upper()}{why[1:]}: choose another name.")
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
                    owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name),
                    extra_data=extra)

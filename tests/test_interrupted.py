@@ -74,3 +74,18 @@ def test_a_state_of_an_architecture_this_version_does_not_know_is_skipped(smoke_
     (run / "state.json").write_text(json.dumps(state))
     interrupt(smoke_run, tmp_path, "sub:alice", "half_done")
     assert [r.name for r in interrupted_runs(tmp_path, "sub:alice")] == ["half_done"]
+
+
+def test_nobody_else_takes_the_name_of_a_users_unfinished_training(smoke_run, tmp_path):
+    """A review: once another job had run, alice's resumable run no longer held its name, so bob could upload or
+    train a model of that name and alice's Resume was refused for good ('already exists')."""
+    from brainclf.serving import name_in_use
+
+    interrupt(smoke_run, tmp_path, "sub:alice", "tumour_v2")
+    interrupt(smoke_run, tmp_path, "sub:alice", "done_v1", epochs=1)  # finished: its name is the model's own
+    jobs = TrainingJobs()
+    assert "unfinished training named tumour_v2 can still be resumed" in name_in_use(jobs, tmp_path, "tumour_v2")
+    assert name_in_use(jobs, tmp_path, "tumour_v2", owner="sub:bob")  # bob's training, another user's name
+    assert name_in_use(jobs, tmp_path, "tumour_v2", owner="sub:alice") is None  # alice may start it afresh
+    assert name_in_use(jobs, tmp_path, "done_v1") is None and name_in_use(jobs, tmp_path, "new") is None
+    assert name_in_use(jobs, tmp_path, "../x") is None and name_in_use(jobs, tmp_path / "none", "tumour_v2") is None

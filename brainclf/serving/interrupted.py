@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.sources import Source
-from ..errors import BrainclfError
+from ..errors import BrainclfError, ConfigError
+from ..input.limits import validate_model_name
 from ..training.config import TrainConfig
 from ..training.state import RunState
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
@@ -37,20 +38,45 @@ def interrupted_runs(runs_root: str | Path, owner: str, current: JobStatus | Non
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
     for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
-        if SET_ASIDE in run_dir.name or not (run_dir / "state.json").is_file() or run_dir.resolve() == shown:
+        if SET_ASIDE in run_dir.name or run_dir.resolve() == shown or (unfinished := _unfinished(run_dir)) is None:
             continue
-        try:
-            state = RunState.load(run_dir)
-            config = state.train_config()
-            ensemble = len(config.member_configs()) > 1
-        except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
-            continue
-        if state.finished(config.epochs) or ensemble:
-            continue  # finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble
+        state, config = unfinished
         data = (state.fingerprint or {}).get("root_name", "")
         extra = [(s["name"], float(s.get("weight", 1.0))) for s in state.sources or [] if not s.get("primary")]
         found.append(InterruptedRun(run_dir.name, run_dir, config, state.epoch, data, extra))
     return found
+
+
+def _unfinished(run_dir: Path) -> tuple[RunState, TrainConfig] | None:
+    """The run's state and settings when it holds a readable state with epochs still to train (not an ensemble's:
+    those are not resumed from here); else None."""
+    if not (run_dir / "state.json").is_file():
+        return None
+    try:
+        state = RunState.load(run_dir)
+        config = state.train_config()
+        ensemble = len(config.member_configs()) > 1
+    except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
+        return None
+    # Finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble: nothing to resume here.
+    return None if state.finished(config.epochs) or ensemble else (state, config)
+
+
+def name_in_use(jobs: TrainingJobs, runs_root: str | Path, name: str, owner: str = "") -> str | None:
+    """Why a new model (an upload, or a training by `owner`) may not take `name` now, or None: the app's job of
+    that name runs or can be resumed, or someone else's unfinished training of that name is kept to resume (its
+    model will take the name: giving it away would leave that person's Resume refused for good)."""
+    try:
+        validate_model_name(name)
+    except ConfigError:
+        return None  # no run folder has such a name; the caller's own check refuses it
+    if jobs.holds_name(name) and (not owner or jobs.status.owner != owner):
+        return f"a training named {name} is running or can be resumed, and its model will take that name"
+    mine = owner_run_dir(runs_root, owner, "").resolve() if owner else None
+    for folder in sorted(Path(runs_root).iterdir()) if Path(runs_root).is_dir() else []:
+        if folder.resolve() != mine and _unfinished(folder / name) is not None:
+            return f"an unfinished training named {name} can still be resumed, and its model will take that name"
+    return None
 
 
 def resume_interrupted(jobs: TrainingJobs, run: InterruptedRun, roots: list[Path], models_dir: str | Path,
