@@ -135,3 +135,11 @@ def test_the_interval_words_say_exact_where_it_fell_back_and_why_there_is_none()
     assert group_interval(mixed) == "over 12 case groups"
     few = cluster_bootstrap(y, y, np.zeros(60, bool), np.arange(60) % 4)
     assert group_interval(few).startswith("no interval: 4 case group(s)") and group_interval(None) == "no interval"
+
+
+def test_sequence_names_keep_only_plain_characters_since_plotly_renders_tags_in_labels(tmp_path):
+    root = folder(tmp_path, "file,sequence,subtype\nglioma/a.png,<a href='x'>T1</a>,<b>astro</b>\n"
+                            "glioma/b.png,T1C+ ,\"GBM (IDH-wt), grade 4/4: x_y\"\n")
+    manifest = read_manifest(root)
+    assert manifest["glioma/a.png"] == {"sequence": "a hrefxT1/a", "subtype": "bastro/b"}
+    assert manifest["glioma/b.png"] == {"sequence": "T1C+", "subtype": "GBM (IDH-wt), grade 4/4: x_y"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DataError
@@ -116,6 +117,12 @@ def _relative(cell: str) -> str:
     return rel.as_posix()
 
 
+def _label(cell: str | None, limit: int) -> str:
+    """A sequence or subtype name as figures and Plotly axes show it: letters, digits and ' +._-()/,:' only (Plotly
+    renders HTML tags and entities in labels), at most `limit` characters."""
+    return re.sub(r"[^\w +.\-()/,:]", "", (cell or "").strip())[:limit].strip()
+
+
 def _manifest_rows(reader: csv.DictReader, root: Path) -> Manifest:
     _header(reader)
     out, unmatched, conflicts = Manifest(), [], []
@@ -123,8 +130,7 @@ def _manifest_rows(reader: csv.DictReader, root: Path) -> Manifest:
         if not (row.get("file") or "").strip():  # a blank row (a spreadsheet's trailing line): nothing named
             continue
         rel = _relative(row["file"])
-        meta = {"sequence": (row.get("sequence") or "").strip()[:32] or "unknown",
-                "subtype": (row.get("subtype") or "").strip()[:64]}
+        meta = {"sequence": _label(row.get("sequence"), 32) or "unknown", "subtype": _label(row.get("subtype"), 64)}
         out.rows += 1
         if rel in out:
             if out[rel] != meta and rel not in conflicts:  # which row is right cannot be known: neither is used
