@@ -415,3 +415,17 @@ def test_the_go_live_report_wraps_a_long_site_name_and_says_the_grouping_warning
     assert "Warning: 168 of 168 slices share the file-name pattern" in " ".join(text.split())
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^Pages:\s+1$", info, re.MULTILINE), info
+
+
+def test_the_cli_names_the_site_files_it_left_out(tmp_path, site_folder, smoke_model, capsys):
+    import shutil
+
+    from brainclf.cli import main
+
+    site = shutil.copytree(site_folder, tmp_path / "st-elsewhere")
+    (site / "glioma" / "._glioma-x-1.png").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    assert main(["site", "validate", "--model", str(smoke_model), "--site-data", str(site), "--site", "st-elsewhere",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "Left out of this site run: 1 unreadable slice." in err
+    assert "left out (unreadable): glioma/._glioma-x-1.png" in err

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
 from ..presentation.scope import group_interval
 from ..site.config import AdaptConfig
+from ..site.split import left_out_words
 from ..site.summary import promise
 from .common import CountBar, pct
 
@@ -29,7 +30,12 @@ def _open(args):
     bar.close()
     counts = run.split.counts()
     print(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
-          f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}", file=sys.stderr)
+          f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}"
+          f"{left_out_words(run.split.left_out)}", file=sys.stderr)
+    for why, rels in run.split.left_out.items():  # by name: a clinic wants to know which of its files
+        if rels:
+            print(f"  left out ({'unreadable' if why == 'unreadable' else 'the model learnt from it'}): "
+                  f"{', '.join(rels[:10])}{' …' if len(rels) > 10 else ''}", file=sys.stderr)
     for warning in run.split.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return run

@@ -159,7 +159,8 @@ def left_out_words(left_out: dict[str, list[str]] | None) -> str:
     """' (Left out of this site run: …)' for a message, or '' when nothing was."""
     said = [f"{len(rels)} the model trained or validated on" if why == "learnt" else f"{len(rels)} unreadable"
             for why, rels in (left_out or {}).items() if rels]
-    return f" (Left out of this site run: {' and '.join(said)} slices.)" if said else ""
+    total = sum(len(rels) for rels in (left_out or {}).values())
+    return f" (Left out of this site run: {' and '.join(said)} {'slice' if total == 1 else 'slices'}.)" if said else ""
 
 
 def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
