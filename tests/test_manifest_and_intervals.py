@@ -143,3 +143,28 @@ def test_sequence_names_keep_only_plain_characters_since_plotly_renders_tags_in_
     manifest = read_manifest(root)
     assert manifest["glioma/a.png"] == {"sequence": "a hrefxT1/a", "subtype": "bastro/b"}
     assert manifest["glioma/b.png"] == {"sequence": "T1C+", "subtype": "GBM (IDH-wt), grade 4/4: x_y"}
+
+
+def test_a_subtype_that_is_a_web_address_is_kept_as_plain_words_so_the_card_accepts_it(tmp_path):
+    from brainclf.model.card_schema import plain_label
+
+    root = folder(tmp_path, "file,sequence,subtype\nglioma/a.png,T1,https://radiopaedia.org/cases/glioma-12\n")
+    subtype = read_manifest(root)["glioma/a.png"]["subtype"]
+    assert "://" not in subtype and plain_label(subtype) == subtype  # what a card's Label accepts
+
+
+def test_the_interval_words_lead_only_where_there_is_an_interval():
+    from brainclf.presentation.scope import group_interval
+
+    few = {"accuracy": None, "method": "no interval: 4 case group(s), fewer than the 5 it needs"}
+    assert group_interval(few, lead="95 % interval ") == few["method"]
+    assert group_interval({"accuracy": [0.1, 0.2], "groups": 9, "method": "percentile bootstrap"},
+                          lead="95 % interval ") == "95 % interval over 9 case groups"
+    assert group_interval("oops") == "no interval"
+
+
+def test_a_cards_manifest_key_of_the_wrong_shape_shows_nothing_rather_than_crashing():
+    from brainclf.presentation.views import manifest_notes
+
+    assert manifest_notes({"manifest": "oops"}) == [] and manifest_notes({"manifest": [1, 2]}) == []
+    assert manifest_notes({"manifest": {"warnings": ["**x**", 3]}}) == ["\\*\\*x\\*\\*"]

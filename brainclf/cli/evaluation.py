@@ -109,7 +109,7 @@ def format_external(ext: dict) -> list[str]:
     iv = ext.get("intervals") or {}
     lines = [f"external validation on {ext['dataset']}: {ext['membership']}",
              f"  accuracy {pct(ext['accuracy'])}{_ci(iv.get('accuracy'))} "
-             + f"(95 % interval {group_interval(iv)})",
+             + f"({group_interval(iv, lead='95 % interval ')})",
              f"  tumour images called 'no tumour': {ext['called_notumor']}/{ext['tumour_images']} "
              f"= {pct(ext['called_notumor_rate'])}{_ci(iv.get('called_notumor_rate'))}; not referred nor "
              f"flagged: {ext['called_notumor_unflagged']} = {pct(ext['called_notumor_unflagged_rate'])}"

@@ -92,7 +92,7 @@ def format_heldout(report: dict) -> list[str]:
     ci = (report.get("intervals") or {}).get("accuracy")
     lines = [f"  held-out: {report['n']} slices, accuracy {pct(report['accuracy'])}"
              + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
-             + f" (95 % interval {group_interval(report.get('intervals'))})"]
+             + f" ({group_interval(report.get('intervals'), lead='95 % interval ')})"]
     tumour = next((r for r in report.get("rates", []) if r["finding"].startswith("Any tumour")), None)
     if tumour:
         lines.append(f"  any tumour: sensitivity {pct(tumour['sensitivity'])}, "

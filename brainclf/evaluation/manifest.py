@@ -15,6 +15,7 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DataError
+from ..model.card_schema import plain_label
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _relative(cell: str) -> str:
 def _label(cell: str | None, limit: int) -> str:
     """A sequence or subtype name as figures and Plotly axes show it: letters, digits and ' +._-()/,:' only (Plotly
     renders HTML tags and entities in labels), at most `limit` characters."""
-    return re.sub(r"[^\w +.\-()/,:]", "", (cell or "").strip())[:limit].strip()
+    return plain_label(re.sub(r"[^\w +.\-()/,:]", "", (cell or "").strip()), limit).strip()  # no '://' either
 
 
 def _manifest_rows(reader: csv.DictReader, root: Path) -> Manifest:

@@ -199,13 +199,14 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
     return label + (" · study/baseline: not for reading scans" if is_study_card(card) else "")
 
 
-def group_interval(intervals: dict | None, key: str = "accuracy", name: str = "accuracy") -> str:
-    """How a case-group interval was got, in words: 'over 151 case groups' (percentile bootstrap), 'exact, over
-    14 case groups' where every resample agreed (brainclf.evaluation.external fell back to Clopper-Pearson,
-    naming the figure `name` in its method), or the reason there is none ('no interval: 4 case group(s), …')."""
-    iv = intervals or {}
+def group_interval(intervals: dict | None, key: str = "accuracy", name: str = "accuracy", lead: str = "") -> str:
+    """How a case-group interval was got, in words, after `lead`: 'over 151 case groups' (percentile bootstrap),
+    'exact, over 14 case groups' where every resample agreed (brainclf.evaluation.external fell back to
+    Clopper-Pearson, naming the figure `name` in its method); or, without `lead`, why there is none ('no interval:
+    4 case group(s), …')."""
+    iv = intervals if isinstance(intervals, dict) else {}
     method = str(iv.get("method") or "")
     if not iv.get(key):
         return method if method.startswith("no interval") else "no interval"
     exact = name in method.partition("agreed: ")[2].split(", ")
-    return f"{'exact, ' if exact else ''}over {plural(iv.get('groups') or 0, 'case group')}"
+    return f"{lead}{'exact, ' if exact else ''}over {plural(iv.get('groups') or 0, 'case group')}"

@@ -167,7 +167,7 @@ def external_view(name: str, ext: dict) -> dict:
                           "…and not referred or flagged": pct(m.get("called_notumor_unflagged_rate")),
                           "referred or flagged": pct(None if m.get("coverage") is None else 1 - m["coverage"])})
     return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
-            "sequences": sequences, "notes": [md_literal(w) for w in (ext.get("manifest") or {}).get("warnings", [])],
+            "sequences": sequences, "notes": manifest_notes(ext),
             "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
                     f"{count(core['n'])}." if core else None}
 
@@ -277,3 +277,11 @@ def other_source_accuracy(card) -> str:
     externals, recipe = scope.external_reports(card)
     words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
     return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
+
+
+def manifest_notes(ext: dict) -> list[str]:
+    """What reading the folder's manifest.csv found (brainclf.evaluation.manifest), as Markdown that renders
+    literally; [] for a card without it. A card's unknown keys are not checked by its schema: only strings pass."""
+    found = ext.get("manifest")
+    warnings = found.get("warnings") if isinstance(found, dict) else None
+    return [md_literal(w[:600]) for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []

@@ -16,7 +16,9 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by bin size. A row with a
     non-finite probability is in no bin, so it is left out of the weights too (they sum to 1 over the rest)."""
     finite = np.isfinite(probs).all(1)
-    conf = probs[finite].max(1) if finite.any() else np.zeros(0)
+    if not finite.any():  # rows, none measurable: not a perfect 0 (no rows at all keeps 0, as callers expect)
+        return float("nan") if len(probs) else 0.0
+    conf = probs[finite].max(1)
     correct = probs[finite].argmax(1) == np.asarray(y_true)[finite]
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
