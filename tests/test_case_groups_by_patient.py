@@ -145,3 +145,21 @@ def test_a_site_split_keeps_the_naming_scheme_warning_and_the_cli_prints_it(tmp_
     assert saved_split(root, "clinic", {**split.to_dict(), "groups": split.groups}).warnings == split.warnings
     named = write_patients(tmp_path / "named", lambda pid, k: f"P{pid:03d}_s{k}.png", patients=14, slices=4)
     assert split_site(named, "clinic").warnings == []
+
+
+def test_a_sequence_folder_or_a_dataset_prefix_is_no_patient(tmp_path):
+    """A review: 'glioma/T1/P012_s3.png' made 'glioma/T1' one patient, and 'BraTS2021_00012.png' made every slice
+    one case; no one case holds more than the cap, and a sequence folder is not a case folder."""
+    from brainclf.data.case_names import case_folder
+
+    assert case_folder(Path("/s/glioma/T1/P012/s3.png")) == Path("/s/glioma/T1/P012")
+    assert case_folder(Path("/s/glioma/T1/s3.png")) is None and case_folder(Path("/s/glioma/png/x.png")) is None
+    seq = [Path(f"/s/{c}/{q}/P{c[0]}{i:03d}_s{k}.png") for c in CLASSES for q in ("T1", "T2")
+           for i in range(30) for k in (1, 2)]
+    grouping = sources.case_grouping(seq, np.arange(len(seq)))
+    assert len(set(grouping.groups.tolist())) == 90  # one group per patient, T1 and T2 together
+    brats = [Path(f"/s/glioma/BraTS2021_{i:05d}.png") for i in range(80)]
+    capped = sources.case_grouping(brats, np.arange(80))
+    assert len(set(capped.groups.tolist())) == 80 and "leading id 'brats2021'" in capped.warnings[0]
+    folders = [Path(f"/s/{c}/T1/P001/x{k}.png") for c in ("glioma", "meningioma") for k in (1, 2)]
+    assert len(set(sources.case_grouping(folders, np.arange(4)).groups.tolist())) == 2  # a folder per class

@@ -46,10 +46,14 @@ def case_id(path: str | Path) -> str | None:
 
 
 def case_folder(path: str | Path) -> Path | None:
-    """The sub-folder right below the nearest class folder above a slice ('…/glioma/P012/t1/slice3.png' →
-    '…/glioma/P012'), or None for a slice directly in its class folder (or under none)."""
+    """The first sub-folder below the nearest class folder above a slice whose name can be a case's: one with a
+    digit that is not a sequence name ('…/glioma/P012/t1/slice3.png' and '…/glioma/T1/P012/s3.png' →
+    '…/glioma/P012'; 'T1', 'png', 'export' are not cases); None for a slice directly in its class folder, or
+    under no such sub-folder."""
     parents = Path(path).parents
-    for i, folder in enumerate(parents):
-        if folder.name in CLASS_NAMES:
-            return parents[i - 1] if i > 0 else None
+    k = next((i for i, folder in enumerate(parents) if folder.name in CLASS_NAMES), None)
+    for folder in reversed(parents[:k] if k else ()):  # from just below the class folder down to the slice's
+        name = folder.name.lower()
+        if re.search(r"\d", name) and not re.fullmatch(_SEQUENCE_TOKEN, name):
+            return folder
     return None

@@ -154,33 +154,45 @@ class CaseGrouping:
 def case_grouping(paths: list[Path], near_dup_groups: np.ndarray) -> CaseGrouping:
     """Near-duplicate groups joined (union-find) with patient folders, leading patient ids and file-name series.
 
-    A patient folder or id names its case outright, so it groups however many slices it holds, and a slice in a
-    patient folder is not linked by its file name too ('slice3.png' in every patient's folder is no case). A
-    file-name pattern shared by more than MAX_SERIES_SHARE of the files is a naming scheme, not a case: it links
-    nothing, and a warning says so, because those slices then stay together only where their images are alike.
+    A slice in a patient folder is not linked by its file name too ('slice3.png' in every patient's folder is no
+    case), nor by a file-name pattern when its name starts with a patient id. A folder, id or pattern shared by
+    more than MAX_SERIES_SHARE of the files is no one case (a sequence or export folder, a dataset prefix such as
+    'BraTS2021_', a naming scheme): it links nothing, and a warning says so, because those slices then stay
+    together only through what else names their case, or where their images are alike.
 
     Args:
         paths: the files of one source.
         near_dup_groups: dedup.duplicate_groups for the same files.
     """
     n = len(paths)
-    folders = [case_folder(p) for p in paths]
-    ids = [case_id(p) for p in paths]
-    patterns = [None if folder or named else series_key(p) for p, folder, named in zip(paths, folders, ids)]
     cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
-    schemes = {k: c for k, c in Counter(k for k in patterns if k is not None).items() if c > cap}
-    series = [None if k in schemes else k for k in patterns]
+    folders, big_folders = _capped([str(f) if (f := case_folder(p)) else None for p in paths], cap)
+    ids, big_ids = _capped([case_id(p) for p in paths], cap)
+    series, schemes = _capped([None if folder or named else series_key(p)
+                               for p, folder, named in zip(paths, folders, ids)], cap)
     links = itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(folders),
                             pairs_sharing(ids), pairs_sharing(series))
-    return CaseGrouping(linked_groups(n, links), tuple(_scheme_warning(k, c, n, cap) for k, c in schemes.items()))
+    said = [*(_scheme_warning(f"sub-folder '{Path(k).parent.name}/{Path(k).name}'", c, n, cap)
+              for k, c in big_folders.items()),
+            *(_scheme_warning(f"leading id '{k}'", c, n, cap) for k, c in big_ids.items()),
+            *(_scheme_warning(f"file-name pattern '{k}' ('#' stands for any number)", c, n, cap)
+              for k, c in schemes.items())]
+    return CaseGrouping(linked_groups(n, links), tuple(said))
 
 
-def _scheme_warning(pattern: str, count: int, n: int, cap: int) -> str:
-    return (f"{count} of {n} slices share the file-name pattern '{pattern}' ('#' stands for any number), more "
-            f"than one case could hold (at most {cap}), so their names were not used to group them: they stay "
-            "together only where their images are near duplicates or neighbouring slices. If one patient's slices "
-            "can look unalike, put each patient in a sub-folder of its class folder (glioma/P012/slice3.png) or "
-            "start the names with a patient id (P012_s3.png).")
+def _capped(keys: list[str | None], cap: int) -> tuple[list[str | None], dict[str, int]]:
+    """`keys` with those held by more than `cap` files set to None (no one case holds so many), and those keys
+    with their counts."""
+    too_many = {k: c for k, c in Counter(k for k in keys if k is not None).items() if c > cap}
+    return [None if k in too_many else k for k in keys], too_many
+
+
+def _scheme_warning(what: str, count: int, n: int, cap: int) -> str:
+    return (f"{count} of {n} slices share the {what}, more than one case could hold (at most {cap}), so it was "
+            "not used to group them: they stay together only through what else names their case, or where their "
+            "images are near duplicates or neighbouring slices. If one patient's slices can look unalike, put "
+            "each patient in a sub-folder of its class folder (glioma/P012/slice3.png) or start the names with a "
+            "patient id (P012_s3.png).")
 
 
 def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
