@@ -429,3 +429,13 @@ def test_the_cli_names_the_site_files_it_left_out(tmp_path, site_folder, smoke_m
     err = capsys.readouterr().err
     assert "Left out of this site run: 1 unreadable slice." in err
     assert "left out (unreadable): glioma/._glioma-x-1.png" in err
+
+
+def test_a_folder_that_changed_since_the_split_is_refused_with_a_remedy_one_can_take(tmp_path):
+    from brainclf.site.split import saved_split
+
+    site = write_site(tmp_path / "site")
+    split = split_site(site, "clinic")
+    (site / "glioma" / "glioma-new-1.png").write_bytes((site / "glioma" / "glioma-aaa-1.png").read_bytes())
+    with pytest.raises(DataError, match=r"\(0 slices gone, 1 new\): give another site name .*--run-dir"):
+        saved_split(site, "clinic", {**split.to_dict(), "groups": split.groups})

@@ -176,7 +176,8 @@ def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
     if recorded != set(by_rel):
         gone, new = len(recorded - set(by_rel)), len(set(by_rel) - recorded)
         raise DataError(f"The site folder changed since this site run split it ({gone} slices gone, {new} new): "
-                        "start a new site run (another run name) to use the new set.")
+                        "give another site name (from the command line: or another --run-dir) for a new site run "
+                        "with the new set.")
     parts = {part: [by_rel[rel] for rel in saved[part]] for part in PARTS}
     return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts), left_out,
                      list(saved.get("warnings") or []))
