@@ -161,5 +161,6 @@ def test_a_sequence_folder_or_a_dataset_prefix_is_no_patient(tmp_path):
     brats = [Path(f"/s/glioma/BraTS2021_{i:05d}.png") for i in range(80)]
     capped = sources.case_grouping(brats, np.arange(80))
     assert len(set(capped.groups.tolist())) == 80 and "leading id 'brats2021'" in capped.warnings[0]
+    assert len(capped.warnings) == 1  # not again as the file-name pattern of the same files
     folders = [Path(f"/s/{c}/T1/P001/x{k}.png") for c in ("glioma", "meningioma") for k in (1, 2)]
     assert len(set(sources.case_grouping(folders, np.arange(4)).groups.tolist())) == 2  # a folder per class

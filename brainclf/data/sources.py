@@ -167,9 +167,12 @@ def case_grouping(paths: list[Path], near_dup_groups: np.ndarray) -> CaseGroupin
     n = len(paths)
     cap = max(MIN_SERIES_CAP, int(MAX_SERIES_SHARE * n))
     folders, big_folders = _capped([str(f) if (f := case_folder(p)) else None for p in paths], cap)
-    ids, big_ids = _capped([case_id(p) for p in paths], cap)
-    series, schemes = _capped([None if folder or named else series_key(p)
-                               for p, folder, named in zip(paths, folders, ids)], cap)
+    named = [case_id(p) for p in paths]
+    ids, big_ids = _capped(named, cap)
+    # A file with an id gets no name pattern even when its id was too common: the pattern (the id's own, or the
+    # name with numbers generalised) would cover those same files and be dropped and reported a second time.
+    series, schemes = _capped([None if folder or name else series_key(p)
+                               for p, folder, name in zip(paths, folders, named)], cap)
     links = itertools.chain(pairs_sharing([int(g) for g in near_dup_groups]), pairs_sharing(folders),
                             pairs_sharing(ids), pairs_sharing(series))
     said = [*(_scheme_warning(f"sub-folder '{Path(k).parent.name}/{Path(k).name}'", c, n, cap)

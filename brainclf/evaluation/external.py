@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta
 
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, relative_path
@@ -22,6 +21,7 @@ from ..errors import DataError
 from ..inference.batch_predict import predict_samples_and_features
 from ..inference.ood import check
 from ..scoring.metrics import classification_metrics
+from ..scoring.operating_point import clopper_pearson
 from ..scoring.trust import apply_temperature, thresholds_per_row
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, read_manifest  # noqa: F401 - re-exported
 
@@ -98,12 +98,6 @@ def cluster_bootstrap(y: np.ndarray, pred: np.ndarray, caught: np.ndarray, group
     if exact:
         method += f"; exact Clopper-Pearson over case groups where every resample agreed: {', '.join(exact)}"
     return {**intervals, "groups": int(len(ids)), "resamples": n_boot, "method": method}
-
-
-def clopper_pearson(k: int, n: int) -> list[float]:
-    """Exact two-sided 95 % Clopper-Pearson interval of `k` successes in `n` trials."""
-    return [float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0,
-            float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0]
 
 
 def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[str]]:

@@ -42,6 +42,13 @@ def lower_bound(correct: int, answered: int, confidence: float) -> float:
     return float(beta.ppf(1 - confidence, correct, answered - correct + 1)) if correct else 0.0
 
 
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> list[float]:
+    """Exact two-sided Clopper–Pearson interval of `k` successes in `n` trials: each side is lower_bound's
+    one-sided bound at half the remaining risk, the upper one taken from the failures."""
+    one_sided = 1 - (1 - confidence) / 2
+    return [lower_bound(k, n, one_sided), 1.0 - lower_bound(n - k, n, one_sided)]
+
+
 def slices_needed(target: float, confidence: float) -> int:
     """How many answered validation slices, all right, it takes for the lower bound at `confidence` to reach
     `target`: the fewest a source's validation part must answer before such a promise can be made at all."""
