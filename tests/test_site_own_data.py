@@ -109,10 +109,15 @@ def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):
     from brainclf.cli.site import _adapt_config
 
     class Args:
-        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm = 0, None, None, None, None, None, None
+        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm, seed = (0, *[None] * 7)
 
     with pytest.raises(ConfigError, match="epochs"):
         _adapt_config(Args())
+    Args.epochs, Args.seed = None, -1
+    with pytest.raises(ConfigError, match="seed"):
+        _adapt_config(Args())
+    Args.seed = 7
+    assert _adapt_config(Args()).seed == 7
 
 
 def test_a_malformed_manifest_is_a_data_error_naming_its_line(tmp_path):

@@ -41,3 +41,5 @@ class AdaptConfig:
             raise ConfigError(f"The site slices' loss weight must be in (0, 20], got {self.site_weight}.")
         if not 0 <= self.distill <= 1:
             raise ConfigError(f"The replayed images' distillation share must be between 0 and 1, got {self.distill}.")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"The adaptation seed must be between 0 and 2^31 - 1, got {self.seed}.")
