@@ -70,11 +70,22 @@ def test_slices_named_after_their_patient_are_one_case_group(tmp_path):
     ("case-07_slice12.png", "case-07_slice13.png"),
     ("sub-003_T1_12.png", "sub-003_T2_7.png"),
     ("pat0042_T1C+_004.jpg", "pat0042-flair-5.jpg"),
+    ("P012_T1_MPRAGE_s3.png", "P012_T2_TSE_s9.png"),
+    ("Patient 12 slice 3.png", "patient 12 slice 4.png"),
+    ("sub-01_ses-02_T1w_slice3.png", "sub-01_ses-01_acq-ax_T2w_slice10.png"),
 ])
 def test_a_leading_patient_id_names_the_case(a, b):
     assert sources.series_key(a) == sources.series_key(b)
     assert "#" not in sources.series_key(a)
     assert sources.series_key("P012_s3.png") != sources.series_key("P137_s3.png")
+    assert sources.series_key("Patient 12 slice 3.png") != sources.series_key("Patient 13 slice 3.png")
+
+
+@pytest.mark.parametrize("name", ["P12_report_final.png", "patient 12 notes.png", "sub-01_ses-02_T1w_mask.png"])
+def test_a_word_after_the_id_is_not_a_slice_of_that_case(name):
+    from brainclf.data.case_names import case_id
+
+    assert case_id(name) is None
 
 
 # Made-up names of the shapes the Kaggle set (Tr-gl_0012.jpg) and the external Radiopaedia source use, and generic
