@@ -268,6 +268,30 @@ def test_cli_refuses_a_refer_rule_out_of_range_before_any_work(tmp_path, smoke_m
     assert not (tmp_path / "run").exists()
 
 
+def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, site_folder, smoke_model,
+                                                                     synthetic_dataset):
+    from brainclf.model import load_model
+    from brainclf.site.adapt import fine_tune
+    from brainclf.site.own_data import replay_samples
+
+    split = split_site(site_folder, "st-elsewhere")
+    replay = replay_samples(read_card(smoke_model), synthetic_dataset)
+    start = {w.path: np.array(w) for w in load_model(smoke_model)[0].trainable_weights}
+
+    def moved(ema: float, epochs: int = 1) -> float:
+        model, card = load_model(smoke_model)
+        cfg = AdaptConfig(epochs=epochs, batch_size=16, learning_rate=0.01, ema_momentum=ema)
+        tuned, state = fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg,
+                                 tmp_path / f"adapt-{ema}")
+        assert state.epoch == epochs
+        return sum(float(np.abs(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
+                   if w.path in start)
+
+    plain, averaged = moved(0.0), moved(0.999)
+    assert 0 < averaged < 0.8 * plain  # the average starts after the first step, so some movement stays
+    assert moved(0.999, epochs=2) > 0  # the second epoch resumes from last.keras, the average's state with it
+
+
 def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets_mix_the_model_own_output(
         tmp_path, site_folder, smoke_model, synthetic_dataset):
     from brainclf.data import load_arrays

@@ -109,15 +109,18 @@ def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):
     from brainclf.cli.site import _adapt_config
 
     class Args:
-        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm, seed = (0, *[None] * 7)
+        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm, ema, seed = (0, *[None] * 8)
 
     with pytest.raises(ConfigError, match="epochs"):
         _adapt_config(Args())
     Args.epochs, Args.seed = None, -1
     with pytest.raises(ConfigError, match="seed"):
         _adapt_config(Args())
-    Args.seed = 7
-    assert _adapt_config(Args()).seed == 7
+    Args.seed, Args.ema = 7, 1.0
+    with pytest.raises(ConfigError, match="moving-average"):
+        _adapt_config(Args())
+    Args.ema = 0.99
+    assert (_adapt_config(Args()).seed, _adapt_config(Args()).ema_momentum) == (7, 0.99)
 
 
 def test_a_malformed_manifest_is_a_data_error_naming_its_line(tmp_path):

@@ -71,7 +71,7 @@ def _adapt_config(args) -> AdaptConfig:
     """The adapt step's settings from the flags given, validated (ConfigError naming the bad one)."""
     given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
              "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
-             "freeze_batchnorm": args.freeze_batchnorm, "seed": args.seed}
+             "freeze_batchnorm": args.freeze_batchnorm, "ema_momentum": args.ema, "seed": args.seed}
     cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
     cfg.validate()
     return cfg
@@ -168,6 +168,8 @@ def add_parsers(sub) -> None:
                    help="keep the layers at half the input resolution or more as they are (faster)")
     s.add_argument("--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="keep BatchNorm's statistics as the model came with them")
+    s.add_argument("--ema", type=float, help="momentum of a moving average of the weights that each epoch ends on, "
+                   "e.g. 0.99 (default: off)")
     s.add_argument("--seed", type=int, help="seed of the replay draws and augmentation; another seed repeats a "
                    f"recipe to see its run-to-run spread (default {AdaptConfig.seed})")
     s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")

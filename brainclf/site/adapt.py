@@ -76,7 +76,8 @@ def _compile(model, cfg: AdaptConfig, steps: int):
             layer.trainable = False
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs),
                                                       alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy")
+    optimizer = keras.optimizers.Adam(schedule, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
     return model
 
 
