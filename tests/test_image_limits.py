@@ -36,10 +36,14 @@ def test_16bit_png_within_the_budget_still_decodes():
 
 
 def test_8bit_images_keep_the_pixel_limit():
-    # The largest 8-bit image the pixel limit allows fits the decode budget in every 8-bit mode, so the
-    # new budget refuses no 8-bit image that was accepted before ...
-    for mode in ("L", "P", "RGB", "RGBA", "LA", "CMYK"):
+    # The largest 8-bit image the pixel limit allows fits the decode budget in every 8-bit mode without alpha,
+    # so the budget refuses none of them ...
+    for mode in ("L", "RGB", "CMYK"):
         assert limits.raster_decode_bytes(7071, 7071, mode) <= limits.MAX_DECODE_BYTES, mode
+    # ... while compositing alpha (or a palette) over black costs more, so those stop lower, above any slice's size.
+    for mode in ("P", "RGBA", "LA"):
+        assert limits.raster_decode_bytes(7071, 7071, mode) > limits.MAX_DECODE_BYTES, mode
+        assert limits.raster_decode_bytes(4096, 4096, mode) <= limits.MAX_DECODE_BYTES, mode
     # ... and refuses 16-bit, 32-bit integer and float images of that size.
     for mode in ("I;16", "I;16B", "I", "F"):
         assert limits.raster_decode_bytes(7071, 7071, mode) > limits.MAX_DECODE_BYTES, mode
@@ -103,3 +107,46 @@ def test_a_long_strip_is_shrunk_before_it_is_padded_and_a_slice_is_padded_as_bef
     canvas = Image.new("L", (300, 300), 0)
     canvas.paste(slice_, (0, 50))
     assert preprocess.pad_to_square(slice_).tobytes() == canvas.tobytes()
+
+
+def _png(width: int, height: int, colour_type: int, rows: bytes, extra: bytes = b"") -> bytes:
+    """A PNG written by hand: a tiny file may declare a huge image."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(rows, 9))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("colour_type, bytes_per_pixel, extra", [
+    (3, 1, b"PLTE"), (4, 2, b""), (6, 4, b"")])  # palette, grey + alpha, RGBA
+def test_a_small_png_declaring_a_huge_image_with_alpha_is_refused_before_compositing(colour_type, bytes_per_pixel,
+                                                                                     extra):
+    """A 47 KB 7000x7000 palette PNG passed the decode budget and took ~800 MB on its way to 8 bits."""
+    import struct
+    import zlib
+
+    side = 7000
+    rows = (b"\x00" + bytes(side * bytes_per_pixel)) * side
+    plte = struct.pack(">I", 3) + b"PLTE" + bytes(3) + struct.pack(">I", zlib.crc32(b"PLTE" + bytes(3)) & 0xFFFFFFFF)
+    data = _png(side, side, colour_type, rows, plte if extra else b"")
+    assert len(data) < 300_000
+    with pytest.raises(ImageError, match=r"a 7000x7000 (P|LA|RGBA) image needs ~.* to decode and convert to 8 bits, "
+                                         r"above the limit .* without transparency"):
+        load_model_input(data, InputContract(size=32, channels=1), name="bomb.png")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "PA", "RGBa"])
+def test_alpha_is_composited_over_black_as_before(mode):
+    """The paste through the alpha gives the values alpha_composite over black gave."""
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (37, 53, 4), dtype=np.uint8), "RGBA")
+    img = img.convert("RGB").quantize(64) if mode == "P" else img.convert(mode)
+    if mode == "P":
+        img.info["transparency"] = 3
+    reference = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img.convert("RGBA")).convert("RGB")
+    np.testing.assert_array_equal(np.asarray(preprocess.to_8bit(img).convert("RGB")), np.asarray(reference))

@@ -54,6 +54,10 @@ UNKNOWN_MODE_BYTES_PER_PIXEL = 4
 # shifted copy and the rounded copy are alive at once, 3 x 8 bytes a pixel.
 FLOAT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 FLOAT_WORK_BYTES_PER_PIXEL = 24
+# Modes with alpha (or a palette, which may hold it) are composited over black on their way to 8 bits
+# (preprocess.to_8bit): a black canvas pasted onto through the alpha, after a palette or premultiplied image is
+# expanded to RGBA / LA. Left out of the estimate, a 47 KB 7000x7000 palette PNG took ~800 MB past the budget.
+ALPHA_WORK_BYTES_PER_PIXEL = {"P": 8, "PA": 8, "RGBa": 8, "RGBA": 4, "La": 6, "LA": 2}
 
 
 # A progressive JPEG is decoded through a whole-image buffer of DCT coefficients (64 of 2 bytes per 8x8 block
@@ -70,6 +74,7 @@ def raster_decode_bytes(width: int, height: int, mode: str, progressive_jpeg: bo
     per_pixel = RASTER_BYTES_PER_PIXEL.get(mode, UNKNOWN_MODE_BYTES_PER_PIXEL)
     if mode in FLOAT_MODES:
         per_pixel += FLOAT_WORK_BYTES_PER_PIXEL
+    per_pixel += ALPHA_WORK_BYTES_PER_PIXEL.get(mode, 0)
     if progressive_jpeg:
         per_pixel += PROGRESSIVE_JPEG_BYTES_PER_PIXEL_AND_COMPONENT * JPEG_COMPONENTS.get(mode, 4)
     return width * height * per_pixel

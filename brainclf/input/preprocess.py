@@ -169,7 +169,7 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
                 raise ImageError(
                     f"{name}: a {w}x{h} {img.mode} image needs ~{size_text(need)} to decode and convert "
                     f"to 8 bits, above the limit of {size_text(MAX_DECODE_BYTES)}; refused before decoding. "
-                    "Export the slice at its scanner resolution or as 8-bit."
+                    "Export the slice at its scanner resolution, as 8-bit greyscale without transparency."
                 )
             if img.format == "JPEG":
                 _check_jpeg_scans(data, name)
@@ -233,13 +233,14 @@ def to_8bit(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
     if mode == "1":
         return img.convert("L")
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        img = img.convert("RGBA")
-        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        return Image.alpha_composite(black, img).convert("RGB")
+    if mode in ("P", "PA", "RGBa", "La"):
+        img = img.convert("LA" if mode == "La" else "RGBA")
+    if img.mode in ("RGBA", "LA"):
+        # Pasted through its own alpha onto black: one canvas, not the three copies of an alpha_composite
+        # (limits.ALPHA_WORK_BYTES_PER_PIXEL counts it).
+        canvas = Image.new("RGB" if img.mode == "RGBA" else "L", img.size, 0)
+        canvas.paste(img, mask=img)
+        return canvas
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
 
 
