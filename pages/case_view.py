@@ -87,7 +87,8 @@ def full_size(view: CaseView, digest: str, target: str, opacity: float) -> None:
         c1, c2 = st.columns(2)
         centre = c1.number_input("Window centre", value=float(shown.values.centre), step=10.0, format="%.0f",
                                  key=widget_key("window_centre", digest, view.model))
-        width = c2.number_input("Window width", value=float(shown.values.width), min_value=1.0, step=10.0,
+        # At least min_value, or Streamlit raises: frame_values keeps the file's preset to that already.
+        width = c2.number_input("Window width", value=max(float(shown.values.width), 1.0), min_value=1.0, step=10.0,
                                 format="%.0f", key=widget_key("window_width", digest, view.model),
                                 help="DICOM window/level: centre - width/2 is black, centre + width/2 white.")
         window = (centre, width)

@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError
+from . import limits
 from .dicom_deflate import inflate_deflated
+from .dicom_elements import check_element_count
 from .dicom_frames import check_encoded_frame, check_pixel_budget
 
 # (keyword, label) of tags that are safe to show: not identifying under PS3.15 Annex E's basic profile.
@@ -64,26 +66,37 @@ def _safe_metadata(ds) -> dict[str, str]:
 
 def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:
     """Grey values (after the modality LUT) through a linear window: centre - width/2 is black, centre + width/2
-    white, 8 bits (uint8, same shape). A width below 1 is taken as 1 (DICOM PS3.3 C.11.2.1.2)."""
+    white, 8 bits (uint8, same shape). A width below 1 is taken as 1 (DICOM PS3.3 C.11.2.1.2); a window whose ends
+    are not finite numbers (NaN, or beyond any float) shows the frame's full range (NaN would cast to any byte)."""
     width = max(float(width), 1.0)
-    return _to_8bit(pixels, float(centre) - width / 2, float(centre) + width / 2)
+    lo, hi = float(centre) - width / 2, float(centre) + width / 2
+    return _to_8bit(pixels, lo, hi) if np.isfinite(lo) and np.isfinite(hi) else _to_8bit(pixels)
 
 
 def window_defaults(ds, values: np.ndarray) -> tuple[float, float]:
-    """(centre, width): the file's first WindowCenter/WindowWidth preset, else (none, or one that is not a finite
-    number: a display preset, not the data) the frame's full range."""
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-        if np.isfinite(centre) and np.isfinite(width):
+    """(centre, width), both finite (the viewer's number inputs refuse anything else) and width at least 1 as
+    apply_window takes it: the file's first WindowCenter/WindowWidth preset, else (none, an unreadable one, or one
+    whose ends are not finite numbers: a display preset, not the data) the range of `values` (finite)."""
+    preset = None
+    try:  # pydicom converts an element when it is first read: a malformed one raises there (NotImplementedError, ...)
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            preset = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except Exception:  # noqa: BLE001 - any malformed preset: the frame's range, as for one that is not a number
+        pass
+    if preset is not None:
+        centre, width = preset[0], max(preset[1], 1.0)
+        if np.isfinite(centre - width / 2) and np.isfinite(centre + width / 2):
             return centre, width
     lo, hi = float(np.min(values)), float(np.max(values))
-    return (lo + hi) / 2, max(hi - lo, 1.0)
+    return lo / 2 + hi / 2, max(min(hi - lo, float(np.finfo(np.float64).max)), 1.0)  # no overflow to infinity
 
 
 def _to_8bit(arr: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     arr = arr.astype(np.float64)
     lo = float(arr.min()) if lo is None else lo
     hi = float(arr.max()) if hi is None else hi
+    if not np.isfinite(hi - lo):  # a range wider than the largest float: halved, so that hi - lo is a number
+        arr, lo, hi = arr / 2, lo / 2, hi / 2
     if hi <= lo:
         return np.zeros(arr.shape, np.uint8)
     return np.round((np.clip(arr, lo, hi) - lo) / (hi - lo) * 255).astype(np.uint8)
@@ -125,6 +138,7 @@ def read_header(data: bytes, name: str):
     """
     import pydicom
 
+    check_element_count(data, name)
     data = inflate_deflated(data, name, header_only=True)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM", stop_before_pixels=True)
@@ -147,6 +161,7 @@ def open_frame(data: bytes, name: str, frame: int | None):
 
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
+    check_element_count(data, name)  # before pydicom makes an object of each of millions of elements
     data = inflate_deflated(data, name)  # bounded by the header, before pydicom would inflate it whole
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
@@ -170,15 +185,36 @@ def open_frame(data: bytes, name: str, frame: int | None):
     else:
         frame = 0
     check_encoded_frame(ds, frame, n_frames, name)  # the codestream's own size, before a decoder allocates it
+    _check_native_length(ds, n_frames, name)
     return ds, n_frames, frame
 
 
+def _check_native_length(ds, n_frames: int, name: str) -> None:
+    """Refuse uncompressed pixel data longer than the header's frames (plus the byte that pads an odd length, PS3.5
+    8.1.1): pydicom reads the excess as more frames (50 MB for a 64x64 8-bit slice: 12,799 frames, 1.3 GB decoded)."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 0) or 0)
+    if (ts is not None and ts.is_encapsulated) or keyword is None or min(rows, cols, samples, bits) <= 0 or (
+            bits != 1 and bits % 8):
+        return  # compressed (checked frame by frame), or a header pydicom refuses by name before decoding
+    frames = max(n_frames, 1)
+    expected = (frames * rows * cols * samples * bits + 7) // 8  # 1-bit pixels are packed
+    actual = len(ds[keyword].value or b"")
+    if actual > expected + 1:
+        raise ImageError(f"{name}: the DICOM's pixel data is {limits.size_text(actual)}, more than the "
+                         f"{limits.size_text(expected)} of the {frames} frame(s) of {cols}x{rows} its header "
+                         "declares (is its Number of Frames missing?); refused before decoding. Check the export.")
+
+
 def decode_frame(ds, frame: int, n_frames: int, name: str):
-    """The pixel array of the frame the model reads (pydicom decodes one frame of a multi-frame file by index)."""
+    """The pixel array of the one frame the model reads, by index: pydicom would otherwise decode every frame it
+    finds in the pixel data."""
     from pydicom.pixels import pixel_array
 
     try:
-        pixels = pixel_array(ds, index=frame if n_frames > 1 else None)
+        pixels = pixel_array(ds, index=frame)
     except Exception as e:  # noqa: BLE001 - pydicom raises several types for missing decoders
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"

@@ -8,6 +8,7 @@ length from its run headers) and refused unless it matches the header's Rows x C
 `check_pixel_budget` (below) has already held to the caps in brainclf.input.limits. Other compressed transfer
 syntaxes (MPEG, HEVC, JPIP, multi-component JPEG 2000) are refused. Deflated Explicit VR Little Endian
 compresses the whole dataset, not frames: `dicom_deflate.inflate_deflated` inflates it bounded by the header.
+A JPEG frame is also held to a .jpg upload's scan limit and must be whole.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import struct
 
 from ..errors import ImageError
 from . import limits
+from .jpeg import jpeg_scan_count
 
 JPEG_2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossless, lossy)
                        "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})  # HTJ2K
 JPEG = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
                   "1.2.840.10008.1.2.4.70",  # baseline, extended, lossless, lossless SV1
                   "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})  # JPEG-LS (SOF55 frame header)
+JPEG_DCT = JPEG - {"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}  # ISO 10918 JPEG: scans, then EOI
 RLE = "1.2.840.10008.1.2.5"
 # Frame header markers: SOF0-3, 5-7, 9-11, 13-15 (not DHT C4, JPG C8, DAC CC) and JPEG-LS SOF55 (F7).
 SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
@@ -62,6 +65,16 @@ def check_encoded_frame(ds, frame: int, n_frames: int, name: str) -> None:
         raise ImageError(f"{what}: the frame's codestream declares {width}x{height} pixels x {components} "
                          f"component(s) of {bits} bits, but the DICOM header says {cols}x{rows} x {samples} of at "
                          f"most {8 * per_sample}; refused before decoding.")
+    # As a .jpg upload (brainclf.input.preprocess): each scan is a pass over the whole frame, and a truncated
+    # frame decodes without an error to grey garbage that would get a prediction (its item pads it with a 0 byte).
+    scans = jpeg_scan_count(data) if ts in JPEG_DCT else 0
+    if scans > limits.MAX_JPEG_SCANS:
+        raise ImageError(f"{what}: the frame is stored in {scans:,} JPEG scans (encoders write 1 to about 10; at "
+                         f"most {limits.MAX_JPEG_SCANS} are accepted); refused before decoding. Export the series "
+                         "uncompressed to use it.")
+    if ts in JPEG_DCT and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageError(f"{what}: the JPEG frame is truncated (it does not end with an end-of-image marker); "
+                         "check the export.")
 
 
 def _frame_bytes(ds, frame: int, n_frames: int) -> bytes:

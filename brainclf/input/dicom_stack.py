@@ -51,22 +51,28 @@ def check_stack(n_frames: int, name: str) -> None:
 
 
 def frame_values(data: bytes, name: str, frame: int | None = None) -> FrameValues | None:
-    """One grayscale frame's grey values and default window; None for a colour DICOM (no window applies)."""
+    """One grayscale frame's grey values (all finite) and default window (finite, width at least 1); None for a colour
+    DICOM, a palette one included (its stored values are indices into its colour table: no window applies)."""
     from pydicom.pixels import apply_modality_lut
 
     try:
         ds, n_frames, frame = open_frame(data, name, frame)
-        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+        if int(ds.get("SamplesPerPixel", 1) or 1) > 1 or photometric == "PALETTE COLOR":
             return None
-        values = np.asarray(apply_modality_lut(decode_frame(ds, frame, n_frames, name), ds), dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes infinity: refused below
+            values = np.asarray(apply_modality_lut(decode_frame(ds, frame, n_frames, name), ds), dtype=np.float32)
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - pydicom parses lazily: a malformed element can fail anywhere
         raise ImageError(f"{name}: not a readable DICOM file (malformed data element: {type(e).__name__}).") from None
     if values.ndim != 2:
         raise ImageError(f"{name}: unexpected pixel array shape {values.shape} for a grayscale slice.")
+    if not np.isfinite(values).all():  # NaN pixels, or a Rescale Slope such as 1e36 that takes them past float32
+        raise ImageError(f"{name}: the DICOM's grey values cannot be shown: through its Rescale Slope and Intercept "
+                         "some are not finite numbers or are beyond the viewer's range; check the export.")
     centre, width = window_defaults(ds, values)
-    return FrameValues(values, centre, width, str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1")
+    return FrameValues(values, centre, width, photometric == "MONOCHROME1")
 
 
 class SeriesSlice(NamedTuple):

@@ -101,6 +101,12 @@ DICOM_FLOAT_WORK_BYTES_PER_SAMPLE = 32
 # elements after the pixel data. Anything longer is refused without inflating the rest.
 MAX_DICOM_HEADER_BYTES = 16 * MiB
 DICOM_TRAILING_BYTES = 1 * MiB
+# Data elements pydicom parses when it reads a file, each into a Python object (brainclf.input.dicom_frames counts
+# them from the bytes first): real MR files hold 100-300 at their top level, and an enhanced MR's per-frame
+# functional groups a few hundred a frame inside sequences. A 49 MB file of 6 million empty private elements took
+# tens of seconds and GBs to read; 500,000 elements take pydicom ~2 s and ~60 MB.
+MAX_DICOM_ELEMENTS = 10_000  # at the top level of the dataset (or of the file meta)
+MAX_DICOM_ALL_ELEMENTS = 500_000  # with those inside sequences
 
 # ---- model files (.keras = zip of config.json, metadata.json, model.weights.h5) ---------------------------
 # Checked from the zip directory before Keras opens the file; zipfile never inflates a member past the
