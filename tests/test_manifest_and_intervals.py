@@ -122,6 +122,17 @@ def test_only_the_degenerate_statistics_fall_back_and_too_few_groups_say_why():
     assert few["accuracy"] is None and few["method"].startswith("no interval: 4 case group(s), fewer than the 5")
 
 
+def test_a_class_held_by_one_case_group_gets_no_interval_not_an_exact_one():
+    """Its recall is the same in every resample that holds it (0.7 here) without being all right or all wrong: the
+    exact fallback read that as 1 group of 1 right, [2.5 %, 100 %], "every resample agreed"."""
+    y = np.r_[np.zeros(40, int), np.full(10, 1)]
+    pred = np.r_[np.zeros(40, int), np.full(7, 1), np.full(3, 0)]
+    groups = np.r_[np.arange(40) % 10, np.full(10, 99)]  # every meningioma in one case
+    iv = cluster_bootstrap(y, pred, np.zeros(50, bool), groups, n_boot=200)
+    assert iv["recall"]["meningioma"] is None and "meningioma" not in iv["method"]
+    assert iv["recall"]["glioma"] is not None
+
+
 def test_the_interval_words_say_exact_where_it_fell_back_and_why_there_is_none():
     from brainclf.presentation.scope import group_interval
 

@@ -226,3 +226,36 @@ def test_the_joint_threshold_is_the_lowest_cut_at_which_every_source_passes():
                                           for c in curves)]
         never = any(threshold_for(c, 0.9) >= 1.0 for c in curves)
         assert joint_threshold(curves, 0.9) == (1.0 if never or not passing else passing[0])
+
+
+def test_the_applied_rule_reaches_its_target_on_the_data_it_was_fitted_on():
+    """The base bar was searched counting right "no tumour" answers that the "no tumour" bar then refers: 4
+    answered at 75 % against a target of 80 %. The curves now leave those answers out: no bar reaches 80 % with the
+    answers left, so everything is referred."""
+    from brainclf.scoring import coverage_accuracy
+
+    def row(c, k):
+        p = np.full(4, (1 - c) / 3)
+        p[k] = c
+        return p
+
+    probs = np.array([row(.99, 0)] * 4 + [row(.8, 2)] + [row(.7, 2)] * 6)
+    y = np.array([0, 0, 0, 1, 0, 2, 2, 2, 2, 2, 2])
+    at = coverage_accuracy(y, probs, thresholds_for_target(fit_curves(y, probs, ["s"] * 11), 0.8))
+    assert at["accepted"] == 0
+    rng = np.random.default_rng(3)
+    for _ in range(200):  # two sources, random skills: each reaches the target wherever the rule answers
+        y = rng.integers(0, 4, 60)
+        probs, sources = probs_for(y, rng.uniform(0.6, 0.95), int(rng.integers(1 << 30))), np.repeat(["a", "b"], 30)
+        thresholds = thresholds_for_target(fit_curves(y, probs, sources), 0.9)
+        for s in ("a", "b"):
+            at = coverage_accuracy(y[sources == s], probs[sources == s], thresholds)
+            assert not at["accepted"] or at["accepted_accuracy"] >= 0.9
+
+
+def test_a_source_that_passes_only_at_certainty_still_joins_the_joint_bar():
+    from brainclf.scoring.operating_point import joint_threshold
+
+    a = risk_coverage([0, 0], np.array([[1.0, 0, 0, 0], [0, .9, .1, 0]]))  # right only at 1.0
+    b = risk_coverage([1], np.array([[.05, .95, 0, 0]]))
+    assert joint_threshold([a, b], 0.98) == 0.95

@@ -258,3 +258,15 @@ def test_an_error_free_set_keeps_t_1_even_where_the_search_stops_above_the_edge(
     p[np.arange(100), y] = top
     assert fit_temperature(y, p) == 1.0
     assert fit_temperature(y[:1], p[:1]) == 1.0
+
+
+def test_a_row_that_is_not_finite_is_left_out_of_the_temperature_fit():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    logits = rng.normal(0, 1, (200, 4))
+    logits[np.arange(200), y] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    clean = fit_temperature(y, probs)
+    probs[0] = np.nan
+    assert fit_temperature(y, probs) == pytest.approx(fit_temperature(y[1:], probs[1:]))
+    assert abs(fit_temperature(y, probs) - clean) < 0.2  # one NaN row ran the search to the upper bound, 20

@@ -106,7 +106,8 @@ def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[s
     A statistic every resample gave the same value (all slices right, or all wrong) has a percentile interval of
     zero width, [100 %, 100 %]: a certainty no finite sample gives. It falls back to the exact Clopper-Pearson
     interval with the case groups as trials (slices of one case are not independent, so the groups that hold the
-    statistic's slices are its effective sample size): 14 groups all right give [76.8 %, 100 %].
+    statistic's slices are its effective sample size): 14 groups all right give [76.8 %, 100 %]. A value between
+    0 and 1 in every resample comes from one case group alone: no interval.
     """
     exact = []
 
@@ -116,6 +117,8 @@ def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[s
         lo, hi = np.percentile(values, [2.5, 97.5]).tolist()
         if hi - lo > 1e-12:
             return [lo, hi]
+        if 1e-12 < lo < 1 - 1e-12:  # neither all right nor all wrong: one case group held every slice of it
+            return None
         exact.append(name)
         n = len(np.unique(inverse[relevant]))
         return clopper_pearson(int(round(lo * n)), n)

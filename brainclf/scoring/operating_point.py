@@ -25,13 +25,18 @@ DEFAULT_TARGET = 0.98  # accepted accuracy on each source's validation part, unl
 NOTUMOR = CLASS_NAMES.index("notumor")
 
 
-def risk_coverage(y: np.ndarray, probs: np.ndarray) -> dict:
-    """At each confidence cut, highest first: {"threshold", "answered", "correct"} lists and the total "n"."""
-    conf, correct = probs.max(1), probs.argmax(1) == np.asarray(y)
+def risk_coverage(y: np.ndarray, probs: np.ndarray, referred: np.ndarray | None = None) -> dict:
+    """At each confidence cut, highest first: {"threshold", "answered", "correct"} lists and the total "n". Rows
+    marked `referred` are referred at every cut: they count in "n" only."""
+    y = np.asarray(y)
+    n = len(y)
+    if referred is not None:
+        y, probs = y[~referred], probs[~referred]
+    conf, correct = probs.max(1), probs.argmax(1) == y
     order = np.argsort(-conf, kind="stable")
     conf_sorted = conf[order]
     cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True] if len(order) else np.zeros(0, bool)
-    return {"n": int(len(order)), "threshold": [float(t) for t in conf_sorted[cut]],
+    return {"n": int(n), "threshold": [float(t) for t in conf_sorted[cut]],
             "answered": (np.arange(1, len(order) + 1)[cut]).tolist(),
             "correct": np.cumsum(correct[order])[cut].astype(int).tolist()}
 
@@ -65,9 +70,13 @@ def threshold_for(curve: dict, target: float, confidence: float | None = None) -
     a bar fitted on few slices then asks for more of them (149 right of 149 for 98 % at 95 % confidence)."""
     # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding. The
     # bound is below the share seen, so it is computed only where the share reaches the target.
-    ok = [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
-          if a and c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target)]
+    ok = _passing_cuts(curve, target, confidence)
     return float(ok[-1]) if ok else 1.0
+
+
+def _passing_cuts(curve: dict, target: float, confidence: float | None) -> list[float]:
+    return [t for t, a, c in zip(curve["threshold"], curve["answered"], curve["correct"])
+            if a and c / a >= target and (confidence is None or lower_bound(c, a, confidence) >= target)]
 
 
 def joint_threshold(curves: list[dict], target: float, confidence: float | None = None) -> float:
@@ -77,7 +86,8 @@ def joint_threshold(curves: list[dict], target: float, confidence: float | None 
     Accuracy among the answered is not monotone in the threshold, so neither the highest of the sources' own
     lowest bars (threshold_for) nor any one source's cuts settle it: every cut of every source is tried, lowest
     first; a source that answers nothing at a cut passes it."""
-    if not curves or any(threshold_for(c, target, confidence) >= 1.0 for c in curves):
+    # Not threshold_for(...) >= 1.0: a source whose only passing cut is 1.0 (saturated answers) does reach it.
+    if not curves or not all(_passing_cuts(c, target, confidence) for c in curves):
         return 1.0
     cuts = np.unique(np.concatenate([np.asarray(c["threshold"], float) for c in curves]))  # ascending
     passes = np.ones(len(cuts), bool)
@@ -110,11 +120,19 @@ def curve_at(curve: dict, threshold: float) -> dict:
 
 def fit_curves(y: np.ndarray, probs: np.ndarray, sources: list[str] | np.ndarray) -> dict:
     """{"curves": {source: curve}, "worst_notumor_miss": the highest "no tumour" probability of a validation
-    tumour called "no tumour" (0.0: none was)}; `probs` are calibrated."""
+    tumour called "no tumour" (0.0: none was)}; `probs` are calibrated.
+
+    The curves are those of the rule as applied: a "no tumour" answer at or below the worst miss is referred at
+    every bar (thresholds_for_target's "no tumour" bar), so it is never counted as answered. Counted, a bar could
+    reach the target only through right "no tumour" answers that the rule then refers, and miss it as applied."""
     y, sources = np.asarray(y, int), np.asarray(sources)
-    missed = (probs.argmax(1) == NOTUMOR) & (y != NOTUMOR)
-    return {"curves": {str(s): risk_coverage(y[sources == s], probs[sources == s]) for s in dict.fromkeys(sources)},
-            "worst_notumor_miss": float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0}
+    called_notumor = probs.argmax(1) == NOTUMOR
+    missed = called_notumor & (y != NOTUMOR)
+    worst = float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0
+    below_bar = called_notumor & (probs[:, NOTUMOR] <= worst) if missed.any() else np.zeros(len(y), bool)
+    return {"curves": {str(s): risk_coverage(y[sources == s], probs[sources == s], below_bar[sources == s])
+                       for s in dict.fromkeys(sources)},
+            "worst_notumor_miss": worst}
 
 
 def thresholds_for_target(block: dict, target: float, confidence: float | None = None,
