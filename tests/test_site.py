@@ -463,3 +463,19 @@ def test_a_folder_that_changed_since_the_split_is_refused_with_a_remedy_one_can_
     (site / "glioma" / "glioma-new-1.png").write_bytes((site / "glioma" / "glioma-aaa-1.png").read_bytes())
     with pytest.raises(DataError, match=r"\(0 slices gone, 1 new\): give another site name .*--run-dir"):
         saved_split(site, "clinic", {**split.to_dict(), "groups": split.groups})
+
+
+def test_epochs_saved_before_a_setting_existed_resume_at_its_default(tmp_path):
+    from dataclasses import asdict
+
+    from brainclf.site.adapt import _state
+
+    cfg = AdaptConfig(epochs=3)
+    saved = {"config": {k: v for k, v in asdict(cfg).items() if k != "ema_momentum"}, "epoch": 2, "best_epoch": 1,
+             "best_loss": 0.5, "history": {}, "seconds": 10.0}
+    (tmp_path / "adapt.json").write_text(json.dumps(saved))
+    (tmp_path / "last.keras").write_bytes(b"model")
+    state, why = _state(tmp_path, cfg)
+    assert (state.epoch, why, state.config) == (2, "", asdict(cfg))
+    state, why = _state(tmp_path, AdaptConfig(epochs=3, ema_momentum=0.99))  # not the default it ran at
+    assert state.epoch == 0 and "other settings" in why

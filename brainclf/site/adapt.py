@@ -60,8 +60,9 @@ def _state(run_dir: Path, cfg: AdaptConfig) -> tuple[AdaptState, str]:
         return AdaptState(asdict(cfg)), ""
     try:
         saved = json.loads(path.read_text())
-        if saved.get("config") == asdict(cfg):
-            return AdaptState(**saved), ""
+        # A setting added since the epochs were saved ran at its default (ema_momentum: off).
+        if {**asdict(AdaptConfig()), **saved.get("config", {})} == asdict(cfg):
+            return AdaptState(**{**saved, "config": asdict(cfg)}), ""
         why = f"its {saved.get('epoch', '?')} saved epochs were run with other settings"
     except (OSError, ValueError, TypeError) as e:  # cut short, or another version's fields
         why = f"its saved state ({STATE}) cannot be read ({type(e).__name__})"
