@@ -9,18 +9,18 @@ from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.data import source_at
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.evaluation import card_is_verified, provenance_note, verify_uploaded_model
+from brainclf.evaluation import provenance_note, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import remove_model
-from brainclf.presentation import history_figure, is_study_card, model_row
+from brainclf.presentation import history_figure
 from brainclf.serving import interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
     active_model_path,
     available_models,
-    card_of,
     data_root,
+    model_listing,
     model_process_predictor,
     models_dir,
     public,
@@ -38,8 +38,7 @@ MODELS_DIR = models_dir()
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
-rows = [model_row(p.stem, card, card_is_verified(card), is_study_card(card))
-        for p in available_models() if (card := card_of(p)) is not None]
+rows = [listing["row"] for p in available_models() if (listing := model_listing(p))["row"] is not None]
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  column_config={"model": st.column_config.TextColumn(width="medium"),
@@ -65,7 +64,7 @@ if who.can("upload_model"):
             except BrainclfError as e:
                 st.error(f"Refused: {public(e)}")
 if who.can("re_evaluate") and config.root_names():
-    claimed = [p for p in available_models() if (card := card_of(p)) is not None and not card_is_verified(card)]
+    claimed = [p for p in available_models() if (listing := model_listing(p))["card"] and not listing["verified"]]
     if claimed:
         with st.expander("Re-measure an uploaded model on this server's data"):
             st.caption("An uploaded model's figures are its uploader's claim until measured here: this evaluates it "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -72,13 +73,35 @@ def test_a_folder_csv_is_resumed_only_by_the_same_model_and_tta(smoke_predictor,
 
 
 def test_the_picker_marks_an_uploads_figures_as_claimed(smoke_model, tmp_path):
-    from pages.common import model_choice_label
+    from conftest import copy_model
 
-    card = read_card(smoke_model)
-    assert "claimed" not in model_choice_label(smoke_model, card)
-    card.provenance = {"uploaded_by": "eve", "uploaded": "2026-12-01", "metrics_verified": False}
-    accuracy = pct(card.test_metrics()["accuracy"])  # wording.pct, like every percentage
-    assert f"Kaggle test {accuracy} claimed, not verified" in model_choice_label(smoke_model, card)
-    card.provenance["metrics_verified"] = True
-    assert "claimed" not in model_choice_label(smoke_model, card)
-    assert json.loads(card_path(smoke_model).read_text())["name"] == "smoke"
+    from pages.common import model_listing
+
+    path = copy_model(smoke_model, tmp_path, "upload")
+    assert "claimed" not in model_listing(path)["label"] and model_listing(path)["verified"]
+    raw = json.loads(card_path(path).read_text())
+    raw["provenance"] = {"uploaded_by": "eve", "uploaded": "2026-12-01", "metrics_verified": False}
+    card_path(path).write_text(json.dumps(raw))
+    os.utime(card_path(path), (1, 1))  # another file version, whatever the clock's resolution
+    accuracy = pct(read_card(path).test_metrics()["accuracy"])  # wording.pct, like every percentage
+    listing = model_listing(path)
+    assert f"Kaggle test {accuracy} claimed, not verified" in listing["label"] and not listing["verified"]
+    assert listing["row"]["model"] == "upload"
+
+
+def test_listing_many_models_reads_each_card_once(smoke_model, tmp_path, monkeypatch):
+    """With more models than a card cache holds (32), every page run re-read every card (0.4 s each for a shipped
+    one): the listing keeps each model's few hundred bytes for far more models."""
+    from conftest import copy_model
+
+    import pages.common.models as models
+
+    paths = [copy_model(smoke_model, tmp_path, f"m{k:02d}") for k in range(40)]
+    reads = []
+    monkeypatch.setattr(models, "read_card", lambda p: reads.append(p) or read_card(p))
+    for _ in range(2):  # two page runs
+        labels = [models.model_listing(p)["label"] for p in paths]
+    assert len(reads) == 40 and labels[0].startswith("m00 (")
+    (tmp_path / "gone.keras").write_bytes(b"")
+    assert models.model_listing(tmp_path / "gone.keras") == {"label": "gone (card unreadable)", "verified": False,
+                                                             "card": False, "row": None}

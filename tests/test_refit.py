@@ -92,12 +92,12 @@ def test_the_model_picker_gives_a_refit_its_split_runs_external_figure_named_as_
     from pathlib import Path
 
     from brainclf.presentation import external_accuracy, pct
-    from pages.common import model_choice_label
+    from pages.common import model_listing
 
     default, split = (Path(f"models/{m}.keras") for m in ("default", "default_split"))
-    shown = model_choice_label(default, read_card(default))
+    shown = model_listing(default)["label"]
     assert f"other source {pct(external_accuracy(read_card(split)))} by its split run" in shown
-    assert "by its split run" not in model_choice_label(split, read_card(split))
+    assert "by its split run" not in model_listing(split)["label"]
 
 
 def test_only_one_recipe_on_one_split_is_linked(smoke_model):

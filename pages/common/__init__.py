@@ -13,7 +13,7 @@ from .models import (
     available_models,
     card_of,
     get_predictor,
-    model_choice_label,
+    model_listing,
     model_process_predictor,
     model_ready,
     models_dir,
@@ -26,6 +26,6 @@ from .sidebar import sidebar_model_picker
 
 __all__ = ["active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
            "case_book", "data_root", "get_predictor", "identity", "local_mode_problem",
-           "model_choice_label", "model_process_predictor", "model_ready", "models_dir", "public", "require",
+           "model_listing", "model_process_predictor", "model_ready", "models_dir", "public", "require",
            "route_through_app", "settings",
            "sidebar_model_picker", "test_accuracy", "training_jobs", "tta_setting"]

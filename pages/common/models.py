@@ -11,7 +11,9 @@ from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
+from brainclf.input.limits import MODELS_KEPT
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
+from brainclf.presentation import is_study_card, model_row
 from brainclf.presentation import model_choice_label as choice_label
 from brainclf.serving import warmup
 
@@ -22,7 +24,7 @@ def models_dir() -> Path:
     return settings().models_dir
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=MODELS_KEPT)
 def load_predictor(path: str, mtime: float, card_mtime: float) -> ProcessPredictor:
     """One predictor per model file, shared by all sessions (mtimes: a replaced file, or a card rewritten, e.g.
     an upload's figures re-measured, is reloaded), its model in
@@ -114,10 +116,32 @@ def card_of(path: Path) -> ModelCard | None:
         return None
 
 
+# More than any server installs: every page run lists every model, and a full card is megabytes to parse (0.4 s
+# for a shipped one, with the interpreter lock held), so the listing must not fall out of a smaller cache.
+LISTED_MODELS_KEPT = 1024
+
+
+@st.cache_resource(max_entries=LISTED_MODELS_KEPT)
+def _cached_listing(path: str, model_mtime: float, card_mtime: float) -> dict:
+    """What lists of models show of one model version: the picker's label, the Models table's row, whether its
+    figures are verified. A few hundred bytes; the card itself is read directly, not through `_cached_card`, so
+    listing many models evicts no card a page is using."""
+    try:
+        card = read_card(path)
+    except BrainclfError:
+        card = None
+    stem, verified = Path(path).stem, card is not None and card_is_verified(card)
+    return {"label": choice_label(stem, card, verified=verified), "verified": verified, "card": card is not None,
+            "row": model_row(stem, card, verified, is_study_card(card)) if card is not None else None}
+
+
+def model_listing(path: Path) -> dict:
+    """{"label", "verified", "card" (readable), "row" (None without a readable card)} of an installed model."""
+    try:
+        return _cached_listing(str(path), path.stat().st_mtime, card_path(path).stat().st_mtime)
+    except OSError:
+        return {"label": f"{path.stem} (card unreadable)", "verified": False, "card": False, "row": None}
+
+
 def test_accuracy(card: ModelCard | None) -> float | None:
     return card.test_metrics().get("accuracy") if card else None
-
-
-def model_choice_label(path: Path, card: ModelCard | None) -> str:
-    """How the picker names a model (brainclf.presentation.model_choice_label), verified or claimed."""
-    return choice_label(path.stem, card, verified=card is not None and card_is_verified(card))

@@ -13,7 +13,7 @@ from brainclf.presentation import is_study_card, study_note
 from brainclf.serving import Identity
 
 from .identity import identity, settings
-from .models import active_model_path, available_models, card_of, model_choice_label, test_accuracy, tta_key
+from .models import active_model_path, available_models, card_of, model_listing, test_accuracy, tta_key
 from .session import audit_enabled, audit_toggled, data_root_names
 
 
@@ -27,10 +27,10 @@ def sidebar_model_picker(who: Identity | None = None) -> None:
             st.warning("No models yet.")
             return
         current = active_model_path()
-        cards = _model_select(models, current)
+        card = _model_select(models, current)
         _dataset_select()
         _settings(who)
-        _tta_toggle(current, cards.get(str(current)))
+        _tta_toggle(current, card)
         st.caption("Research and education only — not for diagnosis.")
 
 
@@ -43,22 +43,19 @@ def _signed_in(who: Identity) -> None:
         st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
 
 
-def _model_select(models: list[Path], current: Path) -> dict[str, ModelCard | None]:
-    """The active-model selectbox (and a study model's warning); returns each model's card by path."""
-    labels, cards = {}, {}
-    for p in models:
-        card = cards[str(p)] = card_of(p)
-        labels[str(p)] = model_choice_label(p, card)
+def _model_select(models: list[Path], current: Path) -> ModelCard | None:
+    """The active-model selectbox (and a study model's warning); returns the active model's card."""
+    labels = {str(p): model_listing(p)["label"] for p in models}
     keys = list(labels)
     if st.session_state.get("model_path") not in keys:
         st.session_state.pop("model_path", None)  # a model file that disappeared
     st.selectbox("Model", keys, index=keys.index(str(current)), format_func=labels.get, key="model_path",
                  help="Used by the Predict and Evaluation pages. Study/baseline models are kept for comparison "
                  "and are not for reading scans.")
-    if is_study_card(cards.get(str(current))):
-        st.error(f"{md_literal(current.stem)}: {study_note(test_accuracy(cards[str(current)]))}.",
-                 icon=":material/science:")
-    return cards
+    card = card_of(current)
+    if is_study_card(card):
+        st.error(f"{md_literal(current.stem)}: {study_note(test_accuracy(card))}.", icon=":material/science:")
+    return card
 
 
 def _dataset_select() -> None:
