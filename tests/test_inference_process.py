@@ -247,3 +247,38 @@ def test_a_reply_with_anything_but_a_numeric_array_is_refused(array):
         process._receive(5)
     for fine in (np.zeros(3, bool), np.arange(3, dtype=np.int64), np.zeros(2, np.complex64), np.float32(1.5)):
         assert model_replies.ReplyUnpickler(io.BytesIO(pickle.dumps(fine))).load().dtype == fine.dtype
+
+
+def test_the_model_process_keeps_every_shipped_model_loaded_when_users_alternate(tmp_path, monkeypatch):
+    """With 4 kept and 5 shipped, five users on five models made every call load a model again (~1 s each, under
+    the model lock)."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from brainclf.inference import model_worker
+
+    loads = []
+
+    class Stub:
+        card = SimpleNamespace(name="m", version="1", file_sha256="x")
+        contract = SimpleNamespace(shape=(4, 4, 1))
+
+        @classmethod
+        def load(cls, path):
+            loads.append(path)
+            return cls()
+
+        def _explained(self, x):
+            return None
+
+    monkeypatch.setattr(model_worker, "Predictor", Stub)
+    monkeypatch.setattr(model_worker, "identity", lambda card: "same")
+    paths = []
+    for k in range(len(list(Path("models").glob("*.keras")))):
+        (tmp_path / f"m{k}.keras").write_bytes(b"x")
+        paths.append(str(tmp_path / f"m{k}.keras"))
+    models = OrderedDict()
+    for _ in range(3):
+        for p in paths:
+            model_worker._loaded(models, p, "same")
+    assert len(paths) >= 5 and len(loads) == len(paths)

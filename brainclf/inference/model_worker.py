@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 MODEL_CALLS = ("load", "raw_probs_and_features", "_explained", "gradcam", "penultimate_features")
 CHECK = "check"
 OUT_OF_MEMORY = ("MemoryError", "ResourceExhaustedError")  # Python's, TensorFlow's (an allocation that failed)
-MODELS_KEPT = 4  # models loaded at once in the model process (as many as the app caches)
 
 
 def _serve(conn: Connection) -> None:
@@ -69,7 +68,7 @@ def _loaded(models: OrderedDict, path: str, expected: tuple) -> Predictor:
         except ValueError as e:  # no Grad-CAM for this model: its predictions still work
             log.warning("%s: no Grad-CAM warm-up (%s)", Path(path).name, e)
         models[key] = predictor
-        while len(models) > MODELS_KEPT:
+        while len(models) > limits.MODELS_KEPT:
             models.popitem(last=False)
     models.move_to_end(key)
     if identity(models[key].card) != expected:

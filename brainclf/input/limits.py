@@ -135,6 +135,11 @@ MAX_MODEL_LAYER_OUTPUT_VALUES = 16 * 1024 * 1024
 # models loaded and 64-image Grad-CAM calls with TTA run on each; a model needing more than the cap gets a clear
 # error (TensorFlow's allocation fails) and the process and the server carry on.
 MODEL_PROCESS_DATA_BYTES = 4 * 1024 * MiB
+# Models loaded at once in the model process (brainclf.inference.model_worker; the app caches as many). Five are
+# shipped: with 4 kept, five users on five models made every call reload one (~1 s under the model lock). 0.47 GB
+# after importing Keras and 0.74 GB with the four shipped models loaded (above) put a dozen near 1.3 GB of the
+# 4 GiB cap; a model that does not fit gets the cap's clear error.
+MODELS_KEPT = 12
 
 # ---- app uploads --------------------------------------------------------------------------------------------
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),
@@ -151,6 +156,11 @@ MAX_UPLOAD_FILES = 20
 # 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file limit) bounds both
 # what one session can hold and the decoding it can ask for.
 MAX_SESSION_UPLOAD_BYTES = 200 * MiB
+# Bytes one browser session's case book may hold in results (each slice's model input and Grad-CAM map, float32:
+# 200 KiB a slice for the shipped 160 px models). Uploaded bytes do not bound them: a 17 KB 64-frame DICOM is
+# 64 slices, 12.5 MiB of results, so 50 of them took 625 MiB a model. 128 MiB is ~650 slices at 160 px, ten
+# 64-slice studies on screen at once; older cases' results give way first (brainclf.presentation.cases.CaseBook).
+MAX_SESSION_RESULT_BYTES = 128 * MiB
 # Frames of one multi-frame DICOM read as a study on the Predict page: each is classified and explained, so
 # 64 (a typical brain series) keeps a study to one page run of tens of seconds; more is refused, not truncated.
 MAX_STACK_FRAMES = 64
