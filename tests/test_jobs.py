@@ -110,6 +110,19 @@ def test_a_crash_keeps_one_line_for_users_and_the_traceback_for_the_log(tmp_path
     assert "crashy" in logged and any(r.exc_info for r in caplog.records)  # the traceback went to the log
 
 
+def test_a_job_that_exits_the_thread_frees_the_slot(tmp_path):
+    """A SystemExit (or any BaseException) in the work left the job "starting", the app's one slot busy for good."""
+    def exits(hook, cancel):
+        raise SystemExit(3)
+
+    jobs = TrainingJobs()
+    status = jobs.start_task("exits", exits)
+    jobs.wait(timeout=30)
+    assert status.state == "failed" and "SystemExit" in status.error and not jobs.busy()
+    jobs.start_task("next", lambda hook, cancel: tmp_path)  # the slot is free
+    jobs.wait(timeout=30)
+
+
 def test_failure_in_thread_is_reported(tmp_path):
     jobs = TrainingJobs()
     status = jobs.start(tiny(), tmp_path / "no-such-dataset", "missing", models_dir=tmp_path / "models")

@@ -199,7 +199,8 @@ class TrainingJobs:
             except BrainclfError as e:
                 logger.warning("training %s (owner %s) failed: %s", name, owner or "-", e)
                 status.state, status.error = "failed", " ".join(str(e).split())
-            except Exception as e:  # noqa: BLE001 - a crash in the thread must reach the log and the user, not vanish
+            except BaseException as e:  # noqa: BLE001 - a crash (a SystemExit too, which would leave the job
+                # "starting" and the app's one slot busy for good) must reach the log and the user; the thread ends
                 logger.exception("training %s (owner %s) crashed", name, owner or "-")
                 status.state = "failed"
                 status.error = (f"an unexpected error ({type(e).__name__}) stopped it; the details are in the "
