@@ -138,7 +138,7 @@ else:  # back from another page: the upload box starts empty, the session's case
 def analyse(digest: str):
     """The case's Prediction under the active model (computed once per session and model), or an error."""
     case = book.get(digest)
-    result = case.results.get(model)
+    result = book.usable(digest, model)  # None also when its pictures gave way to the session's budget (admitted)
     if result is not None:
         if not isinstance(result, str):  # an admin may have changed the refer rule since: every view reads today's
             result.refer_threshold = rule.threshold(result.predicted)
@@ -161,6 +161,14 @@ def analyse(digest: str):
                                 model_sha256=card.file_sha256))
     book.store(digest, model, result)
     return result
+
+
+def admitted(digests: list[str], keep: list[str] = ()) -> list[str]:
+    """The cases of `digests` whose results fit this session's memory budget (CaseBook.admit); the rest are said."""
+    fit, refused = book.admit(digests, model, predictor.contract, keep)
+    if refused:
+        st.warning(md_literal(refused), icon=":material/memory:")
+    return fit
 
 
 def _audit(record: dict) -> None:
@@ -277,6 +285,7 @@ def show_shown(shown: list[str], opacity: float) -> None:
 
 
 if shown:
+    shown = admitted(shown)
     for digest in shown:
         analyse(digest)  # every slice first, so the summary can lead
     batch_summary(shown)
@@ -296,11 +305,12 @@ if len(book):
                           key="open_case", help="Shows the case again with the active model.")
     if opened is not None and opened in shown:
         st.caption(f"Case #{book.get(opened).number} is shown above.")
-    elif opened is not None:
+    elif opened is not None and admitted([opened], shown):
         show_case(opened, st.session_state.get("opacity", 0.45))
     pair = st.multiselect("Compare two cases side by side", choices, max_selections=2, format_func=labels.get,
                           select_all=False, key="compare_cases",  # never "Select all": exactly two are compared
                           help="Two of this session's cases next to each other, with the active model.")
+    pair = admitted(pair, [*shown, *([opened] if opened else [])])
     preds = {d: analyse(d) for d in pair}
     if len(pair) == 2 and not any(isinstance(p, str) for p in preds.values()):  # a failed one has no scan
         gradcam_note()

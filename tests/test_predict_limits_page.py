@@ -80,3 +80,31 @@ def test_a_session_over_its_byte_budget_is_refused_before_any_file_is_read(png_b
     assert not at.exception
     assert any("above the limit of" in e.value and "a session" in e.value for e in at.error)
     assert read == []  # neither file was copied
+
+
+def test_results_over_the_session_budget_are_refused_with_a_message_until_a_study_is_removed(
+        png_bytes, make_image, monkeypatch):
+    """A session's results (model input + Grad-CAM, 200 KiB a 160 px slice) are bounded in bytes, not by what was
+    uploaded: what does not fit is said, and what is shown stays."""
+    from test_app import md_plain
+
+    monkeypatch.setattr(limits, "MAX_SESSION_RESULT_BYTES", 350 * 1024)  # one slice's results, not two
+    a, b = (png_bytes(make_image(c, seed=i)) for i, c in enumerate(["glioma", "meningioma"]))
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([("a.png", a, "image/png"), ("b.png", b, "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    book = at.session_state["case_book"]
+    first, second = at.session_state["shown_cases"]
+    assert sum(m.value.startswith(f"#### Case {first[:12]}") for m in at.markdown) == 1
+    assert not any(m.value.startswith(f"#### Case {second[:12]}") for m in at.markdown)
+    warning = md_plain(" ".join(w.value for w in at.warning))
+    assert f"Not analysed: 1 slice ({second[:12]})." in warning
+    assert "at most 1 slice with this model (350 KB)" in warning and "Remove a study from the upload box" in warning
+    assert book.result_bytes() <= 350 * 1024
+    at.file_uploader[0].set_value([("b.png", b, "image/png")]).run()  # the user removes a.png
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("Not analysed" in w.value for w in at.warning)
+    assert any(m.value.startswith(f"#### Case {second[:12]}") for m in at.markdown)
+    assert book.result_bytes() <= 350 * 1024
+    history = at.dataframe[0].value.set_index("case")
+    assert history.loc[first[:12], "prediction"] and history.loc[first[:12], "status"] != "not analysed"

@@ -9,6 +9,7 @@ No Streamlit here.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from datetime import UTC, datetime
 from .. import DISPLAY_NAMES
 from ..errors import BrainclfError
 from ..escaping import visible_text
-from ..input import decode_upload, upload_alias, without_alias
-from .wording import HEADLINES, ReferRule, pct, result_status, summary_row
+from ..input import decode_upload, limits, upload_alias, without_alias
+from .wording import HEADLINES, ReferRule, pct, plural, result_status, summary_row
 
 
 def content_hash(data: bytes) -> str:
@@ -63,6 +64,18 @@ def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str
     probs = " · ".join(f"{DISPLAY_NAMES.get(c, c)} {pct(p)}".replace(" ", "\u00a0") for c, p in ranked)
     return {"Case": case_ref, **({"File": file} if file else {}), "Answer": answer,
             "Probabilities": "—" if kind == "ood" else probs}
+
+
+def result_nbytes(result) -> int:
+    """Bytes a stored result's pictures take (its model input and Grad-CAM map); 0 for an error message."""
+    return sum(int(getattr(getattr(result, k, None), "nbytes", 0)) for k in ("model_input", "heatmap"))
+
+
+def _without_pictures(result):
+    """A copy of a Prediction without its arrays: the history keeps its answer, showing it again recomputes it."""
+    light = copy.copy(result)
+    light.model_input = light.heatmap = None
+    return light
 
 
 @dataclass
@@ -125,10 +138,12 @@ class Case:
 
 
 class CaseBook:
-    """The cases of one session by content hash, oldest first; at most `max_cases` (the oldest go first)."""
+    """The cases of one session by content hash, oldest first; at most `max_cases` (the oldest go first), and their
+    results' pictures within `max_result_bytes` (admit)."""
 
-    def __init__(self, max_cases: int = 50):
+    def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None):
         self.max_cases = max_cases
+        self.max_result_bytes = limits.MAX_SESSION_RESULT_BYTES if max_result_bytes is None else max_result_bytes
         self._cases: OrderedDict[str, Case] = OrderedDict()
         self._count = 0
 
@@ -194,14 +209,73 @@ class CaseBook:
         return list(self._cases.values())
 
     def store(self, digest: str, model: str, result) -> None:
-        """Record a Prediction (or an error message) of a case under the model label that produced it."""
+        """Record a Prediction (or an error message) of a case under the model label that produced it, in place of
+        any other model's: a case holds one model's result (switched back, the page computes it again)."""
         case = self._cases[digest]
-        case.results[model] = result
-        case.analysed[model] = datetime.now(UTC)
+        case.results = {model: result}
+        case.analysed = {model: datetime.now(UTC)}
 
     def result(self, digest: str, model: str):
         case = self._cases.get(digest)
         return None if case is None else case.results.get(model)
+
+    def usable(self, digest: str, model: str):
+        """The case's result under `model` as the page can show it again (an error message, or a Prediction with
+        its model input); None when it must be computed: it never was, or its pictures were let go (admit)."""
+        res = self.result(digest, model)
+        return res if isinstance(res, str) or getattr(res, "model_input", None) is not None else None
+
+    def result_bytes(self) -> int:
+        """Bytes the pictures of every stored result take: what max_result_bytes bounds."""
+        return sum(result_nbytes(r) for c in self._cases.values() for r in c.results.values())
+
+    def admit(self, digests: list[str], model: str, contract, keep=()) -> tuple[list[str], str | None]:
+        """Which of `digests` (in order; a study's whole or none) fit max_result_bytes with `model`'s results, and
+        what to tell the user of the others (None: all fit). Room is made by letting go of pictures: another model's
+        first, then those of cases neither in `digests` nor in `keep`, oldest first (recomputed if shown again)."""
+        for case in self._cases.values():
+            self._release(case, but=model)
+        each = self._slice_bytes(model, contract)
+        missing = {d: 0 if self.usable(d, model) is not None else each for d in digests}
+        held, need, protect = self.result_bytes(), sum(missing.values()), {*digests, *keep}
+        for case in list(self._cases.values()):
+            if held + need <= self.max_result_bytes:
+                break
+            if case.digest not in protect:
+                held -= self._release(case)
+        admitted, refused, studies = [], [], {}
+        for d in digests:
+            studies.setdefault(self._cases[d].study, []).append(d)
+        for frames in studies.values():
+            cost = sum(missing[d] for d in frames)
+            fits = held + cost <= self.max_result_bytes
+            held += cost if fits else 0
+            (admitted.extend if fits else refused.append)(frames)
+        return admitted, self._refusal(refused, each, len(protect)) if refused else None
+
+    def _release(self, case: Case, but: str | None = None) -> int:
+        """Let go of the pictures of the case's results (all, or all but model label `but`'s); the bytes freed."""
+        freed = 0
+        for label, res in case.results.items():
+            if label != but and (n := result_nbytes(res)):
+                case.results[label] = _without_pictures(res)
+                freed += n
+        return freed
+
+    def _slice_bytes(self, model: str, contract) -> int:
+        """One slice's result under `model`: as measured on one held (its arrays' real types), else from the
+        model's input contract (float32 input and map)."""
+        held = (result_nbytes(c.results.get(model)) for c in reversed(self._cases.values()))
+        return next((n for n in held if n), 0) or contract.size ** 2 * (contract.channels + 1) * 4
+
+    def _refusal(self, refused: list[list[str]], each: int, on_page: int) -> str:
+        """Which slices are not analysed, the limit, and what to do about it (case ids only: no file names)."""
+        refs = [case_ref(self._cases[f[0]].study) for f in refused]
+        listed = ", ".join(refs[:5]) + (f" and {len(refs) - 5:,} more" if len(refs) > 5 else "")
+        return (f"Not analysed: {plural(sum(map(len, refused)), 'slice')} ({listed}). This session holds the "
+                f"results of at most {plural(self.max_result_bytes // each, 'slice')} with this model "
+                f"({limits.size_text(self.max_result_bytes)}), and the cases on this page have "
+                f"{plural(on_page, 'slice')}. Remove a study from the upload box to analyse the others.")
 
     def history_rows(self, model: str, show_names: bool = True) -> list[dict]:
         """One row per case, newest first: its result under `model` if there is one, else its latest; the file

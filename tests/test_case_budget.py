@@ -1,0 +1,101 @@
+"""A session's CaseBook holds its results' pictures (model input and Grad-CAM) within a byte budget: one model's
+results a case, older cases' pictures give way first, and what does not fit is refused with a message."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from brainclf.input import limits
+from brainclf.presentation import CaseBook
+from brainclf.presentation.cases import result_nbytes
+
+CONTRACT = SimpleNamespace(size=4, channels=1)  # 4x4 grayscale: 64 bytes of input + 64 of map a slice
+SLICE = 128
+
+
+def prediction(predicted: str = "glioma") -> SimpleNamespace:
+    """What history_rows and the budget read of a Prediction, with 4x4 float32 pictures."""
+    return SimpleNamespace(predicted=predicted, confidence=0.9, out_of_distribution=False, referred=False,
+                           model_input=np.zeros((4, 4, 1), np.float32), heatmap=np.zeros((4, 4), np.float32))
+
+
+def analyse(book: CaseBook, digests: list[str], model: str, keep=()) -> tuple[list[str], str | None]:
+    """What pages/predict.py does: admit, then compute and store what has no usable result."""
+    admitted, refused = book.admit(digests, model, CONTRACT, keep)
+    for d in admitted:
+        if book.usable(d, model) is None:
+            book.store(d, model, prediction())
+    return admitted, refused
+
+
+def test_a_case_holds_one_model_labels_result():
+    book = CaseBook()
+    d = book.add("a.png", b"a").digest
+    book.store(d, "m1", prediction("glioma"))
+    book.store(d, "m1 +TTA", prediction("pituitary"))
+    assert list(book.get(d).results) == ["m1 +TTA"] and list(book.get(d).analysed) == ["m1 +TTA"]
+    assert book.result(d, "m1") is None and result_nbytes(book.result(d, "m1 +TTA")) == SLICE
+
+
+def test_another_models_pictures_give_way_and_its_answer_stays_in_the_history():
+    book = CaseBook()
+    d = book.add("a.png", b"a").digest
+    analyse(book, [d], "m1")
+    book.add("b.png", b"b")
+    analyse(book, [book.cases()[-1].digest], "m2")
+    assert book.result_bytes() == SLICE  # only m2's slice keeps pictures
+    assert book.usable(d, "m1") is None  # shown again with m1, it is computed again
+    row = next(r for r in book.history_rows("m2") if r["file"] == "a.png")
+    assert row["model"] == "m1" and row["prediction"] == "Glioma" and row["status"] != "not analysed"
+
+
+def test_studies_over_the_budget_are_refused_whole_with_the_slices_the_limit_and_what_to_do():
+    book = CaseBook(max_result_bytes=5 * SLICE)
+    study = book.add_upload("s.dcm", b"study", lambda: 4)
+    other = book.add_upload("t.dcm", b"other", lambda: 3)
+    single = book.add("a.png", b"a")
+    shown = [c.digest for c in [*study, *other, single]]
+    admitted, refused = analyse(book, shown, "m")
+    assert admitted == [c.digest for c in study] + [single.digest]  # the 3-slice study does not fit, the image does
+    assert book.result_bytes() == 5 * SLICE
+    assert refused.startswith(f"Not analysed: 3 slices ({other[0].study[:12]}).")
+    assert "at most 5 slices with this model (640 bytes)" in refused and "on this page have 8 slices" in refused
+    assert "Remove a study from the upload box" in refused and "t.dcm" not in refused
+    assert analyse(book, shown, "m") == (admitted, refused)  # a rerun computes nothing more
+
+
+def test_cases_no_longer_shown_give_way_oldest_first():
+    book = CaseBook(max_result_bytes=2 * SLICE)
+    a, b, c = (book.add(f"{k}.png", k.encode()).digest for k in "abc")
+    analyse(book, [a], "m")
+    analyse(book, [b], "m")
+    admitted, refused = analyse(book, [c], "m")  # the user removed a and b from the box and uploaded c
+    assert admitted == [c] and refused is None
+    assert book.usable(a, "m") is None and book.usable(b, "m") is not None  # the oldest went
+    assert book.history_rows("m")[-1]["prediction"] == "Glioma"  # a's answer is still in the history
+    assert analyse(book, [b, c], "m")[1] is None  # both still fit: nothing is recomputed or refused
+
+
+def test_cases_on_the_page_are_never_let_go_to_make_room():
+    book = CaseBook(max_result_bytes=2 * SLICE)
+    a, b, c = (book.add(f"{k}.png", k.encode()).digest for k in "abc")
+    analyse(book, [a, b], "m")
+    admitted, refused = analyse(book, [c], "m", keep=[a, b])  # "Open a case" below two cases shown
+    assert admitted == [] and "Not analysed: 1 slice" in refused
+    assert book.usable(a, "m") is not None and book.usable(b, "m") is not None
+
+
+def test_fifty_tiny_stacks_and_two_models_stay_within_the_budget(monkeypatch):
+    """The review's case: 50 64-frame DICOMs (3,200 slices, 625 MiB a model at 160 px) switched between models."""
+    monkeypatch.setattr(limits, "MAX_SESSION_RESULT_BYTES", 20 * 64 * SLICE)  # 20 studies' worth
+    book = CaseBook()
+    boxes = [[c.digest for i in range(k, k + 10) for c in book.add_upload(f"{i}.dcm", bytes([i]), lambda: 64)]
+             for k in range(0, 50, 10)]  # the upload box holds 10 studies at a time
+    for model in ("m", "m +TTA", "m"):
+        for box in boxes:
+            admitted, refused = analyse(book, box, model)
+            assert admitted == box and refused is None
+            assert book.result_bytes() <= book.max_result_bytes
+    assert len(book) == 3200 and all(len(c.results) == 1 for c in book.cases())
