@@ -59,6 +59,7 @@ from pages.common import (
     card_of,
     data_root,
     get_predictor,
+    page_work,
     public,
     require,
     route_through_app,
@@ -103,8 +104,9 @@ if re_evaluated:
     if st.button("Evaluate", type="primary", key="eval_run"):
         bar = st.progress(0.0, text="Evaluating…")
         try:
-            report = evaluate_folder(predictor, config.folder(choice),
-                                     progress=lambda d, t: bar.progress(*progress(d, t)))
+            with page_work().hold("this evaluation"):
+                report = evaluate_folder(predictor, config.folder(choice),
+                                         progress=lambda d, t: bar.progress(*progress(d, t)))
             st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
                                                report.get("external"))
         except BrainclfError as e:
@@ -272,8 +274,9 @@ map_key = feature_map_key(card.label, predictor.tta, root, rows)
 if root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
     with st.spinner("Computing the penultimate-layer features of the glioma and meningioma images…"):
         try:
-            st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed,
-                                                                    where=data_name))
+            with page_work().hold("the feature map"):
+                st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed,
+                                                                        where=data_name))
         except (BrainclfError, ValueError) as e:  # ValueError: a model without a pooling layer named "gap"
             st.error(f"The feature map could not be computed: {public(e)}")
 saved_map = st.session_state.get("fmap_result")

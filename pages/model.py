@@ -23,6 +23,7 @@ from pages.common import (
     model_listing,
     model_process_predictor,
     models_dir,
+    page_work,
     public,
     require,
     route_through_app,
@@ -76,10 +77,11 @@ if who.can("re_evaluate") and config.root_names():
             if st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
                 bar = st.progress(0.0, text="Evaluating…")
                 try:
-                    card = verify_uploaded_model(to_verify, config.root(verify_on).path,
-                                                 lambda done, total: bar.progress(done / max(total, 1),
-                                                                                  text=f"Evaluating {done} of {total}"),
-                                                 predictor=model_process_predictor(to_verify))
+                    with page_work().hold("the re-measure"):
+                        card = verify_uploaded_model(to_verify, config.root(verify_on).path,
+                                                     lambda done, total: bar.progress(
+                                                         done / max(total, 1), text=f"Evaluating {done} of {total}"),
+                                                     predictor=model_process_predictor(to_verify))
                     st.success(md_literal(provenance_note(card)))
                 except (BrainclfError, OSError) as e:
                     st.error(f"Not re-measured: {public(e)}")

@@ -154,3 +154,22 @@ def test_comparing_two_models_gives_the_difference_its_interval_and_mcnemar():
     assert re.search(r"difference \*\*[+−]\d+\.\d points\*\* \(95 % paired bootstrap interval [+−]\d+\.\d points "
                      r"to [+−]\d+\.\d points, resampling [\d,]+ images\)", sentence), sentence
     assert re.search(r"McNemar's exact test: p [<=] 0\.\d+", sentence)
+
+
+def test_a_third_evaluation_at_once_is_refused_with_a_message_and_the_slots_come_back(tmp_path, monkeypatch):
+    """Evaluations run inside pages and share the model process with every clinician's predictions: two at once."""
+    from brainclf.errors import BrainclfError
+    from pages.common.session import page_work
+
+    folder = write_external(tmp_path / "other-hospital", cases=2)
+    monkeypatch.setenv("BRAINCLF_DATA", str(folder))
+    slots = page_work()
+    with slots.hold("one"), slots.hold("two"):
+        at = _re_evaluate("other-hospital")
+        assert not at.exception
+        assert "2 evaluations are already running on this server" in " ".join(e.value for e in at.error)
+        assert not at.table  # nothing was evaluated
+    with pytest.raises(RuntimeError), slots.hold("three"):
+        raise RuntimeError("an evaluation that failed")
+    with slots.hold("four"), slots.hold("five"):  # both slots were given back, the failed one's too
+        pass

@@ -10,6 +10,7 @@ from .access import ACTIONS, PAGE_ACTIONS, Identity, can, identity_for, local_id
 from .audit import OTHER_REASON, REFUSAL_REASONS, append_audit, audit_record
 from .interrupted import InterruptedRun, interrupted_runs, name_in_use, resume_interrupted
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
+from .page_work import PageWorkSlots
 from .serve import child_pids, free_port, peak_rss_bytes, start_streamlit, stop, wait_healthy
 from .settings import SERVER_PATH, RoleRules, Settings, load_settings
 from .upload_gate import GATE, UploadGate
@@ -27,8 +28,8 @@ def __getattr__(name: str):
 
 
 __all__ = ["ACTIONS", "GATE", "Identity", "InterruptedRun", "JobStatus", "OTHER_REASON", "PAGE_ACTIONS",
-           "REFUSAL_REASONS", "RoleRules", "SERVER_PATH", "Settings", "TrainingJobs", "UploadGate", "append_audit",
-           "audit_record", "bench_app", "bench_training", "can", "child_pids", "format_bench", "free_port",
-           "identity_for", "interrupted_runs", "load_settings", "local_identity", "name_in_use", "owner_run_dir",
-           "peak_rss_bytes", "resume_interrupted", "role_for", "run_bench", "start_streamlit", "stop",
+           "PageWorkSlots", "REFUSAL_REASONS", "RoleRules", "SERVER_PATH", "Settings", "TrainingJobs", "UploadGate",
+           "append_audit", "audit_record", "bench_app", "bench_training", "can", "child_pids", "format_bench",
+           "free_port", "identity_for", "interrupted_runs", "load_settings", "local_identity", "name_in_use",
+           "owner_run_dir", "peak_rss_bytes", "resume_interrupted", "role_for", "run_bench", "start_streamlit", "stop",
            "synthetic_slice", "wait_healthy", "warm_default_model"]

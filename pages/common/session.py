@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from brainclf.presentation import CaseBook
-from brainclf.serving import TrainingJobs
+from brainclf.serving import PageWorkSlots, TrainingJobs
 
 from .identity import identity, settings
 
@@ -18,6 +18,12 @@ def training_jobs() -> TrainingJobs:
     """Process-wide: one training at a time, visible to every session."""
     keep_keras_state()
     return TrainingJobs()
+
+
+@st.cache_resource
+def page_work() -> PageWorkSlots:
+    """Process-wide: how many evaluations run inside pages at once (brainclf.serving.page_work)."""
+    return PageWorkSlots()
 
 
 def keep_keras_state() -> None:
