@@ -413,6 +413,29 @@ def test_verify_measures_tta_figures_when_the_card_has_them(smoke_model, synthet
     assert len(card.test_predictions_tta) == card.metrics["test_tta"]["n"] == 12
 
 
+def test_a_model_removed_while_it_is_re_measured_gets_no_card_back(smoke_model, synthetic_dataset, tmp_path,
+                                                                    monkeypatch):
+    """Saved back beside no model, the card kept the name from any later upload until someone deleted it."""
+    import brainclf.evaluation.provenance as provenance
+    from brainclf.evaluation import verify_uploaded_model
+    from brainclf.inference import Predictor
+    from brainclf.model import remove_model
+
+    added = add_model("gone", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path)
+    real = provenance.evaluate_folder
+
+    def evaluate_then_removed(*args, **kwargs):
+        report = real(*args, **kwargs)
+        remove_model(added, tmp_path)  # an admin, meanwhile
+        return report
+
+    monkeypatch.setattr(provenance, "evaluate_folder", evaluate_then_removed)
+    predictor = Predictor.load(added)
+    with pytest.raises(ModelError, match="removed or replaced while it was re-measured; nothing was recorded"):
+        verify_uploaded_model(added, synthetic_dataset, predictor=predictor)
+    assert not card_path(added).exists() and not added.exists()
+
+
 def test_verify_refuses_a_model_that_was_not_uploaded(smoke_model, synthetic_dataset, tmp_path):
     from brainclf.evaluation import verify_uploaded_model
 
