@@ -158,7 +158,6 @@ def test_comparing_two_models_gives_the_difference_its_interval_and_mcnemar():
 
 def test_a_third_evaluation_at_once_is_refused_with_a_message_and_the_slots_come_back(tmp_path, monkeypatch):
     """Evaluations run inside pages and share the model process with every clinician's predictions: two at once."""
-    from brainclf.errors import BrainclfError
     from pages.common.session import page_work
 
     folder = write_external(tmp_path / "other-hospital", cases=2)
