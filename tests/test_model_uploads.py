@@ -110,3 +110,27 @@ def test_an_upload_may_not_take_an_installed_models_name_or_version(smoke_model,
     # another upload's version is no installed model's: a second upload of the same card is its own model
     again = add_model("again", model, upload_card(smoke_model, name="x", version="v2"), tmp_path)
     assert read_card(again).name == "again"
+
+
+def test_one_account_has_a_bounded_number_of_uploads_and_an_upload_leaves_disk_free(smoke_model, tmp_path,
+                                                                                     monkeypatch):
+    from collections import namedtuple
+
+    import brainclf.model.uploads as uploads
+
+    monkeypatch.setattr(limits, "MAX_UPLOADS_PER_ACCOUNT", 2)
+    model = smoke_model.read_bytes()
+    for k in range(2):
+        add_model(f"eve{k}", model, upload_card(smoke_model, name=f"e{k}", version=f"v{k}"), tmp_path,
+                  uploaded_by="Eve", uploaded_by_id="sub:eve")
+    with pytest.raises(ModelError, match=r"Your account has 2 uploaded models installed, the most one account may "
+                                         r"have \(2\)"):
+        add_model("eve2", model, upload_card(smoke_model, name="e2", version="v2"), tmp_path, uploaded_by="Eve",
+                  uploaded_by_id="sub:eve")
+    add_model("bob0", model, upload_card(smoke_model, name="b0", version="w0"), tmp_path, uploaded_by="Eve",
+              uploaded_by_id="sub:bob")  # another account, though the same display name
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(uploads.shutil, "disk_usage", lambda p: usage(10 * limits.MiB ** 2, 0, 1000 * limits.MiB))
+    with pytest.raises(ModelError, match=r"disk has 1,000 MB free; an upload must leave 1 GB\. Ask an admin"):
+        add_model("bob1", model, upload_card(smoke_model, name="b1", version="w1"), tmp_path, uploaded_by_id="sub:bob")
+    assert sorted(p.stem for p in tmp_path.glob("*.keras")) == ["bob0", "eve0", "eve1"]

@@ -140,6 +140,11 @@ MODEL_PROCESS_DATA_BYTES = 4 * 1024 * MiB
 # after importing Keras and 0.74 GB with the four shipped models loaded (above) put a dozen near 1.3 GB of the
 # 4 GiB cap; a model that does not fit gets the cap's clear error.
 MODELS_KEPT = 12
+# Uploaded models one account may have installed at once (an admin removes them), and the disk space an upload must
+# leave free: without them one researcher's uploads of 50 MB each could fill the server's disk, and every listed
+# model costs each page run its line in the picker.
+MAX_UPLOADS_PER_ACCOUNT = 20
+MIN_FREE_DISK_BYTES = 1024 * MiB
 
 # ---- app uploads --------------------------------------------------------------------------------------------
 # Per file: the same number as server.maxUploadSize in .streamlit/config.toml (Streamlit counts MB as MiB),

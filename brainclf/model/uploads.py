@@ -60,6 +60,7 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
             raise ModelError(f"{mp.name} does not match its card (file hash differs): the card belongs to another "
                              "model file.")
         check_not_installed(card, name, models_dir)
+        check_room(models_dir, uploaded_by_id, len(model_bytes) + len(card_bytes))
         (check or load_model)(mp)
         card.name, card.file_sha256 = name, digest
         card.provenance = upload_provenance(uploaded_by, uploaded_by_id)
@@ -89,6 +90,26 @@ def check_not_installed(card: ModelCard, name: str, models_dir: Path) -> None:
             raise ModelError(f"The uploaded card claims {clash[:90]}, which belongs to {path.stem}, a model trained "
                              "or installed on this server: an upload may not take an installed model's name or "
                              "version. Give the card a name and version of its own.")
+
+
+def check_room(models_dir: Path, account: str | None, incoming: int) -> None:
+    """ModelError when the account already has limits.MAX_UPLOADS_PER_ACCOUNT uploads installed, or when the upload
+    would leave less than limits.MIN_FREE_DISK_BYTES free on the models folder's disk."""
+    if account:
+        mine = 0
+        for path in list_models(models_dir):
+            try:
+                mine += (read_card(path).provenance or {}).get("uploaded_by_id") == plain_label(account, 128)
+            except ModelError:
+                continue
+        if mine >= limits.MAX_UPLOADS_PER_ACCOUNT:
+            raise ModelError(f"Your account has {mine} uploaded models installed, the most one account may have "
+                             f"({limits.MAX_UPLOADS_PER_ACCOUNT}); ask an admin to remove those no longer needed.")
+    existing = next(p for p in (models_dir.resolve(), *models_dir.resolve().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free - incoming < limits.MIN_FREE_DISK_BYTES:
+        raise ModelError(f"The server's disk has {limits.size_text(free)} free; an upload must leave "
+                         f"{limits.size_text(limits.MIN_FREE_DISK_BYTES)}. Ask an admin to make room.")
 
 
 def upload_provenance(uploaded_by: str | None, uploaded_by_id: str | None = None) -> dict:
