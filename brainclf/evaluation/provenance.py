@@ -66,12 +66,16 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
         "verified_on": {"root_name": plain_label(data.resolve().name, 128), "n": len(rows), "counts": counts,
                         "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest()},
         "claimed_test_accuracy": claimed})
-    # An admin may have removed (or someone replaced) the model while it was measured: a card saved back beside no
-    # model, or another one, would claim figures for nothing and keep the name from being used again.
-    if not path.is_file() or file_sha256(path) != card.file_sha256:
-        raise ModelError(f"{path.name} was removed or replaced while it was re-measured; nothing was recorded.")
+    _check_still_there(path, card)
     card.save(card_path(path))
     return card
+
+
+def _check_still_there(path: Path, card: ModelCard) -> None:
+    """An admin may have removed (or someone replaced) the model while it was measured: a card saved back beside no
+    model, or another one, would claim figures for nothing and keep the name from being used again."""
+    if not path.is_file() or file_sha256(path) != card.file_sha256:
+        raise ModelError(f"{path.name} was removed or replaced while it was re-measured; nothing was recorded.")
 
 
 def card_is_verified(card: ModelCard) -> bool:
