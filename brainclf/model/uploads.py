@@ -59,8 +59,9 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         if card.file_sha256 and card.file_sha256 != digest:
             raise ModelError(f"{mp.name} does not match its card (file hash differs): the card belongs to another "
                              "model file.")
-        check_not_installed(card, name, models_dir)
-        check_room(models_dir, uploaded_by_id, len(model_bytes) + len(card_bytes))
+        installed = installed_cards(models_dir)  # read once for both checks: cards are megabytes each
+        check_not_installed(card, name, installed)
+        check_room(models_dir, installed, uploaded_by_id, len(model_bytes) + len(card_bytes))
         (check or load_model)(mp)
         card.name, card.file_sha256 = name, digest
         card.provenance = upload_provenance(uploaded_by, uploaded_by_id)
@@ -72,15 +73,22 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
     return target
 
 
-def check_not_installed(card: ModelCard, name: str, models_dir: Path) -> None:
+def installed_cards(models_dir: Path) -> list[tuple[Path, ModelCard]]:
+    """The models in the folder with a readable card, and those cards."""
+    out = []
+    for path in list_models(models_dir):
+        try:
+            out.append((path, read_card(path)))
+        except ModelError:
+            continue
+    return out
+
+
+def check_not_installed(card: ModelCard, name: str, installed: list[tuple[Path, ModelCard]]) -> None:
     """ModelError when an upload's card claims the name or version of a model trained or installed on this
     server (one whose card has no provenance), or is added under such a model's name: its results would be
     stamped as that model's."""
-    for path in list_models(models_dir):
-        try:
-            theirs = read_card(path)
-        except ModelError:
-            continue
+    for path, theirs in installed:
         if theirs.provenance:  # another upload: it has a name of its own, and its hash tells them apart
             continue
         names = {path.stem, theirs.name}
@@ -92,16 +100,11 @@ def check_not_installed(card: ModelCard, name: str, models_dir: Path) -> None:
                              "version. Give the card a name and version of its own.")
 
 
-def check_room(models_dir: Path, account: str | None, incoming: int) -> None:
+def check_room(models_dir: Path, installed: list[tuple[Path, ModelCard]], account: str | None, incoming: int) -> None:
     """ModelError when the account already has limits.MAX_UPLOADS_PER_ACCOUNT uploads installed, or when the upload
     would leave less than limits.MIN_FREE_DISK_BYTES free on the models folder's disk."""
     if account:
-        mine = 0
-        for path in list_models(models_dir):
-            try:
-                mine += (read_card(path).provenance or {}).get("uploaded_by_id") == plain_label(account, 128)
-            except ModelError:
-                continue
+        mine = sum((card.provenance or {}).get("uploaded_by_id") == plain_label(account, 128) for _, card in installed)
         if mine >= limits.MAX_UPLOADS_PER_ACCOUNT:
             raise ModelError(f"Your account has {mine} uploaded models installed, the most one account may have "
                              f"({limits.MAX_UPLOADS_PER_ACCOUNT}); ask an admin to remove those no longer needed.")

@@ -12,14 +12,21 @@ from .. import CLASS_NAMES
 LABELS = list(range(len(CLASS_NAMES)))
 
 
+def finite_rows(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y, probs) without the rows holding a probability that is not a finite number: no score can use them."""
+    y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
+    finite = np.isfinite(probs).all(1) if probs.ndim == 2 else np.zeros(len(y), bool)
+    return y[finite], probs[finite]
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
     """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by bin size. A row with a
     non-finite probability is in no bin, so it is left out of the weights too (they sum to 1 over the rest)."""
-    finite = np.isfinite(probs).all(1)
-    if not finite.any():  # rows, none measurable: not a perfect 0 (no rows at all keeps 0, as callers expect)
+    y_finite, p_finite = finite_rows(y_true, probs)
+    if not len(p_finite):  # rows, none measurable: not a perfect 0 (no rows at all keeps 0, as callers expect)
         return float("nan") if len(probs) else 0.0
-    conf = probs[finite].max(1)
-    correct = probs[finite].argmax(1) == np.asarray(y_true)[finite]
+    conf = p_finite.max(1)
+    correct = p_finite.argmax(1) == y_finite
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import CLASS_NAMES
-from .metrics import expected_calibration_error
+from .metrics import expected_calibration_error, finite_rows
 from .operating_point import fit_curves, risk_coverage, threshold_for, thresholds_for_target
 
 
@@ -40,10 +40,7 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
     A set whose every answer is right has no error to calibrate against: its NLL falls as T shrinks, without end,
     and a T at the lower edge would make every later answer look certain (a refer rule fitted on it would refer
     nothing). Such a fit returns 1 (the model's own confidences) instead. Rows that are not finite are left out."""
-    y = np.asarray(y, dtype=int)
-    probs = np.asarray(probs, dtype=np.float64)
-    finite = np.isfinite(probs).all(1) if probs.ndim == 2 else np.zeros(len(y), bool)
-    y, probs = y[finite], probs[finite]  # one NaN row made every loss NaN, and the search ran to T_MAX
+    y, probs = finite_rows(np.asarray(y, dtype=int), probs)  # one NaN row made every loss NaN: the search ran to T_MAX
     if not len(y) or (probs.argmax(1) == y).all():  # its NLL is flat at 0 below some T: the search stops anywhere
         return 1.0
     t = _golden_section(y, probs)
