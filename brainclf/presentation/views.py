@@ -10,6 +10,7 @@ import numpy as np
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
+from ..evaluation.provenance import card_is_verified
 from ..model.card import short_hash as card_hash
 from . import scope, wording
 from .wording import class_label as label
@@ -269,6 +270,16 @@ def model_row(stem: str, card, verified: bool, study: bool) -> dict:
             "architecture": card.architecture, "parameters": number(card.params or None),
             "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
             "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}
+
+
+def model_listing(stem: str, card) -> dict:
+    """What lists of models show of one (the picker's label, the Model page's row, whether its figures were
+    measured here), from its card or None for an unreadable one: a few hundred bytes an app can keep for every
+    installed model."""
+    verified = card is not None and card_is_verified(card)
+    return {"label": scope.model_choice_label(stem, card, verified=verified), "verified": verified,
+            "card": card is not None,
+            "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
 
 
 def other_source_accuracy(card) -> str:

@@ -9,12 +9,10 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
-from brainclf.evaluation import card_is_verified
 from brainclf.inference import Predictor, ProcessPredictor
 from brainclf.input.limits import MODELS_KEPT
 from brainclf.model import ModelCard, card_path, default_model, list_models, read_card
-from brainclf.presentation import is_study_card, model_row
-from brainclf.presentation import model_choice_label as choice_label
+from brainclf.presentation import model_listing as listing_of
 from brainclf.serving import warmup
 
 from .identity import public, settings
@@ -123,16 +121,13 @@ LISTED_MODELS_KEPT = 1024
 
 @st.cache_resource(max_entries=LISTED_MODELS_KEPT)
 def _cached_listing(path: str, model_mtime: float, card_mtime: float) -> dict:
-    """What lists of models show of one model version: the picker's label, the Models table's row, whether its
-    figures are verified. A few hundred bytes; the card itself is read directly, not through `_cached_card`, so
-    listing many models evicts no card a page is using."""
+    """brainclf.presentation.model_listing of one model version. The card is read directly, not through
+    `_cached_card`, so listing many models evicts no card a page is using."""
     try:
         card = read_card(path)
     except BrainclfError:
         card = None
-    stem, verified = Path(path).stem, card is not None and card_is_verified(card)
-    return {"label": choice_label(stem, card, verified=verified), "verified": verified, "card": card is not None,
-            "row": model_row(stem, card, verified, is_study_card(card)) if card is not None else None}
+    return listing_of(Path(path).stem, card)
 
 
 def model_listing(path: Path) -> dict:
