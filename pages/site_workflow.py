@@ -122,11 +122,12 @@ def _status(jobs, who) -> None:
     admin = who.can("cancel_any_training")
     if s.active:
         st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
-        if s.request.get("step") != "adapt":  # validate and calibrate have no batches to stop between
-            st.caption("Validate and calibrate run to the end (a minute or two); only adapt can be cancelled.")
-        elif s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
-            jobs.cancel(who.user_id, admin=admin)
-            st.toast("Cancelling after the current batch…")
+        if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
+            try:  # refused once an adaptation is in its final checks, which save the model
+                jobs.cancel(who.user_id, admin=admin)
+                st.toast("Cancelling after the current batch of slices…")
+            except BrainclfError as e:
+                st.error(public(e))
     elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
         try:
             jobs.resume(who.user_id, admin=admin)

@@ -52,10 +52,14 @@ def cmd_site(args) -> int:
     data = args.data or os.environ.get("BRAINCLF_DATA")
     for step in steps:
         if step == "validate":
-            print(format_step("validate", run.validate(Predictor.load(args.model))))
+            with _Bars() as bars:
+                validated = run.validate(Predictor.load(args.model), bars("held-out slices"))
+            print(format_step("validate", validated))
         elif step == "calibrate":
-            print(format_step("calibrate", run.calibrate(Predictor.load(args.model), args.target, args.models_dir,
-                                                         args.name, data, confidence=args.confidence)))
+            with _Bars() as bars:
+                result = run.calibrate(Predictor.load(args.model), args.target, args.models_dir, args.name, data,
+                                       confidence=args.confidence, phase=bars)
+            print(format_step("calibrate", result))
         elif step == "adapt":
             result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line,
                                confidence=args.confidence)
@@ -65,6 +69,29 @@ def cmd_site(args) -> int:
             out.write_bytes(site_report_pdf(run.state))
             print(f"go-live report: {out}")
     return 0
+
+
+class _Bars:
+    """A site step's parts as progress bars on stderr, one at a time: bars(words) closes the last and gives the
+    next one's progress(done, total) callback (brainclf.site.run.Phases)."""
+
+    def __init__(self):
+        self.bar: CountBar | None = None
+
+    def __call__(self, words: str) -> CountBar:
+        self.close()
+        self.bar = CountBar(words)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _adapt_config(args) -> AdaptConfig:

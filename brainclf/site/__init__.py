@@ -10,6 +10,7 @@ relies on it there.
     own_data              the model's own data: replayed training images, the forgetting check's Testing
                           split, and which site slices it learnt from (left out of a site run)
     adapt.fine_tune       the fine-tuning itself (TensorFlow; resumable, cancellable)
+    steps.step_job        a step as the app's background job: progress in slices, cancellable
     golive.site_report_pdf  the one-page go-live report
 
 Importing this package does not import TensorFlow (adapt does, when called).
@@ -18,8 +19,9 @@ Importing this package does not import TensorFlow (adapt does, when called).
 from .config import AdaptConfig
 from .golive import site_report_pdf
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
-from .run import SiteRun, adaptation_saved, saved_state, site_run_dir, step_job
+from .run import SiteRun, adaptation_saved, saved_state, site_run_dir
 from .split import MIN_GROUPS, MIN_GROUPS_PER_CLASS, MIN_SLICES, SiteSplit, check_site_name, split_site
+from .steps import step_job
 
 __all__ = ["AdaptConfig", "MIN_GROUPS", "MIN_GROUPS_PER_CLASS", "MIN_SLICES", "SiteRun", "SiteSplit", "check_site_name",
            "kaggle_test_samples", "learnt_from", "replay_samples", "site_report_pdf", "split_site", "adaptation_saved",

@@ -4,6 +4,7 @@ calibration (temperature and refer rule) on the adaptation part, the site's OOD 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..data import Sample, load_arrays
 from ..evaluation.evaluate import evaluate_samples
 from ..evaluation.external import evaluate_external
-from ..inference.batch_predict import predict_samples
+from ..inference.batch_predict import predict_samples, predict_samples_and_features
 from ..inference.ood import fit_guard
 from ..scoring.operating_point import curve_at, risk_coverage
 from ..scoring.rates import sensitivity_specificity
@@ -20,12 +21,18 @@ from ..scoring.trust import fit_calibration
 
 OOD_MAX_SLICES = 800  # training-like slices the site's OOD guard is fitted on (the training's cap is 2,000)
 
+# progress(done, total) over a step's slices, called between chunks of predictions: it shows how far the step is
+# and may stop it there by raising (a cancelled job: brainclf.site.steps).
+SliceProgress = Callable[[int, int], None]
 
-def validate(predictor, split, membership: str) -> dict:
+
+def validate(predictor, split, membership: str, progress: SliceProgress | None = None) -> dict:
     """The model on the site's held-out part: accuracy with case-group intervals, per class and per sequence
     (manifest.csv), any-tumour sensitivity and specificity, confusion matrix, refer/OOD coverage, the
     risk–coverage curve, and one row per slice (the misclassified ones are those with true != pred)."""
-    report = evaluate_external(predictor, split.parts["heldout"], split.root, membership, dataset=split.name)
+    heldout = split.parts["heldout"]
+    predicted = predict_samples_and_features(predictor, heldout, progress)
+    report = evaluate_external(predictor, heldout, split.root, membership, dataset=split.name, predicted=predicted)
     rows = report["predictions"]
     report["rates"] = sensitivity_specificity(rows)
     y = np.array([r["true"] for r in rows])
@@ -39,13 +46,17 @@ def validate(predictor, split, membership: str) -> dict:
 
 
 def fit_site_calibration(predictor, samples: list[Sample], site: str, target: float, fitted_on: str,
-                         confidence: float | None = None) -> dict:
+                         confidence: float | None = None, progress: SliceProgress | None = None) -> dict:
     """A card's `calibration` fitted on the site's slices only: temperature per way of running the model and
     the refer thresholds that reach `target` accepted accuracy there, or whose lower bound at `confidence` does
-    (brainclf.scoring.trust.fit_calibration)."""
+    (brainclf.scoring.trust.fit_calibration). `progress` counts both passes (plain, then with flips) as one."""
     by_mode = {}
-    for suffix, tta in (("", False), ("_tta", True)):
-        raw, kept, _ = predict_samples(predictor.with_tta(tta), samples)
+    for k, (suffix, tta) in enumerate((("", False), ("_tta", True))):
+        def both(done: int, total: int, before: int = k) -> None:
+            if progress:
+                progress(before * total + done, 2 * total)
+
+        raw, kept, _ = predict_samples(predictor.with_tta(tta), samples, both)
         by_mode[suffix] = (np.array([s.label for s in kept]), raw)
     n = len(by_mode[""][0])
     return fit_calibration(by_mode, fitted_on=fitted_on, target_accuracy=target, sources=[site] * n,
@@ -58,10 +69,14 @@ def with_calibration(predictor, calibration: dict, ood: dict | None = None):
     return type(predictor)(predictor.model, card)
 
 
-def fit_site_guard(predictor, in_scope: list[Sample], calibration: list[Sample], seed: int = 0) -> dict:
+def fit_site_guard(predictor, in_scope: list[Sample], calibration: list[Sample], seed: int = 0,
+                   progress: SliceProgress | None = None) -> dict:
     """The OOD guard for a site profile: fitted on features of slices the model is meant for (the site's
     tuning slices and, where found, the model's own training images), its threshold from the calibration part,
-    so the site's ordinary scans are no longer "unlike the training images"."""
+    so the site's ordinary scans are no longer "unlike the training images". `progress` hears of its start and
+    end only (at most OOD_MAX_SLICES plus the calibration part)."""
+    if progress:
+        progress(0, 1)
     rng = np.random.default_rng(seed)
     if len(in_scope) > OOD_MAX_SLICES:
         in_scope = [in_scope[i] for i in sorted(rng.choice(len(in_scope), OOD_MAX_SLICES, replace=False))]
@@ -70,6 +85,8 @@ def fit_site_guard(predictor, in_scope: list[Sample], calibration: list[Sample],
     guard = fit_guard(predictor, x_tr, x_va, seed=seed)
     guard["fitted_on"] = (f"{len(x_tr)} slices of the model's scope (site tuning part and training images); "
                           f"threshold: {guard['threshold_from']}")
+    if progress:
+        progress(1, 1)
     return guard
 
 

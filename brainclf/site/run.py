@@ -13,6 +13,7 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,15 +25,23 @@ from ..model.card import card_path, file_sha256, load_model, read_card
 from ..model.model_files import publish_model, staged_model
 from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
-from ..training.config import ProgressHook, TrainProgress
+from ..training.config import ProgressHook
 from ..training.state import write_json_atomically
-from .config import ADAPT_STATE, AdaptConfig
-from .measure import fit_site_calibration, fit_site_guard, kaggle_check, validate, with_calibration
+from .config import ADAPT_STATE
+from .measure import (
+    SliceProgress,
+    fit_site_calibration,
+    fit_site_guard,
+    kaggle_check,
+    validate,
+    with_calibration,
+)
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .profile import site_card
 from .split import SiteSplit, check_adaptable, saved_split, split_site
 
 STATE = "site.json"
+Phases = Callable[[str], SliceProgress | None]  # a step's part, in words -> its progress callback
 CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the model's own validation images",
              False: "calibrated loss on the site's calibration part"}
 
@@ -93,26 +102,30 @@ class SiteRun:
 
     # -- the steps ------------------------------------------------------------------------------------------
 
-    def validate(self, predictor) -> dict:
+    def validate(self, predictor, progress: SliceProgress | None = None) -> dict:
         """The starting model on the held-out part, as it is (its own calibration and refer rule)."""
-        report = validate(predictor, self.split, self._membership("held-out"))
+        report = validate(predictor, self.split, self._membership("held-out"), progress)
         return self._book("validate", report)
 
     def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
                   name: str | None = None, data_root: str | Path | None = None,
-                  confidence: float | None = None) -> dict:
+                  confidence: float | None = None, phase: Phases | None = None) -> dict:
         """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
         and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
-        weights) saved as models_dir/NAME."""
+        weights) saved as models_dir/NAME. `phase(words)` gives each part's progress callback: one that raises
+        stops the step before anything is saved."""
+        phase = phase or (lambda words: None)
         name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "")
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
-            f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence)
+            f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence,
+            progress=phase(f"Fitting the site's temperature and refer rule on {plural(len(adaptation), 'slice')}"))
         replay = replay_samples(predictor.card, data_root)
         guard = fit_site_guard(predictor, self.split.parts["tune"] + replay[:len(self.split.parts["tune"])],
-                               self.split.parts["calibration"])
+                               self.split.parts["calibration"], progress=phase("Fitting the site's OOD guard"))
         profiled = with_calibration(predictor, cal, guard)
-        report = validate(profiled, self.split, self._membership("held-out"))
+        report = validate(profiled, self.split, self._membership("held-out"), phase(
+            f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
         out = Path(models_dir) / f"{name}.keras"
         with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
             shutil.copyfile(self._model_path(), staged)
@@ -271,30 +284,3 @@ def saved_state(run_dir: Path) -> dict | None:
 def adaptation_saved(run_dir: Path) -> bool:
     """Whether an adaptation of this run finished an epoch (a resume point)."""
     return (Path(run_dir) / "adapt" / ADAPT_STATE).is_file()
-
-
-def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None, confidence: float | None = None):
-    """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
-    dir): it opens the run (its split) and runs the step with an in-process model, TensorFlow imported in the
-    job's thread as a training does (brainclf.serving.jobs)."""
-
-    def work(hook, cancel):
-        def say(message: str) -> None:
-            hook(TrainProgress("preparing", message=message))
-
-        say(f"Splitting the site's slices by case ({site})")
-        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
-        if step == "validate":
-            say(f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}")
-            run.validate(Predictor.load(model))
-            return run_dir
-        if step == "calibrate":
-            say(f"Fitting the site's temperature and refer rule on {plural(len(run.split.adaptation), 'slice')}")
-            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root,
-                                      confidence=confidence)["model"])
-        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
-                              confidence=confidence)["model"])
-
-    return work
-

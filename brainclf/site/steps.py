@@ -1,0 +1,54 @@
+"""A site step as the app's background job (brainclf.serving.jobs): its body opens the run, runs the step and says
+how far it is; a cancel stops validate and calibrate between chunks of slices (nothing saved yet) and adapt after
+its batch (its epochs kept for a resume)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..inference.predict import Predictor
+from ..presentation.wording import plural
+from ..training.config import ProgressHook, TrainingCancelled, TrainProgress
+from .config import AdaptConfig
+from .measure import SliceProgress
+from .run import Phases, SiteRun
+
+
+def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
+    """phase(words) -> the progress callback of one part of a step: it reports `words` with the share of the
+    part's slices done, and raises TrainingCancelled once `cancel` is set (checked between chunks of slices)."""
+
+    def phase(words: str) -> SliceProgress:
+        def progress(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled(f"Cancelled while {words[:1].lower()}{words[1:]}; nothing of this step was "
+                                        "saved: start it again to run it.")
+            hook(TrainProgress("preparing", message=words, fraction=done / total if total else 0.0))
+
+        return progress
+
+    return phase
+
+
+def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
+             data_root: Path | None, confidence: float | None = None):
+    """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
+    dir): it opens the run (its split) and runs the step with an in-process model, TensorFlow imported in the
+    job's thread as a training does (brainclf.serving.jobs)."""
+
+    def work(hook, cancel):
+        phase = phases(hook, cancel)
+        phase(f"Splitting the site's slices by case ({site})")(0, 1)
+        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
+        if step == "validate":
+            run.validate(Predictor.load(model), phase(
+                f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}"))
+            return run_dir
+        if step == "calibrate":
+            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root,
+                                      confidence=confidence, phase=phase)["model"])
+        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
+                              confidence=confidence)["model"])
+
+    return work

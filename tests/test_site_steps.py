@@ -1,0 +1,93 @@
+"""A site step as the app's background job (brainclf.site.steps): it says how far it is in slices, and a cancel
+stops validate and calibrate before anything of the step is saved."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_site import write_site
+
+from brainclf.serving.jobs import TrainingJobs
+from brainclf.site import saved_state, step_job
+from brainclf.site.steps import phases
+from brainclf.training.config import TrainingCancelled, TrainProgress
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory):
+    return write_site(tmp_path_factory.mktemp("site") / "st-steps")
+
+
+def _job(step, tmp_path, site_folder, smoke_model, data_root=None):
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    return step_job(step, tmp_path / "run", site_folder, "st-steps", smoke_model, 0.9, models, data_root)
+
+
+def _cancel_on(words: str, cancel: threading.Event, seen: list[TrainProgress]):
+    """A progress hook that records what it hears and sets `cancel` once a message starts with `words`."""
+
+    def hook(p: TrainProgress) -> None:
+        seen.append(p)
+        if p.message.startswith(words):
+            cancel.set()
+
+    return hook
+
+
+def test_validate_reports_its_slices_and_reaches_the_whole_part(tmp_path, site_folder, smoke_model):
+    seen: list[TrainProgress] = []
+    _job("validate", tmp_path, site_folder, smoke_model)(seen.append, threading.Event())
+    validating = [p for p in seen if p.message.startswith("Validating smoke on")]
+    assert validating and validating[-1].fraction == 1.0
+    assert validating[-1].text().endswith("(100 %)")
+    assert saved_state(tmp_path / "run")["steps"]["validate"]["n"] > 0
+
+
+def test_a_cancelled_validation_saves_no_figures(tmp_path, site_folder, smoke_model):
+    cancel, seen = threading.Event(), []
+    with pytest.raises(TrainingCancelled, match="Cancelled while validating smoke on .* nothing of this step"):
+        _job("validate", tmp_path, site_folder, smoke_model)(_cancel_on("Splitting", cancel, seen), cancel)
+    assert "validate" not in saved_state(tmp_path / "run")["steps"]  # the split is kept, no figures
+
+
+def test_a_cancelled_calibration_publishes_no_model(tmp_path, site_folder, smoke_model, synthetic_dataset):
+    _job("validate", tmp_path, site_folder, smoke_model)(lambda p: None, threading.Event())
+    cancel, seen = threading.Event(), []
+    with pytest.raises(TrainingCancelled, match="Cancelled while fitting the site's OOD guard"):
+        _job("calibrate", tmp_path, site_folder, smoke_model, synthetic_dataset)(
+            _cancel_on("Fitting the site's OOD guard", cancel, seen), cancel)
+    fitting = [p for p in seen if p.message.startswith("Fitting the site's temperature")]
+    assert fitting[-1].fraction == 1.0 and any(0 < p.fraction < 1 for p in fitting)  # both passes counted as one
+    assert not list((tmp_path / "models").iterdir())
+    assert "calibrate" not in saved_state(tmp_path / "run")["steps"]
+
+
+def test_a_calibration_not_cancelled_publishes_its_profile(tmp_path, site_folder, smoke_model, synthetic_dataset):
+    _job("validate", tmp_path, site_folder, smoke_model)(lambda p: None, threading.Event())
+    seen: list[TrainProgress] = []
+    out = _job("calibrate", tmp_path, site_folder, smoke_model, synthetic_dataset)(seen.append, threading.Event())
+    assert out.is_file() and out.parent == tmp_path / "models"
+    parts = [p.message.split(" on ")[0] for p in seen if p.fraction == 1.0]
+    assert parts == ["Fitting the site's temperature and refer rule", "Fitting the site's OOD guard",
+                     "Validating the site profile"]
+
+
+def test_the_app_job_of_a_cancelled_validation_ends_cancelled_not_failed(tmp_path, site_folder, smoke_model):
+    jobs = TrainingJobs()
+    inner = _job("validate", tmp_path, site_folder, smoke_model)
+
+    def work(hook, cancel):
+        cancel.set()  # as if the Cancel button was pressed while the split was read
+        return inner(hook, cancel)
+
+    jobs.start_task("st-steps: validate", work, owner="u1", run_dir=tmp_path / "run")
+    status = jobs.wait(timeout=120)
+    assert status.state == "cancelled" and "nothing of this step was saved" in status.error
+
+
+def test_a_phase_without_slices_reports_no_share():
+    heard: list[TrainProgress] = []
+    phases(heard.append, None)("Splitting")(0, 0)
+    assert heard[0].fraction == 0.0 and heard[0].text() == "Splitting"
