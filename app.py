@@ -46,15 +46,16 @@ def only_page(fn, title: str) -> None:
     st.stop()
 
 
-def allow_uploads(allowed: bool) -> None:
-    """Tell the upload gate whether this browser session's user may upload (sign-in and role can change)."""
+def allow_uploads(allowed: bool, user_id: str) -> None:
+    """Tell the upload gate whether this browser session's user may upload (sign-in and role can change), and
+    who that is: the byte budget is the user's, over all of their sessions."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     from brainclf.serving import GATE
 
     ctx = get_script_run_ctx()
     if ctx is not None:
-        (GATE.allow if allowed else GATE.revoke)(ctx.session_id)
+        GATE.allow(ctx.session_id, user_id) if allowed else GATE.revoke(ctx.session_id)
 
 
 def main() -> None:
@@ -83,7 +84,8 @@ def main() -> None:
         st.error(problem, icon=":material/error:")
         st.stop()
     who = identity()
-    allow_uploads(who.can("open_predict"))  # before any upload is stored, the server asks (serving.upload_gate)
+    # Before any upload is stored the server asks the gate (brainclf.serving.upload_gate).
+    allow_uploads(who.can("open_predict"), who.user_id)
     if not who.signed_in:
         only_page(sign_in, "Sign in")
     if who.role is None:

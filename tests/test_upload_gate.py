@@ -1,5 +1,6 @@
 """The upload gate: Streamlit's upload endpoint stores a file only for a session whose user has a role, and only
-within the session's byte budget (brainclf.serving.upload_gate; app.py installs it on the server's upload manager)."""
+within that user's byte budget over all of their sessions (brainclf.serving.upload_gate; app.py installs it on the
+server's upload manager)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def rec(file_id: str, size: int) -> UploadedFileRec:
 
 
 def test_the_gate_refuses_sessions_without_a_role_and_over_their_budget():
-    gate = UploadGate(session_budget=100)
+    gate = UploadGate(user_budget=100)
     assert "role" in gate.refusal("s1", 10, 0)
     gate.allow("s1")
     assert gate.refusal("s1", 60, 40) is None
@@ -27,7 +28,7 @@ def test_the_gate_refuses_sessions_without_a_role_and_over_their_budget():
 
 
 def test_the_server_manager_never_stores_a_refused_file():
-    gate, manager = UploadGate(session_budget=100), MemoryUploadedFileManager("/upload")
+    gate, manager = UploadGate(user_budget=100), MemoryUploadedFileManager("/upload")
     gate.install(manager)
     gate.install(manager)  # installed twice: still one check per file
     with pytest.raises(HTTPException) as refused:
@@ -41,14 +42,43 @@ def test_the_server_manager_never_stores_a_refused_file():
     assert {f.file_id: len(f.data) for f in manager.file_storage["doc"].values()} == {"a": 70}
 
 
+def test_a_users_budget_spans_all_of_their_sessions():
+    gate, manager = UploadGate(user_budget=100), MemoryUploadedFileManager("/upload")
+    gate.install(manager)
+    for tab in ("tab1", "tab2"):
+        gate.allow(tab, "sub:doc")
+    gate.allow("other", "sub:nurse")
+    manager.add_file("tab1", rec("a", 60))
+    with pytest.raises(HTTPException, match="over all of their browser tabs"):
+        manager.add_file("tab2", rec("b", 41))  # 60 held in the first tab + 41 > 100
+    manager.add_file("tab2", rec("b", 40))
+    manager.add_file("other", rec("c", 100))  # another user: a budget of their own
+    manager.add_file("tab1", rec("a", 20))  # the first tab's file sent again replaces itself: 20 + 40
+    gate.revoke("tab1")  # signed out in one tab: the others keep the user's budget, the tab is refused
+    with pytest.raises(HTTPException, match="403"):
+        manager.add_file("tab1", rec("d", 1))
+    manager.add_file("tab2", rec("e", 60))  # tab1's 20 bytes, still stored, no longer count as this user's
+    assert gate.sessions_of_user("tab2") == ["tab2"] and gate.sessions_of_user("tab1") == []
+
+
+def test_sessions_without_a_user_id_each_stand_alone():
+    gate, manager = UploadGate(user_budget=100), MemoryUploadedFileManager("/upload")
+    gate.install(manager)
+    gate.allow("s1")
+    gate.allow("s2")
+    manager.add_file("s1", rec("a", 100))
+    manager.add_file("s2", rec("b", 100))
+    assert gate.sessions_of_user("s1") == ["s1"]
+
+
 def test_the_app_opens_uploads_only_for_a_role_that_may_predict(server_settings, monkeypatch):  # noqa: F811
     from brainclf.serving import GATE
 
     calls = []
-    monkeypatch.setattr(GATE, "allow", lambda sid: calls.append(("allow", sid)))
+    monkeypatch.setattr(GATE, "allow", lambda sid, user="": calls.append(("allow", sid, user)))
     monkeypatch.setattr(GATE, "revoke", lambda sid: calls.append(("revoke", sid)))
     app_as({"is_logged_in": True, "email": "stranger@elsewhere.example", "sub": "x"}).run()
     app_as(None).run()
     assert [c[0] for c in calls] == ["revoke", "revoke"]
     app_as(signed_in("clinician")).run()
-    assert calls[-1][0] == "allow" and calls[-1][1]
+    assert calls[-1][0] == "allow" and calls[-1][1] and calls[-1][2].startswith("sub:")

@@ -159,7 +159,8 @@ MAX_UPLOAD_FILES = 20
 # Bytes one browser session may upload in total: Streamlit holds each uploaded file in server memory until it
 # is removed from the uploader or the session ends, and the page decodes every file it holds on each run, so
 # 200 MiB a session (thousands of typical 50-500 KB slices, or four files at the per-file limit) bounds both
-# what one session can hold and the decoding it can ask for.
+# what one session can hold and the decoding it can ask for. The server's upload gate holds each user to the same
+# 200 MiB over all of their browser sessions (brainclf.serving.upload_gate): ten tabs are not ten budgets.
 MAX_SESSION_UPLOAD_BYTES = 200 * MiB
 # Bytes one browser session's case book may hold in results (each slice's model input and Grad-CAM map, float32:
 # 200 KiB a slice for the shipped 160 px models). Uploaded bytes do not bound them: a 17 KB 64-frame DICOM is

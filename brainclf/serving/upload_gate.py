@@ -5,7 +5,8 @@ any page code runs, so a visitor who never signed in, or has no role, could fill
 script, and a page's own per-session check came only after the bytes were held (2026-11 attack: 2 sessions
 x 10 x 45 MB took the server from 115 to 1,037 MB). The app marks a session as allowed once its run has found a
 role (app.py); the upload manager's `add_file` asks `UploadGate.refusal` first (`UploadGate.install`,
-called when the app starts), and a refused file is never stored.
+called when the app starts), and a refused file is never stored. The byte budget is per user, over all of the
+user's browser sessions: one account opening ten tabs holds no more than it does in one.
 
 No Streamlit import here: the gate knows session ids and byte counts, and `install` wraps the manager it is given.
 """
@@ -22,32 +23,39 @@ from ..input.limits import MAX_SESSION_UPLOAD_BYTES, size_text
 class UploadGate:
     """Thread-safe: the upload endpoint and the sessions' script threads both call it."""
 
-    def __init__(self, session_budget: int = MAX_SESSION_UPLOAD_BYTES):
-        self.session_budget = session_budget
-        self._allowed: set[str] = set()
+    def __init__(self, user_budget: int = MAX_SESSION_UPLOAD_BYTES):
+        self.user_budget = user_budget  # bytes one user may hold, over all of their sessions
+        self._user_of: dict[str, str] = {}  # allowed session id -> its user's id
         self._lock = threading.Lock()
 
-    def allow(self, session_id: str) -> None:
-        """This session's user has a role that may upload."""
+    def allow(self, session_id: str, user_id: str = "") -> None:
+        """This session's user (`user_id`; "" for a session standing alone) has a role that may upload."""
         with self._lock:
-            self._allowed.add(session_id)
+            self._user_of[session_id] = user_id or f"session:{session_id}"
 
     def revoke(self, session_id: str) -> None:
         """Signed out, or no role: the session's next upload is refused."""
         with self._lock:
-            self._allowed.discard(session_id)
+            self._user_of.pop(session_id, None)
 
     def allowed(self, session_id: str) -> bool:
         with self._lock:
-            return session_id in self._allowed
+            return session_id in self._user_of
+
+    def sessions_of_user(self, session_id: str) -> list[str]:
+        """The allowed sessions of this session's user, itself included ([] when it is not allowed)."""
+        with self._lock:
+            user = self._user_of.get(session_id)
+            return [sid for sid, u in self._user_of.items() if u == user] if user is not None else []
 
     def refusal(self, session_id: str, new_bytes: int, held_bytes: int) -> str | None:
-        """Why a file of `new_bytes` may not be stored for a session already holding `held_bytes`, or None."""
+        """Why a file of `new_bytes` may not be stored for a session whose user already holds `held_bytes` (over
+        all of the user's sessions), or None."""
         if not self.allowed(session_id):
             return "uploads need a signed-in user with a role"
-        if held_bytes + new_bytes > self.session_budget:
-            return (f"this session already holds {size_text(held_bytes)} of uploads; at most "
-                    f"{size_text(self.session_budget)} a session")
+        if held_bytes + new_bytes > self.user_budget:
+            return (f"you already hold {size_text(held_bytes)} of uploads in this app; at most "
+                    f"{size_text(self.user_budget)} for each user, over all of their browser tabs")
         return None
 
     def install(self, manager) -> None:
@@ -58,8 +66,9 @@ class UploadGate:
         store = manager.add_file
 
         def add_file(session_id: str, file) -> None:
-            held = sum(len(f.data) for f in list(manager.file_storage.get(session_id, {}).values())
-                       if f.file_id != file.file_id)  # a file sent again replaces itself
+            held = sum(len(f.data) for sid in self.sessions_of_user(session_id)
+                       for f in list(manager.file_storage.get(sid, {}).values())
+                       if not (sid == session_id and f.file_id == file.file_id))  # a file sent again replaces itself
             if why := self.refusal(session_id, len(file.data), held):
                 raise HTTPException(status_code=403, detail=why)
             store(session_id, file)
