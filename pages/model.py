@@ -12,12 +12,10 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import provenance_note, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
-from brainclf.model import remove_model
 from brainclf.presentation import history_figure
 from brainclf.serving import interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
-    active_model_path,
     available_models,
     data_root,
     model_listing,
@@ -30,6 +28,7 @@ from pages.common import (
     settings,
     training_jobs,
 )
+from pages.model_removal import removal_section
 from pages.site_workflow import site_section
 
 route_through_app(once_per_session=True)  # its buttons (site steps, training) must survive AppTest's runs
@@ -86,21 +85,7 @@ if who.can("re_evaluate") and config.root_names():
                 except (BrainclfError, OSError) as e:
                     st.error(f"Not re-measured: {public(e)}")
 if who.can("remove_model"):
-    with st.expander("Remove a model (admins)"):
-        removable = [p for p in available_models() if p != active_model_path()]
-        if not removable:
-            st.caption("No model to remove (the active model in the sidebar cannot be removed).")
-        else:
-            doomed = st.selectbox("Model to remove", removable, format_func=lambda p: p.stem, key="remove_pick")
-            st.caption("The model and its card move to the models folder's .removed/ sub-folder (recoverable "
-                       "by whoever runs the server); they leave every user's model picker.")
-            if st.button("Remove", key="remove_model", icon=":material/delete:"):
-                try:
-                    remove_model(doomed, MODELS_DIR)
-                    st.toast(f"Removed {md_literal(doomed.stem)}")
-                    st.rerun()
-                except BrainclfError as e:
-                    st.error(public(e))
+    removal_section(who, MODELS_DIR)
 
 # ---- training (researchers and admins) --------------------------------------------------------------------------
 jobs = training_jobs()

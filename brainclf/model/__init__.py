@@ -1,5 +1,6 @@
 """Model: the network and what describes it: architectures (Keras, loaded on first use), the model card and its
-schema, the .keras archive and config checks, uploads added to the models folder, removal.
+schema, the .keras archive and config checks, uploads added to the models folder, removal (and restoring or
+deleting for good what was removed).
 
 Import from here: the names in __all__ are this layer's public API (pages, CLI, tests, higher layers' entry points).
 Modules not listed keep their own names for their tests."""
@@ -22,6 +23,7 @@ from .card import (
 from .card_schema import SCHEMA_VERSION, display_text, validate_card
 from .model_config import check_model_config
 from .model_files import remove_model
+from .removed import RemovedModel, delete_removed, removed_models, restore_model
 from .uploads import add_model
 
 # Loaded on first use (PEP 562), so that importing this package stays light (architectures: it imports Keras).
@@ -36,8 +38,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ARCHITECTURES", "ModelCard", "SCHEMA_VERSION", "add_model", "build_model", "card_from_bytes", "card_path",
-           "check_model_config", "default_model", "display_text", "dtype_policy", "ensemble_from_members",
-           "file_sha256", "get_architecture", "library_versions", "list_models", "load_model",
-           "machine_description", "read_card", "recalibrate_batchnorm", "remove_model", "short_hash",
-           "validate_card"]
+__all__ = ["ARCHITECTURES", "ModelCard", "RemovedModel", "SCHEMA_VERSION", "add_model", "build_model",
+           "card_from_bytes", "card_path", "check_model_config", "default_model", "delete_removed", "display_text",
+           "dtype_policy", "ensemble_from_members", "file_sha256", "get_architecture", "library_versions",
+           "list_models", "load_model", "machine_description", "read_card", "recalibrate_batchnorm", "remove_model",
+           "removed_models", "restore_model", "short_hash", "validate_card"]

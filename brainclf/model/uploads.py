@@ -112,7 +112,8 @@ def check_room(models_dir: Path, installed: list[tuple[Path, ModelCard]], accoun
     free = shutil.disk_usage(existing).free
     if free - incoming < limits.MIN_FREE_DISK_BYTES:
         raise ModelError(f"The server's disk has {limits.size_text(free)} free; an upload must leave "
-                         f"{limits.size_text(limits.MIN_FREE_DISK_BYTES)}. Ask an admin to make room.")
+                         f"{limits.size_text(limits.MIN_FREE_DISK_BYTES)}. Ask an admin to make room (removed models "
+                         "take space until an admin deletes them for good on the Model page).")
 
 
 def upload_provenance(uploaded_by: str | None, uploaded_by_id: str | None = None) -> dict:
