@@ -129,8 +129,33 @@ def test_a_class_held_by_one_case_group_gets_no_interval_not_an_exact_one():
     pred = np.r_[np.zeros(40, int), np.full(7, 1), np.full(3, 0)]
     groups = np.r_[np.arange(40) % 10, np.full(10, 99)]  # every meningioma in one case
     iv = cluster_bootstrap(y, pred, np.zeros(50, bool), groups, n_boot=200)
-    assert iv["recall"]["meningioma"] is None and "meningioma" not in iv["method"]
+    assert iv["recall"]["meningioma"] is None and "fewer than 5 case groups hold it: recall meningioma (1)" in \
+        iv["method"]
     assert iv["recall"]["glioma"] is not None
+
+
+@pytest.mark.parametrize("groups_of_class", [2, 4, 5])
+def test_a_statistic_held_by_fewer_than_five_case_groups_gets_no_interval(groups_of_class):
+    """The whole set's 5-group minimum holds for each statistic too: a class whose slices sit in 2-4 cases."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(60, int), np.full(20, 3)]
+    pred = np.where(rng.random(80) < 0.8, y, (y + 1) % 4)
+    groups = np.r_[np.arange(60) % 20, 100 + np.arange(20) % groups_of_class]
+    iv = cluster_bootstrap(y, pred, np.zeros(80, bool), groups, n_boot=200)
+    assert iv["accuracy"] is not None and iv["recall"]["glioma"] is not None
+    assert (iv["recall"]["pituitary"] is None) is (groups_of_class < 5)
+    assert (f"recall pituitary ({groups_of_class})" in iv["method"]) is (groups_of_class < 5)
+
+
+def test_the_interval_method_fits_a_card_however_many_statistics_it_names():
+    """Every statistic degenerate or held by few groups: the names no longer fit a card's 300 characters."""
+    from brainclf.evaluation.external import METHOD_MAX
+
+    y = np.repeat(np.arange(4), 10)
+    groups = np.r_[np.arange(10) % 10, 20 + np.arange(10) % 2, 30 + np.arange(10) % 3, 40 + np.arange(10) % 4]
+    iv = cluster_bootstrap(y, y.copy(), np.zeros(40, bool), groups, n_boot=100)
+    assert len(iv["method"]) <= METHOD_MAX and "statistics" in iv["method"]
+    assert iv["recall"]["meningioma"] is None and iv["recall"]["glioma"] is not None
 
 
 def test_the_interval_words_say_exact_where_it_fell_back_and_why_there_is_none():

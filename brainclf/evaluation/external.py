@@ -93,15 +93,33 @@ def cluster_bootstrap(y: np.ndarray, pred: np.ndarray, caught: np.ndarray, group
             if (yb == i).any():
                 rec[c].append((pb[yb == i] == i).mean())
 
-    intervals, exact = _intervals(acc, miss, miss_unflagged, rec, y, inverse)
-    method = "percentile bootstrap over case groups (near duplicates + file-name series)"
-    if exact:
-        method += f"; exact Clopper-Pearson over case groups where every resample agreed: {', '.join(exact)}"
-    return {**intervals, "groups": int(len(ids)), "resamples": n_boot, "method": method}
+    intervals, exact, few = _intervals(acc, miss, miss_unflagged, rec, y, inverse)
+    return {**intervals, "groups": int(len(ids)), "resamples": n_boot, "method": _method(exact, few)}
 
 
-def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[str]]:
-    """The percentile intervals of the resampled values, and the names of those that fell back.
+METHOD_MAX = 300  # a card's interval method is at most this long (brainclf.model.card_schema)
+
+
+def _method(exact: list[str], few: list[str]) -> str:
+    """How the intervals were made, in words; the statistics named where they fit, else counted."""
+    base = "percentile bootstrap over case groups (near duplicates + file-name series)"
+    for named in (True, False):
+        method = base
+        if exact:
+            which = ", ".join(exact) if named else f"{len(exact)} statistics"
+            method += f"; exact Clopper-Pearson over case groups where every resample agreed: {which}"
+        if few:
+            which = ", ".join(few) if named else f"{len(few)} statistics"
+            method += f"; no interval where fewer than {MIN_INTERVAL_GROUPS} case groups hold it: {which}"
+        if len(method) <= METHOD_MAX:
+            return method
+    return method
+
+
+def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[str], list[str]]:
+    """The percentile intervals of the resampled values, the names of those that fell back, and of those held by
+    fewer than MIN_INTERVAL_GROUPS case groups (none: as for a whole set of so few, resampling 1-4 cases says
+    next to nothing; 3 groups of pituitary slices gave recall [33 %, 100 %] as if it were an estimate).
 
     A statistic every resample gave the same value (all slices right, or all wrong) has a percentile interval of
     zero width, [100 %, 100 %]: a certainty no finite sample gives. It falls back to the exact Clopper-Pearson
@@ -109,10 +127,14 @@ def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[s
     statistic's slices are its effective sample size): 14 groups all right give [76.8 %, 100 %]. A value between
     0 and 1 in every resample comes from one case group alone: no interval.
     """
-    exact = []
+    exact, few = [], []
 
     def ci(name: str, values: list, relevant: np.ndarray):
+        n = len(np.unique(inverse[relevant]))
         if not values:
+            return None
+        if n < MIN_INTERVAL_GROUPS:
+            few.append(f"{name} ({n})")
             return None
         lo, hi = np.percentile(values, [2.5, 97.5]).tolist()
         if hi - lo > 1e-12:
@@ -120,7 +142,6 @@ def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[s
         if 1e-12 < lo < 1 - 1e-12:  # neither all right nor all wrong: one case group held every slice of it
             return None
         exact.append(name)
-        n = len(np.unique(inverse[relevant]))
         return clopper_pearson(int(round(lo * n)), n)
 
     tumour = y != NOTUMOR
@@ -128,7 +149,7 @@ def _intervals(acc, miss, miss_unflagged, rec, y, inverse) -> tuple[dict, list[s
            "called_notumor_rate": ci("tumours called 'no tumour'", miss, tumour),
            "called_notumor_unflagged_rate": ci("those not referred nor flagged", miss_unflagged, tumour),
            "recall": {c: ci(f"recall {c}", v, y == i) for i, (c, v) in enumerate(rec.items()) if v}}
-    return out, exact
+    return out, exact, few
 
 
 def summarise(rows: list[dict], intervals: bool = True) -> dict:
