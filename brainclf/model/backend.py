@@ -5,6 +5,7 @@ training on a machine with JAX and no TensorFlow, a lent GPU say; the .keras fil
 TensorFlow app). Everything else is plain Keras; what is not lives here:
 
   forward_function  the Predictor's compiled pass (tf.function, or jax.jit of the model's stateless call)
+  training_forward  a training-mode pass for BatchNorm's statistics (tf.function; eager elsewhere)
   jax_gradcam       Grad-CAM's gradient with jax.grad (brainclf.inference.explain keeps its GradientTape for TensorFlow)
   to_numpy          a backend's output as a NumPy array
   check_supported   the backends and distribution strategies that train (tf.distribute needs TensorFlow)
@@ -97,6 +98,18 @@ def forward_function(net, input_shape: tuple[int, ...]):
         return [out[:n] for out in outs] if isinstance(outs, (list, tuple)) else outs[:n]
 
     return call
+
+
+def training_forward(net, input_shape: tuple[int, ...]):
+    """net(x, training=True) for its side effects (BatchNormalization's moving statistics): a tf.function with a
+    fixed signature on TensorFlow, compiled once per call of this; on other backends the eager call, which
+    updates the layers' state as Keras' own fit does."""
+    if name() != "tensorflow":
+        return lambda x: net(x, training=True)
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *input_shape), tf.float32)
+    return tf.function(lambda x: net(x, training=True), input_signature=[spec])
 
 
 def _padded(x: np.ndarray, *more: np.ndarray):

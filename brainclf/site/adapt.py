@@ -25,6 +25,7 @@ import numpy as np
 from .. import CLASS_NAMES
 from ..data import Sample, load_arrays
 from ..model.architectures import recalibrate_batchnorm
+from ..model.backend import forward_function, to_numpy
 from ..scoring.trust import apply_temperature, fit_temperature, nll
 from ..training.callbacks import BatchCallback, save_atomically
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
@@ -91,9 +92,11 @@ def _early(layer, model) -> bool:
                 and layer.count_params())
 
 
-def _outputs(model, x: np.ndarray) -> np.ndarray:
-    """The model's softmax outputs in inference mode, 128 images at a time."""
-    return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, len(x), 128)])
+def _outputs(model, x: np.ndarray, compiled=None) -> np.ndarray:
+    """The model's softmax outputs in inference mode, 128 images at a time, through `compiled` (the model's
+    backend.forward_function: a third faster than eager calls on 2 cores) when given."""
+    run = compiled or forward_function(model, tuple(x.shape[1:]))
+    return np.concatenate([to_numpy(run(x[i:i + 128])) for i in range(0, len(x), 128)])
 
 
 def _replay_targets(model, x_rep: np.ndarray, y_rep: np.ndarray, cfg: AdaptConfig) -> np.ndarray:
@@ -164,6 +167,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     model = keras.models.load_model(last, safe_mode=True) if state.epoch and last.is_file() else \
         _compile(base_model, cfg, steps)
     first, session_s = state.epoch, 0.0
+    compiled = forward_function(model, tuple(model.inputs[0].shape[1:]))  # follows the weights as they train
     while state.epoch < cfg.epochs:
         x, y, weights = mix.epoch(state.epoch)
         train_cfg = TrainConfig(batch_size=cfg.batch_size, seed=cfg.seed + state.epoch, augment_intensity=True)
@@ -179,7 +183,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
                                     "again to resume.")
         if not cfg.freeze_batchnorm:
             recalibrate_batchnorm(model, x, max_batches=BN_BATCHES, seed=cfg.seed + state.epoch)
-        losses = [_calibrated_loss(model, *check) for check in checks]
+        losses = [_calibrated_loss(model, *check, compiled=compiled) for check in checks]
         session_s += time.time() - started
         _book(state, model, run_dir, losses, time.time() - started)
         say("training", epoch=state.epoch, batch=steps, batches=steps, epoch_end=True, first_epoch=first,
@@ -202,8 +206,8 @@ def _best(run_dir: Path, cancel: threading.Event | None, epochs: int):
     return best
 
 
-def _calibrated_loss(model, x: np.ndarray, y: np.ndarray) -> float:
-    probs = _outputs(model, x)
+def _calibrated_loss(model, x: np.ndarray, y: np.ndarray, compiled=None) -> float:
+    probs = _outputs(model, x, compiled)
     return nll(y, apply_temperature(probs, fit_temperature(y, probs)))
 
 
