@@ -3,6 +3,7 @@ one under its own name, or delete it for good to make room on the server's disk 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,8 @@ from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.input.limits import size_text
 from brainclf.model import delete_removed, remove_model, removed_models, restore_model
-from pages.common import active_model_path, available_models, public
+from brainclf.serving import name_in_use
+from pages.common import active_model_path, available_models, public, settings, training_jobs
 
 
 def removal_section(who, models_dir: Path) -> None:
@@ -55,7 +57,8 @@ def _removed(who, models_dir: Path, removed: list) -> None:
     restore, delete = st.columns(2)
     if restore.button("Restore", key="removed_restore", icon=":material/restore_from_trash:",
                       disabled=not entry.has_card, use_container_width=True):
-        _act(lambda: restore_model(models_dir, pick, by=who.user_id),
+        held = partial(name_in_use, training_jobs(), settings().runs_dir)  # a training's model will take it
+        _act(lambda: restore_model(models_dir, pick, by=who.user_id, name_held=held),
              f"Restored {entry.name}; it is selectable in the sidebar again.")
     # Keyed by the folder: a "yes" ticked for one model does not carry over to the next one picked.
     sure = delete.checkbox(f"Yes, delete it for good ({size_text(entry.size_bytes)})", key=f"removed_sure_{pick}")

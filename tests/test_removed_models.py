@@ -44,6 +44,28 @@ def test_a_restore_never_overwrites_a_model_of_the_same_name(tmp_path):
     assert (models / "same.keras").read_bytes() == b"newer" and removed_models(models) == [entry]
 
 
+def test_a_name_held_by_a_training_to_come_is_not_restored_into(tmp_path):
+    models = _models(tmp_path, "x")
+    remove_model(models / "x.keras", models)
+    [entry] = removed_models(models)
+    held = {"x": "a training named x is running or can be resumed, and its model will take that name"}
+    with pytest.raises(ModelError, match="cannot be restored now: a training named x is running"):
+        restore_model(models, entry.folder, name_held=held.get)
+    assert removed_models(models) == [entry] and not (models / "x.keras").exists()
+    assert restore_model(models, entry.folder, name_held={}.get) == models / "x.keras"
+
+
+def test_a_folder_removed_before_the_token_was_added_is_listed_too(tmp_path):
+    models = _models(tmp_path)
+    old = models / ".removed" / "old-20261130-101010"
+    old.mkdir(parents=True)
+    (old / "old.keras").write_bytes(b"zip")
+    (old / "old.json").write_text("{}")
+    [entry] = removed_models(models)
+    assert (entry.name, entry.folder, entry.removed_at.day) == ("old", "old-20261130-101010", 30)
+    assert restore_model(models, entry.folder).is_file()
+
+
 def test_deleting_for_good_frees_its_bytes_and_only_its_folder(tmp_path):
     models = _models(tmp_path, "a", "b")
     for name in ("a", "b"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,8 @@ from .model_files import REMOVED, publish_model
 
 logger = logging.getLogger(__name__)
 
-_FOLDER = re.compile(r"(?P<name>.+)-(?P<when>\d{8}-\d{6})-[0-9a-f]{6}")
+# remove_model's folder name; before 2026-12-05 it had no token after the time.
+_FOLDER = re.compile(r"(?P<name>.+)-(?P<when>\d{8}-\d{6})(?:-[0-9a-f]{6})?")
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,21 @@ def _find(models_dir: str | Path, folder: str) -> tuple[RemovedModel, Path]:
     return entry, Path(models_dir) / REMOVED / entry.folder
 
 
-def restore_model(models_dir: str | Path, folder: str, by: str = "") -> Path:
-    """Put a removed model back as MODELS/NAME.keras with its card; returns that path.
+def restore_model(models_dir: str | Path, folder: str, by: str = "",
+                  name_held: Callable[[str], str | None] | None = None) -> Path:
+    """Put a removed model back as MODELS/NAME.keras with its card; returns that path. `name_held(name)`: why the
+    name is held for a model still to come (a running or resumable training of that name, which would fail to
+    publish, or replace the restored model with its own: brainclf.serving.name_in_use), or None.
 
     Raises:
-        ModelError: it is no longer there, its card is missing, or a model of its name exists now (nothing is
-            overwritten: remove or rename that one first).
+        ModelError: it is no longer there, its card is missing, its name is held, or a model of its name exists
+            now (nothing is overwritten: remove or rename that one first).
     """
     entry, path = _find(models_dir, folder)
     if not entry.has_card:
         raise ModelError(f"{entry.name} cannot be restored: its card is missing from {entry.folder}.")
+    if name_held is not None and (why := name_held(entry.name)):
+        raise ModelError(f"{entry.name} cannot be restored now: {why}.")
     model = path / f"{entry.name}.keras"
     target = publish_model(model, card_path(model), Path(models_dir) / f"{entry.name}.keras")
     shutil.rmtree(path, ignore_errors=True)  # published by hard link (or copy): the folder's files are spare now
