@@ -82,3 +82,13 @@ def test_the_app_opens_uploads_only_for_a_role_that_may_predict(server_settings,
     assert [c[0] for c in calls] == ["revoke", "revoke"]
     app_as(signed_in("clinician")).run()
     assert calls[-1][0] == "allow" and calls[-1][1] and calls[-1][2].startswith("sub:")
+
+
+def test_the_gate_forgets_the_sessions_least_recently_seen_past_its_bound():
+    gate = UploadGate(user_budget=100, max_sessions=3)
+    for sid in ("a", "b", "c"):
+        gate.allow(sid, "sub:doc")
+    gate.allow("a", "sub:doc")  # a page run of session a: it is recent again
+    gate.allow("d", "sub:doc")
+    assert not gate.allowed("b") and all(gate.allowed(s) for s in "acd")
+    assert sorted(gate.sessions_of_user("a")) == ["a", "c", "d"]

@@ -14,24 +14,36 @@ No Streamlit import here: the gate knows session ids and byte counts, and `insta
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from starlette.exceptions import HTTPException
 
 from ..input.limits import MAX_SESSION_UPLOAD_BYTES, size_text
 
+# Browser sessions the gate remembers: far more than one server has open at once (each page run of a session
+# renews its place), few enough that summing a user's sessions on each upload stays a quick scan.
+MAX_TRACKED_SESSIONS = 10_000
+
 
 class UploadGate:
     """Thread-safe: the upload endpoint and the sessions' script threads both call it."""
 
-    def __init__(self, user_budget: int = MAX_SESSION_UPLOAD_BYTES):
+    def __init__(self, user_budget: int = MAX_SESSION_UPLOAD_BYTES, max_sessions: int = MAX_TRACKED_SESSIONS):
         self.user_budget = user_budget  # bytes one user may hold, over all of their sessions
-        self._user_of: dict[str, str] = {}  # allowed session id -> its user's id
+        self.max_sessions = max_sessions
+        # allowed session id -> its user's id, the least recently seen first: nothing says when a session ends
+        self._user_of: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
     def allow(self, session_id: str, user_id: str = "") -> None:
-        """This session's user (`user_id`; "" for a session standing alone) has a role that may upload."""
+        """This session's user (`user_id`; "" for a session standing alone) has a role that may upload. Called on
+        every page run; past `max_sessions` the session least recently seen is forgotten (its next upload is
+        refused until its page runs again), so the map stays bounded over a server's life."""
         with self._lock:
             self._user_of[session_id] = user_id or f"session:{session_id}"
+            self._user_of.move_to_end(session_id)
+            while len(self._user_of) > self.max_sessions:
+                self._user_of.popitem(last=False)
 
     def revoke(self, session_id: str) -> None:
         """Signed out, or no role: the session's next upload is refused."""
