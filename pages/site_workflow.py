@@ -123,11 +123,11 @@ def _status(jobs, who) -> None:
     if s.active:
         st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
         if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
-            try:  # refused once an adaptation is in its final checks, which save the model
+            try:  # refused once a step saves (an adaptation's final checks included)
                 jobs.cancel(who.user_id, admin=admin)
                 st.toast("Cancelling after the current batch of slices…")
-            except BrainclfError as e:
-                st.error(public(e))
+            except BrainclfError as e:  # a toast: this fragment redraws every second, an st.error would blink away
+                st.toast(public(e), icon=":material/block:")
     elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
         try:
             jobs.resume(who.user_id, admin=admin)

@@ -227,6 +227,19 @@ def test_every_site_step_offers_cancel_to_whoever_started_it(server_settings, fo
             assert ("site_cancel" in [b.key for b in at.button]) is offered, (step, owner)
 
 
+def test_a_cancel_refused_while_a_step_saves_is_said_in_a_toast(server_settings, foreign_job):
+    from brainclf.training import TrainProgress
+
+    foreign_job.status = JobStatus(name="clinicA: validate", state="running", owner="sub:sub-researcher",
+                                   owner_label="R", request={"kind": "site", "step": "validate"},
+                                   progress=TrainProgress("evaluating", message="Saving the figures"))
+    at = run_page(app_as(signed_in("researcher")), "model")
+    at.button(key="site_cancel").click().run()
+    assert not at.exception
+    assert any("cannot be cancelled now" in t.value for t in at.toast), [t.value for t in at.toast]
+    assert not foreign_job._cancel.is_set()
+
+
 def test_the_training_panel_shows_the_running_epoch_one_based_and_the_time_left(server_settings, foreign_job):
     from brainclf.training import TrainProgress
 

@@ -107,7 +107,7 @@ def test_the_final_evaluation_cannot_be_cancelled_part_way():
     jobs = TrainingJobs()
     jobs.status = JobStatus(name="mine", state="running", owner="me",
                             progress=TrainProgress("evaluating", message="Evaluating the best checkpoint"))
-    with pytest.raises(BrainclfError, match="final evaluation"):
+    with pytest.raises(BrainclfError, match="mine is in its final step, which saves its results"):
         jobs.cancel("me")
     jobs.status.progress = TrainProgress("training", epoch=1, epochs=3)
     jobs.cancel("me")  # while training, the owner may

@@ -40,8 +40,9 @@ def test_validate_reports_its_slices_and_reaches_the_whole_part(tmp_path, site_f
     seen: list[TrainProgress] = []
     _job("validate", tmp_path, site_folder, smoke_model)(seen.append, threading.Event())
     validating = [p for p in seen if p.message.startswith("Validating smoke on")]
-    assert validating and validating[-1].fraction == 1.0
+    assert validating and validating[-1].fraction == 1.0 and validating[-1].stage == "preparing"
     assert validating[-1].text().endswith("(100 %)")
+    assert (seen[-1].message, seen[-1].stage) == ("Saving the figures", "evaluating")  # a cancel is refused now
     assert saved_state(tmp_path / "run")["steps"]["validate"]["n"] > 0
 
 
@@ -72,6 +73,8 @@ def test_a_calibration_not_cancelled_publishes_its_profile(tmp_path, site_folder
     parts = [p.message.split(" on ")[0] for p in seen if p.fraction == 1.0]
     assert parts == ["Fitting the site's temperature and refer rule", "Fitting the site's OOD guard",
                      "Validating the site profile"]
+    assert seen[-1].message.startswith("Saving the site profile st-steps-smoke") and seen[-1].stage == "evaluating"
+    assert all(p.stage == "preparing" for p in seen[:-1])
 
 
 def test_the_app_job_of_a_cancelled_validation_ends_cancelled_not_failed(tmp_path, site_folder, smoke_model):

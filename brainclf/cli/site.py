@@ -53,7 +53,7 @@ def cmd_site(args) -> int:
     for step in steps:
         if step == "validate":
             with _Bars() as bars:
-                validated = run.validate(Predictor.load(args.model), bars("held-out slices"))
+                validated = run.validate(Predictor.load(args.model), bars)
             print(format_step("validate", validated))
         elif step == "calibrate":
             with _Bars() as bars:
@@ -78,8 +78,10 @@ class _Bars:
     def __init__(self):
         self.bar: CountBar | None = None
 
-    def __call__(self, words: str) -> CountBar:
+    def __call__(self, words: str, saving: bool = False):
         self.close()
+        if saving:  # one quick step: no bar
+            return lambda done, total: None
         self.bar = CountBar(words)
         return self.bar
 

@@ -228,7 +228,7 @@ class TrainingJobs:
             if status is not None and not status.may_cancel(user_id, admin):
                 raise BrainclfError("Only the person who started this training, or an admin, can cancel it.")
             if status is not None and status.progress is not None and status.progress.stage == "evaluating":
-                raise BrainclfError("The training is in its final evaluation, which saves the model; it cannot be "
+                raise BrainclfError(f"{status.name} is in its final step, which saves its results; it cannot be "
                                     "cancelled now (remove the model afterwards if it is not wanted).")
             if status is not None:
                 logger.info("training %s cancelled by %s", status.name, user_id or "-")

@@ -41,7 +41,12 @@ from .profile import site_card
 from .split import SiteSplit, check_adaptable, saved_split, split_site
 
 STATE = "site.json"
-Phases = Callable[[str], SliceProgress | None]  # a step's part, in words -> its progress callback
+# phase(a step's part in words, saving: whether it is the part that saves) -> that part's progress callback
+Phases = Callable[..., SliceProgress]
+
+
+def _no_phase(words: str, saving: bool = False) -> SliceProgress:
+    return lambda done, total: None
 CHOSEN_ON = {True: "mean calibrated loss on the site's calibration part and the model's own validation images",
              False: "calibrated loss on the site's calibration part"}
 
@@ -102,9 +107,14 @@ class SiteRun:
 
     # -- the steps ------------------------------------------------------------------------------------------
 
-    def validate(self, predictor, progress: SliceProgress | None = None) -> dict:
-        """The starting model on the held-out part, as it is (its own calibration and refer rule)."""
-        report = validate(predictor, self.split, self._membership("held-out"), progress)
+    def validate(self, predictor, phase: Phases | None = None) -> dict:
+        """The starting model on the held-out part, as it is (its own calibration and refer rule). `phase` as
+        for calibrate."""
+        phase = phase or _no_phase
+        n = len(self.split.parts["heldout"])
+        report = validate(predictor, self.split, self._membership("held-out"),
+                          phase(f"Validating {predictor.card.name} on {plural(n, 'held-out slice')}"))
+        phase("Saving the figures", True)(0, 1)
         return self._book("validate", report)
 
     def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
@@ -112,9 +122,9 @@ class SiteRun:
                   confidence: float | None = None, phase: Phases | None = None) -> dict:
         """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
         and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
-        weights) saved as models_dir/NAME. `phase(words)` gives each part's progress callback: one that raises
-        stops the step before anything is saved."""
-        phase = phase or (lambda words: None)
+        weights) saved as models_dir/NAME. `phase(words, saving=False)` gives each part's progress callback: one
+        that raises stops the step; the saving part's is called once, last, before anything is saved."""
+        phase = phase or _no_phase
         name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "")
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
@@ -127,6 +137,7 @@ class SiteRun:
         report = validate(profiled, self.split, self._membership("held-out"), phase(
             f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
         out = Path(models_dir) / f"{name}.keras"
+        phase(f"Saving the site profile {name}", True)(0, 1)
         with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
             shutil.copyfile(self._model_path(), staged)
             site_card(profiled.card, name, staged, self, report, adapted=False, target=target).save(staged_card)

@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 from ..inference.predict import Predictor
-from ..presentation.wording import plural
 from ..training.config import ProgressHook, TrainingCancelled, TrainProgress
 from .config import AdaptConfig
 from .measure import SliceProgress
@@ -16,15 +15,18 @@ from .run import Phases, SiteRun
 
 
 def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
-    """phase(words) -> the progress callback of one part of a step: it reports `words` with the share of the
-    part's slices done, and raises TrainingCancelled once `cancel` is set (checked between chunks of slices)."""
+    """phase(words, saving=False) -> the progress callback of one part of a step: it reports `words` with the
+    share of the part's slices done, and raises TrainingCancelled once `cancel` is set (checked between chunks of
+    slices). The saving part reports stage "evaluating": from then on the app refuses a cancel, as it does in an
+    adaptation's final checks, rather than accept one the step would no longer honour."""
 
-    def phase(words: str) -> SliceProgress:
+    def phase(words: str, saving: bool = False) -> SliceProgress:
         def progress(done: int, total: int) -> None:
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled(f"Cancelled while {words[:1].lower()}{words[1:]}; nothing of this step was "
                                         "saved: start it again to run it.")
-            hook(TrainProgress("preparing", message=words, fraction=done / total if total else 0.0))
+            hook(TrainProgress("evaluating" if saving else "preparing", message=words,
+                               fraction=done / total if total else 0.0))
 
         return progress
 
@@ -42,8 +44,7 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
         phase(f"Splitting the site's slices by case ({site})")(0, 1)
         run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
         if step == "validate":
-            run.validate(Predictor.load(model), phase(
-                f"Validating {model.stem} on {plural(len(run.split.parts['heldout']), 'held-out slice')}"))
+            run.validate(Predictor.load(model), phase)
             return run_dir
         if step == "calibrate":
             return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root,
