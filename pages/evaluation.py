@@ -13,7 +13,6 @@ from brainclf.evaluation import (
     feature_map,
     feature_map_key,
     load_shortcut_study,
-    misclassified,
     most_confused,
     report_from_rows,
     risk_coverage_by_source,
@@ -25,11 +24,9 @@ from brainclf.presentation import (
     confusion_matrix_figure,
     coverage_figure,
     deletion_figure,
-    external_sequence_figure,
     feature_map_figure,
     gallery,
     history_figure,
-    no_external_note,
     pr_figure,
     predictor_rule,
     reliability_figure,
@@ -37,14 +34,12 @@ from brainclf.presentation import (
     roc_figure,
     shortcut_figure,
 )
-from brainclf.presentation import count as number
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
     clicked_cell,
     comparison,
     count,
-    external_view,
     faithfulness_caption,
     glioma_meningioma,
     headline_rows,
@@ -65,6 +60,7 @@ from pages.common import (
     route_through_app,
     settings,
 )
+from pages.evaluation_external import external_section, show_gallery
 
 route_through_app(once_per_session=True)  # a bookmarked page on a fresh server goes through app.py's navigation
 who = require("open_evaluation")
@@ -165,64 +161,10 @@ pred_c = b.selectbox("Predicted class", CLASS_NAMES, format_func=class_label, ke
 st.markdown(f"#### {cell_heading(rows, true_c, pred_c)}")
 
 
-def show_gallery(shown, key: str) -> None:
-    if shown.table is not None:
-        st.info("Pick a dataset in the sidebar to see these images (the server offers none yet: $BRAINCLF_DATA "
-                "or [data] in brainclf.toml).")
-        st.dataframe(pd.DataFrame(shown.table), hide_index=True, key=f"{key}_table")
-        return
-    cols = st.columns(4)
-    for j, item in enumerate(shown.items):
-        with cols[j % 4]:
-            if item.image is None:
-                st.caption(md_literal(item.caption))  # file names from the card
-            else:
-                st.image(item.image, width="stretch", caption=md_literal(item.caption))
-    if shown.more:
-        st.caption(shown.more)
-
-
 show_gallery(gallery(predictor, rows_for_cell(rows, true_c, pred_c), root, allowed), "cell")
 
 # ---- external validation: images from another source --------------------------------------------------------
-st.subheader("External validation")
-st.caption("The Kaggle test split above comes from the same sources as the training images, so its accuracy is "
-           "an **in-distribution** figure. These are slices from another source, which is how a clinician's own "
-           "scans look to the model.")
-externals = dict(card.metrics.get("external", {}))
-if fresh_external:
-    externals = {f"{fresh_external['dataset']} (just evaluated)": fresh_external}
-if not externals:
-    st.info(md_literal(no_external_note(card)))
-if card.provenance and not fresh_external and externals:
-    st.warning("These external figures are the uploader's claim: re-measuring an upload on the Model page covers "
-               "its test split only. Re-evaluate on an external folder to measure them here.",
-               icon=":material/upload:")
-for name, ext in externals.items():
-    view = external_view(name, ext)
-    st.markdown(view["heading"])
-    st.table(pd.DataFrame(view["rows"]), hide_index=True)
-    for note in view["notes"]:  # what reading the folder's manifest.csv found (rows naming no slice, conflicts)
-        st.warning(note, icon=":material/description:")
-    if view["core"]:
-        st.caption(view["core"])
-    left, right = st.columns(2)
-    if view["sequences"]:
-        left.plotly_chart(external_sequence_figure(ext), key=f"ext_seq_{name}")
-    right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise,
-                                               chart_title("Confusion matrix", f"{name}, {count(ext['n'])}")),
-                       key=f"ext_cm_{name}")
-    if view["sequences"]:
-        st.dataframe(pd.DataFrame(view["sequences"]), hide_index=True)
-    ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
-    wrong = misclassified(ext_rows)
-    if wrong:
-        with st.expander(f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"):
-            pick = st.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
-            shown = misclassified(ext_rows, None if pick == "all" else pick)
-            ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
-            image_root = ext_root.path if ext_root else (root if fresh_external else None)
-            show_gallery(gallery(predictor, shown, image_root, allowed), f"ext_{name}")
+external_section(card, predictor, fresh_external, normalise, config, root, allowed)
 
 # ---- the shortcut: why an in-distribution number is not the product's accuracy ------------------------------
 study = load_shortcut_study()

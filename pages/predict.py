@@ -8,13 +8,7 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.input import (
-    MAX_UPLOAD_FILE_MB,
-    check_upload_session,
-    series_groups,
-    study_frames,
-    upload_alias,
-)
+from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.model import short_hash
 from brainclf.presentation import (
     batch_row,
@@ -48,6 +42,7 @@ from pages.common import (
     route_through_app,
     test_accuracy,
 )
+from pages.predict_uploads import cases_of_uploads, upload_problem, uploads_changed
 
 route_through_app()
 require("open_predict")
@@ -79,49 +74,17 @@ view = CaseView(predictor, book, model, md_literal(case_scope_line(card, predict
 CAVEAT_SAID: list[bool] = []  # the Grad-CAM caveat, once above the cases (gradcam_note)
 
 
-def _upload_problem(files) -> str | None:
-    """Files per upload and bytes per session (brainclf.input.limits), checked on each UploadedFile.size before any
-    file's bytes are read (getvalue): a refused upload is never copied into the case book."""
-    try:
-        check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))
-    except BrainclfError as e:
-        return str(e)
-    return None
-
-
-def _uploads_changed():
-    """The user changed the upload box: show exactly its files (an emptied box shows nothing)."""
-    files = st.session_state.get("uploads") or []
-    if _upload_problem(files):
-        return  # the page body shows the message
-    st.session_state["shown_cases"] = _add_uploads(files)
-
-
-def _add_uploads(files) -> list[str]:
-    """The cases of these uploads in order, each once: a multi-frame DICOM is a study, one case per frame, and so
-    are single-frame DICOM slices of one series (in series order)."""
-    uploads = [(f.name, f.getvalue()) for f in files]
-
-    def cases(group: list[int]):
-        if len(group) > 1:
-            return book.add_series([uploads[i] for i in group])
-        name, data = uploads[group[0]]
-        return book.add_upload(name, data, lambda: study_frames(data, upload_alias(name)))
-    groups = series_groups([(upload_alias(name), data) for name, data in uploads])  # no file name in a message
-    return list(dict.fromkeys(c.digest for g in groups for c in cases(g)))
-
-
 files = st.file_uploader("Upload MRI slices (JPEG, PNG or DICOM)", type=["jpg", "jpeg", "png", "dcm", "dicom"],
-                         accept_multiple_files=True, key="uploads", on_change=_uploads_changed,
+                         accept_multiple_files=True, key="uploads", on_change=uploads_changed,
                          max_upload_size=MAX_UPLOAD_FILE_MB,
                          help="Files are processed in memory and never written to disk. They stay in this "
                          "session's history while you move between pages.")
-if files and (problem := _upload_problem(files)):
+if files and (problem := upload_problem(files)):
     st.error(problem)
     st.stop()
 if files:
     # The same image twice is one case (its widgets are keyed by content).
-    shown = _add_uploads(files)
+    shown = cases_of_uploads(book, files)
     if any(d not in book for d in shown):
         st.warning(f"This session keeps at most {book.max_cases} cases: showing the latest ones.")
         shown = [d for d in shown if d in book]

@@ -196,6 +196,13 @@ def test_module_length(name):
         f"{rel} has {lines} lines (> {MAX_LINES}): split it where it has a seam, or list it in LONG_MODULES with why")
 
 
+@pytest.mark.parametrize("path", [REPO / "app.py", *sorted((REPO / "pages").rglob("*.py"))], ids=lambda p: p.name)
+def test_page_module_length(path):
+    """The app's pages hold to the same length: a page's section that outgrows it moves to a module beside it."""
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines (> {MAX_LINES}): move a section out"
+
+
 def test_function_level_imports_only_save_start_up_time():
     offenders = [f"{name}: {t}" for name, imports in IMPORTS.items() if not _under(name, LAZY_EXEMPT)
                  for t, in_fn in imports if in_fn and not _under(t, LAZY_OK)]

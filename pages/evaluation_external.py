@@ -1,0 +1,79 @@
+"""The Evaluation page's external validation: the figures on slices from another source (the card's, or a folder
+just evaluated), per sequence, with the misclassified ones and their Grad-CAM; and the image galleries the page
+shows (brainclf.presentation.gallery)."""
+
+import pandas as pd
+import streamlit as st
+
+from brainclf.escaping import md_literal
+from brainclf.evaluation import misclassified
+from brainclf.presentation import (
+    chart_title,
+    confusion_matrix_figure,
+    external_sequence_figure,
+    gallery,
+    no_external_note,
+)
+from brainclf.presentation import count as number
+from brainclf.presentation.views import count, external_view
+
+
+def show_gallery(shown, key: str) -> None:
+    if shown.table is not None:
+        st.info("Pick a dataset in the sidebar to see these images (the server offers none yet: $BRAINCLF_DATA "
+                "or [data] in brainclf.toml).")
+        st.dataframe(pd.DataFrame(shown.table), hide_index=True, key=f"{key}_table")
+        return
+    cols = st.columns(4)
+    for j, item in enumerate(shown.items):
+        with cols[j % 4]:
+            if item.image is None:
+                st.caption(md_literal(item.caption))  # file names from the card
+            else:
+                st.image(item.image, width="stretch", caption=md_literal(item.caption))
+    if shown.more:
+        st.caption(shown.more)
+
+
+def external_section(card, predictor, fresh_external: dict | None, normalise: bool, config, root, allowed) -> None:
+    """`fresh_external`: a folder's external report just measured (shown instead of the card's); `root`: the
+    dataset picked in the sidebar; `allowed`: the data roots images may be opened from."""
+    st.subheader("External validation")
+    st.caption("The Kaggle test split above comes from the same sources as the training images, so its accuracy is "
+               "an **in-distribution** figure. These are slices from another source, which is how a clinician's own "
+               "scans look to the model.")
+    externals = dict(card.metrics.get("external", {}))
+    if fresh_external:
+        externals = {f"{fresh_external['dataset']} (just evaluated)": fresh_external}
+    if not externals:
+        st.info(md_literal(no_external_note(card)))
+    if card.provenance and not fresh_external and externals:
+        st.warning("These external figures are the uploader's claim: re-measuring an upload on the Model page covers "
+                   "its test split only. Re-evaluate on an external folder to measure them here.",
+                   icon=":material/upload:")
+    for name, ext in externals.items():
+        view = external_view(name, ext)
+        st.markdown(view["heading"])
+        st.table(pd.DataFrame(view["rows"]), hide_index=True)
+        for note in view["notes"]:  # what reading the folder's manifest.csv found (rows naming no slice, conflicts)
+            st.warning(note, icon=":material/description:")
+        if view["core"]:
+            st.caption(view["core"])
+        left, right = st.columns(2)
+        if view["sequences"]:
+            left.plotly_chart(external_sequence_figure(ext), key=f"ext_seq_{name}")
+        right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise,
+                                                   chart_title("Confusion matrix", f"{name}, {count(ext['n'])}")),
+                           key=f"ext_cm_{name}")
+        if view["sequences"]:
+            st.dataframe(pd.DataFrame(view["sequences"]), hide_index=True)
+        ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
+        wrong = misclassified(ext_rows)
+        if wrong:
+            title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"
+            with st.expander(title):
+                pick = st.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
+                shown = misclassified(ext_rows, None if pick == "all" else pick)
+                ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
+                image_root = ext_root.path if ext_root else (root if fresh_external else None)
+                show_gallery(gallery(predictor, shown, image_root, allowed), f"ext_{name}")
