@@ -292,6 +292,31 @@ def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, s
     assert moved(0.999, epochs=2) > 0  # the second epoch resumes from last.keras, the average's state with it
 
 
+def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_them(tmp_path, site_folder,
+                                                                                   smoke_model, synthetic_dataset):
+    from brainclf.model import load_model
+    from brainclf.site.adapt import fine_tune
+    from brainclf.site.own_data import replay_samples
+
+    split = split_site(site_folder, "st-elsewhere")
+    replay = replay_samples(read_card(smoke_model), synthetic_dataset)
+    start = {w.path: np.array(w) for w in load_model(smoke_model)[0].trainable_weights}
+
+    def moved(anchor: float, epochs: int = 1):
+        model, card = load_model(smoke_model)
+        cfg = AdaptConfig(epochs=epochs, batch_size=16, learning_rate=0.01, anchor=anchor)
+        tuned, state = fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg,
+                                 tmp_path / f"adapt-{anchor}")
+        assert state.epoch == epochs
+        assert all(w.regularizer is None for w in tuned.trainable_weights)  # the shipped model is a plain one
+        return sum(float(np.square(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
+                   if w.path in start)
+
+    free, anchored = moved(0.0), moved(1.0)
+    assert 0 < anchored < 0.5 * free
+    assert moved(1.0, epochs=2) > 0  # the second epoch resumes from last.keras and is anchored again
+
+
 def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets_mix_the_model_own_output(
         tmp_path, site_folder, smoke_model, synthetic_dataset):
     from brainclf.data import load_arrays
@@ -479,3 +504,13 @@ def test_epochs_saved_before_a_setting_existed_resume_at_its_default(tmp_path):
     assert (state.epoch, why, state.config) == (2, "", asdict(cfg))
     state, why = _state(tmp_path, AdaptConfig(epochs=3, ema_momentum=0.99))  # not the default it ran at
     assert state.epoch == 0 and "other settings" in why
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("epochs", 0, "epochs"), ("learning_rate", 0.5, "learning rate"), ("replay_per_site_slice", -1, "Replayed"),
+    ("site_weight", 0, "loss weight"), ("distill", 1.5, "distillation"), ("ema_momentum", 1.0, "moving-average"),
+    ("anchor", -0.1, "starting weights"), ("anchor", 2, "starting weights"), ("seed", -1, "seed")])
+def test_each_adaptation_setting_out_of_range_is_refused_by_name(setting, value, words):
+    with pytest.raises(ConfigError, match=words):
+        AdaptConfig(**{setting: value}).validate()
+    AdaptConfig(**{setting: getattr(AdaptConfig(), setting)}).validate()  # its default passes

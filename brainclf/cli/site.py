@@ -100,7 +100,8 @@ def _adapt_config(args) -> AdaptConfig:
     """The adapt step's settings from the flags given, validated (ConfigError naming the bad one)."""
     given = {"epochs": args.epochs, "learning_rate": args.lr, "replay_per_site_slice": args.replay,
              "site_weight": args.site_weight, "distill": args.distill, "freeze_early_layers": args.freeze_early,
-             "freeze_batchnorm": args.freeze_batchnorm, "ema_momentum": args.ema, "seed": args.seed}
+             "freeze_batchnorm": args.freeze_batchnorm, "ema_momentum": args.ema, "anchor": args.anchor,
+             "seed": args.seed}
     cfg = AdaptConfig(**{k: v for k, v in given.items() if v is not None})
     cfg.validate()
     return cfg
@@ -199,6 +200,8 @@ def add_parsers(sub) -> None:
                    help="keep BatchNorm's statistics as the model came with them")
     s.add_argument("--ema", type=float, help="momentum of a moving average of the weights that each epoch ends on, "
                    "e.g. 0.99 (default: off)")
+    s.add_argument("--anchor", type=float, help="L2-SP: pull each trained weight towards the starting model's "
+                   "with this strength, e.g. 0.0001 (default: off)")
     s.add_argument("--seed", type=int, help="seed of the replay draws and augmentation; another seed repeats a "
                    f"recipe to see its run-to-run spread (default {AdaptConfig.seed})")
     s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")

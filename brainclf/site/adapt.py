@@ -83,6 +83,26 @@ def _compile(model, cfg: AdaptConfig, steps: int):
     return model
 
 
+class _Anchor:
+    """A weight's L2-SP penalty: `strength` x its squared distance from the starting model's value."""
+
+    def __init__(self, start: np.ndarray, strength: float):
+        self.start, self.strength = start, strength
+
+    def __call__(self, weight):
+        return self.strength * keras.ops.sum(keras.ops.square(weight - self.start))
+
+
+def _anchor(model, base_model, strength: float) -> None:
+    """Pull every trained weight of `model` towards the starting model's (`base_model`, matched by path); a
+    resumed model is anchored again (a weight's penalty is not saved with it)."""
+    if not strength:
+        return
+    start = {v.path: np.array(v) for v in base_model.weights}
+    for weight in model.trainable_weights:
+        weight.regularizer = _Anchor(start[weight.path], strength)
+
+
 def _early(layer, model) -> bool:
     """A layer working at half the input's resolution or more: the low-level filters (edges, textures). Kept
     frozen they cost no backward pass (about a third of an epoch for the compact CNNs)."""
@@ -166,6 +186,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     last = run_dir / "last.keras"
     model = keras.models.load_model(last, safe_mode=True) if state.epoch and last.is_file() else \
         _compile(base_model, cfg, steps)
+    _anchor(model, base_model, cfg.anchor)
     first, session_s = state.epoch, 0.0
     compiled = forward_function(model, tuple(model.inputs[0].shape[1:]))  # follows the weights as they train
     while state.epoch < cfg.epochs:

@@ -33,6 +33,9 @@ class AdaptConfig:
     # Adam also keeps an exponential moving average of the weights with this momentum and each epoch ends on it
     # (Keras use_ema; 0: off): the epoch-to-epoch calibration loss swings widely, an average moves less.
     ema_momentum: float = 0.0
+    # L2-SP (Li et al. 2018): the loss also counts this x the squared distance of each trained weight from the
+    # starting model's, a pull back towards what it knew (0: off).
+    anchor: float = 0.0
     seed: int = 42
 
     def validate(self) -> None:
@@ -48,5 +51,7 @@ class AdaptConfig:
             raise ConfigError(f"The replayed images' distillation share must be between 0 and 1, got {self.distill}.")
         if not 0 <= self.ema_momentum < 1:
             raise ConfigError(f"The weights' moving-average momentum must be in [0, 1), got {self.ema_momentum}.")
+        if not 0 <= self.anchor <= 1:
+            raise ConfigError(f"The pull towards the starting weights must be in [0, 1], got {self.anchor}.")
         if not 0 <= self.seed < 2**31:
             raise ConfigError(f"The adaptation seed must be between 0 and 2^31 - 1, got {self.seed}.")
