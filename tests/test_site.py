@@ -293,8 +293,10 @@ def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, s
 
 
 def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_them(tmp_path, site_folder,
-                                                                                   smoke_model, synthetic_dataset):
+                                                                                   smoke_model, synthetic_dataset,
+                                                                                   monkeypatch):
     from brainclf.model import load_model
+    from brainclf.site import adapt
     from brainclf.site.adapt import fine_tune
     from brainclf.site.own_data import replay_samples
 
@@ -314,7 +316,25 @@ def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_the
 
     free, anchored = moved(0.0), moved(1.0)
     assert 0 < anchored < 0.5 * free
-    assert moved(1.0, epochs=2) > 0  # the second epoch resumes from last.keras and is anchored again
+
+    # Cancelled in its second epoch, then resumed from last.keras: the loaded model is anchored again.
+    anchored_models, real_anchor, cancel = [], adapt._anchor, threading.Event()
+
+    def spy(model, base_model, strength):
+        real_anchor(model, base_model, strength)
+        anchored_models.append((model is base_model, sum(w.regularizer is not None for w in model.trainable_weights)))
+
+    monkeypatch.setattr(adapt, "_anchor", spy)
+    model, card = load_model(smoke_model)
+    cfg = AdaptConfig(epochs=2, batch_size=16, learning_rate=0.01, anchor=1.0)
+    args = (split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, tmp_path / "resumed")
+    with pytest.raises(TrainingCancelled):
+        fine_tune(model, *args, progress=lambda p: p.stage == "training" and p.epoch == 1 and cancel.set(),
+                  cancel=cancel)
+    _, state = fine_tune(load_model(smoke_model)[0], *args)
+    assert state.epoch == 2
+    (fresh_is_base, fresh_n), (resumed_is_base, resumed_n) = anchored_models
+    assert fresh_is_base and not resumed_is_base and fresh_n == resumed_n > 0
 
 
 def test_frozen_early_layers_and_batchnorm_keep_their_weights_and_replay_targets_mix_the_model_own_output(

@@ -114,7 +114,7 @@ class SiteRun:
         n = len(self.split.parts["heldout"])
         report = validate(predictor, self.split, self._membership("held-out"),
                           phase(f"Validating {predictor.card.name} on {plural(n, 'held-out slice')}"))
-        phase("Saving the figures", True)(0, 1)
+        phase("Saving the figures", True)(1, 1)
         return self._book("validate", report)
 
     def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
@@ -137,7 +137,7 @@ class SiteRun:
         report = validate(profiled, self.split, self._membership("held-out"), phase(
             f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
         out = Path(models_dir) / f"{name}.keras"
-        phase(f"Saving the site profile {name}", True)(0, 1)
+        phase(f"Saving the site profile {name}", True)(1, 1)
         with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
             shutil.copyfile(self._model_path(), staged)
             site_card(profiled.card, name, staged, self, report, adapted=False, target=target).save(staged_card)
