@@ -289,7 +289,16 @@ def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, s
 
     plain, averaged = moved(0.0), moved(0.999)
     assert 0 < averaged < 0.8 * plain  # the average starts after the first step, so some movement stays
-    assert moved(0.999, epochs=2) > 0  # the second epoch resumes from last.keras, the average's state with it
+    # Cancelled in its second epoch, then resumed from last.keras (the optimizer's average with it).
+    cancel = threading.Event()
+    model, card = load_model(smoke_model)
+    cfg = AdaptConfig(epochs=2, batch_size=16, learning_rate=0.01, ema_momentum=0.999)
+    args = (split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, tmp_path / "resumed")
+    with pytest.raises(TrainingCancelled):
+        fine_tune(model, *args, progress=lambda p: p.stage == "training" and p.epoch == 1 and cancel.set(),
+                  cancel=cancel)
+    _, state = fine_tune(load_model(smoke_model)[0], *args)
+    assert state.epoch == 2 and len(state.history["calibration_loss"]) == 2
 
 
 def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_them(tmp_path, site_folder,
