@@ -13,6 +13,7 @@ from brainclf.errors import BrainclfError
 from brainclf.escaping import md_literal
 from brainclf.input.limits import size_text
 from brainclf.model import delete_removed, remove_model, removed_models, restore_model
+from brainclf.presentation import count
 from brainclf.serving import name_in_use
 from pages.common import active_model_path, available_models, public, settings, training_jobs
 
@@ -21,7 +22,7 @@ def removal_section(who, models_dir: Path) -> None:
     with st.expander("Remove a model (admins)"):
         _remove(who, models_dir)
     removed = removed_models(models_dir)
-    with st.expander(f"Removed models ({len(removed)}, {size_text(sum(e.size_bytes for e in removed))})"):
+    with st.expander(f"Removed models ({count(len(removed))}, {size_text(sum(e.size_bytes for e in removed))})"):
         _removed(who, models_dir, removed)
 
 

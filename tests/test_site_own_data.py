@@ -109,7 +109,7 @@ def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):
     from brainclf.cli.site import _adapt_config
 
     class Args:
-        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm, ema, seed = (0, *[None] * 8)
+        epochs, lr, replay, site_weight, distill, freeze_early, freeze_batchnorm, ema, anchor, seed = (0, *[None] * 9)
 
     with pytest.raises(ConfigError, match="epochs"):
         _adapt_config(Args())
@@ -119,8 +119,12 @@ def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):
     Args.seed, Args.ema = 7, 1.0
     with pytest.raises(ConfigError, match="moving-average"):
         _adapt_config(Args())
-    Args.ema = 0.99
-    assert (_adapt_config(Args()).seed, _adapt_config(Args()).ema_momentum) == (7, 0.99)
+    Args.ema, Args.anchor = 0.99, -1e-4
+    with pytest.raises(ConfigError, match="starting weights"):
+        _adapt_config(Args())
+    Args.anchor = 1e-4
+    assert (_adapt_config(Args()).seed, _adapt_config(Args()).ema_momentum, _adapt_config(Args()).anchor) == \
+        (7, 0.99, 1e-4)
 
 
 def test_a_malformed_manifest_is_a_data_error_naming_its_line(tmp_path):

@@ -103,6 +103,15 @@ def _anchor(model, base_model, strength: float) -> None:
         weight.regularizer = _Anchor(start[weight.path], strength)
 
 
+def _model_to_train(base_model, cfg: AdaptConfig, steps: int, last: Path | None):
+    """The resumed run's last.keras (with its optimizer) when there is one, else the starting model compiled for
+    fine-tuning; either pulled towards the starting weights when `cfg.anchor` asks."""
+    model = keras.models.load_model(last, safe_mode=True) if last is not None and last.is_file() else \
+        _compile(base_model, cfg, steps)
+    _anchor(model, base_model, cfg.anchor)
+    return model
+
+
 def _early(layer, model) -> bool:
     """A layer working at half the input's resolution or more: the low-level filters (edges, textures). Kept
     frozen they cost no backward pass (about a third of an epoch for the compact CNNs)."""
@@ -183,10 +192,7 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     mix = _Mix.read(base_model, tune, replay, contract, cfg)
     checks = [load_arrays(part, contract)[:2] for part in (calibration, *([kept] if kept else []))]
     steps = int(np.ceil(mix.epoch_size / cfg.batch_size))
-    last = run_dir / "last.keras"
-    model = keras.models.load_model(last, safe_mode=True) if state.epoch and last.is_file() else \
-        _compile(base_model, cfg, steps)
-    _anchor(model, base_model, cfg.anchor)
+    model = _model_to_train(base_model, cfg, steps, run_dir / "last.keras" if state.epoch else None)
     first, session_s = state.epoch, 0.0
     compiled = forward_function(model, tuple(model.inputs[0].shape[1:]))  # follows the weights as they train
     while state.epoch < cfg.epochs:
