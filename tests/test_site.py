@@ -268,57 +268,64 @@ def test_cli_refuses_a_refer_rule_out_of_range_before_any_work(tmp_path, smoke_m
     assert not (tmp_path / "run").exists()
 
 
-def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, site_folder, smoke_model,
-                                                                     synthetic_dataset):
+def _adapt_inputs(site_folder, smoke_model, synthetic_dataset):
+    """(the site's split, the smoke model's replayed images, its starting trainable weights by path)."""
     from brainclf.model import load_model
-    from brainclf.site.adapt import fine_tune
     from brainclf.site.own_data import replay_samples
 
     split = split_site(site_folder, "st-elsewhere")
     replay = replay_samples(read_card(smoke_model), synthetic_dataset)
-    start = {w.path: np.array(w) for w in load_model(smoke_model)[0].trainable_weights}
+    return split, replay, {w.path: np.array(w) for w in load_model(smoke_model)[0].trainable_weights}
 
-    def moved(ema: float, epochs: int = 1) -> float:
-        model, card = load_model(smoke_model)
-        cfg = AdaptConfig(epochs=epochs, batch_size=16, learning_rate=0.01, ema_momentum=ema)
-        tuned, state = fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg,
-                                 tmp_path / f"adapt-{ema}")
-        assert state.epoch == epochs
+
+def _adapt(smoke_model, split, replay, cfg, run_dir, **kw):
+    """fine_tune from a fresh load of the smoke model: (the kept model, the run's state)."""
+    from brainclf.model import load_model
+    from brainclf.site.adapt import fine_tune
+
+    model, card = load_model(smoke_model)
+    return fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, run_dir, **kw)
+
+
+def _cancel_in_the_second_epoch_then_resume(smoke_model, split, replay, cfg, run_dir):
+    """The run's state after a cancel in its second epoch and a resume from its last.keras."""
+    cancel = threading.Event()
+    with pytest.raises(TrainingCancelled):
+        _adapt(smoke_model, split, replay, cfg, run_dir, cancel=cancel,
+               progress=lambda p: p.stage == "training" and p.epoch == 1 and cancel.set())
+    return _adapt(smoke_model, split, replay, cfg, run_dir)[1]
+
+
+def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, site_folder, smoke_model,
+                                                                     synthetic_dataset):
+    split, replay, start = _adapt_inputs(site_folder, smoke_model, synthetic_dataset)
+
+    def moved(ema: float) -> float:
+        cfg = AdaptConfig(epochs=1, batch_size=16, learning_rate=0.01, ema_momentum=ema)
+        tuned, state = _adapt(smoke_model, split, replay, cfg, tmp_path / f"adapt-{ema}")
+        assert state.epoch == 1
         return sum(float(np.abs(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
                    if w.path in start)
 
     plain, averaged = moved(0.0), moved(0.999)
     assert 0 < averaged < 0.8 * plain  # the average starts after the first step, so some movement stays
     # Cancelled in its second epoch, then resumed from last.keras (the optimizer's average with it).
-    cancel = threading.Event()
-    model, card = load_model(smoke_model)
     cfg = AdaptConfig(epochs=2, batch_size=16, learning_rate=0.01, ema_momentum=0.999)
-    args = (split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, tmp_path / "resumed")
-    with pytest.raises(TrainingCancelled):
-        fine_tune(model, *args, progress=lambda p: p.stage == "training" and p.epoch == 1 and cancel.set(),
-                  cancel=cancel)
-    _, state = fine_tune(load_model(smoke_model)[0], *args)
+    state = _cancel_in_the_second_epoch_then_resume(smoke_model, split, replay, cfg, tmp_path / "resumed")
     assert state.epoch == 2 and len(state.history["calibration_loss"]) == 2
 
 
 def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_them(tmp_path, site_folder,
                                                                                    smoke_model, synthetic_dataset,
                                                                                    monkeypatch):
-    from brainclf.model import load_model
     from brainclf.site import adapt
-    from brainclf.site.adapt import fine_tune
-    from brainclf.site.own_data import replay_samples
 
-    split = split_site(site_folder, "st-elsewhere")
-    replay = replay_samples(read_card(smoke_model), synthetic_dataset)
-    start = {w.path: np.array(w) for w in load_model(smoke_model)[0].trainable_weights}
+    split, replay, start = _adapt_inputs(site_folder, smoke_model, synthetic_dataset)
 
-    def moved(anchor: float, epochs: int = 1):
-        model, card = load_model(smoke_model)
-        cfg = AdaptConfig(epochs=epochs, batch_size=16, learning_rate=0.01, anchor=anchor)
-        tuned, state = fine_tune(model, split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg,
-                                 tmp_path / f"adapt-{anchor}")
-        assert state.epoch == epochs
+    def moved(anchor: float) -> float:
+        cfg = AdaptConfig(epochs=1, batch_size=16, learning_rate=0.01, anchor=anchor)
+        tuned, state = _adapt(smoke_model, split, replay, cfg, tmp_path / f"adapt-{anchor}")
+        assert state.epoch == 1
         assert all(w.regularizer is None for w in tuned.trainable_weights)  # the shipped model is a plain one
         return sum(float(np.square(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
                    if w.path in start)
@@ -327,20 +334,15 @@ def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_the
     assert 0 < anchored < 0.5 * free
 
     # Cancelled in its second epoch, then resumed from last.keras: the loaded model is anchored again.
-    anchored_models, real_anchor, cancel = [], adapt._anchor, threading.Event()
+    anchored_models, real_anchor = [], adapt._anchor
 
     def spy(model, base_model, strength):
         real_anchor(model, base_model, strength)
         anchored_models.append((model is base_model, sum(w.regularizer is not None for w in model.trainable_weights)))
 
     monkeypatch.setattr(adapt, "_anchor", spy)
-    model, card = load_model(smoke_model)
     cfg = AdaptConfig(epochs=2, batch_size=16, learning_rate=0.01, anchor=1.0)
-    args = (split.parts["tune"], split.parts["calibration"], replay, card.contract, cfg, tmp_path / "resumed")
-    with pytest.raises(TrainingCancelled):
-        fine_tune(model, *args, progress=lambda p: p.stage == "training" and p.epoch == 1 and cancel.set(),
-                  cancel=cancel)
-    _, state = fine_tune(load_model(smoke_model)[0], *args)
+    state = _cancel_in_the_second_epoch_then_resume(smoke_model, split, replay, cfg, tmp_path / "resumed")
     assert state.epoch == 2
     (fresh_is_base, fresh_n), (resumed_is_base, resumed_n) = anchored_models
     assert fresh_is_base and not resumed_is_base and fresh_n == resumed_n > 0
