@@ -85,22 +85,17 @@ def test_a_finished_run_may_replace_its_own_model(smoke_run, synthetic_dataset):
     assert not made_by_run(model, state)
 
 
-def test_site_default_names_are_model_names_whatever_the_site_is_called(tmp_path, smoke_model):
-    from test_site import write_site
-
+def test_site_default_names_are_model_names_whatever_the_site_is_called(smoke_model):
     from brainclf.input.limits import MODEL_NAME_MAX, validate_model_name
-    from brainclf.site.run import SiteRun
+    from brainclf.site.naming import default_name, new_name
 
-    site = write_site(tmp_path / "site")
-    run = SiteRun.open(tmp_path / "run", site, "St.Marys", smoke_model)
-    assert run._default_name("") == "St-Marys-smoke"
-    assert run._default_name("-adapted") == "St-Marys-smoke-adapted"
-    run.state["site"], run.state["model"]["name"] = "s" * 48, "m" * 40
-    names = {run._default_name(suffix) for suffix in ("", "-adapted")}
+    assert default_name("St.Marys", "smoke", "") == "St-Marys-smoke"
+    assert default_name("St.Marys", "smoke", "-adapted") == "St-Marys-smoke-adapted"
+    names = {default_name("s" * 48, "m" * 40, suffix) for suffix in ("", "-adapted")}
     assert len(names) == 2 and all(validate_model_name(n) and len(n) <= MODEL_NAME_MAX for n in names)
     assert all(n.startswith("s") and "m" * 40 in n for n in names)
     with pytest.raises(BrainclfError, match="already exists"):
-        run._new_name(smoke_model.parent, "smoke")
+        new_name(smoke_model.parent, "smoke")
 
 
 def test_a_site_step_redone_saves_under_the_next_free_name(tmp_path, smoke_model):
@@ -116,3 +111,74 @@ def test_a_site_step_redone_saves_under_the_next_free_name(tmp_path, smoke_model
     assert (first["name"], again["name"]) == ("St-Marys-smoke", "St-Marys-smoke-2")
     assert read_card(models / "St-Marys-smoke.keras").site["target"] == 0.9  # the first is kept as it was
     assert run.step("calibrate")["name"] == "St-Marys-smoke-2"
+
+
+def test_a_site_profile_takes_the_next_free_name_when_its_own_was_taken_while_it_ran(tmp_path, smoke_model):
+    """An upload that takes SITE-MODEL while the step runs does not make the step refuse at the end."""
+    from test_site import write_site
+
+    from brainclf.inference import Predictor
+    from brainclf.site.run import SiteRun
+
+    run = SiteRun.open(tmp_path / "run", write_site(tmp_path / "site"), "St.Marys", smoke_model)
+    models = tmp_path / "models"
+    models.mkdir()
+
+    def phase(words, saving=False):
+        def progress(done, total):  # an upload of that name lands while the site's slices are read
+            if not (models / "St-Marys-smoke.keras").exists():
+                shutil.copyfile(smoke_model, models / "St-Marys-smoke.keras")
+        return progress
+
+    result = run.calibrate(Predictor.load(smoke_model), target=0.9, models_dir=models, phase=phase)
+    assert result["name"] == "St-Marys-smoke-2" and result["model"] == str(models / "St-Marys-smoke-2.keras")
+    assert read_card(models / "St-Marys-smoke-2.keras").name == "St-Marys-smoke-2"
+    assert (models / "St-Marys-smoke.keras").read_bytes() == smoke_model.read_bytes()  # the upload is untouched
+
+
+class _Card:
+    def __init__(self, name, on_save=None):
+        self.name, self.on_save = name, on_save
+
+    def save(self, path):
+        path.write_text(self.name)
+        if self.on_save:
+            self.on_save(self.name)
+
+
+def test_a_default_name_claimed_in_the_instant_before_publishing_gives_way_to_the_next(tmp_path):
+    from brainclf.site.naming import free_default_name, publish_named
+
+    models = tmp_path / "models"
+    models.mkdir()
+    claimed = []
+
+    def rival_claims(name):  # another writer publishes that name just after it was chosen, once
+        if not claimed:
+            claimed.append(name)
+            (models / f"{name}.keras").write_text("rival")
+
+    with staged_model(models / "x.keras") as (staged, staged_card):
+        staged.write_text("ours")
+        out = publish_named(models, None, lambda: free_default_name(models, "clinic", "smoke", ""), staged,
+                            staged_card, lambda name: _Card(name, rival_claims))
+    assert claimed == ["clinic-smoke"] and out == models / "clinic-smoke-2.keras"
+    assert out.read_text() == "ours" and card_path(out).read_text() == "clinic-smoke-2"
+    assert (models / "clinic-smoke.keras").read_text() == "rival"
+
+
+def test_a_name_of_the_users_own_is_never_swapped_for_another(tmp_path):
+    from brainclf.site.naming import publish_named
+
+    models = tmp_path / "models"
+    models.mkdir()
+
+    def rival_claims(name):
+        (models / f"{name}.keras").write_text("rival")
+
+    with staged_model(models / "x.keras") as (staged, staged_card):
+        staged.write_text("ours")
+        with pytest.raises(ModelError, match="already exists"):
+            publish_named(models, "mine", lambda: "unused", staged, staged_card, lambda n: _Card(n, rival_claims))
+    assert (models / "mine.keras").read_text() == "rival" and not card_path(models / "mine.keras").exists()
+    assert sorted(p.name for p in models.iterdir()) == ["mine.keras"]  # nothing staged is left behind

@@ -84,25 +84,24 @@ def test_a_site_run_stays_with_its_folder(tmp_path, smoke_model):
         SiteRun.open(tmp_path / "run", other, "clinic", smoke_model)
 
 
-def _named(site: str, model: str) -> SiteRun:
-    return SiteRun(None, {"site": site, "model": {"name": model}}, None)
-
-
 @pytest.mark.parametrize("site,model", [("s" * 48, "m" * 64), ("clinic.eu", "m" * 60), ("ab", "default")])
 def test_default_site_model_names_stay_valid_and_keep_their_suffix(site, model):
     from brainclf.input.limits import validate_model_name
+    from brainclf.site.naming import default_name
 
     for suffix in ("", "-adapted", "-adapted-2"):
-        name = _named(site, model)._default_name(suffix)
+        name = default_name(site, model, suffix)
         assert validate_model_name(name) == name and name.endswith(suffix)
-    assert _named("ab", "default")._default_name("-adapted") == "ab-default-adapted"
+    assert default_name("ab", "default", "-adapted") == "ab-default-adapted"
 
 
 def test_a_card_left_without_its_model_takes_its_name(tmp_path):
+    from brainclf.site.naming import free_default_name, new_name
+
     (tmp_path / "clinic-smoke.json").write_text("{}")
-    assert _named("clinic", "smoke")._free_default_name(tmp_path, "") == "clinic-smoke-2"
+    assert free_default_name(tmp_path, "clinic", "smoke", "") == "clinic-smoke-2"
     with pytest.raises(Exception, match="already exists"):
-        SiteRun._new_name(tmp_path, "clinic-smoke")
+        new_name(tmp_path, "clinic-smoke")
 
 
 def test_cli_refuses_bad_adapt_settings_before_any_step(tmp_path, smoke_model):

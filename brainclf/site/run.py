@@ -20,9 +20,8 @@ from pathlib import Path
 from ..data import Sample
 from ..errors import BrainclfError, DataError
 from ..inference.predict import Predictor
-from ..input.limits import MODEL_NAME_MAX, validate_model_name
-from ..model.card import card_path, file_sha256, load_model, read_card
-from ..model.model_files import publish_model, staged_model
+from ..model.card import file_sha256, load_model, read_card
+from ..model.model_files import staged_model
 from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
 from ..training.config import ProgressHook
@@ -36,6 +35,7 @@ from .measure import (
     validate,
     with_calibration,
 )
+from .naming import free_default_name, new_name, publish_named
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .profile import site_card
 from .split import SiteSplit, check_adaptable, saved_split, split_site
@@ -125,7 +125,8 @@ class SiteRun:
         weights) saved as models_dir/NAME. `phase(words, saving=False)` gives each part's progress callback: one
         that raises stops the step; the saving part's is called once, last, before anything is saved."""
         phase = phase or _no_phase
-        name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "")
+        if name:
+            new_name(models_dir, name)  # a taken name refused before the work, not after it
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
             f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence,
@@ -136,13 +137,13 @@ class SiteRun:
         profiled = with_calibration(predictor, cal, guard)
         report = validate(profiled, self.split, self._membership("held-out"), phase(
             f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
-        out = Path(models_dir) / f"{name}.keras"
-        phase(f"Saving the site profile {name}", True)(1, 1)
-        with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
+        phase("Saving the site profile", True)(1, 1)
+        with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
             shutil.copyfile(self._model_path(), staged)
-            site_card(profiled.card, name, staged, self, report, adapted=False, target=target).save(staged_card)
-            publish_model(staged, staged_card, out)
-        return self._book("calibrate", {"model": str(out), "name": name, "target": target, "heldout": report,
+            out = publish_named(models_dir, name, self._free_name(models_dir, ""), staged, staged_card,
+                                lambda chosen: site_card(profiled.card, chosen, staged, self, report,
+                                                         adapted=False, target=target))
+        return self._book("calibrate", {"model": str(out), "name": out.stem, "target": target, "heldout": report,
                                         "calibration": cal})
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
@@ -155,7 +156,8 @@ class SiteRun:
 
         started = time.monotonic()
         check_adaptable(self.split)
-        name = self._new_name(models_dir, name) if name else self._free_default_name(models_dir, "-adapted")
+        if name:
+            new_name(models_dir, name)  # a taken name refused before the fine-tuning, not after it
         base_model, base_card = load_model(self._model_path())
         replay = replay_samples(base_card, data_root)
         if not replay and cfg.replay_per_site_slice > 0:
@@ -168,21 +170,24 @@ class SiteRun:
         kept = replay_samples(base_card, data_root, part="val")
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
                                  progress, cancel, kept=kept)
-        out = Path(models_dir) / f"{name}.keras"
-        with staged_model(out) as (staged, staged_card):  # the name is claimed on publishing: nothing overwritten
+        with staged_model(Path(models_dir) / "site-adapted.keras") as (staged, staged_card):
             model.save(staged)
             adapted, cal, report, kaggle_after = self._check_adapted(model, _with_hash(base_card, staged), replay,
                                                                      target, confidence, kaggle, data_root)
-            result = {"model": str(out), "name": name, "target": target, "heldout": report, "calibration": cal,
+            result = {"target": target, "heldout": report, "calibration": cal,
                       "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
                       "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                                 "seconds": round(state.seconds, 1), "history": state.history,
                                 "replay_images": len(replay), "tune_slices": len(tune),
                                 "own_validation_images": len(kept), "chosen_on": CHOSEN_ON[bool(kept)]}}
             result["adapt"]["step_seconds"] = round(time.monotonic() - started, 1)  # this call, checks included
-            site_card(adapted.card, name, staged, self, report, adapted=True, target=target, result=result,
-                      kaggle_test=kaggle_after).save(staged_card)
-            publish_model(staged, staged_card, out)
+
+            def card_named(chosen: str):
+                result.update(model=str(Path(models_dir) / f"{chosen}.keras"), name=chosen)
+                return site_card(adapted.card, chosen, staged, self, report, adapted=True, target=target,
+                                 result=result, kaggle_test=kaggle_after)
+
+            publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card, card_named)
         return self._book("adapt", result)
 
     def _check_adapted(self, model, card, replay, target: float, confidence, kaggle, data_root):
@@ -207,41 +212,13 @@ class SiteRun:
                                 "from: start a new site run.")
         return path
 
+    def _free_name(self, models_dir: str | Path, suffix: str) -> Callable[[], str]:
+        return lambda: free_default_name(models_dir, self.state["site"], self.state["model"]["name"], suffix)
+
     def _membership(self, part: str, adapted: bool = False) -> str:
         n = len(self.split.parts["heldout"])
         used = "fine-tuning, calibration or the epoch choice" if adapted else "calibration"
         return (f"{part} case groups of site {self.state['site']} ({n} slices): never used for {used}")
-
-    def _default_name(self, suffix: str) -> str:
-        """SITE-MODEL plus `suffix`, as a model name: a site name's dots become '-'; when too long, the site part is
-        shortened first (to 8 characters at least), then the model's, so the suffix stays whole."""
-        site, model = self.state["site"].replace(".", "-"), self.state["model"]["name"]
-        room = MODEL_NAME_MAX - len(suffix) - 1
-        if len(site) + len(model) > room:
-            site = site[:max(8, room - len(model))]
-            model = model[:room - len(site)]
-        return f"{site}-{model}{suffix}"
-
-    def _free_default_name(self, models_dir: str | Path, suffix: str) -> str:
-        """The default name, or, when a step is redone (another target, or after a restart), the same with the
-        first free '-2', '-3', …: nothing is overwritten, and a redo needs no name of its own."""
-        for k in range(1, 100):
-            name = self._default_name(suffix + (f"-{k}" if k > 1 else ""))
-            if not _taken(Path(models_dir) / f"{name}.keras"):
-                return validate_model_name(name)
-        raise BrainclfError(f"Site {self.state['site']} already has 99 models of this step; remove some first.")
-
-    @staticmethod
-    def _new_name(models_dir: str | Path, name: str) -> str:
-        validate_model_name(name)
-        if _taken(Path(models_dir) / f"{name}.keras"):
-            raise BrainclfError(f"A model named {name} already exists; nothing is overwritten: give another name.")
-        return name
-
-
-def _taken(model_path: Path) -> bool:
-    """A name is taken by its model or by its card alone (publish_model refuses both)."""
-    return model_path.exists() or card_path(model_path).exists()
 
 
 def _accuracy(report: dict | None) -> dict | None:

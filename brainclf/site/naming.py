@@ -1,0 +1,69 @@
+"""The names a site step's models take: SITE-MODEL for a site profile, SITE-MODEL-adapted for an adapted model,
+'-2', '-3', … when a step is redone; a name of the user's own when given. Nothing is ever overwritten."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import BrainclfError, ModelError
+from ..input.limits import MODEL_NAME_MAX, validate_model_name
+from ..model.card import card_path
+from ..model.model_files import publish_model
+
+__all__ = ["default_name", "free_default_name", "new_name", "publish_named"]
+
+
+def default_name(site: str, model: str, suffix: str) -> str:
+    """SITE-MODEL plus `suffix`, as a model name: a site name's dots become '-'; when too long, the site part is
+    shortened first (to 8 characters at least), then the model's, so the suffix stays whole."""
+    site = site.replace(".", "-")
+    room = MODEL_NAME_MAX - len(suffix) - 1
+    if len(site) + len(model) > room:
+        site = site[:max(8, room - len(model))]
+        model = model[:room - len(site)]
+    return f"{site}-{model}{suffix}"
+
+
+def free_default_name(models_dir: str | Path, site: str, model: str, suffix: str) -> str:
+    """The default name, or, when a step is redone (another target, or after a restart), the same with the first
+    free '-2', '-3', …: nothing is overwritten, and a redo needs no name of its own."""
+    for k in range(1, 100):
+        name = default_name(site, model, suffix + (f"-{k}" if k > 1 else ""))
+        if not _taken(Path(models_dir) / f"{name}.keras"):
+            return validate_model_name(name)
+    raise BrainclfError(f"Site {site} already has 99 models of this step; remove some first.")
+
+
+def new_name(models_dir: str | Path, name: str) -> str:
+    """`name`, when it is a valid model name that no model (or card) in models_dir has."""
+    validate_model_name(name)
+    if _taken(Path(models_dir) / f"{name}.keras"):
+        raise BrainclfError(f"A model named {name} already exists; nothing is overwritten: give another name.")
+    return name
+
+
+def publish_named(models_dir: str | Path, name: str | None, free_name: Callable[[], str], staged: Path,
+                  staged_card: Path, card_named: Callable[[str], object]) -> Path:
+    """Publish a staged model as models_dir/NAME, or, without a name, under free_name() asked now: a step chooses
+    its default name when its work is done, so an upload or a restore that took the name while an adaptation ran
+    does not make it refuse at the end; if another writer claims that name in the instant before, the next free
+    one. card_named(chosen name) -> the card (with .save) to stage for that name.
+
+    Raises:
+        BrainclfError: `name` was given and is taken (ModelError when taken in the instant before publishing).
+    """
+    for attempt in (1, 2, 3):
+        chosen = new_name(models_dir, name) if name else free_name()
+        card_named(chosen).save(staged_card)
+        try:
+            return publish_model(staged, staged_card, Path(models_dir) / f"{chosen}.keras")
+        except ModelError:
+            if name or attempt == 3:
+                raise
+    raise AssertionError("three attempts either return or raise")
+
+
+def _taken(model_path: Path) -> bool:
+    """A name is taken by its model or by its card alone (publish_model refuses both)."""
+    return model_path.exists() or card_path(model_path).exists()
