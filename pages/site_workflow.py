@@ -30,6 +30,7 @@ from brainclf.site import (
 from brainclf.site.split import PARTS, left_out_words
 from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified_table, promise
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
+from pages.site_runs import kept_runs_section
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
 BOUND_CONFIDENCE = 0.95  # the confidence of the lower bound the site may ask to reach its target
@@ -55,6 +56,8 @@ def site_section(who) -> None:
     if not roots or not models:
         st.info("This server offers no data folder or no model for a site run ([data] in brainclf.toml).")
         return
+    user_base = owner_run_dir(config.runs_dir / "site", who.user_id, "")
+    kept_runs_section(who, user_base, training_jobs())
     c1, c2, c3 = st.columns(3)
     root_name = c1.selectbox("Site folder", roots, key="site_root", on_change=_name_follows_folder)
     st.session_state.setdefault("site_name", str(root_name)[:48])
@@ -73,12 +76,13 @@ def site_section(who) -> None:
     except BrainclfError as e:
         st.error(public(e))
         return
-    run_dir = site_run_dir(owner_run_dir(config.runs_dir / "site", who.user_id, ""), site, model)
+    run_dir = site_run_dir(user_base, site, model)
     state = saved_state(run_dir)
     site_root = config.folder(root_name)
     if state and state.get("root", str(site_root.resolve())) != str(site_root.resolve()):
         st.warning(md_literal(f"Site {site} was run on another folder ({state.get('root_name')}) with "
-                              f"{model.stem}: give this folder another site name."))
+                              f"{model.stem}: give this folder another site name, or delete that run under "
+                              "Your site runs above."))
         return
     rule = (target, BOUND_CONFIDENCE if bounded else None)
     _buttons(who, state, run_dir, site_root, site, model, rule, config)

@@ -117,3 +117,21 @@ def test_a_validation_that_failed_leaves_the_section_usable(site_server):
         assert not at.exception, [e.value for e in at.exception]
     finally:  # the failed job is process-wide: a later test file's Model page would show its error
         training_jobs.clear()
+
+
+def test_a_kept_site_run_is_deleted_after_a_yes_and_its_site_name_may_then_take_another_folder(site_server):
+    at = model_page()
+    at.selectbox(key="site_root").set_value("st-elsewhere").run()
+    at = run_step(at, "validate")
+    assert any(e.label.startswith("Your site runs (1,") for e in at.expander)
+    at.selectbox(key="site_root").set_value("tiny-site").run()
+    at.text_input(key="site_name").set_value("st-elsewhere").run()  # the run's name, on another folder
+    assert "was run on another folder" in texts(at) and "delete that run under Your site runs" in texts(at)
+    assert at.button(key="site_kept_delete").disabled  # not without a yes
+    at.checkbox(key="site_kept_sure_st-elsewhere/smoke").check().run()
+    at.button(key="site_kept_delete").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not list((site_server.parent / "runs" / "site").rglob("site.json"))
+    assert "was run on another folder" not in texts(at)
+    assert not any(e.label.startswith("Your site runs") for e in at.expander)
+    assert at.button(key="site_validate")  # the name is free for this folder now

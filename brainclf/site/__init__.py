@@ -12,6 +12,7 @@ relies on it there.
     adapt.fine_tune       the fine-tuning itself (TensorFlow; resumable, cancellable)
     steps.step_job        a step as the app's background job: progress in slices, cancellable
     golive.site_report_pdf  the one-page go-live report
+    naming                the names a step's models take; kept: a user's kept site runs, listed and deleted
 
 Importing this package does not import TensorFlow (adapt does, when called).
 """
