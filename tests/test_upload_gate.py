@@ -92,3 +92,21 @@ def test_the_gate_forgets_the_sessions_least_recently_seen_past_its_bound():
     gate.allow("d", "sub:doc")
     assert not gate.allowed("b") and all(gate.allowed(s) for s in "acd")
     assert sorted(gate.sessions_of_user("a")) == ["a", "c", "d"]
+
+
+def test_an_ended_session_is_forgotten_with_its_files():
+    """Streamlit drops a session's files when the session shuts down: the gate forgets the session then, so it
+    keeps live sessions only and its bound is never reached by sessions long gone."""
+    gate, manager = UploadGate(user_budget=100, max_sessions=2), MemoryUploadedFileManager("/upload")
+    gate.install(manager)
+    gate.install(manager)
+    gate.allow("tab1", "sub:doc")
+    manager.add_file("tab1", rec("a", 60))
+    manager.remove_session_files("tab1")  # what AppSession.shutdown calls
+    assert not gate.allowed("tab1") and not manager.file_storage.get("tab1")
+    for sid in ("tab2", "tab3"):
+        gate.allow(sid, "sub:doc")
+    manager.add_file("tab2", rec("b", 60))
+    with pytest.raises(HTTPException, match="over all of their browser tabs"):
+        manager.add_file("tab3", rec("c", 41))  # both live sessions are remembered: tab2's 60 bytes still count
+    assert sorted(gate.sessions_of_user("tab3")) == ["tab2", "tab3"]

@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException
 
 from ..input.limits import MAX_SESSION_UPLOAD_BYTES, size_text
 
-# Browser sessions the gate remembers: far more than one server has open at once (each page run of a session
-# renews its place), few enough that summing a user's sessions on each upload stays a quick scan.
+# Live browser sessions the gate remembers (an ended one is forgotten): far more than one server has open at once
+# (each page run of a session renews its place), few enough that summing a user's sessions stays a quick scan.
 MAX_TRACKED_SESSIONS = 10_000
 
 
@@ -37,8 +37,9 @@ class UploadGate:
 
     def allow(self, session_id: str, user_id: str = "") -> None:
         """This session's user (`user_id`; "" for a session standing alone) has a role that may upload. Called on
-        every page run; past `max_sessions` the session least recently seen is forgotten (its next upload is
-        refused until its page runs again), so the map stays bounded over a server's life."""
+        every page run. An ended session is forgotten when the server drops its files (install); past
+        `max_sessions` live ones, the least recently seen is forgotten too (its next upload is refused until its
+        page runs again, and its stored files stop counting for its user), so the map stays bounded."""
         with self._lock:
             self._user_of[session_id] = user_id or f"session:{session_id}"
             self._user_of.move_to_end(session_id)
@@ -72,10 +73,15 @@ class UploadGate:
 
     def install(self, manager) -> None:
         """Make the server's upload manager (Streamlit's UploadedFileManager) refuse a file this gate refuses
-        (HTTP 403) instead of storing it; installing it twice still checks each file once."""
+        (HTTP 403) instead of storing it, and forget a session when the server drops its files (a session's
+        shutdown does), so the gate holds live sessions only; installing it twice still checks each file once."""
         if getattr(manager, "brainclf_gate", None) is self:
             return
-        store = manager.add_file
+        store, drop = manager.add_file, manager.remove_session_files
+
+        def remove_session_files(session_id: str) -> None:
+            drop(session_id)
+            self.revoke(session_id)
 
         def add_file(session_id: str, file) -> None:
             held = sum(len(f.data) for sid in self.sessions_of_user(session_id)
@@ -85,7 +91,7 @@ class UploadGate:
                 raise HTTPException(status_code=403, detail=why)
             store(session_id, file)
 
-        manager.add_file, manager.brainclf_gate = add_file, self
+        manager.add_file, manager.remove_session_files, manager.brainclf_gate = add_file, remove_session_files, self
 
 
 GATE = UploadGate()  # the server's one gate (one Streamlit server per process)
