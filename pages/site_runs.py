@@ -27,17 +27,15 @@ def kept_runs_section(who, base: Path, jobs) -> None:
                      hide_index=True)
         by_folder = {r.folder: r for r in runs}
         pick = st.selectbox("Site run", list(by_folder), key="site_kept_pick",
-                            format_func=lambda f: f"{by_folder[f].site} from {by_folder[f].model}")
+                            format_func=lambda f: f"{f} ({by_folder[f].site} from {by_folder[f].model})")
         st.caption("Deleting a run takes its split, its figures and an adaptation's saved epochs (no resume after "
                    "it); the models it saved stay in the model picker with their cards.")
         # Keyed by the run: a "yes" ticked for one does not carry over to the next one picked.
         sure = st.checkbox(f"Yes, delete this run ({size_text(by_folder[pick].size_bytes)})",
                            key=f"site_kept_sure_{pick}")
         if st.button("Delete run", key="site_kept_delete", icon=":material/delete:", disabled=not sure):
-            status = jobs.status
-            running = status.run_dir if status is not None and status.active else None
             try:
-                delete_site_run(base, pick, running=running, by=who.user_id)
+                jobs.while_no_job_starts(lambda running: delete_site_run(base, pick, running=running, by=who.user_id))
                 st.toast("Site run deleted.")
                 st.rerun()
             except BrainclfError as e:

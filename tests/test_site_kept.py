@@ -88,3 +88,46 @@ def test_a_run_whose_record_was_cut_short_is_listed_and_can_be_deleted(tmp_path)
     assert (listed.site, listed.model, listed.steps) == ("clinic", "smoke", ())
     delete_site_run(tmp_path, listed.folder)
     assert not run.exists()
+
+
+def test_a_run_nested_in_an_older_flat_runs_folder_is_listed_and_guards_it(tmp_path):
+    """site_run_dir may put site clinic-smoke's run from model default inside site clinic's older flat run of
+    model smoke (clinic-smoke/): both are listed, each with its own size, and the outer one is not deleted with
+    the inner one in it, nor while a step runs on the inner one."""
+    outer = _run(tmp_path / "clinic-smoke", payload=1000)
+    inner = _run(outer / "default", site="clinic-smoke", model="default", payload=50_000)
+    runs = {r.folder: r for r in kept_site_runs(tmp_path)}
+    assert set(runs) == {"clinic-smoke", "clinic-smoke/default"}
+    assert runs["clinic-smoke"].size_bytes < 50_000 <= runs["clinic-smoke/default"].size_bytes
+    with pytest.raises(BrainclfError, match="running"):
+        delete_site_run(tmp_path, "clinic-smoke", running=inner)
+    with pytest.raises(BrainclfError, match="also holds the site run clinic-smoke/default"):
+        delete_site_run(tmp_path, "clinic-smoke")
+    assert (inner / "site.json").is_file()
+    delete_site_run(tmp_path, "clinic-smoke/default")
+    assert (outer / "site.json").is_file()  # its folder is a run of its own: not removed as an emptied site folder
+    delete_site_run(tmp_path, "clinic-smoke")
+    assert kept_site_runs(tmp_path) == []
+
+
+def test_no_job_starts_while_a_deletion_checks_and_acts(tmp_path):
+    import threading
+
+    from brainclf.serving.jobs import TrainingJobs
+
+    jobs, release = TrainingJobs(), threading.Event()
+    jobs.start_task("clinic: validate", lambda hook, cancel: release.wait(30), run_dir=tmp_path / "run")
+    assert jobs.while_no_job_starts(lambda running: running) == tmp_path / "run"
+    release.set()
+    jobs.wait(30)
+    started = []
+    other = threading.Thread(target=lambda: started.append(jobs.start_task("next", lambda h, c: None)))
+
+    def action(running):
+        other.start()
+        other.join(0.5)
+        return running, other.is_alive(), list(started)
+
+    assert jobs.while_no_job_starts(action) == (None, True, [])  # the other tab's start waited for the lock
+    other.join(30)
+    assert len(started) == 1 and started[0].name == "next"

@@ -148,6 +148,14 @@ class TrainingJobs:
         with self._lock:
             return self.status is not None and self.status.active
 
+    def while_no_job_starts(self, action):
+        """action(the running job's run folder, or None) -> its result, called holding the jobs' lock: no job
+        starts or resumes until it returns, so what it checked about the running job stays true while it acts
+        (a site run deleted in one tab while another tab starts a step on it)."""
+        with self._lock:
+            status = self.status
+            return action(status.run_dir if status is not None and status.active else None)
+
     def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models",
               owner: str = "", owner_label: str = "", run_dir: str | Path | None = None,
               extra_data: tuple[Source, ...] = ()) -> JobStatus:

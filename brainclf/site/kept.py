@@ -52,8 +52,12 @@ def delete_site_run(base: str | Path, folder: str, running: Path | None = None, 
     if folder not in runs:
         raise BrainclfError("That site run is no longer there (deleted already?); nothing was deleted.")
     path = Path(base) / folder
-    if running is not None and Path(running).resolve() == path.resolve():
+    if running is not None and Path(running).resolve().is_relative_to(path.resolve()):
         raise BrainclfError("A step of that site run is running: wait for it or cancel it first; nothing was deleted.")
+    # An older flat run's folder (SITE-MODEL) may hold a newer run nested in it (site SITE-MODEL, another model).
+    if inner := [f for f in runs if f.startswith(f"{folder}/")]:
+        raise BrainclfError(f"That site run's folder also holds the site run {inner[0]}: delete that one first; "
+                            "nothing was deleted.")
     try:
         shutil.rmtree(path)
     except OSError as e:
@@ -66,10 +70,12 @@ def delete_site_run(base: str | Path, folder: str, running: Path | None = None, 
 
 
 def _candidates(base: Path) -> list[Path]:
-    """Folders one or two levels under `base` holding a site run's record (no links followed)."""
+    """Folders one or two levels under `base` holding a site run's record (no links followed): SITE/MODEL, and an
+    older flat SITE-MODEL, which may hold a nested run of its own."""
     out = []
     for first in _folders(base):
-        out += [first] if (first / STATE).is_file() else [f for f in _folders(first) if (f / STATE).is_file()]
+        out += [first] if (first / STATE).is_file() else []
+        out += [f for f in _folders(first) if (f / STATE).is_file()]
     return out
 
 
@@ -98,8 +104,10 @@ def _entry(base: Path, folder: Path) -> KeptSiteRun | None:
 
 
 def _size(folder: Path) -> int:
+    """Bytes of the files in `folder`, without a nested run's (listed on its own)."""
     total = 0
-    for root, _dirs, files in os.walk(folder):  # os.walk follows no links to folders
+    for root, dirs, files in os.walk(folder):  # os.walk follows no links to folders
+        dirs[:] = [d for d in dirs if not os.path.isfile(os.path.join(root, d, STATE))]
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size

@@ -56,10 +56,11 @@ def publish_named(models_dir: str | Path, name: str | None, free_name: Callable[
     for attempt in (1, 2, 3):
         chosen = new_name(models_dir, name) if name else free_name()
         card_named(chosen).save(staged_card)
+        out = Path(models_dir) / f"{chosen}.keras"
         try:
-            return publish_model(staged, staged_card, Path(models_dir) / f"{chosen}.keras")
+            return publish_model(staged, staged_card, out)
         except ModelError:
-            if name or attempt == 3:
+            if name or attempt == 3 or not _taken(out):  # not taken: the copy failed (disk full), no retry helps
                 raise
     raise AssertionError("three attempts either return or raise")
 

@@ -137,10 +137,11 @@ class SiteRun:
         profiled = with_calibration(predictor, cal, guard)
         report = validate(profiled, self.split, self._membership("held-out"), phase(
             f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
-        phase("Saving the site profile", True)(1, 1)
+        free_name = self._free_name(models_dir, "")
+        phase(f"Saving the site profile {name or free_name()}", True)(1, 1)  # unless another writer takes it first
         with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
             shutil.copyfile(self._model_path(), staged)
-            out = publish_named(models_dir, name, self._free_name(models_dir, ""), staged, staged_card,
+            out = publish_named(models_dir, name, free_name, staged, staged_card,
                                 lambda chosen: site_card(profiled.card, chosen, staged, self, report,
                                                          adapted=False, target=target))
         return self._book("calibrate", {"model": str(out), "name": out.stem, "target": target, "heldout": report,
