@@ -104,14 +104,18 @@ if re_evaluated:
                 report = evaluate_folder(predictor, config.folder(choice),
                                          progress=lambda d, t: bar.progress(*progress(d, t)))
             st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
-                                               report.get("external"))
+                                               report.get("external"), predictor.tta)
         except BrainclfError as e:
             st.error(public(e))
         bar.empty()
     saved = st.session_state.get("eval_result")
     if saved and saved[0] == card.label and saved[1] in folders:
-        _, folder_done, rows, unreadable, fresh_external = saved
+        _, folder_done, rows, unreadable, fresh_external, measured_tta = saved
         where, data_name = folder_done, folder_done
+        if measured_tta != predictor.tta:  # the sidebar's TTA changed since: show them as they were measured
+            st.info(f"These figures were measured with flip TTA {'on' if measured_tta else 'off'}; press Evaluate "
+                    "to measure them as the sidebar now says.")
+            predictor = predictor.with_tta(measured_tta)  # its refer thresholds match the stored probabilities
         root = config.folder(folder_done)
         if unreadable:
             st.warning(public(unreadable_message(unreadable)))

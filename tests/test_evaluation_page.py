@@ -172,3 +172,18 @@ def test_a_third_evaluation_at_once_is_refused_with_a_message_and_the_slots_come
         raise RuntimeError("an evaluation that failed")
     with slots.hold("four"), slots.hold("five"):  # both slots were given back, the failed one's too
         pass
+
+
+def test_re_evaluated_figures_keep_the_tta_they_were_measured_with_when_the_sidebar_switches(tmp_path, monkeypatch):
+    from brainclf.model import read_card
+
+    folder = write_external(tmp_path / "other-hospital", cases=3)
+    monkeypatch.setenv("BRAINCLF_DATA", str(folder))
+    measured = read_card(REPO / "models" / "default.keras").tta_default  # the sidebar starts as the card says
+    at = _re_evaluate("other-hospital")
+    at.session_state["tta::default"] = not measured  # the sidebar's toggle switched after the evaluation
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"measured with flip TTA {'on' if measured else 'off'}" in i.value for i in at.info)
+    caption = md_plain(at.caption[0].value)
+    assert caption.startswith("27 images from other-hospital") and ("(flip TTA on)" in caption) is measured
