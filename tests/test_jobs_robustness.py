@@ -118,3 +118,28 @@ def test_a_training_too_large_for_the_machine_is_refused_before_decoding():
     with pytest.raises(ConfigError, match=r"about 61\.4 GiB.*6989 images at 512 px, 3 channel.*use 8\.0 GiB"):
         check_training_memory(6989, contract, available=16 * 2**30)
     check_training_memory(6989, InputContract(size=160, channels=1), available=16 * 2**30)
+
+
+def test_a_batch_too_large_for_the_machine_is_refused_before_decoding():
+    """The form allows 512 px and batches of 512: compact_cnn_wide's layer outputs at that size would take ~90 GiB
+    per step, and the training runs in the server's own process, so the refusal comes first."""
+    from brainclf.model.architectures import activations_per_image, build_model
+
+    small, large = InputContract(size=128, channels=1), InputContract(size=512, channels=1)
+    per_image = activations_per_image(build_model("compact_cnn_wide", large))
+    assert per_image > 10 * activations_per_image(build_model("compact_cnn_wide", small))  # grows with size^2
+    with pytest.raises(ConfigError, match=r"GiB for each batch of 512.*smaller input size or batch"):
+        check_training_memory(100, large, available=16 * 2**30, batch_size=512, activations=per_image)
+    check_training_memory(100, large, available=16 * 2**30, batch_size=8, activations=per_image)
+
+
+def test_the_form_s_largest_batch_fails_as_a_job_with_that_message_not_a_crash(tmp_path, synthetic_dataset):
+    from brainclf.serving import TrainingJobs
+    from brainclf.training import TrainConfig
+
+    jobs = TrainingJobs()
+    config = TrainConfig(architecture="compact_cnn_wide", image_size=1024, batch_size=512, epochs=1)
+    jobs.start(config, synthetic_dataset, "too_big", models_dir=tmp_path / "models", run_dir=tmp_path / "run")
+    status = jobs.wait(300)
+    assert status.state == "failed" and "for each batch of 512" in status.error
+    assert not (tmp_path / "models" / "too_big.keras").exists()

@@ -215,6 +215,13 @@ def build_model(name: str, contract: InputContract | None = None) -> keras.Model
     return arch.build(contract)
 
 
+def activations_per_image(model: keras.Model) -> int:
+    """Values the model's layers output for one image: what a training step keeps for its backward pass, per
+    image of the batch (the memory that grows with batch size and input size squared)."""
+    return sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers
+               if not isinstance(layer.output, (list, tuple)))
+
+
 def recalibrate_batchnorm(model: keras.Model, x, batch_size: int = 64, max_batches: int = 80, seed: int = 0) -> int:
     """Re-estimate every BatchNormalization layer's moving mean/variance for the final weights.
 

@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from ..input.limits import validate_model_name
 from ..input.preprocess import InputContract
 from ..model import backend
-from ..model.architectures import build_model, dtype_policy, get_architecture
+from ..model.architectures import activations_per_image, build_model, dtype_policy, get_architecture
 from . import distributed
 from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation, mixup
 from .batches import ArrayBatches
@@ -139,9 +139,12 @@ def _fit(session: Session, state: RunState, splits, prep: Preparation) -> None:
     import keras
 
     config, sources, cancel = session.request.config, session.request.sources, session.request.cancel
+    with dtype_policy("float32"):  # the float32 outputs a step holds; built only to count them (milliseconds),
+        per_image = activations_per_image(build_model(config.architecture, config.contract()))  # before seeding
     keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable
     train_s, val_s, _ = splits
-    arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0))
+    arrays = load_training_arrays(train_s, val_s, config.contract(), sources, prep, start=max(prep.sent, 0.0),
+                                  batch=(config.batch_size, per_image))
     if config.style_reweight:
         _reweight_by_style(arrays, config, prep)
     prep.report("Building the model and the input pipeline", 1.0, force=True)  # seconds on a fresh process

@@ -157,6 +157,8 @@ class TrainingArrays:
 # a training may take this share of the machine's memory: on a shared server the rest is everyone else's.
 ARRAY_COPIES = 3
 MEMORY_SHARE = 0.5
+# A training step holds each layer's float32 output for the backward pass, its gradient and the ops' workspace.
+ACTIVATION_COPIES = 3
 
 
 def physical_memory() -> int | None:
@@ -167,26 +169,32 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_training_memory(n_images: int, contract: InputContract, available: int | None = None) -> None:
-    """Refuse, before decoding, a training whose images would not fit in MEMORY_SHARE of the machine.
+def check_training_memory(n_images: int, contract: InputContract, available: int | None = None,
+                          batch_size: int = 0, activations: int = 0) -> None:
+    """Refuse, before decoding, a training whose images and batches would not fit in MEMORY_SHARE of the machine
+    (`activations`: the model's layer outputs per image, architectures.activations_per_image).
 
     Raises:
         ConfigError: saying how much it would need and what to lower.
     """
     available = physical_memory() if available is None else available
-    need = n_images * contract.size * contract.size * contract.channels * 4 * ARRAY_COPIES
-    if available and need > MEMORY_SHARE * available:
-        raise ConfigError(f"This training would hold about {need / 2**30:.1f} GiB of images in memory ({n_images} "
-                          f"images at {contract.size} px, {contract.channels} channel(s)); this machine lets a "
-                          f"training use {MEMORY_SHARE * available / 2**30:.1f} GiB. Choose a smaller input size, one "
-                          "channel or fewer images.")
+    images = n_images * contract.size * contract.size * contract.channels * 4 * ARRAY_COPIES
+    batches = batch_size * activations * 4 * ACTIVATION_COPIES
+    if available and images + batches > MEMORY_SHARE * available:
+        raise ConfigError(f"This training would hold about {(images + batches) / 2**30:.1f} GiB in memory: "
+                          f"{images / 2**30:.1f} GiB of images ({n_images} images at {contract.size} px, "
+                          f"{contract.channels} channel(s)) and {batches / 2**30:.1f} GiB for each batch of "
+                          f"{batch_size}; this machine lets a training use {MEMORY_SHARE * available / 2**30:.1f} "
+                          "GiB. Choose a smaller input size or batch, one channel or fewer images.")
 
 
 def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: InputContract,
-                         sources: list[Source], prep: Preparation, start: float) -> TrainingArrays:
-    """Decode the training and validation images (the preparation from `start` to 1)."""
+                         sources: list[Source], prep: Preparation, start: float,
+                         batch: tuple[int, int] = (0, 0)) -> TrainingArrays:
+    """Decode the training and validation images (the preparation from `start` to 1), once they and the batches
+    (`batch`: batch size, the model's activations per image) are known to fit in memory."""
     n_tr, n_all = len(train_s), len(train_s) + len(val_s)
-    check_training_memory(n_all, contract)
+    check_training_memory(n_all, contract, batch_size=batch[0], activations=batch[1])
     progress = prep.phase(f"Loading {len(train_s)} training and {len(val_s)} validation images", start, 1.0)
     x_tr, y_tr, kept_tr, errs = load_arrays(train_s, contract, lambda i, _: progress(i, n_all))
     x_va, y_va, kept_va, _ = load_arrays(val_s, contract, lambda i, _: progress(n_tr + i, n_all))
