@@ -12,7 +12,7 @@ def upload_problem(files) -> str | None:
     """Files per upload and bytes per session (brainclf.input.limits), checked on each UploadedFile.size before any
     file's bytes are read (getvalue): a refused upload is never copied into the case book."""
     try:
-        check_upload_session({f.file_id: f.size for f in files}, st.session_state.setdefault("upload_sizes", {}))
+        check_upload_session({f.file_id: f.size for f in files})
     except BrainclfError as e:
         return str(e)
     return None

@@ -99,3 +99,32 @@ def test_fifty_tiny_stacks_and_two_models_stay_within_the_budget(monkeypatch):
             assert admitted == box and refused is None
             assert book.result_bytes() <= book.max_result_bytes
     assert len(book) == 3200 and all(len(c.results) == 1 for c in book.cases())
+
+
+def test_the_uploads_a_session_keeps_are_bounded_in_bytes_the_oldest_study_going_first():
+    """A session goes through any number of studies one upload box at a time: the book keeps the newest within
+    max_upload_bytes (a multi-frame file's frames share its bytes, counted once), and the newest always stays."""
+    book = CaseBook(max_upload_bytes=250)
+    first = book.add("a.png", b"a" * 100)
+    stack = book.add_upload("b.dcm", b"b" * 100, lambda: 3)  # three frames, one file of 100 bytes
+    assert book.upload_bytes() == 200 and len(book) == 4
+    book.add("c.png", b"c" * 100)  # 300 > 250: the oldest study goes
+    assert first.digest not in book and all(c.digest in book for c in stack) and book.upload_bytes() == 200
+    big = book.add("d.png", b"d" * 400)  # larger than the bound alone: kept, everything older goes
+    assert [c.digest for c in book.cases()] == [big.digest] and book.upload_bytes() == 400
+
+
+def test_a_session_uploads_study_after_study_and_only_what_the_box_holds_counts():
+    from brainclf.errors import ImageError
+    from brainclf.input import check_upload_session
+
+    for k in range(2 * limits.MAX_SESSION_UPLOAD_BYTES // limits.MAX_UPLOAD_FILE_BYTES):
+        check_upload_session({f"f{k}": limits.MAX_UPLOAD_FILE_BYTES})  # one large study after another
+    fits = limits.MAX_SESSION_UPLOAD_BYTES // limits.MAX_UPLOAD_FILE_BYTES
+    check_upload_session({f"g{k}": limits.MAX_UPLOAD_FILE_BYTES for k in range(fits)})
+    try:
+        check_upload_session({f"h{k}": limits.MAX_UPLOAD_FILE_BYTES for k in range(fits + 1)})
+    except ImageError as e:
+        assert "Remove some files from the upload box" in str(e) and "Reload" not in str(e)
+    else:
+        raise AssertionError("a box holding more than a session's bytes was accepted")

@@ -105,17 +105,3 @@ def test_streamlit_upload_size_matches_the_limit():
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * limits.MiB == limits.MAX_UPLOAD_FILE_BYTES
     assert config["client"]["showErrorDetails"] == "none"
-
-
-def test_upload_session_counts_a_file_still_in_the_box_once():
-    from brainclf.input import MAX_SESSION_UPLOAD_BYTES, MAX_UPLOAD_FILE_BYTES, check_upload_session
-
-    seen = {}
-    n = MAX_SESSION_UPLOAD_BYTES // MAX_UPLOAD_FILE_BYTES  # files of the largest size that fit a session
-    check_upload_session({"a": MAX_UPLOAD_FILE_BYTES}, seen)
-    check_upload_session({"a": MAX_UPLOAD_FILE_BYTES}, seen)  # the same file shown again on the next run
-    for k in range(1, n):
-        check_upload_session({f"f{k}": MAX_UPLOAD_FILE_BYTES}, seen)  # new files: the session fills up
-    assert len(seen) == n
-    with pytest.raises(ImageError, match="a session"):
-        check_upload_session({"one more": 100}, seen)

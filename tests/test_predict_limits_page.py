@@ -108,3 +108,16 @@ def test_results_over_the_session_budget_are_refused_with_a_message_until_a_stud
     assert book.result_bytes() <= 350 * 1024
     history = at.dataframe[0].value.set_index("case")
     assert history.loc[first[:12], "prediction"] and history.loc[first[:12], "status"] != "not analysed"
+
+
+def test_a_session_goes_through_study_after_study_with_one_box_at_a_time(png_bytes, make_image, monkeypatch):
+    """Only what the upload box holds counts towards the session's bytes: a clinician working through studies
+    one at a time is never told to reload (which would lose the session's cases)."""
+    a, b = (png_bytes(make_image(c, seed=i)) for i, c in enumerate(["glioma", "meningioma"]))
+    monkeypatch.setattr(limits, "MAX_SESSION_UPLOAD_BYTES", 3 * max(len(a), len(b)) // 2)  # one file at a time
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value([("a.png", a, "image/png")]).run()
+    at.file_uploader[0].set_value([("b.png", b, "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("above the limit of" in e.value for e in at.error)
+    assert len(at.session_state["shown_cases"]) == 1 and len(at.session_state["case_book"]) >= 1

@@ -196,8 +196,9 @@ def check_upload_batch(sizes: list[int], session_bytes_so_far: int = 0) -> int:
     total = int(session_bytes_so_far) + sum(sizes)
     if total > MAX_SESSION_UPLOAD_BYTES:
         raise ImageError(f"This upload ({size_text(sum(sizes))}) would take this session to {size_text(total)}, "
-                         f"above the limit of {size_text(MAX_SESSION_UPLOAD_BYTES)} a session. Reload the "
-                         "page to start a new session.")
+                         f"above the limit of {size_text(MAX_SESSION_UPLOAD_BYTES)} a session holds at once. "
+                         "Remove some files from the upload box; the cases already analysed stay in this "
+                         "session's history.")
     return total
 
 
@@ -227,12 +228,11 @@ def validate_model_name(name: str, error: type[Exception] = ConfigError) -> str:
     return name
 
 
-def check_upload_session(sizes_by_file: dict[str, int], seen: dict[str, int]) -> None:
-    """check_upload_batch for an upload box's current files, given every file (id -> size) this session sent
-    before; on success `seen` learns the current files. A file still in the box is never counted twice."""
-    earlier = sum(size for fid, size in seen.items() if fid not in sizes_by_file)
-    check_upload_batch(list(sizes_by_file.values()), earlier)
-    seen.update(sizes_by_file)
+def check_upload_session(sizes_by_file: dict[str, int]) -> None:
+    """check_upload_batch for the files an upload box holds now (file id -> size): what the session holds at once.
+    Files removed from the box do not count: the case book keeps older cases within its own byte bound
+    (brainclf.presentation.cases.CaseBook), so a session may go through any number of studies, one box at a time."""
+    check_upload_batch(list(sizes_by_file.values()), 0)
 
 
 # The refer rule's target (an admin setting): below 80 % accepted accuracy an answer is not worth giving.

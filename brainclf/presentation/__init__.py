@@ -4,7 +4,8 @@ PDF reports, scope, studies, the Evaluation page's views and galleries, Plotly f
 Import from here: the names in __all__ are this layer's public API (pages, CLI, tests, higher layers' entry points).
 Modules not listed keep their own names for their tests."""
 
-from .cases import CaseBook, batch_row, case_ref, content_hash, model_label, widget_key
+from .batch_table import batch_row
+from .cases import CaseBook, case_ref, content_hash, model_label, widget_key
 from .figures import (
     CLASS_COLOURS,
     chart_title,

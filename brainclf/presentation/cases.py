@@ -19,7 +19,7 @@ from .. import DISPLAY_NAMES
 from ..errors import BrainclfError
 from ..escaping import visible_text
 from ..input import decode_upload, limits, upload_alias, without_alias
-from .wording import HEADLINES, ReferRule, pct, plural, result_status, summary_row
+from .wording import HEADLINES, pct, plural
 
 
 def content_hash(data: bytes) -> str:
@@ -48,22 +48,6 @@ def model_label(name: str, version: str, tta: bool = False, sha256: str = "") ->
 def widget_key(kind: str, digest: str, model: str) -> str:
     """Key of a per-image widget: what it is, which image (content hash) and which model (label)."""
     return f"{kind}::{model}::{digest}"
-
-
-def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str, float], predicted: str,
-              out_of_distribution: bool = False) -> dict[str, str]:
-    """One row of the Predict page's batch table, narrow enough for an 800 px window (wording.summary_row's nine
-    columns scrolled sideways there): the case, its file when names are shown, the answer with its status in
-    one cell, and every class's probability in one cell, most likely first ('—' for a flagged slice)."""
-    row = summary_row(case_ref, file, rule, probabilities, predicted, out_of_distribution)
-    kind = result_status(rule, probabilities, out_of_distribution).kind
-    answer = {"ood": f"{row['Status']} {row['Answer']}", "refer": row["Answer"]}.get(
-        kind, f"{row['Answer']}, {row['Confidence']} · {row['Status']}")
-    ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
-    # No break inside "No tumour 0.2 %": the cell wraps between classes only.
-    probs = " · ".join(f"{DISPLAY_NAMES.get(c, c)} {pct(p)}".replace(" ", "\u00a0") for c, p in ranked)
-    return {"Case": case_ref, **({"File": file} if file else {}), "Answer": answer,
-            "Probabilities": "—" if kind == "ood" else probs}
 
 
 def result_nbytes(result) -> int:
@@ -138,12 +122,14 @@ class Case:
 
 
 class CaseBook:
-    """The cases of one session by content hash, oldest first; at most `max_cases` (the oldest go first), and their
-    results' pictures within `max_result_bytes` (admit)."""
+    """The cases of one session by content hash, oldest first; at most `max_cases` studies and `max_upload_bytes` of
+    uploaded bytes (the oldest studies go first, the newest always stays), and their results' pictures within
+    `max_result_bytes` (admit)."""
 
-    def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None):
+    def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None, max_upload_bytes: int | None = None):
         self.max_cases = max_cases
         self.max_result_bytes = limits.MAX_SESSION_RESULT_BYTES if max_result_bytes is None else max_result_bytes
+        self.max_upload_bytes = limits.MAX_SESSION_UPLOAD_BYTES if max_upload_bytes is None else max_upload_bytes
         self._cases: OrderedDict[str, Case] = OrderedDict()
         self._count = 0
 
@@ -196,11 +182,17 @@ class CaseBook:
         return [c for c in cases if c.digest in self._cases]
 
     def _evict(self) -> None:
-        """The oldest uploads go first, a study with all its slices."""
-        while len({c.study for c in self._cases.values()}) > self.max_cases:
+        """The oldest uploads go first, a study with all its slices, while there are more than max_cases studies
+        or more than max_upload_bytes of uploads (a multi-frame file's frames share its bytes: counted once)."""
+        while (len(studies := {c.study for c in self._cases.values()}) > self.max_cases
+               or (len(studies) > 1 and self.upload_bytes() > self.max_upload_bytes)):
             oldest = next(iter(self._cases.values())).study
             for d in [d for d, c in self._cases.items() if c.study == oldest]:
                 del self._cases[d]
+
+    def upload_bytes(self) -> int:
+        """Bytes of the uploads the book holds, each file once."""
+        return sum(len(data) for data in {id(c.data): c.data for c in self._cases.values()}.values())
 
     def get(self, digest: str) -> Case | None:
         return self._cases.get(digest)
