@@ -45,7 +45,7 @@ from pages.common import (
 from pages.predict_uploads import cases_of_uploads, upload_problem, uploads_changed
 
 route_through_app()
-require("open_predict")
+who = require("open_predict")
 st.title("Predict")
 st.caption("Research and education only — not for diagnosis.")
 predictor = get_predictor(wait=False)  # on a fresh server the model is still loading: lay out first
@@ -112,7 +112,7 @@ def analyse(digest: str):
         result = case.predict(predictor)
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
         if audit_path():
-            _audit(audit_record(case.data, result))
+            _audit(audit_record(case.data, result, user=who.user_id, case=case.ref, tta=predictor.tta))
     except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
         st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.label(show_names))}**: "
                  f"{public(e)}")
@@ -121,7 +121,7 @@ def analyse(digest: str):
         result = public(e)  # the page puts the file name before it
         if audit_path():  # a fixed reason, never the message
             _audit(audit_record(case.data, error=e, model=card.name, version=card.version,
-                                model_sha256=card.file_sha256))
+                                model_sha256=card.file_sha256, user=who.user_id, case=case.ref, tta=predictor.tta))
     book.store(digest, model, result)
     return result
 

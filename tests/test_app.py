@@ -392,11 +392,16 @@ def test_uploads_never_reach_disk_and_audit_log_is_opt_in(tmp_path, monkeypatch)
     at.toggle(key="audit").set_value(True)
     at.file_uploader[0].set_value(("Doe_Jane.png", data, "image/png")).run()
     assert not at.exception
-    rec = json.loads(log.read_text().splitlines()[-1])
+    switched, rec = (json.loads(line) for line in log.read_text().splitlines())
+    assert switched["event"] == "audit log on" and switched["user"]  # who switched it on comes first
     assert rec["input_sha256"] == hashlib.sha256(data).hexdigest() and rec["model"] == "default"
-    assert "Doe" not in log.read_text() and len(log.read_text().splitlines()) == 1
+    assert rec["user"] == switched["user"] and rec["case"] == hashlib.sha256(data).hexdigest()[:12]
+    assert rec["tta"] is at.toggle(key="tta::default").value
+    assert "Doe" not in log.read_text() and len(log.read_text().splitlines()) == 2
     at.slider(key="opacity").set_value(0.6).run()  # a rerun is not a new analysis
-    assert len(log.read_text().splitlines()) == 1
+    assert len(log.read_text().splitlines()) == 2
+    at.toggle(key="audit").set_value(False).run()  # switched off: its last line says who did
+    assert json.loads(log.read_text().splitlines()[-1])["event"] == "audit log off"
     assert _files_containing([tempfile.gettempdir(), REPO], marker) == []
 
 
@@ -414,10 +419,10 @@ def test_a_refused_upload_named_after_a_patient_leaves_no_name_in_the_audit_log(
     assert "**DOE JOHN\\: MRN 12345\\.jpg** was not processed: the file is empty \\(0 bytes\\)\\." in errors
     assert "SMITH ANNA 1960\\.dcm" in errors and "upload" not in errors  # the neutral name stays inside
     text = (tmp_path / "brainclf-audit.jsonl").read_text()
-    assert len(text.splitlines()) == 2
+    assert len(text.splitlines()) == 3  # the switch, then the two refusals
     for word in ("DOE", "JOHN", "MRN", "12345", "SMITH", "ANNA", "1960", ".jpg", ".dcm"):
         assert word not in text, word
-    assert json.loads(text.splitlines()[0])["error"] == "empty file"
+    assert json.loads(text.splitlines()[1])["error"] == "empty file"
 
 
 def test_an_audit_log_that_cannot_be_written_withholds_the_result_with_a_message(tmp_path, monkeypatch):

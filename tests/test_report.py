@@ -160,3 +160,17 @@ def test_a_flagged_slice_prints_neither_probabilities_nor_grad_cam(tmp_path):
     colourful = np.abs(img - img.mean(-1, keepdims=True)).max(-1) > 60
     blue_or_yellow = colourful & ((img[..., 2] > img[..., 0] + 60) | (img[..., 1] > 150) & (img[..., 2] < 80))
     assert blue_or_yellow.mean() < 0.001, blue_or_yellow.mean()
+
+
+def test_a_study_slice_s_reference_is_explained_as_one_and_stays_on_one_page(tmp_path):
+    from brainclf.presentation.cases import frame_digest
+
+    card = read_card(REPO / "models" / "default.keras")
+    rule = refer_rule(CAL["refer_thresholds"], CAL)
+    study = content_hash(b"a 64-frame study")
+    case = report_case(_prediction("glioma", 0.99, 5), rule, frame_digest(study, 2), datetime.now(UTC), card=card)
+    text, pages = _render(case_report_pdf([case]), tmp_path)
+    flat = " ".join(text.split())
+    assert len(pages) == 1 and f"{study[:12]}-3" in flat
+    assert f"slice 3 of the study whose SHA-256 begins {study[:12]}" in flat
+    assert "first 12 hex digits of the image's SHA-256" not in flat

@@ -113,11 +113,19 @@ def _page(pdf, case: ReportCase, index: int, total: int, created: datetime) -> N
     footer(pdf, index, total, w)
 
 
+def _ref_words(ref: str) -> str:
+    """What a case reference is made of (presentation.cases.case_ref): a study's slice adds its slice number."""
+    if "-" not in ref:
+        return "first 12 hex digits of the image's SHA-256"
+    return (f"slice {ref.rsplit('-', 1)[1]} of the study whose SHA-256 begins {ref.rsplit('-', 1)[0]}: the file's, or "
+            "for single-frame slices that of their SHA-256s in order")
+
+
 def _who_and_when(pdf, case: ReportCase, created: datetime, w: float) -> None:
     """Who and when: no file name, no DICOM tags."""
     pred = case.prediction
     pdf.set_font("Helvetica", "", 9.5)
-    meta = [("Case", f"{case.case_ref} (first 12 hex digits of the image's SHA-256)"),
+    meta = [("Case", f"{case.case_ref} ({_ref_words(case.case_ref)})"),
             ("Model", f"{pred.model_name}, version {pred.model_version}, file SHA-256 {pred.model_hash}…"
                       + (", flip test-time augmentation on" if case.tta else "")),
             ("Analysed", case.analysed.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")),

@@ -1,5 +1,7 @@
-"""Optional audit log (off by default): one JSON line per prediction with the time, the SHA-256 of the input
-bytes, the model's name, version and file SHA-256, and the output. Never pixels, file names (they may carry a patient's
+"""Optional audit log (off by default): one JSON line per prediction with the time, who asked (their user id), the
+SHA-256 of the input bytes, the case reference the app, its CSV and its reports show (a study's slice: its slice
+number), whether flip TTA was on, the model's name, version and file SHA-256, and the output; and one line each
+time an admin switches the log on or off (switch_record). Never pixels, file names (they may carry a patient's
 name) or DICOM tags.
 
 A refused input is recorded with a reason from a fixed list (REFUSAL_REASONS), never with the error's text:
@@ -50,11 +52,15 @@ def refusal_reason(error: str | BaseException | None) -> str:
 
 
 def audit_record(data: bytes, prediction=None, error: str | BaseException | None = None, model: str = "",
-                 version: str = "", model_sha256: str = "") -> dict:
-    """The audit line for one analysis: a prediction's output, or for a refused input its fixed reason and the
-    error's type. Holds no file name, no DICOM tag and no text taken from the input."""
-    rec = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "input_sha256": hashlib.sha256(data).hexdigest(), "input_bytes": len(data)}
+                 version: str = "", model_sha256: str = "", user: str = "", case: str = "",
+                 tta: bool | None = None) -> dict:
+    """The audit line for one analysis by `user` of case `case` (its reference: case_ref): a prediction's output,
+    or for a refused input its fixed reason and the error's type. Holds no file name, no DICOM tag and no text
+    taken from the input."""
+    rec = {"timestamp": _now(), "user": user, "case": case, "input_sha256": hashlib.sha256(data).hexdigest(),
+           "input_bytes": len(data)}
+    if tta is not None:
+        rec["tta"] = bool(tta)
     if prediction is not None:
         rec.update(model=prediction.model_name, model_version=prediction.model_version,
                    model_sha256=prediction.model_sha256,
@@ -65,6 +71,16 @@ def audit_record(data: bytes, prediction=None, error: str | BaseException | None
         rec.update(model=model, model_version=version, model_sha256=model_sha256, error=refusal_reason(error),
                    error_type=type(error).__name__ if isinstance(error, BaseException) else "refused")
     return rec
+
+
+def switch_record(enabled: bool, user: str) -> dict:
+    """The line that says who switched the audit log on or off, and when: written as the last line before it goes
+    off and the first after it comes on, so a gap in the log always has its reason."""
+    return {"timestamp": _now(), "user": user, "event": "audit log on" if enabled else "audit log off"}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def append_audit(path: str | Path, record: dict) -> None:

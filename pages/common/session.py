@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from brainclf.presentation import CaseBook
-from brainclf.serving import PageWorkSlots, TrainingJobs
+from brainclf.serving import PageWorkSlots, TrainingJobs, append_audit, switch_record
 
 from .identity import identity, settings
 
@@ -84,8 +84,18 @@ def audit_enabled() -> bool:
 
 
 def audit_toggled() -> None:
-    if identity().can("audit_settings"):
-        _audit_state()["enabled"] = bool(st.session_state.get("audit"))
+    """An admin's switch: the log records who turned it off (its last line) or on (its first)."""
+    who = identity()
+    if not who.can("audit_settings"):
+        return
+    state, on = _audit_state(), bool(st.session_state.get("audit"))
+    if on != bool(state["enabled"]):
+        try:
+            append_audit(settings().audit_file, switch_record(on, who.user_id))
+        except OSError:
+            st.toast("The audit log cannot be written: the switch was not recorded. Check the audit folder.",
+                     icon=":material/error:")
+    state["enabled"] = on
 
 
 def audit_path() -> Path | None:
