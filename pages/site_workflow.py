@@ -28,7 +28,14 @@ from brainclf.site import (
     step_job,
 )
 from brainclf.site.split import PARTS, left_out_words
-from brainclf.site.summary import comparison_rows, forgetting, heldout_curves, misclassified_table, promise
+from brainclf.site.summary import (
+    comparison_rows,
+    forgetting,
+    heldout_curves,
+    misclassified_table,
+    promise,
+    saved_models,
+)
 from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
 from pages.site_runs import kept_runs_section
 
@@ -162,6 +169,8 @@ def _results(state: dict, site_root: Path) -> None:
     for warning in state["split"].get("warnings") or []:  # a naming scheme the case groups could not use
         st.warning(md_literal(warning), icon=":material/group_work:")
     st.table(pd.DataFrame(comparison_rows(state)), hide_index=True)
+    for line in saved_models(state):  # which model each column is: a redone step saves under -2, -3, …
+        st.caption(md_literal(line))
     curves = heldout_curves(state)
     last = state["steps"].get("adapt") or state["steps"].get("calibrate")
     final = last["heldout"] if last else state["steps"]["validate"]

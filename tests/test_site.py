@@ -201,6 +201,12 @@ def test_go_live_report_states_the_site_and_its_figures(site_run, tmp_path):
     from brainclf.presentation import pct
 
     assert pct(held["accuracy"]) in text
+    flat = " ".join(text.split())
+    for step, heading in (("calibrate", "Site calibration"), ("adapt", "Adapted")):  # which model it certifies
+        saved = read_card(Path(run.step(step)["model"]))
+        assert run.step(step)["sha256"] == saved.file_sha256 and run.step(step)["version"] == saved.version
+        assert (f"{heading}: saved as {saved.name}, version {saved.version}, file SHA-256 "
+                f"{saved.file_sha256[:12]}.") in flat
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^Pages:\s+1$", info, re.MULTILINE), info
 

@@ -87,6 +87,7 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
     said = texts(at).replace("\\", "")  # the page escapes markdown in what it quotes
     assert "Calibrate: Refer rule fitted on the adaptation part" in said
     assert "(the rule asked that bound to reach the target)" in said
+    assert "Site calibration: saved as st-elsewhere-smoke, version " in said  # which model the column is
     assert "selectable in the sidebar" in texts(at)
     # The site profile, picked in the sidebar, says on the Predict page where it was validated.
     predict = open_page("pages/predict.py")

@@ -11,7 +11,7 @@ from ..presentation.report_blocks import new_pdf
 from ..presentation.report_blocks import text as _text
 from ..presentation.wording import INTENDED_USE, plural
 from .split import PARTS, left_out_words
-from .summary import ROWS, cell, columns, forgetting, promise
+from .summary import ROWS, cell, columns, forgetting, promise, saved_models
 
 
 def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
@@ -41,6 +41,8 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
         pdf.multi_cell(w, 5, _text(f"Warning: {warning}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     _table(pdf, w, columns(state))
+    for line in saved_models(state):  # the models this report certifies
+        pdf.multi_cell(w, 5, _text(line), new_x="LMARGIN", new_y="NEXT")
     _kaggle(pdf, w, state["steps"].get("adapt"))
     for step in ("calibrate", "adapt"):
         if said := promise(state["steps"].get(step)):

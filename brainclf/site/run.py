@@ -144,8 +144,7 @@ class SiteRun:
             out = publish_named(models_dir, name, free_name, staged, staged_card,
                                 lambda chosen: site_card(profiled.card, chosen, staged, self, report,
                                                          adapted=False, target=target))
-        return self._book("calibrate", {"model": str(out), "name": out.stem, "target": target, "heldout": report,
-                                        "calibration": cal})
+        return self._book("calibrate", {**_saved(out), "target": target, "heldout": report, "calibration": cal})
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
               models_dir: str | Path = "models", name: str | None = None, progress: ProgressHook | None = None,
@@ -188,8 +187,9 @@ class SiteRun:
                 return site_card(adapted.card, chosen, staged, self, report, adapted=True, target=target,
                                  result=result, kaggle_test=kaggle_after)
 
-            publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card, card_named)
-        return self._book("adapt", result)
+            out = publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card,
+                                card_named)
+        return self._book("adapt", {**result, **_saved(out)})
 
     def _check_adapted(self, model, card, replay, target: float, confidence, kaggle, data_root):
         """The adapted model calibrated on the calibration part (never fine-tuned on), with its site OOD guard;
@@ -239,6 +239,13 @@ def _kaggle_before(predictor, kaggle: list[Sample], data_root) -> dict:
             and bool(test.get("tta")) == predictor.tta:
         return {**_accuracy(test), "from": "the model's card"}
     return _accuracy(kaggle_check(predictor, kaggle, data_root))
+
+
+def _saved(out: Path) -> dict:
+    """What a step's result says of the model it saved: where, its name, version and file hash (what a go-live
+    report certifies; a redone step saves under SITE-MODEL-2, -3, …)."""
+    card = read_card(out)
+    return {"model": str(out), "name": out.stem, "version": card.version, "sha256": card.file_sha256}
 
 
 def _model_ref(card, model_path) -> dict:

@@ -36,6 +36,16 @@ def columns(state: dict) -> list[tuple[str, dict]]:
     return out
 
 
+def saved_models(state: dict) -> list[str]:
+    """Which model each finished step saved, in words: the column's heading, its name, version and file hash."""
+    out = []
+    for step, heading in STAGES[1:]:
+        if done := state["steps"].get(step):
+            ident = f", version {done['version']}, file SHA-256 {done['sha256'][:12]}" if done.get("sha256") else ""
+            out.append(f"{heading}: saved as {done.get('name') or '?'}{ident}.")
+    return out
+
+
 def comparison_rows(state: dict) -> list[dict]:
     """One row per figure, one column per finished step (brainclf.site.run's state)."""
     cols = columns(state)
