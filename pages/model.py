@@ -202,10 +202,14 @@ def resume_button(s) -> None:
 def training_panel():
     s = jobs.status
     if s is not None and s.request.get("kind") == "site":  # the site section below shows its own steps
+        if s.active:  # Start training is disabled: say why
+            st.caption(f"A site step is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): "
+                       "a training can start once it ends. One job, a training or a site step, runs at a time.")
+            return
         s = None
     if s is None:
-        st.caption("No training has run in this app yet. One training runs at a time; other sessions keep "
-                   "predicting while it runs.")
+        st.caption("No training is running. One job, a training or a site step, runs at a time; other sessions "
+                   "keep predicting while it runs.")
         return
     p = s.progress
     # Others see who started it (a sign-in display name, escaped); the owner and local mode need no name.

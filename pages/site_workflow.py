@@ -126,6 +126,9 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
 @st.fragment(run_every=1.0)
 def _status(jobs, who) -> None:
     s = jobs.status
+    if s is not None and s.active and s.request.get("kind") != "site":  # the step buttons are disabled: say why
+        st.caption(f"A training is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): site "
+                   "steps can start once it ends. One job, a training or a site step, runs at a time.")
     if s is None or s.request.get("kind") != "site":
         return
     p = s.progress

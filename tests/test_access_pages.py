@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import md_plain
 
 from brainclf.serving import JobStatus
 
@@ -321,3 +322,15 @@ def test_a_user_without_a_role_gets_no_upload_box_on_predict(server_settings):
     assert not page.exception, [e.value for e in page.exception]
     assert not page.file_uploader
     assert any("Your role does not give access" in e.value for e in page.error)
+
+
+def test_one_job_at_a_time_and_each_panel_says_which_one_holds_the_slot(server_settings, foreign_job):
+    foreign_job.status = JobStatus(name="clinic: adapt", state="running", owner="sub-other", owner_label="Other",
+                                   request={"kind": "site"})
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert any("A site step is running (clinic: adapt, started by Other)" in md_plain(c.value) for c in at.caption)
+    foreign_job.status = JobStatus(name="theirs", state="running", owner="sub-other", owner_label="Other")
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert any("A training is running (theirs, started by Other): site steps can start once it ends"
+               in md_plain(c.value) for c in at.caption)
+    assert at.button(key="site_validate").disabled
