@@ -87,6 +87,19 @@ def test_a_site_run_refuses_a_changed_folder(tmp_path, smoke_model):
         SiteRun.open(tmp_path / "run", site, "site", smoke_model)
 
 
+def test_a_site_run_refuses_slices_replaced_under_the_same_names(tmp_path, smoke_model):
+    """The fingerprint hashes the slices' contents: a folder whose files were overwritten between validate and
+    adapt is not the data the run's figures and the site model's card speak of."""
+    site = write_site(tmp_path / "site")
+    run = SiteRun.open(tmp_path / "run", site, "site", smoke_model)
+    assert len(run.state["fingerprint"]["content_sha256"]) == 64
+    assert SiteRun.open(tmp_path / "run", site, "site", smoke_model).split.fingerprint == run.split.fingerprint
+    slice_path = run.split.parts["heldout"][0].path
+    synthetic_image("meningioma", np.random.default_rng(9), size=48).save(slice_path)  # same name, other pixels
+    with pytest.raises(DataError, match=r"replaced since this site run split it \(the same file names"):
+        SiteRun.open(tmp_path / "run", site, "site", smoke_model)
+
+
 @pytest.fixture(scope="module")
 def site_run(tmp_path_factory, site_folder, smoke_model, synthetic_dataset):
     """validate → calibrate → adapt (one epoch) of the smoke model at the made-up site."""

@@ -85,7 +85,8 @@ class SiteRun:
                                 "edited): move that folder aside, or give another run folder, to start anew.")
             _check_pairing(state, site, root, card)
             state["model"]["path"] = str(Path(model_path).resolve())  # the same bytes (checked), wherever run from
-            return cls(run_dir, state, saved_split(site_root, site, {**state["split"], "groups": state["groups"]}))
+            return cls(run_dir, state, saved_split(site_root, site, {**state["split"], "groups": state["groups"]},
+                                                   (state.get("fingerprint") or {}).get("content_sha256")))
         split = split_site(site_root, site, progress, exclude=lambda s: learnt_from(card, s, site_root, data_root))
         state = {"site": site, "root_name": Path(site_root).name, "root": root, "model": _model_ref(card, model_path),
                  "split": split.to_dict(), "groups": split.groups, "fingerprint": split.fingerprint, "steps": {}}

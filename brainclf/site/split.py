@@ -11,6 +11,7 @@ held-out part of a site measured here is the held-out part a from-scratch multi-
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
         check_parts(parts)
     except DataError as e:
         raise DataError(f"{e}{left_out_words(left_out)}") from None
-    return SiteSplit(name, root, parts, len(set(groups.tolist())), fingerprint(root, parts), left_out,
+    return SiteSplit(name, root, parts, len(set(groups.tolist())), _fingerprint(root, parts), left_out,
                      list(grouping.warnings))
 
 
@@ -163,11 +164,26 @@ def left_out_words(left_out: dict[str, list[str]] | None) -> str:
     return f" (Left out of this site run: {' and '.join(said)} {'slice' if total == 1 else 'slices'}.)" if said else ""
 
 
-def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
-    """A split recorded by to_dict, read back from the folder; refuses one whose files changed.
+def _fingerprint(root: Path, parts: dict[str, list[Sample]]) -> dict:
+    """The data's fingerprint (counts, file list) and a hash of the parts' file contents: a slice replaced under
+    the same name changes it."""
+    try:
+        listing = sorted(f"{part}:{relative_path(s.path, root)}:{hashlib.sha256(Path(s.path).read_bytes()).hexdigest()}"
+                         for part, samples in parts.items() for s in samples)
+    except OSError:
+        raise DataError("A slice of the site folder can no longer be read (moved or its permissions changed while "
+                        "the site run read it): give another site name (from the command line: or another "
+                        "--run-dir) for a new site run once the folder is settled.") from None
+    return {**fingerprint(root, parts), "content_sha256": hashlib.sha256("\n".join(listing).encode()).hexdigest()}
+
+
+def saved_split(root: str | Path, name: str, saved: dict, content_sha256: str | None = None) -> SiteSplit:
+    """A split recorded by to_dict, read back from the folder; refuses one whose files changed (`content_sha256`:
+    the recorded fingerprint's, when it has one: contents changed under the same names too).
 
     Raises:
-        DataError: a recorded file is gone, or the folder now holds files the split does not know.
+        DataError: a recorded file is gone or now holds other bytes, or the folder holds files the split does
+            not know.
     """
     root = Path(root)
     by_rel = {relative_path(s.path, root): s for s in discover(root, source=name).all_samples()}
@@ -179,5 +195,9 @@ def saved_split(root: str | Path, name: str, saved: dict) -> SiteSplit:
                         "give another site name (from the command line: or another --run-dir) for a new site run "
                         "with the new set.")
     parts = {part: [by_rel[rel] for rel in saved[part]] for part in PARTS}
-    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), fingerprint(root, parts), left_out,
-                     list(saved.get("warnings") or []))
+    now = _fingerprint(root, parts)
+    if content_sha256 and now["content_sha256"] != content_sha256:
+        raise DataError("Slices in the site folder were replaced since this site run split it (the same file names, "
+                        "other contents): give another site name (from the command line: or another --run-dir) for "
+                        "a new site run with them.")
+    return SiteSplit(name, root, parts, int(saved.get("groups", 0)), now, left_out, list(saved.get("warnings") or []))
