@@ -12,7 +12,8 @@ RULES = RoleRules(emails={"boss@hospital.example": "admin", "*@hospital.example"
 
 
 def user(**claims) -> dict:
-    return {"is_logged_in": True, **claims}
+    """Signed in, with an address the provider says is verified unless the claims say otherwise."""
+    return {"is_logged_in": True, **({"email_verified": True} if "email" in claims else {}), **claims}
 
 
 def test_rights_per_role():
@@ -78,3 +79,28 @@ def test_identities():
     assert identity_for(user(email="A@B.example"), settings).user_id == "email:a@b.example"
     me = local_identity()
     assert me.local and me.is_admin and all(me.can(a) for a in ACTIONS)
+
+
+def test_an_address_without_a_verified_claim_counts_only_where_the_role_table_says_so():
+    """Anyone can open an account with any address at a provider that does not verify it: a '*@domain' rule
+    must not let such a token in unless the server's admin says the provider sends no claim and verifies all."""
+    from dataclasses import replace
+
+    unclaimed = {"is_logged_in": True, "email": "dr.who@hospital.example"}
+    assert role_for(unclaimed, RULES) is None
+    assert role_for(unclaimed, replace(RULES, require_email_verified=False)) == "clinician"
+    assert role_for({**unclaimed, "email_verified": False}, replace(RULES, require_email_verified=False)) is None
+
+
+def test_the_role_table_reads_require_email_verified(tmp_path):
+    from brainclf.errors import ConfigError
+    from brainclf.serving import load_settings
+
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text('[roles]\nrequire_email_verified = false\n[roles.clinician]\nemails = ["*@h.example"]\n')
+    assert load_settings(toml).roles.require_email_verified is False
+    toml.write_text('[roles.clinician]\nemails = ["*@h.example"]\n')
+    assert load_settings(toml).roles.require_email_verified is True
+    toml.write_text('[roles]\nrequire_email_verified = "no"\n')
+    with pytest.raises(ConfigError, match="require_email_verified must be true or false"):
+        load_settings(toml)

@@ -51,7 +51,8 @@ def app_as(user: dict | None) -> AppTest:
 
 
 def signed_in(role: str) -> dict:
-    return {"is_logged_in": True, "email": USERS[role], "sub": f"sub-{role}", "name": role.title()}
+    return {"is_logged_in": True, "email": USERS[role], "email_verified": True, "sub": f"sub-{role}",
+            "name": role.title()}
 
 
 def pages_of(at: AppTest) -> list[str]:

@@ -68,7 +68,8 @@ def attack_server(tmp_path, monkeypatch, synthetic_dataset):
 def admin_app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=300)
     at.secrets["auth"] = AUTH
-    at.user = {"is_logged_in": True, "email": "boss@clinic.example", "sub": "boss", "name": DISPLAY_NAME}
+    at.user = {"is_logged_in": True, "email": "boss@clinic.example", "email_verified": True, "sub": "boss",
+               "name": DISPLAY_NAME}
     return at
 
 

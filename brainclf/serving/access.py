@@ -51,9 +51,10 @@ def _groups(claim) -> list[str]:
 def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str | None:
     """The role of a signed-in user (st.user's claims) under the server's role table, or None.
 
-    Matches the OIDC subject, the e-mail (case-insensitive; '*@domain' matches the whole domain; ignored when
-    the provider says `email_verified` is false) and each group in the groups claim; the highest role matched
-    wins. A user who is not signed in, or whom no rule names, has no role.
+    Matches the OIDC subject, the e-mail (case-insensitive; '*@domain' matches the whole domain; only when the
+    provider says `email_verified` is true, or sends no such claim and the role table's require_email_verified
+    is false) and each group in the groups claim; the highest role matched wins. A user who is not signed in,
+    or whom no rule names, has no role.
     """
     rules = settings.roles if isinstance(settings, Settings) else settings
     if not user_info or not user_info.get("is_logged_in"):
@@ -63,7 +64,7 @@ def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str |
     if isinstance(sub, str) and sub in rules.subjects:
         found.append(rules.subjects[sub])
     email = user_info.get("email")
-    if isinstance(email, str) and "@" in email and _email_verified(user_info):
+    if isinstance(email, str) and "@" in email and _email_verified(user_info, rules.require_email_verified):
         email = email.strip().lower()
         for key in (email, "*@" + email.rsplit("@", 1)[1]):
             if key in rules.emails:
@@ -72,11 +73,13 @@ def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str |
     return max(found, key=ROLE_NAMES.index) if found else None
 
 
-def _email_verified(user_info: dict) -> bool:
-    """True unless the provider says otherwise: a missing claim (some providers send none) or true (a JSON
-    boolean, or the string "true" some user-info endpoints send); "false", 0, null or anything else is not."""
+def _email_verified(user_info: dict, required: bool = True) -> bool:
+    """Whether the provider vouches for the address: an email_verified claim of true (a JSON boolean, or the string
+    "true" some user-info endpoints send); "false", 0, null or anything else is not. A missing claim counts only
+    where the server's role table does not require one (providers that send none): anyone may type any address
+    into an account at a provider that does not verify it, and a '*@hospital' rule would let them in."""
     if "email_verified" not in user_info:
-        return True
+        return not required
     verified = user_info["email_verified"]
     return verified is True or (isinstance(verified, str) and verified.strip().lower() == "true")
 

@@ -58,6 +58,9 @@ class RoleRules:
     subjects: dict[str, str] = field(default_factory=dict)  # OIDC 'sub' -> role
     groups: dict[str, str] = field(default_factory=dict)  # group name -> role
     groups_claim: str = "groups"  # the ID-token claim that lists a user's groups
+    # E-mail rules need the provider to say the address is verified; False: a token without an email_verified
+    # claim counts too (for providers that send none and verify every address they issue).
+    require_email_verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -266,8 +269,11 @@ def _role_rules(roles: dict, path: Path | None) -> RoleRules:
     groups_claim = roles.get("groups_claim", "groups")
     if not isinstance(groups_claim, str) or not groups_claim:
         raise ConfigError(f"{where}: [roles] groups_claim must be a claim name.")
+    require_verified = roles.get("require_email_verified", True)
+    if not isinstance(require_verified, bool):
+        raise ConfigError(f"{where}: [roles] require_email_verified must be true or false.")
     for role, rules in roles.items():
-        if role == "groups_claim":
+        if role in ("groups_claim", "require_email_verified"):
             continue
         if role not in ROLE_NAMES:
             raise ConfigError(f"{where}: unknown role {role!r}; roles are {', '.join(ROLE_NAMES)}.")
@@ -281,4 +287,5 @@ def _role_rules(roles: dict, path: Path | None) -> RoleRules:
                 v = v.strip().lower() if key == "emails" else v.strip()
                 if ROLE_NAMES.index(role) >= ROLE_NAMES.index(target.get(v, ROLE_NAMES[0])):
                     target[v] = role
-    return RoleRules(emails=emails, subjects=subjects, groups=groups, groups_claim=groups_claim)
+    return RoleRules(emails=emails, subjects=subjects, groups=groups, groups_claim=groups_claim,
+                     require_email_verified=require_verified)
