@@ -94,3 +94,23 @@ def test_a_phase_without_slices_reports_no_share():
     heard: list[TrainProgress] = []
     phases(heard.append, None)("Splitting")(0, 0)
     assert heard[0].fraction == 0.0 and heard[0].text() == "Splitting"
+
+
+@pytest.mark.parametrize("step", ["validate", "adapt"])
+def test_a_model_whose_batches_would_not_fit_is_refused_before_the_step_works(tmp_path, site_folder, smoke_model,
+                                                                                synthetic_dataset, monkeypatch, step):
+    """Site steps run in the server's own process: an uploaded model at a large input size must be refused, not
+    take the server down (here the server is made to look small instead)."""
+    from brainclf.errors import ConfigError
+    from brainclf.training import prepare
+
+    if step == "adapt":
+        _job("validate", tmp_path, site_folder, smoke_model)(lambda p: None, threading.Event())
+    monkeypatch.setattr(prepare, "physical_memory", lambda: 2**20)  # 1 MiB
+    with pytest.raises(ConfigError, match=r"for a batch of (64|32) slices at its input size.*smaller input"):
+        _job(step, tmp_path, site_folder, smoke_model, synthetic_dataset)(lambda p: None, threading.Event())
+    assert not list((tmp_path / "models").iterdir())
+    assert step not in (saved_state(tmp_path / "run") or {}).get("steps", {})
+    monkeypatch.undo()
+    _job("validate", tmp_path, site_folder, smoke_model)(lambda p: None, threading.Event())  # fits: it runs
+    assert "validate" in saved_state(tmp_path / "run")["steps"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Sample, load_arrays
+from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_samples
 from ..evaluation.external import evaluate_external
 from ..inference.batch_predict import predict_samples, predict_samples_and_features
@@ -24,6 +25,24 @@ OOD_MAX_SLICES = 800  # training-like slices the site's OOD guard is fitted on (
 # progress(done, total) over a step's slices, called between chunks of predictions: it shows how far the step is
 # and may stop it there by raising (a cancelled job: brainclf.site.steps).
 SliceProgress = Callable[[int, int], None]
+
+
+def check_step_memory(model, name: str, batch_size: int, training: bool) -> None:
+    """Refuse a model whose layer outputs for one batch would not fit: a site step runs in the server's own
+    process (as a training does), and an uploaded model may have any input size up to 1,024 px.
+
+    Raises:
+        ConfigError: saying how much the batch would take and what this server allows.
+    """
+    from ..model.architectures import activations_per_image  # Keras
+    from ..training.prepare import ACTIVATION_COPIES, MEMORY_SHARE, physical_memory
+
+    need = batch_size * activations_per_image(model) * 4 * (ACTIVATION_COPIES if training else 1)
+    available = physical_memory()
+    if available and need > MEMORY_SHARE * available:
+        raise ConfigError(f"Model {name} would take about {need / 2**30:.1f} GiB for a batch of {batch_size} slices "
+                          f"at its input size ({model.input_shape[1]} px); this server lets a job use "
+                          f"{MEMORY_SHARE * available / 2**30:.1f} GiB. Site steps need a model with a smaller input.")
 
 
 def validate(predictor, split, membership: str, progress: SliceProgress | None = None) -> dict:

@@ -29,6 +29,7 @@ from ..training.state import write_json_atomically
 from .config import ADAPT_STATE
 from .measure import (
     SliceProgress,
+    check_step_memory,
     fit_site_calibration,
     fit_site_guard,
     kaggle_check,
@@ -160,6 +161,7 @@ class SiteRun:
         if name:
             new_name(models_dir, name)  # a taken name refused before the fine-tuning, not after it
         base_model, base_card = load_model(self._model_path())
+        check_step_memory(base_model, base_card.name, cfg.batch_size, training=True)
         replay = replay_samples(base_card, data_root)
         if not replay and cfg.replay_per_site_slice > 0:
             where = (base_card.training.get("fingerprint") or {}).get("root_name", "unrecorded")

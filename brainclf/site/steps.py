@@ -10,8 +10,10 @@ from pathlib import Path
 from ..inference.predict import Predictor
 from ..training.config import ProgressHook, TrainingCancelled, TrainProgress
 from .config import AdaptConfig
-from .measure import SliceProgress
+from .measure import SliceProgress, check_step_memory
 from .run import Phases, SiteRun
+
+INFERENCE_BATCH = 64  # Predictor.raw_probs_and_features' batch
 
 
 def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
@@ -43,12 +45,15 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
         phase = phases(hook, cancel)
         phase(f"Splitting the site's slices by case ({site})")(0, 1)
         run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
+        if step in ("validate", "calibrate"):
+            predictor = Predictor.load(model)
+            check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
         if step == "validate":
-            run.validate(Predictor.load(model), phase)
+            run.validate(predictor, phase)
             return run_dir
         if step == "calibrate":
-            return Path(run.calibrate(Predictor.load(model), target, models_dir, data_root=data_root,
-                                      confidence=confidence, phase=phase)["model"])
+            return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
+                                      phase=phase)["model"])
         return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
                               confidence=confidence)["model"])
 
