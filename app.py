@@ -36,7 +36,8 @@ def no_access() -> None:
 
     st.title(TITLE)
     st.warning(f"You are signed in as **{md_literal(identity().label)}**, but this server gives your account no "
-               "role. Ask an administrator to add you to brainclf's role table.", icon=":material/lock:")
+               "role. Ask an administrator to add you to brainclf's role table (a rule by e-mail counts only "
+               "for an address your sign-in provider says is verified).", icon=":material/lock:")
     st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="sign_out")
 
 

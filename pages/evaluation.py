@@ -110,7 +110,8 @@ if re_evaluated:
         bar.empty()
     saved = st.session_state.get("eval_result")
     if saved and saved[0] == card.label and saved[1] in folders:
-        _, folder_done, rows, unreadable, fresh_external, measured_tta = saved
+        _, folder_done, rows, unreadable, fresh_external, *rest = saved  # one saved before TTA was kept: 5 items
+        measured_tta = rest[0] if rest else predictor.tta
         where, data_name = folder_done, folder_done
         if measured_tta != predictor.tta:  # the sidebar's TTA changed since: show them as they were measured
             st.info(f"These figures were measured with flip TTA {'on' if measured_tta else 'off'}; press Evaluate "

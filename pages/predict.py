@@ -9,6 +9,7 @@ import streamlit as st
 from brainclf.errors import BrainclfError, ModelError
 from brainclf.escaping import csv_row, md_literal
 from brainclf.input import MAX_UPLOAD_FILE_MB
+from brainclf.input.limits import size_text
 from brainclf.model import short_hash
 from brainclf.presentation import (
     batch_row,
@@ -86,7 +87,8 @@ if files:
     # The same image twice is one case (its widgets are keyed by content).
     shown = cases_of_uploads(book, files)
     if any(d not in book for d in shown):
-        st.warning(f"This session keeps at most {book.max_cases} cases: showing the latest ones.")
+        st.warning(f"This session keeps at most {book.max_cases} studies and {size_text(book.max_upload_bytes)} of "
+                   "uploads: showing the latest ones.")
         shown = [d for d in shown if d in book]
     st.session_state["shown_cases"] = shown
 else:  # back from another page: the upload box starts empty, the session's cases do not
@@ -258,8 +260,8 @@ if shown:
 # ---- this session's cases ----------------------------------------------------------------------------------
 if len(book):
     st.subheader("This session's cases")
-    st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases}); closing the tab "
-               "forgets them.")
+    st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases} studies, at most "
+               f"{size_text(book.max_upload_bytes)} of uploads); closing the tab forgets them.")
     st.dataframe(pd.DataFrame(book.history_rows(model, show_names)), hide_index=True)
     choices = [c.digest for c in reversed(book.cases())]
     labels = {c.digest: f"#{c.number} · " + (f"{c.name} · " if show_names else "") + f"case {c.ref}"

@@ -128,3 +128,13 @@ def test_a_session_uploads_study_after_study_and_only_what_the_box_holds_counts(
         assert "Remove some files from the upload box" in str(e) and "Reload" not in str(e)
     else:
         raise AssertionError("a box holding more than a session's bytes was accepted")
+
+
+def test_a_study_uploaded_again_is_the_newest_again():
+    """A file back in the upload box must not be the first to go: it would be analysed (and audited) again."""
+    book = CaseBook(max_upload_bytes=250)
+    a = book.add("a.png", b"a" * 100)
+    book.add("c.png", b"c" * 100)
+    assert book.add("a.png", b"a" * 100) is a  # A in the box again
+    book.add("b.png", b"b" * 100)  # 300 > 250: C, now the oldest, goes
+    assert a.digest in book and [c.name for c in book.cases()] == ["a.png", "b.png"]

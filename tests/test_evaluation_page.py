@@ -187,3 +187,15 @@ def test_re_evaluated_figures_keep_the_tta_they_were_measured_with_when_the_side
     assert any(f"measured with flip TTA {'on' if measured else 'off'}" in i.value for i in at.info)
     caption = md_plain(at.caption[0].value)
     assert caption.startswith("27 images from other-hospital") and ("(flip TTA on)" in caption) is measured
+
+
+
+def test_an_evaluation_saved_before_tta_was_kept_still_shows(tmp_path, monkeypatch):
+    """A session that lived through an upgrade holds the older 5-item result: it is shown, not a crash."""
+    folder = write_external(tmp_path / "other-hospital", cases=3)
+    monkeypatch.setenv("BRAINCLF_DATA", str(folder))
+    at = _re_evaluate("other-hospital")
+    at.session_state["eval_result"] = at.session_state["eval_result"][:5]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert md_plain(at.caption[0].value).startswith("27 images from other-hospital")

@@ -143,3 +143,21 @@ def test_the_form_s_largest_batch_fails_as_a_job_with_that_message_not_a_crash(t
     status = jobs.wait(300)
     assert status.state == "failed" and "for each batch of 512" in status.error
     assert not (tmp_path / "models" / "too_big.keras").exists()
+
+
+def test_activations_are_counted_inside_nested_models_and_without_fixed_sizes():
+    """An uploaded model may wrap its backbone in a sub-model (whose own output alone is small) or leave its
+    input size open: the count goes inside, and an open size counts as one rather than failing."""
+    import keras
+    import numpy as np
+
+    from brainclf.model.architectures import activations_per_image, build_model
+
+    backbone = build_model("compact_cnn_wide")
+    inputs = keras.Input((128, 128, 1))
+    wrapped = keras.Model(inputs, backbone(inputs))
+    assert activations_per_image(wrapped) >= activations_per_image(backbone)  # not just its 4 outputs
+    assert activations_per_image(backbone, largest=True) == max(
+        int(np.prod(layer.output.shape[1:])) for layer in backbone.layers)
+    open_size = keras.Model(i := keras.Input((None, None, 1)), keras.layers.Conv2D(4, 3)(i))
+    assert activations_per_image(open_size) == 1 + 4

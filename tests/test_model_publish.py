@@ -160,9 +160,9 @@ def test_a_default_name_claimed_in_the_instant_before_publishing_gives_way_to_th
 
     with staged_model(models / "x.keras") as (staged, staged_card):
         staged.write_text("ours")
-        out = publish_named(models, None, lambda: free_default_name(models, "clinic", "smoke", ""), staged,
-                            staged_card, lambda name: _Card(name, rival_claims))
-    assert claimed == ["clinic-smoke"] and out == models / "clinic-smoke-2.keras"
+        out, card = publish_named(models, None, lambda: free_default_name(models, "clinic", "smoke", ""), staged,
+                                  staged_card, lambda name: _Card(name, rival_claims))
+    assert claimed == ["clinic-smoke"] and out == models / "clinic-smoke-2.keras" and card.name == "clinic-smoke-2"
     assert out.read_text() == "ours" and card_path(out).read_text() == "clinic-smoke-2"
     assert (models / "clinic-smoke.keras").read_text() == "rival"
 

@@ -120,4 +120,6 @@ def test_a_session_goes_through_study_after_study_with_one_box_at_a_time(png_byt
     at.file_uploader[0].set_value([("b.png", b, "image/png")]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not any("above the limit of" in e.value for e in at.error)
-    assert len(at.session_state["shown_cases"]) == 1 and len(at.session_state["case_book"]) >= 1
+    book = at.session_state["case_book"]
+    assert [c.name for c in book.cases()] == ["b.png"]  # the older study gave way to the session's byte bound
+    assert at.session_state["shown_cases"] == [book.cases()[0].digest]

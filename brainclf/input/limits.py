@@ -198,7 +198,7 @@ def check_upload_batch(sizes: list[int], session_bytes_so_far: int = 0) -> int:
         raise ImageError(f"This upload ({size_text(sum(sizes))}) would take this session to {size_text(total)}, "
                          f"above the limit of {size_text(MAX_SESSION_UPLOAD_BYTES)} a session holds at once. "
                          "Remove some files from the upload box; the cases already analysed stay in this "
-                         "session's history.")
+                         "session's history while it has room (the newest are kept).")
     return total
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from keras import layers
 
 from .. import ARCHITECTURE_DESCRIPTIONS, ARCHITECTURE_NAMES, CLASS_NAMES, DEFAULT_ARCHITECTURE  # noqa: F401 - re-exported
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..input.preprocess import InputContract
 from .backend import to_numpy, training_forward
 
@@ -215,11 +215,30 @@ def build_model(name: str, contract: InputContract | None = None) -> keras.Model
     return arch.build(contract)
 
 
-def activations_per_image(model: keras.Model) -> int:
-    """Values the model's layers output for one image: what a training step keeps for its backward pass, per
-    image of the batch (the memory that grows with batch size and input size squared)."""
-    return sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers
-               if not isinstance(layer.output, (list, tuple)))
+def activations_per_image(model: keras.Model, largest: bool = False) -> int:
+    """Values the model's layers output for one image, those of sub-models' layers included: what a training step
+    keeps for its backward pass, per image of the batch (the memory that grows with batch size and input size
+    squared); `largest`: the largest single output instead (inference holds few at once).
+
+    Raises:
+        ModelError: a layer's output has no shape to count (an unusual uploaded model).
+    """
+    sizes = _output_sizes(model)
+    return max(sizes, default=0) if largest else sum(sizes)
+
+
+def _output_sizes(model: keras.Model) -> list[int]:
+    sizes = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            sizes += _output_sizes(layer)
+            continue
+        try:
+            outputs = keras.tree.flatten(layer.output)
+            sizes += [int(np.prod([d or 1 for d in out.shape[1:]])) for out in outputs]
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ModelError(f"Layer {layer.name!r}'s output has no shape to count ({type(e).__name__}).") from None
+    return sizes
 
 
 def recalibrate_batchnorm(model: keras.Model, x, batch_size: int = 64, max_batches: int = 80, seed: int = 0) -> int:

@@ -143,10 +143,11 @@ class CaseBook:
         """The case of these bytes, created on first sight (the same image uploaded again is the same case)."""
         digest = content_hash(data)
         case = self._cases.get(digest)
-        if case is None:
-            self._count += 1
-            case = self._cases[digest] = Case(digest, name, data, self._count, datetime.now(UTC))
-            self._evict()
+        if case is not None:
+            return self._seen_again([case])[0]
+        self._count += 1
+        case = self._cases[digest] = Case(digest, name, data, self._count, datetime.now(UTC))
+        self._evict()
         return case
 
     def add_upload(self, name: str, data: bytes, count_frames) -> list[Case]:
@@ -155,7 +156,7 @@ class CaseBook:
         digest = content_hash(data)
         known = [c for c in self._cases.values() if c.study == digest]
         if known:
-            return known
+            return self._seen_again(known)
         n = count_frames()
         if n <= 1:
             return [self.add(name, data)]
@@ -172,7 +173,7 @@ class CaseBook:
         study = content_hash("".join(content_hash(data) for _, data in uploads).encode())
         known = [c for c in self._cases.values() if c.study == study]
         if known:
-            return known
+            return self._seen_again(known)
         self._count += 1
         now = datetime.now(UTC)
         cases = [Case(frame_digest(study, i), name, data, self._count, now, n_frames=len(uploads), series_index=i)
@@ -180,6 +181,12 @@ class CaseBook:
         self._cases.update((c.digest, c) for c in cases)
         self._evict()
         return [c for c in cases if c.digest in self._cases]
+
+    def _seen_again(self, cases: list[Case]) -> list[Case]:
+        """A study uploaded again is the newest again: the eviction takes older ones first (it may be in the box)."""
+        for c in cases:
+            self._cases.move_to_end(c.digest)
+        return cases
 
     def _evict(self) -> None:
         """The oldest uploads go first, a study with all its slices, while there are more than max_cases studies

@@ -37,7 +37,10 @@ def check_step_memory(model, name: str, batch_size: int, training: bool) -> None
     from ..model.architectures import activations_per_image  # Keras
     from ..training.prepare import ACTIVATION_COPIES, MEMORY_SHARE, physical_memory
 
-    need = batch_size * activations_per_image(model) * 4 * (ACTIVATION_COPIES if training else 1)
+    # A training step keeps every layer's output for the backward pass; inference holds about two at a time.
+    per_image = activations_per_image(model) * ACTIVATION_COPIES if training else 2 * activations_per_image(
+        model, largest=True)
+    need = batch_size * per_image * 4
     available = physical_memory()
     if available and need > MEMORY_SHARE * available:
         raise ConfigError(f"Model {name} would take about {need / 2**30:.1f} GiB for a batch of {batch_size} slices "

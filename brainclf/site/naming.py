@@ -44,21 +44,23 @@ def new_name(models_dir: str | Path, name: str) -> str:
 
 
 def publish_named(models_dir: str | Path, name: str | None, free_name: Callable[[], str], staged: Path,
-                  staged_card: Path, card_named: Callable[[str], object]) -> Path:
+                  staged_card: Path, card_named: Callable[[str], object]) -> tuple[Path, object]:
     """Publish a staged model as models_dir/NAME, or, without a name, under free_name() asked now: a step chooses
     its default name when its work is done, so an upload or a restore that took the name while an adaptation ran
     does not make it refuse at the end; if another writer claims that name in the instant before, the next free
-    one. card_named(chosen name) -> the card (with .save) to stage for that name.
+    one. card_named(chosen name) -> the card (with .save) to stage for that name. Returns (the published path,
+    its card as staged): what the step records, read before anyone else could move the published files.
 
     Raises:
         BrainclfError: `name` was given and is taken (ModelError when taken in the instant before publishing).
     """
     for attempt in (1, 2, 3):
         chosen = new_name(models_dir, name) if name else free_name()
-        card_named(chosen).save(staged_card)
+        card = card_named(chosen)
+        card.save(staged_card)
         out = Path(models_dir) / f"{chosen}.keras"
         try:
-            return publish_model(staged, staged_card, out)
+            return publish_model(staged, staged_card, out), card
         except ModelError:
             if name or attempt == 3 or not _taken(out):  # not taken: the copy failed (disk full), no retry helps
                 raise

@@ -143,10 +143,10 @@ class SiteRun:
         phase(f"Saving the site profile {name or free_name()}", True)(1, 1)  # unless another writer takes it first
         with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
             shutil.copyfile(self._model_path(), staged)
-            out = publish_named(models_dir, name, free_name, staged, staged_card,
-                                lambda chosen: site_card(profiled.card, chosen, staged, self, report,
-                                                         adapted=False, target=target))
-        return self._book("calibrate", {**_saved(out), "target": target, "heldout": report, "calibration": cal})
+            saved = publish_named(models_dir, name, free_name, staged, staged_card,
+                                  lambda chosen: site_card(profiled.card, chosen, staged, self, report,
+                                                           adapted=False, target=target))
+        return self._book("calibrate", {**_saved(*saved), "target": target, "heldout": report, "calibration": cal})
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
               models_dir: str | Path = "models", name: str | None = None, progress: ProgressHook | None = None,
@@ -190,9 +190,9 @@ class SiteRun:
                 return site_card(adapted.card, chosen, staged, self, report, adapted=True, target=target,
                                  result=result, kaggle_test=kaggle_after)
 
-            out = publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card,
-                                card_named)
-        return self._book("adapt", {**result, **_saved(out)})
+            saved = publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card,
+                                  card_named)
+        return self._book("adapt", {**result, **_saved(*saved)})
 
     def _check_adapted(self, model, card, replay, target: float, confidence, kaggle, data_root):
         """The adapted model calibrated on the calibration part (never fine-tuned on), with its site OOD guard;
@@ -244,10 +244,9 @@ def _kaggle_before(predictor, kaggle: list[Sample], data_root) -> dict:
     return _accuracy(kaggle_check(predictor, kaggle, data_root))
 
 
-def _saved(out: Path) -> dict:
-    """What a step's result says of the model it saved: where, its name, version and file hash (what a go-live
-    report certifies; a redone step saves under SITE-MODEL-2, -3, …)."""
-    card = read_card(out)
+def _saved(out: Path, card) -> dict:
+    """What a step's result says of the model it saved (`card`: as staged): where, its name, version and file hash
+    (what a go-live report certifies; a redone step saves under SITE-MODEL-2, -3, …)."""
     return {"model": str(out), "name": out.stem, "version": card.version, "sha256": card.file_sha256}
 
 

@@ -139,6 +139,7 @@ def _fit(session: Session, state: RunState, splits, prep: Preparation) -> None:
     import keras
 
     config, sources, cancel = session.request.config, session.request.sources, session.request.cancel
+    distribution_strategy(session.strategy)  # first: a multi-worker strategy must exist before any TF variable
     with dtype_policy("float32"):  # the float32 outputs a step holds; built only to count them (milliseconds),
         per_image = activations_per_image(build_model(config.architecture, config.contract()))  # before seeding
     keras.utils.set_random_seed(config.seed + state.epoch)  # resumed runs stay repeatable

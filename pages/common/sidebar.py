@@ -74,8 +74,9 @@ def _dataset_select() -> None:
 
 def _settings(who: Identity) -> None:
     with st.expander("Settings"):
-        help_text = ("Append one JSON line per prediction (time, SHA-256 of the input, model and version, "
-                     "output) to the server's audit log, for every session. Never pixels, names or DICOM tags.")
+        help_text = ("Append one JSON line per prediction (time, who asked, the case reference, SHA-256 of the "
+                     "input, model and version, flip TTA, output) to the server's audit log, for every session; "
+                     "switching it on or off is logged too. Never pixels, file names or DICOM tags.")
         if who.can("audit_settings"):
             st.session_state["audit"] = audit_enabled()  # the server-wide state (another admin may switch it)
             st.toggle("Audit log", key="audit", on_change=audit_toggled, help=help_text)
