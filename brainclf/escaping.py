@@ -18,6 +18,7 @@ own file names back). Numbers and booleans are never touched: only strings are c
 
 from __future__ import annotations
 
+import csv
 import re
 from typing import Any
 
@@ -41,6 +42,13 @@ def visible_text(text: Any) -> str:
 def md_literal(text: Any) -> str:
     """`text` as Streamlit Markdown that renders literally, on one line (None → '')."""
     return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", visible_text(text)))
+
+
+# Every text cell quoted: a spreadsheet in a locale whose separator is ';' (most of Europe) would otherwise split
+# "scan;=cmd|…" into a cell that starts with '=' (csv_cell escapes only a cell's own start). Numbers stay bare.
+CSV_QUOTING = csv.QUOTE_NONNUMERIC
+# File names that are not UTF-8 (bytes a file system allows) go into a CSV as the same bytes and read back equal.
+CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def csv_cell(value: Any) -> Any:

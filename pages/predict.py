@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.errors import BrainclfError, ModelError
-from brainclf.escaping import csv_row, md_literal
+from brainclf.escaping import CSV_QUOTING, csv_row, md_literal
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.input.limits import size_text
 from brainclf.model import short_hash
@@ -215,8 +215,9 @@ def batch_summary(digests: list[str]) -> None:
     csv = pd.DataFrame([csv_row({**r.as_row(), "file": r.name if show_names else book.get(d).ref,
                                  "case": book.get(d).ref, "tta": predictor.tta}) for d, r in results.items()])
     c1, c2 = st.columns(2)
-    c1.download_button("Download CSV", csv.to_csv(index=False).encode(), file_name="brainclf_predictions.csv",
-                       mime="text/csv", help="Machine-readable: probabilities as fractions, one column per class.")
+    c1.download_button("Download CSV", csv.to_csv(index=False, quoting=CSV_QUOTING).encode(),
+                       file_name="brainclf_predictions.csv", mime="text/csv",
+                       help="Machine-readable: probabilities as fractions, one column per class.")
     c2.download_button("All case reports (PDF)", report_for(analysed),
                        file_name="brainclf-case-reports.pdf", mime="application/pdf", key="pdf_batch",
                        icon=":material/download:", help=f"One PDF, a page per slice ({plural(len(analysed), 'page')}); "

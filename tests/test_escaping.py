@@ -82,7 +82,7 @@ def test_folder_csv_and_its_merge_neutralise_formula_file_names(seed_predictor, 
         if row["confidence"]:
             assert 0 <= float(row["confidence"]) <= 1  # numbers stay numbers
     again = predict_folder(seed_predictor, folder, out)  # resuming reads the neutralised names back
-    assert again == {"predicted": 0, "failed": 0, "skipped": 5}
+    assert again == {"predicted": 0, "failed": 0, "skipped": 5, "failed_before": 1}
     merged = tmp_path / "merged.csv"
     report = merge_csvs(merged, [out], folder=folder)
     assert report.rows == 5 and report.missing == []

@@ -54,7 +54,7 @@ def test_folder_csv_rows_name_the_hash_and_an_older_csv_is_not_extended(smoke_pr
     assert {r["model_sha256"] for r in rows} == {smoke_predictor.card.file_sha256[:12]} and len(rows) == 2
     old = tmp_path / "old.csv"
     old.write_text(",".join(c for c in CSV_FIELDS if c != "model_sha256") + "\nx.png,notumor\n")
-    with pytest.raises(ConfigError, match="other columns than this version writes"):
+    with pytest.raises(ConfigError, match="not a CSV with the columns this version writes.*nothing in it was changed"):
         predict_folder(smoke_predictor, folder, old)
 
 
@@ -67,7 +67,8 @@ def test_a_folder_csv_is_resumed_only_by_the_same_model_and_tta(smoke_predictor,
     make_image().save(folder / "b.png")
     with pytest.raises(ConfigError, match=r"holds rows by model smoke .*TTA False.*TTA True.*new CSV file"):
         predict_folder(smoke_predictor.with_tta(True), folder, out)
-    assert predict_folder(smoke_predictor.with_tta(False), folder, out) == {"predicted": 1, "failed": 0, "skipped": 1}
+    assert predict_folder(smoke_predictor.with_tta(False), folder, out) == {"predicted": 1, "failed": 0, "skipped": 1,
+                                                                             "failed_before": 0}
     with open(out, newline="") as f:
         assert [r["tta"] for r in csv.DictReader(f)] == ["False", "False"]
 

@@ -138,7 +138,8 @@ def test_shard_run_resumes(archive, runs, tmp_path):
     assert counts["predicted"] + counts["failed"] == len(reference) - 2
     assert sorted(r["file"] for r in read_rows(target)) == sorted(r["file"] for r in reference)
     again = predict_folder(predictor, archive, target, shard=(1, N_SHARDS))
-    assert again == {"predicted": 0, "failed": 0, "skipped": len(reference)}
+    assert again == {"predicted": 0, "failed": 0, "skipped": len(reference),
+                     "failed_before": sum(bool(r["error"]) for r in reference)}
 
 
 def test_csv_of_another_shard_is_refused(archive, runs, tmp_path):
@@ -177,7 +178,7 @@ def test_merge_csv_joins_shards_into_the_unsharded_result(archive, runs, tmp_pat
     assert summary.startswith("ok: merged 31 files (1 with errors) from 3 CSVs")
     assert "0 duplicate, 0 missing" in summary
     text = out.read_text()
-    assert text.count("file,prediction") == 1  # header once
+    assert text.count('"file","prediction"') == 1  # header once (text cells quoted)
     merged = read_rows(out)
     assert list(merged[0]) == CSV_FIELDS
     assert [r["file"] for r in merged] == sorted(all_files(archive))

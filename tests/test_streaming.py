@@ -71,7 +71,7 @@ def test_predict_folder_streams_and_resumes(smoke_predictor, smoke_model, big_fo
     progress_calls = []
     counts = predict_folder(smoke_predictor, big_folder, out, chunk=512,
                             progress=lambda c: progress_calls.append(dict(c)))
-    assert counts == {"predicted": N_GOOD, "failed": N_BROKEN, "skipped": 0}
+    assert counts == {"predicted": N_GOOD, "failed": N_BROKEN, "skipped": 0, "failed_before": 0}
     # Chunked: progress is reported once per chunk, with growing counts.
     assert len(progress_calls) >= N_GOOD // 512
     done = [c["predicted"] + c["failed"] for c in progress_calls]
@@ -98,9 +98,10 @@ def test_predict_folder_streams_and_resumes(smoke_predictor, smoke_model, big_fo
     capsys.readouterr()
     rc = main(["predict", "--model", str(smoke_model), "--folder", str(big_folder), "--csv", str(out)])
     err = capsys.readouterr().err
-    assert rc == 0, err
+    assert rc == 1, err  # the broken files of the first run still have no answer: not a success
     summary = err.strip().splitlines()[-1]
     assert f"{N_DROPPED} predicted, 0 failed, {N_GOOD + N_BROKEN - N_DROPPED} already in" in summary
+    assert f"({N_BROKEN} of them failed then)" in summary
     m = re.search(r"peak memory (\d+) MB", summary)
     assert m, summary
     assert 0 < int(m.group(1)) < 64_000
@@ -116,7 +117,7 @@ def test_predict_folder_streams_and_resumes(smoke_predictor, smoke_model, big_fo
 
     # A complete CSV: nothing left to do.
     counts = predict_folder(smoke_predictor, big_folder, out)
-    assert counts == {"predicted": 0, "failed": 0, "skipped": N_GOOD + N_BROKEN}
+    assert counts == {"predicted": 0, "failed": 0, "skipped": N_GOOD + N_BROKEN, "failed_before": N_BROKEN}
     assert len(read_rows(out)) == N_GOOD + N_BROKEN
 
 
@@ -132,7 +133,7 @@ def test_malformed_dicom_gets_error_row_instead_of_aborting(smoke_predictor, tmp
     (folder / "b_good.png").write_bytes(png_bytes(make_image()))
     out = tmp_path / "mixed.csv"
     counts = predict_folder(smoke_predictor, folder, out)
-    assert counts == {"predicted": 1, "failed": 1, "skipped": 0}
+    assert counts == {"predicted": 1, "failed": 1, "skipped": 0, "failed_before": 0}
     assert read_rows(out)[0]["error"]
 
 
@@ -151,3 +152,74 @@ def test_resume_after_kill_mid_row(smoke_predictor, tmp_path, png_bytes, make_im
     expected = {f"a/img{i:02d}.png" for i in range(6)}
     assert {r["file"] for r in rows} == expected
     assert len(rows) == 6
+
+
+@pytest.mark.parametrize("content", [b"my notes\nline two without a newline", b'{"a": 1}', b"file,prediction\n"])
+def test_a_file_that_is_not_one_of_its_csvs_is_refused_untouched(smoke_predictor, tmp_path, png_bytes, make_image,
+                                                                 content):
+    """--csv naming another file by mistake: refused before a byte of it changes (the half-row trim used to cut
+    its last line, or all of it, first)."""
+    from brainclf.errors import ConfigError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(make_image()))
+    other = tmp_path / "notes.txt"
+    other.write_bytes(content)
+    with pytest.raises(ConfigError, match="nothing in it was changed"):
+        predict_folder(smoke_predictor, folder, other)
+    assert other.read_bytes() == content
+
+
+def test_resuming_says_the_earlier_failures_and_the_cli_exits_non_zero(smoke_model, tmp_path, png_bytes,
+                                                                        make_image, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(make_image()))
+    (folder / "b.png").write_bytes(b"not an image")
+    out = tmp_path / "out.csv"
+    args = ["predict", "--model", str(smoke_model), "--folder", str(folder), "--csv", str(out)]
+    assert main(args) == 1
+    capsys.readouterr()
+    assert main(args) == 1  # nothing new, but one file of the folder still has no answer
+    err = capsys.readouterr().err
+    assert "0 predicted, 0 failed, 2 already in" in err and "(1 of them failed then)" in err
+
+
+def test_a_row_cut_short_inside_the_csv_is_refused_with_a_message(smoke_predictor, tmp_path, png_bytes, make_image):
+    from brainclf.errors import ConfigError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"{i}.png").write_bytes(png_bytes(make_image(seed=i)))
+    out = tmp_path / "out.csv"
+    predict_folder(smoke_predictor, folder, out)
+    header, first, second = out.read_text().splitlines()
+    out.write_text(f"{header}\n{first.split(',')[0]},notumor\n{second}\n")  # a row cut by hand
+    with pytest.raises(ConfigError, match="row 2 does not have this version's"):
+        predict_folder(smoke_predictor, folder, out)
+
+
+def test_a_file_name_that_is_not_utf8_is_written_and_resumed(smoke_predictor, tmp_path, png_bytes, make_image):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = "bad\udcff.png"  # the file system's byte 0xff, as Python names it
+    Path(folder, odd).write_bytes(png_bytes(make_image()))
+    out = tmp_path / "out.csv"
+    assert predict_folder(smoke_predictor, folder, out)["predicted"] == 1
+    assert b"bad\xff.png" in out.read_bytes()  # the same bytes as the name on disk
+    assert predict_folder(smoke_predictor, folder, out)["skipped"] == 1
+
+
+def test_text_cells_are_quoted_so_a_semicolon_spreadsheet_cannot_split_out_a_formula(smoke_predictor, tmp_path,
+                                                                                     png_bytes, make_image):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = "scan;=cmd|' -C calc'!A0.png"
+    (folder / name).write_bytes(png_bytes(make_image()))
+    out = tmp_path / "out.csv"
+    predict_folder(smoke_predictor, folder, out)
+    row = out.read_text().splitlines()[1]
+    assert row.startswith(f'"{name}",')  # one quoted cell: split on ';' it stays inside the quotes
+    assert read_rows(out)[0]["file"] == name

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
-from ..escaping import csv_row
+from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row
 from ..presentation import FALLBACK_REFER_BELOW, pct_pair, refer_rule
 from .common import add_tta_flag
 
@@ -45,8 +45,8 @@ def cmd_predict(args) -> int:
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
         print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
     if args.csv and rows:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        with open(args.csv, "w", newline="", **CSV_TEXT) as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=CSV_QUOTING)
             w.writeheader()
             w.writerows(csv_row(r) for r in rows)
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
@@ -89,9 +89,10 @@ def _predict_folder(predictor, args) -> int:
     bar.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    before = f" ({counts['failed_before']} of them failed then)" if counts["failed_before"] else ""
     print(f"model {predictor.card.label}{shard}: {counts['predicted']} predicted, {counts['failed']} failed, "
-          f"{counts['skipped']} already in {args.csv}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
-    return 0 if not counts["failed"] else 1
+          f"{counts['skipped']} already in {args.csv}{before}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
+    return 0 if not counts["failed"] + counts["failed_before"] else 1  # a resumed run does not hide earlier failures
 
 
 def cmd_merge_csv(args) -> int:

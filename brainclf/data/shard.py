@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..escaping import csv_row, csv_value
+from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
 from ..input.preprocess import UPLOAD_SUFFIXES
 
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
@@ -175,8 +175,8 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=header)
+        with open(tmp, "w", newline="", **CSV_TEXT) as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, quoting=CSV_QUOTING)
             writer.writeheader()
             writer.writerows(csv_row(rows[f]) for f in sorted(rows))
         tmp.replace(out)
@@ -193,7 +193,10 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
     for path in inputs:
         if not path.is_file():
             raise DataError(f"{path} does not exist or is not a file.")
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open(path, "rb") as raw:
+            if raw.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # read leniently below, UTF-16 would be one long garble
+                raise DataError(f"{path} is not UTF-8 text (UTF-16): save it as UTF-8 CSV.")
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
                 raise DataError(f"{path} is empty: no header row.")

@@ -21,7 +21,7 @@ from ..data.datasets import Sample, decode_sample
 from ..data.pool import chunks, decode_many
 from ..data.shard import in_shard, iter_shard_files
 from ..errors import BrainclfError, ConfigError
-from ..escaping import csv_row, csv_value
+from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
 from ..model.card import short_hash
 from ..scoring.trust import apply_temperature
 from .ood import check
@@ -79,9 +79,10 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     another shard is refused rather than extended.
     """
     folder, csv_path = Path(folder), Path(csv_path)
-    done = _rows_already_written(csv_path, shard, predictor)
+    done, failed_before = _rows_already_written(csv_path, shard, predictor)
     new_file = not csv_path.exists() or csv_path.stat().st_size == 0
-    counts = {"predicted": 0, "failed": 0, "skipped": len(done)}
+    # Rows of files that failed in an earlier run stay failed (not retried: a resume appends, never rewrites).
+    counts = {"predicted": 0, "failed": 0, "skipped": len(done), "failed_before": failed_before}
     todo = (rel for rel in _relative_files(folder, shard) if rel not in done)
 
     def decode(rel: str) -> tuple[str, np.ndarray | None, str]:
@@ -90,8 +91,8 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
         except BrainclfError as e:
             return rel, None, str(e)
 
-    with open(csv_path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+    with open(csv_path, "a", newline="", **CSV_TEXT) as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, quoting=CSV_QUOTING)
         if new_file:
             writer.writeheader()
         for part in chunks(decode_many(todo, decode, window=chunk), chunk):
@@ -124,31 +125,47 @@ def _identity(predictor: Predictor) -> dict:
             "tta": predictor.tta}
 
 
-def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None, predictor: Predictor) -> set[str]:
-    """The files a previous run of predict_folder wrote rows for (after cutting a half-written last row);
-    ConfigError when one of them belongs to another shard, or was written by another model or TTA setting."""
-    _drop_partial_last_line(csv_path)
+def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
+                          predictor: Predictor) -> tuple[set[str], int]:
+    """(the files a previous run of predict_folder wrote rows for, how many of those rows are errors), after
+    cutting a half-written last row of a file that is one of its CSVs; ConfigError when the file is not such a CSV
+    (checked before anything is cut), a row is cut short inside, or a row belongs to another shard, model or TTA."""
     done: set[str] = set()
-    if csv_path.exists() and csv_path.stat().st_size:
-        with open(csv_path, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != CSV_FIELDS:  # an older CSV (no model_sha256 or tta column): rows would not line up
-                raise ConfigError(f"{csv_path} has other columns than this version writes ({', '.join(CSV_FIELDS)}):"
-                                  " give a new CSV file.")
-            ours = _identity(predictor)
-            for row in reader:  # the hash names the model (a card's name and version are its own say)
-                if any(csv_value(row[k]) != str(ours[k]) for k in ("model_sha256", "tta")):
-                    raise ConfigError(f"{csv_path} holds rows by model {csv_value(row['model'])} "
-                                      f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
-                                      f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "
-                                      "new CSV file, so no file mixes two models' answers.")
-                done.add(csv_value(row["file"]))
+    failed = 0
+    if not (csv_path.exists() and csv_path.stat().st_size):
+        return done, failed
+    _check_header(csv_path)  # another file given by mistake is refused before a byte of it changes
+    _drop_partial_last_line(csv_path)
+    with open(csv_path, newline="", **CSV_TEXT) as f:
+        reader = csv.DictReader(f)
+        ours = _identity(predictor)
+        for row in reader:  # the hash names the model (a card's name and version are its own say)
+            if None in row.values() or None in row:
+                raise ConfigError(f"{csv_path}: row {reader.line_num} does not have this version's {len(CSV_FIELDS)} "
+                                  "columns (edited by hand?): give a new CSV file.")
+            if any(csv_value(row[k]) != str(ours[k]) for k in ("model_sha256", "tta")):
+                raise ConfigError(f"{csv_path} holds rows by model {csv_value(row['model'])} "
+                                  f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
+                                  f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "
+                                  "new CSV file, so no file mixes two models' answers.")
+            done.add(csv_value(row["file"]))
+            failed += bool(csv_value(row["error"]))
     if shard is not None:
         stray = next((rel for rel in done if not in_shard(rel, shard)), None)
         if stray is not None:
             raise ConfigError(f"{csv_path} already holds {stray}, which is not in shard {shard[0]}/{shard[1]}: "
                               "give each shard its own CSV.")
-    return done
+    return done, failed
+
+
+def _check_header(csv_path: Path) -> None:
+    """Refuse (ConfigError) a file whose first line is not this version's header: an older CSV (its rows would
+    not line up) or another file named by mistake; read-only."""
+    with open(csv_path, newline="", **CSV_TEXT) as f:
+        first = next(csv.reader([f.readline(64 * 1024)]), [])
+    if first != CSV_FIELDS:
+        raise ConfigError(f"{csv_path} is not a CSV with the columns this version writes ({', '.join(CSV_FIELDS)}); "
+                          "nothing in it was changed: give a new CSV file.")
 
 
 def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]], writer: csv.DictWriter) -> None:
