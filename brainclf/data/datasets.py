@@ -111,8 +111,15 @@ def discover(root: str | os.PathLike, source: str = "") -> Dataset:
 
 
 def relative_path(path: Path, root: Path) -> str:
+    """`path` relative to `root` (a dataset's key for a file: cards, manifests, splits). A file reached through a
+    link inside the root whose target lies outside it keeps its place in the root, not the target's absolute path
+    (which matched no manifest row, no card key, and would put a local path into a card)."""
     try:
         return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        pass
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
     except ValueError:
         return Path(path).as_posix()
 

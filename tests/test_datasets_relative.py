@@ -1,0 +1,31 @@
+"""A dataset's key for a file is its place in the dataset, also when it is a link whose target lies elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brainclf.data import relative_path
+
+
+def test_a_linked_file_keeps_its_place_in_the_dataset(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "x1.png").write_bytes(b"x")
+    root = tmp_path / "ext"
+    (root / "glioma").mkdir(parents=True)
+    (root / "glioma" / "x1.png").symlink_to(raw / "x1.png")
+    (root / "glioma" / "plain.png").write_bytes(b"y")
+    assert relative_path(root / "glioma" / "x1.png", root) == "glioma/x1.png"  # was /…/raw/x1.png
+    assert relative_path(root / "glioma" / "plain.png", root) == "glioma/plain.png"
+    assert relative_path(raw / "x1.png", root) == (raw / "x1.png").as_posix()  # outside: as it was given
+
+
+def test_a_linked_dataset_root_still_gives_relative_keys(tmp_path):
+    real = tmp_path / "real"
+    (real / "meningioma").mkdir(parents=True)
+    (real / "meningioma" / "a.png").write_bytes(b"a")
+    linked = tmp_path / "linked"
+    linked.symlink_to(real, target_is_directory=True)
+    assert relative_path(linked / "meningioma" / "a.png", linked) == "meningioma/a.png"
+    assert relative_path(real / "meningioma" / "a.png", linked) == "meningioma/a.png"
+    assert Path(relative_path(linked / "meningioma" / "a.png", real)) == Path("meningioma/a.png")
