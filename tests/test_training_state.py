@@ -101,3 +101,20 @@ def test_saved_state_refuses_another_config_and_ignores_the_state_without_resume
     assert saved_state(tmp_path, SMOKE, resume=False) is None
     with pytest.raises(ConfigError, match="different config"):
         saved_state(tmp_path, TrainConfig(image_size=32, epochs=2, batch_size=8), resume=True)
+
+
+@pytest.mark.parametrize("edit,field", [({"epoch": "5"}, "epoch"), ({"epoch": -1}, "epoch"), ({"epoch": True}, "epoch"),
+                                        ({"history": []}, "history"), ({"history": {"loss": ["x"]}}, "history"),
+                                        ({"train_files": "a.png"}, "train_files"), ({"config": []}, "config"),
+                                        ({"best_val_loss": "0.4"}, "best_val_loss")])
+def test_a_hand_edited_state_is_a_data_error_naming_the_field(edit, field):
+    with pytest.raises(DataError, match=rf"run state's {field} is not what a run saves.*--no-resume"):
+        RunState.from_dict({**OLD_SINGLE, **edit})
+
+
+def test_a_state_whose_contract_differs_from_its_settings_is_refused(tmp_path):
+    """Finalising builds, evaluates and describes the model with the state's contract: one edited to crop to the
+    head would ship a model trained without that crop under a card that says it crops."""
+    RunState.from_dict({**OLD_SINGLE, "contract": {**OLD_SINGLE["contract"], "crop": "head"}}).save(tmp_path)
+    with pytest.raises(DataError, match="another input contract than its settings give"):
+        saved_state(tmp_path, SMOKE, resume=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..input import InputContract
 from .config import TrainConfig
 
 STATE_FILE = "state.json"
@@ -57,10 +58,36 @@ class RunState:
                             "unreadable run aside itself).")
         known = {f.name for f in fields(cls)} - {"extra"}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known},
-                       extra={k: v for k, v in data.items() if k not in known})
+            state = cls(**{k: v for k, v in data.items() if k in known},
+                        extra={k: v for k, v in data.items() if k not in known})
         except TypeError as e:
             raise DataError(f"The run state is incomplete ({e}); start over with --no-resume.") from None
+        if wrong := state._wrong_fields():
+            raise DataError(f"The run state's {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not what a run "
+                            "saves (edited by hand?); start over with --no-resume.")
+        return state
+
+    def _wrong_fields(self) -> list[str]:
+        """The fields whose JSON types are not the ones a run saves (a hand-edited state would fail later with a
+        traceback, or resume from a bogus epoch)."""
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        checks = {"config": isinstance(self.config, dict), "contract": isinstance(self.contract, dict),
+                  "fingerprint": isinstance(self.fingerprint, dict),
+                  "external_test_files": isinstance(self.external_test_files, dict),
+                  "sources": isinstance(self.sources, list), "stopped_early": isinstance(self.stopped_early, bool),
+                  "train_seconds": number(self.train_seconds),
+                  "best_val_loss": self.best_val_loss is None or number(self.best_val_loss),
+                  "history": isinstance(self.history, dict) and all(
+                      isinstance(v, list) and all(map(number, v)) for v in self.history.values())}
+        for name in ("train_files", "val_files", "test_files"):
+            files = getattr(self, name)
+            checks[name] = isinstance(files, list) and all(isinstance(f, str) for f in files)
+        for name in ("epoch", "best_epoch"):
+            value = getattr(self, name)
+            checks[name] = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return [name for name, ok in checks.items() if not ok]
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -112,4 +139,9 @@ def saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> RunState | 
     if state and state.train_config().to_dict() != config.to_dict():
         raise ConfigError(f"{run_dir} holds a run with a different config; pass --no-resume to start over "
                           "or use another model name.")
+    # The saved contract is what finalising builds, evaluates and describes the model with: it must be the one the
+    # epochs trained with (through InputContract, so a state saved before a contract field existed matches).
+    if state and InputContract.from_dict(state.contract).to_dict() != config.contract().to_dict():
+        raise DataError(f"{run_dir}'s run state names another input contract than its settings give (edited by "
+                        "hand?); pass --no-resume to start over.")
     return state
