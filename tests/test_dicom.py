@@ -234,3 +234,14 @@ def test_header_and_pixel_data_problems_are_named_for_what_they_are(damage, mess
     with pytest.raises(ImageError, match=message) as refused:
         read_dicom(data[:-100] if damage == "short" else data)
     assert "transfer syntax" not in str(refused.value)
+
+
+def test_a_multiframe_dicom_is_not_read_as_its_middle_frame_by_the_command_line_paths(tmp_path):
+    """decode_image (the CLI, batch CSVs, dataset folders) refuses a study, as for a multi-page PNG: a CSV row
+    would otherwise stand for one frame the user never chose; the app reads it frame by frame."""
+    from brainclf.input import decode_image, decode_upload
+
+    data = make_dicom(np.stack([RAMP] * 3), frames=3)
+    with pytest.raises(ImageError, match="holds 3 frames \\(a study\\).*Predict page reads it slice by slice"):
+        decode_image(data, name="study.dcm")
+    assert decode_upload(data, "study.dcm", frame=1)[0].size == decode_image(make_dicom(RAMP), name="one.dcm").size

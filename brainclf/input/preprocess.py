@@ -93,9 +93,9 @@ class InputContract:
 def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
     """Decode JPEG/PNG/DICOM bytes or a file into a fully loaded PIL image, honouring EXIF orientation.
 
-    DICOM (by its 'DICM' marker or a .dcm name) goes through brainclf.input.dicom (middle frame, rescale,
-    window). Raises ImageError with a specific message for empty, non-image, truncated, corrupt or
-    too-large inputs. `name` is only used in messages.
+    DICOM (by its 'DICM' marker or a .dcm name) goes through brainclf.input.dicom (rescale, window); a multi-frame
+    one is refused (a study: decode_upload reads its frames one by one). Raises ImageError with a specific message
+    for empty, non-image, truncated, corrupt or too-large inputs. `name` is only used in messages.
     """
     if isinstance(source, (str, Path)):
         name = name or Path(source).name
@@ -113,7 +113,11 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
     if looks_like_dicom(data, name):
-        return _check_shape(read_dicom(data, name=name).image, name)
+        dcm = read_dicom(data, name=name)
+        if dcm.n_frames > 1:  # as for a multi-page PNG or TIFF: which frame is the slice is not a guess
+            raise ImageError(f"{name}: this DICOM holds {dcm.n_frames} frames (a study); the app's Predict page "
+                             "reads it slice by slice, or export the slice you mean as its own file.")
+        return _check_shape(dcm.image, name)
     return _decode_raster(data, name)
 
 
