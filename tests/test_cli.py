@@ -243,3 +243,8 @@ def test_an_excel_manifest_with_a_byte_order_mark_and_a_blank_row_is_read(tmp_pa
 
     (tmp_path / "manifest.csv").write_text("\ufefffile,class,sequence\nglioma/a.jpg,glioma,T2\n,,\n", encoding="utf-8")
     assert read_manifest(tmp_path) == {"glioma/a.jpg": {"sequence": "T2", "subtype": ""}}
+
+
+def test_bench_refuses_zero_runs_with_a_message(capsys):
+    assert main(["bench", "--runs", "0", "--no-app"]) == 2
+    assert "--runs must be between 1 and 10000, got 0" in capsys.readouterr().err

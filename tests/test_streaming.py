@@ -223,3 +223,11 @@ def test_text_cells_are_quoted_so_a_semicolon_spreadsheet_cannot_split_out_a_for
     row = out.read_text().splitlines()[1]
     assert row.startswith(f'"{name}",')  # one quoted cell: split on ';' it stays inside the quotes
     assert read_rows(out)[0]["file"] == name
+
+
+def test_a_link_back_to_a_parent_folder_is_not_followed(tmp_path, png_bytes, make_image):
+    folder = tmp_path / "in"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "x.png").write_bytes(png_bytes(make_image()))
+    (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)  # would list x.png forever (ELOOP)
+    assert [p.relative_to(folder).as_posix() for p in iter_image_files(folder)] == ["a/x.png"]

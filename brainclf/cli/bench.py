@@ -9,8 +9,11 @@ from pathlib import Path
 
 def cmd_bench(args) -> int:
     from ..data import resolve_data_root
+    from ..errors import ConfigError
     from ..serving import format_bench, run_bench
 
+    if not 1 <= args.runs <= 10_000:
+        raise ConfigError(f"--runs must be between 1 and 10000, got {args.runs}.")
     warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
     res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,
                     runs=args.runs)

@@ -79,13 +79,14 @@ def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
 
 def iter_image_files(folder: str | Path):
     """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
-    never listed in memory at once."""
+    never listed in memory at once. Links to folders are not followed (a link back to a parent would loop; the
+    evaluation's walk does not follow them either, so both see the same files)."""
     stack = [Path(folder)]
     while stack:
         d = stack.pop()
         with os.scandir(d) as it:
             entries = sorted(it, key=lambda e: e.name)
-        for e in reversed([e for e in entries if e.is_dir()]):
+        for e in reversed([e for e in entries if e.is_dir(follow_symlinks=False)]):
             stack.append(Path(e.path))
         for e in entries:
             if e.is_file() and e.name.lower().endswith(UPLOAD_SUFFIXES):
