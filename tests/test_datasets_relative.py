@@ -29,3 +29,26 @@ def test_a_linked_dataset_root_still_gives_relative_keys(tmp_path):
     assert relative_path(linked / "meningioma" / "a.png", linked) == "meningioma/a.png"
     assert relative_path(real / "meningioma" / "a.png", linked) == "meningioma/a.png"
     assert Path(relative_path(linked / "meningioma" / "a.png", real)) == Path("meningioma/a.png")
+
+
+def test_a_run_state_or_card_written_with_the_old_key_of_a_linked_file_still_finds_it(tmp_path):
+    """Before 2026-12-07 a linked file's key was its target's absolute path: a saved run still resumes and an old
+    card's trained-on file is still left out of an evaluation."""
+    from types import SimpleNamespace
+
+    from brainclf.data import discover
+    from brainclf.evaluation.evaluate import learnt_mask
+    from brainclf.training.prepare import index_samples
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "x1.png").write_bytes(b"x")
+    root = tmp_path / "ds"
+    for c in ("glioma", "meningioma", "notumor", "pituitary"):
+        (root / c).mkdir(parents=True)
+    (root / "glioma" / "x1.png").symlink_to(raw / "x1.png")
+    old_key = (raw / "x1.png").resolve().as_posix()
+    index = index_samples(root, [])
+    assert index["glioma/x1.png"] is index[old_key]
+    card = SimpleNamespace(training={"fingerprint": {"root_name": "ds"}, "files": {"train": [old_key]}})
+    assert learnt_mask(card, discover(root).all_samples(), root, None).tolist() == [True]

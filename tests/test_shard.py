@@ -179,6 +179,7 @@ def test_merge_csv_joins_shards_into_the_unsharded_result(archive, runs, tmp_pat
     assert "0 duplicate, 0 missing" in summary
     text = out.read_text()
     assert text.count('"file","prediction"') == 1  # header once (text cells quoted)
+    assert not any(line.split(",")[2].startswith('"0.') for line in text.splitlines()[1:])  # numbers stay bare
     merged = read_rows(out)
     assert list(merged[0]) == CSV_FIELDS
     assert [r["file"] for r in merged] == sorted(all_files(archive))

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV", file=sys.stderr)
         return 2
     except UnicodeError as e:  # a name the terminal's or the file system's encoding cannot hold
-        print(f"error: a file name or text cannot be encoded ({e.__class__.__name__}: {e.reason}); rename the file "
-              "with plain characters", file=sys.stderr)
+        print(f"error: a file name or text cannot be encoded ({e.__class__.__name__}: {getattr(e, 'reason', e)}); "
+              "rename the file with plain characters", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -179,11 +179,24 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         with open(tmp, "w", newline="", **CSV_TEXT) as fh:
             writer = csv.DictWriter(fh, fieldnames=header, quoting=CSV_QUOTING)
             writer.writeheader()
-            writer.writerows(csv_row(rows[f]) for f in sorted(rows))
+            writer.writerows(csv_row(_numbers_as_numbers(rows[f])) for f in sorted(rows))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)  # nothing half-written is left beside OUT
     return report
+
+
+def _numbers_as_numbers(row: dict) -> dict:
+    """A row read back from a shard's CSV (all text) with its probability cells (`confidence`, `p_CLASS`) numbers
+    again, so the merged file quotes only text, as the shards do (escaping.CSV_QUOTING)."""
+    def typed(key: str, value):
+        if (key == "confidence" or key.startswith("p_")) and value:
+            try:
+                return float(value)
+            except ValueError:  # not a number after all: kept as the text it was
+                return value
+        return value
+    return {k: typed(k, v) for k, v in row.items()}
 
 
 def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], dict[str, list[str]]]:

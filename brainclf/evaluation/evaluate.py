@@ -107,7 +107,9 @@ def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] 
     keys = [split_key(str(k)) for part in ("train", "val") for k in files.get(part, [])]
     seen = {rel for source, rel in keys if source == name or (not source and name == primary)}
     own = {p.resolve() for p in training or []}
-    return np.array([relative_path(s.path, folder) in seen or s.path.resolve() in own for s in samples], bool)
+    # A linked file's key was its target's absolute path in cards written before 2026-12-07 (relative_path).
+    return np.array([relative_path(s.path, folder) in seen or s.path.resolve() in own
+                     or (s.path.is_symlink() and s.path.resolve().as_posix() in seen) for s in samples], bool)
 
 
 def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,

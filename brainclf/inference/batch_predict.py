@@ -159,10 +159,13 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
 
 
 def _check_header(csv_path: Path) -> None:
-    """Refuse (ConfigError) a file whose first line is not this version's header: an older CSV (its rows would
-    not line up) or another file named by mistake; read-only."""
-    with open(csv_path, newline="", **CSV_TEXT) as f:
-        first = next(csv.reader([f.readline(64 * 1024)]), [])
+    """Refuse (ConfigError) a file whose first line is not this version's header ending in a newline: an older
+    CSV (its rows would not line up) or another file named by mistake; read-only."""
+    with open(csv_path, "rb") as f:
+        head = f.read(64 * 1024)
+    # The header must end in '\n' (a file with CR-only line ends would be cut to nothing by the half-row trim).
+    line = head[:head.index(b"\n")] if b"\n" in head else b""
+    first = next(csv.reader([line.rstrip(b"\r").decode(**CSV_TEXT)]), [])
     if first != CSV_FIELDS:
         raise ConfigError(f"{csv_path} is not a CSV with the columns this version writes ({', '.join(CSV_FIELDS)}); "
                           "nothing in it was changed: give a new CSV file.")

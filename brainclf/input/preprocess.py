@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
 from .dicom import looks_like_dicom, read_dicom
-from .dicom_stack import check_stack
+from .dicom_stack import check_stack, frame_count
 from .framing import head_box, head_p99_scale
 from .jpeg import jpeg_scan_count
 from .limits import (
@@ -113,11 +113,10 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
     if looks_like_dicom(data, name):
-        dcm = read_dicom(data, name=name)
-        if dcm.n_frames > 1:  # as for a multi-page PNG or TIFF: which frame is the slice is not a guess
-            raise ImageError(f"{name}: this DICOM holds {dcm.n_frames} frames (a study); the app's Predict page "
-                             "reads it slice by slice, or export the slice you mean as its own file.")
-        return _check_shape(dcm.image, name)
+        if (frames := frame_count(data, name)) > 1:  # as for a multi-page PNG: which frame is the slice is no guess
+            raise ImageError(f"{name}: this DICOM holds {frames} frames (a study); the app's Predict page reads it "
+                             "slice by slice, or export the slice you mean as its own file.")
+        return _check_shape(read_dicom(data, name=name).image, name)
     return _decode_raster(data, name)
 
 

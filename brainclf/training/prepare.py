@@ -64,7 +64,11 @@ def index_samples(root: Path, sources: list[Source]) -> dict[str, Sample]:
     samples = discover(root).all_samples()
     for src in sources:
         samples += discover(src.root, source=src.name).all_samples()
-    return {_key(s, roots): s for s in samples}
+    by_key = {_key(s, roots): s for s in samples}
+    # A file linked in from outside its folder was keyed by its target's absolute path before 2026-12-07: a state
+    # saved then still resumes (brainclf.data.relative_path).
+    old_keys = {sample_key(s.source, s.path.resolve().as_posix()): s for s in samples if s.path.is_symlink()}
+    return {**old_keys, **by_key}
 
 
 class Preparation:
