@@ -270,8 +270,8 @@ def cancelled_job(foreign_job, tmp_path, monkeypatch):
     config = TrainConfig(image_size=32, epochs=3, batch_size=8)
     run_dir = tmp_path / "runs" / "mine"
     run_dir.mkdir(parents=True)
-    RunState(config=config.to_dict(), contract={}, train_files=[], val_files=[], test_files=[], fingerprint={},
-             started="", epoch=1).save(run_dir)
+    RunState(config=config.to_dict(), contract=config.contract().to_dict(), train_files=[], val_files=[],
+             test_files=[], fingerprint={}, started="", epoch=1).save(run_dir)
     foreign_job.status = JobStatus(
         name="mine", state="cancelled", owner="sub:sub-researcher", owner_label="R", run_dir=run_dir,
         request={"config": config, "data": tmp_path, "models_dir": tmp_path / "models"},
