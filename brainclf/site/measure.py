@@ -35,17 +35,17 @@ def check_step_memory(model, name: str, batch_size: int, training: bool) -> None
         ConfigError: saying how much the batch would take and what this server allows.
     """
     from ..model.architectures import activations_per_image  # Keras
-    from ..training.prepare import ACTIVATION_COPIES, MEMORY_SHARE, physical_memory
+    from ..training.prepare import ACTIVATION_COPIES, job_memory_budget
 
     # A training step keeps every layer's output for the backward pass; inference holds about two at a time.
     per_image = activations_per_image(model) * ACTIVATION_COPIES if training else 2 * activations_per_image(
         model, largest=True)
     need = batch_size * per_image * 4
-    available = physical_memory()
-    if available and need > MEMORY_SHARE * available:
+    budget = job_memory_budget()
+    if budget and need > budget:
         raise ConfigError(f"Model {name} would take about {need / 2**30:.1f} GiB for a batch of {batch_size} slices "
                           f"at its input size ({model.input_shape[1]} px); this server lets a job use "
-                          f"{MEMORY_SHARE * available / 2**30:.1f} GiB. Site steps need a model with a smaller input.")
+                          f"{budget / 2**30:.1f} GiB. Site steps need a model with a smaller input.")
 
 
 def validate(predictor, split, membership: str, progress: SliceProgress | None = None) -> dict:

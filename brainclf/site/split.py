@@ -121,7 +121,9 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     root = Path(root)
     samples = discover(root, source=name).all_samples()
     learnt = exclude(samples) if exclude and samples else [False] * len(samples)
-    readable = hash_files([s.path for s in samples]).readable if samples else []
+    hashed = hash_files([s.path for s in samples]) if samples else None
+    readable = hashed.readable if hashed else []
+    sha_of = dict(zip(map(str, hashed.paths), hashed.sha256)) if hashed else {}  # the fingerprint reuses them
     kept = [s for s, own, ok in zip(samples, learnt, readable) if ok and not own]
     left_out = {"learnt": [relative_path(s.path, root) for s, own in zip(samples, learnt) if own],
                 "unreadable": [relative_path(s.path, root) for s, own, ok in zip(samples, learnt, readable)
@@ -135,7 +137,7 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
         check_parts(parts)
     except DataError as e:
         raise DataError(f"{e}{left_out_words(left_out)}") from None
-    return SiteSplit(name, root, parts, len(set(groups.tolist())), _fingerprint(root, parts), left_out,
+    return SiteSplit(name, root, parts, len(set(groups.tolist())), _fingerprint(root, parts, sha_of), left_out,
                      list(grouping.warnings))
 
 
@@ -164,11 +166,14 @@ def left_out_words(left_out: dict[str, list[str]] | None) -> str:
     return f" (Left out of this site run: {' and '.join(said)} {'slice' if total == 1 else 'slices'}.)" if said else ""
 
 
-def _fingerprint(root: Path, parts: dict[str, list[Sample]]) -> dict:
+def _fingerprint(root: Path, parts: dict[str, list[Sample]], sha_of: dict[str, str] | None = None) -> dict:
     """The data's fingerprint (counts, file list) and a hash of the parts' file contents: a slice replaced under
-    the same name changes it."""
+    the same name changes it. `sha_of`: file hashes already computed (by path), so a split reads each file once."""
+    def sha(path) -> str:
+        return (sha_of or {}).get(str(path)) or hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
     try:
-        listing = sorted(f"{part}:{relative_path(s.path, root)}:{hashlib.sha256(Path(s.path).read_bytes()).hexdigest()}"
+        listing = sorted(f"{part}:{relative_path(s.path, root)}:{sha(s.path)}"
                          for part, samples in parts.items() for s in samples)
     except OSError:
         raise DataError("A slice of the site folder can no longer be read (moved or its permissions changed while "

@@ -173,6 +173,13 @@ def physical_memory() -> int | None:
         return None
 
 
+def job_memory_budget(available: int | None = None) -> float | None:
+    """Bytes one job (a training, a site step) may hold: MEMORY_SHARE of the machine (`available`, default its
+    physical memory); None where the OS does not say."""
+    available = physical_memory() if available is None else available
+    return MEMORY_SHARE * available if available else None
+
+
 def check_training_memory(n_images: int, contract: InputContract, available: int | None = None,
                           batch_size: int = 0, activations: int = 0) -> None:
     """Refuse, before decoding, a training whose images and batches would not fit in MEMORY_SHARE of the machine
@@ -181,14 +188,14 @@ def check_training_memory(n_images: int, contract: InputContract, available: int
     Raises:
         ConfigError: saying how much it would need and what to lower.
     """
-    available = physical_memory() if available is None else available
+    budget = job_memory_budget(available)
     images = n_images * contract.size * contract.size * contract.channels * 4 * ARRAY_COPIES
     batches = batch_size * activations * 4 * ACTIVATION_COPIES
-    if available and images + batches > MEMORY_SHARE * available:
+    if budget and images + batches > budget:
         raise ConfigError(f"This training would hold about {(images + batches) / 2**30:.1f} GiB in memory: "
                           f"{images / 2**30:.1f} GiB of images ({n_images} images at {contract.size} px, "
                           f"{contract.channels} channel(s)) and {batches / 2**30:.1f} GiB for each batch of "
-                          f"{batch_size}; this machine lets a training use {MEMORY_SHARE * available / 2**30:.1f} "
+                          f"{batch_size}; this machine lets a training use {budget / 2**30:.1f} "
                           "GiB. Choose a smaller input size or batch, one channel or fewer images.")
 
 
