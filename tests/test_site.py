@@ -315,18 +315,20 @@ def _cancel_in_the_second_epoch_then_resume(smoke_model, split, replay, cfg, run
     return _adapt(smoke_model, split, replay, cfg, run_dir)[1]
 
 
+def _one_epoch_moved(smoke_model, split, replay, start, run_dir, distance, **settings):
+    """One epoch of adaptation with `settings`: (the trained weights' summed distance(w - start), the model)."""
+    cfg = AdaptConfig(epochs=1, batch_size=16, learning_rate=0.01, **settings)
+    tuned, state = _adapt(smoke_model, split, replay, cfg, run_dir)
+    assert state.epoch == 1
+    return sum(float(distance(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
+               if w.path in start), tuned
+
+
 def test_a_moving_average_of_the_weights_moves_them_less_and_resumes(tmp_path, site_folder, smoke_model,
                                                                      synthetic_dataset):
     split, replay, start = _adapt_inputs(site_folder, smoke_model, synthetic_dataset)
-
-    def moved(ema: float) -> float:
-        cfg = AdaptConfig(epochs=1, batch_size=16, learning_rate=0.01, ema_momentum=ema)
-        tuned, state = _adapt(smoke_model, split, replay, cfg, tmp_path / f"adapt-{ema}")
-        assert state.epoch == 1
-        return sum(float(np.abs(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
-                   if w.path in start)
-
-    plain, averaged = moved(0.0), moved(0.999)
+    plain, averaged = (_one_epoch_moved(smoke_model, split, replay, start, tmp_path / f"adapt-{ema}", np.abs,
+                                        ema_momentum=ema)[0] for ema in (0.0, 0.999))
     assert 0 < averaged < 0.8 * plain  # the average starts after the first step, so some movement stays
     # Cancelled in its second epoch, then resumed from last.keras (the optimizer's average with it).
     cfg = AdaptConfig(epochs=2, batch_size=16, learning_rate=0.01, ema_momentum=0.999)
@@ -340,16 +342,11 @@ def test_an_anchor_pulls_the_weights_towards_the_start_and_is_not_saved_with_the
     from brainclf.site import adapt
 
     split, replay, start = _adapt_inputs(site_folder, smoke_model, synthetic_dataset)
-
-    def moved(anchor: float) -> float:
-        cfg = AdaptConfig(epochs=1, batch_size=16, learning_rate=0.01, anchor=anchor)
-        tuned, state = _adapt(smoke_model, split, replay, cfg, tmp_path / f"adapt-{anchor}")
-        assert state.epoch == 1
+    (free, free_model), (anchored, anchored_model) = (
+        _one_epoch_moved(smoke_model, split, replay, start, tmp_path / f"adapt-{anchor}", np.square, anchor=anchor)
+        for anchor in (0.0, 1.0))
+    for tuned in (free_model, anchored_model):
         assert all(w.regularizer is None for w in tuned.trainable_weights)  # the shipped model is a plain one
-        return sum(float(np.square(np.array(w) - start[w.path]).sum()) for w in tuned.trainable_weights
-                   if w.path in start)
-
-    free, anchored = moved(0.0), moved(1.0)
     assert 0 < anchored < 0.5 * free
 
     # Cancelled in its second epoch, then resumed from last.keras: the loaded model is anchored again.
