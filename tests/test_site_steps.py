@@ -10,7 +10,7 @@ from test_site import write_site
 
 from brainclf.serving.jobs import TrainingJobs
 from brainclf.site import saved_state, step_job
-from brainclf.site.steps import phases
+from brainclf.site.steps import phases, run_step
 from brainclf.training.config import TrainingCancelled, TrainProgress
 
 
@@ -19,10 +19,15 @@ def site_folder(tmp_path_factory):
     return write_site(tmp_path_factory.mktemp("site") / "st-steps")
 
 
-def _job(step, tmp_path, site_folder, smoke_model, data_root=None):
+def _job(step, tmp_path, site_folder, smoke_model, data_root=None, isolated=False):
+    """The step's body here (run_step: its hook and cancel act at once), or as the app runs it (step_job: in a
+    process of its own)."""
     models = tmp_path / "models"
     models.mkdir(exist_ok=True)
-    return step_job(step, tmp_path / "run", site_folder, "st-steps", smoke_model, 0.9, models, data_root)
+    args = (step, tmp_path / "run", site_folder, "st-steps", smoke_model, 0.9, models, data_root)
+    if isolated:
+        return step_job(*args)
+    return lambda hook, cancel: run_step(*args, hook=hook, cancel=cancel)
 
 
 def _cancel_on(words: str, cancel: threading.Event, seen: list[TrainProgress]):
@@ -43,6 +48,14 @@ def test_validate_reports_its_slices_and_reaches_the_whole_part(tmp_path, site_f
     assert validating and validating[-1].fraction == 1.0 and validating[-1].stage == "preparing"
     assert validating[-1].text().endswith("(100 %)")
     assert (seen[-1].message, seen[-1].stage) == ("Saving the figures", "evaluating")  # a cancel is refused now
+    assert saved_state(tmp_path / "run")["steps"]["validate"]["n"] > 0
+
+
+def test_the_apps_step_runs_in_a_process_of_its_own_and_reports_there(tmp_path, site_folder, smoke_model):
+    seen: list[TrainProgress] = []
+    assert _job("validate", tmp_path, site_folder, smoke_model, isolated=True)(seen.append, threading.Event()) == \
+        tmp_path / "run"
+    assert (seen[-1].message, seen[-1].stage) == ("Saving the figures", "evaluating")
     assert saved_state(tmp_path / "run")["steps"]["validate"]["n"] > 0
 
 

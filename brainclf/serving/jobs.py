@@ -1,4 +1,5 @@
-"""Background training for the app: one job at a time per process, off the script thread, cancellable.
+"""Background training for the app: one job at a time per process, off the script thread, cancellable. A thread
+watches each job; the work itself (a training, a site step) runs in a process of its own (training.isolated).
 
 The app keeps one TrainingJobs instance for the whole process (st.cache_resource), so every session
 sees the same job, and a training never blocks another session's predictions.
@@ -16,16 +17,17 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.sources import Source
 from ..errors import BrainclfError, ConfigError, DataError
 from ..input.limits import validate_model_name
 
-# Not brainclf.training itself: its loop imports TensorFlow, which the app's pages must not wait for (the
-# training thread imports it when a training starts).
+# Not brainclf.training itself: its loop imports TensorFlow, which the app's server process never loads (a job's
+# own process does: training.isolated).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from ..training.isolated import cancel_event, run_isolated, train_job
 from ..training.prepare import check_sources
 from ..training.request import TrainRequest
 from ..training.state import saved_state
@@ -42,10 +44,10 @@ def owner_run_dir(runs_root: str | Path, owner: str, name: str) -> Path:
 
 
 def train(request: TrainRequest) -> Path:
-    """brainclf.training.train, imported by the training thread when a training starts (TensorFlow)."""
-    from ..training.loop import train as run_training
-
-    return run_training(request)
+    """brainclf.training.train in a process of its own (training.isolated: TensorFlow loads there, its memory is
+    capped, the server carries on if it fails); its progress and a cancel pass between the two."""
+    return run_isolated(train_job, (replace(request, progress=None, cancel=None),), hook=request.progress,
+                        cancel=request.cancel)
 
 
 def _stat(path: Path) -> tuple[float, int] | None:
@@ -141,7 +143,7 @@ class TrainingJobs:
     def __init__(self):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._cancel = cancel_event()
         self.status: JobStatus | None = None
 
     def busy(self) -> bool:
@@ -187,7 +189,7 @@ class TrainingJobs:
             if self.status is not None and self.status.active:
                 raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
                                     "wait for it or cancel it first.")
-            self._cancel = threading.Event()
+            self._cancel = cancel_event()
             status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner, run_dir=run_dir,
                                request=request if request is not None else {"work": work})
             self.status = status

@@ -1,6 +1,6 @@
-"""A site step as the app's background job (brainclf.serving.jobs): its body opens the run, runs the step and says
-how far it is; a cancel stops validate and calibrate between chunks of slices (nothing saved yet) and adapt after
-its batch (its epochs kept for a resume)."""
+"""A site step as the app's background job (brainclf.serving.jobs), in a process of its own: its body opens the
+run, runs the step and says how far it is; a cancel stops validate and calibrate between chunks of slices (nothing
+saved yet) and adapt after its batch (its epochs kept for a resume)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..inference.predict import Predictor
 from ..training.config import ProgressHook, TrainingCancelled, TrainProgress
+from ..training.isolated import run_isolated
 from .config import AdaptConfig
 from .measure import SliceProgress, check_step_memory
 from .run import Phases, SiteRun
@@ -38,23 +39,31 @@ def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
 def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
              data_root: Path | None, confidence: float | None = None):
     """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
-    dir): it opens the run (its split) and runs the step with an in-process model, TensorFlow imported in the
-    job's thread as a training does (brainclf.serving.jobs)."""
+    dir): run_step in a process of its own (training.isolated), so a step that outgrows the memory a job may use
+    fails alone instead of taking the server down."""
+    args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence)
 
     def work(hook, cancel):
-        phase = phases(hook, cancel)
-        phase(f"Splitting the site's slices by case ({site})")(0, 1)
-        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
-        if step in ("validate", "calibrate"):
-            predictor = Predictor.load(model)
-            check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
-        if step == "validate":
-            run.validate(predictor, phase)
-            return run_dir
-        if step == "calibrate":
-            return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
-                                      phase=phase)["model"])
-        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
-                              confidence=confidence)["model"])
+        return run_isolated(run_step, args, hook=hook, cancel=cancel)
 
     return work
+
+
+def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
+             data_root: Path | None, confidence: float | None = None, *, hook: ProgressHook,
+             cancel: threading.Event | None):
+    """One step in this process: open the run (its split) and run the step with an in-process model."""
+    phase = phases(hook, cancel)
+    phase(f"Splitting the site's slices by case ({site})")(0, 1)
+    run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
+    if step in ("validate", "calibrate"):
+        predictor = Predictor.load(model)
+        check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
+    if step == "validate":
+        run.validate(predictor, phase)
+        return run_dir
+    if step == "calibrate":
+        return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
+                                  phase=phase)["model"])
+    return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
+                          confidence=confidence)["model"])
