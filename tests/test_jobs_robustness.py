@@ -122,7 +122,7 @@ def test_a_training_too_large_for_the_machine_is_refused_before_decoding():
 
 def test_a_batch_too_large_for_the_machine_is_refused_before_decoding():
     """The form allows 512 px and batches of 512: compact_cnn_wide's layer outputs at that size would take ~90 GiB
-    per step, and the training runs in the server's own process, so the refusal comes first."""
+    per step: the refusal, saying what to lower, comes before the job process's memory cap would stop it."""
     from brainclf.model.architectures import activations_per_image, build_model
 
     small, large = InputContract(size=128, channels=1), InputContract(size=512, channels=1)

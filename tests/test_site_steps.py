@@ -112,8 +112,8 @@ def test_a_phase_without_slices_reports_no_share():
 @pytest.mark.parametrize("step", ["validate", "adapt"])
 def test_a_model_whose_batches_would_not_fit_is_refused_before_the_step_works(tmp_path, site_folder, smoke_model,
                                                                                 synthetic_dataset, monkeypatch, step):
-    """Site steps run in the server's own process: an uploaded model at a large input size must be refused, not
-    take the server down (here the server is made to look small instead)."""
+    """An uploaded model at a large input size is refused with a message before the step works, rather than
+    fail at the job process's memory cap (here the server is made to look small instead)."""
     from brainclf.errors import ConfigError
     from brainclf.training import prepare
 

@@ -28,8 +28,8 @@ SliceProgress = Callable[[int, int], None]
 
 
 def check_step_memory(model, name: str, batch_size: int, training: bool) -> None:
-    """Refuse a model whose layer outputs for one batch would not fit: a site step runs in the server's own
-    process (as a training does), and an uploaded model may have any input size up to 1,024 px.
+    """Refuse a model whose layer outputs for one batch would not fit in what a job may use (an uploaded model
+    may have any input size up to 1,024 px): a clear message first, not the job process's memory cap.
 
     Raises:
         ConfigError: saying how much the batch would take and what this server allows.
