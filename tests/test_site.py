@@ -17,6 +17,7 @@ from conftest import copy_model, synthetic_image
 from PIL import Image
 
 from brainclf.errors import BrainclfError, ConfigError, DataError
+from brainclf.inference.predict import Predictor
 from brainclf.model import read_card
 from brainclf.site import AdaptConfig, SiteRun, site_report_pdf, split_site
 from brainclf.training.config import TrainingCancelled
@@ -483,6 +484,22 @@ def test_adapting_needs_tumour_and_no_tumour_slices_in_the_tuning_part(site_fold
         split.parts["tune"] = [s for s in split.parts["tune"] if kept(s)]
         with pytest.raises(DataError, match=f"its tuning part has no {missing} slices"):
             check_adaptable(split)
+
+
+def test_calibrating_needs_tumour_slices_in_the_adaptation_part(tmp_path, smoke_model):
+    """A profile fitted on normals alone loosened the 'no tumour' bar (no missed tumour to set it): refused, with
+    nothing saved; a site with one tumour class and normals calibrates."""
+    normals = write_site(tmp_path / "normals", cases_per_class=30, classes=("notumor",))
+    run = SiteRun.open(tmp_path / "run", normals, "st-normals", smoke_model)
+    run.validate(Predictor.load(smoke_model))  # validate works with any classes
+    (tmp_path / "models").mkdir()
+    with pytest.raises(DataError, match="Calibrating needs tumour slices from the site.*has none"):
+        run.calibrate(Predictor.load(smoke_model), 0.9, tmp_path / "models")
+    assert not list((tmp_path / "models").iterdir())
+    two = write_site(tmp_path / "two", cases_per_class=16, classes=("glioma", "notumor"))
+    out = SiteRun.open(tmp_path / "run2", two, "st-two", smoke_model)
+    out.validate(Predictor.load(smoke_model))
+    assert Path(out.calibrate(Predictor.load(smoke_model), 0.9, tmp_path / "models")["model"]).is_file()
 
 
 def test_a_run_started_with_a_relative_model_path_goes_on_from_another_folder(tmp_path, site_folder, smoke_model,

@@ -39,7 +39,7 @@ from .measure import (
 from .naming import free_default_name, new_name, publish_named
 from .own_data import kaggle_test_samples, learnt_from, replay_samples
 from .profile import site_card
-from .split import SiteSplit, check_adaptable, saved_split, split_site
+from .split import SiteSplit, check_adaptable, check_calibratable, saved_split, split_site
 
 STATE = "site.json"
 # phase(a step's part in words, saving: whether it is the part that saves) -> that part's progress callback
@@ -127,6 +127,7 @@ class SiteRun:
         weights) saved as models_dir/NAME. `phase(words, saving=False)` gives each part's progress callback: one
         that raises stops the step; the saving part's is called once, last, before anything is saved."""
         phase = phase or _no_phase
+        check_calibratable(self.split)
         if name:
             new_name(models_dir, name)  # a taken name refused before the work, not after it
         adaptation = self.split.adaptation

@@ -146,7 +146,7 @@ def check_adaptable(split: SiteSplit) -> None:
     called every one of that site's tumours 'no tumour' while its held-out figure rose to 100 %.
 
     Raises:
-        DataError: the tuning part lacks one side; validate and calibrate work with any classes.
+        DataError: the tuning part lacks one side; validate works with any classes, calibrate with tumours.
     """
     labels = {s.label for s in split.parts["tune"]}
     notumor = CLASS_NAMES.index("notumor")
@@ -154,8 +154,25 @@ def check_adaptable(split: SiteSplit) -> None:
         missing = "no-tumour" if notumor not in labels else "tumour"
         raise DataError(f"Adapting needs both tumour and no-tumour slices from the site: its tuning part has no "
                         f"{missing} slices, and fine-tuning on one side teaches the model to give that answer to "
-                        "everything from this site. Validate and calibrate work with any classes; add cases of "
-                        "the missing kind to adapt.")
+                        "everything from this site. Validate works with any classes (calibrate needs tumour "
+                        "slices); add cases of the missing kind to adapt.")
+
+
+def check_calibratable(split: SiteSplit) -> None:
+    """A site profile's refer rule needs tumour slices in the adaptation part: its strict bar for "no tumour" is
+    set by the tumours the model called "no tumour" there. A review's site of normals only, calibrated, had no
+    such tumour, so the bar fell to the others' and a temperature fitted on normals alone (0.46) sharpened every
+    answer: a later tumour read as "no tumour" at 0.75 was answered, where the starting model referred it.
+
+    Raises:
+        DataError: the adaptation part has no tumour slices; validate works with any classes.
+    """
+    notumor = CLASS_NAMES.index("notumor")
+    if all(s.label == notumor for s in split.adaptation):
+        raise DataError("Calibrating needs tumour slices from the site: the refer rule's bar for 'no tumour' is set "
+                        "by the tumours the model calls 'no tumour', and this site's adaptation part has none (a "
+                        "profile fitted on normals alone would answer tumours its starting model refers). Validate "
+                        "works with any classes; add tumour cases to calibrate.")
 
 
 def left_out_words(left_out: dict[str, list[str]] | None) -> str:
