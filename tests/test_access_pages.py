@@ -105,7 +105,7 @@ def test_local_mode_says_so_in_the_sidebar_and_has_every_feature(local_data):
     assert at.button(key="site_validate") is not None  # site runs
 
 
-def test_local_mode_refuses_another_address_and_a_role_table(local_data, tmp_path, monkeypatch):
+def test_local_mode_refuses_another_address_any_host_and_a_role_table(local_data, tmp_path, monkeypatch):
     from streamlit import config
 
     old = config.get_option("server.address")
@@ -117,6 +117,15 @@ def test_local_mode_refuses_another_address_and_a_role_table(local_data, tmp_pat
         config.set_option("server.address", old)
     assert not at.exception and not at.title
     assert any("serves 127.0.0.1 only" in e.value for e in at.error)
+    for hosts in ([], ["*"], ["localhost", "evil.example"]):  # DNS rebinding: any page naming this machine
+        old = config.get_option("server.allowedHosts")
+        config.set_option("server.allowedHosts", hosts)
+        try:
+            at = AppTest.from_file(APP, default_timeout=120)
+            at.run()
+        finally:
+            config.set_option("server.allowedHosts", old)
+        assert any("opened as localhost or 127.0.0.1 only" in e.value for e in at.error) and not at.title, hosts
     toml = tmp_path / "roles.toml"
     toml.write_text('[roles.admin]\nemails = ["boss@clinic.example"]\n')
     monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
