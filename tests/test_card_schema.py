@@ -182,6 +182,20 @@ def test_probe_is_refused_naming_field_and_problem(tmp_path, path, value, messag
     assert re.search(message, msg), msg
 
 
+def test_a_card_holding_more_rows_than_any_evaluation_keeps_is_refused(tmp_path):
+    """Every Evaluation page run bootstraps a card's rows: 800,000 made-up rows (under the byte limit) took the
+    server's memory down; a card keeps at most MAX_PREDICTION_ROWS per list."""
+    from brainclf.model.card_schema.results import MAX_PREDICTION_ROWS
+
+    d = seed_card()
+    d["metrics"].pop("test")  # as in the review's card: no figures for the rows to agree with
+    d["test_predictions"] = d["test_predictions"][:1] * (MAX_PREDICTION_ROWS + 1)
+    assert re.search(rf"test_predictions: must have at most {MAX_PREDICTION_ROWS} items", refused(d, tmp_path))
+    d["test_predictions"] = d["test_predictions"][:MAX_PREDICTION_ROWS]
+    (tmp_path / "m.json").write_text(json.dumps(d))
+    assert len(read_card(tmp_path / "m.keras").test_predictions) == MAX_PREDICTION_ROWS
+
+
 def test_the_unmodified_probe_base_loads(tmp_path):
     """The probes above fail because of their change, not because of the card they start from."""
     (tmp_path / "m.json").write_text(json.dumps(seed_card()))

@@ -116,19 +116,33 @@ def coverage_curve(y: np.ndarray, probs: np.ndarray, points: int = 50) -> list[d
     return [coverage_accuracy(y, probs, float(t)) for t in qs]
 
 
+# Draws x images resampled at once: ~16 MB of indices whatever the number of images (a card holding 800,000 rows
+# took ~15 GB in one go, on every Evaluation page run that compared with it).
+BOOT_CHUNK_CELLS = 2_000_000
+
+
+def _draws(rng: np.random.Generator, n: int, n_boot: int):
+    """The bootstrap's index arrays, (draws, n) each, a bounded chunk at a time."""
+    per_chunk = max(1, BOOT_CHUNK_CELLS // max(n, 1))
+    for start in range(0, n_boot, per_chunk):
+        yield rng.integers(0, n, size=(min(per_chunk, n_boot - start), n))
+
+
 def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """95 % percentile bootstrap intervals for accuracy and per-class recall."""
     y = np.asarray(y, dtype=int)
-    pred = probs.argmax(1)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), size=(n_boot, len(y)))
-    correct = (pred == y)[idx]
-    out = {"accuracy": np.percentile(correct.mean(1), [2.5, 97.5]).tolist(), "recall": {}}
-    yb = y[idx]
+    right = probs.argmax(1) == y
+    accuracy, recall = [], [[] for _ in CLASS_NAMES]
+    for idx in _draws(np.random.default_rng(seed), len(y), n_boot):
+        correct, yb = right[idx], y[idx]
+        accuracy.append(correct.mean(1))
+        for i in range(len(CLASS_NAMES)):
+            is_c = yb == i
+            n_c = is_c.sum(1)
+            recall[i].append(np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan))
+    out = {"accuracy": np.percentile(np.concatenate(accuracy), [2.5, 97.5]).tolist(), "recall": {}}
     for i, c in enumerate(CLASS_NAMES):
-        is_c = yb == i
-        n_c = is_c.sum(1)
-        rec = np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan)
+        rec = np.concatenate(recall[i])
         out["recall"][c] = np.nanpercentile(rec, [2.5, 97.5]).tolist() if np.isfinite(rec).any() else None
     return out
 
@@ -146,8 +160,7 @@ def group_mean_resamples(values: np.ndarray, groups: np.ndarray, n_boot: int, rn
     n_units = int(unit.max()) + 1
     value_sum = np.bincount(unit, weights=values, minlength=n_units)
     count = np.bincount(unit, minlength=n_units).astype(float)
-    idx = rng.integers(0, n_units, size=(n_boot, n_units))
-    return value_sum[idx].sum(1) / count[idx].sum(1)
+    return np.concatenate([value_sum[idx].sum(1) / count[idx].sum(1) for idx in _draws(rng, n_units, n_boot)])
 
 
 def fit_calibration(by_mode: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: str,

@@ -53,6 +53,13 @@ class PredictionRow(Section):
         return self
 
 
+# Rows a card may hold per list: Kaggle `Testing` has 1,025 and the external set 1,281. Every Evaluation page run
+# that shows (or compares with) a card bootstraps its rows: a made-up card of 800,000 rows, under the 64 MiB card
+# limit, took the server's memory down (review).
+MAX_PREDICTION_ROWS = 50_000
+PredictionRows = Annotated[list[PredictionRow], Field(max_length=MAX_PREDICTION_ROWS)]
+
+
 class Bootstrap(Section):
     accuracy: Interval | None = None
     recall: dict[ClassName, Interval | None] = {}
@@ -110,7 +117,7 @@ class SplitMetrics(Section):
     refer: Refer | None = None
     tta: bool = False
     clean: CleanSubset | None = None
-    misclassified: list[PredictionRow] = []
+    misclassified: PredictionRows = []
     unreadable: list[Message] = []
     model: ModelRef = None
 
@@ -171,7 +178,7 @@ class ExternalMetrics(ExternalSummary):
     unreadable: Count = 0
     tta: bool = False
     model: ModelRef = None
-    predictions: list[PredictionRow] = []
+    predictions: PredictionRows = []
 
 
 class Metrics(Section):

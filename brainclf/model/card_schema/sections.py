@@ -32,7 +32,7 @@ from .fields import (
     Version,
     layer_names,
 )
-from .results import Extra, Fingerprint, Metrics, PredictionRow, SiteProfile
+from .results import Extra, Fingerprint, Metrics, PredictionRows, SiteProfile
 
 SCHEMA_VERSION = 2
 
@@ -242,9 +242,9 @@ class CardSchema(Section):
     calibration: Calibration = None
     ood: Ood | None = None
     faithfulness: Faithfulness = None
-    test_predictions: list[PredictionRow] = []
-    test_predictions_tta: list[PredictionRow] = []
-    external_predictions: dict[DatasetName, list[PredictionRow]] = {}
+    test_predictions: PredictionRows = []
+    test_predictions_tta: PredictionRows = []
+    external_predictions: dict[DatasetName, PredictionRows] = {}
     extra: Extra = None
     provenance: Provenance | None = None
     site: SiteProfile | None = None
