@@ -247,3 +247,35 @@ def test_a_csv_with_carriage_return_line_ends_is_refused_untouched(smoke_predict
     with pytest.raises(ConfigError, match="nothing in it was changed"):
         predict_folder(smoke_predictor, folder, out)
     assert out.read_bytes() == content
+
+
+def test_the_csv_refers_and_flags_each_slice_as_the_predict_page_does(smoke_predictor, tmp_path, png_bytes,
+                                                                       make_image):
+    """A card without a fitted refer rule or OOD guard (an upload may have neither): the page refers below the 90 %
+    fallback bar, where the CSV answered every slice; a colour picture is flagged on the page, where the CSV gave
+    it a class."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from brainclf.inference import Predictor
+
+    cal = {k: v for k, v in smoke_predictor.card.calibration.items() if not k.startswith("refer_threshold")}
+    bare = Predictor(smoke_predictor.model, replace(smoke_predictor.card, calibration=cal, ood={}))  # colour alone
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for seed in range(3):
+        (folder / f"grey-{seed}.png").write_bytes(png_bytes(make_image(seed=seed)))
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::8] = (255, 0, 0)
+    stripes[:, 4::8] = (0, 200, 0)
+    Image.fromarray(stripes).save(folder / "photo.png")
+    predict_folder(bare, folder, tmp_path / "out.csv")
+    rows = {r["file"]: r for r in read_rows(tmp_path / "out.csv")}
+    assert set(rows) == {"grey-0.png", "grey-1.png", "grey-2.png", "photo.png"}
+    for name, row in rows.items():
+        page = bare.predict(folder / name, name=name)
+        assert (row["refer"], row["out_of_distribution"]) == (str(page.referred), str(page.out_of_distribution)), name
+    assert rows["photo.png"]["out_of_distribution"] == "True"
+    grey = bare.predict(folder / "grey-0.png")
+    assert grey.refer_threshold == 0.90 and rows["grey-0.png"]["refer"] == str(grey.confidence < 0.90)

@@ -42,7 +42,7 @@ def external_rows(predictor, samples: list[Sample], root: str | Path, predicted:
     if not kept:
         return [], errors
     probs = apply_temperature(raw, predictor.temperature)
-    referred = probs.max(1) < thresholds_per_row(probs, predictor.refer_thresholds)
+    referred = probs.max(1) < thresholds_per_row(probs, predictor.applied_refer_thresholds)
     ood = [check(None, f, predictor.card.ood)[0] for f in feats]
     paths = [s.path for s in kept]
     groups = file_case_groups(paths)

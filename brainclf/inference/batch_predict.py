@@ -22,9 +22,10 @@ from ..data.pool import chunks, decode_many
 from ..data.shard import in_shard, iter_shard_files
 from ..errors import BrainclfError, ConfigError
 from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
+from ..input.preprocess import decode_image
 from ..model.card import short_hash
 from ..scoring.trust import apply_temperature
-from .ood import check
+from .ood import check, colour_problem
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -85,9 +86,11 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     counts = {"predicted": 0, "failed": 0, "skipped": len(done), "failed_before": failed_before}
     todo = (rel for rel in _relative_files(folder, shard) if rel not in done)
 
-    def decode(rel: str) -> tuple[str, np.ndarray | None, str]:
+    def decode(rel: str) -> tuple[str, tuple[np.ndarray, str] | None, str]:
+        """(rel, (model input, why its colour flags it or ''), '') or (rel, None, error)."""
         try:
-            return rel, predictor.preprocess(folder / rel, name=rel), ""
+            img = decode_image(folder / rel, name=rel)
+            return rel, (predictor.preprocess(img), colour_problem(img, predictor.card.ood)), ""
         except BrainclfError as e:
             return rel, None, str(e)
 
@@ -171,16 +174,18 @@ def _check_header(csv_path: Path) -> None:
                           "nothing in it was changed: give a new CSV file.")
 
 
-def _write_predictions(predictor: Predictor, batch: list[tuple[str, np.ndarray]], writer: csv.DictWriter) -> None:
-    """One CSV row per (relative path, model input): calibrated probabilities, refer rule, OOD guard."""
+def _write_predictions(predictor: Predictor, batch: list[tuple[str, tuple[np.ndarray, str]]],
+                       writer: csv.DictWriter) -> None:
+    """One CSV row per (relative path, (model input, colour flag)): calibrated probabilities, the refer rule and
+    the OOD guard as the Predict page applies them (its colour check, the fallback bar of a card without one)."""
     if not batch:
         return
-    raw, feats = predictor.raw_probs_and_features(np.stack([x for _, x in batch]))
+    raw, feats = predictor.raw_probs_and_features(np.stack([x for _, (x, _) in batch]))
     probs = apply_temperature(raw, predictor.temperature)
-    for (rel, _), p, f in zip(batch, probs, feats):
-        pred = predictor.prediction_from_probs(rel, p)
-        # No colour check here; a not-a-number output is flagged already.
-        pred.out_of_distribution = pred.out_of_distribution or check(None, f, predictor.card.ood or None)[0]
+    for (rel, (_, colour)), p, f in zip(batch, probs, feats):
+        pred = predictor.prediction_from_probs(rel, p)  # a not-a-number output is flagged already
+        pred.out_of_distribution = pred.out_of_distribution or bool(colour) or \
+            check(None, f, predictor.card.ood or None)[0]
         writer.writerow(csv_row({**pred.as_row(), "tta": predictor.tta, "error": ""}))
 
 

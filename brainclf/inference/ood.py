@@ -93,12 +93,18 @@ def mahalanobis_scores(features: np.ndarray, stats: dict) -> np.ndarray:
     return np.sqrt(np.maximum(m2.min(1), 0))
 
 
+def colour_problem(img: Image.Image, stats: dict | None) -> str:
+    """Why a decoded image is flagged for its colour (MR slices are grayscale), or ''."""
+    c = colourfulness(img)
+    if c > (stats or {}).get("colour_threshold", COLOUR_THRESHOLD):
+        return f"the image is in colour (colourfulness {c:.0f}); MR slices are grayscale"
+    return ""
+
+
 def check(img: Image.Image | None, features: np.ndarray, stats: dict | None) -> tuple[bool, str, float]:
     """(flagged, reason, score) for one input: its decoded image (for colour) and its features."""
-    if img is not None:
-        c = colourfulness(img)
-        if c > (stats or {}).get("colour_threshold", COLOUR_THRESHOLD):
-            return True, f"the image is in colour (colourfulness {c:.0f}); MR slices are grayscale", float("nan")
+    if img is not None and (reason := colour_problem(img, stats)):
+        return True, reason, float("nan")
     if not stats:
         return False, "", float("nan")
     score = float(mahalanobis_scores(np.asarray(features)[None], stats)[0])

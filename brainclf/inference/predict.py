@@ -23,6 +23,7 @@ from .explain import GradCam, penultimate_features
 from .ood import check
 
 NOT_A_NUMBER = "the model's output for this image is not a number (is the model file broken?): no answer"
+FALLBACK_REFER_BELOW = 0.90  # the refer bar of a card without one fitted on validation: fixed, unvalidated
 
 
 @dataclass
@@ -189,6 +190,13 @@ class Predictor:
         per_class = self.card.calibration.get("refer_thresholds_tta" if self.tta else "refer_thresholds") or {}
         return {c: float(per_class.get(c, self.refer_threshold)) for c in CLASS_NAMES}
 
+    @property
+    def applied_refer_thresholds(self) -> dict[str, float]:
+        """The bars every reader applies (page, CLI, batch CSV, evaluations): refer_thresholds, or the fallback bar
+        for every class where the card has no fitted rule (an upload may have none)."""
+        table = self.refer_thresholds
+        return table if any(t > 0 for t in table.values()) else dict.fromkeys(CLASS_NAMES, FALLBACK_REFER_BELOW)
+
     def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
         """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs, (N, F) features."""
         tta = self.tta if tta is None else tta
@@ -269,7 +277,7 @@ class Predictor:
         pred = Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASS_NAMES, probs)},
                           model_name=self.card.name, model_version=self.card.version, model_input=x,
                           model_sha256=self.card.file_sha256,
-                          refer_threshold=self.refer_thresholds[CLASS_NAMES[int(np.argmax(probs))]])
+                          refer_threshold=self.applied_refer_thresholds[CLASS_NAMES[int(np.argmax(probs))]])
         if not np.isfinite(probs).all():
             pred.out_of_distribution, pred.ood_reason = True, NOT_A_NUMBER
         return pred

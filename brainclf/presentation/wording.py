@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
+from ..inference.predict import FALLBACK_REFER_BELOW
 from ..scoring.operating_point import curve_at, lower_bound, reaches, thresholds_for_target
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
@@ -17,8 +18,6 @@ REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wh
 # Every status's headline (result_status), for tables that show only the status.
 HEADLINES = {"ood": "Not like a brain MRI slice", "refer": REFER_HEADLINE, "accept": "Not referred"}
 REFER_MEANS = "a radiologist should read this slice; the model's answer is not reliable enough to act on"
-# Fallback for cards without a threshold fitted on validation (older models): a fixed, unvalidated bar.
-FALLBACK_REFER_BELOW = 0.90
 # Study/baseline models: kept for comparison, never for reading scans.
 STUDY_ARCHITECTURES = ("seed",)
 MIN_READING_ACCURACY = 0.90  # below this test accuracy a model is a study model whatever its architecture
