@@ -127,8 +127,27 @@ def test_each_step_records_its_held_out_figures(site_run):
         assert run.step(step)["heldout"]["n"] == validated["n"]
     kaggle = run.step("adapt")["kaggle_test"]
     assert kaggle["before"]["n"] == kaggle["after"]["n"] == 12  # the synthetic Testing split: 3 per class
+    assert kaggle["before"]["tta"] == kaggle["after"]["tta"]  # like with like
     adapted = run.step("adapt")["adapt"]
     assert adapted["step_seconds"] >= adapted["seconds"] > 0
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_an_adapted_cards_kaggle_figures_are_stored_under_the_way_they_were_run(site_run, tta):
+    """A check run with flip TTA was stored as the no-TTA figures: the Evaluation page then said "single pass"."""
+    from brainclf.site.profile import site_card
+
+    run, _ = site_run
+    path = Path(run.step("adapt")["model"])
+    card = read_card(path)
+    stored, _ = card.stored_test_predictions(card.tta_default)
+    measured = {**card.test_metrics(), "tta": tta, "predictions": stored}
+    out = site_card(card, "again", path, run, run.step("adapt")["heldout"], adapted=True, target=0.9,
+                    kaggle_test=measured)
+    key, other = ("test_tta", "test") if tta else ("test", "test_tta")
+    assert out.metrics[key]["n"] == 12 and other not in out.metrics
+    assert (len(out.test_predictions_tta), len(out.test_predictions)) == ((12, 0) if tta else (0, 12))
+    assert out.test_metrics(tta)["n"] == 12 and out.stored_test_predictions(tta)[1] == tta
 
 
 def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured_on_the_same_files(
@@ -142,12 +161,17 @@ def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured
     predictor = Predictor.load(smoke_model)
     kaggle = kaggle_test_samples(synthetic_dataset)
     rows = [{"path": p.relative_to(synthetic_dataset).as_posix()} for p in (s.path for s in kaggle)]
-    claimed = {"n": len(kaggle), "accuracy": 0.123, "tta": predictor.tta}
+    claimed = {"n": len(kaggle), "accuracy": 0.123, "tta": False}
     same = replace(predictor.card, metrics={**predictor.card.metrics, "test": claimed}, test_predictions=rows)
-    before = _kaggle_before(type(predictor)(predictor.model, same), kaggle, synthetic_dataset)
-    assert before == {"n": len(kaggle), "accuracy": 0.123, "from": "the model's card"}
+    before = _kaggle_before(type(predictor)(predictor.model, same, tta=False), kaggle, synthetic_dataset)
+    assert before == {"n": len(kaggle), "accuracy": 0.123, "tta": False, "from": "the model's card"}
+    with_tta = replace(predictor.card, metrics={**predictor.card.metrics, "test_tta": {**claimed, "tta": True,
+                                                                                       "accuracy": 0.456}},
+                       test_predictions_tta=rows)
+    assert _kaggle_before(type(predictor)(predictor.model, with_tta, tta=True), kaggle, synthetic_dataset)[
+        "accuracy"] == 0.456  # the card's figure for the way it is asked to run
     other = replace(same, test_predictions=rows[:-1] + [{"path": "Testing/glioma/another.png"}])
-    measured = _kaggle_before(type(predictor)(predictor.model, other), kaggle, synthetic_dataset)
+    measured = _kaggle_before(type(predictor)(predictor.model, other, tta=False), kaggle, synthetic_dataset)
     assert "from" not in measured and measured["n"] == len(kaggle) and measured["accuracy"] != 0.123
 
 

@@ -45,12 +45,13 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
     external = {k: v for k, v in card.metrics.get("external", {}).items() if v.get("dataset") != run.state["root_name"]
                 and k != run.state["root_name"]}
     training = dict(card.training)
-    test_rows = card.test_predictions
+    rows_of = {"test": card.test_predictions, "test_tta": card.test_predictions_tta}
     if adapted:
-        metrics, external, test_rows = {}, {}, []
-        if kaggle_test:
-            test_rows = kaggle_test["predictions"]
-            metrics["test"] = {k: v for k, v in kaggle_test.items() if k != "predictions"}
+        metrics, external, rows_of = {}, {}, {"test": [], "test_tta": []}
+        if kaggle_test:  # stored under the way it was run: with flip TTA, as the TTA figures
+            key = "test_tta" if kaggle_test.get("tta") else "test"
+            rows_of[key] = kaggle_test["predictions"]
+            metrics[key] = {k: v for k, v in kaggle_test.items() if k != "predictions"}
         primary = (training.get("fingerprint") or {}).get("root_name", "unrecorded")
         sources = training.get("sources") or [{"name": primary, "primary": True}]
         training["sources"] = [*sources, {"name": site, "weight": 1.0, "licence": licence_of(run.split.root)[:300],
@@ -71,8 +72,7 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
     how = "fine-tuned on" if adapted else "calibrated for"
     return replace(card, name=name, version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", file_sha256=sha,
                    created=iso_now(), description=f"{card.name} {how} site {site}"[:2000], metrics=metrics,
-                   training=training, test_predictions=test_rows,
-                   test_predictions_tta=[] if adapted else card.test_predictions_tta,
+                   training=training, test_predictions=rows_of["test"], test_predictions_tta=rows_of["test_tta"],
                    faithfulness={} if adapted else card.faithfulness,
                    external_predictions={**{k: v for k, v in card.external_predictions.items()
                                             if k in external}, site: rows},

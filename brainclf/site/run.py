@@ -170,7 +170,10 @@ class SiteRun:
                             f"none of them were found under the data folder (the model was trained on {where}).")
         tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
         kaggle = kaggle_test_samples(data_root)
-        before_kaggle = _kaggle_before(Predictor(base_model, base_card), kaggle, data_root) if kaggle else None
+        # Both ways of running it (the card's figures where it has them): "before" is read in the mode the adapted
+        # model's calibration chooses, so the forgetting check compares like with like.
+        before_kaggle = {tta: _kaggle_before(Predictor(base_model, base_card, tta=tta), kaggle, data_root)
+                         for tta in (False, True)} if kaggle else None
         kept = replay_samples(base_card, data_root, part="val")
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
                                  progress, cancel, kept=kept)
@@ -179,7 +182,8 @@ class SiteRun:
             adapted, cal, report, kaggle_after = self._check_adapted(model, _with_hash(base_card, staged), replay,
                                                                      target, confidence, kaggle, data_root)
             result = {"target": target, "heldout": report, "calibration": cal,
-                      "kaggle_test": {"before": before_kaggle, "after": _accuracy(kaggle_after)},
+                      "kaggle_test": {"before": before_kaggle and before_kaggle[adapted.tta],
+                                      "after": _accuracy(kaggle_after)},
                       "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                                 "seconds": round(state.seconds, 1), "history": state.history,
                                 "replay_images": len(replay), "tune_slices": len(tune),
@@ -227,14 +231,15 @@ class SiteRun:
 
 
 def _accuracy(report: dict | None) -> dict | None:
-    return {"n": report["n"], "accuracy": report.get("accuracy")} if report else None
+    return {"n": report["n"], "accuracy": report.get("accuracy"), "tta": bool(report.get("tta"))} if report else None
 
 
 def _kaggle_before(predictor, kaggle: list[Sample], data_root) -> dict:
     """The starting model on Kaggle `Testing`: its card's own figure when that was measured on these very files
     the way the model runs now (the card lists each file it read), else measured here."""
-    test = predictor.card.metrics.get("test") or {}
-    measured = {str(r.get("path")) for r in predictor.card.test_predictions or []}
+    card = predictor.card
+    test = card.metrics.get("test_tta" if predictor.tta else "test") or {}
+    measured = {str(r.get("path")) for r in (card.test_predictions_tta if predictor.tta else card.test_predictions)}
     try:
         here = {Path(s.path).relative_to(data_root).as_posix() for s in kaggle}
     except ValueError:
