@@ -150,6 +150,24 @@ def test_an_adapted_cards_kaggle_figures_are_stored_under_the_way_they_were_run(
     assert out.test_metrics(tta)["n"] == 12 and out.stored_test_predictions(tta)[1] == tta
 
 
+def test_a_profile_holds_only_figures_measured_with_its_own_calibration(site_run, synthetic_dataset):
+    """It kept the starting card's rows, scaled by that card's temperature and referred by its rule, and the
+    Evaluation page read them with the site's thresholds (review)."""
+    from brainclf.inference import Predictor
+
+    run, models = site_run
+    path = models / "st-elsewhere-smoke.keras"
+    card, predictor = read_card(path), Predictor.load(path)
+    assert set(card.metrics) <= {"test", "test_tta", "external"} and set(card.metrics["external"]) == {"st-elsewhere"}
+    assert set(card.external_predictions) == {"st-elsewhere"}
+    rows, with_tta = card.stored_test_predictions(predictor.tta)
+    assert with_tta == predictor.tta and len(rows) == 12  # the synthetic Testing split, read by the profile
+    for row in rows[:3]:
+        now = predictor.predict(synthetic_dataset / row["path"])
+        assert list(now.probabilities.values()) == pytest.approx(row["probs"], abs=1e-4)
+        assert now.predicted == row["pred"]
+
+
 def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured_on_the_same_files(
         smoke_model, synthetic_dataset):
     from dataclasses import replace

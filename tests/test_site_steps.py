@@ -85,7 +85,9 @@ def test_a_calibration_not_cancelled_publishes_its_profile(tmp_path, site_folder
     assert out.is_file() and out.parent == tmp_path / "models"
     parts = [p.message.split(" on ")[0] for p in seen if p.fraction == 1.0]
     assert parts == ["Fitting the site's temperature and refer rule", "Fitting the site's OOD guard",
-                     "Validating the site profile", "Saving the site profile st-steps-smoke"]
+                     "Validating the site profile",
+                     "Reading the model's own test set (12 images) with the site profile",
+                     "Saving the site profile st-steps-smoke"]
     assert seen[-1].stage == "evaluating" and seen[-1].fraction_done() == 1.0  # the bar stays full while it saves
     assert all(p.stage == "preparing" for p in seen[:-1])
 

@@ -112,10 +112,10 @@ def fit_site_guard(predictor, in_scope: list[Sample], calibration: list[Sample],
     return guard
 
 
-def kaggle_check(predictor, test_samples: list[Sample], root) -> dict:
+def kaggle_check(predictor, test_samples: list[Sample], root, progress: SliceProgress | None = None) -> dict:
     """The primary dataset's test split (Kaggle `Testing`) as a card's `metrics.test` stores it, with its
     per-image rows under "predictions": the forgetting check."""
-    report = evaluate_samples(predictor, test_samples, Path(root))
+    report = evaluate_samples(predictor, test_samples, Path(root), progress=progress)
     report.pop("misclassified", None)
     return report
 

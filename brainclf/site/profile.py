@@ -37,26 +37,25 @@ def scope_words(site: str, report: dict, target: float) -> str:
 def site_card(card, name: str, model_file: Path, run, report: dict, adapted: bool, target: float,
               result: dict | None = None, kaggle_test: dict | None = None):
     """A ModelCard for models_dir/NAME.keras (`card`: the starting card with the site's calibration and OOD
-    guard already in), `report`: the held-out validation with them, `run`: the SiteRun; an adapted model's
-    `result` (brainclf.site.run) and its Kaggle `Testing` report (`kaggle_test`, with its rows)."""
+    guard already in), `report`: the held-out validation with them, `run`: the SiteRun; its Kaggle `Testing` check
+    (`kaggle_test`, with its rows) and an adapted model's `result` (brainclf.site.run)."""
     site, sha = run.state["site"], file_sha256(model_file)
     rows = report.get("predictions", [])
-    metrics = {k: v for k, v in card.metrics.items() if k != "external"}
-    external = {k: v for k, v in card.metrics.get("external", {}).items() if v.get("dataset") != run.state["root_name"]
-                and k != run.state["root_name"]}
     training = dict(card.training)
-    rows_of = {"test": card.test_predictions, "test_tta": card.test_predictions_tta}
+    # Only figures measured with the site's calibration, refer rule and OOD guard: the starting card's were made
+    # with its own (a profile showed them under the site's thresholds). Its Kaggle `Testing` check when there is one,
+    # stored under the way it was run (with flip TTA: as the TTA figures).
+    metrics, rows_of = {}, {"test": [], "test_tta": []}
+    if kaggle_test:
+        key = "test_tta" if kaggle_test.get("tta") else "test"
+        rows_of[key] = kaggle_test["predictions"]
+        metrics[key] = {k: v for k, v in kaggle_test.items() if k != "predictions"}
     if adapted:
-        metrics, external, rows_of = {}, {}, {"test": [], "test_tta": []}
-        if kaggle_test:  # stored under the way it was run: with flip TTA, as the TTA figures
-            key = "test_tta" if kaggle_test.get("tta") else "test"
-            rows_of[key] = kaggle_test["predictions"]
-            metrics[key] = {k: v for k, v in kaggle_test.items() if k != "predictions"}
         primary = (training.get("fingerprint") or {}).get("root_name", "unrecorded")
         sources = training.get("sources") or [{"name": primary, "primary": True}]
         training["sources"] = [*sources, {"name": site, "weight": 1.0, "licence": licence_of(run.split.root)[:300],
                                           "fingerprint": run.state["fingerprint"]}]
-    metrics["external"] = {**external, site: {k: v for k, v in report.items() if k != "predictions"}}
+    metrics["external"] = {site: {k: v for k, v in report.items() if k != "predictions"}}
     block = {"name": site, "adapted": adapted, "target": target, "scope": scope_words(site, report, target),
              "base_model": {k: str(v) for k, v in run.state["model"].items() if k != "path"},
              "fingerprint": run.state["fingerprint"], "split": run.split.counts(), "groups": run.state["groups"],
@@ -74,8 +73,7 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
                    created=iso_now(), description=f"{card.name} {how} site {site}"[:2000], metrics=metrics,
                    training=training, test_predictions=rows_of["test"], test_predictions_tta=rows_of["test_tta"],
                    faithfulness={} if adapted else card.faithfulness,
-                   external_predictions={**{k: v for k, v in card.external_predictions.items()
-                                            if k in external}, site: rows},
-                   # A profile keeps the starting card's figures, so it keeps their provenance too (an upload's stay
-                   # "claimed"); an adapted model's figures are all measured here.
+                   external_predictions={site: rows},
+                   # A profile keeps the starting model's weights, so it keeps their provenance too (an upload's
+                   # stay "claimed"); an adapted model's weights are trained here.
                    provenance={} if adapted else dict(card.provenance or {}), site=block)

@@ -140,13 +140,17 @@ class SiteRun:
         profiled = with_calibration(predictor, cal, guard)
         report = validate(profiled, self.split, self._membership("held-out"), phase(
             f"Validating the site profile on {plural(len(self.split.parts['heldout']), 'held-out slice')}"))
+        kaggle = kaggle_test_samples(data_root)
+        kaggle_report = kaggle_check(profiled, kaggle, data_root, phase(
+            f"Reading the model's own test set ({plural(len(kaggle), 'image')}) with the site profile")) \
+            if kaggle else None
         free_name = self._free_name(models_dir, "")
         phase(f"Saving the site profile {name or free_name()}", True)(1, 1)  # unless another writer takes it first
         with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
             shutil.copyfile(self._model_path(), staged)
             saved = publish_named(models_dir, name, free_name, staged, staged_card,
                                   lambda chosen: site_card(profiled.card, chosen, staged, self, report,
-                                                           adapted=False, target=target))
+                                                           adapted=False, target=target, kaggle_test=kaggle_report))
         return self._book("calibrate", {**_saved(*saved), "target": target, "heldout": report, "calibration": cal})
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
