@@ -168,6 +168,24 @@ def test_a_profile_holds_only_figures_measured_with_its_own_calibration(site_run
         assert now.predicted == row["pred"]
 
 
+@pytest.mark.parametrize("model", ["st-elsewhere-smoke", "st-elsewhere-smoke-adapted"])
+def test_evaluating_a_site_model_on_its_site_folder_leaves_out_what_it_was_fitted_on(site_run, site_folder, model):
+    """Its adaptation part (tuned, calibrated, epoch chosen on) was scored as if new: ~70 % of the folder (review)."""
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
+    from brainclf.site.own_data import learnt_from
+
+    run, models = site_run
+    card = read_card(models / f"{model}.keras")
+    assert len(card.site["used"]) == len(run.split.adaptation)
+    report = evaluate_folder(Predictor.load(models / f"{model}.keras"), site_folder)
+    assert report["n"] == len(run.split.parts["heldout"])  # the held-out part alone
+    assert f"({len(run.split.adaptation)} it did were left out)" in report["external"]["membership"]
+    every = [s for samples in run.split.parts.values() for s in samples]
+    learnt = learnt_from(card, every, site_folder, None)  # a new site run of it leaves them out too
+    assert learnt.sum() == len(run.split.adaptation)
+
+
 def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured_on_the_same_files(
         smoke_model, synthetic_dataset):
     from dataclasses import replace

@@ -99,7 +99,8 @@ def root_holding(rel: list[str], candidates) -> Path | None:
 
 def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] | None) -> np.ndarray:
     """True for each sample that is one of the files the model trained or validated on: by the card's keys where
-    `folder` is named like one of its sources (an extra source, or the primary source's own folder), and by path
+    `folder` is named like one of its sources (an extra source, the primary source's own folder, or the site a
+    site model was calibrated or adapted on: its adaptation part), and by path
     (`training`, from training_paths_for) wherever the primary source's images were found. Copies under other
     names are not caught here (brainclf.data.dedup.clean_mask does)."""
     folder = Path(folder)
@@ -107,6 +108,9 @@ def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] 
     files = card.training.get("files") or {}
     keys = [split_key(str(k)) for part in ("train", "val") for k in files.get(part, [])]
     seen = {rel for source, rel in keys if source == name or (not source and name == primary)}
+    site = card.site or {}
+    if name == (site.get("fingerprint") or {}).get("root_name"):  # a site model's own site folder
+        seen |= set(site.get("used") or [])
     own = {p.resolve() for p in training or []}
     # A linked file's key was its target's absolute path in cards written before 2026-12-07 (relative_path).
     return np.array([relative_path(s.path, folder) in seen or s.path.resolve() in own

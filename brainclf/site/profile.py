@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..data.datasets import relative_path
 from ..data.sources import licence_of
 from ..model.card import file_sha256, iso_now
 from ..presentation.wording import pct, plural
@@ -59,6 +60,7 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
     block = {"name": site, "adapted": adapted, "target": target, "scope": scope_words(site, report, target),
              "base_model": {k: str(v) for k, v in run.state["model"].items() if k != "path"},
              "fingerprint": run.state["fingerprint"], "split": run.split.counts(), "groups": run.state["groups"],
+             "used": sorted(relative_path(s.path, run.split.root) for s in run.split.adaptation),
              # A profile's own figure is "profile"; an earlier calibration's (another target, perhaps) is not its.
              "heldout": {k: v for k, v in (("before", summary(run.step("validate"))),
                                             ("calibrated", adapted and summary((run.step("calibrate") or {})

@@ -57,6 +57,7 @@ class PredictionRow(Section):
 # that shows (or compares with) a card bootstraps its rows: a made-up card of 800,000 rows, under the 64 MiB card
 # limit, took the server's memory down (review).
 MAX_PREDICTION_ROWS = 50_000
+MAX_SITE_SLICES = 200_000  # a site folder's slices a card may list (~12 MB of paths at most)
 PredictionRows = Annotated[list[PredictionRow], Field(max_length=MAX_PREDICTION_ROWS)]
 
 
@@ -252,3 +253,6 @@ class SiteProfile(Section):
     kaggle_test: dict[Label(32), dict[str, Any]] = {}  # "before", "after": the forgetting check
     adapt: dict[str, Any] = {}
     groups: Count = 0
+    # The site's slices the model was tuned, calibrated or had its epoch chosen on (its adaptation part, relative
+    # to the site folder): an evaluation of that folder leaves them out, as it does a model's training files.
+    used: Annotated[list[RelPath], Field(max_length=MAX_SITE_SLICES)] = []
