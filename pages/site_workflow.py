@@ -109,7 +109,8 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
         if col.button(step.capitalize(), key=f"site_{step}", disabled=disabled, use_container_width=True,
                       type="primary" if step not in done and not disabled else "secondary"):
             work = step_job(step, run_dir, site_root, site, model, rule[0], config.models_dir,
-                            default_root.path if default_root else None, confidence=rule[1])
+                            default_root.path if default_root else None, confidence=rule[1],
+                            runs_root=config.runs_dir)
             # An adaptation cancelled or interrupted after an epoch resumes from it (brainclf.site.adapt).
             resumable = (lambda: adaptation_saved(run_dir)) if step == "adapt" else (lambda: False)
             try:

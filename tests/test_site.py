@@ -186,6 +186,22 @@ def test_evaluating_a_site_model_on_its_site_folder_leaves_out_what_it_was_fitte
     assert learnt.sum() == len(run.split.adaptation)
 
 
+def test_a_site_model_never_takes_the_name_of_a_training_that_can_still_be_resumed(site_run, smoke_run, tmp_path):
+    """Another user's cancelled training SITE-MODEL: a step that took its name left that Resume refused for good."""
+    from test_interrupted import interrupt
+
+    from brainclf.site.naming import free_default_name, new_name
+
+    run, models = site_run
+    runs = tmp_path / "runs"
+    interrupt(smoke_run, runs, "sub:bob", "st-elsewhere-smoke-9")  # one of its three epochs trained
+    assert free_default_name(models, "st-elsewhere", "smoke", "-9") == "st-elsewhere-smoke-9"
+    assert free_default_name(models, "st-elsewhere", "smoke", "-9", runs_root=runs) == "st-elsewhere-smoke-9-2"
+    with pytest.raises(BrainclfError, match="unfinished training named st-elsewhere-smoke-9 can still be resumed"):
+        new_name(models, "st-elsewhere-smoke-9", runs_root=runs)
+    assert new_name(models, "st-elsewhere-smoke-10", runs_root=runs) == "st-elsewhere-smoke-10"
+
+
 def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured_on_the_same_files(
         smoke_model, synthetic_dataset):
     from dataclasses import replace

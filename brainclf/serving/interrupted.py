@@ -15,7 +15,7 @@ from ..data.sources import Source
 from ..errors import BrainclfError, ConfigError
 from ..input.limits import validate_model_name
 from ..training.config import TrainConfig
-from ..training.state import RunState
+from ..training.state import name_held_by_a_run, unfinished_run
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
 
 SET_ASIDE = ".set-aside-"
@@ -38,28 +38,13 @@ def interrupted_runs(runs_root: str | Path, owner: str, current: JobStatus | Non
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
     for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
-        if SET_ASIDE in run_dir.name or run_dir.resolve() == shown or (unfinished := _unfinished(run_dir)) is None:
+        if SET_ASIDE in run_dir.name or run_dir.resolve() == shown or (unfinished := unfinished_run(run_dir)) is None:
             continue
         state, config = unfinished
         data = (state.fingerprint or {}).get("root_name", "")
         extra = [(s["name"], float(s.get("weight", 1.0))) for s in state.sources or [] if not s.get("primary")]
         found.append(InterruptedRun(run_dir.name, run_dir, config, state.epoch, data, extra))
     return found
-
-
-def _unfinished(run_dir: Path) -> tuple[RunState, TrainConfig] | None:
-    """The run's state and settings when it holds a readable state with epochs still to train (not an ensemble's:
-    those are not resumed from here); else None."""
-    if not (run_dir / "state.json").is_file():
-        return None
-    try:
-        state = RunState.load(run_dir)
-        config = state.train_config()
-        ensemble = len(config.member_configs()) > 1
-    except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
-        return None
-    # Finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble: nothing to resume here.
-    return None if state.finished(config.epochs) or ensemble else (state, config)
 
 
 def name_in_use(jobs: TrainingJobs, runs_root: str | Path, name: str, owner: str = "") -> str | None:
@@ -72,10 +57,8 @@ def name_in_use(jobs: TrainingJobs, runs_root: str | Path, name: str, owner: str
         return None  # no run folder has such a name; the caller's own check refuses it
     if jobs.holds_name(name) and (not owner or jobs.status.owner != owner):
         return f"a training named {name} is running or can be resumed, and its model will take that name"
-    mine = owner_run_dir(runs_root, owner, "").resolve() if owner else None
-    for folder in sorted(Path(runs_root).iterdir()) if Path(runs_root).is_dir() else []:
-        if folder.resolve() != mine and _unfinished(folder / name) is not None:
-            return f"an unfinished training named {name} can still be resumed, and its model will take that name"
+    if name_held_by_a_run(runs_root, name, except_folder=owner_run_dir(runs_root, owner, "") if owner else None):
+        return f"an unfinished training named {name} can still be resumed, and its model will take that name"
     return None
 
 

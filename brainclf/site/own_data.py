@@ -58,3 +58,17 @@ def learnt_from(card, samples: list[Sample], site_root: str | Path, data_root: s
     if training and len(rest):
         learnt[rest] = ~clean_mask([samples[k].path for k in rest], training)
     return learnt
+
+
+def replay_or_refuse(card, data_root: str | Path | None, cfg) -> list[Sample]:
+    """The model's own training images to replay while adapting (`cfg`: its AdaptConfig).
+
+    Raises:
+        DataError: none were found under the data folder, and the recipe replays.
+    """
+    replay = replay_samples(card, data_root)
+    if not replay and cfg.replay_per_site_slice > 0:
+        where = (card.training.get("fingerprint") or {}).get("root_name", "unrecorded")
+        raise DataError("Adapting needs the model's own training images to replay (so it keeps what it learnt): "
+                        f"none of them were found under the data folder (the model was trained on {where}).")
+    return replay

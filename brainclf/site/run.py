@@ -37,7 +37,7 @@ from .measure import (
     with_calibration,
 )
 from .naming import free_default_name, new_name, publish_named
-from .own_data import kaggle_test_samples, learnt_from, replay_samples
+from .own_data import kaggle_test_samples, learnt_from, replay_or_refuse, replay_samples
 from .profile import site_card
 from .split import SiteSplit, check_adaptable, check_calibratable, saved_split, split_site
 
@@ -121,15 +121,17 @@ class SiteRun:
 
     def calibrate(self, predictor, target: float = DEFAULT_TARGET, models_dir: str | Path = "models",
                   name: str | None = None, data_root: str | Path | None = None,
-                  confidence: float | None = None, phase: Phases | None = None) -> dict:
+                  confidence: float | None = None, phase: Phases | None = None,
+                  runs_root: str | Path | None = None) -> dict:
         """Site temperature, refer thresholds (for `target`, reached by the lower bound at `confidence` when given)
         and OOD guard fitted on the adaptation part; the held-out figures with them; a site profile (same
         weights) saved as models_dir/NAME. `phase(words, saving=False)` gives each part's progress callback: one
-        that raises stops the step; the saving part's is called once, last, before anything is saved."""
+        that raises stops the step; the saving part's is called once, last, before anything is saved. A name an
+        unfinished training under `runs_root` will take is neither given nor chosen."""
         phase = phase or _no_phase
         check_calibratable(self.split)
         if name:
-            new_name(models_dir, name)  # a taken name refused before the work, not after it
+            new_name(models_dir, name, runs_root)  # a taken name refused before the work, not after it
         adaptation = self.split.adaptation
         cal = fit_site_calibration(predictor, adaptation, self.state["site"], target, fitted_on=(
             f"the adaptation part of site {self.state['site']} ({len(adaptation)} slices)"), confidence=confidence,
@@ -144,34 +146,33 @@ class SiteRun:
         kaggle_report = kaggle_check(profiled, kaggle, data_root, phase(
             f"Reading the model's own test set ({plural(len(kaggle), 'image')}) with the site profile")) \
             if kaggle else None
-        free_name = self._free_name(models_dir, "")
+        free_name = self._free_name(models_dir, "", runs_root)
         phase(f"Saving the site profile {name or free_name()}", True)(1, 1)  # unless another writer takes it first
         with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
             shutil.copyfile(self._model_path(), staged)
             saved = publish_named(models_dir, name, free_name, staged, staged_card,
                                   lambda chosen: site_card(profiled.card, chosen, staged, self, report,
-                                                           adapted=False, target=target, kaggle_test=kaggle_report))
+                                                           adapted=False, target=target, kaggle_test=kaggle_report),
+                                  runs_root)
         return self._book("calibrate", {**_saved(*saved), "target": target, "heldout": report, "calibration": cal})
 
     def adapt(self, cfg, data_root: str | Path | None, target: float = DEFAULT_TARGET,
               models_dir: str | Path = "models", name: str | None = None, progress: ProgressHook | None = None,
-              cancel: threading.Event | None = None, confidence: float | None = None) -> dict:
+              cancel: threading.Event | None = None, confidence: float | None = None,
+              runs_root: str | Path | None = None) -> dict:
         """Fine-tune from the starting model on the tuning part with replay (brainclf.site.adapt), then
         calibrate it on the calibration part, validate it on the held-out part, check Kaggle `Testing` before
-        and after, and save it as models_dir/NAME."""
+        and after, and save it as models_dir/NAME (not a name an unfinished training under `runs_root` will
+        take)."""
         from .adapt import fine_tune  # TensorFlow
 
         started = time.monotonic()
         check_adaptable(self.split)
         if name:
-            new_name(models_dir, name)  # a taken name refused before the fine-tuning, not after it
+            new_name(models_dir, name, runs_root)  # a taken name refused before the fine-tuning, not after it
         base_model, base_card = load_model(self._model_path())
         check_step_memory(base_model, base_card.name, cfg.batch_size, training=True)
-        replay = replay_samples(base_card, data_root)
-        if not replay and cfg.replay_per_site_slice > 0:
-            where = (base_card.training.get("fingerprint") or {}).get("root_name", "unrecorded")
-            raise DataError("Adapting needs the model's own training images to replay (so it keeps what it learnt): "
-                            f"none of them were found under the data folder (the model was trained on {where}).")
+        replay = replay_or_refuse(base_card, data_root, cfg)
         tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
         kaggle = kaggle_test_samples(data_root)
         # Both ways of running it (the card's figures where it has them): "before" is read in the mode the adapted
@@ -199,8 +200,8 @@ class SiteRun:
                 return site_card(adapted.card, chosen, staged, self, report, adapted=True, target=target,
                                  result=result, kaggle_test=kaggle_after)
 
-            saved = publish_named(models_dir, name, self._free_name(models_dir, "-adapted"), staged, staged_card,
-                                  card_named)
+            saved = publish_named(models_dir, name, self._free_name(models_dir, "-adapted", runs_root), staged,
+                                  staged_card, card_named, runs_root)
         return self._book("adapt", {**result, **_saved(*saved)})
 
     def _check_adapted(self, model, card, replay, target: float, confidence, kaggle, data_root):
@@ -225,8 +226,9 @@ class SiteRun:
                                 "from: start a new site run.")
         return path
 
-    def _free_name(self, models_dir: str | Path, suffix: str) -> Callable[[], str]:
-        return lambda: free_default_name(models_dir, self.state["site"], self.state["model"]["name"], suffix)
+    def _free_name(self, models_dir: str | Path, suffix: str, runs_root: str | Path | None) -> Callable[[], str]:
+        return lambda: free_default_name(models_dir, self.state["site"], self.state["model"]["name"], suffix,
+                                         runs_root)
 
     def _membership(self, part: str, adapted: bool = False) -> str:
         n = len(self.split.parts["heldout"])

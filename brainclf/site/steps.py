@@ -37,11 +37,11 @@ def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
 
 
 def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None, confidence: float | None = None):
+             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None):
     """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
     dir): run_step in a process of its own (training.isolated), so a step that outgrows the memory a job may use
     fails alone instead of taking the server down."""
-    args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence)
+    args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence, runs_root)
 
     def work(hook, cancel):
         return run_isolated(run_step, args, hook=hook, cancel=cancel)
@@ -50,9 +50,10 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
 
 
 def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None, confidence: float | None = None, *, hook: ProgressHook,
-             cancel: threading.Event | None):
-    """One step in this process: open the run (its split) and run the step with an in-process model."""
+             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None, *,
+             hook: ProgressHook, cancel: threading.Event | None):
+    """One step in this process: open the run (its split) and run the step with an in-process model; its model
+    never takes a name an unfinished training under `runs_root` (the app's runs folder) will take."""
     phase = phases(hook, cancel)
     phase(f"Splitting the site's slices by case ({site})")(0, 1)
     run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
@@ -64,6 +65,6 @@ def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
         return run_dir
     if step == "calibrate":
         return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
-                                  phase=phase)["model"])
+                                  phase=phase, runs_root=runs_root)["model"])
     return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
-                          confidence=confidence)["model"])
+                          confidence=confidence, runs_root=runs_root)["model"])

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import BrainclfError, ConfigError, DataError
 from ..input import InputContract
 from .config import TrainConfig
 
@@ -145,3 +145,30 @@ def saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> RunState | 
         raise DataError(f"{run_dir}'s run state names another input contract than its settings give (edited by "
                         "hand?); pass --no-resume to start over.")
     return state
+
+
+def unfinished_run(run_dir: Path) -> tuple[RunState, TrainConfig] | None:
+    """The run's state and settings when it holds a readable state with epochs still to train (not an ensemble's:
+    those are not resumed from the app); else None."""
+    if not (run_dir / "state.json").is_file():
+        return None
+    try:
+        state = RunState.load(run_dir)
+        config = state.train_config()
+        ensemble = len(config.member_configs()) > 1
+    except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
+        return None
+    # Finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble: nothing to resume here.
+    return None if state.finished(config.epochs) or ensemble else (state, config)
+
+
+def name_held_by_a_run(runs_root: str | Path, name: str, except_folder: Path | None = None) -> bool:
+    """Whether an unfinished training of model `name` under `runs_root` (the app's: a folder per user; the
+    command line's: runs_root/NAME) can still be resumed, outside `except_folder`: its model will take the name,
+    and a model published under it meanwhile would leave that Resume refused for good."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return False
+    skip = except_folder.resolve() if except_folder is not None else None
+    folders = [root, *sorted(f for f in root.iterdir() if f.is_dir())]
+    return any(folder.resolve() != skip and unfinished_run(folder / name) is not None for folder in folders)
