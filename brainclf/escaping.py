@@ -33,6 +33,20 @@ CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 
 
+# What a terminal acts on: C0 controls but tab and newline, DEL and C1 controls (escape sequences set the clipboard,
+# retitle the window, hide or rewrite lines; a carriage return overwrites one), the invisible format characters,
+# and lone surrogates (a file name that is not UTF-8, which printing would refuse).
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e"
+                              "\u2060-\u2069\ufeff\ud800-\udfff]")
+
+
+def terminal_text(text: Any) -> str:
+    """`text` as the command line prints it: what a terminal would act on shown as a visible escape (\\x1b,
+    \\u202e); tab and newline kept."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                else f"\\u{ord(m.group()):04x}", "" if text is None else str(text))
+
+
 def visible_text(text: Any) -> str:
     """`text` without invisible format characters (bidi marks, overrides, isolates, zero-width ones): plain text
     shown outside Markdown (tables, widget options) reads as typed, in order (None → '')."""

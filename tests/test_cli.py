@@ -127,6 +127,24 @@ def test_predict_good_and_bad_files(smoke_model, tmp_path, make_image, capsys):
     assert sum(float(rows[0][f"p_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_a_file_name_a_terminal_would_act_on_prints_as_visible_escapes(smoke_model, tmp_path, make_image, capsys):
+    """A hospital export's file name holding OSC 52 (set the clipboard), a carriage return and a bidi override went
+    to the terminal as it was (security review); the CSV keeps the name itself."""
+    name = "scan\x1b]52;c;ZXZpbA==\x07\rglioma 99%\u202egnp.png"
+    make_image("glioma", seed=5).save(tmp_path / name, format="PNG")
+    bad = tmp_path / "x\x1b[2Jbad.jpg"
+    bad.write_text("not a jpeg")
+    out_csv = tmp_path / "out.csv"
+    main(["predict", "--model", str(smoke_model), str(tmp_path / name), str(bad), "--csv", str(out_csv)])
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert not any(c in text for c in "\x1b\x07\r\u202e")
+    assert "scan\\x1b]52;c;ZXZpbA==\\x07\\x0dglioma 99%\\u202egnp.png: " in captured.out
+    assert "x\\x1b[2Jbad.jpg" in captured.err
+    with open(out_csv, newline="", encoding="utf-8") as fh:
+        assert next(csv.DictReader(fh))["file"] == str(tmp_path / name)
+
+
 def test_predict_all_good_exits_0(smoke_model, tmp_path, make_image, capsys):
     paths = []
     for i, c in enumerate(CLASS_NAMES):

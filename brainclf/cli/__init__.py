@@ -14,7 +14,9 @@ import os
 import sys
 
 from ..errors import BrainclfError
+from ..escaping import terminal_text
 from . import bench, datasets, evaluation, prediction, site, training
+from .common import say
 from .evaluation import format_external, format_report, format_thresholds  # noqa: F401 - re-exported
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
@@ -30,6 +32,9 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().format(record))  # a file name in a message is printed as the CLI prints it
 
 
 def configure_logging() -> None:
@@ -58,18 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BrainclfError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file the command was told to read or write: say which, not a traceback
-        print(f"error: {e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
+        say(f"error: {e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as e:
-        print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV", file=sys.stderr)
+        say(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV", file=sys.stderr)
         return 2
     except UnicodeError as e:  # a name the terminal's or the file system's encoding cannot hold
-        print(f"error: a file name or text cannot be encoded ({e.__class__.__name__}: {getattr(e, 'reason', e)}); "
-              "rename the file with plain characters", file=sys.stderr)
+        say(f"error: a file name or text cannot be encoded ({e.__class__.__name__}: {getattr(e, 'reason', e)}); "
+            "rename the file with plain characters", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,8 @@ import json
 import warnings
 from pathlib import Path
 
+from .common import say
+
 
 def cmd_bench(args) -> int:
     from ..data import resolve_data_root
@@ -17,10 +19,10 @@ def cmd_bench(args) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)  # Keras input-structure notes on the naive path
     res = run_bench([Path(m) for m in args.model], resolve_data_root(args.data), app=not args.no_app,
                     runs=args.runs)
-    print(format_bench(res))
+    say(format_bench(res))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=1))
-        print(f"wrote {args.json_out}")
+        say(f"wrote {args.json_out}")
     return 0
 
 

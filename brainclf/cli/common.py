@@ -7,6 +7,8 @@ import sys
 
 from tqdm import tqdm
 
+from ..escaping import terminal_text
+
 
 class CountBar:
     """A progress(done, total) callback drawing a tqdm bar on stderr, created on the first call."""
@@ -23,6 +25,13 @@ class CountBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def say(*parts, file=None, **kwargs) -> None:
+    """print() for everything the command line writes: a file name, folder or message that holds what a terminal
+    would act on (an escape sequence that sets the clipboard, a carriage return, a bidi override) prints as a
+    visible escape instead (escaping.terminal_text)."""
+    print(*(terminal_text(p) for p in parts), file=file or sys.stdout, **kwargs)
 
 
 def json_default(o):

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import CountBar
+from .common import CountBar, say
 
 
 def cmd_dedup(args) -> int:
@@ -16,7 +16,7 @@ def cmd_dedup(args) -> int:
     bar = CountBar("hash")
     report = dedup_report(discover(data), threshold=args.threshold, progress=bar)
     bar.close()
-    print(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
+    say(json.dumps(report, indent=1) if args.json else format_dedup_report(report, args.show))
     return 0
 
 
@@ -27,14 +27,14 @@ def cmd_shortcut(args) -> int:
     study = run_study(resolve_data_root(args.data), args.external or [])
     if args.out:
         Path(args.out).write_text(json.dumps(study, indent=1))
-        print(f"wrote {args.out}", file=sys.stderr)
-    print(f"style-only baseline ({study['model']}; {study['features']})")
+        say(f"wrote {args.out}", file=sys.stderr)
+    say(f"style-only baseline ({study['model']}; {study['features']})")
     parts = [("Kaggle Training, grouped 5-fold CV", study.get("cv")), ("Kaggle Testing", study.get("testing")),
              *study["external"].items()]
     for label, r in parts:
         if r:
-            print(f"  {label:<36} accuracy {r['accuracy']:.1%}  (majority class {r['majority_baseline']:.1%}, "
-                  f"n={r['n']})")
+            say(f"  {label:<36} accuracy {r['accuracy']:.1%}  (majority class {r['majority_baseline']:.1%}, "
+                f"n={r['n']})")
     return 0
 
 
@@ -54,16 +54,16 @@ def cmd_audit_labels(args) -> int:
         rows = evaluate_samples(Predictor.load(args.model, tta=False), samples, root)["predictions"]
     found = audit_labels(samples, root, rows)
     if args.json:
-        print(json.dumps({"n": len(samples), "suspicious": found}, indent=1))
+        say(json.dumps({"n": len(samples), "suspicious": found}, indent=1))
         return 0
-    print(f"{len(found)} of {len(samples)} images to review in {root}:")
+    say(f"{len(found)} of {len(samples)} images to review in {root}:")
     for f in found:
-        print(f"  {f['path']}  [{f['label']}]  " + "; ".join(f["reasons"]))
+        say(f"  {f['path']}  [{f['label']}]  " + "; ".join(f["reasons"]))
     if rows:
         flagged = {f["path"] for f in found}
         kept = [r for r in rows if r["path"] not in flagged]
         acc = lambda rr: sum(r["true"] == r["pred"] for r in rr) / max(len(rr), 1)  # noqa: E731
-        print(f"model accuracy: {acc(rows):.2%} on all {len(rows)}; {acc(kept):.2%} on the {len(kept)} not listed")
+        say(f"model accuracy: {acc(rows):.2%} on all {len(rows)}; {acc(kept):.2%} on the {len(kept)} not listed")
     return 0
 
 

@@ -8,7 +8,7 @@ import sys
 
 from .. import CLASS_NAMES
 from ..presentation.scope import group_interval
-from .common import CountBar, add_tta_flag, json_default, pct
+from .common import CountBar, add_tta_flag, json_default, pct, say
 
 
 def cmd_evaluate(args) -> int:
@@ -22,20 +22,20 @@ def cmd_evaluate(args) -> int:
     report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external)
     bar.close()
     for err in report["unreadable"]:
-        print(f"skipped: {err}", file=sys.stderr)
+        say(f"skipped: {err}", file=sys.stderr)
     if args.record:
         if not report.get("external"):
-            print("error: --record stores external validation; this folder was evaluated without it "
-                  "(pass --external)", file=sys.stderr)
+            say("error: --record stores external validation; this folder was evaluated without it "
+                "(pass --external)", file=sys.stderr)
             return 2
-        print(f"recorded in {record_external(args.model, report)}", file=sys.stderr)
+        say(f"recorded in {record_external(args.model, report)}", file=sys.stderr)
     if args.json:
         out = {k: v for k, v in report.items() if k != "predictions" or args.with_predictions}
         if "external" in out and not args.with_predictions:
             out["external"] = {k: v for k, v in out["external"].items() if k != "predictions"}
-        print(json.dumps(out, default=json_default))
+        say(json.dumps(out, default=json_default))
         return 0
-    print(format_report(report))
+    say(format_report(report))
     return 0
 
 
@@ -48,8 +48,8 @@ def cmd_verify(args) -> int:
     bar.close()
     test, on = card.metrics["test"], card.provenance["verified_on"]
     claimed = card.provenance.get("claimed_test_accuracy")
-    print(f"{card.name}: test accuracy re-measured on {on['n']} images of {on['root_name']}: "
-          f"{pct(test['accuracy'])} (the uploader claimed {pct(claimed)}); recorded in its card")
+    say(f"{card.name}: test accuracy re-measured on {on['n']} images of {on['root_name']}: "
+        f"{pct(test['accuracy'])} (the uploader claimed {pct(claimed)}); recorded in its card")
     return 0
 
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..errors import ConfigError, ImageError
 from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row
 from ..presentation import FALLBACK_REFER_BELOW, pct_pair, refer_rule
-from .common import add_tta_flag
+from .common import add_tta_flag, say
 
 
 def cmd_predict(args) -> int:
@@ -38,19 +38,19 @@ def cmd_predict(args) -> int:
             pred = predictor.predict(Path(f), name=str(f))
         except ImageError as e:
             failures += 1
-            print(f"error: {e}", file=sys.stderr)
+            say(f"error: {e}", file=sys.stderr)
             continue
         pred.refer_threshold = rule.threshold(pred.predicted)  # as the Predict page: the fallback for cards without one
         rows.append(pred.as_row())
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
-        print(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
+        say(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
     if args.csv and rows:
         with open(args.csv, "w", newline="", **CSV_TEXT) as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=CSV_QUOTING)
             w.writeheader()
             w.writerows(csv_row(r) for r in rows)
-        print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
-    print(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
+        say(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
+    say(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1
 
 
@@ -90,8 +90,8 @@ def _predict_folder(predictor, args) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     before = f" ({counts['failed_before']} of them failed then)" if counts["failed_before"] else ""
-    print(f"model {predictor.card.label}{shard}: {counts['predicted']} predicted, {counts['failed']} failed, "
-          f"{counts['skipped']} already in {args.csv}{before}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
+    say(f"model {predictor.card.label}{shard}: {counts['predicted']} predicted, {counts['failed']} failed, "
+        f"{counts['skipped']} already in {args.csv}{before}; peak memory {peak_mb:.0f} MB", file=sys.stderr)
     # Earlier failures are said, not re-signalled: a job array's retry of a shard with an unreadable file must be
     # able to succeed (docs/scale.md), and merge-csv counts them again.
     return 0 if not counts["failed"] else 1
@@ -103,14 +103,14 @@ def cmd_merge_csv(args) -> int:
     report = merge_csvs(args.out, args.inputs, folder=args.folder)
     shown = 20
     for name, where in list(report.duplicates.items())[:shown]:
-        print(f"duplicate: {name} in {', '.join(where)}", file=sys.stderr)
+        say(f"duplicate: {name} in {', '.join(where)}", file=sys.stderr)
     if len(report.duplicates) > shown:
-        print(f"duplicate: ... and {len(report.duplicates) - shown} more", file=sys.stderr)
+        say(f"duplicate: ... and {len(report.duplicates) - shown} more", file=sys.stderr)
     for name in (report.missing or [])[:shown]:
-        print(f"missing: {name}", file=sys.stderr)
+        say(f"missing: {name}", file=sys.stderr)
     if report.missing and len(report.missing) > shown:
-        print(f"missing: ... and {len(report.missing) - shown} more", file=sys.stderr)
-    print(report.summary(), file=sys.stderr)
+        say(f"missing: ... and {len(report.missing) - shown} more", file=sys.stderr)
+    say(report.summary(), file=sys.stderr)
     return 0 if report.ok else 1
 
 

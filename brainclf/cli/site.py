@@ -14,7 +14,8 @@ from ..presentation.scope import group_interval
 from ..site.config import AdaptConfig
 from ..site.split import left_out_words
 from ..site.summary import promise
-from .common import CountBar, pct
+from ..training.config import runs_dir
+from .common import CountBar, pct, say
 
 STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
@@ -29,15 +30,15 @@ def _open(args):
                        data_root=args.data or os.environ.get("BRAINCLF_DATA"))
     bar.close()
     counts = run.split.counts()
-    print(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
-          f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}"
-          f"{left_out_words(run.split.left_out)}", file=sys.stderr)
+    say(f"site {args.site}: {counts['tune']} tuning + {counts['calibration']} calibration slices (adaptation "
+        f"part), {counts['heldout']} held-out, {run.state['groups']} case groups; run dir {run_dir}"
+        f"{left_out_words(run.split.left_out)}", file=sys.stderr)
     for why, rels in run.split.left_out.items():  # by name: a clinic wants to know which of its files
         if rels:
-            print(f"  left out ({'unreadable' if why == 'unreadable' else 'the model learnt from it'}): "
-                  f"{', '.join(rels[:10])}{' …' if len(rels) > 10 else ''}", file=sys.stderr)
+            say(f"  left out ({'unreadable' if why == 'unreadable' else 'the model learnt from it'}): "
+                f"{', '.join(rels[:10])}{' …' if len(rels) > 10 else ''}", file=sys.stderr)
     for warning in run.split.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        say(f"warning: {warning}", file=sys.stderr)
     return run
 
 
@@ -54,20 +55,20 @@ def cmd_site(args) -> int:
         if step == "validate":
             with _Bars() as bars:
                 validated = run.validate(Predictor.load(args.model), bars)
-            print(format_step("validate", validated))
+            say(format_step("validate", validated))
         elif step == "calibrate":
             with _Bars() as bars:
                 result = run.calibrate(Predictor.load(args.model), args.target, args.models_dir, args.name, data,
-                                       confidence=args.confidence, phase=bars)
-            print(format_step("calibrate", result))
+                                       confidence=args.confidence, phase=bars, runs_root=runs_dir())
+            say(format_step("calibrate", result))
         elif step == "adapt":
             result = run.adapt(cfg, data, args.target, args.models_dir, args.adapted_name, progress=_epoch_line,
-                               confidence=args.confidence)
-            print(format_step("adapt", result))
+                               confidence=args.confidence, runs_root=runs_dir())
+            say(format_step("adapt", result))
         else:
             out = Path(args.pdf or run.run_dir / "go-live-report.pdf")
             out.write_bytes(site_report_pdf(run.state))
-            print(f"go-live report: {out}")
+            say(f"go-live report: {out}")
     return 0
 
 
@@ -158,9 +159,9 @@ def format_step(step: str, result: dict) -> str:
 
 def _epoch_line(p) -> None:
     if p.epoch_end or p.stage != "training":
-        print(p.text() if p.stage != "training" else
-              f"epoch {p.epoch}/{p.epochs}: calibration loss {p.history['calibration_loss'][-1]:.4f} "
-              f"({p.train_elapsed_s:.0f}s)", file=sys.stderr)
+        say(p.text() if p.stage != "training" else
+            f"epoch {p.epoch}/{p.epochs}: calibration loss {p.history['calibration_loss'][-1]:.4f} "
+            f"({p.train_elapsed_s:.0f}s)", file=sys.stderr)
 
 
 def add_parsers(sub) -> None:

@@ -7,6 +7,7 @@ import sys
 from tqdm import tqdm
 
 from .. import ARCHITECTURE_NAMES, CROPS, DEFAULT_ARCHITECTURE, INTENSITIES, PRECISIONS
+from .common import say
 
 
 def cmd_train(args) -> int:
@@ -43,13 +44,13 @@ def cmd_train(args) -> int:
                       f"val_loss {h['val_loss'][-1]:.4f} val_acc {h['val_accuracy'][-1]:.4f} "
                       f"({p.elapsed_s:.0f}s)", file=sys.stderr)
         else:
-            print(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
+            say(f"[{p.stage}] {p.message}", file=sys.stderr, flush=True)
 
     out = train(TrainRequest(config, resolve_data_root(args.data), args.name, models_dir=args.models_dir, progress=hook,
                 resume=not args.no_resume, strategy=args.strategy, finish_now=args.finish_now, extra_data=sources))
     if bar:
         bar.close()
-    print(f"saved {out}")
+    say(f"saved {out}")
     return 0
 
 
