@@ -110,3 +110,28 @@ def test_an_ended_session_is_forgotten_with_its_files():
     with pytest.raises(HTTPException, match="over all of their browser tabs"):
         manager.add_file("tab3", rec("c", 41))  # both live sessions are remembered: tab2's 60 bytes still count
     assert sorted(gate.sessions_of_user("tab3")) == ["tab2", "tab3"]
+
+
+def test_the_case_books_of_a_users_other_tabs_count_towards_their_budget():
+    """A review: each tab's case book kept up to the whole budget after its box was emptied, so N tabs held N
+    budgets. Another tab's book counts here; a tab's own book makes room by letting its oldest cases go."""
+    from brainclf.presentation import CaseBook
+
+    gate, manager = UploadGate(user_budget=100), MemoryUploadedFileManager("/upload")
+    gate.install(manager)
+    books = {}
+    for tab in ("tab1", "tab2"):
+        gate.allow(tab, "sub:doc")
+        books[tab] = CaseBook(max_upload_bytes=100, others_held=lambda tab=tab: gate.others_held(tab))
+        gate.register_book(tab, books[tab])
+    manager.add_file("tab1", rec("a", 70))
+    books["tab1"].add("a.png", b"a" * 70)
+    manager.remove_file("tab1", "a")  # the box emptied: the case book keeps it
+    with pytest.raises(HTTPException, match="over all of their browser tabs"):
+        manager.add_file("tab2", rec("b", 31))  # 70 kept by the first tab + 31 > 100
+    manager.add_file("tab2", rec("b", 30))
+    books["tab2"].add("b.png", b"b" * 30)  # the page run takes the box's file into the book
+    first = books["tab1"].add("c.png", b"c" * 20)  # the first tab's own book: 70 + 20, with the other tab's 30
+    assert books["tab1"].held_bytes == 20 and [c.digest for c in books["tab1"].cases()] == [first.digest]
+    gate.revoke("tab1")  # a tab signed out (or ended) no longer counts
+    assert gate.others_held("tab2") == 0

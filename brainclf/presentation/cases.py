@@ -3,8 +3,7 @@
 The app keeps one CaseBook per browser session (in memory, never on disk), so uploads and results survive
 moving between pages and every case of the session can be opened again. Widgets that belong to one image
 are keyed by `widget_key`: the image's content hash and the model that analysed it, never the image's
-position in an upload list (a position is reused by the next upload, a content hash is not).
-No Streamlit here.
+position in an upload list (a position is reused by the next upload, a content hash is not). No Streamlit here.
 """
 
 from __future__ import annotations
@@ -123,13 +122,15 @@ class Case:
 
 class CaseBook:
     """The cases of one session by content hash, oldest first; at most `max_cases` studies and `max_upload_bytes` of
-    uploaded bytes (the oldest studies go first, the newest always stays), and their results' pictures within
-    `max_result_bytes` (admit)."""
+    uploads with those its user holds in other sessions (`others_held()`: the budget is the user's), and their
+    results' pictures within `max_result_bytes` (admit)."""
 
-    def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None, max_upload_bytes: int | None = None):
-        self.max_cases = max_cases
+    def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None, max_upload_bytes: int | None = None,
+                 others_held=lambda: 0):
+        self.max_cases, self.others_held = max_cases, others_held  # bytes its user holds in other sessions
         self.max_result_bytes = limits.MAX_SESSION_RESULT_BYTES if max_result_bytes is None else max_result_bytes
         self.max_upload_bytes = limits.MAX_SESSION_UPLOAD_BYTES if max_upload_bytes is None else max_upload_bytes
+        self.held_bytes = 0  # upload_bytes() as of the last change, read by other sessions' threads
         self._cases: OrderedDict[str, Case] = OrderedDict()
         self._count = 0
 
@@ -189,13 +190,15 @@ class CaseBook:
         return cases
 
     def _evict(self) -> None:
-        """The oldest uploads go first, a study with all its slices, while there are more than max_cases studies
-        or more than max_upload_bytes of uploads (a multi-frame file's frames share its bytes: counted once)."""
+        """The oldest uploads go first, a study with all its slices, while there are more than max_cases studies or
+        max_upload_bytes of uploads with the user's other sessions' (a file's frames counted once); the newest stays."""
+        room = self.max_upload_bytes - self.others_held()
         while (len(studies := {c.study for c in self._cases.values()}) > self.max_cases
-               or (len(studies) > 1 and self.upload_bytes() > self.max_upload_bytes)):
+               or (len(studies) > 1 and self.upload_bytes() > room)):
             oldest = next(iter(self._cases.values())).study
             for d in [d for d, c in self._cases.items() if c.study == oldest]:
                 del self._cases[d]
+        self.held_bytes = self.upload_bytes()
 
     def upload_bytes(self) -> int:
         """Bytes of the uploads the book holds, each file once."""

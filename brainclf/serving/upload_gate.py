@@ -33,6 +33,8 @@ class UploadGate:
         self.max_sessions = max_sessions
         # allowed session id -> its user's id, the least recently seen first: nothing says when a session ends
         self._user_of: OrderedDict[str, str] = OrderedDict()
+        # session id -> its case book (anything with `held_bytes`): the uploads it keeps after the box is emptied
+        self._books: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def allow(self, session_id: str, user_id: str = "") -> None:
@@ -44,12 +46,28 @@ class UploadGate:
             self._user_of[session_id] = user_id or f"session:{session_id}"
             self._user_of.move_to_end(session_id)
             while len(self._user_of) > self.max_sessions:
-                self._user_of.popitem(last=False)
+                self._books.pop(self._user_of.popitem(last=False)[0], None)
 
     def revoke(self, session_id: str) -> None:
         """Signed out, or no role: the session's next upload is refused."""
         with self._lock:
             self._user_of.pop(session_id, None)
+            self._books.pop(session_id, None)
+
+    def register_book(self, session_id: str, book) -> None:
+        """The case book of an allowed session (its `held_bytes`: the uploads it keeps): it counts towards its
+        user's budget in the user's other sessions (ten tabs' case books are not ten budgets)."""
+        with self._lock:
+            if session_id in self._user_of:
+                self._books[session_id] = book
+
+    def others_held(self, session_id: str, box_bytes=lambda sid: 0) -> int:
+        """Bytes this session's user holds in their other sessions: each one's case book, or what its upload box
+        holds (`box_bytes(session id)`) where that is more (a file not yet taken into the book)."""
+        with self._lock:
+            books = dict(self._books)
+        return sum(max(box_bytes(sid), getattr(books.get(sid), "held_bytes", 0))
+                   for sid in self.sessions_of_user(session_id) if sid != session_id)
 
     def allowed(self, session_id: str) -> bool:
         with self._lock:
@@ -83,10 +101,13 @@ class UploadGate:
             drop(session_id)
             self.revoke(session_id)
 
+        def box(sid: str, leave_out: str = "") -> int:
+            return sum(len(f.data) for f in list(manager.file_storage.get(sid, {}).values()) if f.file_id != leave_out)
+
         def add_file(session_id: str, file) -> None:
-            held = sum(len(f.data) for sid in self.sessions_of_user(session_id)
-                       for f in list(manager.file_storage.get(sid, {}).values())
-                       if not (sid == session_id and f.file_id == file.file_id))  # a file sent again replaces itself
+            # This session's box (a file sent again replaces itself) and the user's other sessions; this session's
+            # own case book makes room by dropping its oldest cases (presentation.cases.CaseBook).
+            held = box(session_id, leave_out=file.file_id) + self.others_held(session_id, box)
             if why := self.refusal(session_id, len(file.data), held):
                 raise HTTPException(status_code=403, detail=why)
             store(session_id, file)

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from brainclf.presentation import CaseBook
-from brainclf.serving import PageWorkSlots, TrainingJobs, append_audit, switch_record
+from brainclf.serving import GATE, PageWorkSlots, TrainingJobs, append_audit, switch_record
 
 from .identity import identity, settings
 
@@ -48,9 +49,13 @@ def keep_keras_state() -> None:
 
 
 def case_book() -> CaseBook:
-    """This session's cases (uploads by content hash, results per model): they survive page changes."""
+    """This session's cases (uploads by content hash, results per model): they survive page changes. Its uploads
+    count towards its user's budget in their other sessions, and theirs here (the upload gate)."""
+    ctx = get_script_run_ctx()
+    session_id = ctx.session_id if ctx is not None else ""
     if "case_book" not in st.session_state:
-        st.session_state["case_book"] = CaseBook()
+        st.session_state["case_book"] = CaseBook(others_held=lambda: GATE.others_held(session_id))
+    GATE.register_book(session_id, st.session_state["case_book"])
     return st.session_state["case_book"]
 
 
