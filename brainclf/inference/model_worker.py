@@ -87,7 +87,7 @@ def _as_message(e: Exception) -> tuple[str, str]:
     alone); anything else becomes a ModelError without its text."""
     if isinstance(e, BrainclfError) or type(e) is ValueError:
         return type(e).__name__, str(e)
-    if type(e).__name__ in OUT_OF_MEMORY or _memory_exhausted(e):
+    if type(e).__name__ in OUT_OF_MEMORY or memory_exhausted(e):
         cap = resource.getrlimit(resource.RLIMIT_DATA)[0]
         within = f" ({limits.size_text(cap)})" if cap != resource.RLIM_INFINITY else ""
         return "ModelError", f"the model needs more memory than the model process may use{within}; refused"
@@ -96,7 +96,7 @@ def _as_message(e: Exception) -> tuple[str, str]:
     return "ModelError", f"the model failed ({type(e).__name__})"
 
 
-def _memory_exhausted(e: Exception) -> bool:
+def memory_exhausted(e: Exception) -> bool:
     """Errors that say the memory cap was reached without saying MemoryError: an allocation or a mapping refused
     (OSError ENOMEM or EAGAIN) or a thread that could not get its stack (seen under a 256 MB cap on a busy machine)."""
     return (isinstance(e, OSError) and e.errno in (errno.ENOMEM, errno.EAGAIN)) or (

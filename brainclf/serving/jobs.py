@@ -27,7 +27,7 @@ from ..input.limits import validate_model_name
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's server process never loads (a job's
 # own process does: training.isolated).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
-from ..training.isolated import cancel_event, run_isolated, train_job
+from ..training.isolated import run_isolated, train_job
 from ..training.prepare import check_sources
 from ..training.request import TrainRequest
 from ..training.state import saved_state
@@ -47,7 +47,7 @@ def train(request: TrainRequest) -> Path:
     """brainclf.training.train in a process of its own (training.isolated: TensorFlow loads there, its memory is
     capped, the server carries on if it fails); its progress and a cancel pass between the two."""
     return run_isolated(train_job, (replace(request, progress=None, cancel=None),), hook=request.progress,
-                        cancel=request.cancel)
+                        cancel=request.cancel, label=f"training {request.name}")
 
 
 def _stat(path: Path) -> tuple[float, int] | None:
@@ -143,7 +143,7 @@ class TrainingJobs:
     def __init__(self):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._cancel = cancel_event()
+        self._cancel = threading.Event()
         self.status: JobStatus | None = None
 
     def busy(self) -> bool:
@@ -189,7 +189,7 @@ class TrainingJobs:
             if self.status is not None and self.status.active:
                 raise BrainclfError(f"A training ({self.status.name}) is already running in this app; "
                                     "wait for it or cancel it first.")
-            self._cancel = cancel_event()
+            self._cancel = threading.Event()
             status = JobStatus(name=name, owner=owner, owner_label=owner_label or owner, run_dir=run_dir,
                                request=request if request is not None else {"work": work})
             self.status = status

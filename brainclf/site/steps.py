@@ -44,7 +44,7 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
     args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence, runs_root)
 
     def work(hook, cancel):
-        return run_isolated(run_step, args, hook=hook, cancel=cancel)
+        return run_isolated(run_step, args, hook=hook, cancel=cancel, label=f"site step {step} of {site}")
 
     return work
 

@@ -4,34 +4,37 @@ Why: a job used to run in a thread of the server's process. Its memory was check
 (prepare.check_training_memory, site.measure.check_step_memory), but an estimate is not a bound: a job that grew
 past it could take the whole server, and everyone's sessions, down with it; and its Python work took turns with
 every page the server rendered. In a process of its own, capped at the share of memory a job may use plus what
-its runtime needs, a job that outgrows it fails alone with a clear message, and the server carries on.
+its runtime needs, a job that outgrows it fails alone with a clear message, and the server carries on (where the
+machine has room for that cap beside the server and its model process: 12 GiB or more).
 
-The job is `target(*args, hook=..., cancel=...)`, a module-level function with picklable arguments (the child is
-a fresh interpreter: multiprocessing's "spawn"). Its progress (TrainProgress), its result (a path) and its error
-(class and message) come back as JSON, never as pickles, so nothing the job read can make the server run code.
-A cancel set here reaches it; the child stops if the server's process ends.
+The process is a fresh interpreter running training.job_worker (as the model process runs model_worker: not a
+fork of the threaded server, not multiprocessing's spawn, which re-runs the caller's main script, the app). The
+job is `target(*args, hook=..., cancel=...)`, a module-level function with picklable arguments, sent to it over a
+socket; its progress (TrainProgress), its result (a path) and its error (class and message) come back as JSON,
+never as pickles. A cancel set here is passed on; the process ends if the server's does.
 
-    result = run_isolated(train_one, (request,), hook=print, cancel=threading.Event())
+    result = run_isolated(train_job, (request,), hook=print, cancel=threading.Event())
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import logging
-import multiprocessing
-import multiprocessing.synchronize
 import os
-import signal
+import pickle
+import socket
+import subprocess
+import sys
 import threading
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from .. import errors
 from ..errors import BrainclfError
-from ..inference.model_worker import OUT_OF_MEMORY, cap_memory
 from ..input import limits
 from .config import TrainingCancelled, TrainProgress
+from .job_worker import CANCEL
 from .prepare import job_memory_budget
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,6 @@ def train_job(request, hook, cancel):
     return train(dataclasses.replace(request, progress=hook, cancel=cancel))
 
 
-def cancel_event() -> threading.Event:
-    """An event a job's process sees the moment it is set (a threading.Event passes on within POLL_S)."""
-    return multiprocessing.get_context("spawn").Event()
-
-
 def job_memory_cap(available: int | None = None) -> int | None:
     """The job process's RLIMIT_DATA: the job budget its checks refuse above, plus RUNTIME_BYTES; None where the
     OS does not say how much memory the machine has."""
@@ -66,45 +64,66 @@ def job_memory_cap(available: int | None = None) -> int | None:
 
 
 def run_isolated(target, args: tuple, hook=None, cancel: threading.Event | None = None,
-                 memory_bytes: int | None = None):
-    """target(*args, hook=, cancel=) in a child process capped at `memory_bytes` (default job_memory_cap()); its
+                 memory_bytes: int | None = None, label: str = ""):
+    """target(*args, hook=, cancel=) in a process capped at `memory_bytes` (default job_memory_cap()); its
     progress goes to `hook`, a set `cancel` reaches it, and its result (a path) or its error is this call's.
+    `label` names the job in the server log.
 
     Raises:
         TrainingCancelled, BrainclfError (its own class where it is one of brainclf's): the job's; BrainclfError
             too where the process stopped without a word (out of memory, killed), saying so.
     """
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    # A process event (cancel_event()) reaches the child as it is set; any other is passed on when seen here.
-    child_cancel = cancel if isinstance(cancel, multiprocessing.synchronize.Event) else context.Event()
     cap = memory_bytes if memory_bytes is not None else job_memory_cap()
-    process = context.Process(target=_child, args=(target, args, sender, child_cancel, cap, os.getpid()),
-                              name=f"brainclf-job-{getattr(target, '__name__', 'job')}", daemon=True)
-    process.start()
-    sender.close()  # the child holds the only writing end: a closed pipe here means it has ended
+    label = label or f"job {getattr(target, '__name__', '')}".strip()
+    process, conn = _start(cap or 0)
     try:
-        outcome = _relay(process, receiver, hook, cancel, child_cancel)
+        conn.send_bytes(pickle.dumps((target, args, label)))
+        outcome = _relay(process, conn, hook, cancel)
+    except OSError:  # it ended before reading the job
+        outcome = None
     finally:
-        receiver.close()
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-    return _result(outcome, process.exitcode, cap)
-
-
-def _relay(process, receiver, hook, cancel, child_cancel) -> dict | None:
-    """Pass the child's progress to `hook` and a cancel to the child until it sends its outcome or ends."""
-    while True:
-        if cancel is not None and cancel is not child_cancel and cancel.is_set():
-            child_cancel.set()
+        conn.close()
         try:
-            if not receiver.poll(POLL_S):
-                if not process.is_alive() and not receiver.poll(0):
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return _result(outcome, process.returncode, cap, label)
+
+
+def _start(cap: int) -> tuple[subprocess.Popen, Connection]:
+    """The job's process, in the server's working folder (relative runs and models folders stay where they were),
+    able to import what the server imports (the job's target may live in any module on its path)."""
+    ours, theirs = socket.socketpair()
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(dict.fromkeys(filter(None, [root, *sys.path, os.environ.get("PYTHONPATH")])))
+    try:
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "brainclf.training.job_worker", str(theirs.fileno()), str(cap)],
+                pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL)
+    except (OSError, ValueError) as e:
+        ours.close()
+        raise BrainclfError(f"The job's process could not start ({type(e).__name__}).") from None
+    return process, Connection(ours.detach())
+
+
+def _relay(process, conn: Connection, hook, cancel) -> dict | None:
+    """Pass the job's progress to `hook` and a cancel to the job until it sends its outcome or ends."""
+    cancel_sent = False
+    while True:
+        if cancel is not None and cancel.is_set() and not cancel_sent:
+            cancel_sent = True
+            try:
+                conn.send_bytes(CANCEL)
+            except OSError:
+                pass  # it has ended: its outcome, if it sent one, is still to be read
+        try:
+            if not conn.poll(POLL_S):
+                if process.poll() is not None and not conn.poll(0):
                     return None
                 continue
-            message = json.loads(receiver.recv_bytes(MESSAGE_BYTES))
+            message = json.loads(conn.recv_bytes(MESSAGE_BYTES))
         except (EOFError, OSError, ValueError):
             return None  # ended (or sent something no job sends): what the exit code says is the outcome
         if "progress" not in message:
@@ -113,12 +132,12 @@ def _relay(process, receiver, hook, cancel, child_cancel) -> dict | None:
             hook(TrainProgress(**message["progress"]))
 
 
-def _result(outcome: dict | None, exitcode: int | None, cap: int | None):
+def _result(outcome: dict | None, exitcode: int | None, cap: int | None, label: str):
     if outcome is None:
         within = f" (a job may use {limits.size_text(cap)})" if cap else ""
         how = f"was stopped by signal {-exitcode}" if exitcode is not None and exitcode < 0 else \
             f"ended with code {exitcode}"
-        log.warning("job process %s without reporting an outcome", how)
+        log.warning("%s: its process %s without reporting an outcome", label, how)
         raise BrainclfError(f"The job's process {how} before finishing; it may have run out of memory{within}. "
                             "What it saved (a training's epochs) can be resumed; the server log may say more.")
     if "result" in outcome:
@@ -126,58 +145,3 @@ def _result(outcome: dict | None, exitcode: int | None, cap: int | None):
     if outcome.get("error") == "TrainingCancelled":
         raise TrainingCancelled(outcome["message"])
     raise ERROR_CLASSES.get(outcome.get("error"), BrainclfError)(outcome.get("message", ""))
-
-
-def _child(target, args, sender, cancel, cap: int | None, parent_pid: int) -> None:
-    """The job process: cap its memory, run the job, send its progress and outcome."""
-    _end_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the server's terminal: the server ends the job
-    if cap:
-        cap_memory(cap)
-
-    def send(message: dict) -> None:
-        sender.send_bytes(json.dumps(message, default=_plain).encode())
-
-    def hook(progress: TrainProgress) -> None:
-        send({"progress": dataclasses.asdict(progress)})
-
-    try:
-        send({"result": str(target(*args, hook=hook, cancel=cancel))})
-    except TrainingCancelled as e:
-        send({"error": "TrainingCancelled", "message": str(e)})
-    except BrainclfError as e:
-        send({"error": type(e).__name__, "message": str(e)})
-    except BaseException as e:  # noqa: BLE001 - its traceback to the log, one line to the user
-        log.exception("job %s failed", getattr(target, "__name__", "job"))
-        reason = ("it needed more memory than a job may use" if type(e).__name__ in OUT_OF_MEMORY
-                  else f"an unexpected error ({type(e).__name__}) stopped it; the details are in the server log")
-        send({"error": "BrainclfError", "message": f"The job did not finish: {reason}."})
-    finally:
-        sender.close()
-
-
-def _end_with_parent(parent_pid: int) -> None:
-    """Stop this job if the server's process ends: an orphan would go on writing a run that a restarted server
-    offers to resume. Linux delivers SIGKILL at the parent's end (prctl PR_SET_PDEATHSIG); elsewhere a thread
-    watches the parent's pid."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # it ended before the line above took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            threading.Event().wait(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _plain(value):
-    """NumPy scalars in a progress's history, as JSON numbers."""
-    try:
-        return value.item()
-    except AttributeError:
-        return str(value)
