@@ -28,7 +28,8 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|:$~&^])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 # Invisible format characters: bidi marks, embeddings, overrides and isolates (a file name "scan\u202egpj.png"
 # shows as "scangnp.jpg" and reverses the text after it), zero-width characters and the byte-order mark.
-_INVISIBLE = re.compile(r"[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+")
+_INVISIBLE_CHARS = "\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]+")
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 
@@ -36,8 +37,7 @@ _CSV_QUOTED = (*CSV_FORMULA_START, "'")
 # What a terminal acts on: C0 controls but tab and newline, DEL and C1 controls (escape sequences set the clipboard,
 # retitle the window, hide or rewrite lines; a carriage return overwrites one), the invisible format characters,
 # and lone surrogates (a file name that is not UTF-8, which printing would refuse).
-_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e"
-                              "\u2060-\u2069\ufeff\ud800-\udfff]")
+_TERMINAL_UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE_CHARS}\ud800-\udfff]")
 
 
 def terminal_text(text: Any) -> str:

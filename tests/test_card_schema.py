@@ -493,3 +493,14 @@ def test_a_site_profile_with_an_empty_scope_is_refused(tmp_path):
     card = seed_card()
     card["site"] = {"name": "st-x", "scope": "", "adapted": False, "target": 0.98}
     assert "site.scope: must not be empty" in refused(card, tmp_path)
+
+
+def test_a_run_whose_card_could_not_keep_its_rows_is_refused_before_it_works():
+    """The row cap is checked when a card is saved, at the end of a training or site step: refused up front."""
+    from brainclf.errors import ConfigError
+    from brainclf.model.card import check_card_rows
+    from brainclf.model.card_schema.results import MAX_PREDICTION_ROWS
+
+    check_card_rows({"the test split": [0] * MAX_PREDICTION_ROWS})
+    with pytest.raises(ConfigError, match=rf"held-out part would hold {MAX_PREDICTION_ROWS + 1} images; .* at most"):
+        check_card_rows({"the test split": [], "the held-out part": [0] * (MAX_PREDICTION_ROWS + 1)})

@@ -89,7 +89,7 @@ def test_the_external_report_carries_what_reading_the_manifest_found(tmp_path):
     root = folder(tmp_path, "file,sequence\nglioma/a.png,T1C+\nnotumor/c.png,T2\nnotumor/gone.png,T2\n")
     samples = [Sample(root / rel, CLASS_NAMES.index(rel.split("/")[0])) for rel in SLICES]
     probs = np.eye(len(CLASS_NAMES))[[s.label for s in samples]] * 0.9 + 0.1 / len(CLASS_NAMES)
-    predictor = SimpleNamespace(temperature=1.0, refer_thresholds=0.0, tta=False,
+    predictor = SimpleNamespace(temperature=1.0, refer_thresholds=0.0, applied_refer_thresholds=0.0, tta=False,
                                 card=SimpleNamespace(ood=None, name="m", version="1"))
     report = evaluate_external(predictor, samples, root, "not trained on",
                                predicted=(probs, [np.zeros(2)] * 3, samples, []))

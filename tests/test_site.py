@@ -227,7 +227,9 @@ def test_the_starting_model_kaggle_figure_comes_from_its_card_only_when_measured
     assert "from" not in measured and measured["n"] == len(kaggle) and measured["accuracy"] != 0.123
 
 
-def test_a_profile_of_an_uploaded_model_keeps_its_figures_claimed(tmp_path, site_folder, smoke_model):
+def test_a_profile_of_an_uploaded_model_keeps_its_uploader_and_says_its_figures_are_measured_here(
+        tmp_path, site_folder, smoke_model):
+    """Its card holds only figures the site steps measured, so they are no longer the uploader's claim."""
     from brainclf.evaluation.provenance import card_is_verified
     from brainclf.inference import Predictor
     from brainclf.model import card_path
@@ -239,7 +241,9 @@ def test_a_profile_of_an_uploaded_model_keeps_its_figures_claimed(tmp_path, site
     run = SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", uploaded)
     run.calibrate(Predictor.load(uploaded), target=0.9, models_dir=tmp_path / "models")
     profile = read_card(tmp_path / "models" / "st-elsewhere-claimed.keras")
-    assert profile.provenance["uploaded_by"] == "eve" and not card_is_verified(profile)
+    assert profile.provenance["uploaded_by"] == "eve" and card_is_verified(profile)
+    assert profile.provenance["verified_on"] == {"root_name": "st-elsewhere",
+                                                 "n": len(run.split.parts["heldout"])}
 
 
 def test_site_models_are_new_files_whose_cards_say_where_they_were_validated(site_run, smoke_model):

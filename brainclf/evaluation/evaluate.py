@@ -14,8 +14,7 @@ from ..data.dedup import NEAR_DUP_THRESHOLD, clean_mask
 from ..data.sources import split_key
 from ..errors import DataError
 from ..inference.batch_predict import predict_samples, predict_samples_and_features
-from ..model.card import card_path, read_card
-from ..model.card_schema.results import MAX_PREDICTION_ROWS
+from ..model.card import card_path, check_card_rows, read_card
 from ..scoring.metrics import classification_metrics, expected_calibration_error
 from ..scoring.trust import apply_temperature, bootstrap_ci, coverage_accuracy
 from .external import MANIFEST, evaluate_external
@@ -52,7 +51,7 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
         report["ece_uncalibrated"] = expected_calibration_error(y, raw)
         report["temperature"] = predictor.temperature
         report["bootstrap"] = bootstrap_ci(y, probs)
-        report["refer"] = coverage_accuracy(y, probs, predictor.refer_thresholds)
+        report["refer"] = coverage_accuracy(y, probs, predictor.applied_refer_thresholds)
     report["tta"] = predictor.tta
     if training_paths and report["n"]:
         clean = clean_mask([s.path for s in kept], training_paths)
@@ -175,9 +174,7 @@ def record_external(model_path: str | Path, report: dict) -> Path:
     card = read_card(model_path)
     if ext["model"] != {"name": card.name, "version": card.version}:
         raise DataError("This evaluation was made with another model version than the card's.")
-    if len(ext["predictions"]) > MAX_PREDICTION_ROWS:
-        raise DataError(f"This evaluation has {len(ext['predictions'])} images; a card keeps the rows of at most "
-                        f"{MAX_PREDICTION_ROWS} per dataset: record an evaluation of a sample of the folder.")
+    check_card_rows({"This evaluation": ext["predictions"]})
     card.external_predictions[ext["dataset"]] = ext.pop("predictions")
     card.metrics.setdefault("external", {})[ext["dataset"]] = ext
     path = card_path(model_path)

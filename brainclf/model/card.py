@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy
 
 from .. import CLASS_NAMES, DISPLAY_NAMES, __version__
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..input import limits
 from ..input.preprocess import InputContract
 from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, validate_card
+from .card_schema.results import MAX_PREDICTION_ROWS
 from .model_archive import check_model_archive
 
 __all__ = ["ModelCard", "card_from_bytes", "check_model_archive", "display_text", "load_model", "read_card"]
@@ -274,3 +275,16 @@ def default_model(models_dir: str | Path = "models") -> Path | None:
 
 def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def check_card_rows(parts: dict[str, list]) -> None:
+    """Refuse, before the work, a run whose card could not keep a part's per-image rows (at most
+    MAX_PREDICTION_ROWS): the card is saved at the end, and would be refused only then.
+
+    Raises:
+        ConfigError: naming the part, its size and the limit.
+    """
+    for part, samples in parts.items():
+        if len(samples) > MAX_PREDICTION_ROWS:
+            raise ConfigError(f"{part} would hold {len(samples)} images; a model card keeps the per-image results of "
+                              f"at most {MAX_PREDICTION_ROWS}: use a folder of fewer images (or a sample of it).")

@@ -86,7 +86,8 @@ class UploadGate:
             return "uploads need a signed-in user with a role"
         if held_bytes + new_bytes > self.user_budget:
             return (f"you already hold {size_text(held_bytes)} of uploads in this app; at most "
-                    f"{size_text(self.user_budget)} for each user, over all of their browser tabs")
+                    f"{size_text(self.user_budget)} for each user, over all of their browser tabs: close your other "
+                    "tabs of this app, or remove files from their upload boxes")
         return None
 
     def install(self, manager) -> None:

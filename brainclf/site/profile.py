@@ -1,10 +1,11 @@
-"""The card of a site profile or a site-adapted model: what the starting model's card said, less what the
-site work made stale, plus the site's calibration, OOD guard, held-out figures and scope ("validated at X").
+"""The card of a site profile or a site-adapted model: the starting model's card with the site's calibration, OOD
+guard, held-out figures and scope ("validated at X").
 
-Stale and therefore dropped: for a profile (same weights), the base's figures on the site's own folder (they
-were measured with another refer rule); for an adapted model (new weights), every figure of the base except
-its training record: validation, other sources, faithfulness and the flip-TTA test figures. Its Kaggle
-`Testing` figures are re-measured (the forgetting check) and stored as `metrics.test`.
+Every figure of the starting card was made with its own calibration, refer rule and guard, so none is carried
+over: the card holds the site's held-out figures and the Kaggle `Testing` check read with the site model (for an
+adapted model, the forgetting check), stored under the way it ran (`metrics.test`, or `metrics.test_tta` with flip
+TTA). A profile (same weights) keeps the starting card's faithfulness and provenance; an adapted model (new
+weights) neither, and its training record adds the site as a source.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
                    training=training, test_predictions=rows_of["test"], test_predictions_tta=rows_of["test_tta"],
                    faithfulness={} if adapted else card.faithfulness,
                    external_predictions={site: rows},
-                   # A profile keeps the starting model's weights, so it keeps their provenance too (an upload's
-                   # stay "claimed"); an adapted model's weights are trained here.
-                   provenance={} if adapted else dict(card.provenance or {}), site=block)
+                   provenance={} if adapted else _measured_here(card.provenance, report), site=block)
+
+
+def _measured_here(provenance: dict | None, report: dict) -> dict:
+    """A profile keeps the starting model's weights, so it keeps their provenance (who uploaded them); every figure
+    on its card is measured here, so they are no longer the uploader's claim."""
+    if not provenance:
+        return {}
+    return {**provenance, "metrics_verified": True, "verified": iso_now(), "verified_by": "site calibrate",
+            "verified_on": {"root_name": str(report.get("dataset", ""))[:128], "n": report.get("n", 0)}}

@@ -22,6 +22,7 @@ from ..data import Sample, discover, fingerprint, relative_path, split_extra_sou
 from ..data.dedup import hash_files
 from ..data.sources import file_case_grouping
 from ..errors import DataError
+from ..model.card import check_card_rows
 
 CALIBRATION_FRACTION = 0.15
 HELDOUT_FRACTION = 0.30
@@ -102,6 +103,7 @@ def check_parts(parts: dict[str, list[Sample]]) -> None:
     Raises:
         DataError: naming the classes and parts that lack them.
     """
+    check_card_rows({"the held-out part": parts["heldout"]})
     present = {s.label for samples in parts.values() for s in samples}
     missing = [f"{DISPLAY_NAMES[CLASS_NAMES[c]]} (none in the {part} part)" for c in sorted(present)
                for part, samples in parts.items() if c not in {s.label for s in samples}]

@@ -15,6 +15,7 @@ from ..data.datasets import Sample, discover, fingerprint, load_arrays, make_spl
 from ..data.sources import Source, licence_of, sample_key
 from ..errors import ConfigError, DataError
 from ..input.preprocess import InputContract
+from ..model.card import check_card_rows
 from .config import TrainConfig
 from .state import RunState
 
@@ -113,6 +114,7 @@ def _split(config: TrainConfig, root: Path, sources: list[Source], prep: Prepara
 def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Preparation):
     """A new run's RunState and its (train, val, test) samples; the extra sources join train and validation."""
     train_s, val_s, test_s, extra = _split(config, root, sources, prep)
+    check_card_rows({"the test split": test_s, **{f"{n}'s held-out part": sp.test for n, sp in extra.items()}})
     roots = _roots(root, sources)
     if config.refit:  # the held-out part joins training: nothing of these sources is held out any more
         extra = {n: replace(sp, train=sp.train + sp.test, test=[]) for n, sp in extra.items()}
