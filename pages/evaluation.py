@@ -255,8 +255,8 @@ else:
         lacking = oc if not other_rows else card
         st.info(f"{md_literal(other.stem if not other_rows else card.name)} " + (
             "holds its test predictions with flip TTA only (a site model's check ran that way): switch flip TTA on "
-            "in the sidebar to compare." if lacking is not None and lacking.stored_test_predictions(True)[1]
-            else "has no test predictions in its card."))
+            "in the sidebar to compare." if lacking is not None and not predictor.tta
+            and lacking.stored_test_predictions(True)[1] else "has no test predictions in its card."))
     else:
         own_report, other_report = report_from_rows(own_rows), report_from_rows(other_rows)
         cmp = comparison(card.name, own_report, card.params, own_rows, oc.name, other_report, oc.params, other_rows)

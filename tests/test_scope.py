@@ -115,3 +115,15 @@ def test_the_models_table_gives_other_source_accuracy_before_the_test_split_and_
     assert model_row("m", refit, True, False)["other-source accuracy"] == \
         "74.9\u00a0% of 427 radiopaedia; 50.0\u00a0% of 1,000 other (split run)"
     assert model_row("m", card(), True, False)["other-source accuracy"] == "never checked"
+
+
+def test_a_site_models_external_figures_are_measured_here_even_for_an_upload():
+    """A profile of an upload shows its site's held-out figure, measured by the site steps: not "claimed"."""
+    from types import SimpleNamespace
+
+    from brainclf.presentation.scope import claim_words
+
+    upload = {"uploaded_by": "eve", "uploaded": "2026-12-07", "metrics_verified": False}
+    assert claim_words(SimpleNamespace(provenance=upload, site={}), external=True).startswith(", claimed")
+    assert claim_words(SimpleNamespace(provenance=upload, site={"name": "clinic"}), external=True) == ""
+    assert claim_words(SimpleNamespace(provenance={}, site={}), external=True) == ""

@@ -35,8 +35,9 @@ def sensitivity_rows(rows: list[dict], ext_rates: list[dict], ext_words: str) ->
 
 def claim_words(card, external: bool = False) -> str:
     """'' for figures measured on this server; ', claimed by the uploader, not verified' for an upload's test
-    figures until re-measured, and for its external ones always (verifying re-measures the test split only)."""
-    measured = not card.provenance if external else card_is_verified(card)
+    figures until re-measured, and for its external ones always (verifying re-measures the test split only), but
+    for a site model's (its site's held-out figures are measured by the site steps)."""
+    measured = (not card.provenance or bool(card.site)) if external else card_is_verified(card)
     return "" if measured else ", claimed by the uploader, not verified"
 
 

@@ -87,7 +87,7 @@ class UploadGate:
         if held_bytes + new_bytes > self.user_budget:
             return (f"you already hold {size_text(held_bytes)} of uploads in this app; at most "
                     f"{size_text(self.user_budget)} for each user, over all of their browser tabs: close your other "
-                    "tabs of this app, or remove files from their upload boxes")
+                    "tabs of this app to free room")
         return None
 
     def install(self, manager) -> None:

@@ -75,7 +75,8 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
     return replace(card, name=name, version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", file_sha256=sha,
                    created=iso_now(), description=f"{card.name} {how} site {site}"[:2000], metrics=metrics,
                    training=training, test_predictions=rows_of["test"], test_predictions_tta=rows_of["test_tta"],
-                   faithfulness={} if adapted else card.faithfulness,
+                   # An upload's faithfulness figures are its uploader's claim: not on a card marked verified.
+                   faithfulness={} if adapted or card.provenance else card.faithfulness,
                    external_predictions={site: rows},
                    provenance={} if adapted else _measured_here(card.provenance, report), site=block)
 

@@ -21,7 +21,7 @@ from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
 from ..data.dedup import hash_files
 from ..data.sources import file_case_grouping
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..model.card import check_card_rows
 
 CALIBRATION_FRACTION = 0.15
@@ -137,7 +137,7 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
         splits = split_extra_source(kept, CALIBRATION_FRACTION, HELDOUT_FRACTION, SEED)
         parts = {"tune": splits.train, "calibration": splits.val, "heldout": splits.test}
         check_parts(parts)
-    except DataError as e:
+    except (DataError, ConfigError) as e:
         raise DataError(f"{e}{left_out_words(left_out)}") from None
     return SiteSplit(name, root, parts, len(set(groups.tolist())), _fingerprint(root, parts, sha_of), left_out,
                      list(grouping.warnings))

@@ -96,12 +96,16 @@ def _start(cap: int) -> tuple[subprocess.Popen, Connection]:
     able to import what the server imports (the job's target may live in any module on its path)."""
     ours, theirs = socket.socketpair()
     root = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join(dict.fromkeys(filter(None, [root, *sys.path, os.environ.get("PYTHONPATH")])))
+    entries = [root, *(p for p in sys.path if isinstance(p, str)), os.environ.get("PYTHONPATH")]
+    path = os.pathsep.join(dict.fromkeys(filter(None, entries)))
     try:
         with theirs:
             process = subprocess.Popen(
                 [sys.executable, "-m", "brainclf.training.job_worker", str(theirs.fileno()), str(cap)],
-                pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                # PYTHONSAFEPATH: `-m` would put the working folder first on the path, where a file could shadow a
+                # module the server imports from elsewhere.
+                env={**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"})
     except (OSError, ValueError) as e:
         ours.close()
         raise BrainclfError(f"The job's process could not start ({type(e).__name__}).") from None

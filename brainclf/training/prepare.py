@@ -114,10 +114,10 @@ def _split(config: TrainConfig, root: Path, sources: list[Source], prep: Prepara
 def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Preparation):
     """A new run's RunState and its (train, val, test) samples; the extra sources join train and validation."""
     train_s, val_s, test_s, extra = _split(config, root, sources, prep)
-    check_card_rows({"the test split": test_s, **{f"{n}'s held-out part": sp.test for n, sp in extra.items()}})
     roots = _roots(root, sources)
     if config.refit:  # the held-out part joins training: nothing of these sources is held out any more
         extra = {n: replace(sp, train=sp.train + sp.test, test=[]) for n, sp in extra.items()}
+    check_card_rows({"the test split": test_s, **{f"{n}'s held-out part": sp.test for n, sp in extra.items()}})
     source_info = [{**src.describe(), "fingerprint": fingerprint(src.root, {
         "train": extra[src.name].train, "val": extra[src.name].val, "test": extra[src.name].test})}
         for src in sources]
