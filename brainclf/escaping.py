@@ -47,6 +47,14 @@ def terminal_text(text: Any) -> str:
                                 else f"\\u{ord(m.group()):04x}", "" if text is None else str(text))
 
 
+def json_default(o):
+    """json.dumps(default=...) for numpy scalars and arrays (without importing numpy here)."""
+    tolist = getattr(o, "tolist", None)
+    if tolist is None or not type(o).__module__.startswith("numpy"):
+        raise TypeError(type(o).__name__)
+    return tolist()
+
+
 def visible_text(text: Any) -> str:
     """`text` without invisible format characters (bidi marks, overrides, isolates, zero-width ones): plain text
     shown outside Markdown (tables, widget options) reads as typed, in order (None → '')."""

@@ -34,6 +34,7 @@ from brainclf.presentation import (
     roc_figure,
     shortcut_figure,
 )
+from brainclf.presentation.scope import missing_test_rows_words
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
@@ -252,11 +253,8 @@ else:
     other_rows, other_tta = oc.stored_test_predictions(both_tta) if oc else ([], False)
     own_rows, own_tta = card.stored_test_predictions(both_tta)
     if not other_rows or not own_rows:
-        lacking = oc if not other_rows else card
-        st.info(f"{md_literal(other.stem if not other_rows else card.name)} " + (
-            "holds its test predictions with flip TTA only (a site model's check ran that way): switch flip TTA on "
-            "in the sidebar to compare." if lacking is not None and not predictor.tta
-            and lacking.stored_test_predictions(True)[1] else "has no test predictions in its card."))
+        st.info(f"{md_literal(other.stem if not other_rows else card.name)} "
+                f"{missing_test_rows_words(oc if not other_rows else card, predictor.tta)}")
     else:
         own_report, other_report = report_from_rows(own_rows), report_from_rows(other_rows)
         cmp = comparison(card.name, own_report, card.params, own_rows, oc.name, other_report, oc.params, other_rows)

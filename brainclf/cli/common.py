@@ -34,14 +34,6 @@ def say(*parts, file=None, **kwargs) -> None:
     print(*(terminal_text(p) for p in parts), file=file or sys.stdout, **kwargs)
 
 
-def json_default(o):
-    """json.dumps(default=...) for numpy scalars and arrays (without importing numpy here)."""
-    tolist = getattr(o, "tolist", None)
-    if tolist is None or not type(o).__module__.startswith("numpy"):
-        raise TypeError(type(o).__name__)
-    return tolist()
-
-
 def add_tta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="flip test-time augmentation: average with the mirrored slice (default: as the model "

@@ -7,8 +7,9 @@ import json
 import sys
 
 from .. import CLASS_NAMES
+from ..escaping import json_default
 from ..presentation.scope import group_interval
-from .common import CountBar, add_tta_flag, json_default, pct, say
+from .common import CountBar, add_tta_flag, pct, say
 
 
 def cmd_evaluate(args) -> int:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row
-from ..presentation import FALLBACK_REFER_BELOW, pct_pair, refer_rule
+from ..presentation import pct_pair, refer_rule
 from .common import add_tta_flag, say
 
 
@@ -32,7 +32,7 @@ def cmd_predict(args) -> int:
     if not args.files:
         raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
-    rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, FALLBACK_REFER_BELOW, tta=predictor.tta)
+    rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, tta=predictor.tta)
     for f in args.files:
         try:
             pred = predictor.predict(Path(f), name=str(f))

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
-import socket
 import subprocess
-import sys
 import threading
 import weakref
 from contextlib import contextmanager
@@ -41,6 +38,7 @@ from ..errors import BrainclfError, DataError, ImageError, ModelError
 from ..input import limits
 from ..model.card import read_card
 from ..model.uploads import add_model
+from .interpreter import ROOT, start_worker
 from .model_replies import ReplyUnpickler, well_formed
 from .model_worker import CHECK, identity
 from .predict import Predictor
@@ -123,22 +121,12 @@ class ModelProcess:
             self._lock.release()
 
     def _start(self) -> None:
-        # A fresh interpreter running this module: not a fork (the server has threads, and a forked copy of a
-        # threaded process can deadlock), not multiprocessing's spawn (it re-runs the caller's main script).
-        # It runs in the package's folder, so nothing in the server's working folder shadows a module.
-        ours, theirs = socket.socketpair()
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        # A fresh interpreter running model_worker (interpreter.start_worker), in the package's folder.
         try:
-            with theirs:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "brainclf.inference.model_worker", str(theirs.fileno()),
-                     str(self.memory_bytes)],
-                    pass_fds=(theirs.fileno(),), cwd=root, env=env, stdin=subprocess.DEVNULL)
+            self._process, self._conn = start_worker("brainclf.inference.model_worker", [str(self.memory_bytes)],
+                                                     cwd=ROOT)
         except (OSError, ValueError) as e:
-            ours.close()
             raise ModelError(f"the model process could not start ({type(e).__name__})") from None
-        self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _stop, self._process, self._conn)
         log.info("model process started (pid %d)", self._process.pid)
 

@@ -17,13 +17,12 @@ from ..input.preprocess import InputContract, decode_image, to_model_input
 from ..model import backend
 from ..model.card import ModelCard, load_model, short_hash
 from ..model.card_schema.sections import Calibration
-from ..scoring.operating_point import thresholds_for_target
+from ..scoring.operating_point import thresholds_for_target, with_fallback_bar
 from ..scoring.trust import apply_temperature
 from .explain import GradCam, penultimate_features
 from .ood import check
 
 NOT_A_NUMBER = "the model's output for this image is not a number (is the model file broken?): no answer"
-FALLBACK_REFER_BELOW = 0.90  # the refer bar of a card without one fitted on validation: fixed, unvalidated
 
 
 @dataclass
@@ -194,8 +193,7 @@ class Predictor:
     def applied_refer_thresholds(self) -> dict[str, float]:
         """The bars every reader applies (page, CLI, batch CSV, evaluations): refer_thresholds, or the fallback bar
         for every class where the card has no fitted rule (an upload may have none)."""
-        table = self.refer_thresholds
-        return table if any(t > 0 for t in table.values()) else dict.fromkeys(CLASS_NAMES, FALLBACK_REFER_BELOW)
+        return with_fallback_bar(self.refer_thresholds)
 
     def raw_probs_and_features(self, x: np.ndarray, batch_size: int = 64, tta: bool | None = None):
         """(N, H, W, C) float32 model inputs → (N, 4) uncalibrated softmax outputs, (N, F) features."""

@@ -60,7 +60,6 @@ from .views import (
     unreadable_message,
 )
 from .wording import (
-    FALLBACK_REFER_BELOW,
     INTENDED_USE,
     class_label,
     count,
@@ -80,7 +79,7 @@ from .wording import (
     summary_row,
 )
 
-__all__ = ["CLASS_COLOURS", "CaseBook", "FALLBACK_REFER_BELOW", "INTENDED_USE", "OVERLAYS", "SliceResult", "batch_row",
+__all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult", "batch_row",
            "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "claim_words",
            "class_label", "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash",
            "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",

@@ -211,3 +211,12 @@ def group_interval(intervals: dict | None, key: str = "accuracy", name: str = "a
         return method if method.startswith("no interval") else "no interval"
     exact = name in method.partition("agreed: ")[2].split(", ")
     return f"{lead}{'exact, ' if exact else ''}over {plural(iv.get('groups') or 0, 'case group')}"
+
+
+def missing_test_rows_words(card, tta_on: bool) -> str:
+    """Why a card gives no test rows to compare with: stored with flip TTA only while it is off (a site model's
+    check ran that way), or none at all."""
+    if card is not None and not tta_on and card.stored_test_predictions(True)[1]:
+        return ("holds its test predictions with flip TTA only (a site model's check ran that way): switch flip TTA on "
+                "in the sidebar to compare.")
+    return "has no test predictions in its card."

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..inference.predict import FALLBACK_REFER_BELOW
-from ..scoring.operating_point import curve_at, lower_bound, reaches, thresholds_for_target
+from ..scoring.operating_point import curve_at, lower_bound, reaches, thresholds_for_target, with_fallback_bar
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
 REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wherever it is shown
@@ -61,12 +60,12 @@ def predictor_rule(predictor) -> ReferRule:
 
 
 def refer_rule(thresholds: dict[str, float], calibration: dict | None,
-               fallback: float = FALLBACK_REFER_BELOW, tta: bool = False, target: float | None = None) -> ReferRule:
+               fallback: float | None = None, tta: bool = False, target: float | None = None) -> ReferRule:
     """The rule from a Predictor's `refer_thresholds` and its card's calibration block (`target`: the server's
     refer target, where it overrides the card's)."""
     cal = calibration or {}
+    table = with_fallback_bar(thresholds, fallback)
     fitted = any(float(t) > 0 for t in thresholds.values())
-    table = {c: float(thresholds.get(c, 0.0)) if fitted else fallback for c in CLASS_NAMES}
     per_class = fitted and bool(cal.get("refer_thresholds_tta" if tta else "refer_thresholds"))
     target = target or cal.get("refer_target_accuracy")
     block = cal.get("operating_tta" if tta else "operating") or {}

@@ -23,6 +23,7 @@ from .. import CLASS_NAMES
 
 DEFAULT_TARGET = 0.98  # accepted accuracy on each source's validation part, unless the server sets another
 NOTUMOR = CLASS_NAMES.index("notumor")
+FALLBACK_REFER_BELOW = 0.90  # the refer bar of a card without one fitted on validation: fixed, unvalidated
 
 
 def risk_coverage(y: np.ndarray, probs: np.ndarray, referred: np.ndarray | None = None) -> dict:
@@ -146,3 +147,11 @@ def thresholds_for_target(block: dict, target: float, confidence: float | None =
     worst = block.get("worst_notumor_miss", 0.0)
     strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}
+
+
+def with_fallback_bar(thresholds: dict[str, float], fallback: float | None = None) -> dict[str, float]:
+    """Per-class refer bars as every reader applies them: `thresholds` where any is fitted, else `fallback`
+    (default FALLBACK_REFER_BELOW) for every class."""
+    if any(float(t) > 0 for t in thresholds.values()):
+        return {c: float(thresholds.get(c, 0.0)) for c in CLASS_NAMES}
+    return dict.fromkeys(CLASS_NAMES, FALLBACK_REFER_BELOW if fallback is None else fallback)

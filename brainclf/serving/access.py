@@ -115,3 +115,24 @@ def identity_for(user_info: Mapping | None, settings: Settings) -> Identity:
     user_id = f"sub:{sub}" if sub else (f"email:{str(email).lower()}" if email else "")
     label = str(user_info.get("name") or email or sub or "signed-in user")
     return Identity(local=False, signed_in=True, role=role_for(user_info, settings), user_id=user_id, label=label)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def local_mode_problem(address: str | None, allowed_hosts, settings: Settings) -> str | None:
+    """Why local mode (no sign-in, every right) must not run with Streamlit's `server.address` and
+    `server.allowedHosts`, or None: it serves 127.0.0.1 only, to pages opened by a loopback name only (DNS
+    rebinding), and a server whose settings name roles is meant to have sign-in."""
+    if str(address or "") not in LOOPBACK and not str(address or "").startswith("127."):
+        return ("Local mode (no sign-in) serves 127.0.0.1 only, and this server listens on another address. "
+                "Configure sign-in: an [auth] section in .streamlit/secrets.toml (see secrets.toml.example).")
+    hosts = list(allowed_hosts or [])
+    if not hosts or any(str(h) not in LOOPBACK for h in hosts):
+        return ("Local mode (no sign-in) answers pages opened as localhost or 127.0.0.1 only: set server.allowedHosts "
+                'to ["localhost", "127.0.0.1"] (the shipped .streamlit/config.toml does); an empty list or another '
+                "name lets any web page that points its name at this machine act with every right.")
+    if settings.roles.emails or settings.roles.subjects or settings.roles.groups:
+        return ("The server settings name roles, but sign-in is not configured: add an [auth] section to "
+                ".streamlit/secrets.toml (see secrets.toml.example).")
+    return None

@@ -175,10 +175,6 @@ class SiteRun:
         replay = replay_or_refuse(base_card, data_root, cfg)
         tune, calib = self.split.parts["tune"], self.split.parts["calibration"]
         kaggle = kaggle_test_samples(data_root)
-        # Both ways of running it (the card's figures where it has them): "before" is read in the mode the adapted
-        # model's calibration chooses, so the forgetting check compares like with like.
-        before_kaggle = {tta: _kaggle_before(Predictor(base_model, base_card, tta=tta), kaggle, data_root)
-                         for tta in (False, True)} if kaggle else None
         kept = replay_samples(base_card, data_root, part="val")
         model, state = fine_tune(base_model, tune, calib, replay, base_card.contract, cfg, self.run_dir / "adapt",
                                  progress, cancel, kept=kept)
@@ -186,9 +182,12 @@ class SiteRun:
             model.save(staged)
             adapted, cal, report, kaggle_after = self._check_adapted(model, _with_hash(base_card, staged), replay,
                                                                      target, confidence, kaggle, data_root)
+            # The starting model in the mode the adapted one runs, so the forgetting check compares like with like
+            # (from its file: fine_tune trained the copy loaded above; its card's figure where it has one).
+            before = _kaggle_before(Predictor(*load_model(self._model_path()), tta=adapted.tta), kaggle,
+                                    data_root) if kaggle else None
             result = {"target": target, "heldout": report, "calibration": cal,
-                      "kaggle_test": {"before": before_kaggle and before_kaggle[adapted.tta],
-                                      "after": _accuracy(kaggle_after)},
+                      "kaggle_test": {"before": before, "after": _accuracy(kaggle_after)},
                       "adapt": {"config": state.config, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                                 "seconds": round(state.seconds, 1), "history": state.history,
                                 "replay_images": len(replay), "tune_slices": len(tune),

@@ -7,11 +7,11 @@ every page the server rendered. In a process of its own, capped at the share of 
 its runtime needs, a job that outgrows it fails alone with a clear message, and the server carries on (where the
 machine has room for that cap beside the server and its model process: 12 GiB or more).
 
-The process is a fresh interpreter running training.job_worker (as the model process runs model_worker: not a
-fork of the threaded server, not multiprocessing's spawn, which re-runs the caller's main script, the app). The
-job is `target(*args, hook=..., cancel=...)`, a module-level function with picklable arguments, sent to it over a
-socket; its progress (TrainProgress), its result (a path) and its error (class and message) come back as JSON,
-never as pickles. A cancel set here is passed on; the process ends if the server's does.
+The process is a fresh interpreter running training.job_worker (inference.interpreter.start_worker, as the model
+process runs model_worker). The job is `target(*args, hook=..., cancel=...)`, a module-level function with
+picklable arguments, sent to it over a socket; its progress (TrainProgress), its result (a path) and its error
+(class and message) come back as JSON, never as pickles. A cancel set here is passed on; the process ends if the
+server's does.
 
     result = run_isolated(train_job, (request,), hook=print, cancel=threading.Event())
 """
@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ from pathlib import Path
 
 from .. import errors
 from ..errors import BrainclfError
+from ..inference.interpreter import start_worker
 from ..input import limits
 from .config import TrainingCancelled, TrainProgress
 from .job_worker import CANCEL
@@ -94,22 +93,10 @@ def run_isolated(target, args: tuple, hook=None, cancel: threading.Event | None 
 def _start(cap: int) -> tuple[subprocess.Popen, Connection]:
     """The job's process, in the server's working folder (relative runs and models folders stay where they were),
     able to import what the server imports (the job's target may live in any module on its path)."""
-    ours, theirs = socket.socketpair()
-    root = str(Path(__file__).resolve().parents[2])
-    entries = [root, *(p for p in sys.path if isinstance(p, str)), os.environ.get("PYTHONPATH")]
-    path = os.pathsep.join(dict.fromkeys(filter(None, entries)))
     try:
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "brainclf.training.job_worker", str(theirs.fileno()), str(cap)],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                # PYTHONSAFEPATH: `-m` would put the working folder first on the path, where a file could shadow a
-                # module the server imports from elsewhere.
-                env={**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"})
+        return start_worker("brainclf.training.job_worker", [str(cap)], path=tuple(sys.path))
     except (OSError, ValueError) as e:
-        ours.close()
         raise BrainclfError(f"The job's process could not start ({type(e).__name__}).") from None
-    return process, Connection(ours.detach())
 
 
 def _relay(process, conn: Connection, hook, cancel) -> dict | None:

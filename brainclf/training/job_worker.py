@@ -20,6 +20,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from ..errors import BrainclfError
+from ..escaping import json_default
 from ..inference.model_worker import OUT_OF_MEMORY, cap_memory, memory_exhausted
 from .config import TrainingCancelled, TrainProgress
 
@@ -34,7 +35,7 @@ def run_job(conn: Connection) -> None:
     threading.Thread(target=_listen, args=(conn, cancel), name="job-cancel", daemon=True).start()
 
     def send(message: dict) -> None:
-        conn.send_bytes(json.dumps(message, default=_plain).encode())
+        conn.send_bytes(json.dumps(message, default=json_default).encode())
 
     def hook(progress: TrainProgress) -> None:
         send({"progress": dataclasses.asdict(progress)})
@@ -62,14 +63,6 @@ def _listen(conn: Connection, cancel: threading.Event) -> None:
                 cancel.set()
         except (EOFError, OSError):
             os._exit(1)
-
-
-def _plain(value):
-    """NumPy scalars in a progress's history, as JSON numbers."""
-    try:
-        return value.item()
-    except AttributeError:
-        return str(value)
 
 
 def _end_with_parent() -> None:

@@ -8,8 +8,7 @@ import streamlit as st
 from brainclf.errors import ConfigError
 from brainclf.escaping import md_literal
 from brainclf.serving import Identity, Settings, identity_for, load_settings, local_identity
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from brainclf.serving.access import local_mode_problem as serving_local_mode_problem
 
 
 def settings() -> Settings:
@@ -33,22 +32,8 @@ def auth_configured() -> bool:
 
 
 def local_mode_problem(s: Settings) -> str | None:
-    """Why local mode (no sign-in, every right) must not run here, or None: it serves 127.0.0.1 only, to pages
-    opened by a loopback name only (DNS rebinding), and a server whose settings name roles is meant to have
-    sign-in."""
-    address = st.get_option("server.address")
-    if str(address or "") not in LOOPBACK and not str(address or "").startswith("127."):
-        return ("Local mode (no sign-in) serves 127.0.0.1 only, and this server listens on another address. "
-                "Configure sign-in: an [auth] section in .streamlit/secrets.toml (see secrets.toml.example).")
-    hosts = list(st.get_option("server.allowedHosts") or [])
-    if not hosts or any(str(h) not in LOOPBACK for h in hosts):
-        return ("Local mode (no sign-in) answers pages opened as localhost or 127.0.0.1 only: set server.allowedHosts "
-                'to ["localhost", "127.0.0.1"] (the shipped .streamlit/config.toml does); an empty list or another '
-                "name lets any web page that points its name at this machine act with every right.")
-    if s.roles.emails or s.roles.subjects or s.roles.groups:
-        return ("The server settings name roles, but sign-in is not configured: add an [auth] section to "
-                ".streamlit/secrets.toml (see secrets.toml.example).")
-    return None
+    """Why local mode must not run with this server's address and allowed hosts (brainclf.serving), or None."""
+    return serving_local_mode_problem(st.get_option("server.address"), st.get_option("server.allowedHosts"), s)
 
 
 def identity() -> Identity:
