@@ -38,7 +38,8 @@ NESTED_KEYS = {
     "training.config": (
         "architecture augment augment_contrast augment_intensity batch_size channels crop early_stopping_patience "
         "epochs extra_sources "
-        "extra_test_fraction extra_train_fraction extra_val_fold extra_val_fraction image_size intensity learning_rate "
+        "extra_test_fraction extra_train_fraction extra_val_fold extra_val_fraction image_size intensity "
+        "label_smoothing learning_rate "
         "max_train_images mixup optimizer precision refit seed split_seed style_reweight val_fraction warmup_fraction "
         "weight_decay"
     ).split(),

@@ -20,7 +20,8 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, augment=not args.no_augment,
         early_stopping_patience=args.patience, seed=args.seed, max_train_images=args.max_images,
         optimizer=args.optimizer, precision=args.precision, augment_intensity=args.intensity_augment,
-        augment_contrast=args.contrast_augment, mixup=args.mixup, style_reweight=args.style_reweight,
+        augment_contrast=args.contrast_augment, mixup=args.mixup, label_smoothing=args.label_smoothing,
+        style_reweight=args.style_reweight,
         extra_sources=[{"name": s.name, "weight": s.weight} for s in sources],
         crop=args.crop, intensity=args.intensity, extra_train_fraction=args.extra_train_fraction,
         refit=args.refit, extra_val_fold=args.extra_val_fold,
@@ -108,6 +109,8 @@ def _add_augmentation_args(t) -> None:
                         "which tissue is bright, the MR sequence, cannot stand in for the class")
     t.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                    help="blend each training image with another of its batch, Beta(ALPHA, ALPHA); 0: off")
+    t.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
+                   help="train towards (1 - S) of the labelled class plus S spread over all classes; 0: off")
     t.add_argument("--style-reweight", type=float, default=0.0, metavar="FACTOR",
                    help="primary-source slices whose class image style alone misreads (out of fold) weigh "
                         "1 + FACTOR times the rest, the source's mean weight kept; 0: off")

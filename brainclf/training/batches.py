@@ -27,7 +27,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.batch_size = config.batch_size
         self.augment, self.intensity = augment, config.augment and config.augment_intensity
         self.contrast = config.augment and config.augment_contrast
-        self.mixup = config.mixup
+        self.mixup, self.one_hot = config.mixup, config.one_hot_labels()
         self.rng = np.random.default_rng([config.seed, first_epoch])  # a resumed run: its own stream
         self.order = self.rng.permutation(len(x))
 
@@ -47,7 +47,8 @@ class ArrayBatches(keras.utils.PyDataset):
         weights = None if self.weights is None else self.weights[pick]
         if self.mixup:
             return np_mixup(x, self.y[pick], weights, self.mixup, len(CLASS_NAMES), self.rng)
-        return (x, self.y[pick]) if weights is None else (x, self.y[pick], weights)
+        y = np.eye(len(CLASS_NAMES), dtype=np.float32)[self.y[pick]] if self.one_hot else self.y[pick]
+        return (x, y) if weights is None else (x, y, weights)
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))

@@ -80,6 +80,9 @@ class TrainConfig:
     # Mixup (Zhang et al. 2018): each training image blended with another of its batch, labels and loss weights
     # alike, with a Beta(mixup, mixup) share; 0 is off. A regulariser for a small, noisily labelled source.
     mixup: float = 0.0
+    # Label smoothing (Szegedy et al. 2016): the target is (1 - s) of the class plus s spread over all classes;
+    # 0 is off. Against the over-confidence late epochs grow on the small external source.
+    label_smoothing: float = 0.0
     # Style reweighting (brainclf.training.reweight): primary-source slices whose class image style alone
     # misreads weigh 1 + style_reweight times the rest; 0 is off. Against learning the source for the tumour.
     style_reweight: float = 0.0
@@ -91,6 +94,10 @@ class TrainConfig:
         default = get_architecture(self.architecture).default_contract
         return InputContract(size=self.image_size or default.size, channels=self.channels or default.channels,
                              crop=self.crop, intensity=self.intensity)
+
+    def one_hot_labels(self) -> bool:
+        """Whether training batches carry one-hot labels (mixup blends them, label smoothing spreads them)."""
+        return bool(self.mixup or self.label_smoothing)
 
     def validate(self) -> None:
         get_architecture(self.architecture)
@@ -118,6 +125,8 @@ class TrainConfig:
             raise ConfigError(f"extra-source training fraction must be in (0, 1], got {self.extra_train_fraction}.")
         if not 0 <= self.mixup <= 1:
             raise ConfigError(f"mixup must be between 0 (off) and 1, got {self.mixup}.")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label smoothing must be from 0 (off) to below 0.5, got {self.label_smoothing}.")
         if not 0 <= self.style_reweight <= 100:
             raise ConfigError(f"style reweighting must be between 0 (off) and 100, got {self.style_reweight}.")
         if self.crop not in CROPS:

@@ -76,7 +76,7 @@ def train(request: TrainRequest) -> Path:
     if request.finalize:  # before any work; ensemble members (finalize=False) add '-member<k>' to a checked name
         validate_model_name(request.name)
     config.validate()
-    backend.check_supported(request.strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
+    request.check_strategy()
     check_sources(config, request.sources, request.root)
     if get_architecture(config.architecture).members > 1:
         return train_ensemble(request, train=train)
@@ -257,8 +257,9 @@ def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, s
             initial_learning_rate=config.learning_rate / 25, decay_steps=total - warm, alpha=0.002,
             warmup_target=config.learning_rate, warmup_steps=warm)
         opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    # Mixup's labels are blends of two classes, so its batches carry one-hot labels.
-    loss = "categorical_crossentropy" if config.mixup else "sparse_categorical_crossentropy"
+    # Mixup blends two classes' labels, label smoothing spreads a label: their batches carry one-hot labels.
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if config.one_hot_labels()
+            else "sparse_categorical_crossentropy")
     model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
     return model
 
@@ -289,4 +290,9 @@ def tf_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool
             return mixup(a, y, w, config.mixup, len(CLASS_NAMES))
 
         ds = ds.map(blend, num_parallel_calls=tf.data.AUTOTUNE)
+    elif training and config.one_hot_labels():
+        def spread(a, y, *w):
+            return (a, tf.one_hot(tf.cast(y, tf.int32), len(CLASS_NAMES)), *w)
+
+        ds = ds.map(spread, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data.sources import Source
+from ..errors import ConfigError
+from ..model import backend
 from .config import ProgressHook, TrainConfig, runs_dir
 
 
@@ -49,6 +51,13 @@ class TrainRequest:
     @property
     def sources(self) -> list[Source]:
         return list(self.extra_data or [])
+
+    def check_strategy(self) -> None:
+        """ConfigError for a strategy this backend or this config cannot train with."""
+        backend.check_supported(self.strategy)  # KERAS_BACKEND=jax trains on one device, without tf.distribute
+        if self.strategy == "multiworker" and self.config.one_hot_labels():  # its replica step takes class indices
+            raise ConfigError("--strategy multiworker trains on class indices: train on one machine for mixup or "
+                              "label smoothing.")
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else runs_dir() / self.name
