@@ -126,7 +126,7 @@ if re_evaluated:
         st.stop()
 
 if not rows:
-    st.warning("This model's card holds no test predictions; re-evaluate it on a folder.")
+    st.warning(f"This model's card {missing_test_rows_words(card, predictor.tta)} Re-evaluate it on a folder.")
     st.stop()
 
 if predictor.tta and not card_tta and not re_evaluated:
@@ -170,7 +170,7 @@ st.markdown(f"#### {cell_heading(rows, true_c, pred_c)}")
 show_gallery(gallery(predictor, rows_for_cell(rows, true_c, pred_c), root, allowed), "cell")
 
 # ---- external validation: images from another source --------------------------------------------------------
-external_section(card, predictor, fresh_external, normalise, config, root, allowed)
+external_section(card, predictor, rule, fresh_external, normalise, config, root, allowed)
 
 # ---- the shortcut: why an in-distribution number is not the product's accuracy ------------------------------
 study = load_shortcut_study()
@@ -201,9 +201,9 @@ for column, item in zip(st.columns(3), trust_view(card, predictor, report, rule)
     column.metric(item["label"], item["value"])
     column.caption(item["caption"])
 left, right = st.columns(2)
-left.plotly_chart(coverage_figure(report["coverage_curve"], predictor.refer_threshold,
+left.plotly_chart(coverage_figure(report["coverage_curve"], report["refer"],
                                   chart_title("Coverage vs accuracy", on_data)), key="coverage")
-if len(per_source := risk_coverage_by_source(card, predictor.tta, predictor.refer_thresholds)) > 1:
+if len(per_source := risk_coverage_by_source(card, predictor.tta, rule.thresholds)) > 1:
     st.plotly_chart(risk_coverage_figure(per_source), key="risk_coverage")  # stars: the rule in force
 faithful = faithfulness_caption(card.faithfulness)
 if faithful:

@@ -6,13 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.escaping import md_literal
-from brainclf.evaluation import misclassified
+from brainclf.evaluation import misclassified, with_refer_rule
 from brainclf.presentation import (
     chart_title,
     confusion_matrix_figure,
     external_sequence_figure,
     gallery,
     no_external_note,
+    recorded_rule_note,
 )
 from brainclf.presentation import count as number
 from brainclf.presentation.views import count, external_view
@@ -35,9 +36,11 @@ def show_gallery(shown, key: str) -> None:
         st.caption(shown.more)
 
 
-def external_section(card, predictor, fresh_external: dict | None, normalise: bool, config, root, allowed) -> None:
-    """`fresh_external`: a folder's external report just measured (shown instead of the card's); `root`: the
-    dataset picked in the sidebar; `allowed`: the data roots images may be opened from."""
+def external_section(card, predictor, rule, fresh_external: dict | None, normalise: bool, config, root,
+                     allowed) -> None:
+    """`rule`: the refer rule in force (wording.predictor_rule); `fresh_external`: a folder's external report just
+    measured (shown instead of the card's); `root`: the dataset picked in the sidebar; `allowed`: the data roots
+    images may be opened from."""
     st.subheader("External validation")
     st.caption("The Kaggle test split above comes from the same sources as the training images, so its accuracy is "
                "an **in-distribution** figure. These are slices from another source, which is how a clinician's own "
@@ -52,9 +55,15 @@ def external_section(card, predictor, fresh_external: dict | None, normalise: bo
                    "its test split only. Re-evaluate on an external folder to measure them here.",
                    icon=":material/upload:")
     for name, ext in externals.items():
+        ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
+        mode_note = recorded_rule_note(bool(ext.get("tta")), predictor.tta)
+        if mode_note is None:  # the rows' mode: what they answer under the rule in force
+            ext = with_refer_rule(ext, ext_rows, rule.thresholds)
         view = external_view(name, ext)
         st.markdown(view["heading"])
         st.table(pd.DataFrame(view["rows"]), hide_index=True)
+        if mode_note:
+            st.caption(mode_note)
         for note in view["notes"]:  # what reading the folder's manifest.csv found (rows naming no slice, conflicts)
             st.warning(note, icon=":material/description:")
         if view["core"]:
@@ -67,7 +76,6 @@ def external_section(card, predictor, fresh_external: dict | None, normalise: bo
                            key=f"ext_cm_{name}")
         if view["sequences"]:
             st.dataframe(pd.DataFrame(view["sequences"]), hide_index=True)
-        ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
         wrong = misclassified(ext_rows)
         if wrong:
             title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"

@@ -7,6 +7,7 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import card_is_verified, provenance_note
 from brainclf.model import display_text, short_hash
 from brainclf.presentation import (
+    absent_classes_words,
     case_scope_line,
     claim_words,
     count,
@@ -14,6 +15,8 @@ from brainclf.presentation import (
     external_reports,
     external_summary,
     external_words,
+    limitations_words,
+    missed_tumours_unflagged,
     non_commercial,
     pct,
     plural,
@@ -71,12 +74,13 @@ cols[1].metric(f"Test accuracy (Kaggle, in-distribution){claimed}", pct(test.get
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
 cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accuracy")),
                help=f"{count(clean.get('n'))} test images with no near-duplicate among the training images")
-if externals:
-    ext = next(iter(externals.values()))
-    by = f" Measured by the split run {recipe.get('model')}, with its own refer rule." if recipe else ""  # a refit
-    cols[3].metric("Tumours missed, not referred", pct(ext.get("called_notumor_unflagged_rate")),
-                   help=md_literal("Share of the external tumour images answered 'no tumour' without a referral or "
-                                   f"an out-of-distribution flag.{by}"))
+if missed := missed_tumours_unflagged(card):
+    by = f" Measured by the split run {recipe.get('model')}." if recipe else ""  # a refit
+    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]),
+                   help=md_literal(f"{missed['missed']} of {plural(missed['tumours'], 'tumour slice')} from other "
+                                   f"sources ({', '.join(missed['sources'])}) answered 'no tumour' without a "
+                                   "referral or an out-of-distribution flag, as recorded: single pass, with the "
+                                   f"card's own refer rule.{by}"))
 else:
     cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))
@@ -95,7 +99,7 @@ table = sensitivity_rows(rows, ext_rates, md_literal(ext_words))
 if table:
     st.table(pd.DataFrame(table).set_index("finding"))
 st.caption("Sensitivity: share of slices with the finding that the model names; specificity: share without it "
-           "that the model does not name. The external source has no pituitary tumours. "
+           f"that the model does not name. {absent_classes_words(card)} "
            + md_literal(validated_scope(card)["sentence"]))
 sizes = t.get("sizes", {})
 with st.expander("Model details (for researchers)"):
@@ -109,13 +113,4 @@ with st.expander("Model details (for researchers)"):
         f"(chosen: {count(t.get('best_epoch'))}), "
         f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded.")
     st.text("Machine: " + display_text(card.machine or "not recorded", 120))
-st.info(
-    "**Known limitations.** The public dataset has no patient IDs, so splits cannot be made per patient, and "
-    "it contains hundreds of exact and near-duplicate images, many shared between its Training and Testing "
-    "parts: plain test accuracy overstates how well the model generalises to new patients and scanners. "
-    "brainclf groups near-duplicates so they never straddle training and validation. Images come from a few "
-    "public sources (figshare, SARTAJ, Br35H), plus, for a multi-source model, one external source (Radiopaedia "
-    "cases); its external figure is from held-out cases of that source only. It has not been validated on other "
-    "scanners or institutions, nor on tumour types outside these four classes.",
-    icon=":material/info:",
-)
+st.info(limitations_words(card), icon=":material/info:")  # Markdown, the card's words escaped

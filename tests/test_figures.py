@@ -13,6 +13,7 @@ from brainclf.presentation import (
     deletion_figure,
     feature_map_figure,
     history_figure,
+    pct,
     pr_figure,
     reliability_figure,
     roc_figure,
@@ -152,19 +153,23 @@ def test_figures_take_a_title_saying_what_and_on_which_data(make):
     assert make("X on the test split").layout.title.text == "X on the test split"
 
 
-def test_coverage_figure_with_and_without_threshold(y_probs):
-    curve = coverage_curve(*y_probs)
+def test_coverage_figure_stars_the_rule_in_force_where_it_answers(y_probs):
+    from brainclf.scoring.trust import coverage_accuracy
+
+    y, p = y_probs
+    curve = coverage_curve(y, p)
     fig = coverage_figure(curve)
     assert len(fig.data) == 1 and len(fig.data[0].x) == len(curve)
-    threshold = curve[len(curve) // 2]["threshold"]
-    fig = coverage_figure(curve, threshold=threshold)
-    assert len(fig.data) == 2
+    # Per-class bars (a stricter 'no tumour' one) give a point the one-bar curve need not pass through: the star
+    # is the rule's own coverage and accuracy, as the 'Answered (refer rule)' figure beside it says.
+    point = coverage_accuracy(y, p, {"glioma": 0.6, "meningioma": 0.6, "notumor": 0.95, "pituitary": 0.6})
+    fig = coverage_figure(curve, point)
     star = fig.data[1]
-    assert star.marker.symbol == "star"
-    assert star.name == f"refer rule (below {100 * threshold:.1f} %)"  # wording.pct, like every probability
-    assert star.x[0] == curve[len(curve) // 2]["coverage"]
-    # A threshold above every point of the curve adds no star.
-    assert len(coverage_figure(curve, threshold=1.01).data) == 1
+    assert len(fig.data) == 2 and star.marker.symbol == "star"
+    assert (star.x[0], star.y[0]) == (point["coverage"], point["accepted_accuracy"])
+    assert star.name == f"the refer rule in force: {pct(point['coverage'])} answered"
+    # A rule that answers nothing has no accuracy to star.
+    assert len(coverage_figure(curve, {"coverage": 0.0, "accepted_accuracy": None}).data) == 1
 
 
 def test_deletion_figure_two_traces():
@@ -219,7 +224,8 @@ def test_training_curves_show_whole_epochs_only():
 LEGENDED = {
     "roc": lambda: roc_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])),
     "pr": lambda: pr_figure(roc_curves(np.repeat(np.arange(4), 3), np.eye(4)[np.repeat(np.arange(4), 3)])),
-    "coverage": lambda: coverage_figure([{"coverage": 1.0, "accepted_accuracy": 0.9, "threshold": 0.5}], 0.4),
+    "coverage": lambda: coverage_figure([{"coverage": 1.0, "accepted_accuracy": 0.9, "threshold": 0.5}],
+                                        {"coverage": 1.0, "accepted_accuracy": 0.9}),
     "deletion": lambda: deletion_figure({"fractions": [0, 1], "gradcam_curve": [1, 0], "random_curve": [1, 0.5],
                                          "gradcam_auc": 0.5, "random_auc": 0.75}),
     "history": lambda: history_figure({"loss": [1.0, 0.5]}),

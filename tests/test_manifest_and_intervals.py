@@ -170,7 +170,8 @@ def test_the_interval_words_say_exact_where_it_fell_back_and_why_there_is_none()
                               n_boot=100)
     assert group_interval(mixed) == "over 12 case groups"
     few = cluster_bootstrap(y, y, np.zeros(60, bool), np.arange(60) % 4)
-    assert group_interval(few).startswith("no interval: 4 case group(s)") and group_interval(None) == "no interval"
+    assert group_interval(few) == "no interval: 4 case groups, fewer than the 5 it needs"
+    assert group_interval(None) == "no interval"
 
 
 def test_sequence_names_keep_only_plain_characters_since_plotly_renders_tags_in_labels(tmp_path):
@@ -192,8 +193,12 @@ def test_a_subtype_that_is_a_web_address_is_kept_as_plain_words_so_the_card_acce
 def test_the_interval_words_lead_only_where_there_is_an_interval():
     from brainclf.presentation.scope import group_interval
 
-    few = {"accuracy": None, "method": "no interval: 4 case group(s), fewer than the 5 it needs"}
-    assert group_interval(few, lead="95 % interval ") == few["method"]
+    few = {"accuracy": None, "groups": 4, "method": "no interval: 4 case group(s), fewer than the 5 it needs"}
+    assert group_interval(few, lead="95 % interval ") == "no interval: 4 case groups, fewer than the 5 it needs"
+    # A card's own text is never shown (st.table renders Markdown): made-up words give the plain phrase.
+    forged = {"accuracy": None, "groups": 3, "method": "no interval :red[**trust me**] $x^2$"}
+    assert group_interval(forged) == "no interval: 3 case groups, fewer than the 5 it needs"
+    assert group_interval({"accuracy": None, "groups": "3", "method": "no interval $x$"}) == "no interval"
     assert group_interval({"accuracy": [0.1, 0.2], "groups": 9, "method": "percentile bootstrap"},
                           lead="95 % interval ") == "95 % interval over 9 case groups"
     assert group_interval("oops") == "no interval"

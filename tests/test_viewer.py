@@ -68,7 +68,10 @@ def test_study_summary_counts_and_finds_the_most_confident_tumour_slice():
     assert s.top_tumour.frame == 5  # the flagged slice's 99.9 % does not count
     text = study_summary_text(s)
     assert text.startswith("Study of 7 slices: Glioma 2, No tumour 1 · 2 referred · 1 flagged")
-    assert "most confident tumour slice: 6 (Meningioma, 98.0 %)" in text
+    # The headline's slice was referred: its class is the model's leaning, not an answer, and the line says so.
+    assert "most confident tumour slice: 6 (Meningioma, 98.0 %, referred: not an answer)" in text
+    accepted = study_summary_text(study_summary(results[:2]))
+    assert accepted.endswith("most confident tumour slice: 2 (Glioma, 97.0 %).")
     assert study_summary([SliceResult(0, "notumor", 0.9, "accept")]).top_tumour is None
 
 

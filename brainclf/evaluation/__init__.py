@@ -26,7 +26,7 @@ from .evaluate import (
     root_holding,
     training_paths_for,
 )
-from .external import cluster_bootstrap, evaluate_external, load_shortcut_study, read_manifest
+from .external import cluster_bootstrap, evaluate_external, load_shortcut_study, read_manifest, with_refer_rule
 from .faithfulness import FRACTIONS, deletion_test, measure_faithfulness, randomisation_check
 from .label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
 from .provenance import card_is_verified, provenance_note, verify_uploaded_model
@@ -53,4 +53,4 @@ __all__ = ["CT_RING_THRESHOLD", "FEATURE_NAMES", "FRACTIONS", "PRIMARY", "audit_
            "randomisation_check", "read_manifest", "record_external", "report_from_rows", "resolve_image",
            "risk_coverage_by_source", "rows_for_cell", "run_study", "shared_validation_samples", "style_features",
            "learnt_mask", "primary_files", "root_holding", "training_paths_for", "validation_by_source",
-           "validation_groups", "validation_samples", "validation_scores", "verify_uploaded_model"]
+           "validation_groups", "validation_samples", "validation_scores", "verify_uploaded_model", "with_refer_rule"]

@@ -11,7 +11,7 @@ import numpy as np
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..input.preprocess import load_model_input
 from ..scoring.metrics import classification_metrics, reliability_curve, roc_curves
-from ..scoring.operating_point import risk_coverage
+from ..scoring.operating_point import NOTUMOR, risk_coverage
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
 from .evaluate import subset_summary
@@ -168,7 +168,10 @@ def curve_points(curve: dict) -> dict:
 def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> list[dict]:
     """Accuracy among answered vs share answered, per source: the validation curves the refer rule was fitted
     on (from the card) and the held-out ones (the card's stored Kaggle test and external rows), each with the
-    point where `thresholds` (the rule in force) puts it.
+    point where `thresholds` (the rule in force, for `tta`) puts it. Held-out curves refer a "no tumour" answer
+    below the rule's "no tumour" bar at every cut, as the validation ones do (operating_point.fit_curves); rows
+    stored in the other flip-TTA mode (an external source's are single pass) get their mode in the label and no
+    point: the rule's bars are not theirs.
 
     Returns:
         [{"label", "data", "n", "held_out", "coverage", "accuracy", "threshold", "point"}], "point" being
@@ -180,12 +183,19 @@ def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> li
         out.append({"label": f"{source}, validation", "data": source, "n": curve["n"], "held_out": False,
                     "point": None, **curve_points(curve)})
     rows, with_tta = card.stored_test_predictions(tta)
+    recorded = card.metrics.get("external", {})
     held = [("Kaggle test split", rows, with_tta)] + [
-        (f"{name}, held-out cases", ext, False) for name, ext in card.external_predictions.items()]
-    for label, rows, _ in held:
+        (f"{name}, held-out cases", ext, bool((recorded.get(name) or {}).get("tta")))
+        for name, ext in card.external_predictions.items()]
+    for label, rows, rows_tta in held:
         if not rows:
             continue
         y, p = arrays_from_rows(rows)
-        out.append({"label": label, "data": label, "n": len(y), "held_out": True,
-                    "point": coverage_accuracy(y, p, thresholds), **curve_points(risk_coverage(y, p))})
+        worst = (card.calibration.get("operating_tta" if rows_tta else "operating") or {}).get("worst_notumor_miss")
+        below_bar = (p.argmax(1) == NOTUMOR) & (p[:, NOTUMOR] <= worst) if worst else None
+        same = rows_tta == tta
+        out.append({"label": label if same else f"{label} ({'flip TTA' if rows_tta else 'single pass'})",
+                    "data": label, "n": len(y), "held_out": True,
+                    "point": coverage_accuracy(y, p, thresholds) if same else None,
+                    **curve_points(risk_coverage(y, p, below_bar))})
     return out

@@ -219,3 +219,25 @@ def load_shortcut_study(path: Path = SHORTCUT_STUDY) -> dict | None:
         return None
     ok = isinstance(study, dict) and all(isinstance(study.get(k, {}), dict) for k in ("cv", "testing", "external"))
     return study if ok else None
+
+
+REFER_FIGURES = ("referred", "coverage", "accepted_accuracy", "called_notumor_unflagged",
+                 "called_notumor_unflagged_rate")  # what an external report's refer rule decides
+
+
+def with_refer_rule(ext: dict, rows: list[dict], thresholds: dict[str, float]) -> dict:
+    """`ext` (an external report) with the figures its refer rule decides, overall and per sequence, re-read from
+    its per-image rows with `thresholds` (the rule in force; the rows' own flip-TTA mode is the caller's to match):
+    a server's refer target or a refitted rule changes what is answered, not what the model said."""
+    if not rows:
+        return ext
+    probs = np.array([r["probs"] for r in rows], dtype=np.float64)
+    answered = probs.max(1) >= thresholds_per_row(probs, thresholds)
+    marked = [{**r, "referred": not bool(a)} for r, a in zip(rows, answered)]
+
+    def refer_figures(part: list[dict]) -> dict:
+        return {k: v for k, v in summarise(part, intervals=False).items() if k in REFER_FIGURES}
+
+    sequences = {seq: {**m, **refer_figures([r for r in marked if r.get("sequence") == seq])}
+                 for seq, m in (ext.get("by_sequence") or {}).items()}
+    return {**ext, **refer_figures(marked), "by_sequence": sequences}

@@ -170,20 +170,20 @@ def feature_map_figure(coords: np.ndarray, true: list[str], pred: list[str], nam
     return fig
 
 
-def coverage_figure(curve: list[dict], threshold: float | None = None,
+def coverage_figure(curve: list[dict], rule_point: dict | None = None,
                     title: str = "Coverage vs accuracy") -> go.Figure:
-    """Accuracy of accepted predictions vs share accepted, as the confidence threshold rises."""
+    """Accuracy of accepted predictions vs share accepted, as one confidence threshold rises; `rule_point`
+    (scoring.trust.coverage_accuracy at the rule in force: its per-class bars, the stricter 'no tumour' one) starred,
+    which need not lie on the one-bar curve."""
     fig = go.Figure(go.Scatter(
         x=[c["coverage"] for c in curve], y=[c["accepted_accuracy"] for c in curve], mode="lines+markers",
         text=[f"answered {pct(c['coverage'])}<br>accuracy {pct(c['accepted_accuracy'])}<br>"
               f"threshold {pct(c['threshold'])}" if c["accepted_accuracy"] is not None else "" for c in curve],
         hovertemplate="%{text}<extra></extra>", name="model"))
-    if threshold:
-        pts = [c for c in curve if c["threshold"] >= threshold]
-        if pts:
-            fig.add_trace(go.Scatter(x=[pts[0]["coverage"]], y=[pts[0]["accepted_accuracy"]], mode="markers",
-                                     marker=dict(size=14, symbol="star", color="#d62728"),
-                                     name=f"refer rule (below {pct(threshold)})"))
+    if rule_point and rule_point.get("accepted_accuracy") is not None:
+        fig.add_trace(go.Scatter(x=[rule_point["coverage"]], y=[rule_point["accepted_accuracy"]], mode="markers",
+                                 marker=dict(size=14, symbol="star", color="#d62728"),
+                                 name=f"the refer rule in force: {pct(rule_point['coverage'])} answered"))
     # Short axis titles: this chart is half the page wide, and a long title is cut at both ends.
     fig.update_layout(xaxis_title="share answered", yaxis_title="accuracy answered",
                       xaxis=dict(tickformat=".0%"), yaxis=dict(tickformat=".1%"), height=380,

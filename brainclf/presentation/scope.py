@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import is_non_commercial
+from ..evaluation.external import MIN_INTERVAL_GROUPS
 from ..evaluation.provenance import card_is_verified
 from ..scoring.rates import sensitivity_specificity
 from .wording import class_label, is_study_model, pct, plural
@@ -207,8 +208,11 @@ def group_interval(intervals: dict | None, key: str = "accuracy", name: str = "a
     4 case group(s), …')."""
     iv = intervals if isinstance(intervals, dict) else {}
     method = str(iv.get("method") or "")
-    if not iv.get(key):
-        return method if method.startswith("no interval") else "no interval"
+    if not iv.get(key):  # the card's own words are not shown: a cell of st.table is Markdown
+        groups = iv.get("groups")
+        counted = isinstance(groups, int) and not isinstance(groups, bool) and groups >= 0
+        return (f"no interval: {plural(groups, 'case group')}, fewer than the {MIN_INTERVAL_GROUPS} it needs"
+                if counted and groups < MIN_INTERVAL_GROUPS else "no interval")
     exact = name in method.partition("agreed: ")[2].split(", ")
     return f"{lead}{'exact, ' if exact else ''}over {plural(iv.get('groups') or 0, 'case group')}"
 

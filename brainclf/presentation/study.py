@@ -61,6 +61,7 @@ def study_summary_text(summary) -> str:
     if summary.failed:
         parts.append(f"{summary.failed} not processed")
     top = summary.top_tumour
+    referred = ", referred: not an answer" if top and top.kind == "refer" else ""
     parts.append(f"most confident tumour slice: {top.frame + 1} ({DISPLAY_NAMES.get(top.predicted, top.predicted)}, "
-                 f"{pct(top.confidence)})" if top else "no slice leans to a tumour")
+                 f"{pct(top.confidence)}{referred})" if top else "no slice leans to a tumour")
     return " · ".join(parts) + "."

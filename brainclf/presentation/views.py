@@ -192,9 +192,11 @@ def trust_view(card, predictor, report: dict, rule) -> list[dict]:
     out = []
     cal, refer = card.calibration, report["refer"]
     if cal:
+        mode = "_tta" if predictor.tta and "val_ece_after_tta" in cal else ""  # the temperature shown's own mode
         out.append({"label": "Temperature", "value": f"{predictor.temperature:.2f}",
-                    "caption": f"Fitted on validation. Validation ECE {pct(cal.get('val_ece_before'))} before → "
-                               f"{pct(cal.get('val_ece_after'))} after scaling; here {pct(report['ece'])}."})
+                    "caption": f"Fitted on validation{' (flip TTA)' if mode else ''}. Validation ECE "
+                               f"{pct(cal.get('val_ece_before' + mode))} before → "
+                               f"{pct(cal.get('val_ece_after' + mode))} after scaling; here {pct(report['ece'])}."})
     if refer["accepted_accuracy"] is not None:
         out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
                     "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "

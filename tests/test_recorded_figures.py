@@ -1,0 +1,127 @@
+"""What the pages say of figures recorded in a card: external figures re-read with the refer rule in force (or
+labelled with the mode they were recorded in), per-source curves' stars only where the rule's bars are theirs,
+the temperature's ECE in its own mode, and the Home page's caveats from the card rather than fixed words."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from brainclf import CLASS_NAMES
+from brainclf.evaluation import risk_coverage_by_source, with_refer_rule
+from brainclf.evaluation.external import summarise as summarise_rows
+from brainclf.presentation import (
+    absent_classes_words,
+    limitations_words,
+    missed_tumours_unflagged,
+    pct,
+    recorded_rule_note,
+)
+
+
+def _rows(n: int = 40, seed: int = 0) -> list[dict]:
+    """External rows as a card stores them: half glioma, half no tumour, confidences spread over 0.5-1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n):
+        true = "glioma" if k % 2 else "notumor"
+        top = float(rng.uniform(0.5, 1.0))
+        pred = true if k % 5 else ("notumor" if true == "glioma" else "glioma")
+        probs = [(1 - top) / 3] * 4
+        probs[CLASS_NAMES.index(pred)] = top
+        rows.append({"path": f"{true}/{k}.png", "true": true, "pred": pred, "probs": probs, "referred": False,
+                     "ood": False, "sequence": "T1" if k < n // 2 else "T2", "group": k})
+    return rows
+
+
+def test_external_figures_are_re_read_with_the_rule_in_force():
+    rows = _rows()
+    recorded = {**summarise_rows(rows), "by_sequence": {"T1": summarise_rows(rows[:20]),
+                                                         "T2": summarise_rows(rows[20:])}, "tta": False}
+    assert recorded["coverage"] == 1.0  # recorded with no bar: everything answered
+    strict = with_refer_rule(recorded, rows, {c: 0.8 for c in CLASS_NAMES})
+    confident = [max(r["probs"]) >= 0.8 for r in rows]
+    assert strict["coverage"] == np.mean(confident) < 1
+    assert strict["referred"] == len(rows) - sum(confident)
+    assert strict["accuracy"] == recorded["accuracy"]  # what the model said is unchanged
+    missed = [r["true"] != "notumor" and r["pred"] == "notumor" and c for r, c in zip(rows, confident)]
+    assert strict["called_notumor_unflagged"] == sum(missed) < recorded["called_notumor_unflagged"]
+    t1 = [max(r["probs"]) >= 0.8 for r in rows[:20]]
+    assert strict["by_sequence"]["T1"]["coverage"] == np.mean(t1)
+    assert strict["by_sequence"]["T1"]["n"] == 20 and recorded["by_sequence"]["T1"]["coverage"] == 1.0
+
+
+def test_a_report_recorded_in_the_other_mode_says_so_instead():
+    assert recorded_rule_note(False, False) is None and recorded_rule_note(True, True) is None
+    note = recorded_rule_note(False, True)
+    assert "single pass" in note and "switch flip TTA off" in note
+    assert "with flip TTA" in recorded_rule_note(True, False)
+
+
+def _card(rows: list[dict], ext_tta: bool) -> SimpleNamespace:
+    curve = {"n": 10, "answered": [10, 5], "correct": [9, 5], "threshold": [0.0, 0.9]}
+    block = {"curves": {"brain-tumor-mri": curve}, "worst_notumor_miss": 0.7}
+    return SimpleNamespace(
+        calibration={"operating": block, "operating_tta": block},
+        metrics={"external": {"ext": {"tta": ext_tta}}}, external_predictions={"ext": rows},
+        stored_test_predictions=lambda tta: ([], tta))
+
+
+def test_per_source_curves_star_only_rows_of_the_rule_s_own_mode():
+    rows, bars = _rows(), {c: 0.6 for c in CLASS_NAMES}
+    (held,) = [v for v in risk_coverage_by_source(_card(rows, ext_tta=False), False, bars) if v["held_out"]]
+    assert held["label"] == "ext, held-out cases" and held["point"]["coverage"] <= 1
+    (other,) = [v for v in risk_coverage_by_source(_card(rows, ext_tta=False), True, bars) if v["held_out"]]
+    assert other["label"] == "ext, held-out cases (single pass)" and other["point"] is None
+    # A "no tumour" answer at or below the worst validation miss (0.7) is referred at every cut, as on validation.
+    low_notumor = sum(r["pred"] == "notumor" and max(r["probs"]) <= 0.7 for r in rows)
+    assert low_notumor and max(held["coverage"]) == (len(rows) - low_notumor) / len(rows)
+
+
+def test_the_temperature_caption_reads_the_ece_of_the_temperature_shown():
+    from brainclf.evaluation import report_from_rows
+    from brainclf.presentation import refer_rule
+    from brainclf.presentation.views import trust_view
+
+    rows = _rows()
+    cal = {"val_ece_before": 0.072, "val_ece_after": 0.024, "val_ece_before_tta": 0.066, "val_ece_after_tta": 0.036}
+    card = SimpleNamespace(calibration=cal, ood=None)
+    rule = refer_rule({c: 0.9 for c in CLASS_NAMES}, cal)
+    report = report_from_rows([{**r, "clean": True} for r in rows], rule.thresholds)
+    for tta, before, after in ((True, 0.066, 0.036), (False, 0.072, 0.024)):
+        predictor = SimpleNamespace(temperature=1.5, tta=tta, refer_target_accuracy=0.98, refer_confidence=None)
+        (temp,) = [t for t in trust_view(card, predictor, report, rule) if t["label"] == "Temperature"]
+        caption = temp["caption"].replace("\xa0", " ")  # the page's tables keep a figure and its % together
+        assert f"ECE {pct(before)} before → {pct(after)} after" in caption
+        assert ("(flip TTA)" in temp["caption"]) == tta
+
+
+def _external(n, tumours, missed, classes):
+    return {"n": n, "accuracy": 0.7, "tumour_images": tumours, "called_notumor_unflagged": missed,
+            "classes_present": classes}
+
+
+def test_home_caveats_come_from_the_card():
+    card = SimpleNamespace(metrics={"external": {"a": _external(100, 80, 2, ["glioma", "notumor"]),
+                                                 "b": _external(50, 20, 3, ["meningioma", "notumor"])}},
+                           extra={}, site=None, provenance=None)
+    missed = missed_tumours_unflagged(card)  # pooled over both sources, not the first one's rate
+    assert (missed["missed"], missed["tumours"], missed["sources"]) == (5, 100, ["a", "b"])
+    assert missed["rate"] == 0.05
+    assert absent_classes_words(card) == ("The other-source slices hold no pituitary slice: no figure there speaks "
+                                          "for it.")
+    everything = SimpleNamespace(metrics={"external": {"a": _external(10, 5, 0, list(CLASS_NAMES))}}, extra={},
+                                 site=None)
+    assert absent_classes_words(everything) == "" and absent_classes_words(SimpleNamespace(
+        metrics={}, extra={}, site=None)) == ""
+    assert missed_tumours_unflagged(SimpleNamespace(metrics={}, extra={})) is None
+    assert "It has not been validated on other scanners" in limitations_words(card)
+
+
+def test_a_site_model_s_limitations_name_its_site_with_the_card_s_words_escaped():
+    site = SimpleNamespace(metrics={}, extra={}, provenance=None,
+                           site={"scope": "validated at St *Elsewhere*: 70 % right on 400 held-out slices"})
+    words = limitations_words(site)
+    assert "Beyond its site (Validated at St \\*Elsewhere\\*" in words
+    assert "It has not been validated" not in words
