@@ -22,6 +22,7 @@ from brainclf.scoring import (
     threshold_for,
     thresholds_for_target,
 )
+from brainclf.scoring.operating_point import REFER_ALL
 
 
 def probs_for(y: np.ndarray, skill: float, seed: int) -> np.ndarray:
@@ -220,15 +221,15 @@ def test_the_joint_threshold_is_the_lowest_cut_at_which_every_source_passes():
     block = {"curves": {"a": a, "b": b}, "worst_notumor_miss": 0.0}
     assert "on every source" in operating_summary({"operating": block}, False, dict.fromkeys(CLASS_NAMES, 0.7), 0.9)
     assert "pooled" in operating_summary({"operating": block}, False, dict.fromkeys(CLASS_NAMES, 0.5), 0.9)
-    assert joint_threshold([a, source([0.7, 0.6], [False, False])], 0.9) == 1.0  # a source that never passes
+    assert joint_threshold([a, source([0.7, 0.6], [False, False])], 0.9) == REFER_ALL  # a source never passes
     rng = np.random.default_rng(0)
     for _ in range(200):  # against brute force over every cut
         curves = [source(rng.uniform(0.5, 1, n), rng.random(n) < 0.9) for n in rng.integers(1, 25, 2)]
         cuts = sorted({t for c in curves for t in c["threshold"]})
         passing = [t for t in cuts if all(not (at := curve_at(c, t))["answered"] or at["accuracy"] >= 0.9
                                           for c in curves)]
-        never = any(threshold_for(c, 0.9) >= 1.0 for c in curves)
-        assert joint_threshold(curves, 0.9) == (1.0 if never or not passing else passing[0])
+        never = any(threshold_for(c, 0.9) == REFER_ALL for c in curves)
+        assert joint_threshold(curves, 0.9) == (REFER_ALL if never or not passing else passing[0])
 
 
 def test_the_applied_rule_reaches_its_target_on_the_data_it_was_fitted_on():

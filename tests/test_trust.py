@@ -9,6 +9,7 @@ from brainclf.scoring import (
     apply_temperature,
     bootstrap_ci,
     choose_refer_threshold,
+    choose_refer_thresholds,
     coverage_accuracy,
     coverage_curve,
     fit_calibration,
@@ -124,10 +125,22 @@ def test_refer_threshold_meets_target_on_same_set(target):
         assert coverage_accuracy(y, p, lower[-1])["accepted_accuracy"] < target
 
 
-def test_refer_threshold_unreachable_target_returns_one():
+def test_an_unreachable_target_refers_everything_saturated_answers_too():
+    from brainclf.scoring.operating_point import REFER_ALL
+
     p = random_probs(100, seed=4)
     y = (p.argmax(1) + 1) % 4  # every prediction wrong
-    assert choose_refer_threshold(y, p, 0.999) == 1.0
+    assert choose_refer_threshold(y, p, 0.999) == REFER_ALL > 1.0
+    # 50 saturated answers (confidence exactly 1.0 in float32, 45 right) and 10 at 0.99, all right: no cut reaches
+    # 98 %, so nothing may be answered; a bar of 1.0 would answer the 50 at 90 %.
+    sure = np.zeros((60, 4), np.float32)
+    sure[:50, 0] = 1.0
+    sure[50:, 1], sure[50:, 0] = 0.99, 0.01
+    truth = np.r_[np.zeros(45, int), np.ones(5, int), np.ones(10, int)]
+    bars = choose_refer_thresholds(truth, sure, 0.98)
+    assert coverage_accuracy(truth, sure, bars)["accepted"] == 0
+    # A cut at 1.0 that does pass keeps its saturated answers.
+    assert choose_refer_threshold(np.zeros(50, int), sure[:50], 0.98) == 1.0
 
 
 def test_refer_threshold_all_correct_accepts_everything():

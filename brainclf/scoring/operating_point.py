@@ -64,15 +64,21 @@ def slices_needed(target: float, confidence: float) -> int:
     return n
 
 
+# The bar where no cut reaches the target: one float32 step above 1, so that a saturated answer (a calibrated
+# confidence of exactly 1.0, common in float32 at temperatures up to ~1.6) is referred too; a bar of 1.0 itself is
+# a cut that passed. The card schema's Threshold allows it.
+REFER_ALL = float(np.nextafter(np.float32(1), np.float32(2)))
+
+
 def threshold_for(curve: dict, target: float, confidence: float | None = None) -> float:
-    """The lowest threshold whose answered slices were at least `target` accurate; 1.0 where none was.
+    """The lowest threshold whose answered slices were at least `target` accurate; REFER_ALL where none was.
 
     With `confidence`, "at least `target` accurate" means the lower bound at that confidence, not the share seen:
     a bar fitted on few slices then asks for more of them (149 right of 149 for 98 % at 95 % confidence)."""
     # c / a, not c >= target * a: the same division as a running accuracy, so a bar never moves by rounding. The
     # bound is below the share seen, so it is computed only where the share reaches the target.
     ok = _passing_cuts(curve, target, confidence)
-    return float(ok[-1]) if ok else 1.0
+    return float(ok[-1]) if ok else REFER_ALL
 
 
 def _passing_cuts(curve: dict, target: float, confidence: float | None) -> list[float]:
@@ -81,15 +87,15 @@ def _passing_cuts(curve: dict, target: float, confidence: float | None) -> list[
 
 
 def joint_threshold(curves: list[dict], target: float, confidence: float | None = None) -> float:
-    """The lowest threshold at which every source's answered slices reach `target` at once; 1.0 where some source
-    reaches it at no cut of its own.
+    """The lowest threshold at which every source's answered slices reach `target` at once; REFER_ALL where some
+    source reaches it at no cut of its own, or no cut suits them all.
 
     Accuracy among the answered is not monotone in the threshold, so neither the highest of the sources' own
     lowest bars (threshold_for) nor any one source's cuts settle it: every cut of every source is tried, lowest
     first; a source that answers nothing at a cut passes it."""
     # Not threshold_for(...) >= 1.0: a source whose only passing cut is 1.0 (saturated answers) does reach it.
     if not curves or not all(_passing_cuts(c, target, confidence) for c in curves):
-        return 1.0
+        return REFER_ALL
     cuts = np.unique(np.concatenate([np.asarray(c["threshold"], float) for c in curves]))  # ascending
     passes = np.ones(len(cuts), bool)
     for c in curves:
@@ -100,7 +106,7 @@ def joint_threshold(curves: list[dict], target: float, confidence: float | None 
         passes &= [reaches({"answered": int(a), "correct": int(k)}, target, confidence)
                    for a, k in zip(answered, correct)]
     hit = np.flatnonzero(passes)
-    return float(cuts[hit[0]]) if len(hit) else 1.0
+    return float(cuts[hit[0]]) if len(hit) else REFER_ALL
 
 
 def reaches(at: dict, target: float, confidence: float | None = None) -> bool:
@@ -143,7 +149,7 @@ def thresholds_for_target(block: dict, target: float, confidence: float | None =
     missed tumour. `joint=False`: the highest of the sources' own bars, the rule of cards fitted 2026-12-05/06."""
     curves = list(block["curves"].values())
     base = (joint_threshold(curves, target, confidence) if joint
-            else max((threshold_for(c, target, confidence) for c in curves), default=1.0))
+            else max((threshold_for(c, target, confidence) for c in curves), default=REFER_ALL))
     worst = block.get("worst_notumor_miss", 0.0)
     strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}

@@ -71,7 +71,7 @@ def _golden_section(y: np.ndarray, probs: np.ndarray) -> float:
 def choose_refer_threshold(y: np.ndarray, probs: np.ndarray, target_accuracy: float = 0.999) -> float:
     """Lowest confidence threshold at which the accepted predictions (confidence >= threshold) reach
     `target_accuracy` on this (validation) set; predictions below it are referred to a radiologist.
-    Returns 1.0 (refer everything short of certainty) when no threshold reaches the target."""
+    Returns operating_point.REFER_ALL (refer everything, certain answers too) when no threshold reaches it."""
     return threshold_for(risk_coverage(y, probs), target_accuracy)
 
 
