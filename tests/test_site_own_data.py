@@ -15,7 +15,7 @@ from brainclf.data import Sample, discover, relative_path
 from brainclf.errors import ConfigError, DataError
 from brainclf.model import read_card
 from brainclf.site import SiteRun, learnt_from, split_site
-from brainclf.site.split import check_parts, saved_split
+from brainclf.site.split import check_parts, left_out_words, saved_split
 
 
 def _own_files(card) -> set[str]:
@@ -45,11 +45,16 @@ def test_the_models_own_slices_are_found_by_path_and_copies_by_content(tmp_path,
 def test_a_site_split_leaves_out_learnt_and_unreadable_slices_says_so_and_reads_back(tmp_path):
     site = write_site(tmp_path / "clinic")
     (site / "glioma" / "broken.png").write_bytes(b"not an image")
-    learnt_name = sorted((site / "meningioma").iterdir())[0].name
+    learnt_name = sorted((site / "meningioma").iterdir())[0].name  # slice 1 of a two-slice case
+    sibling = learnt_name.replace("-1.png", "-2.png")
     split = split_site(site, "clinic", exclude=lambda s: np.array([p.path.name == learnt_name for p in s]))
-    assert split.left_out == {"learnt": [f"meningioma/{learnt_name}"], "unreadable": ["glioma/broken.png"]}
+    # The rest of a case the model learnt from is no new patient: it is left out too, not held out.
+    assert split.left_out == {"learnt": [f"meningioma/{learnt_name}"], "same_case": [f"meningioma/{sibling}"],
+                              "unreadable": ["glioma/broken.png"]}
+    assert left_out_words(split.left_out) == (" (Left out of this site run: 1 the model trained or validated on, 1 of "
+                                              "the same cases as those and 1 unreadable slices.)")
     used = {s.path.name for samples in split.parts.values() for s in samples}
-    assert "broken.png" not in used and learnt_name not in used
+    assert not used & {"broken.png", learnt_name, sibling}
     again = saved_split(site, "clinic", {**split.to_dict(), "groups": split.groups})  # not "the folder changed"
     assert again.to_dict() == split.to_dict()
 

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
 from ..presentation.scope import group_interval
 from ..site.config import AdaptConfig
-from ..site.split import left_out_words
+from ..site.split import LEFT_OUT_REASONS, left_out_words
 from ..site.summary import promise
 from ..training.config import runs_dir
 from .common import CountBar, pct, say
@@ -35,7 +35,7 @@ def _open(args):
         f"{left_out_words(run.split.left_out)}", file=sys.stderr)
     for why, rels in run.split.left_out.items():  # by name: a clinic wants to know which of its files
         if rels:
-            say(f"  left out ({'unreadable' if why == 'unreadable' else 'the model learnt from it'}): "
+            say(f"  left out ({LEFT_OUT_REASONS.get(why, why)}): "
                 f"{', '.join(rels[:10])}{' …' if len(rels) > 10 else ''}", file=sys.stderr)
     for warning in run.split.warnings:
         say(f"warning: {warning}", file=sys.stderr)

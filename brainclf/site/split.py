@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
 from ..data.dedup import hash_files
@@ -47,7 +49,8 @@ class SiteSplit:
     parts: dict[str, list[Sample]]
     groups: int
     fingerprint: dict
-    # Slices not used (relative paths), by reason: "learnt" (the model's own training images), "unreadable".
+    # Slices not used (relative paths), by reason: "learnt" (the model's own training images), "same_case" (the rest
+    # of their case groups), "unreadable".
     left_out: dict[str, list[str]] = field(default_factory=dict)
     # What the case grouping could not use (a file-name scheme shared by too many slices), to say beside the split.
     warnings: list[str] = field(default_factory=list)
@@ -126,12 +129,18 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     hashed = hash_files([s.path for s in samples]) if samples else None
     readable = hashed.readable if hashed else []
     sha_of = dict(zip(map(str, hashed.paths), hashed.sha256)) if hashed else {}  # the fingerprint reuses them
-    kept = [s for s, own, ok in zip(samples, learnt, readable) if ok and not own]
+    # Grouped with the learnt slices, so the rest of a case the model learnt from is left out too: such a case's
+    # other slices are no new patient (neighbouring slices read as well as the one learnt, "Results" in README).
+    usable = [(s, bool(own)) for s, own, ok in zip(samples, learnt, readable) if ok]
+    grouping = file_case_grouping([s.path for s, _ in usable], progress)
+    seen_cases = {int(g) for (_, own), g in zip(usable, grouping.groups) if own}
+    same_case = np.array([not own and int(g) in seen_cases for (_, own), g in zip(usable, grouping.groups)], bool)
+    keep = np.array([not own for _, own in usable], bool) & ~same_case
+    kept, groups = [s for (s, _), k in zip(usable, keep) if k], grouping.groups[keep]
     left_out = {"learnt": [relative_path(s.path, root) for s, own in zip(samples, learnt) if own],
+                "same_case": [relative_path(s.path, root) for (s, _), sc in zip(usable, same_case) if sc],
                 "unreadable": [relative_path(s.path, root) for s, own, ok in zip(samples, learnt, readable)
                                if not ok and not own]}
-    grouping = file_case_grouping([s.path for s in kept], progress)
-    groups = grouping.groups
     try:
         check_enough(kept, groups)
         splits = split_extra_source(kept, CALIBRATION_FRACTION, HELDOUT_FRACTION, SEED)
@@ -177,12 +186,16 @@ def check_calibratable(split: SiteSplit) -> None:
                         "works with any classes; add tumour cases to calibrate.")
 
 
+LEFT_OUT_REASONS = {"learnt": "the model trained or validated on", "same_case": "of the same cases as those",
+                    "unreadable": "unreadable"}
+
+
 def left_out_words(left_out: dict[str, list[str]] | None) -> str:
     """' (Left out of this site run: …)' for a message, or '' when nothing was."""
-    said = [f"{len(rels)} the model trained or validated on" if why == "learnt" else f"{len(rels)} unreadable"
-            for why, rels in (left_out or {}).items() if rels]
+    said = [f"{len(rels)} {LEFT_OUT_REASONS.get(why, why)}" for why, rels in (left_out or {}).items() if rels]
     total = sum(len(rels) for rels in (left_out or {}).values())
-    return f" (Left out of this site run: {' and '.join(said)} {'slice' if total == 1 else 'slices'}.)" if said else ""
+    listed = ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else "".join(said)
+    return f" (Left out of this site run: {listed} {'slice' if total == 1 else 'slices'}.)" if said else ""
 
 
 def _fingerprint(root: Path, parts: dict[str, list[Sample]], sha_of: dict[str, str] | None = None) -> dict:
