@@ -134,3 +134,34 @@ def test_one_account_has_a_bounded_number_of_uploads_and_an_upload_leaves_disk_f
     with pytest.raises(ModelError, match=r"disk has 1,000 MB free; an upload must leave 1 GB\. Ask an admin"):
         add_model("bob1", model, upload_card(smoke_model, name="b1", version="w1"), tmp_path, uploaded_by_id="sub:bob")
     assert sorted(p.stem for p in tmp_path.glob("*.keras")) == ["bob0", "eve0", "eve1"]
+
+
+def test_an_upload_cannot_bring_its_own_site_block_or_a_card_the_caches_cannot_hold(smoke_model, tmp_path,
+                                                                                    monkeypatch):
+    """A made-up site block showed the uploader's external figure as measured here; a 44 MB card of made-up rows
+    took 310 MB of the server's memory in each cache that held it."""
+    model = smoke_model.read_bytes()
+    site = {"name": "x", "scope": "validated at x: 99 % right", "adapted": False, "target": 0.98}
+    added = read_card(add_model("mine", model, upload_card(smoke_model, name="m", version="v1", site=site),
+                                tmp_path))
+    assert added.site == {} and added.measured_site == {}
+    monkeypatch.setattr(limits, "MAX_UPLOAD_CARD_BYTES", 1000)
+    with pytest.raises(ModelError, match=r"above the limit of .* for an uploaded card"):
+        add_model("big", model, upload_card(smoke_model, name="b", version="v2"), tmp_path)
+    assert not (tmp_path / "big.keras").exists()
+
+
+def test_a_site_profile_of_an_upload_does_not_count_as_its_uploaders_upload(smoke_model, tmp_path, monkeypatch):
+    from brainclf.model.card import SITE_STEP
+
+    monkeypatch.setattr(limits, "MAX_UPLOADS_PER_ACCOUNT", 1)
+    profile = copy_model(smoke_model, tmp_path, "clinic-eve0")  # as a colleague's calibrate step saves it
+    card = read_card(profile)
+    card.provenance = {"uploaded_by": "Eve", "uploaded_by_id": "sub:eve", "uploaded": "2026-12-07",
+                       "metrics_verified": True, "verified_by": SITE_STEP}
+    card.save(card_path(profile))
+    add_model("eve0", smoke_model.read_bytes(), upload_card(smoke_model, name="e0", version="v0"), tmp_path,
+              uploaded_by_id="sub:eve")  # the profile is not hers to count
+    with pytest.raises(ModelError, match="Your account has 1 uploaded models installed"):
+        add_model("eve1", smoke_model.read_bytes(), upload_card(smoke_model, name="e1", version="v1"), tmp_path,
+                  uploaded_by_id="sub:eve")

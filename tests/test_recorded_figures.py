@@ -120,8 +120,8 @@ def test_home_caveats_come_from_the_card():
 
 
 def test_a_site_model_s_limitations_name_its_site_with_the_card_s_words_escaped():
-    site = SimpleNamespace(metrics={}, extra={}, provenance=None,
-                           site={"scope": "validated at St *Elsewhere*: 70 % right on 400 held-out slices"})
+    scope = {"scope": "validated at St *Elsewhere*: 70 % right on 400 held-out slices"}
+    site = SimpleNamespace(metrics={}, extra={}, provenance=None, site=scope, measured_site=scope)
     words = limitations_words(site)
     assert "Beyond its site (Validated at St \\*Elsewhere\\*" in words
     assert "It has not been validated" not in words

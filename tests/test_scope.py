@@ -121,9 +121,18 @@ def test_a_site_models_external_figures_are_measured_here_even_for_an_upload():
     """A profile of an upload shows its site's held-out figure, measured by the site steps: not "claimed"."""
     from types import SimpleNamespace
 
+    from brainclf.model.card import SITE_STEP, ModelCard
     from brainclf.presentation.scope import claim_words
 
+    def card(provenance, site):
+        made = SimpleNamespace(provenance=provenance, site=site)
+        made.measured_site = ModelCard.measured_site.fget(made)
+        return made
+
     upload = {"uploaded_by": "eve", "uploaded": "2026-12-07", "metrics_verified": False}
-    assert claim_words(SimpleNamespace(provenance=upload, site={}), external=True).startswith(", claimed")
-    assert claim_words(SimpleNamespace(provenance=upload, site={"name": "clinic"}), external=True) == ""
-    assert claim_words(SimpleNamespace(provenance={}, site={}), external=True) == ""
+    profile = {**upload, "metrics_verified": True, "verified_by": SITE_STEP}
+    assert claim_words(card(upload, {}), external=True).startswith(", claimed")
+    assert claim_words(card(profile, {"name": "clinic"}), external=True) == ""
+    assert claim_words(card({}, {}), external=True) == ""
+    # A site block an uploader wrote into the card (installed before add_model dropped it) stays a claim.
+    assert claim_words(card(upload, {"name": "clinic"}), external=True).startswith(", claimed")

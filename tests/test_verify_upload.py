@@ -91,3 +91,21 @@ def test_the_app_re_measures_an_upload_in_the_model_process_only(smoke_model, sy
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [12, False, False]
     assert card_is_verified(read_card(added))
+
+
+def test_an_uploads_own_file_list_does_not_pick_which_images_its_verified_figure_leaves_out(
+        smoke_model, synthetic_dataset, tmp_path):
+    """The attack: list the Testing images the model gets wrong as 'trained on' under the server's folder name, and
+    the re-measure left them out and stored the higher figure as verified."""
+    from brainclf.data import discover, relative_path
+    from brainclf.evaluation import learnt_mask, verify_uploaded_model
+
+    testing = [relative_path(s.path, synthetic_dataset) for s in discover(synthetic_dataset).splits["Testing"]]
+    claim = invented_claim(smoke_model)
+    claim["training"] = {**claim["training"], "files": {"train": testing[:6], "val": []},
+                         "fingerprint": {**claim["training"].get("fingerprint", {}),
+                                         "root_name": synthetic_dataset.resolve().name}}
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(claim).encode(), tmp_path, uploaded_by="eve")
+    samples = discover(synthetic_dataset).splits["Testing"]
+    assert not learnt_mask(read_card(added), samples, synthetic_dataset, None).any()
+    assert verify_uploaded_model(added, synthetic_dataset).metrics["test"]["n"] == len(testing) == 12

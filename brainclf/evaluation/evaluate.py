@@ -73,8 +73,9 @@ def training_paths_for(card, data: Path, training_root: str | Path | None = None
     """The model's primary-source training and validation images (from its card), looked up under
     `training_root`, then in or beside the evaluated folder `data` where it is named like the model's training
     folder, then (only without a `training_root`: a folder given by name that lacks them is not silently
-    replaced) under $BRAINCLF_DATA; None when they cannot be found."""
-    rel = primary_files(card)
+    replaced) under $BRAINCLF_DATA; None when they cannot be found, and for an upload: its card's file list is its
+    uploader's say, which must not pick the server's images to leave out of a verified figure."""
+    rel = [] if card.provenance else primary_files(card)
     # Beside the evaluated folder only when it is the training folder by name: another hospital's folder laid out
     # the same way holds files of the same names that the model never saw.
     named = (card.training.get("fingerprint") or {}).get("root_name")
@@ -101,13 +102,14 @@ def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] 
     `folder` is named like one of its sources (an extra source, the primary source's own folder, or the site a
     site model was calibrated or adapted on: its adaptation part), and by path
     (`training`, from training_paths_for) wherever the primary source's images were found. Copies under other
-    names are not caught here (brainclf.data.dedup.clean_mask does)."""
+    names are not caught here (brainclf.data.dedup.clean_mask does). An upload's card lists files as its uploader
+    says: they are not left out (a made-up list would take the model's errors out of its verified figures)."""
     folder = Path(folder)
     name, primary = folder.resolve().name, (card.training.get("fingerprint") or {}).get("root_name")
-    files = card.training.get("files") or {}
+    files = {} if card.provenance else card.training.get("files") or {}
     keys = [split_key(str(k)) for part in ("train", "val") for k in files.get(part, [])]
     seen = {rel for source, rel in keys if source == name or (not source and name == primary)}
-    site = card.site or {}
+    site = card.measured_site
     if name == (site.get("fingerprint") or {}).get("root_name"):  # a site model's own site folder
         seen |= set(site.get("used") or [])
     own = {p.resolve() for p in training or []}

@@ -144,6 +144,10 @@ MODELS_KEPT = 12
 # leave free: without them one researcher's uploads of 50 MB each could fill the server's disk, and every listed
 # model costs each page run its line in the picker.
 MAX_UPLOADS_PER_ACCOUNT = 20
+# An uploaded model's card: a card trained here is ~3 MB (its per-image rows for ~4,000 images and its file lists).
+# A card is held parsed (about 7 times its bytes) in the app's caches, so a 44 MB card made up of 500,000 rows kept
+# 310 MB per model a user picked: uploads are held to this, cards written here to card.MAX_CARD_BYTES.
+MAX_UPLOAD_CARD_BYTES = 8 * MiB
 MIN_FREE_DISK_BYTES = 1024 * MiB
 
 # ---- app uploads --------------------------------------------------------------------------------------------

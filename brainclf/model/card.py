@@ -46,6 +46,7 @@ def short_hash(sha256: str) -> str:
 
 # A card holds every test prediction (the bundled ones are 1-3 MB); far larger is not a card of this project.
 MAX_CARD_BYTES = 64 * 1024 * 1024
+SITE_STEP = "site calibrate"  # a profile of an upload: provenance.verified_by, its figures measured here
 
 
 @dataclass
@@ -83,6 +84,13 @@ class ModelCard:
     @property
     def contract(self) -> InputContract:
         return InputContract.from_dict(self.input_contract)
+
+    @property
+    def measured_site(self) -> dict:
+        """The site block where this server wrote it (a site step's card, an upload's profile included); {} for an
+        upload's own, which add_model drops, but uploads installed before it did may keep: its uploader's words."""
+        made_here = not self.provenance or self.provenance.get("verified_by") == SITE_STEP
+        return self.site if self.site and made_here else {}
 
     @property
     def tta_default(self) -> bool:

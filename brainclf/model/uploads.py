@@ -12,14 +12,26 @@ results name a model by name, version and that hash (ModelCard.label).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
 from ..input import limits
-from .card import MAX_CARD_BYTES, ModelCard, card_path, file_sha256, iso_now, list_models, load_model, read_card
+from .card import (
+    MAX_CARD_BYTES,
+    SITE_STEP,
+    ModelCard,
+    card_path,
+    file_sha256,
+    iso_now,
+    list_models,
+    load_model,
+    read_card,
+)
 from .card_schema import plain_label
 from .model_archive import check_model_archive
 from .model_files import publish_model, staged_model
@@ -42,9 +54,10 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         ModelError: saying why the upload is refused.
     """
     limits.validate_model_name(name, ModelError)
-    if len(card_bytes) > MAX_CARD_BYTES:
+    if len(card_bytes) > limits.MAX_UPLOAD_CARD_BYTES:
         raise ModelError(f"The model card is {limits.size_text(len(card_bytes))}, above the limit of "
-                         f"{limits.size_text(MAX_CARD_BYTES)} for a card.")
+                         f"{limits.size_text(limits.MAX_UPLOAD_CARD_BYTES)} for an uploaded card (a card trained "
+                         "here is about 3 MB): keep fewer per-image rows in it.")
     models_dir = Path(models_dir)
     target = models_dir / f"{name}.keras"
     if target.exists():
@@ -59,12 +72,13 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         if card.file_sha256 and card.file_sha256 != digest:
             raise ModelError(f"{mp.name} does not match its card (file hash differs): the card belongs to another "
                              "model file.")
-        installed = installed_cards(models_dir)  # read once for both checks: cards are megabytes each
+        installed = installed_cards(models_dir)  # read once for both checks
         check_not_installed(card, name, installed)
         check_room(models_dir, installed, uploaded_by_id, len(model_bytes) + len(card_bytes))
         (check or load_model)(mp)
         card.name, card.file_sha256 = name, digest
         card.provenance = upload_provenance(uploaded_by, uploaded_by_id)
+        card.site = {}  # a site block is written by this server's site steps, never taken from an upload
         card.save(card_path(mp))
         with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
             shutil.copyfile(mp, staged)
@@ -73,18 +87,34 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
     return target
 
 
-def installed_cards(models_dir: Path) -> list[tuple[Path, ModelCard]]:
-    """The models in the folder with a readable card, and those cards."""
+@dataclass(frozen=True)
+class InstalledCard:
+    """What the upload checks need of an installed model's card: not its rows (a full read of 20 uploads' cards
+    held them all at once, on every upload click)."""
+
+    name: str
+    version: str
+    provenance: dict
+
+
+def installed_cards(models_dir: Path) -> list[tuple[Path, InstalledCard]]:
+    """The models in the folder with a card that reads as JSON, and their names, versions and provenance."""
     out = []
     for path in list_models(models_dir):
         try:
-            out.append((path, read_card(path)))
-        except ModelError:
+            if card_path(path).stat().st_size > MAX_CARD_BYTES:
+                continue
+            data = json.loads(card_path(path).read_bytes())
+        except (OSError, ValueError, RecursionError):
             continue
+        if isinstance(data, dict):
+            prov = data.get("provenance")
+            out.append((path, InstalledCard(str(data.get("name") or ""), str(data.get("version") or ""),
+                                            prov if isinstance(prov, dict) else {})))
     return out
 
 
-def check_not_installed(card: ModelCard, name: str, installed: list[tuple[Path, ModelCard]]) -> None:
+def check_not_installed(card: ModelCard, name: str, installed: list[tuple[Path, InstalledCard]]) -> None:
     """ModelError when an upload's card claims the name or version of a model trained or installed on this
     server (one whose card has no provenance), or is added under such a model's name: its results would be
     stamped as that model's."""
@@ -100,11 +130,14 @@ def check_not_installed(card: ModelCard, name: str, installed: list[tuple[Path, 
                              "version. Give the card a name and version of its own.")
 
 
-def check_room(models_dir: Path, installed: list[tuple[Path, ModelCard]], account: str | None, incoming: int) -> None:
-    """ModelError when the account already has limits.MAX_UPLOADS_PER_ACCOUNT uploads installed, or when the upload
+def check_room(models_dir: Path, installed: list[tuple[Path, InstalledCard]], account: str | None,
+               incoming: int) -> None:
+    """ModelError when the account already has limits.MAX_UPLOADS_PER_ACCOUNT uploads installed (a site profile of
+    one, which anyone with the right may make, keeps its uploader but is not theirs to count), or when the upload
     would leave less than limits.MIN_FREE_DISK_BYTES free on the models folder's disk."""
     if account:
-        mine = sum((card.provenance or {}).get("uploaded_by_id") == plain_label(account, 128) for _, card in installed)
+        mine = sum(card.provenance.get("uploaded_by_id") == plain_label(account, 128)
+                   and card.provenance.get("verified_by") != SITE_STEP for _, card in installed)
         if mine >= limits.MAX_UPLOADS_PER_ACCOUNT:
             raise ModelError(f"Your account has {mine} uploaded models installed, the most one account may have "
                              f"({limits.MAX_UPLOADS_PER_ACCOUNT}); ask an admin to remove those no longer needed.")

@@ -38,7 +38,7 @@ def claim_words(card, external: bool = False) -> str:
     """'' for figures measured on this server; ', claimed by the uploader, not verified' for an upload's test
     figures until re-measured, and for its external ones always (verifying re-measures the test split only), but
     for a site model's (its site's held-out figures are measured by the site steps)."""
-    measured = (not card.provenance or bool(card.site)) if external else card_is_verified(card)
+    measured = (not card.provenance or bool(card.measured_site)) if external else card_is_verified(card)
     return "" if measured else ", claimed by the uploader, not verified"
 
 
@@ -77,10 +77,10 @@ def validated_scope(card) -> dict:
 
 
 def site_scope(card) -> str:
-    """The card's "validated at SITE: …" words, capitalised; an upload's marked as its uploader's claim (uploads
-    re-measure the test split only)."""
+    """The card's "validated at SITE: …" words, capitalised; an upload's own marked as its uploader's claim
+    (uploads re-measure the test split only), a profile of an upload (ModelCard.measured_site) not."""
     scope = card.site["scope"]
-    if card.provenance:
+    if not card.measured_site:
         return f"Claimed by its uploader (not measured here): {scope}"
     return f"{scope[0].upper()}{scope[1:]}"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data.datasets import relative_path
 from ..data.sources import licence_of
-from ..model.card import file_sha256, iso_now
+from ..model.card import SITE_STEP, file_sha256, iso_now
 from ..presentation.wording import pct, plural
 
 SUMMARY_KEYS = ("n", "accuracy", "recall", "coverage", "accepted_accuracy", "referred", "ood_flagged",
@@ -86,5 +86,5 @@ def _measured_here(provenance: dict | None, report: dict) -> dict:
     on its card is measured here, so they are no longer the uploader's claim."""
     if not provenance:
         return {}
-    return {**provenance, "metrics_verified": True, "verified": iso_now(), "verified_by": "site calibrate",
+    return {**provenance, "metrics_verified": True, "verified": iso_now(), "verified_by": SITE_STEP,
             "verified_on": {"root_name": str(report.get("dataset", ""))[:128], "n": report.get("n", 0)}}
