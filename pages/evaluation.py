@@ -27,12 +27,14 @@ from brainclf.presentation import (
     feature_map_figure,
     gallery,
     history_figure,
+    history_title,
     pr_figure,
     predictor_rule,
     reliability_figure,
     risk_coverage_figure,
     roc_figure,
     shortcut_figure,
+    site_training_words,
 )
 from brainclf.presentation.scope import missing_test_rows_words
 from brainclf.presentation.views import (
@@ -191,9 +193,10 @@ left, right = st.columns(2)
 left.plotly_chart(reliability_figure(report["reliability"], chart_title("Calibration", on_data)), key="rel")
 histories = [m["history"] for m in card.training.get("members", [])] or card.training.get("history")
 if histories:
-    right.plotly_chart(history_figure(histories, chart_title(f"Training history of {card.name}",
-                                                               "training and validation splits")),
+    right.plotly_chart(history_figure(histories, chart_title(history_title(card), "training and validation splits")),
                        key="hist")
+    if site_words := site_training_words(card):  # a site model's training block is its starting model's
+        right.caption(site_words)
 
 # ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
 st.subheader("When to trust a prediction")

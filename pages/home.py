@@ -21,6 +21,7 @@ from brainclf.presentation import (
     pct,
     plural,
     sensitivity_rows,
+    site_training_words,
     validated_scope,
 )
 from pages.common import active_model_path, card_of, require, route_through_app, tta_setting
@@ -113,4 +114,6 @@ with st.expander("Model details (for researchers)"):
         f"(chosen: {count(t.get('best_epoch'))}), "
         f"{t.get('train_seconds', 0) / 60:.0f} min of training recorded.")
     st.text("Machine: " + display_text(card.machine or "not recorded", 120))
+    if site_words := site_training_words(card):  # the lines above are its starting model's
+        st.caption(site_words)
 st.info(limitations_words(card), icon=":material/info:")  # Markdown, the card's words escaped

@@ -138,3 +138,21 @@ def test_a_study_uploaded_again_is_the_newest_again():
     assert book.add("a.png", b"a" * 100) is a  # A in the box again
     book.add("b.png", b"b" * 100)  # 300 > 250: C, now the oldest, goes
     assert a.digest in book and [c.name for c in book.cases()] == ["a.png", "b.png"]
+
+
+def test_the_history_reads_this_models_results_with_the_refer_rule_in_force():
+    """A case not shown since an admin raised the refer target read 'Not referred' in the history and 'Refer' when
+    opened; another model's answer keeps its own status (the rule in force is not its)."""
+    from brainclf import CLASS_NAMES
+    from brainclf.presentation import refer_rule
+    from brainclf.presentation.wording import HEADLINES
+
+    book = CaseBook()
+    d = book.add("a.png", b"a").digest
+    answered = prediction("glioma")
+    answered.probabilities = {c: 0.9 if c == "glioma" else 0.1 / 3 for c in CLASS_NAMES}
+    book.store(d, "m", answered)
+    strict = refer_rule({c: 0.95 for c in CLASS_NAMES}, None)
+    assert book.history_rows("m")[0]["status"] == HEADLINES["accept"]  # as stored
+    assert book.history_rows("m", rule=strict)[0]["status"] == HEADLINES["refer"]
+    assert book.history_rows("other", rule=strict)[0]["status"] == HEADLINES["accept"]  # m's answer, m's rule

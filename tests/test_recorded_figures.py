@@ -125,3 +125,21 @@ def test_a_site_model_s_limitations_name_its_site_with_the_card_s_words_escaped(
     words = limitations_words(site)
     assert "Beyond its site (Validated at St \\*Elsewhere\\*" in words
     assert "It has not been validated" not in words
+
+
+def test_a_site_models_training_figures_are_named_as_its_starting_models():
+    from brainclf.presentation import history_title, site_training_words
+
+    plain = SimpleNamespace(name="default", site={})
+    assert history_title(plain) == "Training history of default" and site_training_words(plain) is None
+    adapt = {"tune_slices": 600, "replay_images": 1800, "epochs_run": 14, "best_epoch": 10}
+    adapted = SimpleNamespace(name="clinic-kaggle_only-adapted", site={
+        "name": "clinic_1", "adapted": True, "base_model": {"name": "kaggle_only"}, "adapt": adapt})
+    assert history_title(adapted) == "Training history of its starting model kaggle_only"
+    assert site_training_words(adapted) == (
+        "The training figures are its starting model kaggle\\_only's. It was then fine-tuned at clinic\\_1 on 600 "
+        "site slices, with 1800 of its own training images replayed, for 14 epochs (epoch 10 kept).")
+    profile = SimpleNamespace(name="clinic-default", site={"name": "clinic", "adapted": False,
+                                                           "base_model": {"name": "default"}})
+    assert site_training_words(profile) == "The same weights as default, calibrated at clinic: the training " \
+                                           "figures are default's."

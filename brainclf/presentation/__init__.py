@@ -6,7 +6,14 @@ Modules not listed keep their own names for their tests."""
 
 from .batch_table import batch_row
 from .cases import CaseBook, case_ref, content_hash, model_label, widget_key
-from .caveats import absent_classes_words, limitations_words, missed_tumours_unflagged, recorded_rule_note
+from .caveats import (
+    absent_classes_words,
+    history_title,
+    limitations_words,
+    missed_tumours_unflagged,
+    recorded_rule_note,
+    site_training_words,
+)
 from .figures import (
     CLASS_COLOURS,
     chart_title,
@@ -87,7 +94,7 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",
            "external_sequence_figure", "external_summary", "external_view", "external_words", "faithfulness_caption",
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "gradcam_caveat",
-           "headline_rows", "heatmap_on_original", "history_figure", "is_study_card", "is_study_model",
+           "headline_rows", "heatmap_on_original", "history_figure", "history_title", "is_study_card", "is_study_model",
            "leaning", "limitations_words", "missed_tumours_unflagged",
            "model_choice_label", "model_label", "model_listing", "model_row", "no_external_note",
            "non_commercial",
@@ -95,6 +102,6 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "predictor_rule", "probability_lines", "probability_text", "progress", "recorded_rule_note", "refer_rule",
            "reliability_figure",
            "report_case", "result_status", "sensitivity_rows", "risk_coverage_figure", "roc_figure", "shortcut_figure",
-           "slice_result", "source_caption", "source_tag", "study_note", "study_summary",
+           "site_training_words", "slice_result", "source_caption", "source_tag", "study_note", "study_summary",
            "study_summary_text", "summary_row", "trust_view", "unreadable_message", "validated_scope",
            "viewer_picture", "widget_key"]

@@ -18,7 +18,7 @@ from .. import DISPLAY_NAMES
 from ..errors import BrainclfError
 from ..escaping import visible_text
 from ..input import decode_upload, limits, upload_alias, without_alias
-from .wording import HEADLINES, pct, plural
+from .wording import HEADLINES, pct, plural, result_status
 
 
 def content_hash(data: bytes) -> str:
@@ -279,9 +279,9 @@ class CaseBook:
                 f"({limits.size_text(self.max_result_bytes)}), and the cases on this page have "
                 f"{plural(on_page, 'slice')}. Remove a study from the upload box to analyse the others.")
 
-    def history_rows(self, model: str, show_names: bool = True) -> list[dict]:
-        """One row per case, newest first: its result under `model` if there is one, else its latest; the file
-        column blank when names are hidden."""
+    def history_rows(self, model: str, show_names: bool = True, rule=None) -> list[dict]:
+        """One row per case, newest first: its result under `model` if any (its status by `rule`, the rule in force,
+        as the case view reads it), else its latest; the file column blank when names are hidden."""
         rows = []
         for case in reversed(self._cases.values()):
             label = model if model in case.results else next(reversed(case.results), None)
@@ -292,9 +292,9 @@ class CaseBook:
             if isinstance(res, str):
                 row["status"] = "not processed"
             elif res is not None:
+                kind = (result_status(rule, res.probabilities, res.out_of_distribution).kind if rule and label == model
+                        else "ood" if res.out_of_distribution else "refer" if res.referred else "accept")
                 row.update(prediction=DISPLAY_NAMES.get(res.predicted, res.predicted),
-                           confidence="—" if res.out_of_distribution else pct(res.confidence),
-                           status=HEADLINES["ood" if res.out_of_distribution else
-                                            "refer" if res.referred else "accept"])
+                           confidence="—" if res.out_of_distribution else pct(res.confidence), status=HEADLINES[kind])
             rows.append(row)
         return rows

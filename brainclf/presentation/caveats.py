@@ -56,3 +56,25 @@ def recorded_rule_note(ext_tta: bool, tta: bool) -> str | None:
     return (f"Its answered, referred and missed-tumour figures are as recorded ({mode}, with the card's own refer "
             f"rule then), not with the rule in force here: switch flip TTA {switch} in the sidebar to read them "
             "with it.")
+
+
+def history_title(card) -> str:
+    """The training-history chart's title: a site model's training block is its starting model's."""
+    base = ((card.site or {}).get("base_model") or {}).get("name")
+    return f"Training history of its starting model {base}" if base else f"Training history of {card.name}"
+
+
+def site_training_words(card) -> str | None:
+    """For a site model, whose training figures (history, epochs, image counts) are its starting model's: what was
+    done at the site on top (Markdown, names escaped); None for any other model."""
+    site = card.site or {}
+    base = (site.get("base_model") or {}).get("name")
+    if not base:
+        return None
+    where, base = md_literal(str(site.get("name", ""))), md_literal(str(base))
+    adapt = site.get("adapt") or {}
+    if not site.get("adapted"):
+        return f"The same weights as {base}, calibrated at {where}: the training figures are {base}'s."
+    return (f"The training figures are its starting model {base}'s. It was then fine-tuned at {where} on "
+            f"{adapt.get('tune_slices', '?')} site slices, with {adapt.get('replay_images', '?')} of its own training "
+            f"images replayed, for {adapt.get('epochs_run', '?')} epochs (epoch {adapt.get('best_epoch', '?')} kept).")
