@@ -31,6 +31,7 @@ from .figures import (
     shortcut_figure,
 )
 from .gallery import OVERLAYS, gallery, probability_text
+from .model_table import model_listing, model_row
 from .report import case_report_pdf, report_case
 from .scope import (
     case_scope_line,
@@ -59,8 +60,6 @@ from .views import (
     faithfulness_caption,
     glioma_meningioma,
     headline_rows,
-    model_listing,
-    model_row,
     per_class_rows,
     progress,
     source_caption,

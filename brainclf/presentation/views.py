@@ -10,8 +10,6 @@ import numpy as np
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
-from ..evaluation.provenance import card_is_verified
-from ..model.card import short_hash as card_hash
 from . import scope, wording
 from .wording import class_label as label
 from .wording import count as number
@@ -58,16 +56,20 @@ def source_caption(report: dict, where: str, model_label: str, tta: bool) -> str
     return f"{count(report['n'])} from {where}; model {model_label}" + (" (flip TTA on)." if tta else ".")
 
 
+# Its unit said: slices of one case are not independent, so where cases are known (an external folder) the
+# case-group interval beside it is the one to read.
+HEADLINE_INTERVAL = "95 % interval (images resampled)"
+
+
 def headline_rows(report: dict) -> list[dict]:
     """Accuracy, loss, macro AUC, calibration error and the error count: short values for any width."""
-    errors = int(report["n"] - np.trace(np.asarray(report["confusion_matrix"])))
+    errors, iv = int(report["n"] - np.trace(np.asarray(report["confusion_matrix"]))), HEADLINE_INTERVAL
     return [
-        {"measure": "Accuracy", "value": pct(report["accuracy"]),
-         "95 % interval": interval(report["bootstrap"]["accuracy"])},
-        {"measure": "Loss (cross-entropy)", "value": _three(report["loss"]), "95 % interval": ""},
-        {"measure": auc_name(report), "value": _three(report["macro_auc"]), "95 % interval": ""},
-        {"measure": "Calibration error (ECE, 15 bins)", "value": pct(report["ece"]), "95 % interval": ""},
-        {"measure": "Errors", "value": f"{number(errors)} of {number(report['n'])}", "95 % interval": ""},
+        {"measure": "Accuracy", "value": pct(report["accuracy"]), iv: interval(report["bootstrap"]["accuracy"])},
+        {"measure": "Loss (cross-entropy)", "value": _three(report["loss"]), iv: ""},
+        {"measure": auc_name(report), "value": _three(report["macro_auc"]), iv: ""},
+        {"measure": "Calibration error (ECE, 15 bins)", "value": pct(report["ece"]), iv: ""},
+        {"measure": "Errors", "value": f"{number(errors)} of {number(report['n'])}", iv: ""},
     ]
 
 
@@ -256,40 +258,6 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
                 f"{p_text(paired['p_value'])} "
                 f"({count(paired['a_only'])} only {name_a} got right, {count(paired['b_only'])} only {name_b}).")
     return {"table": table, "paired": paired, "sentence": sentence}
-
-
-# ---- the Model page's table ---------------------------------------------------------------------------------------
-def model_row(stem: str, card, verified: bool, study: bool) -> dict:
-    """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
-    sight), its accuracy on another source's slices before its in-distribution test figure (the first is the one a
-    clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
-    test = card.test_metrics()
-    return {"model": stem, "version": card.version,
-            "use": "study/baseline: not for reading scans" if study else "research",
-            "other-source accuracy": other_source_accuracy(card),
-            "test split accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
-            "test figures": "measured here" if verified else "claimed by the uploader, not verified",
-            "architecture": card.architecture, "parameters": number(card.params or None),
-            "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
-            "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}
-
-
-def model_listing(stem: str, card) -> dict:
-    """What lists of models show of one (the picker's label, the Model page's row, whether its figures were
-    measured here), from its card or None for an unreadable one: a few hundred bytes an app can keep for every
-    installed model."""
-    verified = card is not None and card_is_verified(card)
-    return {"label": scope.model_choice_label(stem, card, verified=verified), "verified": verified,
-            "card": card is not None,
-            "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
-
-
-def other_source_accuracy(card) -> str:
-    """The card's external validation in a few words, e.g. "74.9 % of 427 external-radiopaedia (split run)"
-    ("split run": measured by the recipe's split run, this model refit on those cases too); "never checked"."""
-    externals, recipe = scope.external_reports(card)
-    words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
-    return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
 
 
 def manifest_notes(ext: dict) -> list[str]:

@@ -1,0 +1,42 @@
+"""The Model page's table of installed models and the lists that pick one: each model in words, from its card."""
+
+from __future__ import annotations
+
+from ..evaluation.provenance import card_is_verified
+from ..model.card import short_hash as card_hash
+from . import scope
+from .views import _three, pct  # the Evaluation page's table formatters: one look for every table
+from .wording import count as number
+
+
+def model_row(stem: str, card, verified: bool, study: bool) -> dict:
+    """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
+    sight), its accuracy on another source's slices before its in-distribution test figure (the first is the one a
+    clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
+    test = card.test_metrics()
+    return {"model": stem, "version": card.version,
+            "use": "study/baseline: not for reading scans" if study else "research",
+            "other-source accuracy": other_source_accuracy(card),
+            "test split accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
+            "test figures": "measured here" if verified else "claimed by the uploader, not verified",
+            "architecture": card.architecture, "parameters": number(card.params or None),
+            "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
+            "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}
+
+
+def model_listing(stem: str, card) -> dict:
+    """What lists of models show of one (the picker's label, the Model page's row, whether its figures were
+    measured here), from its card or None for an unreadable one: a few hundred bytes an app can keep for every
+    installed model."""
+    verified = card is not None and card_is_verified(card)
+    return {"label": scope.model_choice_label(stem, card, verified=verified), "verified": verified,
+            "card": card is not None,
+            "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
+
+
+def other_source_accuracy(card) -> str:
+    """The card's external validation in a few words, e.g. "74.9 % of 427 external-radiopaedia (split run)"
+    ("split run": measured by the recipe's split run, this model refit on those cases too); "never checked"."""
+    externals, recipe = scope.external_reports(card)
+    words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
+    return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
