@@ -128,7 +128,7 @@ if re_evaluated:
         st.stop()
 
 if not rows:
-    st.warning(f"This model's card {missing_test_rows_words(card, predictor.tta)} Re-evaluate it on a folder.")
+    st.warning(f"This model {missing_test_rows_words(card, predictor.tta)} Or re-evaluate it on a folder.")
     st.stop()
 
 if predictor.tta and not card_tta and not re_evaluated:

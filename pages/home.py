@@ -77,11 +77,7 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"{count(clean.get('n'))} test images with no near-duplicate among the training images")
 if missed := missed_tumours_unflagged(card):
     by = f" Measured by the split run {recipe.get('model')}." if recipe else ""  # a refit
-    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]),
-                   help=md_literal(f"{missed['missed']} of {plural(missed['tumours'], 'tumour slice')} from other "
-                                   f"sources ({', '.join(missed['sources'])}) answered 'no tumour' without a "
-                                   "referral or an out-of-distribution flag, as recorded: single pass, with the "
-                                   f"card's own refer rule.{by}"))
+    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]), help=md_literal(missed["words"] + by))
 else:
     cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))

@@ -40,16 +40,21 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
     recorded = {**summarise_rows(rows), "by_sequence": {"T1": summarise_rows(rows[:20]),
                                                          "T2": summarise_rows(rows[20:])}, "tta": False}
     assert recorded["coverage"] == 1.0  # recorded with no bar: everything answered
+    rows[3]["ood"] = True  # flagged: caught whatever the bar
+    for row in rows[4:6]:  # the card schema lets rows leave both flags out (False)
+        del row["referred"], row["ood"]
+    recorded = {**summarise_rows(rows), "by_sequence": {"T1": summarise_rows(rows[:20]),
+                                                         "T2": summarise_rows(rows[20:])}, "tta": False}
     strict = with_refer_rule(recorded, rows, {c: 0.8 for c in CLASS_NAMES})
     confident = [max(r["probs"]) >= 0.8 for r in rows]
-    assert strict["coverage"] == np.mean(confident) < 1
+    answered = [c and not r.get("ood") for r, c in zip(rows, confident)]
+    assert strict["coverage"] == np.mean(answered) < 1 and strict["ood_flagged"] == 1
     assert strict["referred"] == len(rows) - sum(confident)
     assert strict["accuracy"] == recorded["accuracy"]  # what the model said is unchanged
-    missed = [r["true"] != "notumor" and r["pred"] == "notumor" and c for r, c in zip(rows, confident)]
+    missed = [r["true"] != "notumor" and r["pred"] == "notumor" and a for r, a in zip(rows, answered)]
     assert strict["called_notumor_unflagged"] == sum(missed) < recorded["called_notumor_unflagged"]
-    t1 = [max(r["probs"]) >= 0.8 for r in rows[:20]]
-    assert strict["by_sequence"]["T1"]["coverage"] == np.mean(t1)
-    assert strict["by_sequence"]["T1"]["n"] == 20 and recorded["by_sequence"]["T1"]["coverage"] == 1.0
+    assert strict["by_sequence"]["T1"]["coverage"] == np.mean(answered[:20])
+    assert strict["by_sequence"]["T1"]["n"] == 20 and recorded["by_sequence"]["T1"]["coverage"] == 0.95  # the flag
 
 
 def test_a_report_recorded_in_the_other_mode_says_so_instead():
@@ -61,9 +66,9 @@ def test_a_report_recorded_in_the_other_mode_says_so_instead():
 
 def _card(rows: list[dict], ext_tta: bool) -> SimpleNamespace:
     curve = {"n": 10, "answered": [10, 5], "correct": [9, 5], "threshold": [0.0, 0.9]}
-    block = {"curves": {"brain-tumor-mri": curve}, "worst_notumor_miss": 0.7}
+    single, tta = ({"curves": {"brain-tumor-mri": curve}, "worst_notumor_miss": w} for w in (0.7, 0.55))
     return SimpleNamespace(
-        calibration={"operating": block, "operating_tta": block},
+        calibration={"operating": single, "operating_tta": tta},  # each mode its own worst missed tumour
         metrics={"external": {"ext": {"tta": ext_tta}}}, external_predictions={"ext": rows},
         stored_test_predictions=lambda tta: ([], tta))
 
@@ -71,12 +76,15 @@ def _card(rows: list[dict], ext_tta: bool) -> SimpleNamespace:
 def test_per_source_curves_star_only_rows_of_the_rule_s_own_mode():
     rows, bars = _rows(), {c: 0.6 for c in CLASS_NAMES}
     (held,) = [v for v in risk_coverage_by_source(_card(rows, ext_tta=False), False, bars) if v["held_out"]]
-    assert held["label"] == "ext, held-out cases" and held["point"]["coverage"] <= 1
+    confident = np.mean([max(r["probs"]) >= 0.6 for r in rows])
+    assert held["label"] == "ext, held-out cases" and held["point"]["coverage"] == confident < 1
     (other,) = [v for v in risk_coverage_by_source(_card(rows, ext_tta=False), True, bars) if v["held_out"]]
     assert other["label"] == "ext, held-out cases (single pass)" and other["point"] is None
-    # A "no tumour" answer at or below the worst validation miss (0.7) is referred at every cut, as on validation.
+    # A "no tumour" answer at or below the worst validation miss of the rows' own mode (single pass: 0.7, not flip
+    # TTA's 0.55) is referred at every cut, as on validation.
     low_notumor = sum(r["pred"] == "notumor" and max(r["probs"]) <= 0.7 for r in rows)
-    assert low_notumor and max(held["coverage"]) == (len(rows) - low_notumor) / len(rows)
+    assert low_notumor > sum(r["pred"] == "notumor" and max(r["probs"]) <= 0.55 for r in rows)
+    assert max(held["coverage"]) == max(other["coverage"]) == (len(rows) - low_notumor) / len(rows)
 
 
 def test_the_temperature_caption_reads_the_ece_of_the_temperature_shown():
@@ -130,16 +138,61 @@ def test_a_site_model_s_limitations_name_its_site_with_the_card_s_words_escaped(
 def test_a_site_models_training_figures_are_named_as_its_starting_models():
     from brainclf.presentation import history_title, site_training_words
 
-    plain = SimpleNamespace(name="default", site={})
+    def card(name, site, provenance=None):
+        return SimpleNamespace(name=name, site=site, measured_site=site if not provenance else {})
+
+    plain = card("default", {})
     assert history_title(plain) == "Training history of default" and site_training_words(plain) is None
     adapt = {"tune_slices": 600, "replay_images": 1800, "epochs_run": 14, "best_epoch": 10}
-    adapted = SimpleNamespace(name="clinic-kaggle_only-adapted", site={
-        "name": "clinic_1", "adapted": True, "base_model": {"name": "kaggle_only"}, "adapt": adapt})
+    site = {"name": "clinic_1", "adapted": True, "base_model": {"name": "kaggle_only"}, "adapt": adapt}
+    adapted = card("clinic-kaggle_only-adapted", site)
     assert history_title(adapted) == "Training history of its starting model kaggle_only"
     assert site_training_words(adapted) == (
         "The training figures are its starting model kaggle\\_only's. It was then fine-tuned at clinic\\_1 on 600 "
-        "site slices, with 1800 of its own training images replayed, for 14 epochs (epoch 10 kept).")
-    profile = SimpleNamespace(name="clinic-default", site={"name": "clinic", "adapted": False,
-                                                           "base_model": {"name": "default"}})
+        "site slices, with 1,800 of its own training images replayed, for 14 epochs (epoch 10 kept).")
+    profile = card("clinic-default", {"name": "clinic", "adapted": False, "base_model": {"name": "default"}})
     assert site_training_words(profile) == "The same weights as default, calibrated at clinic: the training " \
                                            "figures are default's."
+    # An upload's own site block (installed before add_model dropped it) is its uploader's words: not shown.
+    forged = card("up", {**site, "adapt": {"tune_slices": "[x](http://evil)"}}, provenance={"uploaded": "x"})
+    assert site_training_words(forged) is None and history_title(forged) == "Training history of up"
+    odd = card("odd", {**site, "adapt": {"tune_slices": "[x](http://evil)", "epochs_run": True}})
+    assert "[x]" not in site_training_words(odd) and "on ? site slices" in site_training_words(odd)
+
+
+def test_the_bundled_refit_default_keeps_its_recipe_runs_missed_tumours_and_absent_class():
+    """Its figures are its split run's (a refit): the Home page lost both when they were read from counts that the
+    linked block did not keep."""
+    from brainclf.model import read_card
+
+    card = read_card("models/default.keras")
+    split = read_card("models/default_split.keras").metrics["external"]["external-radiopaedia"]
+    missed = missed_tumours_unflagged(card)
+    assert (missed["missed"], missed["tumours"]) == (split["called_notumor_unflagged"], split["tumour_images"])
+    assert "single pass" in missed["words"] and missed["rate"] == split["called_notumor_unflagged_rate"]
+    assert absent_classes_words(card).startswith("The other-source slices hold no pituitary slice")
+    # A refit linked before the counts were kept: its one source's rate, said as a share.
+    old = SimpleNamespace(metrics={}, extra={"recipe_run": {"model": "s", "external": {"ext": {
+        "n": 427, "accuracy": 0.7, "called_notumor_unflagged_rate": 0.003}}}})
+    assert missed_tumours_unflagged(old)["rate"] == 0.003 and missed_tumours_unflagged(old)["missed"] is None
+
+
+def test_a_rule_that_answers_nothing_says_so_instead_of_a_bar_of_100_percent():
+    from brainclf.presentation import operating_summary, refer_rule
+    from brainclf.presentation.views import trust_view
+    from brainclf.presentation.wording import refer_line
+    from brainclf.scoring.operating_point import REFER_ALL
+
+    curve = {"n": 10, "answered": [10, 4], "correct": [6, 3], "threshold": [0.5, 1.0]}  # never 99 % right
+    cal = {"operating": {"curves": {"a": curve}, "worst_notumor_miss": 0.0}, "refer_target_accuracy": 0.99}
+    bars = {c: REFER_ALL for c in CLASS_NAMES}
+    said = operating_summary(cal, False, bars, 0.99)
+    assert said.startswith("Every answer is referred: no confidence reached the target") and "≥" not in said
+    rule = refer_rule(bars, cal)
+    probs = {c: 1.0 if c == "glioma" else 0.0 for c in CLASS_NAMES}
+    assert rule.referred(probs) and "every answer is referred" in refer_line(rule, probs)
+    predictor = SimpleNamespace(temperature=1.0, tta=False, refer_target_accuracy=0.99, refer_confidence=None)
+    report = {"refer": {"accepted_accuracy": 1.0, "coverage": 0.0, "referred": 3}, "ece": 0.1}
+    (answered,) = [t for t in trust_view(SimpleNamespace(calibration={}, ood=None), predictor, report, rule)
+                   if t["label"].startswith("Answered")]
+    assert "every answer is referred" in answered["caption"]

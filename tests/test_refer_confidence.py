@@ -15,6 +15,7 @@ from brainclf.scoring import (
     threshold_for,
     thresholds_for_target,
 )
+from brainclf.scoring.operating_point import REFER_ALL
 from brainclf.serving.settings import load_settings
 
 
@@ -65,7 +66,7 @@ def test_bound_is_below_the_share_seen_and_tightens_with_more_slices():
 
 def test_a_98_percent_promise_at_95_percent_confidence_needs_149_right_in_a_row():
     short, enough = curve_of([True] * 148 + [False] * 20), curve_of([True] * 149 + [False] * 20)
-    assert threshold_for(short, 0.98, 0.95) == 1.0  # nothing answered: the promise cannot be made
+    assert threshold_for(short, 0.98, 0.95) == REFER_ALL  # nothing answered: the promise cannot be made
     assert threshold_for(short, 0.98) < 1.0  # the share seen alone answers 148 slices
     answered = enough["answered"][enough["threshold"].index(threshold_for(enough, 0.98, 0.95))]
     assert answered == 149
@@ -84,7 +85,7 @@ def test_the_bound_rule_is_never_looser_than_the_share_seen():
 def test_every_source_bound_sets_the_bar():
     good, small = curve_of([True] * 400), curve_of([True] * 30 + [False] * 5)
     block = {"curves": {"big": good, "small": small}, "worst_notumor_miss": 0.0}
-    assert thresholds_for_target(block, 0.95, 0.95)["glioma"] == 1.0  # 30 of 30 promises only 90.5 %
+    assert thresholds_for_target(block, 0.95, 0.95)["glioma"] == REFER_ALL  # 30 of 30 promises only 90.5 %
     assert thresholds_for_target(block, 0.90, 0.95)["glioma"] < 1.0
 
 

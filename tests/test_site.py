@@ -242,6 +242,7 @@ def test_a_profile_of_an_uploaded_model_keeps_its_uploader_and_says_its_figures_
     run.calibrate(Predictor.load(uploaded), target=0.9, models_dir=tmp_path / "models")
     profile = read_card(tmp_path / "models" / "st-elsewhere-claimed.keras")
     assert profile.provenance["uploaded_by"] == "eve" and card_is_verified(profile)
+    assert profile.measured_site["name"] == "st-elsewhere"  # written here: its scope is no claim
     assert profile.provenance["verified_on"] == {"root_name": "st-elsewhere",
                                                  "n": len(run.split.parts["heldout"])}
 

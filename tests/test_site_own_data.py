@@ -51,8 +51,8 @@ def test_a_site_split_leaves_out_learnt_and_unreadable_slices_says_so_and_reads_
     # The rest of a case the model learnt from is no new patient: it is left out too, not held out.
     assert split.left_out == {"learnt": [f"meningioma/{learnt_name}"], "same_case": [f"meningioma/{sibling}"],
                               "unreadable": ["glioma/broken.png"]}
-    assert left_out_words(split.left_out) == (" (Left out of this site run: 1 the model trained or validated on, 1 of "
-                                              "the same cases as those and 1 unreadable slices.)")
+    assert left_out_words(split.left_out) == (" (Left out of this site run: 1 the model trained or validated on, "
+                                              "1 more of cases the model learnt from and 1 unreadable slices.)")
     used = {s.path.name for samples in split.parts.values() for s in samples}
     assert not used & {"broken.png", learnt_name, sibling}
     again = saved_split(site, "clinic", {**split.to_dict(), "groups": split.groups})  # not "the folder changed"

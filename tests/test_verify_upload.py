@@ -109,3 +109,21 @@ def test_an_uploads_own_file_list_does_not_pick_which_images_its_verified_figure
     samples = discover(synthetic_dataset).splits["Testing"]
     assert not learnt_mask(read_card(added), samples, synthetic_dataset, None).any()
     assert verify_uploaded_model(added, synthetic_dataset).metrics["test"]["n"] == len(testing) == 12
+
+
+def test_a_site_profile_of_an_upload_is_not_re_verified_over_its_site_mark(smoke_model, synthetic_dataset, tmp_path):
+    """Re-measuring replaced the mark that its site figures were measured here: they then read as claimed."""
+    import pytest
+
+    from brainclf.errors import ModelError
+    from brainclf.evaluation import verify_uploaded_model
+    from brainclf.model.card import SITE_STEP
+
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path)
+    card = read_card(added)
+    card.provenance = {**card.provenance, "metrics_verified": True, "verified_by": SITE_STEP}
+    card.site = {"name": "clinic", "scope": "validated at clinic", "adapted": False, "target": 0.98}
+    card.save(card_path(added))
+    with pytest.raises(ModelError, match="a site model of an upload, its figures measured here by its site steps"):
+        verify_uploaded_model(added, synthetic_dataset)
+    assert read_card(added).measured_site["name"] == "clinic"

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
 from ..presentation.scope import group_interval
+from ..scoring.operating_point import refers_all
 from ..site.config import AdaptConfig
 from ..site.split import LEFT_OUT_REASONS, left_out_words
 from ..site.summary import promise
@@ -141,9 +142,10 @@ def format_step(step: str, result: dict) -> str:
         m = result["model"]
         return "\n".join([f"validate: {m['name']} {m['version']} as it is", *format_heldout(result)])
     cal = result["calibration"]
+    bar = ("none reached" if refers_all(cal["refer_threshold"]) else f"{cal['refer_threshold']:.4f}") + \
+        f" for {pct(result['target'])} accepted accuracy"  # none: every answer is referred
     head = (f"{step}: saved {result['name']} ({result['model']}); temperature {cal['temperature']:.3f}, refer "
-            f"threshold {cal['refer_threshold']:.4f} for {pct(result['target'])} accepted accuracy "
-            f"(fitted on {cal['fitted_on']})")
+            f"threshold {bar} (fitted on {cal['fitted_on']})")
     lines = [head, *(f"  {said}" for said in [promise(result)] if said), *format_heldout(result["heldout"])]
     if step == "adapt":
         a, k = result["adapt"], result["kaggle_test"]

@@ -11,7 +11,7 @@ import numpy as np
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..input.preprocess import load_model_input
 from ..scoring.metrics import classification_metrics, reliability_curve, roc_curves
-from ..scoring.operating_point import NOTUMOR, risk_coverage
+from ..scoring.operating_point import referred_notumor, risk_coverage, strict_notumor_bar
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
 from .evaluate import subset_summary
@@ -192,7 +192,7 @@ def risk_coverage_by_source(card, tta: bool, thresholds: dict[str, float]) -> li
             continue
         y, p = arrays_from_rows(rows)
         worst = (card.calibration.get("operating_tta" if rows_tta else "operating") or {}).get("worst_notumor_miss")
-        below_bar = (p.argmax(1) == NOTUMOR) & (p[:, NOTUMOR] <= worst) if worst else None
+        below_bar = referred_notumor(p, strict_notumor_bar(worst))
         same = rows_tta == tta
         out.append({"label": label if same else f"{label} ({'flip TTA' if rows_tta else 'single pass'})",
                     "data": label, "n": len(y), "held_out": True,

@@ -154,19 +154,28 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         raise DataError(f"None of the {len(samples)} images of {dataset} could be read (e.g. {errors[0]}): "
                         "nothing to evaluate.")
     report = evaluate_samples(predictor, samples, data, training_paths=training, predicted=(raw, kept, errors))
+    upload = bool(predictor.card.provenance)  # its card's file lists are its uploader's say: not used
     if training is None:
         report["clean"] = None
-        report["clean_note"] = ("training images not found: pass --train-data DATA_ROOT to get the clean-subset "
-                                "metrics")
+        report["clean_note"] = ("an uploaded model's training images are not known here: no clean subset" if upload
+                                else "training images not found: pass --train-data DATA_ROOT to get the clean-subset "
+                                     "metrics")
     report["data"] = str(data)
     report["excluded_trained_on"] = len(excluded)
     if external:
-        membership = (f"{len(samples)} images of {dataset} the model did not train or validate on "
-                      f"({len(excluded)} it did were left out)" if excluded or dataset in sources else
-                      f"all {len(samples)} images of {dataset}, which is not among the model's training sources")
+        membership = _membership(len(samples), dataset, len(excluded), upload, dataset in sources)
         report["external"] = evaluate_external(predictor, samples, data, membership, dataset,
                                                predicted=(raw, feats, kept, errors))
     return report
+
+
+def _membership(n: int, dataset: str, excluded: int, upload: bool, a_source: bool) -> str:
+    """How an evaluated folder's images relate to the model's training, in the words printed beside its figures."""
+    if upload:
+        return f"all {n} images of {dataset}: an uploaded model, whose training images are not known here"
+    if excluded or a_source:
+        return f"{n} images of {dataset} the model did not train or validate on ({excluded} it did were left out)"
+    return f"all {n} images of {dataset}, which is not among the model's training sources"
 
 
 def record_external(model_path: str | Path, report: dict) -> Path:

@@ -160,13 +160,15 @@ def summarise(rows: list[dict], intervals: bool = True) -> dict:
     y = np.array([CLASS_NAMES.index(r["true"]) for r in rows])
     p = np.array([r["probs"] for r in rows], dtype=np.float64)
     pred = p.argmax(1)
-    caught = np.array([r["referred"] or r["ood"] for r in rows])
+    # The card schema defaults both flags to False: an uploaded card's rows may leave them out.
+    caught = np.array([bool(r.get("referred") or r.get("ood")) for r in rows], bool)
     m = classification_metrics(y, p)
     present = [c for i, c in enumerate(CLASS_NAMES) if (y == i).any()]
     out = {"n": len(rows), "accuracy": m["accuracy"], "classes_present": present,
            "recall": {c: m["per_class"][c]["recall"] for c in present},
            "confusion_matrix": m["confusion_matrix"], **_rates(y, pred, caught),
-           "referred": int(sum(r["referred"] for r in rows)), "ood_flagged": int(sum(r["ood"] for r in rows)),
+           "referred": int(sum(bool(r.get("referred")) for r in rows)),
+           "ood_flagged": int(sum(bool(r.get("ood")) for r in rows)),
            "coverage": float(1 - caught.mean()),
            "accepted_accuracy": float((y == pred)[~caught].mean()) if (~caught).any() else None}
     if intervals:

@@ -35,16 +35,18 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     uploaded. Returns the saved card.
 
     Raises:
-        ModelError: the model does not load, or it was not uploaded (trained here: nothing to verify).
+        ModelError: the model does not load, was not uploaded (trained here: nothing to verify), or is a site model.
         DataError: the folder has no images to evaluate.
     """
-
     path, data = Path(model_path), Path(data_root)
     predictor = predictor or Predictor.load(path)
     card = read_card(path)  # its own copy to fill in: a predictor's card may be shared by every session
     if not card.provenance:
         raise ModelError(f"{path.name} was not uploaded (its card has no provenance): its metrics were measured "
                          "when it was trained here.")
+    if card.measured_site:  # re-measuring would overwrite the mark that its site figures were measured here
+        raise ModelError(f"{path.name} is a site model of an upload, its figures measured here by its site steps: "
+                         "verify the uploaded model it was made from instead.")
     claimed = card.provenance.get("claimed_test_accuracy") if card_is_verified(card) else \
         (card.metrics.get("test") or {}).get("accuracy")
     measured = {}

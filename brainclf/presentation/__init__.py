@@ -32,6 +32,7 @@ from .figures import (
 )
 from .gallery import OVERLAYS, gallery, probability_text
 from .model_table import model_listing, model_row
+from .operating import operating_summary
 from .report import case_report_pdf, report_case
 from .scope import (
     case_scope_line,
@@ -73,7 +74,6 @@ from .wording import (
     gradcam_caveat,
     is_study_model,
     leaning,
-    operating_summary,
     pct,
     pct_pair,
     plural,

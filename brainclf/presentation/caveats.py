@@ -6,20 +6,33 @@ from __future__ import annotations
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
 from .scope import external_reports, site_scope
+from .wording import count, plural
 
 
 def missed_tumours_unflagged(card) -> dict | None:
-    """Other-source tumour slices answered 'no tumour' with neither referral nor OOD flag, pooled over every
-    recorded source (a refit's: its split run's) as recorded (each with the card's refer rule, single pass):
-    {"missed", "tumours", "rate", "sources"}; None without tumour slices."""
-    externals = external_reports(card)[0]
-    counted = [(name, int(e.get("called_notumor_unflagged") or 0), int(e.get("tumour_images") or 0))
-               for name, e in externals.items() if e.get("tumour_images")]
-    tumours = sum(n for *_, n in counted)
-    if not tumours:
+    """Other-source tumour slices answered 'no tumour' with neither referral nor OOD flag, as recorded (each with
+    the card's refer rule then, in the flip-TTA mode it was recorded in), over every source (a refit's: its split
+    run's): {"rate", "missed", "tumours" (None where only a rate was recorded: a refit linked before 2026-12-07,
+    one source), "sources", "words"}; None without such a figure."""
+    externals = {name: e for name, e in external_reports(card)[0].items()
+                 if e.get("tumour_images") or e.get("called_notumor_unflagged_rate") is not None}
+    counted = all(e.get("tumour_images") is not None and e.get("called_notumor_unflagged") is not None
+                  for e in externals.values())
+    tumours = sum(int(e.get("tumour_images") or 0) for e in externals.values()) if counted else None
+    if not externals or tumours == 0 or (not counted and len(externals) > 1):
         return None
-    missed = sum(m for _, m, _ in counted)
-    return {"missed": missed, "tumours": tumours, "rate": missed / tumours, "sources": [n for n, *_ in counted]}
+    modes = {"flip TTA" if e.get("tta") else "single pass" for e in externals.values()}
+    how = f"as recorded ({' and '.join(sorted(modes))}, with the card's own refer rule then)"
+    names = ", ".join(externals)
+    if counted:
+        missed = sum(int(e["called_notumor_unflagged"]) for e in externals.values())
+        return {"rate": missed / tumours, "missed": missed, "tumours": tumours, "sources": list(externals),
+                "words": f"{missed} of {plural(tumours, 'tumour slice')} from other sources ({names}) answered 'no "
+                         f"tumour' without a referral or an out-of-distribution flag, {how}."}
+    rate = float(next(iter(externals.values()))["called_notumor_unflagged_rate"])
+    return {"rate": rate, "missed": None, "tumours": None, "sources": list(externals),
+            "words": f"The share of {names}'s tumour slices answered 'no tumour' without a referral or an "
+                     f"out-of-distribution flag, {how}."}
 
 
 def absent_classes_words(card) -> str:
@@ -60,21 +73,26 @@ def recorded_rule_note(ext_tta: bool, tta: bool) -> str | None:
 
 def history_title(card) -> str:
     """The training-history chart's title: a site model's training block is its starting model's."""
-    base = ((card.site or {}).get("base_model") or {}).get("name")
+    base = (card.measured_site.get("base_model") or {}).get("name")
     return f"Training history of its starting model {base}" if base else f"Training history of {card.name}"
 
 
 def site_training_words(card) -> str | None:
     """For a site model, whose training figures (history, epochs, image counts) are its starting model's: what was
     done at the site on top (Markdown, names escaped); None for any other model."""
-    site = card.site or {}
+    site = card.measured_site  # an upload's own site block is its uploader's words
     base = (site.get("base_model") or {}).get("name")
     if not base:
         return None
     where, base = md_literal(str(site.get("name", ""))), md_literal(str(base))
     adapt = site.get("adapt") or {}
+
+    def n(key: str) -> str:
+        value = adapt.get(key)
+        return count(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
     if not site.get("adapted"):
         return f"The same weights as {base}, calibrated at {where}: the training figures are {base}'s."
     return (f"The training figures are its starting model {base}'s. It was then fine-tuned at {where} on "
-            f"{adapt.get('tune_slices', '?')} site slices, with {adapt.get('replay_images', '?')} of its own training "
-            f"images replayed, for {adapt.get('epochs_run', '?')} epochs (epoch {adapt.get('best_epoch', '?')} kept).")
+            f"{n('tune_slices')} site slices, with {n('replay_images')} of its own training images replayed, for "
+            f"{n('epochs_run')} epochs (epoch {n('best_epoch')} kept).")

@@ -222,5 +222,5 @@ def missing_test_rows_words(card, tta_on: bool) -> str:
     check ran that way), or none at all."""
     if card is not None and not tta_on and card.stored_test_predictions(True)[1]:
         return ("holds its test predictions with flip TTA only (a site model's check ran that way): switch flip TTA on "
-                "in the sidebar to compare.")
+                "in the sidebar to read them.")
     return "has no test predictions in its card."

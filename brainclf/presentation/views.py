@@ -10,7 +10,9 @@ import numpy as np
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
+from ..scoring.operating_point import refers_all
 from . import scope, wording
+from .operating import bound_clause
 from .wording import class_label as label
 from .wording import count as number
 from .wording import points
@@ -181,9 +183,11 @@ def _rule_words(predictor, rule) -> str:
     if not rule.fitted:
         return (f"This card has no refer rule fitted on validation: the fixed default bar, confidence "
                 f"{pct(rule.base)}, applies (not validated).")
+    if refers_all(rule.base):
+        return "No confidence on validation reached the target accuracy: every answer is referred."
     base, nt = pct_pair(rule.base, rule.threshold("notumor"))
     words = (f"Thresholds fitted on validation: confidence {base}, aiming at {pct(predictor.refer_target_accuracy)} "
-             f"right{wording.bound_clause(predictor.refer_confidence)}")
+             f"right{bound_clause(predictor.refer_confidence)}")
     return words + (f", and {nt} for 'no tumour' so that no validation tumour is answered 'no tumour' without "
                     "referral." if rule.strict_notumor else ".")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..scoring.operating_point import curve_at, lower_bound, reaches, thresholds_for_target, with_fallback_bar
+from ..scoring.operating_point import curve_at, refers_all, with_fallback_bar
 
 INTENDED_USE = "Research tool, not a medical device; not for diagnosis."
 REFER_HEADLINE = "Refer to a radiologist"  # the refer status, in these words wherever it is shown
@@ -130,8 +130,9 @@ def _evidence(rule: ReferRule, threshold: float) -> str:
     if at is None:
         aim = f" aiming at {pct(rule.target_accuracy)} right" if rule.target_accuracy else ""
         return f"fitted on the {rule.fitted_on}{aim} (what it reached is not recorded)"
-    if not at["answered"]:
-        return f"no slice of {plural(at['n'], 'validation slice')} reached it"
+    if not at["answered"]:  # REFER_ALL's bar, above 1, is one no confidence reaches
+        return "no confidence on validation reached the target: every answer is referred" if refers_all(threshold) \
+            else f"no slice of {plural(at['n'], 'validation slice')} reached it"
     return (f"on {plural(at['n'], 'validation slice')}, the {count(at['answered'])} answered at or above it were "
             f"{pct(at['accuracy'])} right")
 
@@ -263,36 +264,3 @@ def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]
     """(probability, "Glioma: **77.0 %**") per class, most likely first: the Predict card's bars in words."""
     ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
     return [(p, f"{DISPLAY_NAMES.get(c, c)}: **{pct(p)}**") for c, p in ranked]
-
-
-def operating_summary(calibration: dict | None, tta: bool, thresholds: dict[str, float],
-                      target: float | None, confidence: float | None = None) -> str | None:
-    """The refer rule's operating point in one short line: the bar, the target, and per source the validation slices
-    answered, the share right and its lower bound (at `confidence`, else SHOWN_CONFIDENCE); None without curves."""
-    block = (calibration or {}).get("operating_tta" if tta else "operating")
-    if not block:
-        return None
-    base = min(thresholds[c] for c in CLASS_NAMES if c != "notumor")
-    nt = f" (No tumour: ≥ {pct(thresholds['notumor'])})" if thresholds["notumor"] > base else ""
-    shown = confidence or SHOWN_CONFIDENCE
-    parts = []
-    for source, curve in block["curves"].items():
-        at = curve_at(curve, base)
-        right = f", {pct(at['accuracy'])} right (at least {pct(lower_bound(at['correct'], at['answered'], shown))} " \
-            f"with {pct(shown, 0)} confidence)" if at["accuracy"] is not None else ""
-        parts.append(f"{source} {count(at['answered'])} of {count(at['n'])}{right}")
-    # Per-source thresholds (the rule since 2026-12-05, whichever way the bar was searched: every source reaches
-    # the target at it) or a card fitted on the pooled validation set before.
-    per_source = target and (thresholds in (thresholds_for_target(block, target, confidence),
-                                            thresholds_for_target(block, target, confidence, joint=False))
-                             or all(reaches(curve_at(c, base), target, confidence) for c in block["curves"].values()))
-    bound = bound_clause(confidence) if per_source else ""
-    where = "on every source" if per_source else "on the pooled validation set"
-    aim = f" aiming at {pct(target)} right{bound} {where}" if target else ""
-    return (f"Answered when confidence ≥ {pct(base)}{nt},{aim}. Validation answered: {'; '.join(parts)}. "
-            "The rest are referred.")
-
-
-def bound_clause(confidence: float | None) -> str:
-    """' (its 95 %-confidence lower bound)' after a target the rule asks a lower bound to reach; '' otherwise."""
-    return f" (its {pct(confidence, 0)}-confidence lower bound)" if confidence else ""

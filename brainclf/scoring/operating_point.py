@@ -70,6 +70,11 @@ def slices_needed(target: float, confidence: float) -> int:
 REFER_ALL = float(np.nextafter(np.float32(1), np.float32(2)))
 
 
+def refers_all(threshold: float) -> bool:
+    """Whether a bar is REFER_ALL's: no cut reached the target on validation, so nothing is answered."""
+    return float(threshold) > 1.0
+
+
 def threshold_for(curve: dict, target: float, confidence: float | None = None) -> float:
     """The lowest threshold whose answered slices were at least `target` accurate; REFER_ALL where none was.
 
@@ -133,10 +138,9 @@ def fit_curves(y: np.ndarray, probs: np.ndarray, sources: list[str] | np.ndarray
     every bar (thresholds_for_target's "no tumour" bar), so it is never counted as answered. Counted, a bar could
     reach the target only through right "no tumour" answers that the rule then refers, and miss it as applied."""
     y, sources = np.asarray(y, int), np.asarray(sources)
-    called_notumor = probs.argmax(1) == NOTUMOR
-    missed = called_notumor & (y != NOTUMOR)
+    missed = (probs.argmax(1) == NOTUMOR) & (y != NOTUMOR)
     worst = float(probs[missed, NOTUMOR].max()) if missed.any() else 0.0
-    below_bar = called_notumor & (probs[:, NOTUMOR] <= worst) if missed.any() else np.zeros(len(y), bool)
+    below_bar = referred_notumor(probs, strict_notumor_bar(worst))
     return {"curves": {str(s): risk_coverage(y[sources == s], probs[sources == s], below_bar[sources == s])
                        for s in dict.fromkeys(sources)},
             "worst_notumor_miss": worst}
@@ -150,9 +154,20 @@ def thresholds_for_target(block: dict, target: float, confidence: float | None =
     curves = list(block["curves"].values())
     base = (joint_threshold(curves, target, confidence) if joint
             else max((threshold_for(c, target, confidence) for c in curves), default=REFER_ALL))
-    worst = block.get("worst_notumor_miss", 0.0)
-    strict = float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
+    strict = strict_notumor_bar(block.get("worst_notumor_miss", 0.0))
     return {c: max(base, strict) if c == "notumor" else base for c in CLASS_NAMES}
+
+
+def strict_notumor_bar(worst: float | None) -> float:
+    """The "no tumour" bar over the most confident validation tumour called "no tumour" (`worst`): one float32 step
+    above it, as the float32 probabilities a Predictor compares with it; 0.0 where none was (no stricter bar)."""
+    return float(np.nextafter(np.float32(worst), np.float32(2))) if worst else 0.0
+
+
+def referred_notumor(probs: np.ndarray, bar: float) -> np.ndarray:
+    """The "no tumour" answers under the strict "no tumour" `bar`: referred at every cut of a risk-coverage curve,
+    as the rule applies them (every curve of one rule counts them so: validation, held-out, a site's)."""
+    return (probs.argmax(1) == NOTUMOR) & (probs[:, NOTUMOR] < bar) if len(probs) else np.zeros(0, bool)
 
 
 def with_fallback_bar(thresholds: dict[str, float], fallback: float | None = None) -> dict[str, float]:

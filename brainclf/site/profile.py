@@ -78,7 +78,8 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
                    # An upload's faithfulness figures are its uploader's claim: not on a card marked verified.
                    faithfulness={} if adapted or card.provenance else card.faithfulness,
                    external_predictions={site: rows},
-                   provenance={} if adapted else _measured_here(card.provenance, report), site=block)
+                   # An upload's adapted weights keep its provenance too: its card's file lists are its uploader's.
+                   provenance=_measured_here(card.provenance, report), site=block)
 
 
 def _measured_here(provenance: dict | None, report: dict) -> dict:

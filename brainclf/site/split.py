@@ -186,7 +186,7 @@ def check_calibratable(split: SiteSplit) -> None:
                         "works with any classes; add tumour cases to calibrate.")
 
 
-LEFT_OUT_REASONS = {"learnt": "the model trained or validated on", "same_case": "of the same cases as those",
+LEFT_OUT_REASONS = {"learnt": "the model trained or validated on", "same_case": "more of cases the model learnt from",
                     "unreadable": "unreadable"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..evaluation.analysis import curve_points, misclassified
 from ..presentation.scope import group_interval
 from ..presentation.wording import SHOWN_CONFIDENCE, count, measured_at, pct, plural, refer_rule
-from ..scoring.operating_point import lower_bound, risk_coverage, slices_needed
+from ..scoring.operating_point import lower_bound, referred_notumor, risk_coverage, slices_needed
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import coverage_accuracy
 
@@ -61,9 +61,11 @@ def heldout_curves(state: dict) -> list[dict]:
         rows = report.get("predictions") or []
         if rows:
             y, p = arrays_from_rows(rows)
-            point = coverage_accuracy(y, p, report["refer_thresholds"]) if report.get("refer_thresholds") else None
+            bars = report.get("refer_thresholds")
+            point = coverage_accuracy(y, p, bars) if bars else None
+            strict = bars["notumor"] if bars and bars["notumor"] > min(bars.values()) else 0.0  # its own bar
             out.append({"label": heading, "data": heading, "n": len(y), "held_out": True, "point": point,
-                        **curve_points(risk_coverage(y, p))})
+                        **curve_points(risk_coverage(y, p, referred_notumor(p, strict)))})
     return out
 
 

@@ -13,7 +13,8 @@ from ..errors import ConfigError
 from ..scoring.rates import sensitivity_specificity
 from .config import TrainConfig
 
-SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_notumor_unflagged_rate", "coverage")
+SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_notumor_unflagged_rate", "coverage",
+                "tumour_images", "called_notumor_unflagged", "classes_present", "tta")
 
 
 def link_recipe_run(refit_card, split_card) -> dict:

@@ -204,6 +204,10 @@ class RecipeRunSummary(Section):
     called_notumor_rate: Rate | None = None
     called_notumor_unflagged_rate: Rate | None = None
     coverage: Rate | None = None
+    tumour_images: Count | None = None  # linked since 2026-12-07, with the three below
+    called_notumor_unflagged: Count | None = None
+    classes_present: list[ClassName] | None = None
+    tta: bool = False
 
 
 class FindingRates(Section):
