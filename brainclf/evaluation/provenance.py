@@ -41,12 +41,7 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     path, data = Path(model_path), Path(data_root)
     predictor = predictor or Predictor.load(path)
     card = read_card(path)  # its own copy to fill in: a predictor's card may be shared by every session
-    if not card.provenance:
-        raise ModelError(f"{path.name} was not uploaded (its card has no provenance): its metrics were measured "
-                         "when it was trained here.")
-    if card.measured_site:  # re-measuring would overwrite the mark that its site figures were measured here
-        raise ModelError(f"{path.name} is a site model of an upload, its figures measured here by its site steps: "
-                         "verify the uploaded model it was made from instead.")
+    _check_verifiable(path, card)
     claimed = card.provenance.get("claimed_test_accuracy") if card_is_verified(card) else \
         (card.metrics.get("test") or {}).get("accuracy")
     measured = {}
@@ -71,6 +66,17 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     _check_still_there(path, card)
     card.save(card_path(path))
     return card
+
+
+def _check_verifiable(path: Path, card: ModelCard) -> None:
+    """ModelError for a model whose figures were all measured here: trained here, or a site model of an upload
+    (re-measuring would overwrite the mark that its site figures were measured here)."""
+    if not card.provenance:
+        raise ModelError(f"{path.name} was not uploaded (its card has no provenance): its metrics were measured "
+                         "when it was trained here.")
+    if card.measured_site:
+        raise ModelError(f"{path.name} is a site model of an upload, its figures measured here by its site steps: "
+                         "verify the uploaded model it was made from instead.")
 
 
 def _check_still_there(path: Path, card: ModelCard) -> None:
