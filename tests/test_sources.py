@@ -280,3 +280,15 @@ def test_neighbouring_slices_of_one_case_share_a_case_group(tmp_path):
         raise AssertionError("no neighbouring slice between 12 and SAME_CASE_THRESHOLD bits was made")
     groups, re_encodings_only = file_case_groups(pair), file_case_groups(pair, threshold=12)
     assert groups[0] == groups[1] and re_encodings_only[0] != re_encodings_only[1]
+
+
+def test_the_clean_subset_leaves_out_near_twins_of_every_sources_training_images(multi_run):
+    """An extra source may hold copies of the primary's test images (web sources share Br35H and SARTAJ slices):
+    the clean subset compared the test images with the primary source's training images only."""
+    from brainclf.model import read_card
+
+    card = read_card(multi_run[0])
+    files = card.training["files"]
+    every = len(files["train"]) + len(files["val"])
+    assert any("::" in f for f in files["train"])  # the extra source's training slices are among them
+    assert card.metrics["test"]["clean"]["definition"].endswith(f"among {every} training images")

@@ -93,3 +93,21 @@ def test_card_has_the_recorded_structure(smoke_run):
 def test_state_json_has_the_recorded_keys(smoke_run):
     _, run_dir, _ = smoke_run
     assert sorted(json.loads((run_dir / "state.json").read_text())) == STATE_KEYS
+
+
+def test_test_files_gone_from_the_folder_are_counted_on_the_card(tmp_path):
+    """They were dropped from the test figures without a word: a card's n then disagreed with its split."""
+    from conftest import write_dataset
+
+    from brainclf.model import read_card
+    from brainclf.training import TrainConfig, TrainRequest, train
+
+    data = write_dataset(tmp_path / "brain-mri")
+    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8)
+    request = TrainRequest(config, data=data, name="gone", models_dir=tmp_path / "models", run_dir=tmp_path / "run")
+    train(TrainRequest(**{**request.__dict__, "finalize": False}))
+    testing = sorted((data / "Testing").rglob("*.png"))
+    testing[0].unlink()
+    card = read_card(train(request))  # resumes the finished run: straight to finalising
+    assert card.metrics["test"]["missing_files"] == card.metrics["test_tta"]["missing_files"] == 1
+    assert card.metrics["test"]["n"] == len(testing) - 1

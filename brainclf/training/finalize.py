@@ -221,19 +221,20 @@ def _measure_faithfulness(predictor, test_s: list[Sample], seed: int) -> dict:
 
 def _evaluate(card, predictor, run: _Run) -> None:
     """Validation and test metrics (test with and without flip TTA; the clean subset excludes near twins of
-    the primary training images)."""
+    every source's training and validation images: an extra source may hold copies of the primary's test images);
+    test files of the split that are gone from the folder are counted in the figures' `missing_files`."""
     state, by_rel, root, val_s, test_s = run.state, run.by_rel, run.root, run.val_s, run.test_s
-    training_paths = [by_rel[p].path for p in state.train_files + state.val_files
-                      if p in by_rel and not by_rel[p].source]
+    training_paths = [by_rel[p].path for p in state.train_files + state.val_files if p in by_rel]
+    missing = len(state.test_files) - len(test_s)
     val = evaluate_samples(predictor, val_s, root)
     card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
     if test_s:
         test = evaluate_samples(predictor, test_s, root, training_paths=training_paths)
         card.test_predictions = test.pop("predictions")
-        card.metrics["test"] = test
         tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
         card.test_predictions_tta = tta.pop("predictions")
-        card.metrics["test_tta"] = tta
+        card.metrics["test"], card.metrics["test_tta"] = ({**r, "missing_files": missing} if missing else r
+                                                          for r in (test, tta))
 
 
 def _external_validation(card, predictor, run: _Run) -> None:

@@ -120,6 +120,7 @@ class SplitMetrics(Section):
     clean: CleanSubset | None = None
     misclassified: PredictionRows = []
     unreadable: list[Message] = []
+    missing_files: Count = 0  # test files of the run's split no longer in its folder when it was finalised
     model: ModelRef = None
 
     @model_validator(mode="after")
