@@ -659,3 +659,27 @@ def test_each_adaptation_setting_out_of_range_is_refused_by_name(setting, value,
     with pytest.raises(ConfigError, match=words):
         AdaptConfig(**{setting: value}).validate()
     AdaptConfig(**{setting: getattr(AdaptConfig(), setting)}).validate()  # its default passes
+
+
+def test_a_site_model_keeps_the_target_its_site_chose_whatever_the_servers(site_run):
+    """Its scope line says 'answered at a 98 % target' under every case: an admin's [refer] target re-read its
+    thresholds, so the line was false and the site's figures were not how the app ran it."""
+    import dataclasses
+
+    from brainclf.inference import Predictor
+
+    run, models = site_run
+    loaded = Predictor.load(models / "st-elsewhere-smoke.keras")
+    curve = {"n": 10, "answered": [10, 5], "correct": [8, 5], "threshold": [0.5, 0.9]}  # 80 % at 0.5, 100 % at 0.9
+    block = {"curves": {"st-elsewhere": curve}, "worst_notumor_miss": 0.0}
+    site_card = dataclasses.replace(loaded.card, calibration={**loaded.card.calibration, "operating": block,
+                                                              "operating_tta": block})
+
+    def predictor(card):
+        made = object.__new__(Predictor)
+        made.__dict__.update({**loaded.__dict__, "card": card})
+        return made
+
+    assert predictor(dataclasses.replace(site_card, site={})).with_refer_target(0.8).refer_thresholds["glioma"] == 0.5
+    site_model = predictor(site_card)
+    assert site_model.with_refer_target(0.8).refer_thresholds == site_model.refer_thresholds

@@ -142,10 +142,14 @@ def format_step(step: str, result: dict) -> str:
         m = result["model"]
         return "\n".join([f"validate: {m['name']} {m['version']} as it is", *format_heldout(result)])
     cal = result["calibration"]
-    bar = ("none reached" if refers_all(cal["refer_threshold"]) else f"{cal['refer_threshold']:.4f}") + \
-        f" for {pct(result['target'])} accepted accuracy"  # none: every answer is referred
-    head = (f"{step}: saved {result['name']} ({result['model']}); temperature {cal['temperature']:.3f}, refer "
-            f"threshold {bar} (fitted on {cal['fitted_on']})")
+    mode = "_tta" if cal.get("tta_default") else ""  # the mode the saved model runs in, and its rule
+    bars = cal.get("refer_thresholds" + mode) or {}
+    base = min((t for c, t in bars.items() if c != "notumor"), default=cal.get("refer_threshold" + mode, 0.0))
+    strict = f", no tumour {bars['notumor']:.4f}" if bars.get("notumor", 0.0) > base else ""
+    bar = "none reached: every answer referred" if refers_all(base) else f"{base:.4f}{strict}"
+    head = (f"{step}: saved {result['name']} ({result['model']}); {'flip TTA' if mode else 'single pass'}, "
+            f"temperature {cal.get('temperature' + mode, cal['temperature']):.3f}, refer bar {bar} for "
+            f"{pct(result['target'])} accepted accuracy (fitted on {cal['fitted_on']})")
     lines = [head, *(f"  {said}" for said in [promise(result)] if said), *format_heldout(result["heldout"])]
     if step == "adapt":
         a, k = result["adapt"], result["kaggle_test"]

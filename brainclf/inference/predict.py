@@ -128,9 +128,10 @@ class Predictor:
     def with_refer_target(self, target: float | None, confidence: float | None = None) -> Predictor:
         """The same loaded model whose refer rule aims at `target` accepted accuracy (None: the card's) on every
         source's validation part, or with `confidence` at a lower bound of it that high (read off the card's
-        risk–coverage curves); unchanged for a card without them."""
+        risk–coverage curves); unchanged for a card without them, and for a site model: its site step chose its
+        target, which its scope line ("answered at a 98 % target") and its go-live report state."""
         cal = self.card.calibration
-        if (target is None and confidence is None) or not cal.get("operating") or \
+        if (target is None and confidence is None) or not cal.get("operating") or self.card.measured_site or \
                 (target, confidence) == (self.refer_target, self._refer_confidence):
             return self
         other = object.__new__(type(self))

@@ -63,7 +63,7 @@ def validate(predictor, split, membership: str, progress: SliceProgress | None =
     report["risk_coverage"] = risk_coverage(np.searchsorted(names, y), probs) if len(rows) else None
     report["model"] = {"name": predictor.card.name, "version": predictor.card.version,
                        "sha256": predictor.card.file_sha256}
-    report["refer_thresholds"] = predictor.refer_thresholds
+    report["refer_thresholds"] = predictor.applied_refer_thresholds  # the bars its rows were read with
     return report
 
 

@@ -9,7 +9,10 @@ from ..scoring.operating_point import lower_bound, referred_notumor, risk_covera
 from ..scoring.rates import arrays_from_rows
 from ..scoring.trust import coverage_accuracy
 
-ROWS = (("Accuracy", "accuracy"), ("95 % interval (case groups)", "interval"),
+# The mode and the target first: a column's figures move with flip TTA (re-chosen on the site's slices by the
+# site steps) and with the refer target, not only with what a step did.
+ROWS = (("Flip TTA", "tta"), ("Refer target", "target"), ("Accuracy", "accuracy"),
+        ("95 % interval (case groups)", "interval"),
         ("Answered (not referred, not flagged)", "coverage"), ("Right among answered", "accepted_accuracy"),
         ("Tumours called 'no tumour', answered", "called_notumor_unflagged_rate"))
 FORGETTING_TOLERANCE = 0.005  # a Kaggle `Testing` drop above half a point is said in words (issue #24's bar)
@@ -19,6 +22,10 @@ STAGES = (("validate", "As it came"), ("calibrate", "Site calibration"), ("adapt
 def cell(report: dict | None, key: str) -> str:
     if not report:
         return "-"
+    if key == "tta":
+        return "on" if report.get("tta") else "off"
+    if key == "target":  # the starting model's own rule as it came
+        return pct(report["target"]) if report.get("target") else "its card's"
     if key == "interval":
         ci = (report.get("intervals") or {}).get("accuracy")
         return f"{pct(ci[0])} - {pct(ci[1])}" if ci else group_interval(report.get("intervals"))
@@ -32,7 +39,7 @@ def columns(state: dict) -> list[tuple[str, dict]]:
     for step, heading in STAGES:
         done = state["steps"].get(step)
         if done:
-            out.append((heading, done if step == "validate" else done["heldout"]))
+            out.append((heading, done if step == "validate" else {**done["heldout"], "target": done.get("target")}))
     return out
 
 

@@ -73,7 +73,8 @@ def get_predictor(path: Path | None = None, wait: bool = True) -> Predictor | No
         return None
     if wait and not model_ready(predictor):
         return None
-    # The server's refer target (admin settings) applies to every model whose card has per-source curves.
+    # The server's refer target (admin settings) applies to every model whose card has per-source curves, but site
+    # models (their site chose theirs).
     server = settings()
     return predictor.with_tta(tta_setting(path, predictor.card.tta_default)).with_refer_target(
         server.refer_target, server.refer_confidence)
