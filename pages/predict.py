@@ -16,6 +16,7 @@ from brainclf.presentation import (
     case_report_pdf,
     case_scope_line,
     gradcam_caveat,
+    guard_words,
     is_study_card,
     model_label,
     operating_summary,
@@ -60,8 +61,7 @@ if is_study_card(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")
 scope = validated_scope(card)
-st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} Slices unlike these "
-           "(other sequences, CT, photos) are flagged as out of distribution.")
+st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} {guard_words(card)}")
 operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,
                               predictor.refer_target_accuracy, predictor.refer_confidence)
 if operating:

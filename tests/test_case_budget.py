@@ -154,5 +154,7 @@ def test_the_history_reads_this_models_results_with_the_refer_rule_in_force():
     book.store(d, "m", answered)
     strict = refer_rule({c: 0.95 for c in CLASS_NAMES}, None)
     assert book.history_rows("m")[0]["status"] == HEADLINES["accept"]  # as stored
-    assert book.history_rows("m", rule=strict)[0]["status"] == HEADLINES["refer"]
+    referred = book.history_rows("m", rule=strict)[0]
+    assert referred["status"] == HEADLINES["refer"]
+    assert referred["prediction"] == "Refer (model leans Glioma, 90.0 %)"  # never a bare answer, as the batch table
     assert book.history_rows("other", rule=strict)[0]["status"] == HEADLINES["accept"]  # m's answer, m's rule

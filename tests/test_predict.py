@@ -228,3 +228,14 @@ def test_an_output_with_one_nan_among_numbers_is_referred():
     assert refer_rule({c: 0.9 for c in CLASS_NAMES}, None).referred(probs)
     assert not Prediction(name="x", probabilities=dict(zip(CLASS_NAMES, [0.97, 0.01, 0.01, 0.01])),
                           model_name="m", model_version="1", refer_threshold=0.9).referred
+
+
+def test_a_flagged_slice_is_no_answer_in_its_csv_row_and_audit_line_whatever_its_confidence():
+    from brainclf.serving.audit import audit_record
+
+    sure = {c: 0.97 if c == "glioma" else 0.01 for c in CLASS_NAMES}
+    answered = Prediction("a.png", sure, "m", "v1", refer_threshold=0.9)
+    flagged = Prediction("b.png", sure, "m", "v1", refer_threshold=0.9, out_of_distribution=True)
+    assert not answered.as_row()["refer"] and not audit_record(b"a", answered)["output"]["refer"]
+    assert flagged.as_row()["refer"] and flagged.as_row()["out_of_distribution"]
+    assert audit_record(b"b", flagged)["output"]["refer"]

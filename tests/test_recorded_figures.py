@@ -196,3 +196,10 @@ def test_a_rule_that_answers_nothing_says_so_instead_of_a_bar_of_100_percent():
     (answered,) = [t for t in trust_view(SimpleNamespace(calibration={}, ood=None), predictor, report, rule)
                    if t["label"].startswith("Answered")]
     assert "every answer is referred" in answered["caption"]
+
+
+def test_the_predict_page_promises_an_ood_flag_only_where_the_card_has_a_guard():
+    from brainclf.presentation import guard_words
+
+    assert guard_words(SimpleNamespace(ood={"threshold": 3.0, "means": [0.1]})).startswith("Slices unlike these")
+    assert "no out-of-distribution guard" in guard_words(SimpleNamespace(ood=None))

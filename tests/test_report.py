@@ -174,3 +174,23 @@ def test_a_study_slice_s_reference_is_explained_as_one_and_stays_on_one_page(tmp
     assert len(pages) == 1 and f"{study[:12]}-3" in flat
     assert f"slice 3 of the study whose SHA-256 begins {study[:12]}" in flat
     assert "first 12 hex digits of the image's SHA-256" not in flat
+
+
+def test_probabilities_are_called_calibrated_only_where_the_card_has_a_temperature_for_the_mode(tmp_path):
+    """A card without one (an upload's may lack it, or lack the flip-TTA one) ran at temperature 1, and its report
+    still said 'Calibrated probabilities'."""
+    from types import SimpleNamespace
+
+    rule = refer_rule(CAL["refer_thresholds"], CAL)
+    card = SimpleNamespace(calibration={"temperature": 1.7}, faithfulness=None, metrics={}, training={},
+                           test_metrics=lambda tta=None: {}, site={}, measured_site={}, provenance=None, extra={},
+                           architecture="compact_cnn", name="m", version="v", external_predictions={})
+    with_tta = report_case(_prediction("meningioma", 0.999, 7), rule, content_hash(b"a"), datetime.now(UTC),
+                           tta=True, card=card)
+    single = report_case(_prediction("meningioma", 0.999, 7), rule, content_hash(b"b"), datetime.now(UTC),
+                         tta=False, card=card)
+    assert (with_tta.calibrated, single.calibrated) == (False, True)
+    text, _ = _render(case_report_pdf([with_tta]), tmp_path)
+    flat = " ".join(text.split())
+    assert "Probabilities (not calibrated: the model's card has no temperature for this mode)" in flat
+    assert "Calibrated probabilities" not in flat

@@ -191,3 +191,11 @@ def test_probability_lines_rank_the_classes_in_words():
     lines = probability_lines({"glioma": 0.2, "meningioma": 0.7, "notumor": 0.04, "pituitary": 0.06})
     assert lines == [(0.7, "Meningioma: **70.0 %**"), (0.2, "Glioma: **20.0 %**"), (0.06, "Pituitary: **6.0 %**"),
                      (0.04, "No tumour: **4.0 %**")]
+
+
+def test_an_output_that_is_not_a_number_reads_as_a_dash_on_an_empty_bar():
+    """A broken model's NaN reached st.progress, which raised on every rerun of that session's Predict page."""
+    nan = float("nan")
+    lines = probability_lines({"glioma": nan, "meningioma": 0.7, "notumor": nan, "pituitary": 0.3})
+    assert [bar for bar, _ in lines] == [0.7, 0.3, 0.0, 0.0]
+    assert lines[2][1] == "Glioma: **—**" and lines[0][1].startswith("Meningioma")

@@ -68,7 +68,8 @@ class Prediction:
     def as_row(self) -> dict:
         return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
                 **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
-                "refer": self.referred, "out_of_distribution": self.out_of_distribution,
+                # Fails closed: a flagged slice is no answer either (CSV readers filter on refer == False).
+                "refer": self.referred or self.out_of_distribution, "out_of_distribution": self.out_of_distribution,
                 "model": self.model_name, "model_version": self.model_version, "model_sha256": self.model_hash}
 
 

@@ -8,6 +8,7 @@ from .batch_table import batch_row
 from .cases import CaseBook, case_ref, content_hash, model_label, widget_key
 from .caveats import (
     absent_classes_words,
+    guard_words,
     history_title,
     limitations_words,
     missed_tumours_unflagged,
@@ -92,7 +93,7 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "class_label", "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash",
            "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",
            "external_sequence_figure", "external_summary", "external_view", "external_words", "faithfulness_caption",
-           "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "gradcam_caveat",
+           "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "guard_words", "gradcam_caveat",
            "headline_rows", "heatmap_on_original", "history_figure", "history_title", "is_study_card", "is_study_model",
            "leaning", "limitations_words", "missed_tumours_unflagged",
            "model_choice_label", "model_label", "model_listing", "model_row", "no_external_note",

@@ -14,11 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .. import DISPLAY_NAMES
 from ..errors import BrainclfError
 from ..escaping import visible_text
 from ..input import decode_upload, limits, upload_alias, without_alias
-from .wording import HEADLINES, pct, plural, result_status
+from .wording import HEADLINES, answer_words, pct, plural, result_status
 
 
 def content_hash(data: bytes) -> str:
@@ -294,7 +293,7 @@ class CaseBook:
             elif res is not None:
                 kind = (result_status(rule, res.probabilities, res.out_of_distribution).kind if rule and label == model
                         else "ood" if res.out_of_distribution else "refer" if res.referred else "accept")
-                row.update(prediction=DISPLAY_NAMES.get(res.predicted, res.predicted),
-                           confidence="—" if res.out_of_distribution else pct(res.confidence), status=HEADLINES[kind])
+                row.update(prediction=answer_words(kind, res.predicted, res.confidence),
+                           confidence="—" if kind == "ood" else pct(res.confidence), status=HEADLINES[kind])
             rows.append(row)
         return rows

@@ -96,3 +96,12 @@ def site_training_words(card) -> str | None:
     return (f"The training figures are its starting model {base}'s. It was then fine-tuned at {where} on "
             f"{n('tune_slices')} site slices, with {n('replay_images')} of its own training images replayed, for "
             f"{n('epochs_run')} epochs (epoch {n('best_epoch')} kept).")
+
+
+def guard_words(card) -> str:
+    """What the out-of-distribution guard flags, for the Predict page's scope line: an upload's card may have none,
+    and then only a colour image is flagged."""
+    if card.ood:  # inference.ood.check: without the card's statistics only the colour check runs
+        return "Slices unlike these (other sequences, CT, photos) are flagged as out of distribution."
+    return ("This model's card has no out-of-distribution guard: only colour images are flagged, and a CT slice or "
+            "a photo can get an answer.")

@@ -47,6 +47,7 @@ class ReportCase:
     faithfulness: dict | None = None
     scope_line: str = ""  # the validated scope and the accuracy measured on other sources (brainclf.presentation.scope)
     scope: str = ""  # what the model was validated on, in a sentence (scope.validated_scope)
+    calibrated: bool = True  # the card has a temperature for this flip-TTA mode (an upload's may lack one)
 
 
 def case_report_pdf(cases: Sequence[ReportCase], created: datetime | None = None) -> bytes:
@@ -189,8 +190,10 @@ def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tt
                 card=None) -> ReportCase:
     """A ReportCase from a Prediction and the model's card (for study status and faithfulness figures)."""
     acc = card.test_metrics().get("accuracy") if card is not None else None
+    temperature = "temperature_tta" if tta else "temperature"
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=is_study_card(card),
                       test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None,
                       scope_line=case_scope_line(card, tta) if card is not None else "",
-                      scope=validated_scope(card)["sentence"] if card is not None else "")
+                      scope=validated_scope(card)["sentence"] if card is not None else "",
+                      calibrated=card is None or bool(card.calibration.get(temperature)))

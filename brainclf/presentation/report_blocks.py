@@ -103,7 +103,9 @@ def probabilities(pdf, case, w: float) -> None:
     pred = case.prediction
     cls = DISPLAY_NAMES[pred.predicted]
     pdf.set_font("Helvetica", "B", 10.5)
-    pdf.cell(w, 6, "Calibrated probabilities", new_x="LMARGIN", new_y="NEXT")
+    title = "Calibrated probabilities" if case.calibrated else "Probabilities (not calibrated: the model's card has " \
+        "no temperature for this mode)"
+    pdf.cell(w, 6, title, new_x="LMARGIN", new_y="NEXT")
     bar_w = w - 40 - 22
     for c in CLASS_NAMES:
         p = float(pred.probabilities[c])

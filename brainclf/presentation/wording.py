@@ -251,16 +251,21 @@ def summary_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[s
 
     The CSV download keeps machine-readable columns (Prediction.as_row); this is what a reader scans."""
     status = result_status(rule, probabilities, out_of_distribution)
-    answer = DISPLAY_NAMES.get(predicted, predicted)
-    # A flagged slice's class is secondary and its probabilities are not meaningful; a referral leads with it.
-    shown = {"ood": f"({answer})", "refer": f"Refer ({leaning(predicted, probabilities[predicted])})"}
     flagged = status.kind == "ood"
-    return {"Case": case_ref, "File": file, "Answer": shown.get(status.kind, answer),
+    return {"Case": case_ref, "File": file, "Answer": answer_words(status.kind, predicted, probabilities[predicted]),
             "Status": status.headline, "Confidence": "—" if flagged else pct(probabilities[predicted]),
             **{DISPLAY_NAMES.get(c, c): "—" if flagged else pct(p) for c, p in probabilities.items()}}
 
 
+def answer_words(kind: str, predicted: str, confidence: float) -> str:
+    """A result's answer in a table, by its status kind: the class when answered; a referral leads with the refer
+    ('Refer (model leans Glioma, 64.0 %)'); a flagged slice's class is secondary, its probabilities meaningless."""
+    answer = DISPLAY_NAMES.get(predicted, predicted)
+    return {"ood": f"({answer})", "refer": f"Refer ({leaning(predicted, confidence)})"}.get(kind, answer)
+
+
 def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]]:
-    """(probability, "Glioma: **77.0 %**") per class, most likely first: the Predict card's bars in words."""
-    ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
-    return [(p, f"{DISPLAY_NAMES.get(c, c)}: **{pct(p)}**") for c, p in ranked]
+    """(bar length, "Glioma: **77.0 %**") per class, most likely first: the Predict card's bars in words. An output
+    that is not a number (a broken model: flagged) reads '—' on an empty bar; a progress bar refuses NaN."""
+    ranked = sorted(probabilities.items(), key=lambda cp: -cp[1] if cp[1] == cp[1] else 1.0)
+    return [(p if 0.0 <= p <= 1.0 else 0.0, f"{DISPLAY_NAMES.get(c, c)}: **{pct(p)}**") for c, p in ranked]
