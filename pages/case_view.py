@@ -69,15 +69,17 @@ def headline(view: CaseView, case, pred, status) -> None:
 
 
 @st.dialog("Full size", width="large")
-def full_size(view: CaseView, digest: str, target: str, opacity: float) -> None:
+def full_size(view: CaseView, digest: str, target: str, opacity: float, overlay_on: bool) -> None:
     """The upload at its own resolution (wheel to zoom, drag to pan), the Grad-CAM mapped onto it as an optional
-    overlay, and a DICOM's window centre and width (its own tags' values first)."""
+    overlay (on as the case's card has it: off for a referral or a flag), and a DICOM's window centre and width
+    (its own tags' values first)."""
     case, pred = view.book.get(digest), view.book.result(digest, view.model)
     st.caption(md_literal(f"Case {case.ref}" + (f" · {case.name}" if view.show_names else "") + f" · "
-                          f"{class_label(target)} · model {pred.model_name} {pred.model_version} ({pred.model_hash})"))
+                          f"Grad-CAM class {class_label(target)} · model {pred.model_name} {pred.model_version} "
+                          f"({pred.model_hash})"))
     try:
         shown = original_view(case.data, upload_alias(case.name), view.predictor.contract, case.frame)
-        overlay = st.toggle("Grad-CAM overlay", value=True, key=widget_key("full_overlay", digest, view.model))
+        overlay = st.toggle("Grad-CAM overlay", value=overlay_on, key=widget_key("full_overlay", digest, view.model))
         heatmap = view.heatmap_for(pred, target) if overlay else None
     except (ValueError, BrainclfError) as e:
         st.warning(f"The full-size view could not be made: {public(e)}")
@@ -121,7 +123,7 @@ def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay
     if st.button("Full size", key=key("full"), icon=":material/open_in_full:",
                  help="The upload at its own resolution, to zoom and pan, with the Grad-CAM as an overlay"
                  " (and window/level for DICOM)"):
-        full_size(view, digest, target, opacity)
+        full_size(view, digest, target, opacity, overlay)
 
 
 def controls(pred, key, overlay_on: bool) -> tuple[str, bool]:

@@ -683,3 +683,17 @@ def test_a_site_model_keeps_the_target_its_site_chose_whatever_the_servers(site_
     assert predictor(dataclasses.replace(site_card, site={})).with_refer_target(0.8).refer_thresholds["glioma"] == 0.5
     site_model = predictor(site_card)
     assert site_model.with_refer_target(0.8).refer_thresholds == site_model.refer_thresholds
+
+
+def test_two_profiles_of_one_model_are_told_apart_by_their_version(tmp_path, site_folder, smoke_model):
+    """Same file, same day: a 90 % and an 80 % profile had the same version and hash, so the go-live PDF's
+    certificate could not say which rule it was about."""
+    from brainclf.inference import Predictor
+
+    models = tmp_path / "models"
+    run = SiteRun.open(tmp_path / "run", site_folder, "st-elsewhere", smoke_model)
+    first = run.calibrate(Predictor.load(smoke_model), target=0.9, models_dir=models)
+    second = run.calibrate(Predictor.load(smoke_model), target=0.8, models_dir=models)
+    a, b = read_card(first["model"]), read_card(second["model"])
+    assert a.file_sha256 == b.file_sha256 and a.version != b.version
+    assert a.version.split("-")[:2] == b.version.split("-")[:2] and a.version.split("-")[2].startswith("r")

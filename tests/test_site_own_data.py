@@ -184,3 +184,11 @@ def test_a_folder_named_like_the_models_data_folder_is_checked_by_name_whatever_
     monkeypatch.setenv("BRAINCLF_DATA", str(synthetic_dataset))
     assert training_paths_for(card, tmp_path / "x" / "Testing", tmp_path / "typo") is None
     assert training_paths_for(card, tmp_path / "x" / "Testing") is not None  # without one, it is used
+
+
+def test_a_site_whose_manifest_cannot_be_read_is_refused_before_any_step_works(tmp_path):
+    """It was read after a step's predictions (validate), or after every epoch (adapt), and failed there."""
+    site = write_site(tmp_path / "clinic")
+    (site / "manifest.csv").write_bytes("file,sequence\nglioma/x.png,T1\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        split_site(site, "clinic")

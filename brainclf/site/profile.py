@@ -10,6 +10,8 @@ weights) neither, and its training record adds the site as a source.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -72,7 +74,10 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
         block["kaggle_test"] = {k: {"n": v["n"], "accuracy": v["accuracy"]}
                                 for k, v in result["kaggle_test"].items() if v}
     how = "fine-tuned on" if adapted else "calibrated for"
-    return replace(card, name=name, version=f"{time.strftime('%Y%m%d')}-{sha[:8]}", file_sha256=sha,
+    # A profile keeps its starting model's file (and hash): the version names its rule too, so two profiles made
+    # the same day at other targets are told apart wherever a model is named (the go-live PDF, results).
+    rule = hashlib.sha256(json.dumps([card.calibration, card.ood], sort_keys=True, default=str).encode()).hexdigest()
+    return replace(card, name=name, version=f"{time.strftime('%Y%m%d')}-{sha[:8]}-r{rule[:6]}", file_sha256=sha,
                    created=iso_now(), description=f"{card.name} {how} site {site}"[:2000], metrics=metrics,
                    training=training, test_predictions=rows_of["test"], test_predictions_tta=rows_of["test_tta"],
                    # An upload's faithfulness figures are its uploader's claim: not on a card marked verified.
