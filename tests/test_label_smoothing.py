@@ -41,15 +41,17 @@ def test_the_compiled_loss_smooths_towards_the_uniform_target(tmp_path):
     assert float(model.loss(target, uniform)) == pytest.approx(np.log(4), rel=1e-4)
 
 
-def test_training_with_label_smoothing_finishes_and_records_it(tmp_path, synthetic_dataset):
+@pytest.mark.parametrize("setting", [{"label_smoothing": 0.1}, {"mixup": 0.4}, {"label_smoothing": 0.1, "mixup": 0.4}])
+def test_training_with_one_hot_labels_finishes_and_records_its_setting(tmp_path, synthetic_dataset, setting):
+    """Label smoothing and mixup (test_mixup.py), alone and together: both train on one-hot labels."""
     from brainclf.model import read_card
     from brainclf.training import TrainRequest, train
 
-    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, label_smoothing=0.1)
-    out = train(TrainRequest(config, data=synthetic_dataset, name="smoothed", models_dir=tmp_path / "models",
+    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, **setting)
+    out = train(TrainRequest(config, data=synthetic_dataset, name="onehot", models_dir=tmp_path / "models",
                              run_dir=tmp_path / "run"))
     card = read_card(out)
-    assert card.training["config"]["label_smoothing"] == 0.1
+    assert {k: card.training["config"][k] for k in setting} == setting
     assert np.isfinite(card.training["history"]["loss"]).all()
 
 

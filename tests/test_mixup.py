@@ -53,18 +53,6 @@ def test_images_labels_and_weights_blend_in_one_share(blend):
     assert mixed > len(x) // 4  # Beta(0.4, 0.4) leaves many shares near 0 or 1, but not all
 
 
-def test_training_with_mixup_finishes_and_records_it(tmp_path, synthetic_dataset):
-    from brainclf.model import read_card
-    from brainclf.training import TrainConfig, TrainRequest, train
-
-    config = TrainConfig(architecture="seed", image_size=32, epochs=1, batch_size=8, mixup=0.4)
-    out = train(TrainRequest(config, data=synthetic_dataset, name="mixed", models_dir=tmp_path / "models",
-                             run_dir=tmp_path / "run"))
-    card = read_card(out)
-    assert card.training["config"]["mixup"] == 0.4
-    assert np.isfinite(card.training["history"]["loss"]).all()
-
-
 def test_mixup_outside_zero_to_one_is_refused():
     from brainclf.errors import ConfigError
     from brainclf.training import TrainConfig
