@@ -140,8 +140,8 @@ report = report_from_rows(rows, rule.thresholds)
 on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
 st.caption(md_literal(source_caption(report, where, card.label, predictor.tta)))
 if not re_evaluated and (gone := card.test_metrics(predictor.tta).get("missing_files")):
-    st.warning(f"{count(gone, 'test file')} of this model's split were no longer in the data folder when it was "
-               "finalised: these figures leave them out.")
+    st.warning(f"{count(gone, 'test file')} of this model's split {'was' if gone == 1 else 'were'} no longer in the "
+               "data folder when it was finalised: these figures leave them out.")
 st.table(pd.DataFrame(headline_rows(report)), hide_index=True)
 st.table(pd.DataFrame(per_class_rows(report)), hide_index=True)
 

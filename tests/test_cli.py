@@ -228,7 +228,8 @@ def test_predict_prints_the_ood_flag_and_the_refer_verdict(smoke_model, tmp_path
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{noise}: ") and "OUT OF DISTRIBUTION: not like a brain MRI slice (the image is in " \
         "colour" in line
-    assert "REFER to a radiologist" in line or "not referred" in line  # the refer verdict as well
+    # A flagged slice is no answer whatever its confidence: the line says so, as its CSV row's refer does.
+    assert "REFER to a radiologist: a flagged slice is not answered." in line and "not referred" not in line
 
     # A referred case: every class needs more confidence than any answer has (the rule the page applies).
     monkeypatch.setattr(Predictor, "refer_thresholds", property(lambda self: {c: 1.0 for c in CLASS_NAMES}))

@@ -106,3 +106,23 @@ def test_listing_many_models_reads_each_card_once(smoke_model, tmp_path, monkeyp
     (tmp_path / "gone.keras").write_bytes(b"")
     assert models.model_listing(tmp_path / "gone.keras") == {"label": "gone (card unreadable)", "verified": False,
                                                              "card": False, "row": None}
+
+
+def test_a_folder_csv_of_an_older_version_with_a_flagged_row_not_referred_is_not_resumed(smoke_predictor, make_image,
+                                                                                        tmp_path):
+    """Rows of two meanings of refer in one file: an older version wrote a flagged slice as refer False."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image().save(folder / "a.png")
+    out = tmp_path / "out.csv"
+    predict_folder(smoke_predictor.with_tta(False), folder, out)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0].update(out_of_distribution="True", refer="False")
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    make_image().save(folder / "b.png")
+    with pytest.raises(ConfigError, match="written before a flagged slice's row said refer"):
+        predict_folder(smoke_predictor.with_tta(False), folder, out)

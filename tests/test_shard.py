@@ -239,3 +239,18 @@ def test_merge_csv_cli_errors_are_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "absent.csv" in err[0]
+
+
+def test_merging_an_older_versions_flagged_row_marks_it_referred(runs, tmp_path):
+    """An older version wrote a flagged slice as refer False; the merged file keeps one meaning of refer."""
+    rows = read_rows(runs["shards"][0])
+    rows[0].update(out_of_distribution="True", refer="False")
+    old = tmp_path / "old.csv"
+    with open(old, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    merge_csvs(tmp_path / "m.csv", [old])
+    merged = {r["file"]: r for r in read_rows(tmp_path / "m.csv")}
+    assert merged[rows[0]["file"]]["refer"] == "True"
+    assert all(merged[r["file"]]["refer"] == r["refer"] for r in rows[1:])  # the others as written

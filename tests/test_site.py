@@ -697,3 +697,20 @@ def test_two_profiles_of_one_model_are_told_apart_by_their_version(tmp_path, sit
     a, b = read_card(first["model"]), read_card(second["model"])
     assert a.file_sha256 == b.file_sha256 and a.version != b.version
     assert a.version.split("-")[:2] == b.version.split("-")[:2] and a.version.split("-")[2].startswith("r")
+
+
+def test_the_before_after_table_and_the_cli_name_each_columns_mode_and_target(site_run):
+    """A column's figures move with flip TTA (re-chosen at the site) and the refer target, not only with its step."""
+    from brainclf.cli.site import format_step
+    from brainclf.presentation import pct
+    from brainclf.site.summary import comparison_rows
+
+    run, _ = site_run
+    rows = {r["Held-out part"]: r for r in comparison_rows(run.state)}
+    assert rows["Refer target"] == {"Held-out part": "Refer target", "As it came": "its card's",
+                                    "Site calibration": pct(0.9), "Adapted": pct(0.9)}
+    for heading, step in (("As it came", run.step("validate")), ("Adapted", run.step("adapt")["heldout"])):
+        assert rows["Flip TTA"][heading] == ("on" if step["tta"] else "off")
+    line = format_step("calibrate", run.step("calibrate")).splitlines()[0]
+    mode = "flip TTA" if run.step("calibrate")["calibration"].get("tta_default") else "single pass"
+    assert f"; {mode}, temperature " in line and "refer bar " in line and f"for {pct(0.9)} accepted" in line

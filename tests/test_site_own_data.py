@@ -186,9 +186,18 @@ def test_a_folder_named_like_the_models_data_folder_is_checked_by_name_whatever_
     assert training_paths_for(card, tmp_path / "x" / "Testing") is not None  # without one, it is used
 
 
-def test_a_site_whose_manifest_cannot_be_read_is_refused_before_any_step_works(tmp_path):
+def test_a_site_whose_manifest_cannot_be_read_is_refused_before_any_step_works(tmp_path, smoke_model):
     """It was read after a step's predictions (validate), or after every epoch (adapt), and failed there."""
     site = write_site(tmp_path / "clinic")
     (site / "manifest.csv").write_bytes("file,sequence\nglioma/x.png,T1\n".encode("utf-16"))
     with pytest.raises(DataError, match="UTF-16"):
-        split_site(site, "clinic")
+        SiteRun.open(tmp_path / "run", site, "clinic", smoke_model)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_site_run_whose_manifest_broke_since_is_refused_at_once(tmp_path, smoke_model):
+    site = write_site(tmp_path / "clinic")
+    SiteRun.open(tmp_path / "run", site, "clinic", smoke_model)
+    (site / "manifest.csv").write_bytes("file,sequence\nglioma/x.png,T1\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        SiteRun.open(tmp_path / "run", site, "clinic", smoke_model)

@@ -291,4 +291,4 @@ def test_the_clean_subset_leaves_out_near_twins_of_every_sources_training_images
     files = card.training["files"]
     every = len(files["train"]) + len(files["val"])
     assert any("::" in f for f in files["train"])  # the extra source's training slices are among them
-    assert card.metrics["test"]["clean"]["definition"].endswith(f"among {every} training images")
+    assert card.metrics["test"]["clean"]["definition"].endswith(f"among {every} training images of every source")

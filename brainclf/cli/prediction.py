@@ -63,7 +63,9 @@ def verdict(pred, rule) -> str:
                      "); the class probabilities are not meaningful.")
     confidence, threshold = pct_pair(pred.confidence, rule.threshold(pred.predicted))
     default = "" if rule.fitted else ", a fixed default not validated for this model"
-    if rule.referred(pred.probabilities):
+    if pred.out_of_distribution:  # a flagged slice is no answer whatever its confidence (its CSV row: refer)
+        words.append("REFER to a radiologist: a flagged slice is not answered.")
+    elif rule.referred(pred.probabilities):
         words.append(f"REFER to a radiologist: confidence {confidence} is below {threshold}{default}.")
     else:
         words.append(f"not referred: confidence {confidence} is at or above {threshold}{default}.")

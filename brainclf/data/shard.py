@@ -224,6 +224,8 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
                 if None in row:  # more cells than columns: a corrupt line; keep the columns we know
                     row.pop(None)
                 row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}  # as written
+                if row.get("out_of_distribution") == "True" and row.get("refer") == "False":  # an older version's
+                    row["refer"] = "True"  # a flagged slice is no answer, whatever its confidence
                 name = row["file"]
                 seen_in.setdefault(name, []).append(str(path))
                 rows.setdefault(name, row)

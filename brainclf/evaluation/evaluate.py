@@ -36,7 +36,8 @@ def subset_summary(y: np.ndarray, probs: np.ndarray) -> dict:
 def evaluate_samples(predictor, samples: list[Sample], root: Path,
                      progress: Callable[[int, int], None] | None = None,
                      training_paths: list[Path] | None = None,
-                     predicted: tuple[np.ndarray, list[Sample], list[str]] | None = None) -> dict:
+                     predicted: tuple[np.ndarray, list[Sample], list[str]] | None = None,
+                     training_scope: str = "of its primary source") -> dict:
     """Metrics plus per-image predictions and the misclassified files.
 
     With `training_paths`, also the same metrics on the clean subset: the images with no exact or near
@@ -57,7 +58,7 @@ def evaluate_samples(predictor, samples: list[Sample], root: Path,
         clean = clean_mask([s.path for s in kept], training_paths)
         report["clean"] = subset_summary(y[clean], probs[clean])
         report["clean"]["definition"] = (f"no exact or near duplicate (dHash Hamming <= {NEAR_DUP_THRESHOLD}/256) "
-                                         f"among {len(training_paths)} training images")
+                                         f"among {len(training_paths)} training images {training_scope}")
     rows = prediction_rows(kept, probs, root)
     if training_paths and report["n"]:
         for r, c in zip(rows, clean):

@@ -151,6 +151,9 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
                                   f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
                                   f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "
                                   "new CSV file, so no file mixes two models' answers.")
+            if csv_value(row["out_of_distribution"]) == "True" and csv_value(row["refer"]) == "False":
+                raise ConfigError(f"{csv_path} was written before a flagged slice's row said refer (row "
+                                  f"{reader.line_num}): give a new CSV file, so no file mixes the two meanings.")
             done.add(csv_value(row["file"]))
             failed += bool(csv_value(row["error"]))
     if shard is not None:

@@ -35,8 +35,8 @@ def site_report_pdf(state: dict, created: datetime | None = None) -> bytes:
         f"{created:%Y-%m-%d %H:%M} UTC by brainclf {__version__}. Site slices: {split['tune']} tuning and "
         f"{split['calibration']} calibration (the adaptation part), {plural(split['heldout'], 'held-out slice')} "
         f"in {plural(state['groups'], 'case group')} overall; case groups never straddle the parts. The table's "
-        "figures are measured on the held-out part, which no step learnt from; the promise lines under it on the "
-        "calibration part, the forgetting check on Kaggle Testing."
+        "figures are measured on the held-out part, which no step learnt from; each promise line under it on the "
+        "part it names, the forgetting check on Kaggle Testing."
         f"{left_out_words(state['split'].get('left_out'))}"), new_x="LMARGIN", new_y="NEXT")
     for warning in state["split"].get("warnings") or []:  # what the case grouping could not use
         pdf.multi_cell(w, 5, _text(f"Warning: {warning}"), new_x="LMARGIN", new_y="NEXT")

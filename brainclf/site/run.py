@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..data import Sample
 from ..errors import BrainclfError, DataError
+from ..evaluation.manifest import read_manifest
 from ..inference.predict import Predictor
 from ..model.card import file_sha256, load_model, read_card
 from ..model.model_files import staged_model
@@ -77,6 +78,7 @@ class SiteRun:
         """
         run_dir = Path(run_dir)
         card = read_card(model_path)
+        read_manifest(site_root)  # new or resumed: one that cannot be read is refused now, not after a step's work
         path = run_dir / STATE
         root = str(Path(site_root).resolve())
         if path.is_file():

@@ -24,7 +24,6 @@ from ..data import Sample, discover, fingerprint, relative_path, split_extra_sou
 from ..data.dedup import hash_files
 from ..data.sources import file_case_grouping
 from ..errors import ConfigError, DataError
-from ..evaluation.manifest import read_manifest
 from ..model.card import check_card_rows
 
 CALIBRATION_FRACTION = 0.15
@@ -125,7 +124,6 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     """
     check_site_name(name)
     root = Path(root)
-    read_manifest(root)  # a manifest that cannot be read is refused now, not after a step's predictions
     samples = discover(root, source=name).all_samples()
     learnt = exclude(samples) if exclude and samples else [False] * len(samples)
     hashed = hash_files([s.path for s in samples]) if samples else None

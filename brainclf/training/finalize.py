@@ -219,6 +219,9 @@ def _measure_faithfulness(predictor, test_s: list[Sample], seed: int) -> dict:
     return measure_faithfulness(predictor, x, seed)
 
 
+EVERY_SOURCE = "of every source"  # the clean subset at finalising; `evaluate` finds the primary source's only
+
+
 def _evaluate(card, predictor, run: _Run) -> None:
     """Validation and test metrics (test with and without flip TTA; the clean subset excludes near twins of
     every source's training and validation images: an extra source may hold copies of the primary's test images);
@@ -229,9 +232,10 @@ def _evaluate(card, predictor, run: _Run) -> None:
     val = evaluate_samples(predictor, val_s, root)
     card.metrics["val"] = {k: v for k, v in val.items() if k not in ("predictions", "misclassified")}
     if test_s:
-        test = evaluate_samples(predictor, test_s, root, training_paths=training_paths)
+        test = evaluate_samples(predictor, test_s, root, training_paths=training_paths, training_scope=EVERY_SOURCE)
         card.test_predictions = test.pop("predictions")
-        tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths)
+        tta = evaluate_samples(predictor.with_tta(True), test_s, root, training_paths=training_paths,
+                               training_scope=EVERY_SOURCE)
         card.test_predictions_tta = tta.pop("predictions")
         card.metrics["test"], card.metrics["test_tta"] = ({**r, "missing_files": missing} if missing else r
                                                           for r in (test, tta))
