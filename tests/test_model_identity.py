@@ -126,3 +126,20 @@ def test_a_folder_csv_of_an_older_version_with_a_flagged_row_not_referred_is_not
     make_image().save(folder / "b.png")
     with pytest.raises(ConfigError, match="written before a flagged slice's row said refer"):
         predict_folder(smoke_predictor.with_tta(False), folder, out)
+
+
+def test_a_folder_csv_is_not_resumed_by_a_profile_of_the_same_file(smoke_predictor, make_image, tmp_path):
+    """A site profile keeps its starting model's file, and so its hash, with another temperature and rule."""
+    import dataclasses
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image().save(folder / "a.png")
+    out = tmp_path / "out.csv"
+    base = smoke_predictor.with_tta(False)
+    predict_folder(base, folder, out)
+    profile = object.__new__(type(base))
+    profile.__dict__.update({**base.__dict__, "card": dataclasses.replace(base.card, version="20261207-x-r1")})
+    make_image().save(folder / "b.png")
+    with pytest.raises(ConfigError, match="holds rows by model"):
+        predict_folder(profile, folder, out)

@@ -60,8 +60,8 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
 def test_a_report_recorded_in_the_other_mode_says_so_instead():
     assert recorded_rule_note(False, False) is None and recorded_rule_note(True, True) is None
     note = recorded_rule_note(False, True)
-    assert "single pass" in note and "switch flip TTA off" in note
-    assert "with flip TTA" in recorded_rule_note(True, False)
+    assert "as recorded (single pass" in note and note.endswith("which is read with flip TTA.")
+    assert "as recorded (with flip TTA" in recorded_rule_note(True, False)
 
 
 def _card(rows: list[dict], ext_tta: bool) -> SimpleNamespace:

@@ -146,7 +146,8 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
             if None in row.values() or None in row:
                 raise ConfigError(f"{csv_path}: row {reader.line_num} does not have this version's {len(CSV_FIELDS)} "
                                   "columns (edited by hand?): give a new CSV file.")
-            if any(csv_value(row[k]) != str(ours[k]) for k in ("model_sha256", "tta")):
+            # The version too: a site profile keeps its starting model's file (and hash) with another rule.
+            if any(csv_value(row[k]) != str(ours[k]) for k in ("model_sha256", "model_version", "tta")):
                 raise ConfigError(f"{csv_path} holds rows by model {csv_value(row['model'])} "
                                   f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
                                   f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "

@@ -65,10 +65,9 @@ def recorded_rule_note(ext_tta: bool, tta: bool) -> str | None:
     referred figures are (the Evaluation page re-reads them with the rule in force otherwise)."""
     if ext_tta == tta:
         return None
-    mode, switch = ("with flip TTA", "on") if ext_tta else ("single pass", "off")
+    mode, other = ("with flip TTA", "single pass") if ext_tta else ("single pass", "with flip TTA")
     return (f"Its answered, referred and missed-tumour figures are as recorded ({mode}, with the card's own refer "
-            f"rule then), not with the rule in force here: switch flip TTA {switch} in the sidebar to read them "
-            "with it.")
+            f"rule then), not with the rule in force here, which is read {other}.")
 
 
 def history_title(card) -> str:
