@@ -50,5 +50,6 @@ def test_a_run_state_or_card_written_with_the_old_key_of_a_linked_file_still_fin
     old_key = (raw / "x1.png").resolve().as_posix()
     index = index_samples(root, [])
     assert index["glioma/x1.png"] is index[old_key]
-    card = SimpleNamespace(training={"fingerprint": {"root_name": "ds"}, "files": {"train": [old_key]}}, site={})
+    card = SimpleNamespace(training={"fingerprint": {"root_name": "ds"}, "files": {"train": [old_key]}}, site={},
+                           measured_site={}, provenance={})
     assert learnt_mask(card, discover(root).all_samples(), root, None).tolist() == [True]
