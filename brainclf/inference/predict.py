@@ -50,6 +50,11 @@ class Prediction:
         return not (self.confidence >= self.refer_threshold and np.isfinite(list(self.probabilities.values())).all())
 
     @property
+    def unanswered(self) -> bool:
+        """Referred or flagged: a flagged slice is no answer either, whatever its confidence (fails closed)."""
+        return self.referred or self.out_of_distribution
+
+    @property
     def predicted(self) -> str:
         return max(self.probabilities, key=self.probabilities.get)
 
@@ -68,8 +73,7 @@ class Prediction:
     def as_row(self) -> dict:
         return {"file": self.name, "prediction": self.predicted, "confidence": round(self.confidence, 6),
                 **{f"p_{c}": round(p, 6) for c, p in self.probabilities.items()},
-                # Fails closed: a flagged slice is no answer either (CSV readers filter on refer == False).
-                "refer": self.referred or self.out_of_distribution, "out_of_distribution": self.out_of_distribution,
+                "refer": self.unanswered, "out_of_distribution": self.out_of_distribution,
                 "model": self.model_name, "model_version": self.model_version, "model_sha256": self.model_hash}
 
 
@@ -164,16 +168,12 @@ class Predictor:
         from ..model.architectures import get_architecture
 
         ood = self.card.ood
-        if ood.get("layers"):
-            return tuple(ood["layers"])
-        if ood.get("layer"):
-            return (ood["layer"],)
-        return get_architecture(self.card.architecture).ood_layers
+        return tuple(ood.get("layers") or ([ood["layer"]] if ood.get("layer") else
+                                           get_architecture(self.card.architecture).ood_layers))
 
     @property
     def temperature(self) -> float:
-        cal = self.card.calibration
-        return float(cal.get("temperature_tta" if self.tta else "temperature", 1.0) or 1.0)
+        return float(self.card.calibration.get("temperature_tta" if self.tta else "temperature", 1.0) or 1.0)
 
     @property
     def refer_threshold(self) -> float:

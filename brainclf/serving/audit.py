@@ -66,8 +66,7 @@ def audit_record(data: bytes, prediction=None, error: str | BaseException | None
                    model_sha256=prediction.model_sha256,
                    output={"predicted": prediction.predicted,
                            "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
-                           "refer": prediction.referred or prediction.out_of_distribution,
-                           "out_of_distribution": prediction.out_of_distribution})
+                           "refer": prediction.unanswered, "out_of_distribution": prediction.out_of_distribution})
     else:
         rec.update(model=model, model_version=version, model_sha256=model_sha256, error=refusal_reason(error),
                    error_type=type(error).__name__ if isinstance(error, BaseException) else "refused")
