@@ -645,9 +645,9 @@ def test_epochs_saved_before_a_setting_existed_resume_at_its_default(tmp_path):
              "best_loss": 0.5, "history": {}, "seconds": 10.0}
     (tmp_path / "adapt.json").write_text(json.dumps(saved))
     (tmp_path / "last.keras").write_bytes(b"model")
-    state, why = _state(tmp_path, cfg)
-    assert (state.epoch, why, state.config) == (2, "", asdict(cfg))
-    state, why = _state(tmp_path, AdaptConfig(epochs=3, ema_momentum=0.99))  # not the default it ran at
+    state, why = _state(tmp_path, cfg, "f00d")  # nor the fingerprint of its images: saved before there was one
+    assert (state.epoch, why, state.config, state.data) == (2, "", asdict(cfg), "f00d")
+    state, why = _state(tmp_path, AdaptConfig(epochs=3, ema_momentum=0.99), "f00d")  # not the default it ran at
     assert state.epoch == 0 and "other settings" in why
 
 

@@ -13,6 +13,7 @@ fine_tune again resumes from the last finished epoch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -24,12 +25,13 @@ import numpy as np
 
 from .. import CLASS_NAMES
 from ..data import Sample, load_arrays
-from ..model.architectures import recalibrate_batchnorm
+from ..model.architectures import activations_per_image, recalibrate_batchnorm
 from ..model.backend import forward_function, to_numpy
 from ..scoring.trust import apply_temperature, fit_temperature, nll
 from ..training.callbacks import BatchCallback, save_atomically
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
+from ..training.prepare import check_training_memory
 from ..training.state import write_json_atomically
 from .config import ADAPT_STATE as STATE
 from .config import AdaptConfig
@@ -48,26 +50,41 @@ class AdaptState:
     best_loss: float | None = None
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
+    data: str = ""  # data_fingerprint of the slices and images the epochs learnt from and were chosen on
+
 
     def save(self, run_dir: Path) -> None:
         write_json_atomically(run_dir / STATE, asdict(self))
 
 
-def _state(run_dir: Path, cfg: AdaptConfig) -> tuple[AdaptState, str]:
-    """The saved state of the same settings (resume), else a new one; and, when saved epochs are not resumed,
-    why (other settings, or a state file that cannot be read), to say rather than start afresh silently."""
-    path = run_dir / STATE
+def data_fingerprint(*parts: list[Sample]) -> str:
+    """One hash of each part's slices (label, class folder and file name, in order): a resume must learn from and
+    choose on the same images, not on what a changed data folder or a moved copy of the data now holds."""
+    names = [[(s.label, s.path.parent.name, s.path.name) for s in part] for part in parts]
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+
+
+def _state(run_dir: Path, cfg: AdaptConfig, data: str) -> tuple[AdaptState, str]:
+    """The saved state of the same settings and data (resume), else a new one; and, when saved epochs are not
+    resumed, why (other settings or images, or a state file that cannot be read), to say rather than start afresh
+    silently."""
+    path, new = run_dir / STATE, AdaptState(asdict(cfg), data=data)
     if not (path.is_file() and (run_dir / "last.keras").is_file()):
-        return AdaptState(asdict(cfg)), ""
+        return new, ""
     try:
         saved = json.loads(path.read_text())
+        epochs = saved.get("epoch", "?")
         # A setting added since the epochs were saved ran at its default (ema_momentum: off).
-        if {**asdict(AdaptConfig()), **saved.get("config", {})} == asdict(cfg):
-            return AdaptState(**{**saved, "config": asdict(cfg)}), ""
-        why = f"its {saved.get('epoch', '?')} saved epochs were run with other settings"
+        if {**asdict(AdaptConfig()), **saved.get("config", {})} != asdict(cfg):
+            why = f"its {epochs} saved epochs were run with other settings"
+        elif saved.get("data", data) != data:  # a state saved before the fingerprint existed: the same split
+            why = (f"its {epochs} saved epochs learnt from other images (the site's parts, or the model's own "
+                   "training or validation images found under the data folder, changed)")
+        else:
+            return AdaptState(**{**saved, "config": asdict(cfg), "data": data}), ""
     except (OSError, ValueError, TypeError) as e:  # cut short, or another version's fields
         why = f"its saved state ({STATE}) cannot be read ({type(e).__name__})"
-    return AdaptState(asdict(cfg)), f"Starting the adaptation afresh: {why}; they are replaced as epochs finish."
+    return new, f"Starting the adaptation afresh: {why}; they are replaced as epochs finish."
 
 
 def _compile(model, cfg: AdaptConfig, steps: int):
@@ -180,8 +197,8 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
         TrainingCancelled: `cancel` was set; the last finished epoch is kept for a resume.
     """
     cfg.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (state, afresh), t0 = _state(run_dir, cfg), time.time()
+    (state, afresh), t0 = _start(base_model, (tune, replay, calibration, kept or []), contract, cfg, run_dir), \
+        time.time()
 
     def say(stage, message="", **kw):
         if progress:
@@ -218,6 +235,16 @@ def fine_tune(base_model, tune: list[Sample], calibration: list[Sample], replay:
     say("evaluating", "Checking the adapted model: site calibration, the held-out part and Kaggle Testing",
         epoch=state.epoch)
     return _best(run_dir, cancel, state.epoch), state
+
+
+def _start(base_model, parts: tuple[list[Sample], ...], contract, cfg: AdaptConfig,
+           run_dir: Path) -> tuple[AdaptState, str]:
+    """_state's (state, why afresh) for these images, once they are known to fit in memory: every image is held
+    (with an epoch's copy and the input pipeline's), so a folder too large is refused before decoding."""
+    check_training_memory(sum(map(len, parts)), contract, batch_size=cfg.batch_size,
+                          activations=activations_per_image(base_model))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return _state(run_dir, cfg, data_fingerprint(*parts))
 
 
 def _best(run_dir: Path, cancel: threading.Event | None, epochs: int):
