@@ -14,6 +14,7 @@ from ..presentation.scope import group_interval
 from ..scoring.operating_point import refers_all
 from ..site.config import AdaptConfig
 from ..site.split import LEFT_OUT_REASONS, left_out_words
+from ..site.step_lock import one_step_at_a_time
 from ..site.summary import promise
 from ..training.config import runs_dir
 from .common import CountBar, pct, say
@@ -21,11 +22,16 @@ from .common import CountBar, pct, say
 STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
 
-def _open(args):
-    from ..site import SiteRun, site_run_dir
+def _run_dir(args) -> Path:
+    from ..site import site_run_dir
 
-    run_dir = Path(args.run_dir) if args.run_dir else site_run_dir(
+    return Path(args.run_dir) if args.run_dir else site_run_dir(
         Path(os.environ.get("BRAINCLF_RUNS", "runs")) / "site", args.site, args.model)
+
+
+def _open(args, run_dir: Path):
+    from ..site import SiteRun
+
     bar = CountBar("case groups")
     run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar,
                        data_root=args.data or os.environ.get("BRAINCLF_DATA"))
@@ -44,13 +50,19 @@ def _open(args):
 
 
 def cmd_site(args) -> int:
-    from ..inference import Predictor
-    from ..site import site_report_pdf
-
     _check_rule(args)
     steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
     cfg = _adapt_config(args) if "adapt" in steps else None  # checked before any step runs
-    run = _open(args)
+    run_dir = _run_dir(args)
+    with one_step_at_a_time(run_dir):  # not beside a step of the same run in the app or another shell
+        _run_steps(args, steps, cfg, _open(args, run_dir))
+    return 0
+
+
+def _run_steps(args, steps: tuple[str, ...], cfg, run) -> None:
+    from ..inference import Predictor
+    from ..site import site_report_pdf
+
     data = args.data or os.environ.get("BRAINCLF_DATA")
     for step in steps:
         if step == "validate":
@@ -70,7 +82,6 @@ def cmd_site(args) -> int:
             out = Path(args.pdf or run.run_dir / "go-live-report.pdf")
             out.write_bytes(site_report_pdf(run.state))
             say(f"go-live report: {out}")
-    return 0
 
 
 class _Bars:

@@ -13,6 +13,7 @@ relies on it there.
     steps.step_job        a step as the app's background job: progress in slices, cancellable
     golive.site_report_pdf  the one-page go-live report
     naming                the names a step's models take; kept: a user's kept site runs, listed and deleted
+    step_lock             one step at a time on a run folder, whoever starts it (app, another process, CLI)
 
 Importing this package does not import TensorFlow (adapt does, when called).
 """

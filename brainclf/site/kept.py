@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import BrainclfError
 from .run import STATE, saved_state
+from .step_lock import one_step_at_a_time
 
 __all__ = ["KeptSiteRun", "delete_site_run", "kept_site_runs"]
 
@@ -59,7 +60,8 @@ def delete_site_run(base: str | Path, folder: str, running: Path | None = None, 
         raise BrainclfError(f"That site run's folder also holds the site run {inner[0]}: delete that one first; "
                             "nothing was deleted.")
     try:
-        shutil.rmtree(path)
+        with one_step_at_a_time(path, doing="delete it"):  # a step of another process (the CLI, say)
+            shutil.rmtree(path)
     except OSError as e:
         logger.warning("deleting site run %s failed: %s", path, e)
         raise BrainclfError(f"The site run could not be deleted ({e.strerror or type(e).__name__}); some of it "

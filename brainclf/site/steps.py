@@ -13,6 +13,7 @@ from ..training.isolated import run_isolated
 from .config import AdaptConfig
 from .measure import SliceProgress, check_step_memory
 from .run import Phases, SiteRun
+from .step_lock import one_step_at_a_time
 
 INFERENCE_BATCH = 64  # Predictor.raw_probs_and_features' batch
 
@@ -54,17 +55,18 @@ def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
              hook: ProgressHook, cancel: threading.Event | None):
     """One step in this process: open the run (its split) and run the step with an in-process model; its model
     never takes a name an unfinished training under `runs_root` (the app's runs folder) will take."""
-    phase = phases(hook, cancel)
-    phase(f"Splitting the site's slices by case ({site})")(0, 1)
-    run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
-    if step in ("validate", "calibrate"):
-        predictor = Predictor.load(model)
-        check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
-    if step == "validate":
-        run.validate(predictor, phase)
-        return run_dir
-    if step == "calibrate":
-        return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
-                                  phase=phase, runs_root=runs_root)["model"])
-    return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
-                          confidence=confidence, runs_root=runs_root)["model"])
+    with one_step_at_a_time(run_dir):  # not beside a step of the same run elsewhere (the CLI, another app)
+        phase = phases(hook, cancel)
+        phase(f"Splitting the site's slices by case ({site})")(0, 1)
+        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
+        if step in ("validate", "calibrate"):
+            predictor = Predictor.load(model)
+            check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
+        if step == "validate":
+            run.validate(predictor, phase)
+            return run_dir
+        if step == "calibrate":
+            return Path(run.calibrate(predictor, target, models_dir, data_root=data_root, confidence=confidence,
+                                      phase=phase, runs_root=runs_root)["model"])
+        return Path(run.adapt(AdaptConfig(), data_root, target, models_dir, progress=hook, cancel=cancel,
+                              confidence=confidence, runs_root=runs_root)["model"])
