@@ -80,4 +80,4 @@ def resume_interrupted(jobs: TrainingJobs, run: InterruptedRun, roots: list[Path
         raise BrainclfError(f"Training {run.name} learnt from {names}; this server no longer offers all of them, "
                             "so it cannot be resumed here.") from None
     return jobs.start(run.config, data, run.name, models_dir, owner=owner, owner_label=owner_label,
-                      run_dir=run.run_dir, extra_data=extra)
+                      run_dir=run.run_dir, extra_data=extra, resuming=True)

@@ -28,7 +28,7 @@ from ..input.limits import validate_model_name
 # own process does: training.isolated).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
 from ..training.isolated import run_isolated, train_job
-from ..training.prepare import check_sources
+from ..training.prepare import check_sources, saved_split
 from ..training.request import TrainRequest
 from ..training.state import saved_state
 
@@ -58,11 +58,13 @@ def _stat(path: Path) -> tuple[float, int] | None:
         return None
 
 
-def set_aside_other_run(run_path: Path, config: TrainConfig) -> Path | None:
-    """A cancelled or failed training of this name saved with other settings (an ensemble's members included), or
-    with a state this version cannot read: moved aside (nothing lost), so a new start trains afresh instead of
-    failing on the old run. The folder it moved to."""
-    if _same_run(run_path, config):
+def set_aside_other_run(run_path: Path, config: TrainConfig,
+                        data: tuple[Path, tuple[Source, ...]] | None = None) -> Path | None:
+    """A cancelled or failed training of this name saved with other settings (an ensemble's members included),
+    with a state this version cannot read, or (given `data`: this start's data folder and extra sources) on other
+    data (files missing there, or other images under the same names): moved aside (nothing lost), so a new start
+    trains afresh instead of failing on, or resuming onto, the old run. The folder it moved to."""
+    if _same_run(run_path, config, data):
         return None  # no run there, or the same settings: the new start resumes it
     aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
     run_path.rename(aside)
@@ -76,16 +78,19 @@ def _run_places(run_path: Path, config: TrainConfig) -> list[tuple[Path, TrainCo
                                    if len(members) > 1 else [])
 
 
-def _same_run(run_path: Path, config: TrainConfig) -> bool:
-    """True when `run_path` holds nothing, or only states saved with `config` (member states of its members)."""
+def _same_run(run_path: Path, config: TrainConfig, data: tuple[Path, tuple[Source, ...]] | None = None) -> bool:
+    """True when `run_path` holds nothing, or only states saved with `config` (member states of its members) whose
+    split is found, bytes and all, in `data` when given."""
     if not run_path.exists():
         return True
     if len(config.member_configs()) == 1 and any(run_path.glob("member*/state.json")):
         return False  # an ensemble's members, and now a single model
     try:
         for place, expected in _run_places(run_path, config):
-            saved_state(place, expected, resume=True)
-    except (ConfigError, DataError):  # other settings, or a state this version cannot read
+            state = saved_state(place, expected, resume=True)
+            if state is not None and data is not None:
+                saved_split(state, data[0], list(data[1]))
+    except (ConfigError, DataError):  # other settings or data, or a state this version cannot read
         return False
     return True
 
@@ -160,10 +165,12 @@ class TrainingJobs:
 
     def start(self, config: TrainConfig, data: str | Path, name: str, models_dir: str | Path = "models",
               owner: str = "", owner_label: str = "", run_dir: str | Path | None = None,
-              extra_data: tuple[Source, ...] = ()) -> JobStatus:
+              extra_data: tuple[Source, ...] = (), resuming: bool = False) -> JobStatus:
         """Start a training in a background thread; refuses a second one while the first runs. `owner` (a user
         id) is the one user besides admins who may cancel it; `run_dir` defaults to train()'s; `extra_data` are
-        the other labelled sources it learns from (config.extra_sources names them with their weights)."""
+        the other labelled sources it learns from (config.extra_sources names them with their weights). A new
+        start (not `resuming`) sets aside a run of this name on other data and trains afresh; a resume on other
+        data is refused by train() with a message."""
         config.validate()  # bad settings fail here, in the caller, with a clear message
         check_sources(config, list(extra_data), data)
         validate_model_name(name)  # the rule train() and the card apply, before a thread is started
@@ -172,7 +179,8 @@ class TrainingJobs:
         run_path = Path(run_dir) if run_dir else runs_dir() / name
 
         def work(hook, cancel):
-            set_aside_other_run(run_path, config)  # in the job, once start_task has refused a second one
+            # In the job, once start_task has refused a second one.
+            set_aside_other_run(run_path, config, None if resuming else (Path(data), tuple(extra_data)))
             return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
                                       run_dir=run_dir, extra_data=tuple(extra_data)))
 
@@ -264,7 +272,7 @@ class TrainingJobs:
                                    last.request)
         return self.start(last.request["config"], last.request["data"], last.name, last.request["models_dir"],
                           owner=last.owner, owner_label=last.owner_label, run_dir=last.run_dir,
-                          extra_data=last.request.get("extra_data", ()))
+                          extra_data=last.request.get("extra_data", ()), resuming=True)
 
     def wait(self, timeout: float | None = None) -> JobStatus | None:
         if self._thread is not None:

@@ -3,6 +3,7 @@ split, and the training and validation arrays, with "preparing" progress reports
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from .config import TrainConfig
 from .state import RunState
 
 REPORT_STEP = 0.05  # a "preparing" report per 5 % of the preparation (the CLI prints each one)
+# Files of the split, evenly spread, whose bytes a resume compares: a folder laid out like the run's (a cropped or
+# re-exported copy under the same names) is not the data its epochs learnt from.
+CONTENT_SAMPLE = 16
 
 
 def stratified_subset(samples: list[Sample], n: int, seed: int) -> list[Sample]:
@@ -134,17 +138,44 @@ def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Prepar
                                        "val": [s for s in val_s if not s.source], "test": test_s}),
         best_val_loss=float("inf"), patience=config.early_stopping_patience,
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    state.content_sha256 = content_sha256(state.train_files + state.val_files,
+                                          dict(zip(state.train_files + state.val_files, train_s + val_s)))
     return state, (train_s, val_s, test_s)
 
 
+def content_sha256(keys: list[str], by_key: dict[str, Sample]) -> str:
+    """A hash of CONTENT_SAMPLE of the files `keys` name (evenly spread; a run's train and validation keys), their
+    names and bytes: what a resume compares with the run's own."""
+    picked = sorted({keys[i] for i in np.linspace(0, len(keys) - 1, min(CONTENT_SAMPLE, len(keys))).astype(int)}) \
+        if keys else []
+    digest = hashlib.sha256()
+    for key in picked:
+        digest.update(key.encode() + b"\0")
+        try:
+            with open(by_key[key].path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
 def saved_split(state: RunState, root: Path, sources: list[Source]):
-    """A resumed run's (train, val, test) samples, as its state names them."""
+    """A resumed run's (train, val, test) samples, as its state names them.
+
+    Raises:
+        DataError: a file of the split is missing under `root` (or a source), or the files there are not the
+            run's (content_sha256 differs): another folder, not the one its epochs learnt from.
+    """
     by_rel = index_samples(root, sources)
     try:
         train_s = [by_rel[p] for p in state.train_files]
         val_s = [by_rel[p] for p in state.val_files]
     except KeyError as e:
         raise DataError(f"Cannot resume: {e.args[0]} from the saved split is missing in {root}.") from None
+    if state.content_sha256 and content_sha256(state.train_files + state.val_files, by_rel) != state.content_sha256:
+        raise DataError(f"Cannot resume: the images under {root} (or its extra sources) are not the ones this run "
+                        "learnt from, though their names are (another copy of the data, changed since?). Give it "
+                        "the data folder it started on, or start over (--no-resume, or another model name).")
     return train_s, val_s, [by_rel[p] for p in state.test_files if p in by_rel]
 
 

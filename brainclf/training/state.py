@@ -49,6 +49,7 @@ class RunState:
     stopped_reason: str | None = None
     distribution: dict | None = None  # strategy, workers and replicas of the latest training session
     members: list | None = None  # an ensemble's members (their run dirs, seeds, epochs)
+    content_sha256: str = ""  # a sample of the split's files, bytes and all (prepare.content_sha256); "" before
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -77,6 +78,7 @@ class RunState:
                   "fingerprint": isinstance(self.fingerprint, dict),
                   "external_test_files": isinstance(self.external_test_files, dict),
                   "sources": isinstance(self.sources, list), "stopped_early": isinstance(self.stopped_early, bool),
+                  "content_sha256": isinstance(self.content_sha256, str),
                   "train_seconds": number(self.train_seconds),
                   "best_val_loss": self.best_val_loss is None or number(self.best_val_loss),
                   "history": isinstance(self.history, dict) and all(
@@ -94,6 +96,8 @@ class RunState:
         for k in _OMITTED_WHEN_NONE:
             if out[k] is None:
                 del out[k]
+        if not out["content_sha256"]:  # a state saved before it existed reads back as it was
+            del out["content_sha256"]
         return {**out, **self.extra}
 
     @classmethod
