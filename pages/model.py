@@ -185,14 +185,14 @@ if who.can("train"):
     interrupted_section()
 
 
-def resume_button(s) -> None:
+def resume_button(s, who) -> None:
     """"Resume training NAME" for the owner or an admin, when the last run stopped with a state to go on from."""
     admin = who.can("cancel_any_training")
     if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
         return
     if st.button(f"Resume training {md_literal(s.name)}", key="resume_train", icon=":material/play_arrow:"):
         try:
-            jobs.resume(who.user_id, admin=admin)
+            jobs.resume(who.user_id, admin=admin, started=s.started)
             st.toast(f"Training {md_literal(s.name)} resumed")
         except BrainclfError as e:
             st.error(public(e))
@@ -200,6 +200,8 @@ def resume_button(s) -> None:
 
 @st.fragment(run_every=1.0)
 def training_panel():
+    # Who, asked again on each redraw: a role taken away meanwhile must not keep this panel's buttons.
+    who = require("open_model")
     s = jobs.status
     if s is not None and s.request.get("kind") == "site":  # the site section below shows its own steps
         if s.active:  # Start training is disabled: say why
@@ -224,7 +226,7 @@ def training_panel():
         elif s.may_cancel(who.user_id, who.can("cancel_any_training")):
             if st.button("Cancel training", key="cancel_train"):
                 try:
-                    jobs.cancel(who.user_id, admin=who.can("cancel_any_training"))
+                    jobs.cancel(who.user_id, admin=who.can("cancel_any_training"), started=s.started)
                     st.toast("Cancelling after the current batch…")
                 except BrainclfError as e:
                     st.error(public(e))
@@ -241,7 +243,7 @@ def training_panel():
     else:
         st.error(f"Training {name}{by} failed.")
     if not s.active:
-        resume_button(s)
+        resume_button(s, who)
     if p and p.history.get("loss"):
         st.plotly_chart(history_figure(p.history), key="live_history")
 

@@ -36,7 +36,7 @@ from brainclf.site.summary import (
     promise,
     saved_models,
 )
-from pages.common import available_models, get_predictor, model_ready, public, settings, training_jobs
+from pages.common import available_models, get_predictor, model_ready, public, require, settings, training_jobs
 from pages.site_runs import kept_runs_section
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
@@ -121,11 +121,14 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
                 st.error(public(e))
     if "validate" not in done:
         st.caption("Validate first: calibrate and adapt use its split.")
-    _status(jobs, who)
+    _status(jobs)
 
 
 @st.fragment(run_every=1.0)
-def _status(jobs, who) -> None:
+def _status(jobs) -> None:
+    # Who, asked again on each redraw (not an argument, which Streamlit replays): a role taken away meanwhile
+    # must not keep this panel's buttons.
+    who = require("site_workflow")
     s = jobs.status
     if s is not None and s.active and s.request.get("kind") != "site":  # the step buttons are disabled: say why
         st.caption(f"A training is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): site "
@@ -139,13 +142,13 @@ def _status(jobs, who) -> None:
         st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
         if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
             try:  # refused once a step saves (an adaptation's final checks included)
-                jobs.cancel(who.user_id, admin=admin)
+                jobs.cancel(who.user_id, admin=admin, started=s.started)
                 st.toast("Cancelling after the current batch of slices…")
             except BrainclfError as e:  # a toast: this fragment redraws every second, an st.error would blink away
                 st.toast(public(e), icon=":material/block:")
     elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
         try:
-            jobs.resume(who.user_id, admin=admin)
+            jobs.resume(who.user_id, admin=admin, started=s.started)
         except BrainclfError as e:
             st.error(public(e))
     elif s.state == "done" and st.session_state.get("site_shown") != s.started:

@@ -287,7 +287,8 @@ def cancelled_job(foreign_job, tmp_path, monkeypatch):
         progress=TrainProgress("cancelled", epoch=1, epochs=3),
         error=f"Training cancelled after 1 epochs (resumable from {run_dir}).")
     calls = []
-    monkeypatch.setattr(foreign_job, "resume", lambda user_id, admin=False: calls.append((user_id, admin)))
+    monkeypatch.setattr(foreign_job, "resume", lambda user_id, admin=False, started=None: calls.append(
+        (user_id, admin, started)))
     return foreign_job, calls
 
 
@@ -304,7 +305,7 @@ def test_the_owner_resumes_a_cancelled_training_from_the_model_page(server_setti
 
     monkeypatch.setattr(pages.common, "route_through_app", lambda once_per_session=False: None)
     at.button(key="resume_train").click().run()
-    assert calls == [("sub:sub-researcher", False)]
+    assert calls == [("sub:sub-researcher", False, jobs.status.started)]  # the job the page showed, by its start
 
 
 def test_only_the_owner_or_an_admin_sees_resume_and_only_with_a_state(server_settings, cancelled_job, tmp_path):

@@ -113,6 +113,21 @@ def test_the_final_evaluation_cannot_be_cancelled_part_way():
     jobs.cancel("me")  # while training, the owner may
 
 
+def test_a_cancel_or_resume_for_a_job_that_has_ended_never_reaches_the_next_one():
+    jobs = TrainingJobs()
+    shown = JobStatus(name="theirs", state="running", owner="me", started=100.0)
+    jobs.status = JobStatus(name="next", state="running", owner="me", started=200.0)  # started since the page drew
+    with pytest.raises(BrainclfError, match="another has started since this page was drawn; nothing was cancelled"):
+        jobs.cancel("me", started=shown.started)
+    assert not jobs._cancel.is_set()
+    jobs.status.state = "cancelled"
+    with pytest.raises(BrainclfError, match="nothing was resumed"):
+        jobs.resume("me", started=shown.started)
+    jobs.status.state = "running"
+    jobs.cancel("me", started=200.0)  # the job shown: cancelled
+    assert jobs._cancel.is_set()
+
+
 def test_a_training_too_large_for_the_machine_is_refused_before_decoding():
     contract = InputContract(size=512, channels=3)
     with pytest.raises(ConfigError, match=r"about 61\.4 GiB.*6989 images at 512 px, 3 channel.*use 8\.0 GiB"):

@@ -95,6 +95,13 @@ def _same_run(run_path: Path, config: TrainConfig, data: tuple[Path, tuple[Sourc
     return True
 
 
+def _check_shown(status: JobStatus | None, started: float | None, what: str) -> None:
+    """Refuse to act on another job than the one a page showed (JobStatus.started); None: no page involved."""
+    if started is not None and (status is None or status.started != started):
+        raise BrainclfError(f"That job has ended and another has started since this page was drawn; nothing was "
+                            f"{what}. Look again at the job shown now.")
+
+
 @dataclass
 class JobStatus:
     name: str
@@ -234,15 +241,17 @@ class TrainingJobs:
             status = self.status
         return status is not None and status.name == name and (status.active or status.resumable())
 
-    def cancel(self, user_id: str, admin: bool = False) -> None:
-        """Ask the running training to stop after its current batch.
+    def cancel(self, user_id: str, admin: bool = False, started: float | None = None) -> None:
+        """Ask the running training to stop after its current batch; `started`: the JobStatus.started of the job
+        the user was shown (a page drawn a second ago may show one that has ended since: another is not cancelled).
 
         Raises:
-            BrainclfError: `user_id` neither started it nor is an admin, or it is in its final evaluation (which
-                saves the model and cannot stop part-way).
+            BrainclfError: `user_id` neither started it nor is an admin, it is no longer the job shown, or it is in
+                its final evaluation (which saves the model and cannot stop part-way).
         """
         with self._lock:
             status = self.status
+            _check_shown(status, started, "cancelled")
             if status is not None and not status.may_cancel(user_id, admin):
                 raise BrainclfError("Only the person who started this training, or an admin, can cancel it.")
             if status is not None and status.progress is not None and status.progress.stage == "evaluating":
@@ -252,16 +261,17 @@ class TrainingJobs:
                 logger.info("training %s cancelled by %s", status.name, user_id or "-")
             self._cancel.set()
 
-    def resume(self, user_id: str, admin: bool = False) -> JobStatus:
+    def resume(self, user_id: str, admin: bool = False, started: float | None = None) -> JobStatus:
         """Start the last training again from its run dir's state (train() resumes from the last finished epoch),
-        for the same owner.
+        for the same owner; `started` as for cancel.
 
         Raises:
-            BrainclfError: nothing to resume (no training, one still running, or no state to go on from), or
-                `user_id` neither started it nor is an admin.
+            BrainclfError: nothing to resume (no training, one still running, or no state to go on from), it is
+                no longer the job shown, or `user_id` neither started it nor is an admin.
         """
         with self._lock:
             last = self.status
+            _check_shown(last, started, "resumed")
         if last is None or not last.resumable():
             raise BrainclfError("There is no cancelled or interrupted training with a saved state to resume.")
         if not last.may_cancel(user_id, admin):
