@@ -11,7 +11,8 @@ import pytest
 from test_site_kept import _run
 
 from brainclf.site.kept import delete_site_run
-from brainclf.site.step_lock import LOCK_FILE, StepRunning, one_step_at_a_time
+from brainclf.site.step_lock import StepRunning, one_step_at_a_time
+from brainclf.training.folder_lock import LOCK_FILE
 
 HOLD = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); lock.acquire(); "
         "print('held', flush=True); time.sleep(120)")

@@ -118,3 +118,27 @@ def test_a_state_whose_contract_differs_from_its_settings_is_refused(tmp_path):
     RunState.from_dict({**OLD_SINGLE, "contract": {**OLD_SINGLE["contract"], "crop": "head"}}).save(tmp_path)
     with pytest.raises(DataError, match="another input contract than its settings give"):
         saved_state(tmp_path, SMOKE, resume=True)
+
+
+def test_writers_of_one_state_at_once_never_leave_it_broken_or_fail(tmp_path):
+    import threading
+
+    from brainclf.training.state import write_json_atomically
+
+    path, failures = tmp_path / "state.json", []
+
+    def write(k):
+        try:
+            for i in range(200):
+                write_json_atomically(path, {"writer": k, "i": i, "pad": "x" * 5000})
+        except OSError as e:  # one shared temporary name: the other writer renamed it away
+            failures.append(e)
+
+    writers = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    assert failures == []
+    assert json.loads(path.read_text())["i"] == 199
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left behind

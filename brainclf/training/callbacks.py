@@ -22,14 +22,17 @@ import numpy as np
 from ..model.architectures import recalibrate_batchnorm
 from ..scoring.trust import apply_temperature, fit_temperature
 from .config import ProgressHook, TrainProgress
-from .state import RunState
+from .state import RunState, private_temporary
 
 
 def save_atomically(model, path: Path) -> None:
     """Save through a temporary file: a process killed mid-save leaves the previous checkpoint intact."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    tmp = private_temporary(path, ".tmp.keras")  # Keras wants the suffix
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _per_source_mean(values: np.ndarray, source: np.ndarray, names: list[str]) -> float:

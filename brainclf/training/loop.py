@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,45 +26,15 @@ from . import distributed
 from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation, mixup
 from .batches import ArrayBatches
 from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
-from .config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress, evaluation_reporter
+from .config import TrainConfig, TrainingCancelled, evaluation_reporter
 from .ensemble import train_ensemble
 from .finalize import finalize_model, made_by_run
+from .folder_lock import held_alone
 from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
 from .request import TrainRequest
 from .reweight import describe, style_weights
+from .session import Session
 from .state import RunState, saved_state
-
-
-@dataclass
-class Session:
-    """One call to train(): the request, where it reads and writes, this worker's role."""
-
-    request: TrainRequest
-    run_dir: Path  # the run's folder (read on every worker)
-    write_dir: Path  # where this process writes: run_dir, or a scratch copy on a non-chief worker
-    role: distributed.WorkerRole | None  # None unless --strategy multiworker
-    t0: float
-
-    @classmethod
-    def open(cls, request: TrainRequest) -> Session:
-        run_dir = request.run_path()
-        # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
-        role = distributed.worker_role() if request.strategy == "multiworker" else None
-        write_dir = role.write_dir(run_dir) if role else run_dir
-        write_dir.mkdir(parents=True, exist_ok=True)
-        return cls(request, run_dir, write_dir, role, time.time())
-
-    @property
-    def hook(self) -> ProgressHook | None:
-        return self.request.progress
-
-    @property
-    def strategy(self) -> str:
-        return self.request.strategy
-
-    def say(self, stage: str, message: str, **kw) -> None:
-        if self.hook:
-            self.hook(TrainProgress(stage, message=message, elapsed_s=time.time() - self.t0, **kw))
 
 
 def train(request: TrainRequest) -> Path:
@@ -81,6 +50,14 @@ def train(request: TrainRequest) -> Path:
     if get_architecture(config.architecture).members > 1:
         return train_ensemble(request, train=train)
     session = Session.open(request)
+    with held_alone(session.write_dir, f"A training is running in {session.write_dir} (in the app or another "
+                    "shell): wait for it to end or cancel it; nothing was done."):
+        return _train_session(session)
+
+
+def _train_session(session: Session) -> Path:
+    """train() once its run folder is held: the run's state (new or resumed), its epochs and its model."""
+    request, config = session.request, session.request.config
     prep = Preparation(session.say)
     state = saved_state(session.run_dir, config, request.resume)
     if state:

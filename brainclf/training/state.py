@@ -7,6 +7,8 @@ does not know are kept as they are (`extra`)."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -20,12 +22,21 @@ STATE_FILE = "state.json"
 _OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members")
 
 
+def private_temporary(path: Path, suffix: str = ".tmp") -> Path:
+    """A temporary name beside `path` that no other writer (process or thread) picks: two writers sharing one
+    temporary file would rename each other's half-written bytes into place."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
 def write_json_atomically(path: Path, data: dict) -> None:
     """Write through a temporary file and rename: a kill mid-write never leaves a broken state (run states,
     site runs, adaptations)."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    tmp = private_temporary(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no debris
 
 
 @dataclass

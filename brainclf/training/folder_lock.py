@@ -1,0 +1,40 @@
+"""A run folder held by one process at a time: a training, or a site run's step. Two writers in one folder would
+write its state and checkpoints over each other, so the second is refused at once with a message. An OS file
+lock (filelock): it goes with the process that held it, even one that was killed, so a crash never leaves a
+folder locked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from ..errors import BrainclfError
+
+LOCK_FILE = ".in-use.lock"
+
+
+class FolderBusy(BrainclfError):
+    """Another process (or job) holds the folder."""
+
+
+@contextmanager
+def held_alone(folder: str | Path, busy: str, error: type[FolderBusy] = FolderBusy) -> Iterator[None]:
+    """Hold `folder` (made if missing) for the body.
+
+    Raises:
+        `error` (a FolderBusy) with the message `busy`: another process holds it; nothing was done.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise error(busy) from None
+    try:
+        yield
+    finally:
+        lock.release()
