@@ -1,4 +1,5 @@
-"""Command line: python -m brainclf train | evaluate | predict | merge-csv | dedup."""
+"""Command line: python -m brainclf train | evaluate | verify | predict | merge-csv | site | dedup | shortcut |
+audit-labels | bench."""
 
 # One module per command group (training, evaluation, prediction, datasets, bench), each with its cmd_*
 # functions and an add_parsers(sub). A command imports the brainclf modules it runs inside its function:

@@ -28,7 +28,7 @@ from ..data import Sample, load_arrays
 from ..model.architectures import activations_per_image, recalibrate_batchnorm
 from ..model.backend import forward_function, to_numpy
 from ..scoring.trust import apply_temperature, fit_temperature, nll
-from ..training.callbacks import BatchCallback, save_atomically
+from ..training.callbacks import BatchCallback, commit_epoch, settle_checkpoints
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
 from ..training.prepare import check_training_memory
@@ -69,20 +69,23 @@ def _state(run_dir: Path, cfg: AdaptConfig, data: str) -> tuple[AdaptState, str]
     resumed, why (other settings or images, or a state file that cannot be read), to say rather than start afresh
     silently."""
     path, new = run_dir / STATE, AdaptState(asdict(cfg), data=data)
-    if not (path.is_file() and (run_dir / "last.keras").is_file()):
+    if not path.is_file():
         return new, ""
     try:
         saved = json.loads(path.read_text())
         epochs = saved.get("epoch", "?")
+        settle_checkpoints(run_dir, int(saved.get("epoch", 0)))  # an epoch's commit a kill cut short
         # A setting added since the epochs were saved ran at its default (ema_momentum: off).
-        if {**asdict(AdaptConfig()), **saved.get("config", {})} != asdict(cfg):
+        if not (run_dir / "last.keras").is_file():
+            why = f"its {epochs} saved epochs' checkpoint (last.keras) is missing"
+        elif {**asdict(AdaptConfig()), **saved.get("config", {})} != asdict(cfg):
             why = f"its {epochs} saved epochs were run with other settings"
         elif saved.get("data", data) != data:  # a state saved before the fingerprint existed: the same split
             why = (f"its {epochs} saved epochs learnt from other images (the site's parts, or the model's own "
                    "training or validation images found under the data folder, changed)")
         else:
             return AdaptState(**{**saved, "config": asdict(cfg), "data": data}), ""
-    except (OSError, ValueError, TypeError) as e:  # cut short, or another version's fields
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # cut short, or another version's fields
         why = f"its saved state ({STATE}) cannot be read ({type(e).__name__})"
     return new, f"Starting the adaptation afresh: {why}; they are replaced as epochs finish."
 
@@ -266,7 +269,7 @@ def _calibrated_loss(model, x: np.ndarray, y: np.ndarray, compiled=None) -> floa
 
 
 def _book(state: AdaptState, model, run_dir: Path, losses: list[float], seconds: float) -> None:
-    """One finished epoch: history, best and last checkpoints, then the state (the resume point) last."""
+    """One finished epoch: history, then its checkpoints committed by the state (the resume point)."""
     state.epoch += 1
     state.seconds += seconds
     for key, value in zip(("calibration_loss", "own_validation_loss"), losses):
@@ -274,8 +277,7 @@ def _book(state: AdaptState, model, run_dir: Path, losses: list[float], seconds:
     loss = float(np.mean(losses))
     if len(losses) > 1:
         state.history.setdefault("selection_loss", []).append(loss)
-    if state.best_loss is None or loss < state.best_loss:
+    improved = state.best_loss is None or loss < state.best_loss
+    if improved:
         state.best_loss, state.best_epoch = loss, state.epoch
-        save_atomically(model, run_dir / "best.keras")
-    save_atomically(model, run_dir / "last.keras")
-    state.save(run_dir)
+    commit_epoch(model, run_dir, state.epoch, improved, lambda: state.save(run_dir))

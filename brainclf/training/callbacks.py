@@ -11,14 +11,17 @@ workers)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from ..errors import ConfigError
 from ..model.architectures import recalibrate_batchnorm
 from ..scoring.trust import apply_temperature, fit_temperature
 from .config import ProgressHook, TrainProgress
@@ -33,6 +36,31 @@ def save_atomically(model, path: Path) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_PENDING = re.compile(r"(last|best)-e(\d+)\.keras")
+
+
+def commit_epoch(model, run_dir: Path, epoch: int, improved: bool, save_state: Callable[[], None]) -> None:
+    """The checkpoints of finished epoch `epoch` (1-based; best.keras too when it `improved`), committed by its
+    state: written under names of their own first, then the state saved (the commit), then moved into place. A
+    kill at any point leaves last.keras and best.keras the weights the saved state describes, or epoch-named
+    ones that settle_checkpoints moves into place on the next start."""
+    for kind in ("last", "best") if improved else ("last",):
+        save_atomically(model, run_dir / f"{kind}-e{epoch}.keras")
+    save_state()
+    settle_checkpoints(run_dir, epoch)
+
+
+def settle_checkpoints(run_dir: Path, epoch: int) -> None:
+    """Finish an epoch's commit (commit_epoch): its pending checkpoints, if a kill left them, moved into place
+    now that the state names epoch `epoch`; pending ones of an epoch the state never named (the kill came before
+    it) removed."""
+    for path in Path(run_dir).glob("*-e*.keras"):
+        if (found := _PENDING.fullmatch(path.name)) and int(found[2]) == epoch:
+            path.replace(path.with_name(f"{found[1]}.keras"))
+        elif found:
+            path.unlink(missing_ok=True)
 
 
 def _per_source_mean(values: np.ndarray, source: np.ndarray, names: list[str]) -> float:
@@ -85,7 +113,14 @@ class Checkpoints:
 
     def record(self, model, epoch: int, logs: dict, per_source: dict) -> bool:
         """Book the finished epoch (0-based): history, time, checkpoints, state.json; True when early stopping
-        ends training."""
+        ends training.
+
+        Raises:
+            ConfigError: the epoch's loss is not a number (diverged); nothing of it is booked.
+        """
+        if not all(np.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss_calibrated")):
+            raise ConfigError(f"The training diverged in epoch {epoch + 1}: its loss is no longer a number. Lower "
+                              "the learning rate (or train in float32 precision) and start over.")
         state = self.state
         state.append_history(per_source)
         state.append_history({k: logs.get(k, float("nan"))
@@ -97,15 +132,15 @@ class Checkpoints:
         state.train_seconds += now - (self._epoch_start or now)
         self._epoch_start = None
         val_loss = float(logs.get("val_loss_calibrated", float("inf")))
-        if val_loss < state.best_val_loss:
+        improved = val_loss < state.best_val_loss
+        if improved:
             state.best_val_loss = val_loss
             state.best_epoch = epoch + 1
-            save_atomically(model, self.run_dir / "best.keras")
-        save_atomically(model, self.run_dir / "last.keras")  # with optimizer: the resume point
         stop = state.epoch - state.best_epoch >= state.patience
         if stop:
             state.stop()
-        state.save(self.run_dir)
+        # last.keras keeps the optimizer: the resume point.
+        commit_epoch(model, self.run_dir, state.epoch, improved, lambda: state.save(self.run_dir))
         return stop
 
 

@@ -25,7 +25,14 @@ from ..model.architectures import activations_per_image, build_model, dtype_poli
 from . import distributed
 from .augment import augmentation_pipeline, contrast_augmentation, intensity_augmentation, mixup
 from .batches import ArrayBatches
-from .callbacks import Checkpoints, EpochEnd, FitCallback, ProgressReport, SourceBalancedValidation
+from .callbacks import (
+    Checkpoints,
+    EpochEnd,
+    FitCallback,
+    ProgressReport,
+    SourceBalancedValidation,
+    settle_checkpoints,
+)
 from .config import TrainConfig, TrainingCancelled, evaluation_reporter
 from .ensemble import train_ensemble
 from .finalize import finalize_model, made_by_run
@@ -61,6 +68,7 @@ def _train_session(session: Session) -> Path:
     prep = Preparation(session.say)
     state = saved_state(session.run_dir, config, request.resume)
     if state:
+        settle_checkpoints(session.write_dir, state.epoch)  # an epoch's commit a kill cut short
         splits = saved_split(state, request.root, request.sources)
     else:
         state, splits = new_run(config, request.root, request.sources, prep)
@@ -220,7 +228,11 @@ def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, s
     import keras
 
     last = run_dir / "last.keras"
-    if state.epoch > 0 and last.exists():
+    if state.epoch > 0:
+        if not last.is_file():
+            raise DataError(f"The run's state says {state.epoch} epochs were trained, but their checkpoint "
+                            f"{last.name} is missing from {run_dir}; start over with --no-resume (the app: another "
+                            "model name or settings).")
         return keras.models.load_model(last, safe_mode=True)
     with dtype_policy(config.precision):
         model = build_model(config.architecture, contract)
