@@ -110,12 +110,13 @@ def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay
     seen = f"As the model sees it ({view.predictor.contract.describe()})"
     if not overlay:
         st.image(pred.model_input[..., 0] if pred.model_input.shape[-1] == 1 else pred.model_input, clamp=True,
-                 caption=f"{seen} · Grad-CAM overlay off", width="stretch")
+                 caption=md_literal(f"{seen} · Grad-CAM overlay off"), width="stretch")
     else:
         try:
             # A picture, not a Plotly figure: it paints at once (the full-size view is the interactive one).
             st.image(overlay_heatmap(pred.model_input, view.heatmap_for(pred, target), opacity), width="stretch",
-                     caption=f"{seen} · Grad-CAM: {class_label(target)} · red = most evidence, blue = little")
+                     caption=md_literal(f"{seen} · Grad-CAM: {class_label(target)} · red = most evidence, "
+                                        "blue = little"))
         except ValueError as e:
             st.warning(f"No Grad-CAM for this model: {public(e)}")
         except BrainclfError as e:  # the model process stopped or is busy: the prediction above stands

@@ -113,16 +113,16 @@ def analyse(digest: str):
     try:
         result = case.predict(predictor)
         result.refer_threshold = rule.threshold(result.predicted)  # the fallback bar for cards without one
-        if audit_path():
-            _audit(audit_record(case.data, result, user=who.user_id, case=case.ref, tta=predictor.tta))
+        if log := audit_path():  # read once: an admin may switch the log off meanwhile
+            _audit(log, audit_record(case.data, result, user=who.user_id, case=case.ref, tta=predictor.tta))
     except ModelError as e:  # the model, not the file: nothing is stored, so the next run tries again
         st.error(f"Model {md_literal(card.name)} could not analyse **{md_literal(case.label(show_names))}**: "
                  f"{public(e)}")
         st.stop()
     except BrainclfError as e:
         result = public(e)  # the page puts the file name before it
-        if audit_path():  # a fixed reason, never the message
-            _audit(audit_record(case.data, error=e, model=card.name, version=card.version,
+        if log := audit_path():  # a fixed reason, never the message
+            _audit(log, audit_record(case.data, error=e, model=card.name, version=card.version,
                                 model_sha256=card.file_sha256, user=who.user_id, case=case.ref, tta=predictor.tta))
     book.store(digest, model, result)
     return result
@@ -136,11 +136,11 @@ def admitted(digests: list[str], keep: list[str] = ()) -> list[str]:
     return fit
 
 
-def _audit(record: dict) -> None:
-    """One line in the audit log. While auditing is on, no result is shown without its line (fail closed), and
-    nothing is stored, so the next run tries again."""
+def _audit(log, record: dict) -> None:
+    """One line in the audit log `log`. While auditing is on, no result is shown without its line (fail closed),
+    and nothing is stored, so the next run tries again."""
     try:
-        append_audit(audit_path(), record)
+        append_audit(log, record)
     except OSError:
         st.error("The audit log cannot be written, so no result is shown while auditing is on. Tell an admin: "
                  "the server's audit folder must be a writable folder with free space.")
@@ -206,7 +206,7 @@ def batch_summary(digests: list[str]) -> None:
     # The slices at a glance, small, right under the heading: on a 1280 × 720 window one shows without scrolling.
     firsts = [d for d in analysed if book.get(d).position in (None, 0) and results[d].model_input is not None][:12]
     st.image([results[d].model_input[..., 0] for d in firsts], width=112, clamp=True,
-             caption=[f"Case {book.get(d).ref}" for d in firsts])
+             caption=[md_literal(f"Case {book.get(d).ref}") for d in firsts])
     singles = {d: r for d, r in results.items() if book.get(d).position is None}  # a study has its own summary
     if singles:  # four columns: all of them fit an 800 px window
         st.table(pd.DataFrame([batch_row(book.get(d).ref, md_literal(r.name) if show_names else "", rule,

@@ -226,7 +226,8 @@ def _misclassified_gradcam(state: dict, site_root: Path, wrong: list[dict]) -> N
         return
     row = next(w for w in wrong if w["file"] == rel)
     st.image(overlay_heatmap(pred.model_input, pred.heatmap), width=320,
-             # An image caption is plain text; the model's name is a card's ModelName (letters, digits, '-', '_').
-             caption=f"Grad-CAM of {class_label(pred.predicted)} ({predictor.card.name}); labelled "
-                     f"{class_label(row['true'])}")
+             # An image caption renders Markdown (Streamlit 1.67): escaped, though a card's name is letters,
+             # digits, '-' and '_'.
+             caption=md_literal(f"Grad-CAM of {class_label(pred.predicted)} ({predictor.card.name}); labelled "
+                                f"{class_label(row['true'])}"))
 

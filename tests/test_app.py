@@ -58,6 +58,11 @@ def md_plain(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
+def image_captions(at) -> list[str]:
+    """Every image's caption on the page, without its Markdown escapes (captions render Markdown: md_literal)."""
+    return [md_plain(img.caption) for element in at.get("image") for img in element.proto.imgs]
+
+
 def _cam_selectors(at: AppTest) -> list:
     """The per-image "Grad-CAM for class" selectors, in page order."""
     return [s for s in at.selectbox if s.label == "Grad-CAM for class"]
@@ -153,7 +158,7 @@ def test_gradcam_class_selector_is_keyed_by_content_and_model(make_image, png_by
     at.file_uploader[0].set_value(("a.png", a, "image/png")).run()  # b removed, a in its place
     other = next(c for c in CLASS_NAMES if c != predicted_b)
     _cam_selectors(at)[0].set_value(other).run()  # look at a's map for another class
-    assert any(f"Grad-CAM: {DISPLAY_NAMES[other]}" in str(c.proto) for c in at.get("image"))
+    assert any(f"Grad-CAM: {DISPLAY_NAMES[other]}" in c for c in image_captions(at))
     at.file_uploader[0].set_value(("b.png", b, "image/png")).run()  # b again, in the same position
     (selector,) = _cam_selectors(at)
     assert selector.value == predicted_b, "b's map must start on b's own class, not on the choice made for a"
@@ -298,14 +303,14 @@ def test_a_referral_leads_with_the_status_and_only_an_accepted_answer_is_a_bold_
     assert [e.label for e in at.main.expander] == ["Why refer?"]
     (overlay,) = [t for t in at.toggle if t.label == "Grad-CAM overlay"]
     assert overlay.value is False  # the scan alone; the map one click away
-    assert not any("Grad-CAM: " in str(i.proto) for i in at.get("image"))
+    assert not any("Grad-CAM: " in c for c in image_captions(at))
     captions = [md_plain(c.value) for c in at.caption]
     assert any(c.startswith("Scope: brain MRI slices like those of brain-tumor-mri and external-radiopaedia. "
                             "Measured on other sources' scans: 74.9 % right (427 slices of external-radiopaedia, "
                             "by its split run default_split)")
                for c in captions)
     overlay.set_value(True).run()
-    assert any("Grad-CAM: " in str(i.proto) for i in at.get("image"))
+    assert any("Grad-CAM: " in c for c in image_captions(at))
 
     at.selectbox(key="model_path").set_value(str(tmp_path / "models" / "accept.keras")).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -313,7 +318,7 @@ def test_a_referral_leads_with_the_status_and_only_an_accepted_answer_is_a_bold_
     assert heading.startswith(f"{_case(image)}: **") and "Refer" not in heading  # accepted: the bold class
     assert not at.table[0].value["Answer"].iloc[0].startswith("Refer")
     (overlay,) = [t for t in at.toggle if t.label == "Grad-CAM overlay"]
-    assert overlay.value is True and any("Grad-CAM: " in str(i.proto) for i in at.get("image"))
+    assert overlay.value is True and any("Grad-CAM: " in c for c in image_captions(at))
 
 
 def test_evaluation_from_card_and_cell_gallery():

@@ -88,6 +88,28 @@ def test_a_cancel_set_here_stops_the_job():
         run_isolated(waiting_job, (), hook=hook, cancel=cancel)
 
 
+def stuck_job(pid_file, *, hook, cancel):
+    Path(pid_file).write_text(str(os.getpid()))
+    hook(TrainProgress("training", message="started"))
+    time.sleep(120)  # deaf to the cancel: a stalled read, say
+
+
+def test_a_job_deaf_to_its_cancel_is_stopped_after_the_grace_and_reads_as_cancelled(tmp_path, monkeypatch):
+    from brainclf.training import isolated
+
+    monkeypatch.setattr(isolated, "CANCEL_GRACE_S", 1.0)
+    cancel = threading.Event()
+
+    def hook(p: TrainProgress) -> None:
+        if p.message == "started":
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled, match="had not stopped 1 s after the cancel, so its process was stopped"):
+        run_isolated(stuck_job, (str(tmp_path / "pid"),), hook=hook, cancel=cancel)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "pid").read_text()), 0)  # its process is gone
+
+
 def test_a_job_that_outgrows_its_memory_fails_alone():
     with pytest.raises(BrainclfError, match="needed more memory than a job may use"):
         run_isolated(greedy_job, (), memory_bytes=1536 * MiB)

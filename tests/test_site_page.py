@@ -7,7 +7,7 @@ import pytest
 from conftest import copy_model
 from streamlit.testing.v1 import AppTest
 from test_access_pages import APP, run_page
-from test_app import open_page
+from test_app import image_captions, open_page
 from test_site import write_site
 
 
@@ -79,7 +79,7 @@ def test_validate_then_calibrate_show_their_figures_and_the_site_model_states_it
     wrong = at.selectbox(key="site_wrong")
     wrong.set_value(wrong.options[0]).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Grad-CAM of" in str(i.proto) for i in at.get("image"))
+    assert any("Grad-CAM of" in c for c in image_captions(at))
     at.checkbox(key="site_bound").check().run()  # the site's promise asks its 95 % lower bound
     at = run_step(at, "calibrate")
     assert list(steps_table(at).columns) == ["Held-out part", "As it came", "Site calibration"]

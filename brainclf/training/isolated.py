@@ -25,6 +25,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 RUNTIME_BYTES = 4 * 1024 * limits.MiB
 MESSAGE_BYTES = 1 * limits.MiB  # one progress message (its history included) is a few kB
 POLL_S = 0.2
+# A cancelled job stops after its batch (seconds) or its slices' chunk; one still running this long after is stuck.
+CANCEL_GRACE_S = 300.0
 ERROR_CLASSES = {cls.__name__: cls for cls in (BrainclfError, errors.ImageError, errors.DataError,
                                                 errors.ModelError, errors.ConfigError)}
 
@@ -100,15 +103,23 @@ def _start(cap: int) -> tuple[subprocess.Popen, Connection]:
 
 
 def _relay(process, conn: Connection, hook, cancel) -> dict | None:
-    """Pass the job's progress to `hook` and a cancel to the job until it sends its outcome or ends."""
-    cancel_sent = False
+    """Pass the job's progress to `hook` and a cancel to the job until it sends its outcome or ends; a job still
+    running CANCEL_GRACE_S after the cancel (stuck, say on a stalled network read) is killed, and cancelled."""
+    cancel_sent, grace_s = None, CANCEL_GRACE_S  # when the cancel was passed on
     while True:
-        if cancel is not None and cancel.is_set() and not cancel_sent:
-            cancel_sent = True
+        if cancel is not None and cancel.is_set() and cancel_sent is None:
+            cancel_sent = time.monotonic()
             try:
                 conn.send_bytes(CANCEL)
             except OSError:
                 pass  # it has ended: its outcome, if it sent one, is still to be read
+        if cancel_sent is not None and time.monotonic() - cancel_sent > grace_s and process.poll() is None:
+            process.kill()
+            process.wait()
+            log.warning("job process killed: still running %.0f s after its cancel", grace_s)
+            return {"error": "TrainingCancelled", "message": f"Cancelled: the job had not stopped {grace_s:.0f} s "
+                    "after the cancel, so its process was stopped. What it saved (a training's epochs) can be "
+                    "resumed."}
         try:
             if not conn.poll(POLL_S):
                 if process.poll() is not None and not conn.poll(0):

@@ -65,7 +65,7 @@ def train(request: TrainRequest) -> Path:
 def _train_session(session: Session) -> Path:
     """train() once its run folder is held: the run's state (new or resumed), its epochs and its model."""
     request, config = session.request, session.request.config
-    prep = Preparation(session.say)
+    prep = Preparation(session.say, request.cancel)
     state = saved_state(session.run_dir, config, request.resume)
     if state:
         settle_checkpoints(session.write_dir, state.epoch)  # an epoch's commit a kill cut short

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from ..data.sources import Source, licence_of, sample_key
 from ..errors import ConfigError, DataError
 from ..input.preprocess import InputContract
 from ..model.card import check_card_rows
-from .config import TrainConfig
+from .config import TrainConfig, TrainingCancelled
 from .state import RunState
 
 REPORT_STEP = 0.05  # a "preparing" report per 5 % of the preparation (the CLI prints each one)
@@ -78,12 +79,16 @@ def index_samples(root: Path, sources: list[Source]) -> dict[str, Sample]:
 
 class Preparation:
     """Sends "preparing" reports whose `fraction` grows from 0 to 1 over the phases of the preparation (finding
-    near-duplicate groups, decoding images), one per REPORT_STEP, never going back."""
+    near-duplicate groups, decoding images), one per REPORT_STEP, never going back; a set `cancel` stops it at the
+    next image (TrainingCancelled), not after minutes of hashing and decoding."""
 
-    def __init__(self, hook: Callable[..., None] | None):
-        self.hook, self.sent = hook, -1.0  # hook(stage, message, fraction=…): Session.say
+    def __init__(self, hook: Callable[..., None] | None, cancel: threading.Event | None = None):
+        self.hook, self.sent, self.cancel = hook, -1.0, cancel  # hook(stage, message, fraction=…): Session.say
 
     def report(self, message: str, fraction: float, force: bool = False) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise TrainingCancelled("Training cancelled while preparing its images, before any epoch; start it "
+                                    "again to run it.")
         if self.hook and (force or fraction >= self.sent + REPORT_STEP or fraction >= 1.0 > self.sent):
             self.sent = max(self.sent, fraction)
             self.hook("preparing", message, fraction=self.sent)
@@ -241,9 +246,13 @@ def load_training_arrays(train_s: list[Sample], val_s: list[Sample], contract: I
     check_training_memory(n_all, contract, batch_size=batch[0], activations=batch[1])
     progress = prep.phase(f"Loading {len(train_s)} training and {len(val_s)} validation images", start, 1.0)
     x_tr, y_tr, kept_tr, errs = load_arrays(train_s, contract, lambda i, _: progress(i, n_all))
-    x_va, y_va, kept_va, _ = load_arrays(val_s, contract, lambda i, _: progress(n_tr + i, n_all))
-    if len(x_tr) == 0:
-        raise DataError(f"None of the {len(train_s)} training images could be read: {errs[:3]}")
+    x_va, y_va, kept_va, val_errs = load_arrays(val_s, contract, lambda i, _: progress(n_tr + i, n_all))
+    for part, x, asked, why in (("training", x_tr, train_s, errs), ("validation", x_va, val_s, val_errs)):
+        if len(x) == 0:
+            raise DataError(f"None of the {len(asked)} {part} images could be read: {why[:3]}")
+    if unread := errs + val_errs:  # left out, and said: the run learns from fewer images than its split lists
+        prep.report(f"{len(unread)} of {n_all} images could not be read and are left out (first: {unread[0]})", 1.0,
+                    force=True)
     weight_of = {s.name: float(s.weight) for s in sources}
     w_tr = np.array([weight_of.get(s.source, 1.0) for s in kept_tr], np.float32) if sources else None
     return TrainingArrays(x_tr, y_tr, w_tr, x_va, y_va, np.array([s.source for s in kept_va]), kept_tr)
