@@ -135,3 +135,35 @@ def test_the_case_books_of_a_users_other_tabs_count_towards_their_budget():
     assert books["tab1"].held_bytes == 20 and [c.digest for c in books["tab1"].cases()] == [first.digest]
     gate.revoke("tab1")  # a tab signed out (or ended) no longer counts
     assert gate.others_held("tab2") == 0
+
+
+def test_two_uploads_at_once_never_both_pass_one_budget():
+    import threading
+    import time
+
+    gate, manager = UploadGate(user_budget=100), MemoryUploadedFileManager("/upload")
+    slow_store = manager.add_file
+
+    def storing_slowly(session_id, file):  # the window between a file's check and its storing, widened
+        time.sleep(0.2)
+        slow_store(session_id, file)
+
+    manager.add_file = storing_slowly
+    gate.install(manager)
+    for tab in ("tab1", "tab2"):
+        gate.allow(tab, "sub:doc")
+    refused = []
+
+    def upload(tab):
+        try:
+            manager.add_file(tab, rec(f"file-{tab}", 60))
+        except HTTPException:
+            refused.append(tab)
+
+    tabs = [threading.Thread(target=upload, args=(tab,)) for tab in ("tab1", "tab2")]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join()
+    held = sum(len(f.data) for files in manager.file_storage.values() for f in files.values())
+    assert len(refused) == 1 and held == 60

@@ -36,6 +36,8 @@ class UploadGate:
         # session id -> its case book (anything with `held_bytes`): the uploads it keeps after the box is emptied
         self._books: dict[str, object] = {}
         self._lock = threading.Lock()
+        # Held from a file's check to its storing: two uploads at once (two tabs) must not both pass one budget.
+        self._admitting = threading.Lock()
 
     def allow(self, session_id: str, user_id: str = "") -> None:
         """This session's user (`user_id`; "" for a session standing alone) has a role that may upload. Called on
@@ -108,10 +110,11 @@ class UploadGate:
         def add_file(session_id: str, file) -> None:
             # This session's box (a file sent again replaces itself) and the user's other sessions; this session's
             # own case book makes room by dropping its oldest cases (presentation.cases.CaseBook).
-            held = box(session_id, leave_out=file.file_id) + self.others_held(session_id, box)
-            if why := self.refusal(session_id, len(file.data), held):
-                raise HTTPException(status_code=403, detail=why)
-            store(session_id, file)
+            with self._admitting:
+                held = box(session_id, leave_out=file.file_id) + self.others_held(session_id, box)
+                if why := self.refusal(session_id, len(file.data), held):
+                    raise HTTPException(status_code=403, detail=why)
+                store(session_id, file)
 
         manager.add_file, manager.remove_session_files, manager.brainclf_gate = add_file, remove_session_files, self
 
