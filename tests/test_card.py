@@ -139,4 +139,5 @@ def test_add_model_checks_before_adding(smoke_model, tmp_path):
         add_model("nocard", model_bytes, b"{", dest)
     with pytest.raises(ModelError, match="letters, digits"):
         add_model("../evil", model_bytes, card_bytes, dest)
-    assert sorted(p.name for p in dest.iterdir()) == ["uploaded.json", "uploaded.keras"]
+    # Nothing else, but the uploads' lock file (brainclf.model.uploads.UPLOAD_LOCK).
+    assert sorted(p.name for p in dest.iterdir() if p.name != ".uploads.lock") == ["uploaded.json", "uploaded.keras"]

@@ -55,7 +55,8 @@ def test_an_upload_is_refused_when_the_name_is_taken_while_it_is_checked(tmp_pat
         shutil.copyfile(card_path(smoke_model), card_path(rival))
 
     data, card = smoke_model.read_bytes(), card_path(smoke_model).read_bytes()
-    with pytest.raises(ModelError, match="already exists"):
+    # Refused by the check of the installed models that the install repeats, or by the atomic claim of the name.
+    with pytest.raises(ModelError, match="already exists|belongs to shared"):
         add_model("shared", data, card, models, uploaded_by="bob", check=meanwhile_another_upload_lands)
     assert not read_card(rival).provenance  # the rival's card, not bob's (an upload's names its uploader)
     assert list_models(models) == [rival]
@@ -182,3 +183,29 @@ def test_a_name_of_the_users_own_is_never_swapped_for_another(tmp_path):
             publish_named(models, "mine", lambda: "unused", staged, staged_card, lambda n: _Card(n, rival_claims))
     assert (models / "mine.keras").read_text() == "rival" and not card_path(models / "mine.keras").exists()
     assert sorted(p.name for p in models.iterdir()) == ["mine.keras"]  # nothing staged is left behind
+
+
+def test_an_upload_waits_for_another_being_installed_and_says_so_when_it_waits_too_long(tmp_path, smoke_model,
+                                                                                       monkeypatch):
+    import subprocess
+    import sys
+
+    from brainclf.model import uploads
+
+    models = tmp_path / "models"
+    models.mkdir()
+    hold = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); "
+            "lock.acquire(); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(models / uploads.UPLOAD_LOCK)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(uploads, "UPLOAD_WAIT_S", 0.5)
+        data, card = smoke_model.read_bytes(), card_path(smoke_model).read_bytes()
+        with pytest.raises(ModelError, match="Other uploads are being installed; nothing was added"):
+            add_model("mine", data, card, models, uploaded_by="bob")
+        assert not (models / "mine.keras").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert add_model("mine", data, card, models, uploaded_by="bob") == models / "mine.keras"  # once it has ended

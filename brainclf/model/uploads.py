@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from ..errors import ModelError
 from ..input import limits
 from .card import (
@@ -35,6 +37,11 @@ from .card import (
 from .card_schema import plain_label
 from .model_archive import check_model_archive
 from .model_files import publish_model, staged_model
+
+# One upload's checks against the installed models and its install at a time, across the server's processes: two
+# uploads of one account at once must not both pass its count (MAX_UPLOADS_PER_ACCOUNT). An upload waits this long.
+UPLOAD_LOCK = ".uploads.lock"
+UPLOAD_WAIT_S = 120.0
 
 
 def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str | Path = "models",
@@ -72,19 +79,38 @@ def add_model(name: str, model_bytes: bytes, card_bytes: bytes, models_dir: str 
         if card.file_sha256 and card.file_sha256 != digest:
             raise ModelError(f"{mp.name} does not match its card (file hash differs): the card belongs to another "
                              "model file.")
-        installed = installed_cards(models_dir)  # read once for both checks
-        check_not_installed(card, name, installed)
-        check_room(models_dir, installed, uploaded_by_id, len(model_bytes) + len(card_bytes))
+        size = len(model_bytes) + len(card_bytes)
+        _check_against_installed(card, name, models_dir, uploaded_by_id, size)  # before opening it; again below
         (check or load_model)(mp)
         card.name, card.file_sha256 = name, digest
         card.provenance = upload_provenance(uploaded_by, uploaded_by_id)
         card.site = {}  # a site block is written by this server's site steps, never taken from an upload
         card.save(card_path(mp))
-        with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
-            shutil.copyfile(mp, staged)
-            shutil.copyfile(card_path(mp), staged_card)
-            publish_model(staged, staged_card, target)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(models_dir / UPLOAD_LOCK, timeout=UPLOAD_WAIT_S):
+                _install(mp, card, name, models_dir, uploaded_by_id, size)
+        except Timeout:
+            raise ModelError("Other uploads are being installed; nothing was added: try again in a few "
+                             "minutes.") from None
     return target
+
+
+def _check_against_installed(card, name: str, models_dir: Path, account: str | None, size: int) -> None:
+    installed = installed_cards(models_dir)  # read once for both checks
+    check_not_installed(card, name, installed)
+    check_room(models_dir, installed, account, size)
+
+
+def _install(mp: Path, card, name: str, models_dir: Path, account: str | None, size: int) -> None:
+    """Install the checked upload `mp` as models_dir/NAME.keras once it passes the checks against what is
+    installed now (under the upload lock)."""
+    _check_against_installed(card, name, models_dir, account, size)
+    target = models_dir / f"{name}.keras"
+    with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
+        shutil.copyfile(mp, staged)
+        shutil.copyfile(card_path(mp), staged_card)
+        publish_model(staged, staged_card, target)
 
 
 @dataclass(frozen=True)
