@@ -12,8 +12,8 @@ from brainclf.escaping import md_literal
 from brainclf.evaluation import provenance_note, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
-from brainclf.presentation import history_figure
-from brainclf.serving import interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
+from brainclf.presentation import count, history_figure
+from brainclf.serving import discard_interrupted, interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
     available_models,
@@ -166,9 +166,10 @@ def interrupted_section() -> None:
     if not runs or jobs.busy():
         return
     st.caption("Unfinished trainings of yours (cancelled, failed, or stopped by a server restart): each resumes "
-               "from its last finished epoch, with the settings and data it started with.")
+               "from its last finished epoch, with the settings and data it started with, and holds its model name "
+               "until it is discarded (set aside, nothing deleted).")
     for r in runs:
-        c1, c2 = st.columns([4, 1])
+        c1, c2, c3 = st.columns([4, 1, 1])
         sources = " + ".join([r.data] + [name for name, _ in r.extra])
         c1.text(f"{r.name}: {r.epoch} of {r.config.epochs} epochs, on {sources}")
         if c2.button("Resume", key=f"resume_interrupted_{r.name}", icon=":material/play_arrow:"):
@@ -178,11 +179,37 @@ def interrupted_section() -> None:
                 st.toast(f"Training {md_literal(r.name)} resumed")
             except BrainclfError as e:
                 st.error(public(e))
+        discard_button(c3, r, f"discard_interrupted_{r.name}")
+
+
+def discard_button(column, run, key: str) -> None:
+    if column.button("Discard", key=key, icon=":material/delete:"):
+        try:
+            discard_interrupted(run, jobs, by=who.user_id)
+            st.toast(f"Training {md_literal(run.name)} set aside: its name is free")
+            st.rerun()
+        except BrainclfError as e:
+            st.error(public(e))
+
+
+def others_unfinished_section() -> None:
+    """Admins: every user's unfinished trainings hold their model names; one no longer wanted can be set aside."""
+    mine = owner_run_dir(config.runs_dir, who.user_id, "")
+    runs = [r for r in interrupted_runs(config.runs_dir, None, current=jobs.status) if r.run_dir.parent != mine]
+    if not runs:
+        return
+    with st.expander(f"Other users' unfinished trainings ({count(len(runs))}): each holds its model name"):
+        for r in runs:
+            c1, c2 = st.columns([5, 1])
+            c1.text(f"{r.name}: {r.epoch} of {r.config.epochs} epochs ({r.run_dir.parent.name})")
+            discard_button(c2, r, f"discard_other_{r.run_dir.parent.name}_{r.name}")
 
 
 if who.can("train"):
     training_form()
     interrupted_section()
+if who.can("cancel_any_training"):
+    others_unfinished_section()
 
 
 def resume_button(s, who) -> None:

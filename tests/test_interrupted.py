@@ -9,7 +9,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from test_access_pages import app_as, run_page, signed_in
+from test_access_pages import app_as, run_page, server_settings, signed_in  # noqa: F401 - a fixture
 from test_training_form import two_sources  # noqa: F401 - the fixture
 
 from brainclf.errors import BrainclfError
@@ -89,3 +89,43 @@ def test_nobody_else_takes_the_name_of_a_users_unfinished_training(smoke_run, tm
     assert name_in_use(jobs, tmp_path, "tumour_v2", owner="sub:alice") is None  # alice may start it afresh
     assert name_in_use(jobs, tmp_path, "done_v1") is None and name_in_use(jobs, tmp_path, "new") is None
     assert name_in_use(jobs, tmp_path, "../x") is None and name_in_use(jobs, tmp_path / "none", "tumour_v2") is None
+
+
+def test_a_discarded_run_is_set_aside_whole_and_frees_its_name(smoke_run, tmp_path):
+    from brainclf.serving import discard_interrupted, name_in_use
+
+    run_dir = interrupt(smoke_run, tmp_path, "sub:alice", "tumour_v2")
+    interrupt(smoke_run, tmp_path, "sub:bob", "bobs")
+    assert sorted(r.name for r in interrupted_runs(tmp_path, None)) == ["bobs", "tumour_v2"]  # an admin's list
+    (run,) = interrupted_runs(tmp_path, "sub:alice")
+    jobs = TrainingJobs()
+    jobs.status = JobStatus(name="tumour_v2", state="running", run_dir=run_dir)
+    with pytest.raises(BrainclfError, match="is running: cancel it first; nothing was discarded"):
+        discard_interrupted(run, jobs)
+    jobs.status.state = "cancelled"
+    aside = discard_interrupted(run, jobs, by="sub:admin")
+    assert not run_dir.exists() and (aside / "state.json").is_file() and aside.name.endswith("-discarded")
+    assert interrupted_runs(tmp_path, "sub:alice") == [] and name_in_use(jobs, tmp_path, "tumour_v2") is None
+    assert [r.name for r in interrupted_runs(tmp_path, None)] == ["bobs"]
+
+
+def test_the_model_page_discards_the_users_unfinished_training(two_sources, smoke_run, tmp_path):  # noqa: F811
+    run_dir = interrupt(smoke_run, tmp_path / "runs", "sub:sub-researcher", "half_done")
+    at = run_page(app_as(signed_in("researcher")), "model")
+    at.button(key="discard_interrupted_half_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not run_dir.exists() and not any("half_done: 1 of 3 epochs" in t.value for t in at.text)
+
+
+def test_an_admin_sees_other_users_unfinished_trainings_and_may_set_one_aside(server_settings, smoke_run, tmp_path,  # noqa: F811
+                                                                               monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("BRAINCLF_RUNS", str(runs))
+    run_dir = interrupt(smoke_run, runs, "sub:alice", "held_name")
+    at = run_page(app_as(signed_in("admin")), "model")
+    (listed,) = [e for e in at.expander if e.label.startswith("Other users' unfinished trainings (1)")]
+    at.button(key=f"discard_other_{run_dir.parent.name}_held_name").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not run_dir.exists() and not any(e.label.startswith("Other users'") for e in at.expander)
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert not any(e.label.startswith("Other users'") for e in at.expander)  # admins only

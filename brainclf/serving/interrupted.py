@@ -8,6 +8,8 @@ the settings, data folder and other sources its state records, so that nobody ha
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,29 +17,33 @@ from ..data.sources import Source
 from ..errors import BrainclfError, ConfigError
 from ..input.limits import validate_model_name
 from ..training.config import TrainConfig
+from ..training.folder_lock import held_alone
 from ..training.state import name_held_by_a_run, unfinished_run
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
 
 SET_ASIDE = ".set-aside-"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class InterruptedRun:
     name: str  # the model name it trains
-    run_dir: Path
+    run_dir: Path  # RUNS/user-<hash>/NAME: its folder's parent names its owner by a hash, never by the id
     config: TrainConfig
     epoch: int  # epochs finished
     data: str  # the name of its data folder (brainclf.serving.settings: a configured root)
     extra: list[tuple[str, float]]  # the other sources it learns from: (folder name, loss weight)
 
 
-def interrupted_runs(runs_root: str | Path, owner: str, current: JobStatus | None = None) -> list[InterruptedRun]:
-    """`owner`'s run folders holding a readable state with epochs still to train, by name; not the `current`
-    job's own folder (the page offers that one's resume beside its status)."""
-    base = owner_run_dir(runs_root, owner, "")
+def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatus | None = None
+                     ) -> list[InterruptedRun]:
+    """`owner`'s run folders (None: every user's, for an admin) holding a readable state with epochs still to
+    train, by name; not the `current` job's own folder (the page offers that one's resume beside its status)."""
+    bases = [owner_run_dir(runs_root, owner, "")] if owner is not None else \
+        sorted(p for p in Path(runs_root).glob("user-*") if p.is_dir()) if Path(runs_root).is_dir() else []
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
-    for run_dir in sorted(base.iterdir()) if base.is_dir() else []:
+    for run_dir in [d for base in bases if base.is_dir() for d in sorted(base.iterdir())]:
         if SET_ASIDE in run_dir.name or run_dir.resolve() == shown or (unfinished := unfinished_run(run_dir)) is None:
             continue
         state, config = unfinished
@@ -81,3 +87,21 @@ def resume_interrupted(jobs: TrainingJobs, run: InterruptedRun, roots: list[Path
                             "so it cannot be resumed here.") from None
     return jobs.start(run.config, data, run.name, models_dir, owner=owner, owner_label=owner_label,
                       run_dir=run.run_dir, extra_data=extra, resuming=True)
+
+
+def discard_interrupted(run: InterruptedRun, jobs: TrainingJobs, by: str = "") -> Path:
+    """Set `run` aside (renamed NAME.set-aside-…-discarded beside it, nothing deleted: an admin may still look),
+    so it no longer offers a resume nor holds its model name; `by`: who asked, for the log. The folder it moved to.
+
+    Raises:
+        BrainclfError: the app's job runs on it, or another process (the CLI) trains in it.
+    """
+    status = jobs.status
+    if status is not None and status.active and status.run_dir is not None and \
+            Path(status.run_dir).resolve() == run.run_dir.resolve():
+        raise BrainclfError(f"Training {run.name} is running: cancel it first; nothing was discarded.")
+    aside = run.run_dir.with_name(f"{run.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-discarded")
+    with held_alone(run.run_dir, f"Training {run.name} is running in another process; nothing was discarded."):
+        run.run_dir.rename(aside)
+    logger.info("unfinished training %s (%s) set aside by %s", run.name, run.run_dir.parent.name, by or "-")
+    return aside
