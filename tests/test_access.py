@@ -104,3 +104,19 @@ def test_the_role_table_reads_require_email_verified(tmp_path):
     toml.write_text('[roles]\nrequire_email_verified = "no"\n')
     with pytest.raises(ConfigError, match="require_email_verified must be true or false"):
         load_settings(toml)
+
+
+def test_a_denied_user_has_no_role_whatever_group_or_domain_matches(tmp_path):
+    from brainclf.errors import ConfigError
+    from brainclf.serving import load_settings
+
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text('[roles]\ndeny = ["Former.Admin@h.example", "sub-of-someone"]\n'
+                    '[roles.admin]\ngroups = ["it-admins"]\n[roles.clinician]\nemails = ["*@h.example"]\n')
+    rules = load_settings(toml).roles
+    assert role_for(user(email="former.admin@h.example", groups=["it-admins"]), rules) is None
+    assert role_for(user(email="other@h.example", sub="sub-of-someone"), rules) is None
+    assert role_for(user(email="colleague@h.example", groups=["it-admins"]), rules) == "admin"  # nobody else
+    toml.write_text('[roles]\ndeny = "former.admin@h.example"\n')
+    with pytest.raises(ConfigError, match=r"\[roles\] deny must be a list of e-mails and subjects"):
+        load_settings(toml)

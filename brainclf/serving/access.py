@@ -54,16 +54,18 @@ def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str |
     Matches the OIDC subject, the e-mail (case-insensitive; '*@domain' matches the whole domain; only when the
     provider says `email_verified` is true, or sends no such claim and the role table's require_email_verified
     is false) and each group in the groups claim; the highest role matched wins. A user who is not signed in,
-    or whom no rule names, has no role.
+    whom no rule names, or whose e-mail or subject [roles] deny lists, has no role.
     """
     rules = settings.roles if isinstance(settings, Settings) else settings
     if not user_info or not user_info.get("is_logged_in"):
         return None
     found = []
-    sub = user_info.get("sub")
+    sub, email = user_info.get("sub"), user_info.get("email")
+    if (isinstance(sub, str) and sub in rules.denied) or (isinstance(email, str) and
+                                                         email.strip().lower() in rules.denied):
+        return None  # [roles] deny wins over every rule that matches
     if isinstance(sub, str) and sub in rules.subjects:
         found.append(rules.subjects[sub])
-    email = user_info.get("email")
     if isinstance(email, str) and "@" in email and _email_verified(user_info, rules.require_email_verified):
         email = email.strip().lower()
         for key in (email, "*@" + email.rsplit("@", 1)[1]):

@@ -61,6 +61,9 @@ class RoleRules:
     # E-mail rules need the provider to say the address is verified; False: a token without an email_verified
     # claim counts too (for providers that send none and verify every address they issue).
     require_email_verified: bool = True
+    # [roles] deny: e-mails and subjects with no role whatever else matches (a group claim lives in a sign-in cookie
+    # for days: this takes someone's access away at the next page run).
+    denied: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -272,8 +275,11 @@ def _role_rules(roles: dict, path: Path | None) -> RoleRules:
     require_verified = roles.get("require_email_verified", True)
     if not isinstance(require_verified, bool):
         raise ConfigError(f"{where}: [roles] require_email_verified must be true or false.")
+    denied = roles.get("deny", [])
+    if not isinstance(denied, list) or not all(isinstance(v, str) and v.strip() for v in denied):
+        raise ConfigError(f"{where}: [roles] deny must be a list of e-mails and subjects.")
     for role, rules in roles.items():
-        if role in ("groups_claim", "require_email_verified"):
+        if role in ("groups_claim", "require_email_verified", "deny"):
             continue
         if role not in ROLE_NAMES:
             raise ConfigError(f"{where}: unknown role {role!r}; roles are {', '.join(ROLE_NAMES)}.")
@@ -288,4 +294,5 @@ def _role_rules(roles: dict, path: Path | None) -> RoleRules:
                 if ROLE_NAMES.index(role) >= ROLE_NAMES.index(target.get(v, ROLE_NAMES[0])):
                     target[v] = role
     return RoleRules(emails=emails, subjects=subjects, groups=groups, groups_claim=groups_claim,
-                     require_email_verified=require_verified)
+                     require_email_verified=require_verified,
+                     denied=frozenset(v.strip().lower() if "@" in v else v.strip() for v in denied))
