@@ -217,7 +217,9 @@ def resume_button(s, who) -> None:
     admin = who.can("cancel_any_training")
     if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
         return
-    if st.button(f"Resume training {md_literal(s.name)}", key="resume_train", icon=":material/play_arrow:"):
+    # Keyed by the job's start: a click on a button drawn for a job that has ended since reaches no other job.
+    if st.button(f"Resume training {md_literal(s.name)}", key=f"resume_train_{s.started}",
+                 icon=":material/play_arrow:"):
         try:
             jobs.resume(who.user_id, admin=admin, started=s.started)
             st.toast(f"Training {md_literal(s.name)} resumed")
@@ -251,7 +253,7 @@ def training_panel():
         if p and p.stage == "evaluating":
             st.caption("The final evaluation saves the model; it cannot be cancelled part-way.")
         elif s.may_cancel(who.user_id, who.can("cancel_any_training")):
-            if st.button("Cancel training", key="cancel_train"):
+            if st.button("Cancel training", key=f"cancel_train_{s.started}"):  # this job's, as Resume
                 try:
                     jobs.cancel(who.user_id, admin=who.can("cancel_any_training"), started=s.started)
                     st.toast("Cancelling after the current batch…")

@@ -140,13 +140,15 @@ def _status(jobs) -> None:
     admin = who.can("cancel_any_training")
     if s.active:
         st.progress(p.fraction_done() if p else 0.0, text=f"{name}: {public(p.text()) if p else 'starting…'}")
-        if s.may_cancel(who.user_id, admin) and st.button("Cancel", key="site_cancel"):
+        # Keyed by the job's start: a click on a button drawn for a job that has ended since reaches no other job.
+        if s.may_cancel(who.user_id, admin) and st.button("Cancel", key=f"site_cancel_{s.started}"):
             try:  # refused once a step saves (an adaptation's final checks included)
                 jobs.cancel(who.user_id, admin=admin, started=s.started)
                 st.toast("Cancelling after the current batch of slices…")
             except BrainclfError as e:  # a toast: this fragment redraws every second, an st.error would blink away
                 st.toast(public(e), icon=":material/block:")
-    elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}", key="site_resume"):
+    elif s.resumable() and s.may_cancel(who.user_id, admin) and st.button(f"Resume {name}",
+                                                                          key=f"site_resume_{s.started}"):
         try:
             jobs.resume(who.user_id, admin=admin, started=s.started)
         except BrainclfError as e:

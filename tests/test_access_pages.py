@@ -235,7 +235,8 @@ def test_every_site_step_offers_cancel_to_whoever_started_it(server_settings, fo
             foreign_job.status = JobStatus(name=f"clinicA: {step}", state="running", owner=owner,
                                            owner_label="R", request={"kind": "site", "step": step})
             at = run_page(app_as(signed_in("researcher")), "model")
-            assert ("site_cancel" in [b.key for b in at.button]) is offered, (step, owner)
+            assert (f"site_cancel_{foreign_job.status.started}" in [b.key for b in at.button]) is offered, \
+                (step, owner)
 
 
 def test_a_cancel_refused_while_a_step_saves_is_said_in_a_toast(server_settings, foreign_job):
@@ -245,7 +246,7 @@ def test_a_cancel_refused_while_a_step_saves_is_said_in_a_toast(server_settings,
                                    owner_label="R", request={"kind": "site", "step": "validate"},
                                    progress=TrainProgress("evaluating", message="Saving the figures"))
     at = run_page(app_as(signed_in("researcher")), "model")
-    at.button(key="site_cancel").click().run()
+    at.button(key=f"site_cancel_{foreign_job.status.started}").click().run()
     assert not at.exception
     assert any("cannot be cancelled now" in t.value for t in at.toast), [t.value for t in at.toast]
     assert not foreign_job._cancel.is_set()
@@ -304,7 +305,7 @@ def test_the_owner_resumes_a_cancelled_training_from_the_model_page(server_setti
     import pages.common
 
     monkeypatch.setattr(pages.common, "route_through_app", lambda once_per_session=False: None)
-    at.button(key="resume_train").click().run()
+    at.button(key=f"resume_train_{jobs.status.started}").click().run()
     assert calls == [("sub:sub-researcher", False, jobs.status.started)]  # the job the page showed, by its start
 
 
@@ -345,3 +346,17 @@ def test_one_job_at_a_time_and_each_panel_says_which_one_holds_the_slot(server_s
     assert any("A training is running (theirs, started by Other): site steps can start once it ends"
                in md_plain(c.value) for c in at.caption)
     assert at.button(key="site_validate").disabled
+
+
+def test_a_cancel_drawn_for_a_job_that_has_ended_never_reaches_the_next_one(server_settings, foreign_job):
+    """A review: the panel redraws from the jobs' current status, so a button keyed alike for every job would
+    pass a click on the ended job's Cancel to whichever job had started since."""
+    foreign_job.status = JobStatus(name="first", state="running", owner="sub:sub-researcher", owner_label="R",
+                                   started=100.0)
+    at = run_page(app_as(signed_in("researcher")), "model")
+    drawn = at.button(key="cancel_train_100.0")
+    foreign_job.status = JobStatus(name="second", state="running", owner="sub:sub-researcher", owner_label="R",
+                                   started=200.0)
+    drawn.click().run()
+    assert not at.exception and not foreign_job._cancel.is_set()
+    assert "cancel_train_200.0" in [b.key for b in at.button]  # the new job's own button, not clicked

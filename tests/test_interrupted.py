@@ -129,3 +129,16 @@ def test_an_admin_sees_other_users_unfinished_trainings_and_may_set_one_aside(se
     assert not run_dir.exists() and not any(e.label.startswith("Other users'") for e in at.expander)
     at = run_page(app_as(signed_in("researcher")), "model")
     assert not any(e.label.startswith("Other users'") for e in at.expander)  # admins only
+
+
+def test_discarding_a_run_already_gone_says_so(smoke_run, tmp_path):
+    import shutil as sh
+
+    from brainclf.serving import discard_interrupted
+
+    run_dir = interrupt(smoke_run, tmp_path, "sub:alice", "twice")
+    (run,) = interrupted_runs(tmp_path, "sub:alice")
+    sh.rmtree(run_dir)  # another tab discarded it first
+    with pytest.raises(BrainclfError, match="no longer there"):
+        discard_interrupted(run, TrainingJobs())
+    assert not run_dir.exists() and [p.name for p in run_dir.parent.iterdir()] == []

@@ -110,6 +110,21 @@ def test_a_job_deaf_to_its_cancel_is_stopped_after_the_grace_and_reads_as_cancel
         os.kill(int((tmp_path / "pid").read_text()), 0)  # its process is gone
 
 
+def saving_job(folder, *, hook, cancel):
+    hook(TrainProgress("evaluating", message="saving"))
+    time.sleep(3)  # past the grace: saving its results, which no cancel may cut
+    return Path(folder) / "saved"
+
+
+def test_a_job_saving_its_results_is_never_killed_by_a_cancel_that_crossed_its_report(tmp_path, monkeypatch):
+    from brainclf.training import isolated
+
+    monkeypatch.setattr(isolated, "CANCEL_GRACE_S", 1.0)
+    cancel = threading.Event()
+    result = run_isolated(saving_job, (str(tmp_path),), hook=lambda p: cancel.set(), cancel=cancel)
+    assert result == tmp_path / "saved" and cancel.is_set()
+
+
 def test_a_job_that_outgrows_its_memory_fails_alone():
     with pytest.raises(BrainclfError, match="needed more memory than a job may use"):
         run_isolated(greedy_job, (), memory_bytes=1536 * MiB)

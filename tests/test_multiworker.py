@@ -92,10 +92,11 @@ def test_worker_role(monkeypatch, tmp_path):
     assert role.chief and role.workers == 3 and role.write_dir(tmp_path / "run") == tmp_path / "run"
     monkeypatch.setenv("TF_CONFIG", tf_config([1, 2, 3], 1))
     role = distributed.worker_role()
-    assert not role.chief and role.write_dir(tmp_path / "run").name == "run"
+    assert not role.chief and role.write_dir(tmp_path / "run").name == "run-worker1"
     assert tmp_path not in role.write_dir(tmp_path / "run").parents  # a temporary dir, not the run dir
     monkeypatch.setenv(distributed.SCRATCH_ENV, str(tmp_path / "w1"))
-    assert role.write_dir(tmp_path / "run") == tmp_path / "w1" / "run"
+    # Named for its worker: two workers sharing one scratch folder each hold their own (folder_lock).
+    assert role.write_dir(tmp_path / "run") == tmp_path / "w1" / "run-worker1"
     # With a "chief" task in the cluster, worker 0 is an ordinary worker.
     monkeypatch.setenv("TF_CONFIG", tf_config([1, 2, 3], 0, chief=True))
     assert not distributed.worker_role().chief
@@ -159,7 +160,7 @@ def test_two_workers_resume_after_a_kill_and_end_alike(synthetic_dataset, tmp_pa
         deadline = time.time() + 120
         # Wait for both workers' epoch-1 checkpoints (worker 1 writes last.keras after best.keras): were worker 1
         # killed mid-save, a restart that never beats epoch 1 would leave it no best.keras to compare below.
-        worker1_last = tmp_path / "w1" / "mw" / "last.keras"
+        worker1_last = tmp_path / "w1" / "mw-worker1" / "last.keras"
         while ((chief_epoch(tmp_path) < 1 or not worker1_last.exists()) and time.time() < deadline
                and all(p.poll() is None for p in procs)):
             time.sleep(0.05)
@@ -188,7 +189,7 @@ def test_two_workers_resume_after_a_kill_and_end_alike(synthetic_dataset, tmp_pa
         assert f"epoch {resumed_from + 1}/{EPOCHS} " in text and f"epoch {resumed_from}/{EPOCHS} " not in text
 
     # Both workers hold the same weights at the end, and the saved model is the chief's best checkpoint.
-    chief, other = tmp_path / "runs" / "mw", tmp_path / "w1" / "mw"
+    chief, other = tmp_path / "runs" / "mw", tmp_path / "w1" / "mw-worker1"
     for name in ("last.keras", "best.keras"):
         for a, b in zip(weights(chief / name), weights(other / name), strict=True):
             np.testing.assert_array_equal(a, b)

@@ -87,3 +87,13 @@ def test_a_run_with_a_step_running_elsewhere_is_not_deleted(tmp_path, held_elsew
     holder.wait()
     delete_site_run(tmp_path, "clinic/smoke")
     assert not run.exists()
+
+
+def test_a_step_refused_before_its_split_leaves_no_run_folder(tmp_path, smoke_model, capsys):
+    from brainclf.cli import main
+
+    (tmp_path / "tiny" / "glioma").mkdir(parents=True)  # far too small to split
+    rc = main(["site", "validate", "--model", str(smoke_model), "--site-data", str(tmp_path / "tiny"),
+               "--site", "clinic", "--run-dir", str(tmp_path / "run")])
+    assert rc == 2 and "error:" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -70,8 +70,8 @@ NESTED_KEYS = {
     "faithfulness.randomisation": "max_spearman mean_spearman n".split(),
 }
 STATE_KEYS = (
-    "best_epoch best_val_loss config contract distribution epoch external_test_files fingerprint history patience "
-    "sources started stopped_early test_files train_files train_seconds val_files"
+    "best_epoch best_val_loss config content_sha256 contract distribution epoch external_test_files fingerprint "
+    "history patience sources started stopped_early test_files train_files train_seconds val_files"
 ).split()
 
 

@@ -25,3 +25,32 @@ def test_a_second_training_in_a_held_run_folder_is_refused_before_writing(synthe
     holder.wait()
     assert train(request) == tmp_path / "models" / "mine.keras"
     assert (run_dir / "state.json").exists()
+
+
+def test_a_new_start_in_the_app_never_sets_aside_a_run_another_process_trains(smoke_run, synthetic_dataset, tmp_path,
+                                                                               held_elsewhere):  # noqa: F811
+    import shutil
+    from dataclasses import replace
+
+    from brainclf.serving.jobs import set_aside_other_run
+
+    run = tmp_path / "runs" / "mine"
+    shutil.copytree(smoke_run[1], run)
+    held_elsewhere(run)
+    with pytest.raises(FolderBusy, match="A training is running in mine .*nothing was started"):
+        set_aside_other_run(run, replace(SMOKE, epochs=3))  # other settings: it would be set aside
+    assert (run / "state.json").is_file() and [p.name for p in run.parent.iterdir()] == ["mine"]
+
+
+def test_a_request_refused_inside_a_folder_it_made_leaves_no_folder(tmp_path):
+    from brainclf.training.folder_lock import held_alone
+
+    with pytest.raises(ValueError):
+        with held_alone(tmp_path / "new", "busy"):
+            raise ValueError("refused")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError):
+        with held_alone(tmp_path / "kept", "busy"):
+            raise ValueError("refused")
+    assert (tmp_path / "kept").is_dir()  # not one it made

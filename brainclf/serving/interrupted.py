@@ -9,6 +9,7 @@ the settings, data folder and other sources its state records, so that nobody ha
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,10 @@ def discard_interrupted(run: InterruptedRun, jobs: TrainingJobs, by: str = "") -
     if status is not None and status.active and status.run_dir is not None and \
             Path(status.run_dir).resolve() == run.run_dir.resolve():
         raise BrainclfError(f"Training {run.name} is running: cancel it first; nothing was discarded.")
-    aside = run.run_dir.with_name(f"{run.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-discarded")
+    if not run.run_dir.is_dir():  # another tab, or an admin, was first
+        raise BrainclfError(f"Training {run.name} is no longer there (discarded already?); nothing was discarded.")
+    aside = run.run_dir.with_name(f"{run.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-"
+                                  f"{secrets.token_hex(3)}-discarded")
     with held_alone(run.run_dir, f"Training {run.name} is running in another process; nothing was discarded."):
         run.run_dir.rename(aside)
     logger.info("unfinished training %s (%s) set aside by %s", run.name, run.run_dir.parent.name, by or "-")

@@ -27,6 +27,7 @@ from ..input.limits import validate_model_name
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's server process never loads (a job's
 # own process does: training.isolated).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
+from ..training.folder_lock import held_alone
 from ..training.isolated import run_isolated, train_job
 from ..training.prepare import check_sources, saved_split
 from ..training.request import TrainRequest
@@ -64,10 +65,16 @@ def set_aside_other_run(run_path: Path, config: TrainConfig,
     with a state this version cannot read, or (given `data`: this start's data folder and extra sources) on other
     data (files missing there, or other images under the same names): moved aside (nothing lost), so a new start
     trains afresh instead of failing on, or resuming onto, the old run. The folder it moved to."""
-    if _same_run(run_path, config, data):
-        return None  # no run there, or the same settings: the new start resumes it
-    aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
-    run_path.rename(aside)
+    if not run_path.exists():
+        return None
+    # Held while deciding and moving: a training running in it (another app process, the CLI) keeps its folder.
+    with held_alone(run_path, f"A training is running in {run_path.name} (another app process or a shell): wait "
+                    "for it to end or cancel it; nothing was started."):
+        if _same_run(run_path, config, data):
+            return None  # the same settings and data: the new start resumes it
+        aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                   f"{secrets.token_hex(3)}")
+        run_path.rename(aside)
     return aside
 
 

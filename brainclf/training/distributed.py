@@ -55,7 +55,7 @@ class WorkerRole:
         if not base:
             base = tempfile.mkdtemp(prefix=f"brainclf-{self.task_type}{self.index}-")
             atexit.register(shutil.rmtree, base, ignore_errors=True)
-        return Path(base) / run_dir.name
+        return Path(base) / f"{run_dir.name}-{self.task_type}{self.index}"  # its own: each worker holds it alone
 
 
 def worker_role() -> WorkerRole:

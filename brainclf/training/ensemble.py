@@ -4,6 +4,7 @@ shared split; then the members are combined into one model and one card."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..errors import ConfigError, DataError
 from . import distributed
 from .config import ProgressHook, TrainConfig, TrainProgress, evaluation_reporter
 from .finalize import finalize_model
+from .folder_lock import held_alone
 from .request import TrainRequest
 from .state import RunState, saved_state
 
@@ -19,8 +21,17 @@ def train_ensemble(request: TrainRequest, train) -> Path:
     """Train the members, then combine them (`train` is brainclf.training.train, passed in by it: the loop
     dispatches ensembles here and this trains each member with it). The progress hook sees one long run (the
     epochs of all members)."""
-    config, progress = request.config, request.progress
     run_dir = request.run_path()
+    chief = request.strategy != "multiworker" or distributed.worker_role().chief
+    # The members hold their own folders while they train; the chief holds the ensemble's for all of it (its
+    # combined state and model are written there).
+    with held_alone(run_dir, f"A training is running in {run_dir} (in the app or another shell): wait for it to "
+                    "end or cancel it; nothing was done.") if chief else nullcontext():
+        return _train_ensemble(request, train, run_dir)
+
+
+def _train_ensemble(request: TrainRequest, train, run_dir: Path) -> Path:
+    config, progress = request.config, request.progress
     saved_state(run_dir, config, request.resume)  # refuses a run dir holding another config
     members = config.member_configs()
     check_members(run_dir, members, request.resume, request.finish_now)

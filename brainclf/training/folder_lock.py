@@ -5,6 +5,7 @@ folder locked."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +23,14 @@ class FolderBusy(BrainclfError):
 
 @contextmanager
 def held_alone(folder: str | Path, busy: str, error: type[FolderBusy] = FolderBusy) -> Iterator[None]:
-    """Hold `folder` (made if missing) for the body.
+    """Hold `folder` (made if missing) for the body. A folder made here and left holding nothing but the lock by
+    a body that failed (a refused request) is removed again.
 
     Raises:
         `error` (a FolderBusy) with the message `busy`: another process holds it; nothing was done.
     """
     folder = Path(folder)
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK_FILE, timeout=0)
     try:
@@ -36,5 +39,9 @@ def held_alone(folder: str | Path, busy: str, error: type[FolderBusy] = FolderBu
         raise error(busy) from None
     try:
         yield
+    except BaseException:
+        if made and folder.is_dir() and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         lock.release()

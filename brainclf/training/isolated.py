@@ -105,7 +105,7 @@ def _start(cap: int) -> tuple[subprocess.Popen, Connection]:
 def _relay(process, conn: Connection, hook, cancel) -> dict | None:
     """Pass the job's progress to `hook` and a cancel to the job until it sends its outcome or ends; a job still
     running CANCEL_GRACE_S after the cancel (stuck, say on a stalled network read) is killed, and cancelled."""
-    cancel_sent, grace_s = None, CANCEL_GRACE_S  # when the cancel was passed on
+    cancel_sent, grace_s, stage = None, CANCEL_GRACE_S, ""  # when the cancel was passed on; the last stage heard
     while True:
         if cancel is not None and cancel.is_set() and cancel_sent is None:
             cancel_sent = time.monotonic()
@@ -113,7 +113,9 @@ def _relay(process, conn: Connection, hook, cancel) -> dict | None:
                 conn.send_bytes(CANCEL)
             except OSError:
                 pass  # it has ended: its outcome, if it sent one, is still to be read
-        if cancel_sent is not None and time.monotonic() - cancel_sent > grace_s and process.poll() is None:
+        # Never once it saves its results (stage "evaluating"): a cancel that crossed that report goes unheeded.
+        if cancel_sent is not None and time.monotonic() - cancel_sent > grace_s and stage != "evaluating" and \
+                process.poll() is None:
             process.kill()
             process.wait()
             log.warning("job process killed: still running %.0f s after its cancel", grace_s)
@@ -130,6 +132,7 @@ def _relay(process, conn: Connection, hook, cancel) -> dict | None:
             return None  # ended (or sent something no job sends): what the exit code says is the outcome
         if "progress" not in message:
             return message
+        stage = message["progress"].get("stage", stage)
         if hook is not None:
             hook(TrainProgress(**message["progress"]))
 

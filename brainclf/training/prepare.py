@@ -180,7 +180,8 @@ def saved_split(state: RunState, root: Path, sources: list[Source]):
     if state.content_sha256 and content_sha256(state.train_files + state.val_files, by_rel) != state.content_sha256:
         raise DataError(f"Cannot resume: the images under {root} (or its extra sources) are not the ones this run "
                         "learnt from, though their names are (another copy of the data, changed since?). Give it "
-                        "the data folder it started on, or start over (--no-resume, or another model name).")
+                        "the data folder it started on, or start over: --no-resume on the command line; in the "
+                        "app, Discard it under Unfinished trainings, or use another model name.")
     return train_s, val_s, [by_rel[p] for p in state.test_files if p in by_rel]
 
 

@@ -28,8 +28,7 @@ class Session:
         run_dir = request.run_path()
         # Several workers read the chief's run dir; only the chief writes it, the others write a scratch copy.
         role = distributed.worker_role() if request.strategy == "multiworker" else None
-        write_dir = role.write_dir(run_dir) if role else run_dir
-        write_dir.mkdir(parents=True, exist_ok=True)
+        write_dir = role.write_dir(run_dir) if role else run_dir  # made by train() as it holds it (folder_lock)
         return cls(request, run_dir, write_dir, role, time.time())
 
     @property
