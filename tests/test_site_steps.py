@@ -61,9 +61,26 @@ def test_the_apps_step_runs_in_a_process_of_its_own_and_reports_there(tmp_path, 
 
 def test_a_cancelled_validation_saves_no_figures(tmp_path, site_folder, smoke_model):
     cancel, seen = threading.Event(), []
-    with pytest.raises(TrainingCancelled, match="Cancelled while validating smoke on .* nothing of this step"):
-        _job("validate", tmp_path, site_folder, smoke_model)(_cancel_on("Splitting", cancel, seen), cancel)
+    # A small part reports once, at its end: the cancel then stops the step as it would save.
+    with pytest.raises(TrainingCancelled, match="Cancelled while (validating smoke on|saving the figures).* nothing "
+                                                "of this step was saved"):
+        _job("validate", tmp_path, site_folder, smoke_model)(_cancel_on("Validating", cancel, seen), cancel)
     assert "validate" not in saved_state(tmp_path / "run")["steps"]  # the split is kept, no figures
+
+
+def test_the_split_of_a_big_folder_reports_its_slices_and_a_cancel_stops_it_leaving_nothing(tmp_path, site_folder,
+                                                                                             smoke_model):
+    cancel, seen = threading.Event(), []
+
+    def hook(p: TrainProgress) -> None:
+        seen.append(p)
+        if p.message.startswith("Splitting") and p.fraction > 0:  # some slices read: the user cancels
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled, match="Cancelled while splitting the site's slices by case"):
+        _job("validate", tmp_path, site_folder, smoke_model)(hook, cancel)
+    assert any(0 < p.fraction < 1 for p in seen if p.message.startswith("Splitting"))
+    assert not (tmp_path / "run").exists()  # no split saved, and no folder left behind
 
 
 def test_a_cancelled_calibration_publishes_no_model(tmp_path, site_folder, smoke_model, synthetic_dataset):

@@ -32,7 +32,7 @@ def _run_dir(args) -> Path:
 def _open(args, run_dir: Path):
     from ..site import SiteRun
 
-    bar = CountBar("case groups")
+    bar = CountBar("site slices read and grouped")
     run = SiteRun.open(run_dir, args.site_data, args.site, args.model, bar,
                        data_root=args.data or os.environ.get("BRAINCLF_DATA"))
     bar.close()

@@ -126,7 +126,7 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     root = Path(root)
     samples = discover(root, source=name).all_samples()
     learnt = exclude(samples) if exclude and samples else [False] * len(samples)
-    hashed = hash_files([s.path for s in samples]) if samples else None
+    hashed = hash_files([s.path for s in samples], progress) if samples else None
     readable = hashed.readable if hashed else []
     sha_of = dict(zip(map(str, hashed.paths), hashed.sha256)) if hashed else {}  # the fingerprint reuses them
     # Grouped with the learnt slices, so the rest of a case the model learnt from is left out too: such a case's

@@ -57,8 +57,9 @@ def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
     never takes a name an unfinished training under `runs_root` (the app's runs folder) will take."""
     with one_step_at_a_time(run_dir):  # not beside a step of the same run elsewhere (the CLI, another app)
         phase = phases(hook, cancel)
-        phase(f"Splitting the site's slices by case ({site})")(0, 1)
-        run = SiteRun.open(run_dir, site_root, site, model, data_root=data_root)
+        # Reading every slice (hashes) and grouping by case: progress, and a cancel between slices, on a big folder.
+        run = SiteRun.open(run_dir, site_root, site, model, phase(f"Splitting the site's slices by case ({site})"),
+                           data_root=data_root)
         if step in ("validate", "calibrate"):
             predictor = Predictor.load(model)
             check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)
