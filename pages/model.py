@@ -166,13 +166,16 @@ def interrupted_section() -> None:
     if not runs or jobs.busy():
         return
     st.caption("Unfinished trainings of yours (cancelled, failed, or stopped by a server restart): each resumes "
-               "from its last finished epoch, with the settings and data it started with, and holds its model name "
-               "until it is discarded (set aside, nothing deleted).")
+               "from its last finished epoch (or, trained to the end, goes straight to saving its model), with the "
+               "settings and data it started with, and holds its model name until it is discarded (set aside, "
+               "nothing deleted).")
     for r in runs:
         c1, c2, c3 = st.columns([4, 1, 1])
         sources = " + ".join([r.data] + [name for name, _ in r.extra])
-        c1.text(f"{r.name}: {r.epoch} of {r.config.epochs} epochs, on {sources}")
-        if c2.button("Resume", key=f"resume_interrupted_{r.name}", icon=":material/play_arrow:"):
+        c1.text(f"{r.name}: trained ({r.epoch} epochs) on {sources}, its model not saved yet" if r.to_save else
+                f"{r.name}: {r.epoch} of {r.config.epochs} epochs, on {sources}")
+        if c2.button("Save" if r.to_save else "Resume", key=f"resume_interrupted_{r.name}",
+                     icon=":material/play_arrow:"):
             try:
                 resume_interrupted(jobs, r, [root.path for root in config.data_roots], MODELS_DIR, who.user_id,
                                    who.label)

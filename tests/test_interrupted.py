@@ -142,3 +142,24 @@ def test_discarding_a_run_already_gone_says_so(smoke_run, tmp_path):
     with pytest.raises(BrainclfError, match="no longer there"):
         discard_interrupted(run, TrainingJobs())
     assert not run_dir.exists() and [p.name for p in run_dir.parent.iterdir()] == []
+
+
+def test_a_run_trained_to_the_end_whose_model_was_never_saved_is_offered_to_save_and_holds_its_name(
+        smoke_run, synthetic_dataset, tmp_path):
+    from brainclf.serving import name_in_use
+    from brainclf.training import TrainRequest, train
+
+    saved = json.loads((smoke_run[1] / "state.json").read_text())
+    assert saved["published"]  # the smoke run saved its model, and says when
+    run_dir = interrupt(smoke_run, tmp_path / "runs", "sub:alice", "unsaved", epochs=1)
+    state = json.loads((run_dir / "state.json").read_text())
+    (run_dir / "state.json").write_text(json.dumps({**state, "published": ""}))  # the final evaluation failed
+    (run,) = interrupted_runs(tmp_path / "runs", "sub:alice")
+    assert (run.name, run.to_save) == ("unsaved", True)
+    assert name_in_use(TrainingJobs(), tmp_path / "runs", "unsaved")  # its model will take the name
+    out = train(TrainRequest(run.config, data=synthetic_dataset, name="unsaved", models_dir=tmp_path / "models",
+                             run_dir=run_dir))
+    assert out.is_file() and interrupted_runs(tmp_path / "runs", "sub:alice") == []  # saved: nothing to offer
+    del state["published"]  # a state from before saves were recorded: finished counts as saved
+    (run_dir / "state.json").write_text(json.dumps(state))
+    assert interrupted_runs(tmp_path / "runs", "sub:alice") == []

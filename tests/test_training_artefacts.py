@@ -71,7 +71,7 @@ NESTED_KEYS = {
 }
 STATE_KEYS = (
     "best_epoch best_val_loss config content_sha256 contract distribution epoch external_test_files fingerprint "
-    "history patience sources started stopped_early test_files train_files train_seconds val_files"
+    "history patience published sources started stopped_early test_files train_files train_seconds val_files"
 ).split()
 
 

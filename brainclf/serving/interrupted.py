@@ -34,12 +34,14 @@ class InterruptedRun:
     epoch: int  # epochs finished
     data: str  # the name of its data folder (brainclf.serving.settings: a configured root)
     extra: list[tuple[str, float]]  # the other sources it learns from: (folder name, loss weight)
+    to_save: bool = False  # every epoch trained, its model not saved: a resume goes straight to saving it
 
 
 def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatus | None = None
                      ) -> list[InterruptedRun]:
     """`owner`'s run folders (None: every user's, for an admin) holding a readable state with epochs still to
-    train, by name; not the `current` job's own folder (the page offers that one's resume beside its status)."""
+    train or a model still to save (training.state.unfinished_run), by name; not the `current` job's own folder
+    (the page offers that one's resume beside its status)."""
     bases = [owner_run_dir(runs_root, owner, "")] if owner is not None else \
         sorted(p for p in Path(runs_root).glob("user-*") if p.is_dir()) if Path(runs_root).is_dir() else []
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
@@ -50,7 +52,8 @@ def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatu
         state, config = unfinished
         data = (state.fingerprint or {}).get("root_name", "")
         extra = [(s["name"], float(s.get("weight", 1.0))) for s in state.sources or [] if not s.get("primary")]
-        found.append(InterruptedRun(run_dir.name, run_dir, config, state.epoch, data, extra))
+        found.append(InterruptedRun(run_dir.name, run_dir, config, state.epoch, data, extra,
+                                    state.finished(config.epochs)))
     return found
 
 

@@ -76,10 +76,14 @@ def finalize_model(run_dir: Path, state: RunState, root: Path, name: str, models
         model.save(staged)
         _measure(model, _card(staged, model, run, name), run, root, progress).save(staged_card)
         try:  # claimed only now: a model another user added under this name meanwhile is not overwritten
-            return publish_model(staged, staged_card, target, replace=made_by_run(target, state))
+            out = publish_model(staged, staged_card, target, replace=made_by_run(target, state))
         except ModelError as e:
             raise ModelError(f"{e} The run in {run_dir} is kept: remove or rename the other model and run the same "
                              "command again to save this one (it goes straight to the final evaluation).") from None
+    if state.published is not None:  # recorded: a run whose model is saved no longer offers a resume
+        state.published = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        state.save(run_dir)
+    return out
 
 
 def made_by_run(target: Path, state: RunState) -> bool:

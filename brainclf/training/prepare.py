@@ -142,7 +142,7 @@ def new_run(config: TrainConfig, root: Path, sources: list[Source], prep: Prepar
         fingerprint=fingerprint(root, {"train": [s for s in train_s if not s.source],
                                        "val": [s for s in val_s if not s.source], "test": test_s}),
         best_val_loss=float("inf"), patience=config.early_stopping_patience,
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), published="")
     state.content_sha256 = content_sha256(state.train_files + state.val_files,
                                           dict(zip(state.train_files + state.val_files, train_s + val_s)))
     return state, (train_s, val_s, test_s)

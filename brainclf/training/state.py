@@ -19,7 +19,7 @@ from .config import TrainConfig
 STATE_FILE = "state.json"
 # Absent from the JSON while None: a single run's state has no members, an ensemble's combined state no
 # patience or best validation loss, and stopped_reason is written only once a run is stopped on request.
-_OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members")
+_OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members", "published")
 
 
 def private_temporary(path: Path, suffix: str = ".tmp") -> Path:
@@ -61,6 +61,8 @@ class RunState:
     distribution: dict | None = None  # strategy, workers and replicas of the latest training session
     members: list | None = None  # an ensemble's members (their run dirs, seeds, epochs)
     content_sha256: str = ""  # a sample of the split's files, bytes and all (prepare.content_sha256); "" before
+    # When its model was saved ("" until then; None: a state from before this was recorded, taken as saved).
+    published: str | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -90,6 +92,7 @@ class RunState:
                   "external_test_files": isinstance(self.external_test_files, dict),
                   "sources": isinstance(self.sources, list), "stopped_early": isinstance(self.stopped_early, bool),
                   "content_sha256": isinstance(self.content_sha256, str),
+                  "published": self.published is None or isinstance(self.published, str),
                   "train_seconds": number(self.train_seconds),
                   "best_val_loss": self.best_val_loss is None or number(self.best_val_loss),
                   "history": isinstance(self.history, dict) and all(
@@ -163,8 +166,9 @@ def saved_state(run_dir: Path, config: TrainConfig, resume: bool) -> RunState | 
 
 
 def unfinished_run(run_dir: Path) -> tuple[RunState, TrainConfig] | None:
-    """The run's state and settings when it holds a readable state with epochs still to train (not an ensemble's:
-    those are not resumed from the app); else None."""
+    """The run's state and settings when it holds a readable state with epochs still to train, or every epoch
+    trained but its model not saved (the final evaluation failed, or the server stopped during it); not an
+    ensemble's (those are not resumed from the app); else None."""
     if not (run_dir / "state.json").is_file():
         return None
     try:
@@ -173,8 +177,9 @@ def unfinished_run(run_dir: Path) -> tuple[RunState, TrainConfig] | None:
         ensemble = len(config.member_configs()) > 1
     except (BrainclfError, OSError):  # unreadable, or another version's: a new start of that name sets it aside
         return None
-    # Finished (its model saved, or saving failed: the CLI re-finalises), or an ensemble: nothing to resume here.
-    return None if state.finished(config.epochs) or ensemble else (state, config)
+    # Saved (or finished before saves were recorded), or an ensemble: nothing to resume here.
+    done = state.finished(config.epochs) and state.published != ""
+    return None if done or ensemble else (state, config)
 
 
 def name_held_by_a_run(runs_root: str | Path, name: str, except_folder: Path | None = None) -> bool:
