@@ -43,3 +43,15 @@ def test_unreadable_images_are_said_and_a_validation_part_with_none_readable_is_
                                          for m in said)
     with pytest.raises(DataError, match="None of the 1 validation images could be read"):
         load_training_arrays(good, [Sample(broken, 0)], InputContract(size=32), [], prep, 0.0)
+
+
+def test_a_run_whose_images_would_not_fit_saves_no_state_to_resume(synthetic_dataset, tmp_path, monkeypatch):
+    from brainclf.errors import ConfigError
+    from brainclf.training import prepare
+
+    monkeypatch.setattr(prepare, "physical_memory", lambda: 2**20)  # a 1 MiB machine
+    request = TrainRequest(TrainConfig(architecture="compact_cnn", image_size=32, epochs=2, batch_size=8),
+                           data=synthetic_dataset, name="big", models_dir=tmp_path / "models", run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="would hold about"):
+        train(request)
+    assert not (tmp_path / "run").exists()  # no state: nothing offers a Resume that always fails

@@ -37,7 +37,14 @@ from .config import TrainConfig, TrainingCancelled, evaluation_reporter
 from .ensemble import train_ensemble
 from .finalize import finalize_model, made_by_run
 from .folder_lock import held_alone
-from .prepare import Preparation, check_sources, load_training_arrays, new_run, saved_split
+from .prepare import (
+    Preparation,
+    check_sources,
+    check_training_memory,
+    load_training_arrays,
+    new_run,
+    saved_split,
+)
 from .request import TrainRequest
 from .reweight import describe, style_weights
 from .session import Session
@@ -72,6 +79,9 @@ def _train_session(session: Session) -> Path:
         splits = saved_split(state, request.root, request.sources)
     else:
         state, splits = new_run(config, request.root, request.sources, prep)
+        # Images that would not fit are refused before a state is saved (a run that can never train would offer a
+        # Resume that always fails); the batches are checked with the model, before decoding.
+        check_training_memory(len(splits[0]) + len(splits[1]), config.contract())
         state.save(session.write_dir)
     if not splits[1]:
         raise DataError("The validation split is empty: the dataset is too small to split.")
