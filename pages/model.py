@@ -182,15 +182,16 @@ def interrupted_section() -> None:
                 st.toast(f"Training {md_literal(r.name)} resumed")
             except BrainclfError as e:
                 st.error(public(e))
-        discard_button(c3, r, f"discard_interrupted_{r.name}")
+        discard_button(c3, r.name, r.run_dir, f"discard_interrupted_{r.name}", who.user_id)
 
 
-def discard_button(column, run, key: str) -> None:
+def discard_button(column, name: str, run_dir, key: str, by: str) -> None:
+    """Set a run aside (nothing deleted): it no longer offers a resume nor holds its model name."""
     if column.button("Discard", key=key, icon=":material/delete:"):
         try:
-            discard_interrupted(run, jobs, by=who.user_id)
-            st.toast(f"Training {md_literal(run.name)} set aside: its name is free")
-            st.rerun()
+            discard_interrupted(name, run_dir, jobs, by=by)
+            st.toast(f"Training {md_literal(name)} set aside: its name is free")
+            st.rerun(scope="app")
         except BrainclfError as e:
             st.error(public(e))
 
@@ -205,7 +206,7 @@ def others_unfinished_section() -> None:
         for r in runs:
             c1, c2 = st.columns([5, 1])
             c1.text(f"{r.name}: {r.epoch} of {r.config.epochs} epochs ({r.run_dir.parent.name})")
-            discard_button(c2, r, f"discard_other_{r.run_dir.parent.name}_{r.name}")
+            discard_button(c2, r.name, r.run_dir, f"discard_other_{r.run_dir.parent.name}_{r.name}", who.user_id)
 
 
 if who.can("train"):
@@ -221,13 +222,16 @@ def resume_button(s, who) -> None:
     if not (who.can("train") and s.may_cancel(who.user_id, admin) and s.resumable()):
         return
     # Keyed by the job's start: a click on a button drawn for a job that has ended since reaches no other job.
-    if st.button(f"Resume training {md_literal(s.name)}", key=f"resume_train_{s.started}",
-                 icon=":material/play_arrow:"):
+    resume, discard = st.columns([3, 1])
+    if resume.button(f"Resume training {md_literal(s.name)}", key=f"resume_train_{s.started}",
+                     icon=":material/play_arrow:"):
         try:
             jobs.resume(who.user_id, admin=admin, started=s.started)
             st.toast(f"Training {md_literal(s.name)} resumed")
         except BrainclfError as e:
             st.error(public(e))
+    if "config" in s.request:  # a training's run (a site step's epochs are its site run's)
+        discard_button(discard, s.name, s.run_dir, f"discard_train_{s.started}", who.user_id)
 
 
 @st.fragment(run_every=1.0)

@@ -111,11 +111,16 @@ def test_a_denied_user_has_no_role_whatever_group_or_domain_matches(tmp_path):
     from brainclf.serving import load_settings
 
     toml = tmp_path / "brainclf.toml"
-    toml.write_text('[roles]\ndeny = ["Former.Admin@h.example", "sub-of-someone"]\n'
-                    '[roles.admin]\ngroups = ["it-admins"]\n[roles.clinician]\nemails = ["*@h.example"]\n')
+    toml.write_text('[roles]\ndeny = ["Former.Admin@h.example", "sub-of-someone", "John.Doe@Corp.example", '
+                    '"*@contractor.example"]\n'
+                    '[roles.admin]\ngroups = ["it-admins"]\nsubjects = ["John.Doe@Corp.example"]\n'
+                    '[roles.researcher]\nemails = ["*@contractor.example"]\n'
+                    '[roles.clinician]\nemails = ["*@h.example"]\n')
     rules = load_settings(toml).roles
     assert role_for(user(email="former.admin@h.example", groups=["it-admins"]), rules) is None
     assert role_for(user(email="other@h.example", sub="sub-of-someone"), rules) is None
+    assert role_for(user(email="jd@h.example", sub="John.Doe@Corp.example"), rules) is None  # a subject as written
+    assert role_for(user(email="Temp@Contractor.example"), rules) is None  # a whole domain
     assert role_for(user(email="colleague@h.example", groups=["it-admins"]), rules) == "admin"  # nobody else
     toml.write_text('[roles]\ndeny = "former.admin@h.example"\n')
     with pytest.raises(ConfigError, match=r"\[roles\] deny must be a list of e-mails and subjects"):

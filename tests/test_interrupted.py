@@ -9,7 +9,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from test_access_pages import app_as, run_page, server_settings, signed_in  # noqa: F401 - a fixture
+from test_access_pages import app_as, cancelled_job, foreign_job, run_page, server_settings, signed_in  # noqa: F401, E501 - fixtures
 from test_training_form import two_sources  # noqa: F401 - the fixture
 
 from brainclf.errors import BrainclfError
@@ -101,9 +101,9 @@ def test_a_discarded_run_is_set_aside_whole_and_frees_its_name(smoke_run, tmp_pa
     jobs = TrainingJobs()
     jobs.status = JobStatus(name="tumour_v2", state="running", run_dir=run_dir)
     with pytest.raises(BrainclfError, match="is running: cancel it first; nothing was discarded"):
-        discard_interrupted(run, jobs)
+        discard_interrupted(run.name, run.run_dir, jobs)
     jobs.status.state = "cancelled"
-    aside = discard_interrupted(run, jobs, by="sub:admin")
+    aside = discard_interrupted(run.name, run.run_dir, jobs, by="sub:admin")
     assert not run_dir.exists() and (aside / "state.json").is_file() and aside.name.endswith("-discarded")
     assert interrupted_runs(tmp_path, "sub:alice") == [] and name_in_use(jobs, tmp_path, "tumour_v2") is None
     assert [r.name for r in interrupted_runs(tmp_path, None)] == ["bobs"]
@@ -140,8 +140,8 @@ def test_discarding_a_run_already_gone_says_so(smoke_run, tmp_path):
     (run,) = interrupted_runs(tmp_path, "sub:alice")
     sh.rmtree(run_dir)  # another tab discarded it first
     with pytest.raises(BrainclfError, match="no longer there"):
-        discard_interrupted(run, TrainingJobs())
-    assert not run_dir.exists() and [p.name for p in run_dir.parent.iterdir()] == []
+        discard_interrupted(run.name, run.run_dir, TrainingJobs())
+    assert not run_dir.exists() and [p.name for p in run_dir.parent.iterdir()] == []  # nothing made, nothing moved
 
 
 def test_a_run_trained_to_the_end_whose_model_was_never_saved_is_offered_to_save_and_holds_its_name(
@@ -163,3 +163,20 @@ def test_a_run_trained_to_the_end_whose_model_was_never_saved_is_offered_to_save
     del state["published"]  # a state from before saves were recorded: finished counts as saved
     (run_dir / "state.json").write_text(json.dumps(state))
     assert interrupted_runs(tmp_path / "runs", "sub:alice") == []
+
+
+def test_a_command_line_run_in_the_runs_folder_is_on_the_admins_list(smoke_run, tmp_path):
+    shutil.copytree(smoke_run[1], tmp_path / "cli_run")  # RUNS/NAME: where `train` keeps it
+    state = json.loads((tmp_path / "cli_run" / "state.json").read_text())
+    (tmp_path / "cli_run" / "state.json").write_text(json.dumps({**state, "config": {**state["config"], "epochs": 3}}))
+    interrupt(smoke_run, tmp_path, "sub:alice", "apps")
+    assert sorted(r.name for r in interrupted_runs(tmp_path, None)) == ["apps", "cli_run"]
+
+
+def test_the_cancelled_training_beside_its_status_can_be_discarded(server_settings, cancelled_job):  # noqa: F811
+    jobs, _ = cancelled_job
+    run_dir = jobs.status.run_dir
+    at = run_page(app_as(signed_in("researcher")), "model")
+    at.button(key=f"discard_train_{jobs.status.started}").click().run()
+    assert not at.exception and not run_dir.exists()
+    assert not jobs.holds_name("mine")  # its name is free at once

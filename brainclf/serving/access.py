@@ -61,8 +61,9 @@ def role_for(user_info: Mapping | None, settings: Settings | RoleRules) -> str |
         return None
     found = []
     sub, email = user_info.get("sub"), user_info.get("email")
-    if (isinstance(sub, str) and sub in rules.denied) or (isinstance(email, str) and
-                                                         email.strip().lower() in rules.denied):
+    address = email.strip().lower() if isinstance(email, str) else ""
+    if (isinstance(sub, str) and sub in rules.denied) or (address and (
+            address in rules.denied or "*@" + address.rsplit("@", 1)[-1] in rules.denied)):
         return None  # [roles] deny wins over every rule that matches
     if isinstance(sub, str) and sub in rules.subjects:
         found.append(rules.subjects[sub])

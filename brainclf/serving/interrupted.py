@@ -42,8 +42,9 @@ def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatu
     """`owner`'s run folders (None: every user's, for an admin) holding a readable state with epochs still to
     train or a model still to save (training.state.unfinished_run), by name; not the `current` job's own folder
     (the page offers that one's resume beside its status)."""
+    # An admin's list: the app's users' folders and the runs folder itself (the command line's RUNS/NAME).
     bases = [owner_run_dir(runs_root, owner, "")] if owner is not None else \
-        sorted(p for p in Path(runs_root).glob("user-*") if p.is_dir()) if Path(runs_root).is_dir() else []
+        [Path(runs_root), *sorted(p for p in Path(runs_root).glob("user-*") if p.is_dir())]
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
     for run_dir in [d for base in bases if base.is_dir() for d in sorted(base.iterdir())]:
@@ -93,22 +94,23 @@ def resume_interrupted(jobs: TrainingJobs, run: InterruptedRun, roots: list[Path
                       run_dir=run.run_dir, extra_data=extra, resuming=True)
 
 
-def discard_interrupted(run: InterruptedRun, jobs: TrainingJobs, by: str = "") -> Path:
-    """Set `run` aside (renamed NAME.set-aside-…-discarded beside it, nothing deleted: an admin may still look),
-    so it no longer offers a resume nor holds its model name; `by`: who asked, for the log. The folder it moved to.
+def discard_interrupted(name: str, run_dir: Path, jobs: TrainingJobs, by: str = "") -> Path:
+    """Set the run of model `name` in `run_dir` aside (renamed NAME.set-aside-…-discarded beside it, nothing
+    deleted: an admin may still look), so it no longer offers a resume nor holds its model name; `by`: who asked,
+    for the log. The folder it moved to.
 
     Raises:
-        BrainclfError: the app's job runs on it, or another process (the CLI) trains in it.
+        BrainclfError: the app's job runs on it, another process (the CLI) trains in it, or it is gone already.
     """
     status = jobs.status
     if status is not None and status.active and status.run_dir is not None and \
-            Path(status.run_dir).resolve() == run.run_dir.resolve():
-        raise BrainclfError(f"Training {run.name} is running: cancel it first; nothing was discarded.")
-    if not run.run_dir.is_dir():  # another tab, or an admin, was first
-        raise BrainclfError(f"Training {run.name} is no longer there (discarded already?); nothing was discarded.")
-    aside = run.run_dir.with_name(f"{run.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-"
-                                  f"{secrets.token_hex(3)}-discarded")
-    with held_alone(run.run_dir, f"Training {run.name} is running in another process; nothing was discarded."):
-        run.run_dir.rename(aside)
-    logger.info("unfinished training %s (%s) set aside by %s", run.name, run.run_dir.parent.name, by or "-")
+            Path(status.run_dir).resolve() == Path(run_dir).resolve():
+        raise BrainclfError(f"Training {name} is running: cancel it first; nothing was discarded.")
+    aside = Path(run_dir).with_name(f"{name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+                                    "-discarded")
+    with held_alone(run_dir, f"Training {name} is running in another process; nothing was discarded."):
+        if not (Path(run_dir) / "state.json").is_file():  # another tab, or an admin, was first
+            raise BrainclfError(f"Training {name} is no longer there (discarded already?); nothing was discarded.")
+        Path(run_dir).rename(aside)
+    logger.info("unfinished training %s (%s) set aside by %s", name, Path(run_dir).parent.name, by or "-")
     return aside

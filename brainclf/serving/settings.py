@@ -61,8 +61,8 @@ class RoleRules:
     # E-mail rules need the provider to say the address is verified; False: a token without an email_verified
     # claim counts too (for providers that send none and verify every address they issue).
     require_email_verified: bool = True
-    # [roles] deny: e-mails and subjects with no role whatever else matches (a group claim lives in a sign-in cookie
-    # for days: this takes someone's access away at the next page run).
+    # [roles] deny: e-mails ('*@domain' too) and subjects, as written and e-mails lower-cased, with no role whatever
+    # else matches (a group claim lives in a sign-in cookie for days: this takes access away at the next page run).
     denied: frozenset[str] = frozenset()
 
 
@@ -295,4 +295,4 @@ def _role_rules(roles: dict, path: Path | None) -> RoleRules:
                     target[v] = role
     return RoleRules(emails=emails, subjects=subjects, groups=groups, groups_claim=groups_claim,
                      require_email_verified=require_verified,
-                     denied=frozenset(v.strip().lower() if "@" in v else v.strip() for v in denied))
+                     denied=frozenset(v.strip() for v in denied) | {v.strip().lower() for v in denied if "@" in v})
