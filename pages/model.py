@@ -198,8 +198,8 @@ def discard_button(column, name: str, run_dir, key: str, by: str) -> None:
 
 def others_unfinished_section() -> None:
     """Admins: every user's unfinished trainings hold their model names; one no longer wanted can be set aside."""
-    mine = owner_run_dir(config.runs_dir, who.user_id, "")
-    runs = [r for r in interrupted_runs(config.runs_dir, None, current=jobs.status) if r.run_dir.parent != mine]
+    runs = interrupted_runs(config.runs_dir, None, current=jobs.status,
+                            exclude=owner_run_dir(config.runs_dir, who.user_id, ""))  # theirs: listed above
     if not runs:
         return
     with st.expander(f"Other users' unfinished trainings ({count(len(runs))}): each holds its model name"):

@@ -43,6 +43,11 @@ class FileHashes:
     dhash: np.ndarray  # (n, 32) uint8: near duplicates
     readable: np.ndarray  # (n,) bool: an unreadable file's zero hash is no image's, so it is near nothing
 
+    def subset(self, indices) -> FileHashes:
+        """The hashes of the files at `indices`, in that order."""
+        return FileHashes([self.paths[i] for i in indices], [self.sha256[i] for i in indices],
+                          self.dhash[np.asarray(indices, int)], self.readable[np.asarray(indices, int)])
+
     def near(self, threshold: int = NEAR_DUP_THRESHOLD) -> list[tuple[int, int, int]]:
         """near_pairs among the readable files (indices into paths)."""
         return [p for p in near_pairs(self.dhash, threshold=threshold) if self.readable[p[0]] and self.readable[p[1]]]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .case_names import case_folder, case_id
-from .dedup import duplicate_groups, hash_files, linked_groups, pairs_sharing
+from .dedup import FileHashes, duplicate_groups, hash_files, linked_groups, pairs_sharing
 
 logger = logging.getLogger(__name__)
 
@@ -218,10 +218,12 @@ SAME_CASE_THRESHOLD = 25
 
 
 def file_case_grouping(paths: list[Path], progress: Callable[[int, int], None] | None = None,
-                       threshold: int = SAME_CASE_THRESHOLD) -> CaseGrouping:
+                       threshold: int = SAME_CASE_THRESHOLD, hashes: FileHashes | None = None) -> CaseGrouping:
     """case_grouping of files on disk: groups of perceptual hashes within `threshold` bits (neighbouring slices of
-    one case) joined with patient folders, patient ids and file-name series; with its warnings to show."""
-    return case_grouping(paths, duplicate_groups(hash_files(paths, progress), threshold))
+    one case) joined with patient folders, patient ids and file-name series; with its warnings to show. `hashes`:
+    the files' hashes where the caller has just taken them (not read again)."""
+    return case_grouping(paths, duplicate_groups(hash_files(paths, progress) if hashes is None else hashes,
+                                                 threshold))
 
 
 def file_case_groups(paths: list[Path], progress: Callable[[int, int], None] | None = None,

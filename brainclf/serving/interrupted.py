@@ -9,8 +9,6 @@ the settings, data folder and other sources its state records, so that nobody ha
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +16,10 @@ from ..data.sources import Source
 from ..errors import BrainclfError, ConfigError
 from ..input.limits import validate_model_name
 from ..training.config import TrainConfig
-from ..training.folder_lock import held_alone
+from ..training.folder_lock import SET_ASIDE, held_alone, move_aside
 from ..training.state import name_held_by_a_run, unfinished_run
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
 
-SET_ASIDE = ".set-aside-"
 logger = logging.getLogger(__name__)
 
 
@@ -37,16 +34,18 @@ class InterruptedRun:
     to_save: bool = False  # every epoch trained, its model not saved: a resume goes straight to saving it
 
 
-def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatus | None = None
-                     ) -> list[InterruptedRun]:
+def interrupted_runs(runs_root: str | Path, owner: str | None, current: JobStatus | None = None,
+                     exclude: Path | None = None) -> list[InterruptedRun]:
     """`owner`'s run folders (None: every user's, for an admin) holding a readable state with epochs still to
     train or a model still to save (training.state.unfinished_run), by name; not the `current` job's own folder
-    (the page offers that one's resume beside its status)."""
+    (the page offers that one's resume beside its status), nor the runs in `exclude` (a user's folder listed
+    apart)."""
     # An admin's list: the app's users' folders and the runs folder itself (the command line's RUNS/NAME).
     bases = [owner_run_dir(runs_root, owner, "")] if owner is not None else \
         [Path(runs_root), *sorted(p for p in Path(runs_root).glob("user-*") if p.is_dir())]
     shown = current.run_dir.resolve() if current is not None and current.run_dir is not None else None
     found = []
+    bases = [b for b in bases if exclude is None or b.resolve() != Path(exclude).resolve()]
     for run_dir in [d for base in bases if base.is_dir() for d in sorted(base.iterdir())]:
         if SET_ASIDE in run_dir.name or run_dir.resolve() == shown or (unfinished := unfinished_run(run_dir)) is None:
             continue
@@ -106,11 +105,9 @@ def discard_interrupted(name: str, run_dir: Path, jobs: TrainingJobs, by: str = 
     if status is not None and status.active and status.run_dir is not None and \
             Path(status.run_dir).resolve() == Path(run_dir).resolve():
         raise BrainclfError(f"Training {name} is running: cancel it first; nothing was discarded.")
-    aside = Path(run_dir).with_name(f"{name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-                                    "-discarded")
     with held_alone(run_dir, f"Training {name} is running in another process; nothing was discarded."):
         if not (Path(run_dir) / "state.json").is_file():  # another tab, or an admin, was first
             raise BrainclfError(f"Training {name} is no longer there (discarded already?); nothing was discarded.")
-        Path(run_dir).rename(aside)
+        aside = move_aside(Path(run_dir), "-discarded")
     logger.info("unfinished training %s (%s) set aside by %s", name, Path(run_dir).parent.name, by or "-")
     return aside

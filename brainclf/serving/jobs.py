@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,7 @@ from ..input.limits import validate_model_name
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's server process never loads (a job's
 # own process does: training.isolated).
 from ..training.config import TrainConfig, TrainingCancelled, TrainProgress, runs_dir
-from ..training.folder_lock import held_alone
+from ..training.folder_lock import held_alone, move_aside
 from ..training.isolated import run_isolated, train_job
 from ..training.prepare import check_sources, saved_split
 from ..training.request import TrainRequest
@@ -72,10 +71,8 @@ def set_aside_other_run(run_path: Path, config: TrainConfig,
                     "for it to end or cancel it; nothing was started."):
         if _same_run(run_path, config, data):
             return None  # the same settings and data: the new start resumes it
-        aside = run_path.with_name(f"{run_path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                   f"{secrets.token_hex(3)}")
-        run_path.rename(aside)
-    return aside
+        return move_aside(run_path)
+
 
 
 def _run_places(run_path: Path, config: TrainConfig) -> list[tuple[Path, TrainConfig]]:

@@ -21,8 +21,8 @@ import numpy as np
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
-from ..data.dedup import FileHashes, duplicate_groups, hash_files
-from ..data.sources import SAME_CASE_THRESHOLD, case_grouping, file_case_grouping
+from ..data.dedup import hash_files
+from ..data.sources import file_case_grouping
 from ..errors import ConfigError, DataError
 from ..model.card import check_card_rows
 
@@ -134,11 +134,9 @@ def split_site(root: str | Path, name: str, progress=None, exclude=None) -> Site
     # Grouped with the learnt slices, so the rest of a case the model learnt from is left out too: such a case's
     # other slices are no new patient (neighbouring slices read as well as the one learnt, "Results" in README).
     usable = [(s, bool(own)) for s, own, ok in zip(samples, learnt, readable) if ok]
-    # Grouped by case from the hashes just taken (file_case_grouping would read every slice again).
-    ok = np.flatnonzero(readable)
-    grouping = case_grouping([s.path for s, _ in usable], duplicate_groups(FileHashes(
-        [hashed.paths[i] for i in ok], [hashed.sha256[i] for i in ok], hashed.dhash[ok], hashed.readable[ok]),
-        SAME_CASE_THRESHOLD)) if len(ok) else file_case_grouping([])
+    # Grouped by case from the hashes just taken, not read again.
+    grouping = file_case_grouping([s.path for s, _ in usable],
+                                  hashes=hashed.subset(np.flatnonzero(readable)) if hashed else None)
     seen_cases = {int(g) for (_, own), g in zip(usable, grouping.groups) if own}
     same_case = np.array([not own and int(g) in seen_cases for (_, own), g in zip(usable, grouping.groups)], bool)
     keep = np.array([not own for _, own in usable], bool) & ~same_case

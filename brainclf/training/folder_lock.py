@@ -5,7 +5,9 @@ folder locked."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +47,15 @@ def held_alone(folder: str | Path, busy: str, error: type[FolderBusy] = FolderBu
         raise
     finally:
         lock.release()
+
+
+SET_ASIDE = ".set-aside-"
+
+
+def move_aside(folder: Path, suffix: str = "") -> Path:
+    """Rename a run folder to NAME.set-aside-<time>-<token><suffix> beside it (nothing deleted; never listed or
+    resumed again, and its name is free); the caller holds it (held_alone). The folder it moved to."""
+    aside = folder.with_name(f"{folder.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+                             f"{suffix}")
+    folder.rename(aside)
+    return aside

@@ -17,7 +17,7 @@ from ..data.datasets import Sample, discover, fingerprint, load_arrays, make_spl
 from ..data.sources import Source, licence_of, sample_key
 from ..errors import ConfigError, DataError
 from ..input.preprocess import InputContract
-from ..model.card import check_card_rows
+from ..model.card import check_card_rows, file_sha256
 from .config import TrainConfig, TrainingCancelled
 from .state import RunState
 
@@ -157,8 +157,7 @@ def content_sha256(keys: list[str], by_key: dict[str, Sample]) -> str:
     for key in picked:
         digest.update(key.encode() + b"\0")
         try:
-            with open(by_key[key].path, "rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
+            digest.update(file_sha256(by_key[key].path).encode())
         except OSError:
             digest.update(b"unreadable")
     return digest.hexdigest()
