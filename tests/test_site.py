@@ -714,3 +714,23 @@ def test_the_before_after_table_and_the_cli_name_each_columns_mode_and_target(si
     line = format_step("calibrate", run.step("calibrate")).splitlines()[0]
     mode = "flip TTA" if run.step("calibrate")["calibration"].get("tta_default") else "single pass"
     assert f"; {mode}, temperature " in line and "refer bar " in line and f"for {pct(0.9)} accepted" in line
+
+
+def test_the_cli_states_the_refer_bars_the_saved_model_answers_by():
+    """The calibrate line names the tumour bar, the stricter "no tumour" bar only where there is one, and a bar
+    no cut reached as 'every answer referred'; TTA's bars when the saved model runs with TTA."""
+    from brainclf.cli.site import format_step
+
+    def line(cal):
+        result = {"name": "site-m", "model": "v1 abc", "target": 0.98, "heldout": {"n": 10, "accuracy": 0.5},
+                  "calibration": {"temperature": 1.5, "fitted_on": "site calibration part", **cal}}
+        return format_step("calibrate", result).splitlines()[0]
+
+    strict = {"glioma": 0.91, "meningioma": 0.91, "pituitary": 0.91, "notumor": 0.995}
+    assert "refer bar 0.9100, no tumour 0.9950 for" in line({"refer_thresholds": strict})
+    assert "refer bar 0.9100 for" in line({"refer_thresholds": dict.fromkeys(strict, 0.91)})
+    tta = {"tta_default": True, "temperature_tta": 1.2, "refer_thresholds": strict,
+           "refer_thresholds_tta": dict.fromkeys(strict, 0.8)}
+    assert "flip TTA, temperature 1.200, refer bar 0.8000 for" in line(tta)
+    assert "refer bar none reached: every answer referred" in line({"refer_thresholds": dict.fromkeys(strict, 1.5)})
+    assert "refer bar 0.9700 for" in line({"refer_threshold": 0.97})

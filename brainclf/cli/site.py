@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..input.limits import check_refer_confidence, check_refer_target
 from ..presentation.scope import group_interval
+from ..presentation.wording import refer_rule
 from ..scoring.operating_point import refers_all
 from ..site.config import AdaptConfig
 from ..site.split import LEFT_OUT_REASONS, left_out_words
@@ -154,10 +155,10 @@ def format_step(step: str, result: dict) -> str:
         return "\n".join([f"validate: {m['name']} {m['version']} as it is", *format_heldout(result)])
     cal = result["calibration"]
     mode = "_tta" if cal.get("tta_default") else ""  # the mode the saved model runs in, and its rule
-    bars = cal.get("refer_thresholds" + mode) or {}
-    base = min((t for c, t in bars.items() if c != "notumor"), default=cal.get("refer_threshold" + mode, 0.0))
-    strict = f", no tumour {bars['notumor']:.4f}" if bars.get("notumor", 0.0) > base else ""
-    bar = "none reached: every answer referred" if refers_all(base) else f"{base:.4f}{strict}"
+    rule = refer_rule(cal.get("refer_thresholds" + mode) or {}, cal, fallback=cal.get("refer_threshold" + mode, 0.0),
+                      tta=bool(mode))
+    strict = f", no tumour {rule.threshold('notumor'):.4f}" if rule.strict_notumor else ""
+    bar = "none reached: every answer referred" if refers_all(rule.base) else f"{rule.base:.4f}{strict}"
     head = (f"{step}: saved {result['name']} ({result['model']}); {'flip TTA' if mode else 'single pass'}, "
             f"temperature {cal.get('temperature' + mode, cal['temperature']):.3f}, refer bar {bar} for "
             f"{pct(result['target'])} accepted accuracy (fitted on {cal['fitted_on']})")

@@ -134,6 +134,12 @@ class MergeReport:
                 f"{len(self.inputs)} CSVs into {self.out}; {len(self.duplicates)} duplicate, {missing}{models}")
 
 
+def flagged_but_answered(row: dict) -> bool:
+    """Whether a predict --folder CSV row is an older version's: an out-of-distribution slice written as answered
+    (refer False), from before a flag meant refer."""
+    return row.get("out_of_distribution") == "True" and row.get("refer") == "False"
+
+
 def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                folder: str | os.PathLike | None = None) -> MergeReport:
     """Join shard CSVs into `out`: the header once, one row per file, sorted by file.
@@ -224,7 +230,7 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
                 if None in row:  # more cells than columns: a corrupt line; keep the columns we know
                     row.pop(None)
                 row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}  # as written
-                if row.get("out_of_distribution") == "True" and row.get("refer") == "False":  # an older version's
+                if flagged_but_answered(row):
                     row["refer"] = "True"  # a flagged slice is no answer, whatever its confidence
                 name = row["file"]
                 seen_in.setdefault(name, []).append(str(path))

@@ -19,7 +19,7 @@ import numpy as np
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, decode_sample
 from ..data.pool import chunks, decode_many
-from ..data.shard import in_shard, iter_shard_files
+from ..data.shard import flagged_but_answered, in_shard, iter_shard_files
 from ..errors import BrainclfError, ConfigError
 from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
 from ..input.preprocess import decode_image
@@ -152,7 +152,7 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
                                   f"({csv_value(row['model_sha256'])}, TTA {csv_value(row['tta'])}); this run "
                                   f"uses {ours['model']} ({ours['model_sha256']}, TTA {ours['tta']}): give a "
                                   "new CSV file, so no file mixes two models' answers.")
-            if csv_value(row["out_of_distribution"]) == "True" and csv_value(row["refer"]) == "False":
+            if flagged_but_answered(row):
                 raise ConfigError(f"{csv_path} was written before a flagged slice's row said refer (row "
                                   f"{reader.line_num}): give a new CSV file, so no file mixes the two meanings.")
             done.add(csv_value(row["file"]))
