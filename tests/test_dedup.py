@@ -54,6 +54,15 @@ def test_dhash_distant_for_different_images(make_image):
     assert distance(dhash(a), dhash(make_image("pituitary", seed=3))) > 2 * NEAR_DUP_THRESHOLD
 
 
+def test_nearest_distance_in_chunks_is_the_whole_matrix_minimum():
+    from brainclf.data.dedup import nearest_distance
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 256, (n, 32), dtype=np.uint8) for n in (2500, 40))
+    assert np.array_equal(nearest_distance(a, b, chunk=1000), hamming_matrix(a, b).min(1))
+    assert nearest_distance(a[:0], b).shape == (0,)
+
+
 def test_hamming_matrix_matches_brute_force():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (7, 32), dtype=np.uint8)
