@@ -116,6 +116,44 @@ def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, ext
     assert read_card(model).name == "smoke"
 
 
+def test_a_renamed_copy_of_a_training_source_is_not_scored_as_another_source(smoke_model, external_folder, tmp_path):
+    """The model's extra source's files are left out of an evaluation whatever the folder is called now."""
+    from brainclf.evaluation import evaluate_folder
+    from brainclf.inference import Predictor
+
+    model = tmp_path / "m.keras"
+    shutil.copy(smoke_model, model)
+    card = json.loads(smoke_model.with_suffix(".json").read_text())
+    first = sorted(p.relative_to(external_folder).as_posix() for p in external_folder.rglob("*.png"))[:4]
+    card["training"]["files"]["train"] += [f"ext-src::{p}" for p in first]
+    card["training"]["sources"] = [{"name": "x", "primary": True}, {"name": "ext-src", "weight": 1.0}]
+    model.with_suffix(".json").write_text(json.dumps(card))
+    renamed = shutil.copytree(external_folder, tmp_path / "downloaded-copy")
+    report = evaluate_folder(Predictor.load(model), renamed)
+    assert report["excluded_trained_on"] == 4 and report["n"] == 32
+    assert "4 it did were left out" in report["external"]["membership"]
+
+
+def test_the_models_own_test_split_is_in_distribution_and_never_recorded_as_external(
+        smoke_model, synthetic_dataset, tmp_path):
+    from brainclf.errors import DataError
+    from brainclf.evaluation import evaluate_folder, record_external
+    from brainclf.inference import Predictor
+
+    model = tmp_path / "m.keras"
+    shutil.copy(smoke_model, model)
+    shutil.copy(smoke_model.with_suffix(".json"), model.with_suffix(".json"))
+    for folder in (synthetic_dataset / "Testing", synthetic_dataset):
+        report = evaluate_folder(Predictor.load(model), folder, external=True)
+        ext = report["external"]
+        assert ext["own_source"] == synthetic_dataset.name
+        assert "in-distribution, not another source" in ext["membership"]
+        assert "not among the model's training sources" not in ext["membership"]
+        with pytest.raises(DataError, match="in-distribution, so they are not recorded as external"):
+            record_external(model, report)
+    assert "Testing" not in (json.loads(model.with_suffix(".json").read_text())["metrics"].get("external") or {})
+
+
 def test_record_external_stores_the_block_in_the_card(smoke_model, external_folder, tmp_path):
     from brainclf.evaluation import evaluate_folder, record_external
     from brainclf.inference import Predictor

@@ -99,9 +99,9 @@ def root_holding(rel: list[str], candidates) -> Path | None:
 
 
 def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] | None) -> np.ndarray:
-    """True for each sample that is one of the files the model trained or validated on: by the card's keys where
-    `folder` is named like one of its sources (an extra source, the primary source's own folder, or the site a
-    site model was calibrated or adapted on: its adaptation part), and by path
+    """True for each sample that is one of the files the model trained or validated on: by the card's keys of its
+    extra sources (in any folder), of its primary source where `folder` is named like that source's folder, and of
+    the site a site model was calibrated or adapted on (its adaptation part) in the site's folder; and by path
     (`training`, from training_paths_for) wherever the primary source's images were found. Copies under other
     names are not caught here (brainclf.data.dedup.clean_mask does). An upload's card lists files as its uploader
     says: they are not left out (a made-up list would take the model's errors out of its verified figures)."""
@@ -109,7 +109,9 @@ def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] 
     name, primary = folder.resolve().name, (card.training.get("fingerprint") or {}).get("root_name")
     files = {} if card.provenance else card.training.get("files") or {}
     keys = [split_key(str(k)) for part in ("train", "val") for k in files.get(part, [])]
-    seen = {rel for source, rel in keys if source == name or (not source and name == primary)}
+    # An extra source's files are matched by name in any folder: a copy of its folder under another name (a renamed
+    # download of external-radiopaedia) must not score as another source; its names (hashes, case ids) are its own.
+    seen = {rel for source, rel in keys if source or name == primary}
     site = card.measured_site
     if name == (site.get("fingerprint") or {}).get("root_name"):  # a site model's own site folder
         seen |= set(site.get("used") or [])
@@ -161,19 +163,31 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
         report["clean_note"] = ("an uploaded model's training images are not known here: no clean subset" if upload
                                 else "training images not found: pass --train-data DATA_ROOT to get the clean-subset "
                                      "metrics")
-    report["data"] = str(data)
-    report["excluded_trained_on"] = len(excluded)
+    report.update(data=str(data), excluded_trained_on=len(excluded))
     if external:
-        membership = _membership(len(samples), dataset, len(excluded), upload, dataset in sources)
+        primary = _primary_source_part(predictor.card, data)
+        membership = _membership(len(samples), dataset, len(excluded), upload, dataset in sources, primary)
         report["external"] = evaluate_external(predictor, samples, data, membership, dataset,
                                                predicted=(raw, feats, kept, errors))
+        report["external"]["own_source"] = primary
     return report
 
 
-def _membership(n: int, dataset: str, excluded: int, upload: bool, a_source: bool) -> str:
+def _primary_source_part(card, data: Path) -> str | None:
+    """The model's primary source's folder name when `data` is that folder or a split of it (Kaggle `Testing`):
+    figures there are in-distribution, whatever the flag asked for; else None."""
+    named = (card.training.get("fingerprint") or {}).get("root_name")
+    data = data.resolve()
+    return named if named and not card.provenance and named in (data.name, data.parent.name) else None
+
+
+def _membership(n: int, dataset: str, excluded: int, upload: bool, a_source: bool, primary: str | None) -> str:
     """How an evaluated folder's images relate to the model's training, in the words printed beside its figures."""
     if upload:
         return f"all {n} images of {dataset}: an uploaded model, whose training images are not known here"
+    if primary:
+        return (f"{n} images of {dataset}, part of the model's own training source {primary}: in-distribution, "
+                "not another source")
     if excluded or a_source:
         return f"{n} images of {dataset} the model did not train or validate on ({excluded} it did were left out)"
     return f"all {n} images of {dataset}, which is not among the model's training sources"
@@ -183,6 +197,10 @@ def record_external(model_path: str | Path, report: dict) -> Path:
     """Store an evaluation's external block in the model's card (metrics.external[dataset] and the
     per-image rows), so the app shows it without re-running the model. Returns the card's path."""
     ext = dict(report["external"])
+    if ext.get("own_source"):
+        raise DataError(f"{ext['dataset']} is part of the model's own training source {ext['own_source']}: its figures "
+                        "are in-distribution, so they are not recorded as external validation.")
+    ext.pop("own_source", None)
     card = read_card(model_path)
     if ext["model"] != {"name": card.name, "version": card.version}:
         raise DataError("This evaluation was made with another model version than the card's.")
