@@ -15,6 +15,8 @@ from brainclf.escaping import md_literal
 from brainclf.inference import overlay_heatmap
 from brainclf.input import upload_alias
 from brainclf.presentation import (
+    UNCALIBRATED,
+    calibrated,
     class_label,
     full_size_figure,
     gradcam_caveat,
@@ -127,8 +129,11 @@ def scan(view: CaseView, digest: str, pred, target: str, opacity: float, overlay
         full_size(view, digest, target, opacity, overlay)
 
 
-def controls(pred, key, overlay_on: bool) -> tuple[str, bool]:
-    """The probabilities as bars, the Grad-CAM's class and its overlay switch; returns (class, overlay on)."""
+def controls(view: CaseView, pred, key, overlay_on: bool) -> tuple[str, bool]:
+    """The probabilities as bars (said when not calibrated), the Grad-CAM's class and its overlay switch; returns
+    (class, overlay on)."""
+    if not calibrated(view.predictor.card, view.predictor.tta):
+        st.caption(UNCALIBRATED)
     for p, text in probability_lines(pred.probabilities):
         st.progress(p, text=text)
     target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index, format_func=class_label,
@@ -143,7 +148,7 @@ def model_output(view: CaseView, digest: str, pred, opacity: float, key, overlay
     probabilities in a narrower column (at 800 px the scan takes 3/5 of the card, each column still readable)."""
     scan_col, prob_col = st.columns([3, 2], gap="medium")
     with prob_col:
-        target, overlay = controls(pred, key, overlay_on)
+        target, overlay = controls(view, pred, key, overlay_on)
     with scan_col:
         scan(view, digest, pred, target, opacity, overlay, key)
 
@@ -159,8 +164,8 @@ def compare(view: CaseView, items: list[tuple], opacity: float) -> None:
         with output:
             if status.kind == "ood":
                 with st.expander("Show the model's output anyway"):
-                    target, overlay = controls(pred, key, overlay_on=False)
+                    target, overlay = controls(view, pred, key, overlay_on=False)
             else:
-                target, overlay = controls(pred, key, overlay_on=status.kind == "accept")
+                target, overlay = controls(view, pred, key, overlay_on=status.kind == "accept")
         with at:
             scan(view, digest, pred, target, opacity, overlay, key)

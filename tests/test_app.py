@@ -508,3 +508,27 @@ def test_batch_summary_leads_and_two_cases_compare_side_by_side(make_image, png_
     assert not at.exception, [e.value for e in at.exception]
     assert len(_cam_selectors(at)) == 5  # three cards above + the two side by side (their own keys)
     assert sum(h.startswith("#### Case ") for h in _page_order(at)) == 5, digests
+
+
+def test_probabilities_without_a_temperature_say_they_are_not_calibrated(tmp_path, monkeypatch, make_image,
+                                                                          png_bytes):
+    """The PDF said so and the page did not: a card without a temperature for the mode it runs in shows raw
+    softmax outputs, and the page says it above the bars; a calibrated model's bars carry no such line."""
+    from brainclf.presentation import UNCALIBRATED
+
+    folder = _thresholded_models(tmp_path / "models", raw=0.2)
+    card = json.loads((folder / "raw.json").read_text())
+    for key in ("temperature", "temperature_tta"):
+        card["calibration"].pop(key, None)
+    (folder / "raw.json").write_text(json.dumps(card))
+    monkeypatch.setenv("BRAINCLF_MODELS", str(folder))
+    at = open_page("pages/predict.py")
+    at.selectbox(key="model_path").set_value(str(folder / "raw.keras")).run()
+    at.file_uploader[0].set_value(("slice.png", png_bytes(make_image("glioma", 11)), "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert UNCALIBRATED in [c.value for c in at.caption]
+    monkeypatch.setenv("BRAINCLF_MODELS", str(REPO / "models"))
+    at = open_page("pages/predict.py")
+    at.file_uploader[0].set_value(("slice.png", png_bytes(make_image("glioma", 11)), "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert UNCALIBRATED not in [c.value for c in at.caption]

@@ -70,6 +70,8 @@ from .views import (
 )
 from .wording import (
     INTENDED_USE,
+    UNCALIBRATED,
+    calibrated,
     class_label,
     count,
     gradcam_caveat,
@@ -87,8 +89,8 @@ from .wording import (
     summary_row,
 )
 
-__all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult", "absent_classes_words",
-           "batch_row",
+__all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult", "UNCALIBRATED",
+           "absent_classes_words", "batch_row", "calibrated",
            "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "claim_words",
            "class_label", "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash",
            "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",

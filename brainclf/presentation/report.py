@@ -22,6 +22,7 @@ from .scope import case_scope_line, is_study_card, validated_scope
 from .wording import (
     REFER_MEANS,
     ReferRule,
+    calibrated,
     leaning,
     pct,
     plural,
@@ -190,10 +191,9 @@ def report_case(prediction, rule: ReferRule, digest: str, analysed: datetime, tt
                 card=None) -> ReportCase:
     """A ReportCase from a Prediction and the model's card (for study status and faithfulness figures)."""
     acc = card.test_metrics().get("accuracy") if card is not None else None
-    temperature = "temperature_tta" if tta else "temperature"
     return ReportCase(prediction=prediction, rule=rule, case_ref=case_ref(digest), analysed=analysed, tta=tta,
                       study_model=is_study_card(card),
                       test_accuracy=acc, faithfulness=card.faithfulness if card is not None else None,
                       scope_line=case_scope_line(card, tta) if card is not None else "",
                       scope=validated_scope(card)["sentence"] if card is not None else "",
-                      calibrated=card is None or bool(card.calibration.get(temperature)))
+                      calibrated=calibrated(card, tta))

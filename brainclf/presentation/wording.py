@@ -59,6 +59,16 @@ def predictor_rule(predictor) -> ReferRule:
                       target=predictor.refer_target_accuracy)
 
 
+def calibrated(card, tta: bool) -> bool:
+    """Whether the probabilities a model shows are temperature-scaled: its card has a temperature for the mode it
+    runs in (with or without flip TTA); without one they are the network's raw softmax."""
+    return card is None or bool(card.calibration.get("temperature_tta" if tta else "temperature"))
+
+
+UNCALIBRATED = ("Probabilities not calibrated: the model's card has no temperature for this mode, so these are the "
+                "network's raw outputs, often over-confident.")
+
+
 def refer_rule(thresholds: dict[str, float], calibration: dict | None,
                fallback: float | None = None, tta: bool = False, target: float | None = None) -> ReferRule:
     """The rule from a Predictor's `refer_thresholds` and its card's calibration block (`target`: the server's
