@@ -136,3 +136,25 @@ def test_resnet_small_blocks_are_residual():
     probe = keras.Model(model.inputs, [model.get_layer("s0b0").output, model.get_layer("s0b1").output])
     block_in, block_out = probe(np.random.default_rng(1).random((2, 160, 160, 1), np.float32))
     assert np.allclose(np.asarray(block_in), np.asarray(block_out), atol=1e-5)
+
+
+def test_a_model_whose_output_is_not_the_softmax_of_its_logits_is_refused():
+    """An upload ending in a sigmoid would show the page (softmax of `logits`) other probabilities than the CLI."""
+    import keras
+
+    from brainclf.errors import ModelError
+    from brainclf.model.model_checks import check_softmax_output
+
+    def head(final):
+        x = keras.Input((8, 8, 1), name="image")
+        logits = keras.layers.Dense(4, name="logits")(keras.layers.Flatten()(x))
+        return keras.Model(x, keras.layers.Activation(final, name="probs")(logits) if final else logits)
+
+    check_softmax_output(head("softmax"), "good.keras")  # no error
+    for final in ("sigmoid", None):
+        with pytest.raises(ModelError, match="not the softmax of its 'logits' layer"):
+            check_softmax_output(head(final), "odd.keras")
+    x = keras.Input((8, 8, 1))
+    nameless = keras.Model(x, keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(x)))
+    with pytest.raises(ModelError, match="no layer named 'logits'"):
+        check_softmax_output(nameless, "nameless.keras")

@@ -33,6 +33,7 @@ from ..input.preprocess import InputContract
 from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, validate_card
 from .card_schema.results import MAX_PREDICTION_ROWS
 from .model_archive import check_model_archive
+from .model_checks import check_card_layers, check_softmax_output
 
 __all__ = ["ModelCard", "card_from_bytes", "check_model_archive", "display_text", "load_model", "read_card"]
 
@@ -241,29 +242,8 @@ def load_model(model_path: str | Path, check_hash: bool = True):
     if model.output_shape[-1] != len(CLASS_NAMES):
         raise ModelError(f"{path.name} has {model.output_shape[-1]} outputs, expected {len(CLASS_NAMES)} classes.")
     check_card_layers(model, card, card_path(path).name)
+    check_softmax_output(model, path.name)
     return model, card
-
-
-def check_card_layers(model, card: ModelCard, name: str) -> None:
-    """The layers a card names (Grad-CAM, OOD guard) exist in the model, and the OOD statistics have as many
-    features as those layers give (per channel: mean and standard deviation), so that predicting and
-    explaining cannot fail on them later. (A card naming no OOD layers gets its architecture's, from
-    brainclf.model.architectures, a layer above this one: Predictor checks those.)"""
-    layers = {layer.name: layer for layer in model.layers}
-    gradcam = [card.gradcam_layer] if isinstance(card.gradcam_layer, str) else list(card.gradcam_layer)
-    ood = card.ood or {}
-    ood_layers = list(ood.get("layers") or ([ood["layer"]] if ood.get("layer") else []))
-    for what, names in (("gradcam_layer", gradcam), ("ood layers", ood_layers)):
-        missing = [n for n in names if n not in layers]
-        if missing:
-            raise ModelError(f"{name}: {what} names {', '.join(missing)[:200]}, which the model does not have: the "
-                             "card does not belong to this model.")
-    if ood.get("means") and ood_layers:
-        features = sum(2 * int(layers[n].output.shape[-1]) for n in ood_layers)
-        if len(ood["means"][0]) != features:
-            raise ModelError(f"{name}: the OOD guard's statistics have {len(ood['means'][0])} features but the "
-                             f"model's layers {', '.join(ood_layers)} give {features}: the card does not belong to "
-                             "this model.")
 
 
 def list_models(models_dir: str | Path = "models") -> list[Path]:
