@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Number
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,8 @@ SAFE_TAGS = (
     ("WindowCenter", "Window centre"),  # display defaults, not identifying (Annex E keeps them)
     ("WindowWidth", "Window width"),
 )
+# A shown tag is cut to this many characters (with an ellipsis): a caption line, however many values the tag holds.
+MAX_SHOWN_CHARS = 64
 
 
 @dataclass
@@ -59,9 +62,23 @@ def _safe_metadata(ds) -> dict[str, str]:
     out = {}
     for keyword, label in SAFE_TAGS:
         value = ds.get(keyword)
-        if value is not None and str(value) != "":
-            out[label] = str(value)
+        text = _shown(value) if value is not None else ""
+        if text != "":
+            out[label] = text
     return out
+
+
+def _shown(value) -> str:
+    """A tag's value as pydicom writes it ("[0.5, 0.5]" for several), cut to MAX_SHOWN_CHARS characters. Only the
+    start of each part is turned into text: each value takes at least three characters, so later ones would be cut,
+    and a sequence's items (no technical tag is one in a valid file) are not written out at all."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # pydicom's MultiValue
+        items = [repr(v[:MAX_SHOWN_CHARS]) if isinstance(v, (str, bytes)) else str(v) if isinstance(v, Number)
+                 else "…" for v in value[:MAX_SHOWN_CHARS]]
+        text = f"[{', '.join(items)}]" if items else ""
+    else:
+        text = str(value[:MAX_SHOWN_CHARS + 1] if isinstance(value, (str, bytes)) else value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 1] + "…"
 
 
 def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 pydicom makes a Python object of every element it reads, nested sequences included, and offers no bound on how
 many: a 49 MB file of six million empty private elements took tens of seconds and GBs. This walk reads only each
-element's tag, VR and length, as pydicom would read them, and stops at the limits in brainclf.input.limits.
+element's tag, VR and length, as pydicom would read them, and stops at the limits in brainclf.input.limits and at
+MAX_VALUE_BYTES for one value.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ import zlib
 from ..errors import ImageError
 from . import limits
 
-LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})  # 4-byte length
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
+                      b"UV"})  # a 4-byte length (PS3.5 7.1.2), as pydicom reads them
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel Data, Float and Double Float Pixel Data
+# The most bytes one value pydicom converts value by value (numbers, dates, codes, UIDs: `DS`, `US`, `CS`...) may
+# hold. pydicom turns each into a Python object when the value is first read, and brainclf shows some as text: an
+# Implicit VR value has a 4-byte length, and 2 million Pixel Spacing values (4 MB) took 6 s to decode and a 6 MB
+# caption. Explicit VR gives all of them but UC, SV and UV a 2-byte length (65,535 bytes at most): real ones fit.
+MAX_VALUE_BYTES = 64 * 1024
+# A LUT's data (Implicit VR "US or OW", read as US values for a 1-entry LUT) holds up to 65,536 entries of 2 bytes.
+MAX_LUT_BYTES = 2 * 65_536
+# VRs pydicom keeps as one value however long: bytes, or one text not split at backslashes; a UN value over 65,535
+# bytes stays bytes, and "OB or OW" (overlay, waveform data) is read as OW. Only their length counts (the header's).
+WHOLE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "LT", "ST", "UT", "UR", "SQ", "OB or OW"})
 UNDEFINED, EXPLICIT_BE, DEFLATED = 0xFFFFFFFF, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
 
 
@@ -69,11 +81,45 @@ def _walk(buf: bytes, pos: int, name: str, little: bool = True, meta: bool = Fal
                 vr == b"UN" and length == UNDEFINED):  # pydicom reads an undefined-length UN as a sequence
             ends.append(None if length == UNDEFINED else pos + length)
         elif length != UNDEFINED:
+            _check_value(tag, vr, length, name)
             pos += length
         else:  # pixel data fragments or another undefined-length value: to the sequence delimiter, as pydicom reads it
             at = buf.find(delimiter, pos)
+            _check_value(tag, vr, (at if at >= 0 else len(buf)) - pos, name)
             pos = at + 8 if at >= 0 else len(buf)
     return pos, ts
+
+
+def _check_value(tag: int, vr: bytes | None, length: int, name: str) -> None:
+    """Refuse (ImageError) a value longer than MAX_VALUE_BYTES (a LUT's: MAX_LUT_BYTES) that pydicom would convert
+    value by value, from its header's length: before pydicom reads it. Pixel data and WHOLE_VRS have no such limit."""
+    if length <= MAX_VALUE_BYTES or tag in PIXEL_TAGS:
+        return
+    read_as = _read_as(tag, vr)
+    limit = MAX_LUT_BYTES if "OW" in read_as else MAX_VALUE_BYTES
+    if read_as in WHOLE_VRS or length <= limit:
+        return
+    from pydicom.datadict import keyword_for_tag
+
+    what = f"{keyword_for_tag(tag) or 'data element'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    raise ImageError(f"{name}: the DICOM declares a {limits.size_text(length)} value for its {what}, over the "
+                     f"{limits.size_text(limit)} allowed for a value of its kind; refused before reading it. Check "
+                     "the export.")
+
+
+def _read_as(tag: int, vr: bytes | None) -> str:
+    """The VR pydicom converts the element's value by: the file's (Explicit VR), else the data dictionary's; "UN"
+    (bytes) for a private tag other than a private creator (LO) and for a tag pydicom does not know."""
+    if vr is not None:
+        return vr.decode("latin-1")  # any two bytes pydicom reads as a VR
+    if tag >> 16 & 1:  # brainclf converts no private value, and vendors' are long (a Siemens CSA header passes 64 KB)
+        return "LO" if 0x10 <= tag & 0xFFFF <= 0xFF else "UN"
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UL" if tag & 0xFFFF == 0 else "UN"  # a group length, as pydicom reads one
 
 
 def _is_vr(two: bytes) -> bool:
@@ -82,9 +128,10 @@ def _is_vr(two: bytes) -> bool:
 
 def _element_head(buf: bytes, pos: int, order: str, explicit: bool) -> tuple[bytes | None, int, int]:
     """(VR, or None when implicit; value length; where the value starts) of the element at `pos`. In an explicit
-    VR file an element whose VR is not two capital letters is read as implicit, as pydicom reads it."""
+    VR file, as pydicom reads them: an element whose VR bytes sort outside "AA" to "ZZ" is implicit, and an unknown VR
+    within them (b"D\\x07") has a 2-byte length."""
     vr = buf[pos + 4:pos + 6]
-    if not explicit or not _is_vr(vr):
+    if not explicit or not b"AA" <= vr <= b"ZZ":
         return None, struct.unpack_from(order + "I", buf, pos + 4)[0], pos + 8
     if vr in LONG_VRS:
         return vr, struct.unpack_from(order + "I", buf, pos + 8)[0], pos + 12

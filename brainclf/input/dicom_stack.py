@@ -95,9 +95,20 @@ def series_slice(data: bytes, name: str) -> SeriesSlice | None:
             return None
         instance = ds.get("InstanceNumber")
         return SeriesSlice(series, int(instance) if instance not in (None, "") else None,
-                           _along_normal(ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")))
+                           _along_normal(_few(ds, "ImagePositionPatient", 3), _few(ds, "ImageOrientationPatient", 6)))
     except Exception:  # noqa: BLE001 - any unreadable header: a case of its own, whose decoding reports it
         return None
+
+
+def _few(ds, keyword: str, count: int):
+    """ds's `keyword` value, or None where its raw bytes hold more than `count` decimal strings (16 bytes each and a
+    backslash, PS3.5 6.2): series_groups reads every slice on every rerun, and pydicom converting 64 KB of values
+    (the most brainclf.input.dicom_elements lets through) costs ~60 ms a slice, for a value that is no position."""
+    elem = ds.get_item(keyword)
+    raw = getattr(elem, "value", None)
+    if isinstance(raw, (bytes, str)) and len(raw) > 17 * count:
+        return None
+    return ds.get(keyword)
 
 
 def _along_normal(position, orientation) -> float | None:
