@@ -203,3 +203,9 @@ def test_the_predict_page_promises_an_ood_flag_only_where_the_card_has_a_guard()
 
     assert guard_words(SimpleNamespace(ood={"threshold": 3.0, "means": [0.1]})).startswith("Slices unlike these")
     assert "no out-of-distribution guard" in guard_words(SimpleNamespace(ood=None))
+    assert "uploader's" not in guard_words(SimpleNamespace(ood={"threshold": 3.0}, provenance={}, measured_site={}))
+    upload = SimpleNamespace(ood={"threshold": 1e9}, provenance={"uploaded_by": "x"}, measured_site={})
+    assert "refer rule and out-of-distribution guard are its uploader's, not fitted on this server" in \
+        guard_words(upload)
+    profile = SimpleNamespace(ood={"threshold": 3.0}, provenance={"uploaded_by": "x"}, measured_site={"site": "s"})
+    assert "uploader's" not in guard_words(profile)  # a site step fitted them here

@@ -99,8 +99,14 @@ def site_training_words(card) -> str | None:
 
 def guard_words(card) -> str:
     """What the out-of-distribution guard flags, for the Predict page's scope line: an upload's card may have none,
-    and then only a colour image is flagged."""
+    and then only a colour image is flagged; an upload's guard, temperature and refer rule are its uploader's (its
+    verification re-measures test figures only) unless a site step fitted them here."""
     if card.ood:  # inference.ood.check: without the card's statistics only the colour check runs
-        return "Slices unlike these (other sequences, CT, photos) are flagged as out of distribution."
-    return ("This model's card has no out-of-distribution guard: only colour images are flagged, and a CT slice or "
-            "a photo can get an answer.")
+        words = "Slices unlike these (other sequences, CT, photos) are flagged as out of distribution."
+    else:
+        words = ("This model's card has no out-of-distribution guard: only colour images are flagged, and a CT slice "
+                 "or a photo can get an answer.")
+    if getattr(card, "provenance", None) and not card.measured_site:
+        words += (" Its calibration, refer rule and out-of-distribution guard are its uploader's, not fitted on this "
+                  "server: verifying an upload re-measures its test figures only.")
+    return words
