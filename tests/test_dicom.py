@@ -32,7 +32,7 @@ def make_dicom(arr: np.ndarray, bits: int = 16, signed: bool = False, photometri
         ds.Modality = modality
     for k, v in {**PHI, **tags}.items():
         setattr(ds, k, v)
-    ds.SliceThickness, ds.PixelSpacing = "5.0", ["0.5", "0.5"]
+    ds.SliceThickness, ds.PixelSpacing = "5.0", tags.get("PixelSpacing", ["0.5", "0.5"])
     rows, cols = arr.shape[-3:-1] if samples == 3 else arr.shape[-2:]
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric
@@ -245,3 +245,19 @@ def test_a_multiframe_dicom_is_not_read_as_its_middle_frame_by_the_command_line_
     with pytest.raises(ImageError, match="holds 3 frames \\(a study\\).*Predict page reads it slice by slice"):
         decode_image(data, name="study.dcm")
     assert decode_upload(data, "study.dcm", frame=1)[0].size == decode_image(make_dicom(RAMP), name="one.dcm").size
+
+
+@pytest.mark.parametrize("spacing,size", [(["0.5", "1.0"], (64, 16)), (["1.0", "0.5"], (32, 32)),
+                                          (["0.5", "0.505"], (64, 32)), (["0", "1"], (64, 32)),
+                                          (["0.1", "10"], (64, 32))])
+def test_non_square_pixels_are_made_square_before_the_model_and_the_viewer_see_them(spacing, size):
+    """A 32-row x 64-column slice: 0.5 mm between rows and 1.0 mm between columns is 16 mm by 64 mm, 16 rows of
+    64 at 1.0 mm; the reverse is 32 mm square. Near-square, unreadable and absurd spacings leave it as stored."""
+    from brainclf.input import frame_values
+
+    data = make_dicom(RAMP * 1000, PixelSpacing=spacing)
+    image = read_dicom(data).image
+    assert image.size == size
+    assert frame_values(data, "x.dcm").values.shape == (size[1], size[0])  # the viewer's window/level pixels too
+    px = np.asarray(image, float)
+    assert px[:, -4:].mean() > px[:, :4].mean() + 100  # still dark left, bright right

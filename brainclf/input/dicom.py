@@ -24,6 +24,7 @@ from . import limits
 from .dicom_deflate import inflate_deflated
 from .dicom_elements import check_element_count
 from .dicom_frames import check_encoded_frame, check_pixel_budget
+from .dicom_geometry import square_pixels
 
 # (keyword, label) of tags that are safe to show: not identifying under PS3.15 Annex E's basic profile.
 SAFE_TAGS = (
@@ -142,8 +143,8 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
 
 def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     ds, n_frames, frame = open_frame(data, name, frame)
-    return DicomSlice(_slice_image(ds, decode_frame(ds, frame, n_frames, name), name), frame, n_frames,
-                      _safe_metadata(ds))
+    image = square_pixels(ds, _slice_image(ds, decode_frame(ds, frame, n_frames, name), name))
+    return DicomSlice(image, frame, n_frames, _safe_metadata(ds))
 
 
 def read_header(data: bytes, name: str):

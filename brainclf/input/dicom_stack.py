@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ImageError
 from . import limits
 from .dicom import decode_frame, looks_like_dicom, open_frame, read_header, window_defaults
+from .dicom_geometry import square_pixels
 
 
 @dataclass
@@ -72,6 +74,7 @@ def frame_values(data: bytes, name: str, frame: int | None = None) -> FrameValue
         raise ImageError(f"{name}: the DICOM's grey values cannot be shown: through its Rescale Slope and Intercept "
                          "some are not finite numbers or are beyond the viewer's range; check the export.")
     centre, width = window_defaults(ds, values)
+    values = np.asarray(square_pixels(ds, Image.fromarray(values, mode="F")))  # as read_dicom's image
     return FrameValues(values, centre, width, photometric == "MONOCHROME1")
 
 
