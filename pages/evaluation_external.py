@@ -19,6 +19,13 @@ from brainclf.presentation import count as number
 from brainclf.presentation.views import count, external_view
 
 
+@st.cache_data(max_entries=64, show_spinner="Re-reading the external figures under the refer rule in force…")
+def _under_rule(model: tuple, dataset: str, thresholds: tuple, _ext: dict, _rows: list[dict]) -> dict:
+    """with_refer_rule of a card's recorded figures, once per model (name, version, file hash), dataset and rule:
+    its case-group intervals take about a second."""
+    return with_refer_rule(_ext, _rows, dict(thresholds))
+
+
 def show_gallery(shown, key: str) -> None:
     if shown.table is not None:
         st.info("Pick a dataset in the sidebar to see these images (the server offers none yet: $BRAINCLF_DATA "
@@ -58,7 +65,9 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
         mode_note = recorded_rule_note(bool(ext.get("tta")), predictor.tta)
         if mode_note is None:  # the rows' mode: what they answer under the rule in force
-            ext = with_refer_rule(ext, ext_rows, rule.thresholds)
+            ext = (with_refer_rule(ext, ext_rows, rule.thresholds) if fresh_external else  # its own rows, once
+                   _under_rule((card.name, card.version, card.file_sha256), name,
+                               tuple(sorted(rule.thresholds.items())), ext, ext_rows))
         view = external_view(name, ext)
         st.markdown(view["heading"])
         st.table(pd.DataFrame(view["rows"]), hide_index=True)

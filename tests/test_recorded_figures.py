@@ -55,6 +55,11 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
     assert strict["called_notumor_unflagged"] == sum(missed) < recorded["called_notumor_unflagged"]
     assert strict["by_sequence"]["T1"]["coverage"] == np.mean(answered[:20])
     assert strict["by_sequence"]["T1"]["n"] == 20 and recorded["by_sequence"]["T1"]["coverage"] == 0.95  # the flag
+    # The intervals come with the rule: the unflagged miss rate's is the new rows', not the recorded one's.
+    stale = {**recorded, "intervals": {**recorded["intervals"], "called_notumor_unflagged_rate": [0.0, 0.0]}}
+    again = with_refer_rule(stale, rows, {c: 0.8 for c in CLASS_NAMES})
+    assert again["intervals"] == summarise_rows([{**r, "referred": not c} for r, c in zip(rows, confident)])["intervals"]
+    assert again["intervals"]["called_notumor_unflagged_rate"] != [0.0, 0.0]
 
 
 def test_a_report_recorded_in_the_other_mode_says_so_instead():

@@ -230,7 +230,8 @@ REFER_FIGURES = ("referred", "coverage", "accepted_accuracy", "called_notumor_un
 def with_refer_rule(ext: dict, rows: list[dict], thresholds: dict[str, float]) -> dict:
     """`ext` (an external report) with the figures its refer rule decides, overall and per sequence, re-read from
     its per-image rows with `thresholds` (the rule in force; the rows' own flip-TTA mode is the caller's to match):
-    a server's refer target or a refitted rule changes what is answered, not what the model said."""
+    a server's refer target or a refitted rule changes what is answered, not what the model said. The intervals
+    are made again too (the unflagged miss rate's moves with the rule, and a card may hold an older method's)."""
     if not rows:
         return ext
     probs = np.array([r["probs"] for r in rows], dtype=np.float64)
@@ -238,7 +239,7 @@ def with_refer_rule(ext: dict, rows: list[dict], thresholds: dict[str, float]) -
     marked = [{**r, "referred": not bool(a)} for r, a in zip(rows, answered)]
 
     def refer_figures(part: list[dict]) -> dict:
-        return {k: v for k, v in summarise(part, intervals=False).items() if k in REFER_FIGURES}
+        return {k: v for k, v in summarise(part).items() if k in (*REFER_FIGURES, "intervals")}
 
     sequences = {seq: {**m, **refer_figures([r for r in marked if r.get("sequence") == seq])}
                  for seq, m in (ext.get("by_sequence") or {}).items()}
