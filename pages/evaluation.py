@@ -36,14 +36,15 @@ from brainclf.presentation import (
     shortcut_figure,
     site_training_words,
 )
+from brainclf.presentation.comparison import compare_cards
 from brainclf.presentation.scope import missing_test_rows_words
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
     clicked_cell,
-    comparison,
     count,
     faithfulness_caption,
+    folder_notes,
     glioma_meningioma,
     headline_rows,
     per_class_rows,
@@ -87,7 +88,7 @@ rows, card_tta = card.stored_test_predictions(predictor.tta)
 where, data_name = f"the test split recorded in the {card.name} card", "the test split"
 where += "" if card_is_verified(card) else " (figures claimed by its uploader, not verified on this server)"
 root = data_root()
-fresh_external = None
+fresh_external = notes = None
 if re_evaluated:
     folders = config.evaluation_folders()
     if not folders:
@@ -107,14 +108,14 @@ if re_evaluated:
                 report = evaluate_folder(predictor, config.folder(choice),
                                          progress=lambda d, t: bar.progress(*progress(d, t)))
             st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
-                                               report.get("external"), predictor.tta)
+                                               report.get("external"), predictor.tta, folder_notes(report))
         except BrainclfError as e:
             st.error(public(e))
         bar.empty()
     saved = st.session_state.get("eval_result")
     if saved and saved[0] == card.label and saved[1] in folders:
-        _, folder_done, rows, unreadable, fresh_external, *rest = saved  # one saved before TTA was kept: 5 items
-        measured_tta = rest[0] if rest else predictor.tta
+        _, folder_done, rows, unreadable, fresh_external, *rest = saved  # saved before TTA, notes were kept: 5, 6
+        measured_tta, notes = (rest + [predictor.tta, None][len(rest):])[:2]
         where, data_name = folder_done, folder_done
         if measured_tta != predictor.tta:  # the sidebar's TTA changed since: show them as they were measured
             st.info(f"These figures were measured with flip TTA {'on' if measured_tta else 'off'}; press Evaluate "
@@ -139,6 +140,8 @@ rule = predictor_rule(predictor)
 report = report_from_rows(rows, rule.thresholds)
 on_data = f"{data_name}, {count(report['n'])}"  # every figure's title says what it was measured on
 st.caption(md_literal(source_caption(report, where, card.label, predictor.tta)))
+if notes:  # what the folder evaluation could not check (no clean subset) or left out (images the model learnt)
+    st.caption(notes)
 if not re_evaluated and (gone := card.test_metrics(predictor.tta).get("missing_files")):
     st.warning(f"{count(gone, 'test file')} of this model's split {'was' if gone == 1 else 'were'} no longer in the "
                "data folder when it was finalised: these figures leave them out.")
@@ -251,29 +254,17 @@ if not others:
     st.caption("Only one model is available.")
 else:
     other = st.selectbox("Compare with", others, format_func=lambda p: p.stem, key="compare")
-    oc = card_of(other)
-    # Both columns from the cards' own test splits (a folder re-evaluated above is not the other model's data),
-    # and both with or both without flip TTA.
-    both_tta = predictor.tta and oc is not None and card.stored_test_predictions(True)[1] and \
-        oc.stored_test_predictions(True)[1]
-    other_rows, other_tta = oc.stored_test_predictions(both_tta) if oc else ([], False)
-    own_rows, own_tta = card.stored_test_predictions(both_tta)
-    if not other_rows or not own_rows:
-        st.info(f"{md_literal(other.stem if not other_rows else card.name)} "
-                f"{missing_test_rows_words(oc if not other_rows else card, predictor.tta)}")
+    # The cards' own test splits (a folder re-evaluated above is not the other model's data), labelled
+    # in-distribution; then, file by file, every external dataset both cards hold rows for.
+    cmp = compare_cards(card, card_of(other), predictor.tta, other.stem)
+    if cmp["missing"]:
+        st.info(cmp["missing"])
     else:
-        own_report, other_report = report_from_rows(own_rows), report_from_rows(other_rows)
-        cmp = comparison(card.name, own_report, card.params, own_rows, oc.name, other_report, oc.params, other_rows)
-        st.caption(f"Both models on their cards' test splits, {'with' if own_tta and other_tta else 'without'} "
-                   "flip TTA" + (" (the folder evaluated above is not shown here)." if re_evaluated else "."))
-        st.markdown(cmp["sentence"])
-        st.table(pd.DataFrame(cmp["table"]), hide_index=True)
-        left, right = st.columns(2)
-        left.plotly_chart(confusion_matrix_figure(own_report["confusion_matrix"], normalise,
-                                                  chart_title(f"{card.name}: confusion matrix",
-                                                              f"its test split, {count(own_report['n'])}")),
-                          key="cmp_a")
-        right.plotly_chart(confusion_matrix_figure(other_report["confusion_matrix"], normalise,
-                                                   chart_title(f"{oc.name}: confusion matrix",
-                                                               f"its test split, {count(other_report['n'])}")),
-                           key="cmp_b")
+        test = cmp["test"]
+        st.caption(test["caption"] + (" The folder evaluated above is not shown here." if re_evaluated else ""))
+        st.markdown(test["sentence"])
+        st.table(pd.DataFrame(test["table"]), hide_index=True)
+        for column, key, (matrix, title, on) in zip(st.columns(2), ("cmp_a", "cmp_b"), test["figures"]):
+            column.plotly_chart(confusion_matrix_figure(matrix, normalise, chart_title(title, on)), key=key)
+    for sentence in cmp["external"]:
+        st.markdown(sentence)

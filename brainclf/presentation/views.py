@@ -12,10 +12,10 @@ from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
 from ..scoring.operating_point import refers_all
 from . import scope, wording
+from .comparison_words import CLAIMED, no_paired_test, paired_words
 from .operating import bound_clause
 from .wording import class_label as label
 from .wording import count as number
-from .wording import points
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -56,6 +56,16 @@ def unreadable_message(unreadable: list[str], shown: int = 5) -> str:
 # ---- the headline ------------------------------------------------------------------------------------------
 def source_caption(report: dict, where: str, model_label: str, tta: bool) -> str:
     return f"{count(report['n'])} from {where}; model {model_label}" + (" (flip TTA on)." if tta else ".")
+
+
+def folder_notes(report: dict) -> str | None:
+    """What a folder evaluation (brainclf.evaluation.evaluate_folder) could not check or left out, as Markdown that
+    renders literally; None when nothing was."""
+    notes = [f"Clean subset: {report['clean_note']}." if report.get("clean_note") else "",
+             f"{count(report['excluded_trained_on'])} the model trained or validated on "
+             f"{'was' if report['excluded_trained_on'] == 1 else 'were'} left out."
+             if report.get("excluded_trained_on") else ""]
+    return md_literal(" ".join(n for n in notes if n)) or None
 
 
 # Its unit said: slices of one case are not independent, so where cases are known (an external folder) the
@@ -203,11 +213,12 @@ def trust_view(card, predictor, report: dict, rule) -> list[dict]:
                     "caption": f"Fitted on validation{' (flip TTA)' if mode else ''}. Validation ECE "
                                f"{pct(cal.get('val_ece_before' + mode))} before → "
                                f"{pct(cal.get('val_ece_after' + mode))} after scaling; here {pct(report['ece'])}."})
-    if refer["accepted_accuracy"] is not None:
-        out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
-                    "caption": f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; "
-                               f"{count(refer['referred'])} referred to a radiologist. "
-                               + _rule_words(predictor, rule)})
+    # Always shown: a rule that refers everything (no accuracy of those answered) is the case to see most.
+    referred = count(refer["referred"])
+    answered = (f"Accuracy of those answered {pct(refer['accepted_accuracy'])}; {referred} referred"
+                if refer["accepted_accuracy"] is not None else f"None answered: all {referred} referred")
+    out.append({"label": "Answered (refer rule)", "value": pct(refer["coverage"]),
+                "caption": f"{answered} to a radiologist. " + _rule_words(predictor, rule)})
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
@@ -233,14 +244,13 @@ def faithfulness_caption(faithfulness: dict) -> str | None:
             + ("." if faster else ": on this model the maps do not point at what drives the answer.") + sanity)
 
 
-# ---- two models on the same images ------------------------------------------------------------------------------
-def p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
-
-
+# ---- two models on the same images (the card-level comparison, external datasets included: .comparison) -------
 def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
-               name_b: str, report_b: dict, params_b, rows_b: list[dict]) -> dict:
-    """Side-by-side table, and the paired comparison on the images both models were tested on."""
+               name_b: str, report_b: dict, params_b, rows_b: list[dict],
+               claimed: tuple[bool, bool] = (False, False)) -> dict:
+    """Side-by-side table, and the paired comparison on the images both models were tested on. `claimed`: whose
+    figures are its uploader's claim (brainclf.evaluation.card_is_verified false): its column says so, and no
+    paired test is run on them."""
     def column(rep, params):
         return [number(rep['n']), pct(rep["accuracy"]), _three(rep["macro_auc"]), pct(rep["ece"]),
                 number(params or None)] + [_recall(rep["per_class"][c]) for c in CLASS_NAMES]
@@ -248,19 +258,16 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
     measures = ["images", "accuracy", auc_name(report_a), "calibration error (ECE)", "parameters"] + [
         f"recall {label(c)}" for c in CLASS_NAMES]
     b_name = name_b if name_b != name_a else f"{name_b} (other)"
-    table = [{"measure": m, name_a: a, b_name: b}
+    col_a, col_b = (n + CLAIMED if c else n for n, c in zip((name_a, b_name), claimed))
+    table = [{"measure": m, col_a: a, col_b: b}
              for m, a, b in zip(measures, column(report_a, params_a), column(report_b, params_b))]
+    if any(claimed):
+        who = [n for n, c in zip((name_a, b_name), claimed) if c]
+        return {"table": table, "paired": None, "sentence": no_paired_test(who, "test predictions")}
     paired = paired_comparison(rows_a, rows_b)
     if not paired["n"]:
         return {"table": table, "paired": paired, "sentence": "The two models share no test images to compare."}
-    lo, hi = paired["interval"]
-    name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
-    sentence = (f"On the {count(paired['n'])} both were tested on: **{name_a} {pct(paired['accuracy_a'])}**, "
-                f"**{name_b} {pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
-                f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
-                f"{count(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
-                f"{p_text(paired['p_value'])} "
-                f"({count(paired['a_only'])} only {name_a} got right, {count(paired['b_only'])} only {name_b}).")
+    sentence = paired_words(paired, name_a, name_b, f"On the {count(paired['n'])} both were tested on")
     return {"table": table, "paired": paired, "sentence": sentence}
 
 

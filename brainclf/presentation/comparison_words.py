@@ -1,0 +1,43 @@
+"""Two models' paired comparison in words (brainclf.evaluation.analysis.paired_comparison): the sentence both the
+test-split and the external comparisons say, and why an uploader's claimed figures get no paired test. No Streamlit
+here; the Evaluation page reaches these through .views and .comparison."""
+
+from __future__ import annotations
+
+from ..escaping import md_literal
+from . import wording
+from .wording import points
+
+# Beside a card's name where its figures are its uploader's claim (brainclf.evaluation.card_is_verified false).
+CLAIMED = " (claimed by its uploader)"
+
+
+def _pct(x: float | None) -> str:
+    """As views.pct: a no-break space before '%' (this module sits below .views, which imports it)."""
+    return wording.pct(x).replace(" ", "\u00a0")
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def paired_words(paired: dict, name_a: str, name_b: str, lead: str) -> str:
+    """A paired_comparison (with matched images) in one Markdown sentence after `lead` (Markdown): both accuracies,
+    the difference with its paired bootstrap interval (over what it resampled: images or case groups) and
+    McNemar's exact test. The names are escaped here."""
+    lo, hi = paired["interval"]
+    name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
+    return (f"{lead}: **{name_a} {_pct(paired['accuracy_a'])}**, "
+            f"**{name_b} {_pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
+            f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
+            f"{wording.plural(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
+            f"{p_text(paired['p_value'])} ({wording.plural(paired['a_only'], 'image')} only {name_a} got right, "
+            f"{wording.plural(paired['b_only'], 'image')} only {name_b}).")
+
+
+def no_paired_test(names: list[str], what: str) -> str:
+    """Why figures claimed by an uploader get no paired test, as Markdown (the names escaped): a p-value on an
+    upload's invented predictions would read as a finding."""
+    whose = " and ".join(f"{md_literal(n)}'s" for n in names)
+    return (f"No paired test: {whose} {what} are claimed by {'its uploader' if len(names) == 1 else 'their uploaders'}"
+            ", not measured on this server, and a p-value on them would only test that claim.")
