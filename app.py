@@ -56,7 +56,10 @@ def allow_uploads(allowed: bool, user_id: str) -> None:
 
     ctx = get_script_run_ctx()
     if ctx is not None:
-        GATE.allow(ctx.session_id, user_id) if allowed else GATE.revoke(ctx.session_id)
+        if allowed:  # a statement, not a conditional expression: Streamlit's magic would write its None
+            GATE.allow(ctx.session_id, user_id)
+        else:
+            GATE.revoke(ctx.session_id)
 
 
 def main() -> None:

@@ -267,3 +267,19 @@ def test_functions_stay_short_or_say_why():
                 if not lines[first - 2].lstrip().startswith("# Over 50 lines:"):
                     long.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
+
+
+def _bare_expressions(source: str) -> list[int]:
+    """Lines of expressions standing alone that are not calls or docstrings: Streamlit's magic writes them."""
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Expr)
+            and not isinstance(node.value, (ast.Call, ast.Constant, ast.Await, ast.Yield, ast.YieldFrom))]
+
+
+def test_pages_write_with_st_calls_only_never_by_magic():
+    """`GATE.allow(...) if allowed else GATE.revoke(...)` wrote "None" above every page's title; magic is off in
+    .streamlit/config.toml, and no page or app.py depends on it."""
+    assert _bare_expressions("a() if x else b()\n'doc'\nf()\n") == [1]
+    found = {str(f.relative_to(REPO)): lines for f in [REPO / "app.py", *sorted((REPO / "pages").glob("*.py"))]
+             if (lines := _bare_expressions(f.read_text()))}
+    assert found == {}
+    assert "magicEnabled = false" in (REPO / ".streamlit" / "config.toml").read_text()

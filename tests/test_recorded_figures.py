@@ -58,7 +58,8 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
     # The intervals come with the rule: the unflagged miss rate's is the new rows', not the recorded one's.
     stale = {**recorded, "intervals": {**recorded["intervals"], "called_notumor_unflagged_rate": [0.0, 0.0]}}
     again = with_refer_rule(stale, rows, {c: 0.8 for c in CLASS_NAMES})
-    assert again["intervals"] == summarise_rows([{**r, "referred": not c} for r, c in zip(rows, confident)])["intervals"]
+    marked = [{**r, "referred": not c} for r, c in zip(rows, confident)]
+    assert again["intervals"] == summarise_rows(marked)["intervals"]
     assert again["intervals"]["called_notumor_unflagged_rate"] != [0.0, 0.0]
 
 
