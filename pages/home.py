@@ -15,11 +15,14 @@ from brainclf.presentation import (
     external_reports,
     external_summary,
     external_words,
+    grouping_caveat,
+    held_out_words,
     limitations_words,
     missed_tumours_unflagged,
     non_commercial,
     pct,
     plural,
+    refit_rule_words,
     sensitivity_rows,
     site_training_words,
     validated_scope,
@@ -61,11 +64,11 @@ external = external_summary(card)  # what holds on other sources leads; the Kagg
 cols = [*st.columns(2), *st.columns(2)]  # two rows of two: nothing is cut on an 800 px window
 if external:
     ext_claimed = claim_words(card, external=True)
-    cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){ext_claimed}",
-                   pct(external["accuracy"]),
-                   help=md_literal(f"{external_words(card)}. " + " ".join(
-                       f"{name}: {ext.get('membership', '')}." for name, ext in externals.items())
-                                   + " This is closer to how the model reads a new hospital's scans."))
+    upper = grouping_caveat(card)
+    cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}"
+                   f"{', upper estimate' if upper else ''}){ext_claimed}", pct(external["accuracy"]),
+                   help=md_literal(f"{external_words(card)}. {held_out_words(card)} {upper} This is closer to how "
+                                   "the model reads a new hospital's scans."))
 else:
     cols[0].metric("Accuracy, other sources", "not measured",
                    help="No external validation is recorded for this model: its only figures are in-distribution.")
@@ -74,10 +77,11 @@ cols[1].metric(f"Test accuracy (Kaggle, in-distribution){claimed}", pct(test.get
                + ("With flip test-time augmentation" if with_tta else "Single pass")
                + f" (this model's default: {'on' if card.tta_default else 'off'}, chosen on validation).")
 cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accuracy")),
-               help=f"{count(clean.get('n'))} test images with no near-duplicate among the training images")
+               help=f"In-distribution: {count(clean.get('n'))} Kaggle test images with no near-duplicate among the "
+                    f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
-    by = f" Measured by the split run {recipe.get('model')}." if recipe else ""  # a refit
-    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]), help=md_literal(missed["words"] + by))
+    cols[3].metric("Tumours missed, not referred" + (f" (split run {recipe.get('model')})" if recipe else ""),
+                   pct(missed["rate"]), help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))

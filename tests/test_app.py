@@ -44,10 +44,18 @@ def test_home_shows_intended_use_and_card():
     assert any("not for diagnosis" in e.value or "research and education only" in e.value for e in at.error)
     assert any("Active model: default" in s.value for s in at.subheader)
     # Issue #27: the figure that holds on other sources leads, with its size; the Kaggle one is second.
-    assert [m.label for m in at.metric][:3] == ["Accuracy, other sources (427 slices)",
-                                                "Test accuracy (Kaggle, in-distribution)",
-                                                "Clean-subset accuracy (Kaggle)"]
+    assert [m.label for m in at.metric] == ["Accuracy, other sources (427 slices, upper estimate)",
+                                            "Test accuracy (Kaggle, in-distribution)",
+                                            "Clean-subset accuracy (Kaggle)",
+                                            "Tumours missed, not referred (split run default_split)"]
     assert at.metric[0].value == "74.9 %"
+    # The bundled split joined only re-encodings into cases (before 2026-12-06): said, with what the refit learnt.
+    help_ = md_plain(at.metric[0].proto.help)
+    assert "An upper estimate: the split of external-radiopaedia joined only re-encodings" in help_
+    assert "by the split run default_split; this model, refit on every development case, learnt from them" in help_
+    missed = md_plain(at.metric[3].proto.help)
+    assert "with its own refer rule (it answered 9.8 % of external-radiopaedia's slices)" in missed
+    assert "this model's rule was fitted on its own validation images and is not measured" in missed
     # The default is a refit: the figure is its recipe's, and the page says which run measured it.
     assert any("Measured on other sources' scans: 74.9 % right (427 slices of external-radiopaedia, by its split run "
                "default_split)" in md_plain(c.value) for c in at.caption)
@@ -351,10 +359,10 @@ def test_model_page_lists_bundled_models():
     # figures read as everywhere else (98.4 %, 2,345,678), not 0.9844 and 2345678.
     assert list(table.value.columns[:3]) == ["model", "version", "use"]
     assert json.loads(table.proto.columns)["version"]["width"] == "medium"
-    assert all(re.fullmatch(r"\d{1,3}\.\d\s%|—", a) for a in table.value["test split accuracy"])
+    assert all(re.fullmatch(r"\d{1,3}\.\d\s%|—", a) for a in table.value["test split accuracy (in-distribution)"])
     # The product's accuracy (another source's slices) comes before the in-distribution figure.
     assert list(table.value.columns).index("other-source accuracy") < list(table.value.columns).index(
-        "test split accuracy")
+        "test split accuracy (in-distribution)")
     assert all(re.fullmatch(r"(\d{1,3}\.\d\s% of [\d,]+ \S+(; )?)+( \(split run\))?|never checked", a)
                for a in table.value["other-source accuracy"])
     assert all(re.fullmatch(r"\d{1,3}(,\d{3})*|—", n) for n in table.value["parameters"])

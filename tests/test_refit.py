@@ -96,7 +96,7 @@ def test_the_model_picker_gives_a_refit_its_split_runs_external_figure_named_as_
 
     default, split = (Path(f"models/{m}.keras") for m in ("default", "default_split"))
     shown = model_listing(default)["label"]
-    assert f"other source {pct(external_accuracy(read_card(split)))} by its split run" in shown
+    assert f"other source {pct(external_accuracy(read_card(split)))} of 427 by its split run" in shown
     assert "by its split run" not in model_listing(split)["label"]
 
 

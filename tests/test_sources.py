@@ -205,6 +205,13 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
     state = json.loads((run_dir / "state.json").read_text())
     assert report["n"] == len(rows) == len(state["external_test_files"]["ext-src"])
     assert "not trained or validated on" in report["membership"]
+    assert report["case_grouping_bits"] == 25  # split by whole cases: no "upper estimate" on Home
+    from brainclf.presentation import grouping_caveat
+
+    assert grouping_caveat(card) == ""
+    old = {k: v for k, v in report.items() if k != "case_grouping_bits"}  # a card split before 2026-12-06
+    assert grouping_caveat(type(card).from_dict({**json.loads(card.to_json()),
+                                                 "metrics": {**card.metrics, "external": {"ext-src": old}}}))
     assert set(report["by_sequence"]) == {"T1", "T2"}
     assert set(card.calibration["refer_thresholds"]) == {"glioma", "meningioma", "notumor", "pituitary"}
     # The card round-trips through JSON with its sources and external rows.

@@ -215,6 +215,7 @@ def _logged(grouping: CaseGrouping) -> CaseGrouping:
 # side by side: the same patient and lesion a slice apart); at 25 bits no Radiopaedia case group mixes classes but
 # one. Grouping by it since 2026-12-06: earlier runs' stored splits keep the 12-bit groups.
 SAME_CASE_THRESHOLD = 25
+GROUPED_SINCE = "2026-12-06"  # runs started on or after it split by SAME_CASE_THRESHOLD (RunState.started)
 
 
 def file_case_grouping(paths: list[Path], progress: Callable[[int, int], None] | None = None,

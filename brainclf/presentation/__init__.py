@@ -8,11 +8,14 @@ from .batch_table import batch_row
 from .cases import CaseBook, case_ref, content_hash, model_label, widget_key
 from .caveats import (
     absent_classes_words,
+    grouping_caveat,
     guard_words,
+    held_out_words,
     history_title,
     limitations_words,
     missed_tumours_unflagged,
     recorded_rule_note,
+    refit_rule_words,
     site_training_words,
 )
 from .figures import (
@@ -97,7 +100,8 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "external_sequence_figure", "external_summary", "external_view", "external_words", "faithfulness_caption",
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "guard_words", "gradcam_caveat",
            "headline_rows", "heatmap_on_original", "history_figure", "history_title", "is_study_card", "is_study_model",
-           "leaning", "limitations_words", "missed_tumours_unflagged",
+           "grouping_caveat", "held_out_words", "leaning", "limitations_words", "missed_tumours_unflagged",
+           "refit_rule_words",
            "model_choice_label", "model_label", "model_listing", "model_row", "no_external_note",
            "non_commercial",
            "operating_summary", "original_view", "pct", "pct_pair", "per_class_rows", "plural", "points", "pr_figure",

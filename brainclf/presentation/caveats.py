@@ -4,9 +4,10 @@ pooled over the other sources, classes no other source holds, the known limitati
 from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
+from ..data.sources import SAME_CASE_THRESHOLD
 from ..escaping import md_literal
 from .scope import external_reports, site_scope
-from .wording import count, plural
+from .wording import count, pct, plural
 
 
 def missed_tumours_unflagged(card) -> dict | None:
@@ -35,6 +36,43 @@ def missed_tumours_unflagged(card) -> dict | None:
                      f"out-of-distribution flag, {how}."}
 
 
+def grouping_caveat(card) -> str:
+    """'' unless a recorded external figure comes from a training split whose case groups joined only re-encodings
+    of one slice (cards split before 2026-12-06 record no case_grouping_bits): then neighbouring slices of held-out
+    cases were in training, and the figure is an upper estimate, in words."""
+    loose = [name for name, e in external_reports(card)[0].items()
+             if str(e.get("membership", "")).startswith("held-out case groups")
+             and (e.get("case_grouping_bits") or 0) < SAME_CASE_THRESHOLD]
+    if not loose:
+        return ""
+    return (f"An upper estimate: the split of {', '.join(loose)} joined only re-encodings of one slice into a case, "
+            "so neighbouring slices of some held-out cases were in training; a split by whole cases reads lower "
+            "(README, \"Results: read this first\").")
+
+
+def held_out_words(card) -> str:
+    """How each recorded external set relates to the model's training, for the Home page's help: a refit's
+    figures are its split run's, whose held-out cases the refit then learnt from."""
+    externals, recipe = external_reports(card)
+    if recipe:
+        return " ".join(f"{name}: {ext.get('membership', '')} by the split run {recipe.get('model')}; this model, "
+                        "refit on every development case, learnt from them." for name, ext in externals.items())
+    return " ".join(f"{name}: {ext.get('membership', '')}." for name, ext in externals.items())
+
+
+def refit_rule_words(card) -> str:
+    """For a refit, what its split run's missed-tumour figure does not say about it: that run's refer rule answered
+    its own share of those slices, and the refit's own rule is not measured on held-out external slices."""
+    recipe = external_reports(card)[1]
+    if not recipe:
+        return ""
+    answered = [f"{pct(e['coverage'])} of {name}'s" for name, e in recipe.get("external", {}).items()
+                if e.get("coverage") is not None]
+    share = f" (it answered {', '.join(answered)} slices)" if answered else ""
+    return (f" Measured by the split run {recipe.get('model')} with its own refer rule{share}; this model's rule was "
+            "fitted on its own validation images and is not measured on held-out external slices.")
+
+
 def absent_classes_words(card) -> str:
     """'The other-source slices hold no pituitary slice: …' (classes none of the recorded sources has), or
     '' when there is no other source or it holds every class."""
@@ -54,7 +92,8 @@ def limitations_words(card) -> str:
     return ("**Known limitations.** The public dataset has no patient IDs, so splits cannot be made per patient, and "
             "it contains hundreds of exact and near-duplicate images, many shared between its Training and Testing "
             "parts: plain test accuracy overstates how well the model generalises to new patients and scanners. "
-            "brainclf groups near-duplicates so they never straddle training and validation. Images come from a few "
+            "brainclf keeps near-duplicates and neighbouring slices of one case on one side of a split, as far as "
+            "image hashes and file names can tell (without patient IDs, not always). Images come from a few "
             "public sources (figshare, SARTAJ, Br35H), plus, for a multi-source model, other sources (Radiopaedia "
             "cases, a site's own slices); its external figures are from held-out cases of those sources only. "
             f"{where}, nor on tumour types outside these four classes.")

@@ -17,8 +17,9 @@ def model_row(stem: str, card, verified: bool, study: bool) -> dict:
     return {"model": stem, "version": card.version,
             "use": "study/baseline: not for reading scans" if study else "research",
             "other-source accuracy": other_source_accuracy(card),
-            "test split accuracy": pct(test.get("accuracy")), "macro AUC": _three(test.get("macro_auc")),
-            "test figures": "measured here" if verified else "claimed by the uploader, not verified",
+            "test split accuracy (in-distribution)": pct(test.get("accuracy")),
+            "macro AUC (test split)": _three(test.get("macro_auc")),
+            "test figures": "measured by brainclf" if verified else "claimed by the uploader, not verified",
             "architecture": card.architecture, "parameters": number(card.params or None),
             "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
             "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}

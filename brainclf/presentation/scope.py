@@ -185,19 +185,20 @@ def non_commercial(card) -> bool:
 
 
 def model_choice_label(stem: str, card, verified: bool) -> str:
-    """How the model picker names a model: 'seed (seed, Kaggle only; Kaggle test 68.2 %) · study/baseline: not
-    for reading scans'. `verified`: its figures were re-measured here; an upload's otherwise read as its
-    uploader's claim. A refit's other-source figure says it comes from its split run."""
+    """How the model picker names a model: 'seed (seed, Kaggle only; other source 23.3 % of 1,281; Kaggle test
+    68.4 % (in-distribution)) · study/baseline: not for reading scans'. `verified`: its figures were re-measured
+    here; an upload's otherwise read as its uploader's claim. A refit's other-source figure says it comes from its
+    split run."""
     if card is None:
         return f"{stem} (card unreadable)"
-    acc, ext = card.test_metrics().get("accuracy"), external_accuracy(card)
-    # The picker's short form of claim_words.
+    acc, ext = card.test_metrics().get("accuracy"), external_summary(card)
+    # The picker's short form of claim_words; the other source's figure first (a clinic's scans are another source).
     claimed = "" if verified else " claimed, not verified"
     ext_claimed = " claimed, not verified" if claim_words(card, external=True) else ""
-    label = (f"{stem} ({card.architecture}, {source_tag(card)}"
-             + (f"; Kaggle test {pct(acc)}{claimed}" if acc else "")
-             + (f", other source {pct(ext)}{ext_claimed}" if ext is not None else "")
-             + (" by its split run" if ext is not None and external_reports(card)[1] else "") + ")")
+    parts = [f"other source {pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
+             + (" by its split run" if ext["recipe_run"] else "") if ext else "",
+             f"Kaggle test {pct(acc)} (in-distribution){claimed}" if acc else ""]
+    label = f"{stem} ({card.architecture}, {source_tag(card)}" + "".join(f"; {x}" for x in parts if x) + ")"
     return label + (" · study/baseline: not for reading scans" if is_study_card(card) else "")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import Sample, load_arrays
-from ..data.sources import Source
+from ..data.sources import GROUPED_SINCE, SAME_CASE_THRESHOLD, Source
 from ..errors import DataError, ModelError
 from ..evaluation.evaluate import evaluate_samples
 from ..evaluation.external import evaluate_external
@@ -252,4 +252,6 @@ def _external_validation(card, predictor, run: _Run) -> None:
             report = evaluate_external(predictor, held_out, src.root, membership=(
                 f"held-out case groups of {src.name} ({len(held_out)} images): not trained or validated on"))
             card.external_predictions[src.name] = report.pop("predictions")
-            card.metrics.setdefault("external", {})[src.name] = report
+            # A run split before the 25-bit groups (2026-12-06) keeps its stored 12-bit split when resumed: no claim.
+            bits = {"case_grouping_bits": SAME_CASE_THRESHOLD} if run.state.started >= GROUPED_SINCE else {}
+            card.metrics.setdefault("external", {})[src.name] = {**report, **bits}

@@ -14,7 +14,7 @@ from ..scoring.rates import sensitivity_specificity
 from .config import TrainConfig
 
 SUMMARY_KEYS = ("n", "accuracy", "membership", "called_notumor_rate", "called_notumor_unflagged_rate", "coverage",
-                "tumour_images", "called_notumor_unflagged", "classes_present", "tta")
+                "tumour_images", "called_notumor_unflagged", "classes_present", "tta", "case_grouping_bits")
 
 
 def link_recipe_run(refit_card, split_card) -> dict:

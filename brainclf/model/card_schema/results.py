@@ -174,6 +174,9 @@ class ExternalMetrics(ExternalSummary):
     """metrics.external[dataset]: brainclf.evaluation.external.evaluate_external, without its per-image rows."""
 
     membership: Label(500)
+    # Bits within which the split joined slices as one case (brainclf.data.sources.SAME_CASE_THRESHOLD); absent in
+    # cards split before 2026-12-06, whose groups joined only re-encodings of one slice (12 bits).
+    case_grouping_bits: Annotated[int, Field(ge=0, le=256)] | None = None
     dataset: DatasetName = None
     by_sequence: dict[Label(32), ExternalSummary] = {}
     t1c_tumours_and_normals: ExternalSummary | None = None
@@ -209,6 +212,7 @@ class RecipeRunSummary(Section):
     called_notumor_unflagged: Count | None = None
     classes_present: list[ClassName] | None = None
     tta: bool = False
+    case_grouping_bits: Annotated[int, Field(ge=0, le=256)] | None = None
 
 
 class FindingRates(Section):
