@@ -254,3 +254,33 @@ def test_merging_an_older_versions_flagged_row_marks_it_referred(runs, tmp_path)
     merged = {r["file"]: r for r in read_rows(tmp_path / "m.csv")}
     assert merged[rows[0]["file"]]["refer"] == "True"
     assert all(merged[r["file"]]["refer"] == r["refer"] for r in rows[1:])  # the others as written
+
+
+def test_a_row_cut_short_by_a_killed_shard_is_left_out_and_the_merge_fails(archive, runs, tmp_path, capsys):
+    """A Slurm TIMEOUT mid-write left half a row; merge-csv took it as a result (probabilities cut, no refer) and
+    said ok with exit 0. Now it is left out, named, its file counts as missing, and the exit code is 1."""
+    data = runs["shards"][0].read_bytes()
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(data[:-75])
+    lost = read_rows(runs["shards"][0])[-1]["file"]
+    out = tmp_path / "merged.csv"
+    rc = main(["merge-csv", str(out), str(cut), *map(str, runs["shards"][1:]), "--folder", str(archive)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("PROBLEMS: merged") and "1 rows cut short or overlong" in err[-1]
+    assert any(line.startswith(f"cut short, left out: {cut} line ") for line in err)
+    assert f"missing: {lost}" in err
+    assert lost not in {r["file"] for r in read_rows(out)}
+
+
+def test_rows_of_two_models_or_tta_settings_do_not_merge_as_ok(runs, tmp_path):
+    rows = read_rows(runs["shards"][1])
+    for change in ({"tta": "True" if rows[0]["tta"] != "True" else "False"}, {"model_sha256": "0" * 12}):
+        other = tmp_path / "other.csv"
+        with open(other, "w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]), quoting=csv.QUOTE_NONNUMERIC)
+            writer.writeheader()
+            writer.writerows({**r, **change} for r in rows)
+        report = merge_csvs(tmp_path / "m.csv", [runs["shards"][0], other])
+        assert not report.ok and len(report.models) == 2
+        assert report.summary().startswith("PROBLEMS") and "2 different models or TTA settings" in report.summary()
+    assert merge_csvs(tmp_path / "m.csv", runs["shards"][:2]).ok  # one model, one setting

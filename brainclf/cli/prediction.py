@@ -112,6 +112,8 @@ def cmd_merge_csv(args) -> int:
         say(f"missing: {name}", file=sys.stderr)
     if report.missing and len(report.missing) > shown:
         say(f"missing: ... and {len(report.missing) - shown} more", file=sys.stderr)
+    for where in report.cut[:shown]:
+        say(f"cut short, left out: {where}", file=sys.stderr)
     say(report.summary(), file=sys.stderr)
     return 0 if report.ok else 1
 

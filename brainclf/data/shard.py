@@ -120,18 +120,22 @@ class MergeReport:
     errors: int = 0  # of those, rows of files that could not be read (non-empty "error" column)
     duplicates: dict[str, list[str]] = field(default_factory=dict)  # file -> the CSVs holding it (2+ entries)
     missing: list[str] | None = None  # files under --folder in no CSV (None: no folder given)
-    models: list[str] = field(default_factory=list)  # distinct "model version" labels in the rows
+    models: list[str] = field(default_factory=list)  # distinct "model version hash TTA" labels in the rows
+    cut: list[str] = field(default_factory=list)  # rows left out, cut short or overlong ("CSV line N")
 
     @property
     def ok(self) -> bool:
-        return not self.duplicates and not self.missing
+        """No duplicate, missing or cut file, and one model (and TTA setting) behind every row."""
+        return not self.duplicates and not self.missing and not self.cut and len(self.models) <= 1
 
     def summary(self) -> str:
-        """One line: rows merged, duplicates, missing files (or that nothing was checked)."""
+        """One line: rows merged, duplicates, missing files (or that nothing was checked), cut rows, models."""
         missing = "missing not checked (no --folder)" if self.missing is None else f"{len(self.missing)} missing"
-        models = f"; {len(self.models)} different models: {', '.join(self.models)}" if len(self.models) > 1 else ""
+        cut = f"; {len(self.cut)} rows cut short or overlong, left out" if self.cut else ""
+        models = (f"; {len(self.models)} different models or TTA settings: {', '.join(self.models)}"
+                  if len(self.models) > 1 else "")
         return (f"{'ok' if self.ok else 'PROBLEMS'}: merged {self.rows} files ({self.errors} with errors) from "
-                f"{len(self.inputs)} CSVs into {self.out}; {len(self.duplicates)} duplicate, {missing}{models}")
+                f"{len(self.inputs)} CSVs into {self.out}; {len(self.duplicates)} duplicate, {missing}{cut}{models}")
 
 
 def flagged_but_answered(row: dict) -> bool:
@@ -167,11 +171,13 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         raise ConfigError(f"{out} is also an input: write the merged CSV to another path.")
     if folder is not None and not Path(folder).is_dir():
         raise DataError(f"{folder} is not a folder.")
-    header, rows, seen_in = _read_shard_csvs(inputs)
-    report = MergeReport(out=out, inputs=inputs, rows=len(rows))
+    cut: list[str] = []
+    header, rows, seen_in = _read_shard_csvs(inputs, cut)
+    report = MergeReport(out=out, inputs=inputs, rows=len(rows), cut=cut)
     report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
     report.errors = sum(1 for r in rows.values() if r.get("error"))
-    report.models = sorted({" ".join(filter(None, (r.get("model"), r.get("model_version"), r.get("model_sha256"))))
+    report.models = sorted({" ".join(filter(None, (r.get("model"), r.get("model_version"), r.get("model_sha256"),
+                                                   f"TTA {r['tta']}" if r.get("tta") else "")))
                             for r in rows.values()} - {""})
     if folder is not None:
         folder = Path(folder)
@@ -205,8 +211,9 @@ def _numbers_as_numbers(row: dict) -> dict:
     return {k: typed(k, v) for k, v in row.items()}
 
 
-def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], dict[str, list[str]]]:
-    """(the shared header, the first row of each file, every CSV each file appears in)."""
+def _read_shard_csvs(inputs: list[Path], cut: list[str]) -> tuple[list[str], dict[str, dict], dict[str, list[str]]]:
+    """(the shared header, the first row of each file, every CSV each file appears in); rows cut short or with too
+    many cells are left out and named in `cut` ("CSV line N")."""
     header: list[str] | None = None
     rows: dict[str, dict] = {}
     seen_in: dict[str, list[str]] = {}
@@ -227,9 +234,11 @@ def _read_shard_csvs(inputs: list[Path]) -> tuple[list[str], dict[str, dict], di
             elif list(reader.fieldnames) != header:
                 raise ConfigError(f"{path} has other columns than {inputs[0]}: {reader.fieldnames} vs {header}.")
             for row in reader:
-                if None in row:  # more cells than columns: a corrupt line; keep the columns we know
-                    row.pop(None)
-                row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}  # as written
+                # Fewer cells than columns (a shard killed mid-write, two writers at once) or more: not a result.
+                if None in row or None in row.values():
+                    cut.append(f"{path} line {reader.line_num}")
+                    continue
+                row = {k: csv_value(v) for k, v in row.items()}  # as written
                 if flagged_but_answered(row):
                     row["refer"] = "True"  # a flagged slice is no answer, whatever its confidence
                 name = row["file"]
