@@ -106,6 +106,16 @@ def test_worker_role(monkeypatch, tmp_path):
         monkeypatch.setenv("TF_CONFIG", bad)
         with pytest.raises(ConfigError, match="TF_CONFIG"):
             distributed.worker_role()
+    # What TensorFlow refused only after the run's state was saved, with a traceback: now refused up front.
+    two = {"worker": ["h:1", "h:2"]}
+    for cluster, task, message in ((two, {"type": "worker", "index": 5}, "lists 2 worker address"),
+                                   (two, {"type": "worker", "index": -1}, "lists 2 worker address"),
+                                   ({"worker": "host:2222"}, {"type": "worker", "index": 0}, "a list of"),
+                                   ({"chief": ["h:0", "h:9"], **two}, {"type": "chief", "index": 1}, "one chief"),
+                                   (two, {"type": "chief", "index": 0}, "lists 0 chief address")):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        with pytest.raises(ConfigError, match=message):
+            distributed.worker_role()
 
 
 def free_ports(n: int) -> list[int]:

@@ -70,7 +70,25 @@ def worker_role() -> WorkerRole:
                           "docs/multiworker.md.") from None
     if role.task_type not in ("chief", "worker"):
         raise ConfigError(f"TF_CONFIG task type {role.task_type!r}: only 'chief' and 'worker' tasks train here.")
+    _check_cluster(cluster, role)
     return role
+
+
+def _check_cluster(cluster: dict, role: WorkerRole) -> None:
+    """Refuse (ConfigError) a cluster TensorFlow would reject only after this run's state is saved, with a
+    traceback: jobs that are not lists of host:port addresses, more than one chief, this task's index outside its
+    job's list."""
+    jobs = {name: cluster.get(name) for name in ("chief", "worker") if name in cluster}
+    bad = [name for name, hosts in jobs.items()
+           if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts)]
+    if bad:
+        raise ConfigError(f"TF_CONFIG cluster {', '.join(bad)}: expected a list of \"host:port\" addresses.")
+    if len(jobs.get("chief") or []) > 1:
+        raise ConfigError("TF_CONFIG names more than one chief: a cluster has at most one.")
+    hosts = jobs.get(role.task_type) or []
+    if not 0 <= role.index < len(hosts):
+        raise ConfigError(f"TF_CONFIG task {role.task_type} {role.index}: its cluster lists {len(hosts)} "
+                          f"{role.task_type} address(es), numbered from 0.")
 
 
 def gather(strategy, values: list[float]) -> np.ndarray:
@@ -85,7 +103,8 @@ def gather(strategy, values: list[float]) -> np.ndarray:
 
 
 def agree(strategy, **values: int) -> None:
-    """Refuse to go on unless every worker holds the same `values` (resume epoch, split, weights digest)."""
+    """Refuse to go on unless every worker holds the same `values` (resume epoch, training settings, split, weights
+    digest): a worker started with another --lr would otherwise drift apart silently."""
     rows = gather(strategy, [float(v) for v in values.values()])
     differ = [k for j, k in enumerate(values) if not np.all(rows[:, j] == rows[0, j])]
     if differ:

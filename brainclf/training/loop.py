@@ -205,7 +205,7 @@ def _distribute(session: Session, config: TrainConfig, state: RunState, n_train:
             raise ConfigError(f"The batch size ({config.batch_size}) is the global batch: it needs at least one "
                               f"image for each of the {replicas} replicas.")
         # Before any variable is created: workers that would resume differently must not start collectives.
-        distributed.agree(dist, epoch=state.epoch, images=n_train,
+        distributed.agree(dist, epoch=state.epoch, images=n_train, settings=distributed.checksum(state.config),
                           split=distributed.checksum(state.train_files + state.val_files))
     return dist, drop, steps
 
