@@ -119,12 +119,31 @@ def test_predict_good_and_bad_files(smoke_model, tmp_path, make_image, capsys):
     assert "1 predicted, 1 failed" in captured.err
     with open(out_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 1
+    assert len(rows) == 2  # predict --folder's columns: the bad file has its row, with the error
     card = read_card(smoke_model)
-    assert rows[0]["file"] == str(good)
+    assert rows[0]["file"] == str(good) and rows[0]["error"] == "" and rows[0]["tta"] in ("True", "False")
     assert rows[0]["model"] == "smoke" and rows[0]["model_version"] == card.version
     assert rows[0]["prediction"] in CLASS_NAMES
     assert sum(float(rows[0][f"p_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0, abs=1e-4)
+    assert rows[1]["file"] == str(bad) and "bad.jpg" in rows[1]["error"] and rows[1]["prediction"] == ""
+    assert rows[1]["model_sha256"] == rows[0]["model_sha256"]
+    # An existing CSV (a resumable --folder one, or this) is never replaced: refused before predicting.
+    before = out_csv.read_bytes()
+    assert main(["predict", "--model", str(smoke_model), str(good), "--csv", str(out_csv)]) == 2
+    assert "already exists" in capsys.readouterr().err and out_csv.read_bytes() == before
+
+
+def test_a_csv_of_files_that_all_fail_is_still_written_whole(smoke_model, tmp_path):
+    """No file could be read: the CSV says so, row by row (a stale file from before was kept), and nothing is left
+    beside it."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a jpeg")
+    out_csv = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(smoke_model), str(bad), "--csv", str(out_csv)]) == 1
+    with open(out_csv, newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["file"] == str(bad) and row["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jpg", "out.csv"]
 
 
 def test_a_file_name_a_terminal_would_act_on_prints_as_visible_escapes(smoke_model, tmp_path, make_image, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from .common import add_tta_flag, say
 
 def cmd_predict(args) -> int:
     from ..inference import Predictor
+    from ..inference.batch_predict import row_identity
 
     if args.shard is not None and not args.folder:
         raise ConfigError("--shard splits a --folder: give --folder DIR --csv OUT with it.")
@@ -26,6 +28,9 @@ def cmd_predict(args) -> int:
         args.shard = parse_shard(args.shard)  # checked before the model is loaded
     if args.csv and (Path(args.csv).is_dir() or not Path(args.csv).resolve().parent.is_dir()):
         raise ConfigError(f"--csv {args.csv}: give a file path in an existing folder (nothing was predicted yet).")
+    if args.csv and not args.folder and Path(args.csv).is_file() and Path(args.csv).stat().st_size:
+        raise ConfigError(f"--csv {args.csv} already exists (a --folder CSV resumes, this would replace it): give a "
+                          "new file name or remove it first; nothing was predicted or overwritten.")
     predictor = Predictor.load(args.model, tta=args.tta)
     if args.folder:
         return _predict_folder(predictor, args)
@@ -33,25 +38,39 @@ def cmd_predict(args) -> int:
         raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
     rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, tta=predictor.tta)
+    identity = row_identity(predictor)
     for f in args.files:
         try:
             pred = predictor.predict(Path(f), name=str(f))
         except ImageError as e:
             failures += 1
+            rows.append({"file": str(f), "error": str(e), **identity})  # a row, as predict --folder writes one
             say(f"error: {e}", file=sys.stderr)
             continue
         pred.refer_threshold = rule.threshold(pred.predicted)  # as the Predict page: the fallback for cards without one
-        rows.append(pred.as_row())
+        rows.append({**pred.as_row(), "tta": predictor.tta, "error": ""})
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
         say(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
-    if args.csv and rows:
-        with open(args.csv, "w", newline="", **CSV_TEXT) as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=CSV_QUOTING)
+    if args.csv:
+        _write_csv(Path(args.csv), rows)
+        say(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
+    say(f"model {predictor.card.label}: {len(rows) - failures} predicted, {failures} failed", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    """`rows` in predict --folder's columns, written whole or not at all (a temporary file renamed)."""
+    from ..inference.batch_predict import CSV_FIELDS
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", **CSV_TEXT) as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, quoting=CSV_QUOTING)
             w.writeheader()
             w.writerows(csv_row(r) for r in rows)
-        say(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
-    say(f"model {predictor.card.label}: {len(rows)} predicted, {failures} failed", file=sys.stderr)
-    return 0 if not failures else 1
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def verdict(pred, rule) -> str:

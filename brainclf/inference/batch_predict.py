@@ -102,7 +102,7 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
             batch = []
             for rel, x, err in part:
                 if err:
-                    writer.writerow(csv_row({"file": rel, "error": err, **_identity(predictor)}))
+                    writer.writerow(csv_row({"file": rel, "error": err, **row_identity(predictor)}))
                     counts["failed"] += 1
                 else:
                     batch.append((rel, x))
@@ -121,7 +121,7 @@ def _relative_files(folder: Path, shard: tuple[int, int] | None) -> Iterator[str
         yield path.relative_to(folder).as_posix()
 
 
-def _identity(predictor: Predictor) -> dict:
+def row_identity(predictor: Predictor) -> dict:
     """Which model wrote a row, and whether with flip TTA: a resumed CSV must not mix two of them."""
     card = predictor.card
     return {"model": card.name, "model_version": card.version, "model_sha256": short_hash(card.file_sha256),
@@ -141,7 +141,7 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
     _drop_partial_last_line(csv_path)
     with open(csv_path, newline="", **CSV_TEXT) as f:
         reader = csv.DictReader(f)
-        ours = _identity(predictor)
+        ours = row_identity(predictor)
         for row in reader:  # the hash names the model (a card's name and version are its own say)
             if None in row.values() or None in row:
                 raise ConfigError(f"{csv_path}: row {reader.line_num} does not have this version's {len(CSV_FIELDS)} "
