@@ -182,3 +182,31 @@ def test_unreadable_and_missing_files_are_near_nothing_and_named(tmp_path, make_
     train = [tmp_path / "ds" / "pituitary" / "oops.jpg", tmp_path / "gone.png"]  # a listed file since removed
     assert hash_files(train).readable.tolist() == [False, False]
     assert clean_mask([tmp_path / "ds" / "pituitary" / "black.png"], train).tolist() == [True]
+
+
+def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_changes(tmp_path, monkeypatch):
+    """A server's second evaluation re-hashed the model's ~7,000 training images; a changed file is hashed anew,
+    and a file written this instant is not remembered (its time stamp could stay the same through a rewrite)."""
+    import os
+    from pathlib import Path
+
+    from brainclf.data import dedup
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(path)
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    first = dedup.hash_files([path])
+    dedup.hash_files([path])
+    assert len(reads) == 2  # just written: not remembered
+    old = path.stat().st_mtime_ns - 10_000_000_000
+    os.utime(path, ns=(old, old))
+    dedup.hash_files([path])
+    again = dedup.hash_files([path])
+    assert len(reads) == 3 and again.sha256 == first.sha256 and np.array_equal(again.dhash, first.dhash)
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(path)  # changed: a new time stamp
+    os.utime(path, ns=(old + 1, old + 1))
+    changed = dedup.hash_files([path])
+    assert len(reads) == 4 and changed.sha256 != first.sha256
