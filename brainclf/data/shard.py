@@ -148,9 +148,8 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                folder: str | os.PathLike | None = None) -> MergeReport:
     """Join shard CSVs into `out`: the header once, one row per file, sorted by file.
 
-    A file found more than once (in two shards, or twice in one) is a duplicate: the first row in the order
-    the CSVs are given is kept, and the report lists every CSV it came from. With `folder`, every image file
-    under it that no CSV names is reported missing. `out` is written atomically (a temporary file renamed).
+    A file found more than once (in two shards, or twice in one) is a duplicate: the first row in the order the CSVs
+    are given is kept, and the report lists every CSV it came from. With `folder`, files no CSV names are missing.
 
     Args:
         out: the merged CSV to write; must not be one of `inputs`.
@@ -158,7 +157,7 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         folder: the predicted folder, to check that every file is covered; None skips the check.
 
     Returns:
-        A MergeReport; `report.ok` is False when there are duplicates or missing files.
+        A MergeReport; `report.ok` is False on duplicate, missing or cut files or rows of two models.
 
     Raises:
         ConfigError: no inputs, `out` among them, or the CSVs do not share one header with a "file" column.
@@ -171,8 +170,7 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         raise ConfigError(f"{out} is also an input: write the merged CSV to another path.")
     if folder is not None and not Path(folder).is_dir():
         raise DataError(f"{folder} is not a folder.")
-    cut: list[str] = []
-    header, rows, seen_in = _read_shard_csvs(inputs, cut)
+    header, rows, seen_in = _read_shard_csvs(inputs, cut := [])
     report = MergeReport(out=out, inputs=inputs, rows=len(rows), cut=cut)
     report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
     report.errors = sum(1 for r in rows.values() if r.get("error"))
