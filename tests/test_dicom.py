@@ -261,3 +261,12 @@ def test_non_square_pixels_are_made_square_before_the_model_and_the_viewer_see_t
     assert frame_values(data, "x.dcm").values.shape == (size[1], size[0])  # the viewer's window/level pixels too
     px = np.asarray(image, float)
     assert px[:, -4:].mean() > px[:, :4].mean() + 100  # still dark left, bright right
+
+
+def test_a_pixel_spacing_kept_as_bytes_is_no_ratio():
+    from types import SimpleNamespace
+
+    from brainclf.input.dicom_geometry import pixel_ratio
+
+    assert pixel_ratio(SimpleNamespace(get=lambda k: b"0.5\\1.0" if k == "PixelSpacing" else None)) == 1.0
+    assert pixel_ratio(SimpleNamespace(get=lambda k: ["0.5", "1.0"] if k == "PixelAspectRatio" else None)) == 0.5

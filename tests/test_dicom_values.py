@@ -110,3 +110,20 @@ def test_sv_and_uv_values_have_a_4_byte_length_in_explicit_vr():
     big = struct.pack("<HH2sHI", 0x0029, 0x1000, b"UV", 0, 80_000) + bytes(80_000)
     with pytest.raises(ImageError, match=r"declares a 78\.1 KB value for its data element \(0029,1000\)"):
         read_dicom(_with_elements(make_dicom(RAMP), big), "uv.dcm")
+
+
+def test_an_implicit_item_inside_an_explicit_file_is_walked_as_pydicom_reads_it():
+    """A writer may encode a sequence item implicit in an explicit-VR file; pydicom reads the whole item implicit,
+    as its first element says. Read per element, a 70-byte value's length bytes (b"F\\x00") passed for a VR and the
+    walk lost its place, so 10,005 elements after it went uncounted."""
+    from test_dicom_guards import _empty_private
+
+    undefined = 0xFFFFFFFF
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, undefined) + struct.pack("<HHI", 0x0008, 0x4000, 70) + b"t" * 70
+    sequence = (struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, undefined) + item
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    ok = _with_elements(make_dicom(RAMP), sequence)
+    assert len(dcmread(io.BytesIO(ok)).ReferencedSeriesSequence[0].IdentifyingComments) == 70
+    assert read_dicom(ok, "item.dcm").image.size == (64, 32)
+    with pytest.raises(ImageError, match="more than 10,000 data elements"):
+        check_element_count(_with_elements(make_dicom(RAMP), sequence + _empty_private(10_005)), "many.dcm")

@@ -50,28 +50,30 @@ def _walk(buf: bytes, pos: int, name: str, little: bool = True, meta: bool = Fal
     last group 0002 element. Returns where the walk stopped and the file meta's Transfer Syntax UID."""
     order, ts, top, total = "<" if little else ">", "", 0, 0
     item, delimiter = struct.pack(order + "HH", 0xFFFE, 0xE000), struct.pack(order + "HHI", 0xFFFE, 0xE0DD, 0)
-    explicit = _is_vr(buf[pos + 4:pos + 6])
-    ends: list[int | None] = []  # where each sequence or item the walk is in ends (None: at its delimiter)
+    # Where each sequence or item the walk is in ends (None: at its delimiter), and whether its elements have VRs:
+    # an item of an explicit-VR file may be written implicit, as its first element's bytes say (pydicom reads it so).
+    ends: list[tuple[int | None, bool]] = [(None, _is_vr(buf[pos + 4:pos + 6]))]
     while pos + 8 <= len(buf):
-        while ends and ends[-1] is not None and pos >= ends[-1]:
+        while len(ends) > 1 and ends[-1][0] is not None and pos >= ends[-1][0]:
             ends.pop()
         group, element = struct.unpack_from(order + "HH", buf, pos)
+        explicit = ends[-1][1]
         if meta and group != 2:
             break
         if group == 0xFFFE:  # an item or a delimiter: a 4-byte length and no VR, in every syntax
             length, pos = struct.unpack_from(order + "I", buf, pos + 4)[0], pos + 8
             if element == 0xE000:
-                ends.append(None if length == UNDEFINED else pos + length)
-            elif ends:
+                ends.append((None if length == UNDEFINED else pos + length, explicit and _is_vr(buf[pos + 4:pos + 6])))
+            elif len(ends) > 1:
                 ends.pop()
             continue
-        top, total, tag = top + (not ends), total + 1, group << 16 | element
+        top, total, tag = top + (len(ends) == 1), total + 1, group << 16 | element
         if top > limits.MAX_DICOM_ELEMENTS or total > limits.MAX_DICOM_ALL_ELEMENTS:
             limit, where = (top - 1, "") if top > limits.MAX_DICOM_ELEMENTS else (total - 1, " in its sequences too")
             raise ImageError(f"{name}: this DICOM file holds more than {limit:,} data elements{where} (real ones hold "
                              "a few hundred a frame); refused before reading them. Check the export.")
         vr, length, pos = _element_head(buf, pos, order, explicit)
-        if tag in PIXEL_TAGS and not ends and pos > limits.MAX_DICOM_HEADER_BYTES:
+        if tag in PIXEL_TAGS and len(ends) == 1 and pos > limits.MAX_DICOM_HEADER_BYTES:
             raise ImageError(f"{name}: the DICOM header is larger than "
                              f"{limits.size_text(limits.MAX_DICOM_HEADER_BYTES)} before its pixel data; refused "
                              "before reading it. Check the export.")
@@ -79,7 +81,7 @@ def _walk(buf: bytes, pos: int, name: str, little: bool = True, meta: bool = Fal
             ts = buf[pos:pos + length].rstrip(b"\x00 ").decode("ascii", "replace")
         if vr == b"SQ" or (vr is None and buf[pos:pos + 4] == item and tag not in PIXEL_TAGS) or (
                 vr == b"UN" and length == UNDEFINED):  # pydicom reads an undefined-length UN as a sequence
-            ends.append(None if length == UNDEFINED else pos + length)
+            ends.append((None if length == UNDEFINED else pos + length, explicit))
         elif length != UNDEFINED:
             _check_value(tag, vr, length, name)
             pos += length

@@ -23,6 +23,8 @@ def pixel_ratio(ds) -> float:
     """Row spacing / column spacing of a slice's pixels; 1.0 where the header gives none that can be read."""
     for keyword in ("PixelSpacing", "PixelAspectRatio"):
         value = ds.get(keyword)
+        if isinstance(value, (str, bytes)):  # one value, or bytes of a malformed VR (OB): not two spacings
+            continue
         try:
             vertical, horizontal = float(value[0]), float(value[1])
         except (TypeError, ValueError, IndexError, OverflowError, KeyError):
