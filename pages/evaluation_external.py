@@ -20,10 +20,11 @@ from brainclf.presentation.views import count, external_view
 
 
 @st.cache_data(max_entries=64, show_spinner="Re-reading the external figures under the refer rule in force…")
-def _under_rule(model: tuple, dataset: str, thresholds: tuple, _ext: dict, _rows: list[dict]) -> dict:
-    """with_refer_rule of a card's recorded figures, once per model (name, version, file hash), dataset and rule:
-    its case-group intervals take about a second."""
-    return with_refer_rule(_ext, _rows, dict(thresholds))
+def _under_rule(model: tuple, dataset: str, thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
+    """with_refer_rule of a card's recorded figures, once per model (name, version, file hash), dataset, rule and
+    the figures and rows themselves (a card re-recorded, or an upload's other card, is another entry): its
+    case-group intervals take about a second."""
+    return with_refer_rule(ext, rows, dict(thresholds))
 
 
 def show_gallery(shown, key: str) -> None:

@@ -61,6 +61,9 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
     marked = [{**r, "referred": not c} for r, c in zip(rows, confident)]
     assert again["intervals"] == summarise_rows(marked)["intervals"]
     assert again["intervals"]["called_notumor_unflagged_rate"] != [0.0, 0.0]
+    ungrouped = [{k: v for k, v in r.items() if k != "group"} for r in rows]  # the card schema lets rows omit it
+    kept = with_refer_rule(stale, ungrouped, {c: 0.8 for c in CLASS_NAMES})
+    assert kept["intervals"] == stale["intervals"] and kept["coverage"] == strict["coverage"]
 
 
 def test_a_report_recorded_in_the_other_mode_says_so_instead():

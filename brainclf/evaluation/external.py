@@ -238,8 +238,10 @@ def with_refer_rule(ext: dict, rows: list[dict], thresholds: dict[str, float]) -
     answered = probs.max(1) >= thresholds_per_row(probs, thresholds)
     marked = [{**r, "referred": not bool(a)} for r, a in zip(rows, answered)]
 
+    grouped = all("group" in r for r in rows)  # an upload's rows may leave their case groups out: intervals kept
+
     def refer_figures(part: list[dict]) -> dict:
-        return {k: v for k, v in summarise(part).items() if k in (*REFER_FIGURES, "intervals")}
+        return {k: v for k, v in summarise(part, intervals=grouped).items() if k in (*REFER_FIGURES, "intervals")}
 
     sequences = {seq: {**m, **refer_figures([r for r in marked if r.get("sequence") == seq])}
                  for seq, m in (ext.get("by_sequence") or {}).items()}
