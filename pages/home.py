@@ -80,8 +80,9 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"In-distribution: {count(clean.get('n'))} Kaggle test images with no near-duplicate among the "
                     f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
-    cols[3].metric("Tumours missed, not referred" + (f" (split run {recipe.get('model')})" if recipe else ""),
-                   pct(missed["rate"]), help=md_literal(missed["words"] + refit_rule_words(card)))
+    by = f" (split run {md_literal(recipe.get('model'))})" if recipe else ""  # a refit: its split run's figure
+    cols[3].metric(f"Tumours missed, not referred{by}", pct(missed["rate"]),
+                   help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))
 st.caption(md_literal(case_scope_line(card, tta)))

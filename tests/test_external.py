@@ -112,7 +112,7 @@ def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, ext
     report = evaluate_folder(predictor, external_folder)
     assert report["excluded_trained_on"] == 5 and report["n"] == 31
     assert not {r["path"] for r in report["predictions"]} & set(first)
-    assert "5 it did were left out" in report["external"]["membership"]
+    assert "5 named as its training or validation files were left out" in report["external"]["membership"]
     assert read_card(model).name == "smoke"
 
 
@@ -131,7 +131,7 @@ def test_a_renamed_copy_of_a_training_source_is_not_scored_as_another_source(smo
     renamed = shutil.copytree(external_folder, tmp_path / "downloaded-copy")
     report = evaluate_folder(Predictor.load(model), renamed)
     assert report["excluded_trained_on"] == 4 and report["n"] == 32
-    assert "4 it did were left out" in report["external"]["membership"]
+    assert "4 named as its training or validation files were left out" in report["external"]["membership"]
 
 
 def test_the_models_own_test_split_is_in_distribution_and_never_recorded_as_external(
@@ -152,6 +152,15 @@ def test_the_models_own_test_split_is_in_distribution_and_never_recorded_as_exte
         with pytest.raises(DataError, match="in-distribution, so they are not recorded as external"):
             record_external(model, report)
     assert "Testing" not in (json.loads(model.with_suffix(".json").read_text())["metrics"].get("external") or {})
+    # The command line says so before evaluating; a folder kept inside the source that is no split of it is not it.
+    from brainclf.cli import main
+    from brainclf.evaluation.evaluate import primary_source_part
+    from brainclf.model import read_card
+
+    assert main(["evaluate", "--model", str(model), "--data", str(synthetic_dataset / "Testing"), "--external",
+                 "--record"]) == 2
+    assert primary_source_part(read_card(model), synthetic_dataset / "hospital-b") is None
+    assert primary_source_part(read_card(model), synthetic_dataset / "Testing") == synthetic_dataset.name
 
 
 def test_record_external_stores_the_block_in_the_card(smoke_model, external_folder, tmp_path):

@@ -180,7 +180,8 @@ def test_evaluating_a_site_model_on_its_site_folder_leaves_out_what_it_was_fitte
     assert len(card.site["used"]) == len(run.split.adaptation)
     report = evaluate_folder(Predictor.load(models / f"{model}.keras"), site_folder)
     assert report["n"] == len(run.split.parts["heldout"])  # the held-out part alone
-    assert f"({len(run.split.adaptation)} it did were left out)" in report["external"]["membership"]
+    assert (f"({len(run.split.adaptation)} named as its training or validation files were left out)"
+            in report["external"]["membership"])
     every = [s for samples in run.split.parts.values() for s in samples]
     learnt = learnt_from(card, every, site_folder, None)  # a new site run of it leaves them out too
     assert learnt.sum() == len(run.split.adaptation)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .. import CLASS_NAMES
+from ..errors import ConfigError
 from ..escaping import json_default
 from ..presentation.scope import group_interval
 from .common import CountBar, add_tta_flag, pct, say
@@ -15,10 +16,14 @@ from .common import CountBar, add_tta_flag, pct, say
 def cmd_evaluate(args) -> int:
     from ..data import resolve_data_root
     from ..evaluation import evaluate_folder, record_external
+    from ..evaluation.evaluate import primary_source_part
     from ..inference import Predictor
 
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
+    if args.record and (own := primary_source_part(predictor.card, data)):  # said before the work, not after
+        raise ConfigError(f"--record: {data.name} is part of the model's own training source {own}; its figures are "
+                          "in-distribution and are not recorded as external validation (nothing was evaluated).")
     bar = CountBar("evaluate")
     report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external)
     bar.close()

@@ -165,7 +165,7 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
                                      "metrics")
     report.update(data=str(data), excluded_trained_on=len(excluded))
     if external:
-        primary = _primary_source_part(predictor.card, data)
+        primary = primary_source_part(predictor.card, data)
         membership = _membership(len(samples), dataset, len(excluded), upload, dataset in sources, primary)
         report["external"] = evaluate_external(predictor, samples, data, membership, dataset,
                                                predicted=(raw, feats, kept, errors))
@@ -173,12 +173,16 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     return report
 
 
-def _primary_source_part(card, data: Path) -> str | None:
+SPLIT_NAMES = ("training", "train", "testing", "test", "validation", "val")
+
+
+def primary_source_part(card, data: Path) -> str | None:
     """The model's primary source's folder name when `data` is that folder or a split of it (Kaggle `Testing`):
     figures there are in-distribution, whatever the flag asked for; else None."""
     named = (card.training.get("fingerprint") or {}).get("root_name")
-    data = data.resolve()
-    return named if named and not card.provenance and named in (data.name, data.parent.name) else None
+    data = Path(data).resolve()
+    split = data.parent.name == named and data.name.lower() in SPLIT_NAMES  # another folder kept inside is not
+    return named if named and not card.provenance and (data.name == named or split) else None
 
 
 def _membership(n: int, dataset: str, excluded: int, upload: bool, a_source: bool, primary: str | None) -> str:
@@ -189,7 +193,8 @@ def _membership(n: int, dataset: str, excluded: int, upload: bool, a_source: boo
         return (f"{n} images of {dataset}, part of the model's own training source {primary}: in-distribution, "
                 "not another source")
     if excluded or a_source:
-        return f"{n} images of {dataset} the model did not train or validate on ({excluded} it did were left out)"
+        return (f"{n} images of {dataset} the model did not train or validate on ({excluded} named as its training "
+                "or validation files were left out)")
     return f"all {n} images of {dataset}, which is not among the model's training sources"
 
 
