@@ -28,6 +28,7 @@ from brainclf.presentation import (
     study_note,
     study_summary,
     study_summary_text,
+    unreferred_miss_warning,
     validated_scope,
     widget_key,
 )
@@ -60,6 +61,10 @@ rule = predictor_rule(predictor)
 if is_study_card(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")
+elif misses := unreferred_miss_warning(card):
+    st.warning(f"The active model **{md_literal(card.name)}** {md_literal(misses)}. On another hospital's scans its "
+               "'no tumour' answers cannot be relied on: choose a model trained on more than one source in the "
+               "sidebar.", icon=":material/report:")
 scope = validated_scope(card)
 st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} {guard_words(card)}")
 operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,

@@ -541,3 +541,22 @@ def test_probabilities_without_a_temperature_say_they_are_not_calibrated(tmp_pat
     at.file_uploader[0].set_value(("slice.png", png_bytes(make_image("glioma", 11)), "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert UNCALIBRATED not in [c.value for c in at.caption]
+
+
+def test_a_model_that_misses_other_sources_tumours_unreferred_is_marked_for_comparison():
+    """kaggle_only is 99.7 % right on Kaggle Testing and answered 'no tumour' for 29.5 % of another source's tumour
+    slices without referral or flag: the in-distribution figure must not make it look fit for a clinic's scans."""
+    from brainclf.model import read_card
+    from brainclf.presentation import model_listing, unreferred_miss_warning
+
+    assert unreferred_miss_warning(read_card(REPO / "models" / "default.keras")) is None  # its split run's 0.3 %
+    warning = unreferred_miss_warning(read_card(REPO / "models" / "kaggle_only.keras"))
+    assert warning.startswith("answered 'no tumour' for ") and "the bar is 2.0 %" in warning
+    listing = model_listing("kaggle_only", read_card(REPO / "models" / "kaggle_only.keras"))
+    assert listing["label"].endswith(" · misses tumours on other sources")
+    assert listing["row"]["use"] == "comparison: misses tumours on other sources"
+    at = open_page("pages/predict.py")
+    assert not any("cannot be relied on" in w.value for w in at.warning)
+    at.selectbox(key="model_path").set_value(str(REPO / "models" / "kaggle_only.keras")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("kaggle\\_only" in w.value and "cannot be relied on" in w.value for w in at.warning)

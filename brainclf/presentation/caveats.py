@@ -36,6 +36,22 @@ def missed_tumours_unflagged(card) -> dict | None:
                      f"out-of-distribution flag, {how}."}
 
 
+# The external-validation issue's bar for tumours answered "no tumour" with neither referral nor flag: above it, a
+# model is for comparison on another source's scans, whatever its in-distribution accuracy.
+MAX_UNREFERRED_MISS = 0.02
+
+
+def unreferred_miss_warning(card) -> str | None:
+    """'answered "no tumour" for 29.5 % of other sources' tumour slices …' where a model's recorded external
+    figures miss more than MAX_UNREFERRED_MISS of the tumours without a referral or flag; None otherwise (or where
+    none is recorded). A refit's figure is its split run's (missed_tumours_unflagged)."""
+    missed = missed_tumours_unflagged(card)
+    if not missed or missed["rate"] <= MAX_UNREFERRED_MISS:
+        return None
+    return (f"answered 'no tumour' for {pct(missed['rate'])} of other sources' tumour slices without a referral or "
+            f"an out-of-distribution flag ({', '.join(missed['sources'])}; the bar is {pct(MAX_UNREFERRED_MISS)})")
+
+
 def grouping_caveat(card) -> str:
     """'' unless a recorded external figure comes from a training split whose case groups joined only re-encodings
     of one slice (cards split before 2026-12-06 record no case_grouping_bits): then neighbouring slices of held-out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..evaluation.provenance import card_is_verified
 from ..model.card import short_hash as card_hash
-from . import scope
+from . import caveats, scope
 from .views import _three, pct  # the Evaluation page's table formatters: one look for every table
 from .wording import count as number
 
@@ -14,8 +14,9 @@ def model_row(stem: str, card, verified: bool, study: bool) -> dict:
     sight), its accuracy on another source's slices before its in-distribution test figure (the first is the one a
     clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
     test = card.test_metrics()
-    return {"model": stem, "version": card.version,
-            "use": "study/baseline: not for reading scans" if study else "research",
+    use = ("study/baseline: not for reading scans" if study else
+           "comparison: misses tumours on other sources" if caveats.unreferred_miss_warning(card) else "research")
+    return {"model": stem, "version": card.version, "use": use,
             "other-source accuracy": other_source_accuracy(card),
             "test split accuracy (in-distribution)": pct(test.get("accuracy")),
             "macro AUC (test split)": _three(test.get("macro_auc")),
@@ -30,7 +31,9 @@ def model_listing(stem: str, card) -> dict:
     measured here), from its card or None for an unreadable one: a few hundred bytes an app can keep for every
     installed model."""
     verified = card is not None and card_is_verified(card)
-    return {"label": scope.model_choice_label(stem, card, verified=verified), "verified": verified,
+    misses = card is not None and not scope.is_study_card(card) and caveats.unreferred_miss_warning(card)
+    label = scope.model_choice_label(stem, card, verified=verified)
+    return {"label": label + (" · misses tumours on other sources" if misses else ""), "verified": verified,
             "card": card is not None,
             "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
 
