@@ -137,9 +137,10 @@ def controls(view: CaseView, pred, key, overlay_on: bool) -> tuple[str, bool]:
     for p, text in probability_lines(pred.probabilities):
         st.progress(p, text=text)
     target = st.selectbox("Grad-CAM for class", CLASS_NAMES, index=pred.predicted_index, format_func=class_label,
-                          key=key("cam_class"))
-    overlay = st.toggle("Grad-CAM overlay", value=overlay_on, key=key("overlay"),
-                        help="The map over the scan; its opacity is set once, above the cases.")
+                          key=key("cam_class"), help="The overlay below puts this class's map over the scan; its "
+                          "opacity is set once, above the cases.")
+    # No help icon on the switch: at 800 px its column is ~200 px and the icon cut the label to "Grad-CAM ove…".
+    overlay = st.toggle("Grad-CAM overlay", value=overlay_on, key=key("overlay"))
     return target, overlay
 
 

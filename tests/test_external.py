@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,18 +97,25 @@ def test_evaluate_folder_on_a_partial_class_folder_breaks_down_by_sequence(smoke
     assert {r["sequence"] for r in rows} == {"T1", "T2"} and all(r["path"].count("/") == 1 for r in rows)
 
 
+def _trained_on_first(smoke_model, external_folder, tmp_path, k: int) -> tuple[Path, list[str]]:
+    """A copy of the smoke model whose card says it trained on the first `k` files of `external_folder` as its
+    extra source 'ext-src': (model path, those files)."""
+    model = tmp_path / "m.keras"
+    shutil.copy(smoke_model, model)
+    card = json.loads(smoke_model.with_suffix(".json").read_text())
+    first = sorted(p.relative_to(external_folder).as_posix() for p in external_folder.rglob("*.png"))[:k]
+    card["training"]["files"]["train"] += [f"ext-src::{p}" for p in first]
+    card["training"]["sources"] = [{"name": "x", "primary": True}, {"name": "ext-src", "weight": 1.0}]
+    model.with_suffix(".json").write_text(json.dumps(card))
+    return model, first
+
+
 def test_evaluate_folder_leaves_out_images_the_model_trained_on(smoke_model, external_folder, tmp_path):
     from brainclf.evaluation import evaluate_folder
     from brainclf.inference import Predictor
     from brainclf.model import read_card
 
-    model = tmp_path / "m.keras"
-    shutil.copy(smoke_model, model)
-    card = json.loads(smoke_model.with_suffix(".json").read_text())
-    first = sorted(p.relative_to(external_folder).as_posix() for p in external_folder.rglob("*.png"))[:5]
-    card["training"]["files"]["train"] += [f"ext-src::{p}" for p in first]
-    card["training"]["sources"] = [{"name": "x", "primary": True}, {"name": "ext-src", "weight": 1.0}]
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model, first = _trained_on_first(smoke_model, external_folder, tmp_path, 5)
     predictor = Predictor.load(model)
     report = evaluate_folder(predictor, external_folder)
     assert report["excluded_trained_on"] == 5 and report["n"] == 31
@@ -121,13 +129,7 @@ def test_a_renamed_copy_of_a_training_source_is_not_scored_as_another_source(smo
     from brainclf.evaluation import evaluate_folder
     from brainclf.inference import Predictor
 
-    model = tmp_path / "m.keras"
-    shutil.copy(smoke_model, model)
-    card = json.loads(smoke_model.with_suffix(".json").read_text())
-    first = sorted(p.relative_to(external_folder).as_posix() for p in external_folder.rglob("*.png"))[:4]
-    card["training"]["files"]["train"] += [f"ext-src::{p}" for p in first]
-    card["training"]["sources"] = [{"name": "x", "primary": True}, {"name": "ext-src", "weight": 1.0}]
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model, _ = _trained_on_first(smoke_model, external_folder, tmp_path, 4)
     renamed = shutil.copytree(external_folder, tmp_path / "downloaded-copy")
     report = evaluate_folder(Predictor.load(model), renamed)
     assert report["excluded_trained_on"] == 4 and report["n"] == 32

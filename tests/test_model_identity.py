@@ -86,7 +86,8 @@ def test_the_picker_marks_an_uploads_figures_as_claimed(smoke_model, tmp_path):
     os.utime(card_path(path), (1, 1))  # another file version, whatever the clock's resolution
     accuracy = pct(read_card(path).test_metrics()["accuracy"])  # wording.pct, like every percentage
     listing = model_listing(path)
-    assert f"Kaggle test {accuracy} claimed, not verified" in listing["label"] and not listing["verified"]
+    assert f"Kaggle test {accuracy} (in-distribution) claimed, not verified" in listing["label"]
+    assert not listing["verified"]
     assert listing["row"]["model"] == "upload"
 
 
