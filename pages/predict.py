@@ -62,9 +62,11 @@ if is_study_card(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")
 elif misses := unreferred_miss_warning(card):
-    st.warning(f"The active model **{md_literal(card.name)}** {md_literal(misses)}. On another hospital's scans its "
-               "'no tumour' answers cannot be relied on: choose a model trained on more than one source in the "
-               "sidebar.", icon=":material/report:")
+    advice = ("at its site its 'no tumour' answers cannot be relied on: re-run the site's steps with more cases" if
+              card.measured_site else "on another hospital's scans its 'no tumour' answers cannot be relied on: "
+              "choose a model trained on more than one source in the sidebar")
+    st.warning(f"The active model **{md_literal(card.name)}** {md_literal(misses)}. {advice.capitalize()}.",
+               icon=":material/report:")
 scope = validated_scope(card)
 st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} {guard_words(card)}")
 operating = operating_summary(card.calibration, predictor.tta, predictor.refer_thresholds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 
 import numpy as np
@@ -186,8 +187,7 @@ def test_unreadable_and_missing_files_are_near_nothing_and_named(tmp_path, make_
 
 def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_changes(tmp_path, monkeypatch):
     """A server's second evaluation re-hashed the model's ~7,000 training images; a changed file is hashed anew,
-    and a file written this instant is not remembered (its time stamp could stay the same through a rewrite)."""
-    import os
+    and a file changed this instant is not remembered (its time stamps could stay the same through a rewrite)."""
     from pathlib import Path
 
     from brainclf.data import dedup
@@ -198,15 +198,19 @@ def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_change
     reads = []
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    monkeypatch.setattr(dedup, "_SETTLED_NS", 10**15)  # nothing has settled yet
     first = dedup.hash_files([path])
     dedup.hash_files([path])
     assert len(reads) == 2  # just written: not remembered
-    old = path.stat().st_mtime_ns - 10_000_000_000
-    os.utime(path, ns=(old, old))
+    monkeypatch.setattr(dedup, "_SETTLED_NS", -1)  # everything has
     dedup.hash_files([path])
     again = dedup.hash_files([path])
     assert len(reads) == 3 and again.sha256 == first.sha256 and np.array_equal(again.dhash, first.dhash)
-    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(path)  # changed: a new time stamp
-    os.utime(path, ns=(old + 1, old + 1))
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(path)  # rewritten: its change time moves
     changed = dedup.hash_files([path])
     assert len(reads) == 4 and changed.sha256 != first.sha256
+    path.chmod(0o000)  # unreadable now: its change time moves too, so it is read (and fails) again
+    try:
+        assert not dedup.hash_files([path]).readable[0] or os.geteuid() == 0
+    finally:
+        path.chmod(0o644)

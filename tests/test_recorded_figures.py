@@ -63,7 +63,8 @@ def test_external_figures_are_re_read_with_the_rule_in_force():
     assert again["intervals"]["called_notumor_unflagged_rate"] != [0.0, 0.0]
     ungrouped = [{k: v for k, v in r.items() if k != "group"} for r in rows]  # the card schema lets rows omit it
     kept = with_refer_rule(stale, ungrouped, {c: 0.8 for c in CLASS_NAMES})
-    assert kept["intervals"] == stale["intervals"] and kept["coverage"] == strict["coverage"]
+    assert kept["coverage"] == strict["coverage"] and kept["intervals"]["accuracy"] == stale["intervals"]["accuracy"]
+    assert kept["intervals"]["called_notumor_unflagged_rate"] is None  # the rule's own: no stale bar around it
 
 
 def test_a_report_recorded_in_the_other_mode_says_so_instead():
@@ -218,3 +219,26 @@ def test_the_predict_page_promises_an_ood_flag_only_where_the_card_has_a_guard()
         guard_words(upload)
     profile = SimpleNamespace(ood={"threshold": 3.0}, provenance={"uploaded_by": "x"}, measured_site={"site": "s"})
     assert "uploader's" not in guard_words(profile)  # a site step fitted them here
+
+
+def test_the_unreferred_miss_mark_takes_the_worst_source_and_says_whose_figures():
+    from brainclf.presentation import unreferred_miss_warning
+    from brainclf.presentation.model_table import misses_words
+
+    def card(external, site=None, provenance=None):
+        return SimpleNamespace(metrics={"external": external}, extra={}, measured_site=site or {},
+                               provenance=provenance or {})
+
+    a = {"n": 2000, "accuracy": 0.9, "tumour_images": 2000, "called_notumor_unflagged": 0}
+    b = {"n": 300, "accuracy": 0.8, "tumour_images": 300, "called_notumor_unflagged": 12}  # 4 %; 0.52 % pooled
+    marked = unreferred_miss_warning(card({"a": a, "b": b}))
+    assert marked.startswith("answered 'no tumour' for 4.0 % of b's tumour slices")
+    assert unreferred_miss_warning(card({"a": a})) is None
+    near = {**b, "tumour_images": 343, "called_notumor_unflagged": 7}  # 2.04 %: not "2.0 %, the bar is 2.0 %"
+    assert "2.04 % of b's" in unreferred_miss_warning(card({"b": near})) and "the bar is 2.00 %" in \
+        unreferred_miss_warning(card({"b": near}))
+    site = card({"st-x": b}, site={"site": "st-x"})
+    assert "of its site's held-out part (st-x)'s tumour slices" in unreferred_miss_warning(site)
+    assert misses_words(site) == "misses tumours at its site"
+    upload = card({"b": b}, provenance={"uploaded_by": "x"})
+    assert unreferred_miss_warning(upload).endswith(", claimed by the uploader, not verified")

@@ -21,6 +21,8 @@ def cmd_evaluate(args) -> int:
 
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
+    if args.record and args.external is False:
+        raise ConfigError("--record stores external validation: drop --no-external (nothing was evaluated).")
     if args.record and (own := primary_source_part(predictor.card, data)):  # said before the work, not after
         raise ConfigError(f"--record: {data.name} is part of the model's own training source {own}; its figures are "
                           "in-distribution and are not recorded as external validation (nothing was evaluated).")

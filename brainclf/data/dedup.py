@@ -57,9 +57,10 @@ class FileHashes:
         return [p for p in near_pairs(self.dhash, threshold=threshold) if self.readable[p[0]] and self.readable[p[1]]]
 
 
-# Each file's hashes by (path, size, modification time, inode), for the life of the process: an evaluation's clean
-# subset hashes the model's ~7,000 training images (15 s on 2 cores) and a server's next evaluation needs them
-# again. A file changed in place gets another key. About 250 bytes an entry: the cap keeps it near 12 MB.
+# Each file's hashes by (path, size, modification and change times, device, inode), for the life of the process: an
+# evaluation's clean subset hashes the model's ~7,000 training images (15 s on 2 cores) and a server's next
+# evaluation needs them again. A write, chmod or touch changes the change time, so such a file gets another key.
+# About 700 bytes an entry: the cap keeps it near 35 MB.
 _SEEN: OrderedDict[tuple, tuple[str | None, np.ndarray, bool]] = OrderedDict()
 _SEEN_MAX = 50_000
 _SEEN_LOCK = threading.Lock()
@@ -73,7 +74,7 @@ def _hash_one(p: Path) -> tuple[str | None, np.ndarray, bool]:
     none = np.zeros(HASH_SIZE * HASH_SIZE // 8, np.uint8)
     try:
         st = os.stat(p)
-        key = (os.fspath(p), st.st_size, st.st_mtime_ns, st.st_ino)
+        key = (os.fspath(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino)
         with _SEEN_LOCK:
             if key in _SEEN:
                 _SEEN.move_to_end(key)
@@ -85,7 +86,7 @@ def _hash_one(p: Path) -> tuple[str | None, np.ndarray, bool]:
         found = hashlib.sha256(data).hexdigest(), dhash(decode_image(data, name=Path(p).name)), True
     except ImageError:
         found = hashlib.sha256(data).hexdigest(), none, False
-    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:  # a file written this instant could change again unseen
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:  # one changed this instant could again
         with _SEEN_LOCK:
             _SEEN[key] = found
             while len(_SEEN) > _SEEN_MAX:

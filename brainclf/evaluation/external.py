@@ -238,11 +238,14 @@ def with_refer_rule(ext: dict, rows: list[dict], thresholds: dict[str, float]) -
     answered = probs.max(1) >= thresholds_per_row(probs, thresholds)
     marked = [{**r, "referred": not bool(a)} for r, a in zip(rows, answered)]
 
-    grouped = all("group" in r for r in rows)  # an upload's rows may leave their case groups out: intervals kept
+    grouped = all("group" in r for r in rows)  # an upload's rows may leave their case groups out
 
-    def refer_figures(part: list[dict]) -> dict:
-        return {k: v for k, v in summarise(part, intervals=grouped).items() if k in (*REFER_FIGURES, "intervals")}
+    def refer_figures(part: list[dict], recorded: dict) -> dict:
+        out = {k: v for k, v in summarise(part, intervals=grouped).items() if k in (*REFER_FIGURES, "intervals")}
+        if not grouped and recorded.get("intervals"):  # the recorded ones, but the rule's own: none can be made
+            out["intervals"] = {**recorded["intervals"], "called_notumor_unflagged_rate": None}
+        return out
 
-    sequences = {seq: {**m, **refer_figures([r for r in marked if r.get("sequence") == seq])}
+    sequences = {seq: {**m, **refer_figures([r for r in marked if r.get("sequence") == seq], m)}
                  for seq, m in (ext.get("by_sequence") or {}).items()}
-    return {**ext, **refer_figures(marked), "by_sequence": sequences}
+    return {**ext, **refer_figures(marked, ext), "by_sequence": sequences}

@@ -6,8 +6,8 @@ from __future__ import annotations
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data.sources import SAME_CASE_THRESHOLD
 from ..escaping import md_literal
-from .scope import external_reports, site_scope
-from .wording import count, pct, plural
+from .scope import claim_words, external_reports, site_scope
+from .wording import count, pct, pct_pair, plural
 
 
 def missed_tumours_unflagged(card) -> dict | None:
@@ -42,14 +42,29 @@ MAX_UNREFERRED_MISS = 0.02
 
 
 def unreferred_miss_warning(card) -> str | None:
-    """'answered "no tumour" for 29.5 % of other sources' tumour slices …' where a model's recorded external
-    figures miss more than MAX_UNREFERRED_MISS of the tumours without a referral or flag; None otherwise (or where
-    none is recorded). A refit's figure is its split run's (missed_tumours_unflagged)."""
-    missed = missed_tumours_unflagged(card)
-    if not missed or missed["rate"] <= MAX_UNREFERRED_MISS:
+    """"answered 'no tumour' for 27.2 % of external-radiopaedia's tumour slices …" where, on any one recorded
+    external source (a refit's: its split run's; a site model's: its site's held-out part), more than
+    MAX_UNREFERRED_MISS of the tumours were answered "no tumour" without a referral or flag, under the refer rule
+    recorded with them; the worst source is named. None otherwise, or where none is recorded. An upload's figures
+    are said to be its uploader's claim."""
+    worst = max(((_unflagged_rate(e), name) for name, e in external_reports(card)[0].items()), default=(None, ""))
+    rate, name = worst
+    if rate is None or rate <= MAX_UNREFERRED_MISS:
         return None
-    return (f"answered 'no tumour' for {pct(missed['rate'])} of other sources' tumour slices without a referral or "
-            f"an out-of-distribution flag ({', '.join(missed['sources'])}; the bar is {pct(MAX_UNREFERRED_MISS)})")
+    shown, bar = pct_pair(rate, MAX_UNREFERRED_MISS)
+    whose = f"its site's held-out part ({name})" if card.measured_site else name
+    return (f"answered 'no tumour' for {shown} of {whose}'s tumour slices without a referral or an "
+            f"out-of-distribution flag, under the refer rule recorded with them (the bar is {bar})"
+            f"{claim_words(card, external=True)}")
+
+
+def _unflagged_rate(ext: dict) -> float | None:
+    """One external report's share of tumour slices answered 'no tumour' unreferred and unflagged, or None."""
+    tumours, missed = ext.get("tumour_images"), ext.get("called_notumor_unflagged")
+    if tumours and missed is not None:
+        return int(missed) / int(tumours)
+    rate = ext.get("called_notumor_unflagged_rate")
+    return None if rate is None else float(rate)
 
 
 def grouping_caveat(card) -> str:

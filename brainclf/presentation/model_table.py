@@ -15,7 +15,7 @@ def model_row(stem: str, card, verified: bool, study: bool) -> dict:
     clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
     test = card.test_metrics()
     use = ("study/baseline: not for reading scans" if study else
-           "comparison: misses tumours on other sources" if caveats.unreferred_miss_warning(card) else "research")
+           f"comparison: {misses_words(card)}" if caveats.unreferred_miss_warning(card) else "research")
     return {"model": stem, "version": card.version, "use": use,
             "other-source accuracy": other_source_accuracy(card),
             "test split accuracy (in-distribution)": pct(test.get("accuracy")),
@@ -33,7 +33,7 @@ def model_listing(stem: str, card) -> dict:
     verified = card is not None and card_is_verified(card)
     misses = card is not None and not scope.is_study_card(card) and caveats.unreferred_miss_warning(card)
     label = scope.model_choice_label(stem, card, verified=verified)
-    return {"label": label + (" · misses tumours on other sources" if misses else ""), "verified": verified,
+    return {"label": label + (f" · {misses_words(card)}" if misses else ""), "verified": verified,
             "card": card is not None,
             "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
 
@@ -44,3 +44,8 @@ def other_source_accuracy(card) -> str:
     externals, recipe = scope.external_reports(card)
     words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
     return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
+
+
+def misses_words(card) -> str:
+    """The picker's and the table's short mark for caveats.unreferred_miss_warning."""
+    return "misses tumours " + ("at its site" if card.measured_site else "on other sources")
