@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,30 @@ def test_rows_of_two_models_or_tta_settings_do_not_merge_as_ok(runs, tmp_path):
         assert not report.ok and len(report.models) == 2
         assert report.summary().startswith("PROBLEMS") and "2 different models or TTA settings" in report.summary()
     assert merge_csvs(tmp_path / "m.csv", runs["shards"][:2]).ok  # one model, one setting
+
+
+def test_a_second_run_on_the_same_csv_is_refused_while_the_first_writes(archive, tmp_path):
+    """Two runs of one shard appended to one file, their lines interleaved; the second is refused at once and the
+    CSV is untouched. The lock goes with its holder: the next run proceeds."""
+    from filelock import FileLock
+
+    from brainclf.inference import Predictor
+    from brainclf.inference.batch_predict import predict_folder
+
+    out = tmp_path / "shard.csv"
+    predictor = Predictor.load(MODEL)
+    with FileLock(tmp_path / ".shard.csv.lock"):  # a run in progress (an OS lock: another open of it is refused)
+        errors = []
+        runner = threading.Thread(target=lambda: _capture(errors, predict_folder, predictor, archive, out))
+        runner.start()
+        runner.join()
+    assert isinstance(errors[0], ConfigError) and "being written by another predict run" in str(errors[0])
+    assert not out.exists()
+    assert predict_folder(predictor, archive, out)["predicted"] > 0
+
+
+def _capture(errors: list, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - the test reads what was raised
+        errors.append(e)

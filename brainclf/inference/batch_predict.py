@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, decode_sample
@@ -77,9 +78,27 @@ def predict_folder(predictor: Predictor, folder: str | Path, csv_path: str | Pat
     Memory stays bounded (one chunk of images at a time); rows are flushed per chunk, and re-running the
     same command resumes: files already in the CSV are skipped. Bad files get a row with the error.
     `shard` = (index, count) predicts only the files of that shard (brainclf.data.shard); a CSV holding rows of
-    another shard is refused rather than extended.
+    another shard is refused rather than extended. One run at a time writes a CSV: a second one (the same shard
+    started twice) is refused at once, before anything is read (an OS file lock beside it, `.NAME.lock`).
     """
-    folder, csv_path = Path(folder), Path(csv_path)
+    csv_path = Path(csv_path)
+    lock = FileLock(csv_path.with_name(f".{csv_path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"{csv_path} is being written by another predict run (the same shard started twice?): "
+                          "wait for it to end, or give this one another CSV.") from None
+    except OSError as e:
+        raise ConfigError(f"{csv_path}: cannot write beside it ({e.strerror or e}).") from None
+    try:
+        return _predict_into(predictor, Path(folder), csv_path, chunk, progress, shard)
+    finally:
+        lock.release()
+
+
+def _predict_into(predictor: Predictor, folder: Path, csv_path: Path, chunk: int, progress,
+                  shard: tuple[int, int] | None) -> dict:
+    """predict_folder's work, its CSV's lock held."""
     done, failed_before = _rows_already_written(csv_path, shard, predictor)
     new_file = not csv_path.exists() or csv_path.stat().st_size == 0
     # Rows of files that failed in an earlier run stay failed (not retried: a resume appends, never rewrites).
