@@ -20,10 +20,10 @@ from brainclf.presentation.views import count, external_view
 
 
 @st.cache_data(max_entries=64, show_spinner="Re-reading the external figures under the refer rule in force…")
-def _under_rule(model: tuple, dataset: str, thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
-    """with_refer_rule of a card's recorded figures, once per model (name, version, file hash), dataset, rule and
-    the figures and rows themselves (a card re-recorded, or an upload's other card, is another entry): its
-    case-group intervals take about a second."""
+def _under_rule(thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
+    """with_refer_rule, once per rule, figures and rows (a card's recorded ones or a folder just evaluated; a card
+    re-recorded is another entry): its case-group intervals take about a second, and the page reruns on every
+    click."""
     return with_refer_rule(ext, rows, dict(thresholds))
 
 
@@ -66,9 +66,7 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         ext_rows = ext.get("predictions") or card.external_predictions.get(name, [])
         mode_note = recorded_rule_note(bool(ext.get("tta")), predictor.tta)
         if mode_note is None:  # the rows' mode: what they answer under the rule in force
-            ext = (with_refer_rule(ext, ext_rows, rule.thresholds) if fresh_external else  # its own rows, once
-                   _under_rule((card.name, card.version, card.file_sha256), name,
-                               tuple(sorted(rule.thresholds.items())), ext, ext_rows))
+            ext = _under_rule(tuple(sorted(rule.thresholds.items())), ext, ext_rows)
         view = external_view(name, ext)
         st.markdown(view["heading"])
         st.table(pd.DataFrame(view["rows"]), hide_index=True)

@@ -28,6 +28,7 @@ from brainclf.presentation import (
     study_note,
     study_summary,
     study_summary_text,
+    unreferred_miss_advice,
     unreferred_miss_warning,
     validated_scope,
     widget_key,
@@ -62,10 +63,7 @@ if is_study_card(card):
     st.error(f"The active model **{md_literal(card.name)}** is a {study_note(test_accuracy(card))}. Choose another "
              "model in the sidebar to read scans.", icon=":material/science:")
 elif misses := unreferred_miss_warning(card):
-    advice = ("at its site its 'no tumour' answers cannot be relied on: re-run the site's steps with more cases" if
-              card.measured_site else "on another hospital's scans its 'no tumour' answers cannot be relied on: "
-              "choose a model trained on more than one source in the sidebar")
-    st.warning(f"The active model **{md_literal(card.name)}** {md_literal(misses)}. {advice.capitalize()}.",
+    st.warning(f"The active model **{md_literal(card.name)}** {md_literal(misses)}. {unreferred_miss_advice(card)}",
                icon=":material/report:")
 scope = validated_scope(card)
 st.caption(f"**Validated scope of {md_literal(card.name)}.** {md_literal(scope['sentence'])} {guard_words(card)}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import os
 import resource
 import sys
 from pathlib import Path
@@ -11,14 +9,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
-from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row
+from ..escaping import write_csv_atomically
 from ..presentation import pct_pair, refer_rule
 from .common import add_tta_flag, say
 
 
 def cmd_predict(args) -> int:
     from ..inference import Predictor
-    from ..inference.batch_predict import row_identity
+    from ..inference.batch_predict import CSV_FIELDS, answer_row, error_row
 
     if args.shard is not None and not args.folder:
         raise ConfigError("--shard splits a --folder: give --folder DIR --csv OUT with it.")
@@ -38,39 +36,23 @@ def cmd_predict(args) -> int:
         raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
     rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, tta=predictor.tta)
-    identity = row_identity(predictor)
     for f in args.files:
         try:
             pred = predictor.predict(Path(f), name=str(f))
         except ImageError as e:
             failures += 1
-            rows.append({"file": str(f), "error": str(e), **identity})  # a row, as predict --folder writes one
+            rows.append(error_row(predictor, str(f), str(e)))  # a row, as predict --folder writes one
             say(f"error: {e}", file=sys.stderr)
             continue
         pred.refer_threshold = rule.threshold(pred.predicted)  # as the Predict page: the fallback for cards without one
-        rows.append({**pred.as_row(), "tta": predictor.tta, "error": ""})
+        rows.append(answer_row(predictor, pred))
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
         say(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
     if args.csv:
-        _write_csv(Path(args.csv), rows)
+        write_csv_atomically(args.csv, CSV_FIELDS, rows)  # predict --folder's columns, whole or not at all
         say(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     say(f"model {predictor.card.label}: {len(rows) - failures} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    """`rows` in predict --folder's columns, written whole or not at all (a temporary file renamed)."""
-    from ..inference.batch_predict import CSV_FIELDS
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="", **CSV_TEXT) as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, quoting=CSV_QUOTING)
-            w.writeheader()
-            w.writerows(csv_row(r) for r in rows)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def verdict(pred, rule) -> str:

@@ -247,7 +247,7 @@ def _leakage(split: np.ndarray, training: np.ndarray, threshold: int) -> dict:
     if not len(training):  # no readable training image: nothing can leak
         dmin = np.full(len(split), 256)
     else:
-        dmin = hamming_matrix(split, training).min(1)
+        dmin = nearest_distance(split, training)
     return {"n": len(split), "with_near_duplicate_in_training": int((dmin <= threshold).sum()),
             "clean": int((dmin > threshold).sum()),
             "nearest_distance_histogram": {"edges": _LEAKAGE_EDGES,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
+from ..escaping import csv_value, write_csv_atomically
 from ..input.preprocess import UPLOAD_SUFFIXES
 
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
@@ -183,16 +183,8 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                           if rel not in rows]
     if out.is_dir():
         raise ConfigError(f"{out} is a folder: give the merged CSV a file name.")
-    tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(tmp, "w", newline="", **CSV_TEXT) as fh:
-            writer = csv.DictWriter(fh, fieldnames=header, quoting=CSV_QUOTING)
-            writer.writeheader()
-            writer.writerows(csv_row(_numbers_as_numbers(rows[f])) for f in sorted(rows))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)  # nothing half-written is left beside OUT
+    write_csv_atomically(out, header, (_numbers_as_numbers(rows[f]) for f in sorted(rows)))
     return report
 
 

@@ -121,7 +121,7 @@ def _predict_into(predictor: Predictor, folder: Path, csv_path: Path, chunk: int
             batch = []
             for rel, x, err in part:
                 if err:
-                    writer.writerow(csv_row({"file": rel, "error": err, **row_identity(predictor)}))
+                    writer.writerow(csv_row(error_row(predictor, rel, err)))
                     counts["failed"] += 1
                 else:
                     batch.append((rel, x))
@@ -138,6 +138,16 @@ def _predict_into(predictor: Predictor, folder: Path, csv_path: Path, chunk: int
 def _relative_files(folder: Path, shard: tuple[int, int] | None) -> Iterator[str]:
     for path in iter_shard_files(folder, shard):
         yield path.relative_to(folder).as_posix()
+
+
+def answer_row(predictor: Predictor, pred) -> dict:
+    """A CSV_FIELDS row of one predicted file (its Prediction)."""
+    return {**pred.as_row(), "tta": predictor.tta, "error": ""}
+
+
+def error_row(predictor: Predictor, file: str, error: str) -> dict:
+    """A CSV_FIELDS row of a file that could not be read: the error, and which model tried."""
+    return {"file": file, "error": error, **row_identity(predictor)}
 
 
 def row_identity(predictor: Predictor) -> dict:
@@ -209,7 +219,7 @@ def _write_predictions(predictor: Predictor, batch: list[tuple[str, tuple[np.nda
         pred = predictor.prediction_from_probs(rel, p)  # a not-a-number output is flagged already
         pred.out_of_distribution = pred.out_of_distribution or bool(colour) or \
             check(None, f, predictor.card.ood or None)[0]
-        writer.writerow(csv_row({**pred.as_row(), "tta": predictor.tta, "error": ""}))
+        writer.writerow(csv_row(answer_row(predictor, pred)))
 
 
 def _drop_partial_last_line(csv_path: Path) -> None:

@@ -17,6 +17,7 @@ from .caveats import (
     recorded_rule_note,
     refit_rule_words,
     site_training_words,
+    unreferred_miss_advice,
     unreferred_miss_warning,
 )
 from .figures import (
@@ -102,7 +103,7 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "guard_words", "gradcam_caveat",
            "headline_rows", "heatmap_on_original", "history_figure", "history_title", "is_study_card", "is_study_model",
            "grouping_caveat", "held_out_words", "leaning", "limitations_words", "missed_tumours_unflagged",
-           "refit_rule_words", "unreferred_miss_warning",
+           "refit_rule_words", "unreferred_miss_advice", "unreferred_miss_warning",
            "model_choice_label", "model_label", "model_listing", "model_row", "no_external_note",
            "non_commercial",
            "operating_summary", "original_view", "pct", "pct_pair", "per_class_rows", "plural", "points", "pr_figure",

@@ -58,6 +58,15 @@ def unreferred_miss_warning(card) -> str | None:
             f"{claim_words(card, external=True)}")
 
 
+def unreferred_miss_advice(card) -> str:
+    """What the Predict page tells a reader beside unreferred_miss_warning: where its 'no tumour' answers cannot be
+    relied on and what to do."""
+    if card.measured_site:
+        return "At its site its 'no tumour' answers cannot be relied on: re-run the site's steps with more cases."
+    return ("On another hospital's scans its 'no tumour' answers cannot be relied on: choose a model trained on more "
+            "than one source in the sidebar.")
+
+
 def _unflagged_rate(ext: dict) -> float | None:
     """One external report's share of tumour slices answered 'no tumour' unreferred and unflagged, or None."""
     tumours, missed = ext.get("tumour_images"), ext.get("called_notumor_unflagged")

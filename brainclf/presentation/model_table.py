@@ -9,13 +9,13 @@ from .views import _three, pct  # the Evaluation page's table formatters: one lo
 from .wording import count as number
 
 
-def model_row(stem: str, card, verified: bool, study: bool) -> dict:
+def model_row(stem: str, card, verified: bool, study: bool, mark: str | None = None) -> dict:
     """One installed model in words: the name and version first (at 1280 px the last columns scroll out of
     sight), its accuracy on another source's slices before its in-distribution test figure (the first is the one a
     clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
     test = card.test_metrics()
-    use = ("study/baseline: not for reading scans" if study else
-           f"comparison: {misses_words(card)}" if caveats.unreferred_miss_warning(card) else "research")
+    mark = misses_words(card) if mark is None else mark  # model_listing's, worked out once
+    use = "study/baseline: not for reading scans" if study else f"comparison: {mark}" if mark else "research"
     return {"model": stem, "version": card.version, "use": use,
             "other-source accuracy": other_source_accuracy(card),
             "test split accuracy (in-distribution)": pct(test.get("accuracy")),
@@ -31,11 +31,11 @@ def model_listing(stem: str, card) -> dict:
     measured here), from its card or None for an unreadable one: a few hundred bytes an app can keep for every
     installed model."""
     verified = card is not None and card_is_verified(card)
-    misses = card is not None and not scope.is_study_card(card) and caveats.unreferred_miss_warning(card)
+    study = scope.is_study_card(card)
+    mark = misses_words(card) if card is not None and not study else ""
     label = scope.model_choice_label(stem, card, verified=verified)
-    return {"label": label + (f" · {misses_words(card)}" if misses else ""), "verified": verified,
-            "card": card is not None,
-            "row": model_row(stem, card, verified, scope.is_study_card(card)) if card is not None else None}
+    return {"label": label + (f" · {mark}" if mark else ""), "verified": verified, "card": card is not None,
+            "row": model_row(stem, card, verified, study, mark) if card is not None else None}
 
 
 def other_source_accuracy(card) -> str:
@@ -47,5 +47,7 @@ def other_source_accuracy(card) -> str:
 
 
 def misses_words(card) -> str:
-    """The picker's and the table's short mark for caveats.unreferred_miss_warning."""
+    """The picker's and the table's short mark where caveats.unreferred_miss_warning has one, else ''."""
+    if not caveats.unreferred_miss_warning(card):
+        return ""
     return "misses tumours " + ("at its site" if card.measured_site else "on other sources")
