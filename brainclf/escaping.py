@@ -19,10 +19,7 @@ own file names back). Numbers and booleans are never touched: only strings are c
 from __future__ import annotations
 
 import csv
-import os
 import re
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 # What Markdown, GFM (autolinks, tables, strikethrough) and Streamlit (directives, icons, emoji, math,
@@ -91,18 +88,3 @@ def csv_row(row: dict) -> dict:
 def csv_value(cell: str) -> str:
     """What csv_cell was given, from the cell it wrote."""
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(_CSV_QUOTED) else cell
-
-
-def write_csv_atomically(path: str | os.PathLike, fieldnames: list[str], rows: Iterable[dict]) -> None:
-    """A CSV of `rows` (each through csv_row; every text cell quoted), written whole or not at all: a temporary file
-    of this process beside `path`, renamed over it; nothing half-written is left behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="", **CSV_TEXT) as fh:
-            writer = csv.DictWriter(fh, fieldnames=fieldnames, quoting=CSV_QUOTING)
-            writer.writeheader()
-            writer.writerows(csv_row(r) for r in rows)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -124,7 +124,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # The layers, lowest first (ARCHITECTURE.md draws them): a module imports only from its own layer or below. The
 # base package's own modules first, then one folder per layer; the CLI (and `python -m brainclf`) on top.
 LAYERS = (
-    ("base", ("brainclf", "brainclf.errors", "brainclf.escaping")),
+    ("base", ("brainclf", "brainclf.errors", "brainclf.escaping", "brainclf.files")),
     ("input", ("brainclf.input",)),
     ("data", ("brainclf.data",)),
     ("scoring", ("brainclf.scoring",)),
@@ -169,7 +169,7 @@ def test_the_layers_are_the_package_folders():
     """`ls brainclf` and LAYERS name the same folders, so the diagram in ARCHITECTURE.md can be checked by eye."""
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     declared = {p.split(".")[1] for _, prefixes in LAYERS for p in prefixes if p.count(".") == 1}
-    assert folders == declared - {"errors", "escaping", "__main__"}
+    assert folders == declared - {"errors", "escaping", "files", "__main__"}
     for module in MODULES:
         _layer(module)
 

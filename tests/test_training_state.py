@@ -123,7 +123,7 @@ def test_a_state_whose_contract_differs_from_its_settings_is_refused(tmp_path):
 def test_writers_of_one_state_at_once_never_leave_it_broken_or_fail(tmp_path):
     import threading
 
-    from brainclf.training.state import write_json_atomically
+    from brainclf.files import write_json_atomically
 
     path, failures = tmp_path / "state.json", []
 

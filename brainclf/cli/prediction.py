@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
-from ..escaping import write_csv_atomically
+from ..files import write_csv_atomically
 from ..presentation import pct_pair, refer_rule
 from .common import add_tta_flag, say
 

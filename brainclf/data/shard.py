@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..escaping import csv_value, write_csv_atomically
+from ..escaping import csv_value
+from ..files import write_csv_atomically
 from ..input.preprocess import UPLOAD_SUFFIXES
 
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")

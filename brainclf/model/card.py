@@ -19,7 +19,6 @@ import importlib
 import json
 import os
 import platform
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy
 
 from .. import CLASS_NAMES, DISPLAY_NAMES, __version__
 from ..errors import ConfigError, ModelError
+from ..files import write_json_atomically
 from ..input import limits
 from ..input.preprocess import InputContract
 from .card_schema import SCHEMA_VERSION, CardSchemaError, display_text, validate_card
@@ -149,11 +149,7 @@ class ModelCard:
             validate_card(d)
         except CardSchemaError as e:
             raise ModelError(f"The model card {path.name} was not saved: {e}.") from None
-        # A name of its own per writer: two sessions saving one card at once (e.g. both re-measuring an upload)
-        # must not write into one temporary file, one renaming it while the other is half-way through.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(d, indent=1))
-        tmp.replace(path)
+        write_json_atomically(path, d)
 
 
 def card_path(model_path: str | Path) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import CLASS_NAMES
 from ..data import Sample, load_arrays
+from ..files import write_json_atomically
 from ..model.architectures import activations_per_image, recalibrate_batchnorm
 from ..model.backend import forward_function, to_numpy
 from ..scoring.trust import apply_temperature, fit_temperature, nll
@@ -32,7 +33,6 @@ from ..training.callbacks import BatchCallback, commit_epoch, settle_checkpoints
 from ..training.config import ProgressHook, TrainConfig, TrainingCancelled, TrainProgress
 from ..training.loop import tf_dataset
 from ..training.prepare import check_training_memory
-from ..training.state import write_json_atomically
 from .config import ADAPT_STATE as STATE
 from .config import AdaptConfig
 

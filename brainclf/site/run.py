@@ -20,13 +20,13 @@ from pathlib import Path
 from ..data import Sample
 from ..errors import BrainclfError, DataError
 from ..evaluation.manifest import read_manifest
+from ..files import write_json_atomically
 from ..inference.predict import Predictor
 from ..model.card import file_sha256, load_model, read_card
 from ..model.model_files import staged_model
 from ..presentation.wording import plural
 from ..scoring.operating_point import DEFAULT_TARGET
 from ..training.config import ProgressHook
-from ..training.state import write_json_atomically
 from .config import ADAPT_STATE
 from .measure import (
     SliceProgress,

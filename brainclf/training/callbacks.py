@@ -22,10 +22,11 @@ import keras
 import numpy as np
 
 from ..errors import ConfigError
+from ..files import private_temporary
 from ..model.architectures import recalibrate_batchnorm
 from ..scoring.trust import apply_temperature, fit_temperature
 from .config import ProgressHook, TrainProgress
-from .state import RunState, private_temporary
+from .state import RunState
 
 
 def save_atomically(model, path: Path) -> None:

@@ -7,12 +7,11 @@ does not know are kept as they are (`extra`)."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import BrainclfError, ConfigError, DataError
+from ..files import write_json_atomically
 from ..input import InputContract
 from .config import TrainConfig
 
@@ -20,23 +19,6 @@ STATE_FILE = "state.json"
 # Absent from the JSON while None: a single run's state has no members, an ensemble's combined state no
 # patience or best validation loss, and stopped_reason is written only once a run is stopped on request.
 _OMITTED_WHEN_NONE = ("best_val_loss", "patience", "stopped_reason", "distribution", "members", "published")
-
-
-def private_temporary(path: Path, suffix: str = ".tmp") -> Path:
-    """A temporary name beside `path` that no other writer (process or thread) picks: two writers sharing one
-    temporary file would rename each other's half-written bytes into place."""
-    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    """Write through a temporary file and rename: a kill mid-write never leaves a broken state (run states,
-    site runs, adaptations)."""
-    tmp = private_temporary(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no debris
 
 
 @dataclass
