@@ -25,6 +25,7 @@ from .dicom_deflate import inflate_deflated
 from .dicom_elements import check_element_count
 from .dicom_frames import check_encoded_frame, check_pixel_budget
 from .dicom_geometry import square_pixels
+from .dicom_groups import use_frame_groups
 
 # (keyword, label) of tags that are safe to show: not identifying under PS3.15 Annex E's basic profile.
 SAFE_TAGS = (
@@ -204,6 +205,7 @@ def open_frame(data: bytes, name: str, frame: int | None):
         frame = 0
     check_encoded_frame(ds, frame, n_frames, name)  # the codestream's own size, before a decoder allocates it
     _check_native_length(ds, n_frames, name)
+    use_frame_groups(ds, frame)  # an enhanced file's window, rescale and spacing, where the pipeline reads them
     return ds, n_frames, frame
 
 
