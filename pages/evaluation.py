@@ -107,15 +107,17 @@ if re_evaluated:
             with page_work().hold("this evaluation"):
                 report = evaluate_folder(predictor, config.folder(choice),
                                          progress=lambda d, t: bar.progress(*progress(d, t)))
-            st.session_state["eval_result"] = (card.label, choice, report["predictions"], report["unreadable"],
-                                               report.get("external"), predictor.tta, folder_notes(report))
+            st.session_state["eval_result"] = {
+                "model": card.label, "folder": choice, "rows": report["predictions"],
+                "unreadable": report["unreadable"], "external": report.get("external"), "tta": predictor.tta,
+                "notes": folder_notes(report)}
         except BrainclfError as e:
             st.error(public(e))
         bar.empty()
     saved = st.session_state.get("eval_result")
-    if saved and saved[0] == card.label and saved[1] in folders:
-        _, folder_done, rows, unreadable, fresh_external, *rest = saved  # saved before TTA, notes were kept: 5, 6
-        measured_tta, notes = (rest + [predictor.tta, None][len(rest):])[:2]
+    if isinstance(saved, dict) and saved["model"] == card.label and saved["folder"] in folders:
+        folder_done, rows, unreadable = saved["folder"], saved["rows"], saved["unreadable"]
+        fresh_external, measured_tta, notes = saved["external"], saved["tta"], saved["notes"]
         where, data_name = folder_done, folder_done
         if measured_tta != predictor.tta:  # the sidebar's TTA changed since: show them as they were measured
             st.info(f"These figures were measured with flip TTA {'on' if measured_tta else 'off'}; press Evaluate "

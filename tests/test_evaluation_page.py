@@ -190,12 +190,15 @@ def test_re_evaluated_figures_keep_the_tta_they_were_measured_with_when_the_side
 
 
 
-def test_an_evaluation_saved_before_tta_was_kept_still_shows(tmp_path, monkeypatch):
-    """A session that lived through an upgrade holds the older 5-item result: it is shown, not a crash."""
+def test_an_evaluation_kept_in_another_form_asks_for_a_new_one(tmp_path, monkeypatch):
+    """A session holding a folder result in a form this page no longer writes (a tuple, as before) is asked to
+    evaluate again, not crashed."""
     folder = write_external(tmp_path / "other-hospital", cases=3)
     monkeypatch.setenv("BRAINCLF_DATA", str(folder))
     at = _re_evaluate("other-hospital")
-    at.session_state["eval_result"] = at.session_state["eval_result"][:5]
+    kept = at.session_state["eval_result"]
+    assert md_plain(at.caption[0].value).startswith("27 images from other-hospital")
+    at.session_state["eval_result"] = tuple(kept.values())[:5]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert md_plain(at.caption[0].value).startswith("27 images from other-hospital")
+    assert any("Choose a folder and press Evaluate" in i.value for i in at.info)
