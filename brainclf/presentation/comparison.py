@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, report_from_rows
 from ..evaluation.provenance import card_is_verified
-from .comparison_words import no_paired_test, paired_words
+from .comparison_words import no_paired_test, paired_words, second_name
 from .scope import claim_words, external_words, missing_test_rows_words
 from .views import comparison, count, pct
 from .wording import count as number
@@ -75,7 +75,7 @@ def _external_pair(dataset: str, card_a, card_b) -> str:
     """Two cards on one external dataset, paired on the files both hold rows for (case groups resampled where the
     rows carry them)."""
     a, b = card_a.external_predictions[dataset], card_b.external_predictions[dataset]
-    name_a, name_b = card_a.name, card_b.name if card_b.name != card_a.name else f"{card_b.name} (other)"
+    name_a, name_b = card_a.name, second_name(card_a.name, card_b.name)
     paired = paired_comparison(a, b)
     head = f"External data, **{md_literal(dataset)}**{_modes(dataset, card_a, card_b, name_a, name_b)}: "
     held = f"({md_literal(name_a)} {number(len(a))}, {md_literal(name_b)} {number(len(b))})"

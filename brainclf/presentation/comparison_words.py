@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from ..escaping import md_literal
 from . import wording
-from .wording import points
+from .wording import cell_pct, points
 
 # Beside a card's name where its figures are its uploader's claim (brainclf.evaluation.card_is_verified false).
 CLAIMED = " (claimed by its uploader)"
 
 
-def _pct(x: float | None) -> str:
-    """As views.pct: a no-break space before '%' (this module sits below .views, which imports it)."""
-    return wording.pct(x).replace(" ", "\u00a0")
+def second_name(name_a: str, name_b: str) -> str:
+    """The second model's name as a column or a sentence shows it: marked when both cards share one name."""
+    return name_b if name_b != name_a else f"{name_b} (other)"
 
 
 def p_text(p: float) -> str:
@@ -27,8 +27,8 @@ def paired_words(paired: dict, name_a: str, name_b: str, lead: str) -> str:
     McNemar's exact test. The names are escaped here."""
     lo, hi = paired["interval"]
     name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
-    return (f"{lead}: **{name_a} {_pct(paired['accuracy_a'])}**, "
-            f"**{name_b} {_pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
+    return (f"{lead}: **{name_a} {cell_pct(paired['accuracy_a'])}**, "
+            f"**{name_b} {cell_pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
             f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
             f"{wording.plural(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
             f"{p_text(paired['p_value'])} ({wording.plural(paired['a_only'], 'image')} only {name_a} got right, "

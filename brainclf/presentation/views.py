@@ -12,15 +12,12 @@ from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, rows_for_cell
 from ..scoring.operating_point import refers_all
 from . import scope, wording
-from .comparison_words import CLAIMED, no_paired_test, paired_words
+from .comparison_words import CLAIMED, no_paired_test, paired_words, second_name
 from .operating import bound_clause
 from .wording import class_label as label
 from .wording import count as number
 
-
-def pct(x: float | None, digits: int = 1) -> str:
-    """wording.pct with a no-break space ('93.1\u00a0%'): a narrow table cell never breaks '%' onto its own line."""
-    return wording.pct(x, digits).replace(" ", "\u00a0")
+pct = wording.cell_pct  # a no-break space before '%': a narrow table cell never breaks it onto its own line
 
 
 def pct_pair(a: float, b: float) -> tuple[str, str]:
@@ -257,7 +254,7 @@ def comparison(name_a: str, report_a: dict, params_a, rows_a: list[dict],
 
     measures = ["images", "accuracy", auc_name(report_a), "calibration error (ECE)", "parameters"] + [
         f"recall {label(c)}" for c in CLASS_NAMES]
-    b_name = name_b if name_b != name_a else f"{name_b} (other)"
+    b_name = second_name(name_a, name_b)
     col_a, col_b = (n + CLAIMED if c else n for n, c in zip((name_a, b_name), claimed))
     table = [{"measure": m, col_a: a, col_b: b}
              for m, a, b in zip(measures, column(report_a, params_a), column(report_b, params_b))]

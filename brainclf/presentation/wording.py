@@ -116,6 +116,12 @@ def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     return f"{count(n)} {noun if n == 1 else plural_form or noun + 's'}"
 
 
+def cell_pct(x: float | None, digits: int = 1) -> str:
+    """pct with a no-break space ('93.1\u00a0%'): a narrow table cell or a sentence never breaks '%' onto its own
+    line."""
+    return pct(x, digits).replace(" ", "\u00a0")
+
+
 def pct_pair(a: float, b: float, digits: int = 1) -> tuple[str, str]:
     """Two percentages with as many decimals as it takes to tell them apart (at most 5)."""
     d = digits
