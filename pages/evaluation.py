@@ -230,7 +230,9 @@ st.markdown(gm["sentence"])
 show_gallery(gallery(predictor, gm["rows"], root, allowed, limit=8), "gm")
 # The map stays until the model, the TTA mode, the dataset or the predictions shown change.
 map_key = feature_map_key(card.label, predictor.tta, root, rows)
-if root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
+if root and not who.can("re_evaluate"):  # it runs the model over the dataset's images, as an evaluation does
+    st.caption("Mapping the model's features runs it over these images: researchers and admins can.")
+elif root and st.button("Map the model's features (PCA of penultimate layer)", key="fmap"):
     with st.spinner("Computing the penultimate-layer features of the glioma and meningioma images…"):
         try:
             with page_work().hold("the feature map"):

@@ -165,6 +165,9 @@ def test_clinician_reads_results_but_cannot_re_evaluate_or_open_the_model_page(s
     assert not at.exception
     assert not at.radio and "eval_source" not in at.session_state  # read-only: the card's results
     assert list(at.table[0].value["measure"])[:2] == ["Accuracy", "Loss (cross-entropy)"]  # the headline table
+    # The feature map runs the model over the dataset's images, as a re-evaluation does: not a clinician's.
+    assert "fmap" not in [b.key for b in at.button]
+    assert any("researchers and admins can" in c.value for c in at.caption)
 
 
 def test_researcher_re_evaluates_trains_and_uploads_but_does_not_remove(server_settings):
@@ -177,6 +180,7 @@ def test_researcher_re_evaluates_trains_and_uploads_but_does_not_remove(server_s
     assert not [t for t in at.toggle if t.key == "audit"]
     at.switch_page("pages/evaluation.py").run()
     assert at.radio(key="eval_source").options[1] == "Re-evaluate on a folder"
+    assert "fmap" in [b.key for b in at.button]
 
 
 def test_admin_also_removes_models_and_sets_the_audit_log(server_settings):

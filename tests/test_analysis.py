@@ -294,3 +294,32 @@ def test_paired_comparison_resamples_case_groups_and_skips_unmatched_images():
     cmp = paired_comparison(rows_a + [{"path": "only-a.png", "true": "glioma", "pred": "glioma"}], rows_b)
     assert cmp["n"] == 2 and cmp["unmatched"] == 3
     assert paired_comparison(rows_a, [])["n"] == 0
+
+
+def test_the_feature_map_reads_each_file_once_samples_evenly_and_feeds_the_model_in_chunks(tmp_path, monkeypatch):
+    """A card may name one file thousands of times (an upload's rows): the map reads it once, takes at most
+    MAX_MAP_IMAGES, and never holds more than MAP_CHUNK model inputs at once."""
+    from PIL import Image
+
+    from brainclf.evaluation import analysis
+    from brainclf.input import InputContract
+
+    for i in range(6):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    rows = [{"path": f"{i % 6}.png", "true": "glioma" if i % 2 else "meningioma", "pred": "glioma"} for i in range(600)]
+    rows.append({"path": "0.png", "true": "pituitary", "pred": "pituitary"})  # another class: not mapped
+
+    class Features:
+        contract, batches = InputContract(size=16), []
+
+        def penultimate_features(self, x):
+            self.batches.append(len(x))
+            return x.reshape(len(x), -1)[:, :8]
+
+    monkeypatch.setattr(analysis, "MAX_MAP_IMAGES", 4)
+    monkeypatch.setattr(analysis, "MAP_CHUNK", 3)
+    predictor = Features()
+    fmap = analysis.feature_map(predictor, rows, tmp_path, [tmp_path])
+    assert fmap["n"] == 4 and predictor.batches == [3, 1]
+    assert fmap["names"] == ["0.png", "1.png", "3.png", "5.png"]  # an even sample of the 6 distinct files
+    assert fmap["data"] == "4 glioma and meningioma images (an even sample of 6), the test split"

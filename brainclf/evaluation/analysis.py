@@ -139,21 +139,39 @@ def feature_map_key(model_label: str, tta: bool, root, rows: list[dict]) -> tupl
     return model_label, bool(tta), str(root), digest
 
 
+# The map's images: enough for its shape (Kaggle `Testing` has 606 gliomas and meningiomas), few enough that a card
+# of 50,000 rows naming one file over and over cannot fill the server's memory; the model sees them MAP_CHUNK at a
+# time, so no more than one chunk's inputs are held at once.
+MAX_MAP_IMAGES = 1000
+MAP_CHUNK = 64
+
+
 def feature_map(predictor, rows: list[dict], root, allowed, classes=("glioma", "meningioma"),
                 where: str = "the test split") -> dict | None:
-    """PCA of the penultimate-layer features of the images of `classes` found in the dataset: coordinates and
-    labels for figures.feature_map_figure. None when fewer than 3 of them are found."""
-
-    found = [(r, resolve_image(r["path"], root, allowed=allowed)) for r in rows if r["true"] in classes]
-    found = [(r, p) for r, p in found if p is not None]
+    """PCA of the penultimate-layer features of the images of `classes` found in the dataset (each file once; an
+    even sample of MAX_MAP_IMAGES where there are more): coordinates and labels for figures.feature_map_figure.
+    None when fewer than 3 of them are found."""
+    found, seen = [], set()
+    for r in rows:
+        p = resolve_image(r["path"], root, allowed=allowed) if r["true"] in classes else None
+        if p is not None and p not in seen:
+            seen.add(p)
+            found.append((r, p))
     if len(found) < 3:
         return None
-    x = np.stack([load_model_input(p, predictor.contract) for _, p in found])
-    coords = embed_2d(predictor.penultimate_features(x))
-    return {"coords": coords, "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
+    total = len(found)
+    if total > MAX_MAP_IMAGES:
+        found = [found[int(i)] for i in np.linspace(0, total - 1, MAX_MAP_IMAGES)]
+    features = np.concatenate([
+        predictor.penultimate_features(np.stack([load_model_input(p, predictor.contract)
+                                                 for _, p in found[start:start + MAP_CHUNK]]))
+        for start in range(0, len(found), MAP_CHUNK)])
+    what = " and ".join(DISPLAY_NAMES[c].lower() for c in classes) + " images"
+    what += f" (an even sample of {total:,})" if total > len(found) else ""
+    return {"coords": embed_2d(features), "true": [r["true"] for r, _ in found], "pred": [r["pred"] for r, _ in found],
             "names": [r["path"] for r, _ in found], "n": len(found),
             "what": "Penultimate-layer features (PCA)",
-            "data": f"{len(found):,} {' and '.join(DISPLAY_NAMES[c].lower() for c in classes)} images, {where}"}
+            "data": f"{len(found):,} {what}, {where}"}
 
 
 def curve_points(curve: dict) -> dict:
