@@ -5,7 +5,7 @@ shows (brainclf.presentation.gallery)."""
 import pandas as pd
 import streamlit as st
 
-from brainclf.escaping import md_literal
+from brainclf.escaping import csv_row, md_literal
 from brainclf.evaluation import misclassified, with_refer_rule
 from brainclf.presentation import (
     chart_title,
@@ -31,7 +31,7 @@ def show_gallery(shown, key: str) -> None:
     if shown.table is not None:
         st.info("Pick a dataset in the sidebar to see these images (the server offers none yet: $BRAINCLF_DATA "
                 "or [data] in brainclf.toml).")
-        st.dataframe(pd.DataFrame(shown.table), hide_index=True, key=f"{key}_table")
+        st.dataframe(pd.DataFrame(map(csv_row, shown.table)), hide_index=True, key=f"{key}_table")
         return
     cols = st.columns(4)
     for j, item in enumerate(shown.items):
@@ -83,7 +83,7 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
                                                    chart_title("Confusion matrix", f"{name}, {count(ext['n'])}")),
                            key=f"ext_cm_{name}")
         if view["sequences"]:
-            st.dataframe(pd.DataFrame(view["sequences"]), hide_index=True)
+            st.dataframe(pd.DataFrame(map(csv_row, view["sequences"])), hide_index=True)
         wrong = misclassified(ext_rows)
         if wrong:
             title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"

@@ -8,7 +8,7 @@ import streamlit as st
 from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.data import source_at
 from brainclf.errors import BrainclfError
-from brainclf.escaping import md_literal
+from brainclf.escaping import csv_row, md_literal
 from brainclf.evaluation import provenance_note, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
@@ -40,7 +40,7 @@ st.title("Models")
 # ---- available models ---------------------------------------------------------------------------------------
 rows = [listing["row"] for p in available_models() if (listing := model_listing(p))["row"] is not None]
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True,
+    st.dataframe(pd.DataFrame(map(csv_row, rows)), hide_index=True,
                  column_config={"model": st.column_config.TextColumn(width="medium"),
                                 "version": st.column_config.TextColumn(width="medium")})
     st.caption("Pick the active model in the sidebar.")

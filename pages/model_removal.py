@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.errors import BrainclfError
-from brainclf.escaping import md_literal
+from brainclf.escaping import csv_row, md_literal
 from brainclf.input.limits import size_text
 from brainclf.model import delete_removed, remove_model, removed_models, restore_model
 from brainclf.presentation import count
@@ -47,8 +47,8 @@ def _removed(who, models_dir: Path, removed: list) -> None:
     if not removed:
         st.caption("No removed models are kept.")
         return
-    st.dataframe(pd.DataFrame([{"model": e.name, "removed": e.removed_at.strftime("%Y-%m-%d %H:%M:%S"),
-                                "size": size_text(e.size_bytes), "card": "yes" if e.has_card else "missing"}
+    st.dataframe(pd.DataFrame([csv_row({"model": e.name, "removed": e.removed_at.strftime("%Y-%m-%d %H:%M:%S"),
+                                "size": size_text(e.size_bytes), "card": "yes" if e.has_card else "missing"})
                                for e in removed]), hide_index=True)
     by_folder = {e.folder: e for e in removed}
     pick = st.selectbox("Removed model", list(by_folder), key="removed_pick",

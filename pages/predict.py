@@ -268,7 +268,7 @@ if len(book):
     st.subheader("This session's cases")
     st.caption(f"Kept in this browser session's memory only (the latest {book.max_cases} studies, at most "
                f"{size_text(book.max_upload_bytes)} of uploads); closing the tab forgets them.")
-    st.dataframe(pd.DataFrame(book.history_rows(model, show_names, rule)), hide_index=True)
+    st.dataframe(pd.DataFrame(map(csv_row, book.history_rows(model, show_names, rule))), hide_index=True)
     choices = [c.digest for c in reversed(book.cases())]
     labels = {c.digest: f"#{c.number} · " + (f"{c.name} · " if show_names else "") + f"case {c.ref}"
               for c in book.cases()}

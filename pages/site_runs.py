@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.errors import BrainclfError
+from brainclf.escaping import csv_row
 from brainclf.input.limits import size_text
 from brainclf.presentation import count
 from brainclf.site.kept import delete_site_run, kept_site_runs
@@ -21,10 +22,10 @@ def kept_runs_section(who, base: Path, jobs) -> None:
     if not runs:
         return
     with st.expander(f"Your site runs ({count(len(runs))}, {size_text(sum(r.size_bytes for r in runs))})"):
-        st.dataframe(pd.DataFrame([{"site": r.site, "starting model": r.model, "steps done": ", ".join(r.steps) or
-                                    "none", "size": size_text(r.size_bytes),
-                                    "last changed": r.changed_at.strftime("%Y-%m-%d %H:%M:%S")} for r in runs]),
-                     hide_index=True)
+        st.dataframe(pd.DataFrame([csv_row({"site": r.site, "starting model": r.model,
+                                            "steps done": ", ".join(r.steps) or "none", "size": size_text(r.size_bytes),
+                                            "last changed": r.changed_at.strftime("%Y-%m-%d %H:%M:%S")})
+                                   for r in runs]), hide_index=True)
         by_folder = {r.folder: r for r in runs}
         pick = st.selectbox("Site run", list(by_folder), key="site_kept_pick",
                             format_func=lambda f: f"{f} ({by_folder[f].site} from {by_folder[f].model})")

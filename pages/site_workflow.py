@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.errors import BrainclfError
-from brainclf.escaping import md_literal
+from brainclf.escaping import csv_row, md_literal
 from brainclf.inference import overlay_heatmap
 from brainclf.presentation import class_label, confusion_matrix_figure, count, pct, plural, risk_coverage_figure
 from brainclf.scoring import slices_needed
@@ -200,7 +200,7 @@ def _results(state: dict, site_root: Path) -> None:
         (st.warning if checked[1] else st.caption)(checked[0])
     wrong = misclassified_table(final)
     with st.expander(f"Misclassified held-out slices ({count(len(wrong))})"):
-        st.dataframe(pd.DataFrame(wrong), hide_index=True)
+        st.dataframe(pd.DataFrame(map(csv_row, wrong)), hide_index=True)
         if wrong:
             _misclassified_gradcam(state, site_root, wrong)
     st.download_button("Go-live report (PDF)", site_report_pdf(state), file_name=f"go-live-{state['site']}.pdf",

@@ -140,3 +140,17 @@ def test_file_names_and_card_fields_are_literal_on_the_predict_page(attack_serve
     referred = [w.value for w in at.warning if w.value.startswith("Refer\\:")]
     assert len(referred) == 2 and all(md_literal(BADGE) in w for w in referred)  # where the rule was fitted
 
+
+
+def test_every_table_a_user_can_download_defuses_spreadsheet_formulas():
+    """st.dataframe has a "Download as CSV" button that quotes cells but leaves `=cmd|…` a formula: every page
+    passes its rows through escaping.csv_row (a file name, a card's sequence label, a site name)."""
+    import ast
+
+    calls = []
+    for page in sorted((REPO / "pages").glob("*.py")):
+        for node in ast.walk(ast.parse(page.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "dataframe":
+                calls.append((page.name, node.lineno, "csv_row" in ast.unparse(node.args[0])))
+    assert len(calls) >= 7
+    assert [c for c in calls if not c[2]] == []
