@@ -25,7 +25,6 @@ from brainclf.presentation import (
     coverage_figure,
     deletion_figure,
     feature_map_figure,
-    gallery,
     history_figure,
     history_title,
     pr_figure,
@@ -64,7 +63,7 @@ from pages.common import (
     route_through_app,
     settings,
 )
-from pages.evaluation_external import external_section, show_gallery
+from pages.evaluation_external import external_section, paged_gallery
 
 route_through_app(once_per_session=True)  # a bookmarked page on a fresh server goes through app.py's navigation
 who = require("open_evaluation")
@@ -177,7 +176,7 @@ pred_c = b.selectbox("Predicted class", CLASS_NAMES, format_func=class_label, ke
 st.markdown(f"#### {cell_heading(rows, true_c, pred_c)}")
 
 
-show_gallery(gallery(predictor, rows_for_cell(rows, true_c, pred_c), root, allowed), "cell")
+paged_gallery(predictor, rows_for_cell(rows, true_c, pred_c), root, allowed, "cell")
 
 # ---- external validation: images from another source --------------------------------------------------------
 external_section(card, predictor, rule, fresh_external, normalise, config, root, allowed)
@@ -227,7 +226,10 @@ if faithful:
 st.subheader("Glioma vs meningioma")
 gm = glioma_meningioma(rows)
 st.markdown(gm["sentence"])
-show_gallery(gallery(predictor, gm["rows"], root, allowed, limit=8), "gm")
+for (heading, direction), key in zip(gm["directions"], ("gm_m_g", "gm_g_m")):
+    if direction:
+        st.markdown(f"**{heading}**")
+        paged_gallery(predictor, direction, root, allowed, key, limit=8)
 # The map stays until the model, the TTA mode, the dataset or the predictions shown change.
 map_key = feature_map_key(card.label, predictor.tta, root, rows)
 if root and not who.can("re_evaluate"):  # it runs the model over the dataset's images, as an evaluation does

@@ -9,6 +9,7 @@ from brainclf.escaping import csv_row, md_literal
 from brainclf.evaluation import misclassified, with_refer_rule
 from brainclf.presentation import (
     chart_title,
+    class_label,
     confusion_matrix_figure,
     external_sequence_figure,
     gallery,
@@ -25,6 +26,23 @@ def _under_rule(thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
     re-recorded is another entry): its case-group intervals take about a second, and the page reruns on every
     click."""
     return with_refer_rule(ext, rows, dict(thresholds))
+
+
+def _class_or_all(c: str) -> str:
+    return "all" if c == "all" else class_label(c)
+
+
+def paged_gallery(predictor, rows: list[dict], root, allowed, key: str, limit: int = 12) -> None:
+    """`rows`' images, `limit` to a page, with a page picker where there are more (a confusion of 800 images is
+    explored page by page, not cut at the first dozen)."""
+    pages = -(-len(rows) // limit)
+    start = 0
+    if root and pages > 1:
+        if st.session_state.get(f"{key}_page", 1) > pages:  # fewer rows than when the page was picked
+            st.session_state[f"{key}_page"] = pages
+        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=f"{key}_page")
+        start = (int(page) - 1) * limit
+    show_gallery(gallery(predictor, rows, root, allowed, limit=limit, start=start), key)
 
 
 def show_gallery(shown, key: str) -> None:
@@ -88,8 +106,16 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         if wrong:
             title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"
             with st.expander(title):
-                pick = st.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
-                shown = misclassified(ext_rows, None if pick == "all" else pick)
+                seq, true_c, pred_c = st.columns(3)
+                pick = seq.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
+                classes = ["all", *sorted({r["true"] for r in wrong} | {r["pred"] for r in wrong})]
+                true_pick = true_c.selectbox("True class", classes, format_func=_class_or_all,
+                                             key=f"ext_true_{name}")
+                pred_pick = pred_c.selectbox("Predicted class", classes, format_func=_class_or_all,
+                                             key=f"ext_pred_{name}")
+                shown = [r for r in misclassified(ext_rows, None if pick == "all" else pick)
+                         if true_pick in ("all", r["true"]) and pred_pick in ("all", r["pred"])]
                 ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
                 image_root = ext_root.path if ext_root else (root if fresh_external else None)
-                show_gallery(gallery(predictor, shown, image_root, allowed), f"ext_{name}")
+                st.caption(f"{count(len(shown))} shown.")
+                paged_gallery(predictor, shown, image_root, allowed, f"ext_{name}")

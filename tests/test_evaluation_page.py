@@ -202,3 +202,19 @@ def test_an_evaluation_kept_in_another_form_asks_for_a_new_one(tmp_path, monkeyp
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Choose a folder and press Evaluate" in i.value for i in at.info)
+
+
+def test_each_direction_of_the_glioma_meningioma_confusion_has_its_own_pages(small_dataset):
+    """One gallery of both directions cut at 8 hid the other direction whenever the first had 8 or more."""
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    rows = card["test_predictions_tta" if card.get("tta_default") else "test_predictions"]
+    g_m = sum(r["true"] == "glioma" and r["pred"] == "meningioma" for r in rows)
+    assert g_m > 8  # the card has more than one page of them: the picker is there
+    at = open_page("pages/evaluation.py")
+    assert not at.exception
+    assert any(m.value == f"**Glioma called meningioma: {g_m} images**" for m in at.markdown)
+    picker = at.number_input(key="gm_g_m_page")
+    assert picker.max == -(-g_m // 8)
+    picker.set_value(2).run()
+    assert not at.exception
+    assert f"Images 9–{min(g_m, 16)} of {g_m}." in [c.value for c in at.caption]

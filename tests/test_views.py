@@ -71,7 +71,10 @@ def test_cell_heading_and_glioma_meningioma_counts(rows):
     assert cell_heading(rows, "glioma", "meningioma") == "True Glioma, predicted Meningioma: 1 image"
     assert cell_heading(rows, "notumor", "glioma") == "True No tumour, predicted Glioma: 0 images"
     gm = glioma_meningioma(rows)
-    assert len(gm["rows"]) == 3
+    (m_g_heading, m_g), (g_m_heading, g_m) = gm["directions"]  # each direction its own gallery
+    assert (m_g_heading, g_m_heading) == ("Meningioma called glioma: 2 images", "Glioma called meningioma: 1 image")
+    assert {(r["true"], r["pred"]) for r in m_g} == {("meningioma", "glioma")} and len(m_g) == 2
+    assert [(r["true"], r["pred"]) for r in g_m] == [("glioma", "meningioma")]
     assert gm["sentence"].startswith("3 images confused") and "2 meningioma → glioma, 1 glioma → meningioma" in \
         gm["sentence"]
 
@@ -157,9 +160,12 @@ def test_gallery_overlays_are_cached_by_model_version_and_image_content(tmp_path
     rows.append(_row("Testing/glioma/missing.png", "glioma", "meningioma"))
     fake = _FakePredictor()
     first = gallery(fake, rows, root, allowed=[root], limit=3)
-    assert fake.calls == 3 and len(first.items) == 3 and first.more == "… and 1 more."
+    assert fake.calls == 3 and len(first.items) == 3 and first.more == "Images 1–3 of 4."
     assert first.items[0].image.shape == (16, 16, 3) and first.items[0].image.dtype == np.uint8
     assert first.items[0].caption.startswith("0.png: Meningioma 90.0\u00a0%")
+    last_page = gallery(fake, rows, root, allowed=[root], limit=3, start=3)
+    assert [i.caption for i in last_page.items] == ["missing.png: not found in the dataset"]
+    assert last_page.more == "Image 4 of 4."
     again = gallery(fake, rows, root, allowed=[root], limit=3)  # a rerun of the page
     assert fake.calls == 3
     assert all(np.array_equal(a.image, b.image) for a, b in zip(first.items, again.items))

@@ -78,18 +78,22 @@ def probability_text(probs) -> str:
     return ", ".join(f"{label(c)} {pct(p)}" for c, p in pairs if p >= 0.01)
 
 
-def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12) -> Gallery:
-    """Up to `limit` images of `rows` with the Grad-CAM of their predicted class; without a dataset root, the
-    rows as a table (file, probability per class)."""
+def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12, start: int = 0) -> Gallery:
+    """Up to `limit` images of `rows` from `start` on (a page of them) with the Grad-CAM of their predicted class;
+    without a dataset root, the rows as a table (file, probability per class)."""
     if not rows:
         return Gallery()
-    more = f"… and {len(rows) - limit:,} more." if len(rows) > limit else ""
+    start = min(max(int(start), 0), max(len(rows) - 1, 0))
+    shown = rows[start:start + limit]
+    first, last = start + 1, start + len(shown)
+    more = "" if len(rows) <= limit else (f"Image {first:,} of {len(rows):,}." if first == last
+                                          else f"Images {first:,}–{last:,} of {len(rows):,}.")
     if not root:
         return Gallery(table=[{"file": r["path"], **{label(c): pct(p) for c, p in zip(CLASS_NAMES, r["probs"])}}
                               for r in rows])
     items = []
     model_down = False  # after one "busy" or "stopped", the rest show their captions without asking again
-    for r in rows[:limit]:
+    for r in shown:
         name = Path(str(r["path"])).name
         path = resolve_image(r["path"], root, allowed=allowed)
         if path is None:

@@ -146,8 +146,11 @@ def cell_heading(rows: list[dict], true: str, pred: str) -> str:
 
 
 def glioma_meningioma(rows: list[dict]) -> dict:
+    """Both directions of the confusion, each with its own heading and rows (most confident first, as
+    rows_for_cell orders them): one gallery of both would show only the first direction's first few."""
     m_g, g_m = rows_for_cell(rows, "meningioma", "glioma"), rows_for_cell(rows, "glioma", "meningioma")
-    return {"rows": g_m + m_g,
+    return {"directions": [(f"Meningioma called glioma: {count(len(m_g))}", m_g),
+                           (f"Glioma called meningioma: {count(len(g_m))}", g_m)],
             "sentence": f"{count(len(g_m) + len(m_g))} confused between glioma and meningioma "
                         f"({number(len(m_g))} meningioma → glioma, {number(len(g_m))} glioma → meningioma)."}
 
