@@ -53,9 +53,12 @@ def test_confusion_matrix_normalised_shows_percents():
     assert hm.text[0][0] == "80.0 %" and hm.text[3][3] == "60.0 %" and hm.text[2][2] == "100.0 %"  # wording.pct
     assert all(t.endswith(" %") for row in hm.text for t in row)
     assert fig.layout.title.text is None
-    # An empty row (a class with no images) does not divide by zero.
+    # An empty row (a class with no images, as pituitary on the external source) has no recall: "—", blank
+    # cells, not "0.0 %" read as a class the model never finds; the other rows are unchanged.
     fig = confusion_matrix_figure([[0, 0, 0, 0], *CM[1:]], normalise=True)
-    assert np.all(np.isfinite(np.asarray(fig.data[0].z))) and fig.data[0].text[0][0] == "0.0 %"
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert np.isnan(z[0]).all() and np.isfinite(z[1:]).all()
+    assert list(fig.data[0].text[0]) == ["—"] * 4 and fig.data[0].text[2][2] == "100.0 %"
 
 
 def test_roc_figure_legend_has_auc(y_probs):

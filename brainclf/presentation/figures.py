@@ -42,8 +42,10 @@ def confusion_matrix_figure(cm, normalise: bool = False, title: str = "", clicka
     each carrying its (true, predicted) class names as customdata, for `st.plotly_chart(on_select=...)`.
     """
     cm = np.asarray(cm, dtype=float)
-    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
-    text = [[pct(v) if normalise else count(v) for v in row] for row in shown]
+    totals = cm.sum(1, keepdims=True)
+    # A class with no images has no recall: its row is blank ("—"), not a row of 0.0 % read as "never found".
+    shown = np.where(totals > 0, cm / np.maximum(totals, 1), np.nan) if normalise else cm
+    text = [[pct(None if np.isnan(v) else v) if normalise else count(v) for v in row] for row in shown]
     fig = go.Figure(go.Heatmap(
         z=shown, x=DISPLAY, y=DISPLAY, colorscale="Blues", text=text, texttemplate="%{text}",
         hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>", showscale=False,
