@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import CLASS_NAMES
 from .metrics import expected_calibration_error, finite_rows
-from .operating_point import fit_curves, risk_coverage, threshold_for, thresholds_for_target
+from .operating_point import clopper_pearson, fit_curves, risk_coverage, threshold_for, thresholds_for_target
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -128,8 +128,15 @@ def _draws(rng: np.random.Generator, n: int, n_boot: int):
         yield rng.integers(0, n, size=(min(per_chunk, n_boot - start), n))
 
 
+def _or_exact(interval: list[float], k: int, n: int) -> list[float]:
+    """A percentile interval of zero width (every resample all right, or all wrong: [100 %, 100 %], a certainty no
+    finite sample gives) replaced by the exact Clopper-Pearson interval of `k` in `n`, as external figures do."""
+    return clopper_pearson(k, n) if n and interval[0] == interval[1] else interval
+
+
 def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """95 % percentile bootstrap intervals for accuracy and per-class recall."""
+    """95 % percentile bootstrap intervals for accuracy and per-class recall (exact Clopper-Pearson where every
+    resample agreed)."""
     y = np.asarray(y, dtype=int)
     right = probs.argmax(1) == y
     accuracy, recall = [], [[] for _ in CLASS_NAMES]
@@ -140,10 +147,12 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int
             is_c = yb == i
             n_c = is_c.sum(1)
             recall[i].append(np.where(n_c > 0, (correct & is_c).sum(1) / np.maximum(n_c, 1), np.nan))
-    out = {"accuracy": np.percentile(np.concatenate(accuracy), [2.5, 97.5]).tolist(), "recall": {}}
+    out = {"accuracy": _or_exact(np.percentile(np.concatenate(accuracy), [2.5, 97.5]).tolist(),
+                                 int(right.sum()), len(y)), "recall": {}}
     for i, c in enumerate(CLASS_NAMES):
         rec = np.concatenate(recall[i])
-        out["recall"][c] = np.nanpercentile(rec, [2.5, 97.5]).tolist() if np.isfinite(rec).any() else None
+        out["recall"][c] = (_or_exact(np.nanpercentile(rec, [2.5, 97.5]).tolist(), int(right[y == i].sum()),
+                                      int((y == i).sum())) if np.isfinite(rec).any() else None)
     return out
 
 
