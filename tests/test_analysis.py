@@ -323,3 +323,23 @@ def test_the_feature_map_reads_each_file_once_samples_evenly_and_feeds_the_model
     assert fmap["n"] == 4 and predictor.batches == [3, 1]
     assert fmap["names"] == ["0.png", "1.png", "3.png", "5.png"]  # an even sample of the 6 distinct files
     assert fmap["data"] == "4 glioma and meningioma images (an even sample of 6), the test split"
+
+
+def test_a_paired_test_over_case_groups_counts_a_case_once_not_each_of_its_slices():
+    """10 cases of 10 slices: A alone right on every slice of 7 cases, B on 3. McNemar, counting 70 against 30
+    slices, says p < 0.001; the cases say 7 against 3, which sign flips over the 10 groups reach with
+    p = 352 / 1,024 = 0.34."""
+    from brainclf.evaluation.analysis import mcnemar_exact, paired_comparison
+
+    rows_a, rows_b = [], []
+    for g in range(10):
+        for k in range(10):
+            row = {"path": f"case{g}/{k}.png", "true": "glioma", "probs": [0.7, 0.1, 0.1, 0.1], "group": g}
+            rows_a.append(dict(row, pred="glioma" if g < 7 else "meningioma"))
+            rows_b.append(dict(row, pred="meningioma" if g < 7 else "glioma"))
+    paired = paired_comparison(rows_a, rows_b, n_boot=4000)
+    assert paired["test"] == "a permutation test over case groups"
+    assert mcnemar_exact(paired["a_only"], paired["b_only"]) < 0.001
+    assert 0.30 < paired["p_value"] < 0.39
+    ungrouped = paired_comparison([{k: v for k, v in r.items() if k != "group"} for r in rows_a], rows_b)
+    assert ungrouped["test"] == "McNemar's exact test" and ungrouped["p_value"] < 0.001

@@ -66,11 +66,12 @@ def test_external_rows_both_cards_hold_are_compared_file_by_file_over_case_group
     b = read_card(REPO / "models" / "kaggle_only.keras").external_predictions["external-radiopaedia"]
     paired = paired_comparison(a, b)
     assert paired["n"] == 427 and paired["resampled"] == "case groups"
-    (sentence,) = [t for t in _compare_texts(at) if "external-radiopaedia" in t and "McNemar" in t]
+    (sentence,) = [t for t in _compare_texts(at) if "external-radiopaedia" in t and "permutation test" in t]
     assert "427 files both cards hold per-image rows for" in sentence and "1,281" in sentence, sentence
     assert f"**default_split {pct(paired['accuracy_a'])}**".replace("\u00a0", " ") in sentence.replace("\u00a0", " ")
     assert f"kaggle_only {pct(paired['accuracy_b'])}".replace("\u00a0", " ") in sentence.replace("\u00a0", " ")
     assert f"resampling {paired['units']} case groups" in sentence
+    assert "A permutation test over case groups: p" in sentence and "McNemar" not in sentence  # slices of a case
 
 
 def _models_with_an_unverified_upload(folder: Path) -> Path:
@@ -179,8 +180,9 @@ def test_external_datasets_held_by_one_card_only_or_with_no_file_in_common_are_s
     rows = a.external_predictions["external-radiopaedia"]
     a = replace(a, external_predictions={"external-radiopaedia": rows, "hospital-x": rows[:3]})
     paired, alone = external_comparison(a, b)
-    assert "McNemar" in paired and md_plain(alone) == "Not paired, per-image rows in one card only: hospital-x."
+    assert "permutation test over case groups" in paired
+    assert md_plain(alone) == "Not paired, per-image rows in one card only: hospital-x."
     moved = replace(b, external_predictions={"external-radiopaedia": [dict(r, path="elsewhere/" + r["path"])
                                                                       for r in rows]})
     (none,) = external_comparison(_cards()[0], moved)
-    assert "for no file in common: nothing to pair" in none and "McNemar" not in none
+    assert "for no file in common: nothing to pair" in none and "permutation" not in none

@@ -103,12 +103,25 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return float(min(1.0, 2 * tail))
 
 
+def group_sign_flip_p(diffs: np.ndarray, unit: np.ndarray, n_perm: int, rng: np.random.Generator) -> float:
+    """Two-sided p-value of a paired permutation test over groups: under "the two models are exchangeable", each
+    case group's summed difference (A right − B right) is as likely negated; slices of one case flip together, which
+    McNemar's test, counting them as independent pairs, does not do. `n_perm` random sign patterns (+1: the
+    observed one counts, so p is never 0)."""
+    _, inverse = np.unique(unit, return_inverse=True)
+    totals = np.bincount(inverse, weights=diffs)
+    observed = abs(totals.sum())
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, len(totals)))
+    return float(((np.abs(signs @ totals) >= observed - 1e-9).sum() + 1) / (n_perm + 1))
+
+
 def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
     """Two models on the same test images (matched by path): each accuracy, the difference A − B, its 95 %
-    paired percentile bootstrap interval and McNemar's exact p-value.
+    paired percentile bootstrap interval and a paired test's p-value (`test`).
 
-    The bootstrap resamples case groups when every matched row of A carries a "group" (external folders),
-    else single images. Rows present in one list only are left out (`unmatched`).
+    When every matched row of A carries a "group" (external folders) the bootstrap resamples case groups and the
+    test is a sign-flip permutation test over them; else single images and McNemar's exact test. Rows present in
+    one list only are left out (`unmatched`).
     """
     by_path = {r["path"]: r for r in rows_b}
     pairs = [(r, by_path[r["path"]]) for r in rows_a
@@ -124,11 +137,16 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000
     else:
         unit, unit_name = np.arange(len(pairs)), "images"
     n_units = len(np.unique(unit))
-    diffs = group_mean_resamples(ca - cb, unit, n_boot, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    diffs = group_mean_resamples(ca - cb, unit, n_boot, rng)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
+    if unit_name == "case groups":
+        test, p_value = "a permutation test over case groups", group_sign_flip_p(ca - cb, unit, n_boot, rng)
+    else:
+        test, p_value = "McNemar's exact test", mcnemar_exact(a_only, b_only)
     out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
                 "difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),
-                "a_only": a_only, "b_only": b_only, "p_value": mcnemar_exact(a_only, b_only),
+                "a_only": a_only, "b_only": b_only, "p_value": p_value, "test": test,
                 "resampled": unit_name, "units": n_units, "resamples": n_boot})
     return out
 

@@ -23,14 +23,15 @@ def p_text(p: float) -> str:
 
 def paired_words(paired: dict, name_a: str, name_b: str, lead: str) -> str:
     """A paired_comparison (with matched images) in one Markdown sentence after `lead` (Markdown): both accuracies,
-    the difference with its paired bootstrap interval (over what it resampled: images or case groups) and
-    McNemar's exact test. The names are escaped here."""
+    the difference with its paired bootstrap interval (over what it resampled: images or case groups) and the
+    paired test's p-value (McNemar's for images, a permutation test over case groups). The names are escaped here."""
     lo, hi = paired["interval"]
     name_a, name_b = md_literal(name_a), md_literal(name_b)  # the sentence is Markdown; the names are the cards'
     return (f"{lead}: **{name_a} {cell_pct(paired['accuracy_a'])}**, "
             f"**{name_b} {cell_pct(paired['accuracy_b'])}**; difference **{points(paired['difference'])}** "
             f"(95 % paired bootstrap interval {points(lo)} to {points(hi)}, resampling "
-            f"{wording.plural(paired['units'], paired['resampled'].rstrip('s'))}). McNemar's exact test: "
+            f"{wording.plural(paired['units'], paired['resampled'].rstrip('s'))}). "
+            f"{paired['test'][0].upper() + paired['test'][1:]}: "
             f"{p_text(paired['p_value'])} ({wording.plural(paired['a_only'], 'image')} only {name_a} got right, "
             f"{wording.plural(paired['b_only'], 'image')} only {name_b}).")
 
