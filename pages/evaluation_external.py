@@ -88,6 +88,8 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         view = external_view(name, ext)
         st.markdown(view["heading"])
         st.table(pd.DataFrame(view["rows"]), hide_index=True)
+        if view["caveat"]:
+            st.warning(view["caveat"], icon=":material/info:")
         if mode_note:
             st.caption(mode_note)
         for note in view["notes"]:  # what reading the folder's manifest.csv found (rows naming no slice, conflicts)

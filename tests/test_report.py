@@ -95,8 +95,8 @@ def test_batch_report_has_a_summary_then_one_page_per_slice_with_status_model_an
     # Issue #27: every case says how the model did on other sources' scans, next to its answer.
     for page in per_page[:3]:
         flat_page = " ".join(page.split())
-        assert ("Measured on other sources' scans: 74.9 % right (427 slices of external-radiopaedia, by its split run "
-                "default_split); on the Kaggle test split 98.0 % (in-distribution).") in flat_page
+        assert ("Measured on other sources' scans: <= 74.9 % right (427 slices of external-radiopaedia, by its split "
+                "run default_split); on the Kaggle test split 98.0 % (in-distribution).") in flat_page
     # Page 3 out of distribution: the flag comes before the (greyed) class.
     p3 = " ".join(per_page[2].split())
     assert p3.index("Not like a brain MRI slice") < p3.index("Model's class, not meaningful for this input: Glioma")

@@ -30,13 +30,17 @@ def test_a_multi_source_card_lists_sources_sequences_and_licences():
 
 def test_the_case_line_leads_with_other_sources_and_says_plainly_when_never_measured():
     """Issue #27: nothing on a case said how the model does on scans from another source."""
-    ext = {"n": 427, "accuracy": 0.7494, "membership": "held-out case groups"}
-    c = card(training={"sources": [{"name": "kaggle", "primary": True}, {"name": "radiopaedia"}]},
-             metrics={"test": {"accuracy": 0.987}, "external": {"radiopaedia": ext}})
+    ext = {"n": 427, "accuracy": 0.7494, "membership": "held-out case groups", "case_grouping_bits": 25}
+    sources = {"sources": [{"name": "kaggle", "primary": True}, {"name": "radiopaedia"}]}
+    c = card(training=sources, metrics={"test": {"accuracy": 0.987}, "external": {"radiopaedia": ext}})
     line = case_scope_line(c)
     assert line.startswith("Scope: brain MRI slices like those of kaggle and radiopaedia.")
     assert "Measured on other sources' scans: 74.9 % right (427 slices of radiopaedia)" in line
     assert line.index("74.9 %") < line.index("on the Kaggle test split 98.7 % (in-distribution)")
+    # A split whose case groups joined only re-encodings of a slice (no case_grouping_bits recorded): "≤".
+    loose = card(training=sources, metrics={"test": {"accuracy": 0.987},
+                                            "external": {"radiopaedia": dict(ext, case_grouping_bits=None)}})
+    assert "Measured on other sources' scans: ≤ 74.9 % right (427 slices of radiopaedia)" in case_scope_line(loose)
     never = case_scope_line(card(metrics={"test": {"accuracy": 0.99}}))
     assert "Not measured on any other source" in never and "99.0 %" in never
     assert external_summary(card()) is None

@@ -278,3 +278,16 @@ def test_undefined_figures_read_dash_and_the_macro_auc_says_over_how_many_classe
     only_glioma_clean = [{**r, "clean": r["true"] == "glioma"} for r in rows]
     clean_rows = {r["class"]: r for r in clean_view(report_from_rows(only_glioma_clean))["rows"]}
     assert clean_rows["Meningioma"]["recall (clean)"] == "—" and clean_rows["Glioma"]["recall (clean)"] != "—"
+
+
+def test_an_external_figure_of_a_split_with_loose_case_groups_reads_as_an_upper_estimate():
+    from brainclf.presentation.views import UPPER_ESTIMATE_NOTE, external_view
+
+    ext = {"n": 427, "accuracy": 0.7494, "membership": "held-out case groups (not trained or validated on)",
+           "confusion_matrix": [[0] * 4] * 4}
+    loose = external_view("external-radiopaedia", ext)
+    assert loose["rows"][0]["value"].startswith("≤ 74.9") and loose["caveat"] == UPPER_ESTIMATE_NOTE
+    whole_cases = external_view("external-radiopaedia", dict(ext, case_grouping_bits=25))
+    assert whole_cases["rows"][0]["value"].startswith("74.9") and whole_cases["caveat"] is None
+    never_trained = external_view("external-radiopaedia", dict(ext, membership="all images (never trained on)"))
+    assert never_trained["caveat"] is None

@@ -4,9 +4,8 @@ pooled over the other sources, classes no other source holds, the known limitati
 from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..data.sources import SAME_CASE_THRESHOLD
 from ..escaping import md_literal
-from .scope import claim_words, external_reports, site_scope
+from .scope import claim_words, external_reports, site_scope, upper_estimate
 from .wording import count, pct, pct_pair, plural
 
 
@@ -80,9 +79,7 @@ def grouping_caveat(card) -> str:
     """'' unless a recorded external figure comes from a training split whose case groups joined only re-encodings
     of one slice (cards split before 2026-12-06 record no case_grouping_bits): then neighbouring slices of held-out
     cases were in training, and the figure is an upper estimate, in words."""
-    loose = [name for name, e in external_reports(card)[0].items()
-             if str(e.get("membership", "")).startswith("held-out case groups")
-             and (e.get("case_grouping_bits") or 0) < SAME_CASE_THRESHOLD]
+    loose = [name for name, e in external_reports(card)[0].items() if upper_estimate(e)]
     if not loose:
         return ""
     return (f"An upper estimate: the split of {', '.join(loose)} joined only re-encodings of one slice into a case, "

@@ -42,7 +42,7 @@ def other_source_accuracy(card) -> str:
     """The card's external validation in a few words, e.g. "74.9 % of 427 external-radiopaedia (split run)"
     ("split run": measured by the recipe's split run, this model refit on those cases too); "never checked"."""
     externals, recipe = scope.external_reports(card)
-    words = [f"{pct(ext.get('accuracy'))} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
+    words = [f"{scope.external_pct(ext, pct)} of {number(ext.get('n'))} {name}" for name, ext in externals.items()]
     return "; ".join(words) + (" (split run)" if recipe and words else "") if words else "never checked"
 
 

@@ -8,7 +8,7 @@ sequences of the external validation. An upload that looks unlike all of them is
 from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
-from ..data.sources import is_non_commercial
+from ..data.sources import SAME_CASE_THRESHOLD, is_non_commercial
 from ..evaluation.external import MIN_INTERVAL_GROUPS
 from ..evaluation.provenance import card_is_verified
 from ..scoring.rates import sensitivity_specificity
@@ -94,6 +94,20 @@ def source_tag(card) -> str:
     return tag + (" · non-commercial" if any(is_non_commercial(s.get("licence", "")) for s in sources) else "")
 
 
+def upper_estimate(ext: dict) -> bool:
+    """Whether a recorded external figure comes from a training split whose case groups joined only re-encodings
+    of one slice (cards split before 2026-12-06 record no case_grouping_bits): neighbouring slices of held-out
+    cases were in training, so the figure is an upper estimate."""
+    return (str(ext.get("membership", "")).startswith("held-out case groups")
+            and (ext.get("case_grouping_bits") or 0) < SAME_CASE_THRESHOLD)
+
+
+def external_pct(ext: dict, fmt=pct) -> str:
+    """A recorded external accuracy as every page shows it: '≤ 74.9 %' where it is an upper estimate (`fmt`: the
+    percentage formatter of the table it goes in)."""
+    return ("≤ " if upper_estimate(ext) else "") + fmt(ext.get("accuracy"))
+
+
 def external_accuracy(card) -> float | None:
     """The first recorded external accuracy (other source; a refit's: its split run's), or None when never
     measured."""
@@ -111,7 +125,8 @@ def external_summary(card) -> dict | None:
         return None
     n = sum(k for _, k, _ in done)
     return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done,
-            "recipe_run": recipe.get("model") if recipe else None}
+            "recipe_run": recipe.get("model") if recipe else None,
+            "upper": any(upper_estimate(ext) for ext in external.values())}
 
 
 def external_words(card) -> str:
@@ -122,9 +137,10 @@ def external_words(card) -> str:
     where = _datasets_words(ext, "")
     # A refit model learnt from those held-out cases: the figure is its recipe's, measured by the split run.
     run = f", by its split run {ext['recipe_run']}" if ext.get("recipe_run") else ""
+    upper = "≤ " if ext["upper"] else ""
     if len(ext["datasets"]) == 1:
-        return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
-    return f"{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
+        return f"{upper}{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
+    return f"{upper}{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
 
 
 def _datasets_words(ext: dict, right: str) -> str:
@@ -195,7 +211,7 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
     # The picker's short form of claim_words; the other source's figure first (a clinic's scans are another source).
     claimed = "" if verified else " claimed, not verified"
     ext_claimed = " claimed, not verified" if claim_words(card, external=True) else ""
-    parts = [f"other source {pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
+    parts = [f"other source {'≤ ' if ext['upper'] else ''}{pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
              + (" by its split run" if ext["recipe_run"] else "") if ext else "",
              f"Kaggle test {pct(acc)} (in-distribution){claimed}" if acc else ""]
     label = f"{stem} ({card.architecture}, {source_tag(card)}" + "".join(f"; {x}" for x in parts if x) + ")"

@@ -156,13 +156,18 @@ def glioma_meningioma(rows: list[dict]) -> dict:
 
 
 # ---- external validation ---------------------------------------------------------------------------------------
+UPPER_ESTIMATE_NOTE = ("These figures are upper estimates (\"≤\"): this split joined only re-encodings of one slice "
+                       "into a case, so neighbouring slices of some held-out cases were in training; a split by whole "
+                       "cases reads lower (README, \"Results: read this first\").")
+
+
 def external_view(name: str, ext: dict) -> dict:
     """One external dataset: its heading (Markdown, the card's text escaped), a table of its key rates (with what
     each means) and its sequences."""
     iv = ext.get("intervals") or {}
     acc_ci = iv.get("accuracy")
     rows = [
-        {"measure": "Accuracy", "value": pct(ext["accuracy"]),
+        {"measure": "Accuracy", "value": scope.external_pct(ext, pct),
          "detail": f"95 % interval {interval(acc_ci)} ({scope.group_interval(iv)})" if acc_ci
          else f"{count(ext['n'])}; {scope.group_interval(iv)}"},
         {"measure": "Tumours called 'no tumour'", "value": pct(ext.get("called_notumor_rate")),
@@ -183,6 +188,7 @@ def external_view(name: str, ext: dict) -> dict:
                           "referred or flagged": pct(None if m.get("coverage") is None else 1 - m["coverage"])})
     return {"heading": f"**{md_literal(name)}** — {md_literal(ext['membership'])}.", "rows": rows,
             "sequences": sequences, "notes": manifest_notes(ext),
+            "caveat": UPPER_ESTIMATE_NOTE if scope.upper_estimate(ext) else None,
             "core": f"Contrast-enhanced (T1C+) tumours and all normal slices: {pct(core['accuracy'])} of "
                     f"{count(core['n'])}." if core else None}
 
