@@ -17,6 +17,7 @@ from brainclf.serving import discard_interrupted, interrupted_runs, name_in_use,
 from brainclf.training import TrainConfig
 from pages.common import (
     available_models,
+    card_of,
     data_root,
     model_listing,
     model_process_predictor,
@@ -72,8 +73,15 @@ if who.can("re_evaluate") and config.root_names():
                        "its card, with the figure claimed beside it.")
             c1, c2 = st.columns(2)
             to_verify = c1.selectbox("Uploaded model", claimed, format_func=lambda p: p.stem, key="verify_pick")
-            verify_on = c2.selectbox("Test data", config.root_names(), key="verify_data")
-            if st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
+            picked = card_of(to_verify) if to_verify else None
+            source = (picked.training.get("fingerprint") or {}).get("root_name") if picked else None
+            # Its own source only: the figure replaces its test split's, shown as in-distribution.
+            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if not source or
+                                                   config.root(n).path.resolve().name == source],
+                                     key="verify_data", help="The dataset named as its training source.")
+            if verify_on is None:
+                st.caption(f"This server offers no dataset named {md_literal(source)}, its training source.")
+            elif st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
                 bar = st.progress(0.0, text="Evaluating…")
                 try:
                     with page_work().hold("the re-measure"):

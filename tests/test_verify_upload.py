@@ -127,3 +127,16 @@ def test_a_site_profile_of_an_upload_is_not_re_verified_over_its_site_mark(smoke
     with pytest.raises(ModelError, match="a site model of an upload, its figures measured here by its site steps"):
         verify_uploaded_model(added, synthetic_dataset)
     assert read_card(added).measured_site["name"] == "clinic"
+
+
+def test_an_upload_is_re_measured_on_its_own_training_source_only(smoke_model, synthetic_dataset, tmp_path, capsys):
+    """The re-measured figure replaces its test split's and reads "(in-distribution)": measured on another
+    dataset (an external source picked by mistake) it would have been labelled as the Kaggle test figure."""
+    added = add_model("up", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(), tmp_path)
+    other = tmp_path / "another-hospital"
+    shutil.copytree(synthetic_dataset, other)
+    assert main(["verify", "--model", str(added), "--data", str(other)]) != 0
+    err = capsys.readouterr().err
+    assert f"come from its training source, {synthetic_dataset.name}; another-hospital is another dataset" in err
+    assert not card_is_verified(read_card(added))
+    assert main(["verify", "--model", str(added), "--data", str(synthetic_dataset)]) == 0

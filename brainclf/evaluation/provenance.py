@@ -42,6 +42,7 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     predictor = predictor or Predictor.load(path)
     card = read_card(path)  # its own copy to fill in: a predictor's card may be shared by every session
     _check_verifiable(path, card)
+    _check_own_source(card, data)
     claimed = card.provenance.get("claimed_test_accuracy") if card_is_verified(card) else \
         (card.metrics.get("test") or {}).get("accuracy")
     measured = {}
@@ -77,6 +78,16 @@ def _check_verifiable(path: Path, card: ModelCard) -> None:
     if card.measured_site:
         raise ModelError(f"{path.name} is a site model of an upload, its figures measured here by its site steps: "
                          "verify the uploaded model it was made from instead.")
+
+
+def _check_own_source(card: ModelCard, data: Path) -> None:
+    """ModelError unless `data` is named as the card's training source: the re-measured figure replaces its test
+    split's and is shown as in-distribution (another hospital's slices are the site workflow's: site validate)."""
+    source = str((card.training.get("fingerprint") or {}).get("root_name") or "")
+    if source and data.resolve().name != source:
+        raise ModelError(f"{card.name}'s test figures come from its training source, {plain_label(source, 64)}; "
+                         f"{plain_label(data.resolve().name, 64)} is another dataset. Re-measure it on "
+                         f"{plain_label(source, 64)}, or validate it on other slices with the site workflow.")
 
 
 def _check_still_there(path: Path, card: ModelCard) -> None:
