@@ -35,7 +35,7 @@ from brainclf.presentation import (
     shortcut_figure,
     site_training_words,
 )
-from brainclf.presentation.comparison import compare_cards
+from brainclf.presentation.comparison import compare_cards, test_source
 from brainclf.presentation.scope import missing_test_rows_words
 from brainclf.presentation.views import (
     cell_heading,
@@ -84,7 +84,8 @@ else:
 re_evaluated = source != CARD_SOURCE
 # The card stores the test predictions with and without flip TTA: show the ones matching the TTA setting.
 rows, card_tta = card.stored_test_predictions(predictor.tta)
-where, data_name = f"the test split recorded in the {card.name} card", "the test split"
+where = f"the test split of {test_source(card)} recorded in the {card.name} card (in-distribution)"
+data_name = "the test split (in-distribution)"
 where += "" if card_is_verified(card) else " (figures claimed by its uploader, not verified on this server)"
 root = data_root()
 fresh_external = notes = None

@@ -68,8 +68,8 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
     measured (shown instead of the card's); `root`: the dataset picked in the sidebar; `allowed`: the data roots
     images may be opened from."""
     st.subheader("External validation")
-    st.caption("The Kaggle test split above comes from the same sources as the training images, so its accuracy is "
-               "an **in-distribution** figure. These are slices from another source, which is how a clinician's own "
+    st.caption("A test split drawn from the same sources as the training images (the card's) gives an "
+               "**in-distribution** figure. These are slices from another source, which is how a clinician's own "
                "scans look to the model.")
     externals = dict(card.metrics.get("external", {}))
     if fresh_external:

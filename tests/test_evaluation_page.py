@@ -109,8 +109,8 @@ def test_the_feature_map_stays_until_the_model_mode_changes(small_dataset):
     assert not mapped(at)
     at.button(key="fmap").click().run()
     assert not at.exception and mapped(at)
-    assert chart_title("Penultimate-layer features (PCA)", "6 glioma and meningioma images, the test split") in \
-        _titles(at)
+    assert chart_title("Penultimate-layer features (PCA)",
+                       "6 glioma and meningioma images, the test split (in-distribution)") in _titles(at)
     at.toggle(key="cm_norm").set_value(True).run()  # another widget: the map stays
     assert not at.exception and mapped(at)
     at.selectbox(key="cell_true").set_value("pituitary").run()
@@ -128,7 +128,10 @@ def test_every_figure_has_a_title_saying_on_which_data():
     titles = _titles(at)
     assert len(titles) >= 10 and all(titles), titles
     for name in ("Confusion matrix", "ROC (one-vs-rest)", "Precision-recall", "Calibration", "Coverage vs accuracy"):
-        assert chart_title(name, "the test split, 1,025 images") in titles, name  # what, and on which data
+        assert chart_title(name, "the test split (in-distribution), 1,025 images") in titles, name  # on which data
+    # The headline names the dataset and says the figures are in-distribution (not the product's accuracy).
+    assert md_plain(at.caption[0].value).startswith(
+        "1,025 images from the test split of brain-tumor-mri recorded in the default card (in-distribution)")
     calibration = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Calibration<br>"))
     counts = next(t for t in calibration["data"] if t.get("name") == "images per bin")
     assert sum(counts["y"]) == 1025  # every test image sits in one bin
