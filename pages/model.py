@@ -24,6 +24,7 @@ from pages.common import (
     models_dir,
     page_work,
     public,
+    redraw_page_when_job_ends,
     require,
     route_through_app,
     settings,
@@ -247,6 +248,7 @@ def training_panel():
     # Who, asked again on each redraw: a role taken away meanwhile must not keep this panel's buttons.
     who = require("open_model")
     s = jobs.status
+    redraw_page_when_job_ends(s, "training_panel")
     if s is not None and s.request.get("kind") == "site":  # the site section below shows its own steps
         if s.active:  # Start training is disabled: say why
             st.caption(f"A site step is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): "

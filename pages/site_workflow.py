@@ -36,7 +36,16 @@ from brainclf.site.summary import (
     promise,
     saved_models,
 )
-from pages.common import available_models, get_predictor, model_ready, public, require, settings, training_jobs
+from pages.common import (
+    available_models,
+    get_predictor,
+    model_ready,
+    public,
+    redraw_page_when_job_ends,
+    require,
+    settings,
+    training_jobs,
+)
 from pages.site_runs import kept_runs_section
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
@@ -130,6 +139,7 @@ def _status(jobs) -> None:
     # must not keep this panel's buttons.
     who = require("site_workflow")
     s = jobs.status
+    redraw_page_when_job_ends(s, "site_panel")
     if s is not None and s.active and s.request.get("kind") != "site":  # the step buttons are disabled: say why
         st.caption(f"A training is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): site "
                    "steps can start once it ends. One job, a training or a site step, runs at a time.")
@@ -153,9 +163,6 @@ def _status(jobs) -> None:
             jobs.resume(who.user_id, admin=admin, started=s.started)
         except BrainclfError as e:
             st.error(public(e))
-    elif s.state == "done" and st.session_state.get("site_shown") != s.started:
-        st.session_state["site_shown"] = s.started  # the step's figures are outside this fragment: draw them
-        st.rerun(scope="app")
     elif s.state == "done":
         st.success(f"{name}: done." + (" The new model is selectable in the sidebar." if s.result and
                                        Path(s.result).suffix == ".keras" else ""))

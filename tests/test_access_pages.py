@@ -364,3 +364,19 @@ def test_a_cancel_drawn_for_a_job_that_has_ended_never_reaches_the_next_one(serv
     drawn.click().run()
     assert not at.exception and not foreign_job._cancel.is_set()
     assert "cancel_train_200.0" in [b.key for b in at.button]  # the new job's own button, not clicked
+
+
+def test_the_whole_page_is_redrawn_once_when_a_training_it_saw_running_ends(server_settings, foreign_job):
+    """The panel redraws itself every second; the rest of the page (Start training, disabled while a job runs;
+    the models table; the picker) followed only at the next click."""
+    running = JobStatus(name="mine", state="running", owner="sub:sub-researcher", owner_label="R")
+    foreign_job.status = running
+    at = run_page(app_as(signed_in("researcher")), "model")
+    assert at.session_state["training_panel_seen_running"] == running.started
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    foreign_job.status = JobStatus(name="mine", state="done", owner="sub:sub-researcher", owner_label="R",
+                                   started=running.started)
+    at.run()
+    assert not at.exception
+    assert "training_panel_seen_running" not in at.session_state  # redrawn once, then left alone
+    assert not next(b for b in at.button if b.label == "Start training").disabled

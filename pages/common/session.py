@@ -21,6 +21,18 @@ def training_jobs() -> TrainingJobs:
     return TrainingJobs()
 
 
+def redraw_page_when_job_ends(status, key: str) -> None:
+    """Called by a job panel (a fragment redrawn every second): once a job this session saw running has ended (done,
+    cancelled or failed), rerun the whole page once, so what lies outside the fragment follows: the start buttons
+    it disabled, the models table and the sidebar's picker with a new model, a site step's figures."""
+    seen = f"{key}_seen_running"
+    if status is not None and status.active:
+        st.session_state[seen] = status.started
+    elif status is not None and st.session_state.get(seen) == status.started:
+        del st.session_state[seen]
+        st.rerun(scope="app")
+
+
 @st.cache_resource
 def page_work() -> PageWorkSlots:
     """Process-wide: how many evaluations run inside pages at once (brainclf.serving.page_work)."""
