@@ -46,7 +46,7 @@ from pages.common import (
     route_through_app,
     test_accuracy,
 )
-from pages.predict_uploads import cases_of_uploads, upload_problem, uploads_changed
+from pages.predict_uploads import cases_of_uploads, repeated_uploads, upload_problem, uploads_changed
 
 route_through_app()
 who = require("open_predict")
@@ -96,6 +96,12 @@ if files:
                    "uploads: showing the latest ones.")
         shown = [d for d in shown if d in book]
     st.session_state["shown_cases"] = shown
+    if repeats := repeated_uploads(files):
+        which = "; ".join(f"{md_literal(name)} is the same image as {md_literal(earlier)}" for name, earlier in repeats)
+        st.info(f"{plural(len(repeats), 'upload')} repeated an earlier one's image byte for byte and "
+                f"{'is' if len(repeats) == 1 else 'are'} shown once" + (f": {which}." if show_names else
+                                                                       " (file names hidden)."),
+                icon=":material/content_copy:")
 else:  # back from another page: the upload box starts empty, the session's cases do not
     shown = [d for d in st.session_state.get("shown_cases", []) if d in book]
     if shown:

@@ -5,6 +5,7 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.input import check_upload_session, series_groups, study_frames, upload_alias
+from brainclf.presentation import content_hash
 from pages.common import case_book
 
 
@@ -38,3 +39,17 @@ def cases_of_uploads(book, files) -> list[str]:
         return book.add_upload(name, data, lambda: study_frames(data, upload_alias(name)))
     groups = series_groups([(upload_alias(name), data) for name, data in uploads])  # no file name in a message
     return list(dict.fromkeys(c.digest for g in groups for c in cases(g)))
+
+
+def repeated_uploads(files) -> list[tuple[str, str]]:
+    """(file name, the earlier file of the same bytes) for each upload that repeats another's bytes: the case book
+    keeps one case per image, so without a word the second name would be in no table, CSV or PDF."""
+    first: dict[str, str] = {}
+    repeats = []
+    for f in files:
+        digest = content_hash(f.getvalue())
+        if digest in first:
+            repeats.append((f.name, first[digest]))
+        else:
+            first[digest] = f.name
+    return repeats

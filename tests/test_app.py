@@ -562,3 +562,19 @@ def test_a_model_that_misses_other_sources_tumours_unreferred_is_marked_for_comp
     at.selectbox(key="model_path").set_value(str(REPO / "models" / "kaggle_only.keras")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("kaggle\\_only" in w.value and "cannot be relied on" in w.value for w in at.warning)
+
+
+def test_an_upload_repeating_another_ones_image_is_said_not_silently_dropped(make_image, png_bytes):
+    """patientB.png with patientA.png's bytes was one case: its name was in no table, CSV or PDF, and nothing said
+    why."""
+    same, other = png_bytes(make_image("glioma", 6)), png_bytes(make_image("pituitary", 7))
+    at = open_page("pages/predict.py")  # local mode: file names shown
+    at.file_uploader[0].set_value([("patientA.png", same, "image/png"), ("patientB.png", same, "image/png"),
+                                   ("other.png", other, "image/png")]).run()
+    assert not at.exception
+    (said,) = [md_plain(i.value) for i in at.info if "byte for byte" in i.value]
+    assert said == ("1 upload repeated an earlier one's image byte for byte and is shown once: patientB.png is the "
+                    "same image as patientA.png.")
+    at.sidebar.toggle(key="show_names").set_value(False).run()
+    (hidden,) = [md_plain(i.value) for i in at.info if "byte for byte" in i.value]
+    assert hidden.endswith("is shown once (file names hidden).") and "patient" not in hidden
