@@ -120,6 +120,14 @@ def test_the_models_table_gives_other_source_accuracy_before_the_test_split_and_
     assert model_row("m", refit, True, False)["other-source accuracy"] == \
         "74.9\u00a0% of 427 radiopaedia; 50.0\u00a0% of 1,000 other (split run)"
     assert model_row("m", card(), True, False)["other-source accuracy"] == "never checked"
+    # A model with in-distribution figures only does not read as a plain research model.
+    assert model_row("m", card(metrics={"test": {"accuracy": 0.99}}), True, False)["use"] == \
+        "research: never checked on another source"
+    assert own["use"] == "research"
+    from brainclf.presentation import model_choice_label
+
+    assert "other source never checked; Kaggle test 99.0 %" in model_choice_label(
+        "m", card(metrics={"test": {"accuracy": 0.99}}), verified=True)
 
 
 def test_a_site_models_external_figures_are_measured_here_even_for_an_upload():

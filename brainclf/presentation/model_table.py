@@ -15,7 +15,9 @@ def model_row(stem: str, card, verified: bool, study: bool, mark: str | None = N
     clinic's scans will see), percentages and counts by the one formatter, '—' where the card has no figure."""
     test = card.test_metrics()
     mark = misses_words(card) if mark is None else mark  # model_listing's, worked out once
-    use = "study/baseline: not for reading scans" if study else f"comparison: {mark}" if mark else "research"
+    never = not scope.external_reports(card)[0]  # in-distribution figures only: nothing says how it reads a clinic's
+    use = ("study/baseline: not for reading scans" if study else f"comparison: {mark}" if mark
+           else "research: never checked on another source" if never else "research")
     return {"model": stem, "version": card.version, "use": use,
             "other-source accuracy": other_source_accuracy(card),
             "test split accuracy (in-distribution)": pct(test.get("accuracy")),

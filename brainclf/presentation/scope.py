@@ -212,7 +212,7 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
     claimed = "" if verified else " claimed, not verified"
     ext_claimed = " claimed, not verified" if claim_words(card, external=True) else ""
     parts = [f"other source {'≤ ' if ext['upper'] else ''}{pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
-             + (" by its split run" if ext["recipe_run"] else "") if ext else "",
+             + (" by its split run" if ext["recipe_run"] else "") if ext else "other source never checked",
              f"Kaggle test {pct(acc)} (in-distribution){claimed}" if acc else ""]
     label = f"{stem} ({card.architecture}, {source_tag(card)}" + "".join(f"; {x}" for x in parts if x) + ")"
     return label + (" · study/baseline: not for reading scans" if is_study_card(card) else "")
