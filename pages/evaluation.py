@@ -57,6 +57,7 @@ from pages.common import (
     card_of,
     data_root,
     get_predictor,
+    kept_across_pages,
     page_work,
     public,
     require,
@@ -77,6 +78,7 @@ card = predictor.card
 config = settings()
 allowed = [r.path for r in config.data_roots]  # images are only ever opened inside the server's data roots
 CARD_SOURCE = "Model card (test split, no re-run)"
+kept_across_pages("eval_source", "eval_folder")  # back from another page: the view the user left
 if who.can("re_evaluate"):
     source = st.radio("Results from", [CARD_SOURCE, "Re-evaluate on a folder"], horizontal=True, key="eval_source")
 else:

@@ -221,3 +221,18 @@ def test_each_direction_of_the_glioma_meningioma_confusion_has_its_own_pages(sma
     picker.set_value(2).run()
     assert not at.exception
     assert f"Images 9–{min(g_m, 16)} of {g_m}." in [c.value for c in at.caption]
+
+
+def test_the_view_a_researcher_left_is_there_when_they_come_back(tmp_path, monkeypatch):
+    """Streamlit drops a widget's value on a run that does not draw it: back from Home, the page had gone back
+    to the card's results and the first folder."""
+    folder = write_external(tmp_path / "other-hospital", cases=3)
+    monkeypatch.setenv("BRAINCLF_DATA", str(folder))
+    at = open_page("pages/evaluation.py")
+    at.radio(key="eval_source").set_value("Re-evaluate on a folder").run()
+    assert not at.exception
+    at.switch_page("pages/home.py").run()
+    assert "eval_source" not in at.session_state  # what Streamlit does to a widget no run drew
+    at.switch_page("pages/evaluation.py").run()
+    assert not at.exception
+    assert at.radio(key="eval_source").value == "Re-evaluate on a folder"

@@ -21,11 +21,19 @@ from .models import (
     tta_setting,
 )
 from .routing import route_through_app
-from .session import audit_path, case_book, data_root, page_work, redraw_page_when_job_ends, training_jobs
+from .session import (
+    audit_path,
+    case_book,
+    data_root,
+    kept_across_pages,
+    page_work,
+    redraw_page_when_job_ends,
+    training_jobs,
+)
 from .sidebar import sidebar_model_picker
 
 __all__ = ["active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
-           "case_book", "data_root", "get_predictor", "identity", "local_mode_problem",
+           "case_book", "data_root", "get_predictor", "identity", "kept_across_pages", "local_mode_problem",
            "model_listing", "model_process_predictor", "model_ready", "models_dir", "page_work", "public", "require",
            "redraw_page_when_job_ends", "route_through_app", "settings",
            "sidebar_model_picker", "test_accuracy", "training_jobs", "tta_setting"]

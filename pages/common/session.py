@@ -21,6 +21,17 @@ def training_jobs() -> TrainingJobs:
     return TrainingJobs()
 
 
+def kept_across_pages(*keys: str) -> None:
+    """Call before the widgets of `keys` are drawn: Streamlit forgets a widget's value when a run does not draw it
+    (another page), so a copy under another key, refreshed on every run that has it, brings it back."""
+    for key in keys:
+        copy = f"kept::{key}"
+        if key in st.session_state:
+            st.session_state[copy] = st.session_state[key]
+        elif copy in st.session_state:
+            st.session_state[key] = st.session_state[copy]
+
+
 def redraw_page_when_job_ends(status, key: str) -> None:
     """Called by a job panel (a fragment redrawn every second): once a job this session saw running has ended (done,
     cancelled or failed), rerun the whole page once, so what lies outside the fragment follows: the start buttons
