@@ -209,3 +209,23 @@ def test_an_upload_waits_for_another_being_installed_and_says_so_when_it_waits_t
         holder.kill()
         holder.wait()
     assert add_model("mine", data, card, models, uploaded_by="bob") == models / "mine.keras"  # once it has ended
+
+
+def test_no_model_is_written_where_it_would_leave_the_disk_nearly_full(tmp_path, monkeypatch):
+    """Every writer (a training's finalisation, a site step's profile or adaptation, an upload) stages through
+    staged_model: a user's site runs could otherwise fill the disk the server shares (uploads alone were checked)."""
+    from collections import namedtuple
+
+    from brainclf.input import limits
+    from brainclf.model.model_files import shutil as files_shutil
+    from brainclf.model.model_files import staged_model
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(files_shutil, "disk_usage", lambda p: usage(10 * limits.MIN_FREE_DISK_BYTES, 0,
+                                                                    limits.MIN_FREE_DISK_BYTES + 100))
+    with staged_model(tmp_path / "models" / "small.keras", 100):
+        pass
+    with pytest.raises(ModelError, match="saving a model must leave"):
+        with staged_model(tmp_path / "models" / "big.keras", 101):
+            pass
+    assert list((tmp_path / "models").iterdir()) == []

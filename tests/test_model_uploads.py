@@ -132,7 +132,7 @@ def test_one_account_has_a_bounded_number_of_uploads_and_an_upload_leaves_disk_f
               uploaded_by_id="sub:bob")  # another account, though the same display name
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(uploads.shutil, "disk_usage", lambda p: usage(10 * limits.MiB ** 2, 0, 1000 * limits.MiB))
-    with pytest.raises(ModelError, match=r"disk has 1,000 MB free; an upload must leave 1 GB\. Ask an admin"):
+    with pytest.raises(ModelError, match=r"disk has 1,000 MB free; saving a model must leave 1 GB\. Ask an admin"):
         add_model("bob1", model, upload_card(smoke_model, name="b1", version="w1"), tmp_path, uploaded_by_id="sub:bob")
     assert sorted(p.stem for p in tmp_path.glob("*.keras")) == ["bob0", "eve0", "eve1"]
 

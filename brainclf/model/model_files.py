@@ -14,16 +14,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ModelError
+from ..input import limits
 from ..input.limits import validate_model_name
 from .card import card_path
 
 REMOVED = ".removed"
 
 
+def check_free_disk(folder: Path, incoming: int = 0) -> None:
+    """ModelError when writing `incoming` bytes into `folder` would leave less than limits.MIN_FREE_DISK_BYTES free
+    on its disk: every model written (an upload, a training's, a site step's) asks, so no user's models can fill
+    the disk the server, its audit log and everyone's work share."""
+    existing = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free - incoming < limits.MIN_FREE_DISK_BYTES:
+        raise ModelError(f"The server's disk has {limits.size_text(free)} free; saving a model must leave "
+                         f"{limits.size_text(limits.MIN_FREE_DISK_BYTES)}. Ask an admin to make room (removed models "
+                         "take space until an admin deletes them for good on the Model page).")
+
+
 @contextmanager
-def staged_model(target: Path) -> Iterator[tuple[Path, Path]]:
+def staged_model(target: Path, incoming: int = 0) -> Iterator[tuple[Path, Path]]:
     """(model file, card file) to write a model meant for TARGET (MODELS/NAME.keras) into: hidden names beside it,
-    on its file system, never listed (no card of their own name); removed on the way out unless published."""
+    on its file system, never listed (no card of their own name); removed on the way out unless published.
+    `incoming`: the bytes about to be written, where known (check_free_disk is asked first)."""
+    check_free_disk(target.parent, incoming)
     target.parent.mkdir(parents=True, exist_ok=True)
     stem = f".{target.stem}.{secrets.token_hex(4)}"
     model, card = target.with_name(f"{stem}.keras"), target.with_name(f"{stem}.card")

@@ -36,7 +36,7 @@ from .card import (
 )
 from .card_schema import plain_label
 from .model_archive import check_model_archive
-from .model_files import publish_model, staged_model
+from .model_files import check_free_disk, publish_model, staged_model
 
 # One upload's checks against the installed models and its install at a time, across the server's processes: two
 # uploads of one account at once must not both pass its count (MAX_UPLOADS_PER_ACCOUNT). An upload waits this long.
@@ -107,7 +107,7 @@ def _install(mp: Path, card, name: str, models_dir: Path, account: str | None, s
     installed now (under the upload lock)."""
     _check_against_installed(card, name, models_dir, account, size)
     target = models_dir / f"{name}.keras"
-    with staged_model(target) as (staged, staged_card):  # claimed atomically: a rival upload is refused
+    with staged_model(target, size) as (staged, staged_card):  # claimed atomically: a rival upload is refused
         shutil.copyfile(mp, staged)
         shutil.copyfile(card_path(mp), staged_card)
         publish_model(staged, staged_card, target)
@@ -167,12 +167,7 @@ def check_room(models_dir: Path, installed: list[tuple[Path, InstalledCard]], ac
         if mine >= limits.MAX_UPLOADS_PER_ACCOUNT:
             raise ModelError(f"Your account has {mine} uploaded models installed, the most one account may have "
                              f"({limits.MAX_UPLOADS_PER_ACCOUNT}); ask an admin to remove those no longer needed.")
-    existing = next(p for p in (models_dir.resolve(), *models_dir.resolve().parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    if free - incoming < limits.MIN_FREE_DISK_BYTES:
-        raise ModelError(f"The server's disk has {limits.size_text(free)} free; an upload must leave "
-                         f"{limits.size_text(limits.MIN_FREE_DISK_BYTES)}. Ask an admin to make room (removed models "
-                         "take space until an admin deletes them for good on the Model page).")
+    check_free_disk(models_dir, incoming)
 
 
 def upload_provenance(uploaded_by: str | None, uploaded_by_id: str | None = None) -> dict:

@@ -150,8 +150,9 @@ class SiteRun:
             if kaggle else None
         free_name = self._free_name(models_dir, "", runs_root)
         phase(f"Saving the site profile {name or free_name()}", True)(1, 1)  # unless another writer takes it first
-        with staged_model(Path(models_dir) / "site-profile.keras") as (staged, staged_card):
-            shutil.copyfile(self._model_path(), staged)
+        start = self._model_path()
+        with staged_model(Path(models_dir) / "site-profile.keras", start.stat().st_size) as (staged, staged_card):
+            shutil.copyfile(start, staged)
             saved = publish_named(models_dir, name, free_name, staged, staged_card,
                                   lambda chosen: site_card(profiled.card, chosen, staged, self, report,
                                                            adapted=False, target=target, kaggle_test=kaggle_report),
