@@ -158,3 +158,24 @@ def test_the_history_reads_this_models_results_with_the_refer_rule_in_force():
     assert referred["status"] == HEADLINES["refer"]
     assert referred["prediction"] == "Refer (model leans Glioma, 90.0 %)"  # never a bare answer, as the batch table
     assert book.history_rows("other", rule=strict)[0]["status"] == HEADLINES["accept"]  # m's answer, m's rule
+
+
+def test_the_results_budget_is_the_users_over_all_of_their_tabs():
+    """Each tab held its own 128 MiB of results: eight scripted tabs of one user held a gigabyte. The upload gate
+    tells a book what the user's other sessions hold, and the book makes room within what is left."""
+    from brainclf.serving.upload_gate import UploadGate
+
+    gate = UploadGate()
+    books = {}
+    for sid in ("tab1", "tab2", "other-user"):
+        gate.allow(sid, "alice" if sid != "other-user" else "bob")
+        books[sid] = CaseBook(max_result_bytes=5 * SLICE, others_results=lambda sid=sid: gate.others_results(sid))
+        gate.register_book(sid, books[sid])
+    first = [c.digest for c in books["tab1"].add_upload("s.dcm", b"study", lambda: 4)]
+    assert analyse(books["tab1"], first, "m") == (first, None)
+    assert books["tab1"].held_result_bytes == 4 * SLICE and gate.others_results("tab2") == 4 * SLICE
+    second = [c.digest for c in books["tab2"].add_upload("t.dcm", b"other", lambda: 2)]
+    admitted, refused = analyse(books["tab2"], second, "m")
+    assert admitted == [] and "your other tabs of this app hold 512 bytes of it, and closing them frees it" in refused
+    third = [c.digest for c in books["other-user"].add_upload("t.dcm", b"other", lambda: 2)]
+    assert analyse(books["other-user"], third, "m") == (third, None)  # another user's budget is their own

@@ -1,9 +1,10 @@
-"""A row of the Predict page's batch table: one analysed slice of an upload, narrow enough for a laptop window."""
+"""A row of the Predict page's tables: one analysed slice of an upload in the batch table, narrow enough for a laptop
+window, and one case of the session's history."""
 
 from __future__ import annotations
 
 from .. import DISPLAY_NAMES
-from .wording import ReferRule, pct, result_status, summary_row
+from .wording import HEADLINES, ReferRule, answer_words, pct, result_status, summary_row
 
 
 def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str, float], predicted: str,
@@ -20,3 +21,21 @@ def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str
     probs = " · ".join(f"{DISPLAY_NAMES.get(c, c)} {pct(p)}".replace(" ", "\u00a0") for c, p in ranked)
     return {"Case": case_ref, **({"File": file} if file else {}), "Answer": answer,
             "Probabilities": "—" if kind == "ood" else probs}
+
+
+def history_row(case, model: str, show_names: bool = True, rule=None) -> dict:
+    """A case of the session's history: its result under `model` if any (its status by `rule`, the rule in force, as
+    the case view reads it), else its latest; the file column blank when names are hidden."""
+    label = model if model in case.results else next(reversed(case.results), None)
+    res = case.results.get(label) if label else None
+    row = {"#": case.number, "added (UTC)": case.added.strftime("%H:%M:%S"), "case": case.ref,
+           "file": case.name if show_names else "", "prediction": "", "confidence": "—",
+           "status": "not analysed", "model": label or ""}
+    if isinstance(res, str):
+        row["status"] = "not processed"
+    elif res is not None:
+        kind = (result_status(rule, res.probabilities, res.out_of_distribution).kind if rule and label == model
+                else "ood" if res.out_of_distribution else "refer" if res.referred else "accept")
+        row.update(prediction=answer_words(kind, res.predicted, res.confidence),
+                   confidence="—" if kind == "ood" else pct(res.confidence), status=HEADLINES[kind])
+    return row

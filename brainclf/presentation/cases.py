@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from ..errors import BrainclfError
 from ..escaping import visible_text
 from ..input import decode_upload, limits, upload_alias, without_alias
-from .wording import HEADLINES, answer_words, pct, plural, result_status
+from .batch_table import history_row
+from .wording import plural
 
 
 def content_hash(data: bytes) -> str:
@@ -125,8 +126,10 @@ class CaseBook:
     results' pictures within `max_result_bytes` (admit)."""
 
     def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None, max_upload_bytes: int | None = None,
-                 others_held=lambda: 0):
+                 others_held=lambda: 0, others_results=lambda: 0):
         self.max_cases, self.others_held = max_cases, others_held  # bytes its user holds in other sessions
+        self.others_results = others_results  # bytes of results its user holds in other sessions
+        self.held_result_bytes = 0  # result_bytes() as of the last change, read by other sessions' threads
         self.max_result_bytes = limits.MAX_SESSION_RESULT_BYTES if max_result_bytes is None else max_result_bytes
         self.max_upload_bytes = limits.MAX_SESSION_UPLOAD_BYTES if max_upload_bytes is None else max_upload_bytes
         self.held_bytes = 0  # upload_bytes() as of the last change, read by other sessions' threads
@@ -215,6 +218,7 @@ class CaseBook:
         case = self._cases[digest]
         case.results = {model: result}
         case.analysed = {model: datetime.now(UTC)}
+        self.held_result_bytes = self.result_bytes()
 
     def result(self, digest: str, model: str):
         case = self._cases.get(digest)
@@ -233,14 +237,16 @@ class CaseBook:
     def admit(self, digests: list[str], model: str, contract, keep=()) -> tuple[list[str], str | None]:
         """Which of `digests` (in order; a study's whole or none) fit max_result_bytes with `model`'s results, and
         what to tell the user of the others (None: all fit). Room is made by letting go of pictures: another model's
-        first, then those of cases neither in `digests` nor in `keep`, oldest first (recomputed if shown again)."""
+        first, then those of cases neither in `digests` nor in `keep`, oldest first (recomputed if shown again).
+        The budget is its user's: what their other sessions hold (`others_results()`) is taken off it."""
+        budget = self.max_result_bytes - self.others_results()
         for case in self._cases.values():
             self._release(case, but=model)
         each = self._slice_bytes(model, contract)
         missing = {d: 0 if self.usable(d, model) is not None else each for d in digests}
         held, need, protect = self.result_bytes(), sum(missing.values()), {*digests, *keep}
         for case in list(self._cases.values()):
-            if held + need <= self.max_result_bytes:
+            if held + need <= budget:
                 break
             if case.digest not in protect:
                 held -= self._release(case)
@@ -249,10 +255,11 @@ class CaseBook:
             studies.setdefault(self._cases[d].study, []).append(d)
         for frames in studies.values():
             cost = sum(missing[d] for d in frames)
-            fits = held + cost <= self.max_result_bytes
+            fits = held + cost <= budget
             held += cost if fits else 0
             (admitted.extend if fits else refused.append)(frames)
-        return admitted, self._refusal(refused, each, len(protect)) if refused else None
+        self.held_result_bytes = held
+        return admitted, self._refusal(refused, each, len(protect), budget) if refused else None
 
     def _release(self, case: Case, but: str | None = None) -> int:
         """Let go of the pictures of the case's results (all, or all but model label `but`'s); the bytes freed."""
@@ -269,31 +276,17 @@ class CaseBook:
         held = (result_nbytes(c.results.get(model)) for c in reversed(self._cases.values()))
         return next((n for n in held if n), 0) or contract.size ** 2 * (contract.channels + 1) * 4
 
-    def _refusal(self, refused: list[list[str]], each: int, on_page: int) -> str:
+    def _refusal(self, refused: list[list[str]], each: int, on_page: int, budget: int) -> str:
         """Which slices are not analysed, the limit, and what to do about it (case ids only: no file names)."""
         refs = [case_ref(self._cases[f[0]].study) for f in refused]
         listed = ", ".join(refs[:5]) + (f" and {len(refs) - 5:,} more" if len(refs) > 5 else "")
-        return (f"Not analysed: {plural(sum(map(len, refused)), 'slice')} ({listed}). This session holds the "
+        elsewhere = (f"; your other tabs of this app hold {limits.size_text(self.max_result_bytes - budget)} of it, "
+                     "and closing them frees it" if budget < self.max_result_bytes else "")
+        return (f"Not analysed: {plural(sum(map(len, refused)), 'slice')} ({listed}). Each user holds the "
                 f"results of at most {plural(self.max_result_bytes // each, 'slice')} with this model "
-                f"({limits.size_text(self.max_result_bytes)}), and the cases on this page have "
+                f"({limits.size_text(self.max_result_bytes)}{elsewhere}), and the cases on this page have "
                 f"{plural(on_page, 'slice')}. Remove a study from the upload box to analyse the others.")
 
     def history_rows(self, model: str, show_names: bool = True, rule=None) -> list[dict]:
-        """One row per case, newest first: its result under `model` if any (its status by `rule`, the rule in force,
-        as the case view reads it), else its latest; the file column blank when names are hidden."""
-        rows = []
-        for case in reversed(self._cases.values()):
-            label = model if model in case.results else next(reversed(case.results), None)
-            res = case.results.get(label) if label else None
-            row = {"#": case.number, "added (UTC)": case.added.strftime("%H:%M:%S"), "case": case.ref,
-                   "file": case.name if show_names else "", "prediction": "", "confidence": "—",
-                   "status": "not analysed", "model": label or ""}
-            if isinstance(res, str):
-                row["status"] = "not processed"
-            elif res is not None:
-                kind = (result_status(rule, res.probabilities, res.out_of_distribution).kind if rule and label == model
-                        else "ood" if res.out_of_distribution else "refer" if res.referred else "accept")
-                row.update(prediction=answer_words(kind, res.predicted, res.confidence),
-                           confidence="—" if kind == "ood" else pct(res.confidence), status=HEADLINES[kind])
-            rows.append(row)
-        return rows
+        """One row per case, newest first (batch_table.history_row)."""
+        return [history_row(case, model, show_names, rule) for case in reversed(self._cases.values())]

@@ -71,6 +71,14 @@ class UploadGate:
         return sum(max(box_bytes(sid), getattr(books.get(sid), "held_bytes", 0))
                    for sid in self.sessions_of_user(session_id) if sid != session_id)
 
+    def others_results(self, session_id: str) -> int:
+        """Bytes of results (model inputs, Grad-CAM maps) this session's user holds in their other sessions' case
+        books: the results budget is the user's too (eight tabs held eight times it)."""
+        with self._lock:
+            books = dict(self._books)
+        return sum(getattr(books.get(sid), "held_result_bytes", 0)
+                   for sid in self.sessions_of_user(session_id) if sid != session_id)
+
     def allowed(self, session_id: str) -> bool:
         with self._lock:
             return session_id in self._user_of
