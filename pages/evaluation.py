@@ -177,6 +177,9 @@ a, b = st.columns(2)
 true_c = a.selectbox("True class", CLASS_NAMES, format_func=class_label, key="cell_true")
 pred_c = b.selectbox("Predicted class", CLASS_NAMES, format_func=class_label, key="cell_pred")
 st.markdown(f"#### {cell_heading(rows, true_c, pred_c)}")
+st.toggle("Grad-CAM of the true class, not the answer", key="cam_true",
+          help="Every gallery on this page: off, the class the model answered; on, the class the slice is (where "
+          "the model would have had to look to be right).")
 
 
 paged_gallery(predictor, rows_for_cell(rows, true_c, pred_c), root, allowed, "cell")

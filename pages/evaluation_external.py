@@ -42,7 +42,8 @@ def paged_gallery(predictor, rows: list[dict], root, allowed, key: str, limit: i
             st.session_state[f"{key}_page"] = pages
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=f"{key}_page")
         start = (int(page) - 1) * limit
-    show_gallery(gallery(predictor, rows, root, allowed, limit=limit, start=start), key)
+    cam_of = "true" if st.session_state.get("cam_true") else "pred"  # the page's one switch (evaluation.py)
+    show_gallery(gallery(predictor, rows, root, allowed, limit=limit, start=start, cam_of=cam_of), key)
 
 
 def show_gallery(shown, key: str) -> None:

@@ -291,3 +291,17 @@ def test_an_external_figure_of_a_split_with_loose_case_groups_reads_as_an_upper_
     assert whole_cases["rows"][0]["value"].startswith("74.9") and whole_cases["caveat"] is None
     never_trained = external_view("external-radiopaedia", dict(ext, membership="all images (never trained on)"))
     assert never_trained["caveat"] is None
+
+
+def test_a_gallery_can_show_the_grad_cam_of_the_true_class(tmp_path):
+    """Why did it call this meningioma a glioma: the map of the class it answered, or of the class it is."""
+    root = tmp_path / "data"
+    (root / "Testing" / "meningioma").mkdir(parents=True)
+    Image.fromarray(np.full((24, 24), 120, np.uint8)).save(root / "Testing" / "meningioma" / "m.png")
+    rows = [_row("Testing/meningioma/m.png", "meningioma", "glioma")]
+    fake = _FakePredictor("cam")
+    answered = gallery(fake, rows, root, allowed=[root]).items[0].image
+    true_class = gallery(fake, rows, root, allowed=[root], cam_of="true").items[0].image
+    assert fake.calls == 2 and not np.array_equal(answered, true_class)
+    again = gallery(fake, rows, root, allowed=[root], cam_of="true").items[0].image  # cached per class
+    assert fake.calls == 2 and np.array_equal(again, true_class)

@@ -78,9 +78,11 @@ def probability_text(probs) -> str:
     return ", ".join(f"{label(c)} {pct(p)}" for c, p in pairs if p >= 0.01)
 
 
-def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12, start: int = 0) -> Gallery:
-    """Up to `limit` images of `rows` from `start` on (a page of them) with the Grad-CAM of their predicted class;
-    without a dataset root, the rows as a table (file, probability per class)."""
+def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12, start: int = 0,
+            cam_of: str = "pred") -> Gallery:
+    """Up to `limit` images of `rows` from `start` on (a page of them) with the Grad-CAM of their predicted class
+    (`cam_of="true"`: of their true class, where the model would have had to look to be right); without a dataset
+    root, the rows as a table (file, probability per class)."""
     if not rows:
         return Gallery()
     start = min(max(int(start), 0), max(len(rows) - 1, 0))
@@ -102,7 +104,7 @@ def gallery(predictor, rows: list[dict], root, allowed, limit: int = 12, start: 
         overlay = None
         if not model_down:
             try:
-                overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r["pred"]))
+                overlay = gradcam_overlay(predictor, path, CLASS_NAMES.index(r[cam_of]))
             except ImageError:
                 items.append(GalleryItem(name, f"{name}: the image could not be read"))
                 continue
