@@ -10,6 +10,7 @@ from brainclf.evaluation import misclassified, with_refer_rule
 from brainclf.presentation import (
     chart_title,
     class_label,
+    clicked_cell,
     confusion_matrix_figure,
     external_sequence_figure,
     gallery,
@@ -26,6 +27,22 @@ def _under_rule(thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
     re-recorded is another entry): its case-group intervals take about a second, and the page reruns on every
     click."""
     return with_refer_rule(ext, rows, dict(thresholds))
+
+
+def _clicked_error(event, wrong: list[dict], key: str) -> bool:
+    """A click on an off-diagonal cell of an external confusion matrix picks that pair in its misclassified
+    gallery (applied once per click: the selection persists across reruns); whether one was just applied."""
+    cell = clicked_cell(event)
+    if not cell or st.session_state.get(f"{key}_clicked") == cell:
+        if not cell:
+            st.session_state.pop(f"{key}_clicked", None)  # deselected: the same cell may be clicked again
+        return False
+    st.session_state[f"{key}_clicked"] = cell
+    if cell[0] == cell[1] or not any((r["true"], r["pred"]) == cell for r in wrong):
+        return False  # right answers, or an empty cell: nothing to show
+    st.session_state[f"{key}_true"], st.session_state[f"{key}_pred"] = cell
+    st.session_state[f"{key}_seq_pick"] = "all"
+    return True
 
 
 def _class_or_all(c: str) -> str:
@@ -100,22 +117,23 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         left, right = st.columns(2)
         if view["sequences"]:
             left.plotly_chart(external_sequence_figure(ext), key=f"ext_seq_{name}")
-        right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise,
-                                                   chart_title("Confusion matrix", f"{name}, {count(ext['n'])}")),
-                           key=f"ext_cm_{name}")
+        event = right.plotly_chart(confusion_matrix_figure(ext["confusion_matrix"], normalise, chart_title(
+            "Confusion matrix", f"{name}, {count(ext['n'])}"), clickable=True), key=f"ext_cm_{name}",
+            on_select="rerun", selection_mode="points")
         if view["sequences"]:
             st.dataframe(pd.DataFrame(map(csv_row, view["sequences"])), hide_index=True)
         wrong = misclassified(ext_rows)
+        clicked = _clicked_error(event, wrong, f"ext_{name}")
         if wrong:
             title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"
-            with st.expander(title):
+            with st.expander(title, expanded=clicked):
                 seq, true_c, pred_c = st.columns(3)
-                pick = seq.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_seq_pick_{name}")
+                pick = seq.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"ext_{name}_seq_pick")
                 classes = ["all", *sorted({r["true"] for r in wrong} | {r["pred"] for r in wrong})]
                 true_pick = true_c.selectbox("True class", classes, format_func=_class_or_all,
-                                             key=f"ext_true_{name}")
+                                             key=f"ext_{name}_true")
                 pred_pick = pred_c.selectbox("Predicted class", classes, format_func=_class_or_all,
-                                             key=f"ext_pred_{name}")
+                                             key=f"ext_{name}_pred")
                 shown = [r for r in misclassified(ext_rows, None if pick == "all" else pick)
                          if true_pick in ("all", r["true"]) and pred_pick in ("all", r["pred"])]
                 ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else

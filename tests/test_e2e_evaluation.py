@@ -84,6 +84,41 @@ def test_clicking_a_confusion_matrix_cell_shows_that_pairs_images(browser, serve
         page.close()
 
 
+def test_clicking_an_external_confusion_matrix_cell_opens_its_misclassified_images(browser, tmp_path,
+                                                                                    neutral_server_settings):
+    """The external source's confusion matrix (where glioma and meningioma are confused most) could not be clicked:
+    a click on an error cell opens its misclassified gallery on that pair. kaggle_only, alone in a models folder
+    (so it is the active model), holds per-image rows for all of external-radiopaedia."""
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(REPO / "models" / f"kaggle_only{suffix}", models / f"kaggle_only{suffix}")
+    page = new_page(browser, viewport={"width": 1400, "height": 1400})
+    try:
+        with _streamlit({"BRAINCLF_DATA": "", "BRAINCLF_MODELS": str(models)}) as url:
+            _open_evaluation(page, url)
+            _click_external_cell(page)
+    finally:
+        page.close()
+
+
+def _click_external_cell(page) -> None:
+    """Click the external confusion matrix's true meningioma (row 1), predicted glioma cell; its gallery follows."""
+    from playwright.sync_api import expect
+
+    chart = page.locator(".js-plotly-plot").filter(has_text="external-radiopaedia").filter(
+        has_text="Confusion matrix").first
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.mouse.click(*_cell_centre(page, chart, row=1, col=0))
+    expander = page.get_by_test_id("stExpander").filter(has_text="Misclassified external images").first
+    expect(expander.get_by_role("combobox", name="True class")).to_have_value("Meningioma", timeout=BROWSER_WAIT_MS)
+    expect(expander.get_by_role("combobox", name="Predicted class")).to_have_value("Glioma")
+    expect(expander.get_by_text(re.compile(r"^\d+ images? shown\.$"))).to_be_visible()
+
+
 def test_readme_pictures_show_a_made_up_slice_and_no_dataset_image(browser, server, tmp_path):
     """Predict (800 px and 1400 px), its case report and the Evaluation page, as `make screenshots` commits them:
     the only slice in them is synthetic, and the Evaluation page, without a dataset, shows no image at all; at
