@@ -230,6 +230,11 @@ if faithful:
 
 # ---- glioma vs meningioma -----------------------------------------------------------------------------------
 st.subheader("Glioma vs meningioma")
+gm_sources = {data_name: (rows, root)}  # this page's rows, then each other source's the card records
+for name, ext_rows in ({} if re_evaluated else card.external_predictions).items():
+    gm_sources[f"{name} (another source)"] = (ext_rows, r.path if (r := config.root(name)) else None)
+gm_name = st.radio("Slices from", list(gm_sources), horizontal=True, key="gm_source")
+rows, root = gm_sources[gm_name]  # the rest of the section reads these
 gm = glioma_meningioma(rows)
 st.markdown(gm["sentence"])
 for (heading, direction), key in zip(gm["directions"], ("gm_m_g", "gm_g_m")):
@@ -245,7 +250,7 @@ elif root and st.button("Map the model's features (PCA of penultimate layer)", k
         try:
             with page_work().hold("the feature map"):
                 st.session_state["fmap_result"] = (map_key, feature_map(predictor, rows, root, allowed,
-                                                                        where=data_name))
+                                                                        where=gm_name))
         except (BrainclfError, ValueError) as e:  # ValueError: a model without a pooling layer named "gap"
             st.error(f"The feature map could not be computed: {public(e)}")
 saved_map = st.session_state.get("fmap_result")
