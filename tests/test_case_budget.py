@@ -179,3 +179,23 @@ def test_the_results_budget_is_the_users_over_all_of_their_tabs():
     assert admitted == [] and "your other tabs of this app hold 512 bytes of it, and closing them frees it" in refused
     third = [c.digest for c in books["other-user"].add_upload("t.dcm", b"other", lambda: 2)]
     assert analyse(books["other-user"], third, "m") == (third, None)  # another user's budget is their own
+
+
+def test_a_batch_still_being_computed_counts_in_full_for_the_users_other_tabs():
+    """The first result stored used to lower what the tab held to the one slice computed so far: the user's other
+    tab then admitted a budget of its own while the first was still working through its batch."""
+    from brainclf.serving.upload_gate import UploadGate
+
+    gate = UploadGate()
+    books = {}
+    for sid in ("tab1", "tab2"):
+        gate.allow(sid, "alice")
+        books[sid] = CaseBook(max_result_bytes=10 * SLICE, others_results=lambda sid=sid: gate.others_results(sid),
+                              admit_lock=gate.results_lock)
+        gate.register_book(sid, books[sid])
+    batch = [c.digest for c in books["tab1"].add_upload("s.dcm", b"study", lambda: 10)]
+    admitted, _ = books["tab1"].admit(batch, "m", CONTRACT)
+    books["tab1"].store(admitted[0], "m", prediction())  # one slice of ten computed so far
+    assert gate.others_results("tab2") == 10 * SLICE
+    other = [c.digest for c in books["tab2"].add_upload("t.dcm", b"other", lambda: 9)]
+    assert books["tab2"].admit(other, "m", CONTRACT)[0] == []

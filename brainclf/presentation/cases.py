@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,10 +127,13 @@ class CaseBook:
     results' pictures within `max_result_bytes` (admit)."""
 
     def __init__(self, max_cases: int = 50, max_result_bytes: int | None = None, max_upload_bytes: int | None = None,
-                 others_held=lambda: 0, others_results=lambda: 0):
+                 others_held=lambda: 0, others_results=lambda: 0, admit_lock=None):
         self.max_cases, self.others_held = max_cases, others_held  # bytes its user holds in other sessions
-        self.others_results = others_results  # bytes of results its user holds in other sessions
-        self.held_result_bytes = 0  # result_bytes() as of the last change, read by other sessions' threads
+        # Results its user holds in other sessions, and a lock they share (two tabs must not count on one room).
+        self.others_results, self.admit_lock = others_results, admit_lock or threading.Lock()
+        # What admit reserved, read by other sessions' threads: only admit lowers it (a batch being computed
+        # counts in full, not slice by slice as it is stored).
+        self.held_result_bytes = 0
         self.max_result_bytes = limits.MAX_SESSION_RESULT_BYTES if max_result_bytes is None else max_result_bytes
         self.max_upload_bytes = limits.MAX_SESSION_UPLOAD_BYTES if max_upload_bytes is None else max_upload_bytes
         self.held_bytes = 0  # upload_bytes() as of the last change, read by other sessions' threads
@@ -218,7 +222,7 @@ class CaseBook:
         case = self._cases[digest]
         case.results = {model: result}
         case.analysed = {model: datetime.now(UTC)}
-        self.held_result_bytes = self.result_bytes()
+        self.held_result_bytes = max(self.held_result_bytes, self.result_bytes())
 
     def result(self, digest: str, model: str):
         case = self._cases.get(digest)
@@ -239,6 +243,10 @@ class CaseBook:
         what to tell the user of the others (None: all fit). Room is made by letting go of pictures: another model's
         first, then those of cases neither in `digests` nor in `keep`, oldest first (recomputed if shown again).
         The budget is its user's: what their other sessions hold (`others_results()`) is taken off it."""
+        with self.admit_lock:
+            return self._admit(digests, model, contract, keep)
+
+    def _admit(self, digests: list[str], model: str, contract, keep) -> tuple[list[str], str | None]:
         budget = self.max_result_bytes - self.others_results()
         for case in self._cases.values():
             self._release(case, but=model)

@@ -38,6 +38,8 @@ class UploadGate:
         self._lock = threading.Lock()
         # Held from a file's check to its storing: two uploads at once (two tabs) must not both pass one budget.
         self._admitting = threading.Lock()
+        # Held by a case book from reading what the user's other sessions hold to reserving its own results.
+        self.results_lock = threading.Lock()
 
     def allow(self, session_id: str, user_id: str = "") -> None:
         """This session's user (`user_id`; "" for a session standing alone) has a role that may upload. Called on

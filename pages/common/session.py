@@ -78,7 +78,8 @@ def case_book() -> CaseBook:
     session_id = ctx.session_id if ctx is not None else ""
     if "case_book" not in st.session_state:
         st.session_state["case_book"] = CaseBook(others_held=lambda: GATE.others_held(session_id),
-                                                 others_results=lambda: GATE.others_results(session_id))
+                                                 others_results=lambda: GATE.others_results(session_id),
+                                                 admit_lock=GATE.results_lock)
     GATE.register_book(session_id, st.session_state["case_book"])
     return st.session_state["case_book"]
 
