@@ -13,7 +13,7 @@ from ..input.preprocess import load_model_input
 from ..scoring.metrics import classification_metrics, reliability_curve, roc_curves
 from ..scoring.operating_point import referred_notumor, risk_coverage, strict_notumor_bar
 from ..scoring.rates import arrays_from_rows
-from ..scoring.trust import bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
+from ..scoring.trust import BOOT_CHUNK_CELLS, bootstrap_ci, coverage_accuracy, coverage_curve, group_mean_resamples
 from .evaluate import subset_summary
 
 
@@ -110,18 +110,23 @@ def group_sign_flip_p(diffs: np.ndarray, unit: np.ndarray, n_perm: int, rng: np.
     observed one counts, so p is never 0)."""
     _, inverse = np.unique(unit, return_inverse=True)
     totals = np.bincount(inverse, weights=diffs)
-    observed = abs(totals.sum())
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, len(totals)))
-    return float(((np.abs(signs @ totals) >= observed - 1e-9).sum() + 1) / (n_perm + 1))
+    observed, extreme = abs(totals.sum()), 0
+    per_chunk = max(1, BOOT_CHUNK_CELLS // len(totals))  # 2,000 patterns of 50,000 groups at once took 1.7 GB
+    for start in range(0, n_perm, per_chunk):
+        signs = rng.integers(0, 2, size=(min(per_chunk, n_perm - start), len(totals)), dtype=np.int8) * 2 - 1
+        extreme += int((np.abs(signs @ totals) >= observed - 1e-9).sum())
+    return float((extreme + 1) / (n_perm + 1))
 
 
-def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000, seed: int = 0,
+                      tests: bool = True) -> dict:
     """Two models on the same test images (matched by path): each accuracy, the difference A − B, its 95 %
     paired percentile bootstrap interval and a paired test's p-value (`test`).
 
     When every matched row of A carries a "group" (external folders) the bootstrap resamples case groups and the
     test is a sign-flip permutation test over them; else single images and McNemar's exact test. Rows present in
-    one list only are left out (`unmatched`).
+    one list only are left out (`unmatched`). `tests=False`: the accuracies only (an uploader's claimed rows get no
+    interval or p-value).
     """
     by_path = {r["path"]: r for r in rows_b}
     pairs = [(r, by_path[r["path"]]) for r in rows_a
@@ -132,6 +137,9 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000
     ca = np.array([a["pred"] == a["true"] for a, _ in pairs], dtype=float)
     cb = np.array([b["pred"] == b["true"] for _, b in pairs], dtype=float)
     a_only, b_only = int(((ca == 1) & (cb == 0)).sum()), int(((ca == 0) & (cb == 1)).sum())
+    out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()), "a_only": a_only, "b_only": b_only})
+    if not tests:
+        return out
     if all("group" in a for a, _ in pairs):
         unit, unit_name = np.array([a["group"] for a, _ in pairs]), "case groups"
     else:
@@ -144,10 +152,8 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], n_boot: int = 2000
         test, p_value = "a permutation test over case groups", group_sign_flip_p(ca - cb, unit, n_boot, rng)
     else:
         test, p_value = "McNemar's exact test", mcnemar_exact(a_only, b_only)
-    out.update({"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
-                "difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),
-                "a_only": a_only, "b_only": b_only, "p_value": p_value, "test": test,
-                "resampled": unit_name, "units": n_units, "resamples": n_boot})
+    out.update({"difference": float(ca.mean() - cb.mean()), "interval": (float(lo), float(hi)),
+                "p_value": p_value, "test": test, "resampled": unit_name, "units": n_units, "resamples": n_boot})
     return out
 
 

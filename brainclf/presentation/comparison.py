@@ -76,13 +76,13 @@ def _external_pair(dataset: str, card_a, card_b) -> str:
     rows carry them)."""
     a, b = card_a.external_predictions[dataset], card_b.external_predictions[dataset]
     name_a, name_b = card_a.name, second_name(card_a.name, card_b.name)
-    paired = paired_comparison(a, b)
+    claimed = [c.name for c in (card_a, card_b) if claim_words(c, external=True)]
+    paired = paired_comparison(a, b, tests=not claimed)  # no interval or p-value on an uploader's claim
     head = f"External data, **{md_literal(dataset)}**{_modes(dataset, card_a, card_b, name_a, name_b)}: "
     held = f"({md_literal(name_a)} {number(len(a))}, {md_literal(name_b)} {number(len(b))})"
     if not paired["n"]:
         return head + f"the two cards hold per-image rows {held} for no file in common: nothing to pair."
     lead = f"on the {count(paired['n'], 'file')} both cards hold per-image rows for {held}"
-    claimed = [c.name for c in (card_a, card_b) if claim_words(c, external=True)]
     if claimed:
         return (head + f"{lead}: {md_literal(name_a)} {pct(paired['accuracy_a'])}, {md_literal(name_b)} "
                 f"{pct(paired['accuracy_b'])}. " + no_paired_test(claimed, f"rows on {md_literal(dataset)}"))
