@@ -25,6 +25,7 @@ from brainclf.presentation import (
     refit_rule_words,
     sensitivity_rows,
     site_training_words,
+    upper_mark,
     validated_scope,
 )
 from pages.common import active_model_path, card_of, require, route_through_app, tta_setting
@@ -67,7 +68,7 @@ if external:
     upper = grouping_caveat(card)
     # An upper estimate reads "≤ 74.9 %": the label stays short enough for an 800 px window (tests/test_e2e.py).
     cols[0].metric(f"Accuracy, other sources ({plural(external['n'], 'slice')}){ext_claimed}",
-                   f"{'≤ ' if upper else ''}{pct(external['accuracy'])}",
+                   f"{upper_mark(external['upper'])}{pct(external['accuracy'])}",
                    help=md_literal(f"{external_words(card)}. {held_out_words(card)} {upper} This is closer to how "
                                    "the model reads a new hospital's scans."))
 else:
@@ -81,7 +82,9 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"In-distribution: {count(clean.get('n'))} Kaggle test images with no near-duplicate among the "
                     f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
-    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]),  # a refit's help names its split run
+    # A leaky split's miss rate is a lower estimate ("≥"), as its accuracy is an upper one.
+    cols[3].metric("Tumours missed, not referred", ("≥ " if external and external["upper"] else "")
+                   + pct(missed["rate"]),  # a refit's help names its split run
                    help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))

@@ -125,3 +125,47 @@ def test_a_denied_user_has_no_role_whatever_group_or_domain_matches(tmp_path):
     toml.write_text('[roles]\ndeny = "former.admin@h.example"\n')
     with pytest.raises(ConfigError, match=r"\[roles\] deny must be a list of e-mails and subjects"):
         load_settings(toml)
+
+
+def _settings(roles: RoleRules | None = None) -> Settings:
+    from pathlib import Path
+
+    return Settings(data_roots=(), models_dir=Path("m"), runs_dir=Path("r"), audit_dir=Path("a"),
+                    roles=roles or RoleRules())
+
+
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1"]
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.2", "0.0.0.0", "", None, "::"])
+def test_local_mode_refuses_an_address_other_machines_reach(address):
+    from brainclf.serving.access import local_mode_problem
+
+    problem = local_mode_problem(address, LOOPBACK_HOSTS, _settings())
+    assert problem is not None and "serves 127.0.0.1 only" in problem
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_local_mode_runs_on_a_loopback_address(address):
+    from brainclf.serving.access import local_mode_problem
+
+    assert local_mode_problem(address, LOOPBACK_HOSTS, _settings()) is None
+    assert local_mode_problem(address, ["localhost"], _settings()) is None
+
+
+@pytest.mark.parametrize("hosts", [[], None, ["localhost", "evil.example"], ["*"]])
+def test_local_mode_refuses_allowed_hosts_beyond_the_loopback_names(hosts):
+    from brainclf.serving.access import local_mode_problem
+
+    problem = local_mode_problem("127.0.0.1", hosts, _settings())
+    assert problem is not None and "server.allowedHosts" in problem
+
+
+@pytest.mark.parametrize("roles", [RoleRules(emails={"*@h.example": "clinician"}),
+                                   RoleRules(groups={"it": "admin"}), RoleRules(subjects={"sub-42": "researcher"})])
+def test_local_mode_refuses_a_role_table_of_any_kind(roles):
+    """A server whose settings name roles (by e-mail, group or subject) is meant to have sign-in."""
+    from brainclf.serving.access import local_mode_problem
+
+    problem = local_mode_problem("127.0.0.1", LOOPBACK_HOSTS, _settings(roles))
+    assert problem is not None and "settings name roles" in problem

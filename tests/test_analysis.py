@@ -193,6 +193,12 @@ def test_sensitivity_and_specificity_lead_with_tumour_vs_no_tumour():
     assert first["sensitivity"] == pytest.approx(2 / 3) and first["specificity"] == pytest.approx(1 / 2)
     assert table["glioma"]["sensitivity"] == 0.5 and table["glioma"]["specificity"] == pytest.approx(2 / 3)
     assert table["pituitary"]["sensitivity"] is None and table["pituitary"]["specificity"] == 1.0
+    # Without a "no tumour" image there is no negative for "any tumour": its specificity is not measured (None, as
+    # the docstring promises for a rate without cases), not 0 or 100 %.
+    tumours_only = [row for row in rows if row["true"] != "notumor"]
+    any_tumour = sensitivity_specificity(tumours_only)[0]
+    assert any_tumour["negatives"] == 0 and any_tumour["specificity"] is None
+    assert any_tumour["sensitivity"] == pytest.approx(2 / 3)
 
 
 def test_resolve_image_stays_inside_the_servers_data_roots(tmp_path):

@@ -31,7 +31,8 @@ def test_single_image_figures_are_medians_over_the_runs(bench_result, smoke_mode
 
 def test_evaluation_and_training_entries(bench_result, smoke_model):
     e = bench_result["evaluation"][smoke_model.stem]
-    assert e["images"] == 12 and e["seconds"] > 0 and e["cli_process_s"] > e["seconds"]
+    # The CLI run is a whole process (it raises if `brainclf evaluate` fails); its time is reported, never compared.
+    assert e["images"] == 12 and e["seconds"] > 0 and e["cli_process_s"] > 0
     assert e["images_per_s"] == pytest.approx(e["images"] / e["seconds"])
     (t,) = bench_result["training"]
     # Timed at the size the model was trained at, not the architecture's default.

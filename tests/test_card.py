@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from brainclf import CLASS_NAMES
@@ -80,8 +81,12 @@ def test_card_with_different_hash(smoke_model, tmp_path):
     path = copy_model(smoke_model, tmp_path, card_changes={"file_sha256": "0" * 64})
     with pytest.raises(ModelError, match="file hash differs"):
         load_model(path)
-    model, _ = load_model(path, check_hash=False)  # the explicit opt-out still loads it
-    assert model is not None
+    model, card = load_model(path, check_hash=False)  # the explicit opt-out still loads it
+    assert card.file_sha256 == "0" * 64  # with the card beside it, as it stands
+    original, _ = load_model(smoke_model)
+    assert model.count_params() == original.count_params() == card.params
+    x = np.random.default_rng(0).random((2, *card.contract.shape), np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(original(x)), atol=1e-6)  # the same network
 
 
 def test_card_with_wrong_class_names(smoke_model, tmp_path):

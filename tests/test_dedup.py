@@ -214,3 +214,46 @@ def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_change
         assert not dedup.hash_files([path]).readable[0] or os.geteuid() == 0
     finally:
         path.chmod(0o644)
+
+
+def test_clean_mask_leaves_out_a_reencoded_copy_of_a_training_image(tmp_path, make_image):
+    """The clean subset is what an evaluation reports as 'never seen': a training slice saved again as a JPEG
+    (other bytes, so no exact duplicate, but the same picture) must not be in it; an unrelated slice must."""
+    from brainclf.data.dedup import clean_mask
+
+    train = [tmp_path / f"train_{k}.png" for k in range(3)]
+    for k, path in enumerate(train):
+        make_image(("glioma", "meningioma", "pituitary")[k], seed=20 + k).save(path)
+    reencoded, unrelated = tmp_path / "reencoded.jpg", tmp_path / "unrelated.png"
+    Image.open(train[1]).convert("L").save(reencoded, quality=85)
+    make_image("notumor", seed=99).save(unrelated)
+    hashes = hash_files([*train, reencoded, unrelated])
+    assert hashes.sha256[1] != hashes.sha256[3]  # not an exact duplicate: only the near test can catch it
+    assert distance(hashes.dhash[1], hashes.dhash[3]) <= NEAR_DUP_THRESHOLD
+    assert min(distance(hashes.dhash[k], hashes.dhash[4]) for k in range(3)) > NEAR_DUP_THRESHOLD
+    assert clean_mask([reencoded, unrelated], train).tolist() == [False, True]
+
+
+def test_clean_mask_counts_a_distance_of_exactly_the_threshold_as_a_near_duplicate(monkeypatch):
+    """dedup's rule is 'near when the hashes differ in at most NEAR_DUP_THRESHOLD bits': at the threshold an image
+    is not clean, one bit further it is."""
+    from brainclf.data import dedup
+
+    base = np.random.default_rng(4).integers(0, 256, HASH_SIZE * HASH_SIZE // 8, dtype=np.uint8)
+
+    def flipped(bits: int) -> np.ndarray:
+        mask = np.unpackbits(np.zeros_like(base))
+        mask[:bits] = 1
+        return base ^ np.packbits(mask)
+
+    assert distance(base, flipped(NEAR_DUP_THRESHOLD)) == NEAR_DUP_THRESHOLD
+    by_name = {"train": base, "at": flipped(NEAR_DUP_THRESHOLD), "above": flipped(NEAR_DUP_THRESHOLD + 1),
+               "far": ~base}
+
+    def fake_hash_files(paths, progress=None):
+        return FileHashes(list(paths), [f"sha-{p}" for p in paths], np.stack([by_name[p] for p in paths]),
+                          np.ones(len(paths), bool))
+
+    monkeypatch.setattr(dedup, "hash_files", fake_hash_files)
+    assert dedup.clean_mask(["at", "above", "far"], ["train"]).tolist() == [False, True, True]
+    assert dedup.clean_mask(["above"], ["train"], threshold=NEAR_DUP_THRESHOLD + 1).tolist() == [False]

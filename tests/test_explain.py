@@ -108,7 +108,7 @@ def test_ensemble_map_of_different_members_matches_gradients_through_the_whole_m
 
 
 def test_missing_layer_is_reported(seed_model):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no_such_layer"):  # the layer asked for is named
         GradCam(seed_model, "no_such_layer")
 
 

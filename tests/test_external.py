@@ -224,3 +224,27 @@ def test_evaluating_the_models_own_training_folder_leaves_its_images_out(smoke_m
     finally:
         (training / "glioma" / "new-slice.png").unlink()
     assert report["excluded_trained_on"] == len(own) and report["n"] == 1
+
+
+def test_external_rows_answer_a_confidence_at_the_refer_bar_and_refer_one_step_below_it(tmp_path, make_image):
+    """An external figure's 'referred' follows the rule every reader applies (refer *below* a class's bar): at the
+    bar a slice is answered, one float below it referred; a bar of 1.0 answers a confidence of exactly 1.0."""
+    from types import SimpleNamespace
+
+    from brainclf.data.datasets import Sample
+    from brainclf.evaluation.external import external_rows
+
+    bars = {"glioma": 0.9, "meningioma": 0.9, "notumor": 0.99, "pituitary": 1.0}
+    cases = [(cls, conf) for cls in ("glioma", "notumor", "pituitary")
+             for conf in (bars[cls], float(np.nextafter(bars[cls], 0)))]
+    raw = np.array([[conf if c == cls else (1 - conf) / 3 for c in CLASS_NAMES] for cls, conf in cases])
+    samples = []
+    for k, (cls, _) in enumerate(cases):
+        (tmp_path / cls).mkdir(exist_ok=True)
+        make_image(cls, seed=k).save(tmp_path / cls / f"{k}.png")
+        samples.append(Sample(tmp_path / cls / f"{k}.png", CLASS_NAMES.index(cls)))
+    predictor = SimpleNamespace(temperature=1.0, applied_refer_thresholds=bars, card=SimpleNamespace(ood=None))
+    rows, errors = external_rows(predictor, samples, tmp_path, predicted=(raw, np.zeros((len(cases), 2)), samples, []),
+                                 manifest={})
+    assert errors == [] and [r["pred"] for r in rows] == [cls for cls, _ in cases]
+    assert [r["referred"] for r in rows] == [False, True] * 3

@@ -19,6 +19,13 @@ Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 3, 3])
 Y_PRED = np.array([0, 1, 1, 1, 2, 0, 3, 3])
 
 
+def ovr_auc(y: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Class k's one-vs-rest AUC by brute force: the share of (class k, other) image pairs in which the class k
+    image has the higher probability of k, ties counting one half."""
+    pos, neg = probs[y == k, k][:, None], probs[y != k, k][None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
 def test_hand_made_example():
     m = classification_metrics(Y_TRUE, probs_for(Y_PRED))
     assert m["n"] == 8
@@ -34,7 +41,23 @@ def test_hand_made_example():
     assert all(pc[c]["support"] == 2 for c in CLASS_NAMES)
     assert pc["meningioma"]["f1"] == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
     assert m["loss"] == pytest.approx(-np.mean(np.log(np.where(Y_TRUE == Y_PRED, 0.7, 0.1))))
-    assert 0 < m["macro_auc"] <= 1
+    # The AUCs from a high and a low score per class (5/8 and 1/8: exact in binary, so the tied scores stay tied;
+    # see test_tied_scores_keep_their_auc_when_rows_are_renormalised). 2 positives x 6 negatives = 12 pairs a class.
+    # glioma: its positives score high and low, one negative (the notumor called glioma) high: 5.5 + 2.5 = 8 won.
+    # meningioma: both positives high, one negative (the glioma called meningioma) high: 2 x 5.5 = 11.
+    # notumor: positives high and low (called glioma), every negative low: 6 + 3 = 9. pituitary: all 12.
+    exact = probs_for(Y_PRED, conf=0.625)
+    assert [ovr_auc(Y_TRUE, exact, k) for k in range(4)] == pytest.approx([8 / 12, 11 / 12, 9 / 12, 1])
+    m = classification_metrics(Y_TRUE, exact)
+    assert m["macro_auc"] == pytest.approx((8 + 11 + 9 + 12) / 48)
+    assert [m["per_class"][c]["auc"] for c in CLASS_NAMES] == pytest.approx([8 / 12, 11 / 12, 9 / 12, 1])
+
+
+def test_tied_scores_keep_their_auc_when_rows_are_renormalised():
+    """Renormalised rows whose float sums differ in the last bit turned tied scores (0.1 vs 0.1) into an order: the
+    AUC depended on round-off (macro AUC 0.885 instead of 0.833 here). Ranks are taken from the scores as given."""
+    m = classification_metrics(Y_TRUE, probs_for(Y_PRED))  # 0.7 and 0.1: not exact in binary
+    assert m["macro_auc"] == pytest.approx((8 + 11 + 9 + 12) / 48)
 
 
 def test_confusion_matrix_is_not_transposed():
@@ -58,9 +81,15 @@ def test_perfect_separation_has_auc_one():
 
 
 def test_missing_class_gives_mean_auc_over_present_classes():
-    y = np.array([0, 0, 1, 1, 2, 2])
-    m = classification_metrics(y, probs_for(y))
-    assert m["macro_auc"] == pytest.approx(1.0)
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    probs = np.random.default_rng(6).dirichlet(np.ones(4), len(y))
+    probs[y, y] += 0.3  # better than chance, not perfect
+    probs /= probs.sum(1, keepdims=True)
+    m = classification_metrics(y, probs)
+    present = [ovr_auc(y, probs, k) for k in range(3)]
+    assert len(set(present)) == 3 and min(present) < 1  # the classes' AUCs differ: their mean is not any one
+    assert [m["per_class"][c]["auc"] for c in CLASS_NAMES[:3]] == pytest.approx(present)
+    assert m["macro_auc"] == pytest.approx(np.mean(present))
     assert "auc" not in m["per_class"]["pituitary"]
     assert m["per_class"]["pituitary"]["support"] == 0
 
@@ -99,3 +128,14 @@ def test_ece_leaves_a_non_finite_row_out_of_the_weights_as_well_as_the_bins():
     # Over the two finite rows: both right, confidences 0.9 and 0.8 -> |1 - 0.9| / 2 + |1 - 0.8| / 2 = 0.15.
     assert expected_calibration_error(y_true, probs) == pytest.approx(0.15)
     assert np.isnan(expected_calibration_error(y_true[:1], probs[2:]))  # nothing measurable is not a perfect 0
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_ece_counts_a_confidence_of_exactly_one_in_the_top_bin(right):
+    """Saturated answers (confidence 1.0, common in float32) fall in the last bin (14/15, 1]: all right is perfectly
+    calibrated (ECE 0), all wrong is as far off as can be (ECE 1)."""
+    y = np.repeat(np.arange(4), 3)
+    probs = np.eye(4)[y if right else (y + 1) % 4]
+    assert expected_calibration_error(y, probs) == (0.0 if right else 1.0)
+    assert reliability_curve(y, probs)["bins"] == [{"lo": pytest.approx(14 / 15), "hi": 1.0, "n": 12,
+                                                    "confidence": 1.0, "accuracy": 1.0 if right else 0.0}]

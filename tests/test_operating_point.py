@@ -11,6 +11,7 @@ import pytest
 from brainclf import CLASS_NAMES
 from brainclf.evaluation import risk_coverage_by_source
 from brainclf.model import validate_card
+from brainclf.model.card_schema import CardSchemaError
 from brainclf.presentation import operating_summary, refer_rule
 from brainclf.scoring import (
     choose_refer_threshold,
@@ -35,11 +36,26 @@ def probs_for(y: np.ndarray, skill: float, seed: int) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-@pytest.mark.parametrize("target", [0.999, 0.98, 0.9, 0.6])
+def lowest_passing_confidence(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """Brute force: the lowest confidence t of the images at which those with confidence >= t are at least
+    `target` right; REFER_ALL where no t is."""
+    conf, right = p.max(1), p.argmax(1) == y
+    passing = [t for t in np.unique(conf) if right[conf >= t].mean() >= target]
+    return float(min(passing)) if passing else REFER_ALL
+
+
+@pytest.mark.parametrize("target", [0.999, 0.98, 0.9, 0.6, "overall"])
 def test_threshold_from_the_stored_curve_is_the_one_fitted_on_the_images(target):
     y = np.random.default_rng(1).integers(0, 4, 500)
     p = probs_for(y, 0.85, seed=2)
-    assert threshold_for(risk_coverage(y, p), target) == choose_refer_threshold(y, p, target)
+    # 30 images of one confidence, right first and then wrong: a cut answers all of them or none.
+    top = np.argsort(-p.max(1))[5]
+    p[:30], y[:20], y[20:30] = p[top], p[top].argmax(), (p[top].argmax() + 1) % len(CLASS_NAMES)
+    if target == "overall":  # reached exactly, by answering everything: "at least the target" includes it
+        target = float((p.argmax(1) == y).mean())
+    expected = lowest_passing_confidence(y, p, target)
+    assert threshold_for(risk_coverage(y, p), target) == expected
+    assert choose_refer_threshold(y, p, target) == expected
 
 
 def test_every_source_reaches_the_target_on_its_own_validation_part():
@@ -80,7 +96,7 @@ def test_calibration_with_sources_keeps_curves_and_the_schema_checks_them():
     assert checked["calibration"]["operating"]["curves"]["external-radiopaedia"]["n"] == 100
     broken = json.loads(json.dumps(cal))
     broken["operating"]["curves"]["brain-tumor-mri"]["correct"][0] = 99  # more right than answered
-    with pytest.raises(Exception, match="more slices right than answered"):
+    with pytest.raises(CardSchemaError, match="more slices right than answered"):
         validate_card(_card(broken))
 
 

@@ -239,3 +239,17 @@ def test_a_flagged_slice_is_no_answer_in_its_csv_row_and_audit_line_whatever_its
     assert not answered.as_row()["refer"] and not audit_record(b"a", answered)["output"]["refer"]
     assert flagged.as_row()["refer"] and flagged.as_row()["out_of_distribution"]
     assert audit_record(b"b", flagged)["output"]["refer"]
+
+
+@pytest.mark.parametrize("bar", [0.9, 0.9719, 1.0])
+def test_a_confidence_at_the_refer_bar_is_answered_and_one_step_below_it_is_referred(bar):
+    """The rule is 'refer below the bar': a confidence equal to it is answered (a bar of 1.0 answers a saturated
+    1.0, the cut the curves counted as passing); the next float below it is referred."""
+    def prediction(confidence: float) -> Prediction:
+        probs = dict(zip(CLASS_NAMES, [confidence, *[(1 - confidence) / 3] * 3]))
+        return Prediction("x.png", probs, "m", "v1", refer_threshold=bar)
+
+    assert prediction(bar).confidence == bar and not prediction(bar).referred
+    below = float(np.nextafter(bar, 0))
+    assert prediction(below).confidence == below and prediction(below).referred
+    assert prediction(bar).as_row()["refer"] is False and prediction(below).as_row()["refer"] is True

@@ -219,6 +219,17 @@ def test_one_pixel_image_is_refused():
     assert np.allclose(x, 200 / 255, atol=1 / 255)
 
 
+@pytest.mark.parametrize("size", [(15, 15), (15, 40), (40, 15)])
+def test_an_image_one_pixel_under_the_smallest_side_is_refused(size):
+    from brainclf.input.limits import MIN_SIDE
+
+    assert MIN_SIDE == 16  # the side the accepted 16x16 above is the smallest of
+    with pytest.raises(ImageError, match=rf"only {size[0]}x{size[1]} pixels; an MRI slice needs at least 16 px a side"):
+        load_model_input(enc(Image.new("L", size, 200)), InputContract(32, 1))
+    wider = tuple(max(side, MIN_SIDE) for side in size)
+    assert load_model_input(enc(Image.new("L", wider, 200)), InputContract(32, 1)).shape == (32, 32, 1)
+
+
 def test_animated_png_is_refused():
     frames = [Image.new("L", (16, 16), v) for v in (200, 30, 90)]
     buf = io.BytesIO()

@@ -59,6 +59,25 @@ def test_default_card_agrees_with_a_fresh_evaluation(default_report):
     assert abs(card["metrics"]["test"]["accuracy"] - default_report["accuracy"]) <= 1 / 1025
 
 
+def test_the_clean_subset_leaves_out_the_testing_images_near_a_training_image(default_report, real_data):
+    """The clean-subset figures are measured on the Testing images with no exact or near duplicate among the
+    model's training images. brainclf.data.dedup's docstring measured each Testing image's distance to its
+    nearest Training image: 489 are within 10 bits and 513 within 15, so at its threshold of 12 bits between 512
+    and 536 of the 1,025 are clean."""
+    from brainclf.data import dedup_report, discover
+
+    clean = default_report["clean"]
+    assert clean is not None, default_report.get("clean_note")  # the card's training images were found
+    assert clean["n"] == sum(r["clean"] for r in default_report["predictions"])
+    assert 1025 - 513 <= clean["n"] <= 1025 - 489, clean["n"]
+    # The default trained and validated on the whole Training folder: its clean subset is the dedup report's.
+    ds = discover(real_data)
+    card = json.loads((MODELS / "default.json").read_text())
+    learnt = {k for part in ("train", "val") for k in card["training"]["files"][part] if "::" not in k}
+    assert learnt == {s.path.relative_to(real_data).as_posix() for s in ds.splits["Training"]}
+    assert clean["n"] == dedup_report(ds)["leakage"]["Testing"]["clean"]  # hashes remembered from the evaluation
+
+
 def test_cli_evaluate_json_on_testing(real_data, capsys):
     from brainclf.cli import main
 

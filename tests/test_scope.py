@@ -41,6 +41,8 @@ def test_the_case_line_leads_with_other_sources_and_says_plainly_when_never_meas
     loose = card(training=sources, metrics={"test": {"accuracy": 0.987},
                                             "external": {"radiopaedia": dict(ext, case_grouping_bits=None)}})
     assert "Measured on other sources' scans: ≤ 74.9 % right (427 slices of radiopaedia)" in case_scope_line(loose)
+    assert "radiopaedia (427 images, ≤ 74.9 % accurate)" in validated_scope(loose)["sentence"]  # Predict, Home, PDF
+    assert "radiopaedia (427 images, 74.9 % accurate)" in validated_scope(c)["sentence"]
     never = case_scope_line(card(metrics={"test": {"accuracy": 0.99}}))
     assert "Not measured on any other source" in never and "99.0 %" in never
     assert external_summary(card()) is None

@@ -4,8 +4,12 @@ Uses the bundled seed model (no training) on a folder of synthetic images in nes
 
 from __future__ import annotations
 
+import ast
 import csv
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -79,8 +83,15 @@ def test_shard_of_is_pinned_and_partitions():
     # Pinned values: changing the hash would silently re-assign files of half-finished sharded runs.
     assert [shard_of("glioma/Te-gl_0010.jpg", n) for n in (1, 2, 3, 5, 7, 10)] == [0, 0, 0, 3, 2, 8]
     assert [shard_of("meningioma/Te-me_0001.jpg", n) for n in (1, 2, 3, 5, 7, 10)] == [0, 0, 1, 4, 4, 4]
-    assert shard_of("a/b.png", 5) == shard_of("a/b.png", 5)
     names = [f"class{k}/img_{i:04d}.png" for k in range(4) for i in range(300)]
+    # The machines of a sharded run are separate processes: each with its own hash() salt must agree.
+    code = ("import sys; from brainclf.data import shard_of; "
+            "print([shard_of(line.strip(), 7) for line in sys.stdin])")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], input="\n".join(names[:200]), capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parent.parent,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        assert ast.literal_eval(out) == [shard_of(name, 7) for name in names[:200]], seed
     for n in (1, 2, 3, 8):
         counts = np.bincount([shard_of(name, n) for name in names], minlength=n)
         assert counts.sum() == len(names) and len(counts) == n

@@ -12,7 +12,7 @@ from PIL import Image
 from test_site import write_site
 
 from brainclf.data import Sample, discover, relative_path
-from brainclf.errors import ConfigError, DataError
+from brainclf.errors import BrainclfError, ConfigError, DataError
 from brainclf.model import read_card
 from brainclf.site import SiteRun, learnt_from, split_site
 from brainclf.site.split import check_parts, left_out_words, saved_split
@@ -105,7 +105,7 @@ def test_a_card_left_without_its_model_takes_its_name(tmp_path):
 
     (tmp_path / "clinic-smoke.json").write_text("{}")
     assert free_default_name(tmp_path, "clinic", "smoke", "") == "clinic-smoke-2"
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(BrainclfError, match="A model named clinic-smoke already exists; nothing is overwritten"):
         new_name(tmp_path, "clinic-smoke")
 
 

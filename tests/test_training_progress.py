@@ -4,7 +4,7 @@ the epochs' pace without the preparation) and the "preparing" reports sent while
 from __future__ import annotations
 
 import threading
-import time
+import types
 
 import pytest
 
@@ -98,16 +98,25 @@ def test_finalize_reports_each_step_in_order():
                                           "Grad-CAM faithfulness", "test metrics", "external validation"}
 
 
-def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_dataset, tmp_path):
+def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_dataset, tmp_path, monkeypatch):
     """A real (tiny) run, cancelled after its first batch: the hook sees "preparing" reports whose fraction
-    grows to 1 through both phases, and the training reports' epoch time leaves the preparation out."""
+    grows to 1 through both phases, and the training reports' epoch time leaves the preparation out.
+
+    The run's clock (time.time in the session, which starts it, and in the callbacks, which time the epochs) is a
+    fake one that moves only when the hook says: 100 s per "preparing" report, nothing during the epochs."""
+    from importlib import import_module
+
+    clock = [1_000_000.0]
+    fake = types.SimpleNamespace(time=lambda: clock[0])
+    for module in ("brainclf.training.session", "brainclf.training.callbacks"):
+        monkeypatch.setattr(import_module(module), "time", fake)
     cancel = threading.Event()
     events = []
 
     def hook(p: TrainProgress):
         events.append(p)
         if p.stage == "preparing":
-            time.sleep(0.2)  # a slow preparation: it must not count as epoch time
+            clock[0] += 100.0  # a slow preparation: it must not count as epoch time
         if p.stage == "training":
             cancel.set()
 
@@ -121,5 +130,6 @@ def test_preparation_is_reported_and_left_out_of_the_epoch_time(synthetic_datase
     assert any("near-duplicate" in p.message for p in prep) and any(p.message.startswith("Loading") for p in prep)
     first = next(p for p in events if p.stage == "training")
     assert first.current_epoch() == 1 and first.first_epoch == 0
-    assert first.elapsed_s - first.train_elapsed_s >= 0.2 * len(prep)
+    assert [p.elapsed_s for p in prep] == [100.0 * k for k in range(len(prep))]  # since train() was called
+    assert first.elapsed_s == 100.0 * len(prep) and first.train_elapsed_s == 0.0  # no time passed in the epoch
     assert events.index(prep[-1]) < events.index(first)

@@ -284,11 +284,15 @@ def test_an_external_figure_of_a_split_with_loose_case_groups_reads_as_an_upper_
     from brainclf.presentation.views import UPPER_ESTIMATE_NOTE, external_view
 
     ext = {"n": 427, "accuracy": 0.7494, "membership": "held-out case groups (not trained or validated on)",
-           "confusion_matrix": [[0] * 4] * 4}
+           "confusion_matrix": [[0] * 4] * 4, "called_notumor_rate": 0.13}
     loose = external_view("external-radiopaedia", ext)
     assert loose["rows"][0]["value"].startswith("≤ 74.9") and loose["caveat"] == UPPER_ESTIMATE_NOTE
+    # Its miss rate is a lower estimate; a rate not recorded stays a plain "—".
+    assert loose["rows"][1]["value"].startswith("≥ 13.0") and loose["rows"][2]["value"] == "—"
+    assert "accuracy is an upper estimate" in UPPER_ESTIMATE_NOTE and "lower estimates" in UPPER_ESTIMATE_NOTE
     whole_cases = external_view("external-radiopaedia", dict(ext, case_grouping_bits=25))
     assert whole_cases["rows"][0]["value"].startswith("74.9") and whole_cases["caveat"] is None
+    assert whole_cases["rows"][1]["value"].startswith("13.0")
     never_trained = external_view("external-radiopaedia", dict(ext, membership="all images (never trained on)"))
     assert never_trained["caveat"] is None
 

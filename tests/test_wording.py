@@ -199,3 +199,18 @@ def test_an_output_that_is_not_a_number_reads_as_a_dash_on_an_empty_bar():
     lines = probability_lines({"glioma": nan, "meningioma": 0.7, "notumor": nan, "pituitary": 0.3})
     assert [bar for bar, _ in lines] == [0.7, 0.3, 0.0, 0.0]
     assert lines[2][1] == "Glioma: **—**" and lines[0][1].startswith("Meningioma")
+
+
+def test_a_confidence_at_the_refer_bar_is_answered_and_one_step_below_it_is_referred():
+    """ReferRule refers below the bar: a confidence equal to a class's bar is answered, the next float below it is
+    referred, and a bar of 1.0 (a cut that passed at saturation) answers a confidence of exactly 1.0."""
+    import math
+
+    rule = refer_rule(THRESHOLDS, CAL)
+    for cls in ("meningioma", "notumor"):  # the symmetric bar and the stricter "no tumour" one
+        bar = THRESHOLDS[cls]
+        assert not rule.referred(probs(cls, bar))
+        assert rule.referred(probs(cls, math.nextafter(bar, 0)))
+    certain = refer_rule(dict.fromkeys(THRESHOLDS, 1.0), CAL)
+    assert not certain.referred(probs("glioma", 1.0))
+    assert certain.referred(probs("glioma", math.nextafter(1.0, 0)))

@@ -54,6 +54,7 @@ from .scope import (
     non_commercial,
     sensitivity_rows,
     source_tag,
+    upper_mark,
     validated_scope,
 )
 from .study import SliceResult, slice_result, study_summary, study_summary_text
@@ -111,5 +112,5 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "reliability_figure",
            "report_case", "result_status", "sensitivity_rows", "risk_coverage_figure", "roc_figure", "shortcut_figure",
            "site_training_words", "slice_result", "source_caption", "source_tag", "study_note", "study_summary",
-           "study_summary_text", "summary_row", "trust_view", "unreadable_message", "validated_scope",
+           "study_summary_text", "summary_row", "trust_view", "unreadable_message", "upper_mark", "validated_scope",
            "viewer_picture", "widget_key"]

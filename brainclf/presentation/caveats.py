@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..escaping import md_literal
-from .scope import claim_words, external_reports, site_scope, upper_estimate
+from .scope import LOOSE_SPLIT_WHY, claim_words, external_reports, site_scope, upper_estimate
 from .wording import count, pct, pct_pair, plural
 
 
@@ -82,9 +82,8 @@ def grouping_caveat(card) -> str:
     loose = [name for name, e in external_reports(card)[0].items() if upper_estimate(e)]
     if not loose:
         return ""
-    return (f"An upper estimate: the split of {', '.join(loose)} joined only re-encodings of one slice into a case, "
-            "so neighbouring slices of some held-out cases were in training; a split by whole cases reads lower "
-            "(README, \"Results: read this first\").")
+    return (f"An upper estimate: the split of {', '.join(loose)} {LOOSE_SPLIT_WHY}; a split by whole cases reads "
+            "lower (README, \"Results: read this first\").")
 
 
 def held_out_words(card) -> str:

@@ -61,7 +61,7 @@ def validated_scope(card) -> dict:
     sequences = sorted({seq for ext in externals.values() for seq in ext.get("by_sequence", {}) if seq != "unknown"})
     ordered = [c for c in CLASS_NAMES if c in classes] or list(CLASS_NAMES)
     names = [s["name"] for s in sources]
-    validated = [f"{name} ({plural(ext['n'], 'image')}, {pct(ext.get('accuracy'))} accurate)"
+    validated = [f"{name} ({plural(ext['n'], 'image')}, {external_pct(ext)} accurate)"
                  for name, ext in externals.items()]
     sentence = (f"Trained on {', '.join(names)}; classes {', '.join(DISPLAY_NAMES[c] for c in ordered)}. "
                 + (f"Checked on other-source slices: {'; '.join(validated)}"
@@ -102,10 +102,20 @@ def upper_estimate(ext: dict) -> bool:
             and (ext.get("case_grouping_bits") or 0) < SAME_CASE_THRESHOLD)
 
 
+# Why such a split's figures are bounds, not estimates (caveats.grouping_caveat, views.external_view).
+LOOSE_SPLIT_WHY = ("joined only re-encodings of one slice into a case, so neighbouring slices of some held-out cases "
+                   "were in training")
+
+
+def upper_mark(upper: bool) -> str:
+    """'≤ ' before an accuracy that is an upper estimate (upper_estimate), else ''."""
+    return "≤ " if upper else ""
+
+
 def external_pct(ext: dict, fmt=pct) -> str:
     """A recorded external accuracy as every page shows it: '≤ 74.9 %' where it is an upper estimate (`fmt`: the
     percentage formatter of the table it goes in)."""
-    return ("≤ " if upper_estimate(ext) else "") + fmt(ext.get("accuracy"))
+    return upper_mark(upper_estimate(ext)) + fmt(ext.get("accuracy"))
 
 
 def external_accuracy(card) -> float | None:
@@ -119,14 +129,13 @@ def external_summary(card) -> dict | None:
     """Every recorded other-source validation pooled: {"n", "accuracy", "datasets": [(name, n, accuracy)]};
     None when the model was never measured on another source."""
     external, recipe = external_reports(card)
-    done = [(name, int(ext["n"]), float(ext["accuracy"])) for name, ext in external.items()
+    done = [(name, int(ext["n"]), float(ext["accuracy"]), upper_estimate(ext)) for name, ext in external.items()
             if ext.get("n") and ext.get("accuracy") is not None]
     if not done:
         return None
-    n = sum(k for _, k, _ in done)
-    return {"n": n, "accuracy": sum(k * a for _, k, a in done) / n, "datasets": done,
-            "recipe_run": recipe.get("model") if recipe else None,
-            "upper": any(upper_estimate(ext) for ext in external.values())}
+    n = sum(k for _, k, _, _ in done)
+    return {"n": n, "accuracy": sum(k * a for _, k, a, _ in done) / n, "datasets": done,
+            "recipe_run": recipe.get("model") if recipe else None, "upper": any(u for *_, u in done)}
 
 
 def external_words(card) -> str:
@@ -137,15 +146,16 @@ def external_words(card) -> str:
     where = _datasets_words(ext, "")
     # A refit model learnt from those held-out cases: the figure is its recipe's, measured by the split run.
     run = f", by its split run {ext['recipe_run']}" if ext.get("recipe_run") else ""
-    upper = "≤ " if ext["upper"] else ""
+    upper = upper_mark(ext["upper"])
     if len(ext["datasets"]) == 1:
         return f"{upper}{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')} of {ext['datasets'][0][0]}{run})"
     return f"{upper}{pct(ext['accuracy'])} right ({plural(ext['n'], 'slice')}: {where}{run})"
 
 
 def _datasets_words(ext: dict, right: str) -> str:
-    """'74.9 %{right} on 427 slices of external-radiopaedia; …' for an external_summary's datasets."""
-    return "; ".join(f"{pct(a)}{right} on {plural(k, 'slice')} of {name}" for name, k, a in ext["datasets"])
+    """'≤ 74.9 %{right} on 427 slices of external-radiopaedia; …' for an external_summary's datasets."""
+    return "; ".join(f"{upper_mark(u)}{pct(a)}{right} on {plural(k, 'slice')} of {name}"
+                     for name, k, a, u in ext["datasets"])
 
 
 def external_rates(card) -> tuple[list[dict], str] | None:
@@ -211,7 +221,7 @@ def model_choice_label(stem: str, card, verified: bool) -> str:
     # The picker's short form of claim_words; the other source's figure first (a clinic's scans are another source).
     claimed = "" if verified else " claimed, not verified"
     ext_claimed = " claimed, not verified" if claim_words(card, external=True) else ""
-    parts = [f"other source {'≤ ' if ext['upper'] else ''}{pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
+    parts = [f"other source {upper_mark(ext['upper'])}{pct(ext['accuracy'])} of {ext['n']:,}{ext_claimed}"
              + (" by its split run" if ext["recipe_run"] else "") if ext else "other source never checked",
              f"Kaggle test {pct(acc)} (in-distribution){claimed}" if acc else ""]
     label = f"{stem} ({card.architecture}, {source_tag(card)}" + "".join(f"; {x}" for x in parts if x) + ")"

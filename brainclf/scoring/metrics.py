@@ -72,13 +72,13 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
         confusion_matrix,
         log_loss,
         precision_recall_fscore_support,
-        roc_auc_score,
     )
 
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     if len(y_true) == 0:
         return {"n": 0}
+    scores = probs  # ranks as given: renormalised rows whose sums differ in the last bit would order tied scores
     probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
     y_pred = probs.argmax(1)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
@@ -86,15 +86,11 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
         c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, c in enumerate(CLASS_NAMES)
     }
-    curves = roc_curves(y_true, probs)
+    curves = roc_curves(y_true, scores)
     for c, cur in curves.items():
         per_class[c]["auc"] = cur["auc"]
-    present = np.unique(y_true)
-    macro_auc = None
-    if len(present) == len(CLASS_NAMES):
-        macro_auc = float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=LABELS))
-    elif curves:
-        macro_auc = float(np.mean([cur["auc"] for cur in curves.values()]))
+    # One-vs-rest macro AUC (as sklearn's roc_auc_score(multi_class="ovr")): the mean over the classes present.
+    macro_auc = float(np.mean([cur["auc"] for cur in curves.values()])) if curves else None
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
