@@ -233,8 +233,8 @@ st.subheader("Glioma vs meningioma")
 gm_sources = {data_name: (rows, root)}  # this page's rows, then each other source's the card records
 for name, ext_rows in ({} if re_evaluated else card.external_predictions).items():
     gm_sources[f"{name} (another source)"] = (ext_rows, r.path if (r := config.root(name)) else None)
-gm_name = st.radio("Slices from", list(gm_sources), horizontal=True, key="gm_source") if len(gm_sources) > 1 \
-    else data_name
+gm_name = st.radio("Slices from", list(gm_sources), horizontal=True, key="gm_source", format_func=md_literal) \
+    if len(gm_sources) > 1 else data_name  # dataset names come from the card
 rows, root = gm_sources[gm_name]  # the rest of the section reads these
 gm = glioma_meningioma(rows)
 st.markdown(gm["sentence"])

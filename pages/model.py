@@ -76,12 +76,12 @@ if who.can("re_evaluate") and config.root_names():
             to_verify = c1.selectbox("Uploaded model", claimed, format_func=lambda p: p.stem, key="verify_pick")
             picked = card_of(to_verify) if to_verify else None
             source = (picked.training.get("fingerprint") or {}).get("root_name") if picked else None
-            # Its own source only: the figure replaces its test split's, shown as in-distribution.
-            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if not source or
-                                                   config.root(n).path.resolve().name == source],
+            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if source and  # its own only:
+                                                   config.root(n).path.resolve().name == source],  # in-distribution
                                      key="verify_data", help="The dataset named as its training source.")
             if verify_on is None:
-                st.caption(f"This server offers no dataset named {md_literal(source)}, its training source.")
+                st.caption(f"This server offers no dataset named {md_literal(source)}, its training source." if source
+                           else "Its card names no training source: validate it with the site workflow instead.")
             elif st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
                 bar = st.progress(0.0, text="Evaluating…")
                 try:
@@ -248,7 +248,7 @@ def training_panel():
     # Who, asked again on each redraw: a role taken away meanwhile must not keep this panel's buttons.
     who = require("open_model")
     s = jobs.status
-    redraw_page_when_job_ends(s, "training_panel")
+    redraw_page_when_job_ends(s, "job_panel")  # one key for both panels: one redraw
     if s is not None and s.request.get("kind") == "site":  # the site section below shows its own steps
         if s.active:  # Start training is disabled: say why
             st.caption(f"A site step is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): "

@@ -43,7 +43,11 @@ def cases_of_uploads(book, files) -> list[str]:
 
 def repeated_uploads(files) -> list[tuple[str, str]]:
     """(file name, the earlier file of the same bytes) for each upload that repeats another's bytes: the case book
-    keeps one case per image, so without a word the second name would be in no table, CSV or PDF."""
+    keeps one case per image, so without a word the second name would be in no table, CSV or PDF. Worked out once
+    per set of files in the box (each rerun would hash every upload again)."""
+    box = tuple(f.file_id for f in files)
+    if (kept := st.session_state.get("repeated_uploads")) and kept[0] == box:
+        return kept[1]
     first: dict[str, str] = {}
     repeats = []
     for f in files:
@@ -52,4 +56,5 @@ def repeated_uploads(files) -> list[tuple[str, str]]:
             repeats.append((f.name, first[digest]))
         else:
             first[digest] = f.name
+    st.session_state["repeated_uploads"] = (box, repeats)
     return repeats

@@ -139,7 +139,7 @@ def _status(jobs) -> None:
     # must not keep this panel's buttons.
     who = require("site_workflow")
     s = jobs.status
-    redraw_page_when_job_ends(s, "site_panel")
+    redraw_page_when_job_ends(s, "job_panel")  # one key for both panels: one redraw
     if s is not None and s.active and s.request.get("kind") != "site":  # the step buttons are disabled: say why
         st.caption(f"A training is running ({md_literal(s.name)}, started by {md_literal(s.owner_label)}): site "
                    "steps can start once it ends. One job, a training or a site step, runs at a time.")

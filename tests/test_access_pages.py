@@ -372,11 +372,11 @@ def test_the_whole_page_is_redrawn_once_when_a_training_it_saw_running_ends(serv
     running = JobStatus(name="mine", state="running", owner="sub:sub-researcher", owner_label="R")
     foreign_job.status = running
     at = run_page(app_as(signed_in("researcher")), "model")
-    assert at.session_state["training_panel_seen_running"] == running.started
+    assert at.session_state["job_panel_seen_running"] == running.started
     assert next(b for b in at.button if b.label == "Start training").disabled
     foreign_job.status = JobStatus(name="mine", state="done", owner="sub:sub-researcher", owner_label="R",
                                    started=running.started)
     at.run()
     assert not at.exception
-    assert "training_panel_seen_running" not in at.session_state  # redrawn once, then left alone
+    assert "job_panel_seen_running" not in at.session_state  # redrawn once, then left alone
     assert not next(b for b in at.button if b.label == "Start training").disabled

@@ -62,3 +62,13 @@ def test_malformed_or_missing_groups_leave_the_top_level_as_it_is():
     data = _enhanced([broken])  # one frame, no shared group
     image = np.asarray(read_dicom(data).image, float)
     assert image[0, 0] == 0 and image[0, -1] == 255  # the frame's full range
+
+
+def test_a_malformed_value_in_a_frame_group_is_skipped_and_the_file_still_read():
+    """A per-frame Window Center whose VR says FD over 4 bytes cannot be converted: it is left out (the frame's full
+    range), not the whole file refused."""
+    data = _enhanced([_window("7777", "512"), _window("7777", "512")])
+    bad = data.replace(b"DS\x04\x007777", b"FD\x04\x007777")
+    assert bad != data
+    image = np.asarray(read_dicom(bad, frame=0).image, float)
+    assert image[0, 0] == 0 and image[0, -1] == 255  # the frame's full range: its window was not usable

@@ -256,7 +256,8 @@ def test_glioma_and_meningioma_can_be_explored_on_another_sources_slices(tmp_pat
     at = open_page("pages/evaluation.py")
     assert not at.exception
     pick = at.radio(key="gm_source")
-    assert pick.options == ["the test split (in-distribution)", "external-radiopaedia (another source)"]
+    assert [md_plain(o) for o in pick.options] == ["the test split (in-distribution)",
+                                                   "external-radiopaedia (another source)"]  # card names: literal
     pick.set_value("external-radiopaedia (another source)").run()
     assert not at.exception
     assert any(m.value == f"**Meningioma called glioma: {m_g} images**" for m in at.markdown)

@@ -140,3 +140,17 @@ def test_an_upload_is_re_measured_on_its_own_training_source_only(smoke_model, s
     assert f"come from its training source, {synthetic_dataset.name}; another-hospital is another dataset" in err
     assert not card_is_verified(read_card(added))
     assert main(["verify", "--model", str(added), "--data", str(synthetic_dataset)]) == 0
+
+
+def test_an_upload_naming_no_training_source_is_not_re_measured_but_its_sources_test_split_is(
+        smoke_model, synthetic_dataset, tmp_path, capsys):
+    card = invented_claim(smoke_model)
+    card["training"].pop("fingerprint", None)
+    nameless = add_model("nameless", smoke_model.read_bytes(), json.dumps(card).encode(), tmp_path / "a")
+    assert main(["verify", "--model", str(nameless), "--data", str(synthetic_dataset)]) != 0
+    assert "names no training source" in capsys.readouterr().err
+    named = add_model("named", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(),
+                      tmp_path / "b")
+    # A split folder of the named source is that source: its Testing images are its test split.
+    assert main(["verify", "--model", str(named), "--data", str(synthetic_dataset / "Testing")]) == 0
+    assert read_card(named).provenance["verified_on"]["root_name"] == "Testing"

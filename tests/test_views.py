@@ -84,7 +84,7 @@ def test_headline_and_tables_use_one_probability_format_and_class_names(rows):
     head = {r["measure"]: r for r in headline_rows(report)}
     assert head["Accuracy"]["value"] == "80.0\u00a0%"  # 12 of 15
     lo, hi = report["bootstrap"]["accuracy"]
-    assert head["Accuracy"]["95 % interval (images resampled)"] == f"{100 * lo:.1f}\u00a0% – {100 * hi:.1f}\u00a0%"
+    assert head["Accuracy"]["95 % interval (images as units)"] == f"{100 * lo:.1f}\u00a0% – {100 * hi:.1f}\u00a0%"
     assert head["Errors"]["value"] == "3 of 15"
     classes = per_class_rows(report)
     assert [r["class"] for r in classes] == ["Glioma", "Meningioma", "No tumour", "Pituitary"]

@@ -75,7 +75,7 @@ def format_report(report: dict) -> str:
         lines.append(f"{c:<12}" + "".join(f"{v:>11}" for v in row))
     if report.get("bootstrap"):
         lo, hi = report["bootstrap"]["accuracy"]
-        lines.insert(2, f"accuracy 95% bootstrap CI [{lo:.4f}, {hi:.4f}]")
+        lines.insert(2, f"accuracy 95% interval [{lo:.4f}, {hi:.4f}] (bootstrap; exact where every resample agrees)")
     if report.get("refer"):
         r = report["refer"]
         acc = "n/a" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.4f}"

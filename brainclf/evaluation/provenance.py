@@ -84,9 +84,13 @@ def _check_own_source(card: ModelCard, data: Path) -> None:
     """ModelError unless `data` is named as the card's training source: the re-measured figure replaces its test
     split's and is shown as in-distribution (another hospital's slices are the site workflow's: site validate)."""
     source = str((card.training.get("fingerprint") or {}).get("root_name") or "")
-    if source and data.resolve().name != source:
+    folder = data.resolve()
+    if not source:
+        raise ModelError(f"{card.name}'s card names no training source, so no dataset here can stand in for its "
+                         "test split; validate it on labelled slices with the site workflow instead.")
+    if source not in (folder.name, folder.parent.name):  # the source's folder, or a split folder in it (Testing)
         raise ModelError(f"{card.name}'s test figures come from its training source, {plain_label(source, 64)}; "
-                         f"{plain_label(data.resolve().name, 64)} is another dataset. Re-measure it on "
+                         f"{plain_label(folder.name, 64)} is another dataset. Re-measure it on "
                          f"{plain_label(source, 64)}, or validate it on other slices with the site workflow.")
 
 

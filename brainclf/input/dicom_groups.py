@@ -26,8 +26,11 @@ def use_frame_groups(ds, frame: int) -> None:
         for macro, keywords in FRAME_MACROS if item is not None else ():
             values = _item(item, macro, 0)
             for keyword in keywords if values is not None else ():
-                if keyword in values:
-                    ds[keyword] = values[keyword]
+                try:  # pydicom converts an element when it is read: a malformed one is skipped, the file kept
+                    if keyword in values:
+                        ds[keyword] = values[keyword]
+                except Exception:  # noqa: BLE001 - any malformed value (wrong VR, bad length)
+                    continue
 
 
 def _item(ds, keyword: str, index: int):

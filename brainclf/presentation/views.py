@@ -67,7 +67,7 @@ def folder_notes(report: dict) -> str | None:
 
 # Its unit said: slices of one case are not independent, so where cases are known (an external folder) the
 # case-group interval beside it is the one to read.
-HEADLINE_INTERVAL = "95 % interval (images resampled)"
+HEADLINE_INTERVAL = "95 % interval (images as units)"  # bootstrap, or exact where every resample agrees
 
 
 def headline_rows(report: dict) -> list[dict]:
