@@ -40,7 +40,6 @@ from brainclf.presentation.scope import missing_test_rows_words
 from brainclf.presentation.views import (
     cell_heading,
     clean_view,
-    clicked_cell,
     count,
     faithfulness_caption,
     folder_notes,
@@ -64,7 +63,7 @@ from pages.common import (
     route_through_app,
     settings,
 )
-from pages.evaluation_external import external_section, paged_gallery
+from pages.evaluation_external import apply_cell_click, external_section, paged_gallery
 
 route_through_app(once_per_session=True)  # a bookmarked page on a fresh server goes through app.py's navigation
 who = require("open_evaluation")
@@ -164,12 +163,7 @@ event = st.plotly_chart(confusion_matrix_figure(report["confusion_matrix"], norm
                                                 chart_title("Confusion matrix", on_data), clickable=True),
                         key="cm", on_select="rerun", selection_mode="points")
 st.caption("Click a cell (or choose the pair below) to see its images.")
-clicked = clicked_cell(event)  # the selection persists across reruns: apply each click once
-if clicked and st.session_state.get("cm_clicked") != clicked:
-    st.session_state["cm_clicked"] = clicked  # the boxes stay free to change after
-    st.session_state["cell_true"], st.session_state["cell_pred"] = clicked
-elif not clicked:
-    st.session_state.pop("cm_clicked", None)  # deselected: the same cell may be clicked again
+apply_cell_click(event, "cell")  # the boxes below: cell_true, cell_pred
 worst = most_confused(report["confusion_matrix"])
 st.session_state.setdefault("cell_true", worst[0])  # start on the most confused pair
 st.session_state.setdefault("cell_pred", worst[1])

@@ -29,20 +29,29 @@ def _under_rule(thresholds: tuple, ext: dict, rows: list[dict]) -> dict:
     return with_refer_rule(ext, rows, dict(thresholds))
 
 
-def _clicked_error(event, wrong: list[dict], key: str) -> bool:
-    """A click on an off-diagonal cell of an external confusion matrix picks that pair in its misclassified
-    gallery (applied once per click: the selection persists across reruns); whether one was just applied."""
+def apply_cell_click(event, key: str, usable=lambda cell: True) -> bool:
+    """A click on a confusion-matrix cell picks its (true, predicted) pair in the boxes `KEY_true` and `KEY_pred`
+    below it, once per click (the selection persists across reruns; the boxes stay free to change after) and only
+    where `usable(cell)`; whether one was just applied."""
     cell = clicked_cell(event)
     if not cell or st.session_state.get(f"{key}_clicked") == cell:
         if not cell:
             st.session_state.pop(f"{key}_clicked", None)  # deselected: the same cell may be clicked again
         return False
     st.session_state[f"{key}_clicked"] = cell
-    if cell[0] == cell[1] or not any((r["true"], r["pred"]) == cell for r in wrong):
-        return False  # right answers, or an empty cell: nothing to show
+    if not usable(cell):
+        return False
     st.session_state[f"{key}_true"], st.session_state[f"{key}_pred"] = cell
-    st.session_state[f"{key}_seq_pick"] = "all"
     return True
+
+
+def _clicked_error(event, wrong: list[dict], key: str) -> bool:
+    """An external matrix's error cell opens its misclassified gallery on that pair, all sequences (right answers
+    and empty cells have nothing to show)."""
+    applied = apply_cell_click(event, key, lambda c: c[0] != c[1] and any((r["true"], r["pred"]) == c for r in wrong))
+    if applied:
+        st.session_state[f"{key}_seq_pick"] = "all"
+    return applied
 
 
 def _class_or_all(c: str) -> str:
