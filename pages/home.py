@@ -82,9 +82,7 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"In-distribution: {count(clean.get('n'))} Kaggle test images with no near-duplicate among the "
                     f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
-    # A leaky split's miss rate is a lower estimate ("≥"), as its accuracy is an upper one.
-    cols[3].metric("Tumours missed, not referred", ("≥ " if external and external["upper"] else "")
-                   + pct(missed["rate"]),  # a refit's help names its split run
+    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]),  # a refit's help names its split run
                    help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))

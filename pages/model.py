@@ -9,7 +9,7 @@ from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.data import source_at
 from brainclf.errors import BrainclfError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.evaluation import provenance_note, verify_uploaded_model
+from brainclf.evaluation import own_test_data, provenance_note, training_source, verify_uploaded_model
 from brainclf.inference import add_uploaded_model
 from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.presentation import count, history_figure
@@ -75,10 +75,10 @@ if who.can("re_evaluate") and config.root_names():
             c1, c2 = st.columns(2)
             to_verify = c1.selectbox("Uploaded model", claimed, format_func=lambda p: p.stem, key="verify_pick")
             picked = card_of(to_verify) if to_verify else None
-            source = (picked.training.get("fingerprint") or {}).get("root_name") if picked else None
-            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if source and  # its own only:
-                                                   config.root(n).path.resolve().name == source],  # in-distribution
-                                     key="verify_data", help="The dataset named as its training source.")
+            source = training_source(picked) if picked else None
+            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if picked and  # in-distribution
+                                                   own_test_data(picked, config.root(n).path)],
+                                     key="verify_data", help="Its training source, or a test split of it.")
             if verify_on is None:
                 st.caption(f"This server offers no dataset named {md_literal(source)}, its training source." if source
                            else "Its card names no training source: validate it with the site workflow instead.")

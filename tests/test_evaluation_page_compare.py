@@ -77,6 +77,9 @@ def test_external_rows_both_cards_hold_are_compared_file_by_file_over_case_group
     assert f"kaggle_only {pct(paired['accuracy_b'])}".replace("\u00a0", " ") in sentence.replace("\u00a0", " ")
     assert f"resampling {paired['units']} case groups" in sentence
     assert "A permutation test over case groups: p" in sentence and "McNemar" not in sentence  # slices of a case
+    # default_split's held-out cases had neighbours in its training (a 12-bit split): its lead is a bound.
+    assert "For default_split, the held-out cases of external-radiopaedia had neighbouring slices" in sentence
+    assert "kaggle_only, the held-out" not in sentence
 
 
 def _models_with_an_unverified_upload(folder: Path) -> Path:

@@ -137,7 +137,7 @@ def test_an_upload_is_re_measured_on_its_own_training_source_only(smoke_model, s
     shutil.copytree(synthetic_dataset, other)
     assert main(["verify", "--model", str(added), "--data", str(other)]) != 0
     err = capsys.readouterr().err
-    assert f"come from its training source, {synthetic_dataset.name}; another-hospital is another dataset" in err
+    assert f"come from the test split of its training source, {synthetic_dataset.name}; another-hospital is not" in err
     assert not card_is_verified(read_card(added))
     assert main(["verify", "--model", str(added), "--data", str(synthetic_dataset)]) == 0
 
@@ -151,6 +151,8 @@ def test_an_upload_naming_no_training_source_is_not_re_measured_but_its_sources_
     assert "names no training source" in capsys.readouterr().err
     named = add_model("named", smoke_model.read_bytes(), json.dumps(invented_claim(smoke_model)).encode(),
                       tmp_path / "b")
-    # A split folder of the named source is that source: its Testing images are its test split.
+    # Its Training folder is what it learnt from, not a test split; its Testing folder is one.
+    assert main(["verify", "--model", str(named), "--data", str(synthetic_dataset / "Training")]) != 0
+    assert "is not that" in capsys.readouterr().err and not card_is_verified(read_card(named))
     assert main(["verify", "--model", str(named), "--data", str(synthetic_dataset / "Testing")]) == 0
-    assert read_card(named).provenance["verified_on"]["root_name"] == "Testing"
+    assert read_card(named).provenance["verified_on"]["root_name"] == f"{synthetic_dataset.name}/Testing"

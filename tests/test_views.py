@@ -101,7 +101,8 @@ def test_headline_and_tables_use_one_probability_format_and_class_names(rows):
 
 
 def test_external_view_in_words():
-    ext = {"n": 1, "accuracy": 0.5, "membership": "held-out case groups", "called_notumor_rate": None,
+    ext = {"n": 1, "accuracy": 0.5, "membership": "held-out case groups", "case_grouping_bits": 25,
+           "called_notumor_rate": None,
            "called_notumor": 0, "tumour_images": 1, "coverage": 1.0, "accepted_accuracy": 0.5,
            "intervals": {"accuracy": [0.25, 0.75], "groups": 1},
            "by_sequence": {"T1": {"n": 1234, "accuracy": 0.91234, "coverage": 0.75, "called_notumor_rate": 0.1}}}
@@ -289,10 +290,14 @@ def test_an_external_figure_of_a_split_with_loose_case_groups_reads_as_an_upper_
     assert loose["rows"][0]["value"].startswith("≤ 74.9") and loose["caveat"] == UPPER_ESTIMATE_NOTE
     # Its miss rate is a lower estimate; a rate not recorded stays a plain "—".
     assert loose["rows"][1]["value"].startswith("≥ 13.0") and loose["rows"][2]["value"] == "—"
-    assert "accuracy is an upper estimate" in UPPER_ESTIMATE_NOTE and "lower estimates" in UPPER_ESTIMATE_NOTE
+    assert "accuracies are upper estimates" in UPPER_ESTIMATE_NOTE and "can go either way" in UPPER_ESTIMATE_NOTE
     whole_cases = external_view("external-radiopaedia", dict(ext, case_grouping_bits=25))
     assert whole_cases["rows"][0]["value"].startswith("74.9") and whole_cases["caveat"] is None
     assert whole_cases["rows"][1]["value"].startswith("13.0")
+    by_sequence = {"T1": {"n": 10, "accuracy": 0.8}}
+    assert external_view("x", dict(ext, by_sequence=by_sequence))["sequences"][0]["accuracy"].startswith("≤ 80.0")
+    assert external_view("x", dict(ext, by_sequence=by_sequence, case_grouping_bits=25))["sequences"][0][
+        "accuracy"].startswith("80.0")
     never_trained = external_view("external-radiopaedia", dict(ext, membership="all images (never trained on)"))
     assert never_trained["caveat"] is None
 

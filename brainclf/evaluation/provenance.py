@@ -61,7 +61,7 @@ def verify_uploaded_model(model_path: str | Path, data_root: str | Path,
     listing = "\n".join(sorted(r["path"] for r in rows))
     card.provenance.update({
         "metrics_verified": True, "verified": iso_now(), "verified_by": f"brainclf {__version__}",
-        "verified_on": {"root_name": plain_label(data.resolve().name, 128), "n": len(rows), "counts": counts,
+        "verified_on": {"root_name": plain_label(own_test_data(card, data), 128), "n": len(rows), "counts": counts,
                         "file_list_sha256": hashlib.sha256(listing.encode()).hexdigest()},
         "claimed_test_accuracy": claimed})
     _check_still_there(path, card)
@@ -80,18 +80,33 @@ def _check_verifiable(path: Path, card: ModelCard) -> None:
                          "verify the uploaded model it was made from instead.")
 
 
+def training_source(card: ModelCard) -> str:
+    """The name the card gives its primary training source ('' when it names none)."""
+    return str((card.training.get("fingerprint") or {}).get("root_name") or "")
+
+
+def own_test_data(card: ModelCard, data: Path) -> str | None:
+    """How `data` is named in a verified card ('brain-tumor-mri', or 'brain-tumor-mri/Testing') when it is the card's
+    training source or a test split in it, else None: a re-measured figure replaces the test split's and reads
+    in-distribution (another hospital's slices are the site workflow's; a Training folder is what it learnt from)."""
+    source, folder = training_source(card), data.resolve()
+    if source and folder.name == source:
+        return source
+    if source and folder.parent.name == source and folder.name.lower() not in ("training", "train"):
+        return f"{source}/{folder.name}"
+    return None
+
+
 def _check_own_source(card: ModelCard, data: Path) -> None:
-    """ModelError unless `data` is named as the card's training source: the re-measured figure replaces its test
-    split's and is shown as in-distribution (another hospital's slices are the site workflow's: site validate)."""
-    source = str((card.training.get("fingerprint") or {}).get("root_name") or "")
-    folder = data.resolve()
+    """ModelError unless own_test_data names `data`."""
+    source = training_source(card)
     if not source:
         raise ModelError(f"{card.name}'s card names no training source, so no dataset here can stand in for its "
                          "test split; validate it on labelled slices with the site workflow instead.")
-    if source not in (folder.name, folder.parent.name):  # the source's folder, or a split folder in it (Testing)
-        raise ModelError(f"{card.name}'s test figures come from its training source, {plain_label(source, 64)}; "
-                         f"{plain_label(folder.name, 64)} is another dataset. Re-measure it on "
-                         f"{plain_label(source, 64)}, or validate it on other slices with the site workflow.")
+    if own_test_data(card, data) is None:
+        raise ModelError(f"{card.name}'s test figures come from the test split of its training source, "
+                         f"{plain_label(source, 64)}; {plain_label(data.resolve().name, 64)} is not that. Re-measure "
+                         f"it on {plain_label(source, 64)}, or validate it on other slices with the site workflow.")
 
 
 def _check_still_there(path: Path, card: ModelCard) -> None:

@@ -8,7 +8,7 @@ from ..escaping import md_literal
 from ..evaluation.analysis import paired_comparison, report_from_rows
 from ..evaluation.provenance import card_is_verified
 from .comparison_words import no_paired_test, paired_words, second_name
-from .scope import claim_words, external_words, missing_test_rows_words
+from .scope import claim_words, external_words, missing_test_rows_words, upper_estimate
 from .views import comparison, count, pct
 from .wording import count as number
 
@@ -86,7 +86,11 @@ def _external_pair(dataset: str, card_a, card_b) -> str:
     if claimed:
         return (head + f"{lead}: {md_literal(name_a)} {pct(paired['accuracy_a'])}, {md_literal(name_b)} "
                 f"{pct(paired['accuracy_b'])}. " + no_paired_test(claimed, f"rows on {md_literal(dataset)}"))
-    return head + paired_words(paired, name_a, name_b, lead)
+    loose = [n for n, c in ((name_a, card_a), (name_b, card_b))
+             if upper_estimate(((c.metrics.get("external") or {}).get(dataset)) or {})]
+    bound = (f" For {md_literal(' and '.join(loose))}, the held-out cases of {md_literal(dataset)} had neighbouring "
+             "slices in training: its accuracy here is an upper estimate, as is any lead it shows.") if loose else ""
+    return head + paired_words(paired, name_a, name_b, lead) + bound
 
 
 def _modes(dataset: str, card_a, card_b, name_a: str, name_b: str) -> str:
