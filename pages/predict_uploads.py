@@ -5,7 +5,7 @@ import streamlit as st
 
 from brainclf.errors import BrainclfError
 from brainclf.input import check_upload_session, series_groups, study_frames, upload_alias
-from brainclf.presentation import content_hash
+from brainclf.presentation.batch_table import repeated_names
 from pages.common import case_book
 
 
@@ -42,19 +42,11 @@ def cases_of_uploads(book, files) -> list[str]:
 
 
 def repeated_uploads(files) -> list[tuple[str, str]]:
-    """(file name, the earlier file of the same bytes) for each upload that repeats another's bytes: the case book
-    keeps one case per image, so without a word the second name would be in no table, CSV or PDF. Worked out once
-    per set of files in the box (each rerun would hash every upload again)."""
+    """brainclf.presentation.batch_table.repeated_names of the box's files, once per set of files (each rerun would
+    hash every upload again)."""
     box = tuple(f.file_id for f in files)
     if (kept := st.session_state.get("repeated_uploads")) and kept[0] == box:
         return kept[1]
-    first: dict[str, str] = {}
-    repeats = []
-    for f in files:
-        digest = content_hash(f.getvalue())
-        if digest in first:
-            repeats.append((f.name, first[digest]))
-        else:
-            first[digest] = f.name
+    repeats = repeated_names([(f.name, f.getvalue()) for f in files])
     st.session_state["repeated_uploads"] = (box, repeats)
     return repeats

@@ -39,3 +39,19 @@ def history_row(case, model: str, show_names: bool = True, rule=None) -> dict:
         row.update(prediction=answer_words(kind, res.predicted, res.confidence),
                    confidence="—" if kind == "ood" else pct(res.confidence), status=HEADLINES[kind])
     return row
+
+
+def repeated_names(uploads: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    """(file name, the earlier file of the same bytes) for each upload that repeats another's bytes: the case book
+    keeps one case per image, so without a word the second name would be in no table, CSV or PDF."""
+    from .cases import content_hash  # cases imports this module for its history rows
+
+    first: dict[str, str] = {}
+    repeats = []
+    for name, data in uploads:
+        digest = content_hash(data)
+        if digest in first:
+            repeats.append((name, first[digest]))
+        else:
+            first[digest] = name
+    return repeats
