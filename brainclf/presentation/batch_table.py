@@ -3,6 +3,8 @@ window, and one case of the session's history."""
 
 from __future__ import annotations
 
+import hashlib
+
 from .. import DISPLAY_NAMES
 from .wording import HEADLINES, ReferRule, answer_words, pct, result_status, summary_row
 
@@ -41,11 +43,14 @@ def history_row(case, model: str, show_names: bool = True, rule=None) -> dict:
     return row
 
 
+def content_hash(data: bytes) -> str:
+    """SHA-256 of the uploaded bytes (hex), a case's identity (brainclf.presentation.cases)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def repeated_names(uploads: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
     """(file name, the earlier file of the same bytes) for each upload that repeats another's bytes: the case book
     keeps one case per image, so without a word the second name would be in no table, CSV or PDF."""
-    from .cases import content_hash  # cases imports this module for its history rows
-
     first: dict[str, str] = {}
     repeats = []
     for name, data in uploads:

@@ -9,7 +9,6 @@ position in an upload list (a position is reused by the next upload, a content h
 from __future__ import annotations
 
 import copy
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,13 +17,8 @@ from datetime import UTC, datetime
 from ..errors import BrainclfError
 from ..escaping import visible_text
 from ..input import decode_upload, limits, upload_alias, without_alias
-from .batch_table import history_row
+from .batch_table import content_hash, history_row
 from .wording import plural
-
-
-def content_hash(data: bytes) -> str:
-    """SHA-256 of the uploaded bytes (hex), the case's identity."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def case_ref(digest: str) -> str:
