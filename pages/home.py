@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from brainclf.escaping import md_literal
-from brainclf.evaluation import card_is_verified, provenance_note
+from brainclf.evaluation import card_is_verified, made_here_note, provenance_note
 from brainclf.model import display_text, short_hash
 from brainclf.presentation import (
     absent_classes_words,
@@ -96,6 +96,8 @@ if note and not card_is_verified(card):
     st.warning(md_literal(note), icon=":material/upload:")
 elif note:
     st.caption(md_literal(note))
+if made_here := made_here_note(card):  # who made it on this server, where its card records them
+    st.caption(md_literal(made_here))
 st.markdown("**Sensitivity and specificity**, in-distribution (Kaggle test split)"
             + (" and on the external source, as recorded in the model card:" if ext_rates else ":"))
 table = sensitivity_rows(rows, ext_rates, md_literal(ext_words))

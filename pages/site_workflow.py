@@ -13,6 +13,7 @@ import streamlit as st
 from brainclf.errors import BrainclfError
 from brainclf.escaping import csv_row, md_literal
 from brainclf.inference import overlay_heatmap
+from brainclf.model import maker_record
 from brainclf.presentation import class_label, confusion_matrix_figure, count, pct, plural, risk_coverage_figure
 from brainclf.scoring import slices_needed
 from brainclf.serving import owner_run_dir
@@ -119,7 +120,7 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
                       type="primary" if step not in done and not disabled else "secondary"):
             work = step_job(step, run_dir, site_root, site, model, rule[0], config.models_dir,
                             default_root.path if default_root else None, confidence=rule[1],
-                            runs_root=config.runs_dir)
+                            runs_root=config.runs_dir, made_by=maker_record(who.label, who.user_id))
             # An adaptation cancelled or interrupted after an epoch resumes from it (brainclf.site.adapt).
             resumable = (lambda: adaptation_saved(run_dir)) if step == "adapt" else (lambda: False)
             try:

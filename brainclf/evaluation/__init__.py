@@ -29,7 +29,15 @@ from .evaluate import (
 from .external import cluster_bootstrap, evaluate_external, load_shortcut_study, read_manifest, with_refer_rule
 from .faithfulness import FRACTIONS, deletion_test, measure_faithfulness, randomisation_check
 from .label_audit import CT_RING_THRESHOLD, audit_labels, ct_ring_score
-from .provenance import card_is_verified, own_test_data, provenance_note, training_source, verify_uploaded_model
+from .provenance import (
+    card_is_verified,
+    made_here_note,
+    maker_words,
+    own_test_data,
+    provenance_note,
+    training_source,
+    verify_uploaded_model,
+)
 from .selection import (
     PRIMARY,
     choose,
@@ -46,7 +54,7 @@ from .selection import (
 from .shortcut import FEATURE_NAMES, run_study, style_features
 
 __all__ = ["CT_RING_THRESHOLD", "FEATURE_NAMES", "FRACTIONS", "PRIMARY", "audit_labels", "card_is_verified", "choose",
-           "own_test_data", "training_source",
+           "made_here_note", "maker_words", "own_test_data", "training_source",
            "cluster_bootstrap", "ct_ring_score", "decide", "deletion_test", "embed_2d", "evaluate_external",
            "evaluate_folder", "evaluate_samples", "feature_map", "feature_map_key", "load_shortcut_study",
            "mcnemar_exact", "mean_nll", "measure_faithfulness", "misclassified", "most_confused",

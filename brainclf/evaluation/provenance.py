@@ -17,6 +17,7 @@ from ..errors import ModelError
 from ..inference.predict import Predictor
 from ..model.card import ModelCard, card_path, file_sha256, iso_now, read_card
 from ..model.card_schema import display_text, plain_label
+from ..model.uploads import person_words
 from .evaluate import evaluate_folder
 
 
@@ -138,3 +139,35 @@ def provenance_note(card: ModelCard) -> str | None:
         return (f"Uploaded by {who} on {when}; test metrics re-measured on this server ({on.get('n', '?')} images "
                 f"of {display_text(on.get('root_name', '?'), 64)}, {verified}).")
     return f"Uploaded by {who} on {when}; test metrics claimed by the uploader, not verified on this server's data."
+
+
+def made_here_words(card: ModelCard) -> list[str]:
+    """Who made the model on this server, as its card records it: the site step's runner, then who started the
+    training of the weights (not an upload's: provenance_note says who uploaded it); [] where nobody is recorded
+    (a CLI run, a bundled model, a card from before this was recorded). Plain text."""
+    site = card.site or {}
+    words = []
+    if who := person_words(site.get("made_by")):
+        how = "Fine-tuned" if site.get("adapted") else "Calibrated"
+        words.append(f"{how} for site {display_text(site.get('name') or '?', 64)} by {who}")
+    if not card.provenance and (who := person_words((card.training or {}).get("started_by"))):
+        when = display_text(str((card.training or {}).get("started") or "")[:10], 10)
+        words.append(f"trained on this server by {who}" + (f", started {when}" if when else ""))
+    return words
+
+
+def made_here_note(card: ModelCard) -> str | None:
+    """made_here_words as one plain-text sentence for the Home page (beside provenance_note), or None."""
+    words = "; ".join(made_here_words(card))
+    return f"{words[0].upper()}{words[1:]}." if words else None
+
+
+def maker_words(card: ModelCard) -> str:
+    """The models table's short 'made by' cell: the site step's runner, the uploader or the trainer recorded in
+    the card; 'not recorded' where it names no one."""
+    prov = card.provenance or {}
+    words = made_here_words(card)
+    if prov:
+        uploader = person_words({"name": prov.get("uploaded_by"), "account": prov.get("uploaded_by_id")})
+        words.append(f"uploaded by {uploader or 'an unnamed user'}")
+    return "; ".join(words) if words else "not recorded"

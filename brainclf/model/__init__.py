@@ -24,7 +24,7 @@ from .card_schema import SCHEMA_VERSION, display_text, validate_card
 from .model_config import check_model_config
 from .model_files import remove_model
 from .removed import RemovedModel, delete_removed, removed_models, restore_model
-from .uploads import add_model
+from .uploads import add_model, maker_record
 
 # Loaded on first use (PEP 562), so that importing this package stays light (architectures: it imports Keras).
 _LAZY = {"ARCHITECTURES": ".architectures", "build_model": ".architectures", "dtype_policy": ".architectures",
@@ -41,5 +41,5 @@ def __getattr__(name: str):
 __all__ = ["ARCHITECTURES", "ModelCard", "RemovedModel", "SCHEMA_VERSION", "add_model", "build_model",
            "card_from_bytes", "card_path", "check_model_config", "default_model", "delete_removed", "display_text",
            "dtype_policy", "ensemble_from_members", "file_sha256", "get_architecture", "library_versions",
-           "list_models", "load_model", "machine_description", "read_card", "recalibrate_batchnorm", "remove_model",
-           "removed_models", "restore_model", "short_hash", "validate_card"]
+           "list_models", "load_model", "machine_description", "maker_record", "read_card", "recalibrate_batchnorm",
+           "remove_model", "removed_models", "restore_model", "short_hash", "validate_card"]

@@ -34,7 +34,7 @@ from .card import (
     load_model,
     read_card,
 )
-from .card_schema import plain_label
+from .card_schema import display_text, plain_label
 from .model_archive import check_model_archive
 from .model_files import check_free_disk, publish_model, staged_model
 
@@ -168,6 +168,22 @@ def check_room(models_dir: Path, installed: list[tuple[Path, InstalledCard]], ac
             raise ModelError(f"Your account has {mine} uploaded models installed, the most one account may have "
                              f"({limits.MAX_UPLOADS_PER_ACCOUNT}); ask an admin to remove those no longer needed.")
     check_free_disk(models_dir, incoming)
+
+
+def maker_record(name: str | None, account: str | None) -> dict:
+    """Who made a model on this server, as its card records it (brainclf.model.card_schema's Maker): their display
+    name and account id, plain labels; {} when neither is known (a CLI run)."""
+    record = {"name": name, "account": account}
+    return {k: label for k, v in record.items() if v and (label := plain_label(v, 128))}
+
+
+def person_words(record: dict | None) -> str:
+    """'Alice (account sub:…)' from a card's Maker record, plain text; '' when it names no one."""
+    record = record if isinstance(record, dict) else {}
+    name, account = (display_text(plain_label(record.get(k) or "", 128), 64) for k in ("name", "account"))
+    if name and account:
+        return f"{name} (account {account})"
+    return name or (f"account {account}" if account else "")
 
 
 def upload_provenance(uploaded_by: str | None, uploaded_by_id: str | None = None) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..evaluation.provenance import card_is_verified
+from ..evaluation.provenance import card_is_verified, maker_words
 from ..model.card import short_hash as card_hash
 from . import caveats, scope
 from .views import _three, pct  # the Evaluation page's table formatters: one look for every table
@@ -23,6 +23,7 @@ def model_row(stem: str, card, verified: bool, study: bool, mark: str | None = N
             "test split accuracy (in-distribution)": pct(test.get("accuracy")),
             "macro AUC (test split)": _three(test.get("macro_auc")),
             "test figures": "measured by brainclf" if verified else "claimed by the uploader, not verified",
+            "made by": maker_words(card),
             "architecture": card.architecture, "parameters": number(card.params or None),
             "epochs": number(card.training.get("epochs_run")), "flip TTA": "on" if card.tta_default else "off",
             "file SHA-256": card_hash(card.file_sha256), "input": card.contract.describe()}

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..data.sources import Source
 from ..errors import BrainclfError, ConfigError, DataError
 from ..input.limits import validate_model_name
+from ..model.uploads import maker_record
 
 # Not brainclf.training itself: its loop imports TensorFlow, which the app's server process never loads (a job's
 # own process does: training.isolated).
@@ -193,7 +194,8 @@ class TrainingJobs:
             # In the job, once start_task has refused a second one.
             set_aside_other_run(run_path, config, None if resuming else (Path(data), tuple(extra_data)))
             return train(TrainRequest(config, data, name, models_dir=models_dir, progress=hook, cancel=cancel,
-                                      run_dir=run_dir, extra_data=tuple(extra_data)))
+                                      run_dir=run_dir, extra_data=tuple(extra_data),
+                                      started_by=maker_record(owner_label, owner)))
 
         return self.start_task(name, work, owner, owner_label, run_path,
                                request={"config": config, "data": data, "models_dir": models_dir,

@@ -64,6 +64,7 @@ def site_card(card, name: str, model_file: Path, run, report: dict, adapted: boo
              "base_model": {k: str(v) for k, v in run.state["model"].items() if k != "path"},
              "fingerprint": run.state["fingerprint"], "split": run.split.counts(), "groups": run.state["groups"],
              "used": sorted(relative_path(s.path, run.split.root) for s in run.split.adaptation),
+             **({"made_by": run.made_by} if getattr(run, "made_by", None) else {}),
              # A profile's own figure is "profile"; an earlier calibration's (another target, perhaps) is not its.
              "heldout": {k: v for k, v in (("before", summary(run.step("validate"))),
                                             ("calibrated", adapted and summary((run.step("calibrate") or {})

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data import Sample
@@ -65,6 +65,7 @@ class SiteRun:
     run_dir: Path
     state: dict
     split: SiteSplit
+    made_by: dict = field(default_factory=dict)  # who runs this step in the app: its model's card names them
 
     @classmethod
     def open(cls, run_dir: str | Path, site_root: str | Path, site: str, model_path: str | Path,
@@ -105,7 +106,7 @@ class SiteRun:
         return self.state["steps"].get(name)
 
     def _book(self, name: str, result: dict) -> dict:
-        self.state["steps"][name] = result
+        self.state["steps"][name] = {**result, "by": self.made_by} if self.made_by else result
         self.save()
         return result
 

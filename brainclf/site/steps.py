@@ -38,11 +38,12 @@ def phases(hook: ProgressHook, cancel: threading.Event | None) -> Phases:
 
 
 def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None):
+             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None,
+             made_by: dict | None = None):
     """One step as a background job's body, work(progress hook, cancel event) -> the saved model (or the run
     dir): run_step in a process of its own (training.isolated), so a step that outgrows the memory a job may use
-    fails alone instead of taking the server down."""
-    args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence, runs_root)
+    fails alone instead of taking the server down. `made_by`: who started it (brainclf.model.maker_record)."""
+    args = (step, run_dir, site_root, site, model, target, models_dir, data_root, confidence, runs_root, made_by)
 
     def work(hook, cancel):
         return run_isolated(run_step, args, hook=hook, cancel=cancel, label=f"site step {step} of {site}")
@@ -51,8 +52,8 @@ def step_job(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
 
 
 def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, target: float, models_dir: Path,
-             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None, *,
-             hook: ProgressHook, cancel: threading.Event | None):
+             data_root: Path | None, confidence: float | None = None, runs_root: Path | None = None,
+             made_by: dict | None = None, *, hook: ProgressHook, cancel: threading.Event | None):
     """One step in this process: open the run (its split) and run the step with an in-process model; its model
     never takes a name an unfinished training under `runs_root` (the app's runs folder) will take."""
     with one_step_at_a_time(run_dir):  # not beside a step of the same run elsewhere (the CLI, another app)
@@ -60,6 +61,7 @@ def run_step(step: str, run_dir: Path, site_root: Path, site: str, model: Path, 
         # Reading every slice (hashes) and grouping by case: progress, and a cancel between slices, on a big folder.
         run = SiteRun.open(run_dir, site_root, site, model, phase(f"Splitting the site's slices by case ({site})"),
                            data_root=data_root)
+        run.made_by = dict(made_by or {})
         if step in ("validate", "calibrate"):
             predictor = Predictor.load(model)
             check_step_memory(predictor.model, predictor.card.name, INFERENCE_BATCH, training=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..evaluation.analysis import curve_points, misclassified
+from ..model.uploads import person_words
 from ..presentation.scope import group_interval
 from ..presentation.wording import SHOWN_CONFIDENCE, count, measured_at, pct, plural, refer_rule
 from ..scoring.operating_point import lower_bound, referred_notumor, risk_coverage, slices_needed
@@ -44,12 +45,14 @@ def columns(state: dict) -> list[tuple[str, dict]]:
 
 
 def saved_models(state: dict) -> list[str]:
-    """Which model each finished step saved, in words: the column's heading, its name, version and file hash."""
+    """Which model each finished step saved, in words: the column's heading, its name, version and file hash, and
+    who ran the step where the app recorded them."""
     out = []
     for step, heading in STAGES[1:]:
         if done := state["steps"].get(step):
             ident = f", version {done['version']}, file SHA-256 {done['sha256'][:12]}" if done.get("sha256") else ""
-            out.append(f"{heading}: saved as {done.get('name') or '?'}{ident}.")
+            by = f", by {person_words(done['by'])}" if person_words(done.get("by")) else ""
+            out.append(f"{heading}: saved as {done.get('name') or '?'}{ident}{by}.")
     return out
 
 

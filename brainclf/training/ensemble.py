@@ -83,7 +83,7 @@ def combined_state(config: TrainConfig, run_dir: Path, dirs: list[Path]) -> RunS
         stopped_reason="; ".join(f"member {k}: {s.stopped_reason or 'early stopping'}"
                                  for k, s in enumerate(states) if s.stopped_early),
         history=first.history, train_seconds=sum(s.train_seconds for s in states), started=first.started,
-        distribution=first.distribution,
+        distribution=first.distribution, started_by=first.started_by,
         members=[{"run_dir": str(d), "seed": s.config["seed"], "epochs_run": s.epoch, "best_epoch": s.best_epoch,
                   "best_val_loss": s.best_val_loss, "train_seconds": round(s.train_seconds, 1), "history": s.history}
                  for d, s in zip(dirs, states)])

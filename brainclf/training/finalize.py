@@ -189,6 +189,8 @@ def _card(out: Path, model, run: _Run, name: str):
     # The Keras backend of the latest training session (brainclf.model.backend): runs without one were TensorFlow's.
     card.training["backend"] = (state.distribution or {}).get("backend", "tensorflow")
     card.training["files"] = {"train": state.train_files, "val": state.val_files}
+    if state.started_by:
+        card.training["started_by"] = state.started_by
     return card
 
 

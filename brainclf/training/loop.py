@@ -79,6 +79,7 @@ def _train_session(session: Session) -> Path:
         splits = saved_split(state, request.root, request.sources)
     else:
         state, splits = new_run(config, request.root, request.sources, prep)
+        state.started_by = dict(request.started_by or {})
         # Images that would not fit are refused before a state is saved (a run that can never train would offer a
         # Resume that always fails); the batches are checked with the model, before decoding.
         check_training_memory(len(splits[0]) + len(splits[1]), config.contract())

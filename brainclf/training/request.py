@@ -42,6 +42,7 @@ class TrainRequest:
     finish_now: bool = False
     finalize: bool = True
     extra_data: list[Source] | tuple[Source, ...] = ()
+    started_by: dict | None = None  # who started it in the app (brainclf.model.maker_record), kept in its card
 
     @property
     def root(self) -> Path:

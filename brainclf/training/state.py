@@ -45,6 +45,7 @@ class RunState:
     content_sha256: str = ""  # a sample of the split's files, bytes and all (prepare.content_sha256); "" before
     # When its model was saved ("" until then; None: a state from before this was recorded, taken as saved).
     published: str | None = None
+    started_by: dict = field(default_factory=dict)  # who started it in the app (brainclf.model.maker_record)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -72,7 +73,8 @@ class RunState:
         checks = {"config": isinstance(self.config, dict), "contract": isinstance(self.contract, dict),
                   "fingerprint": isinstance(self.fingerprint, dict),
                   "external_test_files": isinstance(self.external_test_files, dict),
-                  "sources": isinstance(self.sources, list), "stopped_early": isinstance(self.stopped_early, bool),
+                  "sources": isinstance(self.sources, list), "started_by": isinstance(self.started_by, dict),
+                  "stopped_early": isinstance(self.stopped_early, bool),
                   "content_sha256": isinstance(self.content_sha256, str),
                   "published": self.published is None or isinstance(self.published, str),
                   "train_seconds": number(self.train_seconds),
@@ -92,8 +94,9 @@ class RunState:
         for k in _OMITTED_WHEN_NONE:
             if out[k] is None:
                 del out[k]
-        if not out["content_sha256"]:  # a state saved before it existed reads back as it was
-            del out["content_sha256"]
+        for k in ("content_sha256", "started_by"):  # a state saved before they existed reads back as it was
+            if not out[k]:
+                del out[k]
         return {**out, **self.extra}
 
     @classmethod

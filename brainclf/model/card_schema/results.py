@@ -138,6 +138,7 @@ class ExternalIntervals(Section):
     called_notumor_unflagged_rate: Interval | None = None
     recall: dict[ClassName, Interval | None] = {}
     groups: Count = 0
+    made_by: Maker | None = None  # who ran the step that made it (cards before this field: not recorded)
     resamples: Count = 0
     method: Label(300) = ""
 
@@ -246,6 +247,14 @@ def _not_empty(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
     return text
+
+
+class Maker(Section):
+    """Who made a model on this server: the signed-in person who started its training or site step (their name and
+    account; brainclf.model.uploads.maker_record). Never taken from an upload."""
+
+    name: Label(128) | None = None
+    account: Label(128) | None = None
 
 
 class SiteProfile(Section):

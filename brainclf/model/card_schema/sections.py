@@ -32,7 +32,7 @@ from .fields import (
     Version,
     layer_names,
 )
-from .results import Extra, Fingerprint, Metrics, PredictionRows, SiteProfile
+from .results import Extra, Fingerprint, Maker, Metrics, PredictionRows, SiteProfile
 
 SCHEMA_VERSION = 2
 
@@ -194,6 +194,7 @@ class Training(Section):
     files: TrainFiles = None
     sources: list[SourceInfo] = []
     backend: Literal[TRAINING_BACKENDS] = "tensorflow"  # the Keras backend that trained it (older cards: TF)
+    started_by: Maker | None = None  # who started it in the app (the CLI's and older cards: not recorded)
 
 
 class InputContractSchema(Section):
