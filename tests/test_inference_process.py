@@ -282,3 +282,34 @@ def test_the_model_process_keeps_every_shipped_model_loaded_when_users_alternate
         for p in paths:
             model_worker._loaded(models, p, "same")
     assert len(paths) >= 5 and len(loads) == len(paths)
+
+
+def test_an_unexpected_failure_in_the_model_process_is_logged_there_and_answered_without_its_text(monkeypatch,
+                                                                                                   caplog):
+    """The caller gets "the model failed (TypeError)", never the error's words (they may quote a path); the model
+    process's log keeps the traceback, so the bug can be found."""
+    import multiprocessing
+    import threading
+
+    from brainclf.inference import model_worker
+
+    class Broken:
+        def with_tta(self, tta):
+            return self
+
+        def gradcam(self, *args):
+            raise TypeError("inside /srv/secret/path")
+
+    monkeypatch.setattr(model_worker, "_loaded", lambda models, path, expected: Broken())
+    server, worker = multiprocessing.Pipe()
+    serving = threading.Thread(target=model_worker._serve, args=(worker,))
+    with caplog.at_level("ERROR", logger=model_worker.__name__):
+        serving.start()
+        server.send(("gradcam", "m.keras", (), False, ()))
+        answer = server.recv()
+        server.close()
+        serving.join(timeout=10)
+    assert answer == ("error", ("ModelError", "the model failed (TypeError)"))
+    assert "/srv/secret" not in str(answer)
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged and "inside /srv/secret/path" in caplog.text

@@ -272,3 +272,20 @@ def test_a_running_training_is_never_set_aside(smoke_run, tmp_path, synthetic_da
     with pytest.raises(BrainclfError, match="already running"):
         jobs.start(TrainConfig(epochs=3), synthetic_dataset, "mine", models_dir=tmp_path / "models", run_dir=run)
     assert (run / "state.json").exists()
+
+
+def test_a_bug_reading_a_run_state_offers_no_resume_and_is_logged(tmp_path, monkeypatch, caplog):
+    """An unreadable state is no resume (said nowhere: it is expected); a bug while reading one is no resume either,
+    but the server log keeps its traceback."""
+    from brainclf.serving import jobs as jobs_module
+
+    (tmp_path / "state.json").write_text("{}")
+    status = JobStatus(name="broken", state="failed", run_dir=tmp_path, request={"config": tiny()})
+    monkeypatch.setattr(jobs_module, "saved_state", lambda *a, **k: (_ for _ in ()).throw(ConfigError("other")))
+    with caplog.at_level("ERROR", logger=jobs_module.__name__):
+        assert status.resumable() is False
+        assert not caplog.records
+        monkeypatch.setattr(jobs_module, "saved_state", lambda *a, **k: (_ for _ in ()).throw(TypeError("bug")))
+        (tmp_path / "state.json").write_text('{"x": 1}')  # another file: asked again
+        assert status.resumable() is False
+    assert any(r.exc_info for r in caplog.records) and "bug" in caplog.text

@@ -50,6 +50,8 @@ def _serve(conn: Connection) -> None:
                 answer = "ok", None if method == "load" else getattr(predictor.with_tta(tta), method)(*args)
         except Exception as e:  # noqa: BLE001 - every failure goes back to the caller; the process carries on
             answer = "error", _as_message(e)
+            if answer[1][1].startswith("the model failed"):  # its text is not the caller's: the log keeps it
+                log.exception("the model process's %s call failed", method)
         try:
             conn.send(answer)
         except OSError:  # the server went away while this call ran

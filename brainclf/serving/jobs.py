@@ -148,7 +148,10 @@ class JobStatus:
         try:
             return any(saved_state(d, c, resume=True) is not None
                        for d, c in _run_places(self.run_dir, self.request["config"]))
-        except Exception:  # noqa: BLE001 - another config, an unreadable or broken state: nothing to resume
+        except (BrainclfError, OSError):  # another config, an unreadable or broken state: nothing to resume
+            return False
+        except Exception:  # noqa: BLE001 - a bug must not take the page's job panel down; the log keeps it
+            logger.exception("could not read %s's run state to offer a resume", self.name)
             return False
 
     @property

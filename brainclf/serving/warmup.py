@@ -77,6 +77,6 @@ async def warm_default_model(_app):
     try:
         start(default_model(load_settings().models_dir))
     except Exception as e:  # noqa: BLE001 - never keep the server from starting; the first visit shows the problem
-        log.warning("no warm-up: %s", e)
+        log.warning("no warm-up: %s", e, exc_info=not isinstance(e, BrainclfError))
     yield
     stop_shared()  # the server is shutting down: so does its model process
