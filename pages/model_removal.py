@@ -20,13 +20,13 @@ from pages.common import active_model_path, available_models, public, settings, 
 
 def removal_section(who, models_dir: Path) -> None:
     with st.expander("Remove a model (admins)"):
-        _remove(who, models_dir)
+        _remove(models_dir)
     removed = removed_models(models_dir)
     with st.expander(f"Removed models ({count(len(removed))}, {size_text(sum(e.size_bytes for e in removed))})"):
         _removed(who, models_dir, removed)
 
 
-def _remove(who, models_dir: Path) -> None:
+def _remove(models_dir: Path) -> None:
     removable = [p for p in available_models() if p != active_model_path()]
     if not removable:
         st.caption("No model to remove (the active model in the sidebar cannot be removed).")

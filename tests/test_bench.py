@@ -48,6 +48,6 @@ def test_format_and_json(bench_result, smoke_model):
     assert json.loads(json.dumps(bench_result)) == bench_result  # bench.json is plain JSON
 
 
-def test_bench_training_honours_the_contract(synthetic_dataset):
-    r = bench_training(synthetic_dataset, "seed", steps=2, contract=InputContract(size=40, channels=3))
+def test_bench_training_honours_the_contract():
+    r = bench_training("seed", steps=2, contract=InputContract(size=40, channels=3))
     assert r["architecture"] == "seed 40px float32" and r["s_per_step"] > 0

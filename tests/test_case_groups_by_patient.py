@@ -49,13 +49,13 @@ def test_slices_in_a_patient_sub_folder_are_one_case_group(tmp_path):
 
 def test_a_few_patient_folders_are_not_joined_by_their_slice_names():
     paths = [Path(f"glioma/P{pid}/slice{k}.png") for pid in range(3) for k in range(3)]
-    groups = sources.case_groups(paths, np.arange(len(paths)))
+    groups = sources.case_grouping(paths, np.arange(len(paths))).groups
     assert groups.tolist() == [0, 0, 0, 3, 3, 3, 6, 6, 6]
 
 
 def test_a_slice_directly_in_its_class_folder_has_no_patient_folder():
-    assert sources.case_groups([Path("site/glioma/a1.png"), Path("site/glioma/b1.png")], np.arange(2)).tolist() \
-        == [0, 1]
+    paths = [Path("site/glioma/a1.png"), Path("site/glioma/b1.png")]
+    assert sources.case_grouping(paths, np.arange(2)).groups.tolist() == [0, 1]
 
 
 def test_slices_named_after_their_patient_are_one_case_group(tmp_path):
@@ -121,13 +121,13 @@ def test_an_external_like_flat_folder_groups_as_before():
              "meningioma/Meningioma_T1__2022-05-28_10_58_17-Meningioma.jpg",
              "meningioma/Meningioma_T1C+__2022-05-28_11_02_40-Meningioma.jpg", "notumor/Tr-no_0001.jpg",
              "notumor/Te-no_0002.jpg", "notumor/Tr-no_0003.jpg"]
-    groups = sources.case_groups([Path(n) for n in names], np.arange(len(names)))
+    groups = sources.case_grouping([Path(n) for n in names], np.arange(len(names))).groups
     assert groups.tolist() == [0, 0, 2, 2, 4, 5, 5, 7, 8, 7]
 
 
 def test_kaggle_names_stay_apart_when_their_pattern_is_a_naming_scheme():
     paths = [Path(f"glioma/Tr-gl_{i:04d}.jpg") for i in range(120)] + [Path("meningioma/Te-me_0001.jpg")]
-    assert len(set(sources.case_groups(paths, np.arange(len(paths))).tolist())) == 121
+    assert len(set(sources.case_grouping(paths, np.arange(len(paths))).groups.tolist())) == 121
 
 
 def test_a_pattern_too_common_to_be_one_case_is_reported_not_silently_dropped():

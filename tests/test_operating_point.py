@@ -103,7 +103,7 @@ def test_calibration_with_sources_keeps_curves_and_the_schema_checks_them():
 def _card(calibration: dict) -> dict:
     from brainclf.model import read_card
 
-    return {**json.loads(read_card(_card.model).to_json()), "calibration": calibration}
+    return {**read_card(_card.model).to_dict(), "calibration": calibration}
 
 
 @pytest.fixture(autouse=True)

@@ -91,12 +91,13 @@ def test_the_bundled_default_is_a_refit_linked_to_its_bundled_split_run():
 def test_the_model_picker_gives_a_refit_its_split_runs_external_figure_named_as_such():
     from pathlib import Path
 
-    from brainclf.presentation import external_accuracy, pct
+    from brainclf.presentation import external_reports, pct
     from pages.common import model_listing
 
     default, split = (Path(f"models/{m}.keras") for m in ("default", "default_split"))
     shown = model_listing(default)["label"]
-    assert f"other source ≤ {pct(external_accuracy(read_card(split)))} of 427 by its split run" in shown
+    recorded = external_reports(read_card(split))[0]["external-radiopaedia"]["accuracy"]
+    assert f"other source ≤ {pct(recorded)} of 427 by its split run" in shown
     assert "by its split run" not in model_listing(split)["label"]
 
 

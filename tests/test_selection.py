@@ -19,10 +19,11 @@ from brainclf.evaluation import (
     decide,
     mean_nll,
     nll_difference,
-    validation_by_source,
     validation_groups,
     validation_samples,
+    validation_scores,
 )
+from brainclf.evaluation.selection import summarise
 from brainclf.inference import Predictor
 from brainclf.input import load_model_input
 from brainclf.model import card_path, read_card
@@ -68,7 +69,7 @@ def test_scores_are_the_predictors_calibrated_ones(smoke_model, synthetic_datase
     card = read_card(smoke_model)
     samples = validation_samples(card, {PRIMARY: synthetic_dataset})
     predictor = Predictor.load(smoke_model, tta=False)
-    got = validation_by_source(predictor, samples)[PRIMARY]
+    got = summarise(validation_scores(predictor, samples))[PRIMARY]
     items = samples[PRIMARY]
     probs = predictor.predict_arrays(np.stack([load_model_input(s.path, predictor.contract) for s in items]))
     y = np.array([s.label for s in items])

@@ -11,7 +11,6 @@ from conftest import synthetic_image
 
 from brainclf.data import (
     Sample,
-    case_groups,
     discover,
     extra_val_folds,
     is_non_commercial,
@@ -22,6 +21,7 @@ from brainclf.data import (
     split_extra_source,
     split_key,
 )
+from brainclf.data.sources import case_grouping
 from brainclf.errors import ConfigError, DataError
 from brainclf.training import TrainConfig
 
@@ -85,11 +85,11 @@ def test_names_ending_in_a_hash_or_without_digits_form_no_series():
 def test_case_groups_join_series_and_near_duplicates_but_not_naming_schemes():
     paths = [Path(f"case_a_{i}.png") for i in range(3)] + [Path("x1.png"), Path("y1.png")]
     dup = np.array([0, 1, 2, 3, 3])  # x1 and y1 are near duplicates of each other
-    g = case_groups(paths, dup)
+    g = case_grouping(paths, dup).groups
     assert g[0] == g[1] == g[2] and g[3] == g[4] and g[0] != g[3]
     # A "series" holding every file of a large source is a naming scheme (Tr-gl_0001 ...), not one case.
     many = [Path(f"Tr-gl_{i:04d}.jpg") for i in range(120)]
-    assert len(set(case_groups(many, np.arange(120)).tolist())) == 120
+    assert len(set(case_grouping(many, np.arange(120)).groups.tolist())) == 120
 
 
 def test_extra_source_split_keeps_cases_whole_and_covers_every_class(tmp_path):
@@ -210,12 +210,12 @@ def test_multi_source_card_records_sources_licences_and_external_validation(mult
 
     assert grouping_caveat(card) == ""
     old = {k: v for k, v in report.items() if k != "case_grouping_bits"}  # a card split before 2026-12-06
-    assert grouping_caveat(type(card).from_dict({**json.loads(card.to_json()),
+    assert grouping_caveat(type(card).from_dict({**card.to_dict(),
                                                  "metrics": {**card.metrics, "external": {"ext-src": old}}}))
     assert set(report["by_sequence"]) == {"T1", "T2"}
     assert set(card.calibration["refer_thresholds"]) == {"glioma", "meningioma", "notumor", "pituitary"}
     # The card round-trips through JSON with its sources and external rows.
-    again = type(card).from_dict(json.loads(card.to_json()))
+    again = type(card).from_dict(card.to_dict())
     assert again.training["sources"] == card.training["sources"]
     assert again.external_predictions == card.external_predictions
 

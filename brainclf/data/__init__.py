@@ -33,7 +33,6 @@ from .pool import chunks, decode_many
 from .shard import in_shard, iter_image_files, iter_shard_files, merge_csvs, parse_shard, shard_of
 from .sources import (
     Source,
-    case_groups,
     is_non_commercial,
     licence_of,
     parse_extra_data,
@@ -43,7 +42,7 @@ from .sources import (
     split_key,
 )
 
-__all__ = ["DATA_ENV", "Dataset", "FileHashes", "HASH_SIZE", "NEAR_DUP_THRESHOLD", "Sample", "Source", "case_groups",
+__all__ = ["DATA_ENV", "Dataset", "FileHashes", "HASH_SIZE", "NEAR_DUP_THRESHOLD", "Sample", "Source",
            "chunks", "decode_many", "dedup_report", "dhash", "discover", "duplicate_groups", "extra_val_folds",
            "fingerprint", "format_dedup_report", "hamming_matrix", "hash_files", "in_shard", "is_non_commercial",
            "iter_image_files", "iter_shard_files", "licence_of", "load_arrays", "make_splits", "merge_csvs",

@@ -3,7 +3,7 @@ folder below its class folder (`glioma/P012/slice3.png`), or a leading patient/c
 (`P012_s3.png`, `case-07_slice12.png`, `Patient 12 slice 3.png`, `P012_T1_MPRAGE_s3.png`, BIDS-like
 `sub-01_ses-02_T1w_slice3.png`).
 
-Both name one case outright, so sources.case_groups does not drop them as naming schemes the way it drops a
+Both name one case outright, so sources.case_grouping does not drop them as naming schemes the way it drops a
 pattern shared by too many files: replacing every digit by '#' turned `P012_s3` and `P137_s1` into the one
 pattern `p#_s#`, which covered the whole folder and so grouped nothing.
 """

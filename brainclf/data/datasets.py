@@ -200,7 +200,7 @@ def make_splits(ds: Dataset, val_fraction: float = 0.1, test_fraction: float = 0
 def split_extra_source(samples: list[Sample], val_fraction: float, test_fraction: float, seed: int,
                        progress: Progress | None = None, train_fraction: float = 1.0, val_fold: int = 0) -> Splits:
     """Grouped stratified train/val/test split of one extra source: case groups (near duplicates joined
-    with file-name series, brainclf.data.sources.case_groups) never straddle it. `train_fraction` < 1 keeps that
+    with file-name series, brainclf.data.sources.file_case_groups) never straddle it. `train_fraction` < 1 keeps that
     share of the training case groups (for learning curves); validation and test stay exactly the same.
     `val_fold` picks which of the development part's grouped folds is validation (grouped k-fold over the
     source's cases, extra_val_folds of them; fold 0 is the usual split); the test part is the same for every fold."""

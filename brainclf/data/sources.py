@@ -198,11 +198,6 @@ def _scheme_warning(what: str, count: int, n: int, cap: int) -> str:
             "patient id (P012_s3.png).")
 
 
-def case_groups(paths: list[Path], near_dup_groups: np.ndarray) -> np.ndarray:
-    """case_grouping's group id per file; its warnings are logged (case_grouping returns them to show)."""
-    return _logged(case_grouping(paths, near_dup_groups)).groups
-
-
 def _logged(grouping: CaseGrouping) -> CaseGrouping:
     for warning in grouping.warnings:
         logger.warning("Case groups: %s", warning)

@@ -46,7 +46,6 @@ from .selection import (
     nll_difference,
     operating_curves,
     shared_validation_samples,
-    validation_by_source,
     validation_groups,
     validation_samples,
     validation_scores,
@@ -61,5 +60,5 @@ __all__ = ["CT_RING_THRESHOLD", "FEATURE_NAMES", "FRACTIONS", "PRIMARY", "audit_
            "nll_difference", "operating_curves", "paired_comparison", "provenance_note",
            "randomisation_check", "read_manifest", "record_external", "report_from_rows", "resolve_image",
            "risk_coverage_by_source", "rows_for_cell", "run_study", "shared_validation_samples", "style_features",
-           "learnt_mask", "primary_files", "root_holding", "training_paths_for", "validation_by_source",
+           "learnt_mask", "primary_files", "root_holding", "training_paths_for",
            "validation_groups", "validation_samples", "validation_scores", "verify_uploaded_model", "with_refer_rule"]

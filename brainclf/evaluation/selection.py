@@ -82,11 +82,6 @@ def summarise(scores: dict[str, dict]) -> dict[str, dict]:
                      "nll": nll(s["y"], s["probs"])} for source, s in scores.items()}
 
 
-def validation_by_source(predictor, samples: dict[str, list[Sample]]) -> dict[str, dict]:
-    """{source: {n, accuracy, nll}} with the predictor's calibrated probabilities (its TTA setting)."""
-    return summarise(validation_scores(predictor, samples))
-
-
 def operating_curves(predictor, samples: dict[str, list[Sample]]) -> dict:
     """operating_point.fit_curves on a card's validation files (calibrated, with the predictor's TTA setting): how
     a model trained before cards kept these curves gets them, its fitted thresholds left as they are."""

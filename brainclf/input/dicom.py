@@ -144,7 +144,7 @@ def read_dicom(data: bytes, name: str = "file", frame: int | None = None) -> Dic
 
 def _read_dicom(data: bytes, name: str, frame: int | None) -> DicomSlice:
     ds, n_frames, frame = open_frame(data, name, frame)
-    image = square_pixels(ds, _slice_image(ds, decode_frame(ds, frame, n_frames, name), name))
+    image = square_pixels(ds, _slice_image(ds, decode_frame(ds, frame, name), name))
     return DicomSlice(image, frame, n_frames, _safe_metadata(ds))
 
 
@@ -228,7 +228,7 @@ def _check_native_length(ds, n_frames: int, name: str) -> None:
                          "declares (is its Number of Frames missing?); refused before decoding. Check the export.")
 
 
-def decode_frame(ds, frame: int, n_frames: int, name: str):
+def decode_frame(ds, frame: int, name: str):
     """The pixel array of the one frame the model reads, by index: pydicom would otherwise decode every frame it
     finds in the pixel data."""
     from pydicom.pixels import pixel_array

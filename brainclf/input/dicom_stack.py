@@ -63,7 +63,7 @@ def frame_values(data: bytes, name: str, frame: int | None = None) -> FrameValue
         if int(ds.get("SamplesPerPixel", 1) or 1) > 1 or photometric == "PALETTE COLOR":
             return None
         with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes infinity: refused below
-            values = np.asarray(apply_modality_lut(decode_frame(ds, frame, n_frames, name), ds), dtype=np.float32)
+            values = np.asarray(apply_modality_lut(decode_frame(ds, frame, name), ds), dtype=np.float32)
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - pydicom parses lazily: a malformed element can fail anywhere

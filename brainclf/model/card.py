@@ -126,9 +126,6 @@ class ModelCard:
             del d["site"]
         return d
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
-
     @classmethod
     def from_dict(cls, d: dict, source: str = "") -> ModelCard:
         """A card from its JSON dict (any schema version), validated (brainclf.model.card_schema); top-level keys

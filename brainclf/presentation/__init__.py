@@ -43,7 +43,6 @@ from .report import case_report_pdf, report_case
 from .scope import (
     case_scope_line,
     claim_words,
-    external_accuracy,
     external_rates,
     external_reports,
     external_summary,
@@ -99,7 +98,7 @@ __all__ = ["CLASS_COLOURS", "CaseBook", "INTENDED_USE", "OVERLAYS", "SliceResult
            "absent_classes_words", "batch_row", "calibrated",
            "case_ref", "case_report_pdf", "case_scope_line", "cell_heading", "chart_title", "claim_words",
            "class_label", "clean_view", "clicked_cell", "comparison", "confusion_matrix_figure", "content_hash",
-           "count", "coverage_figure", "deletion_figure", "external_accuracy", "external_rates", "external_reports",
+           "count", "coverage_figure", "deletion_figure", "external_rates", "external_reports",
            "external_sequence_figure", "external_summary", "external_view", "external_words", "faithfulness_caption",
            "feature_map_figure", "full_size_figure", "gallery", "glioma_meningioma", "guard_words", "gradcam_caveat",
            "headline_rows", "heatmap_on_original", "history_figure", "history_title", "is_study_card", "is_study_model",

@@ -125,13 +125,6 @@ def external_pct(ext: dict, fmt=pct) -> str:
     return upper_mark(upper_estimate(ext)) + fmt(ext.get("accuracy"))
 
 
-def external_accuracy(card) -> float | None:
-    """The first recorded external accuracy (other source; a refit's: its split run's), or None when never
-    measured."""
-    ext = next(iter(external_reports(card)[0].values()), None)
-    return ext.get("accuracy") if ext else None
-
-
 def external_summary(card) -> dict | None:
     """Every recorded other-source validation pooled: {"n", "accuracy", "upper" (any an upper estimate), "datasets":
     [(name, n, accuracy, upper estimate)]};

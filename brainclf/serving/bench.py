@@ -109,10 +109,10 @@ def bench_evaluation(model_path: Path, folder: Path) -> dict:
     return {"images": report["n"], "seconds": dt, "images_per_s": report["n"] / dt, "cli_process_s": cli}
 
 
-def bench_training(data: Path, arch: str, steps: int = 20, contract=None, precision: str = "float32") -> dict:
+def bench_training(arch: str, steps: int = 20, contract=None, precision: str = "float32") -> dict:
     """Seconds per epoch of `arch` (at `contract`, default: the architecture's) on this machine: `steps` timed
-    training steps at batch 32, scaled to the 5,137-image training split of the bundled models (augmentation
-    included; not the per-epoch precise BatchNorm and validation)."""
+    training steps at batch 32 on random arrays (speed only), scaled to the 5,137-image training split of the
+    bundled models (augmentation included; not the per-epoch precise BatchNorm and validation)."""
     import keras
 
     from ..model.architectures import build_model, dtype_policy, get_architecture
@@ -237,7 +237,7 @@ def run_bench(models: list[Path], data: Path, app: bool = True, runs: int = 50) 
     for m in models:
         card = read_card(m)
         precision = card.training.get("config", {}).get("precision", "float32")
-        res["training"].append(bench_training(data, card.architecture, contract=card.contract, precision=precision))
+        res["training"].append(bench_training(card.architecture, contract=card.contract, precision=precision))
     if app:
         res["app"] = bench_app(image)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
