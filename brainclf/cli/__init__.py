@@ -1,7 +1,7 @@
 """Command line: python -m brainclf train | evaluate | verify | predict | merge-csv | site | dedup | shortcut |
 audit-labels | bench."""
 
-# One module per command group (training, evaluation, prediction, datasets, bench), each with its cmd_*
+# One module per command group (training, evaluation, prediction, site, datasets, bench), each with its cmd_*
 # functions and an add_parsers(sub). A command imports the brainclf modules it runs inside its function:
 # importing them all up front costs ~1.2 s (scikit-learn via brainclf.scoring.metrics, pydantic, PIL), which
 # `--help` and a quick `predict` should not pay. The library logs (logging); the CLI prints, and shows the

@@ -1,4 +1,5 @@
-"""python -m brainclf evaluate, and the text report it prints."""
+"""python -m brainclf evaluate, and the text report it prints; python -m brainclf verify (an upload's figures
+re-measured here)."""
 
 from __future__ import annotations
 

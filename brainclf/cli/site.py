@@ -1,4 +1,4 @@
-"""python -m brainclf site validate | calibrate | adapt | report: a hospital's own labelled slices, before
+"""python -m brainclf site validate | calibrate | adapt | report | all: a hospital's own labelled slices, before
 anyone relies on the model there (brainclf.site)."""
 
 from __future__ import annotations

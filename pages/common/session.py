@@ -54,9 +54,11 @@ def keep_keras_state() -> None:
     """Stop Streamlit clearing Keras's global state after every script run.
 
     Streamlit calls keras.backend.clear_session() at the end of each run (for apps that build models in their
-    scripts). This app builds none there, but its trainings and site adaptations run in a job thread of the same
-    process, and the progress fragments rerun every second: measured, one 72-slice adaptation epoch took 225 s
-    instead of ~2 s, and a site validation failed with a ValueError. Matplotlib's part of the clean-up is kept.
+    scripts) where Keras is loaded. The server's process loads none now (models run in the model process,
+    trainings and site steps in processes of their own), but when trainings ran in a job thread here, the
+    progress fragments' reruns every second made one 72-slice adaptation epoch take 225 s instead of ~2 s and
+    failed a site validation with a ValueError; a process that loads Keras beside the pages (the test runner's
+    AppTest, with in-process models) would meet the same. Matplotlib's part of the clean-up is kept.
     """
     from streamlit.runtime.scriptrunner import script_runner
 

@@ -212,7 +212,7 @@ class InputContractSchema(Section):
 
 class Provenance(Section):
     """Who put the model here: set by brainclf.model.uploads.add_model (never taken from the upload) and
-    brainclf.model.card.verify_uploaded_model."""
+    brainclf.evaluation.provenance.verify_uploaded_model."""
 
     uploaded_by: Label(128) | None = None
     uploaded_by_id: Label(128) | None = None  # the uploader's account ('sub:…' or 'email:…'), which a name is not
