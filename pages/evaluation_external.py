@@ -132,20 +132,25 @@ def external_section(card, predictor, rule, fresh_external: dict | None, normali
         if view["sequences"]:
             st.dataframe(pd.DataFrame(map(csv_row, view["sequences"])), hide_index=True)
         wrong = misclassified(ext_rows)
-        clicked = _clicked_error(event, wrong, f"extgal::{name}")
         if wrong:
-            title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"
-            with st.expander(title, expanded=clicked):
-                seq, true_c, pred_c = st.columns(3)
-                pick = seq.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"extgal::{name}_seq_pick")
-                classes = ["all", *sorted({r["true"] for r in wrong} | {r["pred"] for r in wrong})]
-                true_pick = true_c.selectbox("True class", classes, format_func=_class_or_all,
-                                             key=f"extgal::{name}_true")
-                pred_pick = pred_c.selectbox("Predicted class", classes, format_func=_class_or_all,
-                                             key=f"extgal::{name}_pred")
-                shown = [r for r in misclassified(ext_rows, None if pick == "all" else pick)
-                         if true_pick in ("all", r["true"]) and pred_pick in ("all", r["pred"])]
-                ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
-                image_root = ext_root.path if ext_root else (root if fresh_external else None)
-                st.caption(f"{count(len(shown))} shown.")
-                paged_gallery(predictor, shown, image_root, allowed, f"extgal::{name}")  # no chart key
+            ext_root = config.root(ext.get("dataset", name))  # the server's root of that name, nothing else
+            _external_gallery(name, ext, ext_rows, _clicked_error(event, wrong, f"extgal::{name}"), predictor,
+                              ext_root.path if ext_root else (root if fresh_external else None), allowed)
+
+
+def _external_gallery(name: str, ext: dict, ext_rows: list[dict], clicked: bool, predictor, image_root,
+                      allowed) -> None:
+    """The external source's misclassified slices with Grad-CAM, filtered by sequence, true and predicted class;
+    opened by a click on an error cell of its confusion matrix (`clicked`)."""
+    wrong = misclassified(ext_rows)
+    title = f"Misclassified external images ({number(len(wrong))}), most confident first, with Grad-CAM"
+    with st.expander(title, expanded=clicked):
+        seq, true_c, pred_c = st.columns(3)
+        pick = seq.selectbox("Sequence", ["all", *ext.get("by_sequence", {})], key=f"extgal::{name}_seq_pick")
+        classes = ["all", *sorted({r["true"] for r in wrong} | {r["pred"] for r in wrong})]
+        true_pick = true_c.selectbox("True class", classes, format_func=_class_or_all, key=f"extgal::{name}_true")
+        pred_pick = pred_c.selectbox("Predicted class", classes, format_func=_class_or_all, key=f"extgal::{name}_pred")
+        shown = [r for r in misclassified(ext_rows, None if pick == "all" else pick)
+                 if true_pick in ("all", r["true"]) and pred_pick in ("all", r["pred"])]
+        st.caption(f"{count(len(shown))} shown.")
+        paged_gallery(predictor, shown, image_root, allowed, f"extgal::{name}")  # no chart key

@@ -37,6 +37,7 @@ route_through_app(once_per_session=True)  # its buttons (site steps, training) m
 who = require("open_model")  # researchers and admins (the navigation hides this page from clinicians)
 config = settings()
 MODELS_DIR = models_dir()
+HEAD_STEPS = {"crop": "head", "intensity": "head-p99"}  # the form's "Crop to the head": two steps of the contract
 st.title("Models")
 
 # ---- available models ---------------------------------------------------------------------------------------
@@ -149,8 +150,7 @@ def training_form() -> None:
         start_training(dataset, name, also, float(weight), dict(
             architecture=arch, image_size=int(size) or None, epochs=int(epochs), batch_size=int(batch),
             augment=augment, max_train_images=int(limit) or None, precision=precision, augment_intensity=intensity,
-            early_stopping_patience=int(patience),
-            crop="head" if head else "none", intensity="head-p99" if head else "none"))
+            early_stopping_patience=int(patience), **(HEAD_STEPS if head else {})))
 
 
 def start_training(dataset: str, name: str, also: list[str], weight: float, settings: dict) -> None:

@@ -218,17 +218,23 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps(res, indent=1))
     else:
-        print(f"{sessions} sessions x {rounds} uploads against {url}: {res['ok']}/{res['requests']} ok, "
-              f"{len(errors)} errors, wall {wall:.1f} s")
-        if len(lat):
-            print("upload-to-rendered-prediction latency: " + ", ".join(f"{k} {v:.0f} ms"
-                                                                         for k, v in res["latency_ms"].items()))
-        if peak:
-            print(f"server peak memory (VmHWM): {res['server_peak_rss_mb']:.0f} MB"
-                  + (f", its model process {res['model_process_peak_rss_mb']:.0f} MB" if children else ""))
-        for e in errors[:10]:
-            print("  error:", e)
+        _print_summary(res, url)
     return 0 if not errors else 1
+
+
+def _print_summary(res: dict, url: str) -> None:
+    """main's result in words: requests, latencies, peak memory, the first errors."""
+    print(f"{res['sessions']} sessions x {res['rounds']} uploads against {url}: {res['ok']}/{res['requests']} ok, "
+          f"{len(res['errors'])} errors, wall {res['wall_s']:.1f} s")
+    if res["latency_ms"]:
+        print("upload-to-rendered-prediction latency: " + ", ".join(f"{k} {v:.0f} ms"
+                                                                     for k, v in res["latency_ms"].items()))
+    if res["server_peak_rss_mb"]:
+        model_process = res["model_process_peak_rss_mb"]
+        print(f"server peak memory (VmHWM): {res['server_peak_rss_mb']:.0f} MB"
+              + (f", its model process {model_process:.0f} MB" if model_process else ""))
+    for e in res["errors"][:10]:
+        print("  error:", e)
 
 
 if __name__ == "__main__":
