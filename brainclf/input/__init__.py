@@ -28,9 +28,10 @@ from .preprocess import (
     upload_alias,
     without_alias,
 )
+from .reading import read_image_file
 
 __all__ = ["InputContract", "MAX_SESSION_UPLOAD_BYTES", "MAX_STACK_FRAMES", "MAX_UPLOAD_FILES",
-           "MAX_UPLOAD_FILE_BYTES", "MAX_UPLOAD_FILE_MB", "apply_window", "check_upload_batch",
+           "MAX_UPLOAD_FILE_BYTES", "MAX_UPLOAD_FILE_MB", "apply_window", "check_upload_batch", "read_image_file",
            "check_upload_session", "decode_image", "decode_upload", "frame_count", "frame_values",
            "head_box", "load_model_input", "pad_to_square", "read_dicom", "series_groups", "study_frames",
            "to_8bit", "to_model_input", "upload_alias", "validate_model_name", "without_alias"]

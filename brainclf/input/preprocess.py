@@ -24,7 +24,6 @@ from .framing import head_box, head_p99_scale
 from .jpeg import jpeg_scan_count
 from .limits import (
     MAX_DECODE_BYTES,
-    MAX_FILE_BYTES,
     MAX_JPEG_SCANS,
     MAX_PAD_CANVAS_BYTES,
     MAX_PIXELS,
@@ -33,6 +32,7 @@ from .limits import (
     raster_decode_bytes,
     size_text,
 )
+from .reading import read_image_file
 
 # MAX_PIXELS (brainclf.input.limits) is the largest image (width x height) we agree to decode, checked from the
 # header *before* the pixels are decoded, so a decompression bomb is refused without allocating its memory;
@@ -99,14 +99,7 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.I
     """
     if isinstance(source, (str, Path)):
         name = name or Path(source).name
-        try:
-            size = Path(source).stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ImageError(f"{name}: the file is {size_text(size)}, above the limit of "
-                                 f"{size_text(MAX_FILE_BYTES)} for one image; refused before reading it.")
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ImageError(f"{name}: cannot read file ({e.strerror or e}).") from None
+        data = read_image_file(source, name)
     else:
         data = bytes(source)
     name = name or "image"

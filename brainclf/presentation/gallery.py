@@ -18,6 +18,7 @@ from ..errors import ImageError, ModelError
 from ..evaluation.analysis import resolve_image
 from ..inference.explain import overlay_heatmap
 from ..input.preprocess import load_model_input
+from ..input.reading import read_image_file
 from .views import label, pct
 
 
@@ -46,7 +47,7 @@ OVERLAYS = _LRU(256)  # 160×160 RGB overlays: about 20 MB at most
 def gradcam_overlay(predictor, path: Path, class_index: int, opacity: float = 0.45) -> np.ndarray:
     """The model input of an image file with the Grad-CAM of `class_index` blended on top (RGB uint8). Cached by
     model version, input contract, class and the file's content: a rerun of the page recomputes nothing."""
-    data = Path(path).read_bytes()
+    data = read_image_file(path)
     card = predictor.card
     key = (card.label, card.file_sha256, str(card.input_contract), class_index, opacity,
            hashlib.sha256(data).hexdigest())

@@ -23,7 +23,8 @@ from .. import CLASS_NAMES, DISPLAY_NAMES
 from ..data import Sample, discover, fingerprint, relative_path, split_extra_source
 from ..data.dedup import hash_files
 from ..data.sources import file_case_grouping
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ImageError
+from ..input.reading import read_image_file
 from ..model.card import check_card_rows
 
 CALIBRATION_FRACTION = 0.15
@@ -206,12 +207,12 @@ def _fingerprint(root: Path, parts: dict[str, list[Sample]], sha_of: dict[str, s
     """The data's fingerprint (counts, file list) and a hash of the parts' file contents: a slice replaced under
     the same name changes it. `sha_of`: file hashes already computed (by path), so a split reads each file once."""
     def sha(path) -> str:
-        return (sha_of or {}).get(str(path)) or hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return (sha_of or {}).get(str(path)) or hashlib.sha256(read_image_file(path)).hexdigest()
 
     try:
         listing = sorted(f"{part}:{relative_path(s.path, root)}:{sha(s.path)}"
                          for part, samples in parts.items() for s in samples)
-    except OSError:
+    except (OSError, ImageError):
         raise DataError("A slice of the site folder can no longer be read (moved or its permissions changed while "
                         "the site run read it): give another site name (from the command line: or another "
                         "--run-dir) for a new site run once the folder is settled.") from None
