@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from .common import CountBar, say
+
+# dHash compares 256 bits; this dataset's near duplicates differ in up to ~12 of them, merely similar slices in 16
+# and more (brainclf.data.dedup; its MAX_NEAR_THRESHOLD, not imported here: --help stays quick). Beyond 64 bits
+# nearly every pair of slices counts as "near": the report would keep millions of pairs (a 5,700-image folder ran
+# out of memory at 256), so that is where the range stops.
+MAX_THRESHOLD = 64
+
+
+def _bounded_int(low: int, high: int | None, what: str):
+    """An argparse type: a whole number in low..high (high None: no upper bound), else a usage error saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text[:40]!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {span}, got {value}")
+        return value
+    return parse
 
 
 def cmd_dedup(args) -> int:
@@ -72,8 +93,12 @@ def add_parsers(sub) -> None:
                        description="Exact (same bytes) and near (difference-hash) duplicates within and across "
                        "splits of DATA.")
     d.add_argument("--data", help="dataset root (default: $BRAINCLF_DATA)")
-    d.add_argument("--threshold", type=int, default=None, help="Hamming distance out of 256 (default 12)")
-    d.add_argument("--show", type=int, default=10, help="example pairs to list per category")
+    d.add_argument("--threshold", type=_bounded_int(0, MAX_THRESHOLD, "--threshold"), default=None,
+                   help=f"near = at most this Hamming distance between difference hashes, out of 256 bits, 0-"
+                   f"{MAX_THRESHOLD} (default 12: re-encoded or shifted copies differ in up to ~12 bits, merely "
+                   f"similar slices in 16 or more; above {MAX_THRESHOLD} almost every pair would count as near)")
+    d.add_argument("--show", type=_bounded_int(0, None, "--show"), default=10,
+                   help="example pairs to list per category (0 or more)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dedup)
 

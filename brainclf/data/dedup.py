@@ -24,12 +24,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 from ..input.preprocess import decode_image, pad_to_square, to_8bit
 from .pool import decode_many
 
 HASH_SIZE = 16
 NEAR_DUP_THRESHOLD = 12  # Hamming distance, out of HASH_SIZE * HASH_SIZE = 256 bits
+# The most a report accepts (the CLI's --threshold says the same): past ~64 bits nearly every pair of slices is
+# "near" and the report would hold millions of pairs (a 5,700-image folder at 256 ran out of memory).
+MAX_NEAR_THRESHOLD = 64
+EXAMPLES_KEPT = 1000  # example pairs a report keeps per category (conflicts first), whatever the number of pairs
 
 
 def dhash(img: Image.Image, hash_size: int = HASH_SIZE) -> np.ndarray:
@@ -195,13 +199,16 @@ def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int]
             and `.label` (taken as an argument so that this module does not import data.py: no cycle).
     """
     threshold = NEAR_DUP_THRESHOLD if threshold is None else threshold
+    if not 0 <= threshold <= MAX_NEAR_THRESHOLD:
+        raise ConfigError(f"The near-duplicate threshold must be between 0 and {MAX_NEAR_THRESHOLD} bits of 256, got "
+                          f"{threshold}.")
     root = Path(ds.root)
     names = list(ds.splits)
     samples = ds.all_samples()
     hashes = hash_files([s.path for s in samples], progress)
     split_of = np.array([n for n in names for _ in ds.splits[n]])
     label_of = np.array([s.label for s in samples])
-    rel = [Path(s.path).resolve().relative_to(root.resolve()).as_posix() for s in samples]
+    rel = [_listed_path(s.path, root) for s in samples]
     exact = [(first, i, 0) for first, i in pairs_sharing(hashes.sha256)]
     near = hashes.near(threshold)
     cats = _pair_categories({"exact": exact, "near": near}, split_of, label_of, rel)
@@ -217,10 +224,19 @@ def dedup_report(ds, threshold: int | None = None, progress: Callable[[int, int]
     return report
 
 
+def _listed_path(path: Path, root: Path) -> str:
+    """A file's path as listed under `root`, relative to it and not resolved: a file linked from elsewhere keeps its
+    place in the folder (its target may lie outside `root`)."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:  # not listed under root after all: its own path
+        return Path(path).as_posix()
+
+
 def _pair_categories(pairs_by_kind: dict[str, list], split_of: np.ndarray, label_of: np.ndarray,
                      rel: list[str]) -> dict[str, dict]:
-    """Duplicate pairs counted per split or pair of splits ('Testing x Training'), with examples (label
-    conflicts first)."""
+    """Duplicate pairs counted per split or pair of splits ('Testing x Training'), with up to EXAMPLES_KEPT
+    examples each (label conflicts first, then the closest): the pairs are counted, not all kept."""
     def key(i, j):
         a, b = sorted((split_of[i] or "all", split_of[j] or "all"))
         return a if a == b else f"{a} x {b}"
@@ -233,9 +249,17 @@ def _pair_categories(pairs_by_kind: dict[str, list], split_of: np.ndarray, label
             conflict = label_of[i] != label_of[j]
             c["label_conflicts"] += int(conflict and kind == "near")
             c["examples"].append({"a": rel[i], "b": rel[j], "distance": d, "same_label": not conflict})
+            if len(c["examples"]) >= 2 * EXAMPLES_KEPT:  # trimmed now and then: bounded, and cheap
+                _keep_best(c)
     for c in cats.values():
-        c["examples"].sort(key=lambda e: (e["same_label"], e["distance"]))  # conflicts first
+        _keep_best(c)
     return cats
+
+
+def _keep_best(category: dict) -> None:
+    """A category's examples sorted (conflicts first, then by distance; stable) and cut to EXAMPLES_KEPT."""
+    category["examples"].sort(key=lambda e: (e["same_label"], e["distance"]))
+    del category["examples"][EXAMPLES_KEPT:]
 
 
 _LEAKAGE_EDGES = [0, 1, 3, 6, 11, 16, 21, 31, 51, 257]
