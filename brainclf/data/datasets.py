@@ -73,6 +73,15 @@ def _class_folders(folder: Path) -> dict[str, Path]:
 
 
 def _list_images(folder: Path, label: int, source: str = "") -> list[Sample]:
+    """The images under a class folder; DataError naming a folder under it that cannot be listed (rglob skips
+    one silently: a class evaluated or trained without its images, and no word said)."""
+    unreadable: list[OSError] = []
+    for _ in os.walk(folder, onerror=unreadable.append):
+        pass
+    if unreadable:
+        where = unreadable[0].filename or folder
+        raise DataError(f"{where} cannot be read ({unreadable[0].strerror or unreadable[0]}); its images would be "
+                        "left out without a word. Fix its permissions, or move it out of the dataset.")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return [Sample(p, label, source) for p in files]
 
@@ -158,11 +167,15 @@ def _grouped_split(samples: list[Sample], groups: np.ndarray, fraction: float, s
 
     n_splits = folds_for(fraction)
     if not 0 <= fold < n_splits:
-        raise DataError(f"Fold {fold} does not exist: splitting off {fraction:.0%} makes folds 0 to {n_splits - 1}.")
+        raise DataError(f"Fold {fold} does not exist: splitting off {fraction * 100:.0f} % makes folds 0 to "
+                        f"{n_splits - 1}.")
     labels = np.array([s.label for s in samples])
     if len(set(groups.tolist())) < n_splits:
-        raise DataError(f"Too few images to split off {fraction:.0%}: {len(samples)} images in "
+        raise DataError(f"Too few images to split off {fraction * 100:.0f} %: {len(samples)} images in "
                         f"{len(set(groups.tolist()))} duplicate groups; need at least {n_splits} groups.")
+    if (most := np.bincount(labels).max()) < n_splits:  # scikit-learn refuses it with a traceback
+        raise DataError(f"Too few images to split off {fraction * 100:.0f} %: no class has {n_splits} images (the "
+                        f"most is {most}); add images: at least {n_splits} of a class, many more for a useful split.")
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     splits = sgkf.split(np.zeros(len(samples)), labels, groups)
     for _ in range(fold):
