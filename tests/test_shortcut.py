@@ -70,3 +70,15 @@ def test_an_unreadable_training_file_keeps_every_image_in_its_own_duplicate_grou
     assert seen["groups"][index["glioma_3.png"]] == seen["groups"][index["glioma_3_copy.png"]]
     with pytest.raises(DataError, match="no Training split"):
         shortcut.run_study(tmp_path / "ds" / "Testing")
+
+
+def test_too_few_images_of_a_class_in_training_is_refused_saying_how_many(tmp_path):
+    import pytest
+
+    from brainclf.errors import DataError
+
+    write(tmp_path / "few", {"glioma": (48, 1.0), "meningioma": (64, 1.0)}, n=4, seed=0)  # sklearn's n_splits traceback
+    with pytest.raises(DataError, match="each with at least 5 different readable images .*glioma 4, meningioma 4"):
+        run_study(tmp_path / "few")
+    write(tmp_path / "five", {"glioma": (48, 1.0), "meningioma": (64, 1.0)}, n=5, seed=0)
+    assert run_study(tmp_path / "five")["cv"]["n"] == 10  # five of each: enough

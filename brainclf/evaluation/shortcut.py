@@ -80,6 +80,20 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> dict:
             "majority_baseline": float(np.bincount(y).max() / len(y))}
 
 
+CV_FOLDS = 5
+
+
+def _check_enough(y: np.ndarray, groups: np.ndarray, root: str | Path) -> None:
+    """Refuse (DataError) a Training split the 5-fold cross-validation cannot run on: at least two classes, each
+    with CV_FOLDS different readable images (near duplicates count once: they stay in one fold)."""
+    have = {CLASS_NAMES[c]: len(set(groups[y == c].tolist())) for c in sorted(set(y.tolist()))}
+    if len(have) < 2 or min(have.values()) < CV_FOLDS:
+        found = ", ".join(f"{c} {n}" for c, n in have.items())
+        raise DataError(f"The style study's {CV_FOLDS}-fold cross-validation needs at least 2 classes in {root}'s "
+                        f"Training split, each with at least {CV_FOLDS} different readable images (near duplicates "
+                        f"count once); found {found}.")
+
+
 def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: int = 0) -> dict:
     """Fit the style-only classifier on Kaggle Training and score it in and out of source.
 
@@ -99,7 +113,8 @@ def run_study(kaggle_root: str | Path, external: list[str | Path] = (), seed: in
         raise DataError(f"{kaggle_root} has no Training split: the style classifier is fitted on Kaggle Training.")
     x_tr, y_tr, kept = features_of(train)
     groups = duplicate_groups(hash_files([s.path for s in train]))[kept]  # each readable image's own group
-    cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+    _check_enough(y_tr, groups, kaggle_root)
+    cv = StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
     oof = cross_val_predict(style_classifier(seed), x_tr, y_tr, groups=groups, cv=cv)
     clf = style_classifier(seed).fit(x_tr, y_tr)
     out = {"features": f"{len(FEATURE_NAMES)} style features: stored size, colour mode, file size, gray-level "
