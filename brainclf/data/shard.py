@@ -224,7 +224,7 @@ def _read_shard_csvs(inputs: list[Path], cut: list[str]) -> tuple[list[str], dic
                 header = list(reader.fieldnames)
             elif list(reader.fieldnames) != header:
                 raise ConfigError(f"{path} has other columns than {inputs[0]}: {reader.fieldnames} vs {header}.")
-            for row in reader:
+            for row in csv_rows(reader, path):
                 # Fewer cells than columns (a shard killed mid-write, two writers at once) or more: not a result.
                 if None in row or None in row.values():
                     cut.append(f"{path} line {reader.line_num}")
@@ -236,3 +236,14 @@ def _read_shard_csvs(inputs: list[Path], cut: list[str]) -> tuple[list[str], dic
                 seen_in.setdefault(name, []).append(str(path))
                 rows.setdefault(name, row)
     return header, rows, seen_in
+
+
+def csv_rows(reader: csv.DictReader, path: Path) -> Iterator[dict]:
+    """The rows of a CSV being read; a cell over the csv module's limit (128 KiB: no predict CSV has one) or another
+    CSV syntax error is a DataError naming the file and line, not a traceback (the limit is not raised: memory)."""
+    try:
+        yield from reader
+    except csv.Error as e:
+        raise DataError(f"{path} line {reader.line_num} cannot be read as a predict --folder CSV ({e}); nothing "
+                        "was written.") from None
+

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, decode_sample
 from ..data.pool import chunks, decode_many
-from ..data.shard import flagged_but_answered, in_shard, iter_shard_files
+from ..data.shard import csv_rows, flagged_but_answered, in_shard, iter_shard_files
 from ..errors import BrainclfError, ConfigError
 from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
 from ..input.preprocess import decode_image
@@ -171,7 +171,7 @@ def _rows_already_written(csv_path: Path, shard: tuple[int, int] | None,
     with open(csv_path, newline="", **CSV_TEXT) as f:
         reader = csv.DictReader(f)
         ours = row_identity(predictor)
-        for row in reader:  # the hash names the model (a card's name and version are its own say)
+        for row in csv_rows(reader, csv_path):  # the hash names the model (a card's name and version are its own say)
             if None in row.values() or None in row:
                 raise ConfigError(f"{csv_path}: row {reader.line_num} does not have this version's {len(CSV_FIELDS)} "
                                   "columns (edited by hand?): give a new CSV file.")
