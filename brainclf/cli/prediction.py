@@ -81,7 +81,7 @@ def _predict_folder(predictor, args) -> int:
         raise ConfigError("--folder needs --csv OUT (results stream into it; re-running resumes).")
     if not Path(args.folder).is_dir():
         raise ConfigError(f"{args.folder} is not a folder.")
-    total = sum(1 for _ in iter_shard_files(args.folder, args.shard))
+    total = sum(1 for _ in iter_shard_files(args.folder, args.shard, quiet=True))  # the run names what it skips
     bar = tqdm(total=total, desc="predict", unit="img", file=sys.stderr, dynamic_ncols=True)
 
     def progress(c):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ from ..escaping import csv_value
 from ..files import write_csv_atomically
 from ..input.preprocess import UPLOAD_SUFFIXES
 
+log = logging.getLogger(__name__)
 _SHARD_SPEC = re.compile(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*")
 
 
@@ -78,15 +80,25 @@ def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or shard_of(rel, shard[1]) == shard[0]
 
 
-def iter_image_files(folder: str | Path):
+def iter_image_files(folder: str | Path, quiet: bool = False):
     """Image files under `folder` (recursive, sorted per directory), yielded lazily: 100,000 files are
     never listed in memory at once. Links to folders are not followed (a link back to a parent would loop; the
-    evaluation's walk does not follow them either, so both see the same files)."""
+    evaluation's walk does not follow them either, so both see the same files). A sub-folder that cannot be listed
+    (no permission) is skipped with a logged warning naming it (unless `quiet`): one locked folder of an archive
+    does not stop the rest; `folder` itself unlisted raises its OSError."""
     stack = [Path(folder)]
     while stack:
         d = stack.pop()
-        with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            if d == Path(folder):
+                raise
+            if not quiet:
+                log.warning("warning: skipped %s, which cannot be listed (%s): its images are left out", d,
+                            e.strerror or e)
+            continue
         for e in reversed([e for e in entries if e.is_dir(follow_symlinks=False)]):
             stack.append(Path(e.path))
         for e in entries:
@@ -94,19 +106,19 @@ def iter_image_files(folder: str | Path):
                 yield Path(e.path)
 
 
-
-def iter_shard_files(folder: str | os.PathLike, shard: tuple[int, int] | None) -> Iterator[Path]:
+def iter_shard_files(folder: str | os.PathLike, shard: tuple[int, int] | None, quiet: bool = False) -> Iterator[Path]:
     """The image files under `folder` (iter_image_files order) that belong to `shard`.
 
     Args:
         folder: the folder being predicted.
         shard: (index, count), or None for every file.
+        quiet: no warning for a sub-folder that cannot be listed (a first pass that only counts).
 
     Returns:
         An iterator of paths, lazily (the folder is never listed in memory at once).
     """
     folder = Path(folder)
-    for path in iter_image_files(folder):
+    for path in iter_image_files(folder, quiet):
         if in_shard(path.relative_to(folder).as_posix(), shard):
             yield path
 
