@@ -267,7 +267,7 @@ def test_file_errors_are_one_line_not_a_traceback(smoke_model, tmp_path, make_im
     (tmp_path / "outdir").mkdir()
     image, folder = str(tmp_path / "a.png"), str(tmp_path / "outdir")
     assert main(["predict", "--model", str(smoke_model), image, "--csv", folder]) == 2
-    assert "give a file path in an existing folder (nothing was predicted yet)" in capsys.readouterr().err
+    assert "is a folder: give a file name (nothing was done yet)" in capsys.readouterr().err
     (tmp_path / "u16.csv").write_bytes("file,prediction\n".encode("utf-16"))
     assert main(["merge-csv", str(tmp_path / "out.csv"), str(tmp_path / "u16.csv")]) == 2
     assert "not UTF-8 text" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .common import CountBar, say
+from .prediction import check_output_file
 
 # dHash compares 256 bits; this dataset's near duplicates differ in up to ~12 of them, merely similar slices in 16
 # and more (brainclf.data.dedup; its MAX_NEAR_THRESHOLD, not imported here: --help stays quick). Beyond 64 bits
@@ -45,6 +46,8 @@ def cmd_shortcut(args) -> int:
     from ..data import resolve_data_root
     from ..evaluation import run_study
 
+    if args.out:
+        check_output_file(args.out, "--out", overwrite=args.overwrite)  # before the study's work
     study = run_study(resolve_data_root(args.data), args.external or [])
     if args.out:
         Path(args.out).write_text(json.dumps(study, indent=1))
@@ -107,7 +110,8 @@ def add_parsers(sub) -> None:
                                     "gray-level histogram) on Kaggle Training; score it in and out of source.")
     sc.add_argument("--data", help="Kaggle root with Training/ and Testing/ (default: $BRAINCLF_DATA)")
     sc.add_argument("--external", action="append", metavar="DIR", help="a labelled folder of another source")
-    sc.add_argument("--out", help="also write the results as JSON here")
+    sc.add_argument("--out", help="also write the results as JSON here, a new file")
+    sc.add_argument("--overwrite", action="store_true", help="replace an existing --out file (re-running a study)")
     sc.set_defaults(func=cmd_shortcut)
 
     al = sub.add_parser("audit-labels", help="list images whose label a person should check",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError, DataError, ImageError
 from ..files import write_csv_atomically
 from ..presentation import pct_pair, refer_rule
 from .common import add_tta_flag, say
@@ -24,8 +25,8 @@ def cmd_predict(args) -> int:
         from ..data import parse_shard
 
         args.shard = parse_shard(args.shard)  # checked before the model is loaded
-    if args.csv and (Path(args.csv).is_dir() or not Path(args.csv).resolve().parent.is_dir()):
-        raise ConfigError(f"--csv {args.csv}: give a file path in an existing folder (nothing was predicted yet).")
+    if args.csv:
+        check_output_file(args.csv, "--csv", overwrite=True)  # existing: a --folder CSV resumes; files: below
     if args.csv and not args.folder and Path(args.csv).is_file() and Path(args.csv).stat().st_size:
         raise ConfigError(f"--csv {args.csv} already exists (a --folder CSV resumes, this would replace it): give a "
                           "new file name or remove it first; nothing was predicted or overwritten.")
@@ -49,10 +50,34 @@ def cmd_predict(args) -> int:
         probs = "  ".join(f"{c} {p:6.1%}" for c, p in pred.probabilities.items())
         say(f"{f}: {pred.predicted} ({pred.confidence:.1%})  [{probs}]  {verdict(pred, rule)}")
     if args.csv:
-        write_csv_atomically(args.csv, CSV_FIELDS, rows)  # predict --folder's columns, whole or not at all
+        try:
+            write_csv_atomically(args.csv, CSV_FIELDS, rows)  # predict --folder's columns, whole or not at all
+        except OSError as e:  # named as given, not as the hidden temporary file beside it
+            raise DataError(f"{args.csv}: cannot write it ({e.strerror or e}); the results are printed above.") \
+                from None
         say(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     say(f"model {predictor.card.label}: {len(rows) - failures} predicted, {failures} failed", file=sys.stderr)
     return 0 if not failures else 1
+
+
+def check_output_file(path: str, flag: str, overwrite: bool = False, folder_made: bool = False) -> Path:
+    """The check, before any work, of a file a command writes (predict --csv, merge-csv OUT, shortcut --out, site
+    report --pdf, bench --json-out): a file name (not a folder) in an existing folder this process can write (or,
+    `folder_made`, one the command makes), and unless `overwrite` no file yet: a finished result is not replaced
+    without asking. ConfigError saying what is wrong and what to do."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: give a file name (nothing was done yet).")
+    folder = p.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the folder {folder} is not writable: choose another (nothing was done yet).")
+    if not folder.is_dir() and not folder_made:
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist: create it or choose another (nothing "
+                          "was done yet).")
+    if not overwrite and p.exists():
+        raise ConfigError(f"{flag} {path} already exists: remove it or choose another name, or pass --overwrite to "
+                          "replace it (nothing was done yet).")
+    return p
 
 
 def verdict(pred, rule) -> str:
@@ -103,6 +128,7 @@ def _predict_folder(predictor, args) -> int:
 def cmd_merge_csv(args) -> int:
     from ..data import merge_csvs
 
+    check_output_file(args.out, "merge-csv OUT", overwrite=args.overwrite, folder_made=True)
     report = merge_csvs(args.out, args.inputs, folder=args.folder)
     shown = 20
     for name, where in list(report.duplicates.items())[:shown]:
@@ -138,4 +164,6 @@ def add_parsers(sub) -> None:
     m.add_argument("out", metavar="OUT", help="merged CSV to write")
     m.add_argument("inputs", nargs="+", metavar="SHARD_CSV", help="CSVs written by predict --folder --shard")
     m.add_argument("--folder", help="the predicted folder: also report its image files that no CSV covers")
+    m.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (e.g. merging again after a "
+                   "shard was re-run); without it an existing OUT is refused")
     m.set_defaults(func=cmd_merge_csv)

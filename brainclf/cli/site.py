@@ -19,6 +19,7 @@ from ..site.step_lock import one_step_at_a_time
 from ..site.summary import promise
 from ..training.config import runs_dir
 from .common import CountBar, pct, say
+from .prediction import check_output_file
 
 STEPS = ("validate", "calibrate", "adapt", "report", "all")
 
@@ -54,6 +55,8 @@ def cmd_site(args) -> int:
     _check_rule(args)
     steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
     cfg = _adapt_config(args) if "adapt" in steps else None  # checked before any step runs
+    if args.pdf and "report" in steps:  # a file named here is not replaced unasked (RUN_DIR's own report is)
+        check_output_file(args.pdf, "--pdf", overwrite=args.overwrite)
     run_dir = _run_dir(args)
     with one_step_at_a_time(run_dir):  # not beside a step of the same run in the app or another shell
         _run_steps(args, steps, cfg, _open(args, run_dir))
@@ -223,6 +226,8 @@ def add_parsers(sub) -> None:
                    "with this strength, e.g. 0.0001 (default: off)")
     s.add_argument("--seed", type=int, help="seed of the replay draws and augmentation; another seed repeats a "
                    f"recipe to see its run-to-run spread (default {AdaptConfig.seed})")
-    s.add_argument("--pdf", help="where the go-live report goes (default RUN_DIR/go-live-report.pdf)")
+    s.add_argument("--pdf", help="where the go-live report goes, a new file (default RUN_DIR/go-live-report.pdf, "
+                   "replaced on each report)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --pdf file")
     s.set_defaults(func=cmd_site)
 

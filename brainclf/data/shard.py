@@ -183,6 +183,9 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         raise ConfigError(f"{out} is also an input: write the merged CSV to another path.")
     if folder is not None and not Path(folder).is_dir():
         raise DataError(f"{folder} is not a folder.")
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder: give the merged CSV a file name.")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work: a folder that cannot be made stops it now
     header, rows, seen_in = _read_shard_csvs(inputs, cut := [])
     report = MergeReport(out=out, inputs=inputs, rows=len(rows), cut=cut)
     report.duplicates = {f: where for f, where in sorted(seen_in.items()) if len(where) > 1}
@@ -194,10 +197,10 @@ def merge_csvs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
         folder = Path(folder)
         report.missing = [rel for rel in (p.relative_to(folder).as_posix() for p in iter_shard_files(folder, None))
                           if rel not in rows]
-    if out.is_dir():
-        raise ConfigError(f"{out} is a folder: give the merged CSV a file name.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomically(out, header, (_numbers_as_numbers(rows[f]) for f in sorted(rows)))
+    try:
+        write_csv_atomically(out, header, (_numbers_as_numbers(rows[f]) for f in sorted(rows)))
+    except OSError as e:  # named as given, not as the hidden temporary file beside it
+        raise DataError(f"{out}: cannot write the merged CSV ({e.strerror or e}).") from None
     return report
 
 
