@@ -100,3 +100,15 @@ def test_a_late_write_failure_names_the_output_not_the_temporary_file(tmp_path, 
     rc = main(["predict", "--model", str(smoke_model), str(tmp_path / "a.png"), "--csv", str(tmp_path / "p.csv")])
     err = capsys.readouterr().err
     assert rc == 2 and f"error: {tmp_path / 'p.csv'}: cannot write it (Permission denied)" in err and ".tmp" not in err
+
+
+def test_a_site_name_leading_out_of_the_runs_folder_is_refused_before_any_folder_is_made(tmp_path, capsys,
+                                                                                          monkeypatch):
+    runs = tmp_path / "a" / "b"
+    runs.mkdir(parents=True)
+    monkeypatch.setenv("BRAINCLF_RUNS", str(runs))
+    before = sorted(tmp_path.rglob("*"))
+    rc = main(["site", "validate", "--model", str(tmp_path / "m.keras"), "--site-data", str(tmp_path),
+               "--site", "../../../pwned"])
+    assert rc == 2 and "A site name is 1-48 ASCII letters" in _error_line(capsys)
+    assert sorted(tmp_path.rglob("*")) == before

@@ -14,7 +14,7 @@ from ..presentation.scope import group_interval
 from ..presentation.wording import refer_rule
 from ..scoring.operating_point import refers_all
 from ..site.config import AdaptConfig
-from ..site.split import LEFT_OUT_REASONS, left_out_words
+from ..site.split import LEFT_OUT_REASONS, check_site_name, left_out_words
 from ..site.step_lock import one_step_at_a_time
 from ..site.summary import promise
 from ..training.config import runs_dir
@@ -52,6 +52,7 @@ def _open(args, run_dir: Path):
 
 
 def cmd_site(args) -> int:
+    check_site_name(args.site)  # before any path is built from it, let alone made ('../../x' once made a folder)
     _check_rule(args)
     steps = ("validate", "calibrate", "adapt", "report") if args.step == "all" else (args.step,)
     cfg = _adapt_config(args) if "adapt" in steps else None  # checked before any step runs
