@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .. import CLASS_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..escaping import json_default
 from ..presentation.scope import group_interval
 from .common import CountBar, add_tta_flag, pct, say
@@ -20,6 +21,9 @@ def cmd_evaluate(args) -> int:
     from ..evaluation.evaluate import primary_source_part
     from ..inference import Predictor
 
+    if args.train_data and not Path(args.train_data).is_dir():  # was ignored: "pass --train-data" in the report
+        raise DataError(f"--train-data {args.train_data} is not a folder: give the dataset root the model was trained "
+                        "from (nothing was evaluated).")
     predictor = Predictor.load(args.model, tta=args.tta)
     data = resolve_data_root(args.data)
     if args.record and args.external is False:
@@ -28,15 +32,12 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"--record: {data.name} is part of the model's own training source {own}; its figures are "
                           "in-distribution and are not recorded as external validation (nothing was evaluated).")
     bar = CountBar("evaluate")
-    report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external)
+    report = evaluate_folder(predictor, data, bar, training_root=args.train_data, external=args.external,
+                             require_external=args.record)  # --record without the block: refused before the work
     bar.close()
     for err in report["unreadable"]:
         say(f"skipped: {err}", file=sys.stderr)
     if args.record:
-        if not report.get("external"):
-            say("error: --record stores external validation; this folder was evaluated without it "
-                "(pass --external)", file=sys.stderr)
-            return 2
         say(f"recorded in {record_external(args.model, report)}", file=sys.stderr)
     if args.json:
         out = {k: v for k, v in report.items() if k != "predictions" or args.with_predictions}

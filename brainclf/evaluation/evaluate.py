@@ -12,7 +12,7 @@ from .. import CLASS_NAMES
 from ..data.datasets import Sample, discover, relative_path
 from ..data.dedup import NEAR_DUP_THRESHOLD, clean_mask
 from ..data.sources import split_key
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..inference.batch_predict import predict_samples, predict_samples_and_features
 from ..model.card import card_path, check_card_rows, read_card
 from ..scoring.metrics import classification_metrics, expected_calibration_error
@@ -122,7 +122,8 @@ def learnt_mask(card, samples: list[Sample], folder: Path, training: list[Path] 
 
 
 def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], None] | None = None,
-                    training_root: str | Path | None = None, external: bool | None = None) -> dict:
+                    training_root: str | Path | None = None, external: bool | None = None,
+                    require_external: bool = False) -> dict:
     """Evaluate on every image under a folder of class sub-folders (or a Training/Testing root: all splits
     that are not Training), with the clean-subset metrics when the training images can be found.
 
@@ -131,7 +132,8 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     counted. `external` (default:
     when the folder has a manifest.csv, lacks a class or is one of the model's extra sources) adds the
     external-validation block (brainclf.evaluation.external): per-sequence breakdown, tumour→"no tumour" rates and
-    intervals over case groups.
+    intervals over case groups. `require_external` (evaluate --record): ConfigError, before any image is predicted,
+    when the block would be left out.
     """
     data = Path(data)
     ds = discover(data)
@@ -148,9 +150,7 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     if not samples:
         raise DataError(f"The model trained or validated on every image of {dataset}: nothing left to evaluate.")
     sources = {s.get("name") for s in predictor.card.training.get("sources", []) if not s.get("primary")}
-    if external is None:
-        external = ((data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES)
-                    or dataset in sources)
+    external = _external_block(external, require_external, data, samples, dataset in sources)
     # One pass over the images serves both reports (the external block also needs the OOD descriptors).
     raw, feats, kept, errors = predict_samples_and_features(predictor, samples, progress)
     if not kept:
@@ -160,9 +160,7 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
     upload = bool(predictor.card.provenance)  # its card's file lists are its uploader's say: not used
     if training is None:
         report["clean"] = None
-        report["clean_note"] = ("an uploaded model's training images are not known here: no clean subset" if upload
-                                else "training images not found: pass --train-data DATA_ROOT to get the clean-subset "
-                                     "metrics")
+        report["clean_note"] = _no_clean_subset_note(upload, training_root)
     report.update(data=str(data), excluded_trained_on=len(excluded))
     if external:
         primary = primary_source_part(predictor.card, data)
@@ -171,6 +169,27 @@ def evaluate_folder(predictor, data: str | Path, progress: Callable[[int, int], 
                                                predicted=(raw, feats, kept, errors))
         report["external"]["own_source"] = primary
     return report
+
+
+def _external_block(asked: bool | None, required: bool, data: Path, samples: list[Sample], a_source: bool) -> bool:
+    """Whether a folder gets the external block: as `asked`, else when it has a manifest.csv, lacks a class or is one
+    of the model's extra training sources; ConfigError when `required` (evaluate --record) and it would not."""
+    if asked is None:
+        asked = (data / MANIFEST).is_file() or len({s.label for s in samples}) < len(CLASS_NAMES) or a_source
+    if required and not asked:
+        raise ConfigError("--record stores external validation; this folder holds all four classes and no manifest.csv "
+                          "and is not one of the model's extra sources: pass --external (nothing was evaluated).")
+    return asked
+
+
+def _no_clean_subset_note(upload: bool, training_root: str | Path | None) -> str:
+    """Why a report has no clean subset, in its words."""
+    if upload:
+        return "an uploaded model's training images are not known here: no clean subset"
+    if training_root:
+        return (f"the model's training images were not found in {training_root}: pass --train-data with the dataset "
+                "root they were trained from to get the clean-subset metrics")
+    return "training images not found: pass --train-data DATA_ROOT to get the clean-subset metrics"
 
 
 SPLIT_NAMES = ("training", "train", "testing", "test", "validation", "val")
