@@ -310,7 +310,9 @@ def test_finish_now_refuses_a_run_without_a_finished_epoch(synthetic_dataset, tm
     with pytest.raises(ConfigError, match="not one epoch"):
         train(TrainRequest(TrainConfig(**SMOKE), data=synthetic_dataset, name="z", models_dir=tmp_path / "m",
               run_dir=tmp_path / "run", finish_now=True))
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["stopped_early"] is False
+    # Nothing is marked finished: a new run refused before its first epoch leaves no state at all (a 0-epoch state
+    # a cancel left is kept unmarked: brainclf.training.loop._finish_now refuses before it marks anything).
+    assert not (tmp_path / "run" / "state.json").exists()
 
 
 def test_an_ensemble_refuses_a_run_dir_holding_another_config(smoke_run, synthetic_dataset, tmp_path):

@@ -39,6 +39,9 @@ class TrainingCancelled(Exception):
     """The run stopped on request after its last finished epoch; re-running it resumes from there."""
 
 
+MAX_SEED = 2**31  # random seeds from 0 to this - 1: NumPy's range, with room for an ensemble's seed + k
+
+
 @dataclass
 class TrainConfig:
     architecture: str = "compact_cnn"
@@ -135,6 +138,11 @@ class TrainConfig:
             raise ConfigError(f"intensity must be one of {', '.join(INTENSITIES)}, got {self.intensity!r}.")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"Channels must be 1 (grayscale) or 3 (RGB), got {self.channels}.")
+        if self.early_stopping_patience < 1:  # 0 stopped every run after its first epoch, saying only "early stopping"
+            raise ConfigError(f"Early-stopping patience must be at least 1 epoch, got {self.early_stopping_patience}.")
+        for name, seed in (("seed", self.seed), ("split seed", self.split_seed)):
+            if seed is not None and not 0 <= seed < MAX_SEED:  # NumPy takes 0 to 2**32 - 1; an ensemble adds members
+                raise ConfigError(f"The {name} must be from 0 to {MAX_SEED - 1:,}, got {seed}.")
 
     def to_dict(self) -> dict:
         return asdict(self)

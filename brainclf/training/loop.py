@@ -48,7 +48,7 @@ from .prepare import (
 from .request import TrainRequest
 from .reweight import describe, style_weights
 from .session import Session
-from .state import RunState, saved_state
+from .state import RunState, refused_leaves_no_state, saved_state
 
 
 def train(request: TrainRequest) -> Path:
@@ -74,6 +74,7 @@ def _train_session(session: Session) -> Path:
     request, config = session.request, session.request.config
     prep = Preparation(session.say, request.cancel)
     state = saved_state(session.run_dir, config, request.resume)
+    new = state is None
     if state:
         settle_checkpoints(session.write_dir, state.epoch)  # an epoch's commit a kill cut short
         splits = saved_split(state, request.root, request.sources)
@@ -84,13 +85,14 @@ def _train_session(session: Session) -> Path:
         # Resume that always fails); the batches are checked with the model, before decoding.
         check_training_memory(len(splits[0]) + len(splits[1]), config.contract())
         state.save(session.write_dir)
-    if not splits[1]:
-        raise DataError("The validation split is empty: the dataset is too small to split.")
-    _check_name_free(request, state)
-    if request.finish_now:
-        _finish_now(session, state, config)
-    if not state.finished(config.epochs):
-        _fit(session, state, splits, prep)
+    with refused_leaves_no_state(session.write_dir, state, new):
+        if not splits[1]:
+            raise DataError("The validation split is empty: the dataset is too small to split.")
+        _check_name_free(request, state)
+        if request.finish_now:
+            _finish_now(session, state, config)
+        if not state.finished(config.epochs):
+            _fit(session, state, splits, prep)
     return _after_training(session, state)
 
 
@@ -254,7 +256,7 @@ def load_or_build(config: TrainConfig, contract: InputContract, run_dir: Path, s
         warm = max(1, int(total * config.warmup_fraction))
         # One-cycle style: linear warm-up to the peak, then cosine decay to ~0 by the last epoch.
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate / 25, decay_steps=total - warm, alpha=0.002,
+            initial_learning_rate=config.learning_rate / 25, decay_steps=max(1, total - warm), alpha=0.002,
             warmup_target=config.learning_rate, warmup_steps=warm)
         opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     # Mixup blends two classes' labels, label smoothing spreads a label: their batches carry one-hot labels.

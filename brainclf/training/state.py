@@ -7,6 +7,7 @@ does not know are kept as they are (`extra`)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -177,3 +178,16 @@ def name_held_by_a_run(runs_root: str | Path, name: str, except_folder: Path | N
     skip = except_folder.resolve() if except_folder is not None else None
     folders = [root, *sorted(f for f in root.iterdir() if f.is_dir())]
     return any(folder.resolve() != skip and unfinished_run(folder / name) is not None for folder in folders)
+
+
+@contextmanager
+def refused_leaves_no_state(run_dir: Path, state: RunState, new: bool):
+    """A new run refused before its first epoch (its name taken, its batches too big for memory) takes its saved
+    state away again: left behind, it made the corrected command read "holds a run with a different config". A
+    cancel, or a refusal once an epoch is saved, keeps it (there is something to resume)."""
+    try:
+        yield
+    except BrainclfError:
+        if new and state.epoch == 0:
+            (Path(run_dir) / STATE_FILE).unlink(missing_ok=True)
+        raise
