@@ -45,6 +45,15 @@ def test_no_data_configured_means_no_roots(tmp_path, monkeypatch):
     assert load_settings().data_roots == ()
 
 
+@pytest.mark.parametrize("value", ["/", "/no/such/folder"])
+def test_brainclf_data_that_names_no_dataset_offers_none_and_says_so_in_the_log(monkeypatch, caplog, value):
+    """"/" offered a dataset named "" with /bin, /etc, … as its folders; a missing folder was dropped without a word."""
+    monkeypatch.setenv("BRAINCLF_DATA", value)
+    with caplog.at_level("WARNING", logger="brainclf.serving.settings"):
+        assert load_settings().data_roots == ()
+    assert f"BRAINCLF_DATA ({value}) is not a dataset folder" in caplog.text
+
+
 @pytest.mark.parametrize("choice", ["/etc", "../brain-mri", "brain-mri/../notes", "brain-mri/Testing/glioma",
                                     "notes", "", None, "brain-mri/"])
 def test_only_offered_folders_resolve(tmp_path, monkeypatch, choice):
@@ -101,6 +110,7 @@ emails = ["*@hospital.example", "boss@hospital.example"]
     ("[roles.admin]\nemails = 'a@b.c'", "list of strings"),
     ("[roles.admin]\nusers = ['a@b.c']", "takes the lists"),
     ("[data]\n'../up' = '/tmp'", "letters, digits"),
+    ("[data]\neverything = '/'", "everything is the file system's root"),
     ("[paths]\nmodel = 'x'", "unknown \\[paths\\]"),
     ("[server]\nx = 1", "unknown section"),
     ("not toml [", "Cannot read"),

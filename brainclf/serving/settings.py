@@ -32,8 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS_ENV = "BRAINCLF_SETTINGS"
 DEFAULT_SETTINGS_FILE = REPO / "brainclf.toml"
 ENV_DATA, ENV_MODELS, ENV_RUNS = "BRAINCLF_DATA", "BRAINCLF_MODELS", "BRAINCLF_RUNS"
-ENV_AUDIT_DIR = "BRAINCLF_AUDIT_DIR"
-AUDIT_FILE_NAME = "brainclf-audit.jsonl"
+ENV_AUDIT_DIR, AUDIT_FILE_NAME = "BRAINCLF_AUDIT_DIR", "brainclf-audit.jsonl"
 ROLE_NAMES = ("clinician", "researcher", "admin")  # lowest to highest; brainclf.serving.access gives their rights
 SPLIT_NAMES = ("Training", "Testing", "train", "test", "val", "validation")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" would let a final newline in
@@ -161,7 +160,8 @@ def default_data_roots(data: str | os.PathLike | None) -> list[DataRoot]:
     if not data:
         return []
     root = Path(data).expanduser().resolve()
-    if not root.is_dir():
+    if not root.is_dir() or root == Path(root.anchor):  # "/": its folders /bin, /etc, … offered as datasets
+        logger.warning("%s (%s) is not a dataset folder: no dataset is offered", ENV_DATA, root)
         return []
     roots = [DataRoot(root.name, root)]
     try:
@@ -193,6 +193,8 @@ def _data_roots(raw: dict, path: Path, base: Path) -> list[DataRoot]:
         if not isinstance(value, str):
             raise ConfigError(f"{path.name}: [data] {name} must be a folder path.")
         p = _resolved(value, base, f"[data] {name}", path)
+        if p == Path(p.anchor):  # every file of the machine would be inside this "dataset"
+            raise ConfigError(f"{path.name}: [data] {name} is the file system's root; name the dataset's folder.")
         if not p.is_dir():
             logger.warning("data root %s (%s) is not a folder; it is not offered", name, p)
             continue

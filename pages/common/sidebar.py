@@ -68,8 +68,9 @@ def _dataset_select() -> None:
                      help="The dataset whose images the Evaluation page shows (the folders this server "
                      "offers, by name). Set by the server: $BRAINCLF_DATA or [data] in brainclf.toml.")
     else:
-        st.caption("No dataset is configured on this server (set $BRAINCLF_DATA or [data] in brainclf.toml): "
-                   "the Evaluation page lists images without showing them.")
+        st.caption("No dataset is offered on this server: $BRAINCLF_DATA is unset or names no dataset folder, and "
+                   "brainclf.toml has no usable [data] (the server log says which). The Evaluation page lists "
+                   "images without showing them.")
 
 
 def _settings(who: Identity) -> None:
