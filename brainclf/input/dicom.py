@@ -161,7 +161,7 @@ def read_header(data: bytes, name: str):
     data = inflate_deflated(data, name, header_only=True)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM", stop_before_pixels=True)
-        modality = str(ds.get("Modality", "")).upper()
+        modality = str(ds.get("Modality", "")).upper()[:16]  # free text: a message quotes 16 characters at most
         if modality and modality != "MR":
             raise ImageError(f"{name}: DICOM modality is {modality}, not MR; this model only reads MR brain slices.")
         check_pixel_budget(ds, name)
@@ -192,7 +192,7 @@ def open_frame(data: bytes, name: str, frame: int | None):
             raise ImageError(f"{name}: not a DICOM file (no DICOM header found).")
         raise ImageError(f"{name}: this DICOM file has no pixel data (e.g. a structured report or "
                          "presentation state), so there is no image to classify.")
-    modality = str(ds.get("Modality", "")).upper()
+    modality = str(ds.get("Modality", "")).upper()[:16]  # free text: a message quotes 16 characters at most
     if modality and modality != "MR":
         raise ImageError(f"{name}: DICOM modality is {modality}, not MR; this model only reads MR brain slices.")
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -264,6 +264,10 @@ def _slice_image(ds, pixels, name: str) -> Image.Image:
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":  # the stored values are indices into the file's colour table
+        if any(f"Segmented{c}PaletteColorLookupTableData" in ds for c in ("Red", "Green", "Blue")):
+            # pydicom expands a segmented table before any length check: 19 KB of segments made 1 GB of entries.
+            raise ImageError(f"{name}: this DICOM's colour table is segmented, which is not read; export the slice "
+                             "as greyscale (MONOCHROME2).")
         rgb = apply_color_lut(pixels, ds)  # 8- or 16-bit table entries: their top byte, without a float copy
         return Image.fromarray((rgb >> 8 * (rgb.itemsize - 1)).astype(np.uint8), mode="RGB")
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:

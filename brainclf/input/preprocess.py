@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -185,8 +186,9 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
         if data[:3] == b"\xff\xd8\xff":
             raise ImageError(f"{name}: the JPEG file is corrupt (unreadable header).") from None
         raise ImageError(f"{name}: not a recognised image; only {ACCEPTED_TEXT} files are accepted.") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name}: the image is truncated or corrupt ({e}).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error) as e:
+        # Pillow's chunk readers fail with IndexError and the like (an empty iCCP chunk after the image data).
+        raise ImageError(f"{name}: the image is truncated or corrupt ({e or type(e).__name__}).") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable

@@ -1,0 +1,57 @@
+"""Hostile uploads found by fuzzing: each is refused with a library error, in bounded memory, never a raw
+exception (the page and the CLI catch only brainclf's errors)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from test_dicom import make_dicom
+
+from brainclf.errors import ImageError
+from brainclf.input import decode_image, decode_upload
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def test_a_png_with_an_empty_colour_profile_after_its_pixels_is_called_corrupt():
+    """Pillow's iCCP reader indexes an empty body: a raw IndexError reached every caller."""
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((40, 48)) * 255).astype(np.uint8)).save(buf, "PNG")
+    good = buf.getvalue()
+    end = good.rindex(b"IEND") - 4
+    with pytest.raises(ImageError, match="upload.png: the image is truncated or corrupt"):
+        decode_image(good[:end] + _chunk(b"iCCP", b"") + good[end:], name="upload.png")
+
+
+def _segmented_palette(segments: int) -> bytes:
+    """A PALETTE COLOR MR slice whose colour tables are segmented: each 'linear segment' of 6 bytes expands to
+    65,535 entries inside pydicom, before any length check."""
+    data = make_dicom(np.zeros((64, 64)), bits=8, photometric="PALETTE COLOR")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    table = [0, 1, 0] + [1, 65535, 0] * segments
+    for colour in ("Red", "Green", "Blue"):
+        ds.add_new(pydicom.datadict.tag_for_keyword(f"{colour}PaletteColorLookupTableDescriptor"), "US", [256, 0, 16])
+        ds.add_new(pydicom.datadict.tag_for_keyword(f"Segmented{colour}PaletteColorLookupTableData"), "OW",
+                   struct.pack(f"<{len(table)}H", *table))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_segmented_colour_table_is_refused_before_it_is_expanded():
+    with pytest.raises(ImageError, match="colour table is segmented"):
+        decode_upload(_segmented_palette(800), "upload.dcm")  # 19 KB that expanded to ~1 GB of table entries
+
+
+def test_a_long_modality_is_quoted_cut_short():
+    with pytest.raises(ImageError, match="modality is X{16}, not MR") as refused:
+        decode_image(make_dicom(np.zeros((8, 8)), modality="X" * 60), name="upload.dcm")
+    assert "X" * 17 not in str(refused.value)
