@@ -62,16 +62,15 @@ def _walk(buf: bytes, pos: int, name: str, little: bool = True, meta: bool = Fal
             break
         if group == 0xFFFE:  # an item or a delimiter: a 4-byte length and no VR, in every syntax
             length, pos = struct.unpack_from(order + "I", buf, pos + 4)[0], pos + 8
-            if element == 0xE000:
+            if element == 0xE000:  # an item is an object pydicom makes too: 2 million empty ones took 1.3 GB
+                total += 1
+                _check_count(top, total, name)
                 ends.append((None if length == UNDEFINED else pos + length, explicit and _is_vr(buf[pos + 4:pos + 6])))
             elif len(ends) > 1:
                 ends.pop()
             continue
         top, total, tag = top + (len(ends) == 1), total + 1, group << 16 | element
-        if top > limits.MAX_DICOM_ELEMENTS or total > limits.MAX_DICOM_ALL_ELEMENTS:
-            limit, where = (top - 1, "") if top > limits.MAX_DICOM_ELEMENTS else (total - 1, " in its sequences too")
-            raise ImageError(f"{name}: this DICOM file holds more than {limit:,} data elements{where} (real ones hold "
-                             "a few hundred a frame); refused before reading them. Check the export.")
+        _check_count(top, total, name)
         vr, length, pos = _element_head(buf, pos, order, explicit)
         if tag in PIXEL_TAGS and len(ends) == 1 and pos > limits.MAX_DICOM_HEADER_BYTES:
             raise ImageError(f"{name}: the DICOM header is larger than "
@@ -90,6 +89,15 @@ def _walk(buf: bytes, pos: int, name: str, little: bool = True, meta: bool = Fal
             _check_value(tag, vr, (at if at >= 0 else len(buf)) - pos, name)
             pos = at + 8 if at >= 0 else len(buf)
     return pos, ts
+
+
+def _check_count(top: int, total: int, name: str) -> None:
+    """Refuse (ImageError) more than MAX_DICOM_ELEMENTS elements at the top level, or MAX_DICOM_ALL_ELEMENTS
+    elements and sequence items in all."""
+    if top > limits.MAX_DICOM_ELEMENTS or total > limits.MAX_DICOM_ALL_ELEMENTS:
+        limit, where = (top - 1, "") if top > limits.MAX_DICOM_ELEMENTS else (total - 1, " in its sequences too")
+        raise ImageError(f"{name}: this DICOM file holds more than {limit:,} data elements{where} (real ones hold "
+                         "a few hundred a frame); refused before reading them. Check the export.")
 
 
 def _check_value(tag: int, vr: bytes | None, length: int, name: str) -> None:
