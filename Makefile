@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install browser bench clean screenshots
+.PHONY: run test lint install browser clean screenshots
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
