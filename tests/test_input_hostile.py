@@ -71,3 +71,54 @@ def test_a_sequence_of_empty_items_counts_towards_the_element_limit():
     few = struct.pack("<HH", 0x5200, 0x9230) + b"SQ\x00\x00" + struct.pack("<I", 8 * 3) + \
         struct.pack("<HHI", 0xFFFE, 0xE000, 0) * 3
     decode_upload(ok[:at] + few + ok[at:], "upload.dcm")  # a few items, as real files hold, still read
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 90).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _png_with(chunk: bytes, count: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 90).save(buf, "PNG")
+    png = buf.getvalue()
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunk * count + png[at:]
+
+
+def test_a_flood_of_empty_jpeg_segments_is_refused_before_pillow_parses_them():
+    """12.5 million empty APP1 segments (48 MB) took 22 s and 1.6 GB inside Pillow, and were accepted."""
+    from brainclf.input.limits import MAX_JPEG_SEGMENTS
+
+    jpeg = _jpeg_bytes()
+    flood = jpeg[:2] + b"\xff\xe1\x00\x02" * (MAX_JPEG_SEGMENTS + 1) + jpeg[2:]
+    with pytest.raises(ImageError, match="more than 5,000 marker segments"):
+        decode_image(flood, name="upload.jpg")
+    few = jpeg[:2] + b"\xff\xe1\x00\x02" * 20 + jpeg[2:]
+    assert decode_image(few, name="upload.jpg").size == (64, 64)
+
+
+@pytest.mark.parametrize("kind", [b"prVt", b"IDAT"])
+def test_a_flood_of_png_chunks_is_refused_before_pillow_parses_them(kind):
+    """4.3 million empty private chunks (49 MB) took 12 s and 445 MB; no encoder writes an empty IDAT either."""
+    from brainclf.input.limits import MAX_PNG_CHUNKS
+
+    empty = _chunk(kind, b"")
+    with pytest.raises(ImageError, match="more than 5,000 chunks besides its image data"):
+        decode_image(_png_with(empty, MAX_PNG_CHUNKS + 1), name="upload.png")
+    assert decode_image(_png_with(_chunk(b"prVt", b"x"), 20), name="upload.png").size == (64, 64)
+
+
+def test_a_dicom_jpeg_frame_flooded_with_segments_is_refused_before_it_is_walked_twice():
+    from pydicom.uid import JPEGBaseline8Bit
+    from test_dicom_limits import encapsulated
+
+    from brainclf.input import read_dicom
+    from brainclf.input.limits import MAX_JPEG_SEGMENTS
+
+    jpeg = _jpeg_bytes()
+    flood = jpeg[:2] + b"\xff\xe1\x00\x02" * (MAX_JPEG_SEGMENTS + 1) + jpeg[2:]
+    with pytest.raises(ImageError, match="more than 5,000 marker segments"):
+        read_dicom(encapsulated(flood, JPEGBaseline8Bit, 64, 64), "flood.dcm")
+    assert read_dicom(encapsulated(jpeg, JPEGBaseline8Bit, 64, 64), "ok.dcm").image.size == (64, 64)

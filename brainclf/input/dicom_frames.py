@@ -17,7 +17,7 @@ import struct
 
 from ..errors import ImageError
 from . import limits
-from .jpeg import jpeg_scan_count
+from .jpeg import jpeg_scan_count, jpeg_segment_count
 
 JPEG_2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossless, lossy)
                        "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})  # HTJ2K
@@ -58,6 +58,9 @@ def check_encoded_frame(ds, frame: int, n_frames: int, name: str) -> None:
         if ts == RLE:
             _check_rle(data, rows * cols, samples * per_sample)
             return
+        if ts not in JPEG_2000 and jpeg_segment_count(data, limits.MAX_JPEG_SEGMENTS) > limits.MAX_JPEG_SEGMENTS:
+            raise Malformed(f"the JPEG frame holds more than {limits.MAX_JPEG_SEGMENTS:,} marker segments (real "
+                            "ones hold a few dozen)")  # jpeg_size would walk every one of them, then Pillow again
         width, height, components, bits = j2k_size(data) if ts in JPEG_2000 else jpeg_size(data)
     except Malformed as e:
         raise ImageError(f"{what}: {e}; refused before decoding.") from None

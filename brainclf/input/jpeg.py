@@ -5,7 +5,8 @@ scans costs minutes of CPU at the pixel limit (a 427 KB 7000x7000 file of 2,000 
 with the scan count). Encoders write 1 scan (baseline) or about 10 (progressive); libjpeg's own tools offer
 a -maxscans guard for this. The walk skips every segment by its length, so bytes inside an APP or comment
 segment are never read as markers; entropy-coded data stuffs a 0xFF byte as FF00, so a marker found there is
-real.
+real. The same walk counts the marker segments, stopping past a limit (a flood of empty segments is refused before
+Pillow parses them one by one).
 """
 
 from __future__ import annotations
@@ -30,3 +31,22 @@ def jpeg_scan_count(data: bytes) -> int:
         scans += marker == SOS
         length = int.from_bytes(data[i + 2:i + 4], "big")
         i += 2 + max(length, 2)  # a segment's length counts its own two bytes
+
+
+def jpeg_segment_count(data: bytes, stop_after: int) -> int:
+    """Marker segments with a length in a JPEG stream (APPn, COM, tables, frame and scan headers), counted up to
+    `stop_after` + 1: the walk stops there, so a file of millions of them costs no more than a real one."""
+    i, n, segments = 2, len(data), 0
+    while segments <= stop_after:
+        i = data.find(b"\xff", i)
+        if i < 0 or i + 1 >= n:
+            break
+        marker = data[i + 1]
+        if marker in (0x00, 0xFF) or marker in STANDALONE:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker == EOI:
+            break
+        segments += 1
+        i += 2 + max(int.from_bytes(data[i + 2:i + 4], "big"), 2)
+    return segments

@@ -22,6 +22,7 @@ from ..errors import ImageError
 from .dicom import looks_like_dicom, read_dicom
 from .dicom_stack import check_stack, frame_count
 from .framing import head_box, head_p99_scale
+from .headers import check_header_segments
 from .jpeg import jpeg_scan_count
 from .limits import (
     MAX_DECODE_BYTES,
@@ -150,6 +151,7 @@ def _refuse_other_formats(data: bytes, name: str) -> None:
 
 def _decode_raster(data: bytes, name: str) -> Image.Image:
     _refuse_other_formats(data, name)
+    check_header_segments(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
