@@ -273,3 +273,25 @@ def test_input_contract_roundtrip():
     assert InputContract.from_dict({**c.to_dict(), "unknown": 1}) == c
     assert c.shape == (96, 96, 3)
     assert InputContract.from_dict({"size": 64}) == InputContract(size=64)
+
+
+def test_exif_orientation_is_applied_to_the_decoded_image_itself():
+    """The transpose happens in place (a returned copy doubled every decoded image's memory): a slice stored
+    sideways with orientation 6 (rotate 90° clockwise to view) comes out upright, and an untagged one unchanged."""
+    import io
+
+    from PIL import Image
+
+    from brainclf.input import decode_image
+
+    wide = Image.new("L", (40, 20), 0)
+    wide.paste(255, (0, 0, 10, 20))  # a bright band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tagged, plain = io.BytesIO(), io.BytesIO()
+    wide.save(tagged, "JPEG", exif=exif, quality=95)
+    wide.save(plain, "JPEG", quality=95)
+    upright = decode_image(tagged.getvalue(), name="a.jpg")
+    assert upright.size == (20, 40)
+    assert upright.getpixel((10, 3)) > 200 and upright.getpixel((10, 36)) < 50  # the band is now at the top
+    assert decode_image(plain.getvalue(), name="b.jpg").size == (40, 20)

@@ -192,7 +192,7 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
         # Pillow's chunk readers fail with IndexError and the like (an empty iCCP chunk after the image data).
         raise ImageError(f"{name}: the image is truncated or corrupt ({e or type(e).__name__}).") from None
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # not a copy: the returned one doubled every decoded image
     except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable
         pass
     return _check_shape(img, name)
