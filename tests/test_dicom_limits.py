@@ -294,3 +294,17 @@ def test_a_palette_colour_file_is_budgeted_at_three_samples_and_a_non_mr_stack_i
     assert check_pixel_budget(palette, "p.dcm") == 3 * check_pixel_budget(mono, "m.dcm")
     ct = make_dicom(np.zeros((6, 16, 16)), frames=6, modality="CT")
     assert study_frames(ct, "ct.dcm") == 1  # one case, whose decoding says "not MR", not six
+
+
+def test_a_j2k_frame_split_into_thousands_of_tiny_tiles_is_refused_before_decoding():
+    """A codestream whose size matches the header but whose tiles are 6x6 pixels (openjpeg allocates per tile:
+    58,000 of them took 551 MB before it gave up)."""
+    cs = bytearray(j2k_512())
+    for at in (24, 28):  # XTsiz, YTsiz
+        cs[at:at + 4] = (6).to_bytes(4, "big")
+    with pytest.raises(ImageError, match=r"splits the frame into 7,396 tiles .*at most 1,024 are accepted"):
+        read_dicom(encapsulated(bytes(cs), JPEG2000Lossless), name="tiles.dcm")
+    cs[24:32] = (0).to_bytes(4, "big") * 2
+    with pytest.raises(ImageError, match="impossible tile grid"):
+        read_dicom(encapsulated(bytes(cs), JPEG2000Lossless), name="zero.dcm")
+    assert read_dicom(encapsulated(j2k_512(), JPEG2000Lossless), name="ok.dcm").image.size == (512, 512)

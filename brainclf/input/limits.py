@@ -72,6 +72,7 @@ MAX_JPEG_SCANS = 100
 # segments (48 MB) took 22 s and 1.6 GB, 4.3 million private PNG chunks 12 s (brainclf.input.jpeg, .png).
 MAX_JPEG_SEGMENTS = 5_000
 MAX_PNG_CHUNKS = 5_000
+MAX_J2K_TILES = 1_024  # tiles of a JPEG 2000 frame (brainclf.input.dicom_frames.j2k_size): encoders write 1 to ~100
 
 
 def raster_decode_bytes(width: int, height: int, mode: str, progressive_jpeg: bool = False) -> int:
