@@ -80,7 +80,13 @@ def _inflate(data: bytes, name: str, meta_end: int, header_only: bool) -> bytes:
         at = f.tell()
         group, element = struct.unpack("<HH", head[at:at + 4]) if len(head) >= at + 4 else (0, 0)
         if (group << 16 | element) in PIXEL_TAGS:
-            limit = at + 12 + check_pixel_budget(header, name) + limits.DICOM_TRAILING_BYTES
+            pixels = check_pixel_budget(header, name)
+            limit = at + 12 + pixels + limits.DICOM_TRAILING_BYTES
+            if pixels > INFLATED_CACHE_BYTES and int(header.get("NumberOfFrames", 1) or 1) > 1:
+                # Too big to keep: each of its frames would inflate it whole again (0.75 s and 600 MB a frame).
+                raise ImageError(f"{name}: a Deflate-compressed DICOM of several frames that inflates to more than "
+                                 f"{limits.size_text(INFLATED_CACHE_BYTES)} is not read (each frame would inflate it "
+                                 "all again); export the series uncompressed, or one file per slice.")
             if header_only:
                 return _uncompressed(data, meta_end, head[:at])
         elif inflater.eof:
