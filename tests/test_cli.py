@@ -286,3 +286,9 @@ def test_an_excel_manifest_with_a_byte_order_mark_and_a_blank_row_is_read(tmp_pa
 def test_bench_refuses_zero_runs_with_a_message(capsys):
     assert main(["bench", "--runs", "0", "--no-app"]) == 2
     assert "--runs must be between 1 and 10000, got 0" in capsys.readouterr().err
+
+
+def test_predict_without_files_says_so_before_loading_the_model(tmp_path, capsys):
+    """The model is not even looked for: a missing one would otherwise be the error (it loaded for ~5 s first)."""
+    assert main(["predict", "--model", str(tmp_path / "absent.keras")]) == 2
+    assert "Give image files, or --folder DIR with --csv OUT." in capsys.readouterr().err

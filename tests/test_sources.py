@@ -55,6 +55,8 @@ def test_parse_extra_data_reads_weight_and_names_the_source(tmp_path):
         parse_extra_data(f"{folder}:0")
     with pytest.raises(ConfigError, match="cannot name a data source"):
         parse_extra_data(str(tmp_path / "bad name!"))
+    with pytest.raises(ConfigError, match="--extra-data weight must be a number, got 'abc'"):
+        parse_extra_data(f"{folder}:abc")  # was called a bad folder name
 
 
 def test_sample_keys_round_trip():

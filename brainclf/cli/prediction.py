@@ -30,11 +30,11 @@ def cmd_predict(args) -> int:
     if args.csv and not args.folder and Path(args.csv).is_file() and Path(args.csv).stat().st_size:
         raise ConfigError(f"--csv {args.csv} already exists (a --folder CSV resumes, this would replace it): give a "
                           "new file name or remove it first; nothing was predicted or overwritten.")
+    if not args.files and not args.folder:  # before the model loads (~5 s)
+        raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     predictor = Predictor.load(args.model, tta=args.tta)
     if args.folder:
         return _predict_folder(predictor, args)
-    if not args.files:
-        raise ConfigError("Give image files, or --folder DIR with --csv OUT.")
     rows, failures = [], 0
     rule = refer_rule(predictor.refer_thresholds, predictor.card.calibration, tta=predictor.tta)
     for f in args.files:

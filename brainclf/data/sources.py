@@ -72,6 +72,8 @@ def parse_extra_data(spec: str) -> Source:
         except ValueError:
             raise ConfigError(f"--extra-data weight must be a number, got {tail!r}.") from None
         path = head
+    elif sep and head and Path(head).expanduser().is_dir() and not Path(spec).expanduser().exists():
+        raise ConfigError(f"--extra-data weight must be a number, got {tail[:40]!r}.")  # not a folder named 'DIR:x'
     return source_at(Path(path).expanduser(), weight, what="--extra-data weight")
 
 
