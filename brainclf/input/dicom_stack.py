@@ -71,8 +71,9 @@ def frame_values(data: bytes, name: str, frame: int | None = None) -> FrameValue
     if values.ndim != 2:
         raise ImageError(f"{name}: unexpected pixel array shape {values.shape} for a grayscale slice.")
     if not np.isfinite(values).all():  # NaN pixels, or a Rescale Slope such as 1e36 that takes them past float32
-        raise ImageError(f"{name}: the DICOM's grey values cannot be shown: through its Rescale Slope and Intercept "
-                         "some are not finite numbers or are beyond the viewer's range; check the export.")
+        raise ImageError(f"{name}: the DICOM's grey values cannot be shown: some are not finite numbers (in its "
+                         "pixel data, or once scaled by its Rescale Slope and Intercept) or are beyond the viewer's "
+                         "range; check the export.")
     centre, width = window_defaults(ds, values)
     values = np.asarray(square_pixels(ds, Image.fromarray(values, mode="F")))  # as read_dicom's image
     return FrameValues(values, centre, width, photometric == "MONOCHROME1")
