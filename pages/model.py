@@ -1,6 +1,5 @@
 """Model: the available models, uploading one, and training a new one in the background."""
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,21 +8,16 @@ from brainclf import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE, PRECISIONS
 from brainclf.data import source_at
 from brainclf.errors import BrainclfError
 from brainclf.escaping import csv_row, md_literal
-from brainclf.evaluation import own_test_data, provenance_note, training_source, verify_uploaded_model
-from brainclf.inference import add_uploaded_model
-from brainclf.input import MAX_UPLOAD_FILE_MB
 from brainclf.presentation import count, history_figure
 from brainclf.serving import discard_interrupted, interrupted_runs, name_in_use, owner_run_dir, resume_interrupted
 from brainclf.training import TrainConfig
 from pages.common import (
     available_models,
-    card_of,
     data_root,
     model_listing,
-    model_process_predictor,
     models_dir,
-    page_work,
     public,
+    record_model_event,
     redraw_page_when_job_ends,
     require,
     route_through_app,
@@ -31,6 +25,7 @@ from pages.common import (
     training_jobs,
 )
 from pages.model_removal import removal_section
+from pages.model_upload import remeasure_section, upload_section
 from pages.site_workflow import site_section
 
 route_through_app(once_per_session=True)  # its buttons (site steps, training) must survive AppTest's runs
@@ -52,48 +47,9 @@ else:
 
 # ---- upload (researchers) and removal (admins) --------------------------------------------------------------
 if who.can("upload_model"):
-    with st.expander("Upload a model (.keras with its .json card)"):
-        up_model = st.file_uploader("Model file (.keras)", type=["keras"], key="up_model",
-                                    max_upload_size=MAX_UPLOAD_FILE_MB)
-        up_card = st.file_uploader("Model card (.json)", type=["json"], key="up_card",
-                                   max_upload_size=MAX_UPLOAD_FILE_MB)
-        if up_model and up_card and st.button("Check and add", key="up_add"):
-            try:
-                if why := name_in_use(training_jobs(), config.runs_dir, Path(up_model.name).stem):
-                    raise BrainclfError(f"{why}: rename the file.")
-                added = add_uploaded_model(Path(up_model.name).stem, up_model.getvalue(), up_card.getvalue(),
-                                           MODELS_DIR, uploaded_by=who.label, uploaded_by_id=who.user_id)
-                st.success(f"Added {md_literal(added.stem)}; it is now selectable in the sidebar.")
-            except BrainclfError as e:
-                st.error(f"Refused: {public(e)}")
+    upload_section(who, config, MODELS_DIR)
 if who.can("re_evaluate") and config.root_names():
-    claimed = [p for p in available_models() if (listing := model_listing(p))["card"] and not listing["verified"]]
-    if claimed:
-        with st.expander("Re-measure an uploaded model on this server's data"):
-            st.caption("An uploaded model's figures are its uploader's claim until measured here: this evaluates it "
-                       "on the chosen dataset's test images (every split but Training) and records the result in "
-                       "its card, with the figure claimed beside it.")
-            c1, c2 = st.columns(2)
-            to_verify = c1.selectbox("Uploaded model", claimed, format_func=lambda p: p.stem, key="verify_pick")
-            picked = card_of(to_verify) if to_verify else None
-            source = training_source(picked) if picked else None
-            verify_on = c2.selectbox("Test data", [n for n in config.root_names() if picked and  # in-distribution
-                                                   own_test_data(picked, config.root(n).path)],
-                                     key="verify_data", help="Its training source, or a test split of it.")
-            if verify_on is None:
-                st.caption(f"This server offers no dataset named {md_literal(source)}, its training source." if source
-                           else "Its card names no training source: validate it with the site workflow instead.")
-            elif st.button("Re-measure", key="verify_run", icon=":material/fact_check:"):
-                bar = st.progress(0.0, text="Evaluating…")
-                try:
-                    with page_work().hold("the re-measure"):
-                        card = verify_uploaded_model(to_verify, config.root(verify_on).path,
-                                                     lambda done, total: bar.progress(
-                                                         done / max(total, 1), text=f"Evaluating {done} of {total}"),
-                                                     predictor=model_process_predictor(to_verify))
-                    st.success(md_literal(provenance_note(card)))
-                except (BrainclfError, OSError) as e:
-                    st.error(f"Not re-measured: {public(e)}")
+    remeasure_section(config)
 if who.can("remove_model"):
     removal_section(who, MODELS_DIR)
 
@@ -164,6 +120,7 @@ def start_training(dataset: str, name: str, also: list[str], weight: float, sett
         jobs.start(train_config, config.folder(dataset), name, models_dir=MODELS_DIR, owner=who.user_id,
                    owner_label=who.label, run_dir=owner_run_dir(config.runs_dir, who.user_id, name),
                    extra_data=extra)
+        record_model_event("training started", MODELS_DIR / f"{name}.keras")
         st.toast(f"Training {md_literal(name)} started")
     except BrainclfError as e:
         st.error(public(e))

@@ -15,7 +15,7 @@ from brainclf.input.limits import size_text
 from brainclf.model import delete_removed, remove_model, removed_models, restore_model
 from brainclf.presentation import count
 from brainclf.serving import name_in_use
-from pages.common import active_model_path, available_models, public, settings, training_jobs
+from pages.common import active_model_path, available_models, public, record_model_event, settings, training_jobs
 
 
 def removal_section(who, models_dir: Path) -> None:
@@ -36,7 +36,8 @@ def _remove(models_dir: Path) -> None:
                "they leave every user's model picker.")
     if st.button("Remove", key="remove_model", icon=":material/delete:"):
         try:
-            remove_model(doomed, models_dir)
+            moved = remove_model(doomed, models_dir)
+            record_model_event("model removed", moved / doomed.name)
             st.toast(f"Removed {md_literal(doomed.stem)}")
             st.rerun()
         except BrainclfError as e:
@@ -59,13 +60,18 @@ def _removed(who, models_dir: Path, removed: list) -> None:
     if restore.button("Restore", key="removed_restore", icon=":material/restore_from_trash:",
                       disabled=not entry.has_card, use_container_width=True):
         held = partial(name_in_use, training_jobs(), settings().runs_dir)  # a training's model will take it
-        _act(lambda: restore_model(models_dir, pick, by=who.user_id, name_held=held),
+        _act(lambda: record_model_event("model restored", restore_model(models_dir, pick, by=who.user_id,
+                                                                        name_held=held)),
              f"Restored {entry.name}; it is selectable in the sidebar again.")
     # Keyed by the folder: a "yes" ticked for one model does not carry over to the next one picked.
     sure = delete.checkbox(f"Yes, delete it for good ({size_text(entry.size_bytes)})", key=f"removed_sure_{pick}")
     if delete.button("Delete for good", key="removed_delete", icon=":material/delete_forever:", disabled=not sure,
                      use_container_width=True):
-        _act(lambda: delete_removed(models_dir, pick, by=who.user_id), f"Deleted {entry.name} for good.")
+        def delete() -> None:
+            delete_removed(models_dir, pick, by=who.user_id)
+            record_model_event("model deleted for good", models_dir / f"{entry.name}.keras")
+
+        _act(delete, f"Deleted {entry.name} for good.")
 
 
 def _act(action, done: str) -> None:

@@ -42,6 +42,7 @@ from pages.common import (
     get_predictor,
     model_ready,
     public,
+    record_model_event,
     redraw_page_when_job_ends,
     require,
     settings,
@@ -126,6 +127,7 @@ def _buttons(who, state, run_dir, site_root, site, model, rule, config) -> None:
             try:
                 jobs.start_task(f"{site}: {step}", work, owner=who.user_id, owner_label=who.label, run_dir=run_dir,
                                 request={"kind": "site", "step": step, "work": work, "resumable": resumable})
+                record_model_event("site step started", model)
                 st.toast(f"Site step started: {md_literal(step)}")
             except BrainclfError as e:
                 st.error(public(e))

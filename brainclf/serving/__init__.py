@@ -7,7 +7,7 @@ Modules not listed keep their own names for their tests."""
 from importlib import import_module
 
 from .access import ACTIONS, PAGE_ACTIONS, Identity, can, identity_for, local_identity, role_for
-from .audit import OTHER_REASON, REFUSAL_REASONS, append_audit, audit_record, switch_record
+from .audit import OTHER_REASON, REFUSAL_REASONS, append_audit, audit_record, model_event_record, switch_record
 from .interrupted import InterruptedRun, discard_interrupted, interrupted_runs, name_in_use, resume_interrupted
 from .jobs import JobStatus, TrainingJobs, owner_run_dir
 from .page_work import PageWorkSlots
@@ -31,5 +31,6 @@ __all__ = ["ACTIONS", "GATE", "Identity", "InterruptedRun", "JobStatus", "OTHER_
            "PageWorkSlots", "REFUSAL_REASONS", "RoleRules", "SERVER_PATH", "Settings", "TrainingJobs", "UploadGate",
            "append_audit", "audit_record", "bench_app", "bench_training", "can", "child_pids", "format_bench",
            "discard_interrupted", "free_port", "identity_for", "interrupted_runs", "load_settings", "local_identity",
-           "name_in_use", "owner_run_dir", "peak_rss_bytes", "resume_interrupted", "role_for", "run_bench",
-           "start_streamlit", "stop", "switch_record", "synthetic_slice", "wait_healthy", "warm_default_model"]
+           "model_event_record", "name_in_use", "owner_run_dir", "peak_rss_bytes", "resume_interrupted", "role_for",
+           "run_bench", "start_streamlit", "stop", "switch_record", "synthetic_slice", "wait_healthy",
+           "warm_default_model"]

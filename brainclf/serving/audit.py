@@ -1,8 +1,9 @@
 """Optional audit log (off by default): one JSON line per prediction with the time, who asked (their user id), the
 SHA-256 of the input bytes, the case reference the app, its CSV and its reports show (a study's slice: its slice
-number), whether flip TTA was on, the model's name, version and file SHA-256, and the output; and one line each
-time an admin switches the log on or off (switch_record). Never pixels, file names (they may carry a patient's
-name) or DICOM tags.
+number), whether flip TTA was on, the model's name, version and file SHA-256, and the output; one line each time an
+admin switches the log on or off (switch_record); and one each time a model is uploaded, removed, restored or
+deleted for good, or a training or site step that will make one is started (model_event_record). Never pixels,
+file names (they may carry a patient's name) or DICOM tags.
 
 A refused input is recorded with a reason from a fixed list (REFUSAL_REASONS), never with the error's text:
 decoder messages can quote the upload's name (a name may itself contain ': ', so no split can strip it) or
@@ -16,6 +17,8 @@ import json
 import threading
 import time
 from pathlib import Path
+
+from ..model.card_schema import plain_label
 
 _LOCK = threading.Lock()  # lines from concurrent sessions must not interleave
 
@@ -77,6 +80,20 @@ def switch_record(enabled: bool, user: str) -> dict:
     """The line that says who switched the audit log on or off, and when: written as the last line before it goes
     off and the first after it comes on, so a gap in the log always has its reason."""
     return {"timestamp": _now(), "user": user, "event": "audit log on" if enabled else "audit log off"}
+
+
+MODEL_EVENTS = ("model uploaded", "model removed", "model restored", "model deleted for good", "training started",
+                "site step started")
+
+
+def model_event_record(event: str, user: str, model: str, sha256: str = "") -> dict:
+    """The line that says who changed which model (or started the job that will make one), and when: an
+    upload, a removal, a restore, a deletion, a training or a site step started (`event`: one of MODEL_EVENTS;
+    `model`: its name, a plain label; `sha256`: the model file's hash where there is one)."""
+    if event not in MODEL_EVENTS:
+        raise ValueError(f"not a model event: {event!r}")
+    return {"timestamp": _now(), "user": user, "event": event, "model": plain_label(model, 128),
+            **({"model_sha256": sha256} if sha256 else {})}
 
 
 def _now() -> str:

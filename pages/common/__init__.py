@@ -27,6 +27,7 @@ from .session import (
     data_root,
     kept_across_pages,
     page_work,
+    record_model_event,
     redraw_page_when_job_ends,
     training_jobs,
 )
@@ -34,6 +35,7 @@ from .sidebar import sidebar_model_picker
 
 __all__ = ["active_model_path", "audit_path", "auth_configured", "available_models", "card_of",
            "case_book", "data_root", "get_predictor", "identity", "kept_across_pages", "local_mode_problem",
-           "model_listing", "model_process_predictor", "model_ready", "models_dir", "page_work", "public", "require",
+           "model_listing", "model_process_predictor", "model_ready", "models_dir", "page_work", "public",
+           "record_model_event", "require",
            "redraw_page_when_job_ends", "route_through_app", "settings",
            "sidebar_model_picker", "test_accuracy", "training_jobs", "tta_setting"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from brainclf.presentation import CaseBook
-from brainclf.serving import GATE, PageWorkSlots, TrainingJobs, append_audit, switch_record
+from brainclf.serving import GATE, PageWorkSlots, TrainingJobs, append_audit, model_event_record, switch_record
 
 from .identity import identity, settings
 
@@ -134,3 +135,22 @@ def audit_path() -> Path | None:
     """The server's audit log file while the audit log is on, else None: fixed by the settings, never chosen
     by a user."""
     return settings().audit_file if audit_enabled() else None
+
+
+def record_model_event(event: str, model: Path) -> None:
+    """One line in the audit log, while it is on, saying that this session's user changed the model at `model` or
+    started a job that will make one (brainclf.serving.audit.model_event_record; its file hash where its card is
+    there)."""
+    if (path := audit_path()) is None:
+        return
+    sha = ""
+    try:
+        card = json.loads(Path(model).with_suffix(".json").read_text(encoding="utf-8"))
+        sha = str(card.get("file_sha256") or "")[:64] if isinstance(card, dict) else ""
+    except (OSError, ValueError):
+        pass  # removed, or not made yet: the line names the model without its hash
+    try:
+        append_audit(path, model_event_record(event, identity().user_id, Path(model).stem, sha))
+    except OSError:
+        st.toast("The audit log cannot be written: this change was not recorded. Check the audit folder.",
+                 icon=":material/error:")

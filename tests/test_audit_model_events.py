@@ -1,0 +1,61 @@
+"""Model changes in the audit log: who uploaded, removed, restored or deleted which model (with its file hash where
+its card is there), and who started a training or site step; only while the log is on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import copy_model
+from test_access_pages import app_as, run_page, signed_in
+
+from brainclf.serving import model_event_record
+
+
+def test_a_model_event_names_who_what_and_which_file():
+    rec = model_event_record("model removed", "email:a@b.org", "spare\n**x**", "ab" * 32)
+    assert rec["event"] == "model removed" and rec["user"] == "email:a@b.org" and rec["model_sha256"] == "ab" * 32
+    assert "\n" not in rec["model"] and rec["timestamp"].endswith("Z")
+    assert "model_sha256" not in model_event_record("training started", "local", "new_model")
+    with pytest.raises(ValueError, match="not a model event"):
+        model_event_record("model renamed", "local", "x")
+
+
+def _admin_server(tmp_path, monkeypatch, smoke_model, audit: bool):
+    models = tmp_path / "models"
+    for name in ("active", "spare"):
+        copy_model(smoke_model, models, name)
+    toml = tmp_path / "brainclf.toml"
+    toml.write_text(f'[roles.admin]\nemails = ["admin@clinic.example"]\n\n[audit]\nenabled = {str(audit).lower()}\n'
+                    f'\n[paths]\nmodels = "{models}"\nruns = "{tmp_path / "runs"}"\naudit = "{tmp_path / "audit"}"\n')
+    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
+    monkeypatch.delenv("BRAINCLF_AUDIT_DIR", raising=False)
+    return models
+
+
+def _remove_spare(models):
+    at = run_page(app_as({**signed_in("admin"), "email": "admin@clinic.example"}), "model")
+    at.selectbox(key="remove_pick").select(models / "spare.keras").run()
+    at.button(key="remove_model").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not (models / "spare.keras").exists()
+
+
+def _lines(tmp_path) -> list[dict]:
+    log = tmp_path / "audit" / "brainclf-audit.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_an_admins_removal_is_in_the_audit_log_with_the_models_hash(tmp_path, monkeypatch, smoke_model):
+    models = _admin_server(tmp_path, monkeypatch, smoke_model, audit=True)
+    sha = json.loads((models / "spare.json").read_text())["file_sha256"]
+    _remove_spare(models)
+    [line] = [r for r in _lines(tmp_path) if r.get("event") == "model removed"]
+    assert (line["model"], line["model_sha256"]) == ("spare", sha)
+    assert line["user"] == f"sub:{signed_in('admin')['sub']}"  # the account, as prediction lines name it
+
+
+def test_nothing_is_written_while_the_audit_log_is_off(tmp_path, monkeypatch, smoke_model):
+    models = _admin_server(tmp_path, monkeypatch, smoke_model, audit=False)
+    _remove_spare(models)
+    assert _lines(tmp_path) == []
