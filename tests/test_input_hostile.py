@@ -122,3 +122,20 @@ def test_a_dicom_jpeg_frame_flooded_with_segments_is_refused_before_it_is_walked
     with pytest.raises(ImageError, match="more than 5,000 marker segments"):
         read_dicom(encapsulated(flood, JPEGBaseline8Bit, 64, 64), "flood.dcm")
     assert read_dicom(encapsulated(jpeg, JPEGBaseline8Bit, 64, 64), "ok.dcm").image.size == (64, 64)
+
+
+def test_a_file_cut_short_of_its_frames_is_one_refused_case_not_one_per_frame():
+    """A header of 64 frames over the pixels of one made 64 cases that each failed; now the file is one case, refused
+    with what is wrong."""
+    from brainclf.input import read_dicom, study_frames
+
+    whole = make_dicom(np.zeros((4, 32, 32)), bits=8, frames=4)
+    ds = pydicom.dcmread(io.BytesIO(whole))
+    ds.NumberOfFrames = 64
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    short = out.getvalue()
+    assert study_frames(whole, "s.dcm") == 4 and study_frames(short, "s.dcm") == 1
+    with pytest.raises(ImageError, match="less than the 64 KB of the 64 frame\\(s\\) of 32x32 .*cut short"):
+        read_dicom(short, "s.dcm")
+    assert read_dicom(whole, "s.dcm", 3).n_frames == 4

@@ -226,6 +226,11 @@ def _check_native_length(ds, n_frames: int, name: str) -> None:
         raise ImageError(f"{name}: the DICOM's pixel data is {limits.size_text(actual)}, more than the "
                          f"{limits.size_text(expected)} of the {frames} frame(s) of {cols}x{rows} its header "
                          "declares (is its Number of Frames missing?); refused before decoding. Check the export.")
+    if actual < expected:
+        raise ImageError(f"{name}: the DICOM's pixel data is {limits.size_text(actual)}, less than the "
+                         f"{limits.size_text(expected)} of the {frames} frame(s) of {cols}x{rows} its header "
+                         "declares (the file is cut short, or its Number of Frames is wrong); refused before "
+                         "decoding. Check the export.")
 
 
 def decode_frame(ds, frame: int, name: str):

@@ -42,7 +42,21 @@ def study_frames(data: bytes, name: str) -> int:
     """How many slices an upload is read as: its frames, or 1 (one case) for a single image and for a file over
     MAX_STACK_FRAMES frames, whose decoding then refuses it with check_stack's message."""
     n = frame_count(data, name)
-    return n if n <= limits.MAX_STACK_FRAMES else 1
+    return n if n <= limits.MAX_STACK_FRAMES and not (n > 1 and _cut_short(data, name, n)) else 1
+
+
+def _cut_short(data: bytes, name: str, n_frames: int) -> bool:
+    """Whether an uncompressed file's bytes cannot hold the frames its header declares: it is then one case whose
+    decoding says so, not n_frames cases that each fail."""
+    try:
+        ds = read_header(data, name)
+        ts = ds.file_meta.TransferSyntaxUID
+        if ts.is_encapsulated or ts.is_deflated:
+            return False
+        dims = [int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
+    except Exception:  # noqa: BLE001 - an unreadable header: the decode says why
+        return False
+    return len(data) < n_frames * dims[0] * dims[1] * dims[2] * dims[3] // 8
 
 
 def check_stack(n_frames: int, name: str) -> None:
