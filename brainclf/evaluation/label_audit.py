@@ -13,30 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .. import CLASS_NAMES
 from ..data.datasets import Sample, relative_path
 from ..data.pool import decode_many
 from ..errors import ImageError
-from ..input.preprocess import decode_image, pad_to_square, to_8bit
+from ..inference.ood import CT_RING_THRESHOLD, ct_ring_score
+from ..input.preprocess import decode_image
 
-CT_RING_THRESHOLD = 0.45  # share of saturated pixels in the head's outer band
-RING_WIDTH = 0.06  # of the image side
-SATURATED = 0.85
 DISAGREE_BELOW = 0.10
-
-
-def ct_ring_score(img: Image.Image, size: int = 224) -> float:
-    """Share of near-white pixels in the outer band of the head (0 when no head is found)."""
-    from scipy import ndimage
-
-    gray = pad_to_square(to_8bit(img).convert("L")).resize((size, size), Image.Resampling.BILINEAR)
-    g = np.asarray(gray, dtype=np.float32) / 255.0
-    head = ndimage.binary_fill_holes(g > 0.08)
-    inner = ndimage.binary_erosion(head, iterations=max(2, int(RING_WIDTH * size)))
-    ring = head & ~inner
-    return float((g[ring] > SATURATED).mean()) if ring.any() else 0.0
 
 
 def _score(s: Sample) -> float | None:

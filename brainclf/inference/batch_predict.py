@@ -26,7 +26,7 @@ from ..escaping import CSV_QUOTING, CSV_TEXT, csv_row, csv_value
 from ..input.preprocess import decode_image
 from ..model.card import short_hash
 from ..scoring.trust import apply_temperature
-from .ood import check, colour_problem
+from .ood import check, image_problem
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -109,7 +109,7 @@ def _predict_into(predictor: Predictor, folder: Path, csv_path: Path, chunk: int
         """(rel, (model input, why its colour flags it or ''), '') or (rel, None, error)."""
         try:
             img = decode_image(folder / rel, name=rel)
-            return rel, (predictor.preprocess(img), colour_problem(img, predictor.card.ood)), ""
+            return rel, (predictor.preprocess(img), image_problem(img, predictor.card.ood)), ""
         except BrainclfError as e:
             return rel, None, str(e)
 

@@ -177,10 +177,11 @@ def guard_words(card) -> str:
     and then only a colour image is flagged; an upload's guard, temperature and refer rule are its uploader's (its
     verification re-measures test figures only) unless a site step fitted them here."""
     if card.ood:  # inference.ood.check: without the card's statistics only the colour check runs
-        words = "Slices unlike these (other sequences, CT, photos) are flagged as out of distribution."
+        words = ("Colour images, CT slices (told by their bright skull) and slices unlike these (other sequences, "
+                 "photos) are flagged as out of distribution; a CT whose skull is not bright may still get an answer.")
     else:
-        words = ("This model's card has no out-of-distribution guard: only colour images are flagged, and a CT slice "
-                 "or a photo can get an answer.")
+        words = ("This model's card has no out-of-distribution guard: only colour images and CT slices with a "
+                 "bright skull are flagged, and another CT, an MR sequence it never saw or a photo can get an answer.")
     if getattr(card, "provenance", None) and not card.measured_site:
         words += (" Its calibration, refer rule and out-of-distribution guard are its uploader's, not fitted on this "
                   "server: verifying an upload re-measures its test figures only.")
