@@ -81,7 +81,7 @@ def test_batch_report_has_a_summary_then_one_page_per_slice_with_status_model_an
     assert "Summary: 3 cases" in flat_summary and "Page 1 of 4" in flat_summary and "Trained on" in flat_summary
     for words in ("Meningioma Not referred 99.9 %",
                   "Refer (model leans No tumour, 99.5 %) Refer to a radiologist 99.5 %",
-                  "(Glioma) Not like a brain MRI slice -"):  # a flagged slice has no confidence (a dash in Latin-1)
+                  "not assessed Not like a brain MRI slice -"):  # a flagged slice has no confidence (a dash in Latin-1)
         assert words in flat_summary, flat_summary
     for name in DISPLAY_NAMES.values():
         assert name in per_page[0]  # every class's probability

@@ -167,7 +167,7 @@ def test_summary_row_is_in_words_and_leads_with_the_flag_for_an_ood_slice():
     # Issue #27: a referred row leads with the status; its class is only the model's leaning.
     assert low["Status"] == "Refer to a radiologist" and low["Answer"] == "Refer (model leans Glioma, 60.0 %)"
     odd = summary_row("ef56", "c.png", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
-    assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "(Glioma)"
+    assert odd["Status"] == "Not like a brain MRI slice" and odd["Answer"] == "not assessed"
     # Issue #27: a flagged slice's probabilities are not meaningful, so the table shows none.
     assert odd["Confidence"] == "—" and all(odd[c] == "—" for c in ("Glioma", "Meningioma", "No tumour", "Pituitary"))
 
@@ -184,7 +184,8 @@ def test_batch_row_has_four_columns_the_answer_with_its_status_and_the_probabili
     assert list(low) == ["Case", "Answer", "Probabilities"]  # no file column when names are hidden
     assert low["Answer"] == "Refer (model leans Glioma, 60.0 %)" and low["Probabilities"].startswith("Glioma")
     odd = batch_row("ef56", "", rule, probs("glioma", 0.995), "glioma", out_of_distribution=True)
-    assert odd["Answer"] == "Not like a brain MRI slice (Glioma)" and odd["Probabilities"] == "—"
+    assert odd["Answer"] == "Not like a brain MRI slice: not assessed" and odd["Probabilities"] == "—"
+    assert "Glioma" not in str(odd)  # no class beside the flag: a cut cell would show only that
 
 
 def test_probability_lines_rank_the_classes_in_words():

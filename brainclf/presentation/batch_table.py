@@ -16,7 +16,7 @@ def batch_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[str
     one cell, and every class's probability in one cell, most likely first ('—' for a flagged slice)."""
     row = summary_row(case_ref, file, rule, probabilities, predicted, out_of_distribution)
     kind = result_status(rule, probabilities, out_of_distribution).kind
-    answer = {"ood": f"{row['Status']} {row['Answer']}", "refer": row["Answer"]}.get(
+    answer = {"ood": f"{row['Status']}: {row['Answer']}", "refer": row["Answer"]}.get(
         kind, f"{row['Answer']}, {row['Confidence']} · {row['Status']}")
     ranked = sorted(probabilities.items(), key=lambda cp: -cp[1])
     # No break inside "No tumour 0.2 %": the cell wraps between classes only.

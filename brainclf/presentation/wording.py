@@ -275,9 +275,10 @@ def summary_row(case_ref: str, file: str, rule: ReferRule, probabilities: dict[s
 
 def answer_words(kind: str, predicted: str, confidence: float) -> str:
     """A result's answer in a table, by its status kind: the class when answered; a referral leads with the refer
-    ('Refer (model leans Glioma, 64.0 %)'); a flagged slice's class is secondary, its probabilities meaningless."""
+    ('Refer (model leans Glioma, 64.0 %)'); a flagged slice is not assessed: no class (a photo or a CT read
+    "(No tumour)" beside its flag, and a table cut at 800 px showed only that)."""
     answer = DISPLAY_NAMES.get(predicted, predicted)
-    return {"ood": f"({answer})", "refer": f"Refer ({leaning(predicted, confidence)})"}.get(kind, answer)
+    return {"ood": "not assessed", "refer": f"Refer ({leaning(predicted, confidence)})"}.get(kind, answer)
 
 
 def probability_lines(probabilities: dict[str, float]) -> list[tuple[float, str]]:
