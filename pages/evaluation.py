@@ -207,6 +207,8 @@ if histories:
 
 # ---- trust: calibration, refer rule, OOD guard, Grad-CAM faithfulness ---------------------------------------
 st.subheader("When to trust a prediction")
+st.caption(md_literal(f"The refer rule's figures are measured on {on_data}; the guard's on a generated set of non-MRI "
+                      "images (photos, documents, noise, shapes) and the test split."))
 for column, item in zip(st.columns(3), trust_view(card, predictor, report, rule)):
     column.metric(item["label"], item["value"])
     column.caption(item["caption"])

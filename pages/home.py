@@ -82,7 +82,8 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                help=f"In-distribution: {count(clean.get('n'))} Kaggle test images with no near-duplicate among the "
                     f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
-    cols[3].metric("Tumours missed, not referred", pct(missed["rate"]),  # a refit's help names its split run
+    # A refit's help names its split run.
+    cols[3].metric("Tumours missed, not referred (other sources)", pct(missed["rate"]),
                    help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))

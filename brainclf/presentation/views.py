@@ -237,10 +237,10 @@ def trust_view(card, predictor, report: dict, rule) -> list[dict]:
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
-        out.append({"label": "Non-MRI images flagged", "value": flagged,
+        out.append({"label": "Generated non-MRI images flagged", "value": flagged,
                     "caption": f"Test images flagged: {number(measured.get('test_flagged'))} of "
-                               f"{count(measured.get('test_n', 0))}. Colour check + Mahalanobis distance of "
-                               "penultimate features."})
+                               f"{count(measured.get('test_n', 0))} (recorded in the card). Colour and CT checks + "
+                               "Mahalanobis distance of the model's features."})
     return out
 
 
