@@ -13,9 +13,11 @@ from brainclf.errors import BrainclfError
 from brainclf.escaping import csv_row, md_literal
 from brainclf.input.limits import size_text
 from brainclf.model import delete_removed, remove_model, removed_models, restore_model
+from brainclf.model.model_files import REMOVED
 from brainclf.presentation import count
 from brainclf.serving import name_in_use
 from pages.common import active_model_path, available_models, public, record_model_event, settings, training_jobs
+from pages.common.session import card_file_hash
 
 
 def removal_section(who, models_dir: Path) -> None:
@@ -68,8 +70,10 @@ def _removed(who, models_dir: Path, removed: list) -> None:
     if delete.button("Delete for good", key="removed_delete", icon=":material/delete_forever:", disabled=not sure,
                      use_container_width=True):
         def delete() -> None:
+            # The removed copy's hash, read before it goes: models_dir/NAME may be another model of its name now.
+            sha = card_file_hash(models_dir / REMOVED / pick / f"{entry.name}.keras")
             delete_removed(models_dir, pick, by=who.user_id)
-            record_model_event("model deleted for good", models_dir / f"{entry.name}.keras")
+            record_model_event("model deleted for good", models_dir / f"{entry.name}.keras", sha)
 
         _act(delete, f"Deleted {entry.name} for good.")
 

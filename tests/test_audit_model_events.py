@@ -59,3 +59,19 @@ def test_nothing_is_written_while_the_audit_log_is_off(tmp_path, monkeypatch, sm
     models = _admin_server(tmp_path, monkeypatch, smoke_model, audit=False)
     _remove_spare(models)
     assert _lines(tmp_path) == []
+
+
+def test_deleting_a_removed_model_for_good_names_its_own_hash_not_a_new_models(tmp_path, monkeypatch, smoke_model):
+    from brainclf.model import removed_models
+
+    models = _admin_server(tmp_path, monkeypatch, smoke_model, audit=True)
+    sha = json.loads((models / "spare.json").read_text())["file_sha256"]
+    _remove_spare(models)
+    (models / "spare.json").write_text(json.dumps({"file_sha256": "f" * 64}))  # another "spare"'s card since
+    at = run_page(app_as({**signed_in("admin"), "email": "admin@clinic.example"}), "model")
+    [entry] = removed_models(models)
+    at.checkbox(key=f"removed_sure_{entry.folder}").check().run()
+    at.button(key="removed_delete").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [line] = [r for r in _lines(tmp_path) if r.get("event") == "model deleted for good"]
+    assert (line["model"], line["model_sha256"]) == ("spare", sha)

@@ -188,7 +188,6 @@ def test_unreadable_and_missing_files_are_near_nothing_and_named(tmp_path, make_
 def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_changes(tmp_path, monkeypatch):
     """A server's second evaluation re-hashed the model's ~7,000 training images; a changed file is hashed anew,
     and a file changed this instant is not remembered (its time stamps could stay the same through a rewrite)."""
-    from pathlib import Path
 
     from brainclf.data import dedup
 
@@ -196,8 +195,8 @@ def test_hashes_are_remembered_per_unchanged_file_and_taken_again_when_it_change
     path = tmp_path / "a.png"
     Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(path)
     reads = []
-    real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    real = dedup.read_image_file
+    monkeypatch.setattr(dedup, "read_image_file", lambda p: reads.append(p) or real(p))
     monkeypatch.setattr(dedup, "_SETTLED_NS", 10**15)  # nothing has settled yet
     first = dedup.hash_files([path])
     dedup.hash_files([path])

@@ -139,3 +139,21 @@ def test_a_file_cut_short_of_its_frames_is_one_refused_case_not_one_per_frame():
     with pytest.raises(ImageError, match="less than the 64 KB of the 64 frame\\(s\\) of 32x32 .*cut short"):
         read_dicom(short, "s.dcm")
     assert read_dicom(whole, "s.dcm", 3).n_frames == 4
+
+
+def test_an_uncompressed_ybr_full_422_slice_is_not_called_cut_short():
+    """Its two chroma samples are stored at half the horizontal resolution: two thirds of three full planes."""
+    from brainclf.input import read_dicom, study_frames
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(np.zeros((64, 64, 3)), bits=8, samples=3, photometric="RGB")))
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = bytes([128]) * (64 * 64 * 2)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert read_dicom(out.getvalue(), "ybr.dcm").image.size == (64, 64)
+    ds.NumberOfFrames = 2  # the bytes of one frame: cut short, whatever the photometric interpretation
+    short = io.BytesIO()
+    ds.save_as(short, enforce_file_format=True)
+    assert study_frames(short.getvalue(), "ybr.dcm") == 1
+    with pytest.raises(ImageError, match="cut short"):
+        read_dicom(short.getvalue(), "ybr.dcm")

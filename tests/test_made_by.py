@@ -71,6 +71,9 @@ def test_a_site_step_names_who_ran_it_and_keeps_the_trainer_of_its_weights(tmp_p
     card = read_card(made)
     assert card.site["made_by"] == {"name": "Bob", "account": "sub:bob"}
     assert maker_words(card) == "Calibrated for site st-made by Bob (account sub:bob)"
+    on_disk = json.loads(made.with_suffix(".json").read_text())
+    with pytest.raises(CardSchemaError, match="site.made_by"):  # validated as the site's record, not stored blind
+        validate_card({**on_disk, "site": {**on_disk["site"], "made_by": {"name": 5}}})
     saved = saved_models(saved_state(tmp_path / "run"))  # the go-live report's lines
     assert len(saved) == 1 and saved[0].endswith(", by Bob (account sub:bob).")
     trained = replace(card, training={**card.training, "started_by": ALICE})

@@ -45,3 +45,12 @@ def test_a_folder_and_a_missing_file_are_refused_by_name(tmp_path):
         read_image_file(tmp_path / "d.png")
     with pytest.raises(ImageError, match="gone.png: cannot read file"):
         read_image_file(tmp_path / "gone.png")
+
+
+def test_a_refused_folder_leaves_no_open_descriptor(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        with pytest.raises(ImageError, match="d.png: not a regular file"):
+            read_image_file(tmp_path / "d.png")
+    assert len(os.listdir("/proc/self/fd")) <= before + 2  # 50 leaked before

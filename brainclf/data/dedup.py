@@ -26,6 +26,7 @@ from PIL import Image
 
 from ..errors import ConfigError, ImageError
 from ..input.preprocess import decode_image, pad_to_square, to_8bit
+from ..input.reading import read_image_file
 from .pool import decode_many
 
 HASH_SIZE = 16
@@ -83,8 +84,8 @@ def _hash_one(p: Path) -> tuple[str | None, np.ndarray, bool]:
             if key in _SEEN:
                 _SEEN.move_to_end(key)
                 return _SEEN[key]
-        data = Path(p).read_bytes()
-    except OSError:  # gone or unreadable since it was listed: no exact or near duplicate of anything
+        data = read_image_file(p)  # a regular file within the one-file limit, as every image read from disk
+    except (OSError, ImageError):  # gone, unreadable or over the limit: no exact or near duplicate of anything
         return None, none, False
     try:
         found = hashlib.sha256(data).hexdigest(), dhash(decode_image(data, name=Path(p).name)), True

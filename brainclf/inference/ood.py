@@ -111,7 +111,9 @@ def colour_problem(img: Image.Image, stats: dict | None) -> str:
 
 def ct_ring_score(img: Image.Image, size: int = 224) -> float:
     """Share of near-white pixels in the outer band of the head (0 when no head is found): on CT slices of the
-    Kaggle set 0.6-0.8, on MR slices below ~0.3 (brainclf.evaluation.label_audit, which set the threshold)."""
+    Kaggle set 0.6-0.8, on MR slices mostly below 0.3 (the highest of external-radiopaedia's 1,281: 0.44; three
+    Kaggle MR slices reach 0.45-0.51 and are flagged). brainclf.evaluation.label_audit set the threshold. A slice
+    on a white background scores high too: it is not a scanner's MR slice either."""
     from scipy import ndimage
 
     gray = pad_to_square(to_8bit(img).convert("L")).resize((size, size), Image.Resampling.BILINEAR)

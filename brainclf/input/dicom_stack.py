@@ -16,6 +16,7 @@ from PIL import Image
 from ..errors import ImageError
 from . import limits
 from .dicom import decode_frame, looks_like_dicom, open_frame, read_header, window_defaults
+from .dicom_frames import native_pixel_bytes
 from .dicom_geometry import square_pixels
 
 
@@ -53,10 +54,9 @@ def _cut_short(data: bytes, name: str, n_frames: int) -> bool:
         ts = ds.file_meta.TransferSyntaxUID
         if ts.is_encapsulated or ts.is_deflated:
             return False
-        dims = [int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
+        return len(data) < native_pixel_bytes(ds, n_frames)
     except Exception:  # noqa: BLE001 - an unreadable header: the decode says why
         return False
-    return len(data) < n_frames * dims[0] * dims[1] * dims[2] * dims[3] // 8
 
 
 def check_stack(n_frames: int, name: str) -> None:

@@ -23,18 +23,23 @@ def read_image_file(path: str | os.PathLike, name: str | None = None, limit: int
     name = name or Path(path).name
     try:
         # O_NONBLOCK: opening a pipe does not wait for a writer; the descriptor's own stat decides (no swap between
-        # a check and the open).
+        # a check and the open), and it is closed here on every refusal (fdopen of a folder would leak it).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageError(f"{name}: not a regular file (a device, pipe or folder); refused without reading it.")
-            if info.st_size > limit:
-                raise ImageError(f"{name}: the file is {size_text(info.st_size)}, above the limit of "
-                                 f"{size_text(limit)} for one image; refused before reading it.")
+    except OSError as e:
+        raise ImageError(f"{name}: cannot read file ({e.strerror or e}).") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{name}: not a regular file (a device, pipe or folder); refused without reading it.")
+        if info.st_size > limit:
+            raise ImageError(f"{name}: the file is {size_text(info.st_size)}, above the limit of "
+                             f"{size_text(limit)} for one image; refused before reading it.")
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(limit + 1)
     except OSError as e:
         raise ImageError(f"{name}: cannot read file ({e.strerror or e}).") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ImageError(f"{name}: the file grew above the limit of {size_text(limit)} for one image while it was "
                          "read; refused.")

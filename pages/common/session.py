@@ -137,18 +137,22 @@ def audit_path() -> Path | None:
     return settings().audit_file if audit_enabled() else None
 
 
-def record_model_event(event: str, model: Path) -> None:
-    """One line in the audit log, while it is on, saying that this session's user changed the model at `model` or
-    started a job that will make one (brainclf.serving.audit.model_event_record; its file hash where its card is
-    there)."""
-    if (path := audit_path()) is None:
-        return
-    sha = ""
+def card_file_hash(model: Path) -> str:
+    """The model file's SHA-256 its card beside it records, or '' (no card: removed, or not made yet)."""
     try:
         card = json.loads(Path(model).with_suffix(".json").read_text(encoding="utf-8"))
-        sha = str(card.get("file_sha256") or "")[:64] if isinstance(card, dict) else ""
     except (OSError, ValueError):
-        pass  # removed, or not made yet: the line names the model without its hash
+        return ""
+    return str(card.get("file_sha256") or "")[:64] if isinstance(card, dict) else ""
+
+
+def record_model_event(event: str, model: Path, sha256: str | None = None) -> None:
+    """One line in the audit log, while it is on, saying that this session's user changed the model at `model` or
+    started a job that will make one (brainclf.serving.audit.model_event_record); `sha256`: its file's hash, by
+    default the one its card beside it records."""
+    if (path := audit_path()) is None:
+        return
+    sha = card_file_hash(model) if sha256 is None else sha256
     try:
         append_audit(path, model_event_record(event, identity().user_id, Path(model).stem, sha))
     except OSError:

@@ -138,7 +138,6 @@ class ExternalIntervals(Section):
     called_notumor_unflagged_rate: Interval | None = None
     recall: dict[ClassName, Interval | None] = {}
     groups: Count = 0
-    made_by: Maker | None = None  # who ran the step that made it (cards before this field: not recorded)
     resamples: Count = 0
     method: Label(300) = ""
 
@@ -274,3 +273,4 @@ class SiteProfile(Section):
     # The site's slices the model was tuned, calibrated or had its epoch chosen on (its adaptation part, relative
     # to the site folder): an evaluation of that folder leaves them out, as it does a model's training files.
     used: Annotated[list[RelPath], Field(max_length=MAX_SITE_SLICES)] = []
+    made_by: Maker | None = None  # who ran the step that made it (cards before this field: not recorded)
