@@ -83,7 +83,7 @@ cols[2].metric(f"Clean-subset accuracy (Kaggle){claimed}", pct(clean.get("accura
                     f"training images, {'with flip TTA' if with_tta else 'single pass'}.")
 if missed := missed_tumours_unflagged(card):
     # A refit's help names its split run.
-    cols[3].metric("Tumours missed, not referred (other sources)", pct(missed["rate"]),
+    cols[3].metric("Tumours missed (external)", pct(missed["rate"]),
                    help=md_literal(missed["words"] + refit_rule_words(card)))
 else:
     cols[3].metric("Parameters", count(card.params))

@@ -63,7 +63,7 @@ def test_home_shows_intended_use_and_card():
     assert [m.label for m in at.metric] == [f"Accuracy, other sources ({count(ext['n'])} slices)",
                                             "Kaggle test (in-distribution)",
                                             "Clean-subset accuracy (Kaggle)",
-                                            "Tumours missed, not referred (other sources)"]
+                                            "Tumours missed (external)"]
     # '≤ ': the split run's figure is an upper estimate (its split left neighbours of held-out cases in training).
     assert at.metric[0].value == f"≤ {pct(ext['accuracy'])}"
     # The bundled split joined only re-encodings into cases (before 2026-12-06): said, with what the refit learnt.

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from brainclf.errors import ImageError
-from brainclf.input import InputContract, decode_image, limits, load_model_input, preprocess
+from brainclf.input import InputContract, decode_image, limits, load_model_input, preprocess, reading
 
 
 def png16(side: int) -> bytes:
@@ -57,7 +57,7 @@ def test_float_tiff_is_refused_as_a_format():
 
 
 def test_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr(preprocess, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 1000)  # the one reader of image files (brainclf.input.reading)
     path = tmp_path / "large.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     with pytest.raises(ImageError, match="large.png: the file is 2.0 KB, above the limit of 1,000 bytes for one "

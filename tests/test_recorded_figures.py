@@ -211,7 +211,8 @@ def test_a_rule_that_answers_nothing_says_so_instead_of_a_bar_of_100_percent():
 def test_the_predict_page_promises_an_ood_flag_only_where_the_card_has_a_guard():
     from brainclf.presentation import guard_words
 
-    assert guard_words(SimpleNamespace(ood={"threshold": 3.0, "means": [0.1]})).startswith("Slices unlike these")
+    guarded = guard_words(SimpleNamespace(ood={"threshold": 3.0, "means": [0.1]}))
+    assert guarded.startswith("Colour images, CT slices (told by their bright skull) and slices unlike these")
     assert "no out-of-distribution guard" in guard_words(SimpleNamespace(ood=None))
     assert "uploader's" not in guard_words(SimpleNamespace(ood={"threshold": 3.0}, provenance={}, measured_site={}))
     upload = SimpleNamespace(ood={"threshold": 1e9}, provenance={"uploaded_by": "x"}, measured_site={})

@@ -14,13 +14,14 @@ from .limits import MAX_FILE_BYTES, size_text
 __all__ = ["read_image_file"]
 
 
-def read_image_file(path: str | os.PathLike, name: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of the file at `path` (`name` in messages; its file name by default).
+def read_image_file(path: str | os.PathLike, name: str | None = None, limit: int | None = None) -> bytes:
+    """The bytes of the file at `path` (`name` in messages; its file name by default), at most `limit` bytes
+    (default: limits.MAX_FILE_BYTES, read when called).
 
     Raises:
         ImageError: not a regular file, above `limit`, or unreadable.
     """
-    name = name or Path(path).name
+    name, limit = name or Path(path).name, MAX_FILE_BYTES if limit is None else limit
     try:
         # O_NONBLOCK: opening a pipe does not wait for a writer; the descriptor's own stat decides (no swap between
         # a check and the open), and it is closed here on every refusal (fdopen of a folder would leak it).

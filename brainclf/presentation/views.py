@@ -237,8 +237,9 @@ def trust_view(card, predictor, report: dict, rule) -> list[dict]:
     measured = (card.ood or {}).get("measured")
     if measured:
         flagged = f"{number(measured.get('non_mri_flagged'))} of {number(measured.get('non_mri_n'))}"
-        out.append({"label": "Generated non-MRI images flagged", "value": flagged,
-                    "caption": f"Test images flagged: {number(measured.get('test_flagged'))} of "
+        out.append({"label": "Non-MRI images flagged", "value": flagged,
+                    "caption": "Of a generated set (photos, documents, noise, shapes). Test images flagged: "
+                               f"{number(measured.get('test_flagged'))} of "
                                f"{count(measured.get('test_n', 0))}, as recorded when the card was made. Colour "
                                "check + Mahalanobis distance of the model's features (and, since 2026-12-07, the CT "
                                "check: cards made before count without it)."})
