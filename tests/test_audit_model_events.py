@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import copy_model
 from test_access_pages import app_as, run_page, signed_in
+from test_removed_models import admin_settings
 
 from brainclf.serving import model_event_record
 
@@ -22,15 +22,7 @@ def test_a_model_event_names_who_what_and_which_file():
 
 
 def _admin_server(tmp_path, monkeypatch, smoke_model, audit: bool):
-    models = tmp_path / "models"
-    for name in ("active", "spare"):
-        copy_model(smoke_model, models, name)
-    toml = tmp_path / "brainclf.toml"
-    toml.write_text(f'[roles.admin]\nemails = ["admin@clinic.example"]\n\n[audit]\nenabled = {str(audit).lower()}\n'
-                    f'\n[paths]\nmodels = "{models}"\nruns = "{tmp_path / "runs"}"\naudit = "{tmp_path / "audit"}"\n')
-    monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
-    monkeypatch.delenv("BRAINCLF_AUDIT_DIR", raising=False)
-    return models
+    return admin_settings(tmp_path, monkeypatch, smoke_model, f"[audit]\nenabled = {str(audit).lower()}\n")
 
 
 def _remove_spare(models):

@@ -4,6 +4,7 @@ free, deleted for good to make room; and the Model page's admin section that off
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from conftest import copy_model
@@ -102,17 +103,22 @@ def test_a_removed_model_without_its_card_is_listed_but_not_restored(tmp_path):
     assert list_models(models) == []
 
 
-@pytest.fixture
-def admin_server(tmp_path, monkeypatch, synthetic_dataset, smoke_model):
+def admin_settings(tmp_path, monkeypatch, smoke_model, tables: str = "") -> Path:
+    """models/{active,spare} and a settings file making admin@clinic.example an admin, plus `tables` (TOML)."""
     models = tmp_path / "models"
     for name in ("active", "spare"):
         copy_model(smoke_model, models, name)
     toml = tmp_path / "brainclf.toml"
-    toml.write_text(f'[data]\nbrain-mri = "{synthetic_dataset}"\n\n[roles.admin]\nemails = ["admin@clinic.example"]\n'
+    toml.write_text(f'{tables}\n[roles.admin]\nemails = ["admin@clinic.example"]\n'
                     f'\n[paths]\nmodels = "{models}"\nruns = "{tmp_path / "runs"}"\n')
     monkeypatch.setenv("BRAINCLF_SETTINGS", str(toml))
     monkeypatch.setenv("BRAINCLF_AUDIT_DIR", str(tmp_path / "audit"))
     return models
+
+
+@pytest.fixture
+def admin_server(tmp_path, monkeypatch, synthetic_dataset, smoke_model):
+    return admin_settings(tmp_path, monkeypatch, smoke_model, f'[data]\nbrain-mri = "{synthetic_dataset}"\n')
 
 
 def _admin_page():
