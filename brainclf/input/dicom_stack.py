@@ -31,31 +31,41 @@ class FrameValues:
 def frame_count(data: bytes, name: str) -> int:
     """How many frames a DICOM upload holds (1 for JPEG/PNG, and for a file whose header cannot be read: its
     decoding then says why)."""
-    if not data or not looks_like_dicom(data, name):
-        return 1
-    try:
-        return max(int(read_header(data, name).get("NumberOfFrames", 1) or 1), 1)
-    except Exception:  # noqa: BLE001 - any unreadable header: the decode reports it with its message
-        return 1
+    return _frames(_header(data, name))
 
 
 def study_frames(data: bytes, name: str) -> int:
-    """How many slices an upload is read as: its frames, or 1 (one case) for a single image and for a file over
-    MAX_STACK_FRAMES frames, whose decoding then refuses it with check_stack's message."""
-    n = frame_count(data, name)
-    return n if n <= limits.MAX_STACK_FRAMES and not (n > 1 and _cut_short(data, name, n)) else 1
+    """How many slices an upload is read as: its frames, or 1 (one case) for a single image, for a file over
+    MAX_STACK_FRAMES frames (its decoding then refuses it with check_stack's message) and for an uncompressed file
+    whose bytes cannot hold the frames its header declares (one case whose decoding says so, not one failing case
+    per frame). The header is parsed once."""
+    ds = _header(data, name)
+    n = _frames(ds)
+    return n if n <= limits.MAX_STACK_FRAMES and not (n > 1 and _cut_short(ds, len(data), n)) else 1
 
 
-def _cut_short(data: bytes, name: str, n_frames: int) -> bool:
-    """Whether an uncompressed file's bytes cannot hold the frames its header declares: it is then one case whose
-    decoding says so, not n_frames cases that each fail."""
+def _header(data: bytes, name: str):
+    """The DICOM header of an upload, or None (JPEG/PNG, or a header that cannot be read: the decode says why)."""
+    if not data or not looks_like_dicom(data, name):
+        return None
     try:
-        ds = read_header(data, name)
+        return read_header(data, name)
+    except Exception:  # noqa: BLE001 - any unreadable header: the decode reports it with its message
+        return None
+
+
+def _frames(ds) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1) if ds is not None else 1
+    except Exception:  # noqa: BLE001 - a Number of Frames that cannot be read as a number: the decode says so
+        return 1
+
+
+def _cut_short(ds, file_bytes: int, n_frames: int) -> bool:
+    try:
         ts = ds.file_meta.TransferSyntaxUID
-        if ts.is_encapsulated or ts.is_deflated:
-            return False
-        return len(data) < native_pixel_bytes(ds, n_frames)
-    except Exception:  # noqa: BLE001 - an unreadable header: the decode says why
+        return not (ts.is_encapsulated or ts.is_deflated) and file_bytes < native_pixel_bytes(ds, n_frames)
+    except Exception:  # noqa: BLE001 - an unreadable header element: the decode says why
         return False
 
 
