@@ -130,15 +130,18 @@ def provenance_note(card: ModelCard) -> str | None:
     prov = card.provenance or {}
     if not prov:
         return None
-    who = display_text(prov.get("uploaded_by") or "an unnamed user", 64)
-    if prov.get("uploaded_by_id"):  # the account: two people may share a display name
-        who += f" (account {display_text(prov['uploaded_by_id'], 64)})"
+    who = _uploader(prov)
     when = display_text(str(prov.get("uploaded") or "")[:10], 10)  # the date of an ISO time
     if card_is_verified(card):
         on, verified = prov.get("verified_on") or {}, display_text(str(prov.get("verified") or "")[:10], 10)
         return (f"Uploaded by {who} on {when}; test metrics re-measured on this server ({on.get('n', '?')} images "
                 f"of {display_text(on.get('root_name', '?'), 64)}, {verified}).")
     return f"Uploaded by {who} on {when}; test metrics claimed by the uploader, not verified on this server's data."
+
+
+def _uploader(prov: dict) -> str:
+    """'Eve (account sub:…)': the uploader's name and account (two people may share a display name)."""
+    return person_words({"name": prov.get("uploaded_by") or "an unnamed user", "account": prov.get("uploaded_by_id")})
 
 
 def made_here_words(card: ModelCard) -> list[str]:
@@ -168,6 +171,5 @@ def maker_words(card: ModelCard) -> str:
     prov = card.provenance or {}
     words = made_here_words(card)
     if prov:
-        uploader = person_words({"name": prov.get("uploaded_by"), "account": prov.get("uploaded_by_id")})
-        words.append(f"uploaded by {uploader or 'an unnamed user'}")
+        words.append(f"uploaded by {_uploader(prov)}")
     return "; ".join(words) if words else "not recorded"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from brainclf.errors import BrainclfError
+from brainclf.model import read_card
 from brainclf.presentation import CaseBook
 from brainclf.serving import GATE, PageWorkSlots, TrainingJobs, append_audit, model_event_record, switch_record
 
@@ -138,12 +139,11 @@ def audit_path() -> Path | None:
 
 
 def card_file_hash(model: Path) -> str:
-    """The model file's SHA-256 its card beside it records, or '' (no card: removed, or not made yet)."""
+    """The model file's SHA-256 its card beside it records, or '' (no readable card: removed, or not made yet)."""
     try:
-        card = json.loads(Path(model).with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_card(model).file_sha256
+    except (BrainclfError, OSError):
         return ""
-    return str(card.get("file_sha256") or "")[:64] if isinstance(card, dict) else ""
 
 
 def record_model_event(event: str, model: Path, sha256: str | None = None) -> None:
