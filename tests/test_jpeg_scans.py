@@ -11,7 +11,7 @@ from PIL import Image
 
 from brainclf.errors import ImageError
 from brainclf.input import limits
-from brainclf.input.jpeg import jpeg_scan_count
+from brainclf.input.jpeg import jpeg_markers
 from brainclf.input.preprocess import decode_image
 
 
@@ -48,10 +48,10 @@ def _repeated_scans(copies: int) -> bytes:
 
 
 def test_scan_count_matches_the_files_structure():
-    assert jpeg_scan_count(_jpeg()) == 1
+    assert jpeg_markers(_jpeg())[0] == 1
     progressive = _jpeg(progressive=True)
-    assert jpeg_scan_count(progressive) == len(_scans(progressive)) > 1
-    assert jpeg_scan_count(_repeated_scans(500)) == len(_scans(progressive)) + 500
+    assert jpeg_markers(progressive)[0] == len(_scans(progressive)) > 1
+    assert jpeg_markers(_repeated_scans(500))[0] == len(_scans(progressive)) + 500
 
 
 def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding():
@@ -72,7 +72,7 @@ def test_ordinary_jpegs_and_a_thumbnail_in_exif_pass():
     assert payload.count(b"\xff\xda") > limits.MAX_JPEG_SCANS
     app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
     with_thumbs = data[:2] + app1 + data[2:]
-    assert jpeg_scan_count(with_thumbs) == 1
+    assert jpeg_markers(with_thumbs)[0] == 1
     assert decode_image(with_thumbs, "c.jpg").size == (64, 64)
 
 

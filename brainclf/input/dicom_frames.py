@@ -17,7 +17,7 @@ import struct
 
 from ..errors import ImageError
 from . import limits
-from .jpeg import jpeg_scan_count, jpeg_segment_count
+from .jpeg import jpeg_markers
 
 JPEG_2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossless, lossy)
                        "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})  # HTJ2K
@@ -58,7 +58,8 @@ def check_encoded_frame(ds, frame: int, n_frames: int, name: str) -> None:
         if ts == RLE:
             _check_rle(data, rows * cols, samples * per_sample)
             return
-        if ts not in JPEG_2000 and jpeg_segment_count(data, limits.MAX_JPEG_SEGMENTS) > limits.MAX_JPEG_SEGMENTS:
+        scans, segments = jpeg_markers(data, limits.MAX_JPEG_SEGMENTS) if ts not in JPEG_2000 else (0, 0)
+        if segments > limits.MAX_JPEG_SEGMENTS:
             raise Malformed(f"the JPEG frame holds more than {limits.MAX_JPEG_SEGMENTS:,} marker segments (real "
                             "ones hold a few dozen)")  # jpeg_size would walk every one of them, then Pillow again
         width, height, components, bits = j2k_size(data) if ts in JPEG_2000 else jpeg_size(data)
@@ -70,8 +71,7 @@ def check_encoded_frame(ds, frame: int, n_frames: int, name: str) -> None:
                          f"most {8 * per_sample}; refused before decoding.")
     # As a .jpg upload (brainclf.input.preprocess): each scan is a pass over the whole frame, and a truncated
     # frame decodes without an error to grey garbage that would get a prediction (its item pads it with a 0 byte).
-    scans = jpeg_scan_count(data) if ts in JPEG_DCT else 0
-    if scans > limits.MAX_JPEG_SCANS:
+    if ts in JPEG_DCT and scans > limits.MAX_JPEG_SCANS:
         raise ImageError(f"{what}: the frame is stored in {scans:,} JPEG scans (encoders write 1 to about 10; at "
                          f"most {limits.MAX_JPEG_SCANS} are accepted); refused before decoding. Export the series "
                          "uncompressed to use it.")

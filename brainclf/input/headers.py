@@ -9,8 +9,8 @@ are not counted).
 from __future__ import annotations
 
 from ..errors import ImageError
-from .jpeg import jpeg_segment_count
-from .limits import MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
+from .jpeg import jpeg_markers
+from .limits import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,8 +30,14 @@ def png_chunk_count(data: bytes, stop_after: int) -> int:
 
 def check_header_segments(data: bytes, name: str) -> None:
     """Refuse, before Pillow parses them one by one, a JPEG of more marker segments or a PNG of more chunks than
-    real files hold (limits.MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS)."""
-    if data[:3] == b"\xff\xd8\xff" and jpeg_segment_count(data, MAX_JPEG_SEGMENTS) > MAX_JPEG_SEGMENTS:
+    real files hold (limits.MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS), and a JPEG of more scans than MAX_JPEG_SCANS (one
+    walk of its markers, brainclf.input.jpeg)."""
+    scans, segments = jpeg_markers(data, MAX_JPEG_SEGMENTS) if data[:3] == b"\xff\xd8\xff" else (0, 0)
+    if scans > MAX_JPEG_SCANS and segments <= MAX_JPEG_SEGMENTS:  # each scan is a pass over the whole image
+        raise ImageError(f"{name}: this JPEG is stored in {scans:,} scans (encoders write 1 to about 10; at most "
+                         f"{MAX_JPEG_SCANS} are accepted): refused before decoding. Re-export the slice as a "
+                         "baseline JPEG or PNG.")
+    if segments > MAX_JPEG_SEGMENTS:
         what = f"more than {MAX_JPEG_SEGMENTS:,} marker segments"
     elif data[:8] == PNG_SIGNATURE and png_chunk_count(data, MAX_PNG_CHUNKS) > MAX_PNG_CHUNKS:
         what = f"more than {MAX_PNG_CHUNKS:,} chunks besides its image data"

@@ -15,38 +15,20 @@ SOS, EOI = 0xDA, 0xD9
 STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and the restart markers carry no length
 
 
-def jpeg_scan_count(data: bytes) -> int:
-    """Start-of-scan markers in a JPEG stream (up to its end-of-image marker)."""
-    i, n, scans = 2, len(data), 0
-    while True:
+def jpeg_markers(data: bytes, stop_after: int | None = None) -> tuple[int, int]:
+    """(start-of-scan markers, marker segments with a length) in a JPEG stream up to its end-of-image marker; the
+    walk stops once the segments pass `stop_after`, so a file of millions of them costs no more than a real one."""
+    i, n, scans, segments = 2, len(data), 0, 0
+    while stop_after is None or segments <= stop_after:
         i = data.find(b"\xff", i)
         if i < 0 or i + 1 >= n:
-            return scans
+            break
         marker = data[i + 1]
         if marker in (0x00, 0xFF) or marker in STANDALONE:  # stuffed byte, fill byte, restart marker
             i += 1 if marker == 0xFF else 2
             continue
         if marker == EOI:
-            return scans
-        scans += marker == SOS
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        i += 2 + max(length, 2)  # a segment's length counts its own two bytes
-
-
-def jpeg_segment_count(data: bytes, stop_after: int) -> int:
-    """Marker segments with a length in a JPEG stream (APPn, COM, tables, frame and scan headers), counted up to
-    `stop_after` + 1: the walk stops there, so a file of millions of them costs no more than a real one."""
-    i, n, segments = 2, len(data), 0
-    while segments <= stop_after:
-        i = data.find(b"\xff", i)
-        if i < 0 or i + 1 >= n:
             break
-        marker = data[i + 1]
-        if marker in (0x00, 0xFF) or marker in STANDALONE:
-            i += 1 if marker == 0xFF else 2
-            continue
-        if marker == EOI:
-            break
-        segments += 1
-        i += 2 + max(int.from_bytes(data[i + 2:i + 4], "big"), 2)
-    return segments
+        scans, segments = scans + (marker == SOS), segments + 1
+        i += 2 + max(int.from_bytes(data[i + 2:i + 4], "big"), 2)  # a segment's length counts its own two bytes
+    return scans, segments

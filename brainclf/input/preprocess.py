@@ -23,10 +23,8 @@ from .dicom import looks_like_dicom, read_dicom
 from .dicom_stack import check_stack, frame_count
 from .framing import head_box, head_p99_scale
 from .headers import check_header_segments
-from .jpeg import jpeg_scan_count
 from .limits import (
     MAX_DECODE_BYTES,
-    MAX_JPEG_SCANS,
     MAX_PAD_CANVAS_BYTES,
     MAX_PIXELS,
     MIN_SIDE,
@@ -170,8 +168,6 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
                     f"to 8 bits, above the limit of {size_text(MAX_DECODE_BYTES)}; refused before decoding. "
                     "Export the slice at its scanner resolution, as 8-bit greyscale without transparency."
                 )
-            if img.format == "JPEG":
-                _check_jpeg_scans(data, name)
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 # Which frame would be the slice? Guessing is not safe; DICOM has a frame choice instead.
@@ -196,14 +192,6 @@ def _decode_raster(data: bytes, name: str) -> Image.Image:
     except Exception:  # noqa: BLE001 - a broken EXIF block should not make a readable image unusable
         pass
     return _check_shape(img, name)
-
-
-def _check_jpeg_scans(data: bytes, name: str) -> None:
-    scans = jpeg_scan_count(data)
-    if scans > MAX_JPEG_SCANS:
-        raise ImageError(f"{name}: this JPEG is stored in {scans:,} scans (encoders write 1 to about 10; at most "
-                         f"{MAX_JPEG_SCANS} are accepted): refused before decoding. Re-export the slice as a "
-                         "baseline JPEG or PNG.")
 
 
 def _check_shape(img: Image.Image, name: str) -> Image.Image:
